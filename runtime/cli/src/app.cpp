@@ -1,0 +1,95 @@
+#include "app.hpp"
+
+#include <pyoco/version.h>
+#include <pyoco/plugins/host_abi.hpp>
+
+#include <iostream>
+#include <string>
+
+#include "command.hpp"
+
+namespace pyoco::cli {
+namespace {
+
+std::string version_text() {
+  return std::string("pyoco ") + PYOCO_VERSION_STRING + "\nplugin ABI " +
+         plugins::to_string(plugins::host_abi_version());
+}
+
+constexpr const char* kFooter = R"(
+Examples:
+  pyoco run examples/hello/flow.yaml       run a flow and watch its trace
+  pyoco check flow.yaml                    validate a flow without running it
+  pyoco plugins list                       show the plugins pyoco can find
+  pyoco plugins new acme                   start a plugin of your own
+
+Exit codes: 0 ok, 1 run failed, 2 usage or flow error, 69 not implemented
+yet, 130 cancelled. `pyoco COMMAND --help` tells more about each command.)";
+
+// The most deeply selected subcommand.
+CLI::App* selected_leaf(CLI::App& app) {
+  CLI::App* current = &app;
+  for (;;) {
+    std::vector<CLI::App*> chosen = current->get_subcommands();
+    if (chosen.empty()) return current;
+    current = chosen.front();
+  }
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  CLI::App app{"pyoco: a small, fast workflow engine whose tasks come from plugins", "pyoco"};
+  app.set_version_flag("--version", version_text(), "Print the version and plugin ABI version");
+  app.footer(kFooter);
+  app.require_subcommand(0, 1);
+
+  CommandTable table;
+  const char* engine = "the flow engine, issue #4";
+  add_not_implemented(table, app.add_subcommand("run", "Run a flow file and print its trace"),
+                      engine);
+  add_not_implemented(table, app.add_subcommand("check", "Validate a flow file without running it"),
+                      engine);
+  add_not_implemented(table, app.add_subcommand("graph", "Print a flow's DAG as dot or mermaid"),
+                      engine);
+  add_not_implemented(table, app.add_subcommand("tasks", "List the tasks plugins provide"), engine);
+
+  CLI::App* plugins = app.add_subcommand("plugins", "See, check and create plugins");
+  plugins->require_subcommand(0, 1);
+  const char* sdk = "plugin discovery and lint, issue #3";
+  add_not_implemented(table, plugins->add_subcommand("list", "List the plugins on the search path"),
+                      sdk);
+  add_not_implemented(table, plugins->add_subcommand("lint", "Check plugins against the rules"),
+                      sdk);
+  add_not_implemented(table, plugins->add_subcommand("info", "Show one plugin and its tasks"), sdk);
+  add_not_implemented(table, plugins->add_subcommand("new", "Create a plugin from the template"),
+                      "plugin scaffolding, issue #5");
+
+  CLI::App* runs = app.add_subcommand("runs", "Inspect and control local runs");
+  runs->require_subcommand(0, 1);
+  const char* store = "local run history, issue #6";
+  add_not_implemented(table, runs->add_subcommand("list", "List recent runs"), store);
+  add_not_implemented(table, runs->add_subcommand("show", "Show one run and its tasks"), store);
+  add_not_implemented(table, runs->add_subcommand("logs", "Print a run's task logs"), store);
+  add_not_implemented(table, runs->add_subcommand("cancel", "Cancel a running run"), store);
+  add_not_implemented(table, runs->add_subcommand("artifacts", "List a run's artifacts"), store);
+
+  const char* cluster = "cluster mode";
+  add_not_implemented(table, app.add_subcommand("server", "Run the HTTP gateway"), cluster);
+  add_not_implemented(table, app.add_subcommand("worker", "Run a worker that pulls runs"), cluster);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help, version or the error
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  CLI::App* leaf = selected_leaf(app);
+  if (const std::function<int()>* action = table.find(leaf)) return (*action)();
+  // A command group (or nothing) was named without a command: teach.
+  std::cerr << leaf->help();
+  return kExitUsage;
+}
+
+}  // namespace pyoco::cli

@@ -1,0 +1,31 @@
+// A command: a CLI11 subcommand and what it does once parsed.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <map>
+
+namespace pyoco::cli {
+
+// Maps each leaf subcommand to its action; filled while the app is built.
+class CommandTable {
+ public:
+  void add(CLI::App* command, std::function<int()> action) {
+    actions_[command] = std::move(action);
+  }
+  // The action of the most deeply selected subcommand, or null.
+  const std::function<int()>* find(CLI::App* command) const {
+    auto it = actions_.find(command);
+    return it == actions_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::map<CLI::App*, std::function<int()>> actions_;
+};
+
+// Registers `command` as a room for a later issue: it accepts any arguments
+// and fails with a clear message instead of pretending to succeed.
+void add_not_implemented(CommandTable& table, CLI::App* command, const char* tracking);
+
+}  // namespace pyoco::cli

@@ -1,0 +1,97 @@
+# pyoco_add_plugin(<name> SOURCES <src>... MANIFEST <plugin.toml>
+#                  [OUTPUT_DIRECTORY <dir>] [INSTALL_DESTINATION <dir>])
+#
+# Builds a pyoco plugin: a MODULE library `libpyoco_<name>.so` with hidden
+# visibility (only the entry point is exported) and no undefined symbols,
+# with its manifest copied beside it as plugin.toml. The directory holding
+# both is a plugin directory: point `pyoco --plugin-path` at it or at its
+# parent.
+#
+#   OUTPUT_DIRECTORY     where the plugin directory is made in the build tree
+#                        (default: <current binary dir>/<name>)
+#   INSTALL_DESTINATION  where `cmake --install` puts it
+#                        (default: lib/pyoco/plugins/<name>)
+#
+# The manifest's [plugin] name and version are compiled into the library
+# (PYOCO_PLUGIN_NAME, PYOCO_PLUGIN_VERSION) so `pyoco plugins lint` can tell
+# a stale build from its manifest.
+include_guard(GLOBAL)
+
+function(_pyoco_manifest_plugin_field manifest field out)
+  file(STRINGS "${manifest}" lines)
+  set(in_plugin FALSE)
+  set(value "")
+  foreach(line IN LISTS lines)
+    if(line MATCHES "^[ \t]*\\[([^]]*)\\]")
+      string(STRIP "${CMAKE_MATCH_1}" table)
+      if(table STREQUAL "plugin")
+        set(in_plugin TRUE)
+      else()
+        set(in_plugin FALSE)
+      endif()
+    elseif(in_plugin AND line MATCHES "^[ \t]*${field}[ \t]*=[ \t]*\"([^\"]*)\"")
+      set(value "${CMAKE_MATCH_1}")
+      break()
+    endif()
+  endforeach()
+  set(${out} "${value}" PARENT_SCOPE)
+endfunction()
+
+function(pyoco_add_plugin name)
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "MANIFEST;OUTPUT_DIRECTORY;INSTALL_DESTINATION" "SOURCES")
+  if(NOT name MATCHES "^[a-z][a-z0-9_]*$")
+    message(FATAL_ERROR "pyoco_add_plugin: plugin name '${name}' must match [a-z][a-z0-9_]*")
+  endif()
+  if(NOT ARG_SOURCES)
+    message(FATAL_ERROR "pyoco_add_plugin(${name}): SOURCES is required")
+  endif()
+  if(NOT ARG_MANIFEST)
+    message(FATAL_ERROR "pyoco_add_plugin(${name}): MANIFEST is required (the plugin.toml)")
+  endif()
+  get_filename_component(manifest "${ARG_MANIFEST}" ABSOLUTE)
+  if(NOT EXISTS "${manifest}")
+    message(FATAL_ERROR "pyoco_add_plugin(${name}): manifest '${manifest}' does not exist")
+  endif()
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${manifest}")
+
+  _pyoco_manifest_plugin_field("${manifest}" name manifest_name)
+  _pyoco_manifest_plugin_field("${manifest}" version manifest_version)
+  if(NOT manifest_name STREQUAL name)
+    message(FATAL_ERROR "pyoco_add_plugin(${name}): ${manifest} says [plugin] name = \"${manifest_name}\"; "
+                        "the two must agree")
+  endif()
+
+  set(out_dir "${ARG_OUTPUT_DIRECTORY}")
+  if(NOT out_dir)
+    set(out_dir "${CMAKE_CURRENT_BINARY_DIR}/${name}")
+  endif()
+  set(install_dir "${ARG_INSTALL_DESTINATION}")
+  if(NOT install_dir)
+    set(install_dir "lib/pyoco/plugins/${name}")
+  endif()
+
+  add_library(${name} MODULE ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE PyocoSDK::sdk)
+  target_compile_definitions(${name} PRIVATE
+    PYOCO_PLUGIN_NAME="${manifest_name}" PYOCO_PLUGIN_VERSION="${manifest_version}")
+  # Export the entry point and nothing else: hidden visibility alone leaves
+  # the standard library's template instances (declared default-visible by
+  # its headers) in the dynamic symbol table.
+  set(version_script "${CMAKE_CURRENT_BINARY_DIR}/pyoco_plugin_${name}.map")
+  file(CONFIGURE OUTPUT "${version_script}"
+       CONTENT "{\n  global: pyoco_plugin_entry;\n  local: *;\n};\n")
+  target_link_options(${name} PRIVATE "LINKER:--no-undefined" "LINKER:--version-script=${version_script}")
+  set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS "${version_script}")
+  set_target_properties(${name} PROPERTIES
+    PREFIX "lib"
+    OUTPUT_NAME "pyoco_${name}"
+    C_VISIBILITY_PRESET hidden
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON
+    LIBRARY_OUTPUT_DIRECTORY "${out_dir}")
+  add_custom_command(TARGET ${name} POST_BUILD
+    COMMAND ${CMAKE_COMMAND} -E copy_if_different "${manifest}" "${out_dir}/plugin.toml"
+    COMMENT "pyoco plugin ${name}: ${out_dir}")
+  install(TARGETS ${name} LIBRARY DESTINATION "${install_dir}")
+  install(FILES "${manifest}" DESTINATION "${install_dir}" RENAME plugin.toml)
+endfunction()
