@@ -1,4 +1,4 @@
-#include "process.hpp"
+#include <pyoco/core/subprocess.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 
 extern char** environ;
 
-namespace pyoco::testing {
+namespace pyoco::core {
 namespace {
 
 void check(int rc, const char* what) {
@@ -128,14 +128,4 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   return result;
 }
 
-std::filesystem::path pyoco_exe() {
-  return PYOCO_TEST_EXE;
-}
-std::filesystem::path source_dir() {
-  return PYOCO_TEST_SOURCE_DIR;
-}
-std::filesystem::path binary_dir() {
-  return PYOCO_TEST_BINARY_DIR;
-}
-
-}  // namespace pyoco::testing
+}  // namespace pyoco::core

@@ -1,0 +1,173 @@
+// The runtime's value: what params, task inputs and task outputs are.
+//
+// Values live in arenas. A task call builds its output in its own arena; the
+// output keeps that arena alive for as long as anything refers to it, so a
+// value passes from task to task as a pointer, never as a copy or as JSON
+// text. A container may refer to values of other arenas: it then keeps
+// those arenas alive too. A node may be changed only while its arena is
+// open (during the call that owns it); sealing the arena freezes it.
+#pragma once
+
+#include <boost/intrusive_ptr.hpp>
+#include <boost/json/fwd.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pyoco::core {
+
+enum class ValueKind : std::uint8_t { Null, Bool, Int, Double, String, Bytes, Array, Object };
+
+const char* to_string(ValueKind kind);
+
+class Arena;
+struct ValueNode;
+
+struct Member {
+  std::string_view key;
+  const ValueNode* value;
+};
+
+struct ValueNode {
+  ValueKind kind = ValueKind::Null;
+  Arena* owner = nullptr;
+  union {
+    bool b;
+    std::int64_t i;
+    double d;
+    struct {
+      const char* data;  // strings are NUL-terminated
+      std::size_t size;
+    } str;
+    struct {
+      const ValueNode** items;
+      std::size_t size, capacity;
+    } arr;
+    struct {
+      Member* members;
+      std::size_t size, capacity;
+    } obj;
+  };
+  ValueNode() : i(0) {}
+};
+
+// A monotonic arena of value nodes, reference-counted.
+class Arena {
+ public:
+  static boost::intrusive_ptr<Arena> create();
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  ValueNode* make_null();
+  ValueNode* make_bool(bool v);
+  ValueNode* make_int(std::int64_t v);
+  ValueNode* make_double(double v);
+  ValueNode* make_string(std::string_view s);
+  ValueNode* make_bytes(const void* data, std::size_t size);
+  ValueNode* make_array(std::size_t reserve = 0);
+  ValueNode* make_object(std::size_t reserve = 0);
+
+  // Container edits; false when `container` is sealed or of another kind.
+  // `item` may live in any arena: this arena then keeps that one alive.
+  static bool push(ValueNode* array, const ValueNode* item);
+  static bool set(ValueNode* object, std::string_view key, const ValueNode* item);
+
+  // Freezes every node of this arena.
+  void seal() { sealed_ = true; }
+  bool sealed() const { return sealed_; }
+
+  // Keeps `other` alive as long as this arena.
+  void retain(Arena* other);
+
+  std::size_t bytes_used() const { return used_total_; }
+
+  friend void intrusive_ptr_add_ref(Arena* a) { a->refs_.fetch_add(1, std::memory_order_relaxed); }
+  friend void intrusive_ptr_release(Arena* a) {
+    if (a->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete a;
+  }
+
+ private:
+  Arena() = default;
+  void* allocate(std::size_t size, std::size_t align);
+  const char* copy_bytes(const void* data, std::size_t size, bool nul);
+
+  std::atomic<std::uint32_t> refs_{0};
+  bool sealed_ = false;
+  char* cursor_ = nullptr;
+  char* end_ = nullptr;
+  std::size_t used_total_ = 0;
+  std::vector<char*> chunks_;
+  std::vector<boost::intrusive_ptr<Arena>> retained_;
+  alignas(std::max_align_t) char inline_[512];
+};
+
+using ArenaPtr = boost::intrusive_ptr<Arena>;
+
+// A read handle on a value: the node plus a reference that keeps its arena
+// alive. Cheap to copy (one atomic increment). A default Value is null.
+class Value {
+ public:
+  Value() = default;
+  Value(ArenaPtr arena, const ValueNode* node) : arena_(std::move(arena)), node_(node) {}
+
+  ValueKind kind() const { return node_ == nullptr ? ValueKind::Null : node_->kind; }
+  bool is_null() const { return kind() == ValueKind::Null; }
+  bool is_bool() const { return kind() == ValueKind::Bool; }
+  bool is_int() const { return kind() == ValueKind::Int; }
+  bool is_number() const { return kind() == ValueKind::Int || kind() == ValueKind::Double; }
+  bool is_string() const { return kind() == ValueKind::String; }
+  bool is_array() const { return kind() == ValueKind::Array; }
+  bool is_object() const { return kind() == ValueKind::Object; }
+
+  // Accessors assume the kind was checked.
+  bool as_bool() const { return node_->b; }
+  std::int64_t as_int() const { return node_->i; }
+  double as_double() const { return kind() == ValueKind::Int ? double(node_->i) : node_->d; }
+  std::string_view as_string() const { return {node_->str.data, node_->str.size}; }
+
+  // Elements of an array, members of an object, 0 otherwise.
+  std::size_t size() const;
+  // Null when out of range or not an array.
+  Value at(std::size_t index) const;
+  // Null when absent or not an object.
+  Value find(std::string_view key) const;
+  bool contains(std::string_view key) const;
+  // The i-th member of an object (assumes i < size()).
+  std::pair<std::string_view, Value> member(std::size_t index) const;
+
+  const ValueNode* node() const { return node_; }
+  const ArenaPtr& arena() const { return arena_; }
+
+  // Deep equality (ints and doubles compare by number).
+  friend bool operator==(const Value& a, const Value& b);
+
+ private:
+  ArenaPtr arena_;
+  const ValueNode* node_ = nullptr;
+};
+
+// Builds values in a fresh arena; the runtime's way to make params, literals
+// and test data. The arena is sealed when the builder is done with it.
+class ValueBuilder {
+ public:
+  ValueBuilder() : arena_(Arena::create()) {}
+  Arena& arena() { return *arena_; }
+  // A handle on `node` (a node of this builder's arena).
+  Value wrap(const ValueNode* node) const { return Value(arena_, node); }
+
+ private:
+  ArenaPtr arena_;
+};
+
+// JSON conversions. Bytes become a base64 string in JSON.
+Value from_json(const boost::json::value& json);
+boost::json::value to_json(const Value& value);
+// Compact JSON text, for display and files (never between tasks).
+std::string to_json_text(const Value& value);
+
+}  // namespace pyoco::core

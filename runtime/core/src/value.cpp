@@ -1,0 +1,368 @@
+#include <pyoco/core/value.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+namespace pyoco::core {
+
+const char* to_string(ValueKind kind) {
+  switch (kind) {
+    case ValueKind::Null:
+      return "null";
+    case ValueKind::Bool:
+      return "bool";
+    case ValueKind::Int:
+      return "int";
+    case ValueKind::Double:
+      return "double";
+    case ValueKind::String:
+      return "string";
+    case ValueKind::Bytes:
+      return "bytes";
+    case ValueKind::Array:
+      return "array";
+    case ValueKind::Object:
+      return "object";
+  }
+  return "unknown";
+}
+
+// ---- Arena ----------------------------------------------------------------
+
+ArenaPtr Arena::create() {
+  return ArenaPtr(new Arena());
+}
+
+Arena::~Arena() {
+  for (char* c : chunks_) ::operator delete(c);
+}
+
+void* Arena::allocate(std::size_t size, std::size_t align) {
+  if (cursor_ == nullptr) {
+    cursor_ = inline_;
+    end_ = inline_ + sizeof inline_;
+  }
+  auto aligned = [&](char* p) {
+    return reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(p) + align - 1) &
+                                   ~(std::uintptr_t(align) - 1));
+  };
+  char* p = aligned(cursor_);
+  if (p + size > end_) {
+    // Chunks double from 1 KiB, and a big request gets a chunk of its own size.
+    const std::size_t last = chunks_.empty() ? 512 : std::size_t(end_ - chunks_.back());
+    const std::size_t chunk = std::max(last * 2, size + align);
+    char* c = static_cast<char*>(::operator new(chunk));
+    chunks_.push_back(c);
+    cursor_ = c;
+    end_ = c + chunk;
+    p = aligned(cursor_);
+  }
+  cursor_ = p + size;
+  used_total_ += size;
+  return p;
+}
+
+const char* Arena::copy_bytes(const void* data, std::size_t size, bool nul) {
+  char* p = static_cast<char*>(allocate(size + (nul ? 1 : 0), 1));
+  if (size > 0) std::memcpy(p, data, size);
+  if (nul) p[size] = '\0';
+  return p;
+}
+
+namespace {
+ValueNode* new_node(Arena* a, void* mem, ValueKind kind) {
+  auto* n = new (mem) ValueNode();
+  n->kind = kind;
+  n->owner = a;
+  return n;
+}
+}  // namespace
+
+#define PYOCO_NEW_NODE(kind) new_node(this, allocate(sizeof(ValueNode), alignof(ValueNode)), kind)
+
+ValueNode* Arena::make_null() {
+  return PYOCO_NEW_NODE(ValueKind::Null);
+}
+ValueNode* Arena::make_bool(bool v) {
+  ValueNode* n = PYOCO_NEW_NODE(ValueKind::Bool);
+  n->b = v;
+  return n;
+}
+ValueNode* Arena::make_int(std::int64_t v) {
+  ValueNode* n = PYOCO_NEW_NODE(ValueKind::Int);
+  n->i = v;
+  return n;
+}
+ValueNode* Arena::make_double(double v) {
+  ValueNode* n = PYOCO_NEW_NODE(ValueKind::Double);
+  n->d = v;
+  return n;
+}
+ValueNode* Arena::make_string(std::string_view s) {
+  ValueNode* n = PYOCO_NEW_NODE(ValueKind::String);
+  n->str.data = copy_bytes(s.data(), s.size(), true);
+  n->str.size = s.size();
+  return n;
+}
+ValueNode* Arena::make_bytes(const void* data, std::size_t size) {
+  ValueNode* n = PYOCO_NEW_NODE(ValueKind::Bytes);
+  n->str.data = copy_bytes(data, size, false);
+  n->str.size = size;
+  return n;
+}
+ValueNode* Arena::make_array(std::size_t reserve) {
+  ValueNode* n = PYOCO_NEW_NODE(ValueKind::Array);
+  n->arr.items = reserve == 0 ? nullptr
+                              : static_cast<const ValueNode**>(
+                                    allocate(reserve * sizeof(ValueNode*), alignof(ValueNode*)));
+  n->arr.size = 0;
+  n->arr.capacity = reserve;
+  return n;
+}
+ValueNode* Arena::make_object(std::size_t reserve) {
+  ValueNode* n = PYOCO_NEW_NODE(ValueKind::Object);
+  n->obj.members = reserve == 0
+                       ? nullptr
+                       : static_cast<Member*>(allocate(reserve * sizeof(Member), alignof(Member)));
+  n->obj.size = 0;
+  n->obj.capacity = reserve;
+  return n;
+}
+#undef PYOCO_NEW_NODE
+
+void Arena::retain(Arena* other) {
+  if (other == nullptr || other == this) return;
+  for (const auto& r : retained_) {
+    if (r.get() == other) return;
+  }
+  retained_.emplace_back(other);
+}
+
+bool Arena::push(ValueNode* array, const ValueNode* item) {
+  if (array == nullptr || item == nullptr || array->kind != ValueKind::Array) return false;
+  Arena* a = array->owner;
+  if (a->sealed_) return false;
+  if (array->arr.size == array->arr.capacity) {
+    const std::size_t cap = array->arr.capacity == 0 ? 4 : array->arr.capacity * 2;
+    auto** items =
+        static_cast<const ValueNode**>(a->allocate(cap * sizeof(ValueNode*), alignof(ValueNode*)));
+    if (array->arr.size > 0) {
+      std::memcpy(items, array->arr.items, array->arr.size * sizeof(ValueNode*));
+    }
+    array->arr.items = items;
+    array->arr.capacity = cap;
+  }
+  array->arr.items[array->arr.size++] = item;
+  a->retain(item->owner);
+  return true;
+}
+
+bool Arena::set(ValueNode* object, std::string_view key, const ValueNode* item) {
+  if (object == nullptr || item == nullptr || object->kind != ValueKind::Object) return false;
+  Arena* a = object->owner;
+  if (a->sealed_) return false;
+  a->retain(item->owner);
+  for (std::size_t i = 0; i < object->obj.size; ++i) {
+    if (object->obj.members[i].key == key) {
+      object->obj.members[i].value = item;
+      return true;
+    }
+  }
+  if (object->obj.size == object->obj.capacity) {
+    const std::size_t cap = object->obj.capacity == 0 ? 4 : object->obj.capacity * 2;
+    auto* members = static_cast<Member*>(a->allocate(cap * sizeof(Member), alignof(Member)));
+    if (object->obj.size > 0) {
+      std::memcpy(static_cast<void*>(members), object->obj.members,
+                  object->obj.size * sizeof(Member));
+    }
+    object->obj.members = members;
+    object->obj.capacity = cap;
+  }
+  const char* k = a->copy_bytes(key.data(), key.size(), true);
+  object->obj.members[object->obj.size++] = Member{std::string_view(k, key.size()), item};
+  return true;
+}
+
+// ---- Value ----------------------------------------------------------------
+
+std::size_t Value::size() const {
+  switch (kind()) {
+    case ValueKind::Array:
+      return node_->arr.size;
+    case ValueKind::Object:
+      return node_->obj.size;
+    default:
+      return 0;
+  }
+}
+
+Value Value::at(std::size_t index) const {
+  if (kind() != ValueKind::Array || index >= node_->arr.size) return Value();
+  return Value(arena_, node_->arr.items[index]);
+}
+
+Value Value::find(std::string_view key) const {
+  if (kind() != ValueKind::Object) return Value();
+  for (std::size_t i = 0; i < node_->obj.size; ++i) {
+    if (node_->obj.members[i].key == key) return Value(arena_, node_->obj.members[i].value);
+  }
+  return Value();
+}
+
+bool Value::contains(std::string_view key) const {
+  if (kind() != ValueKind::Object) return false;
+  for (std::size_t i = 0; i < node_->obj.size; ++i) {
+    if (node_->obj.members[i].key == key) return true;
+  }
+  return false;
+}
+
+std::pair<std::string_view, Value> Value::member(std::size_t index) const {
+  const Member& m = node_->obj.members[index];
+  return {m.key, Value(arena_, m.value)};
+}
+
+bool operator==(const Value& a, const Value& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.is_int() && b.is_int()) return a.as_int() == b.as_int();
+    return a.as_double() == b.as_double();
+  }
+  if (a.kind() != b.kind()) return false;
+  switch (a.kind()) {
+    case ValueKind::Null:
+      return true;
+    case ValueKind::Bool:
+      return a.as_bool() == b.as_bool();
+    case ValueKind::String:
+    case ValueKind::Bytes:
+      return a.as_string() == b.as_string();
+    case ValueKind::Array:
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        if (!(a.at(i) == b.at(i))) return false;
+      }
+      return true;
+    case ValueKind::Object:
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        auto [key, v] = a.member(i);
+        if (!b.contains(key) || !(v == b.find(key))) return false;
+      }
+      return true;
+    default:
+      return false;
+  }
+}
+
+// ---- JSON -------------------------------------------------------------------
+
+namespace {
+
+const ValueNode* node_from_json(Arena& a, const boost::json::value& j) {
+  switch (j.kind()) {
+    case boost::json::kind::null:
+      return a.make_null();
+    case boost::json::kind::bool_:
+      return a.make_bool(j.get_bool());
+    case boost::json::kind::int64:
+      return a.make_int(j.get_int64());
+    case boost::json::kind::uint64: {
+      const std::uint64_t u = j.get_uint64();
+      if (u > std::uint64_t(INT64_MAX)) return a.make_double(double(u));
+      return a.make_int(std::int64_t(u));
+    }
+    case boost::json::kind::double_:
+      return a.make_double(j.get_double());
+    case boost::json::kind::string: {
+      const auto& s = j.get_string();
+      return a.make_string(std::string_view(s.data(), s.size()));
+    }
+    case boost::json::kind::array: {
+      const auto& arr = j.get_array();
+      ValueNode* n = a.make_array(arr.size());
+      for (const auto& item : arr) Arena::push(n, node_from_json(a, item));
+      return n;
+    }
+    case boost::json::kind::object: {
+      const auto& obj = j.get_object();
+      ValueNode* n = a.make_object(obj.size());
+      for (const auto& kv : obj) {
+        Arena::set(n, std::string_view(kv.key().data(), kv.key().size()),
+                   node_from_json(a, kv.value()));
+      }
+      return n;
+    }
+  }
+  return a.make_null();
+}
+
+std::string base64(std::string_view in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const unsigned v =
+        (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+    out += {t[v >> 18 & 63], t[v >> 12 & 63], t[v >> 6 & 63], t[v & 63]};
+  }
+  if (i + 1 == in.size()) {
+    const unsigned v = (unsigned char)in[i] << 16;
+    out += {t[v >> 18 & 63], t[v >> 12 & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    const unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
+    out += {t[v >> 18 & 63], t[v >> 12 & 63], t[v >> 6 & 63], '='};
+  }
+  return out;
+}
+
+}  // namespace
+
+Value from_json(const boost::json::value& json) {
+  ArenaPtr arena = Arena::create();
+  const ValueNode* node = node_from_json(*arena, json);
+  arena->seal();
+  return Value(std::move(arena), node);
+}
+
+boost::json::value to_json(const Value& v) {
+  switch (v.kind()) {
+    case ValueKind::Null:
+      return nullptr;
+    case ValueKind::Bool:
+      return v.as_bool();
+    case ValueKind::Int:
+      return v.as_int();
+    case ValueKind::Double:
+      return v.as_double();
+    case ValueKind::String:
+      return boost::json::string(v.as_string());
+    case ValueKind::Bytes:
+      return boost::json::string(base64(v.as_string()));
+    case ValueKind::Array: {
+      boost::json::array arr;
+      arr.reserve(v.size());
+      for (std::size_t i = 0; i < v.size(); ++i) arr.push_back(to_json(v.at(i)));
+      return arr;
+    }
+    case ValueKind::Object: {
+      boost::json::object obj;
+      obj.reserve(v.size());
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        auto [key, item] = v.member(i);
+        obj[key] = to_json(item);
+      }
+      return obj;
+    }
+  }
+  return nullptr;
+}
+
+std::string to_json_text(const Value& value) {
+  return boost::json::serialize(to_json(value));
+}
+
+}  // namespace pyoco::core

@@ -1,0 +1,54 @@
+// Loads a plugin's library (Boost.DLL, RTLD_LOCAL), checks its descriptor,
+// and calls its register_tasks. Libraries stay loaded for the process's
+// life; each plugin is loaded at most once.
+#pragma once
+
+#include <pyoco/abi.h>
+#include <pyoco/plugins/catalog.hpp>
+#include <pyoco/plugins/task.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pyoco::plugins {
+
+// A plugin that cannot be loaded. One line naming the plugin and what to do.
+class LoadError : public std::runtime_error {
+ public:
+  enum class Reason {
+    Platform,       // manifest or library is for another OS/arch
+    Open,           // dlopen failed (missing file, dependency, symbol)
+    NoEntry,        // no pyoco_plugin_entry
+    Abi,            // ABI major mismatch or unusable descriptor
+    Register,       // register_tasks failed
+    TasksMismatch,  // registered tasks differ from the manifest's
+  };
+  LoadError(Reason reason, const std::string& message)
+      : std::runtime_error(message), reason_(reason) {}
+  Reason reason() const { return reason_; }
+
+ private:
+  Reason reason_;
+};
+
+struct LoadedPlugin {
+  Manifest manifest;
+  std::uint32_t abi_major = 0;
+  std::uint32_t abi_minor = 0;
+  std::string sdk_version;     // from the descriptor
+  std::string plugin_name;     // from the descriptor (may be empty)
+  std::string plugin_version;  // from the descriptor (may be empty)
+  std::vector<TaskDefinition> tasks;
+
+  const TaskDefinition* find_task(std::string_view name) const;
+};
+
+// Loads (once) and returns the plugin described by `manifest`. Thread-safe.
+// Throws LoadError.
+const LoadedPlugin& load_plugin(const Manifest& manifest);
+
+// The host's function table, for tests that drive a plugin by hand.
+const pyoco_host_api& host_api();
+
+}  // namespace pyoco::plugins

@@ -1,0 +1,88 @@
+// plugin.toml: what a plugin says about itself, read without running it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pyoco::plugins {
+
+struct IoSpec {
+  std::string name;
+  std::string type;  // empty when the manifest gives none
+  bool required = false;
+  std::string description;
+  std::uint32_t line = 0;
+};
+
+struct TaskManifest {
+  std::string name;
+  std::string summary;
+  std::string usage;
+  std::vector<std::string> tags;
+  std::vector<IoSpec> inputs;
+  std::vector<IoSpec> outputs;
+  std::uint32_t line = 0;  // where its [[tasks]] table starts
+};
+
+struct Manifest {
+  std::filesystem::path file;  // the plugin.toml
+  std::filesystem::path dir;   // the plugin directory
+  std::string name;
+  std::string version;
+  std::int64_t abi = 0;
+  std::string sdk;
+  std::string library;  // file name, relative to dir
+  std::string summary;
+  std::string description;
+  std::vector<std::string> authors;
+  std::string license;
+  std::string homepage;
+  std::string status;  // stable | beta | experimental; empty when absent
+  std::string platform_os;
+  std::string platform_arch;
+  std::vector<TaskManifest> tasks;
+
+  std::filesystem::path library_path() const { return dir / library; }
+};
+
+// A manifest that cannot be used: its message names the file, the line and
+// the key, e.g. "plugins/acme/plugin.toml:3: [plugin] version: expected a string".
+class ManifestError : public std::runtime_error {
+ public:
+  ManifestError(std::filesystem::path file, std::uint32_t line, std::string key,
+                std::string problem);
+  const std::filesystem::path& file() const { return file_; }
+  std::uint32_t line() const { return line_; }
+  const std::string& key() const { return key_; }
+  const std::string& problem() const { return problem_; }
+
+ private:
+  std::filesystem::path file_;
+  std::uint32_t line_;
+  std::string key_;
+  std::string problem_;
+};
+
+// Reads <dir>/plugin.toml (or the file itself when given a file). Checks
+// the schema: required keys present and typed, no unknown keys. Rules about
+// values (semver, name format, ...) are lint's business, not the parser's.
+Manifest read_manifest(const std::filesystem::path& dir_or_file);
+
+// Type names an input or output may declare.
+bool is_known_io_type(const std::string& type);
+
+// [a-z][a-z0-9_]*
+bool is_valid_name(const std::string& name);
+
+// Semantic version 2.0.0: MAJOR.MINOR.PATCH[-pre][+build].
+bool is_semver(const std::string& version);
+
+// This machine's platform, as manifests spell it ("linux", "x86_64").
+std::string host_os();
+std::string host_arch();
+
+}  // namespace pyoco::plugins

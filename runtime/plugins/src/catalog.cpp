@@ -1,0 +1,71 @@
+#include <pyoco/plugins/catalog.hpp>
+
+#include <algorithm>
+#include <system_error>
+
+namespace pyoco::plugins {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The plugin directories directly under `dir`, in name order so that the
+// catalog is the same on every machine.
+std::vector<fs::path> plugin_dirs_in(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_regular_file(dir / "plugin.toml", ec)) return {dir};
+  std::vector<fs::path> out;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec) && fs::is_regular_file(it->path() / "plugin.toml", ec)) {
+      out.push_back(it->path());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+Catalog Catalog::discover(const std::vector<fs::path>& search_path) {
+  Catalog c;
+  c.search_path_ = search_path;
+  for (const fs::path& dir : search_path) {
+    for (const fs::path& plugin_dir : plugin_dirs_in(dir)) {
+      try {
+        c.plugins_.push_back(PluginEntry{read_manifest(plugin_dir), std::nullopt});
+      } catch (const ManifestError& e) {
+        c.problems_.push_back(e);
+      }
+    }
+  }
+  c.index();
+  return c;
+}
+
+void Catalog::index() {
+  by_name_.clear();
+  for (std::size_t i = 0; i < plugins_.size(); ++i) {
+    PluginEntry& p = plugins_[i];
+    auto [it, inserted] = by_name_.emplace(p.manifest.name, i);
+    if (!inserted) p.shadowed_by = plugins_[it->second].manifest.dir;
+  }
+}
+
+const PluginEntry* Catalog::find_plugin(std::string_view name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &plugins_[it->second];
+}
+
+std::optional<TaskRef> Catalog::find_task(std::string_view qualified_name) const {
+  const std::size_t slash = qualified_name.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  const PluginEntry* plugin = find_plugin(qualified_name.substr(0, slash));
+  if (plugin == nullptr) return std::nullopt;
+  const std::string_view task = qualified_name.substr(slash + 1);
+  for (const TaskManifest& t : plugin->manifest.tasks) {
+    if (t.name == task) return TaskRef{plugin, &t};
+  }
+  return std::nullopt;
+}
+
+}  // namespace pyoco::plugins

@@ -1,0 +1,439 @@
+// The host side of abi.h: the function table plugins call, and the calls
+// the host makes into a task. Handles are the runtime's own objects behind
+// opaque C names:
+//   pyoco_value*    -> core::ValueNode*
+//   pyoco_arena*    -> core::Arena*
+//   pyoco_context*  -> CallContext*
+//   pyoco_registry* -> RegistryState*
+#include "host_api.hpp"
+
+#include <pyoco/plugins/loader.hpp>
+
+#include <cstring>
+
+namespace pyoco::plugins {
+
+using core::Arena;
+using core::ValueKind;
+using core::ValueNode;
+
+namespace {
+
+const ValueNode* node(const pyoco_value* v) {
+  return reinterpret_cast<const ValueNode*>(v);
+}
+ValueNode* node(pyoco_value* v) {
+  return reinterpret_cast<ValueNode*>(v);
+}
+const pyoco_value* handle(const ValueNode* n) {
+  return reinterpret_cast<const pyoco_value*>(n);
+}
+pyoco_value* handle(ValueNode* n) {
+  return reinterpret_cast<pyoco_value*>(n);
+}
+Arena* arena(pyoco_arena* a) {
+  return reinterpret_cast<Arena*>(a);
+}
+CallContext* call(pyoco_context* c) {
+  return reinterpret_cast<CallContext*>(c);
+}
+RegistryState* registry(pyoco_registry* r) {
+  return reinterpret_cast<RegistryState*>(r);
+}
+pyoco_str str(std::string_view s) {
+  return pyoco_str{s.data(), s.size()};
+}
+
+// A nonsense handle from a plugin would be undefined behaviour anyway; the
+// null checks keep the common mistake (passing NULL) a clean error.
+bool is(const pyoco_value* v, ValueKind k) {
+  return v != nullptr && node(v)->kind == k;
+}
+
+// Copies the fields of a plugin-filled struct it knows about; a plugin built
+// against an older minor has a smaller struct and the rest stays zero.
+template <class T>
+T sized_copy(const T* in) {
+  T out{};
+  const std::size_t n = in->struct_size < sizeof(T) ? in->struct_size : sizeof(T);
+  std::memcpy(static_cast<void*>(&out), in, n);
+  out.struct_size = n;
+  return out;
+}
+
+const char* or_empty(const char* s) {
+  return s == nullptr ? "" : s;
+}
+
+std::vector<IoSpec> copy_specs(const pyoco_io_spec* specs, std::size_t count) {
+  std::vector<IoSpec> out;
+  if (specs == nullptr || count == 0) return out;
+  const std::size_t stride = specs->struct_size;
+  const char* base = reinterpret_cast<const char*>(specs);
+  for (std::size_t i = 0; i < count; ++i) {
+    const pyoco_io_spec s = sized_copy(reinterpret_cast<const pyoco_io_spec*>(base + i * stride));
+    IoSpec io;
+    io.name = or_empty(s.name);
+    io.type = s.type == nullptr ? "any" : s.type;
+    io.required = s.required != 0;
+    io.description = or_empty(s.description);
+    out.push_back(std::move(io));
+  }
+  return out;
+}
+
+// ---- registry ----
+
+pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) {
+  if (r == nullptr || def_in == nullptr || def_in->struct_size < sizeof(size_t)) {
+    return PYOCO_ERR_INVALID;
+  }
+  RegistryState& state = *registry(r);
+  const pyoco_task_def def = sized_copy(def_in);
+  if (def.name == nullptr || def.run == nullptr) {
+    state.error = "a task was registered without a name or run callback";
+    return PYOCO_ERR_INVALID;
+  }
+  TaskDefinition t;
+  t.plugin = state.plugin_name;
+  t.name = def.name;
+  t.summary = or_empty(def.summary);
+  t.usage = or_empty(def.usage);
+  for (std::size_t i = 0; def.tags != nullptr && i < def.tag_count; ++i) {
+    t.tags.emplace_back(or_empty(def.tags[i]));
+  }
+  t.inputs = copy_specs(def.inputs, def.input_count);
+  t.outputs = copy_specs(def.outputs, def.output_count);
+  t.user_data = def.user_data;
+  t.create = def.create;
+  t.run = def.run;
+  t.destroy = def.destroy;
+  for (const TaskDefinition& existing : state.tasks) {
+    if (existing.name == t.name) {
+      state.error = "task '" + t.name + "' was registered twice";
+      return PYOCO_ERR_INVALID;
+    }
+  }
+  state.tasks.push_back(std::move(t));
+  return PYOCO_OK;
+}
+
+void registry_set_error(pyoco_registry* r, const char* message, std::size_t size) {
+  if (r != nullptr && message != nullptr) registry(r)->error.assign(message, size);
+}
+
+// ---- values: reading ----
+
+pyoco_value_kind value_kind(const pyoco_value* v) {
+  return v == nullptr ? PYOCO_VALUE_NULL : static_cast<pyoco_value_kind>(node(v)->kind);
+}
+
+pyoco_status value_get_bool(const pyoco_value* v, int32_t* out) {
+  if (!is(v, ValueKind::Bool) || out == nullptr) return PYOCO_ERR_TYPE;
+  *out = node(v)->b ? 1 : 0;
+  return PYOCO_OK;
+}
+
+pyoco_status value_get_int(const pyoco_value* v, int64_t* out) {
+  if (!is(v, ValueKind::Int) || out == nullptr) return PYOCO_ERR_TYPE;
+  *out = node(v)->i;
+  return PYOCO_OK;
+}
+
+pyoco_status value_get_double(const pyoco_value* v, double* out) {
+  if (out == nullptr) return PYOCO_ERR_INVALID;
+  if (is(v, ValueKind::Int)) {
+    *out = static_cast<double>(node(v)->i);
+  } else if (is(v, ValueKind::Double)) {
+    *out = node(v)->d;
+  } else {
+    return PYOCO_ERR_TYPE;
+  }
+  return PYOCO_OK;
+}
+
+pyoco_status value_get_string(const pyoco_value* v, pyoco_str* out) {
+  if (!is(v, ValueKind::String) || out == nullptr) return PYOCO_ERR_TYPE;
+  *out = pyoco_str{node(v)->str.data, node(v)->str.size};
+  return PYOCO_OK;
+}
+
+pyoco_status value_get_bytes(const pyoco_value* v, const void** data, size_t* size) {
+  if (!is(v, ValueKind::Bytes) || data == nullptr || size == nullptr) return PYOCO_ERR_TYPE;
+  *data = node(v)->str.data;
+  *size = node(v)->str.size;
+  return PYOCO_OK;
+}
+
+size_t value_size(const pyoco_value* v) {
+  if (is(v, ValueKind::Array)) return node(v)->arr.size;
+  if (is(v, ValueKind::Object)) return node(v)->obj.size;
+  return 0;
+}
+
+const pyoco_value* value_array_at(const pyoco_value* v, size_t index) {
+  if (!is(v, ValueKind::Array) || index >= node(v)->arr.size) return nullptr;
+  return handle(node(v)->arr.items[index]);
+}
+
+const pyoco_value* value_object_find(const pyoco_value* v, const char* key, size_t key_size) {
+  if (!is(v, ValueKind::Object) || key == nullptr) return nullptr;
+  const std::string_view k(key, key_size);
+  const ValueNode* n = node(v);
+  for (std::size_t i = 0; i < n->obj.size; ++i) {
+    if (n->obj.members[i].key == k) return handle(n->obj.members[i].value);
+  }
+  return nullptr;
+}
+
+const pyoco_value* value_object_at(const pyoco_value* v, size_t index, pyoco_str* key_out) {
+  if (!is(v, ValueKind::Object) || index >= node(v)->obj.size) return nullptr;
+  const core::Member& m = node(v)->obj.members[index];
+  if (key_out != nullptr) *key_out = str(m.key);
+  return handle(m.value);
+}
+
+// ---- values: building ----
+
+bool open(pyoco_arena* a) {
+  return a != nullptr && !arena(a)->sealed();
+}
+
+pyoco_value* value_new_null(pyoco_arena* a) {
+  return open(a) ? handle(arena(a)->make_null()) : nullptr;
+}
+pyoco_value* value_new_bool(pyoco_arena* a, int32_t v) {
+  return open(a) ? handle(arena(a)->make_bool(v != 0)) : nullptr;
+}
+pyoco_value* value_new_int(pyoco_arena* a, int64_t v) {
+  return open(a) ? handle(arena(a)->make_int(v)) : nullptr;
+}
+pyoco_value* value_new_double(pyoco_arena* a, double v) {
+  return open(a) ? handle(arena(a)->make_double(v)) : nullptr;
+}
+pyoco_value* value_new_string(pyoco_arena* a, const char* data, size_t size) {
+  if (!open(a) || (data == nullptr && size > 0)) return nullptr;
+  return handle(arena(a)->make_string(std::string_view(data == nullptr ? "" : data, size)));
+}
+pyoco_value* value_new_bytes(pyoco_arena* a, const void* data, size_t size) {
+  if (!open(a) || (data == nullptr && size > 0)) return nullptr;
+  return handle(arena(a)->make_bytes(data, size));
+}
+pyoco_value* value_new_array(pyoco_arena* a) {
+  return open(a) ? handle(arena(a)->make_array()) : nullptr;
+}
+pyoco_value* value_new_object(pyoco_arena* a) {
+  return open(a) ? handle(arena(a)->make_object()) : nullptr;
+}
+
+pyoco_status value_array_push(pyoco_value* array, const pyoco_value* item) {
+  if (array == nullptr || item == nullptr) return PYOCO_ERR_INVALID;
+  if (node(array)->kind != ValueKind::Array) return PYOCO_ERR_TYPE;
+  return Arena::push(node(array), node(item)) ? PYOCO_OK : PYOCO_ERR_INVALID;
+}
+
+pyoco_status value_object_set(pyoco_value* object, const char* key, size_t key_size,
+                              const pyoco_value* item) {
+  if (object == nullptr || item == nullptr || (key == nullptr && key_size > 0)) {
+    return PYOCO_ERR_INVALID;
+  }
+  if (node(object)->kind != ValueKind::Object) return PYOCO_ERR_TYPE;
+  return Arena::set(node(object), std::string_view(key == nullptr ? "" : key, key_size), node(item))
+             ? PYOCO_OK
+             : PYOCO_ERR_INVALID;
+}
+
+// ---- context ----
+
+pyoco_arena* context_arena(pyoco_context* c) {
+  return c == nullptr ? nullptr : reinterpret_cast<pyoco_arena*>(call(c)->arena.get());
+}
+
+const pyoco_value* context_params(pyoco_context* c) {
+  return c == nullptr ? nullptr : handle(call(c)->params.node());
+}
+
+pyoco_status context_info(pyoco_context* c, pyoco_call_info* out) {
+  if (c == nullptr || out == nullptr || out->struct_size < sizeof(size_t)) {
+    return PYOCO_ERR_INVALID;
+  }
+  const CallInfo& info = call(c)->info;
+  pyoco_call_info full{};
+  full.struct_size = sizeof full;
+  full.run_id = str(info.run_id);
+  full.flow_name = str(info.flow_name);
+  full.node_name = str(info.node_name);
+  full.task_name = str(info.task_name);
+  full.attempt = info.attempt;
+  // Fill what the caller's struct has room for; keep its own struct_size.
+  const std::size_t n = out->struct_size < sizeof full ? out->struct_size : sizeof full;
+  const std::size_t caller_size = out->struct_size;
+  std::memcpy(static_cast<void*>(out), &full, n);
+  out->struct_size = caller_size;
+  return PYOCO_OK;
+}
+
+void context_log(pyoco_context* c, pyoco_log_level level, const char* message, size_t size) {
+  if (c == nullptr || message == nullptr) return;
+  CallContext& ctx = *call(c);
+  LogLevel l = LogLevel::Info;
+  if (level <= PYOCO_LOG_DEBUG) {
+    l = LogLevel::Debug;
+  } else if (level >= PYOCO_LOG_ERROR) {
+    l = LogLevel::Error;
+  } else if (level >= PYOCO_LOG_WARN) {
+    l = LogLevel::Warn;
+  }
+  if (ctx.services != nullptr) ctx.services->log(ctx.info, l, std::string_view(message, size));
+}
+
+int32_t context_is_cancelled(pyoco_context* c) {
+  if (c == nullptr || call(c)->cancelled == nullptr) return 0;
+  return call(c)->cancelled->load(std::memory_order_relaxed) ? 1 : 0;
+}
+
+pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
+                                   pyoco_str* path_out) {
+  if (c == nullptr || in == nullptr || in->struct_size < sizeof(size_t)) return PYOCO_ERR_INVALID;
+  CallContext& ctx = *call(c);
+  if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
+  const pyoco_artifact a = sized_copy(in);
+  if (a.name.data == nullptr || a.name.size == 0) {
+    ctx.error = "an artifact needs a name";
+    return PYOCO_ERR_INVALID;
+  }
+  std::string json;
+  std::string_view bytes;
+  std::string_view media = a.media_type == nullptr ? "" : a.media_type;
+  if (a.value != nullptr) {
+    json = core::to_json_text(core::Value(core::ArenaPtr(node(a.value)->owner), node(a.value)));
+    bytes = json;
+    if (media.empty()) media = "application/json";
+  } else {
+    if (a.data == nullptr && a.size > 0) return PYOCO_ERR_INVALID;
+    bytes = std::string_view(static_cast<const char*>(a.data), a.size);
+  }
+  try {
+    ctx.last_artifact_path = ctx.services->save_artifact(
+        ctx.info, std::string_view(a.name.data, a.name.size), bytes, media);
+  } catch (const std::exception& e) {
+    ctx.error = e.what();
+    return PYOCO_ERR_INTERNAL;
+  }
+  if (path_out != nullptr) *path_out = str(ctx.last_artifact_path);
+  return PYOCO_OK;
+}
+
+const pyoco_value* context_scratch_get(pyoco_context* c, const char* key, size_t key_size) {
+  if (c == nullptr || key == nullptr) return nullptr;
+  CallContext& ctx = *call(c);
+  if (ctx.services == nullptr) return nullptr;
+  core::Value v = ctx.services->scratch_get(std::string_view(key, key_size));
+  if (v.node() == nullptr) return nullptr;
+  ctx.borrowed.push_back(v);  // alive until the call ends, even if replaced meanwhile
+  return handle(v.node());
+}
+
+pyoco_status context_scratch_set(pyoco_context* c, const char* key, size_t key_size,
+                                 const pyoco_value* value) {
+  if (c == nullptr || key == nullptr || value == nullptr) return PYOCO_ERR_INVALID;
+  CallContext& ctx = *call(c);
+  if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
+  ctx.services->scratch_set(std::string_view(key, key_size),
+                            core::Value(core::ArenaPtr(node(value)->owner), node(value)));
+  return PYOCO_OK;
+}
+
+void context_set_error(pyoco_context* c, const char* message, size_t size) {
+  if (c != nullptr && message != nullptr) call(c)->error.assign(message, size);
+}
+
+const pyoco_host_api kHostApi = {
+    sizeof(pyoco_host_api),
+    PYOCO_ABI_VERSION_MAJOR,
+    PYOCO_ABI_VERSION_MINOR,
+    registry_add_task,
+    registry_set_error,
+    value_kind,
+    value_get_bool,
+    value_get_int,
+    value_get_double,
+    value_get_string,
+    value_get_bytes,
+    value_size,
+    value_array_at,
+    value_object_find,
+    value_object_at,
+    value_new_null,
+    value_new_bool,
+    value_new_int,
+    value_new_double,
+    value_new_string,
+    value_new_bytes,
+    value_new_array,
+    value_new_object,
+    value_array_push,
+    value_object_set,
+    context_arena,
+    context_params,
+    context_info,
+    context_log,
+    context_is_cancelled,
+    context_save_artifact,
+    context_scratch_get,
+    context_scratch_set,
+    context_set_error,
+};
+
+}  // namespace
+
+const pyoco_host_api& host_api() {
+  return kHostApi;
+}
+
+// ---- calls into a task ----
+
+TaskInstance::~TaskInstance() {
+  if (created_ && def_->destroy != nullptr && state_ != nullptr) def_->destroy(state_);
+}
+
+TaskCallResult TaskInstance::call(CallContext& ctx, const core::Value& inputs) {
+  TaskCallResult result;
+  ctx.arena = Arena::create();
+  ctx.error.clear();
+  auto* c = reinterpret_cast<pyoco_context*>(&ctx);
+  auto fail = [&](pyoco_status status, const char* what) {
+    result.ok = false;
+    result.error = !ctx.error.empty() ? ctx.error
+                                      : std::string(what) + " failed with status " +
+                                            std::to_string(status) + " and no message";
+    ctx.arena->seal();
+    ctx.borrowed.clear();
+    return result;
+  };
+
+  if (!created_) {
+    if (def_->create != nullptr) {
+      void* state = nullptr;
+      const pyoco_status s = def_->create(def_->user_data, c, &state);
+      if (s != PYOCO_OK) return fail(s, "creating the task");
+      state_ = state;
+    } else {
+      state_ = def_->user_data;
+    }
+    created_ = true;
+  }
+
+  const pyoco_value* out = nullptr;
+  const pyoco_status s = def_->run(state_, c, handle(inputs.node()), &out);
+  if (s != PYOCO_OK) return fail(s, "the task");
+  ctx.arena->seal();
+  ctx.borrowed.clear();
+  result.ok = true;
+  if (out != nullptr) {
+    result.output = core::Value(core::ArenaPtr(node(out)->owner), node(out));
+  }
+  return result;
+}
+
+}  // namespace pyoco::plugins

@@ -1,0 +1,173 @@
+#include <pyoco/plugins/elf.hpp>
+#include <pyoco/plugins/host_abi.hpp>
+#include <pyoco/plugins/loader.hpp>
+
+#include <dlfcn.h>
+#include <boost/dll/shared_library.hpp>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+
+#include "host_api.hpp"
+#include "registration.hpp"
+
+namespace pyoco::plugins {
+
+const TaskDefinition* LoadedPlugin::find_task(std::string_view name) const {
+  for (const TaskDefinition& t : tasks) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+namespace {
+
+std::string plugin_label(const Manifest& m) {
+  return "plugin '" + m.name + "' (" + m.dir.string() + ")";
+}
+
+// Libraries are never unloaded: task code, its statics and its thread-locals
+// must outlive every run. Deliberately leaked.
+std::vector<boost::dll::shared_library>& loaded_libraries() {
+  static auto* libs = new std::vector<boost::dll::shared_library>();
+  return *libs;
+}
+
+}  // namespace
+
+void check_platform(const Manifest& m) {
+  const std::string os = host_os(), arch = host_arch();
+  if ((!m.platform_os.empty() && m.platform_os != os) ||
+      (!m.platform_arch.empty() && m.platform_arch != arch)) {
+    throw LoadError(LoadError::Reason::Platform,
+                    plugin_label(m) + " is for " + m.platform_os + "/" + m.platform_arch +
+                        ", this machine is " + os + "/" + arch +
+                        ": install the plugin's build for this platform");
+  }
+  if (auto p = read_binary_platform(m.library_path())) {
+    if (p->arch != arch || p->bits != int(sizeof(void*) * 8)) {
+      throw LoadError(LoadError::Reason::Platform, plugin_label(m) + ": " + m.library + " is a " +
+                                                       std::to_string(p->bits) + "-bit " + p->arch +
+                                                       " library, this machine is " + arch +
+                                                       ": rebuild the plugin for this platform");
+    }
+  }
+}
+
+LoadedPlugin register_plugin(const Manifest& m) {
+  check_platform(m);
+  const std::filesystem::path path = m.library_path();
+  if (!std::filesystem::exists(path)) {
+    throw LoadError(LoadError::Reason::Open, plugin_label(m) + ": library " + m.library +
+                                                 " not found in " + m.dir.string() +
+                                                 ": build the plugin or fix [plugin] library");
+  }
+
+  boost::dll::fs::error_code ec;
+  boost::dll::shared_library lib(
+      path.string(), boost::dll::load_mode::rtld_local | boost::dll::load_mode::rtld_now, ec);
+  if (ec || !lib.is_loaded()) {
+    const char* why = dlerror();
+    throw LoadError(LoadError::Reason::Open, plugin_label(m) + ": cannot load " + m.library + ": " +
+                                                 (why != nullptr ? why : ec.message()));
+  }
+  if (!lib.has(PYOCO_PLUGIN_ENTRY_SYMBOL)) {
+    throw LoadError(LoadError::Reason::NoEntry,
+                    plugin_label(m) + ": " + m.library + " does not export " +
+                        PYOCO_PLUGIN_ENTRY_SYMBOL +
+                        ": add PYOCO_PLUGIN(register_tasks) to one source file");
+  }
+  auto entry = lib.get<const pyoco_plugin_descriptor*()>(PYOCO_PLUGIN_ENTRY_SYMBOL);
+  const pyoco_plugin_descriptor* d = entry();
+  const AbiVersion host = host_abi_version();
+  if (d == nullptr || d->struct_size < offsetof(pyoco_plugin_descriptor, abi_minor) + 4) {
+    throw LoadError(LoadError::Reason::Abi,
+                    plugin_label(m) + ": its entry point returned no usable descriptor");
+  }
+  if (d->abi_major != host.major) {
+    throw LoadError(LoadError::Reason::Abi,
+                    plugin_label(m) + " was built for plugin ABI " + std::to_string(d->abi_major) +
+                        "." + std::to_string(d->abi_minor) + ", this pyoco speaks ABI " +
+                        to_string(host) + ": rebuild it against a pyoco SDK with ABI " +
+                        std::to_string(host.major) + ".x");
+  }
+  if (!PYOCO_HAS_FIELD(d, pyoco_plugin_descriptor, register_tasks) ||
+      d->register_tasks == nullptr) {
+    throw LoadError(LoadError::Reason::Abi,
+                    plugin_label(m) + ": its descriptor has no register_tasks function");
+  }
+
+  LoadedPlugin out;
+  out.manifest = m;
+  out.abi_major = d->abi_major;
+  out.abi_minor = d->abi_minor;
+  auto field = [&](const char* const pyoco_plugin_descriptor::*member, std::size_t end) {
+    const char* s = d->struct_size >= end ? d->*member : nullptr;
+    return std::string(s == nullptr ? "" : s);
+  };
+  out.sdk_version = field(&pyoco_plugin_descriptor::sdk_version,
+                          offsetof(pyoco_plugin_descriptor, sdk_version) + sizeof(char*));
+  out.plugin_name = field(&pyoco_plugin_descriptor::plugin_name,
+                          offsetof(pyoco_plugin_descriptor, plugin_name) + sizeof(char*));
+  out.plugin_version = field(&pyoco_plugin_descriptor::plugin_version,
+                             offsetof(pyoco_plugin_descriptor, plugin_version) + sizeof(char*));
+
+  RegistryState state;
+  state.plugin_name = m.name;
+  const pyoco_status s = d->register_tasks(&host_api(), reinterpret_cast<pyoco_registry*>(&state));
+  if (s != PYOCO_OK) {
+    throw LoadError(LoadError::Reason::Register,
+                    plugin_label(m) + ": register_tasks failed: " +
+                        (state.error.empty() ? "status " + std::to_string(s) : state.error));
+  }
+  out.tasks = std::move(state.tasks);
+  loaded_libraries().push_back(std::move(lib));
+  return out;
+}
+
+TaskMismatch compare_tasks(const Manifest& m, const std::vector<TaskDefinition>& registered) {
+  TaskMismatch diff;
+  std::set<std::string> declared;
+  for (const TaskManifest& t : m.tasks) declared.insert(t.name);
+  std::set<std::string> have;
+  for (const TaskDefinition& t : registered) {
+    have.insert(t.name);
+    if (declared.count(t.name) == 0) diff.undeclared.push_back(t.name);
+  }
+  for (const TaskManifest& t : m.tasks) {
+    if (have.count(t.name) == 0) diff.unregistered.push_back(t.name);
+  }
+  return diff;
+}
+
+const LoadedPlugin& load_plugin(const Manifest& m) {
+  static std::mutex mutex;
+  static auto* plugins = new std::map<std::filesystem::path, std::unique_ptr<LoadedPlugin>>();
+  const std::lock_guard<std::mutex> lock(mutex);
+  const std::filesystem::path key = std::filesystem::weakly_canonical(m.dir);
+  if (auto it = plugins->find(key); it != plugins->end()) return *it->second;
+
+  LoadedPlugin r = register_plugin(m);
+  const TaskMismatch diff = compare_tasks(m, r.tasks);
+  auto join = [](const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  };
+  if (!diff.undeclared.empty()) {
+    throw LoadError(LoadError::Reason::TasksMismatch,
+                    plugin_label(m) + " registers tasks its plugin.toml does not declare: " +
+                        join(diff.undeclared) + ": add a [[tasks]] entry for each");
+  }
+  if (!diff.unregistered.empty()) {
+    throw LoadError(LoadError::Reason::TasksMismatch,
+                    plugin_label(m) +
+                        " declares tasks it never registers: " + join(diff.unregistered) +
+                        ": register them in register_tasks or remove them from plugin.toml");
+  }
+  return *plugins->emplace(key, std::make_unique<LoadedPlugin>(std::move(r))).first->second;
+}
+
+}  // namespace pyoco::plugins
