@@ -52,16 +52,11 @@ int run(int argc, char** argv) {
                       engine);
   add_not_implemented(table, app.add_subcommand("graph", "Print a flow's DAG as dot or mermaid"),
                       engine);
-  add_not_implemented(table, app.add_subcommand("tasks", "List the tasks plugins provide"), engine);
+  add_tasks_command(app, table);
 
   CLI::App* plugins = app.add_subcommand("plugins", "See, check and create plugins");
   plugins->require_subcommand(0, 1);
-  const char* sdk = "plugin discovery and lint, issue #3";
-  add_not_implemented(table, plugins->add_subcommand("list", "List the plugins on the search path"),
-                      sdk);
-  add_not_implemented(table, plugins->add_subcommand("lint", "Check plugins against the rules"),
-                      sdk);
-  add_not_implemented(table, plugins->add_subcommand("info", "Show one plugin and its tasks"), sdk);
+  add_plugins_commands(plugins, table);
   add_not_implemented(table, plugins->add_subcommand("new", "Create a plugin from the template"),
                       "plugin scaffolding, issue #5");
 

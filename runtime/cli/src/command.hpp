@@ -26,6 +26,10 @@ class CommandTable {
 
 // Registers `command` as a room for a later issue: it accepts any arguments
 // and fails with a clear message instead of pretending to succeed.
+// Command groups, one file each.
+void add_plugins_commands(CLI::App* plugins, CommandTable& table);
+void add_tasks_command(CLI::App& app, CommandTable& table);
+
 void add_not_implemented(CommandTable& table, CLI::App* command, const char* tracking);
 
 }  // namespace pyoco::cli

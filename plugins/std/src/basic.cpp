@@ -1,0 +1,131 @@
+// Small general tasks: echo, sleep, fail, json_get.
+#include <chrono>
+#include <thread>
+
+#include "tasks.hpp"
+
+namespace pyoco_std {
+namespace {
+
+using pyoco::Context;
+using pyoco::Inputs;
+using pyoco::Io;
+using pyoco::Value;
+
+struct Echo : pyoco::Task {
+  static constexpr const char* name = "echo";
+  static constexpr const char* summary = "Returns its input `value` unchanged (and logs `message`)";
+  static constexpr const char* usage = "greet: {use: \"std/echo\", inputs: {value: \"hi\"}}";
+  static inline const std::vector<std::string> tags = {"basic"};
+  static inline const std::vector<Io> inputs = {
+      {"value", "any", false, "returned as the output (null when absent)"},
+      {"message", "string", false, "logged at info level when given"}};
+  static inline const std::vector<Io> outputs = {{"value", "any", false, "the input value"}};
+
+  Value run(Context& ctx, const Inputs& in) override {
+    if (Value m = in["message"]; m.is_string()) ctx.info(m.as<std::string_view>());
+    return in["value"];  // a handle, not a copy
+  }
+};
+
+struct Sleep : pyoco::Task {
+  static constexpr const char* name = "sleep";
+  static constexpr const char* summary = "Waits `seconds`, returning early when cancelled";
+  static constexpr const char* usage = "wait: {use: \"std/sleep\", inputs: {seconds: 1.5}}";
+  static inline const std::vector<std::string> tags = {"basic", "time"};
+  static inline const std::vector<Io> inputs = {{"seconds", "number", true, "how long to wait"}};
+  static inline const std::vector<Io> outputs = {
+      {"slept", "number", false, "seconds actually waited"}};
+
+  Value run(Context& ctx, const Inputs& in) override {
+    const double seconds = in.require<double>("seconds");
+    if (seconds < 0) throw pyoco::Error("input 'seconds' must not be negative");
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    const auto until =
+        start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds));
+    // Short slices keep cancellation prompt without busy-waiting.
+    while (clock::now() < until) {
+      if (ctx.is_cancelled()) throw pyoco::Error("cancelled while sleeping");
+      const clock::duration left = until - clock::now();
+      std::this_thread::sleep_for(std::min<clock::duration>(left, std::chrono::milliseconds(10)));
+    }
+    return std::chrono::duration<double>(clock::now() - start).count();
+  }
+};
+
+struct Fail : pyoco::Task {
+  static constexpr const char* name = "fail";
+  static constexpr const char* summary = "Fails its first `times` calls, then succeeds";
+  static constexpr const char* usage =
+      "flaky: {use: \"std/fail\", inputs: {times: 2}, retries: 3}   # succeeds on the 3rd try";
+  static inline const std::vector<std::string> tags = {"testing"};
+  static inline const std::vector<Io> inputs = {
+      {"times", "int", false, "failures before success; -1 fails forever (default -1)"},
+      {"message", "string", false, "the error message"}};
+  static inline const std::vector<Io> outputs = {
+      {"attempts", "int", false, "the call that succeeded, counting from 1"}};
+
+  Value run(Context&, const Inputs& in) override {
+    const std::int64_t times = in.get<std::int64_t>("times", -1);
+    ++calls_;  // per node and run: the instance lives across retries
+    if (times < 0 || calls_ <= times) {
+      throw pyoco::Error(in.get<std::string>("message", "failing on purpose") + " (call " +
+                         std::to_string(calls_) + ")");
+    }
+    return calls_;
+  }
+
+ private:
+  std::int64_t calls_ = 0;
+};
+
+struct JsonGet : pyoco::Task {
+  static constexpr const char* name = "json_get";
+  static constexpr const char* summary = "Picks a value out of `value` by a dotted `path`";
+  static constexpr const char* usage =
+      "city: {use: \"std/json_get\", inputs: {value: \"$node.user.output\", path: "
+      "\"address.city\"}}";
+  static inline const std::vector<std::string> tags = {"data"};
+  static inline const std::vector<Io> inputs = {
+      {"value", "any", true, "an object or array"},
+      {"path", "string", true, "keys and indices separated by dots, e.g. items.0.name"},
+      {"default", "any", false, "returned when the path is absent (else the task fails)"}};
+  static inline const std::vector<Io> outputs = {{"value", "any", false, "what the path names"}};
+
+  Value run(Context&, const Inputs& in) override {
+    Value current = in["value"];
+    const std::string path = in.require<std::string>("path");
+    std::size_t start = 0;
+    while (start <= path.size() && !path.empty()) {
+      const std::size_t dot = path.find('.', start);
+      const std::string key = path.substr(start, dot - start);
+      Value next;
+      const bool index = !key.empty() && key.size() < 19 &&
+                         key.find_first_not_of("0123456789") == std::string::npos;
+      if (current.is_array() && index && std::stoull(key) < current.size()) {
+        next = current[std::stoull(key)];
+      } else if (current.is_object() && current.contains(key)) {
+        next = current[key];
+      } else {
+        if (in.contains("default")) return in["default"];
+        throw pyoco::Error("path '" + path + "': no '" + key + "' in " +
+                           (current.is_object()  ? "the object"
+                            : current.is_array() ? "the array"
+                                                 : "a non-container value"));
+      }
+      current = next;
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    return current;
+  }
+};
+
+}  // namespace
+
+void register_basic_tasks(pyoco::Registry& registry) {
+  registry.add<Echo>().add<Sleep>().add<Fail>().add<JsonGet>();
+}
+
+}  // namespace pyoco_std

@@ -1,0 +1,460 @@
+// `pyoco plugins list | info | lint` and `pyoco tasks`: the catalog as a
+// user sees it. list, info and tasks read manifests only; lint also loads
+// each library, in a child process.
+#include <pyoco/plugins/host_abi.hpp>
+#include <pyoco/plugins/lint.hpp>
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/json.hpp>
+
+#include <unistd.h>
+
+#include <iostream>
+#include <memory>
+#include <set>
+
+#include "app.hpp"
+#include "command.hpp"
+#include "plugin_path.hpp"
+#include "table.hpp"
+
+namespace pyoco::cli {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using plugins::Catalog;
+using plugins::Manifest;
+using plugins::PluginEntry;
+
+namespace {
+
+std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+void print_problems(const Catalog& catalog) {
+  for (const auto& p : catalog.problems()) {
+    std::cerr << "warning: skipped " << p.what() << " (see `pyoco plugins lint`)\n";
+  }
+}
+
+json::array io_json(const std::vector<plugins::IoSpec>& ios) {
+  json::array out;
+  for (const auto& io : ios) {
+    out.push_back(json::object{{"name", io.name},
+                               {"type", io.type},
+                               {"required", io.required},
+                               {"description", io.description}});
+  }
+  return out;
+}
+
+json::object task_json(const plugins::TaskManifest& t, bool full) {
+  json::object o{{"name", t.name}, {"summary", t.summary}};
+  if (full) {
+    o["usage"] = t.usage;
+    json::array tags;
+    for (const auto& tag : t.tags) tags.push_back(json::string(tag));
+    o["tags"] = std::move(tags);
+    o["inputs"] = io_json(t.inputs);
+    o["outputs"] = io_json(t.outputs);
+  }
+  return o;
+}
+
+json::object plugin_json(const PluginEntry& p, bool full) {
+  const Manifest& m = p.manifest;
+  json::array tasks;
+  for (const auto& t : m.tasks) tasks.push_back(task_json(t, full));
+  json::object o{{"name", m.name},
+                 {"version", m.version},
+                 {"abi", m.abi},
+                 {"sdk", m.sdk},
+                 {"status", m.status},
+                 {"summary", m.summary},
+                 {"path", m.dir.string()},
+                 {"library", m.library},
+                 {"shadowed_by", p.shadowed_by ? json::value(p.shadowed_by->string()) : nullptr},
+                 {"tasks", std::move(tasks)}};
+  if (full) {
+    json::array authors;
+    for (const auto& a : m.authors) authors.push_back(json::string(a));
+    o["description"] = m.description;
+    o["authors"] = std::move(authors);
+    o["license"] = m.license;
+    o["homepage"] = m.homepage;
+    o["platform"] = json::object{{"os", m.platform_os}, {"arch", m.platform_arch}};
+    o["manifest"] = m.file.string();
+  }
+  return o;
+}
+
+json::array paths_json(const std::vector<fs::path>& paths) {
+  json::array out;
+  for (const auto& p : paths) out.push_back(json::string(p.string()));
+  return out;
+}
+
+// ---- list ----
+
+struct ListOptions {
+  PluginPathOption path;
+  bool json = false;
+  bool verbose = false;
+};
+
+int list_plugins(const ListOptions& o) {
+  const Catalog catalog = o.path.catalog();
+  if (o.json) {
+    json::array plugins, problems;
+    for (const auto& p : catalog.plugins()) plugins.push_back(plugin_json(p, o.verbose));
+    for (const auto& p : catalog.problems()) {
+      problems.push_back(
+          json::object{{"file", p.file().string()}, {"line", p.line()}, {"message", p.what()}});
+    }
+    std::cout << json::serialize(json::object{{"search_path", paths_json(catalog.search_path())},
+                                              {"plugins", std::move(plugins)},
+                                              {"problems", std::move(problems)}})
+              << '\n';
+    return kExitOk;
+  }
+  print_problems(catalog);
+  if (catalog.plugins().empty()) {
+    std::cout << "No plugins found; " << describe_search_path(catalog.search_path()) << '\n'
+              << "Add a directory with --plugin-path DIR or PYOCO_PLUGIN_PATH=DIR.\n";
+    return kExitOk;
+  }
+  Table table({"PLUGIN", "VERSION", "ABI", "STATUS", "TASKS", "PATH"});
+  for (const auto& p : catalog.plugins()) {
+    const Manifest& m = p.manifest;
+    std::vector<std::string> tasks;
+    for (const auto& t : m.tasks) tasks.push_back(t.name);
+    table.add({m.name, m.version, std::to_string(m.abi),
+               p.shadowed_by ? "shadowed" : (m.status.empty() ? "-" : m.status), join(tasks),
+               m.dir.string()});
+  }
+  table.print(std::cout);
+  for (const auto& p : catalog.plugins()) {
+    if (p.shadowed_by) {
+      std::cout << "\n"
+                << p.manifest.name << " at " << p.manifest.dir.string() << " is shadowed by "
+                << p.shadowed_by->string() << ", which comes first.";
+    }
+  }
+  if (o.verbose) {
+    for (const auto& p : catalog.plugins()) {
+      std::cout << "\n" << p.manifest.name << " " << p.manifest.version;
+      if (!p.manifest.summary.empty()) std::cout << ": " << p.manifest.summary;
+      std::cout << '\n';
+      Table tasks({"  TASK", "SUMMARY"});
+      for (const auto& t : p.manifest.tasks) {
+        tasks.add({"  " + p.manifest.name + "/" + t.name, t.summary});
+      }
+      tasks.print(std::cout);
+    }
+  } else if (std::any_of(catalog.plugins().begin(), catalog.plugins().end(),
+                         [](const PluginEntry& p) { return p.shadowed_by.has_value(); })) {
+    std::cout << '\n';
+  }
+  return kExitOk;
+}
+
+// ---- info ----
+
+struct InfoOptions {
+  PluginPathOption path;
+  std::string name;
+  bool json = false;
+};
+
+// A plugin given by name (on the search path) or by directory.
+const PluginEntry* resolve_plugin(const Catalog& catalog, const std::string& name_or_dir,
+                                  std::optional<PluginEntry>& by_path, std::string& error) {
+  if (name_or_dir.find('/') != std::string::npos ||
+      fs::exists(fs::path(name_or_dir) / "plugin.toml")) {
+    try {
+      by_path = PluginEntry{plugins::read_manifest(name_or_dir), std::nullopt};
+      return &*by_path;
+    } catch (const plugins::ManifestError& e) {
+      error = e.what();
+      return nullptr;
+    }
+  }
+  if (const PluginEntry* p = catalog.find_plugin(name_or_dir)) return p;
+  error = "no plugin named '" + name_or_dir + "'; " + describe_search_path(catalog.search_path());
+  return nullptr;
+}
+
+void print_ios(const char* title, const std::vector<plugins::IoSpec>& ios) {
+  if (ios.empty()) return;
+  std::cout << "    " << title << ":\n";
+  for (const auto& io : ios) {
+    std::cout << "      " << io.name << ": " << (io.type.empty() ? "any" : io.type)
+              << (io.required ? ", required" : "")
+              << (io.description.empty() ? "" : " — " + io.description) << '\n';
+  }
+}
+
+int plugin_info(const InfoOptions& o) {
+  const Catalog catalog = o.path.catalog();
+  std::optional<PluginEntry> by_path;
+  std::string error;
+  const PluginEntry* p = resolve_plugin(catalog, o.name, by_path, error);
+  if (p == nullptr) {
+    std::cerr << "pyoco plugins info: " << error << '\n';
+    return kExitUsage;
+  }
+  if (o.json) {
+    std::cout << json::serialize(plugin_json(*p, true)) << '\n';
+    return kExitOk;
+  }
+  const Manifest& m = p->manifest;
+  std::cout << m.name << " " << m.version << (m.summary.empty() ? "" : " — " + m.summary) << '\n';
+  if (!m.description.empty())
+    std::cout << '\n' << m.description << (m.description.back() == '\n' ? "" : "\n");
+  std::cout << '\n';
+  Table facts({"", ""});
+  auto fact = [&](const char* k, const std::string& v) {
+    if (!v.empty()) facts.add({k, v});
+  };
+  fact("status:", m.status);
+  fact("abi:", std::to_string(m.abi));
+  fact("sdk:", m.sdk);
+  fact("platform:", m.platform_os.empty() && m.platform_arch.empty()
+                        ? std::string()
+                        : m.platform_os + "/" + m.platform_arch);
+  fact("authors:", join(m.authors));
+  fact("license:", m.license);
+  fact("homepage:", m.homepage);
+  fact("path:", m.dir.string());
+  fact("library:", m.library);
+  if (p->shadowed_by) fact("shadowed by:", p->shadowed_by->string());
+  std::ostringstream rows;
+  facts.print(rows);
+  std::cout << rows.str().substr(rows.str().find('\n') + 1);  // no header row
+  std::cout << "\ntasks:\n";
+  for (const auto& t : m.tasks) {
+    std::cout << "  " << m.name << "/" << t.name << (t.summary.empty() ? "" : "  " + t.summary)
+              << '\n';
+    if (!t.usage.empty()) std::cout << "    usage: " << t.usage << '\n';
+    if (!t.tags.empty()) std::cout << "    tags: " << join(t.tags) << '\n';
+    print_ios("inputs", t.inputs);
+    print_ios("outputs", t.outputs);
+  }
+  return kExitOk;
+}
+
+// ---- lint ----
+
+struct LintCliOptions {
+  PluginPathOption path;
+  std::vector<std::string> targets;
+  bool json = false;
+  bool strict = false;
+  double timeout_sec = 10;
+};
+
+// The plugin directories to lint: each target is a plugin directory, a
+// directory of plugin directories, a plugin.toml, or a plugin name.
+bool lint_targets(const LintCliOptions& o, const Catalog& catalog, std::vector<fs::path>& dirs) {
+  if (o.targets.empty()) {
+    for (const auto& p : catalog.plugins()) dirs.push_back(p.manifest.dir);
+    for (const auto& p : catalog.problems()) dirs.push_back(p.file().parent_path());
+    return true;
+  }
+  for (const std::string& t : o.targets) {
+    const fs::path path(t);
+    if (fs::is_regular_file(path)) {
+      dirs.push_back(path.parent_path().empty() ? fs::path(".") : path.parent_path());
+    } else if (fs::is_directory(path)) {
+      if (fs::exists(path / "plugin.toml")) {
+        dirs.push_back(path);
+        continue;
+      }
+      const Catalog inside = Catalog::discover({path});
+      const std::size_t before = dirs.size();
+      for (const auto& p : inside.plugins()) dirs.push_back(p.manifest.dir);
+      for (const auto& p : inside.problems()) dirs.push_back(p.file().parent_path());
+      if (dirs.size() == before) {
+        std::cerr << "pyoco plugins lint: no plugin.toml in " << t << " or its subdirectories\n";
+        return false;
+      }
+    } else if (const PluginEntry* p = catalog.find_plugin(t)) {
+      dirs.push_back(p->manifest.dir);
+    } else {
+      std::cerr << "pyoco plugins lint: '" << t << "' is neither a path nor a plugin name; "
+                << describe_search_path(catalog.search_path()) << '\n';
+      return false;
+    }
+  }
+  return true;
+}
+
+int lint(const LintCliOptions& o) {
+  const Catalog catalog = o.path.catalog();
+  std::vector<fs::path> dirs;
+  if (!lint_targets(o, catalog, dirs)) return kExitUsage;
+
+  plugins::LintOptions options;
+  options.probe_command = {boost::dll::program_location().string(), "plugins", "__probe"};
+  options.timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_sec * 1000));
+
+  std::vector<plugins::PluginLint> results;
+  for (const fs::path& dir : dirs) {
+    if (!o.json && dirs.size() > 1 && isatty(STDERR_FILENO)) {
+      std::cerr << "linting " << dir.string() << " ...\r" << std::flush;
+    }
+    results.push_back(plugins::lint_plugin(dir, catalog, options));
+  }
+
+  if (!o.json && dirs.size() > 1 && isatty(STDERR_FILENO)) std::cerr << "\33[2K" << std::flush;
+  std::size_t errors = 0, warnings = 0;
+  for (const auto& r : results) {
+    errors += r.count(plugins::Severity::Error);
+    warnings += r.count(plugins::Severity::Warning);
+  }
+  const bool failed = errors > 0 || (o.strict && warnings > 0);
+
+  if (o.json) {
+    json::array plugins;
+    for (const auto& r : results) {
+      json::array findings;
+      for (const auto& f : r.findings) {
+        findings.push_back(json::object{{"rule", f.rule},
+                                        {"severity", plugins::to_string(f.severity)},
+                                        {"file", f.file.string()},
+                                        {"line", f.line},
+                                        {"message", f.message},
+                                        {"hint", plugins::lint_rule(f.rule).hint}});
+      }
+      plugins.push_back(json::object{{"name", r.name},
+                                     {"version", r.version},
+                                     {"path", r.dir.string()},
+                                     {"findings", std::move(findings)}});
+    }
+    std::cout << json::serialize(json::object{{"plugins", std::move(plugins)},
+                                              {"errors", errors},
+                                              {"warnings", warnings},
+                                              {"strict", o.strict},
+                                              {"ok", !failed}})
+              << '\n';
+    return failed ? kExitFailed : kExitOk;
+  }
+
+  for (const auto& r : results) {
+    std::cout << (r.name.empty() ? "?" : r.name) << (r.version.empty() ? "" : " " + r.version)
+              << "  " << r.dir.string() << '\n';
+    if (r.findings.empty()) std::cout << "  ok\n";
+    for (const auto& f : r.findings) {
+      std::string where = f.file.filename().string();
+      if (f.line > 0) where += ":" + std::to_string(f.line);
+      std::cout << "  " << (f.severity == plugins::Severity::Error ? "error  " : "warning") << " "
+                << f.rule << " " << where << ": " << f.message << '\n'
+                << "                fix: " << plugins::lint_rule(f.rule).hint << '\n';
+    }
+  }
+  std::cout << results.size() << (results.size() == 1 ? " plugin" : " plugins")
+            << " linted: " << errors << (errors == 1 ? " error, " : " errors, ") << warnings
+            << (warnings == 1 ? " warning" : " warnings") << (o.strict ? " (strict)" : "") << '\n';
+  return failed ? kExitFailed : kExitOk;
+}
+
+// ---- tasks ----
+
+struct TasksOptions {
+  PluginPathOption path;
+  bool json = false;
+};
+
+int list_tasks(const TasksOptions& o) {
+  const Catalog catalog = o.path.catalog();
+  if (o.json) {
+    json::array tasks;
+    for (const auto& p : catalog.plugins()) {
+      if (p.shadowed_by) continue;
+      for (const auto& t : p.manifest.tasks) {
+        json::object task = task_json(t, true);
+        task["name"] = p.manifest.name + "/" + t.name;
+        tasks.push_back(std::move(task));
+      }
+    }
+    std::cout << json::serialize(json::object{{"tasks", std::move(tasks)}}) << '\n';
+    return kExitOk;
+  }
+  print_problems(catalog);
+  Table table({"TASK", "SUMMARY"});
+  for (const auto& p : catalog.plugins()) {
+    if (p.shadowed_by) continue;
+    for (const auto& t : p.manifest.tasks) table.add({p.manifest.name + "/" + t.name, t.summary});
+  }
+  if (table.size() == 0) {
+    std::cout << "No tasks found; " << describe_search_path(catalog.search_path()) << '\n';
+    return kExitOk;
+  }
+  table.print(std::cout);
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
+  auto list = std::make_shared<ListOptions>();
+  CLI::App* list_cmd = plugins->add_subcommand(
+      "list", "List the plugins on the search path (reads manifests only; runs no plugin code)");
+  list->path.attach(list_cmd);
+  list_cmd->add_flag("--json", list->json, "Print JSON for machines");
+  list_cmd->add_flag("-v,--verbose", list->verbose, "Also list each plugin's tasks and summaries");
+  table.add(list_cmd, [list] { return list_plugins(*list); });
+
+  auto info = std::make_shared<InfoOptions>();
+  CLI::App* info_cmd =
+      plugins->add_subcommand("info", "Show everything about one plugin and its tasks");
+  info_cmd
+      ->add_option("plugin", info->name, "A plugin name on the search path, or a plugin directory")
+      ->required();
+  info->path.attach(info_cmd);
+  info_cmd->add_flag("--json", info->json, "Print JSON for machines");
+  table.add(info_cmd, [info] { return plugin_info(*info); });
+
+  auto lint_opts = std::make_shared<LintCliOptions>();
+  CLI::App* lint_cmd = plugins->add_subcommand(
+      "lint", "Check plugins against the rules PL001...; libraries load in a child process");
+  lint_cmd->add_option("targets", lint_opts->targets,
+                       "Plugin directories, directories of plugins, plugin.toml files or plugin "
+                       "names (default: every plugin on the search path)");
+  lint_opts->path.attach(lint_cmd);
+  lint_cmd->add_flag("--json", lint_opts->json, "Print JSON for machines");
+  lint_cmd->add_flag("--strict", lint_opts->strict, "Fail on warnings too");
+  lint_cmd
+      ->add_option("--timeout", lint_opts->timeout_sec,
+                   "Seconds a library may take to load before it is a finding (PL026)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  lint_cmd->footer(
+      "\nExit codes: 0 clean, 1 errors (with --strict, warnings too), 2 usage.\n"
+      "Every rule, with its fix, is listed in docs/plugins.md.");
+  table.add(lint_cmd, [lint_opts] { return lint(*lint_opts); });
+
+  // The child side of lint: loads one plugin and reports. Hidden.
+  auto probe_dir = std::make_shared<std::string>();
+  CLI::App* probe = plugins->add_subcommand("__probe", "");
+  probe->group("");
+  probe->add_option("dir", *probe_dir)->required();
+  table.add(probe, [probe_dir] {
+    std::cout << plugins::probe_plugin(*probe_dir) << std::flush;
+    return kExitOk;
+  });
+}
+
+void add_tasks_command(CLI::App& app, CommandTable& table) {
+  auto o = std::make_shared<TasksOptions>();
+  CLI::App* cmd =
+      app.add_subcommand("tasks", "List every task the plugins provide (from manifests)");
+  o->path.attach(cmd);
+  cmd->add_flag("--json", o->json, "Print JSON for machines");
+  table.add(cmd, [o] { return list_tasks(*o); });
+}
+
+}  // namespace pyoco::cli

@@ -1,0 +1,71 @@
+// `pyoco plugins lint`: numbered rules a plugin is checked against.
+//
+// Manifest rules read plugin.toml. Library rules inspect the library file
+// without running it (exports, platform) and then load it in a child
+// process, so a plugin that crashes or hangs while loading becomes a
+// finding instead of taking the linter down.
+#pragma once
+
+#include <pyoco/plugins/catalog.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pyoco::plugins {
+
+enum class Severity { Error, Warning };
+const char* to_string(Severity s);
+
+struct LintRule {
+  std::string_view id;  // "PL001"
+  Severity severity;
+  std::string_view title;
+  std::string_view hint;  // how to fix it
+};
+
+// Every rule, in id order. Ids are stable: a rule may be retired, never renumbered.
+const std::vector<LintRule>& lint_rules();
+const LintRule& lint_rule(std::string_view id);
+
+struct LintFinding {
+  std::string rule;
+  Severity severity;
+  std::filesystem::path file;
+  std::uint32_t line = 0;  // 0 when not tied to a line
+  std::string message;
+};
+
+struct PluginLint {
+  std::filesystem::path dir;
+  std::string name;  // empty when the manifest could not be read
+  std::string version;
+  std::vector<LintFinding> findings;
+
+  std::size_t count(Severity s) const;
+};
+
+struct LintOptions {
+  // The command that probes one plugin directory in a child process; the
+  // directory is appended. The CLI passes {"<pyoco>", "plugins", "__probe"}.
+  std::vector<std::string> probe_command;
+  std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+};
+
+// Lints the plugin in `dir` against every rule; `catalog` is the search
+// path's view, for the rules that compare a plugin with the others.
+PluginLint lint_plugin(const std::filesystem::path& dir, const Catalog& catalog,
+                       const LintOptions& options);
+
+// The child side of the library rules: loads the plugin in `dir` in this
+// process and returns the findings as one line of JSON for the parent.
+std::string probe_plugin(const std::filesystem::path& dir);
+
+// The marker the probe's result line starts with (a plugin may print to
+// stdout while it loads; the parent looks for this line).
+inline constexpr std::string_view kProbeResultMarker = "pyoco-probe-result: ";
+
+}  // namespace pyoco::plugins

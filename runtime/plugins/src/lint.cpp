@@ -1,0 +1,382 @@
+#include <pyoco/core/subprocess.hpp>
+#include <pyoco/plugins/elf.hpp>
+#include <pyoco/plugins/host_abi.hpp>
+#include <pyoco/plugins/lint.hpp>
+
+#include <cxxabi.h>
+#include <boost/dll/library_info.hpp>
+#include <boost/json.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "registration.hpp"
+
+namespace pyoco::plugins {
+
+namespace fs = std::filesystem;
+
+const char* to_string(Severity s) {
+  return s == Severity::Error ? "error" : "warning";
+}
+
+std::size_t PluginLint::count(Severity s) const {
+  std::size_t n = 0;
+  for (const auto& f : findings) n += f.severity == s ? 1 : 0;
+  return n;
+}
+
+const std::vector<LintRule>& lint_rules() {
+  using S = Severity;
+  static const std::vector<LintRule> rules = {
+      // manifest
+      {"PL001", S::Error, "plugin.toml is unreadable, not TOML, or breaks the schema",
+       "fix the key the message names; docs/plugins.md lists the schema"},
+      {"PL002", S::Error, "plugin name is not [a-z][a-z0-9_]*",
+       "use lower case letters, digits and _; start with a letter"},
+      {"PL003", S::Error, "plugin version is not a semantic version",
+       "write MAJOR.MINOR.PATCH, e.g. \"1.4.0\""},
+      {"PL004", S::Error, "manifest abi differs from the runtime's ABI major",
+       "rebuild against an SDK of this runtime's ABI major and set abi to match"},
+      {"PL005", S::Error, "[plugin.platform] names another OS or architecture",
+       "build the plugin for this platform, or fix os/arch"},
+      {"PL006", S::Error, "status is not stable, beta or experimental",
+       "set status to one of stable, beta, experimental"},
+      {"PL007", S::Warning, "plugin summary, license or authors missing",
+       "fill them in: they are what `pyoco plugins list --verbose` and `info` show"},
+      {"PL008", S::Error, "the library named by [plugin] library is not in the plugin directory",
+       "build the plugin, or fix library to the file's name"},
+      {"PL009", S::Error, "task name is not [a-z][a-z0-9_]*",
+       "use lower case letters, digits and _; start with a letter"},
+      {"PL010", S::Error, "a task is declared twice", "remove or rename one of the [[tasks]]"},
+      {"PL011", S::Warning, "task has no summary", "add a one-line summary to the [[tasks]] entry"},
+      {"PL012", S::Warning, "task has no usage",
+       "add usage: a line of flow.yaml that uses the task"},
+      {"PL013", S::Warning, "task input or output has no type",
+       "add type = any|null|bool|int|number|string|bytes|array|object"},
+      {"PL014", S::Error, "task input or output has an unknown type",
+       "use one of any, null, bool, int, number, string, bytes, array, object"},
+      {"PL015", S::Warning, "task name is also a task of another plugin on the search path",
+       "flows must qualify it as <plugin>/<task>; consider a more specific name"},
+      {"PL016", S::Warning, "a plugin of the same name comes earlier on the search path",
+       "this one is shadowed and never loaded: remove one or rename it"},
+      {"PL017", S::Warning, "[plugin] sdk is missing or not a semantic version",
+       "set sdk to the pyoco SDK version the plugin was built with"},
+      // library
+      {"PL020", S::Error, "the library cannot be loaded", "read the loader's message"},
+      {"PL021", S::Error, "a shared library it depends on is not found on this machine",
+       "install the named library, or link it statically"},
+      {"PL022", S::Error, "a symbol it needs is not defined by it or its dependencies",
+       "link the library that defines the symbol (pyoco_add_plugin links with --no-undefined)"},
+      {"PL023", S::Error, "the library does not export pyoco_plugin_entry",
+       "write PYOCO_PLUGIN(register_tasks) in one source file"},
+      {"PL024", S::Error, "the library was built for another plugin ABI major",
+       "rebuild it against this runtime's SDK"},
+      {"PL025", S::Error, "the library crashed while loading or registering",
+       "run the plugin's register_tasks under a debugger; static initialisers run at load"},
+      {"PL026", S::Error, "the library did not finish loading in time",
+       "loading must not block: move slow work out of static initialisers and register_tasks"},
+      {"PL027", S::Error, "register_tasks failed", "read its message"},
+      {"PL028", S::Error, "the library registers a task plugin.toml does not declare",
+       "add a [[tasks]] entry for it"},
+      {"PL029", S::Error, "plugin.toml declares a task the library does not register",
+       "register it in register_tasks, or remove the [[tasks]] entry"},
+      {"PL030", S::Warning, "the library exports symbols besides pyoco_plugin_entry",
+       "build with pyoco_add_plugin (hidden visibility and a version script)"},
+      {"PL031", S::Error, "the library is built for another architecture",
+       "rebuild it for this machine"},
+      {"PL032", S::Warning, "the library's compiled-in name or version differs from plugin.toml",
+       "rebuild the plugin: the library is older than its manifest"},
+  };
+  return rules;
+}
+
+const LintRule& lint_rule(std::string_view id) {
+  for (const LintRule& r : lint_rules()) {
+    if (r.id == id) return r;
+  }
+  throw std::out_of_range("no lint rule " + std::string(id));
+}
+
+namespace {
+
+class Findings {
+ public:
+  explicit Findings(PluginLint& out) : out_(out) {}
+  void add(std::string_view rule, fs::path file, std::uint32_t line, std::string message) {
+    out_.findings.push_back(LintFinding{std::string(rule), lint_rule(rule).severity,
+                                        std::move(file), line, std::move(message)});
+  }
+
+ private:
+  PluginLint& out_;
+};
+
+void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
+  const fs::path& file = m.file;
+  if (!is_valid_name(m.name)) {
+    f.add("PL002", file, 0, "plugin name '" + m.name + "' is not [a-z][a-z0-9_]*");
+  }
+  if (!is_semver(m.version)) {
+    f.add("PL003", file, 0, "version '" + m.version + "' is not MAJOR.MINOR.PATCH");
+  }
+  const AbiVersion host = host_abi_version();
+  if (m.abi != std::int64_t(host.major)) {
+    f.add("PL004", file, 0,
+          "abi = " + std::to_string(m.abi) + ", this runtime speaks ABI " + to_string(host));
+  }
+  if ((!m.platform_os.empty() && m.platform_os != host_os()) ||
+      (!m.platform_arch.empty() && m.platform_arch != host_arch())) {
+    f.add("PL005", file, 0,
+          "platform " + m.platform_os + "/" + m.platform_arch + ", this machine is " + host_os() +
+              "/" + host_arch());
+  }
+  if (!m.status.empty() && m.status != "stable" && m.status != "beta" &&
+      m.status != "experimental") {
+    f.add("PL006", file, 0, "status '" + m.status + "' is not stable, beta or experimental");
+  }
+  std::vector<std::string> missing;
+  if (m.summary.empty()) missing.push_back("summary");
+  if (m.license.empty()) missing.push_back("license");
+  if (m.authors.empty()) missing.push_back("authors");
+  if (!missing.empty()) {
+    std::string list;
+    for (const auto& k : missing) list += (list.empty() ? "" : ", ") + k;
+    f.add("PL007", file, 0, "[plugin] lacks " + list);
+  }
+  if (m.sdk.empty() || !is_semver(m.sdk)) {
+    f.add("PL017", file, 0,
+          m.sdk.empty() ? "[plugin] sdk is missing" : "sdk '" + m.sdk + "' is not a version");
+  }
+
+  std::set<std::string> seen;
+  for (const TaskManifest& t : m.tasks) {
+    if (!is_valid_name(t.name)) {
+      f.add("PL009", file, t.line, "task name '" + t.name + "' is not [a-z][a-z0-9_]*");
+    }
+    if (!seen.insert(t.name).second) {
+      f.add("PL010", file, t.line, "task '" + t.name + "' is declared twice");
+    }
+    if (t.summary.empty()) f.add("PL011", file, t.line, "task '" + t.name + "' has no summary");
+    if (t.usage.empty()) f.add("PL012", file, t.line, "task '" + t.name + "' has no usage");
+    auto check_ios = [&](const std::vector<IoSpec>& ios, const char* what) {
+      for (const IoSpec& io : ios) {
+        const std::string label = "task '" + t.name + "' " + what + " '" + io.name + "'";
+        if (io.type.empty()) {
+          f.add("PL013", file, io.line, label + " has no type");
+        } else if (!is_known_io_type(io.type)) {
+          f.add("PL014", file, io.line, label + " has unknown type '" + io.type + "'");
+        }
+      }
+    };
+    check_ios(t.inputs, "input");
+    check_ios(t.outputs, "output");
+  }
+
+  // Against the other plugins on the search path.
+  const fs::path self = fs::weakly_canonical(m.dir);
+  for (const PluginEntry& other : catalog.plugins()) {
+    if (fs::weakly_canonical(other.manifest.dir) == self) continue;
+    if (other.manifest.name == m.name) {
+      // Only the later one is shadowed; tell the shadowed plugin.
+      const auto* winner = catalog.find_plugin(m.name);
+      if (winner != nullptr && fs::weakly_canonical(winner->manifest.dir) != self) {
+        f.add("PL016", file, 0,
+              "plugin '" + m.name + "' at " + winner->manifest.dir.string() +
+                  " comes first on the search path");
+      }
+      continue;
+    }
+    for (const TaskManifest& t : m.tasks) {
+      for (const TaskManifest& o : other.manifest.tasks) {
+        if (o.name == t.name) {
+          f.add("PL015", file, t.line,
+                "task '" + t.name + "' is also a task of plugin '" + other.manifest.name + "'");
+        }
+      }
+    }
+  }
+}
+
+std::string demangle(const std::string& symbol) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(symbol.c_str(), nullptr, nullptr, &status);
+  if (d == nullptr) return symbol;
+  std::string out = d;
+  std::free(d);
+  return out == symbol ? symbol : symbol + " (" + out + ")";
+}
+
+// Rules that read the library file without running any of it.
+bool lint_library_file(const Manifest& m, Findings& f) {
+  const fs::path lib = m.library_path();
+  if (!fs::is_regular_file(lib)) {
+    f.add("PL008", m.file, 0, "library " + m.library + " is not in " + m.dir.string());
+    return false;
+  }
+  const auto platform = read_binary_platform(lib);
+  if (!platform) {
+    f.add("PL031", lib, 0, m.library + " is not an ELF shared library");
+    return false;
+  }
+  if (platform->arch != host_arch() || platform->bits != int(sizeof(void*) * 8)) {
+    f.add("PL031", lib, 0,
+          m.library + " is a " + std::to_string(platform->bits) + "-bit " + platform->arch +
+              " library, this machine is " + host_arch());
+    return false;
+  }
+  try {
+    boost::dll::library_info info(lib.string());
+    std::vector<std::string> extra;
+    for (const std::string& s : info.symbols()) {
+      if (s != PYOCO_PLUGIN_ENTRY_SYMBOL) extra.push_back(s);
+    }
+    if (!extra.empty()) {
+      std::string list;
+      for (std::size_t i = 0; i < extra.size() && i < 5; ++i) {
+        list += (i == 0 ? "" : ", ") + demangle(extra[i]);
+      }
+      if (extra.size() > 5) list += ", ... (" + std::to_string(extra.size()) + " in all)";
+      f.add("PL030", lib, 0, "exports " + list);
+    }
+  } catch (const std::exception& e) {
+    f.add("PL020", lib, 0, std::string("cannot read its symbols: ") + e.what());
+    return false;
+  }
+  return true;
+}
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+void lint_library_in_child(const Manifest& m, const LintOptions& options, Findings& f) {
+  std::vector<std::string> argv = options.probe_command;
+  argv.push_back(m.dir.string());
+  core::ProcessOptions po;
+  po.timeout = options.timeout;
+  const core::ProcessResult r = core::run_process(argv, po);
+  const fs::path lib = m.library_path();
+  if (r.timed_out) {
+    f.add("PL026", lib, 0,
+          "still loading after " + std::to_string(options.timeout.count()) + " ms; killed");
+    return;
+  }
+  if (r.signal != 0) {
+    f.add("PL025", lib, 0, "the process loading it died of " + signal_name(r.signal));
+    return;
+  }
+  const std::size_t at = r.out.rfind(kProbeResultMarker);
+  if (at == std::string::npos) {
+    std::string why = r.err.empty() ? "no output" : r.err.substr(0, r.err.find('\n'));
+    f.add("PL020", lib, 0,
+          "the probe exited " + std::to_string(r.exit_code) + " without a result: " + why);
+    return;
+  }
+  const std::size_t start = at + kProbeResultMarker.size();
+  const std::string line = r.out.substr(start, r.out.find('\n', start) - start);
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(line, ec);
+  if (ec || !v.is_array()) {
+    f.add("PL020", lib, 0, "the probe's result is unreadable");
+    return;
+  }
+  for (const auto& item : v.as_array()) {
+    const auto& o = item.as_object();
+    f.add(std::string(o.at("rule").as_string()), lib, 0, std::string(o.at("message").as_string()));
+  }
+}
+
+}  // namespace
+
+PluginLint lint_plugin(const fs::path& dir, const Catalog& catalog, const LintOptions& options) {
+  PluginLint out;
+  out.dir = dir;
+  Findings f(out);
+  Manifest m;
+  try {
+    m = read_manifest(dir);
+  } catch (const ManifestError& e) {
+    f.add("PL001", e.file(), e.line(), (e.key().empty() ? "" : e.key() + ": ") + e.problem());
+    return out;
+  }
+  out.name = m.name;
+  out.version = m.version;
+  lint_manifest(m, catalog, f);
+  const bool platform_ok =
+      out.findings.end() == std::find_if(out.findings.begin(), out.findings.end(),
+                                         [](const LintFinding& x) { return x.rule == "PL005"; });
+  if (lint_library_file(m, f) && platform_ok) lint_library_in_child(m, options, f);
+  return out;
+}
+
+std::string probe_plugin(const fs::path& dir) {
+  boost::json::array findings;
+  auto add = [&](const char* rule, const std::string& message) {
+    findings.push_back(boost::json::object{{"rule", rule}, {"message", message}});
+  };
+  try {
+    const Manifest m = read_manifest(dir);
+    const LoadedPlugin p = register_plugin(m);
+    const TaskMismatch diff = compare_tasks(m, p.tasks);
+    for (const auto& name : diff.undeclared) {
+      add("PL028", "registers task '" + name + "', which plugin.toml does not declare");
+    }
+    for (const auto& name : diff.unregistered) {
+      add("PL029", "plugin.toml declares task '" + name + "', which is never registered");
+    }
+    if ((!p.plugin_name.empty() && p.plugin_name != m.name) ||
+        (!p.plugin_version.empty() && p.plugin_version != m.version)) {
+      add("PL032", "the library says " + p.plugin_name + " " + p.plugin_version +
+                       ", plugin.toml says " + m.name + " " + m.version);
+    }
+  } catch (const ManifestError& e) {
+    add("PL001", e.what());
+  } catch (const LoadError& e) {
+    const std::string msg = e.what();
+    switch (e.reason()) {
+      case LoadError::Reason::Platform:
+        add("PL031", msg);
+        break;
+      case LoadError::Reason::NoEntry:
+        add("PL023", msg);
+        break;
+      case LoadError::Reason::Abi:
+        add("PL024", msg);
+        break;
+      case LoadError::Reason::Register:
+        add("PL027", msg);
+        break;
+      case LoadError::Reason::TasksMismatch:
+        add("PL029", msg);
+        break;
+      case LoadError::Reason::Open: {
+        // dlerror: "<dep>: cannot open shared object file: ..." names a
+        // missing dependency; "...: undefined symbol: <name>" a missing symbol.
+        const std::string undefined = "undefined symbol: ";
+        const std::size_t u = msg.find(undefined);
+        const std::size_t c = msg.find(": cannot open shared object file");
+        if (u != std::string::npos) {
+          add("PL022", "undefined symbol " + demangle(msg.substr(u + undefined.size())));
+        } else if (c != std::string::npos) {
+          const std::size_t from = msg.rfind(": ", c - 1);
+          const std::string dep = msg.substr(from == std::string::npos ? 0 : from + 2,
+                                             c - (from == std::string::npos ? 0 : from + 2));
+          add("PL021", "needs " + dep + ", which is not found on this machine");
+        } else {
+          add("PL020", msg);
+        }
+        break;
+      }
+    }
+  } catch (const std::exception& e) {
+    add("PL020", e.what());
+  }
+  return std::string(kProbeResultMarker) + boost::json::serialize(findings) + "\n";
+}
+
+}  // namespace pyoco::plugins
