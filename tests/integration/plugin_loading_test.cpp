@@ -41,13 +41,9 @@ class RecordingServices : public plugins::RunServices {
   std::map<std::string, core::Value> scratch;
 };
 
-fs::path build_plugin_dir() {
-  return binary_dir() / "lib/pyoco/plugins";
-}
+fs::path build_plugin_dir() { return binary_dir() / "lib/pyoco/plugins"; }
 
-core::Value object(const char* json) {
-  return core::from_json(boost::json::parse(json));
-}
+core::Value object(const char* json) { return core::from_json(boost::json::parse(json)); }
 
 core::Value inputs(std::string_view key, const core::Value& v) {
   core::ValueBuilder b;

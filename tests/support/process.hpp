@@ -12,7 +12,12 @@ using core::ProcessResult;
 using core::run_process;
 
 std::filesystem::path pyoco_exe();
+
+// Runs the built `pyoco` with `args`. PYOCO_PLUGIN_PATH is unset so that
+// only the build's own plugins are found unless a test says otherwise.
+ProcessResult run_pyoco(std::vector<std::string> args, ProcessOptions options = {});
 std::filesystem::path source_dir();
 std::filesystem::path binary_dir();
+std::filesystem::path fixture_dir();  // built lint/ABI fixture plugins
 
 }  // namespace pyoco::testing

@@ -74,8 +74,6 @@ struct ReadFile : pyoco::Task {
 
 }  // namespace
 
-void register_file_tasks(pyoco::Registry& registry) {
-  registry.add<WriteFile>().add<ReadFile>();
-}
+void register_file_tasks(pyoco::Registry& registry) { registry.add<WriteFile>().add<ReadFile>(); }
 
 }  // namespace pyoco_std

@@ -88,8 +88,6 @@ struct HttpGet : pyoco::Task {
 
 }  // namespace
 
-void register_http_task(pyoco::Registry& registry) {
-  registry.add<HttpGet>();
-}
+void register_http_task(pyoco::Registry& registry) { registry.add<HttpGet>(); }
 
 }  // namespace pyoco_std

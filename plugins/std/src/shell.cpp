@@ -166,8 +166,6 @@ struct Shell : pyoco::Task {
 
 }  // namespace
 
-void register_shell_task(pyoco::Registry& registry) {
-  registry.add<Shell>();
-}
+void register_shell_task(pyoco::Registry& registry) { registry.add<Shell>(); }
 
 }  // namespace pyoco_std

@@ -1,5 +1,3 @@
 #include "app.hpp"
 
-int main(int argc, char** argv) {
-  return pyoco::cli::run(argc, argv);
-}
+int main(int argc, char** argv) { return pyoco::cli::run(argc, argv); }

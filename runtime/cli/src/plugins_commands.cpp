@@ -302,7 +302,8 @@ int lint(const LintCliOptions& o) {
   options.timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_sec * 1000));
 
   std::vector<plugins::PluginLint> results;
-  for (const fs::path& dir : dirs) {
+  for (fs::path& dir : dirs) {
+    dir = fs::absolute(dir).lexically_normal();
     if (!o.json && dirs.size() > 1 && isatty(STDERR_FILENO)) {
       std::cerr << "linting " << dir.string() << " ...\r" << std::flush;
     }

@@ -3,6 +3,8 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <new>
 
@@ -32,9 +34,7 @@ const char* to_string(ValueKind kind) {
 
 // ---- Arena ----------------------------------------------------------------
 
-ArenaPtr Arena::create() {
-  return ArenaPtr(new Arena());
-}
+ArenaPtr Arena::create() { return ArenaPtr(new Arena()); }
 
 Arena::~Arena() {
   for (char* c : chunks_) ::operator delete(c);
@@ -83,9 +83,7 @@ ValueNode* new_node(Arena* a, void* mem, ValueKind kind) {
 
 #define PYOCO_NEW_NODE(kind) new_node(this, allocate(sizeof(ValueNode), alignof(ValueNode)), kind)
 
-ValueNode* Arena::make_null() {
-  return PYOCO_NEW_NODE(ValueKind::Null);
-}
+ValueNode* Arena::make_null() { return PYOCO_NEW_NODE(ValueKind::Null); }
 ValueNode* Arena::make_bool(bool v) {
   ValueNode* n = PYOCO_NEW_NODE(ValueKind::Bool);
   n->b = v;
@@ -361,8 +359,108 @@ boost::json::value to_json(const Value& v) {
   return nullptr;
 }
 
+namespace {
+
+void append_json_string(std::string& out, std::string_view s) {
+  static const char* hex = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+void append_json(std::string& out, const Value& v) {
+  switch (v.kind()) {
+    case ValueKind::Null:
+      out += "null";
+      return;
+    case ValueKind::Bool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case ValueKind::Int:
+      out += std::to_string(v.as_int());
+      return;
+    case ValueKind::Double: {
+      const double d = v.as_double();
+      if (!std::isfinite(d)) {
+        out += "null";  // JSON has no NaN or infinity
+        return;
+      }
+      char buf[32];
+      const auto r = std::to_chars(buf, buf + sizeof buf, d);
+      const std::string_view text(buf, static_cast<std::size_t>(r.ptr - buf));
+      out += text;
+      // Stay a double when read back: 2 -> 2.0
+      if (text.find_first_of(".eE") == std::string_view::npos) out += ".0";
+      return;
+    }
+    case ValueKind::String:
+      append_json_string(out, v.as_string());
+      return;
+    case ValueKind::Bytes:
+      append_json_string(out, base64(v.as_string()));
+      return;
+    case ValueKind::Array:
+      out += '[';
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i > 0) out += ',';
+        append_json(out, v.at(i));
+      }
+      out += ']';
+      return;
+    case ValueKind::Object:
+      out += '{';
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i > 0) out += ',';
+        auto [key, item] = v.member(i);
+        append_json_string(out, key);
+        out += ':';
+        append_json(out, item);
+      }
+      out += '}';
+      return;
+  }
+}
+
+}  // namespace
+
+// Written directly rather than through boost::json: shorter doubles
+// ("2.5", not "2.5E0") and no intermediate tree.
 std::string to_json_text(const Value& value) {
-  return boost::json::serialize(to_json(value));
+  std::string out;
+  append_json(out, value);
+  return out;
 }
 
 }  // namespace pyoco::core

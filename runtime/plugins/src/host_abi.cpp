@@ -3,9 +3,7 @@
 
 namespace pyoco::plugins {
 
-AbiVersion host_abi_version() {
-  return {PYOCO_ABI_VERSION_MAJOR, PYOCO_ABI_VERSION_MINOR};
-}
+AbiVersion host_abi_version() { return {PYOCO_ABI_VERSION_MAJOR, PYOCO_ABI_VERSION_MINOR}; }
 
 std::string to_string(AbiVersion v) {
   return std::to_string(v.major) + "." + std::to_string(v.minor);

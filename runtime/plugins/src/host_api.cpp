@@ -19,36 +19,18 @@ using core::ValueNode;
 
 namespace {
 
-const ValueNode* node(const pyoco_value* v) {
-  return reinterpret_cast<const ValueNode*>(v);
-}
-ValueNode* node(pyoco_value* v) {
-  return reinterpret_cast<ValueNode*>(v);
-}
-const pyoco_value* handle(const ValueNode* n) {
-  return reinterpret_cast<const pyoco_value*>(n);
-}
-pyoco_value* handle(ValueNode* n) {
-  return reinterpret_cast<pyoco_value*>(n);
-}
-Arena* arena(pyoco_arena* a) {
-  return reinterpret_cast<Arena*>(a);
-}
-CallContext* call(pyoco_context* c) {
-  return reinterpret_cast<CallContext*>(c);
-}
-RegistryState* registry(pyoco_registry* r) {
-  return reinterpret_cast<RegistryState*>(r);
-}
-pyoco_str str(std::string_view s) {
-  return pyoco_str{s.data(), s.size()};
-}
+const ValueNode* node(const pyoco_value* v) { return reinterpret_cast<const ValueNode*>(v); }
+ValueNode* node(pyoco_value* v) { return reinterpret_cast<ValueNode*>(v); }
+const pyoco_value* handle(const ValueNode* n) { return reinterpret_cast<const pyoco_value*>(n); }
+pyoco_value* handle(ValueNode* n) { return reinterpret_cast<pyoco_value*>(n); }
+Arena* arena(pyoco_arena* a) { return reinterpret_cast<Arena*>(a); }
+CallContext* call(pyoco_context* c) { return reinterpret_cast<CallContext*>(c); }
+RegistryState* registry(pyoco_registry* r) { return reinterpret_cast<RegistryState*>(r); }
+pyoco_str str(std::string_view s) { return pyoco_str{s.data(), s.size()}; }
 
 // A nonsense handle from a plugin would be undefined behaviour anyway; the
 // null checks keep the common mistake (passing NULL) a clean error.
-bool is(const pyoco_value* v, ValueKind k) {
-  return v != nullptr && node(v)->kind == k;
-}
+bool is(const pyoco_value* v, ValueKind k) { return v != nullptr && node(v)->kind == k; }
 
 // Copies the fields of a plugin-filled struct it knows about; a plugin built
 // against an older minor has a smaller struct and the rest stays zero.
@@ -61,9 +43,7 @@ T sized_copy(const T* in) {
   return out;
 }
 
-const char* or_empty(const char* s) {
-  return s == nullptr ? "" : s;
-}
+const char* or_empty(const char* s) { return s == nullptr ? "" : s; }
 
 std::vector<IoSpec> copy_specs(const pyoco_io_spec* specs, std::size_t count) {
   std::vector<IoSpec> out;
@@ -195,9 +175,7 @@ const pyoco_value* value_object_at(const pyoco_value* v, size_t index, pyoco_str
 
 // ---- values: building ----
 
-bool open(pyoco_arena* a) {
-  return a != nullptr && !arena(a)->sealed();
-}
+bool open(pyoco_arena* a) { return a != nullptr && !arena(a)->sealed(); }
 
 pyoco_value* value_new_null(pyoco_arena* a) {
   return open(a) ? handle(arena(a)->make_null()) : nullptr;
@@ -387,9 +365,7 @@ const pyoco_host_api kHostApi = {
 
 }  // namespace
 
-const pyoco_host_api& host_api() {
-  return kHostApi;
-}
+const pyoco_host_api& host_api() { return kHostApi; }
 
 // ---- calls into a task ----
 

@@ -19,9 +19,7 @@ namespace pyoco::plugins {
 
 namespace fs = std::filesystem;
 
-const char* to_string(Severity s) {
-  return s == Severity::Error ? "error" : "warning";
-}
+const char* to_string(Severity s) { return s == Severity::Error ? "error" : "warning"; }
 
 std::size_t PluginLint::count(Severity s) const {
   std::size_t n = 0;

@@ -18,9 +18,7 @@ ManifestError::ManifestError(std::filesystem::path file, std::uint32_t line, std
 
 namespace {
 
-std::uint32_t line_of(const toml::node& n) {
-  return n.source().begin.line;
-}
+std::uint32_t line_of(const toml::node& n) { return n.source().begin.line; }
 
 class Reader {
  public:

@@ -671,12 +671,8 @@ inline pyoco_status run_task(void* instance, pyoco_context* ctx, const pyoco_val
   });
 }
 
-inline void destroy_task(void* instance) {
-  delete static_cast<Task*>(instance);
-}
-inline void release_factory(void* user_data) {
-  delete static_cast<TaskFactory*>(user_data);
-}
+inline void destroy_task(void* instance) { delete static_cast<Task*>(instance); }
+inline void release_factory(void* user_data) { delete static_cast<TaskFactory*>(user_data); }
 
 }  // namespace detail
 

@@ -1,0 +1,161 @@
+// `pyoco plugins lint` against fixtures that each break exactly one rule:
+// the rule's id, and only that id, must come back in the JSON output.
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <set>
+
+#include "process.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace pyoco::testing;
+
+namespace {
+
+ProcessResult lint(std::vector<std::string> args) {
+  args.insert(args.begin(), {"plugins", "lint"});
+  return run_pyoco(args, {.cwd = fixture_dir()});
+}
+
+std::multiset<std::string> rules_of(const json::value& report) {
+  std::multiset<std::string> rules;
+  for (const auto& p : report.at("plugins").as_array()) {
+    for (const auto& f : p.at("findings").as_array()) {
+      rules.insert(std::string(f.at("rule").as_string()));
+    }
+  }
+  return rules;
+}
+
+struct Case {
+  const char* fixture;
+  const char* rule;
+};
+
+// Each fixture directory is named after the rule it breaks.
+const Case kCases[] = {
+    {"pl001_bad_toml", "PL001"},
+    {"pl001_unknown_key", "PL001"},
+    {"pl002_bad_name", "PL002"},
+    {"pl003_bad_version", "PL003"},
+    {"pl004_manifest_abi", "PL004"},
+    {"pl005_platform", "PL005"},
+    {"pl006_status", "PL006"},
+    {"pl007_metadata", "PL007"},
+    {"pl008_no_library", "PL008"},
+    {"pl009_task_name", "PL009"},
+    {"pl010_task_duplicate", "PL010"},
+    {"pl011_task_summary", "PL011"},
+    {"pl012_task_usage", "PL012"},
+    {"pl013_io_untyped", "PL013"},
+    {"pl014_io_type", "PL014"},
+    {"pl015_name_clash", "PL015"},
+    {"pl016_shadowed", "PL016"},
+    {"pl017_sdk", "PL017"},
+    {"pl020_load", "PL020"},
+    {"pl021_missing_dep", "PL021"},
+    {"pl022_undefined_symbol", "PL022"},
+    {"pl023_no_entry", "PL023"},
+    {"pl024_abi", "PL024"},
+    {"pl025_crash", "PL025"},
+    {"pl026_hang", "PL026"},
+    {"pl027_register_fails", "PL027"},
+    {"pl028_undeclared", "PL028"},
+    {"pl029_unregistered", "PL029"},
+    {"pl030_extra_exports", "PL030"},
+    {"pl031_arch", "PL031"},
+    {"pl032_stale", "PL032"},
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(each_fixture_breaks_exactly_its_rule) {
+  for (const Case& c : kCases) {
+    const ProcessResult r = lint({c.fixture, "--json", "--timeout", "2"});
+    BOOST_TEST_CONTEXT(c.fixture) {
+      boost::system::error_code ec;
+      const json::value report = json::parse(r.out, ec);
+      BOOST_TEST_REQUIRE(!ec, "not JSON: " << r.out << r.err);
+      const auto rules = rules_of(report);
+      BOOST_TEST(rules.count(c.rule) >= 1u);
+      BOOST_TEST(rules.size() == rules.count(c.rule), "other rules fired too");
+      const bool error = std::string(c.rule) != "PL007" && std::string(c.rule) != "PL011" &&
+                         std::string(c.rule) != "PL012" && std::string(c.rule) != "PL013" &&
+                         std::string(c.rule) != "PL015" && std::string(c.rule) != "PL016" &&
+                         std::string(c.rule) != "PL017" && std::string(c.rule) != "PL030" &&
+                         std::string(c.rule) != "PL032";
+      BOOST_TEST(r.exit_code == (error ? 1 : 0));
+      const auto& finding = report.at("plugins").at(0).at("findings").at(0).as_object();
+      BOOST_TEST(finding.at("severity").as_string() == (error ? "error" : "warning"));
+      BOOST_TEST(!finding.at("hint").as_string().empty());
+      BOOST_TEST(!finding.at("message").as_string().empty());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_clean_fixture_passes_strict) {
+  const ProcessResult r = lint({"clean", "--strict"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("  ok\n") != std::string::npos);
+  BOOST_TEST(r.out.find("1 plugin linted: 0 errors, 0 warnings (strict)") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(first_party_plugins_lint_clean_under_strict) {
+  const ProcessResult r = lint({"--strict", "--json"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  const json::value report = json::parse(r.out);
+  std::set<std::string> names;
+  for (const auto& p : report.at("plugins").as_array()) {
+    names.insert(std::string(p.at("name").as_string()));
+  }
+  BOOST_TEST(names.count("hello") == 1u);
+  BOOST_TEST(names.count("std") == 1u);
+  BOOST_TEST(rules_of(report).empty());
+}
+
+BOOST_AUTO_TEST_CASE(strict_turns_warnings_into_failure) {
+  BOOST_TEST(lint({"pl011_task_summary"}).exit_code == 0);
+  BOOST_TEST(lint({"pl011_task_summary", "--strict"}).exit_code == 1);
+}
+
+BOOST_AUTO_TEST_CASE(human_output_cites_rule_line_and_fix) {
+  const ProcessResult r = lint({"pl014_io_type"});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(r.out.find("error   PL014 plugin.toml:") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("unknown type 'text'") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("fix: use one of any, null, bool") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("1 plugin linted: 1 error, 0 warnings") != std::string::npos, r.out);
+}
+
+BOOST_AUTO_TEST_CASE(a_crash_and_a_hang_are_findings_and_the_linter_goes_on) {
+  const ProcessResult r = lint({"pl025_crash", "pl026_hang", "clean", "--timeout", "1"});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(r.out.find("PL025") != std::string::npos);
+  BOOST_TEST(r.out.find("SIGSEGV") != std::string::npos);
+  BOOST_TEST(r.out.find("PL026") != std::string::npos);
+  BOOST_TEST(r.out.find("3 plugins linted: 2 errors, 0 warnings") != std::string::npos, r.out);
+}
+
+BOOST_AUTO_TEST_CASE(missing_dependency_and_symbol_are_named) {
+  const ProcessResult dep = lint({"pl021_missing_dep"});
+  BOOST_TEST(dep.out.find("libpyoco_fixture_dep.so") != std::string::npos, dep.out);
+  const ProcessResult sym = lint({"pl022_undefined_symbol"});
+  BOOST_TEST(sym.out.find("pyoco_fixture_symbol_nobody_defines") != std::string::npos, sym.out);
+}
+
+BOOST_AUTO_TEST_CASE(a_directory_of_plugins_lints_each_of_them) {
+  const ProcessResult r = lint({".", "--json", "--timeout", "1"});
+  const json::value report = json::parse(r.out);
+  BOOST_TEST(report.at("plugins").as_array().size() >= std::size(kCases));
+  BOOST_TEST(r.exit_code == 1);
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_target_is_a_usage_error) {
+  const ProcessResult r = lint({"no_such_plugin"});
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(
+      r.err.find("'no_such_plugin' is neither a path nor a plugin name") != std::string::npos,
+      r.err);
+  BOOST_TEST(r.err.find("looked in:") != std::string::npos);
+}

@@ -1,0 +1,156 @@
+// plugin.toml parsing: every error names the file, the line and the key.
+#include <pyoco/plugins/catalog.hpp>
+#include <pyoco/plugins/manifest.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using namespace pyoco::plugins;
+using pyoco::testing::TempDir;
+
+namespace {
+
+const char* kGood = R"([plugin]
+name = "acme"
+version = "1.2.3"
+abi = 1
+sdk = "0.1.0"
+library = "libpyoco_acme.so"
+summary = "Acme tasks"
+authors = ["A. Coyote"]
+status = "beta"
+
+[plugin.platform]
+os = "linux"
+arch = "x86_64"
+
+[[tasks]]
+name = "rocket"
+summary = "Launches"
+usage = "r: {use: \"acme/rocket\"}"
+tags = ["space"]
+inputs = [{name = "speed", type = "number", required = true, description = "how fast"}]
+outputs = [{name = "ok", type = "bool"}]
+)";
+
+fs::path write_plugin(const TempDir& dir, const std::string& name, const std::string& toml) {
+  const fs::path p = dir.path() / name;
+  fs::create_directories(p);
+  std::ofstream(p / "plugin.toml") << toml;
+  return p;
+}
+
+// The ManifestError for `toml`, or fails the test when it parses.
+ManifestError error_for(const std::string& toml) {
+  TempDir dir;
+  const fs::path p = write_plugin(dir, "x", toml);
+  try {
+    read_manifest(p);
+  } catch (const ManifestError& e) {
+    return e;
+  }
+  BOOST_FAIL("parsed, but should not have:\n" << toml);
+  throw;
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  s.replace(s.find(from), from.size(), to);
+  return s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(reads_every_field) {
+  TempDir dir;
+  const Manifest m = read_manifest(write_plugin(dir, "acme", kGood));
+  BOOST_TEST(m.name == "acme");
+  BOOST_TEST(m.version == "1.2.3");
+  BOOST_TEST(m.abi == 1);
+  BOOST_TEST(m.status == "beta");
+  BOOST_TEST(m.platform_arch == "x86_64");
+  BOOST_TEST(m.library_path() == dir.path() / "acme" / "libpyoco_acme.so");
+  BOOST_TEST_REQUIRE(m.tasks.size() == 1u);
+  BOOST_TEST(m.tasks[0].line == 15u);
+  BOOST_TEST(m.tasks[0].tags.at(0) == "space");
+  BOOST_TEST_REQUIRE(m.tasks[0].inputs.size() == 1u);
+  BOOST_TEST(m.tasks[0].inputs[0].required);
+  BOOST_TEST(m.tasks[0].inputs[0].type == "number");
+  BOOST_TEST(m.tasks[0].outputs[0].name == "ok");
+}
+
+BOOST_AUTO_TEST_CASE(errors_name_file_line_and_key) {
+  struct Case {
+    std::string toml;
+    std::uint32_t line;
+    std::string key;
+    std::string problem;
+  };
+  const std::vector<Case> cases = {
+      {replace(kGood, "version = \"1.2.3\"", "version = 123"), 3, "[plugin] version",
+       "expected a string"},
+      {replace(kGood, "name = \"acme\"\n", ""), 1, "[plugin] name", "required key is missing"},
+      {replace(kGood, "summary = \"Acme tasks\"", "sumary = \"x\""), 7, "[plugin] sumary",
+       "unknown key"},
+      {replace(kGood, "abi = 1", "abi = \"1\""), 4, "[plugin] abi", "expected an integer"},
+      {replace(kGood, "required = true", "required = \"yes\""), 20,
+       "[[tasks]] rocket.inputs.required", "expected true or false"},
+      {replace(kGood, "tags = [\"space\"]", "tags = \"space\""), 19, "[[tasks]] rocket.tags",
+       "expected an array of strings"},
+      {replace(kGood, "library = \"libpyoco_acme.so\"", "library = \"lib/x.so\""), 6,
+       "[plugin] library", "not a path"},
+      {replace(kGood, "abi = 1", "abi = = 1"), 4, "", "not valid TOML"},
+      {"tasks = 5\n" + std::string(kGood).substr(0, std::string(kGood).find("[[tasks]]")), 1,
+       "tasks", "expected [[tasks]] tables"},
+      {"[other]\n", 1, "other", "unknown key"},
+  };
+  for (const Case& c : cases) {
+    const ManifestError e = error_for(c.toml);
+    BOOST_TEST_CONTEXT(e.what()) {
+      BOOST_TEST(e.line() == c.line);
+      BOOST_TEST(e.key() == c.key);
+      BOOST_TEST(e.problem().find(c.problem) != std::string::npos);
+      BOOST_TEST(std::string(e.what()).find("plugin.toml:" + std::to_string(c.line) + ": ") !=
+                 std::string::npos);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(name_and_version_rules) {
+  BOOST_TEST(is_valid_name("a"));
+  BOOST_TEST(is_valid_name("json_get2"));
+  BOOST_TEST(!is_valid_name(""));
+  BOOST_TEST(!is_valid_name("2x"));
+  BOOST_TEST(!is_valid_name("Acme"));
+  BOOST_TEST(!is_valid_name("a-b"));
+  BOOST_TEST(is_semver("0.1.0"));
+  BOOST_TEST(is_semver("1.0.0-rc.1+build.5"));
+  BOOST_TEST(!is_semver("1.0"));
+  BOOST_TEST(!is_semver("01.0.0"));
+  BOOST_TEST(!is_semver("v1.0.0"));
+}
+
+BOOST_AUTO_TEST_CASE(catalog_shadows_later_plugins_of_the_same_name) {
+  TempDir a, b;
+  write_plugin(a, "acme", kGood);
+  write_plugin(b, "acme", replace(kGood, "1.2.3", "9.9.9"));
+  write_plugin(b, "broken", "[plugin]\nname = 1\n");
+  const Catalog c = Catalog::discover({a.path(), b.path(), b.path() / "missing"});
+  BOOST_TEST_REQUIRE(c.plugins().size() == 2u);
+  BOOST_TEST(c.find_plugin("acme")->manifest.version == "1.2.3");
+  BOOST_TEST(!c.plugins()[0].shadowed_by.has_value());
+  BOOST_TEST(c.plugins()[1].shadowed_by.value() == a.path() / "acme");
+  BOOST_TEST_REQUIRE(c.problems().size() == 1u);
+  BOOST_TEST(c.problems()[0].key() == "[plugin] name");
+  BOOST_TEST(c.find_task("acme/rocket")->task->summary == "Launches");
+}
+
+BOOST_AUTO_TEST_CASE(a_search_path_entry_may_be_a_plugin_directory_itself) {
+  TempDir a;
+  const fs::path p = write_plugin(a, "acme", kGood);
+  const Catalog c = Catalog::discover({p});
+  BOOST_TEST(c.plugins().size() == 1u);
+}
