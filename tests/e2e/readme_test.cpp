@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "process.hpp"
+#include "temp_dir.hpp"
 
 using namespace pyoco::testing;
 
@@ -93,9 +94,20 @@ BOOST_AUTO_TEST_CASE(hello_command_last_step_works_against_this_build) {
   const std::string default_exe = "./build/default/bin/pyoco";
   BOOST_TEST_REQUIRE(last.rfind(default_exe, 0) == 0u, "hello must end by running the binary");
   last.replace(0, default_exe.size(), pyoco_exe().string());
-  const ProcessResult r = run_process({"sh", "-c", last}, {.cwd = source_dir()});
+  TempDir artifacts;
+  ProcessOptions o;
+  o.cwd = source_dir();
+  o.env["PYOCO_ARTIFACT_DIR"] = artifacts.path().string();
+  o.unset_env = {"PYOCO_PLUGIN_PATH", "PYOCO_CUTE"};
+  const ProcessResult r = run_process({"sh", "-c", last}, o);
   BOOST_TEST(r.exit_code == 0, last << "\n" << r.out << r.err);
-  BOOST_TEST(!r.out.empty());
+  // Not a terminal: plain lines, the seed's run in order.
+  for (const char* line :
+       {"INFO pyoco start flow=hello_pyoco run_id=", "INFO pyoco start node=fetch_data",
+        "Fetching data...", "Processing: carrot", "Saved: CARROT",
+        "INFO pyoco end flow=hello_pyoco status=COMPLETED"}) {
+    BOOST_TEST(r.out.find(line) != std::string::npos, "missing: " << line << "\n" << r.out);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(setup_script_is_idempotent_when_everything_is_present) {

@@ -45,13 +45,7 @@ int run(int argc, char** argv) {
   app.require_subcommand(0, 1);
 
   CommandTable table;
-  const char* engine = "the flow engine, issue #4";
-  add_not_implemented(table, app.add_subcommand("run", "Run a flow file and print its trace"),
-                      engine);
-  add_not_implemented(table, app.add_subcommand("check", "Validate a flow file without running it"),
-                      engine);
-  add_not_implemented(table, app.add_subcommand("graph", "Print a flow's DAG as dot or mermaid"),
-                      engine);
+  add_flow_commands(app, table);
   add_tasks_command(app, table);
 
   CLI::App* plugins = app.add_subcommand("plugins", "See, check and create plugins");

@@ -29,6 +29,7 @@ class CommandTable {
 // Command groups, one file each.
 void add_plugins_commands(CLI::App* plugins, CommandTable& table);
 void add_tasks_command(CLI::App& app, CommandTable& table);
+void add_flow_commands(CLI::App& app, CommandTable& table);
 
 void add_not_implemented(CommandTable& table, CLI::App* command, const char* tracking);
 

@@ -157,8 +157,12 @@ class ValueBuilder {
  public:
   ValueBuilder() : arena_(Arena::create()) {}
   Arena& arena() { return *arena_; }
-  // A handle on `node` (a node of this builder's arena).
-  Value wrap(const ValueNode* node) const { return Value(arena_, node); }
+  // A handle on `node`, keeping the arena it lives in alive (this builder's,
+  // or another one a node was borrowed from).
+  Value wrap(const ValueNode* node) const {
+    return node == nullptr || node->owner == arena_.get() ? Value(arena_, node)
+                                                          : Value(ArenaPtr(node->owner), node);
+  }
 
  private:
   ArenaPtr arena_;

@@ -1,0 +1,99 @@
+// A flow's DAG, built from its parsed graph: nodes, what each waits for,
+// and the sub-graphs of switch and loop nodes. Independent of plugins: the
+// engine binds tasks to it, `check` validates it, `graph` prints it.
+#pragma once
+
+#include <pyoco/core/flow_spec.hpp>
+#include <pyoco/core/graph_dsl.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pyoco::core {
+
+// A node runs once every requirement holds. An "all" requirement holds when
+// each of its nodes succeeded; an "any" requirement (an OR-join) when one did.
+struct Requirement {
+  std::vector<std::uint32_t> nodes;
+  bool any = false;
+};
+
+class FlowGraph;
+
+struct GraphNode {
+  enum class Kind { Task, Join, Switch, Loop };
+  Kind kind = Kind::Task;
+  std::string name;                // unique in its graph; joins are "join_N" and hidden
+  const TaskSpec* task = nullptr;  // Kind::Task
+  std::vector<Requirement> requirements;
+  std::vector<std::uint32_t> successors;
+  const dsl::SwitchTerm* switch_term = nullptr;  // Kind::Switch
+  const dsl::LoopTerm* loop_term = nullptr;      // Kind::Loop
+  // Switch: one graph per case, in case order. Loop: the body.
+  std::vector<std::shared_ptr<FlowGraph>> children;
+  SourceLocation where;
+
+  bool visible() const { return kind != Kind::Join; }
+};
+
+class FlowGraph {
+ public:
+  std::vector<GraphNode> nodes;
+
+  // Index of a node by name, or -1.
+  std::int64_t find(std::string_view name) const;
+  // Nodes that wait for nothing.
+  std::vector<std::uint32_t> roots() const;
+  // True when `ancestor` must finish before `node` can start.
+  bool precedes(std::uint32_t ancestor, std::uint32_t node) const;
+};
+
+// A problem `check` reports. Errors stop a run; warnings do not.
+struct Diagnostic {
+  enum class Severity { Error, Warning } severity;
+  SourceLocation where;
+  std::string message;
+};
+
+// The parsed and built flow; owns the AST its graph points into.
+struct CompiledFlow {
+  std::shared_ptr<const FlowSpec> spec;
+  std::shared_ptr<const dsl::Graph> ast;
+  std::vector<std::shared_ptr<const dsl::Graph>> pipe_asts;
+  FlowGraph graph;
+};
+
+// Parses the graph DSL and builds the DAG. Throws FlowError for what makes
+// a graph impossible to build (syntax, unknown pipe, pipe cycle, a node name
+// with no tasks: entry, a cycle between nodes).
+CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec);
+// The same for a graph built in code rather than parsed (the C++ flow API).
+CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec,
+                          std::shared_ptr<const dsl::Graph> graph);
+
+// What check asks about the world outside the file.
+class TaskResolver {
+ public:
+  virtual ~TaskResolver() = default;
+  struct TaskInfo {
+    bool exists = false;
+    std::vector<std::string> required_inputs;
+    std::vector<std::string> inputs;  // every declared input
+  };
+  virtual TaskInfo resolve(const std::string& qualified_name) const = 0;
+};
+
+// Everything `pyoco check` reports beyond compile errors: unknown tasks,
+// orphans, references that cannot resolve, inputs nothing provides, switch
+// without default, unbounded until. `params` are the run's params (defaults
+// merged with --param).
+std::vector<Diagnostic> check_flow(const CompiledFlow& flow, const TaskResolver& tasks,
+                                   const Value& params);
+
+// The DAG for people: Graphviz dot or Mermaid.
+std::string export_dot(const CompiledFlow& flow);
+std::string export_mermaid(const CompiledFlow& flow);
+
+}  // namespace pyoco::core

@@ -1,0 +1,89 @@
+// The graph DSL of flow files, parsed by a real lexer and parser (never
+// evaluated as code):
+//
+//   pipeline := term (">>" term)*
+//   term     := node | "(" group ")" | pipe(NAME) | switch | repeat | foreach | until
+//   node     := IDENT | IDENT ":" IDENT        # second form: a named node reusing a task
+//   group    := pipeline ("&" pipeline)*      # parallel branches, AND-join
+//             | pipeline ("|" pipeline)*      # OR-join: the next runs when any branch succeeds
+//   switch(on={{mode}}) { a: p1; "b": p2; default: p3; }
+//   repeat(count=3, collect=list) { pipeline }
+//   foreach(over={{items}}, item=it, index=i, collect=list, parallel=4) { pipeline }
+//   until(cond={{params.done}}, max_iter=5, collect=last) { pipeline }
+//
+// Statements are separated by new lines (a line ending in >>, & or | goes
+// on); `#` starts a comment. Errors are FlowErrors at the offending column.
+#pragma once
+
+#include <pyoco/core/expression.hpp>
+#include <pyoco/core/flow_spec.hpp>
+
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace pyoco::core::dsl {
+
+enum class Collect { List, Last, First, Flatten };
+const char* to_string(Collect c);
+
+struct Pipeline;
+
+struct NodeTerm {
+  std::string name;  // the node
+  std::string task;  // the tasks: entry it runs (== name unless "name: task")
+  SourceLocation where;
+};
+
+struct GroupTerm {
+  bool any = false;  // true: OR-join (|), false: AND-join (&)
+  std::vector<Pipeline> branches;
+  SourceLocation where;
+};
+
+struct PipeTerm {
+  std::string name;
+  SourceLocation where;
+};
+
+struct SwitchCase {
+  bool is_default = false;
+  Value match;                 // string or number
+  std::vector<Pipeline> body;  // exactly one pipeline (vector: Pipeline is incomplete here)
+  SourceLocation where;
+};
+
+struct SwitchTerm {
+  Expression on;
+  std::vector<SwitchCase> cases;
+  SourceLocation where;
+};
+
+struct LoopTerm {
+  enum class Kind { Repeat, Foreach, Until } kind;
+  std::int64_t count = 0;     // repeat
+  Expression over;            // foreach
+  std::string item = "item";  // foreach: loop.<item>
+  std::string index = "index";
+  std::int64_t parallel = 1;  // foreach
+  Expression cond;            // until
+  std::int64_t max_iter = 0;  // until; 0 = unbounded (check reports it)
+  Collect collect = Collect::List;
+  std::vector<Pipeline> body;  // exactly one
+  SourceLocation where;
+};
+
+using Term = std::variant<NodeTerm, GroupTerm, PipeTerm, SwitchTerm, LoopTerm>;
+
+struct Pipeline {
+  std::vector<Term> terms;
+};
+
+struct Graph {
+  std::vector<Pipeline> statements;
+};
+
+// Parses graph text; `origin` is where its first character is in the file.
+Graph parse_graph(std::string_view text, const SourceLocation& origin);
+
+}  // namespace pyoco::core::dsl

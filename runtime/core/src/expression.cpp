@@ -1,0 +1,544 @@
+#include <pyoco/core/expression.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <variant>
+
+namespace pyoco::core {
+
+struct ExprNode {
+  enum class Op {
+    Literal,
+    Path,
+    List,
+    Not,
+    Neg,
+    And,
+    Or,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod
+  } op;
+  Value literal;
+  PathRoot root = PathRoot::Params;
+  std::vector<std::string> path;
+  std::vector<std::shared_ptr<const ExprNode>> args;
+  std::uint32_t column = 0;  // within the expression text, 1-based
+};
+
+namespace {
+
+using NodePtr = std::shared_ptr<const ExprNode>;
+
+struct Token {
+  enum class Kind { Name, Number, String, Op, End } kind;
+  std::string text;
+  std::uint32_t column;
+};
+
+Value make_string(std::string_view s) {
+  ValueBuilder b;
+  const ValueNode* n = b.arena().make_string(s);
+  b.arena().seal();
+  return b.wrap(n);
+}
+
+class Parser {
+ public:
+  Parser(std::string_view text, const SourceLocation& origin) : text_(text), origin_(origin) {
+    lex();
+  }
+
+  NodePtr parse() {
+    NodePtr e = parse_or();
+    if (peek().kind != Token::Kind::End) fail(peek(), "unexpected '" + peek().text + "'");
+    return e;
+  }
+
+ private:
+  [[noreturn]] void fail(const Token& at, const std::string& problem) const {
+    SourceLocation w = origin_;
+    if (w.column > 0) w.column += at.column - 1;
+    throw FlowError(w, "in expression '" + std::string(text_) + "': " + problem);
+  }
+
+  void lex() {
+    std::size_t i = 0;
+    auto col = [&](std::size_t at) { return static_cast<std::uint32_t>(at + 1); };
+    while (i < text_.size()) {
+      const char c = text_[i];
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+        ++i;
+      } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == '$') {
+        const std::size_t start = i++;
+        while (i < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[i])) ||
+                                    text_[i] == '_' || text_[i] == '.')) {
+          ++i;
+        }
+        tokens_.push_back(
+            {Token::Kind::Name, std::string(text_.substr(start, i - start)), col(start)});
+      } else if (std::isdigit(static_cast<unsigned char>(c))) {
+        const std::size_t start = i;
+        while (i < text_.size() && (std::isdigit(static_cast<unsigned char>(text_[i])) ||
+                                    text_[i] == '.' || text_[i] == 'e' || text_[i] == 'E')) {
+          ++i;
+        }
+        tokens_.push_back(
+            {Token::Kind::Number, std::string(text_.substr(start, i - start)), col(start)});
+      } else if (c == '"' || c == '\'') {
+        const std::size_t start = i++;
+        std::string s;
+        while (i < text_.size() && text_[i] != c) {
+          if (text_[i] == '\\' && i + 1 < text_.size()) ++i;
+          s += text_[i++];
+        }
+        if (i >= text_.size()) fail({Token::Kind::String, "", col(start)}, "unterminated string");
+        ++i;
+        tokens_.push_back({Token::Kind::String, s, col(start)});
+      } else {
+        static const char* two[] = {"==", "!=", "<=", ">="};
+        std::string op(1, c);
+        for (const char* t : two) {
+          if (text_.substr(i, 2) == t) op = t;
+        }
+        if (op == "=") fail({Token::Kind::Op, op, col(i)}, "'=' is not a comparison: use '=='");
+        if (std::string("!<>+-*/%()[],").find(c) == std::string::npos && op.size() == 1) {
+          fail({Token::Kind::Op, op, col(i)}, "unexpected character '" + op + "'");
+        }
+        if (op == "!") fail({Token::Kind::Op, op, col(i)}, "use 'not', not '!'");
+        tokens_.push_back({Token::Kind::Op, op, col(i)});
+        i += op.size();
+      }
+    }
+    tokens_.push_back({Token::Kind::End, "end of expression", col(text_.size())});
+  }
+
+  const Token& peek() const { return tokens_[pos_]; }
+  const Token& next() { return tokens_[pos_++]; }
+  bool accept_op(const char* op) {
+    if (peek().kind == Token::Kind::Op && peek().text == op) return ++pos_, true;
+    return false;
+  }
+  bool accept_word(const char* w) {
+    if (peek().kind == Token::Kind::Name && peek().text == w) return ++pos_, true;
+    return false;
+  }
+
+  static NodePtr node(ExprNode::Op op, std::vector<NodePtr> args, std::uint32_t column) {
+    auto n = std::make_shared<ExprNode>();
+    n->op = op;
+    n->args = std::move(args);
+    n->column = column;
+    return n;
+  }
+
+  NodePtr parse_or() {
+    NodePtr l = parse_and();
+    while (peek().kind == Token::Kind::Name && peek().text == "or") {
+      const auto c = next().column;
+      l = node(ExprNode::Op::Or, {l, parse_and()}, c);
+    }
+    return l;
+  }
+  NodePtr parse_and() {
+    NodePtr l = parse_not();
+    while (peek().kind == Token::Kind::Name && peek().text == "and") {
+      const auto c = next().column;
+      l = node(ExprNode::Op::And, {l, parse_not()}, c);
+    }
+    return l;
+  }
+  NodePtr parse_not() {
+    if (peek().kind == Token::Kind::Name && peek().text == "not") {
+      const auto c = next().column;
+      return node(ExprNode::Op::Not, {parse_not()}, c);
+    }
+    return parse_comparison();
+  }
+  NodePtr parse_comparison() {
+    NodePtr l = parse_sum();
+    static const std::pair<const char*, ExprNode::Op> ops[] = {
+        {"==", ExprNode::Op::Eq}, {"!=", ExprNode::Op::Ne}, {"<=", ExprNode::Op::Le},
+        {">=", ExprNode::Op::Ge}, {"<", ExprNode::Op::Lt},  {">", ExprNode::Op::Gt}};
+    for (;;) {
+      bool matched = false;
+      for (const auto& [text, op] : ops) {
+        if (peek().kind == Token::Kind::Op && peek().text == text) {
+          const auto c = next().column;
+          l = node(op, {l, parse_sum()}, c);
+          matched = true;
+          break;
+        }
+      }
+      if (!matched && peek().kind == Token::Kind::Name && peek().text == "in") {
+        const auto c = next().column;
+        l = node(ExprNode::Op::In, {l, parse_sum()}, c);
+        matched = true;
+      }
+      if (!matched) return l;
+    }
+  }
+  NodePtr parse_sum() {
+    NodePtr l = parse_product();
+    for (;;) {
+      const auto c = peek().column;
+      if (accept_op("+")) {
+        l = node(ExprNode::Op::Add, {l, parse_product()}, c);
+      } else if (accept_op("-")) {
+        l = node(ExprNode::Op::Sub, {l, parse_product()}, c);
+      } else {
+        return l;
+      }
+    }
+  }
+  NodePtr parse_product() {
+    NodePtr l = parse_unary();
+    for (;;) {
+      const auto c = peek().column;
+      if (accept_op("*")) {
+        l = node(ExprNode::Op::Mul, {l, parse_unary()}, c);
+      } else if (accept_op("/")) {
+        l = node(ExprNode::Op::Div, {l, parse_unary()}, c);
+      } else if (accept_op("%")) {
+        l = node(ExprNode::Op::Mod, {l, parse_unary()}, c);
+      } else {
+        return l;
+      }
+    }
+  }
+  NodePtr parse_unary() {
+    const auto c = peek().column;
+    if (accept_op("-")) return node(ExprNode::Op::Neg, {parse_unary()}, c);
+    return parse_primary();
+  }
+  NodePtr parse_primary() {
+    const Token& t = next();
+    auto n = std::make_shared<ExprNode>();
+    n->column = t.column;
+    switch (t.kind) {
+      case Token::Kind::Number: {
+        n->op = ExprNode::Op::Literal;
+        char* end = nullptr;
+        if (t.text.find_first_of(".eE") == std::string::npos) {
+          const long long i = std::strtoll(t.text.c_str(), &end, 10);
+          ValueBuilder b;
+          const ValueNode* v = b.arena().make_int(i);
+          b.arena().seal();
+          n->literal = b.wrap(v);
+        } else {
+          const double d = std::strtod(t.text.c_str(), &end);
+          ValueBuilder b;
+          const ValueNode* v = b.arena().make_double(d);
+          b.arena().seal();
+          n->literal = b.wrap(v);
+        }
+        if (end == nullptr || *end != '\0') fail(t, "'" + t.text + "' is not a number");
+        return n;
+      }
+      case Token::Kind::String:
+        n->op = ExprNode::Op::Literal;
+        n->literal = make_string(t.text);
+        return n;
+      case Token::Kind::Name:
+        return name(t, n);
+      case Token::Kind::Op:
+        if (t.text == "(") {
+          NodePtr inner = parse_or();
+          if (!accept_op(")")) fail(peek(), "expected ')'");
+          return inner;
+        }
+        if (t.text == "[") {
+          n->op = ExprNode::Op::List;
+          if (!accept_op("]")) {
+            do {
+              n->args.push_back(parse_or());
+            } while (accept_op(","));
+            if (!accept_op("]")) fail(peek(), "expected ']' or ','");
+          }
+          return n;
+        }
+        fail(t, "unexpected '" + t.text + "'");
+      case Token::Kind::End:
+        fail(t, "the expression ends too soon");
+    }
+    fail(t, "unexpected token");
+  }
+
+  NodePtr name(const Token& t, std::shared_ptr<ExprNode> n) {
+    if (peek().kind == Token::Kind::Op && peek().text == "(") {
+      fail(t, "'" + t.text + "(...)': expressions cannot call functions");
+    }
+    if (t.text == "true" || t.text == "false" || t.text == "null" || t.text == "none" ||
+        t.text == "True" || t.text == "False" || t.text == "None") {
+      n->op = ExprNode::Op::Literal;
+      ValueBuilder b;
+      const ValueNode* v = t.text == "null" || t.text == "none" || t.text == "None"
+                               ? b.arena().make_null()
+                               : b.arena().make_bool(t.text == "true" || t.text == "True");
+      b.arena().seal();
+      n->literal = b.wrap(v);
+      return n;
+    }
+    n->op = ExprNode::Op::Path;
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t dot = t.text.find('.', start);
+      parts.push_back(t.text.substr(start, dot - start));
+      if (parts.back().empty()) fail(t, "'" + t.text + "' has an empty path segment");
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    std::size_t first = 0;
+    if (parts[0] == "$ctx") {
+      if (parts.size() < 3 || parts[1] != "params") {
+        fail(t, "'" + t.text + "': only $ctx.params.<name> is readable here");
+      }
+      n->root = PathRoot::Params;
+      first = 2;
+    } else if (parts[0] == "$env" || parts[0] == "env") {
+      if (parts.size() != 2) fail(t, "'" + t.text + "': write env.NAME");
+      n->root = PathRoot::Env;
+      first = 1;
+    } else if (parts[0][0] == '$') {
+      fail(t, "'" + t.text + "': in expressions use params.x, results.x, scratch.x, loop.x, env.X");
+    } else if (parts.size() > 1 && parts[0] == "params") {
+      n->root = PathRoot::Params, first = 1;
+    } else if (parts.size() > 1 && parts[0] == "results") {
+      n->root = PathRoot::Results, first = 1;
+    } else if (parts.size() > 1 && parts[0] == "scratch") {
+      n->root = PathRoot::Scratch, first = 1;
+    } else if (parts.size() > 1 && parts[0] == "loop") {
+      n->root = PathRoot::Loop, first = 1;
+    } else {
+      n->root = PathRoot::Params;  // a bare name is a param
+    }
+    n->path.assign(parts.begin() + static_cast<std::ptrdiff_t>(first), parts.end());
+    return n;
+  }
+
+  std::string_view text_;
+  SourceLocation origin_;
+  std::vector<Token> tokens_;
+  std::size_t pos_ = 0;
+};
+
+Value boolean(bool b) {
+  ValueBuilder vb;
+  const ValueNode* n = vb.arena().make_bool(b);
+  vb.arena().seal();
+  return vb.wrap(n);
+}
+
+class Evaluator {
+ public:
+  Evaluator(const Expression& e, const Expression::Scope& scope) : e_(e), scope_(scope) {}
+
+  Value eval(const ExprNode& n) const {
+    using Op = ExprNode::Op;
+    switch (n.op) {
+      case Op::Literal:
+        return n.literal;
+      case Op::Path:
+        return scope_.lookup(n.root, n.path);
+      case Op::List: {
+        ValueBuilder b;
+        ValueNode* arr = b.arena().make_array(n.args.size());
+        std::vector<Value> keep;
+        for (const auto& a : n.args) {
+          keep.push_back(eval(*a));
+          Arena::push(arr,
+                      keep.back().node() != nullptr ? keep.back().node() : b.arena().make_null());
+        }
+        b.arena().seal();
+        return b.wrap(arr);
+      }
+      case Op::Not:
+        return boolean(!truthy(eval(*n.args[0])));
+      case Op::Neg: {
+        const Value v = eval(*n.args[0]);
+        if (v.is_int()) return number(-v.as_int());
+        if (v.is_number()) return number(-v.as_double());
+        fail(n, "cannot negate " + std::string(to_string(v.kind())));
+      }
+      case Op::And: {
+        const Value l = eval(*n.args[0]);
+        return truthy(l) ? eval(*n.args[1]) : l;
+      }
+      case Op::Or: {
+        const Value l = eval(*n.args[0]);
+        return truthy(l) ? l : eval(*n.args[1]);
+      }
+      case Op::Eq:
+        return boolean(eval(*n.args[0]) == eval(*n.args[1]));
+      case Op::Ne:
+        return boolean(!(eval(*n.args[0]) == eval(*n.args[1])));
+      case Op::Lt:
+      case Op::Le:
+      case Op::Gt:
+      case Op::Ge:
+        return compare(n, eval(*n.args[0]), eval(*n.args[1]));
+      case Op::In:
+        return contains(n, eval(*n.args[1]), eval(*n.args[0]));
+      default:
+        return arithmetic(n, eval(*n.args[0]), eval(*n.args[1]));
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(const ExprNode& n, const std::string& problem) const {
+    SourceLocation w = e_.where();
+    if (w.column > 0) w.column += n.column - 1;
+    throw FlowError(w, "in expression '" + e_.text() + "': " + problem);
+  }
+
+  static Value number(std::int64_t i) {
+    ValueBuilder b;
+    const ValueNode* n = b.arena().make_int(i);
+    b.arena().seal();
+    return b.wrap(n);
+  }
+  static Value number(double d) {
+    ValueBuilder b;
+    const ValueNode* n = b.arena().make_double(d);
+    b.arena().seal();
+    return b.wrap(n);
+  }
+
+  Value compare(const ExprNode& n, const Value& l, const Value& r) const {
+    int c = 0;
+    if (l.is_number() && r.is_number()) {
+      c = l.as_double() < r.as_double() ? -1 : (l.as_double() > r.as_double() ? 1 : 0);
+    } else if (l.is_string() && r.is_string()) {
+      c = l.as_string().compare(r.as_string());
+    } else {
+      fail(n, std::string("cannot order ") + to_string(l.kind()) + " and " + to_string(r.kind()));
+    }
+    switch (n.op) {
+      case ExprNode::Op::Lt:
+        return boolean(c < 0);
+      case ExprNode::Op::Le:
+        return boolean(c <= 0);
+      case ExprNode::Op::Gt:
+        return boolean(c > 0);
+      default:
+        return boolean(c >= 0);
+    }
+  }
+
+  Value contains(const ExprNode& n, const Value& haystack, const Value& needle) const {
+    if (haystack.is_array()) {
+      for (std::size_t i = 0; i < haystack.size(); ++i) {
+        if (haystack.at(i) == needle) return boolean(true);
+      }
+      return boolean(false);
+    }
+    if (haystack.is_object()) {
+      return boolean(needle.is_string() && haystack.contains(needle.as_string()));
+    }
+    if (haystack.is_string() && needle.is_string()) {
+      return boolean(haystack.as_string().find(needle.as_string()) != std::string_view::npos);
+    }
+    fail(n, std::string("'in' needs a list, object or string on its right, not ") +
+                to_string(haystack.kind()));
+  }
+
+  Value arithmetic(const ExprNode& n, const Value& l, const Value& r) const {
+    using Op = ExprNode::Op;
+    if (n.op == Op::Add && l.is_string() && r.is_string()) {
+      return make_string(std::string(l.as_string()) + std::string(r.as_string()));
+    }
+    if (!l.is_number() || !r.is_number()) {
+      fail(n, std::string("arithmetic on ") + to_string(l.kind()) + " and " + to_string(r.kind()));
+    }
+    if (l.is_int() && r.is_int() && n.op != Op::Div) {
+      const std::int64_t a = l.as_int(), b = r.as_int();
+      switch (n.op) {
+        case Op::Add:
+          return number(a + b);
+        case Op::Sub:
+          return number(a - b);
+        case Op::Mul:
+          return number(a * b);
+        default:
+          if (b == 0) fail(n, "modulo by zero");
+          return number(a % b);
+      }
+    }
+    const double a = l.as_double(), b = r.as_double();
+    switch (n.op) {
+      case Op::Add:
+        return number(a + b);
+      case Op::Sub:
+        return number(a - b);
+      case Op::Mul:
+        return number(a * b);
+      case Op::Div:
+        if (b == 0) fail(n, "division by zero");
+        return number(a / b);
+      default:
+        if (b == 0) fail(n, "modulo by zero");
+        return number(std::fmod(a, b));
+    }
+  }
+
+  const Expression& e_;
+  const Expression::Scope& scope_;
+};
+
+void collect_paths(const ExprNode& n, std::vector<Expression::PathUse>& out) {
+  if (n.op == ExprNode::Op::Path) out.push_back({n.root, n.path});
+  for (const auto& a : n.args) collect_paths(*a, out);
+}
+
+}  // namespace
+
+Expression Expression::parse(std::string_view text, const SourceLocation& origin) {
+  Expression e;
+  e.text_ = std::string(text);
+  e.where_ = origin;
+  e.root_ = Parser(text, origin).parse();
+  return e;
+}
+
+Value Expression::evaluate(const Scope& scope) const {
+  if (root_ == nullptr) return Value();
+  return Evaluator(*this, scope).eval(*root_);
+}
+
+std::vector<Expression::PathUse> Expression::paths() const {
+  std::vector<PathUse> out;
+  if (root_ != nullptr) collect_paths(*root_, out);
+  return out;
+}
+
+bool truthy(const Value& v) {
+  switch (v.kind()) {
+    case ValueKind::Null:
+      return false;
+    case ValueKind::Bool:
+      return v.as_bool();
+    case ValueKind::Int:
+      return v.as_int() != 0;
+    case ValueKind::Double:
+      return v.as_double() != 0;
+    case ValueKind::String:
+    case ValueKind::Bytes:
+      return !v.as_string().empty();
+    case ValueKind::Array:
+    case ValueKind::Object:
+      return v.size() > 0;
+  }
+  return false;
+}
+
+}  // namespace pyoco::core

@@ -1,0 +1,509 @@
+#include <pyoco/core/flow_file.hpp>
+
+#include <toml++/toml.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace pyoco::core {
+
+std::string SourceLocation::to_string() const {
+  std::string s = file.empty() ? "<flow>" : file;
+  if (line > 0) s += ":" + std::to_string(line);
+  if (line > 0 && column > 0) s += ":" + std::to_string(column);
+  return s;
+}
+
+FlowError::FlowError(SourceLocation where, const std::string& problem)
+    : std::runtime_error(where.to_string() + ": " + problem),
+      where_(std::move(where)),
+      problem_(problem) {}
+
+const TaskSpec* FlowSpec::find_task(std::string_view n) const {
+  for (const TaskSpec& t : tasks) {
+    if (t.name == n) return &t;
+  }
+  return nullptr;
+}
+
+const PipeSpec* FlowSpec::find_pipe(std::string_view n) const {
+  for (const PipeSpec& p : pipes) {
+    if (p.name == n) return &p;
+  }
+  return nullptr;
+}
+
+namespace {
+
+// Both formats are read into this located tree first, so that the schema
+// is checked once, by one reader, with the same messages.
+struct Doc {
+  enum class Kind { Null, Scalar, List, Map } kind = Kind::Null;
+  Value scalar;
+  bool quoted = false;  // a string the author quoted: never a number or bool
+  std::vector<std::pair<std::string, Doc>> map;
+  std::vector<SourceLocation> key_where;
+  std::vector<Doc> list;
+  SourceLocation where;
+  SourceLocation text_where;  // for multi-line strings: where the text itself starts
+};
+
+const char* kind_name(const Doc& d) {
+  switch (d.kind) {
+    case Doc::Kind::Null:
+      return "nothing";
+    case Doc::Kind::List:
+      return "a list";
+    case Doc::Kind::Map:
+      return "a mapping";
+    case Doc::Kind::Scalar:
+      return to_string(d.scalar.kind());
+  }
+  return "?";
+}
+
+Value scalar_value(ValueKind kind, std::string_view text) {
+  ValueBuilder b;
+  ValueNode* n = nullptr;
+  switch (kind) {
+    case ValueKind::Null:
+      n = b.arena().make_null();
+      break;
+    case ValueKind::Bool:
+      n = b.arena().make_bool(text == "true");
+      break;
+    case ValueKind::Int: {
+      std::int64_t i = 0;
+      std::from_chars(text.data(), text.data() + text.size(), i);
+      n = b.arena().make_int(i);
+      break;
+    }
+    case ValueKind::Double:
+      n = b.arena().make_double(std::stod(std::string(text)));
+      break;
+    default:
+      n = b.arena().make_string(text);
+  }
+  b.arena().seal();
+  return b.wrap(n);
+}
+
+// YAML 1.2 core schema for plain scalars.
+Value yaml_plain_scalar(const std::string& s) {
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
+    return scalar_value(ValueKind::Null, s);
+  }
+  if (s == "true" || s == "True" || s == "TRUE") return scalar_value(ValueKind::Bool, "true");
+  if (s == "false" || s == "False" || s == "FALSE") return scalar_value(ValueKind::Bool, "false");
+  std::int64_t i = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
+  if (ec == std::errc() && p == s.data() + s.size()) return scalar_value(ValueKind::Int, s);
+  double d = 0;
+  auto [p2, ec2] = std::from_chars(s.data(), s.data() + s.size(), d);
+  if (ec2 == std::errc() && p2 == s.data() + s.size()) return scalar_value(ValueKind::Double, s);
+  return scalar_value(ValueKind::String, s);
+}
+
+// ---- YAML -> Doc ----
+
+class YamlReader {
+ public:
+  YamlReader(std::string file, std::string_view text) : file_(std::move(file)) {
+    std::istringstream in{std::string(text)};
+    for (std::string line; std::getline(in, line);) lines_.push_back(line);
+  }
+
+  Doc read(const YAML::Node& n) const {
+    Doc d;
+    d.where = at(n.Mark());
+    switch (n.Type()) {
+      case YAML::NodeType::Scalar: {
+        d.kind = Doc::Kind::Scalar;
+        d.quoted = n.Tag() == "!";
+        d.scalar =
+            d.quoted ? scalar_value(ValueKind::String, n.Scalar()) : yaml_plain_scalar(n.Scalar());
+        d.text_where = text_start(n);
+        break;
+      }
+      case YAML::NodeType::Sequence:
+        d.kind = Doc::Kind::List;
+        for (const auto& item : n) d.list.push_back(read(item));
+        break;
+      case YAML::NodeType::Map:
+        d.kind = Doc::Kind::Map;
+        for (auto it = n.begin(); it != n.end(); ++it) {
+          d.map.emplace_back(it->first.as<std::string>(), read(it->second));
+          d.key_where.push_back(at(it->first.Mark()));
+        }
+        break;
+      default:
+        d.kind = Doc::Kind::Null;
+    }
+    return d;
+  }
+
+  SourceLocation at(const YAML::Mark& m) const {
+    if (m.is_null()) return SourceLocation{file_, 0, 0};
+    return SourceLocation{file_, std::uint32_t(m.line + 1), std::uint32_t(m.column + 1)};
+  }
+
+ private:
+  // Where the characters of a scalar's text begin: after the quote of a
+  // quoted scalar; on the next line, past the indentation, for a block
+  // scalar (| or >).
+  SourceLocation text_start(const YAML::Node& n) const {
+    SourceLocation w = at(n.Mark());
+    if (w.line == 0 || w.line > lines_.size()) return w;
+    const std::string& line = lines_[w.line - 1];
+    const char first = w.column - 1 < line.size() ? line[w.column - 1] : '\0';
+    if (first == '"' || first == '\'') {
+      ++w.column;
+    } else if (first == '|' || first == '>') {
+      for (std::uint32_t l = w.line; l < lines_.size(); ++l) {
+        const std::string& next = lines_[l];
+        const auto indent = next.find_first_not_of(' ');
+        if (indent == std::string::npos) continue;
+        return SourceLocation{file_, l + 1, std::uint32_t(indent + 1)};
+      }
+    }
+    return w;
+  }
+
+  std::string file_;
+  std::vector<std::string> lines_;
+};
+
+// ---- TOML -> Doc ----
+
+SourceLocation toml_at(const std::string& file, const toml::node& n) {
+  return SourceLocation{file, n.source().begin.line, n.source().begin.column};
+}
+
+Doc read_toml(const std::string& file, const toml::node& n) {
+  Doc d;
+  d.where = toml_at(file, n);
+  if (const toml::table* t = n.as_table()) {
+    d.kind = Doc::Kind::Map;
+    for (auto&& [k, v] : *t) {
+      d.map.emplace_back(std::string(k.str()), read_toml(file, v));
+      d.key_where.push_back(SourceLocation{file, k.source().begin.line, k.source().begin.column});
+    }
+  } else if (const toml::array* a = n.as_array()) {
+    d.kind = Doc::Kind::List;
+    for (const toml::node& item : *a) d.list.push_back(read_toml(file, item));
+  } else {
+    d.kind = Doc::Kind::Scalar;
+    if (const auto* s = n.as_string()) {
+      d.quoted = true;
+      d.scalar = scalar_value(ValueKind::String, s->get());
+      d.text_where = d.where;
+      // A multi-line string starts on the line after its opening quotes.
+      if (s->get().find('\n') != std::string::npos) {
+        d.text_where.line += 1;
+        d.text_where.column = 1;
+      } else {
+        d.text_where.column += 1;
+      }
+    } else if (const auto* i = n.as_integer()) {
+      d.scalar = scalar_value(ValueKind::Int, std::to_string(i->get()));
+    } else if (const auto* f = n.as_floating_point()) {
+      std::ostringstream os;
+      os.precision(17);
+      os << f->get();
+      d.scalar = scalar_value(ValueKind::Double, os.str());
+    } else if (const auto* b = n.as_boolean()) {
+      d.scalar = scalar_value(ValueKind::Bool, b->get() ? "true" : "false");
+    } else {
+      // dates and times: as their TOML text
+      std::ostringstream os;
+      if (const auto* dt = n.as_date_time()) os << *dt;
+      if (const auto* date = n.as_date()) os << *date;
+      if (const auto* time = n.as_time()) os << *time;
+      d.scalar = scalar_value(ValueKind::String, os.str());
+    }
+  }
+  return d;
+}
+
+// ---- the schema ----
+
+const ValueNode* doc_node(const Doc& d, Arena& a) {
+  switch (d.kind) {
+    case Doc::Kind::Null:
+      return a.make_null();
+    case Doc::Kind::Scalar:
+      return d.scalar.node();
+    case Doc::Kind::List: {
+      ValueNode* n = a.make_array(d.list.size());
+      for (const Doc& item : d.list) Arena::push(n, doc_node(item, a));
+      return n;
+    }
+    case Doc::Kind::Map: {
+      ValueNode* n = a.make_object(d.map.size());
+      for (const auto& [k, v] : d.map) Arena::set(n, k, doc_node(v, a));
+      return n;
+    }
+  }
+  return a.make_null();
+}
+
+Value to_value(const Doc& d) {
+  ValueBuilder b;
+  const ValueNode* n = doc_node(d, b.arena());
+  b.arena().seal();
+  return b.wrap(n);
+}
+
+class Schema {
+ public:
+  explicit Schema(std::string file) : file_(std::move(file)) {}
+
+  [[noreturn]] void fail(const SourceLocation& w, const std::string& problem) const {
+    throw FlowError(w, problem);
+  }
+
+  void only_keys(const Doc& map, const std::string& where, const std::set<std::string>& known,
+                 const std::map<std::string, std::string>& instead = {}) const {
+    for (std::size_t i = 0; i < map.map.size(); ++i) {
+      const std::string& key = map.map[i].first;
+      if (known.count(key) != 0) continue;
+      if (auto it = instead.find(key); it != instead.end()) {
+        fail(map.key_where[i], where + key + ": " + it->second);
+      }
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      fail(map.key_where[i], where + key + ": unknown key (known here: " + list + ")");
+    }
+  }
+
+  const Doc& expect(const Doc& d, Doc::Kind kind, const std::string& key) const {
+    if (d.kind != kind) {
+      const char* want = kind == Doc::Kind::Map    ? "a mapping"
+                         : kind == Doc::Kind::List ? "a list"
+                                                   : "a value";
+      fail(d.where, key + ": expected " + std::string(want) + ", found " + kind_name(d));
+    }
+    return d;
+  }
+
+  std::string string(const Doc& d, const std::string& key) const {
+    if (d.kind != Doc::Kind::Scalar || !d.scalar.is_string()) {
+      fail(d.where, key + ": expected a string, found " + kind_name(d));
+    }
+    return std::string(d.scalar.as_string());
+  }
+
+  double number(const Doc& d, const std::string& key, double min, bool min_exclusive) const {
+    if (d.kind != Doc::Kind::Scalar || !d.scalar.is_number()) {
+      fail(d.where, key + ": expected a number, found " + kind_name(d));
+    }
+    const double v = d.scalar.as_double();
+    if (v < min || (min_exclusive && v == min)) {
+      fail(d.where, key + ": must be " + (min_exclusive ? "greater than " : "at least ") +
+                        std::to_string(static_cast<long long>(min)));
+    }
+    return v;
+  }
+
+  std::int64_t integer(const Doc& d, const std::string& key, std::int64_t min) const {
+    if (d.kind != Doc::Kind::Scalar || !d.scalar.is_int()) {
+      fail(d.where, key + ": expected an integer, found " + kind_name(d));
+    }
+    if (d.scalar.as_int() < min) fail(d.where, key + ": must be at least " + std::to_string(min));
+    return d.scalar.as_int();
+  }
+
+  bool boolean(const Doc& d, const std::string& key) const {
+    if (d.kind != Doc::Kind::Scalar || !d.scalar.is_bool()) {
+      fail(d.where, key + ": expected true or false, found " + kind_name(d));
+    }
+    return d.scalar.as_bool();
+  }
+
+  FlowSpec read(const Doc& root) const {
+    FlowSpec spec;
+    spec.file = file_;
+    if (root.kind == Doc::Kind::Null)
+      fail(root.where, "the file is empty: it needs flow: and tasks:");
+    expect(root, Doc::Kind::Map, "the file");
+    only_keys(root, "", {"version", "flow", "pipes", "tasks"},
+              {{"flows", "one flow per file: write `flow:` with name and graph"},
+               {"discovery",
+                "tasks come from plugins: give each task `use: \"<plugin>/<task>\"` and drop "
+                "discovery"}});
+    const Doc* flow = nullptr;
+    for (std::size_t i = 0; i < root.map.size(); ++i) {
+      const auto& [key, value] = root.map[i];
+      if (key == "version") {
+        if (integer(value, "version", 1) != 1) {
+          fail(value.where, "version: this pyoco reads version 1 flow files");
+        }
+      } else if (key == "flow") {
+        flow = &expect(value, Doc::Kind::Map, "flow");
+      } else if (key == "pipes") {
+        read_pipes(expect(value, Doc::Kind::Map, "pipes"), spec);
+      } else if (key == "tasks") {
+        read_tasks(expect(value, Doc::Kind::Map, "tasks"), spec);
+      }
+    }
+    if (flow == nullptr) fail(root.where, "flow: is missing (it holds the graph)");
+    read_flow(*flow, spec);
+    return spec;
+  }
+
+ private:
+  void read_flow(const Doc& flow, FlowSpec& spec) const {
+    only_keys(flow, "flow.", {"name", "defaults", "graph"});
+    bool has_graph = false;
+    for (const auto& [key, value] : flow.map) {
+      if (key == "name") {
+        spec.name = string(value, "flow.name");
+      } else if (key == "defaults") {
+        spec.defaults = to_value(expect(value, Doc::Kind::Map, "flow.defaults"));
+      } else if (key == "graph") {
+        spec.graph = string(value, "flow.graph");
+        spec.graph_where = value.text_where;
+        has_graph = true;
+      }
+    }
+    if (!has_graph) fail(flow.where, "flow.graph: is missing (e.g. graph: \"a >> b\")");
+    if (spec.defaults.is_null()) {
+      Doc empty;
+      empty.kind = Doc::Kind::Map;
+      spec.defaults = to_value(empty);
+    }
+    if (spec.name.empty()) {
+      const auto slash = file_.find_last_of('/');
+      std::string stem = file_.substr(slash == std::string::npos ? 0 : slash + 1);
+      stem = stem.substr(0, stem.find('.'));
+      spec.name = stem;
+    }
+  }
+
+  void read_pipes(const Doc& pipes, FlowSpec& spec) const {
+    for (const auto& [name, value] : pipes.map) {
+      spec.pipes.push_back(PipeSpec{name, string(value, "pipes." + name), value.text_where});
+    }
+  }
+
+  void read_tasks(const Doc& tasks, FlowSpec& spec) const {
+    for (std::size_t i = 0; i < tasks.map.size(); ++i) {
+      const auto& [name, value] = tasks.map[i];
+      const std::string at = "tasks." + name + ".";
+      expect(value, Doc::Kind::Map, "tasks." + name);
+      only_keys(value, at,
+                {"use", "callable", "inputs", "outputs", "retries", "retry_backoff", "timeout_sec",
+                 "fail_policy"});
+      TaskSpec t;
+      t.name = name;
+      t.where = tasks.key_where[i];
+      const Doc* callable = nullptr;
+      const Doc* use = nullptr;
+      for (const auto& [key, v] : value.map) {
+        if (key == "use") {
+          use = &v;
+          t.use = string(v, at + "use");
+        } else if (key == "callable") {
+          callable = &v;
+          // pyoco files say "<plugin>:<task>"
+          std::string c = string(v, at + "callable");
+          const auto colon = c.find(':');
+          if (colon == std::string::npos) {
+            fail(v.where, at + "callable: expected \"<plugin>:<task>\", found \"" + c + "\"");
+          }
+          t.use = c.substr(0, colon) + "/" + c.substr(colon + 1);
+        } else if (key == "inputs") {
+          for (std::size_t j = 0; j < expect(v, Doc::Kind::Map, at + "inputs").map.size(); ++j) {
+            const auto& [input, iv] = v.map[j];
+            t.inputs.push_back(InputBinding{input, to_value(iv), v.key_where[j]});
+          }
+        } else if (key == "outputs") {
+          for (const Doc& o : expect(v, Doc::Kind::List, at + "outputs").list) {
+            t.outputs.push_back(string(o, at + "outputs[]"));
+          }
+        } else if (key == "retries") {
+          t.retries = static_cast<std::uint32_t>(integer(v, at + "retries", 0));
+        } else if (key == "retry_backoff") {
+          read_backoff(expect(v, Doc::Kind::Map, at + "retry_backoff"), at + "retry_backoff.",
+                       t.backoff);
+        } else if (key == "timeout_sec") {
+          t.timeout_sec = number(v, at + "timeout_sec", 0, true);
+        } else if (key == "fail_policy") {
+          const std::string p = string(v, at + "fail_policy");
+          if (p == "stop") {
+            t.fail_policy = FailPolicy::Stop;
+          } else if (p == "isolate") {
+            t.fail_policy = FailPolicy::Isolate;
+          } else {
+            fail(v.where, at + "fail_policy: expected stop or isolate, found \"" + p + "\"");
+          }
+        }
+      }
+      if (use != nullptr && callable != nullptr) {
+        fail(callable->where, at + "callable: give use or callable, not both");
+      }
+      if (use == nullptr && callable == nullptr) {
+        fail(t.where, at + "use: is missing (e.g. use: \"std/echo\")");
+      }
+      if (t.use.find('/') == std::string::npos || t.use.front() == '/' || t.use.back() == '/') {
+        fail((use != nullptr ? use : callable)->where,
+             at + "use: expected \"<plugin>/<task>\", found \"" + t.use + "\"");
+      }
+      spec.tasks.push_back(std::move(t));
+    }
+  }
+
+  void read_backoff(const Doc& d, const std::string& at, RetryBackoff& b) const {
+    only_keys(d, at, {"initial_ms", "factor", "max_ms", "jitter"});
+    for (const auto& [key, v] : d.map) {
+      if (key == "initial_ms") b.initial_ms = number(v, at + key, 0, false);
+      if (key == "factor") b.factor = number(v, at + key, 1, false);
+      if (key == "max_ms") b.max_ms = number(v, at + key, 0, false);
+      if (key == "jitter") b.jitter = boolean(v, at + key);
+    }
+  }
+
+  std::string file_;
+};
+
+bool is_toml(const std::string& file) {
+  return file.size() >= 5 && file.compare(file.size() - 5, 5, ".toml") == 0;
+}
+
+}  // namespace
+
+FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
+  Doc root;
+  if (is_toml(file)) {
+    try {
+      root = read_toml(file, toml::parse(text, file));
+    } catch (const toml::parse_error& e) {
+      throw FlowError(SourceLocation{file, e.source().begin.line, e.source().begin.column},
+                      "not valid TOML: " + std::string(e.description()));
+    }
+  } else {
+    YamlReader reader(file, text);
+    try {
+      root = reader.read(YAML::Load(std::string(text)));
+    } catch (const YAML::Exception& e) {
+      throw FlowError(reader.at(e.mark), "not valid YAML: " + e.msg);
+    }
+  }
+  return Schema(file).read(root);
+}
+
+FlowSpec load_flow_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    throw FlowError(SourceLocation{file.string()},
+                    std::filesystem::exists(file) ? "cannot read the file" : "no such file");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_flow_text(text.str(), file.string());
+}
+
+}  // namespace pyoco::core

@@ -1,0 +1,511 @@
+#include <pyoco/core/flow_graph.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <set>
+
+namespace pyoco::core {
+
+std::int64_t FlowGraph::find(std::string_view name) const {
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].name == name) return static_cast<std::int64_t>(i);
+  }
+  return -1;
+}
+
+std::vector<std::uint32_t> FlowGraph::roots() const {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].requirements.empty()) out.push_back(i);
+  }
+  return out;
+}
+
+bool FlowGraph::precedes(std::uint32_t ancestor, std::uint32_t node) const {
+  std::vector<bool> seen(nodes.size(), false);
+  std::vector<std::uint32_t> stack = {node};
+  while (!stack.empty()) {
+    const std::uint32_t n = stack.back();
+    stack.pop_back();
+    for (const Requirement& r : nodes[n].requirements) {
+      for (std::uint32_t p : r.nodes) {
+        if (p == ancestor) return true;
+        if (!seen[p]) {
+          seen[p] = true;
+          stack.push_back(p);
+        }
+      }
+    }
+  }
+  return false;
+}
+
+namespace {
+
+constexpr std::size_t kMaxPipeDepth = 128;
+constexpr std::size_t kMaxExpandedTerms = 4096;
+
+using Exit = std::vector<Requirement>;
+
+class Builder {
+ public:
+  explicit Builder(CompiledFlow& out) : out_(out), spec_(*out.spec) {}
+
+  void build_top() {
+    for (const dsl::Pipeline& p : out_.ast->statements) pipeline(out_.graph, p, {});
+    finish(out_.graph);
+  }
+
+ private:
+  Exit pipeline(FlowGraph& g, const dsl::Pipeline& p, Exit incoming) {
+    for (const dsl::Term& t : p.terms) incoming = term(g, t, std::move(incoming));
+    return incoming;
+  }
+
+  Exit term(FlowGraph& g, const dsl::Term& t, const Exit& incoming) {
+    if (++expanded_ > kMaxExpandedTerms) {
+      throw FlowError(spec_.graph_where, "the graph expands to more than " +
+                                             std::to_string(kMaxExpandedTerms) +
+                                             " steps: pipes are probably nested too deep");
+    }
+    if (const auto* n = std::get_if<dsl::NodeTerm>(&t)) {
+      const std::uint32_t id = task_node(g, *n);
+      attach(g, id, incoming);
+      return {Requirement{{id}, false}};
+    }
+    if (const auto* grp = std::get_if<dsl::GroupTerm>(&t)) {
+      Exit out;
+      std::vector<std::uint32_t> any_nodes;
+      for (const dsl::Pipeline& branch : grp->branches) {
+        Exit e = pipeline(g, branch, incoming);
+        if (grp->any) {
+          any_nodes.push_back(collapse(g, e, grp->where));
+        } else {
+          out.insert(out.end(), e.begin(), e.end());
+        }
+      }
+      if (grp->any) out.push_back(Requirement{any_nodes, true});
+      return out;
+    }
+    if (const auto* pipe = std::get_if<dsl::PipeTerm>(&t)) return expand_pipe(g, *pipe, incoming);
+    if (const auto* sw = std::get_if<dsl::SwitchTerm>(&t)) {
+      const std::uint32_t id = control_node(g, GraphNode::Kind::Switch, "switch", sw->where);
+      g.nodes[id].switch_term = sw;
+      for (const dsl::SwitchCase& c : sw->cases) {
+        g.nodes[id].children.push_back(child(c.body.front()));
+      }
+      attach(g, id, incoming);
+      return {Requirement{{id}, false}};
+    }
+    const auto& loop = std::get<dsl::LoopTerm>(t);
+    const char* kind = loop.kind == dsl::LoopTerm::Kind::Repeat    ? "repeat"
+                       : loop.kind == dsl::LoopTerm::Kind::Foreach ? "foreach"
+                                                                   : "until";
+    const std::uint32_t id = control_node(g, GraphNode::Kind::Loop, kind, loop.where);
+    g.nodes[id].loop_term = &loop;
+    g.nodes[id].children.push_back(child(loop.body.front()));
+    attach(g, id, incoming);
+    return {Requirement{{id}, false}};
+  }
+
+  std::shared_ptr<FlowGraph> child(const dsl::Pipeline& body) {
+    auto g = std::make_shared<FlowGraph>();
+    pipeline(*g, body, {});
+    finish(*g);
+    return g;
+  }
+
+  std::uint32_t task_node(FlowGraph& g, const dsl::NodeTerm& n) {
+    const TaskSpec* task = spec_.find_task(n.task);
+    if (task == nullptr) {
+      throw FlowError(n.where, n.task == n.name
+                                   ? "unknown node '" + n.name + "': add it under tasks:"
+                                   : "node '" + n.name + "' uses task '" + n.task +
+                                         "', which is not under tasks:");
+    }
+    const std::int64_t existing = g.find(n.name);
+    if (existing >= 0) {
+      GraphNode& node = g.nodes[static_cast<std::size_t>(existing)];
+      if (node.task != task) {
+        throw FlowError(n.where, "node '" + n.name + "' already runs task '" +
+                                     (node.task != nullptr ? node.task->name : "?") +
+                                     "'; give this one another name");
+      }
+      return static_cast<std::uint32_t>(existing);
+    }
+    GraphNode node;
+    node.kind = GraphNode::Kind::Task;
+    node.name = n.name;
+    node.task = task;
+    node.where = n.where;
+    g.nodes.push_back(std::move(node));
+    return static_cast<std::uint32_t>(g.nodes.size() - 1);
+  }
+
+  std::uint32_t control_node(FlowGraph& g, GraphNode::Kind kind, const char* label,
+                             const SourceLocation& where) {
+    GraphNode node;
+    node.kind = kind;
+    node.name = std::string(label) + "_" + std::to_string(++controls_[label]);
+    node.where = where;
+    g.nodes.push_back(std::move(node));
+    return static_cast<std::uint32_t>(g.nodes.size() - 1);
+  }
+
+  // One node standing for an exit (an OR-join needs one node per branch).
+  std::uint32_t collapse(FlowGraph& g, const Exit& e, const SourceLocation& where) {
+    if (e.size() == 1 && e.front().nodes.size() == 1 && !e.front().any) {
+      return e.front().nodes.front();
+    }
+    GraphNode join;
+    join.kind = GraphNode::Kind::Join;
+    join.name = "join_" + std::to_string(++controls_["join"]);
+    join.where = where;
+    g.nodes.push_back(std::move(join));
+    const auto id = static_cast<std::uint32_t>(g.nodes.size() - 1);
+    attach(g, id, e);
+    return id;
+  }
+
+  void attach(FlowGraph& g, std::uint32_t id, const Exit& incoming) {
+    for (const Requirement& r : incoming) {
+      if (r.nodes.empty()) continue;
+      auto& reqs = g.nodes[id].requirements;
+      const bool dup = std::any_of(reqs.begin(), reqs.end(), [&](const Requirement& x) {
+        return x.any == r.any && x.nodes == r.nodes;
+      });
+      if (!dup) reqs.push_back(r);
+    }
+  }
+
+  Exit expand_pipe(FlowGraph& g, const dsl::PipeTerm& p, const Exit& incoming) {
+    const PipeSpec* pipe = spec_.find_pipe(p.name);
+    if (pipe == nullptr) {
+      std::string known;
+      for (const auto& ps : spec_.pipes) known += (known.empty() ? "" : ", ") + ps.name;
+      throw FlowError(
+          p.where, "unknown pipe '" + p.name + "'" +
+                       (known.empty() ? " (the file has no pipes:)" : " (pipes: " + known + ")"));
+    }
+    if (std::find(pipe_stack_.begin(), pipe_stack_.end(), p.name) != pipe_stack_.end()) {
+      std::string cycle;
+      for (const auto& n : pipe_stack_) cycle += n + " -> ";
+      throw FlowError(p.where, "pipe cycle: " + cycle + p.name);
+    }
+    if (pipe_stack_.size() >= kMaxPipeDepth) {
+      throw FlowError(p.where, "pipes nest deeper than " + std::to_string(kMaxPipeDepth));
+    }
+    auto ast = std::make_shared<const dsl::Graph>(dsl::parse_graph(pipe->graph, pipe->where));
+    out_.pipe_asts.push_back(ast);
+    if (ast->statements.size() != 1) {
+      throw FlowError(pipe->where, "pipe '" + p.name + "' must be one pipeline (one line)");
+    }
+    pipe_stack_.push_back(p.name);
+    Exit e = pipeline(g, ast->statements.front(), incoming);
+    pipe_stack_.pop_back();
+    return e;
+  }
+
+  // Successors, then a cycle check.
+  void finish(FlowGraph& g) {
+    for (auto& n : g.nodes) n.successors.clear();
+    for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
+      std::set<std::uint32_t> preds;
+      for (const Requirement& r : g.nodes[i].requirements)
+        preds.insert(r.nodes.begin(), r.nodes.end());
+      for (std::uint32_t p : preds) g.nodes[p].successors.push_back(i);
+    }
+    // Depth-first search with colours finds a cycle and its path.
+    std::vector<int> colour(g.nodes.size(), 0);
+    std::vector<std::uint32_t> path;
+    std::function<void(std::uint32_t)> visit = [&](std::uint32_t n) {
+      colour[n] = 1;
+      path.push_back(n);
+      for (std::uint32_t s : g.nodes[n].successors) {
+        if (colour[s] == 1) {
+          std::string cycle;
+          auto from = std::find(path.begin(), path.end(), s);
+          for (auto it = from; it != path.end(); ++it) cycle += g.nodes[*it].name + " -> ";
+          throw FlowError(g.nodes[s].where, "cycle: " + cycle + g.nodes[s].name +
+                                                " (a repeated name is the same node; use "
+                                                "name: task for a second one)");
+        }
+        if (colour[s] == 0) visit(s);
+      }
+      path.pop_back();
+      colour[n] = 2;
+    };
+    for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
+      if (colour[i] == 0) visit(i);
+    }
+  }
+
+  CompiledFlow& out_;
+  const FlowSpec& spec_;
+  std::vector<std::string> pipe_stack_;
+  std::size_t expanded_ = 0;
+  std::map<std::string, int> controls_;
+};
+
+}  // namespace
+
+CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec,
+                          std::shared_ptr<const dsl::Graph> graph) {
+  CompiledFlow out;
+  out.spec = std::move(spec);
+  out.ast = std::move(graph);
+  Builder(out).build_top();
+  return out;
+}
+
+CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec) {
+  auto graph = std::make_shared<const dsl::Graph>(dsl::parse_graph(spec->graph, spec->graph_where));
+  return compile_flow(std::move(spec), std::move(graph));
+}
+
+// ---- check ----------------------------------------------------------------
+
+namespace {
+
+class Checker {
+ public:
+  Checker(const CompiledFlow& flow, const TaskResolver& tasks, const Value& params)
+      : flow_(flow), tasks_(tasks), params_(params) {}
+
+  std::vector<Diagnostic> run() {
+    std::set<std::string> used;
+    walk(flow_.graph, used);
+    for (const TaskSpec& t : flow_.spec->tasks) {
+      if (used.count(t.name) == 0) {
+        warn(t.where, "task '" + t.name + "' is never used in the graph (orphan)");
+      }
+    }
+    std::stable_sort(out_.begin(), out_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      return a.where.line < b.where.line ||
+             (a.where.line == b.where.line && a.where.column < b.where.column);
+    });
+    return out_;
+  }
+
+ private:
+  void error(const SourceLocation& w, std::string m) {
+    out_.push_back({Diagnostic::Severity::Error, w, std::move(m)});
+  }
+  void warn(const SourceLocation& w, std::string m) {
+    out_.push_back({Diagnostic::Severity::Warning, w, std::move(m)});
+  }
+
+  void walk(const FlowGraph& g, std::set<std::string>& used) {
+    for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
+      const GraphNode& n = g.nodes[i];
+      if (n.kind == GraphNode::Kind::Task) {
+        used.insert(n.task->name);
+        check_task(g, i);
+      } else if (n.kind == GraphNode::Kind::Switch) {
+        check_expression(n.switch_term->on);
+        const bool has_default =
+            std::any_of(n.switch_term->cases.begin(), n.switch_term->cases.end(),
+                        [](const dsl::SwitchCase& c) { return c.is_default; });
+        if (!has_default) {
+          warn(n.where, "switch has no default: a value no case matches fails the run");
+        }
+      } else if (n.kind == GraphNode::Kind::Loop) {
+        const dsl::LoopTerm& l = *n.loop_term;
+        if (l.kind == dsl::LoopTerm::Kind::Foreach) check_expression(l.over);
+        if (l.kind == dsl::LoopTerm::Kind::Until) {
+          check_expression(l.cond);
+          if (l.max_iter == 0) {
+            error(n.where, "until has no max_iter: add max_iter=N so it cannot loop forever");
+          }
+        }
+      }
+      for (const auto& c : n.children) walk(*c, used);
+    }
+  }
+
+  void check_expression(const Expression& e) {
+    for (const auto& use : e.paths()) {
+      if (use.root == PathRoot::Params && !use.path.empty() && !params_.contains(use.path[0])) {
+        warn(e.where(), "'" + use.path[0] + "' is not a param in flow.defaults: pass --param " +
+                            use.path[0] + "=...");
+      }
+    }
+  }
+
+  void check_task(const FlowGraph& g, std::uint32_t id) {
+    const GraphNode& n = g.nodes[id];
+    const TaskSpec& t = *n.task;
+    const TaskResolver::TaskInfo info = tasks_.resolve(t.use);
+    if (!info.exists) {
+      error(t.where, "task '" + t.name + "' uses \"" + t.use +
+                         "\", which no plugin on the search path provides (see `pyoco tasks`)");
+    }
+    std::set<std::string> bound;
+    for (const InputBinding& b : t.inputs) {
+      bound.insert(b.name);
+      if (!b.value.is_string() || b.value.as_string().empty() || b.value.as_string()[0] != '$') {
+        continue;
+      }
+      check_reference(g, id, b);
+    }
+    if (!info.exists) return;
+    for (const std::string& input : info.required_inputs) {
+      if (bound.count(input) != 0 || params_.contains(input)) continue;
+      const std::int64_t upstream = g.find(input);
+      if (upstream >= 0 && g.precedes(static_cast<std::uint32_t>(upstream), id)) continue;
+      error(n.where, "node '" + n.name + "': required input '" + input + "' of " + t.use +
+                         " is not in inputs:, not a param, and no upstream node is named so");
+    }
+  }
+
+  void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b) {
+    const std::string ref(b.value.as_string());
+    const std::string hint =
+        "; write $node.<name>.output[.key...], $ctx.params.<name> or $env.<NAME>";
+    if (ref.rfind("$node.", 0) == 0) {
+      const std::size_t dot = ref.find('.', 6);
+      const std::string node = ref.substr(6, dot - 6);
+      const std::string rest = dot == std::string::npos ? "" : ref.substr(dot + 1);
+      if (rest != "output" && rest.rfind("output.", 0) != 0) {
+        error(b.where, "input '" + b.name + "': '" + ref + "' must go on with .output" + hint);
+        return;
+      }
+      const std::int64_t target = g.find(node);
+      if (target < 0) {
+        error(b.where, "input '" + b.name + "': '" + ref + "' names node '" + node +
+                           "', which is not in the graph");
+      } else if (!g.precedes(static_cast<std::uint32_t>(target), id)) {
+        error(b.where, "input '" + b.name + "': node '" + node + "' does not run before '" +
+                           g.nodes[id].name + "' (add " + node + " >> " + g.nodes[id].name + ")");
+      }
+    } else if (ref.rfind("$ctx.params.", 0) == 0) {
+      if (ref.size() == 12) error(b.where, "input '" + b.name + "': '" + ref + "' names no param");
+    } else if (ref.rfind("$env.", 0) == 0) {
+      if (ref.size() == 5)
+        error(b.where, "input '" + b.name + "': '" + ref + "' names no variable");
+    } else {
+      error(b.where, "input '" + b.name + "': unsupported reference '" + ref + "'" + hint);
+    }
+  }
+
+  const CompiledFlow& flow_;
+  const TaskResolver& tasks_;
+  const Value& params_;
+  std::vector<Diagnostic> out_;
+};
+
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\\\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string node_label(const GraphNode& n) {
+  if (n.kind == GraphNode::Kind::Task) {
+    return n.name == n.task->name ? n.name + "\\n" + n.task->use
+                                  : n.name + " (" + n.task->name + ")\\n" + n.task->use;
+  }
+  return n.name;
+}
+
+void dot_graph(const FlowGraph& g, const std::string& prefix, std::string& out, int& clusters) {
+  for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
+    const GraphNode& n = g.nodes[i];
+    const std::string id = quoted(prefix + n.name);
+    if (n.kind == GraphNode::Kind::Join) {
+      out += "  " + id + " [shape=point];\n";
+    } else if (n.kind == GraphNode::Kind::Task) {
+      out += "  " + id + " [label=" + quoted(node_label(n)) + "];\n";
+    } else {
+      out += "  " + id + " [shape=diamond, label=" + quoted(n.name) + "];\n";
+      for (std::size_t c = 0; c < n.children.size(); ++c) {
+        std::string label = n.name;
+        if (n.kind == GraphNode::Kind::Switch) {
+          const auto& sc = n.switch_term->cases[c];
+          label += sc.is_default ? ": default" : ": " + to_json_text(sc.match);
+        }
+        const std::string sub = prefix + n.name + "/" + std::to_string(c) + "/";
+        out += "  subgraph cluster_" + std::to_string(++clusters) +
+               " {\n    label=" + quoted(label) + ";\n";
+        std::string inner;
+        dot_graph(*n.children[c], sub, inner, clusters);
+        out += inner;
+        out += "  }\n";
+        for (std::uint32_t r : n.children[c]->roots()) {
+          out += "  " + id + " -> " + quoted(sub + n.children[c]->nodes[r].name) +
+                 " [style=dashed];\n";
+        }
+      }
+    }
+    for (const Requirement& r : n.requirements) {
+      for (std::uint32_t p : r.nodes) {
+        out += "  " + quoted(prefix + g.nodes[p].name) + " -> " + id +
+               (r.any ? " [style=dotted, label=\"any\"]" : "") + ";\n";
+      }
+    }
+  }
+}
+
+std::string mermaid_id(const std::string& s) {
+  std::string out;
+  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return out;
+}
+
+void mermaid_graph(const FlowGraph& g, const std::string& prefix, std::string& out) {
+  for (const GraphNode& n : g.nodes) {
+    const std::string id = mermaid_id(prefix + n.name);
+    if (n.kind == GraphNode::Kind::Join) {
+      out += "  " + id + "(( ))\n";
+    } else if (n.kind == GraphNode::Kind::Task) {
+      out += "  " + id + "[\"" + n.name + "<br/>" + n.task->use + "\"]\n";
+    } else {
+      out += "  " + id + "{\"" + n.name + "\"}\n";
+      for (std::size_t c = 0; c < n.children.size(); ++c) {
+        const std::string sub = prefix + n.name + "_" + std::to_string(c) + "_";
+        out += "  subgraph " + mermaid_id(sub) + "[\"" + n.name;
+        if (n.kind == GraphNode::Kind::Switch) {
+          const auto& sc = n.switch_term->cases[c];
+          out += sc.is_default ? ": default" : ": " + std::string(to_json_text(sc.match));
+        }
+        out += "\"]\n";
+        mermaid_graph(*n.children[c], sub, out);
+        out += "  end\n";
+        for (std::uint32_t r : n.children[c]->roots()) {
+          out += "  " + id + " -.-> " + mermaid_id(sub + n.children[c]->nodes[r].name) + "\n";
+        }
+      }
+    }
+    for (const Requirement& r : n.requirements) {
+      for (std::uint32_t p : r.nodes) {
+        out += "  " + mermaid_id(prefix + g.nodes[p].name) + (r.any ? " -. any .-> " : " --> ") +
+               id + "\n";
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<Diagnostic> check_flow(const CompiledFlow& flow, const TaskResolver& tasks,
+                                   const Value& params) {
+  return Checker(flow, tasks, params).run();
+}
+
+std::string export_dot(const CompiledFlow& flow) {
+  std::string out =
+      "digraph " + quoted(flow.spec->name) + " {\n  rankdir=LR;\n  node [shape=box];\n";
+  int clusters = 0;
+  dot_graph(flow.graph, "", out, clusters);
+  return out + "}\n";
+}
+
+std::string export_mermaid(const CompiledFlow& flow) {
+  std::string out = "flowchart LR\n";
+  mermaid_graph(flow.graph, "", out);
+  return out;
+}
+
+}  // namespace pyoco::core

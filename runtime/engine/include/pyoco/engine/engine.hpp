@@ -1,0 +1,108 @@
+// The engine: one Asio thread pool, created once and reused; each run's
+// state machine on its own strand.
+//
+//   pyoco::Engine engine;                     // jobs = hardware threads
+//   pyoco::Run run = engine.start(flow, params);
+//   run.wait();
+//   run.status();                             // COMPLETED, FAILED, CANCELLED
+//   run.tasks();                              // per-task records
+#pragma once
+
+#include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/states.hpp>
+#include <pyoco/engine/flow.hpp>
+#include <pyoco/plugins/catalog.hpp>
+#include <pyoco/trace/event.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pyoco {
+
+struct ArtifactRecord {
+  std::string name;
+  std::string path;
+  std::uint64_t size = 0;
+  std::string sha256;
+  std::string media_type;
+};
+
+struct TaskRecord {
+  std::string node;  // display name; loop iterations carry [i]
+  std::string task;  // "<plugin>/<task>", or the kind of a control node
+  core::TaskState state = core::TaskState::Pending;
+  std::chrono::system_clock::time_point started, ended;  // zero when it never ran
+  double duration_ms = 0;
+  std::uint32_t attempts = 0;
+  std::string error;
+  std::string output_summary;  // JSON, cut at 200 characters
+  std::vector<ArtifactRecord> artifacts;
+};
+
+struct RunOptions {
+  core::Value params;                              // merged over the flow's defaults
+  std::shared_ptr<trace::EventListener> listener;  // null: no events
+  std::filesystem::path artifact_dir = ".pyoco/artifacts";
+  std::map<std::string, TaskFn> local_tasks;  // in-process tasks by `use`
+};
+
+class RunState;
+
+// A handle on a run; copies share it.
+class Run {
+ public:
+  const std::string& id() const;
+  const std::string& flow_name() const;
+  core::RunStatus status() const;
+  // A snapshot of every task's record, in the order they became known.
+  std::vector<TaskRecord> tasks() const;
+  // First Ctrl+C: no new tasks start, pending ones become CANCELLED, running
+  // ones see is_cancelled(); the run ends CANCELLED once they return.
+  void cancel();
+  void wait() const;
+  bool wait_for(std::chrono::milliseconds timeout) const;
+  // A finished node's output (top level), or null.
+  core::Value output(std::string_view node) const;
+  // The run's params after outputs: were applied.
+  core::Value params() const;
+
+ private:
+  friend class Engine;
+  explicit Run(std::shared_ptr<RunState> s) : state_(std::move(s)) {}
+  std::shared_ptr<RunState> state_;
+};
+
+struct EngineOptions {
+  unsigned jobs = 0;  // 0: hardware threads
+  // Where plugin tasks are looked up; empty: PYOCO_PLUGIN_PATH, then the install's.
+  std::vector<std::filesystem::path> plugin_search_path;
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineOptions options = {});
+  ~Engine();  // waits for running tasks to return
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Binds every task (loading the plugins it needs) and starts the run.
+  // Throws core::FlowError or plugins::LoadError when the flow cannot run.
+  Run start(const Flow& flow, core::Value params = {}, RunOptions options = {});
+  Run start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options);
+
+  const plugins::Catalog& catalog() const;
+  unsigned jobs() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A fresh random (v4) UUID.
+std::string new_run_id();
+
+}  // namespace pyoco

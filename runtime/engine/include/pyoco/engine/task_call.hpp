@@ -1,0 +1,45 @@
+// What an in-process C++ task (registered with Flow::task(name, fn)) sees.
+// Plugin tasks see the same through the SDK's pyoco::Context.
+#pragma once
+
+#include <pyoco/core/value.hpp>
+#include <pyoco/plugins/task.hpp>
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace pyoco {
+
+class TaskCall {
+ public:
+  explicit TaskCall(plugins::CallContext& ctx) : ctx_(ctx) {}
+
+  const core::Value& params() const { return ctx_.params; }
+  core::Value param(std::string_view key) const { return ctx_.params.find(key); }
+  void log(std::string_view message, plugins::LogLevel level = plugins::LogLevel::Info);
+  // True once the run is cancelled or this task's deadline passed.
+  bool is_cancelled() const;
+  // Writes <artifact dir>/<run_id>/<name> and returns its path.
+  std::string save_artifact(std::string_view name, std::string_view bytes,
+                            std::string_view media_type = "application/octet-stream");
+  std::string save_artifact(std::string_view name, const core::Value& value);
+  core::Value scratch(std::string_view key) const;
+  void set_scratch(std::string_view key, const core::Value& value);
+
+  std::string_view run_id() const { return ctx_.info.run_id; }
+  std::string_view node() const { return ctx_.info.node_name; }
+  std::uint32_t attempt() const { return ctx_.info.attempt; }
+
+  // Where to build result values: they live as long as the result does.
+  core::Arena& arena() { return *ctx_.arena; }
+  core::Value wrap(const core::ValueNode* node) const { return core::Value(ctx_.arena, node); }
+
+ private:
+  plugins::CallContext& ctx_;
+};
+
+// An in-process task: inputs in, output out; throw to fail.
+using TaskFn = std::function<core::Value(TaskCall& call, const core::Value& inputs)>;
+
+}  // namespace pyoco

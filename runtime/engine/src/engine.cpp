@@ -1,0 +1,281 @@
+#include <pyoco/engine/engine.hpp>
+#include <pyoco/plugins/loader.hpp>
+#include <pyoco/plugins/search_path.hpp>
+
+#include <openssl/evp.h>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "run_state.hpp"
+
+namespace pyoco {
+
+// ---- in-process tasks behind the same callbacks as plugin tasks ----------
+
+namespace {
+
+pyoco_status run_local(void* fn, pyoco_context* c, const pyoco_value* in, const pyoco_value** out) {
+  auto& ctx = *reinterpret_cast<plugins::CallContext*>(c);
+  try {
+    TaskCall call(ctx);
+    const auto* node = reinterpret_cast<const core::ValueNode*>(in);
+    const core::Value inputs(core::ArenaPtr(node != nullptr ? node->owner : nullptr), node);
+    const core::Value result = (*static_cast<TaskFn*>(fn))(call, inputs);
+    // The result may live in an arena only `result` holds: the call's arena
+    // keeps it alive until the host has taken its own reference.
+    if (result.node() != nullptr) ctx.arena->retain(result.node()->owner);
+    *out = reinterpret_cast<const pyoco_value*>(result.node());
+    return PYOCO_OK;
+  } catch (const std::exception& e) {
+    ctx.error = e.what();
+  } catch (...) {
+    ctx.error = "unknown exception";
+  }
+  return PYOCO_ERR_TASK;
+}
+
+void bind_graph(const core::FlowGraph& g, BoundFlow& bound, const plugins::Catalog& catalog,
+                const std::map<std::string, TaskFn>& local) {
+  for (const core::GraphNode& n : g.nodes) {
+    for (const auto& child : n.children) bind_graph(*child, bound, catalog, local);
+    if (n.kind != core::GraphNode::Kind::Task) continue;
+    const core::TaskSpec& spec = *n.task;
+    if (auto it = local.find(spec.use); it != local.end()) {
+      auto fn = std::make_unique<TaskFn>(it->second);
+      auto def = std::make_unique<plugins::TaskDefinition>();
+      def->plugin = "local";
+      def->name = spec.use.substr(spec.use.find('/') + 1);
+      def->user_data = fn.get();
+      def->run = &run_local;
+      bound.tasks[&n] = def.get();
+      bound.local_functions.push_back(std::move(fn));
+      bound.local_definitions.push_back(std::move(def));
+      continue;
+    }
+    const auto ref = catalog.find_task(spec.use);
+    if (!ref) {
+      throw core::FlowError(spec.where, "task '" + spec.name + "' uses \"" + spec.use +
+                                            "\", which no plugin on the search path provides "
+                                            "(see `pyoco tasks`)");
+    }
+    const plugins::LoadedPlugin& plugin = plugins::load_plugin(ref->plugin->manifest);
+    const plugins::TaskDefinition* def = plugin.find_task(ref->task->name);
+    if (def == nullptr) {
+      throw core::FlowError(spec.where, "plugin '" + plugin.manifest.name +
+                                            "' did not register task '" + ref->task->name + "'");
+    }
+    bound.tasks[&n] = def;
+  }
+}
+
+std::string hex(const unsigned char* d, std::size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (std::size_t i = 0; i < n; ++i) {
+    s += digits[d[i] >> 4];
+    s += digits[d[i] & 15];
+  }
+  return s;
+}
+
+std::string guess_media_type(std::string_view name) {
+  auto ends = [&](std::string_view ext) {
+    return name.size() >= ext.size() && name.substr(name.size() - ext.size()) == ext;
+  };
+  if (ends(".json")) return "application/json";
+  if (ends(".txt") || ends(".log")) return "text/plain";
+  if (ends(".csv")) return "text/csv";
+  if (ends(".html")) return "text/html";
+  if (ends(".png")) return "image/png";
+  return "application/octet-stream";
+}
+
+}  // namespace
+
+std::string new_run_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  unsigned char b[16];
+  for (int i = 0; i < 16; i += 8) {
+    const std::uint64_t r = rng();
+    std::memcpy(b + i, &r, 8);
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  const std::string h = hex(b, 16);
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20);
+}
+
+// ---- what a call reaches through its context ------------------------------
+
+void Attempt::log(const plugins::CallInfo& call, plugins::LogLevel level,
+                  std::string_view message) {
+  run->emit_log(call, level, message);
+}
+
+std::string Attempt::save_artifact(const plugins::CallInfo&, std::string_view name,
+                                   std::string_view bytes, std::string_view media_type) {
+  ArtifactRecord r;
+  const std::string path = run->write_artifact(name, bytes, media_type, r);
+  artifacts.push_back(std::move(r));
+  return path;
+}
+
+core::Value Attempt::scratch_get(std::string_view key) { return run->scratch_get(key); }
+void Attempt::scratch_set(std::string_view key, core::Value value) {
+  run->scratch_set(key, std::move(value));
+}
+
+void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
+                        std::string_view message) {
+  if (listener_ == nullptr) return;
+  trace::RunEvent e{};
+  e.kind = trace::EventKind::Log;
+  e.time = std::chrono::system_clock::now();
+  e.run_id = id_;
+  e.flow = flow_name();
+  e.node = call.node_name;
+  e.task = call.task_name;
+  e.attempt = call.attempt;
+  e.level = static_cast<trace::LogLevel>(static_cast<int>(level));
+  e.message = message;
+  listener_->on_event(e);
+}
+
+std::string RunState::write_artifact(std::string_view name, std::string_view bytes,
+                                     std::string_view media_type, ArtifactRecord& record) {
+  const std::filesystem::path rel(name);
+  for (const auto& part : rel) {
+    if (part == ".." || rel.is_absolute()) {
+      throw std::runtime_error("artifact name '" + std::string(name) +
+                               "' must stay inside the run's artifact directory");
+    }
+  }
+  const std::filesystem::path path = options_.artifact_dir / id_ / rel;
+  {
+    std::lock_guard<std::mutex> lock(artifact_mutex_);
+    std::filesystem::create_directories(path.parent_path());
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) throw std::runtime_error("cannot write artifact " + path.string());
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  record.name = std::string(name);
+  record.path = path.string();
+  record.size = bytes.size();
+  record.sha256 = hex(digest, len);
+  record.media_type = media_type.empty() ? guess_media_type(name) : std::string(media_type);
+  return record.path;
+}
+
+core::Value RunState::scratch_get(std::string_view key) {
+  std::lock_guard<std::mutex> lock(scratch_mutex_);
+  auto it = scratch_.find(key);
+  return it == scratch_.end() ? core::Value() : it->second;
+}
+
+void RunState::scratch_set(std::string_view key, core::Value value) {
+  std::lock_guard<std::mutex> lock(scratch_mutex_);
+  scratch_[std::string(key)] = std::move(value);
+}
+
+// ---- the handle --------------------------------------------------------------
+
+void RunState::wait() const {
+  std::unique_lock<std::mutex> lock(done_mutex_);
+  done_cv_.wait(lock, [this] { return done_; });
+}
+
+bool RunState::wait_for(std::chrono::milliseconds t) const {
+  std::unique_lock<std::mutex> lock(done_mutex_);
+  return done_cv_.wait_for(lock, t, [this] { return done_; });
+}
+
+// Reads go through the strand unless the run is over (then nothing changes).
+template <class T, class F>
+T read_state(const RunState& s, asio::strand<asio::thread_pool::executor_type> strand, F f) {
+  if (core::is_terminal(s.status()) || strand.running_in_this_thread()) return f();
+  std::promise<T> p;
+  asio::post(strand, [&] { p.set_value(f()); });
+  return p.get_future().get();
+}
+
+std::vector<TaskRecord> RunState::records() const {
+  return read_state<std::vector<TaskRecord>>(*this, strand_, [this] { return records_; });
+}
+
+core::Value RunState::output(std::string_view node) const {
+  return read_state<core::Value>(*this, strand_, [this, node] {
+    const NodeExec* n = top_ ? find_node(*top_, node) : nullptr;
+    return n != nullptr ? n->output : core::Value();
+  });
+}
+
+core::Value RunState::params() const {
+  return read_state<core::Value>(*this, strand_, [this] { return params_; });
+}
+
+const std::string& Run::id() const { return state_->id(); }
+const std::string& Run::flow_name() const { return state_->flow_name(); }
+core::RunStatus Run::status() const { return state_->status(); }
+std::vector<TaskRecord> Run::tasks() const { return state_->records(); }
+void Run::cancel() { state_->cancel(); }
+void Run::wait() const { state_->wait(); }
+bool Run::wait_for(std::chrono::milliseconds t) const { return state_->wait_for(t); }
+core::Value Run::output(std::string_view node) const { return state_->output(node); }
+core::Value Run::params() const { return state_->params(); }
+
+// ---- the engine --------------------------------------------------------------
+
+struct Engine::Impl {
+  explicit Impl(EngineOptions o)
+      : jobs(o.jobs != 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency())),
+        pool(jobs),
+        catalog(plugins::Catalog::discover(
+            !o.plugin_search_path.empty()
+                ? o.plugin_search_path
+                : plugins::plugin_search_path({},
+                                              std::getenv("PYOCO_PLUGIN_PATH") != nullptr
+                                                  ? std::getenv("PYOCO_PLUGIN_PATH")
+                                                  : "",
+                                              plugins::install_plugin_dir()))) {}
+  unsigned jobs;
+  asio::thread_pool pool;
+  plugins::Catalog catalog;
+};
+
+Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Engine::~Engine() { impl_->pool.join(); }
+
+const plugins::Catalog& Engine::catalog() const { return impl_->catalog; }
+unsigned Engine::jobs() const { return impl_->jobs; }
+
+Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options) {
+  auto bound = std::make_shared<BoundFlow>();
+  bound->flow = std::move(flow);
+  bind_graph(bound->flow->graph, *bound, impl_->catalog, options.local_tasks);
+  if (options.params.is_null()) options.params = core::from_json(boost::json::object());
+  auto state =
+      std::make_shared<RunState>(impl_->pool, std::move(bound), std::move(options), new_run_id());
+  state->start();
+  return Run(std::move(state));
+}
+
+Run Engine::start(const Flow& flow, core::Value params, RunOptions options) {
+  options.params = std::move(params);
+  for (const auto& [use, fn] : flow.local_tasks()) options.local_tasks.emplace(use, fn);
+  return start(flow.compiled(), std::move(options));
+}
+
+}  // namespace pyoco

@@ -1,0 +1,731 @@
+// The run state machine. Ready tasks are posted to the pool; a finished
+// task posts its result back to the run's strand, which releases its
+// successors. Control nodes (switch, loops) run their bodies as child
+// frames of the same machine.
+#include <pyoco/core/expression.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "inputs.hpp"
+#include "run_state.hpp"
+
+namespace pyoco {
+
+using core::GraphNode;
+using core::TaskState;
+using core::Value;
+using trace::EventKind;
+
+namespace {
+
+double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
+double backoff_ms(const core::RetryBackoff& b, std::uint32_t retry) {
+  double d = b.initial_ms * std::pow(b.factor, static_cast<double>(retry - 1));
+  d = std::min(d, b.max_ms);
+  if (b.jitter) {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    d *= std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+  }
+  return d;
+}
+
+std::string summary(const Value& v) {
+  if (v.is_null()) return {};
+  std::string s = core::to_json_text(v);
+  if (s.size() > 200) s = s.substr(0, 197) + "...";
+  return s;
+}
+
+Value make_object(const std::vector<std::pair<std::string, Value>>& members) {
+  core::ValueBuilder b;
+  core::ValueNode* o = b.arena().make_object(members.size());
+  for (const auto& [k, v] : members) {
+    core::Arena::set(o, k, v.node() != nullptr ? v.node() : b.arena().make_null());
+  }
+  b.arena().seal();
+  return b.wrap(o);
+}
+
+const char* control_kind(const GraphNode& g) {
+  if (g.kind == GraphNode::Kind::Switch) return "switch";
+  switch (g.loop_term->kind) {
+    case core::dsl::LoopTerm::Kind::Repeat:
+      return "repeat";
+    case core::dsl::LoopTerm::Kind::Foreach:
+      return "foreach";
+    case core::dsl::LoopTerm::Kind::Until:
+      return "until";
+  }
+  return "loop";
+}
+
+}  // namespace
+
+// ---- expressions see params, results, scratch, loop and env -------------
+
+struct FrameScope : core::Expression::Scope {
+  FrameScope(RunState& r, const Frame& f) : run(r), frame(f) {}
+  Value lookup(core::PathRoot root, const std::vector<std::string>& path) const override {
+    if (path.empty()) return Value();
+    Value v;
+    switch (root) {
+      case core::PathRoot::Params:
+        v = run.params_.find(path[0]);
+        break;
+      case core::PathRoot::Loop:
+        v = run.loop_var(frame, path[0]);
+        break;
+      case core::PathRoot::Scratch:
+        v = run.scratch_get(path[0]);
+        break;
+      case core::PathRoot::Env: {
+        const char* e = std::getenv(path[0].c_str());
+        if (e == nullptr) return Value();
+        core::ValueBuilder b;
+        v = b.wrap(b.arena().make_string(e));
+        break;
+      }
+      case core::PathRoot::Results: {
+        const NodeExec* n = run.find_node(frame, path[0]);
+        v = n != nullptr ? n->output : run.results_alias(path[0]);
+        break;
+      }
+    }
+    for (std::size_t i = 1; i < path.size() && !v.is_null(); ++i) {
+      v = v.is_array() ? v.at(std::strtoull(path[i].c_str(), nullptr, 10)) : v.find(path[i]);
+    }
+    return v;
+  }
+  RunState& run;
+  const Frame& frame;
+};
+
+// ---- the run ---------------------------------------------------------------
+
+RunState::RunState(asio::thread_pool& pool, std::shared_ptr<BoundFlow> flow, RunOptions options,
+                   std::string id)
+    : pool_(pool),
+      strand_(asio::make_strand(pool.get_executor())),
+      flow_(std::move(flow)),
+      options_(std::move(options)),
+      id_(std::move(id)),
+      listener_(options_.listener.get()) {
+  // Params: the flow's defaults, overridden by the caller's.
+  std::vector<std::pair<std::string, Value>> merged;
+  const Value& defaults = flow_->flow->spec->defaults;
+  for (std::size_t i = 0; i < defaults.size(); ++i) {
+    auto [k, v] = defaults.member(i);
+    if (!options_.params.contains(k)) merged.emplace_back(std::string(k), v);
+  }
+  for (std::size_t i = 0; i < options_.params.size(); ++i) {
+    auto [k, v] = options_.params.member(i);
+    merged.emplace_back(std::string(k), v);
+  }
+  params_ = make_object(merged);
+}
+
+void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
+                    const GraphNode* g) {
+  if (listener_ == nullptr) return;
+  trace::RunEvent e{};
+  e.kind = kind;
+  e.time = std::chrono::system_clock::now();
+  e.run_id = id_;
+  e.flow = flow_name();
+  e.status = status();
+  e.message = message;
+  if (n != nullptr) {
+    e.node = n->display;
+    e.attempt = n->attempts;
+    if (n->record != SIZE_MAX) e.task = records_[n->record].task;
+    e.task_state = n->state;
+  }
+  if (g != nullptr && g->task != nullptr) e.max_attempts = g->task->retries + 1;
+  if (kind == EventKind::NodeDone && n != nullptr) e.duration_ms = records_[n->record].duration_ms;
+  listener_->on_event(e);
+}
+
+void RunState::start() {
+  on_strand([this] {
+    status_.store(core::RunStatus::Running, std::memory_order_release);
+    emit(EventKind::RunStart);
+    top_ = std::make_unique<Frame>();
+    top_->graph = &flow_->flow->graph;
+    start_frame(*top_);
+  });
+}
+
+void RunState::start_frame(Frame& f) {
+  f.nodes.resize(f.graph->nodes.size());
+  f.remaining = f.nodes.size();
+  for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
+    const GraphNode& g = f.graph->nodes[i];
+    NodeExec& n = f.nodes[i];
+    n.satisfied.assign(g.requirements.size(), 0);
+    n.ended.assign(g.requirements.size(), 0);
+    n.display = g.name + f.suffix;
+    if (g.visible()) n.record = add_record(n, g);
+  }
+  if (f.nodes.empty()) {
+    frame_done(f);
+    return;
+  }
+  for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
+    if (f.graph->nodes[i].requirements.empty()) ready(f, i);
+  }
+}
+
+std::size_t RunState::add_record(NodeExec& n, const GraphNode& g) {
+  TaskRecord r;
+  r.node = n.display;
+  r.task = g.kind == GraphNode::Kind::Task ? g.task->use : control_kind(g);
+  records_.push_back(std::move(r));
+  return records_.size() - 1;
+}
+
+void RunState::ready(Frame& f, std::uint32_t i) {
+  if (stopping_) {
+    end_without_running(f, i, TaskState::Cancelled, cancelled_ ? "run cancelled" : "run stopped");
+    return;
+  }
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  switch (g.kind) {
+    case GraphNode::Kind::Join:
+      n.state = TaskState::Succeeded;
+      node_ended(f, i);
+      return;
+    case GraphNode::Kind::Task:
+      n.state = TaskState::Running;
+      n.started = std::chrono::steady_clock::now();
+      record(n).started = std::chrono::system_clock::now();
+      emit(EventKind::NodeStart, &n, {}, &g);
+      launch(f, i);
+      return;
+    case GraphNode::Kind::Switch:
+    case GraphNode::Kind::Loop:
+      n.state = TaskState::Running;
+      n.started = std::chrono::steady_clock::now();
+      record(n).started = std::chrono::system_clock::now();
+      emit(EventKind::NodeStart, &n, {}, &g);
+      if (g.kind == GraphNode::Kind::Switch) {
+        start_switch(f, i);
+      } else {
+        start_loop(f, i);
+      }
+      return;
+  }
+}
+
+void RunState::launch(Frame& f, std::uint32_t i) {
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  ++n.attempts;
+  record(n).attempts = n.attempts;
+
+  std::string error;
+  Value inputs = build_inputs(*this, f, i, *flow_->tasks.at(&g), error);
+  if (!error.empty()) {
+    fail(f, i, error);  // a wiring problem: retrying cannot help
+    return;
+  }
+
+  auto a = std::make_shared<Attempt>();
+  a->run = this;
+  a->ctx.info = plugins::CallInfo{id_, flow_name(), n.display, record(n).task, n.attempts};
+  a->ctx.params = params_;
+  a->ctx.cancelled = &a->cancelled;
+  a->ctx.services = a.get();
+  if (!n.instance) n.instance = std::make_shared<plugins::TaskInstance>(*flow_->tasks.at(&g));
+  a->instance = n.instance;
+  n.running = a;
+  ++running_tasks_;
+
+  if (g.task->timeout_sec > 0) {
+    if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(strand_);
+    n.timer->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(g.task->timeout_sec)));
+    n.timer->async_wait([self = shared_from_this(), fp = &f, i, a](boost::system::error_code ec) {
+      if (!ec) self->on_timeout(fp, i, a);
+    });
+  }
+  asio::post(pool_, [self = shared_from_this(), fp = &f, i, a, inputs = std::move(inputs)]() {
+    plugins::TaskCallResult result = a->instance->call(a->ctx, inputs);
+    asio::post(self->strand_, [self, fp, i, a, result = std::move(result)]() mutable {
+      self->on_result(fp, i, std::move(a), std::move(result));
+    });
+  });
+}
+
+void RunState::on_result(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a,
+                         plugins::TaskCallResult result) {
+  --running_tasks_;
+  NodeExec& n = f->nodes[i];
+  if (n.running != a) return;  // abandoned at its deadline; its node has moved on
+  n.running.reset();
+  if (n.timer) n.timer->cancel();
+  auto& artifacts = record(n).artifacts;
+  artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
+  if (result.ok) {
+    succeed(*f, i, std::move(result.output));
+  } else if (cancelled_) {
+    end_without_running(*f, i, TaskState::Cancelled, result.error);
+  } else {
+    attempt_failed(*f, i, result.error, false);
+  }
+}
+
+void RunState::on_timeout(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a) {
+  NodeExec& n = f->nodes[i];
+  if (n.running != a) return;
+  // FAILED at the deadline: the body is told to stop, and its late result
+  // is ignored. Its instance may still be busy, so a retry gets a new one.
+  a->cancelled.store(true, std::memory_order_relaxed);
+  n.running.reset();
+  n.instance.reset();
+  const double t = f->graph->nodes[i].task->timeout_sec;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "timed out after %g s", t);
+  attempt_failed(*f, i, buf, true);
+}
+
+void RunState::attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool) {
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  if (n.attempts <= g.task->retries && !stopping_) {
+    const double delay = backoff_ms(g.task->backoff, n.attempts);
+    ++n.attempts;  // the event names the attempt about to run
+    emit(EventKind::NodeRetry, &n, error, &g);
+    --n.attempts;
+    if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(strand_);
+    n.waiting_retry = true;
+    n.timer->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double, std::milli>(delay)));
+    n.timer->async_wait([self = shared_from_this(), fp = &f, i](boost::system::error_code ec) {
+      NodeExec& node = fp->nodes[i];
+      if (ec || !node.waiting_retry) return;
+      node.waiting_retry = false;
+      if (self->stopping_) {
+        self->end_without_running(*fp, i, TaskState::Cancelled, "run stopped");
+      } else {
+        self->launch(*fp, i);
+      }
+    });
+    return;
+  }
+  fail(f, i, error);
+}
+
+void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  n.state = TaskState::Succeeded;
+  n.output = std::move(output);
+  TaskRecord& r = record(n);
+  r.state = TaskState::Succeeded;
+  r.ended = std::chrono::system_clock::now();
+  r.duration_ms = elapsed_ms(n.started);
+  r.output_summary = summary(n.output);
+  if (g.kind == GraphNode::Kind::Task) apply_outputs(*g.task, n.output);
+  emit(EventKind::NodeDone, &n, {}, &g);
+  n.instance.reset();
+  node_ended(f, i);
+}
+
+void RunState::fail(Frame& f, std::uint32_t i, const std::string& error) {
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  n.state = TaskState::Failed;
+  TaskRecord& r = record(n);
+  r.state = TaskState::Failed;
+  r.error = error;
+  r.ended = std::chrono::system_clock::now();
+  r.duration_ms = elapsed_ms(n.started);
+  failed_nodes_.push_back(n.display);
+  emit(EventKind::NodeError, &n, error, &g);
+  n.instance.reset();
+  const bool isolate =
+      g.kind == GraphNode::Kind::Task ? g.task->fail_policy == core::FailPolicy::Isolate : false;
+  if (!isolate && !stopping_) {
+    failed_ = true;
+    stop(false);
+  }
+  node_ended(f, i);
+}
+
+void RunState::end_without_running(Frame& f, std::uint32_t i, TaskState state,
+                                   const std::string& why) {
+  NodeExec& n = f.nodes[i];
+  n.state = state;
+  n.running.reset();
+  n.waiting_retry = false;
+  if (n.record != SIZE_MAX) {
+    TaskRecord& r = record(n);
+    r.state = state;
+    if (state == TaskState::Skipped || !why.empty()) r.error = why;
+    if (r.started != std::chrono::system_clock::time_point{}) {
+      r.ended = std::chrono::system_clock::now();
+      r.duration_ms = elapsed_ms(n.started);
+    }
+    emit(state == TaskState::Skipped ? EventKind::NodeSkipped : EventKind::NodeCancelled, &n, why);
+  }
+  node_ended(f, i);
+}
+
+void RunState::node_ended(Frame& f, std::uint32_t i) {
+  const GraphNode& g = f.graph->nodes[i];
+  const bool ok = f.nodes[i].state == TaskState::Succeeded;
+  for (std::uint32_t s : g.successors) {
+    NodeExec& sn = f.nodes[s];
+    if (sn.state != TaskState::Pending) continue;
+    const GraphNode& sg = f.graph->nodes[s];
+    bool all_hold = true, broken = false;
+    for (std::size_t r = 0; r < sg.requirements.size(); ++r) {
+      const core::Requirement& req = sg.requirements[r];
+      if (std::find(req.nodes.begin(), req.nodes.end(), i) != req.nodes.end()) {
+        ++sn.ended[r];
+        if (ok) ++sn.satisfied[r];
+      }
+      const bool holds = req.any ? sn.satisfied[r] > 0 : sn.satisfied[r] == req.nodes.size();
+      const bool lost = req.any ? (sn.ended[r] == req.nodes.size() && sn.satisfied[r] == 0)
+                                : sn.ended[r] > sn.satisfied[r];
+      all_hold = all_hold && holds;
+      broken = broken || lost;
+    }
+    if (broken) {
+      end_without_running(
+          f, s, stopping_ ? TaskState::Cancelled : TaskState::Skipped,
+          stopping_ ? "run stopped"
+                    : "upstream " + f.nodes[i].display + " " +
+                          (f.nodes[i].state == TaskState::Failed ? "failed" : "did not run"));
+    } else if (all_hold) {
+      ready(f, s);
+    }
+  }
+  if (--f.remaining == 0) frame_done(f);
+}
+
+void RunState::stop(bool cancelled) {
+  stopping_ = true;
+  if (cancelled) cancelled_ = true;
+  if (top_) cancel_pending(*top_);
+}
+
+// Pending nodes become CANCELLED at once; running ones are told to stop.
+void RunState::cancel_pending(Frame& f) {
+  for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
+    NodeExec& n = f.nodes[i];
+    if (n.running) n.running->cancelled.store(true, std::memory_order_relaxed);
+    for (auto& c : n.children) {
+      if (!c->done) cancel_pending(*c);
+    }
+  }
+  // Separate pass: ending a node may end others.
+  for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
+    NodeExec& n = f.nodes[i];
+    if (f.done) return;
+    if (n.state == TaskState::Pending || (n.state == TaskState::Running && n.waiting_retry)) {
+      if (n.timer) n.timer->cancel();
+      end_without_running(f, i, TaskState::Cancelled, cancelled_ ? "run cancelled" : "run stopped");
+    }
+  }
+}
+
+void RunState::cancel() {
+  on_strand([this] {
+    if (core::is_terminal(status()) || status() == core::RunStatus::Cancelling) return;
+    status_.store(core::RunStatus::Cancelling, std::memory_order_release);
+    emit(EventKind::RunCancelling);
+    stop(true);
+  });
+}
+
+void RunState::frame_done(Frame& f) {
+  if (f.done) return;
+  f.done = true;
+  if (&f == top_.get()) {
+    finish();
+    return;
+  }
+  child_done(f);
+}
+
+void RunState::finish() {
+  if (done_ || !top_ || !top_->done) return;
+  core::RunStatus final = core::RunStatus::Completed;
+  if (cancelled_) {
+    final = core::RunStatus::Cancelled;
+  } else if (failed_ || !failed_nodes_.empty()) {
+    final = core::RunStatus::Failed;
+  }
+  status_.store(final, std::memory_order_release);
+  std::string failed;
+  for (const auto& n : failed_nodes_) failed += (failed.empty() ? "" : ",") + n;
+  emit(EventKind::RunEnd, nullptr, final == core::RunStatus::Failed ? failed : "");
+  {
+    std::lock_guard<std::mutex> lock(done_mutex_);
+    done_ = true;
+  }
+  done_cv_.notify_all();
+}
+
+// ---- control nodes ---------------------------------------------------------
+
+void RunState::start_switch(Frame& f, std::uint32_t i) {
+  const GraphNode& g = f.graph->nodes[i];
+  Value on;
+  try {
+    on = g.switch_term->on.evaluate(FrameScope(*this, f));
+  } catch (const core::FlowError& e) {
+    fail(f, i, e.what());
+    return;
+  }
+  std::size_t chosen = SIZE_MAX;
+  for (std::size_t c = 0; c < g.switch_term->cases.size(); ++c) {
+    const auto& sc = g.switch_term->cases[c];
+    if (!sc.is_default && (sc.match == on || (sc.match.is_string() && on.is_number() &&
+                                              sc.match.as_string() == core::to_json_text(on)))) {
+      chosen = c;
+      break;
+    }
+  }
+  if (chosen == SIZE_MAX) {
+    for (std::size_t c = 0; c < g.switch_term->cases.size(); ++c) {
+      if (g.switch_term->cases[c].is_default) chosen = c;
+    }
+  }
+  if (chosen == SIZE_MAX) {
+    fail(f, i,
+         "switch on '" + g.switch_term->on.text() + "': no case matches " + core::to_json_text(on) +
+             " and there is no default");
+    return;
+  }
+  NodeExec& n = f.nodes[i];
+  auto child = std::make_unique<Frame>();
+  child->graph = g.children[chosen].get();
+  child->parent = &f;
+  child->parent_node = i;
+  child->suffix = f.suffix;
+  child->loop = f.loop;
+  n.active_children = 1;
+  n.children.push_back(std::move(child));
+  start_frame(*n.children.back());
+}
+
+void RunState::start_loop(Frame& f, std::uint32_t i) {
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  const auto& l = *g.loop_term;
+  if (l.kind == core::dsl::LoopTerm::Kind::Foreach) {
+    try {
+      n.loop_items = l.over.evaluate(FrameScope(*this, f));
+    } catch (const core::FlowError& e) {
+      fail(f, i, e.what());
+      return;
+    }
+    if (!n.loop_items.is_array()) {
+      fail(f, i,
+           "foreach over '" + l.over.text() + "': expected a list, got " +
+               to_string(n.loop_items.kind()));
+      return;
+    }
+  }
+  const std::size_t parallel =
+      l.kind == core::dsl::LoopTerm::Kind::Foreach ? static_cast<std::size_t>(l.parallel) : 1;
+  bool any = false;
+  for (std::size_t k = 0; k < parallel; ++k) any = start_iteration(f, i) || any;
+  if (!any) {
+    succeed(f, i, frame_output(f));  // nothing to iterate
+  }
+}
+
+// Starts the next iteration; false when there is none.
+bool RunState::start_iteration(Frame& f, std::uint32_t i) {
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  const auto& l = *g.loop_term;
+  const std::size_t k = n.next_iteration;
+  std::vector<std::pair<std::string, Value>> vars;
+  for (std::size_t m = 0; m < f.loop.size(); ++m) {
+    auto [key, v] = f.loop.member(m);
+    vars.emplace_back(std::string(key), v);
+  }
+  core::ValueBuilder b;
+  const Value index = b.wrap(b.arena().make_int(static_cast<std::int64_t>(k)));
+  switch (l.kind) {
+    case core::dsl::LoopTerm::Kind::Repeat:
+      if (k >= static_cast<std::size_t>(l.count)) return false;
+      vars.emplace_back("index", index);
+      break;
+    case core::dsl::LoopTerm::Kind::Foreach:
+      if (k >= n.loop_items.size()) return false;
+      vars.emplace_back(l.item, n.loop_items.at(k));
+      vars.emplace_back(l.index, index);
+      break;
+    case core::dsl::LoopTerm::Kind::Until:
+      if (k >= static_cast<std::size_t>(l.max_iter)) return false;
+      vars.emplace_back("index", index);
+      break;
+  }
+  b.arena().seal();
+  ++n.next_iteration;
+  ++n.active_children;
+  auto child = std::make_unique<Frame>();
+  child->graph = g.children.front().get();
+  child->parent = &f;
+  child->parent_node = i;
+  child->iteration = k;
+  child->suffix = f.suffix + "[" + std::to_string(k) + "]";
+  child->loop = make_object(vars);
+  n.children.push_back(std::move(child));
+  if (n.iteration_outputs.size() <= k) n.iteration_outputs.resize(k + 1);
+  start_frame(*n.children.back());
+  return true;
+}
+
+void RunState::child_done(Frame& child) {
+  Frame& f = *child.parent;
+  const std::uint32_t i = child.parent_node;
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  --n.active_children;
+  bool failed = false;
+  for (const NodeExec& c : child.nodes) {
+    failed = failed || c.state == TaskState::Failed ||
+             (c.state == TaskState::Skipped || c.state == TaskState::Cancelled);
+  }
+  n.child_failed = n.child_failed || failed;
+  if (n.state != TaskState::Running) return;  // already ended (cancelled)
+
+  if (g.kind == GraphNode::Kind::Switch) {
+    if (n.child_failed) {
+      fail(f, i, "a task of the chosen case did not succeed");
+    } else {
+      succeed(f, i, frame_output(child));
+    }
+    return;
+  }
+  const auto& l = *g.loop_term;
+  n.iteration_outputs[child.iteration] = frame_output(child);
+  if (n.child_failed || stopping_) {
+    if (n.active_children == 0) {
+      if (stopping_) {
+        end_without_running(f, i, TaskState::Cancelled, "run stopped");
+      } else {
+        fail(f, i, "iteration " + std::to_string(child.iteration) + " did not succeed");
+      }
+    }
+    return;
+  }
+  bool more = true;
+  if (l.kind == core::dsl::LoopTerm::Kind::Until) {
+    try {
+      more = !core::truthy(l.cond.evaluate(FrameScope(*this, child)));
+    } catch (const core::FlowError& e) {
+      fail(f, i, e.what());
+      return;
+    }
+    if (more && n.next_iteration >= static_cast<std::size_t>(l.max_iter)) {
+      plugins::CallInfo info{id_, flow_name(), n.display, "until", n.attempts};
+      emit_log(info, plugins::LogLevel::Warn,
+               "until stopped at max_iter=" + std::to_string(l.max_iter) +
+                   " with its condition still false");
+      more = false;
+    }
+  }
+  if (more && start_iteration(f, i)) return;
+  if (n.active_children > 0) return;
+
+  // Collect.
+  std::vector<Value> outs(
+      n.iteration_outputs.begin(),
+      n.iteration_outputs.begin() + static_cast<std::ptrdiff_t>(n.next_iteration));
+  Value out;
+  core::ValueBuilder b;
+  switch (l.collect) {
+    case core::dsl::Collect::Last:
+      out = outs.empty() ? Value() : outs.back();
+      break;
+    case core::dsl::Collect::First:
+      out = outs.empty() ? Value() : outs.front();
+      break;
+    case core::dsl::Collect::List:
+    case core::dsl::Collect::Flatten: {
+      core::ValueNode* arr = b.arena().make_array(outs.size());
+      for (const Value& o : outs) {
+        if (l.collect == core::dsl::Collect::Flatten && o.is_array()) {
+          for (std::size_t k = 0; k < o.size(); ++k) core::Arena::push(arr, o.at(k).node());
+        } else {
+          core::Arena::push(arr, o.node() != nullptr ? o.node() : b.arena().make_null());
+        }
+      }
+      b.arena().seal();
+      out = b.wrap(arr);
+      break;
+    }
+  }
+  succeed(f, i, out);
+}
+
+// What a frame yields: the output of its last node, or of its sinks by name.
+Value RunState::frame_output(const Frame& f) const {
+  std::vector<std::pair<std::string, Value>> sinks;
+  for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
+    const GraphNode& g = f.graph->nodes[i];
+    if (g.successors.empty() && g.visible()) sinks.emplace_back(g.name, f.nodes[i].output);
+  }
+  if (sinks.size() == 1) return sinks.front().second;
+  if (sinks.empty()) return Value();
+  return make_object(sinks);
+}
+
+// ---- outputs: and lookups --------------------------------------------------
+
+void RunState::apply_outputs(const core::TaskSpec& spec, const Value& output) {
+  for (const std::string& path : spec.outputs) {
+    const auto dot = path.find('.');
+    const std::string root = path.substr(0, dot);
+    const std::string key = dot == std::string::npos ? "" : path.substr(dot + 1);
+    if (key.empty()) continue;  // validated at load; nothing to copy to
+    if (root == "params") {
+      std::vector<std::pair<std::string, Value>> members;
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        auto [k, v] = params_.member(i);
+        if (k != key) members.emplace_back(std::string(k), v);
+      }
+      members.emplace_back(key, output);
+      params_ = make_object(members);
+    } else if (root == "scratch") {
+      scratch_set(key, output);
+    } else {
+      results_alias_[key] = output;
+    }
+  }
+}
+
+const NodeExec* RunState::find_node(const Frame& f, std::string_view name) const {
+  for (const Frame* fr = &f; fr != nullptr; fr = fr->parent) {
+    const std::int64_t idx = fr->graph->find(name);
+    if (idx >= 0 && static_cast<std::size_t>(idx) < fr->nodes.size()) {
+      return &fr->nodes[static_cast<std::size_t>(idx)];
+    }
+  }
+  return nullptr;
+}
+
+Value RunState::loop_var(const Frame& f, std::string_view name) const { return f.loop.find(name); }
+
+Value RunState::results_alias(std::string_view name) const {
+  auto it = results_alias_.find(name);
+  return it == results_alias_.end() ? Value() : it->second;
+}
+
+}  // namespace pyoco

@@ -1,0 +1,182 @@
+// Internal: one run's state machine. Everything but the members marked
+// "any thread" is touched only on the run's strand: no locks on the
+// scheduler's path.
+#pragma once
+
+#include <pyoco/engine/engine.hpp>
+#include <pyoco/plugins/task.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <unordered_map>
+
+namespace pyoco {
+
+namespace asio = boost::asio;
+
+// A flow with every task node bound to a callable definition.
+struct BoundFlow {
+  std::shared_ptr<const core::CompiledFlow> flow;
+  std::unordered_map<const core::GraphNode*, const plugins::TaskDefinition*> tasks;
+  // In-process tasks, wrapped as definitions (they outlive every run of this flow).
+  std::vector<std::unique_ptr<plugins::TaskDefinition>> local_definitions;
+  std::vector<std::unique_ptr<TaskFn>> local_functions;
+};
+
+class RunState;
+struct Frame;
+
+// One try of one task node: its context, cancel flag and what it saved.
+struct Attempt : plugins::RunServices {
+  RunState* run = nullptr;
+  plugins::CallContext ctx;
+  std::atomic<bool> cancelled{false};
+  std::vector<ArtifactRecord> artifacts;  // written on the task thread, read after
+  std::shared_ptr<plugins::TaskInstance> instance;
+
+  void log(const plugins::CallInfo& call, plugins::LogLevel level,
+           std::string_view message) override;
+  std::string save_artifact(const plugins::CallInfo& call, std::string_view name,
+                            std::string_view bytes, std::string_view media_type) override;
+  core::Value scratch_get(std::string_view key) override;
+  void scratch_set(std::string_view key, core::Value value) override;
+};
+
+struct NodeExec {
+  core::TaskState state = core::TaskState::Pending;
+  std::vector<std::uint32_t> satisfied;  // per requirement: predecessors that succeeded
+  std::vector<std::uint32_t> ended;      // per requirement: predecessors that ended
+  std::uint32_t attempts = 0;
+  core::Value output;
+  std::string display;  // name in traces and records
+  std::size_t record = SIZE_MAX;
+  std::chrono::steady_clock::time_point started;
+  std::shared_ptr<Attempt> running;
+  std::shared_ptr<plugins::TaskInstance> instance;  // kept across retries
+  std::unique_ptr<asio::steady_timer> timer;        // timeout or retry delay
+  bool waiting_retry = false;
+
+  // Switch and loops.
+  std::vector<std::unique_ptr<Frame>> children;
+  std::vector<core::Value> iteration_outputs;
+  core::Value loop_items;  // foreach: the array
+  std::size_t next_iteration = 0;
+  std::size_t active_children = 0;
+  bool child_failed = false;
+};
+
+struct Frame {
+  const core::FlowGraph* graph = nullptr;
+  Frame* parent = nullptr;
+  std::uint32_t parent_node = 0;  // the control node in `parent` this frame belongs to
+  std::size_t iteration = 0;
+  std::string suffix;  // "[2]" for iteration 2, nested: "[2][0]"
+  core::Value loop;    // object: loop variables visible here
+  std::vector<NodeExec> nodes;
+  std::size_t remaining = 0;
+  bool done = false;
+};
+
+class RunState : public std::enable_shared_from_this<RunState> {
+ public:
+  RunState(asio::thread_pool& pool, std::shared_ptr<BoundFlow> flow, RunOptions options,
+           std::string id);
+
+  void start();
+  void cancel();
+  void wait() const;
+  bool wait_for(std::chrono::milliseconds t) const;
+  core::RunStatus status() const { return status_.load(std::memory_order_acquire); }
+  std::vector<TaskRecord> records() const;
+  core::Value output(std::string_view node) const;
+  core::Value params() const;
+
+  const std::string& id() const { return id_; }
+  const std::string& flow_name() const { return flow_->flow->spec->name; }
+
+  // any thread
+  void emit_log(const plugins::CallInfo& call, plugins::LogLevel level, std::string_view message);
+  std::string write_artifact(std::string_view name, std::string_view bytes,
+                             std::string_view media_type, ArtifactRecord& record);
+  core::Value scratch_get(std::string_view key);
+  void scratch_set(std::string_view key, core::Value value);
+
+  // Lookups for inputs and expressions (strand).
+  const NodeExec* find_node(const Frame& f, std::string_view name) const;
+  core::Value loop_var(const Frame& f, std::string_view name) const;
+  core::Value results_alias(std::string_view name) const;
+  const core::Value& current_params() const { return params_; }
+
+ private:
+  friend struct FrameScope;
+
+  template <class F>
+  void on_strand(F&& f) {
+    asio::post(strand_, [self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); });
+  }
+
+  void emit(trace::EventKind kind, const NodeExec* n = nullptr, std::string_view message = {},
+            const core::GraphNode* g = nullptr);
+
+  // The scheduler.
+  void start_frame(Frame& f);
+  void ready(Frame& f, std::uint32_t i);
+  void launch(Frame& f, std::uint32_t i);
+  void on_result(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a,
+                 plugins::TaskCallResult result);
+  void on_timeout(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a);
+  void attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool timed_out);
+  void succeed(Frame& f, std::uint32_t i, core::Value output);
+  void fail(Frame& f, std::uint32_t i, const std::string& error);
+  void end_without_running(Frame& f, std::uint32_t i, core::TaskState state,
+                           const std::string& why);
+  void node_ended(Frame& f, std::uint32_t i);
+  void frame_done(Frame& f);
+  void stop(bool cancelled);
+  void cancel_pending(Frame& f);
+
+  // Control nodes.
+  void start_switch(Frame& f, std::uint32_t i);
+  void start_loop(Frame& f, std::uint32_t i);
+  bool start_iteration(Frame& f, std::uint32_t i);
+  void child_done(Frame& child);
+  core::Value frame_output(const Frame& f) const;
+
+  void apply_outputs(const core::TaskSpec& spec, const core::Value& output);
+  std::size_t add_record(NodeExec& n, const core::GraphNode& g);
+  TaskRecord& record(const NodeExec& n) { return records_[n.record]; }
+  void finish();
+
+  asio::thread_pool& pool_;
+  asio::strand<asio::thread_pool::executor_type> strand_;
+  std::shared_ptr<BoundFlow> flow_;
+  RunOptions options_;
+  std::string id_;
+  trace::EventListener* listener_ = nullptr;
+
+  std::atomic<core::RunStatus> status_{core::RunStatus::Pending};
+  core::Value params_;
+  std::map<std::string, core::Value, std::less<>> results_alias_;
+  std::unique_ptr<Frame> top_;
+  std::vector<TaskRecord> records_;
+  bool stopping_ = false;   // no new tasks start
+  bool cancelled_ = false;  // stopping because of cancel()
+  bool failed_ = false;     // stopping because a task failed under `stop`
+  std::vector<std::string> failed_nodes_;
+  std::size_t running_tasks_ = 0;
+
+  // any thread
+  mutable std::mutex done_mutex_;
+  mutable std::condition_variable done_cv_;
+  bool done_ = false;
+  std::mutex scratch_mutex_;
+  std::map<std::string, core::Value, std::less<>> scratch_;
+  std::mutex artifact_mutex_;
+};
+
+}  // namespace pyoco

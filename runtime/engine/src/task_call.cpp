@@ -1,0 +1,31 @@
+#include <pyoco/engine/task_call.hpp>
+
+namespace pyoco {
+
+void TaskCall::log(std::string_view message, plugins::LogLevel level) {
+  if (ctx_.services != nullptr) ctx_.services->log(ctx_.info, level, message);
+}
+
+bool TaskCall::is_cancelled() const {
+  return ctx_.cancelled != nullptr && ctx_.cancelled->load(std::memory_order_relaxed);
+}
+
+std::string TaskCall::save_artifact(std::string_view name, std::string_view bytes,
+                                    std::string_view media_type) {
+  if (ctx_.services == nullptr) throw std::runtime_error("no artifact store for this call");
+  return ctx_.services->save_artifact(ctx_.info, name, bytes, media_type);
+}
+
+std::string TaskCall::save_artifact(std::string_view name, const core::Value& value) {
+  return save_artifact(name, core::to_json_text(value), "application/json");
+}
+
+core::Value TaskCall::scratch(std::string_view key) const {
+  return ctx_.services != nullptr ? ctx_.services->scratch_get(key) : core::Value();
+}
+
+void TaskCall::set_scratch(std::string_view key, const core::Value& value) {
+  if (ctx_.services != nullptr) ctx_.services->scratch_set(key, value);
+}
+
+}  // namespace pyoco

@@ -1,0 +1,54 @@
+// Run events: the one source for every view of a run (trace, store,
+// metrics). The engine publishes them; listeners render or record them.
+#pragma once
+
+#include <pyoco/core/states.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+namespace pyoco::trace {
+
+enum class EventKind {
+  RunStart,       // run_id, flow
+  NodeStart,      // node, attempt
+  NodeDone,       // node, duration_ms
+  NodeError,      // node, message (the final failure of a node)
+  NodeRetry,      // node, attempt (the next one), max_attempts, delay_ms, message
+  NodeSkipped,    // node, message (why)
+  NodeCancelled,  // node
+  Log,            // node, level, message (from ctx.log)
+  RunCancelling,  // flow
+  RunEnd,         // flow, status, message (failed nodes when FAILED)
+};
+
+enum class LogLevel { Debug = 10, Info = 20, Warn = 30, Error = 40 };
+
+// Views into the run's own strings: valid during on_event only.
+struct RunEvent {
+  EventKind kind;
+  std::chrono::system_clock::time_point time;
+  std::string_view run_id;
+  std::string_view flow;
+  std::string_view node;
+  std::string_view task;  // "<plugin>/<task>"
+  std::uint32_t attempt = 0;
+  std::uint32_t max_attempts = 0;
+  double duration_ms = 0;
+  double delay_ms = 0;
+  std::string_view message;
+  LogLevel level = LogLevel::Info;
+  core::RunStatus status = core::RunStatus::Pending;
+  core::TaskState task_state = core::TaskState::Pending;
+};
+
+class EventListener {
+ public:
+  virtual ~EventListener() = default;
+  // Called from the run's strand, and from task threads for Log events.
+  // Must be thread-safe and quick.
+  virtual void on_event(const RunEvent& event) = 0;
+};
+
+}  // namespace pyoco::trace

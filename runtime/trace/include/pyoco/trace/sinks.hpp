@@ -1,0 +1,39 @@
+// Trace sinks: run events rendered as lines (cute, plain or JSON) and
+// written through Boost.Log, so concurrent tasks never interleave within a
+// line and several sinks (console, file) can watch one run.
+#pragma once
+
+#include <pyoco/trace/event.hpp>
+
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace pyoco::trace {
+
+enum class TraceFormat { Cute, Plain, Json };
+
+// The line for `event` without its newline; empty when the format shows
+// nothing for it.
+std::string format_event(TraceFormat format, const RunEvent& event);
+
+// A sink writing one line per event to `out` (which it keeps alive).
+// Removing the last reference detaches it from Boost.Log.
+std::shared_ptr<EventListener> make_trace_sink(TraceFormat format,
+                                               std::shared_ptr<std::ostream> out);
+
+// Calls several listeners in order.
+class EventFanout : public EventListener {
+ public:
+  void add(std::shared_ptr<EventListener> l) { listeners_.push_back(std::move(l)); }
+  bool empty() const { return listeners_.empty(); }
+  void on_event(const RunEvent& e) override {
+    for (const auto& l : listeners_) l->on_event(e);
+  }
+
+ private:
+  std::vector<std::shared_ptr<EventListener>> listeners_;
+};
+
+}  // namespace pyoco::trace
