@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -445,6 +446,9 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
   probe->add_option("dir", *probe_dir)->required();
   table.add(probe, [probe_dir] {
     std::cout << plugins::probe_plugin(*probe_dir) << std::flush;
+    // A throwaway process: skip static destructors and exit handlers, which
+    // a plugin under inspection has no business running.
+    std::_Exit(kExitOk);
     return kExitOk;
   });
 }

@@ -88,6 +88,7 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
   t.create = def.create;
   t.run = def.run;
   t.destroy = def.destroy;
+  t.release = def.release;
   for (const TaskDefinition& existing : state.tasks) {
     if (existing.name == t.name) {
       state.error = "task '" + t.name + "' was registered twice";

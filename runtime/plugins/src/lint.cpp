@@ -319,7 +319,7 @@ std::string probe_plugin(const fs::path& dir) {
   };
   try {
     const Manifest m = read_manifest(dir);
-    const LoadedPlugin p = register_plugin(m);
+    LoadedPlugin p = register_plugin(m);
     const TaskMismatch diff = compare_tasks(m, p.tasks);
     for (const auto& name : diff.undeclared) {
       add("PL028", "registers task '" + name + "', which plugin.toml does not declare");
@@ -332,6 +332,7 @@ std::string probe_plugin(const fs::path& dir) {
       add("PL032", "the library says " + p.plugin_name + " " + p.plugin_version +
                        ", plugin.toml says " + m.name + " " + m.version);
     }
+    p.release_tasks();
   } catch (const ManifestError& e) {
     add("PL001", e.what());
   } catch (const LoadError& e) {

@@ -22,6 +22,13 @@ const TaskDefinition* LoadedPlugin::find_task(std::string_view name) const {
   return nullptr;
 }
 
+void LoadedPlugin::release_tasks() {
+  for (TaskDefinition& t : tasks) {
+    if (t.release != nullptr) t.release(t.user_data);
+  }
+  tasks.clear();
+}
+
 namespace {
 
 std::string plugin_label(const Manifest& m) {
@@ -118,6 +125,9 @@ LoadedPlugin register_plugin(const Manifest& m) {
   state.plugin_name = m.name;
   const pyoco_status s = d->register_tasks(&host_api(), reinterpret_cast<pyoco_registry*>(&state));
   if (s != PYOCO_OK) {
+    LoadedPlugin partial;
+    partial.tasks = std::move(state.tasks);
+    partial.release_tasks();
     throw LoadError(LoadError::Reason::Register,
                     plugin_label(m) + ": register_tasks failed: " +
                         (state.error.empty() ? "status " + std::to_string(s) : state.error));
@@ -151,6 +161,7 @@ const LoadedPlugin& load_plugin(const Manifest& m) {
 
   LoadedPlugin r = register_plugin(m);
   const TaskMismatch diff = compare_tasks(m, r.tasks);
+  if (!diff.undeclared.empty() || !diff.unregistered.empty()) r.release_tasks();
   auto join = [](const std::vector<std::string>& names) {
     std::string s;
     for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;

@@ -42,6 +42,9 @@ struct LoadedPlugin {
   std::vector<TaskDefinition> tasks;
 
   const TaskDefinition* find_task(std::string_view name) const;
+  // Frees each task's plugin-side data (its `release` callback) and forgets
+  // the tasks: for plugins the host drops instead of keeping.
+  void release_tasks();
 };
 
 // Loads (once) and returns the plugin described by `manifest`. Thread-safe.

@@ -75,6 +75,7 @@ class TaskDefinition {
   pyoco_task_create_fn create = nullptr;
   pyoco_task_run_fn run = nullptr;
   pyoco_task_destroy_fn destroy = nullptr;
+  pyoco_task_release_fn release = nullptr;
 };
 
 // A task's per-node state: created on the first call, destroyed with the

@@ -1,0 +1,543 @@
+// The engine's behaviour, ported from what the Python pyoco pins: order,
+// parallelism, fail policies, retries, timeouts, joins, loops, switch,
+// cancellation. Tasks are in-process callables (and plugin tasks where the
+// ABI matters), so every test is deterministic: no sleeps as
+// synchronisation, no timing thresholds.
+#include <pyoco/core/flow_file.hpp>
+#include <pyoco/engine/engine.hpp>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using namespace pyoco;
+using core::TaskState;
+using core::Value;
+
+namespace {
+
+Value json(const char* text) { return core::from_json(boost::json::parse(text)); }
+
+std::shared_ptr<const core::CompiledFlow> compile(const std::string& yaml) {
+  auto spec = std::make_shared<const core::FlowSpec>(core::parse_flow_text(yaml, "test.yaml"));
+  return std::make_shared<const core::CompiledFlow>(core::compile_flow(spec));
+}
+
+// Records every event, thread-safely.
+class Events : public trace::EventListener {
+ public:
+  struct Entry {
+    trace::EventKind kind;
+    std::string node;
+    std::uint32_t attempt, max_attempts;
+    std::string message;
+  };
+  void on_event(const trace::RunEvent& e) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    entries_.push_back(
+        {e.kind, std::string(e.node), e.attempt, e.max_attempts, std::string(e.message)});
+  }
+  std::vector<Entry> entries() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return entries_;
+  }
+  std::size_t count(trace::EventKind k, const std::string& node = "") const {
+    std::size_t n = 0;
+    for (const auto& e : entries()) n += e.kind == k && (node.empty() || e.node == node) ? 1 : 0;
+    return n;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Entry> entries_;
+};
+
+// A gate tasks can wait on, with a deadline so a broken engine fails the
+// test instead of hanging it.
+class Gate {
+ public:
+  void open() {
+    std::lock_guard<std::mutex> lock(m_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  bool wait(std::chrono::seconds limit = std::chrono::seconds(10)) {
+    std::unique_lock<std::mutex> lock(m_);
+    return cv_.wait_for(lock, limit, [&] { return open_; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+// Counts arrivals; wait_for(n) blocks until n have arrived (or the deadline).
+class Latch {
+ public:
+  void arrive() {
+    std::lock_guard<std::mutex> lock(m_);
+    ++count_;
+    cv_.notify_all();
+  }
+  bool wait_for(int n) {
+    std::unique_lock<std::mutex> lock(m_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return count_ >= n; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int count_ = 0;
+};
+
+Value echo_value(TaskCall&, const Value& in) { return in.find("value"); }
+
+struct EngineFixture {
+  Engine engine{EngineOptions{4, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  pyoco::testing::TempDir artifacts;
+  std::shared_ptr<Events> events = std::make_shared<Events>();
+
+  Run run(const std::string& yaml, std::map<std::string, TaskFn> tasks, Value params = {}) {
+    RunOptions o;
+    o.local_tasks = std::move(tasks);
+    o.listener = events;
+    o.params = params.is_null() ? json("{}") : params;
+    o.artifact_dir = artifacts.path();
+    Run r = engine.start(compile(yaml), std::move(o));
+    BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)), "the run did not finish");
+    return r;
+  }
+
+  static TaskRecord record(const std::vector<TaskRecord>& rs, const std::string& node) {
+    for (const auto& r : rs) {
+      if (r.node == node) return r;
+    }
+    BOOST_FAIL("no record for " << node);
+    return {};
+  }
+};
+
+const char* kChain = R"(
+flow:
+  graph: a >> b >> c
+tasks:
+  a: {use: "t/emit", inputs: {value: 1}}
+  b: {use: "t/emit", inputs: {value: "$node.a.output"}}
+  c: {use: "t/emit", inputs: {value: "$node.b.output"}}
+)";
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(engine, EngineFixture)
+
+BOOST_AUTO_TEST_CASE(chain_runs_in_order_and_passes_outputs) {
+  std::mutex m;
+  std::vector<std::string> order;
+  Run r = run(kChain, {{"t/emit", [&](TaskCall& call, const Value& in) {
+                          std::lock_guard<std::mutex> lock(m);
+                          order.emplace_back(call.node());
+                          return in.find("value");
+                        }}});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(order == (std::vector<std::string>{"a", "b", "c"}), boost::test_tools::per_element());
+  BOOST_TEST(r.output("c").as_int() == 1);
+  const auto tasks = r.tasks();
+  BOOST_TEST((record(tasks, "a").ended <= record(tasks, "b").started));
+  BOOST_TEST((record(tasks, "b").ended <= record(tasks, "c").started));
+  BOOST_TEST(r.id().size() == 36u);
+  BOOST_TEST(events->count(trace::EventKind::NodeDone) == 3u);
+  BOOST_TEST(events->count(trace::EventKind::RunEnd) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(diamond_runs_branches_concurrently) {
+  // b and c each wait until both have started: only concurrency lets them finish.
+  Latch started;
+  Run r =
+      run(R"(
+flow: {graph: "a >> (b & c) >> d"}
+tasks:
+  a: {use: "t/emit"}
+  b: {use: "t/both"}
+  c: {use: "t/both"}
+  d: {use: "t/emit"}
+)",
+          {{"t/emit", echo_value}, {"t/both", [&](TaskCall&, const Value&) {
+                                      started.arrive();
+                                      if (!started.wait_for(2))
+                                        throw std::runtime_error("the other branch never started");
+                                      return Value();
+                                    }}});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  const auto t = r.tasks();
+  const auto b = record(t, "b"), c = record(t, "c"), d = record(t, "d");
+  BOOST_TEST((b.started < c.ended && c.started < b.ended));  // overlap
+  BOOST_TEST((d.started >= b.ended));
+  BOOST_TEST((d.started >= c.ended));
+}
+
+BOOST_AUTO_TEST_CASE(isolate_skips_downstream_and_independent_work_continues) {
+  Run r =
+      run(R"(
+flow:
+  graph: |
+    a >> bad >> after
+    a >> other
+tasks:
+  a: {use: "t/emit"}
+  bad: {use: "t/boom", fail_policy: isolate}
+  after: {use: "t/emit"}
+  other: {use: "t/emit"}
+)",
+          {{"t/emit", echo_value},
+           {"t/boom", [](TaskCall&, const Value&) -> Value { throw std::runtime_error("boom"); }}});
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  const auto t = r.tasks();
+  BOOST_TEST((record(t, "bad").state == TaskState::Failed));
+  BOOST_TEST(record(t, "bad").error == "boom");
+  BOOST_TEST((record(t, "after").state == TaskState::Skipped));
+  BOOST_TEST((record(t, "other").state == TaskState::Succeeded));
+  const auto entries = events->entries();
+  BOOST_TEST(entries.back().message == "bad");  // the run's end lists the failed nodes
+}
+
+BOOST_AUTO_TEST_CASE(stop_fails_the_run_and_cancels_pending_tasks) {
+  Run r =
+      run(R"(
+flow: {graph: "bad >> after"}
+tasks:
+  bad: {use: "t/boom"}
+  after: {use: "t/emit"}
+)",
+          {{"t/emit", echo_value},
+           {"t/boom", [](TaskCall&, const Value&) -> Value { throw std::runtime_error("no"); }}});
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST((record(r.tasks(), "after").state == TaskState::Cancelled));
+}
+
+BOOST_AUTO_TEST_CASE(retries_succeed_after_transient_failures) {
+  Run r = run(R"(
+flow: {graph: flaky}
+tasks:
+  flaky:
+    use: "std/fail"
+    inputs: {times: 2}
+    retries: 2
+    retry_backoff: {initial_ms: 1, factor: 2, max_ms: 5, jitter: false}
+)",
+              {});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  const auto& rec = record(r.tasks(), "flaky");
+  BOOST_TEST(rec.attempts == 3u);
+  BOOST_TEST(r.output("flaky").as_int() == 3);
+  BOOST_TEST(events->count(trace::EventKind::NodeRetry, "flaky") == 2u);
+  for (const auto& e : events->entries()) {
+    if (e.kind == trace::EventKind::NodeRetry) BOOST_TEST(e.max_attempts == 3u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(retries_fail_after_the_limit) {
+  Run r = run(R"(
+flow: {graph: flaky}
+tasks:
+  flaky:
+    use: "std/fail"
+    inputs: {times: 5, message: "still broken"}
+    retries: 1
+    retry_backoff: {initial_ms: 1, jitter: false}
+)",
+              {});
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  const auto& rec = record(r.tasks(), "flaky");
+  BOOST_TEST(rec.attempts == 2u);
+  BOOST_TEST(rec.error == "still broken (call 2)");
+  BOOST_TEST(events->count(trace::EventKind::NodeRetry) == 1u);
+  BOOST_TEST(events->count(trace::EventKind::NodeError) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(timeout_fails_at_the_deadline_not_when_the_body_returns) {
+  Gate release, body_done;
+  std::atomic<bool> saw_cancel{false};
+  Run r = run(R"(
+flow: {graph: slow}
+tasks:
+  slow: {use: "t/stuck", timeout_sec: 0.05}
+)",
+              {{"t/stuck", [&](TaskCall& call, const Value&) {
+                  // Ignores its deadline until the test lets it go.
+                  release.wait();
+                  saw_cancel = call.is_cancelled();
+                  body_done.open();
+                  return Value();
+                }}});
+  // The run ended while the body was still blocked.
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  const auto& rec = record(r.tasks(), "slow");
+  BOOST_TEST((rec.state == TaskState::Failed));
+  BOOST_TEST(rec.error == "timed out after 0.05 s");
+  release.open();
+  BOOST_TEST_REQUIRE(body_done.wait());
+  BOOST_TEST(saw_cancel.load());  // its context reported cancelled
+}
+
+BOOST_AUTO_TEST_CASE(or_join_goes_on_when_one_branch_succeeds) {
+  const char* yaml = R"(
+flow: {graph: "(x | y) >> z"}
+tasks:
+  x: {use: "t/x", fail_policy: isolate}
+  y: {use: "t/y", fail_policy: isolate}
+  z: {use: "t/emit"}
+)";
+  auto boom = [](TaskCall&, const Value&) -> Value { throw std::runtime_error("down"); };
+  Run one = run(yaml, {{"t/x", boom}, {"t/y", echo_value}, {"t/emit", echo_value}});
+  BOOST_TEST((record(one.tasks(), "z").state == TaskState::Succeeded));
+  Run none = run(yaml, {{"t/x", boom}, {"t/y", boom}, {"t/emit", echo_value}});
+  BOOST_TEST((record(none.tasks(), "z").state == TaskState::Skipped));
+  BOOST_TEST((none.status() == core::RunStatus::Failed));
+}
+
+BOOST_AUTO_TEST_CASE(foreach_gives_item_index_and_alias_and_collects) {
+  Run r = run(R"(
+flow:
+  defaults: {items: ["a", "b", "c"]}
+  graph: "foreach(over={{items}}, item=it, index=i, collect=list, parallel=2) { shout }"
+tasks:
+  shout: {use: "t/shout", inputs: {it: "$loop.it", pos: "$loop.i"}}
+)",
+              {{"t/shout", [](TaskCall& call, const Value& in) {
+                  core::ValueNode* o = call.arena().make_object();
+                  core::Arena::set(o, "it", in.find("it").node());
+                  core::Arena::set(o, "pos", in.find("pos").node());
+                  return call.wrap(o);
+                }}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) ==
+             R"([{"it":"a","pos":0},{"it":"b","pos":1},{"it":"c","pos":2}])");
+  BOOST_TEST((record(r.tasks(), "shout[2]").state == TaskState::Succeeded));
+}
+
+BOOST_AUTO_TEST_CASE(a_loop_variable_fills_a_declared_input_of_that_name) {
+  // std/echo declares an input `value`; the loop's item is called value.
+  Run r = run(R"(
+flow:
+  defaults: {items: [1, 2]}
+  graph: "foreach(over={{items}}, item=value, collect=list) { echo }"
+tasks:
+  echo: {use: "std/echo"}
+)",
+              {});
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[1,2]");
+}
+
+BOOST_AUTO_TEST_CASE(repeat_runs_count_times_and_collects_last) {
+  std::atomic<int> calls{0};
+  Run r = run(R"(
+flow: {graph: "repeat(count=3, collect=last) { tick }"}
+tasks:
+  tick: {use: "t/tick", inputs: {n: "$loop.index"}}
+)",
+              {{"t/tick", [&](TaskCall&, const Value& in) {
+                  ++calls;
+                  return in.find("n");
+                }}});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(calls == 3);
+  BOOST_TEST(r.output("repeat_1").as_int() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(until_stops_when_its_condition_holds) {
+  std::atomic<int> calls{0};
+  Run r = run(R"(
+flow: {graph: "until(cond={{scratch.count >= 3}}, max_iter=10, collect=list) { step }"}
+tasks:
+  step: {use: "t/step"}
+)",
+              {{"t/step", [&](TaskCall& call, const Value&) {
+                  const int n = ++calls;
+                  core::ValueBuilder b;
+                  call.set_scratch("count", b.wrap(b.arena().make_int(n)));
+                  return b.wrap(b.arena().make_int(n));
+                }}});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(calls == 3);
+  BOOST_TEST(core::to_json_text(r.output("until_1")) == "[1,2,3]");
+}
+
+BOOST_AUTO_TEST_CASE(until_stops_at_max_iter_with_a_warning) {
+  std::atomic<int> calls{0};
+  Run r = run(R"(
+flow: {graph: "until(cond={{false}}, max_iter=4, collect=last) { step }"}
+tasks:
+  step: {use: "t/step"}
+)",
+              {{"t/step", [&](TaskCall&, const Value&) {
+                  ++calls;
+                  return Value();
+                }}});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(calls == 4);
+  bool warned = false;
+  for (const auto& e : events->entries()) {
+    warned = warned ||
+             (e.kind == trace::EventKind::Log && e.message.find("max_iter=4") != std::string::npos);
+  }
+  BOOST_TEST(warned);
+}
+
+BOOST_AUTO_TEST_CASE(switch_takes_the_matching_case_or_the_default) {
+  const char* yaml = R"(
+flow: {graph: "switch(on={{mode}}) { fast: f; slow: s; default: d; } >> after"}
+tasks:
+  f: {use: "t/emit", inputs: {value: "fast"}}
+  s: {use: "t/emit", inputs: {value: "slow"}}
+  d: {use: "t/emit", inputs: {value: "default"}}
+  after: {use: "t/emit", inputs: {value: "$node.switch_1.output"}}
+)";
+  Run slow = run(yaml, {{"t/emit", echo_value}}, json(R"({"mode": "slow"})"));
+  BOOST_TEST(slow.output("after").as_string() == "slow");
+  Run other = run(yaml, {{"t/emit", echo_value}}, json(R"({"mode": "other"})"));
+  BOOST_TEST(other.output("after").as_string() == "default");
+}
+
+BOOST_AUTO_TEST_CASE(switch_with_no_match_and_no_default_fails_clearly) {
+  Run r = run(R"(
+flow: {graph: "switch(on={{mode}}) { a: x; }"}
+tasks:
+  x: {use: "t/emit"}
+)",
+              {{"t/emit", echo_value}}, json(R"({"mode": "b"})"));
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r.tasks(), "switch_1").error ==
+             "switch on 'mode': no case matches \"b\" and there is no default");
+}
+
+BOOST_AUTO_TEST_CASE(named_nodes_run_one_task_twice) {
+  Run r = run(R"(
+flow: {graph: "first: emit >> second: emit"}
+tasks:
+  emit: {use: "t/emit", inputs: {value: 7}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(r.tasks().size() == 2u);
+  BOOST_TEST(r.output("second").as_int() == 7);
+}
+
+BOOST_AUTO_TEST_CASE(outputs_copy_into_params) {
+  Run r = run(R"(
+flow: {graph: "a >> b"}
+tasks:
+  a: {use: "t/emit", inputs: {value: 42}, outputs: ["params.answer"]}
+  b: {use: "t/emit", inputs: {value: "$ctx.params.answer"}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST(r.output("b").as_int() == 42);
+  BOOST_TEST(r.params().find("answer").as_int() == 42);
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_reference_at_run_time_fails_the_node_with_its_name) {
+  Run r = run(R"(
+flow: {graph: "a >> b"}
+tasks:
+  a: {use: "t/emit", inputs: {value: {x: 1}}}
+  b: {use: "t/emit", inputs: {value: "$node.a.output.y"}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST(record(r.tasks(), "b").error ==
+             "input 'value' ($node.a.output.y): the output of 'a' has no 'y'");
+}
+
+BOOST_AUTO_TEST_CASE(cancel_at_a_task_boundary) {
+  Gate first_started;
+  Run r = engine.start(compile(R"(
+flow: {graph: "first >> second"}
+tasks:
+  first: {use: "t/block"}
+  second: {use: "t/emit"}
+)"),
+                       RunOptions{json("{}"),
+                                  events,
+                                  artifacts.path(),
+                                  {{"t/emit", echo_value},
+                                   {"t/block", [&](TaskCall& call, const Value&) {
+                                      first_started.open();
+                                      // Cooperative: returns once cancelled.
+                                      while (!call.is_cancelled()) {
+                                        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                                      }
+                                      return Value();
+                                    }}}});
+  BOOST_TEST_REQUIRE(first_started.wait());
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((r.status() == core::RunStatus::Cancelled));
+  const auto t = r.tasks();
+  BOOST_TEST((record(t, "first").state == TaskState::Succeeded));  // it ran to its end
+  BOOST_TEST((record(t, "second").state == TaskState::Cancelled));
+  BOOST_TEST(events->count(trace::EventKind::RunCancelling) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(artifacts_are_recorded_with_size_and_sha256) {
+  Run r = run(R"(
+flow: {graph: save}
+tasks:
+  save: {use: "std/write_file", inputs: {name: "out/report.json", content: {ok: true}}}
+)",
+              {});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  const auto& rec = record(r.tasks(), "save");
+  BOOST_TEST_REQUIRE(rec.artifacts.size() == 1u);
+  const auto& a = rec.artifacts.front();
+  BOOST_TEST(a.path == (artifacts.path() / r.id() / "out/report.json").string());
+  BOOST_TEST(a.size == 11u);  // {"ok":true}
+  BOOST_TEST(a.media_type == "application/json");
+  // sha256 of {"ok":true}
+  BOOST_TEST(a.sha256 == "4062edaf750fb8074e7e83e0c9028c94e32468a8b6f1614774328ef045150f93");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(cpp_flow_api_runs_the_seed_example) {
+  Engine engine{EngineOptions{2, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  Flow flow{"hello"};
+  auto fetch = flow.task("fetch_data", "hello/fetch_data");
+  auto process =
+      flow.task("process_data", "hello/process_data").input("data", "$node.fetch_data.output");
+  auto shout = flow.task("shout", [](TaskCall& call, const Value& in) {
+    const std::string s(in.find("result").as_string());
+    return call.wrap(call.arena().make_string(s + "!"));
+  });
+  shout.input("result", "$node.process_data.output");
+  auto save = flow.task("save_result", "hello/save_result").input("result", "$node.shout.output");
+  flow >> fetch >> process >> shout >> save;
+
+  Run run = engine.start(flow);
+  run.wait();
+  BOOST_TEST((run.status() == core::RunStatus::Completed));
+  BOOST_TEST(run.output("save_result").as_string() == "CARROT!");
+  BOOST_TEST(run.tasks().size() == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(cpp_flow_api_groups) {
+  Engine engine{EngineOptions{2, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  Flow flow{"groups"};
+  auto task = [&](const char* name) {
+    return flow.task(name, [](TaskCall& call, const Value&) {
+      return call.wrap(call.arena().make_string(call.node()));
+    });
+  };
+  auto a = task("a"), b = task("b"), c = task("c"), d = task("d");
+  flow >> a >> (b & c) >> d;
+  Run run = engine.start(flow);
+  run.wait();
+  BOOST_TEST((run.status() == core::RunStatus::Completed));
+  const auto& g = flow.compiled()->graph;
+  const auto& dn = g.nodes.at(static_cast<std::size_t>(g.find("d")));
+  BOOST_TEST(dn.requirements.size() == 2u);
+}
