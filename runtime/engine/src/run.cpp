@@ -276,7 +276,8 @@ void RunState::on_result(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a,
   artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
   if (result.ok) {
     succeed(*f, i, std::move(result.output));
-  } else if (cancelled_) {
+  } else if (cancelled_ || (stopping_ && a->cancelled.load(std::memory_order_relaxed))) {
+    // It stopped because it was asked to: that is a cancellation, not a failure.
     end_without_running(*f, i, TaskState::Cancelled, result.error);
   } else {
     attempt_failed(*f, i, result.error, false);
@@ -380,7 +381,21 @@ void RunState::end_without_running(Frame& f, std::uint32_t i, TaskState state,
   node_ended(f, i);
 }
 
+// Ends are processed from a queue, not by recursion: a failure at the head
+// of a 100,000-node chain skips the rest without 100,000 stack frames.
 void RunState::node_ended(Frame& f, std::uint32_t i) {
+  ended_queue_.emplace_back(&f, i);
+  if (draining_) return;
+  draining_ = true;
+  while (!ended_queue_.empty()) {
+    const auto [frame, node] = ended_queue_.front();
+    ended_queue_.pop_front();
+    release_successors(*frame, node);
+  }
+  draining_ = false;
+}
+
+void RunState::release_successors(Frame& f, std::uint32_t i) {
   const GraphNode& g = f.graph->nodes[i];
   const bool ok = f.nodes[i].state == TaskState::Succeeded;
   for (std::uint32_t s : g.successors) {

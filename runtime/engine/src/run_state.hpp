@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <unordered_map>
 
@@ -136,6 +137,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void end_without_running(Frame& f, std::uint32_t i, core::TaskState state,
                            const std::string& why);
   void node_ended(Frame& f, std::uint32_t i);
+  void release_successors(Frame& f, std::uint32_t i);
   void frame_done(Frame& f);
   void stop(bool cancelled);
   void cancel_pending(Frame& f);
@@ -169,6 +171,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   bool failed_ = false;     // stopping because a task failed under `stop`
   std::vector<std::string> failed_nodes_;
   std::size_t running_tasks_ = 0;
+  std::deque<std::pair<Frame*, std::uint32_t>> ended_queue_;
+  bool draining_ = false;
 
   // any thread
   mutable std::mutex done_mutex_;
