@@ -128,10 +128,6 @@ class Parser {
     if (peek().kind == Token::Kind::Op && peek().text == op) return ++pos_, true;
     return false;
   }
-  bool accept_word(const char* w) {
-    if (peek().kind == Token::Kind::Name && peek().text == w) return ++pos_, true;
-    return false;
-  }
 
   static NodePtr node(ExprNode::Op op, std::vector<NodePtr> args, std::uint32_t column) {
     auto n = std::make_shared<ExprNode>();
@@ -141,79 +137,60 @@ class Parser {
     return n;
   }
 
-  NodePtr parse_or() {
-    NodePtr l = parse_and();
-    while (peek().kind == Token::Kind::Name && peek().text == "or") {
-      const auto c = next().column;
-      l = node(ExprNode::Op::Or, {l, parse_and()}, c);
-    }
-    return l;
+  // Binary operators by precedence, loosest first. `not` sits between
+  // `and` and the comparisons, so `not a == b` is `not (a == b)`.
+  struct BinaryOp {
+    const char* text;
+    bool word;
+    ExprNode::Op op;
+  };
+  static const std::vector<std::vector<BinaryOp>>& levels() {
+    using Op = ExprNode::Op;
+    static const std::vector<std::vector<BinaryOp>> table = {
+        {{"or", true, Op::Or}},
+        {{"and", true, Op::And}},
+        {{"==", false, Op::Eq},
+         {"!=", false, Op::Ne},
+         {"<=", false, Op::Le},
+         {">=", false, Op::Ge},
+         {"<", false, Op::Lt},
+         {">", false, Op::Gt},
+         {"in", true, Op::In}},
+        {{"+", false, Op::Add}, {"-", false, Op::Sub}},
+        {{"*", false, Op::Mul}, {"/", false, Op::Div}, {"%", false, Op::Mod}},
+    };
+    return table;
   }
-  NodePtr parse_and() {
-    NodePtr l = parse_not();
-    while (peek().kind == Token::Kind::Name && peek().text == "and") {
+
+  NodePtr parse_or() { return binary(0); }
+
+  NodePtr binary(std::size_t level) {
+    auto operand = [&] {
+      if (level == 1) return parse_not();
+      return level + 1 < levels().size() ? binary(level + 1) : parse_unary();
+    };
+    NodePtr l = operand();
+    for (;;) {
+      const BinaryOp* match = nullptr;
+      for (const BinaryOp& op : levels()[level]) {
+        const auto kind = op.word ? Token::Kind::Name : Token::Kind::Op;
+        if (peek().kind == kind && peek().text == op.text) {
+          match = &op;
+          break;
+        }
+      }
+      if (match == nullptr) return l;
       const auto c = next().column;
-      l = node(ExprNode::Op::And, {l, parse_not()}, c);
+      l = node(match->op, {l, operand()}, c);
     }
-    return l;
   }
+
   NodePtr parse_not() {
     if (peek().kind == Token::Kind::Name && peek().text == "not") {
       const auto c = next().column;
       return node(ExprNode::Op::Not, {parse_not()}, c);
     }
-    return parse_comparison();
-  }
-  NodePtr parse_comparison() {
-    NodePtr l = parse_sum();
-    static const std::pair<const char*, ExprNode::Op> ops[] = {
-        {"==", ExprNode::Op::Eq}, {"!=", ExprNode::Op::Ne}, {"<=", ExprNode::Op::Le},
-        {">=", ExprNode::Op::Ge}, {"<", ExprNode::Op::Lt},  {">", ExprNode::Op::Gt}};
-    for (;;) {
-      bool matched = false;
-      for (const auto& [text, op] : ops) {
-        if (peek().kind == Token::Kind::Op && peek().text == text) {
-          const auto c = next().column;
-          l = node(op, {l, parse_sum()}, c);
-          matched = true;
-          break;
-        }
-      }
-      if (!matched && peek().kind == Token::Kind::Name && peek().text == "in") {
-        const auto c = next().column;
-        l = node(ExprNode::Op::In, {l, parse_sum()}, c);
-        matched = true;
-      }
-      if (!matched) return l;
-    }
-  }
-  NodePtr parse_sum() {
-    NodePtr l = parse_product();
-    for (;;) {
-      const auto c = peek().column;
-      if (accept_op("+")) {
-        l = node(ExprNode::Op::Add, {l, parse_product()}, c);
-      } else if (accept_op("-")) {
-        l = node(ExprNode::Op::Sub, {l, parse_product()}, c);
-      } else {
-        return l;
-      }
-    }
-  }
-  NodePtr parse_product() {
-    NodePtr l = parse_unary();
-    for (;;) {
-      const auto c = peek().column;
-      if (accept_op("*")) {
-        l = node(ExprNode::Op::Mul, {l, parse_unary()}, c);
-      } else if (accept_op("/")) {
-        l = node(ExprNode::Op::Div, {l, parse_unary()}, c);
-      } else if (accept_op("%")) {
-        l = node(ExprNode::Op::Mod, {l, parse_unary()}, c);
-      } else {
-        return l;
-      }
-    }
+    return binary(2);
   }
   NodePtr parse_unary() {
     const auto c = peek().column;
