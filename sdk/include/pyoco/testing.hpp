@@ -1,0 +1,513 @@
+// pyoco/testing.hpp - an in-process test host for plugin unit tests.
+//
+// Runs a plugin's tasks without the runtime: it implements the host side
+// of abi.h in this header (values, context, artifacts, scratch, logs) so a
+// task can be called from any test framework:
+//
+//   #include <pyoco/testing.hpp>
+//   void register_tasks(pyoco::Registry&);        // the plugin's function
+//
+//   pyoco::testing::TestHost host(register_tasks);
+//   auto result = host.run("greet", {{"who", "world"}});
+//   assert(result.ok());
+//   assert(result.output().as<std::string>() == "hello world");
+//   assert(host.logs().size() == 1);
+//
+// Values built while a TestHost lives (inputs, params) live as long as it.
+// Header-only, C++17, standard library only, like sdk.hpp.
+#ifndef PYOCO_TESTING_HPP
+#define PYOCO_TESTING_HPP
+
+#include <pyoco/sdk.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pyoco {
+inline namespace v1 {
+namespace testing {
+
+struct LogLine {
+  std::string task;
+  pyoco_log_level level;
+  std::string message;
+};
+
+struct Artifact {
+  std::string name;
+  std::string path;
+  std::string media_type;
+  std::size_t size = 0;
+};
+
+class TestHost;
+
+// What one call returned.
+class CallResult {
+ public:
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+  Value output() const { return Value(output_); }
+
+ private:
+  friend class TestHost;
+  bool ok_ = false;
+  std::string error_;
+  const pyoco_value* output_ = nullptr;
+};
+
+namespace detail {
+
+// The test host's value: a plain tree; every node lives in the host's deque.
+struct Node {
+  pyoco_value_kind kind = PYOCO_VALUE_NULL;
+  bool b = false;
+  std::int64_t i = 0;
+  double d = 0;
+  std::string s;  // string and bytes
+  std::vector<const Node*> items;
+  std::vector<std::pair<std::string, const Node*>> members;
+};
+
+struct Context {
+  TestHost* host = nullptr;
+  std::string task;
+  std::string node;
+  std::uint32_t attempt = 1;
+  std::string error;
+  std::string last_path;
+};
+
+}  // namespace detail
+
+class TestHost {
+ public:
+  using RegisterFn = void (*)(Registry&);
+
+  // Registers the plugin's tasks; the host is the SDK's host for this
+  // process from now on (one TestHost at a time).
+  explicit TestHost(RegisterFn register_tasks)
+      : artifact_dir_(std::filesystem::temp_directory_path() /
+                      ("pyoco-test-host-" + std::to_string(next_id()))) {
+    ::pyoco::detail::host_slot() = &api();
+    setup_.host = this;
+    scope_.emplace(as_context(&setup_));
+    params_ = new_node(PYOCO_VALUE_OBJECT);
+    registry_error_.clear();
+    Registry registry(reinterpret_cast<pyoco_registry*>(this));
+    register_tasks(registry);
+  }
+
+  ~TestHost() {
+    scope_.reset();
+    instances_.clear();  // task objects first, then their factories
+    for (auto& t : tasks_) {
+      if (t.release != nullptr) t.release(t.user_data);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(artifact_dir_, ec);
+  }
+
+  TestHost(const TestHost&) = delete;
+  TestHost& operator=(const TestHost&) = delete;
+
+  // The names of the tasks the plugin registered, in order.
+  std::vector<std::string> task_names() const {
+    std::vector<std::string> out;
+    for (const auto& t : tasks_) out.push_back(t.name);
+    return out;
+  }
+
+  // Run params every call sees (an object).
+  void set_params(const Value& params) { params_ = node_of(params); }
+
+  // Makes the next calls see a cancelled context (as after Ctrl+C).
+  void cancel(bool cancelled = true) { cancelled_ = cancelled; }
+
+  // Calls `task` once with `inputs` (an object). Each run() is one call of
+  // a fresh task instance unless `keep_instance` reuses the previous one of
+  // that task (as the engine does across retries of one node).
+  CallResult run(const std::string& task, const Value& inputs = Value::object(),
+                 bool keep_instance = false) {
+    Definition* def = find(task);
+    CallResult result;
+    if (def == nullptr) {
+      result.error_ = "no task '" + task + "' was registered";
+      return result;
+    }
+    detail::Context ctx;
+    ctx.host = this;
+    ctx.task = task;
+    ctx.node = task;
+    ctx.attempt = keep_instance ? ++attempts_[task] : (attempts_[task] = 1);
+    pyoco_context* c = as_context(&ctx);
+    Instance& inst = instances_[task];
+    if (!keep_instance || !inst.created) {
+      inst.reset();
+      inst.def = def;
+      if (def->create != nullptr) {
+        void* state = nullptr;
+        if (def->create(def->user_data, c, &state) != PYOCO_OK) {
+          result.error_ = ctx.error.empty() ? "creating the task failed" : ctx.error;
+          return result;
+        }
+        inst.state = state;
+      } else {
+        inst.state = def->user_data;
+      }
+      inst.created = true;
+    }
+    const pyoco_value* out = nullptr;
+    const pyoco_status s = def->run(
+        inst.state, c,
+        inputs.handle() != nullptr ? inputs.handle() : handle(new_node(PYOCO_VALUE_OBJECT)), &out);
+    result.ok_ = s == PYOCO_OK;
+    if (!result.ok_) {
+      result.error_ =
+          ctx.error.empty() ? "the task failed with status " + std::to_string(s) : ctx.error;
+    }
+    result.output_ = out;
+    return result;
+  }
+
+  const std::vector<LogLine>& logs() const { return logs_; }
+  const std::vector<Artifact>& artifacts() const { return artifacts_; }
+  Value scratch(const std::string& key) const {
+    auto it = scratch_.find(key);
+    return Value(it == scratch_.end() ? nullptr : handle(it->second));
+  }
+  const std::filesystem::path& artifact_dir() const { return artifact_dir_; }
+
+ private:
+  struct Definition {
+    std::string name;
+    void* user_data = nullptr;
+    pyoco_task_create_fn create = nullptr;
+    pyoco_task_run_fn run = nullptr;
+    pyoco_task_destroy_fn destroy = nullptr;
+    pyoco_task_release_fn release = nullptr;
+  };
+  struct Instance {
+    const Definition* def = nullptr;
+    void* state = nullptr;
+    bool created = false;
+    void reset() {
+      if (created && def != nullptr && def->create != nullptr && def->destroy != nullptr) {
+        def->destroy(state);
+      }
+      created = false;
+      state = nullptr;
+    }
+    ~Instance() { reset(); }
+  };
+
+  static unsigned next_id() {
+    static std::atomic<unsigned> id{0};
+    return ++id;
+  }
+
+  Definition* find(const std::string& name) {
+    for (auto& t : tasks_) {
+      if (t.name == name) return &t;
+    }
+    return nullptr;
+  }
+
+  detail::Node* new_node(pyoco_value_kind kind) {
+    nodes_.emplace_back();
+    nodes_.back().kind = kind;
+    return &nodes_.back();
+  }
+  static const detail::Node* node_of(const Value& v) {
+    return reinterpret_cast<const detail::Node*>(v.handle());
+  }
+  static const detail::Node* node(const pyoco_value* v) {
+    return reinterpret_cast<const detail::Node*>(v);
+  }
+  static detail::Node* mutable_node(pyoco_value* v) { return reinterpret_cast<detail::Node*>(v); }
+  static pyoco_value* handle(detail::Node* n) { return reinterpret_cast<pyoco_value*>(n); }
+  static const pyoco_value* handle(const detail::Node* n) {
+    return reinterpret_cast<const pyoco_value*>(n);
+  }
+  static pyoco_context* as_context(detail::Context* c) {
+    return reinterpret_cast<pyoco_context*>(c);
+  }
+  static detail::Context& ctx(pyoco_context* c) { return *reinterpret_cast<detail::Context*>(c); }
+  static TestHost& host_of(pyoco_arena* a) { return *reinterpret_cast<TestHost*>(a); }
+  static bool is(const pyoco_value* v, pyoco_value_kind k) {
+    return v != nullptr && node(v)->kind == k;
+  }
+
+  // ---- the host function table ----
+
+  static const pyoco_host_api& api() {
+    static const pyoco_host_api table = make_api();
+    return table;
+  }
+
+  static pyoco_host_api make_api() {
+    pyoco_host_api a{};
+    a.struct_size = sizeof a;
+    a.abi_major = PYOCO_ABI_VERSION_MAJOR;
+    a.abi_minor = PYOCO_ABI_VERSION_MINOR;
+    a.registry_add_task = [](pyoco_registry* r, const pyoco_task_def* d) -> pyoco_status {
+      auto& host = *reinterpret_cast<TestHost*>(r);
+      if (d == nullptr || d->name == nullptr || d->run == nullptr) return PYOCO_ERR_INVALID;
+      if (host.find(d->name) != nullptr) return PYOCO_ERR_INVALID;
+      Definition def;
+      def.name = d->name;
+      def.user_data = d->user_data;
+      def.create = d->create;
+      def.run = d->run;
+      def.destroy = d->destroy;
+      def.release = PYOCO_HAS_FIELD(d, pyoco_task_def, release) ? d->release : nullptr;
+      host.tasks_.push_back(def);
+      return PYOCO_OK;
+    };
+    a.registry_set_error = [](pyoco_registry* r, const char* m, size_t n) {
+      reinterpret_cast<TestHost*>(r)->registry_error_.assign(m, n);
+    };
+    a.value_kind = [](const pyoco_value* v) -> pyoco_value_kind {
+      return v == nullptr ? PYOCO_VALUE_NULL : node(v)->kind;
+    };
+    a.value_get_bool = [](const pyoco_value* v, int32_t* out) -> pyoco_status {
+      if (!is(v, PYOCO_VALUE_BOOL)) return PYOCO_ERR_TYPE;
+      *out = node(v)->b ? 1 : 0;
+      return PYOCO_OK;
+    };
+    a.value_get_int = [](const pyoco_value* v, int64_t* out) -> pyoco_status {
+      if (!is(v, PYOCO_VALUE_INT)) return PYOCO_ERR_TYPE;
+      *out = node(v)->i;
+      return PYOCO_OK;
+    };
+    a.value_get_double = [](const pyoco_value* v, double* out) -> pyoco_status {
+      if (is(v, PYOCO_VALUE_INT)) {
+        *out = static_cast<double>(node(v)->i);
+      } else if (is(v, PYOCO_VALUE_DOUBLE)) {
+        *out = node(v)->d;
+      } else {
+        return PYOCO_ERR_TYPE;
+      }
+      return PYOCO_OK;
+    };
+    a.value_get_string = [](const pyoco_value* v, pyoco_str* out) -> pyoco_status {
+      if (!is(v, PYOCO_VALUE_STRING)) return PYOCO_ERR_TYPE;
+      *out = pyoco_str{node(v)->s.c_str(), node(v)->s.size()};
+      return PYOCO_OK;
+    };
+    a.value_get_bytes = [](const pyoco_value* v, const void** data, size_t* size) -> pyoco_status {
+      if (!is(v, PYOCO_VALUE_BYTES)) return PYOCO_ERR_TYPE;
+      *data = node(v)->s.data();
+      *size = node(v)->s.size();
+      return PYOCO_OK;
+    };
+    a.value_size = [](const pyoco_value* v) -> size_t {
+      if (is(v, PYOCO_VALUE_ARRAY)) return node(v)->items.size();
+      if (is(v, PYOCO_VALUE_OBJECT)) return node(v)->members.size();
+      return 0;
+    };
+    a.value_array_at = [](const pyoco_value* v, size_t i) -> const pyoco_value* {
+      if (!is(v, PYOCO_VALUE_ARRAY) || i >= node(v)->items.size()) return nullptr;
+      return handle(node(v)->items[i]);
+    };
+    a.value_object_find = [](const pyoco_value* v, const char* k, size_t n) -> const pyoco_value* {
+      if (!is(v, PYOCO_VALUE_OBJECT)) return nullptr;
+      for (const auto& m : node(v)->members) {
+        if (m.first == std::string_view(k, n)) return handle(m.second);
+      }
+      return nullptr;
+    };
+    a.value_object_at = [](const pyoco_value* v, size_t i, pyoco_str* key) -> const pyoco_value* {
+      if (!is(v, PYOCO_VALUE_OBJECT) || i >= node(v)->members.size()) return nullptr;
+      const auto& m = node(v)->members[i];
+      if (key != nullptr) *key = pyoco_str{m.first.c_str(), m.first.size()};
+      return handle(m.second);
+    };
+    a.value_new_null = [](pyoco_arena* ar) {
+      return handle(host_of(ar).new_node(PYOCO_VALUE_NULL));
+    };
+    a.value_new_bool = [](pyoco_arena* ar, int32_t b) {
+      detail::Node* n = host_of(ar).new_node(PYOCO_VALUE_BOOL);
+      n->b = b != 0;
+      return handle(n);
+    };
+    a.value_new_int = [](pyoco_arena* ar, int64_t i) {
+      detail::Node* n = host_of(ar).new_node(PYOCO_VALUE_INT);
+      n->i = i;
+      return handle(n);
+    };
+    a.value_new_double = [](pyoco_arena* ar, double d) {
+      detail::Node* n = host_of(ar).new_node(PYOCO_VALUE_DOUBLE);
+      n->d = d;
+      return handle(n);
+    };
+    a.value_new_string = [](pyoco_arena* ar, const char* s, size_t n) {
+      detail::Node* v = host_of(ar).new_node(PYOCO_VALUE_STRING);
+      v->s.assign(s, n);
+      return handle(v);
+    };
+    a.value_new_bytes = [](pyoco_arena* ar, const void* s, size_t n) {
+      detail::Node* v = host_of(ar).new_node(PYOCO_VALUE_BYTES);
+      v->s.assign(static_cast<const char*>(s), n);
+      return handle(v);
+    };
+    a.value_new_array = [](pyoco_arena* ar) {
+      return handle(host_of(ar).new_node(PYOCO_VALUE_ARRAY));
+    };
+    a.value_new_object = [](pyoco_arena* ar) {
+      return handle(host_of(ar).new_node(PYOCO_VALUE_OBJECT));
+    };
+    a.value_array_push = [](pyoco_value* arr, const pyoco_value* item) -> pyoco_status {
+      if (item == nullptr) return PYOCO_ERR_INVALID;
+      if (!is(arr, PYOCO_VALUE_ARRAY)) return PYOCO_ERR_TYPE;
+      mutable_node(arr)->items.push_back(node(item));
+      return PYOCO_OK;
+    };
+    a.value_object_set = [](pyoco_value* obj, const char* k, size_t n,
+                            const pyoco_value* item) -> pyoco_status {
+      if (item == nullptr) return PYOCO_ERR_INVALID;
+      if (!is(obj, PYOCO_VALUE_OBJECT)) return PYOCO_ERR_TYPE;
+      auto& members = mutable_node(obj)->members;
+      for (auto& m : members) {
+        if (m.first == std::string_view(k, n)) {
+          m.second = node(item);
+          return PYOCO_OK;
+        }
+      }
+      members.emplace_back(std::string(k, n), node(item));
+      return PYOCO_OK;
+    };
+    a.context_arena = [](pyoco_context* c) { return reinterpret_cast<pyoco_arena*>(ctx(c).host); };
+    a.context_params = [](pyoco_context* c) { return handle(ctx(c).host->params_); };
+    a.context_info = [](pyoco_context* c, pyoco_call_info* out) -> pyoco_status {
+      const detail::Context& x = ctx(c);
+      static const std::string run_id = "test-run", flow = "test-flow";
+      pyoco_call_info full{};
+      full.struct_size = sizeof full;
+      full.run_id = pyoco_str{run_id.c_str(), run_id.size()};
+      full.flow_name = pyoco_str{flow.c_str(), flow.size()};
+      full.node_name = pyoco_str{x.node.c_str(), x.node.size()};
+      full.task_name = pyoco_str{x.task.c_str(), x.task.size()};
+      full.attempt = x.attempt;
+      const std::size_t caller = out->struct_size;
+      std::memcpy(static_cast<void*>(out), &full, caller < sizeof full ? caller : sizeof full);
+      out->struct_size = caller;
+      return PYOCO_OK;
+    };
+    a.context_log = [](pyoco_context* c, pyoco_log_level level, const char* m, size_t n) {
+      ctx(c).host->logs_.push_back(LogLine{ctx(c).task, level, std::string(m, n)});
+    };
+    a.context_is_cancelled = [](pyoco_context* c) -> int32_t {
+      return ctx(c).host->cancelled_ ? 1 : 0;
+    };
+    a.context_save_artifact = [](pyoco_context* c, const pyoco_artifact* art,
+                                 pyoco_str* path_out) -> pyoco_status {
+      detail::Context& x = ctx(c);
+      TestHost& h = *x.host;
+      std::string bytes;
+      if (art->value != nullptr) {
+        bytes = to_json(node(art->value));
+      } else {
+        bytes.assign(static_cast<const char*>(art->data), art->size);
+      }
+      const std::filesystem::path path =
+          h.artifact_dir_ / std::string(art->name.data, art->name.size);
+      std::filesystem::create_directories(path.parent_path());
+      std::ofstream(path, std::ios::binary) << bytes;
+      h.artifacts_.push_back(Artifact{std::string(art->name.data, art->name.size), path.string(),
+                                      art->media_type != nullptr ? art->media_type : "",
+                                      bytes.size()});
+      x.last_path = path.string();
+      if (path_out != nullptr) *path_out = pyoco_str{x.last_path.c_str(), x.last_path.size()};
+      return PYOCO_OK;
+    };
+    a.context_scratch_get = [](pyoco_context* c, const char* k, size_t n) -> const pyoco_value* {
+      auto& s = ctx(c).host->scratch_;
+      auto it = s.find(std::string(k, n));
+      return it == s.end() ? nullptr : handle(it->second);
+    };
+    a.context_scratch_set = [](pyoco_context* c, const char* k, size_t n,
+                               const pyoco_value* v) -> pyoco_status {
+      ctx(c).host->scratch_[std::string(k, n)] = node(v);
+      return PYOCO_OK;
+    };
+    a.context_set_error = [](pyoco_context* c, const char* m, size_t n) {
+      ctx(c).error.assign(m, n);
+    };
+    return a;
+  }
+
+  static std::string to_json(const detail::Node* n) {
+    switch (n->kind) {
+      case PYOCO_VALUE_NULL:
+        return "null";
+      case PYOCO_VALUE_BOOL:
+        return n->b ? "true" : "false";
+      case PYOCO_VALUE_INT:
+        return std::to_string(n->i);
+      case PYOCO_VALUE_DOUBLE: {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.17g", n->d);
+        return buf;
+      }
+      case PYOCO_VALUE_ARRAY: {
+        std::string s = "[";
+        for (std::size_t i = 0; i < n->items.size(); ++i)
+          s += (i ? "," : "") + to_json(n->items[i]);
+        return s + "]";
+      }
+      case PYOCO_VALUE_OBJECT: {
+        std::string s = "{";
+        for (std::size_t i = 0; i < n->members.size(); ++i) {
+          s += (i ? "," : "") + quote(n->members[i].first) + ":" + to_json(n->members[i].second);
+        }
+        return s + "}";
+      }
+      default:
+        return quote(n->s);
+    }
+  }
+
+  static std::string quote(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if (c == '\n') {
+        out += "\\n";
+      } else {
+        out += c;
+      }
+    }
+    return out + "\"";
+  }
+
+  std::deque<detail::Node> nodes_;
+  std::vector<Definition> tasks_;
+  std::map<std::string, Instance> instances_;
+  std::map<std::string, std::uint32_t> attempts_;
+  std::map<std::string, const detail::Node*> scratch_;
+  std::vector<LogLine> logs_;
+  std::vector<Artifact> artifacts_;
+  std::string registry_error_;
+  const detail::Node* params_ = nullptr;
+  bool cancelled_ = false;
+  std::filesystem::path artifact_dir_;
+  detail::Context setup_;
+  std::optional<::pyoco::detail::ContextScope> scope_;
+};
+
+}  // namespace testing
+}  // namespace v1
+}  // namespace pyoco
+
+#endif  // PYOCO_TESTING_HPP
