@@ -65,7 +65,6 @@ BOOST_AUTO_TEST_CASE(unknown_command_is_a_usage_error) {
 
 BOOST_AUTO_TEST_CASE(unbuilt_commands_fail_and_say_so) {
   const std::vector<std::vector<std::string>> commands = {
-      {"plugins", "new", "acme"},
       {"runs", "list"},
       {"runs", "show", "abc"},
       {"runs", "logs", "abc"},

@@ -30,6 +30,9 @@ BOOST_AUTO_TEST_CASE(puts_binary_sdk_and_plugins_in_place) {
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/abi.h"));
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/sdk.hpp"));
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/version.h"));
+  BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/testing.hpp"));
+  BOOST_TEST(fs::is_regular_file(prefix / "share/pyoco/templates/plugin/plugin.toml"));
+  BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/std/libpyoco_std.so"));
   BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/hello/plugin.toml"));
   BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/hello/libpyoco_hello.so"));
 

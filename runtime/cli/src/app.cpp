@@ -51,8 +51,6 @@ int run(int argc, char** argv) {
   CLI::App* plugins = app.add_subcommand("plugins", "See, check and create plugins");
   plugins->require_subcommand(0, 1);
   add_plugins_commands(plugins, table);
-  add_not_implemented(table, plugins->add_subcommand("new", "Create a plugin from the template"),
-                      "plugin scaffolding, issue #5");
 
   CLI::App* runs = app.add_subcommand("runs", "Inspect and control local runs");
   runs->require_subcommand(0, 1);

@@ -3,6 +3,7 @@
 // each library, in a child process.
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
+#include <pyoco/plugins/scaffold.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/json.hpp>
@@ -399,9 +400,90 @@ int list_tasks(const TasksOptions& o) {
   return kExitOk;
 }
 
+// ---- new ----
+
+struct NewOptions {
+  std::string name;
+  std::string dir;
+  std::vector<std::string> tasks;
+  std::string author;
+};
+
+// How to name this pyoco in the printed commands: "pyoco" when PATH finds
+// this very binary, else its full path.
+std::string self_command() {
+  const fs::path self = boost::dll::program_location().string();
+  const char* path = std::getenv("PATH");
+  std::string entries = path == nullptr ? "" : path;
+  std::size_t start = 0;
+  while (start <= entries.size()) {
+    const std::size_t colon = entries.find(':', start);
+    const fs::path candidate = fs::path(entries.substr(start, colon - start)) / "pyoco";
+    std::error_code ec;
+    if (fs::exists(candidate, ec) && fs::equivalent(candidate, self, ec)) return "pyoco";
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  return self.string();
+}
+
+// What cmake needs to find this pyoco's SDK, as an argument (or nothing).
+std::string sdk_location_arg() {
+  const fs::path prefix =
+      fs::path(boost::dll::program_location().string()).parent_path().parent_path();
+  if (fs::exists(prefix / "PyocoSDKConfig.cmake")) return " -DPyocoSDK_DIR=" + prefix.string();
+  if (prefix == "/usr" || prefix == "/usr/local") return "";
+  return " -DCMAKE_PREFIX_PATH=" + prefix.string();
+}
+
+int new_plugin(const NewOptions& o) {
+  plugins::ScaffoldOptions s;
+  s.plugin = o.name;
+  s.tasks = o.tasks.empty() ? std::vector<std::string>{"greet"} : o.tasks;
+  s.templates = plugins::install_template_dir();
+  s.out = o.dir.empty() ? fs::path(o.name) : fs::path(o.dir);
+  const char* user = std::getenv("USER");
+  s.author = !o.author.empty() ? o.author : (user != nullptr ? user : "");
+  s.prefix_arg = sdk_location_arg();
+  std::vector<fs::path> files;
+  try {
+    files = plugins::scaffold_plugin(s);
+  } catch (const plugins::ScaffoldError& e) {
+    std::cerr << "pyoco plugins new: " << e.what() << '\n';
+    return kExitUsage;
+  }
+  const std::string dir = s.out.string();
+  const std::string pyoco = self_command();
+  std::cout << "Created plugin '" << s.plugin << "' in " << dir << "/ with task"
+            << (s.tasks.size() == 1 ? " " : "s ") << join(s.tasks) << ":\n";
+  for (const auto& f : files) std::cout << "  " << f.string() << '\n';
+  std::cout << "\nNext: build and test it, lint it, run its example flow:\n"
+            << "  cmake -S " << dir << " -B " << dir << "/build" << s.prefix_arg
+            << " && cmake --build " << dir << "/build && ctest --test-dir " << dir << "/build\n"
+            << "  " << pyoco << " plugins lint " << dir << "/build/" << s.plugin << " --strict\n"
+            << "  " << pyoco << " run " << dir << "/flow.yaml --plugin-path " << dir << "/build\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
+  auto new_opts = std::make_shared<NewOptions>();
+  CLI::App* new_cmd = plugins->add_subcommand("new", "Create a plugin project from the template");
+  new_cmd->add_option("name", new_opts->name, "The plugin's name: [a-z][a-z0-9_]*")->required();
+  new_cmd
+      ->add_option("--dir", new_opts->dir,
+                   "Where to create it (default: ./NAME); must be new or empty")
+      ->type_name("DIR");
+  new_cmd
+      ->add_option("--task", new_opts->tasks, "A task to start with (repeatable; default: greet)")
+      ->type_name("TASK");
+  new_cmd->add_option("--author", new_opts->author, "For plugin.toml (default: $USER)");
+  new_cmd->footer(
+      "\nThe project builds with CMake against the installed SDK (find_package(PyocoSDK)),\n"
+      "has a unit test on the SDK's in-process test host, and an example flow.");
+  table.add(new_cmd, [new_opts] { return new_plugin(*new_opts); });
+
   auto list = std::make_shared<ListOptions>();
   CLI::App* list_cmd = plugins->add_subcommand(
       "list", "List the plugins on the search path (reads manifests only; runs no plugin code)");
