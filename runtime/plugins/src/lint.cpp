@@ -269,6 +269,12 @@ void lint_library_in_child(const Manifest& m, const LintOptions& options, Findin
     return;
   }
   const std::size_t at = r.out.rfind(kProbeResultMarker);
+  // A pyoco built with a sanitizer turns a crash into a report and an exit.
+  if (at == std::string::npos && (r.err.find("DEADLYSIGNAL") != std::string::npos ||
+                                  r.err.find("SEGV on unknown address") != std::string::npos)) {
+    f.add("PL025", lib, 0, "the process loading it crashed: " + r.err.substr(0, r.err.find('\n')));
+    return;
+  }
   if (at == std::string::npos) {
     std::string why = r.err.empty() ? "no output" : r.err.substr(0, r.err.find('\n'));
     f.add("PL020", lib, 0,
