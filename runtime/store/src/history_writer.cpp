@@ -83,6 +83,9 @@ HistoryOptions HistoryOptions::from_env() {
   return o;
 }
 
+// A queue this long is written without waiting for the interval.
+constexpr std::size_t kEagerBatch = 8192;
+
 struct HistoryWriter::Impl {
   std::shared_ptr<StateStore> store;
   HistoryOptions options;
@@ -101,6 +104,7 @@ struct HistoryWriter::Impl {
     std::lock_guard lock(mutex);
     if (e.kind == EventKind::RunStart) e.slot->id = e.run_id;
     queue.push_back(std::move(e));
+    if (queue.size() == kEagerBatch) wake.notify_one();
   }
   RunSlot* find(std::string_view run_id) {  // under `mutex`
     for (auto& s : slots) {
@@ -118,9 +122,12 @@ struct HistoryWriter::Impl {
 };
 
 // The listener a run holds. It only copies and queues.
+// It keeps the writer's state alive: the engine may drop a run (and this
+// listener) on one of its threads after the HistoryWriter is gone.
 class RunRecorder final : public trace::EventListener {
  public:
-  RunRecorder(HistoryWriter::Impl& w, RunSlot* slot) : writer_(w), slot_(slot) {}
+  RunRecorder(std::shared_ptr<HistoryWriter::Impl> w, RunSlot* slot)
+      : owner_(std::move(w)), writer_(*owner_), slot_(slot) {}
   ~RunRecorder() override {
     std::lock_guard lock(writer_.mutex);
     slot_->recorder_alive = false;
@@ -149,12 +156,13 @@ class RunRecorder final : public trace::EventListener {
   }
 
  private:
+  std::shared_ptr<HistoryWriter::Impl> owner_;
   HistoryWriter::Impl& writer_;
   RunSlot* slot_;
 };
 
 HistoryWriter::HistoryWriter(std::shared_ptr<StateStore> store, HistoryOptions options)
-    : impl_(std::make_unique<Impl>()) {
+    : impl_(std::make_shared<Impl>()) {
   impl_->store = std::move(store);
   impl_->options = options;
   impl_->thread = std::thread([impl = impl_.get()] { impl->loop(); });
@@ -183,7 +191,7 @@ std::shared_ptr<trace::EventListener> HistoryWriter::recorder(RunMeta meta) {
     std::lock_guard lock(impl_->mutex);
     impl_->slots.push_back(std::move(slot));
   }
-  return std::make_shared<RunRecorder>(*impl_, raw);
+  return std::make_shared<RunRecorder>(impl_, raw);
 }
 
 void HistoryWriter::flush() {
@@ -228,7 +236,7 @@ void HistoryWriter::Impl::loop() {
     {
       std::unique_lock lock(mutex);
       wake.wait_for(lock, options.flush_interval,
-                    [&] { return stopping || requested > done || queue.size() >= 8192; });
+                    [&] { return stopping || requested > done || queue.size() >= kEagerBatch; });
       batch.swap(queue);
       generation = requested;
       last = stopping;

@@ -435,11 +435,17 @@ class SqliteStateStore final : public StateStore {
   }
 
  private:
-  void migrate() {
-    WriteTransaction tx(db_);
+  int schema_version() const {
     Statement v(db_, "PRAGMA user_version");
-    const int version = v.step() ? static_cast<int>(v.integer(0)) : 0;
-    v.reset();
+    return v.step() ? static_cast<int>(v.integer(0)) : 0;
+  }
+
+  void migrate() {
+    // The common case reads only; the write lock is taken to migrate, and
+    // the version read again under it (another process may have migrated).
+    if (schema_version() == kSchemaVersion) return;
+    WriteTransaction tx(db_);
+    const int version = schema_version();
     if (version > kSchemaVersion) {
       throw StoreError(sqlite3_db_filename(db_.handle(), "main") +
                        std::string(": the run history has schema version ") +

@@ -71,7 +71,7 @@ class HistoryWriter {
  private:
   struct Impl;
   friend class RunRecorder;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the recorders, which may outlive the writer
 };
 
 // Runs on this host left PENDING, RUNNING or CANCELLING by a process that no
