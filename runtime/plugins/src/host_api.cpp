@@ -277,9 +277,14 @@ pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
   CallContext& ctx = *call(c);
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
   const pyoco_artifact a = sized_copy(in);
+  // The reason goes back through path_out, so the SDK can say it.
+  auto refuse = [&](std::string why, pyoco_status status) {
+    ctx.last_artifact_path = std::move(why);
+    if (path_out != nullptr) *path_out = str(ctx.last_artifact_path);
+    return status;
+  };
   if (a.name.data == nullptr || a.name.size == 0) {
-    ctx.error = "an artifact needs a name";
-    return PYOCO_ERR_INVALID;
+    return refuse("an artifact needs a name", PYOCO_ERR_INVALID);
   }
   std::string json;
   std::string_view bytes;
@@ -289,15 +294,16 @@ pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
     bytes = json;
     if (media.empty()) media = "application/json";
   } else {
-    if (a.data == nullptr && a.size > 0) return PYOCO_ERR_INVALID;
+    if (a.data == nullptr && a.size > 0) {
+      return refuse("artifact data is null but its size is not 0", PYOCO_ERR_INVALID);
+    }
     bytes = std::string_view(static_cast<const char*>(a.data), a.size);
   }
   try {
     ctx.last_artifact_path = ctx.services->save_artifact(
         ctx.info, std::string_view(a.name.data, a.name.size), bytes, media);
   } catch (const std::exception& e) {
-    ctx.error = e.what();
-    return PYOCO_ERR_INTERNAL;
+    return refuse(e.what(), PYOCO_ERR_INTERNAL);
   }
   if (path_out != nullptr) *path_out = str(ctx.last_artifact_path);
   return PYOCO_OK;

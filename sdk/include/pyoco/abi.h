@@ -222,7 +222,9 @@ typedef struct pyoco_host_api {
   void (*context_log)(pyoco_context* ctx, pyoco_log_level level, const char* message, size_t size);
   /* nonzero once the run is cancelled or the task's deadline passed */
   int32_t (*context_is_cancelled)(pyoco_context* ctx);
-  /* `path_out` (may be NULL) receives the saved file's path, valid for the call */
+  /* `path_out` (may be NULL) receives the saved file's path, valid for the
+     call. On failure it receives the host's reason instead (why the name was
+     refused, the disk error), or is left empty by a host that gives none. */
   pyoco_status (*context_save_artifact)(pyoco_context* ctx, const pyoco_artifact* artifact,
                                         pyoco_str* path_out);
   /* per-run shared state; the returned handle is valid for the call, NULL if unset */

@@ -524,7 +524,11 @@ class Context {
     a.media_type = media_type;
     pyoco_str path{nullptr, 0};
     if (detail::host().context_save_artifact(ctx_, &a, &path) != PYOCO_OK) {
-      throw Error("cannot save artifact '" + std::string(name) + "'");
+      // Older hosts leave path empty on failure; newer ones say why.
+      const std::string why = path.data != nullptr && path.size > 0
+                                  ? ": " + std::string(path.data, path.size)
+                                  : std::string();
+      throw Error("cannot save artifact '" + std::string(name) + "'" + why);
     }
     return std::string(path.data, path.size);
   }
