@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -187,9 +188,18 @@ Doc read_toml(const std::string& file, const toml::node& n) {
   d.where = toml_at(file, n);
   if (const toml::table* t = n.as_table()) {
     d.kind = Doc::Kind::Map;
-    for (auto&& [k, v] : *t) {
-      d.map.emplace_back(std::string(k.str()), read_toml(file, v));
-      d.key_where.push_back(SourceLocation{file, k.source().begin.line, k.source().begin.column});
+    // toml++ keeps a table's keys sorted; a flow keeps them in file order,
+    // as YAML does (defaults, inputs and tasks come out as written).
+    std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+    for (auto&& [k, v] : *t) entries.emplace_back(&k, &v);
+    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      const auto& pa = a.first->source().begin;
+      const auto& pb = b.first->source().begin;
+      return pa.line < pb.line || (pa.line == pb.line && pa.column < pb.column);
+    });
+    for (const auto& [k, v] : entries) {
+      d.map.emplace_back(std::string(k->str()), read_toml(file, *v));
+      d.key_where.push_back(SourceLocation{file, k->source().begin.line, k->source().begin.column});
     }
   } else if (const toml::array* a = n.as_array()) {
     d.kind = Doc::Kind::List;
