@@ -179,7 +179,17 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
        "discovery: tasks come from plugins: give each task `use: \"<plugin>/<task>\"` and drop "
        "discovery",
        1, 1},
-      // duplicate keys (TOML rejects them itself)
+      // duplicate keys
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\"}\n  a: {use: \"p/u\"}\n",
+       "tasks.a: duplicate key (first at line 3)", 4, 3},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a:\n    use: \"p/t\"\n    use: \"p/u\"\n",
+       "tasks.a.use: duplicate key (first at line 4)", 5, 5},
+      {"f.yaml", "flow: {graph: a}\nflow: {graph: b}\n", "flow: duplicate key (first at line 1)", 2,
+       1},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", inputs: {x: 1, x: 2}}\n",
+       "tasks.a.inputs.x: duplicate key", 3, 34},
+      {"f.yaml", "flow: {graph: a, defaults: {k: 1, k: 2}}\n", "flow.defaults.k: duplicate key", 1,
+       35},
       {"f.toml", "[flow]\ngraph = \"a\"\n[tasks.a]\nuse = \"p/t\"\n[tasks.a]\nuse = \"p/u\"\n",
        "not valid TOML", 5, 1},
       {"f.toml", "[flow]\ngraph = \"a\"\ngraph = \"b\"\n", "not valid TOML", 3, 9},

@@ -117,7 +117,8 @@ class YamlReader {
     for (std::string line; std::getline(in, line);) lines_.push_back(line);
   }
 
-  Doc read(const YAML::Node& n) const {
+  // `path` names the node in messages ("tasks.a"); empty for the root.
+  Doc read(const YAML::Node& n, const std::string& path = "") const {
     Doc d;
     d.where = at(n.Mark());
     switch (n.Type()) {
@@ -131,13 +132,23 @@ class YamlReader {
       }
       case YAML::NodeType::Sequence:
         d.kind = Doc::Kind::List;
-        for (const auto& item : n) d.list.push_back(read(item));
+        for (const auto& item : n) d.list.push_back(read(item, path + "[]"));
         break;
       case YAML::NodeType::Map:
         d.kind = Doc::Kind::Map;
         for (auto it = n.begin(); it != n.end(); ++it) {
-          d.map.emplace_back(it->first.as<std::string>(), read(it->second));
-          d.key_where.push_back(at(it->first.Mark()));
+          const std::string key = it->first.as<std::string>();
+          const std::string key_path = path.empty() ? key : path + "." + key;
+          const SourceLocation key_where = at(it->first.Mark());
+          // yaml-cpp keeps both entries of a repeated key; TOML rejects it, and so do we.
+          for (std::size_t i = 0; i < d.map.size(); ++i) {
+            if (d.map[i].first == key) {
+              throw FlowError(key_where, key_path + ": duplicate key (first at line " +
+                                             std::to_string(d.key_where[i].line) + ")");
+            }
+          }
+          d.map.emplace_back(key, read(it->second, key_path));
+          d.key_where.push_back(key_where);
         }
         break;
       default:
