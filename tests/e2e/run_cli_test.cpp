@@ -240,6 +240,15 @@ BOOST_AUTO_TEST_CASE(check_of_a_syntax_error_names_line_and_column) {
   BOOST_TEST(v.at("diagnostics").at(0).at("column").as_int64() == 7);
 }
 
+BOOST_AUTO_TEST_CASE(a_directory_is_not_a_flow_file) {
+  const ProcessResult r = pyoco({"run", dir.path().string()});
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(has(r.err, dir.path().string() +
+                            ": is a directory, not a flow file (give a flow.yaml or flow.toml)"),
+             r.err);
+  BOOST_TEST(!has(r.err, "empty"), r.err);
+}
+
 BOOST_AUTO_TEST_CASE(graph_prints_dot_and_mermaid) {
   const ProcessResult dot = pyoco({"graph", hello().string()});
   BOOST_TEST(dot.exit_code == 0);

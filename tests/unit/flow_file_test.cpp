@@ -4,9 +4,11 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 
 using namespace pyoco::core;
 
@@ -233,3 +235,22 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_missing_file_and_a_directory_are_told_apart) {
+  pyoco::testing::TempDir dir;
+  try {
+    load_flow_file(dir.path() / "nope.yaml");
+    BOOST_ERROR("loaded");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem() == "no such file");
+  }
+  // A directory opens as an empty stream; it must not be called an empty file.
+  try {
+    load_flow_file(dir.path());
+    BOOST_ERROR("loaded");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem() == "is a directory, not a flow file (give a flow.yaml or flow.toml)");
+    BOOST_TEST(e.where().file == dir.path().string());
+  }
+  std::ofstream(dir.path() / "ok.yaml") << "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\"}\n";
+  BOOST_TEST(load_flow_file(dir.path() / "ok.yaml").name == "ok");
+}

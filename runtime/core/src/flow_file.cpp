@@ -517,6 +517,10 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
 }
 
 FlowSpec load_flow_file(const std::filesystem::path& file) {
+  if (std::filesystem::is_directory(file)) {
+    throw FlowError(SourceLocation{file.string()},
+                    "is a directory, not a flow file (give a flow.yaml or flow.toml)");
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     throw FlowError(SourceLocation{file.string()},
