@@ -240,6 +240,32 @@ BOOST_AUTO_TEST_CASE(check_of_a_syntax_error_names_line_and_column) {
   BOOST_TEST(v.at("diagnostics").at(0).at("column").as_int64() == 7);
 }
 
+BOOST_AUTO_TEST_CASE(check_accepts_loop_references_in_a_loop_body) {
+  const ProcessResult r = pyoco({"check", flow("loop_refs.yaml").string()});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(!has(r.err, "error"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(run_resolves_loop_references) {
+  const ProcessResult r = pyoco({"run", flow("loop_refs.yaml").string(), "--non-cute"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(has(r.out, "INFO pyoco log node=echo[0] x"), r.out);
+  BOOST_TEST(has(r.out, "INFO pyoco log node=echo[1] y"), r.out);
+  BOOST_TEST(has(r.out, "INFO pyoco end flow=loop_refs status=COMPLETED"), r.out);
+}
+
+BOOST_AUTO_TEST_CASE(check_rejects_a_loop_reference_outside_a_loop) {
+  const ProcessResult r = pyoco({"check", flow("loop_ref_outside.yaml").string()});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(has(r.err,
+                 "loop_ref_outside.yaml:6:36: error: input 'message': '$loop.it' is "
+                 "outside a loop"),
+             r.err);
+  const ProcessResult run = pyoco({"run", flow("loop_ref_outside.yaml").string()});
+  BOOST_TEST(run.exit_code == 2);
+  BOOST_TEST(run.out.empty());
+}
+
 BOOST_AUTO_TEST_CASE(a_directory_is_not_a_flow_file) {
   const ProcessResult r = pyoco({"run", dir.path().string()});
   BOOST_TEST(r.exit_code == 2);

@@ -276,7 +276,7 @@ class Checker {
 
   std::vector<Diagnostic> run() {
     std::set<std::string> used;
-    walk(flow_.graph, used);
+    walk(flow_.graph, used, {});
     for (const TaskSpec& t : flow_.spec->tasks) {
       if (used.count(t.name) == 0) {
         warn(t.where, "task '" + t.name + "' is never used in the graph (orphan)");
@@ -297,12 +297,17 @@ class Checker {
     out_.push_back({Diagnostic::Severity::Warning, w, std::move(m)});
   }
 
-  void walk(const FlowGraph& g, std::set<std::string>& used) {
+  // `loop_vars`: the loop variables the nodes of `g` see (those of every
+  // enclosing loop, as the engine gives them: foreach's item and index
+  // aliases, repeat's and until's index).
+  void walk(const FlowGraph& g, std::set<std::string>& used,
+            const std::set<std::string>& loop_vars) {
     for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
       const GraphNode& n = g.nodes[i];
+      std::set<std::string> inner = loop_vars;
       if (n.kind == GraphNode::Kind::Task) {
         used.insert(n.task->name);
-        check_task(g, i);
+        check_task(g, i, loop_vars);
       } else if (n.kind == GraphNode::Kind::Switch) {
         check_expression(n.switch_term->on);
         const bool has_default =
@@ -313,7 +318,13 @@ class Checker {
         }
       } else if (n.kind == GraphNode::Kind::Loop) {
         const dsl::LoopTerm& l = *n.loop_term;
-        if (l.kind == dsl::LoopTerm::Kind::Foreach) check_expression(l.over);
+        if (l.kind == dsl::LoopTerm::Kind::Foreach) {
+          check_expression(l.over);
+          inner.insert(l.item);
+          inner.insert(l.index);
+        } else {
+          inner.insert("index");
+        }
         if (l.kind == dsl::LoopTerm::Kind::Until) {
           check_expression(l.cond);
           if (l.max_iter == 0) {
@@ -321,7 +332,7 @@ class Checker {
           }
         }
       }
-      for (const auto& c : n.children) walk(*c, used);
+      for (const auto& c : n.children) walk(*c, used, inner);
     }
   }
 
@@ -334,7 +345,7 @@ class Checker {
     }
   }
 
-  void check_task(const FlowGraph& g, std::uint32_t id) {
+  void check_task(const FlowGraph& g, std::uint32_t id, const std::set<std::string>& loop_vars) {
     const GraphNode& n = g.nodes[id];
     const TaskSpec& t = *n.task;
     const TaskResolver::TaskInfo info = tasks_.resolve(t.use);
@@ -348,11 +359,13 @@ class Checker {
       if (!b.value.is_string() || b.value.as_string().empty() || b.value.as_string()[0] != '$') {
         continue;
       }
-      check_reference(g, id, b);
+      check_reference(g, id, b, loop_vars);
     }
     if (!info.exists) return;
     for (const std::string& input : info.required_inputs) {
-      if (bound.count(input) != 0 || params_.contains(input)) continue;
+      if (bound.count(input) != 0 || params_.contains(input) || loop_vars.count(input) != 0) {
+        continue;
+      }
       const std::int64_t upstream = g.find(input);
       if (upstream >= 0 && g.precedes(static_cast<std::uint32_t>(upstream), id)) continue;
       error(n.where, "node '" + n.name + "': required input '" + input + "' of " + t.use +
@@ -360,10 +373,12 @@ class Checker {
     }
   }
 
-  void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b) {
+  void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b,
+                       const std::set<std::string>& loop_vars) {
     const std::string ref(b.value.as_string());
     const std::string hint =
-        "; write $node.<name>.output[.key...], $ctx.params.<name> or $env.<NAME>";
+        "; write $node.<name>.output[.key...], $ctx.params.<name>, $env.<NAME> or, in a loop's "
+        "body, $loop.<var>";
     if (ref.rfind("$node.", 0) == 0) {
       const std::size_t dot = ref.find('.', 6);
       const std::string node = ref.substr(6, dot - 6);
@@ -382,6 +397,19 @@ class Checker {
       }
     } else if (ref.rfind("$ctx.params.", 0) == 0) {
       if (ref.size() == 12) error(b.where, "input '" + b.name + "': '" + ref + "' names no param");
+    } else if (ref.rfind("$loop.", 0) == 0) {
+      const std::size_t dot = ref.find('.', 6);
+      const std::string var = ref.substr(6, dot == std::string::npos ? dot : dot - 6);
+      if (loop_vars.empty()) {
+        error(b.where, "input '" + b.name + "': '" + ref +
+                           "' is outside a loop: $loop.<var> works only in the body of "
+                           "foreach, repeat or until");
+      } else if (loop_vars.count(var) == 0) {
+        std::string known;
+        for (const auto& v : loop_vars) known += (known.empty() ? "" : ", ") + v;
+        error(b.where,
+              "input '" + b.name + "': '" + ref + "' names no loop variable here (" + known + ")");
+      }
     } else if (ref.rfind("$env.", 0) == 0) {
       if (ref.size() == 5)
         error(b.where, "input '" + b.name + "': '" + ref + "' names no variable");
