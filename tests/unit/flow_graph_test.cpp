@@ -202,3 +202,35 @@ tasks:
   BOOST_TEST(warned);
 }
 
+BOOST_AUTO_TEST_CASE(mermaid_escapes_quotes_in_labels) {
+  const CompiledFlow flow =
+      compile(R"(flow: {name: sw, graph: "switch(on={{mode}}) { \"a\": x; default: y }"}
+tasks:
+  x: {use: p/x}
+  y: {use: p/y}
+)");
+  const std::string m = export_mermaid(flow);
+  BOOST_TEST(m == R"(flowchart LR
+  switch_1{"switch_1"}
+  subgraph switch_1_0_["switch_1: #quot;a#quot;"]
+  switch_1_0_x["x<br/>p/x"]
+  end
+  switch_1 -.-> switch_1_0_x
+  subgraph switch_1_1_["switch_1: default"]
+  switch_1_1_y["y<br/>p/y"]
+  end
+  switch_1 -.-> switch_1_1_y
+)");
+  // Every quoted label closes where it should: no '"' inside one.
+  std::istringstream lines(m);
+  for (std::string line; std::getline(lines, line);) {
+    BOOST_TEST_CONTEXT(line) {
+      BOOST_TEST(std::count(line.begin(), line.end(), '"') % 2 == 0);
+      const auto open = line.find("[\"");
+      if (open != std::string::npos) BOOST_TEST(line.find('"', open + 2) == line.size() - 2);
+    }
+  }
+  // dot escapes with backslashes.
+  BOOST_TEST(export_dot(flow).find("label=\"switch_1: \\\"a\\\"\"") != std::string::npos,
+             export_dot(flow));
+}

@@ -482,23 +482,40 @@ std::string mermaid_id(const std::string& s) {
   return out;
 }
 
+// Text inside a quoted Mermaid label: a '"' would end it, so it is written
+// as the entity #quot; (and '#' as #35; so that text is never read as one).
+std::string mermaid_text(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"') {
+      out += "#quot;";
+    } else if (c == '#') {
+      out += "#35;";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void mermaid_graph(const FlowGraph& g, const std::string& prefix, std::string& out) {
   for (const GraphNode& n : g.nodes) {
     const std::string id = mermaid_id(prefix + n.name);
     if (n.kind == GraphNode::Kind::Join) {
       out += "  " + id + "(( ))\n";
     } else if (n.kind == GraphNode::Kind::Task) {
-      out += "  " + id + "[\"" + n.name + "<br/>" + n.task->use + "\"]\n";
+      out +=
+          "  " + id + "[\"" + mermaid_text(n.name) + "<br/>" + mermaid_text(n.task->use) + "\"]\n";
     } else {
-      out += "  " + id + "{\"" + n.name + "\"}\n";
+      out += "  " + id + "{\"" + mermaid_text(n.name) + "\"}\n";
       for (std::size_t c = 0; c < n.children.size(); ++c) {
         const std::string sub = prefix + n.name + "_" + std::to_string(c) + "_";
-        out += "  subgraph " + mermaid_id(sub) + "[\"" + n.name;
+        std::string label = n.name;
         if (n.kind == GraphNode::Kind::Switch) {
           const auto& sc = n.switch_term->cases[c];
-          out += sc.is_default ? ": default" : ": " + std::string(to_json_text(sc.match));
+          label += sc.is_default ? ": default" : ": " + std::string(to_json_text(sc.match));
         }
-        out += "\"]\n";
+        out += "  subgraph " + mermaid_id(sub) + "[\"" + mermaid_text(label) + "\"]\n";
         mermaid_graph(*n.children[c], sub, out);
         out += "  end\n";
         for (std::uint32_t r : n.children[c]->roots()) {
