@@ -275,6 +275,20 @@ BOOST_AUTO_TEST_CASE(a_directory_is_not_a_flow_file) {
   BOOST_TEST(!has(r.err, "empty"), r.err);
 }
 
+BOOST_AUTO_TEST_CASE(jobs_must_be_a_whole_number_of_at_least_one) {
+  for (const char* bad : {"0", "-1", "two", "1.5"}) {
+    BOOST_TEST_CONTEXT(bad) {
+      const ProcessResult r = pyoco({"run", hello().string(), "--jobs", bad});
+      BOOST_TEST(r.exit_code == 2);
+      BOOST_TEST(has(r.err, "--jobs: expected a whole number >= 1"), r.err);
+      BOOST_TEST(r.err.size() < 200u, r.err);  // no 300-digit bound
+      BOOST_TEST(r.out.empty());
+    }
+  }
+  const ProcessResult ok = pyoco({"run", hello().string(), "--jobs", "1", "--non-cute"});
+  BOOST_TEST(ok.exit_code == 0, ok.err);
+}
+
 BOOST_AUTO_TEST_CASE(graph_prints_dot_and_mermaid) {
   const ProcessResult dot = pyoco({"graph", hello().string()});
   BOOST_TEST(dot.exit_code == 0);
