@@ -289,6 +289,19 @@ BOOST_AUTO_TEST_CASE(jobs_must_be_a_whole_number_of_at_least_one) {
   BOOST_TEST(ok.exit_code == 0, ok.err);
 }
 
+BOOST_AUTO_TEST_CASE(a_missing_plugin_path_is_a_warning_not_silence) {
+  const fs::path missing = dir.path() / "no-such-plugins";
+  const ProcessResult r =
+      pyoco({"run", hello().string(), "--non-cute", "--plugin-path", missing.string()});
+  BOOST_TEST(r.exit_code == 0, r.err);  // it goes on
+  BOOST_TEST(has(r.err, "warning: --plugin-path " + missing.string() + ": no such directory"),
+             r.err);
+  BOOST_TEST(has(r.out, "status=COMPLETED"), r.out);
+  const ProcessResult c = pyoco({"check", hello().string(), "--plugin-path", missing.string()});
+  BOOST_TEST(c.exit_code == 0, c.err);
+  BOOST_TEST(has(c.err, "no such directory"), c.err);
+}
+
 BOOST_AUTO_TEST_CASE(graph_prints_dot_and_mermaid) {
   const ProcessResult dot = pyoco({"graph", hello().string()});
   BOOST_TEST(dot.exit_code == 0);
