@@ -302,6 +302,22 @@ BOOST_AUTO_TEST_CASE(a_missing_plugin_path_is_a_warning_not_silence) {
   BOOST_TEST(has(c.err, "no such directory"), c.err);
 }
 
+BOOST_AUTO_TEST_CASE(json_trace_durations_are_plain_decimals) {
+  const ProcessResult r = pyoco({"run", flow("chain.yaml").string(), "--trace-format", "json"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  std::istringstream lines(r.out);
+  int done = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (!has(line, "\"node_done\"")) continue;
+    ++done;
+    BOOST_TEST(std::regex_search(line, std::regex(R"("duration_ms":[0-9]+(\.[0-9]{1,3})?[,}])")),
+               line);
+    BOOST_TEST(!std::regex_search(line, std::regex(R"("duration_ms":[^,}]*[eE])")), line);
+    BOOST_TEST(json::parse(line).at("duration_ms").is_number());
+  }
+  BOOST_TEST(done == 3);
+}
+
 BOOST_AUTO_TEST_CASE(graph_prints_dot_and_mermaid) {
   const ProcessResult dot = pyoco({"graph", hello().string()});
   BOOST_TEST(dot.exit_code == 0);
