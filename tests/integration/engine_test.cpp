@@ -421,6 +421,31 @@ tasks:
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_loop_body_reads_a_node_that_ran_before_the_loop) {
+  const char* yaml = R"(
+flow:
+  defaults: {items: [1, 2]}
+  graph: "base >> foreach(over={{items}}, item=it) { add }"
+tasks:
+  base: {use: "t/emit", inputs: {value: 10}}
+  add: {use: "t/add", inputs: {base: "$node.base.output", it: "$loop.it"}}
+)";
+  // What the engine runs, check passes too (it did not know the body sees outer nodes).
+  struct AllExist : core::TaskResolver {
+    TaskInfo resolve(const std::string&) const override { return {true, {}, {}}; }
+  };
+  auto flow = compile(yaml);
+  const auto ds = core::check_flow(*flow, AllExist(), flow->spec->defaults);
+  BOOST_TEST(ds.empty(), (ds.empty() ? "" : ds.front().message));
+  Run r =
+      run(yaml, {{"t/emit", echo_value}, {"t/add", [](TaskCall& call, const Value& in) {
+                                            return call.wrap(call.arena().make_int(
+                                                in.find("base").as_int() + in.find("it").as_int()));
+                                          }}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[11,12]");
+}
+
 BOOST_AUTO_TEST_CASE(repeat_runs_count_times_and_collects_last) {
   std::atomic<int> calls{0};
   Run r = run(R"(

@@ -189,6 +189,40 @@ tasks:
              "flow.yaml:9:26: input 'x': '$loop.it' names no loop variable here (index)\n");
 }
 
+BOOST_AUTO_TEST_CASE(a_body_reads_nodes_that_run_before_its_loop_or_switch) {
+  // The engine looks $node.<name> up in the body, then in the graphs around
+  // it; check accepts what it resolves and names the loop a later node
+  // would have to precede.
+  const auto ds = check(R"(flow:
+  defaults: {items: [1, 2], mode: x}
+  graph: |
+    a >> foreach(over={{items}}) { b >> switch(on={{mode}}) { x: c; default: d } } >> e
+tasks:
+  a: {use: p/a}
+  b: {use: p/b, inputs: {v: "$node.a.output"}}
+  c: {use: p/c, inputs: {v: "$node.a.output.k", w: "$node.b.output"}}
+  d: {use: p/needs_value, inputs: {v: "$node.e.output"}}
+  e: {use: p/e}
+)");
+  // d's `value` comes from no param and no node named so; e runs after the loop.
+  BOOST_TEST(errors(ds) ==
+             "flow.yaml:4:78: node 'd': required input 'value' of p/needs_value is not in "
+             "inputs:, not a param, and no upstream node is named so\n"
+             "flow.yaml:9:36: input 'v': node 'e' does not run before 'foreach_1' (add e >> "
+             "foreach_1)\n");
+}
+
+BOOST_AUTO_TEST_CASE(an_upstream_node_outside_the_body_fills_a_required_input) {
+  const auto ds = check(R"(flow:
+  defaults: {items: [1, 2]}
+  graph: "value: a >> foreach(over={{items}}) { n }"
+tasks:
+  a: {use: p/a}
+  n: {use: p/needs_value}
+)");
+  BOOST_TEST(errors(ds) == "");
+}
+
 BOOST_AUTO_TEST_CASE(check_reports_unbounded_until_and_a_switch_without_default) {
   const auto ds = check(R"(flow: {graph: "until(cond={{done}}) { a } >> switch(on={{m}}) { x: b }"}
 tasks:

@@ -332,7 +332,34 @@ class Checker {
           }
         }
       }
+      enclosing_.emplace_back(&g, i);
       for (const auto& c : n.children) walk(*c, used, inner);
+      enclosing_.pop_back();
+    }
+  }
+
+  // Where `$node.<name>` from node `id` of `g` resolves, as the engine looks
+  // it up: in this graph, else in the graphs around this switch or loop body,
+  // innermost first. `before`: the node finishes before `waiter`, which is
+  // the node that reads it or the switch or loop holding that node.
+  struct Upstream {
+    bool found = false;
+    bool before = false;
+    std::string waiter;
+  };
+  Upstream upstream(const FlowGraph& g, std::uint32_t id, const std::string& name) const {
+    const FlowGraph* graph = &g;
+    std::uint32_t node = id;
+    for (std::size_t level = enclosing_.size();;) {
+      const std::int64_t found = graph->find(name);
+      if (found >= 0) {
+        return {true, graph->precedes(static_cast<std::uint32_t>(found), node),
+                graph->nodes[node].name};
+      }
+      if (level == 0) return {};
+      --level;
+      graph = enclosing_[level].first;
+      node = enclosing_[level].second;
     }
   }
 
@@ -366,8 +393,7 @@ class Checker {
       if (bound.count(input) != 0 || params_.contains(input) || loop_vars.count(input) != 0) {
         continue;
       }
-      const std::int64_t upstream = g.find(input);
-      if (upstream >= 0 && g.precedes(static_cast<std::uint32_t>(upstream), id)) continue;
+      if (upstream(g, id, input).before) continue;
       error(n.where, "node '" + n.name + "': required input '" + input + "' of " + t.use +
                          " is not in inputs:, not a param, and no upstream node is named so");
     }
@@ -387,13 +413,13 @@ class Checker {
         error(b.where, "input '" + b.name + "': '" + ref + "' must go on with .output" + hint);
         return;
       }
-      const std::int64_t target = g.find(node);
-      if (target < 0) {
+      const Upstream target = upstream(g, id, node);
+      if (!target.found) {
         error(b.where, "input '" + b.name + "': '" + ref + "' names node '" + node +
                            "', which is not in the graph");
-      } else if (!g.precedes(static_cast<std::uint32_t>(target), id)) {
+      } else if (!target.before) {
         error(b.where, "input '" + b.name + "': node '" + node + "' does not run before '" +
-                           g.nodes[id].name + "' (add " + node + " >> " + g.nodes[id].name + ")");
+                           target.waiter + "' (add " + node + " >> " + target.waiter + ")");
       }
     } else if (ref.rfind("$ctx.params.", 0) == 0) {
       if (ref.size() == 12) error(b.where, "input '" + b.name + "': '" + ref + "' names no param");
@@ -422,6 +448,8 @@ class Checker {
   const TaskResolver& tasks_;
   const Value& params_;
   std::vector<Diagnostic> out_;
+  // The switch and loop nodes around the body being walked, outermost first.
+  std::vector<std::pair<const FlowGraph*, std::uint32_t>> enclosing_;
 };
 
 std::string quoted(const std::string& s) {
