@@ -240,6 +240,84 @@ BOOST_AUTO_TEST_CASE(check_of_a_syntax_error_names_line_and_column) {
   BOOST_TEST(v.at("diagnostics").at(0).at("column").as_int64() == 7);
 }
 
+BOOST_AUTO_TEST_CASE(check_accepts_loop_references_in_a_loop_body) {
+  const ProcessResult r = pyoco({"check", flow("loop_refs.yaml").string()});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(!has(r.err, "error"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(run_resolves_loop_references) {
+  const ProcessResult r = pyoco({"run", flow("loop_refs.yaml").string(), "--non-cute"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(has(r.out, "INFO pyoco log node=echo[0] x"), r.out);
+  BOOST_TEST(has(r.out, "INFO pyoco log node=echo[1] y"), r.out);
+  BOOST_TEST(has(r.out, "INFO pyoco end flow=loop_refs status=COMPLETED"), r.out);
+}
+
+BOOST_AUTO_TEST_CASE(check_rejects_a_loop_reference_outside_a_loop) {
+  const ProcessResult r = pyoco({"check", flow("loop_ref_outside.yaml").string()});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(has(r.err,
+                 "loop_ref_outside.yaml:6:36: error: input 'message': '$loop.it' is "
+                 "outside a loop"),
+             r.err);
+  const ProcessResult run = pyoco({"run", flow("loop_ref_outside.yaml").string()});
+  BOOST_TEST(run.exit_code == 2);
+  BOOST_TEST(run.out.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_directory_is_not_a_flow_file) {
+  const ProcessResult r = pyoco({"run", dir.path().string()});
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(has(r.err, dir.path().string() +
+                            ": is a directory, not a flow file (give a flow.yaml or flow.toml)"),
+             r.err);
+  BOOST_TEST(!has(r.err, "empty"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(jobs_must_be_a_whole_number_of_at_least_one) {
+  for (const char* bad : {"0", "-1", "two", "1.5"}) {
+    BOOST_TEST_CONTEXT(bad) {
+      const ProcessResult r = pyoco({"run", hello().string(), "--jobs", bad});
+      BOOST_TEST(r.exit_code == 2);
+      BOOST_TEST(has(r.err, "--jobs: expected a whole number >= 1"), r.err);
+      BOOST_TEST(r.err.size() < 200u, r.err);  // no 300-digit bound
+      BOOST_TEST(r.out.empty());
+    }
+  }
+  const ProcessResult ok = pyoco({"run", hello().string(), "--jobs", "1", "--non-cute"});
+  BOOST_TEST(ok.exit_code == 0, ok.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_plugin_path_is_a_warning_not_silence) {
+  const fs::path missing = dir.path() / "no-such-plugins";
+  const ProcessResult r =
+      pyoco({"run", hello().string(), "--non-cute", "--plugin-path", missing.string()});
+  BOOST_TEST(r.exit_code == 0, r.err);  // it goes on
+  BOOST_TEST(has(r.err, "warning: --plugin-path " + missing.string() + ": no such directory"),
+             r.err);
+  BOOST_TEST(has(r.out, "status=COMPLETED"), r.out);
+  const ProcessResult c = pyoco({"check", hello().string(), "--plugin-path", missing.string()});
+  BOOST_TEST(c.exit_code == 0, c.err);
+  BOOST_TEST(has(c.err, "no such directory"), c.err);
+}
+
+BOOST_AUTO_TEST_CASE(json_trace_durations_are_plain_decimals) {
+  const ProcessResult r = pyoco({"run", flow("chain.yaml").string(), "--trace-format", "json"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  std::istringstream lines(r.out);
+  int done = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (!has(line, "\"node_done\"")) continue;
+    ++done;
+    BOOST_TEST(std::regex_search(line, std::regex(R"("duration_ms":[0-9]+(\.[0-9]{1,3})?[,}])")),
+               line);
+    BOOST_TEST(!std::regex_search(line, std::regex(R"("duration_ms":[^,}]*[eE])")), line);
+    BOOST_TEST(json::parse(line).at("duration_ms").is_number());
+  }
+  BOOST_TEST(done == 3);
+}
+
 BOOST_AUTO_TEST_CASE(graph_prints_dot_and_mermaid) {
   const ProcessResult dot = pyoco({"graph", hello().string()});
   BOOST_TEST(dot.exit_code == 0);

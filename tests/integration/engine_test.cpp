@@ -335,6 +335,117 @@ tasks:
   BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[1,2]");
 }
 
+BOOST_AUTO_TEST_CASE(foreach_collect_first_and_flatten) {
+  const std::string body = R"(
+tasks:
+  emit: {use: "t/emit", inputs: {value: "$loop.it"}}
+)";
+  auto flow = [&](const char* collect) {
+    return std::string("flow:\n  defaults: {items: [[1, 2], [3], 4]}\n") +
+           "  graph: \"foreach(over={{items}}, item=it, collect=" + collect + ") { emit }\"" + body;
+  };
+  Run first = run(flow("first"), {{"t/emit", echo_value}});
+  BOOST_TEST_REQUIRE((first.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(first.output("foreach_1")) == "[1,2]");
+  Run flat = run(flow("flatten"), {{"t/emit", echo_value}});
+  BOOST_TEST_REQUIRE((flat.status() == core::RunStatus::Completed));
+  // Lists are spliced in, anything else is kept as one element.
+  BOOST_TEST(core::to_json_text(flat.output("foreach_1")) == "[1,2,3,4]");
+  Run list = run(flow("list"), {{"t/emit", echo_value}});
+  BOOST_TEST(core::to_json_text(list.output("foreach_1")) == "[[1,2],[3],4]");
+  Run last = run(flow("last"), {{"t/emit", echo_value}});
+  BOOST_TEST(core::to_json_text(last.output("foreach_1")) == "4");
+}
+
+BOOST_AUTO_TEST_CASE(foreach_parallel_runs_up_to_n_iterations_at_once) {
+  // The first three iterations each wait until all three have started: only
+  // running them at once lets them finish. The pool has 4 threads, so the
+  // limit of 3 in flight is the loop's, not the pool's.
+  Latch started;
+  std::atomic<int> in_flight{0}, most{0};
+  Run r = run(R"(
+flow:
+  defaults: {items: [0, 1, 2, 3, 4, 5]}
+  graph: "foreach(over={{items}}, item=it, parallel=3) { work }"
+tasks:
+  work: {use: "t/work", inputs: {value: "$loop.it"}}
+)",
+              {{"t/work", [&](TaskCall&, const Value& in) {
+                  const int now = ++in_flight;
+                  int seen = most.load();
+                  while (now > seen && !most.compare_exchange_weak(seen, now)) {
+                  }
+                  started.arrive();
+                  const bool together = started.wait_for(3);
+                  --in_flight;
+                  if (!together) throw std::runtime_error("three iterations never ran at once");
+                  return in.find("value");
+                }}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[0,1,2,3,4,5]");
+  BOOST_TEST(most.load() == 3);  // never more than parallel=3
+  const auto t = r.tasks();
+  const TaskRecord w[] = {record(t, "work[0]"), record(t, "work[1]"), record(t, "work[2]")};
+  for (int a = 0; a < 3; ++a) {
+    for (int b = a + 1; b < 3; ++b) {
+      BOOST_TEST_CONTEXT("work[" << a << "] and work[" << b << "]") {
+        BOOST_TEST((w[a].started < w[b].ended && w[b].started < w[a].ended));  // overlap
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(foreach_parallel_1_runs_iterations_one_after_another) {
+  std::atomic<int> in_flight{0}, most{0};
+  Run r = run(R"(
+flow:
+  defaults: {items: [0, 1, 2, 3]}
+  graph: "foreach(over={{items}}, item=it) { work }"
+tasks:
+  work: {use: "t/work", inputs: {value: "$loop.it"}}
+)",
+              {{"t/work", [&](TaskCall&, const Value& in) {
+                  const int now = ++in_flight;
+                  int seen = most.load();
+                  while (now > seen && !most.compare_exchange_weak(seen, now)) {
+                  }
+                  --in_flight;
+                  return in.find("value");
+                }}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(most.load() == 1);
+  const auto t = r.tasks();
+  for (int k = 0; k + 1 < 4; ++k) {
+    BOOST_TEST((record(t, "work[" + std::to_string(k) + "]").ended <=
+                record(t, "work[" + std::to_string(k + 1) + "]").started));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_loop_body_reads_a_node_that_ran_before_the_loop) {
+  const char* yaml = R"(
+flow:
+  defaults: {items: [1, 2]}
+  graph: "base >> foreach(over={{items}}, item=it) { add }"
+tasks:
+  base: {use: "t/emit", inputs: {value: 10}}
+  add: {use: "t/add", inputs: {base: "$node.base.output", it: "$loop.it"}}
+)";
+  // What the engine runs, check passes too (it did not know the body sees outer nodes).
+  struct AllExist : core::TaskResolver {
+    TaskInfo resolve(const std::string&) const override { return {true, {}, {}}; }
+  };
+  auto flow = compile(yaml);
+  const auto ds = core::check_flow(*flow, AllExist(), flow->spec->defaults);
+  BOOST_TEST(ds.empty(), (ds.empty() ? "" : ds.front().message));
+  Run r =
+      run(yaml, {{"t/emit", echo_value}, {"t/add", [](TaskCall& call, const Value& in) {
+                                            return call.wrap(call.arena().make_int(
+                                                in.find("base").as_int() + in.find("it").as_int()));
+                                          }}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[11,12]");
+}
+
 BOOST_AUTO_TEST_CASE(repeat_runs_count_times_and_collects_last) {
   std::atomic<int> calls{0};
   Run r = run(R"(
@@ -540,4 +651,91 @@ BOOST_AUTO_TEST_CASE(cpp_flow_api_groups) {
   const auto& g = flow.compiled()->graph;
   const auto& dn = g.nodes.at(static_cast<std::size_t>(g.find("d")));
   BOOST_TEST(dn.requirements.size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(cpp_flow_api_or_join_goes_on_when_one_branch_succeeds) {
+  Engine engine{EngineOptions{2, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  auto build = [](Flow& flow, bool y_fails) {
+    auto boom = [](TaskCall&, const Value&) -> Value { throw std::runtime_error("down"); };
+    auto ok = [](TaskCall& call, const Value&) {
+      return call.wrap(call.arena().make_string(call.node()));
+    };
+    auto x = flow.task("x", boom).fail_policy(core::FailPolicy::Isolate);
+    auto y = y_fails ? flow.task("y", boom) : flow.task("y", ok);
+    y.fail_policy(core::FailPolicy::Isolate);
+    auto z = flow.task("z", ok);
+    flow >> (x | y) >> z;
+  };
+  Flow one{"or_one"};
+  build(one, false);
+  const auto& g = one.compiled()->graph;
+  const auto& zn = g.nodes.at(static_cast<std::size_t>(g.find("z")));
+  BOOST_TEST_REQUIRE(zn.requirements.size() == 1u);
+  BOOST_TEST(zn.requirements.front().any);  // an OR-join, not an AND-join
+  Run r1 = engine.start(one);
+  BOOST_TEST_REQUIRE(r1.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((EngineFixture::record(r1.tasks(), "x").state == TaskState::Failed));
+  BOOST_TEST((EngineFixture::record(r1.tasks(), "z").state == TaskState::Succeeded));
+  BOOST_TEST(r1.output("z").as_string() == "z");
+
+  Flow none{"or_none"};
+  build(none, true);
+  Run r2 = engine.start(none);
+  BOOST_TEST_REQUIRE(r2.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((r2.status() == core::RunStatus::Failed));
+  BOOST_TEST((EngineFixture::record(r2.tasks(), "z").state == TaskState::Skipped));
+}
+
+BOOST_AUTO_TEST_CASE(cpp_flow_api_policy_setters_take_effect) {
+  // Declared before the engine: its destructor waits for task bodies using them.
+  Gate release, body_done;
+  std::atomic<int> calls{0};
+  auto events = std::make_shared<Events>();
+  Engine engine{EngineOptions{2, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  Flow flow{"policies"};
+  // retries: fails twice, then succeeds on the third attempt.
+  auto flaky = flow.task("flaky",
+                         [&](TaskCall& call, const Value&) -> Value {
+                           if (++calls < 3) throw std::runtime_error("transient");
+                           return call.wrap(call.arena().make_int(calls.load()));
+                         })
+                   .retries(2, core::RetryBackoff{1, 2, 5, false});
+  // timeout: blocked until the test lets it go; fails at the deadline.
+  auto slow = flow.task("slow",
+                        [&](TaskCall&, const Value&) {
+                          release.wait();
+                          body_done.open();
+                          return Value();
+                        })
+                  .timeout(0.05)
+                  .fail_policy(core::FailPolicy::Isolate);
+  auto after = flow.task("after", [](TaskCall&, const Value&) { return Value(); });
+  auto other = flow.task("other", [](TaskCall&, const Value&) { return Value(); });
+  flow >> flaky >> slow >> after;
+  flow >> flaky >> other;
+
+  RunOptions o;
+  o.listener = events;
+  Run r = engine.start(flow, {}, std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  // The run ended while slow's body was still blocked.
+  release.open();
+  BOOST_TEST_REQUIRE(body_done.wait());
+  const auto t = r.tasks();
+  BOOST_TEST((EngineFixture::record(t, "flaky").state == TaskState::Succeeded));
+  BOOST_TEST(EngineFixture::record(t, "flaky").attempts == 3u);
+  BOOST_TEST(r.output("flaky").as_int() == 3);
+  BOOST_TEST(events->count(trace::EventKind::NodeRetry, "flaky") == 2u);
+  BOOST_TEST((EngineFixture::record(t, "slow").state == TaskState::Failed));
+  BOOST_TEST(EngineFixture::record(t, "slow").error == "timed out after 0.05 s");
+  // isolate: downstream skipped, the independent branch ran, the run failed.
+  BOOST_TEST((EngineFixture::record(t, "after").state == TaskState::Skipped));
+  BOOST_TEST((EngineFixture::record(t, "other").state == TaskState::Succeeded));
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  // The spec the engine ran carries what the setters said.
+  const auto spec = flow.compiled()->spec;
+  BOOST_TEST(spec->find_task("flaky")->retries == 2u);
+  BOOST_TEST(spec->find_task("flaky")->backoff.jitter == false);
+  BOOST_TEST(spec->find_task("slow")->timeout_sec == 0.05);
+  BOOST_TEST((spec->find_task("slow")->fail_policy == core::FailPolicy::Isolate));
 }

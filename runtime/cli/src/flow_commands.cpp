@@ -10,10 +10,12 @@
 #include <unistd.h>
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <sstream>
 
@@ -416,7 +418,17 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   CLI::App* run_cmd = app.add_subcommand("run", "Run a flow file and print its trace");
   run->flow.attach(run_cmd, true);
   run_cmd->add_option("-j,--jobs", run->jobs, "Tasks run at once (default: hardware threads)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            unsigned long n = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (ec != std::errc() || end != text.data() + text.size() || n < 1 ||
+                n > std::numeric_limits<unsigned>::max()) {
+              return "expected a whole number >= 1";
+            }
+            return {};
+          },
+          "N>=1"));
   run_cmd->add_flag("--non-cute", run->non_cute, "Plain trace lines (also PYOCO_CUTE=0)");
   run_cmd->add_flag("--cute", run->cute, "Cute trace lines even when stdout is not a terminal");
   run_cmd

@@ -3,6 +3,7 @@
 #include <pyoco/plugins/search_path.hpp>
 
 #include <cstdlib>
+#include <iostream>
 
 namespace pyoco::cli {
 
@@ -16,6 +17,17 @@ void PluginPathOption::attach(CLI::App* command) {
 
 std::vector<std::filesystem::path> PluginPathOption::search_path() const {
   std::vector<std::filesystem::path> dirs(dirs_.begin(), dirs_.end());
+  // A mistyped directory would otherwise just find nothing: say so, once, and go on.
+  if (!warned_) {
+    warned_ = true;
+    for (const auto& dir : dirs) {
+      std::error_code ec;
+      if (std::filesystem::is_directory(dir, ec)) continue;
+      std::cerr << "pyoco: warning: --plugin-path " << dir.string() << ": "
+                << (std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory")
+                << " (ignored)\n";
+    }
+  }
   const char* env = std::getenv("PYOCO_PLUGIN_PATH");
   return plugins::plugin_search_path(dirs, env == nullptr ? "" : env,
                                      plugins::install_plugin_dir());

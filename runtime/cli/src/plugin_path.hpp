@@ -15,11 +15,13 @@ class PluginPathOption {
  public:
   void attach(CLI::App* command);
   // --plugin-path dirs, then PYOCO_PLUGIN_PATH, then the install's plugins.
+  // The first call warns on stderr about a --plugin-path that is no directory.
   std::vector<std::filesystem::path> search_path() const;
   plugins::Catalog catalog() const { return plugins::Catalog::discover(search_path()); }
 
  private:
   std::vector<std::string> dirs_;
+  mutable bool warned_ = false;  // about --plugin-path dirs that do not exist
 };
 
 // "Looked in: ..." lines for messages about a plugin that was not found.

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -116,7 +117,8 @@ class YamlReader {
     for (std::string line; std::getline(in, line);) lines_.push_back(line);
   }
 
-  Doc read(const YAML::Node& n) const {
+  // `path` names the node in messages ("tasks.a"); empty for the root.
+  Doc read(const YAML::Node& n, const std::string& path = "") const {
     Doc d;
     d.where = at(n.Mark());
     switch (n.Type()) {
@@ -130,13 +132,23 @@ class YamlReader {
       }
       case YAML::NodeType::Sequence:
         d.kind = Doc::Kind::List;
-        for (const auto& item : n) d.list.push_back(read(item));
+        for (const auto& item : n) d.list.push_back(read(item, path + "[]"));
         break;
       case YAML::NodeType::Map:
         d.kind = Doc::Kind::Map;
         for (auto it = n.begin(); it != n.end(); ++it) {
-          d.map.emplace_back(it->first.as<std::string>(), read(it->second));
-          d.key_where.push_back(at(it->first.Mark()));
+          const std::string key = it->first.as<std::string>();
+          const std::string key_path = path.empty() ? key : path + "." + key;
+          const SourceLocation key_where = at(it->first.Mark());
+          // yaml-cpp keeps both entries of a repeated key; TOML rejects it, and so do we.
+          for (std::size_t i = 0; i < d.map.size(); ++i) {
+            if (d.map[i].first == key) {
+              throw FlowError(key_where, key_path + ": duplicate key (first at line " +
+                                             std::to_string(d.key_where[i].line) + ")");
+            }
+          }
+          d.map.emplace_back(key, read(it->second, key_path));
+          d.key_where.push_back(key_where);
         }
         break;
       default:
@@ -187,9 +199,18 @@ Doc read_toml(const std::string& file, const toml::node& n) {
   d.where = toml_at(file, n);
   if (const toml::table* t = n.as_table()) {
     d.kind = Doc::Kind::Map;
-    for (auto&& [k, v] : *t) {
-      d.map.emplace_back(std::string(k.str()), read_toml(file, v));
-      d.key_where.push_back(SourceLocation{file, k.source().begin.line, k.source().begin.column});
+    // toml++ keeps a table's keys sorted; a flow keeps them in file order,
+    // as YAML does (defaults, inputs and tasks come out as written).
+    std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+    for (auto&& [k, v] : *t) entries.emplace_back(&k, &v);
+    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      const auto& pa = a.first->source().begin;
+      const auto& pb = b.first->source().begin;
+      return pa.line < pb.line || (pa.line == pb.line && pa.column < pb.column);
+    });
+    for (const auto& [k, v] : entries) {
+      d.map.emplace_back(std::string(k->str()), read_toml(file, *v));
+      d.key_where.push_back(SourceLocation{file, k->source().begin.line, k->source().begin.column});
     }
   } else if (const toml::array* a = n.as_array()) {
     d.kind = Doc::Kind::List;
@@ -496,6 +517,10 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
 }
 
 FlowSpec load_flow_file(const std::filesystem::path& file) {
+  if (std::filesystem::is_directory(file)) {
+    throw FlowError(SourceLocation{file.string()},
+                    "is a directory, not a flow file (give a flow.yaml or flow.toml)");
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     throw FlowError(SourceLocation{file.string()},

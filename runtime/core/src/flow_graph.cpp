@@ -276,7 +276,7 @@ class Checker {
 
   std::vector<Diagnostic> run() {
     std::set<std::string> used;
-    walk(flow_.graph, used);
+    walk(flow_.graph, used, {});
     for (const TaskSpec& t : flow_.spec->tasks) {
       if (used.count(t.name) == 0) {
         warn(t.where, "task '" + t.name + "' is never used in the graph (orphan)");
@@ -297,12 +297,17 @@ class Checker {
     out_.push_back({Diagnostic::Severity::Warning, w, std::move(m)});
   }
 
-  void walk(const FlowGraph& g, std::set<std::string>& used) {
+  // `loop_vars`: the loop variables the nodes of `g` see (those of every
+  // enclosing loop, as the engine gives them: foreach's item and index
+  // aliases, repeat's and until's index).
+  void walk(const FlowGraph& g, std::set<std::string>& used,
+            const std::set<std::string>& loop_vars) {
     for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
       const GraphNode& n = g.nodes[i];
+      std::set<std::string> inner = loop_vars;
       if (n.kind == GraphNode::Kind::Task) {
         used.insert(n.task->name);
-        check_task(g, i);
+        check_task(g, i, loop_vars);
       } else if (n.kind == GraphNode::Kind::Switch) {
         check_expression(n.switch_term->on);
         const bool has_default =
@@ -313,7 +318,13 @@ class Checker {
         }
       } else if (n.kind == GraphNode::Kind::Loop) {
         const dsl::LoopTerm& l = *n.loop_term;
-        if (l.kind == dsl::LoopTerm::Kind::Foreach) check_expression(l.over);
+        if (l.kind == dsl::LoopTerm::Kind::Foreach) {
+          check_expression(l.over);
+          inner.insert(l.item);
+          inner.insert(l.index);
+        } else {
+          inner.insert("index");
+        }
         if (l.kind == dsl::LoopTerm::Kind::Until) {
           check_expression(l.cond);
           if (l.max_iter == 0) {
@@ -321,7 +332,34 @@ class Checker {
           }
         }
       }
-      for (const auto& c : n.children) walk(*c, used);
+      enclosing_.emplace_back(&g, i);
+      for (const auto& c : n.children) walk(*c, used, inner);
+      enclosing_.pop_back();
+    }
+  }
+
+  // Where `$node.<name>` from node `id` of `g` resolves, as the engine looks
+  // it up: in this graph, else in the graphs around this switch or loop body,
+  // innermost first. `before`: the node finishes before `waiter`, which is
+  // the node that reads it or the switch or loop holding that node.
+  struct Upstream {
+    bool found = false;
+    bool before = false;
+    std::string waiter;
+  };
+  Upstream upstream(const FlowGraph& g, std::uint32_t id, const std::string& name) const {
+    const FlowGraph* graph = &g;
+    std::uint32_t node = id;
+    for (std::size_t level = enclosing_.size();;) {
+      const std::int64_t found = graph->find(name);
+      if (found >= 0) {
+        return {true, graph->precedes(static_cast<std::uint32_t>(found), node),
+                graph->nodes[node].name};
+      }
+      if (level == 0) return {};
+      --level;
+      graph = enclosing_[level].first;
+      node = enclosing_[level].second;
     }
   }
 
@@ -334,7 +372,7 @@ class Checker {
     }
   }
 
-  void check_task(const FlowGraph& g, std::uint32_t id) {
+  void check_task(const FlowGraph& g, std::uint32_t id, const std::set<std::string>& loop_vars) {
     const GraphNode& n = g.nodes[id];
     const TaskSpec& t = *n.task;
     const TaskResolver::TaskInfo info = tasks_.resolve(t.use);
@@ -348,22 +386,25 @@ class Checker {
       if (!b.value.is_string() || b.value.as_string().empty() || b.value.as_string()[0] != '$') {
         continue;
       }
-      check_reference(g, id, b);
+      check_reference(g, id, b, loop_vars);
     }
     if (!info.exists) return;
     for (const std::string& input : info.required_inputs) {
-      if (bound.count(input) != 0 || params_.contains(input)) continue;
-      const std::int64_t upstream = g.find(input);
-      if (upstream >= 0 && g.precedes(static_cast<std::uint32_t>(upstream), id)) continue;
+      if (bound.count(input) != 0 || params_.contains(input) || loop_vars.count(input) != 0) {
+        continue;
+      }
+      if (upstream(g, id, input).before) continue;
       error(n.where, "node '" + n.name + "': required input '" + input + "' of " + t.use +
                          " is not in inputs:, not a param, and no upstream node is named so");
     }
   }
 
-  void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b) {
+  void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b,
+                       const std::set<std::string>& loop_vars) {
     const std::string ref(b.value.as_string());
     const std::string hint =
-        "; write $node.<name>.output[.key...], $ctx.params.<name> or $env.<NAME>";
+        "; write $node.<name>.output[.key...], $ctx.params.<name>, $env.<NAME> or, in a loop's "
+        "body, $loop.<var>";
     if (ref.rfind("$node.", 0) == 0) {
       const std::size_t dot = ref.find('.', 6);
       const std::string node = ref.substr(6, dot - 6);
@@ -372,16 +413,29 @@ class Checker {
         error(b.where, "input '" + b.name + "': '" + ref + "' must go on with .output" + hint);
         return;
       }
-      const std::int64_t target = g.find(node);
-      if (target < 0) {
+      const Upstream target = upstream(g, id, node);
+      if (!target.found) {
         error(b.where, "input '" + b.name + "': '" + ref + "' names node '" + node +
                            "', which is not in the graph");
-      } else if (!g.precedes(static_cast<std::uint32_t>(target), id)) {
+      } else if (!target.before) {
         error(b.where, "input '" + b.name + "': node '" + node + "' does not run before '" +
-                           g.nodes[id].name + "' (add " + node + " >> " + g.nodes[id].name + ")");
+                           target.waiter + "' (add " + node + " >> " + target.waiter + ")");
       }
     } else if (ref.rfind("$ctx.params.", 0) == 0) {
       if (ref.size() == 12) error(b.where, "input '" + b.name + "': '" + ref + "' names no param");
+    } else if (ref.rfind("$loop.", 0) == 0) {
+      const std::size_t dot = ref.find('.', 6);
+      const std::string var = ref.substr(6, dot == std::string::npos ? dot : dot - 6);
+      if (loop_vars.empty()) {
+        error(b.where, "input '" + b.name + "': '" + ref +
+                           "' is outside a loop: $loop.<var> works only in the body of "
+                           "foreach, repeat or until");
+      } else if (loop_vars.count(var) == 0) {
+        std::string known;
+        for (const auto& v : loop_vars) known += (known.empty() ? "" : ", ") + v;
+        error(b.where,
+              "input '" + b.name + "': '" + ref + "' names no loop variable here (" + known + ")");
+      }
     } else if (ref.rfind("$env.", 0) == 0) {
       if (ref.size() == 5)
         error(b.where, "input '" + b.name + "': '" + ref + "' names no variable");
@@ -394,6 +448,8 @@ class Checker {
   const TaskResolver& tasks_;
   const Value& params_;
   std::vector<Diagnostic> out_;
+  // The switch and loop nodes around the body being walked, outermost first.
+  std::vector<std::pair<const FlowGraph*, std::uint32_t>> enclosing_;
 };
 
 std::string quoted(const std::string& s) {
@@ -454,23 +510,40 @@ std::string mermaid_id(const std::string& s) {
   return out;
 }
 
+// Text inside a quoted Mermaid label: a '"' would end it, so it is written
+// as the entity #quot; (and '#' as #35; so that text is never read as one).
+std::string mermaid_text(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"') {
+      out += "#quot;";
+    } else if (c == '#') {
+      out += "#35;";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void mermaid_graph(const FlowGraph& g, const std::string& prefix, std::string& out) {
   for (const GraphNode& n : g.nodes) {
     const std::string id = mermaid_id(prefix + n.name);
     if (n.kind == GraphNode::Kind::Join) {
       out += "  " + id + "(( ))\n";
     } else if (n.kind == GraphNode::Kind::Task) {
-      out += "  " + id + "[\"" + n.name + "<br/>" + n.task->use + "\"]\n";
+      out +=
+          "  " + id + "[\"" + mermaid_text(n.name) + "<br/>" + mermaid_text(n.task->use) + "\"]\n";
     } else {
-      out += "  " + id + "{\"" + n.name + "\"}\n";
+      out += "  " + id + "{\"" + mermaid_text(n.name) + "\"}\n";
       for (std::size_t c = 0; c < n.children.size(); ++c) {
         const std::string sub = prefix + n.name + "_" + std::to_string(c) + "_";
-        out += "  subgraph " + mermaid_id(sub) + "[\"" + n.name;
+        std::string label = n.name;
         if (n.kind == GraphNode::Kind::Switch) {
           const auto& sc = n.switch_term->cases[c];
-          out += sc.is_default ? ": default" : ": " + std::string(to_json_text(sc.match));
+          label += sc.is_default ? ": default" : ": " + std::string(to_json_text(sc.match));
         }
-        out += "\"]\n";
+        out += "  subgraph " + mermaid_id(sub) + "[\"" + mermaid_text(label) + "\"]\n";
         mermaid_graph(*n.children[c], sub, out);
         out += "  end\n";
         for (std::uint32_t r : n.children[c]->roots()) {

@@ -321,6 +321,7 @@ class Parser {
   // key=value arguments of switch/repeat/foreach/until.
   struct Arg {
     std::string key;
+    SourceLocation key_where;
     Token value;
   };
   std::vector<Arg> args(const char* what) {
@@ -328,7 +329,9 @@ class Parser {
     expect(Token::Kind::LParen, what);
     while (!at(Token::Kind::RParen)) {
       Arg a;
-      a.key = expect(Token::Kind::Ident, "(an argument name)").text;
+      const Token& key = expect(Token::Kind::Ident, "(an argument name)");
+      a.key = key.text;
+      a.key_where = key.where;
       expect(Token::Kind::Eq, ("after '" + a.key + "'").c_str());
       if (!(at(Token::Kind::Ident) || at(Token::Kind::Number) || at(Token::Kind::String) ||
             at(Token::Kind::Template))) {
@@ -379,8 +382,8 @@ class Parser {
   }
 
   [[noreturn]] static void unknown(const Arg& a, const char* what, const char* known) {
-    throw FlowError(a.value.where, std::string(what) + " has no argument '" + a.key +
-                                       "' (it takes " + known + ")");
+    throw FlowError(a.key_where, std::string(what) + " has no argument '" + a.key + "' (it takes " +
+                                     known + ")");
   }
 
   std::vector<Pipeline> body(const char* what) {

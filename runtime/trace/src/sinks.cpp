@@ -12,6 +12,8 @@
 #include <boost/smart_ptr/shared_ptr.hpp>
 
 #include <atomic>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 
@@ -148,7 +150,22 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+// Milliseconds as a plain JSON decimal rounded to the microsecond (0.089,
+// 12.5, 3), never in exponent form as boost::json writes small doubles.
+std::string json_ms(double v) {
+  if (!std::isfinite(v)) return "0";
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, 3);
+  std::string s(buf, r.ptr);
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  if (s == "-0") s = "0";
+  return s;
+}
+
 std::string json_line(const RunEvent& e) {
+  // Millisecond fields are spliced in as text, in this place among the keys.
+  std::vector<std::pair<std::string, std::string>> ms_fields;
   boost::json::object o;
   o["ts"] = iso_time(e.time);
   o["event"] = kind_name(e.kind);
@@ -161,12 +178,12 @@ std::string json_line(const RunEvent& e) {
       o["attempt"] = e.attempt;
       break;
     case EventKind::NodeDone:
-      o["duration_ms"] = e.duration_ms;
+      ms_fields.emplace_back("duration_ms", json_ms(e.duration_ms));
       break;
     case EventKind::NodeRetry:
       o["attempt"] = e.attempt;
       o["max_attempts"] = e.max_attempts;
-      o["delay_ms"] = e.delay_ms;
+      ms_fields.emplace_back("delay_ms", json_ms(e.delay_ms));
       break;
     case EventKind::Log:
       o["level"] = level_name(e.level);
@@ -177,8 +194,13 @@ std::string json_line(const RunEvent& e) {
     default:
       break;
   }
-  if (!e.message.empty()) o["message"] = e.message;
-  return boost::json::serialize(o);
+  std::string line = boost::json::serialize(o);
+  line.pop_back();  // the closing brace
+  for (const auto& [key, text] : ms_fields) line += ",\"" + key + "\":" + text;
+  if (!e.message.empty()) {
+    line += ",\"message\":" + boost::json::serialize(boost::json::value(e.message));
+  }
+  return line + "}";
 }
 
 namespace logging = boost::log;

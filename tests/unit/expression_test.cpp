@@ -1,0 +1,190 @@
+// The safe expression language (FLOWS.md "{{...}}"): literals, paths,
+// and/or/not, comparisons, in, arithmetic; no calls. Table-driven over
+// values and over mistakes with their message and column.
+#include <pyoco/core/expression.hpp>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <string>
+#include <vector>
+
+using namespace pyoco::core;
+
+namespace {
+
+Value json(const char* text) { return from_json(boost::json::parse(text)); }
+
+// params, results, scratch and loop from JSON objects; env from a fixed map.
+class TestScope : public Expression::Scope {
+ public:
+  Value params = json(R"({"mode": "fast", "n": 4, "items": ["a", "b"], "done": false,
+                          "nested": {"k": [10, 20]}})");
+  Value results = json(R"({"fetch": {"count": 3}})");
+  Value scratch = json(R"({"count": 2})");
+  Value loop = json(R"({"it": "b", "i": 1})");
+
+  Value lookup(PathRoot root, const std::vector<std::string>& path) const override {
+    Value v;
+    switch (root) {
+      case PathRoot::Params:
+        v = params;
+        break;
+      case PathRoot::Results:
+        v = results;
+        break;
+      case PathRoot::Scratch:
+        v = scratch;
+        break;
+      case PathRoot::Loop:
+        v = loop;
+        break;
+      case PathRoot::Env:
+        return path.size() == 1 && path[0] == "PYOCO_TEST_HOME" ? json(R"("/home/x")") : Value();
+    }
+    for (const std::string& step : path) {
+      if (v.is_array()) {
+        v = v.at(std::stoul(step));
+      } else {
+        v = v.find(step);
+      }
+    }
+    return v;
+  }
+};
+
+std::string eval(const std::string& text) {
+  return to_json_text(
+      Expression::parse(text, SourceLocation{"f.yaml", 3, 20}).evaluate(TestScope()));
+}
+
+struct Case {
+  const char* text;
+  const char* value;  // JSON
+};
+
+struct Invalid {
+  const char* text;
+  const char* message;
+  std::uint32_t column;  // in the file: the expression starts at column 20
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(expressions_evaluate_as_flows_expect) {
+  const std::vector<Case> table = {
+      {"mode", R"("fast")"},
+      {"params.mode", R"("fast")"},
+      {"$ctx.params.mode", R"("fast")"},
+      {"params.nested.k.1", "20"},
+      {"results.fetch.count", "3"},
+      {"scratch.count >= 2", "true"},
+      {"loop.it", R"("b")"},
+      {"loop.i + 1", "2"},
+      {"env.PYOCO_TEST_HOME", R"("/home/x")"},
+      {"$env.PYOCO_TEST_HOME", R"("/home/x")"},
+      {"missing", "null"},
+      {"params.nested.nope", "null"},
+      {"1 + 2 * 3", "7"},
+      {"(1 + 2) * 3", "9"},
+      {"7 % 3", "1"},
+      {"-n + 10", "6"},
+      {"7 / 2", "3.5"},
+      {"1.5 * 2", "3.0"},
+      {"\"a\" + \"b\"", R"("ab")"},
+      {"n > 3 and not done", "true"},
+      {"n > 5 or mode == 'fast'", "true"},
+      {"not n == 4", "false"},
+      {"mode != \"slow\"", "true"},
+      {"'a' in items", "true"},
+      {"loop.it in [\"a\", \"c\"]", "false"},
+      {"\"as\" in \"fast\"", "true"},
+      {"[1, n, 'x']", R"([1,4,"x"])"},
+      {"[]", "[]"},
+      {"true", "true"},
+      {"None", "null"},
+      {"null == missing", "true"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.text) { BOOST_TEST(eval(c.text) == c.value); }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(mistakes_name_the_expression_and_the_column) {
+  const std::vector<Invalid> table = {
+      {"mode = 'x'", "'=' is not a comparison: use '=='", 25},
+      {"!done", "use 'not', not '!'", 20},
+      {"len(items)", "'len(...)': expressions cannot call functions", 20},
+      {"n >", "the expression ends too soon", 23},
+      {"(n > 1", "expected ')'", 26},
+      {"[1, 2", "expected ']' or ','", 25},
+      {"'open", "unterminated string", 20},
+      {"n ; 1", "unexpected character ';'", 22},
+      {"n 1", "unexpected '1'", 22},
+      {"a..b", "'a..b' has an empty path segment", 20},
+      {"$ctx.scratch.x", "only $ctx.params.<name> is readable here", 20},
+      {"$loop.it", "in expressions use params.x, results.x, scratch.x, loop.x, env.X", 20},
+      {"env.A.B", "write env.NAME", 20},
+      {"1.2.3", "'1.2.3' is not a number", 20},
+  };
+  for (const Invalid& bad : table) {
+    BOOST_TEST_CONTEXT(bad.text) {
+      try {
+        Expression::parse(bad.text, SourceLocation{"f.yaml", 3, 20});
+        BOOST_ERROR("parsed, but should not have");
+      } catch (const FlowError& e) {
+        BOOST_TEST(e.problem().find(bad.message) != std::string::npos, e.problem());
+        BOOST_TEST(e.problem().find("in expression '" + std::string(bad.text) + "'") == 0u);
+        BOOST_TEST(e.where().line == 3u);
+        BOOST_TEST(e.where().column == bad.column);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(type_errors_surface_when_evaluated) {
+  const std::vector<Invalid> table = {
+      {"mode < 3", "cannot order string and int", 25},
+      {"n / 0", "division by zero", 22},
+      {"n % 0", "modulo by zero", 22},
+      {"-mode", "cannot negate string", 20},
+      {"1 in 2", "'in' needs a list, object or string on its right", 22},
+      {"items - 1", "arithmetic on array and int", 26},
+  };
+  for (const Invalid& bad : table) {
+    BOOST_TEST_CONTEXT(bad.text) {
+      const Expression e = Expression::parse(bad.text, SourceLocation{"f.yaml", 3, 20});
+      try {
+        e.evaluate(TestScope());
+        BOOST_ERROR("evaluated, but should not have");
+      } catch (const FlowError& err) {
+        BOOST_TEST(err.problem().find(bad.message) != std::string::npos, err.problem());
+        BOOST_TEST(err.where().line == 3u);
+        BOOST_TEST(err.where().column == bad.column);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(paths_lists_what_an_expression_reads) {
+  const Expression e =
+      Expression::parse("mode == 'x' and loop.it in results.r.list or env.HOME", SourceLocation{});
+  const auto uses = e.paths();
+  BOOST_TEST_REQUIRE(uses.size() == 4u);
+  BOOST_TEST((uses[0].root == PathRoot::Params));
+  BOOST_TEST(uses[0].path == (std::vector<std::string>{"mode"}), boost::test_tools::per_element());
+  BOOST_TEST((uses[1].root == PathRoot::Loop));
+  BOOST_TEST((uses[2].root == PathRoot::Results));
+  BOOST_TEST(uses[2].path == (std::vector<std::string>{"r", "list"}),
+             boost::test_tools::per_element());
+  BOOST_TEST((uses[3].root == PathRoot::Env));
+}
+
+BOOST_AUTO_TEST_CASE(truthiness_is_pythons) {
+  for (const char* f : {"null", "false", "0", "0.0", "\"\"", "[]", "{}"}) {
+    BOOST_TEST_CONTEXT(f) { BOOST_TEST(!truthy(json(f))); }
+  }
+  for (const char* t : {"true", "1", "-1", "0.5", "\"x\"", "[0]", "{\"a\":null}"}) {
+    BOOST_TEST_CONTEXT(t) { BOOST_TEST(truthy(json(t))); }
+  }
+}

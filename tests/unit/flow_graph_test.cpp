@@ -1,0 +1,270 @@
+// Building a flow's DAG and checking it (FLOWS.md "Graph DSL", "References
+// in inputs", "pyoco check"): pipe cycles, duplicate node names, bad
+// references, $loop.<var> inside and outside loops, and the exports.
+#include <pyoco/core/flow_file.hpp>
+#include <pyoco/core/flow_graph.hpp>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace pyoco::core;
+
+namespace {
+
+CompiledFlow compile(const std::string& yaml) {
+  return compile_flow(std::make_shared<const FlowSpec>(parse_flow_text(yaml, "flow.yaml")));
+}
+
+// Every "p/<task>" exists; "p/needs_value" requires an input `value`.
+class FakeTasks : public TaskResolver {
+ public:
+  TaskInfo resolve(const std::string& name) const override {
+    TaskInfo info;
+    info.exists = name.rfind("p/", 0) == 0;
+    if (name == "p/needs_value") {
+      info.required_inputs = {"value"};
+      info.inputs = {"value"};
+    }
+    return info;
+  }
+};
+
+std::vector<Diagnostic> check(const std::string& yaml) {
+  return check_flow(compile(yaml), FakeTasks(), from_json(boost::json::parse("{}")));
+}
+
+std::string errors(const std::vector<Diagnostic>& ds) {
+  std::string out;
+  for (const Diagnostic& d : ds) {
+    if (d.severity == Diagnostic::Severity::Error)
+      out += d.where.to_string() + ": " + d.message + "\n";
+  }
+  return out;
+}
+
+struct Invalid {
+  const char* yaml;
+  const char* message;
+  std::uint32_t line, column;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(graphs_that_cannot_be_built_are_flow_errors) {
+  const std::vector<Invalid> table = {
+      // a pipe cycle, a -> b -> a through pipes
+      {"flow: {graph: \"pipe(a)\"}\n"
+       "pipes:\n  a: \"x >> pipe(b)\"\n  b: \"pipe(a)\"\n"
+       "tasks:\n  x: {use: p/x}\n",
+       "pipe cycle: a -> b -> a", 4, 7},
+      {"flow: {graph: \"pipe(a)\"}\npipes:\n  a: \"x >> pipe(a)\"\ntasks:\n  x: {use: p/x}\n",
+       "pipe cycle: a -> a", 3, 12},
+      {"flow: {graph: \"pipe(nope)\"}\npipes:\n  a: x\ntasks:\n  x: {use: p/x}\n",
+       "unknown pipe 'nope' (pipes: a)", 1, 16},
+      {"flow: {graph: \"pipe(a)\"}\npipes:\n  a: \"x\\ny\"\ntasks:\n  x: {use: p/x}\n"
+       "  y: {use: p/y}\n",
+       "pipe 'a' must be one pipeline (one line)", 3, 7},
+      // a repeated bare name is the same node: a cycle
+      {"flow: {graph: \"a >> b >> a\"}\ntasks:\n  a: {use: p/a}\n  b: {use: p/b}\n",
+       "cycle: a -> b -> a (a repeated name is the same node; use name: task for a second one)", 1,
+       16},
+      // duplicate node names: one name, two tasks
+      {"flow: {graph: \"first: a >> first: b\"}\ntasks:\n  a: {use: p/a}\n  b: {use: p/b}\n",
+       "node 'first' already runs task 'a'; give this one another name", 1, 28},
+      {"flow: {graph: \"a >> a: b\"}\ntasks:\n  a: {use: p/a}\n  b: {use: p/b}\n",
+       "node 'a' already runs task 'a'", 1, 21},
+      {"flow: {graph: \"a >> b\"}\ntasks:\n  a: {use: p/a}\n",
+       "unknown node 'b': add it under tasks:", 1, 21},
+      {"flow: {graph: \"n: zz\"}\ntasks:\n  a: {use: p/a}\n",
+       "node 'n' uses task 'zz', which is not under tasks:", 1, 16},
+  };
+  for (const Invalid& bad : table) {
+    BOOST_TEST_CONTEXT(bad.yaml) {
+      try {
+        compile(bad.yaml);
+        BOOST_ERROR("compiled, but should not have");
+      } catch (const FlowError& e) {
+        BOOST_TEST(e.problem().find(bad.message) != std::string::npos, e.problem());
+        BOOST_TEST(e.where().line == bad.line);
+        BOOST_TEST(e.where().column == bad.column);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(duplicate_task_names_are_rejected_by_the_loader) {
+  BOOST_CHECK_THROW(compile("flow: {graph: a}\ntasks:\n  a: {use: p/a}\n  a: {use: p/b}\n"),
+                    FlowError);
+}
+
+BOOST_AUTO_TEST_CASE(bad_references_fail_check_naming_the_reference) {
+  const std::vector<Invalid> table = {
+      {"$ctx.parms.x", "input 'v': unsupported reference '$ctx.parms.x'", 4, 26},
+      {"$nodes.a.output", "input 'v': unsupported reference '$nodes.a.output'", 4, 26},
+      {"$node.missing.output",
+       "input 'v': '$node.missing.output' names node 'missing', which is not in the graph", 4, 26},
+      {"$node.a.outptu", "input 'v': '$node.a.outptu' must go on with .output", 4, 26},
+      {"$node.c.output", "input 'v': node 'c' does not run before 'b' (add c >> b)", 4, 26},
+      {"$ctx.params.", "input 'v': '$ctx.params.' names no param", 4, 26},
+      {"$env.", "input 'v': '$env.' names no variable", 4, 26},
+      {"$loop.it", "input 'v': '$loop.it' is outside a loop", 4, 26},
+      {"$params.x", "write $node.<name>.output[.key...], $ctx.params.<name>, $env.<NAME>", 4, 26},
+  };
+  for (const Invalid& bad : table) {
+    BOOST_TEST_CONTEXT(bad.yaml) {
+      const std::string yaml = std::string("flow: {graph: \"a >> b >> c\"}\n") +
+                               "tasks:\n  a: {use: p/a}\n  b: {use: p/b, inputs: {v: \"" +
+                               bad.yaml + "\"}}\n  c: {use: p/c}\n";
+      const auto ds = check(yaml);
+      BOOST_TEST_REQUIRE(ds.size() == 1u, errors(ds));
+      BOOST_TEST((ds[0].severity == Diagnostic::Severity::Error));
+      BOOST_TEST(ds[0].message.find(bad.message) != std::string::npos, ds[0].message);
+      BOOST_TEST(ds[0].where.line == bad.line);
+      BOOST_TEST(ds[0].where.column == bad.column);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(good_references_pass_check) {
+  const auto ds = check(R"(flow: {graph: "a >> b", defaults: {x: 1}}
+tasks:
+  a: {use: p/a, inputs: {v: "$ctx.params.x", h: "$env.HOME", lit: [1, "$not-a-ref-in-a-list"]}}
+  b: {use: p/b, inputs: {v: "$node.a.output", w: "$node.a.output.key.0"}}
+)");
+  BOOST_TEST(errors(ds) == "");
+}
+
+BOOST_AUTO_TEST_CASE(loop_variables_are_valid_references_in_a_loop_body) {
+  // foreach's item and index aliases, repeat's and until's index, and an
+  // outer loop's variables inside an inner loop or a switch.
+  const auto ds = check(R"(flow:
+  defaults: {items: [1, 2], mode: a}
+  graph: |
+    foreach(over={{items}}, item=it, index=i) { a >> repeat(count=2) { b } >> switch(on={{mode}}) { a: c; default: d } }
+    until(cond={{scratch.done}}, max_iter=3) { e }
+tasks:
+  a: {use: p/a, inputs: {x: "$loop.it", y: "$loop.i", z: "$loop.it.key"}}
+  b: {use: p/b, inputs: {x: "$loop.it", y: "$loop.index"}}
+  c: {use: p/c, inputs: {x: "$loop.it"}}
+  d: {use: p/needs_value, inputs: {x: "$loop.i"}}
+  e: {use: p/e, inputs: {x: "$loop.index"}}
+)");
+  // d's required input `value` is not a loop variable here: that is the one error.
+  BOOST_TEST(errors(ds) ==
+             "flow.yaml:4:116: node 'd': required input 'value' of p/needs_value is not in "
+             "inputs:, not a param, and no upstream node is named so\n");
+}
+
+BOOST_AUTO_TEST_CASE(a_loop_variable_fills_a_required_input_of_its_name) {
+  const auto ds = check(R"(flow:
+  defaults: {items: [1, 2]}
+  graph: "foreach(over={{items}}, item=value) { n }"
+tasks:
+  n: {use: p/needs_value}
+)");
+  BOOST_TEST(errors(ds) == "");
+}
+
+BOOST_AUTO_TEST_CASE(loop_variables_outside_their_loop_fail_check) {
+  const auto ds = check(R"(flow:
+  defaults: {items: [1, 2]}
+  graph: |
+    foreach(over={{items}}, item=it) { a } >> b
+    repeat(count=2) { c }
+tasks:
+  a: {use: p/a, inputs: {x: "$loop.item"}}
+  b: {use: p/b, inputs: {x: "$loop.it"}}
+  c: {use: p/c, inputs: {x: "$loop.it"}}
+)");
+  BOOST_TEST(errors(ds) ==
+             "flow.yaml:7:26: input 'x': '$loop.item' names no loop variable here (index, it)\n"
+             "flow.yaml:8:26: input 'x': '$loop.it' is outside a loop: $loop.<var> works only in "
+             "the body of foreach, repeat or until\n"
+             "flow.yaml:9:26: input 'x': '$loop.it' names no loop variable here (index)\n");
+}
+
+BOOST_AUTO_TEST_CASE(a_body_reads_nodes_that_run_before_its_loop_or_switch) {
+  // The engine looks $node.<name> up in the body, then in the graphs around
+  // it; check accepts what it resolves and names the loop a later node
+  // would have to precede.
+  const auto ds = check(R"(flow:
+  defaults: {items: [1, 2], mode: x}
+  graph: |
+    a >> foreach(over={{items}}) { b >> switch(on={{mode}}) { x: c; default: d } } >> e
+tasks:
+  a: {use: p/a}
+  b: {use: p/b, inputs: {v: "$node.a.output"}}
+  c: {use: p/c, inputs: {v: "$node.a.output.k", w: "$node.b.output"}}
+  d: {use: p/needs_value, inputs: {v: "$node.e.output"}}
+  e: {use: p/e}
+)");
+  // d's `value` comes from no param and no node named so; e runs after the loop.
+  BOOST_TEST(errors(ds) ==
+             "flow.yaml:4:78: node 'd': required input 'value' of p/needs_value is not in "
+             "inputs:, not a param, and no upstream node is named so\n"
+             "flow.yaml:9:36: input 'v': node 'e' does not run before 'foreach_1' (add e >> "
+             "foreach_1)\n");
+}
+
+BOOST_AUTO_TEST_CASE(an_upstream_node_outside_the_body_fills_a_required_input) {
+  const auto ds = check(R"(flow:
+  defaults: {items: [1, 2]}
+  graph: "value: a >> foreach(over={{items}}) { n }"
+tasks:
+  a: {use: p/a}
+  n: {use: p/needs_value}
+)");
+  BOOST_TEST(errors(ds) == "");
+}
+
+BOOST_AUTO_TEST_CASE(check_reports_unbounded_until_and_a_switch_without_default) {
+  const auto ds = check(R"(flow: {graph: "until(cond={{done}}) { a } >> switch(on={{m}}) { x: b }"}
+tasks:
+  a: {use: p/a}
+  b: {use: p/b}
+)");
+  BOOST_TEST(errors(ds) ==
+             "flow.yaml:1:16: until has no max_iter: add max_iter=N so it cannot loop forever\n");
+  bool warned = false;
+  for (const auto& d : ds) warned = warned || d.message.find("switch has no default") == 0;
+  BOOST_TEST(warned);
+}
+
+BOOST_AUTO_TEST_CASE(mermaid_escapes_quotes_in_labels) {
+  const CompiledFlow flow =
+      compile(R"(flow: {name: sw, graph: "switch(on={{mode}}) { \"a\": x; default: y }"}
+tasks:
+  x: {use: p/x}
+  y: {use: p/y}
+)");
+  const std::string m = export_mermaid(flow);
+  BOOST_TEST(m == R"(flowchart LR
+  switch_1{"switch_1"}
+  subgraph switch_1_0_["switch_1: #quot;a#quot;"]
+  switch_1_0_x["x<br/>p/x"]
+  end
+  switch_1 -.-> switch_1_0_x
+  subgraph switch_1_1_["switch_1: default"]
+  switch_1_1_y["y<br/>p/y"]
+  end
+  switch_1 -.-> switch_1_1_y
+)");
+  // Every quoted label closes where it should: no '"' inside one.
+  std::istringstream lines(m);
+  for (std::string line; std::getline(lines, line);) {
+    BOOST_TEST_CONTEXT(line) {
+      BOOST_TEST(std::count(line.begin(), line.end(), '"') % 2 == 0);
+      const auto open = line.find("[\"");
+      if (open != std::string::npos) BOOST_TEST(line.find('"', open + 2) == line.size() - 2);
+    }
+  }
+  // dot escapes with backslashes.
+  BOOST_TEST(export_dot(flow).find("label=\"switch_1: \\\"a\\\"\"") != std::string::npos,
+             export_dot(flow));
+}
