@@ -257,7 +257,9 @@ void RunState::launch(Frame& f, std::uint32_t i) {
 
   auto a = std::make_shared<Attempt>();
   a->run = this;
-  a->ctx.info = plugins::CallInfo{id_, flow_name(), n.display, record(n).task, n.attempts};
+  // Views into storage that lives as long as the run: never into records_,
+  // which grows (and moves) while tasks run as loop iterations start.
+  a->ctx.info = plugins::CallInfo{id_, flow_name(), n.display, g.task->use, n.attempts};
   a->ctx.params = params_;
   a->ctx.cancelled = &a->cancelled;
   a->ctx.services = a.get();
