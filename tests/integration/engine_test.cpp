@@ -37,11 +37,12 @@ class Events : public trace::EventListener {
     std::string node;
     std::uint32_t attempt, max_attempts;
     std::string message;
+    double delay_ms;
   };
   void on_event(const trace::RunEvent& e) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    entries_.push_back(
-        {e.kind, std::string(e.node), e.attempt, e.max_attempts, std::string(e.message)});
+    entries_.push_back({e.kind, std::string(e.node), e.attempt, e.max_attempts,
+                        std::string(e.message), e.delay_ms});
   }
   std::vector<Entry> entries() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -237,9 +238,27 @@ tasks:
   BOOST_TEST(rec.attempts == 3u);
   BOOST_TEST(r.output("flaky").as_int() == 3);
   BOOST_TEST(events->count(trace::EventKind::NodeRetry, "flaky") == 2u);
+  std::vector<double> delays;
   for (const auto& e : events->entries()) {
-    if (e.kind == trace::EventKind::NodeRetry) BOOST_TEST(e.max_attempts == 3u);
+    if (e.kind != trace::EventKind::NodeRetry) continue;
+    BOOST_TEST(e.max_attempts == 3u);
+    delays.push_back(e.delay_ms);
   }
+  // Each retry event says the backoff it waits: 1 ms, then 1 x 2.
+  BOOST_TEST(delays == (std::vector<double>{1.0, 2.0}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(a_refused_artifact_says_why_through_the_sdk) {
+  Run r = run(R"(
+flow: {graph: w}
+tasks:
+  w: {use: "std/write_file", inputs: {name: "../escape.txt", content: "x"}}
+)",
+              {});
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r.tasks(), "w").error ==
+             "cannot save artifact '../escape.txt': artifact name '../escape.txt' must stay "
+             "inside the run's artifact directory");
 }
 
 BOOST_AUTO_TEST_CASE(retries_fail_after_the_limit) {
