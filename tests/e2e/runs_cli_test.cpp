@@ -11,6 +11,7 @@
 
 #include "child.hpp"
 #include "process.hpp"
+#include "sync.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -23,16 +24,6 @@ fs::path flow(const char* name) { return source_dir() / "tests/e2e/flows" / name
 
 bool has(const std::string& s, const std::string& needle) {
   return s.find(needle) != std::string::npos;
-}
-
-template <class F>
-bool eventually(F&& done, std::chrono::seconds limit = std::chrono::seconds(20)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return done();
 }
 
 struct RunsFixture {

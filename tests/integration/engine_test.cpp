@@ -13,12 +13,15 @@
 #include <mutex>
 
 #include "process.hpp"
+#include "sync.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace pyoco;
 using core::TaskState;
 using core::Value;
+using pyoco::testing::Gate;
+using pyoco::testing::Latch;
 
 namespace {
 
@@ -57,45 +60,6 @@ class Events : public trace::EventListener {
  private:
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;
-};
-
-// A gate tasks can wait on, with a deadline so a broken engine fails the
-// test instead of hanging it.
-class Gate {
- public:
-  void open() {
-    std::lock_guard<std::mutex> lock(m_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool wait(std::chrono::seconds limit = std::chrono::seconds(10)) {
-    std::unique_lock<std::mutex> lock(m_);
-    return cv_.wait_for(lock, limit, [&] { return open_; });
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-// Counts arrivals; wait_for(n) blocks until n have arrived (or the deadline).
-class Latch {
- public:
-  void arrive() {
-    std::lock_guard<std::mutex> lock(m_);
-    ++count_;
-    cv_.notify_all();
-  }
-  bool wait_for(int n) {
-    std::unique_lock<std::mutex> lock(m_);
-    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return count_ >= n; });
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  int count_ = 0;
 };
 
 Value echo_value(TaskCall&, const Value& in) { return in.find("value"); }

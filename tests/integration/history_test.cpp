@@ -17,12 +17,15 @@
 #include <mutex>
 
 #include "process.hpp"
+#include "sync.hpp"
 #include "temp_dir.hpp"
 
 using namespace pyoco;
 using namespace pyoco::store;
 using core::TaskState;
 using core::Value;
+using pyoco::testing::eventually;
+using pyoco::testing::Gate;
 using pyoco::testing::TempDir;
 
 namespace {
@@ -59,35 +62,6 @@ class CountingStore : public StateStore {
  private:
   std::shared_ptr<StateStore> inner_;
 };
-
-class Gate {
- public:
-  void open() {
-    std::lock_guard<std::mutex> lock(m_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool wait(std::chrono::seconds limit = std::chrono::seconds(20)) {
-    std::unique_lock<std::mutex> lock(m_);
-    return cv_.wait_for(lock, limit, [&] { return open_; });
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-// Waits for `done` with a deadline, checking every few milliseconds.
-template <class F>
-bool eventually(F&& done, std::chrono::seconds limit = std::chrono::seconds(20)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return done();
-}
 
 std::int64_t us(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();

@@ -1,6 +1,7 @@
 // `pyoco runs list | show | logs | cancel | artifacts`: the local run
 // history, read from $PYOCO_HOME/state.db (see docs/history.md).
 #include <pyoco/store/history.hpp>
+#include <pyoco/trace/sinks.hpp>
 
 #include <boost/json.hpp>
 
@@ -42,20 +43,6 @@ std::string local_time(Clock::time_point t, bool millis = false) {
   return s;
 }
 
-// UTC, ISO 8601 with microseconds: for machines.
-std::string iso_time(Clock::time_point t) {
-  if (unset(t)) return "";
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch());
-  const std::time_t secs = static_cast<std::time_t>(us.count() / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<long long>(us.count() % 1000000));
-  return buf;
-}
-
 std::string human_duration(double ms) {
   char buf[32];
   if (ms < 1000) {
@@ -88,18 +75,13 @@ std::string human_size(std::uint64_t bytes) {
   return buf;
 }
 
-const char* level_name(trace::LogLevel l) {
-  switch (l) {
-    case trace::LogLevel::Debug:
-      return "DEBUG";
-    case trace::LogLevel::Info:
-      return "INFO";
-    case trace::LogLevel::Warn:
-      return "WARN";
-    case trace::LogLevel::Error:
-      return "ERROR";
-  }
-  return "INFO";
+std::string utc_timestamp(Clock::time_point t) { return unset(t) ? "" : trace::utc_timestamp(t); }
+
+// Milliseconds to the microsecond, written as plain decimals (0.237, not
+// boost::json's 2.37172E-1): core's writer prints the shortest form.
+double ms(double v) { return std::round(v * 1000) / 1000; }
+void print_json(const json::value& v) {
+  std::cout << core::to_json_text(core::from_json(v)) << '\n';
 }
 
 json::value params_json(const std::string& text) {
@@ -115,9 +97,9 @@ json::object run_json(const store::RunRecord& r) {
       {"flow_file", r.flow_file},
       {"status", core::to_string(r.status)},
       {"reason", r.reason},
-      {"started", iso_time(r.started)},
-      {"ended", unset(r.ended) ? json::value(nullptr) : json::value(iso_time(r.ended))},
-      {"duration_ms", unset(r.ended) ? json::value(nullptr) : json::value(r.duration_ms)},
+      {"started", utc_timestamp(r.started)},
+      {"ended", unset(r.ended) ? json::value(nullptr) : json::value(utc_timestamp(r.ended))},
+      {"duration_ms", unset(r.ended) ? json::value(nullptr) : json::value(ms(r.duration_ms))},
       {"host", r.host},
       {"pid", r.pid},
       {"cancel_requested", r.cancel_requested},
@@ -141,9 +123,9 @@ json::object task_json(const TaskRecord& t) {
                       {"task", t.task},
                       {"state", core::to_string(t.state)},
                       {"attempts", t.attempts},
-                      {"started", iso_time(t.started)},
-                      {"ended", iso_time(t.ended)},
-                      {"duration_ms", t.duration_ms},
+                      {"started", utc_timestamp(t.started)},
+                      {"ended", utc_timestamp(t.ended)},
+                      {"duration_ms", ms(t.duration_ms)},
                       {"error", t.error},
                       {"output", t.output_summary},
                       {"artifacts", artifacts_json(t.artifacts)}};
@@ -193,7 +175,7 @@ int list_runs(const ListOptions& o) {
   if (o.json) {
     json::array out;
     for (const auto& r : runs) out.push_back(run_json(r));
-    std::cout << json::serialize(out) << '\n';
+    print_json(out);
     return kExitOk;
   }
   if (runs.empty()) {
@@ -228,7 +210,7 @@ int show_run(const ShowOptions& o) {
     json::array ts;
     for (const auto& t : tasks) ts.push_back(task_json(t));
     out["tasks"] = std::move(ts);
-    std::cout << json::serialize(out) << '\n';
+    print_json(out);
     return kExitOk;
   }
   std::cout << "run       " << r.id << '\n'
@@ -282,8 +264,8 @@ int run_logs(const LogsOptions& o) {
   std::size_t printed = 0;
   auto print = [&](const std::vector<store::LogEntry>& lines) {
     for (const auto& l : lines) {
-      std::cout << local_time(l.time, true) << ' ' << level_name(l.level) << ' ' << l.node << ": "
-                << l.message << '\n';
+      std::cout << local_time(l.time, true) << ' ' << trace::to_string(l.level) << ' ' << l.node
+                << ": " << l.message << '\n';
       filter.after = l.seq;
       ++printed;
     }
@@ -364,7 +346,7 @@ int list_artifacts(const ArtifactsOptions& o) {
         out.push_back(std::move(a));
       }
     }
-    std::cout << json::serialize(out) << '\n';
+    print_json(out);
     return kExitOk;
   }
   Table table({"NODE", "NAME", "SIZE", "MEDIA TYPE", "SHA256", "PATH"});

@@ -27,20 +27,6 @@ std::string ms(double v) {
   return buf;
 }
 
-const char* level_name(LogLevel l) {
-  switch (l) {
-    case LogLevel::Debug:
-      return "DEBUG";
-    case LogLevel::Info:
-      return "INFO";
-    case LogLevel::Warn:
-      return "WARN";
-    case LogLevel::Error:
-      return "ERROR";
-  }
-  return "INFO";
-}
-
 std::string cute(const RunEvent& e) {
   const std::string node(e.node), flow(e.flow), msg(e.message);
   switch (e.kind) {
@@ -97,7 +83,7 @@ std::string plain(const RunEvent& e) {
     case EventKind::NodeCancelled:
       return "WARN pyoco cancelled node=" + node;
     case EventKind::Log:
-      return std::string(level_name(e.level)) + " pyoco log node=" + node + " " + msg;
+      return std::string(to_string(e.level)) + " pyoco log node=" + node + " " + msg;
     case EventKind::RunCancelling:
       return "WARN pyoco cancel flow=" + flow;
     case EventKind::RunEnd: {
@@ -137,19 +123,6 @@ const char* kind_name(EventKind k) {
   return "?";
 }
 
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const auto us =
-      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<long long>(us % 1000000));
-  return buf;
-}
-
 // Milliseconds as a plain JSON decimal rounded to the microsecond (0.089,
 // 12.5, 3), never in exponent form as boost::json writes small doubles.
 std::string json_ms(double v) {
@@ -167,7 +140,7 @@ std::string json_line(const RunEvent& e) {
   // Millisecond fields are spliced in as text, in this place among the keys.
   std::vector<std::pair<std::string, std::string>> ms_fields;
   boost::json::object o;
-  o["ts"] = iso_time(e.time);
+  o["ts"] = utc_timestamp(e.time);
   o["event"] = kind_name(e.kind);
   o["run_id"] = e.run_id;
   o["flow"] = e.flow;
@@ -186,7 +159,7 @@ std::string json_line(const RunEvent& e) {
       ms_fields.emplace_back("delay_ms", json_ms(e.delay_ms));
       break;
     case EventKind::Log:
-      o["level"] = level_name(e.level);
+      o["level"] = to_string(e.level);
       break;
     case EventKind::RunEnd:
       o["status"] = to_string(e.status);
@@ -262,6 +235,33 @@ std::string format_event(TraceFormat format, const RunEvent& event) {
 std::shared_ptr<EventListener> make_trace_sink(TraceFormat format,
                                                std::shared_ptr<std::ostream> out) {
   return std::make_shared<BoostLogSink>(format, std::move(out));
+}
+
+const char* to_string(LogLevel l) {
+  switch (l) {
+    case LogLevel::Debug:
+      return "DEBUG";
+    case LogLevel::Info:
+      return "INFO";
+    case LogLevel::Warn:
+      return "WARN";
+    case LogLevel::Error:
+      return "ERROR";
+  }
+  return "INFO";
+}
+
+std::string utc_timestamp(std::chrono::system_clock::time_point t) {
+  const auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(us % 1000000));
+  return buf;
 }
 
 }  // namespace pyoco::trace

@@ -5,6 +5,7 @@
 
 #include <pyoco/trace/event.hpp>
 
+#include <chrono>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -13,6 +14,12 @@
 namespace pyoco::trace {
 
 enum class TraceFormat { Cute, Plain, Json };
+
+// "DEBUG", "INFO", "WARN", "ERROR".
+const char* to_string(LogLevel level);
+
+// UTC, ISO 8601 with microseconds: "2026-11-23T03:17:42.123456Z".
+std::string utc_timestamp(std::chrono::system_clock::time_point t);
 
 // The line for `event` without its newline; empty when the format shows
 // nothing for it.
