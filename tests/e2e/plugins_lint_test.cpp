@@ -151,6 +151,35 @@ BOOST_AUTO_TEST_CASE(missing_dependency_and_symbol_are_named) {
   BOOST_TEST(sym.out.find("pyoco_fixture_symbol_nobody_defines") != std::string::npos, sym.out);
 }
 
+BOOST_AUTO_TEST_CASE(manifest_findings_carry_the_line_of_their_key) {
+  struct Expect {
+    const char* fixture;
+    const char* rule;
+    std::int64_t line;  // in the fixture's plugin.toml
+  };
+  const Expect expected[] = {
+      {"pl002_bad_name", "PL002", 2},      // name =
+      {"pl003_bad_version", "PL003", 3},   // version =
+      {"pl004_manifest_abi", "PL004", 4},  // abi =
+      {"pl005_platform", "PL005", 14},     // arch = under [plugin.platform]
+      {"pl006_status", "PL006", 10},       // status =
+      {"pl007_metadata", "PL007", 1},      // missing keys: the [plugin] table
+      {"pl008_no_library", "PL008", 6},    // library =
+      {"pl017_sdk", "PL017", 1},           // sdk missing: the [plugin] table
+  };
+  for (const Expect& e : expected) {
+    BOOST_TEST_CONTEXT(e.fixture) {
+      const json::value report = json::parse(lint({e.fixture, "--json"}).out);
+      const auto& finding = report.at("plugins").at(0).at("findings").at(0);
+      BOOST_TEST(finding.at("rule").as_string() == e.rule);
+      BOOST_TEST(finding.at("line").to_number<std::int64_t>() == e.line);
+    }
+  }
+  const ProcessResult human = lint({"pl003_bad_version"});
+  BOOST_TEST(human.out.find("error   PL003 plugin.toml:3: version '1.0'") != std::string::npos,
+             human.out);
+}
+
 BOOST_AUTO_TEST_CASE(a_directory_of_plugins_lints_each_of_them) {
   const ProcessResult r = lint({".", "--json", "--timeout", "1"});
   const json::value report = json::parse(r.out);
