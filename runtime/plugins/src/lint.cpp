@@ -1,5 +1,6 @@
 #include <pyoco/core/subprocess.hpp>
 #include <pyoco/plugins/elf.hpp>
+#include <pyoco/plugins/elf_dynamic.hpp>
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
 
@@ -7,6 +8,7 @@
 #include <boost/dll/library_info.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -211,6 +213,9 @@ std::string demangle(const std::string& symbol) {
   return out == symbol ? symbol : symbol + " (" + out + ")";
 }
 
+// PL022 findings past this many become one "... and N more".
+constexpr std::size_t kMaxSymbolFindings = 20;
+
 // Rules that read the library file without running any of it.
 bool lint_library_file(const Manifest& m, Findings& f) {
   const fs::path lib = m.library_path();
@@ -248,7 +253,22 @@ bool lint_library_file(const Manifest& m, Findings& f) {
     f.add("PL020", lib, 0, std::string("cannot read its symbols: ") + e.what());
     return false;
   }
-  return true;
+  // Every missing library and symbol, where dlopen would name only the first.
+  const DependencyCheck deps = check_dependencies(lib, LibrarySearch::from_system());
+  for (const std::string& name : deps.missing_libraries) {
+    f.add("PL021", lib, 0, "needs " + name + ", which is not found on this machine");
+  }
+  const std::size_t shown = std::min(deps.missing_symbols.size(), kMaxSymbolFindings);
+  for (std::size_t i = 0; i < shown; ++i) {
+    f.add("PL022", lib, 0, "undefined symbol " + demangle(deps.missing_symbols[i]));
+  }
+  if (deps.missing_symbols.size() > shown) {
+    f.add("PL022", lib, 0,
+          "... and " + std::to_string(deps.missing_symbols.size() - shown) +
+              " more undefined symbols");
+  }
+  // Loading it would only fail on the first of them.
+  return deps.missing_libraries.empty() && deps.missing_symbols.empty();
 }
 
 std::string signal_name(int sig) {
@@ -364,6 +384,8 @@ std::string probe_plugin(const fs::path& dir) {
         add("PL029", msg);
         break;
       case LoadError::Reason::Open: {
+        // The parent has already named every missing library and symbol it
+        // could find in the ELF file; this names the first one it could not.
         // dlerror: "<dep>: cannot open shared object file: ..." names a
         // missing dependency; "...: undefined symbol: <name>" a missing symbol.
         const std::string undefined = "undefined symbol: ";
