@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <set>
 
 #include "process.hpp"
@@ -144,11 +145,80 @@ BOOST_AUTO_TEST_CASE(a_crash_and_a_hang_are_findings_and_the_linter_goes_on) {
   BOOST_TEST(r.out.find("3 plugins linted: 2 errors, 0 warnings") != std::string::npos, r.out);
 }
 
-BOOST_AUTO_TEST_CASE(missing_dependency_and_symbol_are_named) {
-  const ProcessResult dep = lint({"pl021_missing_dep"});
-  BOOST_TEST(dep.out.find("libpyoco_fixture_dep.so") != std::string::npos, dep.out);
-  const ProcessResult sym = lint({"pl022_undefined_symbol"});
-  BOOST_TEST(sym.out.find("pyoco_fixture_symbol_nobody_defines") != std::string::npos, sym.out);
+namespace {
+
+// The messages of one rule's findings, in order.
+std::vector<std::string> messages_of(const json::value& report, const std::string& rule) {
+  std::vector<std::string> out;
+  for (const auto& p : report.at("plugins").as_array()) {
+    for (const auto& f : p.at("findings").as_array()) {
+      if (f.at("rule").as_string() == rule) out.emplace_back(f.at("message").as_string());
+    }
+  }
+  return out;
+}
+
+bool any_names(const std::vector<std::string>& messages, const std::string& what) {
+  return std::any_of(messages.begin(), messages.end(),
+                     [&](const std::string& m) { return m.find(what) != std::string::npos; });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_missing_dependency_is_named) {
+  // The fixture needs two libraries that are nowhere the loader looks; the
+  // loader itself stops at the first.
+  const ProcessResult r = lint({"pl021_missing_dep", "--json"});
+  const auto messages = messages_of(json::parse(r.out), "PL021");
+  BOOST_TEST(messages.size() == 2u, r.out);
+  BOOST_TEST(any_names(messages, "needs libpyoco_fixture_dep.so,"), r.out);
+  BOOST_TEST(any_names(messages, "needs libpyoco_fixture_second_dep.so,"), r.out);
+  BOOST_TEST(r.exit_code == 1);
+}
+
+BOOST_AUTO_TEST_CASE(every_undefined_symbol_is_named_and_demangled) {
+  const ProcessResult r = lint({"pl022_undefined_symbol", "--json"});
+  const auto messages = messages_of(json::parse(r.out), "PL022");
+  BOOST_TEST(messages.size() == 2u, r.out);
+  BOOST_TEST(any_names(messages, "pyoco_fixture_symbol_nobody_defines"), r.out);
+  BOOST_TEST(any_names(messages, "pyoco_fixture::also_undefined(int)"), r.out);
+  BOOST_TEST(r.exit_code == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_dependency_found_through_origin_runpath_is_no_finding) {
+  // runpath_dep links the same hidden library, with RUNPATH $ORIGIN/../../hidden-deps.
+  const ProcessResult r = lint({"runpath_dep", "--strict"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("  ok\n") != std::string::npos, r.out);
+}
+
+BOOST_AUTO_TEST_CASE(manifest_findings_carry_the_line_of_their_key) {
+  struct Expect {
+    const char* fixture;
+    const char* rule;
+    std::int64_t line;  // in the fixture's plugin.toml
+  };
+  const Expect expected[] = {
+      {"pl002_bad_name", "PL002", 2},      // name =
+      {"pl003_bad_version", "PL003", 3},   // version =
+      {"pl004_manifest_abi", "PL004", 4},  // abi =
+      {"pl005_platform", "PL005", 14},     // arch = under [plugin.platform]
+      {"pl006_status", "PL006", 10},       // status =
+      {"pl007_metadata", "PL007", 1},      // missing keys: the [plugin] table
+      {"pl008_no_library", "PL008", 6},    // library =
+      {"pl017_sdk", "PL017", 1},           // sdk missing: the [plugin] table
+  };
+  for (const Expect& e : expected) {
+    BOOST_TEST_CONTEXT(e.fixture) {
+      const json::value report = json::parse(lint({e.fixture, "--json"}).out);
+      const auto& finding = report.at("plugins").at(0).at("findings").at(0);
+      BOOST_TEST(finding.at("rule").as_string() == e.rule);
+      BOOST_TEST(finding.at("line").to_number<std::int64_t>() == e.line);
+    }
+  }
+  const ProcessResult human = lint({"pl003_bad_version"});
+  BOOST_TEST(human.out.find("error   PL003 plugin.toml:3: version '1.0'") != std::string::npos,
+             human.out);
 }
 
 BOOST_AUTO_TEST_CASE(a_directory_of_plugins_lints_each_of_them) {

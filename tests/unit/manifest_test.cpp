@@ -82,6 +82,17 @@ BOOST_AUTO_TEST_CASE(reads_every_field) {
   BOOST_TEST(m.tasks[0].outputs[0].name == "ok");
 }
 
+BOOST_AUTO_TEST_CASE(knows_the_line_of_each_plugin_key) {
+  TempDir dir;
+  const Manifest m = read_manifest(write_plugin(dir, "acme", kGood));
+  BOOST_TEST(m.line_of("name") == 2u);
+  BOOST_TEST(m.line_of("version") == 3u);
+  BOOST_TEST(m.line_of("status") == 9u);
+  BOOST_TEST(m.line_of("platform.arch") == 13u);
+  // A key that is absent: the [plugin] table's line.
+  BOOST_TEST(m.line_of("license") == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(errors_name_file_line_and_key) {
   struct Case {
     std::string toml;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <regex>
+#include <sstream>
 
 #include "tasks.hpp"
 
@@ -35,6 +36,12 @@ Url parse_url(const std::string& url) {
   return Url{host, m[2].matched ? std::string(m[2]) : "80", m[3].matched ? std::string(m[3]) : "/"};
 }
 
+std::string format_seconds(double s) {
+  std::ostringstream out;
+  out << s;
+  return out.str();
+}
+
 struct HttpGet : pyoco::Task {
   static constexpr const char* name = "http_get";
   static constexpr const char* summary = "Fetches a URL over plain HTTP and returns the response";
@@ -50,35 +57,73 @@ struct HttpGet : pyoco::Task {
       {"body", "string", false, "the response body"},
       {"content_type", "string", false, "the Content-Type header"}};
 
-  Value run(Context&, const Inputs& in) override {
+  Value run(Context& ctx, const Inputs& in) override {
     const std::string url = in.require<std::string>("url");
     const Url u = parse_url(url);
     const double timeout = in.get<double>("timeout_sec", 30.0);
+    if (!(timeout > 0)) throw pyoco::Error("input 'timeout_sec' must be positive");
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                             std::chrono::duration<double>(timeout));
 
+    // Asynchronous steps on a private io_context, run in short slices: the
+    // stream's expiry only bounds asynchronous operations, and between
+    // slices the task sees cancellation.
     asio::io_context io;
     asio::ip::tcp::resolver resolver(io);
     beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::milliseconds(static_cast<long>(timeout * 1000)));
-    beast::error_code ec;
-    const auto endpoints = resolver.resolve(u.host, u.port, ec);
-    if (ec) throw pyoco::Error("cannot resolve " + u.host + ": " + ec.message());
-    stream.connect(endpoints, ec);
-    if (ec) throw pyoco::Error("cannot connect to " + u.host + ":" + u.port + ": " + ec.message());
-
+    beast::flat_buffer buffer;
     http::request<http::empty_body> req{http::verb::get, u.target, 11};
     req.set(http::field::host, u.host);
     req.set(http::field::user_agent, "pyoco-std/" PYOCO_VERSION_STRING);
-    http::write(stream, req, ec);
-    if (ec) throw pyoco::Error("GET " + url + ": " + ec.message());
-    beast::flat_buffer buffer;
     http::response<http::string_body> res;
-    http::read(stream, buffer, res, ec);
-    if (ec) throw pyoco::Error("GET " + url + ": " + ec.message());
+    std::string failure;  // from the step that failed
+    auto why = [&](const beast::error_code& ec) {
+      return ec == beast::error::timeout || ec == asio::error::operation_aborted
+                 ? "no answer within " + format_seconds(timeout) + " s (timeout_sec)"
+                 : ec.message();
+    };
+    resolver.async_resolve(u.host, u.port, [&](beast::error_code ec, auto endpoints) {
+      if (ec) {
+        failure = "cannot resolve " + u.host + ": " + why(ec);
+        return;
+      }
+      stream.expires_at(deadline);
+      stream.async_connect(endpoints, [&](beast::error_code ec, const auto&) {
+        if (ec) {
+          failure = "cannot connect to " + u.host + ":" + u.port + ": " + why(ec);
+          return;
+        }
+        http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+          if (ec) {
+            failure = "GET " + url + ": " + why(ec);
+            return;
+          }
+          http::async_read(stream, buffer, res, [&](beast::error_code ec, std::size_t) {
+            if (ec) failure = "GET " + url + ": " + why(ec);
+          });
+        });
+      });
+    });
+    bool cancelled = false, expired = false;
+    while (!io.stopped()) {
+      io.run_for(std::chrono::milliseconds(20));
+      if (!cancelled && ctx.is_cancelled()) cancelled = true;
+      if (!expired && clock::now() >= deadline) expired = true;  // the resolver has no expiry
+      if (cancelled || expired) {
+        resolver.cancel();
+        stream.cancel();
+      }
+    }
+    if (cancelled) throw pyoco::Error("cancelled while fetching " + url);
+    if (!failure.empty()) throw pyoco::Error(failure);
+    beast::error_code ec;
     stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
 
     const int status = static_cast<int>(res.result_int());
     if (status >= 400 && in.get<bool>("check", true)) {
-      throw pyoco::Error("GET " + url + " returned " + std::to_string(status));
+      throw pyoco::Error("GET " + url + " returned " + std::to_string(status) +
+                         (res.reason().empty() ? "" : " " + std::string(res.reason())));
     }
     return {{"status", status},
             {"body", res.body()},

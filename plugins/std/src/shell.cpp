@@ -2,6 +2,7 @@
 // when the run is cancelled or the task's deadline passes.
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -10,6 +11,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <string_view>
 
 #include "tasks.hpp"
 
@@ -46,6 +49,30 @@ class Pipe {
   int fd_[2] = {-1, -1};
 };
 
+// How long a cancelled command has between SIGTERM and SIGKILL.
+constexpr std::chrono::seconds kTermGrace{2};
+
+// write() to a pipe whose reader has gone raises SIGPIPE, whose default
+// action would end the whole host process (a command that exits without
+// reading its stdin). Block it in this thread for the write and swallow one
+// that became pending, so the write fails with EPIPE instead.
+ssize_t write_without_sigpipe(int fd, const char* data, std::size_t size) {
+  sigset_t pipe_only, previous;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &previous);
+  const ssize_t n = ::write(fd, data, size);
+  const int saved = errno;
+  if (n < 0 && saved == EPIPE && sigismember(&previous, SIGPIPE) == 0) {
+    const timespec now{0, 0};
+    while (sigtimedwait(&pipe_only, nullptr, &now) == -1 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  errno = saved;
+  return n;
+}
+
 struct Shell : pyoco::Task {
   static constexpr const char* name = "shell";
   static constexpr const char* summary = "Runs a command and captures exit code, stdout, stderr";
@@ -74,11 +101,20 @@ struct Shell : pyoco::Task {
       throw pyoco::Error("give input 'command' (a string) or 'argv' (a non-empty array)");
     }
 
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+    // A variable given in `env` replaces the inherited one: getenv() returns
+    // the first match, so appending a duplicate would not override it.
+    std::map<std::string, std::string> overrides;
     for (auto [key, value] : in["env"].members()) {
-      env_strings.push_back(std::string(key) + "=" + value.as<std::string>());
+      overrides[std::string(key)] = value.as<std::string>();
     }
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string_view entry(*e);
+      if (overrides.count(std::string(entry.substr(0, entry.find('=')))) == 0) {
+        env_strings.emplace_back(entry);
+      }
+    }
+    for (const auto& [key, value] : overrides) env_strings.push_back(key + "=" + value);
 
     Pipe out, err, input;
     posix_spawn_file_actions_t actions;
@@ -116,12 +152,24 @@ struct Shell : pyoco::Task {
     pollfd fds[3] = {{out.read_end(), POLLIN, 0},
                      {err.read_end(), POLLIN, 0},
                      {stdin_data.empty() ? -1 : input.write_end(), POLLOUT, 0}};
+    // Cancelled: SIGTERM to the command's process group, SIGKILL if it is
+    // still there after the grace period (it may ignore SIGTERM).
     bool cancelled = false;
-    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+    bool killed = false;
+    std::chrono::steady_clock::time_point grace;
+    auto stop_if_cancelled = [&] {
       if (!cancelled && ctx.is_cancelled()) {
         cancelled = true;
         kill(-pid, SIGTERM);
+        grace = std::chrono::steady_clock::now() + kTermGrace;
       }
+      if (cancelled && !killed && std::chrono::steady_clock::now() > grace) {
+        killed = true;
+        kill(-pid, SIGKILL);
+      }
+    };
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+      stop_if_cancelled();
       const int ready = poll(fds, 3, 50);
       if (ready < 0 && errno != EINTR) break;
       for (int i = 0; i < 2; ++i) {
@@ -135,21 +183,24 @@ struct Shell : pyoco::Task {
         }
       }
       if (fds[2].fd >= 0 && fds[2].revents != 0) {
-        const ssize_t n =
-            ::write(fds[2].fd, stdin_data.data() + written, stdin_data.size() - written);
+        const ssize_t n = write_without_sigpipe(fds[2].fd, stdin_data.data() + written,
+                                                stdin_data.size() - written);
         if (n > 0) written += static_cast<std::size_t>(n);
-        if (n < 0 || written == stdin_data.size()) {
+        const bool retry = n < 0 && (errno == EAGAIN || errno == EINTR);
+        if ((n < 0 && !retry) || written == stdin_data.size()) {
           input.close_write();
           fds[2].fd = -1;
         }
       }
     }
 
+    // The pipes are closed, but the command may live on without them: keep
+    // honouring cancellation until it is reaped.
     int status = 0;
-    const auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (waitpid(pid, &status, cancelled ? WNOHANG : 0) == 0) {
-      if (std::chrono::steady_clock::now() > grace) kill(-pid, SIGKILL);
-      poll(nullptr, 0, 20);
+    for (pid_t w = 0; (w = waitpid(pid, &status, WNOHANG)) <= 0;) {
+      if (w < 0 && errno != EINTR) break;
+      stop_if_cancelled();
+      poll(nullptr, 0, 5);
     }
     if (cancelled) throw pyoco::Error("cancelled: the command was terminated");
     const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -1,5 +1,6 @@
 #include <pyoco/core/subprocess.hpp>
 #include <pyoco/plugins/elf.hpp>
+#include <pyoco/plugins/elf_dynamic.hpp>
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
 
@@ -7,6 +8,7 @@
 #include <boost/dll/library_info.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -116,25 +118,28 @@ class Findings {
 void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
   const fs::path& file = m.file;
   if (!is_valid_name(m.name)) {
-    f.add("PL002", file, 0, "plugin name '" + m.name + "' is not [a-z][a-z0-9_]*");
+    f.add("PL002", file, m.line_of("name"), "plugin name '" + m.name + "' is not [a-z][a-z0-9_]*");
   }
   if (!is_semver(m.version)) {
-    f.add("PL003", file, 0, "version '" + m.version + "' is not MAJOR.MINOR.PATCH");
+    f.add("PL003", file, m.line_of("version"),
+          "version '" + m.version + "' is not MAJOR.MINOR.PATCH");
   }
   const AbiVersion host = host_abi_version();
   if (m.abi != std::int64_t(host.major)) {
-    f.add("PL004", file, 0,
+    f.add("PL004", file, m.line_of("abi"),
           "abi = " + std::to_string(m.abi) + ", this runtime speaks ABI " + to_string(host));
   }
   if ((!m.platform_os.empty() && m.platform_os != host_os()) ||
       (!m.platform_arch.empty() && m.platform_arch != host_arch())) {
-    f.add("PL005", file, 0,
+    const bool os_differs = !m.platform_os.empty() && m.platform_os != host_os();
+    f.add("PL005", file, m.line_of(os_differs ? "platform.os" : "platform.arch"),
           "platform " + m.platform_os + "/" + m.platform_arch + ", this machine is " + host_os() +
               "/" + host_arch());
   }
   if (!m.status.empty() && m.status != "stable" && m.status != "beta" &&
       m.status != "experimental") {
-    f.add("PL006", file, 0, "status '" + m.status + "' is not stable, beta or experimental");
+    f.add("PL006", file, m.line_of("status"),
+          "status '" + m.status + "' is not stable, beta or experimental");
   }
   std::vector<std::string> missing;
   if (m.summary.empty()) missing.push_back("summary");
@@ -143,10 +148,10 @@ void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
   if (!missing.empty()) {
     std::string list;
     for (const auto& k : missing) list += (list.empty() ? "" : ", ") + k;
-    f.add("PL007", file, 0, "[plugin] lacks " + list);
+    f.add("PL007", file, m.line_of("plugin"), "[plugin] lacks " + list);
   }
   if (m.sdk.empty() || !is_semver(m.sdk)) {
-    f.add("PL017", file, 0,
+    f.add("PL017", file, m.line_of("sdk"),
           m.sdk.empty() ? "[plugin] sdk is missing" : "sdk '" + m.sdk + "' is not a version");
   }
 
@@ -182,7 +187,7 @@ void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
       // Only the later one is shadowed; tell the shadowed plugin.
       const auto* winner = catalog.find_plugin(m.name);
       if (winner != nullptr && fs::weakly_canonical(winner->manifest.dir) != self) {
-        f.add("PL016", file, 0,
+        f.add("PL016", file, m.line_of("name"),
               "plugin '" + m.name + "' at " + winner->manifest.dir.string() +
                   " comes first on the search path");
       }
@@ -208,11 +213,15 @@ std::string demangle(const std::string& symbol) {
   return out == symbol ? symbol : symbol + " (" + out + ")";
 }
 
+// PL022 findings past this many become one "... and N more".
+constexpr std::size_t kMaxSymbolFindings = 20;
+
 // Rules that read the library file without running any of it.
 bool lint_library_file(const Manifest& m, Findings& f) {
   const fs::path lib = m.library_path();
   if (!fs::is_regular_file(lib)) {
-    f.add("PL008", m.file, 0, "library " + m.library + " is not in " + m.dir.string());
+    f.add("PL008", m.file, m.line_of("library"),
+          "library " + m.library + " is not in " + m.dir.string());
     return false;
   }
   const auto platform = read_binary_platform(lib);
@@ -244,7 +253,22 @@ bool lint_library_file(const Manifest& m, Findings& f) {
     f.add("PL020", lib, 0, std::string("cannot read its symbols: ") + e.what());
     return false;
   }
-  return true;
+  // Every missing library and symbol, where dlopen would name only the first.
+  const DependencyCheck deps = check_dependencies(lib, LibrarySearch::from_system());
+  for (const std::string& name : deps.missing_libraries) {
+    f.add("PL021", lib, 0, "needs " + name + ", which is not found on this machine");
+  }
+  const std::size_t shown = std::min(deps.missing_symbols.size(), kMaxSymbolFindings);
+  for (std::size_t i = 0; i < shown; ++i) {
+    f.add("PL022", lib, 0, "undefined symbol " + demangle(deps.missing_symbols[i]));
+  }
+  if (deps.missing_symbols.size() > shown) {
+    f.add("PL022", lib, 0,
+          "... and " + std::to_string(deps.missing_symbols.size() - shown) +
+              " more undefined symbols");
+  }
+  // Loading it would only fail on the first of them.
+  return deps.missing_libraries.empty() && deps.missing_symbols.empty();
 }
 
 std::string signal_name(int sig) {
@@ -360,6 +384,8 @@ std::string probe_plugin(const fs::path& dir) {
         add("PL029", msg);
         break;
       case LoadError::Reason::Open: {
+        // The parent has already named every missing library and symbol it
+        // could find in the ELF file; this names the first one it could not.
         // dlerror: "<dep>: cannot open shared object file: ..." names a
         // missing dependency; "...: undefined symbol: <name>" a missing symbol.
         const std::string undefined = "undefined symbol: ";

@@ -129,6 +129,8 @@ Manifest read_manifest(const std::filesystem::path& dir_or_file) {
   r.only_keys(*plugin, p,
               {"name", "version", "abi", "sdk", "library", "summary", "description", "authors",
                "license", "homepage", "status", "platform"});
+  m.key_lines["plugin"] = pl;
+  for (auto&& [k, v] : *plugin) m.key_lines[std::string(k.str())] = line_of(v);
   m.name = r.string(*plugin, p, "name", true, pl);
   m.version = r.string(*plugin, p, "version", true, pl);
   if (const toml::node* abi = plugin->get("abi")) {
@@ -152,6 +154,7 @@ Manifest read_manifest(const std::filesystem::path& dir_or_file) {
   if (const toml::node* platform = plugin->get("platform")) {
     const toml::table* t = platform->as_table();
     if (t == nullptr) r.fail(line_of(*platform), "[plugin.platform]", "expected a table");
+    for (auto&& [k, v] : *t) m.key_lines["platform." + std::string(k.str())] = line_of(v);
     const std::string pp = "[plugin.platform] ";
     r.only_keys(*t, pp, {"os", "arch"});
     m.platform_os = r.string(*t, pp, "os", false, line_of(*t));
@@ -179,6 +182,12 @@ Manifest read_manifest(const std::filesystem::path& dir_or_file) {
     }
   }
   return m;
+}
+
+std::uint32_t Manifest::line_of(std::string_view key) const {
+  if (auto it = key_lines.find(key); it != key_lines.end()) return it->second;
+  if (auto it = key_lines.find("plugin"); it != key_lines.end()) return it->second;
+  return 0;
 }
 
 bool is_known_io_type(const std::string& type) {

@@ -1,7 +1,8 @@
 // `pyoco plugins lint`: numbered rules a plugin is checked against.
 //
 // Manifest rules read plugin.toml. Library rules inspect the library file
-// without running it (exports, platform) and then load it in a child
+// without running it (exports, platform, dependencies and undefined
+// symbols, from its ELF dynamic section) and then load it in a child
 // process, so a plugin that crashes or hangs while loading becomes a
 // finding instead of taking the linter down.
 #pragma once

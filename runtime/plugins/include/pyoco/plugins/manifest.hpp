@@ -3,9 +3,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pyoco::plugins {
@@ -45,8 +47,13 @@ struct Manifest {
   std::string platform_os;
   std::string platform_arch;
   std::vector<TaskManifest> tasks;
+  // Where each [plugin] key is written: "name", "abi", "platform.os", ...;
+  // "plugin" is the [plugin] table itself.
+  std::map<std::string, std::uint32_t, std::less<>> key_lines;
 
   std::filesystem::path library_path() const { return dir / library; }
+  // The line of a [plugin] key, else of the [plugin] table (0 when unknown).
+  std::uint32_t line_of(std::string_view key) const;
 };
 
 // A manifest that cannot be used: its message names the file, the line and

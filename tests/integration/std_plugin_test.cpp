@@ -1,0 +1,392 @@
+// The std plugin's shell, file and http_get tasks, loaded as a real plugin
+// through the engine and run from flow YAML. http_get talks to a Beast
+// server the test runs on 127.0.0.1; shell runs real commands. Waits are on
+// conditions with deadlines, never sleeps.
+#include <pyoco/core/flow_file.hpp>
+#include <pyoco/engine/engine.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <cerrno>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using namespace pyoco;
+using core::TaskState;
+using core::Value;
+
+namespace {
+
+// How long a test waits for something that should happen at once before it
+// gives up and fails (instead of hanging).
+constexpr std::chrono::seconds kDeadline{20};
+
+std::shared_ptr<const core::CompiledFlow> compile(const std::string& yaml) {
+  auto spec = std::make_shared<const core::FlowSpec>(core::parse_flow_text(yaml, "test.yaml"));
+  return std::make_shared<const core::CompiledFlow>(core::compile_flow(spec));
+}
+
+// A JSON string literal, which is also a YAML flow scalar.
+std::string quoted(const std::string& s) { return boost::json::serialize(boost::json::value(s)); }
+
+struct StdPlugin {
+  Engine engine{EngineOptions{4, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  pyoco::testing::TempDir dir;
+
+  Run start(const std::string& yaml) {
+    RunOptions o;
+    o.params = core::from_json(boost::json::parse("{}"));
+    o.artifact_dir = dir.path() / "artifacts";
+    return engine.start(compile(yaml), std::move(o));
+  }
+
+  Run run(const std::string& yaml) {
+    Run r = start(yaml);
+    BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "the run did not finish");
+    return r;
+  }
+
+  // A flow of one task `t` using std/<task> with these inputs (a YAML mapping).
+  Run run_task(const std::string& task, const std::string& inputs) {
+    return run("flow: {graph: t}\ntasks:\n  t: {use: \"std/" + task + "\", inputs: " + inputs +
+               "}\n");
+  }
+
+  static TaskRecord record(const Run& r, const std::string& node) {
+    for (const auto& t : r.tasks()) {
+      if (t.node == node) return t;
+    }
+    BOOST_FAIL("no record for " << node);
+    return {};
+  }
+};
+
+// ---- a tiny HTTP server ----
+
+// Serves GET /hello (200, text/plain), holds GET /silent open without an
+// answer, and answers anything else 404. Listens before the constructor
+// returns, so it is ready as soon as port() can be read.
+class TestHttpServer {
+ public:
+  TestHttpServer() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    port_ = acceptor_.local_endpoint().port();
+    accept();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~TestHttpServer() {
+    io_.stop();
+    thread_.join();
+  }
+  TestHttpServer(const TestHttpServer&) = delete;
+  TestHttpServer& operator=(const TestHttpServer&) = delete;
+
+  std::string url(const std::string& target) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + target;
+  }
+
+  // Until a request for /silent has arrived (false at the deadline).
+  bool wait_for_silent_request() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return silent_cv_.wait_for(lock, kDeadline, [&] { return silent_requests_ > 0; });
+  }
+
+ private:
+  struct Session {
+    explicit Session(asio::ip::tcp::socket s) : stream(std::move(s)) {}
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    http::request<http::string_body> request;
+    http::response<http::string_body> response;
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](beast::error_code ec, asio::ip::tcp::socket socket) {
+      if (ec) return;
+      auto s = std::make_shared<Session>(std::move(socket));
+      http::async_read(s->stream, s->buffer, s->request,
+                       [this, s](beast::error_code ec, std::size_t) {
+                         if (!ec) answer(s);
+                       });
+      accept();
+    });
+  }
+
+  void answer(const std::shared_ptr<Session>& s) {
+    if (s->request.target() == "/silent") {
+      std::lock_guard<std::mutex> lock(mutex_);
+      held_.push_back(s);  // open, unanswered, until the server stops
+      ++silent_requests_;
+      silent_cv_.notify_all();
+      return;
+    }
+    const bool hello = s->request.target() == "/hello";
+    s->response.version(11);
+    s->response.result(hello ? http::status::ok : http::status::not_found);
+    s->response.set(http::field::content_type, "text/plain");
+    s->response.body() = hello ? "hello from beast" : "no such page";
+    s->response.prepare_payload();
+    http::async_write(s->stream, s->response, [s](beast::error_code, std::size_t) {
+      beast::error_code ignored;
+      s->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    });
+  }
+
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  unsigned short port_ = 0;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable silent_cv_;
+  int silent_requests_ = 0;
+  std::vector<std::shared_ptr<Session>> held_;
+};
+
+// A loopback port nothing listens on: bound by the system, then released.
+unsigned short closed_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+// ---- shell helpers ----
+
+// A FIFO a command writes its pid into (`echo $$ > FIFO`): read() returns
+// once it has, so the test knows the command is running.
+class PidFifo {
+ public:
+  explicit PidFifo(const fs::path& dir) : path_(dir / "pid.fifo") {
+    BOOST_TEST_REQUIRE(mkfifo(path_.c_str(), 0600) == 0);
+    // Non-blocking, so opening does not wait for the writer.
+    fd_ = open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    BOOST_TEST_REQUIRE(fd_ >= 0);
+  }
+  ~PidFifo() { close(fd_); }
+  PidFifo(const PidFifo&) = delete;
+  PidFifo& operator=(const PidFifo&) = delete;
+
+  const fs::path& path() const { return path_; }
+
+  std::optional<pid_t> read() {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(kDeadline.count() * 1000)) != 1) return std::nullopt;
+    char buf[32] = {};
+    const ssize_t n = ::read(fd_, buf, sizeof buf - 1);
+    if (n <= 0) return std::nullopt;
+    return static_cast<pid_t>(std::stol(buf));
+  }
+
+ private:
+  fs::path path_;
+  int fd_ = -1;
+};
+
+bool process_gone(pid_t pid) { return kill(pid, 0) == -1 && errno == ESRCH; }
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(std_plugin, StdPlugin)
+
+// ---- http_get ----
+
+BOOST_AUTO_TEST_CASE(http_get_returns_status_body_and_content_type) {
+  TestHttpServer server;
+  Run r = run_task("http_get", "{url: " + quoted(server.url("/hello")) + "}");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+  const Value out = r.output("t");
+  BOOST_TEST(out.find("status").as_int() == 200);
+  BOOST_TEST(out.find("body").as_string() == "hello from beast");
+  BOOST_TEST(out.find("content_type").as_string() == "text/plain");
+}
+
+BOOST_AUTO_TEST_CASE(http_get_fails_on_404_naming_the_status) {
+  TestHttpServer server;
+  const std::string url = server.url("/nowhere");
+  Run r = run_task("http_get", "{url: " + quoted(url) + "}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  const TaskRecord t = record(r, "t");
+  BOOST_TEST((t.state == TaskState::Failed));
+  BOOST_TEST(t.error == "GET " + url + " returned 404 Not Found");
+}
+
+BOOST_AUTO_TEST_CASE(http_get_with_check_false_returns_the_404) {
+  TestHttpServer server;
+  Run r = run_task("http_get", "{url: " + quoted(server.url("/nowhere")) + ", check: false}");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+  BOOST_TEST(r.output("t").find("status").as_int() == 404);
+  BOOST_TEST(r.output("t").find("body").as_string() == "no such page");
+}
+
+BOOST_AUTO_TEST_CASE(http_get_connection_refused_is_a_clear_error) {
+  const unsigned short port = closed_port();
+  Run r = run_task("http_get",
+                   "{url: " + quoted("http://127.0.0.1:" + std::to_string(port) + "/") + "}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  const std::string error = record(r, "t").error;
+  BOOST_TEST(error.find("cannot connect to 127.0.0.1:" + std::to_string(port) + ": ") == 0u, error);
+  BOOST_TEST(error.find("refused") != std::string::npos, error);
+}
+
+BOOST_AUTO_TEST_CASE(http_get_gives_up_at_its_timeout) {
+  // The server takes the request and never answers: only timeout_sec ends it.
+  TestHttpServer server;
+  Run r = run_task("http_get", "{url: " + quoted(server.url("/silent")) + ", timeout_sec: 0.5}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  const std::string error = record(r, "t").error;
+  const std::string expected = ": no answer within 0.5 s (timeout_sec)";
+  BOOST_TEST(error.size() > expected.size(), error);
+  BOOST_TEST(error.substr(error.size() - std::min(error.size(), expected.size())) == expected,
+             error);
+}
+
+BOOST_AUTO_TEST_CASE(http_get_is_cancellable_while_waiting_for_an_answer) {
+  TestHttpServer server;
+  Run r = start("flow: {graph: t}\ntasks:\n  t: {use: \"std/http_get\", inputs: {url: " +
+                quoted(server.url("/silent")) + "}}\n");
+  BOOST_TEST_REQUIRE(server.wait_for_silent_request());
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "cancel did not stop http_get");
+  BOOST_TEST((r.status() == core::RunStatus::Cancelled));
+  BOOST_TEST((record(r, "t").state == TaskState::Cancelled));
+}
+
+// ---- shell ----
+
+BOOST_AUTO_TEST_CASE(shell_captures_exit_code_stdout_and_stderr) {
+  Run r = run_task("shell", "{command: 'echo out; echo err >&2'}");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+  const Value out = r.output("t");
+  BOOST_TEST(out.find("exit_code").as_int() == 0);
+  BOOST_TEST(out.find("stdout").as_string() == "out\n");
+  BOOST_TEST(out.find("stderr").as_string() == "err\n");
+}
+
+BOOST_AUTO_TEST_CASE(shell_non_zero_exit_with_check_false_succeeds_and_reports_it) {
+  Run r = run_task("shell", "{command: 'echo partial; exit 3', check: false}");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+  BOOST_TEST(r.output("t").find("exit_code").as_int() == 3);
+  BOOST_TEST(r.output("t").find("stdout").as_string() == "partial\n");
+}
+
+BOOST_AUTO_TEST_CASE(shell_non_zero_exit_with_check_fails_naming_the_code) {
+  Run r = run_task("shell", "{command: 'echo disk full >&2; exit 4', check: true}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r, "t").error == "command exited 4: disk full");
+  // check defaults to true
+  Run d = run_task("shell", "{command: 'exit 5'}");
+  BOOST_TEST(record(d, "t").error == "command exited 5");
+}
+
+BOOST_AUTO_TEST_CASE(shell_feeds_stdin) {
+  Run r = run_task("shell", "{command: 'tr a-z A-Z', stdin: \"hello\\nworld\\n\"}");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+  BOOST_TEST(r.output("t").find("stdout").as_string() == "HELLO\nWORLD\n");
+}
+
+BOOST_AUTO_TEST_CASE(shell_stdin_the_command_never_reads_is_no_crash) {
+  // More than a pipe holds, to a command that exits without reading: the
+  // write fails (EPIPE), which must not raise SIGPIPE in the host.
+  const std::string big(4 << 20, 'x');
+  Run r = run_task("shell", "{command: 'exit 0', stdin: " + quoted(big) + "}");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+  BOOST_TEST(r.output("t").find("exit_code").as_int() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(shell_env_adds_and_overrides_variables) {
+  // argv runs the program without a shell: it sees the environment exactly.
+  Run r = run_task("shell",
+                   "{argv: [printenv, PYOCO_STD_TEST, HOME], "
+                   "env: {PYOCO_STD_TEST: added, HOME: /overridden}}");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+  BOOST_TEST(r.output("t").find("stdout").as_string() == "added\n/overridden\n");
+}
+
+BOOST_AUTO_TEST_CASE(shell_runs_in_cwd) {
+  const fs::path work = dir.path() / "work dir";
+  fs::create_directories(work);
+  Run r = run_task("shell", "{command: pwd, cwd: " + quoted(work.string()) + "}");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+  BOOST_TEST(r.output("t").find("stdout").as_string() == fs::canonical(work).string() + "\n");
+}
+
+BOOST_AUTO_TEST_CASE(shell_cancel_terminates_the_command) {
+  PidFifo fifo(dir.path());
+  Run r = start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +
+                quoted("echo $$ > '" + fifo.path().string() + "'; exec sleep 600") + "}}\n");
+  const std::optional<pid_t> pid = fifo.read();
+  BOOST_TEST_REQUIRE(pid.has_value(), "the command never started");
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "cancel did not stop the command");
+  BOOST_TEST((r.status() == core::RunStatus::Cancelled));
+  BOOST_TEST((record(r, "t").state == TaskState::Cancelled));
+  BOOST_TEST(process_gone(*pid));  // terminated and reaped
+}
+
+BOOST_AUTO_TEST_CASE(shell_cancel_kills_a_command_that_ignores_sigterm) {
+  PidFifo fifo(dir.path());
+  Run r = start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +
+                quoted("trap '' TERM; echo $$ > '" + fifo.path().string() + "'; exec sleep 600") +
+                "}}\n");
+  const std::optional<pid_t> pid = fifo.read();
+  BOOST_TEST_REQUIRE(pid.has_value(), "the command never started");
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "cancel did not stop the command");
+  BOOST_TEST((r.status() == core::RunStatus::Cancelled));
+  BOOST_TEST(process_gone(*pid));
+}
+
+// ---- write_file / read_file ----
+
+BOOST_AUTO_TEST_CASE(write_file_then_read_file_round_trips_through_artifacts) {
+  Run r = run(R"(
+flow: {graph: "save >> load >> save_json >> load_json >> load_bytes"}
+tasks:
+  save: {use: "std/write_file", inputs: {name: "notes/hello.txt", content: "héllo\nworld\n"}}
+  load: {use: "std/read_file", inputs: {path: "$node.save.output"}}
+  save_json: {use: "std/write_file", inputs: {name: "data.json", content: {n: 1, list: [true, null]}}}
+  load_json: {use: "std/read_file", inputs: {path: "$node.save_json.output"}}
+  load_bytes: {use: "std/read_file", inputs: {path: "$node.save.output", as: bytes}}
+)");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  const fs::path written = dir.path() / "artifacts" / r.id() / "notes/hello.txt";
+  BOOST_TEST(r.output("save").as_string() == written.string());
+  BOOST_TEST(r.output("load").as_string() == "héllo\nworld\n");
+  BOOST_TEST(r.output("load_json").as_string() == R"({"n":1,"list":[true,null]})");
+  const Value bytes = r.output("load_bytes");
+  BOOST_TEST((bytes.kind() == core::ValueKind::Bytes));
+  BOOST_TEST(bytes.as_string() == "héllo\nworld\n");
+
+  const auto artifacts = record(r, "save").artifacts;
+  BOOST_TEST_REQUIRE(artifacts.size() == 1u);
+  BOOST_TEST(artifacts.front().path == written.string());
+  BOOST_TEST(artifacts.front().media_type == "text/plain");
+  BOOST_TEST(artifacts.front().size == std::string("héllo\nworld\n").size());
+}
+
+BOOST_AUTO_TEST_CASE(read_file_of_a_missing_file_names_it) {
+  const std::string missing = (dir.path() / "nope.txt").string();
+  Run r = run_task("read_file", "{path: " + quoted(missing) + "}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r, "t").error == "cannot read " + missing);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
