@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <map>
+#include <regex>
 #include <sstream>
 
 #include "process.hpp"
@@ -115,4 +116,35 @@ BOOST_AUTO_TEST_CASE(setup_script_is_idempotent_when_everything_is_present) {
   const ProcessResult r = run_process({(source_dir() / "tools/setup.sh").string()});
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(r.out.find("packages present") != std::string::npos, r.out);
+}
+
+// A link a user follows from the README or the docs must lead somewhere.
+BOOST_AUTO_TEST_CASE(every_relative_link_in_the_docs_resolves) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> pages{source_dir() / "README.md", source_dir() / "tests/README.md",
+                              source_dir() / "bench/README.md"};
+  for (const auto& e : fs::recursive_directory_iterator(source_dir() / "docs")) {
+    if (e.path().extension() == ".md") pages.push_back(e.path());
+  }
+  const std::regex link(R"(\]\(([^)\s]+)\))");
+  std::size_t checked = 0;
+  for (const auto& page : pages) {
+    if (!fs::exists(page)) continue;
+    // Prose only: code blocks and `code` spans hold lambdas, not links.
+    std::string text = std::regex_replace(read_file(page), std::regex("```[^]*?```"), "");
+    text = std::regex_replace(text, std::regex("`[^`\n]*`"), "");
+    for (std::sregex_iterator it(text.begin(), text.end(), link), end; it != end; ++it) {
+      std::string target = (*it)[1];
+      if (target.starts_with("http://") || target.starts_with("https://") ||
+          target.starts_with("mailto:") || target.starts_with("#")) {
+        continue;
+      }
+      target = target.substr(0, target.find('#'));
+      ++checked;
+      BOOST_TEST(fs::exists(page.parent_path() / target),
+                 page.lexically_relative(source_dir()).string()
+                     << " links to " << target << ", which does not exist");
+    }
+  }
+  BOOST_TEST(checked > 20u);  // the pages do link to each other
 }

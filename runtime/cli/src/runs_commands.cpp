@@ -276,6 +276,7 @@ int run_logs(const LogsOptions& o) {
   if (o.follow) {
     // Until the run ends; one last read catches lines written with the end.
     for (;;) {
+      store::recover_interrupted_runs(*history);  // its process may die instead of ending it
       const auto now = history->run(r.id);
       const bool over = !now || core::is_terminal(now->status);
       print(history->logs(r.id, filter));
