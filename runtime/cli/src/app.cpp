@@ -41,7 +41,6 @@ CLI::App* selected_leaf(CLI::App& app) {
 int run(int argc, char** argv) {
   CLI::App app{"pyoco: a small, fast workflow engine whose tasks come from plugins", "pyoco"};
   app.set_version_flag("--version", version_text(), "Print the version and plugin ABI version");
-  app.footer(kFooter);
   app.require_subcommand(0, 1);
 
   CommandTable table;
@@ -59,6 +58,9 @@ int run(int argc, char** argv) {
   const char* cluster = "cluster mode";
   add_not_implemented(table, app.add_subcommand("server", "Run the HTTP gateway"), cluster);
   add_not_implemented(table, app.add_subcommand("worker", "Run a worker that pulls runs"), cluster);
+
+  // Last: CLI11 copies a footer into subcommands added after it.
+  app.footer(kFooter);
 
   try {
     app.parse(argc, argv);

@@ -367,11 +367,6 @@ int list_artifacts(const ArtifactsOptions& o) {
 }  // namespace
 
 void add_runs_commands(CLI::App* runs, CommandTable& table) {
-  runs->footer(
-      "\nThe history lives in $PYOCO_HOME/state.db (default ~/.local/state/pyoco); an ID may be "
-      "any\nunambiguous prefix of a run id. Runs whose process died are marked FAILED "
-      "(interrupted).");
-
   auto list = std::make_shared<ListOptions>();
   CLI::App* list_cmd = runs->add_subcommand("list", "List recent runs, newest first");
   list_cmd->add_option("--status", list->status, "Only runs in this state (e.g. FAILED)");
@@ -417,6 +412,11 @@ void add_runs_commands(CLI::App* runs, CommandTable& table) {
   table.add(artifacts_cmd, [artifacts] {
     return guarded("artifacts", [&] { return list_artifacts(*artifacts); });
   });
+  // Last: CLI11 copies a footer into subcommands added after it.
+  runs->footer(
+      "\nThe history lives in $PYOCO_HOME/state.db (default ~/.local/state/pyoco); an ID may be "
+      "any\nunambiguous prefix of a run id. Runs whose process died are marked FAILED "
+      "(interrupted).");
 }
 
 }  // namespace pyoco::cli
