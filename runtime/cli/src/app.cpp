@@ -52,14 +52,9 @@ int run(int argc, char** argv) {
   plugins->require_subcommand(0, 1);
   add_plugins_commands(plugins, table);
 
-  CLI::App* runs = app.add_subcommand("runs", "Inspect and control local runs");
+  CLI::App* runs = app.add_subcommand("runs", "Inspect and control local runs (the run history)");
   runs->require_subcommand(0, 1);
-  const char* store = "local run history, issue #6";
-  add_not_implemented(table, runs->add_subcommand("list", "List recent runs"), store);
-  add_not_implemented(table, runs->add_subcommand("show", "Show one run and its tasks"), store);
-  add_not_implemented(table, runs->add_subcommand("logs", "Print a run's task logs"), store);
-  add_not_implemented(table, runs->add_subcommand("cancel", "Cancel a running run"), store);
-  add_not_implemented(table, runs->add_subcommand("artifacts", "List a run's artifacts"), store);
+  add_runs_commands(runs, table);
 
   const char* cluster = "cluster mode";
   add_not_implemented(table, app.add_subcommand("server", "Run the HTTP gateway"), cluster);

@@ -4,6 +4,7 @@
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/plugins/loader.hpp>
+#include <pyoco/store/history.hpp>
 #include <pyoco/trace/sinks.hpp>
 
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "app.hpp"
 #include "command.hpp"
 #include "plugin_path.hpp"
+#include "run_history.hpp"
 
 namespace pyoco::cli {
 
@@ -252,9 +254,12 @@ int run_flow(const RunOptionsCli& o) {
   ro.params = params;
   ro.listener = fanout;
   const char* env_dir = std::getenv("PYOCO_ARTIFACT_DIR");
-  ro.artifact_dir = !o.artifact_dir.empty() ? fs::path(o.artifact_dir)
-                    : env_dir != nullptr    ? fs::path(env_dir)
-                                            : fs::path(".pyoco/artifacts");
+  // Absolute, so the paths in task records and the history mean the same
+  // thing from any directory.
+  ro.artifact_dir = fs::absolute(!o.artifact_dir.empty() ? fs::path(o.artifact_dir)
+                                 : env_dir != nullptr    ? fs::path(env_dir)
+                                                         : fs::path(".pyoco/artifacts"))
+                        .lexically_normal();
 
   struct sigaction sa {};
   sa.sa_handler = on_interrupt;
@@ -262,7 +267,23 @@ int run_flow(const RunOptionsCli& o) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
+  // The run history: fed by the same events as the trace. A history that
+  // cannot be opened costs the record, not the run.
+  std::unique_ptr<store::HistoryWriter> history;
+  try {
+    auto options = store::HistoryOptions::from_env();
+    history = std::make_unique<store::HistoryWriter>(open_run_history(), options);
+    fanout->add(history->recorder({o.flow.file, core::to_json_text(merged_params(*flow, params))}));
+  } catch (const store::StoreError& e) {
+    std::cerr << "pyoco run: warning: this run is not recorded in the history: " << e.what()
+              << '\n';
+  }
+
   Run run = engine.start(flow, std::move(ro));
+  if (history) {
+    // `pyoco runs cancel` from another process: as a first Ctrl+C.
+    history->watch_cancel(run.id(), [run]() mutable { run.cancel(); });
+  }
   int seen = 0;
   while (!run.wait_for(std::chrono::milliseconds(50))) {
     const int now = g_interrupts.load();
@@ -271,10 +292,19 @@ int run_flow(const RunOptionsCli& o) {
     if (now == 1) {
       run.cancel();
     } else {
-      // Second Ctrl+C: stop waiting. What ran so far is in the trace.
+      // Second Ctrl+C: stop waiting. What ran so far is in the trace and the history.
       std::cout << std::flush;
       std::cerr << "pyoco run: interrupted again; exiting without waiting for running tasks\n";
+      if (history) {
+        history->abandon(run.id(), "interrupted twice: pyoco exited without waiting for it");
+      }
       std::_Exit(kExitCancelled);
+    }
+  }
+  if (history) {
+    history->flush();
+    if (const std::string e = history->last_error(); !e.empty()) {
+      std::cerr << "pyoco run: warning: the run history may be incomplete: " << e << '\n';
     }
   }
   switch (run.status()) {

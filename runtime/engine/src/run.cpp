@@ -145,11 +145,28 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
   if (n != nullptr) {
     e.node = n->display;
     e.attempt = n->attempts;
-    if (n->record != SIZE_MAX) e.task = records_[n->record].task;
     e.task_state = n->state;
+    if (kind == EventKind::NodeRetry) e.delay_ms = n->retry_delay_ms;
+    if (n->record != SIZE_MAX) {
+      // The record's own times and figures, so listeners agree with tasks().
+      const TaskRecord& r = records_[n->record];
+      e.task = r.task;
+      e.seq = static_cast<std::uint32_t>(n->record);
+      if (kind == EventKind::NodeStart) {
+        e.time = r.started;
+        // A task's first attempt is about to be launched: it is attempt 1.
+        if (g != nullptr && g->kind == GraphNode::Kind::Task) e.attempt = n->attempts + 1;
+      }
+      if (kind == EventKind::NodeDone || kind == EventKind::NodeError ||
+          kind == EventKind::NodeCancelled || kind == EventKind::NodeSkipped) {
+        if (r.ended != std::chrono::system_clock::time_point{}) e.time = r.ended;
+        e.duration_ms = r.duration_ms;
+        e.output = r.output_summary;
+        e.artifacts = r.artifacts;
+      }
+    }
   }
   if (g != nullptr && g->task != nullptr) e.max_attempts = g->task->retries + 1;
-  if (kind == EventKind::NodeDone && n != nullptr) e.duration_ms = records_[n->record].duration_ms;
   listener_->on_event(e);
 }
 
@@ -304,6 +321,7 @@ void RunState::attempt_failed(Frame& f, std::uint32_t i, const std::string& erro
   if (n.attempts <= g.task->retries && !stopping_) {
     const double delay = backoff_ms(g.task->backoff, n.attempts);
     ++n.attempts;  // the event names the attempt about to run
+    n.retry_delay_ms = delay;
     emit(EventKind::NodeRetry, &n, error, &g);
     --n.attempts;
     if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(strand_);

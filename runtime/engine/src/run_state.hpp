@@ -61,6 +61,7 @@ struct NodeExec {
   std::shared_ptr<plugins::TaskInstance> instance;  // kept across retries
   std::unique_ptr<asio::steady_timer> timer;        // timeout or retry delay
   bool waiting_retry = false;
+  double retry_delay_ms = 0;  // the backoff before the next attempt
 
   // Switch and loops.
   std::vector<std::unique_ptr<Frame>> children;

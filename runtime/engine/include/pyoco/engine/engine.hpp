@@ -8,6 +8,7 @@
 //   run.tasks();                              // per-task records
 #pragma once
 
+#include <pyoco/core/artifact.hpp>
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/core/states.hpp>
 #include <pyoco/engine/flow.hpp>
@@ -23,13 +24,7 @@
 
 namespace pyoco {
 
-struct ArtifactRecord {
-  std::string name;
-  std::string path;
-  std::uint64_t size = 0;
-  std::string sha256;
-  std::string media_type;
-};
+using core::ArtifactRecord;
 
 struct TaskRecord {
   std::string node;  // display name; loop iterations carry [i]

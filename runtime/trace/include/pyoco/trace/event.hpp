@@ -2,10 +2,12 @@
 // metrics). The engine publishes them; listeners render or record them.
 #pragma once
 
+#include <pyoco/core/artifact.hpp>
 #include <pyoco/core/states.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace pyoco::trace {
@@ -13,11 +15,11 @@ namespace pyoco::trace {
 enum class EventKind {
   RunStart,       // run_id, flow
   NodeStart,      // node, attempt
-  NodeDone,       // node, duration_ms
-  NodeError,      // node, message (the final failure of a node)
+  NodeDone,       // node, attempt, duration_ms, output, artifacts
+  NodeError,      // node, attempt, duration_ms, message (the final failure), artifacts
   NodeRetry,      // node, attempt (the next one), max_attempts, delay_ms, message
   NodeSkipped,    // node, message (why)
-  NodeCancelled,  // node
+  NodeCancelled,  // node, attempt, duration_ms (when it had started), message (why)
   Log,            // node, level, message (from ctx.log)
   RunCancelling,  // flow
   RunEnd,         // flow, status, message (failed nodes when FAILED)
@@ -25,7 +27,9 @@ enum class EventKind {
 
 enum class LogLevel { Debug = 10, Info = 20, Warn = 30, Error = 40 };
 
-// Views into the run's own strings: valid during on_event only.
+// Views into the run's own strings: valid during on_event only. `time` is
+// the moment the record says (a node's start or end), so a listener that
+// folds events into records agrees with the engine's own.
 struct RunEvent {
   EventKind kind;
   std::chrono::system_clock::time_point time;
@@ -33,6 +37,7 @@ struct RunEvent {
   std::string_view flow;
   std::string_view node;
   std::string_view task;  // "<plugin>/<task>"
+  std::uint32_t seq = 0;  // node events: the node's place in the run's task records
   std::uint32_t attempt = 0;
   std::uint32_t max_attempts = 0;
   double duration_ms = 0;
@@ -41,6 +46,10 @@ struct RunEvent {
   LogLevel level = LogLevel::Info;
   core::RunStatus status = core::RunStatus::Pending;
   core::TaskState task_state = core::TaskState::Pending;
+  // Node end events: the output summary (JSON, cut at 200 characters) and
+  // what the task saved.
+  std::string_view output;
+  std::span<const core::ArtifactRecord> artifacts;
 };
 
 class EventListener {

@@ -1,0 +1,439 @@
+// `pyoco runs list | show | logs | cancel | artifacts`: the local run
+// history, read from $PYOCO_HOME/state.db (see docs/history.md).
+#include <pyoco/store/history.hpp>
+
+#include <boost/json.hpp>
+
+#include <cctype>
+#include <cmath>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "app.hpp"
+#include "command.hpp"
+#include "run_history.hpp"
+#include "table.hpp"
+
+namespace pyoco::cli {
+
+namespace json = boost::json;
+using store::Clock;
+
+namespace {
+
+bool unset(Clock::time_point t) { return t == Clock::time_point{}; }
+
+// Local wall-clock time, to the second: "2026-11-23 03:17:42".
+std::string local_time(Clock::time_point t, bool millis = false) {
+  if (unset(t)) return "-";
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch());
+  const std::time_t secs = static_cast<std::time_t>(us.count() / 1000000);
+  std::tm tm{};
+  localtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  std::string s = buf;
+  if (millis) {
+    char ms[8];
+    std::snprintf(ms, sizeof ms, ".%03lld", static_cast<long long>(us.count() / 1000 % 1000));
+    s += ms;
+  }
+  return s;
+}
+
+// UTC, ISO 8601 with microseconds: for machines.
+std::string iso_time(Clock::time_point t) {
+  if (unset(t)) return "";
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch());
+  const std::time_t secs = static_cast<std::time_t>(us.count() / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(us.count() % 1000000));
+  return buf;
+}
+
+std::string human_duration(double ms) {
+  char buf[32];
+  if (ms < 1000) {
+    std::snprintf(buf, sizeof buf, "%.2f ms", ms);
+  } else if (ms < 60000) {
+    std::snprintf(buf, sizeof buf, "%.2f s", ms / 1000);
+  } else {
+    const auto s = static_cast<long long>(std::llround(ms / 1000));
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  }
+  return buf;
+}
+
+std::string run_duration(const store::RunRecord& r) {
+  if (unset(r.ended)) {
+    return core::is_terminal(r.status) ? "-" : "running";
+  }
+  return human_duration(r.duration_ms);
+}
+
+std::string human_size(std::uint64_t bytes) {
+  char buf[32];
+  if (bytes < 1024) {
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  } else if (bytes < 1024 * 1024) {
+    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(bytes) / 1024);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024 * 1024));
+  }
+  return buf;
+}
+
+const char* level_name(trace::LogLevel l) {
+  switch (l) {
+    case trace::LogLevel::Debug:
+      return "DEBUG";
+    case trace::LogLevel::Info:
+      return "INFO";
+    case trace::LogLevel::Warn:
+      return "WARN";
+    case trace::LogLevel::Error:
+      return "ERROR";
+  }
+  return "INFO";
+}
+
+json::value params_json(const std::string& text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  return ec ? json::value(text) : v;
+}
+
+json::object run_json(const store::RunRecord& r) {
+  return json::object{
+      {"run_id", r.id},
+      {"flow", r.flow},
+      {"flow_file", r.flow_file},
+      {"status", core::to_string(r.status)},
+      {"reason", r.reason},
+      {"started", iso_time(r.started)},
+      {"ended", unset(r.ended) ? json::value(nullptr) : json::value(iso_time(r.ended))},
+      {"duration_ms", unset(r.ended) ? json::value(nullptr) : json::value(r.duration_ms)},
+      {"host", r.host},
+      {"pid", r.pid},
+      {"cancel_requested", r.cancel_requested},
+      {"params", params_json(r.params)}};
+}
+
+json::array artifacts_json(const std::vector<core::ArtifactRecord>& artifacts) {
+  json::array out;
+  for (const auto& a : artifacts) {
+    out.push_back(json::object{{"name", a.name},
+                               {"path", a.path},
+                               {"size", a.size},
+                               {"sha256", a.sha256},
+                               {"media_type", a.media_type}});
+  }
+  return out;
+}
+
+json::object task_json(const TaskRecord& t) {
+  return json::object{{"node", t.node},
+                      {"task", t.task},
+                      {"state", core::to_string(t.state)},
+                      {"attempts", t.attempts},
+                      {"started", iso_time(t.started)},
+                      {"ended", iso_time(t.ended)},
+                      {"duration_ms", t.duration_ms},
+                      {"error", t.error},
+                      {"output", t.output_summary},
+                      {"artifacts", artifacts_json(t.artifacts)}};
+}
+
+// A user's mistake or an unusable history: one line, exit 2.
+struct RunsError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <class F>
+int guarded(const char* command, F&& body) {
+  try {
+    return body();
+  } catch (const store::StoreError& e) {
+    std::cerr << "pyoco runs " << command << ": " << e.what() << '\n';
+  } catch (const RunsError& e) {
+    std::cerr << "pyoco runs " << command << ": " << e.what() << '\n';
+  }
+  return kExitUsage;
+}
+
+// ---- list ---------------------------------------------------------------------
+
+struct ListOptions {
+  std::string status;
+  std::string flow;
+  std::size_t limit = 20;
+  bool json = false;
+};
+
+int list_runs(const ListOptions& o) {
+  auto history = open_run_history();
+  store::RunFilter filter;
+  filter.flow = o.flow;
+  filter.limit = o.limit;
+  if (!o.status.empty()) {
+    std::string upper = o.status;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    filter.status = core::run_status_from(upper);
+    if (!filter.status) {
+      throw RunsError("--status " + o.status +
+                      ": expected PENDING, RUNNING, CANCELLING, COMPLETED, FAILED or CANCELLED");
+    }
+  }
+  const auto runs = history->runs(filter);
+  if (o.json) {
+    json::array out;
+    for (const auto& r : runs) out.push_back(run_json(r));
+    std::cout << json::serialize(out) << '\n';
+    return kExitOk;
+  }
+  if (runs.empty()) {
+    const bool filtered = filter.status || !filter.flow.empty();
+    std::cout << (filtered ? "no runs match in " : "no runs recorded yet in ")
+              << store::default_store_file().string()
+              << (filtered ? "\n" : " (`pyoco run FLOW` records one)\n");
+    return kExitOk;
+  }
+  Table table({"ID", "FLOW", "STATUS", "STARTED", "DURATION"});
+  for (const auto& r : runs) {
+    table.add({r.id.substr(0, 8), r.flow, core::to_string(r.status), local_time(r.started),
+               run_duration(r)});
+  }
+  table.print(std::cout);
+  return kExitOk;
+}
+
+// ---- show ---------------------------------------------------------------------
+
+struct ShowOptions {
+  std::string id;
+  bool json = false;
+};
+
+int show_run(const ShowOptions& o) {
+  auto history = open_run_history();
+  const store::RunRecord r = store::resolve_run(*history, o.id);
+  const auto tasks = history->tasks(r.id);
+  if (o.json) {
+    json::object out = run_json(r);
+    json::array ts;
+    for (const auto& t : tasks) ts.push_back(task_json(t));
+    out["tasks"] = std::move(ts);
+    std::cout << json::serialize(out) << '\n';
+    return kExitOk;
+  }
+  std::cout << "run       " << r.id << '\n'
+            << "flow      " << r.flow << (r.flow_file.empty() ? "" : "  (" + r.flow_file + ")")
+            << '\n'
+            << "status    " << core::to_string(r.status)
+            << (r.reason.empty() ? "" : "  (" + r.reason + ")") << '\n'
+            << "started   " << local_time(r.started, true) << '\n'
+            << "ended     " << local_time(r.ended, true) << '\n'
+            << "duration  " << run_duration(r) << '\n'
+            << "process   pid " << r.pid << " on " << r.host << '\n'
+            << "params    " << r.params << "\n\n";
+  if (tasks.empty()) {
+    std::cout << "no tasks recorded\n";
+    return kExitOk;
+  }
+  Table table({"NODE", "TASK", "STATE", "ATTEMPTS", "DURATION", "ERROR"});
+  for (const auto& t : tasks) {
+    const bool ran = !unset(t.started);
+    table.add({t.node, t.task, core::to_string(t.state), std::to_string(t.attempts),
+               ran && !unset(t.ended) ? human_duration(t.duration_ms) : "-", t.error});
+  }
+  table.print(std::cout);
+  return kExitOk;
+}
+
+// ---- logs ---------------------------------------------------------------------
+
+struct LogsOptions {
+  std::string id;
+  std::string task;
+  std::size_t tail = 0;
+  bool follow = false;
+};
+
+int run_logs(const LogsOptions& o) {
+  auto history = open_run_history();
+  const store::RunRecord r = store::resolve_run(*history, o.id);
+  if (!o.task.empty()) {
+    const auto tasks = history->tasks(r.id);
+    const bool known = std::any_of(tasks.begin(), tasks.end(),
+                                   [&](const TaskRecord& t) { return t.node == o.task; });
+    if (!known && core::is_terminal(r.status)) {
+      throw RunsError("run " + r.id.substr(0, 8) + " has no task " + o.task +
+                      " (see `pyoco runs show " + r.id.substr(0, 8) + "`)");
+    }
+  }
+  store::LogFilter filter;
+  filter.node = o.task;
+  filter.tail = o.tail;
+  std::size_t printed = 0;
+  auto print = [&](const std::vector<store::LogEntry>& lines) {
+    for (const auto& l : lines) {
+      std::cout << local_time(l.time, true) << ' ' << level_name(l.level) << ' ' << l.node << ": "
+                << l.message << '\n';
+      filter.after = l.seq;
+      ++printed;
+    }
+    std::cout << std::flush;
+  };
+  print(history->logs(r.id, filter));
+  filter.tail = 0;
+  if (o.follow) {
+    // Until the run ends; one last read catches lines written with the end.
+    for (;;) {
+      const auto now = history->run(r.id);
+      const bool over = !now || core::is_terminal(now->status);
+      print(history->logs(r.id, filter));
+      if (over) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  if (printed == 0 && !o.follow) {
+    std::cerr << "run " << r.id.substr(0, 8) << ": no log lines"
+              << (o.task.empty() ? "" : " from task " + o.task) << '\n';
+  }
+  return kExitOk;
+}
+
+// ---- cancel -------------------------------------------------------------------
+
+struct CancelOptions {
+  std::string id;
+  bool wait = false;
+  double timeout = 30;
+};
+
+int cancel_run(const CancelOptions& o) {
+  auto history = open_run_history();
+  const store::RunRecord r = store::resolve_run(*history, o.id);
+  if (core::is_terminal(r.status)) {
+    std::cerr << "pyoco runs cancel: run " << r.id << " already ended " << core::to_string(r.status)
+              << '\n';
+    return kExitFailed;
+  }
+  history->request_cancel(r.id);
+  std::cout << "cancel requested: run " << r.id << " (flow " << r.flow << ", pid " << r.pid << ")\n"
+            << std::flush;
+  if (!o.wait) return kExitOk;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(o.timeout));
+  while (std::chrono::steady_clock::now() < deadline) {
+    store::recover_interrupted_runs(*history);  // its process may die instead
+    const auto now = history->run(r.id);
+    if (now && core::is_terminal(now->status)) {
+      std::cout << "run " << r.id << " ended " << core::to_string(now->status) << '\n';
+      return now->status == core::RunStatus::Cancelled ? kExitOk : kExitFailed;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::cerr << "pyoco runs cancel: run " << r.id << " has not ended after " << o.timeout
+            << " s; its running tasks may not check for cancellation\n";
+  return kExitFailed;
+}
+
+// ---- artifacts ----------------------------------------------------------------
+
+struct ArtifactsOptions {
+  std::string id;
+  bool json = false;
+};
+
+int list_artifacts(const ArtifactsOptions& o) {
+  auto history = open_run_history();
+  const store::RunRecord r = store::resolve_run(*history, o.id);
+  const auto tasks = history->tasks(r.id);
+  if (o.json) {
+    json::array out;
+    for (const auto& t : tasks) {
+      for (auto& a : artifacts_json(t.artifacts)) {
+        a.as_object()["node"] = t.node;
+        out.push_back(std::move(a));
+      }
+    }
+    std::cout << json::serialize(out) << '\n';
+    return kExitOk;
+  }
+  Table table({"NODE", "NAME", "SIZE", "MEDIA TYPE", "SHA256", "PATH"});
+  for (const auto& t : tasks) {
+    for (const auto& a : t.artifacts) {
+      table.add({t.node, a.name, human_size(a.size), a.media_type, a.sha256.substr(0, 12), a.path});
+    }
+  }
+  if (table.size() == 0) {
+    std::cout << "run " << r.id.substr(0, 8) << " saved no artifacts\n";
+    return kExitOk;
+  }
+  table.print(std::cout);
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_runs_commands(CLI::App* runs, CommandTable& table) {
+  runs->footer(
+      "\nThe history lives in $PYOCO_HOME/state.db (default ~/.local/state/pyoco); an ID may be "
+      "any\nunambiguous prefix of a run id. Runs whose process died are marked FAILED "
+      "(interrupted).");
+
+  auto list = std::make_shared<ListOptions>();
+  CLI::App* list_cmd = runs->add_subcommand("list", "List recent runs, newest first");
+  list_cmd->add_option("--status", list->status, "Only runs in this state (e.g. FAILED)");
+  list_cmd->add_option("--flow", list->flow, "Only runs of this flow (its name)");
+  list_cmd->add_option("-n,--limit", list->limit, "At most N runs")->capture_default_str();
+  list_cmd->add_flag("--json", list->json, "Print JSON for machines (full ids, UTC times)");
+  table.add(list_cmd, [list] { return guarded("list", [&] { return list_runs(*list); }); });
+
+  auto show = std::make_shared<ShowOptions>();
+  CLI::App* show_cmd = runs->add_subcommand("show", "Show one run and its tasks");
+  show_cmd->add_option("id", show->id, "A run id, or a prefix only one run has")->required();
+  show_cmd->add_flag("--json", show->json, "Print JSON for machines");
+  table.add(show_cmd, [show] { return guarded("show", [&] { return show_run(*show); }); });
+
+  auto logs = std::make_shared<LogsOptions>();
+  CLI::App* logs_cmd = runs->add_subcommand("logs", "Print the lines a run's tasks logged");
+  logs_cmd->add_option("id", logs->id, "A run id, or a prefix only one run has")->required();
+  logs_cmd->add_option("--task", logs->task, "Only this task (its node name)")->type_name("NODE");
+  logs_cmd->add_option("--tail", logs->tail, "Only the last N lines")->type_name("N");
+  logs_cmd->add_flag("-f,--follow", logs->follow, "Keep printing new lines until the run ends");
+  table.add(logs_cmd, [logs] { return guarded("logs", [&] { return run_logs(*logs); }); });
+
+  auto cancel = std::make_shared<CancelOptions>();
+  CLI::App* cancel_cmd =
+      runs->add_subcommand("cancel", "Cancel a run that another local pyoco process runs");
+  cancel_cmd->add_option("id", cancel->id, "A run id, or a prefix only one run has")->required();
+  cancel_cmd->add_flag("--wait", cancel->wait, "Wait until the run has ended");
+  cancel_cmd->add_option("--timeout", cancel->timeout, "With --wait: give up after SECONDS")
+      ->type_name("SECONDS")
+      ->capture_default_str();
+  cancel_cmd->footer(
+      "\nThe running process notices within 200 ms and cancels as Ctrl+C would: no new tasks "
+      "start,\nrunning ones are told to stop. Exit 0 requested (with --wait: ended CANCELLED), 1 "
+      "the run\nhad already ended (or, with --wait, ended otherwise), 2 no such run.");
+  table.add(cancel_cmd,
+            [cancel] { return guarded("cancel", [&] { return cancel_run(*cancel); }); });
+
+  auto artifacts = std::make_shared<ArtifactsOptions>();
+  CLI::App* artifacts_cmd = runs->add_subcommand("artifacts", "List the files a run's tasks saved");
+  artifacts_cmd->add_option("id", artifacts->id, "A run id, or a prefix only one run has")
+      ->required();
+  artifacts_cmd->add_flag("--json", artifacts->json, "Print JSON for machines");
+  table.add(artifacts_cmd, [artifacts] {
+    return guarded("artifacts", [&] { return list_artifacts(*artifacts); });
+  });
+}
+
+}  // namespace pyoco::cli

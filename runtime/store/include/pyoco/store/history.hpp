@@ -1,0 +1,93 @@
+// Feeding the run history from run events, as the trace is fed.
+//
+//   auto store = pyoco::store::open_sqlite_store(pyoco::store::default_store_file());
+//   pyoco::store::HistoryWriter history(store);
+//   options.listener = history.recorder({.flow_file = "flow.yaml", .params = "{}"});
+//   pyoco::Run run = engine.start(flow, std::move(options));
+//   run.wait();
+//   history.flush();
+//
+// A recorder only queues events (on the run's strand, and on task threads
+// for logs). One writer thread per HistoryWriter folds them into run, task
+// and log records and writes them in batches, so a run of 10,000 tasks never
+// waits on the disk per task.
+#pragma once
+
+#include <pyoco/store/state_store.hpp>
+#include <pyoco/trace/event.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace pyoco::store {
+
+struct RunMeta {
+  std::string flow_file;  // as given; stored as an absolute path
+  std::string params;     // JSON object text
+};
+
+struct HistoryOptions {
+  // Each task's log lines are kept up to this many bytes; one marker line
+  // says how much was dropped. PYOCO_MAX_LOG_BYTES, default 1 MiB.
+  std::size_t max_log_bytes = 1 << 20;
+  // Runs kept; older ended runs are deleted whole as new ones start.
+  // PYOCO_MAX_RUN_HISTORY, default 1000.
+  std::size_t max_runs = 1000;
+  // How often queued events are written, and cancel requests looked for.
+  std::chrono::milliseconds flush_interval{100};
+
+  // The defaults with PYOCO_MAX_LOG_BYTES and PYOCO_MAX_RUN_HISTORY applied;
+  // throws StoreError naming the variable when one is not a whole number.
+  static HistoryOptions from_env();
+};
+
+class HistoryWriter {
+ public:
+  explicit HistoryWriter(std::shared_ptr<StateStore> store, HistoryOptions options = {});
+  ~HistoryWriter();  // writes what is queued, then stops
+  HistoryWriter(const HistoryWriter&) = delete;
+  HistoryWriter& operator=(const HistoryWriter&) = delete;
+
+  // A listener for one run's events.
+  std::shared_ptr<trace::EventListener> recorder(RunMeta meta);
+
+  // Returns once everything queued before the call is written.
+  void flush();
+
+  // Calls `on_request` once, on the writer thread, when another process asks
+  // (through the store) to cancel run `run_id`.
+  void watch_cancel(std::string run_id, std::function<void()> on_request);
+
+  // The process is leaving without waiting for run `run_id` (a second
+  // Ctrl+C): records it CANCELLED now, with its unfinished tasks, then flushes.
+  void abandon(const std::string& run_id, const std::string& reason);
+
+  // The first error the writer thread met (e.g. the disk is full), or empty.
+  // Writing goes on: a later batch may succeed.
+  std::string last_error() const;
+
+ private:
+  struct Impl;
+  friend class RunRecorder;
+  std::shared_ptr<Impl> impl_;  // shared with the recorders, which may outlive the writer
+};
+
+// Runs on this host left PENDING, RUNNING or CANCELLING by a process that no
+// longer exists (a crash, kill -9) become FAILED with reason "interrupted";
+// their running tasks FAILED, their pending ones CANCELLED. Returns the ids.
+std::vector<std::string> recover_interrupted_runs(StateStore& store);
+
+// This process, as the history records it.
+struct ProcessIdentity {
+  std::string host;
+  std::int64_t pid = 0;
+  std::int64_t start = 0;  // clock ticks since boot (/proc/<pid>/stat), 0 if unknown
+};
+ProcessIdentity this_process();
+// Whether the process a run record names still runs (pid alive, and the
+// same process: not a reused pid).
+bool process_alive(std::int64_t pid, std::int64_t start);
+
+}  // namespace pyoco::store

@@ -1,0 +1,127 @@
+// Run history: what ran, how it ended, and what its tasks logged. Two
+// implementations share this interface: in memory (embedding, tests) and
+// SQLite (the CLI's default, shared by every local pyoco process).
+//
+// Writers hand whole batches to `write`, so a store never sees one call per
+// event: HistoryWriter (history.hpp) folds run events into these records
+// off the scheduler's strand and writes them in batches.
+#pragma once
+
+#include <pyoco/core/states.hpp>
+#include <pyoco/engine/engine.hpp>
+#include <pyoco/trace/event.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pyoco::store {
+
+using Clock = std::chrono::system_clock;
+
+struct RunRecord {
+  std::string id;
+  std::string flow;       // the flow's name
+  std::string flow_file;  // absolute path, or empty for a flow built in C++
+  std::string params;     // JSON object text, as merged for the run
+  core::RunStatus status = core::RunStatus::Pending;
+  // FAILED: "failed: <nodes>", or "interrupted" when its process died;
+  // CANCELLED after a second Ctrl+C: why nobody waited for it.
+  std::string reason;
+  Clock::time_point started, ended;  // ended: zero until the run ends
+  double duration_ms = 0;
+  std::string host;
+  std::int64_t pid = 0;
+  std::int64_t pid_start = 0;     // the process's start time (clock ticks), 0 if unknown
+  bool cancel_requested = false;  // read-only: set by request_cancel, ignored by write
+};
+
+struct TaskEntry {
+  std::uint32_t seq = 0;  // order in which the run's tasks became known
+  TaskRecord record;
+};
+
+struct LogEntry {
+  std::uint64_t seq = 0;  // per run, from 1, in the order lines arrived
+  Clock::time_point time;
+  std::string node;
+  trace::LogLevel level = trace::LogLevel::Info;
+  std::string message;
+};
+
+// What one flush writes: upserts of runs and tasks, appended log lines.
+struct Batch {
+  std::vector<RunRecord> runs;
+  std::vector<std::pair<std::string, TaskEntry>> tasks;  // run id, task
+  std::vector<std::pair<std::string, LogEntry>> logs;    // run id, line
+  bool empty() const { return runs.empty() && tasks.empty() && logs.empty(); }
+};
+
+struct RunFilter {
+  std::optional<core::RunStatus> status;
+  std::string flow;          // exact name; empty: any
+  bool active_only = false;  // PENDING, RUNNING or CANCELLING
+  std::size_t limit = 0;     // 0: no limit
+};
+
+struct LogFilter {
+  std::string node;         // empty: every task
+  std::uint64_t after = 0;  // only lines with seq > after
+  std::size_t tail = 0;     // 0: all; else only the last N that match
+};
+
+// A store the user can fix by hand: unreadable file, newer schema, full disk.
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // All of it or none of it. Run upserts keep cancel_requested as it is.
+  virtual void write(const Batch& batch) = 0;
+
+  // Newest first.
+  virtual std::vector<RunRecord> runs(const RunFilter& filter) const = 0;
+  virtual std::optional<RunRecord> run(std::string_view id) const = 0;
+  // Ids that start with `prefix`, at most `max` of them.
+  virtual std::vector<std::string> ids_with_prefix(std::string_view prefix,
+                                                   std::size_t max) const = 0;
+  // In the order they became known.
+  virtual std::vector<TaskRecord> tasks(std::string_view run_id) const = 0;
+  virtual std::vector<LogEntry> logs(std::string_view run_id, const LogFilter& filter) const = 0;
+
+  // Asks the process running `run_id` to cancel it; false if no such run.
+  virtual bool request_cancel(std::string_view run_id) = 0;
+
+  // Deletes the oldest ended runs (with their tasks, logs and artifact
+  // records) beyond the newest `keep`; runs still active are never deleted.
+  // Returns how many were deleted.
+  virtual std::size_t trim(std::size_t keep) = 0;
+};
+
+std::shared_ptr<StateStore> open_memory_store();
+
+// Opens (creating it and its directory if need be) the SQLite history at
+// `file`: WAL mode, a busy timeout so that several processes can share it,
+// schema migrated to the current version. Throws StoreError.
+std::shared_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file);
+
+// $PYOCO_HOME/state.db; PYOCO_HOME defaults to $XDG_STATE_HOME/pyoco, else
+// ~/.local/state/pyoco.
+std::filesystem::path default_store_file();
+
+// The one run `id_or_prefix` names: a whole id, or a prefix that only one
+// run has. Throws StoreError naming the candidates when it is ambiguous, or
+// saying nothing matched.
+RunRecord resolve_run(const StateStore& store, std::string_view id_or_prefix);
+
+}  // namespace pyoco::store

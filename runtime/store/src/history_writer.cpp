@@ -1,0 +1,462 @@
+// HistoryWriter: run events in, batched store writes out, on a thread of
+// its own so that neither the scheduler's strand nor a task thread ever waits
+// on the disk. The strand only copies an event into a queue.
+#include <pyoco/store/history.hpp>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace pyoco::store {
+
+using trace::EventKind;
+
+namespace {
+
+// One run's folded state, owned by the writer; events point at it.
+struct RunSlot {
+  std::string id;  // set, under the writer's mutex, when RunStart is queued
+  RunMeta meta;
+  ProcessIdentity process;
+  RunRecord run;
+  bool run_dirty = false;
+  bool started = false;
+  bool ended = false;
+  bool new_run = false;  // written for the first time: trim the history after
+  std::vector<TaskRecord> tasks;
+  std::vector<std::uint32_t> seqs;                       // the engine's order of tasks[i]
+  std::unordered_map<std::string, std::uint32_t> index;  // node -> tasks[i]
+  std::vector<std::uint32_t> dirty;                      // tasks to write
+  std::vector<bool> is_dirty;
+  std::vector<LogEntry> logs;                              // to write
+  std::unordered_map<std::string, std::size_t> log_bytes;  // per node, kept so far
+  std::uint64_t log_seq = 0;
+  bool recorder_alive = true;
+};
+
+// An event with its own copies of what it says.
+struct QueuedEvent {
+  RunSlot* slot = nullptr;
+  EventKind kind{};
+  Clock::time_point time;
+  std::string run_id;  // RunStart only
+  std::string flow;    // RunStart only
+  std::string node;
+  std::string task;  // first events of a node only
+  std::string message;
+  std::string output;
+  std::vector<core::ArtifactRecord> artifacts;
+  std::uint32_t attempt = 0;
+  std::uint32_t seq = 0;
+  double duration_ms = 0;
+  trace::LogLevel level = trace::LogLevel::Info;
+  core::RunStatus status = core::RunStatus::Pending;
+  bool abandon = false;  // synthetic: the process leaves without waiting
+};
+
+bool first_event_of_node(EventKind k) {
+  return k == EventKind::NodeStart || k == EventKind::NodeSkipped || k == EventKind::NodeCancelled;
+}
+
+std::size_t env_size(const char* name, std::size_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(v, &end, 10);
+  if (*end != '\0' || v[0] == '-') {
+    throw StoreError(std::string(name) + "=" + v + ": expected a whole number");
+  }
+  return static_cast<std::size_t>(n);
+}
+
+}  // namespace
+
+HistoryOptions HistoryOptions::from_env() {
+  HistoryOptions o;
+  o.max_log_bytes = env_size("PYOCO_MAX_LOG_BYTES", o.max_log_bytes);
+  o.max_runs = env_size("PYOCO_MAX_RUN_HISTORY", o.max_runs);
+  return o;
+}
+
+// A queue this long is written without waiting for the interval.
+constexpr std::size_t kEagerBatch = 8192;
+
+struct HistoryWriter::Impl {
+  std::shared_ptr<StateStore> store;
+  HistoryOptions options;
+
+  std::mutex mutex;  // guards everything below up to the thread
+  std::condition_variable wake, written;
+  std::vector<QueuedEvent> queue;
+  std::vector<std::unique_ptr<RunSlot>> slots;
+  std::map<std::string, std::function<void()>, std::less<>> cancel_watches;  // by run id
+  std::uint64_t requested = 0, done = 0;                                     // flush generations
+  bool stopping = false;
+  std::string error;
+  std::thread thread;
+
+  void enqueue(QueuedEvent e) {
+    std::lock_guard lock(mutex);
+    if (e.kind == EventKind::RunStart) e.slot->id = e.run_id;
+    queue.push_back(std::move(e));
+    if (queue.size() == kEagerBatch) wake.notify_one();
+  }
+  RunSlot* find(std::string_view run_id) {  // under `mutex`
+    for (auto& s : slots) {
+      if (s->id == run_id) return s.get();
+    }
+    return nullptr;
+  }
+
+  void loop();
+  void fold(QueuedEvent& e);
+  void write_dirty();
+  void poll_cancel();
+  TaskRecord& task(RunSlot& s, const QueuedEvent& e);
+  void mark(RunSlot& s, std::uint32_t i);
+};
+
+// The listener a run holds. It only copies and queues.
+// It keeps the writer's state alive: the engine may drop a run (and this
+// listener) on one of its threads after the HistoryWriter is gone.
+class RunRecorder final : public trace::EventListener {
+ public:
+  RunRecorder(std::shared_ptr<HistoryWriter::Impl> w, RunSlot* slot)
+      : owner_(std::move(w)), writer_(*owner_), slot_(slot) {}
+  ~RunRecorder() override {
+    std::lock_guard lock(writer_.mutex);
+    slot_->recorder_alive = false;
+  }
+
+  void on_event(const trace::RunEvent& e) override {
+    QueuedEvent q;
+    q.slot = slot_;
+    q.kind = e.kind;
+    q.time = e.time;
+    if (e.kind == EventKind::RunStart) {
+      q.run_id = e.run_id;
+      q.flow = e.flow;
+    }
+    q.node = e.node;
+    if (first_event_of_node(e.kind)) q.task = e.task;
+    q.message = e.message;
+    q.output = e.output;
+    q.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
+    q.attempt = e.attempt;
+    q.seq = e.seq;
+    q.duration_ms = e.duration_ms;
+    q.level = e.level;
+    q.status = e.status;
+    writer_.enqueue(std::move(q));
+  }
+
+ private:
+  std::shared_ptr<HistoryWriter::Impl> owner_;
+  HistoryWriter::Impl& writer_;
+  RunSlot* slot_;
+};
+
+HistoryWriter::HistoryWriter(std::shared_ptr<StateStore> store, HistoryOptions options)
+    : impl_(std::make_shared<Impl>()) {
+  impl_->store = std::move(store);
+  impl_->options = options;
+  impl_->thread = std::thread([impl = impl_.get()] { impl->loop(); });
+}
+
+HistoryWriter::~HistoryWriter() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_one();
+  impl_->thread.join();
+}
+
+std::shared_ptr<trace::EventListener> HistoryWriter::recorder(RunMeta meta) {
+  auto slot = std::make_unique<RunSlot>();
+  if (!meta.flow_file.empty()) {
+    std::error_code ec;
+    const auto abs = std::filesystem::absolute(meta.flow_file, ec);
+    if (!ec) meta.flow_file = abs.lexically_normal().string();
+  }
+  slot->meta = std::move(meta);
+  slot->process = this_process();
+  RunSlot* raw = slot.get();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->slots.push_back(std::move(slot));
+  }
+  return std::make_shared<RunRecorder>(impl_, raw);
+}
+
+void HistoryWriter::flush() {
+  std::unique_lock lock(impl_->mutex);
+  const std::uint64_t mine = ++impl_->requested;
+  impl_->wake.notify_one();
+  impl_->written.wait(lock, [&] { return impl_->done >= mine; });
+}
+
+void HistoryWriter::watch_cancel(std::string run_id, std::function<void()> on_request) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->cancel_watches[std::move(run_id)] = std::move(on_request);
+}
+
+void HistoryWriter::abandon(const std::string& run_id, const std::string& reason) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    RunSlot* s = impl_->find(run_id);
+    if (s == nullptr) return;
+    QueuedEvent q;
+    q.slot = s;
+    q.kind = EventKind::RunEnd;
+    q.time = Clock::now();
+    q.status = core::RunStatus::Cancelled;
+    q.message = reason;
+    q.abandon = true;
+    impl_->queue.push_back(std::move(q));
+  }
+  flush();
+}
+
+std::string HistoryWriter::last_error() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->error;
+}
+
+void HistoryWriter::Impl::loop() {
+  std::vector<QueuedEvent> batch;
+  for (;;) {
+    std::uint64_t generation = 0;
+    bool last = false;
+    {
+      std::unique_lock lock(mutex);
+      wake.wait_for(lock, options.flush_interval,
+                    [&] { return stopping || requested > done || queue.size() >= kEagerBatch; });
+      batch.swap(queue);
+      generation = requested;
+      last = stopping;
+    }
+    for (auto& e : batch) fold(e);
+    batch.clear();
+    write_dirty();
+    poll_cancel();
+    {
+      std::lock_guard lock(mutex);
+      done = std::max(done, generation);
+      // A run whose end is written and whose recorder is gone is forgotten.
+      std::erase_if(slots, [&](const std::unique_ptr<RunSlot>& s) {
+        return s->ended && !s->recorder_alive && !s->run_dirty && s->dirty.empty() &&
+               s->logs.empty() &&
+               std::none_of(queue.begin(), queue.end(),
+                            [&](const QueuedEvent& q) { return q.slot == s.get(); });
+      });
+      if (last && queue.empty()) {
+        written.notify_all();
+        return;
+      }
+    }
+    written.notify_all();
+  }
+}
+
+TaskRecord& HistoryWriter::Impl::task(RunSlot& s, const QueuedEvent& e) {
+  auto [it, fresh] = s.index.try_emplace(e.node, static_cast<std::uint32_t>(s.tasks.size()));
+  if (fresh) {
+    TaskRecord r;
+    r.node = e.node;
+    r.task = e.task;
+    s.tasks.push_back(std::move(r));
+    s.seqs.push_back(e.seq);
+    s.is_dirty.push_back(false);
+  }
+  mark(s, it->second);
+  return s.tasks[it->second];
+}
+
+void HistoryWriter::Impl::mark(RunSlot& s, std::uint32_t i) {
+  if (!s.is_dirty[i]) {
+    s.is_dirty[i] = true;
+    s.dirty.push_back(i);
+  }
+}
+
+// Mirrors how the engine keeps its TaskRecords (run.cpp), from events alone.
+void HistoryWriter::Impl::fold(QueuedEvent& e) {
+  RunSlot& s = *e.slot;
+  RunRecord& run = s.run;
+  switch (e.kind) {
+    case EventKind::RunStart:
+      run.id = e.run_id;
+      run.flow = e.flow;
+      run.flow_file = s.meta.flow_file;
+      run.params = s.meta.params.empty() ? "{}" : s.meta.params;
+      run.status = core::RunStatus::Running;
+      run.started = e.time;
+      run.host = s.process.host;
+      run.pid = s.process.pid;
+      run.pid_start = s.process.start;
+      s.started = true;
+      s.new_run = true;
+      s.run_dirty = true;
+      return;
+    case EventKind::NodeStart: {
+      TaskRecord& t = task(s, e);
+      t.state = core::TaskState::Running;
+      t.started = e.time;
+      t.attempts = e.attempt;
+      return;
+    }
+    case EventKind::NodeRetry: {
+      TaskRecord& t = task(s, e);
+      t.attempts = e.attempt;  // the attempt about to run
+      return;
+    }
+    case EventKind::NodeDone:
+    case EventKind::NodeError:
+    case EventKind::NodeSkipped:
+    case EventKind::NodeCancelled: {
+      TaskRecord& t = task(s, e);
+      t.state = e.kind == EventKind::NodeDone      ? core::TaskState::Succeeded
+                : e.kind == EventKind::NodeError   ? core::TaskState::Failed
+                : e.kind == EventKind::NodeSkipped ? core::TaskState::Skipped
+                                                   : core::TaskState::Cancelled;
+      t.attempts = e.attempt;
+      if (e.kind != EventKind::NodeDone &&
+          (!e.message.empty() || t.state == core::TaskState::Skipped)) {
+        t.error = e.message;
+      }
+      if (t.started != Clock::time_point{}) {
+        t.ended = e.time;
+        t.duration_ms = e.duration_ms;
+      }
+      t.output_summary = std::move(e.output);
+      t.artifacts = std::move(e.artifacts);
+      return;
+    }
+    case EventKind::Log: {
+      std::size_t& kept = s.log_bytes[e.node];
+      if (kept == SIZE_MAX) return;  // already truncated
+      if (kept + e.message.size() > options.max_log_bytes) {
+        LogEntry marker{++s.log_seq, e.time, e.node, trace::LogLevel::Warn,
+                        "[log truncated: this task's lines past PYOCO_MAX_LOG_BYTES=" +
+                            std::to_string(options.max_log_bytes) + " bytes are not kept]"};
+        s.logs.push_back(std::move(marker));
+        kept = SIZE_MAX;
+        return;
+      }
+      kept += e.message.size();
+      s.logs.push_back(
+          LogEntry{++s.log_seq, e.time, std::move(e.node), e.level, std::move(e.message)});
+      return;
+    }
+    case EventKind::RunCancelling:
+      if (!s.ended) {
+        run.status = core::RunStatus::Cancelling;
+        s.run_dirty = true;
+      }
+      return;
+    case EventKind::RunEnd:
+      if (s.ended || !s.started) return;
+      run.status = e.status;
+      // FAILED: the engine names the failed nodes; say so in words.
+      run.reason = e.status == core::RunStatus::Failed && !e.message.empty() && !e.abandon
+                       ? "failed: " + e.message
+                       : e.message;
+      run.ended = e.time;
+      run.duration_ms = std::chrono::duration<double, std::milli>(run.ended - run.started).count();
+      if (e.abandon) {
+        for (std::uint32_t i = 0; i < s.tasks.size(); ++i) {
+          TaskRecord& t = s.tasks[i];
+          if (core::is_terminal(t.state)) continue;
+          t.state = core::TaskState::Cancelled;
+          t.error = e.message;
+          if (t.started != Clock::time_point{}) {
+            t.ended = e.time;
+            t.duration_ms = std::chrono::duration<double, std::milli>(t.ended - t.started).count();
+          }
+          mark(s, i);
+        }
+      }
+      s.ended = true;
+      s.run_dirty = true;
+      return;
+  }
+}
+
+void HistoryWriter::Impl::write_dirty() {
+  Batch batch;
+  std::vector<RunSlot*> touched;
+  bool trim = false;
+  {
+    // Slots are only added under the lock; the writer alone changes their contents.
+    std::lock_guard lock(mutex);
+    for (auto& s : slots) {
+      if (!s->started || (!s->run_dirty && s->dirty.empty() && s->logs.empty())) continue;
+      touched.push_back(s.get());
+    }
+  }
+  for (RunSlot* s : touched) {
+    if (s->run_dirty) batch.runs.push_back(s->run);
+    for (std::uint32_t i : s->dirty)
+      batch.tasks.emplace_back(s->run.id, TaskEntry{s->seqs[i], s->tasks[i]});
+    for (const LogEntry& l : s->logs) batch.logs.emplace_back(s->run.id, l);
+    trim = trim || s->new_run;
+  }
+  if (batch.empty()) return;
+  try {
+    store->write(batch);
+    if (trim) store->trim(options.max_runs);
+  } catch (const std::exception& ex) {
+    // Kept dirty: the next cycle tries again.
+    std::lock_guard lock(mutex);
+    if (error.empty()) error = ex.what();
+    return;
+  }
+  for (RunSlot* s : touched) {
+    s->run_dirty = false;
+    s->new_run = false;
+    for (std::uint32_t i : s->dirty) s->is_dirty[i] = false;
+    s->dirty.clear();
+    s->logs.clear();
+  }
+}
+
+void HistoryWriter::Impl::poll_cancel() {
+  std::vector<std::string> watched;
+  {
+    std::lock_guard lock(mutex);
+    for (auto it = cancel_watches.begin(); it != cancel_watches.end();) {
+      const RunSlot* s = find(it->first);
+      if (s != nullptr && s->ended) {
+        it = cancel_watches.erase(it);  // over: nothing left to cancel
+        continue;
+      }
+      if (s != nullptr && s->started) watched.push_back(it->first);
+      ++it;
+    }
+  }
+  for (const std::string& id : watched) {
+    try {
+      const auto r = store->run(id);
+      if (!r || !r->cancel_requested) continue;
+    } catch (const std::exception&) {
+      continue;  // a busy store: look again next cycle
+    }
+    std::function<void()> fire;
+    {
+      std::lock_guard lock(mutex);
+      auto it = cancel_watches.find(id);
+      if (it == cancel_watches.end()) continue;
+      fire = std::move(it->second);
+      cancel_watches.erase(it);
+    }
+    fire();
+  }
+}
+
+}  // namespace pyoco::store

@@ -1,0 +1,136 @@
+// The in-memory StateStore: for embedding and tests. Same contract as the
+// SQLite store (tests/unit/state_store_test.cpp runs one suite over both).
+#include <pyoco/store/state_store.hpp>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "store_rules.hpp"
+
+namespace pyoco::store {
+
+namespace {
+
+class MemoryStateStore final : public StateStore {
+ public:
+  void write(const Batch& batch) override {
+    std::lock_guard lock(mutex_);
+    for (const RunRecord& r : batch.runs) {
+      auto [it, fresh] = runs_.try_emplace(r.id);
+      const bool requested = !fresh && it->second.run.cancel_requested;
+      it->second.run = r;
+      it->second.run.cancel_requested = requested;
+    }
+    for (const auto& [id, t] : batch.tasks) {
+      auto run = runs_.find(id);
+      if (run == runs_.end()) continue;  // a run trimmed away meanwhile
+      auto& tasks = run->second.tasks;
+      auto [pos, fresh] = run->second.task_index.try_emplace(t.record.node, tasks.size());
+      if (fresh) {
+        tasks.push_back(t);
+      } else {
+        tasks[pos->second] = t;
+      }
+    }
+    for (const auto& [id, line] : batch.logs) {
+      auto run = runs_.find(id);
+      if (run != runs_.end()) run->second.logs.push_back(line);
+    }
+  }
+
+  std::vector<RunRecord> runs(const RunFilter& filter) const override {
+    std::lock_guard lock(mutex_);
+    std::vector<RunRecord> out;
+    for (const auto& [id, data] : runs_) {
+      if (matches(filter, data.run)) out.push_back(data.run);
+    }
+    std::sort(out.begin(), out.end(), newest_first);
+    if (filter.limit > 0 && out.size() > filter.limit) out.resize(filter.limit);
+    return out;
+  }
+
+  std::optional<RunRecord> run(std::string_view id) const override {
+    std::lock_guard lock(mutex_);
+    auto it = runs_.find(std::string(id));
+    if (it == runs_.end()) return std::nullopt;
+    return it->second.run;
+  }
+
+  std::vector<std::string> ids_with_prefix(std::string_view prefix,
+                                           std::size_t max) const override {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> out;
+    for (auto it = runs_.lower_bound(std::string(prefix));
+         it != runs_.end() && it->first.starts_with(prefix) && out.size() < max; ++it) {
+      out.push_back(it->first);
+    }
+    return out;
+  }
+
+  std::vector<TaskRecord> tasks(std::string_view run_id) const override {
+    std::lock_guard lock(mutex_);
+    std::vector<TaskRecord> out;
+    auto it = runs_.find(std::string(run_id));
+    if (it == runs_.end()) return out;
+    std::vector<TaskEntry> sorted = it->second.tasks;
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const TaskEntry& a, const TaskEntry& b) { return a.seq < b.seq; });
+    for (auto& t : sorted) out.push_back(std::move(t.record));
+    return out;
+  }
+
+  std::vector<LogEntry> logs(std::string_view run_id, const LogFilter& filter) const override {
+    std::lock_guard lock(mutex_);
+    std::vector<LogEntry> out;
+    auto it = runs_.find(std::string(run_id));
+    if (it == runs_.end()) return out;
+    for (const LogEntry& l : it->second.logs) {
+      if (l.seq > filter.after && (filter.node.empty() || l.node == filter.node)) out.push_back(l);
+    }
+    if (filter.tail > 0 && out.size() > filter.tail) {
+      out.erase(out.begin(), out.end() - static_cast<std::ptrdiff_t>(filter.tail));
+    }
+    return out;
+  }
+
+  bool request_cancel(std::string_view run_id) override {
+    std::lock_guard lock(mutex_);
+    auto it = runs_.find(std::string(run_id));
+    if (it == runs_.end()) return false;
+    it->second.run.cancel_requested = true;
+    return true;
+  }
+
+  std::size_t trim(std::size_t keep) override {
+    std::lock_guard lock(mutex_);
+    std::vector<const RunRecord*> all;
+    for (const auto& [id, data] : runs_) all.push_back(&data.run);
+    std::sort(all.begin(), all.end(),
+              [](const RunRecord* a, const RunRecord* b) { return newest_first(*a, *b); });
+    std::vector<std::string> doomed;
+    for (std::size_t i = keep; i < all.size(); ++i) {
+      if (!is_active(all[i]->status)) doomed.push_back(all[i]->id);
+    }
+    for (const auto& id : doomed) runs_.erase(id);
+    return doomed.size();
+  }
+
+ private:
+  struct RunData {
+    RunRecord run;
+    std::vector<TaskEntry> tasks;
+    std::unordered_map<std::string, std::size_t> task_index;  // node -> tasks[i]
+    std::vector<LogEntry> logs;
+  };
+
+  mutable std::mutex mutex_;
+  std::map<std::string, RunData, std::less<>> runs_;
+};
+
+}  // namespace
+
+std::shared_ptr<StateStore> open_memory_store() { return std::make_shared<MemoryStateStore>(); }
+
+}  // namespace pyoco::store

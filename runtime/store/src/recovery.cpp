@@ -1,0 +1,65 @@
+// Runs whose process died (crash, kill -9) are ended on the next start of
+// any pyoco process, so nothing stays RUNNING forever.
+#include <pyoco/store/history.hpp>
+
+#include <algorithm>
+
+namespace pyoco::store {
+
+std::vector<std::string> recover_interrupted_runs(StateStore& store) {
+  const ProcessIdentity me = this_process();
+  std::vector<std::string> recovered;
+  RunFilter active;
+  active.active_only = true;
+  for (RunRecord run : store.runs(active)) {
+    // Another host's processes cannot be asked; leave its runs alone.
+    if (run.host != me.host || process_alive(run.pid, run.pid_start)) continue;
+    const std::string why =
+        "interrupted: the pyoco process (pid " + std::to_string(run.pid) + ") ended while it ran";
+    Batch batch;
+    // The last moment anything was heard of the run.
+    Clock::time_point last = run.started;
+    std::uint32_t seq = 0;
+    for (TaskRecord& t : store.tasks(run.id)) {
+      last = std::max({last, t.started, t.ended});
+      const std::uint32_t my_seq = seq++;
+      if (core::is_terminal(t.state)) continue;
+      t.state = t.state == core::TaskState::Running ? core::TaskState::Failed
+                                                    : core::TaskState::Cancelled;
+      t.error = why;
+      batch.tasks.emplace_back(run.id, TaskEntry{my_seq, std::move(t)});
+    }
+    LogFilter last_line;
+    last_line.tail = 1;
+    const auto logs = store.logs(run.id, last_line);
+    if (!logs.empty()) last = std::max(last, logs.back().time);
+    run.status = core::RunStatus::Failed;
+    run.reason = "interrupted";
+    run.ended = last;
+    run.duration_ms = std::chrono::duration<double, std::milli>(last - run.started).count();
+    batch.runs.push_back(run);
+    store.write(batch);
+    recovered.push_back(run.id);
+  }
+  return recovered;
+}
+
+RunRecord resolve_run(const StateStore& store, std::string_view id_or_prefix) {
+  if (id_or_prefix.empty()) throw StoreError("no run id given");
+  if (auto exact = store.run(id_or_prefix)) return *exact;
+  const auto ids = store.ids_with_prefix(id_or_prefix, 6);
+  if (ids.empty()) {
+    throw StoreError("no run " + std::string(id_or_prefix) +
+                     " in the history (see `pyoco runs list`)");
+  }
+  if (ids.size() > 1) {
+    std::string list;
+    for (std::size_t i = 0; i < ids.size() && i < 5; ++i) list += (i ? ", " : "") + ids[i];
+    if (ids.size() > 5) list += ", ...";
+    throw StoreError("run id prefix " + std::string(id_or_prefix) + " is ambiguous (" + list +
+                     "); give more of the id");
+  }
+  return *store.run(ids.front());
+}
+
+}  // namespace pyoco::store

@@ -1,0 +1,479 @@
+// The SQLite StateStore: $PYOCO_HOME/state.db, shared by every local pyoco
+// process. WAL mode lets readers (`pyoco runs ...`) work while a run writes;
+// writes take the lock up front (BEGIN IMMEDIATE) and wait for it under a
+// busy timeout, so two processes writing at once queue instead of failing.
+#include <pyoco/store/state_store.hpp>
+
+#include <sqlite3.h>
+
+#include <mutex>
+
+#include "store_rules.hpp"
+
+namespace pyoco::store {
+
+namespace {
+
+// Each entry moves the schema one version up; append only, never edit one
+// that has shipped. The file's PRAGMA user_version is its version.
+constexpr const char* kMigrations[] = {
+    // 1: runs, their tasks, artifacts and log lines
+    R"sql(
+CREATE TABLE runs(
+  id TEXT PRIMARY KEY,
+  flow TEXT NOT NULL,
+  flow_file TEXT NOT NULL,
+  params TEXT NOT NULL,
+  status TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  started_us INTEGER NOT NULL,
+  ended_us INTEGER NOT NULL,
+  duration_ms REAL NOT NULL,
+  host TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  pid_start INTEGER NOT NULL,
+  cancel_requested INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX runs_by_start ON runs(started_us);
+CREATE INDEX runs_by_status ON runs(status);
+CREATE TABLE tasks(
+  run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  node TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  started_us INTEGER NOT NULL,
+  ended_us INTEGER NOT NULL,
+  duration_ms REAL NOT NULL,
+  error TEXT NOT NULL,
+  output TEXT NOT NULL,
+  PRIMARY KEY(run_id, node));
+CREATE TABLE artifacts(
+  run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  node TEXT NOT NULL,
+  name TEXT NOT NULL,
+  path TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  PRIMARY KEY(run_id, node, name));
+CREATE TABLE logs(
+  run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  time_us INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  level INTEGER NOT NULL,
+  message TEXT NOT NULL,
+  PRIMARY KEY(run_id, seq));
+)sql",
+};
+constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
+
+std::int64_t to_us(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+Clock::time_point from_us(std::int64_t us) {
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
+}
+
+class Database;
+
+// A prepared statement: bind by position from 1, step, read columns from 0.
+class Statement {
+ public:
+  Statement(const Database& db, const char* sql);
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& bind(int i, std::string_view v) {
+    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  Statement& bind(int i, std::int64_t v) {
+    check(sqlite3_bind_int64(stmt_, i, v));
+    return *this;
+  }
+  Statement& bind(int i, double v) {
+    check(sqlite3_bind_double(stmt_, i, v));
+    return *this;
+  }
+  // True while there is a row to read.
+  bool step();
+  void run() {
+    while (step()) {
+    }
+    reset();
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::string text(int c) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, c));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, c))) : "";
+  }
+  std::int64_t integer(int c) const { return sqlite3_column_int64(stmt_, c); }
+  double real(int c) const { return sqlite3_column_double(stmt_, c); }
+
+ private:
+  void check(int rc) const;
+  const Database& db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+class Database {
+ public:
+  explicit Database(std::filesystem::path file) : file_(std::move(file)) {
+    const int rc =
+        sqlite3_open_v2(file_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    if (rc != SQLITE_OK) {
+      const std::string why = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw StoreError(file_.string() + ": cannot open the run history: " + why);
+    }
+    sqlite3_busy_timeout(db_, 10000);
+  }
+  ~Database() { sqlite3_close(db_); }
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  void exec(const char* sql) const {
+    char* msg = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
+      const std::string why = msg ? msg : sqlite3_errmsg(db_);
+      sqlite3_free(msg);
+      fail(why);
+    }
+  }
+  [[noreturn]] void fail(const std::string& why) const {
+    std::string hint;
+    if (sqlite3_errcode(db_) == SQLITE_NOTADB) {
+      hint = " (move the file away, or point PYOCO_HOME elsewhere)";
+    }
+    throw StoreError(file_.string() + ": " + why + hint);
+  }
+  sqlite3* handle() const { return db_; }
+
+ private:
+  std::filesystem::path file_;
+  sqlite3* db_ = nullptr;
+};
+
+Statement::Statement(const Database& db, const char* sql) : db_(db) {
+  if (sqlite3_prepare_v2(db.handle(), sql, -1, &stmt_, nullptr) != SQLITE_OK) {
+    db.fail(sqlite3_errmsg(db.handle()));
+  }
+}
+bool Statement::step() {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  const std::string why = sqlite3_errmsg(db_.handle());
+  sqlite3_reset(stmt_);
+  db_.fail(why);
+}
+void Statement::check(int rc) const {
+  if (rc != SQLITE_OK) db_.fail(sqlite3_errmsg(db_.handle()));
+}
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back when an exception leaves the scope.
+class WriteTransaction {
+ public:
+  explicit WriteTransaction(const Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+  ~WriteTransaction() {
+    if (!done_) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void commit() {
+    db_.exec("COMMIT");
+    done_ = true;
+  }
+
+ private:
+  const Database& db_;
+  bool done_ = false;
+};
+
+constexpr const char* kRunColumns =
+    "id, flow, flow_file, params, status, reason, started_us, ended_us, duration_ms, host, pid, "
+    "pid_start, cancel_requested";
+
+RunRecord read_run(const Statement& s) {
+  RunRecord r;
+  r.id = s.text(0);
+  r.flow = s.text(1);
+  r.flow_file = s.text(2);
+  r.params = s.text(3);
+  r.status = core::run_status_from(s.text(4)).value_or(core::RunStatus::Failed);
+  r.reason = s.text(5);
+  r.started = from_us(s.integer(6));
+  r.ended = from_us(s.integer(7));
+  r.duration_ms = s.real(8);
+  r.host = s.text(9);
+  r.pid = s.integer(10);
+  r.pid_start = s.integer(11);
+  r.cancel_requested = s.integer(12) != 0;
+  return r;
+}
+
+class SqliteStateStore final : public StateStore {
+ public:
+  explicit SqliteStateStore(const std::filesystem::path& file) : db_(file) {
+    db_.exec("PRAGMA foreign_keys=ON");
+    // WAL: readers never block the writer. NORMAL sync is durable across a
+    // crash of the process (what we guard against); a power cut may lose the
+    // last batch, never corrupt the file.
+    Statement mode(db_, "PRAGMA journal_mode=WAL");
+    mode.run();
+    db_.exec("PRAGMA synchronous=NORMAL");
+    migrate();
+  }
+
+  void write(const Batch& batch) override {
+    std::lock_guard lock(mutex_);
+    WriteTransaction tx(db_);
+    Statement run(db_,
+                  "INSERT INTO runs(id, flow, flow_file, params, status, reason, started_us, "
+                  "ended_us, duration_ms, host, pid, pid_start) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) "
+                  "ON CONFLICT(id) DO UPDATE SET flow=excluded.flow, flow_file=excluded.flow_file, "
+                  "params=excluded.params, status=excluded.status, reason=excluded.reason, "
+                  "started_us=excluded.started_us, ended_us=excluded.ended_us, "
+                  "duration_ms=excluded.duration_ms, host=excluded.host, pid=excluded.pid, "
+                  "pid_start=excluded.pid_start");
+    for (const RunRecord& r : batch.runs) {
+      run.bind(1, r.id)
+          .bind(2, r.flow)
+          .bind(3, r.flow_file)
+          .bind(4, r.params)
+          .bind(5, core::to_string(r.status))
+          .bind(6, r.reason)
+          .bind(7, to_us(r.started))
+          .bind(8, to_us(r.ended))
+          .bind(9, r.duration_ms)
+          .bind(10, r.host)
+          .bind(11, r.pid)
+          .bind(12, r.pid_start)
+          .run();
+    }
+    // A task whose run was trimmed away meanwhile is dropped, not an error.
+    Statement task(
+        db_,
+        "INSERT INTO tasks(run_id, node, seq, task, state, attempts, started_us, "
+        "ended_us, duration_ms, error, output) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11 "
+        "WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1) "
+        "ON CONFLICT(run_id, node) DO UPDATE SET seq=excluded.seq, task=excluded.task, "
+        "state=excluded.state, attempts=excluded.attempts, "
+        "started_us=excluded.started_us, ended_us=excluded.ended_us, "
+        "duration_ms=excluded.duration_ms, error=excluded.error, output=excluded.output");
+    Statement artifact(db_,
+                       "INSERT OR REPLACE INTO artifacts(run_id, node, name, path, size, sha256, "
+                       "media_type) SELECT ?1,?2,?3,?4,?5,?6,?7 "
+                       "WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1)");
+    for (const auto& [id, t] : batch.tasks) {
+      const TaskRecord& r = t.record;
+      task.bind(1, id)
+          .bind(2, r.node)
+          .bind(3, static_cast<std::int64_t>(t.seq))
+          .bind(4, r.task)
+          .bind(5, core::to_string(r.state))
+          .bind(6, static_cast<std::int64_t>(r.attempts))
+          .bind(7, to_us(r.started))
+          .bind(8, to_us(r.ended))
+          .bind(9, r.duration_ms)
+          .bind(10, r.error)
+          .bind(11, r.output_summary)
+          .run();
+      for (const auto& a : r.artifacts) {
+        artifact.bind(1, id)
+            .bind(2, r.node)
+            .bind(3, a.name)
+            .bind(4, a.path)
+            .bind(5, static_cast<std::int64_t>(a.size))
+            .bind(6, a.sha256)
+            .bind(7, a.media_type)
+            .run();
+      }
+    }
+    Statement log(db_,
+                  "INSERT OR IGNORE INTO logs(run_id, seq, time_us, node, level, message) "
+                  "SELECT ?1,?2,?3,?4,?5,?6 WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1)");
+    for (const auto& [id, l] : batch.logs) {
+      log.bind(1, id)
+          .bind(2, static_cast<std::int64_t>(l.seq))
+          .bind(3, to_us(l.time))
+          .bind(4, l.node)
+          .bind(5, static_cast<std::int64_t>(l.level))
+          .bind(6, l.message)
+          .run();
+    }
+    tx.commit();
+  }
+
+  std::vector<RunRecord> runs(const RunFilter& filter) const override {
+    std::lock_guard lock(mutex_);
+    std::string sql = std::string("SELECT ") + kRunColumns + " FROM runs WHERE 1=1";
+    if (filter.status) sql += " AND status=?1";
+    if (!filter.flow.empty()) sql += " AND flow=?2";
+    if (filter.active_only) sql += " AND status IN ('PENDING','RUNNING','CANCELLING')";
+    sql += " ORDER BY started_us DESC, id DESC";
+    if (filter.limit > 0) sql += " LIMIT ?3";
+    Statement s(db_, sql.c_str());
+    if (filter.status) s.bind(1, core::to_string(*filter.status));
+    if (!filter.flow.empty()) s.bind(2, filter.flow);
+    if (filter.limit > 0) s.bind(3, static_cast<std::int64_t>(filter.limit));
+    std::vector<RunRecord> out;
+    while (s.step()) out.push_back(read_run(s));
+    return out;
+  }
+
+  std::optional<RunRecord> run(std::string_view id) const override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_, (std::string("SELECT ") + kRunColumns + " FROM runs WHERE id=?").c_str());
+    s.bind(1, id);
+    if (!s.step()) return std::nullopt;
+    return read_run(s);
+  }
+
+  std::vector<std::string> ids_with_prefix(std::string_view prefix,
+                                           std::size_t max) const override {
+    std::lock_guard lock(mutex_);
+    // A range, not LIKE: ids are plain text and '_' or '%' in a prefix mean nothing.
+    Statement s(db_,
+                "SELECT id FROM runs WHERE id >= ?1 AND substr(id, 1, ?2) = ?1 "
+                "ORDER BY id LIMIT ?3");
+    s.bind(1, prefix)
+        .bind(2, static_cast<std::int64_t>(prefix.size()))
+        .bind(3, static_cast<std::int64_t>(max));
+    std::vector<std::string> out;
+    while (s.step()) out.push_back(s.text(0));
+    return out;
+  }
+
+  std::vector<TaskRecord> tasks(std::string_view run_id) const override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "SELECT node, task, state, attempts, started_us, ended_us, duration_ms, error, "
+                "output FROM tasks WHERE run_id=? ORDER BY seq");
+    s.bind(1, run_id);
+    std::vector<TaskRecord> out;
+    std::map<std::string, std::size_t> index;
+    while (s.step()) {
+      TaskRecord r;
+      r.node = s.text(0);
+      r.task = s.text(1);
+      r.state = core::task_state_from(s.text(2)).value_or(core::TaskState::Failed);
+      r.attempts = static_cast<std::uint32_t>(s.integer(3));
+      r.started = from_us(s.integer(4));
+      r.ended = from_us(s.integer(5));
+      r.duration_ms = s.real(6);
+      r.error = s.text(7);
+      r.output_summary = s.text(8);
+      index[r.node] = out.size();
+      out.push_back(std::move(r));
+    }
+    Statement a(db_,
+                "SELECT node, name, path, size, sha256, media_type FROM artifacts WHERE run_id=? "
+                "ORDER BY rowid");
+    a.bind(1, run_id);
+    while (a.step()) {
+      auto it = index.find(a.text(0));
+      if (it == index.end()) continue;
+      out[it->second].artifacts.push_back(core::ArtifactRecord{
+          a.text(1), a.text(2), static_cast<std::uint64_t>(a.integer(3)), a.text(4), a.text(5)});
+    }
+    return out;
+  }
+
+  std::vector<LogEntry> logs(std::string_view run_id, const LogFilter& filter) const override {
+    std::lock_guard lock(mutex_);
+    std::string sql =
+        "SELECT seq, time_us, node, level, message FROM logs WHERE run_id=?1 AND seq>?2";
+    if (!filter.node.empty()) sql += " AND node=?3";
+    // The last N: newest first with a limit, then turned back into order.
+    sql += filter.tail > 0 ? " ORDER BY seq DESC LIMIT ?4" : " ORDER BY seq";
+    Statement s(db_, sql.c_str());
+    s.bind(1, run_id).bind(2, static_cast<std::int64_t>(filter.after));
+    if (!filter.node.empty()) s.bind(3, filter.node);
+    if (filter.tail > 0) s.bind(4, static_cast<std::int64_t>(filter.tail));
+    std::vector<LogEntry> out;
+    while (s.step()) {
+      LogEntry l;
+      l.seq = static_cast<std::uint64_t>(s.integer(0));
+      l.time = from_us(s.integer(1));
+      l.node = s.text(2);
+      l.level = static_cast<trace::LogLevel>(s.integer(3));
+      l.message = s.text(4);
+      out.push_back(std::move(l));
+    }
+    if (filter.tail > 0) std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  bool request_cancel(std::string_view run_id) override {
+    std::lock_guard lock(mutex_);
+    WriteTransaction tx(db_);
+    Statement s(db_, "UPDATE runs SET cancel_requested=1 WHERE id=?");
+    s.bind(1, run_id).run();
+    const bool found = sqlite3_changes(db_.handle()) > 0;
+    tx.commit();
+    return found;
+  }
+
+  std::size_t trim(std::size_t keep) override {
+    std::lock_guard lock(mutex_);
+    WriteTransaction tx(db_);
+    // Cascades to tasks, artifacts and logs, in the same transaction.
+    Statement s(db_,
+                "DELETE FROM runs WHERE status NOT IN ('PENDING','RUNNING','CANCELLING') AND id "
+                "NOT IN (SELECT id FROM runs ORDER BY started_us DESC, id DESC LIMIT ?)");
+    s.bind(1, static_cast<std::int64_t>(keep)).run();
+    const auto deleted = static_cast<std::size_t>(sqlite3_changes(db_.handle()));
+    tx.commit();
+    return deleted;
+  }
+
+ private:
+  int schema_version() const {
+    Statement v(db_, "PRAGMA user_version");
+    return v.step() ? static_cast<int>(v.integer(0)) : 0;
+  }
+
+  void migrate() {
+    // The common case reads only; the write lock is taken to migrate, and
+    // the version read again under it (another process may have migrated).
+    if (schema_version() == kSchemaVersion) return;
+    WriteTransaction tx(db_);
+    const int version = schema_version();
+    if (version > kSchemaVersion) {
+      throw StoreError(sqlite3_db_filename(db_.handle(), "main") +
+                       std::string(": the run history has schema version ") +
+                       std::to_string(version) + ", newer than this pyoco knows (" +
+                       std::to_string(kSchemaVersion) +
+                       "); use a newer pyoco, or point PYOCO_HOME elsewhere");
+    }
+    for (int next = version; next < kSchemaVersion; ++next) db_.exec(kMigrations[next]);
+    if (version != kSchemaVersion) {
+      db_.exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+    }
+    tx.commit();
+  }
+
+  mutable std::mutex mutex_;
+  Database db_;
+};
+
+}  // namespace
+
+std::shared_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
+  if (ec) {
+    throw StoreError(file.parent_path().string() + ": cannot create the directory for the run " +
+                     "history: " + ec.message() + " (set PYOCO_HOME to a writable directory)");
+  }
+  return std::make_shared<SqliteStateStore>(file);
+}
+
+}  // namespace pyoco::store

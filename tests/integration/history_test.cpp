@@ -1,0 +1,425 @@
+// The run history fed by the engine's events: it agrees with the engine's
+// own records (Run::tasks), writes in batches, caps logs, keeps the newest
+// runs, hears cancel requests from other processes, and ends the runs of
+// processes that died.
+#include <pyoco/core/flow_file.hpp>
+#include <pyoco/engine/engine.hpp>
+#include <pyoco/store/history.hpp>
+#include <pyoco/trace/sinks.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using namespace pyoco::store;
+using core::TaskState;
+using core::Value;
+using pyoco::testing::TempDir;
+
+namespace {
+
+Value json(const char* text) { return core::from_json(boost::json::parse(text)); }
+
+std::shared_ptr<const core::CompiledFlow> compile(const std::string& yaml) {
+  auto spec = std::make_shared<const core::FlowSpec>(core::parse_flow_text(yaml, "test.yaml"));
+  return std::make_shared<const core::CompiledFlow>(core::compile_flow(spec));
+}
+
+// Counts the batches a store is handed.
+class CountingStore : public StateStore {
+ public:
+  explicit CountingStore(std::shared_ptr<StateStore> inner) : inner_(std::move(inner)) {}
+  void write(const Batch& b) override {
+    ++writes;
+    inner_->write(b);
+  }
+  std::vector<RunRecord> runs(const RunFilter& f) const override { return inner_->runs(f); }
+  std::optional<RunRecord> run(std::string_view id) const override { return inner_->run(id); }
+  std::vector<std::string> ids_with_prefix(std::string_view p, std::size_t m) const override {
+    return inner_->ids_with_prefix(p, m);
+  }
+  std::vector<TaskRecord> tasks(std::string_view id) const override { return inner_->tasks(id); }
+  std::vector<LogEntry> logs(std::string_view id, const LogFilter& f) const override {
+    return inner_->logs(id, f);
+  }
+  bool request_cancel(std::string_view id) override { return inner_->request_cancel(id); }
+  std::size_t trim(std::size_t keep) override { return inner_->trim(keep); }
+
+  std::atomic<int> writes{0};
+
+ private:
+  std::shared_ptr<StateStore> inner_;
+};
+
+class Gate {
+ public:
+  void open() {
+    std::lock_guard<std::mutex> lock(m_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  bool wait(std::chrono::seconds limit = std::chrono::seconds(20)) {
+    std::unique_lock<std::mutex> lock(m_);
+    return cv_.wait_for(lock, limit, [&] { return open_; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+// Waits for `done` with a deadline, checking every few milliseconds.
+template <class F>
+bool eventually(F&& done, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
+std::int64_t us(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+struct HistoryFixture {
+  Engine engine{EngineOptions{4, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  TempDir dir;
+  std::shared_ptr<StateStore> store = open_sqlite_store(dir.path() / "state.db");
+
+  std::map<std::string, TaskFn> tasks() {
+    std::map<std::string, TaskFn> t;
+    t["t/emit"] = [](TaskCall& call, const Value& in) {
+      call.log("emitting " + core::to_json_text(in.find("value")));
+      return in.find("value");
+    };
+    t["t/boom"] = [](TaskCall&, const Value&) -> Value {
+      throw std::runtime_error("disk on fire");
+    };
+    t["t/flaky"] = [](TaskCall& call, const Value&) {
+      if (call.attempt() < 3) throw std::runtime_error("not yet");
+      call.save_artifact("report.json", json(R"({"carrots":3})"));
+      call.log("third time lucky", plugins::LogLevel::Warn);
+      return json(R"({"ok":true})");
+    };
+    return t;
+  }
+
+  Run start(HistoryWriter& history, const std::string& yaml, std::map<std::string, TaskFn> fns) {
+    RunOptions o;
+    o.local_tasks = std::move(fns);
+    o.params = json("{}");
+    o.artifact_dir = dir.path() / "artifacts";
+    o.listener = history.recorder({"flows/test.yaml", "{}"});
+    return engine.start(compile(yaml), std::move(o));
+  }
+
+  Run run(HistoryWriter& history, const std::string& yaml) {
+    Run r = start(history, yaml, tasks());
+    BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)), "the run did not finish");
+    history.flush();
+    return r;
+  }
+
+  // Field by field; times to the microsecond the store keeps.
+  void expect_agreement(const Run& r) {
+    const auto stored_run = store->run(r.id());
+    BOOST_TEST_REQUIRE(stored_run.has_value());
+    BOOST_TEST(core::to_string(stored_run->status) == core::to_string(r.status()));
+    BOOST_TEST(stored_run->flow == r.flow_name());
+    BOOST_TEST(us(stored_run->ended) >= us(stored_run->started));
+    const auto engine_tasks = r.tasks();
+    const auto stored = store->tasks(r.id());
+    BOOST_TEST_REQUIRE(stored.size() == engine_tasks.size());
+    for (std::size_t i = 0; i < stored.size(); ++i) {
+      const TaskRecord& e = engine_tasks[i];
+      const TaskRecord& s = stored[i];
+      BOOST_TEST_CONTEXT("task " << e.node) {
+        BOOST_TEST(s.node == e.node);
+        BOOST_TEST(s.task == e.task);
+        BOOST_TEST(core::to_string(s.state) == core::to_string(e.state));
+        BOOST_TEST(s.attempts == e.attempts);
+        BOOST_TEST(us(s.started) == us(e.started));
+        BOOST_TEST(us(s.ended) == us(e.ended));
+        BOOST_TEST(s.duration_ms == e.duration_ms);
+        BOOST_TEST(s.error == e.error);
+        BOOST_TEST(s.output_summary == e.output_summary);
+        BOOST_TEST_REQUIRE(s.artifacts.size() == e.artifacts.size());
+        for (std::size_t a = 0; a < s.artifacts.size(); ++a) {
+          BOOST_TEST(s.artifacts[a].path == e.artifacts[a].path);
+          BOOST_TEST(s.artifacts[a].sha256 == e.artifacts[a].sha256);
+          BOOST_TEST(s.artifacts[a].size == e.artifacts[a].size);
+          BOOST_TEST(s.artifacts[a].media_type == e.artifacts[a].media_type);
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(history, HistoryFixture)
+
+BOOST_AUTO_TEST_CASE(store_agrees_with_the_engine_on_a_completed_run) {
+  HistoryWriter history(store);
+  const Run r = run(history, R"(
+flow:
+  graph: a >> flaky >> (b & c)
+tasks:
+  a: {use: "t/emit", inputs: {value: 1}}
+  flaky: {use: "t/flaky", retries: 3, retry_backoff: {initial_ms: 1, max_ms: 2}}
+  b: {use: "t/emit", inputs: {value: "$node.flaky.output"}}
+  c: {use: "t/emit", inputs: {value: "$node.a.output"}}
+)");
+  BOOST_TEST(core::to_string(r.status()) == "COMPLETED");
+  expect_agreement(r);
+  const auto run_record = *store->run(r.id());
+  BOOST_TEST(run_record.flow_file.ends_with("/flows/test.yaml"));
+  BOOST_TEST(run_record.pid == this_process().pid);
+  const auto flaky = store->tasks(r.id())[1];
+  BOOST_TEST(flaky.attempts == 3u);
+  BOOST_TEST(flaky.artifacts.size() == 1u);
+  const auto logs = store->logs(r.id(), {});
+  BOOST_TEST_REQUIRE(logs.size() == 4u);
+  BOOST_TEST(logs[0].node == "a");
+  BOOST_TEST(logs[0].message == "emitting 1");
+  BOOST_TEST(logs[1].message == "third time lucky");
+  BOOST_TEST((logs[1].level == trace::LogLevel::Warn));
+}
+
+BOOST_AUTO_TEST_CASE(store_agrees_with_the_engine_on_failures_skips_and_cancels) {
+  HistoryWriter history(store);
+  const Run isolated = run(history, R"(
+flow:
+  graph: ((bad >> after) & (fine >> also))
+tasks:
+  bad: {use: "t/boom", fail_policy: isolate}
+  after: {use: "t/emit", inputs: {value: 1}}
+  fine: {use: "t/emit", inputs: {value: 2}}
+  also: {use: "t/emit", inputs: {value: 3}}
+)");
+  BOOST_TEST(core::to_string(isolated.status()) == "FAILED");
+  expect_agreement(isolated);
+  BOOST_TEST(store->run(isolated.id())->reason == "failed: bad");
+
+  const Run stopped = run(history, R"(
+flow:
+  graph: first >> bad >> never
+tasks:
+  first: {use: "t/emit", inputs: {value: 1}}
+  bad: {use: "t/boom"}
+  never: {use: "t/emit", inputs: {value: 2}}
+)");
+  expect_agreement(stopped);
+  BOOST_TEST(core::to_string(store->tasks(stopped.id())[2].state) == "CANCELLED");
+}
+
+BOOST_AUTO_TEST_CASE(store_agrees_with_the_engine_on_loops_and_switches) {
+  HistoryWriter history(store);
+  const Run r = run(history, R"(
+flow:
+  defaults: {items: [1, 2, 3], mode: "b"}
+  graph: |
+    foreach(over={{items}}, item=it, parallel=2) { each } >> switch(on={{mode}}) { a: left; b: right; }
+tasks:
+  each: {use: "t/emit", inputs: {value: 7}}
+  left: {use: "t/emit", inputs: {value: "l"}}
+  right: {use: "t/emit", inputs: {value: "r"}}
+)");
+  BOOST_TEST(core::to_string(r.status()) == "COMPLETED");
+  expect_agreement(r);
+  BOOST_TEST(store->tasks(r.id()).size() >= 6u);  // the loop, three iterations, the switch, right
+}
+
+BOOST_AUTO_TEST_CASE(ten_thousand_tasks_are_written_in_a_few_batches) {
+  auto counting = std::make_shared<CountingStore>(open_memory_store());
+  HistoryWriter history(counting);
+  RunOptions o;
+  o.local_tasks["t/nop"] = [](TaskCall&, const Value& in) { return in.find("value"); };
+  o.params = json("{}");
+  std::string items = "[0";
+  for (int i = 1; i < 10000; ++i) items += "," + std::to_string(i);
+  items += "]";
+  o.params = core::from_json(boost::json::parse(R"({"items":)" + items + "}"));
+  o.listener = history.recorder({"", "{}"});
+  Run r = engine.start(compile(R"(
+flow:
+  graph: "foreach(over={{items}}, item=it, parallel=8) { nop }"
+tasks:
+  nop: {use: "t/nop", inputs: {value: 1}}
+)"),
+                       std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(120)));
+  history.flush();
+  const auto tasks = counting->tasks(r.id());
+  BOOST_TEST(tasks.size() == 10001u);  // the loop node and its 10,000 iterations
+  BOOST_TEST(std::all_of(tasks.begin(), tasks.end(),
+                         [](const TaskRecord& t) { return t.state == TaskState::Succeeded; }));
+  // ~20,000 events; one write per flush interval, not per event or task.
+  BOOST_TEST(counting->writes.load() < 500, "writes: " << counting->writes.load());
+}
+
+BOOST_AUTO_TEST_CASE(each_tasks_log_is_capped_with_a_visible_marker) {
+  HistoryOptions options;
+  options.max_log_bytes = 100;
+  HistoryWriter history(store, options);
+  auto fns = tasks();
+  fns["t/noisy"] = [](TaskCall& call, const Value&) {
+    for (int i = 0; i < 50; ++i) call.log("0123456789");  // 500 bytes
+    return Value();
+  };
+  Run r = start(history, R"(
+flow:
+  graph: noisy >> quiet
+tasks:
+  noisy: {use: "t/noisy"}
+  quiet: {use: "t/emit", inputs: {value: 1}}
+)",
+                fns);
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  history.flush();
+  LogFilter noisy;
+  noisy.node = "noisy";
+  const auto lines = store->logs(r.id(), noisy);
+  BOOST_TEST_REQUIRE(lines.size() == 11u);  // ten lines fit in 100 bytes, then the marker
+  BOOST_TEST(lines.back().message.find("log truncated") != std::string::npos);
+  BOOST_TEST(lines.back().message.find("PYOCO_MAX_LOG_BYTES=100") != std::string::npos);
+  LogFilter quiet;
+  quiet.node = "quiet";
+  BOOST_TEST(store->logs(r.id(), quiet).size() == 1u);  // its own budget
+}
+
+BOOST_AUTO_TEST_CASE(only_the_newest_runs_are_kept) {
+  HistoryOptions options;
+  options.max_runs = 3;
+  HistoryWriter history(store, options);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(
+        run(history, "flow: {graph: a}\ntasks: {a: {use: t/emit, inputs: {value: 1}}}\n").id());
+  }
+  const auto kept = store->runs({});
+  BOOST_TEST_REQUIRE(kept.size() == 3u);
+  BOOST_TEST(kept[0].id == ids[4]);
+  BOOST_TEST(kept[1].id == ids[3]);
+  BOOST_TEST(kept[2].id == ids[2]);
+  BOOST_TEST(store->tasks(ids[0]).empty());
+  BOOST_TEST(store->logs(ids[0], {}).empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_cancel_request_through_another_handle_cancels_the_run) {
+  HistoryWriter history(store);
+  auto fns = tasks();
+  fns["t/wait"] = [](TaskCall& call, const Value&) {
+    eventually([&] { return call.is_cancelled(); });
+    return Value();
+  };
+  Run r = start(history,
+                "flow: {graph: w >> after}\ntasks: {w: {use: t/wait}, after: {use: "
+                "t/emit, inputs: {value: 1}}}\n",
+                fns);
+  history.watch_cancel(r.id(), [r]() mutable { r.cancel(); });
+  // Another process's view of the same file.
+  auto other = open_sqlite_store(dir.path() / "state.db");
+  BOOST_TEST_REQUIRE(eventually([&] { return other->run(r.id()).has_value(); }));
+  BOOST_TEST(other->request_cancel(r.id()));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)), "the run did not notice the request");
+  BOOST_TEST(core::to_string(r.status()) == "CANCELLED");
+  history.flush();
+  BOOST_TEST(core::to_string(other->run(r.id())->status) == "CANCELLED");
+  BOOST_TEST(core::to_string(other->tasks(r.id())[1].state) == "CANCELLED");
+}
+
+BOOST_AUTO_TEST_CASE(abandoning_a_run_records_it_cancelled_at_once) {
+  HistoryWriter history(store);
+  auto gate = std::make_shared<Gate>();
+  std::atomic<bool> started{false};
+  auto fns = tasks();
+  fns["t/hold"] = [gate, &started](TaskCall&, const Value&) {
+    started = true;
+    gate->wait();
+    return Value();
+  };
+  Run r = start(history, "flow: {graph: hold}\ntasks: {hold: {use: t/hold}}\n", fns);
+  BOOST_TEST_REQUIRE(eventually([&] { return started.load(); }));
+  history.abandon(r.id(), "interrupted twice");
+  const auto stored = store->run(r.id());
+  BOOST_TEST_REQUIRE(stored.has_value());
+  BOOST_TEST(core::to_string(stored->status) == "CANCELLED");
+  BOOST_TEST(stored->reason == "interrupted twice");
+  BOOST_TEST(core::to_string(store->tasks(r.id())[0].state) == "CANCELLED");
+  gate->open();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  history.flush();
+  BOOST_TEST(core::to_string(store->run(r.id())->status) == "CANCELLED");  // first word stands
+}
+
+BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {
+  const ProcessIdentity me = this_process();
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);  // its pid now names nobody
+
+  auto active = [&](const std::string& id, std::int64_t pid, std::int64_t start,
+                    const std::string& host) {
+    RunRecord r;
+    r.id = id;
+    r.flow = "f";
+    r.params = "{}";
+    r.status = core::RunStatus::Running;
+    r.started = Clock::now() - std::chrono::seconds(5);
+    r.host = host;
+    r.pid = pid;
+    r.pid_start = start;
+    return r;
+  };
+  Batch b;
+  b.runs.push_back(active("dead", child, 0, me.host));
+  b.runs.push_back(active("alive", me.pid, me.start, me.host));
+  b.runs.push_back(active("reused-pid", me.pid, me.start + 1, me.host));
+  b.runs.push_back(active("elsewhere", child, 0, "another-host"));
+  auto task = [](std::uint32_t seq, const char* node, TaskState state) {
+    TaskEntry t;
+    t.seq = seq;
+    t.record.node = node;
+    t.record.task = "std/echo";
+    t.record.state = state;
+    if (state != TaskState::Pending) t.record.started = Clock::now() - std::chrono::seconds(4);
+    if (core::is_terminal(state)) t.record.ended = Clock::now() - std::chrono::seconds(3);
+    return t;
+  };
+  b.tasks.emplace_back("dead", task(0, "done", TaskState::Succeeded));
+  b.tasks.emplace_back("dead", task(1, "busy", TaskState::Running));
+  b.tasks.emplace_back("dead", task(2, "waiting", TaskState::Pending));
+  store->write(b);
+
+  auto recovered = recover_interrupted_runs(*store);
+  std::sort(recovered.begin(), recovered.end());
+  BOOST_TEST(recovered == (std::vector<std::string>{"dead", "reused-pid"}),
+             boost::test_tools::per_element());
+  const RunRecord dead = *store->run("dead");
+  BOOST_TEST(core::to_string(dead.status) == "FAILED");
+  BOOST_TEST(dead.reason == "interrupted");
+  BOOST_TEST(us(dead.ended) > us(dead.started));
+  const auto ts = store->tasks("dead");
+  BOOST_TEST(core::to_string(ts[0].state) == "SUCCEEDED");
+  BOOST_TEST(core::to_string(ts[1].state) == "FAILED");
+  BOOST_TEST(ts[1].error.find("interrupted") != std::string::npos);
+  BOOST_TEST(core::to_string(ts[2].state) == "CANCELLED");
+  BOOST_TEST(core::to_string(store->run("alive")->status) == "RUNNING");
+  BOOST_TEST(core::to_string(store->run("elsewhere")->status) == "RUNNING");
+  BOOST_TEST(recover_interrupted_runs(*store).empty());  // nothing twice
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,334 @@
+// The StateStore contract, run over both implementations (memory and
+// SQLite), plus what only the SQLite file can do: survive a reopen, migrate,
+// refuse a newer schema or a file that is not a database.
+#include <pyoco/store/history.hpp>
+#include <pyoco/store/state_store.hpp>
+
+#include <sqlite3.h>
+#include <boost/mpl/list.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using namespace pyoco::store;
+using pyoco::testing::TempDir;
+
+namespace {
+
+Clock::time_point at(int seconds) { return Clock::time_point(std::chrono::seconds(seconds)); }
+
+RunRecord make_run(const std::string& id, int started, core::RunStatus status,
+                   const std::string& flow = "hello") {
+  RunRecord r;
+  r.id = id;
+  r.flow = flow;
+  r.flow_file = "/flows/" + flow + ".yaml";
+  r.params = R"({"x":1})";
+  r.status = status;
+  r.started = at(started);
+  if (core::is_terminal(status)) {
+    r.ended = at(started + 2);
+    r.duration_ms = 2000;
+  }
+  r.host = "host";
+  r.pid = 42;
+  return r;
+}
+
+TaskEntry make_task(std::uint32_t seq, const std::string& node, core::TaskState state) {
+  TaskEntry t;
+  t.seq = seq;
+  t.record.node = node;
+  t.record.task = "std/echo";
+  t.record.state = state;
+  t.record.attempts = 1;
+  t.record.started = at(10);
+  t.record.ended = at(11);
+  t.record.duration_ms = 1000;
+  return t;
+}
+
+LogEntry make_log(std::uint64_t seq, const std::string& node, const std::string& message) {
+  return LogEntry{seq, at(10), node, trace::LogLevel::Info, message};
+}
+
+struct Memory {
+  std::shared_ptr<StateStore> open() { return open_memory_store(); }
+};
+struct Sqlite {
+  TempDir dir;
+  std::shared_ptr<StateStore> open() { return open_sqlite_store(dir.path() / "sub" / "state.db"); }
+};
+using Stores = boost::mpl::list<Memory, Sqlite>;
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(contract)
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_run_reads_back_as_written, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("aaaa-1", 100, core::RunStatus::Failed));
+  b.runs.back().reason = "failed: broken";
+  store->write(b);
+  const auto r = store->run("aaaa-1");
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST(r->flow == "hello");
+  BOOST_TEST(r->flow_file == "/flows/hello.yaml");
+  BOOST_TEST(r->params == R"({"x":1})");
+  BOOST_TEST(core::to_string(r->status) == "FAILED");
+  BOOST_TEST(r->reason == "failed: broken");
+  BOOST_TEST((r->started == at(100)));
+  BOOST_TEST((r->ended == at(102)));
+  BOOST_TEST(r->duration_ms == 2000.0);
+  BOOST_TEST(r->host == "host");
+  BOOST_TEST(r->pid == 42);
+  BOOST_TEST(!r->cancel_requested);
+  BOOST_TEST(!store->run("aaaa-2").has_value());
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(runs_are_newest_first_and_filtered, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("r1", 100, core::RunStatus::Completed, "a"));
+  b.runs.push_back(make_run("r2", 300, core::RunStatus::Failed, "b"));
+  b.runs.push_back(make_run("r3", 200, core::RunStatus::Running, "a"));
+  store->write(b);
+  auto ids = [](const std::vector<RunRecord>& rs) {
+    std::string out;
+    for (const auto& r : rs) out += r.id + " ";
+    return out;
+  };
+  BOOST_TEST(ids(store->runs({})) == "r2 r3 r1 ");
+  RunFilter f;
+  f.flow = "a";
+  BOOST_TEST(ids(store->runs(f)) == "r3 r1 ");
+  f = {};
+  f.status = core::RunStatus::Failed;
+  BOOST_TEST(ids(store->runs(f)) == "r2 ");
+  f = {};
+  f.active_only = true;
+  BOOST_TEST(ids(store->runs(f)) == "r3 ");
+  f = {};
+  f.limit = 2;
+  BOOST_TEST(ids(store->runs(f)) == "r2 r3 ");
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(tasks_upsert_by_node_and_keep_their_order, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  b.tasks.emplace_back("r", make_task(1, "second", core::TaskState::Running));
+  b.tasks.emplace_back("r", make_task(0, "first", core::TaskState::Running));
+  store->write(b);
+
+  Batch later;
+  TaskEntry done = make_task(1, "second", core::TaskState::Succeeded);
+  done.record.attempts = 3;
+  done.record.output_summary = R"({"ok":true})";
+  done.record.artifacts.push_back({"out.json", "/a/r/out.json", 12, "abc123", "application/json"});
+  later.tasks.emplace_back("r", done);
+  TaskEntry failed = make_task(0, "first", core::TaskState::Failed);
+  failed.record.error = "disk on fire";
+  later.tasks.emplace_back("r", failed);
+  store->write(later);
+
+  const auto tasks = store->tasks("r");
+  BOOST_TEST_REQUIRE(tasks.size() == 2u);
+  BOOST_TEST(tasks[0].node == "first");
+  BOOST_TEST(core::to_string(tasks[0].state) == "FAILED");
+  BOOST_TEST(tasks[0].error == "disk on fire");
+  BOOST_TEST(tasks[1].node == "second");
+  BOOST_TEST(tasks[1].attempts == 3u);
+  BOOST_TEST(tasks[1].output_summary == R"({"ok":true})");
+  BOOST_TEST_REQUIRE(tasks[1].artifacts.size() == 1u);
+  BOOST_TEST(tasks[1].artifacts[0].path == "/a/r/out.json");
+  BOOST_TEST(tasks[1].artifacts[0].size == 12u);
+  BOOST_TEST(tasks[1].artifacts[0].sha256 == "abc123");
+  BOOST_TEST(tasks[1].artifacts[0].media_type == "application/json");
+  BOOST_TEST(store->tasks("nope").empty());
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(logs_filter_by_task_position_and_tail, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  for (std::uint64_t i = 1; i <= 6; ++i) {
+    b.logs.emplace_back("r", make_log(i, i % 2 ? "odd" : "even", "line " + std::to_string(i)));
+  }
+  store->write(b);
+  auto text = [](const std::vector<LogEntry>& ls) {
+    std::string out;
+    for (const auto& l : ls) out += l.message.substr(5) + ",";
+    return out;
+  };
+  BOOST_TEST(text(store->logs("r", {})) == "1,2,3,4,5,6,");
+  LogFilter f;
+  f.node = "odd";
+  BOOST_TEST(text(store->logs("r", f)) == "1,3,5,");
+  f = {};
+  f.after = 4;
+  BOOST_TEST(text(store->logs("r", f)) == "5,6,");
+  f = {};
+  f.tail = 2;
+  BOOST_TEST(text(store->logs("r", f)) == "5,6,");
+  f.node = "even";
+  BOOST_TEST(text(store->logs("r", f)) == "4,6,");
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_cancel_request_survives_later_writes, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  store->write(b);
+  BOOST_TEST(store->request_cancel("r"));
+  BOOST_TEST(!store->request_cancel("other"));
+  b.runs.back().status = core::RunStatus::Cancelling;
+  store->write(b);  // the run's own writer knows nothing of the request
+  BOOST_TEST(store->run("r")->cancel_requested);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(ids_resolve_from_unambiguous_prefixes, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("abc-111", 1, core::RunStatus::Completed));
+  b.runs.push_back(make_run("abc-222", 2, core::RunStatus::Completed));
+  b.runs.push_back(make_run("abd-333", 3, core::RunStatus::Completed));
+  b.runs.push_back(make_run("a_c-444", 4, core::RunStatus::Completed));
+  store->write(b);
+  BOOST_TEST(resolve_run(*store, "abc-111").id == "abc-111");
+  BOOST_TEST(resolve_run(*store, "abc-2").id == "abc-222");
+  BOOST_TEST(resolve_run(*store, "abd").id == "abd-333");
+  BOOST_TEST(resolve_run(*store, "a_").id == "a_c-444");  // '_' is no wildcard
+  BOOST_CHECK_EXCEPTION(resolve_run(*store, "abc"), StoreError, [](const StoreError& e) {
+    return std::string(e.what()) ==
+           "run id prefix abc is ambiguous (abc-111, abc-222); give more of the id";
+  });
+  BOOST_CHECK_EXCEPTION(resolve_run(*store, "zz"), StoreError, [](const StoreError& e) {
+    return std::string(e.what()).find("no run zz in the history") != std::string::npos;
+  });
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(trim_deletes_old_ended_runs_whole_and_never_active_ones, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("oldest-running", 1, core::RunStatus::Running));
+  b.runs.push_back(make_run("old", 2, core::RunStatus::Completed));
+  b.runs.push_back(make_run("mid", 3, core::RunStatus::Failed));
+  b.runs.push_back(make_run("new", 4, core::RunStatus::Completed));
+  b.tasks.emplace_back("old", make_task(0, "t", core::TaskState::Succeeded));
+  b.logs.emplace_back("old", make_log(1, "t", "hello"));
+  store->write(b);
+  BOOST_TEST(store->trim(2) == 1u);  // "old" only: the running one stays
+  BOOST_TEST(!store->run("old").has_value());
+  BOOST_TEST(store->tasks("old").empty());
+  BOOST_TEST(store->logs("old", {}).empty());
+  BOOST_TEST(store->run("oldest-running").has_value());
+  BOOST_TEST(store->run("mid").has_value());
+  BOOST_TEST(store->run("new").has_value());
+  // Rows for a run that is gone are dropped, not an error.
+  Batch late;
+  late.tasks.emplace_back("old", make_task(0, "t", core::TaskState::Succeeded));
+  late.logs.emplace_back("old", make_log(2, "t", "late"));
+  store->write(late);
+  BOOST_TEST(store->tasks("old").empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(sqlite_file)
+
+BOOST_AUTO_TEST_CASE(a_second_handle_sees_what_the_first_wrote) {
+  TempDir dir;
+  const auto file = dir.path() / "state.db";
+  auto first = open_sqlite_store(file);
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  first->write(b);
+  auto second = open_sqlite_store(file);
+  BOOST_TEST(second->run("r").has_value());
+  BOOST_TEST(second->request_cancel("r"));
+  BOOST_TEST(first->run("r")->cancel_requested);
+}
+
+BOOST_AUTO_TEST_CASE(the_file_is_in_wal_mode_at_the_current_schema) {
+  TempDir dir;
+  const auto file = dir.path() / "state.db";
+  open_sqlite_store(file);
+  sqlite3* db = nullptr;
+  BOOST_TEST_REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  auto one = [&](const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, sql, -1, &s, nullptr);
+    sqlite3_step(s);
+    std::string v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return v;
+  };
+  BOOST_TEST(one("PRAGMA journal_mode") == "wal");
+  BOOST_TEST(one("PRAGMA user_version") == "1");
+  sqlite3_close(db);
+}
+
+BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
+  TempDir dir;
+  const auto file = dir.path() / "state.db";
+  open_sqlite_store(file);
+  sqlite3* db = nullptr;
+  sqlite3_open(file.c_str(), &db);
+  sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  BOOST_CHECK_EXCEPTION(open_sqlite_store(file), StoreError, [](const StoreError& e) {
+    const std::string m = e.what();
+    return m.find("schema version 99, newer than this pyoco knows (1)") != std::string::npos &&
+           m.find("PYOCO_HOME") != std::string::npos;
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_file_that_is_not_a_database_is_named) {
+  TempDir dir;
+  const auto file = dir.path() / "state.db";
+  std::ofstream(file) << "this is not sqlite, it is a shopping list: carrots, more carrots\n";
+  BOOST_CHECK_EXCEPTION(open_sqlite_store(file), StoreError, [&](const StoreError& e) {
+    const std::string m = e.what();
+    return m.find(file.string()) != std::string::npos &&
+           m.find("not a database") != std::string::npos;
+  });
+}
+
+BOOST_AUTO_TEST_CASE(the_default_file_follows_pyoco_home_then_xdg) {
+  setenv("PYOCO_HOME", "/somewhere/pyoco", 1);
+  BOOST_TEST(default_store_file().string() == "/somewhere/pyoco/state.db");
+  unsetenv("PYOCO_HOME");
+  setenv("XDG_STATE_HOME", "/xdg", 1);
+  BOOST_TEST(default_store_file().string() == "/xdg/pyoco/state.db");
+  unsetenv("XDG_STATE_HOME");
+  setenv("HOME", "/home/carrot", 1);
+  BOOST_TEST(default_store_file().string() == "/home/carrot/.local/state/pyoco/state.db");
+}
+
+BOOST_AUTO_TEST_CASE(history_options_read_the_environment) {
+  setenv("PYOCO_MAX_LOG_BYTES", "2048", 1);
+  setenv("PYOCO_MAX_RUN_HISTORY", "7", 1);
+  const HistoryOptions o = HistoryOptions::from_env();
+  BOOST_TEST(o.max_log_bytes == 2048u);
+  BOOST_TEST(o.max_runs == 7u);
+  setenv("PYOCO_MAX_RUN_HISTORY", "lots", 1);
+  BOOST_CHECK_EXCEPTION(HistoryOptions::from_env(), StoreError, [](const StoreError& e) {
+    return std::string(e.what()) == "PYOCO_MAX_RUN_HISTORY=lots: expected a whole number";
+  });
+  unsetenv("PYOCO_MAX_LOG_BYTES");
+  unsetenv("PYOCO_MAX_RUN_HISTORY");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
