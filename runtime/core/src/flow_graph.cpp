@@ -45,6 +45,8 @@ bool FlowGraph::precedes(std::uint32_t ancestor, std::uint32_t node) const {
 namespace {
 
 constexpr std::size_t kMaxPipeDepth = 128;
+// Terms reached through pipes: nested pipes can expand exponentially. Terms
+// written out in the graph itself are not limited (flows of 100,000 nodes).
 constexpr std::size_t kMaxExpandedTerms = 4096;
 
 using Exit = std::vector<Requirement>;
@@ -65,7 +67,7 @@ class Builder {
   }
 
   Exit term(FlowGraph& g, const dsl::Term& t, const Exit& incoming) {
-    if (++expanded_ > kMaxExpandedTerms) {
+    if (!pipe_stack_.empty() && ++expanded_ > kMaxExpandedTerms) {
       throw FlowError(spec_.graph_where, "the graph expands to more than " +
                                              std::to_string(kMaxExpandedTerms) +
                                              " steps: pipes are probably nested too deep");

@@ -1,0 +1,48 @@
+// Building a flow's DAG: the limit on pipe expansion guards against nested
+// pipes, not against large flows written out node by node.
+#include <pyoco/core/flow_file.hpp>
+#include <pyoco/core/flow_graph.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <string>
+
+using namespace pyoco;
+
+namespace {
+
+core::CompiledFlow compile(const std::string& yaml) {
+  auto spec = std::make_shared<const core::FlowSpec>(core::parse_flow_text(yaml, "test.yaml"));
+  return core::compile_flow(spec);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_flow_of_more_than_4096_written_out_nodes_compiles) {
+  constexpr int kNodes = 5000;
+  std::string graph = "n0";
+  std::string tasks;
+  for (int i = 0; i < kNodes; ++i) {
+    if (i > 0) graph += " >> n" + std::to_string(i);
+    tasks += "  n" + std::to_string(i) + ": {use: \"std/echo\"}\n";
+  }
+  const core::CompiledFlow flow =
+      compile("flow:\n  name: big\n  graph: \"" + graph + "\"\ntasks:\n" + tasks);
+  BOOST_TEST(flow.graph.nodes.size() == static_cast<std::size_t>(kNodes));
+}
+
+BOOST_AUTO_TEST_CASE(pipes_that_expand_exponentially_are_refused) {
+  // p0 expands to 2^13 copies of a.
+  std::string pipes;
+  for (int i = 0; i < 13; ++i) {
+    const std::string next = "pipe(p" + std::to_string(i + 1) + ")";
+    pipes += "  p" + std::to_string(i) + ": \"" + next + " >> " + next + "\"\n";
+  }
+  pipes += "  p13: \"a\"\n";
+  BOOST_CHECK_EXCEPTION(compile("flow:\n  name: pipes\n  graph: \"pipe(p0)\"\npipes:\n" + pipes +
+                                "tasks:\n  a: {use: \"std/echo\"}\n"),
+                        core::FlowError, [](const core::FlowError& e) {
+                          return std::string(e.what()).find("pipes are probably nested too deep") !=
+                                 std::string::npos;
+                        });
+}
