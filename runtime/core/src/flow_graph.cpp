@@ -8,7 +8,18 @@
 
 namespace pyoco::core {
 
+std::uint32_t FlowGraph::add(GraphNode node) {
+  const auto id = static_cast<std::uint32_t>(nodes.size());
+  index_.emplace(node.name, id);
+  nodes.push_back(std::move(node));
+  return id;
+}
+
 std::int64_t FlowGraph::find(std::string_view name) const {
+  if (index_.size() == nodes.size()) {
+    auto it = index_.find(std::string(name));
+    return it == index_.end() ? -1 : static_cast<std::int64_t>(it->second);
+  }
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     if (nodes[i].name == name) return static_cast<std::int64_t>(i);
   }
@@ -142,8 +153,7 @@ class Builder {
     node.name = n.name;
     node.task = task;
     node.where = n.where;
-    g.nodes.push_back(std::move(node));
-    return static_cast<std::uint32_t>(g.nodes.size() - 1);
+    return g.add(std::move(node));
   }
 
   std::uint32_t control_node(FlowGraph& g, GraphNode::Kind kind, const char* label,
@@ -152,8 +162,7 @@ class Builder {
     node.kind = kind;
     node.name = std::string(label) + "_" + std::to_string(++controls_[label]);
     node.where = where;
-    g.nodes.push_back(std::move(node));
-    return static_cast<std::uint32_t>(g.nodes.size() - 1);
+    return g.add(std::move(node));
   }
 
   // One node standing for an exit (an OR-join needs one node per branch).
@@ -165,8 +174,7 @@ class Builder {
     join.kind = GraphNode::Kind::Join;
     join.name = "join_" + std::to_string(++controls_["join"]);
     join.where = where;
-    g.nodes.push_back(std::move(join));
-    const auto id = static_cast<std::uint32_t>(g.nodes.size() - 1);
+    const std::uint32_t id = g.add(std::move(join));
     attach(g, id, e);
     return id;
   }
@@ -210,37 +218,53 @@ class Builder {
     return e;
   }
 
-  // Successors, then a cycle check.
+  // Successors and releases, then a cycle check.
   void finish(FlowGraph& g) {
-    for (auto& n : g.nodes) n.successors.clear();
-    for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
-      std::set<std::uint32_t> preds;
-      for (const Requirement& r : g.nodes[i].requirements)
-        preds.insert(r.nodes.begin(), r.nodes.end());
-      for (std::uint32_t p : preds) g.nodes[p].successors.push_back(i);
+    for (auto& n : g.nodes) {
+      n.successors.clear();
+      n.releases.clear();
     }
-    // Depth-first search with colours finds a cycle and its path.
+    for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
+      const auto& reqs = g.nodes[i].requirements;
+      for (std::uint32_t r = 0; r < reqs.size(); ++r) {
+        for (std::uint32_t p : reqs[r].nodes) {
+          GraphNode& pred = g.nodes[p];
+          if (pred.successors.empty() || pred.successors.back() != i) pred.successors.push_back(i);
+          pred.releases.push_back({i, r});
+        }
+      }
+    }
+    // Depth-first search with colours finds a cycle and its path; iterative,
+    // so a chain of 100,000 nodes does not exhaust the stack.
     std::vector<int> colour(g.nodes.size(), 0);
-    std::vector<std::uint32_t> path;
-    std::function<void(std::uint32_t)> visit = [&](std::uint32_t n) {
-      colour[n] = 1;
-      path.push_back(n);
-      for (std::uint32_t s : g.nodes[n].successors) {
+    std::vector<std::pair<std::uint32_t, std::size_t>> stack;  // node, next successor
+    for (std::uint32_t root = 0; root < g.nodes.size(); ++root) {
+      if (colour[root] != 0) continue;
+      colour[root] = 1;
+      stack.emplace_back(root, 0);
+      while (!stack.empty()) {
+        auto& [n, next] = stack.back();
+        const auto& succ = g.nodes[n].successors;
+        if (next == succ.size()) {
+          colour[n] = 2;
+          stack.pop_back();
+          continue;
+        }
+        const std::uint32_t s = succ[next++];
         if (colour[s] == 1) {
           std::string cycle;
-          auto from = std::find(path.begin(), path.end(), s);
-          for (auto it = from; it != path.end(); ++it) cycle += g.nodes[*it].name + " -> ";
+          auto from = std::find_if(stack.begin(), stack.end(),
+                                   [&](const auto& frame) { return frame.first == s; });
+          for (auto it = from; it != stack.end(); ++it) cycle += g.nodes[it->first].name + " -> ";
           throw FlowError(g.nodes[s].where, "cycle: " + cycle + g.nodes[s].name +
                                                 " (a repeated name is the same node; use "
                                                 "name: task for a second one)");
         }
-        if (colour[s] == 0) visit(s);
+        if (colour[s] == 0) {
+          colour[s] = 1;
+          stack.emplace_back(s, 0);
+        }
       }
-      path.pop_back();
-      colour[n] = 2;
-    };
-    for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
-      if (colour[i] == 0) visit(i);
     }
   }
 

@@ -12,6 +12,7 @@
 #include <future>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #include "run_state.hpp"
 
@@ -41,37 +42,48 @@ pyoco_status run_local(void* fn, pyoco_context* c, const pyoco_value* in, const 
   return PYOCO_ERR_TASK;
 }
 
+// Definitions already bound in this flow, by `use`: a task used by 10,000
+// nodes is looked up (and its plugin's load checked) once, not 10,000 times.
+using BoundByUse = std::unordered_map<std::string_view, const plugins::TaskDefinition*>;
+
+const plugins::TaskDefinition* bind_task(const core::TaskSpec& spec, BoundFlow& bound,
+                                         const plugins::Catalog& catalog,
+                                         const std::map<std::string, TaskFn>& local) {
+  if (auto it = local.find(spec.use); it != local.end()) {
+    auto fn = std::make_unique<TaskFn>(it->second);
+    auto def = std::make_unique<plugins::TaskDefinition>();
+    def->plugin = "local";
+    def->name = spec.use.substr(spec.use.find('/') + 1);
+    def->user_data = fn.get();
+    def->run = &run_local;
+    bound.local_functions.push_back(std::move(fn));
+    bound.local_definitions.push_back(std::move(def));
+    return bound.local_definitions.back().get();
+  }
+  const auto ref = catalog.find_task(spec.use);
+  if (!ref) {
+    throw core::FlowError(spec.where, "task '" + spec.name + "' uses \"" + spec.use +
+                                          "\", which no plugin on the search path provides "
+                                          "(see `pyoco tasks`)");
+  }
+  const plugins::LoadedPlugin& plugin = plugins::load_plugin(ref->plugin->manifest);
+  const plugins::TaskDefinition* def = plugin.find_task(ref->task->name);
+  if (def == nullptr) {
+    throw core::FlowError(spec.where, "plugin '" + plugin.manifest.name +
+                                          "' did not register task '" + ref->task->name + "'");
+  }
+  return def;
+}
+
 void bind_graph(const core::FlowGraph& g, BoundFlow& bound, const plugins::Catalog& catalog,
-                const std::map<std::string, TaskFn>& local) {
+                const std::map<std::string, TaskFn>& local, BoundByUse& by_use) {
   for (const core::GraphNode& n : g.nodes) {
-    for (const auto& child : n.children) bind_graph(*child, bound, catalog, local);
+    for (const auto& child : n.children) bind_graph(*child, bound, catalog, local, by_use);
     if (n.kind != core::GraphNode::Kind::Task) continue;
     const core::TaskSpec& spec = *n.task;
-    if (auto it = local.find(spec.use); it != local.end()) {
-      auto fn = std::make_unique<TaskFn>(it->second);
-      auto def = std::make_unique<plugins::TaskDefinition>();
-      def->plugin = "local";
-      def->name = spec.use.substr(spec.use.find('/') + 1);
-      def->user_data = fn.get();
-      def->run = &run_local;
-      bound.tasks[&n] = def.get();
-      bound.local_functions.push_back(std::move(fn));
-      bound.local_definitions.push_back(std::move(def));
-      continue;
-    }
-    const auto ref = catalog.find_task(spec.use);
-    if (!ref) {
-      throw core::FlowError(spec.where, "task '" + spec.name + "' uses \"" + spec.use +
-                                            "\", which no plugin on the search path provides "
-                                            "(see `pyoco tasks`)");
-    }
-    const plugins::LoadedPlugin& plugin = plugins::load_plugin(ref->plugin->manifest);
-    const plugins::TaskDefinition* def = plugin.find_task(ref->task->name);
-    if (def == nullptr) {
-      throw core::FlowError(spec.where, "plugin '" + plugin.manifest.name +
-                                            "' did not register task '" + ref->task->name + "'");
-    }
-    bound.tasks[&n] = def;
+    auto [it, fresh] = by_use.try_emplace(spec.use, nullptr);
+    if (fresh) it->second = bind_task(spec, bound, catalog, local);
+    bound.tasks[&n] = it->second;
   }
 }
 
@@ -264,7 +276,9 @@ unsigned Engine::jobs() const { return impl_->jobs; }
 Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options) {
   auto bound = std::make_shared<BoundFlow>();
   bound->flow = std::move(flow);
-  bind_graph(bound->flow->graph, *bound, impl_->catalog, options.local_tasks);
+  BoundByUse by_use;
+  bound->tasks.reserve(bound->flow->graph.nodes.size());
+  bind_graph(bound->flow->graph, *bound, impl_->catalog, options.local_tasks, by_use);
   if (options.params.is_null()) options.params = core::from_json(boost::json::object());
   auto state =
       std::make_shared<RunState>(impl_->pool, std::move(bound), std::move(options), new_run_id());

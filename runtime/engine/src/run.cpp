@@ -418,17 +418,24 @@ void RunState::node_ended(Frame& f, std::uint32_t i) {
 void RunState::release_successors(Frame& f, std::uint32_t i) {
   const GraphNode& g = f.graph->nodes[i];
   const bool ok = f.nodes[i].state == TaskState::Succeeded;
-  for (std::uint32_t s : g.successors) {
+  // Releases come grouped by successor: count this node in each requirement
+  // it is part of, then judge the successor once.
+  const auto& releases = g.releases;
+  for (std::size_t k = 0; k < releases.size();) {
+    const std::uint32_t s = releases[k].node;
     NodeExec& sn = f.nodes[s];
-    if (sn.state != TaskState::Pending) continue;
+    const bool pending = sn.state == TaskState::Pending;
+    for (; k < releases.size() && releases[k].node == s; ++k) {
+      if (!pending) continue;
+      const std::uint32_t r = releases[k].requirement;
+      ++sn.ended[r];
+      if (ok) ++sn.satisfied[r];
+    }
+    if (!pending) continue;
     const GraphNode& sg = f.graph->nodes[s];
     bool all_hold = true, broken = false;
     for (std::size_t r = 0; r < sg.requirements.size(); ++r) {
       const core::Requirement& req = sg.requirements[r];
-      if (std::find(req.nodes.begin(), req.nodes.end(), i) != req.nodes.end()) {
-        ++sn.ended[r];
-        if (ok) ++sn.satisfied[r];
-      }
       const bool holds = req.any ? sn.satisfied[r] > 0 : sn.satisfied[r] == req.nodes.size();
       const bool lost = req.any ? (sn.ended[r] == req.nodes.size() && sn.satisfied[r] == 0)
                                 : sn.ended[r] > sn.satisfied[r];

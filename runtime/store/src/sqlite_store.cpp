@@ -6,7 +6,10 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <chrono>
 #include <mutex>
+#include <thread>
 
 #include "store_rules.hpp"
 
@@ -79,6 +82,12 @@ Clock::time_point from_us(std::int64_t us) {
 
 class Database;
 
+// SQLITE_BUSY past the busy timeout, or where SQLite does not wait (e.g. two
+// processes setting up a new file at once): worth trying again.
+struct Busy : StoreError {
+  using StoreError::StoreError;
+};
+
 // A prepared statement: bind by position from 1, step, read columns from 0.
 class Statement {
  public:
@@ -149,6 +158,7 @@ class Database {
     }
   }
   [[noreturn]] void fail(const std::string& why) const {
+    if ((sqlite3_errcode(db_) & 0xff) == SQLITE_BUSY) throw Busy(file_.string() + ": " + why);
     std::string hint;
     if (sqlite3_errcode(db_) == SQLITE_NOTADB) {
       hint = " (move the file away, or point PYOCO_HOME elsewhere)";
@@ -221,13 +231,35 @@ RunRecord read_run(const Statement& s) {
 class SqliteStateStore final : public StateStore {
  public:
   explicit SqliteStateStore(const std::filesystem::path& file) : db_(file) {
+    // Two processes opening a new history at once can meet SQLITE_BUSY where
+    // SQLite does not wait (switching the journal mode): set up again then.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (int attempt = 1;; ++attempt) {
+      try {
+        set_up();
+        return;
+      } catch (const Busy&) {
+        if (std::chrono::steady_clock::now() > deadline) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5 * attempt, 100)));
+      }
+    }
+  }
+
+  void set_up() {
     db_.exec("PRAGMA foreign_keys=ON");
     // WAL: readers never block the writer. NORMAL sync is durable across a
     // crash of the process (what we guard against); a power cut may lose the
     // last batch, never corrupt the file.
     Statement mode(db_, "PRAGMA journal_mode=WAL");
-    mode.run();
+    // It answers with the mode in force: another process may have held the
+    // file in a way that kept the old one.
+    if (!mode.step() || mode.text(0) != "wal") throw Busy("cannot switch to WAL yet");
+    mode.reset();
     db_.exec("PRAGMA synchronous=NORMAL");
+    // A short-lived `pyoco run` would otherwise checkpoint (and fsync) the
+    // WAL on every exit: milliseconds of start-up cost per run. SQLite's
+    // automatic checkpoint, once the WAL holds 1000 pages, still bounds it.
+    sqlite3_db_config(db_.handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     migrate();
   }
 

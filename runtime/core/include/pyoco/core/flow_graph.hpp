@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace pyoco::core {
@@ -29,6 +30,14 @@ struct GraphNode {
   const TaskSpec* task = nullptr;  // Kind::Task
   std::vector<Requirement> requirements;
   std::vector<std::uint32_t> successors;
+  // For each successor, every requirement of it this node is part of, grouped
+  // by successor in `successors` order: the scheduler counts a finished node
+  // without searching the successor's requirements (fan-in stays linear).
+  struct Release {
+    std::uint32_t node;
+    std::uint32_t requirement;
+  };
+  std::vector<Release> releases;
   const dsl::SwitchTerm* switch_term = nullptr;  // Kind::Switch
   const dsl::LoopTerm* loop_term = nullptr;      // Kind::Loop
   // Switch: one graph per case, in case order. Loop: the body.
@@ -42,12 +51,17 @@ class FlowGraph {
  public:
   std::vector<GraphNode> nodes;
 
+  // Appends a node (its name must be new) and indexes it by name.
+  std::uint32_t add(GraphNode node);
   // Index of a node by name, or -1.
   std::int64_t find(std::string_view name) const;
   // Nodes that wait for nothing.
   std::vector<std::uint32_t> roots() const;
   // True when `ancestor` must finish before `node` can start.
   bool precedes(std::uint32_t ancestor, std::uint32_t node) const;
+
+ private:
+  std::unordered_map<std::string, std::uint32_t> index_;  // of nodes added with add()
 };
 
 // A problem `check` reports. Errors stop a run; warnings do not.
