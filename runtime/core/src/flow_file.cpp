@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 namespace pyoco::core {
 
@@ -134,23 +135,24 @@ class YamlReader {
         d.kind = Doc::Kind::List;
         for (const auto& item : n) d.list.push_back(read(item, path + "[]"));
         break;
-      case YAML::NodeType::Map:
+      case YAML::NodeType::Map: {
         d.kind = Doc::Kind::Map;
+        // yaml-cpp keeps both entries of a repeated key; TOML rejects it, and
+        // so do we. A set, not a scan: `tasks:` may hold 100,000 keys.
+        std::unordered_map<std::string, std::size_t> seen;
         for (auto it = n.begin(); it != n.end(); ++it) {
           const std::string key = it->first.as<std::string>();
           const std::string key_path = path.empty() ? key : path + "." + key;
           const SourceLocation key_where = at(it->first.Mark());
-          // yaml-cpp keeps both entries of a repeated key; TOML rejects it, and so do we.
-          for (std::size_t i = 0; i < d.map.size(); ++i) {
-            if (d.map[i].first == key) {
-              throw FlowError(key_where, key_path + ": duplicate key (first at line " +
-                                             std::to_string(d.key_where[i].line) + ")");
-            }
+          if (auto [first, fresh] = seen.try_emplace(key, d.map.size()); !fresh) {
+            throw FlowError(key_where, key_path + ": duplicate key (first at line " +
+                                           std::to_string(d.key_where[first->second].line) + ")");
           }
           d.map.emplace_back(key, read(it->second, key_path));
           d.key_where.push_back(key_where);
         }
         break;
+      }
       default:
         d.kind = Doc::Kind::Null;
     }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 namespace pyoco::core {
 
@@ -64,7 +65,10 @@ using Exit = std::vector<Requirement>;
 
 class Builder {
  public:
-  explicit Builder(CompiledFlow& out) : out_(out), spec_(*out.spec) {}
+  explicit Builder(CompiledFlow& out) : out_(out), spec_(*out.spec) {
+    tasks_.reserve(spec_.tasks.size());
+    for (const TaskSpec& t : spec_.tasks) tasks_.emplace(t.name, &t);
+  }
 
   void build_top() {
     for (const dsl::Pipeline& p : out_.ast->statements) pipeline(out_.graph, p, {});
@@ -131,7 +135,8 @@ class Builder {
   }
 
   std::uint32_t task_node(FlowGraph& g, const dsl::NodeTerm& n) {
-    const TaskSpec* task = spec_.find_task(n.task);
+    const auto found = tasks_.find(n.task);
+    const TaskSpec* task = found == tasks_.end() ? nullptr : found->second;
     if (task == nullptr) {
       throw FlowError(n.where, n.task == n.name
                                    ? "unknown node '" + n.name + "': add it under tasks:"
@@ -270,6 +275,7 @@ class Builder {
 
   CompiledFlow& out_;
   const FlowSpec& spec_;
+  std::unordered_map<std::string_view, const TaskSpec*> tasks_;  // spec_.tasks by name
   std::vector<std::string> pipe_stack_;
   std::size_t expanded_ = 0;
   std::map<std::string, int> controls_;
