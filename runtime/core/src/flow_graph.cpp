@@ -4,8 +4,10 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace pyoco::core {
 
@@ -185,13 +187,30 @@ class Builder {
   }
 
   void attach(FlowGraph& g, std::uint32_t id, const Exit& incoming) {
+    auto& reqs = g.nodes[id].requirements;
+    // Several "all" requirements mean what one holding all their nodes
+    // means: keep one, so a fan-in of 10,000 branches is one requirement.
+    std::optional<std::size_t> all;  // an index: pushes below may move the vector
+    std::unordered_set<std::uint32_t> in_all;
     for (const Requirement& r : incoming) {
       if (r.nodes.empty()) continue;
-      auto& reqs = g.nodes[id].requirements;
-      const bool dup = std::any_of(reqs.begin(), reqs.end(), [&](const Requirement& x) {
-        return x.any == r.any && x.nodes == r.nodes;
-      });
-      if (!dup) reqs.push_back(r);
+      if (r.any) {
+        const bool dup = std::any_of(reqs.begin(), reqs.end(), [&](const Requirement& x) {
+          return x.any && x.nodes == r.nodes;
+        });
+        if (!dup) reqs.push_back(r);
+        continue;
+      }
+      if (!all) {
+        auto it =
+            std::find_if(reqs.begin(), reqs.end(), [](const Requirement& x) { return !x.any; });
+        if (it == reqs.end()) it = reqs.insert(reqs.end(), Requirement{});
+        all = static_cast<std::size_t>(it - reqs.begin());
+        in_all.insert(reqs[*all].nodes.begin(), reqs[*all].nodes.end());
+      }
+      for (std::uint32_t n : r.nodes) {
+        if (in_all.insert(n).second) reqs[*all].nodes.push_back(n);
+      }
     }
   }
 

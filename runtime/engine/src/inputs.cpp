@@ -91,8 +91,8 @@ Value resolve(RunState& run, const Frame& f, std::string_view ref, std::string& 
     return b.wrap(n);
   }
   error =
-      "unsupported reference; write $node.<name>.output[.key...], $ctx.params.<name> or "
-      "$env.<NAME>";
+      "unsupported reference; write $node.<name>.output[.key...], $ctx.params.<name>, "
+      "$env.<NAME>, or $loop.<var> inside a loop";
   return Value();
 }
 

@@ -188,6 +188,7 @@ void RunState::start_frame(Frame& f) {
     NodeExec& n = f.nodes[i];
     n.satisfied.assign(g.requirements.size(), 0);
     n.ended.assign(g.requirements.size(), 0);
+    n.unmet = g.requirements.size();
     n.display = g.name + f.suffix;
     if (g.visible()) n.record = add_record(n, g);
   }
@@ -425,23 +426,29 @@ void RunState::release_successors(Frame& f, std::uint32_t i) {
     const std::uint32_t s = releases[k].node;
     NodeExec& sn = f.nodes[s];
     const bool pending = sn.state == TaskState::Pending;
+    const GraphNode& sg = f.graph->nodes[s];
     for (; k < releases.size() && releases[k].node == s; ++k) {
       if (!pending) continue;
+      // Counters only grow, so a requirement starts to hold (or can no
+      // longer hold) exactly once: O(1) per finished predecessor.
       const std::uint32_t r = releases[k].requirement;
+      const core::Requirement& req = sg.requirements[r];
+      auto holds = [&] {
+        return req.any ? sn.satisfied[r] > 0 : sn.satisfied[r] == req.nodes.size();
+      };
+      auto lost = [&] {
+        return req.any ? (sn.ended[r] == req.nodes.size() && sn.satisfied[r] == 0)
+                       : sn.ended[r] > sn.satisfied[r];
+      };
+      const bool held = holds(), was_lost = lost();
       ++sn.ended[r];
       if (ok) ++sn.satisfied[r];
+      if (!held && holds()) --sn.unmet;
+      if (!was_lost && lost()) sn.broken = true;
     }
     if (!pending) continue;
-    const GraphNode& sg = f.graph->nodes[s];
-    bool all_hold = true, broken = false;
-    for (std::size_t r = 0; r < sg.requirements.size(); ++r) {
-      const core::Requirement& req = sg.requirements[r];
-      const bool holds = req.any ? sn.satisfied[r] > 0 : sn.satisfied[r] == req.nodes.size();
-      const bool lost = req.any ? (sn.ended[r] == req.nodes.size() && sn.satisfied[r] == 0)
-                                : sn.ended[r] > sn.satisfied[r];
-      all_hold = all_hold && holds;
-      broken = broken || lost;
-    }
+    const bool broken = sn.broken;
+    const bool all_hold = sn.unmet == 0;
     if (broken) {
       end_without_running(
           f, s, stopping_ ? TaskState::Cancelled : TaskState::Skipped,

@@ -52,6 +52,8 @@ struct NodeExec {
   core::TaskState state = core::TaskState::Pending;
   std::vector<std::uint32_t> satisfied;  // per requirement: predecessors that succeeded
   std::vector<std::uint32_t> ended;      // per requirement: predecessors that ended
+  std::size_t unmet = 0;                 // requirements that do not hold yet
+  bool broken = false;                   // a requirement can no longer hold
   std::uint32_t attempts = 0;
   core::Value output;
   std::string display;  // name in traces and records
