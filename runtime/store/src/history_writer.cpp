@@ -248,10 +248,11 @@ void HistoryWriter::Impl::loop() {
     {
       std::lock_guard lock(mutex);
       done = std::max(done, generation);
-      // A run whose end is written and whose recorder is gone is forgotten.
+      // A run whose end is written (or that never started) and whose
+      // recorder is gone is forgotten.
       std::erase_if(slots, [&](const std::unique_ptr<RunSlot>& s) {
-        return s->ended && !s->recorder_alive && !s->run_dirty && s->dirty.empty() &&
-               s->logs.empty() &&
+        return (s->ended || !s->started) && !s->recorder_alive && !s->run_dirty &&
+               s->dirty.empty() && s->logs.empty() &&
                std::none_of(queue.begin(), queue.end(),
                             [&](const QueuedEvent& q) { return q.slot == s.get(); });
       });
