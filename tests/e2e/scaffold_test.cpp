@@ -32,6 +32,19 @@ struct Installed {
         run({"cmake", "--install", binary_dir().string(), "--prefix", prefix.string()}, dir.path());
     BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
   }
+  // The default scaffold's C++ is in the project's own style (.clang-format
+  // at the root). Long task names may make a line that clang-format would
+  // wrap; the default names never do.
+  void expect_formatted(const fs::path& project) {
+    const std::string style = "--style=file:" + (source_dir() / ".clang-format").string();
+    for (const auto& e : fs::recursive_directory_iterator(project)) {
+      const auto ext = e.path().extension();
+      if (ext != ".cpp" && ext != ".hpp") continue;
+      const ProcessResult r =
+          run({"clang-format", style, "--dry-run", "--Werror", e.path().string()}, dir.path());
+      BOOST_TEST(r.exit_code == 0, e.path() << " is not clang-formatted:\n" << r.err);
+    }
+  }
   // cmake configure + build of the project in `project`; true on success.
   void build(const fs::path& project, const std::string& standard) {
     ProcessResult r =
@@ -63,6 +76,7 @@ BOOST_AUTO_TEST_CASE(new_plugin_builds_tests_lints_and_runs) {
   }
 
   const fs::path project = dir.path() / "acme";
+  expect_formatted(project);
   build(project, "20");
   r = run({"ctest", "--test-dir", (project / "build").string(), "--output-on-failure"}, dir.path());
   BOOST_TEST(r.exit_code == 0, r.out);

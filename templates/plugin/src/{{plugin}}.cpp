@@ -28,6 +28,7 @@ struct {{Task}} : pyoco::Task {
 }  // namespace
 
 void register_tasks(pyoco::Registry& registry) {
+  // One line per task; plugin.toml declares the same names.
 {{#tasks}}  registry.add<{{Task}}>();
 {{/tasks}}}
 
