@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "flows.hpp"
 #include "process.hpp"
 #include "sync.hpp"
 #include "temp_dir.hpp"
@@ -25,12 +26,8 @@ using pyoco::testing::Latch;
 
 namespace {
 
-Value json(const char* text) { return core::from_json(boost::json::parse(text)); }
-
-std::shared_ptr<const core::CompiledFlow> compile(const std::string& yaml) {
-  auto spec = std::make_shared<const core::FlowSpec>(core::parse_flow_text(yaml, "test.yaml"));
-  return std::make_shared<const core::CompiledFlow>(core::compile_flow(spec));
-}
+constexpr auto compile = pyoco::testing::compile_yaml;
+constexpr auto json = pyoco::testing::json_value;
 
 // Records every event, thread-safely.
 class Events : public trace::EventListener {

@@ -24,6 +24,7 @@
 #include <optional>
 #include <thread>
 
+#include "flows.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -37,14 +38,11 @@ using core::Value;
 
 namespace {
 
+constexpr auto compile = pyoco::testing::compile_yaml;
+
 // How long a test waits for something that should happen at once before it
 // gives up and fails (instead of hanging).
 constexpr std::chrono::seconds kDeadline{20};
-
-std::shared_ptr<const core::CompiledFlow> compile(const std::string& yaml) {
-  auto spec = std::make_shared<const core::FlowSpec>(core::parse_flow_text(yaml, "test.yaml"));
-  return std::make_shared<const core::CompiledFlow>(core::compile_flow(spec));
-}
 
 // A JSON string literal, which is also a YAML flow scalar.
 std::string quoted(const std::string& s) { return boost::json::serialize(boost::json::value(s)); }
