@@ -162,8 +162,25 @@ BOOST_AUTO_TEST_CASE(kill_9_leaves_a_run_that_the_next_start_marks_interrupted) 
   BOOST_TEST(str(runs[0].at("reason")) == "interrupted");
   const ProcessResult show = pyoco({"runs", "show", id});
   BOOST_TEST(has(show.out, "status    FAILED  (interrupted)"), show.out);
-  BOOST_TEST(has(show.out, "nap   std/sleep  FAILED"), show.out);
+  BOOST_TEST(has(show.out, "nap    std/sleep  FAILED     1"), show.out);
   BOOST_TEST(has(show.out, "ended while it ran"), show.out);
+  // Known before it ran (the plan is recorded at start), so it is accounted for.
+  BOOST_TEST(has(show.out, "after  std/echo   CANCELLED  0"), show.out);
+}
+
+BOOST_AUTO_TEST_CASE(a_running_run_shows_what_is_still_to_come) {
+  auto run = background({"run", flow("sleepy.yaml").string(), "--non-cute"});
+  BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=nap"), run->out() << run->err());
+  const std::string id = running_id();
+  BOOST_TEST_REQUIRE(eventually([&] {
+    const auto tasks = show_json(id).at("tasks").as_array();
+    return tasks.size() == 2u && str(tasks[0].at("state")) == "RUNNING";
+  }));
+  const auto tasks = show_json(id).at("tasks").as_array();
+  BOOST_TEST(str(tasks[1].at("node")) == "after");
+  BOOST_TEST(str(tasks[1].at("state")) == "PENDING");
+  run->send_signal(SIGINT);
+  BOOST_TEST(run->wait() == 130);
 }
 
 BOOST_AUTO_TEST_CASE(retention_and_the_log_cap_come_from_the_environment) {

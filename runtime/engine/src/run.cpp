@@ -170,6 +170,17 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
   listener_->on_event(e);
 }
 
+void RunState::emit_planned(std::span<const trace::PlannedNode> planned) {
+  trace::RunEvent e{};
+  e.kind = EventKind::NodesPlanned;
+  e.time = std::chrono::system_clock::now();
+  e.run_id = id_;
+  e.flow = flow_name();
+  e.status = status();
+  e.planned = planned;
+  listener_->on_event(e);
+}
+
 void RunState::start() {
   on_strand([this] {
     status_.store(core::RunStatus::Running, std::memory_order_release);
@@ -191,6 +202,18 @@ void RunState::start_frame(Frame& f) {
     n.unmet = g.requirements.size();
     n.display = g.name + f.suffix;
     if (g.visible()) n.record = add_record(n, g);
+  }
+  if (listener_ != nullptr) {
+    // One event per frame, not per node: listeners that keep records learn
+    // of every node before it runs (a `runs show` of a running flow lists
+    // what is still to come).
+    std::vector<trace::PlannedNode> planned;
+    planned.reserve(f.nodes.size());
+    for (const NodeExec& n : f.nodes) {
+      if (n.record == SIZE_MAX) continue;
+      planned.push_back({n.display, records_[n.record].task, static_cast<std::uint32_t>(n.record)});
+    }
+    if (!planned.empty()) emit_planned(planned);
   }
   if (f.nodes.empty()) {
     frame_done(f);

@@ -126,6 +126,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
 
   void emit(trace::EventKind kind, const NodeExec* n = nullptr, std::string_view message = {},
             const core::GraphNode* g = nullptr);
+  void emit_planned(std::span<const trace::PlannedNode> planned);
 
   // The scheduler.
   void start_frame(Frame& f);

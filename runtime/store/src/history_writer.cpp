@@ -51,6 +51,11 @@ struct QueuedEvent {
   std::string message;
   std::string output;
   std::vector<core::ArtifactRecord> artifacts;
+  struct Planned {
+    std::string node, task;
+    std::uint32_t seq;
+  };
+  std::vector<Planned> planned;  // NodesPlanned
   std::uint32_t attempt = 0;
   std::uint32_t seq = 0;
   double duration_ms = 0;
@@ -117,7 +122,7 @@ struct HistoryWriter::Impl {
   void fold(QueuedEvent& e);
   void write_dirty();
   void poll_cancel();
-  TaskRecord& task(RunSlot& s, const QueuedEvent& e);
+  TaskRecord& task(RunSlot& s, const std::string& node, const std::string& name, std::uint32_t seq);
   void mark(RunSlot& s, std::uint32_t i);
 };
 
@@ -147,6 +152,10 @@ class RunRecorder final : public trace::EventListener {
     q.message = e.message;
     q.output = e.output;
     q.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
+    q.planned.reserve(e.planned.size());
+    for (const trace::PlannedNode& p : e.planned) {
+      q.planned.push_back({std::string(p.node), std::string(p.task), p.seq});
+    }
     q.attempt = e.attempt;
     q.seq = e.seq;
     q.duration_ms = e.duration_ms;
@@ -265,14 +274,15 @@ void HistoryWriter::Impl::loop() {
   }
 }
 
-TaskRecord& HistoryWriter::Impl::task(RunSlot& s, const QueuedEvent& e) {
-  auto [it, fresh] = s.index.try_emplace(e.node, static_cast<std::uint32_t>(s.tasks.size()));
+TaskRecord& HistoryWriter::Impl::task(RunSlot& s, const std::string& node, const std::string& name,
+                                      std::uint32_t seq) {
+  auto [it, fresh] = s.index.try_emplace(node, static_cast<std::uint32_t>(s.tasks.size()));
   if (fresh) {
     TaskRecord r;
-    r.node = e.node;
-    r.task = e.task;
+    r.node = node;
+    r.task = name;
     s.tasks.push_back(std::move(r));
-    s.seqs.push_back(e.seq);
+    s.seqs.push_back(seq);
     s.is_dirty.push_back(false);
   }
   mark(s, it->second);
@@ -306,14 +316,14 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       s.run_dirty = true;
       return;
     case EventKind::NodeStart: {
-      TaskRecord& t = task(s, e);
+      TaskRecord& t = task(s, e.node, e.task, e.seq);
       t.state = core::TaskState::Running;
       t.started = e.time;
       t.attempts = e.attempt;
       return;
     }
     case EventKind::NodeRetry: {
-      TaskRecord& t = task(s, e);
+      TaskRecord& t = task(s, e.node, e.task, e.seq);
       t.attempts = e.attempt;  // the attempt about to run
       return;
     }
@@ -321,7 +331,7 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
     case EventKind::NodeError:
     case EventKind::NodeSkipped:
     case EventKind::NodeCancelled: {
-      TaskRecord& t = task(s, e);
+      TaskRecord& t = task(s, e.node, e.task, e.seq);
       t.state = e.kind == EventKind::NodeDone      ? core::TaskState::Succeeded
                 : e.kind == EventKind::NodeError   ? core::TaskState::Failed
                 : e.kind == EventKind::NodeSkipped ? core::TaskState::Skipped
@@ -355,6 +365,9 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
           LogEntry{++s.log_seq, e.time, std::move(e.node), e.level, std::move(e.message)});
       return;
     }
+    case EventKind::NodesPlanned:
+      for (const auto& p : e.planned) task(s, p.node, p.task, p.seq);  // PENDING
+      return;
     case EventKind::RunCancelling:
       if (!s.ended) {
         run.status = core::RunStatus::Cancelling;

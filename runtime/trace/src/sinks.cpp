@@ -48,6 +48,8 @@ std::string cute(const RunEvent& e) {
       return "🛑 cancelled node=" + node;
     case EventKind::Log:
       return msg;
+    case EventKind::NodesPlanned:
+      return {};
     case EventKind::RunCancelling:
       return "🛑 cancelling flow=" + flow;
     case EventKind::RunEnd:
@@ -84,6 +86,8 @@ std::string plain(const RunEvent& e) {
       return "WARN pyoco cancelled node=" + node;
     case EventKind::Log:
       return std::string(to_string(e.level)) + " pyoco log node=" + node + " " + msg;
+    case EventKind::NodesPlanned:
+      return {};
     case EventKind::RunCancelling:
       return "WARN pyoco cancel flow=" + flow;
     case EventKind::RunEnd: {
@@ -115,6 +119,8 @@ const char* kind_name(EventKind k) {
       return "node_cancelled";
     case EventKind::Log:
       return "log";
+    case EventKind::NodesPlanned:
+      return "nodes_planned";
     case EventKind::RunCancelling:
       return "run_cancelling";
     case EventKind::RunEnd:
@@ -137,6 +143,7 @@ std::string json_ms(double v) {
 }
 
 std::string json_line(const RunEvent& e) {
+  if (e.kind == EventKind::NodesPlanned) return {};  // a record keeper's event, not a trace line
   // Millisecond fields are spliced in as text, in this place among the keys.
   std::vector<std::pair<std::string, std::string>> ms_fields;
   boost::json::object o;

@@ -23,6 +23,16 @@ enum class EventKind {
   Log,            // node, level, message (from ctx.log)
   RunCancelling,  // flow
   RunEnd,         // flow, status, message (failed nodes when FAILED)
+  NodesPlanned,   // planned: nodes the run now knows and has not started (the
+                  // graph at run start, a loop iteration's or a case's body
+                  // as it starts); no trace line shows it
+};
+
+// A node the run knows before it runs: its name, its task, its record's place.
+struct PlannedNode {
+  std::string_view node;
+  std::string_view task;
+  std::uint32_t seq = 0;
 };
 
 enum class LogLevel { Debug = 10, Info = 20, Warn = 30, Error = 40 };
@@ -50,6 +60,7 @@ struct RunEvent {
   // what the task saved.
   std::string_view output;
   std::span<const core::ArtifactRecord> artifacts;
+  std::span<const PlannedNode> planned;  // NodesPlanned
 };
 
 class EventListener {
