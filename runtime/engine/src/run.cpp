@@ -273,7 +273,8 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   record(n).attempts = n.attempts;
 
   std::string error;
-  Value inputs = build_inputs(*this, f, i, *flow_->tasks.at(&g), error);
+  const plugins::TaskDefinition& definition = *flow_->tasks.at(&g);
+  Value inputs = build_inputs(*this, f, i, definition, error);
   if (!error.empty()) {
     fail(f, i, error);  // a wiring problem: retrying cannot help
     return;
@@ -287,7 +288,7 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   a->ctx.params = params_;
   a->ctx.cancelled = &a->cancelled;
   a->ctx.services = a.get();
-  if (!n.instance) n.instance = std::make_shared<plugins::TaskInstance>(*flow_->tasks.at(&g));
+  if (!n.instance) n.instance = std::make_shared<plugins::TaskInstance>(definition);
   a->instance = n.instance;
   n.running = a;
   ++running_tasks_;
