@@ -196,12 +196,13 @@ int list_runs(const ListOptions& o) {
 
 // ---- show ---------------------------------------------------------------------
 
-struct ShowOptions {
+// `runs show` and `runs artifacts`: a run id and the output form.
+struct RunIdOptions {
   std::string id;
   bool json = false;
 };
 
-int show_run(const ShowOptions& o) {
+int show_run(const RunIdOptions& o) {
   auto history = open_run_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto tasks = history->tasks(r.id);
@@ -330,12 +331,7 @@ int cancel_run(const CancelOptions& o) {
 
 // ---- artifacts ----------------------------------------------------------------
 
-struct ArtifactsOptions {
-  std::string id;
-  bool json = false;
-};
-
-int list_artifacts(const ArtifactsOptions& o) {
+int list_artifacts(const RunIdOptions& o) {
   auto history = open_run_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto tasks = history->tasks(r.id);
@@ -375,7 +371,7 @@ void add_runs_commands(CLI::App* runs, CommandTable& table) {
   list_cmd->add_flag("--json", list->json, "Print JSON for machines (full ids, UTC times)");
   table.add(list_cmd, [list] { return guarded("list", [&] { return list_runs(*list); }); });
 
-  auto show = std::make_shared<ShowOptions>();
+  auto show = std::make_shared<RunIdOptions>();
   CLI::App* show_cmd = runs->add_subcommand("show", "Show one run and its tasks");
   show_cmd->add_option("id", show->id, "A run id, or a prefix only one run has")->required();
   show_cmd->add_flag("--json", show->json, "Print JSON for machines");
@@ -404,7 +400,7 @@ void add_runs_commands(CLI::App* runs, CommandTable& table) {
   table.add(cancel_cmd,
             [cancel] { return guarded("cancel", [&] { return cancel_run(*cancel); }); });
 
-  auto artifacts = std::make_shared<ArtifactsOptions>();
+  auto artifacts = std::make_shared<RunIdOptions>();
   CLI::App* artifacts_cmd = runs->add_subcommand("artifacts", "List the files a run's tasks saved");
   artifacts_cmd->add_option("id", artifacts->id, "A run id, or a prefix only one run has")
       ->required();
