@@ -27,6 +27,22 @@ using pyoco::testing::Latch;
 namespace {
 
 constexpr auto compile = pyoco::testing::compile_yaml;
+
+// How many calls run at once, and the most that ever did.
+class InFlight {
+ public:
+  void enter() {
+    const int now = ++now_;
+    int seen = most_.load();
+    while (now > seen && !most_.compare_exchange_weak(seen, now)) {
+    }
+  }
+  void leave() { --now_; }
+  int most() const { return most_.load(); }
+
+ private:
+  std::atomic<int> now_{0}, most_{0};
+};
 constexpr auto json = pyoco::testing::json_value;
 
 // Records every event, thread-safely.
@@ -342,7 +358,7 @@ BOOST_AUTO_TEST_CASE(foreach_parallel_runs_up_to_n_iterations_at_once) {
   // running them at once lets them finish. The pool has 4 threads, so the
   // limit of 3 in flight is the loop's, not the pool's.
   Latch started;
-  std::atomic<int> in_flight{0}, most{0};
+  InFlight in_flight;
   Run r = run(R"(
 flow:
   defaults: {items: [0, 1, 2, 3, 4, 5]}
@@ -351,19 +367,16 @@ tasks:
   work: {use: "t/work", inputs: {value: "$loop.it"}}
 )",
               {{"t/work", [&](TaskCall&, const Value& in) {
-                  const int now = ++in_flight;
-                  int seen = most.load();
-                  while (now > seen && !most.compare_exchange_weak(seen, now)) {
-                  }
+                  in_flight.enter();
                   started.arrive();
                   const bool together = started.wait_for(3);
-                  --in_flight;
+                  in_flight.leave();
                   if (!together) throw std::runtime_error("three iterations never ran at once");
                   return in.find("value");
                 }}});
   BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
   BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[0,1,2,3,4,5]");
-  BOOST_TEST(most.load() == 3);  // never more than parallel=3
+  BOOST_TEST(in_flight.most() == 3);  // never more than parallel=3
   const auto t = r.tasks();
   const TaskRecord w[] = {record(t, "work[0]"), record(t, "work[1]"), record(t, "work[2]")};
   for (int a = 0; a < 3; ++a) {
@@ -376,7 +389,7 @@ tasks:
 }
 
 BOOST_AUTO_TEST_CASE(foreach_parallel_1_runs_iterations_one_after_another) {
-  std::atomic<int> in_flight{0}, most{0};
+  InFlight in_flight;
   Run r = run(R"(
 flow:
   defaults: {items: [0, 1, 2, 3]}
@@ -385,15 +398,12 @@ tasks:
   work: {use: "t/work", inputs: {value: "$loop.it"}}
 )",
               {{"t/work", [&](TaskCall&, const Value& in) {
-                  const int now = ++in_flight;
-                  int seen = most.load();
-                  while (now > seen && !most.compare_exchange_weak(seen, now)) {
-                  }
-                  --in_flight;
+                  in_flight.enter();
+                  in_flight.leave();
                   return in.find("value");
                 }}});
   BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
-  BOOST_TEST(most.load() == 1);
+  BOOST_TEST(in_flight.most() == 1);
   const auto t = r.tasks();
   for (int k = 0; k + 1 < 4; ++k) {
     BOOST_TEST((record(t, "work[" + std::to_string(k) + "]").ended <=
