@@ -9,6 +9,7 @@
 
 #include "child.hpp"
 #include "process.hpp"
+#include "sync.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -190,16 +191,72 @@ BOOST_AUTO_TEST_CASE(first_ctrl_c_cancels_and_exits_130) {
   BOOST_TEST(has(out, "WARN pyoco end flow=sleepy status=CANCELLED"), out);
 }
 
-BOOST_AUTO_TEST_CASE(second_ctrl_c_stops_waiting) {
+BOOST_AUTO_TEST_CASE(first_ctrl_c_ends_the_run_at_once_even_with_a_stubborn_task) {
+  // The task ignores SIGTERM; the run does not wait for it, and pyoco stops
+  // the command it left before exiting.
+  ChildProcess p(
+      {pyoco_exe().string(), "run", flow("stubborn.yaml").string(), "--non-cute", "--jobs", "1"},
+      {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}}, dir.path());
+  BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold"), p.out() << p.err());
+  std::vector<int> pids;  // the shell and its sleep
+  BOOST_TEST_REQUIRE(eventually([&] { return (pids = descendants_of(p.pid())).size() >= 2; }));
+  p.send_signal(SIGINT);
+  BOOST_TEST(p.wait() == 130, p.out() << p.err());
+  BOOST_TEST(has(p.out(), "WARN pyoco cancelled node=hold"), p.out());
+  BOOST_TEST(has(p.out(), "WARN pyoco end flow=stubborn status=CANCELLED"), p.out());
+  for (int pid : pids) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
+}
+
+BOOST_AUTO_TEST_CASE(second_ctrl_c_kills_what_the_tasks_started_and_exits) {
   ChildProcess p({pyoco_exe().string(), "run", flow("stubborn.yaml").string(), "--non-cute"},
                  {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}},
                  dir.path());
   BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold"), p.out() << p.err());
+  std::vector<int> pids;  // the shell and its sleep
+  BOOST_TEST_REQUIRE(eventually([&] { return (pids = descendants_of(p.pid())).size() >= 2; }));
   p.send_signal(SIGINT);
   BOOST_TEST_REQUIRE(p.wait_for_output("WARN pyoco cancel flow=stubborn"), p.out());
-  p.send_signal(SIGINT);
+  p.send_signal(SIGINT);  // while pyoco still gives the command its grace
   BOOST_TEST(p.wait() == 130);
-  BOOST_TEST(has(p.err(), "interrupted again; exiting without waiting"), p.err());
+  BOOST_TEST(has(p.err(), "interrupted again; killed what the tasks started"), p.err());
+  for (int pid : pids) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
+}
+
+// ---- with every worker busy (ARCHITECTURE.md §4a) ----------------------------
+
+const std::string kBusyPath = (fixture_dir() / "busy").string();
+
+BOOST_AUTO_TEST_CASE(a_deadline_fires_while_every_worker_is_held) {
+  for (const char* jobs : {"1", "2"}) {
+    const ProcessResult r = pyoco({"run", flow("saturated_timeout.yaml").string(), "--non-cute",
+                                   "--jobs", jobs, "--plugin-path", kBusyPath});
+    BOOST_TEST(r.exit_code == 1, jobs << ": " << r.out << r.err);
+    // t's 0.1 s deadline ends it long before the holders' 1.5 s ones: it did
+    // not wait for a worker to come free.
+    const auto t_failed = r.out.find("ERROR pyoco error node=t timed out after 0.1 s");
+    const auto hold_failed = r.out.find("ERROR pyoco error node=hold1 timed out after 1.5 s");
+    BOOST_TEST_REQUIRE(t_failed != std::string::npos, jobs << ": " << r.out);
+    BOOST_TEST_REQUIRE(hold_failed != std::string::npos, jobs << ": " << r.out);
+    BOOST_TEST(t_failed < hold_failed, jobs << ": " << r.out);
+    BOOST_TEST(has(r.out, "ERROR pyoco error node=hold2 timed out after 1.5 s"), r.out);
+    BOOST_TEST(has(r.out, "status=FAILED"), r.out);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(ctrl_c_cancels_while_every_worker_is_held) {
+  for (const char* jobs : {"1", "2"}) {
+    ChildProcess p({pyoco_exe().string(), "run", flow("saturated.yaml").string(), "--non-cute",
+                    "--jobs", jobs, "--plugin-path", kBusyPath},
+                   {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}}, dir.path());
+    BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold2"), p.out() << p.err());
+    p.send_signal(SIGINT);
+    // The holders ignore cancellation for 60 s; the run ends without them.
+    BOOST_TEST(p.wait(std::chrono::seconds(15)) == 130, jobs << ": " << p.out() << p.err());
+    BOOST_TEST(has(p.out(), "WARN pyoco cancelled node=hold1"), p.out());
+    BOOST_TEST(has(p.out(), "WARN pyoco cancelled node=hold2"), p.out());
+    BOOST_TEST(has(p.out(), "WARN pyoco cancelled node=after"), p.out());
+    BOOST_TEST(has(p.out(), "WARN pyoco end flow=saturated status=CANCELLED"), p.out());
+  }
 }
 
 BOOST_AUTO_TEST_CASE(check_reports_every_problem_with_its_line) {

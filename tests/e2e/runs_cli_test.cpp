@@ -144,6 +144,24 @@ BOOST_AUTO_TEST_CASE(a_second_process_cancels_a_running_flow) {
   BOOST_TEST(has(again.err, "already ended CANCELLED"), again.err);
 }
 
+BOOST_AUTO_TEST_CASE(a_second_process_cancels_a_run_whose_workers_are_all_held) {
+  for (const char* jobs : {"1", "2"}) {
+    auto run = background({"run", flow("saturated.yaml").string(), "--non-cute", "--jobs", jobs,
+                           "--plugin-path", (fixture_dir() / "busy").string()});
+    BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=hold2"), run->out()
+                                                                                << run->err());
+    const std::string id = running_id();
+    const ProcessResult cancel = pyoco({"runs", "cancel", id, "--wait", "--timeout", "10"});
+    BOOST_TEST(cancel.exit_code == 0, jobs << ": " << cancel.out << cancel.err);
+    BOOST_TEST(has(cancel.out, "ended CANCELLED"), cancel.out);
+    BOOST_TEST(run->wait(std::chrono::seconds(15)) == 130, run->out() << run->err());
+    const json::object shown = show_json(id);
+    for (const auto& t : shown.at("tasks").as_array()) {
+      BOOST_TEST(str(t.at("state")) == "CANCELLED", str(t.at("node")));
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(kill_9_leaves_a_run_that_the_next_start_marks_interrupted) {
   auto run = background({"run", flow("sleepy.yaml").string(), "--non-cute"});
   BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=nap"), run->out() << run->err());

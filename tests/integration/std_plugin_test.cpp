@@ -26,6 +26,7 @@
 
 #include "flows.hpp"
 #include "process.hpp"
+#include "sync.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -336,7 +337,8 @@ BOOST_AUTO_TEST_CASE(shell_cancel_terminates_the_command) {
   BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "cancel did not stop the command");
   BOOST_TEST((r.status() == core::RunStatus::Cancelled));
   BOOST_TEST((record(r, "t").state == TaskState::Cancelled));
-  BOOST_TEST(process_gone(*pid));  // terminated and reaped
+  // The run ends at the cancel; the command goes right after (terminated and reaped).
+  BOOST_TEST(pyoco::testing::eventually([&] { return process_gone(*pid); }));
 }
 
 BOOST_AUTO_TEST_CASE(shell_cancel_kills_a_command_that_ignores_sigterm) {
@@ -349,7 +351,7 @@ BOOST_AUTO_TEST_CASE(shell_cancel_kills_a_command_that_ignores_sigterm) {
   r.cancel();
   BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "cancel did not stop the command");
   BOOST_TEST((r.status() == core::RunStatus::Cancelled));
-  BOOST_TEST(process_gone(*pid));
+  BOOST_TEST(pyoco::testing::eventually([&] { return process_gone(*pid); }));
 }
 
 // ---- write_file / read_file ----

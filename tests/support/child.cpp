@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -98,5 +100,52 @@ int ChildProcess::wait(std::chrono::milliseconds deadline) {
 
 std::string ChildProcess::out() const { return slurp(dir_.path() / "out"); }
 std::string ChildProcess::err() const { return slurp(dir_.path() / "err"); }
+
+}  // namespace pyoco::testing
+
+namespace pyoco::testing {
+
+namespace {
+
+// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+bool read_stat(int pid, char& state, int& ppid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const auto close = line.rfind(')');
+  return close != std::string::npos &&
+         std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2;
+}
+
+}  // namespace
+
+std::vector<int> descendants_of(int root) {
+  std::multimap<int, int> children;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    char state = 0;
+    int ppid = 0;
+    if (read_stat(std::stoi(name), state, ppid) && state != 'Z') {
+      children.emplace(ppid, std::stoi(name));
+    }
+  }
+  std::vector<int> found, todo{root};
+  while (!todo.empty()) {
+    const int p = todo.back();
+    todo.pop_back();
+    for (auto [it, end] = children.equal_range(p); it != end; ++it) {
+      found.push_back(it->second);
+      todo.push_back(it->second);
+    }
+  }
+  return found;
+}
+
+bool process_gone(int pid) {
+  char state = 0;
+  int ppid = 0;
+  return !read_stat(pid, state, ppid) || state == 'Z';
+}
 
 }  // namespace pyoco::testing

@@ -19,6 +19,7 @@ class ChildProcess {
   ~ChildProcess();  // kills the child if it still runs
 
   void send_signal(int sig) const;
+  int pid() const { return pid_; }
   // Waits until stdout contains `text`; false at the deadline.
   bool wait_for_output(const std::string& text,
                        std::chrono::milliseconds deadline = std::chrono::seconds(20)) const;
@@ -34,5 +35,10 @@ class ChildProcess {
   int pid_ = -1;
   bool exited_ = false;
 };
+
+// Every live process below `pid` (children, grandchildren...), from /proc.
+std::vector<int> descendants_of(int pid);
+// True when `pid` no longer runs: gone, or a zombie nobody reaped yet.
+bool process_gone(int pid);
 
 }  // namespace pyoco::testing

@@ -21,6 +21,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "interrupts.hpp"
 #include "plugin_path.hpp"
 #include "run_history.hpp"
 
@@ -199,9 +200,6 @@ struct RunOptionsCli {
   bool dry_run = false;
 };
 
-std::atomic<int> g_interrupts{0};
-extern "C" void on_interrupt(int) { g_interrupts.fetch_add(1); }
-
 trace::TraceFormat console_format(const RunOptionsCli& o) {
   if (o.trace_format == "json") return trace::TraceFormat::Json;
   if (o.trace_format == "plain" || o.non_cute) return trace::TraceFormat::Plain;
@@ -230,8 +228,9 @@ int run_flow(const RunOptionsCli& o) {
   EngineOptions eo;
   eo.jobs = o.jobs;
   eo.plugin_search_path = o.flow.path.search_path();
-  Engine engine(eo);
-  if (check_before_run(*flow, engine.catalog(), merged_params(*flow, params)) > 0) {
+  // Optional so that it ends (see ~Engine) while Ctrl+C is still watched.
+  std::optional<Engine> engine(std::in_place, eo);
+  if (check_before_run(*flow, engine->catalog(), merged_params(*flow, params)) > 0) {
     std::cerr << "pyoco run: " << o.flow.file << " has errors; nothing ran (see `pyoco check`)\n";
     return kExitUsage;
   }
@@ -263,11 +262,8 @@ int run_flow(const RunOptionsCli& o) {
                                                          : fs::path(".pyoco/artifacts"))
                         .lexically_normal();
 
-  struct sigaction sa {};
-  sa.sa_handler = on_interrupt;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  // Tasks' children, and the orphans they leave, stay ours to stop.
+  become_subreaper();
 
   // The run history: fed by the same events as the trace. A history that
   // cannot be opened costs the record, not the run.
@@ -281,27 +277,38 @@ int run_flow(const RunOptionsCli& o) {
               << '\n';
   }
 
-  Run run = engine.start(flow, std::move(ro));
+  Run run = engine->start(flow, std::move(ro));
   if (history) {
     // `pyoco runs cancel` from another process: as a first Ctrl+C.
     history->watch_cancel(run.id(), [run]() mutable { run.cancel(); });
   }
-  int seen = 0;
-  while (!run.wait_for(std::chrono::milliseconds(50))) {
-    const int now = g_interrupts.load();
-    if (now == seen) continue;
-    seen = now;
-    if (now == 1) {
-      run.cancel();
-    } else {
-      // Second Ctrl+C: stop waiting. What ran so far is in the trace and the history.
-      std::cout << std::flush;
-      std::cerr << "pyoco run: interrupted again; exiting without waiting for running tasks\n";
-      if (history) {
-        history->abandon(run.id(), "interrupted twice: pyoco exited without waiting for it");
-      }
-      std::_Exit(kExitCancelled);
-    }
+  {
+    InterruptWatcher interrupts({
+        .cancel = [run]() mutable { run.cancel(); },
+        .exit_now =
+            [&] {
+              // Second Ctrl+C: stop every process a task started, record the
+              // run, leave. What ran so far is in the trace and the history.
+              signal_descendants(SIGKILL);
+              std::cout << std::flush;
+              std::cerr << "pyoco run: interrupted again; killed what the tasks started and "
+                           "exiting without waiting for them\n";
+              if (history) {
+                history->abandon(run.id(),
+                                 "interrupted twice: pyoco exited without waiting for it");
+              }
+              std::_Exit(kExitCancelled);
+            },
+        .check_now =
+            [&history] {
+              if (history) history->check_cancel_requests();
+            },
+    });
+    run.wait();
+    // A task that was abandoned (cancel, deadline) may have left a process
+    // behind: it goes with the run, not with the shell that started pyoco.
+    if (run.status() != core::RunStatus::Completed) stop_descendants(std::chrono::seconds(1));
+    engine.reset();  // up to a second for bodies that ignore their cancel
   }
   if (history) {
     history->flush();

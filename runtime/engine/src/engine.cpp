@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -145,20 +146,33 @@ void Attempt::scratch_set(std::string_view key, core::Value value) {
   run->scratch_set(key, std::move(value));
 }
 
+// Log lines come from task threads; they join the run's other events on its
+// strand, so every view sees one order. A line written after its task was
+// abandoned (deadline, cancel) is still recorded while the run lasts; one
+// written after the run's end is dropped.
 void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
                         std::string_view message) {
   if (listener_ == nullptr) return;
-  trace::RunEvent e{};
-  e.kind = trace::EventKind::Log;
-  e.time = std::chrono::system_clock::now();
-  e.run_id = id_;
-  e.flow = flow_name();
-  e.node = call.node_name;
-  e.task = call.task_name;
-  e.attempt = call.attempt;
-  e.level = static_cast<trace::LogLevel>(static_cast<int>(level));
-  e.message = message;
-  listener_->on_event(e);
+  auto emit_now = [this, call, level](std::string_view text) {
+    if (core::is_terminal(status())) return;
+    trace::RunEvent e{};
+    e.kind = trace::EventKind::Log;
+    e.time = std::chrono::system_clock::now();
+    e.run_id = id_;
+    e.flow = flow_name();
+    e.node = call.node_name;
+    e.task = call.task_name;
+    e.attempt = call.attempt;
+    e.status = status();
+    e.level = static_cast<trace::LogLevel>(static_cast<int>(level));
+    e.message = text;
+    listener_->on_event(e);
+  };
+  if (strand_.running_in_this_thread()) {
+    emit_now(message);
+  } else {
+    on_strand([emit_now, text = std::string(message)] { emit_now(text); });
+  }
 }
 
 std::string RunState::write_artifact(std::string_view name, std::string_view bytes,
@@ -213,9 +227,14 @@ bool RunState::wait_for(std::chrono::milliseconds t) const {
   return done_cv_.wait_for(lock, t, [this] { return done_; });
 }
 
+bool RunState::wait_until(std::chrono::steady_clock::time_point t) const {
+  std::unique_lock<std::mutex> lock(done_mutex_);
+  return done_cv_.wait_until(lock, t, [this] { return done_; });
+}
+
 // Reads go through the strand unless the run is over (then nothing changes).
 template <class T, class F>
-T read_state(const RunState& s, asio::strand<asio::thread_pool::executor_type> strand, F f) {
+T read_state(const RunState& s, const asio::strand<Executors::Executor>& strand, F f) {
   if (core::is_terminal(s.status()) || strand.running_in_this_thread()) return f();
   std::promise<T> p;
   asio::post(strand, [&] { p.set_value(f()); });
@@ -251,8 +270,8 @@ core::Value Run::params() const { return state_->params(); }
 
 struct Engine::Impl {
   explicit Impl(EngineOptions o)
-      : jobs(o.jobs != 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency())),
-        pool(jobs),
+      : executors(Executors::start(
+            o.jobs != 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency()))),
         catalog(plugins::Catalog::discover(
             !o.plugin_search_path.empty()
                 ? o.plugin_search_path
@@ -261,17 +280,44 @@ struct Engine::Impl {
                                                   ? std::getenv("PYOCO_PLUGIN_PATH")
                                                   : "",
                                               plugins::install_plugin_dir()))) {}
-  unsigned jobs;
-  asio::thread_pool pool;
+  std::shared_ptr<Executors> executors;
   plugins::Catalog catalog;
+  std::mutex runs_mutex;
+  std::vector<std::weak_ptr<RunState>> runs;  // to end them in ~Engine
+
+  void track(const std::shared_ptr<RunState>& run) {
+    std::lock_guard<std::mutex> lock(runs_mutex);
+    std::erase_if(runs, [](const std::weak_ptr<RunState>& r) {
+      auto s = r.lock();
+      return !s || core::is_terminal(s->status());
+    });
+    runs.push_back(run);
+  }
 };
 
 Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
-Engine::~Engine() { impl_->pool.join(); }
+// Runs still going are cancelled; that ends them without waiting for their
+// bodies. Bodies get a second to return; a worker stuck in one is detached.
+Engine::~Engine() {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  std::vector<std::shared_ptr<RunState>> live;
+  {
+    std::lock_guard<std::mutex> lock(impl_->runs_mutex);
+    for (const auto& r : impl_->runs) {
+      if (auto s = r.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (const auto& r : live) r->cancel();
+  for (const auto& r : live) {
+    r->wait_until(deadline);
+  }
+  impl_->executors->shutdown(std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
+      deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{})));
+}
 
 const plugins::Catalog& Engine::catalog() const { return impl_->catalog; }
-unsigned Engine::jobs() const { return impl_->jobs; }
+unsigned Engine::jobs() const { return impl_->executors->jobs(); }
 
 Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options) {
   auto bound = std::make_shared<BoundFlow>();
@@ -280,8 +326,9 @@ Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions opt
   bound->tasks.reserve(bound->flow->graph.nodes.size());
   bind_graph(bound->flow->graph, *bound, impl_->catalog, options.local_tasks, by_use);
   if (options.params.is_null()) options.params = core::from_json(boost::json::object());
-  auto state =
-      std::make_shared<RunState>(impl_->pool, std::move(bound), std::move(options), new_run_id());
+  auto state = std::make_shared<RunState>(*impl_->executors, std::move(bound), std::move(options),
+                                          new_run_id());
+  impl_->track(state);
   state->start();
   return Run(std::move(state));
 }

@@ -110,10 +110,10 @@ struct FrameScope : core::Expression::Scope {
 
 // ---- the run ---------------------------------------------------------------
 
-RunState::RunState(asio::thread_pool& pool, std::shared_ptr<BoundFlow> flow, RunOptions options,
+RunState::RunState(Executors& executors, std::shared_ptr<BoundFlow> flow, RunOptions options,
                    std::string id)
-    : pool_(pool),
-      strand_(asio::make_strand(pool.get_executor())),
+    : executors_(executors),
+      strand_(asio::make_strand(executors.control())),
       flow_(std::move(flow)),
       options_(std::move(options)),
       id_(std::move(id)),
@@ -247,6 +247,7 @@ void RunState::ready(Frame& f, std::uint32_t i) {
     case GraphNode::Kind::Task:
       n.state = TaskState::Running;
       n.started = std::chrono::steady_clock::now();
+      record(n).state = TaskState::Running;
       record(n).started = std::chrono::system_clock::now();
       emit(EventKind::NodeStart, &n, {}, &g);
       launch(f, i);
@@ -255,6 +256,7 @@ void RunState::ready(Frame& f, std::uint32_t i) {
     case GraphNode::Kind::Loop:
       n.state = TaskState::Running;
       n.started = std::chrono::steady_clock::now();
+      record(n).state = TaskState::Running;
       record(n).started = std::chrono::system_clock::now();
       emit(EventKind::NodeStart, &n, {}, &g);
       if (g.kind == GraphNode::Kind::Switch) {
@@ -291,7 +293,6 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   if (!n.instance) n.instance = std::make_shared<plugins::TaskInstance>(definition);
   a->instance = n.instance;
   n.running = a;
-  ++running_tasks_;
 
   if (g.task->timeout_sec > 0) {
     if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(strand_);
@@ -301,28 +302,28 @@ void RunState::launch(Frame& f, std::uint32_t i) {
       if (!ec) self->on_timeout(fp, i, a);
     });
   }
-  asio::post(pool_, [self = shared_from_this(), fp = &f, i, a, inputs = std::move(inputs)]() {
-    plugins::TaskCallResult result = a->instance->call(a->ctx, inputs);
-    asio::post(self->strand_, [self, fp, i, a, result = std::move(result)]() mutable {
-      self->on_result(fp, i, std::move(a), std::move(result));
-    });
-  });
+  asio::post(executors_.work(),
+             [self = shared_from_this(), fp = &f, i, a, inputs = std::move(inputs)]() {
+               // Abandoned while queued (cancelled, stopped, timed out): it never starts,
+               // and its node has already moved on.
+               if (a->cancelled.load(std::memory_order_acquire)) return;
+               plugins::TaskCallResult result = a->instance->call(a->ctx, inputs);
+               asio::post(self->strand_, [self, fp, i, a, result = std::move(result)]() mutable {
+                 self->on_result(fp, i, std::move(a), std::move(result));
+               });
+             });
 }
 
 void RunState::on_result(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a,
                          plugins::TaskCallResult result) {
-  --running_tasks_;
   NodeExec& n = f->nodes[i];
-  if (n.running != a) return;  // abandoned at its deadline; its node has moved on
+  if (n.running != a) return;  // abandoned (deadline, cancel, stop); its node has moved on
   n.running.reset();
   if (n.timer) n.timer->cancel();
   auto& artifacts = record(n).artifacts;
   artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
   if (result.ok) {
     succeed(*f, i, std::move(result.output));
-  } else if (cancelled_ || (stopping_ && a->cancelled.load(std::memory_order_relaxed))) {
-    // It stopped because it was asked to: that is a cancellation, not a failure.
-    end_without_running(*f, i, TaskState::Cancelled, result.error);
   } else {
     attempt_failed(*f, i, result.error, false);
   }
@@ -492,27 +493,33 @@ void RunState::stop(bool cancelled) {
   if (top_) cancel_pending(*top_);
 }
 
-// Pending nodes become CANCELLED at once; running ones are told to stop.
+// Pending and running nodes become CANCELLED at once: nothing more starts,
+// and the run does not wait for bodies. A running body is told to stop (its
+// cancel flag); whatever it returns later is ignored.
 void RunState::cancel_pending(Frame& f) {
   for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
     NodeExec& n = f.nodes[i];
-    if (n.running) n.running->cancelled.store(true, std::memory_order_relaxed);
     for (auto& c : n.children) {
       if (!c->done) cancel_pending(*c);
     }
   }
   // Separate pass: ending a node may end others.
+  const char* why = cancelled_ ? "run cancelled" : "run stopped";
   for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
     NodeExec& n = f.nodes[i];
     if (f.done) return;
-    if (n.state == TaskState::Pending || (n.state == TaskState::Running && n.waiting_retry)) {
+    if (n.state == TaskState::Pending) {
+      end_without_running(f, i, TaskState::Cancelled, why);
+    } else if (n.state == TaskState::Running && f.graph->nodes[i].kind == GraphNode::Kind::Task) {
       if (n.timer) n.timer->cancel();
-      end_without_running(f, i, TaskState::Cancelled, cancelled_ ? "run cancelled" : "run stopped");
+      if (n.running) n.running->cancelled.store(true, std::memory_order_release);
+      end_without_running(f, i, TaskState::Cancelled, why);
     }
   }
 }
 
 void RunState::cancel() {
+  if (core::is_terminal(status())) return;  // also keeps a handle that outlived its engine safe
   on_strand([this] {
     if (core::is_terminal(status()) || status() == core::RunStatus::Cancelling) return;
     status_.store(core::RunStatus::Cancelling, std::memory_order_release);

@@ -8,7 +8,6 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -16,9 +15,9 @@
 #include <mutex>
 #include <unordered_map>
 
-namespace pyoco {
+#include "executors.hpp"
 
-namespace asio = boost::asio;
+namespace pyoco {
 
 // A flow with every task node bound to a callable definition.
 struct BoundFlow {
@@ -88,13 +87,14 @@ struct Frame {
 
 class RunState : public std::enable_shared_from_this<RunState> {
  public:
-  RunState(asio::thread_pool& pool, std::shared_ptr<BoundFlow> flow, RunOptions options,
+  RunState(Executors& executors, std::shared_ptr<BoundFlow> flow, RunOptions options,
            std::string id);
 
   void start();
   void cancel();
   void wait() const;
   bool wait_for(std::chrono::milliseconds t) const;
+  bool wait_until(std::chrono::steady_clock::time_point t) const;
   core::RunStatus status() const { return status_.load(std::memory_order_acquire); }
   std::vector<TaskRecord> records() const;
   core::Value output(std::string_view node) const;
@@ -158,8 +158,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   TaskRecord& record(const NodeExec& n) { return records_[n.record]; }
   void finish();
 
-  asio::thread_pool& pool_;
-  asio::strand<asio::thread_pool::executor_type> strand_;
+  Executors& executors_;  // outlives every run that is not over (~Engine ends them)
+  asio::strand<Executors::Executor> strand_;
   std::shared_ptr<BoundFlow> flow_;
   RunOptions options_;
   std::string id_;
@@ -174,7 +174,6 @@ class RunState : public std::enable_shared_from_this<RunState> {
   bool cancelled_ = false;  // stopping because of cancel()
   bool failed_ = false;     // stopping because a task failed under `stop`
   std::vector<std::string> failed_nodes_;
-  std::size_t running_tasks_ = 0;
   std::deque<std::pair<Frame*, std::uint32_t>> ended_queue_;
   bool draining_ = false;
 

@@ -210,6 +210,12 @@ void HistoryWriter::flush() {
   impl_->written.wait(lock, [&] { return impl_->done >= mine; });
 }
 
+void HistoryWriter::check_cancel_requests() {
+  std::lock_guard lock(impl_->mutex);
+  ++impl_->requested;
+  impl_->wake.notify_one();
+}
+
 void HistoryWriter::watch_cancel(std::string run_id, std::function<void()> on_request) {
   std::lock_guard lock(impl_->mutex);
   impl_->cancel_watches[std::move(run_id)] = std::move(on_request);

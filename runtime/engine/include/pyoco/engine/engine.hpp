@@ -1,5 +1,7 @@
-// The engine: one Asio thread pool, created once and reused; each run's
-// state machine on its own strand.
+// The engine: created once and reused. Each run's state machine lives on a
+// strand of the engine's control thread; task bodies run on a pool of `jobs`
+// worker threads. Control never waits for a body: deadlines and cancels act
+// on time however busy the pool is (docs/architecture.md, "The run model").
 //
 //   pyoco::Engine engine;                     // jobs = hardware threads
 //   pyoco::Run run = engine.start(flow, params);
@@ -55,8 +57,9 @@ class Run {
   core::RunStatus status() const;
   // A snapshot of every task's record, in the order they became known.
   std::vector<TaskRecord> tasks() const;
-  // First Ctrl+C: no new tasks start, pending ones become CANCELLED, running
-  // ones see is_cancelled(); the run ends CANCELLED once they return.
+  // Nothing more starts: pending tasks, and running ones, become CANCELLED at
+  // once and the run ends CANCELLED without waiting for bodies. A running
+  // body sees is_cancelled(); whatever it returns later is ignored.
   void cancel();
   void wait() const;
   bool wait_for(std::chrono::milliseconds timeout) const;
@@ -80,7 +83,11 @@ struct EngineOptions {
 class Engine {
  public:
   explicit Engine(EngineOptions options = {});
-  ~Engine();  // waits for running tasks to return
+  // Cancels runs still going and returns within about a second: a worker
+  // thread still inside a task body then is detached; it exits when the body
+  // returns (the body's result is dropped). Plugins stay loaded, so its code
+  // stays valid; the process may also simply exit.
+  ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 

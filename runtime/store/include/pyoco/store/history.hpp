@@ -59,6 +59,9 @@ class HistoryWriter {
   // Calls `on_request` once, on the writer thread, when another process asks
   // (through the store) to cancel run `run_id`.
   void watch_cancel(std::string run_id, std::function<void()> on_request);
+  // Looks for cancel requests now rather than at the next poll (the CLI calls
+  // it when `pyoco runs cancel` signals this process). Does not wait.
+  void check_cancel_requests();
 
   // The process is leaving without waiting for run `run_id` (a second
   // Ctrl+C): records it CANCELLED now, with its unfinished tasks, then flushes.

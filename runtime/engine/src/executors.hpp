@@ -1,0 +1,59 @@
+// Internal: where an engine's code runs (ARCHITECTURE.md §4a).
+//
+// Control — the runs' strands, timers, deadlines, cancel and event emission —
+// runs on one thread of its own. Task bodies run on a bounded pool of `jobs`
+// threads. Control only ever posts to the pool, never waits on it, so however
+// long a body blocks, a deadline or a cancel is handled on time.
+#pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pyoco {
+
+namespace asio = boost::asio;
+
+class Executors : public std::enable_shared_from_this<Executors> {
+ public:
+  using Executor = asio::io_context::executor_type;
+
+  // Starts the control thread and `jobs` worker threads.
+  static std::shared_ptr<Executors> start(unsigned jobs);
+  ~Executors();
+
+  Executor control() { return control_.get_executor(); }
+  Executor work() { return work_.get_executor(); }
+  unsigned jobs() const { return static_cast<unsigned>(workers_.size()); }
+
+  // Stops control at once and the pool within `grace`: bodies still queued
+  // never start; a worker still inside a body after `grace` is detached. It
+  // keeps this object alive until its body returns, then exits; whatever the
+  // body posts back is dropped with the stopped queues.
+  void shutdown(std::chrono::milliseconds grace);
+
+ private:
+  Executors() = default;
+  void run_worker(std::size_t index);
+
+  asio::io_context control_{1};
+  asio::io_context work_;
+  asio::executor_work_guard<Executor> control_guard_{control_.get_executor()};
+  asio::executor_work_guard<Executor> work_guard_{work_.get_executor()};
+  std::thread control_thread_;
+  std::vector<std::thread> workers_;
+  std::unique_ptr<std::atomic<bool>[]> exited_;
+  std::mutex exit_mutex_;
+  std::condition_variable exit_cv_;
+  std::size_t running_workers_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace pyoco

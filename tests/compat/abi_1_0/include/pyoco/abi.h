@@ -1,0 +1,262 @@
+/*
+ * pyoco/abi.h - the C ABI between the pyoco runtime (the host) and plugins.
+ *
+ * This header is the whole contract. It is C so that any compiler, and any
+ * C++ standard library, can sit on either side of it. Rules that keep it
+ * stable (see docs/plugins.md, "Versioning and ABI policy"):
+ *
+ *  - Every struct starts with `size_t struct_size`, set by whoever fills the
+ *    struct to sizeof the struct it was compiled against. A reader uses a
+ *    field only when struct_size shows the writer knew it (PYOCO_HAS_FIELD).
+ *  - Structs and the host function table only ever grow at the end. Nothing
+ *    is reordered, retyped or removed within one major version.
+ *  - A change that breaks either rule bumps PYOCO_ABI_VERSION_MAJOR; the host
+ *    refuses plugins of another major with a clear message.
+ *  - No C++ types, no exceptions, no ownership transfer of memory allocated
+ *    by the other side. Ownership is spelled in each comment:
+ *      "borrowed": valid for the stated scope, never freed by the receiver;
+ *      "host-owned": allocated and freed by the host.
+ *  - Strings are UTF-8 as (pointer, length) pairs; strings handed out by the
+ *    host are also NUL-terminated. Strings handed in may have no NUL when a
+ *    length is given.
+ *
+ * A plugin exports exactly one symbol, `pyoco_plugin_entry` (the SDK's
+ * PYOCO_PLUGIN macro writes it). The host calls it to read the descriptor,
+ * checks the ABI major, and later calls `register_tasks` with its function
+ * table. Plugin code runs only through the descriptor's callbacks.
+ */
+#ifndef PYOCO_ABI_H
+#define PYOCO_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PYOCO_ABI_VERSION_MAJOR 1
+#define PYOCO_ABI_VERSION_MINOR 0
+
+/* The one symbol a plugin exports. */
+#define PYOCO_PLUGIN_ENTRY_SYMBOL "pyoco_plugin_entry"
+
+#if defined(_WIN32)
+#define PYOCO_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define PYOCO_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* True when a struct filled by the other side carries `field`. */
+#define PYOCO_HAS_FIELD(ptr, type, field) \
+  ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type*)0)->field))
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------ */
+
+typedef int32_t pyoco_status;
+#define PYOCO_OK 0
+#define PYOCO_ERR_TASK 1        /* the task failed; message via context_set_error */
+#define PYOCO_ERR_INVALID 2     /* bad argument (null handle, wrong struct, bad name) */
+#define PYOCO_ERR_TYPE 3        /* value is not of the requested kind */
+#define PYOCO_ERR_NOT_FOUND 4   /* key, index or name does not exist */
+#define PYOCO_ERR_CANCELLED 5   /* the task stopped because its context was cancelled */
+#define PYOCO_ERR_UNSUPPORTED 6 /* the host lacks what the caller needs */
+#define PYOCO_ERR_INTERNAL 7    /* a bug or resource failure on the reporting side */
+
+/* ---- opaque handles (host-owned) --------------------------------------- */
+
+/* A value: null, bool, int, double, string, bytes, array or object. */
+typedef struct pyoco_value pyoco_value;
+/* Where values built during one call live; freed by the host when nothing
+   refers to them any more (a returned value keeps its arena alive). */
+typedef struct pyoco_arena pyoco_arena;
+/* The context of one task call: params, log, cancellation, artifacts... */
+typedef struct pyoco_context pyoco_context;
+/* The registry a plugin adds its tasks to; valid during register_tasks only. */
+typedef struct pyoco_registry pyoco_registry;
+
+typedef struct pyoco_str {
+  const char* data;
+  size_t size;
+} pyoco_str;
+
+typedef int32_t pyoco_value_kind;
+#define PYOCO_VALUE_NULL 0
+#define PYOCO_VALUE_BOOL 1
+#define PYOCO_VALUE_INT 2
+#define PYOCO_VALUE_DOUBLE 3
+#define PYOCO_VALUE_STRING 4
+#define PYOCO_VALUE_BYTES 5
+#define PYOCO_VALUE_ARRAY 6
+#define PYOCO_VALUE_OBJECT 7
+
+typedef int32_t pyoco_log_level;
+#define PYOCO_LOG_DEBUG 10
+#define PYOCO_LOG_INFO 20
+#define PYOCO_LOG_WARN 30
+#define PYOCO_LOG_ERROR 40
+
+/* ---- task definitions (plugin-filled, copied by the host) -------------- */
+
+/* One input or output of a task. `type` is one of: "any", "null", "bool",
+   "int", "number", "string", "bytes", "array", "object". Arrays of specs are
+   laid out with a stride of the first element's struct_size. */
+typedef struct pyoco_io_spec {
+  size_t struct_size;
+  const char* name;        /* [a-z][a-z0-9_]* */
+  const char* type;        /* see above; NULL means "any" */
+  int32_t required;        /* inputs only: nonzero when the task cannot run without it */
+  const char* description; /* may be NULL */
+} pyoco_io_spec;
+
+/* Creates the per-node state of a task, once per node per run, before its
+   first call. On failure, set an error with context_set_error and return
+   non-OK. `instance_out` receives plugin-owned state later passed to run
+   and destroy. */
+typedef pyoco_status (*pyoco_task_create_fn)(void* user_data, pyoco_context* ctx,
+                                             void** instance_out);
+/* Runs the task once. `inputs` is an object (borrowed for the call).
+   `*output` receives the result: any live value handle (one built in this
+   call's arena, or an input passed through), or NULL for null. On failure
+   return non-OK after context_set_error. May run on any host thread;
+   never concurrently for one instance. */
+typedef pyoco_status (*pyoco_task_run_fn)(void* instance, pyoco_context* ctx,
+                                          const pyoco_value* inputs, const pyoco_value** output);
+/* Frees what create made. */
+typedef void (*pyoco_task_destroy_fn)(void* instance);
+/* Frees user_data when the host drops the definition. A host that keeps
+   plugins loaded for its whole life may never call it. */
+typedef void (*pyoco_task_release_fn)(void* user_data);
+
+typedef struct pyoco_task_def {
+  size_t struct_size;
+  const char* name;    /* the task's name within its plugin: [a-z][a-z0-9_]* */
+  const char* summary; /* one line */
+  const char* usage;   /* how to use it; may span lines */
+  const char* const* tags;
+  size_t tag_count;
+  const pyoco_io_spec* inputs;
+  size_t input_count;
+  const pyoco_io_spec* outputs;
+  size_t output_count;
+  void* user_data;               /* plugin-owned; handed to create and release */
+  pyoco_task_create_fn create;   /* NULL: stateless, run receives user_data */
+  pyoco_task_run_fn run;         /* required */
+  pyoco_task_destroy_fn destroy; /* may be NULL */
+  pyoco_task_release_fn release; /* may be NULL */
+} pyoco_task_def;
+
+/* Run-time facts about the current call (host-filled, borrowed for the call). */
+typedef struct pyoco_call_info {
+  size_t struct_size; /* set by the caller to sizeof its struct */
+  pyoco_str run_id;
+  pyoco_str flow_name;
+  pyoco_str node_name; /* the node in the flow */
+  pyoco_str task_name; /* "<plugin>/<task>" */
+  uint32_t attempt;    /* 1 for the first try */
+} pyoco_call_info;
+
+/* An artifact to save. Either `value` (written as JSON) or `data`/`size`. */
+typedef struct pyoco_artifact {
+  size_t struct_size;
+  pyoco_str name;   /* file name relative to the run's artifact dir */
+  const void* data; /* borrowed for the call */
+  size_t size;
+  const pyoco_value* value; /* when non-NULL, saved as JSON and data is ignored */
+  const char* media_type;   /* NULL: guessed ("application/json" for values) */
+} pyoco_artifact;
+
+/* ---- the host function table (host-owned, valid for the process) ------- */
+
+typedef struct pyoco_host_api {
+  size_t struct_size;
+  uint32_t abi_major;
+  uint32_t abi_minor;
+
+  /* registry: valid during register_tasks only */
+  pyoco_status (*registry_add_task)(pyoco_registry* registry, const pyoco_task_def* def);
+  void (*registry_set_error)(pyoco_registry* registry, const char* message, size_t size);
+
+  /* values: reading. Handles passed in are borrowed; handles returned are
+     borrowed from the same owner as the handle they came from. */
+  pyoco_value_kind (*value_kind)(const pyoco_value* value);
+  pyoco_status (*value_get_bool)(const pyoco_value* value, int32_t* out);
+  pyoco_status (*value_get_int)(const pyoco_value* value, int64_t* out);
+  /* ints convert to double; other kinds are PYOCO_ERR_TYPE */
+  pyoco_status (*value_get_double)(const pyoco_value* value, double* out);
+  pyoco_status (*value_get_string)(const pyoco_value* value, pyoco_str* out);
+  pyoco_status (*value_get_bytes)(const pyoco_value* value, const void** data, size_t* size);
+  /* element count of an array, member count of an object, 0 otherwise */
+  size_t (*value_size)(const pyoco_value* value);
+  /* NULL when out of range or not an array */
+  const pyoco_value* (*value_array_at)(const pyoco_value* array, size_t index);
+  /* NULL when absent or not an object */
+  const pyoco_value* (*value_object_find)(const pyoco_value* object, const char* key,
+                                          size_t key_size);
+  /* members in insertion order; NULL when out of range */
+  const pyoco_value* (*value_object_at)(const pyoco_value* object, size_t index,
+                                        pyoco_str* key_out);
+
+  /* values: building. New values are host-owned and live in `arena`; they may
+     be changed only during the call that owns the arena. NULL on failure. */
+  pyoco_value* (*value_new_null)(pyoco_arena* arena);
+  pyoco_value* (*value_new_bool)(pyoco_arena* arena, int32_t v);
+  pyoco_value* (*value_new_int)(pyoco_arena* arena, int64_t v);
+  pyoco_value* (*value_new_double)(pyoco_arena* arena, double v);
+  pyoco_value* (*value_new_string)(pyoco_arena* arena, const char* data, size_t size);
+  pyoco_value* (*value_new_bytes)(pyoco_arena* arena, const void* data, size_t size);
+  pyoco_value* (*value_new_array)(pyoco_arena* arena);
+  pyoco_value* (*value_new_object)(pyoco_arena* arena);
+  /* `item` may be any live handle; the container refers to it (no deep copy)
+     and keeps what it lives in alive. */
+  pyoco_status (*value_array_push)(pyoco_value* array, const pyoco_value* item);
+  /* replaces an existing member of the same key */
+  pyoco_status (*value_object_set)(pyoco_value* object, const char* key, size_t key_size,
+                                   const pyoco_value* item);
+
+  /* context of one task call: borrowed for the call */
+  pyoco_arena* (*context_arena)(pyoco_context* ctx);
+  /* the run's params, an object */
+  const pyoco_value* (*context_params)(pyoco_context* ctx);
+  pyoco_status (*context_info)(pyoco_context* ctx, pyoco_call_info* out);
+  void (*context_log)(pyoco_context* ctx, pyoco_log_level level, const char* message, size_t size);
+  /* nonzero once the run is cancelled or the task's deadline passed */
+  int32_t (*context_is_cancelled)(pyoco_context* ctx);
+  /* `path_out` (may be NULL) receives the saved file's path, valid for the call */
+  pyoco_status (*context_save_artifact)(pyoco_context* ctx, const pyoco_artifact* artifact,
+                                        pyoco_str* path_out);
+  /* per-run shared state; the returned handle is valid for the call, NULL if unset */
+  const pyoco_value* (*context_scratch_get)(pyoco_context* ctx, const char* key, size_t key_size);
+  pyoco_status (*context_scratch_set)(pyoco_context* ctx, const char* key, size_t key_size,
+                                      const pyoco_value* value);
+  /* the message of the failure the callback is about to return */
+  void (*context_set_error)(pyoco_context* ctx, const char* message, size_t size);
+} pyoco_host_api;
+
+/* ---- the plugin descriptor (plugin-owned, static) ---------------------- */
+
+/* Called once per process with the host's table. Add tasks with
+   host->registry_add_task. On failure call registry_set_error and return
+   non-OK; the host then refuses the plugin. */
+typedef pyoco_status (*pyoco_register_tasks_fn)(const pyoco_host_api* host,
+                                                pyoco_registry* registry);
+
+typedef struct pyoco_plugin_descriptor {
+  size_t struct_size;
+  /* These two fields never move, in any major version: the host reads them
+     to refuse a plugin it cannot talk to. */
+  uint32_t abi_major;
+  uint32_t abi_minor;
+  const char* sdk_version;    /* the SDK the plugin was built with, "1.2.3" */
+  const char* plugin_name;    /* as in plugin.toml; may be NULL */
+  const char* plugin_version; /* as in plugin.toml; may be NULL */
+  pyoco_register_tasks_fn register_tasks;
+} pyoco_plugin_descriptor;
+
+typedef const pyoco_plugin_descriptor* (*pyoco_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PYOCO_ABI_H */

@@ -1,0 +1,799 @@
+// pyoco/sdk.hpp - the C++ SDK for writing pyoco plugins.
+//
+// Header-only, C++17, no dependency beyond the standard library and abi.h.
+// A plugin is a few Task subclasses and one registration function:
+//
+//   #include <pyoco/sdk.hpp>
+//
+//   struct Greet : pyoco::Task {
+//     static constexpr const char* name = "greet";
+//     static constexpr const char* summary = "Says hello to someone";
+//     static constexpr const char* usage = "inputs: {who: string}";
+//     static inline const std::vector<pyoco::Io> inputs = {{"who", "string", true, "whom to
+//     greet"}}; static inline const std::vector<pyoco::Io> outputs = {{"greeting", "string"}};
+//     pyoco::Value run(pyoco::Context& ctx, const pyoco::Inputs& in) override {
+//       return "hello " + in.require<std::string>("who");
+//     }
+//   };
+//
+//   void register_tasks(pyoco::Registry& registry) { registry.add<Greet>(); }
+//   PYOCO_PLUGIN(register_tasks)
+//
+// Everything lives in an inline namespace (pyoco::v1), so code built against
+// another SDK major fails at link time instead of misbehaving. Exceptions
+// never cross into the host: every callback catches them and turns them
+// into a task error carrying the exception's message.
+#ifndef PYOCO_SDK_HPP
+#define PYOCO_SDK_HPP
+
+#include <pyoco/abi.h>
+#include <pyoco/version.h>
+
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#ifndef PYOCO_PLUGIN_NAME
+#define PYOCO_PLUGIN_NAME nullptr
+#endif
+#ifndef PYOCO_PLUGIN_VERSION
+#define PYOCO_PLUGIN_VERSION nullptr
+#endif
+
+namespace pyoco {
+inline namespace v1 {
+
+// Thrown by the SDK when a value is used as something it is not, or when
+// the host refuses a request. A task may throw it (or anything) too.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Bytes, read-only, borrowed from the value they came from.
+struct BytesView {
+  const std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+};
+
+// Owned bytes to build a value from.
+struct Bytes {
+  std::vector<std::uint8_t> data;
+};
+
+enum class Kind : std::int32_t {
+  Null = PYOCO_VALUE_NULL,
+  Bool = PYOCO_VALUE_BOOL,
+  Int = PYOCO_VALUE_INT,
+  Double = PYOCO_VALUE_DOUBLE,
+  String = PYOCO_VALUE_STRING,
+  Bytes = PYOCO_VALUE_BYTES,
+  Array = PYOCO_VALUE_ARRAY,
+  Object = PYOCO_VALUE_OBJECT,
+};
+
+namespace detail {
+
+// The host's table, set once when the host calls register_tasks. Each plugin
+// library has its own copy (hidden visibility).
+inline const pyoco_host_api*& host_slot() {
+  static const pyoco_host_api* host = nullptr;
+  return host;
+}
+
+inline const pyoco_host_api& host() {
+  const pyoco_host_api* h = host_slot();
+  if (h == nullptr) throw Error("pyoco SDK used before the host registered the plugin");
+  return *h;
+}
+
+// The call a thread is running: values built without an explicit context
+// go to this call's arena. Set by the SDK around every callback.
+inline pyoco_context*& current_context() {
+  static thread_local pyoco_context* ctx = nullptr;
+  return ctx;
+}
+
+class ContextScope {
+ public:
+  explicit ContextScope(pyoco_context* ctx) : saved_(current_context()) { current_context() = ctx; }
+  ~ContextScope() { current_context() = saved_; }
+  ContextScope(const ContextScope&) = delete;
+  ContextScope& operator=(const ContextScope&) = delete;
+
+ private:
+  pyoco_context* saved_;
+};
+
+inline pyoco_arena* current_arena() {
+  pyoco_context* ctx = current_context();
+  if (ctx == nullptr) {
+    throw Error(
+        "pyoco::Value built outside a task call: build values in the thread that runs the "
+        "task (inside run())");
+  }
+  pyoco_arena* arena = host().context_arena(ctx);
+  if (arena == nullptr) throw Error("the host gave no arena for this call");
+  return arena;
+}
+
+inline pyoco_value* checked(pyoco_value* v) {
+  if (v == nullptr) throw Error("the host could not allocate a value");
+  return v;
+}
+
+inline const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::Null:
+      return "null";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::Double:
+      return "double";
+    case Kind::String:
+      return "string";
+    case Kind::Bytes:
+      return "bytes";
+    case Kind::Array:
+      return "array";
+    case Kind::Object:
+      return "object";
+  }
+  return "unknown";
+}
+
+}  // namespace detail
+
+// A value crossing the ABI: a borrowed handle to a host-owned value.
+//
+// Reading: v["key"], v[0], v.as<std::int64_t>(), v.size(), v.items(),
+// v.members(). A missing key or index reads as null.
+// Building: from bool, integers, double, strings, Bytes, and initializer
+// lists of {key, value} pairs (an object); Value::array({...}) for arrays.
+// Built values live in the current call's arena: they are cheap, and are
+// freed by the host once nothing refers to them.
+class Value {
+ public:
+  Value() = default;  // null
+  explicit Value(const pyoco_value* handle) : handle_(handle) {}
+
+  Value(std::nullptr_t) {}
+  Value(bool b) : handle_(build(&pyoco_host_api::value_new_bool, static_cast<std::int32_t>(b))) {}
+  template <class I, std::enable_if_t<std::is_integral_v<I> && !std::is_same_v<I, bool>, int> = 0>
+  Value(I i)
+      : handle_(build(&pyoco_host_api::value_new_int, static_cast<std::int64_t>(checked_int(i)))) {}
+  Value(double d) : handle_(build(&pyoco_host_api::value_new_double, d)) {}
+  Value(float d) : Value(static_cast<double>(d)) {}
+  Value(std::string_view s)
+      : handle_(detail::checked(
+            detail::host().value_new_string(detail::current_arena(), s.data(), s.size()))) {}
+  Value(const char* s) : Value(std::string_view(s)) {}
+  Value(const std::string& s) : Value(std::string_view(s)) {}
+  Value(const Bytes& b)
+      : handle_(detail::checked(detail::host().value_new_bytes(detail::current_arena(),
+                                                               b.data.data(), b.data.size()))) {}
+  // An object: {{"id", 1}, {"value", "carrot"}}.
+  Value(std::initializer_list<std::pair<std::string_view, Value>> members)
+      : handle_(make_object(members)) {}
+
+  static Value array(std::initializer_list<Value> items = {}) {
+    pyoco_value* a = detail::checked(detail::host().value_new_array(detail::current_arena()));
+    for (const Value& item : items) push_into(a, item);
+    return Value(a);
+  }
+  static Value object() {
+    return Value(std::initializer_list<std::pair<std::string_view, Value>>{});
+  }
+
+  // Appends to an array this call built. Returns *this for chaining.
+  Value& push(const Value& item) {
+    push_into(mutable_handle("push"), item);
+    return *this;
+  }
+  // Sets a member of an object this call built. Returns *this for chaining.
+  Value& set(std::string_view key, const Value& item) {
+    check(detail::host().value_object_set(mutable_handle("set"), key.data(), key.size(),
+                                          item.null_as_value()),
+          "set");
+    return *this;
+  }
+
+  const pyoco_value* handle() const { return handle_; }
+
+  Kind kind() const {
+    return handle_ == nullptr ? Kind::Null : static_cast<Kind>(detail::host().value_kind(handle_));
+  }
+  bool is_null() const { return kind() == Kind::Null; }
+  bool is_bool() const { return kind() == Kind::Bool; }
+  bool is_int() const { return kind() == Kind::Int; }
+  bool is_number() const { return kind() == Kind::Int || kind() == Kind::Double; }
+  bool is_string() const { return kind() == Kind::String; }
+  bool is_bytes() const { return kind() == Kind::Bytes; }
+  bool is_array() const { return kind() == Kind::Array; }
+  bool is_object() const { return kind() == Kind::Object; }
+
+  // Converts to T: bool, any integer type, double, float, std::string,
+  // std::string_view (borrowed), BytesView (borrowed), Value. Throws Error
+  // naming both kinds when the value is something else.
+  template <class T>
+  T as() const {
+    const pyoco_host_api& h = detail::host();
+    if constexpr (std::is_same_v<T, Value>) {
+      return *this;
+    } else if constexpr (std::is_same_v<T, bool>) {
+      std::int32_t b = 0;
+      expect(h.value_get_bool(handle_, &b), "bool");
+      return b != 0;
+    } else if constexpr (std::is_integral_v<T>) {
+      std::int64_t i = 0;
+      expect(h.value_get_int(handle_, &i), "int");
+      if constexpr (!std::is_same_v<T, std::int64_t>) {
+        if (i < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
+            (i > 0 && static_cast<std::uint64_t>(i) > std::numeric_limits<T>::max())) {
+          throw Error("int value " + std::to_string(i) + " does not fit the requested type");
+        }
+      }
+      return static_cast<T>(i);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      double d = 0;
+      expect(h.value_get_double(handle_, &d), "number");
+      return static_cast<T>(d);
+    } else if constexpr (std::is_same_v<T, std::string_view> || std::is_same_v<T, std::string>) {
+      pyoco_str s{nullptr, 0};
+      expect(h.value_get_string(handle_, &s), "string");
+      return T(s.data, s.size);
+    } else if constexpr (std::is_same_v<T, BytesView>) {
+      const void* data = nullptr;
+      std::size_t size = 0;
+      expect(h.value_get_bytes(handle_, &data, &size), "bytes");
+      return BytesView{static_cast<const std::uint8_t*>(data), size};
+    } else {
+      static_assert(sizeof(T) == 0, "pyoco::Value::as<T>: unsupported T");
+    }
+  }
+
+  // as<T>() when the value is present and of the right kind, else `fallback`.
+  template <class T>
+  T get_or(T fallback) const {
+    if (is_null()) return fallback;
+    try {
+      return as<T>();
+    } catch (const Error&) {
+      return fallback;
+    }
+  }
+
+  std::size_t size() const { return handle_ == nullptr ? 0 : detail::host().value_size(handle_); }
+  bool contains(std::string_view key) const { return find(key) != nullptr; }
+
+  Value operator[](std::string_view key) const { return Value(find(key)); }
+  Value operator[](const char* key) const { return Value(find(key)); }
+  Value operator[](const std::string& key) const { return Value(find(key)); }
+  template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
+  Value operator[](I index) const {
+    if (handle_ == nullptr || index < 0) return Value();
+    return Value(detail::host().value_array_at(handle_, static_cast<std::size_t>(index)));
+  }
+
+  // Iteration over an array's elements: for (Value item : v.items()).
+  class ItemRange {
+   public:
+    class iterator {
+     public:
+      iterator(const pyoco_value* a, std::size_t i) : a_(a), i_(i) {}
+      Value operator*() const { return Value(detail::host().value_array_at(a_, i_)); }
+      iterator& operator++() {
+        ++i_;
+        return *this;
+      }
+      bool operator!=(const iterator& o) const { return i_ != o.i_; }
+
+     private:
+      const pyoco_value* a_;
+      std::size_t i_;
+    };
+    explicit ItemRange(const Value& v) : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()) {}
+    iterator begin() const { return iterator(a_, 0); }
+    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_); }
+
+   private:
+    const pyoco_value* a_;
+    std::size_t n_;
+  };
+  ItemRange items() const { return ItemRange(*this); }
+
+  // Iteration over an object's members in order:
+  // for (auto [key, value] : v.members()).
+  class MemberRange {
+   public:
+    class iterator {
+     public:
+      iterator(const pyoco_value* o, std::size_t i) : o_(o), i_(i) {}
+      std::pair<std::string_view, Value> operator*() const {
+        pyoco_str key{nullptr, 0};
+        const pyoco_value* v = detail::host().value_object_at(o_, i_, &key);
+        return {std::string_view(key.data, key.size), Value(v)};
+      }
+      iterator& operator++() {
+        ++i_;
+        return *this;
+      }
+      bool operator!=(const iterator& o) const { return i_ != o.i_; }
+
+     private:
+      const pyoco_value* o_;
+      std::size_t i_;
+    };
+    explicit MemberRange(const Value& v) : o_(v.is_object() ? v.handle() : nullptr), n_(v.size()) {}
+    iterator begin() const { return iterator(o_, 0); }
+    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_); }
+
+   private:
+    const pyoco_value* o_;
+    std::size_t n_;
+  };
+  MemberRange members() const { return MemberRange(*this); }
+
+ private:
+  template <class Fn, class Arg>
+  static const pyoco_value* build(Fn fn, Arg arg) {
+    return detail::checked((detail::host().*fn)(detail::current_arena(), arg));
+  }
+
+  template <class I>
+  static std::int64_t checked_int(I i) {
+    if constexpr (std::is_unsigned_v<I> && sizeof(I) >= sizeof(std::int64_t)) {
+      if (i > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        throw Error("integer " + std::to_string(i) + " does not fit a pyoco int (int64)");
+      }
+    }
+    return static_cast<std::int64_t>(i);
+  }
+
+  static const pyoco_value* make_object(
+      std::initializer_list<std::pair<std::string_view, Value>> members) {
+    pyoco_value* o = detail::checked(detail::host().value_new_object(detail::current_arena()));
+    for (const auto& [key, item] : members) {
+      check(detail::host().value_object_set(o, key.data(), key.size(), item.null_as_value()),
+            "set");
+    }
+    return o;
+  }
+
+  static void push_into(pyoco_value* array, const Value& item) {
+    check(detail::host().value_array_push(array, item.null_as_value()), "push");
+  }
+
+  // Containers need a real handle for null.
+  const pyoco_value* null_as_value() const {
+    return handle_ != nullptr
+               ? handle_
+               : detail::checked(detail::host().value_new_null(detail::current_arena()));
+  }
+
+  pyoco_value* mutable_handle(const char* op) const {
+    if (handle_ == nullptr) throw Error(std::string("cannot ") + op + " on a null value");
+    // The host checks that the value belongs to the current call's arena.
+    return const_cast<pyoco_value*>(handle_);
+  }
+
+  const pyoco_value* find(std::string_view key) const {
+    if (handle_ == nullptr) return nullptr;
+    return detail::host().value_object_find(handle_, key.data(), key.size());
+  }
+
+  static void check(pyoco_status s, const char* op) {
+    if (s == PYOCO_OK) return;
+    if (s == PYOCO_ERR_TYPE) throw Error(std::string("cannot ") + op + ": wrong kind of value");
+    throw Error(std::string("cannot ") + op + ": the host refused (status " + std::to_string(s) +
+                ")");
+  }
+
+  void expect(pyoco_status s, const char* wanted) const {
+    if (s == PYOCO_OK) return;
+    throw Error(std::string("expected ") + wanted + ", got " + detail::kind_name(kind()));
+  }
+
+  const pyoco_value* handle_ = nullptr;
+};
+
+// The inputs of one call: an object keyed by input name.
+class Inputs : public Value {
+ public:
+  explicit Inputs(const pyoco_value* handle) : Value(handle) {}
+
+  // The input converted to T; throws an Error naming the input when it is
+  // missing or of another kind.
+  template <class T>
+  T require(std::string_view name) const {
+    Value v = (*this)[name];
+    if (v.is_null()) throw Error("input '" + std::string(name) + "' is required");
+    try {
+      return v.as<T>();
+    } catch (const Error& e) {
+      throw Error("input '" + std::string(name) + "': " + e.what());
+    }
+  }
+  // The input converted to T, or `fallback` when it is missing.
+  template <class T>
+  T get(std::string_view name, T fallback) const {
+    Value v = (*this)[name];
+    if (v.is_null()) return fallback;
+    try {
+      return v.as<T>();
+    } catch (const Error& e) {
+      throw Error("input '" + std::string(name) + "': " + e.what());
+    }
+  }
+};
+
+// What a task sees of its run: params, log, cancellation, artifacts and the
+// run's scratch space. Valid during the call only.
+class Context {
+ public:
+  explicit Context(pyoco_context* ctx) : ctx_(ctx) {}
+
+  Value params() const { return Value(detail::host().context_params(ctx_)); }
+  Value param(std::string_view key) const { return params()[key]; }
+
+  void log(pyoco_log_level level, std::string_view message) const {
+    detail::host().context_log(ctx_, level, message.data(), message.size());
+  }
+  void debug(std::string_view m) const { log(PYOCO_LOG_DEBUG, m); }
+  void info(std::string_view m) const { log(PYOCO_LOG_INFO, m); }
+  void warn(std::string_view m) const { log(PYOCO_LOG_WARN, m); }
+  void error(std::string_view m) const { log(PYOCO_LOG_ERROR, m); }
+
+  // True once the run is cancelled or this task's deadline has passed: a
+  // long task should check it and return (or throw) promptly.
+  bool is_cancelled() const { return detail::host().context_is_cancelled(ctx_) != 0; }
+
+  // Saves an artifact under the run's artifact directory and returns its
+  // path. Values are written as JSON.
+  std::string save_artifact(std::string_view name, std::string_view text,
+                            const char* media_type = "text/plain") const {
+    return save(name, text.data(), text.size(), nullptr, media_type);
+  }
+  std::string save_artifact(std::string_view name, const Bytes& bytes,
+                            const char* media_type = "application/octet-stream") const {
+    return save(name, bytes.data.data(), bytes.data.size(), nullptr, media_type);
+  }
+  std::string save_artifact(std::string_view name, const Value& value) const {
+    return save(name, nullptr, 0, non_null_handle(value), "application/json");
+  }
+
+  // Per-run shared state. A missing key reads as null.
+  Value scratch(std::string_view key) const {
+    return Value(detail::host().context_scratch_get(ctx_, key.data(), key.size()));
+  }
+  void set_scratch(std::string_view key, const Value& value) const {
+    if (detail::host().context_scratch_set(ctx_, key.data(), key.size(), non_null_handle(value)) !=
+        PYOCO_OK) {
+      throw Error("cannot set scratch '" + std::string(key) + "'");
+    }
+  }
+
+  std::string_view run_id() const { return info().run_id; }
+  std::string_view node_name() const { return info().node_name; }
+  std::string_view task_name() const { return info().task_name; }
+  std::string_view flow_name() const { return info().flow_name; }
+  unsigned attempt() const { return info().attempt; }
+
+  pyoco_context* handle() const { return ctx_; }
+
+ private:
+  // The ABI wants a real handle where the SDK lets a default Value mean null.
+  const pyoco_value* non_null_handle(const Value& v) const {
+    if (v.handle() != nullptr) return v.handle();
+    return detail::checked(detail::host().value_new_null(detail::host().context_arena(ctx_)));
+  }
+
+  struct Info {
+    std::string_view run_id, flow_name, node_name, task_name;
+    unsigned attempt = 0;
+  };
+  Info info() const {
+    pyoco_call_info ci{};
+    ci.struct_size = sizeof ci;
+    if (detail::host().context_info(ctx_, &ci) != PYOCO_OK) throw Error("no call info");
+    auto sv = [](pyoco_str s) { return std::string_view(s.data, s.size); };
+    return Info{sv(ci.run_id), sv(ci.flow_name), sv(ci.node_name), sv(ci.task_name), ci.attempt};
+  }
+
+  std::string save(std::string_view name, const void* data, std::size_t size,
+                   const pyoco_value* value, const char* media_type) const {
+    pyoco_artifact a{};
+    a.struct_size = sizeof a;
+    a.name = pyoco_str{name.data(), name.size()};
+    a.data = data;
+    a.size = size;
+    a.value = value;
+    a.media_type = media_type;
+    pyoco_str path{nullptr, 0};
+    if (detail::host().context_save_artifact(ctx_, &a, &path) != PYOCO_OK) {
+      throw Error("cannot save artifact '" + std::string(name) + "'");
+    }
+    return std::string(path.data, path.size);
+  }
+
+  pyoco_context* ctx_;
+};
+
+// One input or output of a task, as the manifest describes it.
+struct Io {
+  std::string name;
+  std::string type = "any";  // any null bool int number string bytes array object
+  bool required = false;
+  std::string description;
+};
+
+// A task's metadata. Registry::add<T>() reads it from T's static members
+// (name, summary, usage, tags, inputs, outputs) or from a static T::info().
+struct TaskInfo {
+  std::string name;
+  std::string summary;
+  std::string usage;
+  std::vector<std::string> tags;
+  std::vector<Io> inputs;
+  std::vector<Io> outputs;
+};
+
+// The first choice for a task: a subclass with its metadata as static
+// members. One instance is made per flow node per run, so members may hold
+// state across retries and loop iterations of that node.
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual Value run(Context& ctx, const Inputs& inputs) = 0;
+};
+
+namespace detail {
+
+template <class T, class = void>
+struct has_info : std::false_type {};
+template <class T>
+struct has_info<T, std::void_t<decltype(T::info())>> : std::true_type {};
+
+#define PYOCO_DETAIL_MEMBER_TRAIT(member)   \
+  template <class T, class = void>          \
+  struct has_##member : std::false_type {}; \
+  template <class T>                        \
+  struct has_##member<T, std::void_t<decltype(T::member)>> : std::true_type {};
+PYOCO_DETAIL_MEMBER_TRAIT(name)
+PYOCO_DETAIL_MEMBER_TRAIT(summary)
+PYOCO_DETAIL_MEMBER_TRAIT(usage)
+PYOCO_DETAIL_MEMBER_TRAIT(tags)
+PYOCO_DETAIL_MEMBER_TRAIT(inputs)
+PYOCO_DETAIL_MEMBER_TRAIT(outputs)
+#undef PYOCO_DETAIL_MEMBER_TRAIT
+
+template <class T>
+TaskInfo info_of() {
+  if constexpr (has_info<T>::value) {
+    return T::info();
+  } else {
+    static_assert(has_name<T>::value,
+                  "a pyoco::Task subclass needs `static constexpr const char* name` or a "
+                  "static `TaskInfo info()`");
+    TaskInfo info;
+    info.name = T::name;
+    if constexpr (has_summary<T>::value) info.summary = T::summary;
+    if constexpr (has_usage<T>::value) info.usage = T::usage;
+    if constexpr (has_tags<T>::value) info.tags.assign(std::begin(T::tags), std::end(T::tags));
+    if constexpr (has_inputs<T>::value)
+      info.inputs.assign(std::begin(T::inputs), std::end(T::inputs));
+    if constexpr (has_outputs<T>::value)
+      info.outputs.assign(std::begin(T::outputs), std::end(T::outputs));
+    return info;
+  }
+}
+
+// Runs `body` and turns any exception into a task error on `ctx`.
+template <class F>
+pyoco_status guarded(pyoco_context* ctx, F&& body) noexcept {
+  auto fail = [ctx](const char* message) {
+    if (ctx != nullptr && host_slot() != nullptr) {
+      host_slot()->context_set_error(ctx, message, std::strlen(message));
+    }
+    return PYOCO_ERR_TASK;
+  };
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  } catch (...) {
+    return fail("unknown exception (not derived from std::exception)");
+  }
+}
+
+// How a task definition calls back into C++: makes instances, runs them.
+class TaskFactory {
+ public:
+  virtual ~TaskFactory() = default;
+  virtual std::unique_ptr<Task> make() = 0;
+};
+
+template <class T>
+class SubclassFactory final : public TaskFactory {
+ public:
+  std::unique_ptr<Task> make() override { return std::make_unique<T>(); }
+};
+
+template <class F>
+class CallableTask final : public Task {
+ public:
+  explicit CallableTask(F fn) : fn_(std::move(fn)) {}
+  Value run(Context& ctx, const Inputs& inputs) override { return fn_(ctx, inputs); }
+
+ private:
+  F fn_;
+};
+
+template <class F>
+class CallableFactory final : public TaskFactory {
+ public:
+  explicit CallableFactory(F fn) : fn_(std::move(fn)) {}
+  std::unique_ptr<Task> make() override { return std::make_unique<CallableTask<F>>(fn_); }
+
+ private:
+  F fn_;
+};
+
+inline pyoco_status create_task(void* user_data, pyoco_context* ctx, void** instance_out) {
+  ContextScope scope(ctx);
+  return guarded(ctx, [&] {
+    *instance_out = static_cast<TaskFactory*>(user_data)->make().release();
+    return PYOCO_OK;
+  });
+}
+
+inline pyoco_status run_task(void* instance, pyoco_context* ctx, const pyoco_value* inputs,
+                             const pyoco_value** output) {
+  ContextScope scope(ctx);
+  return guarded(ctx, [&] {
+    Context context(ctx);
+    Inputs in(inputs);
+    *output = static_cast<Task*>(instance)->run(context, in).handle();
+    return PYOCO_OK;
+  });
+}
+
+inline void destroy_task(void* instance) {
+  delete static_cast<Task*>(instance);
+}
+inline void release_factory(void* user_data) {
+  delete static_cast<TaskFactory*>(user_data);
+}
+
+}  // namespace detail
+
+// Where a plugin adds its tasks; handed to the plugin's register_tasks.
+class Registry {
+ public:
+  explicit Registry(pyoco_registry* registry) : registry_(registry) {}
+
+  // Registers the Task subclass T (the first choice).
+  template <class T>
+  Registry& add() {
+    static_assert(std::is_base_of_v<Task, T>, "Registry::add<T>: T must derive from pyoco::Task");
+    static_assert(std::is_default_constructible_v<T>,
+                  "Registry::add<T>: T must be default-constructible");
+    return add_definition(detail::info_of<T>(), std::make_unique<detail::SubclassFactory<T>>());
+  }
+
+  // Registers a callable `Value(Context&, const Inputs&)` as a task (the
+  // second choice: fine for small tasks; a subclass documents itself better).
+  template <class F>
+  Registry& task(std::string_view name, F fn, TaskInfo info = {}) {
+    static_assert(std::is_invocable_r_v<Value, F&, Context&, const Inputs&>,
+                  "Registry::task: the callable must be Value(Context&, const Inputs&)");
+    info.name = std::string(name);
+    return add_definition(std::move(info),
+                          std::make_unique<detail::CallableFactory<F>>(std::move(fn)));
+  }
+
+ private:
+  static std::vector<pyoco_io_spec> specs(const std::vector<Io>& ios) {
+    std::vector<pyoco_io_spec> out;
+    out.reserve(ios.size());
+    for (const Io& io : ios) {
+      pyoco_io_spec s{};
+      s.struct_size = sizeof s;
+      s.name = io.name.c_str();
+      s.type = io.type.c_str();
+      s.required = io.required ? 1 : 0;
+      s.description = io.description.c_str();
+      out.push_back(s);
+    }
+    return out;
+  }
+
+  Registry& add_definition(TaskInfo info, std::unique_ptr<detail::TaskFactory> factory) {
+    std::vector<const char*> tags;
+    for (const std::string& t : info.tags) tags.push_back(t.c_str());
+    std::vector<pyoco_io_spec> inputs = specs(info.inputs);
+    std::vector<pyoco_io_spec> outputs = specs(info.outputs);
+
+    pyoco_task_def def{};
+    def.struct_size = sizeof def;
+    def.name = info.name.c_str();
+    def.summary = info.summary.c_str();
+    def.usage = info.usage.c_str();
+    def.tags = tags.data();
+    def.tag_count = tags.size();
+    def.inputs = inputs.data();
+    def.input_count = inputs.size();
+    def.outputs = outputs.data();
+    def.output_count = outputs.size();
+    def.user_data = factory.get();
+    def.create = &detail::create_task;
+    def.run = &detail::run_task;
+    def.destroy = &detail::destroy_task;
+    def.release = &detail::release_factory;
+    if (detail::host().registry_add_task(registry_, &def) != PYOCO_OK) {
+      throw Error("the host refused task '" + info.name + "'");
+    }
+    factory.release();  // the host owns it now and frees it through `release`
+    return *this;
+  }
+
+  pyoco_registry* registry_;
+};
+
+namespace detail {
+
+template <void (*Register)(Registry&)>
+pyoco_status register_trampoline(const pyoco_host_api* host, pyoco_registry* registry) noexcept {
+  if (host == nullptr || host->abi_major != PYOCO_ABI_VERSION_MAJOR ||
+      !PYOCO_HAS_FIELD(host, pyoco_host_api, context_set_error)) {
+    return PYOCO_ERR_UNSUPPORTED;
+  }
+  host_slot() = host;
+  try {
+    Registry r(registry);
+    Register(r);
+    return PYOCO_OK;
+  } catch (const std::exception& e) {
+    host->registry_set_error(registry, e.what(), std::strlen(e.what()));
+  } catch (...) {
+    const char* m = "unknown exception in register_tasks";
+    host->registry_set_error(registry, m, std::strlen(m));
+  }
+  return PYOCO_ERR_TASK;
+}
+
+}  // namespace detail
+}  // namespace v1
+}  // namespace pyoco
+
+// Writes the plugin's entry point. Use once per plugin, at namespace scope:
+//   void register_tasks(pyoco::Registry&);
+//   PYOCO_PLUGIN(register_tasks)
+#define PYOCO_PLUGIN(register_fn)                                                          \
+  extern "C" PYOCO_PLUGIN_EXPORT const pyoco_plugin_descriptor* pyoco_plugin_entry(void) { \
+    static const pyoco_plugin_descriptor descriptor = {                                    \
+        sizeof(pyoco_plugin_descriptor),                                                   \
+        PYOCO_ABI_VERSION_MAJOR,                                                           \
+        PYOCO_ABI_VERSION_MINOR,                                                           \
+        PYOCO_VERSION_STRING,                                                              \
+        PYOCO_PLUGIN_NAME,                                                                 \
+        PYOCO_PLUGIN_VERSION,                                                              \
+        &::pyoco::detail::register_trampoline<&register_fn>,                               \
+    };                                                                                     \
+    return &descriptor;                                                                    \
+  }
+
+#endif  // PYOCO_SDK_HPP

@@ -1,0 +1,15 @@
+/* pyoco version: the one place it is written. CMake reads these lines. */
+#ifndef PYOCO_VERSION_H
+#define PYOCO_VERSION_H
+
+#define PYOCO_VERSION_MAJOR 0
+#define PYOCO_VERSION_MINOR 1
+#define PYOCO_VERSION_PATCH 0
+
+#define PYOCO_STRINGIFY_(x) #x
+#define PYOCO_STRINGIFY(x) PYOCO_STRINGIFY_(x)
+#define PYOCO_VERSION_STRING           \
+  PYOCO_STRINGIFY(PYOCO_VERSION_MAJOR) \
+  "." PYOCO_STRINGIFY(PYOCO_VERSION_MINOR) "." PYOCO_STRINGIFY(PYOCO_VERSION_PATCH)
+
+#endif

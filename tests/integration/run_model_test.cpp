@@ -1,0 +1,243 @@
+// The run model (ARCHITECTURE.md §4a): control never waits for work. Every
+// case runs under three loads — the pool saturated by blocking bodies of
+// another run (jobs=1 with one blocker, jobs=2 with two) and a free pool —
+// and checks what happens *while the blockers still hold their threads*, so
+// a deadline or cancel that waited for a body would fail, not just be late.
+#include <pyoco/engine/engine.hpp>
+
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <future>
+#include <mutex>
+
+#include "flows.hpp"
+#include "sync.hpp"
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using core::RunStatus;
+using core::TaskState;
+using core::Value;
+using pyoco::testing::Gate;
+using pyoco::testing::Latch;
+namespace bdata = boost::unit_test::data;
+
+namespace {
+
+constexpr auto compile = pyoco::testing::compile_yaml;
+constexpr auto json = pyoco::testing::json_value;
+
+struct Load {
+  unsigned jobs;
+  int blockers;  // bodies of another run that hold a worker until released
+};
+std::ostream& operator<<(std::ostream& os, const Load& l) {
+  return os << "jobs=" << l.jobs << ",blockers=" << l.blockers;
+}
+const Load kLoads[] = {{1, 1}, {2, 2}, {2, 0}};
+
+// An engine with `load.blockers` workers held by bodies that return only
+// when the test releases them (or the fixture ends).
+struct Saturated {
+  explicit Saturated(Load l) : load(l), engine(EngineOptions{l.jobs, {}}) {
+    if (load.blockers == 0) return;
+    std::string graph, tasks;
+    for (int k = 0; k < load.blockers; ++k) {
+      graph += (k == 0 ? "" : " & ") + std::string("b") + std::to_string(k);
+      tasks += "  b" + std::to_string(k) + ": {use: \"t/block\"}\n";
+    }
+    RunOptions o;
+    o.artifact_dir = dir.path();
+    o.local_tasks = {{"t/block", [this](TaskCall&, const Value&) {
+                        started.arrive();
+                        release.wait(std::chrono::seconds(60));
+                        return Value();
+                      }}};
+    blockers =
+        engine.start(compile("flow: {graph: \"(" + graph + ")\"}\ntasks:\n" + tasks), std::move(o));
+    BOOST_TEST_REQUIRE(started.wait_for(load.blockers), "the blockers did not start");
+  }
+  ~Saturated() { release.open(); }
+
+  Run start(const std::string& yaml, std::map<std::string, TaskFn> tasks) {
+    RunOptions o;
+    o.artifact_dir = dir.path();
+    o.local_tasks = std::move(tasks);
+    return engine.start(compile(yaml), std::move(o));
+  }
+  bool blockers_hold() const {
+    return load.blockers == 0 || !core::is_terminal(blockers->status());
+  }
+
+  Load load;
+  pyoco::testing::TempDir dir;
+  Engine engine;
+  Gate release;
+  Latch started;
+  std::optional<Run> blockers;
+};
+
+TaskRecord record(const Run& r, const std::string& node) {
+  for (auto& t : r.tasks()) {
+    if (t.node == node) return t;
+  }
+  BOOST_FAIL("no record for " << node);
+  return {};
+}
+
+// A body that waits for cancellation (or a minute), counting its starts.
+TaskFn waits_for_cancel(std::atomic<int>& starts) {
+  return [&starts](TaskCall& call, const Value&) {
+    ++starts;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!call.is_cancelled() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return Value();
+  };
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(run_model)
+
+BOOST_DATA_TEST_CASE(a_deadline_fails_its_task_while_the_pool_is_busy, bdata::make(kLoads), load) {
+  Saturated s(load);
+  std::atomic<int> starts{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  Run r = s.start(R"yaml(
+flow: {graph: "slow >> after"}
+tasks:
+  slow: {use: "t/wait", timeout_sec: 0.1}
+  after: {use: "t/wait"}
+)yaml",
+                  {{"t/wait", waits_for_cancel(starts)}});
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)), "the deadline did not end the run");
+  const double took_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  BOOST_TEST_MESSAGE(load << ": deadline of 100 ms ended the run after " << took_ms << " ms");
+  BOOST_TEST(s.blockers_hold());  // it did not wait for a worker to come free
+  BOOST_TEST((r.status() == RunStatus::Failed));
+  BOOST_TEST((record(r, "slow").state == TaskState::Failed));
+  BOOST_TEST(record(r, "slow").error == "timed out after 0.1 s");
+  BOOST_TEST((record(r, "after").state == TaskState::Cancelled));
+  BOOST_TEST(took_ms >= 100.0);
+  if (load.blockers > 0) BOOST_TEST(starts == 0);  // it never got a worker
+}
+
+BOOST_DATA_TEST_CASE(a_retry_after_a_deadline_gets_its_own_deadline, bdata::make(kLoads), load) {
+  Saturated s(load);
+  std::atomic<int> starts{0};
+  Run r = s.start(R"yaml(
+flow: {graph: slow}
+tasks:
+  slow: {use: "t/wait", timeout_sec: 0.05, retries: 2, retry_backoff: {initial_ms: 1}}
+)yaml",
+                  {{"t/wait", waits_for_cancel(starts)}});
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST(s.blockers_hold());
+  BOOST_TEST((r.status() == RunStatus::Failed));
+  BOOST_TEST(record(r, "slow").attempts == 3u);
+  BOOST_TEST(record(r, "slow").error == "timed out after 0.05 s");
+}
+
+BOOST_DATA_TEST_CASE(a_cancel_ends_the_run_without_waiting_for_bodies, bdata::make(kLoads), load) {
+  Saturated s(load);
+  std::atomic<int> starts{0};
+  Gate never;  // the running body ignores cancellation
+  Latch running;
+  Run r =
+      s.start(R"yaml(
+flow: {graph: "(stubborn & queued) >> after"}
+tasks:
+  stubborn: {use: "t/stubborn"}
+  queued: {use: "t/wait"}
+  after: {use: "t/wait"}
+)yaml",
+              {{"t/wait", waits_for_cancel(starts)}, {"t/stubborn", [&](TaskCall&, const Value&) {
+                                                        running.arrive();
+                                                        never.wait(std::chrono::seconds(60));
+                                                        return Value();
+                                                      }}});
+  if (load.blockers == 0) BOOST_TEST_REQUIRE(running.wait_for(1));
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)), "cancel waited for a body");
+  BOOST_TEST(s.blockers_hold());
+  BOOST_TEST((r.status() == RunStatus::Cancelled));
+  for (const char* node : {"stubborn", "queued", "after"}) {
+    BOOST_TEST((record(r, node).state == TaskState::Cancelled), node);
+  }
+  BOOST_TEST(record(r, "stubborn").error == "run cancelled");
+  never.open();
+}
+
+BOOST_DATA_TEST_CASE(queued_bodies_of_a_cancelled_run_never_start, bdata::make(kLoads), load) {
+  if (load.blockers == 0) return;  // nothing queues on a free pool
+  Saturated s(load);
+  std::atomic<int> starts{0};
+  Run r = s.start(R"yaml(
+flow: {graph: "(a & b & c)"}
+tasks:
+  a: {use: "t/wait"}
+  b: {use: "t/wait"}
+  c: {use: "t/wait"}
+)yaml",
+                  {{"t/wait", waits_for_cancel(starts)}});
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((r.status() == RunStatus::Cancelled));
+  // Free the pool, then run one more task through it: the queue is FIFO, so
+  // once that task ran, the cancelled run's bodies were taken off the queue.
+  s.release.open();
+  BOOST_TEST_REQUIRE(s.blockers->wait_for(std::chrono::seconds(10)));
+  Run after = s.start("flow: {graph: x}\ntasks:\n  x: {use: \"t/x\"}\n",
+                      {{"t/x", [](TaskCall&, const Value&) { return Value(); }}});
+  BOOST_TEST_REQUIRE(after.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST(starts == 0);
+}
+
+BOOST_DATA_TEST_CASE(tasks_and_status_answer_while_bodies_block, bdata::make(kLoads), load) {
+  Saturated s(load);
+  if (load.blockers == 0) return;
+  auto tasks = std::async(std::launch::async, [&] { return s.blockers->tasks(); });
+  BOOST_TEST_REQUIRE((tasks.wait_for(std::chrono::seconds(5)) == std::future_status::ready),
+                     "Run::tasks() waited for a body");
+  const auto records = tasks.get();
+  BOOST_TEST(records.size() == static_cast<std::size_t>(load.blockers));
+  for (const auto& t : records) BOOST_TEST((t.state == TaskState::Running), t.node);
+  BOOST_TEST((s.blockers->status() == RunStatus::Running));
+}
+
+BOOST_DATA_TEST_CASE(engine_destructor_returns_when_a_body_never_returns, bdata::make(kLoads),
+                     load) {
+  // Leaked on purpose: the abandoned body still waits on it after the test.
+  auto* never = new Gate();
+  std::optional<Run> r;
+  Latch running;
+  std::chrono::steady_clock::duration took{};
+  pyoco::testing::TempDir dir;
+  std::optional<Engine> engine(std::in_place, EngineOptions{load.jobs, {}});
+  RunOptions o;
+  o.artifact_dir = dir.path();
+  o.local_tasks = {{"t/stuck", [&running, never](TaskCall&, const Value&) {
+                      running.arrive();
+                      never->wait(std::chrono::seconds(120));
+                      return Value();
+                    }}};
+  r = engine->start(compile("flow: {graph: stuck}\ntasks:\n  stuck: {use: \"t/stuck\"}\n"),
+                    std::move(o));
+  BOOST_TEST_REQUIRE(running.wait_for(1));
+  const auto t0 = std::chrono::steady_clock::now();
+  engine.reset();
+  took = std::chrono::steady_clock::now() - t0;
+  const double ms = std::chrono::duration<double, std::milli>(took).count();
+  BOOST_TEST_MESSAGE(load << ": ~Engine took " << ms << " ms with a body that never returns");
+  BOOST_TEST(ms < 5000.0);  // bounded (about a second); a join would hang for two minutes
+  BOOST_TEST((r->status() == RunStatus::Cancelled));
+  BOOST_TEST((record(*r, "stuck").state == TaskState::Cancelled));
+  r->cancel();  // a handle that outlived its engine stays safe to use
+  never->open();
+}
+
+BOOST_AUTO_TEST_SUITE_END()
