@@ -28,7 +28,7 @@ struct Echo : pyoco::Task {
   }
 };
 
-struct Sleep : pyoco::Task {
+struct Sleep : pyoco::AsyncTask {
   static constexpr const char* name = "sleep";
   static constexpr const char* summary = "Waits `seconds`, returning early when cancelled";
   static constexpr const char* usage = "wait: {use: \"std/sleep\", inputs: {seconds: 1.5}}";
@@ -37,20 +37,21 @@ struct Sleep : pyoco::Task {
   static inline const std::vector<Io> outputs = {
       {"slept", "number", false, "seconds actually waited"}};
 
-  Value run(Context& ctx, const Inputs& in) override {
+  // Waits on a host timer: no thread is held while it sleeps.
+  void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
     const double seconds = in.require<double>("seconds");
-    if (seconds < 0) throw pyoco::Error("input 'seconds' must not be negative");
-    using clock = std::chrono::steady_clock;
-    const auto start = clock::now();
-    const auto until =
-        start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds));
-    // Short slices keep cancellation prompt without busy-waiting.
-    while (clock::now() < until) {
-      if (ctx.is_cancelled()) throw pyoco::Error("cancelled while sleeping");
-      const clock::duration left = until - clock::now();
-      std::this_thread::sleep_for(std::min<clock::duration>(left, std::chrono::milliseconds(10)));
-    }
-    return std::chrono::duration<double>(clock::now() - start).count();
+    if (!(seconds >= 0)) throw pyoco::Error("input 'seconds' must not be negative");
+    const auto start = std::chrono::steady_clock::now();
+    ctx.after(std::chrono::duration<double>(seconds), [done, start](bool fired) {
+      if (!fired) {
+        done.cancelled("cancelled while sleeping");
+        return;
+      }
+      done.ok_with([&] {
+        return Value(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      });
+    });
   }
 };
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -145,6 +146,66 @@ core::Value Attempt::scratch_get(std::string_view key) { return run->scratch_get
 void Attempt::scratch_set(std::string_view key, core::Value value) {
   run->scratch_set(key, std::move(value));
 }
+pyoco_status Attempt::scratch_update(std::string_view key, const core::Value& expected,
+                                     const core::Value& desired, core::Value& current) {
+  return run->scratch_update(key, expected, desired, current);
+}
+
+void Attempt::heartbeat(const plugins::CallInfo& call, double progress, std::string_view message) {
+  run->emit_heartbeat(call, progress, message);
+}
+
+bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (phase_ == Phase::Live) {
+    callbacks_.emplace_back(fn, user);
+    return true;
+  }
+  const pyoco_status why = phase_ == Phase::Cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
+  lock.unlock();
+  fn(user, why);  // already decided: at once, on the caller's thread
+  return true;
+}
+
+// Timers live on the run's strand: a plugin thread only posts there.
+bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
+  asio::post(run->strand(), [self = shared_from_this(), delay_ns, fn, user] {
+    {
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      if (self->phase_ != Phase::Live) {
+        fn(user, PYOCO_ERR_CANCELLED);
+        return;
+      }
+    }
+    auto timer = std::make_unique<asio::steady_timer>(self->run->strand());
+    timer->expires_after(std::chrono::nanoseconds(
+        std::min<std::uint64_t>(delay_ns, std::numeric_limits<std::int64_t>::max())));
+    timer->async_wait([self, fn, user](boost::system::error_code ec) {
+      bool live;
+      {
+        std::lock_guard<std::mutex> lock(self->mutex_);
+        live = self->phase_ == Phase::Live;
+      }
+      fn(user, !ec && live ? PYOCO_OK : PYOCO_ERR_CANCELLED);
+    });
+    self->timers_.push_back(std::move(timer));
+  });
+  return true;
+}
+
+void Attempt::end(bool was_cancelled) {
+  if (was_cancelled) cancelled.store(true, std::memory_order_release);
+  std::vector<std::pair<pyoco_callback_fn, void*>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (phase_ != Phase::Live) return;
+    phase_ = was_cancelled ? Phase::Cancelled : Phase::Ended;
+    waiting.swap(callbacks_);
+  }
+  for (auto& t : timers_) t->cancel();  // each handler says PYOCO_ERR_CANCELLED
+  const pyoco_status why = was_cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
+  for (auto [fn, user] : waiting) fn(user, why);
+}
 
 // Log lines come from task threads; they join the run's other events on its
 // strand, so every view sees one order. A line written after its task was
@@ -213,6 +274,45 @@ core::Value RunState::scratch_get(std::string_view key) {
 void RunState::scratch_set(std::string_view key, core::Value value) {
   std::lock_guard<std::mutex> lock(scratch_mutex_);
   scratch_[std::string(key)] = std::move(value);
+}
+
+pyoco_status RunState::scratch_update(std::string_view key, const core::Value& expected,
+                                      const core::Value& desired, core::Value& current) {
+  std::lock_guard<std::mutex> lock(scratch_mutex_);
+  auto it = scratch_.find(key);
+  const bool unset = it == scratch_.end() || it->second.node() == nullptr;
+  const bool matches = expected.node() == nullptr ? unset : !unset && it->second == expected;
+  if (!matches) {
+    current = unset ? core::Value() : it->second;
+    return PYOCO_ERR_CONFLICT;
+  }
+  if (it == scratch_.end()) {
+    it = scratch_.emplace(std::string(key), desired).first;
+  } else {
+    it->second = desired;
+  }
+  current = desired;
+  return PYOCO_OK;
+}
+
+void RunState::emit_heartbeat(const plugins::CallInfo& call, double progress,
+                              std::string_view message) {
+  if (listener_ == nullptr) return;
+  on_strand([this, call, progress, text = std::string(message)] {
+    if (core::is_terminal(status())) return;
+    trace::RunEvent e{};
+    e.kind = trace::EventKind::Heartbeat;
+    e.time = std::chrono::system_clock::now();
+    e.run_id = id_;
+    e.flow = flow_name();
+    e.node = call.node_name;
+    e.task = call.task_name;
+    e.attempt = call.attempt;
+    e.status = status();
+    e.progress = progress;
+    e.message = text;
+    listener_->on_event(e);
+  });
 }
 
 // ---- the handle --------------------------------------------------------------

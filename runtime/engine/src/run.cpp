@@ -298,24 +298,31 @@ void RunState::launch(Frame& f, std::uint32_t i) {
     if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(strand_);
     n.timer->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(g.task->timeout_sec)));
+    a->deadline =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(n.timer->expiry().time_since_epoch())
+            .count();
     n.timer->async_wait([self = shared_from_this(), fp = &f, i, a](boost::system::error_code ec) {
       if (!ec) self->on_timeout(fp, i, a);
     });
   }
   asio::post(executors_.work(),
              [self = shared_from_this(), fp = &f, i, a, inputs = std::move(inputs)]() {
-               // Abandoned while queued (cancelled, stopped, timed out): it never starts,
-               // and its node has already moved on.
+               // Abandoned while queued (cancelled, stopped, timed out): it never
+               // starts, and its node has already moved on.
                if (a->cancelled.load(std::memory_order_acquire)) return;
-               plugins::TaskCallResult result = a->instance->call(a->ctx, inputs);
-               asio::post(self->strand_, [self, fp, i, a, result = std::move(result)]() mutable {
-                 self->on_result(fp, i, std::move(a), std::move(result));
+               // A `run` task completes before begin() returns; an async one returns
+               // at once and completes later, from any thread.
+               a->instance->begin(a->ctx, inputs, [self, fp, i, a](plugins::TaskCallResult result) {
+                 asio::post(self->strand_, [self, fp, i, a, result = std::move(result)]() mutable {
+                   self->on_result(fp, i, a, result);
+                 });
                });
              });
 }
 
-void RunState::on_result(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a,
-                         plugins::TaskCallResult result) {
+void RunState::on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,
+                         plugins::TaskCallResult& result) {
+  a->end(false);
   NodeExec& n = f->nodes[i];
   if (n.running != a) return;  // abandoned (deadline, cancel, stop); its node has moved on
   n.running.reset();
@@ -324,29 +331,38 @@ void RunState::on_result(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a,
   artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
   if (result.ok) {
     succeed(*f, i, std::move(result.output));
+  } else if (result.cancelled) {
+    // The task stopped itself (PYOCO_ERR_CANCELLED): no retry; what depends
+    // on it does not run, and the run ends CANCELLED unless something failed.
+    task_cancelled_ = true;
+    n.instance.reset();
+    const bool isolate = f->graph->nodes[i].task->fail_policy == core::FailPolicy::Isolate;
+    if (!isolate && !stopping_) stop(false);
+    end_without_running(*f, i, TaskState::Cancelled, result.error);
   } else {
-    attempt_failed(*f, i, result.error, false);
+    attempt_failed(*f, i, result.error, result.permanent);
   }
 }
 
 void RunState::on_timeout(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a) {
   NodeExec& n = f->nodes[i];
   if (n.running != a) return;
-  // FAILED at the deadline: the body is told to stop, and its late result
-  // is ignored. Its instance may still be busy, so a retry gets a new one.
-  a->cancelled.store(true, std::memory_order_relaxed);
+  // FAILED at the deadline: the body is told to stop (its cancel flag and
+  // callbacks), and its late result is ignored. Its instance may still be
+  // busy, so a retry gets a new one.
+  a->end(true);
   n.running.reset();
   n.instance.reset();
   const double t = f->graph->nodes[i].task->timeout_sec;
   char buf[64];
   std::snprintf(buf, sizeof buf, "timed out after %g s", t);
-  attempt_failed(*f, i, buf, true);
+  attempt_failed(*f, i, buf, false);
 }
 
-void RunState::attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool) {
+void RunState::attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool permanent) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
-  if (n.attempts <= g.task->retries && !stopping_) {
+  if (n.attempts <= g.task->retries && !stopping_ && !permanent) {
     const double delay = backoff_ms(g.task->backoff, n.attempts);
     ++n.attempts;  // the event names the attempt about to run
     n.retry_delay_ms = delay;
@@ -512,7 +528,7 @@ void RunState::cancel_pending(Frame& f) {
       end_without_running(f, i, TaskState::Cancelled, why);
     } else if (n.state == TaskState::Running && f.graph->nodes[i].kind == GraphNode::Kind::Task) {
       if (n.timer) n.timer->cancel();
-      if (n.running) n.running->cancelled.store(true, std::memory_order_release);
+      if (n.running) n.running->end(true);
       end_without_running(f, i, TaskState::Cancelled, why);
     }
   }
@@ -545,6 +561,8 @@ void RunState::finish() {
     final = core::RunStatus::Cancelled;
   } else if (failed_ || !failed_nodes_.empty()) {
     final = core::RunStatus::Failed;
+  } else if (task_cancelled_) {
+    final = core::RunStatus::Cancelled;
   }
   status_.store(final, std::memory_order_release);
   std::string failed;

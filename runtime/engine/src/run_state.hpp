@@ -31,13 +31,15 @@ struct BoundFlow {
 class RunState;
 struct Frame;
 
-// One try of one task node: its context, cancel flag and what it saved.
-struct Attempt : plugins::RunServices {
+// One try of one task node: its context, cancel flag, what it saved, and
+// the callbacks and timers it asked for (ABI 1.1).
+struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   RunState* run = nullptr;
   plugins::CallContext ctx;
   std::atomic<bool> cancelled{false};
   std::vector<ArtifactRecord> artifacts;  // written on the task thread, read after
   std::shared_ptr<plugins::TaskInstance> instance;
+  std::int64_t deadline = 0;  // CLOCK_MONOTONIC ns, 0: none
 
   void log(const plugins::CallInfo& call, plugins::LogLevel level,
            std::string_view message) override;
@@ -45,6 +47,24 @@ struct Attempt : plugins::RunServices {
                             std::string_view bytes, std::string_view media_type) override;
   core::Value scratch_get(std::string_view key) override;
   void scratch_set(std::string_view key, core::Value value) override;
+  pyoco_status scratch_update(std::string_view key, const core::Value& expected,
+                              const core::Value& desired, core::Value& current) override;
+  std::int64_t deadline_ns() override { return deadline; }
+  bool on_cancel(pyoco_callback_fn fn, void* user) override;
+  bool start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) override;
+  void heartbeat(const plugins::CallInfo& call, double progress, std::string_view message) override;
+
+  // Strand: the attempt is over. Callbacks still waiting are called (with
+  // PYOCO_ERR_CANCELLED when it was cancelled or timed out, else PYOCO_OK)
+  // and its timers are cancelled. Idempotent.
+  void end(bool was_cancelled);
+
+ private:
+  enum class Phase { Live, Cancelled, Ended };
+  std::mutex mutex_;  // phase_ and callbacks_: plugins call from any thread
+  Phase phase_ = Phase::Live;
+  std::vector<std::pair<pyoco_callback_fn, void*>> callbacks_;
+  std::vector<std::unique_ptr<asio::steady_timer>> timers_;  // strand only
 };
 
 struct NodeExec {
@@ -109,6 +129,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
                              std::string_view media_type, ArtifactRecord& record);
   core::Value scratch_get(std::string_view key);
   void scratch_set(std::string_view key, core::Value value);
+  pyoco_status scratch_update(std::string_view key, const core::Value& expected,
+                              const core::Value& desired, core::Value& current);
+  void emit_heartbeat(const plugins::CallInfo& call, double progress, std::string_view message);
+  const asio::strand<Executors::Executor>& strand() const { return strand_; }
 
   // Lookups for inputs and expressions (strand).
   const NodeExec* find_node(const Frame& f, std::string_view name) const;
@@ -132,10 +156,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void start_frame(Frame& f);
   void ready(Frame& f, std::uint32_t i);
   void launch(Frame& f, std::uint32_t i);
-  void on_result(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a,
-                 plugins::TaskCallResult result);
+  void on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,
+                 plugins::TaskCallResult& result);
   void on_timeout(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a);
-  void attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool timed_out);
+  void attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool permanent);
   void succeed(Frame& f, std::uint32_t i, core::Value output);
   void fail(Frame& f, std::uint32_t i, const std::string& error);
   void end_without_running(Frame& f, std::uint32_t i, core::TaskState state,
@@ -170,9 +194,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::map<std::string, core::Value, std::less<>> results_alias_;
   std::unique_ptr<Frame> top_;
   std::vector<TaskRecord> records_;
-  bool stopping_ = false;   // no new tasks start
-  bool cancelled_ = false;  // stopping because of cancel()
-  bool failed_ = false;     // stopping because a task failed under `stop`
+  bool stopping_ = false;        // no new tasks start
+  bool cancelled_ = false;       // stopping because of cancel()
+  bool failed_ = false;          // stopping because a task failed under `stop`
+  bool task_cancelled_ = false;  // a task ended itself CANCELLED (PYOCO_ERR_CANCELLED)
   std::vector<std::string> failed_nodes_;
   std::deque<std::pair<Frame*, std::uint32_t>> ended_queue_;
   bool draining_ = false;

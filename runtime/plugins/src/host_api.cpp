@@ -10,6 +10,10 @@
 #include <pyoco/plugins/loader.hpp>
 
 #include <cstring>
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <utility>
 
 namespace pyoco::plugins {
 
@@ -70,8 +74,11 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
   }
   RegistryState& state = *registry(r);
   const pyoco_task_def def = sized_copy(def_in);
-  if (def.name == nullptr || def.run == nullptr) {
-    state.error = "a task was registered without a name or run callback";
+  const pyoco_task_start_fn start =
+      PYOCO_HAS_FIELD(&def, pyoco_task_def, start) ? def.start : nullptr;
+  if (def.name == nullptr || (def.run == nullptr && start == nullptr)) {
+    state.error =
+        "a task was registered without a name, or with neither a run nor a start callback";
     return PYOCO_ERR_INVALID;
   }
   TaskDefinition t;
@@ -89,6 +96,7 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
   t.run = def.run;
   t.destroy = def.destroy;
   t.release = def.release;
+  t.start = start;
   for (const TaskDefinition& existing : state.tasks) {
     if (existing.name == t.name) {
       state.error = "task '" + t.name + "' was registered twice";
@@ -333,6 +341,139 @@ void context_set_error(pyoco_context* c, const char* message, size_t size) {
   if (c != nullptr && message != nullptr) call(c)->error.assign(message, size);
 }
 
+// ---- 1.1: async calls --------------------------------------------------------
+
+// A pyoco_call handle names a slot of this table and its generation, never
+// a pointer: a second completion of a call (a plugin bug) finds the slot
+// reused or free and is refused, instead of touching a context that is gone.
+class CallTable {
+ public:
+  std::uint64_t open(CallContext* ctx) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::uint32_t index;
+    if (!free_.empty()) {
+      index = free_.back();
+      free_.pop_back();
+    } else {
+      index = static_cast<std::uint32_t>(slots_.size());
+      slots_.push_back({});
+    }
+    Slot& s = slots_[index];
+    s.ctx = ctx;
+    // Generation 0 is never handed out, so no handle is ever NULL.
+    return (static_cast<std::uint64_t>(++s.generation) << 32) | index;
+  }
+  // The call's context, once: the slot is closed by taking it.
+  CallContext* close(std::uint64_t handle) {
+    const auto index = static_cast<std::uint32_t>(handle & 0xffffffffu);
+    const auto generation = static_cast<std::uint32_t>(handle >> 32);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (index >= slots_.size() || slots_[index].generation != generation ||
+        slots_[index].ctx == nullptr) {
+      return nullptr;
+    }
+    CallContext* ctx = std::exchange(slots_[index].ctx, nullptr);
+    free_.push_back(index);
+    return ctx;
+  }
+
+ private:
+  struct Slot {
+    CallContext* ctx = nullptr;
+    std::uint32_t generation = 0;
+  };
+  std::mutex mutex_;
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> free_;
+};
+
+CallTable& calls() {
+  static CallTable* table = new CallTable();  // never destroyed: calls may end at exit
+  return *table;
+}
+
+std::atomic<std::uint64_t> g_refused_completions{0};
+
+// Seals what the call built and hands its result on.
+void finish_call(CallContext& ctx, pyoco_status status, const pyoco_value* out, const char* what) {
+  TaskCallResult result;
+  result.ok = status == PYOCO_OK;
+  if (result.ok) {
+    if (out != nullptr) result.output = core::Value(core::ArenaPtr(node(out)->owner), node(out));
+  } else {
+    result.error = !ctx.error.empty() ? ctx.error
+                                      : std::string(what) + " failed with status " +
+                                            std::to_string(status) + " and no message";
+    result.permanent = status == PYOCO_ERR_PERMANENT;
+    result.cancelled = status == PYOCO_ERR_CANCELLED;
+  }
+  ctx.arena->seal();
+  ctx.borrowed.clear();
+  CallDone done = std::move(ctx.done);
+  done(std::move(result));  // may free ctx
+}
+
+pyoco_status call_complete(pyoco_call* call, pyoco_status status, const pyoco_value* output) {
+  CallContext* ctx = calls().close(reinterpret_cast<std::uintptr_t>(call));
+  if (ctx == nullptr) {
+    ++g_refused_completions;
+    std::cerr << "pyoco: warning: a plugin completed a call that had already ended "
+                 "(call_complete called twice); ignored\n";
+    return PYOCO_ERR_INVALID;
+  }
+  finish_call(*ctx, status, output, "the task");
+  return PYOCO_OK;
+}
+
+int64_t context_deadline(pyoco_context* c) {
+  if (c == nullptr || call(c)->services == nullptr) return 0;
+  return call(c)->services->deadline_ns();
+}
+
+pyoco_status context_on_cancel(pyoco_context* c, pyoco_callback_fn fn, void* user) {
+  if (c == nullptr || fn == nullptr) return PYOCO_ERR_INVALID;
+  CallContext& ctx = *call(c);
+  if (ctx.services == nullptr || !ctx.services->on_cancel(fn, user)) return PYOCO_ERR_UNSUPPORTED;
+  return PYOCO_OK;
+}
+
+void context_heartbeat(pyoco_context* c, double progress, const char* message, size_t size) {
+  if (c == nullptr || call(c)->services == nullptr) return;
+  CallContext& ctx = *call(c);
+  ctx.services->heartbeat(
+      ctx.info, progress,
+      message == nullptr ? std::string_view() : std::string_view(message, size));
+}
+
+pyoco_status host_timer(pyoco_context* c, uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
+  if (c == nullptr || fn == nullptr) return PYOCO_ERR_INVALID;
+  CallContext& ctx = *call(c);
+  if (ctx.services == nullptr || !ctx.services->start_timer(delay_ns, fn, user)) {
+    return PYOCO_ERR_UNSUPPORTED;
+  }
+  return PYOCO_OK;
+}
+
+pyoco_status context_scratch_update(pyoco_context* c, const char* key, size_t key_size,
+                                    const pyoco_value* expected, const pyoco_value* desired,
+                                    const pyoco_value** current_out) {
+  if (c == nullptr || key == nullptr || desired == nullptr) return PYOCO_ERR_INVALID;
+  CallContext& ctx = *call(c);
+  if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
+  const core::Value want = expected == nullptr
+                               ? core::Value()
+                               : core::Value(core::ArenaPtr(node(expected)->owner), node(expected));
+  core::Value current;
+  const pyoco_status s = ctx.services->scratch_update(
+      std::string_view(key, key_size), want,
+      core::Value(core::ArenaPtr(node(desired)->owner), node(desired)), current);
+  if (current_out != nullptr) {
+    *current_out = current.node() == nullptr ? nullptr : handle(current.node());
+    if (current.node() != nullptr) ctx.borrowed.push_back(current);  // alive for the call
+  }
+  return s;
+}
+
 const pyoco_host_api kHostApi = {
     sizeof(pyoco_host_api),
     PYOCO_ABI_VERSION_MAJOR,
@@ -368,6 +509,12 @@ const pyoco_host_api kHostApi = {
     context_scratch_get,
     context_scratch_set,
     context_set_error,
+    call_complete,
+    context_deadline,
+    context_on_cancel,
+    context_heartbeat,
+    host_timer,
+    context_scratch_update,
 };
 
 }  // namespace
@@ -380,26 +527,17 @@ TaskInstance::~TaskInstance() {
   if (created_ && def_->destroy != nullptr && state_ != nullptr) def_->destroy(state_);
 }
 
-TaskCallResult TaskInstance::call(CallContext& ctx, const core::Value& inputs) {
-  TaskCallResult result;
+void TaskInstance::begin(CallContext& ctx, const core::Value& inputs, CallDone done) {
   ctx.arena = Arena::create();
   ctx.error.clear();
+  ctx.done = std::move(done);
   auto* c = reinterpret_cast<pyoco_context*>(&ctx);
-  auto fail = [&](pyoco_status status, const char* what) {
-    result.ok = false;
-    result.error = !ctx.error.empty() ? ctx.error
-                                      : std::string(what) + " failed with status " +
-                                            std::to_string(status) + " and no message";
-    ctx.arena->seal();
-    ctx.borrowed.clear();
-    return result;
-  };
 
   if (!created_) {
     if (def_->create != nullptr) {
       void* state = nullptr;
       const pyoco_status s = def_->create(def_->user_data, c, &state);
-      if (s != PYOCO_OK) return fail(s, "creating the task");
+      if (s != PYOCO_OK) return finish_call(ctx, s, nullptr, "creating the task");
       state_ = state;
     } else {
       state_ = def_->user_data;
@@ -407,16 +545,28 @@ TaskCallResult TaskInstance::call(CallContext& ctx, const core::Value& inputs) {
     created_ = true;
   }
 
+  if (def_->start != nullptr) {
+    const std::uint64_t slot = calls().open(&ctx);
+    ctx.call_slot = slot;
+    const pyoco_status s =
+        def_->start(state_, c, handle(inputs.node()), reinterpret_cast<pyoco_call*>(slot));
+    // A start that fails has not begun anything: the call ends here, unless
+    // the plugin (wrongly) completed it already.
+    if (s != PYOCO_OK && calls().close(slot) != nullptr) finish_call(ctx, s, nullptr, "the task");
+    return;
+  }
   const pyoco_value* out = nullptr;
   const pyoco_status s = def_->run(state_, c, handle(inputs.node()), &out);
-  if (s != PYOCO_OK) return fail(s, "the task");
-  ctx.arena->seal();
-  ctx.borrowed.clear();
-  result.ok = true;
-  if (out != nullptr) {
-    result.output = core::Value(core::ArenaPtr(node(out)->owner), node(out));
-  }
-  return result;
+  finish_call(ctx, s, out, "the task");
 }
+
+TaskCallResult TaskInstance::call(CallContext& ctx, const core::Value& inputs) {
+  std::promise<TaskCallResult> result;
+  auto future = result.get_future();
+  begin(ctx, inputs, [&result](TaskCallResult r) { result.set_value(std::move(r)); });
+  return future.get();
+}
+
+std::uint64_t refused_completions() { return g_refused_completions.load(); }
 
 }  // namespace pyoco::plugins

@@ -374,6 +374,8 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
     case EventKind::NodesPlanned:
       for (const auto& p : e.planned) task(s, p.node, p.task, p.seq);  // PENDING
       return;
+    case EventKind::Heartbeat:
+      return;
     case EventKind::RunCancelling:
       if (!s.ended) {
         run.status = core::RunStatus::Cancelling;

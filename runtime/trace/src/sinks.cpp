@@ -49,6 +49,7 @@ std::string cute(const RunEvent& e) {
     case EventKind::Log:
       return msg;
     case EventKind::NodesPlanned:
+    case EventKind::Heartbeat:
       return {};
     case EventKind::RunCancelling:
       return "🛑 cancelling flow=" + flow;
@@ -87,6 +88,7 @@ std::string plain(const RunEvent& e) {
     case EventKind::Log:
       return std::string(to_string(e.level)) + " pyoco log node=" + node + " " + msg;
     case EventKind::NodesPlanned:
+    case EventKind::Heartbeat:
       return {};
     case EventKind::RunCancelling:
       return "WARN pyoco cancel flow=" + flow;
@@ -125,6 +127,8 @@ const char* kind_name(EventKind k) {
       return "run_cancelling";
     case EventKind::RunEnd:
       return "run_end";
+    case EventKind::Heartbeat:
+      return "heartbeat";
   }
   return "?";
 }
@@ -167,6 +171,10 @@ std::string json_line(const RunEvent& e) {
       break;
     case EventKind::Log:
       o["level"] = to_string(e.level);
+      break;
+    case EventKind::Heartbeat:
+      o["attempt"] = e.attempt;
+      if (e.progress >= 0) o["progress"] = e.progress;
       break;
     case EventKind::RunEnd:
       o["status"] = to_string(e.status);

@@ -24,6 +24,30 @@
  * PYOCO_PLUGIN macro writes it). The host calls it to read the descriptor,
  * checks the ABI major, and later calls `register_tasks` with its function
  * table. Plugin code runs only through the descriptor's callbacks.
+ *
+ * Additions are marked with the minor version they came in, "(1.1)". A
+ * plugin that uses one checks first that the host has it:
+ * PYOCO_HAS_FIELD(host, pyoco_host_api, call_complete) for the 1.1 table.
+ *
+ * Threads (1.1). The host calls a task's create, run, start and destroy on
+ * one of its worker threads; calls of different instances (and of a
+ * stateless task, which has one shared instance) may run at the same time,
+ * calls of one instance never overlap. A task may start threads of its own.
+ * From any thread, including the plugin's own:
+ *   - value_* reading functions, on values that are alive;
+ *   - value_* building functions, as long as one value is built by one
+ *     thread at a time;
+ *   - context_log, context_is_cancelled, context_deadline, context_heartbeat,
+ *     context_on_cancel, host_timer and call_complete: concurrently, too.
+ *   - The other context_* functions (arena, params, info, save_artifact,
+ *     scratch_*, set_error) for one call from one thread at a time.
+ * A context is valid from the call's start until the call ends: run returns,
+ * or, for an async call, call_complete is called. A call abandoned at its
+ * deadline or by a cancel may still be running when the host starts a retry
+ * of the same node: the retry gets a new instance and a new context.
+ * Callbacks the host makes into a plugin (on-cancel, timers) run on the
+ * host's control thread: they must return quickly and must not block; post
+ * longer work to a thread of the plugin's.
  */
 #ifndef PYOCO_ABI_H
 #define PYOCO_ABI_H
@@ -32,7 +56,7 @@
 #include <stdint.h>
 
 #define PYOCO_ABI_VERSION_MAJOR 1
-#define PYOCO_ABI_VERSION_MINOR 0
+#define PYOCO_ABI_VERSION_MINOR 1
 
 /* The one symbol a plugin exports. */
 #define PYOCO_PLUGIN_ENTRY_SYMBOL "pyoco_plugin_entry"
@@ -62,6 +86,10 @@ typedef int32_t pyoco_status;
 #define PYOCO_ERR_CANCELLED 5   /* the task stopped because its context was cancelled */
 #define PYOCO_ERR_UNSUPPORTED 6 /* the host lacks what the caller needs */
 #define PYOCO_ERR_INTERNAL 7    /* a bug or resource failure on the reporting side */
+/* (1.1) from a task: it failed and a retry cannot help (no retries follow) */
+#define PYOCO_ERR_PERMANENT 8
+/* (1.1) context_scratch_update: the value was not the expected one */
+#define PYOCO_ERR_CONFLICT 9
 
 /* ---- opaque handles (host-owned) --------------------------------------- */
 
@@ -74,6 +102,8 @@ typedef struct pyoco_arena pyoco_arena;
 typedef struct pyoco_context pyoco_context;
 /* The registry a plugin adds its tasks to; valid during register_tasks only. */
 typedef struct pyoco_registry pyoco_registry;
+/* (1.1) One async call in flight, from start until call_complete. */
+typedef struct pyoco_call pyoco_call;
 
 typedef struct pyoco_str {
   const char* data;
@@ -122,6 +152,15 @@ typedef pyoco_status (*pyoco_task_create_fn)(void* user_data, pyoco_context* ctx
    never concurrently for one instance. */
 typedef pyoco_status (*pyoco_task_run_fn)(void* instance, pyoco_context* ctx,
                                           const pyoco_value* inputs, const pyoco_value** output);
+/* (1.1) Begins an async call and returns at once; the task finishes it
+   later with host->call_complete(call, ...), exactly once, from any thread.
+   `ctx`, `inputs` and the call's arena stay valid until then. Returning
+   non-OK (after context_set_error) ends the call at once as failed; the
+   task must then not complete it. Waiting (timers, sockets, child
+   processes) holds no host thread: use host_timer, context_on_cancel and
+   threads of the plugin's own. */
+typedef pyoco_status (*pyoco_task_start_fn)(void* instance, pyoco_context* ctx,
+                                            const pyoco_value* inputs, pyoco_call* call);
 /* Frees what create made. */
 typedef void (*pyoco_task_destroy_fn)(void* instance);
 /* Frees user_data when the host drops the definition. A host that keeps
@@ -141,10 +180,15 @@ typedef struct pyoco_task_def {
   size_t output_count;
   void* user_data;               /* plugin-owned; handed to create and release */
   pyoco_task_create_fn create;   /* NULL: stateless, run receives user_data */
-  pyoco_task_run_fn run;         /* required */
+  pyoco_task_run_fn run;         /* required in 1.0; from 1.1, run or start */
   pyoco_task_destroy_fn destroy; /* may be NULL */
   pyoco_task_release_fn release; /* may be NULL */
+  /* (1.1) an async call; a host that has it prefers it to `run` */
+  pyoco_task_start_fn start;
 } pyoco_task_def;
+
+/* (1.1) A callback the host makes once: `status` says why (see each use). */
+typedef void (*pyoco_callback_fn)(void* user, pyoco_status status);
 
 /* Run-time facts about the current call (host-filled, borrowed for the call). */
 typedef struct pyoco_call_info {
@@ -233,6 +277,43 @@ typedef struct pyoco_host_api {
                                       const pyoco_value* value);
   /* the message of the failure the callback is about to return */
   void (*context_set_error)(pyoco_context* ctx, const char* message, size_t size);
+
+  /* ---- (1.1) async calls, cancellation, time, progress, atomic scratch -- */
+
+  /* Ends an async call (see pyoco_task_start_fn), from any thread. `status`
+     is PYOCO_OK with `output` (any live handle, or NULL for null), or an
+     error after context_set_error: PYOCO_ERR_TASK fails the attempt (it may
+     be retried), PYOCO_ERR_PERMANENT fails it for good, PYOCO_ERR_CANCELLED
+     ends it CANCELLED. The context is invalid once this returns. A second
+     completion of the same call is refused with PYOCO_ERR_INVALID and
+     reported; it is a bug in the plugin, never a crash. */
+  pyoco_status (*call_complete)(pyoco_call* call, pyoco_status status, const pyoco_value* output);
+  /* The attempt's deadline on CLOCK_MONOTONIC, in nanoseconds; 0 for none. */
+  int64_t (*context_deadline)(pyoco_context* ctx);
+  /* Calls fn(user, status) exactly once: PYOCO_ERR_CANCELLED as soon as the
+     run is cancelled or the attempt's deadline passes (at once if that has
+     happened already), or PYOCO_OK when the call ends first, so `user` can
+     always be freed there. Runs on the host's control thread (or, when
+     already cancelled, on the calling thread): it must not block. */
+  pyoco_status (*context_on_cancel)(pyoco_context* ctx, pyoco_callback_fn fn, void* user);
+  /* Says the task is alive and how far it is: `progress` from 0 to 1, or
+     negative when unknown; `message` may be NULL. Shown in the JSON trace
+     and the run history. Cheap; call it as often as is useful. */
+  void (*context_heartbeat)(pyoco_context* ctx, double progress, const char* message, size_t size);
+  /* A one-shot timer that needs no thread of the plugin's: calls fn(user,
+     PYOCO_OK) after `delay_ns`, or fn(user, PYOCO_ERR_CANCELLED) when the
+     call is cancelled, passes its deadline or ends first. Exactly once, on
+     the host's control thread: it must not block. */
+  pyoco_status (*host_timer)(pyoco_context* ctx, uint64_t delay_ns, pyoco_callback_fn fn,
+                             void* user);
+  /* Compare-and-set on the run's scratch: when the key's value equals
+     `expected` (NULL: the key is unset), sets it to `desired` and returns
+     PYOCO_OK; otherwise returns PYOCO_ERR_CONFLICT and changes nothing.
+     Either way `*current_out` (may be NULL) receives the value now stored
+     (NULL when unset), valid for the call. Equality is by value (JSON). */
+  pyoco_status (*context_scratch_update)(pyoco_context* ctx, const char* key, size_t key_size,
+                                         const pyoco_value* expected, const pyoco_value* desired,
+                                         const pyoco_value** current_out);
 } pyoco_host_api;
 
 /* ---- the plugin descriptor (plugin-owned, static) ---------------------- */

@@ -29,7 +29,10 @@
 #include <pyoco/abi.h>
 #include <pyoco/version.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -37,6 +40,7 @@
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -59,6 +63,20 @@ inline namespace v1 {
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// Thrown from a task: it failed and no retry can help (ABI 1.1; a 1.0 host
+// treats it as a plain failure).
+class PermanentError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Thrown from a task: it stopped because it was asked to (or chose to); the
+// task ends CANCELLED rather than FAILED (ABI 1.1).
+class Cancelled : public Error {
+ public:
+  explicit Cancelled(const std::string& why = "cancelled") : Error(why) {}
 };
 
 // Bytes, read-only, borrowed from the value they came from.
@@ -131,6 +149,30 @@ inline pyoco_arena* current_arena() {
 inline pyoco_value* checked(pyoco_value* v) {
   if (v == nullptr) throw Error("the host could not allocate a value");
   return v;
+}
+
+// Whether the host has ABI 1.1's functions (async calls, timers...).
+inline bool has_1_1() {
+  const pyoco_host_api* h = host_slot();
+  return h != nullptr && PYOCO_HAS_FIELD(h, pyoco_host_api, context_scratch_update);
+}
+inline void require_1_1(const char* what) {
+  if (!has_1_1()) {
+    throw Error(std::string(what) + " needs a pyoco host with plugin ABI 1.1 or newer");
+  }
+}
+
+// Callbacks the host makes must not throw into it: an exception escaping a
+// plugin's callback is reported on stderr and dropped.
+template <class F, class... A>
+void call_quietly(F& f, A&&... args) noexcept {
+  try {
+    f(std::forward<A>(args)...);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pyoco plugin: a callback threw: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "pyoco plugin: a callback threw\n");
+  }
 }
 
 inline const char* kind_name(Kind k) {
@@ -461,6 +503,72 @@ class Context {
   // long task should check it and return (or throw) promptly.
   bool is_cancelled() const { return detail::host().context_is_cancelled(ctx_) != 0; }
 
+  // ---- ABI 1.1 (a host without it: see each) ----
+
+  // The attempt's deadline (`timeout_sec`), or none. Always none on a 1.0 host.
+  std::optional<std::chrono::steady_clock::time_point> deadline() const {
+    if (!detail::has_1_1()) return std::nullopt;
+    const std::int64_t ns = detail::host().context_deadline(ctx_);
+    if (ns == 0) return std::nullopt;
+    return std::chrono::steady_clock::time_point(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::nanoseconds(ns)));
+  }
+
+  // Says the task is alive and how far it is (0..1; negative: unknown). It
+  // shows in the JSON trace and the run history. A no-op on a 1.0 host.
+  void heartbeat(double progress = -1, std::string_view message = {}) const {
+    if (detail::has_1_1()) {
+      detail::host().context_heartbeat(ctx_, progress, message.data(), message.size());
+    }
+  }
+
+  // Calls `fn` once, as soon as the run is cancelled or the deadline passes
+  // (at once if it already has), on the host's control thread: keep it short
+  // (kill a process, close a socket, complete the call). Not called when the
+  // call ends first.
+  void on_cancel(std::function<void()> fn) const {
+    detail::require_1_1("Context::on_cancel");
+    auto* f = new std::function<void()>(std::move(fn));
+    const pyoco_status s = detail::host().context_on_cancel(
+        ctx_,
+        [](void* user, pyoco_status status) {
+          std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(user));
+          if (status == PYOCO_ERR_CANCELLED) detail::call_quietly(*f);
+        },
+        f);
+    if (s != PYOCO_OK) {
+      delete f;
+      throw Error("the host refused an on_cancel callback");
+    }
+  }
+
+  // Calls `fn(true)` after `delay`, or `fn(false)` if the call is cancelled,
+  // passes its deadline or ends first; once, on the host's control thread,
+  // without a thread of the plugin's waiting: keep it short.
+  template <class Rep, class Period>
+  void after(std::chrono::duration<Rep, Period> delay, std::function<void(bool fired)> fn) const {
+    detail::require_1_1("Context::after");
+    // In double first: a delay of 1e10 s must saturate, not wrap around.
+    const double ns = std::chrono::duration<double, std::nano>(delay).count();
+    const std::uint64_t delay_ns = !(ns > 0)      ? 0
+                                   : ns >= 9.2e18 ? std::uint64_t{9200000000000000000u}
+                                                  : static_cast<std::uint64_t>(ns);
+    auto* f = new std::function<void(bool)>(std::move(fn));
+    const pyoco_status s = detail::host().host_timer(
+        ctx_, delay_ns,
+        [](void* user, pyoco_status status) {
+          std::unique_ptr<std::function<void(bool)>> f(
+              static_cast<std::function<void(bool)>*>(user));
+          detail::call_quietly(*f, status == PYOCO_OK);
+        },
+        f);
+    if (s != PYOCO_OK) {
+      delete f;
+      throw Error("the host refused a timer");
+    }
+  }
+
   // Saves an artifact under the run's artifact directory and returns its
   // path. Values are written as JSON.
   std::string save_artifact(std::string_view name, std::string_view text,
@@ -485,6 +593,34 @@ class Context {
       throw Error("cannot set scratch '" + std::string(key) + "'");
     }
   }
+  // Atomic (ABI 1.1): sets `key` to `desired` only if it still holds
+  // `expected` (a null Value: unset). Returns whether it did; `current`
+  // (optional) receives what the key holds now.
+  bool scratch_compare_set(std::string_view key, const Value& expected, const Value& desired,
+                           Value* current = nullptr) const {
+    detail::require_1_1("Context::scratch_compare_set");
+    const pyoco_value* now = nullptr;
+    const pyoco_status s = detail::host().context_scratch_update(
+        ctx_, key.data(), key.size(), expected.handle(), non_null_handle(desired), &now);
+    if (current != nullptr) *current = Value(now);
+    if (s == PYOCO_OK) return true;
+    if (s == PYOCO_ERR_CONFLICT) return false;
+    throw Error("cannot update scratch '" + std::string(key) + "'");
+  }
+  // Atomic (ABI 1.1): adds `delta` to the integer at `key` (unset counts as
+  // 0) and returns the new value. Exact however many tasks add at once.
+  std::int64_t scratch_add(std::string_view key, std::int64_t delta) const {
+    Value seen = scratch(key);
+    for (;;) {
+      const std::int64_t next = (seen.is_null() ? 0 : seen.as<std::int64_t>()) + delta;
+      if (scratch_compare_set(key, seen, Value(next), &seen)) return next;
+    }
+  }
+
+  // Makes this call's arena the one new Values go to, on a thread of the
+  // plugin's own (callbacks and Completion do it themselves):
+  //   auto scope = ctx.enter();
+  [[nodiscard]] detail::ContextScope enter() const { return detail::ContextScope(ctx_); }
 
   std::string_view run_id() const { return info().run_id; }
   std::string_view node_name() const { return info().node_name; }
@@ -564,6 +700,80 @@ class Task {
   virtual Value run(Context& ctx, const Inputs& inputs) = 0;
 };
 
+// How an async call ends (ABI 1.1): once, from any thread. Copies share the
+// call; only the first of ok/fail/cancelled counts (it returns true), later
+// ones are ignored (false), so a timer and a cancel may race to end it.
+// The context is gone once the call has ended.
+class Completion {
+ public:
+  Completion(pyoco_context* ctx, pyoco_call* call) : state_(std::make_shared<State>(ctx, call)) {}
+
+  // Ends the call with `output` (built in the call's arena: a Completion
+  // enters it, so `done.ok(Value(42))` works on any thread via ok_with).
+  bool ok(const Value& output = Value()) const { return end(PYOCO_OK, output.handle(), {}); }
+  // Ends the call with an output built by `make()` inside the call's arena.
+  template <class F>
+  bool ok_with(F&& make) const {
+    if (state_->ended.load()) return false;
+    ContextScope scope(state_->ctx);
+    Value v;
+    try {
+      v = make();
+    } catch (const std::exception& e) {
+      return fail(e.what());
+    }
+    return end(PYOCO_OK, v.handle(), {});
+  }
+  // Fails the attempt; it may be retried (`retries`).
+  bool fail(std::string_view message) const { return end(PYOCO_ERR_TASK, nullptr, message); }
+  // Fails for good: no retry follows.
+  bool fail_permanently(std::string_view message) const {
+    return end(PYOCO_ERR_PERMANENT, nullptr, message);
+  }
+  // The task stopped because it was asked to (or chose to): CANCELLED.
+  bool cancelled(std::string_view why = "cancelled") const {
+    return end(PYOCO_ERR_CANCELLED, nullptr, why);
+  }
+  bool ended() const { return state_->ended.load(); }
+  pyoco_context* context() const { return state_->ctx; }
+
+ private:
+  struct State {
+    State(pyoco_context* c, pyoco_call* k) : ctx(c), call(k) {}
+    pyoco_context* ctx;
+    pyoco_call* call;
+    std::atomic<bool> ended{false};
+  };
+  bool end(pyoco_status status, const pyoco_value* out, std::string_view message) const {
+    if (state_->ended.exchange(true)) return false;
+    const pyoco_host_api& h = detail::host();
+    if (status != PYOCO_OK) h.context_set_error(state_->ctx, message.data(), message.size());
+    h.call_complete(state_->call, status, out);
+    return true;
+  }
+  using ContextScope = detail::ContextScope;
+  std::shared_ptr<State> state_;
+};
+
+// A task that waits without holding a host thread (ABI 1.1): `start`
+// begins the work and returns; `done` ends the call later, from a timer
+// (ctx.after), a cancel callback (ctx.on_cancel) or a thread of the
+// plugin's. An exception thrown by start fails the call.
+//
+//   struct Nap : pyoco::AsyncTask {
+//     static constexpr const char* name = "nap";
+//     void start(pyoco::Context& ctx, const pyoco::Inputs& in, pyoco::Completion done) override {
+//       ctx.after(std::chrono::seconds(1), [done](bool fired) {
+//         fired ? done.ok() : done.cancelled("cancelled while napping");
+//       });
+//     }
+//   };
+class AsyncTask {
+ public:
+  virtual ~AsyncTask() = default;
+  virtual void start(Context& ctx, const Inputs& inputs, Completion done) = 0;
+};
+
 namespace detail {
 
 template <class T, class = void>
@@ -616,6 +826,12 @@ pyoco_status guarded(pyoco_context* ctx, F&& body) noexcept {
   };
   try {
     return body();
+  } catch (const PermanentError& e) {
+    fail(e.what());
+    return has_1_1() ? PYOCO_ERR_PERMANENT : PYOCO_ERR_TASK;
+  } catch (const Cancelled& e) {
+    fail(e.what());
+    return has_1_1() ? PYOCO_ERR_CANCELLED : PYOCO_ERR_TASK;
   } catch (const std::exception& e) {
     return fail(e.what());
   } catch (...) {
@@ -676,6 +892,75 @@ inline pyoco_status run_task(void* instance, pyoco_context* ctx, const pyoco_val
 }
 
 inline void destroy_task(void* instance) { delete static_cast<Task*>(instance); }
+
+class AsyncTaskFactory {
+ public:
+  virtual ~AsyncTaskFactory() = default;
+  virtual std::unique_ptr<AsyncTask> make() = 0;
+};
+
+template <class T>
+class AsyncSubclassFactory final : public AsyncTaskFactory {
+ public:
+  std::unique_ptr<AsyncTask> make() override { return std::make_unique<T>(); }
+};
+
+template <class F>
+class CallableAsyncTask final : public AsyncTask {
+ public:
+  explicit CallableAsyncTask(F fn) : fn_(std::move(fn)) {}
+  void start(Context& ctx, const Inputs& inputs, Completion done) override {
+    fn_(ctx, inputs, std::move(done));
+  }
+
+ private:
+  F fn_;
+};
+
+template <class F>
+class CallableAsyncFactory final : public AsyncTaskFactory {
+ public:
+  explicit CallableAsyncFactory(F fn) : fn_(std::move(fn)) {}
+  std::unique_ptr<AsyncTask> make() override { return std::make_unique<CallableAsyncTask<F>>(fn_); }
+
+ private:
+  F fn_;
+};
+
+inline pyoco_status create_async_task(void* user_data, pyoco_context* ctx, void** instance_out) {
+  ContextScope scope(ctx);
+  return guarded(ctx, [&] {
+    *instance_out = static_cast<AsyncTaskFactory*>(user_data)->make().release();
+    return PYOCO_OK;
+  });
+}
+
+// An exception from start ends the call as failed (once: not if the task
+// had ended it already), through the same completion its callbacks hold.
+inline pyoco_status start_task(void* instance, pyoco_context* ctx, const pyoco_value* inputs,
+                               pyoco_call* call) {
+  ContextScope scope(ctx);
+  Completion done(ctx, call);
+  try {
+    Context context(ctx);
+    Inputs in(inputs);
+    static_cast<AsyncTask*>(instance)->start(context, in, done);
+  } catch (const PermanentError& e) {
+    done.fail_permanently(e.what());
+  } catch (const Cancelled& e) {
+    done.cancelled(e.what());
+  } catch (const std::exception& e) {
+    done.fail(e.what());
+  } catch (...) {
+    done.fail("unknown exception (not derived from std::exception)");
+  }
+  return PYOCO_OK;
+}
+
+inline void destroy_async_task(void* instance) { delete static_cast<AsyncTask*>(instance); }
+inline void release_async_factory(void* user_data) {
+  delete static_cast<AsyncTaskFactory*>(user_data);
+}
 inline void release_factory(void* user_data) { delete static_cast<TaskFactory*>(user_data); }
 
 }  // namespace detail
@@ -685,13 +970,30 @@ class Registry {
  public:
   explicit Registry(pyoco_registry* registry) : registry_(registry) {}
 
-  // Registers the Task subclass T (the first choice).
+  // Registers the Task (or AsyncTask) subclass T (the first choice).
   template <class T>
   Registry& add() {
-    static_assert(std::is_base_of_v<Task, T>, "Registry::add<T>: T must derive from pyoco::Task");
+    static_assert(std::is_base_of_v<Task, T> || std::is_base_of_v<AsyncTask, T>,
+                  "Registry::add<T>: T must derive from pyoco::Task or pyoco::AsyncTask");
     static_assert(std::is_default_constructible_v<T>,
                   "Registry::add<T>: T must be default-constructible");
-    return add_definition(detail::info_of<T>(), std::make_unique<detail::SubclassFactory<T>>());
+    if constexpr (std::is_base_of_v<AsyncTask, T>) {
+      return add_async(detail::info_of<T>(), std::make_unique<detail::AsyncSubclassFactory<T>>());
+    } else {
+      return add_definition(detail::info_of<T>(), std::make_unique<detail::SubclassFactory<T>>());
+    }
+  }
+
+  // Registers a callable `void(Context&, const Inputs&, Completion)` as an
+  // async task (ABI 1.1).
+  template <class F>
+  Registry& async_task(std::string_view name, F fn, TaskInfo info = {}) {
+    static_assert(std::is_invocable_v<F&, Context&, const Inputs&, Completion>,
+                  "Registry::async_task: the callable must be void(Context&, const Inputs&, "
+                  "Completion)");
+    info.name = std::string(name);
+    return add_async(std::move(info),
+                     std::make_unique<detail::CallableAsyncFactory<F>>(std::move(fn)));
   }
 
   // Registers a callable `Value(Context&, const Inputs&)` as a task (the
@@ -721,13 +1023,37 @@ class Registry {
     return out;
   }
 
+  Registry& add_async(TaskInfo info, std::unique_ptr<detail::AsyncTaskFactory> factory) {
+    if (!detail::has_1_1()) {
+      throw Error("task '" + info.name +
+                  "' is async and needs a pyoco host with plugin ABI 1.1 or newer");
+    }
+    pyoco_task_def def{};
+    def.create = &detail::create_async_task;
+    def.start = &detail::start_task;
+    def.destroy = &detail::destroy_async_task;
+    def.release = &detail::release_async_factory;
+    return submit(std::move(info), def, factory.get(), [&] { factory.release(); });
+  }
+
   Registry& add_definition(TaskInfo info, std::unique_ptr<detail::TaskFactory> factory) {
+    pyoco_task_def def{};
+    def.create = &detail::create_task;
+    def.run = &detail::run_task;
+    def.destroy = &detail::destroy_task;
+    def.release = &detail::release_factory;
+    return submit(std::move(info), def, factory.get(), [&] { factory.release(); });
+  }
+
+  // Fills in the metadata and hands `def` to the host; `owned` is called
+  // once the host owns user_data (it frees it through `release`).
+  template <class Owned>
+  Registry& submit(const TaskInfo& info, pyoco_task_def def, void* user_data, Owned owned) {
     std::vector<const char*> tags;
     for (const std::string& t : info.tags) tags.push_back(t.c_str());
     std::vector<pyoco_io_spec> inputs = specs(info.inputs);
     std::vector<pyoco_io_spec> outputs = specs(info.outputs);
 
-    pyoco_task_def def{};
     def.struct_size = sizeof def;
     def.name = info.name.c_str();
     def.summary = info.summary.c_str();
@@ -738,15 +1064,11 @@ class Registry {
     def.input_count = inputs.size();
     def.outputs = outputs.data();
     def.output_count = outputs.size();
-    def.user_data = factory.get();
-    def.create = &detail::create_task;
-    def.run = &detail::run_task;
-    def.destroy = &detail::destroy_task;
-    def.release = &detail::release_factory;
+    def.user_data = user_data;
     if (detail::host().registry_add_task(registry_, &def) != PYOCO_OK) {
       throw Error("the host refused task '" + info.name + "'");
     }
-    factory.release();  // the host owns it now and frees it through `release`
+    owned();
     return *this;
   }
 

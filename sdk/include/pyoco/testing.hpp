@@ -13,6 +13,11 @@
 //   assert(result.output().as<std::string>() == "hello world");
 //   assert(host.logs().size() == 1);
 //
+// Async tasks (ABI 1.1) run too: run() starts the call and waits, on the
+// calling thread, until the task completes it, firing its timers (ctx.after)
+// in real time. cancel_after() and set_timeout() cancel a call while it runs,
+// as Ctrl+C or a deadline would.
+//
 // Values built while a TestHost lives (inputs, params) live as long as it.
 // Header-only, C++17, standard library only, like sdk.hpp.
 #ifndef PYOCO_TESTING_HPP
@@ -20,13 +25,17 @@
 
 #include <pyoco/sdk.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +47,12 @@ namespace testing {
 struct LogLine {
   std::string task;
   pyoco_log_level level;
+  std::string message;
+};
+
+struct Heartbeat {
+  std::string task;
+  double progress = -1;
   std::string message;
 };
 
@@ -56,10 +71,16 @@ class CallResult {
   bool ok() const { return ok_; }
   const std::string& error() const { return error_; }
   Value output() const { return Value(output_); }
+  // The status the task ended with: PYOCO_OK, PYOCO_ERR_TASK,
+  // PYOCO_ERR_PERMANENT (no retry), PYOCO_ERR_CANCELLED...
+  pyoco_status status() const { return status_; }
+  bool cancelled() const { return status_ == PYOCO_ERR_CANCELLED; }
+  bool permanent() const { return status_ == PYOCO_ERR_PERMANENT; }
 
  private:
   friend class TestHost;
   bool ok_ = false;
+  pyoco_status status_ = PYOCO_ERR_TASK;
   std::string error_;
   const pyoco_value* output_ = nullptr;
 };
@@ -84,6 +105,24 @@ struct Context {
   std::uint32_t attempt = 1;
   std::string error;
   std::string last_path;
+  std::int64_t deadline_ns = 0;
+  std::atomic<bool> cancelled{false};  // this call was cancelled (cancel_after, timeout)
+};
+
+// One async call: how it ended, and what it still waits on.
+struct Call {
+  Context* ctx = nullptr;
+  bool completed = false;
+  bool cancelled = false;
+  pyoco_status status = PYOCO_OK;
+  const pyoco_value* output = nullptr;
+  struct Timer {
+    std::chrono::steady_clock::time_point due;
+    pyoco_callback_fn fn;
+    void* user;
+  };
+  std::vector<Timer> timers;
+  std::vector<std::pair<pyoco_callback_fn, void*>> on_cancel;
 };
 
 }  // namespace detail
@@ -98,6 +137,7 @@ class TestHost {
       : artifact_dir_(std::filesystem::temp_directory_path() /
                       ("pyoco-test-host-" + std::to_string(next_id()))) {
     ::pyoco::detail::host_slot() = &api();
+    current_host() = this;
     setup_.host = this;
     scope_.emplace(as_context(&setup_));
     params_ = new_node(PYOCO_VALUE_OBJECT);
@@ -131,6 +171,14 @@ class TestHost {
 
   // Makes the next calls see a cancelled context (as after Ctrl+C).
   void cancel(bool cancelled = true) { cancelled_ = cancelled; }
+  // Cancels each later call `after` it starts (its on_cancel callbacks and
+  // timers are told at that moment, as the engine does).
+  void cancel_after(std::chrono::milliseconds after) { cancel_after_ = after; }
+  // Gives each later call a deadline (`timeout_sec`): the context reports
+  // it, and at it the call is cancelled and the result says "timed out".
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  // How long run() waits for an async call to complete (default 30 s).
+  void set_call_limit(std::chrono::milliseconds limit) { call_limit_ = limit; }
 
   // Calls `task` once with `inputs` (an object). Each run() is one call of
   // a fresh task instance unless `keep_instance` reuses the previous one of
@@ -165,20 +213,50 @@ class TestHost {
       }
       inst.created = true;
     }
+    const pyoco_value* in =
+        inputs.handle() != nullptr ? inputs.handle() : handle(new_node(PYOCO_VALUE_OBJECT));
+    const auto started = std::chrono::steady_clock::now();
+    if (timeout_) {
+      ctx.deadline_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            (started + *timeout_).time_since_epoch())
+                            .count();
+    }
+    pyoco_status s = PYOCO_OK;
     const pyoco_value* out = nullptr;
-    const pyoco_status s = def->run(
-        inst.state, c,
-        inputs.handle() != nullptr ? inputs.handle() : handle(new_node(PYOCO_VALUE_OBJECT)), &out);
-    result.ok_ = s == PYOCO_OK;
-    if (!result.ok_) {
+    bool timed_out = false;
+    if (def->start != nullptr) {
+      s = run_async(*def, inst.state, ctx, in, started, out, timed_out);
+    } else {
+      s = def->run(inst.state, c, in, &out);
+    }
+    result.status_ = s;
+    result.ok_ = s == PYOCO_OK && !timed_out;
+    if (timed_out) {
+      result.status_ = PYOCO_ERR_TASK;
+      result.error_ = "timed out";
+    } else if (!result.ok_) {
       result.error_ =
           ctx.error.empty() ? "the task failed with status " + std::to_string(s) : ctx.error;
     }
-    result.output_ = out;
+    result.output_ = result.ok_ ? out : nullptr;
     return result;
   }
 
-  const std::vector<LogLine>& logs() const { return logs_; }
+  // How many times a task completed a call that had already ended (each
+  // one refused with PYOCO_ERR_INVALID, as the engine does).
+  int refused_completions() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return refused_completions_;
+  }
+  std::vector<Heartbeat> heartbeats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return heartbeats_;
+  }
+
+  std::vector<LogLine> logs() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return logs_;
+  }
   const std::vector<Artifact>& artifacts() const { return artifacts_; }
   Value scratch(const std::string& key) const {
     auto it = scratch_.find(key);
@@ -192,9 +270,17 @@ class TestHost {
     void* user_data = nullptr;
     pyoco_task_create_fn create = nullptr;
     pyoco_task_run_fn run = nullptr;
+    pyoco_task_start_fn start = nullptr;
     pyoco_task_destroy_fn destroy = nullptr;
     pyoco_task_release_fn release = nullptr;
   };
+  // Starts an async call and drives it: waits for its completion, firing
+  // its timers when due, and cancels it at cancel_after or the deadline.
+  pyoco_status run_async(const Definition& def, void* state, detail::Context& ctx,
+                         const pyoco_value* in, std::chrono::steady_clock::time_point started,
+                         const pyoco_value*& out, bool& timed_out);
+  void end_call(detail::Call& call, std::unique_lock<std::mutex>& lock, bool cancelled);
+
   struct Instance {
     const Definition* def = nullptr;
     void* state = nullptr;
@@ -260,7 +346,11 @@ class TestHost {
     a.abi_minor = PYOCO_ABI_VERSION_MINOR;
     a.registry_add_task = [](pyoco_registry* r, const pyoco_task_def* d) -> pyoco_status {
       auto& host = *reinterpret_cast<TestHost*>(r);
-      if (d == nullptr || d->name == nullptr || d->run == nullptr) return PYOCO_ERR_INVALID;
+      const pyoco_task_start_fn start =
+          d != nullptr && PYOCO_HAS_FIELD(d, pyoco_task_def, start) ? d->start : nullptr;
+      if (d == nullptr || d->name == nullptr || (d->run == nullptr && start == nullptr)) {
+        return PYOCO_ERR_INVALID;
+      }
       if (host.find(d->name) != nullptr) return PYOCO_ERR_INVALID;
       Definition def;
       def.name = d->name;
@@ -269,6 +359,7 @@ class TestHost {
       def.run = d->run;
       def.destroy = d->destroy;
       def.release = PYOCO_HAS_FIELD(d, pyoco_task_def, release) ? d->release : nullptr;
+      def.start = start;
       host.tasks_.push_back(def);
       return PYOCO_OK;
     };
@@ -403,10 +494,11 @@ class TestHost {
       return PYOCO_OK;
     };
     a.context_log = [](pyoco_context* c, pyoco_log_level level, const char* m, size_t n) {
+      std::lock_guard<std::mutex> lock(ctx(c).host->mutex_);
       ctx(c).host->logs_.push_back(LogLine{ctx(c).task, level, std::string(m, n)});
     };
     a.context_is_cancelled = [](pyoco_context* c) -> int32_t {
-      return ctx(c).host->cancelled_ ? 1 : 0;
+      return ctx(c).host->cancelled_ || ctx(c).cancelled.load() ? 1 : 0;
     };
     a.context_save_artifact = [](pyoco_context* c, const pyoco_artifact* art,
                                  pyoco_str* path_out) -> pyoco_status {
@@ -442,7 +534,89 @@ class TestHost {
     a.context_set_error = [](pyoco_context* c, const char* m, size_t n) {
       ctx(c).error.assign(m, n);
     };
+    // ---- 1.1 ----
+    a.call_complete = [](pyoco_call* handle, pyoco_status status,
+                         const pyoco_value* output) -> pyoco_status {
+      TestHost& h = *current_host();
+      std::lock_guard<std::mutex> lock(h.mutex_);
+      const auto index = reinterpret_cast<std::uintptr_t>(handle) - 1;
+      if (index >= h.calls_.size() || h.calls_[index].completed) {
+        ++h.refused_completions_;
+        return PYOCO_ERR_INVALID;
+      }
+      detail::Call& call = h.calls_[index];
+      call.completed = true;
+      call.status = status;
+      call.output = output;
+      h.wake_.notify_all();
+      return PYOCO_OK;
+    };
+    a.context_deadline = [](pyoco_context* c) -> int64_t { return ctx(c).deadline_ns; };
+    a.context_on_cancel = [](pyoco_context* c, pyoco_callback_fn fn, void* user) -> pyoco_status {
+      TestHost& h = *ctx(c).host;
+      std::unique_lock<std::mutex> lock(h.mutex_);
+      detail::Call* call = h.call_of(&ctx(c));
+      if (call != nullptr && !call->cancelled && !h.cancelled_) {
+        call->on_cancel.emplace_back(fn, user);
+        return PYOCO_OK;
+      }
+      lock.unlock();
+      fn(user, call == nullptr && !h.cancelled_ ? PYOCO_OK : PYOCO_ERR_CANCELLED);
+      return PYOCO_OK;
+    };
+    a.context_heartbeat = [](pyoco_context* c, double progress, const char* m, size_t n) {
+      std::lock_guard<std::mutex> lock(ctx(c).host->mutex_);
+      ctx(c).host->heartbeats_.push_back(
+          Heartbeat{ctx(c).task, progress, m == nullptr ? std::string() : std::string(m, n)});
+    };
+    a.host_timer = [](pyoco_context* c, uint64_t delay_ns, pyoco_callback_fn fn,
+                      void* user) -> pyoco_status {
+      TestHost& h = *ctx(c).host;
+      std::unique_lock<std::mutex> lock(h.mutex_);
+      detail::Call* call = h.call_of(&ctx(c));
+      if (call == nullptr || call->cancelled || call->completed || h.cancelled_) {
+        lock.unlock();
+        fn(user, PYOCO_ERR_CANCELLED);
+        return PYOCO_OK;
+      }
+      const auto delay = std::chrono::nanoseconds(
+          std::min<uint64_t>(delay_ns, std::uint64_t{1} << 62));  // far enough: never
+      call->timers.push_back(
+          {std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(delay),
+           fn, user});
+      h.wake_.notify_all();
+      return PYOCO_OK;
+    };
+    a.context_scratch_update = [](pyoco_context* c, const char* k, size_t n,
+                                  const pyoco_value* expected, const pyoco_value* desired,
+                                  const pyoco_value** current_out) -> pyoco_status {
+      TestHost& h = *ctx(c).host;
+      std::lock_guard<std::mutex> lock(h.mutex_);
+      auto it = h.scratch_.find(std::string(k, n));
+      const detail::Node* now = it == h.scratch_.end() ? nullptr : it->second;
+      const bool matches = expected == nullptr
+                               ? now == nullptr
+                               : now != nullptr && to_json(now) == to_json(node(expected));
+      if (matches) {
+        h.scratch_[std::string(k, n)] = node(desired);
+        now = node(desired);
+      }
+      if (current_out != nullptr) *current_out = now == nullptr ? nullptr : handle(now);
+      return matches ? PYOCO_OK : PYOCO_ERR_CONFLICT;
+    };
     return a;
+  }
+
+  static TestHost*& current_host() {
+    static TestHost* host = nullptr;
+    return host;
+  }
+  detail::Call* call_of(const detail::Context* c) {
+    for (auto& call : calls_) {
+      if (call.ctx == c && !call.completed) return &call;
+    }
+    return nullptr;
   }
 
   static std::string to_json(const detail::Node* n) {
@@ -491,6 +665,13 @@ class TestHost {
     return out + "\"";
   }
 
+  mutable std::mutex mutex_;  // what plugin threads may touch: logs, calls, scratch
+  std::condition_variable wake_;
+  std::deque<detail::Call> calls_;
+  std::vector<Heartbeat> heartbeats_;
+  int refused_completions_ = 0;
+  std::optional<std::chrono::milliseconds> cancel_after_, timeout_;
+  std::chrono::milliseconds call_limit_{30000};
   std::deque<detail::Node> nodes_;
   std::vector<Definition> tasks_;
   std::map<std::string, Instance> instances_;
@@ -505,6 +686,83 @@ class TestHost {
   detail::Context setup_;
   std::optional<::pyoco::detail::ContextScope> scope_;
 };
+
+inline pyoco_status TestHost::run_async(const Definition& def, void* state, detail::Context& ctx,
+                                        const pyoco_value* in,
+                                        std::chrono::steady_clock::time_point started,
+                                        const pyoco_value*& out, bool& timed_out) {
+  using clock = std::chrono::steady_clock;
+  std::size_t index;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    calls_.emplace_back();
+    calls_.back().ctx = &ctx;
+    index = calls_.size() - 1;
+  }
+  const pyoco_status s = def.start(state, as_context(&ctx), in,
+                                   reinterpret_cast<pyoco_call*>(std::uintptr_t{index + 1}));
+  std::unique_lock<std::mutex> lock(mutex_);
+  detail::Call& call = calls_[index];
+  if (s != PYOCO_OK && !call.completed) {
+    call.completed = true;  // a start that fails has begun nothing
+    call.status = s;
+  }
+  const auto limit = started + call_limit_;
+  std::optional<clock::time_point> cancel_at;
+  if (cancel_after_) cancel_at = started + *cancel_after_;
+  if (timeout_ && (!cancel_at || started + *timeout_ < *cancel_at)) {
+    cancel_at = started + *timeout_;
+  }
+  while (!call.completed) {
+    const auto now = clock::now();
+    if (cancel_at && now >= *cancel_at && !call.cancelled) {
+      timed_out = timeout_ && *cancel_at == started + *timeout_;
+      end_call(call, lock, true);
+      if (timed_out) break;  // the engine does not wait for a timed-out call
+      continue;
+    }
+    // Fire due timers, one at a time, without holding the lock.
+    auto due = std::min_element(call.timers.begin(), call.timers.end(),
+                                [](const auto& a, const auto& b) { return a.due < b.due; });
+    if (due != call.timers.end() && due->due <= now) {
+      const auto timer = *due;
+      call.timers.erase(due);
+      lock.unlock();
+      timer.fn(timer.user, PYOCO_OK);
+      lock.lock();
+      continue;
+    }
+    if (now >= limit) {
+      lock.unlock();
+      return PYOCO_ERR_INTERNAL;  // never completed: reported as a failure
+    }
+    auto wake_at = limit;
+    if (due != call.timers.end()) wake_at = std::min(wake_at, due->due);
+    if (cancel_at && !call.cancelled) wake_at = std::min(wake_at, *cancel_at);
+    wake_.wait_until(lock, wake_at);
+  }
+  end_call(call, lock, false);
+  out = call.output;
+  return call.status;
+}
+
+// What is still waiting is told once: on_cancel callbacks with
+// PYOCO_ERR_CANCELLED (cancelled) or PYOCO_OK (ended), timers cancelled.
+inline void TestHost::end_call(detail::Call& call, std::unique_lock<std::mutex>& lock,
+                               bool cancelled) {
+  if (cancelled) {
+    call.cancelled = true;
+    call.ctx->cancelled = true;
+  }
+  auto callbacks = std::move(call.on_cancel);
+  auto timers = std::move(call.timers);
+  call.on_cancel.clear();
+  call.timers.clear();
+  lock.unlock();
+  for (auto [fn, user] : callbacks) fn(user, cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK);
+  for (const auto& t : timers) t.fn(t.user, PYOCO_ERR_CANCELLED);
+  lock.lock();
+}
 
 }  // namespace testing
 }  // namespace v1

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -35,7 +36,41 @@ class RunServices {
                                     std::string_view bytes, std::string_view media_type) = 0;
   virtual core::Value scratch_get(std::string_view key) = 0;
   virtual void scratch_set(std::string_view key, core::Value value) = 0;
+
+  // ABI 1.1. The defaults are what a host without them gives.
+  // Compare-and-set: PYOCO_OK or PYOCO_ERR_CONFLICT; `current` gets the value now stored.
+  virtual pyoco_status scratch_update(std::string_view key, const core::Value& expected,
+                                      const core::Value& desired, core::Value& current) {
+    (void)key, (void)expected, (void)desired, (void)current;
+    return PYOCO_ERR_UNSUPPORTED;
+  }
+  // The attempt's deadline, CLOCK_MONOTONIC nanoseconds; 0 for none.
+  virtual std::int64_t deadline_ns() { return 0; }
+  // See host_api's context_on_cancel and host_timer; false: unsupported.
+  virtual bool on_cancel(pyoco_callback_fn fn, void* user) {
+    (void)fn, (void)user;
+    return false;
+  }
+  virtual bool start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
+    (void)delay_ns, (void)fn, (void)user;
+    return false;
+  }
+  virtual void heartbeat(const CallInfo& call, double progress, std::string_view message) {
+    (void)call, (void)progress, (void)message;
+  }
 };
+
+struct TaskCallResult {
+  bool ok = false;
+  core::Value output;
+  std::string error;
+  bool permanent = false;  // PYOCO_ERR_PERMANENT: no retry can help
+  bool cancelled = false;  // PYOCO_ERR_CANCELLED: the task stopped because it was asked to
+};
+
+// Where a call's result goes: called exactly once, from the thread that
+// ends the call (a worker for `run`, any thread for an async call).
+using CallDone = std::function<void(TaskCallResult)>;
 
 // The host side of one `pyoco_context`: everything a single call sees.
 struct CallContext {
@@ -45,16 +80,12 @@ struct CallContext {
   RunServices* services = nullptr;
 
   // Filled during the call.
+  CallDone done;                // an async call's result goes here (call_complete)
+  std::uint64_t call_slot = 0;  // the async call's handle (see host_api.cpp)
   core::ArenaPtr arena;
   std::string error;
   std::string last_artifact_path;     // backs the path handed to the plugin
   std::vector<core::Value> borrowed;  // scratch values handed out, alive for the call
-};
-
-struct TaskCallResult {
-  bool ok = false;
-  core::Value output;
-  std::string error;
 };
 
 // A registered task: its metadata (copied from the plugin) and callbacks.
@@ -76,6 +107,7 @@ class TaskDefinition {
   pyoco_task_run_fn run = nullptr;
   pyoco_task_destroy_fn destroy = nullptr;
   pyoco_task_release_fn release = nullptr;
+  pyoco_task_start_fn start = nullptr;  // ABI 1.1: async; preferred to `run`
 };
 
 // A task's per-node state: created on the first call, destroyed with the
@@ -87,9 +119,16 @@ class TaskInstance {
   TaskInstance(const TaskInstance&) = delete;
   TaskInstance& operator=(const TaskInstance&) = delete;
 
-  // Runs the task with `inputs` (an object). Never throws for a task's own
-  // failure: the result says ok=false with the task's message.
+  // Runs the task with `inputs` (an object) and waits for it. Never throws
+  // for a task's own failure: the result says ok=false with the message.
+  // An async task is waited for on this thread.
   TaskCallResult call(CallContext& ctx, const core::Value& inputs);
+
+  // Begins a call: a `run` task runs here and `done` is called before this
+  // returns; an async task is started and `done` is called when it
+  // completes, from whatever thread completes it. `ctx` must stay alive
+  // until then.
+  void begin(CallContext& ctx, const core::Value& inputs, CallDone done);
 
   const TaskDefinition& definition() const { return *def_; }
 
@@ -98,5 +137,9 @@ class TaskInstance {
   void* state_ = nullptr;
   bool created_ = false;
 };
+
+// How many times a plugin completed a call that had already ended (each one
+// refused and reported on stderr); for tests and diagnostics.
+std::uint64_t refused_completions();
 
 }  // namespace pyoco::plugins

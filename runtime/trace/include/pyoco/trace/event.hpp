@@ -26,6 +26,8 @@ enum class EventKind {
   NodesPlanned,   // planned: nodes the run now knows and has not started (the
                   // graph at run start, a loop iteration's or a case's body
                   // as it starts); no trace line shows it
+  Heartbeat,      // node, attempt, progress (0..1, negative: unknown), message
+                  // (ABI 1.1 context_heartbeat); only the JSON trace shows it
 };
 
 // A node the run knows before it runs: its name, its task, its record's place.
@@ -52,6 +54,7 @@ struct RunEvent {
   std::uint32_t max_attempts = 0;
   double duration_ms = 0;
   double delay_ms = 0;
+  double progress = -1;  // Heartbeat
   std::string_view message;
   LogLevel level = LogLevel::Info;
   core::RunStatus status = core::RunStatus::Pending;

@@ -1,0 +1,197 @@
+// ABI 1.1 through the engine: async tasks wait without holding a worker,
+// cancel callbacks and deadlines reach them, heartbeats become events,
+// scratch updates are atomic, and the status a task ends with is honoured.
+#include <pyoco/engine/engine.hpp>
+#include <pyoco/plugins/task.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <mutex>
+
+#include "flows.hpp"
+#include "process.hpp"
+#include "sync.hpp"
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using core::RunStatus;
+using core::TaskState;
+using core::Value;
+
+namespace {
+
+constexpr auto compile = pyoco::testing::compile_yaml;
+constexpr auto json = pyoco::testing::json_value;
+
+class Events : public trace::EventListener {
+ public:
+  struct Entry {
+    trace::EventKind kind;
+    std::string node, message;
+    double progress;
+  };
+  void on_event(const trace::RunEvent& e) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    entries_.push_back({e.kind, std::string(e.node), std::string(e.message), e.progress});
+  }
+  std::vector<Entry> entries() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return entries_;
+  }
+  bool logged(const std::string& node, const std::string& message) const {
+    for (const auto& e : entries()) {
+      if (e.kind == trace::EventKind::Log && e.node == node && e.message == message) return true;
+    }
+    return false;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Entry> entries_;
+};
+
+struct AsyncFixture {
+  pyoco::testing::TempDir dir;
+  std::shared_ptr<Events> events = std::make_shared<Events>();
+  Engine engine{EngineOptions{
+      2,
+      {pyoco::testing::fixture_dir() / "asyncy", pyoco::testing::fixture_dir() / "twice",
+       pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+
+  Run run(const std::string& yaml, const char* params = "{}") {
+    RunOptions o;
+    o.params = json(params);
+    o.listener = events;
+    o.artifact_dir = dir.path();
+    Run r = engine.start(compile(yaml), std::move(o));
+    BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(60)), "the run did not finish");
+    return r;
+  }
+  static TaskRecord record(const Run& r, const std::string& node) {
+    for (auto& t : r.tasks()) {
+      if (t.node == node) return t;
+    }
+    BOOST_FAIL("no record for " << node);
+    return {};
+  }
+};
+
+std::string range_json(int n) {
+  std::string s = "{\"items\": [";
+  for (int i = 0; i < n; ++i) s += (i ? "," : "") + std::to_string(i);
+  return s + "]}";
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(async_tasks, AsyncFixture)
+
+BOOST_AUTO_TEST_CASE(a_thousand_sleeps_wait_together_on_two_workers) {
+  // Blocking, 1,000 one-second sleeps on 2 workers take 500 s; waiting on
+  // host timers they take about one.
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string params = range_json(1000);
+  Run r = run(R"yaml(
+flow: {graph: "foreach(over={{$ctx.params.items}}, parallel=1000) { nap }"}
+tasks:
+  nap: {use: "std/sleep", inputs: {seconds: 1}}
+)yaml",
+              params.c_str());
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  BOOST_TEST_MESSAGE("1000 x std/sleep 1 s at jobs=2: " << s << " s");
+  BOOST_TEST_REQUIRE((r.status() == RunStatus::Completed));
+  BOOST_TEST(r.tasks().size() > 1000u);
+  BOOST_TEST(s < 30.0);  // bounded far below the 500 s a blocking sleep takes
+}
+
+BOOST_AUTO_TEST_CASE(a_parallel_counter_on_scratch_loses_no_update) {
+  const std::string params = range_json(2000);
+  Run r = run(R"yaml(
+flow: {graph: "foreach(over={{$ctx.params.items}}, parallel=64) { count }"}
+tasks:
+  count: {use: "asyncy/count"}
+)yaml",
+              params.c_str());
+  BOOST_TEST_REQUIRE((r.status() == RunStatus::Completed));
+  const Value counts = r.output("foreach_1");
+  BOOST_TEST_REQUIRE(counts.size() == 2000u);
+  std::vector<std::int64_t> seen;
+  for (std::size_t i = 0; i < counts.size(); ++i) seen.push_back(counts.at(i).as_int());
+  std::sort(seen.begin(), seen.end());
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    BOOST_TEST_REQUIRE(seen[i] == static_cast<std::int64_t>(i + 1));  // each count exactly once
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_task_that_stops_itself_ends_cancelled_without_retries) {
+  Run r = run(R"yaml(
+flow: {graph: "give_up >> after"}
+tasks:
+  give_up: {use: "asyncy/give_up", retries: 3}
+  after: {use: "std/echo"}
+)yaml");
+  BOOST_TEST((r.status() == RunStatus::Cancelled));
+  BOOST_TEST((record(r, "give_up").state == TaskState::Cancelled));
+  BOOST_TEST(record(r, "give_up").attempts == 1u);
+  BOOST_TEST(record(r, "give_up").error == "nothing to do today");
+  BOOST_TEST((record(r, "after").state == TaskState::Cancelled));
+}
+
+BOOST_AUTO_TEST_CASE(a_permanent_failure_is_not_retried) {
+  Run r = run(R"yaml(
+flow: {graph: broken}
+tasks:
+  broken: {use: "asyncy/broken", retries: 3, retry_backoff: {initial_ms: 1}}
+)yaml");
+  BOOST_TEST((r.status() == RunStatus::Failed));
+  BOOST_TEST((record(r, "broken").state == TaskState::Failed));
+  BOOST_TEST(record(r, "broken").attempts == 1u);
+  BOOST_TEST(record(r, "broken").error == "the disk is gone");
+}
+
+BOOST_AUTO_TEST_CASE(a_second_completion_is_refused_and_reported) {
+  const auto before = plugins::refused_completions();
+  Run r = run("flow: {graph: t}\ntasks:\n  t: {use: \"twice/twice\"}\n");
+  BOOST_TEST_REQUIRE((r.status() == RunStatus::Completed), record(r, "t").error);
+  BOOST_TEST(core::to_json_text(r.output("t")) == "1");  // the first completion counts
+  BOOST_TEST(plugins::refused_completions() == before + 1);
+}
+
+BOOST_AUTO_TEST_CASE(the_deadline_reaches_an_async_task_through_its_cancel_callback) {
+  Run r = run(R"yaml(
+flow: {graph: "(watch & nap)"}
+tasks:
+  watch: {use: "asyncy/watch", timeout_sec: 0.2, fail_policy: isolate}
+  nap: {use: "asyncy/nap", inputs: {seconds: 0.5}}
+)yaml");
+  BOOST_TEST((r.status() == RunStatus::Failed));
+  BOOST_TEST((record(r, "watch").state == TaskState::Failed));
+  BOOST_TEST(record(r, "watch").error == "timed out after 0.2 s");
+  BOOST_TEST((record(r, "nap").state == TaskState::Succeeded));
+  BOOST_TEST(events->logged("watch", "deadline ahead"));
+  BOOST_TEST(events->logged("watch", "on_cancel fired"));  // at the deadline, while the run went on
+  bool heartbeat = false;
+  for (const auto& e : events->entries()) {
+    heartbeat = heartbeat || (e.kind == trace::EventKind::Heartbeat && e.node == "watch" &&
+                              e.progress == 0.5 && e.message == "half way");
+  }
+  BOOST_TEST(heartbeat);
+}
+
+BOOST_AUTO_TEST_CASE(a_cancel_reaches_an_async_task_at_once) {
+  RunOptions o;
+  o.listener = events;
+  o.artifact_dir = dir.path();
+  Run r = engine.start(compile("flow: {graph: watch}\ntasks:\n  watch: {use: \"asyncy/watch\"}\n"),
+                       std::move(o));
+  BOOST_TEST_REQUIRE(
+      pyoco::testing::eventually([&] { return events->logged("watch", "no deadline"); }));
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((r.status() == RunStatus::Cancelled));
+  BOOST_TEST((record(r, "watch").state == TaskState::Cancelled));
+  BOOST_TEST(events->logged("watch", "on_cancel fired"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
