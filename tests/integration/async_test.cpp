@@ -105,6 +105,28 @@ tasks:
   BOOST_TEST(s < 30.0);  // bounded far below the 500 s a blocking sleep takes
 }
 
+BOOST_AUTO_TEST_CASE(shell_commands_wait_together_on_two_workers) {
+  // Forty `sleep 1` commands: blocking, 2 workers need 20 s; the std plugin
+  // waits on them from its own reactor thread.
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string params = range_json(40);
+  Run r = run(R"yaml(
+flow: {graph: "foreach(over={{$ctx.params.items}}, parallel=40) { nap }"}
+tasks:
+  nap: {use: "std/shell", inputs: {command: "sleep 1; echo done"}}
+)yaml",
+              params.c_str());
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  BOOST_TEST_MESSAGE("40 x std/shell 'sleep 1' at jobs=2: " << s << " s");
+  BOOST_TEST_REQUIRE((r.status() == RunStatus::Completed));
+  const Value outs = r.output("foreach_1");
+  BOOST_TEST_REQUIRE(outs.size() == 40u);
+  for (std::size_t i = 0; i < outs.size(); ++i) {
+    BOOST_TEST(outs.at(i).find("stdout").as_string() == "done\n");
+  }
+  BOOST_TEST(s < 15.0);  // bounded well below the 20 s that blocking takes
+}
+
 BOOST_AUTO_TEST_CASE(a_parallel_counter_on_scratch_loses_no_update) {
   const std::string params = range_json(2000);
   Run r = run(R"yaml(

@@ -1,19 +1,27 @@
 // shell: runs a command, captures its exit code and output, and stops it
-// when the run is cancelled or the task's deadline passes.
+// when the run is cancelled or the task's deadline passes. The command is
+// waited for on the plugin's reactor thread, not on a host worker.
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string_view>
 
+#include "reactor.hpp"
 #include "tasks.hpp"
 
 extern char** environ;
@@ -38,6 +46,8 @@ class Pipe {
   }
   int read_end() const { return fd_[0]; }
   int write_end() const { return fd_[1]; }
+  int release_read() { return std::exchange(fd_[0], -1); }
+  int release_write() { return std::exchange(fd_[1], -1); }
   void close_read() { close_fd(fd_[0]); }
   void close_write() { close_fd(fd_[1]); }
 
@@ -52,28 +62,135 @@ class Pipe {
 // How long a cancelled command has between SIGTERM and SIGKILL.
 constexpr std::chrono::seconds kTermGrace{2};
 
-// write() to a pipe whose reader has gone raises SIGPIPE, whose default
-// action would end the whole host process (a command that exits without
-// reading its stdin). Block it in this thread for the write and swallow one
-// that became pending, so the write fails with EPIPE instead.
-ssize_t write_without_sigpipe(int fd, const char* data, std::size_t size) {
-  sigset_t pipe_only, previous;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, &previous);
-  const ssize_t n = ::write(fd, data, size);
-  const int saved = errno;
-  if (n < 0 && saved == EPIPE && sigismember(&previous, SIGPIPE) == 0) {
-    const timespec now{0, 0};
-    while (sigtimedwait(&pipe_only, nullptr, &now) == -1 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  errno = saved;
-  return n;
-}
+namespace asio = boost::asio;
 
-struct Shell : pyoco::Task {
+// One running command, waited on by the reactor: its output pipes, its
+// stdin, and its exit (through a pidfd). Everything but cancel() runs on
+// the reactor thread.
+class Command : public std::enable_shared_from_this<Command> {
+ public:
+  Command(pid_t pid, int out_fd, int err_fd, int in_fd, std::string stdin_data, bool check,
+          pyoco::Completion done)
+      : pid_(pid),
+        pipes_{asio::posix::stream_descriptor(reactor(), out_fd),
+               asio::posix::stream_descriptor(reactor(), err_fd)},
+        in_(reactor()),
+        exit_(reactor()),
+        timer_(reactor()),
+        stdin_(std::move(stdin_data)),
+        check_(check),
+        done_(std::move(done)) {
+    if (in_fd >= 0) in_.assign(in_fd);
+  }
+
+  void begin() {
+    asio::post(reactor(), [self = shared_from_this()] {
+      for (int i = 0; i < 2; ++i) self->read(i);
+      self->write_stdin();
+      self->wait_for_exit();
+    });
+  }
+
+  // Any thread: SIGTERM to the command's process group now, SIGKILL if it
+  // is still there after the grace period (it may ignore SIGTERM).
+  void cancel() {
+    asio::post(reactor(), [self = shared_from_this()] {
+      if (self->finished_ || self->cancelled_) return;
+      self->cancelled_ = true;
+      kill(-self->pid_, SIGTERM);
+      self->kill_timer_ = std::make_unique<asio::steady_timer>(reactor(), kTermGrace);
+      self->kill_timer_->async_wait([self](boost::system::error_code ec) {
+        if (!ec && !self->finished_) kill(-self->pid_, SIGKILL);
+      });
+    });
+  }
+
+ private:
+  void read(int i) {
+    pipes_[i].async_read_some(
+        asio::buffer(buffers_[i]),
+        [self = shared_from_this(), i](boost::system::error_code ec, std::size_t n) {
+          self->captured_[i].append(self->buffers_[i].data(), n);
+          if (!ec) return self->read(i);
+          self->pipes_[i].close();
+          --self->open_pipes_;
+          self->finish_if_done();
+        });
+  }
+
+  void write_stdin() {
+    if (!in_.is_open()) return;
+    asio::async_write(in_, asio::buffer(stdin_),
+                      [self = shared_from_this()](boost::system::error_code, std::size_t) {
+                        self->in_.close();  // all written, or the command stopped reading
+                      });
+  }
+
+  void wait_for_exit() {
+    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    if (pidfd >= 0) {
+      exit_.assign(pidfd);
+      exit_.async_wait(asio::posix::stream_descriptor::wait_read,
+                       [self = shared_from_this()](boost::system::error_code) { self->reap(); });
+      return;
+    }
+    // Kernels before 5.3 have no pidfd: look every 10 ms.
+    timer_.expires_after(std::chrono::milliseconds(10));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code) {
+      if (waitpid(self->pid_, &self->status_, WNOHANG) == self->pid_) {
+        self->exited_ = true;
+        return self->finish_if_done();
+      }
+      self->wait_for_exit();
+    });
+  }
+
+  void reap() {
+    while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+    }
+    exit_.close();
+    exited_ = true;
+    finish_if_done();
+  }
+
+  // Both pipes at their end and the command reaped: the call ends.
+  void finish_if_done() {
+    if (finished_ || !exited_ || open_pipes_ > 0) return;
+    finished_ = true;
+    if (kill_timer_) kill_timer_->cancel();
+    if (cancelled_) {
+      done_.cancelled("cancelled: the command was terminated");
+      return;
+    }
+    const int code = WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+    if (code != 0 && check_) {
+      std::string tail =
+          captured_[1].size() > 400 ? captured_[1].substr(captured_[1].size() - 400) : captured_[1];
+      while (!tail.empty() && tail.back() == '\n') tail.pop_back();
+      done_.fail("command exited " + std::to_string(code) + (tail.empty() ? "" : ": " + tail));
+      return;
+    }
+    done_.ok_with([&] {
+      return Value{{"exit_code", code}, {"stdout", captured_[0]}, {"stderr", captured_[1]}};
+    });
+  }
+
+  pid_t pid_;
+  std::array<asio::posix::stream_descriptor, 2> pipes_;
+  asio::posix::stream_descriptor in_, exit_;
+  asio::steady_timer timer_;
+  std::unique_ptr<asio::steady_timer> kill_timer_;
+  std::array<std::array<char, 65536>, 2> buffers_;
+  std::string captured_[2];
+  std::string stdin_;
+  int open_pipes_ = 2;
+  int status_ = 0;
+  bool exited_ = false, cancelled_ = false, finished_ = false;
+  bool check_;
+  pyoco::Completion done_;
+};
+
+struct Shell : pyoco::AsyncTask {
   static constexpr const char* name = "shell";
   static constexpr const char* summary = "Runs a command and captures exit code, stdout, stderr";
   static constexpr const char* usage =
@@ -91,7 +208,7 @@ struct Shell : pyoco::Task {
       {"stdout", "string", false, "what it printed"},
       {"stderr", "string", false, "what it printed on stderr"}};
 
-  Value run(Context& ctx, const Inputs& in) override {
+  void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
     std::vector<std::string> argv;
     if (Value cmd = in["command"]; !cmd.is_null()) {
       argv = {"/bin/sh", "-c", cmd.as<std::string>()};
@@ -143,75 +260,14 @@ struct Shell : pyoco::Task {
     input.close_read();
     if (rc != 0) throw pyoco::Error("cannot start '" + argv[0] + "': " + std::strerror(rc));
 
-    const std::string stdin_data = in.get<std::string>("stdin", "");
-    std::size_t written = 0;
-    fcntl(input.write_end(), F_SETFL, O_NONBLOCK);
+    std::string stdin_data = in.get<std::string>("stdin", "");
     if (stdin_data.empty()) input.close_write();
-
-    std::string captured[2];
-    pollfd fds[3] = {{out.read_end(), POLLIN, 0},
-                     {err.read_end(), POLLIN, 0},
-                     {stdin_data.empty() ? -1 : input.write_end(), POLLOUT, 0}};
-    // Cancelled: SIGTERM to the command's process group, SIGKILL if it is
-    // still there after the grace period (it may ignore SIGTERM).
-    bool cancelled = false;
-    bool killed = false;
-    std::chrono::steady_clock::time_point grace;
-    auto stop_if_cancelled = [&] {
-      if (!cancelled && ctx.is_cancelled()) {
-        cancelled = true;
-        kill(-pid, SIGTERM);
-        grace = std::chrono::steady_clock::now() + kTermGrace;
-      }
-      if (cancelled && !killed && std::chrono::steady_clock::now() > grace) {
-        killed = true;
-        kill(-pid, SIGKILL);
-      }
-    };
-    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-      stop_if_cancelled();
-      const int ready = poll(fds, 3, 50);
-      if (ready < 0 && errno != EINTR) break;
-      for (int i = 0; i < 2; ++i) {
-        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-        char buf[65536];
-        const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-        if (n > 0) {
-          captured[i].append(buf, static_cast<std::size_t>(n));
-        } else if (n == 0 || errno != EINTR) {
-          fds[i].fd = -1;
-        }
-      }
-      if (fds[2].fd >= 0 && fds[2].revents != 0) {
-        const ssize_t n = write_without_sigpipe(fds[2].fd, stdin_data.data() + written,
-                                                stdin_data.size() - written);
-        if (n > 0) written += static_cast<std::size_t>(n);
-        const bool retry = n < 0 && (errno == EAGAIN || errno == EINTR);
-        if ((n < 0 && !retry) || written == stdin_data.size()) {
-          input.close_write();
-          fds[2].fd = -1;
-        }
-      }
-    }
-
-    // The pipes are closed, but the command may live on without them: keep
-    // honouring cancellation until it is reaped.
-    int status = 0;
-    for (pid_t w = 0; (w = waitpid(pid, &status, WNOHANG)) <= 0;) {
-      if (w < 0 && errno != EINTR) break;
-      stop_if_cancelled();
-      poll(nullptr, 0, 5);
-    }
-    if (cancelled) throw pyoco::Error("cancelled: the command was terminated");
-    const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (exit_code != 0 && in.get<bool>("check", true)) {
-      std::string tail =
-          captured[1].size() > 400 ? captured[1].substr(captured[1].size() - 400) : captured[1];
-      while (!tail.empty() && tail.back() == '\n') tail.pop_back();
-      throw pyoco::Error("command exited " + std::to_string(exit_code) +
-                         (tail.empty() ? "" : ": " + tail));
-    }
-    return {{"exit_code", exit_code}, {"stdout", captured[0]}, {"stderr", captured[1]}};
+    const int in_fd = stdin_data.empty() ? -1 : input.release_write();
+    auto command =
+        std::make_shared<Command>(pid, out.release_read(), err.release_read(), in_fd,
+                                  std::move(stdin_data), in.get<bool>("check", true), done);
+    ctx.on_cancel([command] { command->cancel(); });
+    command->begin();
   }
 };
 
