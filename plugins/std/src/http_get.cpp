@@ -1,13 +1,18 @@
 // http_get: a plain HTTP/1.1 GET with Boost.Beast, bounded by a timeout.
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <regex>
 #include <sstream>
 
+#include "reactor.hpp"
 #include "tasks.hpp"
 
 namespace pyoco_std {
@@ -42,7 +47,122 @@ std::string format_seconds(double s) {
   return out.str();
 }
 
-struct HttpGet : pyoco::Task {
+// One request in flight on the reactor: resolve, connect, write, read,
+// each step bounded by the whole request's deadline; a cancel stops it.
+class Fetch : public std::enable_shared_from_this<Fetch> {
+ public:
+  Fetch(std::string url, Url u, double timeout, bool check, pyoco::Completion done)
+      : url_(std::move(url)),
+        u_(std::move(u)),
+        timeout_(timeout),
+        check_(check),
+        done_(std::move(done)),
+        deadline_(std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(timeout))) {
+    req_.set(http::field::host, u_.host);
+    req_.set(http::field::user_agent, "pyoco-std/" PYOCO_VERSION_STRING);
+  }
+
+  void begin() {
+    asio::post(reactor(), [self = shared_from_this()] {
+      // The resolver has no expiry of its own: a timer bounds the whole request.
+      self->timer_.expires_at(self->deadline_);
+      self->timer_.async_wait([self](beast::error_code ec) {
+        if (!ec) self->stop();
+      });
+      self->resolve();
+    });
+  }
+
+  void cancel() {
+    asio::post(reactor(), [self = shared_from_this()] {
+      self->cancelled_ = true;
+      self->stop();
+    });
+  }
+
+ private:
+  void stop() {
+    resolver_.cancel();
+    stream_.cancel();
+  }
+
+  std::string why(const beast::error_code& ec) const {
+    return ec == beast::error::timeout || ec == asio::error::operation_aborted
+               ? "no answer within " + format_seconds(timeout_) + " s (timeout_sec)"
+               : ec.message();
+  }
+
+  void resolve() {
+    resolver_.async_resolve(
+        u_.host, u_.port, [self = shared_from_this()](beast::error_code ec, auto endpoints) {
+          if (ec) return self->finish("cannot resolve " + self->u_.host + ": " + self->why(ec));
+          self->stream_.expires_at(self->deadline_);
+          self->stream_.async_connect(endpoints, [self](beast::error_code ec, const auto&) {
+            if (ec) {
+              return self->finish("cannot connect to " + self->u_.host + ":" + self->u_.port +
+                                  ": " + self->why(ec));
+            }
+            self->exchange();
+          });
+        });
+  }
+
+  void exchange() {
+    http::async_write(
+        stream_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          if (ec) return self->finish("GET " + self->url_ + ": " + self->why(ec));
+          http::async_read(self->stream_, self->buffer_, self->res_,
+                           [self](beast::error_code ec, std::size_t) {
+                             if (ec)
+                               return self->finish("GET " + self->url_ + ": " + self->why(ec));
+                             self->finish({});
+                           });
+        });
+  }
+
+  void finish(const std::string& failure) {
+    timer_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    if (cancelled_) {
+      done_.cancelled("cancelled while fetching " + url_);
+      return;
+    }
+    if (!failure.empty()) {
+      done_.fail(failure);
+      return;
+    }
+    const int status = static_cast<int>(res_.result_int());
+    if (status >= 400 && check_) {
+      done_.fail("GET " + url_ + " returned " + std::to_string(status) +
+                 (res_.reason().empty() ? "" : " " + std::string(res_.reason())));
+      return;
+    }
+    done_.ok_with([&] {
+      return Value{{"status", status},
+                   {"body", res_.body()},
+                   {"content_type", std::string(res_[http::field::content_type])}};
+    });
+  }
+
+  std::string url_;
+  Url u_;
+  double timeout_;
+  bool check_;
+  pyoco::Completion done_;
+  std::chrono::steady_clock::time_point deadline_;
+  asio::ip::tcp::resolver resolver_{reactor()};
+  beast::tcp_stream stream_{reactor()};
+  asio::steady_timer timer_{reactor()};
+  beast::flat_buffer buffer_;
+  http::request<http::empty_body> req_{http::verb::get, u_.target, 11};
+  http::response<http::string_body> res_;
+  bool cancelled_ = false;
+};
+
+struct HttpGet : pyoco::AsyncTask {
   static constexpr const char* name = "http_get";
   static constexpr const char* summary = "Fetches a URL over plain HTTP and returns the response";
   static constexpr const char* usage =
@@ -57,77 +177,17 @@ struct HttpGet : pyoco::Task {
       {"body", "string", false, "the response body"},
       {"content_type", "string", false, "the Content-Type header"}};
 
-  Value run(Context& ctx, const Inputs& in) override {
-    const std::string url = in.require<std::string>("url");
-    const Url u = parse_url(url);
+  // The request runs on the std plugin's reactor thread: no host worker
+  // waits for the network.
+  void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
+    std::string url = in.require<std::string>("url");
+    Url u = parse_url(url);
     const double timeout = in.get<double>("timeout_sec", 30.0);
     if (!(timeout > 0)) throw pyoco::Error("input 'timeout_sec' must be positive");
-    using clock = std::chrono::steady_clock;
-    const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(
-                                             std::chrono::duration<double>(timeout));
-
-    // Asynchronous steps on a private io_context, run in short slices: the
-    // stream's expiry only bounds asynchronous operations, and between
-    // slices the task sees cancellation.
-    asio::io_context io;
-    asio::ip::tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    beast::flat_buffer buffer;
-    http::request<http::empty_body> req{http::verb::get, u.target, 11};
-    req.set(http::field::host, u.host);
-    req.set(http::field::user_agent, "pyoco-std/" PYOCO_VERSION_STRING);
-    http::response<http::string_body> res;
-    std::string failure;  // from the step that failed
-    auto why = [&](const beast::error_code& ec) {
-      return ec == beast::error::timeout || ec == asio::error::operation_aborted
-                 ? "no answer within " + format_seconds(timeout) + " s (timeout_sec)"
-                 : ec.message();
-    };
-    resolver.async_resolve(u.host, u.port, [&](beast::error_code ec, auto endpoints) {
-      if (ec) {
-        failure = "cannot resolve " + u.host + ": " + why(ec);
-        return;
-      }
-      stream.expires_at(deadline);
-      stream.async_connect(endpoints, [&](beast::error_code ec, const auto&) {
-        if (ec) {
-          failure = "cannot connect to " + u.host + ":" + u.port + ": " + why(ec);
-          return;
-        }
-        http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
-          if (ec) {
-            failure = "GET " + url + ": " + why(ec);
-            return;
-          }
-          http::async_read(stream, buffer, res, [&](beast::error_code ec, std::size_t) {
-            if (ec) failure = "GET " + url + ": " + why(ec);
-          });
-        });
-      });
-    });
-    bool cancelled = false, expired = false;
-    while (!io.stopped()) {
-      io.run_for(std::chrono::milliseconds(20));
-      if (!cancelled && ctx.is_cancelled()) cancelled = true;
-      if (!expired && clock::now() >= deadline) expired = true;  // the resolver has no expiry
-      if (cancelled || expired) {
-        resolver.cancel();
-        stream.cancel();
-      }
-    }
-    if (cancelled) throw pyoco::Error("cancelled while fetching " + url);
-    if (!failure.empty()) throw pyoco::Error(failure);
-    beast::error_code ec;
-    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-
-    const int status = static_cast<int>(res.result_int());
-    if (status >= 400 && in.get<bool>("check", true)) {
-      throw pyoco::Error("GET " + url + " returned " + std::to_string(status) +
-                         (res.reason().empty() ? "" : " " + std::string(res.reason())));
-    }
-    return {{"status", status},
-            {"body", res.body()},
-            {"content_type", std::string(res[http::field::content_type])}};
+    auto fetch = std::make_shared<Fetch>(std::move(url), std::move(u), std::min(timeout, 1e9),
+                                         in.get<bool>("check", true), done);
+    ctx.on_cancel([fetch] { fetch->cancel(); });
+    fetch->begin();
   }
 };
 
