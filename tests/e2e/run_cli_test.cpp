@@ -259,6 +259,20 @@ BOOST_AUTO_TEST_CASE(ctrl_c_cancels_while_every_worker_is_held) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(run_id_names_the_run_once) {
+  const ProcessResult first = pyoco({"run", hello().string(), "--non-cute", "--run-id", "demo-1"});
+  BOOST_TEST(first.exit_code == 0, first.err);
+  BOOST_TEST(has(first.out, "INFO pyoco start flow=hello_pyoco run_id=demo-1\n"), first.out);
+  const ProcessResult again = pyoco({"run", hello().string(), "--non-cute", "--run-id", "demo-1"});
+  BOOST_TEST(again.exit_code == 2);
+  BOOST_TEST(has(again.err, "--run-id demo-1: the history already has a run with this id"),
+             again.err);
+  BOOST_TEST(!has(again.out, "start node="), again.out);  // nothing ran
+  const ProcessResult bad = pyoco({"run", hello().string(), "--run-id", "../x"});
+  BOOST_TEST(bad.exit_code == 2);
+  BOOST_TEST(has(bad.err, "run id '../x' is not allowed"), bad.err);
+}
+
 BOOST_AUTO_TEST_CASE(check_reports_every_problem_with_its_line) {
   const ProcessResult r = pyoco({"check", flow("unchecked.yaml").string()});
   BOOST_TEST(r.exit_code == 1);

@@ -587,6 +587,42 @@ tasks:
   BOOST_TEST(events->count(trace::EventKind::RunCancelling) == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(the_caller_names_the_run_and_gives_its_environment) {
+  RunOptions o;
+  o.run_id = "nightly-2026.11.29";
+  o.env = {{"GREETING", "hello"}};
+  o.listener = events;
+  o.artifact_dir = artifacts.path();
+  o.local_tasks = {{"t/emit", echo_value}};
+  Run r = engine.start(compile(R"(
+flow: {graph: "a >> b"}
+tasks:
+  a: {use: "t/emit", inputs: {value: "$env.GREETING"}}
+  b: {use: "t/emit", inputs: {value: "$env.HOME"}}
+)"),
+                       std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST(r.id() == "nightly-2026.11.29");
+  BOOST_TEST(core::to_json_text(r.output("a")) == R"("hello")");
+  // Only what the caller passed: the process's own HOME is not visible.
+  BOOST_TEST((record(r.tasks(), "b").state == TaskState::Failed));
+  BOOST_TEST(record(r.tasks(), "b").error.find("environment variable HOME is not set") !=
+             std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_run_id_that_is_not_safe_everywhere_is_refused) {
+  const std::vector<std::string> bad_ids = {"with space", "a/b", std::string(1, '\0'),
+                                            std::string(129, 'x'), "nul\n"};
+  for (const std::string& bad : bad_ids) {
+    RunOptions o;
+    o.run_id = bad;
+    o.local_tasks = {{"t/emit", echo_value}};
+    BOOST_CHECK_THROW(
+        engine.start(compile("flow: {graph: a}\ntasks:\n  a: {use: \"t/emit\"}\n"), std::move(o)),
+        std::invalid_argument);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(artifacts_are_recorded_with_size_and_sha256) {
   Run r = run(R"(
 flow: {graph: save}

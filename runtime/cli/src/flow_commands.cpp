@@ -197,6 +197,7 @@ struct RunOptionsCli {
   std::string trace_format;
   std::string trace_file;
   std::string artifact_dir;
+  std::string run_id;
   bool dry_run = false;
 };
 
@@ -254,6 +255,8 @@ int run_flow(const RunOptionsCli& o) {
   RunOptions ro;
   ro.params = params;
   ro.listener = fanout;
+  ro.run_id = o.run_id;
+  ro.env = process_environment();  // what $env.NAME reads
   const char* env_dir = std::getenv("PYOCO_ARTIFACT_DIR");
   // Absolute, so the paths in task records and the history mean the same
   // thing from any directory.
@@ -261,6 +264,17 @@ int run_flow(const RunOptionsCli& o) {
                                  : env_dir != nullptr    ? fs::path(env_dir)
                                                          : fs::path(".pyoco/artifacts"))
                         .lexically_normal();
+
+  if (!o.run_id.empty()) {
+    try {
+      if (open_run_history()->run(o.run_id)) {
+        throw UsageError("--run-id " + o.run_id +
+                         ": the history already has a run with this id; choose another");
+      }
+    } catch (const store::StoreError&) {
+      // no usable history: nothing to collide with
+    }
+  }
 
   // Tasks' children, and the orphans they leave, stay ours to stop.
   become_subreaper();
@@ -414,6 +428,8 @@ int guarded(const char* command, F&& body) {
     std::cerr << "pyoco " << command << ": " << e.what() << '\n';
   } catch (const UsageError& e) {
     std::cerr << "pyoco " << command << ": " << e.what() << '\n';
+  } catch (const std::invalid_argument& e) {  // e.g. a run id the engine does not allow
+    std::cerr << "pyoco " << command << ": " << e.what() << '\n';
   }
   return kExitUsage;
 }
@@ -449,6 +465,10 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
       ->add_option("--artifact-dir", run->artifact_dir,
                    "Where artifacts go (default: PYOCO_ARTIFACT_DIR, else .pyoco/artifacts)")
       ->type_name("DIR");
+  run_cmd
+      ->add_option("--run-id", run->run_id,
+                   "Name the run (1-128 of A-Z a-z 0-9 . _ -; default: a new UUID)")
+      ->type_name("ID");
   run_cmd->add_flag("--dry-run", run->dry_run, "Check the flow and print its plan; run nothing");
   run_cmd->footer(
       "\nExit codes: 0 COMPLETED, 1 FAILED, 2 usage or flow error, 130 cancelled.\n"

@@ -6,6 +6,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -13,10 +15,13 @@
 #include <limits>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
 #include "run_state.hpp"
+
+extern char** environ;
 
 namespace pyoco {
 
@@ -111,7 +116,28 @@ std::string guess_media_type(std::string_view name) {
   return "application/octet-stream";
 }
 
+void check_run_id(const std::string& id) {
+  const bool ok =
+      !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+      });
+  if (!ok) {
+    throw std::invalid_argument("run id '" + id +
+                                "' is not allowed: use 1-128 characters of A-Z a-z 0-9 . _ -");
+  }
+}
+
 }  // namespace
+
+std::map<std::string, std::string, std::less<>> process_environment() {
+  std::map<std::string, std::string, std::less<>> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const auto eq = entry.find('=');
+    if (eq != std::string_view::npos) env.emplace(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  return env;
+}
 
 std::string new_run_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -375,11 +401,7 @@ struct Engine::Impl {
         catalog(plugins::Catalog::discover(
             !o.plugin_search_path.empty()
                 ? o.plugin_search_path
-                : plugins::plugin_search_path({},
-                                              std::getenv("PYOCO_PLUGIN_PATH") != nullptr
-                                                  ? std::getenv("PYOCO_PLUGIN_PATH")
-                                                  : "",
-                                              plugins::install_plugin_dir()))) {}
+                : plugins::plugin_search_path({}, "", plugins::install_plugin_dir()))) {}
   std::shared_ptr<Executors> executors;
   plugins::Catalog catalog;
   std::mutex runs_mutex;
@@ -426,8 +448,10 @@ Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions opt
   bound->tasks.reserve(bound->flow->graph.nodes.size());
   bind_graph(bound->flow->graph, *bound, impl_->catalog, options.local_tasks, by_use);
   if (options.params.is_null()) options.params = core::from_json(boost::json::object());
+  std::string id = options.run_id.empty() ? new_run_id() : options.run_id;
+  check_run_id(id);
   auto state = std::make_shared<RunState>(*impl_->executors, std::move(bound), std::move(options),
-                                          new_run_id());
+                                          std::move(id));
   impl_->track(state);
   state->start();
   return Run(std::move(state));

@@ -80,13 +80,13 @@ Value resolve(RunState& run, const Frame& f, std::string_view ref, std::string& 
   }
   if (ref.rfind("$env.", 0) == 0) {
     const std::string name(ref.substr(5));
-    const char* e = std::getenv(name.c_str());
+    const std::string* e = run.env(name);
     if (e == nullptr) {
       error = "environment variable " + name + " is not set";
       return Value();
     }
     core::ValueBuilder b;
-    const core::ValueNode* n = b.arena().make_string(e);
+    const core::ValueNode* n = b.arena().make_string(*e);
     b.arena().seal();
     return b.wrap(n);
   }

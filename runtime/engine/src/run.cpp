@@ -87,10 +87,10 @@ struct FrameScope : core::Expression::Scope {
         v = run.scratch_get(path[0]);
         break;
       case core::PathRoot::Env: {
-        const char* e = std::getenv(path[0].c_str());
+        const std::string* e = run.env(path[0]);
         if (e == nullptr) return Value();
         core::ValueBuilder b;
-        v = b.wrap(b.arena().make_string(e));
+        v = b.wrap(b.arena().make_string(*e));
         break;
       }
       case core::PathRoot::Results: {

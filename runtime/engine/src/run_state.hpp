@@ -139,6 +139,11 @@ class RunState : public std::enable_shared_from_this<RunState> {
   core::Value loop_var(const Frame& f, std::string_view name) const;
   core::Value results_alias(std::string_view name) const;
   const core::Value& current_params() const { return params_; }
+  // What `$env.NAME` reads (RunOptions::env); null when unset.
+  const std::string* env(std::string_view name) const {
+    auto it = options_.env.find(name);
+    return it == options_.env.end() ? nullptr : &it->second;
+  }
 
  private:
   friend struct FrameScope;

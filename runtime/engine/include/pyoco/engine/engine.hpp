@@ -40,12 +40,23 @@ struct TaskRecord {
   std::vector<ArtifactRecord> artifacts;
 };
 
+// What a run needs besides its flow. The engine reads no environment
+// variables: whatever a run may see of the process comes in here.
 struct RunOptions {
   core::Value params;                              // merged over the flow's defaults
   std::shared_ptr<trace::EventListener> listener;  // null: no events
   std::filesystem::path artifact_dir = ".pyoco/artifacts";
   std::map<std::string, TaskFn> local_tasks;  // in-process tasks by `use`
+  // The run's id; empty: a new random UUID. 1-128 characters of
+  // [A-Za-z0-9._-], so it is safe in paths, URLs and NATS subjects.
+  std::string run_id;
+  // What `$env.NAME` reads; empty: nothing. process_environment() gives
+  // this process's, as `pyoco run` passes it.
+  std::map<std::string, std::string, std::less<>> env;
 };
+
+// This process's environment variables, for RunOptions::env.
+std::map<std::string, std::string, std::less<>> process_environment();
 
 class RunState;
 
@@ -76,7 +87,8 @@ class Run {
 
 struct EngineOptions {
   unsigned jobs = 0;  // 0: hardware threads
-  // Where plugin tasks are looked up; empty: PYOCO_PLUGIN_PATH, then the install's.
+  // Where plugin tasks are looked up; empty: the install's plugin directory
+  // only (`pyoco run` adds --plugin-path and PYOCO_PLUGIN_PATH in front).
   std::vector<std::filesystem::path> plugin_search_path;
 };
 
@@ -92,7 +104,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Binds every task (loading the plugins it needs) and starts the run.
-  // Throws core::FlowError or plugins::LoadError when the flow cannot run.
+  // Throws core::FlowError or plugins::LoadError when the flow cannot run,
+  // std::invalid_argument for a run id that is not allowed.
   Run start(const Flow& flow, core::Value params = {}, RunOptions options = {});
   Run start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options);
 
