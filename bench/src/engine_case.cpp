@@ -195,7 +195,7 @@ json::object run_engine_case(const CaseOptions& o) {
       auto store = store::open_sqlite_store(db);
       store::HistoryWriter history(store);
       auto once = [&] {
-        auto recorder = history.recorder({.flow_file = "", .params = "{}"});
+        auto recorder = history.recorder();
         return timed_run(engine, flow, recorder, 0, [&] { history.flush(); });
       };
       once();  // warm

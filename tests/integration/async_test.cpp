@@ -158,6 +158,11 @@ tasks:
   BOOST_TEST(record(r, "give_up").attempts == 1u);
   BOOST_TEST(record(r, "give_up").error == "nothing to do today");
   BOOST_TEST((record(r, "after").state == TaskState::Cancelled));
+  std::size_t ended = 0;  // ended once: not again by the stop it caused
+  for (const auto& e : events->entries()) {
+    ended += e.kind == trace::EventKind::NodeCancelled && e.node == "give_up" ? 1 : 0;
+  }
+  BOOST_TEST(ended == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(a_permanent_failure_is_not_retried) {

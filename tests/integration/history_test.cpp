@@ -92,7 +92,7 @@ struct HistoryFixture {
     o.local_tasks = std::move(fns);
     o.params = json("{}");
     o.artifact_dir = dir.path() / "artifacts";
-    o.listener = history.recorder({"flows/test.yaml", "{}"});
+    o.listener = history.recorder();
     return engine.start(compile(yaml), std::move(o));
   }
 
@@ -156,7 +156,8 @@ tasks:
   BOOST_TEST(core::to_string(r.status()) == "COMPLETED");
   expect_agreement(r);
   const auto run_record = *store->run(r.id());
-  BOOST_TEST(run_record.flow_file.ends_with("/flows/test.yaml"));
+  BOOST_TEST(run_record.flow_file.ends_with("/test.yaml"));  // from RunStart, made absolute
+  BOOST_TEST(run_record.params == "{}");
   BOOST_TEST(run_record.pid == this_process().pid);
   const auto flaky = store->tasks(r.id())[1];
   BOOST_TEST(flaky.attempts == 3u);
@@ -223,7 +224,7 @@ BOOST_AUTO_TEST_CASE(ten_thousand_tasks_are_written_in_a_few_batches) {
   for (int i = 1; i < 10000; ++i) items += "," + std::to_string(i);
   items += "]";
   o.params = core::from_json(boost::json::parse(R"({"items":)" + items + "}"));
-  o.listener = history.recorder({"", "{}"});
+  o.listener = history.recorder();
   Run r = engine.start(compile(R"(
 flow:
   graph: "foreach(over={{items}}, item=it, parallel=8) { nop }"

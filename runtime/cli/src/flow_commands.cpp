@@ -5,6 +5,7 @@
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/plugins/loader.hpp>
 #include <pyoco/store/history.hpp>
+#include <pyoco/trace/event_queue.hpp>
 #include <pyoco/trace/sinks.hpp>
 
 #include <unistd.h>
@@ -241,20 +242,22 @@ int run_flow(const RunOptionsCli& o) {
     return kExitOk;
   }
 
-  auto fanout = std::make_shared<trace::EventFanout>();
-  fanout->add(trace::make_trace_sink(
+  // The engine's control thread only queues events; the console, a trace
+  // file and the history hear them from the queue's thread.
+  auto events = std::make_shared<trace::EventQueue>();
+  events->add(trace::make_trace_sink(
       console_format(o), std::shared_ptr<std::ostream>(&std::cout, [](std::ostream*) {})));
   if (!o.trace_file.empty()) {
     auto file = std::make_shared<std::ofstream>(o.trace_file, std::ios::app);
     if (!*file) throw UsageError("--trace-file " + o.trace_file + ": cannot open for writing");
     const auto format =
         o.trace_format == "json" ? trace::TraceFormat::Json : trace::TraceFormat::Plain;
-    fanout->add(trace::make_trace_sink(format, file));
+    events->add(trace::make_trace_sink(format, file));
   }
 
   RunOptions ro;
   ro.params = params;
-  ro.listener = fanout;
+  ro.listener = events;
   ro.run_id = o.run_id;
   ro.env = process_environment();  // what $env.NAME reads
   const char* env_dir = std::getenv("PYOCO_ARTIFACT_DIR");
@@ -285,7 +288,7 @@ int run_flow(const RunOptionsCli& o) {
   try {
     auto options = store::HistoryOptions::from_env();
     history = std::make_unique<store::HistoryWriter>(open_run_history(), options);
-    fanout->add(history->recorder({o.flow.file, core::to_json_text(merged_params(*flow, params))}));
+    events->add(history->recorder());
   } catch (const store::StoreError& e) {
     std::cerr << "pyoco run: warning: this run is not recorded in the history: " << e.what()
               << '\n';
@@ -319,6 +322,7 @@ int run_flow(const RunOptionsCli& o) {
             },
     });
     run.wait();
+    events->flush();  // the trace's last line before anything else is printed
     // A task that was abandoned (cancel, deadline) may have left a process
     // behind: it goes with the run, not with the shell that started pyoco.
     if (run.status() != core::RunStatus::Completed) stop_descendants(std::chrono::seconds(1));

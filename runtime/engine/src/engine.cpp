@@ -195,7 +195,7 @@ bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
 
 // Timers live on the run's strand: a plugin thread only posts there.
 bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
-  asio::post(run->strand(), [self = shared_from_this(), delay_ns, fn, user] {
+  const bool posted = run->on_strand([self = shared_from_this(), delay_ns, fn, user] {
     {
       std::lock_guard<std::mutex> lock(self->mutex_);
       if (self->phase_ != Phase::Live) {
@@ -216,6 +216,7 @@ bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* us
     });
     self->timers_.push_back(std::move(timer));
   });
+  if (!posted) fn(user, PYOCO_ERR_CANCELLED);  // the engine is gone: the call is over
   return true;
 }
 
@@ -253,7 +254,7 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
     e.status = status();
     e.level = static_cast<trace::LogLevel>(static_cast<int>(level));
     e.message = text;
-    listener_->on_event(e);
+    publish(e);
   };
   if (strand_.running_in_this_thread()) {
     emit_now(message);
@@ -337,7 +338,7 @@ void RunState::emit_heartbeat(const plugins::CallInfo& call, double progress,
     e.status = status();
     e.progress = progress;
     e.message = text;
-    listener_->on_event(e);
+    publish(e);
   });
 }
 

@@ -113,6 +113,7 @@ struct FrameScope : core::Expression::Scope {
 RunState::RunState(Executors& executors, std::shared_ptr<BoundFlow> flow, RunOptions options,
                    std::string id)
     : executors_(executors),
+      executors_alive_(executors.weak_from_this()),
       strand_(asio::make_strand(executors.control())),
       flow_(std::move(flow)),
       options_(std::move(options)),
@@ -151,7 +152,7 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
       // The record's own times and figures, so listeners agree with tasks().
       const TaskRecord& r = records_[n->record];
       e.task = r.task;
-      e.seq = static_cast<std::uint32_t>(n->record);
+      e.record = static_cast<std::uint32_t>(n->record);
       if (kind == EventKind::NodeStart) {
         e.time = r.started;
         // A task's first attempt is about to be launched: it is attempt 1.
@@ -167,7 +168,7 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
     }
   }
   if (g != nullptr && g->task != nullptr) e.max_attempts = g->task->retries + 1;
-  listener_->on_event(e);
+  publish(e);
 }
 
 void RunState::emit_planned(std::span<const trace::PlannedNode> planned) {
@@ -178,13 +179,29 @@ void RunState::emit_planned(std::span<const trace::PlannedNode> planned) {
   e.flow = flow_name();
   e.status = status();
   e.planned = planned;
-  listener_->on_event(e);
+  publish(e);
+}
+
+// RunStart says what the run was started with: listeners (the history, a
+// cluster's event stream) need nothing else to record it.
+void RunState::start_event() {
+  if (listener_ == nullptr) return;
+  const std::string params = core::to_json_text(params_);
+  trace::RunEvent e{};
+  e.kind = EventKind::RunStart;
+  e.time = std::chrono::system_clock::now();
+  e.run_id = id_;
+  e.flow = flow_name();
+  e.status = status();
+  e.flow_file = flow_->flow->spec->file;
+  e.params = params;
+  publish(e);
 }
 
 void RunState::start() {
   on_strand([this] {
     status_.store(core::RunStatus::Running, std::memory_order_release);
-    emit(EventKind::RunStart);
+    start_event();
     top_ = std::make_unique<Frame>();
     top_->graph = &flow_->flow->graph;
     start_frame(*top_);
@@ -313,7 +330,7 @@ void RunState::launch(Frame& f, std::uint32_t i) {
                // A `run` task completes before begin() returns; an async one returns
                // at once and completes later, from any thread.
                a->instance->begin(a->ctx, inputs, [self, fp, i, a](plugins::TaskCallResult result) {
-                 asio::post(self->strand_, [self, fp, i, a, result = std::move(result)]() mutable {
+                 self->on_strand([self, fp, i, a, result = std::move(result)]() mutable {
                    self->on_result(fp, i, a, result);
                  });
                });
@@ -336,9 +353,11 @@ void RunState::on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attemp
     // on it does not run, and the run ends CANCELLED unless something failed.
     task_cancelled_ = true;
     n.instance.reset();
-    const bool isolate = f->graph->nodes[i].task->fail_policy == core::FailPolicy::Isolate;
-    if (!isolate && !stopping_) stop(false);
+    const bool stop_run =
+        f->graph->nodes[i].task->fail_policy != core::FailPolicy::Isolate && !stopping_;
+    if (stop_run) stopping_ = true;  // what it releases is cancelled, not skipped
     end_without_running(*f, i, TaskState::Cancelled, result.error);
+    if (stop_run) stop(false);  // the rest, once this node has ended (once)
   } else {
     attempt_failed(*f, i, result.error, result.permanent);
   }

@@ -145,17 +145,30 @@ class RunState : public std::enable_shared_from_this<RunState> {
     return it == options_.env.end() ? nullptr : &it->second;
   }
 
+ public:
+  // Any thread: runs `f` on the run's strand. Dropped once the engine is
+  // gone (a plugin thread may complete a call, log or set a timer after
+  // ~Engine; the run is over by then).
+  template <class F>
+  bool on_strand(F&& f) {
+    auto alive = executors_alive_.lock();
+    if (!alive) return false;
+    asio::post(strand_, [self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); });
+    return true;
+  }
+
  private:
   friend struct FrameScope;
-
-  template <class F>
-  void on_strand(F&& f) {
-    asio::post(strand_, [self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); });
-  }
 
   void emit(trace::EventKind kind, const NodeExec* n = nullptr, std::string_view message = {},
             const core::GraphNode* g = nullptr);
   void emit_planned(std::span<const trace::PlannedNode> planned);
+  void start_event();
+  // Strand: numbers the event in the run's one order and hands it on.
+  void publish(trace::RunEvent& e) {
+    e.seq = ++event_seq_;
+    listener_->on_event(e);
+  }
 
   // The scheduler.
   void start_frame(Frame& f);
@@ -188,11 +201,13 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void finish();
 
   Executors& executors_;  // outlives every run that is not over (~Engine ends them)
+  std::weak_ptr<Executors> executors_alive_;
   asio::strand<Executors::Executor> strand_;
   std::shared_ptr<BoundFlow> flow_;
   RunOptions options_;
   std::string id_;
   trace::EventListener* listener_ = nullptr;
+  std::uint64_t event_seq_ = 0;  // strand
 
   std::atomic<core::RunStatus> status_{core::RunStatus::Pending};
   core::Value params_;

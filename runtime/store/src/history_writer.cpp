@@ -21,7 +21,6 @@ namespace {
 // One run's folded state, owned by the writer; events point at it.
 struct RunSlot {
   std::string id;  // set, under the writer's mutex, when RunStart is queued
-  RunMeta meta;
   ProcessIdentity process;
   RunRecord run;
   bool run_dirty = false;
@@ -39,34 +38,11 @@ struct RunSlot {
   bool recorder_alive = true;
 };
 
-// An event with its own copies of what it says.
-struct QueuedEvent {
+// An event as the writer keeps it until it is folded.
+struct QueuedEvent : trace::Event {
   RunSlot* slot = nullptr;
-  EventKind kind{};
-  Clock::time_point time;
-  std::string run_id;  // RunStart only
-  std::string flow;    // RunStart only
-  std::string node;
-  std::string task;  // first events of a node only
-  std::string message;
-  std::string output;
-  std::vector<core::ArtifactRecord> artifacts;
-  struct Planned {
-    std::string node, task;
-    std::uint32_t seq;
-  };
-  std::vector<Planned> planned;  // NodesPlanned
-  std::uint32_t attempt = 0;
-  std::uint32_t seq = 0;
-  double duration_ms = 0;
-  trace::LogLevel level = trace::LogLevel::Info;
-  core::RunStatus status = core::RunStatus::Pending;
   bool abandon = false;  // synthetic: the process leaves without waiting
 };
-
-bool first_event_of_node(EventKind k) {
-  return k == EventKind::NodeStart || k == EventKind::NodeSkipped || k == EventKind::NodeCancelled;
-}
 
 std::size_t env_size(const char* name, std::size_t fallback) {
   const char* v = std::getenv(name);
@@ -140,27 +116,8 @@ class RunRecorder final : public trace::EventListener {
 
   void on_event(const trace::RunEvent& e) override {
     QueuedEvent q;
+    static_cast<trace::Event&>(q) = trace::Event::from(e);
     q.slot = slot_;
-    q.kind = e.kind;
-    q.time = e.time;
-    if (e.kind == EventKind::RunStart) {
-      q.run_id = e.run_id;
-      q.flow = e.flow;
-    }
-    q.node = e.node;
-    if (first_event_of_node(e.kind)) q.task = e.task;
-    q.message = e.message;
-    q.output = e.output;
-    q.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
-    q.planned.reserve(e.planned.size());
-    for (const trace::PlannedNode& p : e.planned) {
-      q.planned.push_back({std::string(p.node), std::string(p.task), p.seq});
-    }
-    q.attempt = e.attempt;
-    q.seq = e.seq;
-    q.duration_ms = e.duration_ms;
-    q.level = e.level;
-    q.status = e.status;
     writer_.enqueue(std::move(q));
   }
 
@@ -186,14 +143,8 @@ HistoryWriter::~HistoryWriter() {
   impl_->thread.join();
 }
 
-std::shared_ptr<trace::EventListener> HistoryWriter::recorder(RunMeta meta) {
+std::shared_ptr<trace::EventListener> HistoryWriter::recorder() {
   auto slot = std::make_unique<RunSlot>();
-  if (!meta.flow_file.empty()) {
-    std::error_code ec;
-    const auto abs = std::filesystem::absolute(meta.flow_file, ec);
-    if (!ec) meta.flow_file = abs.lexically_normal().string();
-  }
-  slot->meta = std::move(meta);
   slot->process = this_process();
   RunSlot* raw = slot.get();
   {
@@ -310,8 +261,13 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
     case EventKind::RunStart:
       run.id = e.run_id;
       run.flow = e.flow;
-      run.flow_file = s.meta.flow_file;
-      run.params = s.meta.params.empty() ? "{}" : s.meta.params;
+      run.flow_file = e.flow_file;
+      if (!run.flow_file.empty()) {  // stored absolute: it means the same from any directory
+        std::error_code ec;
+        const auto abs = std::filesystem::absolute(run.flow_file, ec);
+        if (!ec) run.flow_file = abs.lexically_normal().string();
+      }
+      run.params = e.params.empty() ? "{}" : e.params;
       run.status = core::RunStatus::Running;
       run.started = e.time;
       run.host = s.process.host;
@@ -322,14 +278,14 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       s.run_dirty = true;
       return;
     case EventKind::NodeStart: {
-      TaskRecord& t = task(s, e.node, e.task, e.seq);
+      TaskRecord& t = task(s, e.node, e.task, e.record);
       t.state = core::TaskState::Running;
       t.started = e.time;
       t.attempts = e.attempt;
       return;
     }
     case EventKind::NodeRetry: {
-      TaskRecord& t = task(s, e.node, e.task, e.seq);
+      TaskRecord& t = task(s, e.node, e.task, e.record);
       t.attempts = e.attempt;  // the attempt about to run
       return;
     }
@@ -337,7 +293,7 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
     case EventKind::NodeError:
     case EventKind::NodeSkipped:
     case EventKind::NodeCancelled: {
-      TaskRecord& t = task(s, e.node, e.task, e.seq);
+      TaskRecord& t = task(s, e.node, e.task, e.record);
       t.state = e.kind == EventKind::NodeDone      ? core::TaskState::Succeeded
                 : e.kind == EventKind::NodeError   ? core::TaskState::Failed
                 : e.kind == EventKind::NodeSkipped ? core::TaskState::Skipped
@@ -372,7 +328,7 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       return;
     }
     case EventKind::NodesPlanned:
-      for (const auto& p : e.planned) task(s, p.node, p.task, p.seq);  // PENDING
+      for (const auto& p : e.planned) task(s, p.node, p.task, p.record);  // PENDING
       return;
     case EventKind::Heartbeat:
       return;

@@ -103,36 +103,6 @@ std::string plain(const RunEvent& e) {
   return {};
 }
 
-const char* kind_name(EventKind k) {
-  switch (k) {
-    case EventKind::RunStart:
-      return "run_start";
-    case EventKind::NodeStart:
-      return "node_start";
-    case EventKind::NodeDone:
-      return "node_done";
-    case EventKind::NodeError:
-      return "node_error";
-    case EventKind::NodeRetry:
-      return "node_retry";
-    case EventKind::NodeSkipped:
-      return "node_skipped";
-    case EventKind::NodeCancelled:
-      return "node_cancelled";
-    case EventKind::Log:
-      return "log";
-    case EventKind::NodesPlanned:
-      return "nodes_planned";
-    case EventKind::RunCancelling:
-      return "run_cancelling";
-    case EventKind::RunEnd:
-      return "run_end";
-    case EventKind::Heartbeat:
-      return "heartbeat";
-  }
-  return "?";
-}
-
 // Milliseconds as a plain JSON decimal rounded to the microsecond (0.089,
 // 12.5, 3), never in exponent form as boost::json writes small doubles.
 std::string json_ms(double v) {
@@ -152,7 +122,7 @@ std::string json_line(const RunEvent& e) {
   std::vector<std::pair<std::string, std::string>> ms_fields;
   boost::json::object o;
   o["ts"] = utc_timestamp(e.time);
-  o["event"] = kind_name(e.kind);
+  o["event"] = to_string(e.kind);
   o["run_id"] = e.run_id;
   o["flow"] = e.flow;
   if (!e.node.empty()) o["node"] = e.node;
@@ -174,7 +144,7 @@ std::string json_line(const RunEvent& e) {
       break;
     case EventKind::Heartbeat:
       o["attempt"] = e.attempt;
-      if (e.progress >= 0) o["progress"] = e.progress;
+      if (e.progress >= 0) ms_fields.emplace_back("progress", json_ms(e.progress));
       break;
     case EventKind::RunEnd:
       o["status"] = to_string(e.status);

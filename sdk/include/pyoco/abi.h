@@ -29,8 +29,8 @@
  * plugin that uses one checks first that the host has it:
  * PYOCO_HAS_FIELD(host, pyoco_host_api, call_complete) for the 1.1 table.
  *
- * Threads (1.1). The host calls a task's create, run, start and destroy on
- * one of its worker threads; calls of different instances (and of a
+ * Threads (1.1). The host calls a task's create, run and start on one of
+ * its worker threads, and destroy on any of its threads; calls of different instances (and of a
  * stateless task, which has one shared instance) may run at the same time,
  * calls of one instance never overlap. A task may start threads of its own.
  * From any thread, including the plugin's own:
@@ -139,7 +139,8 @@ typedef struct pyoco_io_spec {
   const char* description; /* may be NULL */
 } pyoco_io_spec;
 
-/* Creates the per-node state of a task, once per node per run, before its
+/* Creates the per-node state of a task, once per node per run (each loop
+   iteration is a node of its own; a retry after a timeout gets a new one), before its
    first call. On failure, set an error with context_set_error and return
    non-OK. `instance_out` receives plugin-owned state later passed to run
    and destroy. */

@@ -529,16 +529,22 @@ class Context {
   // call ends first.
   void on_cancel(std::function<void()> fn) const {
     detail::require_1_1("Context::on_cancel");
-    auto* f = new std::function<void()>(std::move(fn));
+    struct Pending {
+      pyoco_context* ctx;
+      std::function<void()> fn;
+    };
+    auto* p = new Pending{ctx_, std::move(fn)};
     const pyoco_status s = detail::host().context_on_cancel(
         ctx_,
         [](void* user, pyoco_status status) {
-          std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(user));
-          if (status == PYOCO_ERR_CANCELLED) detail::call_quietly(*f);
+          std::unique_ptr<Pending> p(static_cast<Pending*>(user));
+          if (status != PYOCO_ERR_CANCELLED) return;  // the call ended first
+          detail::ContextScope scope(p->ctx);         // Values built here go to the call
+          detail::call_quietly(p->fn);
         },
-        f);
+        p);
     if (s != PYOCO_OK) {
-      delete f;
+      delete p;
       throw Error("the host refused an on_cancel callback");
     }
   }
@@ -554,17 +560,21 @@ class Context {
     const std::uint64_t delay_ns = !(ns > 0)      ? 0
                                    : ns >= 9.2e18 ? std::uint64_t{9200000000000000000u}
                                                   : static_cast<std::uint64_t>(ns);
-    auto* f = new std::function<void(bool)>(std::move(fn));
+    struct Pending {
+      pyoco_context* ctx;
+      std::function<void(bool)> fn;
+    };
+    auto* p = new Pending{ctx_, std::move(fn)};
     const pyoco_status s = detail::host().host_timer(
         ctx_, delay_ns,
         [](void* user, pyoco_status status) {
-          std::unique_ptr<std::function<void(bool)>> f(
-              static_cast<std::function<void(bool)>*>(user));
-          detail::call_quietly(*f, status == PYOCO_OK);
+          std::unique_ptr<Pending> p(static_cast<Pending*>(user));
+          detail::ContextScope scope(p->ctx);  // Values built here go to the call
+          detail::call_quietly(p->fn, status == PYOCO_OK);
         },
-        f);
+        p);
     if (s != PYOCO_OK) {
-      delete f;
+      delete p;
       throw Error("the host refused a timer");
     }
   }
@@ -692,8 +702,9 @@ struct TaskInfo {
 };
 
 // The first choice for a task: a subclass with its metadata as static
-// members. One instance is made per flow node per run, so members may hold
-// state across retries and loop iterations of that node.
+// members. One instance is made per flow node per run (each loop iteration
+// is a node of its own), so members may hold state across the retries of
+// that node, not across iterations: keep such state in the run's scratch.
 class Task {
  public:
   virtual ~Task() = default;

@@ -191,7 +191,10 @@ class TestHost {
       result.error_ = "no task '" + task + "' was registered";
       return result;
     }
-    detail::Context ctx;
+    // Kept for the host's life: an async call abandoned at its deadline may
+    // still use its context from a thread of the plugin's.
+    contexts_.push_back(std::make_unique<detail::Context>());
+    detail::Context& ctx = *contexts_.back();
     ctx.host = this;
     ctx.task = task;
     ctx.node = task;
@@ -668,6 +671,7 @@ class TestHost {
   mutable std::mutex mutex_;  // what plugin threads may touch: logs, calls, scratch
   std::condition_variable wake_;
   std::deque<detail::Call> calls_;
+  std::deque<std::unique_ptr<detail::Context>> contexts_;
   std::vector<Heartbeat> heartbeats_;
   int refused_completions_ = 0;
   std::optional<std::chrono::milliseconds> cancel_after_, timeout_;

@@ -2,7 +2,7 @@
 //
 //   auto store = pyoco::store::open_sqlite_store(pyoco::store::default_store_file());
 //   pyoco::store::HistoryWriter history(store);
-//   options.listener = history.recorder({.flow_file = "flow.yaml", .params = "{}"});
+//   options.listener = history.recorder();   // or add it to a trace::EventQueue
 //   pyoco::Run run = engine.start(flow, std::move(options));
 //   run.wait();
 //   history.flush();
@@ -22,11 +22,6 @@
 #include <string>
 
 namespace pyoco::store {
-
-struct RunMeta {
-  std::string flow_file;  // as given; stored as an absolute path
-  std::string params;     // JSON object text
-};
 
 struct HistoryOptions {
   // Each task's log lines are kept up to this many bytes; one marker line
@@ -51,7 +46,7 @@ class HistoryWriter {
   HistoryWriter& operator=(const HistoryWriter&) = delete;
 
   // A listener for one run's events.
-  std::shared_ptr<trace::EventListener> recorder(RunMeta meta);
+  std::shared_ptr<trace::EventListener> recorder();
 
   // Returns once everything queued before the call is written.
   void flush();

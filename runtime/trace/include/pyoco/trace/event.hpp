@@ -1,19 +1,26 @@
 // Run events: the one source for every view of a run (trace, store,
-// metrics). The engine publishes them; listeners render or record them.
+// metrics, the cluster's event stream). The engine publishes them, in one
+// order per run (`seq`), on its control thread; listeners render or record
+// them. RunEvent is the engine's view (valid during on_event); Event owns
+// its strings and can outlive the call, be queued and be sent as JSON.
 #pragma once
 
 #include <pyoco/core/artifact.hpp>
 #include <pyoco/core/states.hpp>
 
+#include <boost/json/object.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace pyoco::trace {
 
 enum class EventKind {
-  RunStart,       // run_id, flow
+  RunStart,       // run_id, flow, flow_file, params (the merged params, JSON)
   NodeStart,      // node, attempt
   NodeDone,       // node, attempt, duration_ms, output, artifacts
   NodeError,      // node, attempt, duration_ms, message (the final failure), artifacts
@@ -34,7 +41,7 @@ enum class EventKind {
 struct PlannedNode {
   std::string_view node;
   std::string_view task;
-  std::uint32_t seq = 0;
+  std::uint32_t record = 0;
 };
 
 enum class LogLevel { Debug = 10, Info = 20, Warn = 30, Error = 40 };
@@ -44,12 +51,13 @@ enum class LogLevel { Debug = 10, Info = 20, Warn = 30, Error = 40 };
 // folds events into records agrees with the engine's own.
 struct RunEvent {
   EventKind kind;
+  std::uint64_t seq = 0;  // 1, 2, 3...: this event's place in its run's one order
   std::chrono::system_clock::time_point time;
   std::string_view run_id;
   std::string_view flow;
   std::string_view node;
-  std::string_view task;  // "<plugin>/<task>"
-  std::uint32_t seq = 0;  // node events: the node's place in the run's task records
+  std::string_view task;     // "<plugin>/<task>"
+  std::uint32_t record = 0;  // node events: the node's place in the run's task records
   std::uint32_t attempt = 0;
   std::uint32_t max_attempts = 0;
   double duration_ms = 0;
@@ -64,13 +72,51 @@ struct RunEvent {
   std::string_view output;
   std::span<const core::ArtifactRecord> artifacts;
   std::span<const PlannedNode> planned;  // NodesPlanned
+  std::string_view flow_file;            // RunStart: the flow's file, when it has one
+  std::string_view params;               // RunStart: the run's params, a JSON object
 };
+
+// An event that owns what it says: what queues, histories and the network
+// keep. view() gives the RunEvent listeners take.
+struct Event {
+  struct Planned {
+    std::string node, task;
+    std::uint32_t record = 0;
+  };
+  EventKind kind = EventKind::RunStart;
+  std::uint64_t seq = 0;
+  std::chrono::system_clock::time_point time;
+  std::string run_id, flow, node, task;
+  std::uint32_t record = 0, attempt = 0, max_attempts = 0;
+  double duration_ms = 0, delay_ms = 0, progress = -1;
+  std::string message;
+  LogLevel level = LogLevel::Info;
+  core::RunStatus status = core::RunStatus::Pending;
+  core::TaskState task_state = core::TaskState::Pending;
+  std::string output;
+  std::vector<core::ArtifactRecord> artifacts;
+  std::vector<Planned> planned;
+  std::string flow_file, params;
+
+  static Event from(const RunEvent& e);
+  // Valid while this Event lives; `planned_views` holds the planned nodes' views.
+  RunEvent view(std::vector<PlannedNode>& planned_views) const;
+};
+
+// "run_start", "node_done", ...: the names the JSON trace and to_json use.
+const char* to_string(EventKind kind);
+
+// Every field the event has, for machines (the cluster's event stream):
+// {"seq":..,"kind":"node_done","ts":"2026-...Z","run_id":..,...}. Fields
+// that do not apply to the kind are left out.
+boost::json::object to_json(const Event& event);
 
 class EventListener {
  public:
   virtual ~EventListener() = default;
-  // Called from the run's strand, and from task threads for Log events.
-  // Must be thread-safe and quick.
+  // Called on the engine's control thread, one event at a time per run, in
+  // `seq` order. Must be quick and must not block: a listener that does I/O
+  // sits behind an EventQueue.
   virtual void on_event(const RunEvent& event) = 0;
 };
 

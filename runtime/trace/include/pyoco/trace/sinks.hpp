@@ -9,7 +9,6 @@
 #include <memory>
 #include <ostream>
 #include <string>
-#include <vector>
 
 namespace pyoco::trace {
 
@@ -29,18 +28,5 @@ std::string format_event(TraceFormat format, const RunEvent& event);
 // Removing the last reference detaches it from Boost.Log.
 std::shared_ptr<EventListener> make_trace_sink(TraceFormat format,
                                                std::shared_ptr<std::ostream> out);
-
-// Calls several listeners in order.
-class EventFanout : public EventListener {
- public:
-  void add(std::shared_ptr<EventListener> l) { listeners_.push_back(std::move(l)); }
-  bool empty() const { return listeners_.empty(); }
-  void on_event(const RunEvent& e) override {
-    for (const auto& l : listeners_) l->on_event(e);
-  }
-
- private:
-  std::vector<std::shared_ptr<EventListener>> listeners_;
-};
 
 }  // namespace pyoco::trace

@@ -1,0 +1,56 @@
+// The one way a listener that does I/O (a trace sink, the history, a
+// network publisher) hears a run: the engine's control thread only copies
+// the event into this queue; a thread of the queue's own hands it on, in
+// order, to every listener added. Control never waits for a disk, a
+// terminal or a socket.
+//
+//   auto queue = std::make_shared<pyoco::trace::EventQueue>();
+//   queue->add(pyoco::trace::make_trace_sink(format, out));
+//   options.listener = queue;
+//   ...
+//   run.wait();
+//   queue->flush();   // everything the run said has been handed on
+#pragma once
+
+#include <pyoco/trace/event.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pyoco::trace {
+
+class EventQueue : public EventListener {
+ public:
+  EventQueue();
+  ~EventQueue() override;  // hands on what is queued, then stops
+  EventQueue(const EventQueue&) = delete;
+  EventQueue& operator=(const EventQueue&) = delete;
+
+  // Listeners are called on the queue's thread, in the order added. Add
+  // them before the first event.
+  void add(std::shared_ptr<EventListener> listener);
+  bool empty() const { return listeners_.empty(); }
+
+  // Copies the event and returns: never blocks on a listener.
+  void on_event(const RunEvent& event) override;
+
+  // Returns once every event queued before the call has been handed on.
+  void flush();
+
+ private:
+  void loop();
+
+  std::vector<std::shared_ptr<EventListener>> listeners_;
+  std::mutex mutex_;
+  std::condition_variable wake_, drained_;
+  std::deque<Event> queue_;
+  std::uint64_t queued_ = 0, delivered_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace pyoco::trace
