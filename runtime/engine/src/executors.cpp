@@ -1,12 +1,45 @@
 #include "executors.hpp"
 
+#include <sched.h>
+
 namespace pyoco {
+
+namespace {
+
+// Runs handlers of `ctx` until it stops. After a handler the thread keeps
+// looking for the next one for a short while (yielding the core to anyone
+// runnable) before it sleeps: waking a sleeping thread costs tens of
+// microseconds where a scheduling step costs one. An idle engine sleeps.
+//
+// A worker with no body to run also runs control's handlers (`help`): a
+// chain's next step is then decided on the thread that just finished the
+// last one, with no hand-off at all. Control never depends on that help —
+// its own thread serves it whenever the workers are busy or blocked.
+void run_spinning(asio::io_context& ctx, asio::io_context* help = nullptr) {
+  using clock = std::chrono::steady_clock;
+  constexpr auto kSpin = std::chrono::microseconds(50);
+  auto busy = clock::now();
+  while (!ctx.stopped()) {
+    if (ctx.poll_one() > 0 || (help != nullptr && help->poll_one() > 0)) {
+      busy = clock::now();
+      continue;
+    }
+    if (clock::now() - busy < kSpin) {
+      sched_yield();
+      continue;
+    }
+    ctx.run_one();
+    busy = clock::now();
+  }
+}
+
+}  // namespace
 
 std::shared_ptr<Executors> Executors::start(unsigned jobs) {
   std::shared_ptr<Executors> e(new Executors());
   e->exited_ = std::make_unique<std::atomic<bool>[]>(jobs);
   e->running_workers_ = jobs;
-  e->control_thread_ = std::thread([raw = e.get()] { raw->control_.run(); });
+  e->control_thread_ = std::thread([raw = e.get()] { run_spinning(raw->control_); });
   e->workers_.reserve(jobs);
   for (std::size_t i = 0; i < jobs; ++i) {
     // Each worker owns a reference: one abandoned inside a body outlives the
@@ -17,7 +50,7 @@ std::shared_ptr<Executors> Executors::start(unsigned jobs) {
 }
 
 void Executors::run_worker(std::size_t index) {
-  work_.run();
+  run_spinning(work_, &control_);
   exited_[index].store(true, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(exit_mutex_);

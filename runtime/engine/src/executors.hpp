@@ -43,7 +43,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   Executors() = default;
   void run_worker(std::size_t index);
 
-  asio::io_context control_{1};
+  asio::io_context control_;  // its own thread, and idle workers (see executors.cpp)
   asio::io_context work_;
   asio::executor_work_guard<Executor> control_guard_{control_.get_executor()};
   asio::executor_work_guard<Executor> work_guard_{work_.get_executor()};
