@@ -79,6 +79,7 @@ struct HistoryFixture {
       throw std::runtime_error("disk on fire");
     };
     t["t/flaky"] = [](TaskCall& call, const Value&) {
+      call.heartbeat(call.attempt() / 4.0, "attempt " + std::to_string(call.attempt()));
       if (call.attempt() < 3) throw std::runtime_error("not yet");
       call.save_artifact("report.json", json(R"({"carrots":3})"));
       call.log("third time lucky", plugins::LogLevel::Warn);
@@ -126,6 +127,9 @@ struct HistoryFixture {
         BOOST_TEST(s.duration_ms == e.duration_ms);
         BOOST_TEST(s.error == e.error);
         BOOST_TEST(s.output_summary == e.output_summary);
+        BOOST_TEST(s.progress == e.progress);
+        BOOST_TEST(s.heartbeat == e.heartbeat);
+        BOOST_TEST(us(s.heartbeat_at) == us(e.heartbeat_at));
         BOOST_TEST_REQUIRE(s.artifacts.size() == e.artifacts.size());
         for (std::size_t a = 0; a < s.artifacts.size(); ++a) {
           BOOST_TEST(s.artifacts[a].path == e.artifacts[a].path);
@@ -161,6 +165,8 @@ tasks:
   BOOST_TEST(run_record.pid == this_process().pid);
   const auto flaky = store->tasks(r.id())[1];
   BOOST_TEST(flaky.attempts == 3u);
+  BOOST_TEST(flaky.progress == 0.75);  // the last heartbeat, from the third attempt
+  BOOST_TEST(flaky.heartbeat == "attempt 3");
   BOOST_TEST(flaky.artifacts.size() == 1u);
   const auto logs = store->logs(r.id(), {});
   BOOST_TEST_REQUIRE(logs.size() == 4u);

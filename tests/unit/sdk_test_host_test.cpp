@@ -4,8 +4,16 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
 
 void register_tasks(pyoco::Registry& registry);  // plugins/hello/src/hello.cpp
 
@@ -56,4 +64,387 @@ BOOST_AUTO_TEST_CASE(values_built_in_the_test_live_as_long_as_the_host) {
     if (key == "n") sum += value.as<int>();
   }
   BOOST_TEST(sum == 7);
+}
+
+// ---- ABI 1.1: async calls, timers, cancels, deadlines, heartbeats, scratch ----
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using pyoco::Completion;
+using pyoco::Context;
+using pyoco::Inputs;
+
+constexpr int kThreads = 4;
+constexpr int kAddsPerThread = 500;
+
+// What the tasks below saw, for the tests to check; AsyncHost resets it.
+struct Observed {
+  std::atomic<bool> on_cancel_ran{false};
+  std::atomic<bool> had_deadline{false};
+  std::atomic<Clock::rep> deadline_left{0};  // deadline - now, when the task started
+  std::atomic<std::thread::id> completed_by{};
+  std::atomic<int> first_ok{-1}, second_ok{-1}, late_fail_ok{-1};  // -1: never called
+  std::atomic<int> thread_errors{0};
+
+  void reset() {
+    on_cancel_ran = false;
+    had_deadline = false;
+    deadline_left = 0;
+    completed_by = std::thread::id();
+    first_ok = second_ok = late_fail_ok = -1;
+    thread_errors = 0;
+  }
+} observed;
+
+// Answers after 20 ms on a host timer, with a value built in the call.
+void greet_later(Context& ctx, const Inputs& in, Completion done) {
+  const std::string who = in.require<std::string>("who");
+  ctx.after(20ms, [done, who](bool fired) {
+    if (!fired) {
+      done.cancelled("the timer was cancelled");
+      return;
+    }
+    done.ok_with([&] { return Value{{"greeting", "hello " + who}, {"fired", fired}}; });
+  });
+}
+
+// Completes from a thread of its own, which the instance owns and joins.
+class DoubleOnAThread : public pyoco::AsyncTask {
+ public:
+  static constexpr const char* name = "double_on_a_thread";
+  ~DoubleOnAThread() override { join(); }
+  void start(Context&, const Inputs& in, Completion done) override {
+    join();  // a kept instance is started again
+    const auto n = in.require<std::int64_t>("n");
+    worker_ = std::thread([done, n] {
+      observed.completed_by = std::this_thread::get_id();
+      done.ok_with([n] { return Value{{"doubled", n * 2}, {"by", "worker"}}; });
+    });
+  }
+
+ private:
+  void join() {
+    if (worker_.joinable()) worker_.join();
+  }
+  std::thread worker_;
+};
+
+// Waits 10 s on a host timer unless cancelled first.
+void nap_10s(Context& ctx, const Inputs&, Completion done) {
+  ctx.on_cancel([] { observed.on_cancel_ran = true; });
+  ctx.after(10s,
+            [done](bool fired) { fired ? done.ok() : done.cancelled("cancelled while napping"); });
+}
+
+// Never completes by itself: notes its deadline, stops when told to.
+void watch(Context& ctx, const Inputs&, Completion done) {
+  if (const auto deadline = ctx.deadline()) {
+    observed.had_deadline = true;
+    observed.deadline_left = (*deadline - Clock::now()).count();
+  }
+  ctx.on_cancel([done] {
+    observed.on_cancel_ran = true;
+    done.cancelled("stopped by on_cancel");
+  });
+}
+
+// Completes three times; only the first may count.
+void complete_thrice(Context&, const Inputs&, Completion done) {
+  observed.first_ok = done.ok(Value("first"));
+  observed.second_ok = done.ok(Value("second"));
+  observed.late_fail_ok = done.fail("too late");
+}
+
+[[noreturn]] void throw_kind(const Inputs& in) {
+  const auto kind = in.require<std::string>("kind");
+  if (kind == "permanent") throw pyoco::PermanentError("the disk is gone");
+  if (kind == "cancelled") throw pyoco::Cancelled("nothing to do today");
+  throw std::runtime_error("it broke");
+}
+Value throw_sync(Context&, const Inputs& in) { throw_kind(in); }
+void throw_async(Context&, const Inputs& in, Completion) { throw_kind(in); }
+
+// Two heartbeats: one with progress and a message, one with neither.
+void two_beats(const Context& ctx) {
+  ctx.heartbeat(0.25, "quarter");
+  ctx.heartbeat();
+}
+Value beat(Context& ctx, const Inputs&) {
+  two_beats(ctx);
+  return Value();
+}
+void beat_later(Context& ctx, const Inputs&, Completion done) {
+  ctx.after(1ms, [ctx, done](bool fired) {
+    two_beats(ctx);
+    fired ? done.ok() : done.cancelled();
+  });
+}
+
+// kThreads threads of the plugin's, each adding 1 to scratch "n"
+// kAddsPerThread times, all inside this one call. With {take_turns: true}
+// they call the host one at a time, as abi.h asks of threads of one call
+// ("scratch_*, arena ... for one call from one thread at a time").
+Value count_on_threads(Context& ctx, const Inputs& in) {
+  const bool take_turns = in.get("take_turns", false);
+  std::mutex turn;
+  std::atomic<std::int64_t> sum_of_returns{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      auto scope = ctx.enter();  // new Values go to this call's arena
+      try {
+        for (int i = 0; i < kAddsPerThread; ++i) {
+          std::unique_lock<std::mutex> lock(turn, std::defer_lock);
+          if (take_turns) lock.lock();
+          sum_of_returns += ctx.scratch_add("n", 1);
+        }
+      } catch (const std::exception&) {
+        ++observed.thread_errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return Value{{"n", ctx.scratch("n")}, {"sum_of_returns", sum_of_returns.load()}};
+}
+
+// Compare-and-set against a wrong, a right and an unset expected value.
+Value compare_and_set(Context& ctx, const Inputs&) {
+  ctx.set_scratch("k", 5);
+  Value wrong_now, right_now, fresh_now, fresh_again_now;
+  const bool wrong = ctx.scratch_compare_set("k", 4, 9, &wrong_now);
+  const Value kept = ctx.scratch("k");
+  const bool right = ctx.scratch_compare_set("k", 5, 9, &right_now);
+  const bool fresh = ctx.scratch_compare_set("fresh", Value(), "new", &fresh_now);
+  const bool fresh_again = ctx.scratch_compare_set("fresh", Value(), "newer", &fresh_again_now);
+  return Value{
+      {"wrong", wrong},         {"wrong_now", wrong_now},     {"kept", kept},
+      {"right", right},         {"right_now", right_now},     {"fresh", fresh},
+      {"fresh_now", fresh_now}, {"fresh_again", fresh_again}, {"fresh_again_now", fresh_again_now}};
+}
+
+// A `run` task that checks for cancellation, as a long task should.
+Value polls_for_cancel(Context& ctx, const Inputs&) {
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (!ctx.is_cancelled() && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (ctx.is_cancelled()) throw pyoco::Cancelled("stopped when told");
+  return Value("ran out of time");
+}
+
+// An async task that never ends its call (a bug the host must survive).
+void never_completes(Context&, const Inputs&, pyoco::Completion) {}
+
+void register_async_tasks(pyoco::Registry& registry) {
+  registry.task("polls_for_cancel", polls_for_cancel);
+  registry.async_task("never_completes", never_completes);
+  registry.async_task("greet_later", greet_later);
+  registry.add<DoubleOnAThread>();
+  registry.async_task("nap_10s", nap_10s);
+  registry.async_task("watch", watch);
+  registry.async_task("complete_thrice", complete_thrice);
+  registry.task("throw_sync", throw_sync);
+  registry.async_task("throw_async", throw_async);
+  registry.task("beat", beat);
+  registry.async_task("beat_later", beat_later);
+  registry.task("count_on_threads", count_on_threads);
+  registry.task("compare_and_set", compare_and_set);
+}
+
+struct AsyncHost {
+  AsyncHost() { observed.reset(); }
+  TestHost host{register_async_tasks};
+};
+
+std::int64_t ms_since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+// Each add returns the new count, so the returns are 1..total, once each.
+void check_count(const pyoco::testing::CallResult& r, const TestHost& host) {
+  constexpr std::int64_t total = kThreads * kAddsPerThread;
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  BOOST_TEST(observed.thread_errors.load() == 0);
+  BOOST_TEST(r.output()["n"].as<std::int64_t>() == total);
+  BOOST_TEST(r.output()["sum_of_returns"].as<std::int64_t>() == total * (total + 1) / 2);
+  BOOST_TEST(host.scratch("n").as<std::int64_t>() == total);
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(an_async_task_answers_from_a_host_timer, AsyncHost) {
+  const auto started = Clock::now();
+  auto r = host.run("greet_later", {{"who", "world"}});
+  const auto took_ms = ms_since(started);
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  BOOST_TEST(r.status() == PYOCO_OK);
+  BOOST_TEST(r.output()["greeting"].as<std::string>() == "hello world");
+  BOOST_TEST(r.output()["fired"].as<bool>());
+  BOOST_TEST(took_ms < 5000);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_async_task_completes_from_a_thread_it_owns, AsyncHost) {
+  // The second run reuses the instance, which joins its first thread.
+  const struct {
+    int n;
+    bool keep_instance;
+  } rows[] = {{21, false}, {-4, true}};
+  for (const auto& row : rows) {
+    BOOST_TEST_CONTEXT("n=" << row.n << " keep_instance=" << row.keep_instance) {
+      observed.completed_by = std::thread::id();
+      auto r = host.run("double_on_a_thread", {{"n", row.n}}, row.keep_instance);
+      BOOST_TEST_REQUIRE(r.ok(), r.error());
+      BOOST_TEST(r.output()["doubled"].as<int>() == row.n * 2);
+      BOOST_TEST(r.output()["by"].as<std::string>() == "worker");
+      const std::thread::id by = observed.completed_by;
+      BOOST_TEST((by != std::thread::id() && by != std::this_thread::get_id()));
+    }
+  }
+  BOOST_TEST(host.refused_completions() == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(cancel_after_cancels_an_async_task_while_it_waits, AsyncHost) {
+  host.cancel_after(30ms);
+  const auto started = Clock::now();
+  auto r = host.run("nap_10s");
+  const auto took_ms = ms_since(started);
+  BOOST_TEST(!r.ok());
+  BOOST_TEST(r.cancelled());
+  BOOST_TEST(r.status() == PYOCO_ERR_CANCELLED);
+  BOOST_TEST(r.error() == "cancelled while napping");
+  BOOST_TEST(observed.on_cancel_ran.load());
+  BOOST_TEST(took_ms < 5000);  // the 10 s timer did not run out
+}
+
+BOOST_FIXTURE_TEST_CASE(a_timeout_gives_a_deadline_and_cancels_at_it, AsyncHost) {
+  host.set_timeout(30ms);
+  const auto started = Clock::now();
+  auto r = host.run("watch");
+  const auto took_ms = ms_since(started);
+  BOOST_TEST(!r.ok());
+  BOOST_TEST(r.error() == "timed out");
+  BOOST_TEST(!r.cancelled());  // a timeout fails the attempt: it may be retried
+  BOOST_TEST(!r.permanent());
+  BOOST_TEST(observed.had_deadline.load());
+  // At start the deadline was ahead, and no further than the timeout.
+  const auto left = Clock::duration(observed.deadline_left.load());
+  BOOST_TEST(left.count() > 0);
+  BOOST_TEST((left <= Clock::duration(30ms)));
+  BOOST_TEST(observed.on_cancel_ran.load());
+  BOOST_TEST(took_ms < 5000);
+}
+
+BOOST_FIXTURE_TEST_CASE(without_a_timeout_there_is_no_deadline, AsyncHost) {
+  host.cancel_after(30ms);
+  auto r = host.run("watch");
+  BOOST_TEST(r.cancelled());
+  BOOST_TEST(r.error() == "stopped by on_cancel");
+  BOOST_TEST(!observed.had_deadline.load());
+  BOOST_TEST(observed.on_cancel_ran.load());
+}
+
+BOOST_FIXTURE_TEST_CASE(only_the_first_completion_counts, AsyncHost) {
+  auto r = host.run("complete_thrice");
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  BOOST_TEST(r.output().as<std::string>() == "first");
+  BOOST_TEST(observed.first_ok.load() == 1);
+  BOOST_TEST(observed.second_ok.load() == 0);
+  BOOST_TEST(observed.late_fail_ok.load() == 0);
+  // The SDK never sends the later ones, so the host refuses none.
+  BOOST_TEST(host.refused_completions() == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(exceptions_end_a_call_with_their_status, AsyncHost) {
+  const struct {
+    const char* task;
+    const char* kind;
+    pyoco_status status;
+    const char* error;
+  } rows[] = {
+      {"throw_sync", "permanent", PYOCO_ERR_PERMANENT, "the disk is gone"},
+      {"throw_sync", "cancelled", PYOCO_ERR_CANCELLED, "nothing to do today"},
+      {"throw_sync", "runtime", PYOCO_ERR_TASK, "it broke"},
+      {"throw_async", "permanent", PYOCO_ERR_PERMANENT, "the disk is gone"},
+      {"throw_async", "cancelled", PYOCO_ERR_CANCELLED, "nothing to do today"},
+      {"throw_async", "runtime", PYOCO_ERR_TASK, "it broke"},
+  };
+  for (const auto& row : rows) {
+    BOOST_TEST_CONTEXT(row.task << " throwing " << row.kind) {
+      auto r = host.run(row.task, {{"kind", row.kind}});
+      BOOST_TEST(!r.ok());
+      BOOST_TEST(r.status() == row.status);
+      BOOST_TEST(r.permanent() == (row.status == PYOCO_ERR_PERMANENT));
+      BOOST_TEST(r.cancelled() == (row.status == PYOCO_ERR_CANCELLED));
+      BOOST_TEST(r.error() == row.error);
+    }
+  }
+  BOOST_TEST(host.refused_completions() == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(heartbeats_are_recorded_with_their_task, AsyncHost) {
+  for (const std::string task : {"beat", "beat_later"}) {
+    BOOST_TEST_CONTEXT(task) {
+      const std::size_t before = host.heartbeats().size();
+      auto r = host.run(task);
+      BOOST_TEST_REQUIRE(r.ok(), r.error());
+      const auto beats = host.heartbeats();
+      BOOST_TEST_REQUIRE(beats.size() == before + 2);
+      BOOST_TEST(beats[before].task == task);
+      BOOST_TEST(beats[before].progress == 0.25);
+      BOOST_TEST(beats[before].message == "quarter");
+      BOOST_TEST(beats[before + 1].task == task);
+      BOOST_TEST(beats[before + 1].progress < 0);  // unknown
+      BOOST_TEST(beats[before + 1].message.empty());
+    }
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(scratch_add_from_threads_of_one_call_taking_turns, AsyncHost) {
+  // One call's values live in one arena: its threads build values one at a
+  // time (abi.h, "Threads"), here by taking turns on a lock of the plugin's.
+  check_count(host.run("count_on_threads", {{"take_turns", true}}), host);
+}
+
+BOOST_FIXTURE_TEST_CASE(scratch_compare_set_changes_only_what_it_expected, AsyncHost) {
+  auto r = host.run("compare_and_set");
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  const Value out = r.output();
+  BOOST_TEST(!out["wrong"].as<bool>());
+  BOOST_TEST(out["wrong_now"].as<int>() == 5);  // what the key holds: unchanged
+  BOOST_TEST(out["kept"].as<int>() == 5);
+  BOOST_TEST(out["right"].as<bool>());
+  BOOST_TEST(out["right_now"].as<int>() == 9);
+  BOOST_TEST(out["fresh"].as<bool>());  // null expected: the key was unset
+  BOOST_TEST(out["fresh_now"].as<std::string>() == "new");
+  BOOST_TEST(!out["fresh_again"].as<bool>());  // it is set now
+  BOOST_TEST(out["fresh_again_now"].as<std::string>() == "new");
+  BOOST_TEST(host.scratch("k").as<int>() == 9);
+  BOOST_TEST(host.scratch("fresh").as<std::string>() == "new");
+}
+
+BOOST_FIXTURE_TEST_CASE(cancel_after_reaches_a_run_task_too, AsyncHost) {
+  host.cancel_after(std::chrono::milliseconds(30));
+  const auto start = Clock::now();
+  const auto r = host.run("polls_for_cancel");
+  BOOST_TEST(r.cancelled(), r.error());
+  BOOST_TEST(r.error() == "stopped when told");
+  BOOST_TEST(ms_since(start) < 5000);  // told at 30 ms, not left to run out its 10 s
+}
+
+BOOST_FIXTURE_TEST_CASE(set_timeout_reaches_a_run_task_too, AsyncHost) {
+  host.set_timeout(std::chrono::milliseconds(30));
+  const auto start = Clock::now();
+  const auto r = host.run("polls_for_cancel");
+  BOOST_TEST(!r.ok());
+  BOOST_TEST(r.error() == "timed out");
+  BOOST_TEST(ms_since(start) < 5000);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_call_that_never_completes_is_reported_at_the_call_limit, AsyncHost) {
+  host.set_call_limit(std::chrono::milliseconds(50));
+  const auto r = host.run("never_completes");
+  BOOST_TEST(!r.ok());
+  BOOST_TEST(r.error() == "the task did not complete its call within 50 ms (set_call_limit)");
 }

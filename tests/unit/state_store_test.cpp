@@ -276,8 +276,47 @@ BOOST_AUTO_TEST_CASE(the_file_is_in_wal_mode_at_the_current_schema) {
     return v;
   };
   BOOST_TEST(one("PRAGMA journal_mode") == "wal");
-  BOOST_TEST(one("PRAGMA user_version") == "1");
+  BOOST_TEST(one("PRAGMA user_version") == "2");
   sqlite3_close(db);
+}
+
+BOOST_AUTO_TEST_CASE(a_version_1_history_is_migrated_with_its_runs) {
+  // A state.db as the first release wrote it: schema 1, one run, one task.
+  TempDir dir;
+  const auto file = dir.path() / "state.db";
+  sqlite3* db = nullptr;
+  BOOST_TEST_REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  const char* v1 = R"sql(
+CREATE TABLE runs(id TEXT PRIMARY KEY, flow TEXT NOT NULL, flow_file TEXT NOT NULL,
+  params TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, started_us INTEGER NOT NULL,
+  ended_us INTEGER NOT NULL, duration_ms REAL NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  pid_start INTEGER NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX runs_by_start ON runs(started_us);
+CREATE INDEX runs_by_status ON runs(status);
+CREATE TABLE tasks(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  node TEXT NOT NULL, seq INTEGER NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL,
+  attempts INTEGER NOT NULL, started_us INTEGER NOT NULL, ended_us INTEGER NOT NULL,
+  duration_ms REAL NOT NULL, error TEXT NOT NULL, output TEXT NOT NULL,
+  PRIMARY KEY(run_id, node));
+CREATE TABLE artifacts(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  node TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL, media_type TEXT NOT NULL, PRIMARY KEY(run_id, node, name));
+CREATE TABLE logs(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL, time_us INTEGER NOT NULL, node TEXT NOT NULL, level INTEGER NOT NULL,
+  message TEXT NOT NULL, PRIMARY KEY(run_id, seq));
+INSERT INTO runs VALUES('old', 'f', '/f.yaml', '{}', 'COMPLETED', '', 1, 2, 0.001, 'h', 1, 1, 0);
+INSERT INTO tasks VALUES('old', 'a', 0, 'std/echo', 'SUCCEEDED', 1, 1, 2, 0.001, '', '1');
+PRAGMA user_version=1;
+)sql";
+  BOOST_TEST_REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  auto store = open_sqlite_store(file);
+  const auto tasks = store->tasks("old");
+  BOOST_TEST_REQUIRE(tasks.size() == 1u);
+  BOOST_TEST(tasks[0].node == "a");
+  BOOST_TEST(tasks[0].output_summary == "1");
+  BOOST_TEST(tasks[0].progress == -1.0);  // no heartbeat in a version 1 history
+  BOOST_TEST(tasks[0].heartbeat.empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
@@ -290,7 +329,7 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
   sqlite3_close(db);
   BOOST_CHECK_EXCEPTION(open_sqlite_store(file), StoreError, [](const StoreError& e) {
     const std::string m = e.what();
-    return m.find("schema version 99, newer than this pyoco knows (1)") != std::string::npos &&
+    return m.find("schema version 99, newer than this pyoco knows (2)") != std::string::npos &&
            m.find("PYOCO_HOME") != std::string::npos;
   });
 }

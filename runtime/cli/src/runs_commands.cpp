@@ -120,16 +120,21 @@ json::array artifacts_json(const std::vector<core::ArtifactRecord>& artifacts) {
 }
 
 json::object task_json(const TaskRecord& t) {
-  return json::object{{"node", t.node},
-                      {"task", t.task},
-                      {"state", core::to_string(t.state)},
-                      {"attempts", t.attempts},
-                      {"started", utc_timestamp(t.started)},
-                      {"ended", utc_timestamp(t.ended)},
-                      {"duration_ms", ms(t.duration_ms)},
-                      {"error", t.error},
-                      {"output", t.output_summary},
-                      {"artifacts", artifacts_json(t.artifacts)}};
+  return json::object{
+      {"node", t.node},
+      {"task", t.task},
+      {"state", core::to_string(t.state)},
+      {"attempts", t.attempts},
+      {"started", utc_timestamp(t.started)},
+      {"ended", utc_timestamp(t.ended)},
+      {"duration_ms", ms(t.duration_ms)},
+      {"error", t.error},
+      {"output", t.output_summary},
+      {"artifacts", artifacts_json(t.artifacts)},
+      {"progress", t.progress < 0 ? json::value(nullptr) : json::value(t.progress)},
+      {"heartbeat", t.heartbeat},
+      {"heartbeat_at",
+       unset(t.heartbeat_at) ? json::value(nullptr) : json::value(utc_timestamp(t.heartbeat_at))}};
 }
 
 // A user's mistake or an unusable history: one line, exit 2.
@@ -232,7 +237,13 @@ int show_run(const RunIdOptions& o) {
   Table table({"NODE", "TASK", "STATE", "ATTEMPTS", "DURATION", "ERROR"});
   for (const auto& t : tasks) {
     const bool ran = !unset(t.started);
-    table.add({t.node, t.task, core::to_string(t.state), std::to_string(t.attempts),
+    std::string state = core::to_string(t.state);
+    // A running task's last heartbeat: "RUNNING 45% copying" (ABI 1.1).
+    if (t.state == core::TaskState::Running && !unset(t.heartbeat_at)) {
+      if (t.progress >= 0) state += " " + std::to_string(std::lround(t.progress * 100)) + "%";
+      if (!t.heartbeat.empty()) state += " " + t.heartbeat;
+    }
+    table.add({t.node, t.task, state, std::to_string(t.attempts),
                ran && !unset(t.ended) ? human_duration(t.duration_ms) : "-", t.error});
   }
   table.print(std::cout);

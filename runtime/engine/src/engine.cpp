@@ -178,7 +178,7 @@ pyoco_status Attempt::scratch_update(std::string_view key, const core::Value& ex
 }
 
 void Attempt::heartbeat(const plugins::CallInfo& call, double progress, std::string_view message) {
-  run->emit_heartbeat(call, progress, message);
+  run->emit_heartbeat(call, record, progress, message);
 }
 
 bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
@@ -322,18 +322,23 @@ pyoco_status RunState::scratch_update(std::string_view key, const core::Value& e
   return PYOCO_OK;
 }
 
-void RunState::emit_heartbeat(const plugins::CallInfo& call, double progress,
+void RunState::emit_heartbeat(const plugins::CallInfo& call, std::size_t record, double progress,
                               std::string_view message) {
-  if (listener_ == nullptr) return;
-  on_strand([this, call, progress, text = std::string(message)] {
+  on_strand([this, call, record, progress, text = std::string(message)] {
     if (core::is_terminal(status())) return;
+    TaskRecord& r = records_[record];
+    r.progress = progress;
+    r.heartbeat = text;
+    r.heartbeat_at = std::chrono::system_clock::now();
+    if (listener_ == nullptr) return;
     trace::RunEvent e{};
     e.kind = trace::EventKind::Heartbeat;
-    e.time = std::chrono::system_clock::now();
+    e.time = r.heartbeat_at;
     e.run_id = id_;
     e.flow = flow_name();
     e.node = call.node_name;
     e.task = call.task_name;
+    e.record = static_cast<std::uint32_t>(record);
     e.attempt = call.attempt;
     e.status = status();
     e.progress = progress;

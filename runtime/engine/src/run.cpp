@@ -307,6 +307,7 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   a->ctx.params = params_;
   a->ctx.cancelled = &a->cancelled;
   a->ctx.services = a.get();
+  a->record = n.record;
   if (!n.instance) n.instance = std::make_shared<plugins::TaskInstance>(definition);
   a->instance = n.instance;
   n.running = a;

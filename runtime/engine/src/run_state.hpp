@@ -40,6 +40,7 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   std::vector<ArtifactRecord> artifacts;  // written on the task thread, read after
   std::shared_ptr<plugins::TaskInstance> instance;
   std::int64_t deadline = 0;  // CLOCK_MONOTONIC ns, 0: none
+  std::size_t record = 0;     // its node's place in the run's records
 
   void log(const plugins::CallInfo& call, plugins::LogLevel level,
            std::string_view message) override;
@@ -131,7 +132,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void scratch_set(std::string_view key, core::Value value);
   pyoco_status scratch_update(std::string_view key, const core::Value& expected,
                               const core::Value& desired, core::Value& current);
-  void emit_heartbeat(const plugins::CallInfo& call, double progress, std::string_view message);
+  void emit_heartbeat(const plugins::CallInfo& call, std::size_t record, double progress,
+                      std::string_view message);
   const asio::strand<Executors::Executor>& strand() const { return strand_; }
 
   // Lookups for inputs and expressions (strand).

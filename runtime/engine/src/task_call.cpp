@@ -6,6 +6,10 @@ void TaskCall::log(std::string_view message, plugins::LogLevel level) {
   if (ctx_.services != nullptr) ctx_.services->log(ctx_.info, level, message);
 }
 
+void TaskCall::heartbeat(double progress, std::string_view message) {
+  if (ctx_.services != nullptr) ctx_.services->heartbeat(ctx_.info, progress, message);
+}
+
 bool TaskCall::is_cancelled() const {
   return ctx_.cancelled != nullptr && ctx_.cancelled->load(std::memory_order_relaxed);
 }

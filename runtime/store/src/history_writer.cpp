@@ -330,8 +330,13 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
     case EventKind::NodesPlanned:
       for (const auto& p : e.planned) task(s, p.node, p.task, p.record);  // PENDING
       return;
-    case EventKind::Heartbeat:
+    case EventKind::Heartbeat: {
+      TaskRecord& t = task(s, e.node, e.task, e.record);
+      t.progress = e.progress;
+      t.heartbeat = e.message;
+      t.heartbeat_at = e.time;
       return;
+    }
     case EventKind::RunCancelling:
       if (!s.ended) {
         run.status = core::RunStatus::Cancelling;

@@ -69,6 +69,12 @@ CREATE TABLE logs(
   message TEXT NOT NULL,
   PRIMARY KEY(run_id, seq));
 )sql",
+    // 2: a task's last heartbeat (plugin ABI 1.1)
+    R"sql(
+ALTER TABLE tasks ADD COLUMN progress REAL NOT NULL DEFAULT -1;
+ALTER TABLE tasks ADD COLUMN heartbeat TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN heartbeat_us INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -293,12 +299,15 @@ class SqliteStateStore final : public StateStore {
     Statement task(
         db_,
         "INSERT INTO tasks(run_id, node, seq, task, state, attempts, started_us, "
-        "ended_us, duration_ms, error, output) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11 "
+        "ended_us, duration_ms, error, output, progress, heartbeat, heartbeat_us) "
+        "SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14 "
         "WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1) "
         "ON CONFLICT(run_id, node) DO UPDATE SET seq=excluded.seq, task=excluded.task, "
         "state=excluded.state, attempts=excluded.attempts, "
         "started_us=excluded.started_us, ended_us=excluded.ended_us, "
-        "duration_ms=excluded.duration_ms, error=excluded.error, output=excluded.output");
+        "duration_ms=excluded.duration_ms, error=excluded.error, output=excluded.output, "
+        "progress=excluded.progress, heartbeat=excluded.heartbeat, "
+        "heartbeat_us=excluded.heartbeat_us");
     Statement artifact(db_,
                        "INSERT OR REPLACE INTO artifacts(run_id, node, name, path, size, sha256, "
                        "media_type) SELECT ?1,?2,?3,?4,?5,?6,?7 "
@@ -316,6 +325,9 @@ class SqliteStateStore final : public StateStore {
           .bind(9, r.duration_ms)
           .bind(10, r.error)
           .bind(11, r.output_summary)
+          .bind(12, r.progress)
+          .bind(13, r.heartbeat)
+          .bind(14, to_us(r.heartbeat_at))
           .run();
       for (const auto& a : r.artifacts) {
         artifact.bind(1, id)
@@ -387,7 +399,7 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mutex_);
     Statement s(db_,
                 "SELECT node, task, state, attempts, started_us, ended_us, duration_ms, error, "
-                "output FROM tasks WHERE run_id=? ORDER BY seq");
+                "output, progress, heartbeat, heartbeat_us FROM tasks WHERE run_id=? ORDER BY seq");
     s.bind(1, run_id);
     std::vector<TaskRecord> out;
     std::map<std::string, std::size_t> index;
@@ -402,6 +414,9 @@ class SqliteStateStore final : public StateStore {
       r.duration_ms = s.real(6);
       r.error = s.text(7);
       r.output_summary = s.text(8);
+      r.progress = s.real(9);
+      r.heartbeat = s.text(10);
+      r.heartbeat_at = from_us(s.integer(11));
       index[r.node] = out.size();
       out.push_back(std::move(r));
     }

@@ -35,8 +35,8 @@
  * calls of one instance never overlap. A task may start threads of its own.
  * From any thread, including the plugin's own:
  *   - value_* reading functions, on values that are alive;
- *   - value_* building functions, as long as one value is built by one
- *     thread at a time;
+ *   - value_* building functions, for one call from one thread at a time
+ *     (they allocate in the call's arena);
  *   - context_log, context_is_cancelled, context_deadline, context_heartbeat,
  *     context_on_cancel, host_timer and call_complete: concurrently, too.
  *   - The other context_* functions (arena, params, info, save_artifact,

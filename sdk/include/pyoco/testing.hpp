@@ -38,6 +38,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace pyoco {
@@ -177,7 +178,9 @@ class TestHost {
   // Gives each later call a deadline (`timeout_sec`): the context reports
   // it, and at it the call is cancelled and the result says "timed out".
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
-  // How long run() waits for an async call to complete (default 30 s).
+  // How long run() waits for an async call to complete (default 30 s). With
+  // cancel_after or set_timeout, a `run` task runs on a thread of its own so
+  // it can be cancelled; run() still waits for it to return.
   void set_call_limit(std::chrono::milliseconds limit) { call_limit_ = limit; }
 
   // Calls `task` once with `inputs` (an object). Each run() is one call of
@@ -227,7 +230,8 @@ class TestHost {
     pyoco_status s = PYOCO_OK;
     const pyoco_value* out = nullptr;
     bool timed_out = false;
-    if (def->start != nullptr) {
+    if (def->start != nullptr || cancel_after_ || timeout_) {
+      // Driven like the engine drives it: timers, a cancel, a deadline.
       s = run_async(*def, inst.state, ctx, in, started, out, timed_out);
     } else {
       s = def->run(inst.state, c, in, &out);
@@ -311,6 +315,7 @@ class TestHost {
   }
 
   detail::Node* new_node(pyoco_value_kind kind) {
+    std::lock_guard<std::mutex> lock(nodes_mutex_);  // calls may build on threads of their own
     nodes_.emplace_back();
     nodes_.back().kind = kind;
     return &nodes_.back();
@@ -525,12 +530,14 @@ class TestHost {
       return PYOCO_OK;
     };
     a.context_scratch_get = [](pyoco_context* c, const char* k, size_t n) -> const pyoco_value* {
+      std::lock_guard<std::mutex> lock(ctx(c).host->mutex_);
       auto& s = ctx(c).host->scratch_;
       auto it = s.find(std::string(k, n));
       return it == s.end() ? nullptr : handle(it->second);
     };
     a.context_scratch_set = [](pyoco_context* c, const char* k, size_t n,
                                const pyoco_value* v) -> pyoco_status {
+      std::lock_guard<std::mutex> lock(ctx(c).host->mutex_);
       ctx(c).host->scratch_[std::string(k, n)] = node(v);
       return PYOCO_OK;
     };
@@ -676,6 +683,7 @@ class TestHost {
   int refused_completions_ = 0;
   std::optional<std::chrono::milliseconds> cancel_after_, timeout_;
   std::chrono::milliseconds call_limit_{30000};
+  std::mutex nodes_mutex_;
   std::deque<detail::Node> nodes_;
   std::vector<Definition> tasks_;
   std::map<std::string, Instance> instances_;
@@ -703,8 +711,19 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state, deta
     calls_.back().ctx = &ctx;
     index = calls_.size() - 1;
   }
-  const pyoco_status s = def.start(state, as_context(&ctx), in,
-                                   reinterpret_cast<pyoco_call*>(std::uintptr_t{index + 1}));
+  auto* handle = reinterpret_cast<pyoco_call*>(std::uintptr_t{index + 1});
+  pyoco_status s = PYOCO_OK;
+  std::thread body;  // a `run` task runs here, so the host can cancel it meanwhile
+  if (def.start != nullptr) {
+    s = def.start(state, as_context(&ctx), in, handle);
+  } else {
+    body = std::thread([&def, state, &ctx, in, handle] {
+      ::pyoco::detail::ContextScope scope(as_context(&ctx));
+      const pyoco_value* result = nullptr;
+      const pyoco_status st = def.run(state, as_context(&ctx), in, &result);
+      api().call_complete(handle, st, result);
+    });
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   detail::Call& call = calls_[index];
   if (s != PYOCO_OK && !call.completed) {
@@ -737,8 +756,13 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state, deta
       continue;
     }
     if (now >= limit) {
+      // Never completed: what waits on it is told, and the result says so.
+      end_call(call, lock, true);
+      ctx.error = "the task did not complete its call within " +
+                  std::to_string(call_limit_.count()) + " ms (set_call_limit)";
       lock.unlock();
-      return PYOCO_ERR_INTERNAL;  // never completed: reported as a failure
+      if (body.joinable()) body.join();
+      return PYOCO_ERR_TASK;
     }
     auto wake_at = limit;
     if (due != call.timers.end()) wake_at = std::min(wake_at, due->due);
@@ -746,6 +770,9 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state, deta
     wake_.wait_until(lock, wake_at);
   }
   end_call(call, lock, false);
+  lock.unlock();
+  if (body.joinable()) body.join();  // a `run` task told to stop returns on its own
+  lock.lock();
   out = call.output;
   return call.status;
 }

@@ -38,6 +38,11 @@ struct TaskRecord {
   std::string error;
   std::string output_summary;  // JSON, cut at 200 characters
   std::vector<ArtifactRecord> artifacts;
+  // The task's last heartbeat (ABI 1.1): progress 0..1, negative when it
+  // gave none or never sent one; its message and time.
+  double progress = -1;
+  std::string heartbeat;
+  std::chrono::system_clock::time_point heartbeat_at;
 };
 
 // What a run needs besides its flow. The engine reads no environment

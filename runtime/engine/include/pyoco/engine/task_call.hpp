@@ -20,6 +20,9 @@ class TaskCall {
   void log(std::string_view message, plugins::LogLevel level = plugins::LogLevel::Info);
   // True once the run is cancelled or this task's deadline passed.
   bool is_cancelled() const;
+  // Says how far the task is (0..1; negative: unknown): the JSON trace, the
+  // task's record and the history show it.
+  void heartbeat(double progress, std::string_view message = {});
   // Writes <artifact dir>/<run_id>/<name> and returns its path.
   std::string save_artifact(std::string_view name, std::string_view bytes,
                             std::string_view media_type = "application/octet-stream");
