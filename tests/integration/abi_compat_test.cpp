@@ -19,6 +19,7 @@
 
 #include "flows.hpp"
 #include "process.hpp"
+#include "records.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -113,11 +114,7 @@ struct CompatFixture {
   }
 
   static TaskRecord record(const std::vector<TaskRecord>& rs, const std::string& node) {
-    for (const auto& r : rs) {
-      if (r.node == node) return r;
-    }
-    BOOST_FAIL("no record for " << node);
-    return {};
+    return pyoco::testing::record_of(rs, node);
   }
 };
 

@@ -11,6 +11,7 @@
 
 #include "flows.hpp"
 #include "process.hpp"
+#include "records.hpp"
 #include "sync.hpp"
 #include "temp_dir.hpp"
 
@@ -69,11 +70,7 @@ struct AsyncFixture {
     return r;
   }
   static TaskRecord record(const Run& r, const std::string& node) {
-    for (auto& t : r.tasks()) {
-      if (t.node == node) return t;
-    }
-    BOOST_FAIL("no record for " << node);
-    return {};
+    return pyoco::testing::record_of(r, node);
   }
 };
 

@@ -14,6 +14,7 @@
 
 #include "flows.hpp"
 #include "process.hpp"
+#include "records.hpp"
 #include "sync.hpp"
 #include "temp_dir.hpp"
 
@@ -94,11 +95,7 @@ struct EngineFixture {
   }
 
   static TaskRecord record(const std::vector<TaskRecord>& rs, const std::string& node) {
-    for (const auto& r : rs) {
-      if (r.node == node) return r;
-    }
-    BOOST_FAIL("no record for " << node);
-    return {};
+    return pyoco::testing::record_of(rs, node);
   }
 };
 

@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "flows.hpp"
+#include "records.hpp"
 #include "sync.hpp"
 #include "temp_dir.hpp"
 
@@ -78,13 +79,9 @@ struct Saturated {
   std::optional<Run> blockers;
 };
 
-TaskRecord record(const Run& r, const std::string& node) {
-  for (auto& t : r.tasks()) {
-    if (t.node == node) return t;
-  }
-  BOOST_FAIL("no record for " << node);
-  return {};
-}
+constexpr auto record = [](const Run& r, const std::string& node) {
+  return pyoco::testing::record_of(r, node);
+};
 
 // A body that waits for cancellation (or a minute), counting its starts.
 TaskFn waits_for_cancel(std::atomic<int>& starts) {
