@@ -456,7 +456,7 @@ Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions opt
   if (options.params.is_null()) options.params = core::from_json(boost::json::object());
   std::string id = options.run_id.empty() ? new_run_id() : options.run_id;
   check_run_id(id);
-  auto state = std::make_shared<RunState>(*impl_->executors, std::move(bound), std::move(options),
+  auto state = std::make_shared<RunState>(impl_->executors, std::move(bound), std::move(options),
                                           std::move(id));
   impl_->track(state);
   state->start();

@@ -62,6 +62,7 @@ void Executors::run_worker(std::size_t index) {
 void Executors::shutdown(std::chrono::milliseconds grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  accepting_.store(false, std::memory_order_release);
   control_guard_.reset();
   control_.stop();
   if (control_thread_.joinable()) control_thread_.join();
@@ -72,12 +73,25 @@ void Executors::shutdown(std::chrono::milliseconds grace) {
     std::unique_lock<std::mutex> lock(exit_mutex_);
     exit_cv_.wait_for(lock, grace, [this] { return running_workers_ == 0; });
   }
+  bool all_joined = true;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (exited_[i].load(std::memory_order_acquire)) {
       workers_[i].join();
     } else {
       workers_[i].detach();  // stuck in a body; see the header
+      all_joined = false;
     }
+  }
+  // What is still queued holds runs, and runs hold this object: let the
+  // queues go. Every run is over by now (~Engine cancelled them), so a
+  // queued body sees its cancel and returns, and control handlers find
+  // nothing to change. With a worker still inside a body, the queues are
+  // left to it.
+  if (!all_joined) return;
+  for (bool ran = true; ran;) {
+    control_.restart();
+    work_.restart();
+    ran = control_.poll() + work_.poll() > 0;
   }
 }
 

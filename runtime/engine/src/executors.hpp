@@ -32,6 +32,8 @@ class Executors : public std::enable_shared_from_this<Executors> {
   Executor control() { return control_.get_executor(); }
   Executor work() { return work_.get_executor(); }
   unsigned jobs() const { return static_cast<unsigned>(workers_.size()); }
+  // False once shutdown() began: nothing new should be posted.
+  bool accepting() const { return accepting_.load(std::memory_order_acquire); }
 
   // Stops control at once and the pool within `grace`: bodies still queued
   // never start; a worker still inside a body after `grace` is detached. It
@@ -54,6 +56,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   std::condition_variable exit_cv_;
   std::size_t running_workers_ = 0;
   bool shut_down_ = false;
+  std::atomic<bool> accepting_{true};
 };
 
 }  // namespace pyoco

@@ -110,11 +110,10 @@ struct FrameScope : core::Expression::Scope {
 
 // ---- the run ---------------------------------------------------------------
 
-RunState::RunState(Executors& executors, std::shared_ptr<BoundFlow> flow, RunOptions options,
-                   std::string id)
-    : executors_(executors),
-      executors_alive_(executors.weak_from_this()),
-      strand_(asio::make_strand(executors.control())),
+RunState::RunState(std::shared_ptr<Executors> executors, std::shared_ptr<BoundFlow> flow,
+                   RunOptions options, std::string id)
+    : executors_(std::move(executors)),
+      strand_(asio::make_strand(executors_->control())),
       flow_(std::move(flow)),
       options_(std::move(options)),
       id_(std::move(id)),
@@ -323,7 +322,7 @@ void RunState::launch(Frame& f, std::uint32_t i) {
       if (!ec) self->on_timeout(fp, i, a);
     });
   }
-  asio::post(executors_.work(),
+  asio::post(executors_->work(),
              [self = shared_from_this(), fp = &f, i, a, inputs = std::move(inputs)]() {
                // Abandoned while queued (cancelled, stopped, timed out): it never
                // starts, and its node has already moved on.

@@ -108,8 +108,8 @@ struct Frame {
 
 class RunState : public std::enable_shared_from_this<RunState> {
  public:
-  RunState(Executors& executors, std::shared_ptr<BoundFlow> flow, RunOptions options,
-           std::string id);
+  RunState(std::shared_ptr<Executors> executors, std::shared_ptr<BoundFlow> flow,
+           RunOptions options, std::string id);
 
   void start();
   void cancel();
@@ -148,13 +148,12 @@ class RunState : public std::enable_shared_from_this<RunState> {
   }
 
  public:
-  // Any thread: runs `f` on the run's strand. Dropped once the engine is
-  // gone (a plugin thread may complete a call, log or set a timer after
+  // Any thread: runs `f` on the run's strand. Dropped once the engine has
+  // shut down (a plugin thread may complete a call, log or set a timer after
   // ~Engine; the run is over by then).
   template <class F>
   bool on_strand(F&& f) {
-    auto alive = executors_alive_.lock();
-    if (!alive) return false;
+    if (!executors_->accepting()) return false;
     asio::post(strand_, [self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); });
     return true;
   }
@@ -202,8 +201,9 @@ class RunState : public std::enable_shared_from_this<RunState> {
   TaskRecord& record(const NodeExec& n) { return records_[n.record]; }
   void finish();
 
-  Executors& executors_;  // outlives every run that is not over (~Engine ends them)
-  std::weak_ptr<Executors> executors_alive_;
+  // Shared: a Run handle may outlive its Engine, and the strand below must
+  // not outlive the io_context it belongs to.
+  std::shared_ptr<Executors> executors_;
   asio::strand<Executors::Executor> strand_;
   std::shared_ptr<BoundFlow> flow_;
   RunOptions options_;
