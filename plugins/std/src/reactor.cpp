@@ -9,22 +9,35 @@
 
 namespace pyoco_std {
 
+namespace {
+
+// The loop and its thread. Destroyed when the process exits normally (the
+// plugin is never unloaded before): the thread is stopped and joined first,
+// so nothing runs while the rest of the process is torn down.
+struct Reactor {
+  boost::asio::io_context io{1};
+  std::thread thread;
+
+  Reactor()
+      : thread([this] {
+          sigset_t pipe_only;
+          sigemptyset(&pipe_only);
+          sigaddset(&pipe_only, SIGPIPE);
+          pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
+          auto guard = boost::asio::make_work_guard(io);
+          io.run();
+        }) {}
+  ~Reactor() {
+    io.stop();
+    if (thread.joinable()) thread.join();
+  }
+};
+
+}  // namespace
+
 boost::asio::io_context& reactor() {
-  // Leaked on purpose: destroying it at exit while its thread runs would
-  // race; the process ending stops the thread.
-  static boost::asio::io_context* io = [] {
-    auto* ctx = new boost::asio::io_context(1);
-    std::thread([ctx] {
-      sigset_t pipe_only;
-      sigemptyset(&pipe_only);
-      sigaddset(&pipe_only, SIGPIPE);
-      pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
-      auto guard = boost::asio::make_work_guard(*ctx);
-      ctx->run();
-    }).detach();
-    return ctx;
-  }();
-  return *io;
+  static Reactor r;
+  return r.io;
 }
 
 }  // namespace pyoco_std

@@ -7,8 +7,8 @@
 
 namespace pyoco_std {
 
-// Started on first use, never stopped: the plugin stays loaded for the
-// process's life, and so does this thread. SIGPIPE is blocked on it, so a
+// Started on first use; stopped and joined when the process exits (the
+// plugin stays loaded until then). SIGPIPE is blocked on its thread, so a
 // write to a pipe whose reader has gone fails with EPIPE instead of ending
 // the host process.
 boost::asio::io_context& reactor();
