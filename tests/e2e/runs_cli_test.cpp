@@ -162,6 +162,25 @@ BOOST_AUTO_TEST_CASE(a_second_process_cancels_a_run_whose_workers_are_all_held) 
   }
 }
 
+BOOST_AUTO_TEST_CASE(show_gives_a_running_task_s_last_heartbeat) {
+  auto run = background({"run", flow("watching.yaml").string(), "--non-cute", "--plugin-path",
+                         (fixture_dir() / "asyncy").string()});
+  BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=watch"), run->out() << run->err());
+  const std::string id = running_id();
+  std::string shown;
+  BOOST_TEST(eventually([&] {
+               shown = pyoco({"runs", "show", id}).out;
+               return has(shown, "RUNNING 50% half way");
+             }),
+             shown);
+  const json::object task = show_json(id).at("tasks").as_array()[0].as_object();
+  BOOST_TEST(task.at("progress").as_double() == 0.5);
+  BOOST_TEST(str(task.at("heartbeat")) == "half way");
+  BOOST_TEST(str(task.at("heartbeat_at")).ends_with("Z"));
+  BOOST_TEST(pyoco({"runs", "cancel", id, "--wait"}).exit_code == 0);
+  BOOST_TEST(run->wait() == 130);
+}
+
 BOOST_AUTO_TEST_CASE(kill_9_leaves_a_run_that_the_next_start_marks_interrupted) {
   auto run = background({"run", flow("sleepy.yaml").string(), "--non-cute"});
   BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=nap"), run->out() << run->err());
