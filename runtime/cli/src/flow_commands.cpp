@@ -323,10 +323,11 @@ int run_flow(const RunOptionsCli& o) {
     });
     run.wait();
     events->flush();  // the trace's last line before anything else is printed
+    engine.reset();   // up to a second for bodies that ignore their cancel
     // A task that was abandoned (cancel, deadline) may have left a process
-    // behind: it goes with the run, not with the shell that started pyoco.
+    // behind, even one a late body started during the reset: it goes with
+    // the run, not with the shell that started pyoco.
     if (run.status() != core::RunStatus::Completed) stop_descendants(std::chrono::seconds(1));
-    engine.reset();  // up to a second for bodies that ignore their cancel
   }
   if (history) {
     history->flush();

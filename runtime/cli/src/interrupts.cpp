@@ -74,7 +74,9 @@ std::vector<pid_t> descendants() {
 }  // namespace
 
 InterruptWatcher::InterruptWatcher(InterruptActions actions) : actions_(std::move(actions)) {
+  // The write end never blocks a handler (a full pipe drops the byte).
   if (pipe2(g_pipe, O_CLOEXEC) != 0) return;  // no watcher: default signal behaviour
+  fcntl(g_pipe[1], F_SETFL, O_NONBLOCK);
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
@@ -92,8 +94,9 @@ InterruptWatcher::~InterruptWatcher() {
   const char stop = 0;
   [[maybe_unused]] const auto n = write(g_pipe[1], &stop, 1);
   thread_.join();
-  close(g_pipe[0]);
-  close(g_pipe[1]);
+  // The pipe stays open: a handler that was already running when the
+  // defaults came back may still write to it, and a closed descriptor's
+  // number may belong to something else by then.
 }
 
 void InterruptWatcher::loop() {

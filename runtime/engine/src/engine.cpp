@@ -196,12 +196,14 @@ bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
 // Timers live on the run's strand: a plugin thread only posts there.
 bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
   const bool posted = run->on_strand([self = shared_from_this(), delay_ns, fn, user] {
+    bool live;
     {
       std::lock_guard<std::mutex> lock(self->mutex_);
-      if (self->phase_ != Phase::Live) {
-        fn(user, PYOCO_ERR_CANCELLED);
-        return;
-      }
+      live = self->phase_ == Phase::Live;
+    }
+    if (!live) {
+      fn(user, PYOCO_ERR_CANCELLED);  // outside the lock: it may call back into us
+      return;
     }
     auto timer = std::make_unique<asio::steady_timer>(self->run->strand());
     timer->expires_after(std::chrono::nanoseconds(
@@ -222,15 +224,23 @@ bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* us
 
 void Attempt::end(bool was_cancelled) {
   if (was_cancelled) cancelled.store(true, std::memory_order_release);
+  settle(was_cancelled ? Phase::Cancelled : Phase::Ended);
+  for (auto& t : timers_) t->cancel();  // each handler says PYOCO_ERR_CANCELLED
+}
+
+// Any thread: the call completed. Its callbacks hear PYOCO_OK now, before a
+// deadline or cancel handled later on the strand could tell them otherwise.
+void Attempt::call_finished() { settle(Phase::Ended); }
+
+void Attempt::settle(Phase phase) {
   std::vector<std::pair<pyoco_callback_fn, void*>> waiting;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (phase_ != Phase::Live) return;
-    phase_ = was_cancelled ? Phase::Cancelled : Phase::Ended;
+    phase_ = phase;
     waiting.swap(callbacks_);
   }
-  for (auto& t : timers_) t->cancel();  // each handler says PYOCO_ERR_CANCELLED
-  const pyoco_status why = was_cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
+  const pyoco_status why = phase == Phase::Cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
   for (auto [fn, user] : waiting) fn(user, why);
 }
 

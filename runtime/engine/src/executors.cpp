@@ -83,15 +83,17 @@ void Executors::shutdown(std::chrono::milliseconds grace) {
     }
   }
   // What is still queued holds runs, and runs hold this object: let the
-  // queues go. Every run is over by now (~Engine cancelled them), so a
-  // queued body sees its cancel and returns, and control handlers find
-  // nothing to change. With a worker still inside a body, the queues are
-  // left to it.
-  if (!all_joined) return;
+  // queues go. Every run is over by now (~Engine cancelled them), so
+  // control handlers find nothing to change but still tell plugins'
+  // cancelled timers (exactly once), and a queued body sees its cancel and
+  // returns. With a worker still inside a body, its queue is left to it.
   for (bool ran = true; ran;) {
     control_.restart();
-    work_.restart();
-    ran = control_.poll() + work_.poll() > 0;
+    ran = control_.poll() > 0;
+    if (all_joined) {
+      work_.restart();
+      ran = work_.poll() > 0 || ran;
+    }
   }
 }
 

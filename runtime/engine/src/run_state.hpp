@@ -59,9 +59,11 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   // PYOCO_ERR_CANCELLED when it was cancelled or timed out, else PYOCO_OK)
   // and its timers are cancelled. Idempotent.
   void end(bool was_cancelled);
+  void call_finished() override;
 
  private:
   enum class Phase { Live, Cancelled, Ended };
+  void settle(Phase phase);
   std::mutex mutex_;  // phase_ and callbacks_: plugins call from any thread
   Phase phase_ = Phase::Live;
   std::vector<std::pair<pyoco_callback_fn, void*>> callbacks_;

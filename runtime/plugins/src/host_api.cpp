@@ -409,6 +409,7 @@ void finish_call(CallContext& ctx, pyoco_status status, const pyoco_value* out, 
   }
   ctx.arena->seal();
   ctx.borrowed.clear();
+  if (ctx.services != nullptr) ctx.services->call_finished();
   CallDone done = std::move(ctx.done);
   done(std::move(result));  // may free ctx
 }

@@ -725,15 +725,19 @@ class Completion {
   // Ends the call with an output built by `make()` inside the call's arena.
   template <class F>
   bool ok_with(F&& make) const {
-    if (state_->ended.load()) return false;
+    // Claimed before building: a racing cancel must not seal the arena
+    // while `make` still builds in it.
+    if (state_->ended.exchange(true)) return false;
     ContextScope scope(state_->ctx);
     Value v;
     try {
       v = make();
     } catch (const std::exception& e) {
-      return fail(e.what());
+      complete(PYOCO_ERR_TASK, nullptr, e.what());
+      return true;
     }
-    return end(PYOCO_OK, v.handle(), {});
+    complete(PYOCO_OK, v.handle(), {});
+    return true;
   }
   // Fails the attempt; it may be retried (`retries`).
   bool fail(std::string_view message) const { return end(PYOCO_ERR_TASK, nullptr, message); }
@@ -757,10 +761,13 @@ class Completion {
   };
   bool end(pyoco_status status, const pyoco_value* out, std::string_view message) const {
     if (state_->ended.exchange(true)) return false;
+    complete(status, out, message);
+    return true;
+  }
+  void complete(pyoco_status status, const pyoco_value* out, std::string_view message) const {
     const pyoco_host_api& h = detail::host();
     if (status != PYOCO_OK) h.context_set_error(state_->ctx, message.data(), message.size());
     h.call_complete(state_->call, status, out);
-    return true;
   }
   using ContextScope = detail::ContextScope;
   std::shared_ptr<State> state_;

@@ -58,6 +58,8 @@ class RunServices {
   virtual void heartbeat(const CallInfo& call, double progress, std::string_view message) {
     (void)call, (void)progress, (void)message;
   }
+  // The call just completed (any thread), before its result is handed on.
+  virtual void call_finished() {}
 };
 
 struct TaskCallResult {
