@@ -28,6 +28,14 @@ struct BoundFlow {
   std::vector<std::unique_ptr<TaskFn>> local_functions;
 };
 
+// Binds every task node of `flow` (loading the plugins it needs); throws
+// core::FlowError or plugins::LoadError (bind.cpp).
+std::shared_ptr<BoundFlow> bind_flow(std::shared_ptr<const core::CompiledFlow> flow,
+                                     const plugins::Catalog& catalog,
+                                     const std::map<std::string, TaskFn>& local_tasks);
+// Throws std::invalid_argument for a run id that is not allowed (run_id.cpp).
+void check_run_id(const std::string& id);
+
 class RunState;
 struct Frame;
 

@@ -1,0 +1,101 @@
+// One try of one task node: what a call reaches through its context (ABI
+// 1.1 included: on-cancel callbacks, host timers, heartbeats).
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <limits>
+
+#include "run_state.hpp"
+
+namespace pyoco {
+
+void Attempt::log(const plugins::CallInfo& call, plugins::LogLevel level,
+                  std::string_view message) {
+  run->emit_log(call, level, message);
+}
+
+std::string Attempt::save_artifact(const plugins::CallInfo&, std::string_view name,
+                                   std::string_view bytes, std::string_view media_type) {
+  ArtifactRecord r;
+  const std::string path = run->write_artifact(name, bytes, media_type, r);
+  artifacts.push_back(std::move(r));
+  return path;
+}
+
+core::Value Attempt::scratch_get(std::string_view key) { return run->scratch_get(key); }
+void Attempt::scratch_set(std::string_view key, core::Value value) {
+  run->scratch_set(key, std::move(value));
+}
+pyoco_status Attempt::scratch_update(std::string_view key, const core::Value& expected,
+                                     const core::Value& desired, core::Value& current) {
+  return run->scratch_update(key, expected, desired, current);
+}
+
+void Attempt::heartbeat(const plugins::CallInfo& call, double progress, std::string_view message) {
+  run->emit_heartbeat(call, record, progress, message);
+}
+
+bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (phase_ == Phase::Live) {
+    callbacks_.emplace_back(fn, user);
+    return true;
+  }
+  const pyoco_status why = phase_ == Phase::Cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
+  lock.unlock();
+  fn(user, why);  // already decided: at once, on the caller's thread
+  return true;
+}
+
+// Timers live on the run's strand: a plugin thread only posts there.
+bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
+  const bool posted = run->on_strand([self = shared_from_this(), delay_ns, fn, user] {
+    bool live;
+    {
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      live = self->phase_ == Phase::Live;
+    }
+    if (!live) {
+      fn(user, PYOCO_ERR_CANCELLED);  // outside the lock: it may call back into us
+      return;
+    }
+    auto timer = std::make_unique<asio::steady_timer>(self->run->strand());
+    timer->expires_after(std::chrono::nanoseconds(
+        std::min<std::uint64_t>(delay_ns, std::numeric_limits<std::int64_t>::max())));
+    timer->async_wait([self, fn, user](boost::system::error_code ec) {
+      bool live;
+      {
+        std::lock_guard<std::mutex> lock(self->mutex_);
+        live = self->phase_ == Phase::Live;
+      }
+      fn(user, !ec && live ? PYOCO_OK : PYOCO_ERR_CANCELLED);
+    });
+    self->timers_.push_back(std::move(timer));
+  });
+  if (!posted) fn(user, PYOCO_ERR_CANCELLED);  // the engine is gone: the call is over
+  return true;
+}
+
+void Attempt::end(bool was_cancelled) {
+  if (was_cancelled) cancelled.store(true, std::memory_order_release);
+  settle(was_cancelled ? Phase::Cancelled : Phase::Ended);
+  for (auto& t : timers_) t->cancel();  // each handler says PYOCO_ERR_CANCELLED
+}
+
+// Any thread: the call completed. Its callbacks hear PYOCO_OK now, before a
+// deadline or cancel handled later on the strand could tell them otherwise.
+void Attempt::call_finished() { settle(Phase::Ended); }
+
+void Attempt::settle(Phase phase) {
+  std::vector<std::pair<pyoco_callback_fn, void*>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (phase_ != Phase::Live) return;
+    phase_ = phase;
+    waiting.swap(callbacks_);
+  }
+  const pyoco_status why = phase == Phase::Cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
+  for (auto [fn, user] : waiting) fn(user, why);
+}
+
+}  // namespace pyoco

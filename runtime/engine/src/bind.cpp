@@ -1,0 +1,92 @@
+// Binding a flow to its tasks: every task node gets the callable definition
+// it runs, from a plugin or from the caller's in-process tasks (which go
+// through the same callbacks as plugin tasks).
+#include <pyoco/plugins/loader.hpp>
+
+#include <unordered_map>
+
+#include "run_state.hpp"
+
+namespace pyoco {
+
+namespace {
+
+pyoco_status run_local(void* fn, pyoco_context* c, const pyoco_value* in, const pyoco_value** out) {
+  auto& ctx = *reinterpret_cast<plugins::CallContext*>(c);
+  try {
+    TaskCall call(ctx);
+    const auto* node = reinterpret_cast<const core::ValueNode*>(in);
+    const core::Value inputs(core::ArenaPtr(node != nullptr ? node->owner : nullptr), node);
+    const core::Value result = (*static_cast<TaskFn*>(fn))(call, inputs);
+    // The result may live in an arena only `result` holds: the call's arena
+    // keeps it alive until the host has taken its own reference.
+    if (result.node() != nullptr) ctx.arena->retain(result.node()->owner);
+    *out = reinterpret_cast<const pyoco_value*>(result.node());
+    return PYOCO_OK;
+  } catch (const std::exception& e) {
+    ctx.error = e.what();
+  } catch (...) {
+    ctx.error = "unknown exception";
+  }
+  return PYOCO_ERR_TASK;
+}
+
+// Definitions already bound in this flow, by `use`: a task used by 10,000
+// nodes is looked up (and its plugin's load checked) once, not 10,000 times.
+using BoundByUse = std::unordered_map<std::string_view, const plugins::TaskDefinition*>;
+
+const plugins::TaskDefinition* bind_task(const core::TaskSpec& spec, BoundFlow& bound,
+                                         const plugins::Catalog& catalog,
+                                         const std::map<std::string, TaskFn>& local) {
+  if (auto it = local.find(spec.use); it != local.end()) {
+    auto fn = std::make_unique<TaskFn>(it->second);
+    auto def = std::make_unique<plugins::TaskDefinition>();
+    def->plugin = "local";
+    def->name = spec.use.substr(spec.use.find('/') + 1);
+    def->user_data = fn.get();
+    def->run = &run_local;
+    bound.local_functions.push_back(std::move(fn));
+    bound.local_definitions.push_back(std::move(def));
+    return bound.local_definitions.back().get();
+  }
+  const auto ref = catalog.find_task(spec.use);
+  if (!ref) {
+    throw core::FlowError(spec.where, "task '" + spec.name + "' uses \"" + spec.use +
+                                          "\", which no plugin on the search path provides "
+                                          "(see `pyoco tasks`)");
+  }
+  const plugins::LoadedPlugin& plugin = plugins::load_plugin(ref->plugin->manifest);
+  const plugins::TaskDefinition* def = plugin.find_task(ref->task->name);
+  if (def == nullptr) {
+    throw core::FlowError(spec.where, "plugin '" + plugin.manifest.name +
+                                          "' did not register task '" + ref->task->name + "'");
+  }
+  return def;
+}
+
+void bind_graph(const core::FlowGraph& g, BoundFlow& bound, const plugins::Catalog& catalog,
+                const std::map<std::string, TaskFn>& local, BoundByUse& by_use) {
+  for (const core::GraphNode& n : g.nodes) {
+    for (const auto& child : n.children) bind_graph(*child, bound, catalog, local, by_use);
+    if (n.kind != core::GraphNode::Kind::Task) continue;
+    const core::TaskSpec& spec = *n.task;
+    auto [it, fresh] = by_use.try_emplace(spec.use, nullptr);
+    if (fresh) it->second = bind_task(spec, bound, catalog, local);
+    bound.tasks[&n] = it->second;
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<BoundFlow> bind_flow(std::shared_ptr<const core::CompiledFlow> flow,
+                                     const plugins::Catalog& catalog,
+                                     const std::map<std::string, TaskFn>& local_tasks) {
+  auto bound = std::make_shared<BoundFlow>();
+  bound->flow = std::move(flow);
+  BoundByUse by_use;
+  bound->tasks.reserve(bound->flow->graph.nodes.size());
+  bind_graph(bound->flow->graph, *bound, catalog, local_tasks, by_use);
+  return bound;
+}
+
+}  // namespace pyoco
