@@ -857,17 +857,19 @@ pyoco_status guarded(pyoco_context* ctx, F&& body) noexcept {
   }
 }
 
-// How a task definition calls back into C++: makes instances, runs them.
-class TaskFactory {
+// How a task definition calls back into C++: makes instances (of a Task,
+// or of an AsyncTask), runs them, frees them.
+template <class Base>
+class Factory {
  public:
-  virtual ~TaskFactory() = default;
-  virtual std::unique_ptr<Task> make() = 0;
+  virtual ~Factory() = default;
+  virtual std::unique_ptr<Base> make() = 0;
 };
 
-template <class T>
-class SubclassFactory final : public TaskFactory {
+template <class Base, class T>
+class SubclassFactory final : public Factory<Base> {
  public:
-  std::unique_ptr<Task> make() override { return std::make_unique<T>(); }
+  std::unique_ptr<Base> make() override { return std::make_unique<T>(); }
 };
 
 template <class F>
@@ -878,49 +880,6 @@ class CallableTask final : public Task {
 
  private:
   F fn_;
-};
-
-template <class F>
-class CallableFactory final : public TaskFactory {
- public:
-  explicit CallableFactory(F fn) : fn_(std::move(fn)) {}
-  std::unique_ptr<Task> make() override { return std::make_unique<CallableTask<F>>(fn_); }
-
- private:
-  F fn_;
-};
-
-inline pyoco_status create_task(void* user_data, pyoco_context* ctx, void** instance_out) {
-  ContextScope scope(ctx);
-  return guarded(ctx, [&] {
-    *instance_out = static_cast<TaskFactory*>(user_data)->make().release();
-    return PYOCO_OK;
-  });
-}
-
-inline pyoco_status run_task(void* instance, pyoco_context* ctx, const pyoco_value* inputs,
-                             const pyoco_value** output) {
-  ContextScope scope(ctx);
-  return guarded(ctx, [&] {
-    Context context(ctx);
-    Inputs in(inputs);
-    *output = static_cast<Task*>(instance)->run(context, in).handle();
-    return PYOCO_OK;
-  });
-}
-
-inline void destroy_task(void* instance) { delete static_cast<Task*>(instance); }
-
-class AsyncTaskFactory {
- public:
-  virtual ~AsyncTaskFactory() = default;
-  virtual std::unique_ptr<AsyncTask> make() = 0;
-};
-
-template <class T>
-class AsyncSubclassFactory final : public AsyncTaskFactory {
- public:
-  std::unique_ptr<AsyncTask> make() override { return std::make_unique<T>(); }
 };
 
 template <class F>
@@ -935,20 +894,43 @@ class CallableAsyncTask final : public AsyncTask {
   F fn_;
 };
 
-template <class F>
-class CallableAsyncFactory final : public AsyncTaskFactory {
+// Makes a `Made` (CallableTask<F> or CallableAsyncTask<F>) around a copy of `fn`.
+template <class Base, class Made, class F>
+class CallableFactory final : public Factory<Base> {
  public:
-  explicit CallableAsyncFactory(F fn) : fn_(std::move(fn)) {}
-  std::unique_ptr<AsyncTask> make() override { return std::make_unique<CallableAsyncTask<F>>(fn_); }
+  explicit CallableFactory(F fn) : fn_(std::move(fn)) {}
+  std::unique_ptr<Base> make() override { return std::make_unique<Made>(fn_); }
 
  private:
   F fn_;
 };
 
-inline pyoco_status create_async_task(void* user_data, pyoco_context* ctx, void** instance_out) {
+template <class Base>
+pyoco_status create_task(void* user_data, pyoco_context* ctx, void** instance_out) {
   ContextScope scope(ctx);
   return guarded(ctx, [&] {
-    *instance_out = static_cast<AsyncTaskFactory*>(user_data)->make().release();
+    *instance_out = static_cast<Factory<Base>*>(user_data)->make().release();
+    return PYOCO_OK;
+  });
+}
+
+template <class Base>
+void destroy_task(void* instance) {
+  delete static_cast<Base*>(instance);
+}
+
+template <class Base>
+void release_factory(void* user_data) {
+  delete static_cast<Factory<Base>*>(user_data);
+}
+
+inline pyoco_status run_task(void* instance, pyoco_context* ctx, const pyoco_value* inputs,
+                             const pyoco_value** output) {
+  ContextScope scope(ctx);
+  return guarded(ctx, [&] {
+    Context context(ctx);
+    Inputs in(inputs);
+    *output = static_cast<Task*>(instance)->run(context, in).handle();
     return PYOCO_OK;
   });
 }
@@ -975,12 +957,6 @@ inline pyoco_status start_task(void* instance, pyoco_context* ctx, const pyoco_v
   return PYOCO_OK;
 }
 
-inline void destroy_async_task(void* instance) { delete static_cast<AsyncTask*>(instance); }
-inline void release_async_factory(void* user_data) {
-  delete static_cast<AsyncTaskFactory*>(user_data);
-}
-inline void release_factory(void* user_data) { delete static_cast<TaskFactory*>(user_data); }
-
 }  // namespace detail
 
 // Where a plugin adds its tasks; handed to the plugin's register_tasks.
@@ -996,9 +972,11 @@ class Registry {
     static_assert(std::is_default_constructible_v<T>,
                   "Registry::add<T>: T must be default-constructible");
     if constexpr (std::is_base_of_v<AsyncTask, T>) {
-      return add_async(detail::info_of<T>(), std::make_unique<detail::AsyncSubclassFactory<T>>());
+      return add_factory<AsyncTask>(detail::info_of<T>(),
+                                    std::make_unique<detail::SubclassFactory<AsyncTask, T>>());
     } else {
-      return add_definition(detail::info_of<T>(), std::make_unique<detail::SubclassFactory<T>>());
+      return add_factory<Task>(detail::info_of<T>(),
+                               std::make_unique<detail::SubclassFactory<Task, T>>());
     }
   }
 
@@ -1010,8 +988,10 @@ class Registry {
                   "Registry::async_task: the callable must be void(Context&, const Inputs&, "
                   "Completion)");
     info.name = std::string(name);
-    return add_async(std::move(info),
-                     std::make_unique<detail::CallableAsyncFactory<F>>(std::move(fn)));
+    return add_factory<AsyncTask>(
+        std::move(info),
+        std::make_unique<detail::CallableFactory<AsyncTask, detail::CallableAsyncTask<F>, F>>(
+            std::move(fn)));
   }
 
   // Registers a callable `Value(Context&, const Inputs&)` as a task (the
@@ -1021,8 +1001,9 @@ class Registry {
     static_assert(std::is_invocable_r_v<Value, F&, Context&, const Inputs&>,
                   "Registry::task: the callable must be Value(Context&, const Inputs&)");
     info.name = std::string(name);
-    return add_definition(std::move(info),
-                          std::make_unique<detail::CallableFactory<F>>(std::move(fn)));
+    return add_factory<Task>(
+        std::move(info),
+        std::make_unique<detail::CallableFactory<Task, detail::CallableTask<F>, F>>(std::move(fn)));
   }
 
  private:
@@ -1041,25 +1022,22 @@ class Registry {
     return out;
   }
 
-  Registry& add_async(TaskInfo info, std::unique_ptr<detail::AsyncTaskFactory> factory) {
-    if (!detail::has_1_1()) {
-      throw Error("task '" + info.name +
-                  "' is async and needs a pyoco host with plugin ABI 1.1 or newer");
+  // A Task runs through `run`; an AsyncTask through `start` (ABI 1.1).
+  template <class Base>
+  Registry& add_factory(TaskInfo info, std::unique_ptr<detail::Factory<Base>> factory) {
+    pyoco_task_def def{};
+    def.create = &detail::create_task<Base>;
+    def.destroy = &detail::destroy_task<Base>;
+    def.release = &detail::release_factory<Base>;
+    if constexpr (std::is_same_v<Base, AsyncTask>) {
+      if (!detail::has_1_1()) {
+        throw Error("task '" + info.name +
+                    "' is async and needs a pyoco host with plugin ABI 1.1 or newer");
+      }
+      def.start = &detail::start_task;
+    } else {
+      def.run = &detail::run_task;
     }
-    pyoco_task_def def{};
-    def.create = &detail::create_async_task;
-    def.start = &detail::start_task;
-    def.destroy = &detail::destroy_async_task;
-    def.release = &detail::release_async_factory;
-    return submit(std::move(info), def, factory.get(), [&] { factory.release(); });
-  }
-
-  Registry& add_definition(TaskInfo info, std::unique_ptr<detail::TaskFactory> factory) {
-    pyoco_task_def def{};
-    def.create = &detail::create_task;
-    def.run = &detail::run_task;
-    def.destroy = &detail::destroy_task;
-    def.release = &detail::release_factory;
     return submit(std::move(info), def, factory.get(), [&] { factory.release(); });
   }
 
