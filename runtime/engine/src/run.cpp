@@ -1,9 +1,7 @@
 // The run state machine. Ready tasks are posted to the pool; a finished
 // task posts its result back to the run's strand, which releases its
 // successors. Control nodes (switch, loops) run their bodies as child
-// frames of the same machine.
-#include <pyoco/core/expression.hpp>
-
+// frames of the same machine (control_nodes.cpp).
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <random>
 
 #include "inputs.hpp"
+#include "object_value.hpp"
 #include "run_state.hpp"
 
 namespace pyoco {
@@ -44,16 +43,6 @@ std::string summary(const Value& v) {
   return s;
 }
 
-Value make_object(const std::vector<std::pair<std::string, Value>>& members) {
-  core::ValueBuilder b;
-  core::ValueNode* o = b.arena().make_object(members.size());
-  for (const auto& [k, v] : members) {
-    core::Arena::set(o, k, v.node() != nullptr ? v.node() : b.arena().make_null());
-  }
-  b.arena().seal();
-  return b.wrap(o);
-}
-
 const char* control_kind(const GraphNode& g) {
   if (g.kind == GraphNode::Kind::Switch) return "switch";
   switch (g.loop_term->kind) {
@@ -68,45 +57,6 @@ const char* control_kind(const GraphNode& g) {
 }
 
 }  // namespace
-
-// ---- expressions see params, results, scratch, loop and env -------------
-
-struct FrameScope : core::Expression::Scope {
-  FrameScope(RunState& r, const Frame& f) : run(r), frame(f) {}
-  Value lookup(core::PathRoot root, const std::vector<std::string>& path) const override {
-    if (path.empty()) return Value();
-    Value v;
-    switch (root) {
-      case core::PathRoot::Params:
-        v = run.params_.find(path[0]);
-        break;
-      case core::PathRoot::Loop:
-        v = run.loop_var(frame, path[0]);
-        break;
-      case core::PathRoot::Scratch:
-        v = run.scratch_get(path[0]);
-        break;
-      case core::PathRoot::Env: {
-        const std::string* e = run.env(path[0]);
-        if (e == nullptr) return Value();
-        core::ValueBuilder b;
-        v = b.wrap(b.arena().make_string(*e));
-        break;
-      }
-      case core::PathRoot::Results: {
-        const NodeExec* n = run.find_node(frame, path[0]);
-        v = n != nullptr ? n->output : run.results_alias(path[0]);
-        break;
-      }
-    }
-    for (std::size_t i = 1; i < path.size() && !v.is_null(); ++i) {
-      v = v.is_array() ? v.at(std::strtoull(path[i].c_str(), nullptr, 10)) : v.find(path[i]);
-    }
-    return v;
-  }
-  RunState& run;
-  const Frame& frame;
-};
 
 // ---- the run ---------------------------------------------------------------
 
@@ -592,257 +542,6 @@ void RunState::finish() {
     done_ = true;
   }
   done_cv_.notify_all();
-}
-
-// ---- control nodes ---------------------------------------------------------
-
-void RunState::start_switch(Frame& f, std::uint32_t i) {
-  const GraphNode& g = f.graph->nodes[i];
-  Value on;
-  try {
-    on = g.switch_term->on.evaluate(FrameScope(*this, f));
-  } catch (const core::FlowError& e) {
-    fail(f, i, e.what());
-    return;
-  }
-  std::size_t chosen = SIZE_MAX;
-  for (std::size_t c = 0; c < g.switch_term->cases.size(); ++c) {
-    const auto& sc = g.switch_term->cases[c];
-    if (!sc.is_default && (sc.match == on || (sc.match.is_string() && on.is_number() &&
-                                              sc.match.as_string() == core::to_json_text(on)))) {
-      chosen = c;
-      break;
-    }
-  }
-  if (chosen == SIZE_MAX) {
-    for (std::size_t c = 0; c < g.switch_term->cases.size(); ++c) {
-      if (g.switch_term->cases[c].is_default) chosen = c;
-    }
-  }
-  if (chosen == SIZE_MAX) {
-    fail(f, i,
-         "switch on '" + g.switch_term->on.text() + "': no case matches " + core::to_json_text(on) +
-             " and there is no default");
-    return;
-  }
-  NodeExec& n = f.nodes[i];
-  auto child = std::make_unique<Frame>();
-  child->graph = g.children[chosen].get();
-  child->parent = &f;
-  child->parent_node = i;
-  child->suffix = f.suffix;
-  child->loop = f.loop;
-  n.active_children = 1;
-  n.children.push_back(std::move(child));
-  start_frame(*n.children.back());
-}
-
-void RunState::start_loop(Frame& f, std::uint32_t i) {
-  const GraphNode& g = f.graph->nodes[i];
-  NodeExec& n = f.nodes[i];
-  const auto& l = *g.loop_term;
-  if (l.kind == core::dsl::LoopTerm::Kind::Foreach) {
-    try {
-      n.loop_items = l.over.evaluate(FrameScope(*this, f));
-    } catch (const core::FlowError& e) {
-      fail(f, i, e.what());
-      return;
-    }
-    if (!n.loop_items.is_array()) {
-      fail(f, i,
-           "foreach over '" + l.over.text() + "': expected a list, got " +
-               to_string(n.loop_items.kind()));
-      return;
-    }
-  }
-  const std::size_t parallel =
-      l.kind == core::dsl::LoopTerm::Kind::Foreach ? static_cast<std::size_t>(l.parallel) : 1;
-  bool any = false;
-  for (std::size_t k = 0; k < parallel; ++k) any = start_iteration(f, i) || any;
-  if (!any) {
-    succeed(f, i, frame_output(f));  // nothing to iterate
-  }
-}
-
-// Starts the next iteration; false when there is none.
-bool RunState::start_iteration(Frame& f, std::uint32_t i) {
-  const GraphNode& g = f.graph->nodes[i];
-  NodeExec& n = f.nodes[i];
-  const auto& l = *g.loop_term;
-  const std::size_t k = n.next_iteration;
-  std::vector<std::pair<std::string, Value>> vars;
-  for (std::size_t m = 0; m < f.loop.size(); ++m) {
-    auto [key, v] = f.loop.member(m);
-    vars.emplace_back(std::string(key), v);
-  }
-  core::ValueBuilder b;
-  const Value index = b.wrap(b.arena().make_int(static_cast<std::int64_t>(k)));
-  switch (l.kind) {
-    case core::dsl::LoopTerm::Kind::Repeat:
-      if (k >= static_cast<std::size_t>(l.count)) return false;
-      vars.emplace_back("index", index);
-      break;
-    case core::dsl::LoopTerm::Kind::Foreach:
-      if (k >= n.loop_items.size()) return false;
-      vars.emplace_back(l.item, n.loop_items.at(k));
-      vars.emplace_back(l.index, index);
-      break;
-    case core::dsl::LoopTerm::Kind::Until:
-      if (k >= static_cast<std::size_t>(l.max_iter)) return false;
-      vars.emplace_back("index", index);
-      break;
-  }
-  b.arena().seal();
-  ++n.next_iteration;
-  ++n.active_children;
-  auto child = std::make_unique<Frame>();
-  child->graph = g.children.front().get();
-  child->parent = &f;
-  child->parent_node = i;
-  child->iteration = k;
-  child->suffix = f.suffix + "[" + std::to_string(k) + "]";
-  child->loop = make_object(vars);
-  n.children.push_back(std::move(child));
-  if (n.iteration_outputs.size() <= k) n.iteration_outputs.resize(k + 1);
-  start_frame(*n.children.back());
-  return true;
-}
-
-void RunState::child_done(Frame& child) {
-  Frame& f = *child.parent;
-  const std::uint32_t i = child.parent_node;
-  const GraphNode& g = f.graph->nodes[i];
-  NodeExec& n = f.nodes[i];
-  --n.active_children;
-  bool failed = false;
-  for (const NodeExec& c : child.nodes) {
-    failed = failed || c.state == TaskState::Failed ||
-             (c.state == TaskState::Skipped || c.state == TaskState::Cancelled);
-  }
-  n.child_failed = n.child_failed || failed;
-  if (n.state != TaskState::Running) return;  // already ended (cancelled)
-
-  if (g.kind == GraphNode::Kind::Switch) {
-    if (n.child_failed) {
-      fail(f, i, "a task of the chosen case did not succeed");
-    } else {
-      succeed(f, i, frame_output(child));
-    }
-    return;
-  }
-  const auto& l = *g.loop_term;
-  n.iteration_outputs[child.iteration] = frame_output(child);
-  if (n.child_failed || stopping_) {
-    if (n.active_children == 0) {
-      if (stopping_) {
-        end_without_running(f, i, TaskState::Cancelled, "run stopped");
-      } else {
-        fail(f, i, "iteration " + std::to_string(child.iteration) + " did not succeed");
-      }
-    }
-    return;
-  }
-  bool more = true;
-  if (l.kind == core::dsl::LoopTerm::Kind::Until) {
-    try {
-      more = !core::truthy(l.cond.evaluate(FrameScope(*this, child)));
-    } catch (const core::FlowError& e) {
-      fail(f, i, e.what());
-      return;
-    }
-    if (more && n.next_iteration >= static_cast<std::size_t>(l.max_iter)) {
-      plugins::CallInfo info{id_, flow_name(), n.display, "until", n.attempts};
-      emit_log(info, plugins::LogLevel::Warn,
-               "until stopped at max_iter=" + std::to_string(l.max_iter) +
-                   " with its condition still false");
-      more = false;
-    }
-  }
-  if (more && start_iteration(f, i)) return;
-  if (n.active_children > 0) return;
-
-  // Collect.
-  std::vector<Value> outs(
-      n.iteration_outputs.begin(),
-      n.iteration_outputs.begin() + static_cast<std::ptrdiff_t>(n.next_iteration));
-  Value out;
-  core::ValueBuilder b;
-  switch (l.collect) {
-    case core::dsl::Collect::Last:
-      out = outs.empty() ? Value() : outs.back();
-      break;
-    case core::dsl::Collect::First:
-      out = outs.empty() ? Value() : outs.front();
-      break;
-    case core::dsl::Collect::List:
-    case core::dsl::Collect::Flatten: {
-      core::ValueNode* arr = b.arena().make_array(outs.size());
-      for (const Value& o : outs) {
-        if (l.collect == core::dsl::Collect::Flatten && o.is_array()) {
-          for (std::size_t k = 0; k < o.size(); ++k) core::Arena::push(arr, o.at(k).node());
-        } else {
-          core::Arena::push(arr, o.node() != nullptr ? o.node() : b.arena().make_null());
-        }
-      }
-      b.arena().seal();
-      out = b.wrap(arr);
-      break;
-    }
-  }
-  succeed(f, i, out);
-}
-
-// What a frame yields: the output of its last node, or of its sinks by name.
-Value RunState::frame_output(const Frame& f) const {
-  std::vector<std::pair<std::string, Value>> sinks;
-  for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
-    const GraphNode& g = f.graph->nodes[i];
-    if (g.successors.empty() && g.visible()) sinks.emplace_back(g.name, f.nodes[i].output);
-  }
-  if (sinks.size() == 1) return sinks.front().second;
-  if (sinks.empty()) return Value();
-  return make_object(sinks);
-}
-
-// ---- outputs: and lookups --------------------------------------------------
-
-void RunState::apply_outputs(const core::TaskSpec& spec, const Value& output) {
-  for (const std::string& path : spec.outputs) {
-    const auto dot = path.find('.');
-    const std::string root = path.substr(0, dot);
-    const std::string key = dot == std::string::npos ? "" : path.substr(dot + 1);
-    if (key.empty()) continue;  // validated at load; nothing to copy to
-    if (root == "params") {
-      std::vector<std::pair<std::string, Value>> members;
-      for (std::size_t i = 0; i < params_.size(); ++i) {
-        auto [k, v] = params_.member(i);
-        if (k != key) members.emplace_back(std::string(k), v);
-      }
-      members.emplace_back(key, output);
-      params_ = make_object(members);
-    } else if (root == "scratch") {
-      scratch_set(key, output);
-    } else {
-      results_alias_[key] = output;
-    }
-  }
-}
-
-const NodeExec* RunState::find_node(const Frame& f, std::string_view name) const {
-  for (const Frame* fr = &f; fr != nullptr; fr = fr->parent) {
-    const std::int64_t idx = fr->graph->find(name);
-    if (idx >= 0 && static_cast<std::size_t>(idx) < fr->nodes.size()) {
-      return &fr->nodes[static_cast<std::size_t>(idx)];
-    }
-  }
-  return nullptr;
-}
-
-Value RunState::loop_var(const Frame& f, std::string_view name) const { return f.loop.find(name); }
-
-Value RunState::results_alias(std::string_view name) const {
-  auto it = results_alias_.find(name);
-  return it == results_alias_.end() ? Value() : it->second;
 }
 
 }  // namespace pyoco

@@ -1,0 +1,205 @@
+// `pyoco check`: what a compiled flow gets wrong beyond compile errors. Its own
+// file: it reads the graph and the task catalog, and builds nothing.
+#include <pyoco/core/flow_graph.hpp>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pyoco::core {
+
+namespace {
+
+class Checker {
+ public:
+  Checker(const CompiledFlow& flow, const TaskResolver& tasks, const Value& params)
+      : flow_(flow), tasks_(tasks), params_(params) {}
+
+  std::vector<Diagnostic> run() {
+    std::set<std::string> used;
+    walk(flow_.graph, used, {});
+    for (const TaskSpec& t : flow_.spec->tasks) {
+      if (used.count(t.name) == 0) {
+        warn(t.where, "task '" + t.name + "' is never used in the graph (orphan)");
+      }
+    }
+    std::stable_sort(out_.begin(), out_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      return a.where.line < b.where.line ||
+             (a.where.line == b.where.line && a.where.column < b.where.column);
+    });
+    return out_;
+  }
+
+ private:
+  void error(const SourceLocation& w, std::string m) {
+    out_.push_back({Diagnostic::Severity::Error, w, std::move(m)});
+  }
+  void warn(const SourceLocation& w, std::string m) {
+    out_.push_back({Diagnostic::Severity::Warning, w, std::move(m)});
+  }
+
+  // `loop_vars`: the loop variables the nodes of `g` see (those of every
+  // enclosing loop, as the engine gives them: foreach's item and index
+  // aliases, repeat's and until's index).
+  void walk(const FlowGraph& g, std::set<std::string>& used,
+            const std::set<std::string>& loop_vars) {
+    for (std::uint32_t i = 0; i < g.nodes.size(); ++i) {
+      const GraphNode& n = g.nodes[i];
+      std::set<std::string> inner = loop_vars;
+      if (n.kind == GraphNode::Kind::Task) {
+        used.insert(n.task->name);
+        check_task(g, i, loop_vars);
+      } else if (n.kind == GraphNode::Kind::Switch) {
+        check_expression(n.switch_term->on);
+        const bool has_default =
+            std::any_of(n.switch_term->cases.begin(), n.switch_term->cases.end(),
+                        [](const dsl::SwitchCase& c) { return c.is_default; });
+        if (!has_default) {
+          warn(n.where, "switch has no default: a value no case matches fails the run");
+        }
+      } else if (n.kind == GraphNode::Kind::Loop) {
+        const dsl::LoopTerm& l = *n.loop_term;
+        if (l.kind == dsl::LoopTerm::Kind::Foreach) {
+          check_expression(l.over);
+          inner.insert(l.item);
+          inner.insert(l.index);
+        } else {
+          inner.insert("index");
+        }
+        if (l.kind == dsl::LoopTerm::Kind::Until) {
+          check_expression(l.cond);
+          if (l.max_iter == 0) {
+            error(n.where, "until has no max_iter: add max_iter=N so it cannot loop forever");
+          }
+        }
+      }
+      enclosing_.emplace_back(&g, i);
+      for (const auto& c : n.children) walk(*c, used, inner);
+      enclosing_.pop_back();
+    }
+  }
+
+  // Where `$node.<name>` from node `id` of `g` resolves, as the engine looks
+  // it up: in this graph, else in the graphs around this switch or loop body,
+  // innermost first. `before`: the node finishes before `waiter`, which is
+  // the node that reads it or the switch or loop holding that node.
+  struct Upstream {
+    bool found = false;
+    bool before = false;
+    std::string waiter;
+  };
+  Upstream upstream(const FlowGraph& g, std::uint32_t id, const std::string& name) const {
+    const FlowGraph* graph = &g;
+    std::uint32_t node = id;
+    for (std::size_t level = enclosing_.size();;) {
+      const std::int64_t found = graph->find(name);
+      if (found >= 0) {
+        return {true, graph->precedes(static_cast<std::uint32_t>(found), node),
+                graph->nodes[node].name};
+      }
+      if (level == 0) return {};
+      --level;
+      graph = enclosing_[level].first;
+      node = enclosing_[level].second;
+    }
+  }
+
+  void check_expression(const Expression& e) {
+    for (const auto& use : e.paths()) {
+      if (use.root == PathRoot::Params && !use.path.empty() && !params_.contains(use.path[0])) {
+        warn(e.where(), "'" + use.path[0] + "' is not a param in flow.defaults: pass --param " +
+                            use.path[0] + "=...");
+      }
+    }
+  }
+
+  void check_task(const FlowGraph& g, std::uint32_t id, const std::set<std::string>& loop_vars) {
+    const GraphNode& n = g.nodes[id];
+    const TaskSpec& t = *n.task;
+    const TaskResolver::TaskInfo info = tasks_.resolve(t.use);
+    if (!info.exists) {
+      error(t.where, "task '" + t.name + "' uses \"" + t.use +
+                         "\", which no plugin on the search path provides (see `pyoco tasks`)");
+    }
+    std::set<std::string> bound;
+    for (const InputBinding& b : t.inputs) {
+      bound.insert(b.name);
+      if (!b.value.is_string() || b.value.as_string().empty() || b.value.as_string()[0] != '$') {
+        continue;
+      }
+      check_reference(g, id, b, loop_vars);
+    }
+    if (!info.exists) return;
+    for (const std::string& input : info.required_inputs) {
+      if (bound.count(input) != 0 || params_.contains(input) || loop_vars.count(input) != 0) {
+        continue;
+      }
+      if (upstream(g, id, input).before) continue;
+      error(n.where, "node '" + n.name + "': required input '" + input + "' of " + t.use +
+                         " is not in inputs:, not a param, and no upstream node is named so");
+    }
+  }
+
+  void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b,
+                       const std::set<std::string>& loop_vars) {
+    const std::string ref(b.value.as_string());
+    const std::string hint =
+        "; write $node.<name>.output[.key...], $ctx.params.<name>, $env.<NAME> or, in a loop's "
+        "body, $loop.<var>";
+    if (ref.rfind("$node.", 0) == 0) {
+      const std::size_t dot = ref.find('.', 6);
+      const std::string node = ref.substr(6, dot - 6);
+      const std::string rest = dot == std::string::npos ? "" : ref.substr(dot + 1);
+      if (rest != "output" && rest.rfind("output.", 0) != 0) {
+        error(b.where, "input '" + b.name + "': '" + ref + "' must go on with .output" + hint);
+        return;
+      }
+      const Upstream target = upstream(g, id, node);
+      if (!target.found) {
+        error(b.where, "input '" + b.name + "': '" + ref + "' names node '" + node +
+                           "', which is not in the graph");
+      } else if (!target.before) {
+        error(b.where, "input '" + b.name + "': node '" + node + "' does not run before '" +
+                           target.waiter + "' (add " + node + " >> " + target.waiter + ")");
+      }
+    } else if (ref.rfind("$ctx.params.", 0) == 0) {
+      if (ref.size() == 12) error(b.where, "input '" + b.name + "': '" + ref + "' names no param");
+    } else if (ref.rfind("$loop.", 0) == 0) {
+      const std::size_t dot = ref.find('.', 6);
+      const std::string var = ref.substr(6, dot == std::string::npos ? dot : dot - 6);
+      if (loop_vars.empty()) {
+        error(b.where, "input '" + b.name + "': '" + ref +
+                           "' is outside a loop: $loop.<var> works only in the body of "
+                           "foreach, repeat or until");
+      } else if (loop_vars.count(var) == 0) {
+        std::string known;
+        for (const auto& v : loop_vars) known += (known.empty() ? "" : ", ") + v;
+        error(b.where,
+              "input '" + b.name + "': '" + ref + "' names no loop variable here (" + known + ")");
+      }
+    } else if (ref.rfind("$env.", 0) == 0) {
+      if (ref.size() == 5)
+        error(b.where, "input '" + b.name + "': '" + ref + "' names no variable");
+    } else {
+      error(b.where, "input '" + b.name + "': unsupported reference '" + ref + "'" + hint);
+    }
+  }
+
+  const CompiledFlow& flow_;
+  const TaskResolver& tasks_;
+  const Value& params_;
+  std::vector<Diagnostic> out_;
+  // The switch and loop nodes around the body being walked, outermost first.
+  std::vector<std::pair<const FlowGraph*, std::uint32_t>> enclosing_;
+};
+
+}  // namespace
+
+std::vector<Diagnostic> check_flow(const CompiledFlow& flow, const TaskResolver& tasks,
+                                   const Value& params) {
+  return Checker(flow, tasks, params).run();
+}
+
+}  // namespace pyoco::core
