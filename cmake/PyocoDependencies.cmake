@@ -1,5 +1,7 @@
 # Every dependency comes from a Debian 12 package (tools/setup.sh installs
 # them). Packages that ship a CMake config are found in CONFIG mode.
+# cmake/PyocoConfig.cmake.in finds the ones the runtime libraries link again,
+# for a program that embeds them: keep the two in step.
 find_package(Threads REQUIRED)
 find_package(Boost 1.81 CONFIG REQUIRED
   COMPONENTS json url log filesystem unit_test_framework)

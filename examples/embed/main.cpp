@@ -1,13 +1,17 @@
 // The seed example, embedded in a C++ program: plugin tasks from the hello
 // plugin, one in-process C++ task, a parallel group, and the cute trace.
 //
-//   ./build/default/bin/hello_embed
+//   ./build/default/bin/hello_embed [PLUGIN_DIR]
+//
+// Plugins come from PLUGIN_DIR when given (e.g. <prefix>/lib/pyoco/plugins
+// for a copy built against an installed pyoco), else from
+// <this program's directory>/../lib/pyoco/plugins.
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/trace/sinks.hpp>
 
 #include <iostream>
 
-int main() {
+int main(int argc, char** argv) {
   pyoco::Flow flow{"hello_embed"};
 
   auto fetch = flow.task("fetch_data", "hello/fetch_data");
@@ -33,7 +37,9 @@ int main() {
   // exclaim and count run in parallel; save_result waits for both.
   flow >> fetch >> process >> (exclaim & count) >> save;
 
-  pyoco::Engine engine;  // create once, reuse for every run
+  pyoco::EngineOptions engine_options;
+  if (argc > 1) engine_options.plugin_search_path = {argv[1]};
+  pyoco::Engine engine(engine_options);  // create once, reuse for every run
   pyoco::RunOptions options;
   options.listener = pyoco::trace::make_trace_sink(
       pyoco::trace::TraceFormat::Cute,

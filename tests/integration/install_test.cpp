@@ -2,6 +2,9 @@
 // promises, and the installed binary works from there.
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
+#include <sstream>
+
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -61,6 +64,39 @@ BOOST_AUTO_TEST_CASE(installed_binary_runs_without_the_build_tree) {
       run_process({(prefix / "bin/pyoco").string(), "--version"}, {.cwd = dir.path()});
   BOOST_TEST(r.exit_code == 0);
   BOOST_TEST(r.out.find("pyoco ") == 0u);
+}
+
+// examples/embed on its own, as a user who copies it would build it:
+// find_package(Pyoco) from the install prefix, pyoco::runtime and nothing
+// else, then the seed flow with the installed hello plugin.
+BOOST_AUTO_TEST_CASE(embedding_example_builds_against_the_installed_package) {
+  const fs::path build = dir.path() / "embed";
+  const ProcessOptions slow{.timeout = std::chrono::seconds(300)};
+  ProcessResult r = run_process(
+      {"cmake", "-S", (source_dir() / "examples/embed").string(), "-B", build.string(), "-G",
+       "Ninja", "-DCMAKE_PREFIX_PATH=" + prefix.string(), "-DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF",
+       "-DCMAKE_CXX_COMPILER=" PYOCO_TEST_CXX_COMPILER, "-DCMAKE_CXX_FLAGS=" PYOCO_TEST_CXX_FLAGS,
+       "-DCMAKE_EXE_LINKER_FLAGS=" PYOCO_TEST_EXE_LINKER_FLAGS},
+      slow);
+  BOOST_TEST_REQUIRE(r.exit_code == 0, "configure failed:\n" << r.out << r.err);
+
+  // The package came from the prefix, not from some other pyoco.
+  std::ifstream cache(build / "CMakeCache.txt");
+  std::stringstream ss;
+  ss << cache.rdbuf();
+  const std::string pyoco_dir = "Pyoco_DIR:PATH=" + prefix.string() + "/";
+  BOOST_TEST(ss.str().find(pyoco_dir) != std::string::npos, "no " << pyoco_dir << "...");
+
+  r = run_process({"cmake", "--build", build.string()}, slow);
+  BOOST_TEST_REQUIRE(r.exit_code == 0, "build failed:\n" << r.out << r.err);
+
+  r = run_process({(build / "hello_embed").string(), (prefix / "lib/pyoco/plugins").string()},
+                  {.cwd = dir.path(), .unset_env = {"PYOCO_PLUGIN_PATH"}});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  for (const char* line : {"🐰 Fetching data...", "✨ Saved: CARROT!", "status: COMPLETED",
+                           "  save_result  SUCCEEDED  \"CARROT!\""}) {
+    BOOST_TEST(r.out.find(line) != std::string::npos, "missing: " << line << "\n" << r.out);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
