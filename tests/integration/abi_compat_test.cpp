@@ -4,6 +4,7 @@
 // through the engine as a user's flow would use them.
 #include <pyoco/core/value.hpp>
 #include <pyoco/engine/engine.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/plugins/loader.hpp>
 
 #include <boost/json.hpp>
@@ -104,7 +105,7 @@ struct CompatFixture {
     RunOptions o;
     o.listener = events;
     o.params = params.is_null() ? json("{}") : params;
-    o.artifact_dir = artifacts.path();
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
     return engine.start(compile(yaml), std::move(o));
   }
   Run run(const std::string& yaml, Value params = {}) {

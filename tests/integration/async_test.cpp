@@ -2,6 +2,7 @@
 // cancel callbacks and deadlines reach them, heartbeats become events,
 // scratch updates are atomic, and the status a task ends with is honoured.
 #include <pyoco/engine/engine.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/plugins/task.hpp>
 
 #include <boost/test/unit_test.hpp>
@@ -64,7 +65,7 @@ struct AsyncFixture {
     RunOptions o;
     o.params = json(params);
     o.listener = events;
-    o.artifact_dir = dir.path();
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
     Run r = engine.start(compile(yaml), std::move(o));
     BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(60)), "the run did not finish");
     return r;
@@ -206,7 +207,7 @@ tasks:
 BOOST_AUTO_TEST_CASE(a_cancel_reaches_an_async_task_at_once) {
   RunOptions o;
   o.listener = events;
-  o.artifact_dir = dir.path();
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
   Run r = engine.start(compile("flow: {graph: watch}\ntasks:\n  watch: {use: \"asyncy/watch\"}\n"),
                        std::move(o));
   BOOST_TEST_REQUIRE(

@@ -5,6 +5,7 @@
 // synchronisation, no timing thresholds.
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/engine/engine.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
@@ -88,7 +89,7 @@ struct EngineFixture {
     o.local_tasks = std::move(tasks);
     o.listener = events;
     o.params = params.is_null() ? json("{}") : params;
-    o.artifact_dir = artifacts.path();
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
     Run r = engine.start(compile(yaml), std::move(o));
     BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)), "the run did not finish");
     return r;
@@ -232,7 +233,7 @@ tasks:
   BOOST_TEST((r.status() == core::RunStatus::Failed));
   BOOST_TEST(record(r.tasks(), "w").error ==
              "cannot save artifact '../escape.txt': artifact name '../escape.txt' must stay "
-             "inside the run's artifact directory");
+             "inside the run: no '.' or '..' parts");
 }
 
 BOOST_AUTO_TEST_CASE(retries_fail_after_the_limit) {
@@ -561,7 +562,7 @@ tasks:
 )"),
                        RunOptions{json("{}"),
                                   events,
-                                  artifacts.path(),
+                                  std::make_shared<pyoco::LocalArtifactStore>(artifacts.path()),
                                   {{"t/emit", echo_value},
                                    {"t/block", [&](TaskCall& call, const Value&) {
                                       first_started.open();
@@ -589,7 +590,7 @@ BOOST_AUTO_TEST_CASE(the_caller_names_the_run_and_gives_its_environment) {
   o.run_id = "nightly-2026.11.29";
   o.env = {{"GREETING", "hello"}};
   o.listener = events;
-  o.artifact_dir = artifacts.path();
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
   o.local_tasks = {{"t/emit", echo_value}};
   Run r = engine.start(compile(R"(
 flow: {graph: "a >> b"}

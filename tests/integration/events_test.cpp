@@ -3,6 +3,7 @@
 // outlives its callback and becomes JSON; listeners that do I/O sit behind an
 // EventQueue, so a sink that blocks never holds the engine's control thread.
 #include <pyoco/engine/engine.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/trace/event_queue.hpp>
 
 #include <boost/json.hpp>
@@ -75,7 +76,7 @@ BOOST_AUTO_TEST_CASE(each_run_has_one_order_with_its_log_lines_before_its_end) {
   for (int k = 0; k < 3; ++k) {  // runs side by side: each keeps its own sequence
     RunOptions o;
     o.listener = recorder;
-    o.artifact_dir = dir.path();
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
     o.params = json(R"({"size": 3})");
     o.local_tasks = {{"t/talk", talk()}};
     runs.push_back(engine.start(compile(kChatty), std::move(o)));
@@ -109,7 +110,7 @@ BOOST_AUTO_TEST_CASE(an_event_becomes_json_with_every_field_it_has) {
   auto recorder = std::make_shared<Recorder>();
   RunOptions o;
   o.listener = recorder;
-  o.artifact_dir = dir.path();
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
   o.run_id = "json-1";
   o.local_tasks = {{"t/talk", talk()}};
   Run r = engine.start(compile(kChatty), std::move(o));
@@ -159,7 +160,7 @@ BOOST_AUTO_TEST_CASE(a_blocked_sink_behind_a_queue_does_not_hold_the_run) {
   queue->add(recorder);
   RunOptions o;
   o.listener = queue;
-  o.artifact_dir = dir.path();
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
   o.local_tasks = {{"t/talk", talk()}};
   Run r = engine.start(compile(kChatty), std::move(o));
   // The sink holds the queue's thread; the run still ends, deadlines and all.

@@ -4,6 +4,7 @@
 // processes that died.
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/engine/engine.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/store/history.hpp>
 #include <pyoco/trace/sinks.hpp>
 
@@ -92,7 +93,7 @@ struct HistoryFixture {
     RunOptions o;
     o.local_tasks = std::move(fns);
     o.params = json("{}");
-    o.artifact_dir = dir.path() / "artifacts";
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path() / "artifacts");
     o.listener = history.recorder();
     return engine.start(compile(yaml), std::move(o));
   }

@@ -24,10 +24,11 @@ class RecordingServices : public plugins::RunServices {
     std::lock_guard<std::mutex> lock(mutex);
     lines.push_back(std::string(call.node_name) + ": " + std::string(message));
   }
-  std::string save_artifact(const plugins::CallInfo&, std::string_view name, std::string_view bytes,
-                            std::string_view) override {
+  core::ArtifactRecord save_artifact(const plugins::CallInfo&, std::string_view name,
+                                     std::string_view bytes, std::string_view) override {
     artifacts[std::string(name)] = std::string(bytes);
-    return "/artifacts/" + std::string(name);
+    return core::ArtifactRecord{std::string(name), "/artifacts/" + std::string(name), bytes.size(),
+                                "", ""};
   }
   core::Value scratch_get(std::string_view key) override {
     auto it = scratch.find(std::string(key));

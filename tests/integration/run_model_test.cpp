@@ -4,6 +4,7 @@
 // and checks what happens *while the blockers still hold their threads*, so
 // a deadline or cancel that waited for a body would fail, not just be late.
 #include <pyoco/engine/engine.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
@@ -50,7 +51,7 @@ struct Saturated {
       tasks += "  b" + std::to_string(k) + ": {use: \"t/block\"}\n";
     }
     RunOptions o;
-    o.artifact_dir = dir.path();
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
     o.local_tasks = {{"t/block", [this](TaskCall&, const Value&) {
                         started.arrive();
                         release.wait(std::chrono::seconds(60));
@@ -64,7 +65,7 @@ struct Saturated {
 
   Run start(const std::string& yaml, std::map<std::string, TaskFn> tasks) {
     RunOptions o;
-    o.artifact_dir = dir.path();
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
     o.local_tasks = std::move(tasks);
     return engine.start(compile(yaml), std::move(o));
   }
@@ -218,7 +219,7 @@ BOOST_DATA_TEST_CASE(engine_destructor_returns_when_a_body_never_returns, bdata:
   pyoco::testing::TempDir dir;
   std::optional<Engine> engine(std::in_place, EngineOptions{load.jobs, {}});
   RunOptions o;
-  o.artifact_dir = dir.path();
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
   o.local_tasks = {{"t/stuck", [&running, never](TaskCall&, const Value&) {
                       running.arrive();
                       never->wait(std::chrono::seconds(120));

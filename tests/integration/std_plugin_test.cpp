@@ -4,6 +4,7 @@
 // conditions with deadlines, never sleeps.
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/engine/engine.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -55,7 +56,7 @@ struct StdPlugin {
   Run start(const std::string& yaml) {
     RunOptions o;
     o.params = core::from_json(boost::json::parse("{}"));
-    o.artifact_dir = dir.path() / "artifacts";
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path() / "artifacts");
     return engine.start(compile(yaml), std::move(o));
   }
 
@@ -361,25 +362,42 @@ BOOST_AUTO_TEST_CASE(write_file_then_read_file_round_trips_through_artifacts) {
 flow: {graph: "save >> load >> save_json >> load_json >> load_bytes"}
 tasks:
   save: {use: "std/write_file", inputs: {name: "notes/hello.txt", content: "héllo\nworld\n"}}
-  load: {use: "std/read_file", inputs: {path: "$node.save.output"}}
+  load: {use: "std/read_file", inputs: {artifact: "$node.save.output"}}
   save_json: {use: "std/write_file", inputs: {name: "data.json", content: {n: 1, list: [true, null]}}}
-  load_json: {use: "std/read_file", inputs: {path: "$node.save_json.output"}}
-  load_bytes: {use: "std/read_file", inputs: {path: "$node.save.output", as: bytes}}
+  load_json: {use: "std/read_file", inputs: {artifact: "$node.save_json.output"}}
+  load_bytes: {use: "std/read_file", inputs: {artifact: "$node.save.output", as: bytes}}
 )");
   BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
-  const fs::path written = dir.path() / "artifacts" / r.id() / "notes/hello.txt";
-  BOOST_TEST(r.output("save").as_string() == written.string());
+  // The task learns the artifact's name, never where the host keeps it.
+  BOOST_TEST(r.output("save").as_string() == "notes/hello.txt");
   BOOST_TEST(r.output("load").as_string() == "héllo\nworld\n");
   BOOST_TEST(r.output("load_json").as_string() == R"({"n":1,"list":[true,null]})");
   const Value bytes = r.output("load_bytes");
   BOOST_TEST((bytes.kind() == core::ValueKind::Bytes));
   BOOST_TEST(bytes.as_string() == "héllo\nworld\n");
 
+  const fs::path written = dir.path() / "artifacts" / r.id() / "notes/hello.txt";
   const auto artifacts = record(r, "save").artifacts;
   BOOST_TEST_REQUIRE(artifacts.size() == 1u);
+  BOOST_TEST(artifacts.front().name == "notes/hello.txt");
   BOOST_TEST(artifacts.front().path == written.string());
   BOOST_TEST(artifacts.front().media_type == "text/plain");
   BOOST_TEST(artifacts.front().size == std::string("héllo\nworld\n").size());
+}
+
+BOOST_AUTO_TEST_CASE(read_file_of_an_artifact_the_run_does_not_have_says_so) {
+  Run r = run_task("read_file", "{artifact: \"never-saved.txt\"}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r, "t").error == "this run has no artifact 'never-saved.txt'");
+}
+
+BOOST_AUTO_TEST_CASE(read_file_wants_exactly_one_of_artifact_and_path) {
+  for (const std::string inputs : {"{}", "{artifact: a.txt, path: /etc/hostname}"}) {
+    Run r = run_task("read_file", inputs);
+    BOOST_TEST((r.status() == core::RunStatus::Failed));
+    BOOST_TEST(record(r, "t").error.find("give exactly one of the inputs 'artifact'") == 0u,
+               record(r, "t").error);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(read_file_of_a_missing_file_names_it) {
@@ -387,6 +405,11 @@ BOOST_AUTO_TEST_CASE(read_file_of_a_missing_file_names_it) {
   Run r = run_task("read_file", "{path: " + quoted(missing) + "}");
   BOOST_TEST((r.status() == core::RunStatus::Failed));
   BOOST_TEST(record(r, "t").error == "cannot read " + missing);
+  // A bare name is most likely an artifact given as a path: say so.
+  Run bare = run_task("read_file", "{path: report.json}");
+  BOOST_TEST(record(bare, "t").error ==
+             "cannot read report.json (an artifact std/write_file saved is read with input "
+             "'artifact', not 'path')");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,4 +1,5 @@
-// write_file and read_file: files that belong to a run, kept as artifacts.
+// write_file and read_file: files that belong to a run, kept as artifacts in
+// the run's artifact store (which may not be on this machine).
 #include <fstream>
 #include <sstream>
 
@@ -20,53 +21,71 @@ struct WriteFile : pyoco::Task {
       "\"$node.build.output\"}}";
   static inline const std::vector<std::string> tags = {"files", "artifacts"};
   static inline const std::vector<Io> inputs = {
-      {"name", "string", true, "file name within the run's artifact directory"},
+      {"name", "string", true,
+       "the artifact's name within the run: \"report.json\", \"plots/a.png\""},
       {"content", "any", true, "a string or bytes as is; any other value as JSON"},
       {"media_type", "string", false, "recorded with the artifact"}};
   static inline const std::vector<Io> outputs = {
-      {"path", "string", false, "where the artifact was written"}};
+      {"artifact", "string", false, "the artifact's name, for std/read_file's `artifact` input"}};
 
   Value run(Context& ctx, const Inputs& in) override {
     const std::string file = in.require<std::string>("name");
     const Value content = in["content"];
     const std::string media = in.get<std::string>("media_type", "");
-    std::string path;
     if (content.is_string()) {
-      path = ctx.save_artifact(file, content.as<std::string_view>(),
+      return ctx.save_artifact(file, content.as<std::string_view>(),
                                media.empty() ? "text/plain" : media.c_str());
-    } else if (content.is_bytes()) {
-      const pyoco::BytesView b = content.as<pyoco::BytesView>();
-      path = ctx.save_artifact(file, pyoco::Bytes{{b.data, b.data + b.size}},
-                               media.empty() ? "application/octet-stream" : media.c_str());
-    } else {
-      path = ctx.save_artifact(file, content);
     }
-    return path;
+    if (content.is_bytes()) {
+      const pyoco::BytesView b = content.as<pyoco::BytesView>();
+      return ctx.save_artifact(file, pyoco::Bytes{{b.data, b.data + b.size}},
+                               media.empty() ? "application/octet-stream" : media.c_str());
+    }
+    return ctx.save_artifact(file, content);
   }
 };
 
 struct ReadFile : pyoco::Task {
   static constexpr const char* name = "read_file";
-  static constexpr const char* summary = "Reads a file, such as an artifact an earlier task wrote";
+  static constexpr const char* summary =
+      "Reads an artifact an earlier task of the run saved, or a file";
   static constexpr const char* usage =
-      "load: {use: \"std/read_file\", inputs: {path: \"$node.save.output\"}}";
+      "load: {use: \"std/read_file\", inputs: {artifact: \"$node.save.output\"}}";
   static inline const std::vector<std::string> tags = {"files", "artifacts"};
   static inline const std::vector<Io> inputs = {
-      {"path", "string", true, "the file to read"},
+      {"artifact", "string", false, "an artifact of this run, by name (std/write_file's output)"},
+      {"path", "string", false, "a file on the machine the task runs on"},
       {"as", "string", false, "\"string\" (default) or \"bytes\""}};
   static inline const std::vector<Io> outputs = {{"content", "any", false, "the file's content"}};
 
-  Value run(Context&, const Inputs& in) override {
-    const std::string path = in.require<std::string>("path");
+  Value run(Context& ctx, const Inputs& in) override {
     const std::string as = in.get<std::string>("as", "string");
     if (as != "string" && as != "bytes") {
       throw pyoco::Error("input 'as' must be \"string\" or \"bytes\", not \"" + as + "\"");
     }
-    std::ifstream file(path, std::ios::binary);
-    if (!file) throw pyoco::Error("cannot read " + path);
-    std::ostringstream data;
-    data << file.rdbuf();
-    const std::string text = data.str();
+    const bool artifact = !in["artifact"].is_null();
+    if (artifact == !in["path"].is_null()) {
+      throw pyoco::Error(
+          "give exactly one of the inputs 'artifact' (an artifact of this run, by name) and "
+          "'path' (a file)");
+    }
+    std::string text;
+    if (artifact) {
+      text = ctx.load_artifact(in.require<std::string>("artifact"));
+    } else {
+      const std::string path = in.require<std::string>("path");
+      std::ifstream file(path, std::ios::binary);
+      if (!file) {
+        throw pyoco::Error("cannot read " + path +
+                           (path.find('/') == std::string::npos
+                                ? " (an artifact std/write_file saved is read with input "
+                                  "'artifact', not 'path')"
+                                : ""));
+      }
+      std::ostringstream data;
+      data << file.rdbuf();
+      text = std::move(data).str();
+    }
     if (as == "bytes") return pyoco::Bytes{{text.begin(), text.end()}};
     return text;
   }

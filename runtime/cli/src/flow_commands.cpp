@@ -3,6 +3,7 @@
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/engine/engine.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/plugins/loader.hpp>
 #include <pyoco/store/history.hpp>
 #include <pyoco/trace/event_queue.hpp>
@@ -263,10 +264,11 @@ int run_flow(const RunOptionsCli& o) {
   const char* env_dir = std::getenv("PYOCO_ARTIFACT_DIR");
   // Absolute, so the paths in task records and the history mean the same
   // thing from any directory.
-  ro.artifact_dir = fs::absolute(!o.artifact_dir.empty() ? fs::path(o.artifact_dir)
-                                 : env_dir != nullptr    ? fs::path(env_dir)
-                                                         : fs::path(".pyoco/artifacts"))
-                        .lexically_normal();
+  ro.artifacts = std::make_shared<LocalArtifactStore>(
+      fs::absolute(!o.artifact_dir.empty() ? fs::path(o.artifact_dir)
+                   : env_dir != nullptr    ? fs::path(env_dir)
+                                           : fs::path(".pyoco/artifacts"))
+          .lexically_normal());
 
   if (!o.run_id.empty()) {
     try {

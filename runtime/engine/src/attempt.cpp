@@ -14,12 +14,22 @@ void Attempt::log(const plugins::CallInfo& call, plugins::LogLevel level,
   run->emit_log(call, level, message);
 }
 
-std::string Attempt::save_artifact(const plugins::CallInfo&, std::string_view name,
-                                   std::string_view bytes, std::string_view media_type) {
-  ArtifactRecord r;
-  const std::string path = run->write_artifact(name, bytes, media_type, r);
-  artifacts.push_back(std::move(r));
-  return path;
+ArtifactRecord Attempt::save_artifact(const plugins::CallInfo&, std::string_view name,
+                                      std::string_view bytes, std::string_view media_type) {
+  ArtifactRecord r = run->artifacts().put(run->id(), name, bytes, media_type);
+  // Saved again under the same name: the record says what the store holds now.
+  auto same = std::find_if(artifacts.begin(), artifacts.end(),
+                           [&](const ArtifactRecord& a) { return a.name == r.name; });
+  if (same != artifacts.end()) {
+    *same = r;
+  } else {
+    artifacts.push_back(r);
+  }
+  return r;
+}
+
+std::optional<std::string> Attempt::load_artifact(std::string_view name) {
+  return run->artifacts().get(run->id(), name);
 }
 
 core::Value Attempt::scratch_get(std::string_view key) { return run->scratch_get(key); }

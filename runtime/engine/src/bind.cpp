@@ -45,6 +45,7 @@ const plugins::TaskDefinition* bind_task(const core::TaskSpec& spec, BoundFlow& 
     def->name = spec.use.substr(spec.use.find('/') + 1);
     def->user_data = fn.get();
     def->run = &run_local;
+    def->abi_minor = PYOCO_ABI_VERSION_MINOR;
     bound.local_functions.push_back(std::move(fn));
     bound.local_definitions.push_back(std::move(def));
     return bound.local_definitions.back().get();

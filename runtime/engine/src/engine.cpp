@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include <pyoco/engine/local_artifact_store.hpp>
+
 #include "run_state.hpp"
 
 extern char** environ;
@@ -129,6 +131,9 @@ Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions opt
   if (options.params.is_null()) options.params = core::from_json(boost::json::object());
   std::string id = options.run_id.empty() ? new_run_id() : options.run_id;
   check_run_id(id);
+  if (options.artifacts == nullptr) {
+    options.artifacts = std::make_shared<LocalArtifactStore>(".pyoco/artifacts");
+  }
   auto state = std::make_shared<RunState>(impl_->executors, std::move(bound), std::move(options),
                                           std::move(id));
   impl_->track(state);

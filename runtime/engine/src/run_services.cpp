@@ -1,31 +1,10 @@
 // What a run offers its calls from any thread: log lines and heartbeats
-// (handed to the run's strand), artifacts, and the run's scratch.
-#include <openssl/evp.h>
-
-#include <filesystem>
-#include <fstream>
+// (handed to the run's strand) and the run's scratch.
 #include <mutex>
 
-#include "hex.hpp"
 #include "run_state.hpp"
 
 namespace pyoco {
-
-namespace {
-
-std::string guess_media_type(std::string_view name) {
-  auto ends = [&](std::string_view ext) {
-    return name.size() >= ext.size() && name.substr(name.size() - ext.size()) == ext;
-  };
-  if (ends(".json")) return "application/json";
-  if (ends(".txt") || ends(".log")) return "text/plain";
-  if (ends(".csv")) return "text/csv";
-  if (ends(".html")) return "text/html";
-  if (ends(".png")) return "image/png";
-  return "application/octet-stream";
-}
-
-}  // namespace
 
 // Log lines come from task threads; they join the run's other events on its
 // strand, so every view sees one order. A line written after its task was
@@ -54,35 +33,6 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
   } else {
     on_strand([emit_now, text = std::string(message)] { emit_now(text); });
   }
-}
-
-std::string RunState::write_artifact(std::string_view name, std::string_view bytes,
-                                     std::string_view media_type, ArtifactRecord& record) {
-  const std::filesystem::path rel(name);
-  for (const auto& part : rel) {
-    if (part == ".." || rel.is_absolute()) {
-      throw std::runtime_error("artifact name '" + std::string(name) +
-                               "' must stay inside the run's artifact directory");
-    }
-  }
-  const std::filesystem::path path = options_.artifact_dir / id_ / rel;
-  {
-    std::lock_guard<std::mutex> lock(artifact_mutex_);
-    std::filesystem::create_directories(path.parent_path());
-  }
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  if (!out) throw std::runtime_error("cannot write artifact " + path.string());
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
-  record.name = std::string(name);
-  record.path = path.string();
-  record.size = bytes.size();
-  record.sha256 = hex(digest, len);
-  record.media_type = media_type.empty() ? guess_media_type(name) : std::string(media_type);
-  return record.path;
 }
 
 core::Value RunState::scratch_get(std::string_view key) {

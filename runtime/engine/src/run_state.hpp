@@ -52,8 +52,9 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
 
   void log(const plugins::CallInfo& call, plugins::LogLevel level,
            std::string_view message) override;
-  std::string save_artifact(const plugins::CallInfo& call, std::string_view name,
-                            std::string_view bytes, std::string_view media_type) override;
+  ArtifactRecord save_artifact(const plugins::CallInfo& call, std::string_view name,
+                               std::string_view bytes, std::string_view media_type) override;
+  std::optional<std::string> load_artifact(std::string_view name) override;
   core::Value scratch_get(std::string_view key) override;
   void scratch_set(std::string_view key, core::Value value) override;
   pyoco_status scratch_update(std::string_view key, const core::Value& expected,
@@ -136,8 +137,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
 
   // any thread
   void emit_log(const plugins::CallInfo& call, plugins::LogLevel level, std::string_view message);
-  std::string write_artifact(std::string_view name, std::string_view bytes,
-                             std::string_view media_type, ArtifactRecord& record);
+  core::ArtifactStore& artifacts() const { return *options_.artifacts; }
   core::Value scratch_get(std::string_view key);
   void scratch_set(std::string_view key, core::Value value);
   pyoco_status scratch_update(std::string_view key, const core::Value& expected,
@@ -240,7 +240,6 @@ class RunState : public std::enable_shared_from_this<RunState> {
   bool done_ = false;
   std::mutex scratch_mutex_;
   std::map<std::string, core::Value, std::less<>> scratch_;
-  std::mutex artifact_mutex_;
 };
 
 }  // namespace pyoco

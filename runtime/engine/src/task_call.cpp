@@ -14,14 +14,19 @@ bool TaskCall::is_cancelled() const {
   return ctx_.cancelled != nullptr && ctx_.cancelled->load(std::memory_order_relaxed);
 }
 
-std::string TaskCall::save_artifact(std::string_view name, std::string_view bytes,
-                                    std::string_view media_type) {
+core::ArtifactRecord TaskCall::save_artifact(std::string_view name, std::string_view bytes,
+                                             std::string_view media_type) {
   if (ctx_.services == nullptr) throw std::runtime_error("no artifact store for this call");
   return ctx_.services->save_artifact(ctx_.info, name, bytes, media_type);
 }
 
-std::string TaskCall::save_artifact(std::string_view name, const core::Value& value) {
+core::ArtifactRecord TaskCall::save_artifact(std::string_view name, const core::Value& value) {
   return save_artifact(name, core::to_json_text(value), "application/json");
+}
+
+std::optional<std::string> TaskCall::load_artifact(std::string_view name) {
+  if (ctx_.services == nullptr) throw std::runtime_error("no artifact store for this call");
+  return ctx_.services->load_artifact(name);
 }
 
 core::Value TaskCall::scratch(std::string_view key) const {

@@ -83,6 +83,7 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
   }
   TaskDefinition t;
   t.plugin = state.plugin_name;
+  t.abi_minor = state.abi_minor;
   t.name = def.name;
   t.summary = or_empty(def.summary);
   t.usage = or_empty(def.usage);
@@ -307,13 +308,49 @@ pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
     }
     bytes = std::string_view(static_cast<const char*>(a.data), a.size);
   }
+  core::ArtifactRecord saved;
   try {
-    ctx.last_artifact_path = ctx.services->save_artifact(
-        ctx.info, std::string_view(a.name.data, a.name.size), bytes, media);
+    saved = ctx.services->save_artifact(ctx.info, std::string_view(a.name.data, a.name.size), bytes,
+                                        media);
+  } catch (const core::ArtifactError& e) {
+    return refuse(e.what(), PYOCO_ERR_INVALID);
   } catch (const std::exception& e) {
     return refuse(e.what(), PYOCO_ERR_INTERNAL);
   }
+  // A 1.1 plugin learns the artifact's name, never where the host keeps it;
+  // a 1.0 plugin keeps getting the file's path it was promised.
+  ctx.last_artifact_path =
+      ctx.abi_minor >= 1 || saved.path.empty() ? std::move(saved.name) : std::move(saved.path);
   if (path_out != nullptr) *path_out = str(ctx.last_artifact_path);
+  return PYOCO_OK;
+}
+
+pyoco_status context_load_artifact(pyoco_context* c, const char* name, size_t name_size,
+                                   pyoco_str* data_out) {
+  if (c == nullptr || name == nullptr || data_out == nullptr) return PYOCO_ERR_INVALID;
+  CallContext& ctx = *call(c);
+  *data_out = pyoco_str{nullptr, 0};
+  if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
+  auto refuse = [&](std::string why, pyoco_status status) {
+    ctx.last_artifact_path = std::move(why);
+    *data_out = str(ctx.last_artifact_path);
+    return status;
+  };
+  std::optional<std::string> bytes;
+  try {
+    bytes = ctx.services->load_artifact(std::string_view(name, name_size));
+  } catch (const core::ArtifactError& e) {
+    return refuse(e.what(), PYOCO_ERR_INVALID);
+  } catch (const std::exception& e) {
+    return refuse(e.what(), PYOCO_ERR_INTERNAL);
+  }
+  if (!bytes) {
+    return refuse("this run has no artifact '" + std::string(name, name_size) + "'",
+                  PYOCO_ERR_NOT_FOUND);
+  }
+  // The bytes live in the call's arena, like any value the call builds.
+  const core::ValueNode* held = ctx.arena->make_bytes(bytes->data(), bytes->size());
+  *data_out = pyoco_str{held->str.data, held->str.size};
   return PYOCO_OK;
 }
 
@@ -516,6 +553,7 @@ const pyoco_host_api kHostApi = {
     context_heartbeat,
     host_timer,
     context_scratch_update,
+    context_load_artifact,
 };
 
 }  // namespace
@@ -531,6 +569,7 @@ TaskInstance::~TaskInstance() {
 void TaskInstance::begin(CallContext& ctx, const core::Value& inputs, CallDone done) {
   ctx.arena = Arena::create();
   ctx.error.clear();
+  ctx.abi_minor = def_->abi_minor;
   ctx.done = std::move(done);
   auto* c = reinterpret_cast<pyoco_context*>(&ctx);
 

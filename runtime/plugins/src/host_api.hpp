@@ -3,6 +3,7 @@
 
 #include <pyoco/plugins/task.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@ namespace pyoco::plugins {
 
 struct RegistryState {
   std::string plugin_name;
+  std::uint32_t abi_minor = 0;
   std::vector<TaskDefinition> tasks;
   std::string error;
 };

@@ -123,6 +123,7 @@ LoadedPlugin register_plugin(const Manifest& m) {
 
   RegistryState state;
   state.plugin_name = m.name;
+  state.abi_minor = d->abi_minor;
   const pyoco_status s = d->register_tasks(&host_api(), reinterpret_cast<pyoco_registry*>(&state));
   if (s != PYOCO_OK) {
     LoadedPlugin partial;

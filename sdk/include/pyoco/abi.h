@@ -40,7 +40,7 @@
  *   - context_log, context_is_cancelled, context_deadline, context_heartbeat,
  *     context_on_cancel, host_timer and call_complete: concurrently, too.
  *   - The other context_* functions (arena, params, info, save_artifact,
- *     scratch_*, set_error) for one call from one thread at a time.
+ *     load_artifact, scratch_*, set_error) for one call from one thread at a time.
  * A context is valid from the call's start until the call ends: run returns,
  * or, for an async call, call_complete is called. A call abandoned at its
  * deadline or by a cancel may still be running when the host starts a retry
@@ -267,9 +267,13 @@ typedef struct pyoco_host_api {
   void (*context_log)(pyoco_context* ctx, pyoco_log_level level, const char* message, size_t size);
   /* nonzero once the run is cancelled or the task's deadline passed */
   int32_t (*context_is_cancelled)(pyoco_context* ctx);
-  /* `path_out` (may be NULL) receives the saved file's path, valid for the
-     call. On failure it receives the host's reason instead (why the name was
-     refused, the disk error), or is left empty by a host that gives none. */
+  /* `path_out` (may be NULL) receives, valid for the call: for a plugin
+     built against 1.1 or later, the artifact's name as stored (what
+     context_load_artifact takes); for a 1.0 plugin, the saved file's path.
+     On failure it receives the host's reason instead (why the name was
+     refused, the disk error), or is left empty by a host that gives none.
+     A name is a relative path of '/'-separated parts, none empty, "." or
+     "..", 1-255 bytes without control characters or backslashes. */
   pyoco_status (*context_save_artifact)(pyoco_context* ctx, const pyoco_artifact* artifact,
                                         pyoco_str* path_out);
   /* per-run shared state; the returned handle is valid for the call, NULL if unset */
@@ -315,6 +319,12 @@ typedef struct pyoco_host_api {
   pyoco_status (*context_scratch_update)(pyoco_context* ctx, const char* key, size_t key_size,
                                          const pyoco_value* expected, const pyoco_value* desired,
                                          const pyoco_value** current_out);
+  /* The bytes of an artifact this run saved (context_save_artifact), by
+     name, into `*data_out`, valid for the call. PYOCO_ERR_NOT_FOUND when the
+     run has none by that name; on any failure `*data_out` receives the
+     host's reason. */
+  pyoco_status (*context_load_artifact)(pyoco_context* ctx, const char* name, size_t name_size,
+                                        pyoco_str* data_out);
 } pyoco_host_api;
 
 /* ---- the plugin descriptor (plugin-owned, static) ---------------------- */

@@ -154,7 +154,7 @@ inline pyoco_value* checked(pyoco_value* v) {
 // Whether the host has ABI 1.1's functions (async calls, timers...).
 inline bool has_1_1() {
   const pyoco_host_api* h = host_slot();
-  return h != nullptr && PYOCO_HAS_FIELD(h, pyoco_host_api, context_scratch_update);
+  return h != nullptr && PYOCO_HAS_FIELD(h, pyoco_host_api, context_load_artifact);
 }
 inline void require_1_1(const char* what) {
   if (!has_1_1()) {
@@ -579,8 +579,11 @@ class Context {
     }
   }
 
-  // Saves an artifact under the run's artifact directory and returns its
-  // path. Values are written as JSON.
+  // Saves an artifact of the run and returns its name, which load_artifact
+  // (in this or a later task of the run) takes; saving a name again
+  // replaces it. Values are written as JSON. A name is a relative path such
+  // as "report.json" or "plots/a.png" (no "..", no leading '/'). On a 1.0
+  // host the result is the file's path instead.
   std::string save_artifact(std::string_view name, std::string_view text,
                             const char* media_type = "text/plain") const {
     return save(name, text.data(), text.size(), nullptr, media_type);
@@ -591,6 +594,21 @@ class Context {
   }
   std::string save_artifact(std::string_view name, const Value& value) const {
     return save(name, nullptr, 0, non_null_handle(value), "application/json");
+  }
+
+  // The bytes of an artifact this run saved (save_artifact, or std/write_file
+  // in an earlier task). Throws Error when the run has none by that name.
+  // Needs a 1.1 host.
+  std::string load_artifact(std::string_view name) const {
+    detail::require_1_1("Context::load_artifact");
+    pyoco_str data{nullptr, 0};
+    const pyoco_status s =
+        detail::host().context_load_artifact(ctx_, name.data(), name.size(), &data);
+    const std::string text = data.data != nullptr ? std::string(data.data, data.size) : "";
+    if (s != PYOCO_OK) {
+      throw Error(text.empty() ? "cannot load artifact '" + std::string(name) + "'" : text);
+    }
+    return text;
   }
 
   // Per-run shared state. A missing key reads as null.

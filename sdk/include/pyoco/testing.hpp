@@ -37,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -106,6 +107,7 @@ struct Context {
   std::uint32_t attempt = 1;
   std::string error;
   std::string last_path;
+  std::deque<std::string> loaded;  // artifacts loaded, alive for the call
   std::int64_t deadline_ns = 0;
   std::atomic<bool> cancelled{false};  // this call was cancelled (cancel_after, timeout)
 };
@@ -512,21 +514,49 @@ class TestHost {
                                  pyoco_str* path_out) -> pyoco_status {
       detail::Context& x = ctx(c);
       TestHost& h = *x.host;
+      const std::string name(art->name.data != nullptr ? art->name.data : "", art->name.size);
+      // The host's rule, in short: a relative name that stays in the run.
+      const std::string why = artifact_name_problem(name);
+      if (!why.empty()) {
+        x.last_path = "artifact name '" + name + "' " + why;
+        if (path_out != nullptr) *path_out = pyoco_str{x.last_path.c_str(), x.last_path.size()};
+        return PYOCO_ERR_INVALID;
+      }
       std::string bytes;
       if (art->value != nullptr) {
         bytes = to_json(node(art->value));
       } else {
         bytes.assign(static_cast<const char*>(art->data), art->size);
       }
-      const std::filesystem::path path =
-          h.artifact_dir_ / std::string(art->name.data, art->name.size);
+      const std::filesystem::path path = h.artifact_dir_ / name;
+      std::lock_guard<std::mutex> lock(h.mutex_);
       std::filesystem::create_directories(path.parent_path());
       std::ofstream(path, std::ios::binary) << bytes;
-      h.artifacts_.push_back(Artifact{std::string(art->name.data, art->name.size), path.string(),
-                                      art->media_type != nullptr ? art->media_type : "",
-                                      bytes.size()});
-      x.last_path = path.string();
+      h.artifacts_.push_back(Artifact{
+          name, path.string(), art->media_type != nullptr ? art->media_type : "", bytes.size()});
+      // Like the host: a plugin of ABI 1.1 learns the name, not the path.
+      x.last_path = name;
       if (path_out != nullptr) *path_out = pyoco_str{x.last_path.c_str(), x.last_path.size()};
+      return PYOCO_OK;
+    };
+    a.context_load_artifact = [](pyoco_context* c, const char* k, size_t n,
+                                 pyoco_str* data_out) -> pyoco_status {
+      detail::Context& x = ctx(c);
+      TestHost& h = *x.host;
+      const std::string name(k, n);
+      std::lock_guard<std::mutex> lock(h.mutex_);
+      bool saved = false;
+      for (const Artifact& art : h.artifacts_) saved = saved || art.name == name;
+      std::ifstream in(h.artifact_dir_ / name, std::ios::binary);
+      if (!saved || artifact_name_problem(name).size() > 0 || !in) {
+        x.last_path = "this run has no artifact '" + name + "'";
+        *data_out = pyoco_str{x.last_path.c_str(), x.last_path.size()};
+        return PYOCO_ERR_NOT_FOUND;
+      }
+      std::ostringstream bytes;
+      bytes << in.rdbuf();
+      x.loaded.push_back(bytes.str());
+      *data_out = pyoco_str{x.loaded.back().c_str(), x.loaded.back().size()};
       return PYOCO_OK;
     };
     a.context_scratch_get = [](pyoco_context* c, const char* k, size_t n) -> const pyoco_value* {
@@ -616,6 +646,23 @@ class TestHost {
       return matches ? PYOCO_OK : PYOCO_ERR_CONFLICT;
     };
     return a;
+  }
+
+  // Why the host would refuse an artifact name; empty when it would not.
+  static std::string artifact_name_problem(const std::string& name) {
+    if (name.empty() || name.size() > 255) return "must be 1-255 bytes";
+    if (name.front() == '/') return "must be relative";
+    std::size_t start = 0;
+    while (start <= name.size()) {
+      const std::size_t slash = std::min(name.find('/', start), name.size());
+      const std::string part = name.substr(start, slash - start);
+      if (part.empty() || part == "." || part == "..") return "must stay inside the run";
+      start = slash + 1;
+    }
+    for (const char ch : name) {
+      if (static_cast<unsigned char>(ch) < 0x20 || ch == '\\') return "has a forbidden character";
+    }
+    return "";
   }
 
   static TestHost*& current_host() {

@@ -50,7 +50,9 @@ struct TaskRecord {
 struct RunOptions {
   core::Value params;                              // merged over the flow's defaults
   std::shared_ptr<trace::EventListener> listener;  // null: no events
-  std::filesystem::path artifact_dir = ".pyoco/artifacts";
+  // Where the run's artifacts go; null: a LocalArtifactStore in
+  // .pyoco/artifacts (relative to the working directory).
+  std::shared_ptr<core::ArtifactStore> artifacts;
   std::map<std::string, TaskFn> local_tasks;  // in-process tasks by `use`
   // The run's id; empty: a new random UUID. 1-128 characters of
   // [A-Za-z0-9._-], so it is safe in paths, URLs and NATS subjects.

@@ -6,6 +6,7 @@
 #include <pyoco/plugins/task.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,10 +24,14 @@ class TaskCall {
   // Says how far the task is (0..1; negative: unknown): the JSON trace, the
   // task's record and the history show it.
   void heartbeat(double progress, std::string_view message = {});
-  // Writes <artifact dir>/<run_id>/<name> and returns its path.
-  std::string save_artifact(std::string_view name, std::string_view bytes,
-                            std::string_view media_type = "application/octet-stream");
-  std::string save_artifact(std::string_view name, const core::Value& value);
+  // Saves an artifact of the run in the run's ArtifactStore (RunOptions::
+  // artifacts) and says what was stored; a name saved again is replaced.
+  // Throws core::ArtifactError for a name no store allows.
+  core::ArtifactRecord save_artifact(std::string_view name, std::string_view bytes,
+                                     std::string_view media_type = "application/octet-stream");
+  core::ArtifactRecord save_artifact(std::string_view name, const core::Value& value);
+  // The bytes of an artifact this run saved; nullopt when it has none.
+  std::optional<std::string> load_artifact(std::string_view name);
   core::Value scratch(std::string_view key) const;
   void set_scratch(std::string_view key, const core::Value& value);
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <pyoco/abi.h>
+#include <pyoco/core/artifact.hpp>
 #include <pyoco/core/value.hpp>
 #include <pyoco/plugins/manifest.hpp>
 
@@ -10,6 +11,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,9 +34,11 @@ class RunServices {
  public:
   virtual ~RunServices() = default;
   virtual void log(const CallInfo& call, LogLevel level, std::string_view message) = 0;
-  // Writes an artifact and returns its path; throws std::runtime_error.
-  virtual std::string save_artifact(const CallInfo& call, std::string_view name,
-                                    std::string_view bytes, std::string_view media_type) = 0;
+  // Saves an artifact of the run; throws std::runtime_error (core::ArtifactError
+  // for a name the store refuses).
+  virtual core::ArtifactRecord save_artifact(const CallInfo& call, std::string_view name,
+                                             std::string_view bytes,
+                                             std::string_view media_type) = 0;
   virtual core::Value scratch_get(std::string_view key) = 0;
   virtual void scratch_set(std::string_view key, core::Value value) = 0;
 
@@ -57,6 +62,12 @@ class RunServices {
   }
   virtual void heartbeat(const CallInfo& call, double progress, std::string_view message) {
     (void)call, (void)progress, (void)message;
+  }
+  // An artifact of the run (ABI 1.1), nullopt when it has none by that name;
+  // throws std::runtime_error.
+  virtual std::optional<std::string> load_artifact(std::string_view name) {
+    (void)name;
+    throw std::runtime_error("this host cannot load artifacts");
   }
   // The call just completed (any thread), before its result is handed on.
   virtual void call_finished() {}
@@ -86,7 +97,8 @@ struct CallContext {
   std::uint64_t call_slot = 0;  // the async call's handle (see host_api.cpp)
   core::ArenaPtr arena;
   std::string error;
-  std::string last_artifact_path;     // backs the path handed to the plugin
+  std::uint32_t abi_minor = 0;        // of the task's plugin: what the host may answer
+  std::string last_artifact_path;     // backs the name (or path, or reason) handed to the plugin
   std::vector<core::Value> borrowed;  // scratch values handed out, alive for the call
 };
 
@@ -100,6 +112,8 @@ class TaskDefinition {
   std::vector<std::string> tags;
   std::vector<IoSpec> inputs;
   std::vector<IoSpec> outputs;
+
+  std::uint32_t abi_minor = 0;  // the ABI minor its plugin was built against
 
   std::string qualified_name() const { return plugin + "/" + name; }
 

@@ -1,0 +1,112 @@
+// Artifacts as files. A put writes a temporary file beside the target and
+// renames it over, so a reader (or a crash) never meets half an artifact.
+#include <pyoco/engine/local_artifact_store.hpp>
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "hex.hpp"
+
+namespace pyoco {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  return hex(digest, len);
+}
+
+[[noreturn]] void fail(const std::string& what, const fs::path& path, int err) {
+  throw core::ArtifactError(what + " " + path.string() + ": " + std::strerror(err));
+}
+
+// Writes all of `bytes` to a new file and flushes it to disk.
+void write_file(const fs::path& path, std::string_view bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot create", path, errno);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(path.c_str());
+      fail("cannot write", path, err);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(path.c_str());
+    fail("cannot write", path, err);
+  }
+}
+
+}  // namespace
+
+LocalArtifactStore::LocalArtifactStore(fs::path root) : root_(std::move(root)) {}
+
+fs::path LocalArtifactStore::file(std::string_view run_id, std::string_view name) const {
+  core::check_artifact_name(name);
+  if (run_id.empty() || run_id.find('/') != std::string_view::npos || run_id == "." ||
+      run_id == "..") {
+    throw core::ArtifactError("'" + std::string(run_id) + "' is not a run id");
+  }
+  return root_ / fs::path(run_id) / fs::path(name);
+}
+
+core::ArtifactRecord LocalArtifactStore::put(std::string_view run_id, std::string_view name,
+                                             std::string_view bytes, std::string_view media_type) {
+  const fs::path target = file(run_id, name);
+  std::error_code ec;
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) fail("cannot create directory", target.parent_path(), ec.value());
+  if (fs::is_directory(target, ec)) {
+    throw core::ArtifactError("artifact name '" + std::string(name) +
+                              "' is a directory of this run's artifacts already");
+  }
+  static std::atomic<std::uint64_t> counter{0};
+  const fs::path temp = target.parent_path() /
+                        ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) +
+                         "-" + std::to_string(counter.fetch_add(1)));
+  write_file(temp, bytes);
+  if (::rename(temp.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    fail("cannot save", target, err);
+  }
+  core::ArtifactRecord r;
+  r.name = std::string(name);
+  r.path = target.string();
+  r.size = bytes.size();
+  r.sha256 = sha256_hex(bytes);
+  r.media_type = media_type.empty() ? core::guess_media_type(name) : std::string(media_type);
+  return r;
+}
+
+std::optional<std::string> LocalArtifactStore::get(std::string_view run_id,
+                                                   std::string_view name) const {
+  const fs::path path = file(run_id, name);
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return std::nullopt;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read", path, errno);
+  std::ostringstream data;
+  data << in.rdbuf();
+  if (in.bad()) fail("cannot read", path, errno);
+  return std::move(data).str();
+}
+
+}  // namespace pyoco
