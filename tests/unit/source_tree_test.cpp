@@ -50,7 +50,8 @@ const std::map<std::string, std::set<std::string>> kAllowed = {
     {"store", {"store", "engine", "plugins", "trace", "core"}},
     {"server", {"server", "engine", "plugins", "trace", "core"}},
     {"cluster", {"cluster", "engine", "plugins", "trace", "core"}},
-    {"cli", {"server", "cluster", "store", "engine", "plugins", "trace", "core"}},
+    {"runner", {"runner", "store", "engine", "plugins", "trace", "core"}},
+    {"cli", {"server", "cluster", "runner", "store", "engine", "plugins", "trace", "core"}},
 };
 
 }  // namespace

@@ -1,12 +1,14 @@
 // `pyoco run`, `pyoco check` and `pyoco graph`: a flow file from the
 // command line to the engine, the checker or a picture.
-#include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/engine/engine.hpp>
-#include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/plugins/loader.hpp>
+#include <pyoco/runner/interrupts.hpp>
+#include <pyoco/runner/json_views.hpp>
+#include <pyoco/runner/loaded_flow.hpp>
+#include <pyoco/runner/local_run.hpp>
+#include <pyoco/runner/run_history.hpp>
 #include <pyoco/store/history.hpp>
-#include <pyoco/trace/event_queue.hpp>
 #include <pyoco/trace/sinks.hpp>
 
 #include <unistd.h>
@@ -15,7 +17,6 @@
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -23,9 +24,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
-#include "interrupts.hpp"
 #include "plugin_path.hpp"
-#include "run_history.hpp"
 
 namespace pyoco::cli {
 
@@ -56,75 +55,24 @@ struct FlowOptions {
   }
 };
 
-// A one-line error for the user; exit code 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-core::Value parse_params(const FlowOptions& o) {
-  json::object params;
-  if (!o.params_file.empty()) {
-    std::ifstream in(o.params_file);
-    if (!in) throw UsageError("--params-file " + o.params_file + ": cannot read the file");
-    std::stringstream text;
-    text << in.rdbuf();
-    boost::system::error_code ec;
-    json::value v = json::parse(text.str(), ec);
-    if (ec) {
-      // Not JSON: read it as a YAML (or TOML) flow-style mapping through the flow reader.
-      try {
-        const std::string wrapped = "flow: {graph: x, defaults: " + text.str() + "}\n";
-        const auto spec = core::parse_flow_text(wrapped, o.params_file);
-        v = core::to_json(spec.defaults);
-      } catch (const core::FlowError&) {
-        throw UsageError("--params-file " + o.params_file + ": expected a JSON or YAML object");
-      }
-    }
-    if (!v.is_object()) throw UsageError("--params-file " + o.params_file + ": expected an object");
-    params = v.as_object();
+// A setting the runner refused (a user's mistake: one line, exit 2), named
+// by its flag.
+const char* flag(runner::SetupError::Setting setting) {
+  switch (setting) {
+    case runner::SetupError::Setting::Param:
+      return "--param";
+    case runner::SetupError::Setting::ParamsFile:
+      return "--params-file";
+    case runner::SetupError::Setting::TraceFile:
+      return "--trace-file";
+    case runner::SetupError::Setting::RunId:
+      return "--run-id";
   }
-  for (const std::string& kv : o.params) {
-    const auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      throw UsageError("--param " + kv + ": expected KEY=VALUE");
-    }
-    const std::string value = kv.substr(eq + 1);
-    boost::system::error_code ec;
-    json::value v = json::parse(value, ec);
-    params[kv.substr(0, eq)] = ec ? json::value(json::string(value)) : v;
-  }
-  return core::from_json(params);
+  return "";
 }
 
-class CatalogResolver : public core::TaskResolver {
- public:
-  explicit CatalogResolver(const plugins::Catalog& c) : catalog_(c) {}
-  TaskInfo resolve(const std::string& name) const override {
-    TaskInfo info;
-    const auto ref = catalog_.find_task(name);
-    if (!ref) return info;
-    info.exists = true;
-    for (const auto& io : ref->task->inputs) {
-      info.inputs.push_back(io.name);
-      if (io.required) info.required_inputs.push_back(io.name);
-    }
-    return info;
-  }
-
- private:
-  const plugins::Catalog& catalog_;
-};
-
-std::shared_ptr<const core::CompiledFlow> load(const FlowOptions& o) {
-  auto spec = std::make_shared<const core::FlowSpec>(core::load_flow_file(o.file));
-  return std::make_shared<const core::CompiledFlow>(core::compile_flow(std::move(spec)));
-}
-
-core::Value merged_params(const core::CompiledFlow& flow, const core::Value& given) {
-  json::object merged = core::to_json(flow.spec->defaults).as_object();
-  const json::value extra = core::to_json(given);
-  for (const auto& [k, v] : extra.as_object()) merged[k] = v;
-  return core::from_json(merged);
+runner::LoadedFlow load(const FlowOptions& o) {
+  return runner::load_flow(o.file, {.file = o.params_file, .assignments = o.params});
 }
 
 std::string location(const core::SourceLocation& w) { return w.to_string(); }
@@ -212,130 +160,86 @@ trace::TraceFormat console_format(const RunOptionsCli& o) {
   return isatty(STDOUT_FILENO) ? trace::TraceFormat::Cute : trace::TraceFormat::Plain;
 }
 
-int check_before_run(const core::CompiledFlow& flow, const plugins::Catalog& catalog,
-                     const core::Value& params) {
-  const auto diagnostics = core::check_flow(flow, CatalogResolver(catalog), params);
-  int errors = 0;
-  for (const auto& d : diagnostics) {
-    if (d.severity == core::Diagnostic::Severity::Error) {
-      print_diagnostic(std::cerr, d);
-      ++errors;
-    }
-  }
-  return errors;
+// --artifact-dir, else PYOCO_ARTIFACT_DIR, else .pyoco/artifacts.
+fs::path artifact_dir(const RunOptionsCli& o) {
+  if (!o.artifact_dir.empty()) return o.artifact_dir;
+  const char* env = std::getenv("PYOCO_ARTIFACT_DIR");
+  return env != nullptr ? fs::path(env) : fs::path(".pyoco/artifacts");
 }
 
 int run_flow(const RunOptionsCli& o) {
-  const auto flow = load(o.flow.file.empty() ? o.flow : o.flow);
-  const core::Value params = parse_params(o.flow);
+  const runner::LoadedFlow flow = load(o.flow);
   EngineOptions eo;
   eo.jobs = o.jobs;
   eo.plugin_search_path = o.flow.path.search_path();
   // Optional so that it ends (see ~Engine) while Ctrl+C is still watched.
   std::optional<Engine> engine(std::in_place, eo);
-  if (check_before_run(*flow, engine->catalog(), merged_params(*flow, params)) > 0) {
+  if (const auto errors = runner::check_before_run(flow, engine->catalog()); !errors.empty()) {
+    for (const auto& d : errors) print_diagnostic(std::cerr, d);
     std::cerr << "pyoco run: " << o.flow.file << " has errors; nothing ran (see `pyoco check`)\n";
     return kExitUsage;
   }
   if (o.dry_run) {
-    std::cout << "plan for flow " << flow->spec->name << ":\n";
-    print_plan(std::cout, flow->graph, "  ");
+    std::cout << "plan for flow " << flow.flow->spec->name << ":\n";
+    print_plan(std::cout, flow.flow->graph, "  ");
     return kExitOk;
   }
 
-  // The engine's control thread only queues events; the console, a trace
-  // file and the history hear them from the queue's thread.
-  auto events = std::make_shared<trace::EventQueue>();
-  events->add(trace::make_trace_sink(
-      console_format(o), std::shared_ptr<std::ostream>(&std::cout, [](std::ostream*) {})));
-  if (!o.trace_file.empty()) {
-    auto file = std::make_shared<std::ofstream>(o.trace_file, std::ios::app);
-    if (!*file) throw UsageError("--trace-file " + o.trace_file + ": cannot open for writing");
-    const auto format =
-        o.trace_format == "json" ? trace::TraceFormat::Json : trace::TraceFormat::Plain;
-    events->add(trace::make_trace_sink(format, file));
-  }
-
-  RunOptions ro;
-  ro.params = params;
-  ro.listener = events;
-  ro.run_id = o.run_id;
-  ro.env = process_environment();  // what $env.NAME reads
-  const char* env_dir = std::getenv("PYOCO_ARTIFACT_DIR");
-  // Absolute, so the paths in task records and the history mean the same
-  // thing from any directory.
-  ro.artifacts = std::make_shared<LocalArtifactStore>(
-      fs::absolute(!o.artifact_dir.empty() ? fs::path(o.artifact_dir)
-                   : env_dir != nullptr    ? fs::path(env_dir)
-                                           : fs::path(".pyoco/artifacts"))
-          .lexically_normal());
-
-  if (!o.run_id.empty()) {
-    try {
-      if (open_run_history()->run(o.run_id)) {
-        throw UsageError("--run-id " + o.run_id +
-                         ": the history already has a run with this id; choose another");
-      }
-    } catch (const store::StoreError&) {
-      // no usable history: nothing to collide with
-    }
-  }
-
-  // Tasks' children, and the orphans they leave, stay ours to stop.
-  become_subreaper();
-
+  runner::RunSetup setup;
+  setup.run_id = o.run_id;
+  setup.env = process_environment();  // what $env.NAME reads
+  setup.artifact_dir = artifact_dir(o);
+  setup.console = std::shared_ptr<std::ostream>(&std::cout, [](std::ostream*) {});
+  setup.console_format = console_format(o);
+  setup.trace_file = o.trace_file;
+  setup.trace_file_format =
+      o.trace_format == "json" ? trace::TraceFormat::Json : trace::TraceFormat::Plain;
   // The run history: fed by the same events as the trace. A history that
   // cannot be opened costs the record, not the run.
-  std::unique_ptr<store::HistoryWriter> history;
+  std::string unrecorded;
   try {
-    auto options = store::HistoryOptions::from_env();
-    history = std::make_unique<store::HistoryWriter>(open_run_history(), options);
-    events->add(history->recorder());
+    setup.history_options = store::HistoryOptions::from_env();
+    setup.history = runner::open_run_history();
   } catch (const store::StoreError& e) {
-    std::cerr << "pyoco run: warning: this run is not recorded in the history: " << e.what()
+    unrecorded = e.what();
+  }
+  runner::LocalRun local(flow, std::move(setup));
+  if (!unrecorded.empty()) {
+    std::cerr << "pyoco run: warning: this run is not recorded in the history: " << unrecorded
               << '\n';
   }
 
-  Run run = engine->start(flow, std::move(ro));
-  if (history) {
-    // `pyoco runs cancel` from another process: as a first Ctrl+C.
-    history->watch_cancel(run.id(), [run]() mutable { run.cancel(); });
-  }
+  // Tasks' children, and the orphans they leave, stay ours to stop.
+  runner::become_subreaper();
+
+  Run run = local.start(*engine);
   {
-    InterruptWatcher interrupts({
+    runner::InterruptWatcher interrupts({
         .cancel = [run]() mutable { run.cancel(); },
         .exit_now =
             [&] {
               // Second Ctrl+C: stop every process a task started, record the
               // run, leave. What ran so far is in the trace and the history.
-              signal_descendants(SIGKILL);
+              runner::signal_descendants(SIGKILL);
               std::cout << std::flush;
               std::cerr << "pyoco run: interrupted again; killed what the tasks started and "
                            "exiting without waiting for them\n";
-              if (history) {
-                history->abandon(run.id(),
-                                 "interrupted twice: pyoco exited without waiting for it");
-              }
+              local.abandon("interrupted twice: pyoco exited without waiting for it");
               std::_Exit(kExitCancelled);
             },
-        .check_now =
-            [&history] {
-              if (history) history->check_cancel_requests();
-            },
+        .check_now = [&local] { local.check_cancel_requests(); },
     });
-    run.wait();
-    events->flush();  // the trace's last line before anything else is printed
-    engine.reset();   // up to a second for bodies that ignore their cancel
+    local.wait();    // the trace's last line before anything else is printed
+    engine.reset();  // up to a second for bodies that ignore their cancel
     // A task that was abandoned (cancel, deadline) may have left a process
     // behind, even one a late body started during the reset: it goes with
     // the run, not with the shell that started pyoco.
-    if (run.status() != core::RunStatus::Completed) stop_descendants(std::chrono::seconds(1));
-  }
-  if (history) {
-    history->flush();
-    if (const std::string e = history->last_error(); !e.empty()) {
-      std::cerr << "pyoco run: warning: the run history may be incomplete: " << e << '\n';
+    if (run.status() != core::RunStatus::Completed) {
+      runner::stop_descendants(std::chrono::seconds(1));
     }
+  }
+  if (const std::string e = local.finish(); !e.empty()) {
+    std::cerr << "pyoco run: warning: the run history may be incomplete: " << e << '\n';
   }
   switch (run.status()) {
     case core::RunStatus::Completed:
@@ -355,23 +259,13 @@ struct CheckOptions {
   bool json = false;
 };
 
-json::object diagnostic_json(const core::Diagnostic& d) {
-  return json::object{
-      {"severity", d.severity == core::Diagnostic::Severity::Error ? "error" : "warning"},
-      {"file", d.where.file},
-      {"line", d.where.line},
-      {"column", d.where.column},
-      {"message", d.message}};
-}
-
 int check(const CheckOptions& o) {
   std::vector<core::Diagnostic> diagnostics;
   std::shared_ptr<const core::CompiledFlow> flow;
   try {
-    flow = load(o.flow);
-    const core::Value params = merged_params(*flow, parse_params(o.flow));
-    const plugins::Catalog catalog = o.flow.path.catalog();
-    diagnostics = core::check_flow(*flow, CatalogResolver(catalog), params);
+    const runner::LoadedFlow loaded = load(o.flow);
+    flow = loaded.flow;
+    diagnostics = runner::check(loaded, o.flow.path.catalog());
   } catch (const core::FlowError& e) {
     diagnostics.push_back({core::Diagnostic::Severity::Error, e.where(), e.problem()});
   }
@@ -381,7 +275,7 @@ int check(const CheckOptions& o) {
   }
   if (o.json) {
     json::array ds;
-    for (const auto& d : diagnostics) ds.push_back(diagnostic_json(d));
+    for (const auto& d : diagnostics) ds.push_back(runner::to_json(d));
     json::object out{
         {"file", o.flow.file},  {"flow", flow ? json::value(flow->spec->name) : nullptr},
         {"ok", errors == 0},    {"errors", errors},
@@ -419,7 +313,7 @@ struct GraphOptions {
 };
 
 int graph(const GraphOptions& o) {
-  const auto flow = load(o.flow);
+  const auto flow = load(o.flow).flow;
   std::cout << (o.format == "mermaid" ? core::export_mermaid(*flow) : core::export_dot(*flow));
   return kExitOk;
 }
@@ -433,8 +327,8 @@ int guarded(const char* command, F&& body) {
     std::cerr << e.what() << '\n';
   } catch (const plugins::LoadError& e) {
     std::cerr << "pyoco " << command << ": " << e.what() << '\n';
-  } catch (const UsageError& e) {
-    std::cerr << "pyoco " << command << ": " << e.what() << '\n';
+  } catch (const runner::SetupError& e) {
+    std::cerr << "pyoco " << command << ": " << flag(e.setting()) << " " << e.detail() << '\n';
   } catch (const std::invalid_argument& e) {  // e.g. a run id the engine does not allow
     std::cerr << "pyoco " << command << ": " << e.what() << '\n';
   }

@@ -4,6 +4,7 @@
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
 #include <pyoco/plugins/scaffold.hpp>
+#include <pyoco/runner/json_views.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/json.hpp>
@@ -42,63 +43,6 @@ void print_problems(const Catalog& catalog) {
   }
 }
 
-json::array io_json(const std::vector<plugins::IoSpec>& ios) {
-  json::array out;
-  for (const auto& io : ios) {
-    out.push_back(json::object{{"name", io.name},
-                               {"type", io.type},
-                               {"required", io.required},
-                               {"description", io.description}});
-  }
-  return out;
-}
-
-json::object task_json(const plugins::TaskManifest& t, bool full) {
-  json::object o{{"name", t.name}, {"summary", t.summary}};
-  if (full) {
-    o["usage"] = t.usage;
-    json::array tags;
-    for (const auto& tag : t.tags) tags.push_back(json::string(tag));
-    o["tags"] = std::move(tags);
-    o["inputs"] = io_json(t.inputs);
-    o["outputs"] = io_json(t.outputs);
-  }
-  return o;
-}
-
-json::object plugin_json(const PluginEntry& p, bool full) {
-  const Manifest& m = p.manifest;
-  json::array tasks;
-  for (const auto& t : m.tasks) tasks.push_back(task_json(t, full));
-  json::object o{{"name", m.name},
-                 {"version", m.version},
-                 {"abi", m.abi},
-                 {"sdk", m.sdk},
-                 {"status", m.status},
-                 {"summary", m.summary},
-                 {"path", m.dir.string()},
-                 {"library", m.library},
-                 {"shadowed_by", p.shadowed_by ? json::value(p.shadowed_by->string()) : nullptr},
-                 {"tasks", std::move(tasks)}};
-  if (full) {
-    json::array authors;
-    for (const auto& a : m.authors) authors.push_back(json::string(a));
-    o["description"] = m.description;
-    o["authors"] = std::move(authors);
-    o["license"] = m.license;
-    o["homepage"] = m.homepage;
-    o["platform"] = json::object{{"os", m.platform_os}, {"arch", m.platform_arch}};
-    o["manifest"] = m.file.string();
-  }
-  return o;
-}
-
-json::array paths_json(const std::vector<fs::path>& paths) {
-  json::array out;
-  for (const auto& p : paths) out.push_back(json::string(p.string()));
-  return out;
-}
-
 // ---- list ----
 
 struct ListOptions {
@@ -110,16 +54,8 @@ struct ListOptions {
 int list_plugins(const ListOptions& o) {
   const Catalog catalog = o.path.catalog();
   if (o.json) {
-    json::array plugins, problems;
-    for (const auto& p : catalog.plugins()) plugins.push_back(plugin_json(p, o.verbose));
-    for (const auto& p : catalog.problems()) {
-      problems.push_back(
-          json::object{{"file", p.file().string()}, {"line", p.line()}, {"message", p.what()}});
-    }
-    std::cout << json::serialize(json::object{{"search_path", paths_json(catalog.search_path())},
-                                              {"plugins", std::move(plugins)},
-                                              {"problems", std::move(problems)}})
-              << '\n';
+    const auto detail = o.verbose ? runner::Detail::Full : runner::Detail::Summary;
+    std::cout << json::serialize(runner::plugins_json(catalog, detail)) << '\n';
     return kExitOk;
   }
   print_problems(catalog);
@@ -209,7 +145,7 @@ int plugin_info(const InfoOptions& o) {
     return kExitUsage;
   }
   if (o.json) {
-    std::cout << json::serialize(plugin_json(*p, true)) << '\n';
+    std::cout << json::serialize(runner::to_json(*p, runner::Detail::Full)) << '\n';
     return kExitOk;
   }
   const Manifest& m = p->manifest;
@@ -322,21 +258,7 @@ int lint(const LintCliOptions& o) {
 
   if (o.json) {
     json::array plugins;
-    for (const auto& r : results) {
-      json::array findings;
-      for (const auto& f : r.findings) {
-        findings.push_back(json::object{{"rule", f.rule},
-                                        {"severity", plugins::to_string(f.severity)},
-                                        {"file", f.file.string()},
-                                        {"line", f.line},
-                                        {"message", f.message},
-                                        {"hint", plugins::lint_rule(f.rule).hint}});
-      }
-      plugins.push_back(json::object{{"name", r.name},
-                                     {"version", r.version},
-                                     {"path", r.dir.string()},
-                                     {"findings", std::move(findings)}});
-    }
+    for (const auto& r : results) plugins.push_back(runner::to_json(r));
     std::cout << json::serialize(json::object{{"plugins", std::move(plugins)},
                                               {"errors", errors},
                                               {"warnings", warnings},
@@ -374,16 +296,7 @@ struct TasksOptions {
 int list_tasks(const TasksOptions& o) {
   const Catalog catalog = o.path.catalog();
   if (o.json) {
-    json::array tasks;
-    for (const auto& p : catalog.plugins()) {
-      if (p.shadowed_by) continue;
-      for (const auto& t : p.manifest.tasks) {
-        json::object task = task_json(t, true);
-        task["name"] = p.manifest.name + "/" + t.name;
-        tasks.push_back(std::move(task));
-      }
-    }
-    std::cout << json::serialize(json::object{{"tasks", std::move(tasks)}}) << '\n';
+    std::cout << json::serialize(runner::tasks_json(catalog)) << '\n';
     return kExitOk;
   }
   print_problems(catalog);

@@ -1,5 +1,7 @@
 // `pyoco runs list | show | logs | cancel | artifacts`: the local run
 // history, read from $PYOCO_HOME/state.db (see docs/history.md).
+#include <pyoco/runner/json_views.hpp>
+#include <pyoco/runner/run_history.hpp>
 #include <pyoco/store/history.hpp>
 #include <pyoco/trace/sinks.hpp>
 
@@ -14,7 +16,6 @@
 
 #include "app.hpp"
 #include "command.hpp"
-#include "run_history.hpp"
 #include "table.hpp"
 
 namespace pyoco::cli {
@@ -76,65 +77,10 @@ std::string human_size(std::uint64_t bytes) {
   return buf;
 }
 
-std::string utc_timestamp(Clock::time_point t) { return unset(t) ? "" : trace::utc_timestamp(t); }
-
-// Milliseconds to the microsecond, written as plain decimals (0.237, not
-// boost::json's 2.37172E-1): core's writer prints the shortest form.
-double ms(double v) { return std::round(v * 1000) / 1000; }
+// Durations as plain decimals (0.237, not boost::json's
+// 2.37172E-1): core's writer prints the shortest form.
 void print_json(const json::value& v) {
   std::cout << core::to_json_text(core::from_json(v)) << '\n';
-}
-
-json::value params_json(const std::string& text) {
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  return ec ? json::value(text) : v;
-}
-
-json::object run_json(const store::RunRecord& r) {
-  return json::object{
-      {"run_id", r.id},
-      {"flow", r.flow},
-      {"flow_file", r.flow_file},
-      {"status", core::to_string(r.status)},
-      {"reason", r.reason},
-      {"started", utc_timestamp(r.started)},
-      {"ended", unset(r.ended) ? json::value(nullptr) : json::value(utc_timestamp(r.ended))},
-      {"duration_ms", unset(r.ended) ? json::value(nullptr) : json::value(ms(r.duration_ms))},
-      {"host", r.host},
-      {"pid", r.pid},
-      {"cancel_requested", r.cancel_requested},
-      {"params", params_json(r.params)}};
-}
-
-json::array artifacts_json(const std::vector<core::ArtifactRecord>& artifacts) {
-  json::array out;
-  for (const auto& a : artifacts) {
-    out.push_back(json::object{{"name", a.name},
-                               {"path", a.path},
-                               {"size", a.size},
-                               {"sha256", a.sha256},
-                               {"media_type", a.media_type}});
-  }
-  return out;
-}
-
-json::object task_json(const TaskRecord& t) {
-  return json::object{
-      {"node", t.node},
-      {"task", t.task},
-      {"state", core::to_string(t.state)},
-      {"attempts", t.attempts},
-      {"started", utc_timestamp(t.started)},
-      {"ended", utc_timestamp(t.ended)},
-      {"duration_ms", ms(t.duration_ms)},
-      {"error", t.error},
-      {"output", t.output_summary},
-      {"artifacts", artifacts_json(t.artifacts)},
-      {"progress", t.progress < 0 ? json::value(nullptr) : json::value(t.progress)},
-      {"heartbeat", t.heartbeat},
-      {"heartbeat_at",
-       unset(t.heartbeat_at) ? json::value(nullptr) : json::value(utc_timestamp(t.heartbeat_at))}};
 }
 
 // A user's mistake or an unusable history: one line, exit 2.
@@ -164,7 +110,7 @@ struct ListOptions {
 };
 
 int list_runs(const ListOptions& o) {
-  auto history = open_run_history();
+  auto history = runner::open_run_history();
   store::RunFilter filter;
   filter.flow = o.flow;
   filter.limit = o.limit;
@@ -180,7 +126,7 @@ int list_runs(const ListOptions& o) {
   const auto runs = history->runs(filter);
   if (o.json) {
     json::array out;
-    for (const auto& r : runs) out.push_back(run_json(r));
+    for (const auto& r : runs) out.push_back(runner::to_json(r));
     print_json(out);
     return kExitOk;
   }
@@ -209,15 +155,11 @@ struct RunIdOptions {
 };
 
 int show_run(const RunIdOptions& o) {
-  auto history = open_run_history();
+  auto history = runner::open_run_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto tasks = history->tasks(r.id);
   if (o.json) {
-    json::object out = run_json(r);
-    json::array ts;
-    for (const auto& t : tasks) ts.push_back(task_json(t));
-    out["tasks"] = std::move(ts);
-    print_json(out);
+    print_json(runner::to_json(r, tasks));
     return kExitOk;
   }
   std::cout << "run       " << r.id << '\n'
@@ -260,7 +202,7 @@ struct LogsOptions {
 };
 
 int run_logs(const LogsOptions& o) {
-  auto history = open_run_history();
+  auto history = runner::open_run_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   if (!o.task.empty()) {
     const auto tasks = history->tasks(r.id);
@@ -313,7 +255,7 @@ struct CancelOptions {
 };
 
 int cancel_run(const CancelOptions& o) {
-  auto history = open_run_history();
+  auto history = runner::open_run_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   if (core::is_terminal(r.status)) {
     std::cerr << "pyoco runs cancel: run " << r.id << " already ended " << core::to_string(r.status)
@@ -350,18 +292,11 @@ int cancel_run(const CancelOptions& o) {
 // ---- artifacts ----------------------------------------------------------------
 
 int list_artifacts(const RunIdOptions& o) {
-  auto history = open_run_history();
+  auto history = runner::open_run_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto tasks = history->tasks(r.id);
   if (o.json) {
-    json::array out;
-    for (const auto& t : tasks) {
-      for (auto& a : artifacts_json(t.artifacts)) {
-        a.as_object()["node"] = t.node;
-        out.push_back(std::move(a));
-      }
-    }
-    print_json(out);
+    print_json(runner::artifacts_json(tasks));
     return kExitOk;
   }
   Table table({"NODE", "NAME", "SIZE", "MEDIA TYPE", "SHA256", "PATH"});

@@ -1,4 +1,4 @@
-#include "interrupts.hpp"
+#include <pyoco/runner/interrupts.hpp>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace pyoco::cli {
+namespace pyoco::runner {
 
 namespace {
 
@@ -137,4 +137,4 @@ void stop_descendants(std::chrono::milliseconds grace) {
   signal_descendants(SIGKILL);
 }
 
-}  // namespace pyoco::cli
+}  // namespace pyoco::runner

@@ -1,13 +1,14 @@
-// What `pyoco run` does on SIGINT, SIGTERM and SIGURG, off the signal
-// handler: the handler only writes the signal's number to a pipe, and a
-// thread of its own acts on it, so a cancel reaches the engine at once
-// instead of at the next poll.
+// What a program that runs flows (`pyoco run`) does on SIGINT, SIGTERM and
+// SIGURG, off the signal handler: the handler only writes the signal's
+// number to a pipe, and a thread of its own acts on it, so a cancel reaches
+// the engine at once instead of at the next poll. Linux only (/proc, prctl).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <thread>
 
-namespace pyoco::cli {
+namespace pyoco::runner {
 
 struct InterruptActions {
   std::function<void()> cancel;     // first SIGINT or SIGTERM
@@ -15,6 +16,7 @@ struct InterruptActions {
   std::function<void()> check_now;  // SIGURG: `pyoco runs cancel` asked something
 };
 
+// One at a time: signal handlers belong to the whole process.
 class InterruptWatcher {
  public:
   explicit InterruptWatcher(InterruptActions actions);
@@ -37,4 +39,4 @@ int signal_descendants(int signal);
 // SIGTERM to every descendant, up to `grace` for them to go, then SIGKILL.
 void stop_descendants(std::chrono::milliseconds grace);
 
-}  // namespace pyoco::cli
+}  // namespace pyoco::runner

@@ -1,0 +1,96 @@
+// One run of a flow file on this machine, wired as `pyoco run` wires it:
+// its events go through a trace::EventQueue to the console trace, a trace
+// file and the run history; its artifacts to a LocalArtifactStore; a cancel
+// requested through the history (`pyoco runs cancel`) cancels it.
+//
+//   pyoco::runner::RunSetup setup;
+//   setup.history = pyoco::runner::open_run_history();
+//   setup.console = std::shared_ptr<std::ostream>(&std::cout, [](std::ostream*) {});
+//   pyoco::runner::LocalRun local(pyoco::runner::load_flow("flow.yaml"), std::move(setup));
+//   pyoco::Run run = local.start(engine);
+//   local.wait();     // the run has ended; its trace is printed
+//   local.finish();   // and its history written
+//
+// The engine is needed only until start() returns. What the program reads
+// from its environment (PYOCO_ARTIFACT_DIR, PYOCO_CUTE, PYOCO_MAX_LOG_BYTES
+// ...) it resolves itself and gives here.
+#pragma once
+
+#include <pyoco/engine/engine.hpp>
+#include <pyoco/runner/loaded_flow.hpp>
+#include <pyoco/store/history.hpp>
+#include <pyoco/trace/event_queue.hpp>
+#include <pyoco/trace/sinks.hpp>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace pyoco::runner {
+
+struct RunSetup {
+  // The run's id; empty: a new UUID. One the history already has is refused.
+  std::string run_id;
+  // What `$env.NAME` reads (pyoco::process_environment() for this process's).
+  std::map<std::string, std::string, std::less<>> env;
+  // The root of the run's LocalArtifactStore, made absolute so that the
+  // paths in task records and the history mean the same from any directory.
+  std::filesystem::path artifact_dir = ".pyoco/artifacts";
+  // The trace on a console; null: none.
+  std::shared_ptr<std::ostream> console;
+  trace::TraceFormat console_format = trace::TraceFormat::Plain;
+  // Also append the trace to this file; empty: none.
+  std::filesystem::path trace_file;
+  trace::TraceFormat trace_file_format = trace::TraceFormat::Plain;
+  // Where the run is recorded (open_run_history()); null: nowhere.
+  std::shared_ptr<store::StateStore> history;
+  store::HistoryOptions history_options;
+  // Anyone else who wants the run's events, called after the trace and the
+  // history, on the queue's thread.
+  std::vector<std::shared_ptr<trace::EventListener>> listeners;
+};
+
+class LocalRun {
+ public:
+  // Wires the run; starts nothing. Throws SetupError when the trace file
+  // cannot be opened for appending or the history has a run `run_id` already.
+  LocalRun(LoadedFlow flow, RunSetup setup);
+  ~LocalRun();  // finish(), if it was not called
+  LocalRun(const LocalRun&) = delete;
+  LocalRun& operator=(const LocalRun&) = delete;
+
+  // Starts the run, once. Throws what Engine::start throws: core::FlowError,
+  // plugins::LoadError, std::invalid_argument for a run id it does not allow.
+  Run start(Engine& engine);
+
+  // Returns once the run has ended and everything it said has been handed
+  // to the trace, the history and the listeners.
+  void wait();
+
+  // Both may be called from any thread until finish().
+  // For a program that signals: looks for a cancel request in the history
+  // now rather than at its next poll (`pyoco run` does on SIGURG).
+  void check_cancel_requests();
+  // For a program that leaves without waiting for the run: records it
+  // CANCELLED with `reason` at once. Does not cancel it.
+  void abandon(const std::string& reason);
+
+  // Hands on the last events, writes the history and closes it. Returns the
+  // first error writing the history met, or empty. Call it once the run has
+  // ended and nothing calls the two above any more.
+  std::string finish();
+
+ private:
+  LoadedFlow flow_;
+  RunOptions options_;
+  std::shared_ptr<trace::EventQueue> events_;
+  std::unique_ptr<store::HistoryWriter> history_;
+  std::optional<Run> run_;
+  bool finished_ = false;
+};
+
+}  // namespace pyoco::runner

@@ -1,0 +1,30 @@
+// A value a program was given for a run that cannot be used: a param, a
+// params file, a trace file, a run id.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace pyoco::runner {
+
+class SetupError : public std::runtime_error {
+ public:
+  enum class Setting { Param, ParamsFile, TraceFile, RunId };
+
+  // what(): the setting in words, then `detail`: "param oops: expected KEY=VALUE".
+  SetupError(Setting setting, std::string detail);
+
+  Setting setting() const { return setting_; }
+  // The value and what is wrong with it, for a caller that names the setting
+  // its own way (`pyoco run` says "--param oops: expected KEY=VALUE").
+  const std::string& detail() const { return detail_; }
+
+ private:
+  Setting setting_;
+  std::string detail_;
+};
+
+// "param", "params file", "trace file", "run id".
+const char* to_string(SetupError::Setting setting);
+
+}  // namespace pyoco::runner

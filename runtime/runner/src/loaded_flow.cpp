@@ -1,0 +1,103 @@
+#include <pyoco/core/flow_file.hpp>
+#include <pyoco/runner/loaded_flow.hpp>
+
+#include <boost/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace pyoco::runner {
+
+namespace json = boost::json;
+
+namespace {
+
+using Setting = SetupError::Setting;
+
+json::value read_params_file(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw SetupError(Setting::ParamsFile, file.string() + ": cannot read the file");
+  std::stringstream text;
+  text << in.rdbuf();
+  boost::system::error_code ec;
+  json::value v = json::parse(text.str(), ec);
+  if (ec) {
+    // Not JSON: read it as a YAML (or TOML) flow-style mapping through the flow reader.
+    try {
+      const std::string wrapped = "flow: {graph: x, defaults: " + text.str() + "}\n";
+      const auto spec = core::parse_flow_text(wrapped, file.string());
+      v = core::to_json(spec.defaults);
+    } catch (const core::FlowError&) {
+      throw SetupError(Setting::ParamsFile, file.string() + ": expected a JSON or YAML object");
+    }
+  }
+  if (!v.is_object()) throw SetupError(Setting::ParamsFile, file.string() + ": expected an object");
+  return v;
+}
+
+core::Value parse_params(const ParamArgs& args) {
+  json::object params;
+  if (!args.file.empty()) params = read_params_file(args.file).as_object();
+  for (const std::string& kv : args.assignments) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw SetupError(Setting::Param, kv + ": expected KEY=VALUE");
+    }
+    const std::string value = kv.substr(eq + 1);
+    boost::system::error_code ec;
+    json::value v = json::parse(value, ec);
+    params[kv.substr(0, eq)] = ec ? json::value(json::string(value)) : v;
+  }
+  return core::from_json(params);
+}
+
+core::Value merged_params(const LoadedFlow& loaded) {
+  json::object merged = core::to_json(loaded.flow->spec->defaults).as_object();
+  const json::value given = core::to_json(loaded.params);
+  for (const auto& [k, v] : given.as_object()) merged[k] = v;
+  return core::from_json(merged);
+}
+
+class CatalogResolver : public core::TaskResolver {
+ public:
+  explicit CatalogResolver(const plugins::Catalog& c) : catalog_(c) {}
+  TaskInfo resolve(const std::string& name) const override {
+    TaskInfo info;
+    const auto ref = catalog_.find_task(name);
+    if (!ref) return info;
+    info.exists = true;
+    for (const auto& io : ref->task->inputs) {
+      info.inputs.push_back(io.name);
+      if (io.required) info.required_inputs.push_back(io.name);
+    }
+    return info;
+  }
+
+ private:
+  const plugins::Catalog& catalog_;
+};
+
+}  // namespace
+
+LoadedFlow load_flow(const std::filesystem::path& file, const ParamArgs& params) {
+  auto spec = std::make_shared<const core::FlowSpec>(core::load_flow_file(file));
+  LoadedFlow loaded;
+  loaded.flow = std::make_shared<const core::CompiledFlow>(core::compile_flow(std::move(spec)));
+  loaded.params = parse_params(params);
+  return loaded;
+}
+
+std::vector<core::Diagnostic> check(const LoadedFlow& flow, const plugins::Catalog& catalog) {
+  return core::check_flow(*flow.flow, CatalogResolver(catalog), merged_params(flow));
+}
+
+std::vector<core::Diagnostic> check_before_run(const LoadedFlow& flow,
+                                               const plugins::Catalog& catalog) {
+  std::vector<core::Diagnostic> errors;
+  for (auto& d : check(flow, catalog)) {
+    if (d.severity == core::Diagnostic::Severity::Error) errors.push_back(std::move(d));
+  }
+  return errors;
+}
+
+}  // namespace pyoco::runner

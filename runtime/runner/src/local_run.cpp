@@ -1,0 +1,88 @@
+#include <pyoco/engine/local_artifact_store.hpp>
+#include <pyoco/runner/local_run.hpp>
+
+#include <fstream>
+#include <stdexcept>
+
+namespace pyoco::runner {
+
+LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
+    : flow_(std::move(flow)), events_(std::make_shared<trace::EventQueue>()) {
+  // The engine's control thread only queues events; the console, a trace
+  // file and the history hear them from the queue's thread.
+  if (setup.console) events_->add(trace::make_trace_sink(setup.console_format, setup.console));
+  if (!setup.trace_file.empty()) {
+    auto file = std::make_shared<std::ofstream>(setup.trace_file, std::ios::app);
+    if (!*file) {
+      throw SetupError(SetupError::Setting::TraceFile,
+                       setup.trace_file.string() + ": cannot open for writing");
+    }
+    events_->add(trace::make_trace_sink(setup.trace_file_format, file));
+  }
+
+  options_.params = flow_.params;
+  options_.listener = events_;
+  options_.run_id = setup.run_id;
+  options_.env = std::move(setup.env);
+  options_.artifacts = std::make_shared<LocalArtifactStore>(
+      std::filesystem::absolute(setup.artifact_dir).lexically_normal());
+
+  if (setup.history) {
+    if (!setup.run_id.empty()) {
+      bool known = false;
+      try {
+        known = setup.history->run(setup.run_id).has_value();
+      } catch (const store::StoreError&) {
+        // a history that cannot be read has nothing to collide with
+      }
+      if (known) {
+        throw SetupError(
+            SetupError::Setting::RunId,
+            setup.run_id + ": the history already has a run with this id; choose another");
+      }
+    }
+    history_ =
+        std::make_unique<store::HistoryWriter>(std::move(setup.history), setup.history_options);
+    events_->add(history_->recorder());
+  }
+  for (auto& listener : setup.listeners) events_->add(std::move(listener));
+}
+
+LocalRun::~LocalRun() {
+  if (!finished_) finish();
+}
+
+Run LocalRun::start(Engine& engine) {
+  if (run_) throw std::logic_error("LocalRun::start: the run has started already");
+  run_ = engine.start(flow_.flow, std::move(options_));
+  if (history_) {
+    // A cancel requested through the history, as a first Ctrl+C.
+    history_->watch_cancel(run_->id(), [run = *run_]() mutable { run.cancel(); });
+  }
+  return *run_;
+}
+
+void LocalRun::wait() {
+  if (run_) run_->wait();
+  events_->flush();
+}
+
+void LocalRun::check_cancel_requests() {
+  if (history_) history_->check_cancel_requests();
+}
+
+void LocalRun::abandon(const std::string& reason) {
+  if (history_ && run_) history_->abandon(run_->id(), reason);
+}
+
+std::string LocalRun::finish() {
+  finished_ = true;
+  events_->flush();
+  if (!history_) return {};
+  history_->flush();
+  std::string error = history_->last_error();
+  history_.reset();
+  return error;
+}
+
+}  // namespace pyoco::runner

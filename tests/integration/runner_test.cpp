@@ -1,0 +1,193 @@
+// The runner library as an embedding program uses it: a flow file and its
+// params loaded and checked, a run wired to a trace, a history in a SQLite
+// file and an artifact directory, and the run read back from the history
+// as the JSON the CLI prints with --json.
+#include <pyoco/engine/engine.hpp>
+#include <pyoco/runner/json_views.hpp>
+#include <pyoco/runner/loaded_flow.hpp>
+#include <pyoco/runner/local_run.hpp>
+#include <pyoco/runner/run_history.hpp>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "flows.hpp"
+#include "process.hpp"
+#include "sync.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace pyoco;
+using pyoco::testing::TempDir;
+
+namespace {
+
+fs::path flow_file(const char* name) {
+  return pyoco::testing::source_dir() / "tests/e2e/flows" / name;
+}
+
+std::string str(const json::value& v) { return std::string(v.as_string()); }
+
+std::string read(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+struct RunnerFixture {
+  Engine engine{EngineOptions{2, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  TempDir dir;
+  fs::path history_file = dir.path() / "state.db";
+
+  runner::RunSetup setup(const std::string& run_id) {
+    runner::RunSetup s;
+    s.run_id = run_id;
+    s.artifact_dir = dir.path() / "artifacts";
+    s.history = runner::open_run_history(history_file);
+    return s;
+  }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(runner_library, RunnerFixture)
+
+BOOST_AUTO_TEST_CASE(a_flow_file_runs_and_its_history_reads_back_as_json) {
+  const runner::LoadedFlow flow = runner::load_flow(flow_file("artifacts.yaml"));
+  BOOST_TEST(runner::check_before_run(flow, engine.catalog()).empty());
+
+  auto trace = std::make_shared<std::ostringstream>();
+  runner::RunSetup s = setup("report-1");
+  s.console = trace;
+  s.trace_file = dir.path() / "trace.log";
+  runner::LocalRun local(flow, std::move(s));
+  Run run = local.start(engine);
+  local.wait();
+  BOOST_TEST(local.finish() == "");
+  BOOST_TEST_REQUIRE(core::to_string(run.status()) == "COMPLETED");
+  BOOST_TEST(trace->str().find("INFO pyoco end flow=report status=COMPLETED") != std::string::npos,
+             trace->str());
+  BOOST_TEST(read(dir.path() / "trace.log") == trace->str());
+
+  // Read back as another program would: a history of its own on the file.
+  const auto history = runner::open_run_history(history_file);
+  const auto record = history->run("report-1");
+  BOOST_TEST_REQUIRE(record.has_value());
+  const auto tasks = history->tasks("report-1");
+  const json::object view = runner::to_json(*record, tasks);
+  BOOST_TEST(str(view.at("run_id")) == "report-1");
+  BOOST_TEST(str(view.at("flow")) == "report");
+  BOOST_TEST(str(view.at("flow_file")) == flow_file("artifacts.yaml").string());
+  BOOST_TEST(str(view.at("status")) == "COMPLETED");
+  BOOST_TEST(str(view.at("reason")) == "");
+  BOOST_TEST(view.at("ended").is_string());
+  BOOST_TEST(view.at("duration_ms").is_number());
+
+  const json::array& ts = view.at("tasks").as_array();
+  BOOST_TEST_REQUIRE(ts.size() == 2u);
+  BOOST_TEST(str(ts[0].at("node")) == "greet");
+  BOOST_TEST(str(ts[0].at("task")) == "std/echo");
+  BOOST_TEST(str(ts[0].at("state")) == "SUCCEEDED");
+  BOOST_TEST(str(ts[0].at("output")) == R"({"carrots":3})");
+  BOOST_TEST(ts[0].at("artifacts").as_array().empty());
+  BOOST_TEST(str(ts[1].at("node")) == "save");
+  BOOST_TEST(str(ts[1].at("task")) == "std/write_file");
+  BOOST_TEST(str(ts[1].at("state")) == "SUCCEEDED");
+  BOOST_TEST(ts[1].at("attempts").to_number<int>() == 1);
+
+  const json::array& saved = ts[1].at("artifacts").as_array();
+  BOOST_TEST_REQUIRE(saved.size() == 1u);
+  const fs::path path = dir.path() / "artifacts/report-1/report.json";
+  BOOST_TEST(str(saved[0].at("name")) == "report.json");
+  BOOST_TEST(str(saved[0].at("path")) == path.string());
+  BOOST_TEST(saved[0].at("size").to_number<std::int64_t>() == 13);
+  BOOST_TEST(str(saved[0].at("sha256")) ==
+             "51bfd91c62fd6b405638f59678091993eec61b903fffbf611ff60288de253f5c");
+  BOOST_TEST(read(path) == R"({"carrots":3})");
+  // The history's view of the task is the engine's own.
+  BOOST_TEST(runner::to_json(run.tasks()[1]).at("artifacts") == ts[1].at("artifacts"));
+
+  const json::array all = runner::artifacts_json(tasks);
+  BOOST_TEST_REQUIRE(all.size() == 1u);
+  BOOST_TEST(str(all[0].at("node")) == "save");
+  BOOST_TEST(str(all[0].at("sha256")) == str(saved[0].at("sha256")));
+}
+
+BOOST_AUTO_TEST_CASE(params_come_from_a_file_and_assignments_over_the_defaults) {
+  std::ofstream(dir.path() / "params.yaml") << "{greeting: hello, extra: [1, 2]}\n";
+  const runner::LoadedFlow flow = runner::load_flow(
+      flow_file("chain.yaml"),
+      {.file = dir.path() / "params.yaml", .assignments = {"greeting=bonjour", "n=3"}});
+  BOOST_TEST(core::to_json(flow.params) ==
+             json::parse(R"({"greeting":"bonjour","extra":[1,2],"n":3})"));
+  BOOST_TEST(runner::check_before_run(flow, engine.catalog()).empty());
+
+  runner::LocalRun local(flow, {});  // no trace, no history
+  Run run = local.start(engine);
+  local.wait();
+  BOOST_TEST(local.finish() == "");
+  BOOST_TEST(core::to_string(run.status()) == "COMPLETED");
+  BOOST_TEST(core::to_json_text(run.output("first")) == R"("bonjour")");
+
+  try {
+    runner::load_flow(flow_file("chain.yaml"), {.assignments = {"oops"}});
+    BOOST_FAIL("a param without = was taken");
+  } catch (const runner::SetupError& e) {
+    BOOST_TEST((e.setting() == runner::SetupError::Setting::Param));
+    BOOST_TEST(e.detail() == "oops: expected KEY=VALUE");
+    BOOST_TEST(std::string(e.what()) == "param oops: expected KEY=VALUE");
+  }
+  BOOST_CHECK_THROW(runner::load_flow(flow_file("chain.yaml"), {.file = dir.path() / "none.json"}),
+                    runner::SetupError);
+  BOOST_CHECK_THROW(runner::load_flow(dir.path() / "none.yaml"), core::FlowError);
+}
+
+BOOST_AUTO_TEST_CASE(a_flow_with_errors_is_stopped_before_it_runs) {
+  const runner::LoadedFlow flow = runner::load_flow(flow_file("unchecked.yaml"));
+  const auto errors = runner::check_before_run(flow, engine.catalog());
+  BOOST_TEST_REQUIRE(!errors.empty());
+  for (const auto& e : errors) BOOST_TEST((e.severity == core::Diagnostic::Severity::Error));
+  BOOST_TEST(errors[0].message.find("std/nope") != std::string::npos, errors[0].message);
+  const json::object view = runner::to_json(errors[0]);
+  BOOST_TEST(str(view.at("severity")) == "error");
+  BOOST_TEST(str(view.at("file")) == flow_file("unchecked.yaml").string());
+  // Warnings (the orphan `lonely`) are `check`'s, not reasons to refuse a run.
+  BOOST_TEST(runner::check(flow, engine.catalog()).size() > errors.size());
+}
+
+BOOST_AUTO_TEST_CASE(a_cancel_through_the_history_stops_the_run_and_its_id_stays_taken) {
+  runner::LocalRun local(runner::load_flow(flow_file("sleepy.yaml")), setup("sleeper"));
+  Run run = local.start(engine);
+  // Another process asks, through the history, once the run is recorded.
+  const auto other = runner::open_run_history(history_file);
+  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return other->request_cancel("sleeper"); }));
+  local.check_cancel_requests();
+  BOOST_TEST_REQUIRE(run.wait_for(std::chrono::seconds(20)));
+  local.wait();
+  BOOST_TEST(local.finish() == "");
+  BOOST_TEST(core::to_string(run.status()) == "CANCELLED");
+  const json::object view = runner::to_json(*other->run("sleeper"), other->tasks("sleeper"));
+  BOOST_TEST(str(view.at("status")) == "CANCELLED");
+  BOOST_TEST(view.at("cancel_requested").as_bool());
+  BOOST_TEST(str(view.at("tasks").as_array()[0].at("state")) == "CANCELLED");
+
+  try {
+    runner::LocalRun again(runner::load_flow(flow_file("sleepy.yaml")), setup("sleeper"));
+    BOOST_FAIL("a run id the history has was taken");
+  } catch (const runner::SetupError& e) {
+    BOOST_TEST((e.setting() == runner::SetupError::Setting::RunId));
+    BOOST_TEST(e.detail() == "sleeper: the history already has a run with this id; choose another");
+  }
+  runner::RunSetup bad = setup("");
+  bad.trace_file = dir.path() / "no-such-dir/trace.log";
+  BOOST_CHECK_THROW(
+      [&] { runner::LocalRun(runner::load_flow(flow_file("sleepy.yaml")), std::move(bad)); }(),
+      runner::SetupError);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
