@@ -28,9 +28,9 @@ std::string load_error(const char* name, plugins::LoadError::Reason* reason = nu
 
 core::Value json(const char* text) { return core::from_json(boost::json::parse(text)); }
 
-plugins::TaskCallResult call(const plugins::LoadedPlugin& p, const char* task, const char* inputs) {
+plugins::CallResult call(const plugins::LoadedPlugin& p, const char* task, const char* inputs) {
   plugins::TaskInstance instance(*p.find_task(task));
-  plugins::CallContext ctx;
+  plugins::Call ctx;
   ctx.info = {"run", "flow", "node-a", "x/y", 1};
   return instance.call(ctx, json(inputs));
 }

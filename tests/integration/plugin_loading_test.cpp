@@ -54,8 +54,8 @@ core::Value inputs(std::string_view key, const core::Value& v) {
   return b.wrap(o);
 }
 
-plugins::CallContext context(RecordingServices& services, const char* node) {
-  plugins::CallContext ctx;
+plugins::Call context(RecordingServices& services, const char* node) {
+  plugins::Call ctx;
   ctx.info = {"run-1", "hello", node, "hello/x", 1};
   ctx.services = &services;
   return ctx;

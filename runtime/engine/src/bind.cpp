@@ -12,7 +12,7 @@ namespace pyoco {
 namespace {
 
 pyoco_status run_local(void* fn, pyoco_context* c, const pyoco_value* in, const pyoco_value** out) {
-  auto& ctx = *reinterpret_cast<plugins::CallContext*>(c);
+  auto& ctx = *reinterpret_cast<plugins::Call*>(c);
   try {
     TaskCall call(ctx);
     const auto* node = reinterpret_cast<const core::ValueNode*>(in);

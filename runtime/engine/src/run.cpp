@@ -279,7 +279,7 @@ void RunState::launch(Frame& f, std::uint32_t i) {
                if (a->cancelled.load(std::memory_order_acquire)) return;
                // A `run` task completes before begin() returns; an async one returns
                // at once and completes later, from any thread.
-               a->instance->begin(a->ctx, inputs, [self, fp, i, a](plugins::TaskCallResult result) {
+               a->instance->begin(a->ctx, inputs, [self, fp, i, a](plugins::CallResult result) {
                  self->on_strand([self, fp, i, a, result = std::move(result)]() mutable {
                    self->on_result(fp, i, a, result);
                  });
@@ -288,7 +288,7 @@ void RunState::launch(Frame& f, std::uint32_t i) {
 }
 
 void RunState::on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,
-                         plugins::TaskCallResult& result) {
+                         plugins::CallResult& result) {
   a->end(false);
   NodeExec& n = f->nodes[i];
   if (n.running != a) return;  // abandoned (deadline, cancel, stop); its node has moved on

@@ -43,7 +43,7 @@ struct Frame;
 // the callbacks and timers it asked for (ABI 1.1).
 struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   RunState* run = nullptr;
-  plugins::CallContext ctx;
+  plugins::Call ctx;
   std::atomic<bool> cancelled{false};
   std::vector<ArtifactRecord> artifacts;  // written on the task thread, read after
   std::shared_ptr<plugins::TaskInstance> instance;
@@ -186,7 +186,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void ready(Frame& f, std::uint32_t i);
   void launch(Frame& f, std::uint32_t i);
   void on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,
-                 plugins::TaskCallResult& result);
+                 plugins::CallResult& result);
   void on_timeout(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a);
   void attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool permanent);
   void succeed(Frame& f, std::uint32_t i, core::Value output);

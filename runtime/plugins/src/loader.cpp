@@ -10,8 +10,8 @@
 #include <mutex>
 #include <set>
 
-#include "host_api.hpp"
 #include "registration.hpp"
+#include "registry_state.hpp"
 
 namespace pyoco::plugins {
 

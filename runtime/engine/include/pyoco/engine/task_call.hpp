@@ -14,7 +14,7 @@ namespace pyoco {
 
 class TaskCall {
  public:
-  explicit TaskCall(plugins::CallContext& ctx) : ctx_(ctx) {}
+  explicit TaskCall(plugins::Call& ctx) : ctx_(ctx) {}
 
   const core::Value& params() const { return ctx_.params; }
   core::Value param(std::string_view key) const { return ctx_.params.find(key); }
@@ -44,7 +44,7 @@ class TaskCall {
   core::Value wrap(const core::ValueNode* node) const { return core::Value(ctx_.arena, node); }
 
  private:
-  plugins::CallContext& ctx_;
+  plugins::Call& ctx_;
 };
 
 // An in-process task: inputs in, output out; throw to fail.

@@ -73,7 +73,7 @@ class RunServices {
   virtual void call_finished() {}
 };
 
-struct TaskCallResult {
+struct CallResult {
   bool ok = false;
   core::Value output;
   std::string error;
@@ -83,10 +83,13 @@ struct TaskCallResult {
 
 // Where a call's result goes: called exactly once, from the thread that
 // ends the call (a worker for `run`, any thread for an async call).
-using CallDone = std::function<void(TaskCallResult)>;
+using CallDone = std::function<void(CallResult)>;
 
-// The host side of one `pyoco_context`: everything a single call sees.
-struct CallContext {
+// One task call, host side: what its `pyoco_context*` (and, for an async
+// call, its `pyoco_call*`) points at. One name in every layer: an attempt
+// of a node (engine) makes one Call; a plugin sees it as pyoco::Context
+// (SDK), an in-process task as pyoco::TaskCall; CallInfo is its facts.
+struct Call {
   CallInfo info;
   core::Value params;
   const std::atomic<bool>* cancelled = nullptr;  // run cancelled or deadline passed
@@ -94,7 +97,7 @@ struct CallContext {
 
   // Filled during the call.
   CallDone done;                // an async call's result goes here (call_complete)
-  std::uint64_t call_slot = 0;  // the async call's handle (see host_api.cpp)
+  std::uint64_t call_slot = 0;  // the async call's handle (see host_functions.cpp)
   core::ArenaPtr arena;
   std::string error;
   std::uint32_t abi_minor = 0;        // of the task's plugin: what the host may answer
@@ -138,13 +141,13 @@ class TaskInstance {
   // Runs the task with `inputs` (an object) and waits for it. Never throws
   // for a task's own failure: the result says ok=false with the message.
   // An async task is waited for on this thread.
-  TaskCallResult call(CallContext& ctx, const core::Value& inputs);
+  CallResult call(Call& ctx, const core::Value& inputs);
 
   // Begins a call: a `run` task runs here and `done` is called before this
   // returns; an async task is started and `done` is called when it
   // completes, from whatever thread completes it. `ctx` must stay alive
   // until then.
-  void begin(CallContext& ctx, const core::Value& inputs, CallDone done);
+  void begin(Call& ctx, const core::Value& inputs, CallDone done);
 
   const TaskDefinition& definition() const { return *def_; }
 

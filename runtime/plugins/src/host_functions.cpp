@@ -3,9 +3,9 @@
 // opaque C names:
 //   pyoco_value*    -> core::ValueNode*
 //   pyoco_arena*    -> core::Arena*
-//   pyoco_context*  -> CallContext*
+//   pyoco_context*  -> Call*
 //   pyoco_registry* -> RegistryState*
-#include "host_api.hpp"
+#include "registry_state.hpp"
 
 #include <pyoco/plugins/loader.hpp>
 
@@ -28,7 +28,7 @@ ValueNode* node(pyoco_value* v) { return reinterpret_cast<ValueNode*>(v); }
 const pyoco_value* handle(const ValueNode* n) { return reinterpret_cast<const pyoco_value*>(n); }
 pyoco_value* handle(ValueNode* n) { return reinterpret_cast<pyoco_value*>(n); }
 Arena* arena(pyoco_arena* a) { return reinterpret_cast<Arena*>(a); }
-CallContext* call(pyoco_context* c) { return reinterpret_cast<CallContext*>(c); }
+Call* call(pyoco_context* c) { return reinterpret_cast<Call*>(c); }
 RegistryState* registry(pyoco_registry* r) { return reinterpret_cast<RegistryState*>(r); }
 pyoco_str str(std::string_view s) { return pyoco_str{s.data(), s.size()}; }
 
@@ -263,7 +263,7 @@ pyoco_status context_info(pyoco_context* c, pyoco_call_info* out) {
 
 void context_log(pyoco_context* c, pyoco_log_level level, const char* message, size_t size) {
   if (c == nullptr || message == nullptr) return;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   LogLevel l = LogLevel::Info;
   if (level <= PYOCO_LOG_DEBUG) {
     l = LogLevel::Debug;
@@ -283,7 +283,7 @@ int32_t context_is_cancelled(pyoco_context* c) {
 pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
                                    pyoco_str* path_out) {
   if (c == nullptr || in == nullptr || in->struct_size < sizeof(size_t)) return PYOCO_ERR_INVALID;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
   const pyoco_artifact a = sized_copy(in);
   // The reason goes back through path_out, so the SDK can say it.
@@ -328,7 +328,7 @@ pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
 pyoco_status context_load_artifact(pyoco_context* c, const char* name, size_t name_size,
                                    pyoco_str* data_out) {
   if (c == nullptr || name == nullptr || data_out == nullptr) return PYOCO_ERR_INVALID;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   *data_out = pyoco_str{nullptr, 0};
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
   auto refuse = [&](std::string why, pyoco_status status) {
@@ -356,7 +356,7 @@ pyoco_status context_load_artifact(pyoco_context* c, const char* name, size_t na
 
 const pyoco_value* context_scratch_get(pyoco_context* c, const char* key, size_t key_size) {
   if (c == nullptr || key == nullptr) return nullptr;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   if (ctx.services == nullptr) return nullptr;
   core::Value v = ctx.services->scratch_get(std::string_view(key, key_size));
   if (v.node() == nullptr) return nullptr;
@@ -367,7 +367,7 @@ const pyoco_value* context_scratch_get(pyoco_context* c, const char* key, size_t
 pyoco_status context_scratch_set(pyoco_context* c, const char* key, size_t key_size,
                                  const pyoco_value* value) {
   if (c == nullptr || key == nullptr || value == nullptr) return PYOCO_ERR_INVALID;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
   ctx.services->scratch_set(std::string_view(key, key_size),
                             core::Value(core::ArenaPtr(node(value)->owner), node(value)));
@@ -385,7 +385,7 @@ void context_set_error(pyoco_context* c, const char* message, size_t size) {
 // reused or free and is refused, instead of touching a context that is gone.
 class CallTable {
  public:
-  std::uint64_t open(CallContext* ctx) {
+  std::uint64_t open(Call* ctx) {
     std::lock_guard<std::mutex> lock(mutex_);
     std::uint32_t index;
     if (!free_.empty()) {
@@ -401,7 +401,7 @@ class CallTable {
     return (static_cast<std::uint64_t>(++s.generation) << 32) | index;
   }
   // The call's context, once: the slot is closed by taking it.
-  CallContext* close(std::uint64_t handle) {
+  Call* close(std::uint64_t handle) {
     const auto index = static_cast<std::uint32_t>(handle & 0xffffffffu);
     const auto generation = static_cast<std::uint32_t>(handle >> 32);
     std::lock_guard<std::mutex> lock(mutex_);
@@ -409,14 +409,14 @@ class CallTable {
         slots_[index].ctx == nullptr) {
       return nullptr;
     }
-    CallContext* ctx = std::exchange(slots_[index].ctx, nullptr);
+    Call* ctx = std::exchange(slots_[index].ctx, nullptr);
     free_.push_back(index);
     return ctx;
   }
 
  private:
   struct Slot {
-    CallContext* ctx = nullptr;
+    Call* ctx = nullptr;
     std::uint32_t generation = 0;
   };
   std::mutex mutex_;
@@ -432,8 +432,8 @@ CallTable& calls() {
 std::atomic<std::uint64_t> g_refused_completions{0};
 
 // Seals what the call built and hands its result on.
-void finish_call(CallContext& ctx, pyoco_status status, const pyoco_value* out, const char* what) {
-  TaskCallResult result;
+void finish_call(Call& ctx, pyoco_status status, const pyoco_value* out, const char* what) {
+  CallResult result;
   result.ok = status == PYOCO_OK;
   if (result.ok) {
     if (out != nullptr) result.output = core::Value(core::ArenaPtr(node(out)->owner), node(out));
@@ -452,7 +452,7 @@ void finish_call(CallContext& ctx, pyoco_status status, const pyoco_value* out, 
 }
 
 pyoco_status call_complete(pyoco_call* call, pyoco_status status, const pyoco_value* output) {
-  CallContext* ctx = calls().close(reinterpret_cast<std::uintptr_t>(call));
+  Call* ctx = calls().close(reinterpret_cast<std::uintptr_t>(call));
   if (ctx == nullptr) {
     ++g_refused_completions;
     std::cerr << "pyoco: warning: a plugin completed a call that had already ended "
@@ -470,14 +470,14 @@ int64_t context_deadline(pyoco_context* c) {
 
 pyoco_status context_on_cancel(pyoco_context* c, pyoco_callback_fn fn, void* user) {
   if (c == nullptr || fn == nullptr) return PYOCO_ERR_INVALID;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   if (ctx.services == nullptr || !ctx.services->on_cancel(fn, user)) return PYOCO_ERR_UNSUPPORTED;
   return PYOCO_OK;
 }
 
 void context_heartbeat(pyoco_context* c, double progress, const char* message, size_t size) {
   if (c == nullptr || call(c)->services == nullptr) return;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   ctx.services->heartbeat(
       ctx.info, progress,
       message == nullptr ? std::string_view() : std::string_view(message, size));
@@ -485,7 +485,7 @@ void context_heartbeat(pyoco_context* c, double progress, const char* message, s
 
 pyoco_status host_timer(pyoco_context* c, uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
   if (c == nullptr || fn == nullptr) return PYOCO_ERR_INVALID;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   if (ctx.services == nullptr || !ctx.services->start_timer(delay_ns, fn, user)) {
     return PYOCO_ERR_UNSUPPORTED;
   }
@@ -496,7 +496,7 @@ pyoco_status context_scratch_update(pyoco_context* c, const char* key, size_t ke
                                     const pyoco_value* expected, const pyoco_value* desired,
                                     const pyoco_value** current_out) {
   if (c == nullptr || key == nullptr || desired == nullptr) return PYOCO_ERR_INVALID;
-  CallContext& ctx = *call(c);
+  Call& ctx = *call(c);
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
   const core::Value want = expected == nullptr
                                ? core::Value()
@@ -566,7 +566,7 @@ TaskInstance::~TaskInstance() {
   if (created_ && def_->destroy != nullptr && state_ != nullptr) def_->destroy(state_);
 }
 
-void TaskInstance::begin(CallContext& ctx, const core::Value& inputs, CallDone done) {
+void TaskInstance::begin(Call& ctx, const core::Value& inputs, CallDone done) {
   ctx.arena = Arena::create();
   ctx.error.clear();
   ctx.abi_minor = def_->abi_minor;
@@ -600,10 +600,10 @@ void TaskInstance::begin(CallContext& ctx, const core::Value& inputs, CallDone d
   finish_call(ctx, s, out, "the task");
 }
 
-TaskCallResult TaskInstance::call(CallContext& ctx, const core::Value& inputs) {
-  std::promise<TaskCallResult> result;
+CallResult TaskInstance::call(Call& ctx, const core::Value& inputs) {
+  std::promise<CallResult> result;
   auto future = result.get_future();
-  begin(ctx, inputs, [&result](TaskCallResult r) { result.set_value(std::move(r)); });
+  begin(ctx, inputs, [&result](CallResult r) { result.set_value(std::move(r)); });
   return future.get();
 }
 
