@@ -65,7 +65,7 @@ HistoryOptions HistoryOptions::from_env() {
 }
 
 // A queue this long is written without waiting for the interval.
-constexpr std::size_t kEagerBatch = 8192;
+constexpr std::size_t kEagerBatch = 65536;
 
 struct HistoryWriter::Impl {
   std::shared_ptr<StateStore> store;

@@ -20,27 +20,45 @@ void EventQueue::add(std::shared_ptr<EventListener> listener) {
 
 void EventQueue::on_event(const RunEvent& event) {
   Event owned = Event::from(event);  // outside the lock: the copy is the cost
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(std::move(owned));
     ++queued_;
+    // Only a sleeping thread needs waking, and only once: a wake-up per
+    // event would cost the engine more than the event itself.
+    wake = sleeping_;
+    sleeping_ = false;
   }
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
 }
 
 void EventQueue::flush() {
   std::unique_lock<std::mutex> lock(mutex_);
   const std::uint64_t target = queued_;
+  ++flushing_;
+  wake_.notify_one();
   drained_.wait(lock, [&] { return delivered_ >= target; });
+  --flushing_;
 }
 
 void EventQueue::loop() {
+  // How long the thread lets a burst gather once woken: far below what a
+  // person watching a trace notices, long enough that a busy run's events
+  // are handed on in batches.
+  constexpr auto kGather = std::chrono::microseconds(500);
   std::deque<Event> batch;
   std::vector<PlannedNode> planned;
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty() && stopping_) return;
+    if (queue_.empty()) {
+      if (stopping_) return;
+      sleeping_ = true;
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      sleeping_ = false;
+      wake_.wait_for(lock, kGather, [&] { return stopping_ || flushing_ > 0; });
+      if (queue_.empty()) continue;
+    }
     batch.swap(queue_);
     const auto listeners = listeners_;
     lock.unlock();

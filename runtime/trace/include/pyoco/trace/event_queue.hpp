@@ -35,7 +35,8 @@ class EventQueue : public EventListener {
   void add(std::shared_ptr<EventListener> listener);
   bool empty() const { return listeners_.empty(); }
 
-  // Copies the event and returns: never blocks on a listener.
+  // Copies the event and returns: never blocks on a listener. Listeners
+  // hear events in batches, within about a millisecond.
   void on_event(const RunEvent& event) override;
 
   // Returns once every event queued before the call has been handed on.
@@ -49,6 +50,8 @@ class EventQueue : public EventListener {
   std::condition_variable wake_, drained_;
   std::deque<Event> queue_;
   std::uint64_t queued_ = 0, delivered_ = 0;
+  unsigned flushing_ = 0;  // flush() calls waiting: no time to gather
+  bool sleeping_ = false;  // the thread waits for an event: the next one wakes it
   bool stopping_ = false;
   std::thread thread_;
 };
