@@ -3,21 +3,21 @@
 namespace pyoco {
 
 void TaskCall::log(std::string_view message, plugins::LogLevel level) {
-  if (ctx_.services != nullptr) ctx_.services->log(ctx_.info, level, message);
+  if (call_.services != nullptr) call_.services->log(call_.info, level, message);
 }
 
 void TaskCall::heartbeat(double progress, std::string_view message) {
-  if (ctx_.services != nullptr) ctx_.services->heartbeat(ctx_.info, progress, message);
+  if (call_.services != nullptr) call_.services->heartbeat(call_.info, progress, message);
 }
 
 bool TaskCall::is_cancelled() const {
-  return ctx_.cancelled != nullptr && ctx_.cancelled->load(std::memory_order_relaxed);
+  return call_.cancelled != nullptr && call_.cancelled->load(std::memory_order_relaxed);
 }
 
 core::ArtifactRecord TaskCall::save_artifact(std::string_view name, std::string_view bytes,
                                              std::string_view media_type) {
-  if (ctx_.services == nullptr) throw std::runtime_error("no artifact store for this call");
-  return ctx_.services->save_artifact(ctx_.info, name, bytes, media_type);
+  if (call_.services == nullptr) throw std::runtime_error("no artifact store for this call");
+  return call_.services->save_artifact(call_.info, name, bytes, media_type);
 }
 
 core::ArtifactRecord TaskCall::save_artifact(std::string_view name, const core::Value& value) {
@@ -25,16 +25,16 @@ core::ArtifactRecord TaskCall::save_artifact(std::string_view name, const core::
 }
 
 std::optional<std::string> TaskCall::load_artifact(std::string_view name) {
-  if (ctx_.services == nullptr) throw std::runtime_error("no artifact store for this call");
-  return ctx_.services->load_artifact(name);
+  if (call_.services == nullptr) throw std::runtime_error("no artifact store for this call");
+  return call_.services->load_artifact(name);
 }
 
 core::Value TaskCall::scratch(std::string_view key) const {
-  return ctx_.services != nullptr ? ctx_.services->scratch_get(key) : core::Value();
+  return call_.services != nullptr ? call_.services->scratch_get(key) : core::Value();
 }
 
 void TaskCall::set_scratch(std::string_view key, const core::Value& value) {
-  if (ctx_.services != nullptr) ctx_.services->scratch_set(key, value);
+  if (call_.services != nullptr) call_.services->scratch_set(key, value);
 }
 
 }  // namespace pyoco

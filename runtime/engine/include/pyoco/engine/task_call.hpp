@@ -14,10 +14,10 @@ namespace pyoco {
 
 class TaskCall {
  public:
-  explicit TaskCall(plugins::Call& ctx) : ctx_(ctx) {}
+  explicit TaskCall(plugins::Call& call) : call_(call) {}
 
-  const core::Value& params() const { return ctx_.params; }
-  core::Value param(std::string_view key) const { return ctx_.params.find(key); }
+  const core::Value& params() const { return call_.params; }
+  core::Value param(std::string_view key) const { return call_.params.find(key); }
   void log(std::string_view message, plugins::LogLevel level = plugins::LogLevel::Info);
   // True once the run is cancelled or this task's deadline passed.
   bool is_cancelled() const;
@@ -35,16 +35,16 @@ class TaskCall {
   core::Value scratch(std::string_view key) const;
   void set_scratch(std::string_view key, const core::Value& value);
 
-  std::string_view run_id() const { return ctx_.info.run_id; }
-  std::string_view node() const { return ctx_.info.node_name; }
-  std::uint32_t attempt() const { return ctx_.info.attempt; }
+  std::string_view run_id() const { return call_.info.run_id; }
+  std::string_view node() const { return call_.info.node_name; }
+  std::uint32_t attempt() const { return call_.info.attempt; }
 
   // Where to build result values: they live as long as the result does.
-  core::Arena& arena() { return *ctx_.arena; }
-  core::Value wrap(const core::ValueNode* node) const { return core::Value(ctx_.arena, node); }
+  core::Arena& arena() { return *call_.arena; }
+  core::Value wrap(const core::ValueNode* node) const { return core::Value(call_.arena, node); }
 
  private:
-  plugins::Call& ctx_;
+  plugins::Call& call_;
 };
 
 // An in-process task: inputs in, output out; throw to fail.
