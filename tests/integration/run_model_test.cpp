@@ -10,7 +10,6 @@
 #include <boost/test/unit_test.hpp>
 
 #include <future>
-#include <list>
 #include <mutex>
 
 #include "flows.hpp"
@@ -210,24 +209,36 @@ BOOST_DATA_TEST_CASE(tasks_and_status_answer_while_bodies_block, bdata::make(kLo
 
 BOOST_DATA_TEST_CASE(engine_destructor_returns_when_a_body_never_returns, bdata::make(kLoads),
                      load) {
-  // Outlives the test: the abandoned body may still wait on it afterwards.
-  static std::list<Gate> gates;
-  Gate* never = &gates.emplace_back();
+  // The abandoned body waits on `never` past ~Engine. However the test
+  // ends, `never` is opened and the body has returned before what it
+  // touches is destroyed: its worker is detached, never joined.
+  Gate never;
+  Latch running, returned;
+  struct LetGo {
+    Gate& never;
+    Latch& returned;
+    bool started = false;
+    ~LetGo() {
+      never.open();
+      if (started) BOOST_CHECK(returned.wait_for(1));
+    }
+  } let_go{never, returned};
   std::optional<Run> r;
-  Latch running;
   std::chrono::steady_clock::duration took{};
   pyoco::testing::TempDir dir;
   std::optional<Engine> engine(std::in_place, EngineOptions{load.jobs, {}});
   RunOptions o;
   o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
-  o.local_tasks = {{"t/stuck", [&running, never](TaskCall&, const Value&) {
+  o.local_tasks = {{"t/stuck", [&running, &never, &returned](TaskCall&, const Value&) {
                       running.arrive();
-                      never->wait(std::chrono::seconds(120));
+                      never.wait(std::chrono::seconds(120));
+                      returned.arrive();
                       return Value();
                     }}};
   r = engine->start(compile("flow: {graph: stuck}\ntasks:\n  stuck: {use: \"t/stuck\"}\n"),
                     std::move(o));
   BOOST_TEST_REQUIRE(running.wait_for(1));
+  let_go.started = true;  // from now on it returns only through `never`
   const auto t0 = std::chrono::steady_clock::now();
   engine.reset();
   took = std::chrono::steady_clock::now() - t0;
@@ -237,7 +248,6 @@ BOOST_DATA_TEST_CASE(engine_destructor_returns_when_a_body_never_returns, bdata:
   BOOST_TEST((r->status() == RunStatus::Cancelled));
   BOOST_TEST((record(*r, "stuck").state == TaskState::Cancelled));
   r->cancel();  // a handle that outlived its engine stays safe to use
-  never->open();
 }
 
 BOOST_AUTO_TEST_SUITE_END()
