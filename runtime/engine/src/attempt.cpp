@@ -69,7 +69,7 @@ bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* us
       fn(user, PYOCO_ERR_CANCELLED);  // outside the lock: it may call back into us
       return;
     }
-    auto timer = std::make_unique<asio::steady_timer>(self->run->strand());
+    auto timer = std::make_unique<asio::steady_timer>(self->run->control());
     timer->expires_after(std::chrono::nanoseconds(
         std::min<std::uint64_t>(delay_ns, std::numeric_limits<std::int64_t>::max())));
     timer->async_wait([self, fn, user](boost::system::error_code ec) {

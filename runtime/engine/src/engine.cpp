@@ -45,26 +45,26 @@ bool RunState::wait_until(std::chrono::steady_clock::time_point t) const {
 
 // Reads go through the strand unless the run is over (then nothing changes).
 template <class T, class F>
-T read_state(const RunState& s, const asio::strand<Executors::Executor>& strand, F f) {
-  if (core::is_terminal(s.status()) || strand.running_in_this_thread()) return f();
+T read_state(const RunState& s, F f) {
+  if (core::is_terminal(s.status()) || s.serial().running_in_this_thread()) return f();
   std::promise<T> p;
-  asio::post(strand, [&] { p.set_value(f()); });
+  s.post_to_strand([&] { p.set_value(f()); });
   return p.get_future().get();
 }
 
 std::vector<TaskRecord> RunState::records() const {
-  return read_state<std::vector<TaskRecord>>(*this, strand_, [this] { return records_; });
+  return read_state<std::vector<TaskRecord>>(*this, [this] { return records_; });
 }
 
 core::Value RunState::output(std::string_view node) const {
-  return read_state<core::Value>(*this, strand_, [this, node] {
+  return read_state<core::Value>(*this, [this, node] {
     const NodeExec* n = top_ ? find_node(*top_, node) : nullptr;
     return n != nullptr ? n->output : core::Value();
   });
 }
 
 core::Value RunState::params() const {
-  return read_state<core::Value>(*this, strand_, [this] { return params_; });
+  return read_state<core::Value>(*this, [this] { return params_; });
 }
 
 const std::string& Run::id() const { return state_->id(); }

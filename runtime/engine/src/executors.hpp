@@ -8,10 +8,13 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -30,7 +33,24 @@ class Executors : public std::enable_shared_from_this<Executors> {
   ~Executors();
 
   Executor control() { return control_.get_executor(); }
-  Executor work() { return work_.get_executor(); }
+
+  // Queues a task body for the pool. Called from a control handler that a
+  // worker runs right after its body (serial.hpp), with no body waiting in
+  // the queue, the body is kept for that worker to run next instead: a
+  // chain's next step starts on the thread that finished the last one.
+  template <class F>
+  void post_work(F&& f) {
+    Continuation& c = continuation();
+    if (c.owner == this && !c.next && queued_work_.load(std::memory_order_acquire) == 0) {
+      c.next = std::forward<F>(f);
+      return;
+    }
+    queued_work_.fetch_add(1, std::memory_order_release);
+    asio::post(work_, [this, f = std::forward<F>(f)]() mutable {
+      queued_work_.fetch_sub(1, std::memory_order_acq_rel);
+      run_bodies(std::move(f));
+    });
+  }
   unsigned jobs() const { return static_cast<unsigned>(workers_.size()); }
   // False once shutdown() began: nothing new should be posted.
   bool accepting() const { return accepting_.load(std::memory_order_acquire); }
@@ -45,6 +65,30 @@ class Executors : public std::enable_shared_from_this<Executors> {
   Executors() = default;
   void run_worker(std::size_t index);
 
+  struct Continuation {
+    Executors* owner = nullptr;  // set while one of its workers runs bodies
+    std::function<void()> next;  // the body that worker runs next
+  };
+  static Continuation& continuation() {
+    static thread_local Continuation c;
+    return c;
+  }
+  // Runs `body`, then whatever body its completion kept for this thread.
+  template <class F>
+  void run_bodies(F&& body) {
+    Continuation& c = continuation();
+    Executors* const saved = c.owner;
+    c.owner = this;
+    body();
+    while (c.next && accepting()) {
+      std::function<void()> next = std::move(c.next);
+      c.next = nullptr;
+      next();
+    }
+    c.next = nullptr;
+    c.owner = saved;
+  }
+
   asio::io_context control_;  // its own thread, and idle workers (see executors.cpp)
   asio::io_context work_;
   asio::executor_work_guard<Executor> control_guard_{control_.get_executor()};
@@ -57,6 +101,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   std::size_t running_workers_ = 0;
   bool shut_down_ = false;
   std::atomic<bool> accepting_{true};
+  std::atomic<std::int64_t> queued_work_{0};  // bodies waiting in work_
 };
 
 }  // namespace pyoco

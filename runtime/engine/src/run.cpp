@@ -1,7 +1,7 @@
 // The run state machine. Ready tasks are posted to the pool; a finished
-// task posts its result back to the run's strand, which releases its
-// successors. Control nodes (switch, loops) run their bodies as child
-// frames of the same machine (control_nodes.cpp).
+// task's result goes back to the run's strand (taken there by the worker
+// that ran it, when the strand is free), which releases its successors. Control nodes (switch,
+// loops) run their bodies as child frames of the same machine (control_nodes.cpp).
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -63,7 +63,7 @@ const char* control_kind(const GraphNode& g) {
 RunState::RunState(std::shared_ptr<Executors> executors, std::shared_ptr<BoundFlow> flow,
                    RunOptions options, std::string id)
     : executors_(std::move(executors)),
-      strand_(asio::make_strand(executors_->control())),
+      serial_(executors_->control()),
       flow_(std::move(flow)),
       options_(std::move(options)),
       id_(std::move(id)),
@@ -262,29 +262,43 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   n.running = a;
 
   if (g.task->timeout_sec > 0) {
-    if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(strand_);
+    if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(control());
     n.timer->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(g.task->timeout_sec)));
     a->deadline =
         std::chrono::duration_cast<std::chrono::nanoseconds>(n.timer->expiry().time_since_epoch())
             .count();
     n.timer->async_wait([self = shared_from_this(), fp = &f, i, a](boost::system::error_code ec) {
-      if (!ec) self->on_timeout(fp, i, a);
+      if (!ec) self->on_strand_here([self, fp, i, a] { self->on_timeout(fp, i, a); });
     });
   }
-  asio::post(executors_->work(),
-             [self = shared_from_this(), fp = &f, i, a, inputs = std::move(inputs)]() {
-               // Abandoned while queued (cancelled, stopped, timed out): it never
-               // starts, and its node has already moved on.
-               if (a->cancelled.load(std::memory_order_acquire)) return;
-               // A `run` task completes before begin() returns; an async one returns
-               // at once and completes later, from any thread.
-               a->instance->begin(a->ctx, inputs, [self, fp, i, a](plugins::CallResult result) {
-                 self->on_strand([self, fp, i, a, result = std::move(result)]() mutable {
-                   self->on_result(fp, i, a, result);
-                 });
-               });
-             });
+  executors_->post_work([self = shared_from_this(), fp = &f, i, a, inputs = std::move(inputs)]() {
+    // Abandoned while queued (cancelled, stopped, timed out): it never
+    // starts, and its node has already moved on.
+    if (a->cancelled.load(std::memory_order_acquire)) return;
+    // A `run` task completes before begin() returns (an async one may too):
+    // its result then waits here until the plugin has returned, and this
+    // worker takes it to the strand itself — no hand-off, no plugin code on
+    // the stack while the run decides what comes next. A completion from
+    // any other thread goes through the strand's queue.
+    a->worker = std::this_thread::get_id();
+    a->on_worker.store(true, std::memory_order_release);
+    a->instance->begin(a->ctx, inputs, [self, fp, i, a](plugins::CallResult result) {
+      if (a->on_worker.load(std::memory_order_acquire) && a->worker == std::this_thread::get_id()) {
+        a->worker_result = std::move(result);
+        return;
+      }
+      self->on_strand([self, fp, i, a, result = std::move(result)]() mutable {
+        self->on_result(fp, i, a, result);
+      });
+    });
+    a->on_worker.store(false, std::memory_order_release);
+    if (a->worker_result) {
+      self->on_strand_here([self, fp, i, a, result = std::move(*a->worker_result)]() mutable {
+        self->on_result(fp, i, a, result);
+      });
+    }
+  });
 }
 
 void RunState::on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,
@@ -337,19 +351,22 @@ void RunState::attempt_failed(Frame& f, std::uint32_t i, const std::string& erro
     n.retry_delay_ms = delay;
     emit(EventKind::NodeRetry, &n, error, &g);
     --n.attempts;
-    if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(strand_);
+    if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(control());
     n.waiting_retry = true;
     n.timer->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double, std::milli>(delay)));
     n.timer->async_wait([self = shared_from_this(), fp = &f, i](boost::system::error_code ec) {
-      NodeExec& node = fp->nodes[i];
-      if (ec || !node.waiting_retry) return;
-      node.waiting_retry = false;
-      if (self->stopping_) {
-        self->end_without_running(*fp, i, TaskState::Cancelled, "run stopped");
-      } else {
-        self->launch(*fp, i);
-      }
+      if (ec) return;
+      self->on_strand_here([self, fp, i] {
+        NodeExec& node = fp->nodes[i];
+        if (!node.waiting_retry) return;
+        node.waiting_retry = false;
+        if (self->stopping_) {
+          self->end_without_running(*fp, i, TaskState::Cancelled, "run stopped");
+        } else {
+          self->launch(*fp, i);
+        }
+      });
     });
     return;
   }

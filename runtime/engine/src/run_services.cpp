@@ -28,7 +28,7 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
     e.message = text;
     publish(e);
   };
-  if (strand_.running_in_this_thread()) {
+  if (serial_.running_in_this_thread()) {
     emit_now(message);
   } else {
     on_strand([emit_now, text = std::string(message)] { emit_now(text); });

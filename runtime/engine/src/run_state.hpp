@@ -1,21 +1,23 @@
 // Internal: one run's state machine. Everything but the members marked
-// "any thread" is touched only on the run's strand: no locks on the
-// scheduler's path.
+// "any thread" is touched only on the run's strand (serial.hpp): no locks
+// on the scheduler's path but the strand's own, held to queue a handler.
 #pragma once
 
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/plugins/task.hpp>
 
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "executors.hpp"
+#include "serial.hpp"
 
 namespace pyoco {
 
@@ -49,6 +51,11 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   std::shared_ptr<plugins::TaskInstance> instance;
   std::int64_t deadline = 0;  // CLOCK_MONOTONIC ns, 0: none
   std::size_t record = 0;     // its node's place in the run's records
+  // A `run` body hands its result to the worker that ran it (launch): the
+  // worker, once the plugin has returned, takes it to the strand itself.
+  std::thread::id worker;
+  std::atomic<bool> on_worker{false};
+  std::optional<plugins::CallResult> worker_result;
 
   void log(const plugins::CallInfo& call, plugins::LogLevel level,
            std::string_view message) override;
@@ -144,7 +151,9 @@ class RunState : public std::enable_shared_from_this<RunState> {
                               const core::Value& desired, core::Value& current);
   void emit_heartbeat(const plugins::CallInfo& call, std::size_t record, double progress,
                       std::string_view message);
-  const asio::strand<Executors::Executor>& strand() const { return strand_; }
+  // Where the run's timers wait (their handlers then enter the strand).
+  Executors::Executor control() const { return executors_->control(); }
+  const Serial& serial() const { return serial_; }
 
   // Lookups for inputs and expressions (strand).
   const NodeExec* find_node(const Frame& f, std::string_view name) const;
@@ -164,9 +173,19 @@ class RunState : public std::enable_shared_from_this<RunState> {
   template <class F>
   bool on_strand(F&& f) {
     if (!executors_->accepting()) return false;
-    asio::post(strand_, [self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); });
+    serial_.post([self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); },
+                 shared_from_this());
     return true;
   }
+  // Only on an engine thread with no plugin code on its stack (a timer's
+  // handler, a worker after a body): runs `f` on the strand here and now
+  // when the strand is free, else queues it (serial.hpp).
+  template <class F>
+  void on_strand_here(F&& f) {
+    serial_.dispatch([self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); });
+  }
+  // Any thread, even after the engine shut down: queues `f` on the strand.
+  void post_to_strand(Serial::Handler f) const { serial_.post(std::move(f), nullptr); }
 
  private:
   friend struct FrameScope;
@@ -214,7 +233,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   // Shared: a Run handle may outlive its Engine, and the strand below must
   // not outlive the io_context it belongs to.
   std::shared_ptr<Executors> executors_;
-  asio::strand<Executors::Executor> strand_;
+  mutable Serial serial_;  // the run's strand
   std::shared_ptr<BoundFlow> flow_;
   RunOptions options_;
   std::string id_;

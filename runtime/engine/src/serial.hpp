@@ -1,0 +1,103 @@
+// Internal: a run's control, one handler at a time (what an Asio strand
+// gives), with one thing a strand cannot do: a thread of the engine's own,
+// at a point where no plugin code is on its stack, may run a handler at once
+// when nobody else is running the run's control. A worker that just ran a
+// body then decides what comes next itself — no hand-off to another thread,
+// no wake-up — while every other thread (a plugin's, a caller's) only
+// queues, and control's thread drains. Control never waits for work: whoever
+// drains runs only control handlers, each short.
+#pragma once
+
+#include <boost/asio/post.hpp>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include "executors.hpp"
+
+namespace pyoco {
+
+class Serial {
+ public:
+  using Handler = std::function<void()>;
+
+  explicit Serial(Executors::Executor control) : control_(control) {}
+
+  // Any thread: queues `f`; when nobody is running this control, control's
+  // thread (or an idle worker) will. `keep` stays alive until then.
+  void post(Handler f, std::shared_ptr<void> keep) {
+    bool schedule = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(f));
+      schedule = !busy_;
+      busy_ = true;
+    }
+    if (schedule) {
+      asio::post(control_, [this, keep = std::move(keep)] { drain(); });
+    }
+  }
+
+  // Only on an engine thread, where no plugin code is on the stack: runs
+  // `f` here and now if nobody is running this control (then what others
+  // queued meanwhile too); otherwise queues it for the one who is.
+  void dispatch(Handler f) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (busy_) {
+        queue_.push_back(std::move(f));
+        return;
+      }
+      busy_ = true;
+    }
+    Current here(this);
+    f();
+    drain_queued();
+  }
+
+  // True inside one of this control's handlers.
+  bool running_in_this_thread() const { return current() == this; }
+
+ private:
+  void drain() {
+    Current here(this);
+    drain_queued();
+  }
+
+  // Runs what is queued until nothing is, then lets the control go.
+  void drain_queued() {
+    for (;;) {
+      Handler next;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (queue_.empty()) {
+          busy_ = false;
+          return;
+        }
+        next = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      next();
+    }
+  }
+
+  static const Serial*& current() {
+    static thread_local const Serial* running = nullptr;
+    return running;
+  }
+  struct Current {
+    explicit Current(const Serial* s) : saved(current()) { current() = s; }
+    ~Current() { current() = saved; }
+    const Serial* saved;
+  };
+
+  Executors::Executor control_;
+  std::mutex mutex_;  // queue_ and busy_; held only to move a handler in or out
+  std::deque<Handler> queue_;
+  bool busy_ = false;  // someone runs this control, or a drain is on its way
+};
+
+}  // namespace pyoco
