@@ -180,12 +180,15 @@ class RunState : public std::enable_shared_from_this<RunState> {
   // Only on an engine thread with no plugin code on its stack (a timer's
   // handler, a worker after a body): runs `f` on the strand here and now
   // when the strand is free, else queues it (serial.hpp).
+  // Dropped, like on_strand, once the engine has shut down.
   template <class F>
   void on_strand_here(F&& f) {
-    serial_.dispatch([self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); });
+    if (!executors_->accepting()) return;
+    serial_.dispatch([self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); },
+                     shared_from_this());
   }
   // Any thread, even after the engine shut down: queues `f` on the strand.
-  void post_to_strand(Serial::Handler f) const { serial_.post(std::move(f), nullptr); }
+  void post_to_strand(Serial::Handler f) const { serial_.post(std::move(f), shared_from_this()); }
 
  private:
   friend struct FrameScope;

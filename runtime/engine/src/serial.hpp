@@ -26,9 +26,12 @@ class Serial {
 
   explicit Serial(Executors::Executor control) : control_(control) {}
 
+  // Keeps this Serial (its owner) alive while a drain is on its way.
+  using Keep = std::shared_ptr<const void>;
+
   // Any thread: queues `f`; when nobody is running this control, control's
-  // thread (or an idle worker) will. `keep` stays alive until then.
-  void post(Handler f, std::shared_ptr<void> keep) {
+  // thread (or an idle worker) will.
+  void post(Handler f, Keep keep) {
     bool schedule = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -36,15 +39,13 @@ class Serial {
       schedule = !busy_;
       busy_ = true;
     }
-    if (schedule) {
-      asio::post(control_, [this, keep = std::move(keep)] { drain(); });
-    }
+    if (schedule) schedule_drain(std::move(keep));
   }
 
   // Only on an engine thread, where no plugin code is on the stack: runs
   // `f` here and now if nobody is running this control (then what others
   // queued meanwhile too); otherwise queues it for the one who is.
-  void dispatch(Handler f) {
+  void dispatch(Handler f, Keep keep) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (busy_) {
@@ -55,33 +56,38 @@ class Serial {
     }
     Current here(this);
     f();
-    drain_queued();
+    drain_batch(std::move(keep));
   }
 
   // True inside one of this control's handlers.
   bool running_in_this_thread() const { return current() == this; }
 
  private:
-  void drain() {
-    Current here(this);
-    drain_queued();
+  void schedule_drain(Keep keep) {
+    asio::post(control_, [this, keep = std::move(keep)]() mutable {
+      Current here(this);
+      drain_batch(std::move(keep));
+    });
   }
 
-  // Runs what is queued until nothing is, then lets the control go.
-  void drain_queued() {
-    for (;;) {
-      Handler next;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (queue_.empty()) {
-          busy_ = false;
-          return;
-        }
-        next = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      next();
+  // Runs what is queued now, then lets the control go — or, when more came
+  // meanwhile, queues another drain behind other work: one busy run never
+  // holds a thread (control's, or a worker with a body waiting) for long.
+  void drain_batch(Keep keep) {
+    std::deque<Handler> batch;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      batch.swap(queue_);
     }
+    for (Handler& h : batch) h();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (queue_.empty()) {
+        busy_ = false;
+        return;
+      }
+    }
+    schedule_drain(std::move(keep));
   }
 
   static const Serial*& current() {

@@ -1,6 +1,6 @@
 // Run events: the one source for every view of a run (trace, store,
 // metrics, the cluster's event stream). The engine publishes them, in one
-// order per run (`seq`), on its control thread; listeners render or record
+// order per run (`seq`), from the run's strand; listeners render or record
 // them. RunEvent is the engine's view (valid during on_event); Event owns
 // its strings and can outlive the call, be queued and be sent as JSON.
 #pragma once
@@ -114,9 +114,10 @@ boost::json::object to_json(const Event& event);
 class EventListener {
  public:
   virtual ~EventListener() = default;
-  // Called on the engine's control thread, one event at a time per run, in
-  // `seq` order. Must be quick and must not block: a listener that does I/O
-  // sits behind an EventQueue.
+  // Called from the run's strand — on the engine's control thread or on a
+  // worker running it — one event at a time per run, in `seq` order. Must be
+  // quick and must not block: a listener that does I/O sits behind an
+  // EventQueue.
   virtual void on_event(const RunEvent& event) = 0;
 };
 
