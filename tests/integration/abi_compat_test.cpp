@@ -18,6 +18,7 @@
 #include <mutex>
 #include <thread>
 
+#include "event_log.hpp"
 #include "flows.hpp"
 #include "process.hpp"
 #include "records.hpp"
@@ -34,51 +35,6 @@ constexpr auto compile = pyoco::testing::compile_yaml;
 constexpr auto json = pyoco::testing::json_value;
 
 fs::path compat10_dir() { return pyoco::testing::fixture_dir() / "compat10"; }
-
-// Records every event; lets a test wait for one.
-class Events : public trace::EventListener {
- public:
-  struct Entry {
-    trace::EventKind kind;
-    std::string node, task, message;
-    trace::LogLevel level;
-    std::size_t artifacts;
-  };
-  void on_event(const trace::RunEvent& e) override {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      entries_.push_back({e.kind, std::string(e.node), std::string(e.task), std::string(e.message),
-                          e.level, e.artifacts.size()});
-    }
-    changed_.notify_all();
-  }
-  std::vector<Entry> entries() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return entries_;
-  }
-  std::vector<Entry> of(trace::EventKind k, const std::string& node) const {
-    std::vector<Entry> out;
-    for (const auto& e : entries()) {
-      if (e.kind == k && e.node == node) out.push_back(e);
-    }
-    return out;
-  }
-  // Waits until a Log event carries `message`.
-  bool wait_for_log(const std::string& message, std::chrono::seconds timeout) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    return changed_.wait_for(lock, timeout, [&] {
-      for (const auto& e : entries_) {
-        if (e.kind == trace::EventKind::Log && e.message == message) return true;
-      }
-      return false;
-    });
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<Entry> entries_;
-};
 
 bool wait_for_file(const fs::path& p, std::chrono::seconds timeout) {
   const auto until = std::chrono::steady_clock::now() + timeout;
@@ -99,7 +55,7 @@ struct CompatFixture {
   pyoco::testing::TempDir artifacts, scratch;
   // Only compat10 on the search path: every task below is the 1.0 plugin's.
   Engine engine{EngineOptions{4, {compat10_dir()}}};
-  std::shared_ptr<Events> events = std::make_shared<Events>();
+  std::shared_ptr<pyoco::testing::EventLog> events = std::make_shared<pyoco::testing::EventLog>();
 
   Run start(const std::string& yaml, Value params = {}) {
     RunOptions o;
@@ -237,7 +193,7 @@ tasks:
   BOOST_TEST(r.output("s").find("blob_path").as_string() == blob.path);
   const auto done = events->of(trace::EventKind::NodeDone, "s");
   BOOST_TEST_REQUIRE(done.size() == 1u);
-  BOOST_TEST(done[0].artifacts == 2u);
+  BOOST_TEST(done[0].artifacts.size() == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(a_polling_task_ends_when_the_run_is_cancelled) {

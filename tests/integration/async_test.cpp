@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <mutex>
 
+#include "event_log.hpp"
 #include "flows.hpp"
 #include "process.hpp"
 #include "records.hpp"
@@ -26,36 +27,9 @@ namespace {
 constexpr auto compile = pyoco::testing::compile_yaml;
 constexpr auto json = pyoco::testing::json_value;
 
-class Events : public trace::EventListener {
- public:
-  struct Entry {
-    trace::EventKind kind;
-    std::string node, message;
-    double progress;
-  };
-  void on_event(const trace::RunEvent& e) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    entries_.push_back({e.kind, std::string(e.node), std::string(e.message), e.progress});
-  }
-  std::vector<Entry> entries() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return entries_;
-  }
-  bool logged(const std::string& node, const std::string& message) const {
-    for (const auto& e : entries()) {
-      if (e.kind == trace::EventKind::Log && e.node == node && e.message == message) return true;
-    }
-    return false;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<Entry> entries_;
-};
-
 struct AsyncFixture {
   pyoco::testing::TempDir dir;
-  std::shared_ptr<Events> events = std::make_shared<Events>();
+  std::shared_ptr<pyoco::testing::EventLog> events = std::make_shared<pyoco::testing::EventLog>();
   Engine engine{EngineOptions{
       2,
       {pyoco::testing::fixture_dir() / "asyncy", pyoco::testing::fixture_dir() / "twice",
@@ -157,7 +131,7 @@ tasks:
   BOOST_TEST(record(r, "give_up").error == "nothing to do today");
   BOOST_TEST((record(r, "after").state == TaskState::Cancelled));
   std::size_t ended = 0;  // ended once: not again by the stop it caused
-  for (const auto& e : events->entries()) {
+  for (const auto& e : events->events()) {
     ended += e.kind == trace::EventKind::NodeCancelled && e.node == "give_up" ? 1 : 0;
   }
   BOOST_TEST(ended == 1u);
@@ -197,7 +171,7 @@ tasks:
   BOOST_TEST(events->logged("watch", "deadline ahead"));
   BOOST_TEST(events->logged("watch", "on_cancel fired"));  // at the deadline, while the run went on
   bool heartbeat = false;
-  for (const auto& e : events->entries()) {
+  for (const auto& e : events->events()) {
     heartbeat = heartbeat || (e.kind == trace::EventKind::Heartbeat && e.node == "watch" &&
                               e.progress == 0.5 && e.message == "half way");
   }

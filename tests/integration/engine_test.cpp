@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "event_log.hpp"
 #include "flows.hpp"
 #include "process.hpp"
 #include "records.hpp"
@@ -47,42 +48,12 @@ class InFlight {
 };
 constexpr auto json = pyoco::testing::json_value;
 
-// Records every event, thread-safely.
-class Events : public trace::EventListener {
- public:
-  struct Entry {
-    trace::EventKind kind;
-    std::string node;
-    std::uint32_t attempt, max_attempts;
-    std::string message;
-    double delay_ms;
-  };
-  void on_event(const trace::RunEvent& e) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    entries_.push_back({e.kind, std::string(e.node), e.attempt, e.max_attempts,
-                        std::string(e.message), e.delay_ms});
-  }
-  std::vector<Entry> entries() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return entries_;
-  }
-  std::size_t count(trace::EventKind k, const std::string& node = "") const {
-    std::size_t n = 0;
-    for (const auto& e : entries()) n += e.kind == k && (node.empty() || e.node == node) ? 1 : 0;
-    return n;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<Entry> entries_;
-};
-
 Value echo_value(TaskCall&, const Value& in) { return in.find("value"); }
 
 struct EngineFixture {
   Engine engine{EngineOptions{4, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
   pyoco::testing::TempDir artifacts;
-  std::shared_ptr<Events> events = std::make_shared<Events>();
+  std::shared_ptr<pyoco::testing::EventLog> events = std::make_shared<pyoco::testing::EventLog>();
 
   Run run(const std::string& yaml, std::map<std::string, TaskFn> tasks, Value params = {}) {
     RunOptions o;
@@ -179,7 +150,7 @@ tasks:
   BOOST_TEST(record(t, "bad").error == "boom");
   BOOST_TEST((record(t, "after").state == TaskState::Skipped));
   BOOST_TEST((record(t, "other").state == TaskState::Succeeded));
-  const auto entries = events->entries();
+  const auto entries = events->events();
   BOOST_TEST(entries.back().message == "bad");  // the run's end lists the failed nodes
 }
 
@@ -214,7 +185,7 @@ tasks:
   BOOST_TEST(r.output("flaky").as_int() == 3);
   BOOST_TEST(events->count(trace::EventKind::NodeRetry, "flaky") == 2u);
   std::vector<double> delays;
-  for (const auto& e : events->entries()) {
+  for (const auto& e : events->events()) {
     if (e.kind != trace::EventKind::NodeRetry) continue;
     BOOST_TEST(e.max_attempts == 3u);
     delays.push_back(e.delay_ms);
@@ -482,7 +453,7 @@ tasks:
   BOOST_TEST((r.status() == core::RunStatus::Completed));
   BOOST_TEST(calls == 4);
   bool warned = false;
-  for (const auto& e : events->entries()) {
+  for (const auto& e : events->events()) {
     warned = warned ||
              (e.kind == trace::EventKind::Log && e.message.find("max_iter=4") != std::string::npos);
   }
@@ -720,7 +691,7 @@ BOOST_AUTO_TEST_CASE(cpp_flow_api_policy_setters_take_effect) {
   // Declared before the engine: its destructor waits for task bodies using them.
   Gate release, body_done;
   std::atomic<int> calls{0};
-  auto events = std::make_shared<Events>();
+  auto events = std::make_shared<pyoco::testing::EventLog>();
   Engine engine{EngineOptions{2, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
   Flow flow{"policies"};
   // retries: fails twice, then succeeds on the third attempt.

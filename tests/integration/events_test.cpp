@@ -11,6 +11,7 @@
 
 #include <mutex>
 
+#include "event_log.hpp"
 #include "flows.hpp"
 #include "sync.hpp"
 #include "temp_dir.hpp"
@@ -24,23 +25,6 @@ namespace {
 
 constexpr auto compile = pyoco::testing::compile_yaml;
 constexpr auto json = pyoco::testing::json_value;
-
-// Keeps owned copies of everything it hears.
-class Recorder : public trace::EventListener {
- public:
-  void on_event(const trace::RunEvent& e) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    events_.push_back(trace::Event::from(e));
-  }
-  std::vector<trace::Event> events() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return events_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<trace::Event> events_;
-};
 
 // A sink stuck on its output (a terminal nobody reads, a full disk).
 class BlockedSink : public trace::EventListener {
@@ -71,7 +55,7 @@ BOOST_AUTO_TEST_SUITE(events)
 BOOST_AUTO_TEST_CASE(each_run_has_one_order_with_its_log_lines_before_its_end) {
   Engine engine(EngineOptions{2, {}});
   pyoco::testing::TempDir dir;
-  auto recorder = std::make_shared<Recorder>();
+  auto recorder = std::make_shared<pyoco::testing::EventLog>();
   std::vector<Run> runs;
   for (int k = 0; k < 3; ++k) {  // runs side by side: each keeps its own sequence
     RunOptions o;
@@ -107,7 +91,7 @@ BOOST_AUTO_TEST_CASE(each_run_has_one_order_with_its_log_lines_before_its_end) {
 BOOST_AUTO_TEST_CASE(an_event_becomes_json_with_every_field_it_has) {
   Engine engine(EngineOptions{1, {}});
   pyoco::testing::TempDir dir;
-  auto recorder = std::make_shared<Recorder>();
+  auto recorder = std::make_shared<pyoco::testing::EventLog>();
   RunOptions o;
   o.listener = recorder;
   o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
@@ -155,7 +139,7 @@ BOOST_AUTO_TEST_CASE(a_blocked_sink_behind_a_queue_does_not_hold_the_run) {
   pyoco::testing::TempDir dir;
   auto queue = std::make_shared<trace::EventQueue>();
   auto blocked = std::make_shared<BlockedSink>();
-  auto recorder = std::make_shared<Recorder>();
+  auto recorder = std::make_shared<pyoco::testing::EventLog>();
   queue->add(blocked);
   queue->add(recorder);
   RunOptions o;
