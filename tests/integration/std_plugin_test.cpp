@@ -400,6 +400,17 @@ BOOST_AUTO_TEST_CASE(read_file_wants_exactly_one_of_artifact_and_path) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(read_file_refuses_what_is_not_a_regular_file) {
+  // A FIFO nobody writes would hold the worker forever; a directory is no file.
+  const fs::path fifo = dir.path() / "pipe";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  for (const fs::path& p : {fifo, dir.path()}) {
+    Run r = run_task("read_file", "{path: " + quoted(p.string()) + "}");
+    BOOST_TEST((r.status() == core::RunStatus::Failed));
+    BOOST_TEST(record(r, "t").error == "cannot read " + p.string() + ": not a regular file");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(read_file_of_a_missing_file_names_it) {
   const std::string missing = (dir.path() / "nope.txt").string();
   Run r = run_task("read_file", "{path: " + quoted(missing) + "}");

@@ -1,5 +1,6 @@
 // write_file and read_file: files that belong to a run, kept as artifacts in
 // the run's artifact store (which may not be on this machine).
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -54,7 +55,7 @@ struct ReadFile : pyoco::Task {
   static inline const std::vector<std::string> tags = {"files", "artifacts"};
   static inline const std::vector<Io> inputs = {
       {"artifact", "string", false, "an artifact of this run, by name (std/write_file's output)"},
-      {"path", "string", false, "a file on the machine the task runs on"},
+      {"path", "string", false, "a regular file on the machine the task runs on"},
       {"as", "string", false, "\"string\" (default) or \"bytes\""}};
   static inline const std::vector<Io> outputs = {{"content", "any", false, "the file's content"}};
 
@@ -74,6 +75,13 @@ struct ReadFile : pyoco::Task {
       text = ctx.load_artifact(in.require<std::string>("artifact"));
     } else {
       const std::string path = in.require<std::string>("path");
+      // A FIFO or a device would block this worker or never end: only
+      // regular files (a missing one is reported below).
+      std::error_code ec;
+      const auto kind = std::filesystem::status(path, ec).type();
+      if (!ec && kind != std::filesystem::file_type::regular) {
+        throw pyoco::Error("cannot read " + path + ": not a regular file");
+      }
       std::ifstream file(path, std::ios::binary);
       if (!file) {
         throw pyoco::Error("cannot read " + path +
