@@ -368,19 +368,19 @@ BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {
   b.runs.push_back(active("alive", me.pid, me.start, me.host));
   b.runs.push_back(active("reused-pid", me.pid, me.start + 1, me.host));
   b.runs.push_back(active("elsewhere", child, 0, "another-host"));
-  auto task = [](std::uint32_t seq, const char* node, TaskState state) {
-    TaskEntry t;
-    t.seq = seq;
-    t.record.node = node;
-    t.record.task = "std/echo";
-    t.record.state = state;
-    if (state != TaskState::Pending) t.record.started = Clock::now() - std::chrono::seconds(4);
-    if (core::is_terminal(state)) t.record.ended = Clock::now() - std::chrono::seconds(3);
+  auto task = [](const char* node, TaskState state) {
+    TaskRecord t;
+    t.node = node;
+    t.task = "std/echo";
+    t.state = state;
+    if (state != TaskState::Pending) t.started = Clock::now() - std::chrono::seconds(4);
+    if (core::is_terminal(state)) t.ended = Clock::now() - std::chrono::seconds(3);
     return t;
   };
-  b.tasks.emplace_back("dead", task(0, "done", TaskState::Succeeded));
-  b.tasks.emplace_back("dead", task(1, "busy", TaskState::Running));
-  b.tasks.emplace_back("dead", task(2, "waiting", TaskState::Pending));
+  const std::vector<TaskRecord> table{task("done", TaskState::Succeeded),
+                                      task("busy", TaskState::Running),
+                                      task("waiting", TaskState::Pending)};
+  b.tasks.push_back(TaskPages::all("dead", table));
   store->write(b);
 
   auto recovered = recover_interrupted_runs(*store);

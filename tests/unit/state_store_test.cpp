@@ -38,17 +38,26 @@ RunRecord make_run(const std::string& id, int started, core::RunStatus status,
   return r;
 }
 
-TaskEntry make_task(std::uint32_t seq, const std::string& node, core::TaskState state) {
-  TaskEntry t;
-  t.seq = seq;
-  t.record.node = node;
-  t.record.task = "std/echo";
-  t.record.state = state;
-  t.record.attempts = 1;
-  t.record.started = at(10);
-  t.record.ended = at(11);
-  t.record.duration_ms = 1000;
+TaskRecord make_task(const std::string& node, core::TaskState state) {
+  TaskRecord t;
+  t.node = node;
+  t.task = "std/echo";
+  t.state = state;
+  t.attempts = 1;
+  t.started = at(10);
+  t.ended = at(11);
+  t.duration_ms = 1000;
   return t;
+}
+
+// Pages `which` of a task table (records by seq), as the writer hands them.
+TaskPages pages_of(std::string_view run, const std::vector<TaskRecord>& table,
+                   std::vector<std::uint32_t> which) {
+  TaskPages p;
+  p.run_id = run;
+  p.tasks = table;
+  p.pages = std::move(which);
+  return p;
 }
 
 LogEntry make_log(std::uint64_t seq, const std::string& node, const std::string& message) {
@@ -119,24 +128,24 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(runs_are_newest_first_and_filtered, S, Stores) {
   BOOST_TEST(ids(store->runs(f)) == "r2 r3 ");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(tasks_upsert_by_node_and_keep_their_order, S, Stores) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_page_replaces_its_tasks_and_tasks_read_back_by_seq, S, Stores) {
   S s;
   auto store = s.open();
+  std::vector<TaskRecord> table{make_task("first", core::TaskState::Running),
+                                make_task("second", core::TaskState::Running)};
   Batch b;
   b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
-  b.tasks.emplace_back("r", make_task(1, "second", core::TaskState::Running));
-  b.tasks.emplace_back("r", make_task(0, "first", core::TaskState::Running));
+  b.tasks.push_back(pages_of("r", table, {0}));
   store->write(b);
 
+  table[1].state = core::TaskState::Succeeded;
+  table[1].attempts = 3;
+  table[1].output_summary = R"({"ok":true})";
+  table[1].artifacts.push_back({"out.json", "/a/r/out.json", 12, "abc123", "application/json"});
+  table[0].state = core::TaskState::Failed;
+  table[0].error = "disk on fire";
   Batch later;
-  TaskEntry done = make_task(1, "second", core::TaskState::Succeeded);
-  done.record.attempts = 3;
-  done.record.output_summary = R"({"ok":true})";
-  done.record.artifacts.push_back({"out.json", "/a/r/out.json", 12, "abc123", "application/json"});
-  later.tasks.emplace_back("r", done);
-  TaskEntry failed = make_task(0, "first", core::TaskState::Failed);
-  failed.record.error = "disk on fire";
-  later.tasks.emplace_back("r", failed);
+  later.tasks.push_back(pages_of("r", table, {0}));
   store->write(later);
 
   const auto tasks = store->tasks("r");
@@ -144,15 +153,73 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(tasks_upsert_by_node_and_keep_their_order, S, Stor
   BOOST_TEST(tasks[0].node == "first");
   BOOST_TEST(core::to_string(tasks[0].state) == "FAILED");
   BOOST_TEST(tasks[0].error == "disk on fire");
+  BOOST_TEST((tasks[0].started == at(10)));
+  BOOST_TEST((tasks[0].ended == at(11)));
+  BOOST_TEST(tasks[0].duration_ms == 1000.0);
   BOOST_TEST(tasks[1].node == "second");
+  BOOST_TEST(tasks[1].task == "std/echo");
   BOOST_TEST(tasks[1].attempts == 3u);
   BOOST_TEST(tasks[1].output_summary == R"({"ok":true})");
+  BOOST_TEST(tasks[1].progress == -1.0);
   BOOST_TEST_REQUIRE(tasks[1].artifacts.size() == 1u);
   BOOST_TEST(tasks[1].artifacts[0].path == "/a/r/out.json");
   BOOST_TEST(tasks[1].artifacts[0].size == 12u);
   BOOST_TEST(tasks[1].artifacts[0].sha256 == "abc123");
   BOOST_TEST(tasks[1].artifacts[0].media_type == "application/json");
   BOOST_TEST(store->tasks("nope").empty());
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(pages_are_written_apart_and_unknown_records_are_left_out, S, Stores) {
+  S s;
+  auto store = s.open();
+  // Three pages; seq 5 and the whole second page are not known yet.
+  std::vector<TaskRecord> table(2 * kTasksPerPage + 10);
+  for (std::uint32_t i = 0; i < table.size(); ++i) {
+    if (i == 5 || (i >= kTasksPerPage && i < 2 * kTasksPerPage)) continue;
+    table[i] = make_task("n" + std::to_string(i), core::TaskState::Pending);
+  }
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  b.tasks.push_back(pages_of("r", table, {0, 2}));
+  store->write(b);
+  BOOST_TEST(store->tasks("r").size() == kTasksPerPage - 1 + 10);
+
+  // A task of the middle page becomes known, with what a plugin may write.
+  table[kTasksPerPage + 3] = make_task("late", core::TaskState::Succeeded);
+  table[kTasksPerPage + 3].error =
+      "quote \" backslash \\ newline \n tab \t nul? \x01 bytes \xff\xfe";
+  table[kTasksPerPage + 3].heartbeat = "50% done";
+  table[kTasksPerPage + 3].progress = 0.5;
+  table[kTasksPerPage + 3].heartbeat_at = at(12);
+  Batch middle;
+  middle.tasks.push_back(pages_of("r", table, {1}));
+  store->write(middle);
+  const auto tasks = store->tasks("r");
+  BOOST_TEST_REQUIRE(tasks.size() == kTasksPerPage + 10u);
+  BOOST_TEST(tasks[4].node == "n4");
+  BOOST_TEST(tasks[5].node == "n6");
+  BOOST_TEST(tasks[kTasksPerPage - 1].node == "late");
+  BOOST_TEST(tasks[kTasksPerPage - 1].error == table[kTasksPerPage + 3].error);
+  BOOST_TEST(tasks[kTasksPerPage - 1].heartbeat == "50% done");
+  BOOST_TEST(tasks[kTasksPerPage - 1].progress == 0.5);
+  BOOST_TEST((tasks[kTasksPerPage - 1].heartbeat_at == at(12)));
+  BOOST_TEST(tasks[kTasksPerPage].node == "n" + std::to_string(2 * kTasksPerPage));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_whole_table_drops_pages_past_its_end, S, Stores) {
+  S s;
+  auto store = s.open();
+  std::vector<TaskRecord> table(kTasksPerPage + 1, make_task("t", core::TaskState::Running));
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  b.tasks.push_back(TaskPages::all("r", table));
+  store->write(b);
+  BOOST_TEST(store->tasks("r").size() == kTasksPerPage + 1u);
+  table.resize(3);
+  Batch shorter;
+  shorter.tasks.push_back(TaskPages::all("r", table));
+  store->write(shorter);
+  BOOST_TEST(store->tasks("r").size() == 3u);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(logs_filter_by_task_position_and_tail, S, Stores) {
@@ -226,7 +293,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(trim_deletes_old_ended_runs_whole_and_never_active
   b.runs.push_back(make_run("old", 2, core::RunStatus::Completed));
   b.runs.push_back(make_run("mid", 3, core::RunStatus::Failed));
   b.runs.push_back(make_run("new", 4, core::RunStatus::Completed));
-  b.tasks.emplace_back("old", make_task(0, "t", core::TaskState::Succeeded));
+  const std::vector<TaskRecord> table{make_task("t", core::TaskState::Succeeded)};
+  b.tasks.push_back(pages_of("old", table, {0}));
   b.logs.emplace_back("old", make_log(1, "t", "hello"));
   store->write(b);
   BOOST_TEST(store->trim(2) == 1u);  // "old" only: the running one stays
@@ -238,7 +306,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(trim_deletes_old_ended_runs_whole_and_never_active
   BOOST_TEST(store->run("new").has_value());
   // Rows for a run that is gone are dropped, not an error.
   Batch late;
-  late.tasks.emplace_back("old", make_task(0, "t", core::TaskState::Succeeded));
+  late.tasks.push_back(pages_of("old", table, {0}));
   late.logs.emplace_back("old", make_log(2, "t", "late"));
   store->write(late);
   BOOST_TEST(store->tasks("old").empty());
@@ -276,7 +344,7 @@ BOOST_AUTO_TEST_CASE(the_file_is_in_wal_mode_at_the_current_schema) {
     return v;
   };
   BOOST_TEST(one("PRAGMA journal_mode") == "wal");
-  BOOST_TEST(one("PRAGMA user_version") == "2");
+  BOOST_TEST(one("PRAGMA user_version") == "3");
   sqlite3_close(db);
 }
 
@@ -306,17 +374,38 @@ CREATE TABLE logs(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
   message TEXT NOT NULL, PRIMARY KEY(run_id, seq));
 INSERT INTO runs VALUES('old', 'f', '/f.yaml', '{}', 'COMPLETED', '', 1, 2, 0.001, 'h', 1, 1, 0);
 INSERT INTO tasks VALUES('old', 'a', 0, 'std/echo', 'SUCCEEDED', 1, 1, 2, 0.001, '', '1');
+INSERT INTO tasks VALUES('old', 'b', 200, 'std/write_file', 'FAILED', 2, 3, 5, 0.002,
+  'it said "no"', '');
+INSERT INTO artifacts VALUES('old', 'b', 'out.txt', '/a/old/out.txt', 7, 'ff00', 'text/plain');
 PRAGMA user_version=1;
 )sql";
   BOOST_TEST_REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
   auto store = open_sqlite_store(file);
   const auto tasks = store->tasks("old");
-  BOOST_TEST_REQUIRE(tasks.size() == 1u);
+  BOOST_TEST_REQUIRE(tasks.size() == 2u);
   BOOST_TEST(tasks[0].node == "a");
   BOOST_TEST(tasks[0].output_summary == "1");
   BOOST_TEST(tasks[0].progress == -1.0);  // no heartbeat in a version 1 history
   BOOST_TEST(tasks[0].heartbeat.empty());
+  BOOST_TEST(tasks[0].artifacts.empty());
+  // Version 3 keeps tasks in pages: the second one's page is another.
+  BOOST_TEST(tasks[1].node == "b");
+  BOOST_TEST(core::to_string(tasks[1].state) == "FAILED");
+  BOOST_TEST(tasks[1].attempts == 2u);
+  BOOST_TEST(tasks[1].error == R"(it said "no")");
+  BOOST_TEST((tasks[1].started == Clock::time_point(std::chrono::microseconds(3))));
+  BOOST_TEST((tasks[1].ended == Clock::time_point(std::chrono::microseconds(5))));
+  BOOST_TEST(tasks[1].duration_ms == 0.002);
+  BOOST_TEST_REQUIRE(tasks[1].artifacts.size() == 1u);
+  BOOST_TEST(tasks[1].artifacts[0].name == "out.txt");
+  BOOST_TEST(tasks[1].artifacts[0].path == "/a/old/out.txt");
+  BOOST_TEST(tasks[1].artifacts[0].size == 7u);
+  BOOST_TEST(tasks[1].artifacts[0].sha256 == "ff00");
+  BOOST_TEST(tasks[1].artifacts[0].media_type == "text/plain");
+  // Trimming the migrated run takes its pages with it.
+  BOOST_TEST(store->trim(0) == 1u);
+  BOOST_TEST(store->tasks("old").empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
@@ -329,8 +418,27 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
   sqlite3_close(db);
   BOOST_CHECK_EXCEPTION(open_sqlite_store(file), StoreError, [](const StoreError& e) {
     const std::string m = e.what();
-    return m.find("schema version 99, newer than this pyoco knows (2)") != std::string::npos &&
+    return m.find("schema version 99, newer than this pyoco knows (3)") != std::string::npos &&
            m.find("PYOCO_HOME") != std::string::npos;
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_page_edited_into_nonsense_is_named_not_crashed_on) {
+  TempDir dir;
+  const auto file = dir.path() / "state.db";
+  auto store = open_sqlite_store(file);
+  const std::vector<TaskRecord> table{make_task("t", core::TaskState::Succeeded)};
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Completed));
+  b.tasks.push_back(pages_of("r", table, {0}));
+  store->write(b);
+  sqlite3* db = nullptr;
+  sqlite3_open(file.c_str(), &db);
+  sqlite3_exec(db, "UPDATE task_pages SET tasks='[{\"seq\":0,' WHERE run_id='r'", nullptr, nullptr,
+               nullptr);
+  sqlite3_close(db);
+  BOOST_CHECK_EXCEPTION(store->tasks("r"), StoreError, [](const StoreError& e) {
+    return std::string(e.what()).find("run r, task page 0") != std::string::npos;
   });
 }
 

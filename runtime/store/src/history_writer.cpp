@@ -27,21 +27,37 @@ struct RunSlot {
   bool started = false;
   bool ended = false;
   bool new_run = false;  // written for the first time: trim the history after
+  // By the engine's record index (the task's seq); an empty node: not known yet.
   std::vector<TaskRecord> tasks;
-  std::vector<std::uint32_t> seqs;                       // the engine's order of tasks[i]
-  std::unordered_map<std::string, std::uint32_t> index;  // node -> tasks[i]
-  std::vector<std::uint32_t> dirty;                      // tasks to write
-  std::vector<bool> is_dirty;
+  std::vector<std::uint32_t> dirty_pages;  // to write
+  std::vector<bool> page_dirty;
   std::vector<LogEntry> logs;                              // to write
   std::unordered_map<std::string, std::size_t> log_bytes;  // per node, kept so far
   std::uint64_t log_seq = 0;
   bool recorder_alive = true;
 };
 
-// An event as the writer keeps it until it is folded.
-struct QueuedEvent : trace::Event {
+// What RunStart says once per run.
+struct RunStartInfo {
+  std::string run_id, flow, flow_file, params;
+};
+
+// An event as the writer keeps it until it is folded: only what the fold
+// reads, so a node event whose task is already known copies no string.
+struct QueuedEvent {
   RunSlot* slot = nullptr;
+  EventKind kind = EventKind::RunStart;
   bool abandon = false;  // synthetic: the process leaves without waiting
+  trace::LogLevel level = trace::LogLevel::Info;
+  core::RunStatus status = core::RunStatus::Pending;
+  std::uint32_t record = 0, attempt = 0;
+  Clock::time_point time;
+  double duration_ms = 0, progress = -1;
+  std::string message, output;
+  std::string node, task;  // a task the writer meets for the first time; a log line's node
+  std::vector<core::ArtifactRecord> artifacts;
+  std::vector<trace::Event::Planned> planned;
+  std::unique_ptr<RunStartInfo> start;
 };
 
 std::size_t env_size(const char* name, std::size_t fallback) {
@@ -83,7 +99,7 @@ struct HistoryWriter::Impl {
 
   void enqueue(QueuedEvent e) {
     std::lock_guard lock(mutex);
-    if (e.kind == EventKind::RunStart) e.slot->id = e.run_id;
+    if (e.kind == EventKind::RunStart) e.slot->id = e.start->run_id;
     queue.push_back(std::move(e));
     if (queue.size() == kEagerBatch) wake.notify_one();
   }
@@ -98,8 +114,8 @@ struct HistoryWriter::Impl {
   void fold(QueuedEvent& e);
   void write_dirty();
   void poll_cancel();
-  TaskRecord& task(RunSlot& s, const std::string& node, const std::string& name, std::uint32_t seq);
-  void mark(RunSlot& s, std::uint32_t i);
+  TaskRecord& task(RunSlot& s, std::uint32_t record, std::string& node, std::string& name);
+  void mark(RunSlot& s, std::uint32_t record);
 };
 
 // The listener a run holds. It only copies and queues.
@@ -116,15 +132,61 @@ class RunRecorder final : public trace::EventListener {
 
   void on_event(const trace::RunEvent& e) override {
     QueuedEvent q;
-    static_cast<trace::Event&>(q) = trace::Event::from(e);
     q.slot = slot_;
+    q.kind = e.kind;
+    q.time = e.time;
+    q.record = e.record;
+    q.attempt = e.attempt;
+    q.duration_ms = e.duration_ms;
+    q.progress = e.progress;
+    q.level = e.level;
+    q.status = e.status;
+    q.message = e.message;
+    switch (e.kind) {
+      case EventKind::RunStart:
+        q.start = std::make_unique<RunStartInfo>(
+            RunStartInfo{std::string(e.run_id), std::string(e.flow), std::string(e.flow_file),
+                         std::string(e.params)});
+        break;
+      case EventKind::NodesPlanned:
+        q.planned.reserve(e.planned.size());
+        for (const trace::PlannedNode& p : e.planned) {
+          q.planned.push_back({std::string(p.node), std::string(p.task), p.record});
+          announce(p.record);
+        }
+        break;
+      case EventKind::Log:
+        q.node = e.node;
+        break;
+      case EventKind::RunCancelling:
+      case EventKind::RunEnd:
+        break;
+      default:  // node events
+        if (announce(e.record)) {
+          q.node = e.node;
+          q.task = e.task;
+        }
+        q.output = e.output;
+        q.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
+        break;
+    }
     writer_.enqueue(std::move(q));
   }
 
  private:
+  // Whether the writer has not heard of this task yet; events of one run
+  // come one at a time, so this needs no lock.
+  bool announce(std::uint32_t record) {
+    if (record >= announced_.size()) announced_.resize(record + 1);
+    if (announced_[record]) return false;
+    announced_[record] = true;
+    return true;
+  }
+
   std::shared_ptr<HistoryWriter::Impl> owner_;
   HistoryWriter::Impl& writer_;
   RunSlot* slot_;
+  std::vector<bool> announced_;
 };
 
 HistoryWriter::HistoryWriter(std::shared_ptr<StateStore> store, HistoryOptions options)
@@ -218,7 +280,7 @@ void HistoryWriter::Impl::loop() {
       // recorder is gone is forgotten.
       std::erase_if(slots, [&](const std::unique_ptr<RunSlot>& s) {
         return (s->ended || !s->started) && !s->recorder_alive && !s->run_dirty &&
-               s->dirty.empty() && s->logs.empty() &&
+               s->dirty_pages.empty() && s->logs.empty() &&
                std::none_of(queue.begin(), queue.end(),
                             [&](const QueuedEvent& q) { return q.slot == s.get(); });
       });
@@ -231,25 +293,24 @@ void HistoryWriter::Impl::loop() {
   }
 }
 
-TaskRecord& HistoryWriter::Impl::task(RunSlot& s, const std::string& node, const std::string& name,
-                                      std::uint32_t seq) {
-  auto [it, fresh] = s.index.try_emplace(node, static_cast<std::uint32_t>(s.tasks.size()));
-  if (fresh) {
-    TaskRecord r;
-    r.node = node;
-    r.task = name;
-    s.tasks.push_back(std::move(r));
-    s.seqs.push_back(seq);
-    s.is_dirty.push_back(false);
+TaskRecord& HistoryWriter::Impl::task(RunSlot& s, std::uint32_t record, std::string& node,
+                                      std::string& name) {
+  if (record >= s.tasks.size()) s.tasks.resize(record + 1);
+  TaskRecord& t = s.tasks[record];
+  if (t.node.empty() && !node.empty()) {
+    t.node = std::move(node);
+    t.task = std::move(name);
   }
-  mark(s, it->second);
-  return s.tasks[it->second];
+  mark(s, record);
+  return t;
 }
 
-void HistoryWriter::Impl::mark(RunSlot& s, std::uint32_t i) {
-  if (!s.is_dirty[i]) {
-    s.is_dirty[i] = true;
-    s.dirty.push_back(i);
+void HistoryWriter::Impl::mark(RunSlot& s, std::uint32_t record) {
+  const std::uint32_t page = record / kTasksPerPage;
+  if (page >= s.page_dirty.size()) s.page_dirty.resize(page + 1);
+  if (!s.page_dirty[page]) {
+    s.page_dirty[page] = true;
+    s.dirty_pages.push_back(page);
   }
 }
 
@@ -259,15 +320,15 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
   RunRecord& run = s.run;
   switch (e.kind) {
     case EventKind::RunStart:
-      run.id = e.run_id;
-      run.flow = e.flow;
-      run.flow_file = e.flow_file;
+      run.id = std::move(e.start->run_id);
+      run.flow = std::move(e.start->flow);
+      run.flow_file = std::move(e.start->flow_file);
       if (!run.flow_file.empty()) {  // stored absolute: it means the same from any directory
         std::error_code ec;
         const auto abs = std::filesystem::absolute(run.flow_file, ec);
         if (!ec) run.flow_file = abs.lexically_normal().string();
       }
-      run.params = e.params.empty() ? "{}" : e.params;
+      run.params = e.start->params.empty() ? "{}" : std::move(e.start->params);
       run.status = core::RunStatus::Running;
       run.started = e.time;
       run.host = s.process.host;
@@ -278,14 +339,14 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       s.run_dirty = true;
       return;
     case EventKind::NodeStart: {
-      TaskRecord& t = task(s, e.node, e.task, e.record);
+      TaskRecord& t = task(s, e.record, e.node, e.task);
       t.state = core::TaskState::Running;
       t.started = e.time;
       t.attempts = e.attempt;
       return;
     }
     case EventKind::NodeRetry: {
-      TaskRecord& t = task(s, e.node, e.task, e.record);
+      TaskRecord& t = task(s, e.record, e.node, e.task);
       t.attempts = e.attempt;  // the attempt about to run
       return;
     }
@@ -293,7 +354,7 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
     case EventKind::NodeError:
     case EventKind::NodeSkipped:
     case EventKind::NodeCancelled: {
-      TaskRecord& t = task(s, e.node, e.task, e.record);
+      TaskRecord& t = task(s, e.record, e.node, e.task);
       t.state = e.kind == EventKind::NodeDone      ? core::TaskState::Succeeded
                 : e.kind == EventKind::NodeError   ? core::TaskState::Failed
                 : e.kind == EventKind::NodeSkipped ? core::TaskState::Skipped
@@ -328,10 +389,10 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       return;
     }
     case EventKind::NodesPlanned:
-      for (const auto& p : e.planned) task(s, p.node, p.task, p.record);  // PENDING
+      for (auto& p : e.planned) task(s, p.record, p.node, p.task);  // PENDING
       return;
     case EventKind::Heartbeat: {
-      TaskRecord& t = task(s, e.node, e.task, e.record);
+      TaskRecord& t = task(s, e.record, e.node, e.task);
       t.progress = e.progress;
       t.heartbeat = e.message;
       t.heartbeat_at = e.time;
@@ -355,7 +416,7 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       if (e.abandon) {
         for (std::uint32_t i = 0; i < s.tasks.size(); ++i) {
           TaskRecord& t = s.tasks[i];
-          if (core::is_terminal(t.state)) continue;
+          if (t.node.empty() || core::is_terminal(t.state)) continue;
           t.state = core::TaskState::Cancelled;
           t.error = e.message;
           if (t.started != Clock::time_point{}) {
@@ -379,14 +440,20 @@ void HistoryWriter::Impl::write_dirty() {
     // Slots are only added under the lock; the writer alone changes their contents.
     std::lock_guard lock(mutex);
     for (auto& s : slots) {
-      if (!s->started || (!s->run_dirty && s->dirty.empty() && s->logs.empty())) continue;
+      if (!s->started || (!s->run_dirty && s->dirty_pages.empty() && s->logs.empty())) continue;
       touched.push_back(s.get());
     }
   }
   for (RunSlot* s : touched) {
     if (s->run_dirty) batch.runs.push_back(s->run);
-    for (std::uint32_t i : s->dirty)
-      batch.tasks.emplace_back(s->run.id, TaskEntry{s->seqs[i], s->tasks[i]});
+    if (!s->dirty_pages.empty()) {
+      TaskPages pages;
+      pages.run_id = s->run.id;
+      pages.tasks = s->tasks;
+      pages.pages = s->dirty_pages;
+      std::sort(pages.pages.begin(), pages.pages.end());
+      batch.tasks.push_back(std::move(pages));
+    }
     for (const LogEntry& l : s->logs) batch.logs.emplace_back(s->run.id, l);
     trim = trim || s->new_run;
   }
@@ -403,8 +470,8 @@ void HistoryWriter::Impl::write_dirty() {
   for (RunSlot* s : touched) {
     s->run_dirty = false;
     s->new_run = false;
-    for (std::uint32_t i : s->dirty) s->is_dirty[i] = false;
-    s->dirty.clear();
+    for (std::uint32_t p : s->dirty_pages) s->page_dirty[p] = false;
+    s->dirty_pages.clear();
     s->logs.clear();
   }
 }

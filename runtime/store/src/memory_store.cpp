@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
-#include <unordered_map>
 
 #include "store_rules.hpp"
 
@@ -23,16 +22,17 @@ class MemoryStateStore final : public StateStore {
       it->second.run = r;
       it->second.run.cancel_requested = requested;
     }
-    for (const auto& [id, t] : batch.tasks) {
-      auto run = runs_.find(id);
+    for (const TaskPages& pages : batch.tasks) {
+      auto run = runs_.find(pages.run_id);
       if (run == runs_.end()) continue;  // a run trimmed away meanwhile
       auto& tasks = run->second.tasks;
-      auto [pos, fresh] = run->second.task_index.try_emplace(t.record.node, tasks.size());
-      if (fresh) {
-        tasks.push_back(t);
-      } else {
-        tasks[pos->second] = t;
+      for (const std::uint32_t p : pages.pages) {
+        const std::size_t first = std::size_t{p} * kTasksPerPage;
+        const std::size_t end = std::min<std::size_t>(first + kTasksPerPage, pages.tasks.size());
+        if (tasks.size() < end) tasks.resize(end);
+        for (std::size_t i = first; i < end; ++i) tasks[i] = pages.tasks[i];
       }
+      if (pages.whole) tasks.resize(std::min(tasks.size(), pages.tasks.size()));
     }
     for (const auto& [id, line] : batch.logs) {
       auto run = runs_.find(id);
@@ -74,10 +74,9 @@ class MemoryStateStore final : public StateStore {
     std::vector<TaskRecord> out;
     auto it = runs_.find(std::string(run_id));
     if (it == runs_.end()) return out;
-    std::vector<TaskEntry> sorted = it->second.tasks;
-    std::stable_sort(sorted.begin(), sorted.end(),
-                     [](const TaskEntry& a, const TaskEntry& b) { return a.seq < b.seq; });
-    for (auto& t : sorted) out.push_back(std::move(t.record));
+    for (const TaskRecord& t : it->second.tasks) {
+      if (!t.node.empty()) out.push_back(t);
+    }
     return out;
   }
 
@@ -120,8 +119,7 @@ class MemoryStateStore final : public StateStore {
  private:
   struct RunData {
     RunRecord run;
-    std::vector<TaskEntry> tasks;
-    std::unordered_map<std::string, std::size_t> task_index;  // node -> tasks[i]
+    std::vector<TaskRecord> tasks;  // by seq; an empty node: not known
     std::vector<LogEntry> logs;
   };
 

@@ -16,18 +16,16 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     if (run.host != me.host || process_alive(run.pid, run.pid_start)) continue;
     const std::string why =
         "interrupted: the pyoco process (pid " + std::to_string(run.pid) + ") ended while it ran";
-    Batch batch;
     // The last moment anything was heard of the run.
     Clock::time_point last = run.started;
-    std::uint32_t seq = 0;
-    for (TaskRecord& t : store.tasks(run.id)) {
+    // Written back whole: the table read gives tasks in order, not their seqs.
+    std::vector<TaskRecord> tasks = store.tasks(run.id);
+    for (TaskRecord& t : tasks) {
       last = std::max({last, t.started, t.ended});
-      const std::uint32_t my_seq = seq++;
       if (core::is_terminal(t.state)) continue;
       t.state = t.state == core::TaskState::Running ? core::TaskState::Failed
                                                     : core::TaskState::Cancelled;
       t.error = why;
-      batch.tasks.emplace_back(run.id, TaskEntry{my_seq, std::move(t)});
     }
     LogFilter last_line;
     last_line.tail = 1;
@@ -37,6 +35,8 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     run.reason = "interrupted";
     run.ended = last;
     run.duration_ms = std::chrono::duration<double, std::milli>(last - run.started).count();
+    Batch batch;
+    batch.tasks.push_back(TaskPages::all(run.id, tasks));
     batch.runs.push_back(run);
     store.write(batch);
     recovered.push_back(run.id);

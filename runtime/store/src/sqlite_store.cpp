@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "store_rules.hpp"
+#include "task_page.hpp"
 
 namespace pyoco::store {
 
@@ -75,7 +76,31 @@ ALTER TABLE tasks ADD COLUMN progress REAL NOT NULL DEFAULT -1;
 ALTER TABLE tasks ADD COLUMN heartbeat TEXT NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN heartbeat_us INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 3: tasks in pages of 128 by seq, each a JSON array of task objects
+    // (task_page.hpp), their artifacts inside: one row per page, not per task
+    R"sql(
+CREATE TABLE task_pages(
+  run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  page INTEGER NOT NULL,
+  tasks TEXT NOT NULL,
+  PRIMARY KEY(run_id, page));
+INSERT INTO task_pages(run_id, page, tasks)
+SELECT run_id, seq / 128, json_group_array(json(task)) FROM (
+  SELECT t.run_id AS run_id, t.seq AS seq, json_object(
+    'seq', t.seq, 'node', t.node, 'task', t.task, 'state', t.state, 'attempts', t.attempts,
+    'started_us', t.started_us, 'ended_us', t.ended_us, 'duration_ms', t.duration_ms,
+    'error', t.error, 'output', t.output, 'progress', t.progress, 'heartbeat', t.heartbeat,
+    'heartbeat_us', t.heartbeat_us,
+    'artifacts', json((SELECT json_group_array(json_object('name', a.name, 'path', a.path,
+        'size', a.size, 'sha256', a.sha256, 'media_type', a.media_type))
+      FROM artifacts a WHERE a.run_id = t.run_id AND a.node = t.node))) AS task
+  FROM tasks t ORDER BY t.run_id, t.seq)
+GROUP BY run_id, seq / 128;
+DROP TABLE artifacts;
+DROP TABLE tasks;
+)sql",
 };
+static_assert(kTasksPerPage == 128, "migration 3 groups tasks by 128");
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
 std::int64_t to_us(Clock::time_point t) {
@@ -295,48 +320,27 @@ class SqliteStateStore final : public StateStore {
           .bind(12, r.pid_start)
           .run();
     }
-    // A task whose run was trimmed away meanwhile is dropped, not an error.
-    Statement task(
-        db_,
-        "INSERT INTO tasks(run_id, node, seq, task, state, attempts, started_us, "
-        "ended_us, duration_ms, error, output, progress, heartbeat, heartbeat_us) "
-        "SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14 "
-        "WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1) "
-        "ON CONFLICT(run_id, node) DO UPDATE SET seq=excluded.seq, task=excluded.task, "
-        "state=excluded.state, attempts=excluded.attempts, "
-        "started_us=excluded.started_us, ended_us=excluded.ended_us, "
-        "duration_ms=excluded.duration_ms, error=excluded.error, output=excluded.output, "
-        "progress=excluded.progress, heartbeat=excluded.heartbeat, "
-        "heartbeat_us=excluded.heartbeat_us");
-    Statement artifact(db_,
-                       "INSERT OR REPLACE INTO artifacts(run_id, node, name, path, size, sha256, "
-                       "media_type) SELECT ?1,?2,?3,?4,?5,?6,?7 "
-                       "WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1)");
-    for (const auto& [id, t] : batch.tasks) {
-      const TaskRecord& r = t.record;
-      task.bind(1, id)
-          .bind(2, r.node)
-          .bind(3, static_cast<std::int64_t>(t.seq))
-          .bind(4, r.task)
-          .bind(5, core::to_string(r.state))
-          .bind(6, static_cast<std::int64_t>(r.attempts))
-          .bind(7, to_us(r.started))
-          .bind(8, to_us(r.ended))
-          .bind(9, r.duration_ms)
-          .bind(10, r.error)
-          .bind(11, r.output_summary)
-          .bind(12, r.progress)
-          .bind(13, r.heartbeat)
-          .bind(14, to_us(r.heartbeat_at))
-          .run();
-      for (const auto& a : r.artifacts) {
-        artifact.bind(1, id)
-            .bind(2, r.node)
-            .bind(3, a.name)
-            .bind(4, a.path)
-            .bind(5, static_cast<std::int64_t>(a.size))
-            .bind(6, a.sha256)
-            .bind(7, a.media_type)
+    // Pages whose run was trimmed away meanwhile are dropped, not an error.
+    Statement page(db_,
+                   "INSERT INTO task_pages(run_id, page, tasks) SELECT ?1,?2,?3 "
+                   "WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1) "
+                   "ON CONFLICT(run_id, page) DO UPDATE SET tasks=excluded.tasks");
+    Statement cut(db_, "DELETE FROM task_pages WHERE run_id=?1 AND page>=?2");
+    for (const TaskPages& pages : batch.tasks) {
+      for (const std::uint32_t p : pages.pages) {
+        const std::size_t first = std::size_t{p} * kTasksPerPage;
+        if (first >= pages.tasks.size()) continue;
+        const auto records = pages.tasks.subspan(
+            first, std::min<std::size_t>(kTasksPerPage, pages.tasks.size() - first));
+        page.bind(1, pages.run_id)
+            .bind(2, static_cast<std::int64_t>(p))
+            .bind(3, encode_task_page(records, static_cast<std::uint32_t>(first)))
+            .run();
+      }
+      if (pages.whole) {
+        cut.bind(1, pages.run_id)
+            .bind(2, static_cast<std::int64_t>((pages.tasks.size() + kTasksPerPage - 1) /
+                                               kTasksPerPage))
             .run();
       }
     }
@@ -397,39 +401,19 @@ class SqliteStateStore final : public StateStore {
 
   std::vector<TaskRecord> tasks(std::string_view run_id) const override {
     std::lock_guard lock(mutex_);
-    Statement s(db_,
-                "SELECT node, task, state, attempts, started_us, ended_us, duration_ms, error, "
-                "output, progress, heartbeat, heartbeat_us FROM tasks WHERE run_id=? ORDER BY seq");
+    Statement s(db_, "SELECT page, tasks FROM task_pages WHERE run_id=? ORDER BY page");
     s.bind(1, run_id);
-    std::vector<TaskRecord> out;
-    std::map<std::string, std::size_t> index;
+    std::vector<std::pair<std::uint32_t, TaskRecord>> found;
     while (s.step()) {
-      TaskRecord r;
-      r.node = s.text(0);
-      r.task = s.text(1);
-      r.state = core::task_state_from(s.text(2)).value_or(core::TaskState::Failed);
-      r.attempts = static_cast<std::uint32_t>(s.integer(3));
-      r.started = from_us(s.integer(4));
-      r.ended = from_us(s.integer(5));
-      r.duration_ms = s.real(6);
-      r.error = s.text(7);
-      r.output_summary = s.text(8);
-      r.progress = s.real(9);
-      r.heartbeat = s.text(10);
-      r.heartbeat_at = from_us(s.integer(11));
-      index[r.node] = out.size();
-      out.push_back(std::move(r));
+      decode_task_page(s.text(1),
+                       "run " + std::string(run_id) + ", task page " + std::to_string(s.integer(0)),
+                       found);
     }
-    Statement a(db_,
-                "SELECT node, name, path, size, sha256, media_type FROM artifacts WHERE run_id=? "
-                "ORDER BY rowid");
-    a.bind(1, run_id);
-    while (a.step()) {
-      auto it = index.find(a.text(0));
-      if (it == index.end()) continue;
-      out[it->second].artifacts.push_back(core::ArtifactRecord{
-          a.text(1), a.text(2), static_cast<std::uint64_t>(a.integer(3)), a.text(4), a.text(5)});
-    }
+    std::stable_sort(found.begin(), found.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<TaskRecord> out;
+    out.reserve(found.size());
+    for (auto& [seq, record] : found) out.push_back(std::move(record));
     return out;
   }
 
@@ -471,7 +455,7 @@ class SqliteStateStore final : public StateStore {
   std::size_t trim(std::size_t keep) override {
     std::lock_guard lock(mutex_);
     WriteTransaction tx(db_);
-    // Cascades to tasks, artifacts and logs, in the same transaction.
+    // Cascades to task pages and logs, in the same transaction.
     Statement s(db_,
                 "DELETE FROM runs WHERE status NOT IN ('PENDING','RUNNING','CANCELLING') AND id "
                 "NOT IN (SELECT id FROM runs ORDER BY started_us DESC, id DESC LIMIT ?)");

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -42,9 +43,25 @@ struct RunRecord {
   bool cancel_requested = false;  // read-only: set by request_cancel, ignored by write
 };
 
-struct TaskEntry {
-  std::uint32_t seq = 0;  // order in which the run's tasks became known
-  TaskRecord record;
+// A run's tasks are kept in pages of this many, by seq (the task's place in
+// the run's task table, the engine's record index): a page is written whole,
+// so a run of 10,000 tasks costs the store ~80 writes, not 10,000.
+inline constexpr std::uint32_t kTasksPerPage = 128;
+
+// Some pages of one run's task table, each replacing what the store holds
+// for that page. Views: valid during StateStore::write only.
+struct TaskPages {
+  std::string_view run_id;
+  // The run's tasks by seq; a record with an empty node is not known yet and
+  // is not stored.
+  std::span<const TaskRecord> tasks;
+  // Pages to write: page p holds tasks[p * kTasksPerPage, (p + 1) * kTasksPerPage).
+  std::vector<std::uint32_t> pages;
+  // `tasks` is the run's whole table: stored pages past its end are removed.
+  bool whole = false;
+
+  // Every page of `tasks`, as the run's whole table.
+  static TaskPages all(std::string_view run_id, std::span<const TaskRecord> tasks);
 };
 
 struct LogEntry {
@@ -55,11 +72,11 @@ struct LogEntry {
   std::string message;
 };
 
-// What one flush writes: upserts of runs and tasks, appended log lines.
+// What one flush writes: upserts of runs, pages of tasks, appended log lines.
 struct Batch {
   std::vector<RunRecord> runs;
-  std::vector<std::pair<std::string, TaskEntry>> tasks;  // run id, task
-  std::vector<std::pair<std::string, LogEntry>> logs;    // run id, line
+  std::vector<TaskPages> tasks;
+  std::vector<std::pair<std::string, LogEntry>> logs;  // run id, line
   bool empty() const { return runs.empty() && tasks.empty() && logs.empty(); }
 };
 
@@ -95,7 +112,7 @@ class StateStore {
   // Ids that start with `prefix`, at most `max` of them.
   virtual std::vector<std::string> ids_with_prefix(std::string_view prefix,
                                                    std::size_t max) const = 0;
-  // In the order they became known.
+  // Every known task, by seq.
   virtual std::vector<TaskRecord> tasks(std::string_view run_id) const = 0;
   virtual std::vector<LogEntry> logs(std::string_view run_id, const LogFilter& filter) const = 0;
 
