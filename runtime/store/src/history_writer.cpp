@@ -80,8 +80,10 @@ HistoryOptions HistoryOptions::from_env() {
   return o;
 }
 
-// A queue this long is written without waiting for the interval.
-constexpr std::size_t kEagerBatch = 65536;
+// A queue this long is folded without waiting for the interval (and
+// written at the interval): a busy run's events are folded while it runs,
+// not all at its end.
+constexpr std::size_t kFoldBatch = 4096;
 
 struct HistoryWriter::Impl {
   std::shared_ptr<StateStore> store;
@@ -99,9 +101,16 @@ struct HistoryWriter::Impl {
 
   void enqueue(QueuedEvent e) {
     std::lock_guard lock(mutex);
+    push(e);
+  }
+  void enqueue(std::vector<QueuedEvent>& events) {
+    std::lock_guard lock(mutex);
+    for (QueuedEvent& e : events) push(e);
+  }
+  void push(QueuedEvent& e) {  // under `mutex`
     if (e.kind == EventKind::RunStart) e.slot->id = e.start->run_id;
     queue.push_back(std::move(e));
-    if (queue.size() == kEagerBatch) wake.notify_one();
+    if (queue.size() == kFoldBatch) wake.notify_one();
   }
   RunSlot* find(std::string_view run_id) {  // under `mutex`
     for (auto& s : slots) {
@@ -130,7 +139,17 @@ class RunRecorder final : public trace::EventListener {
     slot_->recorder_alive = false;
   }
 
-  void on_event(const trace::RunEvent& e) override {
+  void on_event(const trace::RunEvent& e) override { writer_.enqueue(compact(e)); }
+
+  void on_events(std::span<const trace::RunEvent> events) override {
+    std::vector<QueuedEvent> batch;
+    batch.reserve(events.size());
+    for (const trace::RunEvent& e : events) batch.push_back(compact(e));
+    writer_.enqueue(batch);
+  }
+
+ private:
+  QueuedEvent compact(const trace::RunEvent& e) {
     QueuedEvent q;
     q.slot = slot_;
     q.kind = e.kind;
@@ -170,10 +189,9 @@ class RunRecorder final : public trace::EventListener {
         q.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
         break;
     }
-    writer_.enqueue(std::move(q));
+    return q;
   }
 
- private:
   // Whether the writer has not heard of this task yet; events of one run
   // come one at a time, so this needs no lock.
   bool announce(std::uint32_t record) {
@@ -258,19 +276,23 @@ std::string HistoryWriter::last_error() const {
 
 void HistoryWriter::Impl::loop() {
   std::vector<QueuedEvent> batch;
+  auto next_write = std::chrono::steady_clock::now() + options.flush_interval;
   for (;;) {
     std::uint64_t generation = 0;
-    bool last = false;
+    bool last = false, asked = false;
     {
       std::unique_lock lock(mutex);
-      wake.wait_for(lock, options.flush_interval,
-                    [&] { return stopping || requested > done || queue.size() >= kEagerBatch; });
+      wake.wait_until(lock, next_write,
+                      [&] { return stopping || requested > done || queue.size() >= kFoldBatch; });
       batch.swap(queue);
       generation = requested;
       last = stopping;
+      asked = requested > done;
     }
     for (auto& e : batch) fold(e);
     batch.clear();
+    if (!last && !asked && std::chrono::steady_clock::now() < next_write) continue;
+    next_write = std::chrono::steady_clock::now() + options.flush_interval;
     write_dirty();
     poll_cancel();
     {

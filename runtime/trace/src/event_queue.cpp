@@ -1,5 +1,7 @@
 #include <pyoco/trace/event_queue.hpp>
 
+#include <algorithm>
+
 namespace pyoco::trace {
 
 EventQueue::EventQueue() : thread_([this] { loop(); }) {}
@@ -47,8 +49,12 @@ void EventQueue::loop() {
   // person watching a trace notices, long enough that a busy run's events
   // are handed on in batches.
   constexpr auto kGather = std::chrono::microseconds(500);
-  std::deque<Event> batch;
-  std::vector<PlannedNode> planned;
+  // Listeners hear a batch in slices of this many: the views stay small.
+  constexpr std::size_t kSlice = 1024;
+  std::vector<Event> batch;
+  std::vector<RunEvent> views;
+  std::deque<std::vector<PlannedNode>> planned;  // the views' planned nodes
+  std::vector<PlannedNode> none;
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     if (queue_.empty()) {
@@ -62,9 +68,15 @@ void EventQueue::loop() {
     batch.swap(queue_);
     const auto listeners = listeners_;
     lock.unlock();
-    for (const Event& e : batch) {
-      const RunEvent view = e.view(planned);
-      for (const auto& l : listeners) l->on_event(view);
+    for (std::size_t first = 0; first < batch.size(); first += kSlice) {
+      views.clear();
+      planned.clear();
+      const std::size_t end = std::min(batch.size(), first + kSlice);
+      for (std::size_t i = first; i < end; ++i) {
+        const Event& e = batch[i];
+        views.push_back(e.view(e.planned.empty() ? none : planned.emplace_back()));
+      }
+      for (const auto& l : listeners) l->on_events(views);
     }
     const std::size_t n = batch.size();
     batch.clear();

@@ -21,86 +21,113 @@ namespace pyoco::trace {
 
 namespace {
 
-std::string ms(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
+// Appends `v` with two decimals ("0.12").
+void put_ms(std::string& out, double v) {
+  char buf[64];
+  const auto r = std::isfinite(v)
+                     ? std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, 2)
+                     : std::to_chars(buf, buf + sizeof buf, 0.0, std::chars_format::fixed, 2);
+  out.append(buf, r.ptr);
 }
 
-std::string cute(const RunEvent& e) {
-  const std::string node(e.node), flow(e.flow), msg(e.message);
+void put(std::string& out, std::string_view a) { out.append(a); }
+template <typename... More>
+void put(std::string& out, std::string_view a, More... more) {
+  out.append(a);
+  put(out, more...);
+}
+
+void put_count(std::string& out, long long v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// Lines are appended to `out` (without their newline), straight from the
+// event's views: a trace line costs no string of its own.
+void cute(std::string& out, const RunEvent& e) {
   switch (e.kind) {
     case EventKind::RunStart:
-      return "🐇 pyoco > start flow=" + flow + " run_id=" + std::string(e.run_id);
+      return put(out, "🐇 pyoco > start flow=", e.flow, " run_id=", e.run_id);
     case EventKind::NodeStart:
-      return "🏃 start node=" + node;
+      return put(out, "🏃 start node=", e.node);
     case EventKind::NodeDone:
-      return "✅ done node=" + node + " (" + ms(e.duration_ms) + " ms)";
+      put(out, "✅ done node=", e.node, " (");
+      put_ms(out, e.duration_ms);
+      return put(out, " ms)");
     case EventKind::NodeError:
-      return "💥 error node=" + node + " " + msg;
+      return put(out, "💥 error node=", e.node, " ", e.message);
     case EventKind::NodeRetry:
-      return "🔁 retry node=" + node + " attempt=" + std::to_string(e.attempt) + "/" +
-             std::to_string(e.max_attempts) + " in " + std::to_string(std::llround(e.delay_ms)) +
-             " ms";
+      put(out, "🔁 retry node=", e.node, " attempt=");
+      put_count(out, e.attempt);
+      put(out, "/");
+      put_count(out, e.max_attempts);
+      put(out, " in ");
+      put_count(out, std::llround(e.delay_ms));
+      return put(out, " ms");
     case EventKind::NodeSkipped:
-      return "⏭️  skip node=" + node + " (" + msg + ")";
+      return put(out, "⏭️  skip node=", e.node, " (", e.message, ")");
     case EventKind::NodeCancelled:
-      return "🛑 cancelled node=" + node;
+      return put(out, "🛑 cancelled node=", e.node);
     case EventKind::Log:
-      return msg;
+      return put(out, e.message);
     case EventKind::NodesPlanned:
     case EventKind::Heartbeat:
-      return {};
+      return;
     case EventKind::RunCancelling:
-      return "🛑 cancelling flow=" + flow;
+      return put(out, "🛑 cancelling flow=", e.flow);
     case EventKind::RunEnd:
       switch (e.status) {
         case core::RunStatus::Completed:
-          return "🥕 done flow=" + flow;
+          return put(out, "🥕 done flow=", e.flow);
         case core::RunStatus::Cancelled:
-          return "🛑 cancelled flow=" + flow;
+          return put(out, "🛑 cancelled flow=", e.flow);
         default:
-          return "💥 failed flow=" + flow + (msg.empty() ? "" : " (" + msg + ")");
+          put(out, "💥 failed flow=", e.flow);
+          if (!e.message.empty()) put(out, " (", e.message, ")");
+          return;
       }
   }
-  return {};
 }
 
-std::string plain(const RunEvent& e) {
-  const std::string node(e.node), flow(e.flow), msg(e.message);
+void plain(std::string& out, const RunEvent& e) {
   switch (e.kind) {
     case EventKind::RunStart:
-      return "INFO pyoco start flow=" + flow + " run_id=" + std::string(e.run_id);
+      return put(out, "INFO pyoco start flow=", e.flow, " run_id=", e.run_id);
     case EventKind::NodeStart:
-      return "INFO pyoco start node=" + node;
+      return put(out, "INFO pyoco start node=", e.node);
     case EventKind::NodeDone:
-      return "INFO pyoco end node=" + node + " dur_ms=" + ms(e.duration_ms);
+      put(out, "INFO pyoco end node=", e.node, " dur_ms=");
+      return put_ms(out, e.duration_ms);
     case EventKind::NodeError:
-      return "ERROR pyoco error node=" + node + " " + msg;
+      return put(out, "ERROR pyoco error node=", e.node, " ", e.message);
     case EventKind::NodeRetry:
-      return "WARN pyoco retry node=" + node + " attempt=" + std::to_string(e.attempt) + "/" +
-             std::to_string(e.max_attempts) +
-             " delay_ms=" + std::to_string(std::llround(e.delay_ms));
+      put(out, "WARN pyoco retry node=", e.node, " attempt=");
+      put_count(out, e.attempt);
+      put(out, "/");
+      put_count(out, e.max_attempts);
+      put(out, " delay_ms=");
+      return put_count(out, std::llround(e.delay_ms));
     case EventKind::NodeSkipped:
-      return "WARN pyoco skip node=" + node + " reason=" + msg;
+      return put(out, "WARN pyoco skip node=", e.node, " reason=", e.message);
     case EventKind::NodeCancelled:
-      return "WARN pyoco cancelled node=" + node;
+      return put(out, "WARN pyoco cancelled node=", e.node);
     case EventKind::Log:
-      return std::string(to_string(e.level)) + " pyoco log node=" + node + " " + msg;
+      return put(out, to_string(e.level), " pyoco log node=", e.node, " ", e.message);
     case EventKind::NodesPlanned:
     case EventKind::Heartbeat:
-      return {};
+      return;
     case EventKind::RunCancelling:
-      return "WARN pyoco cancel flow=" + flow;
+      return put(out, "WARN pyoco cancel flow=", e.flow);
     case EventKind::RunEnd: {
       const char* level = e.status == core::RunStatus::Completed   ? "INFO"
                           : e.status == core::RunStatus::Cancelled ? "WARN"
                                                                    : "ERROR";
-      return std::string(level) + " pyoco end flow=" + flow + " status=" + to_string(e.status) +
-             (msg.empty() ? "" : " failed=" + msg);
+      put(out, level, " pyoco end flow=", e.flow, " status=", to_string(e.status));
+      if (!e.message.empty()) put(out, " failed=", e.message);
+      return;
     }
   }
-  return {};
 }
 
 // Milliseconds as a plain JSON decimal rounded to the microsecond (0.089,
@@ -116,8 +143,8 @@ std::string json_ms(double v) {
   return s;
 }
 
-std::string json_line(const RunEvent& e) {
-  if (e.kind == EventKind::NodesPlanned) return {};  // a record keeper's event, not a trace line
+void json_line(std::string& out, const RunEvent& e) {
+  if (e.kind == EventKind::NodesPlanned) return;  // a record keeper's event, not a trace line
   // Millisecond fields are spliced in as text, in this place among the keys.
   std::vector<std::pair<std::string, std::string>> ms_fields;
   boost::json::object o;
@@ -158,7 +185,25 @@ std::string json_line(const RunEvent& e) {
   if (!e.message.empty()) {
     line += ",\"message\":" + boost::json::serialize(boost::json::value(e.message));
   }
-  return line + "}";
+  out += line;
+  out += '}';
+}
+
+// Appends the line for `e`; false when the format shows nothing for it.
+bool append_line(std::string& out, TraceFormat format, const RunEvent& e) {
+  const std::size_t before = out.size();
+  switch (format) {
+    case TraceFormat::Cute:
+      cute(out, e);
+      break;
+    case TraceFormat::Plain:
+      plain(out, e);
+      break;
+    case TraceFormat::Json:
+      json_line(out, e);
+      break;
+  }
+  return out.size() != before;
 }
 
 namespace logging = boost::log;
@@ -185,9 +230,20 @@ class BoostLogSink : public EventListener {
   ~BoostLogSink() override { logging::core::get()->remove_sink(frontend_); }
 
   void on_event(const RunEvent& e) override {
-    const std::string line = format_event(format_, e);
-    if (line.empty()) return;
-    BOOST_LOG(logger_) << line;
+    std::string line;
+    if (append_line(line, format_, e)) BOOST_LOG(logger_) << line;
+  }
+
+  // One record (and one write) for the lines of a batch: a write per line
+  // would cost a run more than its tasks do.
+  void on_events(std::span<const RunEvent> events) override {
+    std::string lines;
+    for (const RunEvent& e : events) {
+      const std::size_t before = lines.size();
+      if (before != 0) lines += '\n';
+      if (!append_line(lines, format_, e) && before != 0) lines.resize(before);
+    }
+    if (!lines.empty()) BOOST_LOG(logger_) << lines;
   }
 
  private:
@@ -206,15 +262,9 @@ class BoostLogSink : public EventListener {
 }  // namespace
 
 std::string format_event(TraceFormat format, const RunEvent& event) {
-  switch (format) {
-    case TraceFormat::Cute:
-      return cute(event);
-    case TraceFormat::Plain:
-      return plain(event);
-    case TraceFormat::Json:
-      return json_line(event);
-  }
-  return {};
+  std::string line;
+  append_line(line, format, event);
+  return line;
 }
 
 std::shared_ptr<EventListener> make_trace_sink(TraceFormat format,

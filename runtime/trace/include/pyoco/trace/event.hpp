@@ -119,6 +119,12 @@ class EventListener {
   // quick and must not block: a listener that does I/O sits behind an
   // EventQueue.
   virtual void on_event(const RunEvent& event) = 0;
+  // Several events of one or more runs, in order: how an EventQueue hands
+  // on what gathered. The default calls on_event for each; a listener that
+  // writes overrides it to write once per batch rather than once per event.
+  virtual void on_events(std::span<const RunEvent> events) {
+    for (const RunEvent& e : events) on_event(e);
+  }
 };
 
 }  // namespace pyoco::trace

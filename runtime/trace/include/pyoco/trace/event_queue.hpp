@@ -48,7 +48,7 @@ class EventQueue : public EventListener {
   std::vector<std::shared_ptr<EventListener>> listeners_;
   std::mutex mutex_;
   std::condition_variable wake_, drained_;
-  std::deque<Event> queue_;
+  std::vector<Event> queue_;  // swapped with the thread's batch: both keep their capacity
   std::uint64_t queued_ = 0, delivered_ = 0;
   unsigned flushing_ = 0;  // flush() calls waiting: no time to gather
   bool sleeping_ = false;  // the thread waits for an event: the next one wakes it
