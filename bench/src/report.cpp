@@ -167,7 +167,7 @@ std::string render_markdown(const json::object& r) {
      << " runs; ns per task = wall time from start() until the run's handle is gone (its "
         "clean-up included) / tasks. `pyoco run` = what a user of the command pays: the cute "
         "trace and the SQLite history behind one event queue, both flushed. The other pyoco "
-        "columns: no listener, the cute sink alone, the history alone.\n\n"
+        "columns: no listener, the cute sink alone (behind an event queue), the history alone.\n\n"
      << "| shape | tasks | `pyoco run` ns/task | pyoco ns/task | of which in start() | oneTBB "
         "ns/task | pyoco/oneTBB | cute sink ns/task | SQLite store ns/task |\n"
      << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";

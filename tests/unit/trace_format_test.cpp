@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -62,4 +63,51 @@ BOOST_AUTO_TEST_CASE(json_retry_delay_and_message_keep_their_place) {
   const auto v = boost::json::parse(line);
   BOOST_TEST(v.at("message").as_string() == "said \"no\"");
   BOOST_TEST(v.at("delay_ms").as_double() == 0.063);
+}
+
+// Behind an EventQueue a sink hears batches and writes each as one record:
+// the text must be the same lines, in order, as one event at a time gives,
+// with events that show nothing (NodesPlanned, Heartbeat) leaving no line.
+BOOST_AUTO_TEST_CASE(a_batch_writes_the_same_lines_as_one_event_at_a_time) {
+  std::vector<RunEvent> batch;
+  RunEvent start{};
+  start.kind = EventKind::RunStart;
+  start.run_id = "r-1";
+  start.flow = "hello";
+  batch.push_back(start);
+  RunEvent planned = start;
+  planned.kind = EventKind::NodesPlanned;
+  batch.push_back(planned);
+  batch.push_back(done_event(1.5));
+  RunEvent heartbeat = done_event(0);
+  heartbeat.kind = EventKind::Heartbeat;
+  batch.push_back(heartbeat);
+  RunEvent log = done_event(0);
+  log.kind = EventKind::Log;
+  log.message = "carrots: 3";
+  batch.push_back(log);
+  RunEvent end = start;
+  end.kind = EventKind::RunEnd;
+  end.status = pyoco::core::RunStatus::Failed;
+  end.message = "a";
+  batch.push_back(end);
+
+  for (const TraceFormat format : {TraceFormat::Cute, TraceFormat::Plain, TraceFormat::Json}) {
+    auto one_by_one = std::make_shared<std::ostringstream>();
+    auto batched = std::make_shared<std::ostringstream>();
+    {
+      auto a = make_trace_sink(format, one_by_one);
+      for (const RunEvent& e : batch) a->on_event(e);
+      auto b = make_trace_sink(format, batched);
+      b->on_events(batch);
+      b->on_events({});  // an empty batch writes nothing
+    }
+    std::string expected;
+    for (const RunEvent& e : batch) {
+      const std::string line = format_event(format, e);
+      if (!line.empty()) expected += line + "\n";
+    }
+    BOOST_TEST(one_by_one->str() == expected);
+    BOOST_TEST(batched->str() == expected);
+  }
 }
