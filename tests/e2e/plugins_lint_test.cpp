@@ -67,6 +67,7 @@ const Case kCases[] = {
     {"pl030_extra_exports", "PL030"},
     {"pl031_arch", "PL031"},
     {"pl032_stale", "PL032"},
+    {"pl033_truncated", "PL033"},
 };
 
 }  // namespace

@@ -188,3 +188,44 @@ BOOST_AUTO_TEST_CASE(truthiness_is_pythons) {
     BOOST_TEST_CONTEXT(t) { BOOST_TEST(truthy(json(t))); }
   }
 }
+
+// Hostile depth is an error at a column, never a crash (issue 12): the
+// parser, the evaluator and freeing the tree all recurse once per level.
+BOOST_AUTO_TEST_CASE(depth_beyond_the_limit_is_an_error_not_a_crash) {
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  const std::vector<std::string> table = {
+      repeat("(", 10000) + "1" + repeat(")", 10000),
+      repeat("not ", 100000) + "x",
+      repeat("- ", 100000) + "1",
+      repeat("1+", 100000) + "1",
+      repeat("[", 10000) + repeat("]", 10000),
+      repeat("x == (", 5000) + "1" + repeat(")", 5000),
+  };
+  for (const std::string& text : table) {
+    BOOST_TEST_CONTEXT(text.substr(0, 20)) {
+      try {
+        Expression::parse(text, SourceLocation{"f.yaml", 3, 20});
+        BOOST_ERROR("parsed, but should not have");
+      } catch (const FlowError& e) {
+        BOOST_TEST(e.problem().find("nested more than 200 levels deep") != std::string::npos,
+                   e.problem());
+        // The message quotes the start of the expression, not all of it.
+        BOOST_TEST(e.problem().size() < 200u);
+        BOOST_TEST(e.where().line == 3u);
+        BOOST_TEST(e.where().column > 20u);
+      }
+    }
+  }
+  // Just inside the limits: parses, and evaluates.
+  const SourceLocation at{"f.yaml", 3, 20};
+  const Expression deep = Expression::parse(repeat("(", 100) + "1" + repeat(")", 100), at);
+  const Expression nots = Expression::parse(repeat("not ", 150) + "true", at);
+  const Expression sum = Expression::parse(repeat("1+", 150) + "1", at);
+  BOOST_TEST(sum.evaluate(TestScope()).as_int() == 151);
+  BOOST_TEST(nots.evaluate(TestScope()).as_bool() == true);
+  BOOST_TEST(deep.evaluate(TestScope()).as_int() == 1);
+}

@@ -4,6 +4,10 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -253,4 +257,100 @@ BOOST_AUTO_TEST_CASE(a_missing_file_and_a_directory_are_told_apart) {
   }
   std::ofstream(dir.path() / "ok.yaml") << "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\"}\n";
   BOOST_TEST(load_flow_file(dir.path() / "ok.yaml").name == "ok");
+}
+
+// Hostile flow files (issue 12): each is an error naming the file, line
+// and column, found quickly and with bounded memory, never a crash or a
+// hang.
+BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
+  std::string laughs = "flow:\n  graph: a\n  defaults:\n    a0: &a0 [x,x,x,x,x,x,x,x,x]\n";
+  for (int i = 1; i < 10; ++i) {
+    const std::string prev = "*a" + std::to_string(i - 1);
+    laughs += "    a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + prev;
+    for (int k = 1; k < 9; ++k) laughs += "," + prev;
+    laughs += "]\n";
+  }
+  std::string deep = "flow:\n  graph: a\n  defaults:\n    d: ";
+  for (int i = 0; i < 100; ++i) deep += "[";
+  for (int i = 0; i < 100; ++i) deep += "]";
+  deep += "\n";
+  std::string wide = "flow:\n  graph: a\n  defaults:\n    big: [";
+  for (int i = 0; i < 1'000'001; ++i) wide += i ? ",1" : "1";
+  wide += "]\n";
+  struct Case {
+    const char* name;
+    std::string text;
+    const char* message;
+    std::uint32_t line;
+  };
+  const std::vector<Case> table = {
+      {"an alias inside its own anchor", "flow: &f {name: x, defaults: {self: *f}, graph: a}\n",
+       "nested more than 64 levels deep (a YAML alias inside its own anchor?)", 1},
+      {"a billion laughs", laughs,
+       "YAML aliases repeat more than 100000 values (nested aliases multiply)", 0},
+      {"lists 100 deep", deep, "nested more than 64 levels deep", 4},
+      {"a million values", wide, "the file holds more than 1000000 values; split it up", 0},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.name) {
+      const auto start = std::chrono::steady_clock::now();
+      try {
+        parse_flow_text(c.text, "bomb.yaml");
+        BOOST_ERROR("parsed, but should not have");
+      } catch (const FlowError& e) {
+        BOOST_TEST(e.problem().find(c.message) != std::string::npos, e.problem());
+        BOOST_TEST(e.where().file == "bomb.yaml");
+        if (c.line != 0) BOOST_TEST(e.where().line == c.line);
+      }
+      BOOST_TEST((std::chrono::steady_clock::now() - start < std::chrono::seconds(5)));
+    }
+  }
+  // Aliases within reason still work.
+  const FlowSpec ok = parse_flow_text(
+      "flow:\n  graph: a\n  defaults:\n    base: &b {x: 1, y: [1, 2]}\n    one: *b\n    two: *b\n"
+      "tasks:\n  a: {use: p/t}\n",
+      "ok.yaml");
+  BOOST_TEST(ok.defaults.find("two").find("y").at(1).as_int() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(deep_toml_is_an_error_not_a_crash) {
+  std::string deep = "[flow]\ngraph = \"a\"\n[flow.defaults]\nd = ";
+  for (int i = 0; i < 100; ++i) deep += "[";
+  for (int i = 0; i < 100; ++i) deep += "]";
+  deep += "\n";
+  try {
+    parse_flow_text(deep, "deep.toml");
+    BOOST_ERROR("parsed, but should not have");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem().find("nested more than 64 levels deep") != std::string::npos,
+               e.problem());
+    BOOST_TEST(e.where().line == 4u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(only_a_regular_file_of_bounded_size_is_read) {
+  pyoco::testing::TempDir dir;
+  const auto fifo = dir.path() / "fifo.yaml";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  try {
+    load_flow_file(fifo);  // nobody writes to it: reading it would block forever
+    BOOST_ERROR("loaded");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem() == "is a FIFO, not a regular file");
+  }
+  try {
+    load_flow_file("/dev/zero");  // would never end
+    BOOST_ERROR("loaded");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem() == "is a character device, not a regular file");
+  }
+  const auto big = dir.path() / "big.yaml";
+  { std::ofstream touch(big); }
+  std::filesystem::resize_file(big, (16u << 20) + 1);
+  try {
+    load_flow_file(big);
+    BOOST_ERROR("loaded");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem() == "is 16777217 bytes, over the 16 MiB limit");
+  }
 }

@@ -245,3 +245,37 @@ BOOST_AUTO_TEST_CASE(switch_cases_keep_their_value_types) {
   BOOST_TEST(sw.cases[1].match.as_string() == "1");
   BOOST_TEST(sw.cases[2].is_default);
 }
+
+// Hostile nesting is an error at the line and column where it goes too
+// deep, never a stack overflow (issue 12).
+BOOST_AUTO_TEST_CASE(nesting_beyond_the_limit_is_an_error_not_a_crash) {
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  const std::vector<std::string> table = {
+      repeat("(", 10000) + "a" + repeat(")", 10000),
+      repeat("repeat(count=1) {", 10000) + "a" + repeat("}", 10000),
+      repeat("switch(on={{x}}) {default: ", 5000) + "a" + repeat("}", 5000),
+      repeat("(a & ", 70) + "b" + repeat(")", 70),
+  };
+  for (const std::string& text : table) {
+    BOOST_TEST_CONTEXT(text.substr(0, 20)) {
+      try {
+        parse_graph(text, SourceLocation{"f.yaml", 2, 5});
+        BOOST_ERROR("parsed, but should not have");
+      } catch (const FlowError& e) {
+        BOOST_TEST(e.problem() ==
+                   "groups, switches and loops nest more than 64 levels deep here; flatten the "
+                   "graph");
+        BOOST_TEST(e.where().line == 2u);
+        BOOST_TEST(e.where().column > 5u);
+      }
+    }
+  }
+  // 64 levels are fine.
+  const Graph g =
+      parse_graph(repeat("(", 64) + "a" + repeat(")", 64), SourceLocation{"f.yaml", 2, 5});
+  BOOST_TEST(g.statements.size() == 1u);
+}

@@ -1,5 +1,6 @@
 #include <pyoco/core/expression.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <variant>
@@ -33,11 +34,20 @@ struct ExprNode {
   std::vector<std::string> path;
   std::vector<std::shared_ptr<const ExprNode>> args;
   std::uint32_t column = 0;  // within the expression text, 1-based
+  std::uint32_t depth = 1;   // levels below and including this node
 };
 
 namespace {
 
 using NodePtr = std::shared_ptr<const ExprNode>;
+
+// How deep an expression's tree may be. Parsing, evaluating and freeing it
+// recurse once per level: without a bound, 100,000 `not`s or `1+1+...`
+// overflow the stack. Python itself stops nesting parentheses at 200.
+constexpr std::uint32_t kMaxExpressionDepth = 200;
+
+// At most this much of an expression is quoted in a message.
+constexpr std::size_t kQuotedExpression = 60;
 
 struct Token {
   enum class Kind { Name, Number, String, Op, End } kind;
@@ -68,7 +78,29 @@ class Parser {
   [[noreturn]] void fail(const Token& at, const std::string& problem) const {
     SourceLocation w = origin_;
     if (w.column > 0) w.column += at.column - 1;
-    throw FlowError(w, "in expression '" + std::string(text_) + "': " + problem);
+    const std::string quoted = text_.size() <= kQuotedExpression
+                                   ? std::string(text_)
+                                   : std::string(text_.substr(0, kQuotedExpression)) + "...";
+    throw FlowError(w, "in expression '" + quoted + "': " + problem);
+  }
+
+  // One level of recursion in the parser, for as long as it lives.
+  class Nest {
+   public:
+    explicit Nest(Parser& p) : p_(p) {
+      // A level of parentheses is eight calls down the grammar.
+      if (++p_.depth_ > 8 * kMaxExpressionDepth) p_.too_deep(p_.peek());
+    }
+    ~Nest() { --p_.depth_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+
+   private:
+    Parser& p_;
+  };
+  [[noreturn]] void too_deep(const Token& at) const {
+    fail(at, "nested more than " + std::to_string(kMaxExpressionDepth) +
+                 " levels deep (parentheses, lists, operators); split it up");
   }
 
   void lex() {
@@ -129,11 +161,13 @@ class Parser {
     return false;
   }
 
-  static NodePtr node(ExprNode::Op op, std::vector<NodePtr> args, std::uint32_t column) {
+  NodePtr node(ExprNode::Op op, std::vector<NodePtr> args, std::uint32_t column) const {
     auto n = std::make_shared<ExprNode>();
     n->op = op;
     n->args = std::move(args);
     n->column = column;
+    for (const NodePtr& a : n->args) n->depth = std::max(n->depth, a->depth + 1);
+    if (n->depth > kMaxExpressionDepth) too_deep(Token{Token::Kind::Op, "", column});
     return n;
   }
 
@@ -165,6 +199,7 @@ class Parser {
   NodePtr parse_or() { return binary(0); }
 
   NodePtr binary(std::size_t level) {
+    const Nest nest(*this);
     auto operand = [&] {
       if (level == 1) return parse_not();
       return level + 1 < levels().size() ? binary(level + 1) : parse_unary();
@@ -186,6 +221,7 @@ class Parser {
   }
 
   NodePtr parse_not() {
+    const Nest nest(*this);
     if (peek().kind == Token::Kind::Name && peek().text == "not") {
       const auto c = next().column;
       return node(ExprNode::Op::Not, {parse_not()}, c);
@@ -193,6 +229,7 @@ class Parser {
     return binary(2);
   }
   NodePtr parse_unary() {
+    const Nest nest(*this);
     const auto c = peek().column;
     if (accept_op("-")) return node(ExprNode::Op::Neg, {parse_unary()}, c);
     return parse_primary();
@@ -238,9 +275,11 @@ class Parser {
           if (!accept_op("]")) {
             do {
               n->args.push_back(parse_or());
+              n->depth = std::max(n->depth, n->args.back()->depth + 1);
             } while (accept_op(","));
             if (!accept_op("]")) fail(peek(), "expected ']' or ','");
           }
+          if (n->depth > kMaxExpressionDepth) too_deep(t);
           return n;
         }
         fail(t, "unexpected '" + t.text + "'");
@@ -307,6 +346,7 @@ class Parser {
   SourceLocation origin_;
   std::vector<Token> tokens_;
   std::size_t pos_ = 0;
+  std::uint32_t depth_ = 0;
 };
 
 Value boolean(bool b) {

@@ -1,14 +1,15 @@
 #include <pyoco/core/flow_file.hpp>
+#include <pyoco/core/regular_file.hpp>
 
 #include <toml++/toml.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace pyoco::core {
 
@@ -40,6 +41,23 @@ const PipeSpec* FlowSpec::find_pipe(std::string_view n) const {
 
 namespace {
 
+// What one flow file may hold, so that a hostile or broken file is an
+// error, not a crash or an exhausted machine: nesting (a YAML alias inside
+// its own anchor nests forever), values, and values that YAML aliases add
+// (a "billion laughs" file of a few hundred bytes expands to billions).
+constexpr std::size_t kMaxDocDepth = 64;
+constexpr std::size_t kMaxDocValues = 1'000'000;
+constexpr std::size_t kMaxAliasedValues = 100'000;
+constexpr std::uint64_t kMaxFlowFileBytes = 16u << 20;
+
+// One file's reading: its scalars share one arena (a value each would cost
+// an arena each), and what it has read so far is counted.
+struct DocReading {
+  ValueBuilder scalars;
+  std::size_t values = 0;
+  std::size_t aliased = 0;  // values read again through a YAML alias
+};
+
 // Both formats are read into this located tree first, so that the schema
 // is checked once, by one reader, with the same messages.
 struct Doc {
@@ -67,8 +85,7 @@ const char* kind_name(const Doc& d) {
   return "?";
 }
 
-Value scalar_value(ValueKind kind, std::string_view text) {
-  ValueBuilder b;
+Value scalar_value(ValueBuilder& b, ValueKind kind, std::string_view text) {
   ValueNode* n = nullptr;
   switch (kind) {
     case ValueKind::Null:
@@ -89,24 +106,42 @@ Value scalar_value(ValueKind kind, std::string_view text) {
     default:
       n = b.arena().make_string(text);
   }
-  b.arena().seal();
   return b.wrap(n);
 }
 
 // YAML 1.2 core schema for plain scalars.
-Value yaml_plain_scalar(const std::string& s) {
+Value yaml_plain_scalar(ValueBuilder& b, const std::string& s) {
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
-    return scalar_value(ValueKind::Null, s);
+    return scalar_value(b, ValueKind::Null, s);
   }
-  if (s == "true" || s == "True" || s == "TRUE") return scalar_value(ValueKind::Bool, "true");
-  if (s == "false" || s == "False" || s == "FALSE") return scalar_value(ValueKind::Bool, "false");
+  if (s == "true" || s == "True" || s == "TRUE") return scalar_value(b, ValueKind::Bool, "true");
+  if (s == "false" || s == "False" || s == "FALSE") {
+    return scalar_value(b, ValueKind::Bool, "false");
+  }
   std::int64_t i = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-  if (ec == std::errc() && p == s.data() + s.size()) return scalar_value(ValueKind::Int, s);
+  if (ec == std::errc() && p == s.data() + s.size()) return scalar_value(b, ValueKind::Int, s);
   double d = 0;
   auto [p2, ec2] = std::from_chars(s.data(), s.data() + s.size(), d);
-  if (ec2 == std::errc() && p2 == s.data() + s.size()) return scalar_value(ValueKind::Double, s);
-  return scalar_value(ValueKind::String, s);
+  if (ec2 == std::errc() && p2 == s.data() + s.size()) return scalar_value(b, ValueKind::Double, s);
+  return scalar_value(b, ValueKind::String, s);
+}
+
+// Counts one more value of the file at `where`, `depth` levels down.
+void count_value(const SourceLocation& where, std::size_t depth, bool aliased, DocReading& r) {
+  if (depth > kMaxDocDepth) {
+    throw FlowError(where, "nested more than " + std::to_string(kMaxDocDepth) +
+                               " levels deep (a YAML alias inside its own anchor?)");
+  }
+  if (++r.values > kMaxDocValues) {
+    throw FlowError(where, "the file holds more than " + std::to_string(kMaxDocValues) +
+                               " values; split it up");
+  }
+  if (aliased && ++r.aliased > kMaxAliasedValues) {
+    throw FlowError(where, "YAML aliases repeat more than " + std::to_string(kMaxAliasedValues) +
+                               " values (nested aliases multiply); write the values out or "
+                               "use fewer aliases");
+  }
 }
 
 // ---- YAML -> Doc ----
@@ -119,21 +154,31 @@ class YamlReader {
   }
 
   // `path` names the node in messages ("tasks.a"); empty for the root.
-  Doc read(const YAML::Node& n, const std::string& path = "") const {
+  Doc read(const YAML::Node& n, const std::string& path = "", std::size_t depth = 0,
+           bool aliased = false) {
     Doc d;
     d.where = at(n.Mark());
+    // An alias is the node it names, met again: a collection seen before
+    // at the same place in the text is being repeated.
+    if (!aliased && (n.Type() == YAML::NodeType::Sequence || n.Type() == YAML::NodeType::Map)) {
+      const Mark m = n.Mark();
+      aliased = !collections_
+                     .insert((std::uint64_t(std::uint32_t(m.line)) << 32) | std::uint32_t(m.column))
+                     .second;
+    }
+    count_value(d.where, depth, aliased, reading_);
     switch (n.Type()) {
       case YAML::NodeType::Scalar: {
         d.kind = Doc::Kind::Scalar;
         d.quoted = n.Tag() == "!";
-        d.scalar =
-            d.quoted ? scalar_value(ValueKind::String, n.Scalar()) : yaml_plain_scalar(n.Scalar());
+        d.scalar = d.quoted ? scalar_value(reading_.scalars, ValueKind::String, n.Scalar())
+                            : yaml_plain_scalar(reading_.scalars, n.Scalar());
         d.text_where = text_start(n);
         break;
       }
       case YAML::NodeType::Sequence:
         d.kind = Doc::Kind::List;
-        for (const auto& item : n) d.list.push_back(read(item, path + "[]"));
+        for (const auto& item : n) d.list.push_back(read(item, path + "[]", depth + 1, aliased));
         break;
       case YAML::NodeType::Map: {
         d.kind = Doc::Kind::Map;
@@ -148,7 +193,7 @@ class YamlReader {
             throw FlowError(key_where, key_path + ": duplicate key (first at line " +
                                            std::to_string(d.key_where[first->second].line) + ")");
           }
-          d.map.emplace_back(key, read(it->second, key_path));
+          d.map.emplace_back(key, read(it->second, key_path, depth + 1, aliased));
           d.key_where.push_back(key_where);
         }
         break;
@@ -186,8 +231,11 @@ class YamlReader {
     return w;
   }
 
+  using Mark = YAML::Mark;
   std::string file_;
   std::vector<std::string> lines_;
+  DocReading reading_;
+  std::unordered_set<std::uint64_t> collections_;  // where each collection read starts
 };
 
 // ---- TOML -> Doc ----
@@ -196,9 +244,10 @@ SourceLocation toml_at(const std::string& file, const toml::node& n) {
   return SourceLocation{file, n.source().begin.line, n.source().begin.column};
 }
 
-Doc read_toml(const std::string& file, const toml::node& n) {
+Doc read_toml(const std::string& file, const toml::node& n, DocReading& r, std::size_t depth = 0) {
   Doc d;
   d.where = toml_at(file, n);
+  count_value(d.where, depth, false, r);
   if (const toml::table* t = n.as_table()) {
     d.kind = Doc::Kind::Map;
     // toml++ keeps a table's keys sorted; a flow keeps them in file order,
@@ -211,17 +260,17 @@ Doc read_toml(const std::string& file, const toml::node& n) {
       return pa.line < pb.line || (pa.line == pb.line && pa.column < pb.column);
     });
     for (const auto& [k, v] : entries) {
-      d.map.emplace_back(std::string(k->str()), read_toml(file, *v));
+      d.map.emplace_back(std::string(k->str()), read_toml(file, *v, r, depth + 1));
       d.key_where.push_back(SourceLocation{file, k->source().begin.line, k->source().begin.column});
     }
   } else if (const toml::array* a = n.as_array()) {
     d.kind = Doc::Kind::List;
-    for (const toml::node& item : *a) d.list.push_back(read_toml(file, item));
+    for (const toml::node& item : *a) d.list.push_back(read_toml(file, item, r, depth + 1));
   } else {
     d.kind = Doc::Kind::Scalar;
     if (const auto* s = n.as_string()) {
       d.quoted = true;
-      d.scalar = scalar_value(ValueKind::String, s->get());
+      d.scalar = scalar_value(r.scalars, ValueKind::String, s->get());
       d.text_where = d.where;
       // A multi-line string starts on the line after its opening quotes.
       if (s->get().find('\n') != std::string::npos) {
@@ -231,21 +280,21 @@ Doc read_toml(const std::string& file, const toml::node& n) {
         d.text_where.column += 1;
       }
     } else if (const auto* i = n.as_integer()) {
-      d.scalar = scalar_value(ValueKind::Int, std::to_string(i->get()));
+      d.scalar = scalar_value(r.scalars, ValueKind::Int, std::to_string(i->get()));
     } else if (const auto* f = n.as_floating_point()) {
       std::ostringstream os;
       os.precision(17);
       os << f->get();
-      d.scalar = scalar_value(ValueKind::Double, os.str());
+      d.scalar = scalar_value(r.scalars, ValueKind::Double, os.str());
     } else if (const auto* b = n.as_boolean()) {
-      d.scalar = scalar_value(ValueKind::Bool, b->get() ? "true" : "false");
+      d.scalar = scalar_value(r.scalars, ValueKind::Bool, b->get() ? "true" : "false");
     } else {
       // dates and times: as their TOML text
       std::ostringstream os;
       if (const auto* dt = n.as_date_time()) os << *dt;
       if (const auto* date = n.as_date()) os << *date;
       if (const auto* time = n.as_time()) os << *time;
-      d.scalar = scalar_value(ValueKind::String, os.str());
+      d.scalar = scalar_value(r.scalars, ValueKind::String, os.str());
     }
   }
   return d;
@@ -499,10 +548,21 @@ bool is_toml(const std::string& file) {
 }  // namespace
 
 FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
+  // A parser's own tree costs hundreds of bytes a value: a file of tiny
+  // values ("[1,1,1,...]") is turned away before it is parsed. Nearly every
+  // value is set off by one of these characters.
+  const auto marks = std::count_if(text.begin(), text.end(),
+                                   [](char c) { return c == ',' || c == ':' || c == '\n'; });
+  if (static_cast<std::size_t>(marks) > kMaxDocValues + 1) {
+    throw FlowError(
+        SourceLocation{file},
+        "the file holds more than " + std::to_string(kMaxDocValues) + " values; split it up");
+  }
   Doc root;
   if (is_toml(file)) {
     try {
-      root = read_toml(file, toml::parse(text, file));
+      DocReading reading;
+      root = read_toml(file, toml::parse(text, file), reading);
     } catch (const toml::parse_error& e) {
       throw FlowError(SourceLocation{file, e.source().begin.line, e.source().begin.column},
                       "not valid TOML: " + std::string(e.description()));
@@ -519,18 +579,18 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
 }
 
 FlowSpec load_flow_file(const std::filesystem::path& file) {
-  if (std::filesystem::is_directory(file)) {
-    throw FlowError(SourceLocation{file.string()},
-                    "is a directory, not a flow file (give a flow.yaml or flow.toml)");
+  std::string text;
+  try {
+    text = read_regular_file(file, kMaxFlowFileBytes);
+  } catch (const FileReadError& e) {
+    const std::string why = e.what();
+    if (why.starts_with("is a directory")) {
+      throw FlowError(SourceLocation{file.string()},
+                      "is a directory, not a flow file (give a flow.yaml or flow.toml)");
+    }
+    throw FlowError(SourceLocation{file.string()}, why);
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    throw FlowError(SourceLocation{file.string()},
-                    std::filesystem::exists(file) ? "cannot read the file" : "no such file");
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_flow_text(text.str(), file.string());
+  return parse_flow_text(text, file.string());
 }
 
 }  // namespace pyoco::core

@@ -217,6 +217,11 @@ class Lexer {
   std::uint32_t line_ = 1, column_ = 1;
 };
 
+// How deep groups, switches and loops may nest. The parser and every walker
+// of the graph recurse once per level: without a bound, a graph of 10,000
+// nested '(' overflows the stack.
+constexpr std::size_t kMaxNesting = 64;
+
 class Parser {
  public:
   explicit Parser(std::vector<Token> tokens) : t_(std::move(tokens)) {}
@@ -255,6 +260,23 @@ class Parser {
     while (at(Token::Kind::Newline)) ++pos_;
   }
 
+  // One level of nesting, for as long as it lives.
+  class Nest {
+   public:
+    explicit Nest(Parser& p) : p_(p) {
+      if (++p_.depth_ > kMaxNesting) {
+        p_.fail("groups, switches and loops nest more than " + std::to_string(kMaxNesting) +
+                " levels deep here; flatten the graph");
+      }
+    }
+    ~Nest() { --p_.depth_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+
+   private:
+    Parser& p_;
+  };
+
   Pipeline pipeline() {
     Pipeline p;
     p.terms.push_back(term());
@@ -292,6 +314,7 @@ class Parser {
   }
 
   Term group() {
+    const Nest nest(*this);
     GroupTerm g;
     g.where = cur().where;
     ++pos_;  // (
@@ -396,6 +419,7 @@ class Parser {
   }
 
   Term switch_term() {
+    const Nest nest(*this);
     SwitchTerm s;
     s.where = cur().where;
     ++pos_;
@@ -445,6 +469,7 @@ class Parser {
   }
 
   Term loop() {
+    const Nest nest(*this);
     LoopTerm l;
     l.where = cur().where;
     const std::string kind = cur().text;
@@ -491,6 +516,7 @@ class Parser {
 
   std::vector<Token> t_;
   std::size_t pos_ = 0;
+  std::size_t depth_ = 0;
 };
 
 }  // namespace

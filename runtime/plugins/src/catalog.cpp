@@ -11,14 +11,20 @@ namespace {
 
 // The plugin directories directly under `dir`, in name order so that the
 // catalog is the same on every machine.
+// A plugin.toml that is not a regular file (a FIFO, a directory) still
+// makes a plugin directory: reading it then says what is wrong, rather than
+// the plugin silently missing from the list.
+bool has_manifest(const fs::path& dir) {
+  std::error_code ec;
+  return fs::exists(fs::symlink_status(dir / "plugin.toml", ec));
+}
+
 std::vector<fs::path> plugin_dirs_in(const fs::path& dir) {
   std::error_code ec;
-  if (fs::is_regular_file(dir / "plugin.toml", ec)) return {dir};
+  if (has_manifest(dir)) return {dir};
   std::vector<fs::path> out;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec) && fs::is_regular_file(it->path() / "plugin.toml", ec)) {
-      out.push_back(it->path());
-    }
+    if (it->is_directory(ec) && has_manifest(it->path())) out.push_back(it->path());
   }
   std::sort(out.begin(), out.end());
   return out;

@@ -90,6 +90,8 @@ const std::vector<LintRule>& lint_rules() {
        "rebuild it for this machine"},
       {"PL032", S::Warning, "the library's compiled-in name or version differs from plugin.toml",
        "rebuild the plugin: the library is older than its manifest"},
+      {"PL033", S::Error, "the library file is truncated, corrupt or not a regular file",
+       "rebuild or reinstall the plugin; loading it would hang or crash the process"},
   };
   return rules;
 }
@@ -216,23 +218,38 @@ std::string demangle(const std::string& symbol) {
 // PL022 findings past this many become one "... and N more".
 constexpr std::size_t kMaxSymbolFindings = 20;
 
+// "is a FIFO, ..." as a finding's message after the file's name: "a FIFO, ...".
+std::string without_is(const std::string& problem) {
+  return problem.starts_with("is ") ? problem.substr(3) : problem;
+}
+
 // Rules that read the library file without running any of it.
 bool lint_library_file(const Manifest& m, Findings& f) {
   const fs::path lib = m.library_path();
-  if (!fs::is_regular_file(lib)) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(lib, ec)) || fs::is_directory(lib, ec)) {
     f.add("PL008", m.file, m.line_of("library"),
           "library " + m.library + " is not in " + m.dir.string());
     return false;
   }
-  const auto platform = read_binary_platform(lib);
+  const LibraryFile file = inspect_library_file(lib);
+  const auto& platform = file.platform;
   if (!platform) {
-    f.add("PL031", lib, 0, m.library + " is not an ELF shared library");
+    if (file.problem == "is not an ELF shared library") {
+      f.add("PL031", lib, 0, m.library + " " + file.problem);
+    } else {
+      f.add("PL033", lib, 0, without_is(file.problem));
+    }
     return false;
   }
   if (platform->arch != host_arch() || platform->bits != int(sizeof(void*) * 8)) {
     f.add("PL031", lib, 0,
           m.library + " is a " + std::to_string(platform->bits) + "-bit " + platform->arch +
               " library, this machine is " + host_arch());
+    return false;
+  }
+  if (!file.problem.empty()) {
+    f.add("PL033", lib, 0, without_is(file.problem));
     return false;
   }
   try {

@@ -66,10 +66,17 @@ void check_platform(const Manifest& m) {
 LoadedPlugin register_plugin(const Manifest& m) {
   check_platform(m);
   const std::filesystem::path path = m.library_path();
-  if (!std::filesystem::exists(path)) {
+  std::error_code ec_exists;
+  if (!std::filesystem::exists(path, ec_exists)) {
     throw LoadError(LoadError::Reason::Open, plugin_label(m) + ": library " + m.library +
                                                  " not found in " + m.dir.string() +
                                                  ": build the plugin or fix [plugin] library");
+  }
+  // What dlopen would hang on (a FIFO) or die of (a truncated file, SIGBUS)
+  // is refused with its reason first.
+  if (const LibraryFile file = inspect_library_file(path); !file.problem.empty()) {
+    throw LoadError(LoadError::Reason::Open,
+                    plugin_label(m) + ": cannot load " + m.library + ": it " + file.problem);
   }
 
   boost::dll::fs::error_code ec;

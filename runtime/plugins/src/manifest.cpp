@@ -1,5 +1,7 @@
 #include <pyoco/plugins/manifest.hpp>
 
+#include <pyoco/core/regular_file.hpp>
+
 #include <toml++/toml.h>
 
 #include <regex>
@@ -9,7 +11,7 @@ namespace pyoco::plugins {
 
 ManifestError::ManifestError(std::filesystem::path file, std::uint32_t line, std::string key,
                              std::string problem)
-    : std::runtime_error(file.string() + ":" + std::to_string(line) + ": " +
+    : std::runtime_error(file.string() + (line > 0 ? ":" + std::to_string(line) : "") + ": " +
                          (key.empty() ? "" : key + ": ") + problem),
       file_(std::move(file)),
       line_(line),
@@ -17,6 +19,9 @@ ManifestError::ManifestError(std::filesystem::path file, std::uint32_t line, std
       problem_(std::move(problem)) {}
 
 namespace {
+
+// A manifest is a few KiB; this bounds what a wrong file costs to read.
+constexpr std::uint64_t kMaxManifestBytes = 1u << 20;
 
 std::uint32_t line_of(const toml::node& n) { return n.source().begin.line; }
 
@@ -109,11 +114,17 @@ Manifest read_manifest(const std::filesystem::path& dir_or_file) {
     m.dir = dir_or_file.parent_path();
   }
   const Reader r(m.file);
-  if (!std::filesystem::exists(m.file)) r.fail(0, "", "no plugin.toml here");
+  std::string text;
+  try {
+    text = core::read_regular_file(m.file, kMaxManifestBytes);
+  } catch (const core::FileReadError& e) {
+    const std::string why = e.what();
+    r.fail(0, "", why == "no such file" ? "no plugin.toml here" : why);
+  }
 
   toml::table root;
   try {
-    root = toml::parse_file(m.file.string());
+    root = toml::parse(text, m.file.string());
   } catch (const toml::parse_error& e) {
     r.fail(e.source().begin.line, "", "not valid TOML: " + std::string(e.description()));
   }

@@ -1,10 +1,8 @@
 #include <pyoco/core/flow_file.hpp>
+#include <pyoco/core/regular_file.hpp>
 #include <pyoco/runner/loaded_flow.hpp>
 
 #include <boost/json.hpp>
-
-#include <fstream>
-#include <sstream>
 
 namespace pyoco::runner {
 
@@ -14,17 +12,22 @@ namespace {
 
 using Setting = SetupError::Setting;
 
+// Params are data for one run, not a dataset.
+constexpr std::uint64_t kMaxParamsFileBytes = 16u << 20;
+
 json::value read_params_file(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw SetupError(Setting::ParamsFile, file.string() + ": cannot read the file");
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text;
+  try {
+    text = core::read_regular_file(file, kMaxParamsFileBytes);
+  } catch (const core::FileReadError& e) {
+    throw SetupError(Setting::ParamsFile, file.string() + ": " + e.what());
+  }
   boost::system::error_code ec;
-  json::value v = json::parse(text.str(), ec);
+  json::value v = json::parse(text, ec);
   if (ec) {
     // Not JSON: read it as a YAML (or TOML) flow-style mapping through the flow reader.
     try {
-      const std::string wrapped = "flow: {graph: x, defaults: " + text.str() + "}\n";
+      const std::string wrapped = "flow: {graph: x, defaults: " + text + "}\n";
       const auto spec = core::parse_flow_text(wrapped, file.string());
       v = core::to_json(spec.defaults);
     } catch (const core::FlowError&) {
