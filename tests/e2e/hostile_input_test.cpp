@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -53,7 +54,13 @@ struct Case {
   std::vector<std::string> args;               // run in that directory
   int exit_code;
   std::string message;  // must appear in stdout or stderr
+  std::map<std::string, std::string> env = {};
 };
+
+void loop_flow(const fs::path& d, const std::string& graph) {
+  write(d / "f.yaml", "flow: {name: x, graph: \"" + graph +
+                          "\"}\ntasks:\n  a: {use: std/echo, inputs: {value: 1}}\n");
+}
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> table = {
@@ -149,6 +156,35 @@ const std::vector<Case>& cases() {
        {"plugins", "list", "--plugin-path", "plugins"},
        0,
        "warning: skipped plugins/p/plugin.toml: is a FIFO, not a regular file"},
+      {"repeat(count=1000000000000)",
+       [](const fs::path& d) { loop_flow(d, "repeat(count=1000000000000) { a }"); },
+       {"check", "f.yaml"},
+       1,
+       "count=1000000000000 is over the limit of 1000000 iterations"},
+      {"until(max_iter=1000000000000)",
+       [](const fs::path& d) {
+         loop_flow(d, "until(cond={{false}}, max_iter=1000000000000) { a }");
+       },
+       {"run", "f.yaml"},
+       2,
+       "max_iter=1000000000000 is over the limit of 1000000 iterations"},
+      {"foreach(parallel=1000000000)",
+       [](const fs::path& d) { loop_flow(d, "foreach(over={{[1]}}, parallel=1000000000) { a }"); },
+       {"check", "f.yaml"},
+       1,
+       "parallel=1000000000 is over the limit of 10000 iterations at a time"},
+      {"a loop past the run's task limit",
+       [](const fs::path& d) { loop_flow(d, "repeat(count=100) { a }"); },
+       {"run", "f.yaml", "--non-cute"},
+       1,
+       "this run reached its limit of 50 tasks (PYOCO_MAX_TASKS)",
+       {{"PYOCO_MAX_TASKS", "50"}}},
+      {"a limit that is not a number",
+       [](const fs::path& d) { loop_flow(d, "a"); },
+       {"run", "f.yaml"},
+       2,
+       "pyoco run: PYOCO_MAX_TASKS=-5: expected a whole number",
+       {{"PYOCO_MAX_TASKS", "-5"}}},
       {"a FIFO as the params file",
        [](const fs::path& d) {
          fifo(d / "params.json");
@@ -170,6 +206,7 @@ BOOST_AUTO_TEST_CASE(each_hostile_input_gets_one_clear_message_and_no_hang) {
       c.setup(dir.path());
       ProcessOptions o;
       o.cwd = dir.path();
+      o.env = c.env;
       o.timeout = std::chrono::seconds(30);
       const auto start = std::chrono::steady_clock::now();
       const ProcessResult r = run_pyoco(c.args, o);

@@ -237,10 +237,16 @@ BOOST_AUTO_TEST_CASE(retention_and_the_log_cap_come_from_the_environment) {
   BOOST_TEST(has(logs.out, "WARN bye: [log truncated"), logs.out);
   BOOST_TEST(!has(logs.out, "hello there"), logs.out);
 
+  // A limit that is not a number stops the run before it starts: running
+  // it unrecorded, or unbounded, would be worse than a usage error.
+  const std::size_t before = runs_json().size();
   env["PYOCO_MAX_RUN_HISTORY"] = "many";
   const ProcessResult bad = pyoco({"run", flow("chain.yaml").string()});
-  BOOST_TEST(bad.exit_code == 0);  // the run goes on, unrecorded
-  BOOST_TEST(has(bad.err, "PYOCO_MAX_RUN_HISTORY=many: expected a whole number"), bad.err);
+  BOOST_TEST(bad.exit_code == 2);
+  BOOST_TEST(bad.err == "pyoco run: PYOCO_MAX_RUN_HISTORY=many: expected a whole number\n");
+  BOOST_TEST(bad.out.empty(), bad.out);
+  env.erase("PYOCO_MAX_RUN_HISTORY");
+  BOOST_TEST(runs_json().size() == before);
 }
 
 BOOST_AUTO_TEST_CASE(two_processes_record_into_one_history_at_once) {

@@ -421,6 +421,70 @@ tasks:
   BOOST_TEST(r.output("repeat_1").as_int() == 2);
 }
 
+BOOST_AUTO_TEST_CASE(an_empty_loop_gives_what_its_collect_promises) {
+  // No iterations: an empty list for list and flatten, null for first and
+  // last (issue 12: it used to be an object of the frame's end nodes).
+  Run r = run(R"(
+flow:
+  graph: |
+    repeat(count=0) { tick }
+    foreach(over={{empty}}, collect=flatten) { tick }
+    foreach(over={{empty}}, collect=last) { tick }
+    repeat(count=0, collect=first) { tick }
+tasks:
+  tick: {use: "t/emit", inputs: {value: 1}}
+)",
+              {{"t/emit", echo_value}}, json(R"({"empty": []})"));
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("repeat_1")) == "[]");
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[]");
+  BOOST_TEST(r.output("foreach_2").is_null());
+  BOOST_TEST(r.output("repeat_2").is_null());
+}
+
+BOOST_AUTO_TEST_CASE(a_huge_parallel_over_a_short_list_starts_only_its_items) {
+  // parallel= beyond the items used to spin through every slot (issue 12).
+  const auto start = std::chrono::steady_clock::now();
+  Run r = run(R"(
+flow: {graph: "foreach(over={{[1, 2, 3]}}, parallel=10000) { tick }"}
+tasks:
+  tick: {use: "t/emit", inputs: {value: "$loop.item"}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[1,2,3]");
+  BOOST_TEST((std::chrono::steady_clock::now() - start < std::chrono::seconds(2)));
+}
+
+BOOST_AUTO_TEST_CASE(a_loop_past_the_runs_task_limit_fails_its_node_not_the_machine) {
+  for (const char* graph :
+       {"repeat(count=1000) { a >> b }", "foreach(over={{items}}, parallel=4) { a >> b }",
+        "repeat(count=3) { repeat(count=1000) { a } }"}) {
+    BOOST_TEST_CONTEXT(graph) {
+      RunOptions o;
+      o.local_tasks = {{"t/emit", echo_value}};
+      o.params = json(R"({"items": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]})");
+      o.limits.max_tasks = 21;
+      Run r = engine.start(compile(std::string("flow: {graph: \"") + graph + R"("}
+tasks:
+  a: {use: "t/emit", inputs: {value: 1}}
+  b: {use: "t/emit", inputs: {value: 2}}
+)"),
+                           std::move(o));
+      BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+      BOOST_TEST((r.status() == core::RunStatus::Failed));
+      const auto records = r.tasks();
+      BOOST_TEST(records.size() <= 21u);
+      const auto failed = std::find_if(records.begin(), records.end(), [](const TaskRecord& t) {
+        return t.error.find("this run reached its limit of 21 tasks (PYOCO_MAX_TASKS)") !=
+               std::string::npos;
+      });
+      BOOST_TEST_REQUIRE((failed != records.end()));
+      BOOST_TEST((failed->task == "repeat" || failed->task == "foreach"));
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(until_stops_when_its_condition_holds) {
   std::atomic<int> calls{0};
   Run r = run(R"(

@@ -279,6 +279,33 @@ tasks:
   BOOST_TEST(store->logs(r.id(), quiet).size() == 1u);  // its own budget
 }
 
+BOOST_AUTO_TEST_CASE(each_runs_log_is_capped_too_so_many_tasks_cannot_flood_it) {
+  HistoryOptions options;
+  options.max_log_bytes = 1000;     // per task: never reached here
+  options.max_run_log_bytes = 250;  // the run: 25 lines
+  HistoryWriter history(store, options);
+  auto fns = tasks();
+  fns["t/chatty"] = [](TaskCall& call, const Value&) {
+    for (int i = 0; i < 10; ++i) call.log("0123456789");  // 100 bytes a task
+    return Value();
+  };
+  Run r = start(history, R"(
+flow:
+  graph: "repeat(count=5) { chatty }"
+tasks:
+  chatty: {use: "t/chatty"}
+)",
+                fns);
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  history.flush();
+  const auto lines = store->logs(r.id(), {});
+  BOOST_TEST_REQUIRE(lines.size() == 26u);  // 250 bytes of lines, then one marker
+  BOOST_TEST(lines.back().message ==
+             "[log truncated: this run's lines past PYOCO_MAX_RUN_LOG_BYTES=250 bytes are not "
+             "kept]");
+}
+
 BOOST_AUTO_TEST_CASE(only_the_newest_runs_are_kept) {
   HistoryOptions options;
   options.max_runs = 3;

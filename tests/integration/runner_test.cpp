@@ -191,3 +191,37 @@ BOOST_AUTO_TEST_CASE(a_cancel_through_the_history_stops_the_run_and_its_id_stays
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(limits)
+
+BOOST_AUTO_TEST_CASE(limits_read_the_environment_and_refuse_what_is_not_a_number) {
+  setenv("PYOCO_MAX_TASKS", "123", 1);
+  setenv("PYOCO_MAX_LOG_BYTES", "2048", 1);
+  setenv("PYOCO_MAX_RUN_LOG_BYTES", "4096", 1);
+  setenv("PYOCO_MAX_RUN_HISTORY", "7", 1);
+  RunLimits run;
+  store::HistoryOptions history;
+  runner::limits_from_env(run, history);
+  BOOST_TEST(run.max_tasks == 123u);
+  BOOST_TEST(history.max_log_bytes == 2048u);
+  BOOST_TEST(history.max_run_log_bytes == 4096u);
+  BOOST_TEST(history.max_runs == 7u);
+  for (const char* bad : {"lots", "-1", "12abc", "99999999999999999999999"}) {
+    setenv("PYOCO_MAX_TASKS", bad, 1);
+    BOOST_CHECK_EXCEPTION(runner::limits_from_env(run, history), runner::SetupError,
+                          [&](const runner::SetupError& e) {
+                            return e.detail() == std::string("PYOCO_MAX_TASKS=") + bad +
+                                                     ": expected a whole number";
+                          });
+  }
+  setenv("PYOCO_MAX_TASKS", "", 1);  // empty: the default stays
+  RunLimits defaults;
+  runner::limits_from_env(defaults, history);
+  BOOST_TEST(defaults.max_tasks == 500000u);
+  for (const char* name : {"PYOCO_MAX_TASKS", "PYOCO_MAX_LOG_BYTES", "PYOCO_MAX_RUN_LOG_BYTES",
+                           "PYOCO_MAX_RUN_HISTORY"}) {
+    unsetenv(name);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

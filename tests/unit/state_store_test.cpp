@@ -464,18 +464,4 @@ BOOST_AUTO_TEST_CASE(the_default_file_follows_pyoco_home_then_xdg) {
   BOOST_TEST(default_store_file().string() == "/home/carrot/.local/state/pyoco/state.db");
 }
 
-BOOST_AUTO_TEST_CASE(history_options_read_the_environment) {
-  setenv("PYOCO_MAX_LOG_BYTES", "2048", 1);
-  setenv("PYOCO_MAX_RUN_HISTORY", "7", 1);
-  const HistoryOptions o = HistoryOptions::from_env();
-  BOOST_TEST(o.max_log_bytes == 2048u);
-  BOOST_TEST(o.max_runs == 7u);
-  setenv("PYOCO_MAX_RUN_HISTORY", "lots", 1);
-  BOOST_CHECK_EXCEPTION(HistoryOptions::from_env(), StoreError, [](const StoreError& e) {
-    return std::string(e.what()) == "PYOCO_MAX_RUN_HISTORY=lots: expected a whole number";
-  });
-  unsetenv("PYOCO_MAX_LOG_BYTES");
-  unsetenv("PYOCO_MAX_RUN_HISTORY");
-}
-
 BOOST_AUTO_TEST_SUITE_END()

@@ -67,6 +67,8 @@ const char* flag(runner::SetupError::Setting setting) {
       return "--trace-file";
     case runner::SetupError::Setting::RunId:
       return "--run-id";
+    case runner::SetupError::Setting::Environment:
+      return "";  // the detail names the variable
   }
   return "";
 }
@@ -197,8 +199,8 @@ int run_flow(const RunOptionsCli& o) {
   // The run history: fed by the same events as the trace. A history that
   // cannot be opened costs the record, not the run.
   std::string unrecorded;
+  runner::limits_from_env(setup.limits, setup.history_options);  // SetupError: exit 2
   try {
-    setup.history_options = store::HistoryOptions::from_env();
     setup.history = runner::open_run_history();
   } catch (const store::StoreError& e) {
     unrecorded = e.what();
@@ -328,7 +330,8 @@ int guarded(const char* command, F&& body) {
   } catch (const plugins::LoadError& e) {
     std::cerr << "pyoco " << command << ": " << e.what() << '\n';
   } catch (const runner::SetupError& e) {
-    std::cerr << "pyoco " << command << ": " << flag(e.setting()) << " " << e.detail() << '\n';
+    const std::string f = flag(e.setting());
+    std::cerr << "pyoco " << command << ": " << (f.empty() ? "" : f + " ") << e.detail() << '\n';
   } catch (const std::invalid_argument& e) {  // e.g. a run id the engine does not allow
     std::cerr << "pyoco " << command << ": " << e.what() << '\n';
   }

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <map>
 
 namespace pyoco::core::dsl {
 
@@ -222,6 +223,16 @@ class Lexer {
 // nested '(' overflows the stack.
 constexpr std::size_t kMaxNesting = 64;
 
+// Loop sizes a flow may write. A typo of a few zeros would otherwise run
+// (and record) for days; a run is bounded anyway by its task limit.
+constexpr std::int64_t kMaxIterations = 1'000'000;
+constexpr std::int64_t kMaxParallel = 10'000;
+const std::map<std::string, std::string> kLimitHints = {
+    {"count", " iterations: split the work into several runs"},
+    {"max_iter", " iterations: split the work into several runs"},
+    {"parallel", " iterations at a time (each holds a frame of the run's state)"},
+};
+
 class Parser {
  public:
   explicit Parser(std::vector<Token> tokens) : t_(std::move(tokens)) {}
@@ -377,14 +388,20 @@ class Parser {
     return Expression::parse(v.text, v.where);  // a bare name or number
   }
 
-  std::int64_t integer(const Arg& a, std::int64_t min) const {
+  std::int64_t integer(const Arg& a, std::int64_t min, std::int64_t max) const {
     std::int64_t v = 0;
     const auto& s = a.value.text;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (a.value.kind != Token::Kind::Number || ec != std::errc() || p != s.data() + s.size()) {
+    const bool whole = a.value.kind == Token::Kind::Number && p == s.data() + s.size();
+    if (whole && ec == std::errc::result_out_of_range) v = s[0] == '-' ? min - 1 : max + 1;
+    if (!whole || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
       throw FlowError(a.value.where, a.key + " must be an integer");
     }
     if (v < min) throw FlowError(a.value.where, a.key + " must be at least " + std::to_string(min));
+    if (v > max) {
+      throw FlowError(a.value.where, a.key + "=" + s + " is over the limit of " +
+                                         std::to_string(max) + kLimitHints.at(a.key));
+    }
     return v;
   }
 
@@ -482,7 +499,7 @@ class Parser {
       if (a.key == "collect") {
         l.collect = collect(a);
       } else if (l.kind == LoopTerm::Kind::Repeat && a.key == "count") {
-        l.count = integer(a, 0);
+        l.count = integer(a, 0, kMaxIterations);
         required = true;
       } else if (l.kind == LoopTerm::Kind::Foreach && a.key == "over") {
         l.over = expression(a.value);
@@ -492,12 +509,12 @@ class Parser {
       } else if (l.kind == LoopTerm::Kind::Foreach && a.key == "index") {
         l.index = identifier(a);
       } else if (l.kind == LoopTerm::Kind::Foreach && a.key == "parallel") {
-        l.parallel = integer(a, 1);
+        l.parallel = integer(a, 1, kMaxParallel);
       } else if (l.kind == LoopTerm::Kind::Until && a.key == "cond") {
         l.cond = expression(a.value);
         required = true;
       } else if (l.kind == LoopTerm::Kind::Until && a.key == "max_iter") {
-        l.max_iter = integer(a, 1);
+        l.max_iter = integer(a, 1, kMaxIterations);
       } else {
         unknown(a, kind.c_str(),
                 l.kind == LoopTerm::Kind::Repeat    ? "count=, collect="

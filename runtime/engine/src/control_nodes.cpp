@@ -47,6 +47,10 @@ void RunState::start_switch(Frame& f, std::uint32_t i) {
     return;
   }
   NodeExec& n = f.nodes[i];
+  if (!room_for(*g.children[chosen])) {
+    fail(f, i, over_task_limit());
+    return;
+  }
   auto child = std::make_unique<Frame>();
   child->graph = g.children[chosen].get();
   child->parent = &f;
@@ -79,10 +83,24 @@ void RunState::start_loop(Frame& f, std::uint32_t i) {
   const std::size_t parallel =
       l.kind == core::dsl::LoopTerm::Kind::Foreach ? static_cast<std::size_t>(l.parallel) : 1;
   bool any = false;
-  for (std::size_t k = 0; k < parallel; ++k) any = start_iteration(f, i) || any;
-  if (!any) {
-    succeed(f, i, frame_output(f));  // nothing to iterate
+  for (std::size_t k = 0; k < parallel; ++k) {
+    if (!start_iteration(f, i)) break;
+    any = true;
   }
+  if (n.state != TaskState::Running) return;  // an iteration could not start: failed
+  if (!any) succeed(f, i, collect(f, i));     // nothing to iterate
+}
+
+// Whether the run may start a frame of `graph`'s tasks within its limit.
+bool RunState::room_for(const core::FlowGraph& graph) const {
+  std::size_t tasks = 0;
+  for (const GraphNode& g : graph.nodes) tasks += g.visible() ? 1 : 0;
+  return records_.size() + tasks <= options_.limits.max_tasks;
+}
+
+std::string RunState::over_task_limit() const {
+  return "this run reached its limit of " + std::to_string(options_.limits.max_tasks) +
+         " tasks (PYOCO_MAX_TASKS); loops over that many items belong in several runs";
 }
 
 // Starts the next iteration; false when there is none.
@@ -114,6 +132,14 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
       break;
   }
   b.arena().seal();
+  if (!room_for(*g.children.front())) {
+    if (n.active_children == 0) {
+      fail(f, i, over_task_limit());
+    } else {
+      n.over_limit = true;  // fails once the iterations running now have ended
+    }
+    return false;
+  }
   ++n.next_iteration;
   ++n.active_children;
   auto child = std::make_unique<Frame>();
@@ -124,7 +150,9 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   child->suffix = f.suffix + "[" + std::to_string(k) + "]";
   child->loop = make_object(vars);
   n.children.push_back(std::move(child));
-  if (n.iteration_outputs.size() <= k) n.iteration_outputs.resize(k + 1);
+  if (l.collect == core::dsl::Collect::List || l.collect == core::dsl::Collect::Flatten) {
+    if (n.iteration_outputs.size() <= k) n.iteration_outputs.resize(k + 1);
+  }
   start_frame(*n.children.back());
   return true;
 }
@@ -152,7 +180,23 @@ void RunState::child_done(Frame& child) {
     return;
   }
   const auto& l = *g.loop_term;
-  n.iteration_outputs[child.iteration] = frame_output(child);
+  // Only what `collect` needs is kept: with last or first, one output, not
+  // one per iteration.
+  switch (l.collect) {
+    case core::dsl::Collect::List:
+    case core::dsl::Collect::Flatten:
+      n.iteration_outputs[child.iteration] = frame_output(child);
+      break;
+    case core::dsl::Collect::Last:
+      if (child.iteration + 1 >= n.kept_iteration) {
+        n.kept_output = frame_output(child);
+        n.kept_iteration = child.iteration + 1;
+      }
+      break;
+    case core::dsl::Collect::First:
+      if (child.iteration == 0) n.kept_output = frame_output(child);
+      break;
+  }
   if (n.child_failed || stopping_) {
     if (n.active_children == 0) {
       if (stopping_) {
@@ -179,38 +223,35 @@ void RunState::child_done(Frame& child) {
       more = false;
     }
   }
-  if (more && start_iteration(f, i)) return;
+  if (more && !n.over_limit && start_iteration(f, i)) return;
+  if (n.state != TaskState::Running) return;  // the next iteration could not start: failed
   if (n.active_children > 0) return;
+  if (n.over_limit) {
+    fail(f, i, over_task_limit());
+    return;
+  }
+  succeed(f, i, collect(f, i));
+}
 
-  // Collect.
-  std::vector<Value> outs(
-      n.iteration_outputs.begin(),
-      n.iteration_outputs.begin() + static_cast<std::ptrdiff_t>(n.next_iteration));
-  Value out;
+// A loop's output from what its iterations gave, as its `collect` says.
+Value RunState::collect(const Frame& f, std::uint32_t i) const {
+  const auto& l = *f.graph->nodes[i].loop_term;
+  const NodeExec& n = f.nodes[i];
+  if (l.collect == core::dsl::Collect::Last || l.collect == core::dsl::Collect::First) {
+    return n.kept_output;
+  }
   core::ValueBuilder b;
-  switch (l.collect) {
-    case core::dsl::Collect::Last:
-      out = outs.empty() ? Value() : outs.back();
-      break;
-    case core::dsl::Collect::First:
-      out = outs.empty() ? Value() : outs.front();
-      break;
-    case core::dsl::Collect::List:
-    case core::dsl::Collect::Flatten: {
-      core::ValueNode* arr = b.arena().make_array(outs.size());
-      for (const Value& o : outs) {
-        if (l.collect == core::dsl::Collect::Flatten && o.is_array()) {
-          for (std::size_t k = 0; k < o.size(); ++k) core::Arena::push(arr, o.at(k).node());
-        } else {
-          core::Arena::push(arr, o.node() != nullptr ? o.node() : b.arena().make_null());
-        }
-      }
-      b.arena().seal();
-      out = b.wrap(arr);
-      break;
+  core::ValueNode* arr = b.arena().make_array(n.next_iteration);
+  for (std::size_t k = 0; k < n.next_iteration && k < n.iteration_outputs.size(); ++k) {
+    const Value& o = n.iteration_outputs[k];
+    if (l.collect == core::dsl::Collect::Flatten && o.is_array()) {
+      for (std::size_t e = 0; e < o.size(); ++e) core::Arena::push(arr, o.at(e).node());
+    } else {
+      core::Arena::push(arr, o.node() != nullptr ? o.node() : b.arena().make_null());
     }
   }
-  succeed(f, i, out);
+  b.arena().seal();
+  return b.wrap(arr);
 }
 
 // What a frame yields: the output of its last node, or of its sinks by name.

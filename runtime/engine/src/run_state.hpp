@@ -105,8 +105,11 @@ struct NodeExec {
 
   // Switch and loops.
   std::vector<std::unique_ptr<Frame>> children;
-  std::vector<core::Value> iteration_outputs;
-  core::Value loop_items;  // foreach: the array
+  std::vector<core::Value> iteration_outputs;  // collect list or flatten
+  core::Value kept_output;                     // collect last or first
+  std::size_t kept_iteration = 0;              // last: the kept one's index + 1
+  bool over_limit = false;                     // an iteration could not start: the run's task limit
+  core::Value loop_items;                      // foreach: the array
   std::size_t next_iteration = 0;
   std::size_t active_children = 0;
   bool child_failed = false;
@@ -227,6 +230,9 @@ class RunState : public std::enable_shared_from_this<RunState> {
   bool start_iteration(Frame& f, std::uint32_t i);
   void child_done(Frame& child);
   core::Value frame_output(const Frame& f) const;
+  core::Value collect(const Frame& f, std::uint32_t i) const;
+  bool room_for(const core::FlowGraph& graph) const;
+  std::string over_task_limit() const;
 
   void apply_outputs(const core::TaskSpec& spec, const core::Value& output);
   std::size_t add_record(NodeExec& n, const core::GraphNode& g);

@@ -1,10 +1,37 @@
 #include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/runner/local_run.hpp>
 
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 
 namespace pyoco::runner {
+
+namespace {
+
+void size_from_env(const char* name, std::size_t& value) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return;
+  std::size_t n = 0;
+  const char* end = v + std::strlen(v);
+  const auto [p, ec] = std::from_chars(v, end, n);
+  if (ec != std::errc() || p != end) {
+    throw SetupError(SetupError::Setting::Environment,
+                     std::string(name) + "=" + v + ": expected a whole number");
+  }
+  value = n;
+}
+
+}  // namespace
+
+void limits_from_env(RunLimits& run, store::HistoryOptions& history) {
+  size_from_env("PYOCO_MAX_TASKS", run.max_tasks);
+  size_from_env("PYOCO_MAX_LOG_BYTES", history.max_log_bytes);
+  size_from_env("PYOCO_MAX_RUN_LOG_BYTES", history.max_run_log_bytes);
+  size_from_env("PYOCO_MAX_RUN_HISTORY", history.max_runs);
+}
 
 LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
     : flow_(std::move(flow)), events_(std::make_shared<trace::EventQueue>()) {
@@ -24,6 +51,7 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
   options_.listener = events_;
   options_.run_id = setup.run_id;
   options_.env = std::move(setup.env);
+  options_.limits = setup.limits;
   options_.artifacts = std::make_shared<LocalArtifactStore>(
       std::filesystem::absolute(setup.artifact_dir).lexically_normal());
 

@@ -12,6 +12,8 @@ const char* to_string(SetupError::Setting setting) {
       return "trace file";
     case SetupError::Setting::RunId:
       return "run id";
+    case SetupError::Setting::Environment:
+      return "environment variable";
   }
   return "setting";
 }

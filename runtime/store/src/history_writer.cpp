@@ -33,6 +33,7 @@ struct RunSlot {
   std::vector<bool> page_dirty;
   std::vector<LogEntry> logs;                              // to write
   std::unordered_map<std::string, std::size_t> log_bytes;  // per node, kept so far
+  std::size_t run_log_bytes = 0;                           // all nodes; SIZE_MAX: cut
   std::uint64_t log_seq = 0;
   bool recorder_alive = true;
 };
@@ -60,25 +61,7 @@ struct QueuedEvent {
   std::unique_ptr<RunStartInfo> start;
 };
 
-std::size_t env_size(const char* name, std::size_t fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  char* end = nullptr;
-  const unsigned long long n = std::strtoull(v, &end, 10);
-  if (*end != '\0' || v[0] == '-') {
-    throw StoreError(std::string(name) + "=" + v + ": expected a whole number");
-  }
-  return static_cast<std::size_t>(n);
-}
-
 }  // namespace
-
-HistoryOptions HistoryOptions::from_env() {
-  HistoryOptions o;
-  o.max_log_bytes = env_size("PYOCO_MAX_LOG_BYTES", o.max_log_bytes);
-  o.max_runs = env_size("PYOCO_MAX_RUN_HISTORY", o.max_runs);
-  return o;
-}
 
 // A queue this long is folded without waiting for the interval (and
 // written at the interval): a busy run's events are folded while it runs,
@@ -395,6 +378,16 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       return;
     }
     case EventKind::Log: {
+      if (s.run_log_bytes == SIZE_MAX) return;  // the run's lines are cut already
+      if (s.run_log_bytes + e.message.size() > options.max_run_log_bytes) {
+        s.logs.push_back(LogEntry{++s.log_seq, e.time, e.node, trace::LogLevel::Warn,
+                                  "[log truncated: this run's lines past "
+                                  "PYOCO_MAX_RUN_LOG_BYTES=" +
+                                      std::to_string(options.max_run_log_bytes) +
+                                      " bytes are not kept]"});
+        s.run_log_bytes = SIZE_MAX;
+        return;
+      }
       std::size_t& kept = s.log_bytes[e.node];
       if (kept == SIZE_MAX) return;  // already truncated
       if (kept + e.message.size() > options.max_log_bytes) {
@@ -406,6 +399,7 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
         return;
       }
       kept += e.message.size();
+      s.run_log_bytes += e.message.size();
       s.logs.push_back(
           LogEntry{++s.log_seq, e.time, std::move(e.node), e.level, std::move(e.message)});
       return;

@@ -45,6 +45,16 @@ struct TaskRecord {
   std::chrono::system_clock::time_point heartbeat_at;
 };
 
+// What one run may grow to, so that a loop of a billion iterations (or
+// loops inside loops over a long list) fails its loop node instead of
+// filling memory and the run history.
+struct RunLimits {
+  // Task records of the whole run: every node, loop iteration and switch
+  // case that starts. An iteration or case that would pass it fails its
+  // loop or switch node. `pyoco run` reads PYOCO_MAX_TASKS.
+  std::size_t max_tasks = 500'000;
+};
+
 // What a run needs besides its flow. The engine reads no environment
 // variables: whatever a run may see of the process comes in here.
 struct RunOptions {
@@ -60,6 +70,7 @@ struct RunOptions {
   // What `$env.NAME` reads; empty: nothing. process_environment() gives
   // this process's, as `pyoco run` passes it.
   std::map<std::string, std::string, std::less<>> env;
+  RunLimits limits;
 };
 
 // This process's environment variables, for RunOptions::env.

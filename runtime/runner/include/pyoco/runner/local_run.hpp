@@ -49,10 +49,18 @@ struct RunSetup {
   // Where the run is recorded (open_run_history()); null: nowhere.
   std::shared_ptr<store::StateStore> history;
   store::HistoryOptions history_options;
+  // How big the run may grow (limits_from_env() gives PYOCO_MAX_TASKS's).
+  RunLimits limits;
   // Anyone else who wants the run's events, called after the trace and the
   // history, on the queue's thread.
   std::vector<std::shared_ptr<trace::EventListener>> listeners;
 };
+
+// The run's limits and the history's from the environment: PYOCO_MAX_TASKS,
+// PYOCO_MAX_LOG_BYTES, PYOCO_MAX_RUN_LOG_BYTES, PYOCO_MAX_RUN_HISTORY, each
+// a whole number, unset or empty for the default. Throws SetupError naming
+// the variable when one is not.
+void limits_from_env(RunLimits& run, store::HistoryOptions& history);
 
 class LocalRun {
  public:

@@ -1,5 +1,5 @@
 // A value a program was given for a run that cannot be used: a param, a
-// params file, a trace file, a run id.
+// params file, a trace file, a run id, an environment variable.
 #pragma once
 
 #include <stdexcept>
@@ -9,7 +9,7 @@ namespace pyoco::runner {
 
 class SetupError : public std::runtime_error {
  public:
-  enum class Setting { Param, ParamsFile, TraceFile, RunId };
+  enum class Setting { Param, ParamsFile, TraceFile, RunId, Environment };
 
   // what(): the setting in words, then `detail`: "param oops: expected KEY=VALUE".
   SetupError(Setting setting, std::string detail);
@@ -24,7 +24,7 @@ class SetupError : public std::runtime_error {
   std::string detail_;
 };
 
-// "param", "params file", "trace file", "run id".
+// "param", "params file", "trace file", "run id", "environment variable".
 const char* to_string(SetupError::Setting setting);
 
 }  // namespace pyoco::runner

@@ -25,17 +25,17 @@ namespace pyoco::store {
 
 struct HistoryOptions {
   // Each task's log lines are kept up to this many bytes; one marker line
-  // says how much was dropped. PYOCO_MAX_LOG_BYTES, default 1 MiB.
+  // says how much was dropped. `pyoco run` reads PYOCO_MAX_LOG_BYTES (and
+  // the other two variables below: runner::limits_from_env). Default 1 MiB.
   std::size_t max_log_bytes = 1 << 20;
+  // And each run's, all its tasks together; one marker line says so.
+  // PYOCO_MAX_RUN_LOG_BYTES, default 64 MiB.
+  std::size_t max_run_log_bytes = 64 << 20;
   // Runs kept; older ended runs are deleted whole as new ones start.
   // PYOCO_MAX_RUN_HISTORY, default 1000.
   std::size_t max_runs = 1000;
   // How often queued events are written, and cancel requests looked for.
   std::chrono::milliseconds flush_interval{100};
-
-  // The defaults with PYOCO_MAX_LOG_BYTES and PYOCO_MAX_RUN_HISTORY applied;
-  // throws StoreError naming the variable when one is not a whole number.
-  static HistoryOptions from_env();
 };
 
 class HistoryWriter {
