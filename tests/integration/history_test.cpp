@@ -306,6 +306,40 @@ tasks:
              "kept]");
 }
 
+BOOST_AUTO_TEST_CASE(events_with_a_record_far_past_the_runs_are_dropped_not_allocated) {
+  // The engine numbers records densely; another event source may not. A
+  // record of 4 billion must cost nothing, not a table of 4 billion tasks.
+  HistoryWriter history(store);
+  auto recorder = history.recorder();
+  trace::RunEvent e{};
+  e.kind = trace::EventKind::RunStart;
+  e.time = Clock::now();
+  e.run_id = "far";
+  e.flow = "f";
+  recorder->on_event(e);
+  const trace::PlannedNode planned[] = {{"a", "p/t", 0}, {"b", "p/t", 4000000000u}};
+  e.kind = trace::EventKind::NodesPlanned;
+  e.planned = planned;
+  recorder->on_event(e);
+  e.planned = {};
+  for (const std::uint32_t record : {0u, 4294967295u, 4000000000u, 3000000u}) {
+    e.kind = trace::EventKind::NodeDone;
+    e.node = "a";
+    e.task = "p/t";
+    e.record = record;
+    recorder->on_events(std::span<const trace::RunEvent>(&e, 1));
+  }
+  e.kind = trace::EventKind::RunEnd;
+  e.status = core::RunStatus::Completed;
+  recorder->on_event(e);
+  history.flush();
+  BOOST_TEST(history.last_error().empty(), history.last_error());
+  const auto tasks = store->tasks("far");
+  BOOST_TEST_REQUIRE(tasks.size() == 1u);
+  BOOST_TEST(tasks[0].node == "a");
+  BOOST_TEST(core::to_string(tasks[0].state) == "SUCCEEDED");
+}
+
 BOOST_AUTO_TEST_CASE(only_the_newest_runs_are_kept) {
   HistoryOptions options;
   options.max_runs = 3;

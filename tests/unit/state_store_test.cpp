@@ -408,6 +408,59 @@ PRAGMA user_version=1;
   BOOST_TEST(store->tasks("old").empty());
 }
 
+BOOST_AUTO_TEST_CASE(a_version_2_history_keeps_its_heartbeats_and_artifact_order) {
+  // Schema 2 as pyoco wrote it, with what a plugin could leave in it: a
+  // progress of 1/0 (infinite) and artifacts saved z first, then a.
+  TempDir dir;
+  const auto file = dir.path() / "state.db";
+  sqlite3* db = nullptr;
+  BOOST_TEST_REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  const char* v2 = R"sql(
+CREATE TABLE runs(id TEXT PRIMARY KEY, flow TEXT NOT NULL, flow_file TEXT NOT NULL,
+  params TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, started_us INTEGER NOT NULL,
+  ended_us INTEGER NOT NULL, duration_ms REAL NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  pid_start INTEGER NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE tasks(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  node TEXT NOT NULL, seq INTEGER NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL,
+  attempts INTEGER NOT NULL, started_us INTEGER NOT NULL, ended_us INTEGER NOT NULL,
+  duration_ms REAL NOT NULL, error TEXT NOT NULL, output TEXT NOT NULL,
+  progress REAL NOT NULL DEFAULT -1, heartbeat TEXT NOT NULL DEFAULT '',
+  heartbeat_us INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(run_id, node));
+CREATE TABLE artifacts(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  node TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL, media_type TEXT NOT NULL, PRIMARY KEY(run_id, node, name));
+CREATE TABLE logs(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL, time_us INTEGER NOT NULL, node TEXT NOT NULL, level INTEGER NOT NULL,
+  message TEXT NOT NULL, PRIMARY KEY(run_id, seq));
+INSERT INTO runs VALUES('r', 'f', '/f.yaml', '{}', 'RUNNING', '', 1, 0, 0, 'h', 1, 1, 0);
+INSERT INTO tasks VALUES('r', 'busy', 0, 'p/t', 'RUNNING', 1, 1, 0, 0, '', '', 9e999, 'half', 7);
+INSERT INTO tasks VALUES('r', 'calm', 1, 'p/t', 'RUNNING', 1, 1, 0, 0, '', '', 0.25, 'quarter', 8);
+INSERT INTO artifacts VALUES('r', 'busy', 'z.txt', '/z', 1, 'aa', 'text/plain');
+INSERT INTO artifacts VALUES('r', 'busy', 'a.txt', '/a', 2, 'bb', 'text/plain');
+PRAGMA user_version=2;
+)sql";
+  BOOST_TEST_REQUIRE(sqlite3_exec(db, v2, nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  auto store = open_sqlite_store(file);
+  const auto tasks = store->tasks("r");
+  BOOST_TEST_REQUIRE(tasks.size() == 2u);
+  BOOST_TEST(tasks[0].progress == -1.0);  // not finite: unknown
+  BOOST_TEST(tasks[0].heartbeat == "half");
+  BOOST_TEST((tasks[0].heartbeat_at == Clock::time_point(std::chrono::microseconds(7))));
+  BOOST_TEST(tasks[1].progress == 0.25);
+  BOOST_TEST_REQUIRE(tasks[0].artifacts.size() == 2u);
+  BOOST_TEST(tasks[0].artifacts[0].name == "z.txt");  // the order they were saved in
+  BOOST_TEST(tasks[0].artifacts[1].name == "a.txt");
+  // The old tables stay (empty), so a schema-2 pyoco still running can end its run.
+  sqlite3_open(file.c_str(), &db);
+  BOOST_TEST(sqlite3_exec(db,
+                          "INSERT INTO tasks VALUES('r', 'late', 2, 'p/t', 'SUCCEEDED', 1, 1, 2, "
+                          "0, '', '', -1, '', 0); UPDATE runs SET status='COMPLETED' WHERE id='r'",
+                          nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  BOOST_TEST(core::to_string(store->run("r")->status) == "COMPLETED");
+}
+
 BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
   TempDir dir;
   const auto file = dir.path() / "state.db";

@@ -63,6 +63,9 @@ struct QueuedEvent {
 
 }  // namespace
 
+// How far past the records seen so far an event's record may point.
+constexpr std::size_t kMaxRecordJump = 65536;
+
 // A queue this long is folded without waiting for the interval (and
 // written at the interval): a busy run's events are folded while it runs,
 // not all at its end.
@@ -122,12 +125,16 @@ class RunRecorder final : public trace::EventListener {
     slot_->recorder_alive = false;
   }
 
-  void on_event(const trace::RunEvent& e) override { writer_.enqueue(compact(e)); }
+  void on_event(const trace::RunEvent& e) override {
+    if (usable(e)) writer_.enqueue(compact(e));
+  }
 
   void on_events(std::span<const trace::RunEvent> events) override {
     std::vector<QueuedEvent> batch;
     batch.reserve(events.size());
-    for (const trace::RunEvent& e : events) batch.push_back(compact(e));
+    for (const trace::RunEvent& e : events) {
+      if (usable(e)) batch.push_back(compact(e));
+    }
     writer_.enqueue(batch);
   }
 
@@ -153,6 +160,7 @@ class RunRecorder final : public trace::EventListener {
       case EventKind::NodesPlanned:
         q.planned.reserve(e.planned.size());
         for (const trace::PlannedNode& p : e.planned) {
+          if (!plausible(p.record)) continue;
           q.planned.push_back({std::string(p.node), std::string(p.task), p.record});
           announce(p.record);
         }
@@ -163,7 +171,13 @@ class RunRecorder final : public trace::EventListener {
       case EventKind::RunCancelling:
       case EventKind::RunEnd:
         break;
-      default:  // node events
+      case EventKind::NodeStart:
+      case EventKind::NodeDone:
+      case EventKind::NodeError:
+      case EventKind::NodeRetry:
+      case EventKind::NodeSkipped:
+      case EventKind::NodeCancelled:
+      case EventKind::Heartbeat:
         if (announce(e.record)) {
           q.node = e.node;
           q.task = e.task;
@@ -178,10 +192,31 @@ class RunRecorder final : public trace::EventListener {
   // Whether the writer has not heard of this task yet; events of one run
   // come one at a time, so this needs no lock.
   bool announce(std::uint32_t record) {
-    if (record >= announced_.size()) announced_.resize(record + 1);
+    if (std::size_t{record} >= announced_.size()) announced_.resize(std::size_t{record} + 1);
     if (announced_[record]) return false;
     announced_[record] = true;
     return true;
+  }
+
+  // The engine numbers a run's records densely, so a record far past every
+  // one seen is not a task of this run (a buggy or hostile event source):
+  // it would cost a table that large. Such events are dropped.
+  bool plausible(std::uint32_t record) const {
+    return std::size_t{record} <= announced_.size() + kMaxRecordJump;
+  }
+  bool usable(const trace::RunEvent& e) const {
+    switch (e.kind) {
+      case EventKind::NodeStart:
+      case EventKind::NodeDone:
+      case EventKind::NodeError:
+      case EventKind::NodeRetry:
+      case EventKind::NodeSkipped:
+      case EventKind::NodeCancelled:
+      case EventKind::Heartbeat:
+        return plausible(e.record);
+      default:
+        return true;
+    }
   }
 
   std::shared_ptr<HistoryWriter::Impl> owner_;
@@ -272,7 +307,14 @@ void HistoryWriter::Impl::loop() {
       last = stopping;
       asked = requested > done;
     }
-    for (auto& e : batch) fold(e);
+    for (auto& e : batch) {
+      try {
+        fold(e);
+      } catch (const std::exception& ex) {  // out of memory: the event is lost, not the process
+        std::lock_guard lock(mutex);
+        if (error.empty()) error = std::string("cannot record an event: ") + ex.what();
+      }
+    }
     batch.clear();
     if (!last && !asked && std::chrono::steady_clock::now() < next_write) continue;
     next_write = std::chrono::steady_clock::now() + options.flush_interval;
@@ -283,9 +325,10 @@ void HistoryWriter::Impl::loop() {
       done = std::max(done, generation);
       // A run whose end is written (or that never started) and whose
       // recorder is gone is forgotten.
+      // (One that never started is never written: its dirty state is moot.)
       std::erase_if(slots, [&](const std::unique_ptr<RunSlot>& s) {
-        return (s->ended || !s->started) && !s->recorder_alive && !s->run_dirty &&
-               s->dirty_pages.empty() && s->logs.empty() &&
+        const bool written = !s->run_dirty && s->dirty_pages.empty() && s->logs.empty();
+        return (!s->started || (s->ended && written)) && !s->recorder_alive &&
                std::none_of(queue.begin(), queue.end(),
                             [&](const QueuedEvent& q) { return q.slot == s.get(); });
       });
@@ -468,6 +511,9 @@ void HistoryWriter::Impl::write_dirty() {
       pages.tasks = s->tasks;
       pages.pages = s->dirty_pages;
       std::sort(pages.pages.begin(), pages.pages.end());
+      // A run's first write owns its table: pages of an older run that had
+      // this id (an embedder reusing one) do not mix in.
+      pages.whole = s->new_run;
       batch.tasks.push_back(std::move(pages));
     }
     for (const LogEntry& l : s->logs) batch.logs.emplace_back(s->run.id, l);

@@ -19,7 +19,12 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     // The last moment anything was heard of the run.
     Clock::time_point last = run.started;
     // Written back whole: the table read gives tasks in order, not their seqs.
-    std::vector<TaskRecord> tasks = store.tasks(run.id);
+    std::vector<TaskRecord> tasks;
+    try {
+      tasks = store.tasks(run.id);
+    } catch (const StoreError&) {
+      // A page damaged by hand: end the run anyway, without its tasks' states.
+    }
     for (TaskRecord& t : tasks) {
       last = std::max({last, t.started, t.ended});
       if (core::is_terminal(t.state)) continue;
@@ -36,7 +41,7 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     run.ended = last;
     run.duration_ms = std::chrono::duration<double, std::milli>(last - run.started).count();
     Batch batch;
-    batch.tasks.push_back(TaskPages::all(run.id, tasks));
+    if (!tasks.empty()) batch.tasks.push_back(TaskPages::all(run.id, tasks));
     batch.runs.push_back(run);
     store.write(batch);
     recovered.push_back(run.id);

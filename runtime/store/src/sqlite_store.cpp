@@ -77,7 +77,11 @@ ALTER TABLE tasks ADD COLUMN heartbeat TEXT NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN heartbeat_us INTEGER NOT NULL DEFAULT 0;
 )sql",
     // 3: tasks in pages of 128 by seq, each a JSON array of task objects
-    // (task_page.hpp), their artifacts inside: one row per page, not per task
+    // (task_page.hpp), their artifacts inside: one row per page, not per
+    // task. A REAL that is not finite (a plugin's progress of 1/0) would make
+    // SQLite write JSON that is not JSON: it is clamped. The old tables are
+    // emptied, not dropped: a pyoco of schema 2 still running when this one
+    // migrates must still be able to record its run's end.
     R"sql(
 CREATE TABLE task_pages(
   run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -88,16 +92,19 @@ INSERT INTO task_pages(run_id, page, tasks)
 SELECT run_id, seq / 128, json_group_array(json(task)) FROM (
   SELECT t.run_id AS run_id, t.seq AS seq, json_object(
     'seq', t.seq, 'node', t.node, 'task', t.task, 'state', t.state, 'attempts', t.attempts,
-    'started_us', t.started_us, 'ended_us', t.ended_us, 'duration_ms', t.duration_ms,
-    'error', t.error, 'output', t.output, 'progress', t.progress, 'heartbeat', t.heartbeat,
-    'heartbeat_us', t.heartbeat_us,
-    'artifacts', json((SELECT json_group_array(json_object('name', a.name, 'path', a.path,
-        'size', a.size, 'sha256', a.sha256, 'media_type', a.media_type))
-      FROM artifacts a WHERE a.run_id = t.run_id AND a.node = t.node))) AS task
+    'started_us', t.started_us, 'ended_us', t.ended_us,
+    'duration_ms', iif(abs(t.duration_ms) <= 1.7976931348623157e308, t.duration_ms, 0),
+    'error', t.error, 'output', t.output,
+    'progress', iif(abs(t.progress) <= 1.7976931348623157e308, t.progress, -1),
+    'heartbeat', t.heartbeat, 'heartbeat_us', t.heartbeat_us,
+    'artifacts', json((SELECT json_group_array(json(a)) FROM (
+        SELECT json_object('name', name, 'path', path, 'size', size, 'sha256', sha256,
+                           'media_type', media_type) AS a
+        FROM artifacts WHERE run_id = t.run_id AND node = t.node ORDER BY rowid)))) AS task
   FROM tasks t ORDER BY t.run_id, t.seq)
 GROUP BY run_id, seq / 128;
-DROP TABLE artifacts;
-DROP TABLE tasks;
+DELETE FROM artifacts;
+DELETE FROM tasks;
 )sql",
 };
 static_assert(kTasksPerPage == 128, "migration 3 groups tasks by 128");

@@ -24,10 +24,10 @@ namespace {
 // Appends `v` with two decimals ("0.12").
 void put_ms(std::string& out, double v) {
   char buf[64];
-  const auto r = std::isfinite(v)
-                     ? std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, 2)
-                     : std::to_chars(buf, buf + sizeof buf, 0.0, std::chars_format::fixed, 2);
-  out.append(buf, r.ptr);
+  auto r =
+      std::to_chars(buf, buf + sizeof buf, std::isfinite(v) ? v : 0.0, std::chars_format::fixed, 2);
+  if (r.ec != std::errc()) r = std::to_chars(buf, buf + sizeof buf, v);  // too long for fixed
+  out.append(buf, r.ec == std::errc() ? r.ptr : buf);
 }
 
 void put(std::string& out, std::string_view a) { out.append(a); }
