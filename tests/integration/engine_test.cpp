@@ -10,6 +10,9 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+#include <limits>
+
 #include <condition_variable>
 #include <mutex>
 
@@ -483,6 +486,36 @@ tasks:
       BOOST_TEST((failed->task == "repeat" || failed->task == "foreach"));
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_heartbeats_progress_is_kept_between_0_and_1_or_unknown) {
+  auto beat = [](double progress) {
+    return [progress](TaskCall& call, const Value&) {
+      call.heartbeat(progress, "x");
+      return Value();
+    };
+  };
+  Run r = run(R"yaml(
+flow: {graph: "(nan & inf & minus_inf & over & fine)"}
+tasks:
+  nan: {use: "t/nan"}
+  inf: {use: "t/inf"}
+  minus_inf: {use: "t/minus_inf"}
+  over: {use: "t/over"}
+  fine: {use: "t/fine"}
+)yaml",
+              {{"t/nan", beat(std::nan(""))},
+               {"t/inf", beat(std::numeric_limits<double>::infinity())},
+               {"t/minus_inf", beat(-std::numeric_limits<double>::infinity())},
+               {"t/over", beat(1.5)},
+               {"t/fine", beat(0.5)}});
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  const auto rs = r.tasks();
+  BOOST_TEST(record(rs, "nan").progress == -1.0);
+  BOOST_TEST(record(rs, "inf").progress == 1.0);
+  BOOST_TEST(record(rs, "minus_inf").progress == -1.0);
+  BOOST_TEST(record(rs, "over").progress == 1.0);
+  BOOST_TEST(record(rs, "fine").progress == 0.5);
 }
 
 BOOST_AUTO_TEST_CASE(until_stops_when_its_condition_holds) {

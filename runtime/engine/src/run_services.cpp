@@ -67,6 +67,13 @@ pyoco_status RunState::scratch_update(std::string_view key, const core::Value& e
 
 void RunState::emit_heartbeat(const plugins::CallInfo& call, std::size_t record, double progress,
                               std::string_view message) {
+  // 0..1, or unknown: a plugin's 1/0 (inf) or 0/0 (NaN) must not reach the
+  // trace and the history as numbers JSON cannot hold.
+  if (!(progress >= 0)) {
+    progress = -1;
+  } else if (progress > 1) {
+    progress = 1;
+  }
   on_strand([this, call, record, progress, text = std::string(message)] {
     if (core::is_terminal(status())) return;
     TaskRecord& r = records_[record];
