@@ -837,3 +837,36 @@ BOOST_AUTO_TEST_CASE(cpp_flow_api_policy_setters_take_effect) {
   BOOST_TEST(spec->find_task("slow")->timeout_sec == 0.05);
   BOOST_TEST((spec->find_task("slow")->fail_policy == core::FailPolicy::Isolate));
 }
+
+// A flow built in C++ skips the file's checks: the engine saturates waits
+// itself, so a huge timeout is no timeout (it used to fire at once) and a
+// huge backoff waits 30 days, not a negative time (issue 12).
+BOOST_AUTO_TEST_CASE(cpp_flow_api_huge_timeouts_and_backoffs_saturate) {
+  auto events = std::make_shared<pyoco::testing::EventLog>();
+  Engine engine{EngineOptions{2, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  Flow flow{"huge"};
+  auto slow = flow.task("slow",
+                        [](TaskCall&, const Value&) {
+                          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                          return Value();
+                        })
+                  .timeout(1e10);
+  auto flaky =
+      flow.task("flaky",
+                [](TaskCall&, const Value&) -> Value { throw std::runtime_error("transient"); })
+          .retries(1, core::RetryBackoff{1e13, 2, 1e19, false});
+  flow >> slow >> flaky;
+  RunOptions o;
+  o.listener = events;
+  Run r = engine.start(flow, {}, std::move(o));
+  BOOST_TEST_REQUIRE(
+      pyoco::testing::eventually([&] { return events->count(trace::EventKind::NodeRetry) == 1; }));
+  const auto rs = r.tasks();
+  BOOST_TEST((pyoco::testing::record_of(rs, "slow").state == TaskState::Succeeded));
+  const auto retry = events->of(trace::EventKind::NodeRetry);
+  BOOST_TEST_REQUIRE(retry.size() == 1u);
+  BOOST_TEST(retry[0].delay_ms == 30.0 * 24 * 3600 * 1000);
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((r.status() == core::RunStatus::Cancelled));
+}

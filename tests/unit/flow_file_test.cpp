@@ -162,6 +162,21 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
        "tasks.a.use: expected \"<plugin>/<task>\", found \"pt\"", 3, 12},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/\"}\n", "expected \"<plugin>/<task>\"",
        3, 12},
+      // durations and counts that would overflow or never end (issue 12)
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", timeout_sec: 1e10}\n",
+       "tasks.a.timeout_sec: must be at most 2592000 (30 days; leave it out for no timeout)", 3,
+       32},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retries: 1000000000}\n",
+       "tasks.a.retries: must be at most 1000 (for more, write a loop)", 3, 28},
+      {"f.yaml",
+       "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retry_backoff: {initial_ms: 1e13}}\n",
+       "tasks.a.retry_backoff.initial_ms: must be at most 86400000 (a day)", 3, 47},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retry_backoff: {max_ms: 1e19}}\n",
+       "tasks.a.retry_backoff.max_ms: must be at most 86400000 (a day)", 3, 43},
+      {"f.toml", "[flow]\ngraph = \"a\"\n[tasks.a]\nuse = \"p/t\"\ntimeout_sec = nan\n",
+       "tasks.a.timeout_sec: expected a number, found NaN", 5, 15},
+      {"f.toml", "[flow]\ngraph = \"a\"\n[tasks.a]\nuse = \"p/t\"\ntimeout_sec = inf\n",
+       "tasks.a.timeout_sec: must be at most 2592000", 5, 15},
       // unknown keys, with what to write instead
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a:\n    use: \"p/t\"\n    retry: 3\n",
        "tasks.a.retry: unknown key (known here: callable, fail_policy, inputs, outputs, retries, "

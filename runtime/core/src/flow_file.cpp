@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -49,6 +50,12 @@ constexpr std::size_t kMaxDocDepth = 64;
 constexpr std::size_t kMaxDocValues = 1'000'000;
 constexpr std::size_t kMaxAliasedValues = 100'000;
 constexpr std::uint64_t kMaxFlowFileBytes = 16u << 20;
+
+// Policies past these are mistakes (and past about 292 years a deadline in
+// nanoseconds overflows: `timeout_sec: 1e10` used to fire at once).
+constexpr std::int64_t kMaxRetries = 1000;
+constexpr double kMaxTimeoutSec = 30.0 * 24 * 3600;
+constexpr double kMaxDelayMs = 24.0 * 3600 * 1000;
 
 // One file's reading: its scalars share one arena (a value each would cost
 // an arena each), and what it has read so far is counted.
@@ -368,23 +375,35 @@ class Schema {
     return std::string(d.scalar.as_string());
   }
 
-  double number(const Doc& d, const std::string& key, double min, bool min_exclusive) const {
+  // A number in [min, max] (min excluded when `min_exclusive`): NaN, inf
+  // and values past `max` are errors, not overflows at run time.
+  double number(const Doc& d, const std::string& key, double min, bool min_exclusive, double max,
+                const char* max_hint) const {
     if (d.kind != Doc::Kind::Scalar || !d.scalar.is_number()) {
       fail(d.where, key + ": expected a number, found " + kind_name(d));
     }
     const double v = d.scalar.as_double();
+    if (std::isnan(v)) fail(d.where, key + ": expected a number, found NaN");
     if (v < min || (min_exclusive && v == min)) {
       fail(d.where, key + ": must be " + (min_exclusive ? "greater than " : "at least ") +
                         std::to_string(static_cast<long long>(min)));
     }
+    if (v > max) {
+      fail(d.where, key + ": must be at most " + std::to_string(static_cast<long long>(max)) +
+                        " (" + max_hint + ")");
+    }
     return v;
   }
 
-  std::int64_t integer(const Doc& d, const std::string& key, std::int64_t min) const {
+  std::int64_t integer(const Doc& d, const std::string& key, std::int64_t min, std::int64_t max,
+                       const char* max_hint) const {
     if (d.kind != Doc::Kind::Scalar || !d.scalar.is_int()) {
       fail(d.where, key + ": expected an integer, found " + kind_name(d));
     }
     if (d.scalar.as_int() < min) fail(d.where, key + ": must be at least " + std::to_string(min));
+    if (d.scalar.as_int() > max) {
+      fail(d.where, key + ": must be at most " + std::to_string(max) + " (" + max_hint + ")");
+    }
     return d.scalar.as_int();
   }
 
@@ -410,7 +429,7 @@ class Schema {
     for (std::size_t i = 0; i < root.map.size(); ++i) {
       const auto& [key, value] = root.map[i];
       if (key == "version") {
-        if (integer(value, "version", 1) != 1) {
+        if (integer(value, "version", 1, INT64_MAX, "") != 1) {
           fail(value.where, "version: this pyoco reads version 1 flow files");
         }
       } else if (key == "flow") {
@@ -497,12 +516,14 @@ class Schema {
             t.outputs.push_back(string(o, at + "outputs[]"));
           }
         } else if (key == "retries") {
-          t.retries = static_cast<std::uint32_t>(integer(v, at + "retries", 0));
+          t.retries = static_cast<std::uint32_t>(
+              integer(v, at + "retries", 0, kMaxRetries, "for more, write a loop"));
         } else if (key == "retry_backoff") {
           read_backoff(expect(v, Doc::Kind::Map, at + "retry_backoff"), at + "retry_backoff.",
                        t.backoff);
         } else if (key == "timeout_sec") {
-          t.timeout_sec = number(v, at + "timeout_sec", 0, true);
+          t.timeout_sec = number(v, at + "timeout_sec", 0, true, kMaxTimeoutSec,
+                                 "30 days; leave it out for no timeout");
         } else if (key == "fail_policy") {
           const std::string p = string(v, at + "fail_policy");
           if (p == "stop") {
@@ -531,9 +552,10 @@ class Schema {
   void read_backoff(const Doc& d, const std::string& at, RetryBackoff& b) const {
     only_keys(d, at, {"initial_ms", "factor", "max_ms", "jitter"});
     for (const auto& [key, v] : d.map) {
-      if (key == "initial_ms") b.initial_ms = number(v, at + key, 0, false);
-      if (key == "factor") b.factor = number(v, at + key, 1, false);
-      if (key == "max_ms") b.max_ms = number(v, at + key, 0, false);
+      if (key == "initial_ms") b.initial_ms = number(v, at + key, 0, false, kMaxDelayMs, "a day");
+      if (key == "factor")
+        b.factor = number(v, at + key, 1, false, 1000, "max_ms caps the wait anyway");
+      if (key == "max_ms") b.max_ms = number(v, at + key, 0, false, kMaxDelayMs, "a day");
       if (key == "jitter") b.jitter = boolean(v, at + key);
     }
   }

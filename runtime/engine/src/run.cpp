@@ -26,9 +26,15 @@ double elapsed_ms(std::chrono::steady_clock::time_point since) {
       .count();
 }
 
+// Waits and deadlines are saturated here too: a flow built in C++ is not
+// checked as a file is, and a steady_clock deadline past ~292 years wraps.
+constexpr double kMaxWaitMs = 30.0 * 24 * 3600 * 1000;
+
 double backoff_ms(const core::RetryBackoff& b, std::uint32_t retry) {
   double d = b.initial_ms * std::pow(b.factor, static_cast<double>(retry - 1));
   d = std::min(d, b.max_ms);
+  if (!(d >= 0)) d = 0;  // NaN
+  d = std::min(d, kMaxWaitMs);
   if (b.jitter) {
     thread_local std::mt19937 rng{std::random_device{}()};
     d *= std::uniform_real_distribution<double>(0.5, 1.0)(rng);
@@ -264,7 +270,8 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   if (g.task->timeout_sec > 0) {
     if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(control());
     n.timer->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(g.task->timeout_sec)));
+        std::chrono::duration<double, std::milli>(
+            std::min(g.task->timeout_sec * 1000, kMaxWaitMs))));
     a->deadline =
         std::chrono::duration_cast<std::chrono::nanoseconds>(n.timer->expiry().time_since_epoch())
             .count();
