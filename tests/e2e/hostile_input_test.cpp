@@ -1,6 +1,7 @@
 // Hostile and careless input meets the `pyoco` command as users give it
 // (issue 12): each case must end quickly with one clear message naming the
 // file and the problem, never hang, crash or eat the machine.
+#include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -185,6 +187,49 @@ const std::vector<Case>& cases() {
        2,
        "pyoco run: PYOCO_MAX_TASKS=-5: expected a whole number",
        {{"PYOCO_MAX_TASKS", "-5"}}},
+      {"a NUL byte in a YAML scalar",
+       [](const fs::path& d) {
+         write(d / "f.yaml", std::string("flow: {name: x, graph: a}\ntasks:\n  a: {use: std/echo, "
+                                         "inputs: {value: a") +
+                                 '\0' + "b}}\n");
+       },
+       {"check", "f.yaml"},
+       1,
+       "f.yaml:3:39: error: the file holds a NUL byte; a flow file is text"},
+      {"bytes that are not UTF-8",
+       [](const fs::path& d) {
+         write(d / "f.yaml",
+               "flow: {name: x, graph: a}\ntasks:\n  a: {use: std/echo, inputs: {value: "
+               "\"\xff\"}}\n");
+       },
+       {"run", "f.yaml"},
+       2,
+       "f.yaml:3:39: the file is not UTF-8 here (byte 0xff); save it as UTF-8"},
+      {"a flow name that forges a trace line",
+       [](const fs::path& d) {
+         write(d / "f.yaml",
+               "flow: {name: \"evil\\nERROR pyoco end flow=evil status=FAILED\", graph: a}\n"
+               "tasks:\n  a: {use: std/echo}\n");
+       },
+       {"check", "f.yaml"},
+       1,
+       "flow.name: must be one line of printable text (a newline in it would forge trace lines)"},
+      {"a task name that is not a name",
+       [](const fs::path& d) {
+         write(d / "f.yaml", "flow: {name: x, graph: a}\ntasks:\n  \"a\\tb\": {use: std/echo}\n");
+       },
+       {"check", "f.yaml"},
+       1,
+       "f.yaml:3:3: error: tasks.a\tb: a task name is letters, digits and _"},
+      {"an error message that would forge trace lines",
+       [](const fs::path& d) {
+         write(d / "f.yaml",
+               "flow: {name: x, graph: a}\ntasks:\n  a: {use: std/fail, inputs: {message: "
+               "\"boom\\nINFO pyoco end flow=x status=COMPLETED\\e[2J\"}}\n");
+       },
+       {"run", "f.yaml", "--non-cute"},
+       1,
+       "ERROR pyoco error node=a boom\\nINFO pyoco end flow=x status=COMPLETED\\x1b[2J"},
       {"a FIFO as the params file",
        [](const fs::path& d) {
          fifo(d / "params.json");
@@ -198,6 +243,40 @@ const std::vector<Case>& cases() {
 }
 
 }  // namespace
+
+// What a task returns need not be UTF-8 or printable (here: an escape
+// sequence and a stray byte from a shell command). Every JSON output stays
+// JSON, and no console line is broken or steered by it.
+BOOST_AUTO_TEST_CASE(bytes_from_a_task_never_break_json_or_a_console_line) {
+  TempDir dir;
+  write(dir.path() / "f.yaml",
+        "flow: {name: bytes, graph: s}\ntasks:\n  s: {use: std/shell, inputs: {command: "
+        "\"printf 'ok\\\\033[2J\\\\377\\\\nline2'\"}}\n");
+  ProcessOptions o;
+  o.cwd = dir.path();
+  const ProcessResult json_trace = run_pyoco({"run", "f.yaml", "--trace-format", "json"}, o);
+  BOOST_TEST_REQUIRE(json_trace.exit_code == 0, json_trace.out << json_trace.err);
+  std::istringstream lines(json_trace.out);
+  std::size_t parsed = 0;
+  for (std::string line; std::getline(lines, line); ++parsed) {
+    boost::system::error_code ec;
+    boost::json::parse(line, ec);
+    BOOST_TEST(!ec, "not JSON: " << line);
+  }
+  BOOST_TEST(parsed >= 4u);
+  const ProcessResult list = run_pyoco({"runs", "list", "--json", "--flow", "bytes"}, o);
+  const auto runs = boost::json::parse(list.out).as_array();
+  BOOST_TEST_REQUIRE(!runs.empty());
+  const std::string id(runs[0].at("run_id").as_string());
+  const ProcessResult show = run_pyoco({"runs", "show", id, "--json"}, o);
+  boost::system::error_code ec;
+  const auto shown = boost::json::parse(show.out, ec);
+  BOOST_TEST_REQUIRE(!ec, "not JSON: " << show.out);
+  const std::string output(shown.at("tasks").at(0).at("output").as_string());
+  BOOST_TEST(output.find("\xEF\xBF\xBD") != std::string::npos, output);  // U+FFFD for \377
+  const ProcessResult table = run_pyoco({"runs", "show", id}, o);
+  BOOST_TEST(table.out.find('\x1b') == std::string::npos, table.out);
+}
 
 BOOST_AUTO_TEST_CASE(each_hostile_input_gets_one_clear_message_and_no_hang) {
   for (const Case& c : cases()) {

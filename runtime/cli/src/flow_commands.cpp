@@ -1,6 +1,7 @@
 // `pyoco run`, `pyoco check` and `pyoco graph`: a flow file from the
 // command line to the engine, the checker or a picture.
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/plugins/loader.hpp>
 #include <pyoco/runner/interrupts.hpp>
@@ -287,7 +288,7 @@ int check(const CheckOptions& o) {
       print_plan(plan, flow->graph, "");
       out["plan"] = plan.str();
     }
-    std::cout << json::serialize(out) << '\n';
+    std::cout << core::valid_utf8(json::serialize(out)) << '\n';
     return errors == 0 ? kExitOk : kExitFailed;
   }
   for (const auto& d : diagnostics) print_diagnostic(errors > 0 ? std::cerr : std::cout, d);

@@ -1,6 +1,7 @@
 // `pyoco plugins list | info | lint` and `pyoco tasks`: the catalog as a
 // user sees it. list, info and tasks read manifests only; lint also loads
 // each library, in a child process.
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
 #include <pyoco/plugins/scaffold.hpp>
@@ -37,6 +38,9 @@ std::string join(const std::vector<std::string>& items, const char* sep = ", ") 
   return out;
 }
 
+// JSON for machines: valid UTF-8 even when a manifest's text is not.
+void print_json(const json::value& v) { std::cout << core::valid_utf8(json::serialize(v)) << '\n'; }
+
 void print_problems(const Catalog& catalog) {
   for (const auto& p : catalog.problems()) {
     std::cerr << "warning: skipped " << p.what() << " (see `pyoco plugins lint`)\n";
@@ -55,7 +59,7 @@ int list_plugins(const ListOptions& o) {
   const Catalog catalog = o.path.catalog();
   if (o.json) {
     const auto detail = o.verbose ? runner::Detail::Full : runner::Detail::Summary;
-    std::cout << json::serialize(runner::plugins_json(catalog, detail)) << '\n';
+    print_json(runner::plugins_json(catalog, detail));
     return kExitOk;
   }
   print_problems(catalog);
@@ -145,7 +149,7 @@ int plugin_info(const InfoOptions& o) {
     return kExitUsage;
   }
   if (o.json) {
-    std::cout << json::serialize(runner::to_json(*p, runner::Detail::Full)) << '\n';
+    print_json(runner::to_json(*p, runner::Detail::Full));
     return kExitOk;
   }
   const Manifest& m = p->manifest;
@@ -259,12 +263,11 @@ int lint(const LintCliOptions& o) {
   if (o.json) {
     json::array plugins;
     for (const auto& r : results) plugins.push_back(runner::to_json(r));
-    std::cout << json::serialize(json::object{{"plugins", std::move(plugins)},
-                                              {"errors", errors},
-                                              {"warnings", warnings},
-                                              {"strict", o.strict},
-                                              {"ok", !failed}})
-              << '\n';
+    print_json(json::object{{"plugins", std::move(plugins)},
+                            {"errors", errors},
+                            {"warnings", warnings},
+                            {"strict", o.strict},
+                            {"ok", !failed}});
     return failed ? kExitFailed : kExitOk;
   }
 
@@ -296,7 +299,7 @@ struct TasksOptions {
 int list_tasks(const TasksOptions& o) {
   const Catalog catalog = o.path.catalog();
   if (o.json) {
-    std::cout << json::serialize(runner::tasks_json(catalog)) << '\n';
+    print_json(runner::tasks_json(catalog));
     return kExitOk;
   }
   print_problems(catalog);

@@ -1,5 +1,6 @@
 // `pyoco runs list | show | logs | cancel | artifacts`: the local run
 // history, read from $PYOCO_HOME/state.db (see docs/history.md).
+#include <pyoco/core/text.hpp>
 #include <pyoco/runner/json_views.hpp>
 #include <pyoco/runner/run_history.hpp>
 #include <pyoco/store/history.hpp>
@@ -162,16 +163,17 @@ int show_run(const RunIdOptions& o) {
     print_json(runner::to_json(r, tasks));
     return kExitOk;
   }
-  std::cout << "run       " << r.id << '\n'
-            << "flow      " << r.flow << (r.flow_file.empty() ? "" : "  (" + r.flow_file + ")")
-            << '\n'
+  using core::printable;
+  std::cout << "run       " << printable(r.id) << '\n'
+            << "flow      " << printable(r.flow)
+            << (r.flow_file.empty() ? "" : "  (" + printable(r.flow_file) + ")") << '\n'
             << "status    " << core::to_string(r.status)
-            << (r.reason.empty() ? "" : "  (" + r.reason + ")") << '\n'
+            << (r.reason.empty() ? "" : "  (" + printable(r.reason) + ")") << '\n'
             << "started   " << local_time(r.started, true) << '\n'
             << "ended     " << local_time(r.ended, true) << '\n'
             << "duration  " << run_duration(r) << '\n'
-            << "process   pid " << r.pid << " on " << r.host << '\n'
-            << "params    " << r.params << "\n\n";
+            << "process   pid " << r.pid << " on " << printable(r.host) << '\n'
+            << "params    " << printable(r.params) << "\n\n";
   if (tasks.empty()) {
     std::cout << "no tasks recorded\n";
     return kExitOk;
@@ -219,8 +221,8 @@ int run_logs(const LogsOptions& o) {
   std::size_t printed = 0;
   auto print = [&](const std::vector<store::LogEntry>& lines) {
     for (const auto& l : lines) {
-      std::cout << local_time(l.time, true) << ' ' << trace::to_string(l.level) << ' ' << l.node
-                << ": " << l.message << '\n';
+      std::cout << local_time(l.time, true) << ' ' << trace::to_string(l.level) << ' '
+                << core::printable(l.node) << ": " << core::printable(l.message) << '\n';
       filter.after = l.seq;
       ++printed;
     }

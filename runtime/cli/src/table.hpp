@@ -1,6 +1,8 @@
 // Plain-text tables for human output: columns padded to their widest cell.
 #pragma once
 
+#include <pyoco/core/text.hpp>
+
 #include <ostream>
 #include <string>
 #include <vector>
@@ -10,7 +12,12 @@ namespace pyoco::cli {
 class Table {
  public:
   explicit Table(std::vector<std::string> header) : rows_{std::move(header)} {}
-  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  // Cells hold what flows and plugins said: control characters are escaped
+  // (core::printable), so a newline in a name cannot break the table.
+  void add(std::vector<std::string> row) {
+    for (std::string& cell : row) cell = core::printable(cell);
+    rows_.push_back(std::move(row));
+  }
   std::size_t size() const { return rows_.size() - 1; }
 
   void print(std::ostream& out) const {

@@ -1,6 +1,7 @@
 // The rules every artifact store shares: which names are allowed, and the
 // media type a name suggests.
 #include <pyoco/core/artifact.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <array>
 #include <utility>
@@ -9,7 +10,7 @@ namespace pyoco::core {
 
 void check_artifact_name(std::string_view name) {
   auto refuse = [&](const std::string& why) {
-    throw ArtifactError("artifact name '" + std::string(name) + "' " + why);
+    throw ArtifactError("artifact name '" + printable(name) + "' " + why);
   };
   if (name.empty()) throw ArtifactError("an artifact needs a name");
   if (name.size() > 255) refuse("is longer than 255 bytes");
@@ -19,6 +20,7 @@ void check_artifact_name(std::string_view name) {
     if (u < 0x20 || u == 0x7f) refuse("contains a control character");
     if (c == '\\') refuse("contains a backslash; separate directories with '/'");
   }
+  if (invalid_utf8_at(name) != std::string_view::npos) refuse("is not UTF-8");
   std::size_t start = 0;
   while (start <= name.size()) {
     const std::size_t slash = std::min(name.find('/', start), name.size());

@@ -1,12 +1,15 @@
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/regular_file.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <toml++/toml.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -452,6 +455,13 @@ class Schema {
     for (const auto& [key, value] : flow.map) {
       if (key == "name") {
         spec.name = string(value, "flow.name");
+        if (std::any_of(spec.name.begin(), spec.name.end(),
+                        [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+          fail(value.where,
+               "flow.name: must be one line of printable text (a newline in it would forge "
+               "trace lines)");
+        }
+        if (spec.name.size() > 200) fail(value.where, "flow.name: must be at most 200 bytes");
       } else if (key == "defaults") {
         spec.defaults = to_value(expect(value, Doc::Kind::Map, "flow.defaults"));
       } else if (key == "graph") {
@@ -474,7 +484,23 @@ class Schema {
     }
   }
 
+  // Task and pipe names are names in the graph: letters, digits and _.
+  void check_name(const std::string& name, const SourceLocation& where, const char* what) const {
+    const bool ok =
+        !name.empty() && (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_') &&
+        std::all_of(name.begin(), name.end(),
+                    [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+    if (!ok) {
+      fail(where, std::string(what) + "." + printable(name) + ": a " +
+                      (what[0] == 't' ? "task" : "pipe") +
+                      " name is letters, digits and _, not starting with a digit (it names a "
+                      "step in graph)");
+    }
+  }
+
   void read_pipes(const Doc& pipes, FlowSpec& spec) const {
+    for (std::size_t i = 0; i < pipes.map.size(); ++i)
+      check_name(pipes.map[i].first, pipes.key_where[i], "pipes");
     for (const auto& [name, value] : pipes.map) {
       spec.pipes.push_back(PipeSpec{name, string(value, "pipes." + name), value.text_where});
     }
@@ -483,6 +509,7 @@ class Schema {
   void read_tasks(const Doc& tasks, FlowSpec& spec) const {
     for (std::size_t i = 0; i < tasks.map.size(); ++i) {
       const auto& [name, value] = tasks.map[i];
+      check_name(name, tasks.key_where[i], "tasks");
       const std::string at = "tasks." + name + ".";
       expect(value, Doc::Kind::Map, "tasks." + name);
       only_keys(value, at,
@@ -569,7 +596,34 @@ bool is_toml(const std::string& file) {
 
 }  // namespace
 
+namespace {
+
+SourceLocation location_of(const std::string& file, std::string_view text, std::size_t offset) {
+  const std::string_view before = text.substr(0, offset);
+  const auto line = 1 + std::count(before.begin(), before.end(), '\n');
+  const std::size_t start = before.rfind('\n');
+  const std::size_t column = offset - (start == std::string_view::npos ? 0 : start + 1) + 1;
+  return SourceLocation{file, static_cast<std::uint32_t>(line), static_cast<std::uint32_t>(column)};
+}
+
+// YAML and TOML are UTF-8 text; a parser that meets a NUL or a stray byte
+// may change it silently (yaml-cpp turns "a\0b" into "a\b").
+void check_text(std::string_view text, const std::string& file) {
+  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    throw FlowError(location_of(file, text, nul), "the file holds a NUL byte; a flow file is text");
+  }
+  if (const std::size_t bad = invalid_utf8_at(text); bad != std::string_view::npos) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(text[bad]));
+    throw FlowError(location_of(file, text, bad),
+                    std::string("the file is not UTF-8 here (byte ") + hex + "); save it as UTF-8");
+  }
+}
+
+}  // namespace
+
 FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
+  check_text(text, file);
   // A parser's own tree costs hundreds of bytes a value: a file of tiny
   // values ("[1,1,1,...]") is turned away before it is parsed. Nearly every
   // value is set off by one of these characters.

@@ -1,5 +1,7 @@
 #include <pyoco/core/value.hpp>
 
+#include <pyoco/core/text.hpp>
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -361,8 +363,16 @@ boost::json::value to_json(const Value& v) {
 
 namespace {
 
-void append_json_string(std::string& out, std::string_view s) {
+void append_json_string(std::string& out, std::string_view text) {
   static const char* hex = "0123456789abcdef";
+  // JSON is UTF-8: a plugin's string that is not would make the whole
+  // document invalid. Its bad bytes become U+FFFD.
+  std::string repaired;
+  std::string_view s = text;
+  if (invalid_utf8_at(text) != std::string_view::npos) {
+    repaired = valid_utf8(text);
+    s = repaired;
+  }
   out += '"';
   for (unsigned char c : s) {
     switch (c) {

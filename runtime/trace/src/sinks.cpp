@@ -1,5 +1,7 @@
 #include <pyoco/trace/sinks.hpp>
 
+#include <pyoco/core/text.hpp>
+
 #include <boost/json.hpp>
 #include <boost/log/attributes/constant.hpp>
 #include <boost/log/core.hpp>
@@ -30,10 +32,18 @@ void put_ms(std::string& out, double v) {
   out.append(buf, r.ec == std::errc() ? r.ptr : buf);
 }
 
-void put(std::string& out, std::string_view a) { out.append(a); }
-template <typename... More>
-void put(std::string& out, std::string_view a, More... more) {
-  out.append(a);
+// Text from a flow or a plugin on a console line: a newline or an escape
+// sequence in a node name or a message must not forge or hide a line.
+struct Text {
+  std::string_view s;
+};
+
+void put_one(std::string& out, std::string_view a) { out.append(a); }
+void put_one(std::string& out, Text t) { core::append_printable(out, t.s); }
+void put(std::string& out) { (void)out; }
+template <typename First, typename... More>
+void put(std::string& out, First first, More... more) {
+  put_one(out, first);
   put(out, more...);
 }
 
@@ -48,17 +58,17 @@ void put_count(std::string& out, long long v) {
 void cute(std::string& out, const RunEvent& e) {
   switch (e.kind) {
     case EventKind::RunStart:
-      return put(out, "🐇 pyoco > start flow=", e.flow, " run_id=", e.run_id);
+      return put(out, "🐇 pyoco > start flow=", Text{e.flow}, " run_id=", Text{e.run_id});
     case EventKind::NodeStart:
-      return put(out, "🏃 start node=", e.node);
+      return put(out, "🏃 start node=", Text{e.node});
     case EventKind::NodeDone:
-      put(out, "✅ done node=", e.node, " (");
+      put(out, "✅ done node=", Text{e.node}, " (");
       put_ms(out, e.duration_ms);
       return put(out, " ms)");
     case EventKind::NodeError:
-      return put(out, "💥 error node=", e.node, " ", e.message);
+      return put(out, "💥 error node=", Text{e.node}, " ", Text{e.message});
     case EventKind::NodeRetry:
-      put(out, "🔁 retry node=", e.node, " attempt=");
+      put(out, "🔁 retry node=", Text{e.node}, " attempt=");
       put_count(out, e.attempt);
       put(out, "/");
       put_count(out, e.max_attempts);
@@ -66,25 +76,25 @@ void cute(std::string& out, const RunEvent& e) {
       put_count(out, std::llround(e.delay_ms));
       return put(out, " ms");
     case EventKind::NodeSkipped:
-      return put(out, "⏭️  skip node=", e.node, " (", e.message, ")");
+      return put(out, "⏭️  skip node=", Text{e.node}, " (", Text{e.message}, ")");
     case EventKind::NodeCancelled:
-      return put(out, "🛑 cancelled node=", e.node);
+      return put(out, "🛑 cancelled node=", Text{e.node});
     case EventKind::Log:
-      return put(out, e.message);
+      return put(out, Text{e.message});
     case EventKind::NodesPlanned:
     case EventKind::Heartbeat:
       return;
     case EventKind::RunCancelling:
-      return put(out, "🛑 cancelling flow=", e.flow);
+      return put(out, "🛑 cancelling flow=", Text{e.flow});
     case EventKind::RunEnd:
       switch (e.status) {
         case core::RunStatus::Completed:
-          return put(out, "🥕 done flow=", e.flow);
+          return put(out, "🥕 done flow=", Text{e.flow});
         case core::RunStatus::Cancelled:
-          return put(out, "🛑 cancelled flow=", e.flow);
+          return put(out, "🛑 cancelled flow=", Text{e.flow});
         default:
-          put(out, "💥 failed flow=", e.flow);
-          if (!e.message.empty()) put(out, " (", e.message, ")");
+          put(out, "💥 failed flow=", Text{e.flow});
+          if (!e.message.empty()) put(out, " (", Text{e.message}, ")");
           return;
       }
   }
@@ -93,38 +103,38 @@ void cute(std::string& out, const RunEvent& e) {
 void plain(std::string& out, const RunEvent& e) {
   switch (e.kind) {
     case EventKind::RunStart:
-      return put(out, "INFO pyoco start flow=", e.flow, " run_id=", e.run_id);
+      return put(out, "INFO pyoco start flow=", Text{e.flow}, " run_id=", Text{e.run_id});
     case EventKind::NodeStart:
-      return put(out, "INFO pyoco start node=", e.node);
+      return put(out, "INFO pyoco start node=", Text{e.node});
     case EventKind::NodeDone:
-      put(out, "INFO pyoco end node=", e.node, " dur_ms=");
+      put(out, "INFO pyoco end node=", Text{e.node}, " dur_ms=");
       return put_ms(out, e.duration_ms);
     case EventKind::NodeError:
-      return put(out, "ERROR pyoco error node=", e.node, " ", e.message);
+      return put(out, "ERROR pyoco error node=", Text{e.node}, " ", Text{e.message});
     case EventKind::NodeRetry:
-      put(out, "WARN pyoco retry node=", e.node, " attempt=");
+      put(out, "WARN pyoco retry node=", Text{e.node}, " attempt=");
       put_count(out, e.attempt);
       put(out, "/");
       put_count(out, e.max_attempts);
       put(out, " delay_ms=");
       return put_count(out, std::llround(e.delay_ms));
     case EventKind::NodeSkipped:
-      return put(out, "WARN pyoco skip node=", e.node, " reason=", e.message);
+      return put(out, "WARN pyoco skip node=", Text{e.node}, " reason=", Text{e.message});
     case EventKind::NodeCancelled:
-      return put(out, "WARN pyoco cancelled node=", e.node);
+      return put(out, "WARN pyoco cancelled node=", Text{e.node});
     case EventKind::Log:
-      return put(out, to_string(e.level), " pyoco log node=", e.node, " ", e.message);
+      return put(out, to_string(e.level), " pyoco log node=", Text{e.node}, " ", Text{e.message});
     case EventKind::NodesPlanned:
     case EventKind::Heartbeat:
       return;
     case EventKind::RunCancelling:
-      return put(out, "WARN pyoco cancel flow=", e.flow);
+      return put(out, "WARN pyoco cancel flow=", Text{e.flow});
     case EventKind::RunEnd: {
       const char* level = e.status == core::RunStatus::Completed   ? "INFO"
                           : e.status == core::RunStatus::Cancelled ? "WARN"
                                                                    : "ERROR";
-      put(out, level, " pyoco end flow=", e.flow, " status=", to_string(e.status));
-      if (!e.message.empty()) put(out, " failed=", e.message);
+      put(out, level, " pyoco end flow=", Text{e.flow}, " status=", to_string(e.status));
+      if (!e.message.empty()) put(out, " failed=", Text{e.message});
       return;
     }
   }
@@ -185,7 +195,8 @@ void json_line(std::string& out, const RunEvent& e) {
   if (!e.message.empty()) {
     line += ",\"message\":" + boost::json::serialize(boost::json::value(e.message));
   }
-  out += line;
+  // What a plugin said need not be UTF-8; the line must still be JSON.
+  out += core::valid_utf8(line);
   out += '}';
 }
 

@@ -692,7 +692,21 @@ class Context {
       const std::string why = path.data != nullptr && path.size > 0
                                   ? ": " + std::string(path.data, path.size)
                                   : std::string();
-      throw Error("cannot save artifact '" + std::string(name) + "'" + why);
+      // The name as the host would print it: a NUL or a newline in it must
+      // not cut or forge the message.
+      std::string shown;
+      for (const char c : name) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          shown += "\\x";
+          shown += kHex[u >> 4];
+          shown += kHex[u & 15];
+        } else {
+          shown += c;
+        }
+      }
+      throw Error("cannot save artifact '" + shown + "'" + why);
     }
     return std::string(path.data, path.size);
   }

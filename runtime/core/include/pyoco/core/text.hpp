@@ -1,0 +1,27 @@
+// Text that came from outside (a flow file, a plugin, a user) on its way to
+// a terminal or to JSON: a newline in a name must not forge a trace line,
+// and bytes that are not UTF-8 must not make the JSON invalid.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace pyoco::core {
+
+// The offset of the first byte that does not start a well-formed UTF-8
+// sequence (overlong forms, surrogates and code points past U+10FFFF are
+// not), or npos when all of `text` is UTF-8.
+std::size_t invalid_utf8_at(std::string_view text);
+
+// `text` with each byte of an ill-formed sequence replaced by U+FFFD, as
+// JSON needs: unchanged (and cheap) when it is UTF-8 already.
+std::string valid_utf8(std::string_view text);
+
+// For one line of a terminal: control characters (C0 but tab, DEL, C1)
+// written as \n, \r or \xNN, and bytes that are not UTF-8 as \xNN.
+// Printable text, tabs and non-ASCII UTF-8 are left alone.
+std::string printable(std::string_view text);
+void append_printable(std::string& out, std::string_view text);
+
+}  // namespace pyoco::core
