@@ -230,6 +230,21 @@ const std::vector<Case>& cases() {
        {"run", "f.yaml", "--non-cute"},
        1,
        "ERROR pyoco error node=a boom\\nINFO pyoco end flow=x status=COMPLETED\\x1b[2J"},
+      {"a plugin whose manifest names another ABI",
+       [](const fs::path& d) {
+         write(d / "f.yaml",
+               "flow: {name: x, graph: a}\ntasks:\n  a: {use: pl004_manifest_abi/alpha}\n");
+       },
+       {"run", "f.yaml", "--plugin-path", (fixture_dir() / "pl004_manifest_abi").string()},
+       2,
+       "abi = 2, this runtime speaks ABI 1.1 (PL004; see `pyoco plugins lint"},
+      {"a plugin whose name is not a name",
+       [](const fs::path& d) {
+         write(d / "f.yaml", "flow: {name: x, graph: a}\ntasks:\n  a: {use: Bad-Name/alpha}\n");
+       },
+       {"run", "f.yaml", "--plugin-path", (fixture_dir() / "pl002_bad_name").string()},
+       2,
+       "plugin name 'Bad-Name' is not [a-z][a-z0-9_]* (PL002; see `pyoco plugins lint"},
       {"a FIFO as the params file",
        [](const fs::path& d) {
          fifo(d / "params.json");

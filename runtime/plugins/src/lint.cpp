@@ -117,7 +117,7 @@ class Findings {
   PluginLint& out_;
 };
 
-void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
+void check_manifest_alone(const Manifest& m, Findings& f) {
   const fs::path& file = m.file;
   if (!is_valid_name(m.name)) {
     f.add("PL002", file, m.line_of("name"), "plugin name '" + m.name + "' is not [a-z][a-z0-9_]*");
@@ -180,7 +180,11 @@ void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
     check_ios(t.inputs, "input");
     check_ios(t.outputs, "output");
   }
+}
 
+void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
+  check_manifest_alone(m, f);
+  const fs::path& file = m.file;
   // Against the other plugins on the search path.
   const fs::path self = fs::weakly_canonical(m.dir);
   for (const PluginEntry& other : catalog.plugins()) {
@@ -338,6 +342,13 @@ void lint_library_in_child(const Manifest& m, const LintOptions& options, Findin
 
 }  // namespace
 
+std::vector<LintFinding> check_manifest(const Manifest& m) {
+  PluginLint out;
+  Findings f(out);
+  check_manifest_alone(m, f);
+  return out.findings;
+}
+
 PluginLint lint_plugin(const fs::path& dir, const Catalog& catalog, const LintOptions& options) {
   PluginLint out;
   out.dir = dir;
@@ -352,10 +363,14 @@ PluginLint lint_plugin(const fs::path& dir, const Catalog& catalog, const LintOp
   out.name = m.name;
   out.version = m.version;
   lint_manifest(m, catalog, f);
-  const bool platform_ok =
-      out.findings.end() == std::find_if(out.findings.begin(), out.findings.end(),
-                                         [](const LintFinding& x) { return x.rule == "PL005"; });
-  if (lint_library_file(m, f) && platform_ok) lint_library_in_child(m, options, f);
+  // A manifest with errors is never loaded (register_plugin refuses it), so
+  // neither is it here: its library's rules would only repeat that.
+  const bool loadable =
+      out.findings.end() ==
+      std::find_if(out.findings.begin(), out.findings.end(), [](const LintFinding& x) {
+        return x.severity == Severity::Error && x.rule != "PL015" && x.rule != "PL016";
+      });
+  if (lint_library_file(m, f) && loadable) lint_library_in_child(m, options, f);
   return out;
 }
 
@@ -387,6 +402,8 @@ std::string probe_plugin(const fs::path& dir) {
     switch (e.reason()) {
       case LoadError::Reason::Platform:
         add("PL031", msg);
+        break;
+      case LoadError::Reason::Manifest:  // the parent reports the rule itself
         break;
       case LoadError::Reason::NoEntry:
         add("PL023", msg);

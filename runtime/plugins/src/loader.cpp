@@ -1,5 +1,6 @@
 #include <pyoco/plugins/elf.hpp>
 #include <pyoco/plugins/host_abi.hpp>
+#include <pyoco/plugins/lint.hpp>
 #include <pyoco/plugins/loader.hpp>
 
 #include <dlfcn.h>
@@ -65,6 +66,14 @@ void check_platform(const Manifest& m) {
 
 LoadedPlugin register_plugin(const Manifest& m) {
   check_platform(m);
+  // What lint calls broken is never loaded: a manifest that names another
+  // ABI, or a name that is not a name, fails here as it fails lint.
+  for (const LintFinding& f : check_manifest(m)) {
+    if (f.severity != Severity::Error) continue;
+    throw LoadError(LoadError::Reason::Manifest, plugin_label(m) + ": " + f.message + " (" +
+                                                     f.rule + "; see `pyoco plugins lint " +
+                                                     m.dir.string() + "`)");
+  }
   const std::filesystem::path path = m.library_path();
   std::error_code ec_exists;
   if (!std::filesystem::exists(path, ec_exists)) {

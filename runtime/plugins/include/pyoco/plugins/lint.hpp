@@ -56,6 +56,11 @@ struct LintOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};
 };
 
+// The rules a manifest is checked against on its own (PL002-PL014, PL017):
+// what `plugins lint` reports for it, and what makes register_plugin refuse
+// to load a plugin (any error among them).
+std::vector<LintFinding> check_manifest(const Manifest& manifest);
+
 // Lints the plugin in `dir` against every rule; `catalog` is the search
 // path's view, for the rules that compare a plugin with the others.
 PluginLint lint_plugin(const std::filesystem::path& dir, const Catalog& catalog,

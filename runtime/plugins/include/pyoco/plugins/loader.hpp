@@ -18,6 +18,7 @@ class LoadError : public std::runtime_error {
  public:
   enum class Reason {
     Platform,       // manifest or library is for another OS/arch
+    Manifest,       // plugin.toml breaks a lint rule of severity error
     Open,           // dlopen failed (missing file, dependency, symbol)
     NoEntry,        // no pyoco_plugin_entry
     Abi,            // ABI major mismatch or unusable descriptor
