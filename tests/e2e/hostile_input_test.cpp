@@ -314,3 +314,37 @@ BOOST_AUTO_TEST_CASE(each_hostile_input_gets_one_clear_message_and_no_hang) {
     }
   }
 }
+
+// A repeatable option takes one value per occurrence (issue 12): it used to
+// swallow the positionals after it ("flow is required", lint of everything).
+BOOST_AUTO_TEST_CASE(each_repeatable_option_takes_one_value) {
+  TempDir dir;
+  write(dir.path() / "f.yaml", kEchoFlow);
+  fs::create_directories(dir.path() / "empty");
+  ProcessOptions o;
+  o.cwd = dir.path();
+  struct Case {
+    std::vector<std::string> args;
+    std::string expect;
+  };
+  const std::vector<Case> table = {
+      {{"run", "--plugin-path", "empty", "f.yaml", "--non-cute"}, "status=COMPLETED"},
+      {{"run", "-p", "x=1", "--param", "y=2", "f.yaml", "--non-cute"}, "status=COMPLETED"},
+      {{"check", "--plugin-path", "empty", "f.yaml"}, "f.yaml: ok"},
+      {{"plugins", "lint", "--plugin-path", "empty", "std"}, "1 plugin linted"},
+      {{"plugins", "new", "--task", "greet", "carrots", "--dir", "carrots"},
+       "Created plugin 'carrots'"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.args[0] + " " + c.args[1] + " " + c.args[2]) {
+      const ProcessResult r = run_pyoco(c.args, o);
+      BOOST_TEST(r.exit_code == 0, r.out << r.err);
+      BOOST_TEST((r.out + r.err).find(c.expect) != std::string::npos, r.out << r.err);
+    }
+  }
+  // And a second value without its flag is a positional, told apart.
+  const ProcessResult extra = run_pyoco({"run", "-p", "x=1", "y=2", "f.yaml"}, o);
+  BOOST_TEST(extra.exit_code == 2);
+  BOOST_TEST(extra.err.find("The following argument was not expected: f.yaml") != std::string::npos,
+             extra.err);
+}

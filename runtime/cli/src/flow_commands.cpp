@@ -48,7 +48,10 @@ struct FlowOptions {
       cmd->add_option("-p,--param", params,
                       "A run param KEY=VALUE (repeatable); VALUE is JSON when it parses as JSON, "
                       "else a string")
-          ->type_name("KEY=VALUE");
+          ->type_name("KEY=VALUE")
+          // One value per occurrence: `--plugin-path dir flow.yaml` must not
+          // take flow.yaml as a second directory.
+          ->allow_extra_args(false);
       cmd->add_option("--params-file", params_file, "Params from a JSON or YAML object file")
           ->type_name("FILE");
     }

@@ -12,7 +12,10 @@ void PluginPathOption::attach(CLI::App* command) {
       ->add_option("--plugin-path", dirs_,
                    "Look for plugins in DIR first (repeatable; before PYOCO_PLUGIN_PATH and "
                    "the install's lib/pyoco/plugins)")
-      ->type_name("DIR");
+      ->type_name("DIR")
+      // One value per occurrence: `--plugin-path dir flow.yaml` must not
+      // take flow.yaml as a second directory.
+      ->allow_extra_args(false);
 }
 
 std::vector<std::filesystem::path> PluginPathOption::search_path() const {

@@ -393,7 +393,10 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
       ->type_name("DIR");
   new_cmd
       ->add_option("--task", new_opts->tasks, "A task to start with (repeatable; default: greet)")
-      ->type_name("TASK");
+      ->type_name("TASK")
+      // One value per occurrence: `--plugin-path dir flow.yaml` must not
+      // take flow.yaml as a second directory.
+      ->allow_extra_args(false);
   new_cmd->add_option("--author", new_opts->author, "For plugin.toml (default: $USER)");
   new_cmd->footer(
       "\nThe project builds with CMake against the installed SDK (find_package(PyocoSDK)),\n"
