@@ -31,6 +31,15 @@ class FakeTasks : public TaskResolver {
       info.required_inputs = {"value"};
       info.inputs = {"value"};
     }
+    if (name == "p/typed") {  // a plugin task: it declares all it takes
+      info.inputs = {"value", "times", "ratio", "items", "flag"};
+      info.inputs_complete = true;
+      info.input_types = {{"value", "any"},
+                          {"times", "int"},
+                          {"ratio", "number"},
+                          {"items", "array"},
+                          {"flag", "bool"}};
+    }
     return info;
   }
 };
@@ -267,4 +276,54 @@ tasks:
   // dot escapes with backslashes.
   BOOST_TEST(export_dot(flow).find("label=\"switch_1: \\\"a\\\"\"") != std::string::npos,
              export_dot(flow));
+}
+
+// What `check` says so that a run cannot fail, or not, by timing or typo
+// (issue 12, point 9).
+BOOST_AUTO_TEST_CASE(check_and_run_agree_on_references_inputs_and_types) {
+  struct Case {
+    const char* graph;
+    const char* inputs;  // of node c
+    const char* message;
+  };
+  const std::vector<Case> table = {
+      // After an OR-join, neither branch is sure to have run.
+      {"(a | b) >> c", "{value: \"$node.b.output\"}",
+       "input 'value': node 'b' may not have run when 'c' starts: an OR-join '|' between them "
+       "goes on as soon as one branch succeeds; read a node that every path to 'c' runs"},
+      // A node of another case: say where it is.
+      {"switch(on={{x}}) { 1: a; default: b } >> c", "{value: \"$node.a.output\"}",
+       "input 'value': '$node.a.output' names node 'a', which is in case '1' of switch_1: a "
+       "case's or a loop body's nodes are seen only inside it"},
+      {"a >> c", "{value: \"$node.c.output\"}",
+       "input 'value': node 'c' reads its own output, which does not exist before it ends"},
+      {"a >> c", "{valu: 1}",
+       "input 'valu' is not an input of p/typed (did you mean 'value'?); it takes: value, "
+       "times, ratio, items, flag"},
+      {"a >> c", "{times: \"3\"}",
+       "input 'times' of p/typed is an int; the flow gives a string (\"3\")"},
+      {"a >> c", "{ratio: [1]}",
+       "input 'ratio' of p/typed is a number; the flow gives an array ([1])"},
+      {"a >> c", "{flag: 1}", "input 'flag' of p/typed is a bool; the flow gives an int (1)"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.graph << " " << c.inputs) {
+      const std::string yaml = std::string("flow: {graph: \"") + c.graph +
+                               "\", defaults: {x: 1}}\ntasks:\n  a: {use: p/a}\n  b: {use: p/b}\n"
+                               "  c: {use: p/typed, inputs: " +
+                               c.inputs + "}\n";
+      const auto ds = check(yaml);
+      BOOST_TEST(errors(ds).find(c.message) != std::string::npos, errors(ds));
+    }
+  }
+  // What is fine stays fine: a node before the join, a ratio given an int,
+  // a reference whose type is known only at run time.
+  const auto ok = check(R"(flow: {graph: "x >> (a | b) >> c"}
+tasks:
+  x: {use: p/x}
+  a: {use: p/a}
+  b: {use: p/b}
+  c: {use: p/typed, inputs: {value: "$node.x.output", ratio: 2, times: "$node.x.output"}}
+)");
+  BOOST_TEST(errors(ok) == "");
 }

@@ -87,7 +87,8 @@ class Checker {
   // the node that reads it or the switch or loop holding that node.
   struct Upstream {
     bool found = false;
-    bool before = false;
+    bool before = false;  // surely succeeded first, on every path
+    bool maybe = false;   // upstream, but only on some paths (an OR-join between)
     std::string waiter;
   };
   Upstream upstream(const FlowGraph& g, std::uint32_t id, const std::string& name) const {
@@ -96,14 +97,39 @@ class Checker {
     for (std::size_t level = enclosing_.size();;) {
       const std::int64_t found = graph->find(name);
       if (found >= 0) {
-        return {true, graph->precedes(static_cast<std::uint32_t>(found), node),
-                graph->nodes[node].name};
+        const auto f = static_cast<std::uint32_t>(found);
+        const bool sure = graph->guaranteed_before(f, node);
+        return {true, sure, !sure && graph->precedes(f, node), graph->nodes[node].name};
       }
       if (level == 0) return {};
       --level;
       graph = enclosing_[level].first;
       node = enclosing_[level].second;
     }
+  }
+
+  // Where a node of this name is, anywhere in the flow: "in case 'fast' of
+  // switch_1", "in the body of foreach_2"; empty when nowhere.
+  std::string locate(const std::string& name) const { return locate_in(flow_.graph, name); }
+  static std::string locate_in(const FlowGraph& g, const std::string& name) {
+    for (const GraphNode& n : g.nodes) {
+      for (std::size_t c = 0; c < n.children.size(); ++c) {
+        const FlowGraph& child = *n.children[c];
+        std::string here;
+        if (n.kind == GraphNode::Kind::Switch) {
+          const dsl::SwitchCase& sc = n.switch_term->cases[c];
+          here = sc.is_default ? "in the default case of " + n.name
+                               : "in case '" + to_json_text(sc.match) + "' of " + n.name;
+        } else {
+          here = "in the body of " + n.name;
+        }
+        if (child.find(name) >= 0) return here;
+        if (std::string deeper = locate_in(child, name); !deeper.empty()) {
+          return deeper + ", " + here;
+        }
+      }
+    }
+    return {};
   }
 
   void check_expression(const Expression& e) {
@@ -126,6 +152,7 @@ class Checker {
     std::set<std::string> bound;
     for (const InputBinding& b : t.inputs) {
       bound.insert(b.name);
+      if (info.exists) check_declared(t, b, info);
       if (!b.value.is_string() || b.value.as_string().empty() || b.value.as_string()[0] != '$') {
         continue;
       }
@@ -140,6 +167,71 @@ class Checker {
       error(n.where, "node '" + n.name + "': required input '" + input + "' of " + t.use +
                          " is not in inputs:, not a param, and no upstream node is named so");
     }
+  }
+
+  // An input the task does not declare is a typo the task would never see;
+  // a literal of another type than declared fails the task at run time.
+  void check_declared(const TaskSpec& t, const InputBinding& b,
+                      const TaskResolver::TaskInfo& info) {
+    if (info.inputs_complete &&
+        std::find(info.inputs.begin(), info.inputs.end(), b.name) == info.inputs.end()) {
+      std::string hint;
+      std::size_t best = 3;  // at most two edits away
+      for (const std::string& known : info.inputs) {
+        const std::size_t d = edit_distance(b.name, known);
+        if (d < best) best = d, hint = known;
+      }
+      std::string list;
+      for (const std::string& known : info.inputs) list += (list.empty() ? "" : ", ") + known;
+      error(b.where, "input '" + b.name + "' is not an input of " + t.use +
+                         (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; " +
+                         (list.empty() ? "it takes none" : "it takes: " + list));
+      return;
+    }
+    const auto type = info.input_types.find(b.name);
+    if (type == info.input_types.end() || is_reference(b.value)) return;
+    if (!literal_fits(b.value, type->second)) {
+      error(b.where, "input '" + b.name + "' of " + t.use + " is " + article(type->second) + " " +
+                         type->second + "; the flow gives " + article(to_string(b.value.kind())) +
+                         " " + to_string(b.value.kind()) + " (" + shown(b.value) + ")");
+    }
+  }
+
+  static bool is_reference(const Value& v) {
+    return v.is_string() && !v.as_string().empty() && v.as_string()[0] == '$';
+  }
+  static bool literal_fits(const Value& v, const std::string& type) {
+    if (type == "any") return true;
+    if (type == "null") return v.is_null();
+    if (type == "bool") return v.is_bool();
+    if (type == "int") return v.is_int();
+    if (type == "number") return v.is_number();
+    if (type == "string" || type == "bytes") return v.is_string();
+    if (type == "array") return v.is_array();
+    if (type == "object") return v.is_object();
+    return true;  // a type lint reports
+  }
+  static std::string article(const std::string& word) {
+    return std::string("aeiou").find(word.empty() ? 'x' : word[0]) == std::string::npos ? "a"
+                                                                                        : "an";
+  }
+  static std::string shown(const Value& v) {
+    std::string text = to_json_text(v);
+    return text.size() > 40 ? text.substr(0, 37) + "..." : text;
+  }
+  static std::size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+      std::size_t diag = row[0];
+      row[0] = i;
+      for (std::size_t j = 1; j <= b.size(); ++j) {
+        const std::size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diag = up;
+      }
+    }
+    return row[b.size()];
   }
 
   void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b,
@@ -158,8 +250,21 @@ class Checker {
       }
       const Upstream target = upstream(g, id, node);
       if (!target.found) {
-        error(b.where, "input '" + b.name + "': '" + ref + "' names node '" + node +
-                           "', which is not in the graph");
+        const std::string where = locate(node);
+        error(b.where, "input '" + b.name + "': '" + ref + "' names node '" + node + "', " +
+                           (where.empty() ? "which is not in the graph"
+                                          : "which is " + where +
+                                                ": a case's or a loop body's nodes are seen "
+                                                "only inside it"));
+      } else if (node == g.nodes[id].name && target.waiter == node) {
+        error(b.where, "input '" + b.name + "': node '" + node +
+                           "' reads its own output, which does not exist before it ends");
+      } else if (target.maybe) {
+        error(b.where, "input '" + b.name + "': node '" + node + "' may not have run when '" +
+                           target.waiter +
+                           "' starts: an OR-join '|' between them goes on as soon as one "
+                           "branch succeeds; read a node that every path to '" +
+                           target.waiter + "' runs");
       } else if (!target.before) {
         error(b.where, "input '" + b.name + "': node '" + node + "' does not run before '" +
                            target.waiter + "' (add " + node + " >> " + target.waiter + ")");

@@ -55,6 +55,43 @@ bool FlowGraph::precedes(std::uint32_t ancestor, std::uint32_t node) const {
   return false;
 }
 
+bool FlowGraph::guaranteed_before(std::uint32_t ancestor, std::uint32_t node) const {
+  // Backwards from `node`, each node decided once its predecessors are:
+  // it is "after `ancestor` for sure" when one of its requirements makes it
+  // so — an "all" through any of its nodes, an "any" through every one.
+  enum : std::uint8_t { kUnseen, kOpen, kNo, kYes };
+  std::vector<std::uint8_t> state(nodes.size(), kUnseen);
+  auto sure = [&](std::uint32_t p) { return p == ancestor || state[p] == kYes; };
+  std::vector<std::uint32_t> stack = {node};
+  while (!stack.empty()) {
+    const std::uint32_t n = stack.back();
+    if (state[n] == kNo || state[n] == kYes) {
+      stack.pop_back();
+      continue;
+    }
+    state[n] = kOpen;
+    bool pushed = false;
+    for (const Requirement& r : nodes[n].requirements) {
+      for (std::uint32_t p : r.nodes) {
+        if (p != ancestor && state[p] == kUnseen) {
+          stack.push_back(p);
+          pushed = true;
+        }
+      }
+    }
+    if (pushed) continue;
+    stack.pop_back();
+    bool yes = false;
+    for (const Requirement& r : nodes[n].requirements) {
+      yes = r.any ? std::all_of(r.nodes.begin(), r.nodes.end(), sure)
+                  : std::any_of(r.nodes.begin(), r.nodes.end(), sure);
+      if (yes) break;
+    }
+    state[n] = yes ? kYes : kNo;
+  }
+  return state[node] == kYes;
+}
+
 namespace {
 
 constexpr std::size_t kMaxPipeDepth = 128;

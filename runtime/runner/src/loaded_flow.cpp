@@ -69,9 +69,11 @@ class CatalogResolver : public core::TaskResolver {
     const auto ref = catalog_.find_task(name);
     if (!ref) return info;
     info.exists = true;
+    info.inputs_complete = true;
     for (const auto& io : ref->task->inputs) {
       info.inputs.push_back(io.name);
       if (io.required) info.required_inputs.push_back(io.name);
+      if (!io.type.empty()) info.input_types[io.name] = io.type;
     }
     return info;
   }

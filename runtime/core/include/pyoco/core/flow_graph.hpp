@@ -59,6 +59,10 @@ class FlowGraph {
   std::vector<std::uint32_t> roots() const;
   // True when `ancestor` must finish before `node` can start.
   bool precedes(std::uint32_t ancestor, std::uint32_t node) const;
+  // True when `ancestor` has surely succeeded when `node` starts: not only
+  // upstream, but on every path (an OR-join `(a | b) >> c` goes on when one
+  // branch succeeds, so c can be sure of neither a nor b).
+  bool guaranteed_before(std::uint32_t ancestor, std::uint32_t node) const;
 
  private:
   std::unordered_map<std::string, std::uint32_t> index_;  // of nodes added with add()
@@ -95,6 +99,12 @@ class TaskResolver {
     bool exists = false;
     std::vector<std::string> required_inputs;
     std::vector<std::string> inputs;  // every declared input
+    // `inputs` is all the task takes (a plugin's manifest): a name not in it
+    // is a mistake. False for tasks that declare nothing (in-process ones).
+    bool inputs_complete = false;
+    // The declared type of each input that has one: any, null, bool, int,
+    // number, string, bytes, array or object.
+    std::unordered_map<std::string, std::string> input_types;
   };
   virtual TaskInfo resolve(const std::string& qualified_name) const = 0;
 };
