@@ -21,6 +21,8 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "app.hpp"
@@ -218,10 +220,22 @@ int run_flow(const RunOptionsCli& o) {
   // Tasks' children, and the orphans they leave, stay ours to stop.
   runner::become_subreaper();
 
-  Run run = local.start(*engine);
+  // The handlers go in before the run starts: a Ctrl+C the moment its first
+  // trace line shows must cancel it, not kill pyoco with the default action.
+  std::mutex started_mutex;
+  std::optional<Run> started;
+  bool cancel_at_start = false;
+  auto cancel = [&] {
+    std::lock_guard lock(started_mutex);
+    if (started) {
+      started->cancel();
+    } else {
+      cancel_at_start = true;
+    }
+  };
   {
     runner::InterruptWatcher interrupts({
-        .cancel = [run]() mutable { run.cancel(); },
+        .cancel = cancel,
         .exit_now =
             [&] {
               // Second Ctrl+C: stop every process a task started, record the
@@ -235,19 +249,25 @@ int run_flow(const RunOptionsCli& o) {
             },
         .check_now = [&local] { local.check_cancel_requests(); },
     });
+    {
+      Run first = local.start(*engine);
+      std::lock_guard lock(started_mutex);
+      started = first;
+      if (cancel_at_start) started->cancel();
+    }
     local.wait();    // the trace's last line before anything else is printed
     engine.reset();  // up to a second for bodies that ignore their cancel
     // A task that was abandoned (cancel, deadline) may have left a process
     // behind, even one a late body started during the reset: it goes with
     // the run, not with the shell that started pyoco.
-    if (run.status() != core::RunStatus::Completed) {
+    if (started->status() != core::RunStatus::Completed) {
       runner::stop_descendants(std::chrono::seconds(1));
     }
   }
   if (const std::string e = local.finish(); !e.empty()) {
     std::cerr << "pyoco run: warning: the run history may be incomplete: " << e << '\n';
   }
-  switch (run.status()) {
+  switch (started->status()) {
     case core::RunStatus::Completed:
       return kExitOk;
     case core::RunStatus::Cancelled:
