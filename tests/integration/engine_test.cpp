@@ -572,6 +572,23 @@ tasks:
   BOOST_TEST(other.output("after").as_string() == "default");
 }
 
+BOOST_AUTO_TEST_CASE(switch_on_a_boolean_matches_true_and_false_labels) {
+  for (const char* flag : {"true", "false"}) {
+    BOOST_TEST_CONTEXT(flag) {
+      Run r =
+          run(R"(
+flow: {graph: "switch(on={{flag}}) { true: yes; False: no }"}
+tasks:
+  yes: {use: "t/emit", inputs: {value: "yes"}}
+  no: {use: "t/emit", inputs: {value: "no"}}
+)",
+              {{"t/emit", echo_value}}, json((std::string(R"({"flag": )") + flag + "}").c_str()));
+      BOOST_TEST((r.status() == core::RunStatus::Completed));
+      BOOST_TEST(r.output("switch_1").as_string() == (std::string(flag) == "true" ? "yes" : "no"));
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(switch_with_no_match_and_no_default_fails_clearly) {
   Run r = run(R"(
 flow: {graph: "switch(on={{mode}}) { a: x; }"}

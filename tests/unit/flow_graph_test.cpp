@@ -327,3 +327,24 @@ tasks:
 )");
   BOOST_TEST(errors(ok) == "");
 }
+
+// Node names Mermaid reads as syntax get an id of their own; the label
+// still shows the name (issue 12).
+BOOST_AUTO_TEST_CASE(mermaid_ids_never_collide_with_its_keywords) {
+  const CompiledFlow flow = compile(R"(flow: {name: kw, graph: "end >> graph >> subgraph >> style"}
+tasks:
+  end: {use: p/a}
+  graph: {use: p/b}
+  subgraph: {use: p/c}
+  style: {use: p/d}
+)");
+  BOOST_TEST(export_mermaid(flow) == R"(flowchart LR
+  end_node["end<br/>p/a"]
+  graph_node["graph<br/>p/b"]
+  end_node --> graph_node
+  subgraph_node["subgraph<br/>p/c"]
+  graph_node --> subgraph_node
+  style_node["style<br/>p/d"]
+  subgraph_node --> style_node
+)");
+}

@@ -64,6 +64,15 @@ void dot_graph(const FlowGraph& g, const std::string& prefix, std::string& out, 
 std::string mermaid_id(const std::string& s) {
   std::string out;
   for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  // Words Mermaid reads as syntax: a node named `end` would close a subgraph.
+  static const char* const kReserved[] = {"end",       "graph",     "subgraph", "flowchart",
+                                          "style",     "classdef",  "class",    "click",
+                                          "linkstyle", "direction", "default"};
+  std::string lower = out;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* word : kReserved) {
+    if (lower == word) return out + "_node";
+  }
   return out;
 }
 

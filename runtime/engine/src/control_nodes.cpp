@@ -26,11 +26,21 @@ void RunState::start_switch(Frame& f, std::uint32_t i) {
     fail(f, i, e.what());
     return;
   }
+  // A label is a name, a string or a number; a string label also matches a
+  // number of that text, and `true`/`false` (or `True`/`False`) a boolean.
+  auto matches = [&](const Value& label) {
+    if (label == on) return true;
+    if (!label.is_string()) return false;
+    const std::string_view text = label.as_string();
+    if (on.is_number()) return text == core::to_json_text(on);
+    if (on.is_bool())
+      return on.as_bool() ? text == "true" || text == "True" : text == "false" || text == "False";
+    return false;
+  };
   std::size_t chosen = SIZE_MAX;
   for (std::size_t c = 0; c < g.switch_term->cases.size(); ++c) {
     const auto& sc = g.switch_term->cases[c];
-    if (!sc.is_default && (sc.match == on || (sc.match.is_string() && on.is_number() &&
-                                              sc.match.as_string() == core::to_json_text(on)))) {
+    if (!sc.is_default && matches(sc.match)) {
       chosen = c;
       break;
     }
