@@ -245,6 +245,16 @@ const std::vector<Case>& cases() {
        {"run", "f.yaml", "--plugin-path", (fixture_dir() / "pl002_bad_name").string()},
        2,
        "plugin name 'Bad-Name' is not [a-z][a-z0-9_]* (PL002; see `pyoco plugins lint"},
+      {"a task that returns another type than it declares",
+       [](const fs::path& d) {
+         write(d / "f.yaml",
+               "flow: {name: x, graph: a >> b}\ntasks:\n  a: {use: typed_output/alpha, inputs: "
+               "{value: three}}\n  b: {use: std/echo, inputs: {value: \"$node.a.output\"}}\n");
+       },
+       {"run", "f.yaml", "--non-cute", "--plugin-path", (fixture_dir() / "typed_output").string()},
+       1,
+       "ERROR pyoco error node=a typed_output/alpha returned a string, but the task declares its "
+       "output 'value' as int (a bug of the task or of its declaration)"},
       {"a FIFO as the params file",
        [](const fs::path& d) {
          fifo(d / "params.json");

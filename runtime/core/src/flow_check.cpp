@@ -190,7 +190,7 @@ class Checker {
     }
     const auto type = info.input_types.find(b.name);
     if (type == info.input_types.end() || is_reference(b.value)) return;
-    if (!literal_fits(b.value, type->second)) {
+    if (!fits_type(b.value, type->second)) {
       error(b.where, "input '" + b.name + "' of " + t.use + " is " + article(type->second) + " " +
                          type->second + "; the flow gives " + article(to_string(b.value.kind())) +
                          " " + to_string(b.value.kind()) + " (" + shown(b.value) + ")");
@@ -199,17 +199,6 @@ class Checker {
 
   static bool is_reference(const Value& v) {
     return v.is_string() && !v.as_string().empty() && v.as_string()[0] == '$';
-  }
-  static bool literal_fits(const Value& v, const std::string& type) {
-    if (type == "any") return true;
-    if (type == "null") return v.is_null();
-    if (type == "bool") return v.is_bool();
-    if (type == "int") return v.is_int();
-    if (type == "number") return v.is_number();
-    if (type == "string" || type == "bytes") return v.is_string();
-    if (type == "array") return v.is_array();
-    if (type == "object") return v.is_object();
-    return true;  // a type lint reports
   }
   static std::string article(const std::string& word) {
     return std::string("aeiou").find(word.empty() ? 'x' : word[0]) == std::string::npos ? "a"

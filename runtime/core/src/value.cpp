@@ -465,6 +465,18 @@ void append_json(std::string& out, const Value& v) {
 
 }  // namespace
 
+bool fits_type(const Value& v, std::string_view type) {
+  if (type == "null") return v.is_null();
+  if (type == "bool") return v.is_bool();
+  if (type == "int") return v.is_int();
+  if (type == "number") return v.is_number();
+  if (type == "string") return v.is_string();
+  if (type == "bytes") return v.kind() == ValueKind::Bytes || v.is_string();
+  if (type == "array") return v.is_array();
+  if (type == "object") return v.is_object();
+  return true;  // any, or a type lint reports
+}
+
 // Written directly rather than through boost::json: shorter doubles
 // ("2.5", not "2.5E0") and no intermediate tree.
 std::string to_json_text(const Value& value) {

@@ -42,6 +42,37 @@ double backoff_ms(const core::RetryBackoff& b, std::uint32_t retry) {
   return d;
 }
 
+// What a task returned against what its plugin declares (one output: the
+// value itself; several: an object of them): empty when it fits. A missing
+// or null output is fine unless it is required.
+std::string output_mismatch(const plugins::TaskDefinition& def, const Value& out) {
+  if (def.outputs.empty()) return {};
+  auto a = [](const Value& v) -> std::string {
+    if (v.is_null()) return "null";
+    const std::string kind = core::to_string(v.kind());
+    return (std::string("aeiou").find(kind[0]) == std::string::npos ? "a " : "an ") + kind;
+  };
+  auto wrong = [&](const plugins::IoSpec& io, const Value& v) -> std::string {
+    if (v.is_null() && !io.required) return {};
+    if (core::fits_type(v, io.type)) return {};
+    return def.qualified_name() + " returned " +
+           (def.outputs.size() == 1 ? "" : "'" + io.name + "' as ") + a(v) +
+           ", but the task declares " +
+           (def.outputs.size() == 1 ? "its output '" + io.name + "'" : "it") + " as " + io.type +
+           " (a bug of the task or of its declaration)";
+  };
+  if (def.outputs.size() == 1) return wrong(def.outputs.front(), out);
+  if (!out.is_object()) {
+    return def.qualified_name() + " returned " + a(out) + ", but the task declares an object of " +
+           std::to_string(def.outputs.size()) +
+           " outputs (a bug of the task or of its declaration)";
+  }
+  for (const plugins::IoSpec& io : def.outputs) {
+    if (std::string w = wrong(io, out.find(io.name)); !w.empty()) return w;
+  }
+  return {};
+}
+
 std::string summary(const Value& v) {
   if (v.is_null()) return {};
   std::string s = core::to_json_text(v);
@@ -318,6 +349,13 @@ void RunState::on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attemp
   auto& artifacts = record(n).artifacts;
   artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
   if (result.ok) {
+    if (const std::string wrong =
+            output_mismatch(*flow_->tasks.at(&f->graph->nodes[i]), result.output);
+        !wrong.empty()) {
+      // The task that returned it is blamed, not the next one that reads it.
+      attempt_failed(*f, i, wrong, true);
+      return;
+    }
     succeed(*f, i, std::move(result.output));
   } else if (result.cancelled) {
     // The task stopped itself (PYOCO_ERR_CANCELLED): no retry; what depends

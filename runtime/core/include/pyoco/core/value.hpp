@@ -169,6 +169,11 @@ class ValueBuilder {
 };
 
 // JSON conversions. Bytes become a base64 string in JSON.
+// Whether `v` is of `type`, a type name of plugin.toml's inputs and
+// outputs: any, null, bool, int, number (an int or a double), string, bytes
+// (bytes, or a string), array or object. An unknown name fits anything.
+bool fits_type(const Value& v, std::string_view type);
+
 Value from_json(const boost::json::value& json);
 boost::json::value to_json(const Value& value);
 // Compact JSON text, for display and files (never between tasks).
