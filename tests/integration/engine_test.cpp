@@ -887,3 +887,18 @@ BOOST_AUTO_TEST_CASE(cpp_flow_api_huge_timeouts_and_backoffs_saturate) {
   BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
   BOOST_TEST((r.status() == core::RunStatus::Cancelled));
 }
+
+// A flow compiled for check keeps running out of reach while it has a cycle.
+BOOST_AUTO_TEST_CASE(a_flow_with_a_cycle_compiled_for_check_is_refused) {
+  Engine engine{EngineOptions{1, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+  auto flow = std::make_shared<const core::CompiledFlow>(
+      core::compile_flow_for_check(std::make_shared<const core::FlowSpec>(core::parse_flow_text(
+          "flow: {graph: \"a >> b >> a\"}\ntasks:\n  a: {use: t/x}\n  b: {use: t/x}\n",
+          "f.yaml"))));
+  RunOptions o;
+  o.local_tasks = {{"t/x", echo_value}};
+  BOOST_CHECK_EXCEPTION(
+      engine.start(flow, std::move(o)), core::FlowError, [](const core::FlowError& e) {
+        return std::string(e.what()).find("cycle: a -> b -> a") != std::string::npos;
+      });
+}

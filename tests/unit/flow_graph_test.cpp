@@ -348,3 +348,27 @@ tasks:
   subgraph_node --> style_node
 )");
 }
+
+// A cycle no longer hides every other problem (issue 12): compiled for
+// check, each cycle is an error and the rest of the flow is still checked.
+BOOST_AUTO_TEST_CASE(cycles_are_reported_with_every_other_error) {
+  const CompiledFlow flow = compile_flow_for_check(std::make_shared<const FlowSpec>(
+      parse_flow_text("flow: {graph: \"a >> b >> a\\nc >> d >> c\"}\ntasks:\n  a: {use: p/a}\n"
+                      "  b: {use: p/b, inputs: {v: \"$node.zz.output\"}}\n  c: {use: p/c}\n"
+                      "  d: {use: p/d}\n",
+                      "flow.yaml")));
+  BOOST_TEST_REQUIRE(flow.errors.size() == 2u);
+  BOOST_TEST(flow.errors[0].message.find("cycle: a -> b -> a") == 0u, flow.errors[0].message);
+  BOOST_TEST(flow.errors[1].message.find("cycle: c -> d -> c") == 0u, flow.errors[1].message);
+  BOOST_TEST(flow.errors[1].where.line == 2u);
+  const auto ds = check_flow(flow, FakeTasks(), from_json(boost::json::parse("{}")));
+  BOOST_TEST(errors(ds).find("'$node.zz.output' names node 'zz'") != std::string::npos, errors(ds));
+  // What was cut to go on is a DAG.
+  for (std::uint32_t i = 0; i < flow.graph.nodes.size(); ++i) {
+    BOOST_TEST(!flow.graph.precedes(i, i));
+  }
+  // compile_flow still refuses it at the first cycle.
+  BOOST_CHECK_THROW(
+      compile("flow: {graph: \"a >> b >> a\"}\ntasks:\n  a: {use: p/a}\n  b: {use: p/b}\n"),
+      FlowError);
+}

@@ -103,7 +103,7 @@ using Exit = std::vector<Requirement>;
 
 class Builder {
  public:
-  explicit Builder(CompiledFlow& out) : out_(out), spec_(*out.spec) {
+  Builder(CompiledFlow& out, bool collect) : out_(out), spec_(*out.spec), collect_(collect) {
     tasks_.reserve(spec_.tasks.size());
     for (const TaskSpec& t : spec_.tasks) tasks_.emplace(t.name, &t);
   }
@@ -278,8 +278,7 @@ class Builder {
     return e;
   }
 
-  // Successors and releases, then a cycle check.
-  void finish(FlowGraph& g) {
+  static void link(FlowGraph& g) {
     for (auto& n : g.nodes) {
       n.successors.clear();
       n.releases.clear();
@@ -294,6 +293,14 @@ class Builder {
         }
       }
     }
+  }
+
+  // Successors and releases, then a cycle check. Collecting, each cycle is
+  // recorded and its closing edge left out, so that check goes on to report
+  // everything else as well.
+  void finish(FlowGraph& g) {
+    link(g);
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> closing;  // from, to
     // Depth-first search with colours finds a cycle and its path; iterative,
     // so a chain of 100,000 nodes does not exhaust the stack.
     std::vector<int> colour(g.nodes.size(), 0);
@@ -316,9 +323,13 @@ class Builder {
           auto from = std::find_if(stack.begin(), stack.end(),
                                    [&](const auto& frame) { return frame.first == s; });
           for (auto it = from; it != stack.end(); ++it) cycle += g.nodes[it->first].name + " -> ";
-          throw FlowError(g.nodes[s].where, "cycle: " + cycle + g.nodes[s].name +
-                                                " (a repeated name is the same node; use "
-                                                "name: task for a second one)");
+          const std::string message = "cycle: " + cycle + g.nodes[s].name +
+                                      " (a repeated name is the same node; use name: task for "
+                                      "a second one)";
+          if (!collect_) throw FlowError(g.nodes[s].where, message);
+          out_.errors.push_back({Diagnostic::Severity::Error, g.nodes[s].where, message});
+          closing.emplace_back(n, s);
+          continue;
         }
         if (colour[s] == 0) {
           colour[s] = 1;
@@ -326,6 +337,13 @@ class Builder {
         }
       }
     }
+    if (closing.empty()) return;
+    for (const auto& [from, to] : closing) {
+      auto& reqs = g.nodes[to].requirements;
+      for (Requirement& r : reqs) std::erase(r.nodes, from);
+      std::erase_if(reqs, [](const Requirement& r) { return r.nodes.empty(); });
+    }
+    link(g);
   }
 
   CompiledFlow& out_;
@@ -333,23 +351,42 @@ class Builder {
   std::unordered_map<std::string_view, const TaskSpec*> tasks_;  // spec_.tasks by name
   std::vector<std::string> pipe_stack_;
   std::size_t expanded_ = 0;
+  bool collect_ = false;
   std::map<std::string, int> controls_;
 };
 
 }  // namespace
 
-CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec,
-                          std::shared_ptr<const dsl::Graph> graph) {
+namespace {
+
+CompiledFlow compile(std::shared_ptr<const FlowSpec> spec, std::shared_ptr<const dsl::Graph> graph,
+                     bool collect) {
   CompiledFlow out;
   out.spec = std::move(spec);
   out.ast = std::move(graph);
-  Builder(out).build_top();
+  Builder(out, collect).build_top();
   return out;
 }
 
+std::shared_ptr<const dsl::Graph> parsed_graph(const FlowSpec& spec) {
+  return std::make_shared<const dsl::Graph>(dsl::parse_graph(spec.graph, spec.graph_where));
+}
+
+}  // namespace
+
+CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec,
+                          std::shared_ptr<const dsl::Graph> graph) {
+  return compile(std::move(spec), std::move(graph), false);
+}
+
 CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec) {
-  auto graph = std::make_shared<const dsl::Graph>(dsl::parse_graph(spec->graph, spec->graph_where));
-  return compile_flow(std::move(spec), std::move(graph));
+  auto graph = parsed_graph(*spec);
+  return compile(std::move(spec), std::move(graph), false);
+}
+
+CompiledFlow compile_flow_for_check(std::shared_ptr<const FlowSpec> spec) {
+  auto graph = parsed_graph(*spec);
+  return compile(std::move(spec), std::move(graph), true);
 }
 
 }  // namespace pyoco::core

@@ -82,6 +82,10 @@ void bind_graph(const core::FlowGraph& g, BoundFlow& bound, const plugins::Catal
 std::shared_ptr<BoundFlow> bind_flow(std::shared_ptr<const core::CompiledFlow> flow,
                                      const plugins::Catalog& catalog,
                                      const std::map<std::string, TaskFn>& local_tasks) {
+  // Compiled for check, a flow with a cycle has it cut out: never run that.
+  if (!flow->errors.empty()) {
+    throw core::FlowError(flow->errors.front().where, flow->errors.front().message);
+  }
   auto bound = std::make_shared<BoundFlow>();
   bound->flow = std::move(flow);
   BoundByUse by_use;

@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+
 namespace pyoco::runner {
 
 namespace json = boost::json;
@@ -87,13 +89,24 @@ class CatalogResolver : public core::TaskResolver {
 LoadedFlow load_flow(const std::filesystem::path& file, const ParamArgs& params) {
   auto spec = std::make_shared<const core::FlowSpec>(core::load_flow_file(file));
   LoadedFlow loaded;
-  loaded.flow = std::make_shared<const core::CompiledFlow>(core::compile_flow(std::move(spec)));
+  // Cycles are kept for check to report with the rest; the engine refuses them.
+  loaded.flow =
+      std::make_shared<const core::CompiledFlow>(core::compile_flow_for_check(std::move(spec)));
   loaded.params = parse_params(params);
   return loaded;
 }
 
 std::vector<core::Diagnostic> check(const LoadedFlow& flow, const plugins::Catalog& catalog) {
-  return core::check_flow(*flow.flow, CatalogResolver(catalog), merged_params(flow));
+  std::vector<core::Diagnostic> out = flow.flow->errors;
+  for (auto& d : core::check_flow(*flow.flow, CatalogResolver(catalog), merged_params(flow))) {
+    out.push_back(std::move(d));
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const core::Diagnostic& a, const core::Diagnostic& b) {
+                     return a.where.line < b.where.line ||
+                            (a.where.line == b.where.line && a.where.column < b.where.column);
+                   });
+  return out;
 }
 
 std::vector<core::Diagnostic> check_before_run(const LoadedFlow& flow,

@@ -81,12 +81,20 @@ struct CompiledFlow {
   std::shared_ptr<const dsl::Graph> ast;
   std::vector<std::shared_ptr<const dsl::Graph>> pipe_asts;
   FlowGraph graph;
+  // What makes it unrunnable, found while building (cycles), when it was
+  // compiled for check: the graph then leaves out each cycle's closing edge.
+  // The engine refuses a flow with any.
+  std::vector<Diagnostic> errors;
 };
 
 // Parses the graph DSL and builds the DAG. Throws FlowError for what makes
 // a graph impossible to build (syntax, unknown pipe, pipe cycle, a node name
 // with no tasks: entry, a cycle between nodes).
 CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec);
+// As compile_flow, but every cycle is recorded in `errors` (its closing edge
+// left out of the graph) instead of the first being thrown, so that
+// `pyoco check` reports cycles together with everything else.
+CompiledFlow compile_flow_for_check(std::shared_ptr<const FlowSpec> spec);
 // The same for a graph built in code rather than parsed (the C++ flow API).
 CompiledFlow compile_flow(std::shared_ptr<const FlowSpec> spec,
                           std::shared_ptr<const dsl::Graph> graph);
