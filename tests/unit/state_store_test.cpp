@@ -64,6 +64,27 @@ LogEntry make_log(std::uint64_t seq, const std::string& node, const std::string&
   return LogEntry{seq, at(10), node, trace::LogLevel::Info, message};
 }
 
+// The tables as the first release (schema 1) made them, for migration tests.
+const char* const kSchema1 = R"sql(
+CREATE TABLE runs(id TEXT PRIMARY KEY, flow TEXT NOT NULL, flow_file TEXT NOT NULL,
+  params TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, started_us INTEGER NOT NULL,
+  ended_us INTEGER NOT NULL, duration_ms REAL NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  pid_start INTEGER NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX runs_by_start ON runs(started_us);
+CREATE INDEX runs_by_status ON runs(status);
+CREATE TABLE tasks(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  node TEXT NOT NULL, seq INTEGER NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL,
+  attempts INTEGER NOT NULL, started_us INTEGER NOT NULL, ended_us INTEGER NOT NULL,
+  duration_ms REAL NOT NULL, error TEXT NOT NULL, output TEXT NOT NULL,
+  PRIMARY KEY(run_id, node));
+CREATE TABLE artifacts(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  node TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL, media_type TEXT NOT NULL, PRIMARY KEY(run_id, node, name));
+CREATE TABLE logs(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL, time_us INTEGER NOT NULL, node TEXT NOT NULL, level INTEGER NOT NULL,
+  message TEXT NOT NULL, PRIMARY KEY(run_id, seq));
+)sql";
+
 struct Memory {
   std::shared_ptr<StateStore> open() { return open_memory_store(); }
 };
@@ -354,24 +375,7 @@ BOOST_AUTO_TEST_CASE(a_version_1_history_is_migrated_with_its_runs) {
   const auto file = dir.path() / "state.db";
   sqlite3* db = nullptr;
   BOOST_TEST_REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
-  const char* v1 = R"sql(
-CREATE TABLE runs(id TEXT PRIMARY KEY, flow TEXT NOT NULL, flow_file TEXT NOT NULL,
-  params TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, started_us INTEGER NOT NULL,
-  ended_us INTEGER NOT NULL, duration_ms REAL NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
-  pid_start INTEGER NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX runs_by_start ON runs(started_us);
-CREATE INDEX runs_by_status ON runs(status);
-CREATE TABLE tasks(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  node TEXT NOT NULL, seq INTEGER NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL,
-  attempts INTEGER NOT NULL, started_us INTEGER NOT NULL, ended_us INTEGER NOT NULL,
-  duration_ms REAL NOT NULL, error TEXT NOT NULL, output TEXT NOT NULL,
-  PRIMARY KEY(run_id, node));
-CREATE TABLE artifacts(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  node TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
-  sha256 TEXT NOT NULL, media_type TEXT NOT NULL, PRIMARY KEY(run_id, node, name));
-CREATE TABLE logs(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  seq INTEGER NOT NULL, time_us INTEGER NOT NULL, node TEXT NOT NULL, level INTEGER NOT NULL,
-  message TEXT NOT NULL, PRIMARY KEY(run_id, seq));
+  const std::string v1 = std::string(kSchema1) + R"sql(
 INSERT INTO runs VALUES('old', 'f', '/f.yaml', '{}', 'COMPLETED', '', 1, 2, 0.001, 'h', 1, 1, 0);
 INSERT INTO tasks VALUES('old', 'a', 0, 'std/echo', 'SUCCEEDED', 1, 1, 2, 0.001, '', '1');
 INSERT INTO tasks VALUES('old', 'b', 200, 'std/write_file', 'FAILED', 2, 3, 5, 0.002,
@@ -379,7 +383,7 @@ INSERT INTO tasks VALUES('old', 'b', 200, 'std/write_file', 'FAILED', 2, 3, 5, 0
 INSERT INTO artifacts VALUES('old', 'b', 'out.txt', '/a/old/out.txt', 7, 'ff00', 'text/plain');
 PRAGMA user_version=1;
 )sql";
-  BOOST_TEST_REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+  BOOST_TEST_REQUIRE(sqlite3_exec(db, v1.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
   auto store = open_sqlite_store(file);
   const auto tasks = store->tasks("old");
@@ -415,23 +419,10 @@ BOOST_AUTO_TEST_CASE(a_version_2_history_keeps_its_heartbeats_and_artifact_order
   const auto file = dir.path() / "state.db";
   sqlite3* db = nullptr;
   BOOST_TEST_REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
-  const char* v2 = R"sql(
-CREATE TABLE runs(id TEXT PRIMARY KEY, flow TEXT NOT NULL, flow_file TEXT NOT NULL,
-  params TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, started_us INTEGER NOT NULL,
-  ended_us INTEGER NOT NULL, duration_ms REAL NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
-  pid_start INTEGER NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE tasks(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  node TEXT NOT NULL, seq INTEGER NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL,
-  attempts INTEGER NOT NULL, started_us INTEGER NOT NULL, ended_us INTEGER NOT NULL,
-  duration_ms REAL NOT NULL, error TEXT NOT NULL, output TEXT NOT NULL,
-  progress REAL NOT NULL DEFAULT -1, heartbeat TEXT NOT NULL DEFAULT '',
-  heartbeat_us INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(run_id, node));
-CREATE TABLE artifacts(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  node TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
-  sha256 TEXT NOT NULL, media_type TEXT NOT NULL, PRIMARY KEY(run_id, node, name));
-CREATE TABLE logs(run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  seq INTEGER NOT NULL, time_us INTEGER NOT NULL, node TEXT NOT NULL, level INTEGER NOT NULL,
-  message TEXT NOT NULL, PRIMARY KEY(run_id, seq));
+  const std::string v2 = std::string(kSchema1) + R"sql(
+ALTER TABLE tasks ADD COLUMN progress REAL NOT NULL DEFAULT -1;
+ALTER TABLE tasks ADD COLUMN heartbeat TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN heartbeat_us INTEGER NOT NULL DEFAULT 0;
 INSERT INTO runs VALUES('r', 'f', '/f.yaml', '{}', 'RUNNING', '', 1, 0, 0, 'h', 1, 1, 0);
 INSERT INTO tasks VALUES('r', 'busy', 0, 'p/t', 'RUNNING', 1, 1, 0, 0, '', '', 9e999, 'half', 7);
 INSERT INTO tasks VALUES('r', 'calm', 1, 'p/t', 'RUNNING', 1, 1, 0, 0, '', '', 0.25, 'quarter', 8);
@@ -439,7 +430,7 @@ INSERT INTO artifacts VALUES('r', 'busy', 'z.txt', '/z', 1, 'aa', 'text/plain');
 INSERT INTO artifacts VALUES('r', 'busy', 'a.txt', '/a', 2, 'bb', 'text/plain');
 PRAGMA user_version=2;
 )sql";
-  BOOST_TEST_REQUIRE(sqlite3_exec(db, v2, nullptr, nullptr, nullptr) == SQLITE_OK);
+  BOOST_TEST_REQUIRE(sqlite3_exec(db, v2.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
   auto store = open_sqlite_store(file);
   const auto tasks = store->tasks("r");

@@ -63,6 +63,12 @@ struct QueuedEvent {
 
 }  // namespace
 
+// Events about one task record (their `record` names it).
+bool is_node_event(EventKind kind) {
+  return kind != EventKind::RunStart && kind != EventKind::NodesPlanned && kind != EventKind::Log &&
+         kind != EventKind::RunCancelling && kind != EventKind::RunEnd;
+}
+
 // How far past the records seen so far an event's record may point.
 constexpr std::size_t kMaxRecordJump = 65536;
 
@@ -177,7 +183,7 @@ class RunRecorder final : public trace::EventListener {
       case EventKind::NodeRetry:
       case EventKind::NodeSkipped:
       case EventKind::NodeCancelled:
-      case EventKind::Heartbeat:
+      case EventKind::Heartbeat:  // the kinds is_node_event() names
         if (announce(e.record)) {
           q.node = e.node;
           q.task = e.task;
@@ -205,18 +211,7 @@ class RunRecorder final : public trace::EventListener {
     return std::size_t{record} <= announced_.size() + kMaxRecordJump;
   }
   bool usable(const trace::RunEvent& e) const {
-    switch (e.kind) {
-      case EventKind::NodeStart:
-      case EventKind::NodeDone:
-      case EventKind::NodeError:
-      case EventKind::NodeRetry:
-      case EventKind::NodeSkipped:
-      case EventKind::NodeCancelled:
-      case EventKind::Heartbeat:
-        return plausible(e.record);
-      default:
-        return true;
-    }
+    return !is_node_event(e.kind) || plausible(e.record);
   }
 
   std::shared_ptr<HistoryWriter::Impl> owner_;
