@@ -372,3 +372,31 @@ BOOST_AUTO_TEST_CASE(cycles_are_reported_with_every_other_error) {
       compile("flow: {graph: \"a >> b >> a\"}\ntasks:\n  a: {use: p/a}\n  b: {use: p/b}\n"),
       FlowError);
 }
+
+// `name: foreach(...)` names a control node (issue 12): references to it do
+// not shift when another loop is added, and a later statement may use it.
+BOOST_AUTO_TEST_CASE(control_nodes_can_be_named) {
+  const CompiledFlow flow = compile(
+      R"(flow: {graph: "repeat(count=1) { a }\neach: foreach(over={{xs}}) { a }\npick: switch(on={{x}}) { default: b }\neach >> c\nrepeat(count=2) { b }"}
+tasks:
+  a: {use: p/a}
+  b: {use: p/b}
+  c: {use: p/c, inputs: {v: "$node.each.output"}}
+)");
+  std::vector<std::string> names;
+  for (const GraphNode& n : flow.graph.nodes) names.push_back(n.name);
+  BOOST_TEST(names == (std::vector<std::string>{"repeat_1", "each", "pick", "c", "repeat_2"}),
+             boost::test_tools::per_element());
+  const auto c = static_cast<std::uint32_t>(flow.graph.find("c"));
+  BOOST_TEST(flow.graph.guaranteed_before(static_cast<std::uint32_t>(flow.graph.find("each")), c));
+  BOOST_TEST(errors(check_flow(flow, FakeTasks(),
+                               from_json(boost::json::parse(R"({"xs": [], "x": 1})")))) == "");
+  // A name a step has already is refused.
+  BOOST_CHECK_EXCEPTION(
+      compile("flow: {graph: \"a >> a: repeat(count=1) { b }\"}\ntasks:\n  a: {use: p/a}\n  b: "
+              "{use: p/b}\n"),
+      FlowError, [](const FlowError& e) {
+        return e.problem() ==
+               "node 'a' is already a step of this graph; give the repeat another name";
+      });
+}

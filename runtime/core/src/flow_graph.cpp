@@ -146,7 +146,8 @@ class Builder {
     }
     if (const auto* pipe = std::get_if<dsl::PipeTerm>(&t)) return expand_pipe(g, *pipe, incoming);
     if (const auto* sw = std::get_if<dsl::SwitchTerm>(&t)) {
-      const std::uint32_t id = control_node(g, GraphNode::Kind::Switch, "switch", sw->where);
+      const std::uint32_t id =
+          control_node(g, GraphNode::Kind::Switch, "switch", sw->name, sw->where);
       g.nodes[id].switch_term = sw;
       for (const dsl::SwitchCase& c : sw->cases) {
         g.nodes[id].children.push_back(child(c.body.front()));
@@ -158,7 +159,7 @@ class Builder {
     const char* kind = loop.kind == dsl::LoopTerm::Kind::Repeat    ? "repeat"
                        : loop.kind == dsl::LoopTerm::Kind::Foreach ? "foreach"
                                                                    : "until";
-    const std::uint32_t id = control_node(g, GraphNode::Kind::Loop, kind, loop.where);
+    const std::uint32_t id = control_node(g, GraphNode::Kind::Loop, kind, loop.name, loop.where);
     g.nodes[id].loop_term = &loop;
     g.nodes[id].children.push_back(child(loop.body.front()));
     attach(g, id, incoming);
@@ -173,6 +174,14 @@ class Builder {
   }
 
   std::uint32_t task_node(FlowGraph& g, const dsl::NodeTerm& n) {
+    // A bare name may be a named switch or loop met before: the same node.
+    if (n.task == n.name) {
+      if (const std::int64_t named = g.find(n.name);
+          named >= 0 && g.nodes[static_cast<std::size_t>(named)].kind != GraphNode::Kind::Task &&
+          tasks_.find(n.name) == tasks_.end()) {
+        return static_cast<std::uint32_t>(named);
+      }
+    }
     const auto found = tasks_.find(n.task);
     const TaskSpec* task = found == tasks_.end() ? nullptr : found->second;
     if (task == nullptr) {
@@ -200,10 +209,20 @@ class Builder {
   }
 
   std::uint32_t control_node(FlowGraph& g, GraphNode::Kind kind, const char* label,
-                             const SourceLocation& where) {
+                             const std::string& name, const SourceLocation& where) {
     GraphNode node;
     node.kind = kind;
-    node.name = std::string(label) + "_" + std::to_string(++controls_[label]);
+    if (name.empty()) {
+      do {  // past a name the flow gave a step itself
+        node.name = std::string(label) + "_" + std::to_string(++controls_[label]);
+      } while (g.find(node.name) >= 0);
+    } else {
+      if (g.find(name) >= 0) {
+        throw FlowError(where, "node '" + name + "' is already a step of this graph; give the " +
+                                   label + " another name");
+      }
+      node.name = name;
+    }
     node.where = where;
     return g.add(std::move(node));
   }

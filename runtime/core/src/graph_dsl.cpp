@@ -319,7 +319,18 @@ class Parser {
     NodeTerm n{t.text, t.text, t.where};
     if (at(Token::Kind::Colon)) {
       ++pos_;
-      n.task = expect(Token::Kind::Ident, "after ':' (name: task)").text;
+      // `name: switch(...)` or `name: foreach(...)` names a control node, so
+      // that references to it do not shift when another loop is added.
+      const Token& next = cur();
+      if (next.kind == Token::Kind::Ident && t_[pos_ + 1].kind == Token::Kind::LParen &&
+          (next.text == "switch" || next.text == "repeat" || next.text == "foreach" ||
+           next.text == "until")) {
+        Term control = next.text == "switch" ? switch_term() : loop();
+        if (auto* sw = std::get_if<SwitchTerm>(&control)) sw->name = n.name;
+        if (auto* lp = std::get_if<LoopTerm>(&control)) lp->name = n.name;
+        return control;
+      }
+      n.task = expect(Token::Kind::Ident, "after ':' (name: task, or name: switch/loop(...))").text;
     }
     return n;
   }

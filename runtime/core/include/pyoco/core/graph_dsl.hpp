@@ -54,6 +54,7 @@ struct SwitchCase {
 };
 
 struct SwitchTerm {
+  std::string name;  // `name: switch(...)`; empty: numbered (switch_1, ...)
   Expression on;
   std::vector<SwitchCase> cases;
   SourceLocation where;
@@ -61,6 +62,7 @@ struct SwitchTerm {
 
 struct LoopTerm {
   enum class Kind { Repeat, Foreach, Until } kind;
+  std::string name;           // `name: foreach(...)`; empty: numbered (foreach_1, ...)
   std::int64_t count = 0;     // repeat
   Expression over;            // foreach
   std::string item = "item";  // foreach: loop.<item>
