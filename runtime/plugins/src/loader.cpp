@@ -45,7 +45,7 @@ std::vector<boost::dll::shared_library>& loaded_libraries() {
 
 }  // namespace
 
-void check_platform(const Manifest& m) {
+void check_platform(const Manifest& m, const LibraryFile& file) {
   const std::string os = host_os(), arch = host_arch();
   if ((!m.platform_os.empty() && m.platform_os != os) ||
       (!m.platform_arch.empty() && m.platform_arch != arch)) {
@@ -54,7 +54,7 @@ void check_platform(const Manifest& m) {
                         ", this machine is " + os + "/" + arch +
                         ": install the plugin's build for this platform");
   }
-  if (auto p = read_binary_platform(m.library_path())) {
+  if (const auto& p = file.platform) {
     if (p->arch != arch || p->bits != int(sizeof(void*) * 8)) {
       throw LoadError(LoadError::Reason::Platform, plugin_label(m) + ": " + m.library + " is a " +
                                                        std::to_string(p->bits) + "-bit " + p->arch +
@@ -65,7 +65,11 @@ void check_platform(const Manifest& m) {
 }
 
 LoadedPlugin register_plugin(const Manifest& m) {
-  check_platform(m);
+  const std::filesystem::path path = m.library_path();
+  // Read once: its platform, and what dlopen would hang on (a FIFO) or die
+  // of (a truncated file, SIGBUS).
+  const LibraryFile file = inspect_library_file(path);
+  check_platform(m, file);
   // What lint calls broken is never loaded: a manifest that names another
   // ABI, or a name that is not a name, fails here as it fails lint.
   for (const LintFinding& f : check_manifest(m)) {
@@ -74,16 +78,13 @@ LoadedPlugin register_plugin(const Manifest& m) {
                                                      f.rule + "; see `pyoco plugins lint " +
                                                      m.dir.string() + "`)");
   }
-  const std::filesystem::path path = m.library_path();
   std::error_code ec_exists;
   if (!std::filesystem::exists(path, ec_exists)) {
     throw LoadError(LoadError::Reason::Open, plugin_label(m) + ": library " + m.library +
                                                  " not found in " + m.dir.string() +
                                                  ": build the plugin or fix [plugin] library");
   }
-  // What dlopen would hang on (a FIFO) or die of (a truncated file, SIGBUS)
-  // is refused with its reason first.
-  if (const LibraryFile file = inspect_library_file(path); !file.problem.empty()) {
+  if (!file.problem.empty()) {
     throw LoadError(LoadError::Reason::Open,
                     plugin_label(m) + ": cannot load " + m.library + ": it " + file.problem);
   }
