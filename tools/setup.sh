@@ -18,6 +18,10 @@ packages=(
   libnats-dev nats-server
   # benchmark baseline
   libtbb-dev
+  # fuzzing (fuzz/, tools/fuzz.sh): clang, and libFuzzer with clang's
+  # sanitizer runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev,
+  # which clang's packages only recommend, and we install without those)
+  clang libclang-rt-14-dev
 )
 
 missing=()

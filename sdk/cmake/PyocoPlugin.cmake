@@ -3,7 +3,7 @@
 #
 # Builds a pyoco plugin: a MODULE library `libpyoco_<name>.so` with hidden
 # visibility (only the entry point is exported) and no undefined symbols,
-# with its manifest copied beside it as plugin.toml. The directory holding
+# with its plugin.toml beside it. The directory holding
 # both is a plugin directory: point `pyoco --plugin-path` at it or at its
 # parent.
 #
@@ -12,10 +12,45 @@
 #   INSTALL_DESTINATION  where `cmake --install` puts it
 #                        (default: lib/pyoco/plugins/<name>)
 #
+# The source manifest holds [plugin] and [plugin.platform] only. After each
+# link, `pyoco plugins manifest` loads the library and writes the plugin
+# directory's plugin.toml: the source manifest followed by a [[tasks]] table
+# for each task the library registers, so a task's inputs, outputs and types
+# are written once, in its code. A source manifest with [[tasks]] fails the
+# build, as does a library that does not load or register.
+#
+# The pyoco executable that does it: the `pyoco` target when building pyoco
+# itself, else PYOCO_EXECUTABLE, else the pyoco installed with this SDK,
+# else one on PATH.
+#
 # The manifest's [plugin] name and version are compiled into the library
 # (PYOCO_PLUGIN_NAME, PYOCO_PLUGIN_VERSION) so `pyoco plugins lint` can tell
 # a stale build from its manifest.
 include_guard(GLOBAL)
+
+# Where this file is: the SDK's cmake directory, installed
+# (<prefix>/lib[/<arch>]/cmake/PyocoSDK) or in pyoco's build tree.
+set(_PYOCO_PLUGIN_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
+
+function(_pyoco_executable out)
+  if(TARGET pyoco)
+    set(${out} "$<TARGET_FILE:pyoco>" PARENT_SCOPE)
+    return()
+  endif()
+  if(NOT PYOCO_EXECUTABLE)
+    find_program(PYOCO_EXECUTABLE pyoco
+      HINTS "${_PYOCO_PLUGIN_CMAKE_DIR}/bin" "${_PYOCO_PLUGIN_CMAKE_DIR}/../../../bin"
+            "${_PYOCO_PLUGIN_CMAKE_DIR}/../../../../bin"
+      NO_DEFAULT_PATH)
+    find_program(PYOCO_EXECUTABLE pyoco)
+  endif()
+  if(NOT PYOCO_EXECUTABLE)
+    message(FATAL_ERROR "pyoco_add_plugin: no pyoco executable found; it writes the [[tasks]] "
+                        "of plugin.toml from the built library. Install pyoco with this SDK, or "
+                        "pass -DPYOCO_EXECUTABLE=/path/to/pyoco")
+  endif()
+  set(${out} "${PYOCO_EXECUTABLE}" PARENT_SCOPE)
+endfunction()
 
 function(_pyoco_manifest_plugin_field manifest field out)
   file(STRINGS "${manifest}" lines)
@@ -89,9 +124,17 @@ function(pyoco_add_plugin name)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON
     LIBRARY_OUTPUT_DIRECTORY "${out_dir}")
+  _pyoco_executable(pyoco_exe)
+  if(TARGET pyoco)
+    add_dependencies(${name} pyoco)
+  endif()
+  # An edited source manifest relinks, and so rewrites plugin.toml.
+  set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS "${manifest}")
   add_custom_command(TARGET ${name} POST_BUILD
-    COMMAND ${CMAKE_COMMAND} -E copy_if_different "${manifest}" "${out_dir}/plugin.toml"
-    COMMENT "pyoco plugin ${name}: ${out_dir}")
+    COMMAND "${pyoco_exe}" plugins manifest "${manifest}" --library "$<TARGET_FILE:${name}>"
+            --output "${out_dir}/plugin.toml"
+    COMMENT "pyoco plugin ${name}: ${out_dir}"
+    VERBATIM)
   install(TARGETS ${name} LIBRARY DESTINATION "${install_dir}")
-  install(FILES "${manifest}" DESTINATION "${install_dir}" RENAME plugin.toml)
+  install(FILES "${out_dir}/plugin.toml" DESTINATION "${install_dir}")
 endfunction()

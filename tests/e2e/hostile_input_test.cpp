@@ -255,6 +255,26 @@ const std::vector<Case>& cases() {
        1,
        "ERROR pyoco error node=a typed_output/alpha returned a string, but the task declares its "
        "output 'value' as int (a bug of the task or of its declaration)"},
+      // docs/plugins.md "Where pyoco finds plugins": the line a cut library gives, to its end
+      {"a truncated plugin library names what is missing",
+       [](const fs::path& d) {
+         copy_std_plugin(d / "plugins");
+         fs::resize_file(d / "plugins" / "std" / "libpyoco_std.so", 100000);
+         write(d / "f.yaml", kEchoFlow);
+       },
+       {"run", "f.yaml", "--plugin-path", "plugins"},
+       2,
+       " of a 100000-byte file (rebuild or reinstall the plugin)\n"},
+      // docs/flows.md "Limits": --params-file is read as the flow file is
+      {"a params file over 16 MiB",
+       [](const fs::path& d) {
+         write(d / "f.yaml", kEchoFlow);
+         write(d / "params.json", "{}");
+         fs::resize_file(d / "params.json", (16u << 20) + 1);
+       },
+       {"run", "f.yaml", "--params-file", "params.json"},
+       2,
+       "params.json: is 16777217 bytes, over the 16 MiB limit"},
       {"a FIFO as the params file",
        [](const fs::path& d) {
          fifo(d / "params.json");
@@ -297,8 +317,14 @@ BOOST_AUTO_TEST_CASE(bytes_from_a_task_never_break_json_or_a_console_line) {
   boost::system::error_code ec;
   const auto shown = boost::json::parse(show.out, ec);
   BOOST_TEST_REQUIRE(!ec, "not JSON: " << show.out);
-  const std::string output(shown.at("tasks").at(0).at("output").as_string());
+  const std::string output(shown.at("tasks").at(0).at("output_summary").as_string());
   BOOST_TEST(output.find("\xEF\xBF\xBD") != std::string::npos, output);  // U+FFFD for \377
+  // The whole output too: the byte is replaced, the escape kept as text.
+  const std::string stdout_(shown.at("tasks").at(0).at("output").at("stdout").as_string());
+  BOOST_TEST(stdout_.find("\xEF\xBF\xBD") != std::string::npos, stdout_);
+  const ProcessResult one = run_pyoco({"runs", "output", id, "s"}, o);
+  BOOST_TEST(!boost::json::parse(one.out, ec).is_null());
+  BOOST_TEST(!ec, "not JSON: " << one.out);
   const ProcessResult table = run_pyoco({"runs", "show", id}, o);
   BOOST_TEST(table.out.find('\x1b') == std::string::npos, table.out);
 }

@@ -3,6 +3,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <fstream>
+#include <sstream>
 
 #include "process.hpp"
 #include "temp_dir.hpp"
@@ -168,4 +169,256 @@ BOOST_AUTO_TEST_CASE(tasks_lists_qualified_names) {
     if (t.at("name").as_string() == "std/echo") found = true;
   }
   BOOST_TEST(found);
+}
+
+// ---- docs/plugins.md, promise by promise ------------------------------------
+
+namespace {
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> keys_of(const json::value& v) {
+  std::vector<std::string> keys;
+  for (const auto& kv : v.as_object()) keys.emplace_back(kv.key());
+  return keys;
+}
+
+}  // namespace
+
+// "The five-minute path": what `pyoco plugins new` prints and writes, and
+// the one line it refuses with.
+BOOST_AUTO_TEST_CASE(plugins_new_prints_what_the_docs_show) {
+  TempDir dir;
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env["USER"] = "ada";
+  o.env["PATH"] = "/usr/bin:/bin";  // the pyoco that runs is not on PATH
+  const ProcessResult r = run_pyoco({"plugins", "new", "acme"}, o);
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  const std::string self = pyoco_exe().string();
+  BOOST_TEST(r.out ==
+             "Created plugin 'acme' in acme/ with task greet:\n"
+             "  .gitignore\n"
+             "  CMakeLists.txt\n"
+             "  README.md\n"
+             "  flow.yaml\n"
+             "  plugin.toml\n"
+             "  src/acme.cpp\n"
+             "  tests/acme_test.cpp\n"
+             "\n"
+             "Next: build and test it, lint it, run its example flow:\n"
+             "  cmake -S acme -B acme/build -DPyocoSDK_DIR=" +
+                 binary_dir().string() +
+                 " && cmake --build acme/build && ctest --test-dir acme/build\n"
+                 "  " +
+                 self +
+                 " plugins lint acme/build/acme --strict\n"
+                 "  " +
+                 self + " run acme/flow.yaml --plugin-path acme/build\n");
+  BOOST_TEST(read_text(dir.path() / "acme/.gitignore") == "/build/\n.pyoco/\n");
+  BOOST_TEST(has(read_text(dir.path() / "acme/plugin.toml"), "authors = [\"ada\"]"));  // $USER
+  BOOST_TEST(
+      has(read_text(dir.path() / "acme/CMakeLists.txt"), "find_package(PyocoSDK 0.1 REQUIRED)"));
+
+  // With the pyoco that ran first on PATH, the commands say `pyoco`.
+  o.env["PATH"] = pyoco_exe().parent_path().string() + ":/usr/bin:/bin";
+  fs::create_directories(dir.path() / "empty");  // an empty --dir is fine
+  const ProcessResult two = run_pyoco({"plugins", "new", "duo", "--dir", "empty", "--task", "a",
+                                       "--task", "b", "--author", "Grace"},
+                                      o);
+  BOOST_TEST_REQUIRE(two.exit_code == 0, two.err);
+  BOOST_TEST(has(two.out, "Created plugin 'duo' in empty/ with tasks a, b:\n"), two.out);
+  BOOST_TEST(has(two.out, "\n  pyoco plugins lint empty/build/duo --strict\n"), two.out);
+  BOOST_TEST(has(two.out, "\n  pyoco run empty/flow.yaml --plugin-path empty/build\n"), two.out);
+  BOOST_TEST(has(read_text(dir.path() / "empty/plugin.toml"), "authors = [\"Grace\"]"));
+  BOOST_TEST(has(read_text(dir.path() / "empty/flow.yaml"), "a >> b"));
+
+  const ProcessResult bad = run_pyoco({"plugins", "new", "Acme"}, o);
+  BOOST_TEST(bad.exit_code == 2);
+  BOOST_TEST(bad.err ==
+             "pyoco plugins new: plugin name 'Acme' must be lower case letters, digits and _, "
+             "starting with a letter (lint rule PL002)\n");
+  const ProcessResult again = run_pyoco({"plugins", "new", "acme"}, o);
+  BOOST_TEST(again.exit_code == 2);
+  BOOST_TEST(again.err ==
+             "pyoco plugins new: acme already exists and is not empty: choose another --dir\n");
+}
+
+// "Where pyoco finds plugins": every command that reads plugins takes
+// --plugin-path; a manifest that cannot be read is skipped with a warning
+// saying so; shadowed plugins stay out of `pyoco tasks`; a manifest over
+// 1 MiB is not read; listing runs no plugin code.
+BOOST_AUTO_TEST_CASE(every_plugin_command_takes_plugin_path) {
+  const fs::path clean = fixture_dir() / "clean";
+  TempDir dir;
+  std::ofstream(dir.path() / "f.yaml")
+      << "flow: {name: f, graph: a}\ntasks:\n  a: {use: clean/alpha}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  // graph draws without plugins; the others need `clean` from the path.
+  const std::vector<std::vector<std::string>> table = {
+      {"run", "f.yaml", "--non-cute"},
+      {"check", "f.yaml"},
+      {"graph", "f.yaml"},
+      {"tasks"},
+      {"plugins", "list"},
+      {"plugins", "info", "clean"},
+      {"plugins", "lint", "clean"},
+  };
+  for (std::vector<std::string> args : table) {
+    BOOST_TEST_CONTEXT(args[0] + " " + args.back()) {
+      const ProcessResult without = run_pyoco(args, o);
+      args.insert(args.end(), {"--plugin-path", clean.string()});
+      const ProcessResult with = run_pyoco(args, o);
+      BOOST_TEST(with.exit_code == 0, with.out << with.err);
+      if (args[0] != "graph") {
+        BOOST_TEST((without.exit_code != 0 || !has(without.out, "clean")),
+                   without.out << without.err);
+        BOOST_TEST((has(with.out, "clean") || has(with.out, "COMPLETED") || has(with.out, "ok")),
+                   with.out);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(unreadable_manifests_are_skipped_with_a_warning) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "big");
+  {
+    std::ofstream big(dir.path() / "big/plugin.toml");
+    big << "[plugin]\nname = \"big\"\n# " << std::string((1u << 20) + 1, 'x') << "\n";
+  }
+  for (const char* command : {"list", "tasks"}) {
+    BOOST_TEST_CONTEXT(command) {
+      std::vector<std::string> args = command == std::string("list")
+                                          ? std::vector<std::string>{"plugins", "list"}
+                                          : std::vector<std::string>{"tasks"};
+      args.insert(args.end(), {"--plugin-path", (fixture_dir() / "pl001_unknown_key").string(),
+                               "--plugin-path", dir.path().string()});
+      const ProcessResult r = run_pyoco(args);
+      BOOST_TEST(r.exit_code == 0, r.err);
+      BOOST_TEST(has(r.err, "warning: skipped " +
+                                (fixture_dir() / "pl001_unknown_key/plugin.toml").string() + ":"),
+                 r.err);
+      BOOST_TEST(has(r.err, "[plugin] sumary: unknown key (known keys: "), r.err);
+      BOOST_TEST(has(r.err, ") (see `pyoco plugins lint`)\n"), r.err);
+      BOOST_TEST(has(r.err, "warning: skipped " + (dir.path() / "big/plugin.toml").string()),
+                 r.err);
+      BOOST_TEST(has(r.out, "hello"), r.out);  // the others still work
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(tasks_leaves_shadowed_plugins_out_and_runs_no_plugin_code) {
+  const json::value v = parse(
+      run_pyoco({"tasks", "--json", "--plugin-path", (fixture_dir() / "pl016_shadowed").string()}));
+  std::vector<std::string> hello;
+  for (const auto& t : v.at("tasks").as_array()) {
+    const std::string name(t.at("name").as_string());
+    if (name.rfind("hello/", 0) == 0) hello.push_back(name);
+    BOOST_TEST(keys_of(t) == (std::vector<std::string>{"name", "summary", "usage", "tags", "inputs",
+                                                       "outputs"}),
+               boost::test_tools::per_element());
+  }
+  // The shadowing hello (task alpha) wins; the shipped one is left out.
+  BOOST_TEST(hello == std::vector<std::string>{"hello/alpha"}, boost::test_tools::per_element());
+  // pl025_crash segfaults as soon as its library is loaded.
+  const ProcessResult crash =
+      run_pyoco({"tasks", "--plugin-path", (fixture_dir() / "pl025_crash").string()});
+  BOOST_TEST(crash.exit_code == 0, crash.err);
+  BOOST_TEST(has(crash.out, "pl025_crash/"), crash.out);
+}
+
+// "--json output, for machines": the keys of list (and --verbose) and info.
+BOOST_AUTO_TEST_CASE(list_and_info_json_have_the_documented_keys) {
+  const json::value v = parse(run_pyoco({"plugins", "list", "--json"}));
+  BOOST_TEST(keys_of(v) == (std::vector<std::string>{"search_path", "plugins", "problems"}),
+             boost::test_tools::per_element());
+  const json::object* hello = plugin_named(v, "hello");
+  BOOST_TEST_REQUIRE(hello != nullptr);
+  const std::vector<std::string> plugin_keys = {"name",        "version", "abi",  "sdk",
+                                                "status",      "summary", "path", "library",
+                                                "shadowed_by", "tasks"};
+  BOOST_TEST(keys_of(*hello) == plugin_keys, boost::test_tools::per_element());
+  BOOST_TEST(keys_of(hello->at("tasks").at(0)) == (std::vector<std::string>{"name", "summary"}),
+             boost::test_tools::per_element());
+
+  const json::value verbose = parse(run_pyoco({"plugins", "list", "--json", "--verbose"}));
+  const json::object* full = plugin_named(verbose, "hello");
+  BOOST_TEST_REQUIRE(full != nullptr);
+  for (const char* key :
+       {"description", "authors", "license", "homepage", "platform", "manifest"}) {
+    BOOST_TEST(full->contains(key), key);
+  }
+  for (const char* key : {"usage", "tags", "inputs", "outputs"}) {
+    BOOST_TEST(full->at("tasks").at(0).as_object().contains(key), key);
+  }
+  // info: one plugin object, in full.
+  const json::value info = parse(run_pyoco({"plugins", "info", "hello", "--json"}));
+  BOOST_TEST(keys_of(info) == keys_of(*full), boost::test_tools::per_element());
+}
+
+// "An argument with a `/`, or naming a directory here that holds a
+// plugin.toml, is read as a directory."
+BOOST_AUTO_TEST_CASE(info_reads_a_directory_here_by_its_name) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "mine");
+  fs::copy_file(fixture_dir() / "clean/plugin.toml", dir.path() / "mine/plugin.toml");
+  ProcessOptions o;
+  o.cwd = dir.path();
+  const json::value v = parse(run_pyoco({"plugins", "info", "mine", "--json"}, o));
+  BOOST_TEST(v.at("name").as_string() == "clean");
+}
+
+// The verbose list of the docs, for the shipped hello plugin, line by line.
+BOOST_AUTO_TEST_CASE(list_verbose_is_the_docs_table) {
+  const ProcessResult r = run_pyoco({"plugins", "list", "--verbose"});
+  BOOST_TEST(r.exit_code == 0);
+  const std::string header =
+      "PLUGIN  VERSION  ABI  STATUS  TASKS                                                        "
+      "        PATH\n";
+  BOOST_TEST(r.out.rfind(header, 0) == 0u, r.out);
+  BOOST_TEST(has(r.out,
+                 "\nhello 0.1.0: The seed example: fetch, process and save a carrot\n"
+                 "  TASK                SUMMARY\n"
+                 "  hello/fetch_data    Returns the record {id: 1, value: \"carrot\"}\n"
+                 "  hello/process_data  Upper-cases the record's value\n"
+                 "  hello/save_result   Reports the result it was given as saved\n"),
+             r.out);
+}
+
+// "Each directory on the path is either a plugin directory itself ... or
+// holds plugin directories one level down (read in name order)": of two
+// plugins of one name in one directory, the first by name wins.
+BOOST_AUTO_TEST_CASE(plugin_directories_one_level_down_are_read_in_name_order) {
+  TempDir dir;
+  for (const char* sub : {"b_second", "a_first"}) {
+    fs::create_directories(dir.path() / "plugins" / sub);
+    fs::copy_file(fixture_dir() / "clean/plugin.toml",
+                  dir.path() / "plugins" / sub / "plugin.toml");
+  }
+  const json::value v = parse(
+      run_pyoco({"plugins", "list", "--json", "--plugin-path", (dir.path() / "plugins").string()}));
+  const json::object* winner = plugin_named(v, "clean");
+  BOOST_TEST_REQUIRE(winner != nullptr);
+  BOOST_TEST(winner->at("path").as_string() == (dir.path() / "plugins/a_first").string());
+  std::size_t shadowed = 0;
+  for (const auto& p : v.at("plugins").as_array()) {
+    if (p.at("name").as_string() == "clean" && !p.at("shadowed_by").is_null()) ++shadowed;
+  }
+  BOOST_TEST(shadowed == 1u);  // b_second
+}
+
+// "The five-minute path", step 3: what a clean plugin's strict lint prints.
+BOOST_AUTO_TEST_CASE(a_clean_strict_lint_prints_what_the_docs_show) {
+  const fs::path clean = fixture_dir() / "clean";
+  const ProcessResult r = run_pyoco({"plugins", "lint", clean.string(), "--strict"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out == "clean 0.1.0  " + clean.string() +
+                          "\n  ok\n1 plugin linted: 0 errors, 0 warnings (strict)\n");
 }

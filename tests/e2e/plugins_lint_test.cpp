@@ -1,5 +1,7 @@
 // `pyoco plugins lint` against fixtures that each break exactly one rule:
 // the rule's id, and only that id, must come back in the JSON output.
+#include <pyoco/plugins/lint.hpp>
+
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -68,6 +70,7 @@ const Case kCases[] = {
     {"pl031_arch", "PL031"},
     {"pl032_stale", "PL032"},
     {"pl033_truncated", "PL033"},
+    {"pl034_drift", "PL034"},
 };
 
 }  // namespace
@@ -88,10 +91,15 @@ BOOST_AUTO_TEST_CASE(each_fixture_breaks_exactly_its_rule) {
                          std::string(c.rule) != "PL017" && std::string(c.rule) != "PL030" &&
                          std::string(c.rule) != "PL032";
       BOOST_TEST(r.exit_code == (error ? 1 : 0));
-      const auto& finding = report.at("plugins").at(0).at("findings").at(0).as_object();
-      BOOST_TEST(finding.at("severity").as_string() == (error ? "error" : "warning"));
-      BOOST_TEST(!finding.at("hint").as_string().empty());
-      BOOST_TEST(!finding.at("message").as_string().empty());
+      // Every finding, not only the first: the rule's severity, its fix,
+      // a message of its own.
+      const std::string_view hint = pyoco::plugins::lint_rule(c.rule).hint;
+      for (const auto& f : report.at("plugins").at(0).at("findings").as_array()) {
+        const auto& finding = f.as_object();
+        BOOST_TEST(finding.at("severity").as_string() == (error ? "error" : "warning"));
+        BOOST_TEST(finding.at("hint").as_string() == hint);
+        BOOST_TEST(!finding.at("message").as_string().empty());
+      }
     }
   }
 }

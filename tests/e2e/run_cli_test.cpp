@@ -3,9 +3,11 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "child.hpp"
 #include "process.hpp"
@@ -123,13 +125,88 @@ BOOST_AUTO_TEST_CASE(trace_file_gets_plain_lines_too) {
   BOOST_TEST(has(r.out, "🥕 done flow=hello_pyoco"));
 }
 
+// What a task of run `id` saved as artifact `name` (params.yaml saves each param it reads).
+std::string saved(const fs::path& dir, const std::string& id, const std::string& name) {
+  std::ifstream in(dir / "artifacts" / id / name);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 BOOST_AUTO_TEST_CASE(params_override_defaults) {
   const ProcessResult r =
-      pyoco({"run", flow("chain.yaml").string(), "--non-cute", "--param", "greeting=[1,2]"});
-  BOOST_TEST(r.exit_code == 0, r.err);
+      pyoco({"run", flow("params.yaml").string(), "--non-cute", "--param", "greeting=[1,2]", "-p",
+             "n=3", "-p", "who=pyoco", "--run-id", "param-1"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
+  // The tasks got the list [1,2] (its second item is 2), the number 3 and
+  // the string pyoco, which is not JSON.
+  BOOST_TEST(saved(dir.path(), "param-1", "greeting") == "[1,2]");
+  BOOST_TEST(saved(dir.path(), "param-1", "second") == "2");
+  BOOST_TEST(saved(dir.path(), "param-1", "n") == "3");
+  BOOST_TEST(saved(dir.path(), "param-1", "who") == "pyoco");
+  const ProcessResult shown = pyoco({"runs", "show", "param-1"});
+  for (const char* param : {R"("greeting":[1,2])", R"("n":3)", R"("who":"pyoco")"}) {
+    BOOST_TEST(has(shown.out, param), shown.out);  // the params the run ran with
+  }
+
+  // Without them, the defaults.
+  BOOST_TEST_REQUIRE(
+      pyoco({"run", flow("params.yaml").string(), "--run-id", "param-0"}).exit_code == 0);
+  BOOST_TEST(saved(dir.path(), "param-0", "greeting") == R"(["hi","there"])");
+  BOOST_TEST(saved(dir.path(), "param-0", "n") == "0");
+  // The history keeps the params a run ran with, defaults merged (docs/history.md).
+  const ProcessResult defaults = pyoco({"runs", "show", "param-0"});
+  for (const char* param : {R"("greeting":["hi","there"])", R"("n":0)", R"("who":"nobody")"}) {
+    BOOST_TEST(has(defaults.out, param), defaults.out);
+  }
+
+  // A string that looks like a list stays a string: a task reading into it fails.
+  const ProcessResult quoted =
+      pyoco({"run", flow("params.yaml").string(), "--non-cute", "-p", R"(greeting="[1,2]")"});
+  BOOST_TEST(quoted.exit_code == 1, quoted.out << quoted.err);
+  BOOST_TEST(has(quoted.out,
+                 "ERROR pyoco error node=second input 'content' "
+                 "($ctx.params.greeting.1): param 'greeting' has no '1'\n"),
+             quoted.out);
+
   const ProcessResult bad = pyoco({"run", flow("chain.yaml").string(), "--param", "oops"});
   BOOST_TEST(bad.exit_code == 2);
   BOOST_TEST(has(bad.err, "--param oops: expected KEY=VALUE"), bad.err);
+}
+
+// docs/flows.md: defaults, then --params-file (a JSON object or a YAML
+// flow-style mapping), then each --param, later ones winning.
+BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
+  std::ofstream(dir.path() / "p.json") << R"({"who": "json file", "n": 1, "greeting": [5, 6]})";
+  std::ofstream(dir.path() / "p.yaml") << "{who: yaml file, n: 1, greeting: [7, 8]}\n";
+  struct Case {
+    const char* file;
+    const char* who;
+    const char* second;
+  };
+  for (const Case c : {Case{"p.json", "json file", "6"}, Case{"p.yaml", "yaml file", "8"}}) {
+    BOOST_TEST_CONTEXT(c.file) {
+      const std::string id = std::string("file-") + c.file[2];
+      const ProcessResult r =
+          pyoco({"run", flow("params.yaml").string(), "--non-cute", "--params-file",
+                 (dir.path() / c.file).string(), "-p", "n=3", "--run-id", id});
+      BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
+      BOOST_TEST(saved(dir.path(), id, "who") == c.who);        // the file over the default
+      BOOST_TEST(saved(dir.path(), id, "second") == c.second);  // a list from the file
+      BOOST_TEST(saved(dir.path(), id, "n") == "3");            // --param over the file
+    }
+  }
+  std::ofstream(dir.path() / "array.json") << "[1, 2]";
+  const ProcessResult not_object =
+      pyoco({"run", flow("params.yaml").string(), "--params-file", "array.json"});
+  BOOST_TEST(not_object.exit_code == 2);
+  BOOST_TEST(has(not_object.err, "pyoco run: --params-file array.json: expected an object"),
+             not_object.err);
+  BOOST_TEST(not_object.out.empty(), not_object.out);
+  const ProcessResult missing =
+      pyoco({"run", flow("params.yaml").string(), "--params-file", "none.json"});
+  BOOST_TEST(missing.exit_code == 2);
+  BOOST_TEST(has(missing.err, "pyoco run: --params-file none.json: "), missing.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_run_exits_1_and_names_the_node) {
@@ -187,8 +264,13 @@ BOOST_AUTO_TEST_CASE(first_ctrl_c_cancels_and_exits_130) {
   BOOST_TEST(p.wait() == 130, p.out() << p.err());
   const std::string out = p.out();
   BOOST_TEST(has(out, "WARN pyoco cancel flow=sleepy"), out);
+  // The running nap was told to stop and ended CANCELLED; after it, nothing started.
+  BOOST_TEST(has(out, "WARN pyoco cancelled node=nap"), out);
+  BOOST_TEST(!has(out, "end node=nap"), out);
   BOOST_TEST(has(out, "WARN pyoco cancelled node=after"), out);
+  BOOST_TEST(!has(out, "start node=after"), out);
   BOOST_TEST(has(out, "WARN pyoco end flow=sleepy status=CANCELLED"), out);
+  BOOST_TEST(out.find("cancelled node=nap") < out.find("end flow=sleepy"), out);
 }
 
 BOOST_AUTO_TEST_CASE(first_ctrl_c_ends_the_run_at_once_even_with_a_stubborn_task) {
@@ -208,7 +290,8 @@ BOOST_AUTO_TEST_CASE(first_ctrl_c_ends_the_run_at_once_even_with_a_stubborn_task
 }
 
 BOOST_AUTO_TEST_CASE(second_ctrl_c_kills_what_the_tasks_started_and_exits) {
-  ChildProcess p({pyoco_exe().string(), "run", flow("stubborn.yaml").string(), "--non-cute"},
+  ChildProcess p({pyoco_exe().string(), "run", flow("stubborn.yaml").string(), "--non-cute",
+                  "--run-id", "twice"},
                  {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}},
                  dir.path());
   BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold"), p.out() << p.err());
@@ -220,6 +303,12 @@ BOOST_AUTO_TEST_CASE(second_ctrl_c_kills_what_the_tasks_started_and_exits) {
   BOOST_TEST(p.wait() == 130);
   BOOST_TEST(has(p.err(), "interrupted again; killed what the tasks started"), p.err());
   for (int pid : pids) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
+  // docs/history.md: the first Ctrl+C has already ended the run CANCELLED,
+  // and the history has it so, the running task too.
+  const ProcessResult shown = pyoco({"runs", "show", "twice"});
+  BOOST_TEST(has(shown.out, "status    CANCELLED\n"), shown.out);
+  BOOST_TEST(std::regex_search(shown.out, std::regex(R"(\nhold +std/shell +CANCELLED +1 )")),
+             shown.out);
 }
 
 // ---- with every worker busy (ARCHITECTURE.md §4a) ----------------------------
@@ -303,6 +392,23 @@ BOOST_AUTO_TEST_CASE(check_json_for_machines) {
   BOOST_TEST(has(std::string(okv.at("plan").as_string()), "2. process_data"));
 }
 
+BOOST_AUTO_TEST_CASE(check_dry_run_prints_the_plan_after_ok) {
+  const ProcessResult r = pyoco({"check", hello().string(), "--dry-run"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out == hello().string() + R"(: ok
+plan for flow hello_pyoco:
+  1. fetch_data  hello/fetch_data
+  2. process_data  hello/process_data  (after fetch_data)
+  3. save_result  hello/save_result  (after process_data)
+)");
+  BOOST_TEST(pyoco({"check", hello().string()}).out == hello().string() + ": ok\n");
+  // It runs nothing: no artifact is saved, no run recorded.
+  const ProcessResult saving = pyoco({"check", flow("artifacts.yaml").string(), "--dry-run"});
+  BOOST_TEST(saving.exit_code == 0, saving.err);
+  BOOST_TEST(!fs::exists(dir.path() / "artifacts"));
+  BOOST_TEST(has(pyoco({"runs", "list", "--flow", "report"}).out, "no runs match"));
+}
+
 BOOST_AUTO_TEST_CASE(check_of_a_syntax_error_names_line_and_column) {
   const ProcessResult r = pyoco({"check", flow("broken.yaml").string(), "--json"});
   BOOST_TEST(r.exit_code == 1);
@@ -315,6 +421,40 @@ BOOST_AUTO_TEST_CASE(check_accepts_loop_references_in_a_loop_body) {
   const ProcessResult r = pyoco({"check", flow("loop_refs.yaml").string()});
   BOOST_TEST(r.exit_code == 0, r.out << r.err);
   BOOST_TEST(!has(r.err, "error"), r.err);
+}
+
+// docs/flows.md: a loop or switch body may read a node outside it that runs
+// before it, and $loop.<name> of the loop around it; check says so both ways.
+BOOST_AUTO_TEST_CASE(a_body_reads_outer_nodes_and_loop_variables) {
+  const char* tasks = R"(tasks:
+  base: {use: "std/echo", inputs: {value: "B"}}
+  first: {use: "std/echo", inputs: {value: 1, message: "$node.base.output"}}
+  other: {use: "std/echo", inputs: {value: 2, message: "$loop.it"}}
+)";
+  std::ofstream(dir.path() / "outer.yaml")
+      << "flow:\n  name: outer\n  defaults: {items: [\"a\", \"b\"]}\n  graph: |\n"
+      << "    base >> foreach(over={{items}}, item=it) "
+         "{ switch(on={{loop.it}}) { \"a\": first; default: other; } }\n"
+      << tasks;
+  const ProcessResult c = pyoco({"check", "outer.yaml"});
+  BOOST_TEST(c.exit_code == 0, c.out << c.err);
+  BOOST_TEST(c.out == "outer.yaml: ok\n", c.out << c.err);
+  const ProcessResult r = pyoco({"run", "outer.yaml", "--non-cute"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(has(r.out, "INFO pyoco log node=first[0] B\n"), r.out);
+  BOOST_TEST(has(r.out, "INFO pyoco log node=other[1] b\n"), r.out);
+
+  // An outer node that runs only after the loop is refused, as the engine could not read it.
+  std::ofstream(dir.path() / "late.yaml")
+      << "flow:\n  name: late\n  defaults: {items: [\"a\"]}\n  graph: |\n"
+      << "    foreach(over={{items}}, item=it) { first } >> base\n"
+      << tasks;
+  const ProcessResult late = pyoco({"check", "late.yaml"});
+  BOOST_TEST(late.exit_code == 1);
+  BOOST_TEST(has(late.err,
+                 "late.yaml:8:47: error: input 'message': node 'base' does not run "
+                 "before 'foreach_1' (add base >> foreach_1)"),
+             late.err);
 }
 
 BOOST_AUTO_TEST_CASE(run_resolves_loop_references) {
@@ -413,3 +553,331 @@ BOOST_AUTO_TEST_CASE(graph_prints_dot_and_mermaid) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// ---- docs/flows.md, as a user reads it ---------------------------------------
+// Its examples are run as written there, and what it shows a command print
+// is compared with what the command prints (run ids and durations masked).
+
+namespace {
+
+// The body of the first fenced block of docs/<page> that holds `needle`, or
+// of the `after`-th block after it.
+std::string doc_block(const char* page, const std::string& needle, int after = 0) {
+  std::ifstream in(source_dir() / "docs" / page);
+  std::vector<std::string> blocks;
+  std::string line, body;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("```", 0) == 0) {
+      if (inside) blocks.push_back(body);
+      inside = !inside;
+      body.clear();
+    } else if (inside) {
+      body += line + "\n";
+    }
+  }
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    if (has(blocks[i], needle)) {
+      BOOST_TEST_REQUIRE(i + after < blocks.size());
+      return blocks[i + after];
+    }
+  }
+  BOOST_FAIL("docs/" << page << " has no block with " << needle);
+  return {};
+}
+
+// A console block without its `$ command` line.
+std::string printed(std::string block) {
+  if (block.rfind("$ ", 0) == 0) block = block.substr(block.find('\n') + 1);
+  return block;
+}
+
+std::vector<std::string> sorted_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+void write_file(const fs::path& file, const std::string& text) { std::ofstream(file) << text; }
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(docs_traces_of_the_examples_are_what_runs_print, RunFixture) {
+  // The seed example and the retry and timeout examples: one order only.
+  const ProcessResult hello_run =
+      run_pyoco({"run", "examples/hello/flow.yaml", "--cute"},
+                {.cwd = source_dir(),
+                 .env = {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+                         {"PYOCO_HOME", (dir.path() / "home").string()}}});
+  BOOST_TEST(hello_run.exit_code == 0, hello_run.err);
+  BOOST_TEST(mask(hello_run.out) ==
+             mask(printed(doc_block("flows.md", "$ pyoco run examples/hello/flow.yaml"))));
+
+  struct Example {
+    const char* file;    // the flow's name in the trace
+    const char* needle;  // a line of its flow.yaml in the docs
+    int exit_code;
+  };
+  for (const Example& e :
+       {Example{"flaky.yaml", "name: flaky", 0}, Example{"timeout.yaml", "timeout_sec: 0.2}", 1}}) {
+    BOOST_TEST_CONTEXT(e.file) {
+      write_file(dir.path() / e.file, doc_block("flows.md", e.needle));
+      const ProcessResult r = pyoco({"run", e.file, "--cute"});
+      BOOST_TEST(r.exit_code == e.exit_code, r.err);
+      BOOST_TEST(mask(r.out) == mask(doc_block("flows.md", e.needle, 1)));
+    }
+  }
+
+  // isolate_demo: risky and safe run at once, so only the lines are the docs';
+  // their order is the run's.
+  write_file(dir.path() / "isolate.yaml", doc_block("flows.md", "name: isolate_demo"));
+  const ProcessResult isolate = pyoco({"run", "isolate.yaml", "--cute"});
+  BOOST_TEST(isolate.exit_code == 1, isolate.err);
+  const std::string shown = mask(doc_block("flows.md", "name: isolate_demo", 1));
+  BOOST_TEST(sorted_lines(mask(isolate.out)) == sorted_lines(shown),
+             boost::test_tools::per_element());
+  BOOST_TEST(mask(isolate.out).rfind("🐇 pyoco > start flow=isolate_demo run_id=<run_id>\n", 0) ==
+             0u);
+  BOOST_TEST(isolate.out.ends_with("💥 failed flow=isolate_demo (risky)\n"), isolate.out);
+  // ... and its plan.
+  const ProcessResult plan = pyoco({"check", "isolate.yaml", "--dry-run"});
+  BOOST_TEST(plan.exit_code == 0, plan.err);
+  BOOST_TEST(plan.out == printed(doc_block("flows.md", "$ pyoco check isolate.yaml --dry-run")));
+
+  // The JSON trace's first lines, field by field.
+  const ProcessResult json_run = pyoco({"run", hello().string(), "--trace-format", "json"});
+  BOOST_TEST_REQUIRE(json_run.exit_code == 0, json_run.err);
+  auto masked_json = [](std::string s) {
+    s = std::regex_replace(s, std::regex(R"("ts":"[0-9T:.Z-]+")"), R"("ts":"<ts>")");
+    return mask(s);
+  };
+  const std::string doc_json = masked_json(doc_block("flows.md", "\"event\":\"run_start\""));
+  BOOST_TEST(masked_json(json_run.out).rfind(doc_json, 0) == 0u, json_run.out);
+}
+
+BOOST_FIXTURE_TEST_CASE(docs_cancel_trace_is_what_ctrl_c_prints, RunFixture) {
+  ChildProcess p({pyoco_exe().string(), "run", flow("sleepy.yaml").string(), "--cute"},
+                 {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}},
+                 dir.path());
+  BOOST_TEST_REQUIRE(p.wait_for_output("🏃 start node=nap"), p.out() << p.err());
+  p.send_signal(SIGINT);
+  BOOST_TEST(p.wait() == 130, p.out() << p.err());
+  BOOST_TEST(mask(p.out()) == mask(doc_block("flows.md", "🛑 cancelling flow=sleepy")));
+}
+
+BOOST_FIXTURE_TEST_CASE(docs_check_output_is_what_check_prints, RunFixture) {
+  ProcessOptions in_source{.cwd = source_dir()};
+  const ProcessResult unchecked = run_pyoco({"check", "tests/e2e/flows/unchecked.yaml"}, in_source);
+  BOOST_TEST(unchecked.exit_code == 1);
+  BOOST_TEST(unchecked.out + unchecked.err ==
+             printed(doc_block("flows.md", "$ pyoco check tests/e2e/flows/unchecked.yaml")));
+
+  // The --json form: these keys, in this order.
+  const ProcessResult as_json =
+      run_pyoco({"check", "tests/e2e/flows/unchecked.yaml", "--json"}, in_source);
+  const json::object v = json::parse(as_json.out).as_object();
+  std::vector<std::string> keys;
+  for (const auto& kv : v) keys.emplace_back(kv.key());
+  BOOST_TEST(
+      keys == (std::vector<std::string>{"file", "flow", "ok", "errors", "warnings", "diagnostics"}),
+      boost::test_tools::per_element());
+  BOOST_TEST(v.at("file").as_string() == "tests/e2e/flows/unchecked.yaml");
+  BOOST_TEST(v.at("flow").as_string() == "unchecked");
+  const json::object& first = v.at("diagnostics").at(0).as_object();
+  keys.clear();
+  for (const auto& kv : first) keys.emplace_back(kv.key());
+  BOOST_TEST(keys == (std::vector<std::string>{"severity", "file", "line", "column", "message"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(first.at("message").as_string() ==
+             "task 'a' uses \"std/nope\", which no plugin on the search path provides (see "
+             "`pyoco tasks`)");
+
+  // A misspelt key, and pyoco 0.7's flows: and discovery:.
+  write_file(dir.path() / "flow.yaml",
+             "version: 1\nflow:\n  nme: hello\n  graph: a\ntasks:\n  a: {use: \"std/echo\"}\n");
+  const ProcessResult nme = pyoco({"check", "flow.yaml"});
+  BOOST_TEST(nme.exit_code == 1);
+  BOOST_TEST(nme.out + nme.err == printed(doc_block("flows.md", "$ pyoco check flow.yaml")));
+  write_file(dir.path() / "flow.yaml", "flows:\n  - name: x\n");
+  BOOST_TEST(has(pyoco({"check", "flow.yaml"}).err,
+                 doc_block("flows.md", "error: flows: one flow per file").substr(0, 80)));
+
+  // `pyoco run` checks first.
+  fs::copy_file(flow("unchecked.yaml"), dir.path() / "flow.yaml",
+                fs::copy_options::overwrite_existing);
+  const ProcessResult run = pyoco({"run", "flow.yaml"});
+  BOOST_TEST(run.exit_code == 2);
+  BOOST_TEST(has(run.err, "pyoco run: flow.yaml has errors; nothing ran (see `pyoco check`)\n"),
+             run.err);
+
+  // Exit code 2: usage.
+  BOOST_TEST(pyoco({"check"}).exit_code == 2);
+  BOOST_TEST(pyoco({"check", "flow.yaml", "--no-such-option"}).exit_code == 2);
+}
+
+// "`pyoco check` warns when an expression reads a param that is not in
+// flow.defaults (nor given with --param)"; `check` takes --param and
+// --params-file like `run`.
+BOOST_FIXTURE_TEST_CASE(check_warns_of_a_param_no_one_sets, RunFixture) {
+  write_file(dir.path() / "f.yaml",
+             "flow:\n  name: f\n  graph: \"switch(on={{mode}}) { a: x; default: y; }\"\n"
+             "tasks:\n  x: {use: \"std/echo\"}\n  y: {use: \"std/echo\"}\n");
+  const ProcessResult unset = pyoco({"check", "f.yaml"});
+  BOOST_TEST(unset.exit_code == 0, unset.err);  // a warning, not an error
+  BOOST_TEST(has(unset.out + unset.err,
+                 "f.yaml:3:23: warning: 'mode' is not a param in flow.defaults: pass --param "
+                 "mode=...\n"),
+             unset.out << unset.err);
+  write_file(dir.path() / "p.json", R"({"mode": "a"})");
+  for (const std::vector<std::string>& given : {std::vector<std::string>{"-p", "mode=a"},
+                                                {"--param", "mode=a"},
+                                                {"--params-file", "p.json"}}) {
+    BOOST_TEST_CONTEXT(given[0]) {
+      std::vector<std::string> args = {"check", "f.yaml"};
+      args.insert(args.end(), given.begin(), given.end());
+      const ProcessResult set = pyoco(args);
+      BOOST_TEST(set.exit_code == 0, set.err);
+      BOOST_TEST(!has(set.out + set.err, "warning"), set.out << set.err);
+    }
+  }
+}
+
+// The examples of "Named nodes", "The flow file" (TOML) and "Control node
+// names" run as written; the plan indents switch cases and loop bodies.
+BOOST_FIXTURE_TEST_CASE(docs_flow_examples_run, RunFixture) {
+  write_file(dir.path() / "named.yaml", doc_block("flows.md", "name: named"));
+  const ProcessResult named = pyoco({"run", "named.yaml", "--cute"});
+  BOOST_TEST(named.exit_code == 0, named.out << named.err);
+  BOOST_TEST(has(named.out, "🏃 start node=first\n"), named.out);
+  BOOST_TEST(has(named.out, "🏃 start node=last\n"), named.out);
+
+  write_file(dir.path() / "control.yaml", doc_block("flows.md", "name: control"));
+  const ProcessResult control = pyoco({"run", "control.yaml", "--non-cute"});
+  BOOST_TEST(control.exit_code == 0, control.out << control.err);
+  BOOST_TEST(has(control.out, "INFO pyoco start node=quick\n"), control.out);
+  BOOST_TEST(has(control.out, "INFO pyoco start node=load[2]\n"), control.out);
+  BOOST_TEST(has(control.out, "status=COMPLETED"), control.out);
+  const ProcessResult plan = pyoco({"check", "control.yaml", "--dry-run"});
+  BOOST_TEST(plan.exit_code == 0, plan.out << plan.err);
+  BOOST_TEST(has(plan.out, "case \"fast\":"), plan.out);
+  BOOST_TEST(has(plan.out, "each iteration:"), plan.out);
+
+  // The TOML block is tests/e2e/flows/loops.toml, comments aside.
+  std::ifstream toml(flow("loops.toml"));
+  std::string file;
+  for (std::string line; std::getline(toml, line);) {
+    if (line.rfind("#", 0) != 0) file += line + "\n";
+  }
+  BOOST_TEST(file == doc_block("flows.md", "name = \"loops\""));
+}
+
+// "The trace": which flag wins, and --trace-file follows --trace-format json.
+BOOST_FIXTURE_TEST_CASE(trace_flags_win_as_the_docs_say, RunFixture) {
+  struct Case {
+    std::vector<std::string> flags;
+    const char* env;    // PYOCO_CUTE, or nullptr
+    const char* first;  // how the first line starts
+  };
+  const std::vector<Case> table = {
+      {{"--trace-format", "json", "--cute"}, nullptr, "{\"ts\":"},
+      {{"--trace-format", "json", "--non-cute"}, nullptr, "{\"ts\":"},
+      {{"--non-cute", "--cute"}, nullptr, "INFO pyoco start"},
+      {{"--trace-format", "plain", "--cute"}, nullptr, "INFO pyoco start"},
+      {{"--trace-format", "cute"}, nullptr, "🐇 pyoco > start"},
+      {{"--trace-format", "cute"}, "0", "🐇 pyoco > start"},
+      {{"--cute"}, "0", "🐇 pyoco > start"},
+      {{}, "0", "INFO pyoco start"},
+      {{}, nullptr, "INFO pyoco start"},  // not a terminal
+  };
+  for (const Case& c : table) {
+    std::string what;
+    for (const auto& f : c.flags) what += f + " ";
+    BOOST_TEST_CONTEXT(what << (c.env ? "PYOCO_CUTE=" : "") << (c.env ? c.env : "")) {
+      std::vector<std::string> args = {"run", hello().string()};
+      args.insert(args.end(), c.flags.begin(), c.flags.end());
+      ProcessOptions o;
+      o.cwd = dir.path();
+      o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "artifacts").string();
+      if (c.env != nullptr) {
+        o.env["PYOCO_CUTE"] = c.env;
+      } else {
+        o.unset_env = {"PYOCO_CUTE"};
+      }
+      const ProcessResult r = run_pyoco(args, o);
+      BOOST_TEST(r.exit_code == 0, r.err);
+      BOOST_TEST(r.out.rfind(c.first, 0) == 0u, r.out);
+    }
+  }
+  // JSON with --trace-format json, appended to what the file holds.
+  const fs::path file = dir.path() / "trace.jsonl";
+  for (int run = 0; run < 2; ++run) {
+    const ProcessResult r =
+        pyoco({"run", hello().string(), "--trace-format", "json", "--trace-file", file.string()});
+    BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  }
+  std::ifstream in(file);
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    BOOST_TEST(json::parse(line).is_object(), line);
+  }
+  BOOST_TEST(lines == 2 * 11);  // two runs of hello: 11 events each
+}
+
+// "--artifact-dir DIR: DIR/<run_id>/... (else PYOCO_ARTIFACT_DIR, else
+// .pyoco/artifacts)".
+BOOST_FIXTURE_TEST_CASE(artifacts_go_where_the_docs_say, RunFixture) {
+  write_file(dir.path() / "save.yaml",
+             "flow:\n  name: save\n  graph: s\ntasks:\n  s: {use: \"std/write_file\", inputs: "
+             "{name: \"out.txt\", content: \"hi\"}}\n");
+  struct Case {
+    const char* id;
+    bool flag, env;
+    fs::path expected;
+  };
+  const std::vector<Case> table = {
+      {"both", true, true, dir.path() / "flag/both/out.txt"},
+      {"env", false, true, dir.path() / "env/env/out.txt"},
+      {"neither", false, false, dir.path() / ".pyoco/artifacts/neither/out.txt"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.id) {
+      std::vector<std::string> args = {"run", "save.yaml", "--run-id", c.id};
+      if (c.flag) args.insert(args.end(), {"--artifact-dir", "flag"});
+      ProcessOptions o;
+      o.cwd = dir.path();
+      if (c.env) {
+        o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "env").string();
+      } else {
+        o.unset_env = {"PYOCO_ARTIFACT_DIR"};
+      }
+      const ProcessResult r = run_pyoco(args, o);
+      BOOST_TEST(r.exit_code == 0, r.out << r.err);
+      BOOST_TEST(fs::is_regular_file(c.expected), c.expected);
+    }
+  }
+  BOOST_TEST(!fs::exists(dir.path() / "env/both"));
+}
+
+// "Drawing": -f is --format; a switch or loop is a diamond with its bodies
+// as clusters (dashed edges); OR-join edges are dotted and labelled `any`.
+BOOST_FIXTURE_TEST_CASE(graph_draws_joins_switches_and_loops_as_the_docs_say, RunFixture) {
+  write_file(
+      dir.path() / "g.yaml",
+      "flow:\n  name: g\n  graph: |\n    (a | b) >> c\n    pick: switch(on={{m}}) { x: a2: a; "
+      "default: b2: b; }\ntasks:\n  a: {use: \"std/echo\"}\n  b: {use: \"std/echo\"}\n"
+      "  c: {use: \"std/echo\"}\n");
+  const ProcessResult dot = pyoco({"graph", "g.yaml"});
+  BOOST_TEST(dot.exit_code == 0, dot.err);
+  BOOST_TEST(has(dot.out, "\"a\" -> \"c\" [style=dotted, label=\"any\"];"), dot.out);
+  BOOST_TEST(has(dot.out, "[shape=diamond, label=\"pick\"]"), dot.out);
+  BOOST_TEST(has(dot.out, "subgraph cluster_"), dot.out);
+  BOOST_TEST(has(dot.out, "[style=dashed];"), dot.out);
+  const ProcessResult mermaid = pyoco({"graph", "g.yaml", "-f", "mermaid"});
+  BOOST_TEST(mermaid.exit_code == 0, mermaid.err);
+  BOOST_TEST(mermaid.out.rfind("flowchart LR\n", 0) == 0u, mermaid.out);
+  BOOST_TEST(has(mermaid.out, "a -. any .-> c"), mermaid.out);
+  BOOST_TEST(mermaid.out == pyoco({"graph", "g.yaml", "--format", "mermaid"}).out);
+  BOOST_TEST(has(pyoco({"graph", "g.yaml", "-f", "svg"}).err, "svg"));
+}

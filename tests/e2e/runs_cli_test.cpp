@@ -5,12 +5,20 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <optional>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "child.hpp"
 #include "process.hpp"
+#include "runs_fixture.hpp"
 #include "sync.hpp"
 #include "temp_dir.hpp"
 
@@ -25,48 +33,6 @@ fs::path flow(const char* name) { return source_dir() / "tests/e2e/flows" / name
 bool has(const std::string& s, const std::string& needle) {
   return s.find(needle) != std::string::npos;
 }
-
-struct RunsFixture {
-  TempDir dir;
-  std::map<std::string, std::string> env{{"PYOCO_HOME", (dir.path() / "home").string()},
-                                         {"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}};
-
-  ProcessResult pyoco(std::vector<std::string> args) {
-    ProcessOptions o;
-    o.cwd = dir.path();
-    o.env = env;
-    return run_pyoco(std::move(args), o);
-  }
-  std::unique_ptr<ChildProcess> background(std::vector<std::string> args) {
-    args.insert(args.begin(), pyoco_exe().string());
-    auto e = env;
-    e["PYOCO_PLUGIN_PATH"] = "";
-    return std::make_unique<ChildProcess>(args, e, dir.path());
-  }
-  json::array runs_json(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args{"runs", "list", "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    const ProcessResult r = pyoco(args);
-    BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
-    return json::parse(r.out).as_array();
-  }
-  json::object show_json(const std::string& id) {
-    const ProcessResult r = pyoco({"runs", "show", id, "--json"});
-    BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
-    return json::parse(r.out).as_object();
-  }
-  // The id of the one run that is RUNNING, once the history has it.
-  std::string running_id() {
-    std::string id;
-    BOOST_TEST_REQUIRE(eventually([&] {
-      const auto runs = runs_json({"--status", "running"});
-      if (runs.empty()) return false;
-      id = std::string(runs[0].at("run_id").as_string());
-      return true;
-    }));
-    return id;
-  }
-};
 
 std::string str(const json::value& v) { return std::string(v.as_string()); }
 
@@ -88,9 +54,26 @@ BOOST_AUTO_TEST_CASE(a_finished_run_is_listed_shown_and_its_logs_and_artifacts_r
   BOOST_TEST_REQUIRE(runs.size() == 2u);
   BOOST_TEST(str(runs[0].at("flow")) == "fails");  // newest first
   BOOST_TEST(str(runs[0].at("reason")) == "failed: broken");
-  BOOST_TEST(runs_json({"--status", "completed"}).size() == 1u);
-  BOOST_TEST(runs_json({"--flow", "fails"}).size() == 1u);
-  BOOST_TEST(runs_json({"--limit", "1"}).size() == 1u);
+  // Each filter keeps the right run: by state in any case, by flow name, the newest N.
+  struct Filter {
+    std::vector<std::string> args;
+    const char* flow;
+  };
+  for (const Filter& f :
+       {Filter{{"--status", "completed"}, "report"}, Filter{{"--status", "FAILED"}, "fails"},
+        Filter{{"--status", "Failed"}, "fails"}, Filter{{"--flow", "report"}, "report"},
+        Filter{{"--flow", "fails"}, "fails"}, Filter{{"--limit", "1"}, "fails"},
+        Filter{{"-n", "1"}, "fails"}}) {
+    const auto only = runs_json(f.args);
+    BOOST_TEST_REQUIRE(only.size() == 1u, f.args[0] << " " << f.args[1]);
+    BOOST_TEST(str(only[0].at("flow")) == f.flow, f.args[0] << " " << f.args[1]);
+  }
+  BOOST_TEST(runs_json({"--status", "running"}).empty());
+  BOOST_TEST(runs_json({"--flow", "nope"}).empty());
+  // --json: full ids and UTC times.
+  BOOST_TEST(str(runs[0].at("run_id")).size() == 36u);
+  BOOST_TEST(str(runs[0].at("started")).ends_with("Z"), str(runs[0].at("started")));
+  BOOST_TEST(str(runs[0].at("ended")).ends_with("Z"), str(runs[0].at("ended")));
 
   const std::string id = str(runs[1].at("run_id"));
   const std::string prefix = id.substr(0, 6);
@@ -106,7 +89,7 @@ BOOST_AUTO_TEST_CASE(a_finished_run_is_listed_shown_and_its_logs_and_artifacts_r
   const json::object shown = show_json(id);
   BOOST_TEST(str(shown.at("status")) == "COMPLETED");
   BOOST_TEST_REQUIRE(shown.at("tasks").as_array().size() == 2u);
-  BOOST_TEST(str(shown.at("tasks").as_array()[0].at("output")) == R"({"carrots":3})");
+  BOOST_TEST(json::serialize(shown.at("tasks").as_array()[0].at("output")) == R"({"carrots":3})");
 
   const ProcessResult logs = pyoco({"runs", "logs", prefix});
   BOOST_TEST(logs.exit_code == 0, logs.err);
@@ -132,13 +115,28 @@ BOOST_AUTO_TEST_CASE(a_second_process_cancels_a_running_flow) {
   const std::string id = running_id();
   const ProcessResult cancel = pyoco({"runs", "cancel", id.substr(0, 8), "--wait"});
   BOOST_TEST(cancel.exit_code == 0, cancel.out << cancel.err);
-  BOOST_TEST(has(cancel.out, "cancel requested: run " + id), cancel.out);
-  BOOST_TEST(has(cancel.out, "ended CANCELLED"), cancel.out);
+  BOOST_TEST(cancel.out == "cancel requested: run " + id + " (flow sleepy, pid " +
+                               std::to_string(run->pid()) + ")\nrun " + id + " ended CANCELLED\n",
+             cancel.out);
   BOOST_TEST(run->wait() == 130, run->out() << run->err());
   BOOST_TEST(has(run->out(), "WARN pyoco cancel flow=sleepy"), run->out());
   const json::object shown = show_json(id);
   BOOST_TEST(str(shown.at("status")) == "CANCELLED");
-  BOOST_TEST(str(shown.at("tasks").as_array()[1].at("state")) == "CANCELLED");
+  // The nap was running and was stopped; `after` never started.
+  const ProcessResult show = pyoco({"runs", "show", id});
+  BOOST_TEST(has(show.out, "status    CANCELLED\n"), show.out);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  BOOST_TEST(has(show.out, "process   pid " + std::to_string(run->pid()) + " on " + host + "\n"),
+             show.out);
+  BOOST_TEST(
+      std::regex_search(show.out, std::regex(R"(\nnap +std/sleep +CANCELLED +1 +[0-9.]+ m?s +)"
+                                             R"(run cancelled\n)")),
+      show.out);
+  BOOST_TEST(std::regex_search(show.out,
+                               std::regex(R"(\nafter +std/echo +CANCELLED +0 +- +run stopped\n)")),
+             show.out);
+  BOOST_TEST(!has(run->out(), "start node=after"), run->out());
   const ProcessResult again = pyoco({"runs", "cancel", id});
   BOOST_TEST(again.exit_code == 1);
   BOOST_TEST(has(again.err, "already ended CANCELLED"), again.err);
@@ -222,20 +220,43 @@ BOOST_AUTO_TEST_CASE(a_running_run_shows_what_is_still_to_come) {
 
 BOOST_AUTO_TEST_CASE(retention_and_the_log_cap_come_from_the_environment) {
   env["PYOCO_MAX_RUN_HISTORY"] = "2";
-  for (int i = 0; i < 3; ++i)
-    BOOST_TEST_REQUIRE(pyoco({"run", flow("chain.yaml").string()}).exit_code == 0);
-  BOOST_TEST(runs_json().size() == 2u);
+  for (const char* id : {"keep-1", "keep-2", "keep-3"}) {
+    BOOST_TEST_REQUIRE(pyoco({"run", flow("artifacts.yaml").string(), "--run-id", id}).exit_code ==
+                       0);
+  }
+  const auto kept = runs_json();
+  BOOST_TEST_REQUIRE(kept.size() == 2u);
+  BOOST_TEST(str(kept[0].at("run_id")) == "keep-3");  // the newest are kept
+  BOOST_TEST(str(kept[1].at("run_id")) == "keep-2");
+  BOOST_TEST(pyoco({"runs", "logs", "keep-1"}).exit_code == 2);  // gone whole
+  // The artifact files of a deleted run stay where they are.
+  BOOST_TEST(fs::exists(dir.path() / "a/keep-1/report.json"));
 
-  env["PYOCO_MAX_LOG_BYTES"] = "8";  // per task; each of these logs 11 bytes
-  BOOST_TEST_REQUIRE(pyoco({"run", flow("slow_log.yaml").string()}).exit_code == 0);
-  const std::string id = str(runs_json({"--flow", "slow_log"})[0].at("run_id"));
+  env["PYOCO_MAX_LOG_BYTES"] = "8";  // per task; `second` logs 13 bytes
+  const ProcessResult capped = pyoco({"run", flow("chain.yaml").string(), "--non-cute"});
+  BOOST_TEST_REQUIRE(capped.exit_code == 0);
+  // The console is not capped: only the history is.
+  BOOST_TEST(has(capped.out, "INFO pyoco log node=second passing it on"), capped.out);
+  const std::string id = str(runs_json({"--flow", "chain"})[0].at("run_id"));
   const ProcessResult logs = pyoco({"runs", "logs", id});
-  BOOST_TEST(has(logs.out,
-                 "WARN hello: [log truncated: this task's lines past "
-                 "PYOCO_MAX_LOG_BYTES=8 bytes are not kept]"),
+  BOOST_TEST(logs.out.ends_with(" WARN second: [log truncated: this task's lines past "
+                                "PYOCO_MAX_LOG_BYTES=8 bytes are not kept]\n"),
              logs.out);
-  BOOST_TEST(has(logs.out, "WARN bye: [log truncated"), logs.out);
-  BOOST_TEST(!has(logs.out, "hello there"), logs.out);
+  BOOST_TEST(!has(logs.out, "passing it on"), logs.out);
+  env.erase("PYOCO_MAX_LOG_BYTES");
+
+  // Per run, all its tasks together: echo[0] logs 1 byte, the cap; echo[1]'s
+  // line would pass it, so a marker stands where it would have been.
+  env["PYOCO_MAX_RUN_LOG_BYTES"] = "1";
+  BOOST_TEST_REQUIRE(
+      pyoco({"run", flow("loop_refs.yaml").string(), "--run-id", "run-cap"}).exit_code == 0);
+  env.erase("PYOCO_MAX_RUN_LOG_BYTES");
+  const ProcessResult cut = pyoco({"runs", "logs", "run-cap"});
+  BOOST_TEST(std::count(cut.out.begin(), cut.out.end(), '\n') == 2, cut.out);
+  BOOST_TEST(has(cut.out, " INFO echo[0]: x\n"), cut.out);
+  BOOST_TEST(cut.out.ends_with(" WARN echo[1]: [log truncated: this run's lines past "
+                               "PYOCO_MAX_RUN_LOG_BYTES=1 bytes are not kept]\n"),
+             cut.out);
 
   // A limit that is not a number stops the run before it starts: running
   // it unrecorded, or unbounded, would be worse than a usage error.
@@ -263,24 +284,103 @@ BOOST_AUTO_TEST_CASE(two_processes_record_into_one_history_at_once) {
     const std::string id = str(r.at("run_id"));
     BOOST_TEST(show_json(id).at("tasks").as_array().size() == 103u);  // loop + 100 + nap + done
     const ProcessResult logs = pyoco({"runs", "logs", id, "--tail", "1"});
-    BOOST_TEST(has(logs.out, "INFO done: all done"), logs.out);
+    BOOST_TEST(std::count(logs.out.begin(), logs.out.end(), '\n') == 1, logs.out);
+    BOOST_TEST(logs.out.ends_with(" INFO done: all done\n"), logs.out);
   }
 }
 
 BOOST_AUTO_TEST_CASE(logs_follow_prints_lines_as_they_come_until_the_run_ends) {
-  auto run = background({"run", flow("slow_log.yaml").string(), "--non-cute"});
+  // gated.yaml waits for the file `gate` in its working directory, ours.
+  struct Gate {
+    fs::path file;
+    void open() const { std::ofstream(file) << "open"; }
+    ~Gate() { open(); }  // a failed test must not leave the run waiting
+  } gate{dir.path() / "gate"};
+  auto run = background({"run", flow("gated.yaml").string(), "--non-cute"});
+  BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=wait"), run->out() << run->err());
   const std::string id = running_id();
   auto follow = background({"runs", "logs", id, "--follow"});
-  BOOST_TEST(follow->wait() == 0, follow->err());
-  BOOST_TEST(has(follow->out(), "INFO hello: hello there"), follow->out());
-  BOOST_TEST(has(follow->out(), "INFO bye: goodbye now"), follow->out());
-  BOOST_TEST(run->wait() == 0);
+  BOOST_TEST_REQUIRE(follow->wait_for_output("INFO hello: hello there\n"), follow->out());
+  // The run is still waiting at the gate: follow keeps going, with nothing newer yet.
+  BOOST_TEST(!process_gone(follow->pid()), follow->out() << follow->err());
+  BOOST_TEST(!has(follow->out(), "goodbye"), follow->out());
+  gate.open();
+  BOOST_TEST(follow->wait() == 0, follow->err());  // it ends with the run
+  BOOST_TEST(run->wait() == 0, run->out() << run->err());
+  const std::string out = follow->out();
+  BOOST_TEST(std::count(out.begin(), out.end(), '\n') == 2, out);  // each line once
+  BOOST_TEST(has(out, " INFO hello: hello there\n"), out);
+  BOOST_TEST(out.ends_with(" INFO bye: goodbye now\n"), out);  // written after follow started
+
+  // -f on a run that has ended prints what it logged and exits at once.
+  const ProcessResult ended = pyoco({"runs", "logs", id, "-f"});
+  BOOST_TEST(ended.exit_code == 0, ended.err);
+  BOOST_TEST(ended.out == out);
+}
+
+// docs/history.md: a line is "TIME LEVEL NODE: MESSAGE"; --task keeps one
+// task's lines (a loop iteration's too), --tail N the last N.
+BOOST_AUTO_TEST_CASE(logs_keep_one_task_s_lines_or_the_last_ones) {
+  BOOST_TEST_REQUIRE(
+      pyoco({"run", flow("loop_refs.yaml").string(), "--run-id", "loop"}).exit_code == 0);
+  const std::string time = R"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3})";
+  const ProcessResult all = pyoco({"runs", "logs", "loop"});
+  BOOST_TEST(all.exit_code == 0, all.err);
+  BOOST_TEST(std::regex_match(all.out, std::regex(time + " INFO echo\\[0\\]: x\n" + time +
+                                                  " INFO echo\\[1\\]: y\n")),
+             all.out);
+  const auto lines_of = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"runs", "logs", "loop"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const ProcessResult r = pyoco(args);
+    BOOST_TEST(r.exit_code == 0, r.err);
+    std::vector<std::string> lines;
+    std::istringstream in(r.out);
+    // What follows the time: "INFO node: message".
+    for (std::string line; std::getline(in, line);) lines.push_back(line.substr(24));
+    return lines;
+  };
+  using Lines = std::vector<std::string>;
+  struct Case {
+    std::vector<std::string> args;
+    Lines expected;
+  };
+  const std::vector<Case> table = {
+      {{"--task", "echo[1]"}, Lines{"INFO echo[1]: y"}},
+      {{"--task", "echo[0]"}, Lines{"INFO echo[0]: x"}},
+      {{"--tail", "1"}, Lines{"INFO echo[1]: y"}},
+      {{"--tail", "2"}, Lines{"INFO echo[0]: x", "INFO echo[1]: y"}},
+      {{"--tail", "5"}, Lines{"INFO echo[0]: x", "INFO echo[1]: y"}},
+      {{"--task", "echo[0]", "--tail", "1"}, Lines{"INFO echo[0]: x"}},
+      {{"--task", "done"}, Lines{}},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.args[0] << " " << c.args[1]) {
+      BOOST_TEST(lines_of(c.args) == c.expected, boost::test_tools::per_element());
+    }
+  }
+  // Loop iterations are rows of their own in `runs show`, like in the trace.
+  const ProcessResult show = pyoco({"runs", "show", "loop"});
+  for (const char* row :
+       {R"(\nforeach_1 +foreach +SUCCEEDED)", R"(\necho\[0\] +std/echo +SUCCEEDED)",
+        R"(\necho\[1\] +std/echo +SUCCEEDED)", R"(\ndone +std/echo +SUCCEEDED)"}) {
+    BOOST_TEST(std::regex_search(show.out, std::regex(row)), row << "\n" << show.out);
+  }
+  const ProcessResult none = pyoco({"runs", "logs", "loop", "--task", "done"});
+  BOOST_TEST(none.err == "run loop: no log lines from task done\n", none.err);
 }
 
 BOOST_AUTO_TEST_CASE(mistakes_and_an_unusable_history_say_what_to_do) {
   ProcessResult r = pyoco({"runs", "show", "nope"});
   BOOST_TEST(r.exit_code == 2);
   BOOST_TEST(r.err == "pyoco runs show: no run nope in the history (see `pyoco runs list`)\n");
+  for (const char* command : {"logs", "cancel", "artifacts"}) {
+    r = pyoco({"runs", command, "nope"});
+    BOOST_TEST(r.exit_code == 2, command);
+    BOOST_TEST(r.err == std::string("pyoco runs ") + command +
+                            ": no run nope in the history (see `pyoco runs list`)\n",
+               r.err);
+  }
   r = pyoco({"runs", "list", "--status", "sleepy"});
   BOOST_TEST(r.exit_code == 2);
   BOOST_TEST(has(r.err, "--status sleepy: expected PENDING, RUNNING"), r.err);
@@ -293,10 +393,204 @@ BOOST_AUTO_TEST_CASE(mistakes_and_an_unusable_history_say_what_to_do) {
   env["PYOCO_HOME"] = (dir.path() / "not-a-dir").string();
   r = pyoco({"run", flow("chain.yaml").string()});
   BOOST_TEST(r.exit_code == 0, r.err);
-  BOOST_TEST(has(r.err, "warning: this run is not recorded in the history"), r.err);
+  BOOST_TEST(r.err == "pyoco run: warning: this run is not recorded in the history: " +
+                          (dir.path() / "not-a-dir").string() +
+                          ": cannot create the directory for the run history: Not a directory "
+                          "(set PYOCO_HOME to a writable directory)\n",
+             r.err);  // once, saying what to do
+  BOOST_TEST(has(r.out, "status=COMPLETED"), r.out);
   r = pyoco({"runs", "list"});
   BOOST_TEST(r.exit_code == 2);
   BOOST_TEST(has(r.err, "not-a-dir"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(list_shows_the_newest_20_unless_asked) {
+  for (int i = 0; i <= 20; ++i) {
+    char id[16];
+    std::snprintf(id, sizeof id, "run-%02d", i);
+    BOOST_TEST_REQUIRE(pyoco({"run", flow("chain.yaml").string(), "--run-id", id}).exit_code == 0);
+  }
+  const ProcessResult list = pyoco({"runs", "list"});
+  BOOST_TEST(list.exit_code == 0, list.err);
+  std::vector<std::string> ids;
+  std::istringstream lines(list.out);
+  std::string line;
+  std::getline(lines, line);  // the header
+  while (std::getline(lines, line)) ids.push_back(line.substr(0, line.find(' ')));
+  BOOST_TEST_REQUIRE(ids.size() == 20u, list.out);
+  BOOST_TEST(ids.front() == "run-20");  // newest first
+  BOOST_TEST(ids.back() == "run-01");   // run-00 is the 21st
+  BOOST_TEST(runs_json().size() == 20u);
+  BOOST_TEST(runs_json({"-n", "21"}).size() == 21u);
+  BOOST_TEST(runs_json({"--limit", "3"}).size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(a_prefix_two_runs_share_is_refused_naming_both) {
+  for (const char* id : {"twin-a", "twin-b"}) {
+    BOOST_TEST_REQUIRE(pyoco({"run", flow("chain.yaml").string(), "--run-id", id}).exit_code == 0);
+  }
+  const ProcessResult r = pyoco({"runs", "show", "twin"});
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(r.err ==
+                 "pyoco runs show: run id prefix twin is ambiguous (twin-a, twin-b); give more of "
+                 "the id\n",
+             r.err);
+  BOOST_TEST(has(pyoco({"runs", "show", "twin-b"}).out, "run       twin-b\n"));
+  BOOST_TEST(has(pyoco({"runs", "show", "twin-"}).err, "ambiguous"));
+}
+
+// docs/cli.md: PYOCO_HOME, else $XDG_STATE_HOME/pyoco, else ~/.local/state/pyoco.
+BOOST_AUTO_TEST_CASE(the_history_defaults_to_xdg_state_home_then_home) {
+  const fs::path xdg = dir.path() / "xdg", home = dir.path() / "h", own = dir.path() / "own";
+  struct Case {
+    std::map<std::string, std::string> set;
+    std::vector<std::string> unset;
+    fs::path file;
+  };
+  const std::vector<Case> table = {
+      {{{"PYOCO_HOME", own.string()}, {"XDG_STATE_HOME", xdg.string()}}, {}, own / "state.db"},
+      {{{"XDG_STATE_HOME", xdg.string()}, {"HOME", home.string()}},
+       {"PYOCO_HOME"},
+       xdg / "pyoco/state.db"},
+      {{{"HOME", home.string()}},
+       {"PYOCO_HOME", "XDG_STATE_HOME"},
+       home / ".local/state/pyoco/state.db"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.file) {
+      ProcessOptions o;
+      o.cwd = dir.path();
+      o.env = c.set;
+      o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "a").string();
+      o.unset_env = c.unset;
+      BOOST_TEST(!fs::exists(c.file));
+      BOOST_TEST_REQUIRE(run_pyoco({"run", flow("chain.yaml").string()}, o).exit_code == 0);
+      BOOST_TEST(fs::is_regular_file(c.file));
+      const ProcessResult list = run_pyoco({"runs", "list", "--json"}, o);
+      BOOST_TEST(list.exit_code == 0, list.err);
+      BOOST_TEST(json::parse(list.out).as_array().size() == 1u, list.out);  // its own file
+    }
+  }
+}
+
+// docs/cli.md: each PYOCO_MAX_* is a whole number; unset or empty, the
+// default; anything else stops `pyoco run` before it starts, with exit 2.
+BOOST_AUTO_TEST_CASE(every_limit_must_be_a_whole_number) {
+  for (const char* name : {"PYOCO_MAX_RUN_HISTORY", "PYOCO_MAX_LOG_BYTES",
+                           "PYOCO_MAX_RUN_LOG_BYTES", "PYOCO_MAX_TASKS"}) {
+    for (const char* bad : {"lots", "-1", "1.5", "12abc"}) {
+      BOOST_TEST_CONTEXT(name << "=" << bad) {
+        env[name] = bad;
+        const ProcessResult r = pyoco({"run", flow("chain.yaml").string()});
+        BOOST_TEST(r.exit_code == 2);
+        BOOST_TEST(
+            r.err == std::string("pyoco run: ") + name + "=" + bad + ": expected a whole number\n",
+            r.err);
+        BOOST_TEST(r.out.empty(), r.out);
+      }
+    }
+    env[name] = "";  // empty: the default
+    const ProcessResult r = pyoco({"run", flow("chain.yaml").string()});
+    BOOST_TEST(r.exit_code == 0, name << ": " << r.err);
+    env.erase(name);
+  }
+  BOOST_TEST(runs_json().size() == 4u);  // only the runs with every limit valid
+}
+
+// docs/history.md: paths are absolute, resolved when `pyoco run` starts:
+// --artifact-dir, else PYOCO_ARTIFACT_DIR, else .pyoco/artifacts.
+BOOST_AUTO_TEST_CASE(artifact_paths_are_absolute_wherever_they_go) {
+  struct Case {
+    const char* id;
+    std::optional<std::string> env_dir;
+    std::vector<std::string> flags;
+    fs::path expected;
+  };
+  const std::vector<Case> table = {
+      {"default", std::nullopt, {}, dir.path() / ".pyoco/artifacts/default/report.json"},
+      {"from-env", "env-out", {}, dir.path() / "env-out/from-env/report.json"},
+      {"flag", "env-out", {"--artifact-dir", "flag-out"}, dir.path() / "flag-out/flag/report.json"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.id) {
+      env.erase("PYOCO_ARTIFACT_DIR");
+      if (c.env_dir) env["PYOCO_ARTIFACT_DIR"] = *c.env_dir;
+      std::vector<std::string> args{"run", flow("artifacts.yaml").string(), "--run-id", c.id};
+      args.insert(args.end(), c.flags.begin(), c.flags.end());
+      BOOST_TEST_REQUIRE(pyoco(args).exit_code == 0);
+      BOOST_TEST(fs::is_regular_file(c.expected));
+      const ProcessResult r = pyoco({"runs", "artifacts", c.id, "--json"});
+      BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+      const json::array listed = json::parse(r.out).as_array();
+      BOOST_TEST_REQUIRE(listed.size() == 1u, r.out);
+      BOOST_TEST(fs::path(str(listed[0].at("path"))) == c.expected);
+      BOOST_TEST(str(listed[0].at("node")) == "save");
+      const std::string sha = str(listed[0].at("sha256"));
+      BOOST_TEST(std::regex_match(sha, std::regex("[0-9a-f]{64}")), sha);
+      const ProcessResult text = pyoco({"runs", "artifacts", c.id});
+      BOOST_TEST(text.out ==
+                     "NODE  NAME         SIZE  MEDIA TYPE        SHA256        PATH\n"
+                     "save  report.json  13 B  application/json  " +
+                         sha.substr(0, 12) + "  " + c.expected.string() + "\n",
+                 text.out);
+    }
+  }
+}
+
+// docs/history.md: `--wait` gives up after --timeout SECONDS, and exits 1
+// when the run ends some other way than CANCELLED.
+BOOST_AUTO_TEST_CASE(cancel_wait_gives_up_in_time_and_reports_another_end) {
+  auto run = background({"run", flow("sleepy.yaml").string(), "--non-cute"});
+  BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=nap"), run->out() << run->err());
+  const std::string id = running_id();
+  run->send_signal(SIGSTOP);  // it cannot act on a request now
+  const ProcessResult late = pyoco({"runs", "cancel", id, "--wait", "--timeout", "0.3"});
+  BOOST_TEST(late.exit_code == 1, late.out << late.err);
+  BOOST_TEST(has(late.out, "cancel requested: run " + id), late.out);
+  BOOST_TEST(late.err == "pyoco runs cancel: run " + id +
+                             " has not ended after 0.3 s; its running tasks may not check for "
+                             "cancellation\n",
+             late.err);
+  // The process dies instead of cancelling: --wait says how the run ended.
+  auto waiter = background({"runs", "cancel", id, "--wait"});
+  BOOST_TEST_REQUIRE(waiter->wait_for_output("cancel requested: run " + id), waiter->err());
+  run->send_signal(SIGKILL);
+  BOOST_TEST(run->wait() == 128 + SIGKILL);
+  BOOST_TEST(waiter->wait() == 1, waiter->out() << waiter->err());
+  BOOST_TEST(has(waiter->out(), "run " + id + " ended FAILED\n"), waiter->out());
+}
+
+// docs/history.md: the history is plain SQLite of the schema version it names; a page of
+// tasks is a JSON array of task objects, and the query shown there reads it.
+BOOST_AUTO_TEST_CASE(the_history_can_be_read_by_hand) {
+  BOOST_TEST_REQUIRE(
+      pyoco({"run", flow("fails.yaml").string(), "--run-id", "549fb4ce-by-hand"}).exit_code == 1);
+  sqlite3* db = nullptr;
+  BOOST_TEST_REQUIRE(sqlite3_open((dir.path() / "home/state.db").c_str(), &db) == SQLITE_OK);
+  std::string rows;
+  const auto collect = [](void* out, int n, char** values, char**) {
+    std::string& text = *static_cast<std::string*>(out);
+    for (int i = 0; i < n; ++i) text += std::string(i ? "|" : "") + (values[i] ? values[i] : "");
+    text += '\n';
+    return 0;
+  };
+  // The schema version the page names.
+  std::ifstream doc(source_dir() / "docs/history.md");
+  std::stringstream text;
+  text << doc.rdbuf();
+  std::smatch version;
+  const std::string history_md = text.str();
+  BOOST_TEST_REQUIRE(std::regex_search(history_md, version,
+                                       std::regex(R"(plain SQLite \(schema version (\d+)\))")));
+  BOOST_TEST(sqlite3_exec(db, "PRAGMA user_version", collect, &rows, nullptr) == SQLITE_OK);
+  BOOST_TEST(rows == version[1].str() + "\n");
+  rows.clear();
+  const char* query =
+      "SELECT j.value->>'node', j.value->>'state' FROM task_pages, json_each(tasks) j\n"
+      "     WHERE run_id LIKE '549f%' ORDER BY page, j.key";
+  BOOST_TEST(sqlite3_exec(db, query, collect, &rows, nullptr) == SQLITE_OK, sqlite3_errmsg(db));
+  BOOST_TEST(rows == "ok|SUCCEEDED\nbroken|FAILED\nnever|CANCELLED\n");
+  sqlite3_close(db);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -23,9 +23,9 @@ bool has(const std::string& s, const std::string& needle) {
   return s.find(needle) != std::string::npos;
 }
 
-// Runs pyoco with a pseudo-terminal as its stdout and stderr; returns what
-// the terminal showed.
-std::string run_on_a_terminal(const std::vector<std::string>& args) {
+// Runs pyoco with a pseudo-terminal as its stdout and stderr, and
+// PYOCO_CUTE set to `cute` (unset when null); returns what the terminal showed.
+std::string run_on_a_terminal(const std::vector<std::string>& args, const char* cute = nullptr) {
   std::vector<std::string> argv{pyoco_exe().string()};
   argv.insert(argv.end(), args.begin(), args.end());
   int master = -1;
@@ -33,6 +33,7 @@ std::string run_on_a_terminal(const std::vector<std::string>& args) {
   BOOST_TEST_REQUIRE(pid >= 0);
   if (pid == 0) {
     unsetenv("PYOCO_CUTE");
+    if (cute != nullptr) setenv("PYOCO_CUTE", cute, 1);
     unsetenv("PYOCO_PLUGIN_PATH");
     std::vector<char*> c;
     for (auto& a : argv) c.push_back(a.data());
@@ -73,6 +74,15 @@ BOOST_AUTO_TEST_CASE(a_terminal_gets_the_cute_trace_and_a_pipe_the_plain_one) {
 
   const std::string forced = run_on_a_terminal({"run", hello, artifacts, "--non-cute"});
   BOOST_TEST(has(forced, "INFO pyoco start flow=hello_pyoco"), forced);
+
+  // docs/cli.md: PYOCO_CUTE=0 means plain lines, as --non-cute, even on a terminal.
+  const std::string plain = run_on_a_terminal({"run", hello, artifacts}, "0");
+  BOOST_TEST(has(plain, "INFO pyoco start flow=hello_pyoco"), plain);
+  BOOST_TEST(!has(plain, "🐇"), plain);
+  const std::string other = run_on_a_terminal({"run", hello, artifacts}, "1");
+  BOOST_TEST(has(other, "🐇 pyoco > start flow=hello_pyoco"), other);  // only 0 turns it off
+  const std::string asked = run_on_a_terminal({"run", hello, artifacts, "--cute"}, "0");
+  BOOST_TEST(has(asked, "🐇 pyoco > start flow=hello_pyoco"), asked);  // --cute wins
 
   ProcessOptions o;
   o.unset_env = {"PYOCO_CUTE"};

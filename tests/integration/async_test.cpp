@@ -194,3 +194,31 @@ BOOST_AUTO_TEST_CASE(a_cancel_reaches_an_async_task_at_once) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// docs/flows.md, "States": a task that ends itself CANCELLED under
+// `isolate` skips only its dependents; the run ends CANCELLED unless a task
+// FAILED.
+BOOST_FIXTURE_TEST_CASE(a_task_that_stops_itself_under_isolate_skips_only_its_dependents,
+                        AsyncFixture) {
+  Run r = run(R"yaml(
+flow: {graph: "start >> (give_up >> after & other)"}
+tasks:
+  start: {use: "std/echo", inputs: {value: 1}}
+  give_up: {use: "asyncy/give_up", fail_policy: isolate}
+  after: {use: "std/echo"}
+  other: {use: "std/echo", inputs: {value: 2}}
+)yaml");
+  BOOST_TEST((r.status() == RunStatus::Cancelled));
+  BOOST_TEST((record(r, "give_up").state == TaskState::Cancelled));
+  BOOST_TEST((record(r, "after").state == TaskState::Skipped));
+  BOOST_TEST((record(r, "other").state == TaskState::Succeeded));
+
+  Run failed = run(R"yaml(
+flow: {graph: "(give_up & broken)"}
+tasks:
+  give_up: {use: "asyncy/give_up", fail_policy: isolate}
+  broken: {use: "std/fail", fail_policy: isolate}
+)yaml");
+  BOOST_TEST((failed.status() == RunStatus::Failed));
+  BOOST_TEST((record(failed, "give_up").state == TaskState::Cancelled));
+}

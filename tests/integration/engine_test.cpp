@@ -902,3 +902,265 @@ BOOST_AUTO_TEST_CASE(a_flow_with_a_cycle_compiled_for_check_is_refused) {
         return std::string(e.what()).find("cycle: a -> b -> a") != std::string::npos;
       });
 }
+
+// ---- docs/flows.md, promise by promise --------------------------------------
+
+// "Any FAILED task makes the run FAILED, even when an OR-join went on
+// without it."
+BOOST_FIXTURE_TEST_CASE(a_failed_branch_of_an_or_join_still_fails_the_run, EngineFixture) {
+  Run r =
+      run(R"(
+flow: {graph: "(primary | mirror) >> use_it"}
+tasks:
+  primary: {use: "t/boom", fail_policy: isolate}
+  mirror: {use: "t/emit", inputs: {value: 1}}
+  use_it: {use: "t/emit", inputs: {value: 2}}
+)",
+          {{"t/emit", echo_value},
+           {"t/boom", [](TaskCall&, const Value&) -> Value { throw std::runtime_error("down"); }}});
+  BOOST_TEST((record(r.tasks(), "use_it").state == TaskState::Succeeded));
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+}
+
+// "A declared input of the task that `inputs:` does not bind is filled, in
+// this order, from a loop variable of that name, a run param of that name,
+// or the output of an upstream node of that name." (std/echo declares
+// `value`.)
+BOOST_FIXTURE_TEST_CASE(unbound_inputs_are_filled_by_name_in_the_documented_order, EngineFixture) {
+  struct Case {
+    const char* what;
+    const char* graph;
+    const char* params;
+    const char* output;  // of the last node, JSON
+  };
+  const std::vector<Case> table = {
+      {"a loop variable before a param and a node",
+       "value: up >> foreach(over={{['loop']}}, item=value) { echo }", R"({"value": "param"})",
+       R"(["loop"])"},
+      {"a param before a node", "value: up >> echo", R"({"value": "param"})", R"("param")"},
+      {"an upstream node", "value: up >> echo", "{}", R"("node")"},
+      {"nothing of that name: unbound", "up >> echo", "{}", "null"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.what) {
+      Run r = run(std::string("flow: {graph: \"") + c.graph + R"("}
+tasks:
+  up: {use: "std/echo", inputs: {value: "node"}}
+  echo: {use: "std/echo"}
+)",
+                  {}, json(c.params));
+      BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+      const std::string last =
+          std::string(c.graph).find("foreach") != std::string::npos ? "foreach_1" : "echo";
+      BOOST_TEST(core::to_json_text(r.output(last)) == c.output);
+    }
+  }
+}
+
+// `outputs:` paths: params.<key>, scratch.<key> and results.<key>, and a
+// node's output as results.<node> in expressions.
+BOOST_FIXTURE_TEST_CASE(outputs_copy_to_params_scratch_and_results, EngineFixture) {
+  Run r = run(R"(
+flow:
+  graph: |
+    a >> switch(on={{results.alias == 1 and scratch.s == 1 and params.p == 1 and results.a == 1}}) { true: yes; default: no } >> b
+tasks:
+  a: {use: "t/emit", inputs: {value: 1}, outputs: ["params.p", "scratch.s", "results.alias"]}
+  yes: {use: "t/emit", inputs: {value: "yes"}}
+  no: {use: "t/emit", inputs: {value: "no"}}
+  b: {use: "t/scratch"}
+)",
+              {{"t/emit", echo_value},
+               {"t/scratch", [](TaskCall& call, const Value&) { return call.scratch("s"); }}},
+              json(R"({"p": 0})"));  // what a node copies wins over --param
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(r.output("switch_1").as_string() == "yes");
+  BOOST_TEST(r.output("b").as_int() == 1);  // tasks read it with ctx.scratch("s")
+  BOOST_TEST(r.params().find("p").as_int() == 1);
+}
+
+// "An iteration's output is the output of its body's last node, or, when
+// the body ends in several nodes, an object of their outputs by name."
+// "An iteration that fails ends the loop: no further iteration starts."
+BOOST_FIXTURE_TEST_CASE(an_iteration_s_output_and_failure, EngineFixture) {
+  Run r = run(R"(
+flow: {graph: "repeat(count=2) { first >> (x & y) }"}
+tasks:
+  first: {use: "t/emit", inputs: {value: 0}}
+  x: {use: "t/emit", inputs: {value: "$loop.index"}}
+  y: {use: "t/emit", inputs: {value: "y"}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("repeat_1")) == R"([{"x":0,"y":"y"},{"x":1,"y":"y"}])");
+
+  // Under `stop` the failed iteration stops the run: the loop node, still
+  // running, is cancelled with the rest. Under `isolate` the loop node fails.
+  auto boom = [](TaskCall&, const Value&) -> Value { throw std::runtime_error("broke"); };
+  for (const char* policy : {"stop", "isolate"}) {
+    BOOST_TEST_CONTEXT(policy) {
+      Run failed = run(std::string(R"(
+flow: {graph: "repeat(count=3) { boom } >> after"}
+tasks:
+  boom: {use: "t/boom", fail_policy: )") +
+                           policy + R"(}
+  after: {use: "t/emit"}
+)",
+                       {{"t/emit", echo_value}, {"t/boom", boom}});
+      const auto t = failed.tasks();
+      BOOST_TEST((failed.status() == core::RunStatus::Failed));
+      BOOST_TEST((record(t, "boom[0]").state == TaskState::Failed));
+      BOOST_TEST(t.size() == 3u);  // no second iteration started
+      BOOST_TEST((record(t, "after").state == TaskState::Cancelled));
+      if (std::string(policy) == "stop") {
+        BOOST_TEST((record(t, "repeat_1").state == TaskState::Cancelled));
+      } else {
+        BOOST_TEST((record(t, "repeat_1").state == TaskState::Failed));
+        BOOST_TEST(record(t, "repeat_1").error == "iteration 0 did not succeed");
+      }
+    }
+  }
+}
+
+// "`results.<node>` there is the output of that iteration's node"; the
+// warning when max_iter ends it, word for word; nested iterations are
+// named load[2][0].
+BOOST_FIXTURE_TEST_CASE(until_reads_this_iteration_and_nested_bodies_are_numbered, EngineFixture) {
+  Run r = run(R"(
+flow:
+  graph: |
+    until(cond={{results.step >= 2}}, max_iter=5) { step }
+    until(cond={{false}}, max_iter=5, collect=last) { step2: step }
+    foreach(over={{[1, 2, 3]}}) { repeat(count=1) { load } }
+tasks:
+  step: {use: "t/emit", inputs: {value: "$loop.index"}}
+  load: {use: "t/emit", inputs: {value: "$loop.index"}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("until_1")) == "[0,1,2]");
+  BOOST_TEST(
+      events->logged("until_2", "until stopped at max_iter=5 with its condition still false"));
+  BOOST_TEST((record(r.tasks(), "load[2][0]").state == TaskState::Succeeded));
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[[0],[0],[0]]");
+}
+
+// "A reference that is fine on paper but finds nothing at run time ...
+// fails that node with one line ..., without retrying."
+BOOST_FIXTURE_TEST_CASE(a_reference_that_finds_nothing_fails_without_retrying, EngineFixture) {
+  Run r = run(R"(
+flow: {graph: "a"}
+tasks:
+  a: {use: "t/emit", inputs: {value: "$ctx.params.limit"}, retries: 3, retry_backoff: {initial_ms: 1}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  const auto a = record(r.tasks(), "a");
+  BOOST_TEST(a.error ==
+             "input 'value' ($ctx.params.limit): param 'limit' is not set (pass --param "
+             "limit=...)");
+  BOOST_TEST(a.attempts == 1u);
+  BOOST_TEST(events->count(trace::EventKind::NodeRetry) == 0u);
+}
+
+// Switch labels: "a string label also matches a number of the same text";
+// a foreach over what is not a list fails its node.
+BOOST_FIXTURE_TEST_CASE(switch_labels_and_foreach_over_a_non_list, EngineFixture) {
+  const char* yaml = R"(
+flow: {graph: "switch(on={{n}}) { \"3\": three; 2.5: half; default: other }"}
+tasks:
+  three: {use: "t/emit", inputs: {value: "three"}}
+  half: {use: "t/emit", inputs: {value: "half"}}
+  other: {use: "t/emit", inputs: {value: "other"}}
+)";
+  const std::vector<std::pair<const char*, const char*>> table = {
+      {R"({"n": 3})", "three"},
+      {R"({"n": "3"})", "three"},
+      {R"({"n": 2.5})", "half"},
+      {R"({"n": "2.5"})", "other"},  // a number label is not compared as text
+      {R"({"n": 4})", "other"}};
+  for (const auto& [params, chosen] : table) {
+    BOOST_TEST_CONTEXT(params) {
+      Run r = run(yaml, {{"t/emit", echo_value}}, json(params));
+      BOOST_TEST(r.output("switch_1").as_string() == chosen);
+    }
+  }
+  Run bad = run(R"(
+flow: {graph: "foreach(over={{items}}) { a }"}
+tasks:
+  a: {use: "t/emit"}
+)",
+                {{"t/emit", echo_value}}, json(R"({"items": "abc"})"));
+  BOOST_TEST((bad.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(bad.tasks(), "foreach_1").error ==
+             "foreach over 'items': expected a list, got string");
+}
+
+// "The wait before retry k is min(initial_ms x factor^(k-1), max_ms),
+// multiplied by a random factor in [0.5, 1) when jitter is on."
+BOOST_FIXTURE_TEST_CASE(retry_waits_grow_to_max_ms_and_jitter_halves_at_most, EngineFixture) {
+  auto delays = [&](const char* backoff) {
+    events = std::make_shared<pyoco::testing::EventLog>();
+    Run r = run(std::string(R"(
+flow: {graph: flaky}
+tasks:
+  flaky: {use: "std/fail", inputs: {times: -1}, retries: 4, retry_backoff: )") +
+                    backoff + "}\n",
+                {});
+    BOOST_TEST((r.status() == core::RunStatus::Failed));
+    std::vector<double> out;
+    for (const auto& e : events->of(trace::EventKind::NodeRetry)) out.push_back(e.delay_ms);
+    return out;
+  };
+  BOOST_TEST(delays("{initial_ms: 2, factor: 3, max_ms: 30, jitter: false}") ==
+                 (std::vector<double>{2, 6, 18, 30}),
+             boost::test_tools::per_element());
+  const auto jittered = delays("{initial_ms: 8, factor: 1, max_ms: 8, jitter: true}");
+  BOOST_TEST_REQUIRE(jittered.size() == 4u);
+  for (double d : jittered) {
+    BOOST_TEST(d >= 4.0);
+    BOOST_TEST(d < 8.0);
+  }
+}
+
+// "Inputs and references": every form of the table, walking into objects
+// and arrays.
+BOOST_FIXTURE_TEST_CASE(every_reference_form_resolves, EngineFixture) {
+  RunOptions o;
+  o.env = {{"GREETING", "hello"}};
+  o.params = json(R"({"cfg": {"k": [10, 20]}})");
+  o.listener = events;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
+  o.local_tasks = {{"t/emit", echo_value}};
+  Run r = engine.start(compile(R"yaml(
+flow: {graph: "fetch >> (whole & part & param & env)"}
+tasks:
+  fetch: {use: "t/emit", inputs: {value: {items: [{id: 7}, {id: 8}]}}}
+  whole: {use: "t/emit", inputs: {value: "$node.fetch.output"}}
+  part: {use: "t/emit", inputs: {value: "$node.fetch.output.items.1.id"}}
+  param: {use: "t/emit", inputs: {value: "$ctx.params.cfg.k.1"}}
+  env: {use: "t/emit", inputs: {value: "$env.GREETING"}}
+)yaml"),
+                       std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("whole")) == R"({"items":[{"id":7},{"id":8}]})");
+  BOOST_TEST(r.output("part").as_int() == 8);
+  BOOST_TEST(r.output("param").as_int() == 20);
+  BOOST_TEST(r.output("env").as_string() == "hello");
+}
+
+// docs/plugins.md "What you can rely on": one instance per node per run,
+// kept across retries (std/fail counts its calls), and each loop iteration
+// runs the node afresh, with a new instance.
+BOOST_FIXTURE_TEST_CASE(each_iteration_gets_a_new_instance_kept_across_its_retries, EngineFixture) {
+  Run r = run(R"(
+flow: {graph: "repeat(count=3) { flaky }"}
+tasks:
+  flaky: {use: "std/fail", inputs: {times: 1}, retries: 1, retry_backoff: {initial_ms: 1}}
+)",
+              {});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  // Each iteration: call 1 fails, call 2 (the retry, same instance) succeeds.
+  BOOST_TEST(core::to_json_text(r.output("repeat_1")) == "[2,2,2]");
+}

@@ -52,6 +52,9 @@ class CountingStore : public StateStore {
   std::vector<LogEntry> logs(std::string_view id, const LogFilter& f) const override {
     return inner_->logs(id, f);
   }
+  std::vector<OutputRecord> outputs(std::string_view id) const override {
+    return inner_->outputs(id);
+  }
   bool request_cancel(std::string_view id) override { return inner_->request_cancel(id); }
   std::size_t trim(std::size_t keep) override { return inner_->trim(keep); }
 

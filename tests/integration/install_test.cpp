@@ -1,5 +1,6 @@
 // `cmake --install` into a fresh prefix lays out what ARCHITECTURE.md
 // promises, and the installed binary works from there.
+#include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <fstream>
@@ -59,11 +60,45 @@ BOOST_AUTO_TEST_CASE(installs_runtime_libraries_and_their_headers) {
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/plugins/search_path.hpp"));
 }
 
+// The installed pyoco, started from a directory outside the build tree,
+// finds its plugins in the prefix, runs the hello flow with them, and loads
+// no file of the build tree (LD_DEBUG=files names every library loaded).
 BOOST_AUTO_TEST_CASE(installed_binary_runs_without_the_build_tree) {
-  const ProcessResult r =
-      run_process({(prefix / "bin/pyoco").string(), "--version"}, {.cwd = dir.path()});
+  const fs::path work = dir.path() / "work";
+  fs::create_directories(work);
+  fs::copy_file(source_dir() / "examples/hello/flow.yaml", work / "flow.yaml");
+  const fs::path plugins = fs::canonical(prefix / "lib/pyoco/plugins");
+  const std::string build_tree = fs::canonical(binary_dir()).string() + "/";
+  const ProcessOptions outside{
+      .cwd = work,
+      .env = {{"PYOCO_HOME", (dir.path() / "home").string()}, {"LD_DEBUG", "files"}},
+      .unset_env = {"PYOCO_PLUGIN_PATH", "LD_LIBRARY_PATH"}};
+  const std::string pyoco = (prefix / "bin/pyoco").string();
+
+  ProcessResult r = run_process({pyoco, "--version"}, outside);
   BOOST_TEST(r.exit_code == 0);
   BOOST_TEST(r.out.find("pyoco ") == 0u);
+
+  r = run_process({pyoco, "plugins", "list", "--json"}, outside);
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  const boost::json::value listed = boost::json::parse(r.out);
+  BOOST_TEST(listed.at("search_path") == boost::json::array{boost::json::string(plugins.string())},
+             r.out);
+  std::vector<std::string> names;
+  for (const auto& p : listed.at("plugins").as_array()) {
+    names.emplace_back(p.at("name").as_string());
+    BOOST_TEST(std::string(p.at("path").as_string()).starts_with(plugins.string() + "/"), r.out);
+  }
+  BOOST_TEST((names == std::vector<std::string>{"hello", "std"}), r.out);
+
+  r = run_process({pyoco, "run", "flow.yaml", "--non-cute"}, outside);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("INFO pyoco log node=save_result ✨ Saved: CARROT\n") != std::string::npos,
+             r.out);
+  BOOST_TEST(r.out.find("status=COMPLETED") != std::string::npos, r.out);
+  const std::string loaded = "file=" + (plugins / "hello/libpyoco_hello.so").string() + " ";
+  BOOST_TEST(r.err.find(loaded) != std::string::npos, "no " << loaded << " in\n" << r.err);
+  BOOST_TEST(r.err.find(build_tree) == std::string::npos, "loaded from the build tree:\n" << r.err);
 }
 
 // examples/embed on its own, as a user who copies it would build it:
@@ -89,10 +124,20 @@ BOOST_AUTO_TEST_CASE(embedding_example_builds_against_the_installed_package) {
 
   r = run_process({"cmake", "--build", build.string()}, slow);
   BOOST_TEST_REQUIRE(r.exit_code == 0, "build failed:\n" << r.out << r.err);
+  // Nothing of the build tree went into it: no header, library or rule.
+  std::ifstream rules(build / "build.ninja");
+  std::stringstream ninja;
+  ninja << rules.rdbuf();
+  const std::string build_tree = fs::canonical(binary_dir()).string() + "/";
+  BOOST_TEST(ninja.str().find(build_tree) == std::string::npos,
+             "build.ninja names the build tree " << build_tree);
 
   r = run_process({(build / "hello_embed").string(), (prefix / "lib/pyoco/plugins").string()},
-                  {.cwd = dir.path(), .unset_env = {"PYOCO_PLUGIN_PATH"}});
+                  {.cwd = dir.path(),
+                   .env = {{"LD_DEBUG", "files"}},
+                   .unset_env = {"PYOCO_PLUGIN_PATH", "LD_LIBRARY_PATH"}});
   BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.err.find(build_tree) == std::string::npos, "loaded from the build tree:\n" << r.err);
   for (const char* line : {"🐰 Fetching data...", "✨ Saved: CARROT!", "status: COMPLETED",
                            "  save_result  SUCCEEDED  \"CARROT!\""}) {
     BOOST_TEST(r.out.find(line) != std::string::npos, "missing: " << line << "\n" << r.out);

@@ -12,7 +12,6 @@
 #include <boost/test/unit_test.hpp>
 
 #include <fstream>
-#include <sstream>
 
 #include "flows.hpp"
 #include "process.hpp"
@@ -31,13 +30,6 @@ fs::path flow_file(const char* name) {
 }
 
 std::string str(const json::value& v) { return std::string(v.as_string()); }
-
-std::string read(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 struct RunnerFixture {
   Engine engine{EngineOptions{2, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
@@ -72,14 +64,14 @@ BOOST_AUTO_TEST_CASE(a_flow_file_runs_and_its_history_reads_back_as_json) {
   BOOST_TEST_REQUIRE(core::to_string(run.status()) == "COMPLETED");
   BOOST_TEST(trace->str().find("INFO pyoco end flow=report status=COMPLETED") != std::string::npos,
              trace->str());
-  BOOST_TEST(read(dir.path() / "trace.log") == trace->str());
+  BOOST_TEST(pyoco::testing::read_text(dir.path() / "trace.log") == trace->str());
 
   // Read back as another program would: a history of its own on the file.
   const auto history = runner::open_run_history(history_file);
   const auto record = history->run("report-1");
   BOOST_TEST_REQUIRE(record.has_value());
   const auto tasks = history->tasks("report-1");
-  const json::object view = runner::to_json(*record, tasks);
+  const json::object view = runner::to_json(*record, tasks, history->outputs("report-1"));
   BOOST_TEST(str(view.at("run_id")) == "report-1");
   BOOST_TEST(str(view.at("flow")) == "report");
   BOOST_TEST(str(view.at("flow_file")) == flow_file("artifacts.yaml").string());
@@ -93,7 +85,9 @@ BOOST_AUTO_TEST_CASE(a_flow_file_runs_and_its_history_reads_back_as_json) {
   BOOST_TEST(str(ts[0].at("node")) == "greet");
   BOOST_TEST(str(ts[0].at("task")) == "std/echo");
   BOOST_TEST(str(ts[0].at("state")) == "SUCCEEDED");
-  BOOST_TEST(str(ts[0].at("output")) == R"({"carrots":3})");
+  // The whole output, as JSON, and the summary the table shows.
+  BOOST_TEST(json::serialize(ts[0].at("output")) == R"({"carrots":3})");
+  BOOST_TEST(str(ts[0].at("output_summary")) == R"({"carrots":3})");
   BOOST_TEST(ts[0].at("artifacts").as_array().empty());
   BOOST_TEST(str(ts[1].at("node")) == "save");
   BOOST_TEST(str(ts[1].at("task")) == "std/write_file");
@@ -108,7 +102,7 @@ BOOST_AUTO_TEST_CASE(a_flow_file_runs_and_its_history_reads_back_as_json) {
   BOOST_TEST(saved[0].at("size").to_number<std::int64_t>() == 13);
   BOOST_TEST(str(saved[0].at("sha256")) ==
              "51bfd91c62fd6b405638f59678091993eec61b903fffbf611ff60288de253f5c");
-  BOOST_TEST(read(path) == R"({"carrots":3})");
+  BOOST_TEST(pyoco::testing::read_text(path) == R"({"carrots":3})");
   // The history's view of the task is the engine's own.
   BOOST_TEST(runner::to_json(run.tasks()[1]).at("artifacts") == ts[1].at("artifacts"));
 
@@ -171,7 +165,8 @@ BOOST_AUTO_TEST_CASE(a_cancel_through_the_history_stops_the_run_and_its_id_stays
   local.wait();
   BOOST_TEST(local.finish() == "");
   BOOST_TEST(core::to_string(run.status()) == "CANCELLED");
-  const json::object view = runner::to_json(*other->run("sleeper"), other->tasks("sleeper"));
+  const json::object view =
+      runner::to_json(*other->run("sleeper"), other->tasks("sleeper"), other->outputs("sleeper"));
   BOOST_TEST(str(view.at("status")) == "CANCELLED");
   BOOST_TEST(view.at("cancel_requested").as_bool());
   BOOST_TEST(str(view.at("tasks").as_array()[0].at("state")) == "CANCELLED");
@@ -222,6 +217,14 @@ BOOST_AUTO_TEST_CASE(limits_read_the_environment_and_refuse_what_is_not_a_number
                            "PYOCO_MAX_RUN_HISTORY"}) {
     unsetenv(name);
   }
+  // Unset: the defaults docs/cli.md gives.
+  RunLimits run_defaults;
+  store::HistoryOptions history_defaults;
+  runner::limits_from_env(run_defaults, history_defaults);
+  BOOST_TEST(run_defaults.max_tasks == 500000u);
+  BOOST_TEST(history_defaults.max_log_bytes == 1048576u);
+  BOOST_TEST(history_defaults.max_run_log_bytes == 67108864u);
+  BOOST_TEST(history_defaults.max_runs == 1000u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

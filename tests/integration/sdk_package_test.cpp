@@ -3,7 +3,12 @@
 // lints clean and lists.
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "process.hpp"
 #include "temp_dir.hpp"
@@ -36,13 +41,6 @@ summary = "Greets"
 authors = ["Third Party"]
 license = "Apache-2.0"
 status = "experimental"
-
-[[tasks]]
-name = "greet"
-summary = "Says hello"
-usage = "hi: {use: \"greeter/greet\", inputs: {who: \"world\"}}"
-inputs = [{name = "who", type = "string", required = true, description = "whom"}]
-outputs = [{name = "greeting", type = "string", description = "the greeting"}]
 )");
   write(dir / "greeter.cpp", R"(#include <pyoco/sdk.hpp>
 
@@ -76,6 +74,16 @@ void build_and_check(const fs::path& project, const std::string& locate_arg) {
   const fs::path plugin = build / "greeter";
   BOOST_TEST(fs::is_regular_file(plugin / "plugin.toml"));
   BOOST_TEST(fs::is_regular_file(plugin / "libpyoco_greeter.so"));
+  // The build wrote the task's table from its code, with the pyoco that
+  // came with the SDK.
+  std::ifstream in(plugin / "plugin.toml");
+  const std::string manifest{std::istreambuf_iterator<char>(in), {}};
+  BOOST_TEST(
+      manifest.find("[[tasks]]\nname = \"greet\"\nsummary = \"Says hello\"\n") != std::string::npos,
+      manifest);
+  BOOST_TEST(manifest.find("inputs = [{name = \"who\", type = \"string\", required = true, "
+                           "description = \"whom\"}]") != std::string::npos,
+             manifest);
 
   r = run_pyoco({"plugins", "lint", plugin.string(), "--strict"});
   BOOST_TEST(r.exit_code == 0, r.out << r.err);
@@ -100,4 +108,60 @@ BOOST_AUTO_TEST_CASE(a_plugin_builds_against_an_install_prefix_only) {
   const fs::path project = dir.path() / "project";
   write_project(project);
   build_and_check(project, "-DCMAKE_PREFIX_PATH=" + prefix.string());
+}
+
+// docs/plugins.md: its C++ examples compile against the SDK as written
+// (C++17, warnings as errors), so a reader can copy them.
+BOOST_AUTO_TEST_CASE(the_docs_cpp_examples_compile) {
+  std::ifstream page(source_dir() / "docs/plugins.md");
+  std::vector<std::string> blocks;
+  std::string line, body;
+  bool inside = false;
+  while (std::getline(page, line)) {
+    const std::string fence = line.substr(std::min(line.find_first_not_of(' '), line.size()));
+    if (fence == "```cpp") {  // some blocks are indented in a list
+      inside = true;
+      body.clear();
+    } else if (inside && fence == "```") {
+      blocks.push_back(body);
+      inside = false;
+    } else if (inside) {
+      body += line + "\n";
+    }
+  }
+  auto block = [&](const std::string& needle) {
+    for (const std::string& b : blocks) {
+      if (b.find(needle) != std::string::npos) return b;
+    }
+    BOOST_FAIL("docs/plugins.md has no C++ block with " << needle);
+    return std::string();
+  };
+  // A Task subclass, then the same plugin registering a callable too.
+  const std::string count_words = block("struct CountWords : pyoco::Task");
+  std::string both = count_words.substr(0, count_words.find("void register_tasks"));
+  both += block("pyoco::TaskInfo shout;") + "PYOCO_PLUGIN(register_tasks)\n";
+  const std::vector<std::pair<std::string, std::string>> sources = {
+      {"count_words.cpp", count_words},
+      {"shout.cpp", "#include <cctype>\n" + both},
+      {"nap.cpp", block("struct Nap : pyoco::AsyncTask")},
+      {"values.cpp",
+       "#include <pyoco/sdk.hpp>\n#include <cstdint>\n#include <string>\n"
+       "pyoco::Value f(std::int64_t count, std::string longest) {\n" +
+           block("pyoco::Value n = 42;") + "}\n"},
+      {"handles.cpp",
+       "#include <pyoco/sdk.hpp>\n#include <string>\nstruct Report : pyoco::Task "
+       "{\n" +
+           block("ctx.save_artifact(\"report.csv\"") + "};\n"},
+  };
+  TempDir dir;
+  for (const auto& [file, text] : sources) {
+    BOOST_TEST_CONTEXT(file) {
+      write(dir.path() / file, text);
+      const ProcessResult r =
+          run({"c++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wno-unused-but-set-variable",
+               "-fsyntax-only", "-I" + (source_dir() / "sdk/include").string(),
+               (dir.path() / file).string()});
+      BOOST_TEST(r.exit_code == 0, text << r.out << r.err);
+    }
+  }
 }

@@ -269,6 +269,51 @@ BOOST_AUTO_TEST_CASE(http_get_is_cancellable_while_waiting_for_an_answer) {
   BOOST_TEST((record(r, "t").state == TaskState::Cancelled));
 }
 
+// ---- json_get ----
+
+BOOST_AUTO_TEST_CASE(json_get_walks_object_keys_and_array_indices) {
+  struct Case {
+    const char* inputs;  // a YAML mapping
+    const char* output;  // JSON
+  };
+  const Case table[] = {
+      {"{value: {a: {b: 3}}, path: 'a.b'}", "3"},
+      {"{value: {a: {b: 3}}, path: 'a'}", R"({"b":3})"},
+      {"{value: {items: [{id: 7}, {id: 8}]}, path: 'items.1.id'}", "8"},
+      {"{value: [10, [20, 30]], path: '1.0'}", "20"},
+      {"{value: {'1': one}, path: '1'}", R"("one")"},
+      {"{value: {a: {b: 3}}, path: 'a.c', default: 'none'}", R"("none")"},
+      {"{value: [1, 2], path: '2', default: [0]}", "[0]"},
+      {"{value: {a: 1}, path: 'a', default: 'unused'}", "1"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.inputs) {
+      Run r = run_task("json_get", c.inputs);
+      BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);
+      BOOST_TEST(core::to_json_text(r.output("t")) == c.output);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(json_get_without_a_default_fails_naming_what_is_absent) {
+  struct Case {
+    const char* inputs;
+    const char* error;
+  };
+  const Case table[] = {
+      {"{value: {a: {b: 3}}, path: 'a.c'}", "path 'a.c': no 'c' in the object"},
+      {"{value: [1, 2], path: '2'}", "path '2': no '2' in the array"},
+      {"{value: {a: 3}, path: 'a.b'}", "path 'a.b': no 'b' in a non-container value"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.inputs) {
+      Run r = run_task("json_get", c.inputs);
+      BOOST_TEST((r.status() == core::RunStatus::Failed));
+      BOOST_TEST(record(r, "t").error == c.error);
+    }
+  }
+}
+
 // ---- shell ----
 
 BOOST_AUTO_TEST_CASE(shell_captures_exit_code_stdout_and_stderr) {

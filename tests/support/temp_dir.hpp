@@ -2,6 +2,10 @@
 #pragma once
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <string_view>
 
 namespace pyoco::testing {
 
@@ -17,5 +21,15 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// A whole file, as bytes; empty when it cannot be read.
+inline std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+inline void write_text(const std::filesystem::path& file, std::string_view text) {
+  std::ofstream(file, std::ios::binary) << text;
+}
 
 }  // namespace pyoco::testing

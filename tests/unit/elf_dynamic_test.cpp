@@ -5,8 +5,10 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <fstream>
 
 #include "process.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace pyoco::plugins;
@@ -49,6 +51,24 @@ BOOST_AUTO_TEST_CASE(weak_undefined_symbols_are_not_needed) {
 BOOST_AUTO_TEST_CASE(a_file_that_is_not_elf_reads_as_nothing) {
   BOOST_TEST(!read_elf_dynamic(fixture_dir() / "clean" / "plugin.toml").has_value());
   BOOST_TEST(!read_elf_dynamic(fixture_dir() / "no such file").has_value());
+}
+
+// A 64-bit ELF header is 64 bytes; a file of 52 to 63 bytes (enough for
+// a 32-bit header) that claims to be 64-bit was read past the end of the
+// buffer (found by fuzz/elf.cpp; fuzz/regressions/elf/).
+BOOST_AUTO_TEST_CASE(a_64_bit_header_cut_short_reads_as_nothing) {
+  const pyoco::testing::TempDir dir;
+  for (const std::size_t size : {52u, 56u, 63u}) {
+    BOOST_TEST_CONTEXT(size << " bytes") {
+      std::string bytes =
+          "\x7f"
+          "ELF\x02\x01\x01";
+      bytes.resize(size, '\xff');
+      const fs::path file = dir.path() / ("short" + std::to_string(size) + ".so");
+      std::ofstream(file, std::ios::binary) << bytes;
+      BOOST_TEST(!read_elf_dynamic(file).has_value());
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(the_system_cache_lists_libc) {

@@ -19,7 +19,7 @@ Value json(const char* text) { return from_json(boost::json::parse(text)); }
 class TestScope : public Expression::Scope {
  public:
   Value params = json(R"({"mode": "fast", "n": 4, "items": ["a", "b"], "done": false,
-                          "nested": {"k": [10, 20]}})");
+                          "nested": {"k": [10, 20]}, "empty": {}})");
   Value results = json(R"({"fetch": {"count": 3}})");
   Value scratch = json(R"({"count": 2})");
   Value loop = json(R"({"it": "b", "i": 1})");
@@ -104,6 +104,37 @@ BOOST_AUTO_TEST_CASE(expressions_evaluate_as_flows_expect) {
       {"true", "true"},
       {"None", "null"},
       {"null == missing", "true"},
+      // docs/flows.md "Expressions", row by row
+      {"false", "false"},
+      {"null", "null"},
+      {"True", "true"},
+      {"False", "false"},
+      {"none", "null"},
+      {"'text'", R"("text")"},
+      {"2.5", "2.5"},
+      {"[1, \"a\"]", R"([1,"a"])"},
+      {"n < 4", "false"},
+      {"n <= 4", "true"},
+      {"n >= 5", "false"},
+      {"1 < 2.5", "true"},
+      {"'apple' < 'banana'", "true"},
+      {"'b' <= 'a'", "false"},
+      {"'k' in params.nested", "true"},
+      {"'x' in params.nested", "false"},
+      {"10 - n", "6"},
+      {"-2.5", "-2.5"},
+      {"not missing", "true"},
+      {"not 0", "true"},
+      {"not ''", "true"},
+      {"not []", "true"},
+      {"not empty", "true"},
+      {"not [0]", "false"},
+      {"(n > 1) and (n < 10) or false", "true"},
+      // the ends of the 64-bit range (found by fuzz/expression.cpp)
+      {"9223372036854775806 + 1", "9223372036854775807"},
+      {"-9223372036854775807 - 1", "-9223372036854775808"},
+      {"(-9223372036854775807 - 1) % -1", "0"},
+      {"9223372036854775807 * 2.0", "18446744073709551616.0"},
   };
   for (const Case& c : table) {
     BOOST_TEST_CONTEXT(c.text) { BOOST_TEST(eval(c.text) == c.value); }
@@ -126,6 +157,7 @@ BOOST_AUTO_TEST_CASE(mistakes_name_the_expression_and_the_column) {
       {"$loop.it", "in expressions use params.x, results.x, scratch.x, loop.x, env.X", 20},
       {"env.A.B", "write env.NAME", 20},
       {"1.2.3", "'1.2.3' is not a number", 20},
+      {"n + 99999999999999999999", "'99999999999999999999' does not fit in a 64-bit integer", 24},
   };
   for (const Invalid& bad : table) {
     BOOST_TEST_CONTEXT(bad.text) {
@@ -150,6 +182,17 @@ BOOST_AUTO_TEST_CASE(type_errors_surface_when_evaluated) {
       {"-mode", "cannot negate string", 20},
       {"1 in 2", "'in' needs a list, object or string on its right", 22},
       {"items - 1", "arithmetic on array and int", 26},
+      // ordering needs two numbers or two strings; + joins strings only
+      {"\"a\" < 1", "cannot order string and int", 24},
+      {"items < items", "cannot order array and array", 26},
+      {"mode + 1", "arithmetic on string and int", 25},
+      // integers do not wrap (found by fuzz/expression.cpp; a wrap was
+      // undefined behaviour, and INT64_MIN % -1 killed the process)
+      {"9223372036854775807 + 1", "integer overflow: the result of '+' does not fit in 64 bits",
+       40},
+      {"-9223372036854775807 - 2", "integer overflow: the result of '-'", 41},
+      {"8888888888888888882 * 2", "integer overflow: the result of '*'", 40},
+      {"-(-9223372036854775807 - 1)", "integer overflow: the result of '-'", 20},
   };
   for (const Invalid& bad : table) {
     BOOST_TEST_CONTEXT(bad.text) {

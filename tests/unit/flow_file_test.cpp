@@ -138,6 +138,54 @@ BOOST_AUTO_TEST_CASE(defaults_and_name_when_left_out) {
   BOOST_TEST((s.tasks.at(0).fail_policy == FailPolicy::Stop));
 }
 
+// docs/flows.md "The flow file": `.toml` is TOML, every other file YAML;
+// the default name is the file name up to its first `.`; flow.name is one
+// printable line of at most 200 bytes; the retry_backoff bounds are inclusive.
+BOOST_AUTO_TEST_CASE(format_name_and_bounds_as_the_docs_say) {
+  const char* yaml = "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\"}\n";
+  for (const char* file : {"dir/flow.yml", "dir/flow.txt", "dir/flow", "dir/flow.toml.yaml"}) {
+    BOOST_TEST_CONTEXT(file) { BOOST_TEST(parse_flow_text(yaml, file).tasks.size() == 1u); }
+  }
+  BOOST_CHECK_THROW(parse_flow_text(yaml, "dir/flow.toml"), FlowError);  // not TOML
+  BOOST_TEST(parse_flow_text(yaml, "dir/chain.yaml").name == "chain");
+  BOOST_TEST(parse_flow_text(yaml, "dir/nightly.v2.yaml").name == "nightly");
+  const std::string long_name(200, 'x');
+  BOOST_TEST(parse_flow_text("flow: {graph: a, name: " + long_name + "}\n", "f.yaml").name ==
+             long_name);
+  try {
+    parse_flow_text("flow: {graph: a, name: " + long_name + "x}\n", "f.yaml");
+    BOOST_ERROR("a 201-byte name was taken");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem() == "flow.name: must be at most 200 bytes");
+  }
+  const FlowSpec edges = parse_flow_text(
+      "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retries: 1000, timeout_sec: 2592000, "
+      "retry_backoff: {initial_ms: 0, factor: 1000, max_ms: 86400000}}\n  b: {use: \"p/t\", "
+      "retry_backoff: {initial_ms: 86400000, factor: 1, max_ms: 0}}\n",
+      "f.yaml");
+  BOOST_TEST(edges.tasks.at(0).retries == 1000u);
+  BOOST_TEST(edges.tasks.at(0).timeout_sec == 2592000.0);
+  BOOST_TEST(edges.tasks.at(0).backoff.factor == 1000.0);
+  BOOST_TEST(edges.tasks.at(1).backoff.initial_ms == 86400000.0);
+}
+
+// Every number a parser accepts is read as it is: a subnormal such as
+// 1e-320 made std::stod throw out_of_range, which killed `pyoco check`
+// (fuzz/regressions/flow_yaml/ and flow_toml/).
+BOOST_AUTO_TEST_CASE(subnormal_numbers_are_numbers_not_a_crash) {
+  const FlowSpec y = parse_flow_text(
+      "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", timeout_sec: 1e-320}\n", "f.yaml");
+  BOOST_TEST(y.tasks.at(0).timeout_sec > 0.0);
+  BOOST_TEST(y.tasks.at(0).timeout_sec < 1e-300);
+  const FlowSpec t = parse_flow_text(
+      "[flow]\ngraph = \"a\"\n[tasks.a]\nuse = \"p/t\"\ntimeout_sec = 1e-320\n", "f.toml");
+  BOOST_TEST(t.tasks.at(0).timeout_sec == y.tasks.at(0).timeout_sec);
+  const FlowSpec d =
+      parse_flow_text("flow: {graph: a, defaults: {x: 4.9e-324, y: 0.1}}\n", "f.yaml");
+  BOOST_TEST(d.defaults.find("x").as_double() > 0.0);
+  BOOST_TEST(d.defaults.find("y").as_double() == 0.1);  // exact, not printed and read back
+}
+
 BOOST_AUTO_TEST_CASE(callable_is_a_synonym_of_use) {
   const FlowSpec y = parse_flow_text(
       "flow: {graph: a}\ntasks:\n  a: {callable: \"hello:fetch_data\"}\n", "flow.yaml");
@@ -235,6 +283,17 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
        "tasks.a.outputs: expected a list, found string", 3, 28},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retry_backoff: {jitter: 1}}\n",
        "tasks.a.retry_backoff.jitter: expected true or false, found int", 3, 43},
+      // docs/flows.md: the ranges of retry_backoff, names
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retry_backoff: {factor: 0.5}}\n",
+       "tasks.a.retry_backoff.factor: must be at least 1", 3, 43},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retry_backoff: {factor: 1001}}\n",
+       "tasks.a.retry_backoff.factor: must be at most 1000", 3, 43},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retry_backoff: {initial_ms: -1}}\n",
+       "tasks.a.retry_backoff.initial_ms: must be at least 0", 3, 47},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  1a: {use: \"p/t\"}\n",
+       "tasks.1a: a task name is letters, digits and _, not starting with a digit", 3, 3},
+      {"f.yaml", "flow: {graph: a}\npipes:\n  a-b: \"x\"\n",
+       "pipes.a-b: a pipe name is letters, digits and _, not starting with a digit", 3, 3},
       // syntax
       {"f.yaml", "flow:\n  graph: [a\n", "not valid YAML", 3, 1},
       {"f.toml", "[flow\ngraph = \"a\"\n", "not valid TOML", 1, 6},

@@ -126,6 +126,18 @@ BOOST_AUTO_TEST_CASE(every_form_parses_to_what_it_means) {
       {"# a comment\na >> b  # trailing\n# another", "a>>b"},
       {"a >> b # not >> c", "a>>b"},
       {"\n\n  a\n\n", "a"},
+      // docs/flows.md: a bare name, number or quoted string is an expression too
+      {"switch(on=3) { 3: a; }", "switch(3){3:a;}"},
+      {"switch(on=\"x y\") { \"x y\": a; }", "switch(\"x y\"){\"x y\":a;}"},
+      {"switch(on={{mode}}) { true: a; False: b; }", "switch(mode){\"true\":a;\"False\":b;}"},
+      {"foreach(over=items) { a }",
+       "foreach(over=items,item=item,index=index,parallel=1,collect=list){a}"},
+      // the limits, just inside
+      {"repeat(count=1000000) { a }", "repeat(count=1000000,collect=list){a}"},
+      {"until(cond={{d}}, max_iter=1000000) { a }",
+       "until(cond=d,max_iter=1000000,collect=list){a}"},
+      {"foreach(over={{xs}}, parallel=10000) { a }",
+       "foreach(over=xs,item=item,index=index,parallel=10000,collect=list){a}"},
   };
   for (const Valid& v : table) {
     BOOST_TEST_CONTEXT(v.text) { BOOST_TEST(render(parse(v.text)) == v.tree); }
@@ -192,6 +204,15 @@ BOOST_AUTO_TEST_CASE(mistakes_name_the_problem_at_its_line_and_column) {
       {"switch(on={{m ==}}) { a: x }", "in expression 'm ==': the expression ends too soon", 1, 17},
       {"until(cond={{f(1)}}, max_iter=2) { a }", "expressions cannot call functions", 1, 14},
       {"a >> b\n\n  c >> (d", "expected ')' to close the group", 3, 10},
+      // docs/flows.md "Limits": just past them, said at the argument
+      {"repeat(count=1000001) { a }", "count=1000001 is over the limit of 1000000 iterations", 1,
+       14},
+      {"until(cond={{d}}, max_iter=1000001) { a }",
+       "max_iter=1000001 is over the limit of 1000000 iterations", 1, 28},
+      {"foreach(over={{xs}}, parallel=10001) { a }",
+       "parallel=10001 is over the limit of 10000 iterations at a time", 1, 31},
+      // number labels are read whole (std::stod read "1.2.3" as 1.2)
+      {"switch(on={{m}}) { 1.2.3: a }", "case label 1.2.3 is not a number", 1, 20},
   };
   for (const Invalid& bad : table) {
     BOOST_TEST_CONTEXT(bad.text) {
@@ -246,6 +267,22 @@ BOOST_AUTO_TEST_CASE(switch_cases_keep_their_value_types) {
   BOOST_TEST(sw.cases[1].match.is_string());
   BOOST_TEST(sw.cases[1].match.as_string() == "1");
   BOOST_TEST(sw.cases[2].is_default);
+  const Graph big = parse("switch(on={{n}}) { 99999999999999999999: a; -2.5: b }");
+  const auto& numbers = std::get<SwitchTerm>(big.statements.front().terms.front());
+  BOOST_TEST(numbers.cases.at(0).match.as_double() == 1e20);  // past int64: a double
+  BOOST_TEST(numbers.cases.at(1).match.as_double() == -2.5);
+}
+
+// A number label past a double's range made std::stod throw out_of_range
+// out of the parser (fuzz/regressions/graph_dsl/).
+BOOST_AUTO_TEST_CASE(a_number_label_out_of_range_is_an_error_not_a_crash) {
+  try {
+    parse("switch(on={{m}}) { " + std::string(400, '9') + ": a }");
+    BOOST_ERROR("parsed, but should not have");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem().find("is out of range for a number") != std::string::npos, e.problem());
+    BOOST_TEST(e.where().column == 20u);
+  }
 }
 
 // Hostile nesting is an error at the line and column where it goes too

@@ -57,3 +57,35 @@ BOOST_AUTO_TEST_CASE(pipes_that_expand_exponentially_are_refused) {
                                  std::string::npos;
                         });
 }
+
+// docs/flows.md "pipe(NAME)": nesting deeper than 128 is an error; a graph
+// that expands to more than 4096 steps is one too.
+BOOST_AUTO_TEST_CASE(pipes_nest_128_deep_and_expand_to_4096_steps) {
+  auto chain = [](int depth) {
+    std::string pipes;
+    for (int i = 0; i < depth; ++i) {
+      pipes += "  p" + std::to_string(i) + ": \"pipe(p" + std::to_string(i + 1) + ")\"\n";
+    }
+    pipes += "  p" + std::to_string(depth) + ": \"a\"\n";
+    return "flow:\n  name: pipes\n  graph: \"pipe(p0)\"\npipes:\n" + pipes +
+           "tasks:\n  a: {use: \"std/echo\"}\n";
+  };
+  BOOST_TEST(compile(chain(127)).graph.nodes.size() == 1u);  // 128 pipes
+  BOOST_CHECK_EXCEPTION(compile(chain(128)), core::FlowError, [](const core::FlowError& e) {
+    return std::string(e.what()).find("pipes nest deeper than 128") != std::string::npos;
+  });
+  auto wide = [](int steps) {
+    std::string body = "a0";
+    std::string tasks = "  a0: {use: \"std/echo\"}\n";
+    for (int i = 1; i < steps; ++i) {
+      body += " >> a" + std::to_string(i);
+      tasks += "  a" + std::to_string(i) + ": {use: \"std/echo\"}\n";
+    }
+    return "flow:\n  name: wide\n  graph: \"pipe(p)\"\npipes:\n  p: \"" + body + "\"\ntasks:\n" +
+           tasks;
+  };
+  BOOST_TEST(compile(wide(4096)).graph.nodes.size() == 4096u);
+  BOOST_CHECK_EXCEPTION(compile(wide(4097)), core::FlowError, [](const core::FlowError& e) {
+    return std::string(e.what()).find("4096") != std::string::npos;
+  });
+}

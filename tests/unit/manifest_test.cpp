@@ -142,6 +142,29 @@ BOOST_AUTO_TEST_CASE(name_and_version_rules) {
   BOOST_TEST(!is_semver("1.0"));
   BOOST_TEST(!is_semver("01.0.0"));
   BOOST_TEST(!is_semver("v1.0.0"));
+  // semver.org's grammar, piece by piece
+  BOOST_TEST(is_semver("1.0.0-alpha"));
+  BOOST_TEST(is_semver("1.0.0-0.3.7"));
+  BOOST_TEST(is_semver("1.0.0-x.7.z.92"));
+  BOOST_TEST(is_semver("1.0.0-x-y-z.--"));
+  BOOST_TEST(is_semver("1.0.0-0a.01a"));  // not only digits: leading zeros allowed
+  BOOST_TEST(is_semver("1.0.0+001"));     // build metadata: anything alphanumeric
+  BOOST_TEST(is_semver("1.0.0-beta+exp.sha.5114f85"));
+  BOOST_TEST(is_semver("10.20.30"));
+  BOOST_TEST(!is_semver("1.0.0-01"));  // a numeric pre-release identifier, leading zero
+  BOOST_TEST(!is_semver("1.0.0-"));
+  BOOST_TEST(!is_semver("1.0.0+"));
+  BOOST_TEST(!is_semver("1.0.0-a..b"));
+  BOOST_TEST(!is_semver("1.0.0+a+b"));
+  BOOST_TEST(!is_semver("1.0.0-a_b"));
+  BOOST_TEST(!is_semver("1.0.0.0"));
+  BOOST_TEST(!is_semver("1..0"));
+  BOOST_TEST(!is_semver("1.0.0 "));
+  BOOST_TEST(!is_semver(""));
+  // std::regex recursed once per character: a 200 KB version overflowed the
+  // stack of `plugins lint` (fuzz/regressions/manifest/long_version).
+  BOOST_TEST(is_semver("1.0.0-" + std::string(1'000'000, 'a')));
+  BOOST_TEST(!is_semver("1.0.0-" + std::string(1'000'000, 'a') + "!"));
 }
 
 BOOST_AUTO_TEST_CASE(catalog_shadows_later_plugins_of_the_same_name) {

@@ -6,13 +6,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 void register_tasks(pyoco::Registry& registry);  // plugins/hello/src/hello.cpp
@@ -447,4 +450,432 @@ BOOST_FIXTURE_TEST_CASE(a_call_that_never_completes_is_reported_at_the_call_limi
   const auto r = host.run("never_completes");
   BOOST_TEST(!r.ok());
   BOOST_TEST(r.error() == "the task did not complete its call within 50 ms (set_call_limit)");
+}
+
+// ---- docs/plugins.md, promise by promise: values, the context, the test host ----
+
+namespace {
+
+// The call's facts, as the test host gives them.
+Value facts(Context& ctx, const Inputs&) {
+  return Value{{"run_id", ctx.run_id()},
+               {"flow_name", ctx.flow_name()},
+               {"node_name", ctx.node_name()},
+               {"attempt", static_cast<std::int64_t>(ctx.attempt())},
+               {"who", ctx.param("who")},
+               {"params_is_object", ctx.params().is_object()},
+               {"cancelled", ctx.is_cancelled()},
+               {"unset_scratch_is_null", ctx.scratch("never set").is_null()}};
+}
+
+// The "Reading" table of "Values", on the inputs {n: 300, obj: {a, b}, list: [1, 2, 3]}.
+Value reading(Context&, const Inputs& in) {
+  const Value n = in["n"];
+  auto error_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const pyoco::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  std::string members;
+  for (auto [key, value] : in["obj"].members()) members += std::string(key) + ",";
+  std::int64_t sum = 0;
+  for (Value item : in["list"].items()) sum += item.as<std::int64_t>();
+  return Value{{"range_error", error_of([&] { (void)n.as<std::int8_t>(); })},
+               {"kind_error", error_of([&] { (void)n.as<std::string>(); })},
+               {"as_int16", static_cast<std::int64_t>(n.as<std::int16_t>())},
+               {"as_double", n.as<double>()},
+               {"as_float", static_cast<double>(n.as<float>())},
+               {"get_or_other_kind", n.get_or<std::string>("fallback")},
+               {"get_or_null", in["nope"].get_or<std::int64_t>(7)},
+               {"missing_member_is_null", in["obj"]["zz"].is_null()},
+               {"missing_index_is_null", in["list"][99].is_null()},
+               {"contains", in["obj"].contains("b") && !in["obj"].contains("zz")},
+               {"scalar_size", static_cast<std::int64_t>(n.size())},
+               {"list_size", static_cast<std::int64_t>(in["list"].size())},
+               {"members", members},
+               {"sum", sum},
+               {"is_number", n.is_number() && in["list"][0].is_int() && !n.is_string()}};
+}
+
+Value require_name(Context&, const Inputs& in) { return in.require<std::string>("name"); }
+Value get_name(Context&, const Inputs& in) { return in.get<std::string>("name", "fallback"); }
+
+// The "Building" block of "Values".
+Value building(Context&, const Inputs&) {
+  Value record = {{"id", 1}, {"value", "carrot"}};
+  Value list = Value::array({1, "two", nullptr});
+  Value o = Value::object();
+  o.set("n", 3).set("ok", true);
+  list.push(record);
+  return Value{{"list", list}, {"o", o}};
+}
+
+// A thread of the task's own builds values only after ctx.enter().
+Value builds_on_a_thread(Context& ctx, const Inputs&) {
+  std::string without, with;
+  std::thread([&] {
+    try {
+      Value v(1);
+      without = "built";
+    } catch (const pyoco::Error& e) {
+      without = e.what();
+    }
+    auto scope = ctx.enter();
+    Value v(2);
+    with = v.as<std::int64_t>() == 2 ? "built" : "wrong";
+  }).join();
+  return Value{{"without", without}, {"with", with}};
+}
+
+Value logs_every_level(Context& ctx, const Inputs&) {
+  ctx.debug("d");
+  ctx.info("i");
+  ctx.warn("w");
+  ctx.error("e");
+  ctx.log(PYOCO_LOG_INFO, "l");
+  return Value();
+}
+
+Value saves_artifacts(Context& ctx, const Inputs&) {
+  auto error_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const pyoco::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string text =
+      ctx.save_artifact("reports/day1.csv", std::string_view("a,b\n"), "text/csv");
+  const std::string bytes = ctx.save_artifact("blob.bin", pyoco::Bytes{{0x89, 0x50}});
+  const std::string json = ctx.save_artifact("v.json", Value{{"ok", true}});
+  std::string refused;
+  for (const char* bad : {"/abs", "../up", "a//b", "a/", "back\\slash", "./x", ""}) {
+    refused += error_of([&] { ctx.save_artifact(bad, std::string_view("x")); }) == "no error"
+                   ? std::string("taken: ") + bad + ";"
+                   : "";
+  }
+  return Value{{"text", text},
+               {"bytes", bytes},
+               {"json", json},
+               {"back", ctx.load_artifact(text)},
+               {"json_back", ctx.load_artifact(json)},
+               {"refused", refused},
+               {"missing", error_of([&] { ctx.load_artifact("never-saved"); })}};
+}
+
+// With host.cancel(): on_cancel and after call back at once, cancelled.
+Value cancelled_at_once(Context& ctx, const Inputs&) {
+  bool on_cancel = false;
+  int fired = -1;
+  ctx.on_cancel([&] { on_cancel = true; });
+  ctx.after(std::chrono::hours(1), [&](bool f) { fired = f ? 1 : 0; });
+  return Value{{"on_cancel", on_cancel}, {"fired", fired}, {"cancelled", ctx.is_cancelled()}};
+}
+
+Value throws_an_int(Context&, const Inputs&) { throw 42; }
+
+void register_doc_tasks(pyoco::Registry& registry) {
+  registry.task("facts", facts)
+      .task("reading", reading)
+      .task("require_name", require_name)
+      .task("get_name", get_name)
+      .task("building", building)
+      .task("builds_on_a_thread", builds_on_a_thread)
+      .task("logs_every_level", logs_every_level)
+      .task("saves_artifacts", saves_artifacts)
+      .task("cancelled_at_once", cancelled_at_once)
+      .task("throws_an_int", throws_an_int);
+}
+
+std::string second_registration;  // what registering "greet" again threw
+void register_twice(pyoco::Registry& registry) {
+  registry.task("greet", facts);
+  try {
+    registry.task("greet", facts);
+    second_registration = "taken";
+  } catch (const pyoco::Error& e) {
+    second_registration = e.what();
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_test_host_gives_the_calls_the_documented_facts) {
+  TestHost host(register_doc_tasks);
+  auto first = host.run("facts");
+  BOOST_TEST_REQUIRE(first.ok(), first.error());
+  BOOST_TEST(first.output()["run_id"].as<std::string>() == "test-run");
+  BOOST_TEST(first.output()["flow_name"].as<std::string>() == "test-flow");
+  BOOST_TEST(first.output()["node_name"].as<std::string>() == "facts");
+  BOOST_TEST(first.output()["attempt"].as<int>() == 1);
+  BOOST_TEST(first.output()["who"].is_null());
+  BOOST_TEST(first.output()["params_is_object"].as<bool>());  // an empty object by default
+  BOOST_TEST(!first.output()["cancelled"].as<bool>());
+  BOOST_TEST(first.output()["unset_scratch_is_null"].as<bool>());
+  // keep_instance counts attempts up, as a retry does; a fresh instance starts at 1.
+  host.set_params(Value{{"who", "carrot"}});
+  BOOST_TEST(host.run("facts", Value::object(), true).output()["attempt"].as<int>() == 2);
+  BOOST_TEST(host.run("facts", Value::object(), true).output()["attempt"].as<int>() == 3);
+  auto fresh = host.run("facts");
+  BOOST_TEST(fresh.output()["attempt"].as<int>() == 1);
+  BOOST_TEST(fresh.output()["who"].as<std::string>() == "carrot");
+  // cancel() and cancel(false)
+  host.cancel();
+  BOOST_TEST(host.run("facts").output()["cancelled"].as<bool>());
+  auto at_once = host.run("cancelled_at_once");
+  BOOST_TEST_REQUIRE(at_once.ok(), at_once.error());
+  BOOST_TEST(at_once.output()["on_cancel"].as<bool>());
+  BOOST_TEST(at_once.output()["fired"].as<int>() == 0);
+  host.cancel(false);
+  BOOST_TEST(!host.run("facts").output()["cancelled"].as<bool>());
+}
+
+BOOST_AUTO_TEST_CASE(values_read_as_the_docs_table_says) {
+  TestHost host(register_doc_tasks);
+  auto r = host.run(
+      "reading",
+      Value{{"n", 300}, {"obj", Value{{"b", 1}, {"a", 2}}}, {"list", Value::array({1, 2, 3})}});
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  const Value out = r.output();
+  BOOST_TEST(out["range_error"].as<std::string>() ==
+             "int value 300 does not fit the requested type");
+  BOOST_TEST(out["kind_error"].as<std::string>() == "expected string, got int");
+  BOOST_TEST(out["as_int16"].as<int>() == 300);
+  BOOST_TEST(out["as_double"].as<double>() == 300.0);  // ints convert
+  BOOST_TEST(out["as_float"].as<double>() == 300.0);
+  BOOST_TEST(out["get_or_other_kind"].as<std::string>() == "fallback");
+  BOOST_TEST(out["get_or_null"].as<int>() == 7);
+  BOOST_TEST(out["missing_member_is_null"].as<bool>());
+  BOOST_TEST(out["missing_index_is_null"].as<bool>());
+  BOOST_TEST(out["contains"].as<bool>());
+  BOOST_TEST(out["scalar_size"].as<int>() == 0);
+  BOOST_TEST(out["list_size"].as<int>() == 3);
+  BOOST_TEST(out["members"].as<std::string>() == "b,a,");  // insertion order
+  BOOST_TEST(out["sum"].as<int>() == 6);
+  BOOST_TEST(out["is_number"].as<bool>());
+
+  const struct {
+    const char* task;
+    Value inputs;
+    const char* output;  // or, when the call fails:
+    const char* error;
+  } rows[] = {
+      {"require_name", Value::object(), nullptr, "input 'name' is required"},
+      {"require_name", Value{{"name", 3}}, nullptr, "input 'name': expected string, got int"},
+      {"require_name", Value{{"name", "x"}}, "x", nullptr},
+      {"get_name", Value::object(), "fallback", nullptr},
+      {"get_name", Value{{"name", 3}}, nullptr, "input 'name': expected string, got int"},
+      {"throws_an_int", Value::object(), nullptr,
+       "unknown exception (not derived from std::exception)"},
+  };
+  for (const auto& row : rows) {
+    BOOST_TEST_CONTEXT(row.task << (row.error != nullptr ? row.error : "")) {
+      auto call = host.run(row.task, row.inputs);
+      if (row.error != nullptr) {
+        BOOST_TEST(!call.ok());
+        BOOST_TEST(call.error() == row.error);
+      } else {
+        BOOST_TEST_REQUIRE(call.ok(), call.error());
+        BOOST_TEST(call.output().as<std::string>() == row.output);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(values_build_as_the_docs_block_says) {
+  TestHost host(register_doc_tasks);
+  auto r = host.run("building");
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  const Value list = r.output()["list"];
+  BOOST_TEST_REQUIRE(list.size() == 4u);
+  BOOST_TEST(list[1].as<std::string>() == "two");
+  BOOST_TEST(list[2].is_null());
+  BOOST_TEST(list[3]["value"].as<std::string>() == "carrot");
+  BOOST_TEST(r.output()["o"]["n"].as<int>() == 3);
+  BOOST_TEST(r.output()["o"]["ok"].as<bool>());
+
+  auto threads = host.run("builds_on_a_thread");
+  BOOST_TEST_REQUIRE(threads.ok(), threads.error());
+  BOOST_TEST(threads.output()["without"].as<std::string>().rfind(
+                 "pyoco::Value built outside a task call", 0) == 0u,
+             threads.output()["without"].as<std::string>());
+  BOOST_TEST(threads.output()["with"].as<std::string>() == "built");
+}
+
+BOOST_AUTO_TEST_CASE(the_test_host_keeps_logs_and_artifacts) {
+  std::string dir;
+  {
+    TestHost host(register_doc_tasks);
+    BOOST_TEST_REQUIRE(host.run("logs_every_level").ok());
+    const auto logs = host.logs();
+    BOOST_TEST_REQUIRE(logs.size() == 5u);
+    const pyoco_log_level levels[] = {PYOCO_LOG_DEBUG, PYOCO_LOG_INFO, PYOCO_LOG_WARN,
+                                      PYOCO_LOG_ERROR, PYOCO_LOG_INFO};
+    for (std::size_t i = 0; i < logs.size(); ++i) {
+      BOOST_TEST(logs[i].task == "logs_every_level");
+      BOOST_TEST(logs[i].level == levels[i]);
+    }
+    BOOST_TEST(logs[2].message == "w");
+
+    auto r = host.run("saves_artifacts");
+    BOOST_TEST_REQUIRE(r.ok(), r.error());
+    const Value out = r.output();
+    BOOST_TEST(out["text"].as<std::string>() == "reports/day1.csv");  // the name, not a path
+    BOOST_TEST(out["bytes"].as<std::string>() == "blob.bin");
+    BOOST_TEST(out["back"].as<std::string>() == "a,b\n");
+    BOOST_TEST(out["json_back"].as<std::string>() == R"({"ok":true})");
+    BOOST_TEST(out["refused"].as<std::string>() == "");
+    BOOST_TEST(out["missing"].as<std::string>() == "this run has no artifact 'never-saved'");
+    const auto& artifacts = host.artifacts();
+    BOOST_TEST_REQUIRE(artifacts.size() == 3u);
+    BOOST_TEST(artifacts[0].media_type == "text/csv");
+    BOOST_TEST(artifacts[0].size == 4u);
+    BOOST_TEST(artifacts[1].media_type == "application/octet-stream");
+    BOOST_TEST(artifacts[2].media_type == "application/json");
+    dir = host.artifact_dir().string();
+    BOOST_TEST(std::ifstream(host.artifact_dir() / "reports/day1.csv").good());
+    const std::vector<std::string> names = {"facts",
+                                            "reading",
+                                            "require_name",
+                                            "get_name",
+                                            "building",
+                                            "builds_on_a_thread",
+                                            "logs_every_level",
+                                            "saves_artifacts",
+                                            "cancelled_at_once",
+                                            "throws_an_int"};
+    BOOST_TEST(host.task_names() == names, boost::test_tools::per_element());
+  }
+  BOOST_TEST(!std::ifstream(dir + "/reports/day1.csv").good());  // removed with the host
+}
+
+// "Registering a name twice makes add<T>()/task() throw pyoco::Error (the
+// host refused task 'greet')."
+BOOST_AUTO_TEST_CASE(registering_a_name_twice_throws) {
+  TestHost host(register_twice);
+  BOOST_TEST(second_registration == "the host refused task 'greet'");
+  BOOST_TEST(host.task_names() == std::vector<std::string>{"greet"},
+             boost::test_tools::per_element());
+}
+
+// ---- docs/plugins.md "On a 1.0 host" ------------------------------------------
+
+namespace {
+
+// The test host's function table cut to what a 1.0 host has: the SDK reads
+// its struct_size, as it would a real 1.0 pyoco's.
+struct OnA10Host {
+  pyoco_host_api table = *pyoco::detail::host_slot();
+  const pyoco_host_api* saved = pyoco::detail::host_slot();
+  OnA10Host() {
+    table.struct_size = offsetof(pyoco_host_api, call_complete);
+    pyoco::detail::host_slot() = &table;
+  }
+  ~OnA10Host() { pyoco::detail::host_slot() = saved; }
+};
+
+std::vector<std::string> refused_on_1_0;  // what registering async tasks threw
+
+Value old_host_probe(Context& ctx, const Inputs&) {
+  auto error_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const pyoco::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  ctx.heartbeat(0.5, "ignored");
+  return Value{{"deadline", ctx.deadline().has_value()},
+               {"on_cancel", error_of([&] { ctx.on_cancel([] {}); })},
+               {"after", error_of([&] { ctx.after(std::chrono::milliseconds(1), [](bool) {}); })},
+               {"compare_set", error_of([&] { ctx.scratch_compare_set("k", Value(), Value(1)); })},
+               {"add", error_of([&] { ctx.scratch_add("k", 1); })},
+               {"load", error_of([&] { ctx.load_artifact("x"); })}};
+}
+
+void register_on_a_1_0_host(pyoco::Registry& registry) {
+  static std::optional<OnA10Host> old;
+  old.emplace();
+  refused_on_1_0.clear();
+  try {
+    registry.async_task("nap", nap_10s);
+  } catch (const pyoco::Error& e) {
+    refused_on_1_0.emplace_back(e.what());
+  }
+  try {
+    registry.add<DoubleOnAThread>();
+  } catch (const pyoco::Error& e) {
+    refused_on_1_0.emplace_back(e.what());
+  }
+  registry.task("old_host_probe", old_host_probe).task("throw_sync", throw_sync);
+  old.reset();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(on_a_1_0_host_the_sdk_does_what_the_docs_table_says) {
+  TestHost host(register_on_a_1_0_host);
+  BOOST_TEST(refused_on_1_0 ==
+                 (std::vector<std::string>{
+                     "task 'nap' is async and needs a pyoco host with plugin ABI 1.1 or newer",
+                     "task 'double_on_a_thread' is async and needs a pyoco host with plugin ABI "
+                     "1.1 or newer"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(host.task_names() == (std::vector<std::string>{"old_host_probe", "throw_sync"}),
+             boost::test_tools::per_element());
+  OnA10Host old;
+  host.set_timeout(std::chrono::seconds(10));  // a deadline a 1.1 SDK would see
+  auto r = host.run("old_host_probe");
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  const Value out = r.output();
+  BOOST_TEST(!out["deadline"].as<bool>());
+  BOOST_TEST(host.heartbeats().empty());
+  BOOST_TEST(out["on_cancel"].as<std::string>() ==
+             "Context::on_cancel needs a pyoco host with plugin ABI 1.1 or newer");
+  BOOST_TEST(out["after"].as<std::string>() ==
+             "Context::after needs a pyoco host with plugin ABI 1.1 or newer");
+  BOOST_TEST(out["compare_set"].as<std::string>() ==
+             "Context::scratch_compare_set needs a pyoco host with plugin ABI 1.1 or newer");
+  BOOST_TEST(out["add"].as<std::string>() == out["compare_set"].as<std::string>());
+  BOOST_TEST(out["load"].as<std::string>() ==
+             "Context::load_artifact needs a pyoco host with plugin ABI 1.1 or newer");
+  // PermanentError and Cancelled are plain failures there.
+  for (const char* kind : {"permanent", "cancelled"}) {
+    BOOST_TEST_CONTEXT(kind) {
+      auto thrown = host.run("throw_sync", {{"kind", kind}});
+      BOOST_TEST(thrown.status() == PYOCO_ERR_TASK);
+      BOOST_TEST(!thrown.permanent());
+      BOOST_TEST(!thrown.cancelled());
+    }
+  }
+}
+
+// docs/plugins.md "Versioning": the SDK lives in an inline namespace of its
+// ABI major, so code built against two SDK majors fails to link.
+static_assert(std::is_same_v<pyoco::Value, pyoco::v1::Value>);
+static_assert(std::is_same_v<pyoco::Task, pyoco::v1::Task>);
+static_assert(PYOCO_ABI_VERSION_MAJOR == 1 && PYOCO_ABI_VERSION_MINOR == 1);
+
+// docs/plugins.md "Errors" and "How a task ends": pyoco::Error is a
+// std::runtime_error; PermanentError and Cancelled derive from it;
+// Cancelled's default message is `cancelled`.
+static_assert(std::is_base_of_v<std::runtime_error, pyoco::Error>);
+static_assert(std::is_base_of_v<pyoco::Error, pyoco::PermanentError>);
+static_assert(std::is_base_of_v<pyoco::Error, pyoco::Cancelled>);
+
+BOOST_AUTO_TEST_CASE(cancelled_says_cancelled_by_default) {
+  BOOST_TEST(std::string(pyoco::Cancelled().what()) == "cancelled");
+}
+
+// "`pyoco::Io::type` is one of any null bool int number string bytes array
+// object (default `any`)".
+BOOST_AUTO_TEST_CASE(an_io_is_of_type_any_unless_told) {
+  const pyoco::Io io{"value"};
+  BOOST_TEST(io.type == "any");
+  BOOST_TEST(!io.required);
 }

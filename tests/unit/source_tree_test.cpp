@@ -92,7 +92,7 @@ BOOST_AUTO_TEST_CASE(every_source_file_is_clang_formatted) {
   std::vector<std::string> args = {"clang-format", "--dry-run", "--Werror"};
   // templates/ holds {{placeholders}}: its files are checked once rendered
   // (tests/e2e/scaffold_test.cpp builds them warning-free).
-  for (const char* dir : {"sdk", "runtime", "plugins", "tests", "examples", "bench"}) {
+  for (const char* dir : {"sdk", "runtime", "plugins", "tests", "examples", "bench", "fuzz"}) {
     for (const fs::path& f : sources_under(source_dir() / dir)) args.push_back(f.string());
   }
   BOOST_TEST_REQUIRE(args.size() > 3u);

@@ -317,11 +317,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(trim_deletes_old_ended_runs_whole_and_never_active
   const std::vector<TaskRecord> table{make_task("t", core::TaskState::Succeeded)};
   b.tasks.push_back(pages_of("old", table, {0}));
   b.logs.emplace_back("old", make_log(1, "t", "hello"));
+  b.outputs.emplace_back("old", OutputRecord{0, "t", "42", 2, ""});
   store->write(b);
+  BOOST_TEST(store->outputs("old").size() == 1u);
   BOOST_TEST(store->trim(2) == 1u);  // "old" only: the running one stays
   BOOST_TEST(!store->run("old").has_value());
   BOOST_TEST(store->tasks("old").empty());
   BOOST_TEST(store->logs("old", {}).empty());
+  BOOST_TEST(store->outputs("old").empty());
   BOOST_TEST(store->run("oldest-running").has_value());
   BOOST_TEST(store->run("mid").has_value());
   BOOST_TEST(store->run("new").has_value());
@@ -329,8 +332,35 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(trim_deletes_old_ended_runs_whole_and_never_active
   Batch late;
   late.tasks.push_back(pages_of("old", table, {0}));
   late.logs.emplace_back("old", make_log(2, "t", "late"));
+  late.outputs.emplace_back("old", OutputRecord{0, "t", "43", 2, ""});
   store->write(late);
   BOOST_TEST(store->tasks("old").empty());
+  BOOST_TEST(store->outputs("old").empty());
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(outputs_read_back_by_seq_kept_or_not, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  b.outputs.emplace_back("r", OutputRecord{7, "each[1]", R"({"a":[1,2]})", 11, ""});
+  b.outputs.emplace_back("r",
+                         OutputRecord{2, "big", "", 5000000, "PYOCO_MAX_OUTPUT_BYTES=1048576"});
+  store->write(b);
+  Batch again;  // a rewrite of the same seq replaces it
+  again.outputs.emplace_back("r", OutputRecord{7, "each[1]", R"({"a":[3]})", 9, ""});
+  store->write(again);
+  const auto out = store->outputs("r");
+  BOOST_TEST_REQUIRE(out.size() == 2u);
+  BOOST_TEST(out[0].seq == 2u);
+  BOOST_TEST(out[0].node == "big");
+  BOOST_TEST(out[0].json == "");
+  BOOST_TEST(out[0].bytes == 5000000u);
+  BOOST_TEST(out[0].dropped == "PYOCO_MAX_OUTPUT_BYTES=1048576");
+  BOOST_TEST(out[1].node == "each[1]");
+  BOOST_TEST(out[1].json == R"({"a":[3]})");
+  BOOST_TEST(out[1].dropped.empty());
+  BOOST_TEST(store->outputs("other").empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -365,7 +395,7 @@ BOOST_AUTO_TEST_CASE(the_file_is_in_wal_mode_at_the_current_schema) {
     return v;
   };
   BOOST_TEST(one("PRAGMA journal_mode") == "wal");
-  BOOST_TEST(one("PRAGMA user_version") == "3");
+  BOOST_TEST(one("PRAGMA user_version") == "4");
   sqlite3_close(db);
 }
 
@@ -462,7 +492,7 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
   sqlite3_close(db);
   BOOST_CHECK_EXCEPTION(open_sqlite_store(file), StoreError, [](const StoreError& e) {
     const std::string m = e.what();
-    return m.find("schema version 99, newer than this pyoco knows (3)") != std::string::npos &&
+    return m.find("schema version 99, newer than this pyoco knows (4)") != std::string::npos &&
            m.find("PYOCO_HOME") != std::string::npos;
   });
 }

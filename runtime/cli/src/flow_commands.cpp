@@ -42,6 +42,7 @@ struct FlowOptions {
   std::string file;
   std::vector<std::string> params;  // k=v
   std::string params_file;
+  std::vector<std::string> secrets;  // k=v or k (from the environment)
   PluginPathOption path;
 
   void attach(CLI::App* cmd, bool with_params) {
@@ -56,6 +57,11 @@ struct FlowOptions {
           ->allow_extra_args(false);
       cmd->add_option("--params-file", params_file, "Params from a JSON or YAML object file")
           ->type_name("FILE");
+      cmd->add_option("--secret", secrets,
+                      "A secret param KEY=VALUE, or KEY to take it from the environment variable "
+                      "KEY (repeatable); VALUE is a string, shown as *** in the trace and history")
+          ->type_name("KEY[=VALUE]")
+          ->allow_extra_args(false);
     }
     path.attach(cmd);
   }
@@ -69,6 +75,8 @@ const char* flag(runner::SetupError::Setting setting) {
       return "--param";
     case runner::SetupError::Setting::ParamsFile:
       return "--params-file";
+    case runner::SetupError::Setting::Secret:
+      return "--secret";
     case runner::SetupError::Setting::TraceFile:
       return "--trace-file";
     case runner::SetupError::Setting::RunId:
@@ -80,7 +88,8 @@ const char* flag(runner::SetupError::Setting setting) {
 }
 
 runner::LoadedFlow load(const FlowOptions& o) {
-  return runner::load_flow(o.file, {.file = o.params_file, .assignments = o.params});
+  return runner::load_flow(o.file,
+                           {.file = o.params_file, .assignments = o.params, .secrets = o.secrets});
 }
 
 std::string location(const core::SourceLocation& w) { return w.to_string(); }

@@ -5,6 +5,7 @@
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
 #include <pyoco/plugins/scaffold.hpp>
+#include <pyoco/plugins/task_tables.hpp>
 #include <pyoco/runner/json_views.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -381,6 +383,46 @@ int new_plugin(const NewOptions& o) {
   return kExitOk;
 }
 
+// ---- manifest ----
+
+struct ManifestOptions {
+  std::string source;
+  std::string library;
+  std::string output;
+};
+
+// Writes next to `target` and renames over it: a build interrupted midway
+// leaves the old manifest, never half of a new one.
+void write_atomically(const fs::path& target, const std::string& text) {
+  const fs::path tmp = target.string() + ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw std::runtime_error("cannot write " + tmp.string());
+    }
+  }
+  fs::rename(tmp, target);
+}
+
+int write_manifest(const ManifestOptions& o) {
+  try {
+    const std::string text = plugins::built_manifest(o.source, o.library);
+    if (o.output.empty() || o.output == "-") {
+      std::cout << text << std::flush;
+    } else {
+      write_atomically(o.output, text);
+    }
+    return kExitOk;
+  } catch (const std::exception& e) {  // ManifestError, LoadError, a write that failed
+    std::cerr << "pyoco plugins manifest: " << e.what() << "\n";
+  }
+  return kExitFailed;
+}
+
 }  // namespace
 
 void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
@@ -439,6 +481,30 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
       "\nExit codes: 0 clean, 1 errors (with --strict, warnings too), 2 usage.\n"
       "Every rule, with its fix, is listed in docs/plugins.md.");
   table.add(lint_cmd, [lint_opts] { return lint(*lint_opts); });
+
+  auto manifest = std::make_shared<ManifestOptions>();
+  CLI::App* manifest_cmd = plugins->add_subcommand(
+      "manifest",
+      "Write a plugin's plugin.toml: the source manifest plus [[tasks]] from the library");
+  manifest_cmd
+      ->add_option("source", manifest->source,
+                   "The plugin's source plugin.toml: [plugin] and [plugin.platform], no [[tasks]]")
+      ->required();
+  manifest_cmd
+      ->add_option("--library", manifest->library,
+                   "The built library; it is loaded and its registered tasks described")
+      ->required()
+      ->type_name("LIB");
+  manifest_cmd
+      ->add_option("-o,--output", manifest->output,
+                   "Where to write the manifest (default: standard output)")
+      ->type_name("FILE");
+  manifest_cmd->footer(
+      "\npyoco_add_plugin runs this after each link, so each task's name, summary, usage,\n"
+      "tags, inputs and outputs are written once, in its code. The library is loaded\n"
+      "(its register_tasks runs); its file name must be [plugin] library.\n"
+      "Exit codes: 0 written, 1 the manifest or the library is refused, 2 usage.");
+  table.add(manifest_cmd, [manifest] { return write_manifest(*manifest); });
 
   // The child side of lint: loads one plugin and reports. Hidden.
   auto probe_dir = std::make_shared<std::string>();

@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <csignal>
@@ -160,7 +161,7 @@ int show_run(const RunIdOptions& o) {
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto tasks = history->tasks(r.id);
   if (o.json) {
-    print_json(runner::to_json(r, tasks));
+    print_json(runner::to_json(r, tasks, history->outputs(r.id)));
     return kExitOk;
   }
   using core::printable;
@@ -192,6 +193,64 @@ int show_run(const RunIdOptions& o) {
   }
   table.print(std::cout);
   return kExitOk;
+}
+
+// ---- output -------------------------------------------------------------------
+
+struct OutputOptions {
+  std::string id;
+  std::string node;
+};
+
+// One task's whole output as JSON, or every kept output by node.
+int run_output(const OutputOptions& o) {
+  auto history = runner::open_run_history();
+  const store::RunRecord r = store::resolve_run(*history, o.id);
+  const auto outputs = history->outputs(r.id);
+  const std::string run = r.id.substr(0, 8);
+  if (o.node.empty()) {
+    json::object all;
+    for (const auto& out : outputs) {
+      if (out.dropped.empty()) all[out.node] = runner::output_json(out);
+    }
+    print_json(all);
+    return kExitOk;
+  }
+  for (const auto& out : outputs) {
+    if (out.node != o.node) continue;
+    if (!out.dropped.empty()) {
+      std::cerr << "pyoco runs output: the output of " << core::printable(o.node) << " ("
+                << out.bytes << " bytes) was not kept: more than " << out.dropped << '\n';
+      return kExitFailed;
+    }
+    print_json(runner::output_json(out));
+    return kExitOk;
+  }
+  const auto tasks = history->tasks(r.id);
+  const auto t = std::find_if(tasks.begin(), tasks.end(),
+                              [&](const TaskRecord& t) { return t.node == o.node; });
+  if (t == tasks.end()) {
+    throw RunsError("run " + run + " has no task " + core::printable(o.node) +
+                    " (see `pyoco runs show " + run + "`)");
+  }
+  if (t->state == core::TaskState::Succeeded) {
+    // It returned null, or it ran before the history kept whole outputs
+    // (then its summary is all there is, whole only if it is JSON).
+    boost::system::error_code ec;
+    const std::string& summary = t->output_summary.empty() ? "null" : t->output_summary;
+    const json::value v = json::parse(summary, ec);
+    if (!ec) {
+      print_json(v);
+      return kExitOk;
+    }
+    std::cerr << "pyoco runs output: " << core::printable(o.node)
+              << " ran before pyoco kept whole outputs; its summary: " << core::printable(summary)
+              << '\n';
+    return kExitFailed;
+  }
+  std::cerr << "pyoco runs output: " << core::printable(o.node) << " has no output: it is "
+            << core::to_string(t->state) << '\n';
+  return kExitFailed;
 }
 
 // ---- logs ---------------------------------------------------------------------
@@ -333,6 +392,21 @@ void add_runs_commands(CLI::App* runs, CommandTable& table) {
   table.add(show_cmd, [show] { return guarded("show", [&] { return show_run(*show); }); });
 
   auto logs = std::make_shared<LogsOptions>();
+  auto output = std::make_shared<OutputOptions>();
+  CLI::App* output_cmd =
+      runs->add_subcommand("output", "Print a task's whole output as JSON (or all, by node)");
+  output_cmd->add_option("id", output->id, "A run id, or a prefix only one run has")->required();
+  output_cmd->add_option("node", output->node,
+                         "A node as `runs show` names it (loop iterations: each[2]); none: an "
+                         "object of every kept output by node");
+  output_cmd->footer(
+      "\nOutputs are kept whole up to PYOCO_MAX_OUTPUT_BYTES per task (default 1 MiB) and\n"
+      "PYOCO_MAX_RUN_OUTPUT_BYTES per run (default 64 MiB).\n"
+      "Exit codes: 0 printed, 1 the task has no output (it failed, or it was too big to\n"
+      "keep), 2 no such run or task.");
+  table.add(output_cmd,
+            [output] { return guarded("output", [&] { return run_output(*output); }); });
+
   CLI::App* logs_cmd = runs->add_subcommand("logs", "Print the lines a run's tasks logged");
   logs_cmd->add_option("id", logs->id, "A run id, or a prefix only one run has")->required();
   logs_cmd->add_option("--task", logs->task, "Only this task (its node name)")->type_name("NODE");

@@ -1,7 +1,9 @@
 #include <pyoco/core/expression.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <variant>
 
@@ -243,7 +245,12 @@ class Parser {
         n->op = ExprNode::Op::Literal;
         char* end = nullptr;
         if (t.text.find_first_of(".eE") == std::string::npos) {
+          errno = 0;
           const long long i = std::strtoll(t.text.c_str(), &end, 10);
+          if (errno == ERANGE) {
+            fail(t, "'" + t.text + "' does not fit in a 64-bit integer (write " + t.text +
+                        ".0 for a floating-point number)");
+          }
           ValueBuilder b;
           const ValueNode* v = b.arena().make_int(i);
           b.arena().seal();
@@ -383,7 +390,10 @@ class Evaluator {
         return boolean(!truthy(eval(*n.args[0])));
       case Op::Neg: {
         const Value v = eval(*n.args[0]);
-        if (v.is_int()) return number(-v.as_int());
+        if (v.is_int()) {
+          if (v.as_int() == INT64_MIN) overflow(n, "-");
+          return number(-v.as_int());
+        }
         if (v.is_number()) return number(-v.as_double());
         fail(n, "cannot negate " + std::string(to_string(v.kind())));
       }
@@ -416,6 +426,13 @@ class Evaluator {
     SourceLocation w = e_.where();
     if (w.column > 0) w.column += n.column - 1;
     throw FlowError(w, "in expression '" + e_.text() + "': " + problem);
+  }
+
+  // Integers are 64-bit; a result past that is an error, never a wrap.
+  [[noreturn]] void overflow(const ExprNode& n, const char* op) const {
+    fail(n, std::string("integer overflow: the result of '") + op +
+                "' does not fit in 64 bits (write a number with a '.' to compute with "
+                "floating point)");
   }
 
   static Value number(std::int64_t i) {
@@ -479,16 +496,21 @@ class Evaluator {
     }
     if (l.is_int() && r.is_int() && n.op != Op::Div) {
       const std::int64_t a = l.as_int(), b = r.as_int();
+      std::int64_t result = 0;
       switch (n.op) {
         case Op::Add:
-          return number(a + b);
+          if (__builtin_add_overflow(a, b, &result)) overflow(n, "+");
+          return number(result);
         case Op::Sub:
-          return number(a - b);
+          if (__builtin_sub_overflow(a, b, &result)) overflow(n, "-");
+          return number(result);
         case Op::Mul:
-          return number(a * b);
+          if (__builtin_mul_overflow(a, b, &result)) overflow(n, "*");
+          return number(result);
         default:
           if (b == 0) fail(n, "modulo by zero");
-          return number(a % b);
+          // INT64_MIN % -1 is 0, but the division inside it overflows (SIGFPE).
+          return number(b == -1 ? std::int64_t{0} : a % b);
       }
     }
     const double a = l.as_double(), b = r.as_double();

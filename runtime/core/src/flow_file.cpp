@@ -71,6 +71,10 @@ struct DocReading {
 // Both formats are read into this located tree first, so that the schema
 // is checked once, by one reader, with the same messages.
 struct Doc {
+  // Declared here, defaulted below: clang (with libstdc++) cannot tell
+  // whether pair<string, Doc> is default-constructible while Doc is not
+  // yet complete, which an implicit constructor would ask.
+  Doc();
   enum class Kind { Null, Scalar, List, Map } kind = Kind::Null;
   Value scalar;
   bool quoted = false;  // a string the author quoted: never a number or bool
@@ -80,6 +84,7 @@ struct Doc {
   SourceLocation where;
   SourceLocation text_where;  // for multi-line strings: where the text itself starts
 };
+Doc::Doc() = default;
 
 const char* kind_name(const Doc& d) {
   switch (d.kind) {
@@ -110,9 +115,14 @@ Value scalar_value(ValueBuilder& b, ValueKind kind, std::string_view text) {
       n = b.arena().make_int(i);
       break;
     }
-    case ValueKind::Double:
-      n = b.arena().make_double(std::stod(std::string(text)));
+    case ValueKind::Double: {
+      // from_chars, as the caller checked it: std::stod throws on what it
+      // accepts, e.g. 1e-320 (subnormal, ERANGE), and killed `pyoco check`.
+      double d = 0;
+      std::from_chars(text.data(), text.data() + text.size(), d);
+      n = b.arena().make_double(d);
       break;
+    }
     default:
       n = b.arena().make_string(text);
   }
@@ -292,10 +302,7 @@ Doc read_toml(const std::string& file, const toml::node& n, DocReading& r, std::
     } else if (const auto* i = n.as_integer()) {
       d.scalar = scalar_value(r.scalars, ValueKind::Int, std::to_string(i->get()));
     } else if (const auto* f = n.as_floating_point()) {
-      std::ostringstream os;
-      os.precision(17);
-      os << f->get();
-      d.scalar = scalar_value(r.scalars, ValueKind::Double, os.str());
+      d.scalar = r.scalars.wrap(r.scalars.arena().make_double(f->get()));
     } else if (const auto* b = n.as_boolean()) {
       d.scalar = scalar_value(r.scalars, ValueKind::Bool, b->get() ? "true" : "false");
     } else {

@@ -446,6 +446,27 @@ class Parser {
     return b;
   }
 
+  // A case label that is a number: an int when it is one, else a double.
+  // (std::stod here threw out_of_range past 1e308 and read "1.2.3" as 1.2.)
+  static Value number_label(ValueBuilder& b, const Token& label) {
+    const char* begin = label.text.data();
+    const char* end = begin + label.text.size();
+    std::int64_t i = 0;
+    if (auto [p, ec] = std::from_chars(begin, end, i); ec == std::errc() && p == end) {
+      return b.wrap(b.arena().make_int(i));
+    }
+    double d = 0;
+    const auto [p, ec] = std::from_chars(begin, end, d);
+    if (ec == std::errc::result_out_of_range) {
+      throw FlowError(label.where, "case label " + label.text + " is out of range for a number");
+    }
+    if (ec != std::errc() || p != end) {
+      throw FlowError(label.where,
+                      "case label " + label.text + " is not a number (quote it to match a string)");
+    }
+    return b.wrap(b.arena().make_double(d));
+  }
+
   Term switch_term() {
     const Nest nest(*this);
     SwitchTerm s;
@@ -469,11 +490,7 @@ class Parser {
       } else if (label.kind == Token::Kind::Ident || label.kind == Token::Kind::String) {
         c.match = b.wrap(b.arena().make_string(label.text));
       } else if (label.kind == Token::Kind::Number) {
-        std::int64_t i = 0;
-        auto [p, ec] = std::from_chars(label.text.data(), label.text.data() + label.text.size(), i);
-        c.match = ec == std::errc() && p == label.text.data() + label.text.size()
-                      ? b.wrap(b.arena().make_int(i))
-                      : b.wrap(b.arena().make_double(std::stod(label.text)));
+        c.match = number_label(b, label);
       } else {
         fail("expected a case label (a name, string, number or default), found " + found());
       }

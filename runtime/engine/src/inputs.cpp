@@ -61,9 +61,15 @@ Value resolve(RunState& run, const Frame& f, std::string_view ref, std::string& 
     return v;
   }
   if (ref.rfind("$ctx.params.", 0) == 0) {
-    const Value v = walk(run.current_params(), ref.substr(12), missing);
-    if (!missing.empty())
-      error = "param '" + missing + "' is not set (pass --param " + missing + "=...)";
+    const Value params = run.current_params();
+    const Value v = walk(params, ref.substr(12), missing);
+    if (!missing.empty()) {
+      // The param itself, or a part of one that is set: say which.
+      const std::string param(split(ref.substr(12)).first);
+      error = params.is_object() && params.contains(param)
+                  ? "param '" + param + "' has no '" + missing + "'"
+                  : "param '" + missing + "' is not set (pass --param " + missing + "=...)";
+    }
     return v;
   }
   if (ref.rfind("$loop.", 0) == 0) {

@@ -149,6 +149,7 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
         if (r.ended != std::chrono::system_clock::time_point{}) e.time = r.ended;
         e.duration_ms = r.duration_ms;
         e.output = r.output_summary;
+        if (kind == EventKind::NodeDone) e.value = &n->output;
         e.artifacts = r.artifacts;
       }
     }

@@ -48,7 +48,9 @@ class ElfReader {
     return static_cast<bool>(in_.read(out.data(), static_cast<std::streamsize>(n)));
   }
 
+  // 0 past the end of `buf`: a field the buffer lacks reads as absent.
   std::uint64_t uint(const std::string& buf, std::size_t at, std::size_t width) const {
+    if (at > buf.size() || width > buf.size() - at) return 0;
     std::uint64_t v = 0;
     for (std::size_t i = 0; i < width; ++i) {
       const auto byte = static_cast<std::uint64_t>(static_cast<unsigned char>(buf[at + i]));
@@ -102,6 +104,7 @@ std::optional<ElfDynamic> read_elf_dynamic(const fs::path& file) {
   }
   ElfDynamic out;
   const bool wide = h[4] == 2;
+  if (wide && h.size() < 64) return std::nullopt;  // a 64-bit ELF header is 64 bytes
   out.bits = wide ? 64 : 32;
   out.little_endian = h[5] == 1;
   r.set_little_endian(out.little_endian);

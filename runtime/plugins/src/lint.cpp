@@ -52,11 +52,12 @@ const std::vector<LintRule>& lint_rules() {
       {"PL009", S::Error, "task name is not [a-z][a-z0-9_]*",
        "use lower case letters, digits and _; start with a letter"},
       {"PL010", S::Error, "a task is declared twice", "remove or rename one of the [[tasks]]"},
-      {"PL011", S::Warning, "task has no summary", "add a one-line summary to the [[tasks]] entry"},
+      {"PL011", S::Warning, "task has no summary",
+       "give the task a one-line summary in its code (the build writes it to [[tasks]])"},
       {"PL012", S::Warning, "task has no usage",
-       "add usage: a line of flow.yaml that uses the task"},
+       "give the task a usage in its code: a line of flow.yaml that uses it"},
       {"PL013", S::Warning, "task input or output has no type",
-       "add type = any|null|bool|int|number|string|bytes|array|object"},
+       "give it a type in the task's code: any|null|bool|int|number|string|bytes|array|object"},
       {"PL014", S::Error, "task input or output has an unknown type",
        "use one of any, null, bool, int, number, string, bytes, array, object"},
       {"PL015", S::Warning, "task name is also a task of another plugin on the search path",
@@ -81,9 +82,10 @@ const std::vector<LintRule>& lint_rules() {
        "loading must not block: move slow work out of static initialisers and register_tasks"},
       {"PL027", S::Error, "register_tasks failed", "read its message"},
       {"PL028", S::Error, "the library registers a task plugin.toml does not declare",
-       "add a [[tasks]] entry for it"},
+       "rebuild the plugin: pyoco_add_plugin writes [[tasks]] from what the library registers"},
       {"PL029", S::Error, "plugin.toml declares a task the library does not register",
-       "register it in register_tasks, or remove the [[tasks]] entry"},
+       "register it in register_tasks, or rebuild the plugin so its [[tasks]] are written from "
+       "the library"},
       {"PL030", S::Warning, "the library exports symbols besides pyoco_plugin_entry",
        "build with pyoco_add_plugin (hidden visibility and a version script)"},
       {"PL031", S::Error, "the library is built for another architecture",
@@ -92,6 +94,10 @@ const std::vector<LintRule>& lint_rules() {
        "rebuild the plugin: the library is older than its manifest"},
       {"PL033", S::Error, "the library file is truncated, corrupt or not a regular file",
        "rebuild or reinstall the plugin; loading it would hang or crash the process"},
+      {"PL034", S::Error,
+       "plugin.toml describes a task differently from what the library registers",
+       "rebuild the plugin: pyoco_add_plugin writes [[tasks]] from the library (or run `pyoco "
+       "plugins manifest`)"},
   };
   return rules;
 }
@@ -389,6 +395,7 @@ std::string probe_plugin(const fs::path& dir) {
     for (const auto& name : diff.unregistered) {
       add("PL029", "plugin.toml declares task '" + name + "', which is never registered");
     }
+    for (const auto& message : diff.differing) add("PL034", message);
     if ((!p.plugin_name.empty() && p.plugin_name != m.name) ||
         (!p.plugin_version.empty() && p.plugin_version != m.version)) {
       add("PL032", "the library says " + p.plugin_name + " " + p.plugin_version +

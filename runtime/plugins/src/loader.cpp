@@ -155,21 +155,6 @@ LoadedPlugin register_plugin(const Manifest& m) {
   return out;
 }
 
-TaskMismatch compare_tasks(const Manifest& m, const std::vector<TaskDefinition>& registered) {
-  TaskMismatch diff;
-  std::set<std::string> declared;
-  for (const TaskManifest& t : m.tasks) declared.insert(t.name);
-  std::set<std::string> have;
-  for (const TaskDefinition& t : registered) {
-    have.insert(t.name);
-    if (declared.count(t.name) == 0) diff.undeclared.push_back(t.name);
-  }
-  for (const TaskManifest& t : m.tasks) {
-    if (have.count(t.name) == 0) diff.unregistered.push_back(t.name);
-  }
-  return diff;
-}
-
 const LoadedPlugin& load_plugin(const Manifest& m) {
   static std::mutex mutex;
   static auto* plugins = new std::map<std::filesystem::path, std::unique_ptr<LoadedPlugin>>();
@@ -179,7 +164,7 @@ const LoadedPlugin& load_plugin(const Manifest& m) {
 
   LoadedPlugin r = register_plugin(m);
   const TaskMismatch diff = compare_tasks(m, r.tasks);
-  if (!diff.undeclared.empty() || !diff.unregistered.empty()) r.release_tasks();
+  if (!diff.empty()) r.release_tasks();
   auto join = [](const std::vector<std::string>& names) {
     std::string s;
     for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
@@ -195,6 +180,18 @@ const LoadedPlugin& load_plugin(const Manifest& m) {
                     plugin_label(m) +
                         " declares tasks it never registers: " + join(diff.unregistered) +
                         ": register them in register_tasks or remove them from plugin.toml");
+  }
+  if (!diff.differing.empty()) {
+    // check reads plugin.toml, a run the library: they must say the same.
+    throw LoadError(
+        LoadError::Reason::TasksMismatch,
+        plugin_label(m) + ": plugin.toml describes " + diff.differing.front() +
+            (diff.differing.size() > 1
+                 ? " (and " + std::to_string(diff.differing.size() - 1) + " more tasks differ)"
+                 : "") +
+            ": rebuild the plugin (pyoco_add_plugin writes [[tasks]] from the "
+            "library; PL034, see `pyoco plugins lint " +
+            m.dir.string() + "`)");
   }
   return *plugins->emplace(key, std::make_unique<LoadedPlugin>(std::move(r))).first->second;
 }

@@ -4,7 +4,7 @@
 
 #include <toml++/toml.h>
 
-#include <regex>
+#include <algorithm>
 #include <set>
 
 namespace pyoco::plugins {
@@ -105,21 +105,25 @@ class Reader {
 }  // namespace
 
 Manifest read_manifest(const std::filesystem::path& dir_or_file) {
-  Manifest m;
-  if (std::filesystem::is_directory(dir_or_file)) {
-    m.dir = dir_or_file;
-    m.file = dir_or_file / "plugin.toml";
-  } else {
-    m.file = dir_or_file;
-    m.dir = dir_or_file.parent_path();
-  }
-  const Reader r(m.file);
+  const bool is_dir = std::filesystem::is_directory(dir_or_file);
+  const std::filesystem::path file = is_dir ? dir_or_file / "plugin.toml" : dir_or_file;
   std::string text;
   try {
-    text = core::read_regular_file(m.file, kMaxManifestBytes);
+    text = core::read_regular_file(file, kMaxManifestBytes);
   } catch (const core::FileReadError& e) {
     const std::string why = e.what();
-    r.fail(0, "", why == "no such file" ? "no plugin.toml here" : why);
+    throw ManifestError(file, 0, "", why == "no such file" ? "no plugin.toml here" : why);
+  }
+  return parse_manifest(text, file);
+}
+
+Manifest parse_manifest(std::string_view text, const std::filesystem::path& file) {
+  Manifest m;
+  m.file = file;
+  m.dir = file.parent_path();
+  const Reader r(m.file);
+  if (text.size() > kMaxManifestBytes) {
+    r.fail(0, "", "is larger than " + std::to_string(kMaxManifestBytes) + " bytes");
   }
 
   toml::table root;
@@ -215,12 +219,56 @@ bool is_valid_name(const std::string& name) {
   return true;
 }
 
+namespace {
+
+// Splits `s` at each `sep`, and says whether every part passes `ok`.
+template <typename Ok>
+bool all_parts(std::string_view s, char sep, Ok ok) {
+  for (;;) {
+    const std::size_t at = s.find(sep);
+    if (!ok(s.substr(0, at))) return false;
+    if (at == std::string_view::npos) return true;
+    s.remove_prefix(at + 1);
+  }
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+bool is_identifier_char(char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
+}
+
+// 0 or a number without leading zeros.
+bool is_numeric_identifier(std::string_view id) {
+  return !id.empty() && std::all_of(id.begin(), id.end(), is_digit) &&
+         (id.size() == 1 || id[0] != '0');
+}
+
+bool is_alphanumeric_identifier(std::string_view id) {
+  return !id.empty() && std::all_of(id.begin(), id.end(), is_identifier_char);
+}
+
+}  // namespace
+
+// Checked by hand, in one pass: std::regex recurses once per character and
+// overflowed the stack on a long version (a 200 KB one crashed `plugins
+// lint`; fuzz/regressions/manifest/).
 bool is_semver(const std::string& version) {
-  static const std::regex semver(
-      R"(^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*))"
-      R"((?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?)"
-      R"((?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$)");
-  return std::regex_match(version, semver);
+  std::string_view v = version;
+  if (const std::size_t plus = v.find('+'); plus != std::string_view::npos) {
+    if (!all_parts(v.substr(plus + 1), '.', is_alphanumeric_identifier)) return false;
+    v = v.substr(0, plus);
+  }
+  if (const std::size_t dash = v.find('-'); dash != std::string_view::npos) {
+    // A pre-release identifier of digits only is a number: no leading zeros.
+    const auto pre_release = [](std::string_view id) {
+      return is_alphanumeric_identifier(id) &&
+             (!std::all_of(id.begin(), id.end(), is_digit) || is_numeric_identifier(id));
+    };
+    if (!all_parts(v.substr(dash + 1), '.', pre_release)) return false;
+    v = v.substr(0, dash);
+  }
+  return std::count(v.begin(), v.end(), '.') == 2 && all_parts(v, '.', is_numeric_identifier);
 }
 
 // What this binary was built for: a plugin must match the process that

@@ -2,6 +2,7 @@
 #include <pyoco/trace/sinks.hpp>
 
 #include <cmath>
+#include <unordered_map>
 
 namespace pyoco::runner {
 
@@ -65,10 +66,30 @@ json::object to_json(const store::RunRecord& r) {
       {"params", params_json(r.params)}};
 }
 
-json::object to_json(const store::RunRecord& run, const std::vector<TaskRecord>& tasks) {
+json::value output_json(const store::OutputRecord& output) {
+  if (!output.dropped.empty()) return nullptr;
+  boost::system::error_code ec;
+  json::value v = json::parse(output.json, ec);
+  return ec ? json::value(nullptr) : v;
+}
+
+json::object to_json(const store::RunRecord& run, const std::vector<TaskRecord>& tasks,
+                     const std::vector<store::OutputRecord>& outputs) {
+  std::unordered_map<std::string_view, const store::OutputRecord*> by_node;
+  for (const auto& o : outputs) by_node[o.node] = &o;
   json::object out = to_json(run);
   json::array ts;
-  for (const auto& t : tasks) ts.push_back(to_json(t));
+  for (const TaskRecord& task : tasks) {
+    json::object t = to_json(task);
+    if (auto it = by_node.find(task.node); it != by_node.end()) {
+      t["output"] = output_json(*it->second);
+      if (!it->second->dropped.empty()) {
+        t["output_bytes"] = it->second->bytes;
+        t["output_dropped"] = it->second->dropped;
+      }
+    }
+    ts.push_back(std::move(t));
+  }
   out["tasks"] = std::move(ts);
   return out;
 }
@@ -92,7 +113,8 @@ json::object to_json(const TaskRecord& t) {
                       {"ended", utc_timestamp(t.ended)},
                       {"duration_ms", ms(t.duration_ms)},
                       {"error", t.error},
-                      {"output", t.output_summary},
+                      {"output", nullptr},
+                      {"output_summary", t.output_summary},
                       {"artifacts", std::move(artifacts)},
                       {"progress", t.progress < 0 ? json::value(nullptr) : json::value(t.progress)},
                       {"heartbeat", t.heartbeat},

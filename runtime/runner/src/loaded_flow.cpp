@@ -1,10 +1,12 @@
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/regular_file.hpp>
 #include <pyoco/runner/loaded_flow.hpp>
+#include <pyoco/trace/redaction.hpp>
 
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace pyoco::runner {
 
@@ -40,7 +42,7 @@ json::value read_params_file(const std::filesystem::path& file) {
   return v;
 }
 
-core::Value parse_params(const ParamArgs& args) {
+core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secrets) {
   json::object params;
   if (!args.file.empty()) params = read_params_file(args.file).as_object();
   for (const std::string& kv : args.assignments) {
@@ -52,6 +54,27 @@ core::Value parse_params(const ParamArgs& args) {
     boost::system::error_code ec;
     json::value v = json::parse(value, ec);
     params[kv.substr(0, eq)] = ec ? json::value(json::string(value)) : v;
+  }
+  for (const std::string& kv : args.secrets) {
+    const auto eq = kv.find('=');
+    const std::string key = kv.substr(0, eq);
+    if (key.empty()) throw SetupError(Setting::Secret, kv + ": expected KEY=VALUE or KEY");
+    std::string value;
+    if (eq != std::string::npos) {
+      value = kv.substr(eq + 1);
+    } else if (const char* env = std::getenv(key.c_str()); env != nullptr) {
+      value = env;
+    } else {
+      throw SetupError(Setting::Secret,
+                       key + ": no environment variable " + key + " (or give KEY=VALUE)");
+    }
+    if (value.size() < trace::Redactor::kMinSecretBytes) {
+      throw SetupError(Setting::Secret, key + ": a secret must be at least " +
+                                            std::to_string(trace::Redactor::kMinSecretBytes) +
+                                            " bytes long: a shorter one would mask ordinary text");
+    }
+    params[key] = json::string(value);
+    secrets.push_back(std::move(value));
   }
   return core::from_json(params);
 }
@@ -92,7 +115,7 @@ LoadedFlow load_flow(const std::filesystem::path& file, const ParamArgs& params)
   // Cycles are kept for check to report with the rest; the engine refuses them.
   loaded.flow =
       std::make_shared<const core::CompiledFlow>(core::compile_flow_for_check(std::move(spec)));
-  loaded.params = parse_params(params);
+  loaded.params = parse_params(params, loaded.secrets);
   return loaded;
 }
 

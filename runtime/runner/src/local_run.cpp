@@ -1,5 +1,6 @@
 #include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/runner/local_run.hpp>
+#include <pyoco/trace/redaction.hpp>
 
 #include <charconv>
 #include <cstdlib>
@@ -30,6 +31,8 @@ void limits_from_env(RunLimits& run, store::HistoryOptions& history) {
   size_from_env("PYOCO_MAX_TASKS", run.max_tasks);
   size_from_env("PYOCO_MAX_LOG_BYTES", history.max_log_bytes);
   size_from_env("PYOCO_MAX_RUN_LOG_BYTES", history.max_run_log_bytes);
+  size_from_env("PYOCO_MAX_OUTPUT_BYTES", history.max_output_bytes);
+  size_from_env("PYOCO_MAX_RUN_OUTPUT_BYTES", history.max_run_output_bytes);
   size_from_env("PYOCO_MAX_RUN_HISTORY", history.max_runs);
 }
 
@@ -37,14 +40,17 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
     : flow_(std::move(flow)), events_(std::make_shared<trace::EventQueue>()) {
   // The engine's control thread only queues events; the console, a trace
   // file and the history hear them from the queue's thread.
-  if (setup.console) events_->add(trace::make_trace_sink(setup.console_format, setup.console));
+  // Every listener hears the run through one Redactor when it has secrets.
+  std::vector<std::shared_ptr<trace::EventListener>> listeners;
+  if (setup.console)
+    listeners.push_back(trace::make_trace_sink(setup.console_format, setup.console));
   if (!setup.trace_file.empty()) {
     auto file = std::make_shared<std::ofstream>(setup.trace_file, std::ios::app);
     if (!*file) {
       throw SetupError(SetupError::Setting::TraceFile,
                        setup.trace_file.string() + ": cannot open for writing");
     }
-    events_->add(trace::make_trace_sink(setup.trace_file_format, file));
+    listeners.push_back(trace::make_trace_sink(setup.trace_file_format, file));
   }
 
   options_.params = flow_.params;
@@ -71,9 +77,15 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
     }
     history_ =
         std::make_unique<store::HistoryWriter>(std::move(setup.history), setup.history_options);
-    events_->add(history_->recorder());
+    listeners.push_back(history_->recorder());
   }
-  for (auto& listener : setup.listeners) events_->add(std::move(listener));
+  for (auto& listener : setup.listeners) listeners.push_back(std::move(listener));
+  if (flow_.secrets.empty()) {
+    for (auto& listener : listeners) events_->add(std::move(listener));
+  } else {
+    events_->add(
+        trace::redacting(std::make_shared<trace::Redactor>(flow_.secrets), std::move(listeners)));
+  }
 }
 
 LocalRun::~LocalRun() {

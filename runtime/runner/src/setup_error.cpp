@@ -8,6 +8,8 @@ const char* to_string(SetupError::Setting setting) {
       return "param";
     case SetupError::Setting::ParamsFile:
       return "params file";
+    case SetupError::Setting::Secret:
+      return "secret";
     case SetupError::Setting::TraceFile:
       return "trace file";
     case SetupError::Setting::RunId:

@@ -35,6 +35,8 @@ struct RunSlot {
   std::unordered_map<std::string, std::size_t> log_bytes;  // per node, kept so far
   std::size_t run_log_bytes = 0;                           // all nodes; SIZE_MAX: cut
   std::uint64_t log_seq = 0;
+  std::vector<OutputRecord> outputs;  // to write
+  std::size_t run_output_bytes = 0;   // kept so far
   bool recorder_alive = true;
 };
 
@@ -55,6 +57,7 @@ struct QueuedEvent {
   Clock::time_point time;
   double duration_ms = 0, progress = -1;
   std::string message, output;
+  core::Value value;       // NodeDone: the whole output
   std::string node, task;  // a task the writer meets for the first time; a log line's node
   std::vector<core::ArtifactRecord> artifacts;
   std::vector<trace::Event::Planned> planned;
@@ -117,6 +120,8 @@ struct HistoryWriter::Impl {
   void poll_cancel();
   TaskRecord& task(RunSlot& s, std::uint32_t record, std::string& node, std::string& name);
   void mark(RunSlot& s, std::uint32_t record);
+  void keep_output(RunSlot& s, std::uint32_t record, const std::string& node,
+                   const core::Value& value);
 };
 
 // The listener a run holds. It only copies and queues.
@@ -189,6 +194,7 @@ class RunRecorder final : public trace::EventListener {
           q.task = e.task;
         }
         q.output = e.output;
+        if (e.value != nullptr) q.value = *e.value;
         q.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
         break;
     }
@@ -322,7 +328,8 @@ void HistoryWriter::Impl::loop() {
       // recorder is gone is forgotten.
       // (One that never started is never written: its dirty state is moot.)
       std::erase_if(slots, [&](const std::unique_ptr<RunSlot>& s) {
-        const bool written = !s->run_dirty && s->dirty_pages.empty() && s->logs.empty();
+        const bool written =
+            !s->run_dirty && s->dirty_pages.empty() && s->logs.empty() && s->outputs.empty();
         return (!s->started || (s->ended && written)) && !s->recorder_alive &&
                std::none_of(queue.begin(), queue.end(),
                             [&](const QueuedEvent& q) { return q.slot == s.get(); });
@@ -413,6 +420,7 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       }
       t.output_summary = std::move(e.output);
       t.artifacts = std::move(e.artifacts);
+      if (!e.value.is_null()) keep_output(s, e.record, t.node, e.value);
       return;
     }
     case EventKind::Log: {
@@ -486,6 +494,28 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
   }
 }
 
+// The whole output, within the per-task and per-run limits; past them, a
+// record of its size and of the limit that kept it out.
+void HistoryWriter::Impl::keep_output(RunSlot& s, std::uint32_t record, const std::string& node,
+                                      const core::Value& value) {
+  OutputRecord o;
+  o.seq = record;
+  o.node = node;
+  o.json = core::to_json_text(value);
+  o.bytes = o.json.size();
+  if (o.bytes > options.max_output_bytes) {
+    o.dropped = "PYOCO_MAX_OUTPUT_BYTES=" + std::to_string(options.max_output_bytes);
+  } else if (s.run_output_bytes + o.bytes > options.max_run_output_bytes) {
+    o.dropped = "PYOCO_MAX_RUN_OUTPUT_BYTES=" + std::to_string(options.max_run_output_bytes);
+  }
+  if (o.dropped.empty()) {
+    s.run_output_bytes += o.bytes;
+  } else {
+    o.json.clear();
+  }
+  s.outputs.push_back(std::move(o));
+}
+
 void HistoryWriter::Impl::write_dirty() {
   Batch batch;
   std::vector<RunSlot*> touched;
@@ -494,7 +524,10 @@ void HistoryWriter::Impl::write_dirty() {
     // Slots are only added under the lock; the writer alone changes their contents.
     std::lock_guard lock(mutex);
     for (auto& s : slots) {
-      if (!s->started || (!s->run_dirty && s->dirty_pages.empty() && s->logs.empty())) continue;
+      if (!s->started ||
+          (!s->run_dirty && s->dirty_pages.empty() && s->logs.empty() && s->outputs.empty())) {
+        continue;
+      }
       touched.push_back(s.get());
     }
   }
@@ -512,6 +545,7 @@ void HistoryWriter::Impl::write_dirty() {
       batch.tasks.push_back(std::move(pages));
     }
     for (const LogEntry& l : s->logs) batch.logs.emplace_back(s->run.id, l);
+    for (const OutputRecord& o : s->outputs) batch.outputs.emplace_back(s->run.id, o);
     trim = trim || s->new_run;
   }
   if (batch.empty()) return;
@@ -530,6 +564,7 @@ void HistoryWriter::Impl::write_dirty() {
     for (std::uint32_t p : s->dirty_pages) s->page_dirty[p] = false;
     s->dirty_pages.clear();
     s->logs.clear();
+    s->outputs.clear();
   }
 }
 

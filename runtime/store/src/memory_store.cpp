@@ -38,6 +38,10 @@ class MemoryStateStore final : public StateStore {
       auto run = runs_.find(id);
       if (run != runs_.end()) run->second.logs.push_back(line);
     }
+    for (const auto& [id, output] : batch.outputs) {
+      auto run = runs_.find(id);
+      if (run != runs_.end()) run->second.outputs[output.seq] = output;
+    }
   }
 
   std::vector<RunRecord> runs(const RunFilter& filter) const override {
@@ -94,6 +98,15 @@ class MemoryStateStore final : public StateStore {
     return out;
   }
 
+  std::vector<OutputRecord> outputs(std::string_view run_id) const override {
+    std::lock_guard lock(mutex_);
+    std::vector<OutputRecord> out;
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return out;
+    for (const auto& [seq, output] : it->second.outputs) out.push_back(output);
+    return out;
+  }
+
   bool request_cancel(std::string_view run_id) override {
     std::lock_guard lock(mutex_);
     auto it = runs_.find(std::string(run_id));
@@ -121,6 +134,7 @@ class MemoryStateStore final : public StateStore {
     RunRecord run;
     std::vector<TaskRecord> tasks;  // by seq; an empty node: not known
     std::vector<LogEntry> logs;
+    std::map<std::uint32_t, OutputRecord> outputs;  // by seq
   };
 
   mutable std::mutex mutex_;

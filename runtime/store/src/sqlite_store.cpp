@@ -106,6 +106,18 @@ GROUP BY run_id, seq / 128;
 DELETE FROM artifacts;
 DELETE FROM tasks;
 )sql",
+    // 4: each task's whole output (its page keeps a summary); `value` is
+    // NULL when a limit kept it out, `dropped` names the limit.
+    R"sql(
+CREATE TABLE outputs(
+  run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  value TEXT,
+  dropped TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY(run_id, seq));
+)sql",
 };
 static_assert(kTasksPerPage == 128, "migration 3 groups tasks by 128");
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -140,6 +152,10 @@ class Statement {
   }
   Statement& bind(int i, std::int64_t v) {
     check(sqlite3_bind_int64(stmt_, i, v));
+    return *this;
+  }
+  Statement& bind_null(int i) {
+    check(sqlite3_bind_null(stmt_, i));
     return *this;
   }
   Statement& bind(int i, double v) {
@@ -363,6 +379,21 @@ class SqliteStateStore final : public StateStore {
           .bind(6, l.message)
           .run();
     }
+    Statement output(db_,
+                     "INSERT OR REPLACE INTO outputs(run_id, seq, node, bytes, value, dropped) "
+                     "SELECT ?1,?2,?3,?4,?5,?6 WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1)");
+    for (const auto& [id, o] : batch.outputs) {
+      output.bind(1, id)
+          .bind(2, static_cast<std::int64_t>(o.seq))
+          .bind(3, o.node)
+          .bind(4, static_cast<std::int64_t>(o.bytes));
+      if (o.dropped.empty()) {
+        output.bind(5, o.json);
+      } else {
+        output.bind_null(5);
+      }
+      output.bind(6, o.dropped).run();
+    }
     tx.commit();
   }
 
@@ -446,6 +477,24 @@ class SqliteStateStore final : public StateStore {
       out.push_back(std::move(l));
     }
     if (filter.tail > 0) std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  std::vector<OutputRecord> outputs(std::string_view run_id) const override {
+    std::lock_guard lock(mutex_);
+    Statement s(db_,
+                "SELECT seq, node, bytes, value, dropped FROM outputs WHERE run_id=? ORDER BY seq");
+    s.bind(1, run_id);
+    std::vector<OutputRecord> out;
+    while (s.step()) {
+      OutputRecord o;
+      o.seq = static_cast<std::uint32_t>(s.integer(0));
+      o.node = s.text(1);
+      o.bytes = static_cast<std::uint64_t>(s.integer(2));
+      o.json = s.text(3);
+      o.dropped = s.text(4);
+      out.push_back(std::move(o));
+    }
     return out;
   }
 

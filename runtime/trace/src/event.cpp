@@ -25,6 +25,7 @@ Event Event::from(const RunEvent& e) {
   o.status = e.status;
   o.task_state = e.task_state;
   o.output = e.output;
+  if (e.value != nullptr) o.value = *e.value;
   o.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
   o.planned.reserve(e.planned.size());
   for (const PlannedNode& p : e.planned) {
@@ -57,6 +58,7 @@ RunEvent Event::view(std::vector<PlannedNode>& planned_views) const {
   e.status = status;
   e.task_state = task_state;
   e.output = output;
+  e.value = kind == EventKind::NodeDone ? &value : nullptr;
   e.artifacts = artifacts;
   e.planned = planned_views;
   e.flow_file = flow_file;

@@ -7,8 +7,9 @@
 namespace {
 {{#tasks}}
 
-// {{task}}: greets `who`. Replace the body with the real work; keep the
-// metadata in step with plugin.toml.
+// {{task}}: greets `who`. Replace the body with the real work. The
+// metadata below is what `pyoco tasks`, `pyoco check` and the build's
+// plugin.toml say about the task: it is written here and nowhere else.
 struct {{Task}} : pyoco::Task {
   static constexpr const char* name = "{{task}}";
   static constexpr const char* summary = "Greets someone";
@@ -28,7 +29,7 @@ struct {{Task}} : pyoco::Task {
 }  // namespace
 
 void register_tasks(pyoco::Registry& registry) {
-  // One line per task; plugin.toml declares the same names.
+  // One line per task; the build writes plugin.toml's [[tasks]] from them.
 {{#tasks}}  registry.add<{{Task}}>();
 {{/tasks}}}
 

@@ -24,4 +24,8 @@ std::string valid_utf8(std::string_view text);
 std::string printable(std::string_view text);
 void append_printable(std::string& out, std::string_view text);
 
+// `text` as a JSON string literal, quotes included: `"`, `\` and control
+// characters escaped, bytes that are not UTF-8 replaced by U+FFFD.
+void append_json_string(std::string& out, std::string_view text);
+
 }  // namespace pyoco::core

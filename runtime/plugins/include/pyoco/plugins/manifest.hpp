@@ -79,6 +79,10 @@ class ManifestError : public std::runtime_error {
 // values (semver, name format, ...) are lint's business, not the parser's.
 Manifest read_manifest(const std::filesystem::path& dir_or_file);
 
+// The same for manifest text already read; `file` names it in errors and
+// gives the plugin directory (its parent).
+Manifest parse_manifest(std::string_view text, const std::filesystem::path& file);
+
 // Type names an input or output may declare.
 bool is_known_io_type(const std::string& type);
 

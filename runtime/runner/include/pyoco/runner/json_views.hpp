@@ -20,10 +20,15 @@ namespace pyoco::runner {
 
 // One run: `runs list`. Its params as they were recorded.
 boost::json::object to_json(const store::RunRecord& run);
-// One run with its tasks (under "tasks"): `runs show`.
-boost::json::object to_json(const store::RunRecord& run, const std::vector<TaskRecord>& tasks);
-// One task's record, with its artifacts and last heartbeat.
+// One run with its tasks (under "tasks"), each task's "output" the whole
+// value from `outputs` (by seq) when the history kept it: `runs show`.
+boost::json::object to_json(const store::RunRecord& run, const std::vector<TaskRecord>& tasks,
+                            const std::vector<store::OutputRecord>& outputs);
+// One task's record, with its artifacts and last heartbeat; "output" is
+// null and "output_summary" the record's summary (200 characters).
 boost::json::object to_json(const TaskRecord& task);
+// A kept output as JSON (null when it was not kept).
+boost::json::value output_json(const store::OutputRecord& output);
 // One artifact: name, path, size, sha256, media_type.
 boost::json::object to_json(const core::ArtifactRecord& artifact);
 // Every artifact of a run's tasks, each with its task's "node": `runs artifacts`.

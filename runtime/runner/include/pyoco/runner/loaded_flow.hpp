@@ -25,6 +25,11 @@ struct ParamArgs {
   // KEY=VALUE, applied over the file's in order. VALUE is JSON when it
   // parses as JSON, else a string.
   std::vector<std::string> assignments;
+  // Secret params, applied last: KEY=VALUE, or KEY alone for the value of
+  // the environment variable KEY (so it stays out of shell history and the
+  // process list). VALUE is always a string of at least 4 bytes, and is
+  // masked as *** in what the run records and prints (trace/redaction.hpp).
+  std::vector<std::string> secrets;
 };
 
 struct LoadedFlow {
@@ -32,6 +37,8 @@ struct LoadedFlow {
   // The params given for the run, an object; the engine merges them over
   // the flow's defaults.
   core::Value params;
+  // The values of the params given as secrets: LocalRun masks them.
+  std::vector<std::string> secrets;
 };
 
 // Loads and compiles a flow file (yaml or toml), then reads `params`.

@@ -57,8 +57,9 @@ struct RunSetup {
 };
 
 // The run's limits and the history's from the environment: PYOCO_MAX_TASKS,
-// PYOCO_MAX_LOG_BYTES, PYOCO_MAX_RUN_LOG_BYTES, PYOCO_MAX_RUN_HISTORY, each
-// a whole number, unset or empty for the default. Throws SetupError naming
+// PYOCO_MAX_LOG_BYTES, PYOCO_MAX_RUN_LOG_BYTES, PYOCO_MAX_OUTPUT_BYTES,
+// PYOCO_MAX_RUN_OUTPUT_BYTES, PYOCO_MAX_RUN_HISTORY, each a whole number,
+// unset or empty for the default. Throws SetupError naming
 // the variable when one is not.
 void limits_from_env(RunLimits& run, store::HistoryOptions& history);
 

@@ -9,7 +9,7 @@ namespace pyoco::runner {
 
 class SetupError : public std::runtime_error {
  public:
-  enum class Setting { Param, ParamsFile, TraceFile, RunId, Environment };
+  enum class Setting { Param, ParamsFile, Secret, TraceFile, RunId, Environment };
 
   // what(): the setting in words, then `detail`: "param oops: expected KEY=VALUE".
   SetupError(Setting setting, std::string detail);
@@ -24,7 +24,7 @@ class SetupError : public std::runtime_error {
   std::string detail_;
 };
 
-// "param", "params file", "trace file", "run id", "environment variable".
+// "param", "params file", "secret", "trace file", "run id", "environment variable".
 const char* to_string(SetupError::Setting setting);
 
 }  // namespace pyoco::runner

@@ -26,11 +26,18 @@ namespace pyoco::store {
 struct HistoryOptions {
   // Each task's log lines are kept up to this many bytes; one marker line
   // says how much was dropped. `pyoco run` reads PYOCO_MAX_LOG_BYTES (and
-  // the other two variables below: runner::limits_from_env). Default 1 MiB.
+  // the other variables below: runner::limits_from_env). Default 1 MiB.
   std::size_t max_log_bytes = 1 << 20;
   // And each run's, all its tasks together; one marker line says so.
   // PYOCO_MAX_RUN_LOG_BYTES, default 64 MiB.
   std::size_t max_run_log_bytes = 64 << 20;
+  // Each task's whole output (as JSON) is kept up to this size
+  // (PYOCO_MAX_OUTPUT_BYTES, default 1 MiB), and each run's outputs up to
+  // PYOCO_MAX_RUN_OUTPUT_BYTES (default 64 MiB). Past them an output is not
+  // kept; its size and the limit are. Task pages keep a 200-character
+  // summary of every output regardless.
+  std::size_t max_output_bytes = 1 << 20;
+  std::size_t max_run_output_bytes = 64 << 20;
   // Runs kept; older ended runs are deleted whole as new ones start.
   // PYOCO_MAX_RUN_HISTORY, default 1000.
   std::size_t max_runs = 1000;

@@ -72,12 +72,25 @@ struct LogEntry {
   std::string message;
 };
 
-// What one flush writes: upserts of runs, pages of tasks, appended log lines.
+// A task's whole output, kept apart from its page: written once, when the
+// task succeeds, so a page rewritten while its other tasks run does not
+// carry it each time.
+struct OutputRecord {
+  std::uint32_t seq = 0;    // the task's seq
+  std::string node;         // and its node (display name: iterations carry [i])
+  std::string json;         // the output as JSON; empty when it was not kept
+  std::uint64_t bytes = 0;  // the JSON's size, kept or not
+  std::string dropped;      // why it was not kept (a limit's name), else empty
+};
+
+// What one flush writes: upserts of runs, pages of tasks, appended log
+// lines and outputs.
 struct Batch {
   std::vector<RunRecord> runs;
   std::vector<TaskPages> tasks;
-  std::vector<std::pair<std::string, LogEntry>> logs;  // run id, line
-  bool empty() const { return runs.empty() && tasks.empty() && logs.empty(); }
+  std::vector<std::pair<std::string, LogEntry>> logs;         // run id, line
+  std::vector<std::pair<std::string, OutputRecord>> outputs;  // run id, output
+  bool empty() const { return runs.empty() && tasks.empty() && logs.empty() && outputs.empty(); }
 };
 
 struct RunFilter {
@@ -115,6 +128,8 @@ class StateStore {
   // Every known task, by seq.
   virtual std::vector<TaskRecord> tasks(std::string_view run_id) const = 0;
   virtual std::vector<LogEntry> logs(std::string_view run_id, const LogFilter& filter) const = 0;
+  // The outputs of the run's tasks that succeeded with one, by seq.
+  virtual std::vector<OutputRecord> outputs(std::string_view run_id) const = 0;
 
   // Asks the process running `run_id` to cancel it; false if no such run.
   virtual bool request_cancel(std::string_view run_id) = 0;

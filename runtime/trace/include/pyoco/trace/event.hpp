@@ -7,6 +7,7 @@
 
 #include <pyoco/core/artifact.hpp>
 #include <pyoco/core/states.hpp>
+#include <pyoco/core/value.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -70,6 +71,9 @@ struct RunEvent {
   // Node end events: the output summary (JSON, cut at 200 characters) and
   // what the task saved.
   std::string_view output;
+  // NodeDone: the whole output. A listener that keeps it copies the Value
+  // (one reference), never the tree; serialising it is the listener's cost.
+  const core::Value* value = nullptr;
   std::span<const core::ArtifactRecord> artifacts;
   std::span<const PlannedNode> planned;  // NodesPlanned
   std::string_view flow_file;            // RunStart: the flow's file, when it has one
@@ -94,6 +98,7 @@ struct Event {
   core::RunStatus status = core::RunStatus::Pending;
   core::TaskState task_state = core::TaskState::Pending;
   std::string output;
+  core::Value value;  // NodeDone: the whole output (null when it had none)
   std::vector<core::ArtifactRecord> artifacts;
   std::vector<Planned> planned;
   std::string flow_file, params;

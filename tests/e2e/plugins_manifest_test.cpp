@@ -1,0 +1,160 @@
+// A task's metadata is written once, in its code: the build writes
+// plugin.toml's [[tasks]] from the library (`pyoco plugins manifest`, run by
+// pyoco_add_plugin), and a manifest that says otherwise — edited by hand, or
+// left from an older build — is a lint error (PL034) and never loaded.
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace pyoco::testing;
+
+namespace {
+
+fs::path std_dir() { return binary_dir() / "lib/pyoco/plugins/std"; }
+
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// A copy of the built std plugin whose manifest says `from` as `to`.
+fs::path drifted_std(const TempDir& dir, const std::string& from, const std::string& to) {
+  const fs::path copy = dir.path() / "std";
+  fs::create_directories(copy);
+  fs::copy_file(std_dir() / "libpyoco_std.so", copy / "libpyoco_std.so");
+  std::string manifest = read_text(std_dir() / "plugin.toml");
+  const auto at = manifest.find(from);
+  BOOST_TEST_REQUIRE(at != std::string::npos, from << " not in\n" << manifest);
+  manifest.replace(at, from.size(), to);
+  write_text(copy / "plugin.toml", manifest);
+  return copy;
+}
+
+const std::string kSleepSeconds =
+    "{name = \"seconds\", type = \"number\", required = true, description = \"how long to wait\"}";
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_built_manifest_is_the_source_plus_what_the_library_registers) {
+  const std::string source = read_text(source_dir() / "plugins/std/plugin.toml");
+  const std::string built = read_text(std_dir() / "plugin.toml");
+  BOOST_TEST(source.find("[[tasks]]") == std::string::npos, "the source must not list tasks");
+  BOOST_TEST_REQUIRE(built.substr(0, source.size()) == source);
+  BOOST_TEST(has(built,
+                 "# The tables below are written by `pyoco plugins manifest` from what "
+                 "libpyoco_std.so\n# registers. Edit the task's code, not them.\n"));
+  // Each task the library registers, with what its code says about it.
+  for (const char* task :
+       {"echo", "sleep", "fail", "json_get", "shell", "write_file", "read_file", "http_get"}) {
+    BOOST_TEST(has(built, "[[tasks]]\nname = \"" + std::string(task) + "\"\n"), task);
+  }
+  BOOST_TEST(has(built, "inputs = [" + kSleepSeconds + "]\n"));
+
+  // The same as the command prints for it.
+  const ProcessResult r =
+      run_pyoco({"plugins", "manifest", (source_dir() / "plugins/std/plugin.toml").string(),
+                 "--library", (std_dir() / "libpyoco_std.so").string()});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out == built);
+}
+
+BOOST_AUTO_TEST_CASE(the_command_writes_a_file_and_refuses_what_it_cannot_describe) {
+  TempDir dir;
+  const fs::path lib = std_dir() / "libpyoco_std.so";
+  const std::string source = read_text(source_dir() / "plugins/std/plugin.toml");
+
+  const fs::path out = dir.path() / "out.toml";
+  write_text(dir.path() / "plugin.toml", source);
+  ProcessResult r = run_pyoco({"plugins", "manifest", (dir.path() / "plugin.toml").string(),
+                               "--library", lib.string(), "-o", out.string()});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out.empty());
+  BOOST_TEST(read_text(out) == read_text(std_dir() / "plugin.toml"));
+
+  // A source manifest that lists tasks: the line of the first.
+  const std::string with_tasks = source + "\n[[tasks]]\nname = \"echo\"\n";
+  write_text(dir.path() / "plugin.toml", with_tasks);
+  r = run_pyoco(
+      {"plugins", "manifest", (dir.path() / "plugin.toml").string(), "--library", lib.string()});
+  BOOST_TEST(r.exit_code == 1);
+  const auto line = std::count(with_tasks.begin(), with_tasks.end(), '\n') - 1;
+  BOOST_TEST(has(r.err, "plugin.toml:" + std::to_string(line) +
+                            ": tasks: [[tasks]] tables are written from what the library "
+                            "registers; delete them from this source manifest"),
+             r.err);
+
+  // A library that is not the one the manifest names.
+  write_text(dir.path() / "plugin.toml", source);
+  fs::copy_file(lib, dir.path() / "libother.so");
+  r = run_pyoco({"plugins", "manifest", (dir.path() / "plugin.toml").string(), "--library",
+                 (dir.path() / "libother.so").string()});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(has(r.err,
+                 "[plugin] library: is \"libpyoco_std.so\" but the library built is "
+                 "libother.so"),
+             r.err);
+
+  // A source manifest that breaks an error rule: the build stops there.
+  std::string bad_abi = source;
+  bad_abi.replace(bad_abi.find("abi = 1"), 7, "abi = 2");
+  write_text(dir.path() / "plugin.toml", bad_abi);
+  fs::copy_file(lib, dir.path() / "libpyoco_std.so");
+  r = run_pyoco({"plugins", "manifest", (dir.path() / "plugin.toml").string(), "--library",
+                 (dir.path() / "libpyoco_std.so").string()});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST((has(r.err, "abi = 2, this runtime speaks ABI") && has(r.err, "PL004")), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_manifest_that_describes_a_task_otherwise_is_pl034_and_never_loaded) {
+  TempDir dir;
+  const fs::path plugin = drifted_std(
+      dir, kSleepSeconds,
+      "{name = \"seconds\", type = \"string\", required = true, description = \"how long to "
+      "wait\"}");
+
+  ProcessResult r = run_pyoco({"plugins", "lint", plugin.string(), "--json"});
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  const json::value report = json::parse(r.out);
+  // The one error; the copy is also shadowed by the build's std (PL016, a warning).
+  BOOST_TEST(report.at("errors").as_int64() == 1);
+  const json::value* pl034 = nullptr;
+  for (const auto& f : report.at("plugins").at(0).at("findings").as_array()) {
+    if (f.at("rule").as_string() == "PL034") pl034 = &f;
+  }
+  BOOST_TEST_REQUIRE(pl034 != nullptr, r.out);
+  BOOST_TEST(pl034->at("severity").as_string() == "error");
+  BOOST_TEST(pl034->at("message").as_string() ==
+             "task 'sleep': input 'seconds' type: \"string\" in plugin.toml, \"number\" in the "
+             "library");
+
+  // check reads the manifest and would accept a string; the run refuses the
+  // plugin before anything starts.
+  write_text(
+      dir.path() / "flow.yaml",
+      "flow:\n  name: drift\n  graph: nap\ntasks:\n  nap: {use: std/sleep, inputs: {seconds: "
+      "\"0\"}}\n");
+  r = run_pyoco({"run", (dir.path() / "flow.yaml").string(), "--plugin-path", dir.path().string()},
+                {.cwd = dir.path()});
+  BOOST_TEST(r.exit_code != 0);
+  BOOST_TEST(has(r.err,
+                 "plugin.toml describes task 'sleep': input 'seconds' type: \"string\" in "
+                 "plugin.toml, \"number\" in the library"),
+             r.err);
+  BOOST_TEST(has(r.err, "PL034"), r.err);
+  BOOST_TEST(!has(r.out, "start node=nap"), r.out);
+}
+
+BOOST_AUTO_TEST_CASE(a_renamed_input_in_the_manifest_is_caught_too) {
+  TempDir dir;
+  const fs::path plugin = drifted_std(dir, "{name = \"seconds\"", "{name = \"secs\"");
+  const ProcessResult r = run_pyoco({"plugins", "lint", plugin.string()});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(has(r.out, "PL034"), r.out);
+  BOOST_TEST(has(r.out, "task 'sleep': inputs: [secs] in plugin.toml, [seconds] in the library"),
+             r.out);
+}

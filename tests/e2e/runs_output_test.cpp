@@ -1,0 +1,199 @@
+// `pyoco runs output` and `runs show --json` give a task's whole output, not
+// the trace's 200-character summary; and a param given with --secret is
+// masked as *** in everything pyoco writes, while tasks still get it.
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "process.hpp"
+#include "runs_fixture.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace pyoco::testing;
+
+namespace {
+
+bool has(const std::string& s, const std::string& needle) {
+  return s.find(needle) != std::string::npos;
+}
+
+// A run history of its own, and flow files written into it.
+struct Fixture : RunsFixture {
+  fs::path flow(const std::string& name, const std::string& text) {
+    write_text(dir.path() / name, text);
+    return dir.path() / name;
+  }
+};
+
+const json::object* task_of(const json::object& run, const std::string& node) {
+  for (const auto& t : run.at("tasks").as_array()) {
+    if (t.at("node").as_string() == node) return &t.as_object();
+  }
+  return nullptr;
+}
+
+// An output of ~500 bytes: far past the 200-character summary.
+const std::string kRow = std::string(110, 'x');
+const std::string kBigFlow = R"(flow:
+  name: big
+  defaults: {items: [10, 20]}
+  graph: "make >> foreach(over={{items}}, item=value) { each } >> broken"
+tasks:
+  make:
+    use: std/echo
+    inputs:
+      value: {name: "carrot", rows: [)" +
+                             kRow + ", " + kRow + ", " + kRow + ", " + kRow +
+                             R"(], n: 3, ok: true, none: null}
+  each: {use: std/echo}
+  broken: {use: std/fail}
+)";
+const std::string kMake = R"({"name":"carrot","rows":[")" + kRow + R"(",")" + kRow + R"(",")" +
+                          kRow + R"(",")" + kRow + R"("],"n":3,"ok":true,"none":null})";
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(whole_outputs_are_kept_and_printed, Fixture) {
+  const fs::path f = flow("big.yaml", kBigFlow);
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "big-1"});
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);  // `broken` fails, after the rest
+
+  r = pyoco({"runs", "output", "big-1", "make"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out == kMake + "\n");
+
+  // Loop iterations by their node names, and the loop's own output.
+  r = pyoco({"runs", "output", "big-1", "each[1]"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out == "20\n");
+  r = pyoco({"runs", "output", "big-1", "foreach_1"});
+  BOOST_TEST(r.out == "[10,20]\n", r.err);
+
+  // All of them, by node; the failed task has none.
+  r = pyoco({"runs", "output", "big"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  const json::object all = json::parse(r.out).as_object();
+  BOOST_TEST(json::serialize(all.at("make")) == kMake);
+  BOOST_TEST(all.at("each[0]").as_int64() == 10);
+  BOOST_TEST(!all.contains("broken"));
+
+  // runs show --json: the whole value, and the summary beside it.
+  const json::object run = show_json("big-1");
+  const json::object* make = task_of(run, "make");
+  BOOST_TEST_REQUIRE(make != nullptr);
+  BOOST_TEST(json::serialize(make->at("output")) == kMake);
+  BOOST_TEST(make->at("output_summary").as_string().size() <= 210u);
+  BOOST_TEST(task_of(run, "broken")->at("output").is_null());
+
+  // A task that did not succeed, and one that does not exist.
+  r = pyoco({"runs", "output", "big-1", "broken"});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(has(r.err, "broken has no output: it is FAILED"), r.err);
+  r = pyoco({"runs", "output", "big-1", "nope"});
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(has(r.err, "run big-1 has no task nope"), r.err);
+  r = pyoco({"runs", "output", "no-such-run"});
+  BOOST_TEST(r.exit_code == 2);
+}
+
+BOOST_FIXTURE_TEST_CASE(outputs_past_the_limits_keep_their_size_only, Fixture) {
+  env["PYOCO_MAX_OUTPUT_BYTES"] = "100";
+  const fs::path f = flow("big.yaml", kBigFlow);
+  pyoco({"run", f.string(), "--run-id", "capped"});
+
+  ProcessResult r = pyoco({"runs", "output", "capped", "make"});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(r.err == "pyoco runs output: the output of make (" + std::to_string(kMake.size()) +
+                          " bytes) was not kept: more than PYOCO_MAX_OUTPUT_BYTES=100\n");
+  r = pyoco({"runs", "output", "capped", "each[0]"});  // small ones still are
+  BOOST_TEST(r.out == "10\n");
+  const json::object capped = show_json("capped");
+  const json::object* make = task_of(capped, "make");
+  BOOST_TEST_REQUIRE(make != nullptr);
+  BOOST_TEST(make->at("output").is_null());
+  BOOST_TEST(make->at("output_bytes").as_int64() == static_cast<std::int64_t>(kMake.size()));
+  BOOST_TEST(make->at("output_dropped").as_string() == "PYOCO_MAX_OUTPUT_BYTES=100");
+
+  // The run's budget: the first outputs fit, the ones past it do not.
+  env.erase("PYOCO_MAX_OUTPUT_BYTES");
+  env["PYOCO_MAX_RUN_OUTPUT_BYTES"] = std::to_string(kMake.size() + 3);
+  pyoco({"run", f.string(), "--run-id", "budget"});
+  BOOST_TEST(pyoco({"runs", "output", "budget", "make"}).exit_code == 0);
+  BOOST_TEST(pyoco({"runs", "output", "budget", "each[0]"}).out == "10\n");
+  r = pyoco({"runs", "output", "budget", "each[1]"});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(has(r.err, "more than PYOCO_MAX_RUN_OUTPUT_BYTES="), r.err);
+
+  env["PYOCO_MAX_OUTPUT_BYTES"] = "lots";
+  r = pyoco({"run", f.string()});
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(has(r.err, "PYOCO_MAX_OUTPUT_BYTES=lots: expected a whole number"), r.err);
+}
+
+// The secret appears in a log line, an error, an output and the params; the
+// task that writes it to an artifact gets the real value.
+const char* kSecretFlow = R"(flow:
+  name: secretive
+  graph: "say >> save >> leak"
+tasks:
+  say: {use: std/echo, inputs: {value: "$ctx.params.token", message: "$ctx.params.token"}}
+  save: {use: std/write_file, inputs: {name: token.txt, content: "$ctx.params.token"}}
+  leak: {use: std/fail, inputs: {message: "$ctx.params.token"}}
+)";
+
+BOOST_FIXTURE_TEST_CASE(secrets_are_masked_everywhere_pyoco_writes, Fixture) {
+  const std::string secret = "s3cr3t-t0k3n-1234";
+  const fs::path f = flow("secret.yaml", kSecretFlow);
+  const fs::path trace = dir.path() / "trace.jsonl";
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "sec-1", "--secret", "token=" + secret,
+                           "--trace-format", "json", "--trace-file", trace.string()});
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);  // `leak` fails, with the secret as its message
+  BOOST_TEST(!has(r.out + r.err, secret), r.out << r.err);
+  BOOST_TEST(has(r.out, "***"), r.out);
+  const std::string file = read_text(trace);
+  BOOST_TEST(!has(file, secret));
+  BOOST_TEST(has(file, R"("message":"***")"), file);
+
+  const ProcessResult show = pyoco({"runs", "show", "sec-1", "--json"});
+  BOOST_TEST(!has(show.out, secret), show.out);
+  const json::object run = json::parse(show.out).as_object();
+  BOOST_TEST(json::serialize(run.at("params")) == R"({"token":"***"})");
+  BOOST_TEST(json::serialize(task_of(run, "say")->at("output")) == R"("***")");
+  const std::string error(task_of(run, "leak")->at("error").as_string());
+  BOOST_TEST(has(error, "***"), error);
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"runs", "show", "sec-1"},
+                                               {"runs", "logs", "sec-1"},
+                                               {"runs", "output", "sec-1"}}) {
+    r = pyoco(args);
+    BOOST_TEST(!has(r.out, secret), r.out);
+  }
+  BOOST_TEST(has(pyoco({"runs", "logs", "sec-1"}).out, "say: ***\n"));
+  // Nothing in the history file holds it.
+  BOOST_TEST(
+      !has(read_text(dir.path() / "home/state.db") + read_text(dir.path() / "home/state.db-wal"),
+           secret));
+  // The task received the real value.
+  BOOST_TEST(read_text(dir.path() / "a/sec-1/token.txt") == secret);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_secret_from_the_environment_and_bad_secrets, Fixture) {
+  const fs::path f = flow("secret.yaml", kSecretFlow);
+  env["API_TOKEN"] = "from-the-env-0001";
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "sec-env", "--secret", "API_TOKEN",
+                           "--param", "token=$never"});
+  BOOST_TEST(!has(r.out, "from-the-env-0001"), r.out);
+  const json::object run = show_json("sec-env");
+  BOOST_TEST(run.at("params").at("API_TOKEN").as_string() == "***");
+
+  r = pyoco({"run", f.string(), "--secret", "NOT_SET_ANYWHERE"});
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(has(r.err, "--secret NOT_SET_ANYWHERE: no environment variable NOT_SET_ANYWHERE"),
+             r.err);
+  r = pyoco({"run", f.string(), "--secret", "token=abc"});
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(has(r.err, "--secret token: a secret must be at least 4 bytes long"), r.err);
+  // One value per --secret: the flow file is not swallowed.
+  r = pyoco({"run", "--secret", "token=abcdef", f.string(), "--run-id", "sec-order"});
+  BOOST_TEST(r.exit_code == 1, r.err);  // ran (and `leak` failed)
+}
