@@ -175,13 +175,6 @@ BOOST_AUTO_TEST_CASE(tasks_lists_qualified_names) {
 
 namespace {
 
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::vector<std::string> keys_of(const json::value& v) {
   std::vector<std::string> keys;
   for (const auto& kv : v.as_object()) keys.emplace_back(kv.key());
