@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
+#include <utility>
 #include <variant>
 
 namespace pyoco::core {
@@ -16,6 +18,7 @@ struct ExprNode {
     List,
     Not,
     Neg,
+    Pos,
     And,
     Or,
     Eq,
@@ -29,7 +32,8 @@ struct ExprNode {
     Sub,
     Mul,
     Div,
-    Mod
+    Mod,
+    Pow
   } op;
   Value literal;
   PathRoot root = PathRoot::Params;
@@ -139,12 +143,17 @@ class Parser {
         ++i;
         tokens_.push_back({Token::Kind::String, s, col(start)});
       } else {
-        static const char* two[] = {"==", "!=", "<=", ">="};
+        static const char* two[] = {"==", "!=", "<=", ">=", "**", "//"};
         std::string op(1, c);
         for (const char* t : two) {
           if (text_.substr(i, 2) == t) op = t;
         }
         if (op == "=") fail({Token::Kind::Op, op, col(i)}, "'=' is not a comparison: use '=='");
+        if (op == "//") {
+          fail({Token::Kind::Op, op, col(i)},
+               "'//' is not supported (nor is it in pyoco): divide with '/', or take the "
+               "remainder with '%'");
+        }
         if (std::string("!<>+-*/%()[],").find(c) == std::string::npos && op.size() == 1) {
           fail({Token::Kind::Op, op, col(i)}, "unexpected character '" + op + "'");
         }
@@ -200,8 +209,42 @@ class Parser {
 
   NodePtr parse_or() { return binary(0); }
 
+  // The comparison operator at the cursor, consumed: `not in` is two words.
+  std::optional<std::pair<ExprNode::Op, std::uint32_t>> comparison() {
+    const Token& t = peek();
+    if (t.kind == Token::Kind::Name && t.text == "not" && pos_ + 1 < tokens_.size() &&
+        tokens_[pos_ + 1].kind == Token::Kind::Name && tokens_[pos_ + 1].text == "in") {
+      pos_ += 2;
+      return std::pair{ExprNode::Op::Not, t.column};  // Not(In(...))
+    }
+    for (const BinaryOp& op : levels()[2]) {
+      const auto kind = op.word ? Token::Kind::Name : Token::Kind::Op;
+      if (t.kind == kind && t.text == op.text) return std::pair{op.op, next().column};
+    }
+    return std::nullopt;
+  }
+
+  // As Python: `a < b < c` is `a < b and b < c` (b read once per test; paths
+  // have no side effects), `a not in b` is `not (a in b)`.
+  NodePtr comparisons() {
+    const Nest nest(*this);
+    NodePtr left = binary(3);
+    NodePtr chain;
+    while (const auto op = comparison()) {
+      NodePtr right = binary(3);
+      NodePtr test = op->first == ExprNode::Op::Not
+                         ? node(ExprNode::Op::Not,
+                                {node(ExprNode::Op::In, {left, right}, op->second)}, op->second)
+                         : node(op->first, {left, right}, op->second);
+      chain = chain ? node(ExprNode::Op::And, {chain, test}, op->second) : test;
+      left = right;
+    }
+    return chain ? chain : left;
+  }
+
   NodePtr binary(std::size_t level) {
     const Nest nest(*this);
+    if (level == 2) return comparisons();
     auto operand = [&] {
       if (level == 1) return parse_not();
       return level + 1 < levels().size() ? binary(level + 1) : parse_unary();
@@ -230,11 +273,17 @@ class Parser {
     }
     return binary(2);
   }
+  // Unary signs bind looser than `**`, whose right side may carry one:
+  // `-2 ** 2` is -4, `2 ** -1` is 0.5, `2 ** 3 ** 2` is 2 ** 9 (Python's).
   NodePtr parse_unary() {
     const Nest nest(*this);
     const auto c = peek().column;
     if (accept_op("-")) return node(ExprNode::Op::Neg, {parse_unary()}, c);
-    return parse_primary();
+    if (accept_op("+")) return node(ExprNode::Op::Pos, {parse_unary()}, c);
+    NodePtr base = parse_primary();
+    const auto p = peek().column;
+    if (accept_op("**")) return node(ExprNode::Op::Pow, {base, parse_unary()}, p);
+    return base;
   }
   NodePtr parse_primary() {
     const Token& t = next();
@@ -390,12 +439,19 @@ class Evaluator {
         return boolean(!truthy(eval(*n.args[0])));
       case Op::Neg: {
         const Value v = eval(*n.args[0]);
-        if (v.is_int()) {
-          if (v.as_int() == INT64_MIN) overflow(n, "-");
-          return number(-v.as_int());
+        if (v.is_int() || v.is_bool()) {
+          const std::int64_t i = as_int(v);
+          if (i == INT64_MIN) overflow(n, "-");
+          return number(-i);
         }
         if (v.is_number()) return number(-v.as_double());
         fail(n, "cannot negate " + std::string(to_string(v.kind())));
+      }
+      case Op::Pos: {
+        const Value v = eval(*n.args[0]);
+        if (v.is_bool()) return number(as_int(v));
+        if (v.is_number()) return v;
+        fail(n, "unary '+' needs a number, not " + std::string(to_string(v.kind())));
       }
       case Op::And: {
         const Value l = eval(*n.args[0]);
@@ -406,9 +462,9 @@ class Evaluator {
         return truthy(l) ? l : eval(*n.args[1]);
       }
       case Op::Eq:
-        return boolean(eval(*n.args[0]) == eval(*n.args[1]));
+        return boolean(equal(eval(*n.args[0]), eval(*n.args[1])));
       case Op::Ne:
-        return boolean(!(eval(*n.args[0]) == eval(*n.args[1])));
+        return boolean(!equal(eval(*n.args[0]), eval(*n.args[1])));
       case Op::Lt:
       case Op::Le:
       case Op::Gt:
@@ -448,15 +504,65 @@ class Evaluator {
     return b.wrap(n);
   }
 
-  Value compare(const ExprNode& n, const Value& l, const Value& r) const {
-    int c = 0;
-    if (l.is_number() && r.is_number()) {
-      c = l.as_double() < r.as_double() ? -1 : (l.as_double() > r.as_double() ? 1 : 0);
-    } else if (l.is_string() && r.is_string()) {
-      c = l.as_string().compare(r.as_string());
-    } else {
-      fail(n, std::string("cannot order ") + to_string(l.kind()) + " and " + to_string(r.kind()));
+  // Python's numbers: a bool is the int 0 or 1 wherever numbers meet.
+  static bool numeric(const Value& v) { return v.is_number() || v.is_bool(); }
+  static std::int64_t as_int(const Value& v) {
+    return v.is_bool() ? (v.as_bool() ? 1 : 0) : v.as_int();
+  }
+  static bool integral(const Value& v) { return v.is_int() || v.is_bool(); }
+  static double as_double(const Value& v) {
+    return v.is_bool() ? double(as_int(v)) : v.as_double();
+  }
+
+  // Python's ==: True == 1, 1 == 1.0, [True] == [1]; no other kinds mix.
+  static bool equal(const Value& a, const Value& b) {
+    if (numeric(a) && numeric(b)) {
+      if (integral(a) && integral(b)) return as_int(a) == as_int(b);
+      return as_double(a) == as_double(b);
     }
+    if (a.is_array() && b.is_array()) {
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        if (!equal(a.at(i), b.at(i))) return false;
+      }
+      return true;
+    }
+    if (a.is_object() && b.is_object()) {
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        const auto [key, item] = a.member(i);
+        if (!b.contains(key) || !equal(item, b.find(key))) return false;
+      }
+      return true;
+    }
+    return a == b;
+  }
+
+  // -1, 0, 1 as Python orders them: numbers (bools too), strings, and lists
+  // element by element; anything else is a type error, as in Python.
+  int order(const ExprNode& n, const Value& l, const Value& r) const {
+    if (numeric(l) && numeric(r)) {
+      if (integral(l) && integral(r)) return as_int(l) < as_int(r) ? -1 : as_int(l) > as_int(r);
+      const double a = as_double(l), b = as_double(r);
+      if (std::isnan(a) || std::isnan(b)) return 2;  // unordered: every test is false
+      return a < b ? -1 : (a > b ? 1 : 0);
+    }
+    if (l.is_string() && r.is_string()) {
+      const int c = l.as_string().compare(r.as_string());
+      return c < 0 ? -1 : (c > 0 ? 1 : 0);
+    }
+    if (l.is_array() && r.is_array()) {
+      for (std::size_t i = 0; i < l.size() && i < r.size(); ++i) {
+        if (!equal(l.at(i), r.at(i))) return order(n, l.at(i), r.at(i));
+      }
+      return l.size() < r.size() ? -1 : (l.size() > r.size() ? 1 : 0);
+    }
+    fail(n, std::string("cannot order ") + to_string(l.kind()) + " and " + to_string(r.kind()));
+  }
+
+  Value compare(const ExprNode& n, const Value& l, const Value& r) const {
+    const int c = order(n, l, r);
+    if (c == 2) return boolean(false);
     switch (n.op) {
       case ExprNode::Op::Lt:
         return boolean(c < 0);
@@ -472,7 +578,7 @@ class Evaluator {
   Value contains(const ExprNode& n, const Value& haystack, const Value& needle) const {
     if (haystack.is_array()) {
       for (std::size_t i = 0; i < haystack.size(); ++i) {
-        if (haystack.at(i) == needle) return boolean(true);
+        if (equal(haystack.at(i), needle)) return boolean(true);
       }
       return boolean(false);
     }
@@ -486,16 +592,70 @@ class Evaluator {
                 to_string(haystack.kind()));
   }
 
+  // A string or list times an int, as Python repeats them; the result is
+  // bounded, so `'a' * 1e12` is an error, not a memory bomb.
+  static constexpr std::size_t kMaxRepeatedBytes = 16u << 20;
+
+  Value repeat(const ExprNode& n, const Value& seq, std::int64_t times) const {
+    const std::size_t count = times > 0 ? static_cast<std::size_t>(times) : 0;
+    if (seq.is_string()) {
+      const std::string_view s = seq.as_string();
+      if (!s.empty() && count > kMaxRepeatedBytes / s.size()) {
+        fail(n, "the repeated string would be larger than 16 MiB");
+      }
+      std::string out;
+      out.reserve(s.size() * count);
+      for (std::size_t i = 0; i < count; ++i) out += s;
+      return make_string(out);
+    }
+    if (seq.size() > 0 && count > kMaxRepeatedBytes / 8 / seq.size()) {
+      fail(n, "the repeated list would have more than " + std::to_string(kMaxRepeatedBytes / 8) +
+                  " items");
+    }
+    ValueBuilder b;
+    ValueNode* arr = b.arena().make_array(seq.size() * count);
+    for (std::size_t i = 0; i < count; ++i) {
+      for (std::size_t j = 0; j < seq.size(); ++j) {
+        const Value item = seq.at(j);
+        Arena::push(arr, item.node() != nullptr ? item.node() : b.arena().make_null());
+      }
+    }
+    b.arena().seal();
+    return b.wrap(arr);
+  }
+
+  Value power(const ExprNode& n, const Value& l, const Value& r) const {
+    if (integral(l) && integral(r) && as_int(r) >= 0) {
+      std::int64_t result = 1, base = as_int(l);
+      for (std::int64_t e = as_int(r); e > 0; e >>= 1) {
+        if ((e & 1) && __builtin_mul_overflow(result, base, &result)) overflow(n, "**");
+        if (e > 1 && __builtin_mul_overflow(base, base, &base)) overflow(n, "**");
+      }
+      return number(result);
+    }
+    const double a = as_double(l), b = as_double(r);
+    if (a == 0 && b < 0) fail(n, "zero cannot be raised to a negative power");
+    if (a < 0 && b != std::floor(b)) {
+      fail(n, "a negative number to a fractional power is a complex number");
+    }
+    return number(std::pow(a, b));
+  }
+
   Value arithmetic(const ExprNode& n, const Value& l, const Value& r) const {
     using Op = ExprNode::Op;
     if (n.op == Op::Add && l.is_string() && r.is_string()) {
       return make_string(std::string(l.as_string()) + std::string(r.as_string()));
     }
-    if (!l.is_number() || !r.is_number()) {
+    if (n.op == Op::Mul) {
+      if ((l.is_string() || l.is_array()) && integral(r)) return repeat(n, l, as_int(r));
+      if (integral(l) && (r.is_string() || r.is_array())) return repeat(n, r, as_int(l));
+    }
+    if (!numeric(l) || !numeric(r)) {
       fail(n, std::string("arithmetic on ") + to_string(l.kind()) + " and " + to_string(r.kind()));
     }
-    if (l.is_int() && r.is_int() && n.op != Op::Div) {
-      const std::int64_t a = l.as_int(), b = r.as_int();
+    if (n.op == Op::Pow) return power(n, l, r);
+    if (integral(l) && integral(r) && n.op != Op::Div) {
+      const std::int64_t a = as_int(l), b = as_int(r);
       std::int64_t result = 0;
       switch (n.op) {
         case Op::Add:
@@ -507,13 +667,17 @@ class Evaluator {
         case Op::Mul:
           if (__builtin_mul_overflow(a, b, &result)) overflow(n, "*");
           return number(result);
-        default:
+        default: {
           if (b == 0) fail(n, "modulo by zero");
           // INT64_MIN % -1 is 0, but the division inside it overflows (SIGFPE).
-          return number(b == -1 ? std::int64_t{0} : a % b);
+          std::int64_t m = b == -1 ? 0 : a % b;
+          // Python's %: the result takes the divisor's sign (-7 % 3 == 2).
+          if (m != 0 && ((m < 0) != (b < 0))) m += b;
+          return number(m);
+        }
       }
     }
-    const double a = l.as_double(), b = r.as_double();
+    const double a = as_double(l), b = as_double(r);
     switch (n.op) {
       case Op::Add:
         return number(a + b);
@@ -524,9 +688,12 @@ class Evaluator {
       case Op::Div:
         if (b == 0) fail(n, "division by zero");
         return number(a / b);
-      default:
+      default: {
         if (b == 0) fail(n, "modulo by zero");
-        return number(std::fmod(a, b));
+        double m = std::fmod(a, b);
+        if (m != 0 && ((m < 0) != (b < 0))) m += b;
+        return number(m);
+      }
     }
   }
 
