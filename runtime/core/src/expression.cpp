@@ -597,7 +597,9 @@ class Evaluator {
   static constexpr std::size_t kMaxRepeatedBytes = 16u << 20;
 
   Value repeat(const ExprNode& n, const Value& seq, std::int64_t times) const {
-    const std::size_t count = times > 0 ? static_cast<std::size_t>(times) : 0;
+    // An empty one stays empty however often it is repeated: no loop.
+    const bool empty = seq.is_string() ? seq.as_string().empty() : seq.size() == 0;
+    const std::size_t count = times > 0 && !empty ? static_cast<std::size_t>(times) : 0;
     if (seq.is_string()) {
       const std::string_view s = seq.as_string();
       if (!s.empty() && count > kMaxRepeatedBytes / s.size()) {
