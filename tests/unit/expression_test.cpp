@@ -197,6 +197,20 @@ BOOST_AUTO_TEST_CASE(operators_have_pythons_semantics) {
       {"[1, 2] < [1, 2]", "false"},
       {"[1] < [1, 0]", "true"},
       {"items <= items", "true"},
+      // Python's number forms
+      {"0x10", "16"},
+      {"0XfF", "255"},
+      {"0o17", "15"},
+      {"0b101", "5"},
+      {"1_000", "1000"},
+      {"0x_ff", "255"},
+      {"1_000.5", "1000.5"},
+      {".5", "0.5"},
+      {"1.", "1.0"},
+      {"1e-3", "0.001"},
+      {"1E+2", "100.0"},
+      {"2e3 - 1", "1999.0"},
+      {"0xe-1", "13"},
       // the rest as before: true division, and/or return an operand
       {"7 / 7", "1.0"},
       {"0 or 'x'", R"("x")"},
@@ -237,6 +251,29 @@ BOOST_AUTO_TEST_CASE(pythons_type_errors_stay_errors) {
                           return std::string(e.problem()).find("'//' is not supported") !=
                                  std::string::npos;
                         });
+}
+
+BOOST_AUTO_TEST_CASE(number_forms_python_refuses_are_refused) {
+  const std::vector<Invalid> table = {
+      {"1__000", "'1__000': '_' goes between digits", 20},
+      {"1_", "'1_': '_' goes between digits", 20},
+      {"1j", "'1j': complex numbers are not supported", 20},
+      {"0x", "'0x' is not a number", 20},
+      {"0b102", "'0b102' is not a number", 20},
+      {"0x8000000000000000", "'0x8000000000000000' does not fit in a 64-bit integer", 20},
+      {"1e", "'1e' is not a number", 20},
+  };
+  for (const Invalid& bad : table) {
+    BOOST_TEST_CONTEXT(bad.text) {
+      try {
+        Expression::parse(bad.text, SourceLocation{"f.yaml", 3, 20});
+        BOOST_ERROR("parsed, but should not have");
+      } catch (const FlowError& err) {
+        BOOST_TEST(err.problem().find(bad.message) != std::string::npos, err.problem());
+        BOOST_TEST(err.where().column == bad.column);
+      }
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(mistakes_name_the_expression_and_the_column) {

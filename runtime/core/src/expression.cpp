@@ -124,11 +124,22 @@ class Parser {
         }
         tokens_.push_back(
             {Token::Kind::Name, std::string(text_.substr(start, i - start)), col(start)});
-      } else if (std::isdigit(static_cast<unsigned char>(c))) {
+      } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+                 (c == '.' && i + 1 < text_.size() &&
+                  std::isdigit(static_cast<unsigned char>(text_[i + 1])))) {
+        // Python's forms: 1_000, 0x1f, 0o17, 0b101, .5, 1e-3; read whole here
+        // and judged in parse_number.
         const std::size_t start = i;
-        while (i < text_.size() && (std::isdigit(static_cast<unsigned char>(text_[i])) ||
-                                    text_[i] == '.' || text_[i] == 'e' || text_[i] == 'E')) {
-          ++i;
+        const bool prefixed =
+            c == '0' && i + 1 < text_.size() &&
+            std::string_view("xXoObB").find(text_[i + 1]) != std::string_view::npos;
+        while (i < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[i])) ||
+                                    text_[i] == '.' || text_[i] == '_')) {
+          const char e = text_[i++];
+          if (!prefixed && (e == 'e' || e == 'E') && i < text_.size() &&
+              (text_[i] == '+' || text_[i] == '-')) {
+            ++i;
+          }
         }
         tokens_.push_back(
             {Token::Kind::Number, std::string(text_.substr(start, i - start)), col(start)});
@@ -290,30 +301,10 @@ class Parser {
     auto n = std::make_shared<ExprNode>();
     n->column = t.column;
     switch (t.kind) {
-      case Token::Kind::Number: {
+      case Token::Kind::Number:
         n->op = ExprNode::Op::Literal;
-        char* end = nullptr;
-        if (t.text.find_first_of(".eE") == std::string::npos) {
-          errno = 0;
-          const long long i = std::strtoll(t.text.c_str(), &end, 10);
-          if (errno == ERANGE) {
-            fail(t, "'" + t.text + "' does not fit in a 64-bit integer (write " + t.text +
-                        ".0 for a floating-point number)");
-          }
-          ValueBuilder b;
-          const ValueNode* v = b.arena().make_int(i);
-          b.arena().seal();
-          n->literal = b.wrap(v);
-        } else {
-          const double d = std::strtod(t.text.c_str(), &end);
-          ValueBuilder b;
-          const ValueNode* v = b.arena().make_double(d);
-          b.arena().seal();
-          n->literal = b.wrap(v);
-        }
-        if (end == nullptr || *end != '\0') fail(t, "'" + t.text + "' is not a number");
+        n->literal = parse_number(t);
         return n;
-      }
       case Token::Kind::String:
         n->op = ExprNode::Op::Literal;
         n->literal = make_string(t.text);
@@ -343,6 +334,50 @@ class Parser {
         fail(t, "the expression ends too soon");
     }
     fail(t, "unexpected token");
+  }
+
+  // An int (decimal, 0x, 0o, 0b) or a float, with `_` between digits, as
+  // Python writes them.
+  Value parse_number(const Token& t) const {
+    std::string digits;
+    for (std::size_t i = 0; i < t.text.size(); ++i) {
+      if (t.text[i] != '_') {
+        digits += t.text[i];
+      } else if (i == 0 || i + 1 == t.text.size() || t.text[i + 1] == '_' ||
+                 !std::isalnum(static_cast<unsigned char>(t.text[i - 1]))) {
+        fail(t, "'" + t.text + "': '_' goes between digits");
+      }
+    }
+    if (!digits.empty() && (digits.back() == 'j' || digits.back() == 'J')) {
+      fail(t, "'" + t.text + "': complex numbers are not supported");
+    }
+    int base = 10;
+    std::size_t skip = 0;
+    if (digits.size() > 1 && digits[0] == '0') {
+      const char p = static_cast<char>(std::tolower(static_cast<unsigned char>(digits[1])));
+      base = p == 'x' ? 16 : p == 'o' ? 8 : p == 'b' ? 2 : 10;
+      skip = base == 10 ? 0 : 2;
+    }
+    ValueBuilder b;
+    const char* begin = digits.c_str() + skip;
+    char* end = nullptr;
+    const ValueNode* v = nullptr;
+    if (base != 10 || digits.find_first_of(".eE") == std::string::npos) {
+      errno = 0;
+      const long long i = *begin == '\0' || *begin == '-' || *begin == '+'
+                              ? (end = nullptr, 0LL)
+                              : std::strtoll(begin, &end, base);
+      if (errno == ERANGE) {
+        fail(t, "'" + t.text + "' does not fit in a 64-bit integer" +
+                    (base == 10 ? " (write " + t.text + ".0 for a floating-point number)" : ""));
+      }
+      v = b.arena().make_int(i);
+    } else {
+      v = b.arena().make_double(std::strtod(begin, &end));
+    }
+    if (end == nullptr || *end != '\0') fail(t, "'" + t.text + "' is not a number");
+    b.arena().seal();
+    return b.wrap(v);
   }
 
   NodePtr name(const Token& t, std::shared_ptr<ExprNode> n) {
