@@ -407,10 +407,21 @@ class Parser {
     }
     std::size_t first = 0;
     if (parts[0] == "$ctx") {
-      if (parts.size() < 3 || parts[1] != "params") {
-        fail(t, "'" + t.text + "': only $ctx.params.<name> is readable here");
+      // pyoco's context: $ctx.params.x, $ctx.results.node, $ctx.scratch.k,
+      // $ctx.loop.index (the same as params.x, results.node ...).
+      static const std::pair<const char*, PathRoot> roots[] = {{"params", PathRoot::Params},
+                                                               {"results", PathRoot::Results},
+                                                               {"scratch", PathRoot::Scratch},
+                                                               {"loop", PathRoot::Loop}};
+      const auto* root = std::find_if(std::begin(roots), std::end(roots), [&](const auto& r) {
+        return parts.size() >= 3 && parts[1] == r.first;
+      });
+      if (root == std::end(roots)) {
+        fail(t, "'" + t.text +
+                    "': $ctx reaches params, results, scratch and loop here ($ctx.params.<name>, "
+                    "$ctx.results.<node>, $ctx.scratch.<key>, $ctx.loop.<field>)");
       }
-      n->root = PathRoot::Params;
+      n->root = root->second;
       first = 2;
     } else if (parts[0] == "$env" || parts[0] == "env") {
       if (parts.size() != 2) fail(t, "'" + t.text + "': write env.NAME");
