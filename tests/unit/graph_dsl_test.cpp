@@ -96,6 +96,9 @@ BOOST_AUTO_TEST_CASE(every_form_parses_to_what_it_means) {
       {"a >> b\nc >> d", "a>>b\nc>>d"},
       {"a >> b; c", "a>>b\nc"},
       {"a >>\n  b", "a>>b"},
+      // pyoco's layout: a line that starts with '>>' goes on with the one before
+      {"a\n  >> b\n  >> c", "a>>b>>c"},
+      {"a\n\n  # why\n  >> b\nc", "a>>b\nc"},
       {"pipe(setup) >> a", "pipe(setup)>>a"},
       {"(a & b)", "(a&b)"},
       {"a >> (b & c & d) >> e", "a>>(b&c&d)>>e"},

@@ -288,10 +288,22 @@ class Parser {
     Parser& p_;
   };
 
+  // A line that starts with '>>' goes on with the line before it, as in
+  // pyoco, where the graph is one chain and newlines are spaces:
+  //   fetch
+  //     >> process
+  bool shift_ahead() {
+    std::size_t i = pos_;
+    while (t_[i].kind == Token::Kind::Newline) ++i;
+    if (t_[i].kind != Token::Kind::Shift) return false;
+    pos_ = i;
+    return true;
+  }
+
   Pipeline pipeline() {
     Pipeline p;
     p.terms.push_back(term());
-    while (at(Token::Kind::Shift)) {
+    while (shift_ahead()) {
       ++pos_;
       skip_newlines();
       p.terms.push_back(term());
