@@ -536,7 +536,8 @@ tasks:
   BOOST_TEST(core::to_json_text(r.output("until_1")) == "[1,2,3]");
 }
 
-BOOST_AUTO_TEST_CASE(until_stops_at_max_iter_with_a_warning) {
+// As pyoco: an until that runs out of iterations fails, naming its condition.
+BOOST_AUTO_TEST_CASE(until_reaching_max_iter_fails_the_loop) {
   std::atomic<int> calls{0};
   Run r = run(R"(
 flow: {graph: "until(cond={{false}}, max_iter=4, collect=last) { step }"}
@@ -547,14 +548,29 @@ tasks:
                   ++calls;
                   return Value();
                 }}});
-  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
   BOOST_TEST(calls == 4);
-  bool warned = false;
-  for (const auto& e : events->events()) {
-    warned = warned ||
-             (e.kind == trace::EventKind::Log && e.message.find("max_iter=4") != std::string::npos);
-  }
-  BOOST_TEST(warned);
+  BOOST_TEST((record(r.tasks(), "until_1").state == TaskState::Failed));
+  BOOST_TEST(record(r.tasks(), "until_1").error ==
+             "until condition 'false' is still false after max_iter=4");
+}
+
+// Without max_iter: pyoco's 1000, then the same failure.
+BOOST_AUTO_TEST_CASE(until_without_max_iter_stops_after_1000) {
+  std::atomic<int> calls{0};
+  Run r = run(R"(
+flow: {graph: "until(cond={{false}}) { step }"}
+tasks:
+  step: {use: "t/step"}
+)",
+              {{"t/step", [&](TaskCall&, const Value&) {
+                  ++calls;
+                  return Value();
+                }}});
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(calls == 1000);
+  BOOST_TEST(record(r.tasks(), "until_1").error ==
+             "until condition 'false' is still false after max_iter=1000");
 }
 
 BOOST_AUTO_TEST_CASE(switch_takes_the_matching_case_or_the_default) {
@@ -1022,15 +1038,13 @@ tasks:
   }
 }
 
-// "`results.<node>` there is the output of that iteration's node"; the
-// warning when max_iter ends it, word for word; nested iterations are
-// named load[2][0].
+// "`results.<node>` there is the output of that iteration's node"; nested
+// iterations are named load[2][0].
 BOOST_FIXTURE_TEST_CASE(until_reads_this_iteration_and_nested_bodies_are_numbered, EngineFixture) {
   Run r = run(R"(
 flow:
   graph: |
     until(cond={{results.step >= 2}}, max_iter=5) { step }
-    until(cond={{false}}, max_iter=5, collect=last) { step2: step }
     foreach(over={{[1, 2, 3]}}) { repeat(count=1) { load } }
 tasks:
   step: {use: "t/emit", inputs: {value: "$loop.index"}}
@@ -1039,8 +1053,6 @@ tasks:
               {{"t/emit", echo_value}});
   BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
   BOOST_TEST(core::to_json_text(r.output("until_1")) == "[0,1,2]");
-  BOOST_TEST(
-      events->logged("until_2", "until stopped at max_iter=5 with its condition still false"));
   BOOST_TEST((record(r.tasks(), "load[2][0]").state == TaskState::Succeeded));
   BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[[0],[0],[0]]");
 }

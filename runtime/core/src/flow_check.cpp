@@ -71,7 +71,9 @@ class Checker {
         if (l.kind == dsl::LoopTerm::Kind::Until) {
           check_expression(l.cond);
           if (l.max_iter == 0) {
-            error(n.where, "until has no max_iter: add max_iter=N so it cannot loop forever");
+            warn(n.where, "until has no max_iter: it fails after " +
+                              std::to_string(dsl::kDefaultUntilMaxIter) +
+                              " iterations with its condition still false; write max_iter=N");
           }
         }
       }

@@ -113,6 +113,11 @@ std::string RunState::over_task_limit() const {
          " tasks (PYOCO_MAX_TASKS); loops over that many items belong in several runs";
 }
 
+// An until without max_iter stops after pyoco's 1000.
+static std::size_t until_max_iter(const core::dsl::LoopTerm& l) {
+  return static_cast<std::size_t>(l.max_iter > 0 ? l.max_iter : core::dsl::kDefaultUntilMaxIter);
+}
+
 // Starts the next iteration; false when there is none.
 bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   const GraphNode& g = f.graph->nodes[i];
@@ -137,7 +142,7 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
       vars.emplace_back(l.index, index);
       break;
     case core::dsl::LoopTerm::Kind::Until:
-      if (k >= static_cast<std::size_t>(l.max_iter)) return false;
+      if (k >= until_max_iter(l)) return false;
       vars.emplace_back("index", index);
       break;
   }
@@ -225,12 +230,13 @@ void RunState::child_done(Frame& child) {
       fail(f, i, e.what());
       return;
     }
-    if (more && n.next_iteration >= static_cast<std::size_t>(l.max_iter)) {
-      plugins::CallInfo info{id_, flow_name(), n.display, "until", n.attempts};
-      emit_log(info, plugins::LogLevel::Warn,
-               "until stopped at max_iter=" + std::to_string(l.max_iter) +
-                   " with its condition still false");
-      more = false;
+    // As pyoco: running out of iterations with the condition still false
+    // is a failure, not a quiet stop.
+    if (more && n.next_iteration >= until_max_iter(l)) {
+      fail(f, i,
+           "until condition '" + l.cond.text() +
+               "' is still false after max_iter=" + std::to_string(until_max_iter(l)));
+      return;
     }
   }
   if (more && !n.over_limit && start_iteration(f, i)) return;

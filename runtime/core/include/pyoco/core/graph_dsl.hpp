@@ -60,6 +60,9 @@ struct SwitchTerm {
   SourceLocation where;
 };
 
+// How many iterations an until without max_iter may run (pyoco's default).
+inline constexpr std::int64_t kDefaultUntilMaxIter = 1000;
+
 struct LoopTerm {
   enum class Kind { Repeat, Foreach, Until } kind;
   std::string name;           // `name: foreach(...)`; empty: numbered (foreach_1, ...)
@@ -69,7 +72,7 @@ struct LoopTerm {
   std::string index = "index";
   std::int64_t parallel = 1;  // foreach
   Expression cond;            // until
-  std::int64_t max_iter = 0;  // until; 0 = unbounded (check reports it)
+  std::int64_t max_iter = 0;  // until; 0 = not given: kDefaultUntilMaxIter (check warns)
   Collect collect = Collect::List;
   std::vector<Pipeline> body;  // exactly one
   SourceLocation where;
