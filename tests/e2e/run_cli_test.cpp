@@ -389,7 +389,21 @@ BOOST_AUTO_TEST_CASE(check_json_for_machines) {
   BOOST_TEST(ok.exit_code == 0);
   const json::value okv = json::parse(ok.out);
   BOOST_TEST(okv.at("ok").as_bool());
+  BOOST_TEST(okv.at("status").as_string() == "ok");
   BOOST_TEST(has(std::string(okv.at("plan").as_string()), "2. process_data"));
+  // Warnings only: pyoco's "warning" (an orphan task here), still exit 0.
+  write_text(
+      dir.path() / "warn.yaml",
+      "flow: {name: w, graph: a}\ntasks:\n  a: {use: std/echo}\n  lonely: {use: std/echo}\n");
+  const ProcessResult warned = pyoco({"check", (dir.path() / "warn.yaml").string(), "--json"});
+  BOOST_TEST(warned.exit_code == 0, warned.out << warned.err);
+  BOOST_TEST(json::parse(warned.out).at("status").as_string() == "warning", warned.out);
+  // Errors exit 1, or 2 with --dry-run (pyoco's codes), in both forms.
+  const std::string bad = flow("unchecked.yaml").string();
+  BOOST_TEST(pyoco({"check", bad, "--json"}).exit_code == 1);
+  BOOST_TEST(pyoco({"check", bad, "--json", "--dry-run"}).exit_code == 2);
+  BOOST_TEST(pyoco({"check", bad}).exit_code == 1);
+  BOOST_TEST(pyoco({"check", flow("unchecked.yaml").string(), "--dry-run"}).exit_code == 2);
 }
 
 BOOST_AUTO_TEST_CASE(check_dry_run_prints_the_plan_after_ok) {
@@ -680,10 +694,11 @@ BOOST_FIXTURE_TEST_CASE(docs_check_output_is_what_check_prints, RunFixture) {
   const json::object v = json::parse(as_json.out).as_object();
   std::vector<std::string> keys;
   for (const auto& kv : v) keys.emplace_back(kv.key());
-  BOOST_TEST(
-      keys == (std::vector<std::string>{"file", "flow", "ok", "errors", "warnings", "diagnostics"}),
-      boost::test_tools::per_element());
+  BOOST_TEST(keys == (std::vector<std::string>{"file", "flow", "ok", "status", "errors", "warnings",
+                                               "diagnostics"}),
+             boost::test_tools::per_element());
   BOOST_TEST(v.at("file").as_string() == "tests/e2e/flows/unchecked.yaml");
+  BOOST_TEST(v.at("status").as_string() == "error");
   BOOST_TEST(v.at("flow").as_string() == "unchecked");
   const json::object& first = v.at("diagnostics").at(0).as_object();
   keys.clear();

@@ -311,17 +311,21 @@ int check(const CheckOptions& o) {
   if (o.json) {
     json::array ds;
     for (const auto& d : diagnostics) ds.push_back(runner::to_json(d));
-    json::object out{
-        {"file", o.flow.file},  {"flow", flow ? json::value(flow->spec->name) : nullptr},
-        {"ok", errors == 0},    {"errors", errors},
-        {"warnings", warnings}, {"diagnostics", std::move(ds)}};
+    json::object out{{"file", o.flow.file},
+                     {"flow", flow ? json::value(flow->spec->name) : nullptr},
+                     {"ok", errors == 0},
+                     // pyoco's own key, for scripts written against it
+                     {"status", errors > 0 ? "error" : (warnings > 0 ? "warning" : "ok")},
+                     {"errors", errors},
+                     {"warnings", warnings},
+                     {"diagnostics", std::move(ds)}};
     if (o.dry_run && flow && errors == 0) {
       std::ostringstream plan;
       print_plan(plan, flow->graph, "");
       out["plan"] = plan.str();
     }
     std::cout << core::valid_utf8(json::serialize(out)) << '\n';
-    return errors == 0 ? kExitOk : kExitFailed;
+    return errors == 0 ? kExitOk : (o.dry_run ? kExitUsage : kExitFailed);
   }
   for (const auto& d : diagnostics) print_diagnostic(errors > 0 ? std::cerr : std::cout, d);
   if (errors == 0) {
@@ -337,7 +341,8 @@ int check(const CheckOptions& o) {
     return kExitOk;
   }
   std::cerr << o.flow.file << ": " << errors << (errors == 1 ? " error" : " errors") << '\n';
-  return kExitFailed;
+  // As pyoco: a dry run that finds errors exits 2 (the run could not start).
+  return o.dry_run ? kExitUsage : kExitFailed;
 }
 
 // ---- graph --------------------------------------------------------------------
