@@ -536,41 +536,28 @@ tasks:
   BOOST_TEST(core::to_json_text(r.output("until_1")) == "[1,2,3]");
 }
 
-// As pyoco: an until that runs out of iterations fails, naming its condition.
+// As pyoco: an until that runs out of iterations fails, naming its
+// condition; without max_iter it runs pyoco's 1000 first.
 BOOST_AUTO_TEST_CASE(until_reaching_max_iter_fails_the_loop) {
-  std::atomic<int> calls{0};
-  Run r = run(R"(
-flow: {graph: "until(cond={{false}}, max_iter=4, collect=last) { step }"}
-tasks:
-  step: {use: "t/step"}
-)",
+  for (const auto& [graph, iterations] :
+       {std::pair{"until(cond={{false}}, max_iter=4, collect=last) { step }", 4},
+        std::pair{"until(cond={{false}}) { step }", 1000}}) {
+    BOOST_TEST_CONTEXT(graph) {
+      std::atomic<int> calls{0};
+      Run r =
+          run(std::string("flow: {graph: \"") + graph + "\"}\ntasks:\n  step: {use: \"t/step\"}\n",
               {{"t/step", [&](TaskCall&, const Value&) {
                   ++calls;
                   return Value();
                 }}});
-  BOOST_TEST((r.status() == core::RunStatus::Failed));
-  BOOST_TEST(calls == 4);
-  BOOST_TEST((record(r.tasks(), "until_1").state == TaskState::Failed));
-  BOOST_TEST(record(r.tasks(), "until_1").error ==
-             "until condition 'false' is still false after max_iter=4");
-}
-
-// Without max_iter: pyoco's 1000, then the same failure.
-BOOST_AUTO_TEST_CASE(until_without_max_iter_stops_after_1000) {
-  std::atomic<int> calls{0};
-  Run r = run(R"(
-flow: {graph: "until(cond={{false}}) { step }"}
-tasks:
-  step: {use: "t/step"}
-)",
-              {{"t/step", [&](TaskCall&, const Value&) {
-                  ++calls;
-                  return Value();
-                }}});
-  BOOST_TEST((r.status() == core::RunStatus::Failed));
-  BOOST_TEST(calls == 1000);
-  BOOST_TEST(record(r.tasks(), "until_1").error ==
-             "until condition 'false' is still false after max_iter=1000");
+      BOOST_TEST((r.status() == core::RunStatus::Failed));
+      BOOST_TEST(calls == iterations);
+      BOOST_TEST((record(r.tasks(), "until_1").state == TaskState::Failed));
+      BOOST_TEST(record(r.tasks(), "until_1").error ==
+                 "until condition 'false' is still false after max_iter=" +
+                     std::to_string(iterations));
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(switch_takes_the_matching_case_or_the_default) {
