@@ -194,6 +194,8 @@ BOOST_AUTO_TEST_CASE(limits_read_the_environment_and_refuse_what_is_not_a_number
   setenv("PYOCO_MAX_LOG_BYTES", "2048", 1);
   setenv("PYOCO_MAX_RUN_LOG_BYTES", "4096", 1);
   setenv("PYOCO_MAX_RUN_HISTORY", "7", 1);
+  setenv("PYOCO_MAX_OUTPUT_BYTES", "512", 1);
+  setenv("PYOCO_MAX_RUN_OUTPUT_BYTES", "8192", 1);
   RunLimits run;
   store::HistoryOptions history;
   runner::limits_from_env(run, history);
@@ -201,6 +203,8 @@ BOOST_AUTO_TEST_CASE(limits_read_the_environment_and_refuse_what_is_not_a_number
   BOOST_TEST(history.max_log_bytes == 2048u);
   BOOST_TEST(history.max_run_log_bytes == 4096u);
   BOOST_TEST(history.max_runs == 7u);
+  BOOST_TEST(history.max_output_bytes == 512u);
+  BOOST_TEST(history.max_run_output_bytes == 8192u);
   for (const char* bad : {"lots", "-1", "12abc", "99999999999999999999999"}) {
     setenv("PYOCO_MAX_TASKS", bad, 1);
     BOOST_CHECK_EXCEPTION(runner::limits_from_env(run, history), runner::SetupError,
@@ -213,8 +217,9 @@ BOOST_AUTO_TEST_CASE(limits_read_the_environment_and_refuse_what_is_not_a_number
   RunLimits defaults;
   runner::limits_from_env(defaults, history);
   BOOST_TEST(defaults.max_tasks == 500000u);
-  for (const char* name : {"PYOCO_MAX_TASKS", "PYOCO_MAX_LOG_BYTES", "PYOCO_MAX_RUN_LOG_BYTES",
-                           "PYOCO_MAX_RUN_HISTORY"}) {
+  for (const char* name :
+       {"PYOCO_MAX_TASKS", "PYOCO_MAX_LOG_BYTES", "PYOCO_MAX_RUN_LOG_BYTES",
+        "PYOCO_MAX_RUN_HISTORY", "PYOCO_MAX_OUTPUT_BYTES", "PYOCO_MAX_RUN_OUTPUT_BYTES"}) {
     unsetenv(name);
   }
   // Unset: the defaults docs/cli.md gives.
@@ -225,6 +230,8 @@ BOOST_AUTO_TEST_CASE(limits_read_the_environment_and_refuse_what_is_not_a_number
   BOOST_TEST(history_defaults.max_log_bytes == 1048576u);
   BOOST_TEST(history_defaults.max_run_log_bytes == 67108864u);
   BOOST_TEST(history_defaults.max_runs == 1000u);
+  BOOST_TEST(history_defaults.max_output_bytes == 1048576u);
+  BOOST_TEST(history_defaults.max_run_output_bytes == 67108864u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

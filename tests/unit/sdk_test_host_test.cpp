@@ -23,6 +23,21 @@ void register_tasks(pyoco::Registry& registry);  // plugins/hello/src/hello.cpp
 using pyoco::Value;
 using pyoco::testing::TestHost;
 
+namespace {
+
+// What a call of the SDK threw as pyoco::Error, or "no error".
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const pyoco::Error& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
+}
+
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(registers_the_plugins_tasks) {
   TestHost host(register_tasks);
   const std::vector<std::string> expected = {"fetch_data", "process_data", "save_result"};
@@ -471,14 +486,6 @@ Value facts(Context& ctx, const Inputs&) {
 // The "Reading" table of "Values", on the inputs {n: 300, obj: {a, b}, list: [1, 2, 3]}.
 Value reading(Context&, const Inputs& in) {
   const Value n = in["n"];
-  auto error_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const pyoco::Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   std::string members;
   for (auto [key, value] : in["obj"].members()) members += std::string(key) + ",";
   std::int64_t sum = 0;
@@ -540,14 +547,6 @@ Value logs_every_level(Context& ctx, const Inputs&) {
 }
 
 Value saves_artifacts(Context& ctx, const Inputs&) {
-  auto error_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const pyoco::Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   const std::string text =
       ctx.save_artifact("reports/day1.csv", std::string_view("a,b\n"), "text/csv");
   const std::string bytes = ctx.save_artifact("blob.bin", pyoco::Bytes{{0x89, 0x50}});
@@ -781,14 +780,6 @@ struct OnA10Host {
 std::vector<std::string> refused_on_1_0;  // what registering async tasks threw
 
 Value old_host_probe(Context& ctx, const Inputs&) {
-  auto error_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const pyoco::Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   ctx.heartbeat(0.5, "ignored");
   return Value{{"deadline", ctx.deadline().has_value()},
                {"on_cancel", error_of([&] { ctx.on_cancel([] {}); })},

@@ -1,6 +1,7 @@
 // `pyoco plugins list | info | lint` and `pyoco tasks`: the catalog as a
 // user sees it. list, info and tasks read manifests only; lint also loads
 // each library, in a child process.
+#include <pyoco/core/regular_file.hpp>
 #include <pyoco/core/text.hpp>
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
@@ -14,7 +15,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -391,30 +391,13 @@ struct ManifestOptions {
   std::string output;
 };
 
-// Writes next to `target` and renames over it: a build interrupted midway
-// leaves the old manifest, never half of a new one.
-void write_atomically(const fs::path& target, const std::string& text) {
-  const fs::path tmp = target.string() + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw std::runtime_error("cannot write " + tmp.string());
-    }
-  }
-  fs::rename(tmp, target);
-}
-
 int write_manifest(const ManifestOptions& o) {
   try {
     const std::string text = plugins::built_manifest(o.source, o.library);
     if (o.output.empty() || o.output == "-") {
       std::cout << text << std::flush;
     } else {
-      write_atomically(o.output, text);
+      core::replace_file(o.output, text);  // a stopped build leaves the old one whole
     }
     return kExitOk;
   } catch (const std::exception& e) {  // ManifestError, LoadError, a write that failed

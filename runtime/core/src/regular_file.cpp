@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -93,6 +94,50 @@ std::string read_regular_file(const std::filesystem::path& file, std::uint64_t m
   }
   out.resize(got);
   return out;
+}
+
+namespace {
+
+[[noreturn]] void write_failed(const char* what, const std::filesystem::path& path, int err) {
+  throw FileWriteError(std::string(what) + " " + path.string() + ": " + std::strerror(err));
+}
+
+// All of `bytes` to a new file, flushed to disk.
+void write_new_file(const std::filesystem::path& path, std::string_view bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) write_failed("cannot create", path, errno);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(path.c_str());
+      write_failed("cannot write", path, err);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(path.c_str());
+    write_failed("cannot write", path, err);
+  }
+}
+
+}  // namespace
+
+void replace_file(const std::filesystem::path& target, std::string_view bytes) {
+  static std::atomic<std::uint64_t> counter{0};
+  const std::filesystem::path temp =
+      target.parent_path() / ("." + target.filename().string() + ".tmp-" +
+                              std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  write_new_file(temp, bytes);
+  if (::rename(temp.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    write_failed("cannot save", target, err);
+  }
 }
 
 }  // namespace pyoco::core

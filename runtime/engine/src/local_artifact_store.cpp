@@ -1,12 +1,10 @@
 // Artifacts as files. A put writes a temporary file beside the target and
 // renames it over, so a reader (or a crash) never meets half an artifact.
+#include <pyoco/core/regular_file.hpp>
 #include <pyoco/engine/local_artifact_store.hpp>
 
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -29,29 +27,6 @@ std::string sha256_hex(std::string_view bytes) {
 
 [[noreturn]] void fail(const std::string& what, const fs::path& path, int err) {
   throw core::ArtifactError(what + " " + path.string() + ": " + std::strerror(err));
-}
-
-// Writes all of `bytes` to a new file and flushes it to disk.
-void write_file(const fs::path& path, std::string_view bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create", path, errno);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(path.c_str());
-      fail("cannot write", path, err);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(path.c_str());
-    fail("cannot write", path, err);
-  }
 }
 
 }  // namespace
@@ -77,15 +52,10 @@ core::ArtifactRecord LocalArtifactStore::put(std::string_view run_id, std::strin
     throw core::ArtifactError("artifact name '" + std::string(name) +
                               "' is a directory of this run's artifacts already");
   }
-  static std::atomic<std::uint64_t> counter{0};
-  const fs::path temp = target.parent_path() /
-                        ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) +
-                         "-" + std::to_string(counter.fetch_add(1)));
-  write_file(temp, bytes);
-  if (::rename(temp.c_str(), target.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    fail("cannot save", target, err);
+  try {
+    core::replace_file(target, bytes);
+  } catch (const core::FileWriteError& e) {
+    throw core::ArtifactError(e.what());
   }
   core::ArtifactRecord r;
   r.name = std::string(name);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace pyoco::core {
 
@@ -29,6 +30,18 @@ struct OpenedFile {
   std::uint64_t size = 0;
 };
 OpenedFile open_regular_file(const std::filesystem::path& file);
+
+// Writing a file so that a reader (or a crash) never meets half of it.
+// The message names the file: "cannot write /x/plugin.toml: No space left
+// on device".
+class FileWriteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Writes `bytes` to a temporary file beside `target`, flushes it to disk
+// and renames it over `target`. Throws FileWriteError.
+void replace_file(const std::filesystem::path& target, std::string_view bytes);
 
 // "16 MiB", "512 KiB", "100 bytes": a size limit as messages name it.
 std::string describe_size(std::uint64_t bytes);
