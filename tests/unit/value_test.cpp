@@ -3,6 +3,9 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <string>
+#include <vector>
+
 using namespace pyoco::core;
 
 namespace {
@@ -85,4 +88,40 @@ BOOST_AUTO_TEST_CASE(equality_is_deep_and_numeric) {
   BOOST_TEST((json(R"({"a":[1,2]})") == json(R"({"a":[1.0,2]})")));
   BOOST_TEST(!(json(R"({"a":[1,2]})") == json(R"({"a":[2,1]})")));
   BOOST_TEST(!(json("1") == json(R"("1")")));
+}
+
+// A summary of a large value writes only its beginning, and that beginning
+// is exactly the whole text's: for strings (escapes, UTF-8 cut anywhere),
+// bytes (base64), long lists and nested objects.
+BOOST_AUTO_TEST_CASE(json_text_cut_short_is_the_whole_texts_beginning) {
+  std::string utf8;
+  for (int i = 0; i < 100; ++i) utf8 += "\xc3\xa9\xf0\x9f\x90\xb0x";  // é🐰x
+  std::string escapes;
+  for (int i = 0; i < 100; ++i) escapes += "a\"\\\n\x01";
+  ValueBuilder b;
+  std::vector<Value> values;
+  values.push_back(b.wrap(b.arena().make_string(std::string(5000, 'a'))));
+  values.push_back(b.wrap(b.arena().make_string(utf8)));
+  values.push_back(b.wrap(b.arena().make_string(escapes)));
+  for (std::size_t n : {100u, 101u, 102u, 1000u}) {
+    const std::string raw(n, '\x07');
+    values.push_back(b.wrap(b.arena().make_bytes(raw.data(), raw.size())));
+  }
+  std::string big_array = "[", nested = "{";
+  for (int i = 0; i < 1000; ++i) big_array += (i ? "," : "") + std::to_string(i * 1000003);
+  for (int i = 0; i < 50; ++i) {
+    nested += (i ? "," : "") + std::string("\"key-") + std::string(30, char('a' + i % 26)) +
+              "\": {\"x\": [1.5, true, null, \"" + std::string(20, 'y') + "\"]}";
+  }
+  values.push_back(from_json(boost::json::parse(big_array + "]")));
+  values.push_back(from_json(boost::json::parse(nested + "}")));
+  values.push_back(from_json(boost::json::parse(R"({"small": [1, 2]})")));
+  for (const Value& v : values) {
+    const std::string whole = to_json_text(v);
+    for (std::size_t n : {0u, 1u, 5u, 50u, 200u, 201u, 1000u, 100000u}) {
+      BOOST_TEST_CONTEXT(whole.substr(0, 40) << " cut at " << n) {
+        BOOST_TEST(to_json_text(v, n) == whole.substr(0, n));
+      }
+    }
+  }
 }

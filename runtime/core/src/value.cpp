@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <new>
 
@@ -363,7 +364,17 @@ boost::json::value to_json(const Value& v) {
 
 namespace {
 
-void append_json(std::string& out, const Value& v) {
+// Appends `v` as JSON, but stops once `out` is longer than `limit`: what
+// it wrote is then a prefix of the whole text, longer than `limit` (a
+// string's last few bytes past the limit may differ: a cut sequence).
+void append_json(std::string& out, const Value& v, std::size_t limit) {
+  // A long string or bytes is escaped only as far as the limit needs (and
+  // a margin, so a sequence cut at its end stays past the limit).
+  auto cut = [&](std::string_view s) {
+    const std::size_t room = limit > out.size() ? limit - out.size() : 0;
+    if (s.size() <= room || s.size() - room <= 8) return s;
+    return s.substr(0, room + 8);
+  };
   switch (v.kind()) {
     case ValueKind::Null:
       out += "null";
@@ -388,28 +399,39 @@ void append_json(std::string& out, const Value& v) {
       if (text.find_first_of(".eE") == std::string_view::npos) out += ".0";
       return;
     }
-    case ValueKind::String:
-      append_json_string(out, v.as_string());
+    case ValueKind::String: {
+      const std::string_view s = cut(v.as_string());
+      append_json_string(out, s);
+      if (s.size() < v.as_string().size()) out.pop_back();  // not closed: it goes on
       return;
-    case ValueKind::Bytes:
-      append_json_string(out, base64(v.as_string()));
+    }
+    case ValueKind::Bytes: {
+      // base64 of a prefix of 3k bytes is a prefix of the whole's
+      const std::string_view all = v.as_string();
+      const std::size_t n = cut(all).size();
+      const std::string_view head = all.substr(0, n + (3 - n % 3) % 3);
+      append_json_string(out, base64(head));
+      if (head.size() < all.size()) out.pop_back();
       return;
+    }
     case ValueKind::Array:
       out += '[';
       for (std::size_t i = 0; i < v.size(); ++i) {
+        if (out.size() > limit) return;
         if (i > 0) out += ',';
-        append_json(out, v.at(i));
+        append_json(out, v.at(i), limit);
       }
       out += ']';
       return;
     case ValueKind::Object:
       out += '{';
       for (std::size_t i = 0; i < v.size(); ++i) {
+        if (out.size() > limit) return;
         if (i > 0) out += ',';
         auto [key, item] = v.member(i);
-        append_json_string(out, key);
+        append_json_string(out, cut(key));
         out += ':';
-        append_json(out, item);
+        append_json(out, item, limit);
       }
       out += '}';
       return;
@@ -434,7 +456,14 @@ bool fits_type(const Value& v, std::string_view type) {
 // ("2.5", not "2.5E0") and no intermediate tree.
 std::string to_json_text(const Value& value) {
   std::string out;
-  append_json(out, value);
+  append_json(out, value, SIZE_MAX);
+  return out;
+}
+
+std::string to_json_text(const Value& value, std::size_t max_bytes) {
+  std::string out;
+  append_json(out, value, max_bytes);
+  if (out.size() > max_bytes) out.resize(max_bytes);
   return out;
 }
 

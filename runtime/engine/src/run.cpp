@@ -75,7 +75,8 @@ std::string output_mismatch(const plugins::TaskDefinition& def, const Value& out
 
 std::string summary(const Value& v) {
   if (v.is_null()) return {};
-  std::string s = core::to_json_text(v);
+  // One byte past the cut says whether there was more.
+  std::string s = core::to_json_text(v, 201);
   if (s.size() > 200) s = s.substr(0, 197) + "...";
   return s;
 }

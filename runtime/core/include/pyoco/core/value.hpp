@@ -178,5 +178,8 @@ Value from_json(const boost::json::value& json);
 boost::json::value to_json(const Value& value);
 // Compact JSON text, for display and files (never between tasks).
 std::string to_json_text(const Value& value);
+// Its first `max_bytes` bytes (all of it when shorter), without writing the
+// rest: a summary of a large value costs what the summary does.
+std::string to_json_text(const Value& value, std::size_t max_bytes);
 
 }  // namespace pyoco::core
