@@ -9,6 +9,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace {
@@ -28,14 +30,16 @@ const Value& world() {
 
 class World : public Expression::Scope {
  public:
-  Value lookup(PathRoot root, const std::vector<std::string>& path) const override {
+  std::optional<Value> lookup(PathRoot root, std::string_view name,
+                              std::string& why) const override {
     Value v = world();
     if (root == PathRoot::Loop) v = v.find("obj");  // a different tree for one root
-    for (const std::string& key : path) {
-      if (!v.is_object()) return Value();
-      v = v.find(key);
+    if (name.empty()) return v;
+    if (!v.contains(name)) {
+      why = "absent";
+      return std::nullopt;
     }
-    return v;
+    return v.find(name);
   }
 };
 

@@ -742,8 +742,8 @@ BOOST_FIXTURE_TEST_CASE(check_warns_of_a_param_no_one_sets, RunFixture) {
   const ProcessResult unset = pyoco({"check", "f.yaml"});
   BOOST_TEST(unset.exit_code == 0, unset.err);  // a warning, not an error
   BOOST_TEST(has(unset.out + unset.err,
-                 "f.yaml:3:23: warning: 'mode' is not a param in flow.defaults: pass --param "
-                 "mode=...\n"),
+                 "f.yaml:3:23: warning: 'mode' is not a param in flow.defaults: the run fails "
+                 "when it reads it (pass --param mode=...)\n"),
              unset.out << unset.err);
   write_file(dir.path() / "p.json", R"({"mode": "a"})");
   for (const std::vector<std::string>& given : {std::vector<std::string>{"-p", "mode=a"},

@@ -575,21 +575,50 @@ tasks:
   BOOST_TEST(other.output("after").as_string() == "default");
 }
 
+// As pyoco: only true and false (quoted or not) are boolean labels; True
+// is the string "True", which no boolean matches.
 BOOST_AUTO_TEST_CASE(switch_on_a_boolean_matches_true_and_false_labels) {
   for (const char* flag : {"true", "false"}) {
     BOOST_TEST_CONTEXT(flag) {
-      Run r =
-          run(R"(
-flow: {graph: "switch(on={{flag}}) { true: yes; False: no }"}
+      const auto flags = json((std::string(R"({"flag": )") + flag + "}").c_str());
+      Run r = run(R"(
+flow: {graph: "switch(on={{flag}}) { true: yes; \"false\": no }"}
 tasks:
   yes: {use: "t/emit", inputs: {value: "yes"}}
   no: {use: "t/emit", inputs: {value: "no"}}
 )",
-              {{"t/emit", echo_value}}, json((std::string(R"({"flag": )") + flag + "}").c_str()));
-      BOOST_TEST((r.status() == core::RunStatus::Completed));
+                  {{"t/emit", echo_value}}, flags);
+      BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
       BOOST_TEST(r.output("switch_1").as_string() == (std::string(flag) == "true" ? "yes" : "no"));
+      Run python = run(R"(
+flow: {graph: "switch(on={{flag}}) { True: yes; False: no }"}
+tasks:
+  yes: {use: "t/emit", inputs: {value: "yes"}}
+  no: {use: "t/emit", inputs: {value: "no"}}
+)",
+                       {{"t/emit", echo_value}}, flags);
+      BOOST_TEST((python.status() == core::RunStatus::Failed));
     }
   }
+  // Python's ==: the label 1 matches the subject true, and 2 matches 2.0.
+  Run one = run(R"(
+flow: {graph: "switch(on={{flag}}) { 1: yes; default: no }"}
+tasks:
+  yes: {use: "t/emit", inputs: {value: "yes"}}
+  no: {use: "t/emit", inputs: {value: "no"}}
+)",
+                {{"t/emit", echo_value}}, json(R"({"flag": true})"));
+  BOOST_TEST_REQUIRE((one.status() == core::RunStatus::Completed));
+  BOOST_TEST(one.output("switch_1").as_string() == "yes");
+  Run two = run(R"(
+flow: {graph: "switch(on={{n}}) { 2: yes; default: no }"}
+tasks:
+  yes: {use: "t/emit", inputs: {value: "yes"}}
+  no: {use: "t/emit", inputs: {value: "no"}}
+)",
+                {{"t/emit", echo_value}}, json(R"({"n": 2.0})"));
+  BOOST_TEST_REQUIRE((two.status() == core::RunStatus::Completed));
+  BOOST_TEST(two.output("switch_1").as_string() == "yes");
 }
 
 BOOST_AUTO_TEST_CASE(switch_with_no_match_and_no_default_fails_clearly) {
@@ -1062,8 +1091,9 @@ tasks:
   BOOST_TEST(events->count(trace::EventKind::NodeRetry) == 0u);
 }
 
-// Switch labels: "a string label also matches a number of the same text";
-// a foreach over what is not a list fails its node.
+// Switch labels compile as pyoco's do (digits are an int, quoted or not;
+// 2.5 is the string "2.5") and match by Python's ==; a foreach over what is
+// not a list fails its node.
 BOOST_FIXTURE_TEST_CASE(switch_labels_and_foreach_over_a_non_list, EngineFixture) {
   const char* yaml = R"(
 flow: {graph: "switch(on={{n}}) { \"3\": three; 2.5: half; default: other }"}
@@ -1073,11 +1103,10 @@ tasks:
   other: {use: "t/emit", inputs: {value: "other"}}
 )";
   const std::vector<std::pair<const char*, const char*>> table = {
-      {R"({"n": 3})", "three"},
-      {R"({"n": "3"})", "three"},
-      {R"({"n": 2.5})", "half"},
-      {R"({"n": "2.5"})", "other"},  // a number label is not compared as text
-      {R"({"n": 4})", "other"}};
+      {R"({"n": 3})", "three"},    {R"({"n": 3.0})", "three"},
+      {R"({"n": "3"})", "other"},  // "3" is the label 3, which no string equals
+      {R"({"n": 2.5})", "other"},  // 2.5 is the label "2.5", which no number equals
+      {R"({"n": "2.5"})", "half"}, {R"({"n": 4})", "other"}};
   for (const auto& [params, chosen] : table) {
     BOOST_TEST_CONTEXT(params) {
       Run r = run(yaml, {{"t/emit", echo_value}}, json(params));

@@ -24,7 +24,8 @@ class TestScope : public Expression::Scope {
   Value scratch = json(R"({"count": 2})");
   Value loop = json(R"({"it": "b", "i": 1})");
 
-  Value lookup(PathRoot root, const std::vector<std::string>& path) const override {
+  std::optional<Value> lookup(PathRoot root, std::string_view name,
+                              std::string& why) const override {
     Value v;
     switch (root) {
       case PathRoot::Params:
@@ -37,19 +38,22 @@ class TestScope : public Expression::Scope {
         v = scratch;
         break;
       case PathRoot::Loop:
+      case PathRoot::Vars:
         v = loop;
         break;
+      case PathRoot::LoopFrame:
+        v = json(R"({"index": 1, "iteration": 2, "count": 2, "type": "foreach"})");
+        break;
+      case PathRoot::Loops:
+        return json(R"([{"index": 1}])");
       case PathRoot::Env:
-        return path.size() == 1 && path[0] == "PYOCO_TEST_HOME" ? json(R"("/home/x")") : Value();
+        if (name == "PYOCO_TEST_HOME") return json(R"("/home/x")");
+        why = "environment variable " + std::string(name) + " is not set";
+        return std::nullopt;
     }
-    for (const std::string& step : path) {
-      if (v.is_array()) {
-        v = v.at(std::stoul(step));
-      } else {
-        v = v.find(step);
-      }
-    }
-    return v;
+    if (name.empty()) return v;
+    if (!v.contains(name)) return std::nullopt;
+    return v.find(name);
   }
 };
 
@@ -86,10 +90,12 @@ BOOST_AUTO_TEST_CASE(expressions_evaluate_as_flows_expect) {
       // pyoco's $ctx roots
       {"$ctx.results.fetch.count", "3"},
       {"$ctx.scratch.count + 1", "3"},
-      {"$ctx.loop.it", R"("b")"},
+      {"$ctx.loop.iteration", "2"},
+      {"$ctx.loop", R"({"index":1,"iteration":2,"count":2,"type":"foreach"})"},
+      {"$ctx.it", R"("b")"},
+      {"$ctx.loops", R"([{"index":1}])"},
+      {"$ctx.params.nested.k.0", "10"},
       {"$ctx.params.n * 2", "8"},
-      {"missing", "null"},
-      {"params.nested.nope", "null"},
       {"1 + 2 * 3", "7"},
       {"(1 + 2) * 3", "9"},
       {"7 % 3", "1"},
@@ -108,7 +114,7 @@ BOOST_AUTO_TEST_CASE(expressions_evaluate_as_flows_expect) {
       {"[]", "[]"},
       {"true", "true"},
       {"None", "null"},
-      {"null == missing", "true"},
+      {"$ctx.params.empty", "{}"},
       // docs/flows.md "Expressions", row by row
       {"false", "false"},
       {"null", "null"},
@@ -128,7 +134,7 @@ BOOST_AUTO_TEST_CASE(expressions_evaluate_as_flows_expect) {
       {"'x' in params.nested", "false"},
       {"10 - n", "6"},
       {"-2.5", "-2.5"},
-      {"not missing", "true"},
+      {"not done", "true"},
       {"not 0", "true"},
       {"not ''", "true"},
       {"not []", "true"},
@@ -248,9 +254,9 @@ BOOST_AUTO_TEST_CASE(mistakes_name_the_expression_and_the_column) {
       {"0x8000000000000000", "'0x8000000000000000' does not fit in a 64-bit integer", 20},
       {"1e", "'1e' is not a number", 20},
       {"7 // 2", "'//' is not supported", 22},
-      {"$ctx.run_id", "$ctx reaches params, results, scratch and loop here", 20},
-      {"$ctx.results", "$ctx reaches params, results, scratch and loop here", 20},
-      {"$loop.it", "in expressions use params.x, results.x, scratch.x, loop.x, env.X", 20},
+      {"$ctx", "'$ctx' alone is not a value", 20},
+      {"$ctx.results", "'$ctx.results': write $ctx.results.<node>", 20},
+      {"$loop.it", "in expressions use params.x, results.x, scratch.x, loop.x, env.X or $ctx", 20},
       {"env.A.B", "write env.NAME", 20},
       {"1.2.3", "'1.2.3' is not a number", 20},
       {"n + 99999999999999999999", "'99999999999999999999' does not fit in a 64-bit integer", 24},
@@ -298,6 +304,15 @@ BOOST_AUTO_TEST_CASE(type_errors_surface_when_evaluated) {
       {"-9223372036854775807 - 2", "integer overflow: the result of '-'", 41},
       {"8888888888888888882 * 2", "integer overflow: the result of '*'", 40},
       {"-(-9223372036854775807 - 1)", "integer overflow: the result of '-'", 20},
+      // a path that does not exist is an error, as in pyoco: never null
+      {"missing", "'missing' not found", 20},
+      {"n > 1 and $ctx.params.nope", "'$ctx.params.nope' not found", 30},
+      {"params.nested.nope", "'params.nested.nope' not found: params.nested has no key 'nope'", 20},
+      {"params.nested.k.2", "'params.nested.k.2' not found: params.nested.k is a list of 2 items",
+       20},
+      {"params.mode.x", "'params.mode.x' not found: params.mode is string, not an object", 20},
+      {"$ctx.run_id", "'$ctx.run_id' not found", 20},
+      {"env.NOPE", "'env.NOPE' not found: environment variable NOPE is not set", 20},
   };
   for (const Invalid& bad : table) {
     BOOST_TEST_CONTEXT(bad.text) {

@@ -129,6 +129,37 @@ BOOST_AUTO_TEST_CASE(locations_point_into_the_file) {
   BOOST_TEST(t.tasks.at(0).where.line == 13u);  // its [tasks.fetch_data] header
 }
 
+// pyoco's `use: <entry>`: an alias runs its entry's task with the entry's
+// inputs under its own, the entry's outputs then its own, and the entry's
+// policies unless it gives its own; aliases of aliases resolve in turn.
+BOOST_AUTO_TEST_CASE(use_naming_an_entry_is_an_alias_of_it) {
+  const FlowSpec f = parse_flow_text(R"(flow: {graph: "c >> b"}
+tasks:
+  c: {use: b, inputs: {message: own}, outputs: ["scratch.c"], retries: 1}
+  b: {use: base, inputs: {value: 2}}
+  base: {callable: "std:echo", inputs: {value: 1, message: base}, outputs: ["params.x"], retries: 3, timeout_sec: 5}
+)",
+                                     "flow.yaml");
+  const TaskSpec* c = f.find_task("c");
+  const TaskSpec* b = f.find_task("b");
+  BOOST_TEST_REQUIRE(c != nullptr);
+  BOOST_TEST_REQUIRE(b != nullptr);
+  BOOST_TEST(b->use == "std/echo");
+  BOOST_TEST(b->alias_of == "base");
+  BOOST_TEST_REQUIRE(b->inputs.size() == 2u);
+  BOOST_TEST(b->inputs[0].name == "value");
+  BOOST_TEST(to_json_text(b->inputs[0].value) == "2");
+  BOOST_TEST(c->use == "std/echo");
+  BOOST_TEST(c->alias_of == "b");
+  BOOST_TEST_REQUIRE(c->inputs.size() == 2u);
+  BOOST_TEST(to_json_text(c->inputs[0].value) == "2");
+  BOOST_TEST(to_json_text(c->inputs[1].value) == "\"own\"");
+  BOOST_TEST(c->outputs == (std::vector<std::string>{"params.x", "scratch.c"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(c->retries == 1u);
+  BOOST_TEST(c->timeout_sec == 5.0);
+}
+
 BOOST_AUTO_TEST_CASE(defaults_and_name_when_left_out) {
   const FlowSpec s =
       parse_flow_text("flow: {graph: a}\ntasks:\n  a: {use: \"p/t\"}\n", "some/dir/my_flow.yaml");
@@ -207,7 +238,11 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {callable: \"p.t\"}\n",
        "tasks.a.callable: expected \"<plugin>:<task>\", found \"p.t\"", 3, 17},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"pt\"}\n",
-       "tasks.a.use: expected \"<plugin>/<task>\", found \"pt\"", 3, 12},
+       "tasks.a.use: \"pt\" is not \"<plugin>/<task>\" and no entry of tasks: is named so", 3, 12},
+      // pyoco's aliases (use: <entry>) that cannot resolve
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: b}\n  b: {use: c}\n  c: {use: a}\n",
+       "tasks.a.use: aliases go round: a -> b -> c -> a", 3, 12},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: a}\n", "aliases go round: a -> a", 3, 12},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/\"}\n", "expected \"<plugin>/<task>\"",
        3, 12},
       // durations and counts that would overflow or never end (issue 12)

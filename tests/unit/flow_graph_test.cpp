@@ -297,9 +297,12 @@ BOOST_AUTO_TEST_CASE(check_and_run_agree_on_references_inputs_and_types) {
        "input 'value': node 'b' may not have run when 'c' starts: an OR-join '|' between them "
        "goes on as soon as one branch succeeds; read a node that every path to 'c' runs"},
       // A node of another case: say where it is.
-      {"switch(on={{x}}) { 1: a; default: b } >> c", "{value: \"$node.a.output\"}",
-       "input 'value': '$node.a.output' names node 'a', which is in case '1' of switch_1: a "
-       "case's or a loop body's nodes are seen only inside it"},
+      {"switch(on={{x}}) { 1: a; default: b >> c }", "{value: \"$node.a.output\"}",
+       "input 'value': '$node.a.output' names node 'a', which is in case '1' of switch_1: it is "
+       "seen inside it, and after it by the nodes that run after it"},
+      // A loop body's node, read by a node that does not wait for the loop.
+      {"(repeat(count=2) { a } & c)", "{value: \"$node.a.output\"}",
+       "input 'value': node 'a' does not run before 'c'"},
       {"a >> c", "{value: \"$node.c.output\"}",
        "input 'value': node 'c' reads its own output, which does not exist before it ends"},
       {"a >> c", "{valu: 1}",
@@ -331,6 +334,17 @@ tasks:
   c: {use: p/typed, inputs: {value: "$node.x.output", ratio: 2, times: "$node.x.output"}}
 )");
   BOOST_TEST(errors(ok) == "");
+  // After a loop or a switch, its body's nodes are read as pyoco reads
+  // results.<node>: the last run of each.
+  const auto after = check(
+      R"(flow: {graph: "repeat(count=2) { a } >> switch(on={{x}}) { 1: b; default: x } >> c", defaults: {x: 1}}
+tasks:
+  x: {use: p/x}
+  a: {use: p/a}
+  b: {use: p/b}
+  c: {use: p/typed, inputs: {value: "$node.a.output", items: "$node.b.output"}}
+)");
+  BOOST_TEST(errors(after) == "");
 }
 
 // Node names Mermaid reads as syntax get an id of their own; the label

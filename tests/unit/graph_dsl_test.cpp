@@ -19,7 +19,8 @@ std::string render_loop(const LoopTerm& l) {
   std::string s;
   switch (l.kind) {
     case LoopTerm::Kind::Repeat:
-      s = "repeat(count=" + std::to_string(l.count);
+      s = "repeat(count=" +
+          (l.count_expr.empty() ? std::to_string(l.count) : "{{" + l.count_expr.text() + "}}");
       break;
     case LoopTerm::Kind::Foreach:
       s = "foreach(over=" + l.over.text() + ",item=" + l.item + ",index=" + l.index +
@@ -109,9 +110,12 @@ BOOST_AUTO_TEST_CASE(every_form_parses_to_what_it_means) {
       {"switch(on={{mode}}) { fast: f; \"slow one\": s; default: d; }",
        "switch(mode){\"fast\":f;\"slow one\":s;default:d;}"},
       {"switch(on={{mode}}) { 'a': x; b: y }", "switch(mode){\"a\":x;\"b\":y;}"},
-      {"switch(on={{n}}) { 1: one; 2.5: half; }", "switch(n){1:one;2.5:half;}"},
+      {"switch(on={{n}}) { 1: one; 2.5: half; }", "switch(n){1:one;\"2.5\":half;}"},
       {"switch(on=mode) { a: x >> y; }", "switch(mode){\"a\":x>>y;}"},
       {"repeat(count=3) { tick }", "repeat(count=3,collect=list){tick}"},
+      // pyoco: a count may be an expression (a bare name is a param)
+      {"repeat(count={{n * 2}}) { tick }", "repeat(count={{n * 2}},collect=list){tick}"},
+      {"repeat(count=n) { tick }", "repeat(count={{n}},collect=list){tick}"},
       {"repeat(count=0, collect=last) { tick }", "repeat(count=0,collect=last){tick}"},
       {"foreach(over={{items}}) { shout }",
        "foreach(over=items,item=item,index=index,parallel=1,collect=list){shout}"},
@@ -132,7 +136,9 @@ BOOST_AUTO_TEST_CASE(every_form_parses_to_what_it_means) {
       // docs/flows.md: a bare name, number or quoted string is an expression too
       {"switch(on=3) { 3: a; }", "switch(3){3:a;}"},
       {"switch(on=\"x y\") { \"x y\": a; }", "switch(\"x y\"){\"x y\":a;}"},
-      {"switch(on={{mode}}) { true: a; False: b; }", "switch(mode){\"true\":a;\"False\":b;}"},
+      {"switch(on={{mode}}) { true: a; False: b; }", "switch(mode){true:a;\"False\":b;}"},
+      // pyoco's quoted branch: the string holds a pipeline
+      {"switch(on={{m}}) { c: \"c >> z\"; default: d }", "switch(m){\"c\":c>>z;default:d;}"},
       {"foreach(over=items) { a }",
        "foreach(over=items,item=item,index=index,parallel=1,collect=list){a}"},
       // the limits, just inside
@@ -184,7 +190,7 @@ BOOST_AUTO_TEST_CASE(mistakes_name_the_problem_at_its_line_and_column) {
       {"foreach(item=x) { a }", "foreach needs over=", 1, 1},
       {"until(max_iter=3) { a }", "until needs cond=", 1, 1},
       {"switch() { a: x }", "switch needs on=", 1, 1},
-      {"repeat(count=x) { a }", "count must be an integer", 1, 14},
+      {"repeat(count=2.5) { a }", "count must be an integer", 1, 14},
       {"repeat(count=-1) { a }", "count must be at least 0", 1, 14},
       {"foreach(over={{xs}}, parallel=0) { a }", "parallel must be at least 1", 1, 31},
       {"until(cond={{d}}, max_iter=0) { a }", "max_iter must be at least 1", 1, 28},
@@ -214,8 +220,9 @@ BOOST_AUTO_TEST_CASE(mistakes_name_the_problem_at_its_line_and_column) {
        "max_iter=1000001 is over the limit of 1000000 iterations", 1, 28},
       {"foreach(over={{xs}}, parallel=10001) { a }",
        "parallel=10001 is over the limit of 10000 iterations at a time", 1, 31},
-      // number labels are read whole (std::stod read "1.2.3" as 1.2)
-      {"switch(on={{m}}) { 1.2.3: a }", "case label 1.2.3 is not a number", 1, 20},
+      // a quoted branch's mistakes are said where they are in the string
+      {"switch(on={{m}}) { a: \"x >> >> y\" }", "expected a step", 1, 29},
+      {"switch(on={{m}}) { a: \"x; y\" }", "a quoted branch holds one pipeline, not 2", 1, 23},
   };
   for (const Invalid& bad : table) {
     BOOST_TEST_CONTEXT(bad.text) {
@@ -261,29 +268,40 @@ BOOST_AUTO_TEST_CASE(a_named_node_keeps_name_and_task_apart) {
   BOOST_TEST(bare.task == "emit");
 }
 
-BOOST_AUTO_TEST_CASE(switch_cases_keep_their_value_types) {
-  const Graph g = parse("switch(on={{n}}) { 1: a; \"1\": b; default: c; }");
+// Labels compile as pyoco compiles them (graph.py _compile_case_value):
+// true/false are bools and digits ints, quoted or not; anything else is the
+// string as written.
+BOOST_AUTO_TEST_CASE(switch_labels_compile_as_pyoco_compiles_them) {
+  const Graph g = parse(
+      "switch(on={{n}}) { 1: a; \"2\": b; true: c; \"false\": d; 2.5: e; True: f; x: g; "
+      "default: h; }");
   const auto& sw = std::get<SwitchTerm>(g.statements.front().terms.front());
-  BOOST_TEST_REQUIRE(sw.cases.size() == 3u);
+  BOOST_TEST_REQUIRE(sw.cases.size() == 8u);
   BOOST_TEST(sw.cases[0].match.is_int());
   BOOST_TEST(sw.cases[0].match.as_int() == 1);
-  BOOST_TEST(sw.cases[1].match.is_string());
-  BOOST_TEST(sw.cases[1].match.as_string() == "1");
-  BOOST_TEST(sw.cases[2].is_default);
-  const Graph big = parse("switch(on={{n}}) { 99999999999999999999: a; -2.5: b }");
-  const auto& numbers = std::get<SwitchTerm>(big.statements.front().terms.front());
-  BOOST_TEST(numbers.cases.at(0).match.as_double() == 1e20);  // past int64: a double
-  BOOST_TEST(numbers.cases.at(1).match.as_double() == -2.5);
+  BOOST_TEST(sw.cases[1].match.is_int());
+  BOOST_TEST(sw.cases[1].match.as_int() == 2);
+  BOOST_TEST(sw.cases[2].match.is_bool());
+  BOOST_TEST(sw.cases[2].match.as_bool());
+  BOOST_TEST(sw.cases[3].match.is_bool());
+  BOOST_TEST(!sw.cases[3].match.as_bool());
+  BOOST_TEST(sw.cases[4].match.as_string() == "2.5");
+  BOOST_TEST(sw.cases[5].match.as_string() == "True");
+  BOOST_TEST(sw.cases[6].match.as_string() == "x");
+  BOOST_TEST(sw.cases[7].is_default);
+  // "1" and 1 are the same label
+  BOOST_CHECK_THROW(parse("switch(on={{n}}) { 1: a; \"1\": b }"), FlowError);
 }
 
-// A number label past a double's range made std::stod throw out_of_range
-// out of the parser (fuzz/regressions/graph_dsl/).
+// A label of digits past int64 is an error, never a crash (std::stod threw
+// out_of_range out of the parser: fuzz/regressions/graph_dsl/).
 BOOST_AUTO_TEST_CASE(a_number_label_out_of_range_is_an_error_not_a_crash) {
   try {
     parse("switch(on={{m}}) { " + std::string(400, '9') + ": a }");
     BOOST_ERROR("parsed, but should not have");
   } catch (const FlowError& e) {
-    BOOST_TEST(e.problem().find("is out of range for a number") != std::string::npos, e.problem());
+    BOOST_TEST(e.problem().find("is out of range for an integer") != std::string::npos,
+               e.problem());
     BOOST_TEST(e.where().column == 20u);
   }
 }

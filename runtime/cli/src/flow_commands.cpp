@@ -46,7 +46,17 @@ struct FlowOptions {
   PluginPathOption path;
 
   void attach(CLI::App* cmd, bool with_params) {
-    cmd->add_option("flow", file, "The flow file (flow.yaml or flow.toml)")->required();
+    auto* positional = cmd->add_option("flow", file, "The flow file (flow.yaml or flow.toml)");
+    // pyoco's spelling, so that scripts written for it run unchanged.
+    auto* config = cmd->add_option("--config", file, "The flow file, as pyoco's --config FILE")
+                       ->type_name("FILE");
+    positional->excludes(config);
+    config->excludes(positional);
+    cmd->final_callback([positional, config] {
+      if (positional->count() + config->count() == 0) {
+        throw CLI::RequiredError("flow (the flow file, or --config FILE)");
+      }
+    });
     if (with_params) {
       cmd->add_option("-p,--param", params,
                       "A run param KEY=VALUE (repeatable); VALUE is JSON when it parses as JSON, "

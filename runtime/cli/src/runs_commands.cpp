@@ -216,8 +216,23 @@ int run_output(const OutputOptions& o) {
     print_json(all);
     return kExitOk;
   }
+  // A node inside a loop body or a switch case, named without its
+  // iteration (`bump` for bump[0], bump[1] ...): its last run, as pyoco's
+  // results.<node> is after the loop.
+  const auto tasks = history->tasks(r.id);
+  std::string node = o.node;
+  const bool exact =
+      std::any_of(tasks.begin(), tasks.end(), [&](const TaskRecord& t) { return t.node == node; });
+  if (!exact && node.find('[') == std::string::npos) {
+    for (auto t = tasks.rbegin(); t != tasks.rend(); ++t) {
+      if (t->node.rfind(o.node + "[", 0) == 0 && t->state == core::TaskState::Succeeded) {
+        node = t->node;
+        break;
+      }
+    }
+  }
   for (const auto& out : outputs) {
-    if (out.node != o.node) continue;
+    if (out.node != node) continue;
     if (!out.dropped.empty()) {
       std::cerr << "pyoco runs output: the output of " << core::printable(o.node) << " ("
                 << out.bytes << " bytes) was not kept: more than " << out.dropped << '\n';
@@ -226,9 +241,8 @@ int run_output(const OutputOptions& o) {
     print_json(runner::output_json(out));
     return kExitOk;
   }
-  const auto tasks = history->tasks(r.id);
-  const auto t = std::find_if(tasks.begin(), tasks.end(),
-                              [&](const TaskRecord& t) { return t.node == o.node; });
+  const auto t =
+      std::find_if(tasks.begin(), tasks.end(), [&](const TaskRecord& t) { return t.node == node; });
   if (t == tasks.end()) {
     throw RunsError("run " + run + " has no task " + core::printable(o.node) +
                     " (see `pyoco runs show " + run + "`)");

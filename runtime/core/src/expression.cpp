@@ -38,6 +38,7 @@ struct ExprNode {
   Value literal;
   PathRoot root = PathRoot::Params;
   std::vector<std::string> path;
+  std::string source;  // Path: as written, for messages
   std::vector<std::shared_ptr<const ExprNode>> args;
   std::uint32_t column = 0;  // within the expression text, 1-based
   std::uint32_t depth = 1;   // levels below and including this node
@@ -407,28 +408,36 @@ class Parser {
     }
     std::size_t first = 0;
     if (parts[0] == "$ctx") {
-      // pyoco's context: $ctx.params.x, $ctx.results.node, $ctx.scratch.k,
-      // $ctx.loop.index (the same as params.x, results.node ...).
+      // pyoco's run context: $ctx.params.x, $ctx.results.node, $ctx.scratch.k,
+      // $ctx.loop.<field>, $ctx.loops, and $ctx.<var> for a loop variable.
+      if (parts.size() < 2) {
+        fail(t,
+             "'$ctx' alone is not a value: write $ctx.params.<name>, $ctx.results.<node>, "
+             "$ctx.scratch.<key>, $ctx.loop.<field> or $ctx.<loop variable>");
+      }
       static const std::pair<const char*, PathRoot> roots[] = {{"params", PathRoot::Params},
                                                                {"results", PathRoot::Results},
                                                                {"scratch", PathRoot::Scratch},
-                                                               {"loop", PathRoot::Loop}};
-      const auto* root = std::find_if(std::begin(roots), std::end(roots), [&](const auto& r) {
-        return parts.size() >= 3 && parts[1] == r.first;
-      });
+                                                               {"loop", PathRoot::LoopFrame},
+                                                               {"loops", PathRoot::Loops}};
+      const auto* root = std::find_if(std::begin(roots), std::end(roots),
+                                      [&](const auto& r) { return parts[1] == r.first; });
       if (root == std::end(roots)) {
-        fail(t, "'" + t.text +
-                    "': $ctx reaches params, results, scratch and loop here ($ctx.params.<name>, "
-                    "$ctx.results.<node>, $ctx.scratch.<key>, $ctx.loop.<field>)");
+        n->root = PathRoot::Vars, first = 1;
+      } else {
+        n->root = root->second, first = 2;
+        if (n->root == PathRoot::Results && parts.size() < 3) {
+          fail(t, "'" + t.text + "': write $ctx.results.<node>");
+        }
       }
-      n->root = root->second;
-      first = 2;
     } else if (parts[0] == "$env" || parts[0] == "env") {
       if (parts.size() != 2) fail(t, "'" + t.text + "': write env.NAME");
       n->root = PathRoot::Env;
       first = 1;
     } else if (parts[0][0] == '$') {
-      fail(t, "'" + t.text + "': in expressions use params.x, results.x, scratch.x, loop.x, env.X");
+      fail(t, "'" + t.text +
+                  "': in expressions use params.x, results.x, scratch.x, loop.x, env.X or "
+                  "$ctx.<path>");
     } else if (parts.size() > 1 && parts[0] == "params") {
       n->root = PathRoot::Params, first = 1;
     } else if (parts.size() > 1 && parts[0] == "results") {
@@ -440,6 +449,7 @@ class Parser {
     } else {
       n->root = PathRoot::Params;  // a bare name is a param
     }
+    n->source = t.text;
     n->path.assign(parts.begin() + static_cast<std::ptrdiff_t>(first), parts.end());
     return n;
   }
@@ -468,7 +478,7 @@ class Evaluator {
       case Op::Literal:
         return n.literal;
       case Op::Path:
-        return scope_.lookup(n.root, n.path);
+        return path(n);
       case Op::List: {
         ValueBuilder b;
         ValueNode* arr = b.arena().make_array(n.args.size());
@@ -524,6 +534,45 @@ class Evaluator {
   }
 
  private:
+  // A path's value: its first segment from the scope, then key by key (a
+  // list by index); a step that does not exist is an error, as in pyoco.
+  Value path(const ExprNode& n) const {
+    std::string why;
+    const std::optional<Value> root =
+        scope_.lookup(n.root, n.path.empty() ? std::string_view() : n.path[0], why);
+    if (!root) fail(n, "'" + n.source + "' not found" + (why.empty() ? "" : ": " + why));
+    Value v = *root;
+    std::string walked = n.source.substr(0, n.source.size() - path_tail(n, 1));
+    for (std::size_t i = 1; i < n.path.size(); ++i) {
+      const std::string& step = n.path[i];
+      if (v.is_array() && !step.empty() &&
+          step.find_first_not_of("0123456789") == std::string::npos) {
+        const std::size_t idx = std::strtoull(step.c_str(), nullptr, 10);
+        if (step.size() > 18 || idx >= v.size()) {
+          fail(n, "'" + n.source + "' not found: " + walked + " is a list of " +
+                      std::to_string(v.size()) + " items");
+        }
+        v = v.at(idx);
+      } else if (v.is_object() && v.contains(step)) {
+        v = v.find(step);
+      } else {
+        fail(n,
+             "'" + n.source + "' not found: " + walked +
+                 (v.is_object() ? " has no key '" + step + "'"
+                                : " is " + std::string(to_string(v.kind())) + ", not an object"));
+      }
+      walked += "." + step;
+    }
+    return v;
+  }
+
+  // The length of the text of path segments [from, end) with their dots.
+  static std::size_t path_tail(const ExprNode& n, std::size_t from) {
+    std::size_t len = 0;
+    for (std::size_t i = from; i < n.path.size(); ++i) len += 1 + n.path[i].size();
+    return len;
+  }
+
   [[noreturn]] void fail(const ExprNode& n, const std::string& problem) const {
     SourceLocation w = e_.where();
     if (w.column > 0) w.column += n.column - 1;
@@ -560,29 +609,7 @@ class Evaluator {
     return v.is_bool() ? double(as_int(v)) : v.as_double();
   }
 
-  // Python's ==: True == 1, 1 == 1.0, [True] == [1]; no other kinds mix.
-  static bool equal(const Value& a, const Value& b) {
-    if (numeric(a) && numeric(b)) {
-      if (integral(a) && integral(b)) return as_int(a) == as_int(b);
-      return as_double(a) == as_double(b);
-    }
-    if (a.is_array() && b.is_array()) {
-      if (a.size() != b.size()) return false;
-      for (std::size_t i = 0; i < a.size(); ++i) {
-        if (!equal(a.at(i), b.at(i))) return false;
-      }
-      return true;
-    }
-    if (a.is_object() && b.is_object()) {
-      if (a.size() != b.size()) return false;
-      for (std::size_t i = 0; i < a.size(); ++i) {
-        const auto [key, item] = a.member(i);
-        if (!b.contains(key) || !equal(item, b.find(key))) return false;
-      }
-      return true;
-    }
-    return a == b;
-  }
+  static bool equal(const Value& a, const Value& b) { return python_equal(a, b); }
 
   // -1, 0, 1 as Python orders them: numbers (bools too), strings, and lists
   // element by element; anything else is a type error, as in Python.
@@ -773,6 +800,37 @@ std::vector<Expression::PathUse> Expression::paths() const {
   std::vector<PathUse> out;
   if (root_ != nullptr) collect_paths(*root_, out);
   return out;
+}
+
+// Python's ==: True == 1, 1 == 1.0, [True] == [1]; no other kinds mix.
+bool python_equal(const Value& a, const Value& b) {
+  const auto numeric = [](const Value& v) { return v.is_number() || v.is_bool(); };
+  const auto integral = [](const Value& v) { return v.is_int() || v.is_bool(); };
+  const auto as_int = [](const Value& v) -> std::int64_t {
+    return v.is_bool() ? (v.as_bool() ? 1 : 0) : v.as_int();
+  };
+  if (numeric(a) && numeric(b)) {
+    if (integral(a) && integral(b)) return as_int(a) == as_int(b);
+    const double x = a.is_bool() ? double(as_int(a)) : a.as_double();
+    const double y = b.is_bool() ? double(as_int(b)) : b.as_double();
+    return x == y;
+  }
+  if (a.is_array() && b.is_array()) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (!python_equal(a.at(i), b.at(i))) return false;
+    }
+    return true;
+  }
+  if (a.is_object() && b.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const auto [key, item] = a.member(i);
+      if (!b.contains(key) || !python_equal(item, b.find(key))) return false;
+    }
+    return true;
+  }
+  return a == b;
 }
 
 bool truthy(const Value& v) {

@@ -3,6 +3,7 @@
 #include <pyoco/core/flow_graph.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <utility>
@@ -20,6 +21,14 @@ class Checker {
   std::vector<Diagnostic> run() {
     std::set<std::string> used;
     walk(flow_.graph, used, {});
+    // An entry that a used alias runs as (`use: base`) is used too.
+    for (const TaskSpec& t : flow_.spec->tasks) {
+      if (used.count(t.name) == 0) continue;
+      for (const TaskSpec* a = &t; !a->alias_of.empty() && used.insert(a->alias_of).second;) {
+        a = flow_.spec->find_task(a->alias_of);
+        if (a == nullptr) break;
+      }
+    }
     for (const TaskSpec& t : flow_.spec->tasks) {
       if (used.count(t.name) == 0) {
         warn(t.where, "task '" + t.name + "' is never used in the graph (orphan)");
@@ -52,7 +61,8 @@ class Checker {
         used.insert(n.task->name);
         check_task(g, i, loop_vars);
       } else if (n.kind == GraphNode::Kind::Switch) {
-        check_expression(n.switch_term->on);
+        check_expression(n.switch_term->on, !loop_vars.empty());
+        check_labels(*n.switch_term);
         const bool has_default =
             std::any_of(n.switch_term->cases.begin(), n.switch_term->cases.end(),
                         [](const dsl::SwitchCase& c) { return c.is_default; });
@@ -62,14 +72,15 @@ class Checker {
       } else if (n.kind == GraphNode::Kind::Loop) {
         const dsl::LoopTerm& l = *n.loop_term;
         if (l.kind == dsl::LoopTerm::Kind::Foreach) {
-          check_expression(l.over);
+          check_expression(l.over, !loop_vars.empty());
           inner.insert(l.item);
           inner.insert(l.index);
         } else {
           inner.insert("index");
         }
+        if (!l.count_expr.empty()) check_expression(l.count_expr, !loop_vars.empty());
         if (l.kind == dsl::LoopTerm::Kind::Until) {
-          check_expression(l.cond);
+          check_expression(l.cond, true);  // evaluated in the iteration
           if (l.max_iter == 0) {
             warn(n.where, "until has no max_iter: it fails after " +
                               std::to_string(dsl::kDefaultUntilMaxIter) +
@@ -97,7 +108,12 @@ class Checker {
     const FlowGraph* graph = &g;
     std::uint32_t node = id;
     for (std::size_t level = enclosing_.size();;) {
-      const std::int64_t found = graph->find(name);
+      std::int64_t found = graph->find(name);
+      // A node inside a loop body or a switch case is read after that loop
+      // or switch (its last run), as pyoco's results.<node> is.
+      for (std::uint32_t c = 0; found < 0 && c < graph->nodes.size(); ++c) {
+        if (c != node && holds(graph->nodes[c], name)) found = c;
+      }
       if (found >= 0) {
         const auto f = static_cast<std::uint32_t>(found);
         const bool sure = graph->guaranteed_before(f, node);
@@ -108,6 +124,17 @@ class Checker {
       graph = enclosing_[level].first;
       node = enclosing_[level].second;
     }
+  }
+
+  // Whether a node of this name is somewhere inside control node `n`.
+  static bool holds(const GraphNode& n, const std::string& name) {
+    for (const auto& child : n.children) {
+      if (child->find(name) >= 0) return true;
+      for (const GraphNode& inner : child->nodes) {
+        if (holds(inner, name)) return true;
+      }
+    }
+    return false;
   }
 
   // Where a node of this name is, anywhere in the flow: "in case 'fast' of
@@ -134,13 +161,73 @@ class Checker {
     return {};
   }
 
-  void check_expression(const Expression& e) {
+  // What an expression reads that cannot be there when it runs fails the
+  // run then, as in pyoco: said here as warnings.
+  void check_expression(const Expression& e, bool in_loop) {
     for (const auto& use : e.paths()) {
-      if (use.root == PathRoot::Params && !use.path.empty() && !params_.contains(use.path[0])) {
-        warn(e.where(), "'" + use.path[0] + "' is not a param in flow.defaults: pass --param " +
-                            use.path[0] + "=...");
+      const std::string first = use.path.empty() ? "" : use.path[0];
+      switch (use.root) {
+        case PathRoot::Params:
+          if (!first.empty() && !params_.contains(first) && !written("params", first)) {
+            warn(e.where(), "'" + first +
+                                "' is not a param in flow.defaults: the run fails when it reads "
+                                "it (pass --param " +
+                                first + "=...)");
+          }
+          break;
+        case PathRoot::Results:
+          if (!first.empty() && locate(first).empty() && flow_.graph.find(first) < 0 &&
+              !written("results", first)) {
+            warn(e.where(), "'results." + first + "': no node '" + first +
+                                "' is in the graph: the run fails when it reads it");
+          }
+          break;
+        case PathRoot::Loop:
+        case PathRoot::Vars:
+        case PathRoot::LoopFrame:
+          if (!in_loop) {
+            warn(e.where(), "'" + e.text() +
+                                "' reads a loop's variables outside any loop: the run fails "
+                                "when it reads them");
+          }
+          break;
+        default:
+          break;
       }
     }
+  }
+
+  // Labels pyoco compiles to strings that look like something else.
+  void check_labels(const dsl::SwitchTerm& s) {
+    for (const dsl::SwitchCase& c : s.cases) {
+      if (c.is_default || !c.match.is_string()) continue;
+      const std::string text(c.match.as_string());
+      if (text == "True" || text == "False" || text == "TRUE" || text == "FALSE") {
+        warn(c.where, "case '" + text + "' is the string \"" + text +
+                          "\" (as in pyoco): a boolean subject matches only true: or false:");
+      } else if (looks_numeric(text)) {
+        warn(c.where, "case '" + text + "' is the string \"" + text +
+                          "\" (as in pyoco, only digits make a number label): a number " + text +
+                          " does not match it; switch on a string, or on {{x == " + text + "}}");
+      }
+    }
+  }
+  static bool looks_numeric(const std::string& t) {
+    if (t.empty()) return false;
+    char* end = nullptr;
+    std::strtod(t.c_str(), &end);
+    return end == t.c_str() + t.size() && t.find_first_of("0123456789") != std::string::npos;
+  }
+
+  // Whether some task's `outputs:` writes <root>.<name> (results.x, params.x).
+  bool written(const std::string& root, const std::string& name) const {
+    const std::string path = root + "." + name;
+    for (const TaskSpec& t : flow_.spec->tasks) {
+      for (const std::string& o : t.outputs) {
+        if (o == path || o.rfind(path + ".", 0) == 0) return true;
+      }
+    }
+    return false;
   }
 
   void check_task(const FlowGraph& g, std::uint32_t id, const std::set<std::string>& loop_vars) {
@@ -240,13 +327,16 @@ class Checker {
         return;
       }
       const Upstream target = upstream(g, id, node);
+      if (!target.found && written("results", node)) {
+        return;  // a name a task's outputs: writes (results.<name>), read when it runs
+      }
       if (!target.found) {
         const std::string where = locate(node);
         error(b.where, "input '" + b.name + "': '" + ref + "' names node '" + node + "', " +
                            (where.empty() ? "which is not in the graph"
                                           : "which is " + where +
-                                                ": a case's or a loop body's nodes are seen "
-                                                "only inside it"));
+                                                ": it is seen inside it, and after it by the "
+                                                "nodes that run after it"));
       } else if (node == g.nodes[id].name && target.waiter == node) {
         error(b.where, "input '" + b.name + "': node '" + node +
                            "' reads its own output, which does not exist before it ends");

@@ -514,6 +514,7 @@ class Schema {
   }
 
   void read_tasks(const Doc& tasks, FlowSpec& spec) const {
+    std::vector<Alias> aliases;
     for (std::size_t i = 0; i < tasks.map.size(); ++i) {
       const auto& [name, value] = tasks.map[i];
       check_name(name, tasks.key_where[i], "tasks");
@@ -575,12 +576,88 @@ class Schema {
       if (use == nullptr && callable == nullptr) {
         fail(t.where, at + "use: is missing (e.g. use: \"std/echo\")");
       }
-      if (t.use.find('/') == std::string::npos || t.use.front() == '/' || t.use.back() == '/') {
+      if (use != nullptr && t.use.find('/') == std::string::npos && !t.use.empty()) {
+        // pyoco's alias: `use: base` names another entry of tasks:, resolved below.
+        Alias a{spec.tasks.size(), use->where, {}};
+        for (const auto& [key, v] : value.map) a.keys.insert(key);
+        aliases.push_back(std::move(a));
+      } else if (t.use.find('/') == std::string::npos || t.use.front() == '/' ||
+                 t.use.back() == '/') {
         fail((use != nullptr ? use : callable)->where,
              at + "use: expected \"<plugin>/<task>\", found \"" + t.use + "\"");
       }
       spec.tasks.push_back(std::move(t));
     }
+    resolve_aliases(aliases, spec);
+  }
+
+  // A task whose `use:` names another entry of tasks: (pyoco's local alias).
+  struct Alias {
+    std::size_t task;  // its index in spec.tasks
+    SourceLocation where;
+    std::set<std::string> keys;  // the keys it gives itself
+  };
+
+  // An alias runs its target's task with the target's inputs, its own on top
+  // (by name), the target's outputs and then its own, and the target's
+  // retries, timeout and fail_policy unless it gives its own. Aliases of
+  // aliases resolve in turn; a loop of them is an error.
+  void resolve_aliases(const std::vector<Alias>& aliases, FlowSpec& spec) const {
+    std::unordered_map<std::string, std::size_t> index;  // task name -> spec.tasks index
+    for (std::size_t i = 0; i < spec.tasks.size(); ++i) index.emplace(spec.tasks[i].name, i);
+    std::unordered_map<std::size_t, const Alias*> pending;  // unresolved aliases by task
+    for (const Alias& a : aliases) pending.emplace(a.task, &a);
+    for (const Alias& first : aliases) {
+      // Follow the chain to a task that is not a pending alias (iteratively:
+      // a file may chain thousands), then resolve it from its far end back.
+      std::vector<const Alias*> chain;
+      std::set<std::size_t> seen;
+      for (auto it = pending.find(first.task); it != pending.end();) {
+        const Alias& a = *it->second;
+        const TaskSpec& t = spec.tasks[a.task];
+        if (!seen.insert(a.task).second) {
+          std::string loop;
+          for (const Alias* c : chain) loop += spec.tasks[c->task].name + " -> ";
+          fail(first.where,
+               "tasks." + spec.tasks[first.task].name + ".use: aliases go round: " + loop + t.name);
+        }
+        const auto target = index.find(t.use);
+        if (target == index.end()) {
+          fail(a.where, "tasks." + t.name + ".use: \"" + t.use +
+                            "\" is not \"<plugin>/<task>\" and no entry of tasks: is named so");
+        }
+        chain.push_back(&a);
+        it = pending.find(target->second);
+      }
+      for (auto c = chain.rbegin(); c != chain.rend(); ++c) {
+        inherit(spec.tasks[(*c)->task], spec.tasks[index.at(spec.tasks[(*c)->task].use)],
+                (*c)->keys);
+        pending.erase((*c)->task);
+      }
+    }
+  }
+
+  static void inherit(TaskSpec& t, const TaskSpec& base, const std::set<std::string>& keys) {
+    t.alias_of = base.name;
+    t.use = base.use;
+    std::vector<InputBinding> inputs = base.inputs;
+    for (const InputBinding& own : t.inputs) {
+      auto same = std::find_if(inputs.begin(), inputs.end(),
+                               [&](const InputBinding& b) { return b.name == own.name; });
+      if (same != inputs.end()) {
+        *same = own;
+      } else {
+        inputs.push_back(own);
+      }
+    }
+    t.inputs = std::move(inputs);
+    std::vector<std::string> outputs = base.outputs;
+    outputs.insert(outputs.end(), t.outputs.begin(), t.outputs.end());
+    t.outputs = std::move(outputs);
+    if (keys.count("retries") == 0) t.retries = base.retries;
+    if (keys.count("retry_backoff") == 0) t.backoff = base.backoff;
+    if (keys.count("timeout_sec") == 0) t.timeout_sec = base.timeout_sec;
+    if (keys.count("fail_policy") == 0) t.fail_policy = base.fail_policy;
   }
 
   void read_backoff(const Doc& d, const std::string& at, RetryBackoff& b) const {

@@ -342,9 +342,13 @@ class Builder {
           auto from = std::find_if(stack.begin(), stack.end(),
                                    [&](const auto& frame) { return frame.first == s; });
           for (auto it = from; it != stack.end(); ++it) cycle += g.nodes[it->first].name + " -> ";
-          const std::string message = "cycle: " + cycle + g.nodes[s].name +
-                                      " (a repeated name is the same node; use name: task for "
-                                      "a second one)";
+          // `first: t >> first: t`: pyoco's "duplicate node name".
+          const std::string message =
+              s == n ? "duplicate node name '" + g.nodes[s].name +
+                           "': a repeated name is the same node, which cannot follow itself; "
+                           "give the second one another name (name: task)"
+                     : "cycle: " + cycle + g.nodes[s].name +
+                           " (a repeated name is the same node; use name: task for a second one)";
           if (!collect_) throw FlowError(g.nodes[s].where, message);
           out_.errors.push_back({Diagnostic::Severity::Error, g.nodes[s].where, message});
           closing.emplace_back(n, s);

@@ -235,7 +235,8 @@ const std::map<std::string, std::string> kLimitHints = {
 
 class Parser {
  public:
-  explicit Parser(std::vector<Token> tokens) : t_(std::move(tokens)) {}
+  explicit Parser(std::vector<Token> tokens, std::size_t depth = 0)
+      : t_(std::move(tokens)), depth_(depth) {}
 
   Graph graph() {
     Graph g;
@@ -458,25 +459,42 @@ class Parser {
     return b;
   }
 
-  // A case label that is a number: an int when it is one, else a double.
-  // (std::stod here threw out_of_range past 1e308 and read "1.2.3" as 1.2.)
-  static Value number_label(ValueBuilder& b, const Token& label) {
-    const char* begin = label.text.data();
-    const char* end = begin + label.text.size();
-    std::int64_t i = 0;
-    if (auto [p, ec] = std::from_chars(begin, end, i); ec == std::errc() && p == end) {
+  // A case label as pyoco compiles it (graph.py _compile_case_value): the
+  // text true or false is a bool, digits are an int, anything else is the
+  // string as written, whether quoted or not ("3" is the int 3, 2.5 and
+  // True are strings). The subject is then compared with Python's ==.
+  static Value case_label(ValueBuilder& b, const Token& label) {
+    const std::string& text = label.text;
+    if (text == "true" || text == "false") return b.wrap(b.arena().make_bool(text == "true"));
+    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+      std::int64_t i = 0;
+      const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
+      if (ec != std::errc() || p != text.data() + text.size()) {
+        throw FlowError(label.where, "case label " + text + " is out of range for an integer");
+      }
       return b.wrap(b.arena().make_int(i));
     }
-    double d = 0;
-    const auto [p, ec] = std::from_chars(begin, end, d);
-    if (ec == std::errc::result_out_of_range) {
-      throw FlowError(label.where, "case label " + label.text + " is out of range for a number");
+    return b.wrap(b.arena().make_string(text));
+  }
+
+  // A case's branch: a pipeline, or (as pyoco allows) one quoted string
+  // holding a pipeline, `b: "x >> y";`.
+  Pipeline branch() {
+    if (!at(Token::Kind::String) ||
+        !(t_[pos_ + 1].kind == Token::Kind::Semi || t_[pos_ + 1].kind == Token::Kind::RBrace)) {
+      return pipeline();
     }
-    if (ec != std::errc() || p != end) {
-      throw FlowError(label.where,
-                      "case label " + label.text + " is not a number (quote it to match a string)");
+    const Token& quoted = cur();
+    SourceLocation origin = quoted.where;
+    if (origin.column > 0) ++origin.column;  // after the opening quote
+    Parser inner(Lexer(quoted.text, origin).run(), depth_);
+    Graph g = inner.graph();
+    if (g.statements.size() != 1) {
+      throw FlowError(quoted.where, "a quoted branch holds one pipeline, not " +
+                                        std::to_string(g.statements.size()) + " statements");
     }
-    return b.wrap(b.arena().make_double(d));
+    ++pos_;
+    return std::move(g.statements.front());
   }
 
   Term switch_term() {
@@ -499,10 +517,9 @@ class Parser {
       ValueBuilder b;
       if (label.kind == Token::Kind::Ident && label.text == "default") {
         c.is_default = true;
-      } else if (label.kind == Token::Kind::Ident || label.kind == Token::Kind::String) {
-        c.match = b.wrap(b.arena().make_string(label.text));
-      } else if (label.kind == Token::Kind::Number) {
-        c.match = number_label(b, label);
+      } else if (label.kind == Token::Kind::Ident || label.kind == Token::Kind::String ||
+                 label.kind == Token::Kind::Number) {
+        c.match = case_label(b, label);
       } else {
         fail("expected a case label (a name, string, number or default), found " + found());
       }
@@ -515,7 +532,7 @@ class Parser {
         }
       }
       expect(Token::Kind::Colon, "after the case label");
-      c.body.push_back(pipeline());
+      c.body.push_back(branch());
       s.cases.push_back(std::move(c));
       if (!at(Token::Kind::Semi)) break;
       ++pos_;
@@ -539,7 +556,12 @@ class Parser {
       if (a.key == "collect") {
         l.collect = collect(a);
       } else if (l.kind == LoopTerm::Kind::Repeat && a.key == "count") {
-        l.count = integer(a, 0, kMaxIterations);
+        // A number, or (as pyoco) an expression counted when the loop starts.
+        if (a.value.kind == Token::Kind::Number) {
+          l.count = integer(a, 0, kMaxIterations);
+        } else {
+          l.count_expr = expression(a.value);
+        }
         required = true;
       } else if (l.kind == LoopTerm::Kind::Foreach && a.key == "over") {
         l.over = expression(a.value);

@@ -26,17 +26,9 @@ void RunState::start_switch(Frame& f, std::uint32_t i) {
     fail(f, i, e.what());
     return;
   }
-  // A label is a name, a string or a number; a string label also matches a
-  // number of that text, and `true`/`false` (or `True`/`False`) a boolean.
-  auto matches = [&](const Value& label) {
-    if (label == on) return true;
-    if (!label.is_string()) return false;
-    const std::string_view text = label.as_string();
-    if (on.is_number()) return text == core::to_json_text(on);
-    if (on.is_bool())
-      return on.as_bool() ? text == "true" || text == "True" : text == "false" || text == "False";
-    return false;
-  };
+  // As pyoco: labels were compiled as it compiles them, and the first case
+  // whose label == the subject (Python's ==: 1 == True == 1.0) is taken.
+  auto matches = [&](const Value& label) { return core::python_equal(label, on); };
   std::size_t chosen = SIZE_MAX;
   for (std::size_t c = 0; c < g.switch_term->cases.size(); ++c) {
     const auto& sc = g.switch_term->cases[c];
@@ -67,6 +59,7 @@ void RunState::start_switch(Frame& f, std::uint32_t i) {
   child->parent_node = i;
   child->suffix = f.suffix;
   child->loop = f.loop;
+  child->loop_frame = f.loop_frame;
   n.active_children = 1;
   n.children.push_back(std::move(child));
   start_frame(*n.children.back());
@@ -76,6 +69,29 @@ void RunState::start_loop(Frame& f, std::uint32_t i) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
   const auto& l = *g.loop_term;
+  n.loop_count = static_cast<std::size_t>(l.count);
+  if (l.kind == core::dsl::LoopTerm::Kind::Repeat && !l.count_expr.empty()) {
+    Value count;
+    try {
+      count = l.count_expr.evaluate(FrameScope(*this, f));
+    } catch (const core::FlowError& e) {
+      fail(f, i, e.what());
+      return;
+    }
+    if (!count.is_int() && !count.is_bool()) {
+      fail(f, i,
+           "repeat count '" + l.count_expr.text() + "' must be an integer, not " +
+               to_string(count.kind()) + " " + core::to_json_text(count));
+      return;
+    }
+    const std::int64_t c = count.is_bool() ? (count.as_bool() ? 1 : 0) : count.as_int();
+    if (c < 0) {
+      fail(f, i,
+           "repeat count '" + l.count_expr.text() + "' is negative (" + std::to_string(c) + ")");
+      return;
+    }
+    n.loop_count = static_cast<std::size_t>(c);
+  }
   if (l.kind == core::dsl::LoopTerm::Kind::Foreach) {
     try {
       n.loop_items = l.over.evaluate(FrameScope(*this, f));
@@ -131,21 +147,37 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   }
   core::ValueBuilder b;
   const Value index = b.wrap(b.arena().make_int(static_cast<std::int64_t>(k)));
+  auto frame = std::make_shared<LoopFrameInfo>();
+  frame->outer = f.loop_frame;
+  frame->index = k;
   switch (l.kind) {
     case core::dsl::LoopTerm::Kind::Repeat:
-      if (k >= static_cast<std::size_t>(l.count)) return false;
+      if (k >= n.loop_count) return false;
       vars.emplace_back("index", index);
+      frame->type = "repeat";
+      frame->name = "repeat";
+      frame->count = n.loop_count;
       break;
     case core::dsl::LoopTerm::Kind::Foreach:
       if (k >= n.loop_items.size()) return false;
       vars.emplace_back(l.item, n.loop_items.at(k));
       vars.emplace_back(l.index, index);
+      frame->type = "foreach";
+      frame->name = "foreach:" + l.item;
+      frame->count = n.loop_items.size();
+      frame->item = n.loop_items.at(k);
       break;
     case core::dsl::LoopTerm::Kind::Until:
       if (k >= until_max_iter(l)) return false;
       vars.emplace_back("index", index);
+      frame->type = "until";
+      frame->name = "until";
+      frame->count = until_max_iter(l);
+      frame->condition = n.until_condition;
       break;
   }
+  frame->path = (f.loop_frame != nullptr ? f.loop_frame->path + "." : std::string()) + frame->name +
+                "[" + std::to_string(k) + "]";
   b.arena().seal();
   if (!room_for(*g.children.front())) {
     if (n.active_children == 0) {
@@ -164,6 +196,7 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   child->iteration = k;
   child->suffix = f.suffix + "[" + std::to_string(k) + "]";
   child->loop = make_object(vars);
+  child->loop_frame = std::move(frame);
   n.children.push_back(std::move(child));
   if (l.collect == core::dsl::Collect::List || l.collect == core::dsl::Collect::Flatten) {
     if (n.iteration_outputs.size() <= k) n.iteration_outputs.resize(k + 1);
@@ -225,7 +258,8 @@ void RunState::child_done(Frame& child) {
   bool more = true;
   if (l.kind == core::dsl::LoopTerm::Kind::Until) {
     try {
-      more = !core::truthy(l.cond.evaluate(FrameScope(*this, child)));
+      n.until_condition = l.cond.evaluate(FrameScope(*this, child));
+      more = !core::truthy(n.until_condition);
     } catch (const core::FlowError& e) {
       fail(f, i, e.what());
       return;

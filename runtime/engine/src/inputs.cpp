@@ -43,11 +43,12 @@ Value resolve(RunState& run, const Frame& f, std::string_view ref, std::string& 
   if (ref.rfind("$node.", 0) == 0) {
     auto [name, rest] = split(ref.substr(6));
     const NodeExec* n = run.find_node(f, name);
-    if (n == nullptr) {
-      error = "no node '" + std::string(name) + "'";
+    const Value* alias = n == nullptr ? run.results_alias(name) : nullptr;
+    if (n == nullptr && alias == nullptr) {
+      error = "no node '" + std::string(name) + "' has run";
       return Value();
     }
-    if (n->state != core::TaskState::Succeeded) {
+    if (n != nullptr && n->state != core::TaskState::Succeeded) {
       error = "node '" + std::string(name) + "' has no output (it is " + to_string(n->state) + ")";
       return Value();
     }
@@ -55,7 +56,8 @@ Value resolve(RunState& run, const Frame& f, std::string_view ref, std::string& 
       error = "write $node." + std::string(name) + ".output[.key...]";
       return Value();
     }
-    const Value v = walk(n->output, rest.size() > 6 ? rest.substr(7) : std::string_view(), missing);
+    const Value v = walk(n != nullptr ? n->output : *alias,
+                         rest.size() > 6 ? rest.substr(7) : std::string_view(), missing);
     if (!missing.empty())
       error = "the output of '" + std::string(name) + "' has no '" + missing + "'";
     return v;

@@ -431,6 +431,8 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   r.duration_ms = elapsed_ms(n.started);
   r.output_summary = summary(n.output);
   if (g.kind == GraphNode::Kind::Task) apply_outputs(*g.task, n.output);
+  // Seen after its loop or switch too, as pyoco's results.<node> is.
+  if (f.parent != nullptr && g.visible()) body_results_[g.name] = &n;
   emit(EventKind::NodeDone, &n, {}, &g);
   n.instance.reset();
   node_ended(f, i);

@@ -1,5 +1,6 @@
 // Internal: what an expression (switch on, foreach over, until) sees of a
-// run from one frame: params, results, scratch, loop variables and env.
+// run from one frame: params, results, scratch, loop variables, pyoco's
+// loop frames and env.
 #pragma once
 
 #include <pyoco/core/expression.hpp>
@@ -13,7 +14,8 @@ namespace pyoco {
 
 struct FrameScope : core::Expression::Scope {
   FrameScope(RunState& r, const Frame& f) : run(r), frame(f) {}
-  core::Value lookup(core::PathRoot root, const std::vector<std::string>& path) const override;
+  std::optional<core::Value> lookup(core::PathRoot root, std::string_view name,
+                                    std::string& why) const override;
   RunState& run;
   const Frame& frame;
 };

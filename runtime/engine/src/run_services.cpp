@@ -2,6 +2,7 @@
 // (handed to the run's strand) and the run's scratch.
 #include <mutex>
 
+#include "object_value.hpp"
 #include "run_state.hpp"
 
 namespace pyoco {
@@ -39,6 +40,24 @@ core::Value RunState::scratch_get(std::string_view key) {
   std::lock_guard<std::mutex> lock(scratch_mutex_);
   auto it = scratch_.find(key);
   return it == scratch_.end() ? core::Value() : it->second;
+}
+
+std::optional<core::Value> RunState::scratch_find(std::string_view key) {
+  std::lock_guard<std::mutex> lock(scratch_mutex_);
+  auto it = scratch_.find(key);
+  if (it == scratch_.end() || it->second.node() == nullptr) return std::nullopt;
+  return it->second;
+}
+
+core::Value RunState::scratch_object() {
+  std::vector<std::pair<std::string, core::Value>> members;
+  {
+    std::lock_guard<std::mutex> lock(scratch_mutex_);
+    for (const auto& [k, v] : scratch_) {
+      if (v.node() != nullptr) members.emplace_back(k, v);
+    }
+  }
+  return make_object(members);
 }
 
 void RunState::scratch_set(std::string_view key, core::Value value) {

@@ -86,6 +86,21 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   std::vector<std::unique_ptr<asio::steady_timer>> timers_;  // strand only
 };
 
+// An iteration's loop as pyoco shows it (`$ctx.loop.<field>`): apart from
+// the loop variables, so that a task input named `count` or `name` is never
+// filled from it.
+struct LoopFrameInfo {
+  std::shared_ptr<const LoopFrameInfo> outer;  // the enclosing loop's, or null
+  const char* type = "";                       // "repeat", "foreach" or "until"
+  std::string name;                            // "repeat", "foreach:<item>", "until"
+  std::string path;                            // "repeat[0].foreach:x[1]"
+  std::size_t index = 0;                       // 0-based
+  std::size_t count = 0;                       // repeat's count, the list's length, max_iter
+  core::Value item;                            // foreach: this iteration's element
+  core::Value condition;                       // until: the condition after the previous iteration
+  core::Value as_object() const;
+};
+
 struct NodeExec {
   core::TaskState state = core::TaskState::Pending;
   std::vector<std::uint32_t> satisfied;  // per requirement: predecessors that succeeded
@@ -110,6 +125,8 @@ struct NodeExec {
   std::size_t kept_iteration = 0;              // last: the kept one's index + 1
   bool over_limit = false;                     // an iteration could not start: the run's task limit
   core::Value loop_items;                      // foreach: the array
+  std::size_t loop_count = 0;                  // repeat: its count, evaluated
+  core::Value until_condition;                 // until: the condition's last value
   std::size_t next_iteration = 0;
   std::size_t active_children = 0;
   bool child_failed = false;
@@ -120,8 +137,9 @@ struct Frame {
   Frame* parent = nullptr;
   std::uint32_t parent_node = 0;  // the control node in `parent` this frame belongs to
   std::size_t iteration = 0;
-  std::string suffix;  // "[2]" for iteration 2, nested: "[2][0]"
-  core::Value loop;    // object: loop variables visible here
+  std::string suffix;                               // "[2]" for iteration 2, nested: "[2][0]"
+  core::Value loop;                                 // object: loop variables visible here
+  std::shared_ptr<const LoopFrameInfo> loop_frame;  // the innermost loop, or null
   std::vector<NodeExec> nodes;
   std::size_t remaining = 0;
   bool done = false;
@@ -159,9 +177,17 @@ class RunState : public std::enable_shared_from_this<RunState> {
   const Serial& serial() const { return serial_; }
 
   // Lookups for inputs and expressions (strand).
+  // A node by name as `f` sees it: in its frame or an enclosing one, else
+  // the last run of a node of that name inside a loop body or a switch
+  // case (pyoco's results.<node> after a loop).
   const NodeExec* find_node(const Frame& f, std::string_view name) const;
   core::Value loop_var(const Frame& f, std::string_view name) const;
-  core::Value results_alias(std::string_view name) const;
+  // What an `outputs: ["results.<name>"]` wrote, or null.
+  const core::Value* results_alias(std::string_view name) const;
+  // A scratch key's value, or nullopt when it was never set.
+  std::optional<core::Value> scratch_find(std::string_view key);
+  // The whole scratch as an object.
+  core::Value scratch_object();
   const core::Value& current_params() const { return params_; }
   // What `$env.NAME` reads (RunOptions::env); null when unset.
   const std::string* env(std::string_view name) const {
@@ -252,6 +278,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::atomic<core::RunStatus> status_{core::RunStatus::Pending};
   core::Value params_;
   std::map<std::string, core::Value, std::less<>> results_alias_;
+  // The last node of each name that succeeded inside a body (find_node).
+  std::unordered_map<std::string_view, const NodeExec*> body_results_;
   std::unique_ptr<Frame> top_;
   std::vector<TaskRecord> records_;
   bool stopping_ = false;        // no new tasks start

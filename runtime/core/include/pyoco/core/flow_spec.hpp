@@ -59,6 +59,7 @@ struct TaskSpec {
   RetryBackoff backoff;
   double timeout_sec = 0;  // 0: no timeout
   FailPolicy fail_policy = FailPolicy::Stop;
+  std::string alias_of;  // `use: <entry>` (pyoco's alias): the tasks: entry it runs as
   SourceLocation where;
 };
 

@@ -6,8 +6,8 @@
 //   node     := IDENT | IDENT ":" IDENT        # second form: a named node reusing a task
 //   group    := pipeline ("&" pipeline)*      # parallel branches, AND-join
 //             | pipeline ("|" pipeline)*      # OR-join: the next runs when any branch succeeds
-//   switch(on={{mode}}) { a: p1; "b": p2; default: p3; }
-//   repeat(count=3, collect=list) { pipeline }
+//   switch(on={{mode}}) { a: p1; "b": p2; 3: "p3 >> p4"; default: p5; }
+//   repeat(count=3, collect=list) { pipeline }       # count={{n}} too
 //   foreach(over={{items}}, item=it, index=i, collect=list, parallel=4) { pipeline }
 //   until(cond={{params.done}}, max_iter=5, collect=last) { pipeline }
 //
@@ -48,7 +48,9 @@ struct PipeTerm {
 
 struct SwitchCase {
   bool is_default = false;
-  Value match;                 // string or number
+  // As pyoco compiles a label: `true`/`false` (quoted or not) a bool, digits
+  // an int, anything else the string as written ("2.5", "True").
+  Value match;
   std::vector<Pipeline> body;  // exactly one pipeline (vector: Pipeline is incomplete here)
   SourceLocation where;
 };
@@ -67,6 +69,7 @@ struct LoopTerm {
   enum class Kind { Repeat, Foreach, Until } kind;
   std::string name;           // `name: foreach(...)`; empty: numbered (foreach_1, ...)
   std::int64_t count = 0;     // repeat
+  Expression count_expr;      // repeat(count={{n}}): evaluated when the loop starts
   Expression over;            // foreach
   std::string item = "item";  // foreach: loop.<item>
   std::string index = "index";
