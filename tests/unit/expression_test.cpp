@@ -46,6 +46,9 @@ class TestScope : public Expression::Scope {
         break;
       case PathRoot::Loops:
         return json(R"([{"index": 1}])");
+      case PathRoot::Artifacts:
+        v = json(R"({"report": {"path": "/a/report", "type": "text/plain"}})");
+        break;
       case PathRoot::Env:
         if (name == "PYOCO_TEST_HOME") return json(R"("/home/x")");
         why = "environment variable " + std::string(name) + " is not set";
@@ -94,6 +97,7 @@ BOOST_AUTO_TEST_CASE(expressions_evaluate_as_flows_expect) {
       {"$ctx.loop", R"({"index":1,"iteration":2,"count":2,"type":"foreach"})"},
       {"$ctx.it", R"("b")"},
       {"$ctx.loops", R"([{"index":1}])"},
+      {"$ctx.artifacts.report.type", R"("text/plain")"},
       {"$ctx.params.nested.k.0", "10"},
       {"$ctx.params.n * 2", "8"},
       {"1 + 2 * 3", "7"},

@@ -409,17 +409,17 @@ class Parser {
     std::size_t first = 0;
     if (parts[0] == "$ctx") {
       // pyoco's run context: $ctx.params.x, $ctx.results.node, $ctx.scratch.k,
-      // $ctx.loop.<field>, $ctx.loops, and $ctx.<var> for a loop variable.
+      // $ctx.loop.<field>, $ctx.loops, $ctx.artifacts.name, and $ctx.<var>
+      // for a loop variable.
       if (parts.size() < 2) {
         fail(t,
              "'$ctx' alone is not a value: write $ctx.params.<name>, $ctx.results.<node>, "
              "$ctx.scratch.<key>, $ctx.loop.<field> or $ctx.<loop variable>");
       }
-      static const std::pair<const char*, PathRoot> roots[] = {{"params", PathRoot::Params},
-                                                               {"results", PathRoot::Results},
-                                                               {"scratch", PathRoot::Scratch},
-                                                               {"loop", PathRoot::LoopFrame},
-                                                               {"loops", PathRoot::Loops}};
+      static const std::pair<const char*, PathRoot> roots[] = {
+          {"params", PathRoot::Params},   {"results", PathRoot::Results},
+          {"scratch", PathRoot::Scratch}, {"loop", PathRoot::LoopFrame},
+          {"loops", PathRoot::Loops},     {"artifacts", PathRoot::Artifacts}};
       const auto* root = std::find_if(std::begin(roots), std::end(roots),
                                       [&](const auto& r) { return parts[1] == r.first; });
       if (root == std::end(roots)) {

@@ -100,6 +100,25 @@ std::optional<Value> FrameScope::lookup(core::PathRoot root, std::string_view na
       if (auto v = loop_field(*frame.loop_frame, name)) return v;
       why = std::string("a loop has ") + kLoopFields;
       return std::nullopt;
+    case core::PathRoot::Artifacts: {
+      // What the run's tasks saved so far, by name; the latest of a name.
+      std::vector<std::pair<std::string, Value>> all;
+      for (const TaskRecord& r : run.records_) {
+        for (const core::ArtifactRecord& a : r.artifacts) {
+          if (!name.empty() && a.name != name) continue;
+          Value v = make_object({{"path", string_value(a.path)},
+                                 {"type", string_value(a.media_type)},
+                                 {"size", int_value(a.size)},
+                                 {"sha256", string_value(a.sha256)}});
+          std::erase_if(all, [&](const auto& m) { return m.first == a.name; });
+          all.emplace_back(a.name, std::move(v));
+        }
+      }
+      if (name.empty()) return make_object(all);
+      if (!all.empty()) return all.back().second;
+      why = "no task of the run has saved an artifact '" + std::string(name) + "' yet";
+      return std::nullopt;
+    }
     case core::PathRoot::Loops: {
       std::vector<const LoopFrameInfo*> chain;
       for (const LoopFrameInfo* l = frame.loop_frame.get(); l != nullptr; l = l->outer.get()) {

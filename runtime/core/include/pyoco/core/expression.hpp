@@ -29,6 +29,7 @@ enum class PathRoot {
   Vars,       // $ctx.x: a loop variable only (pyoco's context vars)
   LoopFrame,  // $ctx.loop.field: the innermost loop (index, iteration, count, ...)
   Loops,      // $ctx.loops: every enclosing loop, outermost first
+  Artifacts,  // $ctx.artifacts.name: what a task saved ({path, type, size, sha256})
   Env         // env.X, $env.X
 };
 
