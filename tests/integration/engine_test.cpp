@@ -621,6 +621,87 @@ tasks:
   BOOST_TEST(two.output("switch_1").as_string() == "yes");
 }
 
+// A body node is read after its loop as its last run, and each frame reads
+// its own: in a parallel foreach, iteration k's `b` reads iteration k's `a`
+// (inside a repeat), never another iteration's that ended later.
+BOOST_AUTO_TEST_CASE(body_results_are_scoped_to_the_frame_that_reads_them) {
+  Run r = run(R"(
+flow: {graph: "foreach(over={{items}}, parallel=4) { repeat(count=2) { a } >> b } >> c"}
+tasks:
+  a: {use: "t/emit", inputs: {value: "$loop.item"}}
+  b: {use: "t/emit", inputs: {value: "$node.a.output"}}
+  c: {use: "t/emit", inputs: {value: "$node.b.output"}}
+)",
+              {{"t/emit", echo_value}}, json(R"({"items": [1, 2, 3, 4, 5, 6, 7, 8]})"));
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == "[1,2,3,4,5,6,7,8]");
+  BOOST_TEST(r.output("c").is_int());  // the b that ended last, whichever it was
+}
+
+// pyoco's loop frames: $ctx.loop is the innermost, $ctx.loops.<i> each
+// enclosing loop, outermost first.
+BOOST_AUTO_TEST_CASE(loop_frames_read_as_pyoco_shows_them) {
+  Run r = run(R"(
+flow:
+  graph: |
+    foreach(over={{items}}, item=it) { repeat(count=2) { switch(on={{$ctx.loops.1.index == $ctx.loop.index and $ctx.loops.0.item == $ctx.it and $ctx.loop.path == 'foreach:it[' + ($ctx.loops.0.index == 0 and '0' or '1') + '].repeat[' + ($ctx.loop.index == 0 and '0' or '1') + ']' and $ctx.loop.count == 2 and loop.iteration == $ctx.loop.index + 1}}) { true: yes; default: no } } }
+tasks:
+  yes: {use: "t/emit", inputs: {value: "yes"}}
+  no: {use: "t/emit", inputs: {value: "no"}}
+)",
+              {{"t/emit", echo_value}}, json(R"({"items": ["a", "b"]})"));
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(r.output("foreach_1")) == R"([["yes","yes"],["yes","yes"]])");
+  Run outside = run(R"(
+flow: {graph: "switch(on={{$ctx.loops.0.index}}) { default: no }"}
+tasks:
+  no: {use: "t/emit", inputs: {value: "no"}}
+)",
+                    {{"t/emit", echo_value}});
+  BOOST_TEST((outside.status() == core::RunStatus::Failed));
+  const auto sw = record(outside.tasks(), "switch_1");
+  BOOST_TEST(sw.error.find("not found: there are 0 enclosing loops here") != std::string::npos,
+             sw.error);
+}
+
+// outputs: with a longer path sets a key inside, keeping the others.
+BOOST_AUTO_TEST_CASE(outputs_paths_set_keys_inside) {
+  Run r = run(R"(
+flow: {graph: "a >> b >> switch(on={{scratch.s.x == 1 and scratch.s.y == 2 and params.p.q == 1}}) { true: yes; default: no }"}
+tasks:
+  a: {use: "t/emit", inputs: {value: 1}, outputs: ["scratch.s.x", "params.p.q"]}
+  b: {use: "t/emit", inputs: {value: 2}, outputs: ["scratch.s.y"]}
+  yes: {use: "t/emit", inputs: {value: "yes"}}
+  no: {use: "t/emit", inputs: {value: "no"}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(r.output("switch_1").as_string() == "yes");
+}
+
+// repeat(count={{expr}}): an int when the loop starts, within the limits.
+BOOST_AUTO_TEST_CASE(repeat_counts_from_an_expression) {
+  const char* yaml = R"(
+flow: {graph: "repeat(count={{n}}) { a }"}
+tasks:
+  a: {use: "t/emit", inputs: {value: 1}}
+)";
+  Run two = run(yaml, {{"t/emit", echo_value}}, json(R"({"n": 2})"));
+  BOOST_TEST_REQUIRE((two.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(two.output("repeat_1")) == "[1,1]");
+  for (const auto& [n, message] : std::vector<std::pair<const char*, const char*>>{
+           {R"({"n": "2"})", "must be an integer, not string \"2\""},
+           {R"({"n": -1})", "is -1, a negative count"},
+           {R"({"n": 1000001})", "over the limit of 1000000 iterations"}}) {
+    BOOST_TEST_CONTEXT(n) {
+      Run bad = run(yaml, {{"t/emit", echo_value}}, json(n));
+      BOOST_TEST((bad.status() == core::RunStatus::Failed));
+      const auto loop = record(bad.tasks(), "repeat_1");
+      BOOST_TEST(loop.error.find(message) != std::string::npos, loop.error);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(switch_with_no_match_and_no_default_fails_clearly) {
   Run r = run(R"(
 flow: {graph: "switch(on={{mode}}) { a: x; }"}

@@ -309,14 +309,15 @@ BOOST_AUTO_TEST_CASE(type_errors_surface_when_evaluated) {
       {"8888888888888888882 * 2", "integer overflow: the result of '*'", 40},
       {"-(-9223372036854775807 - 1)", "integer overflow: the result of '-'", 20},
       // a path that does not exist is an error, as in pyoco: never null
-      {"missing", "'missing' not found", 20},
+      {"missing", "in expression 'missing': not found", 20},
       {"n > 1 and $ctx.params.nope", "'$ctx.params.nope' not found", 30},
-      {"params.nested.nope", "'params.nested.nope' not found: params.nested has no key 'nope'", 20},
-      {"params.nested.k.2", "'params.nested.k.2' not found: params.nested.k is a list of 2 items",
-       20},
-      {"params.mode.x", "'params.mode.x' not found: params.mode is string, not an object", 20},
-      {"$ctx.run_id", "'$ctx.run_id' not found", 20},
-      {"env.NOPE", "'env.NOPE' not found: environment variable NOPE is not set", 20},
+      {"n > 1 and params.nested.k.5", "'params.nested.k.5' not found: params.nested.k is a list",
+       30},
+      {"params.nested.nope", "not found: params.nested has no key 'nope'", 20},
+      {"params.nested.k.2", "not found: params.nested.k is a list of 2 items", 20},
+      {"params.mode.x", "not found: params.mode is string, not an object or a list", 20},
+      {"$ctx.run_id", "in expression '$ctx.run_id': not found", 20},
+      {"env.NOPE", "not found: environment variable NOPE is not set", 20},
   };
   for (const Invalid& bad : table) {
     BOOST_TEST_CONTEXT(bad.text) {

@@ -316,6 +316,18 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
        "tasks.a.timeout_sec: must be greater than 0", 3, 32},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", outputs: params.x}\n",
        "tasks.a.outputs: expected a list, found string", 3, 28},
+      // outputs: paths (issue 13: nested keys, as pyoco; bounded)
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", outputs: [\"typo.x\"]}\n",
+       "\"typo.x\" must start with params., scratch. or results.", 3, 29},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", outputs: [\"scratch.a..b\"]}\n",
+       "\"scratch.a..b\" has an empty key", 3, 29},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", outputs: [\"params\"]}\n",
+       "\"params\" names no key", 3, 29},
+      {"f.yaml",
+       "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", outputs: "
+       "[\"scratch.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k."
+       "k\"]}\n",
+       "is deeper than 32 keys", 3, 29},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retry_backoff: {jitter: 1}}\n",
        "tasks.a.retry_backoff.jitter: expected true or false, found int", 3, 43},
       // docs/flows.md: the ranges of retry_backoff, names

@@ -273,12 +273,12 @@ BOOST_AUTO_TEST_CASE(a_named_node_keeps_name_and_task_apart) {
 // string as written.
 BOOST_AUTO_TEST_CASE(switch_labels_compile_as_pyoco_compiles_them) {
   const Graph g = parse(
-      "switch(on={{n}}) { 1: a; \"2\": b; true: c; \"false\": d; 2.5: e; True: f; x: g; "
+      "switch(on={{n}}) { 5: a; \"2\": b; true: c; \"false\": d; 2.5: e; True: f; x: g; "
       "default: h; }");
   const auto& sw = std::get<SwitchTerm>(g.statements.front().terms.front());
   BOOST_TEST_REQUIRE(sw.cases.size() == 8u);
   BOOST_TEST(sw.cases[0].match.is_int());
-  BOOST_TEST(sw.cases[0].match.as_int() == 1);
+  BOOST_TEST(sw.cases[0].match.as_int() == 5);
   BOOST_TEST(sw.cases[1].match.is_int());
   BOOST_TEST(sw.cases[1].match.as_int() == 2);
   BOOST_TEST(sw.cases[2].match.is_bool());
@@ -289,8 +289,9 @@ BOOST_AUTO_TEST_CASE(switch_labels_compile_as_pyoco_compiles_them) {
   BOOST_TEST(sw.cases[5].match.as_string() == "True");
   BOOST_TEST(sw.cases[6].match.as_string() == "x");
   BOOST_TEST(sw.cases[7].is_default);
-  // "1" and 1 are the same label
+  // "1" and 1 are the same label, and so are 1 and true (Python's ==)
   BOOST_CHECK_THROW(parse("switch(on={{n}}) { 1: a; \"1\": b }"), FlowError);
+  BOOST_CHECK_THROW(parse("switch(on={{n}}) { 1: a; true: b }"), FlowError);
 }
 
 // A label of digits past int64 is an error, never a crash (std::stod threw

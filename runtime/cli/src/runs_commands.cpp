@@ -224,11 +224,21 @@ int run_output(const OutputOptions& o) {
   const bool exact =
       std::any_of(tasks.begin(), tasks.end(), [&](const TaskRecord& t) { return t.node == node; });
   if (!exact && node.find('[') == std::string::npos) {
-    for (auto t = tasks.rbegin(); t != tasks.rend(); ++t) {
-      if (t->node.rfind(o.node + "[", 0) == 0 && t->state == core::TaskState::Succeeded) {
-        node = t->node;
-        break;
+    // The one that ended last, as the engine reads it after a parallel foreach.
+    const TaskRecord* last = nullptr;
+    for (const TaskRecord& t : tasks) {
+      if (t.node.rfind(o.node + "[", 0) == 0 && t.state == core::TaskState::Succeeded &&
+          (last == nullptr || t.ended >= last->ended)) {
+        last = &t;
       }
+    }
+    if (last != nullptr) {
+      node = last->node;
+    } else if (std::any_of(tasks.begin(), tasks.end(), [&](const TaskRecord& t) {
+                 return t.node.rfind(o.node + "[", 0) == 0;
+               })) {
+      throw RunsError("no run of " + core::printable(o.node) + " in run " + run +
+                      " succeeded (see `pyoco runs show " + run + "`)");
     }
   }
   for (const auto& out : outputs) {

@@ -540,30 +540,28 @@ class Evaluator {
     std::string why;
     const std::optional<Value> root =
         scope_.lookup(n.root, n.path.empty() ? std::string_view() : n.path[0], why);
-    if (!root) fail(n, "'" + n.source + "' not found" + (why.empty() ? "" : ": " + why));
+    if (!root) fail(n, not_found(n) + (why.empty() ? "" : ": " + why));
     Value v = *root;
     std::string walked = n.source.substr(0, n.source.size() - path_tail(n, 1));
     for (std::size_t i = 1; i < n.path.size(); ++i) {
       const std::string& step = n.path[i];
-      if (v.is_array() && !step.empty() &&
-          step.find_first_not_of("0123456789") == std::string::npos) {
-        const std::size_t idx = std::strtoull(step.c_str(), nullptr, 10);
-        if (step.size() > 18 || idx >= v.size()) {
-          fail(n, "'" + n.source + "' not found: " + walked + " is a list of " +
-                      std::to_string(v.size()) + " items");
-        }
-        v = v.at(idx);
-      } else if (v.is_object() && v.contains(step)) {
-        v = v.find(step);
-      } else {
-        fail(n,
-             "'" + n.source + "' not found: " + walked +
-                 (v.is_object() ? " has no key '" + step + "'"
-                                : " is " + std::string(to_string(v.kind())) + ", not an object"));
+      std::optional<Value> next = path_step(v, step);
+      if (!next) {
+        fail(n, not_found(n) + ": " + walked +
+                    (v.is_object()  ? " has no key '" + step + "'"
+                     : v.is_array() ? " is a list of " + std::to_string(v.size()) + " items"
+                                    : " is " + std::string(to_string(v.kind())) +
+                                          ", not an object or a list"));
       }
+      v = *next;
       walked += "." + step;
     }
     return v;
+  }
+
+  // "'x.y' not found", or "not found" when the expression is that path.
+  std::string not_found(const ExprNode& n) const {
+    return n.source == e_.text() ? "not found" : "'" + n.source + "' not found";
   }
 
   // The length of the text of path segments [from, end) with their dots.

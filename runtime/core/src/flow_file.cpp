@@ -548,7 +548,7 @@ class Schema {
           }
         } else if (key == "outputs") {
           for (const Doc& o : expect(v, Doc::Kind::List, at + "outputs").list) {
-            t.outputs.push_back(string(o, at + "outputs[]"));
+            t.outputs.push_back(output_path(o, at + "outputs[]"));
           }
         } else if (key == "retries") {
           t.retries = static_cast<std::uint32_t>(
@@ -658,6 +658,36 @@ class Schema {
     if (keys.count("retry_backoff") == 0) t.backoff = base.backoff;
     if (keys.count("timeout_sec") == 0) t.timeout_sec = base.timeout_sec;
     if (keys.count("fail_policy") == 0) t.fail_policy = base.fail_policy;
+  }
+
+  // Where `outputs:` may copy a node's output: params.<key>, scratch.<key>
+  // or results.<name>, then keys inside (at most kMaxOutputDepth in all).
+  std::string output_path(const Doc& o, const std::string& at) const {
+    static constexpr std::size_t kMaxOutputDepth = 32;
+    const std::string path = string(o, at);
+    const auto dot = path.find('.');
+    const std::string root = path.substr(0, dot);
+    if (root != "params" && root != "scratch" && root != "results") {
+      fail(o.where, at + ": \"" + path +
+                        "\" must start with params., scratch. or results. (e.g. \"params.saved\")");
+    }
+    std::size_t segments = 0;
+    for (std::size_t start = 0;; ++segments) {
+      const auto next = path.find('.', start);
+      if (next == start || (next == std::string::npos && start == path.size())) {
+        fail(o.where, at + ": \"" + path + "\" has an empty key");
+      }
+      if (next == std::string::npos) break;
+      start = next + 1;
+    }
+    if (segments + 1 < 2) {
+      fail(o.where, at + ": \"" + path + "\" names no key: write " + root + ".<key>");
+    }
+    if (segments + 1 > kMaxOutputDepth) {
+      fail(o.where,
+           at + ": \"" + path + "\" is deeper than " + std::to_string(kMaxOutputDepth) + " keys");
+    }
+    return path;
   }
 
   void read_backoff(const Doc& d, const std::string& at, RetryBackoff& b) const {

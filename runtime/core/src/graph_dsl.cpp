@@ -223,9 +223,7 @@ class Lexer {
 // nested '(' overflows the stack.
 constexpr std::size_t kMaxNesting = 64;
 
-// Loop sizes a flow may write. A typo of a few zeros would otherwise run
-// (and record) for days; a run is bounded anyway by its task limit.
-constexpr std::int64_t kMaxIterations = 1'000'000;
+// How many iterations of a foreach may run at once.
 constexpr std::int64_t kMaxParallel = 10'000;
 const std::map<std::string, std::string> kLimitHints = {
     {"count", " iterations: split the work into several runs"},
@@ -527,7 +525,7 @@ class Parser {
       ++pos_;
       for (const SwitchCase& other : s.cases) {
         if ((c.is_default && other.is_default) ||
-            (!c.is_default && !other.is_default && other.match == c.match)) {
+            (!c.is_default && !other.is_default && python_equal(other.match, c.match))) {
           throw FlowError(c.where, "this switch already has a case '" + label.text + "'");
         }
       }

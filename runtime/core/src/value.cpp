@@ -440,6 +440,21 @@ void append_json(std::string& out, const Value& v, std::size_t limit) {
 
 }  // namespace
 
+std::optional<Value> path_step(const Value& v, std::string_view step) {
+  if (v.is_object()) {
+    if (v.contains(step)) return v.find(step);
+    return std::nullopt;
+  }
+  if (!v.is_array() || step.empty() || step.size() > 18 ||
+      step.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::size_t index = 0;
+  for (const char c : step) index = index * 10 + static_cast<std::size_t>(c - '0');
+  if (index >= v.size()) return std::nullopt;
+  return v.at(index);
+}
+
 bool fits_type(const Value& v, std::string_view type) {
   if (type == "null") return v.is_null();
   if (type == "bool") return v.is_bool();

@@ -85,9 +85,12 @@ void RunState::start_loop(Frame& f, std::uint32_t i) {
       return;
     }
     const std::int64_t c = count.is_bool() ? (count.as_bool() ? 1 : 0) : count.as_int();
-    if (c < 0) {
+    if (c < 0 || c > core::dsl::kMaxIterations) {
       fail(f, i,
-           "repeat count '" + l.count_expr.text() + "' is negative (" + std::to_string(c) + ")");
+           "repeat count '" + l.count_expr.text() + "' is " + std::to_string(c) +
+               (c < 0 ? ", a negative count"
+                      : ", over the limit of " + std::to_string(core::dsl::kMaxIterations) +
+                            " iterations: split the work into several runs"));
       return;
     }
     n.loop_count = static_cast<std::size_t>(c);
@@ -147,37 +150,25 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   }
   core::ValueBuilder b;
   const Value index = b.wrap(b.arena().make_int(static_cast<std::int64_t>(k)));
-  auto frame = std::make_shared<LoopFrameInfo>();
-  frame->outer = f.loop_frame;
-  frame->index = k;
+  std::size_t count = 0;
   switch (l.kind) {
     case core::dsl::LoopTerm::Kind::Repeat:
-      if (k >= n.loop_count) return false;
+      count = n.loop_count;
+      if (k >= count) return false;
       vars.emplace_back("index", index);
-      frame->type = "repeat";
-      frame->name = "repeat";
-      frame->count = n.loop_count;
       break;
     case core::dsl::LoopTerm::Kind::Foreach:
-      if (k >= n.loop_items.size()) return false;
+      count = n.loop_items.size();
+      if (k >= count) return false;
       vars.emplace_back(l.item, n.loop_items.at(k));
       vars.emplace_back(l.index, index);
-      frame->type = "foreach";
-      frame->name = "foreach:" + l.item;
-      frame->count = n.loop_items.size();
-      frame->item = n.loop_items.at(k);
       break;
     case core::dsl::LoopTerm::Kind::Until:
-      if (k >= until_max_iter(l)) return false;
+      count = until_max_iter(l);
+      if (k >= count) return false;
       vars.emplace_back("index", index);
-      frame->type = "until";
-      frame->name = "until";
-      frame->count = until_max_iter(l);
-      frame->condition = n.until_condition;
       break;
   }
-  frame->path = (f.loop_frame != nullptr ? f.loop_frame->path + "." : std::string()) + frame->name +
-                "[" + std::to_string(k) + "]";
   b.arena().seal();
   if (!room_for(*g.children.front())) {
     if (n.active_children == 0) {
@@ -196,6 +187,13 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   child->iteration = k;
   child->suffix = f.suffix + "[" + std::to_string(k) + "]";
   child->loop = make_object(vars);
+  auto frame = std::make_shared<LoopFrameInfo>();
+  frame->outer = f.loop_frame;
+  frame->loop = &l;
+  frame->index = k;
+  frame->count = count;
+  if (l.kind == core::dsl::LoopTerm::Kind::Foreach) frame->item = n.loop_items.at(k);
+  if (l.kind == core::dsl::LoopTerm::Kind::Until) frame->condition = n.until_condition;
   child->loop_frame = std::move(frame);
   n.children.push_back(std::move(child));
   if (l.collect == core::dsl::Collect::List || l.collect == core::dsl::Collect::Flatten) {

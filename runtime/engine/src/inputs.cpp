@@ -1,5 +1,7 @@
 #include "inputs.hpp"
 
+#include "object_value.hpp"
+
 #include <cstdlib>
 
 namespace pyoco {
@@ -8,26 +10,18 @@ using core::Value;
 
 namespace {
 
-// Walks ".key.0.key" from `v`; sets `missing` to the first step not found.
+// Walks ".key.0.key" from `v` (core::path_step); sets `missing` to the
+// first step not found.
 Value walk(Value v, std::string_view path, std::string& missing) {
   while (!path.empty()) {
     const auto dot = path.find('.');
     const std::string_view step = path.substr(0, dot);
-    Value next;
-    if (v.is_array() && !step.empty() &&
-        step.find_first_not_of("0123456789") == std::string_view::npos) {
-      const std::size_t idx = std::strtoull(std::string(step).c_str(), nullptr, 10);
-      if (idx < v.size())
-        next = v.at(idx);
-      else
-        missing = std::string(step);
-    } else if (v.is_object() && v.contains(step)) {
-      next = v.find(step);
-    } else {
+    std::optional<Value> next = core::path_step(v, step);
+    if (!next) {
       missing = std::string(step);
+      return Value();
     }
-    if (!missing.empty()) return Value();
-    v = next;
+    v = *next;
     path = dot == std::string_view::npos ? std::string_view() : path.substr(dot + 1);
   }
   return v;
@@ -42,22 +36,17 @@ Value resolve(RunState& run, const Frame& f, std::string_view ref, std::string& 
   };
   if (ref.rfind("$node.", 0) == 0) {
     auto [name, rest] = split(ref.substr(6));
-    const NodeExec* n = run.find_node(f, name);
-    const Value* alias = n == nullptr ? run.results_alias(name) : nullptr;
-    if (n == nullptr && alias == nullptr) {
-      error = "no node '" + std::string(name) + "' has run";
-      return Value();
-    }
-    if (n != nullptr && n->state != core::TaskState::Succeeded) {
-      error = "node '" + std::string(name) + "' has no output (it is " + to_string(n->state) + ")";
+    std::string why;
+    const std::optional<Value> output = run.result_of(f, name, why);
+    if (!output) {
+      error = why;
       return Value();
     }
     if (rest != "output" && rest.rfind("output.", 0) != 0) {
       error = "write $node." + std::string(name) + ".output[.key...]";
       return Value();
     }
-    const Value v = walk(n != nullptr ? n->output : *alias,
-                         rest.size() > 6 ? rest.substr(7) : std::string_view(), missing);
+    const Value v = walk(*output, rest.size() > 6 ? rest.substr(7) : std::string_view(), missing);
     if (!missing.empty())
       error = "the output of '" + std::string(name) + "' has no '" + missing + "'";
     return v;
@@ -93,10 +82,7 @@ Value resolve(RunState& run, const Frame& f, std::string_view ref, std::string& 
       error = "environment variable " + name + " is not set";
       return Value();
     }
-    core::ValueBuilder b;
-    const core::ValueNode* n = b.arena().make_string(*e);
-    b.arena().seal();
-    return b.wrap(n);
+    return string_value(*e);
   }
   error =
       "unsupported reference; write $node.<name>.output[.key...], $ctx.params.<name>, "

@@ -1,5 +1,5 @@
-// Internal: a sealed object Value from name/value pairs, the one shape the
-// run builds in several places (params, loop variables, a frame's sinks).
+// Internal: sealed Values the run builds in several places: an object from
+// name/value pairs (params, loop variables, a frame's sinks), an int, a string.
 #pragma once
 
 #include <pyoco/core/value.hpp>
@@ -18,6 +18,20 @@ inline core::Value make_object(const std::vector<std::pair<std::string, core::Va
   }
   b.arena().seal();
   return b.wrap(o);
+}
+
+inline core::Value int_value(std::int64_t i) {
+  core::ValueBuilder b;
+  const core::ValueNode* n = b.arena().make_int(i);
+  b.arena().seal();
+  return b.wrap(n);
+}
+
+inline core::Value string_value(std::string_view text) {
+  core::ValueBuilder b;
+  const core::ValueNode* n = b.arena().make_string(text);
+  b.arena().seal();
+  return b.wrap(n);
 }
 
 }  // namespace pyoco

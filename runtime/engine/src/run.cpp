@@ -350,6 +350,7 @@ void RunState::on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attemp
   if (n.timer) n.timer->cancel();
   auto& artifacts = record(n).artifacts;
   artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
+  for (const core::ArtifactRecord& saved : a->artifacts) latest_artifacts_[saved.name] = saved;
   if (result.ok) {
     if (const std::string wrong =
             output_mismatch(*flow_->tasks.at(&f->graph->nodes[i]), result.output);
@@ -432,7 +433,9 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   r.output_summary = summary(n.output);
   if (g.kind == GraphNode::Kind::Task) apply_outputs(*g.task, n.output);
   // Seen after its loop or switch too, as pyoco's results.<node> is.
-  if (f.parent != nullptr && g.visible()) body_results_[g.name] = &n;
+  if (g.visible()) {
+    for (Frame* p = f.parent; p != nullptr; p = p->parent) p->inner_results[g.name] = &n;
+  }
   emit(EventKind::NodeDone, &n, {}, &g);
   n.instance.reset();
   node_ended(f, i);

@@ -2,7 +2,7 @@
 // writes into it: the run's scope, apart from the scheduler that moves nodes.
 #include "run_scope.hpp"
 
-#include <cstdlib>
+#include <charconv>
 
 #include "object_value.hpp"
 
@@ -12,47 +12,63 @@ using core::Value;
 
 namespace {
 
-Value int_value(std::size_t i) {
-  core::ValueBuilder b;
-  const core::ValueNode* n = b.arena().make_int(static_cast<std::int64_t>(i));
-  b.arena().seal();
-  return b.wrap(n);
-}
-
-Value string_value(std::string_view text) {
-  core::ValueBuilder b;
-  const core::ValueNode* n = b.arena().make_string(text);
-  b.arena().seal();
-  return b.wrap(n);
-}
+Value size_value(std::size_t i) { return int_value(static_cast<std::int64_t>(i)); }
 
 // A field of pyoco's loop frame; nullopt for a name it does not have.
 std::optional<Value> loop_field(const LoopFrameInfo& l, std::string_view field) {
   if (field.empty()) return l.as_object();
-  if (field == "index") return int_value(l.index);
-  if (field == "iteration") return int_value(l.index + 1);
-  if (field == "count") return int_value(l.count);
+  if (field == "index") return size_value(l.index);
+  if (field == "iteration") return size_value(l.index + 1);
+  if (field == "count") return size_value(l.count);
   if (field == "item") return l.item;
   if (field == "condition") return l.condition;
-  if (field == "name") return string_value(l.name);
-  if (field == "type") return string_value(l.type);
-  if (field == "path") return string_value(l.path);
+  if (field == "name") return string_value(l.name());
+  if (field == "type") return string_value(l.type());
+  if (field == "path") return string_value(l.path());
   return std::nullopt;
 }
 
 constexpr const char* kLoopFields = "index, iteration, count, item, condition, name, type, path";
 
+Value artifact_value(const core::ArtifactRecord& a) {
+  return make_object({{"path", string_value(a.path)},
+                      {"type", string_value(a.media_type)},
+                      {"size", int_value(static_cast<std::int64_t>(a.size))},
+                      {"sha256", string_value(a.sha256)}});
+}
+
 }  // namespace
 
+const char* LoopFrameInfo::type() const {
+  switch (loop->kind) {
+    case core::dsl::LoopTerm::Kind::Repeat:
+      return "repeat";
+    case core::dsl::LoopTerm::Kind::Foreach:
+      return "foreach";
+    case core::dsl::LoopTerm::Kind::Until:
+      return "until";
+  }
+  return "";
+}
+
+std::string LoopFrameInfo::name() const {
+  return loop->kind == core::dsl::LoopTerm::Kind::Foreach ? "foreach:" + loop->item : type();
+}
+
+std::string LoopFrameInfo::path() const {
+  const std::string here = name() + "[" + std::to_string(index) + "]";
+  return outer != nullptr ? outer->path() + "." + here : here;
+}
+
 Value LoopFrameInfo::as_object() const {
-  return make_object({{"name", string_value(name)},
-                      {"type", string_value(type)},
-                      {"index", int_value(index)},
-                      {"iteration", int_value(index + 1)},
-                      {"count", int_value(count)},
+  return make_object({{"name", string_value(name())},
+                      {"type", string_value(type())},
+                      {"index", size_value(index)},
+                      {"iteration", size_value(index + 1)},
+                      {"count", size_value(count)},
                       {"item", item},
                       {"condition", condition},
-                      {"path", string_value(path)}});
+                      {"path", string_value(path())}});
 }
 
 std::optional<Value> FrameScope::lookup(core::PathRoot root, std::string_view name,
@@ -74,15 +90,8 @@ std::optional<Value> FrameScope::lookup(core::PathRoot root, std::string_view na
       why = "environment variable " + std::string(name) + " is not set";
       return std::nullopt;
     }
-    case core::PathRoot::Results: {
-      const NodeExec* n = run.find_node(frame, name);
-      if (n != nullptr && n->state == core::TaskState::Succeeded) return n->output;
-      if (const Value* alias = run.results_alias(name)) return *alias;
-      why = n != nullptr ? "node '" + std::string(name) + "' has not succeeded (it is " +
-                               to_string(n->state) + ")"
-                         : "no node '" + std::string(name) + "' has run";
-      return std::nullopt;
-    }
+    case core::PathRoot::Results:
+      return run.result_of(frame, name, why);
     case core::PathRoot::Loop:
     case core::PathRoot::Vars:
       if (frame.loop.contains(name)) return frame.loop.find(name);
@@ -100,41 +109,37 @@ std::optional<Value> FrameScope::lookup(core::PathRoot root, std::string_view na
       if (auto v = loop_field(*frame.loop_frame, name)) return v;
       why = std::string("a loop has ") + kLoopFields;
       return std::nullopt;
-    case core::PathRoot::Artifacts: {
-      // What the run's tasks saved so far, by name; the latest of a name.
-      std::vector<std::pair<std::string, Value>> all;
-      for (const TaskRecord& r : run.records_) {
-        for (const core::ArtifactRecord& a : r.artifacts) {
-          if (!name.empty() && a.name != name) continue;
-          Value v = make_object({{"path", string_value(a.path)},
-                                 {"type", string_value(a.media_type)},
-                                 {"size", int_value(a.size)},
-                                 {"sha256", string_value(a.sha256)}});
-          std::erase_if(all, [&](const auto& m) { return m.first == a.name; });
-          all.emplace_back(a.name, std::move(v));
-        }
-      }
-      if (name.empty()) return make_object(all);
-      if (!all.empty()) return all.back().second;
-      why = "no task of the run has saved an artifact '" + std::string(name) + "' yet";
-      return std::nullopt;
-    }
     case core::PathRoot::Loops: {
+      // Outermost first, as pyoco lists them; `name` is an index into them.
       std::vector<const LoopFrameInfo*> chain;
       for (const LoopFrameInfo* l = frame.loop_frame.get(); l != nullptr; l = l->outer.get()) {
-        chain.push_back(l);
+        chain.insert(chain.begin(), l);
+      }
+      if (!name.empty()) {
+        std::size_t i = 0;
+        const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), i);
+        if (ec == std::errc() && end == name.data() + name.size() && i < chain.size()) {
+          return chain[i]->as_object();
+        }
+        why = "there are " + std::to_string(chain.size()) + " enclosing loops here";
+        return std::nullopt;
       }
       core::ValueBuilder b;
       core::ValueNode* list = b.arena().make_array(chain.size());
-      std::vector<Value> keep;
-      for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-        keep.push_back((*it)->as_object());
-        core::Arena::push(list, keep.back().node());
-      }
+      for (const LoopFrameInfo* l : chain) core::Arena::push(list, l->as_object().node());
       b.arena().seal();
-      Value all = b.wrap(list);
-      if (name.empty()) return all;
-      return std::nullopt;  // the parser gives Loops no name
+      return b.wrap(list);
+    }
+    case core::PathRoot::Artifacts: {
+      const auto& saved = run.latest_artifacts();
+      if (name.empty()) {
+        std::vector<std::pair<std::string, Value>> all;
+        for (const auto& [n, a] : saved) all.emplace_back(n, artifact_value(a));
+        return make_object(all);
+      }
+      if (auto it = saved.find(name); it != saved.end()) return artifact_value(it->second);
+      why = "no task of the run has saved an artifact '" + std::string(name) + "' yet";
+      return std::nullopt;
     }
   }
   return std::nullopt;
@@ -144,6 +149,7 @@ std::optional<Value> FrameScope::lookup(core::PathRoot root, std::string_view na
 
 // `base` with the dotted `keys` set to `v`, making objects on the way (as
 // pyoco's `outputs: ["scratch.a.b"]` does); `base` itself is not changed.
+// The load bounds `keys` to a few levels (flow_file.cpp output_path).
 static Value set_path(const Value& base, std::string_view keys, const Value& v) {
   const auto dot = keys.find('.');
   const std::string_view key = keys.substr(0, dot);
@@ -160,9 +166,9 @@ static Value set_path(const Value& base, std::string_view keys, const Value& v) 
 
 void RunState::apply_outputs(const core::TaskSpec& spec, const Value& output) {
   for (const std::string& path : spec.outputs) {
+    // "<root>.<key>[.<key>...]": checked when the flow file was read.
     const auto dot = path.find('.');
     const std::string_view root = std::string_view(path).substr(0, dot);
-    if (dot == std::string::npos || dot + 1 == path.size()) continue;  // validated at load
     const std::string_view keys = std::string_view(path).substr(dot + 1);
     const auto inner = keys.find('.');
     const std::string_view first = keys.substr(0, inner);
@@ -171,9 +177,8 @@ void RunState::apply_outputs(const core::TaskSpec& spec, const Value& output) {
     if (root == "params") {
       params_ = set_path(params_, keys, output);
     } else if (root == "scratch") {
-      scratch_set(first, rest.empty()
-                             ? output
-                             : set_path(scratch_find(first).value_or(Value()), rest, output));
+      scratch_modify(
+          first, [&](Value had) { return rest.empty() ? output : set_path(had, rest, output); });
     } else {
       const Value* had = results_alias(first);
       results_alias_[std::string(first)] =
@@ -188,9 +193,20 @@ const NodeExec* RunState::find_node(const Frame& f, std::string_view name) const
     if (idx >= 0 && static_cast<std::size_t>(idx) < fr->nodes.size()) {
       return &fr->nodes[static_cast<std::size_t>(idx)];
     }
+    if (auto it = fr->inner_results.find(name); it != fr->inner_results.end()) return it->second;
   }
-  auto it = body_results_.find(name);
-  return it == body_results_.end() ? nullptr : it->second;
+  return nullptr;
+}
+
+std::optional<Value> RunState::result_of(const Frame& f, std::string_view name,
+                                         std::string& why) const {
+  const NodeExec* n = find_node(f, name);
+  if (n != nullptr && n->state == core::TaskState::Succeeded) return n->output;
+  if (const Value* alias = results_alias(name)) return *alias;
+  why = n != nullptr ? "node '" + std::string(name) + "' has not succeeded (it is " +
+                           to_string(n->state) + ")"
+                     : "no node '" + std::string(name) + "' has run";
+  return std::nullopt;
 }
 
 Value RunState::loop_var(const Frame& f, std::string_view name) const { return f.loop.find(name); }

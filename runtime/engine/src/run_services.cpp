@@ -60,6 +60,14 @@ core::Value RunState::scratch_object() {
   return make_object(members);
 }
 
+void RunState::scratch_modify(std::string_view key,
+                              const std::function<core::Value(core::Value)>& change) {
+  std::lock_guard<std::mutex> lock(scratch_mutex_);
+  auto it = scratch_.find(key);
+  if (it == scratch_.end()) it = scratch_.emplace(std::string(key), core::Value()).first;
+  it->second = change(it->second);
+}
+
 void RunState::scratch_set(std::string_view key, core::Value value) {
   std::lock_guard<std::mutex> lock(scratch_mutex_);
   scratch_[std::string(key)] = std::move(value);

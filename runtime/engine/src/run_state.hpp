@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -89,15 +90,17 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
 // An iteration's loop as pyoco shows it (`$ctx.loop.<field>`): apart from
 // the loop variables, so that a task input named `count` or `name` is never
 // filled from it.
+// Its name and path are made only when an expression reads them.
 struct LoopFrameInfo {
   std::shared_ptr<const LoopFrameInfo> outer;  // the enclosing loop's, or null
-  const char* type = "";                       // "repeat", "foreach" or "until"
-  std::string name;                            // "repeat", "foreach:<item>", "until"
-  std::string path;                            // "repeat[0].foreach:x[1]"
-  std::size_t index = 0;                       // 0-based
-  std::size_t count = 0;                       // repeat's count, the list's length, max_iter
-  core::Value item;                            // foreach: this iteration's element
-  core::Value condition;                       // until: the condition after the previous iteration
+  const core::dsl::LoopTerm* loop = nullptr;
+  std::size_t index = 0;  // 0-based
+  std::size_t count = 0;  // repeat's count, the list's length, max_iter
+  core::Value item;       // foreach: this iteration's element
+  core::Value condition;  // until: the condition after the previous iteration
+  const char* type() const;
+  std::string name() const;  // "repeat", "foreach:<item>", "until"
+  std::string path() const;  // "repeat[0].foreach:x[1]"
   core::Value as_object() const;
 };
 
@@ -140,6 +143,9 @@ struct Frame {
   std::string suffix;                               // "[2]" for iteration 2, nested: "[2][0]"
   core::Value loop;                                 // object: loop variables visible here
   std::shared_ptr<const LoopFrameInfo> loop_frame;  // the innermost loop, or null
+  // The last run of each node that succeeded in a body inside this frame (a
+  // loop's or a switch's, at any depth): what its later nodes read by name.
+  std::unordered_map<std::string_view, const NodeExec*> inner_results;
   std::vector<NodeExec> nodes;
   std::size_t remaining = 0;
   bool done = false;
@@ -177,15 +183,26 @@ class RunState : public std::enable_shared_from_this<RunState> {
   const Serial& serial() const { return serial_; }
 
   // Lookups for inputs and expressions (strand).
-  // A node by name as `f` sees it: in its frame or an enclosing one, else
-  // the last run of a node of that name inside a loop body or a switch
-  // case (pyoco's results.<node> after a loop).
+  // A node by name as `f` sees it: in its frame, else the last run of a
+  // node of that name in a body inside it (pyoco's results.<node> after a
+  // loop), else the same in the enclosing frames, innermost first.
   const NodeExec* find_node(const Frame& f, std::string_view name) const;
+  // A node's output as `f` sees it (find_node), else what an
+  // `outputs: ["results.<name>"]` wrote; nullopt, and why, when neither.
+  std::optional<core::Value> result_of(const Frame& f, std::string_view name,
+                                       std::string& why) const;
   core::Value loop_var(const Frame& f, std::string_view name) const;
   // What an `outputs: ["results.<name>"]` wrote, or null.
   const core::Value* results_alias(std::string_view name) const;
   // A scratch key's value, or nullopt when it was never set.
   std::optional<core::Value> scratch_find(std::string_view key);
+  // Sets scratch `key` to what `change` makes of its value (null when
+  // unset), under one lock: no task's scratch_set between read and write is lost.
+  void scratch_modify(std::string_view key, const std::function<core::Value(core::Value)>& change);
+  // The latest artifact of each name the run's tasks saved (strand).
+  const std::map<std::string, core::ArtifactRecord, std::less<>>& latest_artifacts() const {
+    return latest_artifacts_;
+  }
   // The whole scratch as an object.
   core::Value scratch_object();
   const core::Value& current_params() const { return params_; }
@@ -278,8 +295,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::atomic<core::RunStatus> status_{core::RunStatus::Pending};
   core::Value params_;
   std::map<std::string, core::Value, std::less<>> results_alias_;
-  // The last node of each name that succeeded inside a body (find_node).
-  std::unordered_map<std::string_view, const NodeExec*> body_results_;
+  std::map<std::string, core::ArtifactRecord, std::less<>> latest_artifacts_;
   std::unique_ptr<Frame> top_;
   std::vector<TaskRecord> records_;
   bool stopping_ = false;        // no new tasks start

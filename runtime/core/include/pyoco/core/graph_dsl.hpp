@@ -62,6 +62,11 @@ struct SwitchTerm {
   SourceLocation where;
 };
 
+// The most iterations a loop may be given (count=, max_iter=, and a count
+// an expression gives at run time): a typo of a few zeros would otherwise
+// run, and record, for days.
+inline constexpr std::int64_t kMaxIterations = 1'000'000;
+
 // How many iterations an until without max_iter may run (pyoco's default).
 inline constexpr std::int64_t kDefaultUntilMaxIter = 1000;
 

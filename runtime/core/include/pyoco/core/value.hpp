@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -173,6 +174,11 @@ class ValueBuilder {
 // outputs: any, null, bool, int, number (an int or a double), string, bytes
 // (bytes, or a string), array or object. An unknown name fits anything.
 bool fits_type(const Value& v, std::string_view type);
+
+// One step of a path into a value, the one rule every path of a flow uses
+// ($node.x.output.items.0, results.x.items.0): a key of an object, or an
+// index of a list written in decimal digits. Nullopt when there is none.
+std::optional<Value> path_step(const Value& v, std::string_view step);
 
 Value from_json(const boost::json::value& json);
 boost::json::value to_json(const Value& value);
