@@ -601,24 +601,19 @@ tasks:
     }
   }
   // Python's ==: the label 1 matches the subject true, and 2 matches 2.0.
-  Run one = run(R"(
-flow: {graph: "switch(on={{flag}}) { 1: yes; default: no }"}
+  for (const char* params : {R"({"n": true})", R"({"n": 2.0})"}) {
+    BOOST_TEST_CONTEXT(params) {
+      Run r = run(R"(
+flow: {graph: "switch(on={{n}}) { 1: yes; 2: yes; default: no }"}
 tasks:
   yes: {use: "t/emit", inputs: {value: "yes"}}
   no: {use: "t/emit", inputs: {value: "no"}}
 )",
-                {{"t/emit", echo_value}}, json(R"({"flag": true})"));
-  BOOST_TEST_REQUIRE((one.status() == core::RunStatus::Completed));
-  BOOST_TEST(one.output("switch_1").as_string() == "yes");
-  Run two = run(R"(
-flow: {graph: "switch(on={{n}}) { 2: yes; default: no }"}
-tasks:
-  yes: {use: "t/emit", inputs: {value: "yes"}}
-  no: {use: "t/emit", inputs: {value: "no"}}
-)",
-                {{"t/emit", echo_value}}, json(R"({"n": 2.0})"));
-  BOOST_TEST_REQUIRE((two.status() == core::RunStatus::Completed));
-  BOOST_TEST(two.output("switch_1").as_string() == "yes");
+                  {{"t/emit", echo_value}}, json(params));
+      BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+      BOOST_TEST(r.output("switch_1").as_string() == "yes");
+    }
+  }
 }
 
 // A body node is read after its loop as its last run, and each frame reads

@@ -20,6 +20,18 @@ const char* to_string(Collect c) {
   return "list";
 }
 
+const char* to_string(LoopTerm::Kind k) {
+  switch (k) {
+    case LoopTerm::Kind::Repeat:
+      return "repeat";
+    case LoopTerm::Kind::Foreach:
+      return "foreach";
+    case LoopTerm::Kind::Until:
+      return "until";
+  }
+  return "loop";
+}
+
 namespace {
 
 struct Token {

@@ -83,15 +83,7 @@ std::string summary(const Value& v) {
 
 const char* control_kind(const GraphNode& g) {
   if (g.kind == GraphNode::Kind::Switch) return "switch";
-  switch (g.loop_term->kind) {
-    case core::dsl::LoopTerm::Kind::Repeat:
-      return "repeat";
-    case core::dsl::LoopTerm::Kind::Foreach:
-      return "foreach";
-    case core::dsl::LoopTerm::Kind::Until:
-      return "until";
-  }
-  return "loop";
+  return core::dsl::to_string(g.loop_term->kind);
 }
 
 }  // namespace

@@ -39,17 +39,7 @@ Value artifact_value(const core::ArtifactRecord& a) {
 
 }  // namespace
 
-const char* LoopFrameInfo::type() const {
-  switch (loop->kind) {
-    case core::dsl::LoopTerm::Kind::Repeat:
-      return "repeat";
-    case core::dsl::LoopTerm::Kind::Foreach:
-      return "foreach";
-    case core::dsl::LoopTerm::Kind::Until:
-      return "until";
-  }
-  return "";
-}
+const char* LoopFrameInfo::type() const { return core::dsl::to_string(loop->kind); }
 
 std::string LoopFrameInfo::name() const {
   return loop->kind == core::dsl::LoopTerm::Kind::Foreach ? "foreach:" + loop->item : type();

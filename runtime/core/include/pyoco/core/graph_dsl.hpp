@@ -86,6 +86,9 @@ struct LoopTerm {
   SourceLocation where;
 };
 
+// "repeat", "foreach" or "until".
+const char* to_string(LoopTerm::Kind k);
+
 using Term = std::variant<NodeTerm, GroupTerm, PipeTerm, SwitchTerm, LoopTerm>;
 
 struct Pipeline {
