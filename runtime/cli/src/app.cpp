@@ -55,6 +55,11 @@ int run(int argc, char** argv) {
   runs->require_subcommand(0, 1);
   add_runs_commands(runs, table);
 
+  CLI::App* cluster_cmd =
+      app.add_subcommand("cluster", "Create and inspect the NATS resources of cluster mode");
+  cluster_cmd->require_subcommand(0, 1);
+  add_cluster_commands(cluster_cmd, table);
+
   const char* cluster = "cluster mode";
   add_not_implemented(table, app.add_subcommand("server", "Run the HTTP gateway"), cluster);
   add_not_implemented(table, app.add_subcommand("worker", "Run a worker that pulls runs"), cluster);

@@ -1,0 +1,57 @@
+// The NATS resources of cluster mode (docs/cluster.md, "NATS resources"):
+// streams, the workers' and the reaper's consumers, and KV buckets. `init`
+// makes what is missing and leaves what is there; `status` reports them.
+#pragma once
+
+#include <pyoco/cluster/connection.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pyoco::cluster {
+
+// Written into every description we create: a resource without it, or with
+// another version, is not ours and is never changed.
+inline constexpr int kSchemaVersion = 1;
+
+struct ResourceOptions {
+  int replicas = 1;                          // PYOCO_NATS_REPLICAS
+  std::vector<std::string> tags{"default"};  // a workers' consumer per tag
+};
+
+// PYOCO_NATS_REPLICAS (1 to 5; throws NatsError otherwise), default tags.
+ResourceOptions resource_options_from_env();
+
+// Throws NatsError for a tag that is not a NATS subject token
+// (letters, digits, '-' and '_').
+void check_tag(const std::string& tag);
+
+struct ResourceState {
+  enum class Kind { Stream, Consumer, Bucket } kind;
+  std::string name;    // PYOCO_WORK, pyoco_workers_default, pyoco_runs
+  std::string stream;  // the stream it lives in (itself for a stream, KV_<b> for a bucket)
+  bool exists = false;
+  bool created = false;  // by this init
+  int replicas = 0;
+  std::uint64_t messages = 0;  // streams and buckets
+  std::uint64_t bytes = 0;
+  std::uint64_t pending = 0;     // consumers: messages not yet delivered (lag)
+  std::int64_t ack_pending = 0;  // consumers: delivered, not yet acked
+  std::int64_t redelivered = 0;  // consumers
+  std::int64_t waiting = 0;      // consumers: pull requests waiting
+};
+
+const char* to_string(ResourceState::Kind kind);
+
+// Creates every missing resource; existing ones of ours are left as they
+// are (a changed replica count is applied to streams and buckets). Throws
+// NatsError naming the resource when one is not ours, or NATS refuses.
+std::vector<ResourceState> init_resources(Connection& nats, const ResourceOptions& options);
+
+// Every resource: those of `options` and, for consumers, every workers'
+// consumer that exists. A missing one has exists == false. Throws
+// NatsError when one is not ours.
+std::vector<ResourceState> resource_status(Connection& nats, const ResourceOptions& options);
+
+}  // namespace pyoco::cluster

@@ -1,0 +1,22 @@
+// Internal: the cnats handles behind a Connection, and the one way the
+// cluster library turns a cnats failure into a NatsError.
+#pragma once
+
+#include <pyoco/cluster/connection.hpp>
+
+#include <nats/nats.h>
+
+#include <string>
+
+namespace pyoco::cluster {
+
+struct Connection::Handles {
+  ConnectOptions options;
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+};
+
+// "<what>: <cnats status text>[ (JetStream error N)][: <last error>]".
+[[noreturn]] void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr = jsErrCode{});
+
+}  // namespace pyoco::cluster

@@ -1,0 +1,83 @@
+#include "nats_server.hpp"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+namespace pyoco::testing {
+
+namespace {
+
+// Whether something accepts connections on 127.0.0.1:port.
+bool accepts(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// The client port from the server's ports file: {"nats":["nats://127.0.0.1:PORT"],...}.
+int port_from(const std::string& text) {
+  const std::string marker = "nats://127.0.0.1:";
+  const auto at = text.find(marker);
+  if (at == std::string::npos) return -1;
+  return std::atoi(text.c_str() + at + marker.size());
+}
+
+}  // namespace
+
+NatsServer::NatsServer() { start(); }
+
+NatsServer::~NatsServer() {
+  if (!child_) return;
+  child_->send_signal(SIGTERM);
+  child_->wait(std::chrono::seconds(10));  // SIGKILLed by ~ChildProcess if still there
+}
+
+int NatsServer::pid() const { return child_ ? child_->pid() : -1; }
+
+void NatsServer::kill9() {
+  if (!child_) return;
+  child_->send_signal(SIGKILL);
+  child_->wait(std::chrono::seconds(10));
+  child_.reset();
+}
+
+void NatsServer::start() {
+  const auto ports = dir_.path() / "ports";
+  std::filesystem::remove_all(ports);
+  std::filesystem::create_directories(ports);
+  child_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{PYOCO_TEST_NATS_SERVER, "-js", "-a", "127.0.0.1", "-p",
+                               std::to_string(port_), "--ports_file_dir", ports.string(), "-sd",
+                               (dir_.path() / "store").string()},
+      std::map<std::string, std::string>{}, dir_.path());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    int port = -1;
+    for (const auto& f : std::filesystem::directory_iterator(ports)) {
+      port = port_from(read_text(f.path()));
+    }
+    if (port > 0 && accepts(port)) {
+      port_ = port;
+      url_ = "nats://127.0.0.1:" + std::to_string(port);
+      return;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("nats-server did not start within 20 s: " + child_->err());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling, with a deadline
+  }
+}
+
+}  // namespace pyoco::testing

@@ -1,0 +1,37 @@
+// A nats-server with JetStream for one test: on a free loopback port (the
+// server picks it, `-p -1`, and writes it to a ports file), its store in a
+// temporary directory, waited for with a deadline, killed at scope exit.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "child.hpp"
+#include "temp_dir.hpp"
+
+namespace pyoco::testing {
+
+class NatsServer {
+ public:
+  NatsServer();   // a new server on a free port
+  ~NatsServer();  // stops it (SIGTERM, then SIGKILL at a deadline)
+  NatsServer(const NatsServer&) = delete;
+  NatsServer& operator=(const NatsServer&) = delete;
+
+  const std::string& url() const { return url_; }  // nats://127.0.0.1:<port>
+  int port() const { return port_; }
+  int pid() const;
+
+  // SIGKILL, as a crash; start() brings it back on the same port and store.
+  void kill9();
+  void start();
+
+ private:
+  TempDir dir_;  // store/ and ports/
+  std::unique_ptr<ChildProcess> child_;
+  int port_ = -1;  // -1: the first start picks one
+  std::string url_;
+};
+
+}  // namespace pyoco::testing
