@@ -1,0 +1,71 @@
+// The run protocol of docs/cluster.md on the `pyoco_runs` records and the
+// `PYOCO_WORK` queue: submit, cancel and the owner's writes, each a
+// compare-and-swap that re-reads on conflict, so that no cancel is lost, no
+// terminal state is overwritten and a stale owner never writes.
+#pragma once
+
+#include <pyoco/cluster/run_records.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace pyoco::cluster {
+
+// What a worker needs to run a run (pyoco-server's job: run_id, flow_name,
+// tag, tags, params, submitted_at, tenant_id, workflow_yaml).
+struct RunJob {
+  std::string run_id;
+  std::string flow_name;
+  std::string tag = "default";
+  boost::json::object params;
+  std::string workflow_yaml;  // empty: the worker resolves flow_name from its --flows
+  std::string tenant_id;
+  double submitted_at = 0;  // epoch seconds; 0: now
+};
+
+boost::json::object to_json(const RunJob& job);
+// Throws NatsError naming the field that is missing or of the wrong type.
+RunJob job_from_json(const boost::json::object& o);
+
+// Seconds since the epoch, as pyoco-server's snapshots write times.
+double epoch_now();
+
+struct Submitted {
+  RunRecord record;
+  bool created = false;  // false: a run of this id existed (an idempotent repeat)
+};
+
+// Creates the PENDING snapshot, then publishes the job with Nats-Msg-Id =
+// run_id. A repeat finds the run; while it is still PENDING the job is
+// published again, which the stream's duplicate window drops when the first
+// one arrived (so a submitter that died between the two writes is healed).
+Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& job);
+
+// PENDING -> CANCELLED, RUNNING -> CANCELLING (with `by` and the time);
+// a terminal or CANCELLING run is left as it is. Then `pyoco.cancel.<id>` on
+// core NATS tells the owner at once (the CAS is what counts: a missed
+// message only delays it). Nullopt when there is no such run.
+std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
+                                        const std::string& run_id, const std::string& by);
+
+// Who runs a run: the worker, its process instance, and the delivery
+// attempt it claimed.
+struct Owner {
+  std::string worker_id;
+  std::string instance;
+  std::int64_t attempt = 0;
+};
+
+// As the owner, applies `change` to the snapshot and writes it: re-read and
+// re-applied on a conflict, for as long as `owner` still holds the run and
+// it is not terminal. Nullopt when ownership was lost or the run is
+// terminal (the caller stops writing and never acks).
+std::optional<RunRecord> owner_write(RunRecords& runs, const std::string& run_id,
+                                     const Owner& owner,
+                                     const std::function<void(boost::json::object&)>& change);
+
+}  // namespace pyoco::cluster

@@ -1,0 +1,153 @@
+#include <pyoco/cluster/run_protocol.hpp>
+
+#include <boost/json.hpp>
+
+#include <chrono>
+
+#include "handles.hpp"
+
+namespace pyoco::cluster {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string string_field(const json::object& o, const char* key, bool required) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) {
+    if (required) throw NatsError(std::string("job: ") + key + " is missing");
+    return {};
+  }
+  if (!v->is_string()) throw NatsError(std::string("job: ") + key + " must be a string");
+  return std::string(v->as_string());
+}
+
+bool same_owner(const json::object& snapshot, const Owner& owner) {
+  const json::value* o = snapshot.if_contains("owner");
+  const json::value* a = snapshot.if_contains("attempt");
+  if (o == nullptr || !o->is_object() || a == nullptr || !a->is_int64()) return false;
+  const json::object& obj = o->as_object();
+  const json::value* w = obj.if_contains("worker_id");
+  const json::value* i = obj.if_contains("instance");
+  return w != nullptr && w->is_string() && w->as_string() == owner.worker_id && i != nullptr &&
+         i->is_string() && i->as_string() == owner.instance && a->as_int64() == owner.attempt;
+}
+
+}  // namespace
+
+double epoch_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+json::object to_json(const RunJob& job) {
+  json::object o{{"run_id", job.run_id}, {"flow_name", job.flow_name},
+                 {"tag", job.tag},       {"tags", json::array{json::value(job.tag)}},
+                 {"params", job.params}, {"submitted_at", job.submitted_at}};
+  if (!job.workflow_yaml.empty()) o["workflow_yaml"] = job.workflow_yaml;
+  if (!job.tenant_id.empty()) o["tenant_id"] = job.tenant_id;
+  return o;
+}
+
+RunJob job_from_json(const json::object& o) {
+  RunJob job;
+  job.run_id = string_field(o, "run_id", true);
+  check_run_id(job.run_id);
+  job.flow_name = string_field(o, "flow_name", true);
+  job.tag = string_field(o, "tag", false);
+  if (job.tag.empty()) job.tag = "default";
+  if (const json::value* p = o.if_contains("params"); p != nullptr && !p->is_null()) {
+    if (!p->is_object()) throw NatsError("job: params must be an object");
+    job.params = p->as_object();
+  }
+  job.workflow_yaml = string_field(o, "workflow_yaml", false);
+  job.tenant_id = string_field(o, "tenant_id", false);
+  if (const json::value* t = o.if_contains("submitted_at"); t != nullptr && t->is_number()) {
+    job.submitted_at = t->to_number<double>();
+  }
+  return job;
+}
+
+Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
+  RunJob job = given;
+  check_run_id(job.run_id);
+  if (job.submitted_at == 0) job.submitted_at = epoch_now();
+  Submitted out;
+  const json::object pending{
+      {"run_id", job.run_id},
+      {"flow_name", job.flow_name},
+      {"tag", job.tag},
+      {"tags", json::array{json::value(job.tag)}},
+      {"tenant_id", job.tenant_id.empty() ? json::value(nullptr) : json::value(job.tenant_id)},
+      {"status", "PENDING"},
+      {"params", job.params},
+      {"tasks", json::object{}},
+      {"attempt", 0},
+      {"owner", nullptr},
+      {"submitted_at", job.submitted_at},
+      {"start_time", nullptr},
+      {"end_time", nullptr},
+      {"updated_at", job.submitted_at},
+      {"error", nullptr}};
+  if (const auto revision = runs.create(job.run_id, pending)) {
+    out.record = RunRecord{pending, *revision};
+    out.created = true;
+  } else {
+    std::optional<RunRecord> existing = runs.get(job.run_id);
+    if (!existing) throw NatsError("run " + job.run_id + " exists and vanished while read");
+    out.record = std::move(*existing);
+    if (out.record.status() != "PENDING") return out;
+  }
+  const std::string subject = "pyoco.work." + job.tag;
+  const std::string body = json::serialize(to_json(job));
+  jsPubOptions opts;
+  jsPubOptions_Init(&opts);
+  opts.MsgId = job.run_id.c_str();
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr{};
+  const natsStatus s = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
+                                  static_cast<int>(body.size()), &opts, &jerr);
+  if (s != NATS_OK) throw_nats("cannot queue run " + job.run_id + " on " + subject, s, jerr);
+  jsPubAck_Destroy(ack);
+  return out;
+}
+
+std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
+                                        const std::string& run_id, const std::string& by) {
+  for (;;) {
+    std::optional<RunRecord> r = runs.get(run_id);
+    if (!r) return std::nullopt;
+    const std::string status = r->status();
+    if (status != "PENDING" && status != "RUNNING") return r;  // terminal, or already asked
+    json::object next = r->snapshot;
+    const double now = epoch_now();
+    next["status"] = status == "PENDING" ? "CANCELLED" : "CANCELLING";
+    next["cancel_requested_at"] = now;
+    next["cancel_requested_by"] = by;
+    next["updated_at"] = now;
+    if (status == "PENDING") next["end_time"] = now;
+    if (const auto revision = runs.replace(run_id, next, r->revision)) {
+      const std::string subject = "pyoco.cancel." + run_id;
+      natsConnection_Publish(nats.handles().nc, subject.c_str(), by.data(),
+                             static_cast<int>(by.size()));  // the fast path; best effort
+      return RunRecord{std::move(next), *revision};
+    }
+    // Someone wrote in between (the owner's progress or terminal write): read again.
+  }
+}
+
+std::optional<RunRecord> owner_write(RunRecords& runs, const std::string& run_id,
+                                     const Owner& owner,
+                                     const std::function<void(json::object&)>& change) {
+  for (;;) {
+    std::optional<RunRecord> r = runs.get(run_id);
+    if (!r || r->terminal() || !same_owner(r->snapshot, owner)) return std::nullopt;
+    json::object next = r->snapshot;
+    change(next);
+    next["updated_at"] = epoch_now();
+    if (const auto revision = runs.replace(run_id, next, r->revision)) {
+      return RunRecord{std::move(next), *revision};
+    }
+  }
+}
+
+}  // namespace pyoco::cluster

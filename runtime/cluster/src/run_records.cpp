@@ -1,0 +1,115 @@
+#include <pyoco/cluster/run_records.hpp>
+
+#include <boost/json.hpp>
+
+#include "handles.hpp"
+
+namespace pyoco::cluster {
+
+namespace json = boost::json;
+
+namespace {
+constexpr const char* kBucket = "pyoco_runs";
+}  // namespace
+
+struct RunRecords::Bucket {
+  kvStore* kv = nullptr;
+};
+
+bool is_terminal_status(std::string_view status) {
+  return status == "COMPLETED" || status == "FAILED" || status == "CANCELLED";
+}
+
+std::string RunRecord::status() const {
+  const json::value* s = snapshot.if_contains("status");
+  return s != nullptr && s->is_string() ? std::string(s->as_string()) : std::string();
+}
+
+bool RunRecord::terminal() const { return is_terminal_status(status()); }
+
+void check_run_id(std::string_view run_id) {
+  const bool ok = !run_id.empty() && run_id.size() <= 128 && run_id.front() != '.' &&
+                  run_id.back() != '.' &&
+                  run_id.find_first_not_of(
+                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789-_=.") == std::string_view::npos;
+  if (!ok) {
+    throw NatsError("run id \"" + std::string(run_id) +
+                    "\": 1 to 128 letters, digits, '-', '_', '=' and '.' (not first or last)");
+  }
+}
+
+RunRecords::RunRecords(Connection& nats) : nats_(nats), bucket_(std::make_unique<Bucket>()) {
+  const natsStatus s = js_KeyValue(&bucket_->kv, nats.handles().js, kBucket);
+  if (s != NATS_OK) {
+    throw NatsError(std::string("bucket ") + kBucket + " is missing on " + nats.connected_url() +
+                    " (" + natsStatus_GetText(s) + "): run `pyoco cluster init`");
+  }
+}
+
+RunRecords::~RunRecords() {
+  if (bucket_->kv != nullptr) kvStore_Destroy(bucket_->kv);
+}
+
+std::optional<RunRecord> RunRecords::get(std::string_view run_id) const {
+  check_run_id(run_id);
+  const std::string key(run_id);
+  kvEntry* e = nullptr;
+  const natsStatus s = kvStore_Get(&e, bucket_->kv, key.c_str());
+  if (s == NATS_NOT_FOUND) return std::nullopt;
+  if (s != NATS_OK) throw_nats("cannot read run " + key, s);
+  RunRecord r;
+  r.revision = kvEntry_Revision(e);
+  const std::string_view text(static_cast<const char*>(kvEntry_Value(e)),
+                              static_cast<std::size_t>(kvEntry_ValueLen(e)));
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  kvEntry_Destroy(e);
+  if (ec || !v.is_object()) {
+    throw NatsError("run " + key + ": its snapshot in " + kBucket + " is not a JSON object");
+  }
+  r.snapshot = std::move(v.as_object());
+  return r;
+}
+
+std::optional<std::uint64_t> RunRecords::create(std::string_view run_id,
+                                                const json::object& snapshot) {
+  return write(run_id, snapshot, std::nullopt);
+}
+
+std::optional<std::uint64_t> RunRecords::replace(std::string_view run_id,
+                                                 const json::object& snapshot,
+                                                 std::uint64_t revision) {
+  return write(run_id, snapshot, revision);
+}
+
+// A KV put is a publish to $KV.<bucket>.<key>; with an expected last
+// sequence for the subject it is a compare-and-swap (cnats 3.4's
+// kvStore_Update reports a stale revision only as a generic error).
+std::optional<std::uint64_t> RunRecords::write(std::string_view run_id,
+                                               const json::object& snapshot,
+                                               std::optional<std::uint64_t> revision) {
+  check_run_id(run_id);
+  const std::string subject = std::string("$KV.") + kBucket + "." + std::string(run_id);
+  const std::string body = json::serialize(snapshot);
+  jsPubOptions opts;
+  jsPubOptions_Init(&opts);
+  if (revision) {
+    opts.ExpectLastSubjectSeq = *revision;
+  } else {
+    opts.ExpectNoMessage = true;
+  }
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr{};
+  const natsStatus s = js_Publish(&ack, nats_.handles().js, subject.c_str(), body.data(),
+                                  static_cast<int>(body.size()), &opts, &jerr);
+  if (s != NATS_OK) {
+    if (jerr == JSStreamWrongLastSequenceErr) return std::nullopt;
+    throw_nats("cannot write run " + std::string(run_id), s, jerr);
+  }
+  const std::uint64_t seq = ack->Sequence;
+  jsPubAck_Destroy(ack);
+  return seq;
+}
+
+}  // namespace pyoco::cluster
