@@ -142,6 +142,18 @@ BOOST_AUTO_TEST_CASE(a_group_without_a_command_shows_the_group_help) {
   BOOST_TEST(r.out.empty(), r.out);
 }
 
+// A cluster command with no NATS to reach says where it looked and what to
+// do, at once, with the usage exit code.
+BOOST_AUTO_TEST_CASE(cluster_commands_without_nats_say_so) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"worker", "--nats", "nats://127.0.0.1:1"},
+        {"cluster", "status", "--nats", "127.0.0.1:1"}}) {
+    const ProcessResult r = run_pyoco(args);
+    BOOST_TEST(r.exit_code == 2, args[0] << " exited " << r.exit_code);
+    BOOST_TEST(contains(r.err, "cannot reach NATS at nats://127.0.0.1:1"), r.err);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(unknown_command_is_a_usage_error) {
   const ProcessResult r = run_pyoco({"frobnicate"});
   BOOST_TEST(r.exit_code == 2);
@@ -151,7 +163,6 @@ BOOST_AUTO_TEST_CASE(unknown_command_is_a_usage_error) {
 BOOST_AUTO_TEST_CASE(unbuilt_commands_fail_and_say_so) {
   const std::vector<std::vector<std::string>> commands = {
       {"server"},
-      {"worker"},
   };
   for (const auto& args : commands) {
     const ProcessResult r = run_pyoco(args);

@@ -48,10 +48,12 @@ const std::map<std::string, std::set<std::string>> kAllowed = {
     {"plugins", {"plugins", "core"}},
     {"engine", {"engine", "plugins", "trace", "core"}},
     {"store", {"store", "engine", "plugins", "trace", "core"}},
-    {"server", {"server", "engine", "plugins", "trace", "core"}},
     {"cluster", {"cluster", "engine", "plugins", "trace", "core"}},
+    {"worker", {"worker", "cluster", "engine", "plugins", "trace", "core"}},
+    {"server", {"server", "cluster", "store", "engine", "plugins", "trace", "core"}},
     {"runner", {"runner", "store", "engine", "plugins", "trace", "core"}},
-    {"cli", {"server", "cluster", "runner", "store", "engine", "plugins", "trace", "core"}},
+    {"cli",
+     {"server", "worker", "cluster", "runner", "store", "engine", "plugins", "trace", "core"}},
 };
 
 }  // namespace

@@ -62,7 +62,7 @@ int run(int argc, char** argv) {
 
   const char* cluster = "cluster mode";
   add_not_implemented(table, app.add_subcommand("server", "Run the HTTP gateway"), cluster);
-  add_not_implemented(table, app.add_subcommand("worker", "Run a worker that pulls runs"), cluster);
+  add_worker_command(app, table);
 
   // Last: CLI11 copies a footer into subcommands added after it.
   app.footer(kFooter);

@@ -32,6 +32,7 @@ void add_tasks_command(CLI::App& app, CommandTable& table);
 void add_flow_commands(CLI::App& app, CommandTable& table);
 void add_runs_commands(CLI::App* runs, CommandTable& table);
 void add_cluster_commands(CLI::App* cluster, CommandTable& table);
+void add_worker_command(CLI::App& app, CommandTable& table);
 
 void add_not_implemented(CommandTable& table, CLI::App* command, const char* tracking);
 

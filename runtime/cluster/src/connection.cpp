@@ -2,7 +2,7 @@
 
 #include <cstdlib>
 
-#include "handles.hpp"
+#include <pyoco/cluster/nats_handles.hpp>
 
 namespace pyoco::cluster {
 

@@ -4,10 +4,11 @@
 #include <pyoco/cluster/resources.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <string_view>
 
-#include "handles.hpp"
+#include <pyoco/cluster/nats_handles.hpp>
 
 namespace pyoco::cluster {
 
@@ -269,8 +270,9 @@ class Resources {
   // A tag's workers share one durable consumer: each job goes to one of them.
   ResourceState worker_consumer(const std::string& tag) {
     const std::string filter = "pyoco.work." + tag;
+    const auto ack_wait = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ack_wait);
     return consumer("PYOCO_WORK", kWorkersPrefix + tag, "the workers of tag " + tag, filter.c_str(),
-                    30 * kSecond, 5);
+                    ack_wait.count(), 5);
   }
 
   ResourceState reaper_consumer() {

@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-#include "handles.hpp"
+#include <pyoco/cluster/nats_handles.hpp>
 
 namespace pyoco::cluster {
 

@@ -5,6 +5,7 @@
 
 #include <pyoco/cluster/connection.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,6 +19,9 @@ inline constexpr int kSchemaVersion = 1;
 struct ResourceOptions {
   int replicas = 1;                          // PYOCO_NATS_REPLICAS
   std::vector<std::string> tags{"default"};  // a workers' consumer per tag
+  // How long a delivered job may go without an ack or progress before NATS
+  // delivers it again (a worker sends progress well within it).
+  std::chrono::milliseconds ack_wait{std::chrono::seconds(30)};
 };
 
 // PYOCO_NATS_REPLICAS (1 to 5; throws NatsError otherwise), default tags.

@@ -1,5 +1,6 @@
-// Internal: the cnats handles behind a Connection, and the one way the
-// cluster library turns a cnats failure into a NatsError.
+// The cnats handles behind a Connection, for pyoco's own gateway and
+// worker (the cluster library is internal: never installed), and the one
+// way a cnats failure becomes a NatsError.
 #pragma once
 
 #include <pyoco/cluster/connection.hpp>

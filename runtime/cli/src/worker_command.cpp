@@ -1,0 +1,99 @@
+// `pyoco worker`: pulls runs for its tags from NATS and runs them.
+#include <pyoco/cluster/connection.hpp>
+#include <pyoco/runner/interrupts.hpp>
+#include <pyoco/worker/worker.hpp>
+
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+
+#include "app.hpp"
+#include "command.hpp"
+#include "plugin_path.hpp"
+
+namespace pyoco::cli {
+
+namespace {
+
+struct WorkerArgs {
+  std::string nats;
+  std::vector<std::string> tags{"default"};
+  std::size_t slots = 1;
+  unsigned jobs = 0;
+  std::string worker_id;
+  std::string flows;
+  double drain_timeout = 30;
+  double progress_interval = 5;
+  PluginPathOption path;
+};
+
+int run_worker(WorkerArgs& a) {
+  try {
+    cluster::Connection nats({.servers = cluster::nats_servers(a.nats), .name = "pyoco worker"});
+    EngineOptions eo;
+    eo.jobs = a.jobs;
+    eo.plugin_search_path = a.path.search_path();
+    Engine engine(eo);
+    worker::WorkerOptions wo;
+    wo.worker_id = a.worker_id;
+    wo.tags = a.tags;
+    wo.slots = a.slots;
+    wo.flows_dir = a.flows;
+    wo.env = process_environment();
+    wo.progress_interval =
+        std::chrono::milliseconds(static_cast<std::int64_t>(a.progress_interval * 1000));
+    worker::Worker w(nats, engine, wo);
+    w.start();
+    std::cerr << "pyoco worker " << w.worker_id() << ": pulling " << a.slots << " run"
+              << (a.slots == 1 ? "" : "s") << " at a time from " << nats.connected_url() << '\n';
+    // SIGINT/SIGTERM drain: no new runs, running ones may end within --drain-timeout.
+    std::mutex m;
+    std::condition_variable cv;
+    bool stop = false;
+    runner::InterruptWatcher interrupts({.cancel =
+                                             [&] {
+                                               std::lock_guard lock(m);
+                                               stop = true;
+                                               cv.notify_all();
+                                             },
+                                         .exit_now = [] { std::_Exit(kExitCancelled); },
+                                         .check_now = [] {}});
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return stop; });
+    lock.unlock();
+    std::cerr << "pyoco worker: draining (up to " << a.drain_timeout << " s)\n";
+    w.drain(std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_timeout * 1000)));
+    return kExitOk;
+  } catch (const cluster::NatsError& e) {
+    std::cerr << "pyoco worker: " << e.what() << '\n';
+    return kExitUsage;
+  }
+}
+
+}  // namespace
+
+void add_worker_command(CLI::App& app, CommandTable& table) {
+  CLI::App* cmd = app.add_subcommand("worker", "Pull runs for some tags from NATS and run them");
+  auto a = std::make_shared<WorkerArgs>();
+  cmd->add_option("--nats", a->nats, "NATS URL(s), comma-separated (default: PYOCO_NATS_URL)")
+      ->type_name("URL[,URL]");
+  cmd->add_option("--tags", a->tags, "Pull runs of these tags (default: default)")
+      ->delimiter(',')
+      ->type_name("TAG[,TAG]");
+  cmd->add_option("--slots", a->slots, "Runs at once (default 1)")->check(CLI::Range(1, 1024));
+  cmd->add_option("-j,--jobs", a->jobs, "Task bodies at once, all runs together (default: cores)");
+  cmd->add_option("--worker-id", a->worker_id, "This worker's name (default: the host name)");
+  cmd->add_option("--flows", a->flows, "Where runs submitted by flow name are found (NAME.yaml)")
+      ->type_name("DIR");
+  cmd->add_option("--drain-timeout", a->drain_timeout,
+                  "On SIGTERM, seconds running runs may take to end before they are cancelled "
+                  "and left for another worker (default 30)");
+  cmd->add_option("--progress-interval", a->progress_interval,
+                  "Seconds between a run's progress acks and record updates (default 5; well "
+                  "under the consumer's 30 s AckWait)")
+      ->check(CLI::Range(0.05, 600.0));
+  a->path.attach(cmd);
+  table.add(cmd, [a] { return run_worker(*a); });
+}
+
+}  // namespace pyoco::cli

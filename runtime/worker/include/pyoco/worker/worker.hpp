@@ -1,0 +1,53 @@
+// A worker of cluster mode: pulls runs for its tags from NATS, runs up to
+// `slots` of them at once on one Engine, and keeps each run's record as the
+// run protocol says (docs/cluster.md): claim by CAS, progress acks and
+// snapshot merges on time whatever the tasks do, the terminal write before
+// the ack, a cancel acted on at once. Its NATS calls run on threads of its
+// own, never on an engine strand.
+#pragma once
+
+#include <pyoco/cluster/connection.hpp>
+#include <pyoco/engine/engine.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pyoco::worker {
+
+struct WorkerOptions {
+  std::string worker_id;  // empty: the host name
+  std::vector<std::string> tags{"default"};
+  std::size_t slots = 1;            // runs at once
+  std::filesystem::path flows_dir;  // where a run submitted by flow name is found
+  std::chrono::milliseconds progress_interval{std::chrono::seconds(5)};  // InProgress, merges
+  std::chrono::milliseconds fetch_expiry{std::chrono::seconds(5)};       // one long poll
+  std::map<std::string, std::string, std::less<>> env;  // what `$env.NAME` reads in runs
+};
+
+class Worker {
+ public:
+  // The resources must exist (`pyoco cluster init`); throws cluster::NatsError.
+  Worker(cluster::Connection& nats, Engine& engine, WorkerOptions options);
+  ~Worker();  // drain(0): stops at once, cancelling what runs (its jobs are redelivered)
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  // Stops fetching, lets running runs end for up to `grace`, then cancels
+  // the rest without acking them (NATS redelivers them to another worker).
+  void drain(std::chrono::milliseconds grace);
+
+  std::size_t running() const;
+  const std::string& worker_id() const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace pyoco::worker

@@ -1,0 +1,223 @@
+// `pyoco worker` against a real nats-server: a run submitted by flow name
+// or as YAML ends COMPLETED through the worker; a flow it cannot run fails
+// at once with a dead letter; a finished run delivered again is acked, not
+// run again; `--slots` bounds what runs at once; a cancel ends a running
+// run; a worker killed mid-run leaves its run to the next one.
+#include <pyoco/cluster/resources.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/cluster/run_records.hpp>
+
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "child.hpp"
+#include "nats_server.hpp"
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using namespace pyoco::cluster;
+using namespace pyoco::testing;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kSleepFlow = R"(flow:
+  graph: nap
+tasks:
+  nap: {use: "std/sleep", inputs: {seconds: "$ctx.params.seconds"}}
+)";
+
+// NATS with the resources (a short AckWait, as tests should), a flows
+// directory, and workers started as `pyoco worker` processes.
+struct Cluster {
+  NatsServer server;
+  Connection nats{{.servers = {server.url()}}};
+  TempDir flows;
+  std::vector<std::unique_ptr<ChildProcess>> workers;
+
+  Cluster() {
+    ResourceOptions o;
+    o.ack_wait = 2s;
+    init_resources(nats, o);
+    write_text(flows.path() / "hello.yaml", read_text(source_dir() / "examples/hello/flow.yaml"));
+    write_text(flows.path() / "sleepy.yaml", kSleepFlow);
+  }
+
+  ChildProcess& worker(const std::string& id, int slots = 1) {
+    workers.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{pyoco_exe().string(), "worker", "--nats", server.url(),
+                                 "--worker-id", id, "--slots", std::to_string(slots), "--flows",
+                                 flows.path().string(), "--progress-interval", "0.3"},
+        std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path()));
+    return *workers.back();
+  }
+
+  RunJob job(const std::string& id, const std::string& flow, json::object params = {}) {
+    RunJob j;
+    j.run_id = id;
+    j.flow_name = flow;
+    j.params = std::move(params);
+    return j;
+  }
+
+  // Waits for the run's record to satisfy `ok`; the last record read.
+  RunRecord wait_for(const std::string& id, const std::function<bool(const RunRecord&)>& ok,
+                     std::chrono::seconds deadline = 20s) {
+    RunRecords runs(nats);
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    std::optional<RunRecord> r;
+    while (std::chrono::steady_clock::now() < until) {
+      r = runs.get(id);
+      if (r && ok(*r)) return *r;
+      std::this_thread::sleep_for(10ms);  // polling a record, with a deadline
+    }
+    BOOST_FAIL("run " << id << " did not get there in time; last: "
+                      << (r ? json::serialize(r->snapshot) : "none"));
+    return *r;
+  }
+
+  std::uint64_t messages(const std::string& name) {
+    for (const auto& r : resource_status(nats, ResourceOptions{})) {
+      if (r.name == name) return r.messages;
+    }
+    return 0;
+  }
+};
+
+bool terminal(const RunRecord& r) { return r.terminal(); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
+  Cluster c;
+  c.worker("w1");
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("by-name", "hello"));
+  RunJob inline_yaml = c.job("as-yaml", "sleepy", json::object{{"seconds", 0.01}});
+  inline_yaml.workflow_yaml = kSleepFlow;
+  submit_run(c.nats, runs, inline_yaml);
+
+  const RunRecord done = c.wait_for("by-name", terminal);
+  BOOST_TEST(done.status() == "COMPLETED", json::serialize(done.snapshot));
+  BOOST_TEST(done.snapshot.at("attempt").as_int64() == 1);
+  BOOST_TEST(done.snapshot.at("owner").at("worker_id").as_string() == "w1");
+  BOOST_TEST(done.snapshot.at("tasks").as_object().size() == 3u);
+  for (const auto& [node, state] : done.snapshot.at("tasks").as_object()) {
+    BOOST_TEST_CONTEXT(node) { BOOST_TEST(state.as_string() == "SUCCEEDED"); }
+  }
+  BOOST_TEST(c.wait_for("as-yaml", terminal).status() == "COMPLETED");
+  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);  // acked: gone from the queue
+}
+
+BOOST_AUTO_TEST_CASE(a_flow_the_worker_cannot_run_fails_at_once_with_a_dead_letter) {
+  Cluster c;
+  c.worker("w1");
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("nowhere", "no_such_flow"));
+  RunJob broken = c.job("broken", "broken");
+  broken.workflow_yaml = "flow: {graph: \"a >> \"}\ntasks: {a: {use: std/echo}}\n";
+  submit_run(c.nats, runs, broken);
+  RunJob unknown_task = c.job("unknown-task", "t");
+  unknown_task.workflow_yaml = "flow: {graph: a}\ntasks: {a: {use: nope/nothing}}\n";
+  submit_run(c.nats, runs, unknown_task);
+  for (const char* id : {"nowhere", "broken", "unknown-task"}) {
+    BOOST_TEST_CONTEXT(id) {
+      const RunRecord r = c.wait_for(id, terminal);
+      BOOST_TEST(r.status() == "FAILED");
+      BOOST_TEST(r.snapshot.at("attempt").as_int64() == 1);  // never redelivered
+      BOOST_TEST(!r.snapshot.at("error").as_string().empty());
+    }
+  }
+  BOOST_TEST(c.wait_for("nowhere", terminal)
+                 .snapshot.at("error")
+                 .as_string()
+                 .find("flow \"no_such_flow\" is not in") != std::string::npos);
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (c.messages("PYOCO_DLQ") < 3 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  BOOST_TEST(c.messages("PYOCO_DLQ") == 3u);
+  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+}
+
+// A crash after the terminal write and before the ack delivers the job
+// again: the worker acks it and does not run it again.
+BOOST_AUTO_TEST_CASE(a_finished_run_delivered_again_is_not_run_again) {
+  Cluster c;
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("finished", "hello"));
+  RunRecord r = *runs.get("finished");
+  json::object done = r.snapshot;
+  done["status"] = "COMPLETED";
+  const std::uint64_t revision = *runs.replace("finished", done, r.revision);
+  c.worker("w1");
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (c.messages("PYOCO_WORK") > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+  BOOST_TEST(runs.get("finished")->revision == revision);  // not touched
+}
+
+BOOST_AUTO_TEST_CASE(slots_bound_the_runs_at_once_and_a_cancel_ends_a_running_run) {
+  Cluster c;
+  c.worker("w1", 2);
+  RunRecords runs(c.nats);
+  for (int i = 0; i < 4; ++i) {
+    submit_run(c.nats, runs, c.job("nap-" + std::to_string(i), "sleepy", {{"seconds", 0.4}}));
+  }
+  std::size_t most = 0;
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  for (;;) {
+    std::size_t running = 0, ended = 0;
+    for (int i = 0; i < 4; ++i) {
+      const RunRecord r = *runs.get("nap-" + std::to_string(i));
+      running += r.status() == "RUNNING" ? 1 : 0;
+      ended += r.terminal() ? 1 : 0;
+    }
+    most = std::max(most, running);
+    if (ended == 4 || std::chrono::steady_clock::now() > until) break;
+  }
+  BOOST_TEST(most <= 2u);
+  BOOST_TEST(most >= 1u);
+  for (int i = 0; i < 4; ++i) {
+    BOOST_TEST(runs.get("nap-" + std::to_string(i))->status() == "COMPLETED");
+  }
+
+  submit_run(c.nats, runs, c.job("long", "sleepy", {{"seconds", 60}}));
+  c.wait_for("long", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+  const auto asked = std::chrono::steady_clock::now();
+  request_cancel(c.nats, runs, "long", "test");
+  BOOST_TEST(c.wait_for("long", terminal).status() == "CANCELLED");
+  BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s));
+}
+
+// kill -9 of the worker mid-run: NATS delivers the job again after
+// AckWait, the next worker claims attempt 2, and the run ends once.
+BOOST_AUTO_TEST_CASE(a_worker_killed_mid_run_leaves_the_run_to_the_next) {
+  Cluster c;
+  ChildProcess& first = c.worker("w1");
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("orphan", "sleepy", {{"seconds", 1.0}}));
+  c.wait_for("orphan", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+  first.send_signal(SIGKILL);
+  first.wait(10s);
+  c.worker("w2");
+  const RunRecord r = c.wait_for("orphan", terminal, 30s);
+  BOOST_TEST(r.status() == "COMPLETED");
+  BOOST_TEST(r.snapshot.at("attempt").as_int64() == 2);
+  BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w2");
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (c.messages("PYOCO_WORK") > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+}
