@@ -7,6 +7,8 @@
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
 
+#include <nats/nats.h>
+
 #include <signal.h>
 
 #include <boost/json.hpp>
@@ -94,6 +96,39 @@ struct Cluster {
 
 bool terminal(const RunRecord& r) { return r.terminal(); }
 
+// Every event PYOCO_EVENTS holds for a run, in stream order (read by an
+// ephemeral consumer, as any client could).
+std::vector<json::object> events_of(const std::string& url, const std::string& run_id) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  BOOST_REQUIRE(natsConnection_ConnectTo(&nc, url.c_str()) == NATS_OK);
+  BOOST_REQUIRE(natsConnection_JetStream(&js, nc, nullptr) == NATS_OK);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Config.DeliverPolicy = js_DeliverAll;
+  so.Config.AckPolicy = js_AckNone;
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr{};
+  const std::string subject = "pyoco.ev." + run_id + ".>";
+  BOOST_REQUIRE(js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr) == NATS_OK);
+  std::vector<json::object> out;
+  for (natsMsg* m = nullptr; natsSubscription_NextMsg(&m, sub, 300) == NATS_OK;) {
+    out.push_back(json::parse(std::string_view(natsMsg_GetData(m),
+                                               static_cast<std::size_t>(natsMsg_GetDataLength(m))))
+                      .as_object());
+    natsMsg_Destroy(m);
+  }
+  natsSubscription_Destroy(sub);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return out;
+}
+
+std::size_t count_kind(const std::vector<json::object>& events, const char* kind) {
+  return static_cast<std::size_t>(std::count_if(
+      events.begin(), events.end(), [&](auto& e) { return e.at("kind").as_string() == kind; }));
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
@@ -115,6 +150,22 @@ BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
   }
   BOOST_TEST(c.wait_for("as-yaml", terminal).status() == "COMPLETED");
   BOOST_TEST(c.messages("PYOCO_WORK") == 0u);  // acked: gone from the queue
+
+  // Its events, in order, each once; one RunEnd, after the record was terminal.
+  const auto events = events_of(c.server.url(), "by-name");
+  BOOST_TEST_REQUIRE(!events.empty());
+  BOOST_TEST(events.front().at("kind").as_string() == "run_start");
+  BOOST_TEST(events.back().at("kind").as_string() == "run_end");
+  BOOST_TEST(events.back().at("status").as_string() == "COMPLETED");
+  BOOST_TEST(count_kind(events, "run_end") == 1u);
+  BOOST_TEST(count_kind(events, "node_done") == 3u);
+  std::int64_t last = 0;
+  for (const auto& e : events) {
+    if (!e.contains("seq")) continue;  // the RunEnd the record's end writes
+    BOOST_TEST(e.at("seq").as_int64() > last);
+    BOOST_TEST(e.at("attempt").as_int64() == 1);
+    last = e.at("seq").as_int64();
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_flow_the_worker_cannot_run_fails_at_once_with_a_dead_letter) {
@@ -146,6 +197,9 @@ BOOST_AUTO_TEST_CASE(a_flow_the_worker_cannot_run_fails_at_once_with_a_dead_lett
   }
   BOOST_TEST(c.messages("PYOCO_DLQ") == 3u);
   BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+  for (const char* id : {"nowhere", "broken", "unknown-task"}) {
+    BOOST_TEST(count_kind(events_of(c.server.url(), id), "run_end") == 1u, id);
+  }
 }
 
 // A crash after the terminal write and before the ack delivers the job
@@ -165,6 +219,10 @@ BOOST_AUTO_TEST_CASE(a_finished_run_delivered_again_is_not_run_again) {
   }
   BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
   BOOST_TEST(runs.get("finished")->revision == revision);  // not touched
+  // Its end is published (it may have been lost with the crash), once.
+  const auto events = events_of(c.server.url(), "finished");
+  BOOST_TEST(count_kind(events, "run_end") == 1u);
+  BOOST_TEST(count_kind(events, "node_start") == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(slots_bound_the_runs_at_once_and_a_cancel_ends_a_running_run) {
@@ -198,6 +256,7 @@ BOOST_AUTO_TEST_CASE(slots_bound_the_runs_at_once_and_a_cancel_ends_a_running_ru
   request_cancel(c.nats, runs, "long", "test");
   BOOST_TEST(c.wait_for("long", terminal).status() == "CANCELLED");
   BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s));
+  BOOST_TEST(count_kind(events_of(c.server.url(), "long"), "run_end") == 1u);
 }
 
 // kill -9 of the worker mid-run: NATS delivers the job again after
@@ -220,4 +279,10 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_mid_run_leaves_the_run_to_the_next) {
     std::this_thread::sleep_for(10ms);
   }
   BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+  // Both attempts' events are kept (attempt 1's up to the kill); one end.
+  const auto events = events_of(c.server.url(), "orphan");
+  BOOST_TEST(count_kind(events, "run_end") == 1u);
+  BOOST_TEST(std::any_of(events.begin(), events.end(), [](auto& e) {
+    return e.contains("attempt") && e.at("attempt").is_int64() && e.at("attempt").as_int64() == 2;
+  }));
 }

@@ -40,7 +40,14 @@ const std::vector<StreamDef>& streams() {
        10 * 60 * kSecond,
        1'000'000,
        js_DiscardNew},
-      {"PYOCO_EVENTS", "every run event", {"pyoco.ev.>"}, js_LimitsPolicy, 7 * kDay},
+      // Duplicates are dropped for 10 minutes: longer than every redelivery of
+      // a job (5 x AckWait), so a run's end retried by its next worker is one.
+      {"PYOCO_EVENTS",
+       "every run event",
+       {"pyoco.ev.>"},
+       js_LimitsPolicy,
+       7 * kDay,
+       10 * 60 * kSecond},
       {"PYOCO_ADVISORIES",
        "jobs past max deliveries, for the reaper",
        {"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PYOCO_WORK.*"},

@@ -1,3 +1,4 @@
+#include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 
 #include <boost/json.hpp>
@@ -126,10 +127,15 @@ std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
     next["updated_at"] = now;
     if (status == "PENDING") next["end_time"] = now;
     if (const auto revision = runs.replace(run_id, next, r->revision)) {
-      const std::string subject = "pyoco.cancel." + run_id;
-      natsConnection_Publish(nats.handles().nc, subject.c_str(), by.data(),
-                             static_cast<int>(by.size()));  // the fast path; best effort
-      return RunRecord{std::move(next), *revision};
+      RunRecord written{std::move(next), *revision};
+      if (written.terminal()) {
+        publish_run_end(nats, written);  // it never ran: this is its one end
+      } else {
+        const std::string subject = "pyoco.cancel." + run_id;
+        natsConnection_Publish(nats.handles().nc, subject.c_str(), by.data(),
+                               static_cast<int>(by.size()));  // the fast path; best effort
+      }
+      return written;
     }
     // Someone wrote in between (the owner's progress or terminal write): read again.
   }

@@ -1,8 +1,10 @@
+#include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/states.hpp>
+#include <pyoco/trace/event_queue.hpp>
 #include <pyoco/worker/worker.hpp>
 
 #include <unistd.h>
@@ -38,17 +40,15 @@ std::string random_instance() {
   return s;
 }
 
-// The RunEnd of each run, heard on the run's strand and handed to the
-// supervisor: a push under a small lock, nothing that waits.
+// The RunEnd of each run, heard on the event queue's thread after the
+// publisher has sent the run's events, and handed to the supervisor.
 class EndListener : public trace::EventListener {
  public:
-  EndListener(std::shared_ptr<Worker::State> state, std::string run_id)
-      : state_(std::move(state)), run_id_(std::move(run_id)) {}
+  explicit EndListener(std::weak_ptr<Worker::State> state) : state_(std::move(state)) {}
   void on_event(const trace::RunEvent& e) override;
 
  private:
   std::weak_ptr<Worker::State> state_;
-  std::string run_id_;
 };
 
 }  // namespace
@@ -79,9 +79,16 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
 
   std::vector<std::thread> threads;
   natsSubscription* cancel_sub = nullptr;
+  // Every run's events: copied on the strand, published from the queue's thread.
+  std::shared_ptr<cluster::EventPublisher> publisher;
+  std::shared_ptr<trace::EventQueue> events;
 
   State(cluster::Connection& n, Engine& e, WorkerOptions o)
-      : nats(n), engine(e), options(std::move(o)), runs(n) {
+      : nats(n),
+        engine(e),
+        options(std::move(o)),
+        runs(n),
+        publisher(std::make_shared<cluster::EventPublisher>(n)) {
     if (options.worker_id.empty()) options.worker_id = host_name();
     if (options.slots == 0) options.slots = 1;
     for (const std::string& tag : options.tags) cluster::check_tag(tag);
@@ -170,8 +177,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         return;
       }
       if (r->terminal()) {  // finished before (a crash after the terminal write): never again
-        natsMsg_AckSync(m, nullptr, nullptr);
-        natsMsg_Destroy(m);
+        end_and_ack(*r, m);
         return;
       }
       json::object next = r->snapshot;
@@ -192,10 +198,10 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       }
     }
     if (claimed->terminal()) {
-      natsMsg_AckSync(m, nullptr, nullptr);
-      natsMsg_Destroy(m);
+      end_and_ack(*claimed, m);
       return;
     }
+    publisher->set_attempt(job.run_id, attempt);
     auto a = std::make_unique<Active>();
     a->run_id = job.run_id;
     a->tag = tag;
@@ -214,7 +220,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       ro.params = core::from_json(json::value(job.params));
       ro.run_id = job.run_id;
       ro.env = options.env;
-      ro.listener = std::make_shared<EndListener>(shared_from_this(), job.run_id);
+      ro.listener = events;
       Run run = engine.start(flow, std::move(ro));
       std::lock_guard lock(mutex);
       active_run.run = std::move(run);
@@ -232,17 +238,36 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       reason = "cannot_start", error = e.what();
     }
     // It can never run here, nor after a redelivery: fail it now, for good.
-    cluster::owner_write(runs, job.run_id, me, [&](json::object& s) {
+    const auto failed = cluster::owner_write(runs, job.run_id, me, [&](json::object& s) {
       s["status"] = "FAILED";
       s["error"] = error;
       s["end_time"] = cluster::epoch_now();
     });
     dead_letter(reason, error, job, tag);
+    if (failed) publish_end(*failed);
     natsMsg_Term(m, nullptr);
     natsMsg_Destroy(m);
+    publisher->forget(job.run_id);
     std::lock_guard lock(mutex);
     active.erase(job.run_id);
     changed.notify_all();
+  }
+
+  // A run's one RunEnd; retried by whoever settles it next if NATS is away.
+  void publish_end(const cluster::RunRecord& r) {
+    try {
+      cluster::publish_run_end(nats, r);
+    } catch (const NatsError& e) {
+      std::fprintf(stderr, "pyoco worker: %s\n", e.what());
+    }
+  }
+
+  // A run that is already over: its end (again: the message id makes it
+  // one), then the ack that takes the job off the queue.
+  void end_and_ack(const cluster::RunRecord& r, natsMsg* m) {
+    publish_end(r);
+    natsMsg_AckSync(m, nullptr, nullptr);
+    natsMsg_Destroy(m);
   }
 
   std::shared_ptr<const core::CompiledFlow> resolve(const cluster::RunJob& job) const {
@@ -322,6 +347,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       tasks[t.node] = core::to_string(t.state);
       if (error.empty() && !t.error.empty()) error = t.node + ": " + t.error;
     }
+    // Its events first (the queue has handed them on before this RunEnd
+    // reached us), then the record, then the end, then the ack.
+    publisher->flush(std::chrono::seconds(10));
     std::optional<cluster::RunRecord> written;
     if (!a->lost) {
       written = cluster::owner_write(runs, id, a->owner, [&](json::object& s) {
@@ -331,8 +359,12 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         s["error"] = status == core::RunStatus::Failed ? json::value(error) : json::value(nullptr);
       });
     }
-    if (written) natsMsg_AckSync(a->msg, nullptr, nullptr);
+    if (written) {
+      publish_end(*written);
+      natsMsg_AckSync(a->msg, nullptr, nullptr);
+    }
     natsMsg_Destroy(a->msg);
+    publisher->forget(id);
     std::lock_guard lock(mutex);
     active.erase(id);
     changed.notify_all();
@@ -384,7 +416,7 @@ void EndListener::on_event(const trace::RunEvent& e) {
   if (e.kind != trace::EventKind::RunEnd) return;
   if (auto s = state_.lock()) {
     std::lock_guard lock(s->mutex);
-    s->ended.push_back(run_id_);
+    s->ended.emplace_back(e.run_id);
     s->changed.notify_all();
   }
 }
@@ -400,7 +432,11 @@ void on_cancel(natsConnection*, natsSubscription*, natsMsg* m, void* closure) {
 }  // namespace
 
 Worker::Worker(cluster::Connection& nats, Engine& engine, WorkerOptions options)
-    : state_(std::make_shared<State>(nats, engine, std::move(options))) {}
+    : state_(std::make_shared<State>(nats, engine, std::move(options))) {
+  state_->events = std::make_shared<trace::EventQueue>();
+  state_->events->add(state_->publisher);
+  state_->events->add(std::make_shared<EndListener>(state_));
+}
 
 Worker::~Worker() { drain(std::chrono::milliseconds(0)); }
 

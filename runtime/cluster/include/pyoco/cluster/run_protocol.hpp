@@ -45,7 +45,8 @@ struct Submitted {
 // one arrived (so a submitter that died between the two writes is healed).
 Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& job);
 
-// PENDING -> CANCELLED, RUNNING -> CANCELLING (with `by` and the time);
+// PENDING -> CANCELLED (and its RunEnd), RUNNING -> CANCELLING (with `by`
+// and the time);
 // a terminal or CANCELLING run is left as it is. Then `pyoco.cancel.<id>` on
 // core NATS tells the owner at once (the CAS is what counts: a missed
 // message only delays it). Nullopt when there is no such run.

@@ -1,0 +1,55 @@
+// Run events on the PYOCO_EVENTS stream: `pyoco.ev.<run_id>.<run|node|log>`,
+// each event the owned JSON of trace::to_json plus its "attempt". Message ids
+// make every publish idempotent: "<run_id>.<attempt>.<seq>" for the events of
+// an attempt, "<run_id>.end" for the one RunEnd a run has, whoever ends it
+// (its worker, a canceller, the reaper), however often it is retried.
+#pragma once
+
+#include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/run_records.hpp>
+#include <pyoco/trace/event.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace pyoco::cluster {
+
+// "run", "node" or "log": the last token of an event's subject.
+const char* event_subject_kind(trace::EventKind kind);
+
+// A listener for a trace::EventQueue (never the engine's strand: it does
+// network I/O). Publishes asynchronously, so a slow NATS slows only this
+// queue's thread; a publish NATS did not ack is sent again (its message id
+// keeps it from being stored twice). RunEnd events are not published here:
+// the run's end is published once its record is terminal (publish_run_end).
+class EventPublisher : public trace::EventListener {
+ public:
+  explicit EventPublisher(Connection& nats);
+  ~EventPublisher() override;
+  EventPublisher(const EventPublisher&) = delete;
+  EventPublisher& operator=(const EventPublisher&) = delete;
+
+  // The attempt of the run's events from now on (before its first event).
+  void set_attempt(const std::string& run_id, std::int64_t attempt);
+  void forget(const std::string& run_id);
+
+  void on_event(const trace::RunEvent& event) override;
+
+  // Waits until NATS acked everything published so far; false at the deadline.
+  bool flush(std::chrono::milliseconds timeout);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// The run's one RunEnd, from its terminal record: {"kind":"run_end",
+// "run_id","flow","status","message","attempt","ts"} with message id
+// "<run_id>.end". Throws NatsError when NATS does not take it.
+void publish_run_end(Connection& nats, const RunRecord& record);
+
+}  // namespace pyoco::cluster

@@ -1,0 +1,141 @@
+#include <pyoco/cluster/event_stream.hpp>
+#include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <cstdio>
+
+namespace pyoco::cluster {
+
+namespace json = boost::json;
+
+const char* event_subject_kind(trace::EventKind kind) {
+  switch (kind) {
+    case trace::EventKind::RunStart:
+    case trace::EventKind::RunCancelling:
+    case trace::EventKind::RunEnd:
+    case trace::EventKind::NodesPlanned:
+      return "run";
+    case trace::EventKind::Log:
+      return "log";
+    default:
+      return "node";
+  }
+}
+
+struct EventPublisher::Impl {
+  Connection& nats;
+  jsCtx* js = nullptr;  // its own: async publishing has its own pending acks
+  std::mutex mutex;
+  std::map<std::string, std::int64_t, std::less<>> attempts;
+  std::atomic<std::uint64_t> resent{0}, lost{0};
+
+  // NATS did not ack a publish (a timeout while it was away): send it again,
+  // with its message id, so it is stored once.
+  static void on_error(jsCtx* js, jsPubAckErr* err, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    if (err->Err == NATS_TIMEOUT || err->Err == NATS_NO_RESPONDERS ||
+        err->Err == NATS_CONNECTION_DISCONNECTED) {
+      if (js_PublishMsgAsync(js, &err->Msg, nullptr) == NATS_OK) {
+        self->resent.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+    }
+    self->lost.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr, "pyoco: an event was not stored in PYOCO_EVENTS: %s\n",
+                 err->ErrText != nullptr ? err->ErrText : natsStatus_GetText(err->Err));
+  }
+
+  explicit Impl(Connection& n) : nats(n) {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = nats.options().timeout.count();
+    o.PublishAsync.MaxPending = 4096;  // past it, publishing waits: only this queue's thread
+    o.PublishAsync.ErrHandler = &Impl::on_error;
+    o.PublishAsync.ErrHandlerClosure = this;
+    const natsStatus s = natsConnection_JetStream(&js, nats.handles().nc, &o);
+    if (s != NATS_OK) throw_nats("cannot publish events", s);
+  }
+  ~Impl() {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 2000;
+    js_PublishAsyncComplete(js, &po);
+    jsCtx_Destroy(js);
+  }
+};
+
+EventPublisher::EventPublisher(Connection& nats) : impl_(std::make_unique<Impl>(nats)) {}
+EventPublisher::~EventPublisher() = default;
+
+void EventPublisher::set_attempt(const std::string& run_id, std::int64_t attempt) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->attempts[run_id] = attempt;
+}
+
+void EventPublisher::forget(const std::string& run_id) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->attempts.erase(run_id);
+}
+
+void EventPublisher::on_event(const trace::RunEvent& e) {
+  if (e.kind == trace::EventKind::RunEnd) return;  // publish_run_end, after the record
+  std::int64_t attempt = 1;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (auto it = impl_->attempts.find(e.run_id); it != impl_->attempts.end()) attempt = it->second;
+  }
+  json::object o = trace::to_json(trace::Event::from(e));
+  o["attempt"] = attempt;
+  const std::string body = json::serialize(o);
+  const std::string subject =
+      "pyoco.ev." + std::string(e.run_id) + "." + event_subject_kind(e.kind);
+  const std::string id =
+      std::string(e.run_id) + "." + std::to_string(attempt) + "." + std::to_string(e.seq);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = id.c_str();
+  const natsStatus s =
+      js_PublishAsync(impl_->js, subject.c_str(), body.data(), static_cast<int>(body.size()), &po);
+  if (s != NATS_OK) {
+    impl_->lost.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr, "pyoco: an event of run %s was not published: %s\n",
+                 std::string(e.run_id).c_str(), natsStatus_GetText(s));
+  }
+}
+
+bool EventPublisher::flush(std::chrono::milliseconds timeout) {
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = timeout.count();
+  return js_PublishAsyncComplete(impl_->js, &po) == NATS_OK;
+}
+
+void publish_run_end(Connection& nats, const RunRecord& record) {
+  const json::object& s = record.snapshot;
+  auto text = [&](const char* key) -> json::value {
+    const json::value* v = s.if_contains(key);
+    return v != nullptr ? *v : json::value(nullptr);
+  };
+  const std::string run_id(s.at("run_id").as_string());
+  const json::object o{{"kind", "run_end"},         {"run_id", run_id},
+                       {"flow", text("flow_name")}, {"status", text("status")},
+                       {"message", text("error")},  {"attempt", text("attempt")},
+                       {"ts", epoch_now()}};
+  const std::string body = json::serialize(o);
+  const std::string subject = "pyoco.ev." + run_id + ".run";
+  const std::string id = run_id + ".end";
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = id.c_str();
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr{};
+  const natsStatus st = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
+                                   static_cast<int>(body.size()), &po, &jerr);
+  if (st != NATS_OK) throw_nats("cannot publish the end of run " + run_id, st, jerr);
+  jsPubAck_Destroy(ack);
+}
+
+}  // namespace pyoco::cluster
