@@ -22,9 +22,10 @@ Examples:
   pyoco check flow.yaml                    validate a flow without running it
   pyoco plugins list                       show the plugins pyoco can find
   pyoco plugins new acme                   start a plugin of your own
+  pyoco server --with-nats --with-worker   cluster mode on one machine
 
-Exit codes: 0 ok, 1 run failed, 2 usage or flow error, 69 not implemented
-yet, 130 cancelled. `pyoco COMMAND --help` tells more about each command.)";
+Exit codes: 0 ok, 1 run failed, 2 usage or flow error, 130 cancelled.
+`pyoco COMMAND --help` tells more about each command.)";
 
 // The most deeply selected subcommand.
 CLI::App* selected_leaf(CLI::App& app) {
@@ -60,9 +61,12 @@ int run(int argc, char** argv) {
   cluster_cmd->require_subcommand(0, 1);
   add_cluster_commands(cluster_cmd, table);
 
-  const char* cluster = "cluster mode";
-  add_not_implemented(table, app.add_subcommand("server", "Run the HTTP gateway"), cluster);
+  add_server_command(app, table);
   add_worker_command(app, table);
+  CLI::App* client =
+      app.add_subcommand("client", "Submit, follow and cancel runs through a gateway");
+  client->require_subcommand(0, 1);
+  add_client_commands(client, table);
 
   // Last: CLI11 copies a footer into subcommands added after it.
   app.footer(kFooter);

@@ -7,7 +7,6 @@ namespace pyoco::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
-inline constexpr int kExitNotImplemented = 69;  // EX_UNAVAILABLE in sysexits.h
 inline constexpr int kExitCancelled = 130;
 
 int run(int argc, char** argv);

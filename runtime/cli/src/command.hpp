@@ -24,8 +24,6 @@ class CommandTable {
   std::map<CLI::App*, std::function<int()>> actions_;
 };
 
-// Registers `command` as a room for a later issue: it accepts any arguments
-// and fails with a clear message instead of pretending to succeed.
 // Command groups, one file each.
 void add_plugins_commands(CLI::App* plugins, CommandTable& table);
 void add_tasks_command(CLI::App& app, CommandTable& table);
@@ -33,7 +31,7 @@ void add_flow_commands(CLI::App& app, CommandTable& table);
 void add_runs_commands(CLI::App* runs, CommandTable& table);
 void add_cluster_commands(CLI::App* cluster, CommandTable& table);
 void add_worker_command(CLI::App& app, CommandTable& table);
-
-void add_not_implemented(CommandTable& table, CLI::App* command, const char* tracking);
+void add_server_command(CLI::App& app, CommandTable& table);
+void add_client_commands(CLI::App* client, CommandTable& table);
 
 }  // namespace pyoco::cli

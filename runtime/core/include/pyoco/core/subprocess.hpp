@@ -29,4 +29,25 @@ struct ProcessResult {
 
 ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options = {});
 
+// A program that runs beside this one (`pyoco server --with-nats` starts
+// nats-server): its stdout and stderr go to `log` (appended), stdin is
+// /dev/null, `options.cwd`/`env` apply (its timeout does not).
+class BackgroundProcess {
+ public:
+  BackgroundProcess(const std::vector<std::string>& argv, const std::filesystem::path& log,
+                    const ProcessOptions& options = {});
+  ~BackgroundProcess();  // stop()
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  int pid() const { return pid_; }
+  // Whether it still runs (false once it exited; its status is reaped).
+  bool running();
+  // SIGTERM, up to `grace` for it to exit, then SIGKILL; reaps it.
+  void stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+ private:
+  int pid_ = -1;
+};
+
 }  // namespace pyoco::core

@@ -1,0 +1,240 @@
+// `pyoco client ...`: the gateway's API from the command line.
+#include <pyoco/core/text.hpp>
+#include <pyoco/server/client.hpp>
+
+#include <boost/json.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "app.hpp"
+#include "command.hpp"
+
+namespace pyoco::cli {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+namespace {
+
+struct ClientArgs {
+  std::string server;
+  std::string flow;  // submit: the flow name; submit-yaml: the file
+  std::string flow_name;
+  std::string tag;
+  std::vector<std::string> params;  // k=v
+  std::string params_json;
+  std::string params_file;
+  std::string idempotency_key;
+  std::string run_id;
+  bool wait = false;
+  bool json_out = false;
+  double timeout = 0;  // --wait: 0 for ever
+};
+
+std::string server_url(const ClientArgs& a) {
+  if (!a.server.empty()) return a.server;
+  const char* env = std::getenv("PYOCO_SERVER");
+  return env != nullptr && *env != '\0' ? env : "http://127.0.0.1:8000";
+}
+
+// The gateway's answer as JSON; an error answer becomes one line on stderr.
+json::value call(const ClientArgs& a, http::verb method, const std::string& target,
+                 const std::string& body = {}, const std::string& type = "application/json",
+                 std::map<std::string, std::string> headers = {}) {
+  const server::ClientResponse r =
+      server::http_call(server_url(a), method, target, body, type, headers);
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  if (r.status >= 400) {
+    std::string detail = r.body;
+    if (!ec && v.is_object() && v.as_object().contains("detail")) {
+      const json::value& d = v.as_object().at("detail");
+      detail = d.is_string() ? std::string(d.as_string()) : json::serialize(d);
+    }
+    throw server::ClientError("the gateway answered " + std::to_string(r.status) + ": " + detail);
+  }
+  if (ec) throw server::ClientError("the gateway answered something that is not JSON");
+  return v;
+}
+
+json::object params_of(const ClientArgs& a) {
+  // --params-file, then --params, then each --param: later wins.
+  json::object out;
+  if (!a.params_file.empty()) {
+    std::ifstream in(a.params_file);
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_object()) throw server::ClientError(a.params_file + ": not a JSON object");
+    for (auto& [k, val] : v.as_object()) out[k] = val;
+  }
+  if (!a.params_json.empty()) {
+    boost::system::error_code ec;
+    json::value v = json::parse(a.params_json, ec);
+    if (ec || !v.is_object()) throw server::ClientError("--params: not a JSON object");
+    for (auto& [k, val] : v.as_object()) out[k] = val;
+  }
+  for (const std::string& kv : a.params) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw server::ClientError("--param " + kv + ": write KEY=VALUE");
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(kv.substr(eq + 1), ec);
+    out[kv.substr(0, eq)] = ec ? json::value(kv.substr(eq + 1)) : v;
+  }
+  return out;
+}
+
+int exit_for(const std::string& status) {
+  if (status == "COMPLETED") return kExitOk;
+  if (status == "CANCELLED") return kExitCancelled;
+  return kExitFailed;
+}
+
+// Follows the run until it ends, printing each change of status.
+int wait_for(const ClientArgs& a, const std::string& id) {
+  std::string last;
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const json::value v = call(a, http::verb::get, "/runs/" + id);
+    const std::string status(v.at("status").as_string());
+    if (status != last) {
+      std::cout << "run " << id << " " << status << std::endl;
+      last = status;
+    }
+    if (status == "COMPLETED" || status == "FAILED" || status == "CANCELLED") {
+      if (status == "FAILED" && v.as_object().contains("error") && v.at("error").is_string()) {
+        std::cerr << "error: " << core::printable(v.at("error").as_string()) << '\n';
+      }
+      return exit_for(status);
+    }
+    if (a.timeout > 0 &&
+        std::chrono::steady_clock::now() - start > std::chrono::duration<double>(a.timeout)) {
+      std::cerr << "pyoco client: run " << id << " is still " << status << " after " << a.timeout
+                << " s\n";
+      return kExitFailed;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling the gateway
+  }
+}
+
+int submitted(const ClientArgs& a, const json::value& v) {
+  const std::string id(v.at("run_id").as_string());
+  if (a.json_out && !a.wait) {
+    std::cout << json::serialize(v) << '\n';
+    return kExitOk;
+  }
+  if (!a.wait) {
+    std::cout << id << '\n';
+    return kExitOk;
+  }
+  return wait_for(a, id);
+}
+
+template <class F>
+int guarded(const char* what, F f) {
+  try {
+    return f();
+  } catch (const server::ClientError& e) {
+    std::cerr << "pyoco client " << what << ": " << e.what() << '\n';
+    return kExitUsage;
+  }
+}
+
+void common(CLI::App* cmd, ClientArgs& a) {
+  cmd->add_option("--server", a.server,
+                  "The gateway (default: PYOCO_SERVER, else http://127.0.0.1:8000)")
+      ->type_name("URL");
+}
+
+void submit_options(CLI::App* cmd, ClientArgs& a) {
+  cmd->add_option("--tag", a.tag, "Run on workers of this tag (default: default)");
+  cmd->add_flag("--wait", a.wait, "Follow the run until it ends; the exit code is its status");
+  cmd->add_option("--timeout", a.timeout, "With --wait: give up after this many seconds");
+  cmd->add_option("--idempotency-key", a.idempotency_key,
+                  "Submitting again with the same key gives the same run");
+  cmd->add_flag("--json", a.json_out, "Print the gateway's answer as JSON");
+}
+
+}  // namespace
+
+void add_client_commands(CLI::App* client, CommandTable& table) {
+  auto a = std::make_shared<ClientArgs>();
+  CLI::App* submit =
+      client->add_subcommand("submit", "Submit a run of a flow the workers have (by name)");
+  submit->add_option("flow", a->flow, "The flow's name (a worker's --flows DIR/<name>.yaml)")
+      ->required();
+  submit->add_option("-p,--param", a->params, "A param KEY=VALUE (JSON when it parses)")
+      ->allow_extra_args(false);
+  submit->add_option("--params", a->params_json, "Params as one JSON object");
+  submit->add_option("--params-file", a->params_file, "Params from a JSON object file");
+  submit_options(submit, *a);
+  common(submit, *a);
+  table.add(submit, [a] {
+    return guarded("submit", [&] {
+      json::object body{{"flow_name", a->flow}, {"params", params_of(*a)}};
+      if (!a->tag.empty()) body["tag"] = a->tag;
+      std::map<std::string, std::string> headers;
+      if (!a->idempotency_key.empty()) headers["Idempotency-Key"] = a->idempotency_key;
+      return submitted(*a, call(*a, http::verb::post, "/runs", json::serialize(body),
+                                "application/json", headers));
+    });
+  });
+
+  CLI::App* yaml =
+      client->add_subcommand("submit-yaml", "Submit a run of a flow file (sent whole)");
+  yaml->add_option("file", a->flow, "The flow file")->required()->check(CLI::ExistingFile);
+  yaml->add_option("--flow-name", a->flow_name, "Its name in listings (default: the flow's)");
+  submit_options(yaml, *a);
+  common(yaml, *a);
+  table.add(yaml, [a] {
+    return guarded("submit-yaml", [&] {
+      std::ifstream in(a->flow, std::ios::binary);
+      const std::string text((std::istreambuf_iterator<char>(in)), {});
+      const std::string boundary = "pyoco-form-7f3a9c";
+      std::string body;
+      auto part = [&](const std::string& name, const std::string& value, bool file) {
+        body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + name + "\"" +
+                (file ? "; filename=\"flow.yaml\"\r\nContent-Type: application/yaml" : "") +
+                "\r\n\r\n" + value + "\r\n";
+      };
+      part("workflow", text, true);
+      if (!a->flow_name.empty()) part("flow_name", a->flow_name, false);
+      if (!a->tag.empty()) part("tag", a->tag, false);
+      body += "--" + boundary + "--\r\n";
+      std::map<std::string, std::string> headers;
+      if (!a->idempotency_key.empty()) headers["Idempotency-Key"] = a->idempotency_key;
+      return submitted(*a, call(*a, http::verb::post, "/runs/yaml", body,
+                                "multipart/form-data; boundary=" + boundary, headers));
+    });
+  });
+
+  CLI::App* get = client->add_subcommand("get", "Show a run's record");
+  get->add_option("run_id", a->run_id, "The run")->required();
+  common(get, *a);
+  table.add(get, [a] {
+    return guarded("get", [&] {
+      std::cout << json::serialize(call(*a, http::verb::get, "/runs/" + a->run_id)) << '\n';
+      return kExitOk;
+    });
+  });
+
+  CLI::App* cancel = client->add_subcommand(
+      "cancel", "Cancel a run (pending: at once; running: its worker stops it)");
+  cancel->add_option("run_id", a->run_id, "The run")->required();
+  cancel->add_flag("--wait", a->wait, "Wait until it has ended");
+  common(cancel, *a);
+  table.add(cancel, [a] {
+    return guarded("cancel", [&] {
+      const json::value v = call(*a, http::verb::post, "/runs/" + a->run_id + "/cancel");
+      std::cout << "run " << a->run_id << " " << v.at("status").as_string() << '\n';
+      return a->wait ? wait_for(*a, a->run_id) : kExitOk;
+    });
+  });
+}
+
+}  // namespace pyoco::cli

@@ -1,0 +1,79 @@
+// A small HTTP/1.1 server on Boost.Beast: an async acceptor and sessions on
+// one I/O thread, handlers on a pool of their own (they may wait on NATS),
+// a route table that is the single list of what is served.
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pyoco::server {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+using PathParams = std::map<std::string, std::string>;  // "{id}" -> its value
+
+// A JSON response (pretty enough for curl: compact, with a newline).
+Response json_response(unsigned status, const boost::json::value& body);
+// pyoco-server's errors: {"error": "<word>", "detail": "<what and what to do>"}.
+Response error_response(unsigned status, const std::string& error, const std::string& detail);
+
+// Thrown by a handler to answer with an error.
+struct HttpError {
+  unsigned status;
+  std::string error;
+  std::string detail;
+};
+
+struct Route {
+  boost::beast::http::verb method;
+  std::string pattern;  // "/runs/{id}/cancel"
+  std::function<Response(const Request&, const PathParams&)> handler;
+};
+
+class Router {
+ public:
+  void add(boost::beast::http::verb method, std::string pattern,
+           std::function<Response(const Request&, const PathParams&)> handler);
+  // 404 for no path, 405 for a path without this method; HttpError becomes
+  // its response, any other exception a 500 naming it.
+  Response handle(const Request& request) const;
+  const std::vector<Route>& routes() const { return routes_; }
+
+ private:
+  std::vector<Route> routes_;
+};
+
+struct ListenOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;  // 0: any free port (see HttpServer::port)
+  std::size_t handler_threads = 4;
+  std::size_t body_limit = 1 << 20;  // larger bodies are answered 413
+};
+
+class HttpServer {
+ public:
+  // Binds at once: throws std::runtime_error naming the address when it cannot.
+  HttpServer(std::shared_ptr<const Router> router, ListenOptions options);
+  ~HttpServer();  // stop()
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  std::uint16_t port() const;
+  void stop();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pyoco::server

@@ -1,0 +1,268 @@
+#include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/resources.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/cluster/run_records.hpp>
+#include <pyoco/core/flow_file.hpp>
+#include <pyoco/core/flow_graph.hpp>
+#include <pyoco/server/gateway.hpp>
+
+#include <openssl/evp.h>
+
+#include <boost/json.hpp>
+
+#include <random>
+
+namespace pyoco::server {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+namespace {
+
+std::string uuid4() {
+  thread_local std::mt19937_64 gen{std::random_device{}()};
+  const std::uint64_t a = gen(), b = gen();
+  char out[37];
+  std::snprintf(out, sizeof out, "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0x0fff),
+                static_cast<unsigned>(((b >> 48) & 0x3fff) | 0x8000),
+                static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return out;
+}
+
+// With an Idempotency-Key, the run id is derived from it (and the tenant):
+// the same key gives the same run, however often it is sent.
+std::string run_id_for(std::string_view idempotency_key, std::string_view tenant) {
+  if (idempotency_key.empty()) return uuid4();
+  const std::string input = std::string(tenant) + "\n" + std::string(idempotency_key);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(input.data(), input.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string id = "idem-";
+  for (unsigned i = 0; i < 16; ++i) id += hex[md[i] >> 4], id += hex[md[i] & 15];
+  return id;
+}
+
+[[noreturn]] void unprocessable(const std::string& detail) {
+  throw HttpError{422, "invalid_request", detail};
+}
+
+[[noreturn]] void nats_down(const cluster::NatsError& e) {
+  throw HttpError{503, "nats_unavailable", std::string(e.what()) + " (retry when NATS is back)"};
+}
+
+json::object body_object(const Request& req) {
+  boost::system::error_code ec;
+  json::value v = json::parse(req.body(), ec);
+  if (ec) unprocessable("the body is not JSON: " + ec.message());
+  if (!v.is_object()) unprocessable("the body must be a JSON object");
+  return std::move(v.as_object());
+}
+
+std::string tag_of(const json::object& o, const std::string& fallback) {
+  const json::value* t = o.if_contains("tag");
+  if (t == nullptr || t->is_null()) return fallback;
+  if (!t->is_string()) unprocessable("tag: must be a string");
+  const std::string tag(t->as_string());
+  try {
+    cluster::check_tag(tag);
+  } catch (const cluster::NatsError& e) {
+    unprocessable(std::string("tag: ") + e.what());
+  }
+  return tag;
+}
+
+std::string query_value(std::string_view target, std::string_view key) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key)
+      return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+  }
+  return {};
+}
+
+// multipart/form-data: each part's name and bytes.
+std::map<std::string, std::string> form_parts(const Request& req) {
+  const std::string type(req[http::field::content_type]);
+  const auto b = type.find("boundary=");
+  if (b == std::string::npos) unprocessable("a multipart body needs a boundary");
+  std::string boundary = type.substr(b + 9);
+  if (!boundary.empty() && boundary.front() == '"')
+    boundary = boundary.substr(1, boundary.find('"', 1) - 1);
+  const std::string delimiter = "--" + boundary;
+  const std::string& body = req.body();
+  std::map<std::string, std::string> parts;
+  std::size_t at = body.find(delimiter);
+  while (at != std::string::npos) {
+    at += delimiter.size();
+    if (body.compare(at, 2, "--") == 0) break;
+    const std::size_t headers_end = body.find("\r\n\r\n", at);
+    if (headers_end == std::string::npos) unprocessable("a multipart part has no end of headers");
+    const std::string headers = body.substr(at, headers_end - at);
+    const std::size_t next = body.find("\r\n" + delimiter, headers_end + 4);
+    if (next == std::string::npos) unprocessable("a multipart part is not closed");
+    const auto n = headers.find("name=\"");
+    if (n != std::string::npos) {
+      const std::string name = headers.substr(n + 6, headers.find('"', n + 6) - n - 6);
+      parts[name] = body.substr(headers_end + 4, next - headers_end - 4);
+    }
+    at = next + 2;
+  }
+  return parts;
+}
+
+class Gateway {
+ public:
+  Gateway(cluster::Connection& nats, GatewayOptions options)
+      : nats_(nats), options_(std::move(options)), runs_(nats) {}
+
+  Response health() const {
+    const bool up = natsConnection_Status(nats_.handles().nc) == NATS_CONN_STATUS_CONNECTED;
+    return json_response(up ? 200 : 503, json::object{{"status", up ? "ok" : "degraded"},
+                                                      {"nats", up ? "connected" : "disconnected"}});
+  }
+
+  Response submit(const Request& req) {
+    const json::object body = body_object(req);
+    const json::value* flow = body.if_contains("flow_name");
+    if (flow == nullptr || !flow->is_string() || flow->as_string().empty()) {
+      unprocessable("flow_name: required, the name of a flow the workers have (--flows)");
+    }
+    cluster::RunJob job;
+    job.flow_name = std::string(flow->as_string());
+    job.tag = tag_of(body, options_.default_tag);
+    if (const json::value* p = body.if_contains("params"); p != nullptr && !p->is_null()) {
+      if (!p->is_object()) unprocessable("params: must be a JSON object");
+      job.params = p->as_object();
+    }
+    return queue(req, std::move(job));
+  }
+
+  Response submit_yaml(const Request& req) {
+    std::string workflow, flow_name;
+    std::string tag = options_.default_tag;
+    const std::string type(req[http::field::content_type]);
+    if (type.rfind("multipart/form-data", 0) == 0) {
+      auto parts = form_parts(req);
+      workflow = parts["workflow"];
+      flow_name = parts["flow_name"];
+      if (!parts["tag"].empty()) tag = parts["tag"];
+    } else {  // the YAML itself as the body; names in the query
+      workflow = req.body();
+      flow_name = query_value(req.target(), "flow_name");
+      if (const std::string t = query_value(req.target(), "tag"); !t.empty()) tag = t;
+    }
+    if (workflow.empty()) unprocessable("workflow: required, the flow file (multipart field)");
+    if (workflow.size() > options_.workflow_limit) {
+      throw HttpError{413, "too_large",
+                      "workflow: " + std::to_string(workflow.size()) +
+                          " bytes, over the limit of " + std::to_string(options_.workflow_limit)};
+    }
+    try {
+      cluster::check_tag(tag);
+    } catch (const cluster::NatsError& e) {
+      unprocessable(std::string("tag: ") + e.what());
+    }
+    // Refused here, with the line, rather than failed on a worker.
+    std::shared_ptr<core::FlowSpec> spec;
+    try {
+      spec = std::make_shared<core::FlowSpec>(core::parse_flow_text(workflow, "workflow.yaml"));
+      core::compile_flow(spec);
+    } catch (const core::FlowError& e) {
+      unprocessable(std::string("workflow: ") + e.what());
+    }
+    cluster::RunJob job;
+    job.flow_name = !flow_name.empty() ? flow_name : spec->name.empty() ? "flow" : spec->name;
+    job.tag = tag;
+    job.workflow_yaml = std::move(workflow);
+    return queue(req, std::move(job));
+  }
+
+  Response get(const std::string& id) const {
+    const cluster::RunRecord r = find(id);
+    return json_response(200, r.snapshot);
+  }
+
+  Response tasks(const std::string& id) const {
+    const cluster::RunRecord r = find(id);
+    json::object out{{"run_id", id}, {"status", r.status()}};
+    const json::value* t = r.snapshot.if_contains("tasks");
+    out["tasks"] = t != nullptr ? *t : json::value(json::object{});
+    return json_response(200, out);
+  }
+
+  Response cancel(const std::string& id) {
+    check_id(id);
+    try {
+      const auto r = cluster::request_cancel(nats_, runs_, id, "http");
+      if (!r) throw HttpError{404, "not_found", "run " + id + " not found"};
+      return json_response(200, json::object{{"run_id", id}, {"status", r->status()}});
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+  }
+
+ private:
+  Response queue(const Request& req, cluster::RunJob job) {
+    job.run_id = run_id_for(req["Idempotency-Key"], "");
+    try {
+      const cluster::Submitted s = cluster::submit_run(nats_, runs_, job);
+      return json_response(200,
+                           json::object{{"run_id", job.run_id}, {"status", s.record.status()}});
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+  }
+
+  static void check_id(const std::string& id) {
+    try {
+      cluster::check_run_id(id);
+    } catch (const cluster::NatsError&) {
+      throw HttpError{404, "not_found", "run " + id + " not found"};
+    }
+  }
+
+  cluster::RunRecord find(const std::string& id) const {
+    check_id(id);
+    try {
+      auto r = runs_.get(id);
+      if (!r) throw HttpError{404, "not_found", "run " + id + " not found"};
+      return *r;
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+  }
+
+  cluster::Connection& nats_;
+  GatewayOptions options_;
+  cluster::RunRecords runs_;
+};
+
+}  // namespace
+
+std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions options) {
+  auto g = std::make_shared<Gateway>(nats, std::move(options));
+  auto router = std::make_shared<Router>();
+  router->add(http::verb::get, "/health",
+              [g](const Request&, const PathParams&) { return g->health(); });
+  router->add(http::verb::post, "/runs",
+              [g](const Request& r, const PathParams&) { return g->submit(r); });
+  router->add(http::verb::post, "/runs/yaml",
+              [g](const Request& r, const PathParams&) { return g->submit_yaml(r); });
+  router->add(http::verb::get, "/runs/{id}",
+              [g](const Request&, const PathParams& p) { return g->get(p.at("id")); });
+  router->add(http::verb::get, "/runs/{id}/tasks",
+              [g](const Request&, const PathParams& p) { return g->tasks(p.at("id")); });
+  router->add(http::verb::post, "/runs/{id}/cancel",
+              [g](const Request&, const PathParams& p) { return g->cancel(p.at("id")); });
+  return router;
+}
+
+}  // namespace pyoco::server

@@ -1,0 +1,219 @@
+#include <pyoco/server/http.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/version.hpp>
+#include <boost/json.hpp>
+
+#include <array>
+#include <thread>
+
+namespace pyoco::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+Response json_response(unsigned status, const json::value& body) {
+  Response r{static_cast<http::status>(status), 11};
+  r.set(http::field::content_type, "application/json");
+  r.set(http::field::server, "pyoco");
+  r.body() = json::serialize(body) + "\n";
+  r.prepare_payload();
+  return r;
+}
+
+Response error_response(unsigned status, const std::string& error, const std::string& detail) {
+  return json_response(status, json::object{{"error", error}, {"detail", detail}});
+}
+
+void Router::add(http::verb method, std::string pattern,
+                 std::function<Response(const Request&, const PathParams&)> handler) {
+  routes_.push_back(Route{method, std::move(pattern), std::move(handler)});
+}
+
+namespace {
+
+// "/runs/{id}" against "/runs/abc": true, with id = "abc". No segment is empty.
+bool match(const std::string& pattern, std::string_view path, PathParams& params) {
+  std::size_t p = 0, q = 0;
+  while (p < pattern.size() && q < path.size()) {
+    if (pattern[p] == '{') {
+      const std::size_t close = pattern.find('}', p);
+      const std::size_t end = path.find('/', q);
+      const std::string_view value = path.substr(q, end - q);
+      if (value.empty()) return false;
+      params[pattern.substr(p + 1, close - p - 1)] = std::string(value);
+      p = close + 1;
+      q = end == std::string_view::npos ? path.size() : end;
+    } else {
+      if (pattern[p] != path[q]) return false;
+      ++p, ++q;
+    }
+  }
+  return p == pattern.size() && q == path.size();
+}
+
+}  // namespace
+
+Response Router::handle(const Request& request) const {
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  bool path_known = false;
+  for (const Route& r : routes_) {
+    PathParams params;
+    if (!match(r.pattern, path, params)) continue;
+    path_known = true;
+    if (r.method != request.method()) continue;
+    try {
+      Response res = r.handler(request, params);
+      res.keep_alive(request.keep_alive());
+      return res;
+    } catch (const HttpError& e) {
+      Response res = error_response(e.status, e.error, e.detail);
+      res.keep_alive(request.keep_alive());
+      return res;
+    } catch (const std::exception& e) {
+      Response res = error_response(500, "internal", e.what());
+      res.keep_alive(request.keep_alive());
+      return res;
+    }
+  }
+  Response res = path_known ? error_response(405, "method_not_allowed",
+                                             std::string(request.method_string()) + " " +
+                                                 std::string(path) + " is not served")
+                            : error_response(404, "not_found", "no route " + std::string(path));
+  res.keep_alive(request.keep_alive());
+  return res;
+}
+
+// Sessions and handlers point at the server plainly: stop() joins the pool
+// and the I/O thread before it goes, and the io_context destroys what is
+// still queued (sessions included) when it goes, before everything else.
+struct HttpServer::Impl {
+  std::shared_ptr<const Router> router;
+  ListenOptions options;
+  asio::io_context io;
+  asio::thread_pool handlers;
+  tcp::acceptor acceptor{io};
+  std::thread io_thread;
+
+  Impl(std::shared_ptr<const Router> r, ListenOptions o)
+      : router(std::move(r)), options(std::move(o)), handlers(options.handler_threads) {}
+
+  struct Session : std::enable_shared_from_this<Session> {
+    Impl* server;
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    std::optional<http::request_parser<http::string_body>> parser;
+    std::shared_ptr<Response> response;
+
+    Session(Impl* s, tcp::socket socket) : server(s), stream(std::move(socket)) {}
+
+    void read() {
+      parser.emplace();
+      parser->body_limit(server->options.body_limit);
+      stream.expires_after(std::chrono::seconds(60));
+      http::async_read(
+          stream, buffer, *parser,
+          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    }
+
+    void on_read(beast::error_code ec) {
+      if (ec == http::error::body_limit) {
+        write(std::make_shared<Response>(
+                  error_response(413, "too_large",
+                                 "the request body is over " +
+                                     std::to_string(server->options.body_limit) + " bytes")),
+              true);
+        return;
+      }
+      if (ec) return;  // closed, timed out, or not HTTP: nothing to answer
+      auto request = std::make_shared<Request>(parser->release());
+      // The handler may wait on NATS: never on the I/O thread.
+      asio::post(server->handlers, [self = shared_from_this(), request] {
+        auto res = std::make_shared<Response>(self->server->router->handle(*request));
+        asio::post(self->stream.get_executor(),
+                   [self, res, close = !request->keep_alive()] { self->write(res, close); });
+      });
+    }
+
+    void write(std::shared_ptr<Response> res, bool close) {
+      response = std::move(res);
+      if (close) response->keep_alive(false);
+      http::async_write(stream, *response,
+                        [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
+                          if (ec || close) {
+                            beast::error_code ignored;
+                            self->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                            if (!ec) self->drain();
+                            return;
+                          }
+                          self->read();
+                        });
+    }
+
+    // After an answer that ends the connection (a body over the limit), read
+    // what the client still sends, for a few seconds, before closing: closing
+    // at once would reset the connection before it has read the answer.
+    void drain() {
+      stream.expires_after(std::chrono::seconds(5));
+      stream.async_read_some(asio::buffer(discard),
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               if (!ec) self->drain();
+                             });
+    }
+    std::array<char, 16384> discard;
+  };
+
+  void accept() {
+    acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) std::make_shared<Session>(this, std::move(socket))->read();
+      accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(std::shared_ptr<const Router> router, ListenOptions options)
+    : impl_(std::make_unique<Impl>(std::move(router), std::move(options))) {
+  Impl& s = *impl_;
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(s.options.host, ec);
+  if (ec)
+    throw std::runtime_error("cannot listen on \"" + s.options.host + "\": not an IP address");
+  const tcp::endpoint endpoint{address, s.options.port};
+  s.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor.bind(endpoint, ec);
+  if (!ec) s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + s.options.host + ":" +
+                             std::to_string(s.options.port) + ": " + ec.message());
+  }
+  s.accept();
+  s.io_thread = std::thread([impl = impl_.get()] { impl->io.run(); });
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+std::uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void HttpServer::stop() {
+  if (!impl_->io_thread.joinable()) return;
+  asio::post(impl_->io, [impl = impl_.get()] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+  });
+  impl_->handlers.join();
+  impl_->io.stop();
+  impl_->io_thread.join();
+}
+
+}  // namespace pyoco::server

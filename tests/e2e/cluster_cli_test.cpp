@@ -1,0 +1,151 @@
+// The cluster quick start as users meet it: `pyoco server --with-nats
+// --with-worker`, then `pyoco client`; the gateway's answers to careless
+// requests; 503 while NATS is away and back by itself after.
+#include <pyoco/server/client.hpp>
+
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <thread>
+
+#include "child.hpp"
+#include "nats_server.hpp"
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using namespace pyoco::testing;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+// `pyoco server` as a child process; its URL read from its first line.
+struct Server {
+  TempDir dir;
+  std::unique_ptr<ChildProcess> child;
+  std::string url;
+
+  explicit Server(std::vector<std::string> args) {
+    std::vector<std::string> argv{pyoco_exe().string(), "server", "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    child = std::make_unique<ChildProcess>(
+        argv, std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, dir.path());
+    BOOST_REQUIRE_MESSAGE(child->wait_for_output("http://", 20s), child->err());
+    std::this_thread::sleep_for(50ms);  // the rest of the line
+    const std::string out = child->out();
+    url = out.substr(out.find("http://"), out.find('\n') - out.find("http://"));
+  }
+
+  ProcessResult client(std::vector<std::string> args) const {
+    args.insert(args.begin(), "client");
+    args.insert(args.begin() + 2, {"--server", url});
+    return run_pyoco(args, {.cwd = dir.path(), .timeout = 60s});
+  }
+
+  server::ClientResponse call(http::verb method, const std::string& target,
+                              const std::string& body = {}) const {
+    return server::http_call(url, method, target, body);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
+  TempDir flows;
+  write_text(flows.path() / "hello.yaml", read_text(source_dir() / "examples/hello/flow.yaml"));
+  write_text(flows.path() / "sleepy.yaml",
+             "flow: {graph: nap}\ntasks:\n  nap: {use: std/sleep, inputs: {seconds: "
+             "\"$ctx.params.seconds\"}}\n");
+  Server s({"--with-nats", (flows.path() / "nats").string(), "--nats-port", "0", "--with-worker",
+            "--slots", "2", "--flows", flows.path().string()});
+
+  const ProcessResult yaml =
+      s.client({"submit-yaml", (source_dir() / "examples/hello/flow.yaml").string(), "--wait"});
+  BOOST_TEST(yaml.exit_code == 0, yaml.err);
+  BOOST_TEST(yaml.out.find("COMPLETED") != std::string::npos, yaml.out);
+
+  const ProcessResult named = s.client({"submit", "sleepy", "--param", "seconds=0.05", "--wait"});
+  BOOST_TEST(named.exit_code == 0, named.err);
+
+  // The same Idempotency-Key is the same run.
+  const ProcessResult once = s.client({"submit", "hello", "--idempotency-key", "k1"});
+  const ProcessResult twice = s.client({"submit", "hello", "--idempotency-key", "k1"});
+  BOOST_TEST(once.exit_code == 0, once.err);
+  BOOST_TEST(once.out == twice.out);
+
+  // A long run, cancelled from the client: exit 130, as a cancelled local run.
+  const ProcessResult long_run = s.client({"submit", "sleepy", "--param", "seconds=60"});
+  const std::string id = long_run.out.substr(0, long_run.out.find('\n'));
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < until &&
+         json::parse(s.call(http::verb::get, "/runs/" + id).body).at("status").as_string() !=
+             "RUNNING") {
+    std::this_thread::sleep_for(10ms);
+  }
+  const ProcessResult cancel = s.client({"cancel", id, "--wait"});
+  BOOST_TEST(cancel.exit_code == 130, cancel.out << cancel.err);
+  BOOST_TEST(cancel.out.find("CANCELLED") != std::string::npos, cancel.out);
+
+  // Ctrl+C stops it all, nats-server included.
+  s.child->send_signal(SIGINT);
+  BOOST_TEST(s.child->wait(20s) == 0, s.child->err());
+  BOOST_TEST(descendants_of(s.child->pid()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  auto error_of = [](const server::ClientResponse& r) {
+    return std::string(json::parse(r.body).at("detail").as_string());
+  };
+  const auto no_name = s.call(http::verb::post, "/runs", R"({"params": {}})");
+  BOOST_TEST(no_name.status == 422u);
+  BOOST_TEST(error_of(no_name).find("flow_name: required") != std::string::npos);
+  BOOST_TEST(s.call(http::verb::post, "/runs", "{not json").status == 422u);
+  const auto bad_tag = s.call(http::verb::post, "/runs", R"({"flow_name": "a", "tag": "x.y"})");
+  BOOST_TEST(bad_tag.status == 422u);
+  BOOST_TEST(error_of(bad_tag).find("tag: ") == 0u);
+  BOOST_TEST(s.call(http::verb::post, "/runs", std::string(2 << 20, ' ')).status == 413u);
+  const auto bad_yaml =
+      server::http_call(s.url, http::verb::post, "/runs/yaml?flow_name=x",
+                        "flow: {graph: \"a >> \"}\ntasks: {}\n", "application/yaml");
+  BOOST_TEST(bad_yaml.status == 422u);
+  BOOST_TEST(error_of(bad_yaml).find("workflow.yaml:1:") != std::string::npos, bad_yaml.body);
+  BOOST_TEST(s.call(http::verb::get, "/runs/no-such-run").status == 404u);
+  BOOST_TEST(s.call(http::verb::get, "/runs/a%20b").status == 404u);
+  BOOST_TEST(s.call(http::verb::post, "/runs/no-such-run/cancel").status == 404u);
+  BOOST_TEST(s.call(http::verb::get, "/nowhere").status == 404u);
+  BOOST_TEST(s.call(http::verb::delete_, "/runs").status == 405u);
+  const ProcessResult get = s.client({"get", "no-such-run"});
+  BOOST_TEST(get.exit_code == 2);
+  BOOST_TEST(
+      get.err.find("the gateway answered 404: run no-such-run not found") != std::string::npos,
+      get.err);
+}
+
+BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const auto submitted = s.call(http::verb::post, "/runs", R"({"flow_name": "hello"})");
+  BOOST_TEST_REQUIRE(submitted.status == 200u);
+  const std::string id(json::parse(submitted.body).at("run_id").as_string());
+
+  nats.kill9();
+  const auto down = s.call(http::verb::get, "/runs/" + id);
+  BOOST_TEST(down.status == 503u, down.body);
+  BOOST_TEST(s.call(http::verb::get, "/health").status == 503u);
+
+  nats.start();  // same port, same store
+  unsigned status = 0;
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (status != 200 && std::chrono::steady_clock::now() < until) {
+    status = s.call(http::verb::get, "/runs/" + id).status;
+    if (status != 200) std::this_thread::sleep_for(50ms);
+  }
+  BOOST_TEST(status == 200u);
+  BOOST_TEST(s.call(http::verb::get, "/health").status == 200u);
+}
