@@ -1,9 +1,12 @@
 // The run protocol on a real nats-server: snapshots written only by
 // compare-and-swap, idempotent submit, cancel that is never lost and never
 // overwrites a terminal state, and owners fenced by attempt.
+#include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
+
+#include <nats/nats.h>
 
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
@@ -194,4 +197,64 @@ BOOST_AUTO_TEST_CASE(cancels_racing_completion_end_every_run) {
   }
   BOOST_TEST(cancelled + completed == kRuns);
   BOOST_TEST_MESSAGE("cancelled " << cancelled << ", completed " << completed);
+}
+
+// A job no worker ever finishes (here: fetched and never acked) reaches
+// MaxDeliver; the reaper makes its run FAILED, writes its dead letter and
+// its one RunEnd, and removes the job from the queue.
+BOOST_AUTO_TEST_CASE(the_reaper_ends_what_nats_gave_up_on) {
+  NatsServer server;
+  Connection nats({.servers = {server.url()}});
+  ResourceOptions fast;
+  fast.ack_wait = std::chrono::milliseconds(200);
+  init_resources(nats, fast);
+  RunRecords runs(nats);
+  submit_run(nats, runs, job("stuck"));
+
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  BOOST_REQUIRE(natsConnection_ConnectTo(&nc, server.url().c_str()) == NATS_OK);
+  BOOST_REQUIRE(natsConnection_JetStream(&js, nc, nullptr) == NATS_OK);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = "PYOCO_WORK";
+  so.Consumer = "pyoco_workers_default";
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr{};
+  BOOST_REQUIRE(js_PullSubscribe(&sub, js, "pyoco.work.default", "pyoco_workers_default", nullptr,
+                                 &so, &jerr) == NATS_OK);
+  int deliveries = 0;
+  for (int i = 0; i < 10 && deliveries < 5; ++i) {  // a worker that dies each time
+    natsMsgList list{};
+    if (natsSubscription_Fetch(&list, sub, 1, 1000, nullptr) == NATS_OK) deliveries += list.Count;
+    natsMsgList_Destroy(&list);
+  }
+  BOOST_TEST(deliveries == 5);
+  // NATS gives up when it would deliver a sixth time: to a worker that asks.
+  natsMsgList none{};
+  BOOST_TEST(natsSubscription_Fetch(&none, sub, 1, 1000, nullptr) == NATS_TIMEOUT);
+  natsMsgList_Destroy(&none);
+  natsSubscription_Destroy(sub);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  Reaper reaper(nats);
+  reaper.start();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!runs.get("stuck")->terminal() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling, with a deadline
+  }
+  const RunRecord r = *runs.get("stuck");
+  BOOST_TEST(r.status() == "FAILED");
+  BOOST_TEST(std::string(r.snapshot.at("error").as_string()).find("max_deliver_exceeded") == 0u);
+  while (reaper.reaped() == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  reaper.stop();
+  const auto all = resource_status(nats, ResourceOptions{});
+  auto messages = [&](const char* name) {
+    return std::find_if(all.begin(), all.end(), [&](auto& x) { return x.name == name; })->messages;
+  };
+  BOOST_TEST(messages("PYOCO_WORK") == 0u);
+  BOOST_TEST(messages("PYOCO_DLQ") == 1u);
 }

@@ -1,6 +1,7 @@
 // `pyoco server`: the HTTP gateway; with --with-nats it also runs Debian's
 // nats-server as a child, with --with-worker a worker in this process.
 #include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/core/subprocess.hpp>
 #include <pyoco/runner/interrupts.hpp>
@@ -109,6 +110,8 @@ int run_server(ServerArgs& a) {
     lo.host = a.listen.substr(0, colon);
     lo.port = static_cast<std::uint16_t>(std::stoi(a.listen.substr(colon + 1)));
     server::HttpServer http(server::gateway_routes(nats), lo);
+    cluster::Reaper reaper(nats);  // jobs NATS gave up on end FAILED, not stuck
+    reaper.start();
     std::cerr << "pyoco server: listening on http://" << lo.host << ":" << http.port() << '\n';
     std::cout << "http://" << lo.host << ":" << http.port() << std::endl;
 
@@ -149,6 +152,7 @@ int run_server(ServerArgs& a) {
     std::cerr << "pyoco server: stopping\n";
     if (worker) worker->drain(std::chrono::seconds(10));
     http.stop();
+    reaper.stop();
     return kExitOk;
   } catch (const cluster::NatsError& e) {
     std::cerr << "pyoco server: " << e.what() << '\n';
