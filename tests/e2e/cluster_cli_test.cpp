@@ -29,11 +29,11 @@ struct Server {
   std::unique_ptr<ChildProcess> child;
   std::string url;
 
-  explicit Server(std::vector<std::string> args) {
+  explicit Server(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
     std::vector<std::string> argv{pyoco_exe().string(), "server", "--listen", "127.0.0.1:0"};
     argv.insert(argv.end(), args.begin(), args.end());
-    child = std::make_unique<ChildProcess>(
-        argv, std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, dir.path());
+    env["PYOCO_PLUGIN_PATH"] = "";
+    child = std::make_unique<ChildProcess>(argv, env, dir.path());
     BOOST_REQUIRE_MESSAGE(child->wait_for_output("http://", 20s), child->err());
     std::this_thread::sleep_for(50ms);  // the rest of the line
     const std::string out = child->out();
@@ -148,4 +148,75 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   }
   BOOST_TEST(status == 200u);
   BOOST_TEST(s.call(http::verb::get, "/health").status == 200u);
+}
+
+// The registry as the gateway shows it: a worker IDLE, then RUNNING with
+// its run; hidden and shown again; STOPPED_GRACEFUL after SIGTERM,
+// DISCONNECTED after kill -9 and the disconnect timeout.
+BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
+  NatsServer nats;
+  TempDir flows;
+  write_text(flows.path() / "sleepy.yaml",
+             "flow: {graph: nap}\ntasks:\n  nap: {use: std/sleep, inputs: {seconds: "
+             "\"$ctx.params.seconds\"}}\n");
+  Server s({"--nats", nats.url()}, {{"PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC", "1"}});
+  auto start_worker = [&](const std::string& id) {
+    return std::make_unique<ChildProcess>(
+        std::vector<std::string>{pyoco_exe().string(), "worker", "--nats", nats.url(),
+                                 "--worker-id", id, "--flows", flows.path().string(),
+                                 "--progress-interval", "0.2"},
+        std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
+  };
+  auto worker_state = [&](const std::string& id, const std::string& query = "") {
+    const auto list = json::parse(s.call(http::verb::get, "/workers" + query).body).as_array();
+    for (const auto& w : list) {
+      if (w.at("worker_id").as_string() == id) return w.as_object();
+    }
+    return json::object{};
+  };
+  auto wait_state = [&](const std::string& id, const std::string& state) {
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < until) {
+      const auto w = worker_state(id, "?include_hidden=true");
+      if (w.contains("state") && w.at("state").as_string() == state) return w;
+      std::this_thread::sleep_for(20ms);
+    }
+    BOOST_FAIL("worker " << id << " never got to " << state);
+    return json::object{};
+  };
+
+  auto w1 = start_worker("w1");
+  wait_state("w1", "IDLE");
+  const auto submitted =
+      s.call(http::verb::post, "/runs", R"({"flow_name": "sleepy", "params": {"seconds": 30}})");
+  const std::string run(json::parse(submitted.body).at("run_id").as_string());
+  const auto running = wait_state("w1", "RUNNING");
+  BOOST_TEST(running.at("running").as_array().at(0).as_string() == run);
+  BOOST_TEST(running.at("slots").as_int64() == 1);
+
+  const ProcessResult table = s.client({"workers"});
+  BOOST_TEST(table.exit_code == 0, table.err);
+  BOOST_TEST(table.out.find("w1") != std::string::npos, table.out);
+  BOOST_TEST(table.out.find("RUNNING") != std::string::npos, table.out);
+
+  BOOST_TEST(s.call(http::verb::patch, "/workers/w1", R"({"hidden": true})").status == 200u);
+  BOOST_TEST(worker_state("w1").empty());  // hidden from the default list
+  BOOST_TEST(worker_state("w1", "?include_hidden=true").at("hidden").as_bool());
+  BOOST_TEST(s.call(http::verb::patch, "/workers/w1", R"({"hidden": false})").status == 200u);
+  BOOST_TEST(!worker_state("w1").empty());
+  BOOST_TEST(s.call(http::verb::patch, "/workers/nobody", R"({"hidden": true})").status == 404u);
+  BOOST_TEST(s.call(http::verb::patch, "/workers/w1", R"({"hidden": "yes"})").status == 422u);
+  BOOST_TEST(s.call(http::verb::get, "/workers?state=SLEEPING").status == 422u);
+
+  s.call(http::verb::post, "/runs/" + run + "/cancel");
+  w1->send_signal(SIGTERM);
+  const int code = w1->wait(20s);
+  BOOST_TEST(code == 0, "exit " << code << ": " << w1->err());
+  wait_state("w1", "STOPPED_GRACEFUL");
+
+  auto w2 = start_worker("w2");
+  wait_state("w2", "IDLE");
+  w2->send_signal(SIGKILL);
+  w2->wait(10s);
+  wait_state("w2", "DISCONNECTED");
 }

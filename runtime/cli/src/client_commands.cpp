@@ -11,6 +11,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "table.hpp"
 
 namespace pyoco::cli {
 
@@ -223,6 +224,43 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
     });
   });
 
+  CLI::App* workers = client->add_subcommand("workers", "List the workers and what they run");
+  workers->add_flag("--include-hidden", a->wait, "Hidden workers too");
+  workers->add_option("--state", a->tag,
+                      "Only RUNNING, IDLE, DRAINING, STOPPED_GRACEFUL or DISCONNECTED");
+  workers->add_flag("--json", a->json_out, "The gateway's answer as JSON");
+  common(workers, *a);
+  table.add(workers, [a] {
+    return guarded("workers", [&] {
+      std::string target = std::string("/workers?include_hidden=") + (a->wait ? "true" : "false");
+      if (!a->tag.empty()) target += "&state=" + a->tag;
+      const json::value v = call(*a, http::verb::get, target);
+      if (a->json_out) {
+        std::cout << json::serialize(v) << '\n';
+        return kExitOk;
+      }
+      Table t({"WORKER", "STATE", "TAGS", "SLOTS", "RUNNING", "SEEN", "HIDDEN"});
+      const double now =
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      for (const json::value& w : v.as_array()) {
+        const json::object& o = w.as_object();
+        std::string tags;
+        for (const json::value& tag : o.at("tags").as_array()) {
+          tags += (tags.empty() ? "" : ",") + std::string(tag.as_string());
+        }
+        const double seen = o.at("heartbeat_at").to_number<double>();
+        t.add({std::string(o.at("worker_id").as_string()), std::string(o.at("state").as_string()),
+               tags, std::to_string(o.at("slots").to_number<std::int64_t>()),
+               std::to_string(o.at("running").as_array().size()),
+               std::to_string(static_cast<std::int64_t>(now - seen)) + " s ago",
+               o.at("hidden").as_bool() ? "yes" : ""});
+      }
+      t.print(std::cout);
+      return kExitOk;
+    });
+  });
+
   CLI::App* cancel = client->add_subcommand(
       "cancel", "Cancel a run (pending: at once; running: its worker stops it)");
   cancel->add_option("run_id", a->run_id, "The run")->required();
@@ -231,7 +269,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   table.add(cancel, [a] {
     return guarded("cancel", [&] {
       const json::value v = call(*a, http::verb::post, "/runs/" + a->run_id + "/cancel");
-      std::cout << "run " << a->run_id << " " << v.at("status").as_string() << '\n';
+      std::cout << "run " << a->run_id << " " << std::string(v.at("status").as_string()) << '\n';
       return a->wait ? wait_for(*a, a->run_id) : kExitOk;
     });
   });

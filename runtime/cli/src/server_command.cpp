@@ -109,7 +109,12 @@ int run_server(ServerArgs& a) {
     server::ListenOptions lo;
     lo.host = a.listen.substr(0, colon);
     lo.port = static_cast<std::uint16_t>(std::stoi(a.listen.substr(colon + 1)));
-    server::HttpServer http(server::gateway_routes(nats), lo);
+    server::GatewayOptions go;
+    if (const char* t = std::getenv("PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC"); t != nullptr && *t) {
+      go.worker_disconnect_after =
+          std::chrono::milliseconds(static_cast<std::int64_t>(std::stod(t) * 1000));
+    }
+    server::HttpServer http(server::gateway_routes(nats, go), lo);
     cluster::Reaper reaper(nats);  // jobs NATS gave up on end FAILED, not stuck
     reaper.start();
     std::cerr << "pyoco server: listening on http://" << lo.host << ":" << http.port() << '\n';

@@ -2,6 +2,7 @@
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
+#include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/server/gateway.hpp>
@@ -11,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include <random>
+#include <set>
 
 namespace pyoco::server {
 
@@ -121,7 +123,10 @@ std::map<std::string, std::string> form_parts(const Request& req) {
 class Gateway {
  public:
   Gateway(cluster::Connection& nats, GatewayOptions options)
-      : nats_(nats), options_(std::move(options)), runs_(nats) {}
+      : nats_(nats),
+        options_(std::move(options)),
+        runs_(nats),
+        workers_(nats, options_.worker_disconnect_after) {}
 
   Response health() const {
     const bool up = natsConnection_Status(nats_.handles().nc) == NATS_CONN_STATUS_CONNECTED;
@@ -198,6 +203,47 @@ class Gateway {
     return json_response(200, out);
   }
 
+  Response workers(const Request& req) const {
+    const std::string state = query_value(req.target(), "state");
+    static const std::set<std::string> states{"RUNNING", "IDLE", "DRAINING", "STOPPED_GRACEFUL",
+                                              "DISCONNECTED"};
+    if (!state.empty() && states.count(state) == 0) {
+      unprocessable("state: one of RUNNING, IDLE, DRAINING, STOPPED_GRACEFUL, DISCONNECTED");
+    }
+    const std::string hidden = query_value(req.target(), "include_hidden");
+    const std::string limit_text = query_value(req.target(), "limit");
+    std::size_t limit = 100;
+    if (!limit_text.empty()) {
+      try {
+        limit = std::stoul(limit_text);
+      } catch (const std::exception&) {
+        unprocessable("limit: a number from 1 to 1000");
+      }
+      if (limit < 1 || limit > 1000) unprocessable("limit: a number from 1 to 1000");
+    }
+    json::array out;
+    for (json::object& w : workers_.list(state, hidden == "true" || hidden == "1", limit)) {
+      out.push_back(std::move(w));
+    }
+    return json_response(200, out);
+  }
+
+  Response patch_worker(const Request& req, const std::string& id) {
+    const json::object body = body_object(req);
+    const json::value* h = body.if_contains("hidden");
+    if (h == nullptr || !h->is_bool()) unprocessable("hidden: required, true or false");
+    try {
+      if (!workers_.set_hidden(id, h->as_bool())) {
+        throw HttpError{404, "not_found", "worker " + id + " not found"};
+      }
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+    return json_response(200, json::object{{"worker_id", id},
+                                           {"hidden", h->as_bool()},
+                                           {"updated_at", cluster::epoch_now()}});
+  }
+
   Response cancel(const std::string& id) {
     check_id(id);
     try {
@@ -243,6 +289,7 @@ class Gateway {
   cluster::Connection& nats_;
   GatewayOptions options_;
   cluster::RunRecords runs_;
+  cluster::WorkerDirectory workers_;
 };
 
 }  // namespace
@@ -262,6 +309,11 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
               [g](const Request&, const PathParams& p) { return g->tasks(p.at("id")); });
   router->add(http::verb::post, "/runs/{id}/cancel",
               [g](const Request&, const PathParams& p) { return g->cancel(p.at("id")); });
+  router->add(http::verb::get, "/workers",
+              [g](const Request& r, const PathParams&) { return g->workers(r); });
+  router->add(http::verb::patch, "/workers/{id}", [g](const Request& r, const PathParams& p) {
+    return g->patch_worker(r, p.at("id"));
+  });
   return router;
 }
 

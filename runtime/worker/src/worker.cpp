@@ -2,6 +2,7 @@
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/states.hpp>
 #include <pyoco/trace/event_queue.hpp>
@@ -79,6 +80,10 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
 
   std::vector<std::thread> threads;
   natsSubscription* cancel_sub = nullptr;
+  std::vector<natsSubscription*> subscriptions;  // one per tag
+  double started_at = cluster::epoch_now();
+  std::chrono::steady_clock::time_point last_beat{};
+  bool beat_now = false;  // a run started: the registry says RUNNING at once
   // Every run's events: copied on the strand, published from the queue's thread.
   std::shared_ptr<cluster::EventPublisher> publisher;
   std::shared_ptr<trace::EventQueue> events;
@@ -113,6 +118,10 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
                    consumer.c_str(), natsStatus_GetText(s), tag.c_str());
       return;
     }
+    {
+      std::lock_guard lock(mutex);
+      subscriptions.push_back(sub);
+    }
     for (;;) {
       std::size_t free = 0;
       {
@@ -141,7 +150,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       }
       natsMsgList_Destroy(&list);
     }
-    natsSubscription_Destroy(sub);
+    // Not destroyed here: the jobs it delivered are acked through it after
+    // this loop ends (drain destroys it once every run has ended).
   }
 
   // One delivered job: claim it, then start it; or settle it at once.
@@ -224,6 +234,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       Run run = engine.start(flow, std::move(ro));
       std::lock_guard lock(mutex);
       active_run.run = std::move(run);
+      beat_now = true;
+      changed.notify_all();
       // It may have ended before start() returned: its RunEnd found no run.
       if (core::is_terminal(active_run.run->status())) {
         ended.push_back(job.run_id);
@@ -312,20 +324,61 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
 
   // ---- supervising -------------------------------------------------------
 
+  // The registry record, every progress interval and at each change of
+  // state; a failed write is retried at the next beat.
+  void heartbeat(const char* forced_state = nullptr) {
+    json::array running, tags;
+    bool draining = false;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [id, a] : active) running.emplace_back(id);
+      draining = !fetching;
+    }
+    for (const std::string& t : options.tags) tags.emplace_back(t);
+    const char* state = forced_state != nullptr ? forced_state
+                        : draining              ? "DRAINING"
+                        : running.empty()       ? "IDLE"
+                                                : "RUNNING";
+    const double now = cluster::epoch_now();
+    try {
+      cluster::put_worker_record(nats, json::object{{"worker_id", options.worker_id},
+                                                    {"instance_id", instance},
+                                                    {"tags", std::move(tags)},
+                                                    {"slots", options.slots},
+                                                    {"running", std::move(running)},
+                                                    {"state", state},
+                                                    {"started_at", started_at},
+                                                    {"last_seen_at", now},
+                                                    {"updated_at", now}});
+    } catch (const NatsError& e) {
+      std::fprintf(stderr, "pyoco worker: %s\n", e.what());
+    }
+    last_beat = std::chrono::steady_clock::now();
+  }
+
   void supervise() {
     for (;;) {
       std::deque<std::string> done;
       {
         std::unique_lock lock(mutex);
-        changed.wait_for(lock,
-                         std::min<std::chrono::milliseconds>(options.progress_interval,
-                                                             std::chrono::milliseconds(500)),
-                         [&] { return !ended.empty() || (stopping && active.empty()); });
+        changed.wait_for(
+            lock,
+            std::min<std::chrono::milliseconds>(options.progress_interval,
+                                                std::chrono::milliseconds(500)),
+            [&] { return !ended.empty() || beat_now || (stopping && active.empty()); });
         if (stopping && active.empty() && ended.empty()) return;
         done.swap(ended);
+        if (beat_now) done.emplace_back();  // an empty id: only the heartbeat below
+        beat_now = false;
       }
-      for (const std::string& id : done) finish(id);
+      for (const std::string& id : done) {
+        if (!id.empty()) finish(id);
+      }
       progress();
+      if (!done.empty() ||
+          std::chrono::steady_clock::now() - last_beat >= options.progress_interval) {
+        heartbeat();
+      }
     }
   }
 
@@ -445,6 +498,7 @@ void Worker::start() {
   const natsStatus st =
       natsConnection_Subscribe(&s.cancel_sub, s.nats.handles().nc, "pyoco.cancel.*", on_cancel, &s);
   if (st != NATS_OK) cluster::throw_nats("cannot listen for cancels", st);
+  s.heartbeat();
   for (const std::string& tag : s.options.tags) {
     s.threads.emplace_back([state = state_, tag] { state->fetch_loop(tag); });
   }
@@ -478,6 +532,9 @@ void Worker::drain(std::chrono::milliseconds grace) {
   for (std::thread& t : s.threads) {
     if (t.joinable()) t.join();
   }
+  for (natsSubscription* sub : s.subscriptions) natsSubscription_Destroy(sub);
+  s.subscriptions.clear();
+  s.heartbeat("STOPPED_GRACEFUL");
 }
 
 std::size_t Worker::running() const {

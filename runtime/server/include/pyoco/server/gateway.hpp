@@ -6,6 +6,7 @@
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/server/http.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -15,10 +16,13 @@ namespace pyoco::server {
 struct GatewayOptions {
   std::size_t workflow_limit = 256 * 1024;  // POST /runs/yaml: a larger flow is 413
   std::string default_tag = "default";
+  // A worker silent this long shows DISCONNECTED.
+  std::chrono::milliseconds worker_disconnect_after{std::chrono::seconds(30)};
 };
 
 // GET /health, POST /runs, POST /runs/yaml, GET /runs/{id},
-// GET /runs/{id}/tasks, POST /runs/{id}/cancel. NATS away: 503.
+// GET /runs/{id}/tasks, POST /runs/{id}/cancel, GET /workers,
+// PATCH /workers/{id}. NATS away: 503.
 std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions options = {});
 
 }  // namespace pyoco::server

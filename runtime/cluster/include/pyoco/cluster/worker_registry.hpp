@@ -1,0 +1,48 @@
+// The worker registry: each worker puts its record in the `pyoco_workers`
+// bucket on every heartbeat; a gateway keeps every record in memory from a
+// watch on that bucket (and the hidden flags from `pyoco_meta`), so a list
+// of workers never scans NATS.
+#pragma once
+
+#include <pyoco/cluster/connection.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace pyoco::cluster {
+
+// Puts a worker's record (worker_id, instance_id, tags, slots, running[],
+// state RUNNING|IDLE|DRAINING|STOPPED_GRACEFUL, last_seen_at, ...).
+void put_worker_record(Connection& nats, const boost::json::object& record);
+
+class WorkerDirectory {
+ public:
+  // A worker not heard from for `disconnect_after` shows DISCONNECTED (the
+  // bucket keeps records 120 s: longer, so that it is shown).
+  WorkerDirectory(Connection& nats, std::chrono::milliseconds disconnect_after);
+  ~WorkerDirectory();  // stops the watches
+  WorkerDirectory(const WorkerDirectory&) = delete;
+  WorkerDirectory& operator=(const WorkerDirectory&) = delete;
+
+  // Newest first; `state` empty: any.
+  std::vector<boost::json::object> list(const std::string& state, bool include_hidden,
+                                        std::size_t limit) const;
+  std::optional<boost::json::object> find(const std::string& worker_id) const;
+  // Records the flag in pyoco_meta (every gateway hears it). False: no such worker.
+  bool set_hidden(const std::string& worker_id, bool hidden);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pyoco::cluster

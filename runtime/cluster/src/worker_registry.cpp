@@ -1,0 +1,168 @@
+#include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/cluster/worker_registry.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+
+namespace pyoco::cluster {
+
+namespace json = boost::json;
+
+namespace {
+
+kvStore* open_bucket(Connection& nats, const char* name) {
+  kvStore* kv = nullptr;
+  const natsStatus s = js_KeyValue(&kv, nats.handles().js, name);
+  if (s != NATS_OK) {
+    throw NatsError(std::string("bucket ") + name + " is missing (" + natsStatus_GetText(s) +
+                    "): run `pyoco cluster init`");
+  }
+  return kv;
+}
+
+constexpr const char* kHiddenPrefix = "worker_hidden.";
+
+}  // namespace
+
+void put_worker_record(Connection& nats, const json::object& record) {
+  kvStore* kv = open_bucket(nats, "pyoco_workers");
+  const std::string key(record.at("worker_id").as_string());
+  const std::string body = json::serialize(record);
+  const natsStatus s =
+      kvStore_Put(nullptr, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
+  kvStore_Destroy(kv);
+  if (s != NATS_OK) throw_nats("cannot write worker " + key + "'s record", s);
+}
+
+struct WorkerDirectory::Impl {
+  Connection& nats;
+  std::chrono::milliseconds disconnect_after;
+  kvStore* workers = nullptr;
+  kvStore* meta = nullptr;
+  mutable std::mutex mutex;
+  std::map<std::string, json::object> records;
+  std::map<std::string, bool> hidden;
+  std::atomic<bool> stopping{false};
+  std::vector<std::thread> threads;
+
+  Impl(Connection& n, std::chrono::milliseconds d)
+      : nats(n),
+        disconnect_after(d),
+        workers(open_bucket(n, "pyoco_workers")),
+        meta(open_bucket(n, "pyoco_meta")) {}
+
+  // Follows a bucket for ever (it resumes by itself after a NATS outage).
+  void watch(kvStore* kv, const char* keys, bool is_meta) {
+    while (!stopping) {
+      kvWatcher* w = nullptr;
+      if (kvStore_Watch(&w, kv, keys, nullptr) != NATS_OK) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));  // NATS away: try again
+        continue;
+      }
+      while (!stopping) {
+        kvEntry* e = nullptr;
+        const natsStatus s = kvWatcher_Next(&e, w, 500);
+        if (s == NATS_TIMEOUT) continue;
+        if (s != NATS_OK) break;
+        if (e == nullptr) continue;  // the initial values are all there
+        apply(e, is_meta);
+        kvEntry_Destroy(e);
+      }
+      kvWatcher_Stop(w);
+      kvWatcher_Destroy(w);
+    }
+  }
+
+  void apply(kvEntry* e, bool is_meta) {
+    const std::string key = kvEntry_Key(e);
+    const bool put = kvEntry_Operation(e) == kvOp_Put;
+    std::lock_guard lock(mutex);
+    if (is_meta) {
+      const std::string id = key.substr(std::string(kHiddenPrefix).size());
+      if (put) {
+        hidden[id] = std::string_view(kvEntry_ValueString(e)) == "true";
+      } else {
+        hidden.erase(id);
+      }
+      return;
+    }
+    if (!put) {
+      records.erase(key);
+      return;
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(kvEntry_ValueString(e), ec);
+    if (!ec && v.is_object()) records[key] = std::move(v.as_object());
+  }
+
+  // The record as the gateway shows it: with `hidden`, and DISCONNECTED for
+  // a worker silent past the timeout.
+  json::object shown(const json::object& r) const {
+    json::object out = r;
+    const std::string id(r.at("worker_id").as_string());
+    auto h = hidden.find(id);
+    out["hidden"] = h != hidden.end() && h->second;
+    const json::value* seen = r.if_contains("last_seen_at");
+    const double last = seen != nullptr && seen->is_number() ? seen->to_number<double>() : 0;
+    const std::string state = r.contains("state") ? std::string(r.at("state").as_string()) : "IDLE";
+    const double timeout = std::chrono::duration<double>(disconnect_after).count();
+    out["state"] =
+        state != "STOPPED_GRACEFUL" && epoch_now() - last > timeout ? "DISCONNECTED" : state;
+    out["heartbeat_at"] = last;
+    return out;
+  }
+};
+
+WorkerDirectory::WorkerDirectory(Connection& nats, std::chrono::milliseconds disconnect_after)
+    : impl_(std::make_unique<Impl>(nats, disconnect_after)) {
+  Impl* i = impl_.get();
+  i->threads.emplace_back([i] { i->watch(i->workers, ">", false); });
+  i->threads.emplace_back([i] { i->watch(i->meta, "worker_hidden.>", true); });
+}
+
+WorkerDirectory::~WorkerDirectory() {
+  impl_->stopping = true;
+  for (auto& t : impl_->threads) t.join();
+  kvStore_Destroy(impl_->workers);
+  kvStore_Destroy(impl_->meta);
+}
+
+std::vector<json::object> WorkerDirectory::list(const std::string& state, bool include_hidden,
+                                                std::size_t limit) const {
+  std::vector<json::object> out;
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& [id, r] : impl_->records) {
+    json::object s = impl_->shown(r);
+    if (!include_hidden && s.at("hidden").as_bool()) continue;
+    if (!state.empty() && s.at("state").as_string() != state) continue;
+    out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(), [](const json::object& a, const json::object& b) {
+    return a.at("heartbeat_at").to_number<double>() > b.at("heartbeat_at").to_number<double>();
+  });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+std::optional<json::object> WorkerDirectory::find(const std::string& worker_id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->records.find(worker_id);
+  if (it == impl_->records.end()) return std::nullopt;
+  return impl_->shown(it->second);
+}
+
+bool WorkerDirectory::set_hidden(const std::string& worker_id, bool hidden) {
+  if (!find(worker_id)) return false;
+  const std::string key = kHiddenPrefix + worker_id;
+  const natsStatus s =
+      kvStore_PutString(nullptr, impl_->meta, key.c_str(), hidden ? "true" : "false");
+  if (s != NATS_OK) throw_nats("cannot write worker " + worker_id + "'s hidden flag", s);
+  std::lock_guard lock(impl_->mutex);
+  impl_->hidden[worker_id] = hidden;  // at once here; other gateways hear it from the watch
+  return true;
+}
+
+}  // namespace pyoco::cluster
