@@ -63,10 +63,43 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
   Server s({"--with-nats", (flows.path() / "nats").string(), "--nats-port", "0", "--with-worker",
             "--slots", "2", "--flows", flows.path().string()});
 
+  // --wait prints the run's trace, as a local run's, from the event stream.
   const ProcessResult yaml =
       s.client({"submit-yaml", (source_dir() / "examples/hello/flow.yaml").string(), "--wait"});
   BOOST_TEST(yaml.exit_code == 0, yaml.err);
-  BOOST_TEST(yaml.out.find("COMPLETED") != std::string::npos, yaml.out);
+  for (const char* line :
+       {"INFO pyoco start flow=hello_pyoco run_id=", "INFO pyoco start node=fetch_data\n",
+        "INFO pyoco log node=process_data 🥕 Processing: carrot\n",
+        "INFO pyoco end flow=hello_pyoco status=COMPLETED\n"}) {
+    BOOST_TEST(yaml.out.find(line) != std::string::npos, line << " in:\n" << yaml.out);
+  }
+  const std::string hello_id = [&] {
+    const auto at = yaml.out.find("run_id=") + 7;
+    return yaml.out.substr(at, yaml.out.find('\n', at) - at);
+  }();
+
+  // SSE: the snapshot, then every event once; resumed after any event's id,
+  // the rest follows with no gap and no duplicate.
+  std::vector<server::StreamEvent> all;
+  server::http_stream(s.url, "/runs/" + hello_id + "/watch", "", [&](const auto& e) {
+    all.push_back(e);
+    return true;
+  });
+  BOOST_TEST_REQUIRE(all.size() > 5u);
+  BOOST_TEST(all.front().event == "snapshot");
+  BOOST_TEST(all.back().data.find("\"kind\":\"run_end\"") != std::string::npos);
+  const std::size_t middle = all.size() / 2;
+  std::vector<std::string> resumed;
+  server::http_stream(s.url, "/runs/" + hello_id + "/watch", all[middle].id, [&](const auto& e) {
+    resumed.push_back(e.id);
+    return true;
+  });
+  std::vector<std::string> expected;
+  for (std::size_t i = middle + 1; i < all.size(); ++i) expected.push_back(all[i].id);
+  BOOST_TEST(resumed == expected, boost::test_tools::per_element());
+  const ProcessResult watched = s.client({"watch", hello_id});
+  BOOST_TEST(watched.exit_code == 0);
+  BOOST_TEST(watched.out == yaml.out);
 
   const ProcessResult named = s.client({"submit", "sleepy", "--param", "seconds=0.05", "--wait"});
   BOOST_TEST(named.exit_code == 0, named.err);

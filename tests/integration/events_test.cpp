@@ -5,6 +5,7 @@
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/trace/event_queue.hpp>
+#include <pyoco/trace/sinks.hpp>
 
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
@@ -127,7 +128,17 @@ BOOST_AUTO_TEST_CASE(an_event_becomes_json_with_every_field_it_has) {
     }
     // The text form parses back to the same object.
     BOOST_TEST(boost::json::parse(boost::json::serialize(j)) == boost::json::value(j));
+    // And back to an event that prints the same trace line (what `pyoco
+    // client watch` prints from the cluster's event stream).
+    const auto back = trace::event_from_json(j);
+    BOOST_TEST_REQUIRE(back.has_value());
+    std::vector<trace::PlannedNode> a, b;
+    for (auto format : {trace::TraceFormat::Cute, trace::TraceFormat::Plain}) {
+      BOOST_TEST(trace::format_event(format, back->view(a)) ==
+                 trace::format_event(format, e.view(b)));
+    }
   }
+  BOOST_TEST(!trace::event_from_json(boost::json::object{{"kind", "nonsense"}}).has_value());
   BOOST_TEST(saw_start);
   BOOST_TEST(saw_done);
   BOOST_TEST(saw_log);

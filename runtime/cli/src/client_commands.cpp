@@ -1,6 +1,9 @@
 // `pyoco client ...`: the gateway's API from the command line.
 #include <pyoco/core/text.hpp>
 #include <pyoco/server/client.hpp>
+#include <pyoco/trace/sinks.hpp>
+
+#include <unistd.h>
 
 #include <boost/json.hpp>
 
@@ -96,6 +99,50 @@ int exit_for(const std::string& status) {
   return kExitFailed;
 }
 
+// Prints the run's trace from the gateway's event stream, as `pyoco run`
+// prints a local one, until its end; a dropped stream is resumed after the
+// last event seen. The exit code is the run's status.
+int follow(const ClientArgs& a, const std::string& id) {
+  const char* cute = std::getenv("PYOCO_CUTE");
+  const trace::TraceFormat format =
+      a.json_out ? trace::TraceFormat::Json
+      : isatty(STDOUT_FILENO) != 0 && (cute == nullptr || std::string(cute) != "0")
+          ? trace::TraceFormat::Cute
+          : trace::TraceFormat::Plain;
+  std::string last, status;
+  for (int drops = 0; status.empty(); ++drops) {
+    if (drops > 0) {
+      if (drops > 60)
+        throw server::ClientError("the event stream of run " + id + " keeps dropping");
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));  // then resume
+    }
+    server::http_stream(
+        server_url(a), "/runs/" + id + "/watch", last, [&](const server::StreamEvent& e) {
+          if (e.event == "snapshot") return true;
+          last = e.id;
+          boost::system::error_code ec;
+          const json::value v = json::parse(e.data, ec);
+          if (ec || !v.is_object()) return true;
+          const auto event = trace::event_from_json(v.as_object());
+          if (!event) return true;
+          if (format == trace::TraceFormat::Json) {
+            std::cout << e.data << std::endl;
+          } else {
+            std::vector<trace::PlannedNode> planned;
+            const std::string line = trace::format_event(format, event->view(planned));
+            if (!line.empty()) std::cout << line << std::endl;
+          }
+          if (event->kind == trace::EventKind::RunEnd) {
+            status =
+                v.at("status").is_string() ? std::string(v.at("status").as_string()) : "FAILED";
+            return false;
+          }
+          return true;
+        });
+  }
+  return exit_for(status);
+}
+
 // Follows the run until it ends, printing each change of status.
 int wait_for(const ClientArgs& a, const std::string& id) {
   std::string last;
@@ -133,7 +180,7 @@ int submitted(const ClientArgs& a, const json::value& v) {
     std::cout << id << '\n';
     return kExitOk;
   }
-  return wait_for(a, id);
+  return follow(a, id);
 }
 
 template <class F>
@@ -223,6 +270,15 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
       return kExitOk;
     });
   });
+
+  CLI::App* watch = client->add_subcommand(
+      "watch", "Print a run's trace as it runs (from its start), until it ends");
+  watch->add_option("run_id", a->run_id, "The run")->required();
+  watch->add_flag("--until-terminal", a->wait,
+                  "End when the run ends (always so; pyoco-server's flag)");
+  watch->add_flag("--json", a->json_out, "The events as JSON, one a line");
+  common(watch, *a);
+  table.add(watch, [a] { return guarded("watch", [&] { return follow(*a, a->run_id); }); });
 
   CLI::App* workers = client->add_subcommand("workers", "List the workers and what they run");
   workers->add_flag("--include-hidden", a->wait, "Hidden workers too");

@@ -2,14 +2,105 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+
+#include <array>
 
 namespace pyoco::server {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+
+namespace {
+
+struct Address {
+  std::string host, port;
+};
+
+Address address_of(const std::string& server) {
+  std::string rest = server;
+  if (rest.rfind("http://", 0) == 0) {
+    rest = rest.substr(7);
+  } else if (rest.find("://") != std::string::npos) {
+    throw ClientError("server \"" + server + "\": only http:// is spoken here");
+  }
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  const auto colon = rest.rfind(':');
+  return {colon == std::string::npos ? rest : rest.substr(0, colon),
+          colon == std::string::npos ? "80" : rest.substr(colon + 1)};
+}
+
+[[noreturn]] void unreachable(const std::string& server, const boost::system::error_code& ec) {
+  throw ClientError("cannot reach the gateway at " + server + " (" + ec.message() +
+                    "): start it with `pyoco server`, or give its address with --server URL or "
+                    "PYOCO_SERVER");
+}
+
+}  // namespace
+
+void http_stream(const std::string& server, const std::string& target,
+                 const std::string& last_event_id,
+                 const std::function<bool(const StreamEvent&)>& on_event) {
+  const Address a = address_of(server);
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  boost::system::error_code ec;
+  asio::ip::tcp::resolver resolver(io);
+  asio::connect(socket, resolver.resolve(a.host, a.port, ec), ec);
+  if (ec) unreachable(server, ec);
+  std::string request = "GET " + target + " HTTP/1.1\r\nHost: " + a.host +
+                        "\r\nAccept: text/event-stream\r\nUser-Agent: pyoco-client\r\n";
+  if (!last_event_id.empty()) request += "Last-Event-ID: " + last_event_id + "\r\n";
+  request += "\r\n";
+  asio::write(socket, asio::buffer(request), ec);
+  if (ec) unreachable(server, ec);
+  std::string buffer;
+  std::array<char, 8192> chunk;
+  bool headers_done = false;
+  for (;;) {
+    const std::size_t n = socket.read_some(asio::buffer(chunk), ec);
+    if (n > 0) buffer.append(chunk.data(), n);
+    if (!headers_done) {
+      const auto end = buffer.find("\r\n\r\n");
+      if (end == std::string::npos) {
+        if (ec) unreachable(server, ec);
+        continue;
+      }
+      const std::string status_line = buffer.substr(0, buffer.find("\r\n"));
+      if (status_line.find(" 200 ") == std::string::npos) {
+        // An error answer: its body, read to the end of the connection.
+        while (!ec) {
+          const std::size_t more = socket.read_some(asio::buffer(chunk), ec);
+          buffer.append(chunk.data(), more);
+        }
+        throw ClientError("the gateway answered " + status_line.substr(9, 3) + ": " +
+                          buffer.substr(end + 4));
+      }
+      buffer.erase(0, end + 4);
+      headers_done = true;
+    }
+    for (auto sep = buffer.find("\n\n"); sep != std::string::npos; sep = buffer.find("\n\n")) {
+      StreamEvent e;
+      std::size_t at = 0;
+      const std::string block = buffer.substr(0, sep);
+      buffer.erase(0, sep + 2);
+      while (at < block.size()) {
+        const auto nl = block.find('\n', at);
+        const std::string line = block.substr(at, nl - at);
+        at = nl == std::string::npos ? block.size() : nl + 1;
+        if (line.rfind("event: ", 0) == 0) e.event = line.substr(7);
+        if (line.rfind("id: ", 0) == 0) e.id = line.substr(4);
+        if (line.rfind("data: ", 0) == 0) e.data += line.substr(6);
+      }
+      if (e.event.empty()) continue;  // a comment (heartbeat)
+      if (!on_event(e)) return;
+    }
+    if (ec) return;  // the server ended the stream (or the connection dropped)
+  }
+}
 
 ClientResponse http_call(const std::string& server, http::verb method, const std::string& target,
                          const std::string& body, const std::string& content_type,

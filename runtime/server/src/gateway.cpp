@@ -244,6 +244,65 @@ class Gateway {
                                            {"updated_at", cluster::epoch_now()}});
   }
 
+  // SSE: the record first, then the run's events from PYOCO_EVENTS with the
+  // stream sequence as their id, until its RunEnd. Last-Event-ID resumes
+  // after that sequence: no gap, no duplicate.
+  void watch(const Request& req, const std::string& id, EventStream& out) {
+    const cluster::RunRecord record = find(id);  // 404 before anything is sent
+    std::uint64_t after = 0;
+    std::string last(req["Last-Event-ID"]);
+    if (last.empty()) last = query_value(req.target(), "last_event_id");
+    if (!last.empty()) {
+      try {
+        after = std::stoull(last);
+      } catch (const std::exception&) {
+        unprocessable("Last-Event-ID: a stream sequence, as the events' id: lines give");
+      }
+    }
+    if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.DeliverPolicy = after > 0 ? js_DeliverByStartSequence : js_DeliverAll;
+    so.Config.OptStartSeq = after + 1;
+    so.ManualAck = true;
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr{};
+    const std::string subject = "pyoco.ev." + id + ".>";
+    if (js_SubscribeSync(&sub, nats_.handles().js, subject.c_str(), nullptr, &so, &jerr) !=
+        NATS_OK) {
+      throw HttpError{503, "nats_unavailable", "cannot follow the events of run " + id};
+    }
+    auto idle = std::chrono::steady_clock::now();
+    while (!out.stopping()) {
+      natsMsg* m = nullptr;
+      const natsStatus s = natsSubscription_NextMsg(&m, sub, 1000);
+      if (s == NATS_TIMEOUT) {
+        if (std::chrono::steady_clock::now() - idle > std::chrono::seconds(15)) {
+          if (!out.comment("ping")) break;
+          idle = std::chrono::steady_clock::now();
+        }
+        continue;
+      }
+      if (s != NATS_OK) break;  // NATS away: the client resumes with Last-Event-ID
+      jsMsgMetaData* meta = nullptr;
+      std::uint64_t seq = 0;
+      if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        seq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+      }
+      const std::string subj = natsMsg_GetSubject(m);
+      const std::string data(natsMsg_GetData(m),
+                             static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+      natsMsg_Destroy(m);
+      const bool end = data.find("\"kind\":\"run_end\"") != std::string::npos;
+      if (!out.send(subj.substr(subj.rfind('.') + 1), std::to_string(seq), data)) break;
+      idle = std::chrono::steady_clock::now();
+      if (end) break;
+    }
+    natsSubscription_Destroy(sub);
+  }
+
   Response cancel(const std::string& id) {
     check_id(id);
     try {
@@ -309,6 +368,10 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
               [g](const Request&, const PathParams& p) { return g->tasks(p.at("id")); });
   router->add(http::verb::post, "/runs/{id}/cancel",
               [g](const Request&, const PathParams& p) { return g->cancel(p.at("id")); });
+  router->add_stream(http::verb::get, "/runs/{id}/watch",
+                     [g](const Request& r, const PathParams& p, EventStream& out) {
+                       g->watch(r, p.at("id"), out);
+                     });
   router->add(http::verb::get, "/workers",
               [g](const Request& r, const PathParams&) { return g->workers(r); });
   router->add(http::verb::patch, "/workers/{id}", [g](const Request& r, const PathParams& p) {

@@ -4,12 +4,15 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
 #include <boost/json.hpp>
 
 #include <array>
+#include <atomic>
+#include <mutex>
 #include <thread>
 
 namespace pyoco::server {
@@ -35,7 +38,11 @@ Response error_response(unsigned status, const std::string& error, const std::st
 
 void Router::add(http::verb method, std::string pattern,
                  std::function<Response(const Request&, const PathParams&)> handler) {
-  routes_.push_back(Route{method, std::move(pattern), std::move(handler)});
+  routes_.push_back(Route{method, std::move(pattern), std::move(handler), {}});
+}
+
+void Router::add_stream(http::verb method, std::string pattern, StreamHandler handler) {
+  routes_.push_back(Route{method, std::move(pattern), {}, std::move(handler)});
 }
 
 namespace {
@@ -62,6 +69,16 @@ bool match(const std::string& pattern, std::string_view path, PathParams& params
 
 }  // namespace
 
+const Route* Router::find_stream(const Request& request, PathParams& params) const {
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  for (const Route& r : routes_) {
+    params.clear();
+    if (r.stream && r.method == request.method() && match(r.pattern, path, params)) return &r;
+  }
+  return nullptr;
+}
+
 Response Router::handle(const Request& request) const {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
@@ -70,7 +87,7 @@ Response Router::handle(const Request& request) const {
     PathParams params;
     if (!match(r.pattern, path, params)) continue;
     path_known = true;
-    if (r.method != request.method()) continue;
+    if (r.method != request.method() || !r.handler) continue;
     try {
       Response res = r.handler(request, params);
       res.keep_alive(request.keep_alive());
@@ -103,6 +120,13 @@ struct HttpServer::Impl {
   asio::thread_pool handlers;
   tcp::acceptor acceptor{io};
   std::thread io_thread;
+  std::atomic<bool> stopping{false};
+  std::mutex streams_mutex;
+  struct StreamThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<StreamThread> streams;  // one per SSE response; ended ones joined at the next
 
   Impl(std::shared_ptr<const Router> r, ListenOptions o)
       : router(std::move(r)), options(std::move(o)), handlers(options.handler_threads) {}
@@ -136,6 +160,11 @@ struct HttpServer::Impl {
       }
       if (ec) return;  // closed, timed out, or not HTTP: nothing to answer
       auto request = std::make_shared<Request>(parser->release());
+      PathParams params;
+      if (const Route* route = server->router->find_stream(*request, params)) {
+        stream_response(route, request, std::move(params));
+        return;
+      }
       // The handler may wait on NATS: never on the I/O thread.
       asio::post(server->handlers, [self = shared_from_this(), request] {
         auto res = std::make_shared<Response>(self->server->router->handle(*request));
@@ -170,6 +199,77 @@ struct HttpServer::Impl {
                              });
     }
     std::array<char, 16384> discard;
+
+    // Written with blocking writes from a thread of its own: nothing else
+    // touches this socket while the stream lasts.
+    struct SocketStream : EventStream {
+      Session& session;
+      bool started = false, broken = false;
+      explicit SocketStream(Session& s) : session(s) {}
+      bool write(const std::string& text) {
+        if (broken) return false;
+        beast::error_code ec;
+        asio::write(session.stream.socket(), asio::buffer(text), ec);
+        broken = static_cast<bool>(ec);
+        return !broken;
+      }
+      bool start() {
+        if (started) return !broken;
+        started = true;
+        return write(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: "
+            "no-cache\r\nConnection: close\r\nServer: pyoco\r\n\r\n");
+      }
+      bool send(std::string_view event, std::string_view id, std::string_view data) override {
+        if (!start()) return false;
+        std::string text;
+        if (!id.empty()) text += "id: " + std::string(id) + "\n";
+        text += "event: " + std::string(event) + "\ndata: " + std::string(data) + "\n\n";
+        return write(text);
+      }
+      bool comment(std::string_view c) override {
+        return start() && write(": " + std::string(c) + "\n\n");
+      }
+      bool stopping() const override { return session.server->stopping.load(); }
+    };
+
+    void stream_response(const Route* route, std::shared_ptr<Request> request, PathParams params) {
+      std::lock_guard lock(server->streams_mutex);
+      auto& streams = server->streams;
+      for (auto it = streams.begin(); it != streams.end();) {
+        if (it->done->load()) {
+          it->thread.join();
+          it = streams.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      streams.push_back({std::thread([self = shared_from_this(), route, request, params, done] {
+                           SocketStream out(*self);
+                           try {
+                             route->stream(*request, params, out);
+                           } catch (const HttpError& e) {
+                             if (!out.started) {
+                               Response res = error_response(e.status, e.error, e.detail);
+                               res.keep_alive(false);
+                               beast::error_code ec;
+                               http::write(self->stream.socket(), res, ec);
+                             }
+                           } catch (const std::exception& e) {
+                             if (!out.started) {
+                               Response res = error_response(500, "internal", e.what());
+                               res.keep_alive(false);
+                               beast::error_code ec;
+                               http::write(self->stream.socket(), res, ec);
+                             }
+                           }
+                           beast::error_code ignored;
+                           self->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+                           done->store(true);
+                         }),
+                         done});
+    }
   };
 
   void accept() {
@@ -207,6 +307,15 @@ std::uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint()
 
 void HttpServer::stop() {
   if (!impl_->io_thread.joinable()) return;
+  impl_->stopping = true;  // streams end within their handlers' next wait
+  {
+    std::vector<Impl::StreamThread> streams;
+    {
+      std::lock_guard lock(impl_->streams_mutex);
+      streams.swap(impl_->streams);
+    }
+    for (auto& t : streams) t.thread.join();
+  }
   asio::post(impl_->io, [impl = impl_.get()] {
     beast::error_code ignored;
     impl->acceptor.close(ignored);

@@ -165,4 +165,49 @@ boost::json::object to_json(const Event& e) {
   return o;
 }
 
+std::optional<Event> event_from_json(const boost::json::object& o) {
+  namespace json = boost::json;
+  auto text = [&](const char* key) -> std::string {
+    const json::value* v = o.if_contains(key);
+    return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  auto number = [&](const char* key) -> double {
+    const json::value* v = o.if_contains(key);
+    return v != nullptr && v->is_number() ? v->to_number<double>() : 0.0;
+  };
+  const std::string kind = text("kind");
+  Event e;
+  bool known = false;
+  for (int k = 0; k <= static_cast<int>(EventKind::Heartbeat); ++k) {
+    if (kind == to_string(static_cast<EventKind>(k))) {
+      e.kind = static_cast<EventKind>(k);
+      known = true;
+    }
+  }
+  if (!known) return std::nullopt;
+  e.seq = static_cast<std::uint64_t>(number("seq"));
+  e.run_id = text("run_id");
+  e.flow = text("flow");
+  e.node = text("node");
+  e.task = text("task");
+  e.attempt = static_cast<std::uint32_t>(number("attempt"));
+  e.max_attempts = static_cast<std::uint32_t>(number("max_attempts"));
+  e.duration_ms = number("duration_ms");
+  e.delay_ms = number("delay_ms");
+  e.message = text("message");
+  e.output = text("output");
+  e.time = std::chrono::system_clock::now();
+  const std::string level = text("level");
+  for (LogLevel l : {LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error}) {
+    if (level == to_string(l)) e.level = l;
+  }
+  const std::string status = text("status");
+  for (int s = 0; s <= static_cast<int>(core::RunStatus::Cancelled); ++s) {
+    if (status == core::to_string(static_cast<core::RunStatus>(s))) {
+      e.status = static_cast<core::RunStatus>(s);
+    }
+  }
+  return e;
+}
+
 }  // namespace pyoco::trace

@@ -5,6 +5,7 @@
 #include <boost/beast/http/verb.hpp>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -30,5 +31,19 @@ ClientResponse http_call(const std::string& server, boost::beast::http::verb met
                          const std::string& content_type = "application/json",
                          const std::map<std::string, std::string>& headers = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+struct StreamEvent {
+  std::string event;  // "snapshot", "run", "node", "log"
+  std::string id;     // the stream sequence ("" for the snapshot)
+  std::string data;
+};
+
+// Follows an SSE response (GET `target`), calling `on_event` for each event
+// until it returns false or the server ends the stream. `last_event_id`
+// resumes after that event. Throws ClientError when the gateway cannot be
+// reached or answers with an error.
+void http_stream(const std::string& server, const std::string& target,
+                 const std::string& last_event_id,
+                 const std::function<bool(const StreamEvent&)>& on_event);
 
 }  // namespace pyoco::server

@@ -33,10 +33,25 @@ struct HttpError {
   std::string detail;
 };
 
+// A Server-Sent Events response a stream handler writes as it goes.
+class EventStream {
+ public:
+  virtual ~EventStream() = default;
+  // One event (`id:` left out when empty); false once the client is gone.
+  virtual bool send(std::string_view event, std::string_view id, std::string_view data) = 0;
+  // A comment line: a heartbeat that keeps proxies from closing the stream.
+  virtual bool comment(std::string_view text) = 0;
+  // The server is stopping: end the stream.
+  virtual bool stopping() const = 0;
+};
+
+using StreamHandler = std::function<void(const Request&, const PathParams&, EventStream&)>;
+
 struct Route {
   boost::beast::http::verb method;
   std::string pattern;  // "/runs/{id}/cancel"
   std::function<Response(const Request&, const PathParams&)> handler;
+  StreamHandler stream;  // set instead of `handler` for an SSE route
 };
 
 class Router {
@@ -46,6 +61,12 @@ class Router {
   // 404 for no path, 405 for a path without this method; HttpError becomes
   // its response, any other exception a 500 naming it.
   Response handle(const Request& request) const;
+  // An SSE route: its handler runs on a thread of its own for as long as
+  // the stream lasts. An HttpError thrown before the first event is an
+  // ordinary error response.
+  void add_stream(boost::beast::http::verb method, std::string pattern, StreamHandler handler);
+  // The stream route for this request, or null.
+  const Route* find_stream(const Request& request, PathParams& params) const;
   const std::vector<Route>& routes() const { return routes_; }
 
  private:

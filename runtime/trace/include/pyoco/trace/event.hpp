@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -115,6 +116,10 @@ const char* to_string(EventKind kind);
 // {"seq":..,"kind":"node_done","ts":"2026-...Z","run_id":..,...}. Fields
 // that do not apply to the kind are left out.
 boost::json::object to_json(const Event& event);
+// The event back from that JSON (what a trace printed from the cluster's
+// event stream needs: kind, ids, node, attempt, duration, status, message,
+// level); nullopt for an unknown kind.
+std::optional<Event> event_from_json(const boost::json::object& json);
 
 class EventListener {
  public:
