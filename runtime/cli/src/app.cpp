@@ -1,9 +1,13 @@
 #include "app.hpp"
 
+#include <pyoco/runner/interrupts.hpp>
+
 #include <pyoco/version.h>
 #include <pyoco/plugins/host_abi.hpp>
 
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <string>
 
 #include "command.hpp"
@@ -38,6 +42,22 @@ CLI::App* selected_leaf(CLI::App& app) {
 }
 
 }  // namespace
+
+void wait_for_stop_signal() {
+  std::mutex m;
+  std::condition_variable cv;
+  bool stop = false;
+  runner::InterruptWatcher interrupts({.cancel =
+                                           [&] {
+                                             std::lock_guard lock(m);
+                                             stop = true;
+                                             cv.notify_all();
+                                           },
+                                       .exit_now = [] { std::_Exit(kExitCancelled); },
+                                       .check_now = [] {}});
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return stop; });
+}
 
 int run(int argc, char** argv) {
   CLI::App app{"pyoco: a small, fast workflow engine whose tasks come from plugins", "pyoco"};

@@ -140,20 +140,7 @@ int run_server(ServerArgs& a) {
       std::cerr << "pyoco server: a worker runs " << a.slots << " run(s) at a time here\n";
     }
 
-    std::mutex m;
-    std::condition_variable cv;
-    bool stop = false;
-    runner::InterruptWatcher interrupts({.cancel =
-                                             [&] {
-                                               std::lock_guard lock(m);
-                                               stop = true;
-                                               cv.notify_all();
-                                             },
-                                         .exit_now = [] { std::_Exit(kExitCancelled); },
-                                         .check_now = [] {}});
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return stop; });
-    lock.unlock();
+    wait_for_stop_signal();
     std::cerr << "pyoco server: stopping\n";
     if (worker) worker->drain(std::chrono::seconds(10));
     http.stop();

@@ -47,20 +47,7 @@ int run_worker(WorkerArgs& a) {
     std::cerr << "pyoco worker " << w.worker_id() << ": pulling " << a.slots << " run"
               << (a.slots == 1 ? "" : "s") << " at a time from " << nats.connected_url() << '\n';
     // SIGINT/SIGTERM drain: no new runs, running ones may end within --drain-timeout.
-    std::mutex m;
-    std::condition_variable cv;
-    bool stop = false;
-    runner::InterruptWatcher interrupts({.cancel =
-                                             [&] {
-                                               std::lock_guard lock(m);
-                                               stop = true;
-                                               cv.notify_all();
-                                             },
-                                         .exit_now = [] { std::_Exit(kExitCancelled); },
-                                         .check_now = [] {}});
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return stop; });
-    lock.unlock();
+    wait_for_stop_signal();
     std::cerr << "pyoco worker: draining (up to " << a.drain_timeout << " s)\n";
     w.drain(std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_timeout * 1000)));
     return kExitOk;

@@ -106,16 +106,7 @@ ClientResponse http_call(const std::string& server, http::verb method, const std
                          const std::string& body, const std::string& content_type,
                          const std::map<std::string, std::string>& headers,
                          std::chrono::milliseconds timeout) {
-  std::string rest = server;
-  if (rest.rfind("http://", 0) == 0) {
-    rest = rest.substr(7);
-  } else if (rest.find("://") != std::string::npos) {
-    throw ClientError("server \"" + server + "\": only http:// is spoken here");
-  }
-  while (!rest.empty() && rest.back() == '/') rest.pop_back();
-  const auto colon = rest.rfind(':');
-  const std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
-  const std::string port = colon == std::string::npos ? "80" : rest.substr(colon + 1);
+  const auto [host, port] = address_of(server);
   try {
     asio::io_context io;
     asio::ip::tcp::resolver resolver(io);
