@@ -4,17 +4,14 @@
 #include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/core/subprocess.hpp>
-#include <pyoco/runner/interrupts.hpp>
 #include <pyoco/runner/run_history.hpp>
 #include <pyoco/server/gateway.hpp>
 #include <pyoco/server/http.hpp>
 #include <pyoco/worker/worker.hpp>
 
-#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 #include <optional>
 #include <thread>
 

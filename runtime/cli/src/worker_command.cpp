@@ -1,11 +1,8 @@
 // `pyoco worker`: pulls runs for its tags from NATS and runs them.
 #include <pyoco/cluster/connection.hpp>
-#include <pyoco/runner/interrupts.hpp>
 #include <pyoco/worker/worker.hpp>
 
-#include <condition_variable>
 #include <iostream>
-#include <mutex>
 
 #include "app.hpp"
 #include "command.hpp"
