@@ -253,3 +253,65 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   w2->wait(10s);
   wait_state("w2", "DISCONNECTED");
 }
+
+// GET /runs from the gateway's index: newest first, filters, pages that
+// neither skip nor repeat, and the same runs after a restart from its file.
+BOOST_AUTO_TEST_CASE(runs_are_listed_from_the_index) {
+  NatsServer nats;
+  TempDir state;
+  const std::string index = (state.path() / "runs.db").string();
+  std::vector<std::string> ids;
+  {
+    Server s({"--nats", nats.url(), "--index", index});
+    for (int i = 0; i < 5; ++i) {
+      const auto r =
+          s.call(http::verb::post, "/runs",
+                 R"({"flow_name": ")" + std::string(i % 2 == 0 ? "even" : "odd") + R"("})");
+      ids.push_back(std::string(json::parse(r.body).at("run_id").as_string()));
+    }
+    s.call(http::verb::post, "/runs/" + ids[0] + "/cancel");  // pending: CANCELLED at once
+    auto listed = [&](const std::string& query) {
+      return json::parse(s.call(http::verb::get, "/runs" + query).body);
+    };
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (listed("").as_array().size() < 5 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(20ms);
+    }
+    const auto all = listed("").as_array();
+    BOOST_TEST_REQUIRE(all.size() == 5u);
+    while (listed("?status=CANCELLED").as_array().empty() &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(20ms);
+    }
+    const auto cancelled = listed("?status=CANCELLED").as_array();
+    BOOST_TEST_REQUIRE(cancelled.size() == 1u);
+    BOOST_TEST(cancelled[0].at("run_id").as_string() == ids[0]);
+    BOOST_TEST(all[0].at("run_id").as_string() == ids[0]);  // its cancel is the newest update
+    BOOST_TEST(listed("?flow=odd").as_array().size() == 2u);
+    BOOST_TEST(listed("?status=PENDING&flow=even").as_array().size() == 2u);
+
+    // Pages of 2: every run once.
+    std::vector<std::string> paged;
+    std::string cursor;
+    for (int page = 0; page < 5; ++page) {
+      const auto p =
+          listed("?limit=2&updated_after=1" + (cursor.empty() ? "" : "&cursor=" + cursor));
+      for (const auto& r : p.at("items").as_array()) paged.emplace_back(r.at("run_id").as_string());
+      if (p.at("next_cursor").is_null()) break;
+      cursor = std::string(p.at("next_cursor").as_string());
+    }
+    std::vector<std::string> expected;
+    for (const auto& r : all) expected.emplace_back(r.at("run_id").as_string());
+    BOOST_TEST(paged == expected, boost::test_tools::per_element());
+    BOOST_TEST(s.call(http::verb::get, "/runs?limit=500").status == 422u);
+    BOOST_TEST(s.call(http::verb::get, "/runs?cursor=nonsense").status == 422u);
+
+    const ProcessResult table = s.client({"list", "--flow", "odd"});
+    BOOST_TEST(table.exit_code == 0, table.err);
+    BOOST_TEST(table.out.find(ids[1]) != std::string::npos, table.out);
+    BOOST_TEST(table.out.find(ids[2]) == std::string::npos, table.out);
+  }
+  // A new gateway on the same index file lists the same runs at once.
+  Server again({"--nats", nats.url(), "--index", index});
+  BOOST_TEST(json::parse(again.call(http::verb::get, "/runs").body).as_array().size() == 5u);
+}

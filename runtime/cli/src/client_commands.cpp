@@ -271,6 +271,40 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
     });
   });
 
+  CLI::App* list = client->add_subcommand("list", "Recent runs, newest first");
+  list->add_option("--status", a->params_json, "Only runs of this status (COMPLETED, FAILED, ...)");
+  list->add_option("--flow", a->flow_name, "Only runs of this flow");
+  list->add_option("--tag", a->tag, "Only runs of this tag");
+  list->add_option("--limit", a->timeout, "At most this many (default 50, at most 200)");
+  list->add_flag("--json", a->json_out, "The gateway's answer as JSON");
+  common(list, *a);
+  table.add(list, [a] {
+    return guarded("list", [&] {
+      std::string target =
+          "/runs?limit=" + std::to_string(a->timeout > 0 ? static_cast<int>(a->timeout) : 50);
+      if (!a->params_json.empty()) target += "&status=" + a->params_json;
+      if (!a->flow_name.empty()) target += "&flow=" + a->flow_name;
+      if (!a->tag.empty()) target += "&tag=" + a->tag;
+      const json::value v = call(*a, http::verb::get, target);
+      if (a->json_out) {
+        std::cout << json::serialize(v) << '\n';
+        return kExitOk;
+      }
+      Table t({"RUN", "FLOW", "TAG", "STATUS", "UPDATED"});
+      for (const json::value& r : v.as_array()) {
+        const json::object& o = r.as_object();
+        const auto when = std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::duration<double>(o.at("updated_at").to_number<double>())));
+        t.add({std::string(o.at("run_id").as_string()), std::string(o.at("flow_name").as_string()),
+               std::string(o.at("tag").as_string()), std::string(o.at("status").as_string()),
+               trace::utc_timestamp(when)});
+      }
+      t.print(std::cout);
+      return kExitOk;
+    });
+  });
+
   CLI::App* watch = client->add_subcommand(
       "watch", "Print a run's trace as it runs (from its start), until it ends");
   watch->add_option("run_id", a->run_id, "The run")->required();

@@ -35,6 +35,7 @@ struct ServerArgs {
   std::size_t slots = 1;
   unsigned jobs = 0;
   std::string flows;
+  std::string index;
   PluginPathOption path;
 };
 
@@ -107,6 +108,7 @@ int run_server(ServerArgs& a) {
     lo.host = a.listen.substr(0, colon);
     lo.port = static_cast<std::uint16_t>(std::stoi(a.listen.substr(colon + 1)));
     server::GatewayOptions go;
+    go.run_index_file = a.index;
     if (const char* t = std::getenv("PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC"); t != nullptr && *t) {
       go.worker_disconnect_after =
           std::chrono::milliseconds(static_cast<std::int64_t>(std::stod(t) * 1000));
@@ -169,6 +171,10 @@ void add_server_command(CLI::App& app, CommandTable& table) {
       ->type_name("[DIR]");
   cmd->add_option("--nats-port", a->nats_port, "With --with-nats: its port (default 4222; 0: any)");
   cmd->add_flag("--with-worker", a->with_worker, "Also run a worker in this process");
+  cmd->add_option("--index", a->index,
+                  "Keep GET /runs's index in this SQLite file (default: in memory, rebuilt from "
+                  "the event stream at start)")
+      ->type_name("FILE");
   cmd->add_option("--tags", a->tags, "The tags to make consumers for (and the worker's)")
       ->delimiter(',');
   cmd->add_option("--slots", a->slots, "With --with-worker: runs at once (default 1)");

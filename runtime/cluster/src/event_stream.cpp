@@ -113,6 +113,34 @@ bool EventPublisher::flush(std::chrono::milliseconds timeout) {
   return js_PublishAsyncComplete(impl_->js, &po) == NATS_OK;
 }
 
+namespace {
+
+void publish_once(Connection& nats, const std::string& run_id, const std::string& id,
+                  const json::object& o) {
+  const std::string body = json::serialize(o);
+  const std::string subject = "pyoco.ev." + run_id + ".run";
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = id.c_str();
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr{};
+  const natsStatus st = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
+                                   static_cast<int>(body.size()), &po, &jerr);
+  if (st != NATS_OK) throw_nats("cannot publish an event of run " + run_id, st, jerr);
+  jsPubAck_Destroy(ack);
+}
+
+}  // namespace
+
+void publish_run_submitted(Connection& nats, const RunJob& job) {
+  publish_once(nats, job.run_id, job.run_id + ".submitted",
+               json::object{{"kind", "run_submitted"},
+                            {"run_id", job.run_id},
+                            {"flow", job.flow_name},
+                            {"tag", job.tag},
+                            {"ts", epoch_now()}});
+}
+
 void publish_run_end(Connection& nats, const RunRecord& record) {
   const json::object& s = record.snapshot;
   auto text = [&](const char* key) -> json::value {
@@ -124,18 +152,7 @@ void publish_run_end(Connection& nats, const RunRecord& record) {
                        {"flow", text("flow_name")}, {"status", text("status")},
                        {"message", text("error")},  {"attempt", text("attempt")},
                        {"ts", epoch_now()}};
-  const std::string body = json::serialize(o);
-  const std::string subject = "pyoco.ev." + run_id + ".run";
-  const std::string id = run_id + ".end";
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.MsgId = id.c_str();
-  jsPubAck* ack = nullptr;
-  jsErrCode jerr{};
-  const natsStatus st = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
-                                   static_cast<int>(body.size()), &po, &jerr);
-  if (st != NATS_OK) throw_nats("cannot publish the end of run " + run_id, st, jerr);
-  jsPubAck_Destroy(ack);
+  publish_once(nats, run_id, run_id + ".end", o);
 }
 
 }  // namespace pyoco::cluster

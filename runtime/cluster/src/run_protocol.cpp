@@ -92,6 +92,7 @@ Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
   if (const auto revision = runs.create(job.run_id, pending)) {
     out.record = RunRecord{pending, *revision};
     out.created = true;
+    publish_run_submitted(nats, job);
   } else {
     std::optional<RunRecord> existing = runs.get(job.run_id);
     if (!existing) throw NatsError("run " + job.run_id + " exists and vanished while read");

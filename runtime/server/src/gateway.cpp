@@ -6,6 +6,7 @@
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/server/gateway.hpp>
+#include <pyoco/server/run_index.hpp>
 
 #include <openssl/evp.h>
 
@@ -126,7 +127,8 @@ class Gateway {
       : nats_(nats),
         options_(std::move(options)),
         runs_(nats),
-        workers_(nats, options_.worker_disconnect_after) {}
+        workers_(nats, options_.worker_disconnect_after),
+        index_(nats, options_.run_index_file) {}
 
   Response health() const {
     const bool up = natsConnection_Status(nats_.handles().nc) == NATS_CONN_STATUS_CONNECTED;
@@ -188,6 +190,37 @@ class Gateway {
     job.tag = tag;
     job.workflow_yaml = std::move(workflow);
     return queue(req, std::move(job));
+  }
+
+  Response list(const Request& req) const {
+    RunQuery q;
+    q.status = query_value(req.target(), "status");
+    q.flow = query_value(req.target(), "flow");
+    q.tag = query_value(req.target(), "tag");
+    const std::string limit = query_value(req.target(), "limit");
+    const std::string after = query_value(req.target(), "updated_after");
+    const std::string cursor = query_value(req.target(), "cursor");
+    try {
+      if (!limit.empty()) q.limit = std::stoul(limit);
+      if (!after.empty()) q.updated_after = std::stod(after);
+    } catch (const std::exception&) {
+      unprocessable("limit and updated_after are numbers");
+    }
+    if (q.limit < 1 || q.limit > 200) unprocessable("limit: from 1 to 200");
+    if (!cursor.empty()) {
+      q.before = decode_cursor(cursor);
+      if (!q.before) unprocessable("cursor: not one this gateway gave (use next_cursor as it is)");
+    }
+    RunPage page = index_.query(q);
+    json::array items;
+    for (json::object& o : page.items) items.push_back(std::move(o));
+    // pyoco-server's shapes: a plain array, or a page once paging is asked for.
+    if (cursor.empty() && after.empty()) return json_response(200, items);
+    return json_response(
+        200, json::object{{"items", std::move(items)},
+                          {"next_cursor", page.next ? json::value(encode_cursor(page.next->first,
+                                                                                page.next->second))
+                                                    : json::value(nullptr)}});
   }
 
   Response get(const std::string& id) const {
@@ -349,6 +382,7 @@ class Gateway {
   GatewayOptions options_;
   cluster::RunRecords runs_;
   cluster::WorkerDirectory workers_;
+  RunIndex index_;
 };
 
 }  // namespace
@@ -360,6 +394,8 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
               [g](const Request&, const PathParams&) { return g->health(); });
   router->add(http::verb::post, "/runs",
               [g](const Request& r, const PathParams&) { return g->submit(r); });
+  router->add(http::verb::get, "/runs",
+              [g](const Request& r, const PathParams&) { return g->list(r); });
   router->add(http::verb::post, "/runs/yaml",
               [g](const Request& r, const PathParams&) { return g->submit_yaml(r); });
   router->add(http::verb::get, "/runs/{id}",

@@ -47,6 +47,13 @@ class EventPublisher : public trace::EventListener {
   std::unique_ptr<Impl> impl_;
 };
 
+struct RunJob;
+
+// A run was accepted: {"kind":"run_submitted","run_id","flow","tag","ts"}
+// with message id "<run_id>.submitted", so that every gateway's list knows
+// it before a worker starts it. Throws NatsError.
+void publish_run_submitted(Connection& nats, const RunJob& job);
+
 // The run's one RunEnd, from its terminal record: {"kind":"run_end",
 // "run_id","flow","status","message","attempt","ts"} with message id
 // "<run_id>.end". Throws NatsError when NATS does not take it.

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -18,10 +19,13 @@ struct GatewayOptions {
   std::string default_tag = "default";
   // A worker silent this long shows DISCONNECTED.
   std::chrono::milliseconds worker_disconnect_after{std::chrono::seconds(30)};
+  // GET /runs's read model; empty: in memory (rebuilt from the event
+  // stream at each start).
+  std::filesystem::path run_index_file;
 };
 
 // GET /health, POST /runs, POST /runs/yaml, GET /runs/{id},
-// GET /runs/{id}/tasks, POST /runs/{id}/cancel, GET /workers,
+// GET /runs, GET /runs/{id}/tasks, POST /runs/{id}/cancel, GET /workers,
 // PATCH /workers/{id}. NATS away: 503.
 std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions options = {});
 

@@ -1,0 +1,280 @@
+#include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/server/run_index.hpp>
+
+#include <sqlite3.h>
+
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+namespace pyoco::server {
+
+namespace json = boost::json;
+
+namespace {
+
+void exec(sqlite3* db, const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    const std::string message = error != nullptr ? error : "?";
+    sqlite3_free(error);
+    throw std::runtime_error(std::string("run index: ") + message);
+  }
+}
+
+struct Statement {
+  sqlite3_stmt* s = nullptr;
+  Statement(sqlite3* db, const char* sql) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(std::string("run index: ") + sqlite3_errmsg(db));
+    }
+  }
+  ~Statement() { sqlite3_finalize(s); }
+  void text(int i, const std::string& v) {
+    sqlite3_bind_text(s, i, v.c_str(), -1, SQLITE_TRANSIENT);
+  }
+  void real(int i, double v) { sqlite3_bind_double(s, i, v); }
+  void integer(int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); }
+  std::string column_text(int i) const {
+    const auto* t = sqlite3_column_text(s, i);
+    return t != nullptr ? reinterpret_cast<const char*>(t) : "";
+  }
+};
+
+constexpr const char* kBase64url =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+}  // namespace
+
+std::string encode_cursor(double updated_at, const std::string& run_id) {
+  const std::string raw = json::serialize(json::object{{"u", updated_at}, {"r", run_id}});
+  std::string out;
+  unsigned buffer = 0;
+  int bits = 0;
+  for (unsigned char c : raw) {
+    buffer = (buffer << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      out += kBase64url[(buffer >> (bits - 6)) & 63];
+      bits -= 6;
+    }
+  }
+  if (bits > 0) out += kBase64url[(buffer << (6 - bits)) & 63];
+  return out;
+}
+
+std::optional<std::pair<double, std::string>> decode_cursor(const std::string& cursor) {
+  std::string raw;
+  unsigned buffer = 0;
+  int bits = 0;
+  for (char c : cursor) {
+    const char* at = std::strchr(kBase64url, c);
+    if (at == nullptr || c == '\0') return std::nullopt;
+    buffer = (buffer << 6) | static_cast<unsigned>(at - kBase64url);
+    bits += 6;
+    if (bits >= 8) {
+      raw += static_cast<char>((buffer >> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  boost::system::error_code ec;
+  const json::value v = json::parse(raw, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("u") || !v.as_object().contains("r") ||
+      !v.at("u").is_number() || !v.at("r").is_string()) {
+    return std::nullopt;
+  }
+  return std::pair{v.at("u").to_number<double>(), std::string(v.at("r").as_string())};
+}
+
+struct RunIndex::Impl {
+  cluster::Connection& nats;
+  sqlite3* db = nullptr;
+  mutable std::mutex mutex;  // the connection: the follower writes, requests read
+  std::atomic<std::uint64_t> last{0};
+  std::atomic<bool> stopping{false};
+  std::thread follower;
+
+  Impl(cluster::Connection& n, const std::filesystem::path& file) : nats(n) {
+    const std::string path = file.empty() ? ":memory:" : file.string();
+    if (!file.empty()) std::filesystem::create_directories(file.parent_path());
+    if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+      throw std::runtime_error("run index: cannot open " + path);
+    }
+    exec(db, "PRAGMA journal_mode=WAL");
+    exec(db,
+         "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, flow_name TEXT, tag TEXT, "
+         "status TEXT, submitted_at REAL, start_time REAL, end_time REAL, updated_at REAL, error "
+         "TEXT);"
+         "CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated_at, run_id);"
+         "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);"
+         "CREATE TABLE IF NOT EXISTS applied (one INTEGER PRIMARY KEY CHECK (one = 1), seq "
+         "INTEGER);"
+         "INSERT OR IGNORE INTO applied VALUES (1, 0);");
+    Statement s(db, "SELECT seq FROM applied");
+    if (sqlite3_step(s.s) == SQLITE_ROW)
+      last = static_cast<std::uint64_t>(sqlite3_column_int64(s.s, 0));
+    follower = std::thread([this] { follow(); });
+  }
+
+  ~Impl() {
+    stopping = true;
+    if (follower.joinable()) follower.join();
+    sqlite3_close(db);
+  }
+
+  // Run-level events from the one after the last applied, for ever (it
+  // subscribes again after a NATS outage, from where it stopped).
+  void follow() {
+    while (!stopping) {
+      jsSubOptions so;
+      jsSubOptions_Init(&so);
+      so.Config.AckPolicy = js_AckNone;
+      so.Config.DeliverPolicy = last > 0 ? js_DeliverByStartSequence : js_DeliverAll;
+      so.Config.OptStartSeq = last + 1;
+      so.ManualAck = true;
+      natsSubscription* sub = nullptr;
+      if (js_SubscribeSync(&sub, nats.handles().js, "pyoco.ev.*.run", nullptr, &so, nullptr) !=
+          NATS_OK) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));  // NATS away: again
+        continue;
+      }
+      while (!stopping) {
+        natsMsg* m = nullptr;
+        const natsStatus s = natsSubscription_NextMsg(&m, sub, 500);
+        if (s == NATS_TIMEOUT) continue;
+        if (s != NATS_OK) break;
+        apply(m);
+        natsMsg_Destroy(m);
+      }
+      natsSubscription_Destroy(sub);
+    }
+  }
+
+  void apply(natsMsg* m) {
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, m) != NATS_OK) return;
+    const std::uint64_t seq = meta->Sequence.Stream;
+    const double at = static_cast<double>(meta->Timestamp) / 1e9;
+    jsMsgMetaData_Destroy(meta);
+    if (seq <= last) return;  // seen (a resubscription may repeat some)
+    boost::system::error_code ec;
+    const json::value v = json::parse(
+        std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
+        ec);
+    std::lock_guard lock(mutex);
+    exec(db, "BEGIN");
+    if (!ec && v.is_object()) {
+      const json::object& o = v.as_object();
+      auto text = [&](const char* k) {
+        const json::value* x = o.if_contains(k);
+        return x != nullptr && x->is_string() ? std::string(x->as_string()) : std::string();
+      };
+      const std::string kind = text("kind"), run = text("run_id");
+      if (!run.empty()) {
+        Statement ins(db,
+                      "INSERT INTO runs (run_id, flow_name, tag, status, submitted_at, updated_at) "
+                      "VALUES (?1, ?2, ?3, 'PENDING', ?4, ?4) ON CONFLICT(run_id) DO NOTHING");
+        ins.text(1, run);
+        ins.text(2, text("flow"));
+        ins.text(3, text("tag"));
+        ins.real(4, at);
+        sqlite3_step(ins.s);
+        const char* sql = nullptr;
+        std::string status;
+        if (kind == "run_start") {
+          sql =
+              "UPDATE runs SET status = CASE WHEN status IN ('COMPLETED','FAILED','CANCELLED') "
+              "THEN status ELSE 'RUNNING' END, start_time = COALESCE(start_time, ?2), "
+              "updated_at = ?2 WHERE run_id = ?1";
+        } else if (kind == "run_cancelling") {
+          sql =
+              "UPDATE runs SET status = CASE WHEN status IN ('COMPLETED','FAILED','CANCELLED') "
+              "THEN status ELSE 'CANCELLING' END, updated_at = ?2 WHERE run_id = ?1";
+        } else if (kind == "run_end") {
+          sql =
+              "UPDATE runs SET status = ?3, end_time = ?2, updated_at = ?2, error = ?4 "
+              "WHERE run_id = ?1";
+          status = text("status");
+        }
+        if (sql != nullptr) {
+          Statement up(db, sql);
+          up.text(1, run);
+          up.real(2, at);
+          if (!status.empty()) {
+            up.text(3, status);
+            up.text(4, text("message"));
+          }
+          sqlite3_step(up.s);
+        }
+      }
+    }
+    Statement done(db, "UPDATE applied SET seq = ?1");
+    done.integer(1, static_cast<std::int64_t>(seq));
+    sqlite3_step(done.s);
+    exec(db, "COMMIT");
+    last = seq;
+  }
+};
+
+RunIndex::RunIndex(cluster::Connection& nats, const std::filesystem::path& file)
+    : impl_(std::make_unique<Impl>(nats, file)) {}
+
+RunIndex::~RunIndex() = default;
+
+std::uint64_t RunIndex::applied() const { return impl_->last; }
+
+RunPage RunIndex::query(const RunQuery& q) const {
+  std::string sql =
+      "SELECT run_id, flow_name, tag, status, submitted_at, start_time, end_time, updated_at, "
+      "error FROM runs WHERE 1";
+  if (!q.status.empty()) sql += " AND status = ?1";
+  if (!q.flow.empty()) sql += " AND flow_name = ?2";
+  if (!q.tag.empty()) sql += " AND tag = ?3";
+  if (q.updated_after > 0) sql += " AND updated_at > ?4";
+  if (q.before) sql += " AND (updated_at, run_id) < (?5, ?6)";
+  sql += " ORDER BY updated_at DESC, run_id DESC LIMIT ?7";
+  std::lock_guard lock(impl_->mutex);
+  Statement s(impl_->db, sql.c_str());
+  if (!q.status.empty()) s.text(1, q.status);
+  if (!q.flow.empty()) s.text(2, q.flow);
+  if (!q.tag.empty()) s.text(3, q.tag);
+  if (q.updated_after > 0) s.real(4, q.updated_after);
+  if (q.before) {
+    s.real(5, q.before->first);
+    s.text(6, q.before->second);
+  }
+  s.integer(7, static_cast<std::int64_t>(q.limit) + 1);  // one more: is there a next page?
+  RunPage page;
+  auto nullable = [&](int i) -> json::value {
+    return sqlite3_column_type(s.s, i) == SQLITE_NULL ? json::value(nullptr)
+                                                      : json::value(sqlite3_column_double(s.s, i));
+  };
+  while (sqlite3_step(s.s) == SQLITE_ROW) {
+    if (page.items.size() == q.limit) {
+      const json::object& last = page.items.back();
+      page.next =
+          std::pair{last.at("updated_at").as_double(), std::string(last.at("run_id").as_string())};
+      break;
+    }
+    const std::string tag = s.column_text(2);
+    const std::string error = s.column_text(8);
+    page.items.push_back(
+        json::object{{"run_id", s.column_text(0)},
+                     {"flow_name", s.column_text(1)},
+                     {"tag", tag},
+                     {"tags", json::array{json::value(tag)}},
+                     {"status", s.column_text(3)},
+                     {"submitted_at", nullable(4)},
+                     {"start_time", nullable(5)},
+                     {"end_time", nullable(6)},
+                     {"updated_at", sqlite3_column_double(s.s, 7)},
+                     {"error", error.empty() ? json::value(nullptr) : json::value(error)}});
+  }
+  return page;
+}
+
+}  // namespace pyoco::server
