@@ -97,6 +97,26 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
   std::vector<std::string> expected;
   for (std::size_t i = middle + 1; i < all.size(); ++i) expected.push_back(all[i].id);
   BOOST_TEST(resumed == expected, boost::test_tools::per_element());
+  // Its log lines: all, one task's, the last one; and from the client.
+  auto logs = [&](const std::string& query) {
+    return json::parse(s.call(http::verb::get, "/runs/" + hello_id + "/logs" + query).body);
+  };
+  const auto lines = logs("").at("items").as_array();
+  BOOST_TEST_REQUIRE(lines.size() == 3u);
+  BOOST_TEST(lines[0].at("node").as_string() == "fetch_data");
+  BOOST_TEST(lines[1].at("message").as_string() == "🥕 Processing: carrot");
+  BOOST_TEST(logs("?task=save_result").at("items").as_array().size() == 1u);
+  BOOST_TEST(logs("?tail=1").at("items").as_array().at(0).at("node").as_string() == "save_result");
+  const auto next = logs("").at("next_after").to_number<std::uint64_t>();
+  BOOST_TEST(logs("?after=" + std::to_string(next)).at("items").as_array().empty());
+  BOOST_TEST(s.call(http::verb::get, "/runs/nope/logs").status == 404u);
+  const ProcessResult client_logs = s.client({"logs", hello_id, "--follow"});
+  BOOST_TEST(client_logs.exit_code == 0, client_logs.err);
+  BOOST_TEST(client_logs.out ==
+                 "[fetch_data] 🐰 Fetching data...\n[process_data] 🥕 Processing: "
+                 "carrot\n[save_result] ✨ Saved: CARROT\n",
+             client_logs.out);
+
   const ProcessResult watched = s.client({"watch", hello_id});
   BOOST_TEST(watched.exit_code == 0);
   BOOST_TEST(watched.out == yaml.out);

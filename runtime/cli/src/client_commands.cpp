@@ -305,6 +305,51 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
     });
   });
 
+  CLI::App* logs = client->add_subcommand("logs", "What a run's tasks logged");
+  logs->add_option("run_id", a->run_id, "The run")->required();
+  logs->add_option("--task", a->flow_name, "Only this node's lines (its iterations too)");
+  logs->add_option("--tail", a->timeout, "Only the last N lines");
+  logs->add_flag("-f,--follow", a->wait, "Then the lines still to come, until the run ends");
+  common(logs, *a);
+  table.add(logs, [a] {
+    return guarded("logs", [&] {
+      std::string target = "/runs/" + a->run_id + "/logs?";
+      if (!a->flow_name.empty()) target += "task=" + a->flow_name + "&";
+      if (a->timeout > 0) target += "tail=" + std::to_string(static_cast<int>(a->timeout));
+      const json::value v = call(*a, http::verb::get, target);
+      auto print = [](const json::object& line) {
+        std::cout << "[" << std::string(line.at("node").as_string()) << "] "
+                  << std::string(line.at("message").as_string()) << std::endl;
+      };
+      for (const json::value& line : v.at("items").as_array()) print(line.as_object());
+      if (!a->wait) return kExitOk;
+      // Then follow the run's events from after the last line read.
+      const std::string after = std::to_string(v.at("next_after").to_number<std::uint64_t>());
+      std::string last = after == "0" ? "" : after;
+      bool ended = false;
+      for (int drops = 0; !ended && drops < 60; ++drops) {
+        server::http_stream(
+            server_url(*a), "/runs/" + a->run_id + "/watch", last,
+            [&](const server::StreamEvent& e) {
+              if (e.event == "snapshot") return true;
+              last = e.id;
+              const json::value ev = json::parse(e.data);
+              const std::string kind(ev.at("kind").as_string());
+              if (kind == "log") {
+                const std::string node(ev.at("node").as_string());
+                if (a->flow_name.empty() || node == a->flow_name ||
+                    node.rfind(a->flow_name + "[", 0) == 0) {
+                  print(json::object{{"node", node}, {"message", ev.at("message")}});
+                }
+              }
+              ended = kind == "run_end";
+              return !ended;
+            });
+      }
+      return kExitOk;
+    });
+  });
+
   CLI::App* watch = client->add_subcommand(
       "watch", "Print a run's trace as it runs (from its start), until it ends");
   watch->add_option("run_id", a->run_id, "The run")->required();

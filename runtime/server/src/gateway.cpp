@@ -277,6 +277,72 @@ class Gateway {
                                            {"updated_at", cluster::epoch_now()}});
   }
 
+  // The run's log lines from PYOCO_EVENTS (its `log` events): `task` keeps
+  // one node's (its iterations too), `after` those past a stream sequence
+  // (`next_after` of the last answer), `tail` the last N.
+  Response logs(const Request& req, const std::string& id) const {
+    find(id);  // 404 for an unknown run
+    const std::string task = query_value(req.target(), "task");
+    std::uint64_t after = 0;
+    std::size_t tail = 0;
+    try {
+      if (const std::string a = query_value(req.target(), "after"); !a.empty())
+        after = std::stoull(a);
+      if (const std::string t = query_value(req.target(), "tail"); !t.empty()) tail = std::stoul(t);
+    } catch (const std::exception&) {
+      unprocessable("after and tail are numbers");
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.DeliverPolicy = after > 0 ? js_DeliverByStartSequence : js_DeliverAll;
+    so.Config.OptStartSeq = after + 1;
+    so.ManualAck = true;
+    natsSubscription* sub = nullptr;
+    const std::string subject = "pyoco.ev." + id + ".log";
+    if (js_SubscribeSync(&sub, nats_.handles().js, subject.c_str(), nullptr, &so, nullptr) !=
+        NATS_OK) {
+      throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
+    }
+    json::array items;
+    std::uint64_t last = after;
+    // Read until the consumer says nothing is pending: no waiting on a timeout.
+    for (;;) {
+      natsMsg* m = nullptr;
+      if (natsSubscription_NextMsg(&m, sub, 300) != NATS_OK) break;
+      jsMsgMetaData* meta = nullptr;
+      std::uint64_t pending = 0;
+      if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        last = meta->Sequence.Stream;
+        pending = meta->NumPending;
+        jsMsgMetaData_Destroy(meta);
+      }
+      boost::system::error_code ec;
+      const json::value v = json::parse(
+          std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
+          ec);
+      natsMsg_Destroy(m);
+      if (!ec && v.is_object()) {
+        const json::object& o = v.as_object();
+        const std::string node = o.contains("node") ? std::string(o.at("node").as_string()) : "";
+        if (task.empty() || node == task || node.rfind(task + "[", 0) == 0) {
+          items.push_back(
+              json::object{{"id", last},
+                           {"node", node},
+                           {"level", o.contains("level") ? o.at("level") : json::value("INFO")},
+                           {"message", o.contains("message") ? o.at("message") : json::value("")},
+                           {"ts", o.contains("ts") ? o.at("ts") : json::value(nullptr)}});
+        }
+      }
+      if (pending == 0) break;
+    }
+    natsSubscription_Destroy(sub);
+    if (tail > 0 && items.size() > tail)
+      items.erase(items.begin(), items.end() - static_cast<std::ptrdiff_t>(tail));
+    return json_response(
+        200, json::object{{"run_id", id}, {"items", std::move(items)}, {"next_after", last}});
+  }
+
   // SSE: the record first, then the run's events from PYOCO_EVENTS with the
   // stream sequence as their id, until its RunEnd. Last-Event-ID resumes
   // after that sequence: no gap, no duplicate.
@@ -400,6 +466,8 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
               [g](const Request& r, const PathParams&) { return g->submit_yaml(r); });
   router->add(http::verb::get, "/runs/{id}",
               [g](const Request&, const PathParams& p) { return g->get(p.at("id")); });
+  router->add(http::verb::get, "/runs/{id}/logs",
+              [g](const Request& r, const PathParams& p) { return g->logs(r, p.at("id")); });
   router->add(http::verb::get, "/runs/{id}/tasks",
               [g](const Request&, const PathParams& p) { return g->tasks(p.at("id")); });
   router->add(http::verb::post, "/runs/{id}/cancel",
