@@ -34,10 +34,16 @@ struct Server {
     argv.insert(argv.end(), args.begin(), args.end());
     env["PYOCO_PLUGIN_PATH"] = "";
     child = std::make_unique<ChildProcess>(argv, env, dir.path());
-    BOOST_REQUIRE_MESSAGE(child->wait_for_output("http://", 20s), child->err());
-    std::this_thread::sleep_for(50ms);  // the rest of the line
-    const std::string out = child->out();
-    url = out.substr(out.find("http://"), out.find('\n') - out.find("http://"));
+    // Its first line on stdout is its URL: wait for the whole line.
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    std::string out;
+    while ((out = child->out()).find('\n') == std::string::npos &&
+           std::chrono::steady_clock::now() < until) {
+      child->wait_for_output("\n", 100ms);
+    }
+    BOOST_REQUIRE_MESSAGE(out.find("http://") == 0 && out.find('\n') != std::string::npos,
+                          "no URL from pyoco server: " << out << child->err());
+    url = out.substr(0, out.find('\n'));
   }
 
   ProcessResult client(std::vector<std::string> args) const {
