@@ -11,6 +11,22 @@ namespace pyoco::cluster {
 
 namespace json = boost::json;
 
+natsSubscription* subscribe_events(Connection& nats, const std::string& subject,
+                                   std::uint64_t after) {
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Config.AckPolicy = js_AckNone;
+  so.Config.DeliverPolicy = after > 0 ? js_DeliverByStartSequence : js_DeliverAll;
+  so.Config.OptStartSeq = after + 1;
+  so.ManualAck = true;
+  natsSubscription* sub = nullptr;
+  if (js_SubscribeSync(&sub, nats.handles().js, subject.c_str(), nullptr, &so, nullptr) !=
+      NATS_OK) {
+    return nullptr;
+  }
+  return sub;
+}
+
 const char* event_subject_kind(trace::EventKind kind) {
   switch (kind) {
     case trace::EventKind::RunStart:

@@ -292,16 +292,8 @@ class Gateway {
     } catch (const std::exception&) {
       unprocessable("after and tail are numbers");
     }
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.DeliverPolicy = after > 0 ? js_DeliverByStartSequence : js_DeliverAll;
-    so.Config.OptStartSeq = after + 1;
-    so.ManualAck = true;
-    natsSubscription* sub = nullptr;
-    const std::string subject = "pyoco.ev." + id + ".log";
-    if (js_SubscribeSync(&sub, nats_.handles().js, subject.c_str(), nullptr, &so, nullptr) !=
-        NATS_OK) {
+    natsSubscription* sub = cluster::subscribe_events(nats_, "pyoco.ev." + id + ".log", after);
+    if (sub == nullptr) {
       throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
     }
     json::array items;
@@ -359,17 +351,8 @@ class Gateway {
       }
     }
     if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.DeliverPolicy = after > 0 ? js_DeliverByStartSequence : js_DeliverAll;
-    so.Config.OptStartSeq = after + 1;
-    so.ManualAck = true;
-    natsSubscription* sub = nullptr;
-    jsErrCode jerr{};
-    const std::string subject = "pyoco.ev." + id + ".>";
-    if (js_SubscribeSync(&sub, nats_.handles().js, subject.c_str(), nullptr, &so, &jerr) !=
-        NATS_OK) {
+    natsSubscription* sub = cluster::subscribe_events(nats_, "pyoco.ev." + id + ".>", after);
+    if (sub == nullptr) {
       throw HttpError{503, "nats_unavailable", "cannot follow the events of run " + id};
     }
     auto idle = std::chrono::steady_clock::now();

@@ -130,15 +130,8 @@ struct RunIndex::Impl {
   // subscribes again after a NATS outage, from where it stopped).
   void follow() {
     while (!stopping) {
-      jsSubOptions so;
-      jsSubOptions_Init(&so);
-      so.Config.AckPolicy = js_AckNone;
-      so.Config.DeliverPolicy = last > 0 ? js_DeliverByStartSequence : js_DeliverAll;
-      so.Config.OptStartSeq = last + 1;
-      so.ManualAck = true;
-      natsSubscription* sub = nullptr;
-      if (js_SubscribeSync(&sub, nats.handles().js, "pyoco.ev.*.run", nullptr, &so, nullptr) !=
-          NATS_OK) {
+      natsSubscription* sub = cluster::subscribe_events(nats, "pyoco.ev.*.run", last);
+      if (sub == nullptr) {
         std::this_thread::sleep_for(std::chrono::milliseconds(500));  // NATS away: again
         continue;
       }
