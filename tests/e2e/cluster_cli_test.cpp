@@ -165,6 +165,10 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
   BOOST_TEST(no_name.status == 422u);
   BOOST_TEST(error_of(no_name).find("flow_name: required") != std::string::npos);
   BOOST_TEST(s.call(http::verb::post, "/runs", "{not json").status == 422u);
+  // A flow name names a file in the workers' --flows: never a path.
+  const auto traversal = s.call(http::verb::post, "/runs", R"({"flow_name": "../../etc/passwd"})");
+  BOOST_TEST(traversal.status == 422u);
+  BOOST_TEST(error_of(traversal).find("flow_name \"../../etc/passwd\"") == 0u, traversal.body);
   const auto bad_tag = s.call(http::verb::post, "/runs", R"({"flow_name": "a", "tag": "x.y"})");
   BOOST_TEST(bad_tag.status == 422u);
   BOOST_TEST(error_of(bad_tag).find("tag: ") == 0u);

@@ -33,9 +33,13 @@ struct ClientArgs {
   std::string params_file;
   std::string idempotency_key;
   std::string run_id;
+  std::string status;  // list --status; workers --state
+  std::string task;    // logs --task
+  int limit = 50;      // list --limit
+  int tail = 0;        // logs --tail
+  bool include_hidden = false;
   bool wait = false;
   bool json_out = false;
-  double timeout = 0;  // --wait: 0 for ever
 };
 
 std::string server_url(const ClientArgs& a) {
@@ -99,10 +103,11 @@ int exit_for(const std::string& status) {
   return kExitFailed;
 }
 
-// Prints the run's trace from the gateway's event stream, as `pyoco run`
-// prints a local one, until its end; a dropped stream is resumed after the
-// last event seen. The exit code is the run's status.
-int follow(const ClientArgs& a, const std::string& id) {
+// Follows the run's events from the gateway's stream until its end,
+// printing its trace as `pyoco run` prints a local one (unless `quiet`); a
+// dropped stream is resumed after the last event seen. Returns its final
+// status.
+std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet) {
   const char* cute = std::getenv("PYOCO_CUTE");
   const trace::TraceFormat format =
       a.json_out ? trace::TraceFormat::Json
@@ -125,7 +130,9 @@ int follow(const ClientArgs& a, const std::string& id) {
           if (ec || !v.is_object()) return true;
           const auto event = trace::event_from_json(v.as_object());
           if (!event) return true;
-          if (format == trace::TraceFormat::Json) {
+          if (quiet) {
+            // only the end matters
+          } else if (format == trace::TraceFormat::Json) {
             std::cout << e.data << std::endl;
           } else {
             std::vector<trace::PlannedNode> planned;
@@ -140,34 +147,12 @@ int follow(const ClientArgs& a, const std::string& id) {
           return true;
         });
   }
-  return exit_for(status);
+  return status;
 }
 
-// Follows the run until it ends, printing each change of status.
-int wait_for(const ClientArgs& a, const std::string& id) {
-  std::string last;
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    const json::value v = call(a, http::verb::get, "/runs/" + id);
-    const std::string status(v.at("status").as_string());
-    if (status != last) {
-      std::cout << "run " << id << " " << status << std::endl;
-      last = status;
-    }
-    if (status == "COMPLETED" || status == "FAILED" || status == "CANCELLED") {
-      if (status == "FAILED" && v.as_object().contains("error") && v.at("error").is_string()) {
-        std::cerr << "error: " << core::printable(v.at("error").as_string()) << '\n';
-      }
-      return exit_for(status);
-    }
-    if (a.timeout > 0 &&
-        std::chrono::steady_clock::now() - start > std::chrono::duration<double>(a.timeout)) {
-      std::cerr << "pyoco client: run " << id << " is still " << status << " after " << a.timeout
-                << " s\n";
-      return kExitFailed;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling the gateway
-  }
+// The trace, then the exit code of the run's status.
+int follow(const ClientArgs& a, const std::string& id) {
+  return exit_for(follow_events(a, id, false));
 }
 
 int submitted(const ClientArgs& a, const json::value& v) {
@@ -202,7 +187,6 @@ void common(CLI::App* cmd, ClientArgs& a) {
 void submit_options(CLI::App* cmd, ClientArgs& a) {
   cmd->add_option("--tag", a.tag, "Run on workers of this tag (default: default)");
   cmd->add_flag("--wait", a.wait, "Follow the run until it ends; the exit code is its status");
-  cmd->add_option("--timeout", a.timeout, "With --wait: give up after this many seconds");
   cmd->add_option("--idempotency-key", a.idempotency_key,
                   "Submitting again with the same key gives the same run");
   cmd->add_flag("--json", a.json_out, "Print the gateway's answer as JSON");
@@ -272,17 +256,16 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   });
 
   CLI::App* list = client->add_subcommand("list", "Recent runs, newest first");
-  list->add_option("--status", a->params_json, "Only runs of this status (COMPLETED, FAILED, ...)");
+  list->add_option("--status", a->status, "Only runs of this status (COMPLETED, FAILED, ...)");
   list->add_option("--flow", a->flow_name, "Only runs of this flow");
   list->add_option("--tag", a->tag, "Only runs of this tag");
-  list->add_option("--limit", a->timeout, "At most this many (default 50, at most 200)");
+  list->add_option("--limit", a->limit, "At most this many (default 50, at most 200)");
   list->add_flag("--json", a->json_out, "The gateway's answer as JSON");
   common(list, *a);
   table.add(list, [a] {
     return guarded("list", [&] {
-      std::string target =
-          "/runs?limit=" + std::to_string(a->timeout > 0 ? static_cast<int>(a->timeout) : 50);
-      if (!a->params_json.empty()) target += "&status=" + a->params_json;
+      std::string target = "/runs?limit=" + std::to_string(a->limit);
+      if (!a->status.empty()) target += "&status=" + a->status;
       if (!a->flow_name.empty()) target += "&flow=" + a->flow_name;
       if (!a->tag.empty()) target += "&tag=" + a->tag;
       const json::value v = call(*a, http::verb::get, target);
@@ -307,15 +290,15 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
 
   CLI::App* logs = client->add_subcommand("logs", "What a run's tasks logged");
   logs->add_option("run_id", a->run_id, "The run")->required();
-  logs->add_option("--task", a->flow_name, "Only this node's lines (its iterations too)");
-  logs->add_option("--tail", a->timeout, "Only the last N lines");
+  logs->add_option("--task", a->task, "Only this node's lines (its iterations too)");
+  logs->add_option("--tail", a->tail, "Only the last N lines");
   logs->add_flag("-f,--follow", a->wait, "Then the lines still to come, until the run ends");
   common(logs, *a);
   table.add(logs, [a] {
     return guarded("logs", [&] {
       std::string target = "/runs/" + a->run_id + "/logs?";
-      if (!a->flow_name.empty()) target += "task=" + a->flow_name + "&";
-      if (a->timeout > 0) target += "tail=" + std::to_string(static_cast<int>(a->timeout));
+      if (!a->task.empty()) target += "task=" + a->task + "&";
+      if (a->tail > 0) target += "tail=" + std::to_string(a->tail);
       const json::value v = call(*a, http::verb::get, target);
       auto print = [](const json::object& line) {
         std::cout << "[" << std::string(line.at("node").as_string()) << "] "
@@ -337,8 +320,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
               const std::string kind(ev.at("kind").as_string());
               if (kind == "log") {
                 const std::string node(ev.at("node").as_string());
-                if (a->flow_name.empty() || node == a->flow_name ||
-                    node.rfind(a->flow_name + "[", 0) == 0) {
+                if (a->task.empty() || node == a->task || node.rfind(a->task + "[", 0) == 0) {
                   print(json::object{{"node", node}, {"message", ev.at("message")}});
                 }
               }
@@ -360,15 +342,16 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   table.add(watch, [a] { return guarded("watch", [&] { return follow(*a, a->run_id); }); });
 
   CLI::App* workers = client->add_subcommand("workers", "List the workers and what they run");
-  workers->add_flag("--include-hidden", a->wait, "Hidden workers too");
-  workers->add_option("--state", a->tag,
+  workers->add_flag("--include-hidden", a->include_hidden, "Hidden workers too");
+  workers->add_option("--state", a->status,
                       "Only RUNNING, IDLE, DRAINING, STOPPED_GRACEFUL or DISCONNECTED");
   workers->add_flag("--json", a->json_out, "The gateway's answer as JSON");
   common(workers, *a);
   table.add(workers, [a] {
     return guarded("workers", [&] {
-      std::string target = std::string("/workers?include_hidden=") + (a->wait ? "true" : "false");
-      if (!a->tag.empty()) target += "&state=" + a->tag;
+      std::string target =
+          std::string("/workers?include_hidden=") + (a->include_hidden ? "true" : "false");
+      if (!a->status.empty()) target += "&state=" + a->status;
       const json::value v = call(*a, http::verb::get, target);
       if (a->json_out) {
         std::cout << json::serialize(v) << '\n';
@@ -405,7 +388,10 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
     return guarded("cancel", [&] {
       const json::value v = call(*a, http::verb::post, "/runs/" + a->run_id + "/cancel");
       std::cout << "run " << a->run_id << " " << std::string(v.at("status").as_string()) << '\n';
-      return a->wait ? wait_for(*a, a->run_id) : kExitOk;
+      if (!a->wait) return kExitOk;
+      const std::string status = follow_events(*a, a->run_id, true);
+      std::cout << "run " << a->run_id << " " << status << '\n';
+      return exit_for(status);
     });
   });
 }

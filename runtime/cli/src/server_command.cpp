@@ -4,7 +4,6 @@
 #include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/core/subprocess.hpp>
-#include <pyoco/runner/run_history.hpp>
 #include <pyoco/server/gateway.hpp>
 #include <pyoco/server/http.hpp>
 #include <pyoco/worker/worker.hpp>
@@ -106,12 +105,25 @@ int run_server(ServerArgs& a) {
 
     server::ListenOptions lo;
     lo.host = a.listen.substr(0, colon);
-    lo.port = static_cast<std::uint16_t>(std::stoi(a.listen.substr(colon + 1)));
+    const std::string port = a.listen.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) {
+      std::cerr << "pyoco server: --listen " << a.listen << ": the port is 0 to 65535\n";
+      return kExitUsage;
+    }
+    lo.port = static_cast<std::uint16_t>(std::stoul(port));
     server::GatewayOptions go;
     go.run_index_file = a.index;
     if (const char* t = std::getenv("PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC"); t != nullptr && *t) {
+      char* end = nullptr;
+      const double seconds = std::strtod(t, &end);
+      if (end == t || *end != '\0' || !(seconds > 0) || seconds > 86400) {
+        std::cerr << "pyoco server: PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC=" << t
+                  << ": give seconds, more than 0 and at most 86400\n";
+        return kExitUsage;
+      }
       go.worker_disconnect_after =
-          std::chrono::milliseconds(static_cast<std::int64_t>(std::stod(t) * 1000));
+          std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
     }
     server::HttpServer http(server::gateway_routes(nats, go), lo);
     cluster::Reaper reaper(nats);  // jobs NATS gave up on end FAILED, not stuck

@@ -36,6 +36,18 @@ bool same_owner(const json::object& snapshot, const Owner& owner) {
 
 }  // namespace
 
+void check_flow_name(std::string_view name) {
+  const bool ok = !name.empty() && name.size() <= 128 && name.front() != '.' &&
+                  name.find_first_not_of(
+                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789-_.") == std::string_view::npos;
+  if (!ok) {
+    throw NatsError("flow_name \"" + std::string(name) +
+                    "\": 1 to 128 letters, digits, '-', '_' and '.' (not first); it names "
+                    "<flow_name>.yaml in the workers' --flows directory");
+  }
+}
+
 double epoch_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -54,6 +66,7 @@ RunJob job_from_json(const json::object& o) {
   job.run_id = string_field(o, "run_id", true);
   check_run_id(job.run_id);
   job.flow_name = string_field(o, "flow_name", true);
+  check_flow_name(job.flow_name);
   job.tag = string_field(o, "tag", false);
   if (job.tag.empty()) job.tag = "default";
   if (const json::value* p = o.if_contains("params"); p != nullptr && !p->is_null()) {
@@ -71,6 +84,7 @@ RunJob job_from_json(const json::object& o) {
 Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
   RunJob job = given;
   check_run_id(job.run_id);
+  check_flow_name(job.flow_name);
   if (job.submitted_at == 0) job.submitted_at = epoch_now();
   Submitted out;
   const json::object pending{

@@ -144,6 +144,11 @@ class Gateway {
     }
     cluster::RunJob job;
     job.flow_name = std::string(flow->as_string());
+    try {
+      cluster::check_flow_name(job.flow_name);
+    } catch (const cluster::NatsError& e) {
+      unprocessable(e.what());
+    }
     job.tag = tag_of(body, options_.default_tag);
     if (const json::value* p = body.if_contains("params"); p != nullptr && !p->is_null()) {
       if (!p->is_object()) unprocessable("params: must be a JSON object");
@@ -187,6 +192,11 @@ class Gateway {
     }
     cluster::RunJob job;
     job.flow_name = !flow_name.empty() ? flow_name : spec->name.empty() ? "flow" : spec->name;
+    try {
+      cluster::check_flow_name(job.flow_name);
+    } catch (const cluster::NatsError& e) {
+      unprocessable(e.what());
+    }
     job.tag = tag;
     job.workflow_yaml = std::move(workflow);
     return queue(req, std::move(job));

@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace pyoco::cluster {
 
@@ -26,6 +27,11 @@ struct RunJob {
   std::string tenant_id;
   double submitted_at = 0;  // epoch seconds; 0: now
 };
+
+// Throws NatsError for a flow name that is not 1 to 128 letters, digits,
+// '-', '_' and '.' (not first): it names a file in a worker's --flows
+// directory, so it may never be a path.
+void check_flow_name(std::string_view name);
 
 boost::json::object to_json(const RunJob& job);
 // Throws NatsError naming the field that is missing or of the wrong type.
