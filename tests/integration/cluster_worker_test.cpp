@@ -7,6 +7,8 @@
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
 
+#include <pyoco/cluster/nats_handles.hpp>
+
 #include <nats/nats.h>
 
 #include <signal.h>
@@ -15,7 +17,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "child.hpp"
@@ -30,6 +34,13 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 namespace {
+
+// Holds the worker's only pool thread past the AckWait, ignoring cancel.
+constexpr const char* kBlockFlow = R"(flow:
+  graph: hold
+tasks:
+  hold: {use: "busy/block", inputs: {seconds: "$ctx.params.seconds"}}
+)";
 
 constexpr const char* kSleepFlow = R"(flow:
   graph: nap
@@ -51,14 +62,25 @@ struct Cluster {
     init_resources(nats, o);
     write_text(flows.path() / "hello.yaml", read_text(source_dir() / "examples/hello/flow.yaml"));
     write_text(flows.path() / "sleepy.yaml", kSleepFlow);
+    write_text(flows.path() / "block.yaml", kBlockFlow);
   }
 
-  ChildProcess& worker(const std::string& id, int slots = 1) {
+  ChildProcess& worker(const std::string& id, int slots = 1, std::vector<std::string> more = {}) {
+    std::vector<std::string> args{pyoco_exe().string(),
+                                  "worker",
+                                  "--nats",
+                                  server.url(),
+                                  "--worker-id",
+                                  id,
+                                  "--slots",
+                                  std::to_string(slots),
+                                  "--flows",
+                                  flows.path().string(),
+                                  "--progress-interval",
+                                  "0.3"};
+    args.insert(args.end(), more.begin(), more.end());
     workers.push_back(std::make_unique<ChildProcess>(
-        std::vector<std::string>{pyoco_exe().string(), "worker", "--nats", server.url(),
-                                 "--worker-id", id, "--slots", std::to_string(slots), "--flows",
-                                 flows.path().string(), "--progress-interval", "0.3"},
-        std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path()));
+        args, std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path()));
     return *workers.back();
   }
 
@@ -316,4 +338,143 @@ BOOST_AUTO_TEST_CASE(two_workers_holding_one_run_write_one_end) {
   std::this_thread::sleep_for(1s);  // time for a stale write to land, if one could
   BOOST_TEST(runs.get("shared")->revision == r.revision);
   BOOST_TEST(count_kind(events_of(c.server.url(), "shared"), "run_end") == 1u);
+}
+
+// The outage of point 8: nats-server is killed (-9) and restarted while 200
+// runs are being submitted to 2 workers with 2 slots each. The submitter
+// retries what failed with the same run id (submit is idempotent), as a
+// client must; every run then ends exactly once, none is lost.
+BOOST_AUTO_TEST_CASE(every_run_ends_once_across_a_nats_kill_and_restart) {
+  Cluster c;
+  c.worker("w1", 2);
+  c.worker("w2", 2);
+  constexpr int kRuns = 200;  // each naps 50 ms: 2 x 2 slots take 2.5 s at least
+  std::atomic<int> submitted{0};
+  std::atomic<int> retries{0};
+  std::thread submitter([&] {
+    // A connection of its own, as a client has; it rides out the outage.
+    Connection nats{{.servers = {c.server.url()}}};
+    RunRecords runs(nats);
+    for (int i = 0; i < kRuns; ++i) {
+      const auto until = std::chrono::steady_clock::now() + 60s;
+      for (;;) {
+        try {
+          submit_run(nats, runs,
+                     c.job("storm-" + std::to_string(i), "sleepy", {{"seconds", 0.05}}));
+          break;
+        } catch (const NatsError&) {
+          ++retries;
+          if (std::chrono::steady_clock::now() > until) return;
+          std::this_thread::sleep_for(100ms);  // a client's back-off while NATS is away
+        }
+      }
+      ++submitted;
+      std::this_thread::sleep_for(5ms);  // a steady stream, so that the outage falls amid it
+    }
+  });
+  // Kill NATS once the workers have ended some runs, with more in flight.
+  for (int i = 0; i < 20; ++i) c.wait_for("storm-" + std::to_string(i), terminal, 30s);
+  BOOST_TEST(submitted < kRuns);
+  c.server.kill9();
+  std::this_thread::sleep_for(1s);  // the outage itself
+  c.server.start();
+  submitter.join();
+  BOOST_TEST_REQUIRE(submitted == kRuns);
+  BOOST_TEST_MESSAGE("submit retries during the outage: " << retries);
+
+  std::map<std::string, int> statuses;
+  for (int i = 0; i < kRuns; ++i) {
+    const std::string id = "storm-" + std::to_string(i);
+    const RunRecord r = c.wait_for(id, terminal, 90s);
+    ++statuses[r.status() + " at attempt " + std::to_string(r.snapshot.at("attempt").as_int64())];
+    BOOST_TEST(r.status() == "COMPLETED", id << ": " << json::serialize(r.snapshot));
+  }
+  for (const auto& [status, n] : statuses) BOOST_TEST_MESSAGE(status << ": " << n);
+  const auto drained = std::chrono::steady_clock::now() + 30s;
+  while (c.messages("PYOCO_WORK") > 0 && std::chrono::steady_clock::now() < drained) {
+    std::this_thread::sleep_for(10ms);
+  }
+  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+  // One RunEnd each, read from the stream as any client would.
+  for (int i = 0; i < kRuns; ++i) {
+    const std::string id = "storm-" + std::to_string(i);
+    BOOST_TEST(count_kind(events_of(c.server.url(), id), "run_end") == 1u, id);
+  }
+}
+
+// ARCHITECTURE.md §4a on a worker: with its one pool thread held by a body
+// that ignores cancel for longer than the AckWait, the run's progress acks
+// and the worker's heartbeats still go out on time (no redelivery, the
+// record stays fresh), and a cancel of a run whose body is still queued
+// ends it at once.
+BOOST_AUTO_TEST_CASE(a_saturated_pool_starves_neither_progress_nor_cancel) {
+  Cluster c;
+  c.worker("w1", 2, {"--jobs", "1", "--plugin-path", (fixture_dir() / "busy").string()});
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("holder", "block", {{"seconds", 3.5}}));  // AckWait is 2 s
+  c.wait_for("holder", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+  submit_run(c.nats, runs, c.job("queued", "block", {{"seconds", 3.5}}));
+  c.wait_for("queued", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+
+  // The worker's record is kept fresh while its pool is held.
+  const auto heartbeat_at = [&] {
+    kvEntry* e = nullptr;
+    kvStore* kv = nullptr;
+    BOOST_REQUIRE(js_KeyValue(&kv, c.nats.handles().js, "pyoco_workers") == NATS_OK);
+    BOOST_REQUIRE(kvStore_Get(&e, kv, "w1") == NATS_OK);
+    const auto v = json::parse(std::string_view(static_cast<const char*>(kvEntry_Value(e)),
+                                                static_cast<std::size_t>(kvEntry_ValueLen(e))));
+    kvEntry_Destroy(e);
+    kvStore_Destroy(kv);
+    return v.at("last_seen_at").to_number<double>();
+  };
+  const double first = heartbeat_at();
+  std::this_thread::sleep_for(2500ms);  // longer than AckWait, with the thread held
+  BOOST_TEST(heartbeat_at() > first);
+
+  const auto asked = std::chrono::steady_clock::now();
+  request_cancel(c.nats, runs, "queued", "test");
+  BOOST_TEST(c.wait_for("queued", terminal).status() == "CANCELLED");
+  const auto took = std::chrono::steady_clock::now() - asked;
+  BOOST_TEST((took < 1s), std::chrono::duration<double>(took).count() << " s");
+
+  const RunRecord held = c.wait_for("holder", terminal, 30s);
+  BOOST_TEST(held.status() == "COMPLETED");
+  BOOST_TEST(held.snapshot.at("attempt").as_int64() == 1);  // progress acks held it
+  BOOST_TEST(count_kind(events_of(c.server.url(), "queued"), "run_end") == 1u);
+  // The cancelled run's queued body never ran: the one thread is free for
+  // the next run at once (it would be held 3.5 s more otherwise).
+  const auto next = std::chrono::steady_clock::now();
+  submit_run(c.nats, runs, c.job("next", "hello"));
+  BOOST_TEST(c.wait_for("next", terminal).status() == "COMPLETED");
+  BOOST_TEST((std::chrono::steady_clock::now() - next < 2s));
+}
+
+// A delivery of a run whose record shows another live owner (its lease not
+// run out: NATS restarted, or an ack was late) is handed back with a delay,
+// not taken over; once the lease has run out, the run is claimed.
+BOOST_AUTO_TEST_CASE(a_run_another_owner_holds_is_left_until_its_lease_runs_out) {
+  Cluster c;
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("leased", "hello"));
+  const RunRecord pending = *runs.get("leased");
+  json::object held = pending.snapshot;
+  const double lease_until = epoch_now() + 3;
+  held["status"] = "RUNNING";
+  held["attempt"] = 1;
+  held["start_time"] = epoch_now();
+  held["owner"] =
+      json::object{{"worker_id", "ghost"}, {"instance", "elsewhere"}, {"lease_until", lease_until}};
+  const std::uint64_t revision = *runs.replace("leased", held, pending.revision);
+  c.worker("w1");
+  std::this_thread::sleep_for(1500ms);  // the worker has had the job for a while by now
+  BOOST_TEST(runs.get("leased")->revision == revision);  // untouched while the lease holds
+  const RunRecord r = c.wait_for("leased", terminal);
+  BOOST_TEST(r.status() == "COMPLETED");
+  BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w1");
+  // Kept from the first start (to the precision a JSON double keeps).
+  BOOST_TEST(
+      r.snapshot.at("start_time").to_number<double>() == held.at("start_time").to_number<double>(),
+      boost::test_tools::tolerance(1e-6));
+  BOOST_TEST(r.snapshot.at("end_time").to_number<double>() >= lease_until);
 }

@@ -126,7 +126,20 @@ bool EventPublisher::flush(std::chrono::milliseconds timeout) {
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = timeout.count();
-  return js_PublishAsyncComplete(impl_->js, &po) == NATS_OK;
+  if (js_PublishAsyncComplete(impl_->js, &po) == NATS_OK) return true;
+  // An ack that never comes (a NATS that died after it took or lost the
+  // publish: cnats 3.4 has no ack timeout) would hold every later flush.
+  // What is still unacked is sent again; its message id keeps it stored once.
+  natsMsgList pending{};
+  if (js_PublishAsyncGetPendingList(&pending, impl_->js) == NATS_OK) {
+    for (int i = 0; i < pending.Count; ++i) {
+      if (js_PublishMsgAsync(impl_->js, &pending.Msgs[i], nullptr) == NATS_OK) {
+        impl_->resent.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    natsMsgList_Destroy(&pending);
+  }
+  return false;
 }
 
 namespace {

@@ -41,10 +41,11 @@ void check_run_id(std::string_view run_id) {
 
 RunRecords::RunRecords(Connection& nats) : nats_(nats), bucket_(std::make_unique<Bucket>()) {
   const natsStatus s = js_KeyValue(&bucket_->kv, nats.handles().js, kBucket);
-  if (s != NATS_OK) {
+  if (s == NATS_NOT_FOUND) {
     throw NatsError(std::string("bucket ") + kBucket + " is missing on " + nats.connected_url() +
-                    " (" + natsStatus_GetText(s) + "): run `pyoco cluster init`");
+                    ": run `pyoco cluster init`");
   }
+  if (s != NATS_OK) throw_nats(std::string("cannot open bucket ") + kBucket, s);
 }
 
 RunRecords::~RunRecords() {

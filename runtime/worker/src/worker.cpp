@@ -12,6 +12,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -59,10 +60,14 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     std::string run_id;
     std::string tag;
     cluster::Owner owner;
-    natsMsg* msg = nullptr;  // acked (and destroyed) once the terminal state is written
+    natsMsg* msg = nullptr;          // acked (and destroyed) once the terminal state is written
+    natsMsg* redelivered = nullptr;  // a newer delivery of it, not yet taken up
     std::optional<Run> run;
     std::chrono::steady_clock::time_point last_progress;
     std::atomic<bool> lost{false};  // another owner holds it now: never write, never ack
+    ~Active() {
+      if (redelivered != nullptr) natsMsg_Destroy(redelivered);  // unacked: NATS sends it again
+    }
   };
 
   cluster::Connection& nats;
@@ -75,7 +80,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   std::condition_variable changed;  // a slot freed, a run ended, or stopping
   std::map<std::string, std::unique_ptr<Active>, std::less<>> active;
   std::deque<std::string> ended;
+  std::vector<std::string> unfinished;  // ended runs whose end NATS has not taken yet (supervisor)
   bool fetching = true;
+  std::size_t polling = 0;  // polls in flight, each holding a free slot
   bool stopping = false;
 
   std::vector<std::thread> threads;
@@ -123,32 +130,50 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       subscriptions.push_back(sub);
     }
     for (;;) {
-      std::size_t free = 0;
       {
+        // A free slot, reserved for this poll: with several tags, no more
+        // polls than free slots, so a worker never holds more jobs than it
+        // runs.
         std::unique_lock lock(mutex);
-        changed.wait(lock, [&] { return !fetching || active.size() < options.slots; });
+        changed.wait(lock, [&] { return !fetching || active.size() + polling < options.slots; });
         if (!fetching) break;
-        free = options.slots - active.size();
+        ++polling;
       }
+      // One job per poll: cnats returns a fetch only when its whole batch
+      // has come (or the poll expires), so a batch of the free slots would
+      // hold a lone job unstarted, past its AckWait. A poll is one round
+      // trip; the next is sent at once while slots are free.
       natsMsgList list{};
       jsFetchRequest req;
       jsFetchRequest_Init(&req);
-      req.Batch = static_cast<int>(free);
+      req.Batch = 1;
       req.Expires =
           std::chrono::duration_cast<std::chrono::nanoseconds>(options.fetch_expiry).count();
       s = natsSubscription_FetchRequest(&list, sub, &req);
-      if (s == NATS_OK) {
-        for (int i = 0; i < list.Count; ++i) {
-          natsMsg* m = list.Msgs[i];
-          list.Msgs[i] = nullptr;  // ours now
-          take(m, tag);
-        }
-      } else if (s != NATS_TIMEOUT) {
-        // NATS is away: wait a little (it reconnects by itself), then poll again.
-        std::unique_lock lock(mutex);
-        changed.wait_for(lock, std::chrono::milliseconds(200), [&] { return !fetching; });
+      natsMsg* m = nullptr;
+      if (s == NATS_OK && list.Count > 0) {
+        m = list.Msgs[0];
+        list.Msgs[0] = nullptr;  // ours now
       }
       natsMsgList_Destroy(&list);
+      bool draining = false;
+      {
+        std::lock_guard lock(mutex);
+        draining = !fetching;
+      }
+      if (m != nullptr && draining) {
+        natsMsg_Nak(m, nullptr);  // it came as we began to drain: another worker takes it now
+        natsMsg_Destroy(m);
+      } else if (m != nullptr) {
+        take(m, tag);  // the run is active (or settled) before the slot is given back
+      }
+      std::unique_lock lock(mutex);
+      --polling;
+      changed.notify_all();
+      if (m == nullptr && s != NATS_TIMEOUT) {
+        // NATS is away: wait a little (it reconnects by itself), then poll again.
+        changed.wait_for(lock, std::chrono::milliseconds(200), [&] { return !fetching; });
+      }
     }
     // Not destroyed here: the jobs it delivered are acked through it after
     // this loop ends (drain destroys it once every run has ended).
@@ -176,22 +201,52 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       natsMsg_Destroy(m);
       return;
     }
+    if (adopt_redelivery(job.run_id, m)) return;
     const cluster::Owner me{options.worker_id, instance, attempt};
     std::optional<cluster::RunRecord> claimed;
+    try {
+      claimed = claim(job, me, m, tag);
+    } catch (const NatsError& e) {
+      std::fprintf(stderr, "pyoco worker: run %s is left to its next delivery: %s\n",
+                   job.run_id.c_str(), e.what());
+      natsMsg_Destroy(m);  // unacked: NATS delivers it again after the AckWait
+      return;
+    }
+    if (!claimed) return;  // settled
+    if (claimed->terminal()) {
+      end_and_ack(*claimed, m);
+      return;
+    }
+    start(job, me, m, tag);
+  }
+
+  // The claim: the record is RUNNING under this owner (or CANCELLED, when
+  // its owner died after a cancel). Nullopt when the job was settled here
+  // (no record, a finished run, another owner's lease). Throws NatsError.
+  std::optional<cluster::RunRecord> claim(const cluster::RunJob& job, const cluster::Owner& me,
+                                          natsMsg* m, const std::string& tag) {
     for (;;) {
       std::optional<cluster::RunRecord> r = runs.get(job.run_id);
       if (!r) {
         dead_letter("unknown_run", "no record of run " + job.run_id + " in pyoco_runs", job, tag);
         natsMsg_Term(m, nullptr);
         natsMsg_Destroy(m);
-        return;
+        return std::nullopt;
       }
       if (r->terminal()) {  // finished before (a crash after the terminal write): never again
         end_and_ack(*r, m);
-        return;
+        return std::nullopt;
       }
       json::object next = r->snapshot;
       const double now = cluster::epoch_now();
+      if (const double lease = lease_of_another(*r, now); lease > 0) {
+        // Its owner is alive (NATS restarted, or an ack was late): leave
+        // it, and look again when the lease would have run out.
+        natsMsg_NakWithDelay(m, static_cast<std::int64_t>(std::clamp(lease, 0.1, 60.0) * 1000),
+                             nullptr);
+        natsMsg_Destroy(m);
+        return std::nullopt;
+      }
       if (r->status() == "CANCELLING") {  // its owner died after the request: end it
         next["status"] = "CANCELLED";
         next["end_time"] = now;
@@ -199,19 +254,21 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         next["status"] = "RUNNING";
         if (next["start_time"].is_null()) next["start_time"] = now;
       }
-      next["attempt"] = attempt;
-      next["owner"] = json::object{{"worker_id", me.worker_id}, {"instance", me.instance}};
+      next["attempt"] = me.attempt;
+      next["owner"] = json::object{{"worker_id", me.worker_id},
+                                   {"instance", me.instance},
+                                   {"lease_until", now + lease_seconds()}};
       next["updated_at"] = now;
       if (auto rev = runs.replace(job.run_id, next, r->revision)) {
-        claimed = cluster::RunRecord{std::move(next), *rev};
-        break;
+        return cluster::RunRecord{std::move(next), *rev};
       }
     }
-    if (claimed->terminal()) {
-      end_and_ack(*claimed, m);
-      return;
-    }
-    publisher->set_attempt(job.run_id, attempt);
+  }
+
+  // A claimed run on the engine; a flow that cannot run here fails at once.
+  void start(const cluster::RunJob& job, const cluster::Owner& me, natsMsg* m,
+             const std::string& tag) {
+    publisher->set_attempt(job.run_id, me.attempt);
     auto a = std::make_unique<Active>();
     a->run_id = job.run_id;
     a->tag = tag;
@@ -250,14 +307,17 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       reason = "cannot_start", error = e.what();
     }
     // It can never run here, nor after a redelivery: fail it now, for good.
-    const auto failed = cluster::owner_write(runs, job.run_id, me, [&](json::object& s) {
-      s["status"] = "FAILED";
-      s["error"] = error;
-      s["end_time"] = cluster::epoch_now();
-    });
-    dead_letter(reason, error, job, tag);
-    if (failed) publish_end(*failed);
-    natsMsg_Term(m, nullptr);
+    try {
+      const auto failed = cluster::owner_write(runs, job.run_id, me, [&](json::object& s) {
+        s["status"] = "FAILED";
+        s["error"] = error;
+        s["end_time"] = cluster::epoch_now();
+      });
+      dead_letter(reason, error, job, tag);
+      if (!failed || publish_end(*failed)) natsMsg_Term(m, nullptr);  // else: the next delivery
+    } catch (const NatsError&) {
+      // NATS is away: unacked, the next delivery fails it.
+    }
     natsMsg_Destroy(m);
     publisher->forget(job.run_id);
     std::lock_guard lock(mutex);
@@ -265,20 +325,68 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     changed.notify_all();
   }
 
-  // A run's one RunEnd; retried by whoever settles it next if NATS is away.
-  void publish_end(const cluster::RunRecord& r) {
+  // NATS delivered again a run this worker is running (a progress ack came
+  // late, or NATS restarted): it goes on running, and answers for the newest
+  // delivery. A run being given up here is left to the next delivery.
+  bool adopt_redelivery(const std::string& run_id, natsMsg* m) {
+    std::lock_guard lock(mutex);
+    auto it = active.find(run_id);
+    if (it == active.end()) return false;
+    Active& a = *it->second;
+    if (a.lost) {
+      natsMsg_NakWithDelay(m, 1000, nullptr);
+      natsMsg_Destroy(m);
+    } else {
+      if (a.redelivered != nullptr) natsMsg_Destroy(a.redelivered);
+      a.redelivered = m;
+    }
+    return true;
+  }
+
+  // How long an owner's record says it holds a run: three progress
+  // intervals, so one late write never loses it.
+  double lease_seconds() const {
+    return 3 * std::chrono::duration<double>(options.progress_interval).count();
+  }
+
+  // Seconds left on the lease another process holds on this running run;
+  // 0 when none (not running, ours, or run out).
+  double lease_of_another(const cluster::RunRecord& r, double now) const {
+    if (r.status() != "RUNNING" && r.status() != "CANCELLING") return 0;
+    const json::value* o = r.snapshot.if_contains("owner");
+    if (o == nullptr || !o->is_object()) return 0;
+    const json::value* who = o->as_object().if_contains("instance");
+    const json::value* until = o->as_object().if_contains("lease_until");
+    if (who == nullptr || !who->is_string() || who->as_string() == instance) return 0;
+    if (until == nullptr || !until->is_number()) return 0;
+    return std::max(0.0, until->to_number<double>() - now);
+  }
+
+  // The newest delivery of a run becomes the one its acks answer (under the
+  // mutex; only the supervisor reads `msg`).
+  static void take_redelivery(Active& a) {
+    if (a.redelivered == nullptr) return;
+    natsMsg_Destroy(a.msg);
+    a.msg = a.redelivered;
+    a.redelivered = nullptr;
+  }
+
+  // A run's one RunEnd. False when NATS did not take it: the caller leaves
+  // the job unacked, so that the next delivery publishes it.
+  bool publish_end(const cluster::RunRecord& r) {
     try {
       cluster::publish_run_end(nats, r);
+      return true;
     } catch (const NatsError& e) {
       std::fprintf(stderr, "pyoco worker: %s\n", e.what());
+      return false;
     }
   }
 
   // A run that is already over: its end (again: the message id makes it
   // one), then the ack that takes the job off the queue.
   void end_and_ack(const cluster::RunRecord& r, natsMsg* m) {
-    publish_end(r);
-    natsMsg_AckSync(m, nullptr, nullptr);
+    if (publish_end(r)) natsMsg_AckSync(m, nullptr, nullptr);
     natsMsg_Destroy(m);
   }
 
@@ -371,8 +479,12 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         if (beat_now) done.emplace_back();  // an empty id: only the heartbeat below
         beat_now = false;
       }
+      // Runs whose end NATS did not take last time are tried again.
+      std::vector<std::string> again;
+      again.swap(unfinished);
+      done.insert(done.end(), again.begin(), again.end());
       for (const std::string& id : done) {
-        if (!id.empty()) finish(id);
+        if (!id.empty() && !finish(id)) unfinished.push_back(id);
       }
       progress();
       if (!done.empty() ||
@@ -384,13 +496,16 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
 
   // The terminal write, then the ack: a crash between them leaves a
   // terminal record, which a redelivery acks without running it again.
-  void finish(const std::string& id) {
+  // False when NATS is away: the run stays active (its progress acks go on)
+  // and is finished at a later beat.
+  bool finish(const std::string& id) {
     Active* a = nullptr;
     {
       std::lock_guard lock(mutex);
       auto it = active.find(id);
-      if (it == active.end() || !it->second->run) return;
+      if (it == active.end() || !it->second->run) return true;
       a = it->second.get();
+      take_redelivery(*a);
     }
     const Run& run = *a->run;
     const core::RunStatus status = run.status();
@@ -402,25 +517,32 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     }
     // Its events first (the queue has handed them on before this RunEnd
     // reached us), then the record, then the end, then the ack.
-    publisher->flush(std::chrono::seconds(10));
     std::optional<cluster::RunRecord> written;
     if (!a->lost) {
-      written = cluster::owner_write(runs, id, a->owner, [&](json::object& s) {
-        s["status"] = core::to_string(status);
-        s["tasks"] = tasks;
-        s["end_time"] = cluster::epoch_now();
-        s["error"] = status == core::RunStatus::Failed ? json::value(error) : json::value(nullptr);
-      });
+      if (!publisher->flush(std::chrono::milliseconds(500))) return false;
+      try {
+        written = cluster::owner_write(runs, id, a->owner, [&](json::object& s) {
+          s["status"] = core::to_string(status);
+          s["tasks"] = tasks;
+          s["end_time"] = cluster::epoch_now();
+          s["error"] =
+              status == core::RunStatus::Failed ? json::value(error) : json::value(nullptr);
+        });
+      } catch (const NatsError& e) {
+        std::fprintf(stderr, "pyoco worker: run %s ended; its record waits for NATS: %s\n",
+                     id.c_str(), e.what());
+        return false;
+      }
     }
-    if (written) {
-      publish_end(*written);
-      natsMsg_AckSync(a->msg, nullptr, nullptr);
-    }
+    // Without its end published, the job is left unacked: NATS delivers it
+    // again and whoever takes it publishes the end of the terminal record.
+    if (written && publish_end(*written)) natsMsg_AckSync(a->msg, nullptr, nullptr);
     natsMsg_Destroy(a->msg);
     publisher->forget(id);
     std::lock_guard lock(mutex);
     active.erase(id);
     changed.notify_all();
+    return true;
   }
 
   // Every run's InProgress ack and snapshot merge when due; a CANCELLING
@@ -431,6 +553,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     {
       std::lock_guard lock(mutex);
       for (auto& [id, a] : active) {
+        take_redelivery(*a);
         if (a->run && !a->lost && now - a->last_progress >= options.progress_interval) {
           due.push_back(a.get());
         }
@@ -442,11 +565,18 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       json::object tasks;
       for (const TaskRecord& t : a->run->tasks()) tasks[t.node] = core::to_string(t.state);
       bool cancel = false;
-      const auto w = cluster::owner_write(runs, a->run_id, a->owner, [&](json::object& s) {
-        cancel = s["status"].as_string() == "CANCELLING";
-        s["tasks"] = tasks;
-        s["heartbeat_at"] = cluster::epoch_now();
-      });
+      std::optional<cluster::RunRecord> w;
+      try {
+        w = cluster::owner_write(runs, a->run_id, a->owner, [&](json::object& s) {
+          cancel = s["status"].as_string() == "CANCELLING";
+          const double at = cluster::epoch_now();
+          s["tasks"] = tasks;
+          s["heartbeat_at"] = at;
+          s["owner"].as_object()["lease_until"] = at + lease_seconds();
+        });
+      } catch (const NatsError&) {
+        continue;  // NATS is away: the next beat tries again (the lease may run out)
+      }
       if (!w) {
         a->lost = true;  // someone else owns it now: stop, never write or ack
         a->run->cancel();

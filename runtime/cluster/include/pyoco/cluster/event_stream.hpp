@@ -38,7 +38,9 @@ class EventPublisher : public trace::EventListener {
 
   void on_event(const trace::RunEvent& event) override;
 
-  // Waits until NATS acked everything published so far; false at the deadline.
+  // Waits until NATS acked everything published so far; false at the
+  // deadline, after sending again what is still unacked (the next flush
+  // waits for those).
   bool flush(std::chrono::milliseconds timeout);
 
   struct Impl;
