@@ -6,12 +6,154 @@
 #include <boost/json.hpp>
 
 #include <cstdio>
+#include <optional>
+#include <vector>
 
 namespace pyoco::cluster {
 
 namespace json = boost::json;
 
+namespace {
+
+std::string base64_decode(std::string_view in) {
+  static const std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::uint32_t bits = 0;
+  int count = 0;
+  for (const char c : in) {
+    const std::size_t v = alphabet.find(c);
+    if (v == std::string_view::npos) continue;  // '=' padding
+    bits = (bits << 6) | static_cast<std::uint32_t>(v);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out += static_cast<char>((bits >> count) & 0xff);
+    }
+  }
+  return out;
+}
+
+struct StoredJob {
+  std::uint64_t seq = 0;
+  std::string data;
+};
+
+// The first job of PYOCO_WORK at or after `seq` on `subject` (the
+// JetStream API's message get with next_by_subj, which skips deleted
+// sequences in the server); nullopt when there is none.
+std::optional<StoredJob> next_job(Connection& nats, std::uint64_t seq, const std::string& subject) {
+  const std::string request =
+      json::serialize(json::object{{"seq", seq}, {"next_by_subj", subject}});
+  natsMsg* reply = nullptr;
+  const natsStatus s = natsConnection_Request(
+      &reply, nats.handles().nc, "$JS.API.STREAM.MSG.GET.PYOCO_WORK", request.data(),
+      static_cast<int>(request.size()), nats.options().timeout.count());
+  if (s != NATS_OK) throw_nats("cannot read PYOCO_WORK", s);
+  boost::system::error_code ec;
+  const json::value v =
+      json::parse(std::string_view(natsMsg_GetData(reply),
+                                   static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
+                  ec);
+  natsMsg_Destroy(reply);
+  if (ec || !v.is_object()) throw NatsError("PYOCO_WORK: an unreadable answer to a message get");
+  if (const json::value* e = v.as_object().if_contains("error")) {
+    if (e->is_object() && e->as_object().contains("code") && e->at("code").to_number<int>() == 404)
+      return std::nullopt;
+    throw NatsError("PYOCO_WORK: " + json::serialize(*e));
+  }
+  const json::object& m = v.at("message").as_object();
+  StoredJob job;
+  job.seq = m.at("seq").to_number<std::uint64_t>();
+  if (const json::value* d = m.if_contains("data"); d != nullptr && d->is_string())
+    job.data = base64_decode(d->as_string());
+  return job;
+}
+
+void delete_job(Connection& nats, std::uint64_t seq, const char* what) {
+  jsErrCode jerr{};
+  const natsStatus s = js_DeleteMsg(nats.handles().js, "PYOCO_WORK", seq, nullptr, &jerr);
+  if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr &&
+      jerr != JSSequenceNotFoundErr) {
+    throw_nats(std::string("cannot remove ") + what, s, jerr);
+  }
+}
+
+}  // namespace
+
 Reaper::Reaper(Connection& nats) : nats_(nats) {}
+
+std::size_t Reaper::sweep() {
+  jsConsumerNamesList* names = nullptr;
+  jsErrCode jerr{};
+  natsStatus s = js_ConsumerNames(&names, nats_.handles().js, "PYOCO_WORK", nullptr, &jerr);
+  if (s == NATS_NOT_FOUND) return 0;  // no consumers yet
+  if (s != NATS_OK) throw_nats("cannot list the consumers of PYOCO_WORK", s, jerr);
+  struct Floor {
+    std::string subject;
+    std::uint64_t acked = 0;  // every job of `subject` up to here was acked
+    std::int64_t max_deliver = 0;
+  };
+  std::vector<Floor> floors;
+  for (int i = 0; i < names->Count; ++i) {
+    jsConsumerInfo* ci = nullptr;
+    if (js_GetConsumerInfo(&ci, nats_.handles().js, "PYOCO_WORK", names->List[i], nullptr, &jerr) !=
+        NATS_OK) {
+      continue;  // deleted meanwhile
+    }
+    if (ci->Config != nullptr && ci->Config->FilterSubject != nullptr) {
+      floors.push_back({ci->Config->FilterSubject, ci->AckFloor.Stream, ci->Config->MaxDeliver});
+    }
+    jsConsumerInfo_Destroy(ci);
+  }
+  jsConsumerNamesList_Destroy(names);
+
+  std::size_t handled = 0;
+  RunRecords runs(nats_);
+  for (const Floor& f : floors) {
+    for (std::uint64_t from = 1;;) {
+      const std::optional<StoredJob> stored = next_job(nats_, from, f.subject);
+      if (!stored || stored->seq > f.acked) break;  // past the floor: live jobs
+      from = stored->seq + 1;
+      boost::system::error_code ec;
+      const json::value v = json::parse(stored->data, ec);
+      std::optional<RunRecord> r;
+      RunJob job;
+      if (!ec && v.is_object()) {
+        try {
+          job = job_from_json(v.as_object());
+          r = runs.get(job.run_id);
+        } catch (const NatsError&) {
+          // An invalid job, acked once: nothing to run.
+        }
+      }
+      if (r && !r->terminal()) {
+        const json::value* attempt = r->snapshot.if_contains("attempt");
+        if (attempt != nullptr && attempt->is_int64() && f.max_deliver > 0 &&
+            attempt->as_int64() >= f.max_deliver) {
+          continue;  // delivered to the limit: the reaper's advisory ends it
+        }
+        // Its end was lost with the crash: queue it again (a message id of
+        // its own, so that the queue's duplicate window keeps it).
+        const std::string id = job.run_id + ".requeue." + std::to_string(stored->seq);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id.c_str();
+        jsPubAck* ack = nullptr;
+        const std::string subject = "pyoco.work." + job.tag;
+        s = js_Publish(&ack, nats_.handles().js, subject.c_str(), stored->data.data(),
+                       static_cast<int>(stored->data.size()), &po, &jerr);
+        if (s != NATS_OK) throw_nats("cannot queue run " + job.run_id + " again", s, jerr);
+        jsPubAck_Destroy(ack);
+        std::fprintf(stderr, "pyoco: run %s was queued again: NATS lost its end in a crash\n",
+                     job.run_id.c_str());
+      }
+      delete_job(nats_, stored->seq, "an acked job");
+      ++handled;
+    }
+  }
+  return handled;
+}
 
 Reaper::~Reaper() { stop(); }
 
@@ -39,7 +181,19 @@ void Reaper::loop() {
                  natsStatus_GetText(s));
     return;
   }
+  auto next_sweep = std::chrono::steady_clock::now();
   while (!stopping_) {
+    if (std::chrono::steady_clock::now() >= next_sweep) {
+      try {
+        if (const std::size_t n = sweep(); n > 0) {
+          std::fprintf(stderr, "pyoco: %zu acked job(s) a NATS crash left in PYOCO_WORK, removed\n",
+                       n);
+        }
+      } catch (const NatsError& e) {
+        std::fprintf(stderr, "pyoco: the sweep of PYOCO_WORK will retry: %s\n", e.what());
+      }
+      next_sweep = std::chrono::steady_clock::now() + sweep_every;
+    }
     natsMsgList list{};
     // Short polls, so that stop() is heard within a second.
     const natsStatus f = natsSubscription_Fetch(&list, sub, 16, 1000, nullptr);
@@ -129,11 +283,7 @@ void Reaper::reap(const std::string& advisory) {
     if (s != NATS_OK) throw_nats("cannot write the dead letter", s, jerr);
     jsPubAck_Destroy(ack);
   }
-  s = js_DeleteMsg(nats_.handles().js, "PYOCO_WORK", seq, nullptr, &jerr);
-  if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr &&
-      jerr != JSSequenceNotFoundErr) {
-    throw_nats("cannot remove the stuck job", s, jerr);
-  }
+  delete_job(nats_, seq, "the stuck job");
   reaped_.fetch_add(1);
 }
 

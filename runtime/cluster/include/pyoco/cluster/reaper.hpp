@@ -9,6 +9,7 @@
 #include <pyoco/cluster/connection.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <thread>
 
@@ -24,6 +25,16 @@ class Reaper {
   void start();
   void stop();
   std::uint64_t reaped() const { return reaped_.load(); }
+
+  // Jobs a NATS crash brought back after they were acked: a kill -9 of a
+  // server can lose a work queue's deletes while the consumer keeps its ack
+  // floor, so such a job is never delivered again and would sit in
+  // PYOCO_WORK for ever. A finished run's job is deleted; the job of a run
+  // that has not finished (its end was lost in the same crash) is queued
+  // again. The number of jobs handled. Runs at start and every
+  // `sweep_every` on the reaper's thread. Throws NatsError.
+  std::size_t sweep();
+  std::chrono::milliseconds sweep_every{std::chrono::seconds(60)};
 
  private:
   void loop();
