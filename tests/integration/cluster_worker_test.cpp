@@ -109,6 +109,18 @@ struct Cluster {
     return *r;
   }
 
+  // Waits until the work queue is empty (the ack follows the terminal
+  // write); the jobs left at the deadline.
+  std::uint64_t queue_after_acks(std::chrono::seconds deadline = 10s) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    std::uint64_t n = messages("PYOCO_WORK");
+    while (n > 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(10ms);
+      n = messages("PYOCO_WORK");
+    }
+    return n;
+  }
+
   std::uint64_t messages(const std::string& name) {
     for (const auto& r : resource_status(nats, ResourceOptions{})) {
       if (r.name == name) return r.messages;
@@ -180,7 +192,7 @@ BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
     BOOST_TEST_CONTEXT(node) { BOOST_TEST(state.as_string() == "SUCCEEDED"); }
   }
   BOOST_TEST(c.wait_for("as-yaml", terminal).status() == "COMPLETED");
-  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);  // acked: gone from the queue
+  BOOST_TEST(c.queue_after_acks() == 0u);  // acked: gone from the queue
 
   // Its events, in order, each once; one RunEnd, after the record was terminal.
   const auto events = events_of(c.server.url(), "by-name");
@@ -228,7 +240,7 @@ BOOST_AUTO_TEST_CASE(a_flow_the_worker_cannot_run_fails_at_once_with_a_dead_lett
     std::this_thread::sleep_for(10ms);
   }
   BOOST_TEST(c.messages("PYOCO_DLQ") == 3u);
-  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+  BOOST_TEST(c.queue_after_acks() == 0u);
   for (const char* id : {"nowhere", "broken", "unknown-task"}) {
     BOOST_TEST(count_kind(events_of(c.server.url(), id), "run_end") == 1u, id);
   }
@@ -245,11 +257,7 @@ BOOST_AUTO_TEST_CASE(a_finished_run_delivered_again_is_not_run_again) {
   done["status"] = "COMPLETED";
   const std::uint64_t revision = *runs.replace("finished", done, r.revision);
   c.worker("w1");
-  const auto until = std::chrono::steady_clock::now() + 10s;
-  while (c.messages("PYOCO_WORK") > 0 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(10ms);
-  }
-  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+  BOOST_TEST(c.queue_after_acks(10s) == 0u);
   BOOST_TEST(runs.get("finished")->revision == revision);  // not touched
   // Its end is published (it may have been lost with the crash), once.
   const auto events = events_of(c.server.url(), "finished");
@@ -307,11 +315,7 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_mid_run_leaves_the_run_to_the_next) {
   BOOST_TEST(r.status() == "COMPLETED");
   BOOST_TEST(r.snapshot.at("attempt").as_int64() == 2);
   BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w2");
-  const auto until = std::chrono::steady_clock::now() + 10s;
-  while (c.messages("PYOCO_WORK") > 0 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(10ms);
-  }
-  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);
+  BOOST_TEST(c.queue_after_acks(10s) == 0u);
   // Both attempts' events are kept (attempt 1's up to the kill); one end.
   const auto events = events_of(c.server.url(), "orphan");
   BOOST_TEST(count_kind(events, "run_end") == 1u);
@@ -396,11 +400,7 @@ BOOST_AUTO_TEST_CASE(every_run_ends_once_across_a_nats_kill_and_restart) {
     BOOST_TEST(r.status() == "COMPLETED", id << ": " << json::serialize(r.snapshot));
   }
   for (const auto& [status, n] : statuses) BOOST_TEST_MESSAGE(status << ": " << n);
-  const auto drained = std::chrono::steady_clock::now() + 30s;
-  while (c.messages("PYOCO_WORK") > 0 && std::chrono::steady_clock::now() < drained) {
-    std::this_thread::sleep_for(10ms);
-  }
-  BOOST_TEST(c.messages("PYOCO_WORK") == 0u);  // nothing left behind, acked or not
+  BOOST_TEST(c.queue_after_acks(30s) == 0u);  // nothing left behind, acked or not
   // One RunEnd each, read from the stream as any client would.
   for (int i = 0; i < kRuns; ++i) {
     const std::string id = "storm-" + std::to_string(i);

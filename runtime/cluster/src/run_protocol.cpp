@@ -58,6 +58,7 @@ json::object to_json(const RunJob& job) {
                  {"params", job.params}, {"submitted_at", job.submitted_at}};
   if (!job.workflow_yaml.empty()) o["workflow_yaml"] = job.workflow_yaml;
   if (!job.tenant_id.empty()) o["tenant_id"] = job.tenant_id;
+  if (job.record_revision != 0) o["record_revision"] = job.record_revision;
   return o;
 }
 
@@ -78,16 +79,14 @@ RunJob job_from_json(const json::object& o) {
   if (const json::value* t = o.if_contains("submitted_at"); t != nullptr && t->is_number()) {
     job.submitted_at = t->to_number<double>();
   }
+  if (const json::value* r = o.if_contains("record_revision"); r != nullptr && r->is_number()) {
+    job.record_revision = r->to_number<std::uint64_t>();
+  }
   return job;
 }
 
-Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
-  RunJob job = given;
-  check_run_id(job.run_id);
-  check_flow_name(job.flow_name);
-  if (job.submitted_at == 0) job.submitted_at = epoch_now();
-  Submitted out;
-  const json::object pending{
+json::object pending_snapshot(const RunJob& job) {
+  return json::object{
       {"run_id", job.run_id},
       {"flow_name", job.flow_name},
       {"tag", job.tag},
@@ -103,15 +102,26 @@ Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
       {"end_time", nullptr},
       {"updated_at", job.submitted_at},
       {"error", nullptr}};
+}
+
+Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
+  RunJob job = given;
+  check_run_id(job.run_id);
+  check_flow_name(job.flow_name);
+  if (job.submitted_at == 0) job.submitted_at = epoch_now();
+  Submitted out;
+  const json::object pending = pending_snapshot(job);
   if (const auto revision = runs.create(job.run_id, pending)) {
     out.record = RunRecord{pending, *revision};
     out.created = true;
+    job.record_revision = *revision;
     publish_run_submitted(nats, job);
   } else {
     std::optional<RunRecord> existing = runs.get(job.run_id);
     if (!existing) throw NatsError("run " + job.run_id + " exists and vanished while read");
     out.record = std::move(*existing);
     if (out.record.status() != "PENDING") return out;
+    job.record_revision = out.record.revision;
   }
   const std::string subject = "pyoco.work." + job.tag;
   const std::string body = json::serialize(to_json(job));
@@ -158,7 +168,16 @@ std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
 
 std::optional<RunRecord> owner_write(RunRecords& runs, const std::string& run_id,
                                      const Owner& owner,
-                                     const std::function<void(json::object&)>& change) {
+                                     const std::function<void(json::object&)>& change,
+                                     const RunRecord* last) {
+  if (last != nullptr && !last->terminal() && same_owner(last->snapshot, owner)) {
+    json::object next = last->snapshot;
+    change(next);
+    next["updated_at"] = epoch_now();
+    if (const auto revision = runs.replace(run_id, next, last->revision)) {
+      return RunRecord{std::move(next), *revision};
+    }
+  }
   for (;;) {
     std::optional<RunRecord> r = runs.get(run_id);
     if (!r || r->terminal() || !same_owner(r->snapshot, owner)) return std::nullopt;

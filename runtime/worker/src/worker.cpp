@@ -62,6 +62,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     cluster::Owner owner;
     natsMsg* msg = nullptr;          // acked (and destroyed) once the terminal state is written
     natsMsg* redelivered = nullptr;  // a newer delivery of it, not yet taken up
+    std::optional<cluster::RunRecord>
+        last_written;  // by this owner (the supervisor's, once started)
     std::optional<Run> run;
     std::chrono::steady_clock::time_point last_progress;
     std::atomic<bool> lost{false};  // another owner holds it now: never write, never ack
@@ -90,7 +92,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   std::vector<natsSubscription*> subscriptions;  // one per tag
   double started_at = cluster::epoch_now();
   std::chrono::steady_clock::time_point last_beat{};
-  bool beat_now = false;  // a run started: the registry says RUNNING at once
+  static constexpr std::chrono::milliseconds kBeatGap{100};
+  bool beat_owed = false;  // a run started or ended since the last beat (supervisor)
+  bool beat_now = false;   // a run started: the registry says RUNNING at once
   // Every run's events: copied on the strand, published from the queue's thread.
   std::shared_ptr<cluster::EventPublisher> publisher;
   std::shared_ptr<trace::EventQueue> events;
@@ -217,7 +221,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       end_and_ack(*claimed, m);
       return;
     }
-    start(job, me, m, tag);
+    start(job, me, m, tag, std::move(*claimed));
   }
 
   // The claim: the record is RUNNING under this owner (or CANCELLED, when
@@ -225,6 +229,16 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   // (no record, a finished run, another owner's lease). Throws NatsError.
   std::optional<cluster::RunRecord> claim(const cluster::RunJob& job, const cluster::Owner& me,
                                           natsMsg* m, const std::string& tag) {
+    if (me.attempt == 1 && job.record_revision != 0) {
+      // The first delivery of a run nobody has touched since its submit: one
+      // write on the revision the job carries (any change since is a
+      // conflict, and then the record is read).
+      json::object next = cluster::pending_snapshot(job);
+      mark_claimed(next, me, cluster::epoch_now());
+      if (auto rev = runs.replace(job.run_id, next, job.record_revision)) {
+        return cluster::RunRecord{std::move(next), *rev};
+      }
+    }
     for (;;) {
       std::optional<cluster::RunRecord> r = runs.get(job.run_id);
       if (!r) {
@@ -250,30 +264,37 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       if (r->status() == "CANCELLING") {  // its owner died after the request: end it
         next["status"] = "CANCELLED";
         next["end_time"] = now;
-      } else {
-        next["status"] = "RUNNING";
-        if (next["start_time"].is_null()) next["start_time"] = now;
       }
-      next["attempt"] = me.attempt;
-      next["owner"] = json::object{{"worker_id", me.worker_id},
-                                   {"instance", me.instance},
-                                   {"lease_until", now + lease_seconds()}};
-      next["updated_at"] = now;
+      mark_claimed(next, me, now);
       if (auto rev = runs.replace(job.run_id, next, r->revision)) {
         return cluster::RunRecord{std::move(next), *rev};
       }
     }
   }
 
+  // RUNNING (unless it is being ended), under this owner and its lease.
+  void mark_claimed(json::object& next, const cluster::Owner& me, double now) const {
+    if (next["status"] != "CANCELLED") {
+      next["status"] = "RUNNING";
+      if (next["start_time"].is_null()) next["start_time"] = now;
+    }
+    next["attempt"] = me.attempt;
+    next["owner"] = json::object{{"worker_id", me.worker_id},
+                                 {"instance", me.instance},
+                                 {"lease_until", now + lease_seconds()}};
+    next["updated_at"] = now;
+  }
+
   // A claimed run on the engine; a flow that cannot run here fails at once.
   void start(const cluster::RunJob& job, const cluster::Owner& me, natsMsg* m,
-             const std::string& tag) {
+             const std::string& tag, cluster::RunRecord claimed) {
     publisher->set_attempt(job.run_id, me.attempt);
     auto a = std::make_unique<Active>();
     a->run_id = job.run_id;
     a->tag = tag;
     a->owner = me;
     a->msg = m;
+    a->last_written = std::move(claimed);
     a->last_progress = std::chrono::steady_clock::now();
     Active& active_run = *a;
     {
@@ -471,8 +492,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         std::unique_lock lock(mutex);
         changed.wait_for(
             lock,
-            std::min<std::chrono::milliseconds>(options.progress_interval,
-                                                std::chrono::milliseconds(500)),
+            std::min<std::chrono::milliseconds>(
+                options.progress_interval, beat_owed ? kBeatGap : std::chrono::milliseconds(500)),
             [&] { return !ended.empty() || beat_now || (stopping && active.empty()); });
         if (stopping && active.empty() && ended.empty()) return;
         done.swap(ended);
@@ -487,9 +508,13 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         if (!id.empty() && !finish(id)) unfinished.push_back(id);
       }
       progress();
-      if (!done.empty() ||
-          std::chrono::steady_clock::now() - last_beat >= options.progress_interval) {
+      // The registry hears of runs starting and ending at once, but at most
+      // every kBeatGap: at hundreds of runs a second, one record a beat.
+      const auto since = std::chrono::steady_clock::now() - last_beat;
+      beat_owed = beat_owed || !done.empty();
+      if ((beat_owed && since >= kBeatGap) || since >= options.progress_interval) {
         heartbeat();
+        beat_owed = false;
       }
     }
   }
@@ -521,13 +546,16 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     if (!a->lost) {
       if (!publisher->flush(std::chrono::milliseconds(500))) return false;
       try {
-        written = cluster::owner_write(runs, id, a->owner, [&](json::object& s) {
-          s["status"] = core::to_string(status);
-          s["tasks"] = tasks;
-          s["end_time"] = cluster::epoch_now();
-          s["error"] =
-              status == core::RunStatus::Failed ? json::value(error) : json::value(nullptr);
-        });
+        written = cluster::owner_write(
+            runs, id, a->owner,
+            [&](json::object& s) {
+              s["status"] = core::to_string(status);
+              s["tasks"] = tasks;
+              s["end_time"] = cluster::epoch_now();
+              s["error"] =
+                  status == core::RunStatus::Failed ? json::value(error) : json::value(nullptr);
+            },
+            a->last_written ? &*a->last_written : nullptr);
       } catch (const NatsError& e) {
         std::fprintf(stderr, "pyoco worker: run %s ended; its record waits for NATS: %s\n",
                      id.c_str(), e.what());
@@ -567,16 +595,20 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       bool cancel = false;
       std::optional<cluster::RunRecord> w;
       try {
-        w = cluster::owner_write(runs, a->run_id, a->owner, [&](json::object& s) {
-          cancel = s["status"].as_string() == "CANCELLING";
-          const double at = cluster::epoch_now();
-          s["tasks"] = tasks;
-          s["heartbeat_at"] = at;
-          s["owner"].as_object()["lease_until"] = at + lease_seconds();
-        });
+        w = cluster::owner_write(
+            runs, a->run_id, a->owner,
+            [&](json::object& s) {
+              cancel = s["status"].as_string() == "CANCELLING";
+              const double at = cluster::epoch_now();
+              s["tasks"] = tasks;
+              s["heartbeat_at"] = at;
+              s["owner"].as_object()["lease_until"] = at + lease_seconds();
+            },
+            a->last_written ? &*a->last_written : nullptr);
       } catch (const NatsError&) {
         continue;  // NATS is away: the next beat tries again (the lease may run out)
       }
+      if (w) a->last_written = *w;
       if (!w) {
         a->lost = true;  // someone else owns it now: stop, never write or ack
         a->run->cancel();

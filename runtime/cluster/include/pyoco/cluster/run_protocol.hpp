@@ -26,7 +26,13 @@ struct RunJob {
   std::string workflow_yaml;  // empty: the worker resolves flow_name from its --flows
   std::string tenant_id;
   double submitted_at = 0;  // epoch seconds; 0: now
+  // The revision of the PENDING record submit wrote (0: unknown): a worker
+  // claims the run with one compare-and-swap on it, without reading first.
+  std::uint64_t record_revision = 0;
 };
+
+// The PENDING record of a run, as submit writes it.
+boost::json::object pending_snapshot(const RunJob& job);
 
 // Throws NatsError for a flow name that is not 1 to 128 letters, digits,
 // '-', '_' and '.' (not first): it names a file in a worker's --flows
@@ -70,9 +76,12 @@ struct Owner {
 // As the owner, applies `change` to the snapshot and writes it: re-read and
 // re-applied on a conflict, for as long as `owner` still holds the run and
 // it is not terminal. Nullopt when ownership was lost or the run is
-// terminal (the caller stops writing and never acks).
+// terminal (the caller stops writing and never acks). `last`, the record as
+// the owner last wrote it, is tried first without reading: any write since
+// (a cancel request) makes that a conflict, and then the record is read.
 std::optional<RunRecord> owner_write(RunRecords& runs, const std::string& run_id,
                                      const Owner& owner,
-                                     const std::function<void(boost::json::object&)>& change);
+                                     const std::function<void(boost::json::object&)>& change,
+                                     const RunRecord* last = nullptr);
 
 }  // namespace pyoco::cluster

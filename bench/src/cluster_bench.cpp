@@ -1,0 +1,477 @@
+// pyoco_cluster_bench: cluster mode end to end on this machine. A
+// nats-server, `pyoco server` (the gateway) and W `pyoco worker` processes
+// with S slots each run a trivial flow (one bench/noop task) submitted over
+// HTTP (POST /runs) by C clients on keep-alive connections. The clock is
+// this process's: a run's submit is when its POST is sent, its first task
+// start and its end are when their events (node_start, run_end) reach this
+// process's core NATS subscription. CPU per run comes from /proc of each
+// process. The baseline, in the same run, is the same flow on one
+// in-process Engine (no NATS, no HTTP).
+//
+//   pyoco_cluster_bench [--smoke] [--out DIR] [--runs N] [--clients C]
+#include <pyoco/core/flow_file.hpp>
+#include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/subprocess.hpp>
+#include <pyoco/engine/engine.hpp>
+
+#include <nats/nats.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "stats.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+namespace http = boost::beast::http;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kFlow = R"(flow:
+  graph: t
+tasks:
+  t: {use: "bench/noop"}
+)";
+
+struct Args {
+  bool smoke = false;
+  fs::path out = PYOCO_BENCH_SOURCE_DIR "/bench/results";
+  fs::path pyoco = PYOCO_BENCH_CLI;
+  fs::path plugin_dir = PYOCO_BENCH_PLUGIN_DIR;
+  std::size_t runs = 3000;
+  std::size_t latency_runs = 300;
+  unsigned clients = 8;
+};
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+// User + system CPU a process has used, in milliseconds.
+double cpu_ms(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string f;
+  unsigned long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14) utime = std::stoul(f);
+    if (i == 15) stime = std::stoul(f);
+  }
+  return static_cast<double>(utime + stime) * 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Polls `file` until it contains `marker`; the text after it up to the end
+// of the line.
+std::string wait_for_line(const fs::path& file, const std::string& marker,
+                          std::chrono::seconds deadline) {
+  const auto until = Clock::now() + deadline;
+  while (Clock::now() < until) {
+    const std::string text = read_text(file);
+    if (const auto at = text.find(marker); at != std::string::npos) {
+      const auto end = text.find('\n', at);
+      if (end != std::string::npos)
+        return text.substr(at + marker.size(), end - at - marker.size());
+    }
+    std::this_thread::sleep_for(20ms);  // polling a log file, with a deadline
+  }
+  throw std::runtime_error("no \"" + marker + "\" in " + file.string() +
+                           " in time: " + read_text(file));
+}
+
+// What the bench hears on NATS: per run, its first task start and its end.
+class EventClock {
+ public:
+  explicit EventClock(const std::string& url) {
+    if (natsConnection_ConnectTo(&nc_, url.c_str()) != NATS_OK)
+      throw std::runtime_error("cannot connect to " + url);
+    natsConnection_Subscribe(&sub_, nc_, "pyoco.ev.*.*", &EventClock::on_msg, this);
+    natsSubscription_SetPendingLimits(sub_, -1, -1);
+    natsConnection_Flush(nc_);
+  }
+  ~EventClock() {
+    natsSubscription_Destroy(sub_);
+    natsConnection_Destroy(nc_);
+  }
+
+  struct Times {
+    Clock::time_point start{}, end{};
+  };
+
+  // Waits until `n` of `ids` have ended; false at the deadline.
+  bool wait_ends(const std::vector<std::string>& ids, std::chrono::seconds deadline) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, deadline, [&] {
+      for (const auto& id : ids) {
+        auto it = times_.find(id);
+        if (it == times_.end() || it->second.end == Clock::time_point{}) return false;
+      }
+      return true;
+    });
+  }
+  Times get(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    return times_[id];
+  }
+
+ private:
+  static void on_msg(natsConnection*, natsSubscription*, natsMsg* m, void* self_) {
+    const auto now = Clock::now();
+    auto* self = static_cast<EventClock*>(self_);
+    const std::string_view subject = natsMsg_GetSubject(m);
+    const std::string_view data(natsMsg_GetData(m),
+                                static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+    // pyoco.ev.<run_id>.<kind>
+    const auto first = subject.find('.', 6);
+    const auto last = subject.rfind('.');
+    const std::string id(subject.substr(first + 1, last - first - 1));
+    const bool start = data.find("\"kind\":\"node_start\"") != std::string_view::npos;
+    const bool end = data.find("\"kind\":\"run_end\"") != std::string_view::npos;
+    if (start || end) {
+      std::lock_guard lock(self->mutex_);
+      Times& t = self->times_[id];
+      if (start && t.start == Clock::time_point{}) t.start = now;
+      if (end && t.end == Clock::time_point{}) t.end = now;
+      if (end) self->changed_.notify_all();
+    }
+    natsMsg_Destroy(m);
+  }
+
+  natsConnection* nc_ = nullptr;
+  natsSubscription* sub_ = nullptr;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::unordered_map<std::string, Times> times_;
+};
+
+// POST /runs over one keep-alive connection.
+class Submitter {
+ public:
+  Submitter(const std::string& host, const std::string& port) : socket_(io_) {
+    boost::asio::ip::tcp::resolver resolver(io_);
+    boost::asio::connect(socket_, resolver.resolve(host, port));
+    socket_.set_option(boost::asio::ip::tcp::no_delay(true));
+  }
+  std::string submit() {
+    http::request<http::string_body> req{http::verb::post, "/runs", 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::content_type, "application/json");
+    req.keep_alive(true);
+    req.body() = R"({"flow_name":"trivial","params":{}})";
+    req.prepare_payload();
+    http::write(socket_, req);
+    http::response<http::string_body> res;
+    http::read(socket_, buffer_, res);
+    if (res.result_int() != 200) {
+      throw std::runtime_error("POST /runs: " + std::to_string(res.result_int()) + " " +
+                               res.body());
+    }
+    return std::string(json::parse(res.body()).at("run_id").as_string());
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+};
+
+struct Setup {
+  unsigned workers = 1, slots = 1;
+};
+
+json::object summarize(const std::vector<double>& v) {
+  return json::object{{"p50_ms", percentile(v, 0.5)}, {"p99_ms", percentile(v, 0.99)}};
+}
+
+// One configuration: its workers started, measured, stopped.
+json::object measure(const Args& a, const Setup& s, const std::string& nats_url,
+                     const std::string& gateway, int gateway_pid, int nats_pid,
+                     const fs::path& scratch, EventClock& clock) {
+  std::vector<std::unique_ptr<pyoco::core::BackgroundProcess>> workers;
+  for (unsigned w = 0; w < s.workers; ++w) {
+    workers.push_back(std::make_unique<pyoco::core::BackgroundProcess>(
+        std::vector<std::string>{a.pyoco.string(), "worker", "--nats", nats_url, "--worker-id",
+                                 "bench-" + std::to_string(w), "--slots", std::to_string(s.slots),
+                                 "--flows", (scratch / "flows").string(), "--plugin-path",
+                                 a.plugin_dir.string()},
+        scratch / ("worker-" + std::to_string(w) + ".log")));
+  }
+  const auto colon = gateway.rfind(':');
+  const std::string host = gateway.substr(7, colon - 7), port = gateway.substr(colon + 1);
+
+  // Warm-up, which also waits for the workers: runs until one ends.
+  {
+    Submitter sub(host, port);
+    std::vector<std::string> warm;
+    for (unsigned i = 0; i < s.workers * s.slots * 2; ++i) warm.push_back(sub.submit());
+    if (!clock.wait_ends(warm, 30s)) throw std::runtime_error("the warm-up runs did not end");
+  }
+
+  // Latency: one run at a time, on an idle cluster.
+  std::vector<double> lat_post, lat_start, lat_end;
+  {
+    Submitter sub(host, port);
+    for (std::size_t i = 0; i < a.latency_runs; ++i) {
+      const auto t0 = Clock::now();
+      const std::string id = sub.submit();
+      lat_post.push_back(ms_between(t0, Clock::now()));
+      if (!clock.wait_ends({id}, 30s)) throw std::runtime_error("run " + id + " did not end");
+      const EventClock::Times t = clock.get(id);
+      lat_start.push_back(ms_between(t0, t.start));
+      lat_end.push_back(ms_between(t0, t.end));
+    }
+  }
+
+  // Throughput: C clients submitting as fast as the gateway answers.
+  std::vector<int> pids{gateway_pid, nats_pid};
+  for (auto& w : workers) pids.push_back(w->pid());
+  std::vector<double> cpu_before;
+  for (int pid : pids) cpu_before.push_back(cpu_ms(pid));
+  std::vector<std::vector<std::pair<std::string, Clock::time_point>>> sent(a.clients);
+  std::atomic<std::size_t> next{0};
+  const auto t_begin = Clock::now();
+  {
+    std::vector<std::thread> threads;
+    for (unsigned c = 0; c < a.clients; ++c) {
+      threads.emplace_back([&, c] {
+        Submitter sub(host, port);
+        while (next.fetch_add(1) < a.runs) {
+          const auto t0 = Clock::now();
+          sent[c].emplace_back(sub.submit(), t0);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  const auto t_submitted = Clock::now();
+  std::vector<std::string> ids;
+  for (const auto& per : sent)
+    for (const auto& [id, t0] : per) ids.push_back(id);
+  if (!clock.wait_ends(ids, 300s)) throw std::runtime_error("the throughput runs did not end");
+  Clock::time_point last_end{};
+  std::vector<double> load_start, load_end;
+  for (const auto& per : sent) {
+    for (const auto& [id, t0] : per) {
+      const EventClock::Times t = clock.get(id);
+      last_end = std::max(last_end, t.end);
+      load_start.push_back(ms_between(t0, t.start));
+      load_end.push_back(ms_between(t0, t.end));
+    }
+  }
+  std::vector<double> cpu_per_run;
+  for (std::size_t i = 0; i < pids.size(); ++i) {
+    cpu_per_run.push_back((cpu_ms(pids[i]) - cpu_before[i]) / static_cast<double>(a.runs));
+  }
+  double workers_cpu = 0;
+  for (std::size_t i = 2; i < cpu_per_run.size(); ++i) workers_cpu += cpu_per_run[i];
+  for (auto& w : workers) w->stop(10s);
+
+  const double seconds = ms_between(t_begin, last_end) / 1000.0;
+  json::object o;
+  o["workers"] = s.workers;
+  o["slots"] = s.slots;
+  o["runs"] = a.runs;
+  o["clients"] = a.clients;
+  o["runs_per_s"] = static_cast<double>(a.runs) / seconds;
+  o["submits_per_s"] = static_cast<double>(a.runs) / (ms_between(t_begin, t_submitted) / 1000.0);
+  o["idle_post"] = summarize(lat_post);
+  o["idle_submit_to_start"] = summarize(lat_start);
+  o["idle_submit_to_completed"] = summarize(lat_end);
+  o["loaded_submit_to_start"] = summarize(load_start);
+  o["loaded_submit_to_completed"] = summarize(load_end);
+  o["cpu_ms_per_run"] = json::object{
+      {"gateway", cpu_per_run[0]}, {"nats_server", cpu_per_run[1]}, {"workers", workers_cpu}};
+  return o;
+}
+
+// The same flow on one in-process engine: runs/s with as many runs in flight
+// as the largest cluster setup has slots.
+json::object baseline(const Args& a, std::size_t in_flight) {
+  pyoco::EngineOptions eo;
+  eo.plugin_search_path = {a.plugin_dir};
+  pyoco::Engine engine(eo);
+  auto spec =
+      std::make_shared<pyoco::core::FlowSpec>(pyoco::core::parse_flow_text(kFlow, "trivial.yaml"));
+  auto flow = std::make_shared<pyoco::core::CompiledFlow>(pyoco::core::compile_flow(spec));
+  std::vector<double> one;
+  for (int i = 0; i < 200; ++i) {
+    const auto t0 = Clock::now();
+    pyoco::Run r = engine.start(flow, {});
+    r.wait();
+    one.push_back(ms_between(t0, Clock::now()));
+  }
+  const auto t0 = Clock::now();
+  std::vector<pyoco::Run> window;
+  for (std::size_t i = 0; i < a.runs; ++i) {
+    window.push_back(engine.start(flow, {}));
+    if (window.size() >= in_flight) {
+      for (auto& r : window) r.wait();
+      window.clear();
+    }
+  }
+  for (auto& r : window) r.wait();
+  const double seconds = ms_between(t0, Clock::now()) / 1000.0;
+  return json::object{{"runs_per_s", static_cast<double>(a.runs) / seconds},
+                      {"run_ms", summarize(one)}};
+}
+
+std::string fixed(double v, int digits = 2) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+std::string render(const json::object& r) {
+  std::ostringstream md;
+  const double base = r.at("baseline").at("runs_per_s").to_number<double>();
+  md << "# Cluster mode, end to end\n\n"
+     << "Trivial runs (one `bench/noop` task) through `POST /runs`, NATS JetStream and "
+        "`pyoco worker`, on this machine ("
+     << r.at("nproc").to_number<int>() << " cores). "
+     << "Baseline: the same flow on one in-process engine, " << fixed(base, 0) << " runs/s.\n\n"
+     << "| workers × slots | runs/s | × baseline | idle p50/p99 POST ms | idle p50/p99 "
+        "submit→start ms | idle "
+        "p50/p99 submit→COMPLETED ms | loaded p50/p99 submit→COMPLETED ms | CPU ms/run "
+        "gateway / NATS / workers |\n"
+     << "|---|---|---|---|---|---|---|---|\n";
+  for (const auto& v : r.at("setups").as_array()) {
+    const auto& o = v.as_object();
+    auto pp = [&](const char* k) {
+      return fixed(o.at(k).at("p50_ms").to_number<double>()) + " / " +
+             fixed(o.at(k).at("p99_ms").to_number<double>());
+    };
+    const auto& cpu = o.at("cpu_ms_per_run").as_object();
+    md << "| " << o.at("workers").to_number<int>() << " × " << o.at("slots").to_number<int>()
+       << " | " << fixed(o.at("runs_per_s").to_number<double>(), 0) << " | "
+       << fixed(o.at("runs_per_s").to_number<double>() / base, 3) << " | " << pp("idle_post")
+       << " | " << pp("idle_submit_to_start") << " | " << pp("idle_submit_to_completed") << " | "
+       << pp("loaded_submit_to_completed") << " | "
+       << fixed(cpu.at("gateway").to_number<double>(), 3) << " / "
+       << fixed(cpu.at("nats_server").to_number<double>(), 3) << " / "
+       << fixed(cpu.at("workers").to_number<double>(), 3) << " |\n";
+  }
+  return md.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--smoke") {
+      a.smoke = true;
+      a.runs = 100;
+      a.latency_runs = 20;
+    } else if (arg == "--out") {
+      a.out = value();
+    } else if (arg == "--runs") {
+      a.runs = std::stoul(value());
+    } else if (arg == "--clients") {
+      a.clients = static_cast<unsigned>(std::stoul(value()));
+    } else if (arg == "-h" || arg == "--help") {
+      std::cout << "usage: pyoco_cluster_bench [--smoke] [--out DIR] [--runs N] [--clients C]\n";
+      return 0;
+    } else {
+      throw std::invalid_argument("unknown argument " + arg + " (see --help)");
+    }
+  }
+  std::string tmpl = (fs::temp_directory_path() / "pyoco-cluster-bench-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  const fs::path scratch = tmpl;
+  fs::create_directories(scratch / "flows");
+  fs::create_directories(scratch / "ports");
+  std::ofstream(scratch / "flows" / "trivial.yaml") << kFlow;
+
+  pyoco::core::BackgroundProcess nats(
+      {"nats-server", "-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir",
+       (scratch / "ports").string(), "-sd", (scratch / "store").string()},
+      scratch / "nats.log");
+  std::string nats_url;
+  for (const auto until = Clock::now() + 10s; nats_url.empty() && Clock::now() < until;) {
+    for (const auto& e : fs::directory_iterator(scratch / "ports")) {
+      const std::string text = read_text(e.path());
+      const auto at = text.find("nats://");
+      if (at != std::string::npos) nats_url = text.substr(at, text.find('"', at) - at);
+    }
+    if (nats_url.empty()) std::this_thread::sleep_for(20ms);  // the ports file, with a deadline
+  }
+  if (nats_url.empty()) throw std::runtime_error("nats-server did not start");
+  const auto init =
+      pyoco::core::run_process({a.pyoco.string(), "cluster", "init", "--nats", nats_url});
+  if (init.exit_code != 0) throw std::runtime_error("cluster init: " + init.err);
+  pyoco::core::BackgroundProcess gateway(
+      {a.pyoco.string(), "server", "--nats", nats_url, "--listen", "127.0.0.1:0"},
+      scratch / "gateway.log");
+  const std::string gateway_url =
+      "http://" + wait_for_line(scratch / "gateway.log", "listening on http://", 20s);
+  EventClock clock(nats_url);
+
+  const std::vector<Setup> setups =
+      a.smoke ? std::vector<Setup>{{1, 1}}
+              : std::vector<Setup>{{1, 1}, {1, 4}, {2, 1}, {2, 4}, {4, 1}, {4, 4}};
+  json::object results;
+  results["generated_at"] = static_cast<std::int64_t>(std::time(nullptr));
+  results["nproc"] = ::sysconf(_SC_NPROCESSORS_ONLN);
+  results["mode"] = a.smoke ? "smoke" : "full";
+  json::array measured;
+  for (const Setup& s : setups) {
+    std::cerr << "cluster bench: " << s.workers << " workers x " << s.slots << " slots\n";
+    measured.push_back(
+        measure(a, s, nats_url, gateway_url, gateway.pid(), nats.pid(), scratch, clock));
+  }
+  results["setups"] = std::move(measured);
+  results["baseline"] = baseline(a, 16);
+  gateway.stop();
+  nats.stop();
+
+  fs::create_directories(a.out);
+  std::ofstream(a.out / "cluster.json") << json::serialize(results) << '\n';
+  const std::string md = render(results);
+  std::ofstream(a.out / "cluster.md") << md;
+  std::cout << md;
+  fs::remove_all(scratch);
+  return 0;
+} catch (const std::exception& e) {
+  std::cerr << "pyoco_cluster_bench: " << e.what() << '\n';
+  return 1;
+}
