@@ -484,3 +484,27 @@ BOOST_AUTO_TEST_CASE(a_run_another_owner_holds_is_left_until_its_lease_runs_out)
       boost::test_tools::tolerance(1e-6));
   BOOST_TEST(r.snapshot.at("end_time").to_number<double>() >= lease_until);
 }
+
+// With fewer slots than tags, the tags take turns at the slot: a run on
+// either starts promptly (no tag's polls keep the slot from another's).
+BOOST_AUTO_TEST_CASE(tags_take_turns_at_a_single_slot) {
+  Cluster c;
+  ResourceOptions tagged;
+  tagged.ack_wait = 2s;
+  tagged.tags = {"a", "b"};
+  init_resources(c.nats, tagged);
+  c.worker("w1", 1, {"--tags", "a,b"});
+  RunRecords runs(c.nats);
+  for (int round = 0; round < 3; ++round) {
+    for (const char* tag : {"a", "b"}) {
+      RunJob j = c.job(std::string("turn-") + tag + std::to_string(round), "hello");
+      j.tag = tag;
+      const auto asked = std::chrono::steady_clock::now();
+      submit_run(c.nats, runs, j);
+      BOOST_TEST(c.wait_for(j.run_id, terminal).status() == "COMPLETED");
+      const auto took = std::chrono::steady_clock::now() - asked;
+      BOOST_TEST((took < 2s),
+                 j.run_id << ": " << std::chrono::duration<double>(took).count() << " s");
+    }
+  }
+}

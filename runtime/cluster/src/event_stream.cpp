@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 
 namespace pyoco::cluster {
@@ -41,27 +42,60 @@ const char* event_subject_kind(trace::EventKind kind) {
   }
 }
 
+// How long a published event may wait for NATS's ack before it is sent
+// again (with its message id, so that it is stored once).
+constexpr std::int64_t kAckWaitMs = 5000;
+
 struct EventPublisher::Impl {
   Connection& nats;
   jsCtx* js = nullptr;  // its own: async publishing has its own pending acks
   std::mutex mutex;
+  std::condition_variable acked;
   std::map<std::string, std::int64_t, std::less<>> attempts;
+  std::map<std::string, std::size_t, std::less<>> unacked;  // per run: published, not yet acked
   std::atomic<std::uint64_t> resent{0}, lost{0};
 
-  // NATS did not ack a publish (a timeout while it was away): send it again,
-  // with its message id, so it is stored once.
-  static void on_error(jsCtx* js, jsPubAckErr* err, void* closure) {
+  static jsPubOptions publish_options(const char* msg_id) {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id;
+    po.MaxWait = kAckWaitMs;
+    return po;
+  }
+
+  void settled(std::string_view run_id) {
+    std::lock_guard lock(mutex);
+    if (auto it = unacked.find(run_id); it != unacked.end() && --it->second == 0) {
+      unacked.erase(it);
+      acked.notify_all();
+    }
+  }
+
+  // Every publish's answer. Unanswered (NATS away, or it died after taking
+  // the publish): sent again until it is stored; the message id keeps it
+  // stored once.
+  static void on_ack(jsCtx* js, natsMsg* msg, jsPubAck*, jsPubAckErr* err, void* closure) {
     auto* self = static_cast<Impl*>(closure);
-    if (err->Err == NATS_TIMEOUT || err->Err == NATS_NO_RESPONDERS ||
-        err->Err == NATS_CONNECTION_DISCONNECTED) {
-      if (js_PublishMsgAsync(js, &err->Msg, nullptr) == NATS_OK) {
+    // pyoco.ev.<run_id>.<kind>
+    const std::string_view subject = natsMsg_GetSubject(msg);
+    const auto first = subject.find('.', 6), last = subject.rfind('.');
+    const std::string run_id(subject.substr(first + 1, last - first - 1));
+    if (err != nullptr && (err->Err == NATS_TIMEOUT || err->Err == NATS_NO_RESPONDERS ||
+                           err->Err == NATS_CONNECTION_DISCONNECTED)) {
+      jsPubOptions po = publish_options(nullptr);  // the id is in the message's headers
+      if (js_PublishMsgAsync(js, &msg, &po) == NATS_OK) {
         self->resent.fetch_add(1, std::memory_order_relaxed);
         return;
       }
     }
-    self->lost.fetch_add(1, std::memory_order_relaxed);
-    std::fprintf(stderr, "pyoco: an event was not stored in PYOCO_EVENTS: %s\n",
-                 err->ErrText != nullptr ? err->ErrText : natsStatus_GetText(err->Err));
+    if (err != nullptr) {
+      self->lost.fetch_add(1, std::memory_order_relaxed);
+      std::fprintf(stderr, "pyoco: an event of run %s was not stored in PYOCO_EVENTS: %s\n",
+                   run_id.c_str(),
+                   err->ErrText != nullptr ? err->ErrText : natsStatus_GetText(err->Err));
+    }
+    natsMsg_Destroy(msg);
+    self->settled(run_id);
   }
 
   explicit Impl(Connection& n) : nats(n) {
@@ -69,8 +103,8 @@ struct EventPublisher::Impl {
     jsOptions_Init(&o);
     o.Wait = nats.options().timeout.count();
     o.PublishAsync.MaxPending = 4096;  // past it, publishing waits: only this queue's thread
-    o.PublishAsync.ErrHandler = &Impl::on_error;
-    o.PublishAsync.ErrHandlerClosure = this;
+    o.PublishAsync.AckHandler = &Impl::on_ack;
+    o.PublishAsync.AckHandlerClosure = this;
     const natsStatus s = natsConnection_JetStream(&js, nats.handles().nc, &o);
     if (s != NATS_OK) throw_nats("cannot publish events", s);
   }
@@ -79,6 +113,10 @@ struct EventPublisher::Impl {
     jsPubOptions_Init(&po);
     po.MaxWait = 2000;
     js_PublishAsyncComplete(js, &po);
+    // What NATS never answered is given up, so that no answer reaches a
+    // handler whose publisher is gone.
+    natsMsgList pending{};
+    if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) natsMsgList_Destroy(&pending);
     jsCtx_Destroy(js);
   }
 };
@@ -110,36 +148,24 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
       "pyoco.ev." + std::string(e.run_id) + "." + event_subject_kind(e.kind);
   const std::string id =
       std::string(e.run_id) + "." + std::to_string(attempt) + "." + std::to_string(e.seq);
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.MsgId = id.c_str();
+  jsPubOptions po = Impl::publish_options(id.c_str());
+  {
+    std::lock_guard lock(impl_->mutex);
+    ++impl_->unacked[std::string(e.run_id)];
+  }
   const natsStatus s =
       js_PublishAsync(impl_->js, subject.c_str(), body.data(), static_cast<int>(body.size()), &po);
   if (s != NATS_OK) {
+    impl_->settled(e.run_id);
     impl_->lost.fetch_add(1, std::memory_order_relaxed);
     std::fprintf(stderr, "pyoco: an event of run %s was not published: %s\n",
                  std::string(e.run_id).c_str(), natsStatus_GetText(s));
   }
 }
 
-bool EventPublisher::flush(std::chrono::milliseconds timeout) {
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.MaxWait = timeout.count();
-  if (js_PublishAsyncComplete(impl_->js, &po) == NATS_OK) return true;
-  // An ack that never comes (a NATS that died after it took or lost the
-  // publish: cnats 3.4 has no ack timeout) would hold every later flush.
-  // What is still unacked is sent again; its message id keeps it stored once.
-  natsMsgList pending{};
-  if (js_PublishAsyncGetPendingList(&pending, impl_->js) == NATS_OK) {
-    for (int i = 0; i < pending.Count; ++i) {
-      if (js_PublishMsgAsync(impl_->js, &pending.Msgs[i], nullptr) == NATS_OK) {
-        impl_->resent.fetch_add(1, std::memory_order_relaxed);
-      }
-    }
-    natsMsgList_Destroy(&pending);
-  }
-  return false;
+bool EventPublisher::flush(const std::string& run_id, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->acked.wait_for(lock, timeout, [&] { return !impl_->unacked.contains(run_id); });
 }
 
 namespace {

@@ -117,22 +117,28 @@ std::size_t Reaper::sweep() {
       from = stored->seq + 1;
       boost::system::error_code ec;
       const json::value v = json::parse(stored->data, ec);
-      std::optional<RunRecord> r;
       RunJob job;
+      bool readable = false;
       if (!ec && v.is_object()) {
         try {
           job = job_from_json(v.as_object());
-          r = runs.get(job.run_id);
+          readable = true;
         } catch (const NatsError&) {
           // An invalid job, acked once: nothing to run.
         }
       }
-      if (r && !r->terminal()) {
-        const json::value* attempt = r->snapshot.if_contains("attempt");
-        if (attempt != nullptr && attempt->is_int64() && f.max_deliver > 0 &&
-            attempt->as_int64() >= f.max_deliver) {
-          continue;  // delivered to the limit: the reaper's advisory ends it
-        }
+      // A NATS error here ends the sweep (it is tried again): never a job
+      // deleted for a record that could not be read.
+      const std::optional<RunRecord> r =
+          readable ? runs.get(job.run_id) : std::optional<RunRecord>{};
+      if (r && r->terminal() && !has_run_end(job.run_id)) {
+        publish_run_end(nats_, *r);  // lost in the same crash
+      }
+      const json::value* attempt = r ? r->snapshot.if_contains("attempt") : nullptr;
+      if (r && !r->terminal() && attempt != nullptr && attempt->is_int64() && f.max_deliver > 0 &&
+          attempt->as_int64() >= f.max_deliver) {
+        fail_stuck(job, attempt->as_int64());  // delivered to the limit, as the advisory would
+      } else if (r && !r->terminal()) {
         // Its end was lost with the crash: queue it again (a message id of
         // its own, so that the queue's duplicate window keeps it).
         const std::string id = job.run_id + ".requeue." + std::to_string(stored->seq);
@@ -155,93 +161,11 @@ std::size_t Reaper::sweep() {
   return handled;
 }
 
-Reaper::~Reaper() { stop(); }
-
-void Reaper::start() {
-  thread_ = std::thread([this] { loop(); });
-}
-
-void Reaper::stop() {
-  stopping_ = true;
-  if (thread_.joinable()) thread_.join();
-}
-
-void Reaper::loop() {
-  natsSubscription* sub = nullptr;
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Stream = "PYOCO_ADVISORIES";
-  so.Consumer = "pyoco_reaper";
-  jsErrCode jerr{};
-  const natsStatus s = js_PullSubscribe(&sub, nats_.handles().js,
-                                        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PYOCO_WORK.*",
-                                        "pyoco_reaper", nullptr, &so, &jerr);
-  if (s != NATS_OK) {
-    std::fprintf(stderr, "pyoco: the reaper cannot start (%s): run `pyoco cluster init`\n",
-                 natsStatus_GetText(s));
-    return;
-  }
-  auto next_sweep = std::chrono::steady_clock::now();
-  while (!stopping_) {
-    if (std::chrono::steady_clock::now() >= next_sweep) {
-      try {
-        if (const std::size_t n = sweep(); n > 0) {
-          std::fprintf(stderr, "pyoco: %zu acked job(s) a NATS crash left in PYOCO_WORK, removed\n",
-                       n);
-        }
-      } catch (const NatsError& e) {
-        std::fprintf(stderr, "pyoco: the sweep of PYOCO_WORK will retry: %s\n", e.what());
-      }
-      next_sweep = std::chrono::steady_clock::now() + sweep_every;
-    }
-    natsMsgList list{};
-    // Short polls, so that stop() is heard within a second.
-    const natsStatus f = natsSubscription_Fetch(&list, sub, 16, 1000, nullptr);
-    for (int i = 0; f == NATS_OK && i < list.Count; ++i) {
-      natsMsg* m = list.Msgs[i];
-      try {
-        reap(std::string(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))));
-        natsMsg_AckSync(m, nullptr, nullptr);
-      } catch (const NatsError& e) {
-        // NATS is away: the advisory is delivered again later.
-        std::fprintf(stderr, "pyoco: the reaper will retry: %s\n", e.what());
-      }
-    }
-    natsMsgList_Destroy(&list);
-  }
-  natsSubscription_Destroy(sub);
-}
-
-void Reaper::reap(const std::string& advisory) {
-  boost::system::error_code ec;
-  const json::value v = json::parse(advisory, ec);
-  if (ec || !v.is_object() || !v.as_object().contains("stream_seq")) return;  // not ours to read
-  const std::uint64_t seq = v.at("stream_seq").to_number<std::uint64_t>();
-  const std::int64_t deliveries =
-      v.as_object().contains("deliveries") ? v.at("deliveries").to_number<std::int64_t>() : 0;
-  natsMsg* job_msg = nullptr;
-  jsErrCode jerr{};
-  natsStatus s = js_GetMsg(&job_msg, nats_.handles().js, "PYOCO_WORK", seq, nullptr, &jerr);
-  if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return;  // acked since: nothing stuck
-  if (s != NATS_OK) throw_nats("cannot read the stuck job", s, jerr);
-  const json::value job_json =
-      json::parse(std::string_view(natsMsg_GetData(job_msg),
-                                   static_cast<std::size_t>(natsMsg_GetDataLength(job_msg))),
-                  ec);
-  natsMsg_Destroy(job_msg);
-  RunJob job;
-  bool readable = false;
-  if (!ec && job_json.is_object()) {
-    try {
-      job = job_from_json(job_json.as_object());
-      readable = true;
-    } catch (const NatsError&) {
-    }
-  }
+void Reaper::fail_stuck(const RunJob& job, std::int64_t deliveries) {
   const std::string error = "max_deliver_exceeded: NATS delivered the job " +
                             std::to_string(deliveries) +
                             " times and no worker finished it (see the workers' logs)";
-  if (readable) {
+  {
     RunRecords runs(nats_);
     std::optional<RunRecord> ended;
     for (;;) {
@@ -278,11 +202,117 @@ void Reaper::reap(const std::string& advisory) {
     const std::string id = job.run_id + ".dlq";
     po.MsgId = id.c_str();
     jsPubAck* ack = nullptr;
-    s = js_Publish(&ack, nats_.handles().js, subject.c_str(), body.data(),
-                   static_cast<int>(body.size()), &po, &jerr);
+    jsErrCode jerr{};
+    const natsStatus s = js_Publish(&ack, nats_.handles().js, subject.c_str(), body.data(),
+                                    static_cast<int>(body.size()), &po, &jerr);
     if (s != NATS_OK) throw_nats("cannot write the dead letter", s, jerr);
     jsPubAck_Destroy(ack);
   }
+}
+
+// Whether the run's last run-level event is its end.
+bool Reaper::has_run_end(const std::string& run_id) {
+  natsMsg* last = nullptr;
+  jsErrCode jerr{};
+  const std::string subject = "pyoco.ev." + run_id + ".run";
+  const natsStatus s =
+      js_GetLastMsg(&last, nats_.handles().js, "PYOCO_EVENTS", subject.c_str(), nullptr, &jerr);
+  if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return false;
+  if (s != NATS_OK) throw_nats("cannot read the events of run " + run_id, s, jerr);
+  const std::string_view data(natsMsg_GetData(last),
+                              static_cast<std::size_t>(natsMsg_GetDataLength(last)));
+  const bool ended = data.find("\"kind\":\"run_end\"") != std::string_view::npos;
+  natsMsg_Destroy(last);
+  return ended;
+}
+
+Reaper::~Reaper() { stop(); }
+
+void Reaper::start() {
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Reaper::stop() {
+  stopping_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void Reaper::loop() {
+  natsSubscription* sub = nullptr;
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = "PYOCO_ADVISORIES";
+  so.Consumer = "pyoco_reaper";
+  jsErrCode jerr{};
+  const natsStatus s = js_PullSubscribe(&sub, nats_.handles().js,
+                                        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PYOCO_WORK.*",
+                                        "pyoco_reaper", nullptr, &so, &jerr);
+  if (s != NATS_OK) {
+    std::fprintf(stderr, "pyoco: the reaper cannot start (%s): run `pyoco cluster init`\n",
+                 natsStatus_GetText(s));
+    return;
+  }
+  auto next_sweep = std::chrono::steady_clock::now();
+  while (!stopping_) {
+    natsMsgList list{};
+    // Short polls, so that stop() is heard within a second; one advisory a
+    // poll (they are rare, and cnats's batches wait to be full).
+    const natsStatus f = natsSubscription_Fetch(&list, sub, 1, 1000, nullptr);
+    for (int i = 0; f == NATS_OK && i < list.Count; ++i) {
+      natsMsg* m = list.Msgs[i];
+      try {
+        reap(std::string(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))));
+        natsMsg_AckSync(m, nullptr, nullptr);
+      } catch (const std::exception& e) {
+        // NATS is away: the advisory is delivered again later.
+        std::fprintf(stderr, "pyoco: the reaper will retry: %s\n", e.what());
+      }
+    }
+    natsMsgList_Destroy(&list);
+    // After a poll of the advisories, so that a job NATS gave up on is
+    // reaped (FAILED) rather than swept.
+    if (std::chrono::steady_clock::now() >= next_sweep) {
+      try {
+        if (const std::size_t n = sweep(); n > 0) {
+          std::fprintf(stderr, "pyoco: %zu acked job(s) a NATS crash left in PYOCO_WORK, removed\n",
+                       n);
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "pyoco: the sweep of PYOCO_WORK will retry: %s\n", e.what());
+      }
+      next_sweep = std::chrono::steady_clock::now() + sweep_every;
+    }
+  }
+  natsSubscription_Destroy(sub);
+}
+
+void Reaper::reap(const std::string& advisory) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(advisory, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("stream_seq")) return;  // not ours to read
+  const std::uint64_t seq = v.at("stream_seq").to_number<std::uint64_t>();
+  const std::int64_t deliveries =
+      v.as_object().contains("deliveries") ? v.at("deliveries").to_number<std::int64_t>() : 0;
+  natsMsg* job_msg = nullptr;
+  jsErrCode jerr{};
+  natsStatus s = js_GetMsg(&job_msg, nats_.handles().js, "PYOCO_WORK", seq, nullptr, &jerr);
+  if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return;  // acked since: nothing stuck
+  if (s != NATS_OK) throw_nats("cannot read the stuck job", s, jerr);
+  const json::value job_json =
+      json::parse(std::string_view(natsMsg_GetData(job_msg),
+                                   static_cast<std::size_t>(natsMsg_GetDataLength(job_msg))),
+                  ec);
+  natsMsg_Destroy(job_msg);
+  RunJob job;
+  bool readable = false;
+  if (!ec && job_json.is_object()) {
+    try {
+      job = job_from_json(job_json.as_object());
+      readable = true;
+    } catch (const NatsError&) {
+    }
+  }
+  if (readable) fail_stuck(job, deliveries);
   delete_job(nats_, seq, "the stuck job");
   reaped_.fetch_add(1);
 }

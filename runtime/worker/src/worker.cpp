@@ -62,8 +62,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     cluster::Owner owner;
     natsMsg* msg = nullptr;          // acked (and destroyed) once the terminal state is written
     natsMsg* redelivered = nullptr;  // a newer delivery of it, not yet taken up
-    std::optional<cluster::RunRecord>
-        last_written;  // by this owner (the supervisor's, once started)
+    // As this owner last wrote it (the supervisor's, once started).
+    std::optional<cluster::RunRecord> last_written;
+    std::chrono::steady_clock::time_point finish_failing_since{};  // supervisor
     std::optional<Run> run;
     std::chrono::steady_clock::time_point last_progress;
     std::atomic<bool> lost{false};  // another owner holds it now: never write, never ack
@@ -84,7 +85,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   std::deque<std::string> ended;
   std::vector<std::string> unfinished;  // ended runs whose end NATS has not taken yet (supervisor)
   bool fetching = true;
-  std::size_t polling = 0;  // polls in flight, each holding a free slot
+  std::size_t polling = 0;                     // polls in flight, each holding a free slot
+  std::uint64_t next_ticket = 0, serving = 0;  // the fetchers' turns at a free slot
+  static constexpr std::chrono::milliseconds kShortPoll{250};
   bool stopping = false;
 
   std::vector<std::thread> threads;
@@ -134,14 +137,24 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       subscriptions.push_back(sub);
     }
     for (;;) {
+      bool short_poll = false;
       {
         // A free slot, reserved for this poll: with several tags, no more
         // polls than free slots, so a worker never holds more jobs than it
-        // runs.
+        // runs. In turn, so that with fewer free slots than tags no tag's poll
+        // keeps the slot from another's.
         std::unique_lock lock(mutex);
-        changed.wait(lock, [&] { return !fetching || active.size() + polling < options.slots; });
+        const std::uint64_t ticket = next_ticket++;
+        changed.wait(lock, [&] {
+          return !fetching || (serving == ticket && active.size() + polling < options.slots);
+        });
         if (!fetching) break;
+        ++serving;
         ++polling;
+        // Another tag waits for this slot: a short poll, so that turns come
+        // round in a quarter second rather than a long poll's 5.
+        short_poll = next_ticket > serving && active.size() + polling >= options.slots;
+        changed.notify_all();
       }
       // One job per poll: cnats returns a fetch only when its whole batch
       // has come (or the poll expires), so a batch of the free slots would
@@ -152,7 +165,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       jsFetchRequest_Init(&req);
       req.Batch = 1;
       req.Expires =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(options.fetch_expiry).count();
+          std::chrono::duration_cast<std::chrono::nanoseconds>(
+              short_poll ? std::min(options.fetch_expiry, kShortPoll) : options.fetch_expiry)
+              .count();
       s = natsSubscription_FetchRequest(&list, sub, &req);
       natsMsg* m = nullptr;
       if (s == NATS_OK && list.Count > 0) {
@@ -312,6 +327,11 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       Run run = engine.start(flow, std::move(ro));
       std::lock_guard lock(mutex);
       active_run.run = std::move(run);
+      if (stopping || active_run.lost) {
+        // Drained while it started: given up like the others, left unacked.
+        active_run.lost = true;
+        active_run.run->cancel();
+      }
       beat_now = true;
       changed.notify_all();
       // It may have ended before start() returned: its RunEnd found no run.
@@ -444,9 +464,14 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
                          {"ts", cluster::epoch_now()}};
     const std::string body = json::serialize(o);
     const std::string subject = "pyoco.dlq." + tag;
+    // One letter per run, however often a redelivery writes it again.
+    const std::string id = job.run_id + ".dlq";
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    if (!job.run_id.empty()) po.MsgId = id.c_str();
     jsPubAck* ack = nullptr;
     if (js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
-                   static_cast<int>(body.size()), nullptr, nullptr) == NATS_OK) {
+                   static_cast<int>(body.size()), &po, nullptr) == NATS_OK) {
       jsPubAck_Destroy(ack);
     }
   }
@@ -500,6 +525,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         if (beat_now) done.emplace_back();  // an empty id: only the heartbeat below
         beat_now = false;
       }
+      const bool fresh = !done.empty();  // runs started or ended since the last loop
       // Runs whose end NATS did not take last time are tried again.
       std::vector<std::string> again;
       again.swap(unfinished);
@@ -511,12 +537,31 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       // The registry hears of runs starting and ending at once, but at most
       // every kBeatGap: at hundreds of runs a second, one record a beat.
       const auto since = std::chrono::steady_clock::now() - last_beat;
-      beat_owed = beat_owed || !done.empty();
+      beat_owed = beat_owed || fresh;
       if ((beat_owed && since >= kBeatGap) || since >= options.progress_interval) {
         heartbeat();
         beat_owed = false;
       }
     }
+  }
+
+  // A run whose end NATS has not taken: false (tried again at the next
+  // beat) until it has failed for a lease's length; then it is given up
+  // (lost: no more progress, unacked), so that NATS delivers it again and
+  // its MaxDeliver and the reaper end it, rather than a slot held for ever
+  // by an error that does not pass.
+  bool gave_up(Active& a) {
+    const auto now = std::chrono::steady_clock::now();
+    if (a.finish_failing_since == std::chrono::steady_clock::time_point{}) {
+      a.finish_failing_since = now;
+    }
+    if (now - a.finish_failing_since < std::chrono::duration<double>(lease_seconds())) {
+      return false;
+    }
+    std::fprintf(stderr, "pyoco worker: run %s: its end could not be written; left to NATS\n",
+                 a.run_id.c_str());
+    a.lost = true;
+    return false;  // the next try finds it lost: no write, no ack
   }
 
   // The terminal write, then the ack: a crash between them leaves a
@@ -544,7 +589,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     // reached us), then the record, then the end, then the ack.
     std::optional<cluster::RunRecord> written;
     if (!a->lost) {
-      if (!publisher->flush(std::chrono::milliseconds(500))) return false;
+      if (!publisher->flush(id, std::chrono::milliseconds(200))) return gave_up(*a);
       try {
         written = cluster::owner_write(
             runs, id, a->owner,
@@ -559,7 +604,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       } catch (const NatsError& e) {
         std::fprintf(stderr, "pyoco worker: run %s ended; its record waits for NATS: %s\n",
                      id.c_str(), e.what());
-        return false;
+        return gave_up(*a);
       }
     }
     // Without its end published, the job is left unacked: NATS delivers it

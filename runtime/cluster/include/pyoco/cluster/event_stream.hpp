@@ -38,10 +38,9 @@ class EventPublisher : public trace::EventListener {
 
   void on_event(const trace::RunEvent& event) override;
 
-  // Waits until NATS acked everything published so far; false at the
-  // deadline, after sending again what is still unacked (the next flush
-  // waits for those).
-  bool flush(std::chrono::milliseconds timeout);
+  // Waits until NATS acked every event of the run published so far (an
+  // unanswered one is sent again after 5 s); false at the deadline.
+  bool flush(const std::string& run_id, std::chrono::milliseconds timeout);
 
   struct Impl;
 

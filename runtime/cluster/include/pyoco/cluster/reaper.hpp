@@ -15,6 +15,8 @@
 
 namespace pyoco::cluster {
 
+struct RunJob;
+
 class Reaper {
  public:
   explicit Reaper(Connection& nats);  // its own thread, from start() to stop()
@@ -39,6 +41,9 @@ class Reaper {
  private:
   void loop();
   void reap(const std::string& advisory);
+  // FAILED (max_deliver_exceeded) unless it ended, its RunEnd, a dead letter.
+  void fail_stuck(const RunJob& job, std::int64_t deliveries);
+  bool has_run_end(const std::string& run_id);
   Connection& nats_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> reaped_{0};
