@@ -70,6 +70,19 @@ std::optional<StoredJob> next_job(Connection& nats, std::uint64_t seq, const std
   return job;
 }
 
+// The job in a queued message; false for one that is not a valid job.
+bool read_job(std::string_view data, RunJob& job) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(data, ec);
+  if (ec || !v.is_object()) return false;
+  try {
+    job = job_from_json(v.as_object());
+    return true;
+  } catch (const NatsError&) {
+    return false;
+  }
+}
+
 void delete_job(Connection& nats, std::uint64_t seq, const char* what) {
   jsErrCode jerr{};
   const natsStatus s = js_DeleteMsg(nats.handles().js, "PYOCO_WORK", seq, nullptr, &jerr);
@@ -115,18 +128,8 @@ std::size_t Reaper::sweep() {
       const std::optional<StoredJob> stored = next_job(nats_, from, f.subject);
       if (!stored || stored->seq > f.acked) break;  // past the floor: live jobs
       from = stored->seq + 1;
-      boost::system::error_code ec;
-      const json::value v = json::parse(stored->data, ec);
       RunJob job;
-      bool readable = false;
-      if (!ec && v.is_object()) {
-        try {
-          job = job_from_json(v.as_object());
-          readable = true;
-        } catch (const NatsError&) {
-          // An invalid job, acked once: nothing to run.
-        }
-      }
+      const bool readable = read_job(stored->data, job);  // else: invalid, acked once
       // A NATS error here ends the sweep (it is tried again): never a job
       // deleted for a record that could not be read.
       const std::optional<RunRecord> r =
@@ -298,21 +301,11 @@ void Reaper::reap(const std::string& advisory) {
   natsStatus s = js_GetMsg(&job_msg, nats_.handles().js, "PYOCO_WORK", seq, nullptr, &jerr);
   if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return;  // acked since: nothing stuck
   if (s != NATS_OK) throw_nats("cannot read the stuck job", s, jerr);
-  const json::value job_json =
-      json::parse(std::string_view(natsMsg_GetData(job_msg),
-                                   static_cast<std::size_t>(natsMsg_GetDataLength(job_msg))),
-                  ec);
+  const std::string data(natsMsg_GetData(job_msg),
+                         static_cast<std::size_t>(natsMsg_GetDataLength(job_msg)));
   natsMsg_Destroy(job_msg);
   RunJob job;
-  bool readable = false;
-  if (!ec && job_json.is_object()) {
-    try {
-      job = job_from_json(job_json.as_object());
-      readable = true;
-    } catch (const NatsError&) {
-    }
-  }
-  if (readable) fail_stuck(job, deliveries);
+  if (read_job(data, job)) fail_stuck(job, deliveries);
   delete_job(nats_, seq, "the stuck job");
   reaped_.fetch_add(1);
 }
