@@ -149,11 +149,12 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
           return !fetching || (serving == ticket && active.size() + polling < options.slots);
         });
         if (!fetching) break;
+        // More tags than free slots: some tag waits (now or soon) for this
+        // one, so a short poll, and turns come round in a quarter second
+        // rather than a long poll's 5.
+        short_poll = options.tags.size() > options.slots - active.size() - polling;
         ++serving;
         ++polling;
-        // Another tag waits for this slot: a short poll, so that turns come
-        // round in a quarter second rather than a long poll's 5.
-        short_poll = next_ticket > serving && active.size() + polling >= options.slots;
         changed.notify_all();
       }
       // One job per poll: cnats returns a fetch only when its whole batch
