@@ -16,6 +16,8 @@ packages=(
   libtomlplusplus-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev libssl-dev
   # cluster mode: client library and the server the tests start
   libnats-dev nats-server
+  # observability: the Prometheus the metrics tests scrape with (and promtool)
+  prometheus
   # benchmark baseline
   libtbb-dev
   # fuzzing (fuzz/, tools/fuzz.sh): clang, and libFuzzer with clang's

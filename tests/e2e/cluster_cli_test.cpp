@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "child.hpp"
+#include "gateway_process.hpp"
 #include "nats_server.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
@@ -21,44 +22,7 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-namespace {
-
-// `pyoco server` as a child process; its URL read from its first line.
-struct Server {
-  TempDir dir;
-  std::unique_ptr<ChildProcess> child;
-  std::string url;
-
-  explicit Server(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
-    std::vector<std::string> argv{pyoco_exe().string(), "server", "--listen", "127.0.0.1:0"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    env["PYOCO_PLUGIN_PATH"] = "";
-    child = std::make_unique<ChildProcess>(argv, env, dir.path());
-    // Its first line on stdout is its URL: wait for the whole line.
-    const auto until = std::chrono::steady_clock::now() + 20s;
-    std::string out;
-    while ((out = child->out()).find('\n') == std::string::npos &&
-           std::chrono::steady_clock::now() < until) {
-      child->wait_for_output("\n", 100ms);
-    }
-    BOOST_REQUIRE_MESSAGE(out.find("http://") == 0 && out.find('\n') != std::string::npos,
-                          "no URL from pyoco server: " << out << child->err());
-    url = out.substr(0, out.find('\n'));
-  }
-
-  ProcessResult client(std::vector<std::string> args) const {
-    args.insert(args.begin(), "client");
-    args.insert(args.begin() + 2, {"--server", url});
-    return run_pyoco(args, {.cwd = dir.path(), .timeout = 60s});
-  }
-
-  server::ClientResponse call(http::verb method, const std::string& target,
-                              const std::string& body = {}) const {
-    return server::http_call(url, method, target, body);
-  }
-};
-
-}  // namespace
+namespace {}  // namespace
 
 BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
   TempDir flows;

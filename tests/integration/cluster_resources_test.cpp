@@ -84,8 +84,9 @@ BOOST_AUTO_TEST_CASE(init_makes_every_resource_once_and_keeps_them) {
   const auto made = cluster::init_resources(nats, options({"default", "gpu"}));
   for (const char* name :
        {"PYOCO_WORK", "PYOCO_EVENTS", "PYOCO_ADVISORIES", "PYOCO_DLQ", "PYOCO_PLUGINS",
-        "pyoco_workers_default", "pyoco_workers_gpu", "pyoco_reaper", "pyoco_runs", "pyoco_workers",
-        "pyoco_auth", "pyoco_plugins", "pyoco_meta"}) {
+        "pyoco_workers_default", "pyoco_workers_gpu", "pyoco_reaper", "pyoco_metrics_runs",
+        "pyoco_metrics_tasks", "pyoco_runs", "pyoco_workers", "pyoco_auth", "pyoco_plugins",
+        "pyoco_meta"}) {
     BOOST_TEST_CONTEXT(name) {
       BOOST_TEST(find(made, name).exists);
       BOOST_TEST(find(made, name).created);
@@ -197,7 +198,7 @@ BOOST_AUTO_TEST_CASE(the_cluster_commands) {
   const auto report = boost::json::parse(init.out).as_object();
   BOOST_TEST(report.at("complete").as_bool());
   BOOST_TEST(report.at("nats").as_string() == server.url());
-  BOOST_TEST(report.at("resources").as_array().size() == 12u);
+  BOOST_TEST(report.at("resources").as_array().size() == 14u);
 
   const ProcessResult status =
       run_pyoco({"cluster", "status"}, {.env = {{"PYOCO_NATS_URL", server.url()}}});

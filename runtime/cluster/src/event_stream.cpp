@@ -203,9 +203,14 @@ void publish_run_end(Connection& nats, const RunRecord& record) {
     return v != nullptr ? *v : json::value(nullptr);
   };
   const std::string run_id(s.at("run_id").as_string());
-  const json::object o{{"kind", "run_end"},         {"run_id", run_id},
-                       {"flow", text("flow_name")}, {"status", text("status")},
-                       {"message", text("error")},  {"attempt", text("attempt")},
+  const json::object o{{"kind", "run_end"},
+                       {"run_id", run_id},
+                       {"flow", text("flow_name")},
+                       {"status", text("status")},
+                       {"message", text("error")},
+                       {"attempt", text("attempt")},
+                       {"started_at", text("start_time")},
+                       {"ended_at", text("end_time")},
                        {"ts", epoch_now()}};
   publish_once(nats, run_id, run_id + ".end", o);
 }

@@ -81,6 +81,18 @@ const std::vector<BucketDef>& buckets() {
   return defs;
 }
 
+}  // namespace
+
+const std::vector<MetricsFeed>& metrics_feeds() {
+  static const std::vector<MetricsFeed> feeds = {
+      {"pyoco_metrics_runs", "pyoco.ev.*.run", "pyoco.metrics.runs", "the gateways' run counts"},
+      {"pyoco_metrics_tasks", "pyoco.ev.*.node", "pyoco.metrics.tasks",
+       "the gateways' task durations"}};
+  return feeds;
+}
+
+namespace {
+
 constexpr const char* kWorkersPrefix = "pyoco_workers_";
 constexpr const char* kReaper = "pyoco_reaper";
 
@@ -158,6 +170,7 @@ class Resources {
     }
     for (const std::string& tag : workers) out.push_back(worker_consumer(tag));
     out.push_back(reaper_consumer());
+    for (const MetricsFeed& feed : metrics_feeds()) out.push_back(metrics_consumer(feed));
     for (const BucketDef& def : buckets()) out.push_back(bucket(def));
     return out;
   }
@@ -221,9 +234,11 @@ class Resources {
     return r;
   }
 
+  // A pull consumer, or a push one when `deliver` is given (its subject
+  // and the queue group the gateways share it in).
   ResourceState consumer(const std::string& stream, const std::string& name,
                          const std::string& what, const char* filter, std::int64_t ack_wait,
-                         int max_deliver) {
+                         int max_deliver, const MetricsFeed* deliver = nullptr) {
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr{};
     natsStatus s = js_GetConsumerInfo(&ci, js_, stream.c_str(), name.c_str(), nullptr, &jerr);
@@ -242,6 +257,12 @@ class Resources {
       cc.AckWait = ack_wait;
       cc.MaxDeliver = max_deliver;
       cc.FilterSubject = filter;
+      if (deliver != nullptr) {
+        cc.DeliverSubject = deliver->deliver_subject;
+        cc.DeliverGroup = kMetricsGroup;
+        cc.DeliverPolicy = js_DeliverAll;
+        cc.MaxAckPending = 10000;
+      }
       jerr = {};
       s = js_AddConsumer(&ci, js_, stream.c_str(), &cc, nullptr, &jerr);
       if (s != NATS_OK) {
@@ -280,6 +301,10 @@ class Resources {
     const auto ack_wait = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ack_wait);
     return consumer("PYOCO_WORK", kWorkersPrefix + tag, "the workers of tag " + tag, filter.c_str(),
                     ack_wait.count(), 5);
+  }
+
+  ResourceState metrics_consumer(const MetricsFeed& feed) {
+    return consumer("PYOCO_EVENTS", feed.consumer, feed.what, feed.filter, 30 * kSecond, -1, &feed);
   }
 
   ResourceState reaper_consumer() {

@@ -6,6 +6,8 @@
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/server/gateway.hpp>
+#include <pyoco/server/metrics.hpp>
+#include <pyoco/server/metrics_feed.hpp>
 #include <pyoco/server/run_index.hpp>
 
 #include <openssl/evp.h>
@@ -437,11 +439,62 @@ class Gateway {
     }
   }
 
+  // The gauges a scrape reads: in-progress runs from the index, queues and
+  // dead letters from NATS (one request each), workers from the registry.
+  Metrics::Gauges gauges() const {
+    Metrics::Gauges g;
+    g.runs_in_progress = static_cast<double>(index_.count("RUNNING") + index_.count("CANCELLING"));
+    std::map<std::string, double> states;
+    for (const char* state : {"RUNNING", "IDLE", "DRAINING", "STOPPED_GRACEFUL", "DISCONNECTED"}) {
+      states[state] = 0;
+    }
+    for (const json::object& w : workers_.list("", true, 100000)) {
+      ++states[std::string(w.at("state").as_string())];
+    }
+    g.workers.assign(states.begin(), states.end());
+    jsCtx* js = nats_.handles().js;
+    jsConsumerNamesList* names = nullptr;
+    if (js_ConsumerNames(&names, js, "PYOCO_WORK", nullptr, nullptr) == NATS_OK) {
+      const std::string_view prefix = "pyoco_workers_";
+      for (int i = 0; i < names->Count; ++i) {
+        const std::string_view name = names->List[i];
+        if (name.substr(0, prefix.size()) != prefix) continue;
+        jsConsumerInfo* ci = nullptr;
+        if (js_GetConsumerInfo(&ci, js, "PYOCO_WORK", names->List[i], nullptr, nullptr) ==
+            NATS_OK) {
+          g.queue_pending.emplace_back(std::string(name.substr(prefix.size())),
+                                       static_cast<double>(ci->NumPending));
+          jsConsumerInfo_Destroy(ci);
+        }
+      }
+      jsConsumerNamesList_Destroy(names);
+    }
+    jsStreamInfo* si = nullptr;
+    if (js_GetStreamInfo(&si, js, "PYOCO_DLQ", nullptr, nullptr) == NATS_OK) {
+      g.dlq_messages = static_cast<double>(si->State.Msgs);
+      jsStreamInfo_Destroy(si);
+    }
+    return g;
+  }
+
+ public:
+  Response metrics() const {
+    Response res{boost::beast::http::status::ok, 11};
+    res.set(boost::beast::http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.body() = metrics_.render(gauges());
+    res.prepare_payload();
+    return res;
+  }
+  Metrics& metrics_registry() { return metrics_; }
+
+ private:
   cluster::Connection& nats_;
   GatewayOptions options_;
   cluster::RunRecords runs_;
   cluster::WorkerDirectory workers_;
   RunIndex index_;
+  Metrics metrics_;
+  MetricsFeed feed_{nats_, metrics_};  // after metrics_: it counts into it
 };
 
 }  // namespace
@@ -451,6 +504,8 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
   auto router = std::make_shared<Router>();
   router->add(http::verb::get, "/health",
               [g](const Request&, const PathParams&) { return g->health(); });
+  router->add(http::verb::get, "/metrics",
+              [g](const Request&, const PathParams&) { return g->metrics(); });
   router->add(http::verb::post, "/runs",
               [g](const Request& r, const PathParams&) { return g->submit(r); });
   router->add(http::verb::get, "/runs",
@@ -473,6 +528,9 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
               [g](const Request& r, const PathParams&) { return g->workers(r); });
   router->add(http::verb::patch, "/workers/{id}", [g](const Request& r, const PathParams& p) {
     return g->patch_worker(r, p.at("id"));
+  });
+  router->observe([g](const std::string& route, unsigned status, double seconds) {
+    g->metrics_registry().http_request(route.empty() ? "(no route)" : route, status, seconds);
   });
   return router;
 }

@@ -1,5 +1,7 @@
 #include <pyoco/server/http.hpp>
 
+#include <chrono>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -80,6 +82,17 @@ const Route* Router::find_stream(const Request& request, PathParams& params) con
 }
 
 Response Router::handle(const Request& request) const {
+  const auto start = std::chrono::steady_clock::now();
+  std::string route;
+  Response res = answer(request, route);
+  if (observer_) {
+    observer_(route, res.result_int(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return res;
+}
+
+Response Router::answer(const Request& request, std::string& route) const {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
   bool path_known = false;
@@ -88,6 +101,7 @@ Response Router::handle(const Request& request) const {
     if (!match(r.pattern, path, params)) continue;
     path_known = true;
     if (r.method != request.method() || !r.handler) continue;
+    route = r.pattern;
     try {
       Response res = r.handler(request, params);
       res.keep_alive(request.keep_alive());

@@ -220,6 +220,14 @@ RunIndex::~RunIndex() = default;
 
 std::uint64_t RunIndex::applied() const { return impl_->last; }
 
+std::uint64_t RunIndex::count(const std::string& status) const {
+  std::lock_guard lock(impl_->mutex);
+  Statement s(impl_->db, "SELECT COUNT(*) FROM runs WHERE status = ?1");
+  s.text(1, status);
+  return sqlite3_step(s.s) == SQLITE_ROW ? static_cast<std::uint64_t>(sqlite3_column_int64(s.s, 0))
+                                         : 0;
+}
+
 RunPage RunIndex::query(const RunQuery& q) const {
   std::string sql =
       "SELECT run_id, flow_name, tag, status, submitted_at, start_time, end_time, updated_at, "

@@ -56,7 +56,8 @@ struct RunJob;
 void publish_run_submitted(Connection& nats, const RunJob& job);
 
 // The run's one RunEnd, from its terminal record: {"kind":"run_end",
-// "run_id","flow","status","message","attempt","ts"} with message id
+// "run_id","flow","status","message","attempt","started_at","ended_at","ts"}
+// (started_at null for a run cancelled before it started) with message id
 // "<run_id>.end". Throws NatsError when NATS does not take it.
 void publish_run_end(Connection& nats, const RunRecord& record);
 

@@ -31,6 +31,19 @@ ResourceOptions resource_options_from_env();
 // (letters, digits, '-' and '_').
 void check_tag(const std::string& tag);
 
+// The gateways' shared feeds of the event stream for their metrics: durable
+// push consumers of PYOCO_EVENTS delivered to one queue group, so that each
+// event is counted by exactly one gateway, and a restarted gateway takes up
+// where the group was.
+struct MetricsFeed {
+  const char* consumer;         // pyoco_metrics_runs, pyoco_metrics_tasks
+  const char* filter;           // pyoco.ev.*.run, pyoco.ev.*.node
+  const char* deliver_subject;  // where NATS pushes them
+  const char* what;
+};
+const std::vector<MetricsFeed>& metrics_feeds();
+inline constexpr const char* kMetricsGroup = "pyoco_metrics";
+
 struct ResourceState {
   enum class Kind { Stream, Consumer, Bucket } kind;
   std::string name;    // PYOCO_WORK, pyoco_workers_default, pyoco_runs

@@ -69,8 +69,15 @@ class Router {
   const Route* find_stream(const Request& request, PathParams& params) const;
   const std::vector<Route>& routes() const { return routes_; }
 
+  // Told of every request handle() answers: its route's pattern ("" for
+  // no route), status and time taken. Set before serving.
+  using Observer = std::function<void(const std::string& route, unsigned status, double seconds)>;
+  void observe(Observer observer) { observer_ = std::move(observer); }
+
  private:
+  Response answer(const Request& request, std::string& route) const;
   std::vector<Route> routes_;
+  Observer observer_;
 };
 
 struct ListenOptions {

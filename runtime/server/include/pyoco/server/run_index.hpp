@@ -38,6 +38,8 @@ class RunIndex {
   RunIndex& operator=(const RunIndex&) = delete;
 
   RunPage query(const RunQuery& q) const;
+  // How many runs have this status (an indexed count).
+  std::uint64_t count(const std::string& status) const;
   std::uint64_t applied() const;  // the last stream sequence applied
 
   struct Impl;

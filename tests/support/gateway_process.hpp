@@ -1,0 +1,55 @@
+// `pyoco server` as a child process for a test: its URL read from its
+// first line, `pyoco client` and plain HTTP calls against it.
+#pragma once
+
+#include <pyoco/server/client.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "child.hpp"
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+namespace pyoco::testing {
+
+struct Server {
+  TempDir dir;
+  std::unique_ptr<ChildProcess> child;
+  std::string url;
+
+  explicit Server(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+    std::vector<std::string> argv{pyoco_exe().string(), "server", "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    env["PYOCO_PLUGIN_PATH"] = "";
+    child = std::make_unique<ChildProcess>(argv, env, dir.path());
+    // Its first line on stdout is its URL: wait for the whole line.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    std::string out;
+    while ((out = child->out()).find('\n') == std::string::npos &&
+           std::chrono::steady_clock::now() < until) {
+      child->wait_for_output("\n", std::chrono::milliseconds(100));
+    }
+    BOOST_REQUIRE_MESSAGE(out.find("http://") == 0 && out.find('\n') != std::string::npos,
+                          "no URL from pyoco server: " << out << child->err());
+    url = out.substr(0, out.find('\n'));
+  }
+
+  ProcessResult client(std::vector<std::string> args) const {
+    args.insert(args.begin(), "client");
+    args.insert(args.begin() + 2, {"--server", url});
+    return run_pyoco(args, {.cwd = dir.path(), .timeout = std::chrono::seconds(60)});
+  }
+
+  server::ClientResponse call(boost::beast::http::verb method, const std::string& target,
+                              const std::string& body = {}) const {
+    return server::http_call(url, method, target, body);
+  }
+};
+
+}  // namespace pyoco::testing
