@@ -6,6 +6,7 @@
 #include <pyoco/core/subprocess.hpp>
 #include <pyoco/server/gateway.hpp>
 #include <pyoco/server/http.hpp>
+#include <pyoco/server/webhooks.hpp>
 #include <pyoco/worker/worker.hpp>
 
 #include <cstdlib>
@@ -125,9 +126,21 @@ int run_server(ServerArgs& a) {
       go.worker_disconnect_after =
           std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
     }
+    std::optional<server::WebhookOptions> webhooks;
+    try {
+      webhooks = server::webhook_options_from_env();
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "pyoco server: " << e.what() << '\n';
+      return kExitUsage;
+    }
     server::HttpServer http(server::gateway_routes(nats, go), lo);
     cluster::Reaper reaper(nats);  // jobs NATS gave up on end FAILED, not stuck
     reaper.start();
+    std::optional<server::WebhookSender> webhook_sender;
+    if (webhooks) {
+      webhook_sender.emplace(nats, *webhooks);
+      std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url << '\n';
+    }
     std::cerr << "pyoco server: listening on http://" << lo.host << ":" << http.port() << '\n';
     std::cout << "http://" << lo.host << ":" << http.port() << std::endl;
 
@@ -156,6 +169,7 @@ int run_server(ServerArgs& a) {
     if (worker) worker->drain(std::chrono::seconds(10));
     http.stop();
     reaper.stop();
+    webhook_sender.reset();
     return kExitOk;
   } catch (const cluster::NatsError& e) {
     std::cerr << "pyoco server: " << e.what() << '\n';

@@ -95,6 +95,7 @@ namespace {
 
 constexpr const char* kWorkersPrefix = "pyoco_workers_";
 constexpr const char* kReaper = "pyoco_reaper";
+constexpr const char* kWebhooks = "pyoco_webhooks";
 
 std::string description(const char* what) {
   return std::string("pyoco: ") + what + " (schema " + std::to_string(kSchemaVersion) + ")";
@@ -238,7 +239,8 @@ class Resources {
   // and the queue group the gateways share it in).
   ResourceState consumer(const std::string& stream, const std::string& name,
                          const std::string& what, const char* filter, std::int64_t ack_wait,
-                         int max_deliver, const MetricsFeed* deliver = nullptr) {
+                         int max_deliver, const MetricsFeed* deliver = nullptr,
+                         bool from_now = false) {
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr{};
     natsStatus s = js_GetConsumerInfo(&ci, js_, stream.c_str(), name.c_str(), nullptr, &jerr);
@@ -257,6 +259,7 @@ class Resources {
       cc.AckWait = ack_wait;
       cc.MaxDeliver = max_deliver;
       cc.FilterSubject = filter;
+      if (from_now) cc.DeliverPolicy = js_DeliverNew;
       if (deliver != nullptr) {
         cc.DeliverSubject = deliver->deliver_subject;
         cc.DeliverGroup = kMetricsGroup;
@@ -306,6 +309,14 @@ class Resources {
   ResourceState metrics_consumer(const MetricsFeed& feed) {
     return consumer("PYOCO_EVENTS", feed.consumer, feed.what, feed.filter, 30 * kSecond, -1, &feed);
   }
+
+ public:
+  ResourceState webhook_consumer(std::int64_t ack_wait, int max_deliver) {
+    return consumer("PYOCO_EVENTS", kWebhooks, "the gateways' webhooks", "pyoco.ev.*.run",
+                    ack_wait, max_deliver, nullptr, /*from_now=*/true);
+  }
+
+ private:
 
   ResourceState reaper_consumer() {
     return consumer("PYOCO_ADVISORIES", kReaper, "the reaper of every gateway", nullptr,
@@ -418,6 +429,13 @@ std::vector<ResourceState> init_resources(Connection& nats, const ResourceOption
 
 std::vector<ResourceState> resource_status(Connection& nats, const ResourceOptions& options) {
   return Resources(nats, options, false).run();
+}
+
+ResourceState init_webhook_consumer(Connection& nats, std::chrono::milliseconds ack_wait,
+                                    int max_deliver) {
+  return Resources(nats, ResourceOptions{}, true)
+      .webhook_consumer(std::chrono::duration_cast<std::chrono::nanoseconds>(ack_wait).count(),
+                        max_deliver);
 }
 
 }  // namespace pyoco::cluster

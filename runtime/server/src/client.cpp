@@ -107,43 +107,66 @@ ClientResponse http_call(const std::string& server, http::verb method, const std
                          const std::map<std::string, std::string>& headers,
                          std::chrono::milliseconds timeout) {
   const auto [host, port] = address_of(server);
-  try {
-    asio::io_context io;
-    asio::ip::tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.expires_after(timeout);
-    stream.connect(resolver.resolve(host, port));
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, host);
-    req.set(http::field::user_agent, "pyoco-client");
-    for (const auto& [k, v] : headers) req.set(k, v);
-    if (!body.empty() || method == http::verb::post) {
-      req.set(http::field::content_type, content_type);
-      req.body() = body;
-      req.prepare_payload();
+  http::request<http::string_body> req{method, target, 11};
+  req.set(http::field::host, host);
+  req.set(http::field::user_agent, "pyoco-client");
+  for (const auto& [k, v] : headers) req.set(k, v);
+  if (!body.empty() || method == http::verb::post) {
+    req.set(http::field::content_type, content_type);
+    req.body() = body;
+    req.prepare_payload();
+  }
+  // Asynchronous steps on a stream with an expiry: a deadline holds only
+  // for those (a blocking read would wait for a receiver that never answers).
+  asio::io_context io;
+  asio::ip::tcp::resolver resolver(io);
+  beast::tcp_stream stream(io);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  beast::error_code failed;
+  bool answered = false;
+  auto read = [&] {
+    http::async_read(stream, buffer, parser, [&](beast::error_code ec, std::size_t) {
+      if (ec) failed = ec;
+      answered = !ec;
+    });
+  };
+  stream.expires_after(timeout);
+  resolver.async_resolve(host, port, [&](beast::error_code ec, const auto& endpoints) {
+    if (ec) {
+      failed = ec;
+      return;
     }
-    // A server may answer (413) and stop reading before the body is sent:
-    // its answer is still read.
-    beast::error_code write_error;
-    http::write(stream, req, write_error);
-    if (write_error && write_error != asio::error::broken_pipe &&
-        write_error != asio::error::connection_reset) {
-      throw boost::system::system_error(write_error);
-    }
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);
-    http::read(stream, buffer, parser);
-    beast::error_code ignored;
-    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    const auto& res = parser.get();
-    return ClientResponse{res.result_int(), res.body(),
-                          std::string(res[http::field::content_type])};
-  } catch (const boost::system::system_error& e) {
-    throw ClientError("cannot reach the gateway at " + server + " (" + e.code().message() +
+    stream.async_connect(endpoints, [&](beast::error_code ec, const auto&) {
+      if (ec) {
+        failed = ec;
+        return;
+      }
+      http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+        // A server may answer (413) and stop reading before the body is
+        // sent: its answer is still read.
+        if (ec && ec != asio::error::broken_pipe && ec != asio::error::connection_reset) {
+          failed = ec;
+          return;
+        }
+        read();
+      });
+    });
+  });
+  io.run();
+  if (!answered) {
+    throw ClientError("cannot reach the gateway at " + server + " (" +
+                      (failed == beast::error::timeout
+                           ? "no answer within " + std::to_string(timeout.count()) + " ms"
+                           : failed.message()) +
                       "): start it with `pyoco server`, or give its address with --server URL or "
                       "PYOCO_SERVER");
   }
+  beast::error_code ignored;
+  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  const auto& res = parser.get();
+  return ClientResponse{res.result_int(), res.body(), std::string(res[http::field::content_type])};
 }
 
 }  // namespace pyoco::server

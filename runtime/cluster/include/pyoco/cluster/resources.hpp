@@ -44,6 +44,14 @@ struct MetricsFeed {
 const std::vector<MetricsFeed>& metrics_feeds();
 inline constexpr const char* kMetricsGroup = "pyoco_metrics";
 
+struct ResourceState;
+
+// The webhook senders' durable pull consumer `pyoco_webhooks` of the run
+// events, made on first use (delivering what ends from then on). Throws
+// NatsError.
+ResourceState init_webhook_consumer(Connection& nats, std::chrono::milliseconds ack_wait,
+                                    int max_deliver);
+
 struct ResourceState {
   enum class Kind { Stream, Consumer, Bucket } kind;
   std::string name;    // PYOCO_WORK, pyoco_workers_default, pyoco_runs
