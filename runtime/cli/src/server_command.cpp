@@ -1,6 +1,7 @@
 // `pyoco server`: the HTTP gateway; with --with-nats it also runs Debian's
 // nats-server as a child, with --with-worker a worker in this process.
 #include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/core/subprocess.hpp>
@@ -85,6 +86,12 @@ std::unique_ptr<core::BackgroundProcess> start_nats(const fs::path& dir, int por
 }
 
 int run_server(ServerArgs& a) {
+  try {
+    cluster::configure_process_log_from_env();
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "pyoco server: " << e.what() << '\n';
+    return kExitUsage;
+  }
   const auto colon = a.listen.rfind(':');
   if (colon == std::string::npos) {
     std::cerr << "pyoco server: --listen HOST:PORT, e.g. 127.0.0.1:8000\n";

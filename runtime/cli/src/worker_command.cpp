@@ -1,5 +1,6 @@
 // `pyoco worker`: pulls runs for its tags from NATS and runs them.
 #include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/worker/worker.hpp>
 
 #include <iostream>
@@ -25,6 +26,12 @@ struct WorkerArgs {
 };
 
 int run_worker(WorkerArgs& a) {
+  try {
+    cluster::configure_process_log_from_env();
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "pyoco worker: " << e.what() << '\n';
+    return kExitUsage;
+  }
   try {
     cluster::Connection nats({.servers = cluster::nats_servers(a.nats), .name = "pyoco worker"});
     EngineOptions eo;

@@ -1,5 +1,6 @@
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 
 #include <boost/json.hpp>
@@ -90,9 +91,9 @@ struct EventPublisher::Impl {
     }
     if (err != nullptr) {
       self->lost.fetch_add(1, std::memory_order_relaxed);
-      std::fprintf(stderr, "pyoco: an event of run %s was not stored in PYOCO_EVENTS: %s\n",
-                   run_id.c_str(),
-                   err->ErrText != nullptr ? err->ErrText : natsStatus_GetText(err->Err));
+      log(LogLevel::error, "events: an event was not stored in PYOCO_EVENTS",
+          {{"run_id", run_id},
+           {"error", err->ErrText != nullptr ? err->ErrText : natsStatus_GetText(err->Err)}});
     }
     natsMsg_Destroy(msg);
     self->settled(run_id);
@@ -158,8 +159,8 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
   if (s != NATS_OK) {
     impl_->settled(e.run_id);
     impl_->lost.fetch_add(1, std::memory_order_relaxed);
-    std::fprintf(stderr, "pyoco: an event of run %s was not published: %s\n",
-                 std::string(e.run_id).c_str(), natsStatus_GetText(s));
+    log(LogLevel::error, "events: an event was not published",
+        {{"run_id", e.run_id}, {"error", natsStatus_GetText(s)}});
   }
 }
 

@@ -1,5 +1,6 @@
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 
@@ -154,8 +155,8 @@ std::size_t Reaper::sweep() {
                        static_cast<int>(stored->data.size()), &po, &jerr);
         if (s != NATS_OK) throw_nats("cannot queue run " + job.run_id + " again", s, jerr);
         jsPubAck_Destroy(ack);
-        std::fprintf(stderr, "pyoco: run %s was queued again: NATS lost its end in a crash\n",
-                     job.run_id.c_str());
+        log(LogLevel::warning, "sweep: run queued again (NATS lost its end in a crash)",
+            {{"run_id", job.run_id}});
       }
       delete_job(nats_, stored->seq, "an acked job");
       ++handled;
@@ -251,8 +252,8 @@ void Reaper::loop() {
                                         "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PYOCO_WORK.*",
                                         "pyoco_reaper", nullptr, &so, &jerr);
   if (s != NATS_OK) {
-    std::fprintf(stderr, "pyoco: the reaper cannot start (%s): run `pyoco cluster init`\n",
-                 natsStatus_GetText(s));
+    log(LogLevel::error, "reaper: cannot start: run `pyoco cluster init`",
+        {{"nats", natsStatus_GetText(s)}});
     return;
   }
   auto next_sweep = std::chrono::steady_clock::now();
@@ -268,7 +269,7 @@ void Reaper::loop() {
         natsMsg_AckSync(m, nullptr, nullptr);
       } catch (const std::exception& e) {
         // NATS is away: the advisory is delivered again later.
-        std::fprintf(stderr, "pyoco: the reaper will retry: %s\n", e.what());
+        log(LogLevel::warning, "reaper: will retry", {{"error", e.what()}});
       }
     }
     natsMsgList_Destroy(&list);
@@ -277,11 +278,11 @@ void Reaper::loop() {
     if (std::chrono::steady_clock::now() >= next_sweep) {
       try {
         if (const std::size_t n = sweep(); n > 0) {
-          std::fprintf(stderr, "pyoco: %zu acked job(s) a NATS crash left in PYOCO_WORK, removed\n",
-                       n);
+          log(LogLevel::warning, "sweep: removed acked jobs a NATS crash left in PYOCO_WORK",
+              {{"jobs", n}});
         }
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "pyoco: the sweep of PYOCO_WORK will retry: %s\n", e.what());
+        log(LogLevel::warning, "sweep: will retry", {{"error", e.what()}});
       }
       next_sweep = std::chrono::steady_clock::now() + sweep_every;
     }

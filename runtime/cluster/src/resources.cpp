@@ -312,12 +312,11 @@ class Resources {
 
  public:
   ResourceState webhook_consumer(std::int64_t ack_wait, int max_deliver) {
-    return consumer("PYOCO_EVENTS", kWebhooks, "the gateways' webhooks", "pyoco.ev.*.run",
-                    ack_wait, max_deliver, nullptr, /*from_now=*/true);
+    return consumer("PYOCO_EVENTS", kWebhooks, "the gateways' webhooks", "pyoco.ev.*.run", ack_wait,
+                    max_deliver, nullptr, /*from_now=*/true);
   }
 
  private:
-
   ResourceState reaper_consumer() {
     return consumer("PYOCO_ADVISORIES", kReaper, "the reaper of every gateway", nullptr,
                     30 * kSecond, -1);

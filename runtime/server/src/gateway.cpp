@@ -1,4 +1,5 @@
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
@@ -529,9 +530,30 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
   router->add(http::verb::patch, "/workers/{id}", [g](const Request& r, const PathParams& p) {
     return g->patch_worker(r, p.at("id"));
   });
-  router->observe([g](const std::string& route, unsigned status, double seconds) {
-    g->metrics_registry().http_request(route.empty() ? "(no route)" : route, status, seconds);
-  });
+  router->observe(
+      [g](const Request& req, const Response& res, const std::string& route, double seconds) {
+        const std::string shown = route.empty() ? "(no route)" : route;
+        g->metrics_registry().http_request(shown, res.result_int(), seconds);
+        // The run it was about: the path's {id}, or the id a submit made.
+        // Never the query or the body: they may hold params or keys.
+        const std::string_view target = req.target();
+        const std::string_view path = target.substr(0, target.find('?'));
+        json::value run_id;
+        if (route.rfind("/runs/{id}", 0) == 0) {
+          const std::string_view rest = path.substr(6);
+          run_id = rest.substr(0, rest.find('/'));
+        } else if (req.method() == http::verb::post && res.result_int() == 200) {
+          boost::system::error_code ec;
+          const json::value v = json::parse(res.body(), ec);
+          if (!ec && v.is_object() && v.as_object().contains("run_id")) run_id = v.at("run_id");
+        }
+        cluster::log(cluster::LogLevel::info, "http",
+                     {{"method", std::string(req.method_string())},
+                      {"route", shown},
+                      {"status", res.result_int()},
+                      {"duration_ms", seconds * 1000},
+                      {"run_id", run_id}});
+      });
   return router;
 }
 

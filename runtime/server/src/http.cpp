@@ -86,7 +86,7 @@ Response Router::handle(const Request& request) const {
   std::string route;
   Response res = answer(request, route);
   if (observer_) {
-    observer_(route, res.result_int(),
+    observer_(request, res, route,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return res;

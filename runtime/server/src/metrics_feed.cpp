@@ -1,4 +1,5 @@
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/server/metrics_feed.hpp>
 
@@ -64,10 +65,10 @@ MetricsFeed::MetricsFeed(cluster::Connection& nats, Metrics& metrics)
     const natsStatus s = js_Subscribe(&sub, nats.handles().js, feed.filter, &Impl::on_event,
                                       impl_.get(), nullptr, &so, &jerr);
     if (s != NATS_OK) {
-      std::fprintf(stderr,
-                   "pyoco server: no %s (%s): /metrics counts nothing from it; run `pyoco "
-                   "cluster init`\n",
-                   feed.consumer, natsStatus_GetText(s));
+      cluster::log(cluster::LogLevel::error,
+                   "metrics: a feed is missing; /metrics counts nothing from it: run `pyoco "
+                   "cluster init`",
+                   {{"consumer", feed.consumer}, {"nats", natsStatus_GetText(s)}});
       continue;
     }
     natsSubscription_SetPendingLimits(sub, -1, -1);  // NATS's MaxAckPending bounds it

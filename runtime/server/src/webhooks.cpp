@@ -1,5 +1,6 @@
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
@@ -280,7 +281,7 @@ struct WebhookSender::Impl {
     so.Consumer = "pyoco_webhooks";
     if (js_PullSubscribe(&sub, nats.handles().js, "pyoco.ev.*.run", "pyoco_webhooks", nullptr, &so,
                          nullptr) != NATS_OK) {
-      std::fprintf(stderr, "pyoco server: webhooks cannot pull pyoco_webhooks\n");
+      cluster::log(cluster::LogLevel::error, "webhooks: cannot pull pyoco_webhooks");
       return;
     }
     while (!stopping) {
@@ -290,7 +291,8 @@ struct WebhookSender::Impl {
         try {
           handle(list.Msgs[0]);
         } catch (const std::exception& e) {
-          std::fprintf(stderr, "pyoco server: a webhook will be tried again: %s\n", e.what());
+          cluster::log(cluster::LogLevel::warning, "webhooks: will try again",
+                       {{"error", e.what()}});
           natsMsg_NakWithDelay(list.Msgs[0], 1000, nullptr);
         }
       }

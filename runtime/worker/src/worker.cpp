@@ -1,5 +1,6 @@
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/worker_registry.hpp>
@@ -127,9 +128,10 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     natsStatus s = js_PullSubscribe(&sub, nats.handles().js, subject.c_str(), consumer.c_str(),
                                     nullptr, &so, &jerr);
     if (s != NATS_OK) {
-      std::fprintf(stderr,
-                   "pyoco worker: cannot pull %s (%s): run `pyoco cluster init --tags %s`\n",
-                   consumer.c_str(), natsStatus_GetText(s), tag.c_str());
+      cluster::log(
+          cluster::LogLevel::error,
+          "worker: cannot pull " + consumer + ": run `pyoco cluster init --tags " + tag + "`",
+          {{"nats", natsStatus_GetText(s)}});
       return;
     }
     {
@@ -227,12 +229,14 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     try {
       claimed = claim(job, me, m, tag);
     } catch (const NatsError& e) {
-      std::fprintf(stderr, "pyoco worker: run %s is left to its next delivery: %s\n",
-                   job.run_id.c_str(), e.what());
+      cluster::log(cluster::LogLevel::warning, "worker: cannot claim; left to its next delivery",
+                   {{"run_id", job.run_id}, {"error", e.what()}});
       natsMsg_Destroy(m);  // unacked: NATS delivers it again after the AckWait
       return;
     }
     if (!claimed) return;  // settled
+    cluster::log(cluster::LogLevel::info, "worker: claimed",
+                 {{"run_id", job.run_id}, {"flow", job.flow_name}, {"attempt", me.attempt}});
     if (claimed->terminal()) {
       end_and_ack(*claimed, m);
       return;
@@ -275,6 +279,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         natsMsg_NakWithDelay(m, static_cast<std::int64_t>(std::clamp(lease, 0.1, 60.0) * 1000),
                              nullptr);
         natsMsg_Destroy(m);
+        cluster::log(cluster::LogLevel::info, "worker: handed back; another owner's lease holds",
+                     {{"run_id", job.run_id}, {"lease_s", lease}});
         return std::nullopt;
       }
       if (r->status() == "CANCELLING") {  // its owner died after the request: end it
@@ -335,11 +341,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       }
       beat_now = true;
       changed.notify_all();
-      // It may have ended before start() returned: its RunEnd found no run.
-      if (core::is_terminal(active_run.run->status())) {
-        ended.push_back(job.run_id);
-        changed.notify_all();
-      }
+      // A run that ended before start() returned: its RunEnd (through the
+      // event queue, after the run's other events) found no run, and waits
+      // in `unfinished`; beat_now wakes the supervisor to finish it.
       return;
     } catch (const core::FlowError& e) {
       reason = "invalid_flow", error = e.what();
@@ -382,6 +386,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       if (a.redelivered != nullptr) natsMsg_Destroy(a.redelivered);
       a.redelivered = m;
     }
+    cluster::log(cluster::LogLevel::info, "worker: a redelivery of a run it runs",
+                 {{"run_id", run_id}, {"kept", !a.lost}});
     return true;
   }
 
@@ -420,7 +426,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       cluster::publish_run_end(nats, r);
       return true;
     } catch (const NatsError& e) {
-      std::fprintf(stderr, "pyoco worker: %s\n", e.what());
+      cluster::log(cluster::LogLevel::warning, "worker: a run's end waits for NATS",
+                   {{"run_id", r.snapshot.at("run_id")}, {"error", e.what()}});
       return false;
     }
   }
@@ -506,7 +513,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
                                                     {"last_seen_at", now},
                                                     {"updated_at", now}});
     } catch (const NatsError& e) {
-      std::fprintf(stderr, "pyoco worker: %s\n", e.what());
+      cluster::log(cluster::LogLevel::warning, "worker: heartbeat not written",
+                   {{"worker_id", options.worker_id}, {"error", e.what()}});
     }
     last_beat = std::chrono::steady_clock::now();
   }
@@ -559,8 +567,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     if (now - a.finish_failing_since < std::chrono::duration<double>(lease_seconds())) {
       return false;
     }
-    std::fprintf(stderr, "pyoco worker: run %s: its end could not be written; left to NATS\n",
-                 a.run_id.c_str());
+    cluster::log(cluster::LogLevel::error, "worker: a run's end could not be written; left to NATS",
+                 {{"run_id", a.run_id}});
     a.lost = true;
     return false;  // the next try finds it lost: no write, no ack
   }
@@ -574,7 +582,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     {
       std::lock_guard lock(mutex);
       auto it = active.find(id);
-      if (it == active.end() || !it->second->run) return true;
+      if (it == active.end()) return true;
+      if (!it->second->run) return false;  // its start has not returned yet
       a = it->second.get();
       take_redelivery(*a);
     }
@@ -603,14 +612,16 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
             },
             a->last_written ? &*a->last_written : nullptr);
       } catch (const NatsError& e) {
-        std::fprintf(stderr, "pyoco worker: run %s ended; its record waits for NATS: %s\n",
-                     id.c_str(), e.what());
+        cluster::log(cluster::LogLevel::warning, "worker: a run ended; its record waits for NATS",
+                     {{"run_id", id}, {"error", e.what()}});
         return gave_up(*a);
       }
     }
     // Without its end published, the job is left unacked: NATS delivers it
     // again and whoever takes it publishes the end of the terminal record.
     if (written && publish_end(*written)) natsMsg_AckSync(a->msg, nullptr, nullptr);
+    cluster::log(cluster::LogLevel::info, written ? "worker: ended" : "worker: given up",
+                 {{"run_id", id}, {"status", core::to_string(status)}});
     natsMsg_Destroy(a->msg);
     publisher->forget(id);
     std::lock_guard lock(mutex);
@@ -711,6 +722,10 @@ void Worker::start() {
     s.threads.emplace_back([state = state_, tag] { state->fetch_loop(tag); });
   }
   s.threads.emplace_back([state = state_] { state->supervise(); });
+  json::array tags;
+  for (const std::string& t : s.options.tags) tags.emplace_back(t);
+  cluster::log(cluster::LogLevel::info, "worker: started",
+               {{"worker_id", s.options.worker_id}, {"tags", tags}, {"slots", s.options.slots}});
 }
 
 void Worker::drain(std::chrono::milliseconds grace) {
@@ -721,10 +736,17 @@ void Worker::drain(std::chrono::milliseconds grace) {
     s.fetching = false;
     s.changed.notify_all();
   }
+  cluster::log(cluster::LogLevel::info, "worker: draining",
+               {{"worker_id", s.options.worker_id},
+                {"grace_s", std::chrono::duration<double>(grace).count()}});
   {
     std::unique_lock lock(s.mutex);
     s.changed.wait_for(lock, grace, [&] { return s.active.empty(); });
     // What still runs is cancelled and left unacked: NATS redelivers it.
+    if (!s.active.empty()) {
+      cluster::log(cluster::LogLevel::warning, "worker: runs left to other workers",
+                   {{"runs", s.active.size()}});
+    }
     for (auto& [id, a] : s.active) {
       a->lost = true;
       if (a->run) a->run->cancel();

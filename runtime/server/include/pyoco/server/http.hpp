@@ -69,9 +69,10 @@ class Router {
   const Route* find_stream(const Request& request, PathParams& params) const;
   const std::vector<Route>& routes() const { return routes_; }
 
-  // Told of every request handle() answers: its route's pattern ("" for
-  // no route), status and time taken. Set before serving.
-  using Observer = std::function<void(const std::string& route, unsigned status, double seconds)>;
+  // Told of every request handle() answers: the request, the answer, the
+  // route's pattern ("" for no route) and the time taken. Set before serving.
+  using Observer = std::function<void(const Request&, const Response&, const std::string& route,
+                                      double seconds)>;
   void observe(Observer observer) { observer_ = std::move(observer); }
 
  private:
