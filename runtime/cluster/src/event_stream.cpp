@@ -29,6 +29,39 @@ natsSubscription* subscribe_events(Connection& nats, const std::string& subject,
   return sub;
 }
 
+bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
+                 const std::function<void(std::uint64_t, const json::object&)>& each) {
+  natsSubscription* sub = subscribe_events(nats, subject, after);
+  if (sub == nullptr) return false;
+  jsConsumerInfo* ci = nullptr;
+  std::uint64_t pending = 1;  // unknown: read until a message says none is left
+  if (natsSubscription_GetConsumerInfo(&ci, sub, nullptr, nullptr) == NATS_OK) {
+    // Pushed already, or still to push: nothing at all means no wait.
+    pending = ci->NumPending + ci->Delivered.Consumer;
+    jsConsumerInfo_Destroy(ci);
+  }
+  while (pending > 0) {
+    natsMsg* m = nullptr;
+    if (natsSubscription_NextMsg(&m, sub, 2000) != NATS_OK) break;
+    jsMsgMetaData* meta = nullptr;
+    std::uint64_t seq = 0;
+    pending = 0;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+      seq = meta->Sequence.Stream;
+      pending = meta->NumPending;
+      jsMsgMetaData_Destroy(meta);
+    }
+    boost::system::error_code ec;
+    const json::value v = json::parse(
+        std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
+        ec);
+    natsMsg_Destroy(m);
+    if (!ec && v.is_object()) each(seq, v.as_object());
+  }
+  natsSubscription_Destroy(sub);
+  return true;
+}
+
 const char* event_subject_kind(trace::EventKind kind) {
   switch (kind) {
     case trace::EventKind::RunStart:

@@ -1,3 +1,4 @@
+#include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/resources.hpp>
@@ -305,43 +306,22 @@ class Gateway {
     } catch (const std::exception&) {
       unprocessable("after and tail are numbers");
     }
-    natsSubscription* sub = cluster::subscribe_events(nats_, "pyoco.ev." + id + ".log", after);
-    if (sub == nullptr) {
-      throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
-    }
     json::array items;
     std::uint64_t last = after;
-    // Read until the consumer says nothing is pending: no waiting on a timeout.
-    for (;;) {
-      natsMsg* m = nullptr;
-      if (natsSubscription_NextMsg(&m, sub, 300) != NATS_OK) break;
-      jsMsgMetaData* meta = nullptr;
-      std::uint64_t pending = 0;
-      if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-        last = meta->Sequence.Stream;
-        pending = meta->NumPending;
-        jsMsgMetaData_Destroy(meta);
-      }
-      boost::system::error_code ec;
-      const json::value v = json::parse(
-          std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
-          ec);
-      natsMsg_Destroy(m);
-      if (!ec && v.is_object()) {
-        const json::object& o = v.as_object();
-        const std::string node = o.contains("node") ? std::string(o.at("node").as_string()) : "";
-        if (task.empty() || node == task || node.rfind(task + "[", 0) == 0) {
-          items.push_back(
-              json::object{{"id", last},
-                           {"node", node},
-                           {"level", o.contains("level") ? o.at("level") : json::value("INFO")},
-                           {"message", o.contains("message") ? o.at("message") : json::value("")},
-                           {"ts", o.contains("ts") ? o.at("ts") : json::value(nullptr)}});
-        }
-      }
-      if (pending == 0) break;
-    }
-    natsSubscription_Destroy(sub);
+    const bool asked = cluster::read_events(
+        nats_, "pyoco.ev." + id + ".log", after, [&](std::uint64_t seq, const json::object& o) {
+          last = seq;
+          const std::string node = o.contains("node") ? std::string(o.at("node").as_string()) : "";
+          if (task.empty() || node == task || node.rfind(task + "[", 0) == 0) {
+            items.push_back(
+                json::object{{"id", seq},
+                             {"node", node},
+                             {"level", o.contains("level") ? o.at("level") : json::value("INFO")},
+                             {"message", o.contains("message") ? o.at("message") : json::value("")},
+                             {"ts", o.contains("ts") ? o.at("ts") : json::value(nullptr)}});
+          }
+        });
+    if (!asked) throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
     if (tail > 0 && items.size() > tail)
       items.erase(items.begin(), items.end() - static_cast<std::ptrdiff_t>(tail));
     return json_response(

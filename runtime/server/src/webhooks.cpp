@@ -126,38 +126,21 @@ struct WebhookSender::Impl {
           tasks[node] = json::object{{"state", state}};
       }
     }
-    // Durations from the run's node events (read until none is pending).
-    if (natsSubscription* sub =
-            cluster::subscribe_events(nats, "pyoco.ev." + run_id + ".node", 0)) {
-      for (natsMsg* m = nullptr; natsSubscription_NextMsg(&m, sub, 2000) == NATS_OK;) {
-        boost::system::error_code ec;
-        const json::value v =
-            json::parse(std::string_view(natsMsg_GetData(m),
-                                         static_cast<std::size_t>(natsMsg_GetDataLength(m))),
-                        ec);
-        const json::object* ev = !ec && v.is_object() ? &v.as_object() : nullptr;
-        const json::value* node = ev != nullptr ? ev->if_contains("node") : nullptr;
-        const json::value* ms = ev != nullptr ? ev->if_contains("duration_ms") : nullptr;
-        if (node != nullptr && node->is_string() && ms != nullptr && ms->is_number()) {
+    // Durations from the run's node events.
+    cluster::read_events(
+        nats, "pyoco.ev." + run_id + ".node", 0, [&](std::uint64_t, const json::object& ev) {
+          const json::value* node = ev.if_contains("node");
+          const json::value* ms = ev.if_contains("duration_ms");
+          if (node == nullptr || !node->is_string() || ms == nullptr || !ms->is_number()) {
+            return;
+          }
           json::value& slot = tasks[node->as_string()];
           if (!slot.is_object()) slot = json::object{};
           json::object& t = slot.as_object();
-          if (const json::value* st = ev->if_contains("task_state"); st && !t.contains("state")) {
-            t["state"] = *st;
-          }
+          const json::value* st = ev.if_contains("task_state");
+          if (st != nullptr && !t.contains("state")) t["state"] = *st;
           t["duration_ms"] = *ms;
-        }
-        jsMsgMetaData* meta = nullptr;
-        std::uint64_t pending = 0;
-        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-          pending = meta->NumPending;
-          jsMsgMetaData_Destroy(meta);
-        }
-        natsMsg_Destroy(m);
-        if (pending == 0) break;
-      }
-      natsSubscription_Destroy(sub);
-    }
+        });
     auto field = [&](const char* key) -> json::value {
       const json::value* v = end.if_contains(key);
       return v != nullptr ? *v : json::value(nullptr);

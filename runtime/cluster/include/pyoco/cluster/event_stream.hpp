@@ -9,7 +9,10 @@
 #include <pyoco/cluster/run_records.hpp>
 #include <pyoco/trace/event.hpp>
 
+#include <boost/json/object.hpp>
+
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +50,13 @@ class EventPublisher : public trace::EventListener {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// Reads what PYOCO_EVENTS holds on `subject` after sequence `after`, in
+// stream order, up to what was there when asked (no waiting on a timeout):
+// `each(seq, event)` for every event that is a JSON object. False when NATS
+// could not be asked.
+bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
+                 const std::function<void(std::uint64_t, const boost::json::object&)>& each);
 
 struct RunJob;
 
