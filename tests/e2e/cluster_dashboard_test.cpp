@@ -200,7 +200,7 @@ BOOST_AUTO_TEST_CASE(every_query_of_the_dashboard_answers_what_the_runs_made) {
       {{"Task durations (p95)", "A"},
        [](const Result& r) {
          BOOST_TEST(r.at("task=hello/fetch_data") > 0);
-         BOOST_TEST(r.at("task=hello/fetch_data") <= 0.005);  // a hello task: the first bucket
+         BOOST_TEST(r.at("task=hello/fetch_data") < 1);  // a hello task: milliseconds
        }},
       {{"Queue depth", "A"}, [](const Result& r) { BOOST_TEST(r.at("tag=default") == 0); }},
       {{"Workers", "A"},
