@@ -146,7 +146,8 @@ int run_server(ServerArgs& a) {
     std::optional<server::WebhookSender> webhook_sender;
     if (webhooks) {
       webhook_sender.emplace(nats, *webhooks);
-      std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url << '\n';
+      const auto path = webhooks->url.find('/', 7);  // its path may hold a token: not shown
+      std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url.substr(0, path) << '\n';
     }
     std::cerr << "pyoco server: listening on http://" << lo.host << ":" << http.port() << '\n';
     std::cout << "http://" << lo.host << ":" << http.port() << std::endl;

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
@@ -61,8 +62,8 @@ std::string utc_now() {
 
 // The stderr sink, made once; records of the process log only (the trace's
 // sinks carry an attribute of their own).
-logging::sources::logger& logger() {
-  static logging::sources::logger* instance = [] {
+logging::sources::logger_mt& logger() {
+  static logging::sources::logger_mt* instance = [] {
     using Backend = logging::sinks::text_ostream_backend;
     auto backend = boost::make_shared<Backend>();
     backend->add_stream(boost::shared_ptr<std::ostream>(&std::clog, boost::null_deleter()));
@@ -71,7 +72,7 @@ logging::sources::logger& logger() {
     sink->set_filter(logging::expressions::has_attr(process_log));
     sink->set_formatter(logging::expressions::stream << logging::expressions::smessage);
     logging::core::get()->add_sink(sink);
-    auto* l = new logging::sources::logger;  // lives as long as the process
+    auto* l = new logging::sources::logger_mt;  // lives as long as the process; any thread
     l->add_attribute("PyocoProcessLog", logging::attributes::constant<bool>(true));
     return l;
   }();
@@ -122,8 +123,14 @@ void log(LogLevel level, std::string_view message, LogFields fields) {
       // Plain when it reads plainly; quoted (JSON) when a space or quote
       // would make the line ambiguous.
       const bool plain = v.is_string() && !v.as_string().empty() &&
-                         v.as_string().find_first_of(" \"=\n") == json::string::npos;
-      line += plain ? std::string(v.as_string()) : json::serialize(v);
+                         v.as_string().find_first_of(" \"=\n\r\t") == json::string::npos;
+      if (v.is_double()) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3f", v.as_double());
+        line += buf;
+      } else {
+        line += plain ? std::string(v.as_string()) : json::serialize(v);
+      }
     }
   }
   BOOST_LOG(logger()) << line;

@@ -432,9 +432,31 @@ std::vector<ResourceState> resource_status(Connection& nats, const ResourceOptio
 
 ResourceState init_webhook_consumer(Connection& nats, std::chrono::milliseconds ack_wait,
                                     int max_deliver) {
-  return Resources(nats, ResourceOptions{}, true)
-      .webhook_consumer(std::chrono::duration_cast<std::chrono::nanoseconds>(ack_wait).count(),
-                        max_deliver);
+  const std::int64_t wait = std::chrono::duration_cast<std::chrono::nanoseconds>(ack_wait).count();
+  ResourceState r = Resources(nats, ResourceOptions{}, true).webhook_consumer(wait, max_deliver);
+  // Made by a gateway with other settings: these (the newest) apply, or a
+  // raised PYOCO_WEBHOOK_RETRIES would meet NATS's old MaxDeliver first.
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr{};
+  if (js_GetConsumerInfo(&ci, nats.handles().js, "PYOCO_EVENTS", kWebhooks, nullptr, &jerr) !=
+      NATS_OK) {
+    return r;
+  }
+  if (ci->Config->AckWait != wait || ci->Config->MaxDeliver != max_deliver) {
+    jsConsumerConfig cc = *ci->Config;
+    cc.AckWait = wait;
+    cc.MaxDeliver = max_deliver;
+    jsConsumerInfo* updated = nullptr;
+    const natsStatus s =
+        js_UpdateConsumer(&updated, nats.handles().js, "PYOCO_EVENTS", &cc, nullptr, &jerr);
+    if (updated != nullptr) jsConsumerInfo_Destroy(updated);
+    if (s != NATS_OK) {
+      jsConsumerInfo_Destroy(ci);
+      throw_nats("cannot update consumer pyoco_webhooks", s, jerr);
+    }
+  }
+  jsConsumerInfo_Destroy(ci);
+  return r;
 }
 
 }  // namespace pyoco::cluster

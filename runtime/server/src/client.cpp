@@ -108,7 +108,7 @@ ClientResponse http_call(const std::string& server, http::verb method, const std
                          std::chrono::milliseconds timeout) {
   const auto [host, port] = address_of(server);
   http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, host);
+  req.set(http::field::host, port == "80" ? host : host + ":" + port);
   req.set(http::field::user_agent, "pyoco-client");
   for (const auto& [k, v] : headers) req.set(k, v);
   if (!body.empty() || method == http::verb::post) {
@@ -156,12 +156,13 @@ ClientResponse http_call(const std::string& server, http::verb method, const std
   });
   io.run();
   if (!answered) {
-    throw ClientError("cannot reach the gateway at " + server + " (" +
-                      (failed == beast::error::timeout
-                           ? "no answer within " + std::to_string(timeout.count()) + " ms"
-                           : failed.message()) +
-                      "): start it with `pyoco server`, or give its address with --server URL or "
-                      "PYOCO_SERVER");
+    const std::string reason = failed == beast::error::timeout
+                                   ? "no answer within " + std::to_string(timeout.count()) + " ms"
+                                   : failed.message();
+    throw ClientError("cannot reach the gateway at " + server + " (" + reason +
+                          "): start it with `pyoco server`, or give its address with --server "
+                          "URL or PYOCO_SERVER",
+                      reason);
   }
   beast::error_code ignored;
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

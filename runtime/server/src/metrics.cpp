@@ -2,6 +2,7 @@
 #include <pyoco/server/metrics.hpp>
 
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <mutex>
@@ -64,11 +65,13 @@ std::string escape(std::string_view v) {
   return out;
 }
 
+// The shortest text that reads back as `v` (0.1, not 0.10000000000000001:
+// Prometheus matches `le` labels as text).
 std::string number(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
 void header(std::string& out, const char* name, const char* type, const char* help) {

@@ -77,8 +77,10 @@ MetricsFeed::MetricsFeed(cluster::Connection& nats, Metrics& metrics)
 }
 
 MetricsFeed::~MetricsFeed() {
+  // Drained, so that no callback still runs when the counts it writes go
+  // (the durable stays: it is bound, not made, here; the group goes on).
   for (natsSubscription* sub : impl_->subscriptions) {
-    natsSubscription_Unsubscribe(sub);  // the durable stays: the group goes on
+    if (natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 5000);
     natsSubscription_Destroy(sub);
   }
 }

@@ -187,19 +187,23 @@ struct WebhookSender::Impl {
                                          "application/json", headers, options.timeout);
       if (r.status >= 200 && r.status < 300) return {};
       return "HTTP " + std::to_string(r.status);
-    } catch (const ClientError&) {
-      return "no answer within " + std::to_string(options.timeout.count()) + " ms";
+    } catch (const ClientError& e) {
+      return e.reason().empty() ? e.what() : e.reason();
     }
   }
 
-  void dead_letter(const json::object& end, const std::string& error, std::uint64_t tries) {
+  // The receiver's address without its path (which may hold a token).
+  std::string where() const { return server; }
+
+  // False when NATS did not take it (the end is then tried again later).
+  bool dead_letter(const json::object& end, const std::string& error, std::uint64_t tries) {
     const std::string run_id(end.at("run_id").as_string());
     const json::object o{{"reason", "webhook_failed"},
-                         {"error", "POST " + options.url + " failed " + std::to_string(tries) +
+                         {"error", "POST " + where() + " failed " + std::to_string(tries) +
                                        " times; the last: " + error},
                          {"run_id", run_id},
                          {"flow_name", end.contains("flow") ? end.at("flow") : json::value()},
-                         {"url", options.url},
+                         {"url", where()},
                          {"ts", cluster::epoch_now()}};
     const std::string body = json::serialize(o);
     const std::string id = run_id + ".webhook";
@@ -208,9 +212,13 @@ struct WebhookSender::Impl {
     po.MsgId = id.c_str();
     jsPubAck* ack = nullptr;
     if (js_Publish(&ack, nats.handles().js, "pyoco.dlq.webhooks", body.data(),
-                   static_cast<int>(body.size()), &po, nullptr) == NATS_OK) {
-      jsPubAck_Destroy(ack);
+                   static_cast<int>(body.size()), &po, nullptr) != NATS_OK) {
+      return false;
     }
+    jsPubAck_Destroy(ack);
+    cluster::log(cluster::LogLevel::warning, "webhooks: given up",
+                 {{"run_id", run_id}, {"receiver", where()}, {"tries", tries}, {"error", error}});
+    return true;
   }
 
   void handle(natsMsg* m) {
@@ -249,8 +257,11 @@ struct WebhookSender::Impl {
     if (error.empty()) {
       natsMsg_AckSync(m, nullptr, nullptr);
     } else if (delivered > static_cast<std::uint64_t>(options.retries)) {
-      dead_letter(end, error, delivered);
-      natsMsg_Term(m, nullptr);
+      if (dead_letter(end, error, delivered)) {
+        natsMsg_Term(m, nullptr);
+      } else {
+        natsMsg_NakWithDelay(m, 5000, nullptr);  // the spare delivery: the letter later
+      }
     } else {
       natsMsg_NakWithDelay(m, backoff_ms(delivered), nullptr);
     }
@@ -270,7 +281,11 @@ struct WebhookSender::Impl {
     while (!stopping) {
       natsMsgList list{};
       // One at a time, polls of a second (so that a stop is heard).
-      if (natsSubscription_Fetch(&list, sub, 1, 1000, nullptr) == NATS_OK && list.Count > 0) {
+      const natsStatus got = natsSubscription_Fetch(&list, sub, 1, 1000, nullptr);
+      if (got != NATS_OK && got != NATS_TIMEOUT) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));  // NATS away: no busy loop
+      }
+      if (got == NATS_OK && list.Count > 0) {
         try {
           handle(list.Msgs[0]);
         } catch (const std::exception& e) {
@@ -287,9 +302,10 @@ struct WebhookSender::Impl {
 
 WebhookSender::WebhookSender(cluster::Connection& nats, WebhookOptions options)
     : impl_(std::make_shared<Impl>(nats, std::move(options))) {
-  // The AckWait covers one try (and the payload's reads); MaxDeliver the
-  // retries, plus one for the dead letter's try.
-  cluster::init_webhook_consumer(nats, impl_->options.timeout + std::chrono::seconds(10),
+  // The AckWait covers a try, a slow name lookup included (getaddrinfo's
+  // own limits), and the payload's reads; MaxDeliver the retries, plus one
+  // spare for the dead letter.
+  cluster::init_webhook_consumer(nats, impl_->options.timeout + std::chrono::seconds(40),
                                  impl_->options.retries + 2);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, impl_->options.senders); ++i) {
     impl_->threads.emplace_back([impl = impl_] { impl->loop(); });

@@ -38,7 +38,7 @@ struct LogValue {
 
 using LogFields = std::initializer_list<std::pair<std::string_view, LogValue>>;
 
-// One line: `2026-11-30T08:16:55.123Z INFO worker: claimed run_id=... attempt=1`,
+// One line: `2026-11-30T08:16:55.123Z info worker: claimed run_id=... attempt=1`,
 // or {"ts": ..., "level": "info", "msg": "worker: claimed", "run_id": ..., ...}.
 void log(LogLevel level, std::string_view message, LogFields fields = {});
 

@@ -15,7 +15,14 @@ namespace pyoco::server {
 // The gateway could not be reached, or did not answer in time.
 class ClientError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ClientError(const std::string& what, std::string reason = {})
+      : std::runtime_error(what), reason_(std::move(reason)) {}
+  // Why, without advice for `pyoco client` users ("no answer within 500
+  // ms", "Connection refused").
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::string reason_;
 };
 
 struct ClientResponse {
