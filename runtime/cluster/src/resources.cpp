@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <string_view>
 
 #include <pyoco/cluster/nats_handles.hpp>
@@ -101,25 +102,28 @@ std::string description(const char* what) {
   return std::string("pyoco: ") + what + " (schema " + std::to_string(kSchemaVersion) + ")";
 }
 
-// Refuses a resource whose description is not one of ours of this schema.
-void check_ours(const char* kind, const std::string& name, const char* found) {
+// Refuses a resource whose description is not one of ours of this schema,
+// after `release` (the caller's info about it).
+void check_ours(const char* kind, const std::string& name, const char* found,
+                const std::function<void()>& release) {
   const std::string_view d = found != nullptr ? found : "";
-  const std::string_view tail = "(schema " + std::to_string(kSchemaVersion) + ")";
+  const std::string tail = "(schema " + std::to_string(kSchemaVersion) + ")";
   if (d.rfind("pyoco: ", 0) == 0 && d.size() >= tail.size() &&
       d.substr(d.size() - tail.size()) == tail) {
     return;
   }
-  if (d.rfind("pyoco: ", 0) == 0) {
-    throw NatsError(std::string(kind) + " " + name + " was made by another version of pyoco (\"" +
-                    std::string(d) + "\"; this one writes schema " +
-                    std::to_string(kSchemaVersion) +
-                    "): upgrade every gateway and worker together");
-  }
-  throw NatsError(std::string(kind) + " " + name +
-                  " exists on this NATS but pyoco did not make it (its description is \"" +
-                  std::string(d) +
-                  "\"): pyoco will not use or change it; delete it, or point pyoco at another "
-                  "NATS");
+  const std::string message =
+      d.rfind("pyoco: ", 0) == 0
+          ? std::string(kind) + " " + name + " was made by another version of pyoco (\"" +
+                std::string(d) + "\"; this one writes schema " + std::to_string(kSchemaVersion) +
+                "): upgrade every gateway and worker together"
+          : std::string(kind) + " " + name +
+                " exists on this NATS but pyoco did not make it (its description is \"" +
+                std::string(d) +
+                "\"): pyoco will not use or change it; delete it, or point pyoco at another "
+                "NATS";
+  release();
+  throw NatsError(message);
 }
 
 [[noreturn]] void refused(const std::string& what, natsStatus s, jsErrCode jerr, int replicas) {
@@ -203,7 +207,7 @@ class Resources {
     jsStreamInfo* si = find_stream(def.name);
     bool created = false;
     if (si != nullptr) {
-      check_ours("stream", def.name, si->Config->Description);
+      check_ours("stream", def.name, si->Config->Description, [&] { jsStreamInfo_Destroy(si); });
       si = keep_replicas(si, std::string("stream ") + def.name);
     } else if (create_) {
       const std::string desc = description(def.what);
@@ -246,7 +250,7 @@ class Resources {
     natsStatus s = js_GetConsumerInfo(&ci, js_, stream.c_str(), name.c_str(), nullptr, &jerr);
     bool created = false;
     if (s == NATS_OK) {
-      check_ours("consumer", name, ci->Config->Description);
+      check_ours("consumer", name, ci->Config->Description, [&] { jsConsumerInfo_Destroy(ci); });
     } else if (!not_found(s, jerr)) {
       throw_nats("cannot read consumer " + name + " of " + stream, s, jerr);
     } else if (create_) {
@@ -347,7 +351,7 @@ class Resources {
     jsStreamInfo* si = find_stream(stream);
     bool created = false;
     if (si != nullptr) {
-      check_ours("bucket", def.name, si->Config->Description);
+      check_ours("bucket", def.name, si->Config->Description, [&] { jsStreamInfo_Destroy(si); });
       si = keep_replicas(si, std::string("bucket ") + def.name);
     } else if (create_) {
       const std::string desc = description(def.what);
