@@ -75,3 +75,11 @@ BOOST_AUTO_TEST_CASE(gauges_and_requests_are_rendered) {
   BOOST_TEST(has_line(text, "pyoco_http_request_duration_seconds_count{route=\"/runs/{id}\"} 2"));
   BOOST_TEST(text.find("pyoco_build_info{version=\"") != std::string::npos);
 }
+
+BOOST_AUTO_TEST_CASE(a_status_not_of_ours_is_counted_as_other) {
+  Metrics m;
+  for (int i = 0; i < 1000; ++i) m.run_ended("MADE-UP-" + std::to_string(i), "f", -1);
+  const std::string text = m.render({});
+  BOOST_TEST(has_line(text, "pyoco_runs_total{status=\"other\"} 1000"));
+  BOOST_TEST(text.find("MADE-UP") == std::string::npos);
+}

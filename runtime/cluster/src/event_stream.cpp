@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <memory>
 
 namespace pyoco::cluster {
 
@@ -31,7 +32,10 @@ natsSubscription* subscribe_events(Connection& nats, const std::string& subject,
 
 bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
                  const std::function<void(std::uint64_t, const json::object&)>& each) {
-  natsSubscription* sub = subscribe_events(nats, subject, after);
+  // Destroyed however this ends (`each` may throw).
+  const std::unique_ptr<natsSubscription, decltype(&natsSubscription_Destroy)> owned(
+      subscribe_events(nats, subject, after), &natsSubscription_Destroy);
+  natsSubscription* sub = owned.get();
   if (sub == nullptr) return false;
   jsConsumerInfo* ci = nullptr;
   std::uint64_t pending = 1;  // unknown: read until a message says none is left
@@ -58,7 +62,6 @@ bool read_events(Connection& nats, const std::string& subject, std::uint64_t aft
     natsMsg_Destroy(m);
     if (!ec && v.is_object()) each(seq, v.as_object());
   }
-  natsSubscription_Destroy(sub);
   return true;
 }
 
@@ -174,6 +177,7 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
   {
     std::lock_guard lock(impl_->mutex);
     if (auto it = impl_->attempts.find(e.run_id); it != impl_->attempts.end()) attempt = it->second;
+    ++impl_->unacked[std::string(e.run_id)];  // before the publish: its ack may come at once
   }
   json::object o = trace::to_json(trace::Event::from(e));
   o["attempt"] = attempt;
@@ -183,10 +187,6 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
   const std::string id =
       std::string(e.run_id) + "." + std::to_string(attempt) + "." + std::to_string(e.seq);
   jsPubOptions po = Impl::publish_options(id.c_str());
-  {
-    std::lock_guard lock(impl_->mutex);
-    ++impl_->unacked[std::string(e.run_id)];
-  }
   const natsStatus s =
       js_PublishAsync(impl_->js, subject.c_str(), body.data(), static_cast<int>(body.size()), &po);
   if (s != NATS_OK) {

@@ -120,10 +120,14 @@ void log(LogLevel level, std::string_view message, LogFields fields) {
       line += " ";
       line += k;
       line += "=";
-      // Plain when it reads plainly; quoted (JSON) when a space or quote
-      // would make the line ambiguous.
-      const bool plain = v.is_string() && !v.as_string().empty() &&
-                         v.as_string().find_first_of(" \"=\n\r\t") == json::string::npos;
+      // Plain when it reads plainly; quoted (JSON, which escapes control
+      // characters) when a space, quote, `=` or control character would make
+      // the line ambiguous or play tricks on a terminal.
+      bool plain = v.is_string() && !v.as_string().empty();
+      for (const char c : plain ? std::string_view(v.as_string()) : std::string_view()) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f || c == ' ' || c == '"' || c == '=') plain = false;
+      }
       if (v.is_double()) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.3f", v.as_double());

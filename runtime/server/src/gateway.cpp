@@ -311,7 +311,9 @@ class Gateway {
     const bool asked = cluster::read_events(
         nats_, "pyoco.ev." + id + ".log", after, [&](std::uint64_t seq, const json::object& o) {
           last = seq;
-          const std::string node = o.contains("node") ? std::string(o.at("node").as_string()) : "";
+          const json::value* n = o.if_contains("node");
+          const std::string node =
+              n != nullptr && n->is_string() ? std::string(n->as_string()) : "";
           if (task.empty() || node == task || node.rfind(task + "[", 0) == 0) {
             items.push_back(
                 json::object{{"id", seq},
@@ -521,7 +523,12 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
         json::value run_id;
         if (route.rfind("/runs/{id}", 0) == 0) {
           const std::string_view rest = path.substr(6);
-          run_id = rest.substr(0, rest.find('/'));
+          const std::string id(rest.substr(0, rest.find('/')));
+          try {
+            cluster::check_run_id(id);  // a valid id, or none: the path is the client's
+            run_id = json::value(id);
+          } catch (const cluster::NatsError&) {
+          }
         } else if (req.method() == http::verb::post && res.result_int() == 200) {
           boost::system::error_code ec;
           const json::value v = json::parse(res.body(), ec);

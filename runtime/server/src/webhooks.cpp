@@ -110,7 +110,9 @@ struct WebhookSender::Impl {
   std::atomic<bool> stopping{false};
   std::vector<std::thread> threads;
 
-  Impl(cluster::Connection& n, WebhookOptions o) : nats(n), options(std::move(o)) {
+  cluster::RunRecords runs;  // the bucket, opened once
+
+  Impl(cluster::Connection& n, WebhookOptions o) : nats(n), options(std::move(o)), runs(n) {
     const auto path = options.url.find('/', 7);
     server = options.url.substr(0, path);
     target = path == std::string::npos ? "/" : options.url.substr(path);
@@ -245,7 +247,7 @@ struct WebhookSender::Impl {
     }
     std::optional<cluster::RunRecord> record;
     try {
-      record = cluster::RunRecords(nats).get(std::string(end.at("run_id").as_string()));
+      record = runs.get(std::string(end.at("run_id").as_string()));
     } catch (const cluster::NatsError&) {
       natsMsg_NakWithDelay(m, 1000, nullptr);  // NATS is away: later
       return;
