@@ -9,7 +9,7 @@ find_package(tomlplusplus 3 CONFIG REQUIRED)
 find_package(yaml-cpp 0.7 CONFIG REQUIRED)
 find_package(CLI11 2 CONFIG REQUIRED)
 find_package(SQLite3 REQUIRED)
-find_package(OpenSSL 3 REQUIRED COMPONENTS Crypto)
+find_package(OpenSSL 3 REQUIRED COMPONENTS Crypto SSL)
 
 # cnats 3.4's CMake config also declares a static library that Debian does
 # not ship, which makes find_package(cnats) fail; pkg-config is reliable.
