@@ -51,7 +51,7 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
   // SSE: the snapshot, then every event once; resumed after any event's id,
   // the rest follows with no gap and no duplicate.
   std::vector<server::StreamEvent> all;
-  server::http_stream(s.url, "/runs/" + hello_id + "/watch", "", [&](const auto& e) {
+  server::http_stream({s.url}, "/runs/" + hello_id + "/watch", "", [&](const auto& e) {
     all.push_back(e);
     return true;
   });
@@ -60,7 +60,7 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
   BOOST_TEST(all.back().data.find("\"kind\":\"run_end\"") != std::string::npos);
   const std::size_t middle = all.size() / 2;
   std::vector<std::string> resumed;
-  server::http_stream(s.url, "/runs/" + hello_id + "/watch", all[middle].id, [&](const auto& e) {
+  server::http_stream({s.url}, "/runs/" + hello_id + "/watch", all[middle].id, [&](const auto& e) {
     resumed.push_back(e.id);
     return true;
   });

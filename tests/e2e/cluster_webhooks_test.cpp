@@ -46,24 +46,27 @@ struct Receiver {
                      std::string(r["X-Pyoco-Timestamp"]), std::string(r["X-Pyoco-Delivery"]),
                      std::string(r["X-Pyoco-Event"]), std::chrono::steady_clock::now(), status});
     };
-    router->add(http::verb::post, "/flaky", [this, record](const server::Request& r, auto&) {
-      bool first = true;
-      {
-        std::lock_guard lock(mutex);
-        for (const auto& g : got) first = first && g.delivery != r["X-Pyoco-Delivery"];
-      }
-      record(r, first ? 500 : 200);
-      return server::json_response(first ? 500 : 200, json::object{});
-    });
-    router->add(http::verb::post, "/slow", [record](const server::Request& r, auto&) {
-      record(r, 0);
-      std::this_thread::sleep_for(2s);  // past the sender's timeout
-      return server::json_response(200, json::object{});
-    });
-    router->add(http::verb::post, "/ok", [record](const server::Request& r, auto&) {
-      record(r, 200);
-      return server::json_response(200, json::object{});
-    });
+    router->add(http::verb::post, "/flaky", server::kPublic,
+                [this, record](const server::Request& r, auto&, auto&) {
+                  bool first = true;
+                  {
+                    std::lock_guard lock(mutex);
+                    for (const auto& g : got) first = first && g.delivery != r["X-Pyoco-Delivery"];
+                  }
+                  record(r, first ? 500 : 200);
+                  return server::json_response(first ? 500 : 200, json::object{});
+                });
+    router->add(http::verb::post, "/slow", server::kPublic,
+                [record](const server::Request& r, auto&, auto&) {
+                  record(r, 0);
+                  std::this_thread::sleep_for(2s);  // past the sender's timeout
+                  return server::json_response(200, json::object{});
+                });
+    router->add(http::verb::post, "/ok", server::kPublic,
+                [record](const server::Request& r, auto&, auto&) {
+                  record(r, 200);
+                  return server::json_response(200, json::object{});
+                });
     server::ListenOptions lo;
     lo.port = 0;
     lo.handler_threads = 8;

@@ -22,6 +22,7 @@ struct Server {
   TempDir dir;
   std::unique_ptr<ChildProcess> child;
   std::string url;
+  std::string api_key;  // sent by call() and client() when set
 
   explicit Server(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
     std::vector<std::string> argv{pyoco_exe().string(), "server", "--listen", "127.0.0.1:0"};
@@ -43,12 +44,14 @@ struct Server {
   ProcessResult client(std::vector<std::string> args) const {
     args.insert(args.begin(), "client");
     args.insert(args.begin() + 2, {"--server", url});
-    return run_pyoco(args, {.cwd = dir.path(), .timeout = std::chrono::seconds(60)});
+    ProcessOptions options{.cwd = dir.path(), .timeout = std::chrono::seconds(60)};
+    if (!api_key.empty()) options.env["PYOCO_API_KEY"] = api_key;
+    return run_pyoco(args, options);
   }
 
   server::ClientResponse call(boost::beast::http::verb method, const std::string& target,
                               const std::string& body = {}) const {
-    return server::http_call(url, method, target, body);
+    return server::http_call(server::Endpoint{url, api_key, {}}, method, target, body);
   }
 };
 

@@ -87,6 +87,10 @@ int run(int argc, char** argv) {
       app.add_subcommand("client", "Submit, follow and cancel runs through a gateway");
   client->require_subcommand(0, 1);
   add_client_commands(client, table);
+  CLI::App* keys =
+      app.add_subcommand("keys", "Make, list, revoke and import the gateway's API keys");
+  keys->require_subcommand(0, 1);
+  add_keys_commands(keys, table);
 
   // Last: CLI11 copies a footer into subcommands added after it.
   app.footer(kFooter);

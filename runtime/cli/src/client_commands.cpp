@@ -25,6 +25,8 @@ namespace {
 
 struct ClientArgs {
   std::string server;
+  std::string api_key;
+  std::string ca_file;
   std::string flow;  // submit: the flow name; submit-yaml: the file
   std::string flow_name;
   std::string tag;
@@ -42,10 +44,17 @@ struct ClientArgs {
   bool json_out = false;
 };
 
-std::string server_url(const ClientArgs& a) {
-  if (!a.server.empty()) return a.server;
-  const char* env = std::getenv("PYOCO_SERVER");
-  return env != nullptr && *env != '\0' ? env : "http://127.0.0.1:8000";
+// --server, else PYOCO_SERVER; --api-key, else PYOCO_API_KEY; --ca-file,
+// else PYOCO_CA_FILE.
+server::Endpoint gateway(const ClientArgs& a) {
+  auto setting = [](const std::string& flag, const char* name, const char* fallback) {
+    if (!flag.empty()) return flag;
+    const char* env = std::getenv(name);
+    return std::string(env != nullptr && *env != '\0' ? env : fallback);
+  };
+  return server::Endpoint{setting(a.server, "PYOCO_SERVER", "http://127.0.0.1:8000"),
+                          setting(a.api_key, "PYOCO_API_KEY", ""),
+                          setting(a.ca_file, "PYOCO_CA_FILE", "")};
 }
 
 // The gateway's answer as JSON; an error answer becomes one line on stderr.
@@ -53,7 +62,7 @@ json::value call(const ClientArgs& a, http::verb method, const std::string& targ
                  const std::string& body = {}, const std::string& type = "application/json",
                  std::map<std::string, std::string> headers = {}) {
   const server::ClientResponse r =
-      server::http_call(server_url(a), method, target, body, type, headers);
+      server::http_call(gateway(a), method, target, body, type, headers);
   boost::system::error_code ec;
   json::value v = json::parse(r.body, ec);
   if (r.status >= 400) {
@@ -122,7 +131,7 @@ std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet
       std::this_thread::sleep_for(std::chrono::milliseconds(500));  // then resume
     }
     server::http_stream(
-        server_url(a), "/runs/" + id + "/watch", last, [&](const server::StreamEvent& e) {
+        gateway(a), "/runs/" + id + "/watch", last, [&](const server::StreamEvent& e) {
           if (e.event == "snapshot") return true;
           last = e.id;
           boost::system::error_code ec;
@@ -182,6 +191,14 @@ void common(CLI::App* cmd, ClientArgs& a) {
   cmd->add_option("--server", a.server,
                   "The gateway (default: PYOCO_SERVER, else http://127.0.0.1:8000)")
       ->type_name("URL");
+  cmd->add_option("--api-key", a.api_key,
+                  "The API key to send, when the gateway requires one (default: PYOCO_API_KEY; "
+                  "prefer it: a flag shows in ps)")
+      ->type_name("KEY");
+  cmd->add_option("--ca-file", a.ca_file,
+                  "For an https:// gateway: a PEM CA certificate to trust besides the system's "
+                  "(default: PYOCO_CA_FILE)")
+      ->type_name("FILE");
 }
 
 void submit_options(CLI::App* cmd, ClientArgs& a) {
@@ -312,8 +329,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
       bool ended = false;
       for (int drops = 0; !ended && drops < 60; ++drops) {
         server::http_stream(
-            server_url(*a), "/runs/" + a->run_id + "/watch", last,
-            [&](const server::StreamEvent& e) {
+            gateway(*a), "/runs/" + a->run_id + "/watch", last, [&](const server::StreamEvent& e) {
               if (e.event == "snapshot") return true;
               last = e.id;
               const json::value ev = json::parse(e.data);

@@ -33,5 +33,6 @@ void add_cluster_commands(CLI::App* cluster, CommandTable& table);
 void add_worker_command(CLI::App& app, CommandTable& table);
 void add_server_command(CLI::App& app, CommandTable& table);
 void add_client_commands(CLI::App* client, CommandTable& table);
+void add_keys_commands(CLI::App* keys, CommandTable& table);
 
 }  // namespace pyoco::cli

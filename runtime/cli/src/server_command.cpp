@@ -135,6 +135,7 @@ int run_server(ServerArgs& a) {
     }
     std::optional<server::WebhookOptions> webhooks;
     try {
+      go.auth = server::auth_options_from_env();
       webhooks = server::webhook_options_from_env();
     } catch (const std::invalid_argument& e) {
       std::cerr << "pyoco server: " << e.what() << '\n';
@@ -150,6 +151,10 @@ int run_server(ServerArgs& a) {
       std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url.substr(0, path) << '\n';
     }
     std::cerr << "pyoco server: listening on http://" << lo.host << ":" << http.port() << '\n';
+    std::cerr << "pyoco server: "
+              << (go.auth ? "API keys required on every route but /health"
+                          : "no authentication (set PYOCO_HTTP_AUTH_MODE=api_key to require keys)")
+              << '\n';
     std::cout << "http://" << lo.host << ":" << http.port() << std::endl;
 
     std::optional<cluster::Connection> worker_nats;

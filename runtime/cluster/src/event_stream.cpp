@@ -222,12 +222,15 @@ void publish_once(Connection& nats, const std::string& run_id, const std::string
 }  // namespace
 
 void publish_run_submitted(Connection& nats, const RunJob& job) {
-  publish_once(nats, job.run_id, job.run_id + ".submitted",
-               json::object{{"kind", "run_submitted"},
-                            {"run_id", job.run_id},
-                            {"flow", job.flow_name},
-                            {"tag", job.tag},
-                            {"ts", epoch_now()}});
+  json::object o{{"kind", "run_submitted"},
+                 {"run_id", job.run_id},
+                 {"flow", job.flow_name},
+                 {"tag", job.tag},
+                 {"ts", epoch_now()}};
+  // The gateways' run index keeps each run's tenant: lists never show
+  // another tenant's runs.
+  if (!job.tenant_id.empty()) o["tenant_id"] = job.tenant_id;
+  publish_once(nats, job.run_id, job.run_id + ".submitted", o);
 }
 
 void publish_run_end(Connection& nats, const RunRecord& record) {

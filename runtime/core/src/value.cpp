@@ -1,3 +1,4 @@
+#include <pyoco/core/base64.hpp>
 #include <pyoco/core/value.hpp>
 
 #include <pyoco/core/text.hpp>
@@ -298,26 +299,6 @@ const ValueNode* node_from_json(Arena& a, const boost::json::value& j) {
     }
   }
   return a.make_null();
-}
-
-std::string base64(std::string_view in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v =
-        (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
-    out += {t[v >> 18 & 63], t[v >> 12 & 63], t[v >> 6 & 63], t[v & 63]};
-  }
-  if (i + 1 == in.size()) {
-    const unsigned v = (unsigned char)in[i] << 16;
-    out += {t[v >> 18 & 63], t[v >> 12 & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    const unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
-    out += {t[v >> 18 & 63], t[v >> 12 & 63], t[v >> 6 & 63], '='};
-  }
-  return out;
 }
 
 }  // namespace

@@ -41,9 +41,10 @@ Address address_of(const std::string& server) {
 
 }  // namespace
 
-void http_stream(const std::string& server, const std::string& target,
+void http_stream(const Endpoint& gateway, const std::string& target,
                  const std::string& last_event_id,
                  const std::function<bool(const StreamEvent&)>& on_event) {
+  const std::string& server = gateway.url;
   const Address a = address_of(server);
   asio::io_context io;
   asio::ip::tcp::socket socket(io);
@@ -54,6 +55,7 @@ void http_stream(const std::string& server, const std::string& target,
   std::string request = "GET " + target + " HTTP/1.1\r\nHost: " + a.host +
                         "\r\nAccept: text/event-stream\r\nUser-Agent: pyoco-client\r\n";
   if (!last_event_id.empty()) request += "Last-Event-ID: " + last_event_id + "\r\n";
+  if (!gateway.api_key.empty()) request += "X-API-Key: " + gateway.api_key + "\r\n";
   request += "\r\n";
   asio::write(socket, asio::buffer(request), ec);
   if (ec) unreachable(server, ec);
@@ -106,10 +108,19 @@ ClientResponse http_call(const std::string& server, http::verb method, const std
                          const std::string& body, const std::string& content_type,
                          const std::map<std::string, std::string>& headers,
                          std::chrono::milliseconds timeout) {
+  return http_call(Endpoint{server, {}, {}}, method, target, body, content_type, headers, timeout);
+}
+
+ClientResponse http_call(const Endpoint& gateway, http::verb method, const std::string& target,
+                         const std::string& body, const std::string& content_type,
+                         const std::map<std::string, std::string>& headers,
+                         std::chrono::milliseconds timeout) {
+  const std::string& server = gateway.url;
   const auto [host, port] = address_of(server);
   http::request<http::string_body> req{method, target, 11};
   req.set(http::field::host, port == "80" ? host : host + ":" + port);
   req.set(http::field::user_agent, "pyoco-client");
+  if (!gateway.api_key.empty()) req.set("X-API-Key", gateway.api_key);
   for (const auto& [k, v] : headers) req.set(k, v);
   if (!body.empty() || method == http::verb::post) {
     req.set(http::field::content_type, content_type);

@@ -1,3 +1,4 @@
+#include <pyoco/cluster/api_keys.hpp>
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/process_log.hpp>
@@ -7,6 +8,7 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/server/auth.hpp>
 #include <pyoco/server/gateway.hpp>
 #include <pyoco/server/metrics.hpp>
 #include <pyoco/server/metrics_feed.hpp>
@@ -140,7 +142,7 @@ class Gateway {
                                                       {"nats", up ? "connected" : "disconnected"}});
   }
 
-  Response submit(const Request& req) {
+  Response submit(const Request& req, const Caller& caller) {
     const json::object body = body_object(req);
     const json::value* flow = body.if_contains("flow_name");
     if (flow == nullptr || !flow->is_string() || flow->as_string().empty()) {
@@ -158,10 +160,10 @@ class Gateway {
       if (!p->is_object()) unprocessable("params: must be a JSON object");
       job.params = p->as_object();
     }
-    return queue(req, std::move(job));
+    return queue(req, caller, std::move(job));
   }
 
-  Response submit_yaml(const Request& req) {
+  Response submit_yaml(const Request& req, const Caller& caller) {
     std::string workflow, flow_name;
     std::string tag = options_.default_tag;
     const std::string type(req[http::field::content_type]);
@@ -203,11 +205,12 @@ class Gateway {
     }
     job.tag = tag;
     job.workflow_yaml = std::move(workflow);
-    return queue(req, std::move(job));
+    return queue(req, caller, std::move(job));
   }
 
-  Response list(const Request& req) const {
+  Response list(const Request& req, const Caller& caller) const {
     RunQuery q;
+    if (!caller.any_tenant) q.tenant = caller.tenant;
     q.status = query_value(req.target(), "status");
     q.flow = query_value(req.target(), "flow");
     q.tag = query_value(req.target(), "tag");
@@ -237,20 +240,20 @@ class Gateway {
                                                     : json::value(nullptr)}});
   }
 
-  Response get(const std::string& id) const {
-    const cluster::RunRecord r = find(id);
+  Response get(const std::string& id, const Caller& caller) const {
+    const cluster::RunRecord r = find(id, caller);
     return json_response(200, r.snapshot);
   }
 
-  Response tasks(const std::string& id) const {
-    const cluster::RunRecord r = find(id);
+  Response tasks(const std::string& id, const Caller& caller) const {
+    const cluster::RunRecord r = find(id, caller);
     json::object out{{"run_id", id}, {"status", r.status()}};
     const json::value* t = r.snapshot.if_contains("tasks");
     out["tasks"] = t != nullptr ? *t : json::value(json::object{});
     return json_response(200, out);
   }
 
-  Response workers(const Request& req) const {
+  Response workers(const Request& req, const Caller& caller) const {
     const std::string state = query_value(req.target(), "state");
     static const std::set<std::string> states{"RUNNING", "IDLE", "DRAINING", "STOPPED_GRACEFUL",
                                               "DISCONNECTED"};
@@ -270,6 +273,7 @@ class Gateway {
     }
     json::array out;
     for (json::object& w : workers_.list(state, hidden == "true" || hidden == "1", limit)) {
+      if (!caller.any_tenant) hide_others(w, caller);
       out.push_back(std::move(w));
     }
     return json_response(200, out);
@@ -294,8 +298,8 @@ class Gateway {
   // The run's log lines from PYOCO_EVENTS (its `log` events): `task` keeps
   // one node's (its iterations too), `after` those past a stream sequence
   // (`next_after` of the last answer), `tail` the last N.
-  Response logs(const Request& req, const std::string& id) const {
-    find(id);  // 404 for an unknown run
+  Response logs(const Request& req, const std::string& id, const Caller& caller) const {
+    find(id, caller);  // 404 for an unknown run, or another tenant's
     const std::string task = query_value(req.target(), "task");
     std::uint64_t after = 0;
     std::size_t tail = 0;
@@ -333,8 +337,8 @@ class Gateway {
   // SSE: the record first, then the run's events from PYOCO_EVENTS with the
   // stream sequence as their id, until its RunEnd. Last-Event-ID resumes
   // after that sequence: no gap, no duplicate.
-  void watch(const Request& req, const std::string& id, EventStream& out) {
-    const cluster::RunRecord record = find(id);  // 404 before anything is sent
+  void watch(const Request& req, const std::string& id, const Caller& caller, EventStream& out) {
+    const cluster::RunRecord record = find(id, caller);  // 404 before anything is sent
     std::uint64_t after = 0;
     std::string last(req["Last-Event-ID"]);
     if (last.empty()) last = query_value(req.target(), "last_event_id");
@@ -380,10 +384,11 @@ class Gateway {
     natsSubscription_Destroy(sub);
   }
 
-  Response cancel(const std::string& id) {
-    check_id(id);
+  Response cancel(const std::string& id, const Caller& caller) {
+    find(id, caller);  // another tenant's run is not found
     try {
-      const auto r = cluster::request_cancel(nats_, runs_, id, "http");
+      const auto r = cluster::request_cancel(
+          nats_, runs_, id, caller.key_id.empty() ? "http" : "key " + caller.key_id);
       if (!r) throw HttpError{404, "not_found", "run " + id + " not found"};
       return json_response(200, json::object{{"run_id", id}, {"status", r->status()}});
     } catch (const cluster::NatsError& e) {
@@ -392,8 +397,9 @@ class Gateway {
   }
 
  private:
-  Response queue(const Request& req, cluster::RunJob job) {
-    job.run_id = run_id_for(req["Idempotency-Key"], "");
+  Response queue(const Request& req, const Caller& caller, cluster::RunJob job) {
+    job.tenant_id = caller.tenant;
+    job.run_id = run_id_for(req["Idempotency-Key"], caller.tenant);
     try {
       const cluster::Submitted s = cluster::submit_run(nats_, runs_, job);
       return json_response(200,
@@ -411,15 +417,39 @@ class Gateway {
     }
   }
 
-  cluster::RunRecord find(const std::string& id) const {
+  // The run, if this caller may see it: another tenant's run is as
+  // unknown as one that never was (its existence never leaks).
+  cluster::RunRecord find(const std::string& id, const Caller& caller) const {
     check_id(id);
     try {
       auto r = runs_.get(id);
-      if (!r) throw HttpError{404, "not_found", "run " + id + " not found"};
+      if (!r || !caller.sees(tenant_of(*r))) {
+        throw HttpError{404, "not_found", "run " + id + " not found"};
+      }
       return *r;
     } catch (const cluster::NatsError& e) {
       nats_down(e);
     }
+  }
+
+  static std::string tenant_of(const cluster::RunRecord& r) {
+    const json::value* t = r.snapshot.if_contains("tenant_id");
+    return t != nullptr && t->is_string() ? std::string(t->as_string()) : std::string();
+  }
+
+  // A worker as a tenant sees it: the runs it runs for other tenants are
+  // left out of `running` (a run the index has not seen yet counts as not
+  // this tenant's).
+  void hide_others(json::object& worker, const Caller& caller) const {
+    json::value* running = worker.if_contains("running");
+    if (running == nullptr || !running->is_array()) return;
+    json::array mine;
+    for (const json::value& id : running->as_array()) {
+      if (!id.is_string()) continue;
+      const auto tenant = index_.tenant_of(std::string(id.as_string()));
+      if (tenant && caller.sees(*tenant)) mine.push_back(id);
+    }
+    *running = std::move(mine);
   }
 
   // The gauges a scrape reads: in-progress runs from the index, queues and
@@ -483,35 +513,56 @@ class Gateway {
 }  // namespace
 
 std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions options) {
+  std::shared_ptr<KeyAuthenticator> auth;
+  if (options.auth) auth = std::make_shared<KeyAuthenticator>(nats, *options.auth);
   auto g = std::make_shared<Gateway>(nats, std::move(options));
   auto router = std::make_shared<Router>();
-  router->add(http::verb::get, "/health",
-              [g](const Request&, const PathParams&) { return g->health(); });
-  router->add(http::verb::get, "/metrics",
-              [g](const Request&, const PathParams&) { return g->metrics(); });
-  router->add(http::verb::post, "/runs",
-              [g](const Request& r, const PathParams&) { return g->submit(r); });
-  router->add(http::verb::get, "/runs",
-              [g](const Request& r, const PathParams&) { return g->list(r); });
-  router->add(http::verb::post, "/runs/yaml",
-              [g](const Request& r, const PathParams&) { return g->submit_yaml(r); });
-  router->add(http::verb::get, "/runs/{id}",
-              [g](const Request&, const PathParams& p) { return g->get(p.at("id")); });
-  router->add(http::verb::get, "/runs/{id}/logs",
-              [g](const Request& r, const PathParams& p) { return g->logs(r, p.at("id")); });
-  router->add(http::verb::get, "/runs/{id}/tasks",
-              [g](const Request&, const PathParams& p) { return g->tasks(p.at("id")); });
-  router->add(http::verb::post, "/runs/{id}/cancel",
-              [g](const Request&, const PathParams& p) { return g->cancel(p.at("id")); });
-  router->add_stream(http::verb::get, "/runs/{id}/watch",
-                     [g](const Request& r, const PathParams& p, EventStream& out) {
-                       g->watch(r, p.at("id"), out);
+  // The one list of what is served, and who may call it.
+  using cluster::kScopeAdmin, cluster::kScopeMetricsRead, cluster::kScopeRunsRead,
+      cluster::kScopeRunsWrite;
+  router->add(http::verb::get, "/health", kPublic,
+              [g](const Request&, const PathParams&, const Caller&) { return g->health(); });
+  router->add(http::verb::get, "/metrics", kScopeMetricsRead,
+              [g](const Request&, const PathParams&, const Caller&) { return g->metrics(); });
+  router->add(
+      http::verb::post, "/runs", kScopeRunsWrite,
+      [g](const Request& r, const PathParams&, const Caller& c) { return g->submit(r, c); });
+  router->add(http::verb::get, "/runs", kScopeRunsRead,
+              [g](const Request& r, const PathParams&, const Caller& c) { return g->list(r, c); });
+  router->add(
+      http::verb::post, "/runs/yaml", kScopeRunsWrite,
+      [g](const Request& r, const PathParams&, const Caller& c) { return g->submit_yaml(r, c); });
+  router->add(
+      http::verb::get, "/runs/{id}", kScopeRunsRead,
+      [g](const Request&, const PathParams& p, const Caller& c) { return g->get(p.at("id"), c); });
+  router->add(http::verb::get, "/runs/{id}/logs", kScopeRunsRead,
+              [g](const Request& r, const PathParams& p, const Caller& c) {
+                return g->logs(r, p.at("id"), c);
+              });
+  router->add(http::verb::get, "/runs/{id}/tasks", kScopeRunsRead,
+              [g](const Request&, const PathParams& p, const Caller& c) {
+                return g->tasks(p.at("id"), c);
+              });
+  router->add(http::verb::post, "/runs/{id}/cancel", kScopeRunsWrite,
+              [g](const Request&, const PathParams& p, const Caller& c) {
+                return g->cancel(p.at("id"), c);
+              });
+  router->add_stream(http::verb::get, "/runs/{id}/watch", kScopeRunsRead,
+                     [g](const Request& r, const PathParams& p, const Caller& c, EventStream& out) {
+                       g->watch(r, p.at("id"), c, out);
                      });
-  router->add(http::verb::get, "/workers",
-              [g](const Request& r, const PathParams&) { return g->workers(r); });
-  router->add(http::verb::patch, "/workers/{id}", [g](const Request& r, const PathParams& p) {
-    return g->patch_worker(r, p.at("id"));
-  });
+  router->add(
+      http::verb::get, "/workers", kScopeRunsRead,
+      [g](const Request& r, const PathParams&, const Caller& c) { return g->workers(r, c); });
+  router->add(http::verb::patch, "/workers/{id}", kScopeAdmin,
+              [g](const Request& r, const PathParams& p, const Caller&) {
+                return g->patch_worker(r, p.at("id"));
+              });
+  if (auth) {
+    router->guard([auth](const Request& r, const std::string& address, unsigned scope) {
+      return auth->authenticate(r, address, scope);
+    });
+  }
   router->observe(
       [g](const Request& req, const Response& res, const std::string& route, double seconds) {
         const std::string shown = route.empty() ? "(no route)" : route;

@@ -38,13 +38,23 @@ Response error_response(unsigned status, const std::string& error, const std::st
   return json_response(status, json::object{{"error", error}, {"detail", detail}});
 }
 
-void Router::add(http::verb method, std::string pattern,
-                 std::function<Response(const Request&, const PathParams&)> handler) {
-  routes_.push_back(Route{method, std::move(pattern), std::move(handler), {}});
+void Router::add(http::verb method, std::string pattern, unsigned scope, Handler handler) {
+  routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}});
 }
 
-void Router::add_stream(http::verb method, std::string pattern, StreamHandler handler) {
-  routes_.push_back(Route{method, std::move(pattern), {}, std::move(handler)});
+void Router::add_stream(http::verb method, std::string pattern, unsigned scope,
+                        StreamHandler handler) {
+  routes_.push_back(Route{method, std::move(pattern), scope, {}, std::move(handler)});
+}
+
+Caller Router::admit(const Route& route, const Request& request, const std::string& address) const {
+  if (!guard_) {
+    Caller everyone;
+    everyone.any_tenant = true;
+    return everyone;
+  }
+  if (route.scope == kPublic) return Caller{};
+  return guard_(request, address, route.scope);
 }
 
 namespace {
@@ -81,10 +91,10 @@ const Route* Router::find_stream(const Request& request, PathParams& params) con
   return nullptr;
 }
 
-Response Router::handle(const Request& request) const {
+Response Router::handle(const Request& request, const std::string& address) const {
   const auto start = std::chrono::steady_clock::now();
   std::string route;
-  Response res = answer(request, route);
+  Response res = answer(request, address, route);
   if (observer_) {
     observer_(request, res, route,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -92,7 +102,8 @@ Response Router::handle(const Request& request) const {
   return res;
 }
 
-Response Router::answer(const Request& request, std::string& route) const {
+Response Router::answer(const Request& request, const std::string& address,
+                        std::string& route) const {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
   bool path_known = false;
@@ -103,7 +114,8 @@ Response Router::answer(const Request& request, std::string& route) const {
     if (r.method != request.method() || !r.handler) continue;
     route = r.pattern;
     try {
-      Response res = r.handler(request, params);
+      const Caller caller = admit(r, request, address);
+      Response res = r.handler(request, params, caller);
       res.keep_alive(request.keep_alive());
       return res;
     } catch (const HttpError& e) {
@@ -152,7 +164,13 @@ struct HttpServer::Impl {
     std::optional<http::request_parser<http::string_body>> parser;
     std::shared_ptr<Response> response;
 
-    Session(Impl* s, tcp::socket socket) : server(s), stream(std::move(socket)) {}
+    std::string address;  // the client's IP: failed keys are counted per address
+
+    Session(Impl* s, tcp::socket socket) : server(s), stream(std::move(socket)) {
+      beast::error_code ec;
+      const auto peer = stream.socket().remote_endpoint(ec);
+      if (!ec) address = peer.address().to_string();
+    }
 
     void read() {
       parser.emplace();
@@ -181,7 +199,8 @@ struct HttpServer::Impl {
       }
       // The handler may wait on NATS: never on the I/O thread.
       asio::post(server->handlers, [self = shared_from_this(), request] {
-        auto res = std::make_shared<Response>(self->server->router->handle(*request));
+        auto res =
+            std::make_shared<Response>(self->server->router->handle(*request, self->address));
         asio::post(self->stream.get_executor(),
                    [self, res, close = !request->keep_alive()] { self->write(res, close); });
       });
@@ -262,7 +281,9 @@ struct HttpServer::Impl {
       streams.push_back({std::thread([self = shared_from_this(), route, request, params, done] {
                            SocketStream out(*self);
                            try {
-                             route->stream(*request, params, out);
+                             const Caller caller =
+                                 self->server->router->admit(*route, *request, self->address);
+                             route->stream(*request, params, caller, out);
                            } catch (const HttpError& e) {
                              if (!out.started) {
                                Response res = error_response(e.status, e.error, e.detail);

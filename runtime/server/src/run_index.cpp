@@ -1,4 +1,5 @@
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/core/base64.hpp>
 #include <pyoco/server/run_index.hpp>
 
 #include <sqlite3.h>
@@ -45,50 +46,25 @@ struct Statement {
   }
 };
 
-constexpr const char* kBase64url =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 }  // namespace
 
 std::string encode_cursor(double updated_at, const std::string& run_id) {
-  const std::string raw = json::serialize(json::object{{"u", updated_at}, {"r", run_id}});
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (unsigned char c : raw) {
-    buffer = (buffer << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      out += kBase64url[(buffer >> (bits - 6)) & 63];
-      bits -= 6;
-    }
-  }
-  if (bits > 0) out += kBase64url[(buffer << (6 - bits)) & 63];
-  return out;
+  return core::base64url(json::serialize(json::object{{"u", updated_at}, {"r", run_id}}));
 }
 
 std::optional<std::pair<double, std::string>> decode_cursor(const std::string& cursor) {
-  std::string raw;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (char c : cursor) {
-    const char* at = std::strchr(kBase64url, c);
-    if (at == nullptr || c == '\0') return std::nullopt;
-    buffer = (buffer << 6) | static_cast<unsigned>(at - kBase64url);
-    bits += 6;
-    if (bits >= 8) {
-      raw += static_cast<char>((buffer >> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
+  const std::optional<std::string> raw = core::from_base64url(cursor);
+  if (!raw) return std::nullopt;
   boost::system::error_code ec;
-  const json::value v = json::parse(raw, ec);
+  const json::value v = json::parse(*raw, ec);
   if (ec || !v.is_object() || !v.as_object().contains("u") || !v.as_object().contains("r") ||
       !v.at("u").is_number() || !v.at("r").is_string()) {
     return std::nullopt;
   }
   return std::pair{v.at("u").to_number<double>(), std::string(v.at("r").as_string())};
 }
+
+constexpr int kLayout = 2;  // PRAGMA user_version of the tables below
 
 struct RunIndex::Impl {
   cluster::Connection& nats;
@@ -105,12 +81,22 @@ struct RunIndex::Impl {
       throw std::runtime_error("run index: cannot open " + path);
     }
     exec(db, "PRAGMA journal_mode=WAL");
+    // An index of an older layout (user_version < 2: no tenants) is
+    // dropped and rebuilt from the event stream.
+    {
+      Statement v(db, "PRAGMA user_version");
+      if (sqlite3_step(v.s) == SQLITE_ROW && sqlite3_column_int(v.s, 0) < kLayout) {
+        exec(db, "DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS applied;");
+      }
+    }
+    exec(db, ("PRAGMA user_version = " + std::to_string(kLayout)).c_str());
     exec(db,
          "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, flow_name TEXT, tag TEXT, "
          "status TEXT, submitted_at REAL, start_time REAL, end_time REAL, updated_at REAL, error "
-         "TEXT);"
+         "TEXT, tenant TEXT NOT NULL DEFAULT '');"
          "CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated_at, run_id);"
          "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);"
+         "CREATE INDEX IF NOT EXISTS runs_tenant ON runs(tenant, updated_at, run_id);"
          "CREATE TABLE IF NOT EXISTS applied (one INTEGER PRIMARY KEY CHECK (one = 1), seq "
          "INTEGER);"
          "INSERT OR IGNORE INTO applied VALUES (1, 0);");
@@ -169,12 +155,14 @@ struct RunIndex::Impl {
       const std::string kind = text("kind"), run = text("run_id");
       if (!run.empty()) {
         Statement ins(db,
-                      "INSERT INTO runs (run_id, flow_name, tag, status, submitted_at, updated_at) "
-                      "VALUES (?1, ?2, ?3, 'PENDING', ?4, ?4) ON CONFLICT(run_id) DO NOTHING");
+                      "INSERT INTO runs (run_id, flow_name, tag, status, submitted_at, updated_at, "
+                      "tenant) VALUES (?1, ?2, ?3, 'PENDING', ?4, ?4, ?5) "
+                      "ON CONFLICT(run_id) DO NOTHING");
         ins.text(1, run);
         ins.text(2, text("flow"));
         ins.text(3, text("tag"));
         ins.real(4, at);
+        ins.text(5, text("tenant_id"));
         sqlite3_step(ins.s);
         const char* sql = nullptr;
         std::string status;
@@ -228,6 +216,14 @@ std::uint64_t RunIndex::count(const std::string& status) const {
                                          : 0;
 }
 
+std::optional<std::string> RunIndex::tenant_of(const std::string& run_id) const {
+  std::lock_guard lock(impl_->mutex);
+  Statement s(impl_->db, "SELECT tenant FROM runs WHERE run_id = ?1");
+  s.text(1, run_id);
+  if (sqlite3_step(s.s) != SQLITE_ROW) return std::nullopt;
+  return s.column_text(0);
+}
+
 RunPage RunIndex::query(const RunQuery& q) const {
   std::string sql =
       "SELECT run_id, flow_name, tag, status, submitted_at, start_time, end_time, updated_at, "
@@ -237,6 +233,7 @@ RunPage RunIndex::query(const RunQuery& q) const {
   if (!q.tag.empty()) sql += " AND tag = ?3";
   if (q.updated_after > 0) sql += " AND updated_at > ?4";
   if (q.before) sql += " AND (updated_at, run_id) < (?5, ?6)";
+  if (q.tenant) sql += " AND tenant = ?8";
   sql += " ORDER BY updated_at DESC, run_id DESC LIMIT ?7";
   std::lock_guard lock(impl_->mutex);
   Statement s(impl_->db, sql.c_str());
@@ -248,6 +245,7 @@ RunPage RunIndex::query(const RunQuery& q) const {
     s.real(5, q.before->first);
     s.text(6, q.before->second);
   }
+  if (q.tenant) s.text(8, *q.tenant);
   s.integer(7, static_cast<std::int64_t>(q.limit) + 1);  // one more: is there a next page?
   RunPage page;
   auto nullable = [&](int i) -> json::value {

@@ -7,6 +7,8 @@
 #include <pyoco/server/client.hpp>
 #include <pyoco/server/webhooks.hpp>
 
+#include "env_settings.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -24,21 +26,6 @@ namespace pyoco::server {
 namespace json = boost::json;
 
 namespace {
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
-double seconds_from(const char* name, const std::string& text) {
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || *end != '\0' || !(v > 0) || v > 300) {
-    throw std::invalid_argument(std::string(name) + "=" + text +
-                                ": seconds, more than 0 and at most 300");
-  }
-  return v;
-}
 
 // The event's name for a status: run.completed, run.failed, run.cancelled.
 std::string event_name(std::string_view status) {
@@ -68,12 +55,7 @@ std::optional<WebhookOptions> webhook_options_from_env() {
         static_cast<std::int64_t>(seconds_from("PYOCO_WEBHOOK_TIMEOUT", t) * 1000));
   }
   if (const std::string r = env("PYOCO_WEBHOOK_RETRIES"); !r.empty()) {
-    char* end = nullptr;
-    const long v = std::strtol(r.c_str(), &end, 10);
-    if (end == r.c_str() || *end != '\0' || v < 0 || v > 20) {
-      throw std::invalid_argument("PYOCO_WEBHOOK_RETRIES=" + r + ": a whole number, 0 to 20");
-    }
-    o.retries = static_cast<int>(v);
+    o.retries = static_cast<int>(whole_from("PYOCO_WEBHOOK_RETRIES", r, 0, 20));
   }
   o.secret = env("PYOCO_WEBHOOK_SECRET");
   const std::string events = env("PYOCO_WEBHOOK_EVENTS");

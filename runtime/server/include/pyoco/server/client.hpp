@@ -31,8 +31,20 @@ struct ClientResponse {
   std::string content_type;
 };
 
-// `server` is http://host:port (a trailing / is fine); `target` the path
-// and query. Throws ClientError.
+// How to reach a gateway.
+struct Endpoint {
+  std::string url;      // http://host:port or https://host:port (a trailing / is fine)
+  std::string api_key;  // sent as X-API-Key when not empty
+  std::string ca_file;  // https: a PEM CA to trust besides the system's
+};
+
+// `target` is the path and query. Throws ClientError.
+ClientResponse http_call(const Endpoint& gateway, boost::beast::http::verb method,
+                         const std::string& target, const std::string& body = {},
+                         const std::string& content_type = "application/json",
+                         const std::map<std::string, std::string>& headers = {},
+                         std::chrono::milliseconds timeout = std::chrono::seconds(30));
+// The same, to a URL with no key.
 ClientResponse http_call(const std::string& server, boost::beast::http::verb method,
                          const std::string& target, const std::string& body = {},
                          const std::string& content_type = "application/json",
@@ -49,7 +61,7 @@ struct StreamEvent {
 // until it returns false or the server ends the stream. `last_event_id`
 // resumes after that event. Throws ClientError when the gateway cannot be
 // reached or answers with an error.
-void http_stream(const std::string& server, const std::string& target,
+void http_stream(const Endpoint& gateway, const std::string& target,
                  const std::string& last_event_id,
                  const std::function<bool(const StreamEvent&)>& on_event);
 

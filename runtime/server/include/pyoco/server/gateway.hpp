@@ -4,12 +4,14 @@
 #pragma once
 
 #include <pyoco/cluster/connection.hpp>
+#include <pyoco/server/auth.hpp>
 #include <pyoco/server/http.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace pyoco::server {
@@ -22,6 +24,8 @@ struct GatewayOptions {
   // GET /runs's read model; empty: in memory (rebuilt from the event
   // stream at each start).
   std::filesystem::path run_index_file;
+  // Set: every route but /health needs an API key (PYOCO_HTTP_AUTH_MODE=api_key).
+  std::optional<AuthOptions> auth;
 };
 
 // GET /health, POST /runs, POST /runs/yaml, GET /runs/{id},

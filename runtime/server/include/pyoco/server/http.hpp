@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pyoco::server {
@@ -45,28 +46,56 @@ class EventStream {
   virtual bool stopping() const = 0;
 };
 
-using StreamHandler = std::function<void(const Request&, const PathParams&, EventStream&)>;
+// Who a request comes from, as the router's guard found it.
+struct Caller {
+  std::string tenant;  // "": none (auth off)
+  std::string key_id;  // "": no key (auth off)
+  unsigned scopes = 0;
+  bool any_tenant = false;  // auth off: every tenant's runs are seen
+  // Whether this caller may see a run of `run_tenant`.
+  bool sees(std::string_view run_tenant) const { return any_tenant || run_tenant == tenant; }
+};
+
+// The scope of a route anyone may call, key or not (GET /health only).
+inline constexpr unsigned kPublic = 0;
+
+using Handler = std::function<Response(const Request&, const PathParams&, const Caller&)>;
+using StreamHandler =
+    std::function<void(const Request&, const PathParams&, const Caller&, EventStream&)>;
 
 struct Route {
   boost::beast::http::verb method;
   std::string pattern;  // "/runs/{id}/cancel"
-  std::function<Response(const Request&, const PathParams&)> handler;
+  unsigned scope;       // what a caller must hold (a cluster::Scope bit), or kPublic
+  Handler handler;
   StreamHandler stream;  // set instead of `handler` for an SSE route
 };
 
 class Router {
  public:
-  void add(boost::beast::http::verb method, std::string pattern,
-           std::function<Response(const Request&, const PathParams&)> handler);
-  // 404 for no path, 405 for a path without this method; HttpError becomes
-  // its response, any other exception a 500 naming it.
-  Response handle(const Request& request) const;
+  // Every route names its scope: the table is the one place that says what
+  // is protected, and a test walks all of it.
+  void add(boost::beast::http::verb method, std::string pattern, unsigned scope, Handler handler);
   // An SSE route: its handler runs on a thread of its own for as long as
   // the stream lasts. An HttpError thrown before the first event is an
   // ordinary error response.
-  void add_stream(boost::beast::http::verb method, std::string pattern, StreamHandler handler);
+  void add_stream(boost::beast::http::verb method, std::string pattern, unsigned scope,
+                  StreamHandler handler);
+
+  // Decides who calls a route of `scope` (not kPublic) from `address`:
+  // returns the caller or throws the HttpError to answer. Without a guard
+  // everyone may call every route and sees every tenant's runs.
+  using Guard = std::function<Caller(const Request&, const std::string& address, unsigned scope)>;
+  void guard(Guard guard) { guard_ = std::move(guard); }
+
+  // 404 for no path, 405 for a path without this method; the guard's
+  // answer before the handler's; HttpError becomes its response, any other
+  // exception a 500 naming it.
+  Response handle(const Request& request, const std::string& address = {}) const;
   // The stream route for this request, or null.
   const Route* find_stream(const Request& request, PathParams& params) const;
+  // The guard's verdict on a request for `route` (throws HttpError).
+  Caller admit(const Route& route, const Request& request, const std::string& address) const;
   const std::vector<Route>& routes() const { return routes_; }
 
   // Told of every request handle() answers: the request, the answer, the
@@ -76,9 +105,10 @@ class Router {
   void observe(Observer observer) { observer_ = std::move(observer); }
 
  private:
-  Response answer(const Request& request, std::string& route) const;
+  Response answer(const Request& request, const std::string& address, std::string& route) const;
   std::vector<Route> routes_;
   Observer observer_;
+  Guard guard_;
 };
 
 struct ListenOptions {

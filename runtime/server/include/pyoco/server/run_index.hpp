@@ -22,6 +22,7 @@ struct RunQuery {
   double updated_after = 0;                              // epoch seconds; 0: any
   std::optional<std::pair<double, std::string>> before;  // the cursor: (updated_at, run_id)
   std::size_t limit = 50;
+  std::optional<std::string> tenant;  // set: that tenant's runs only ("" : runs of none)
 };
 
 struct RunPage {
@@ -41,6 +42,9 @@ class RunIndex {
   // How many runs have this status (an indexed count).
   std::uint64_t count(const std::string& status) const;
   std::uint64_t applied() const;  // the last stream sequence applied
+  // The tenant a run was submitted by ("" for none); nullopt for a run the
+  // index has not seen (yet).
+  std::optional<std::string> tenant_of(const std::string& run_id) const;
 
   struct Impl;
 

@@ -1,0 +1,320 @@
+// `pyoco keys create|list|revoke|import`: the gateway's API keys, in the
+// `pyoco_auth` bucket (docs/security.md). Talks to NATS directly: whoever
+// may run it holds the NATS credentials, which is what makes it admin.
+#include <pyoco/cluster/api_keys.hpp>
+#include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+
+#include <boost/json.hpp>
+
+#include <ctime>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "app.hpp"
+#include "command.hpp"
+#include "table.hpp"
+
+namespace pyoco::cli {
+
+namespace json = boost::json;
+
+namespace {
+
+struct KeysArgs {
+  std::string nats;
+  std::string tenant;
+  std::vector<std::string> scopes;
+  std::string expires;
+  std::string key_id;
+  std::string file;
+  bool json = false;
+};
+
+// The scopes named, as bits; throws std::invalid_argument for an unknown one.
+unsigned scope_bits(const std::vector<std::string>& names) {
+  unsigned bits = 0;
+  for (const std::string& n : names) {
+    const auto bit = cluster::scope_from_name(n);
+    if (!bit) {
+      throw std::invalid_argument("--scope " + n + ": not a scope (" + cluster::all_scope_names() +
+                                  ")");
+    }
+    bits |= *bit;
+  }
+  return bits;
+}
+
+// "30d", "12h", "90m", "3600s" from now, or a UTC date "2027-01-31".
+double expiry_from(const std::string& text) {
+  if (text.size() >= 2 && std::isdigit(static_cast<unsigned char>(text.front())) != 0 &&
+      std::string_view("smhd").find(text.back()) != std::string_view::npos &&
+      text.find_first_not_of("0123456789") == text.size() - 1) {
+    const double n = std::stod(text.substr(0, text.size() - 1));
+    const double unit = text.back() == 's'   ? 1
+                        : text.back() == 'm' ? 60
+                        : text.back() == 'h' ? 3600
+                                             : 86400;
+    if (n > 0) return cluster::epoch_now() + n * unit;
+  }
+  std::tm tm{};
+  std::istringstream in(text);
+  in >> std::get_time(&tm, "%Y-%m-%d");
+  if (!in.fail() && in.peek() == EOF) {
+    const double at = static_cast<double>(timegm(&tm));
+    if (at > cluster::epoch_now()) return at;
+    throw std::invalid_argument("--expires " + text + ": that day has passed");
+  }
+  throw std::invalid_argument("--expires " + text +
+                              ": a duration from now (30d, 12h, 90m, 3600s) or a UTC date "
+                              "(2027-01-31)");
+}
+
+std::string time_text(std::optional<double> at) {
+  if (!at) return "never";
+  const std::time_t t = static_cast<std::time_t>(*at);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return out;
+}
+
+std::string state_of(const cluster::ApiKeyRecord& r) {
+  return r.revoked() ? "revoked" : r.expired(cluster::epoch_now()) ? "expired" : "active";
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ",") + s;
+  return out.empty() ? "-" : out;
+}
+
+// What list and revoke show of a key: everything but the hash and salt.
+json::object shown(const cluster::ApiKeyRecord& r) {
+  json::array scopes;
+  for (const std::string& s : r.scopes) scopes.emplace_back(s);
+  return json::object{
+      {"key_id", r.key_id},
+      {"tenant_id", r.tenant_id},
+      {"scopes", std::move(scopes)},
+      {"created_at", r.created_at},
+      {"expires_at", r.expires_at ? json::value(*r.expires_at) : json::value(nullptr)},
+      {"revoked_at", r.revoked_at ? json::value(*r.revoked_at) : json::value(nullptr)},
+      {"state", state_of(r)},
+  };
+}
+
+std::string pepper() {
+  const char* p = std::getenv("PYOCO_AUTH_PEPPER");
+  return p != nullptr ? p : "";
+}
+
+template <class F>
+int with_store(const char* verb, const KeysArgs& a, F&& f) {
+  try {
+    cluster::Connection nats({.servers = cluster::nats_servers(a.nats), .name = "pyoco keys"});
+    cluster::ApiKeyStore store(nats);
+    return f(store);
+  } catch (const cluster::NatsError& e) {
+    std::cerr << "pyoco keys " << verb << ": " << e.what() << '\n';
+    return kExitUsage;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "pyoco keys " << verb << ": " << e.what() << '\n';
+    return kExitUsage;
+  }
+}
+
+int run_create(const KeysArgs& a) {
+  return with_store("create", a, [&](cluster::ApiKeyStore& store) {
+    const unsigned scopes = scope_bits(a.scopes);
+    const std::optional<double> expires =
+        a.expires.empty() ? std::nullopt : std::optional(expiry_from(a.expires));
+    const cluster::NewApiKey key = cluster::generate_api_key(a.tenant, scopes, expires, pepper());
+    if (!store.create(key.record)) {
+      throw cluster::NatsError("a key " + key.record.key_id + " exists already: try again");
+    }
+    if (a.json) {
+      json::object o = shown(key.record);
+      o["api_key"] = key.api_key;
+      std::cout << json::serialize(o) << '\n';
+    } else {
+      std::cout << key.api_key << '\n';
+      std::cerr << "pyoco keys create: key " << key.record.key_id << " for tenant "
+                << key.record.tenant_id << ", scopes " << joined(key.record.scopes) << ", expires "
+                << time_text(expires)
+                << ".\nThe line above is the key: it is shown this once and stored nowhere "
+                   "(only a salted hash is). Send it as X-API-Key or Authorization: Bearer.\n";
+    }
+    return kExitOk;
+  });
+}
+
+int run_list(const KeysArgs& a) {
+  return with_store("list", a, [&](cluster::ApiKeyStore& store) {
+    const auto keys = store.list();
+    if (a.json) {
+      json::array out;
+      for (const auto& r : keys) out.push_back(shown(r));
+      std::cout << json::serialize(out) << '\n';
+      return kExitOk;
+    }
+    Table t({"KEY ID", "TENANT", "SCOPES", "STATE", "CREATED", "EXPIRES"});
+    for (const auto& r : keys) {
+      t.add({r.key_id, r.tenant_id, joined(r.scopes), state_of(r), time_text(r.created_at),
+             time_text(r.expires_at)});
+    }
+    t.print(std::cout);
+    if (keys.empty())
+      std::cout << "no API keys: `pyoco keys create --tenant T --scope S` makes one\n";
+    return kExitOk;
+  });
+}
+
+int run_revoke(const KeysArgs& a) {
+  return with_store("revoke", a, [&](cluster::ApiKeyStore& store) {
+    const auto r = store.revoke(a.key_id);
+    if (!r) {
+      std::cerr << "pyoco keys revoke: no key " << a.key_id << " (`pyoco keys list` shows them)\n";
+      return kExitFailed;
+    }
+    if (a.json) {
+      std::cout << json::serialize(shown(*r)) << '\n';
+    } else {
+      std::cout << "revoked " << r->key_id << " (tenant " << r->tenant_id << ") at "
+                << time_text(r->revoked_at) << "; gateways refuse it from now on\n";
+    }
+    return kExitOk;
+  });
+}
+
+// pyoco-server's records: one JSON object, an array of them, or one per line.
+std::vector<json::object> records_in(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw std::invalid_argument(file + ": cannot be read");
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::vector<json::object> out;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (!ec) {
+    if (v.is_object()) {
+      out.push_back(std::move(v.as_object()));
+      return out;
+    }
+    if (v.is_array()) {
+      for (json::value& e : v.as_array()) {
+        if (!e.is_object()) throw std::invalid_argument(file + ": the array holds a non-object");
+        out.push_back(std::move(e.as_object()));
+      }
+      return out;
+    }
+    throw std::invalid_argument(file + ": neither a record, an array of them nor JSON lines");
+  }
+  std::istringstream lines(text);
+  std::string line;
+  for (int n = 1; std::getline(lines, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json::value l = json::parse(line, ec);
+    if (ec || !l.is_object()) {
+      throw std::invalid_argument(file + ":" + std::to_string(n) + ": not a JSON object");
+    }
+    out.push_back(std::move(l.as_object()));
+  }
+  return out;
+}
+
+int run_import(const KeysArgs& a) {
+  return with_store("import", a, [&](cluster::ApiKeyStore& store) {
+    const unsigned default_scopes = scope_bits(a.scopes);
+    const auto records = records_in(a.file);
+    std::size_t n = 0, imported = 0;
+    std::vector<std::string> problems;
+    for (const json::object& o : records) {
+      ++n;
+      cluster::ApiKeyRecord r;
+      try {
+        r = cluster::api_key_record_from_json(o);
+      } catch (const std::invalid_argument& e) {
+        problems.push_back("record " + std::to_string(n) + ": " + e.what());
+        continue;
+      }
+      if (r.scopes.empty()) r.scopes = cluster::scope_names(default_scopes);
+      if (!store.create(r)) {
+        problems.push_back("record " + std::to_string(n) + ": key " + r.key_id +
+                           " exists already (left as it is)");
+        continue;
+      }
+      ++imported;
+      std::cout << "imported " << r.key_id << " (tenant " << r.tenant_id << ", scopes "
+                << joined(r.scopes) << (r.revoked() ? ", revoked" : "") << ")\n";
+    }
+    for (const std::string& p : problems) std::cerr << "pyoco keys import: " << p << '\n';
+    std::cout << imported << " of " << records.size() << " key(s) imported\n";
+    return problems.empty() ? kExitOk : kExitFailed;
+  });
+}
+
+}  // namespace
+
+void add_keys_commands(CLI::App* keys, CommandTable& table) {
+  auto a = std::make_shared<KeysArgs>();
+  auto nats = [a](CLI::App* cmd) {
+    cmd->add_option("--nats", a->nats, "NATS URL(s), comma-separated (default: PYOCO_NATS_URL)")
+        ->type_name("URL[,URL]");
+  };
+  const std::string scopes_help =
+      "What the key may do, one or more of: " + cluster::all_scope_names() + " (admin: everything)";
+
+  CLI::App* create = keys->add_subcommand(
+      "create", "Make an API key for a tenant; prints the key once (only its hash is stored)");
+  create->add_option("--tenant", a->tenant, "The tenant whose runs the key sees and submits")
+      ->required();
+  create->add_option("--scope", a->scopes, scopes_help)
+      ->required()
+      ->delimiter(',')
+      ->type_name("SCOPE");
+  create
+      ->add_option("--expires", a->expires,
+                   "When it stops working: a duration from now (30d, 12h, 90m) or a UTC date "
+                   "(2027-01-31); default never")
+      ->type_name("WHEN");
+  create->add_flag("--json", a->json,
+                   "One JSON object: key_id, tenant_id, scopes, created_at, expires_at, api_key");
+  nats(create);
+  table.add(create, [a] { return run_create(*a); });
+
+  CLI::App* list =
+      keys->add_subcommand("list", "Show every API key (never a secret), newest first");
+  list->add_flag("--json", a->json, "A JSON array of the keys");
+  nats(list);
+  table.add(list, [a] { return run_list(*a); });
+
+  CLI::App* revoke =
+      keys->add_subcommand("revoke", "Revoke an API key: every gateway refuses it within a second");
+  revoke->add_option("key_id", a->key_id, "The key's id (`pyoco keys list`)")->required();
+  revoke->add_flag("--json", a->json, "The revoked key as a JSON object");
+  nats(revoke);
+  table.add(revoke, [a] { return run_revoke(*a); });
+
+  CLI::App* import = keys->add_subcommand(
+      "import",
+      "Import pyoco-server's API key records (its pyoco_auth values): their keys keep working");
+  import->add_option("file", a->file, "A record, an array of records, or one record per line")
+      ->required()
+      ->check(CLI::ExistingFile);
+  import
+      ->add_option("--scope", a->scopes,
+                   "Scopes of imported keys that have none (pyoco-server's never do); default "
+                   "runs:read,runs:write")
+      ->delimiter(',')
+      ->type_name("SCOPE");
+  nats(import);
+  table.add(import, [a] {
+    if (a->scopes.empty()) a->scopes = {"runs:read", "runs:write"};
+    return run_import(*a);
+  });
+}
+
+}  // namespace pyoco::cli

@@ -1,0 +1,54 @@
+// Who calls, and may they (docs/security.md). With API-key auth on, every
+// route but /health names the scope it needs in the route table; a request
+// is answered 401 without a key, 403 with a bad, revoked, expired or
+// out-of-scope one, 429 once its address has failed too often. Keys are
+// verified once with the KDF and then from a cache (a hit costs a hash and
+// a lookup); a watch on the `pyoco_auth` bucket carries a revoke to every
+// gateway as it is written.
+#pragma once
+
+#include <pyoco/cluster/connection.hpp>
+#include <pyoco/server/http.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace pyoco::server {
+
+struct AuthOptions {
+  std::string pepper;  // PYOCO_AUTH_PEPPER: the same on every gateway and `pyoco keys`
+  // More failed keys than this from one address within the window: 429
+  // until the window has passed (no key is checked meanwhile).
+  int max_failures = 20;
+  std::chrono::seconds failure_window{60};
+};
+
+// PYOCO_HTTP_AUTH_MODE=api_key (else none: nullopt), PYOCO_AUTH_PEPPER,
+// PYOCO_AUTH_MAX_FAILURES, PYOCO_AUTH_FAILURE_WINDOW_SEC. Throws
+// std::invalid_argument naming a bad value.
+std::optional<AuthOptions> auth_options_from_env();
+
+class KeyAuthenticator {
+ public:
+  // Starts following the bucket. Throws NatsError when it is missing.
+  KeyAuthenticator(cluster::Connection& nats, AuthOptions options);
+  ~KeyAuthenticator();
+  KeyAuthenticator(const KeyAuthenticator&) = delete;
+  KeyAuthenticator& operator=(const KeyAuthenticator&) = delete;
+
+  // The caller of `request` (from `address`) if it holds `scope`; throws
+  // the HttpError to answer otherwise.
+  Caller authenticate(const Request& request, const std::string& address, unsigned scope) const;
+
+  // True once the bucket's records have all been read (revokes apply from then).
+  bool ready() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pyoco::server

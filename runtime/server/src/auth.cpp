@@ -1,0 +1,291 @@
+#include <pyoco/cluster/api_keys.hpp>
+#include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/process_log.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/server/auth.hpp>
+
+#include "env_settings.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <boost/json.hpp>
+
+#include <array>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace pyoco::server {
+
+namespace json = boost::json;
+namespace http = boost::beast::http;
+
+namespace {
+
+using Digest = std::array<unsigned char, 32>;
+
+// The key as the request carries it: X-API-Key, else Authorization: Bearer.
+std::string_view presented_key(const Request& req) {
+  if (auto it = req.find("X-API-Key"); it != req.end()) return it->value();
+  if (auto it = req.find(http::field::authorization); it != req.end()) {
+    const std::string_view v = it->value();
+    constexpr std::string_view bearer = "Bearer ";
+    if (v.size() > bearer.size() &&
+        std::equal(bearer.begin(), bearer.end(), v.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return v.substr(bearer.size());
+    }
+    return v;  // not a bearer token: checked, and refused, as a key
+  }
+  return {};
+}
+
+}  // namespace
+
+struct KeyAuthenticator::Impl {
+  cluster::Connection& nats;
+  AuthOptions options;
+  cluster::ApiKeyStore store;
+  kvStore* kv = nullptr;
+  // A secret is cached as a keyed hash (the key random per process), never
+  // as itself.
+  std::array<unsigned char, 32> cache_key{};
+
+  struct Entry {
+    cluster::ApiKeyRecord record;
+    std::optional<Digest> verified;  // the keyed hash of the secret the KDF accepted
+  };
+  mutable std::shared_mutex mutex;
+  mutable std::unordered_map<std::string, Entry> keys;  // by key_id
+
+  struct Failures {
+    std::chrono::steady_clock::time_point window_start;
+    int count = 0;
+  };
+  mutable std::mutex failures_mutex;
+  mutable std::map<std::string, Failures> failures;  // by address
+
+  std::atomic<bool> caught_up{false};
+  std::atomic<bool> stopping{false};
+  std::thread watcher;
+
+  Impl(cluster::Connection& n, AuthOptions o) : nats(n), options(std::move(o)), store(n) {
+    if (RAND_bytes(cache_key.data(), static_cast<int>(cache_key.size())) != 1) {
+      throw std::runtime_error("the system's random source failed");
+    }
+    const natsStatus s = js_KeyValue(&kv, nats.handles().js, "pyoco_auth");
+    if (s != NATS_OK) cluster::throw_nats("cannot open bucket pyoco_auth", s);
+    watcher = std::thread([this] { watch(); });
+  }
+
+  ~Impl() {
+    stopping = true;
+    watcher.join();
+    kvStore_Destroy(kv);
+  }
+
+  Digest keyed_hash(std::string_view secret) const {
+    Digest out{};
+    unsigned int len = 0;
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+    EVP_DigestUpdate(ctx, cache_key.data(), cache_key.size());
+    EVP_DigestUpdate(ctx, secret.data(), secret.size());
+    EVP_DigestFinal_ex(ctx, out.data(), &len);
+    EVP_MD_CTX_free(ctx);
+    return out;
+  }
+
+  // Every change of a key reaches this gateway as it is written: a revoke
+  // holds from the next request on. The watch resumes after a NATS outage.
+  void watch() {
+    while (!stopping) {
+      kvWatcher* w = nullptr;
+      if (kvStore_Watch(&w, kv, "api_keys.>", nullptr) != NATS_OK) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      while (!stopping) {
+        kvEntry* e = nullptr;
+        const natsStatus s = kvWatcher_Next(&e, w, 250);
+        if (s == NATS_TIMEOUT) continue;
+        if (s != NATS_OK) break;
+        if (e == nullptr) {  // the initial values are all there
+          caught_up = true;
+          continue;
+        }
+        apply(e);
+        kvEntry_Destroy(e);
+      }
+      kvWatcher_Stop(w);
+      kvWatcher_Destroy(w);
+    }
+  }
+
+  void apply(kvEntry* e) {
+    const std::string id = std::string(kvEntry_Key(e)).substr(std::strlen(cluster::kApiKeyPrefix));
+    std::optional<cluster::ApiKeyRecord> record;
+    if (kvEntry_Operation(e) == kvOp_Put) {
+      boost::system::error_code ec;
+      const json::value v = json::parse(kvEntry_ValueString(e), ec);
+      try {
+        if (!ec && v.is_object()) record = cluster::api_key_record_from_json(v.as_object());
+      } catch (const std::invalid_argument&) {
+      }
+    }
+    std::unique_lock lock(mutex);
+    if (!record) {  // deleted, or no longer a valid record: the key is gone
+      keys.erase(id);
+      return;
+    }
+    Entry& entry = keys[id];
+    // A verified secret stays verified while the hash it was checked against does.
+    if (entry.record.hash_b64 != record->hash_b64 || entry.record.salt_b64 != record->salt_b64 ||
+        entry.record.iterations != record->iterations) {
+      entry.verified.reset();
+    }
+    entry.record = std::move(*record);
+  }
+
+  [[noreturn]] void refuse(const std::string& address, const std::string& detail) const {
+    {
+      std::lock_guard lock(failures_mutex);
+      Failures& f = failures[address];
+      const auto now = std::chrono::steady_clock::now();
+      if (now - f.window_start > options.failure_window) f = Failures{now, 0};
+      ++f.count;
+      // Bounded: addresses whose windows have passed go when the map is big.
+      if (failures.size() > 10000) {
+        for (auto it = failures.begin(); it != failures.end();) {
+          it = now - it->second.window_start > options.failure_window ? failures.erase(it)
+                                                                      : std::next(it);
+        }
+      }
+    }
+    cluster::log(cluster::LogLevel::warning, "API key refused",
+                 {{"address", address}, {"reason", detail}});
+    throw HttpError{403, "forbidden", detail};
+  }
+
+  void check_rate(const std::string& address) const {
+    std::lock_guard lock(failures_mutex);
+    auto it = failures.find(address);
+    if (it == failures.end()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - it->second.window_start > options.failure_window) {
+      failures.erase(it);
+      return;
+    }
+    if (it->second.count >= options.max_failures) {
+      const auto left = std::chrono::duration_cast<std::chrono::seconds>(
+          options.failure_window - (now - it->second.window_start));
+      throw HttpError{429, "too_many_failures",
+                      "too many refused API keys from " + address + "; try again in " +
+                          std::to_string(left.count() + 1) + " s"};
+    }
+  }
+
+  // The record of a key this gateway has not heard of (made a moment ago,
+  // before the watch told us): read from the bucket once.
+  std::optional<Entry> fetch(const std::string& key_id) const {
+    std::optional<cluster::ApiKeyRecord> r;
+    try {
+      r = store.get(key_id);
+    } catch (const cluster::NatsError& e) {
+      throw HttpError{503, "nats_unavailable",
+                      std::string("cannot check the API key: ") + e.what()};
+    }
+    if (!r) return std::nullopt;
+    std::unique_lock lock(mutex);
+    auto [it, inserted] = keys.try_emplace(key_id, Entry{std::move(*r), std::nullopt});
+    return it->second;
+  }
+
+  Caller authenticate(const Request& req, const std::string& address, unsigned scope) const {
+    const std::string_view text = presented_key(req);
+    if (text.empty()) {
+      throw HttpError{401, "unauthorized",
+                      "this route needs an API key: send it as X-API-Key or Authorization: "
+                      "Bearer (`pyoco keys create` makes one)"};
+    }
+    check_rate(address);
+    const auto key = cluster::parse_api_key(text);
+    if (!key) refuse(address, "the API key is not of the form pyoco_<id>.<secret>");
+    const Digest presented = keyed_hash(key->secret);
+
+    std::optional<Entry> entry;
+    {
+      std::shared_lock lock(mutex);
+      if (auto it = keys.find(key->key_id); it != keys.end()) entry = it->second;
+    }
+    if (!entry) entry = fetch(key->key_id);
+    if (!entry) refuse(address, "the API key is not known");
+
+    const cluster::ApiKeyRecord& r = entry->record;
+    // A dead key is refused before the KDF: it costs nothing to present.
+    if (r.revoked()) refuse(address, "the API key " + r.key_id + " was revoked");
+    if (r.expired(cluster::epoch_now())) refuse(address, "the API key " + r.key_id + " expired");
+    const bool cached = entry->verified && CRYPTO_memcmp(entry->verified->data(), presented.data(),
+                                                         presented.size()) == 0;
+    if (!cached) {
+      if (!cluster::secret_matches(entry->record, key->secret, options.pepper)) {
+        refuse(address, "the API key is not known");  // the same answer: nothing to learn
+      }
+      std::unique_lock lock(mutex);
+      if (auto it = keys.find(key->key_id);
+          it != keys.end() && it->second.record.hash_b64 == entry->record.hash_b64) {
+        it->second.verified = presented;
+      }
+    }
+    const unsigned held = r.scope_bits();
+    if (!cluster::scope_allows(held, scope)) {
+      throw HttpError{403, "forbidden",
+                      "the API key " + r.key_id + " lacks the scope " +
+                          cluster::scope_names(scope).front() + " this route needs"};
+    }
+    Caller caller;
+    caller.tenant = r.tenant_id;
+    caller.key_id = r.key_id;
+    caller.scopes = held;
+    return caller;
+  }
+};
+
+std::optional<AuthOptions> auth_options_from_env() {
+  const std::string mode = env("PYOCO_HTTP_AUTH_MODE");
+  if (mode.empty() || mode == "none") return std::nullopt;
+  if (mode != "api_key") {
+    throw std::invalid_argument("PYOCO_HTTP_AUTH_MODE=" + mode + ": none or api_key");
+  }
+  AuthOptions o;
+  o.pepper = env("PYOCO_AUTH_PEPPER");
+  if (const std::string m = env("PYOCO_AUTH_MAX_FAILURES"); !m.empty()) {
+    o.max_failures = static_cast<int>(whole_from("PYOCO_AUTH_MAX_FAILURES", m, 1, 1000000));
+  }
+  if (const std::string w = env("PYOCO_AUTH_FAILURE_WINDOW_SEC"); !w.empty()) {
+    o.failure_window = std::chrono::seconds(
+        static_cast<long>(seconds_from("PYOCO_AUTH_FAILURE_WINDOW_SEC", w, 86400)));
+  }
+  return o;
+}
+
+KeyAuthenticator::KeyAuthenticator(cluster::Connection& nats, AuthOptions options)
+    : impl_(std::make_unique<Impl>(nats, std::move(options))) {}
+
+KeyAuthenticator::~KeyAuthenticator() = default;
+
+bool KeyAuthenticator::ready() const { return impl_->caught_up; }
+
+Caller KeyAuthenticator::authenticate(const Request& request, const std::string& address,
+                                      unsigned scope) const {
+  return impl_->authenticate(request, address, scope);
+}
+
+}  // namespace pyoco::server
