@@ -563,35 +563,38 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
       return auth->authenticate(r, address, scope);
     });
   }
-  router->observe(
-      [g](const Request& req, const Response& res, const std::string& route, double seconds) {
-        const std::string shown = route.empty() ? "(no route)" : route;
-        g->metrics_registry().http_request(shown, res.result_int(), seconds);
-        // The run it was about: the path's {id}, or the id a submit made.
-        // Never the query or the body: they may hold params or keys.
-        const std::string_view target = req.target();
-        const std::string_view path = target.substr(0, target.find('?'));
-        json::value run_id;
-        if (route.rfind("/runs/{id}", 0) == 0) {
-          const std::string_view rest = path.substr(6);
-          const std::string id(rest.substr(0, rest.find('/')));
-          try {
-            cluster::check_run_id(id);  // a valid id, or none: the path is the client's
-            run_id = json::value(id);
-          } catch (const cluster::NatsError&) {
-          }
-        } else if (req.method() == http::verb::post && res.result_int() == 200) {
-          boost::system::error_code ec;
-          const json::value v = json::parse(res.body(), ec);
-          if (!ec && v.is_object() && v.as_object().contains("run_id")) run_id = v.at("run_id");
-        }
-        cluster::log(cluster::LogLevel::info, "http",
-                     {{"method", std::string(req.method_string())},
-                      {"route", shown},
-                      {"status", res.result_int()},
-                      {"duration_ms", seconds * 1000},
-                      {"run_id", run_id}});
-      });
+  router->observe([g](const Request& req, const Response& res, const std::string& route,
+                      const Caller& caller, double seconds) {
+    const std::string shown = route.empty() ? "(no route)" : route;
+    g->metrics_registry().http_request(shown, res.result_int(), seconds);
+    // The run it was about: the path's {id}, or the id a submit made.
+    // Never the query or the body: they may hold params or keys.
+    const std::string_view target = req.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    json::value run_id;
+    if (route.rfind("/runs/{id}", 0) == 0) {
+      const std::string_view rest = path.substr(6);
+      const std::string id(rest.substr(0, rest.find('/')));
+      try {
+        cluster::check_run_id(id);  // a valid id, or none: the path is the client's
+        run_id = json::value(id);
+      } catch (const cluster::NatsError&) {
+      }
+    } else if (req.method() == http::verb::post && res.result_int() == 200) {
+      boost::system::error_code ec;
+      const json::value v = json::parse(res.body(), ec);
+      if (!ec && v.is_object() && v.as_object().contains("run_id")) run_id = v.at("run_id");
+    }
+    cluster::log(cluster::LogLevel::info, "http",
+                 {{"method", std::string(req.method_string())},
+                  {"route", shown},
+                  {"status", res.result_int()},
+                  {"duration_ms", seconds * 1000},
+                  {"run_id", run_id},
+                  // Which key did it (never the key itself), when keys are on.
+                  {"key_id", caller.key_id.empty() ? json::value() : json::value(caller.key_id)},
+                  {"tenant", caller.tenant.empty() ? json::value() : json::value(caller.tenant)}});
+  });
   return router;
 }
 

@@ -94,16 +94,17 @@ const Route* Router::find_stream(const Request& request, PathParams& params) con
 Response Router::handle(const Request& request, const std::string& address) const {
   const auto start = std::chrono::steady_clock::now();
   std::string route;
-  Response res = answer(request, address, route);
+  Caller caller;
+  Response res = answer(request, address, route, caller);
   if (observer_) {
-    observer_(request, res, route,
+    observer_(request, res, route, caller,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return res;
 }
 
-Response Router::answer(const Request& request, const std::string& address,
-                        std::string& route) const {
+Response Router::answer(const Request& request, const std::string& address, std::string& route,
+                        Caller& caller) const {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
   bool path_known = false;
@@ -114,7 +115,7 @@ Response Router::answer(const Request& request, const std::string& address,
     if (r.method != request.method() || !r.handler) continue;
     route = r.pattern;
     try {
-      const Caller caller = admit(r, request, address);
+      caller = admit(r, request, address);
       Response res = r.handler(request, params, caller);
       res.keep_alive(request.keep_alive());
       return res;

@@ -99,13 +99,15 @@ class Router {
   const std::vector<Route>& routes() const { return routes_; }
 
   // Told of every request handle() answers: the request, the answer, the
-  // route's pattern ("" for no route) and the time taken. Set before serving.
+  // route's pattern ("" for no route), who called (empty when the guard
+  // refused or no route matched) and the time taken. Set before serving.
   using Observer = std::function<void(const Request&, const Response&, const std::string& route,
-                                      double seconds)>;
+                                      const Caller& caller, double seconds)>;
   void observe(Observer observer) { observer_ = std::move(observer); }
 
  private:
-  Response answer(const Request& request, const std::string& address, std::string& route) const;
+  Response answer(const Request& request, const std::string& address, std::string& route,
+                  Caller& caller) const;
   std::vector<Route> routes_;
   Observer observer_;
   Guard guard_;

@@ -1,0 +1,341 @@
+// API keys on a real gateway and a real nats-server: the route table walked
+// route by route with no key, bad keys, a revoked, an expired, an
+// out-of-scope and another tenant's key, and the right one; a revoke
+// reaching two gateways within a second; failed keys rate-limited per
+// address; pyoco-server's records imported with `pyoco keys import`; and
+// `pyoco client` against a gateway that requires keys, which never logs one.
+#include <pyoco/cluster/api_keys.hpp>
+#include <pyoco/cluster/resources.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/cluster/worker_registry.hpp>
+#include <pyoco/server/client.hpp>
+#include <pyoco/server/gateway.hpp>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <thread>
+
+#include "gateway_process.hpp"
+#include "nats_server.hpp"
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using namespace pyoco::testing;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Key {
+  std::string id;
+  std::string text;  // pyoco_<id>.<secret>
+};
+
+// `pyoco keys create ... --json`, as an operator makes a key.
+Key create_key(const NatsServer& nats, const std::string& tenant, const std::string& scopes,
+               std::vector<std::string> more = {}) {
+  std::vector<std::string> args{"keys", "create", "--tenant", tenant,    "--scope",
+                                scopes, "--json", "--nats",   nats.url()};
+  args.insert(args.end(), more.begin(), more.end());
+  const ProcessResult r = run_pyoco(args);
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.out << r.err);
+  const json::object o = json::parse(r.out).as_object();
+  return Key{std::string(o.at("key_id").as_string()), std::string(o.at("api_key").as_string())};
+}
+
+void revoke_key(const NatsServer& nats, const Key& key) {
+  const ProcessResult r = run_pyoco({"keys", "revoke", key.id, "--nats", nats.url()});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.out << r.err);
+}
+
+// A gateway in this process, so that the test reads the very route table it
+// serves.
+struct Gateway {
+  cluster::Connection nats;
+  std::shared_ptr<server::Router> router;
+  std::unique_ptr<server::HttpServer> http;
+  std::string url;
+
+  explicit Gateway(const NatsServer& n, server::AuthOptions auth = {})
+      : nats(cluster::ConnectOptions{.servers = {n.url()}}) {
+    cluster::init_resources(nats, {});
+    server::GatewayOptions options;
+    options.auth = auth;
+    router = server::gateway_routes(nats, options);
+    server::ListenOptions lo;
+    lo.port = 0;
+    http = std::make_unique<server::HttpServer>(router, lo);
+    url = "http://127.0.0.1:" + std::to_string(http->port());
+  }
+
+  server::ClientResponse call(http::verb method, const std::string& target, const std::string& key,
+                              const std::string& body = {},
+                              const std::map<std::string, std::string>& headers = {}) const {
+    return server::http_call(server::Endpoint{url, key, {}}, method, target, body,
+                             "application/json", headers, 10s);
+  }
+};
+
+// Polls until `done` or the deadline; true when it held.
+template <class F>
+bool eventually(F done, std::chrono::milliseconds within = 20s) {
+  const auto until = std::chrono::steady_clock::now() + within;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+std::string run_id_of(const server::ClientResponse& r) {
+  BOOST_REQUIRE_MESSAGE(r.status == 200, r.status << " " << r.body);
+  return std::string(json::parse(r.body).at("run_id").as_string());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_route_of_the_table_answers_each_kind_of_caller) {
+  NatsServer nats;
+  Gateway g(nats, server::AuthOptions{.max_failures = 1000000});  // refusals are the point here
+  // The table says who may call what: only /health is open.
+  BOOST_TEST(g.router->routes().size() >= 12u);
+  for (const server::Route& r : g.router->routes()) {
+    BOOST_TEST((r.scope != server::kPublic || r.pattern == "/health"), r.pattern);
+  }
+
+  std::map<unsigned, Key> right;  // tenant a: a key per scope, holding only it
+  for (unsigned scope :
+       {cluster::kScopeRunsRead, cluster::kScopeRunsWrite, cluster::kScopePluginsWrite,
+        cluster::kScopeMetricsRead, cluster::kScopeAdmin}) {
+    right[scope] = create_key(nats, "a", cluster::scope_names(scope).front());
+  }
+  const Key revoked = create_key(nats, "a", "admin");
+  const Key expired = create_key(nats, "a", "admin", {"--expires", "1s"});
+  const Key other = create_key(nats, "b", "admin");
+  const Key bad_secret{right[cluster::kScopeAdmin].id,
+                       "pyoco_" + right[cluster::kScopeAdmin].id + ".notTheSecretOfThisKey0"};
+  const Key unknown{"", "pyoco_0000000000000000dead.notTheSecretOfThisKey0"};
+  const Key garbage{"", "let me in"};
+
+  // A run of tenant a's, and a worker running it.
+  const std::string run = run_id_of(g.call(
+      http::verb::post, "/runs", right[cluster::kScopeRunsWrite].text, R"({"flow_name":"hello"})"));
+  cluster::put_worker_record(g.nats, json::object{{"worker_id", "w1"},
+                                                  {"instance_id", "i1"},
+                                                  {"tags", json::array{"default"}},
+                                                  {"slots", 1},
+                                                  {"running", json::array{json::value(run)}},
+                                                  {"state", "RUNNING"},
+                                                  {"last_seen_at", cluster::epoch_now()}});
+  const std::string reader = right[cluster::kScopeRunsRead].text;
+  BOOST_REQUIRE(eventually([&] {
+    return g.call(http::verb::get, "/runs", reader).body.find(run) != std::string::npos &&
+           g.call(http::verb::get, "/workers", reader).body.find("w1") != std::string::npos;
+  }));
+  revoke_key(nats, revoked);
+  BOOST_REQUIRE(eventually([&] {  // the revoke and the expiry have come
+    return g.call(http::verb::get, "/runs", revoked.text).status == 403 &&
+           g.call(http::verb::get, "/runs", expired.text).status == 403;
+  }));
+
+  // A body each route accepts from the right caller.
+  const std::map<std::string, std::string> bodies{
+      {"POST /runs", R"({"flow_name":"hello"})"},
+      {"POST /runs/yaml",
+       "flow: {graph: a}\ntasks:\n  a: {use: std/sleep, inputs: {seconds: 0}}\n"},
+      {"PATCH /workers/{id}", R"({"hidden":true})"},
+  };
+  for (const server::Route& r : g.router->routes()) {
+    std::string path = r.pattern;
+    const bool of_a_run = path.rfind("/runs/{id}", 0) == 0;
+    if (const auto at = path.find("{id}"); at != std::string::npos) {
+      path.replace(at, 4, of_a_run ? run : "w1");
+    }
+    const std::string name = std::string(http::to_string(r.method)) + " " + r.pattern;
+    const std::string body = bodies.count(name) != 0 ? bodies.at(name) : "";
+    BOOST_TEST_CONTEXT(name) {
+      auto status = [&](const std::string& key) {
+        return g.call(r.method, path, key, body).status;
+      };
+      if (r.scope == server::kPublic) {
+        BOOST_TEST(status("") == 200u);
+        continue;
+      }
+      BOOST_TEST(status("") == 401u);
+      BOOST_TEST(status(garbage.text) == 403u);
+      BOOST_TEST(status(unknown.text) == 403u);
+      BOOST_TEST(status(bad_secret.text) == 403u);
+      BOOST_TEST(status(revoked.text) == 403u);
+      BOOST_TEST(status(expired.text) == 403u);
+      const Key& wrong = right[r.scope == cluster::kScopeRunsRead ? cluster::kScopeRunsWrite
+                                                                  : cluster::kScopeRunsRead];
+      BOOST_TEST(status(wrong.text) == 403u);
+      // Another tenant: a's run does not exist for it; lists leave it out.
+      if (of_a_run) {
+        BOOST_TEST(status(other.text) == 404u);
+      } else if (r.method == http::verb::get && !r.stream) {
+        const auto answer = g.call(r.method, path, other.text);
+        BOOST_TEST(answer.status == 200u);
+        BOOST_TEST(answer.body.find(run) == std::string::npos, answer.body);
+      }
+      const std::string& key = right[r.scope].text;
+      if (r.stream) {  // an SSE route: its first event is the record
+        std::string first;
+        server::http_stream(server::Endpoint{g.url, key, {}}, path, "",
+                            [&](const server::StreamEvent& e) {
+                              first = e.event;
+                              return false;
+                            });
+        BOOST_TEST(first == "snapshot");
+      } else {
+        const auto answer = g.call(r.method, path, key, body);
+        BOOST_TEST((answer.status >= 200 && answer.status < 300), answer.status << answer.body);
+      }
+    }
+  }
+  // Tenant a sees its worker's run; tenant b sees the worker, not the run.
+  BOOST_TEST(g.call(http::verb::get, "/workers?include_hidden=true", reader).body.find(run) !=
+             std::string::npos);
+  BOOST_TEST(g.call(http::verb::get, "/workers?include_hidden=true", other.text).body.find(run) ==
+             std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(tenants_never_meet_even_with_the_same_idempotency_key) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key a = create_key(nats, "a", "runs:read,runs:write");
+  const Key b = create_key(nats, "b", "runs:read,runs:write");
+  const std::map<std::string, std::string> idem{{"Idempotency-Key", "nightly-2026-11-30"}};
+  const std::string ra =
+      run_id_of(g.call(http::verb::post, "/runs", a.text, R"({"flow_name":"hello"})", idem));
+  const std::string rb =
+      run_id_of(g.call(http::verb::post, "/runs", b.text, R"({"flow_name":"hello"})", idem));
+  BOOST_TEST(ra != rb);
+  BOOST_TEST(
+      run_id_of(g.call(http::verb::post, "/runs", a.text, R"({"flow_name":"hello"})", idem)) == ra);
+  BOOST_TEST(g.call(http::verb::get, "/runs/" + rb, a.text).status == 404u);
+  BOOST_TEST(g.call(http::verb::post, "/runs/" + rb + "/cancel", a.text).status == 404u);
+  BOOST_TEST(g.call(http::verb::get, "/runs/" + rb + "/logs", a.text).status == 404u);
+  BOOST_TEST(g.call(http::verb::get, "/runs/" + rb + "/watch", a.text).status == 404u);
+  BOOST_TEST(g.call(http::verb::get, "/runs/" + rb, b.text).status == 200u);
+  BOOST_REQUIRE(eventually([&] {
+    const std::string list = g.call(http::verb::get, "/runs", b.text).body;
+    return list.find(rb) != std::string::npos;
+  }));
+  BOOST_TEST(g.call(http::verb::get, "/runs", b.text).body.find(ra) == std::string::npos);
+  BOOST_TEST(g.call(http::verb::get, "/runs?limit=200&cursor=", a.text).body.find(rb) ==
+             std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_revoke_reaches_every_gateway_within_a_second) {
+  NatsServer nats;
+  Gateway one(nats), two(nats);
+  const Key k = create_key(nats, "a", "runs:read");
+  // Both have verified it (and cached the verification).
+  BOOST_REQUIRE_EQUAL(one.call(http::verb::get, "/runs", k.text).status, 200u);
+  BOOST_REQUIRE_EQUAL(two.call(http::verb::get, "/runs", k.text).status, 200u);
+  revoke_key(nats, k);
+  const auto revoked_at = std::chrono::steady_clock::now();
+  for (const Gateway* g : {&one, &two}) {
+    BOOST_TEST(
+        eventually([&] { return g->call(http::verb::get, "/runs", k.text).status == 403; }, 1s));
+  }
+  BOOST_TEST_MESSAGE("both refused it " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               std::chrono::steady_clock::now() - revoked_at)
+                                               .count()
+                                        << " ms after the revoke");
+  const auto r = one.call(http::verb::get, "/runs", k.text);
+  BOOST_TEST(r.body.find("revoked") != std::string::npos, r.body);
+}
+
+BOOST_AUTO_TEST_CASE(failed_keys_from_an_address_are_rate_limited) {
+  NatsServer nats;
+  server::AuthOptions auth;
+  auth.max_failures = 5;
+  auth.failure_window = 2s;
+  Gateway g(nats, auth);
+  const Key k = create_key(nats, "a", "runs:read");
+  for (int i = 0; i < 5; ++i) {
+    BOOST_TEST(g.call(http::verb::get, "/runs",
+                      "pyoco_" + k.id + ".guessing0000000000" + std::to_string(i))
+                   .status == 403u);
+  }
+  // Locked out: even the right key waits for the window to pass.
+  const auto locked = g.call(http::verb::get, "/runs", k.text);
+  BOOST_TEST(locked.status == 429u);
+  BOOST_TEST(locked.body.find("try again in") != std::string::npos, locked.body);
+  // A request without a key is not a guess: it is answered 401, as ever.
+  BOOST_TEST(g.call(http::verb::get, "/runs", "").status == 401u);
+  BOOST_TEST(
+      eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 200; }, 5s));
+}
+
+BOOST_AUTO_TEST_CASE(pyoco_server_keys_are_imported_and_keep_working) {
+  NatsServer nats;
+  TempDir dir;
+  // Two records as pyoco-server stores them (one per line, as its bucket
+  // dumps them): the same secret hashed with the pepper "pepper-1".
+  const std::string secret = "Xy7_kq2-Lm9Np4Rs8Tu1Vw3Yz5Ab6Cd0";
+  write_text(
+      dir.path() / "keys.jsonl",
+      R"({"key_id":"0123456789abcdef01234567","tenant_id":"demo","kdf":"pbkdf2_hmac_sha256","iterations":1000,"salt_b64":"AAECAwQFBgcICQoLDA0ODw","hash_b64":"oD1pWMNRcM0Gzs96ifk-IdN7EE2Rpjgqs-Btn_h4vTM","created_at":1700000000.0,"revoked_at":null})"
+      "\n"
+      R"({"key_id":"89abcdef0123456789abcdef","tenant_id":"demo","kdf":"pbkdf2_hmac_sha256","iterations":1000,"salt_b64":"AAECAwQFBgcICQoLDA0ODw","hash_b64":"oD1pWMNRcM0Gzs96ifk-IdN7EE2Rpjgqs-Btn_h4vTM","created_at":1700000001.0,"revoked_at":1700000002.0})"
+      "\n");
+  const std::vector<std::string> import{"keys", "import", (dir.path() / "keys.jsonl").string(),
+                                        "--nats", nats.url()};
+  Gateway g(nats, server::AuthOptions{.pepper = "pepper-1"});
+  ProcessResult r = run_pyoco(import);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("2 of 2 key(s) imported") != std::string::npos, r.out);
+  const std::string imported = "pyoco_0123456789abcdef01234567." + secret;
+  BOOST_TEST(g.call(http::verb::get, "/runs", imported).status == 200u);
+  BOOST_TEST(g.call(http::verb::post, "/runs", imported, R"({"flow_name":"hello"})").status ==
+             200u);
+  BOOST_TEST(g.call(http::verb::get, "/metrics", imported).status == 403u);  // not its scope
+  BOOST_TEST(g.call(http::verb::get, "/runs", "pyoco_89abcdef0123456789abcdef." + secret).status ==
+             403u);  // it was revoked in pyoco-server
+  // Again: nothing is overwritten.
+  r = run_pyoco(import);
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(r.err.find("exists already") != std::string::npos, r.err);
+
+  // `keys list` shows neither secrets nor hashes.
+  r = run_pyoco({"keys", "list", "--json", "--nats", nats.url()});
+  BOOST_TEST(r.exit_code == 0);
+  BOOST_TEST(r.out.find("0123456789abcdef01234567") != std::string::npos);
+  BOOST_TEST(r.out.find("\"revoked\"") != std::string::npos);
+  BOOST_TEST(r.out.find("hash") == std::string::npos);
+  BOOST_TEST(r.out.find("salt") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(the_client_sends_its_key_and_the_gateway_never_logs_it) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()}, {{"PYOCO_HTTP_AUTH_MODE", "api_key"}});
+  ProcessResult created = run_pyoco({"keys", "create", "--tenant", "ops", "--scope",
+                                     "runs:read,runs:write", "--nats", nats.url()});
+  BOOST_REQUIRE(created.exit_code == 0);
+  const std::string key = created.out.substr(0, created.out.find('\n'));
+  BOOST_TEST(key.rfind("pyoco_", 0) == 0u);
+  BOOST_TEST(created.err.find("shown this once") != std::string::npos, created.err);
+
+  ProcessResult r = s.client({"list"});
+  BOOST_TEST(r.exit_code != 0);
+  BOOST_TEST(r.err.find("401") != std::string::npos, r.err);
+  s.api_key = key;
+  r = s.client({"submit", "hello", "--json"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  r = s.client({"list", "--json"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("hello") != std::string::npos);
+  s.api_key = key.substr(0, key.size() - 2) + "xx";
+  BOOST_TEST(s.call(http::verb::get, "/runs").status == 403u);
+
+  const std::string secret = key.substr(key.find('.') + 1);
+  BOOST_TEST(s.child->err().find(secret) == std::string::npos);
+  BOOST_TEST(s.child->out().find(secret) == std::string::npos);
+  BOOST_TEST(s.child->err().find("API key refused") != std::string::npos, s.child->err());
+}
