@@ -11,7 +11,8 @@ if(NOT rc EQUAL 0)
 endif()
 file(READ "${OUT}/cluster.json" json)
 foreach(path "mode" "baseline;runs_per_s" "setups;0;runs_per_s" "setups;0;idle_post;p50_ms"
-        "setups;0;idle_submit_to_completed;p99_ms" "setups;0;cpu_ms_per_run;nats_server")
+        "setups;0;idle_submit_to_completed;p99_ms" "setups;0;cpu_ms_per_run;nats_server"
+        "auth;routes;0;ratio" "auth;routes;1;api_key_rps")
   string(JSON value ERROR_VARIABLE error GET "${json}" ${path})
   if(error)
     message(FATAL_ERROR "cluster.json: ${error}")

@@ -180,33 +180,46 @@ class EventClock {
 };
 
 // POST /runs over one keep-alive connection.
+// One keep-alive HTTP connection to a gateway.
 class Submitter {
  public:
-  Submitter(const std::string& host, const std::string& port) : socket_(io_) {
+  Submitter(const std::string& host, const std::string& port, std::string api_key = {})
+      : socket_(io_), api_key_(std::move(api_key)) {
     boost::asio::ip::tcp::resolver resolver(io_);
     boost::asio::connect(socket_, resolver.resolve(host, port));
     socket_.set_option(boost::asio::ip::tcp::no_delay(true));
   }
-  std::string submit() {
-    http::request<http::string_body> req{http::verb::post, "/runs", 11};
+  // The answer's body; throws unless it is 200.
+  std::string call(http::verb method, const std::string& target, const std::string& body = {}) {
+    http::request<http::string_body> req{method, target, 11};
     req.set(http::field::host, "127.0.0.1");
-    req.set(http::field::content_type, "application/json");
+    if (!api_key_.empty()) req.set("X-API-Key", api_key_);
     req.keep_alive(true);
-    req.body() = R"({"flow_name":"trivial","params":{}})";
-    req.prepare_payload();
+    if (method == http::verb::post) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body;
+      req.prepare_payload();
+    }
     http::write(socket_, req);
     http::response<http::string_body> res;
     http::read(socket_, buffer_, res);
     if (res.result_int() != 200) {
-      throw std::runtime_error("POST /runs: " + std::to_string(res.result_int()) + " " +
-                               res.body());
+      throw std::runtime_error(std::string(http::to_string(method)) + " " + target + ": " +
+                               std::to_string(res.result_int()) + " " + res.body());
     }
-    return std::string(json::parse(res.body()).at("run_id").as_string());
+    return res.body();
+  }
+  std::string submit() {
+    return std::string(
+        json::parse(call(http::verb::post, "/runs", R"({"flow_name":"trivial","params":{}})"))
+            .at("run_id")
+            .as_string());
   }
 
  private:
   boost::asio::io_context io_;
   boost::asio::ip::tcp::socket socket_;
+  std::string api_key_;
   boost::beast::flat_buffer buffer_;
 };
 
@@ -350,6 +363,80 @@ json::object baseline(const Args& a, std::size_t in_flight) {
                       {"run_ms", summarize(one)}};
 }
 
+// Requests/s of C keep-alive clients on `target` for `seconds`.
+double requests_per_s(const std::string& gateway, const std::string& key, const std::string& target,
+                      unsigned clients, double seconds) {
+  const auto colon = gateway.rfind(':');
+  const std::string host = gateway.substr(7, colon - 7), port = gateway.substr(colon + 1);
+  std::atomic<std::uint64_t> done{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (unsigned c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      Submitter client(host, port, key);
+      std::uint64_t n = 0;
+      while (!stop) {
+        client.call(http::verb::get, target);
+        ++n;
+      }
+      done += n;
+    });
+  }
+  const auto t0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : threads) t.join();
+  return static_cast<double>(done) / (ms_between(t0, Clock::now()) / 1000.0);
+}
+
+// API keys' cost: the same reads from C clients to a gateway without
+// authentication and to one that requires keys (each request carrying one,
+// verified from the cache after its first), alternating, median of 3 each.
+// The cheapest route (GET /workers, from memory) shows the check's share at
+// its largest; GET /runs/{id} (a KV read) as clients mostly meet it.
+json::object auth_overhead(const Args& a, const std::string& nats_url,
+                           const std::string& plain_gateway, const fs::path& scratch) {
+  const auto made =
+      pyoco::core::run_process({a.pyoco.string(), "keys", "create", "--tenant", "bench", "--scope",
+                                "admin", "--json", "--nats", nats_url});
+  if (made.exit_code != 0) throw std::runtime_error("keys create: " + made.err);
+  const std::string key(json::parse(made.out).at("api_key").as_string());
+  pyoco::core::ProcessOptions keyed_env;
+  keyed_env.env["PYOCO_HTTP_AUTH_MODE"] = "api_key";
+  pyoco::core::BackgroundProcess keyed(
+      {a.pyoco.string(), "server", "--nats", nats_url, "--listen", "127.0.0.1:0"},
+      scratch / "gateway-auth.log", keyed_env);
+  const std::string keyed_gateway =
+      "http://" + wait_for_line(scratch / "gateway-auth.log", "listening on http://", 20s);
+  const auto colon = keyed_gateway.rfind(':');
+  Submitter first(keyed_gateway.substr(7, colon - 7), keyed_gateway.substr(colon + 1), key);
+  auto t0 = Clock::now();
+  const std::string run = first.submit();  // the first request: the KDF
+  const double first_ms = ms_between(t0, Clock::now());
+
+  const double seconds = a.smoke ? 0.3 : 2.0;
+  json::array routes;
+  for (const std::string& target : {std::string("/workers?limit=1"), "/runs/" + run}) {
+    std::vector<double> plain, keyed_rps;
+    for (int rep = 0; rep < 3; ++rep) {
+      plain.push_back(requests_per_s(plain_gateway, "", target, a.clients, seconds));
+      keyed_rps.push_back(requests_per_s(keyed_gateway, key, target, a.clients, seconds));
+    }
+    const double p = percentile(plain, 50), k = percentile(keyed_rps, 50);
+    routes.push_back(
+        json::object{{"route", target.rfind("/runs/", 0) == 0 ? "GET /runs/{id}" : "GET /workers"},
+                     {"no_auth_rps", p},
+                     {"api_key_rps", k},
+                     {"ratio", k / p},
+                     {"extra_us_per_request", (1e6 / k - 1e6 / p) * a.clients}});
+  }
+  keyed.stop();
+  return json::object{{"first_request_ms", first_ms},
+                      {"clients", a.clients},
+                      {"seconds_per_sample", seconds},
+                      {"routes", std::move(routes)}};
+}
+
 std::string fixed(double v, int digits = 2) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << v;
@@ -384,6 +471,24 @@ std::string render(const json::object& r) {
        << fixed(cpu.at("gateway").to_number<double>(), 3) << " / "
        << fixed(cpu.at("nats_server").to_number<double>(), 3) << " / "
        << fixed(cpu.at("workers").to_number<double>(), 3) << " |\n";
+  }
+  const auto& auth = r.at("auth").as_object();
+  md << "\n## API keys' cost\n\n"
+     << auth.at("clients").to_number<int>()
+     << " keep-alive clients against a gateway without authentication and one that requires API "
+        "keys (every request carries one; the first verification, the PBKDF2 KDF, took "
+     << fixed(auth.at("first_request_ms").to_number<double>(), 1)
+     << " ms; later ones come from the cache). Median of 3 alternating samples of "
+     << fixed(auth.at("seconds_per_sample").to_number<double>(), 1) << " s.\n\n"
+     << "| route | no auth req/s | API key req/s | ratio | extra µs per request |\n"
+     << "|---|---|---|---|---|\n";
+  for (const auto& v : auth.at("routes").as_array()) {
+    const auto& o = v.as_object();
+    md << "| " << o.at("route").as_string().c_str() << " | "
+       << fixed(o.at("no_auth_rps").to_number<double>(), 0) << " | "
+       << fixed(o.at("api_key_rps").to_number<double>(), 0) << " | "
+       << fixed(o.at("ratio").to_number<double>(), 3) << " | "
+       << fixed(o.at("extra_us_per_request").to_number<double>(), 1) << " |\n";
   }
   return md.str();
 }
@@ -460,6 +565,8 @@ int main(int argc, char** argv) try {
         measure(a, s, nats_url, gateway_url, gateway.pid(), nats.pid(), scratch, clock));
   }
   results["setups"] = std::move(measured);
+  std::cerr << "cluster bench: API keys' cost\n";
+  results["auth"] = auth_overhead(a, nats_url, gateway_url, scratch);
   results["baseline"] = baseline(a, 16);
   gateway.stop();
   nats.stop();
