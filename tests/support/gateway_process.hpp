@@ -36,7 +36,8 @@ struct Server {
            std::chrono::steady_clock::now() < until) {
       child->wait_for_output("\n", std::chrono::milliseconds(100));
     }
-    BOOST_REQUIRE_MESSAGE(out.find("http://") == 0 && out.find('\n') != std::string::npos,
+    BOOST_REQUIRE_MESSAGE((out.find("http://") == 0 || out.find("https://") == 0) &&
+                              out.find('\n') != std::string::npos,
                           "no URL from pyoco server: " << out << child->err());
     url = out.substr(0, out.find('\n'));
   }

@@ -29,6 +29,7 @@ namespace {
 struct ServerArgs {
   std::string listen = "127.0.0.1:8000";
   std::string nats;
+  std::string tls_cert, tls_key;
   std::optional<std::string> with_nats;  // the store directory ("" = the default)
   int nats_port = 4222;
   bool with_worker = false;
@@ -120,6 +121,9 @@ int run_server(ServerArgs& a) {
       return kExitUsage;
     }
     lo.port = static_cast<std::uint16_t>(std::stoul(port));
+    lo.tls_cert = a.tls_cert;
+    lo.tls_key = a.tls_key;
+    const std::string scheme = a.tls_cert.empty() ? "http://" : "https://";
     server::GatewayOptions go;
     go.run_index_file = a.index;
     if (const char* t = std::getenv("PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC"); t != nullptr && *t) {
@@ -150,12 +154,12 @@ int run_server(ServerArgs& a) {
       const auto path = webhooks->url.find('/', 7);  // its path may hold a token: not shown
       std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url.substr(0, path) << '\n';
     }
-    std::cerr << "pyoco server: listening on http://" << lo.host << ":" << http.port() << '\n';
+    std::cerr << "pyoco server: listening on " << scheme << lo.host << ":" << http.port() << '\n';
     std::cerr << "pyoco server: "
               << (go.auth ? "API keys required on every route but /health"
                           : "no authentication (set PYOCO_HTTP_AUTH_MODE=api_key to require keys)")
               << '\n';
-    std::cout << "http://" << lo.host << ":" << http.port() << std::endl;
+    std::cout << scheme << lo.host << ":" << http.port() << std::endl;
 
     std::optional<cluster::Connection> worker_nats;
     std::optional<Engine> engine;
@@ -209,6 +213,10 @@ void add_server_command(CLI::App& app, CommandTable& table) {
       ->expected(0, 1)
       ->type_name("[DIR]");
   cmd->add_option("--nats-port", a->nats_port, "With --with-nats: its port (default 4222; 0: any)");
+  cmd->add_option("--tls-cert", a->tls_cert,
+                  "Serve HTTPS only, with this PEM certificate chain (needs --tls-key)")
+      ->type_name("FILE");
+  cmd->add_option("--tls-key", a->tls_key, "The PEM private key of --tls-cert")->type_name("FILE");
   cmd->add_flag("--with-worker", a->with_worker, "Also run a worker in this process");
   cmd->add_option("--index", a->index,
                   "Keep GET /runs's index in this SQLite file (default: in memory, rebuilt from "

@@ -2,35 +2,79 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <array>
+#include <optional>
 
 namespace pyoco::server {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 
 namespace {
 
 struct Address {
   std::string host, port;
+  bool tls = false;
 };
 
 Address address_of(const std::string& server) {
   std::string rest = server;
+  bool tls = false;
   if (rest.rfind("http://", 0) == 0) {
     rest = rest.substr(7);
+  } else if (rest.rfind("https://", 0) == 0) {
+    rest = rest.substr(8);
+    tls = true;
   } else if (rest.find("://") != std::string::npos) {
-    throw ClientError("server \"" + server + "\": only http:// is spoken here");
+    throw ClientError("server \"" + server + "\": http:// or https:// only");
   }
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   const auto colon = rest.rfind(':');
   return {colon == std::string::npos ? rest : rest.substr(0, colon),
-          colon == std::string::npos ? "80" : rest.substr(colon + 1)};
+          colon == std::string::npos ? (tls ? "443" : "80") : rest.substr(colon + 1), tls};
+}
+
+// The client's TLS: the system's CAs and `ca_file`, the peer verified
+// against the host it was asked for.
+ssl::context client_tls(const Endpoint& gateway) {
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  ctx.set_default_verify_paths(ec);  // none on a minimal system: ca_file may still do
+  if (!gateway.ca_file.empty()) {
+    ctx.load_verify_file(gateway.ca_file, ec);
+    if (ec) {
+      throw ClientError("--ca-file " + gateway.ca_file +
+                        ": not a PEM certificate that can be read (" + ec.message() + ")");
+    }
+  }
+  ctx.set_verify_mode(ssl::verify_peer);
+  return ctx;
+}
+
+// SNI and host-name checking for `host` on a new TLS stream.
+template <class TlsStream>
+void expect_host(TlsStream& stream, const std::string& host) {
+  if (!SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
+    throw ClientError("TLS: cannot ask for host " + host);
+  }
+  stream.set_verify_callback(ssl::host_name_verification(host));
+}
+
+[[noreturn]] void tls_failed(const std::string& server, const boost::system::error_code& ec) {
+  throw ClientError("cannot talk TLS with the gateway at " + server + " (" + ec.message() +
+                        "): is it serving HTTPS, and is its certificate trusted (--ca-file or "
+                        "PYOCO_CA_FILE) and made for this host name?",
+                    ec.message());
 }
 
 [[noreturn]] void unreachable(const std::string& server, const boost::system::error_code& ec) {
@@ -41,17 +85,14 @@ Address address_of(const std::string& server) {
 
 }  // namespace
 
-void http_stream(const Endpoint& gateway, const std::string& target,
-                 const std::string& last_event_id,
-                 const std::function<bool(const StreamEvent&)>& on_event) {
+namespace {
+
+template <class Stream>
+void follow(Stream& socket, const Endpoint& gateway, const Address& a, const std::string& target,
+            const std::string& last_event_id,
+            const std::function<bool(const StreamEvent&)>& on_event) {
   const std::string& server = gateway.url;
-  const Address a = address_of(server);
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
   boost::system::error_code ec;
-  asio::ip::tcp::resolver resolver(io);
-  asio::connect(socket, resolver.resolve(a.host, a.port, ec), ec);
-  if (ec) unreachable(server, ec);
   std::string request = "GET " + target + " HTTP/1.1\r\nHost: " + a.host +
                         "\r\nAccept: text/event-stream\r\nUser-Agent: pyoco-client\r\n";
   if (!last_event_id.empty()) request += "Last-Event-ID: " + last_event_id + "\r\n";
@@ -104,6 +145,30 @@ void http_stream(const Endpoint& gateway, const std::string& target,
   }
 }
 
+}  // namespace
+
+void http_stream(const Endpoint& gateway, const std::string& target,
+                 const std::string& last_event_id,
+                 const std::function<bool(const StreamEvent&)>& on_event) {
+  const Address a = address_of(gateway.url);
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  boost::system::error_code ec;
+  asio::ip::tcp::resolver resolver(io);
+  asio::connect(socket, resolver.resolve(a.host, a.port, ec), ec);
+  if (ec) unreachable(gateway.url, ec);
+  if (!a.tls) {
+    follow(socket, gateway, a, target, last_event_id, on_event);
+    return;
+  }
+  ssl::context ctx = client_tls(gateway);
+  ssl::stream<asio::ip::tcp::socket&> tls(socket, ctx);
+  expect_host(tls, a.host);
+  tls.handshake(ssl::stream_base::client, ec);
+  if (ec) tls_failed(gateway.url, ec);
+  follow(tls, gateway, a, target, last_event_id, on_event);
+}
+
 ClientResponse http_call(const std::string& server, http::verb method, const std::string& target,
                          const std::string& body, const std::string& content_type,
                          const std::map<std::string, std::string>& headers,
@@ -116,9 +181,9 @@ ClientResponse http_call(const Endpoint& gateway, http::verb method, const std::
                          const std::map<std::string, std::string>& headers,
                          std::chrono::milliseconds timeout) {
   const std::string& server = gateway.url;
-  const auto [host, port] = address_of(server);
+  const auto [host, port, tls] = address_of(server);
   http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, port == "80" ? host : host + ":" + port);
+  req.set(http::field::host, port == (tls ? "443" : "80") ? host : host + ":" + port);
   req.set(http::field::user_agent, "pyoco-client");
   if (!gateway.api_key.empty()) req.set("X-API-Key", gateway.api_key);
   for (const auto& [k, v] : headers) req.set(k, v);
@@ -132,15 +197,30 @@ ClientResponse http_call(const Endpoint& gateway, http::verb method, const std::
   asio::io_context io;
   asio::ip::tcp::resolver resolver(io);
   beast::tcp_stream stream(io);
+  std::optional<ssl::context> ctx;
+  std::optional<ssl::stream<beast::tcp_stream&>> secure;
+  if (tls) {
+    ctx.emplace(client_tls(gateway));
+    secure.emplace(stream, *ctx);
+    expect_host(*secure, host);
+  }
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
   beast::error_code failed;
-  bool answered = false;
-  auto read = [&] {
-    http::async_read(stream, buffer, parser, [&](beast::error_code ec, std::size_t) {
-      if (ec) failed = ec;
-      answered = !ec;
+  bool answered = false, handshaken = !tls;
+  auto exchange = [&](auto& s) {
+    http::async_write(s, req, [&](beast::error_code ec, std::size_t) {
+      // A server may answer (413) and stop reading before the body is
+      // sent: its answer is still read.
+      if (ec && ec != asio::error::broken_pipe && ec != asio::error::connection_reset) {
+        failed = ec;
+        return;
+      }
+      http::async_read(s, buffer, parser, [&](beast::error_code ec, std::size_t) {
+        if (ec) failed = ec;
+        answered = !ec;
+      });
     });
   };
   stream.expires_after(timeout);
@@ -154,18 +234,25 @@ ClientResponse http_call(const Endpoint& gateway, http::verb method, const std::
         failed = ec;
         return;
       }
-      http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
-        // A server may answer (413) and stop reading before the body is
-        // sent: its answer is still read.
-        if (ec && ec != asio::error::broken_pipe && ec != asio::error::connection_reset) {
+      if (!secure) {
+        exchange(stream);
+        return;
+      }
+      secure->async_handshake(ssl::stream_base::client, [&](beast::error_code ec) {
+        if (ec) {
           failed = ec;
           return;
         }
-        read();
+        handshaken = true;
+        exchange(*secure);
       });
     });
   });
   io.run();
+  if (!answered && !handshaken && failed != beast::error::timeout &&
+      failed.category() == asio::error::get_ssl_category()) {
+    tls_failed(server, failed);
+  }
   if (!answered) {
     const std::string reason = failed == beast::error::timeout
                                    ? "no answer within " + std::to_string(timeout.count()) + " ms"

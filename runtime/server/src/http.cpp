@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
 #include <boost/json.hpp>
 
@@ -24,6 +25,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
 using tcp = asio::ip::tcp;
+namespace ssl = asio::ssl;
 
 Response json_response(unsigned status, const json::value& body) {
   Response r{static_cast<http::status>(status), 11};
@@ -137,6 +139,38 @@ Response Router::answer(const Request& request, const std::string& address, std:
   return res;
 }
 
+namespace {
+
+// TLS 1.2 and later, with the certificate chain and key of --tls-cert and
+// --tls-key; std::runtime_error naming the file that does not load.
+std::unique_ptr<ssl::context> make_server_tls(const std::filesystem::path& cert,
+                                              const std::filesystem::path& key) {
+  if (cert.empty() || key.empty()) {
+    throw std::runtime_error("HTTPS needs both --tls-cert and --tls-key");
+  }
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(cert.string(), ec);
+  if (ec) {
+    throw std::runtime_error("--tls-cert " + cert.string() +
+                             ": not a PEM certificate chain that can be read (" + ec.message() +
+                             ")");
+  }
+  ctx->use_private_key_file(key.string(), ssl::context::pem, ec);
+  if (ec) {
+    throw std::runtime_error(
+        "--tls-key " + key.string() +
+        ": not a PEM private key that can be read, or not the certificate's (" + ec.message() +
+        ")");
+  }
+  return ctx;
+}
+
+}  // namespace
+
 // Sessions and handlers point at the server plainly: stop() joins the pool
 // and the I/O thread before it goes, and the io_context destroys what is
 // still queued (sessions included) when it goes, before everything else.
@@ -155,28 +189,53 @@ struct HttpServer::Impl {
   };
   std::vector<StreamThread> streams;  // one per SSE response; ended ones joined at the next
 
+  std::unique_ptr<ssl::context> tls;  // set: HTTPS only
+
   Impl(std::shared_ptr<const Router> r, ListenOptions o)
       : router(std::move(r)), options(std::move(o)), handlers(options.handler_threads) {}
 
-  struct Session : std::enable_shared_from_this<Session> {
+  // One connection, plain (beast::tcp_stream) or TLS (an ssl_stream over one).
+  template <class Stream>
+  struct Session : std::enable_shared_from_this<Session<Stream>> {
+    using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+    static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
     Impl* server;
-    beast::tcp_stream stream;
+    Stream stream;
     beast::flat_buffer buffer;
     std::optional<http::request_parser<http::string_body>> parser;
     std::shared_ptr<Response> response;
 
     std::string address;  // the client's IP: failed keys are counted per address
 
-    Session(Impl* s, tcp::socket socket) : server(s), stream(std::move(socket)) {
+    template <class... TlsContext>
+    Session(Impl* s, tcp::socket socket, TlsContext&... tls)
+        : server(s), stream(std::move(socket), tls...) {
       beast::error_code ec;
-      const auto peer = stream.socket().remote_endpoint(ec);
+      const auto peer = tcp_socket().remote_endpoint(ec);
       if (!ec) address = peer.address().to_string();
+    }
+
+    tcp::socket& tcp_socket() { return beast::get_lowest_layer(stream).socket(); }
+
+    // TLS first: a client that never finishes its handshake is dropped at
+    // the same deadline as one that never sends its request.
+    void start() {
+      if constexpr (kTls) {
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+        stream.async_handshake(ssl::stream_base::server,
+                               [self = shared_from_this()](beast::error_code ec) {
+                                 if (!ec) self->read();
+                               });
+      } else {
+        read();
+      }
     }
 
     void read() {
       parser.emplace();
       parser->body_limit(server->options.body_limit);
-      stream.expires_after(std::chrono::seconds(60));
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(60));
       http::async_read(
           stream, buffer, *parser,
           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
@@ -214,7 +273,7 @@ struct HttpServer::Impl {
                         [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
                           if (ec || close) {
                             beast::error_code ignored;
-                            self->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                            self->tcp_socket().shutdown(tcp::socket::shutdown_send, ignored);
                             if (!ec) self->drain();
                             return;
                           }
@@ -226,7 +285,7 @@ struct HttpServer::Impl {
     // what the client still sends, for a few seconds, before closing: closing
     // at once would reset the connection before it has read the answer.
     void drain() {
-      stream.expires_after(std::chrono::seconds(5));
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
       stream.async_read_some(asio::buffer(discard),
                              [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                if (!ec) self->drain();
@@ -243,7 +302,7 @@ struct HttpServer::Impl {
       bool write(const std::string& text) {
         if (broken) return false;
         beast::error_code ec;
-        asio::write(session.stream.socket(), asio::buffer(text), ec);
+        asio::write(session.stream, asio::buffer(text), ec);
         broken = static_cast<bool>(ec);
         return !broken;
       }
@@ -290,18 +349,18 @@ struct HttpServer::Impl {
                                Response res = error_response(e.status, e.error, e.detail);
                                res.keep_alive(false);
                                beast::error_code ec;
-                               http::write(self->stream.socket(), res, ec);
+                               http::write(self->stream, res, ec);
                              }
                            } catch (const std::exception& e) {
                              if (!out.started) {
                                Response res = error_response(500, "internal", e.what());
                                res.keep_alive(false);
                                beast::error_code ec;
-                               http::write(self->stream.socket(), res, ec);
+                               http::write(self->stream, res, ec);
                              }
                            }
                            beast::error_code ignored;
-                           self->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+                           self->tcp_socket().shutdown(tcp::socket::shutdown_both, ignored);
                            done->store(true);
                          }),
                          done});
@@ -311,7 +370,15 @@ struct HttpServer::Impl {
   void accept() {
     acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(this, std::move(socket))->read();
+      if (!ec) {
+        if (tls) {
+          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(this, std::move(socket),
+                                                                          *tls)
+              ->start();
+        } else {
+          std::make_shared<Session<beast::tcp_stream>>(this, std::move(socket))->start();
+        }
+      }
       accept();
     });
   }
@@ -320,6 +387,9 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(std::shared_ptr<const Router> router, ListenOptions options)
     : impl_(std::make_unique<Impl>(std::move(router), std::move(options))) {
   Impl& s = *impl_;
+  if (!s.options.tls_cert.empty() || !s.options.tls_key.empty()) {
+    s.tls = make_server_tls(s.options.tls_cert, s.options.tls_key);
+  }
   beast::error_code ec;
   const auto address = asio::ip::make_address(s.options.host, ec);
   if (ec)

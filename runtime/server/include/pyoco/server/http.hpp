@@ -9,6 +9,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -118,6 +119,8 @@ struct ListenOptions {
   std::uint16_t port = 8000;  // 0: any free port (see HttpServer::port)
   std::size_t handler_threads = 4;
   std::size_t body_limit = 1 << 20;  // larger bodies are answered 413
+  // Both set: HTTPS only (PEM files: the certificate chain, its private key).
+  std::filesystem::path tls_cert, tls_key;
 };
 
 class HttpServer {
