@@ -15,6 +15,7 @@
 #include "gateway_process.hpp"
 #include "nats_server.hpp"
 #include "process.hpp"
+#include "self_signed.hpp"
 #include "temp_dir.hpp"
 
 using namespace pyoco;
@@ -38,7 +39,10 @@ struct Receiver {
   std::vector<Received> got;
   std::unique_ptr<server::HttpServer> http;
 
-  Receiver() {
+  bool tls = false;
+
+  // With `certificate`: an HTTPS receiver.
+  explicit Receiver(const CertificateFiles* certificate = nullptr) : tls(certificate != nullptr) {
     auto router = std::make_shared<server::Router>();
     auto record = [this](const server::Request& r, unsigned status) {
       std::lock_guard lock(mutex);
@@ -70,10 +74,14 @@ struct Receiver {
     server::ListenOptions lo;
     lo.port = 0;
     lo.handler_threads = 8;
+    if (certificate != nullptr) {
+      lo.tls_cert = certificate->cert;
+      lo.tls_key = certificate->key;
+    }
     http = std::make_unique<server::HttpServer>(router, lo);
   }
   std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(http->port()) + path;
+    return (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(http->port()) + path;
   }
   std::vector<Received> wait_for(std::size_t n, std::chrono::seconds deadline = 30s) {
     const auto until = std::chrono::steady_clock::now() + deadline;
@@ -204,4 +212,22 @@ BOOST_AUTO_TEST_CASE(only_the_events_asked_for_are_posted) {
        .timeout = 20s});
   BOOST_TEST(bad.exit_code == 2);
   BOOST_TEST(bad.err.find("PYOCO_WEBHOOK_RETRIES=-1") != std::string::npos, bad.err);
+}
+
+BOOST_AUTO_TEST_CASE(an_https_receiver_is_posted_to_when_its_ca_is_trusted) {
+  NatsServer nats;
+  Flows flows;
+  TempDir dir;
+  const CertificateFiles cert = make_self_signed(dir.path());
+  Receiver receiver(&cert);
+  auto s = gateway(nats, flows,
+                   {{"PYOCO_WEBHOOK_URL", receiver.url("/ok")},
+                    {"PYOCO_WEBHOOK_CA_FILE", cert.cert.string()},
+                    {"PYOCO_WEBHOOK_SECRET", "s3cret"}});
+  BOOST_TEST(s->client({"submit", "hello", "--wait"}).exit_code == 0);
+  const auto got = receiver.wait_for(1);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].signature ==
+             "sha256=" + hmac_hex("s3cret", got[0].timestamp + "." + got[0].body));
+  BOOST_TEST(got[0].event == "run.completed");
 }

@@ -151,7 +151,8 @@ int run_server(ServerArgs& a) {
     std::optional<server::WebhookSender> webhook_sender;
     if (webhooks) {
       webhook_sender.emplace(nats, *webhooks);
-      const auto path = webhooks->url.find('/', 7);  // its path may hold a token: not shown
+      // Its path may hold a token: not shown.
+      const auto path = webhooks->url.find('/', webhooks->url.find("://") + 3);
       std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url.substr(0, path) << '\n';
     }
     std::cerr << "pyoco server: listening on " << scheme << lo.host << ":" << http.port() << '\n';

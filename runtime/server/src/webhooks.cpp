@@ -46,10 +46,10 @@ std::optional<WebhookOptions> webhook_options_from_env() {
   WebhookOptions o;
   o.url = env("PYOCO_WEBHOOK_URL");
   if (o.url.empty()) return std::nullopt;
-  if (o.url.rfind("http://", 0) != 0) {
-    throw std::invalid_argument("PYOCO_WEBHOOK_URL=" + o.url +
-                                ": an http:// URL (https:// receivers are not supported yet)");
+  if (o.url.rfind("http://", 0) != 0 && o.url.rfind("https://", 0) != 0) {
+    throw std::invalid_argument("PYOCO_WEBHOOK_URL=" + o.url + ": an http:// or https:// URL");
   }
+  o.ca_file = env("PYOCO_WEBHOOK_CA_FILE");
   if (const std::string t = env("PYOCO_WEBHOOK_TIMEOUT"); !t.empty()) {
     o.timeout = std::chrono::milliseconds(
         static_cast<std::int64_t>(seconds_from("PYOCO_WEBHOOK_TIMEOUT", t) * 1000));
@@ -95,7 +95,7 @@ struct WebhookSender::Impl {
   cluster::RunRecords runs;  // the bucket, opened once
 
   Impl(cluster::Connection& n, WebhookOptions o) : nats(n), options(std::move(o)), runs(n) {
-    const auto path = options.url.find('/', 7);
+    const auto path = options.url.find('/', options.url.find("://") + 3);
     server = options.url.substr(0, path);
     target = path == std::string::npos ? "/" : options.url.substr(path);
   }
@@ -167,8 +167,9 @@ struct WebhookSender::Impl {
       headers["X-Pyoco-Signature"] = "sha256=" + webhook_signature(options.secret, timestamp, body);
     }
     try {
-      const ClientResponse r = http_call(server, boost::beast::http::verb::post, target, body,
-                                         "application/json", headers, options.timeout);
+      const ClientResponse r =
+          http_call(Endpoint{server, {}, options.ca_file}, boost::beast::http::verb::post, target,
+                    body, "application/json", headers, options.timeout);
       if (r.status >= 200 && r.status < 300) return {};
       return "HTTP " + std::to_string(r.status);
     } catch (const ClientError& e) {

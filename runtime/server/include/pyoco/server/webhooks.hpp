@@ -17,7 +17,8 @@
 namespace pyoco::server {
 
 struct WebhookOptions {
-  std::string url;                                             // http://host:port/path
+  std::string url;      // http://host:port/path or https://...
+  std::string ca_file;  // PYOCO_WEBHOOK_CA_FILE: https: a PEM CA to trust besides the system's
   std::chrono::milliseconds timeout{std::chrono::seconds(3)};  // PYOCO_WEBHOOK_TIMEOUT
   int retries = 1;                                             // PYOCO_WEBHOOK_RETRIES
   std::string secret;                                          // PYOCO_WEBHOOK_SECRET
