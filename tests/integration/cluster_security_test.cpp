@@ -1,7 +1,7 @@
-// Connecting to a NATS that requires credentials or TLS, against a real
-// nats-server configured so: the right ones connect and make the
-// resources; wrong or missing ones are refused with a line that says what
-// to check and never holds the secret.
+// Connecting to a NATS that requires credentials (user and password,
+// token, .creds) or TLS, against a real nats-server configured so: the
+// right ones connect and make the resources; wrong or missing ones are
+// refused with a line that says what to check and never holds the secret.
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/resources.hpp>
 
@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "nats_jwt.hpp"
 #include "nats_server.hpp"
 #include "self_signed.hpp"
 #include "temp_dir.hpp"
@@ -89,6 +90,24 @@ BOOST_AUTO_TEST_CASE(a_token) {
       refused({.servers = {"nats://not-the-token@127.0.0.1:" + std::to_string(server.port())}});
   BOOST_TEST(contains(in_url, "nats://***@127.0.0.1:"), in_url);
   BOOST_TEST(!contains(in_url, "not-the-token"), in_url);
+}
+
+// Decentralized auth: a user JWT and its nkey seed, signed by an account
+// the operator-mode server trusts.
+BOOST_AUTO_TEST_CASE(a_creds_file) {
+  TempDir dir;
+  const NatsOperatorFiles files = make_nats_operator(dir.path());
+  NatsServer server({.config = files.server_config});
+  BOOST_TEST(connects_and_inits({.servers = {server.url()}, .creds_file = files.creds}));
+  const std::string stranger =
+      refused({.servers = {server.url()}, .creds_file = files.stranger_creds});
+  BOOST_TEST(stranger == "NATS at " + server.url() +
+                             " refused the credentials (Authorization Violation): check the "
+                             ".creds file " +
+                             files.stranger_creds.string() + " (--nats-creds or PYOCO_NATS_CREDS)",
+             stranger);
+  const std::string missing = refused({.servers = {server.url()}});
+  BOOST_TEST(contains(missing, "requires credentials"), missing);
 }
 
 BOOST_AUTO_TEST_CASE(settings_that_cannot_work_are_said_before_connecting) {
