@@ -55,6 +55,17 @@ std::map<std::string, std::string> credentials_in(const fs::path& env_file) {
   return out;
 }
 
+// Ctrl+C: the server exits 0 and its nats-server with it (a SIGKILL at
+// scope exit would leave nats-server running).
+void stop(Server& s) {
+  const std::vector<int> children = descendants_of(s.child->pid());
+  BOOST_TEST(!children.empty());
+  s.child->send_signal(SIGINT);
+  BOOST_TEST(s.child->wait(20s) == 0, s.child->err());
+  for (const int pid : children)
+    BOOST_TEST(process_gone(pid), "nats-server " << pid << " still runs");
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(with_nats_beyond_loopback_requires_a_user_and_password) {
@@ -117,8 +128,7 @@ BOOST_AUTO_TEST_CASE(with_nats_beyond_loopback_requires_a_user_and_password) {
     BOOST_TEST(worker.wait(20s) == 0, worker.err());
     BOOST_TEST(contains(worker.err(), "pulling 1 run at a time from " + url), worker.err());
 
-    s.child->send_signal(SIGINT);
-    BOOST_TEST(s.child->wait(20s) == 0, s.child->err());
+    stop(s);
   }
 
   // A restart with the same DIR keeps them: workers need no new file.
@@ -128,6 +138,7 @@ BOOST_AUTO_TEST_CASE(with_nats_beyond_loopback_requires_a_user_and_password) {
   const ProcessResult status =
       run_pyoco({"cluster", "status", "--nats", nats_url_of(again)}, {.env = credentials});
   BOOST_TEST(status.exit_code == 0, status.err);
+  stop(again);
 }
 
 BOOST_AUTO_TEST_CASE(on_loopback_no_credentials_unless_configured) {
@@ -138,6 +149,7 @@ BOOST_AUTO_TEST_CASE(on_loopback_no_credentials_unless_configured) {
     BOOST_TEST(!fs::exists(dir.path() / "open/nats-server.conf"));
     const ProcessResult status = run_pyoco({"cluster", "status", "--nats", nats_url_of(s)});
     BOOST_TEST(status.exit_code == 0, status.err);
+    stop(s);
   }
   // The operator's token: nats-server requires it, and says whose it is.
   const std::map<std::string, std::string> token{
@@ -153,4 +165,5 @@ BOOST_AUTO_TEST_CASE(on_loopback_no_credentials_unless_configured) {
   BOOST_TEST(contains(anonymous.err, "requires credentials"), anonymous.err);
   const ProcessResult status = run_pyoco({"cluster", "status", "--nats", url}, {.env = token});
   BOOST_TEST(status.exit_code == 0, status.err);
+  stop(s);
 }
