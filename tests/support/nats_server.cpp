@@ -26,9 +26,10 @@ bool accepts(int port) {
   return ok;
 }
 
-// The client port from the server's ports file: {"nats":["nats://127.0.0.1:PORT"],...}.
+// The client port from the server's ports file: {"nats":["nats://127.0.0.1:PORT"],...}
+// (tls:// when it requires TLS).
 int port_from(const std::string& text) {
-  const std::string marker = "nats://127.0.0.1:";
+  const std::string marker = "://127.0.0.1:";
   const auto at = text.find(marker);
   if (at == std::string::npos) return -1;
   return std::atoi(text.c_str() + at + marker.size());
@@ -36,7 +37,9 @@ int port_from(const std::string& text) {
 
 }  // namespace
 
-NatsServer::NatsServer() { start(); }
+NatsServer::NatsServer() : NatsServer(NatsServerOptions{}) {}
+
+NatsServer::NatsServer(NatsServerOptions options) : options_(std::move(options)) { start(); }
 
 NatsServer::~NatsServer() {
   if (!child_) return;
@@ -57,20 +60,34 @@ void NatsServer::start() {
   const auto ports = dir_.path() / "ports";
   std::filesystem::remove_all(ports);
   std::filesystem::create_directories(ports);
-  child_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{PYOCO_TEST_NATS_SERVER, "-js", "-a", "127.0.0.1", "-p",
-                               std::to_string(port_), "--ports_file_dir", ports.string(), "-sd",
-                               (dir_.path() / "store").string()},
-      std::map<std::string, std::string>{}, dir_.path());
+  std::vector<std::string> argv{PYOCO_TEST_NATS_SERVER,
+                                "-js",
+                                "-a",
+                                "127.0.0.1",
+                                "-p",
+                                std::to_string(port_),
+                                "--ports_file_dir",
+                                ports.string(),
+                                "-sd",
+                                (dir_.path() / "store").string()};
+  if (!options_.config.empty()) {
+    write_text(dir_.path() / "nats.conf", options_.config);
+    argv.insert(argv.end(), {"-c", (dir_.path() / "nats.conf").string()});
+  }
+  argv.insert(argv.end(), options_.args.begin(), options_.args.end());
+  child_ = std::make_unique<ChildProcess>(argv, std::map<std::string, std::string>{}, dir_.path());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (;;) {
     int port = -1;
+    std::string text;
     for (const auto& f : std::filesystem::directory_iterator(ports)) {
-      port = port_from(read_text(f.path()));
+      text = read_text(f.path());
+      port = port_from(text);
     }
     if (port > 0 && accepts(port)) {
       port_ = port;
-      url_ = "nats://127.0.0.1:" + std::to_string(port);
+      const bool tls = text.find("tls://127.0.0.1:") != std::string::npos;
+      url_ = (tls ? "tls://127.0.0.1:" : "nats://127.0.0.1:") + std::to_string(port);
       return;
     }
     if (std::chrono::steady_clock::now() > deadline) {

@@ -1,25 +1,35 @@
 // A nats-server with JetStream for one test: on a free loopback port (the
 // server picks it, `-p -1`, and writes it to a ports file), its store in a
 // temporary directory, waited for with a deadline, killed at scope exit.
+// A configuration text (authorization, tls) may be given; the port and
+// store stay on the command line.
 #pragma once
 
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "child.hpp"
 #include "temp_dir.hpp"
 
 namespace pyoco::testing {
 
+struct NatsServerOptions {
+  std::string config;             // written to DIR/nats.conf and given with -c
+  std::vector<std::string> args;  // more arguments
+};
+
 class NatsServer {
  public:
-  NatsServer();   // a new server on a free port
+  NatsServer();  // a new server on a free port
+  explicit NatsServer(NatsServerOptions options);
   ~NatsServer();  // stops it (SIGTERM, then SIGKILL at a deadline)
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;
 
-  const std::string& url() const { return url_; }  // nats://127.0.0.1:<port>
+  // nats://127.0.0.1:<port>, or tls://... when its configuration requires TLS.
+  const std::string& url() const { return url_; }
   int port() const { return port_; }
   int pid() const;
 
@@ -28,7 +38,8 @@ class NatsServer {
   void start();
 
  private:
-  TempDir dir_;  // store/ and ports/
+  TempDir dir_;  // store/, ports/ and nats.conf
+  NatsServerOptions options_;
   std::unique_ptr<ChildProcess> child_;
   int port_ = -1;  // -1: the first start picks one
   std::string url_;

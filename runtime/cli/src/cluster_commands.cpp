@@ -8,6 +8,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "nats_flags.hpp"
 #include "table.hpp"
 
 namespace pyoco::cli {
@@ -17,7 +18,7 @@ namespace json = boost::json;
 namespace {
 
 struct ClusterOptions {
-  std::string nats;
+  NatsFlags nats;
   std::vector<std::string> tags;
   bool json = false;
   bool init = false;
@@ -47,7 +48,7 @@ int run_cluster(const ClusterOptions& o) {
   try {
     cluster::ResourceOptions options = cluster::resource_options_from_env();
     if (!o.tags.empty()) options.tags = o.tags;
-    cluster::Connection nats({.servers = cluster::nats_servers(o.nats)});
+    cluster::Connection nats(o.nats.connect_options("pyoco cluster"));
     const auto resources =
         o.init ? cluster::init_resources(nats, options) : cluster::resource_status(nats, options);
     const bool complete = std::all_of(resources.begin(), resources.end(),
@@ -86,10 +87,7 @@ int run_cluster(const ClusterOptions& o) {
 void attach(CLI::App* cmd, CommandTable& table, bool init) {
   auto o = std::make_shared<ClusterOptions>();
   o->init = init;
-  cmd->add_option("--nats", o->nats,
-                  "NATS server URL, or several comma-separated (default: PYOCO_NATS_URL, else "
-                  "nats://127.0.0.1:4222)")
-      ->type_name("URL[,URL]");
+  o->nats.add_to(cmd);
   cmd->add_option("--tags", o->tags,
                   init ? "Make a workers' consumer for each tag (default: default)"
                        : "Also show these tags' workers' consumers (default: every one that "

@@ -15,6 +15,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "nats_flags.hpp"
 #include "table.hpp"
 
 namespace pyoco::cli {
@@ -24,7 +25,7 @@ namespace json = boost::json;
 namespace {
 
 struct KeysArgs {
-  std::string nats;
+  NatsFlags nats;
   std::string tenant;
   std::vector<std::string> scopes;
   std::string expires;
@@ -115,7 +116,7 @@ std::string pepper() {
 template <class F>
 int with_store(const char* verb, const KeysArgs& a, F&& f) {
   try {
-    cluster::Connection nats({.servers = cluster::nats_servers(a.nats), .name = "pyoco keys"});
+    cluster::Connection nats(a.nats.connect_options("pyoco keys"));
     cluster::ApiKeyStore store(nats);
     return f(store);
   } catch (const cluster::NatsError& e) {
@@ -260,10 +261,7 @@ int run_import(const KeysArgs& a) {
 
 void add_keys_commands(CLI::App* keys, CommandTable& table) {
   auto a = std::make_shared<KeysArgs>();
-  auto nats = [a](CLI::App* cmd) {
-    cmd->add_option("--nats", a->nats, "NATS URL(s), comma-separated (default: PYOCO_NATS_URL)")
-        ->type_name("URL[,URL]");
-  };
+  auto nats = [a](CLI::App* cmd) { a->nats.add_to(cmd); };
   const std::string scopes_help =
       "What the key may do, one or more of: " + cluster::all_scope_names() + " (admin: everything)";
 

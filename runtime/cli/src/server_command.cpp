@@ -4,20 +4,19 @@
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/resources.hpp>
-#include <pyoco/core/subprocess.hpp>
 #include <pyoco/server/gateway.hpp>
 #include <pyoco/server/http.hpp>
 #include <pyoco/server/webhooks.hpp>
 #include <pyoco/worker/worker.hpp>
 
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <optional>
-#include <thread>
 
 #include "app.hpp"
 #include "command.hpp"
+#include "nats_child.hpp"
+#include "nats_flags.hpp"
 #include "plugin_path.hpp"
 
 namespace pyoco::cli {
@@ -28,9 +27,10 @@ namespace {
 
 struct ServerArgs {
   std::string listen = "127.0.0.1:8000";
-  std::string nats;
+  NatsFlags nats;
   std::string tls_cert, tls_key;
   std::optional<std::string> with_nats;  // the store directory ("" = the default)
+  std::string nats_listen = "127.0.0.1";
   int nats_port = 4222;
   bool with_worker = false;
   std::vector<std::string> tags{"default"};
@@ -40,51 +40,6 @@ struct ServerArgs {
   std::string index;
   PluginPathOption path;
 };
-
-// Where --with-nats keeps its store when no DIR is given.
-fs::path default_nats_dir() {
-  if (const char* home = std::getenv("PYOCO_HOME"); home != nullptr && *home != '\0') {
-    return fs::path(home) / "nats";
-  }
-  if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && *state != '\0') {
-    return fs::path(state) / "pyoco" / "nats";
-  }
-  const char* home = std::getenv("HOME");
-  return fs::path(home != nullptr ? home : ".") / ".local" / "state" / "pyoco" / "nats";
-}
-
-// Starts nats-server -js on loopback and waits (10 s) until it answers.
-std::unique_ptr<core::BackgroundProcess> start_nats(const fs::path& dir, int port,
-                                                    std::string& url) {
-  fs::create_directories(dir);
-  const fs::path ports = dir / "ports";
-  fs::remove_all(ports);
-  fs::create_directories(ports);
-  auto child = std::make_unique<core::BackgroundProcess>(
-      std::vector<std::string>{"nats-server", "-js", "-a", "127.0.0.1", "-p",
-                               port == 0 ? std::string("-1") : std::to_string(port),
-                               "--ports_file_dir", ports.string(), "-sd", (dir / "store").string()},
-      dir / "nats-server.log");
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < until) {
-    if (!child->running()) break;
-    for (const auto& f : fs::directory_iterator(ports)) {
-      std::ifstream in(f.path());
-      const std::string text((std::istreambuf_iterator<char>(in)), {});
-      const auto at = text.find("nats://");
-      if (at == std::string::npos) continue;
-      url = text.substr(at, text.find('"', at) - at);
-      try {
-        cluster::Connection probe({.servers = {url}, .timeout = std::chrono::milliseconds(200)});
-        return child;
-      } catch (const cluster::NatsError&) {
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling, with a deadline
-  }
-  throw cluster::NatsError("nats-server did not start within 10 s (port " + std::to_string(port) +
-                           " taken? see " + (dir / "nats-server.log").string() + ")");
-}
 
 int run_server(ServerArgs& a) {
   try {
@@ -99,15 +54,25 @@ int run_server(ServerArgs& a) {
     return kExitUsage;
   }
   try {
-    std::unique_ptr<core::BackgroundProcess> nats_child;
-    std::string nats_url = a.nats;
+    std::optional<NatsChild> nats_child;
     if (a.with_nats) {
-      const fs::path dir = a.with_nats->empty() ? default_nats_dir() : fs::path(*a.with_nats);
-      nats_child = start_nats(dir, a.nats_port, nats_url);
-      std::cerr << "pyoco server: started nats-server at " << nats_url << " (store in "
-                << dir.string() << ")\n";
+      const cluster::ConnectOptions configured = a.nats.connect_options("pyoco server");
+      if (!configured.tls_ca.empty() || !configured.tls_cert.empty()) {
+        std::cerr << "pyoco server: --with-nats runs nats-server without TLS: the NATS TLS "
+                     "settings are not used\n";
+      }
+      nats_child.emplace(NatsChildOptions{
+          .dir = a.with_nats->empty() ? default_nats_dir() : fs::path(*a.with_nats),
+          .listen = a.nats_listen,
+          .port = a.nats_port,
+          .configured = configured});
     }
-    cluster::Connection nats({.servers = cluster::nats_servers(nats_url), .name = "pyoco server"});
+    // The gateway and its worker connect alike: to the child, with the
+    // credentials it requires, or as the NATS flags and environment say.
+    auto connect_options = [&](const std::string& name) {
+      return nats_child ? nats_child->connect_options(name) : a.nats.connect_options(name);
+    };
+    cluster::Connection nats(connect_options("pyoco server"));
     cluster::ResourceOptions ro = cluster::resource_options_from_env();
     ro.tags = a.tags;
     cluster::init_resources(nats, ro);
@@ -166,8 +131,7 @@ int run_server(ServerArgs& a) {
     std::optional<Engine> engine;
     std::optional<worker::Worker> worker;
     if (a.with_worker) {
-      worker_nats.emplace(cluster::ConnectOptions{.servers = cluster::nats_servers(nats_url),
-                                                  .name = "pyoco worker"});
+      worker_nats.emplace(connect_options("pyoco worker"));
       EngineOptions eo;
       eo.jobs = a.jobs;
       eo.plugin_search_path = a.path.search_path();
@@ -206,13 +170,16 @@ void add_server_command(CLI::App& app, CommandTable& table) {
   auto a = std::make_shared<ServerArgs>();
   cmd->add_option("--listen", a->listen, "Where to listen (default 127.0.0.1:8000; port 0: any)")
       ->type_name("HOST:PORT");
-  cmd->add_option("--nats", a->nats, "NATS URL(s), comma-separated (default: PYOCO_NATS_URL)")
-      ->type_name("URL[,URL]");
+  a->nats.add_to(cmd);
   cmd->add_option("--with-nats", a->with_nats,
-                  "Also run nats-server -js on 127.0.0.1, its store in DIR (default "
-                  "$PYOCO_HOME/nats); stopped with the server")
+                  "Also run nats-server -js, its store in DIR (default $PYOCO_HOME/nats); "
+                  "stopped with the server")
       ->expected(0, 1)
       ->type_name("[DIR]");
+  cmd->add_option("--nats-listen", a->nats_listen,
+                  "With --with-nats: its address (default 127.0.0.1); any other than loopback "
+                  "makes it require a user and password, kept in DIR/nats-client.env for workers")
+      ->type_name("ADDR");
   cmd->add_option("--nats-port", a->nats_port, "With --with-nats: its port (default 4222; 0: any)");
   cmd->add_option("--tls-cert", a->tls_cert,
                   "Serve HTTPS only, with this PEM certificate chain (needs --tls-key)")

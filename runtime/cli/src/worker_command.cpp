@@ -7,6 +7,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "nats_flags.hpp"
 #include "plugin_path.hpp"
 
 namespace pyoco::cli {
@@ -14,7 +15,7 @@ namespace pyoco::cli {
 namespace {
 
 struct WorkerArgs {
-  std::string nats;
+  NatsFlags nats;
   std::vector<std::string> tags{"default"};
   std::size_t slots = 1;
   unsigned jobs = 0;
@@ -33,7 +34,7 @@ int run_worker(WorkerArgs& a) {
     return kExitUsage;
   }
   try {
-    cluster::Connection nats({.servers = cluster::nats_servers(a.nats), .name = "pyoco worker"});
+    cluster::Connection nats(a.nats.connect_options("pyoco worker"));
     EngineOptions eo;
     eo.jobs = a.jobs;
     eo.plugin_search_path = a.path.search_path();
@@ -66,8 +67,7 @@ int run_worker(WorkerArgs& a) {
 void add_worker_command(CLI::App& app, CommandTable& table) {
   CLI::App* cmd = app.add_subcommand("worker", "Pull runs for some tags from NATS and run them");
   auto a = std::make_shared<WorkerArgs>();
-  cmd->add_option("--nats", a->nats, "NATS URL(s), comma-separated (default: PYOCO_NATS_URL)")
-      ->type_name("URL[,URL]");
+  a->nats.add_to(cmd);
   cmd->add_option("--tags", a->tags, "Pull runs of these tags (default: default)")
       ->delimiter(',')
       ->type_name("TAG[,TAG]");
