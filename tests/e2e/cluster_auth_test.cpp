@@ -106,6 +106,16 @@ BOOST_AUTO_TEST_CASE(every_route_of_the_table_answers_each_kind_of_caller) {
     BOOST_TEST((r.scope != server::kPublic || r.pattern == "/health"), r.pattern);
   }
 
+  // docs/security.md's table of routes and scopes is the table's.
+  const std::string doc = read_text(source_dir() / "docs/security.md");
+  for (const server::Route& r : g.router->routes()) {
+    const std::string row =
+        "| `" + std::string(http::to_string(r.method)) + " " + r.pattern + "` | " +
+        (r.scope == server::kPublic ? std::string("none")
+                                    : "`" + cluster::scope_names(r.scope).front() + "`");
+    BOOST_TEST(doc.find(row) != std::string::npos, "docs/security.md lacks the row " << row);
+  }
+
   std::map<unsigned, Key> right;  // tenant a: a key per scope, holding only it
   for (unsigned scope :
        {cluster::kScopeRunsRead, cluster::kScopeRunsWrite, cluster::kScopePluginsWrite,
