@@ -246,6 +246,24 @@ BOOST_AUTO_TEST_CASE(a_flow_the_worker_cannot_run_fails_at_once_with_a_dead_lett
   }
 }
 
+// `--flows-only`: a flow sent whole fails at once, naming why, and never
+// runs; a flow of the worker's directory still does.
+BOOST_AUTO_TEST_CASE(a_flows_only_worker_refuses_a_flow_sent_whole) {
+  Cluster c;
+  c.worker("w1", 1, {"--flows-only"});
+  RunRecords runs(c.nats);
+  RunJob sent = c.job("sent", "t");
+  sent.workflow_yaml = "flow: {graph: a}\ntasks: {a: {use: std/echo}}\n";
+  submit_run(c.nats, runs, sent);
+  submit_run(c.nats, runs, c.job("named", "hello"));
+  const RunRecord refused = c.wait_for("sent", terminal);
+  BOOST_TEST(refused.status() == "FAILED");
+  BOOST_TEST(refused.snapshot.at("error").as_string().find("--flows-only") != std::string::npos,
+             refused.snapshot.at("error"));
+  BOOST_TEST(count_kind(events_of(c.server.url(), "sent"), "node_start") == 0u);
+  BOOST_TEST(c.wait_for("named", terminal).status() == "COMPLETED");
+}
+
 // A crash after the terminal write and before the ack delivers the job
 // again: the worker acks it and does not run it again.
 BOOST_AUTO_TEST_CASE(a_finished_run_delivered_again_is_not_run_again) {

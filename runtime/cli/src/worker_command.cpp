@@ -21,6 +21,7 @@ struct WorkerArgs {
   unsigned jobs = 0;
   std::string worker_id;
   std::string flows;
+  bool flows_only = false;
   double drain_timeout = 30;
   double progress_interval = 5;
   PluginPathOption path;
@@ -44,6 +45,7 @@ int run_worker(WorkerArgs& a) {
     wo.tags = a.tags;
     wo.slots = a.slots;
     wo.flows_dir = a.flows;
+    wo.accept_sent_flows = !a.flows_only;
     wo.env = process_environment();
     wo.progress_interval =
         std::chrono::milliseconds(static_cast<std::int64_t>(a.progress_interval * 1000));
@@ -76,6 +78,9 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("--worker-id", a->worker_id, "This worker's name (default: the host name)");
   cmd->add_option("--flows", a->flows, "Where runs submitted by flow name are found (NAME.yaml)")
       ->type_name("DIR");
+  cmd->add_flag("--flows-only", a->flows_only,
+                "Run only the flows of --flows: a flow sent whole (client submit-yaml) fails "
+                "instead of running whatever tasks its sender chose");
   cmd->add_option("--drain-timeout", a->drain_timeout,
                   "On SIGTERM, seconds running runs may take to end before they are cancelled "
                   "and left for another worker (default 30)");

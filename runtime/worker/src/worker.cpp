@@ -441,6 +441,12 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
 
   std::shared_ptr<const core::CompiledFlow> resolve(const cluster::RunJob& job) const {
     if (!job.workflow_yaml.empty()) {
+      if (!options.accept_sent_flows) {
+        throw NatsError("run " + job.run_id + " sends its flow whole, and worker " +
+                        options.worker_id +
+                        " runs only the flows of its --flows directory (--flows-only): submit "
+                        "a flow it has by name");
+      }
       auto spec = std::make_shared<core::FlowSpec>(
           core::parse_flow_text(job.workflow_yaml, job.flow_name + ".yaml"));
       return std::make_shared<core::CompiledFlow>(core::compile_flow(spec));

@@ -23,6 +23,9 @@ struct WorkerOptions {
   std::vector<std::string> tags{"default"};
   std::size_t slots = 1;            // runs at once
   std::filesystem::path flows_dir;  // where a run submitted by flow name is found
+  // False: a flow sent whole (POST /runs/yaml) is refused, failing its run:
+  // only the flows of `flows_dir` run here, not whatever a caller writes.
+  bool accept_sent_flows = true;
   std::chrono::milliseconds progress_interval{std::chrono::seconds(5)};  // InProgress, merges
   std::chrono::milliseconds fetch_expiry{std::chrono::seconds(5)};       // one long poll
   std::map<std::string, std::string, std::less<>> env;  // what `$env.NAME` reads in runs
