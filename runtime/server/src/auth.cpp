@@ -223,7 +223,17 @@ struct KeyAuthenticator::Impl {
     std::optional<Entry> entry;
     {
       std::shared_lock lock(mutex);
-      if (auto it = keys.find(key->key_id); it != keys.end()) entry = it->second;
+      if (auto it = keys.find(key->key_id); it != keys.end()) {
+        // The common case, under the shared lock: a verified, live key.
+        const Entry& e = it->second;
+        const cluster::ApiKeyRecord& r = e.record;
+        if (e.verified &&
+            CRYPTO_memcmp(e.verified->data(), presented.data(), presented.size()) == 0 &&
+            !r.revoked() && !r.expired(cluster::epoch_now())) {
+          return admitted(r, e.record.scope_bits(), scope);
+        }
+        entry = e;
+      }
     }
     if (!entry) entry = fetch(key->key_id);
     if (!entry) refuse(address, "the API key is not known");
@@ -244,7 +254,11 @@ struct KeyAuthenticator::Impl {
         it->second.verified = presented;
       }
     }
-    const unsigned held = r.scope_bits();
+    return admitted(r, r.scope_bits(), scope);
+  }
+
+  // The caller of a good key, if it holds the route's scope.
+  static Caller admitted(const cluster::ApiKeyRecord& r, unsigned held, unsigned scope) {
     if (!cluster::scope_allows(held, scope)) {
       throw HttpError{403, "forbidden",
                       "the API key " + r.key_id + " lacks the scope " +
