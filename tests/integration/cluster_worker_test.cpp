@@ -66,7 +66,8 @@ struct Cluster {
     write_text(flows.path() / "block.yaml", kBlockFlow);
   }
 
-  ChildProcess& worker(const std::string& id, int slots = 1, std::vector<std::string> more = {}) {
+  ChildProcess& worker(const std::string& id, int slots = 1, std::vector<std::string> more = {},
+                       std::map<std::string, std::string> env = {}) {
     std::vector<std::string> args{pyoco_exe().string(),
                                   "worker",
                                   "--nats",
@@ -80,8 +81,8 @@ struct Cluster {
                                   "--progress-interval",
                                   "0.3"};
     args.insert(args.end(), more.begin(), more.end());
-    workers.push_back(std::make_unique<ChildProcess>(
-        args, std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path()));
+    env["PYOCO_PLUGIN_PATH"] = "";
+    workers.push_back(std::make_unique<ChildProcess>(args, env, flows.path()));
     return *workers.back();
   }
 
@@ -262,6 +263,31 @@ BOOST_AUTO_TEST_CASE(a_flows_only_worker_refuses_a_flow_sent_whole) {
              refused.snapshot.at("error"));
   BOOST_TEST(count_kind(events_of(c.server.url(), "sent"), "node_start") == 0u);
   BOOST_TEST(c.wait_for("named", terminal).status() == "COMPLETED");
+}
+
+// A run reads the worker's environment with $env, but not its PYOCO_*
+// settings: NATS credentials and secrets never reach a run's output.
+BOOST_AUTO_TEST_CASE(runs_read_the_environment_but_not_the_worker_s_settings) {
+  Cluster c;
+  c.worker("w1", 1, {}, {{"VISIBLE_TO_RUNS", "seen"}, {"PYOCO_WEBHOOK_SECRET", "hunter2"}});
+  RunRecords runs(c.nats);
+  RunJob plain = c.job("plain", "p");
+  plain.workflow_yaml =
+      "flow: {graph: a}\ntasks: {a: {use: std/echo, inputs: {value: "
+      "\"$env.VISIBLE_TO_RUNS\"}}}\n";
+  RunJob secret = c.job("secret", "s");
+  secret.workflow_yaml =
+      "flow: {graph: a}\ntasks: {a: {use: std/echo, inputs: {value: "
+      "\"$env.PYOCO_WEBHOOK_SECRET\"}}}\n";
+  submit_run(c.nats, runs, plain);
+  submit_run(c.nats, runs, secret);
+  BOOST_TEST(c.wait_for("plain", terminal).status() == "COMPLETED");
+  const RunRecord r = c.wait_for("secret", terminal);
+  BOOST_TEST(r.status() == "FAILED");
+  const std::string all = json::serialize(r.snapshot);
+  BOOST_TEST(all.find("hunter2") == std::string::npos);
+  BOOST_TEST(all.find("environment variable PYOCO_WEBHOOK_SECRET is not set") != std::string::npos,
+             all);
 }
 
 // A crash after the terminal write and before the ack delivers the job

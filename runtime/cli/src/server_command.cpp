@@ -140,7 +140,7 @@ int run_server(ServerArgs& a) {
       wo.tags = a.tags;
       wo.slots = a.slots;
       wo.flows_dir = a.flows;
-      wo.env = process_environment();
+      wo.env = worker::run_environment();
       worker.emplace(*worker_nats, *engine, wo);
       worker->start();
       std::cerr << "pyoco server: a worker runs " << a.slots << " run(s) at a time here\n";

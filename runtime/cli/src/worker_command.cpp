@@ -46,7 +46,7 @@ int run_worker(WorkerArgs& a) {
     wo.slots = a.slots;
     wo.flows_dir = a.flows;
     wo.accept_sent_flows = !a.flows_only;
-    wo.env = process_environment();
+    wo.env = worker::run_environment();
     wo.progress_interval =
         std::chrono::milliseconds(static_cast<std::int64_t>(a.progress_interval * 1000));
     worker::Worker w(nats, engine, wo);

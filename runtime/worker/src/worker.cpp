@@ -23,6 +23,12 @@
 
 namespace pyoco::worker {
 
+std::map<std::string, std::string, std::less<>> run_environment() {
+  auto env = process_environment();
+  std::erase_if(env, [](const auto& kv) { return kv.first.rfind("PYOCO_", 0) == 0; });
+  return env;
+}
+
 namespace json = boost::json;
 using cluster::NatsError;
 

@@ -28,8 +28,15 @@ struct WorkerOptions {
   bool accept_sent_flows = true;
   std::chrono::milliseconds progress_interval{std::chrono::seconds(5)};  // InProgress, merges
   std::chrono::milliseconds fetch_expiry{std::chrono::seconds(5)};       // one long poll
-  std::map<std::string, std::string, std::less<>> env;  // what `$env.NAME` reads in runs
+  // What `$env.NAME` reads in runs: run_environment(), not the whole of
+  // the process's, which holds this worker's own secrets.
+  std::map<std::string, std::string, std::less<>> env;
 };
+
+// The environment runs may read: this process's without the PYOCO_*
+// settings (NATS credentials, the auth pepper, webhook secrets), which a
+// caller could otherwise read back through a run's output.
+std::map<std::string, std::string, std::less<>> run_environment();
 
 class Worker {
  public:
