@@ -5,6 +5,8 @@
 
 #include <signal.h>
 
+#include <sqlite3.h>
+
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -308,4 +310,44 @@ BOOST_AUTO_TEST_CASE(runs_are_listed_from_the_index) {
   // A new gateway on the same index file lists the same runs at once.
   Server again({"--nats", nats.url(), "--index", index});
   BOOST_TEST(json::parse(again.call(http::verb::get, "/runs").body).as_array().size() == 5u);
+}
+
+// An index file an older gateway wrote (no tenants: user_version 0) is
+// dropped and rebuilt from the event stream, not refused or half used.
+BOOST_AUTO_TEST_CASE(an_index_of_an_older_layout_is_rebuilt) {
+  NatsServer nats;
+  TempDir state;
+  const std::string index = (state.path() / "runs.db").string();
+  std::vector<std::string> ids;
+  {
+    Server s({"--nats", nats.url()});
+    for (int i = 0; i < 2; ++i) {
+      ids.emplace_back(json::parse(s.call(http::verb::post, "/runs", R"({"flow_name":"x"})").body)
+                           .at("run_id")
+                           .as_string());
+    }
+  }
+  sqlite3* db = nullptr;
+  BOOST_REQUIRE(sqlite3_open(index.c_str(), &db) == SQLITE_OK);
+  BOOST_REQUIRE(sqlite3_exec(db,
+                             "CREATE TABLE runs (run_id TEXT PRIMARY KEY, flow_name TEXT, tag "
+                             "TEXT, status TEXT, submitted_at REAL, start_time REAL, end_time "
+                             "REAL, updated_at REAL, error TEXT);"
+                             "CREATE TABLE applied (one INTEGER PRIMARY KEY CHECK (one = 1), seq "
+                             "INTEGER); INSERT INTO applied VALUES (1, 999999);"
+                             "INSERT INTO runs VALUES ('stale', 'x', 'default', 'PENDING', 1, "
+                             "NULL, NULL, 1, NULL);",
+                             nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  Server again({"--nats", nats.url(), "--index", index});
+  std::string listed;
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  do {
+    listed = again.call(http::verb::get, "/runs").body;
+    if (json::parse(listed).as_array().size() == 2u) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < until);
+  BOOST_TEST(json::parse(listed).as_array().size() == 2u, listed);
+  for (const std::string& id : ids) BOOST_TEST(listed.find(id) != std::string::npos);
+  BOOST_TEST(listed.find("stale") == std::string::npos);
 }

@@ -83,12 +83,13 @@ struct RunIndex::Impl {
     exec(db, "PRAGMA journal_mode=WAL");
     // An index of an older layout (user_version < 2: no tenants) is
     // dropped and rebuilt from the event stream.
+    int layout = 0;
     {
-      Statement v(db, "PRAGMA user_version");
-      if (sqlite3_step(v.s) == SQLITE_ROW && sqlite3_column_int(v.s, 0) < kLayout) {
-        exec(db, "DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS applied;");
-      }
+      Statement v(db, "PRAGMA user_version");  // finalized before the DROP: it would lock it
+      if (sqlite3_step(v.s) == SQLITE_ROW) layout = sqlite3_column_int(v.s, 0);
     }
+    exec(db, "BEGIN IMMEDIATE");
+    if (layout < kLayout) exec(db, "DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS applied;");
     exec(db, ("PRAGMA user_version = " + std::to_string(kLayout)).c_str());
     exec(db,
          "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, flow_name TEXT, tag TEXT, "
@@ -100,6 +101,7 @@ struct RunIndex::Impl {
          "CREATE TABLE IF NOT EXISTS applied (one INTEGER PRIMARY KEY CHECK (one = 1), seq "
          "INTEGER);"
          "INSERT OR IGNORE INTO applied VALUES (1, 0);");
+    exec(db, "COMMIT");
     Statement s(db, "SELECT seq FROM applied");
     if (sqlite3_step(s.s) == SQLITE_ROW)
       last = static_cast<std::uint64_t>(sqlite3_column_int64(s.s, 0));
