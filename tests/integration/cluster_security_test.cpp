@@ -182,6 +182,26 @@ BOOST_AUTO_TEST_CASE(tls_with_the_servers_ca_and_a_client_certificate) {
              anonymous);
 }
 
+// The certificate must be made for the server's name, not just signed by
+// the CA: one for another name is refused unless that name is the one
+// expected (PYOCO_NATS_TLS_SERVER_NAME).
+BOOST_AUTO_TEST_CASE(tls_checks_the_name_the_certificate_is_for) {
+  TempDir certs;
+  const CertificateFiles elsewhere =
+      make_self_signed(certs.path(), "elsewhere", "DNS:elsewhere.example");
+  NatsServer server({.config = "tls {\n  cert_file: \"" + elsewhere.cert.string() +
+                               "\"\n  key_file: \"" + elsewhere.key.string() + "\"\n}\n"});
+  const std::string wrong_name = refused({.servers = {server.url()}, .tls_ca = elsewhere.cert});
+  BOOST_TEST(contains(wrong_name, "TLS with NATS at " + server.url() + " failed ("), wrong_name);
+  BOOST_TEST(contains(wrong_name, "PYOCO_NATS_TLS_SERVER_NAME"), wrong_name);
+  BOOST_TEST(connects_and_inits({.servers = {server.url()},
+                                 .tls_ca = elsewhere.cert,
+                                 .tls_server_name = "elsewhere.example"}));
+  BOOST_TEST(contains(refused({.servers = {"tls://a.example:4222", "tls://b.example:4222"},
+                               .tls_ca = elsewhere.cert}),
+                      "the servers are on different hosts (a.example, b.example)"));
+}
+
 // A TLS server without TLS asked for, and the other way round.
 BOOST_AUTO_TEST_CASE(tls_asked_of_a_server_without_it) {
   NatsServer server;

@@ -48,7 +48,8 @@ void write_pem(const std::filesystem::path& path, bool secret, auto&& write) {
 
 }  // namespace
 
-CertificateFiles make_self_signed(const std::filesystem::path& dir, const char* name) {
+CertificateFiles make_self_signed(const std::filesystem::path& dir, const char* name,
+                                  const char* names) {
   Key key(EVP_EC_gen("P-256"));
   check(key != nullptr, "key generation");
   Cert cert(X509_new());
@@ -63,7 +64,7 @@ CertificateFiles make_self_signed(const std::filesystem::path& dir, const char* 
   X509_set_issuer_name(cert.get(), subject);
   X509_set_pubkey(cert.get(), key.get());
   add_extension(cert.get(), NID_basic_constraints, "critical,CA:TRUE");
-  add_extension(cert.get(), NID_subject_alt_name, "IP:127.0.0.1,IP:::1,DNS:localhost");
+  add_extension(cert.get(), NID_subject_alt_name, names);
   add_extension(cert.get(), NID_key_usage, "critical,digitalSignature,keyCertSign");
   add_extension(cert.get(), NID_ext_key_usage, "serverAuth,clientAuth");
   check(X509_sign(cert.get(), key.get(), EVP_sha256()) > 0, "signing");

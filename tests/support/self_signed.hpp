@@ -13,7 +13,9 @@ struct CertificateFiles {
   std::filesystem::path key;   // PEM private key, mode 0600
 };
 
-// Writes <dir>/<name>.crt and <dir>/<name>.key. Throws std::runtime_error.
-CertificateFiles make_self_signed(const std::filesystem::path& dir, const char* name = "server");
+// Writes <dir>/<name>.crt and <dir>/<name>.key. `names`: its subject
+// alternative names, as OpenSSL writes them. Throws std::runtime_error.
+CertificateFiles make_self_signed(const std::filesystem::path& dir, const char* name = "server",
+                                  const char* names = "IP:127.0.0.1,IP:::1,DNS:localhost");
 
 }  // namespace pyoco::testing

@@ -54,6 +54,7 @@ cluster::ConnectOptions NatsFlags::connect_options(const std::string& name) cons
   o.tls_ca = setting(tls_ca, "PYOCO_NATS_TLS_CA");
   o.tls_cert = setting(tls_cert, "PYOCO_NATS_TLS_CERT");
   o.tls_key = setting(tls_key, "PYOCO_NATS_TLS_KEY");
+  o.tls_server_name = setting("", "PYOCO_NATS_TLS_SERVER_NAME");
   return o;
 }
 

@@ -58,6 +58,32 @@ std::string credentials_advice(const ConnectOptions& o) {
   return "";
 }
 
+// The host of a server URL: no scheme, credentials, port or brackets.
+std::string host_of(std::string_view url) {
+  if (const auto scheme = url.find("://"); scheme != std::string_view::npos) {
+    url.remove_prefix(scheme + 3);
+  }
+  url = url.substr(0, url.find_first_of("/?#"));
+  if (const auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+  if (!url.empty() && url.front() == '[') return std::string(url.substr(1, url.find(']') - 1));
+  return std::string(url.substr(0, url.rfind(':')));
+}
+
+// The name the servers' TLS certificates must carry.
+std::string expected_server_name(const ConnectOptions& o) {
+  if (!o.tls_server_name.empty()) return o.tls_server_name;
+  std::string name;
+  for (const std::string& url : o.servers) {
+    const std::string host = host_of(url);
+    if (!name.empty() && host != name) {
+      throw NatsError("NATS TLS: the servers are on different hosts (" + name + ", " + host +
+                      "): set PYOCO_NATS_TLS_SERVER_NAME to the name their certificates carry");
+    }
+    name = host;
+  }
+  return name;
+}
+
 // A tls:// URL, a CA or a client certificate: the connection is TLS only.
 bool wants_tls(const ConnectOptions& o) {
   return !o.tls_ca.empty() || !o.tls_cert.empty() ||
@@ -94,6 +120,11 @@ std::string connect_error(const ConnectOptions& o, const std::string& list, nats
     return "NATS at " + list +
            " does not offer TLS, which was asked for (a tls:// URL, a CA or a "
            "client certificate): turn TLS on in nats-server, or connect without it";
+  }
+  if (s == NATS_SSL_ERROR && detail.find("mismatch") != std::string::npos) {
+    return "TLS with NATS at " + list + " failed (" + detail +
+           "): the server's certificate is not made for " + expected_server_name(o) +
+           ": connect by a name it carries, or set PYOCO_NATS_TLS_SERVER_NAME to it";
   }
   if (s == NATS_SSL_ERROR) {
     return "TLS with NATS at " + list + " failed (" + (detail.empty() ? "SSL error" : detail) +
@@ -141,6 +172,10 @@ natsStatus apply_security(natsOptions* opts, const ConnectOptions& o) {
   }
   if (s == NATS_OK && wants_tls(o)) {
     s = natsOptions_SetSecure(opts, true);
+    // cnats checks the certificate's name only when told which to expect:
+    // without it any certificate of the CA would do, a worker's included.
+    const std::string name = expected_server_name(o);
+    if (s == NATS_OK) s = natsOptions_SetExpectedHostname(opts, name.c_str());
   }
   if (s == NATS_OK && !o.tls_ca.empty()) {
     require_file(o.tls_ca, "TLS CA file", "--nats-tls-ca or PYOCO_NATS_TLS_CA");

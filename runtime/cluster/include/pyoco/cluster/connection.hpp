@@ -45,6 +45,9 @@ struct ConnectOptions {
   std::filesystem::path tls_ca;
   std::filesystem::path tls_cert;
   std::filesystem::path tls_key;
+  // The name the servers' certificates must carry (a DNS name or an IP);
+  // empty: the host of the server URLs, which must then all be one host.
+  std::string tls_server_name;
 };
 
 class Connection {
