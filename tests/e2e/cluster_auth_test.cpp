@@ -5,6 +5,7 @@
 // address; pyoco-server's records imported with `pyoco keys import`; and
 // `pyoco client` against a gateway that requires keys, which never logs one.
 #include <pyoco/cluster/api_keys.hpp>
+#include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/worker_registry.hpp>
@@ -267,20 +268,79 @@ BOOST_AUTO_TEST_CASE(failed_keys_from_an_address_are_rate_limited) {
   auth.max_failures = 5;
   auth.failure_window = 2s;
   Gateway g(nats, auth);
-  const Key k = create_key(nats, "a", "runs:read");
+  const Key known = create_key(nats, "a", "runs:read");
+  const Key fresh = create_key(nats, "a", "runs:read");
+  BOOST_REQUIRE(g.call(http::verb::get, "/runs", known.text).status == 200u);  // verified
   for (int i = 0; i < 5; ++i) {
     BOOST_TEST(g.call(http::verb::get, "/runs",
-                      "pyoco_" + k.id + ".guessing0000000000" + std::to_string(i))
+                      "pyoco_" + known.id + ".guessing0000000000" + std::to_string(i))
                    .status == 403u);
   }
-  // Locked out: even the right key waits for the window to pass.
-  const auto locked = g.call(http::verb::get, "/runs", k.text);
+  // Locked out: nothing more is checked for this address, a new key included...
+  const auto locked = g.call(http::verb::get, "/runs", fresh.text);
   BOOST_TEST(locked.status == 429u);
   BOOST_TEST(locked.body.find("try again in") != std::string::npos, locked.body);
+  BOOST_TEST(g.call(http::verb::get, "/runs", "pyoco_" + known.id + ".guessing0000000009").status ==
+             429u);
+  // ...but a key verified before goes on working: a flood of wrong keys from
+  // one address does not lock out the good ones there.
+  BOOST_TEST(g.call(http::verb::get, "/runs", known.text).status == 200u);
   // A request without a key is not a guess: it is answered 401, as ever.
   BOOST_TEST(g.call(http::verb::get, "/runs", "").status == 401u);
   BOOST_TEST(
-      eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 200; }, 5s));
+      eventually([&] { return g.call(http::verb::get, "/runs", fresh.text).status == 200; }, 5s));
+}
+
+// The cache is trusted only while the watch on the keys is current: with
+// NATS away a request is 503, never a yes from memory; a deleted record is
+// a key that is gone.
+BOOST_AUTO_TEST_CASE(no_stale_yes_when_nats_is_away_or_a_key_is_deleted) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key k = create_key(nats, "a", "runs:read");
+  BOOST_REQUIRE(g.call(http::verb::get, "/runs", k.text).status == 200u);
+  nats.kill9();
+  BOOST_TEST(
+      eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 503; }, 5s));
+  nats.start();
+  BOOST_TEST(
+      eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 200; }, 20s));
+
+  // An operator deletes the record outright (not a revoke).
+  kvStore* kv = nullptr;
+  BOOST_REQUIRE(js_KeyValue(&kv, g.nats.handles().js, "pyoco_auth") == NATS_OK);
+  BOOST_REQUIRE(kvStore_Delete(kv, ("api_keys." + k.id).c_str()) == NATS_OK);
+  kvStore_Destroy(kv);
+  BOOST_TEST(
+      eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 403; }, 1s));
+}
+
+BOOST_AUTO_TEST_CASE(a_key_bound_to_tags_submits_there_and_sees_those_workers_only) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key blue = create_key(nats, "a", "runs:read,runs:write", {"--tags", "blue"});
+  for (const char* tag : {"blue", "red"}) {
+    cluster::put_worker_record(g.nats, json::object{{"worker_id", std::string("w-") + tag},
+                                                    {"instance_id", "i"},
+                                                    {"tags", json::array{json::value(tag)}},
+                                                    {"slots", 1},
+                                                    {"running", json::array{}},
+                                                    {"state", "IDLE"},
+                                                    {"last_seen_at", cluster::epoch_now()}});
+  }
+  BOOST_TEST(
+      g.call(http::verb::post, "/runs", blue.text, R"({"flow_name":"x","tag":"blue"})").status ==
+      200u);
+  const auto red = g.call(http::verb::post, "/runs", blue.text, R"({"flow_name":"x","tag":"red"})");
+  BOOST_TEST(red.status == 403u);
+  BOOST_TEST(red.body.find("blue only") != std::string::npos, red.body);
+  BOOST_TEST(g.call(http::verb::post, "/runs", blue.text, R"({"flow_name":"x"})").status ==
+             403u);  // the default tag is not one of its own
+  BOOST_REQUIRE(eventually([&] {
+    return g.call(http::verb::get, "/workers", blue.text).body.find("w-blue") != std::string::npos;
+  }));
+  BOOST_TEST(g.call(http::verb::get, "/workers", blue.text).body.find("w-red") ==
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(pyoco_server_keys_are_imported_and_keep_working) {

@@ -28,6 +28,7 @@ struct KeysArgs {
   NatsFlags nats;
   std::string tenant;
   std::vector<std::string> scopes;
+  std::vector<std::string> tags;
   std::string expires;
   std::string key_id;
   std::string file;
@@ -104,6 +105,7 @@ json::object shown(const cluster::ApiKeyRecord& r) {
       {"created_at", r.created_at},
       {"expires_at", r.expires_at ? json::value(*r.expires_at) : json::value(nullptr)},
       {"revoked_at", r.revoked_at ? json::value(*r.revoked_at) : json::value(nullptr)},
+      {"tags", json::array(r.tags.begin(), r.tags.end())},
       {"state", state_of(r)},
   };
 }
@@ -133,7 +135,14 @@ int run_create(const KeysArgs& a) {
     const unsigned scopes = scope_bits(a.scopes);
     const std::optional<double> expires =
         a.expires.empty() ? std::nullopt : std::optional(expiry_from(a.expires));
-    const cluster::NewApiKey key = cluster::generate_api_key(a.tenant, scopes, expires, pepper());
+    for (const std::string& t : a.tags) {
+      if (t.empty() || t.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "0123456789-_") != std::string::npos) {
+        throw std::invalid_argument("--tags " + t + ": letters, digits, '-' and '_'");
+      }
+    }
+    const cluster::NewApiKey key =
+        cluster::generate_api_key(a.tenant, scopes, expires, pepper(), 200000, a.tags);
     if (!store.create(key.record)) {
       throw cluster::NatsError("a key " + key.record.key_id + " exists already: try again");
     }
@@ -144,7 +153,8 @@ int run_create(const KeysArgs& a) {
     } else {
       std::cout << key.api_key << '\n';
       std::cerr << "pyoco keys create: key " << key.record.key_id << " for tenant "
-                << key.record.tenant_id << ", scopes " << joined(key.record.scopes) << ", expires "
+                << key.record.tenant_id << ", scopes " << joined(key.record.scopes)
+                << (a.tags.empty() ? "" : ", tags " + joined(a.tags)) << ", expires "
                 << time_text(expires)
                 << ".\nThe line above is the key: it is shown this once and stored nowhere "
                    "(only a salted hash is). Send it as X-API-Key or Authorization: Bearer.\n";
@@ -162,10 +172,10 @@ int run_list(const KeysArgs& a) {
       std::cout << json::serialize(out) << '\n';
       return kExitOk;
     }
-    Table t({"KEY ID", "TENANT", "SCOPES", "STATE", "CREATED", "EXPIRES"});
+    Table t({"KEY ID", "TENANT", "SCOPES", "TAGS", "STATE", "CREATED", "EXPIRES"});
     for (const auto& r : keys) {
-      t.add({r.key_id, r.tenant_id, joined(r.scopes), state_of(r), time_text(r.created_at),
-             time_text(r.expires_at)});
+      t.add({r.key_id, r.tenant_id, joined(r.scopes), r.tags.empty() ? "any" : joined(r.tags),
+             state_of(r), time_text(r.created_at), time_text(r.expires_at)});
     }
     t.print(std::cout);
     if (keys.empty())
@@ -273,6 +283,11 @@ void add_keys_commands(CLI::App* keys, CommandTable& table) {
       ->required()
       ->delimiter(',')
       ->type_name("SCOPE");
+  create
+      ->add_option("--tags", a->tags,
+                   "The only tags it may submit runs to (and whose workers it sees); default any")
+      ->delimiter(',')
+      ->type_name("TAG[,TAG]");
   create
       ->add_option("--expires", a->expires,
                    "When it stops working: a duration from now (30d, 12h, 90m) or a UTC date "

@@ -125,6 +125,11 @@ int run_server(ServerArgs& a) {
               << (go.auth ? "API keys required on every route but /health"
                           : "no authentication (set PYOCO_HTTP_AUTH_MODE=api_key to require keys)")
               << '\n';
+    if (go.auth && go.auth->pepper.empty()) {
+      std::cerr << "pyoco server: PYOCO_AUTH_PEPPER is empty: keys' hashes in NATS can be "
+                   "guessed at offline by whoever reads them; set one long random pepper on "
+                   "every gateway and where `pyoco keys create` runs (docs/security.md)\n";
+    }
     std::cout << scheme << lo.host << ":" << http.port() << std::endl;
 
     std::optional<cluster::Connection> worker_nats;

@@ -101,6 +101,7 @@ json::object to_json(const ApiKeyRecord& r) {
       {"revoked_at", r.revoked_at ? json::value(*r.revoked_at) : json::value(nullptr)},
       {"scopes", std::move(scopes)},
       {"expires_at", r.expires_at ? json::value(*r.expires_at) : json::value(nullptr)},
+      {"tags", json::array(r.tags.begin(), r.tags.end())},
   };
 }
 
@@ -127,9 +128,11 @@ ApiKeyRecord api_key_record_from_json(const json::object& o) {
   if (r.kdf != "pbkdf2_hmac_sha256") {
     throw std::invalid_argument("kdf: " + r.kdf + " is not pbkdf2_hmac_sha256");
   }
-  if (auto it = number("iterations")) r.iterations = static_cast<int>(*it);
-  if (r.iterations < 1 || r.iterations > 10'000'000) {
-    throw std::invalid_argument("iterations: from 1 to 10000000");
+  if (auto it = number("iterations")) {
+    if (!(*it >= 1 && *it <= 10'000'000)) {
+      throw std::invalid_argument("iterations: from 1 to 10000000");
+    }
+    r.iterations = static_cast<int>(*it);
   }
   r.salt_b64 = text("salt_b64", true);
   r.hash_b64 = text("hash_b64", true);
@@ -139,13 +142,17 @@ ApiKeyRecord api_key_record_from_json(const json::object& o) {
   r.created_at = number("created_at").value_or(0);
   r.revoked_at = number("revoked_at");
   r.expires_at = number("expires_at");
-  if (const json::value* s = o.if_contains("scopes"); s != nullptr && !s->is_null()) {
-    if (!s->is_array()) throw std::invalid_argument("scopes: not an array");
+  auto strings = [&](const char* k, std::vector<std::string>& out) {
+    const json::value* s = o.if_contains(k);
+    if (s == nullptr || s->is_null()) return;
+    if (!s->is_array()) throw std::invalid_argument(std::string(k) + ": not an array");
     for (const json::value& v : s->as_array()) {
-      if (!v.is_string()) throw std::invalid_argument("scopes: not an array of strings");
-      r.scopes.emplace_back(v.as_string());
+      if (!v.is_string()) throw std::invalid_argument(std::string(k) + ": not an array of strings");
+      out.emplace_back(v.as_string());
     }
-  }
+  };
+  strings("scopes", r.scopes);
+  strings("tags", r.tags);
   if (!token_chars(r.key_id, 8, 64)) throw std::invalid_argument("key_id: not [A-Za-z0-9_-]{8,64}");
   if (!valid_tenant(r.tenant_id)) throw std::invalid_argument("tenant_id: not [A-Za-z0-9_-]{1,64}");
   return r;
@@ -166,7 +173,7 @@ std::optional<PresentedKey> parse_api_key(std::string_view text) {
 
 NewApiKey generate_api_key(const std::string& tenant, unsigned scopes,
                            std::optional<double> expires_at, std::string_view pepper,
-                           int iterations) {
+                           int iterations, std::vector<std::string> tags) {
   if (!valid_tenant(tenant)) {
     throw std::invalid_argument("tenant \"" + tenant + "\": 1 to 64 letters, digits, '_' or '-'");
   }
@@ -186,6 +193,7 @@ NewApiKey generate_api_key(const std::string& tenant, unsigned scopes,
   r.created_at = epoch_now();
   r.scopes = scope_names(scopes);
   r.expires_at = expires_at;
+  r.tags = std::move(tags);
   return out;
 }
 

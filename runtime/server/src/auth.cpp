@@ -5,6 +5,7 @@
 #include <pyoco/server/auth.hpp>
 
 #include "env_settings.hpp"
+#include "failure_limiter.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -54,6 +55,7 @@ struct KeyAuthenticator::Impl {
   AuthOptions options;
   cluster::ApiKeyStore store;
   kvStore* kv = nullptr;
+  mutable FailureLimiter limiter;
   // A secret is cached as a keyed hash (the key random per process), never
   // as itself.
   std::array<unsigned char, 32> cache_key{};
@@ -61,22 +63,22 @@ struct KeyAuthenticator::Impl {
   struct Entry {
     cluster::ApiKeyRecord record;
     std::optional<Digest> verified;  // the keyed hash of the secret the KDF accepted
+    bool gone = false;               // deleted, or no longer a valid record
   };
   mutable std::shared_mutex mutex;
   mutable std::unordered_map<std::string, Entry> keys;  // by key_id
 
-  struct Failures {
-    std::chrono::steady_clock::time_point window_start;
-    int count = 0;
-  };
-  mutable std::mutex failures_mutex;
-  mutable std::map<std::string, Failures> failures;  // by address
-
-  std::atomic<bool> caught_up{false};
+  // The cache is trusted only while the watch is known to be current:
+  // caught up since its last (re)start, on a connection that stayed up.
+  std::atomic<bool> fresh{false};
   std::atomic<bool> stopping{false};
   std::thread watcher;
 
-  Impl(cluster::Connection& n, AuthOptions o) : nats(n), options(std::move(o)), store(n) {
+  Impl(cluster::Connection& n, AuthOptions o)
+      : nats(n),
+        options(std::move(o)),
+        store(n),
+        limiter(options.max_failures, options.failure_window) {
     if (RAND_bytes(cache_key.data(), static_cast<int>(cache_key.size())) != 1) {
       throw std::runtime_error("the system's random source failed");
     }
@@ -103,98 +105,78 @@ struct KeyAuthenticator::Impl {
     return out;
   }
 
+  bool connected() const {
+    return natsConnection_Status(nats.handles().nc) == NATS_CONN_STATUS_CONNECTED;
+  }
+
   // Every change of a key reaches this gateway as it is written: a revoke
-  // holds from the next request on. The watch resumes after a NATS outage.
+  // holds from the next request on. When the connection drops, the cache
+  // stops counting (within a quarter second) and the watch starts over
+  // once it is back, reading every key again.
   void watch() {
     while (!stopping) {
+      fresh = false;
       kvWatcher* w = nullptr;
-      if (kvStore_Watch(&w, kv, "api_keys.>", nullptr) != NATS_OK) {
+      if (!connected() || kvStore_Watch(&w, kv, "api_keys.>", nullptr) != NATS_OK) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
         continue;
       }
       while (!stopping) {
+        if (!connected()) break;
         kvEntry* e = nullptr;
         const natsStatus s = kvWatcher_Next(&e, w, 250);
         if (s == NATS_TIMEOUT) continue;
         if (s != NATS_OK) break;
         if (e == nullptr) {  // the initial values are all there
-          caught_up = true;
+          fresh = true;
           continue;
         }
         apply(e);
         kvEntry_Destroy(e);
       }
+      fresh = false;
       kvWatcher_Stop(w);
       kvWatcher_Destroy(w);
     }
   }
 
-  void apply(kvEntry* e) {
-    const std::string id = std::string(kvEntry_Key(e)).substr(std::strlen(cluster::kApiKeyPrefix));
-    std::optional<cluster::ApiKeyRecord> record;
-    if (kvEntry_Operation(e) == kvOp_Put) {
-      boost::system::error_code ec;
-      const json::value v = json::parse(kvEntry_ValueString(e), ec);
-      try {
-        if (!ec && v.is_object()) record = cluster::api_key_record_from_json(v.as_object());
-      } catch (const std::invalid_argument&) {
-      }
+  static std::optional<cluster::ApiKeyRecord> record_of(const char* text) {
+    boost::system::error_code ec;
+    const json::value v = json::parse(text, ec);
+    try {
+      if (!ec && v.is_object()) return cluster::api_key_record_from_json(v.as_object());
+    } catch (const std::invalid_argument&) {
     }
+    return std::nullopt;
+  }
+
+  // Replaces what is known of a key (a tombstone when it is gone): a
+  // verified secret stays verified while the hash it was checked against does.
+  void learn(const std::string& id, std::optional<cluster::ApiKeyRecord> record) const {
     std::unique_lock lock(mutex);
-    if (!record) {  // deleted, or no longer a valid record: the key is gone
-      keys.erase(id);
+    Entry& entry = keys[id];
+    if (!record) {
+      entry = Entry{{}, std::nullopt, true};
       return;
     }
-    Entry& entry = keys[id];
-    // A verified secret stays verified while the hash it was checked against does.
-    if (entry.record.hash_b64 != record->hash_b64 || entry.record.salt_b64 != record->salt_b64 ||
+    if (entry.gone || entry.record.hash_b64 != record->hash_b64 ||
+        entry.record.salt_b64 != record->salt_b64 ||
         entry.record.iterations != record->iterations) {
       entry.verified.reset();
     }
+    entry.gone = false;
     entry.record = std::move(*record);
   }
 
-  [[noreturn]] void refuse(const std::string& address, const std::string& detail) const {
-    {
-      std::lock_guard lock(failures_mutex);
-      Failures& f = failures[address];
-      const auto now = std::chrono::steady_clock::now();
-      if (now - f.window_start > options.failure_window) f = Failures{now, 0};
-      ++f.count;
-      // Bounded: addresses whose windows have passed go when the map is big.
-      if (failures.size() > 10000) {
-        for (auto it = failures.begin(); it != failures.end();) {
-          it = now - it->second.window_start > options.failure_window ? failures.erase(it)
-                                                                      : std::next(it);
-        }
-      }
-    }
-    cluster::log(cluster::LogLevel::warning, "API key refused",
-                 {{"address", address}, {"reason", detail}});
-    throw HttpError{403, "forbidden", detail};
+  void apply(kvEntry* e) {
+    const std::string id = std::string(kvEntry_Key(e)).substr(std::strlen(cluster::kApiKeyPrefix));
+    learn(id, kvEntry_Operation(e) == kvOp_Put ? record_of(kvEntry_ValueString(e)) : std::nullopt);
   }
 
-  void check_rate(const std::string& address) const {
-    std::lock_guard lock(failures_mutex);
-    auto it = failures.find(address);
-    if (it == failures.end()) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - it->second.window_start > options.failure_window) {
-      failures.erase(it);
-      return;
-    }
-    if (it->second.count >= options.max_failures) {
-      const auto left = std::chrono::duration_cast<std::chrono::seconds>(
-          options.failure_window - (now - it->second.window_start));
-      throw HttpError{429, "too_many_failures",
-                      "too many refused API keys from " + address + "; try again in " +
-                          std::to_string(left.count() + 1) + " s"};
-    }
-  }
-
-  // The record of a key this gateway has not heard of (made a moment ago,
-  // before the watch told us): read from the bucket once.
-  std::optional<Entry> fetch(const std::string& key_id) const {
+  // The key as the bucket has it now: for a key the watch has not told of
+  // yet (made a moment ago), and for every key while the watch is not
+  // current. NATS away: 503, never a stale yes.
+  std::optional<Entry> read(const std::string& key_id, bool authoritative) const {
     std::optional<cluster::ApiKeyRecord> r;
     try {
       r = store.get(key_id);
@@ -202,10 +184,23 @@ struct KeyAuthenticator::Impl {
       throw HttpError{503, "nats_unavailable",
                       std::string("cannot check the API key: ") + e.what()};
     }
-    if (!r) return std::nullopt;
-    std::unique_lock lock(mutex);
-    auto [it, inserted] = keys.try_emplace(key_id, Entry{std::move(*r), std::nullopt});
+    if (authoritative) {
+      learn(key_id, r);
+    } else if (r) {
+      // Never over what the watch has said since (a delete included).
+      std::unique_lock lock(mutex);
+      keys.try_emplace(key_id, Entry{std::move(*r), std::nullopt, false});
+    }
+    std::shared_lock lock(mutex);
+    auto it = keys.find(key_id);
+    if (it == keys.end() || it->second.gone) return std::nullopt;
     return it->second;
+  }
+
+  [[noreturn]] void refuse(const std::string& address, const std::string& detail) const {
+    cluster::log(cluster::LogLevel::warning, "API key refused",
+                 {{"address", address}, {"reason", detail}});
+    throw HttpError{403, "forbidden", detail};
   }
 
   Caller authenticate(const Request& req, const std::string& address, unsigned scope) const {
@@ -215,27 +210,34 @@ struct KeyAuthenticator::Impl {
                       "this route needs an API key: send it as X-API-Key or Authorization: "
                       "Bearer (`pyoco keys create` makes one)"};
     }
-    check_rate(address);
     const auto key = cluster::parse_api_key(text);
-    if (!key) refuse(address, "the API key is not of the form pyoco_<id>.<secret>");
-    const Digest presented = keyed_hash(key->secret);
-
-    std::optional<Entry> entry;
-    {
+    const Digest presented = keyed_hash(key ? key->secret : std::string());
+    if (key && fresh) {
+      // The common case, under the shared lock: a verified, live key.
       std::shared_lock lock(mutex);
-      if (auto it = keys.find(key->key_id); it != keys.end()) {
-        // The common case, under the shared lock: a verified, live key.
+      if (auto it = keys.find(key->key_id); it != keys.end() && !it->second.gone) {
         const Entry& e = it->second;
         const cluster::ApiKeyRecord& r = e.record;
         if (e.verified &&
             CRYPTO_memcmp(e.verified->data(), presented.data(), presented.size()) == 0 &&
             !r.revoked() && !r.expired(cluster::epoch_now())) {
-          return admitted(r, e.record.scope_bits(), scope);
+          return admitted(r, scope);
         }
-        entry = e;
       }
     }
-    if (!entry) entry = fetch(key->key_id);
+    // Anything else may fail, and is counted as if it will before it costs
+    // anything (a KDF, a read of NATS); a success is taken back.
+    limiter.attempt(address);
+    if (!key) refuse(address, "the API key is not of the form pyoco_<id>.<secret>");
+    std::optional<Entry> entry;
+    if (fresh) {
+      std::shared_lock lock(mutex);
+      if (auto it = keys.find(key->key_id); it != keys.end()) {
+        if (it->second.gone) refuse(address, "the API key is not known");
+        entry = it->second;
+      }
+    }
+    if (!entry) entry = read(key->key_id, !fresh);
     if (!entry) refuse(address, "the API key is not known");
 
     const cluster::ApiKeyRecord& r = entry->record;
@@ -245,20 +247,22 @@ struct KeyAuthenticator::Impl {
     const bool cached = entry->verified && CRYPTO_memcmp(entry->verified->data(), presented.data(),
                                                          presented.size()) == 0;
     if (!cached) {
-      if (!cluster::secret_matches(entry->record, key->secret, options.pepper)) {
+      if (!cluster::secret_matches(r, key->secret, options.pepper)) {
         refuse(address, "the API key is not known");  // the same answer: nothing to learn
       }
       std::unique_lock lock(mutex);
       if (auto it = keys.find(key->key_id);
-          it != keys.end() && it->second.record.hash_b64 == entry->record.hash_b64) {
+          it != keys.end() && !it->second.gone && it->second.record.hash_b64 == r.hash_b64) {
         it->second.verified = presented;
       }
     }
-    return admitted(r, r.scope_bits(), scope);
+    limiter.succeeded(address);
+    return admitted(r, scope);
   }
 
   // The caller of a good key, if it holds the route's scope.
-  static Caller admitted(const cluster::ApiKeyRecord& r, unsigned held, unsigned scope) {
+  static Caller admitted(const cluster::ApiKeyRecord& r, unsigned scope) {
+    const unsigned held = r.scope_bits();
     if (!cluster::scope_allows(held, scope)) {
       throw HttpError{403, "forbidden",
                       "the API key " + r.key_id + " lacks the scope " +
@@ -268,6 +272,7 @@ struct KeyAuthenticator::Impl {
     caller.tenant = r.tenant_id;
     caller.key_id = r.key_id;
     caller.scopes = held;
+    caller.tags = r.tags;
     return caller;
   }
 };
@@ -284,8 +289,8 @@ std::optional<AuthOptions> auth_options_from_env() {
     o.max_failures = static_cast<int>(whole_from("PYOCO_AUTH_MAX_FAILURES", m, 1, 1000000));
   }
   if (const std::string w = env("PYOCO_AUTH_FAILURE_WINDOW_SEC"); !w.empty()) {
-    o.failure_window = std::chrono::seconds(
-        static_cast<long>(seconds_from("PYOCO_AUTH_FAILURE_WINDOW_SEC", w, 86400)));
+    o.failure_window = std::chrono::milliseconds(
+        static_cast<long>(seconds_from("PYOCO_AUTH_FAILURE_WINDOW_SEC", w, 86400) * 1000));
   }
   return o;
 }
@@ -295,7 +300,7 @@ KeyAuthenticator::KeyAuthenticator(cluster::Connection& nats, AuthOptions option
 
 KeyAuthenticator::~KeyAuthenticator() = default;
 
-bool KeyAuthenticator::ready() const { return impl_->caught_up; }
+bool KeyAuthenticator::ready() const { return impl_->fresh; }
 
 Caller KeyAuthenticator::authenticate(const Request& request, const std::string& address,
                                       unsigned scope) const {

@@ -37,9 +37,16 @@ Address address_of(const std::string& server) {
     throw ClientError("server \"" + server + "\": http:// or https:// only");
   }
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  const std::string default_port = tls ? "443" : "80";
+  if (!rest.empty() && rest.front() == '[') {  // [::1]:8443
+    const auto close = rest.find(']');
+    if (close == std::string::npos) throw ClientError("server \"" + server + "\": no closing ]");
+    const std::string port = rest.size() > close + 2 ? rest.substr(close + 2) : default_port;
+    return {rest.substr(1, close - 1), port, tls};
+  }
   const auto colon = rest.rfind(':');
   return {colon == std::string::npos ? rest : rest.substr(0, colon),
-          colon == std::string::npos ? (tls ? "443" : "80") : rest.substr(colon + 1), tls};
+          colon == std::string::npos ? default_port : rest.substr(colon + 1), tls};
 }
 
 // The client's TLS: the system's CAs and `ca_file`, the peer verified
@@ -64,7 +71,10 @@ ssl::context client_tls(const Endpoint& gateway) {
 // SNI and host-name checking for `host` on a new TLS stream.
 template <class TlsStream>
 void expect_host(TlsStream& stream, const std::string& host) {
-  if (!SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
+  boost::system::error_code not_ip;
+  asio::ip::make_address(host, not_ip);
+  // SNI names hosts, never addresses.
+  if (not_ip && !SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
     throw ClientError("TLS: cannot ask for host " + host);
   }
   stream.set_verify_callback(ssl::host_name_verification(host));
@@ -93,7 +103,8 @@ void follow(Stream& socket, const Endpoint& gateway, const Address& a, const std
             const std::function<bool(const StreamEvent&)>& on_event) {
   const std::string& server = gateway.url;
   boost::system::error_code ec;
-  std::string request = "GET " + target + " HTTP/1.1\r\nHost: " + a.host +
+  std::string request = "GET " + target + " HTTP/1.1\r\nHost: " +
+                        (a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host) +
                         "\r\nAccept: text/event-stream\r\nUser-Agent: pyoco-client\r\n";
   if (!last_event_id.empty()) request += "Last-Event-ID: " + last_event_id + "\r\n";
   if (!gateway.api_key.empty()) request += "X-API-Key: " + gateway.api_key + "\r\n";
@@ -183,7 +194,8 @@ ClientResponse http_call(const Endpoint& gateway, http::verb method, const std::
   const std::string& server = gateway.url;
   const auto [host, port, tls] = address_of(server);
   http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, port == (tls ? "443" : "80") ? host : host + ":" + port);
+  const std::string named = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  req.set(http::field::host, port == (tls ? "443" : "80") ? named : named + ":" + port);
   req.set(http::field::user_agent, "pyoco-client");
   if (!gateway.api_key.empty()) req.set("X-API-Key", gateway.api_key);
   for (const auto& [k, v] : headers) req.set(k, v);

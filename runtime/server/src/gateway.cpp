@@ -273,7 +273,10 @@ class Gateway {
     }
     json::array out;
     for (json::object& w : workers_.list(state, hidden == "true" || hidden == "1", limit)) {
-      if (!caller.any_tenant) hide_others(w, caller);
+      if (!caller.any_tenant) {
+        if (!serves_a_tag_of(w, caller)) continue;
+        hide_others(w, caller);
+      }
       out.push_back(std::move(w));
     }
     return json_response(200, out);
@@ -398,6 +401,14 @@ class Gateway {
 
  private:
   Response queue(const Request& req, const Caller& caller, cluster::RunJob job) {
+    if (!caller.tags.empty() &&
+        std::find(caller.tags.begin(), caller.tags.end(), job.tag) == caller.tags.end()) {
+      std::string allowed;
+      for (const std::string& t : caller.tags) allowed += (allowed.empty() ? "" : ", ") + t;
+      throw HttpError{403, "forbidden",
+                      "the API key " + caller.key_id + " may submit runs to the tags " + allowed +
+                          " only, not to " + job.tag};
+    }
     job.tenant_id = caller.tenant;
     job.run_id = run_id_for(req["Idempotency-Key"], caller.tenant);
     try {
@@ -435,6 +446,17 @@ class Gateway {
   static std::string tenant_of(const cluster::RunRecord& r) {
     const json::value* t = r.snapshot.if_contains("tenant_id");
     return t != nullptr && t->is_string() ? std::string(t->as_string()) : std::string();
+  }
+
+  // A key bound to tags sees the workers of those tags only.
+  static bool serves_a_tag_of(const json::object& worker, const Caller& caller) {
+    if (caller.tags.empty()) return true;
+    const json::value* tags = worker.if_contains("tags");
+    if (tags == nullptr || !tags->is_array()) return false;
+    return std::any_of(tags->as_array().begin(), tags->as_array().end(), [&](const json::value& t) {
+      return t.is_string() &&
+             std::find(caller.tags.begin(), caller.tags.end(), t.as_string()) != caller.tags.end();
+    });
   }
 
   // A worker as a tenant sees it: the runs it runs for other tenants are

@@ -152,6 +152,7 @@ std::unique_ptr<ssl::context> make_server_tls(const std::filesystem::path& cert,
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
                    ssl::context::single_dh_use);
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
   beast::error_code ec;
   ctx->use_certificate_chain_file(cert.string(), ec);
   if (ec) {

@@ -48,6 +48,7 @@ struct ApiKeyRecord {
   // has those `pyoco keys import` gives it.
   std::vector<std::string> scopes;
   std::optional<double> expires_at;
+  std::vector<std::string> tags;  // the only tags it may submit runs to; empty: any
 
   unsigned scope_bits() const;  // names that are not scopes count for nothing
   bool revoked() const { return revoked_at.has_value(); }
@@ -75,7 +76,7 @@ struct NewApiKey {
 };
 NewApiKey generate_api_key(const std::string& tenant, unsigned scopes,
                            std::optional<double> expires_at, std::string_view pepper,
-                           int iterations = 200000);
+                           int iterations = 200000, std::vector<std::string> tags = {});
 
 // The KDF over the secret and the pepper, compared in constant time.
 // Revocation and expiry are the caller's to check.

@@ -22,7 +22,7 @@ struct AuthOptions {
   // More failed keys than this from one address within the window: 429
   // until the window has passed (no key is checked meanwhile).
   int max_failures = 20;
-  std::chrono::seconds failure_window{60};
+  std::chrono::milliseconds failure_window{std::chrono::seconds(60)};
 };
 
 // PYOCO_HTTP_AUTH_MODE=api_key (else none: nullopt), PYOCO_AUTH_PEPPER,
@@ -42,7 +42,8 @@ class KeyAuthenticator {
   // the HttpError to answer otherwise.
   Caller authenticate(const Request& request, const std::string& address, unsigned scope) const;
 
-  // True once the bucket's records have all been read (revokes apply from then).
+  // True while the watch on the bucket is current (its records all read,
+  // the connection up): only then is the cache trusted.
   bool ready() const;
 
   struct Impl;

@@ -52,7 +52,8 @@ struct Caller {
   std::string tenant;  // "": none (auth off)
   std::string key_id;  // "": no key (auth off)
   unsigned scopes = 0;
-  bool any_tenant = false;  // auth off: every tenant's runs are seen
+  std::vector<std::string> tags;  // the only tags it may submit to; empty: any
+  bool any_tenant = false;        // auth off: every tenant's runs are seen
   // Whether this caller may see a run of `run_tenant`.
   bool sees(std::string_view run_tenant) const { return any_tenant || run_tenant == tenant; }
 };
