@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "errors.hpp"
 #include "nats_server.hpp"
 #include "process.hpp"
 
@@ -36,12 +37,7 @@ const ResourceState& find(const std::vector<ResourceState>& all, const std::stri
 }
 
 std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const cluster::NatsError& e) {
-    return e.what();
-  }
-  return "";
+  return testing::error_of<cluster::NatsError>(f);
 }
 
 // A plain cnats client beside pyoco's: what another program on the same

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "errors.hpp"
 #include "nats_jwt.hpp"
 #include "nats_server.hpp"
 #include "self_signed.hpp"
@@ -21,12 +22,7 @@ using namespace pyoco::testing;
 namespace {
 
 std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const cluster::NatsError& e) {
-    return e.what();
-  }
-  return "";
+  return testing::error_of<cluster::NatsError>(f);
 }
 
 bool contains(const std::string& text, const std::string& part) {
