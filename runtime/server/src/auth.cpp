@@ -93,15 +93,24 @@ struct KeyAuthenticator::Impl {
     kvStore_Destroy(kv);
   }
 
+  // SHA-256 fetched once: OpenSSL 3 looks an implicit EVP_sha256() up in
+  // its provider store, under a lock, on every init, which the handler
+  // threads would contend for on every request.
+  std::unique_ptr<EVP_MD, decltype(&EVP_MD_free)> sha256{EVP_MD_fetch(nullptr, "SHA256", nullptr),
+                                                         &EVP_MD_free};
+
   Digest keyed_hash(std::string_view secret) const {
+    struct Context {  // one per thread, reused
+      EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+      ~Context() { EVP_MD_CTX_free(ctx); }
+    };
+    thread_local Context c;
     Digest out{};
     unsigned int len = 0;
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-    EVP_DigestUpdate(ctx, cache_key.data(), cache_key.size());
-    EVP_DigestUpdate(ctx, secret.data(), secret.size());
-    EVP_DigestFinal_ex(ctx, out.data(), &len);
-    EVP_MD_CTX_free(ctx);
+    EVP_DigestInit_ex(c.ctx, sha256.get(), nullptr);
+    EVP_DigestUpdate(c.ctx, cache_key.data(), cache_key.size());
+    EVP_DigestUpdate(c.ctx, secret.data(), secret.size());
+    EVP_DigestFinal_ex(c.ctx, out.data(), &len);
     return out;
   }
 
