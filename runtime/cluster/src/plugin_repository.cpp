@@ -1,0 +1,304 @@
+#include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/plugin_repository.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/plugins/package.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <random>
+
+namespace pyoco::cluster {
+
+namespace json = boost::json;
+
+namespace {
+
+using plugins::compare_versions;
+using plugins::sha256_hex;
+
+std::string chunk_subject(const std::string& sha256) { return "pyoco.plugins.chunk." + sha256; }
+
+}  // namespace
+
+std::string PluginRelease::platform() const {
+  return os + "-" + arch + "-abi" + std::to_string(abi);
+}
+
+std::string PluginRelease::key() const { return name + "/" + platform() + "/" + version; }
+
+json::object to_json(const PluginRelease& r) {
+  return json::object{{"name", r.name},
+                      {"version", r.version},
+                      {"os", r.os},
+                      {"arch", r.arch},
+                      {"abi", r.abi},
+                      {"platform", r.platform()},
+                      {"sha256", r.sha256},
+                      {"size", r.size},
+                      {"chunks", r.chunks},
+                      {"tags", json::array(r.tags.begin(), r.tags.end())},
+                      {"uploaded_by", r.uploaded_by},
+                      {"tenant", r.tenant},
+                      {"at", r.at},
+                      {"yanked", r.yanked}};
+}
+
+PluginRelease plugin_release_from_json(const json::object& o) {
+  auto text = [&](const char* k) {
+    const json::value* v = o.if_contains(k);
+    if (v == nullptr || !v->is_string()) {
+      throw NatsError(std::string("plugin release: ") + k + ": missing or not a string");
+    }
+    return std::string(v->as_string());
+  };
+  auto number = [&](const char* k) {
+    const json::value* v = o.if_contains(k);
+    if (v == nullptr || !v->is_number()) {
+      throw NatsError(std::string("plugin release: ") + k + ": missing or not a number");
+    }
+    return v->to_number<double>();
+  };
+  PluginRelease r;
+  r.name = text("name");
+  r.version = text("version");
+  r.os = text("os");
+  r.arch = text("arch");
+  r.abi = static_cast<std::int64_t>(number("abi"));
+  r.sha256 = text("sha256");
+  r.size = static_cast<std::uint64_t>(number("size"));
+  r.chunks = static_cast<std::uint32_t>(number("chunks"));
+  if (const json::value* t = o.if_contains("tags"); t != nullptr && t->is_array()) {
+    for (const json::value& v : t->as_array())
+      if (v.is_string()) r.tags.emplace_back(v.as_string());
+  }
+  if (const json::value* v = o.if_contains("uploaded_by"); v != nullptr && v->is_string())
+    r.uploaded_by = std::string(v->as_string());
+  if (const json::value* v = o.if_contains("tenant"); v != nullptr && v->is_string())
+    r.tenant = std::string(v->as_string());
+  r.at = number("at");
+  if (const json::value* v = o.if_contains("yanked"); v != nullptr && v->is_bool())
+    r.yanked = v->as_bool();
+  return r;
+}
+
+struct PluginRepository::Impl {
+  Connection& nats;
+  kvStore* kv = nullptr;
+
+  explicit Impl(Connection& n) : nats(n) {
+    const natsStatus s = js_KeyValue(&kv, nats.handles().js, "pyoco_plugins");
+    if (s != NATS_OK) {
+      throw NatsError(std::string("bucket pyoco_plugins is missing (") + natsStatus_GetText(s) +
+                      "): run `pyoco cluster init`");
+    }
+  }
+  ~Impl() { kvStore_Destroy(kv); }
+
+  std::vector<std::string> keys() const {
+    kvKeysList list{};
+    std::vector<std::string> out;
+    const natsStatus s = kvStore_Keys(&list, kv, nullptr);
+    if (s == NATS_NOT_FOUND) return out;
+    if (s != NATS_OK) throw_nats("cannot list the plugin index", s);
+    for (int i = 0; i < list.Count; ++i) out.emplace_back(list.Keys[i]);
+    kvKeysList_Destroy(&list);
+    return out;
+  }
+
+  std::optional<json::object> get(const std::string& key) const {
+    kvEntry* e = nullptr;
+    const natsStatus s = kvStore_Get(&e, kv, key.c_str());
+    if (s == NATS_NOT_FOUND) return std::nullopt;
+    if (s != NATS_OK) throw_nats("cannot read " + key + " of the plugin index", s);
+    boost::system::error_code ec;
+    json::value v = json::parse(kvEntry_ValueString(e), ec);
+    kvEntry_Destroy(e);
+    if (ec || !v.is_object()) return std::nullopt;
+    return std::move(v.as_object());
+  }
+
+  void put(const std::string& key, const json::object& o) {
+    const std::string body = json::serialize(o);
+    const natsStatus s =
+        kvStore_Put(nullptr, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
+    if (s != NATS_OK) throw_nats("cannot write " + key + " of the plugin index", s);
+  }
+
+  void record(const std::string& action, const PluginRelease& r, const std::string& by) {
+    thread_local std::mt19937_64 gen{std::random_device{}()};
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    char key[64];
+    std::snprintf(key, sizeof key, "history/%020lld-%04x", static_cast<long long>(ns),
+                  static_cast<unsigned>(gen() & 0xffff));
+    put(key, json::object{{"action", action},
+                          {"name", r.name},
+                          {"version", r.version},
+                          {"platform", r.platform()},
+                          {"sha256", r.sha256},
+                          {"tags", json::array(r.tags.begin(), r.tags.end())},
+                          {"by", by},
+                          {"tenant", r.tenant},
+                          {"at", epoch_now()}});
+  }
+
+  void store_chunks(const std::string& package, const std::string& sha256) {
+    const std::string subject = chunk_subject(sha256);
+    const std::size_t n = (package.size() + kPluginChunkBytes - 1) / kPluginChunkBytes;
+    for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i) {
+      const std::string_view chunk =
+          std::string_view(package).substr(i * kPluginChunkBytes, kPluginChunkBytes);
+      natsMsg* msg = nullptr;
+      natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, chunk.data(),
+                                    static_cast<int>(chunk.size()));
+      const std::string index = std::to_string(i), digest = sha256_hex(chunk);
+      if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Pyoco-Chunk", index.c_str());
+      if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Pyoco-Chunk-Sha256", digest.c_str());
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      const std::string id = sha256 + "." + index;  // a retried push stores each chunk once
+      po.MsgId = id.c_str();
+      jsPubAck* ack = nullptr;
+      jsErrCode jerr{};
+      if (s == NATS_OK) s = js_PublishMsg(&ack, nats.handles().js, msg, &po, &jerr);
+      natsMsg_Destroy(msg);
+      jsPubAck_Destroy(ack);
+      if (s != NATS_OK)
+        throw_nats("cannot store chunk " + index + " of package " + sha256, s, jerr);
+    }
+  }
+};
+
+PluginRepository::PluginRepository(Connection& nats) : impl_(std::make_unique<Impl>(nats)) {}
+PluginRepository::~PluginRepository() = default;
+
+PluginRelease PluginRepository::publish(const std::string& package, PluginRelease release) {
+  release.sha256 = sha256_hex(package);
+  release.size = package.size();
+  release.chunks = static_cast<std::uint32_t>(
+      std::max<std::size_t>(1, (package.size() + kPluginChunkBytes - 1) / kPluginChunkBytes));
+  release.at = epoch_now();
+  release.yanked = false;
+  const std::string prefix = release.name + "/" + release.platform() + "/";
+  for (const std::string& key : impl_->keys()) {
+    if (key.rfind(prefix, 0) != 0) continue;
+    const std::string version = key.substr(prefix.size());
+    if (compare_versions(version, release.version) >= 0) {
+      throw VersionConflict("plugin " + release.name + " " + version + " for " +
+                            release.platform() +
+                            " is in the repository already: push a version "
+                            "newer than " +
+                            version + " (versions are never replaced)");
+    }
+  }
+  impl_->store_chunks(package, release.sha256);
+  const std::string body = json::serialize(to_json(release));
+  std::uint64_t revision = 0;
+  const natsStatus s = kvStore_Create(&revision, impl_->kv, release.key().c_str(), body.data(),
+                                      static_cast<int>(body.size()));
+  if (s != NATS_OK) {
+    if (impl_->get(release.key())) {
+      throw VersionConflict("plugin " + release.name + " " + release.version + " for " +
+                            release.platform() + " is in the repository already");
+    }
+    throw_nats("cannot index plugin " + release.name + " " + release.version, s);
+  }
+  impl_->record("push", release, release.uploaded_by);
+  return release;
+}
+
+std::vector<PluginRelease> PluginRepository::releases() const {
+  std::vector<PluginRelease> out;
+  for (const std::string& key : impl_->keys()) {
+    if (key.rfind("history/", 0) == 0) continue;
+    const auto o = impl_->get(key);
+    if (!o) continue;
+    try {
+      out.push_back(plugin_release_from_json(*o));
+    } catch (const NatsError&) {
+      // not a release of ours: left out
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const PluginRelease& a, const PluginRelease& b) {
+    if (a.name != b.name) return a.name < b.name;
+    if (a.platform() != b.platform()) return a.platform() < b.platform();
+    return compare_versions(a.version, b.version) > 0;
+  });
+  return out;
+}
+
+std::vector<json::object> PluginRepository::history(std::size_t limit) const {
+  std::vector<std::string> keys;
+  for (const std::string& key : impl_->keys())
+    if (key.rfind("history/", 0) == 0) keys.push_back(key);
+  std::sort(keys.rbegin(), keys.rend());  // the key is the time: newest first
+  if (keys.size() > limit) keys.resize(limit);
+  std::vector<json::object> out;
+  for (const std::string& key : keys)
+    if (auto o = impl_->get(key)) out.push_back(std::move(*o));
+  return out;
+}
+
+std::vector<PluginRelease> PluginRepository::yank(const std::string& name,
+                                                  const std::string& version,
+                                                  const std::string& by) {
+  std::vector<PluginRelease> out;
+  for (PluginRelease r : releases()) {
+    if (r.name != name || r.version != version || r.yanked) continue;
+    r.yanked = true;
+    impl_->put(r.key(), to_json(r));
+    impl_->record("yank", r, by);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string PluginRepository::download(const PluginRelease& release) const {
+  natsSubscription* sub = subscribe_events(impl_->nats, chunk_subject(release.sha256), 0);
+  if (sub == nullptr) throw NatsError("cannot read the chunks of package " + release.sha256);
+  const std::unique_ptr<natsSubscription, decltype(&natsSubscription_Destroy)> owned(
+      sub, &natsSubscription_Destroy);
+  std::map<std::uint32_t, std::string> chunks;  // the first good copy of each
+  for (std::uint64_t pending = 1; pending > 0 && chunks.size() < release.chunks;) {
+    natsMsg* m = nullptr;
+    const natsStatus s = natsSubscription_NextMsg(&m, sub, 5000);
+    if (s == NATS_TIMEOUT) break;
+    if (s != NATS_OK) throw_nats("cannot read the chunks of package " + release.sha256, s);
+    jsMsgMetaData* meta = nullptr;
+    pending = 0;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+      pending = meta->NumPending;
+      jsMsgMetaData_Destroy(meta);
+    }
+    const char* index = nullptr;
+    const char* digest = nullptr;
+    natsMsgHeader_Get(m, "Pyoco-Chunk", &index);
+    natsMsgHeader_Get(m, "Pyoco-Chunk-Sha256", &digest);
+    const std::string data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+    if (index != nullptr && digest != nullptr && sha256_hex(data) == digest) {
+      const auto i = static_cast<std::uint32_t>(std::strtoul(index, nullptr, 10));
+      if (i < release.chunks) chunks.try_emplace(i, data);
+    }
+    natsMsg_Destroy(m);
+  }
+  if (chunks.size() != release.chunks) {
+    throw DamagedPackage("package " + release.name + " " + release.version + " (" + release.sha256 +
+                         "): " + std::to_string(release.chunks - chunks.size()) + " of its " +
+                         std::to_string(release.chunks) + " chunks are missing or damaged");
+  }
+  std::string package;
+  package.reserve(release.size);
+  for (auto& [i, data] : chunks) package += data;
+  if (package.size() != release.size || sha256_hex(package) != release.sha256) {
+    throw DamagedPackage("package " + release.name + " " + release.version +
+                         ": the chunks do not make the package indexed (its sha256 " +
+                         release.sha256 + " does not match)");
+  }
+  return package;
+}
+
+}  // namespace pyoco::cluster
