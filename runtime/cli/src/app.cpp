@@ -71,6 +71,7 @@ int run(int argc, char** argv) {
   CLI::App* plugins = app.add_subcommand("plugins", "See, check and create plugins");
   plugins->require_subcommand(0, 1);
   add_plugins_commands(plugins, table);
+  add_plugin_distribution_commands(plugins, table);
 
   CLI::App* runs = app.add_subcommand("runs", "Inspect and control local runs (the run history)");
   runs->require_subcommand(0, 1);

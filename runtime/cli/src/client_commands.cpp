@@ -14,6 +14,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "gateway_flags.hpp"
 #include "table.hpp"
 
 namespace pyoco::cli {
@@ -24,9 +25,7 @@ namespace json = boost::json;
 namespace {
 
 struct ClientArgs {
-  std::string server;
-  std::string api_key;
-  std::string ca_file;
+  GatewayFlags gateway;
   std::string flow;  // submit: the flow name; submit-yaml: the file
   std::string flow_name;
   std::string tag;
@@ -44,37 +43,13 @@ struct ClientArgs {
   bool json_out = false;
 };
 
-// --server, else PYOCO_SERVER; --api-key, else PYOCO_API_KEY; --ca-file,
-// else PYOCO_CA_FILE.
-server::Endpoint gateway(const ClientArgs& a) {
-  auto setting = [](const std::string& flag, const char* name, const char* fallback) {
-    if (!flag.empty()) return flag;
-    const char* env = std::getenv(name);
-    return std::string(env != nullptr && *env != '\0' ? env : fallback);
-  };
-  return server::Endpoint{setting(a.server, "PYOCO_SERVER", "http://127.0.0.1:8000"),
-                          setting(a.api_key, "PYOCO_API_KEY", ""),
-                          setting(a.ca_file, "PYOCO_CA_FILE", "")};
-}
+server::Endpoint gateway(const ClientArgs& a) { return a.gateway.endpoint(); }
 
 // The gateway's answer as JSON; an error answer becomes one line on stderr.
 json::value call(const ClientArgs& a, http::verb method, const std::string& target,
                  const std::string& body = {}, const std::string& type = "application/json",
                  std::map<std::string, std::string> headers = {}) {
-  const server::ClientResponse r =
-      server::http_call(gateway(a), method, target, body, type, headers);
-  boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
-  if (r.status >= 400) {
-    std::string detail = r.body;
-    if (!ec && v.is_object() && v.as_object().contains("detail")) {
-      const json::value& d = v.as_object().at("detail");
-      detail = d.is_string() ? std::string(d.as_string()) : json::serialize(d);
-    }
-    throw server::ClientError("the gateway answered " + std::to_string(r.status) + ": " + detail);
-  }
-  if (ec) throw server::ClientError("the gateway answered something that is not JSON");
-  return v;
+  return a.gateway.call(method, target, body, type, headers);
 }
 
 json::object params_of(const ClientArgs& a) {
@@ -187,19 +162,7 @@ int guarded(const char* what, F f) {
   }
 }
 
-void common(CLI::App* cmd, ClientArgs& a) {
-  cmd->add_option("--server", a.server,
-                  "The gateway (default: PYOCO_SERVER, else http://127.0.0.1:8000)")
-      ->type_name("URL");
-  cmd->add_option("--api-key", a.api_key,
-                  "The API key to send, when the gateway requires one (default: PYOCO_API_KEY; "
-                  "prefer it: a flag shows in ps)")
-      ->type_name("KEY");
-  cmd->add_option("--ca-file", a.ca_file,
-                  "For an https:// gateway: a PEM CA certificate to trust besides the system's "
-                  "(default: PYOCO_CA_FILE)")
-      ->type_name("FILE");
-}
+void common(CLI::App* cmd, ClientArgs& a) { a.gateway.add_to(cmd); }
 
 void submit_options(CLI::App* cmd, ClientArgs& a) {
   cmd->add_option("--tag", a.tag, "Run on workers of this tag (default: default)");

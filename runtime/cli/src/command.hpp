@@ -26,6 +26,7 @@ class CommandTable {
 
 // Command groups, one file each.
 void add_plugins_commands(CLI::App* plugins, CommandTable& table);
+void add_plugin_distribution_commands(CLI::App* plugins, CommandTable& table);
 void add_tasks_command(CLI::App& app, CommandTable& table);
 void add_flow_commands(CLI::App& app, CommandTable& table);
 void add_runs_commands(CLI::App* runs, CommandTable& table);

@@ -74,15 +74,7 @@ double expiry_from(const std::string& text) {
                               "(2027-01-31)");
 }
 
-std::string time_text(std::optional<double> at) {
-  if (!at) return "never";
-  const std::time_t t = static_cast<std::time_t>(*at);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return out;
-}
+std::string time_text(std::optional<double> at) { return utc_time_text(at); }
 
 std::string state_of(const cluster::ApiKeyRecord& r) {
   return r.revoked() ? "revoked" : r.expired(cluster::epoch_now()) ? "expired" : "active";

@@ -3,6 +3,8 @@
 
 #include <pyoco/core/text.hpp>
 
+#include <ctime>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -48,5 +50,16 @@ class Table {
 
   std::vector<std::vector<std::string>> rows_;
 };
+
+// Epoch seconds as UTC ISO 8601 ("2026-11-30T09:30:52Z"); `none` when absent.
+inline std::string utc_time_text(std::optional<double> at, const char* none = "never") {
+  if (!at) return none;
+  const std::time_t t = static_cast<std::time_t>(*at);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return out;
+}
 
 }  // namespace pyoco::cli

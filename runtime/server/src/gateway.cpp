@@ -1,6 +1,8 @@
+#include <pyoco/abi.h>
 #include <pyoco/cluster/api_keys.hpp>
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/plugin_repository.hpp>
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
@@ -8,6 +10,7 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/plugins/package.hpp>
 #include <pyoco/server/auth.hpp>
 #include <pyoco/server/gateway.hpp>
 #include <pyoco/server/metrics.hpp>
@@ -387,6 +390,99 @@ class Gateway {
     natsSubscription_Destroy(sub);
   }
 
+  // POST /plugins: a package (the bytes `pyoco plugins pack` wrote),
+  // checked whole before anything is stored; `?tags=a,b` names the
+  // workers' tags it is for (none: every worker).
+  Response push_plugin(const Request& req, const Caller& caller) {
+    plugins::PluginPackage package;
+    try {
+      package = plugins::open_package(req.body());
+    } catch (const plugins::PackageError& e) {
+      unprocessable(e.what());
+    } catch (const plugins::ManifestError& e) {
+      unprocessable(std::string("plugin package: ") + e.what());
+    }
+    const plugins::Manifest& m = package.manifest;
+    if (m.abi != PYOCO_ABI_VERSION_MAJOR) {
+      unprocessable("plugin package: " + m.name + " is built for plugin ABI " +
+                    std::to_string(m.abi) + "; workers of this cluster speak ABI " +
+                    std::to_string(PYOCO_ABI_VERSION_MAJOR));
+    }
+    cluster::PluginRelease r;
+    r.name = m.name;
+    r.version = m.version;
+    r.os = m.platform_os;
+    r.arch = m.platform_arch;
+    r.abi = m.abi;
+    r.uploaded_by = caller.key_id;
+    r.tenant = caller.tenant;
+    const std::string tags = query_value(req.target(), "tags");
+    for (std::size_t start = 0; start < tags.size();) {
+      const std::size_t comma = std::min(tags.find(',', start), tags.size());
+      const std::string tag = tags.substr(start, comma - start);
+      try {
+        cluster::check_tag(tag);
+      } catch (const cluster::NatsError& e) {
+        unprocessable(std::string("tags: ") + e.what());
+      }
+      r.tags.push_back(tag);
+      start = comma + 1;
+    }
+    try {
+      return json_response(200, cluster::to_json(plugins_.publish(package.bytes, std::move(r))));
+    } catch (const cluster::VersionConflict& e) {
+      throw HttpError{409, "conflict", e.what()};
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+  }
+
+  Response list_plugins() const {
+    try {
+      json::array out;
+      for (const cluster::PluginRelease& r : plugins_.releases())
+        out.push_back(cluster::to_json(r));
+      return json_response(200, out);
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+  }
+
+  Response plugin_history(const Request& req) const {
+    std::size_t limit = 200;
+    if (const std::string l = query_value(req.target(), "limit"); !l.empty()) {
+      try {
+        limit = std::stoul(l);
+      } catch (const std::exception&) {
+        unprocessable("limit: a number from 1 to 1000");
+      }
+      if (limit < 1 || limit > 1000) unprocessable("limit: a number from 1 to 1000");
+    }
+    try {
+      json::array out;
+      for (json::object& o : plugins_.history(limit)) out.push_back(std::move(o));
+      return json_response(200, out);
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+  }
+
+  Response yank_plugin(const std::string& name, const std::string& version, const Caller& caller) {
+    try {
+      const auto yanked = plugins_.yank(name, version, caller.key_id);
+      if (yanked.empty()) {
+        throw HttpError{
+            404, "not_found",
+            "no release " + name + " " + version + " to yank (GET /plugins lists them)"};
+      }
+      json::array out;
+      for (const auto& r : yanked) out.push_back(cluster::to_json(r));
+      return json_response(200, out);
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+  }
+
   Response cancel(const std::string& id, const Caller& caller) {
     find(id, caller);  // another tenant's run is not found
     try {
@@ -526,6 +622,7 @@ class Gateway {
   cluster::Connection& nats_;
   GatewayOptions options_;
   cluster::RunRecords runs_;
+  mutable cluster::PluginRepository plugins_{nats_};
   cluster::WorkerDirectory workers_;
   RunIndex index_;
   Metrics metrics_;
@@ -576,6 +673,18 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
   router->add(
       http::verb::get, "/workers", kScopeRunsRead,
       [g](const Request& r, const PathParams&, const Caller& c) { return g->workers(r, c); });
+  router->add_large(
+      http::verb::post, "/plugins", cluster::kScopePluginsWrite, plugins::kMaxPackageBytes,
+      [g](const Request& r, const PathParams&, const Caller& c) { return g->push_plugin(r, c); });
+  router->add(http::verb::get, "/plugins", kScopeRunsRead,
+              [g](const Request&, const PathParams&, const Caller&) { return g->list_plugins(); });
+  router->add(
+      http::verb::get, "/plugins/history", kScopeRunsRead,
+      [g](const Request& r, const PathParams&, const Caller&) { return g->plugin_history(r); });
+  router->add(http::verb::post, "/plugins/{name}/{version}/yank", cluster::kScopePluginsWrite,
+              [g](const Request&, const PathParams& p, const Caller& c) {
+                return g->yank_plugin(p.at("name"), p.at("version"), c);
+              });
   router->add(http::verb::patch, "/workers/{id}", kScopeAdmin,
               [g](const Request& r, const PathParams& p, const Caller&) {
                 return g->patch_worker(r, p.at("id"));

@@ -44,6 +44,11 @@ void Router::add(http::verb method, std::string pattern, unsigned scope, Handler
   routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}});
 }
 
+void Router::add_large(http::verb method, std::string pattern, unsigned scope,
+                       std::size_t body_limit, Handler handler) {
+  routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}, body_limit});
+}
+
 void Router::add_stream(http::verb method, std::string pattern, unsigned scope,
                         StreamHandler handler) {
   routes_.push_back(Route{method, std::move(pattern), scope, {}, std::move(handler)});
@@ -89,6 +94,18 @@ const Route* Router::find_stream(const Request& request, PathParams& params) con
   for (const Route& r : routes_) {
     params.clear();
     if (r.stream && r.method == request.method() && match(r.pattern, path, params)) return &r;
+  }
+  return nullptr;
+}
+
+const Route* Router::find_large(const Request& request) const {
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  for (const Route& r : routes_) {
+    PathParams params;
+    if (r.body_limit > 0 && r.method == request.method() && match(r.pattern, path, params)) {
+      return &r;
+    }
   }
   return nullptr;
 }
@@ -235,19 +252,55 @@ struct HttpServer::Impl {
 
     void read() {
       parser.emplace();
-      parser->body_limit(server->options.body_limit);
+      body_limit = server->options.body_limit;
+      parser->body_limit(body_limit);
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(60));
+      http::async_read_header(
+          stream, buffer, *parser,
+          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+    }
+
+    // A route that takes large bodies (a plugin package) admits its caller
+    // on the headers, before a byte of the body is read: nobody without
+    // the scope can make the gateway hold 64 MiB.
+    void on_header(beast::error_code ec) {
+      if (ec) return;  // closed, timed out, or not HTTP: nothing to answer
+      const Route* large = server->router->find_large(parser->get());
+      if (large == nullptr) {
+        read_body();
+        return;
+      }
+      body_limit = large->body_limit;
+      parser->body_limit(body_limit);
+      asio::post(server->handlers, [self = shared_from_this(), large] {
+        std::shared_ptr<Response> refused;
+        try {
+          self->server->router->admit(*large, self->parser->get(), self->address);
+        } catch (const HttpError& e) {
+          refused = std::make_shared<Response>(error_response(e.status, e.error, e.detail));
+        }
+        asio::post(self->stream.get_executor(), [self, refused] {
+          if (refused) {
+            self->write(refused, true);
+          } else {
+            self->read_body();
+          }
+        });
+      });
+    }
+
+    void read_body() {
       http::async_read(
           stream, buffer, *parser,
           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
     }
+    std::size_t body_limit = 0;
 
     void on_read(beast::error_code ec) {
       if (ec == http::error::body_limit) {
-        write(std::make_shared<Response>(
-                  error_response(413, "too_large",
-                                 "the request body is over " +
-                                     std::to_string(server->options.body_limit) + " bytes")),
+        write(std::make_shared<Response>(error_response(
+                  413, "too_large",
+                  "the request body is over " + std::to_string(body_limit) + " bytes")),
               true);
         return;
       }

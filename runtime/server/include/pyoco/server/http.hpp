@@ -70,7 +70,8 @@ struct Route {
   std::string pattern;  // "/runs/{id}/cancel"
   unsigned scope;       // what a caller must hold (a cluster::Scope bit), or kPublic
   Handler handler;
-  StreamHandler stream;  // set instead of `handler` for an SSE route
+  StreamHandler stream;        // set instead of `handler` for an SSE route
+  std::size_t body_limit = 0;  // more than the server's: its caller is admitted before the body
 };
 
 class Router {
@@ -78,6 +79,11 @@ class Router {
   // Every route names its scope: the table is the one place that says what
   // is protected, and a test walks all of it.
   void add(boost::beast::http::verb method, std::string pattern, unsigned scope, Handler handler);
+  // A route whose bodies may be up to `body_limit` bytes (over the
+  // server's limit): the guard admits its caller on the request's headers,
+  // before the body is read.
+  void add_large(boost::beast::http::verb method, std::string pattern, unsigned scope,
+                 std::size_t body_limit, Handler handler);
   // An SSE route: its handler runs on a thread of its own for as long as
   // the stream lasts. An HttpError thrown before the first event is an
   // ordinary error response.
@@ -96,6 +102,8 @@ class Router {
   Response handle(const Request& request, const std::string& address = {}) const;
   // The stream route for this request, or null.
   const Route* find_stream(const Request& request, PathParams& params) const;
+  // The large-body route for this request (its headers), or null.
+  const Route* find_large(const Request& request) const;
   // The guard's verdict on a request for `route` (throws HttpError).
   Caller admit(const Route& route, const Request& request, const std::string& address) const;
   const std::vector<Route>& routes() const { return routes_; }

@@ -1,0 +1,55 @@
+#include "gateway_flags.hpp"
+
+#include <boost/json.hpp>
+
+#include <cstdlib>
+
+namespace pyoco::cli {
+
+namespace json = boost::json;
+
+void GatewayFlags::add_to(CLI::App* cmd) {
+  cmd->add_option("--server", server,
+                  "The gateway (default: PYOCO_SERVER, else http://127.0.0.1:8000)")
+      ->type_name("URL");
+  cmd->add_option("--api-key", api_key,
+                  "The API key to send, when the gateway requires one (default: PYOCO_API_KEY; "
+                  "prefer it: a flag shows in ps)")
+      ->type_name("KEY");
+  cmd->add_option("--ca-file", ca_file,
+                  "For an https:// gateway: a PEM CA certificate to trust besides the system's "
+                  "(default: PYOCO_CA_FILE)")
+      ->type_name("FILE");
+}
+
+server::Endpoint GatewayFlags::endpoint() const {
+  auto setting = [](const std::string& flag, const char* name, const char* fallback) {
+    if (!flag.empty()) return flag;
+    const char* env = std::getenv(name);
+    return std::string(env != nullptr && *env != '\0' ? env : fallback);
+  };
+  return server::Endpoint{setting(server, "PYOCO_SERVER", "http://127.0.0.1:8000"),
+                          setting(api_key, "PYOCO_API_KEY", ""),
+                          setting(ca_file, "PYOCO_CA_FILE", "")};
+}
+
+json::value GatewayFlags::call(boost::beast::http::verb method, const std::string& target,
+                               const std::string& body, const std::string& type,
+                               const std::map<std::string, std::string>& headers) const {
+  const server::ClientResponse r =
+      server::http_call(endpoint(), method, target, body, type, headers, std::chrono::seconds(120));
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  if (r.status >= 400) {
+    std::string detail = r.body;
+    if (!ec && v.is_object() && v.as_object().contains("detail")) {
+      const json::value& d = v.as_object().at("detail");
+      detail = d.is_string() ? std::string(d.as_string()) : json::serialize(d);
+    }
+    throw server::ClientError("the gateway answered " + std::to_string(r.status) + ": " + detail);
+  }
+  if (ec) throw server::ClientError("the gateway answered something that is not JSON");
+  return v;
+}
+
+}  // namespace pyoco::cli
