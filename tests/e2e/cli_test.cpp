@@ -84,15 +84,24 @@ BOOST_AUTO_TEST_CASE(version_prints_version_and_abi) {
 BOOST_AUTO_TEST_CASE(help_lists_every_command_and_teaches) {
   const std::vector<DocCommand> documented = documented_commands();
   BOOST_TEST_REQUIRE(documented.size() > 10u);
-  std::map<std::string, std::vector<std::string>> groups;  // "" for the top level
+  // Each command's words under its group ("" for the top level,
+  // "plugins", "plugins remote"), each word once.
+  std::map<std::string, std::vector<std::string>> groups;
   for (const DocCommand& c : documented) {
-    auto& top = groups[""];
-    if (std::find(top.begin(), top.end(), c.words[0]) == top.end()) top.push_back(c.words[0]);
-    if (c.words.size() == 2) groups[c.words[0]].push_back(c.words[1]);
+    std::string group;
+    for (const std::string& word : c.words) {
+      auto& listed = groups[group];
+      if (std::find(listed.begin(), listed.end(), word) == listed.end()) listed.push_back(word);
+      group += (group.empty() ? "" : " ") + word;
+    }
   }
   for (auto& [group, expected] : groups) {
     BOOST_TEST_CONTEXT("pyoco " << group << " --help") {
-      const ProcessResult r = group.empty() ? run_pyoco({"--help"}) : run_pyoco({group, "--help"});
+      std::vector<std::string> args;
+      std::istringstream words(group);
+      for (std::string w; words >> w;) args.push_back(w);
+      args.push_back("--help");
+      const ProcessResult r = run_pyoco(args);
       BOOST_TEST(r.exit_code == 0);
       std::vector<std::string> listed = subcommands(r.out);
       std::sort(listed.begin(), listed.end());

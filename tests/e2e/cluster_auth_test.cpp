@@ -9,6 +9,7 @@
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/worker_registry.hpp>
+#include <pyoco/plugins/package.hpp>
 #include <pyoco/server/client.hpp>
 #include <pyoco/server/gateway.hpp>
 
@@ -153,8 +154,11 @@ BOOST_AUTO_TEST_CASE(every_route_of_the_table_answers_each_kind_of_caller) {
   }));
 
   // A body each route accepts from the right caller.
+  const plugins::PluginPackage package =
+      plugins::pack_plugin(binary_dir() / "lib/pyoco/plugins/hello");
   const std::map<std::string, std::string> bodies{
       {"POST /runs", R"({"flow_name":"hello"})"},
+      {"POST /plugins", package.bytes},
       {"POST /runs/yaml",
        "flow: {graph: a}\ntasks:\n  a: {use: std/sleep, inputs: {seconds: 0}}\n"},
       {"PATCH /workers/{id}", R"({"hidden":true})"},
@@ -162,8 +166,13 @@ BOOST_AUTO_TEST_CASE(every_route_of_the_table_answers_each_kind_of_caller) {
   for (const server::Route& r : g.router->routes()) {
     std::string path = r.pattern;
     const bool of_a_run = path.rfind("/runs/{id}", 0) == 0;
-    if (const auto at = path.find("{id}"); at != std::string::npos) {
-      path.replace(at, 4, of_a_run ? run : "w1");
+    for (const auto& [param, value] :
+         std::map<std::string, std::string>{{"{id}", of_a_run ? run : "w1"},
+                                            {"{name}", package.manifest.name},
+                                            {"{version}", package.manifest.version}}) {
+      if (const auto at = path.find(param); at != std::string::npos) {
+        path.replace(at, param.size(), value);
+      }
     }
     const std::string name = std::string(http::to_string(r.method)) + " " + r.pattern;
     const std::string body = bodies.count(name) != 0 ? bodies.at(name) : "";

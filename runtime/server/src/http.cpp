@@ -253,7 +253,8 @@ struct HttpServer::Impl {
     void read() {
       parser.emplace();
       body_limit = server->options.body_limit;
-      parser->body_limit(body_limit);
+      // The limit is the route's: decided once the headers are in.
+      parser->body_limit(boost::none);
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(60));
       http::async_read_header(
           stream, buffer, *parser,
@@ -266,12 +267,16 @@ struct HttpServer::Impl {
     void on_header(beast::error_code ec) {
       if (ec) return;  // closed, timed out, or not HTTP: nothing to answer
       const Route* large = server->router->find_large(parser->get());
+      if (large != nullptr) body_limit = large->body_limit;
+      parser->body_limit(body_limit);  // for a chunked body, as it comes
+      if (const auto length = parser->content_length(); length && *length > body_limit) {
+        too_large();
+        return;
+      }
       if (large == nullptr) {
         read_body();
         return;
       }
-      body_limit = large->body_limit;
-      parser->body_limit(body_limit);
       asio::post(server->handlers, [self = shared_from_this(), large] {
         std::shared_ptr<Response> refused;
         try {
@@ -296,12 +301,16 @@ struct HttpServer::Impl {
     }
     std::size_t body_limit = 0;
 
+    void too_large() {
+      write(std::make_shared<Response>(error_response(
+                413, "too_large",
+                "the request body is over " + std::to_string(body_limit) + " bytes")),
+            true);
+    }
+
     void on_read(beast::error_code ec) {
       if (ec == http::error::body_limit) {
-        write(std::make_shared<Response>(error_response(
-                  413, "too_large",
-                  "the request body is over " + std::to_string(body_limit) + " bytes")),
-              true);
+        too_large();
         return;
       }
       if (ec) return;  // closed, timed out, or not HTTP: nothing to answer

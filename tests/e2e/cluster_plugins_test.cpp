@@ -1,0 +1,97 @@
+// Shipping plugins through a gateway, as an operator does it from the
+// command line: pack, push (with keys on), the same version again (409),
+// without the scope (403) or a key (401), a package that is not one (422)
+// or too big (413), remote list, yank and history.
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+
+#include "gateway_process.hpp"
+#include "nats_server.hpp"
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using namespace pyoco::testing;
+namespace json = boost::json;
+
+namespace {
+
+std::string key(const NatsServer& nats, const std::string& scopes) {
+  const ProcessResult r =
+      run_pyoco({"keys", "create", "--tenant", "ops", "--scope", scopes, "--nats", nats.url()});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  return r.out.substr(0, r.out.find('\n'));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_plugin_is_packed_pushed_listed_and_yanked) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()}, {{"PYOCO_HTTP_AUTH_MODE", "api_key"}});
+  TempDir out;
+  const std::string hello = (binary_dir() / "lib/pyoco/plugins/hello").string();
+
+  ProcessResult r = run_pyoco({"plugins", "pack", hello, "--out", out.path().string(), "--json"});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  const json::object packed = json::parse(r.out).as_object();
+  const std::string file(packed.at("file").as_string());
+  const std::string version(packed.at("version").as_string());
+  BOOST_TEST(file.find("hello-" + version + "-") != std::string::npos);
+
+  auto plugins = [&](std::vector<std::string> args, const std::string& api_key) {
+    args.insert(args.begin(), "plugins");
+    args.insert(args.end(), {"--server", s.url});
+    ProcessOptions o{.timeout = std::chrono::seconds(60)};
+    if (!api_key.empty()) o.env["PYOCO_API_KEY"] = api_key;
+    return run_pyoco(args, o);
+  };
+  const std::string writer = key(nats, "plugins:write,runs:read");
+  const std::string reader = key(nats, "runs:read");
+
+  r = plugins({"push", file}, "");
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(r.err.find("401") != std::string::npos, r.err);
+  r = plugins({"push", file}, reader);
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(r.err.find("403") != std::string::npos, r.err);
+  r = plugins({"push", file, "--tags", "blue", "--json"}, writer);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(json::parse(r.out).at("sha256").as_string() == packed.at("sha256").as_string());
+  r = plugins({"push", hello}, writer);  // the same version, packed again from the directory
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(r.err.find("409") != std::string::npos, r.err);
+
+  write_text(out.path() / "junk.pyoco", std::string(4096, 'x'));
+  r = plugins({"push", (out.path() / "junk.pyoco").string()}, writer);
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(r.err.find("not a plugin package") != std::string::npos, r.err);
+  // Too big for the gateway: sent as it is (the CLI checks only packages it can open).
+  std::string huge(65 * 1024 * 1024, '\0');
+  const auto answer =
+      server::http_call(server::Endpoint{s.url, writer, {}}, boost::beast::http::verb::post,
+                        "/plugins", huge, "application/x-tar");
+  BOOST_TEST(answer.status == 413u, answer.body);
+
+  r = plugins({"remote", "list", "--json"}, reader);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  const json::array listed = json::parse(r.out).as_array();
+  BOOST_REQUIRE(listed.size() == 1u);
+  BOOST_TEST(listed[0].at("tags").as_array().size() == 1u);
+  BOOST_TEST(listed[0].at("yanked").as_bool() == false);
+
+  r = plugins({"remote", "yank", "hello", version}, reader);
+  BOOST_TEST(r.exit_code == 2);  // not its scope
+  r = plugins({"remote", "yank", "hello", version}, writer);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  r = plugins({"remote", "yank", "hello", "9.9.9"}, writer);
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(r.err.find("404") != std::string::npos, r.err);
+  r = plugins({"remote", "list", "--json"}, reader);
+  BOOST_TEST(json::parse(r.out).as_array()[0].at("yanked").as_bool());
+  r = plugins({"remote", "history"}, reader);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out.find("yank") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("push") != std::string::npos, r.out);
+}
