@@ -53,6 +53,12 @@ int guarded(const char* verb, F&& f) {
 // A package file, or a plugin directory packed on the spot.
 plugins::PluginPackage package_of(const std::string& source) {
   if (fs::is_directory(source)) return plugins::pack_plugin(source);
+  std::error_code ec;
+  if (const auto size = fs::file_size(source, ec); !ec && size > plugins::kMaxPackageBytes) {
+    throw plugins::PackageError(source + ": " + std::to_string(size) +
+                                " bytes, over a package's limit of " +
+                                std::to_string(plugins::kMaxPackageBytes));
+  }
   std::ifstream in(source, std::ios::binary);
   if (!in) throw plugins::PackageError(source + ": cannot be read");
   return plugins::open_package(std::string((std::istreambuf_iterator<char>(in)), {}));
