@@ -108,6 +108,34 @@ struct PluginRepository::Impl {
     return out;
   }
 
+  // Every current entry whose key starts with `prefix` (or not, with
+  // `except`), read in one pass of a watch rather than a request per key.
+  std::vector<std::pair<std::string, json::object>> entries(std::string_view prefix,
+                                                            bool except = false) const {
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.IgnoreDeletes = true;
+    kvWatcher* w = nullptr;
+    natsStatus s = kvStore_WatchAll(&w, kv, &o);
+    if (s != NATS_OK) throw_nats("cannot read the plugin index", s);
+    std::vector<std::pair<std::string, json::object>> out;
+    for (;;) {
+      kvEntry* e = nullptr;
+      s = kvWatcher_Next(&e, w, 5000);
+      if (s != NATS_OK || e == nullptr) break;  // nullptr: every current value came
+      const std::string key = kvEntry_Key(e);
+      if ((key.rfind(prefix, 0) == 0) != except) {
+        boost::system::error_code ec;
+        json::value v = json::parse(kvEntry_ValueString(e), ec);
+        if (!ec && v.is_object()) out.emplace_back(key, std::move(v.as_object()));
+      }
+      kvEntry_Destroy(e);
+    }
+    kvWatcher_Destroy(w);
+    if (s != NATS_OK) throw_nats("cannot read the plugin index", s);
+    return out;
+  }
+
   std::optional<json::object> get(const std::string& key) const {
     kvEntry* e = nullptr;
     const natsStatus s = kvStore_Get(&e, kv, key.c_str());
@@ -213,12 +241,9 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
 
 std::vector<PluginRelease> PluginRepository::releases() const {
   std::vector<PluginRelease> out;
-  for (const std::string& key : impl_->keys()) {
-    if (key.rfind("history/", 0) == 0) continue;
-    const auto o = impl_->get(key);
-    if (!o) continue;
+  for (const auto& [key, o] : impl_->entries("history/", true)) {
     try {
-      out.push_back(plugin_release_from_json(*o));
+      out.push_back(plugin_release_from_json(o));
     } catch (const NatsError&) {
       // not a release of ours: left out
     }
@@ -232,14 +257,13 @@ std::vector<PluginRelease> PluginRepository::releases() const {
 }
 
 std::vector<json::object> PluginRepository::history(std::size_t limit) const {
-  std::vector<std::string> keys;
-  for (const std::string& key : impl_->keys())
-    if (key.rfind("history/", 0) == 0) keys.push_back(key);
-  std::sort(keys.rbegin(), keys.rend());  // the key is the time: newest first
-  if (keys.size() > limit) keys.resize(limit);
+  auto entries = impl_->entries("history/");
+  // The key is the time: newest first.
+  std::sort(entries.begin(), entries.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  if (entries.size() > limit) entries.resize(limit);
   std::vector<json::object> out;
-  for (const std::string& key : keys)
-    if (auto o = impl_->get(key)) out.push_back(std::move(*o));
+  for (auto& [key, o] : entries) out.push_back(std::move(o));
   return out;
 }
 
