@@ -138,7 +138,10 @@ bool PluginSync::sync() {
 const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>& candidates,
                                         std::vector<Refused>& refused) {
   for (const PluginRelease* r : candidates) {
-    if (auto it = failed_.find(r->sha256); it != failed_.end()) {
+    // By release and package: a record naming another release's package
+    // fails, the other release does not.
+    const std::string id = r->key() + "@" + r->sha256;
+    if (auto it = failed_.find(id); it != failed_.end()) {
       refused.push_back(Refused{*r, it->second});
       continue;
     }
@@ -162,7 +165,7 @@ const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>&
     }
     cluster::log(LogLevel::warning, "worker: refused plugin",
                  {{"plugin", r->name}, {"version", r->version}, {"error", why}});
-    failed_[r->sha256] = why;
+    failed_[id] = why;
     refused.push_back(Refused{*r, why});
     try {
       repository_.record_rejection(*r, options_.worker_id, why);

@@ -71,7 +71,7 @@ class PluginSync {
 
   PluginSyncOptions options_;
   cluster::PluginRepository repository_;
-  std::map<std::string, std::string> failed_;  // sha256 -> why: never tried again
+  std::map<std::string, std::string> failed_;  // key@sha256 -> why: never tried again
 
   mutable std::mutex mutex_;  // guards what status() and active_dirs() read
   std::map<std::string, Installed> active_;
