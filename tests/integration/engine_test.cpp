@@ -1337,8 +1337,9 @@ BOOST_AUTO_TEST_CASE(a_flow_needing_a_newer_plugin_does_not_start) {
   Engine engine(EngineOptions{1, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}});
   const auto version = engine.catalog()->find_plugin("std")->manifest.version;
   const auto needs = [](const std::string& v) {
-    return compile("plugins: {std: \"" + v +
-                   "\"}\nflow: {graph: echo}\ntasks:\n  echo: {use: \"std/echo\", inputs: {value: 1}}\n");
+    return compile(
+        "plugins: {std: \"" + v +
+        "\"}\nflow: {graph: echo}\ntasks:\n  echo: {use: \"std/echo\", inputs: {value: 1}}\n");
   };
   pyoco::testing::TempDir artifacts;
   RunOptions o;
@@ -1356,8 +1357,9 @@ BOOST_AUTO_TEST_CASE(a_flow_needing_a_newer_plugin_does_not_start) {
     BOOST_TEST(e.where().line == 1u);
   }
   try {
-    engine.start(compile("plugins: {nope: \"1.0.0\"}\nflow: {graph: a}\ntasks: {a: {use: std/echo}}\n"),
-                 RunOptions{});
+    engine.start(
+        compile("plugins: {nope: \"1.0.0\"}\nflow: {graph: a}\ntasks: {a: {use: std/echo}}\n"),
+        RunOptions{});
     BOOST_ERROR("a flow needing a plugin nobody has started");
   } catch (const core::FlowError& e) {
     BOOST_TEST(std::string(e.what()).find("there is no plugin nope") != std::string::npos,

@@ -105,9 +105,8 @@ struct Cluster {
                                   plugins_dir().string(),
                                   "--plugin-sync-interval",
                                   "0.5"};
-    workers.push_back(
-        std::make_unique<ChildProcess>(args, std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}},
-                                       flows.path()));
+    workers.push_back(std::make_unique<ChildProcess>(
+        args, std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path()));
     return *workers.back();
   }
 
@@ -318,11 +317,12 @@ BOOST_AUTO_TEST_CASE(a_release_that_does_not_check_out_is_refused_and_reported) 
   w.send_signal(SIGCONT);
 
   BOOST_TEST_REQUIRE(eventually([&] {
-    const auto a = c.plugin_state("w1", "std", "9.1.0");
-    const auto b = c.plugin_state("w1", "std", "9.2.0");
-    return a && b && a->at("state").as_string() == "failed" &&
-           b->at("state").as_string() == "failed";
-  }), json::serialize(*c.worker_record("w1")));
+                       const auto a = c.plugin_state("w1", "std", "9.1.0");
+                       const auto b = c.plugin_state("w1", "std", "9.2.0");
+                       return a && b && a->at("state").as_string() == "failed" &&
+                              b->at("state").as_string() == "failed";
+                     }),
+                     json::serialize(*c.worker_record("w1")));
   BOOST_TEST(c.active("w1", "9.0.0"));
   BOOST_TEST(!c.plugin_state("w1", "std", "10.0.0"));  // not for this platform: not even tried
   const std::string damaged_error(c.plugin_state("w1", "std", "9.1.0")->at("error").as_string());

@@ -1,6 +1,6 @@
 #include <pyoco/core/flow_file.hpp>
-#include <pyoco/core/semver.hpp>
 #include <pyoco/core/regular_file.hpp>
+#include <pyoco/core/semver.hpp>
 #include <pyoco/core/text.hpp>
 
 #include <toml++/toml.h>

@@ -83,7 +83,8 @@ void bind_graph(const core::FlowGraph& g, BoundFlow& bound, const plugins::Catal
 // code the flow was not written for.
 void check_requirements(const core::FlowSpec& spec, const plugins::Catalog& catalog) {
   for (const core::PluginRequirement& r : spec.plugins) {
-    if (std::string why = plugins::unmet_requirement(catalog, r.name, r.min_version); !why.empty()) {
+    if (std::string why = plugins::unmet_requirement(catalog, r.name, r.min_version);
+        !why.empty()) {
       throw core::FlowError(r.where, why);
     }
   }

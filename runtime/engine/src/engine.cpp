@@ -132,8 +132,8 @@ std::shared_ptr<const plugins::Catalog> Engine::catalog() const {
 
 void Engine::set_plugin_search_path(std::vector<std::filesystem::path> search_path) {
   // Discovered outside the lock: reading manifests must not hold up a start.
-  auto next = std::make_shared<const plugins::Catalog>(
-      plugins::Catalog::discover(std::move(search_path)));
+  auto next =
+      std::make_shared<const plugins::Catalog>(plugins::Catalog::discover(std::move(search_path)));
   std::lock_guard<std::mutex> lock(impl_->catalog_mutex);
   impl_->catalog = std::move(next);
 }

@@ -125,7 +125,8 @@ std::vector<core::Diagnostic> check(const LoadedFlow& flow, const plugins::Catal
     out.push_back(std::move(d));
   }
   for (const core::PluginRequirement& r : flow.flow->spec->plugins) {
-    if (std::string why = plugins::unmet_requirement(catalog, r.name, r.min_version); !why.empty()) {
+    if (std::string why = plugins::unmet_requirement(catalog, r.name, r.min_version);
+        !why.empty()) {
       out.push_back(core::Diagnostic{core::Diagnostic::Severity::Error, r.where, std::move(why)});
     }
   }
