@@ -80,7 +80,7 @@ struct CompatFixture {
 BOOST_FIXTURE_TEST_SUITE(abi_1_0_plugin, CompatFixture)
 
 BOOST_AUTO_TEST_CASE(loads_and_reports_abi_1_0) {
-  const plugins::PluginEntry* entry = engine.catalog().find_plugin("compat10");
+  const plugins::PluginEntry* entry = engine.catalog()->find_plugin("compat10");
   BOOST_TEST_REQUIRE(entry != nullptr, "compat10 not found in " << compat10_dir());
   BOOST_TEST(entry->manifest.abi == 1);
   const plugins::LoadedPlugin& p = plugins::load_plugin(entry->manifest);

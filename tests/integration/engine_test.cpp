@@ -11,6 +11,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <fstream>
 #include <limits>
 
 #include <condition_variable>
@@ -1267,4 +1268,101 @@ tasks:
   BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
   // Each iteration: call 1 fails, call 2 (the retry, same instance) succeeds.
   BOOST_TEST(core::to_json_text(r.output("repeat_1")) == "[2,2,2]");
+}
+
+namespace {
+
+// The build's std plugin copied to `dir` as version `version`: a second
+// plugin of the same name, as a worker's repository install is.
+fs::path std_copy(const fs::path& dir, const std::string& version) {
+  const fs::path from = pyoco::testing::binary_dir() / "lib/pyoco/plugins/std";
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(from)) fs::copy(e.path(), dir / e.path().filename());
+  std::ifstream in(dir / "plugin.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = text.find("version = \"");
+  text.replace(at, text.find('"', at + 11) + 1 - at, "version = \"" + version + "\"");
+  std::ofstream(dir / "plugin.toml", std::ios::trunc) << text;
+  return dir;
+}
+
+}  // namespace
+
+// The plugin set is replaced while a run is going: the run finishes on the
+// plugin it bound; a run started after binds the new one; each says which.
+BOOST_AUTO_TEST_CASE(a_run_keeps_its_plugins_when_the_set_is_replaced) {
+  pyoco::testing::TempDir dir, artifacts;
+  const fs::path install = pyoco::testing::binary_dir() / "lib/pyoco/plugins";
+  Engine engine(EngineOptions{2, {std_copy(dir.path() / "a/std", "7.0.0"), install}});
+  const auto flow = compile(R"(
+flow: {graph: "hold >> echo"}
+tasks:
+  hold: {use: "t/hold"}
+  echo: {use: "std/echo", inputs: {value: "hi"}}
+)");
+  Gate release;
+  auto start = [&] {
+    RunOptions o;
+    o.local_tasks = {{"t/hold", [&](TaskCall&, const Value&) {
+                        release.wait();
+                        return Value();
+                      }}};
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
+    return engine.start(flow, std::move(o));
+  };
+  Run before = start();
+  BOOST_TEST(before.plugins().at("std") == "7.0.0");
+  BOOST_TEST(before.plugins().count("local") == 0u);
+
+  const auto old_catalog = engine.catalog();
+  engine.set_plugin_search_path({std_copy(dir.path() / "b/std", "8.0.0"), install});
+  BOOST_TEST(engine.catalog()->find_plugin("std")->manifest.version == "8.0.0");
+  BOOST_TEST(old_catalog->find_plugin("std")->manifest.version == "7.0.0");  // still valid
+  Run after = start();
+  BOOST_TEST(after.plugins().at("std") == "8.0.0");
+
+  release.open();
+  BOOST_TEST_REQUIRE(before.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST_REQUIRE(after.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((before.status() == core::RunStatus::Completed));
+  BOOST_TEST((after.status() == core::RunStatus::Completed));
+  BOOST_TEST(core::to_json_text(before.output("echo")) == "\"hi\"");
+  BOOST_TEST(core::to_json_text(after.output("echo")) == "\"hi\"");
+  BOOST_TEST(before.plugins().at("std") == "7.0.0");  // what it bound, whatever came later
+}
+
+// A flow's `plugins:` names the least version it needs: an older plugin
+// fails the start, naming what it needs and what there is.
+BOOST_AUTO_TEST_CASE(a_flow_needing_a_newer_plugin_does_not_start) {
+  Engine engine(EngineOptions{1, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}});
+  const auto version = engine.catalog()->find_plugin("std")->manifest.version;
+  const auto needs = [](const std::string& v) {
+    return compile(
+        "plugins: {std: \"" + v +
+        "\"}\nflow: {graph: echo}\ntasks:\n  echo: {use: \"std/echo\", inputs: {value: 1}}\n");
+  };
+  pyoco::testing::TempDir artifacts;
+  RunOptions o;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
+  Run ok = engine.start(needs(version), o);
+  BOOST_TEST_REQUIRE(ok.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((ok.status() == core::RunStatus::Completed));
+  try {
+    engine.start(needs("99.0.0"), RunOptions{});
+    BOOST_ERROR("a flow needing std 99.0.0 started");
+  } catch (const core::FlowError& e) {
+    BOOST_TEST(std::string(e.what()).find("flow needs plugin std >= 99.0.0; this host has " +
+                                          version) != std::string::npos,
+               e.what());
+    BOOST_TEST(e.where().line == 1u);
+  }
+  try {
+    engine.start(
+        compile("plugins: {nope: \"1.0.0\"}\nflow: {graph: a}\ntasks: {a: {use: std/echo}}\n"),
+        RunOptions{});
+    BOOST_ERROR("a flow needing a plugin nobody has started");
+  } catch (const core::FlowError& e) {
+    BOOST_TEST(std::string(e.what()).find("there is no plugin nope") != std::string::npos,
+               e.what());
+  }
 }

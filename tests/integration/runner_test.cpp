@@ -51,7 +51,7 @@ BOOST_FIXTURE_TEST_SUITE(runner_library, RunnerFixture)
 
 BOOST_AUTO_TEST_CASE(a_flow_file_runs_and_its_history_reads_back_as_json) {
   const runner::LoadedFlow flow = runner::load_flow(flow_file("artifacts.yaml"));
-  BOOST_TEST(runner::check_before_run(flow, engine.catalog()).empty());
+  BOOST_TEST(runner::check_before_run(flow, *engine.catalog()).empty());
 
   auto trace = std::make_shared<std::ostringstream>();
   runner::RunSetup s = setup("report-1");
@@ -119,7 +119,7 @@ BOOST_AUTO_TEST_CASE(params_come_from_a_file_and_assignments_over_the_defaults) 
       {.file = dir.path() / "params.yaml", .assignments = {"greeting=bonjour", "n=3"}});
   BOOST_TEST(core::to_json(flow.params) ==
              json::parse(R"({"greeting":"bonjour","extra":[1,2],"n":3})"));
-  BOOST_TEST(runner::check_before_run(flow, engine.catalog()).empty());
+  BOOST_TEST(runner::check_before_run(flow, *engine.catalog()).empty());
 
   runner::LocalRun local(flow, {});  // no trace, no history
   Run run = local.start(engine);
@@ -143,7 +143,7 @@ BOOST_AUTO_TEST_CASE(params_come_from_a_file_and_assignments_over_the_defaults) 
 
 BOOST_AUTO_TEST_CASE(a_flow_with_errors_is_stopped_before_it_runs) {
   const runner::LoadedFlow flow = runner::load_flow(flow_file("unchecked.yaml"));
-  const auto errors = runner::check_before_run(flow, engine.catalog());
+  const auto errors = runner::check_before_run(flow, *engine.catalog());
   BOOST_TEST_REQUIRE(!errors.empty());
   for (const auto& e : errors) BOOST_TEST((e.severity == core::Diagnostic::Severity::Error));
   BOOST_TEST(errors[0].message.find("std/nope") != std::string::npos, errors[0].message);
@@ -151,7 +151,7 @@ BOOST_AUTO_TEST_CASE(a_flow_with_errors_is_stopped_before_it_runs) {
   BOOST_TEST(str(view.at("severity")) == "error");
   BOOST_TEST(str(view.at("file")) == flow_file("unchecked.yaml").string());
   // Warnings (the orphan `lonely`) are `check`'s, not reasons to refuse a run.
-  BOOST_TEST(runner::check(flow, engine.catalog()).size() > errors.size());
+  BOOST_TEST(runner::check(flow, *engine.catalog()).size() > errors.size());
 }
 
 BOOST_AUTO_TEST_CASE(a_cancel_through_the_history_stops_the_run_and_its_id_stays_taken) {

@@ -117,6 +117,23 @@ BOOST_AUTO_TEST_CASE(yaml_and_toml_of_one_flow_give_the_same_spec) {
              "backoff=100.000000/2.000000/5000.000000/jitter timeout=30.000000 policy=isolate\n");
 }
 
+BOOST_AUTO_TEST_CASE(plugins_names_the_least_version_of_each) {
+  const FlowSpec f = parse_flow_text(
+      "plugins: {std: \"1.2.0\", acme: \"2.0.0-rc.1\"}\nflow: {graph: a}\ntasks: {a: {use: "
+      "std/echo}}\n",
+      "flow.yaml");
+  BOOST_REQUIRE(f.plugins.size() == 2u);
+  BOOST_TEST(f.plugins[0].name == "std");
+  BOOST_TEST(f.plugins[0].min_version == "1.2.0");
+  BOOST_TEST(f.plugins[1].min_version == "2.0.0-rc.1");
+  BOOST_TEST(f.plugins[0].where.to_string() == "flow.yaml:1:11");
+  const FlowSpec t = parse_flow_text(
+      "[plugins]\nstd = \"1.2.0\"\n[flow]\ngraph = \"a\"\n[tasks.a]\nuse = \"std/echo\"\n",
+      "flow.toml");
+  BOOST_REQUIRE(t.plugins.size() == 1u);
+  BOOST_TEST(t.plugins[0].min_version == "1.2.0");
+}
+
 BOOST_AUTO_TEST_CASE(locations_point_into_the_file) {
   const FlowSpec y = parse_flow_text(kYaml, "flow.yaml");
   // The block graph's text starts on the line after `graph: |`.
@@ -272,7 +289,7 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
        "graph, name)",
        1, 18},
       {"f.yaml", "flow: {graph: a}\nextra: 1\n",
-       "extra: unknown key (known here: flow, pipes, tasks, version)", 2, 1},
+       "extra: unknown key (known here: flow, pipes, plugins, tasks, version)", 2, 1},
       {"f.yaml",
        "flow: {graph: a}\ntasks:\n  a:\n    use: \"p/t\"\n    retry_backoff: {initial: 1}\n",
        "tasks.a.retry_backoff.initial: unknown key", 5, 21},
@@ -341,6 +358,11 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
        "tasks.1a: a task name is letters, digits and _, not starting with a digit", 3, 3},
       {"f.yaml", "flow: {graph: a}\npipes:\n  a-b: \"x\"\n",
        "pipes.a-b: a pipe name is letters, digits and _, not starting with a digit", 3, 3},
+      // docs/flows.md: plugins: names the least version, as MAJOR.MINOR.PATCH
+      {"f.yaml", "plugins: {std: \"1.2\"}\nflow: {graph: a}\n",
+       "plugins.std: \"1.2\" is not a version", 1, 16},
+      {"f.yaml", "plugins: {std: 1}\nflow: {graph: a}\n", "plugins.std: expected a string", 1, 16},
+      {"f.yaml", "plugins: [std]\nflow: {graph: a}\n", "plugins: expected a mapping", 1, 10},
       // syntax
       {"f.yaml", "flow:\n  graph: [a\n", "not valid YAML", 3, 1},
       {"f.toml", "[flow\ngraph = \"a\"\n", "not valid TOML", 1, 6},

@@ -201,7 +201,7 @@ int run_flow(const RunOptionsCli& o) {
   eo.plugin_search_path = o.flow.path.search_path();
   // Optional so that it ends (see ~Engine) while Ctrl+C is still watched.
   std::optional<Engine> engine(std::in_place, eo);
-  if (const auto errors = runner::check_before_run(flow, engine->catalog()); !errors.empty()) {
+  if (const auto errors = runner::check_before_run(flow, *engine->catalog()); !errors.empty()) {
     for (const auto& d : errors) print_diagnostic(std::cerr, d);
     std::cerr << "pyoco run: " << o.flow.file << " has errors; nothing ran (see `pyoco check`)\n";
     return kExitUsage;

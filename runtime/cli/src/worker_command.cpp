@@ -3,6 +3,10 @@
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/worker/worker.hpp>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "app.hpp"
@@ -25,7 +29,30 @@ struct WorkerArgs {
   double drain_timeout = 30;
   double progress_interval = 5;
   PluginPathOption path;
+  std::string plugins_dir;
+  double plugin_sync_interval = 30;
+  bool no_plugin_sync = false;
 };
+
+// Where the worker keeps the plugins it takes from the repository, when
+// --plugins-dir does not say: $PYOCO_HOME/worker-plugins/<worker id>, or
+// under $XDG_STATE_HOME/pyoco, or ~/.local/state/pyoco.
+std::filesystem::path default_plugins_dir(std::string worker_id) {
+  if (worker_id.empty()) {
+    char name[256] = {0};
+    worker_id = gethostname(name, sizeof name - 1) == 0 && name[0] != '\0' ? name : "worker";
+  }
+  std::filesystem::path home;
+  if (const char* h = std::getenv("PYOCO_HOME"); h != nullptr && *h != '\0') {
+    home = h;
+  } else if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x != '\0') {
+    home = std::filesystem::path(x) / "pyoco";
+  } else {
+    const char* u = std::getenv("HOME");
+    home = std::filesystem::path(u != nullptr ? u : ".") / ".local" / "state" / "pyoco";
+  }
+  return home / "worker-plugins" / worker_id;
+}
 
 int run_worker(WorkerArgs& a) {
   try {
@@ -49,6 +76,13 @@ int run_worker(WorkerArgs& a) {
     wo.env = worker::run_environment();
     wo.progress_interval =
         std::chrono::milliseconds(static_cast<std::int64_t>(a.progress_interval * 1000));
+    if (!a.no_plugin_sync) {
+      wo.plugins_dir = a.plugins_dir.empty() ? default_plugins_dir(a.worker_id)
+                                             : std::filesystem::path(a.plugins_dir);
+      wo.plugin_search_path = eo.plugin_search_path;
+      wo.plugin_sync_interval =
+          std::chrono::milliseconds(static_cast<std::int64_t>(a.plugin_sync_interval * 1000));
+    }
     worker::Worker w(nats, engine, wo);
     w.start();
     std::cerr << "pyoco worker " << w.worker_id() << ": pulling " << a.slots << " run"
@@ -89,6 +123,17 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
                   "under the consumer's 30 s AckWait)")
       ->check(CLI::Range(0.05, 600.0));
   a->path.attach(cmd);
+  cmd->add_option("--plugins-dir", a->plugins_dir,
+                  "Where plugins taken from the cluster's repository are kept (default "
+                  "$PYOCO_HOME/worker-plugins/<worker id>); they come before --plugin-path")
+      ->type_name("DIR");
+  cmd->add_option("--plugin-sync-interval", a->plugin_sync_interval,
+                  "Most seconds between two looks at the plugin repository (default 30; a push "
+                  "or yank is seen at once)")
+      ->check(CLI::Range(0.05, 3600.0));
+  cmd->add_flag("--no-plugin-sync", a->no_plugin_sync,
+                "Take no plugins from the cluster's repository: only --plugin-path and the "
+                "install's");
   table.add(cmd, [a] { return run_worker(*a); });
 }
 

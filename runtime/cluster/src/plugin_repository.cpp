@@ -95,7 +95,11 @@ struct PluginRepository::Impl {
                       "): run `pyoco cluster init`");
     }
   }
-  ~Impl() { kvStore_Destroy(kv); }
+  ~Impl() {
+    if (watcher != nullptr) kvWatcher_Destroy(watcher);
+    kvStore_Destroy(kv);
+  }
+  kvWatcher* watcher = nullptr;  // wait_for_change's, made at its first call
 
   std::vector<std::string> keys() const {
     kvKeysList list{};
@@ -155,7 +159,8 @@ struct PluginRepository::Impl {
     if (s != NATS_OK) throw_nats("cannot write " + key + " of the plugin index", s);
   }
 
-  void record(const std::string& action, const PluginRelease& r, const std::string& by) {
+  void record(const std::string& action, const PluginRelease& r, const std::string& by,
+              const std::string& error = "") {
     thread_local std::mt19937_64 gen{std::random_device{}()};
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::chrono::system_clock::now().time_since_epoch())
@@ -163,15 +168,17 @@ struct PluginRepository::Impl {
     char key[64];
     std::snprintf(key, sizeof key, "history/%020lld-%04x", static_cast<long long>(ns),
                   static_cast<unsigned>(gen() & 0xffff));
-    put(key, json::object{{"action", action},
-                          {"name", r.name},
-                          {"version", r.version},
-                          {"platform", r.platform()},
-                          {"sha256", r.sha256},
-                          {"tags", json::array(r.tags.begin(), r.tags.end())},
-                          {"by", by},
-                          {"tenant", r.tenant},
-                          {"at", epoch_now()}});
+    json::object entry{{"action", action},
+                       {"name", r.name},
+                       {"version", r.version},
+                       {"platform", r.platform()},
+                       {"sha256", r.sha256},
+                       {"tags", json::array(r.tags.begin(), r.tags.end())},
+                       {"by", by},
+                       {"tenant", r.tenant},
+                       {"at", epoch_now()}};
+    if (!error.empty()) entry["error"] = error;
+    put(key, entry);
   }
 
   void store_chunks(const std::string& package, const std::string& sha256) {
@@ -323,6 +330,39 @@ std::string PluginRepository::download(const PluginRelease& release) const {
                          release.sha256 + " does not match)");
   }
   return package;
+}
+
+void PluginRepository::record_rejection(const PluginRelease& release, const std::string& worker_id,
+                                        const std::string& error) {
+  impl_->record("rejected", release, worker_id, error);
+}
+
+bool PluginRepository::wait_for_change(std::chrono::milliseconds timeout) {
+  if (impl_->watcher == nullptr) {
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.MetaOnly = true;  // that a key changed is all it needs
+    const natsStatus s = kvStore_WatchAll(&impl_->watcher, impl_->kv, &o);
+    if (s != NATS_OK) throw_nats("cannot watch the plugin index", s);
+  }
+  // The watch first delivers every key there is (then an empty entry): the
+  // first wait after it is made says "changed", which costs one sync.
+  bool changed = false;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    kvEntry* e = nullptr;
+    // Once something changed, only what is already queued is taken.
+    const natsStatus s =
+        kvWatcher_Next(&e, impl_->watcher, changed ? 1 : std::max<std::int64_t>(1, left.count()));
+    if (s != NATS_OK) return changed;  // the timeout, or NATS away: the caller syncs by the clock
+    if (e != nullptr) {
+      if (std::string_view(kvEntry_Key(e)).rfind("history/", 0) != 0) changed = true;
+      kvEntry_Destroy(e);
+    }
+    if (!changed && std::chrono::steady_clock::now() >= until) return false;
+  }
 }
 
 }  // namespace pyoco::cluster

@@ -1,5 +1,6 @@
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/regular_file.hpp>
+#include <pyoco/core/semver.hpp>
 #include <pyoco/core/text.hpp>
 
 #include <toml++/toml.h>
@@ -430,7 +431,7 @@ class Schema {
     if (root.kind == Doc::Kind::Null)
       fail(root.where, "the file is empty: it needs flow: and tasks:");
     expect(root, Doc::Kind::Map, "the file");
-    only_keys(root, "", {"version", "flow", "pipes", "tasks"},
+    only_keys(root, "", {"version", "flow", "pipes", "tasks", "plugins"},
               {{"flows", "one flow per file: write `flow:` with name and graph"},
                {"discovery",
                 "tasks come from plugins: give each task `use: \"<plugin>/<task>\"` and drop "
@@ -448,6 +449,8 @@ class Schema {
         read_pipes(expect(value, Doc::Kind::Map, "pipes"), spec);
       } else if (key == "tasks") {
         read_tasks(expect(value, Doc::Kind::Map, "tasks"), spec);
+      } else if (key == "plugins") {
+        read_plugins(expect(value, Doc::Kind::Map, "plugins"), spec);
       }
     }
     if (flow == nullptr) fail(root.where, "flow: is missing (it holds the graph)");
@@ -510,6 +513,22 @@ class Schema {
       check_name(pipes.map[i].first, pipes.key_where[i], "pipes");
     for (const auto& [name, value] : pipes.map) {
       spec.pipes.push_back(PipeSpec{name, string(value, "pipes." + name), value.text_where});
+    }
+  }
+
+  // `plugins: {acme: "1.2.0"}`: acme 1.2.0 or newer, else the run fails
+  // before any task starts.
+  void read_plugins(const Doc& plugins, FlowSpec& spec) const {
+    for (std::size_t i = 0; i < plugins.map.size(); ++i) {
+      const auto& [name, value] = plugins.map[i];
+      const std::string at = "plugins." + printable(name);
+      const std::string version = string(value, at);
+      if (!is_semver(version)) {
+        fail(value.where, at + ": \"" + printable(version) +
+                              "\" is not a version: write the least version the flow needs, as "
+                              "MAJOR.MINOR.PATCH (e.g. \"1.2.0\")");
+      }
+      spec.plugins.push_back(PluginRequirement{name, version, plugins.key_where[i]});
     }
   }
 

@@ -57,6 +57,7 @@ const plugins::TaskDefinition* bind_task(const core::TaskSpec& spec, BoundFlow& 
                                           "(see `pyoco tasks`)");
   }
   const plugins::LoadedPlugin& plugin = plugins::load_plugin(ref->plugin->manifest);
+  bound.plugins[plugin.manifest.name] = plugin.manifest.version;
   const plugins::TaskDefinition* def = plugin.find_task(ref->task->name);
   if (def == nullptr) {
     throw core::FlowError(spec.where, "plugin '" + plugin.manifest.name +
@@ -77,6 +78,18 @@ void bind_graph(const core::FlowGraph& g, BoundFlow& bound, const plugins::Catal
   }
 }
 
+// The flow's `plugins:` requirements against the catalog it binds with:
+// an older plugin fails the run before anything runs, rather than running
+// code the flow was not written for.
+void check_requirements(const core::FlowSpec& spec, const plugins::Catalog& catalog) {
+  for (const core::PluginRequirement& r : spec.plugins) {
+    if (std::string why = plugins::unmet_requirement(catalog, r.name, r.min_version);
+        !why.empty()) {
+      throw core::FlowError(r.where, why);
+    }
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<BoundFlow> bind_flow(std::shared_ptr<const core::CompiledFlow> flow,
@@ -86,6 +99,7 @@ std::shared_ptr<BoundFlow> bind_flow(std::shared_ptr<const core::CompiledFlow> f
   if (!flow->errors.empty()) {
     throw core::FlowError(flow->errors.front().where, flow->errors.front().message);
   }
+  check_requirements(*flow->spec, catalog);
   auto bound = std::make_shared<BoundFlow>();
   bound->flow = std::move(flow);
   BoundByUse by_use;

@@ -76,6 +76,7 @@ void Run::wait() const { state_->wait(); }
 bool Run::wait_for(std::chrono::milliseconds t) const { return state_->wait_for(t); }
 core::Value Run::output(std::string_view node) const { return state_->output(node); }
 core::Value Run::params() const { return state_->params(); }
+const std::map<std::string, std::string>& Run::plugins() const { return state_->plugins(); }
 
 // ---- the engine --------------------------------------------------------------
 
@@ -83,12 +84,13 @@ struct Engine::Impl {
   explicit Impl(EngineOptions o)
       : executors(Executors::start(
             o.jobs != 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency()))),
-        catalog(plugins::Catalog::discover(
+        catalog(std::make_shared<const plugins::Catalog>(plugins::Catalog::discover(
             !o.plugin_search_path.empty()
                 ? o.plugin_search_path
-                : plugins::plugin_search_path({}, "", plugins::install_plugin_dir()))) {}
+                : plugins::plugin_search_path({}, "", plugins::install_plugin_dir())))) {}
   std::shared_ptr<Executors> executors;
-  plugins::Catalog catalog;
+  mutable std::mutex catalog_mutex;
+  std::shared_ptr<const plugins::Catalog> catalog;  // replaced whole, never changed in place
   std::mutex runs_mutex;
   std::vector<std::weak_ptr<RunState>> runs;  // to end them in ~Engine
 
@@ -123,11 +125,23 @@ Engine::~Engine() {
       deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{})));
 }
 
-const plugins::Catalog& Engine::catalog() const { return impl_->catalog; }
+std::shared_ptr<const plugins::Catalog> Engine::catalog() const {
+  std::lock_guard<std::mutex> lock(impl_->catalog_mutex);
+  return impl_->catalog;
+}
+
+void Engine::set_plugin_search_path(std::vector<std::filesystem::path> search_path) {
+  // Discovered outside the lock: reading manifests must not hold up a start.
+  auto next =
+      std::make_shared<const plugins::Catalog>(plugins::Catalog::discover(std::move(search_path)));
+  std::lock_guard<std::mutex> lock(impl_->catalog_mutex);
+  impl_->catalog = std::move(next);
+}
+
 unsigned Engine::jobs() const { return impl_->executors->jobs(); }
 
 Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options) {
-  auto bound = bind_flow(std::move(flow), impl_->catalog, options.local_tasks);
+  auto bound = bind_flow(std::move(flow), *catalog(), options.local_tasks);
   if (options.params.is_null()) options.params = core::from_json(boost::json::object());
   std::string id = options.run_id.empty() ? new_run_id() : options.run_id;
   check_run_id(id);

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -29,6 +30,8 @@ struct BoundFlow {
   // In-process tasks, wrapped as definitions (they outlive every run of this flow).
   std::vector<std::unique_ptr<plugins::TaskDefinition>> local_definitions;
   std::vector<std::unique_ptr<TaskFn>> local_functions;
+  // The version of each plugin its tasks came from, by plugin name.
+  std::map<std::string, std::string> plugins;
 };
 
 // Binds every task node of `flow` (loading the plugins it needs); throws
@@ -168,6 +171,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
 
   const std::string& id() const { return id_; }
   const std::string& flow_name() const { return flow_->flow->spec->name; }
+  const std::map<std::string, std::string>& plugins() const { return flow_->plugins; }
 
   // any thread
   void emit_log(const plugins::CallInfo& call, plugins::LogLevel level, std::string_view message);

@@ -1,4 +1,5 @@
 #include <pyoco/plugins/catalog.hpp>
+#include <pyoco/plugins/package.hpp>
 
 #include <algorithm>
 #include <system_error>
@@ -72,6 +73,19 @@ std::optional<TaskRef> Catalog::find_task(std::string_view qualified_name) const
     if (t.name == task) return TaskRef{plugin, &t};
   }
   return std::nullopt;
+}
+
+std::string unmet_requirement(const Catalog& catalog, const std::string& name,
+                              const std::string& min_version) {
+  const PluginEntry* p = catalog.find_plugin(name);
+  const std::string needs = "flow needs plugin " + name + " >= " + min_version;
+  if (p == nullptr) {
+    return needs + "; there is no plugin " + name + " here (see `pyoco plugins list`)";
+  }
+  if (is_semver(p->manifest.version) && compare_versions(p->manifest.version, min_version) >= 0) {
+    return "";
+  }
+  return needs + "; this host has " + p->manifest.version + " (" + p->manifest.dir.string() + ")";
 }
 
 }  // namespace pyoco::plugins

@@ -1,6 +1,7 @@
 #include <pyoco/plugins/manifest.hpp>
 
 #include <pyoco/core/regular_file.hpp>
+#include <pyoco/core/semver.hpp>
 
 #include <toml++/toml.h>
 
@@ -219,57 +220,7 @@ bool is_valid_name(const std::string& name) {
   return true;
 }
 
-namespace {
-
-// Splits `s` at each `sep`, and says whether every part passes `ok`.
-template <typename Ok>
-bool all_parts(std::string_view s, char sep, Ok ok) {
-  for (;;) {
-    const std::size_t at = s.find(sep);
-    if (!ok(s.substr(0, at))) return false;
-    if (at == std::string_view::npos) return true;
-    s.remove_prefix(at + 1);
-  }
-}
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-bool is_identifier_char(char c) {
-  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
-}
-
-// 0 or a number without leading zeros.
-bool is_numeric_identifier(std::string_view id) {
-  return !id.empty() && std::all_of(id.begin(), id.end(), is_digit) &&
-         (id.size() == 1 || id[0] != '0');
-}
-
-bool is_alphanumeric_identifier(std::string_view id) {
-  return !id.empty() && std::all_of(id.begin(), id.end(), is_identifier_char);
-}
-
-}  // namespace
-
-// Checked by hand, in one pass: std::regex recurses once per character and
-// overflowed the stack on a long version (a 200 KB one crashed `plugins
-// lint`; fuzz/regressions/manifest/).
-bool is_semver(const std::string& version) {
-  std::string_view v = version;
-  if (const std::size_t plus = v.find('+'); plus != std::string_view::npos) {
-    if (!all_parts(v.substr(plus + 1), '.', is_alphanumeric_identifier)) return false;
-    v = v.substr(0, plus);
-  }
-  if (const std::size_t dash = v.find('-'); dash != std::string_view::npos) {
-    // A pre-release identifier of digits only is a number: no leading zeros.
-    const auto pre_release = [](std::string_view id) {
-      return is_alphanumeric_identifier(id) &&
-             (!std::all_of(id.begin(), id.end(), is_digit) || is_numeric_identifier(id));
-    };
-    if (!all_parts(v.substr(dash + 1), '.', pre_release)) return false;
-    v = v.substr(0, dash);
-  }
-  return std::count(v.begin(), v.end(), '.') == 2 && all_parts(v, '.', is_numeric_identifier);
-}
+bool is_semver(const std::string& version) { return core::is_semver(version); }
 
 // What this binary was built for: a plugin must match the process that
 // loads it, whatever the kernel underneath reports.

@@ -124,6 +124,12 @@ std::vector<core::Diagnostic> check(const LoadedFlow& flow, const plugins::Catal
   for (auto& d : core::check_flow(*flow.flow, CatalogResolver(catalog), merged_params(flow))) {
     out.push_back(std::move(d));
   }
+  for (const core::PluginRequirement& r : flow.flow->spec->plugins) {
+    if (std::string why = plugins::unmet_requirement(catalog, r.name, r.min_version);
+        !why.empty()) {
+      out.push_back(core::Diagnostic{core::Diagnostic::Severity::Error, r.where, std::move(why)});
+    }
+  }
   std::stable_sort(out.begin(), out.end(),
                    [](const core::Diagnostic& a, const core::Diagnostic& b) {
                      return a.where.line < b.where.line ||

@@ -1,3 +1,4 @@
+#include <pyoco/abi.h>
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/process_log.hpp>
@@ -6,11 +7,13 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/states.hpp>
+#include <pyoco/plugins/manifest.hpp>
 #include <pyoco/trace/event_queue.hpp>
 #include <pyoco/worker/worker.hpp>
 
 #include <unistd.h>
 
+#include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -20,6 +23,8 @@
 #include <mutex>
 #include <random>
 #include <thread>
+
+#include "plugin_sync.hpp"
 
 namespace pyoco::worker {
 
@@ -47,6 +52,13 @@ std::string random_instance() {
   std::string s;
   for (int i = 0; i < 16; ++i) s += hex[gen() % 16];
   return s;
+}
+
+// The plugins a run bound, name -> version, for its record.
+json::object plugins_json(const Run& run) {
+  json::object o;
+  for (const auto& [name, version] : run.plugins()) o[name] = version;
+  return o;
 }
 
 // The RunEnd of each run, heard on the event queue's thread after the
@@ -108,6 +120,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   // Every run's events: copied on the strand, published from the queue's thread.
   std::shared_ptr<cluster::EventPublisher> publisher;
   std::shared_ptr<trace::EventQueue> events;
+  std::unique_ptr<PluginSync> plugin_sync;  // null: no plugins from the repository
 
   State(cluster::Connection& n, Engine& e, WorkerOptions o)
       : nats(n),
@@ -118,6 +131,75 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     if (options.worker_id.empty()) options.worker_id = host_name();
     if (options.slots == 0) options.slots = 1;
     for (const std::string& tag : options.tags) cluster::check_tag(tag);
+  }
+
+  // ---- plugins -----------------------------------------------------------
+
+  // Plugins from the repository, if the worker takes them: made at start.
+  void open_plugin_sync() {
+    if (options.plugins_dir.empty()) return;
+    PluginSyncOptions po;
+    po.dir = options.plugins_dir;
+    po.worker_id = options.worker_id;
+    po.tags = options.tags;
+    po.lint_command = options.lint_command;
+    if (po.lint_command.empty()) {
+      po.lint_command = {boost::dll::program_location().string(), "plugins", "lint"};
+    }
+    plugin_sync = std::make_unique<PluginSync>(nats, std::move(po));
+    engine.set_plugin_search_path(search_path());
+  }
+
+  std::vector<std::filesystem::path> search_path() const {
+    std::vector<std::filesystem::path> path = plugin_sync->active_dirs();
+    path.insert(path.end(), options.plugin_search_path.begin(), options.plugin_search_path.end());
+    return path;
+  }
+
+  // One look at the repository; the engine's plugins change only when the
+  // set does. New runs bind the new set; started ones keep what they bound.
+  void sync_plugins() {
+    try {
+      if (!plugin_sync->sync()) return;
+    } catch (const NatsError& e) {
+      cluster::log(cluster::LogLevel::warning, "worker: plugin repository not read",
+                   {{"error", e.what()}});
+      return;
+    }
+    engine.set_plugin_search_path(search_path());
+    json::object active;
+    for (const json::value& p : plugin_sync->status()) {
+      if (p.at("state").as_string() == "active") active[p.at("name").as_string()] = p.at("version");
+    }
+    cluster::log(cluster::LogLevel::info, "worker: plugins changed",
+                 {{"plugins", json::value(std::move(active))}});
+    std::lock_guard lock(mutex);
+    beat_now = true;  // the registry says so at once
+    changed.notify_all();
+  }
+
+  // Between fetches, on its own thread: a download or lint never holds up a
+  // claim, and the engine swaps its catalog whole, so a run binds against
+  // the old set or the new, never a mix.
+  void plugin_sync_loop() {
+    auto due = std::chrono::steady_clock::now() + options.plugin_sync_interval;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex);
+        if (!fetching) return;
+      }
+      bool pushed = false;
+      try {
+        pushed = plugin_sync->wait_for_change(std::chrono::milliseconds(250));
+      } catch (const NatsError&) {
+        std::unique_lock lock(mutex);
+        changed.wait_for(lock, std::chrono::milliseconds(250), [&] { return !fetching; });
+      }
+      if (pushed || std::chrono::steady_clock::now() >= due) {
+        sync_plugins();
+        due = std::chrono::steady_clock::now() + options.plugin_sync_interval;
+      }
+    }
   }
 
   // ---- fetching ----------------------------------------------------------
@@ -514,12 +596,15 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
                         : running.empty()       ? "IDLE"
                                                 : "RUNNING";
     const double now = cluster::epoch_now();
+    json::array plugin_list = plugin_sync ? plugin_sync->status() : json::array();
     try {
       cluster::put_worker_record(nats, json::object{{"worker_id", options.worker_id},
                                                     {"instance_id", instance},
                                                     {"tags", std::move(tags)},
                                                     {"slots", options.slots},
                                                     {"running", std::move(running)},
+                                                    {"plugins", std::move(plugin_list)},
+                                                    {"platform", platform()},
                                                     {"state", state},
                                                     {"started_at", started_at},
                                                     {"last_seen_at", now},
@@ -529,6 +614,11 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
                    {{"worker_id", options.worker_id}, {"error", e.what()}});
     }
     last_beat = std::chrono::steady_clock::now();
+  }
+
+  static std::string platform() {
+    return plugins::host_os() + "-" + plugins::host_arch() + "-abi" +
+           std::to_string(PYOCO_ABI_VERSION_MAJOR);
   }
 
   void supervise() {
@@ -618,6 +708,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
             [&](json::object& s) {
               s["status"] = core::to_string(status);
               s["tasks"] = tasks;
+              s["plugins"] = plugins_json(run);
               s["end_time"] = cluster::epoch_now();
               s["error"] =
                   status == core::RunStatus::Failed ? json::value(error) : json::value(nullptr);
@@ -670,6 +761,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
               cancel = s["status"].as_string() == "CANCELLING";
               const double at = cluster::epoch_now();
               s["tasks"] = tasks;
+              s["plugins"] = plugins_json(*a->run);
               s["heartbeat_at"] = at;
               s["owner"].as_object()["lease_until"] = at + lease_seconds();
             },
@@ -729,10 +821,16 @@ void Worker::start() {
   const natsStatus st =
       natsConnection_Subscribe(&s.cancel_sub, s.nats.handles().nc, "pyoco.cancel.*", on_cancel, &s);
   if (st != NATS_OK) cluster::throw_nats("cannot listen for cancels", st);
+  if (!s.options.plugins_dir.empty()) {
+    // Before the first fetch: a worker that was down catches up first.
+    s.open_plugin_sync();
+    s.sync_plugins();
+  }
   s.heartbeat();
   for (const std::string& tag : s.options.tags) {
     s.threads.emplace_back([state = state_, tag] { state->fetch_loop(tag); });
   }
+  if (s.plugin_sync) s.threads.emplace_back([state = state_] { state->plugin_sync_loop(); });
   s.threads.emplace_back([state = state_] { state->supervise(); });
   json::array tags;
   for (const std::string& t : s.options.tags) tags.emplace_back(t);

@@ -10,6 +10,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -78,6 +79,15 @@ class PluginRepository {
   // The package's bytes, checked chunk by chunk and whole. Throws
   // DamagedPackage, or NatsError when NATS is away.
   std::string download(const PluginRelease& release) const;
+
+  // A worker's refusal of a release (damaged, not what its record says,
+  // failed lint), in the history as action "rejected", by the worker.
+  void record_rejection(const PluginRelease& release, const std::string& worker_id,
+                        const std::string& error);
+  // Waits up to `timeout` for a release to be pushed or yanked (a watch on
+  // the index, history left out); true when one was. For one thread at a
+  // time. Throws NatsError when the watch cannot be made.
+  bool wait_for_change(std::chrono::milliseconds timeout);
 
   struct Impl;
 

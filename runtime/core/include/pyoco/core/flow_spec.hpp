@@ -69,6 +69,14 @@ struct PipeSpec {
   SourceLocation where;  // where the graph text starts
 };
 
+// A flow's `plugins:` entry: it needs plugin `name` at version
+// `min_version` or newer (semver order), or it does not run.
+struct PluginRequirement {
+  std::string name;
+  std::string min_version;
+  SourceLocation where;
+};
+
 struct FlowSpec {
   std::string file;
   std::string name;
@@ -77,6 +85,7 @@ struct FlowSpec {
   SourceLocation graph_where;  // where the graph text's first character is
   std::vector<PipeSpec> pipes;
   std::vector<TaskSpec> tasks;
+  std::vector<PluginRequirement> plugins;
 
   const TaskSpec* find_task(std::string_view name) const;
   const PipeSpec* find_pipe(std::string_view name) const;

@@ -96,6 +96,9 @@ class Run {
   core::Value output(std::string_view node) const;
   // The run's params after outputs: were applied.
   core::Value params() const;
+  // The plugins its tasks came from, name -> version, as bound at start:
+  // a run keeps them whatever set_plugin_search_path does later.
+  const std::map<std::string, std::string>& plugins() const;
 
  private:
   friend class Engine;
@@ -122,12 +125,19 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Binds every task (loading the plugins it needs) and starts the run.
-  // Throws core::FlowError or plugins::LoadError when the flow cannot run,
+  // Throws core::FlowError or plugins::LoadError when the flow cannot run
+  // (a task no plugin provides, a plugin older than the flow's `plugins:`),
   // std::invalid_argument for a run id that is not allowed.
   Run start(const Flow& flow, core::Value params = {}, RunOptions options = {});
   Run start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options);
 
-  const plugins::Catalog& catalog() const;
+  // The plugins new runs bind against: the catalog of the search path as
+  // last set. A snapshot: it stays valid while held, whatever is set later.
+  std::shared_ptr<const plugins::Catalog> catalog() const;
+  // Replaces the search path (and catalog) new runs bind against; runs
+  // already started keep the tasks they bound (plugins are never unloaded,
+  // so two versions of a plugin from two directories coexist). Thread-safe.
+  void set_plugin_search_path(std::vector<std::filesystem::path> search_path);
   unsigned jobs() const;
 
  private:

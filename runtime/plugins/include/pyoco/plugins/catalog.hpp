@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -54,5 +55,10 @@ class Catalog {
   std::vector<ManifestError> problems_;
   std::unordered_map<std::string_view, std::size_t> by_name_;  // winners only
 };
+
+// What is wrong with a flow's need of plugin `name` at `min_version` or
+// newer (its `plugins:` entry), in one line; empty when the catalog meets it.
+std::string unmet_requirement(const Catalog& catalog, const std::string& name,
+                              const std::string& min_version);
 
 }  // namespace pyoco::plugins

@@ -3,7 +3,7 @@
 //
 //   pyoco::runner::LoadedFlow flow =
 //       pyoco::runner::load_flow("flow.yaml", {.assignments = {"who=pyoco"}});
-//   for (const auto& error : pyoco::runner::check_before_run(flow, engine.catalog())) ...
+//   for (const auto& error : pyoco::runner::check_before_run(flow, *engine.catalog())) ...
 #pragma once
 
 #include <pyoco/core/flow_graph.hpp>

@@ -31,6 +31,20 @@ struct WorkerOptions {
   // What `$env.NAME` reads in runs: run_environment(), not the whole of
   // the process's, which holds this worker's own secrets.
   std::map<std::string, std::string, std::less<>> env;
+
+  // Plugins from the cluster's repository (docs/cluster.md, "Plugins from
+  // the repository") are kept here, this worker's alone; empty: none, the
+  // engine's plugins only.
+  std::filesystem::path plugins_dir;
+  // The worker's own search path (--plugin-path, PYOCO_PLUGIN_PATH, the
+  // install's), after the repository's plugins: what the engine was made with.
+  std::vector<std::filesystem::path> plugin_search_path;
+  // At most this long between two looks at the repository (a push or yank
+  // is seen at once through a watch; this is for when the watch is away).
+  std::chrono::milliseconds plugin_sync_interval{std::chrono::seconds(30)};
+  // How a package is linted before use: `pyoco plugins lint`, to which its
+  // directory and --json are appended. Empty: this process's own binary.
+  std::vector<std::string> lint_command;
 };
 
 // The environment runs may read: this process's without the PYOCO_*

@@ -1,0 +1,268 @@
+#include "plugin_sync.hpp"
+
+#include <pyoco/abi.h>
+#include <pyoco/cluster/process_log.hpp>
+#include <pyoco/core/subprocess.hpp>
+#include <pyoco/plugins/manifest.hpp>
+#include <pyoco/plugins/package.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <system_error>
+
+namespace pyoco::worker {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using cluster::LogLevel;
+using cluster::PluginRelease;
+
+namespace {
+
+// Names and versions become paths: only what manifests allow.
+bool usable_name(const PluginRelease& r) {
+  return plugins::is_valid_name(r.name) && plugins::is_semver(r.version) && r.sha256.size() == 64 &&
+         std::all_of(r.sha256.begin(), r.sha256.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool for_this_worker(const PluginRelease& r, const std::vector<std::string>& tags) {
+  if (r.yanked || r.os != plugins::host_os() || r.arch != plugins::host_arch() ||
+      r.abi != PYOCO_ABI_VERSION_MAJOR || !usable_name(r)) {
+    return false;
+  }
+  return r.tags.empty() || std::any_of(r.tags.begin(), r.tags.end(), [&](const std::string& t) {
+           return std::find(tags.begin(), tags.end(), t) != tags.end();
+         });
+}
+
+// The first error a `plugins lint --json` reports, as one line.
+std::string first_lint_error(const std::string& out) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(out, ec);
+  if (ec || !v.is_object()) return "";
+  const json::value* ps = v.as_object().if_contains("plugins");
+  if (ps == nullptr || !ps->is_array()) return "";
+  for (const json::value& p : ps->as_array()) {
+    const json::value* fs = p.is_object() ? p.as_object().if_contains("findings") : nullptr;
+    if (fs == nullptr || !fs->is_array()) continue;
+    for (const json::value& f : fs->as_array()) {
+      const json::value* severity = f.is_object() ? f.as_object().if_contains("severity") : nullptr;
+      if (severity == nullptr || !severity->is_string() || severity->as_string() != "error") {
+        continue;
+      }
+      return json::value_to<std::string>(f.at("rule")) + ": " +
+             json::value_to<std::string>(f.at("message"));
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+PluginSync::PluginSync(cluster::Connection& nats, PluginSyncOptions options)
+    : options_(std::move(options)), repository_(nats) {
+  fs::create_directories(options_.dir);
+  clean_partial();
+  // What this worker installed before (each one whole and linted: it is
+  // renamed into place only then), the newest of each plugin: in use until
+  // the first sync says otherwise, so a worker that starts while NATS is
+  // away still runs what it ran.
+  std::error_code ec;
+  for (fs::directory_iterator p(options_.dir, ec), end; !ec && p != end; p.increment(ec)) {
+    const std::string name = p->path().filename().string();
+    if (!p->is_directory() || !plugins::is_valid_name(name)) continue;
+    for (fs::directory_iterator v(p->path(), ec), vend; !ec && v != vend; v.increment(ec)) {
+      const std::string leaf = v->path().filename().string();
+      const std::size_t dash = leaf.rfind('-');
+      if (dash == std::string::npos || !fs::exists(v->path() / "plugin.toml")) continue;
+      const std::string version = leaf.substr(0, dash);
+      if (!plugins::is_semver(version)) continue;
+      auto it = active_.find(name);
+      if (it == active_.end() || plugins::compare_versions(version, it->second.version) > 0) {
+        active_[name] = Installed{version, "", v->path()};
+      }
+    }
+  }
+}
+
+void PluginSync::clean_partial() {
+  // `.<dir>.partial-*` (an unpack cut short) and `.<dir>.checking` (unpacked,
+  // not yet linted): a worker killed there left them; they were never used.
+  std::error_code ec;
+  for (fs::directory_iterator p(options_.dir, ec), end; !ec && p != end; p.increment(ec)) {
+    if (!p->is_directory()) continue;
+    std::vector<fs::path> stale;
+    std::error_code ec2;
+    for (fs::directory_iterator v(p->path(), ec2), vend; !ec2 && v != vend; v.increment(ec2)) {
+      if (v->path().filename().string().rfind('.', 0) == 0) stale.push_back(v->path());
+    }
+    for (const fs::path& s : stale) {
+      cluster::log(LogLevel::info, "worker: removed a plugin install cut short",
+                   {{"path", s.string()}});
+      fs::remove_all(s, ec2);
+    }
+  }
+}
+
+fs::path PluginSync::dir_of(const PluginRelease& r) const {
+  return options_.dir / r.name / (r.version + "-" + r.sha256.substr(0, 12));
+}
+
+bool PluginSync::sync() {
+  const std::vector<PluginRelease> all = repository_.releases();
+  // releases() orders by name, platform, then newest first: one platform
+  // left, each name's candidates come newest first.
+  std::map<std::string, std::vector<const PluginRelease*>> by_name;
+  for (const PluginRelease& r : all) {
+    if (for_this_worker(r, options_.tags)) by_name[r.name].push_back(&r);
+  }
+  std::map<std::string, Installed> next;
+  std::vector<Refused> refused;
+  for (const auto& [name, candidates] : by_name) {
+    if (const PluginRelease* r = choose(candidates, refused)) {
+      next[name] = Installed{r->version, r->sha256, dir_of(*r)};
+    }
+  }
+  std::lock_guard lock(mutex_);
+  const bool changed =
+      next.size() != active_.size() ||
+      !std::equal(next.begin(), next.end(), active_.begin(),
+                  [](const auto& a, const auto& b) { return a.second.dir == b.second.dir; });
+  active_ = std::move(next);
+  refused_ = std::move(refused);
+  return changed;
+}
+
+const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>& candidates,
+                                        std::vector<Refused>& refused) {
+  for (const PluginRelease* r : candidates) {
+    // By release and package: a record naming another release's package
+    // fails, the other release does not.
+    const std::string id = r->key() + "@" + r->sha256;
+    if (auto it = failed_.find(id); it != failed_.end()) {
+      refused.push_back(Refused{*r, it->second});
+      continue;
+    }
+    const fs::path dir = dir_of(*r);
+    if (fs::exists(dir / "plugin.toml")) return r;
+    cluster::log(LogLevel::info, "worker: installing plugin",
+                 {{"plugin", r->name}, {"version", r->version}, {"sha256", r->sha256}});
+    std::string why;
+    try {
+      why = install(*r, dir);
+    } catch (const fs::filesystem_error& e) {
+      // This machine's trouble (a full disk), not the package's: tried again.
+      cluster::log(LogLevel::error, "worker: cannot install plugin",
+                   {{"plugin", r->name}, {"version", r->version}, {"error", e.what()}});
+      return nullptr;
+    }
+    if (why.empty()) {
+      cluster::log(LogLevel::info, "worker: installed plugin",
+                   {{"plugin", r->name}, {"version", r->version}, {"dir", dir.string()}});
+      return r;
+    }
+    cluster::log(LogLevel::warning, "worker: refused plugin",
+                 {{"plugin", r->name}, {"version", r->version}, {"error", why}});
+    failed_[id] = why;
+    refused.push_back(Refused{*r, why});
+    try {
+      repository_.record_rejection(*r, options_.worker_id, why);
+    } catch (const cluster::NatsError&) {
+      // the registry record still says it
+    }
+  }
+  return nullptr;
+}
+
+std::string PluginSync::install(const PluginRelease& r, const fs::path& dir) {
+  std::string bytes;
+  try {
+    bytes = repository_.download(r);
+  } catch (const cluster::DamagedPackage& e) {
+    return e.what();
+  }
+  plugins::PluginPackage package;
+  try {
+    package = plugins::open_package(std::move(bytes));
+  } catch (const plugins::PackageError& e) {
+    return e.what();
+  } catch (const plugins::ManifestError& e) {
+    return std::string("package ") + r.sha256 + ": " + e.what();
+  }
+  const plugins::Manifest& m = package.manifest;
+  if (m.name != r.name || m.version != r.version || m.platform_os != r.os ||
+      m.platform_arch != r.arch || m.abi != r.abi) {
+    return "package " + r.sha256 + " holds " + m.name + " " + m.version + " for " +
+           package.platform() + ", not the " + r.name + " " + r.version + " for " + r.platform() +
+           " its release says";
+  }
+  // Linted where no search path looks, then renamed into place: a worker
+  // killed before the rename leaves only a dot directory, removed at start.
+  const fs::path checking = dir.parent_path() / ("." + dir.filename().string() + ".checking");
+  fs::create_directories(dir.parent_path());
+  fs::remove_all(checking);
+  try {
+    plugins::unpack_package(package, checking);
+  } catch (const plugins::PackageError& e) {
+    return e.what();
+  }
+  if (std::string why = lint(checking); !why.empty()) {
+    fs::remove_all(checking);
+    return why;
+  }
+  fs::rename(checking, dir);
+  return "";
+}
+
+std::string PluginSync::lint(const fs::path& dir) const {
+  if (options_.lint_command.empty()) return "";
+  std::vector<std::string> argv = options_.lint_command;
+  argv.push_back(dir.string());
+  argv.emplace_back("--json");
+  core::ProcessOptions po;
+  po.timeout = options_.lint_timeout;
+  const core::ProcessResult r = core::run_process(argv, po);
+  if (r.exit_code == 0) return "";
+  if (std::string why = first_lint_error(r.out); !why.empty()) return "lint: " + why;
+  if (r.timed_out) return "lint: did not finish in time";
+  std::string err = r.err.substr(0, r.err.find('\n'));
+  return "lint failed (" +
+         (r.exit_code >= 0 ? "exit " + std::to_string(r.exit_code)
+                           : "signal " + std::to_string(r.signal)) +
+         (err.empty() ? ")" : "): " + err);
+}
+
+std::vector<fs::path> PluginSync::active_dirs() const {
+  std::lock_guard lock(mutex_);
+  std::vector<fs::path> out;
+  for (const auto& [name, p] : active_) out.push_back(p.dir);
+  return out;
+}
+
+json::array PluginSync::status() const {
+  std::lock_guard lock(mutex_);
+  json::array out;
+  for (const auto& [name, p] : active_) {
+    out.push_back(json::object{{"name", name},
+                               {"version", p.version},
+                               {"sha256", p.sha256},
+                               {"state", "active"},
+                               {"error", ""}});
+  }
+  for (const Refused& r : refused_) {
+    out.push_back(json::object{{"name", r.release.name},
+                               {"version", r.release.version},
+                               {"sha256", r.release.sha256},
+                               {"state", "failed"},
+                               {"error", r.error}});
+  }
+  return out;
+}
+
+bool PluginSync::wait_for_change(std::chrono::milliseconds timeout) {
+  return repository_.wait_for_change(timeout);
+}
+
+}  // namespace pyoco::worker

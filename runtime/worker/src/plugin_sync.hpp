@@ -1,0 +1,81 @@
+// Internal: a worker's plugins from the cluster's repository (docs/cluster.md,
+// "Plugins from the repository"). For each plugin, the newest release for
+// this host's os, arch and ABI major and the worker's tags (not yanked) is
+// downloaded (every chunk and the whole checked), opened (SHA256SUMS
+// checked), unpacked atomically and linted in a child process, then kept
+// under <dir>/<name>/<version>-<sha256 prefix>/. A release that fails any
+// of it is never used, never tried again by this worker, and reported.
+#pragma once
+
+#include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/plugin_repository.hpp>
+
+#include <boost/json/array.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace pyoco::worker {
+
+struct PluginSyncOptions {
+  std::filesystem::path dir;      // the state directory, this worker's alone
+  std::string worker_id;          // who a rejection in the history is by
+  std::vector<std::string> tags;  // a release with tags is for workers with one of them
+  // `pyoco plugins lint`, to which the directory and --json are appended.
+  std::vector<std::string> lint_command;
+  std::chrono::milliseconds lint_timeout{std::chrono::seconds(60)};
+};
+
+class PluginSync {
+ public:
+  // Removes what a killed worker left half-made in `dir` (it was never
+  // used); throws cluster::NatsError when the repository's bucket is missing.
+  PluginSync(cluster::Connection& nats, PluginSyncOptions options);
+
+  // One pass over the repository. True when the plugins to use changed
+  // (active_dirs()). Throws cluster::NatsError when NATS is away (what is
+  // installed stays in use).
+  bool sync();
+  // Each plugin's directory to use, in name order: what goes in front of
+  // the worker's own search path.
+  std::vector<std::filesystem::path> active_dirs() const;
+  // For the registry record: {name, version, sha256, state: active|failed,
+  // error} of each plugin in use and each newer release refused.
+  boost::json::array status() const;
+  // Waits up to `timeout` for a push or yank (false: the timeout).
+  bool wait_for_change(std::chrono::milliseconds timeout);
+
+ private:
+  struct Installed {
+    std::string version, sha256;
+    std::filesystem::path dir;
+  };
+  struct Refused {
+    cluster::PluginRelease release;
+    std::string error;
+  };
+
+  // The newest usable release of one plugin, installing it if need be;
+  // the refused ones newer than it go to `refused`.
+  const cluster::PluginRelease* choose(const std::vector<const cluster::PluginRelease*>& candidates,
+                                       std::vector<Refused>& refused);
+  // Downloads, checks, unpacks and lints a release; "" or why not.
+  std::string install(const cluster::PluginRelease& r, const std::filesystem::path& dir);
+  std::string lint(const std::filesystem::path& dir) const;
+  std::filesystem::path dir_of(const cluster::PluginRelease& r) const;
+  void clean_partial();
+
+  PluginSyncOptions options_;
+  cluster::PluginRepository repository_;
+  std::map<std::string, std::string> failed_;  // key@sha256 -> why: never tried again
+
+  mutable std::mutex mutex_;  // guards what status() and active_dirs() read
+  std::map<std::string, Installed> active_;
+  std::vector<Refused> refused_;
+};
+
+}  // namespace pyoco::worker

@@ -1,0 +1,386 @@
+// `pyoco worker` taking its plugins from the cluster's repository, on a
+// real nats-server: a release pushed while it runs is used by the runs
+// after it, while a run already going finishes on the version it started
+// with; a damaged release, one whose record names another package, and one
+// for another platform are never used, and the refusals are in the worker's
+// record and the history; a worker killed while installing leaves nothing
+// half-made in use; a flow needing a newer plugin fails at once.
+#include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/plugin_repository.hpp>
+#include <pyoco/cluster/resources.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/cluster/run_records.hpp>
+#include <pyoco/plugins/package.hpp>
+
+#include <nats/nats.h>
+
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "child.hpp"
+#include "nats_server.hpp"
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+using namespace pyoco;
+using namespace pyoco::cluster;
+using namespace pyoco::testing;
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kSleepFlow = R"(flow:
+  graph: nap
+tasks:
+  nap: {use: "std/sleep", inputs: {seconds: "$ctx.params.seconds"}}
+)";
+
+constexpr const char* kEchoFlow = R"(flow:
+  graph: say
+tasks:
+  say: {use: "std/echo", inputs: {value: "hi"}}
+)";
+
+constexpr const char* kNeedsNewFlow = R"(plugins: {std: "99.0.0"}
+flow:
+  graph: say
+tasks:
+  say: {use: "std/echo", inputs: {value: "hi"}}
+)";
+
+// Waits for `ok` with a deadline (polling what another process changes).
+bool eventually(const std::function<bool()>& ok, std::chrono::seconds deadline = 30s) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until) {
+    if (ok()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return ok();
+}
+
+struct Cluster {
+  NatsServer server;
+  Connection nats{{.servers = {server.url()}}};
+  TempDir flows, packages, state;
+  std::unique_ptr<PluginRepository> repo;
+  std::vector<std::unique_ptr<ChildProcess>> workers;
+  std::string installed_std_version;
+
+  Cluster() {
+    ResourceOptions o;
+    o.ack_wait = 2s;
+    init_resources(nats, o);
+    repo = std::make_unique<PluginRepository>(nats);
+    write_text(flows.path() / "sleepy.yaml", kSleepFlow);
+    write_text(flows.path() / "echo.yaml", kEchoFlow);
+    write_text(flows.path() / "needs_new.yaml", kNeedsNewFlow);
+    installed_std_version = plugins::pack_plugin(std_dir()).manifest.version;
+  }
+
+  static fs::path std_dir() { return binary_dir() / "lib/pyoco/plugins/std"; }
+  fs::path plugins_dir() const { return state.path() / "plugins"; }
+
+  ChildProcess& worker(const std::string& id, int slots = 1) {
+    std::vector<std::string> args{pyoco_exe().string(),
+                                  "worker",
+                                  "--nats",
+                                  server.url(),
+                                  "--worker-id",
+                                  id,
+                                  "--slots",
+                                  std::to_string(slots),
+                                  "--flows",
+                                  flows.path().string(),
+                                  "--progress-interval",
+                                  "0.3",
+                                  "--plugins-dir",
+                                  plugins_dir().string(),
+                                  "--plugin-sync-interval",
+                                  "0.5"};
+    workers.push_back(std::make_unique<ChildProcess>(
+        args, std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path()));
+    return *workers.back();
+  }
+
+  // The build's std plugin packed as `version`.
+  plugins::PluginPackage std_package(const std::string& version) {
+    const fs::path dir = packages.path() / version / "std";
+    fs::create_directories(dir);
+    for (const auto& e : fs::directory_iterator(std_dir())) {
+      fs::copy(e.path(), dir / e.path().filename());
+    }
+    std::string toml = read_text(dir / "plugin.toml");
+    const auto at = toml.find("version = \"");
+    toml.replace(at, toml.find('"', at + 11) + 1 - at, "version = \"" + version + "\"");
+    write_text(dir / "plugin.toml", toml);
+    return plugins::pack_plugin(dir);
+  }
+
+  PluginRelease release_of(const plugins::PluginPackage& p) {
+    PluginRelease r;
+    r.name = p.manifest.name;
+    r.version = p.manifest.version;
+    r.os = p.manifest.platform_os;
+    r.arch = p.manifest.platform_arch;
+    r.abi = p.manifest.abi;
+    r.uploaded_by = "k1";
+    return r;
+  }
+
+  PluginRelease publish_std(const std::string& version) {
+    const auto p = std_package(version);
+    return repo->publish(p.bytes, release_of(p));
+  }
+
+  std::optional<json::object> worker_record(const std::string& id) {
+    kvStore* kv = nullptr;
+    if (js_KeyValue(&kv, nats.handles().js, "pyoco_workers") != NATS_OK) return std::nullopt;
+    kvEntry* e = nullptr;
+    std::optional<json::object> out;
+    if (kvStore_Get(&e, kv, id.c_str()) == NATS_OK) {
+      out = json::parse(kvEntry_ValueString(e)).as_object();
+      kvEntry_Destroy(e);
+    }
+    kvStore_Destroy(kv);
+    return out;
+  }
+
+  // The worker's plugins[] entry for that name and version, if any.
+  std::optional<json::object> plugin_state(const std::string& id, const std::string& name,
+                                           const std::string& version) {
+    const auto r = worker_record(id);
+    if (!r || !r->contains("plugins")) return std::nullopt;
+    for (const json::value& p : r->at("plugins").as_array()) {
+      if (p.at("name").as_string() == name && p.at("version").as_string() == version) {
+        return p.as_object();
+      }
+    }
+    return std::nullopt;
+  }
+
+  bool active(const std::string& id, const std::string& version) {
+    const auto p = plugin_state(id, "std", version);
+    return p && p->at("state").as_string() == "active";
+  }
+
+  RunRecord wait_for(const std::string& id, const std::function<bool(const RunRecord&)>& ok,
+                     std::chrono::seconds deadline = 30s) {
+    RunRecords runs(nats);
+    std::optional<RunRecord> r;
+    const bool got = eventually(
+        [&] {
+          r = runs.get(id);
+          return r && ok(*r);
+        },
+        deadline);
+    BOOST_REQUIRE_MESSAGE(got, "run " << id << " did not get there in time; last: "
+                                      << (r ? json::serialize(r->snapshot) : "none"));
+    return *r;
+  }
+
+  void submit(const std::string& id, const std::string& flow, json::object params = {}) {
+    RunRecords runs(nats);
+    RunJob j;
+    j.run_id = id;
+    j.flow_name = flow;
+    j.params = std::move(params);
+    submit_run(nats, runs, j);
+  }
+};
+
+bool terminal(const RunRecord& r) { return r.terminal(); }
+
+std::string std_version_of(const RunRecord& r) {
+  const json::value* p = r.snapshot.if_contains("plugins");
+  if (p == nullptr || !p->is_object() || !p->as_object().contains("std")) return "";
+  return std::string(p->at("std").as_string());
+}
+
+// Entries left half-made under the plugins directory (dot directories).
+std::vector<std::string> partial_entries(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename().string().rfind('.', 0) == 0) out.push_back(it->path().string());
+  }
+  return out;
+}
+
+}  // namespace
+
+// Point 3 and 4 of issue 17: a push reaches a running worker without a
+// restart; a run going at the time finishes on (and records) the version it
+// started with, a run after it records the new one; a flow needing a newer
+// plugin than the worker has fails at once, saying so.
+BOOST_AUTO_TEST_CASE(a_pushed_version_is_used_by_new_runs_and_started_ones_keep_theirs) {
+  Cluster c;
+  c.worker("w1", 2);
+  BOOST_TEST_REQUIRE(eventually([&] { return c.worker_record("w1").has_value(); }));
+
+  c.submit("before", "sleepy", {{"seconds", 6}});
+  const RunRecord running = c.wait_for("before", [](const RunRecord& r) {
+    return r.status() == "RUNNING" && !std_version_of(r).empty();
+  });
+  BOOST_TEST(std_version_of(running) == c.installed_std_version);
+
+  const PluginRelease pushed = c.publish_std("9.0.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }),
+                     json::serialize(*c.worker_record("w1")));
+  BOOST_TEST(c.plugin_state("w1", "std", "9.0.0")->at("sha256").as_string() == pushed.sha256);
+  BOOST_TEST(c.wait_for("before", [](const RunRecord&) { return true; }).status() == "RUNNING");
+
+  c.submit("after", "echo");
+  const RunRecord after = c.wait_for("after", terminal);
+  BOOST_TEST(after.status() == "COMPLETED", json::serialize(after.snapshot));
+  BOOST_TEST(std_version_of(after) == "9.0.0");
+
+  const RunRecord before = c.wait_for("before", terminal);
+  BOOST_TEST(before.status() == "COMPLETED", json::serialize(before.snapshot));
+  BOOST_TEST(std_version_of(before) == c.installed_std_version);
+
+  // Installed whole where --plugins-dir says, nothing half-made beside it.
+  BOOST_TEST(fs::exists(c.plugins_dir() / "std" / ("9.0.0-" + pushed.sha256.substr(0, 12)) /
+                        "plugin.toml"));
+  BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+
+  const auto asked = std::chrono::steady_clock::now();
+  c.submit("needs-new", "needs_new");
+  const RunRecord refused = c.wait_for("needs-new", terminal);
+  BOOST_TEST(refused.status() == "FAILED");
+  BOOST_TEST(refused.snapshot.at("error").as_string().find(
+                 "flow needs plugin std >= 99.0.0; this host has 9.0.0") != std::string::npos,
+             refused.snapshot.at("error"));
+  BOOST_TEST(refused.snapshot.at("attempt").as_int64() == 1);  // failed at once, never retried
+  BOOST_TEST((std::chrono::steady_clock::now() - asked < 20s));
+}
+
+// A damaged release (a chunk gone), one whose record names another
+// package, and one for another platform: none is used, the version before
+// stays active, and the refusals are in the worker's record and the history.
+BOOST_AUTO_TEST_CASE(a_release_that_does_not_check_out_is_refused_and_reported) {
+  Cluster c;
+  const PluginRelease good = c.publish_std("9.0.0");  // before the worker: it catches up at start
+  ChildProcess& w = c.worker("w1");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+
+  // Pushed while the worker is stopped, so that it sees each as it is left.
+  w.send_signal(SIGSTOP);
+  auto other = c.std_package("10.0.0");
+  PluginRelease plan9 = c.release_of(other);
+  plan9.os = "plan9";
+  c.repo->publish(other.bytes, plan9);
+  const PluginRelease damaged = c.publish_std("9.1.0");
+  // Its second chunk deleted (found by reading its chunks' subject).
+  std::uint64_t second = 0;
+  {
+    jsCtx* js = c.nats.handles().js;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Config.AckPolicy = js_AckNone;
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr{};
+    const std::string subject = "pyoco.plugins.chunk." + damaged.sha256;
+    BOOST_REQUIRE(js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr) == NATS_OK);
+    for (natsMsg* m = nullptr; second == 0 && natsSubscription_NextMsg(&m, sub, 5000) == NATS_OK;) {
+      const char* index = nullptr;
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsgHeader_Get(m, "Pyoco-Chunk", &index) == NATS_OK && std::string(index) == "1" &&
+          natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        second = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+      }
+      natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    BOOST_REQUIRE(second != 0);
+    BOOST_REQUIRE(js_DeleteMsg(js, "PYOCO_PLUGINS", second, nullptr, nullptr) == NATS_OK);
+  }
+  // A record of 9.2.0 naming 9.0.0's package (whose chunks check out).
+  {
+    PluginRelease lying = good;
+    lying.version = "9.2.0";
+    kvStore* kv = nullptr;
+    BOOST_REQUIRE(js_KeyValue(&kv, c.nats.handles().js, "pyoco_plugins") == NATS_OK);
+    const std::string body = json::serialize(to_json(lying));
+    BOOST_REQUIRE(kvStore_PutString(nullptr, kv, lying.key().c_str(), body.c_str()) == NATS_OK);
+    kvStore_Destroy(kv);
+  }
+  w.send_signal(SIGCONT);
+
+  BOOST_TEST_REQUIRE(eventually([&] {
+                       const auto a = c.plugin_state("w1", "std", "9.1.0");
+                       const auto b = c.plugin_state("w1", "std", "9.2.0");
+                       return a && b && a->at("state").as_string() == "failed" &&
+                              b->at("state").as_string() == "failed";
+                     }),
+                     json::serialize(*c.worker_record("w1")));
+  BOOST_TEST(c.active("w1", "9.0.0"));
+  BOOST_TEST(!c.plugin_state("w1", "std", "10.0.0"));  // not for this platform: not even tried
+  const std::string damaged_error(c.plugin_state("w1", "std", "9.1.0")->at("error").as_string());
+  BOOST_TEST(damaged_error.find("chunks are missing or damaged") != std::string::npos,
+             damaged_error);
+  const std::string lying_error(c.plugin_state("w1", "std", "9.2.0")->at("error").as_string());
+  BOOST_TEST(lying_error.find("not the std 9.2.0") != std::string::npos, lying_error);
+
+  // In the history, once each, by the worker.
+  std::size_t rejected = 0;
+  for (const json::object& h : c.repo->history()) {
+    if (h.at("action").as_string() != "rejected") continue;
+    ++rejected;
+    BOOST_TEST(h.at("by").as_string() == "w1");
+    BOOST_TEST(!h.at("error").as_string().empty());
+  }
+  BOOST_TEST(rejected == 2u);
+
+  c.submit("after", "echo");
+  const RunRecord after = c.wait_for("after", terminal);
+  BOOST_TEST(after.status() == "COMPLETED");
+  BOOST_TEST(std_version_of(after) == "9.0.0");
+  // A later look at the repository (it takes 9.3.0) does not try the
+  // refused ones again.
+  c.publish_std("9.3.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.3.0"); }));
+  std::size_t rejected_later = 0;
+  for (const json::object& h : c.repo->history()) {
+    rejected_later += h.at("action").as_string() == "rejected";
+  }
+  BOOST_TEST(rejected_later == 2u);
+  BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+}
+
+// kill -9 while a package is being installed (unpacked, being linted):
+// what it left is never used, the next start removes it and installs the
+// release whole.
+BOOST_AUTO_TEST_CASE(a_worker_killed_while_installing_leaves_nothing_half_made_in_use) {
+  Cluster c;
+  const PluginRelease r = c.publish_std("9.0.0");
+  // What an older crash left: an unpack cut short and an unlinted install.
+  fs::create_directories(c.plugins_dir() / "std" / ".9.0.0-x.checking.partial-1");
+  fs::create_directories(c.plugins_dir() / "std" / ".9.0.0-x.checking");
+  write_text(c.plugins_dir() / "std" / ".9.0.0-x.checking" / "plugin.toml", "broken");
+
+  ChildProcess& first = c.worker("w1");
+  const fs::path checking =
+      c.plugins_dir() / "std" / (".9.0.0-" + r.sha256.substr(0, 12) + ".checking");
+  BOOST_TEST_REQUIRE(eventually([&] { return fs::exists(checking); }, 30s));
+  first.send_signal(SIGKILL);
+  first.wait(10s);
+  BOOST_TEST(!fs::exists(c.plugins_dir() / "std" / ("9.0.0-" + r.sha256.substr(0, 12))));
+
+  c.worker("w1");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+  BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+  c.submit("after", "echo");
+  const RunRecord after = c.wait_for("after", terminal);
+  BOOST_TEST(after.status() == "COMPLETED");
+  BOOST_TEST(std_version_of(after) == "9.0.0");
+}
