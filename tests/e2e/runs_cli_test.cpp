@@ -85,9 +85,13 @@ BOOST_AUTO_TEST_CASE(a_finished_run_is_listed_shown_and_its_logs_and_artifacts_r
              show.out);
   BOOST_TEST(has(show.out, "greet  std/echo        SUCCEEDED  1"), show.out);
   BOOST_TEST(has(show.out, "save   std/write_file  SUCCEEDED  1"), show.out);
+  // The plugins its tasks came from, with their versions.
+  BOOST_TEST(has(show.out, "plugins   std 0."), show.out);
 
   const json::object shown = show_json(id);
   BOOST_TEST(str(shown.at("status")) == "COMPLETED");
+  BOOST_TEST(shown.at("plugins").as_object().size() == 1u);
+  BOOST_TEST(str(shown.at("plugins").at("std")).rfind("0.", 0) == 0u);
   BOOST_TEST_REQUIRE(shown.at("tasks").as_array().size() == 2u);
   BOOST_TEST(json::serialize(shown.at("tasks").as_array()[0].at("output")) == R"({"carrots":3})");
 

@@ -395,7 +395,7 @@ BOOST_AUTO_TEST_CASE(the_file_is_in_wal_mode_at_the_current_schema) {
     return v;
   };
   BOOST_TEST(one("PRAGMA journal_mode") == "wal");
-  BOOST_TEST(one("PRAGMA user_version") == "4");
+  BOOST_TEST(one("PRAGMA user_version") == "5");
   sqlite3_close(db);
 }
 
@@ -492,7 +492,7 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
   sqlite3_close(db);
   BOOST_CHECK_EXCEPTION(open_sqlite_store(file), StoreError, [](const StoreError& e) {
     const std::string m = e.what();
-    return m.find("schema version 99, newer than this pyoco knows (4)") != std::string::npos &&
+    return m.find("schema version 99, newer than this pyoco knows (5)") != std::string::npos &&
            m.find("PYOCO_HOME") != std::string::npos;
   });
 }

@@ -27,6 +27,20 @@ using store::Clock;
 
 namespace {
 
+// {"std":"0.1.0","hello":"0.1.0"} as "hello 0.1.0, std 0.1.0"; "-" for none.
+std::string plugins_text(const std::string& json_text) {
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(json_text, ec);
+  std::string out;
+  if (!ec && v.is_object()) {
+    for (const auto& [name, version] : v.as_object()) {
+      out += (out.empty() ? "" : ", ") + core::printable(name) + " " +
+             core::printable(version.is_string() ? std::string_view(version.as_string()) : "?");
+    }
+  }
+  return out.empty() ? "-" : out;
+}
+
 bool unset(Clock::time_point t) { return t == Clock::time_point{}; }
 
 // Local wall-clock time, to the second: "2026-11-23 03:17:42".
@@ -174,7 +188,8 @@ int show_run(const RunIdOptions& o) {
             << "ended     " << local_time(r.ended, true) << '\n'
             << "duration  " << run_duration(r) << '\n'
             << "process   pid " << r.pid << " on " << printable(r.host) << '\n'
-            << "params    " << printable(r.params) << "\n\n";
+            << "params    " << printable(r.params) << '\n'
+            << "plugins   " << plugins_text(r.plugins) << "\n\n";
   if (tasks.empty()) {
     std::cout << "no tasks recorded\n";
     return kExitOk;

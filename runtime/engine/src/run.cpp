@@ -3,6 +3,7 @@
 // that ran it, when the strand is free), which releases its successors. Control nodes (switch,
 // loops) run their bodies as child frames of the same machine (control_nodes.cpp).
 #include <boost/asio/post.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -167,6 +168,9 @@ void RunState::emit_planned(std::span<const trace::PlannedNode> planned) {
 void RunState::start_event() {
   if (listener_ == nullptr) return;
   const std::string params = core::to_json_text(params_);
+  boost::json::object versions;
+  for (const auto& [name, version] : plugins()) versions[name] = version;
+  const std::string plugins_json = boost::json::serialize(versions);
   trace::RunEvent e{};
   e.kind = EventKind::RunStart;
   e.time = std::chrono::system_clock::now();
@@ -175,6 +179,7 @@ void RunState::start_event() {
   e.status = status();
   e.flow_file = flow_->flow->spec->file;
   e.params = params;
+  e.plugins = plugins_json;
   publish(e);
 }
 

@@ -63,7 +63,8 @@ json::object to_json(const store::RunRecord& r) {
       {"host", r.host},
       {"pid", r.pid},
       {"cancel_requested", r.cancel_requested},
-      {"params", params_json(r.params)}};
+      {"params", params_json(r.params)},
+      {"plugins", params_json(r.plugins)}};
 }
 
 json::value output_json(const store::OutputRecord& output) {

@@ -42,7 +42,7 @@ struct RunSlot {
 
 // What RunStart says once per run.
 struct RunStartInfo {
-  std::string run_id, flow, flow_file, params;
+  std::string run_id, flow, flow_file, params, plugins;
 };
 
 // An event as the writer keeps it until it is folded: only what the fold
@@ -166,7 +166,7 @@ class RunRecorder final : public trace::EventListener {
       case EventKind::RunStart:
         q.start = std::make_unique<RunStartInfo>(
             RunStartInfo{std::string(e.run_id), std::string(e.flow), std::string(e.flow_file),
-                         std::string(e.params)});
+                         std::string(e.params), std::string(e.plugins)});
         break;
       case EventKind::NodesPlanned:
         q.planned.reserve(e.planned.size());
@@ -379,6 +379,7 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
         if (!ec) run.flow_file = abs.lexically_normal().string();
       }
       run.params = e.start->params.empty() ? "{}" : std::move(e.start->params);
+      run.plugins = e.start->plugins.empty() ? "{}" : std::move(e.start->plugins);
       run.status = core::RunStatus::Running;
       run.started = e.time;
       run.host = s.process.host;

@@ -118,6 +118,10 @@ CREATE TABLE outputs(
   dropped TEXT NOT NULL DEFAULT '',
   PRIMARY KEY(run_id, seq));
 )sql",
+    // 5: the plugins a run's tasks came from, {"name": "version"}
+    R"sql(
+ALTER TABLE runs ADD COLUMN plugins TEXT NOT NULL DEFAULT '{}';
+)sql",
 };
 static_assert(kTasksPerPage == 128, "migration 3 groups tasks by 128");
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -262,7 +266,7 @@ class WriteTransaction {
 
 constexpr const char* kRunColumns =
     "id, flow, flow_file, params, status, reason, started_us, ended_us, duration_ms, host, pid, "
-    "pid_start, cancel_requested";
+    "pid_start, cancel_requested, plugins";
 
 RunRecord read_run(const Statement& s) {
   RunRecord r;
@@ -279,6 +283,7 @@ RunRecord read_run(const Statement& s) {
   r.pid = s.integer(10);
   r.pid_start = s.integer(11);
   r.cancel_requested = s.integer(12) != 0;
+  r.plugins = s.text(13);
   return r;
 }
 
@@ -322,12 +327,13 @@ class SqliteStateStore final : public StateStore {
     WriteTransaction tx(db_);
     Statement run(db_,
                   "INSERT INTO runs(id, flow, flow_file, params, status, reason, started_us, "
-                  "ended_us, duration_ms, host, pid, pid_start) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) "
+                  "ended_us, duration_ms, host, pid, pid_start, plugins) "
+                  "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT(id) DO UPDATE SET flow=excluded.flow, flow_file=excluded.flow_file, "
                   "params=excluded.params, status=excluded.status, reason=excluded.reason, "
                   "started_us=excluded.started_us, ended_us=excluded.ended_us, "
                   "duration_ms=excluded.duration_ms, host=excluded.host, pid=excluded.pid, "
-                  "pid_start=excluded.pid_start");
+                  "pid_start=excluded.pid_start, plugins=excluded.plugins");
     for (const RunRecord& r : batch.runs) {
       run.bind(1, r.id)
           .bind(2, r.flow)
@@ -341,6 +347,7 @@ class SqliteStateStore final : public StateStore {
           .bind(10, r.host)
           .bind(11, r.pid)
           .bind(12, r.pid_start)
+          .bind(13, r.plugins.empty() ? std::string("{}") : r.plugins)
           .run();
     }
     // Pages whose run was trimmed away meanwhile are dropped, not an error.

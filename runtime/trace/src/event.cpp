@@ -33,6 +33,7 @@ Event Event::from(const RunEvent& e) {
   }
   o.flow_file = e.flow_file;
   o.params = e.params;
+  o.plugins = e.plugins;
   return o;
 }
 
@@ -63,6 +64,7 @@ RunEvent Event::view(std::vector<PlannedNode>& planned_views) const {
   e.planned = planned_views;
   e.flow_file = flow_file;
   e.params = params;
+  e.plugins = plugins;
   return e;
 }
 
@@ -118,6 +120,10 @@ boost::json::object to_json(const Event& e) {
       json::error_code ec;
       json::value params = json::parse(e.params, ec);
       o["params"] = ec ? json::value(json::object()) : std::move(params);
+      if (!e.plugins.empty()) {
+        json::value plugins = json::parse(e.plugins, ec);
+        if (!ec) o["plugins"] = std::move(plugins);
+      }
       break;
     }
     case EventKind::NodeDone:

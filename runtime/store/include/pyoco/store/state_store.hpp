@@ -31,6 +31,7 @@ struct RunRecord {
   std::string flow;       // the flow's name
   std::string flow_file;  // absolute path, or empty for a flow built in C++
   std::string params;     // JSON object text, as merged for the run
+  std::string plugins;    // JSON object text: the plugins its tasks came from, name -> version
   core::RunStatus status = core::RunStatus::Pending;
   // FAILED: "failed: <nodes>", or "interrupted" when its process died;
   // CANCELLED after a second Ctrl+C: why nobody waited for it.

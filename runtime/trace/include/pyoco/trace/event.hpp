@@ -22,7 +22,7 @@
 namespace pyoco::trace {
 
 enum class EventKind {
-  RunStart,       // run_id, flow, flow_file, params (the merged params, JSON)
+  RunStart,       // run_id, flow, flow_file, params (the merged params, JSON), plugins
   NodeStart,      // node, attempt
   NodeDone,       // node, attempt, duration_ms, output, artifacts
   NodeError,      // node, attempt, duration_ms, message (the final failure), artifacts
@@ -79,6 +79,7 @@ struct RunEvent {
   std::span<const PlannedNode> planned;  // NodesPlanned
   std::string_view flow_file;            // RunStart: the flow's file, when it has one
   std::string_view params;               // RunStart: the run's params, a JSON object
+  std::string_view plugins;  // RunStart: the plugins its tasks came from, {"name": "version"}
 };
 
 // An event that owns what it says: what queues, histories and the network
@@ -102,7 +103,7 @@ struct Event {
   core::Value value;  // NodeDone: the whole output (null when it had none)
   std::vector<core::ArtifactRecord> artifacts;
   std::vector<Planned> planned;
-  std::string flow_file, params;
+  std::string flow_file, params, plugins;
 
   static Event from(const RunEvent& e);
   // Valid while this Event lives; `planned_views` holds the planned nodes' views.
