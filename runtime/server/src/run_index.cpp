@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -61,7 +62,16 @@ std::optional<std::pair<double, std::string>> decode_cursor(const std::string& c
       !v.at("u").is_number() || !v.at("r").is_string()) {
     return std::nullopt;
   }
-  return std::pair{v.at("u").to_number<double>(), std::string(v.at("r").as_string())};
+  // The time is read back with strtod, exactly: Boost.JSON 1.81's parser
+  // can be a unit in the last place off, and a cursor one ULP late
+  // repeated the last run of a page on the next.
+  double u = v.at("u").to_number<double>();
+  if (const auto at = raw->find("\"u\":"); at != std::string::npos) {
+    char* end = nullptr;
+    const double exact = std::strtod(raw->c_str() + at + 4, &end);
+    if (end != raw->c_str() + at + 4) u = exact;
+  }
+  return std::pair{u, std::string(v.at("r").as_string())};
 }
 
 constexpr int kLayout = 2;  // PRAGMA user_version of the tables below
