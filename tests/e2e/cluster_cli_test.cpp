@@ -50,6 +50,21 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
     return yaml.out.substr(at, yaml.out.find('\n', at) - at);
   }();
 
+  // The plugins it ran with: in its record and in the list.
+  const json::value record = json::parse(s.call(http::verb::get, "/runs/" + hello_id).body);
+  BOOST_TEST(record.at("plugins").as_object().contains("hello"), record);
+  const auto listed_until = std::chrono::steady_clock::now() + 20s;
+  json::value item;
+  do {
+    const json::value runs = json::parse(s.call(http::verb::get, "/runs").body);
+    for (const json::value& r : runs.as_array()) {
+      if (r.at("run_id").as_string() == hello_id) item = r;
+    }
+    std::this_thread::sleep_for(20ms);
+  } while ((item.is_null() || item.at("plugins").as_object().empty()) &&
+           std::chrono::steady_clock::now() < listed_until);
+  BOOST_TEST(item.at("plugins").as_object().contains("hello"), item);
+
   // SSE: the snapshot, then every event once; resumed after any event's id,
   // the rest follows with no gap and no duplicate.
   std::vector<server::StreamEvent> all;

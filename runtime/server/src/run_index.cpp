@@ -74,7 +74,7 @@ std::optional<std::pair<double, std::string>> decode_cursor(const std::string& c
   return std::pair{u, std::string(v.at("r").as_string())};
 }
 
-constexpr int kLayout = 2;  // PRAGMA user_version of the tables below
+constexpr int kLayout = 3;  // PRAGMA user_version of the tables below
 
 struct RunIndex::Impl {
   cluster::Connection& nats;
@@ -91,7 +91,7 @@ struct RunIndex::Impl {
       throw std::runtime_error("run index: cannot open " + path);
     }
     exec(db, "PRAGMA journal_mode=WAL");
-    // An index of an older layout (user_version < 2: no tenants) is
+    // An index of an older layout (user_version < 3: no tenants or plugins) is
     // dropped and rebuilt from the event stream.
     int layout = 0;
     {
@@ -104,7 +104,7 @@ struct RunIndex::Impl {
     exec(db,
          "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, flow_name TEXT, tag TEXT, "
          "status TEXT, submitted_at REAL, start_time REAL, end_time REAL, updated_at REAL, error "
-         "TEXT, tenant TEXT NOT NULL DEFAULT '');"
+         "TEXT, tenant TEXT NOT NULL DEFAULT '', plugins TEXT NOT NULL DEFAULT '{}');"
          "CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated_at, run_id);"
          "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);"
          "CREATE INDEX IF NOT EXISTS runs_tenant ON runs(tenant, updated_at, run_id);"
@@ -182,7 +182,7 @@ struct RunIndex::Impl {
           sql =
               "UPDATE runs SET status = CASE WHEN status IN ('COMPLETED','FAILED','CANCELLED') "
               "THEN status ELSE 'RUNNING' END, start_time = COALESCE(start_time, ?2), "
-              "updated_at = ?2 WHERE run_id = ?1";
+              "updated_at = ?2, plugins = ?5 WHERE run_id = ?1";
         } else if (kind == "run_cancelling") {
           sql =
               "UPDATE runs SET status = CASE WHEN status IN ('COMPLETED','FAILED','CANCELLED') "
@@ -200,6 +200,10 @@ struct RunIndex::Impl {
           if (!status.empty()) {
             up.text(3, status);
             up.text(4, text("message"));
+          }
+          if (kind == "run_start") {
+            const json::value* p = o.if_contains("plugins");
+            up.text(5, p != nullptr && p->is_object() ? json::serialize(*p) : "{}");
           }
           sqlite3_step(up.s);
         }
@@ -236,10 +240,21 @@ std::optional<std::string> RunIndex::tenant_of(const std::string& run_id) const 
   return s.column_text(0);
 }
 
+namespace {
+
+// The plugins a run's tasks came from, as its RunStart said ({} before it started).
+json::value plugins_of(const std::string& text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  return !ec && v.is_object() ? v : json::value(json::object());
+}
+
+}  // namespace
+
 RunPage RunIndex::query(const RunQuery& q) const {
   std::string sql =
       "SELECT run_id, flow_name, tag, status, submitted_at, start_time, end_time, updated_at, "
-      "error FROM runs WHERE 1";
+      "error, plugins FROM runs WHERE 1";
   if (!q.status.empty()) sql += " AND status = ?1";
   if (!q.flow.empty()) sql += " AND flow_name = ?2";
   if (!q.tag.empty()) sql += " AND tag = ?3";
@@ -283,7 +298,8 @@ RunPage RunIndex::query(const RunQuery& q) const {
                      {"start_time", nullable(5)},
                      {"end_time", nullable(6)},
                      {"updated_at", sqlite3_column_double(s.s, 7)},
-                     {"error", error.empty() ? json::value(nullptr) : json::value(error)}});
+                     {"error", error.empty() ? json::value(nullptr) : json::value(error)},
+                     {"plugins", plugins_of(s.column_text(9))}});
   }
   return page;
 }
