@@ -110,8 +110,10 @@ struct Cluster {
     return *workers.back();
   }
 
-  // The build's std plugin packed as `version`.
-  plugins::PluginPackage std_package(const std::string& version) {
+  // The build's std plugin packed as `version` (its plugin.toml then given
+  // to `edit`).
+  plugins::PluginPackage std_package(const std::string& version,
+                                     const std::function<void(std::string&)>& edit = {}) {
     const fs::path dir = packages.path() / version / "std";
     fs::create_directories(dir);
     for (const auto& e : fs::directory_iterator(std_dir())) {
@@ -120,6 +122,7 @@ struct Cluster {
     std::string toml = read_text(dir / "plugin.toml");
     const auto at = toml.find("version = \"");
     toml.replace(at, toml.find('"', at + 11) + 1 - at, "version = \"" + version + "\"");
+    if (edit) edit(toml);
     write_text(dir / "plugin.toml", toml);
     return plugins::pack_plugin(dir);
   }
@@ -354,6 +357,33 @@ BOOST_AUTO_TEST_CASE(a_release_that_does_not_check_out_is_refused_and_reported) 
     rejected_later += h.at("action").as_string() == "rejected";
   }
   BOOST_TEST(rejected_later == 2u);
+  BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+}
+
+// A package that checks out but fails lint (here: a status lint refuses)
+// is never used: the version before stays, and the refusal says why.
+BOOST_AUTO_TEST_CASE(a_release_that_fails_lint_is_refused_and_reported) {
+  Cluster c;
+  c.publish_std("9.0.0");
+  c.worker("w1");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+  const auto bad = c.std_package("9.4.0", [](std::string& toml) {
+    const auto at = toml.find("status = \"");
+    BOOST_REQUIRE(at != std::string::npos);
+    toml.replace(at, toml.find('"', at + 10) + 1 - at, "status = \"bogus\"");
+  });
+  c.repo->publish(bad.bytes, c.release_of(bad));
+  BOOST_TEST_REQUIRE(eventually([&] {
+                       const auto p = c.plugin_state("w1", "std", "9.4.0");
+                       return p && p->at("state").as_string() == "failed";
+                     }),
+                     json::serialize(*c.worker_record("w1")));
+  const std::string error(c.plugin_state("w1", "std", "9.4.0")->at("error").as_string());
+  BOOST_TEST(error.find("lint") != std::string::npos, error);
+  BOOST_TEST(error.find("PL006") != std::string::npos, error);
+  BOOST_TEST(c.active("w1", "9.0.0"));
+  c.submit("after", "echo");
+  BOOST_TEST(std_version_of(c.wait_for("after", terminal)) == "9.0.0");
   BOOST_TEST(partial_entries(c.plugins_dir()).empty());
 }
 
