@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <random>
 
@@ -59,17 +60,33 @@ PluginRelease plugin_release_from_json(const json::object& o) {
     if (v == nullptr || !v->is_number()) {
       throw NatsError(std::string("plugin release: ") + k + ": missing or not a number");
     }
-    return v->to_number<double>();
+    const double d = v->to_number<double>();
+    if (!std::isfinite(d) || d < 0) {
+      throw NatsError(std::string("plugin release: ") + k + ": not a number that can be");
+    }
+    return d;
   };
   PluginRelease r;
   r.name = text("name");
   r.version = text("version");
   r.os = text("os");
   r.arch = text("arch");
-  r.abi = static_cast<std::int64_t>(number("abi"));
+  // A record is anyone's who may write the bucket: its numbers are
+  // checked before a worker sizes anything by them.
+  const double abi = number("abi"), size = number("size"), chunks = number("chunks");
+  if (abi > 1000 || size > static_cast<double>(plugins::kMaxPackageBytes)) {
+    throw NatsError("plugin release: abi or size out of range");
+  }
+  r.abi = static_cast<std::int64_t>(abi);
   r.sha256 = text("sha256");
-  r.size = static_cast<std::uint64_t>(number("size"));
-  r.chunks = static_cast<std::uint32_t>(number("chunks"));
+  r.size = static_cast<std::uint64_t>(size);
+  r.chunks = static_cast<std::uint32_t>(chunks);
+  if (r.chunks !=
+          std::max<std::uint64_t>(1, (r.size + kPluginChunkBytes - 1) / kPluginChunkBytes) ||
+      r.sha256.size() != 64 ||
+      r.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    throw NatsError("plugin release: its size, chunks and sha256 do not agree");
+  }
   if (const json::value* t = o.if_contains("tags"); t != nullptr && t->is_array()) {
     for (const json::value& v : t->as_array())
       if (v.is_string()) r.tags.emplace_back(v.as_string());
@@ -291,13 +308,25 @@ std::vector<PluginRelease> PluginRepository::yank(const std::string& name,
 std::string PluginRepository::download(const PluginRelease& release) const {
   natsSubscription* sub = subscribe_events(impl_->nats, chunk_subject(release.sha256), 0);
   if (sub == nullptr) throw NatsError("cannot read the chunks of package " + release.sha256);
+  // A whole package may wait in the client's queue: past cnats's default
+  // pending limits chunks would be dropped.
+  natsSubscription_SetPendingLimits(sub, 4096, static_cast<int>(2 * plugins::kMaxPackageBytes));
   const std::unique_ptr<natsSubscription, decltype(&natsSubscription_Destroy)> owned(
       sub, &natsSubscription_Destroy);
   std::map<std::uint32_t, std::string> chunks;  // the first good copy of each
-  for (std::uint64_t pending = 1; pending > 0 && chunks.size() < release.chunks;) {
+  std::uint64_t pending = 1;                    // unknown: read until a message says none is left
+  jsConsumerInfo* ci = nullptr;
+  if (natsSubscription_GetConsumerInfo(&ci, sub, nullptr, nullptr) == NATS_OK) {
+    pending = ci->NumPending + ci->Delivered.Consumer;  // none at all: nothing to wait for
+    jsConsumerInfo_Destroy(ci);
+  }
+  while (pending > 0 && chunks.size() < release.chunks) {
     natsMsg* m = nullptr;
-    const natsStatus s = natsSubscription_NextMsg(&m, sub, 5000);
-    if (s == NATS_TIMEOUT) break;
+    const natsStatus s = natsSubscription_NextMsg(&m, sub, 30000);
+    if (s == NATS_TIMEOUT) {
+      // Slow, not damaged: tried again at the next sync.
+      throw NatsError("package " + release.sha256 + ": its chunks stopped coming (timed out)");
+    }
     if (s != NATS_OK) throw_nats("cannot read the chunks of package " + release.sha256, s);
     jsMsgMetaData* meta = nullptr;
     pending = 0;
@@ -310,7 +339,8 @@ std::string PluginRepository::download(const PluginRelease& release) const {
     natsMsgHeader_Get(m, "Pyoco-Chunk", &index);
     natsMsgHeader_Get(m, "Pyoco-Chunk-Sha256", &digest);
     const std::string data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
-    if (index != nullptr && digest != nullptr && sha256_hex(data) == digest) {
+    if (index != nullptr && digest != nullptr && data.size() <= kPluginChunkBytes &&
+        sha256_hex(data) == digest) {
       const auto i = static_cast<std::uint32_t>(std::strtoul(index, nullptr, 10));
       if (i < release.chunks) chunks.try_emplace(i, data);
     }

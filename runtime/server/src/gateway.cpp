@@ -408,6 +408,11 @@ class Gateway {
                     std::to_string(m.abi) + "; workers of this cluster speak ABI " +
                     std::to_string(PYOCO_ABI_VERSION_MAJOR));
     }
+    if (m.version.find('+') != std::string::npos) {
+      unprocessable("plugin package: version " + m.version +
+                    ": build metadata (+...) cannot be pushed (the index's keys cannot hold "
+                    "'+'); give it a version of its own");
+    }
     cluster::PluginRelease r;
     r.name = m.name;
     r.version = m.version;

@@ -277,6 +277,11 @@ struct HttpServer::Impl {
         read_body();
         return;
       }
+      // A large body may take a while: 60 s, and a second more per 256 KiB.
+      if (const auto length = parser->content_length()) {
+        beast::get_lowest_layer(stream).expires_after(
+            std::chrono::seconds(60 + static_cast<std::int64_t>(*length / (256 * 1024))));
+      }
       asio::post(server->handlers, [self = shared_from_this(), large] {
         std::shared_ptr<Response> refused;
         try {

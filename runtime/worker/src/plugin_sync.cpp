@@ -120,9 +120,17 @@ bool PluginSync::sync() {
   }
   std::map<std::string, Installed> next;
   std::vector<Refused> refused;
+  std::map<std::string, Installed> current;
+  {
+    std::lock_guard lock(mutex_);
+    current = active_;
+  }
   for (const auto& [name, candidates] : by_name) {
-    if (const PluginRelease* r = choose(candidates, refused)) {
+    bool transient = false;
+    if (const PluginRelease* r = choose(candidates, refused, transient)) {
       next[name] = Installed{r->version, r->sha256, dir_of(*r)};
+    } else if (auto it = current.find(name); transient && it != current.end()) {
+      next[name] = it->second;  // not its fault: the version in use stays
     }
   }
   std::lock_guard lock(mutex_);
@@ -136,7 +144,7 @@ bool PluginSync::sync() {
 }
 
 const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>& candidates,
-                                        std::vector<Refused>& refused) {
+                                        std::vector<Refused>& refused, bool& transient) {
   for (const PluginRelease* r : candidates) {
     // By release and package: a record naming another release's package
     // fails, the other release does not.
@@ -152,10 +160,14 @@ const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>&
     std::string why;
     try {
       why = install(*r, dir);
-    } catch (const fs::filesystem_error& e) {
-      // This machine's trouble (a full disk), not the package's: tried again.
+    } catch (const cluster::NatsError&) {
+      throw;  // NATS away: the whole sync is tried again, the set kept
+    } catch (const std::exception& e) {
+      // This machine's trouble (a full disk), not the package's: tried again
+      // at the next sync, and what is installed stays in use meanwhile.
       cluster::log(LogLevel::error, "worker: cannot install plugin",
                    {{"plugin", r->name}, {"version", r->version}, {"error", e.what()}});
+      transient = true;
       return nullptr;
     }
     if (why.empty()) {
@@ -203,11 +215,8 @@ std::string PluginSync::install(const PluginRelease& r, const fs::path& dir) {
   const fs::path checking = dir.parent_path() / ("." + dir.filename().string() + ".checking");
   fs::create_directories(dir.parent_path());
   fs::remove_all(checking);
-  try {
-    plugins::unpack_package(package, checking);
-  } catch (const plugins::PackageError& e) {
-    return e.what();
-  }
+  // The package was checked whole: what fails here is the disk's.
+  plugins::unpack_package(package, checking);
   if (std::string why = lint(checking); !why.empty()) {
     fs::remove_all(checking);
     return why;

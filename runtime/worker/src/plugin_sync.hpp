@@ -61,8 +61,10 @@ class PluginSync {
 
   // The newest usable release of one plugin, installing it if need be;
   // the refused ones newer than it go to `refused`.
+  // `transient`: none was chosen for a reason of this machine's (a full
+  // disk), not the packages'.
   const cluster::PluginRelease* choose(const std::vector<const cluster::PluginRelease*>& candidates,
-                                       std::vector<Refused>& refused);
+                                       std::vector<Refused>& refused, bool& transient);
   // Downloads, checks, unpacks and lints a release; "" or why not.
   std::string install(const cluster::PluginRelease& r, const std::filesystem::path& dir);
   std::string lint(const std::filesystem::path& dir) const;

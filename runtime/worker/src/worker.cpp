@@ -161,7 +161,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   void sync_plugins() {
     try {
       if (!plugin_sync->sync()) return;
-    } catch (const NatsError& e) {
+    } catch (const std::exception& e) {
+      // NATS away, or anything else: the plugins in use stay, tried again later.
       cluster::log(cluster::LogLevel::warning, "worker: plugin repository not read",
                    {{"error", e.what()}});
       return;
@@ -189,9 +190,13 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         if (!fetching) return;
       }
       bool pushed = false;
+      const auto asked = std::chrono::steady_clock::now();
       try {
         pushed = plugin_sync->wait_for_change(std::chrono::milliseconds(250));
-      } catch (const NatsError&) {
+      } catch (const std::exception&) {
+      }
+      // A watch that answers at once (NATS away) must not spin this thread.
+      if (!pushed && std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(200)) {
         std::unique_lock lock(mutex);
         changed.wait_for(lock, std::chrono::milliseconds(250), [&] { return !fetching; });
       }
