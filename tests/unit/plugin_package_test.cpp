@@ -1,6 +1,7 @@
 // Plugin packages: what `pyoco plugins pack` makes and what a gateway and
 // a worker accept. Made from the built hello plugin; damaged copies made
 // here byte by byte, as an attacker or a bad disk would.
+#include <pyoco/core/semver.hpp>
 #include <pyoco/plugins/package.hpp>
 
 #include <boost/test/unit_test.hpp>
@@ -96,7 +97,7 @@ BOOST_AUTO_TEST_CASE(a_damaged_or_hostile_package_is_refused_and_says_why) {
 }
 
 BOOST_AUTO_TEST_CASE(versions_are_ordered_as_semver_says) {
-  using plugins::compare_versions;
+  using core::compare_versions;
   BOOST_TEST(compare_versions("1.10.0", "1.9.0") > 0);
   BOOST_TEST(compare_versions("2.0.0", "1.99.99") > 0);
   BOOST_TEST(compare_versions("1.2.3", "1.2.3") == 0);
@@ -104,4 +105,24 @@ BOOST_AUTO_TEST_CASE(versions_are_ordered_as_semver_says) {
   BOOST_TEST(compare_versions("1.2.3-rc.2", "1.2.3-rc.10") < 0);
   BOOST_TEST(compare_versions("1.2.3-alpha", "1.2.3-1") > 0);  // text after numbers
   BOOST_TEST(compare_versions("1.2.3+build.5", "1.2.3") == 0);
+}
+
+BOOST_AUTO_TEST_CASE(only_a_regular_file_of_a_package_s_size_is_read) {
+  TempDir dir;
+  const fs::path fifo = dir.path() / "package.pyoco";
+  BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto error_reading = [](const fs::path& file) -> std::string {
+    try {
+      plugins::read_package(file);
+    } catch (const plugins::PackageError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  BOOST_TEST(error_reading(fifo).find("not a regular file") != std::string::npos);  // no hang
+  BOOST_TEST(error_reading("/dev/zero").find("not a regular file") != std::string::npos);
+  BOOST_TEST(error_reading(dir.path() / "missing.pyoco").find("no such file") != std::string::npos);
+  const plugins::PluginPackage p = plugins::pack_plugin(hello_dir());
+  write_text(dir.path() / "hello.pyoco", p.bytes);
+  BOOST_TEST(plugins::read_package(dir.path() / "hello.pyoco").sha256 == p.sha256);
 }

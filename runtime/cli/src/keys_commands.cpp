@@ -4,11 +4,11 @@
 #include <pyoco/cluster/api_keys.hpp>
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/core/regular_file.hpp>
 
 #include <boost/json.hpp>
 
 #include <ctime>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -195,9 +195,12 @@ int run_revoke(const KeysArgs& a) {
 
 // pyoco-server's records: one JSON object, an array of them, or one per line.
 std::vector<json::object> records_in(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw std::invalid_argument(file + ": cannot be read");
-  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::string text;
+  try {
+    text = core::read_regular_file(file, 16 * 1024 * 1024);  // pyoco-server's keys, not a disk
+  } catch (const core::FileReadError& e) {
+    throw std::invalid_argument(file + ": " + e.what());
+  }
   std::vector<json::object> out;
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);

@@ -53,15 +53,7 @@ int guarded(const char* verb, F&& f) {
 // A package file, or a plugin directory packed on the spot.
 plugins::PluginPackage package_of(const std::string& source) {
   if (fs::is_directory(source)) return plugins::pack_plugin(source);
-  std::error_code ec;
-  if (const auto size = fs::file_size(source, ec); !ec && size > plugins::kMaxPackageBytes) {
-    throw plugins::PackageError(source + ": " + std::to_string(size) +
-                                " bytes, over a package's limit of " +
-                                std::to_string(plugins::kMaxPackageBytes));
-  }
-  std::ifstream in(source, std::ios::binary);
-  if (!in) throw plugins::PackageError(source + ": cannot be read");
-  return plugins::open_package(std::string((std::istreambuf_iterator<char>(in)), {}));
+  return plugins::read_package(source);
 }
 
 int run_pack(const DistributionArgs& a) {
@@ -69,7 +61,10 @@ int run_pack(const DistributionArgs& a) {
     const plugins::PluginPackage p = plugins::pack_plugin(a.source);
     fs::create_directories(a.out);
     const fs::path file = fs::path(a.out) / p.file_name();
-    std::ofstream(file, std::ios::binary) << p.bytes;
+    std::ofstream out(file, std::ios::binary);
+    out << p.bytes;
+    out.close();
+    if (!out) throw plugins::PackageError("cannot write " + file.string());
     if (a.json) {
       std::cout << json::serialize(json::object{{"file", file.string()},
                                                 {"name", p.manifest.name},

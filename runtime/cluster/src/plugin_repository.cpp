@@ -1,6 +1,7 @@
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/plugin_repository.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/core/semver.hpp>
 #include <pyoco/plugins/package.hpp>
 
 #include <boost/json.hpp>
@@ -17,7 +18,7 @@ namespace json = boost::json;
 
 namespace {
 
-using plugins::compare_versions;
+using core::compare_versions;
 using plugins::sha256_hex;
 
 std::string chunk_subject(const std::string& sha256) { return "pyoco.plugins.chunk." + sha256; }

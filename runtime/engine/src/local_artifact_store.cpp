@@ -2,28 +2,20 @@
 // renames it over, so a reader (or a crash) never meets half an artifact.
 #include <pyoco/core/regular_file.hpp>
 #include <pyoco/engine/local_artifact_store.hpp>
-
-#include <openssl/evp.h>
+#include <pyoco/plugins/package.hpp>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
-#include "hex.hpp"
-
 namespace pyoco {
 
 namespace fs = std::filesystem;
 
-namespace {
+using plugins::sha256_hex;
 
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
-  return hex(digest, len);
-}
+namespace {
 
 [[noreturn]] void fail(const std::string& what, const fs::path& path, int err) {
   throw core::ArtifactError(what + " " + path.string() + ": " + std::strerror(err));

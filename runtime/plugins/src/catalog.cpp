@@ -1,3 +1,4 @@
+#include <pyoco/core/semver.hpp>
 #include <pyoco/plugins/catalog.hpp>
 #include <pyoco/plugins/package.hpp>
 
@@ -82,7 +83,8 @@ std::string unmet_requirement(const Catalog& catalog, const std::string& name,
   if (p == nullptr) {
     return needs + "; there is no plugin " + name + " here (see `pyoco plugins list`)";
   }
-  if (is_semver(p->manifest.version) && compare_versions(p->manifest.version, min_version) >= 0) {
+  if (is_semver(p->manifest.version) &&
+      core::compare_versions(p->manifest.version, min_version) >= 0) {
     return "";
   }
   return needs + "; this host has " + p->manifest.version + " (" + p->manifest.dir.string() + ")";

@@ -10,7 +10,6 @@
 #include <array>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
@@ -116,12 +115,14 @@ std::string sums_of(const std::vector<PackageFile>& files) {
   return out;
 }
 
+// A regular file only (a FIFO would block, a device never end), and no
+// more than a package may hold.
 std::string read_file(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw PackageError("cannot read " + file.string());
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+  try {
+    return core::read_regular_file(file, kMaxPackageBytes);
+  } catch (const core::FileReadError& e) {
+    throw PackageError(file.string() + ": " + e.what());
+  }
 }
 
 void write_synced(const fs::path& file, std::string_view bytes, mode_t mode) {
@@ -187,6 +188,8 @@ PluginPackage pack_plugin(const fs::path& dir) {
   files.push_back({"SHA256SUMS", sums_of(files)});
   return open_package(tar_of(files));
 }
+
+PluginPackage read_package(const fs::path& file) { return open_package(read_file(file)); }
 
 PluginPackage open_package(std::string bytes, std::size_t max_bytes) {
   if (bytes.size() > max_bytes) {
@@ -266,44 +269,6 @@ void unpack_package(const PluginPackage& package, const fs::path& dir) {
     fs::remove_all(staging, ignored);
     throw;
   }
-}
-
-int compare_versions(std::string_view a, std::string_view b) {
-  auto split = [](std::string_view v) {
-    v = v.substr(0, v.find('+'));  // build metadata has no order
-    const auto dash = v.find('-');
-    return std::pair{v.substr(0, dash),
-                     dash == std::string_view::npos ? std::string_view() : v.substr(dash + 1)};
-  };
-  auto numeric = [](std::string_view s) {
-    return !s.empty() &&
-           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  // Dot-separated identifiers: numbers by value, others as text, numbers first.
-  auto compare_ids = [&](std::string_view x, std::string_view y) {
-    while (!x.empty() || !y.empty()) {
-      if (x.empty()) return -1;
-      if (y.empty()) return 1;
-      const std::string_view xi = x.substr(0, x.find('.')), yi = y.substr(0, y.find('.'));
-      x = x.size() > xi.size() ? x.substr(xi.size() + 1) : std::string_view();
-      y = y.size() > yi.size() ? y.substr(yi.size() + 1) : std::string_view();
-      const bool xn = numeric(xi), yn = numeric(yi);
-      if (xn && yn) {
-        if (xi.size() != yi.size()) return xi.size() < yi.size() ? -1 : 1;
-        if (const int c = xi.compare(yi); c != 0) return c < 0 ? -1 : 1;
-      } else if (xn != yn) {
-        return xn ? -1 : 1;
-      } else if (const int c = xi.compare(yi); c != 0) {
-        return c < 0 ? -1 : 1;
-      }
-    }
-    return 0;
-  };
-  const auto [ca, pa] = split(a);
-  const auto [cb, pb] = split(b);
-  if (const int c = compare_ids(ca, cb); c != 0) return c;
-  if (pa.empty() || pb.empty()) return pa.empty() == pb.empty() ? 0 : (pa.empty() ? 1 : -1);
-  return compare_ids(pa, pb);
 }
 
 }  // namespace pyoco::plugins

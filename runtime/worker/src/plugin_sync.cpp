@@ -2,6 +2,7 @@
 
 #include <pyoco/abi.h>
 #include <pyoco/cluster/process_log.hpp>
+#include <pyoco/core/semver.hpp>
 #include <pyoco/core/subprocess.hpp>
 #include <pyoco/plugins/manifest.hpp>
 #include <pyoco/plugins/package.hpp>
@@ -80,7 +81,7 @@ PluginSync::PluginSync(cluster::Connection& nats, PluginSyncOptions options)
       const std::string version = leaf.substr(0, dash);
       if (!plugins::is_semver(version)) continue;
       auto it = active_.find(name);
-      if (it == active_.end() || plugins::compare_versions(version, it->second.version) > 0) {
+      if (it == active_.end() || core::compare_versions(version, it->second.version) > 0) {
         active_[name] = Installed{version, "", v->path()};
       }
     }

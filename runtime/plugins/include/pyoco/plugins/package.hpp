@@ -46,6 +46,10 @@ inline constexpr std::size_t kMaxPackageBytes = 64 * 1024 * 1024;
 // library) or ManifestError.
 PluginPackage pack_plugin(const std::filesystem::path& dir);
 
+// A package file: a regular file of at most kMaxPackageBytes, opened and
+// checked. Throws PackageError naming the file.
+PluginPackage read_package(const std::filesystem::path& file);
+
 // Reads and checks a package's bytes. Throws PackageError naming the
 // problem (not a tar, a path or file type not allowed, a checksum that
 // does not match, a file not listed, no plugin.toml, a manifest error).
@@ -54,10 +58,6 @@ PluginPackage open_package(std::string bytes, std::size_t max_bytes = kMaxPackag
 // Unpacks into `dir` so that it appears whole or not at all: written into a
 // sibling temporary directory, synced, then renamed. `dir` must not exist.
 void unpack_package(const PluginPackage& package, const std::filesystem::path& dir);
-
-// Semantic versions' order (2.0.0 > 1.10.0 > 1.9.0 > 1.9.0-rc.1): negative,
-// zero or positive. Both must be is_semver.
-int compare_versions(std::string_view a, std::string_view b);
 
 // Lowercase hex SHA-256.
 std::string sha256_hex(std::string_view bytes);
