@@ -114,7 +114,10 @@ struct PluginRepository::Impl {
     }
   }
   ~Impl() {
-    if (watcher != nullptr) kvWatcher_Destroy(watcher);
+    if (watcher != nullptr) {
+      kvWatcher_Stop(watcher);  // no delivery left in flight to a freed watcher
+      kvWatcher_Destroy(watcher);
+    }
     kvStore_Destroy(kv);
   }
   kvWatcher* watcher = nullptr;  // wait_for_change's, made at its first call
@@ -153,6 +156,7 @@ struct PluginRepository::Impl {
       }
       kvEntry_Destroy(e);
     }
+    kvWatcher_Stop(w);
     kvWatcher_Destroy(w);
     if (s != NATS_OK) throw_nats("cannot read the plugin index", s);
     return out;
