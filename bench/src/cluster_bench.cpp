@@ -10,6 +10,7 @@
 //
 //   pyoco_cluster_bench [--smoke] [--out DIR] [--runs N] [--clients C]
 #include <pyoco/cluster/api_keys.hpp>
+#include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/core/subprocess.hpp>
@@ -128,7 +129,7 @@ class EventClock {
     natsConnection_Flush(nc_);
   }
   ~EventClock() {
-    natsSubscription_Destroy(sub_);
+    pyoco::cluster::close_subscription(sub_);  // events are still coming
     natsConnection_Destroy(nc_);
   }
 

@@ -162,7 +162,7 @@ std::vector<json::object> events_of(const std::string& url, const std::string& r
     natsMsg_Destroy(m);
     if (pending == 0) break;
   }
-  natsSubscription_Destroy(sub);
+  cluster::close_subscription(sub);
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   return out;

@@ -14,8 +14,7 @@ namespace pyoco::cluster {
 
 namespace json = boost::json;
 
-natsSubscription* subscribe_events(Connection& nats, const std::string& subject,
-                                   std::uint64_t after) {
+Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after) {
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Config.AckPolicy = js_AckNone;
@@ -27,14 +26,13 @@ natsSubscription* subscribe_events(Connection& nats, const std::string& subject,
       NATS_OK) {
     return nullptr;
   }
-  return sub;
+  return Subscription(sub);
 }
 
 bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
                  const std::function<void(std::uint64_t, const json::object&)>& each) {
-  // Destroyed however this ends (`each` may throw).
-  const std::unique_ptr<natsSubscription, decltype(&natsSubscription_Destroy)> owned(
-      subscribe_events(nats, subject, after), &natsSubscription_Destroy);
+  // Closed however this ends (`each` may throw).
+  const Subscription owned = subscribe_events(nats, subject, after);
   natsSubscription* sub = owned.get();
   if (sub == nullptr) return false;
   jsConsumerInfo* ci = nullptr;

@@ -311,13 +311,12 @@ std::vector<PluginRelease> PluginRepository::yank(const std::string& name,
 }
 
 std::string PluginRepository::download(const PluginRelease& release) const {
-  natsSubscription* sub = subscribe_events(impl_->nats, chunk_subject(release.sha256), 0);
+  const Subscription owned = subscribe_events(impl_->nats, chunk_subject(release.sha256), 0);
+  natsSubscription* sub = owned.get();
   if (sub == nullptr) throw NatsError("cannot read the chunks of package " + release.sha256);
   // A whole package may wait in the client's queue: past cnats's default
   // pending limits chunks would be dropped.
   natsSubscription_SetPendingLimits(sub, 4096, static_cast<int>(2 * plugins::kMaxPackageBytes));
-  const std::unique_ptr<natsSubscription, decltype(&natsSubscription_Destroy)> owned(
-      sub, &natsSubscription_Destroy);
   std::map<std::uint32_t, std::string> chunks;  // the first good copy of each
   std::uint64_t pending = 1;                    // unknown: read until a message says none is left
   jsConsumerInfo* ci = nullptr;

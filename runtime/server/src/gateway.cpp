@@ -356,7 +356,9 @@ class Gateway {
       }
     }
     if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
-    natsSubscription* sub = cluster::subscribe_events(nats_, "pyoco.ev." + id + ".>", after);
+    const cluster::Subscription owned =
+        cluster::subscribe_events(nats_, "pyoco.ev." + id + ".>", after);
+    natsSubscription* sub = owned.get();
     if (sub == nullptr) {
       throw HttpError{503, "nats_unavailable", "cannot follow the events of run " + id};
     }
@@ -387,7 +389,6 @@ class Gateway {
       idle = std::chrono::steady_clock::now();
       if (end) break;
     }
-    natsSubscription_Destroy(sub);
   }
 
   // POST /plugins: a package (the bytes `pyoco plugins pack` wrote),

@@ -79,10 +79,7 @@ MetricsFeed::MetricsFeed(cluster::Connection& nats, Metrics& metrics)
 MetricsFeed::~MetricsFeed() {
   // Drained, so that no callback still runs when the counts it writes go
   // (the durable stays: it is bound, not made, here; the group goes on).
-  for (natsSubscription* sub : impl_->subscriptions) {
-    if (natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 5000);
-    natsSubscription_Destroy(sub);
-  }
+  for (natsSubscription* sub : impl_->subscriptions) cluster::close_subscription(sub);
 }
 
 }  // namespace pyoco::server

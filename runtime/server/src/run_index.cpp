@@ -128,7 +128,8 @@ struct RunIndex::Impl {
   // subscribes again after a NATS outage, from where it stopped).
   void follow() {
     while (!stopping) {
-      natsSubscription* sub = cluster::subscribe_events(nats, "pyoco.ev.*.run", last);
+      const cluster::Subscription owned = cluster::subscribe_events(nats, "pyoco.ev.*.run", last);
+      natsSubscription* sub = owned.get();
       if (sub == nullptr) {
         std::this_thread::sleep_for(std::chrono::milliseconds(500));  // NATS away: again
         continue;
@@ -141,7 +142,6 @@ struct RunIndex::Impl {
         apply(m);
         natsMsg_Destroy(m);
       }
-      natsSubscription_Destroy(sub);
     }
   }
 

@@ -870,8 +870,7 @@ void Worker::drain(std::chrono::milliseconds grace) {
     s.changed.notify_all();
   }
   if (s.cancel_sub != nullptr) {
-    natsSubscription_Unsubscribe(s.cancel_sub);
-    natsSubscription_Destroy(s.cancel_sub);
+    cluster::close_subscription(s.cancel_sub);
     s.cancel_sub = nullptr;
   }
   for (std::thread& t : s.threads) {

@@ -8,6 +8,7 @@
 #include <nats/nats.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace pyoco::cluster {
@@ -18,12 +19,26 @@ struct Connection::Handles {
   jsCtx* js = nullptr;
 };
 
-// A subscription to the events of PYOCO_EVENTS on `subject` (a run's
-// "pyoco.ev.<id>.>", its logs, or every run's "pyoco.ev.*.run") after stream
-// sequence `after` (0: from the first), read with natsSubscription_NextMsg;
-// null when NATS refuses it. The caller destroys it.
-natsSubscription* subscribe_events(Connection& nats, const std::string& subject,
-                                   std::uint64_t after);
+// Ends a push subscription (sync or async) and frees it. cnats 3.4 (the
+// one Debian 12 has) looks a subscription up in its read loop and then
+// uses it without a reference, so natsSubscription_Destroy while messages
+// are flowing frees it under the reader (a crash on a freed mutex). A
+// drain first (UNSUB, then a flush: the server sends nothing more and the
+// reader has handed over all it had) makes the free safe. What was still
+// queued is dropped. Waits at most a few seconds when NATS is away. Not
+// for pull subscriptions (a drain would delete a consumer cnats made).
+void close_subscription(natsSubscription* sub);
+
+struct SubscriptionCloser {
+  void operator()(natsSubscription* sub) const { close_subscription(sub); }
+};
+using Subscription = std::unique_ptr<natsSubscription, SubscriptionCloser>;
+
+// A subscription to what a stream holds on `subject` (PYOCO_EVENTS: a run's
+// "pyoco.ev.<id>.>", its logs, or every run's "pyoco.ev.*.run"; a plugin
+// package's chunks) after stream sequence `after` (0: from the first),
+// read with natsSubscription_NextMsg; null when NATS refuses it.
+Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after);
 
 // "<what>: <cnats status text>[ (JetStream error N)][: <last error>]".
 [[noreturn]] void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr = jsErrCode{});
