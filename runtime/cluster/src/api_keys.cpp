@@ -206,10 +206,12 @@ bool secret_matches(const ApiKeyRecord& record, std::string_view secret, std::st
 }
 
 struct ApiKeyStore::Impl {
+  explicit Impl(Connection& n) : nats(n) {}
+  Connection& nats;
   kvStore* kv = nullptr;
 };
 
-ApiKeyStore::ApiKeyStore(Connection& nats) : impl_(std::make_unique<Impl>()) {
+ApiKeyStore::ApiKeyStore(Connection& nats) : impl_(std::make_unique<Impl>(nats)) {
   const natsStatus s = js_KeyValue(&impl_->kv, nats.handles().js, "pyoco_auth");
   if (s != NATS_OK) {
     throw NatsError(std::string("bucket pyoco_auth is missing (") + natsStatus_GetText(s) +
@@ -249,22 +251,16 @@ std::optional<ApiKeyRecord> ApiKeyStore::get(const std::string& key_id) const {
 }
 
 std::vector<ApiKeyRecord> ApiKeyStore::list() const {
-  kvKeysList keys{};
   std::vector<ApiKeyRecord> out;
-  const natsStatus s = kvStore_Keys(&keys, impl_->kv, nullptr);
-  if (s == NATS_NOT_FOUND) return out;
-  if (s != NATS_OK) throw_nats("cannot list API keys", s);
-  const std::string_view prefix = kApiKeyPrefix;
-  for (int i = 0; i < keys.Count; ++i) {
-    const std::string_view k = keys.Keys[i];
-    if (k.substr(0, prefix.size()) != prefix) continue;
+  for (const auto& [key, value] : kv_entries(impl_->nats, "pyoco_auth", kApiKeyPrefix)) {
+    boost::system::error_code ec;
+    const json::value v = json::parse(value, ec);
+    if (ec || !v.is_object()) continue;  // an invalid record is skipped here; `get` names it
     try {
-      if (auto r = get(std::string(k.substr(prefix.size())))) out.push_back(std::move(*r));
-    } catch (const NatsError&) {
-      // an invalid record is skipped here; `get` names it
+      out.push_back(api_key_record_from_json(v.as_object()));
+    } catch (const std::invalid_argument&) {
     }
   }
-  kvKeysList_Destroy(&keys);
   std::sort(out.begin(), out.end(), [](const ApiKeyRecord& a, const ApiKeyRecord& b) {
     return a.created_at > b.created_at;
   });

@@ -20,33 +20,6 @@ void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr) {
   throw NatsError(message);
 }
 
-void close_subscription(natsSubscription* sub) {
-  if (sub == nullptr) return;
-  if (natsSubscription_IsValid(sub) && natsSubscription_DrainTimeout(sub, 5000) == NATS_OK) {
-    // A sync subscription's drain ends when its queue is read empty after
-    // the flush: read and drop. An async one answers ILLEGAL_STATE and is
-    // waited for instead.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    for (;;) {
-      natsMsg* m = nullptr;
-      const natsStatus s = natsSubscription_NextMsg(&m, sub, 100);
-      if (s == NATS_OK) {
-        natsMsg_Destroy(m);
-        continue;
-      }
-      if (s == NATS_TIMEOUT && natsSubscription_IsValid(sub) &&
-          std::chrono::steady_clock::now() < deadline) {
-        continue;
-      }
-      if (s != NATS_TIMEOUT && natsSubscription_IsValid(sub)) {
-        natsSubscription_WaitForDrainCompletion(sub, 5000);
-      }
-      break;
-    }
-  }
-  natsSubscription_Destroy(sub);
-}
-
 namespace {
 
 namespace fs = std::filesystem;

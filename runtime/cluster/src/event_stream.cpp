@@ -14,52 +14,24 @@ namespace pyoco::cluster {
 
 namespace json = boost::json;
 
-Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after) {
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Config.AckPolicy = js_AckNone;
-  so.Config.DeliverPolicy = after > 0 ? js_DeliverByStartSequence : js_DeliverAll;
-  so.Config.OptStartSeq = after + 1;
-  so.ManualAck = true;
-  natsSubscription* sub = nullptr;
-  if (js_SubscribeSync(&sub, nats.handles().js, subject.c_str(), nullptr, &so, nullptr) !=
-      NATS_OK) {
-    return nullptr;
-  }
-  return Subscription(sub);
-}
-
 bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
                  const std::function<void(std::uint64_t, const json::object&)>& each) {
   // Closed however this ends (`each` may throw).
-  const Subscription owned = subscribe_events(nats, subject, after);
-  natsSubscription* sub = owned.get();
+  const Subscription sub = subscribe_events(nats, subject, after);
   if (sub == nullptr) return false;
-  jsConsumerInfo* ci = nullptr;
-  std::uint64_t pending = 1;  // unknown: read until a message says none is left
-  if (natsSubscription_GetConsumerInfo(&ci, sub, nullptr, nullptr) == NATS_OK) {
-    // Pushed already, or still to push: nothing at all means no wait.
-    pending = ci->NumPending + ci->Delivered.Consumer;
-    jsConsumerInfo_Destroy(ci);
-  }
-  while (pending > 0) {
-    natsMsg* m = nullptr;
-    if (natsSubscription_NextMsg(&m, sub, 2000) != NATS_OK) break;
+  read_stored(sub.get(), [&](natsMsg* m) {
     jsMsgMetaData* meta = nullptr;
     std::uint64_t seq = 0;
-    pending = 0;
     if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
       seq = meta->Sequence.Stream;
-      pending = meta->NumPending;
       jsMsgMetaData_Destroy(meta);
     }
     boost::system::error_code ec;
     const json::value v = json::parse(
         std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
         ec);
-    natsMsg_Destroy(m);
     if (!ec && v.is_object()) each(seq, v.as_object());
-  }
+  });
   return true;
 }
 

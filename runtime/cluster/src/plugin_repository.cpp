@@ -123,42 +123,22 @@ struct PluginRepository::Impl {
   kvWatcher* watcher = nullptr;  // wait_for_change's, made at its first call
 
   std::vector<std::string> keys() const {
-    kvKeysList list{};
     std::vector<std::string> out;
-    const natsStatus s = kvStore_Keys(&list, kv, nullptr);
-    if (s == NATS_NOT_FOUND) return out;
-    if (s != NATS_OK) throw_nats("cannot list the plugin index", s);
-    for (int i = 0; i < list.Count; ++i) out.emplace_back(list.Keys[i]);
-    kvKeysList_Destroy(&list);
+    for (auto& [key, value] : kv_entries(nats, "pyoco_plugins")) out.push_back(std::move(key));
     return out;
   }
 
   // Every current entry whose key starts with `prefix` (or not, with
-  // `except`), read in one pass of a watch rather than a request per key.
+  // `except`), read in one pass rather than a request per key.
   std::vector<std::pair<std::string, json::object>> entries(std::string_view prefix,
                                                             bool except = false) const {
-    kvWatchOptions o;
-    kvWatchOptions_Init(&o);
-    o.IgnoreDeletes = true;
-    kvWatcher* w = nullptr;
-    natsStatus s = kvStore_WatchAll(&w, kv, &o);
-    if (s != NATS_OK) throw_nats("cannot read the plugin index", s);
     std::vector<std::pair<std::string, json::object>> out;
-    for (;;) {
-      kvEntry* e = nullptr;
-      s = kvWatcher_Next(&e, w, 5000);
-      if (s != NATS_OK || e == nullptr) break;  // nullptr: every current value came
-      const std::string key = kvEntry_Key(e);
-      if ((key.rfind(prefix, 0) == 0) != except) {
-        boost::system::error_code ec;
-        json::value v = json::parse(kvEntry_ValueString(e), ec);
-        if (!ec && v.is_object()) out.emplace_back(key, std::move(v.as_object()));
-      }
-      kvEntry_Destroy(e);
+    for (auto& [key, value] : kv_entries(nats, "pyoco_plugins")) {
+      if ((key.rfind(prefix, 0) == 0) == except) continue;
+      boost::system::error_code ec;
+      json::value v = json::parse(value, ec);
+      if (!ec && v.is_object()) out.emplace_back(std::move(key), std::move(v.as_object()));
     }
-    kvWatcher_Stop(w);
-    kvWatcher_Destroy(w);
-    if (s != NATS_OK) throw_nats("cannot read the plugin index", s);
     return out;
   }
 

@@ -8,8 +8,11 @@
 #include <nats/nats.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace pyoco::cluster {
 
@@ -39,6 +42,19 @@ using Subscription = std::unique_ptr<natsSubscription, SubscriptionCloser>;
 // package's chunks) after stream sequence `after` (0: from the first),
 // read with natsSubscription_NextMsg; null when NATS refuses it.
 Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after);
+
+// Reads what `sub` (from subscribe_events) has to deliver up to what the
+// stream held when it was made, in stream order, without waiting on a
+// timeout when there is nothing: `each` for every message (freed after).
+void read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& each);
+
+// The current value of every key of KV bucket `bucket` under `prefix`
+// ("" for all), in one pass over the bucket's stream: cnats's own
+// kvStore_Keys and watchers are freed while their messages may still come
+// (see close_subscription). Throws NatsError when NATS cannot be asked.
+std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,
+                                                            const std::string& bucket,
+                                                            const std::string& prefix = "");
 
 // "<what>: <cnats status text>[ (JetStream error N)][: <last error>]".
 [[noreturn]] void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr = jsErrCode{});
