@@ -195,8 +195,8 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
 }
 
 // The registry as the gateway shows it: a worker IDLE, then RUNNING with
-// its run; hidden and shown again; STOPPED_GRACEFUL after SIGTERM,
-// DISCONNECTED after kill -9 and the disconnect timeout.
+// its run; hidden and shown again; STOPPED_GRACEFUL after SIGTERM (exit 0,
+// busy or idle), DISCONNECTED after kill -9 and the disconnect timeout.
 BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   NatsServer nats;
   TempDir flows;
@@ -258,11 +258,19 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   BOOST_TEST(code == 0, "exit " << code << ": " << w1->err());
   wait_state("w1", "STOPPED_GRACEFUL");
 
+  // One that never ran a run stops as cleanly (cnats 3.4 crashed it at exit).
   auto w2 = start_worker("w2");
   wait_state("w2", "IDLE");
-  w2->send_signal(SIGKILL);
-  w2->wait(10s);
-  wait_state("w2", "DISCONNECTED");
+  w2->send_signal(SIGTERM);
+  const int idle_code = w2->wait(20s);
+  BOOST_TEST(idle_code == 0, "exit " << idle_code << ": " << w2->err());
+  wait_state("w2", "STOPPED_GRACEFUL");
+
+  auto w3 = start_worker("w3");
+  wait_state("w3", "IDLE");
+  w3->send_signal(SIGKILL);
+  w3->wait(10s);
+  wait_state("w3", "DISCONNECTED");
 }
 
 // GET /runs from the gateway's index: newest first, filters, pages that

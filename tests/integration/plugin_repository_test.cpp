@@ -8,6 +8,10 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <set>
+#include <thread>
+
 #include "nats_server.hpp"
 #include "process.hpp"
 
@@ -88,4 +92,61 @@ BOOST_AUTO_TEST_CASE(a_download_with_a_chunk_gone_is_refused) {
   cluster::PluginRelease wrong = r;
   wrong.sha256 = std::string(64, '0');
   BOOST_CHECK_THROW(c.repo->download(wrong), cluster::DamagedPackage);
+}
+
+// Pushes of many versions at once: each is taken or refused with a
+// VersionConflict, the newest always taken; what the index ends with is
+// consistent (the newest is what it says is newest, every release taken is
+// whole) and a refused push leaves no chunks behind.
+BOOST_AUTO_TEST_CASE(pushes_at_once_are_put_in_order_and_losers_leave_nothing) {
+  Repo c;
+  const auto package = plugins::pack_plugin(binary_dir() / "lib/pyoco/plugins/std");
+  constexpr int kPushes = 8;
+  std::vector<std::string> bytes(kPushes);
+  for (int i = 0; i < kPushes; ++i) {
+    // Another package each (three chunks), so each loser's chunks are its own.
+    bytes[i] = std::string(2 * cluster::kPluginChunkBytes + 100, static_cast<char>('a' + i));
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  std::vector<int> outcome(kPushes, -1);  // 1 taken, 0 refused, 2 another error
+  std::vector<std::string> sha(kPushes);
+  for (int i = 0; i < kPushes; ++i) {
+    threads.emplace_back([&, i] {
+      cluster::Connection own{cluster::ConnectOptions{.servers = {c.server.url()}}};
+      cluster::PluginRepository repo(own);
+      ++ready;
+      while (ready.load() < kPushes) std::this_thread::yield();
+      try {
+        sha[i] = repo.publish(bytes[i], release_of(package, "1.0." + std::to_string(i))).sha256;
+        outcome[i] = 1;
+      } catch (const cluster::VersionConflict&) {
+        outcome[i] = 0;
+      } catch (const std::exception& e) {
+        BOOST_TEST_MESSAGE(e.what());
+        outcome[i] = 2;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  BOOST_TEST(outcome[kPushes - 1] == 1);  // nothing newer can beat the newest
+  const auto releases = c.repo->releases();
+  std::set<std::string> indexed;
+  for (const auto& r : releases) indexed.insert(r.version);
+  for (int i = 0; i < kPushes; ++i) {
+    const std::string version = "1.0." + std::to_string(i);
+    BOOST_TEST(outcome[i] != 2, version);
+    BOOST_TEST((outcome[i] == 1) == (indexed.count(version) == 1), version);
+    const std::string digest = plugins::sha256_hex(bytes[i]);
+    std::size_t chunks = 0;
+    const cluster::Subscription sub =
+        cluster::subscribe_events(c.nats, "pyoco.plugins.chunk." + digest, 0);
+    BOOST_REQUIRE(sub != nullptr);
+    cluster::read_stored(sub.get(), [&](natsMsg*) { ++chunks; });
+    BOOST_TEST(chunks == (outcome[i] == 1 ? 3u : 0u), version);
+  }
+  for (const auto& r : releases) BOOST_TEST(c.repo->download(r).size() == r.size);
+  // Versions only go up from here too.
+  BOOST_CHECK_THROW(c.repo->publish(bytes[0], release_of(package, "1.0.3")),
+                    cluster::VersionConflict);
 }

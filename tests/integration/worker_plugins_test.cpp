@@ -404,6 +404,13 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_while_installing_leaves_nothing_half_made_i
   c.worker("w1");
   BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
   BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+
+  // A second worker given the same --plugins-dir would remove the first's
+  // installs in progress: it refuses to start, and says why.
+  ChildProcess& second = c.worker("w2");
+  BOOST_TEST(second.wait(20s) == 2);
+  BOOST_TEST(second.err().find("is in use by another worker") != std::string::npos, second.err());
+
   c.submit("after", "echo");
   const RunRecord after = c.wait_for("after", terminal);
   BOOST_TEST(after.status() == "COMPLETED");

@@ -92,7 +92,8 @@ int run_worker(WorkerArgs& a) {
     std::cerr << "pyoco worker: draining (up to " << a.drain_timeout << " s)\n";
     w.drain(std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_timeout * 1000)));
     return kExitOk;
-  } catch (const cluster::NatsError& e) {
+  } catch (const std::exception& e) {
+    // NATS away or refusing, --plugins-dir unusable or another worker's.
     std::cerr << "pyoco worker: " << e.what() << '\n';
     return kExitUsage;
   }

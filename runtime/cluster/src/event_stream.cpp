@@ -61,6 +61,10 @@ struct EventPublisher::Impl {
   std::map<std::string, std::int64_t, std::less<>> attempts;
   std::map<std::string, std::size_t, std::less<>> unacked;  // per run: published, not yet acked
   std::atomic<std::uint64_t> resent{0}, lost{0};
+  // cnats 3.4 makes its table of pending publishes at the first one, and
+  // js_PublishAsyncGetPendingList reads it unchecked (a crash at the exit
+  // of a worker that ran nothing).
+  std::atomic<bool> published{false};
 
   static jsPubOptions publish_options(const char* msg_id) {
     jsPubOptions po;
@@ -123,7 +127,9 @@ struct EventPublisher::Impl {
     // What NATS never answered is given up, so that no answer reaches a
     // handler whose publisher is gone.
     natsMsgList pending{};
-    if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) natsMsgList_Destroy(&pending);
+    if (published.load() && js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) {
+      natsMsgList_Destroy(&pending);
+    }
     jsCtx_Destroy(js);
   }
 };
@@ -159,6 +165,7 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
   jsPubOptions po = Impl::publish_options(id.c_str());
   const natsStatus s =
       js_PublishAsync(impl_->js, subject.c_str(), body.data(), static_cast<int>(body.size()), &po);
+  if (s == NATS_OK) impl_->published.store(true);
   if (s != NATS_OK) {
     impl_->settled(e.run_id);
     impl_->lost.fetch_add(1, std::memory_order_relaxed);

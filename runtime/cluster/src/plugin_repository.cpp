@@ -183,6 +183,19 @@ struct PluginRepository::Impl {
     put(key, entry);
   }
 
+  // A refused push's chunks, unless an indexed release is the same package.
+  void purge_unindexed_chunks(const std::string& sha256) {
+    for (const auto& [key, o] : entries("")) {
+      const json::value* v = o.if_contains("sha256");
+      if (v != nullptr && v->is_string() && v->as_string() == sha256) return;
+    }
+    const std::string subject = chunk_subject(sha256);
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Purge.Subject = subject.c_str();
+    js_PurgeStream(nats.handles().js, "PYOCO_PLUGINS", &o, nullptr);  // best effort
+  }
+
   void store_chunks(const std::string& package, const std::string& sha256) {
     const std::string subject = chunk_subject(sha256);
     const std::size_t n = (package.size() + kPluginChunkBytes - 1) / kPluginChunkBytes;
@@ -220,29 +233,61 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
       std::max<std::size_t>(1, (package.size() + kPluginChunkBytes - 1) / kPluginChunkBytes));
   release.at = epoch_now();
   release.yanked = false;
+  auto conflict = [&](const std::string& version) {
+    return VersionConflict("plugin " + release.name + " " + version + " for " + release.platform() +
+                           " is in the repository already: push a version newer than " + version +
+                           " (versions are never replaced)");
+  };
   const std::string prefix = release.name + "/" + release.platform() + "/";
   for (const std::string& key : impl_->keys()) {
     if (key.rfind(prefix, 0) != 0) continue;
     const std::string version = key.substr(prefix.size());
-    if (compare_versions(version, release.version) >= 0) {
-      throw VersionConflict("plugin " + release.name + " " + version + " for " +
-                            release.platform() +
-                            " is in the repository already: push a version "
-                            "newer than " +
-                            version + " (versions are never replaced)");
-    }
+    if (compare_versions(version, release.version) >= 0) throw conflict(version);
   }
   impl_->store_chunks(package, release.sha256);
   const std::string body = json::serialize(to_json(release));
   std::uint64_t revision = 0;
-  const natsStatus s = kvStore_Create(&revision, impl_->kv, release.key().c_str(), body.data(),
-                                      static_cast<int>(body.size()));
+  natsStatus s = kvStore_Create(&revision, impl_->kv, release.key().c_str(), body.data(),
+                                static_cast<int>(body.size()));
   if (s != NATS_OK) {
-    if (impl_->get(release.key())) {
-      throw VersionConflict("plugin " + release.name + " " + release.version + " for " +
-                            release.platform() + " is in the repository already");
-    }
+    impl_->purge_unindexed_chunks(release.sha256);
+    if (impl_->get(release.key())) throw conflict(release.version);
     throw_nats("cannot index plugin " + release.name + " " + release.version, s);
+  }
+  // Two pushes that both passed the check above are put in order here: the
+  // newest version per plugin and platform moves only forward, by
+  // compare-and-set, and a push that finds a newer one there loses.
+  const std::string latest = "latest/" + release.name + "/" + release.platform();
+  const std::string mine = json::serialize(json::object{{"version", release.version}});
+  for (int tries = 0;; ++tries) {
+    if (tries == 100)
+      throw NatsError("cannot index plugin " + release.name + ": too many pushes at once");
+    kvEntry* e = nullptr;
+    s = kvStore_Get(&e, impl_->kv, latest.c_str());
+    if (s == NATS_NOT_FOUND) {
+      s = kvStore_Create(nullptr, impl_->kv, latest.c_str(), mine.data(),
+                         static_cast<int>(mine.size()));
+    } else if (s == NATS_OK) {
+      boost::system::error_code ec;
+      const json::value v = json::parse(kvEntry_ValueString(e), ec);
+      const std::uint64_t at = kvEntry_Revision(e);
+      kvEntry_Destroy(e);
+      const json::value* there =
+          ec || !v.is_object() ? nullptr : v.as_object().if_contains("version");
+      if (there != nullptr && there->is_string() &&
+          compare_versions(std::string(there->as_string()), release.version) >= 0) {
+        kvStore_Delete(impl_->kv, release.key().c_str());
+        impl_->purge_unindexed_chunks(release.sha256);
+        throw conflict(std::string(there->as_string()));
+      }
+      s = kvStore_Update(nullptr, impl_->kv, latest.c_str(), mine.data(),
+                         static_cast<int>(mine.size()), at);
+    }
+    if (s == NATS_OK) break;
+    if (s != NATS_NOT_FOUND && s != NATS_ERR) {
+      throw_nats("cannot index plugin " + release.name + " " + release.version, s);
+    }
+    // Another push moved it first (a wrong revision, or created it): read again.
   }
   impl_->record("push", release, release.uploaded_by);
   return release;
@@ -250,7 +295,8 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
 
 std::vector<PluginRelease> PluginRepository::releases() const {
   std::vector<PluginRelease> out;
-  for (const auto& [key, o] : impl_->entries("history/", true)) {
+  for (const auto& [key, o] : impl_->entries("")) {
+    if (key.rfind("history/", 0) == 0 || key.rfind("latest/", 0) == 0) continue;
     try {
       out.push_back(plugin_release_from_json(o));
     } catch (const NatsError&) {

@@ -9,7 +9,14 @@
 
 #include <boost/json.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
 #include <system_error>
 
 namespace pyoco::worker {
@@ -65,6 +72,21 @@ std::string first_lint_error(const std::string& out) {
 PluginSync::PluginSync(cluster::Connection& nats, PluginSyncOptions options)
     : options_(std::move(options)), repository_(nats) {
   fs::create_directories(options_.dir);
+  const fs::path lock = options_.dir / "worker.lock";
+  lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) {
+    throw std::runtime_error("--plugins-dir " + options_.dir.string() +
+                             ": cannot open worker.lock in it: " + std::strerror(errno));
+  }
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(lock_fd_);
+    throw std::runtime_error(
+        "--plugins-dir " + options_.dir.string() +
+        (err == EWOULDBLOCK ? std::string(" is in use by another worker: give each worker its own "
+                                          "--plugins-dir (the default is one per --worker-id)")
+                            : ": cannot lock it: " + std::string(std::strerror(err))));
+  }
   clean_partial();
   // What this worker installed before (each one whole and linted: it is
   // renamed into place only then), the newest of each plugin: in use until
@@ -87,6 +109,8 @@ PluginSync::PluginSync(cluster::Connection& nats, PluginSyncOptions options)
     }
   }
 }
+
+PluginSync::~PluginSync() { ::close(lock_fd_); }
 
 void PluginSync::clean_partial() {
   // `.<dir>.partial-*` (an unpack cut short) and `.<dir>.checking` (unpacked,

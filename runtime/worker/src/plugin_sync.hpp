@@ -34,7 +34,11 @@ class PluginSync {
  public:
   // Removes what a killed worker left half-made in `dir` (it was never
   // used); throws cluster::NatsError when the repository's bucket is missing.
+  // Throws std::runtime_error when another worker uses options.dir.
   PluginSync(cluster::Connection& nats, PluginSyncOptions options);
+  ~PluginSync();
+  PluginSync(const PluginSync&) = delete;
+  PluginSync& operator=(const PluginSync&) = delete;
 
   // One pass over the repository. True when the plugins to use changed
   // (active_dirs()). Throws cluster::NatsError when NATS is away (what is
@@ -50,6 +54,10 @@ class PluginSync {
   bool wait_for_change(std::chrono::milliseconds timeout);
 
  private:
+  // An flock on <dir>/worker.lock, held while this worker lives: two workers
+  // would remove each other's installs in progress.
+  int lock_fd_ = -1;
+
   struct Installed {
     std::string version, sha256;
     std::filesystem::path dir;

@@ -108,6 +108,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   std::uint64_t next_ticket = 0, serving = 0;  // the fetchers' turns at a free slot
   static constexpr std::chrono::milliseconds kShortPoll{250};
   bool stopping = false;
+  bool registered = false;  // start() got as far as the registry: drain says it stopped
 
   std::vector<std::thread> threads;
   natsSubscription* cancel_sub = nullptr;
@@ -823,15 +824,14 @@ Worker::~Worker() { drain(std::chrono::milliseconds(0)); }
 
 void Worker::start() {
   State& s = *state_;
+  s.open_plugin_sync();  // first: another worker's --plugins-dir stops it here
   const natsStatus st =
       natsConnection_Subscribe(&s.cancel_sub, s.nats.handles().nc, "pyoco.cancel.*", on_cancel, &s);
   if (st != NATS_OK) cluster::throw_nats("cannot listen for cancels", st);
-  if (!s.options.plugins_dir.empty()) {
-    // Before the first fetch: a worker that was down catches up first.
-    s.open_plugin_sync();
-    s.sync_plugins();
-  }
+  // Before the first fetch: a worker that was down catches up first.
+  if (s.plugin_sync) s.sync_plugins();
   s.heartbeat();
+  s.registered = true;
   for (const std::string& tag : s.options.tags) {
     s.threads.emplace_back([state = state_, tag] { state->fetch_loop(tag); });
   }
@@ -851,9 +851,11 @@ void Worker::drain(std::chrono::milliseconds grace) {
     s.fetching = false;
     s.changed.notify_all();
   }
-  cluster::log(cluster::LogLevel::info, "worker: draining",
-               {{"worker_id", s.options.worker_id},
-                {"grace_s", std::chrono::duration<double>(grace).count()}});
+  if (s.registered) {
+    cluster::log(cluster::LogLevel::info, "worker: draining",
+                 {{"worker_id", s.options.worker_id},
+                  {"grace_s", std::chrono::duration<double>(grace).count()}});
+  }
   {
     std::unique_lock lock(s.mutex);
     s.changed.wait_for(lock, grace, [&] { return s.active.empty(); });
@@ -878,7 +880,7 @@ void Worker::drain(std::chrono::milliseconds grace) {
   }
   for (natsSubscription* sub : s.subscriptions) natsSubscription_Destroy(sub);
   s.subscriptions.clear();
-  s.heartbeat("STOPPED_GRACEFUL");
+  if (s.registered) s.heartbeat("STOPPED_GRACEFUL");
 }
 
 std::size_t Worker::running() const {
