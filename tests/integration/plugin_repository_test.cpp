@@ -150,3 +150,33 @@ BOOST_AUTO_TEST_CASE(pushes_at_once_are_put_in_order_and_losers_leave_nothing) {
   BOOST_CHECK_THROW(c.repo->publish(bytes[0], release_of(package, "1.0.3")),
                     cluster::VersionConflict);
 }
+
+// PYOCO_PLUGINS is bounded: a push past the bound is refused whole
+// (RepositoryFull, the gateway's 507) and stores nothing; a yank purges the
+// release's chunks, which makes room again.
+BOOST_AUTO_TEST_CASE(a_full_repository_refuses_a_push_and_a_yank_makes_room) {
+  NatsServer server;
+  cluster::Connection nats{cluster::ConnectOptions{.servers = {server.url()}}};
+  cluster::ResourceOptions options;
+  options.plugins_max_bytes = 1 << 20;
+  cluster::init_resources(nats, options);
+  cluster::PluginRepository repo(nats);
+  const auto package = plugins::pack_plugin(binary_dir() / "lib/pyoco/plugins/std");
+  auto bytes = [](char fill) { return std::string(400 * 1024, fill); };
+  const auto first = repo.publish(bytes('a'), release_of(package, "1.0.0"));
+  repo.publish(bytes('b'), release_of(package, "1.0.1"));
+  try {
+    repo.publish(bytes('c'), release_of(package, "1.0.2"));
+    BOOST_ERROR("a push past the bound was taken");
+  } catch (const cluster::RepositoryFull& e) {
+    BOOST_TEST(std::string(e.what()).find("PYOCO_PLUGINS_MAX_BYTES") != std::string::npos);
+  }
+  BOOST_TEST(repo.releases().size() == 2u);
+  repo.yank("std", "1.0.0", "k1");
+  std::size_t left = 0;
+  const cluster::Subscription sub =
+      cluster::subscribe_events(nats, "pyoco.plugins.chunk." + first.sha256, 0);
+  cluster::read_stored(sub.get(), [&](natsMsg*) { ++left; });
+  BOOST_TEST(left == 0u);  // the yanked release's chunks are gone
+  BOOST_TEST(repo.publish(bytes('c'), release_of(package, "1.0.2")).version == "1.0.2");
+}

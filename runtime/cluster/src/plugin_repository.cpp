@@ -183,11 +183,36 @@ struct PluginRepository::Impl {
     put(key, entry);
   }
 
-  // A refused push's chunks, unless an indexed release is the same package.
-  void purge_unindexed_chunks(const std::string& sha256) {
+  // Throws RepositoryFull when PYOCO_PLUGINS has no room for `bytes` more
+  // (each chunk also costs its subject and headers: a KiB is ample).
+  void check_room(std::size_t bytes) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr{};
+    const natsStatus s = js_GetStreamInfo(&si, nats.handles().js, "PYOCO_PLUGINS", nullptr, &jerr);
+    if (s != NATS_OK) throw_nats("cannot read stream PYOCO_PLUGINS", s, jerr);
+    const std::int64_t max = si->Config->MaxBytes;
+    const std::uint64_t used = si->State.Bytes;
+    jsStreamInfo_Destroy(si);
+    const std::uint64_t need = bytes + ((bytes / kPluginChunkBytes) + 1) * 1024;
+    if (max > 0 && used + need > static_cast<std::uint64_t>(max)) {
+      throw RepositoryFull("the plugin repository is full (" + std::to_string(used) + " of " +
+                           std::to_string(max) + " bytes used; this package needs " +
+                           std::to_string(bytes) +
+                           "): yank releases no worker needs any more (their chunks are purged), "
+                           "or raise PYOCO_PLUGINS_MAX_BYTES and run `pyoco cluster init`");
+    }
+  }
+
+  // A package's chunks, unless a release that is indexed (and, with
+  // `yanked_too` false, not yanked) is that package.
+  void purge_unindexed_chunks(const std::string& sha256, bool yanked_too = true) {
     for (const auto& [key, o] : entries("")) {
+      if (key.rfind("history/", 0) == 0) continue;
       const json::value* v = o.if_contains("sha256");
-      if (v != nullptr && v->is_string() && v->as_string() == sha256) return;
+      const json::value* y = o.if_contains("yanked");
+      const bool yanked = y != nullptr && y->is_bool() && y->as_bool();
+      if (v != nullptr && v->is_string() && v->as_string() == sha256 && (yanked_too || !yanked))
+        return;
     }
     const std::string subject = chunk_subject(sha256);
     jsOptions o;
@@ -244,7 +269,14 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
     const std::string version = key.substr(prefix.size());
     if (compare_versions(version, release.version) >= 0) throw conflict(version);
   }
-  impl_->store_chunks(package, release.sha256);
+  impl_->check_room(package.size());
+  try {
+    impl_->store_chunks(package, release.sha256);
+  } catch (const NatsError&) {
+    impl_->purge_unindexed_chunks(release.sha256);
+    impl_->check_room(package.size());  // full after all (another push took the room)?
+    throw;
+  }
   const std::string body = json::serialize(to_json(release));
   std::uint64_t revision = 0;
   natsStatus s = kvStore_Create(&revision, impl_->kv, release.key().c_str(), body.data(),
@@ -330,6 +362,9 @@ std::vector<PluginRelease> PluginRepository::yank(const std::string& name,
     if (r.name != name || r.version != version || r.yanked) continue;
     r.yanked = true;
     impl_->put(r.key(), to_json(r));
+    // No worker takes it from now on (one that has it keeps its copy):
+    // its chunks only take room.
+    impl_->purge_unindexed_chunks(r.sha256, false);
     impl_->record("yank", r, by);
     out.push_back(std::move(r));
   }

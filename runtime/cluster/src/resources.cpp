@@ -4,6 +4,7 @@
 #include <pyoco/cluster/resources.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -27,6 +28,7 @@ struct StreamDef {
   std::int64_t duplicates = 2 * 60 * kSecond;
   std::int64_t max_msgs = -1;
   jsDiscardPolicy discard = js_DiscardOld;
+  bool plugin_store = false;  // bounded by ResourceOptions::plugins_max_bytes
 };
 
 // The job queue is bounded and refuses new jobs when full (a 429 for the
@@ -59,7 +61,15 @@ const std::vector<StreamDef>& streams() {
        {"pyoco.dlq.>"},
        js_LimitsPolicy,
        30 * kDay},
-      {"PYOCO_PLUGINS", "plugin package chunks", {"pyoco.plugins.chunk.>"}},
+      {"PYOCO_PLUGINS",
+       "plugin package chunks",
+       {"pyoco.plugins.chunk.>"},
+       js_LimitsPolicy,
+       0,
+       2 * 60 * kSecond,
+       -1,
+       js_DiscardNew,
+       true},
   };
   return defs;
 }
@@ -191,15 +201,27 @@ class Resources {
     throw_nats("cannot read stream " + name, s, jerr);
   }
 
-  // Applies a changed replica count to a stream of ours.
-  jsStreamInfo* keep_replicas(jsStreamInfo* si, const std::string& what) {
-    if (!create_ || si->Config->Replicas == options_.replicas) return si;
+  std::int64_t max_bytes(const StreamDef& def) const {
+    return def.plugin_store ? options_.plugins_max_bytes : -1;
+  }
+
+  // Applies a changed replica count (and the plugin store's bound) to a
+  // stream of ours.
+  jsStreamInfo* keep_config(jsStreamInfo* si, const std::string& what, std::int64_t max_bytes,
+                            jsDiscardPolicy discard) {
+    if (!create_ || (si->Config->Replicas == options_.replicas &&
+                     si->Config->MaxBytes == max_bytes && si->Config->Discard == discard)) {
+      return si;
+    }
     si->Config->Replicas = options_.replicas;
+    si->Config->MaxBytes = max_bytes;
+    si->Config->Discard = discard;
     jsStreamInfo* updated = nullptr;
     jsErrCode jerr{};
     const natsStatus s = js_UpdateStream(&updated, js_, si->Config, nullptr, &jerr);
     jsStreamInfo_Destroy(si);
-    if (s != NATS_OK) refused("cannot change the replicas of " + what, s, jerr, options_.replicas);
+    if (s != NATS_OK)
+      refused("cannot change the replicas or limits of " + what, s, jerr, options_.replicas);
     return updated;
   }
 
@@ -208,7 +230,7 @@ class Resources {
     bool created = false;
     if (si != nullptr) {
       check_ours("stream", def.name, si->Config->Description, [&] { jsStreamInfo_Destroy(si); });
-      si = keep_replicas(si, std::string("stream ") + def.name);
+      si = keep_config(si, std::string("stream ") + def.name, max_bytes(def), def.discard);
     } else if (create_) {
       const std::string desc = description(def.what);
       jsStreamConfig cfg;
@@ -223,6 +245,7 @@ class Resources {
       cfg.Duplicates = def.duplicates;
       cfg.MaxMsgs = def.max_msgs;
       cfg.Discard = def.discard;
+      cfg.MaxBytes = max_bytes(def);
       cfg.Storage = js_FileStorage;
       cfg.Replicas = options_.replicas;
       jsErrCode jerr{};
@@ -352,7 +375,8 @@ class Resources {
     bool created = false;
     if (si != nullptr) {
       check_ours("bucket", def.name, si->Config->Description, [&] { jsStreamInfo_Destroy(si); });
-      si = keep_replicas(si, std::string("bucket ") + def.name);
+      si = keep_config(si, std::string("bucket ") + def.name, si->Config->MaxBytes,
+                       si->Config->Discard);
     } else if (create_) {
       const std::string desc = description(def.what);
       kvConfig cfg;
@@ -422,6 +446,17 @@ ResourceOptions resource_options_from_env() {
       throw NatsError("PYOCO_NATS_REPLICAS=" + text + ": give 1 to 5 (3 on a 3-node cluster)");
     }
     o.replicas = text[0] - '0';
+  }
+  if (const char* b = std::getenv("PYOCO_PLUGINS_MAX_BYTES"); b != nullptr && *b != '\0') {
+    const std::string text(b);
+    char* end = nullptr;
+    errno = 0;
+    const long long n = std::strtoll(text.c_str(), &end, 10);
+    if (errno != 0 || *end != '\0' || n < (1 << 20)) {
+      throw NatsError("PYOCO_PLUGINS_MAX_BYTES=" + text +
+                      ": give a number of bytes, at least 1048576 (default 4294967296)");
+    }
+    o.plugins_max_bytes = n;
   }
   return o;
 }

@@ -438,6 +438,8 @@ class Gateway {
       return json_response(200, cluster::to_json(plugins_.publish(package.bytes, std::move(r))));
     } catch (const cluster::VersionConflict& e) {
       throw HttpError{409, "conflict", e.what()};
+    } catch (const cluster::RepositoryFull& e) {
+      throw HttpError{507, "repository_full", e.what()};
     } catch (const cluster::NatsError& e) {
       nats_down(e);
     }

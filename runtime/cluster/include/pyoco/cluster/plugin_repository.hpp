@@ -47,6 +47,13 @@ class VersionConflict : public NatsError {
   using NatsError::NatsError;
 };
 
+// A push that would take PYOCO_PLUGINS past its bound (507): yanked
+// releases' chunks are purged, which frees room.
+class RepositoryFull : public NatsError {
+ public:
+  using NatsError::NatsError;
+};
+
 // A download that does not check out (a chunk missing or damaged, a
 // whole that does not hash to the release's sha256).
 class DamagedPackage : public NatsError {
@@ -65,7 +72,8 @@ class PluginRepository {
   // Stores a checked package (its bytes; `release` says what it is: name,
   // version, platform, sha256, size, tags, who) in chunks, then indexes it
   // and records the push. Throws VersionConflict when the index holds the
-  // same or a newer version of it for that platform (yanked ones count).
+  // same or a newer version of it for that platform (yanked ones count),
+  // RepositoryFull when PYOCO_PLUGINS has no room for it.
   PluginRelease publish(const std::string& package, PluginRelease release);
 
   // Every release, newest first per name and platform.

@@ -22,9 +22,13 @@ struct ResourceOptions {
   // How long a delivered job may go without an ack or progress before NATS
   // delivers it again (a worker sends progress well within it).
   std::chrono::milliseconds ack_wait{std::chrono::seconds(30)};
+  // What PYOCO_PLUGINS may hold (PYOCO_PLUGINS_MAX_BYTES): a push past it
+  // is refused (507), nothing older is dropped to make room.
+  std::int64_t plugins_max_bytes = std::int64_t{4} << 30;
 };
 
-// PYOCO_NATS_REPLICAS (1 to 5; throws NatsError otherwise), default tags.
+// PYOCO_NATS_REPLICAS (1 to 5) and PYOCO_PLUGINS_MAX_BYTES (a number of
+// bytes, at least 1 MiB); throws NatsError otherwise. Default tags.
 ResourceOptions resource_options_from_env();
 
 // Throws NatsError for a tag that is not a NATS subject token
