@@ -18,6 +18,9 @@ packages=(
   libnats-dev nats-server
   # observability: the Prometheus the metrics tests scrape with (and promtool)
   prometheus
+  # the dashboard's browser tests: Debian's Chromium driven by chromedriver,
+  # with colour emoji for the screenshots
+  chromium chromium-driver fonts-noto-color-emoji
   # benchmark baseline
   libtbb-dev
   # fuzzing (fuzz/, tools/fuzz.sh): clang, and libFuzzer with clang's

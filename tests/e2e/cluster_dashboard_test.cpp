@@ -19,6 +19,7 @@
 #include "child.hpp"
 #include "gateway_process.hpp"
 #include "nats_server.hpp"
+#include "ports.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -29,20 +30,6 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A loopback port nothing listens on now (the kernel's pick; Prometheus
-// cannot report a port it chose itself).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // A program's full path from PATH (the child is started with execv).
 std::string on_path(const std::string& name) {
@@ -87,7 +74,7 @@ struct Prometheus {
                "  - job_name: pyoco\n"
                "    static_configs: [{targets: [\"" +
                    target + "\"]}]\n");
-    const int port = free_port();
+    const int port = free_loopback_port();
     url = "http://127.0.0.1:" + std::to_string(port);
     child = std::make_unique<ChildProcess>(
         std::vector<std::string>{on_path("prometheus"),

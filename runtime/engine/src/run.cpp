@@ -193,6 +193,31 @@ void RunState::start() {
   });
 }
 
+// The visible nodes node `i` waits for, seen through the hidden joins
+// between them: "a,b".
+std::string RunState::visible_predecessors(const Frame& f, std::uint32_t i) const {
+  std::vector<std::uint32_t> todo, seen;
+  for (const core::Requirement& req : f.graph->nodes[i].requirements) {
+    todo.insert(todo.end(), req.nodes.begin(), req.nodes.end());
+  }
+  std::string out;
+  while (!todo.empty()) {
+    const std::uint32_t p = todo.back();
+    todo.pop_back();
+    if (std::find(seen.begin(), seen.end(), p) != seen.end()) continue;
+    seen.push_back(p);
+    if (f.nodes[p].record != SIZE_MAX) {
+      if (!out.empty()) out += ',';
+      out += f.nodes[p].display;
+      continue;
+    }
+    for (const core::Requirement& req : f.graph->nodes[p].requirements) {
+      todo.insert(todo.end(), req.nodes.begin(), req.nodes.end());
+    }
+  }
+  return out;
+}
+
 void RunState::start_frame(Frame& f) {
   f.nodes.resize(f.graph->nodes.size());
   f.remaining = f.nodes.size();
@@ -209,11 +234,17 @@ void RunState::start_frame(Frame& f) {
     // One event per frame, not per node: listeners that keep records learn
     // of every node before it runs (a `runs show` of a running flow lists
     // what is still to come).
+    std::vector<std::string> after(f.nodes.size());
+    for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
+      if (f.nodes[i].record != SIZE_MAX) after[i] = visible_predecessors(f, i);
+    }
     std::vector<trace::PlannedNode> planned;
     planned.reserve(f.nodes.size());
-    for (const NodeExec& n : f.nodes) {
+    for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
+      const NodeExec& n = f.nodes[i];
       if (n.record == SIZE_MAX) continue;
-      planned.push_back({n.display, records_[n.record].task, static_cast<std::uint32_t>(n.record)});
+      planned.push_back(
+          {n.display, records_[n.record].task, static_cast<std::uint32_t>(n.record), after[i]});
     }
     if (!planned.empty()) emit_planned(planned);
   }

@@ -21,6 +21,8 @@
 
 #include <boost/json.hpp>
 
+#include "dashboard.hpp"
+
 #include <random>
 #include <set>
 
@@ -345,23 +347,78 @@ class Gateway {
   // after that sequence: no gap, no duplicate.
   void watch(const Request& req, const std::string& id, const Caller& caller, EventStream& out) {
     const cluster::RunRecord record = find(id, caller);  // 404 before anything is sent
-    std::uint64_t after = 0;
+    const std::uint64_t after = last_event_id(req).value_or(0);
+    if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
+    follow(out, "pyoco.ev." + id + ".>", after, "cannot follow the events of run " + id,
+           [](std::string_view, const std::string& data) {
+             return data.find("\"kind\":\"run_end\"") != std::string::npos ? Delivery::send_and_end
+                                                                           : Delivery::send;
+           });
+  }
+
+  // SSE for lists that stay current (the dashboard's): the run-level
+  // events (submitted, started, cancelling, ended) of every run the caller
+  // sees, from now on, or after Last-Event-ID (0: all the stream keeps);
+  // until the client goes.
+  void events(const Request& req, const Caller& caller, EventStream& out) {
+    std::optional<std::uint64_t> given = last_event_id(req);
+    std::uint64_t after = given.value_or(0);
+    if (!given) {
+      jsStreamInfo* si = nullptr;
+      const natsStatus s =
+          js_GetStreamInfo(&si, nats_.handles().js, "PYOCO_EVENTS", nullptr, nullptr);
+      if (s != NATS_OK) throw HttpError{503, "nats_unavailable", "cannot follow run events"};
+      after = si->State.LastSeq;
+      jsStreamInfo_Destroy(si);
+    }
+    if (!out.comment("from " + std::to_string(after))) return;  // the headers go out now
+    std::map<std::string, bool, std::less<>> seen;              // run id -> the caller sees it
+    follow(out, "pyoco.ev.*.run", after, "cannot follow run events",
+           [&](std::string_view subject, const std::string&) {
+             if (caller.any_tenant) return Delivery::send;
+             const std::string_view rest = subject.substr(std::string_view("pyoco.ev.").size());
+             const std::string id(rest.substr(0, rest.find('.')));
+             auto it = seen.find(id);
+             if (it == seen.end()) {
+               if (seen.size() > 10000) seen.clear();  // bounded: asked again if need be
+               std::optional<std::string> tenant = index_.tenant_of(id);
+               if (!tenant) {
+                 try {
+                   if (auto r = runs_.get(id)) tenant = tenant_of(*r);
+                 } catch (const cluster::NatsError&) {
+                 }
+               }
+               it = seen.emplace(id, tenant && caller.sees(*tenant)).first;
+             }
+             return it->second ? Delivery::send : Delivery::skip;
+           });
+  }
+
+  enum class Delivery { send, send_and_end, skip };
+
+  // Last-Event-ID (or ?last_event_id=): the stream sequence to go on
+  // after (0: from the first); nullopt when not given.
+  static std::optional<std::uint64_t> last_event_id(const Request& req) {
     std::string last(req["Last-Event-ID"]);
     if (last.empty()) last = query_value(req.target(), "last_event_id");
-    if (!last.empty()) {
-      try {
-        after = std::stoull(last);
-      } catch (const std::exception&) {
-        unprocessable("Last-Event-ID: a stream sequence, as the events' id: lines give");
-      }
+    if (last.empty()) return std::nullopt;
+    try {
+      return std::stoull(last);
+    } catch (const std::exception&) {
+      unprocessable("Last-Event-ID: a stream sequence, as the events' id: lines give");
     }
-    if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
-    const cluster::Subscription owned =
-        cluster::subscribe_events(nats_, "pyoco.ev." + id + ".>", after);
+  }
+
+  // Sends what PYOCO_EVENTS holds on `subject` after `after`, then what
+  // comes, as SSE (event: the subject's last token, id: the stream
+  // sequence), each as `choose` says, until the client or NATS goes (the
+  // client resumes with Last-Event-ID) or `choose` ends it.
+  template <class Choose>
+  void follow(EventStream& out, const std::string& subject, std::uint64_t after,
+              const std::string& what, Choose&& choose) {
+    const cluster::Subscription owned = cluster::subscribe_events(nats_, subject, after);
     natsSubscription* sub = owned.get();
-    if (sub == nullptr) {
-      throw HttpError{503, "nats_unavailable", "cannot follow the events of run " + id};
-    }
+    if (sub == nullptr) throw HttpError{503, "nats_unavailable", what};
     auto idle = std::chrono::steady_clock::now();
     while (!out.stopping()) {
       natsMsg* m = nullptr;
@@ -373,7 +430,7 @@ class Gateway {
         }
         continue;
       }
-      if (s != NATS_OK) break;  // NATS away: the client resumes with Last-Event-ID
+      if (s != NATS_OK) break;
       jsMsgMetaData* meta = nullptr;
       std::uint64_t seq = 0;
       if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
@@ -384,11 +441,34 @@ class Gateway {
       const std::string data(natsMsg_GetData(m),
                              static_cast<std::size_t>(natsMsg_GetDataLength(m)));
       natsMsg_Destroy(m);
-      const bool end = data.find("\"kind\":\"run_end\"") != std::string::npos;
+      const Delivery d = choose(std::string_view(subj), data);
+      if (d == Delivery::skip) continue;
       if (!out.send(subj.substr(subj.rfind('.') + 1), std::to_string(seq), data)) break;
       idle = std::chrono::steady_clock::now();
-      if (end) break;
+      if (d == Delivery::send_and_end) break;
     }
+  }
+
+  // Runs per status and in progress, of the runs the caller sees: the
+  // dashboard's header.
+  Response stats(const Caller& caller) const {
+    std::optional<std::string> tenant;
+    if (!caller.any_tenant) tenant = caller.tenant;
+    json::object runs;
+    for (const char* status :
+         {"PENDING", "RUNNING", "CANCELLING", "COMPLETED", "FAILED", "CANCELLED"}) {
+      runs[status] = 0;
+    }
+    std::uint64_t total = 0;
+    for (const auto& [status, n] : index_.counts(tenant)) {
+      runs[status] = n;
+      total += n;
+    }
+    const std::uint64_t in_progress =
+        runs["RUNNING"].to_number<std::uint64_t>() + runs["CANCELLING"].to_number<std::uint64_t>();
+    return json_response(
+        200,
+        json::object{{"runs", std::move(runs)}, {"total", total}, {"in_progress", in_progress}});
   }
 
   // POST /plugins: a package (the bytes `pyoco plugins pack` wrote),
@@ -651,6 +731,19 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
               [g](const Request&, const PathParams&, const Caller&) { return g->health(); });
   router->add(http::verb::get, "/metrics", kScopeMetricsRead,
               [g](const Request&, const PathParams&, const Caller&) { return g->metrics(); });
+  // The dashboard's page and files: no data in them, so public.
+  for (const DashboardFile& file : dashboard_files()) {
+    router->add(http::verb::get, std::string(file.path), kPublic,
+                [&file](const Request&, const PathParams&, const Caller&) {
+                  return dashboard_response(file);
+                });
+  }
+  router->add(http::verb::get, "/stats", kScopeRunsRead,
+              [g](const Request&, const PathParams&, const Caller& c) { return g->stats(c); });
+  router->add_stream(http::verb::get, "/events", kScopeRunsRead,
+                     [g](const Request& r, const PathParams&, const Caller& c, EventStream& out) {
+                       g->events(r, c, out);
+                     });
   router->add(
       http::verb::post, "/runs", kScopeRunsWrite,
       [g](const Request& r, const PathParams&, const Caller& c) { return g->submit(r, c); });

@@ -232,6 +232,20 @@ std::uint64_t RunIndex::count(const std::string& status) const {
                                          : 0;
 }
 
+std::map<std::string, std::uint64_t> RunIndex::counts(
+    const std::optional<std::string>& tenant) const {
+  std::lock_guard lock(impl_->mutex);
+  Statement s(impl_->db, tenant
+                             ? "SELECT status, COUNT(*) FROM runs WHERE tenant = ?1 GROUP BY status"
+                             : "SELECT status, COUNT(*) FROM runs GROUP BY status");
+  if (tenant) s.text(1, *tenant);
+  std::map<std::string, std::uint64_t> out;
+  while (sqlite3_step(s.s) == SQLITE_ROW) {
+    out[s.column_text(0)] = static_cast<std::uint64_t>(sqlite3_column_int64(s.s, 1));
+  }
+  return out;
+}
+
 std::optional<std::string> RunIndex::tenant_of(const std::string& run_id) const {
   std::lock_guard lock(impl_->mutex);
   Statement s(impl_->db, "SELECT tenant FROM runs WHERE run_id = ?1");

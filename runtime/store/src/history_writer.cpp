@@ -172,7 +172,7 @@ class RunRecorder final : public trace::EventListener {
         q.planned.reserve(e.planned.size());
         for (const trace::PlannedNode& p : e.planned) {
           if (!plausible(p.record)) continue;
-          q.planned.push_back({std::string(p.node), std::string(p.task), p.record});
+          q.planned.push_back({std::string(p.node), std::string(p.task), p.record, {}});
           announce(p.record);
         }
         break;

@@ -29,7 +29,7 @@ Event Event::from(const RunEvent& e) {
   o.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
   o.planned.reserve(e.planned.size());
   for (const PlannedNode& p : e.planned) {
-    o.planned.push_back({std::string(p.node), std::string(p.task), p.record});
+    o.planned.push_back({std::string(p.node), std::string(p.task), p.record, std::string(p.after)});
   }
   o.flow_file = e.flow_file;
   o.params = e.params;
@@ -39,7 +39,7 @@ Event Event::from(const RunEvent& e) {
 
 RunEvent Event::view(std::vector<PlannedNode>& planned_views) const {
   planned_views.clear();
-  for (const Planned& p : planned) planned_views.push_back({p.node, p.task, p.record});
+  for (const Planned& p : planned) planned_views.push_back({p.node, p.task, p.record, p.after});
   RunEvent e{};
   e.kind = kind;
   e.seq = seq;
@@ -155,7 +155,16 @@ boost::json::object to_json(const Event& e) {
     case EventKind::NodesPlanned: {
       json::array planned;
       for (const auto& p : e.planned) {
-        planned.push_back({{"node", p.node}, {"task", p.task}, {"record", p.record}});
+        json::array after;
+        for (std::string_view rest = p.after; !rest.empty();) {
+          const std::size_t comma = rest.find(',');
+          after.emplace_back(rest.substr(0, comma));
+          rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        }
+        planned.push_back({{"node", p.node},
+                           {"task", p.task},
+                           {"record", p.record},
+                           {"after", std::move(after)}});
       }
       o["planned"] = std::move(planned);
       break;

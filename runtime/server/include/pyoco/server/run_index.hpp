@@ -10,6 +10,7 @@
 #include <boost/json/object.hpp>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,8 @@ class RunIndex {
   RunPage query(const RunQuery& q) const;
   // How many runs have this status (an indexed count).
   std::uint64_t count(const std::string& status) const;
+  // Runs per status, of one tenant's runs (set) or of all.
+  std::map<std::string, std::uint64_t> counts(const std::optional<std::string>& tenant) const;
   std::uint64_t applied() const;  // the last stream sequence applied
   // The tenant a run was submitted by ("" for none); nullopt for a run the
   // index has not seen (yet).

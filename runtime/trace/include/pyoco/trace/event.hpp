@@ -39,11 +39,14 @@ enum class EventKind {
                   // (ABI 1.1 context_heartbeat); only the JSON trace shows it
 };
 
-// A node the run knows before it runs: its name, its task, its record's place.
+// A node the run knows before it runs: its name, its task, its record's
+// place, and the planned nodes it waits for (their names, comma-separated;
+// what a dashboard draws the graph from).
 struct PlannedNode {
   std::string_view node;
   std::string_view task;
   std::uint32_t record = 0;
+  std::string_view after;
 };
 
 enum class LogLevel { Debug = 10, Info = 20, Warn = 30, Error = 40 };
@@ -88,6 +91,7 @@ struct Event {
   struct Planned {
     std::string node, task;
     std::uint32_t record = 0;
+    std::string after;
   };
   EventKind kind = EventKind::RunStart;
   std::uint64_t seq = 0;
