@@ -146,6 +146,30 @@ BOOST_AUTO_TEST_CASE(the_dashboard_follows_runs_and_workers_live) {
   b.click(w1 + " button.hide-toggle");
   BOOST_TEST_REQUIRE(b.until([&] { return !c.worker_record("w1").at("hidden").as_bool(); }));
 
+  // Filters: by the form, and kept in the address.
+  b.go(c.gateway->url + "/#/runs");
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#runs-body tr[data-run]") == 2; }));
+  b.type("#f-flow", "slow");
+  b.click(".filters button");
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#runs-body tr[data-run]") == 1; }));
+  BOOST_TEST(b.count("tr[data-run='" + slow + "']") == 1u);
+  BOOST_TEST(std::string(b.run("return location.hash;").as_string()) == "#/runs?flow=slow");
+  b.go(c.gateway->url + "/#/runs?status=COMPLETED");
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#runs-body tr[data-run]") == 1; }));
+  BOOST_TEST(b.count(row) == 1u);
+
+  // Pages of 50: 50 more runs (of a flow no worker has: they fail at once),
+  // then the first page, and the older one with the two from before.
+  for (int i = 0; i < 50; ++i) c.submit("no_such_flow");
+  b.go(c.gateway->url + "/#/runs");
+  BOOST_TEST_REQUIRE(
+      b.until([&] { return b.count("#runs-body tr[data-run]") == 50 && b.count("#older") == 1; }),
+      b.count("#runs-body tr[data-run]") << " rows");
+  b.click("#older");
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count(row) == 1; }),
+                     "the older page lacks the first run");
+  BOOST_TEST(b.count("tr[data-run='" + slow + "']") == 1u);
+
   // A flow cannot even be named so: the gateway refuses the name.
   const auto refused = c.gateway->call(http::verb::post, "/runs",
                                        json::serialize(json::object{{"flow_name", kHostile}}));
@@ -159,7 +183,7 @@ BOOST_AUTO_TEST_CASE(the_dashboard_follows_runs_and_workers_live) {
   b.screenshot(shots() / "run-dark.png");
   b.color_scheme("light");
   b.resize(390, 844);
-  b.go(c.gateway->url + "/#/runs");
+  b.go(c.gateway->url + "/#/runs?flow=diamond");
   BOOST_TEST_REQUIRE(b.until([&] { return b.count(row) == 1; }));
   BOOST_TEST(b.run("return document.body.scrollWidth <= window.innerWidth;").as_bool(),
              "the page scrolls sideways at phone width");
