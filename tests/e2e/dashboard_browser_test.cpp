@@ -36,15 +36,17 @@ struct Cluster {
   std::unique_ptr<ChildProcess> worker;
 
   explicit Cluster(std::map<std::string, std::string> env = {}) {
-    write_text(flows.path() / "diamond.yaml",
-               "flow:\n  graph: |\n    fetch >> (resize & tag) >> publish\n"
-               "tasks:\n"
-               "  fetch: {use: std/echo, inputs: {message: \"fetched 3 pictures 🥕\"}}\n"
-               "  resize: {use: std/sleep, inputs: {seconds: 0.4}}\n"
-               "  tag: {use: std/echo, inputs: {message: \"" +
-                   kHostile +
-                   "\"}}\n"
-                   "  publish: {use: std/echo, inputs: {message: \"published\"}}\n");
+    write_text(
+        flows.path() / "diamond.yaml",
+        "flow:\n  graph: |\n    fetch >> (resize & tag) >> publish\n"
+        "tasks:\n"
+        "  fetch: {use: std/echo, inputs: {message: \"fetched 3 pictures 🥕\"}}\n"
+        "  resize: {use: std/sleep, inputs: {seconds: 0.4}}\n"
+        "  tag: {use: std/echo, inputs: {message: \"" +
+            kHostile +
+            "\"}}\n"
+            "  publish: {use: std/write_file, inputs: {name: report.txt, content: \"published\", "
+            "media_type: text/plain}}\n");
     write_text(flows.path() / "slow.yaml",
                "flow: {graph: nap}\ntasks:\n  nap: {use: std/sleep, inputs: {seconds: 60}}\n");
     gateway = std::make_unique<Server>(std::vector<std::string>{"--nats", nats.url()}, env);
@@ -106,6 +108,8 @@ BOOST_AUTO_TEST_CASE(the_dashboard_follows_runs_and_workers_live) {
   BOOST_TEST_REQUIRE(
       b.until([&] { return b.text("#log").find("fetched 3 pictures") != std::string::npos; }));
   BOOST_TEST(b.text("dl.summary").find("COMPLETED") != std::string::npos);
+  BOOST_TEST(b.text("#artifacts").find("report.txt") != std::string::npos, b.text("#artifacts"));
+  BOOST_TEST(b.text("#artifacts").find("text/plain") != std::string::npos, b.text("#artifacts"));
   // Hostile text from a task is text: no element made, no script run.
   BOOST_TEST(b.text("#log").find(kHostile) != std::string::npos, b.text("#log"));
   BOOST_TEST(b.count("#view img") == 0u);

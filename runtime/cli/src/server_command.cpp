@@ -120,9 +120,11 @@ int run_server(ServerArgs& a) {
       const auto path = webhooks->url.find('/', webhooks->url.find("://") + 3);
       std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url.substr(0, path) << '\n';
     }
-    std::cerr << "pyoco server: listening on " << scheme << lo.host << ":" << http.port() << '\n';
+    std::cerr << "pyoco server: listening on " << scheme << lo.host << ":" << http.port()
+              << " (the dashboard is there: open it in a browser)\n";
     std::cerr << "pyoco server: "
-              << (go.auth ? "API keys required on every route but /health"
+              << (go.auth ? "API keys required on every route but /health and the dashboard's "
+                            "page (which asks for one)"
                           : "no authentication (set PYOCO_HTTP_AUTH_MODE=api_key to require keys)")
               << '\n';
     if (go.auth && go.auth->pepper.empty()) {
