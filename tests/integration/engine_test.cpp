@@ -133,6 +133,46 @@ tasks:
   BOOST_TEST((d.started >= c.ended));
 }
 
+// NodesPlanned says what each node waits for (what a dashboard draws the
+// graph from): every edge, for a fan-in of 200 OR-ed nodes into 200 too.
+BOOST_AUTO_TEST_CASE(planned_nodes_say_what_they_wait_for) {
+  run(R"(
+flow: {graph: "a >> (b & c) >> d"}
+tasks:
+  a: {use: "t/emit"}
+  b: {use: "t/emit"}
+  c: {use: "t/emit"}
+  d: {use: "t/emit"}
+)",
+      {{"t/emit", echo_value}});
+  const auto planned = events->of(trace::EventKind::NodesPlanned);
+  BOOST_REQUIRE(planned.size() == 1u);
+  std::map<std::string, std::string> after;
+  for (const auto& p : planned[0].planned) after[p.node] = p.after;
+  BOOST_TEST(after["a"] == "");
+  BOOST_TEST(after["b"] == "a");
+  BOOST_TEST(after["c"] == "a");
+  BOOST_TEST((after["d"] == "b,c" || after["d"] == "c,b"), after["d"]);
+
+  std::string left, right, tasks;
+  for (int i = 0; i < 200; ++i) {
+    left += (i ? " | l" : "l") + std::to_string(i);
+    right += (i ? " & r" : "r") + std::to_string(i);
+    tasks += "  l" + std::to_string(i) + ": {use: \"t/emit\"}\n  r" + std::to_string(i) +
+             ": {use: \"t/emit\"}\n";
+  }
+  events = std::make_shared<pyoco::testing::EventLog>();
+  run("flow: {graph: \"(" + left + ") >> (" + right + ")\"}\ntasks:\n" + tasks,
+      {{"t/emit", echo_value}});
+  const auto wide = events->of(trace::EventKind::NodesPlanned);
+  BOOST_REQUIRE(wide.size() == 1u);
+  for (const auto& p : wide[0].planned) {
+    const auto names = std::count(p.after.begin(), p.after.end(), ',') + (p.after.empty() ? 0 : 1);
+    if (p.node[0] == 'r') BOOST_TEST(names == 200, p.node << ": " << names);
+    if (p.node[0] == 'l') BOOST_TEST(names == 0, p.node << ": " << names);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(isolate_skips_downstream_and_independent_work_continues) {
   Run r =
       run(R"(

@@ -194,25 +194,38 @@ void RunState::start() {
 }
 
 // The visible nodes node `i` waits for, seen through the hidden joins
-// between them: "a,b".
-std::string RunState::visible_predecessors(const Frame& f, std::uint32_t i) const {
-  std::vector<std::uint32_t> todo, seen;
+// between them: "a,b". Through joins at most kThroughJoins names: a join of
+// a thousand nodes before a thousand others would otherwise make a million.
+std::string RunState::visible_predecessors(const Frame& f, std::uint32_t i,
+                                           std::vector<std::uint32_t>& marks) const {
+  constexpr std::size_t kThroughJoins = 64;
+  const std::uint32_t stamp = i + 1;  // marks[p] == stamp: p seen for this node
+  std::vector<std::uint32_t> todo;
+  std::vector<bool> direct;  // parallel to todo: a requirement of `i` itself
   for (const core::Requirement& req : f.graph->nodes[i].requirements) {
     todo.insert(todo.end(), req.nodes.begin(), req.nodes.end());
   }
+  direct.assign(todo.size(), true);
   std::string out;
+  std::size_t via_joins = 0;
   while (!todo.empty()) {
     const std::uint32_t p = todo.back();
+    const bool is_direct = direct.back();
     todo.pop_back();
-    if (std::find(seen.begin(), seen.end(), p) != seen.end()) continue;
-    seen.push_back(p);
+    direct.pop_back();
+    if (marks[p] == stamp) continue;
     if (f.nodes[p].record != SIZE_MAX) {
+      if (!is_direct && via_joins++ >= kThroughJoins) continue;
+      marks[p] = stamp;
       if (!out.empty()) out += ',';
       out += f.nodes[p].display;
       continue;
     }
+    marks[p] = stamp;
+    if (via_joins >= kThroughJoins) continue;
     for (const core::Requirement& req : f.graph->nodes[p].requirements) {
       todo.insert(todo.end(), req.nodes.begin(), req.nodes.end());
+      direct.resize(todo.size(), false);
     }
   }
   return out;
@@ -235,8 +248,9 @@ void RunState::start_frame(Frame& f) {
     // of every node before it runs (a `runs show` of a running flow lists
     // what is still to come).
     std::vector<std::string> after(f.nodes.size());
+    std::vector<std::uint32_t> marks(f.nodes.size(), 0);
     for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
-      if (f.nodes[i].record != SIZE_MAX) after[i] = visible_predecessors(f, i);
+      if (f.nodes[i].record != SIZE_MAX) after[i] = visible_predecessors(f, i, marks);
     }
     std::vector<trace::PlannedNode> planned;
     planned.reserve(f.nodes.size());

@@ -255,7 +255,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
 
   // The scheduler.
   void start_frame(Frame& f);
-  std::string visible_predecessors(const Frame& f, std::uint32_t i) const;
+  std::string visible_predecessors(const Frame& f, std::uint32_t i,
+                                   std::vector<std::uint32_t>& marks) const;
   void ready(Frame& f, std::uint32_t i);
   void launch(Frame& f, std::uint32_t i);
   void on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,

@@ -388,7 +388,9 @@ class Gateway {
                  } catch (const cluster::NatsError&) {
                  }
                }
-               it = seen.emplace(id, tenant && caller.sees(*tenant)).first;
+               // Unknown (NATS away a moment): not shown, asked again next time.
+               if (!tenant) return Delivery::skip;
+               it = seen.emplace(id, caller.sees(*tenant)).first;
              }
              return it->second ? Delivery::send : Delivery::skip;
            });
