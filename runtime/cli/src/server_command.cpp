@@ -120,8 +120,9 @@ int run_server(ServerArgs& a) {
       const auto path = webhooks->url.find('/', webhooks->url.find("://") + 3);
       std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url.substr(0, path) << '\n';
     }
-    std::cerr << "pyoco server: listening on " << scheme << lo.host << ":" << http.port()
-              << " (the dashboard is there: open it in a browser)\n";
+    // Scripts read the URL off this line: it ends with it.
+    std::cerr << "pyoco server: listening on " << scheme << lo.host << ":" << http.port() << '\n';
+    std::cerr << "pyoco server: the dashboard is at that URL: open it in a browser\n";
     std::cerr << "pyoco server: "
               << (go.auth ? "API keys required on every route but /health and the dashboard's "
                             "page (which asks for one)"
