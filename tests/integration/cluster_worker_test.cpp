@@ -27,6 +27,7 @@
 #include "nats_server.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
+#include "worker_cluster.hpp"
 
 using namespace pyoco;
 using namespace pyoco::cluster;
@@ -49,41 +50,12 @@ tasks:
   nap: {use: "std/sleep", inputs: {seconds: "$ctx.params.seconds"}}
 )";
 
-// NATS with the resources (a short AckWait, as tests should), a flows
-// directory, and workers started as `pyoco worker` processes.
-struct Cluster {
-  NatsServer server;
-  Connection nats{{.servers = {server.url()}}};
-  TempDir flows;
-  std::vector<std::unique_ptr<ChildProcess>> workers;
-
+// The worker cluster with this file's flows.
+struct Cluster : WorkerCluster {
   Cluster() {
-    ResourceOptions o;
-    o.ack_wait = 2s;
-    init_resources(nats, o);
     write_text(flows.path() / "hello.yaml", read_text(source_dir() / "examples/hello/flow.yaml"));
     write_text(flows.path() / "sleepy.yaml", kSleepFlow);
     write_text(flows.path() / "block.yaml", kBlockFlow);
-  }
-
-  ChildProcess& worker(const std::string& id, int slots = 1, std::vector<std::string> more = {},
-                       std::map<std::string, std::string> env = {}) {
-    std::vector<std::string> args{pyoco_exe().string(),
-                                  "worker",
-                                  "--nats",
-                                  server.url(),
-                                  "--worker-id",
-                                  id,
-                                  "--slots",
-                                  std::to_string(slots),
-                                  "--flows",
-                                  flows.path().string(),
-                                  "--progress-interval",
-                                  "0.3"};
-    args.insert(args.end(), more.begin(), more.end());
-    env["PYOCO_PLUGIN_PATH"] = "";
-    workers.push_back(std::make_unique<ChildProcess>(args, env, flows.path()));
-    return *workers.back();
   }
 
   RunJob job(const std::string& id, const std::string& flow, json::object params = {}) {
@@ -92,22 +64,6 @@ struct Cluster {
     j.flow_name = flow;
     j.params = std::move(params);
     return j;
-  }
-
-  // Waits for the run's record to satisfy `ok`; the last record read.
-  RunRecord wait_for(const std::string& id, const std::function<bool(const RunRecord&)>& ok,
-                     std::chrono::seconds deadline = 20s) {
-    RunRecords runs(nats);
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    std::optional<RunRecord> r;
-    while (std::chrono::steady_clock::now() < until) {
-      r = runs.get(id);
-      if (r && ok(*r)) return *r;
-      std::this_thread::sleep_for(10ms);  // polling a record, with a deadline
-    }
-    BOOST_FAIL("run " << id << " did not get there in time; last: "
-                      << (r ? json::serialize(r->snapshot) : "none"));
-    return *r;
   }
 
   // Waits until the work queue is empty (the ack follows the terminal

@@ -31,12 +31,8 @@ struct Repo {
 };
 
 cluster::PluginRelease release_of(const plugins::PluginPackage& p, std::string version) {
-  cluster::PluginRelease r;
-  r.name = p.manifest.name;
+  cluster::PluginRelease r = cluster::release_of(p.manifest);
   r.version = std::move(version);
-  r.os = p.manifest.platform_os;
-  r.arch = p.manifest.platform_arch;
-  r.abi = p.manifest.abi;
   r.uploaded_by = "k1";
   return r;
 }

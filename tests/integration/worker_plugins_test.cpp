@@ -27,6 +27,7 @@
 #include "nats_server.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
+#include "worker_cluster.hpp"
 
 using namespace pyoco;
 using namespace pyoco::cluster;
@@ -56,28 +57,12 @@ tasks:
   say: {use: "std/echo", inputs: {value: "hi"}}
 )";
 
-// Waits for `ok` with a deadline (polling what another process changes).
-bool eventually(const std::function<bool()>& ok, std::chrono::seconds deadline = 30s) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < until) {
-    if (ok()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return ok();
-}
-
-struct Cluster {
-  NatsServer server;
-  Connection nats{{.servers = {server.url()}}};
-  TempDir flows, packages, state;
+struct Cluster : WorkerCluster {
+  TempDir packages, state;
   std::unique_ptr<PluginRepository> repo;
-  std::vector<std::unique_ptr<ChildProcess>> workers;
   std::string installed_std_version;
 
   Cluster() {
-    ResourceOptions o;
-    o.ack_wait = 2s;
-    init_resources(nats, o);
     repo = std::make_unique<PluginRepository>(nats);
     write_text(flows.path() / "sleepy.yaml", kSleepFlow);
     write_text(flows.path() / "echo.yaml", kEchoFlow);
@@ -88,26 +73,10 @@ struct Cluster {
   static fs::path std_dir() { return binary_dir() / "lib/pyoco/plugins/std"; }
   fs::path plugins_dir() const { return state.path() / "plugins"; }
 
+  // A worker taking plugins from the repository into plugins_dir().
   ChildProcess& worker(const std::string& id, int slots = 1) {
-    std::vector<std::string> args{pyoco_exe().string(),
-                                  "worker",
-                                  "--nats",
-                                  server.url(),
-                                  "--worker-id",
-                                  id,
-                                  "--slots",
-                                  std::to_string(slots),
-                                  "--flows",
-                                  flows.path().string(),
-                                  "--progress-interval",
-                                  "0.3",
-                                  "--plugins-dir",
-                                  plugins_dir().string(),
-                                  "--plugin-sync-interval",
-                                  "0.5"};
-    workers.push_back(std::make_unique<ChildProcess>(
-        args, std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path()));
-    return *workers.back();
+    return WorkerCluster::worker(
+        id, slots, {"--plugins-dir", plugins_dir().string(), "--plugin-sync-interval", "0.5"});
   }
 
   // The build's std plugin packed as `version` (its plugin.toml then given
@@ -128,12 +97,7 @@ struct Cluster {
   }
 
   PluginRelease release_of(const plugins::PluginPackage& p) {
-    PluginRelease r;
-    r.name = p.manifest.name;
-    r.version = p.manifest.version;
-    r.os = p.manifest.platform_os;
-    r.arch = p.manifest.platform_arch;
-    r.abi = p.manifest.abi;
+    PluginRelease r = cluster::release_of(p.manifest);
     r.uploaded_by = "k1";
     return r;
   }
@@ -172,21 +136,6 @@ struct Cluster {
   bool active(const std::string& id, const std::string& version) {
     const auto p = plugin_state(id, "std", version);
     return p && p->at("state").as_string() == "active";
-  }
-
-  RunRecord wait_for(const std::string& id, const std::function<bool(const RunRecord&)>& ok,
-                     std::chrono::seconds deadline = 30s) {
-    RunRecords runs(nats);
-    std::optional<RunRecord> r;
-    const bool got = eventually(
-        [&] {
-          r = runs.get(id);
-          return r && ok(*r);
-        },
-        deadline);
-    BOOST_REQUIRE_MESSAGE(got, "run " << id << " did not get there in time; last: "
-                                      << (r ? json::serialize(r->snapshot) : "none"));
-    return *r;
   }
 
   void submit(const std::string& id, const std::string& flow, json::object params = {}) {

@@ -2,6 +2,7 @@
 #include <pyoco/cluster/plugin_repository.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/core/semver.hpp>
+#include <pyoco/plugins/manifest.hpp>
 #include <pyoco/plugins/package.hpp>
 
 #include <boost/json.hpp>
@@ -99,6 +100,16 @@ PluginRelease plugin_release_from_json(const json::object& o) {
   r.at = number("at");
   if (const json::value* v = o.if_contains("yanked"); v != nullptr && v->is_bool())
     r.yanked = v->as_bool();
+  return r;
+}
+
+PluginRelease release_of(const plugins::Manifest& m) {
+  PluginRelease r;
+  r.name = m.name;
+  r.version = m.version;
+  r.os = m.platform_os;
+  r.arch = m.platform_arch;
+  r.abi = m.abi;
   return r;
 }
 

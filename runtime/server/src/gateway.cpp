@@ -496,12 +496,7 @@ class Gateway {
                     ": build metadata (+...) cannot be pushed (the index's keys cannot hold "
                     "'+'); give it a version of its own");
     }
-    cluster::PluginRelease r;
-    r.name = m.name;
-    r.version = m.version;
-    r.os = m.platform_os;
-    r.arch = m.platform_arch;
-    r.abi = m.abi;
+    cluster::PluginRelease r = cluster::release_of(m);
     r.uploaded_by = caller.key_id;
     r.tenant = caller.tenant;
     const std::string tags = query_value(req.target(), "tags");

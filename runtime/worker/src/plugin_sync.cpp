@@ -228,11 +228,10 @@ std::string PluginSync::install(const PluginRelease& r, const fs::path& dir) {
   } catch (const plugins::ManifestError& e) {
     return std::string("package ") + r.sha256 + ": " + e.what();
   }
-  const plugins::Manifest& m = package.manifest;
-  if (m.name != r.name || m.version != r.version || m.platform_os != r.os ||
-      m.platform_arch != r.arch || m.abi != r.abi) {
-    return "package " + r.sha256 + " holds " + m.name + " " + m.version + " for " +
-           package.platform() + ", not the " + r.name + " " + r.version + " for " + r.platform() +
+  const PluginRelease holds = cluster::release_of(package.manifest);
+  if (holds.key() != r.key()) {  // name, platform and version
+    return "package " + r.sha256 + " holds " + holds.name + " " + holds.version + " for " +
+           holds.platform() + ", not the " + r.name + " " + r.version + " for " + r.platform() +
            " its release says";
   }
   // Linted where no search path looks, then renamed into place: a worker

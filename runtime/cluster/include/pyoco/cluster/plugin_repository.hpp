@@ -17,6 +17,10 @@
 #include <string>
 #include <vector>
 
+namespace pyoco::plugins {
+struct Manifest;
+}
+
 namespace pyoco::cluster {
 
 struct PluginRelease {
@@ -40,6 +44,10 @@ struct PluginRelease {
 boost::json::object to_json(const PluginRelease& r);
 // Throws NatsError naming a missing or mistyped field.
 PluginRelease plugin_release_from_json(const boost::json::object& o);
+
+// What a package's manifest says it is: name, version, os, arch, ABI (the
+// rest, its digest, size, who and when, the push fills in).
+PluginRelease release_of(const plugins::Manifest& manifest);
 
 // A push refused because the index has this or a newer version (409).
 class VersionConflict : public NatsError {
