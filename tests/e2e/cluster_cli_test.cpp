@@ -164,6 +164,25 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
   BOOST_TEST(s.call(http::verb::post, "/runs/no-such-run/cancel").status == 404u);
   BOOST_TEST(s.call(http::verb::get, "/nowhere").status == 404u);
   BOOST_TEST(s.call(http::verb::delete_, "/runs").status == 405u);
+  // Numbers in queries and Last-Event-ID: digits only, in range, or 422
+  // (never a wrapped -1 that NATS would then refuse as a 503).
+  const std::string run =
+      json::parse(s.call(http::verb::post, "/runs", R"({"flow_name": "a"})").body)
+          .at("run_id")
+          .as_string()
+          .c_str();
+  for (const std::string bad : {"-1", "12abc", "%203", "99999999999999999999",
+                                "18446744073709551615", "9223372036854775807", ""}) {
+    const std::string q = bad.empty() ? "%00" : bad;
+    BOOST_TEST(s.call(http::verb::get, "/events?last_event_id=" + q).status == 422u, bad);
+    BOOST_TEST(s.call(http::verb::get, "/runs/" + run + "/watch?last_event_id=" + q).status == 422u,
+               bad);
+    BOOST_TEST(s.call(http::verb::get, "/runs/" + run + "/logs?after=" + q).status == 422u, bad);
+    BOOST_TEST(s.call(http::verb::get, "/workers?limit=" + q).status == 422u, bad);
+    BOOST_TEST(s.call(http::verb::get, "/plugins/history?limit=" + q).status == 422u, bad);
+  }
+  BOOST_TEST(s.call(http::verb::get, "/workers?limit=0").status == 422u);
+  BOOST_TEST(s.call(http::verb::get, "/runs/" + run + "/logs?after=0&tail=5").status == 200u);
   const ProcessResult get = s.client({"get", "no-such-run"});
   BOOST_TEST(get.exit_code == 2);
   BOOST_TEST(

@@ -111,17 +111,12 @@ class Browser {
   }
 
   // A real click (WebDriver's, at the element's place), not a script's.
-  void click(const std::string& css) {
-    const auto e = find(css);
-    BOOST_REQUIRE_MESSAGE(e, "nothing to click at " << css);
-    command(boost::beast::http::verb::post, "/element/" + element_id(*e) + "/click", {});
-  }
+  // A live page may replace the element between finding and clicking it:
+  // then it is found again.
+  void click(const std::string& css) { act(css, "/click", {}); }
 
   void type(const std::string& css, const std::string& keys) {
-    const auto e = find(css);
-    BOOST_REQUIRE_MESSAGE(e, "nothing to type into at " << css);
-    command(boost::beast::http::verb::post, "/element/" + element_id(*e) + "/value",
-            {{"text", keys}});
+    act(css, "/value", {{"text", keys}});
   }
 
   void resize(int width, int height) {
@@ -143,6 +138,23 @@ class Browser {
   }
 
  private:
+  void act(const std::string& css, const std::string& what, const boost::json::object& body) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      const auto e = find(css);
+      BOOST_REQUIRE_MESSAGE(e, "nothing at " << css);
+      try {
+        command(boost::beast::http::verb::post, "/element/" + element_id(*e) + what, body);
+        return;
+      } catch (const std::runtime_error& x) {
+        if (std::string(x.what()).find("stale element") == std::string::npos ||
+            std::chrono::steady_clock::now() > end) {
+          throw;
+        }
+      }
+    }
+  }
+
   static std::string element_id(const boost::json::value& e) {
     return std::string(e.as_object().at("element-6066-11e4-a52e-4f735466cecf").as_string());
   }

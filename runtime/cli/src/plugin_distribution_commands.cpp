@@ -38,13 +38,9 @@ template <class F>
 int guarded(const char* verb, F&& f) {
   try {
     return f();
-  } catch (const plugins::PackageError& e) {
-    std::cerr << "pyoco plugins " << verb << ": " << e.what() << '\n';
-  } catch (const plugins::ManifestError& e) {
-    std::cerr << "pyoco plugins " << verb << ": " << e.what() << '\n';
-  } catch (const server::ClientError& e) {
-    std::cerr << "pyoco plugins " << verb << ": " << e.what() << '\n';
-  } catch (const fs::filesystem_error& e) {
+  } catch (const std::exception& e) {
+    // A package or manifest refused, the gateway's answer, a file, or an
+    // answer that is not what it should be: said, never a crash.
     std::cerr << "pyoco plugins " << verb << ": " << e.what() << '\n';
   }
   return kExitUsage;

@@ -19,7 +19,7 @@ bool read_events(Connection& nats, const std::string& subject, std::uint64_t aft
   // Closed however this ends (`each` may throw).
   const Subscription sub = subscribe_events(nats, subject, after);
   if (sub == nullptr) return false;
-  read_stored(sub.get(), [&](natsMsg* m) {
+  return read_stored(sub.get(), [&](natsMsg* m) {
     jsMsgMetaData* meta = nullptr;
     std::uint64_t seq = 0;
     if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
@@ -32,7 +32,6 @@ bool read_events(Connection& nats, const std::string& subject, std::uint64_t aft
         ec);
     if (!ec && v.is_object()) each(seq, v.as_object());
   });
-  return true;
 }
 
 const char* event_subject_kind(trace::EventKind kind) {

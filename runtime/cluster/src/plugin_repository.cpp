@@ -24,6 +24,15 @@ using plugins::sha256_hex;
 
 std::string chunk_subject(const std::string& sha256) { return "pyoco.plugins.chunk." + sha256; }
 
+// The index's own keys: a plugin's name starts with a letter, so no
+// release key can start so.
+constexpr std::string_view kHistory = "_history/";  // one per push, yank, refusal
+constexpr std::string_view kLatest = "_latest/";    // the newest version per name and platform
+
+bool own_key(std::string_view key) {
+  return key.rfind(kHistory, 0) == 0 || key.rfind(kLatest, 0) == 0;
+}
+
 }  // namespace
 
 std::string PluginRelease::platform() const {
@@ -82,6 +91,9 @@ PluginRelease plugin_release_from_json(const json::object& o) {
   r.abi = static_cast<std::int64_t>(abi);
   r.sha256 = text("sha256");
   r.size = static_cast<std::uint64_t>(size);
+  if (chunks > static_cast<double>(plugins::kMaxPackageBytes / kPluginChunkBytes + 1)) {
+    throw NatsError("plugin release: chunks out of range");
+  }
   r.chunks = static_cast<std::uint32_t>(chunks);
   if (r.chunks !=
           std::max<std::uint64_t>(1, (r.size + kPluginChunkBytes - 1) / kPluginChunkBytes) ||
@@ -133,19 +145,11 @@ struct PluginRepository::Impl {
   }
   kvWatcher* watcher = nullptr;  // wait_for_change's, made at its first call
 
-  std::vector<std::string> keys() const {
-    std::vector<std::string> out;
-    for (auto& [key, value] : kv_entries(nats, "pyoco_plugins")) out.push_back(std::move(key));
-    return out;
-  }
-
-  // Every current entry whose key starts with `prefix` (or not, with
-  // `except`), read in one pass rather than a request per key.
-  std::vector<std::pair<std::string, json::object>> entries(std::string_view prefix,
-                                                            bool except = false) const {
+  // Every current entry whose key starts with `prefix`, read in one pass
+  // rather than a request per key.
+  std::vector<std::pair<std::string, json::object>> entries(std::string_view prefix) const {
     std::vector<std::pair<std::string, json::object>> out;
-    for (auto& [key, value] : kv_entries(nats, "pyoco_plugins")) {
-      if ((key.rfind(prefix, 0) == 0) == except) continue;
+    for (auto& [key, value] : kv_entries(nats, "pyoco_plugins", std::string(prefix))) {
       boost::system::error_code ec;
       json::value v = json::parse(value, ec);
       if (!ec && v.is_object()) out.emplace_back(std::move(key), std::move(v.as_object()));
@@ -179,8 +183,8 @@ struct PluginRepository::Impl {
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
     char key[64];
-    std::snprintf(key, sizeof key, "history/%020lld-%04x", static_cast<long long>(ns),
-                  static_cast<unsigned>(gen() & 0xffff));
+    std::snprintf(key, sizeof key, "%s%020lld-%04x", std::string(kHistory).c_str(),
+                  static_cast<long long>(ns), static_cast<unsigned>(gen() & 0xffff));
     json::object entry{{"action", action},
                        {"name", r.name},
                        {"version", r.version},
@@ -214,22 +218,55 @@ struct PluginRepository::Impl {
     }
   }
 
-  // A package's chunks, unless a release that is indexed (and, with
-  // `yanked_too` false, not yanked) is that package.
-  void purge_unindexed_chunks(const std::string& sha256, bool yanked_too = true) {
+  // A refused push's chunks, unless an indexed release is that package.
+  void purge_unindexed_chunks(const std::string& sha256) {
     for (const auto& [key, o] : entries("")) {
-      if (key.rfind("history/", 0) == 0) continue;
       const json::value* v = o.if_contains("sha256");
-      const json::value* y = o.if_contains("yanked");
-      const bool yanked = y != nullptr && y->is_bool() && y->as_bool();
-      if (v != nullptr && v->is_string() && v->as_string() == sha256 && (yanked_too || !yanked))
-        return;
+      if (!own_key(key) && v != nullptr && v->is_string() && v->as_string() == sha256) return;
     }
+    purge_chunks(sha256);
+  }
+
+  void purge_chunks(const std::string& sha256) {
     const std::string subject = chunk_subject(sha256);
     jsOptions o;
     jsOptions_Init(&o);
     o.Stream.Purge.Subject = subject.c_str();
     js_PurgeStream(nats.handles().js, "PYOCO_PLUGINS", &o, nullptr);  // best effort
+  }
+
+  // Moves _latest/<name>/<platform> to `r`'s version by compare-and-set;
+  // throws what `conflict` makes when a version as new is there first.
+  template <class Conflict>
+  void advance_latest(const PluginRelease& r, Conflict&& conflict) {
+    const std::string latest = std::string(kLatest) + r.name + "/" + r.platform();
+    const std::string mine = json::serialize(json::object{{"version", r.version}});
+    for (int tries = 0; tries < 100; ++tries) {
+      kvEntry* e = nullptr;
+      natsStatus s = kvStore_Get(&e, kv, latest.c_str());
+      if (s == NATS_NOT_FOUND) {
+        s = kvStore_Create(nullptr, kv, latest.c_str(), mine.data(), static_cast<int>(mine.size()));
+      } else if (s == NATS_OK) {
+        boost::system::error_code ec;
+        const json::value v = json::parse(kvEntry_ValueString(e), ec);
+        const std::uint64_t at = kvEntry_Revision(e);
+        kvEntry_Destroy(e);
+        const json::value* there =
+            ec || !v.is_object() ? nullptr : v.as_object().if_contains("version");
+        if (there != nullptr && there->is_string() &&
+            compare_versions(std::string(there->as_string()), r.version) >= 0) {
+          throw conflict(std::string(there->as_string()));
+        }
+        s = kvStore_Update(nullptr, kv, latest.c_str(), mine.data(), static_cast<int>(mine.size()),
+                           at);
+      }
+      if (s == NATS_OK) return;
+      // NATS_ERR: another push moved it first (a wrong revision, or it made
+      // the key): read again. Anything else is NATS itself.
+      if (s != NATS_ERR) throw_nats("cannot index plugin " + r.name + " " + r.version, s);
+    }
+    throw NatsError("cannot index plugin " + r.name + " " + r.version +
+                    ": the newest-version record kept changing (100 tries); push again");
   }
 
   void store_chunks(const std::string& package, const std::string& sha256) {
@@ -244,13 +281,11 @@ struct PluginRepository::Impl {
       const std::string index = std::to_string(i), digest = sha256_hex(chunk);
       if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Pyoco-Chunk", index.c_str());
       if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Pyoco-Chunk-Sha256", digest.c_str());
-      jsPubOptions po;
-      jsPubOptions_Init(&po);
-      const std::string id = sha256 + "." + index;  // a retried push stores each chunk once
-      po.MsgId = id.c_str();
+      // No message id: a push retried after a purge must store every chunk
+      // again (a download keeps the first good copy of each).
       jsPubAck* ack = nullptr;
       jsErrCode jerr{};
-      if (s == NATS_OK) s = js_PublishMsg(&ack, nats.handles().js, msg, &po, &jerr);
+      if (s == NATS_OK) s = js_PublishMsg(&ack, nats.handles().js, msg, nullptr, &jerr);
       natsMsg_Destroy(msg);
       jsPubAck_Destroy(ack);
       if (s != NATS_OK)
@@ -275,8 +310,7 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
                            " (versions are never replaced)");
   };
   const std::string prefix = release.name + "/" + release.platform() + "/";
-  for (const std::string& key : impl_->keys()) {
-    if (key.rfind(prefix, 0) != 0) continue;
+  for (const auto& [key, o] : impl_->entries(prefix)) {
     const std::string version = key.substr(prefix.size());
     if (compare_versions(version, release.version) >= 0) throw conflict(version);
   }
@@ -299,38 +333,14 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
   }
   // Two pushes that both passed the check above are put in order here: the
   // newest version per plugin and platform moves only forward, by
-  // compare-and-set, and a push that finds a newer one there loses.
-  const std::string latest = "latest/" + release.name + "/" + release.platform();
-  const std::string mine = json::serialize(json::object{{"version", release.version}});
-  for (int tries = 0;; ++tries) {
-    if (tries == 100)
-      throw NatsError("cannot index plugin " + release.name + ": too many pushes at once");
-    kvEntry* e = nullptr;
-    s = kvStore_Get(&e, impl_->kv, latest.c_str());
-    if (s == NATS_NOT_FOUND) {
-      s = kvStore_Create(nullptr, impl_->kv, latest.c_str(), mine.data(),
-                         static_cast<int>(mine.size()));
-    } else if (s == NATS_OK) {
-      boost::system::error_code ec;
-      const json::value v = json::parse(kvEntry_ValueString(e), ec);
-      const std::uint64_t at = kvEntry_Revision(e);
-      kvEntry_Destroy(e);
-      const json::value* there =
-          ec || !v.is_object() ? nullptr : v.as_object().if_contains("version");
-      if (there != nullptr && there->is_string() &&
-          compare_versions(std::string(there->as_string()), release.version) >= 0) {
-        kvStore_Delete(impl_->kv, release.key().c_str());
-        impl_->purge_unindexed_chunks(release.sha256);
-        throw conflict(std::string(there->as_string()));
-      }
-      s = kvStore_Update(nullptr, impl_->kv, latest.c_str(), mine.data(),
-                         static_cast<int>(mine.size()), at);
-    }
-    if (s == NATS_OK) break;
-    if (s != NATS_NOT_FOUND && s != NATS_ERR) {
-      throw_nats("cannot index plugin " + release.name + " " + release.version, s);
-    }
-    // Another push moved it first (a wrong revision, or created it): read again.
+  // compare-and-set, and a push that finds a newer one there loses. A push
+  // that fails here takes its record and chunks back.
+  try {
+    impl_->advance_latest(release, conflict);
+  } catch (...) {
+    kvStore_Delete(impl_->kv, release.key().c_str());
+    impl_->purge_unindexed_chunks(release.sha256);
+    throw;
   }
   impl_->record("push", release, release.uploaded_by);
   return release;
@@ -339,7 +349,7 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
 std::vector<PluginRelease> PluginRepository::releases() const {
   std::vector<PluginRelease> out;
   for (const auto& [key, o] : impl_->entries("")) {
-    if (key.rfind("history/", 0) == 0 || key.rfind("latest/", 0) == 0) continue;
+    if (own_key(key)) continue;
     try {
       out.push_back(plugin_release_from_json(o));
     } catch (const NatsError&) {
@@ -355,7 +365,7 @@ std::vector<PluginRelease> PluginRepository::releases() const {
 }
 
 std::vector<json::object> PluginRepository::history(std::size_t limit) const {
-  auto entries = impl_->entries("history/");
+  auto entries = impl_->entries(kHistory);
   // The key is the time: newest first.
   std::sort(entries.begin(), entries.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -374,8 +384,9 @@ std::vector<PluginRelease> PluginRepository::yank(const std::string& name,
     r.yanked = true;
     impl_->put(r.key(), to_json(r));
     // No worker takes it from now on (one that has it keeps its copy):
-    // its chunks only take room.
-    impl_->purge_unindexed_chunks(r.sha256, false);
+    // its chunks only take room. (The same bytes are the same manifest, so
+    // no other release is this package.)
+    impl_->purge_chunks(r.sha256);
     impl_->record("yank", r, by);
     out.push_back(std::move(r));
   }
@@ -464,7 +475,7 @@ bool PluginRepository::wait_for_change(std::chrono::milliseconds timeout) {
         kvWatcher_Next(&e, impl_->watcher, changed ? 1 : std::max<std::int64_t>(1, left.count()));
     if (s != NATS_OK) return changed;  // the timeout, or NATS away: the caller syncs by the clock
     if (e != nullptr) {
-      if (std::string_view(kvEntry_Key(e)).rfind("history/", 0) != 0) changed = true;
+      if (!own_key(kvEntry_Key(e))) changed = true;
       kvEntry_Destroy(e);
     }
     if (!changed && std::chrono::steady_clock::now() >= until) return false;

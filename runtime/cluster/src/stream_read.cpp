@@ -49,7 +49,7 @@ Subscription subscribe_events(Connection& nats, const std::string& subject, std:
   return Subscription(sub);
 }
 
-void read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& each) {
+bool read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& each) {
   std::uint64_t pending = 1;  // unknown: read until a message says none is left
   jsConsumerInfo* ci = nullptr;
   if (natsSubscription_GetConsumerInfo(&ci, sub, nullptr, nullptr) == NATS_OK) {
@@ -59,7 +59,7 @@ void read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& eac
   }
   while (pending > 0) {
     natsMsg* m = nullptr;
-    if (natsSubscription_NextMsg(&m, sub, 2000) != NATS_OK) break;
+    if (natsSubscription_NextMsg(&m, sub, 2000) != NATS_OK) return false;
     const std::unique_ptr<natsMsg, decltype(&natsMsg_Destroy)> owned(m, &natsMsg_Destroy);
     jsMsgMetaData* meta = nullptr;
     pending = 0;
@@ -69,6 +69,7 @@ void read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& eac
     }
     each(m);
   }
+  return true;
 }
 
 std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,
@@ -89,7 +90,7 @@ std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,
   if (s != NATS_OK) throw_nats("cannot read bucket " + bucket, s, jerr);
   const Subscription sub(raw);
   std::vector<std::pair<std::string, std::string>> out;
-  read_stored(sub.get(), [&](natsMsg* m) {
+  const bool whole = read_stored(sub.get(), [&](natsMsg* m) {
     const char* op = nullptr;
     if (natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op != nullptr &&
         (std::strcmp(op, "DEL") == 0 || std::strcmp(op, "PURGE") == 0)) {
@@ -103,6 +104,8 @@ std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,
         std::move(key),
         std::string(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))));
   });
+  // Part of a bucket read as the whole would look like keys deleted.
+  if (!whole) throw NatsError("cannot read bucket " + bucket + ": it stopped coming");
   return out;
 }
 

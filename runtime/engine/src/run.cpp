@@ -197,35 +197,43 @@ void RunState::start() {
 // between them: "a,b". Through joins at most kThroughJoins names: a join of
 // a thousand nodes before a thousand others would otherwise make a million.
 std::string RunState::visible_predecessors(const Frame& f, std::uint32_t i,
-                                           std::vector<std::uint32_t>& marks) const {
+                                           std::vector<std::uint32_t>& marks,
+                                           std::vector<std::uint32_t>& todo) const {
   constexpr std::size_t kThroughJoins = 64;
   const std::uint32_t stamp = i + 1;  // marks[p] == stamp: p seen for this node
-  std::vector<std::uint32_t> todo;
-  std::vector<bool> direct;  // parallel to todo: a requirement of `i` itself
-  for (const core::Requirement& req : f.graph->nodes[i].requirements) {
-    todo.insert(todo.end(), req.nodes.begin(), req.nodes.end());
-  }
-  direct.assign(todo.size(), true);
   std::string out;
-  std::size_t via_joins = 0;
-  while (!todo.empty()) {
-    const std::uint32_t p = todo.back();
-    const bool is_direct = direct.back();
-    todo.pop_back();
-    direct.pop_back();
-    if (marks[p] == stamp) continue;
-    if (f.nodes[p].record != SIZE_MAX) {
-      if (!is_direct && via_joins++ >= kThroughJoins) continue;
-      marks[p] = stamp;
-      if (!out.empty()) out += ',';
-      out += f.nodes[p].display;
-      continue;
-    }
+  auto name = [&](std::uint32_t p) {
     marks[p] = stamp;
-    if (via_joins >= kThroughJoins) continue;
-    for (const core::Requirement& req : f.graph->nodes[p].requirements) {
-      todo.insert(todo.end(), req.nodes.begin(), req.nodes.end());
-      direct.resize(todo.size(), false);
+    if (!out.empty()) out += ',';
+    out += f.nodes[p].display;
+  };
+  todo.clear();  // the hidden joins still to look through
+  for (const core::Requirement& req : f.graph->nodes[i].requirements) {
+    for (const std::uint32_t p : req.nodes) {
+      if (marks[p] == stamp) continue;
+      if (f.nodes[p].record != SIZE_MAX) {
+        name(p);
+      } else {
+        marks[p] = stamp;
+        todo.push_back(p);
+      }
+    }
+  }
+  std::size_t via_joins = 0;
+  while (!todo.empty() && via_joins < kThroughJoins) {
+    const std::uint32_t join = todo.back();
+    todo.pop_back();
+    for (const core::Requirement& req : f.graph->nodes[join].requirements) {
+      for (const std::uint32_t p : req.nodes) {
+        if (marks[p] == stamp || via_joins >= kThroughJoins) continue;
+        if (f.nodes[p].record != SIZE_MAX) {
+          name(p);
+          ++via_joins;
+        } else {
+          marks[p] = stamp;
+          todo.push_back(p);
+        }
+      }
     }
   }
   return out;
@@ -248,9 +256,9 @@ void RunState::start_frame(Frame& f) {
     // of every node before it runs (a `runs show` of a running flow lists
     // what is still to come).
     std::vector<std::string> after(f.nodes.size());
-    std::vector<std::uint32_t> marks(f.nodes.size(), 0);
+    std::vector<std::uint32_t> marks(f.nodes.size(), 0), todo;
     for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
-      if (f.nodes[i].record != SIZE_MAX) after[i] = visible_predecessors(f, i, marks);
+      if (f.nodes[i].record != SIZE_MAX) after[i] = visible_predecessors(f, i, marks, todo);
     }
     std::vector<trace::PlannedNode> planned;
     planned.reserve(f.nodes.size());

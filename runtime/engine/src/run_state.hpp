@@ -255,8 +255,11 @@ class RunState : public std::enable_shared_from_this<RunState> {
 
   // The scheduler.
   void start_frame(Frame& f);
+  // `marks` (one per node of the frame) and `todo`: scratch kept across
+  // the frame's nodes.
   std::string visible_predecessors(const Frame& f, std::uint32_t i,
-                                   std::vector<std::uint32_t>& marks) const;
+                                   std::vector<std::uint32_t>& marks,
+                                   std::vector<std::uint32_t>& todo) const;
   void ready(Frame& f, std::uint32_t i);
   void launch(Frame& f, std::uint32_t i);
   void on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,

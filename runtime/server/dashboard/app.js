@@ -97,6 +97,7 @@
   async function follow(path, onEvent, signal, onLive) {
     let lastId = '';
     let delay = 500;
+    let ended = false;  // a run's watch saw its end
     while (!signal.aborted) {
       try {
         const h = headers({Accept: 'text/event-stream'});
@@ -125,7 +126,10 @@
                 if (id) lastId = id;
                 let parsed = null;
                 try { parsed = JSON.parse(data.join('\n')); } catch (_) { parsed = null; }
-                if (parsed !== null) onEvent(type, parsed, id);
+                if (parsed !== null) {
+                  if (parsed.kind === 'run_end' && path.endsWith('/watch')) ended = true;
+                  onEvent(type, parsed, id);
+                }
               }
               type = 'message'; data = []; id = '';
             } else if (line.startsWith('data:')) {
@@ -137,9 +141,10 @@
             }
           }
         }
-        // The server ended it (a run's end): a run's watch is over.
+        // The server ended it: after a run's end that is all; otherwise
+        // (NATS away, a gateway restarting) it is taken up again below.
         if (onLive) onLive(false);
-        if (path.endsWith('/watch')) return;
+        if (ended) return;
       } catch (e) {
         if (signal.aborted) return;
         if (onLive) onLive(false);

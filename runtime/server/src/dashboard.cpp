@@ -1,7 +1,5 @@
 #include "dashboard.hpp"
 
-#include <pyoco/plugins/package.hpp>
-
 #include <string>
 
 namespace pyoco::server {
@@ -34,13 +32,7 @@ Response dashboard_response(const DashboardFile& file) {
   res.set("X-Content-Type-Options", "nosniff");
   res.set("Referrer-Policy", "no-referrer");
   res.set("X-Frame-Options", "DENY");
-  // The files change with the binary: revalidated by their digest.
-  static const auto etag = [] {
-    std::string all;
-    for (const DashboardFile& f : dashboard_files()) all += f.bytes;
-    return "\"" + plugins::sha256_hex(all).substr(0, 16) + "\"";
-  }();
-  res.set(http::field::etag, etag);
+  // The files change with the binary: never kept across a gateway upgrade.
   res.set(http::field::cache_control, "no-cache");
   res.body() = std::string(file.bytes);
   res.prepare_payload();

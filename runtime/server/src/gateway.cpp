@@ -23,6 +23,8 @@
 
 #include "dashboard.hpp"
 
+#include <charconv>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -58,8 +60,23 @@ std::string run_id_for(std::string_view idempotency_key, std::string_view tenant
   return id;
 }
 
+// A stream sequence a client may name (JetStream's are int64).
+constexpr std::uint64_t kMaxSequence = std::numeric_limits<std::int64_t>::max() - 1;
+
 [[noreturn]] void unprocessable(const std::string& detail) {
   throw HttpError{422, "invalid_request", detail};
+}
+
+// A query value that must be a whole number from `min` to `max` (digits
+// only: no sign, no space, nothing after); 422 with `what` otherwise.
+std::uint64_t whole_number(std::string_view text, std::uint64_t min, std::uint64_t max,
+                           const std::string& what) {
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n < min || n > max) {
+    unprocessable(what);
+  }
+  return n;
 }
 
 [[noreturn]] void nats_down(const cluster::NatsError& e) {
@@ -267,15 +284,9 @@ class Gateway {
     }
     const std::string hidden = query_value(req.target(), "include_hidden");
     const std::string limit_text = query_value(req.target(), "limit");
-    std::size_t limit = 100;
-    if (!limit_text.empty()) {
-      try {
-        limit = std::stoul(limit_text);
-      } catch (const std::exception&) {
-        unprocessable("limit: a number from 1 to 1000");
-      }
-      if (limit < 1 || limit > 1000) unprocessable("limit: a number from 1 to 1000");
-    }
+    const std::size_t limit =
+        limit_text.empty() ? 100
+                           : whole_number(limit_text, 1, 1000, "limit: a number from 1 to 1000");
     json::array out;
     for (json::object& w : workers_.list(state, hidden == "true" || hidden == "1", limit)) {
       if (!caller.any_tenant) {
@@ -311,13 +322,10 @@ class Gateway {
     const std::string task = query_value(req.target(), "task");
     std::uint64_t after = 0;
     std::size_t tail = 0;
-    try {
-      if (const std::string a = query_value(req.target(), "after"); !a.empty())
-        after = std::stoull(a);
-      if (const std::string t = query_value(req.target(), "tail"); !t.empty()) tail = std::stoul(t);
-    } catch (const std::exception&) {
-      unprocessable("after and tail are numbers");
-    }
+    if (const std::string a = query_value(req.target(), "after"); !a.empty())
+      after = whole_number(a, 0, kMaxSequence, "after: a stream sequence, as next_after gives");
+    if (const std::string t = query_value(req.target(), "tail"); !t.empty())
+      tail = whole_number(t, 0, 1000000, "tail: a number of lines from 0 to 1000000");
     json::array items;
     std::uint64_t last = after;
     const bool asked = cluster::read_events(
@@ -404,11 +412,8 @@ class Gateway {
     std::string last(req["Last-Event-ID"]);
     if (last.empty()) last = query_value(req.target(), "last_event_id");
     if (last.empty()) return std::nullopt;
-    try {
-      return std::stoull(last);
-    } catch (const std::exception&) {
-      unprocessable("Last-Event-ID: a stream sequence, as the events' id: lines give");
-    }
+    return whole_number(last, 0, kMaxSequence,
+                        "Last-Event-ID: a stream sequence, as the events' id: lines give");
   }
 
   // Sends what PYOCO_EVENTS holds on `subject` after `after`, then what
@@ -461,13 +466,12 @@ class Gateway {
          {"PENDING", "RUNNING", "CANCELLING", "COMPLETED", "FAILED", "CANCELLED"}) {
       runs[status] = 0;
     }
-    std::uint64_t total = 0;
+    std::uint64_t total = 0, in_progress = 0;
     for (const auto& [status, n] : index_.counts(tenant)) {
       runs[status] = n;
       total += n;
+      if (status == "RUNNING" || status == "CANCELLING") in_progress += n;
     }
-    const std::uint64_t in_progress =
-        runs["RUNNING"].to_number<std::uint64_t>() + runs["CANCELLING"].to_number<std::uint64_t>();
     return json_response(
         200,
         json::object{{"runs", std::move(runs)}, {"total", total}, {"in_progress", in_progress}});
@@ -534,15 +538,9 @@ class Gateway {
   }
 
   Response plugin_history(const Request& req) const {
-    std::size_t limit = 200;
-    if (const std::string l = query_value(req.target(), "limit"); !l.empty()) {
-      try {
-        limit = std::stoul(l);
-      } catch (const std::exception&) {
-        unprocessable("limit: a number from 1 to 1000");
-      }
-      if (limit < 1 || limit > 1000) unprocessable("limit: a number from 1 to 1000");
-    }
+    const std::string l = query_value(req.target(), "limit");
+    const std::size_t limit =
+        l.empty() ? 200 : whole_number(l, 1, 1000, "limit: a number from 1 to 1000");
     try {
       json::array out;
       for (json::object& o : plugins_.history(limit)) out.push_back(std::move(o));

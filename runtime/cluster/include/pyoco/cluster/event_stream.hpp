@@ -54,7 +54,7 @@ class EventPublisher : public trace::EventListener {
 // Reads what PYOCO_EVENTS holds on `subject` after sequence `after`, in
 // stream order, up to what was there when asked (no waiting on a timeout):
 // `each(seq, event)` for every event that is a JSON object. False when NATS
-// could not be asked.
+// could not be asked or stopped answering before the end.
 bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
                  const std::function<void(std::uint64_t, const boost::json::object&)>& each);
 

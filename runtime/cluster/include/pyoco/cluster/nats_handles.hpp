@@ -46,7 +46,8 @@ Subscription subscribe_events(Connection& nats, const std::string& subject, std:
 // Reads what `sub` (from subscribe_events) has to deliver up to what the
 // stream held when it was made, in stream order, without waiting on a
 // timeout when there is nothing: `each` for every message (freed after).
-void read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& each);
+// False when it stopped short (NATS away, or 2 s without the next message).
+bool read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& each);
 
 // The current value of every key of KV bucket `bucket` under `prefix`
 // ("" for all), in one pass over the bucket's stream: cnats's own

@@ -2,7 +2,8 @@
 // stored in 128 KiB chunks on `pyoco.plugins.chunk.<sha256>` in the
 // PYOCO_PLUGINS stream, an index of releases in the `pyoco_plugins` bucket
 // under `<name>/<os>-<arch>-abi<N>/<version>`, and every push and yank in
-// its history (`history/<time>` in the same bucket). A worker downloads a
+// its history (`_history/<time>` in the same bucket; `_latest/<name>/<platform>`
+// orders racing pushes). A worker downloads a
 // release by its sha256 and checks every chunk and the whole.
 #pragma once
 
