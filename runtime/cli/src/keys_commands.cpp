@@ -2,6 +2,7 @@
 // `pyoco_auth` bucket (docs/security.md). Talks to NATS directly: whoever
 // may run it holds the NATS credentials, which is what makes it admin.
 #include <pyoco/cluster/api_keys.hpp>
+#include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/core/regular_file.hpp>
@@ -128,9 +129,10 @@ int run_create(const KeysArgs& a) {
     const std::optional<double> expires =
         a.expires.empty() ? std::nullopt : std::optional(expiry_from(a.expires));
     for (const std::string& t : a.tags) {
-      if (t.empty() || t.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                           "0123456789-_") != std::string::npos) {
-        throw std::invalid_argument("--tags " + t + ": letters, digits, '-' and '_'");
+      try {
+        cluster::check_tag(t);  // the runs' own rule: a key's tag must be one a run can have
+      } catch (const cluster::NatsError& e) {
+        throw std::invalid_argument("--tags " + t + ": " + e.what());
       }
     }
     const cluster::NewApiKey key =

@@ -137,13 +137,10 @@ struct PluginRepository::Impl {
     }
   }
   ~Impl() {
-    if (watcher != nullptr) {
-      kvWatcher_Stop(watcher);  // no delivery left in flight to a freed watcher
-      kvWatcher_Destroy(watcher);
-    }
+    changes.reset();
     kvStore_Destroy(kv);
   }
-  kvWatcher* watcher = nullptr;  // wait_for_change's, made at its first call
+  Subscription changes;  // wait_for_change's, made at its first call
 
   // Every current entry whose key starts with `prefix`, read in one pass
   // rather than a request per key.
@@ -455,29 +452,37 @@ void PluginRepository::record_rejection(const PluginRelease& release, const std:
 }
 
 bool PluginRepository::wait_for_change(std::chrono::milliseconds timeout) {
-  if (impl_->watcher == nullptr) {
-    kvWatchOptions o;
-    kvWatchOptions_Init(&o);
-    o.MetaOnly = true;  // that a key changed is all it needs
-    const natsStatus s = kvStore_WatchAll(&impl_->watcher, impl_->kv, &o);
-    if (s != NATS_OK) throw_nats("cannot watch the plugin index", s);
+  if (impl_->changes == nullptr) {
+    // What is written to the index from now on, headers only (that a key
+    // changed is all it needs), on a subscription closed safely (a cnats
+    // watcher is not: see close_subscription).
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = "KV_pyoco_plugins";
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.DeliverPolicy = js_DeliverNew;
+    so.Config.HeadersOnly = true;
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr{};
+    const natsStatus s = js_SubscribeSync(&sub, impl_->nats.handles().js, "$KV.pyoco_plugins.>",
+                                          nullptr, &so, &jerr);
+    if (s != NATS_OK) throw_nats("cannot watch the plugin index", s, jerr);
+    impl_->changes.reset(sub);
+    return true;  // what changed before it was made is not known: look once
   }
-  // The watch first delivers every key there is (then an empty entry): the
-  // first wait after it is made says "changed", which costs one sync.
   bool changed = false;
   const auto until = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         until - std::chrono::steady_clock::now());
-    kvEntry* e = nullptr;
+    natsMsg* m = nullptr;
     // Once something changed, only what is already queued is taken.
-    const natsStatus s =
-        kvWatcher_Next(&e, impl_->watcher, changed ? 1 : std::max<std::int64_t>(1, left.count()));
+    const natsStatus s = natsSubscription_NextMsg(
+        &m, impl_->changes.get(), changed ? 1 : std::max<std::int64_t>(1, left.count()));
     if (s != NATS_OK) return changed;  // the timeout, or NATS away: the caller syncs by the clock
-    if (e != nullptr) {
-      if (!own_key(kvEntry_Key(e))) changed = true;
-      kvEntry_Destroy(e);
-    }
+    const std::string_view subject = natsMsg_GetSubject(m);
+    if (!own_key(subject.substr(std::string_view("$KV.pyoco_plugins.").size()))) changed = true;
+    natsMsg_Destroy(m);
     if (!changed && std::chrono::steady_clock::now() >= until) return false;
   }
 }
