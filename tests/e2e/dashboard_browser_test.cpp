@@ -47,14 +47,17 @@ struct Cluster {
             "\"}}\n"
             "  publish: {use: std/write_file, inputs: {name: report.txt, content: \"published\", "
             "media_type: text/plain}}\n");
+    // Holds the worker's only pool thread (--jobs 1), ignoring cancel.
+    write_text(flows.path() / "hog.yaml",
+               "flow: {graph: hold}\ntasks:\n  hold: {use: busy/block, inputs: {seconds: 8}}\n");
     write_text(flows.path() / "slow.yaml",
                "flow: {graph: nap}\ntasks:\n  nap: {use: std/sleep, inputs: {seconds: 60}}\n");
     gateway = std::make_unique<Server>(std::vector<std::string>{"--nats", nats.url()}, env);
     worker = std::make_unique<ChildProcess>(
-        std::vector<std::string>{pyoco_exe().string(), "worker", "--nats", nats.url(),
-                                 "--worker-id", "w1", "--slots", "2", "--flows",
-                                 flows.path().string(), "--progress-interval", "0.3",
-                                 "--no-plugin-sync"},
+        std::vector<std::string>{
+            pyoco_exe().string(), "worker", "--nats", nats.url(), "--worker-id", "w1", "--slots",
+            "2", "--flows", flows.path().string(), "--progress-interval", "0.3", "--no-plugin-sync",
+            "--jobs", "1", "--plugin-path", (fixture_dir() / "busy").string()},
         std::map<std::string, std::string>{{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
   }
 
@@ -116,20 +119,28 @@ BOOST_AUTO_TEST_CASE(the_dashboard_follows_runs_and_workers_live) {
   BOOST_TEST(b.count("#cancel") == 0u);  // a finished run cannot be cancelled
   b.screenshot(shots() / "run.png");
 
-  // A running run cancelled from its page.
+  // A running run cancelled from its page, while another run's body holds
+  // the worker's only pool thread (the cancel must not wait for it).
+  const std::string hog = c.submit("hog");
+  BOOST_TEST_REQUIRE(eventually([&] {
+    return c.gateway->call(http::verb::get, "/runs/" + hog).body.find("\"RUNNING\"") !=
+           std::string::npos;
+  }));
   const std::string slow = c.submit("slow");
   b.go(c.gateway->url + "/#/runs/" + slow);
-  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#tasks-body tr[data-state='RUNNING']") == 1; }));
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count("dl.summary[data-status='RUNNING']") == 1; }));
   b.screenshot(shots() / "run-running.png");
-  // Its worker: one of two slots in use, by this run.
+  // Its worker: both slots in use, by the hog and this run.
   b.go(c.gateway->url + "/#/workers");
   const std::string w1 = "tr[data-worker='w1']";
   BOOST_TEST_REQUIRE(b.until([&] { return b.count(w1 + "[data-state='RUNNING']") == 1; }));
-  BOOST_TEST(b.text(w1 + " a.run-link") == slow.substr(0, 8));
-  BOOST_TEST(b.text(w1).find("1 / 2") != std::string::npos, b.text(w1));
+  const std::string slow_link = w1 + " a.run-link[href='#/runs/" + slow + "']";
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count(slow_link) == 1; }), b.text(w1));
+  BOOST_TEST(b.text(slow_link) == slow.substr(0, 8));
+  BOOST_TEST(b.text(w1).find("2 / 2") != std::string::npos, b.text(w1));
   BOOST_TEST(b.text(w1).find("default") != std::string::npos, b.text(w1));
   b.screenshot(shots() / "workers.png");
-  b.click(w1 + " a.run-link");
+  b.click(slow_link);
   BOOST_TEST_REQUIRE(b.until([&] { return b.count("#cancel") == 1; }));
   b.click("#cancel");
   BOOST_TEST_REQUIRE(b.until([&] { return b.count("dl.summary[data-status='CANCELLED']") == 1; }),
@@ -152,15 +163,16 @@ BOOST_AUTO_TEST_CASE(the_dashboard_follows_runs_and_workers_live) {
 
   // Filters: by the form, and kept in the address.
   b.go(c.gateway->url + "/#/runs");
-  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#runs-body tr[data-run]") == 2; }));
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#runs-body tr[data-run]") == 3; }));
   b.type("#f-flow", "slow");
   b.click(".filters button");
   BOOST_TEST_REQUIRE(b.until([&] { return b.count("#runs-body tr[data-run]") == 1; }));
   BOOST_TEST(b.count("tr[data-run='" + slow + "']") == 1u);
   BOOST_TEST(std::string(b.run("return location.hash;").as_string()) == "#/runs?flow=slow");
-  b.go(c.gateway->url + "/#/runs?status=COMPLETED");
-  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#runs-body tr[data-run]") == 1; }));
+  b.go(c.gateway->url + "/#/runs?status=COMPLETED");  // the diamond and the hog
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#runs-body tr[data-run]") == 2; }));
   BOOST_TEST(b.count(row) == 1u);
+  BOOST_TEST(b.count("tr[data-run='" + slow + "']") == 0u);
 
   // Pages of 50: 50 more runs (of a flow no worker has: they fail at once),
   // then the first page, and the older one with the two from before.
