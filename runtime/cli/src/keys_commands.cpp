@@ -2,8 +2,8 @@
 // `pyoco_auth` bucket (docs/security.md). Talks to NATS directly: whoever
 // may run it holds the NATS credentials, which is what makes it admin.
 #include <pyoco/cluster/api_keys.hpp>
-#include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/core/regular_file.hpp>
 

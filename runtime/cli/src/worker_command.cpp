@@ -3,8 +3,6 @@
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/worker/worker.hpp>
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -38,10 +36,7 @@ struct WorkerArgs {
 // --plugins-dir does not say: $PYOCO_HOME/worker-plugins/<worker id>, or
 // under $XDG_STATE_HOME/pyoco, or ~/.local/state/pyoco.
 std::filesystem::path default_plugins_dir(std::string worker_id) {
-  if (worker_id.empty()) {
-    char name[256] = {0};
-    worker_id = gethostname(name, sizeof name - 1) == 0 && name[0] != '\0' ? name : "worker";
-  }
+  if (worker_id.empty()) worker_id = worker::default_worker_id();
   std::filesystem::path home;
   if (const char* h = std::getenv("PYOCO_HOME"); h != nullptr && *h != '\0') {
     home = h;

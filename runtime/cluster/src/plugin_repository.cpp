@@ -35,9 +35,7 @@ bool own_key(std::string_view key) {
 
 }  // namespace
 
-std::string PluginRelease::platform() const {
-  return os + "-" + arch + "-abi" + std::to_string(abi);
-}
+std::string PluginRelease::platform() const { return plugins::platform_name(os, arch, abi); }
 
 std::string PluginRelease::key() const { return name + "/" + platform() + "/" + version; }
 

@@ -252,4 +252,8 @@ std::string host_arch() {
 #endif
 }
 
+std::string platform_name(const std::string& os, const std::string& arch, std::int64_t abi_major) {
+  return os + "-" + arch + "-abi" + std::to_string(abi_major);
+}
+
 }  // namespace pyoco::plugins

@@ -165,8 +165,7 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::string PluginPackage::platform() const {
-  return manifest.platform_os + "-" + manifest.platform_arch + "-abi" +
-         std::to_string(manifest.abi);
+  return platform_name(manifest.platform_os, manifest.platform_arch, manifest.abi);
 }
 
 std::string PluginPackage::file_name() const {

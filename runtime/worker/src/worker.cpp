@@ -28,6 +28,12 @@
 
 namespace pyoco::worker {
 
+std::string default_worker_id() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "worker";
+  return name;
+}
+
 std::map<std::string, std::string, std::less<>> run_environment() {
   auto env = process_environment();
   std::erase_if(env, [](const auto& kv) { return kv.first.rfind("PYOCO_", 0) == 0; });
@@ -38,12 +44,6 @@ namespace json = boost::json;
 using cluster::NatsError;
 
 namespace {
-
-std::string host_name() {
-  char name[256] = {0};
-  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "worker";
-  return name;
-}
 
 std::string random_instance() {
   std::random_device rd;
@@ -129,7 +129,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         options(std::move(o)),
         runs(n),
         publisher(std::make_shared<cluster::EventPublisher>(n)) {
-    if (options.worker_id.empty()) options.worker_id = host_name();
+    if (options.worker_id.empty()) options.worker_id = default_worker_id();
     if (options.slots == 0) options.slots = 1;
     for (const std::string& tag : options.tags) cluster::check_tag(tag);
   }
@@ -623,8 +623,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   }
 
   static std::string platform() {
-    return plugins::host_os() + "-" + plugins::host_arch() + "-abi" +
-           std::to_string(PYOCO_ABI_VERSION_MAJOR);
+    return plugins::platform_name(plugins::host_os(), plugins::host_arch(),
+                                  PYOCO_ABI_VERSION_MAJOR);
   }
 
   void supervise() {

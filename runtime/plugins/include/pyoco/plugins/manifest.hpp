@@ -96,4 +96,7 @@ bool is_semver(const std::string& version);
 std::string host_os();
 std::string host_arch();
 
+// "linux-x86_64-abi1": a platform as packages, releases and workers name it.
+std::string platform_name(const std::string& os, const std::string& arch, std::int64_t abi_major);
+
 }  // namespace pyoco::plugins

@@ -18,6 +18,9 @@
 
 namespace pyoco::worker {
 
+// A worker's id when none is given: this host's name ("worker" without one).
+std::string default_worker_id();
+
 struct WorkerOptions {
   std::string worker_id;  // empty: the host name
   std::vector<std::string> tags{"default"};
