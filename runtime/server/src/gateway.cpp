@@ -25,6 +25,7 @@
 
 #include <charconv>
 #include <limits>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -157,6 +158,23 @@ class Gateway {
         runs_(nats),
         workers_(nats, options_.worker_disconnect_after),
         index_(nats, options_.run_index_file) {}
+
+  // A gateway that stops says what its counters held last: what it counted
+  // after Prometheus's last scrape is otherwise lost with the process (the
+  // feed is stopped first, so nothing more is counted, nor acked, here).
+  ~Gateway() {
+    feed_.reset();
+    std::uint64_t total = 0;
+    json::object by_status;
+    for (const auto& [status, n] : metrics_.runs_ended()) {
+      total += n;
+      by_status[status] = n;
+    }
+    cluster::log(cluster::LogLevel::info, "gateway: stopped; run ends counted since its start",
+                 {{"runs_total", total}, {"by_status", json::value(std::move(by_status))}});
+  }
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
 
   Response health() const {
     const bool up = natsConnection_Status(nats_.handles().nc) == NATS_CONN_STATUS_CONNECTED;
@@ -709,7 +727,8 @@ class Gateway {
   cluster::WorkerDirectory workers_;
   RunIndex index_;
   Metrics metrics_;
-  MetricsFeed feed_{nats_, metrics_};  // after metrics_: it counts into it
+  // After metrics_: it counts into it. Optional: the end stops it first.
+  std::optional<MetricsFeed> feed_{std::in_place, nats_, metrics_};
 };
 
 }  // namespace

@@ -126,6 +126,11 @@ struct Metrics::State {
 Metrics::Metrics(std::size_t label_limit) : state_(std::make_unique<State>(label_limit)) {}
 Metrics::~Metrics() = default;
 
+std::map<std::string, std::uint64_t> Metrics::runs_ended() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->runs;
+}
+
 void Metrics::run_ended(std::string_view status, std::string_view flow, double seconds) {
   std::lock_guard lock(state_->mutex);
   // The stream is anyone's who may publish to NATS: a status of ours, or "other".

@@ -42,6 +42,9 @@ class Metrics {
   };
   std::string render(const Gauges& gauges) const;
 
+  // pyoco_runs_total's counts so far, by status.
+  std::map<std::string, std::uint64_t> runs_ended() const;
+
   struct State;
 
  private:
