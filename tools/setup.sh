@@ -23,6 +23,9 @@ packages=(
   chromium chromium-driver fonts-noto-color-emoji
   # benchmark baseline
   libtbb-dev
+  # Debian packages (cpack -G DEB, deb_package_test): dpkg-shlibdeps for
+  # their Depends; systemd-analyze to verify the units
+  dpkg-dev systemd
   # fuzzing (fuzz/, tools/fuzz.sh): clang, and libFuzzer with clang's
   # sanitizer runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev,
   # which clang's packages only recommend, and we install without those)

@@ -1,5 +1,6 @@
 # pyoco_add_plugin(<name> SOURCES <src>... MANIFEST <plugin.toml>
-#                  [OUTPUT_DIRECTORY <dir>] [INSTALL_DESTINATION <dir>])
+#                  [OUTPUT_DIRECTORY <dir>] [INSTALL_DESTINATION <dir>]
+#                  [COMPONENT <component>] [NO_INSTALL])
 #
 # Builds a pyoco plugin: a MODULE library `libpyoco_<name>.so` with hidden
 # visibility (only the entry point is exported) and no undefined symbols,
@@ -11,6 +12,11 @@
 #                        (default: <current binary dir>/<name>)
 #   INSTALL_DESTINATION  where `cmake --install` puts it
 #                        (default: lib/pyoco/plugins/<name>)
+#   COMPONENT            the install component it belongs to, for
+#                        `cmake --install --component` and CPack packages
+#                        (default: CMake's, "Unspecified")
+#   NO_INSTALL           build it only: no install rule (a plugin for tests
+#                        or benchmarks)
 #
 # The source manifest holds [plugin] and [plugin.platform] only. After each
 # link, `pyoco plugins manifest` loads the library and writes the plugin
@@ -73,7 +79,8 @@ function(_pyoco_manifest_plugin_field manifest field out)
 endfunction()
 
 function(pyoco_add_plugin name)
-  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "MANIFEST;OUTPUT_DIRECTORY;INSTALL_DESTINATION" "SOURCES")
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "NO_INSTALL" "MANIFEST;OUTPUT_DIRECTORY;INSTALL_DESTINATION;COMPONENT"
+                        "SOURCES")
   if(NOT name MATCHES "^[a-z][a-z0-9_]*$")
     message(FATAL_ERROR "pyoco_add_plugin: plugin name '${name}' must match [a-z][a-z0-9_]*")
   endif()
@@ -135,6 +142,13 @@ function(pyoco_add_plugin name)
             --output "${out_dir}/plugin.toml"
     COMMENT "pyoco plugin ${name}: ${out_dir}"
     VERBATIM)
-  install(TARGETS ${name} LIBRARY DESTINATION "${install_dir}")
-  install(FILES "${out_dir}/plugin.toml" DESTINATION "${install_dir}")
+  if(ARG_NO_INSTALL)
+    return()
+  endif()
+  set(component)
+  if(ARG_COMPONENT)
+    set(component COMPONENT "${ARG_COMPONENT}")
+  endif()
+  install(TARGETS ${name} LIBRARY DESTINATION "${install_dir}" ${component})
+  install(FILES "${out_dir}/plugin.toml" DESTINATION "${install_dir}" ${component})
 endfunction()

@@ -1,11 +1,11 @@
 // `cmake --install` into a fresh prefix lays out what ARCHITECTURE.md
 // promises, and the installed binary works from there.
-#include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <fstream>
 #include <sstream>
 
+#include "installed_pyoco.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -39,6 +39,9 @@ BOOST_AUTO_TEST_CASE(puts_binary_sdk_and_plugins_in_place) {
   BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/std/libpyoco_std.so"));
   BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/hello/plugin.toml"));
   BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/hello/libpyoco_hello.so"));
+  // The systemd units and /etc/pyoco/*.env are the Debian package's alone
+  // (cmake/PyocoPackaging.cmake): they name /usr/bin/pyoco and /etc.
+  BOOST_TEST(!fs::exists(prefix / "lib/systemd"));
 
   bool sdk_config = false;
   for (const auto& e : fs::recursive_directory_iterator(prefix)) {
@@ -60,45 +63,9 @@ BOOST_AUTO_TEST_CASE(installs_runtime_libraries_and_their_headers) {
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/plugins/search_path.hpp"));
 }
 
-// The installed pyoco, started from a directory outside the build tree,
-// finds its plugins in the prefix, runs the hello flow with them, and loads
-// no file of the build tree (LD_DEBUG=files names every library loaded).
+// The installed pyoco works from the prefix alone (installed_pyoco.hpp).
 BOOST_AUTO_TEST_CASE(installed_binary_runs_without_the_build_tree) {
-  const fs::path work = dir.path() / "work";
-  fs::create_directories(work);
-  fs::copy_file(source_dir() / "examples/hello/flow.yaml", work / "flow.yaml");
-  const fs::path plugins = fs::canonical(prefix / "lib/pyoco/plugins");
-  const std::string build_tree = fs::canonical(binary_dir()).string() + "/";
-  const ProcessOptions outside{
-      .cwd = work,
-      .env = {{"PYOCO_HOME", (dir.path() / "home").string()}, {"LD_DEBUG", "files"}},
-      .unset_env = {"PYOCO_PLUGIN_PATH", "LD_LIBRARY_PATH"}};
-  const std::string pyoco = (prefix / "bin/pyoco").string();
-
-  ProcessResult r = run_process({pyoco, "--version"}, outside);
-  BOOST_TEST(r.exit_code == 0);
-  BOOST_TEST(r.out.find("pyoco ") == 0u);
-
-  r = run_process({pyoco, "plugins", "list", "--json"}, outside);
-  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
-  const boost::json::value listed = boost::json::parse(r.out);
-  BOOST_TEST(listed.at("search_path") == boost::json::array{boost::json::string(plugins.string())},
-             r.out);
-  std::vector<std::string> names;
-  for (const auto& p : listed.at("plugins").as_array()) {
-    names.emplace_back(p.at("name").as_string());
-    BOOST_TEST(std::string(p.at("path").as_string()).starts_with(plugins.string() + "/"), r.out);
-  }
-  BOOST_TEST((names == std::vector<std::string>{"hello", "std"}), r.out);
-
-  r = run_process({pyoco, "run", "flow.yaml", "--non-cute"}, outside);
-  BOOST_TEST(r.exit_code == 0, r.out << r.err);
-  BOOST_TEST(r.out.find("INFO pyoco log node=save_result ✨ Saved: CARROT\n") != std::string::npos,
-             r.out);
-  BOOST_TEST(r.out.find("status=COMPLETED") != std::string::npos, r.out);
-  const std::string loaded = "file=" + (plugins / "hello/libpyoco_hello.so").string() + " ";
-  BOOST_TEST(r.err.find(loaded) != std::string::npos, "no " << loaded << " in\n" << r.err);
-  BOOST_TEST(r.err.find(build_tree) == std::string::npos, "loaded from the build tree:\n" << r.err);
+  check_installed_pyoco_runs(prefix, dir.path());
 }
 
 // examples/embed on its own, as a user who copies it would build it:

@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "greeter_project.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -18,85 +18,16 @@ using namespace pyoco::testing;
 
 namespace {
 
-void write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p) << text;
-}
-
-// A minimal third-party plugin project.
-void write_project(const fs::path& dir) {
-  write(dir / "CMakeLists.txt", R"(cmake_minimum_required(VERSION 3.25)
-project(greeter CXX)
-find_package(PyocoSDK 0.1 REQUIRED)
-pyoco_add_plugin(greeter SOURCES greeter.cpp MANIFEST plugin.toml)
-target_compile_options(greeter PRIVATE -Wall -Wextra -Wpedantic -Werror)
-)");
-  write(dir / "plugin.toml", R"([plugin]
-name = "greeter"
-version = "1.0.0"
-abi = 1
-sdk = "0.1.0"
-library = "libpyoco_greeter.so"
-summary = "Greets"
-authors = ["Third Party"]
-license = "Apache-2.0"
-status = "experimental"
-)");
-  write(dir / "greeter.cpp", R"(#include <pyoco/sdk.hpp>
-
-struct Greet : pyoco::Task {
-  static constexpr const char* name = "greet";
-  static constexpr const char* summary = "Says hello";
-  static constexpr const char* usage = "hi: {use: \"greeter/greet\", inputs: {who: \"world\"}}";
-  static inline const std::vector<pyoco::Io> inputs = {{"who", "string", true, "whom"}};
-  static inline const std::vector<pyoco::Io> outputs = {{"greeting", "string", false, "the greeting"}};
-  pyoco::Value run(pyoco::Context&, const pyoco::Inputs& in) override {
-    return "hello " + in.require<std::string>("who");
-  }
-};
-
-void register_tasks(pyoco::Registry& r) { r.add<Greet>(); }
-PYOCO_PLUGIN(register_tasks)
-)");
-}
-
 ProcessResult run(const std::vector<std::string>& argv) {
   return run_process(argv, {.timeout = std::chrono::seconds(240)});
-}
-
-void build_and_check(const fs::path& project, const std::string& locate_arg) {
-  const fs::path build = project / "build";
-  ProcessResult r = run({"cmake", "-S", project.string(), "-B", build.string(), locate_arg,
-                         "-DCMAKE_BUILD_TYPE=Release"});
-  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
-  r = run({"cmake", "--build", build.string()});
-  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
-  const fs::path plugin = build / "greeter";
-  BOOST_TEST(fs::is_regular_file(plugin / "plugin.toml"));
-  BOOST_TEST(fs::is_regular_file(plugin / "libpyoco_greeter.so"));
-  // The build wrote the task's table from its code, with the pyoco that
-  // came with the SDK.
-  std::ifstream in(plugin / "plugin.toml");
-  const std::string manifest{std::istreambuf_iterator<char>(in), {}};
-  BOOST_TEST(
-      manifest.find("[[tasks]]\nname = \"greet\"\nsummary = \"Says hello\"\n") != std::string::npos,
-      manifest);
-  BOOST_TEST(manifest.find("inputs = [{name = \"who\", type = \"string\", required = true, "
-                           "description = \"whom\"}]") != std::string::npos,
-             manifest);
-
-  r = run_pyoco({"plugins", "lint", plugin.string(), "--strict"});
-  BOOST_TEST(r.exit_code == 0, r.out << r.err);
-  r = run_pyoco({"tasks", "--plugin-path", build.string()});
-  BOOST_TEST(r.out.find("greeter/greet") != std::string::npos, r.out);
 }
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_plugin_builds_against_the_build_tree) {
   TempDir dir;
-  write_project(dir.path());
-  build_and_check(dir.path(), "-DPyocoSDK_DIR=" + binary_dir().string());
+  write_greeter_project(dir.path());
+  build_and_check_greeter(dir.path(), "-DPyocoSDK_DIR=" + binary_dir().string(), pyoco_exe());
 }
 
 BOOST_AUTO_TEST_CASE(a_plugin_builds_against_an_install_prefix_only) {
@@ -106,8 +37,8 @@ BOOST_AUTO_TEST_CASE(a_plugin_builds_against_an_install_prefix_only) {
       run({"cmake", "--install", binary_dir().string(), "--prefix", prefix.string()});
   BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
   const fs::path project = dir.path() / "project";
-  write_project(project);
-  build_and_check(project, "-DCMAKE_PREFIX_PATH=" + prefix.string());
+  write_greeter_project(project);
+  build_and_check_greeter(project, "-DCMAKE_PREFIX_PATH=" + prefix.string(), pyoco_exe());
 }
 
 // docs/plugins.md: its C++ examples compile against the SDK as written
@@ -156,7 +87,7 @@ BOOST_AUTO_TEST_CASE(the_docs_cpp_examples_compile) {
   TempDir dir;
   for (const auto& [file, text] : sources) {
     BOOST_TEST_CONTEXT(file) {
-      write(dir.path() / file, text);
+      write_text(dir.path() / file, text);
       const ProcessResult r =
           run({"c++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wno-unused-but-set-variable",
                "-fsyntax-only", "-I" + (source_dir() / "sdk/include").string(),
