@@ -342,21 +342,27 @@ class Chaos {
     };
     std::map<std::string, Seen> runs;
     cluster::Connection nats({.servers = fleet_.nats().url_list()});
-    const bool whole =
-        cluster::read_events(nats, "pyoco.ev.>", 0, [&](std::uint64_t, const json::object& e) {
-          const auto* id = e.if_contains("run_id");
-          const auto* kind = e.if_contains("kind");
-          if (id == nullptr || kind == nullptr || !id->is_string() || !kind->is_string()) return;
-          Seen& s = runs[std::string(id->as_string())];
-          if (kind->as_string() == "run_end") {
-            ++s.run_ends;
-            if (const auto* st = e.if_contains("status"); st != nullptr && st->is_string()) {
-              s.end_status = st->as_string();
-            }
-          } else if (kind->as_string() == "node_start" && s.run_ends > 0) {
-            ++s.started_after_end;
-          }
-        });
+    // A read cut short (a replica still catching up stops the push for a
+    // moment) is read again whole, three times at most.
+    const auto each = [&](std::uint64_t, const json::object& e) {
+      const auto* id = e.if_contains("run_id");
+      const auto* kind = e.if_contains("kind");
+      if (id == nullptr || kind == nullptr || !id->is_string() || !kind->is_string()) return;
+      Seen& s = runs[std::string(id->as_string())];
+      if (kind->as_string() == "run_end") {
+        ++s.run_ends;
+        if (const auto* st = e.if_contains("status"); st != nullptr && st->is_string()) {
+          s.end_status = st->as_string();
+        }
+      } else if (kind->as_string() == "node_start" && s.run_ends > 0) {
+        ++s.started_after_end;
+      }
+    };
+    bool whole = false;
+    for (int attempt = 0; attempt < 3 && !whole; ++attempt) {
+      runs.clear();
+      whole = cluster::read_events(nats, "pyoco.ev.>", 0, each);
+    }
     if (!whole) problem("PYOCO_EVENTS could not be read whole");
     report_.runs_in_stream = static_cast<int>(runs.size());
     for (const auto& id : accepted_) {
