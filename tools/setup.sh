@@ -23,6 +23,8 @@ packages=(
   chromium chromium-driver fonts-noto-color-emoji
   # benchmark baseline
   libtbb-dev
+  # HTTP load on the gateway (tools/load.sh)
+  wrk
   # fuzzing (fuzz/, tools/fuzz.sh): clang, and libFuzzer with clang's
   # sanitizer runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev,
   # which clang's packages only recommend, and we install without those)
