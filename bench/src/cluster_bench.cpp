@@ -380,11 +380,7 @@ int main(int argc, char** argv) try {
       throw std::invalid_argument("unknown argument " + arg + " (see --help)");
     }
   }
-  std::string tmpl = (fs::temp_directory_path() / "pyoco-cluster-bench-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  const fs::path scratch = tmpl;
-  fs::create_directories(scratch / "flows");
-  std::ofstream(scratch / "flows" / "trivial.yaml") << pyoco::bench::kTrivialFlow;
+  const fs::path scratch = pyoco::bench::make_scratch("pyoco-cluster-bench");
 
   const pyoco::bench::LocalNats nats = pyoco::bench::start_nats(scratch, a.pyoco);
   const std::string& nats_url = nats.url;

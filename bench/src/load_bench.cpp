@@ -366,11 +366,7 @@ int main(int argc, char** argv) try {
       throw std::invalid_argument("unknown argument " + arg + " (see --help)");
     }
   }
-  std::string tmpl = (fs::temp_directory_path() / "pyoco-load-bench-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  const fs::path scratch = tmpl;
-  fs::create_directories(scratch / "flows");
-  std::ofstream(scratch / "flows" / "trivial.yaml") << pyoco::bench::kTrivialFlow;
+  const fs::path scratch = pyoco::bench::make_scratch("pyoco-load-bench");
 
   const pyoco::bench::LocalNats nats = pyoco::bench::start_nats(scratch, a.pyoco);
   std::string gateway;

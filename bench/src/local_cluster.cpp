@@ -1,5 +1,6 @@
 #include "local_cluster.hpp"
 
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -58,6 +59,15 @@ std::pair<std::string, std::string> host_port(const std::string& url) {
   const auto colon = url.rfind(':');
   if (colon == std::string::npos || colon < start) throw std::runtime_error("no port in " + url);
   return {url.substr(start, colon - start), url.substr(colon + 1)};
+}
+
+fs::path make_scratch(const std::string& prefix) {
+  std::string tmpl = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  const fs::path scratch = tmpl;
+  fs::create_directories(scratch / "flows");
+  std::ofstream(scratch / "flows" / "trivial.yaml") << kTrivialFlow;
+  return scratch;
 }
 
 LocalNats start_nats(const fs::path& scratch, const fs::path& pyoco) {

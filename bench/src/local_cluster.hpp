@@ -40,6 +40,10 @@ tasks:
   t: {use: "bench/noop"}
 )";
 
+// A new directory under the system's temporary one, named `prefix`-XXXXXX,
+// with flows/trivial.yaml (kTrivialFlow) for the workers' --flows.
+std::filesystem::path make_scratch(const std::string& prefix);
+
 // A nats-server with JetStream on a free loopback port (its store and ports
 // file under `scratch`), `pyoco cluster init` run against it.
 struct LocalNats {
