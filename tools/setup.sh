@@ -26,6 +26,8 @@ packages=(
   # Debian packages (cpack -G DEB, deb_package_test): dpkg-shlibdeps for
   # their Depends; systemd-analyze to verify the units
   dpkg-dev systemd
+  # HTTP load on the gateway (tools/load.sh)
+  wrk
   # fuzzing (fuzz/, tools/fuzz.sh): clang, and libFuzzer with clang's
   # sanitizer runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev,
   # which clang's packages only recommend, and we install without those)

@@ -10,17 +10,14 @@
 //
 //   pyoco_cluster_bench [--smoke] [--out DIR] [--runs N] [--clients C]
 #include <pyoco/cluster/api_keys.hpp>
-#include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/core/subprocess.hpp>
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/server/auth.hpp>
 
-#include <nats/nats.h>
 #include <unistd.h>
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -28,34 +25,30 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
+#include "event_clock.hpp"
+#include "http_client.hpp"
+#include "local_cluster.hpp"
 #include "stats.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
 namespace http = boost::beast::http;
-using Clock = std::chrono::steady_clock;
+using pyoco::bench::Clock, pyoco::bench::EventClock, pyoco::bench::ms_between,
+    pyoco::bench::percentile;
+using Submitter = pyoco::bench::HttpClient;
 using namespace std::chrono_literals;
 
 namespace {
-
-constexpr const char* kFlow = R"(flow:
-  graph: t
-tasks:
-  t: {use: "bench/noop"}
-)";
 
 struct Args {
   bool smoke = false;
@@ -66,165 +59,6 @@ struct Args {
   std::size_t latency_runs = 300;
   unsigned clients = 8;
   bool auth_only = false;
-};
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-// User + system CPU a process has used, in milliseconds.
-double cpu_ms(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = text.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(text.substr(close + 2));
-  std::string f;
-  unsigned long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> f; ++i) {
-    if (i == 14) utime = std::stoul(f);
-    if (i == 15) stime = std::stoul(f);
-  }
-  return static_cast<double>(utime + stime) * 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Polls `file` until it contains `marker`; the text after it up to the end
-// of the line.
-std::string wait_for_line(const fs::path& file, const std::string& marker,
-                          std::chrono::seconds deadline) {
-  const auto until = Clock::now() + deadline;
-  while (Clock::now() < until) {
-    const std::string text = read_text(file);
-    if (const auto at = text.find(marker); at != std::string::npos) {
-      const auto end = text.find('\n', at);
-      if (end != std::string::npos)
-        return text.substr(at + marker.size(), end - at - marker.size());
-    }
-    std::this_thread::sleep_for(20ms);  // polling a log file, with a deadline
-  }
-  throw std::runtime_error("no \"" + marker + "\" in " + file.string() +
-                           " in time: " + read_text(file));
-}
-
-// What the bench hears on NATS: per run, its first task start and its end.
-class EventClock {
- public:
-  explicit EventClock(const std::string& url) {
-    if (natsConnection_ConnectTo(&nc_, url.c_str()) != NATS_OK)
-      throw std::runtime_error("cannot connect to " + url);
-    natsConnection_Subscribe(&sub_, nc_, "pyoco.ev.*.*", &EventClock::on_msg, this);
-    natsSubscription_SetPendingLimits(sub_, -1, -1);
-    natsConnection_Flush(nc_);
-  }
-  ~EventClock() {
-    pyoco::cluster::close_subscription(sub_);  // events are still coming
-    natsConnection_Destroy(nc_);
-  }
-
-  struct Times {
-    Clock::time_point start{}, end{};
-  };
-
-  // Waits until `n` of `ids` have ended; false at the deadline.
-  bool wait_ends(const std::vector<std::string>& ids, std::chrono::seconds deadline) {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, deadline, [&] {
-      for (const auto& id : ids) {
-        auto it = times_.find(id);
-        if (it == times_.end() || it->second.end == Clock::time_point{}) return false;
-      }
-      return true;
-    });
-  }
-  Times get(const std::string& id) {
-    std::lock_guard lock(mutex_);
-    return times_[id];
-  }
-
- private:
-  static void on_msg(natsConnection*, natsSubscription*, natsMsg* m, void* self_) {
-    const auto now = Clock::now();
-    auto* self = static_cast<EventClock*>(self_);
-    const std::string_view subject = natsMsg_GetSubject(m);
-    const std::string_view data(natsMsg_GetData(m),
-                                static_cast<std::size_t>(natsMsg_GetDataLength(m)));
-    // pyoco.ev.<run_id>.<kind>
-    const auto first = subject.find('.', 6);
-    const auto last = subject.rfind('.');
-    const std::string id(subject.substr(first + 1, last - first - 1));
-    const bool start = data.find("\"kind\":\"node_start\"") != std::string_view::npos;
-    const bool end = data.find("\"kind\":\"run_end\"") != std::string_view::npos;
-    if (start || end) {
-      std::lock_guard lock(self->mutex_);
-      Times& t = self->times_[id];
-      if (start && t.start == Clock::time_point{}) t.start = now;
-      if (end && t.end == Clock::time_point{}) t.end = now;
-      if (end) self->changed_.notify_all();
-    }
-    natsMsg_Destroy(m);
-  }
-
-  natsConnection* nc_ = nullptr;
-  natsSubscription* sub_ = nullptr;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::unordered_map<std::string, Times> times_;
-};
-
-// POST /runs over one keep-alive connection.
-// One keep-alive HTTP connection to a gateway.
-class Submitter {
- public:
-  Submitter(const std::string& host, const std::string& port, std::string api_key = {})
-      : socket_(io_), api_key_(std::move(api_key)) {
-    boost::asio::ip::tcp::resolver resolver(io_);
-    boost::asio::connect(socket_, resolver.resolve(host, port));
-    socket_.set_option(boost::asio::ip::tcp::no_delay(true));
-  }
-  // The answer's body; throws unless it is 200.
-  std::string call(http::verb method, const std::string& target, const std::string& body = {}) {
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    if (!api_key_.empty()) req.set("X-API-Key", api_key_);
-    req.keep_alive(true);
-    if (method == http::verb::post) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = body;
-      req.prepare_payload();
-    }
-    http::write(socket_, req);
-    http::response<http::string_body> res;
-    http::read(socket_, buffer_, res);
-    if (res.result_int() != 200) {
-      throw std::runtime_error(std::string(http::to_string(method)) + " " + target + ": " +
-                               std::to_string(res.result_int()) + " " + res.body());
-    }
-    return res.body();
-  }
-  std::string submit() {
-    return std::string(
-        json::parse(call(http::verb::post, "/runs", R"({"flow_name":"trivial","params":{}})"))
-            .at("run_id")
-            .as_string());
-  }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::socket socket_;
-  std::string api_key_;
-  boost::beast::flat_buffer buffer_;
 };
 
 struct Setup {
@@ -239,17 +73,13 @@ json::object summarize(const std::vector<double>& v) {
 json::object measure(const Args& a, const Setup& s, const std::string& nats_url,
                      const std::string& gateway, int gateway_pid, int nats_pid,
                      const fs::path& scratch, EventClock& clock) {
-  std::vector<std::unique_ptr<pyoco::core::BackgroundProcess>> workers;
+  std::vector<pyoco::bench::Process> workers;
   for (unsigned w = 0; w < s.workers; ++w) {
-    workers.push_back(std::make_unique<pyoco::core::BackgroundProcess>(
-        std::vector<std::string>{a.pyoco.string(), "worker", "--nats", nats_url, "--worker-id",
-                                 "bench-" + std::to_string(w), "--slots", std::to_string(s.slots),
-                                 "--flows", (scratch / "flows").string(), "--plugin-path",
-                                 a.plugin_dir.string()},
+    workers.push_back(pyoco::bench::start_worker(
+        a.pyoco, nats_url, "bench-" + std::to_string(w), s.slots, scratch / "flows", a.plugin_dir,
         scratch / ("worker-" + std::to_string(w) + ".log")));
   }
-  const auto colon = gateway.rfind(':');
-  const std::string host = gateway.substr(7, colon - 7), port = gateway.substr(colon + 1);
+  const auto [host, port] = pyoco::bench::host_port(gateway);
 
   // Warm-up, which also waits for the workers: runs until one ends.
   {
@@ -278,7 +108,7 @@ json::object measure(const Args& a, const Setup& s, const std::string& nats_url,
   std::vector<int> pids{gateway_pid, nats_pid};
   for (auto& w : workers) pids.push_back(w->pid());
   std::vector<double> cpu_before;
-  for (int pid : pids) cpu_before.push_back(cpu_ms(pid));
+  for (int pid : pids) cpu_before.push_back(pyoco::bench::cpu_ms(pid));
   std::vector<std::vector<std::pair<std::string, Clock::time_point>>> sent(a.clients);
   std::atomic<std::size_t> next{0};
   const auto t_begin = Clock::now();
@@ -312,7 +142,8 @@ json::object measure(const Args& a, const Setup& s, const std::string& nats_url,
   }
   std::vector<double> cpu_per_run;
   for (std::size_t i = 0; i < pids.size(); ++i) {
-    cpu_per_run.push_back((cpu_ms(pids[i]) - cpu_before[i]) / static_cast<double>(a.runs));
+    cpu_per_run.push_back((pyoco::bench::cpu_ms(pids[i]) - cpu_before[i]) /
+                          static_cast<double>(a.runs));
   }
   double workers_cpu = 0;
   for (std::size_t i = 2; i < cpu_per_run.size(); ++i) workers_cpu += cpu_per_run[i];
@@ -342,8 +173,8 @@ json::object baseline(const Args& a, std::size_t in_flight) {
   pyoco::EngineOptions eo;
   eo.plugin_search_path = {a.plugin_dir};
   pyoco::Engine engine(eo);
-  auto spec =
-      std::make_shared<pyoco::core::FlowSpec>(pyoco::core::parse_flow_text(kFlow, "trivial.yaml"));
+  auto spec = std::make_shared<pyoco::core::FlowSpec>(
+      pyoco::core::parse_flow_text(pyoco::bench::kTrivialFlow, "trivial.yaml"));
   auto flow = std::make_shared<pyoco::core::CompiledFlow>(pyoco::core::compile_flow(spec));
   std::vector<double> one;
   for (int i = 0; i < 200; ++i) {
@@ -370,8 +201,7 @@ json::object baseline(const Args& a, std::size_t in_flight) {
 // Requests/s of C keep-alive clients on `target` for `seconds`.
 double requests_per_s(const std::string& gateway, const std::string& key, const std::string& target,
                       unsigned clients, double seconds) {
-  const auto colon = gateway.rfind(':');
-  const std::string host = gateway.substr(7, colon - 7), port = gateway.substr(colon + 1);
+  const auto [host, port] = pyoco::bench::host_port(gateway);
   std::atomic<std::uint64_t> done{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
@@ -407,13 +237,11 @@ json::object auth_overhead(const Args& a, const std::string& nats_url,
   const std::string key(json::parse(made.out).at("api_key").as_string());
   pyoco::core::ProcessOptions keyed_env;
   keyed_env.env["PYOCO_HTTP_AUTH_MODE"] = "api_key";
-  pyoco::core::BackgroundProcess keyed(
-      {a.pyoco.string(), "server", "--nats", nats_url, "--listen", "127.0.0.1:0"},
-      scratch / "gateway-auth.log", keyed_env);
-  const std::string keyed_gateway =
-      "http://" + wait_for_line(scratch / "gateway-auth.log", "listening on http://", 20s);
-  const auto colon = keyed_gateway.rfind(':');
-  Submitter first(keyed_gateway.substr(7, colon - 7), keyed_gateway.substr(colon + 1), key);
+  std::string keyed_gateway;
+  const pyoco::bench::Process keyed = pyoco::bench::start_gateway(
+      a.pyoco, nats_url, scratch / "gateway-auth.log", keyed_gateway, keyed_env);
+  const auto [keyed_host, keyed_port] = pyoco::bench::host_port(keyed_gateway);
+  Submitter first(keyed_host, keyed_port, key);
   auto t0 = Clock::now();
   const std::string run = first.submit();  // the first request: the KDF
   const double first_ms = ms_between(t0, Clock::now());
@@ -434,14 +262,14 @@ json::object auth_overhead(const Args& a, const std::string& nats_url,
       plain.push_back(requests_per_s(plain_gateway, "", target, a.clients, seconds));
       keyed_rps.push_back(requests_per_s(keyed_gateway, key, target, a.clients, seconds));
     }
-    const double p = percentile(plain, 50), k = percentile(keyed_rps, 50);
+    const double p = pyoco::bench::median(plain), k = pyoco::bench::median(keyed_rps);
     routes.push_back(
         json::object{{"route", target.rfind("/runs/", 0) == 0 ? "GET /runs/{id}" : "GET /workers"},
                      {"no_auth_rps", p},
                      {"api_key_rps", k},
                      {"ratio", k / p}});
   }
-  keyed.stop();
+  keyed->stop();
 
   // One check as the gateway makes it, in this process: the first runs the
   // KDF, the rest are cache hits.
@@ -552,35 +380,13 @@ int main(int argc, char** argv) try {
       throw std::invalid_argument("unknown argument " + arg + " (see --help)");
     }
   }
-  std::string tmpl = (fs::temp_directory_path() / "pyoco-cluster-bench-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  const fs::path scratch = tmpl;
-  fs::create_directories(scratch / "flows");
-  fs::create_directories(scratch / "ports");
-  std::ofstream(scratch / "flows" / "trivial.yaml") << kFlow;
+  const fs::path scratch = pyoco::bench::make_scratch("pyoco-cluster-bench");
 
-  pyoco::core::BackgroundProcess nats(
-      {"nats-server", "-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir",
-       (scratch / "ports").string(), "-sd", (scratch / "store").string()},
-      scratch / "nats.log");
-  std::string nats_url;
-  for (const auto until = Clock::now() + 10s; nats_url.empty() && Clock::now() < until;) {
-    for (const auto& e : fs::directory_iterator(scratch / "ports")) {
-      const std::string text = read_text(e.path());
-      const auto at = text.find("nats://");
-      if (at != std::string::npos) nats_url = text.substr(at, text.find('"', at) - at);
-    }
-    if (nats_url.empty()) std::this_thread::sleep_for(20ms);  // the ports file, with a deadline
-  }
-  if (nats_url.empty()) throw std::runtime_error("nats-server did not start");
-  const auto init =
-      pyoco::core::run_process({a.pyoco.string(), "cluster", "init", "--nats", nats_url});
-  if (init.exit_code != 0) throw std::runtime_error("cluster init: " + init.err);
-  pyoco::core::BackgroundProcess gateway(
-      {a.pyoco.string(), "server", "--nats", nats_url, "--listen", "127.0.0.1:0"},
-      scratch / "gateway.log");
-  const std::string gateway_url =
-      "http://" + wait_for_line(scratch / "gateway.log", "listening on http://", 20s);
+  const pyoco::bench::LocalNats nats = pyoco::bench::start_nats(scratch, a.pyoco);
+  const std::string& nats_url = nats.url;
+  std::string gateway_url;
+  const pyoco::bench::Process gateway =
+      pyoco::bench::start_gateway(a.pyoco, nats_url, scratch / "gateway.log", gateway_url);
   EventClock clock(nats_url);
 
   const std::vector<Setup> setups =
@@ -594,14 +400,14 @@ int main(int argc, char** argv) try {
   for (const Setup& s : setups) {
     std::cerr << "cluster bench: " << s.workers << " workers x " << s.slots << " slots\n";
     measured.push_back(
-        measure(a, s, nats_url, gateway_url, gateway.pid(), nats.pid(), scratch, clock));
+        measure(a, s, nats_url, gateway_url, gateway->pid(), nats.process->pid(), scratch, clock));
   }
   results["setups"] = std::move(measured);
   std::cerr << "cluster bench: API keys' cost\n";
   results["auth"] = auth_overhead(a, nats_url, gateway_url, scratch);
   results["baseline"] = baseline(a, 16);
-  gateway.stop();
-  nats.stop();
+  gateway->stop();
+  nats.process->stop();
 
   fs::create_directories(a.out);
   std::ofstream(a.out / "cluster.json") << json::serialize(results) << '\n';
