@@ -10,6 +10,8 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "child.hpp"
@@ -211,6 +213,78 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   }
   BOOST_TEST(status == 200u);
   BOOST_TEST(s.call(http::verb::get, "/health").status == 200u);
+}
+
+// A watch open while nats-server is killed and started again goes on by
+// itself: the gateway follows again from the last event it sent, and the
+// client sees every event of the run once, in order, to its RunEnd, on the
+// one stream it opened.
+BOOST_AUTO_TEST_CASE(a_watch_rides_out_a_nats_restart) {
+  NatsServer nats;
+  TempDir flows;
+  write_text(flows.path() / "ticks.yaml",
+             "flow: {graph: a >> b >> c}\ntasks:\n"
+             "  a: {use: std/sleep, inputs: {seconds: 1}}\n"
+             "  b: {use: std/sleep, inputs: {seconds: 1.5}}\n"
+             "  c: {use: std/echo, inputs: {message: after}}\n");
+  Server s({"--nats", nats.url()});
+  ChildProcess worker({pyoco_exe().string(), "worker", "--nats", nats.url(), "--worker-id", "w1",
+                       "--flows", flows.path().string(), "--progress-interval", "0.2"},
+                      {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
+  const auto submitted = s.call(http::verb::post, "/runs", R"({"flow_name": "ticks"})");
+  BOOST_TEST_REQUIRE(submitted.status == 200u);
+  const std::string id(json::parse(submitted.body).at("run_id").as_string());
+
+  std::mutex m;
+  std::vector<server::StreamEvent> seen;
+  std::atomic<bool> ended{false};
+  std::thread watch([&] {
+    try {
+      server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+        std::lock_guard lock(m);
+        seen.push_back(e);
+        return true;
+      });
+    } catch (const std::exception& e) {
+      BOOST_TEST_MESSAGE("the watch broke: " << e.what());
+    }
+    ended = true;
+  });
+  auto count_seen = [&] {
+    std::lock_guard lock(m);
+    return seen.size();
+  };
+  // The run has started (snapshot, then its first events) when NATS goes.
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (count_seen() < 3 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  BOOST_TEST_REQUIRE(count_seen() >= 3u);
+  nats.kill9();
+  std::this_thread::sleep_for(1s);  // the outage itself
+  nats.start();
+  const auto end_by = std::chrono::steady_clock::now() + 60s;
+  while (!ended && std::chrono::steady_clock::now() < end_by) std::this_thread::sleep_for(20ms);
+  BOOST_TEST_REQUIRE(ended.load());
+  watch.join();
+
+  // One stream, the snapshot first, ids strictly increasing, the RunEnd
+  // last; the same events a new watch from the start gets (no gap).
+  BOOST_TEST_REQUIRE(seen.size() > 3u);
+  BOOST_TEST(seen.front().event == "snapshot");
+  BOOST_TEST(seen.back().data.find("\"kind\":\"run_end\"") != std::string::npos);
+  std::vector<std::string> ids;
+  for (std::size_t i = 1; i < seen.size(); ++i) {
+    BOOST_TEST(seen[i].event != "error", seen[i].data);
+    if (i > 1) BOOST_TEST(std::stoull(seen[i].id) > std::stoull(seen[i - 1].id));
+    ids.push_back(seen[i].id);
+  }
+  std::vector<std::string> again;
+  server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+    if (e.event != "snapshot") again.push_back(e.id);
+    return true;
+  });
+  BOOST_TEST(ids == again, boost::test_tools::per_element());
 }
 
 // The registry as the gateway shows it: a worker IDLE, then RUNNING with

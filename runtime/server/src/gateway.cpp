@@ -28,6 +28,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <thread>
 
 namespace pyoco::server {
 
@@ -436,26 +437,61 @@ class Gateway {
 
   // Sends what PYOCO_EVENTS holds on `subject` after `after`, then what
   // comes, as SSE (event: the subject's last token, id: the stream
-  // sequence), each as `choose` says, until the client or NATS goes (the
-  // client resumes with Last-Event-ID) or `choose` ends it.
+  // sequence), each as `choose` says, until the client goes or `choose`
+  // ends it. The headers are out by now, so NATS failing is not an error
+  // status: the subscription is made again after the last event sent (no
+  // gap, no duplicate) — NATS slow to make a consumer (many watches opened
+  // at once), a reconnect, a new stream leader — with a comment now and
+  // then that also tells whether the client is still there. Past
+  // kResubscribeFor without a subscription the stream ends with an `error`
+  // event (the client may resume with Last-Event-ID).
   template <class Choose>
   void follow(EventStream& out, const std::string& subject, std::uint64_t after,
               const std::string& what, Choose&& choose) {
-    const cluster::Subscription owned = cluster::subscribe_events(nats_, subject, after);
-    natsSubscription* sub = owned.get();
-    if (sub == nullptr) throw HttpError{503, "nats_unavailable", what};
+    constexpr auto kResubscribeFor = std::chrono::seconds(60);
+    std::uint64_t last = after;
+    auto broken_since = std::chrono::steady_clock::now();
+    while (!out.stopping()) {
+      const cluster::Subscription owned = cluster::subscribe_events(nats_, subject, last);
+      natsSubscription* sub = owned.get();
+      if (sub == nullptr) {
+        if (std::chrono::steady_clock::now() - broken_since > kResubscribeFor) {
+          out.send("error", "",
+                   json::serialize(json::object{{"error", "nats_unavailable"}, {"detail", what}}));
+          return;
+        }
+        if (!out.comment("waiting for NATS")) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));  // NATS's pace, not ours
+        continue;
+      }
+      switch (deliver(out, sub, last, choose)) {
+        case Followed::ended:
+          return;
+        case Followed::broken:
+          broken_since = std::chrono::steady_clock::now();
+          break;
+      }
+    }
+  }
+
+  enum class Followed { ended, broken };
+
+  // One subscription's events to the client, `last` kept as the last
+  // sequence sent or skipped; `broken` when NATS stopped delivering.
+  template <class Choose>
+  Followed deliver(EventStream& out, natsSubscription* sub, std::uint64_t& last, Choose& choose) {
     auto idle = std::chrono::steady_clock::now();
     while (!out.stopping()) {
       natsMsg* m = nullptr;
       const natsStatus s = natsSubscription_NextMsg(&m, sub, 1000);
       if (s == NATS_TIMEOUT) {
         if (std::chrono::steady_clock::now() - idle > std::chrono::seconds(15)) {
-          if (!out.comment("ping")) break;
+          if (!out.comment("ping")) return Followed::ended;
           idle = std::chrono::steady_clock::now();
         }
         continue;
       }
-      if (s != NATS_OK) break;
+      if (s != NATS_OK) return Followed::broken;
       jsMsgMetaData* meta = nullptr;
       std::uint64_t seq = 0;
       if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
@@ -466,12 +502,17 @@ class Gateway {
       const std::string data(natsMsg_GetData(m),
                              static_cast<std::size_t>(natsMsg_GetDataLength(m)));
       natsMsg_Destroy(m);
+      if (seq != 0 && seq <= last) continue;  // already sent before a resubscription
+      if (seq != 0) last = seq;
       const Delivery d = choose(std::string_view(subj), data);
       if (d == Delivery::skip) continue;
-      if (!out.send(subj.substr(subj.rfind('.') + 1), std::to_string(seq), data)) break;
+      if (!out.send(subj.substr(subj.rfind('.') + 1), std::to_string(seq), data)) {
+        return Followed::ended;
+      }
       idle = std::chrono::steady_clock::now();
-      if (d == Delivery::send_and_end) break;
+      if (d == Delivery::send_and_end) return Followed::ended;
     }
+    return Followed::ended;
   }
 
   // Runs per status and in progress, of the runs the caller sees: the
