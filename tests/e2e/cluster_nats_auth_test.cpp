@@ -167,3 +167,29 @@ BOOST_AUTO_TEST_CASE(on_loopback_no_credentials_unless_configured) {
   BOOST_TEST(status.exit_code == 0, status.err);
   stop(s);
 }
+
+// `--with-worker`: the worker's tasks run in the gateway's process, which
+// holds the NATS token and the keys' pepper; neither a std/shell task's
+// `env` nor its parent's /proc/PID/environ shows them, nor any PYOCO_*
+// setting, but the server's other variables are there.
+BOOST_AUTO_TEST_CASE(with_worker_a_task_s_processes_do_not_inherit_the_server_s_secrets) {
+  TempDir dir;
+  const std::string token = "an-operator-token-0123456789abcdef";
+  const std::string pepper = "a-pepper-of-the-keys-0123456789abcdef";
+  const fs::path seen = dir.path() / "task-env.txt";
+  write_text(dir.path() / "env.yaml",
+             "flow: {graph: a}\ntasks:\n  a:\n    use: std/shell\n"
+             "    inputs: {command: \"env > '" +
+                 seen.string() + "'; cat /proc/$PPID/environ >> '" + seen.string() + "'\"}\n");
+  Server s({"--with-nats", (dir.path() / "nats").string(), "--nats-port", "0", "--with-worker",
+            "--flows", dir.path().string()},
+           {{"PYOCO_NATS_TOKEN", token}, {"PYOCO_AUTH_PEPPER", pepper}, {"MY_VAR", "1"}});
+  const ProcessResult run = s.client({"submit-yaml", (dir.path() / "env.yaml").string(), "--wait"});
+  BOOST_TEST_REQUIRE(run.exit_code == 0, run.out << run.err << s.child->err());
+  const std::string env = "\n" + read_text(seen);
+  BOOST_TEST(contains(env, "\nMY_VAR=1\n"), env);
+  BOOST_TEST(!contains(env, "PYOCO_"), env);
+  BOOST_TEST(!contains(env, token), env);
+  BOOST_TEST(!contains(env, pepper), env);
+  stop(s);
+}

@@ -246,6 +246,72 @@ BOOST_AUTO_TEST_CASE(runs_read_the_environment_but_not_the_worker_s_settings) {
              all);
 }
 
+// What a task starts inherits the worker's environment but none of its
+// PYOCO_* settings: the worker removed them once read (and blanked them in
+// /proc/<worker>/environ), so a std/shell command finds neither the NATS
+// password nor the token the worker connected with, while a variable of
+// the worker's own and one of the task's `env` reach it (an empty
+// environment would fail too).
+BOOST_AUTO_TEST_CASE(a_task_s_processes_do_not_inherit_the_worker_s_nats_credentials) {
+  const std::string password = "right-horse-battery-staple-0123";
+  const std::string token = "t0ken-of-32-chars-or-more-here";
+  // Its lines for PYOCO_*, MY_VAR and FROM_INPUT; then how many lines of
+  // its environment, and of the worker's as /proc shows it (one line),
+  // hold either secret or a PYOCO_ name (grep -c prints 0 and fails when
+  // none does).
+  const std::string flow =
+      "flow: {graph: a}\ntasks:\n  a:\n    use: std/shell\n    inputs:\n      command: \"env "
+      "| grep -e '^PYOCO_' -e '^MY_VAR=' -e '^FROM_INPUT=' | sort; { env; cat /proc/$PPID/environ; "
+      "echo; } | grep -c -a -F -e PYOCO_ -e '" +
+      password + "' -e '" + token + "' || true\"\n      env: {FROM_INPUT: given}\n";
+  struct Case {
+    const char* name;
+    std::string config;
+    cluster::ConnectOptions credentials;
+    std::map<std::string, std::string> env;
+    std::string userinfo;  // in the URL events_of connects with
+  };
+  const std::vector<Case> cases{
+      {"user and password",
+       "authorization { user: \"pyoco\", password: \"" + password + "\" }\n",
+       {.user = "pyoco", .password = password},
+       {{"PYOCO_NATS_USER", "pyoco"}, {"PYOCO_NATS_PASSWORD", password}},
+       "pyoco:" + password},
+      {"token",
+       "authorization { token: \"" + token + "\" }\n",
+       {.token = token},
+       {{"PYOCO_NATS_TOKEN", token}},
+       token}};
+  for (const Case& k : cases) {
+    BOOST_TEST_CONTEXT(k.name) {
+      WorkerCluster c({.config = k.config}, k.credentials);
+      std::map<std::string, std::string> env = k.env;
+      env["MY_VAR"] = "1";
+      c.worker("w1", 1, {}, env);
+      RunRecords runs(c.nats);
+      RunJob job;
+      job.run_id = "shell";
+      job.flow_name = "shell";
+      job.workflow_yaml = flow;
+      submit_run(c.nats, runs, job);
+      const RunRecord r = c.wait_for("shell", terminal);
+      BOOST_TEST_REQUIRE(r.status() == "COMPLETED", json::serialize(r.snapshot));
+
+      const std::string url =
+          "nats://" + k.userinfo + "@127.0.0.1:" + std::to_string(c.server.port());
+      std::string output;
+      for (const auto& e : events_of(url, "shell")) {
+        if (e.at("kind").as_string() == "node_done") output = e.at("output").as_string().c_str();
+      }
+      BOOST_TEST_REQUIRE(!output.empty());
+      boost::system::error_code ec;
+      const json::value outputs = json::parse(output, ec);  // a summary cut at 200 is no JSON
+      BOOST_TEST_REQUIRE(!ec, output);
+      BOOST_TEST(outputs.at("stdout").as_string() == "FROM_INPUT=given\nMY_VAR=1\n0\n", output);
+    }
+  }
+}
+
 // A crash after the terminal write and before the ack delivers the job
 // again: the worker acks it and does not run it again.
 BOOST_AUTO_TEST_CASE(a_finished_run_delivered_again_is_not_run_again) {

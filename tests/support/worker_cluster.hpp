@@ -28,11 +28,19 @@ namespace pyoco::testing {
 
 struct WorkerCluster {
   NatsServer server;
-  cluster::Connection nats{{.servers = {server.url()}}};
+  cluster::Connection nats;
   TempDir flows;
   std::vector<std::unique_ptr<ChildProcess>> workers;
 
-  WorkerCluster() {
+  // A nats-server as `server_options` configure it (an authorization, say),
+  // which the test connects to with `credentials` (user and password, or a
+  // token); its workers need theirs in the environment `worker` is given.
+  explicit WorkerCluster(NatsServerOptions server_options = {},
+                         cluster::ConnectOptions credentials = {})
+      : server(std::move(server_options)), nats([&] {
+          credentials.servers = {server.url()};
+          return credentials;
+        }()) {
     cluster::ResourceOptions o;
     o.ack_wait = std::chrono::seconds(2);
     cluster::init_resources(nats, o);

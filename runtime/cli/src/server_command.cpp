@@ -54,41 +54,16 @@ int run_server(ServerArgs& a) {
     return kExitUsage;
   }
   try {
-    std::optional<NatsChild> nats_child;
-    if (a.with_nats) {
-      const cluster::ConnectOptions configured = a.nats.connect_options("pyoco server");
-      if (!configured.tls_ca.empty() || !configured.tls_cert.empty()) {
-        std::cerr << "pyoco server: --with-nats runs nats-server without TLS: the NATS TLS "
-                     "settings are not used\n";
-      }
-      nats_child.emplace(NatsChildOptions{
-          .dir = a.with_nats->empty() ? default_nats_dir() : fs::path(*a.with_nats),
-          .listen = a.nats_listen,
-          .port = a.nats_port,
-          .configured = configured});
-    }
-    // The gateway and its worker connect alike: to the child, with the
-    // credentials it requires, or as the NATS flags and environment say.
-    auto connect_options = [&](const std::string& name) {
-      return nats_child ? nats_child->connect_options(name) : a.nats.connect_options(name);
-    };
-    cluster::Connection nats(connect_options("pyoco server"));
+    // Every setting is read first, into options; then the PYOCO_* variables
+    // leave the environment, before nats-server, NATS or HTTP starts a
+    // thread, so that no process started here (nats-server, the worker's
+    // tasks) inherits the NATS credentials, the pepper or the webhook
+    // secret. Nothing reads them again: a reconnect uses the options.
+    const cluster::ConnectOptions configured = a.nats.connect_options("pyoco server");
+    fs::path nats_dir;
+    if (a.with_nats) nats_dir = a.with_nats->empty() ? default_nats_dir() : fs::path(*a.with_nats);
     cluster::ResourceOptions ro = cluster::resource_options_from_env();
     ro.tags = a.tags;
-    cluster::init_resources(nats, ro);
-
-    server::ListenOptions lo;
-    lo.host = a.listen.substr(0, colon);
-    const std::string port = a.listen.substr(colon + 1);
-    if (port.empty() || port.size() > 5 ||
-        port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) {
-      std::cerr << "pyoco server: --listen " << a.listen << ": the port is 0 to 65535\n";
-      return kExitUsage;
-    }
-    lo.port = static_cast<std::uint16_t>(std::stoul(port));
-    lo.tls_cert = a.tls_cert;
-    lo.tls_key = a.tls_key;
-    const std::string scheme = a.tls_cert.empty() ? "http://" : "https://";
     server::GatewayOptions go;
     go.run_index_file = a.index;
     if (const char* t = std::getenv("PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC"); t != nullptr && *t) {
@@ -110,6 +85,50 @@ int run_server(ServerArgs& a) {
       std::cerr << "pyoco server: " << e.what() << '\n';
       return kExitUsage;
     }
+    EngineOptions eo;
+    worker::WorkerOptions wo;
+    if (a.with_worker) {
+      eo.jobs = a.jobs;
+      eo.plugin_search_path = a.path.search_path();
+      wo.tags = a.tags;
+      wo.slots = a.slots;
+      wo.flows_dir = a.flows;
+      wo.env = worker::run_environment();
+    }
+    worker::remove_settings_from_environment();
+
+    std::optional<NatsChild> nats_child;
+    if (a.with_nats) {
+      if (!configured.tls_ca.empty() || !configured.tls_cert.empty()) {
+        std::cerr << "pyoco server: --with-nats runs nats-server without TLS: the NATS TLS "
+                     "settings are not used\n";
+      }
+      nats_child.emplace(NatsChildOptions{
+          .dir = nats_dir, .listen = a.nats_listen, .port = a.nats_port, .configured = configured});
+    }
+    // The gateway and its worker connect alike: to the child, with the
+    // credentials it requires, or as the NATS flags and environment say.
+    auto connect_options = [&](const std::string& name) {
+      if (nats_child) return nats_child->connect_options(name);
+      cluster::ConnectOptions o = configured;
+      o.name = name;
+      return o;
+    };
+    cluster::Connection nats(connect_options("pyoco server"));
+    cluster::init_resources(nats, ro);
+
+    server::ListenOptions lo;
+    lo.host = a.listen.substr(0, colon);
+    const std::string port = a.listen.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) {
+      std::cerr << "pyoco server: --listen " << a.listen << ": the port is 0 to 65535\n";
+      return kExitUsage;
+    }
+    lo.port = static_cast<std::uint16_t>(std::stoul(port));
+    lo.tls_cert = a.tls_cert;
+    lo.tls_key = a.tls_key;
+    const std::string scheme = a.tls_cert.empty() ? "http://" : "https://";
     server::HttpServer http(server::gateway_routes(nats, go), lo);
     cluster::Reaper reaper(nats);  // jobs NATS gave up on end FAILED, not stuck
     reaper.start();
@@ -140,15 +159,7 @@ int run_server(ServerArgs& a) {
     std::optional<worker::Worker> worker;
     if (a.with_worker) {
       worker_nats.emplace(connect_options("pyoco worker"));
-      EngineOptions eo;
-      eo.jobs = a.jobs;
-      eo.plugin_search_path = a.path.search_path();
       engine.emplace(eo);
-      worker::WorkerOptions wo;
-      wo.tags = a.tags;
-      wo.slots = a.slots;
-      wo.flows_dir = a.flows;
-      wo.env = worker::run_environment();
       worker.emplace(*worker_nats, *engine, wo);
       worker->start();
       std::cerr << "pyoco server: a worker runs " << a.slots << " run(s) at a time here\n";

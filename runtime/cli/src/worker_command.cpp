@@ -57,11 +57,14 @@ int run_worker(WorkerArgs& a) {
     return kExitUsage;
   }
   try {
-    cluster::Connection nats(a.nats.connect_options("pyoco worker"));
+    // Every setting is read first, into options; then the PYOCO_* variables
+    // leave the environment, before NATS or the engine starts a thread, so
+    // that no process a task starts inherits the NATS credentials. Nothing
+    // reads them again: a reconnect uses the options.
+    const cluster::ConnectOptions connect = a.nats.connect_options("pyoco worker");
     EngineOptions eo;
     eo.jobs = a.jobs;
     eo.plugin_search_path = a.path.search_path();
-    Engine engine(eo);
     worker::WorkerOptions wo;
     wo.worker_id = a.worker_id;
     wo.tags = a.tags;
@@ -78,6 +81,10 @@ int run_worker(WorkerArgs& a) {
       wo.plugin_sync_interval =
           std::chrono::milliseconds(static_cast<std::int64_t>(a.plugin_sync_interval * 1000));
     }
+    worker::remove_settings_from_environment();
+
+    cluster::Connection nats(connect);
+    Engine engine(eo);
     worker::Worker w(nats, engine, wo);
     w.start();
     std::cerr << "pyoco worker " << w.worker_id() << ": pulling " << a.slots << " run"

@@ -19,12 +19,16 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <random>
 #include <thread>
 
 #include "plugin_sync.hpp"
+
+extern char** environ;
 
 namespace pyoco::worker {
 
@@ -34,10 +38,34 @@ std::string default_worker_id() {
   return name;
 }
 
+namespace {
+
+bool is_setting(std::string_view name) { return name.starts_with("PYOCO_"); }
+
+}  // namespace
+
 std::map<std::string, std::string, std::less<>> run_environment() {
   auto env = process_environment();
-  std::erase_if(env, [](const auto& kv) { return kv.first.rfind("PYOCO_", 0) == 0; });
+  std::erase_if(env, [](const auto& kv) { return is_setting(kv.first); });
   return env;
+}
+
+void remove_settings_from_environment() {
+  // The entries first: unsetenv moves environ's (and removes every entry of
+  // a name given twice).
+  std::vector<char*> entries;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (is_setting(*e)) entries.push_back(*e);
+  }
+  for (char* entry : entries) {
+    const std::string name(entry, std::strcspn(entry, "="));
+    ::unsetenv(name.c_str());
+  }
+  // unsetenv leaves the strings where they were, which for the environment
+  // this process was started with is what /proc/<pid>/environ shows, to
+  // any process of the same user (a task's shell: /proc/$PPID/environ).
+  // Out of environ now, they are no one's: blanked.
+  for (char* entry : entries) std::memset(entry, 0, std::strlen(entry));
 }
 
 namespace json = boost::json;

@@ -55,6 +55,17 @@ struct WorkerOptions {
 // caller could otherwise read back through a run's output.
 std::map<std::string, std::string, std::less<>> run_environment();
 
+// Removes every PYOCO_* variable from this process's environment, and
+// blanks what /proc/<pid>/environ showed of them, so that no process
+// started here (a std/shell task's, any plugin's) inherits or reads the
+// settings: run_environment() hides them from `$env`, this from children,
+// which get `environ` whole. All PYOCO_* go, not a list of the secret ones:
+// a secret setting added later is hidden without anyone remembering to, and
+// no task is documented to read one. Call it once every setting has been
+// read (after it, none can be) and before any thread starts (NATS, the
+// engine, HTTP): unsetenv is not thread-safe.
+void remove_settings_from_environment();
+
 class Worker {
  public:
   // The resources must exist (`pyoco cluster init`); throws cluster::NatsError.
