@@ -5,7 +5,7 @@
 // Its shape is pyoco::server::HttpServer's (runtime/server/src/http.cpp),
 // so the difference is what the gateway does per request and not how it
 // is served: one I/O thread runs the acceptor and every keep-alive
-// session; each request is handed to a pool of 4 handler threads (the
+// session; each request is handed to a pool of 16 handler threads (the
 // gateway's default) and its answer goes back to the I/O thread to be
 // written; an SSE response is written by a thread of its own with
 // blocking writes. What it leaves out is the gateway's work: its handlers
@@ -105,7 +105,7 @@ void serve_watch(tcp::socket socket, const Bodies& bodies) {
 struct Server {
   Bodies bodies;
   asio::io_context io;
-  asio::thread_pool handlers{4};
+  asio::thread_pool handlers{16};
   tcp::acceptor acceptor{io};
 
   struct Session : std::enable_shared_from_this<Session> {

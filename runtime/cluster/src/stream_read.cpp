@@ -34,16 +34,30 @@ void close_subscription(natsSubscription* sub) {
   natsSubscription_Destroy(sub);
 }
 
-Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after) {
+Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after,
+                              double not_before) {
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Config.AckPolicy = js_AckNone;
-  so.Config.DeliverPolicy = after > 0 ? js_DeliverByStartSequence : js_DeliverAll;
-  so.Config.OptStartSeq = after + 1;
+  if (after > 0) {
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = after + 1;
+  } else if (not_before > 0) {
+    so.Config.DeliverPolicy = js_DeliverByStartTime;
+    so.Config.OptStartTime = static_cast<std::int64_t>(not_before * 1e9);  // UTC, nanoseconds
+  } else {
+    so.Config.DeliverPolicy = js_DeliverAll;
+  }
   so.ManualAck = true;
+  // Making a consumer of a large stream takes NATS a while, longer when
+  // many are made at once (200 watches opened together took 5.6 s): a
+  // caller that gave up at cnats's 5 s would leave a consumer made after
+  // it stopped waiting, and its retry would make NATS busier still.
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 30000;
   natsSubscription* sub = nullptr;
-  if (js_SubscribeSync(&sub, nats.handles().js, subject.c_str(), nullptr, &so, nullptr) !=
-      NATS_OK) {
+  if (js_SubscribeSync(&sub, nats.handles().js, subject.c_str(), &jo, &so, nullptr) != NATS_OK) {
     return nullptr;
   }
   return Subscription(sub);

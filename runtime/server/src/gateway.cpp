@@ -376,7 +376,14 @@ class Gateway {
     const cluster::RunRecord record = find(id, caller);  // 404 before anything is sent
     const std::uint64_t after = last_event_id(req).value_or(0);
     if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
-    follow(out, "pyoco.ev." + id + ".>", after, "cannot follow the events of run " + id,
+    // Its events come after its submission: looked for from then (less a
+    // minute, for clocks apart between the gateway and NATS).
+    double not_before = 0;
+    if (const json::value* t = record.snapshot.if_contains("submitted_at");
+        t != nullptr && t->is_number() && t->to_number<double>() > 60) {
+      not_before = t->to_number<double>() - 60;
+    }
+    follow(out, "pyoco.ev." + id + ".>", after, not_before,
            [](std::string_view, const std::string& data) {
              return data.find("\"kind\":\"run_end\"") != std::string::npos ? Delivery::send_and_end
                                                                            : Delivery::send;
@@ -400,27 +407,26 @@ class Gateway {
     }
     if (!out.comment("from " + std::to_string(after))) return;  // the headers go out now
     std::map<std::string, bool, std::less<>> seen;              // run id -> the caller sees it
-    follow(out, "pyoco.ev.*.run", after, "cannot follow run events",
-           [&](std::string_view subject, const std::string&) {
-             if (caller.any_tenant) return Delivery::send;
-             const std::string_view rest = subject.substr(std::string_view("pyoco.ev.").size());
-             const std::string id(rest.substr(0, rest.find('.')));
-             auto it = seen.find(id);
-             if (it == seen.end()) {
-               if (seen.size() > 10000) seen.clear();  // bounded: asked again if need be
-               std::optional<std::string> tenant = index_.tenant_of(id);
-               if (!tenant) {
-                 try {
-                   if (auto r = runs_.get(id)) tenant = tenant_of(*r);
-                 } catch (const cluster::NatsError&) {
-                 }
-               }
-               // Unknown (NATS away a moment): not shown, asked again next time.
-               if (!tenant) return Delivery::skip;
-               it = seen.emplace(id, caller.sees(*tenant)).first;
-             }
-             return it->second ? Delivery::send : Delivery::skip;
-           });
+    follow(out, "pyoco.ev.*.run", after, 0, [&](std::string_view subject, const std::string&) {
+      if (caller.any_tenant) return Delivery::send;
+      const std::string_view rest = subject.substr(std::string_view("pyoco.ev.").size());
+      const std::string id(rest.substr(0, rest.find('.')));
+      auto it = seen.find(id);
+      if (it == seen.end()) {
+        if (seen.size() > 10000) seen.clear();  // bounded: asked again if need be
+        std::optional<std::string> tenant = index_.tenant_of(id);
+        if (!tenant) {
+          try {
+            if (auto r = runs_.get(id)) tenant = tenant_of(*r);
+          } catch (const cluster::NatsError&) {
+          }
+        }
+        // Unknown (NATS away a moment): not shown, asked again next time.
+        if (!tenant) return Delivery::skip;
+        it = seen.emplace(id, caller.sees(*tenant)).first;
+      }
+      return it->second ? Delivery::send : Delivery::skip;
+    });
   }
 
   enum class Delivery { send, send_and_end, skip };
@@ -441,36 +447,27 @@ class Gateway {
   // ends it. The headers are out by now, so NATS failing is not an error
   // status: the subscription is made again after the last event sent (no
   // gap, no duplicate) — NATS slow to make a consumer (many watches opened
-  // at once), a reconnect, a new stream leader — with a comment now and
-  // then that also tells whether the client is still there. Past
-  // kResubscribeFor without a subscription the stream ends with an `error`
-  // event (the client may resume with Last-Event-ID).
+  // at once on a large stream), a reconnect, a new stream leader — for as
+  // long as the client listens, with a comment at each try that also tells
+  // whether it still does.
   template <class Choose>
-  void follow(EventStream& out, const std::string& subject, std::uint64_t after,
-              const std::string& what, Choose&& choose) {
-    constexpr auto kResubscribeFor = std::chrono::seconds(60);
+  void follow(EventStream& out, const std::string& subject, std::uint64_t after, double not_before,
+              Choose&& choose) {
     std::uint64_t last = after;
-    auto broken_since = std::chrono::steady_clock::now();
+    // Backing off: many streams failing together must not hammer NATS.
+    auto pause = std::chrono::milliseconds(250);
     while (!out.stopping()) {
-      const cluster::Subscription owned = cluster::subscribe_events(nats_, subject, last);
+      const cluster::Subscription owned =
+          cluster::subscribe_events(nats_, subject, last, not_before);
       natsSubscription* sub = owned.get();
       if (sub == nullptr) {
-        if (std::chrono::steady_clock::now() - broken_since > kResubscribeFor) {
-          out.send("error", "",
-                   json::serialize(json::object{{"error", "nats_unavailable"}, {"detail", what}}));
-          return;
-        }
         if (!out.comment("waiting for NATS")) return;
-        std::this_thread::sleep_for(std::chrono::milliseconds(250));  // NATS's pace, not ours
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(4000));
         continue;
       }
-      switch (deliver(out, sub, last, choose)) {
-        case Followed::ended:
-          return;
-        case Followed::broken:
-          broken_since = std::chrono::steady_clock::now();
-          break;
-      }
+      pause = std::chrono::milliseconds(250);
+      if (deliver(out, sub, last, choose) == Followed::ended) return;
     }
   }
 

@@ -1,5 +1,7 @@
 #include <pyoco/server/http.hpp>
 
+#include <pyoco/cluster/process_log.hpp>
+
 #include <chrono>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -394,6 +396,13 @@ struct HttpServer::Impl {
       bool stopping() const override { return session.server->stopping.load(); }
     };
 
+    // Once a stream's headers are out an error can only end it: said in the
+    // process log, or the client's end of stream would be all there is.
+    static void stream_ended_by(const Request& request, const std::string& what) {
+      cluster::log(cluster::LogLevel::warning, "http: an event stream ended by an error",
+                   {{"target", std::string(request.target())}, {"error", what}});
+    }
+
     void stream_response(const Route* route, std::shared_ptr<Request> request, PathParams params) {
       std::lock_guard lock(server->streams_mutex);
       auto& streams = server->streams;
@@ -418,6 +427,8 @@ struct HttpServer::Impl {
                                res.keep_alive(false);
                                beast::error_code ec;
                                http::write(self->stream, res, ec);
+                             } else {
+                               stream_ended_by(*request, e.detail);
                              }
                            } catch (const std::exception& e) {
                              if (!out.started) {
@@ -425,6 +436,8 @@ struct HttpServer::Impl {
                                res.keep_alive(false);
                                beast::error_code ec;
                                http::write(self->stream, res, ec);
+                             } else {
+                               stream_ended_by(*request, e.what());
                              }
                            }
                            beast::error_code ignored;

@@ -41,7 +41,13 @@ using Subscription = std::unique_ptr<natsSubscription, SubscriptionCloser>;
 // "pyoco.ev.<id>.>", its logs, or every run's "pyoco.ev.*.run"; a plugin
 // package's chunks) after stream sequence `after` (0: from the first),
 // read with natsSubscription_NextMsg; null when NATS refuses it.
-Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after);
+// `not_before` (epoch seconds; 0: none), used only when `after` is 0, starts
+// at the first message stored at or after that time: NATS then looks for
+// the subject's messages from there, not through the whole stream (making
+// a consumer of a run's subject on a stream of 100,000s of events took NATS
+// 2.9 about a second each, and watches queue behind each other).
+Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after,
+                              double not_before = 0);
 
 // Reads what `sub` (from subscribe_events) has to deliver up to what the
 // stream held when it was made, in stream order, without waiting on a

@@ -126,7 +126,9 @@ class Router {
 struct ListenOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;  // 0: any free port (see HttpServer::port)
-  std::size_t handler_threads = 4;
+  // Handlers mostly wait on NATS round trips (a submit makes three in
+  // turn): the pool bounds the requests in flight, not the CPU they use.
+  std::size_t handler_threads = 16;
   std::size_t body_limit = 1 << 20;  // larger bodies are answered 413
   // Both set: HTTPS only (PEM files: the certificate chain, its private key).
   std::filesystem::path tls_cert, tls_key;
