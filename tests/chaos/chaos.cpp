@@ -21,15 +21,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Two tasks, one of them waiting: runs stay in flight long enough for a
-// fault to catch some mid-way.
-constexpr const char* kFlow = R"(flow:
-  graph: nap >> say
-tasks:
-  nap: {use: "std/sleep", inputs: {seconds: 0.3}}
-  say: {use: "std/echo", inputs: {message: "done"}}
-)";
-
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
@@ -92,7 +83,7 @@ class Chaos {
  private:
   static FleetOptions fleet_options() {
     FleetOptions f;
-    f.flows = {{"chaos", kFlow}};
+    f.flows = {{"chaos", two_task_flow(0.3)}};
     return f;
   }
 

@@ -203,6 +203,13 @@ std::string Fleet::metrics(int i) {
   }
 }
 
+std::string two_task_flow(double seconds) {
+  std::ostringstream yaml;
+  yaml << "flow:\n  graph: nap >> say\ntasks:\n  nap: {use: \"std/sleep\", inputs: {seconds: "
+       << seconds << "}}\n  say: {use: \"std/echo\", inputs: {message: \"done\"}}\n";
+  return yaml.str();
+}
+
 double metric_value(const std::string& page, const std::string& name, const std::string& label) {
   double sum = 0;
   std::istringstream in(page);

@@ -81,6 +81,11 @@ class Fleet {
   std::vector<std::unique_ptr<testing::ChildProcess>> workers_;
 };
 
+// The flow chaos and soak runs submit: `nap` (std/sleep of `seconds`, on a
+// host timer), then `say` (std/echo) — long enough in flight for a fault to
+// catch runs mid-way, cheap enough for hundreds a second.
+std::string two_task_flow(double seconds);
+
 // A counter of a Prometheus text page: the sum of every series of `name`
 // whose labels contain `label` (e.g. status="COMPLETED"; empty: all).
 double metric_value(const std::string& page, const std::string& name,

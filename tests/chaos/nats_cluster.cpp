@@ -1,9 +1,6 @@
 #include "nats_cluster.hpp"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <map>
@@ -15,22 +12,6 @@
 namespace pyoco::chaos {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-bool accepts(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
-}  // namespace
 
 NatsCluster::NatsCluster(int nodes) {
   nodes_.resize(static_cast<std::size_t>(nodes));
@@ -116,7 +97,7 @@ void NatsCluster::start(int node) {
       std::vector<std::string>{PYOCO_TEST_NATS_SERVER, "-c", (dir / "nats.conf").string()},
       std::map<std::string, std::string>{}, dir);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!accepts(n.client_port)) {
+  while (!testing::accepts_on_loopback(n.client_port)) {
     if (std::chrono::steady_clock::now() > deadline) {
       throw std::runtime_error("nats-server " + name(node) +
                                " did not accept clients within 20 s: " + n.child->err());

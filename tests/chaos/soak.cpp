@@ -23,13 +23,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kFlow = R"(flow:
-  graph: nap >> say
-tasks:
-  nap: {use: "std/sleep", inputs: {seconds: 0.05}}
-  say: {use: "std/echo", inputs: {message: "done"}}
-)";
-
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -81,7 +74,7 @@ class Soak {
     f.slots = 4;
     f.ack_wait = 30s;  // the default: nothing is killed here
     f.progress_interval = 5;
-    f.flows = {{"soak", kFlow}};
+    f.flows = {{"soak", two_task_flow(0.05)}};
     return f;
   }
 

@@ -1,30 +1,17 @@
 #include "nats_server.hpp"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <stdexcept>
 #include <thread>
 
+#include "ports.hpp"
+
 namespace pyoco::testing {
 
 namespace {
-
-// Whether something accepts connections on 127.0.0.1:port.
-bool accepts(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
 
 // The client port from the server's ports file: {"nats":["nats://127.0.0.1:PORT"],...}
 // (tls:// when it requires TLS).
@@ -84,7 +71,7 @@ void NatsServer::start() {
       text = read_text(f.path());
       port = port_from(text);
     }
-    if (port > 0 && accepts(port)) {
+    if (port > 0 && accepts_on_loopback(port)) {
       port_ = port;
       const bool tls = text.find("tls://127.0.0.1:") != std::string::npos;
       url_ = (tls ? "tls://127.0.0.1:" : "nats://127.0.0.1:") + std::to_string(port);

@@ -6,4 +6,7 @@ namespace pyoco::testing {
 // A TCP port on 127.0.0.1 nothing listens on now (the kernel's pick).
 int free_loopback_port();
 
+// Whether something accepts TCP connections on 127.0.0.1:port now.
+bool accepts_on_loopback(int port);
+
 }  // namespace pyoco::testing
