@@ -54,7 +54,10 @@ struct SseWatchers::Connection : std::enable_shared_from_this<Connection> {
         Watcher& w = self->owner.watchers_[self->index];
         w.closed = true;
         // The server ends a run's stream after its end: no error then.
-        if (ec != asio::error::eof || w.marked == TimePoint{}) w.error = "read: " + ec.message();
+        // An error answer (its status) says more than the end that follows it.
+        if ((ec != asio::error::eof || w.marked == TimePoint{}) && w.error.empty()) {
+          w.error = "read: " + ec.message();
+        }
         return;
       }
       self->read();

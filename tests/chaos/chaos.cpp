@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -193,14 +194,19 @@ class Chaos {
   // The node leading PYOCO_WORK (the worst one to lose), killed and
   // restarted after 3 s, or paused for longer than the AckWait.
   void nats_fault(const std::string& kind, const std::string& what) {
-    const std::string leader = stream_leader(fleet_.nats().url_list(), "PYOCO_WORK");
-    int node = fleet_.nats().index_of(leader);
-    if (node < 0) {
-      problem("no leader of PYOCO_WORK known before the " + what + "; the fault hits n1");
-      node = 0;
+    // Asked again for a while: a busy cluster may not answer at once.
+    int node = -1;
+    for (const auto until = Clock::now() + 5s; node < 0 && Clock::now() < until;) {
+      node = fleet_.nats().index_of(stream_leader(fleet_.nats().url_list(), "PYOCO_WORK"));
+      if (node < 0) std::this_thread::sleep_for(100ms);  // polling, with a deadline
     }
     FaultReport f;
-    f.fault = what + " NATS node " + fleet_.nats().name(node) + " (leader of PYOCO_WORK)";
+    if (node < 0) {
+      node = 0;  // a node all the same, if not the worst one
+      f.fault = what + " NATS node " + fleet_.nats().name(node) + " (leader of PYOCO_WORK unknown)";
+    } else {
+      f.fault = what + " NATS node " + fleet_.nats().name(node) + " (leader of PYOCO_WORK)";
+    }
     const auto stranded = in_flight();
     f.stranded = static_cast<int>(stranded.size());
     const auto t0 = Clock::now();
@@ -326,6 +332,7 @@ class Chaos {
   // PYOCO_EVENTS, read whole in stream order: one RunEnd per run, no task
   // started after it, its status the record's.
   void check_events() {
+    const auto events_from = Clock::now();
     struct Seen {
       int run_ends = 0;
       std::string end_status;
@@ -349,12 +356,29 @@ class Chaos {
         ++s.started_after_end;
       }
     };
+    // A run's RunEnd is published once its record is terminal, so it may
+    // follow the record by a moment (or by an AckWait, when the worker died
+    // in between and the next delivery publishes it): read again until
+    // every run has one, for 30 s at most.
+    const auto until = Clock::now() + 30s;
+    auto every_run_ended = [&] {
+      return std::all_of(accepted_.begin(), accepted_.end(), [&](const std::string& id) {
+        const auto it = runs.find(id);
+        return it != runs.end() && it->second.run_ends > 0;
+      });
+    };
     bool whole = false;
-    for (int attempt = 0; attempt < 3 && !whole; ++attempt) {
+    for (int cut_short = 0;;) {
       runs.clear();
       whole = cluster::read_events(nats, "pyoco.ev.>", 0, each);
+      if (!whole && ++cut_short < 3) continue;
+      if (!whole || every_run_ended() || Clock::now() > until) break;
+      std::this_thread::sleep_for(500ms);  // the last RunEnds on their way, with a deadline
     }
     if (!whole) problem("PYOCO_EVENTS could not be read whole");
+    say(std::string("events read ") + (every_run_ended() ? "with" : "WITHOUT") +
+        " a RunEnd for every run, " + std::to_string(ms_since(events_from) / 1000) +
+        " s after every record was terminal");
     report_.runs_in_stream = static_cast<int>(runs.size());
     for (const auto& id : accepted_) {
       const Seen& s = runs[id];

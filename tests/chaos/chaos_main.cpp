@@ -13,6 +13,7 @@
 #include <string>
 
 #include "chaos.hpp"
+#include "fleet.hpp"
 
 int main(int argc, char** argv) try {
   pyoco::chaos::ChaosOptions o;
@@ -38,6 +39,7 @@ int main(int argc, char** argv) try {
     return 2;
   }
   o.progress = [](const std::string& line) { std::cout << line << std::endl; };
+  pyoco::chaos::stop_process_group_on_signal();
   const auto report = pyoco::chaos::run_chaos(o);
   const auto j = report.to_json();
   if (!out.empty()) std::ofstream(out) << boost::json::serialize(j) << '\n';

@@ -31,6 +31,8 @@ BOOST_AUTO_TEST_CASE(every_run_ends_once_through_every_fault) {
     BOOST_TEST(f.probe_ms >= 0, f.fault);
     BOOST_TEST(f.stranded_ms >= 0, f.fault);
   }
-  BOOST_TEST(r.problems.empty());
+  std::string problems;
+  for (const auto& p : r.problems) problems += "\n  " + p;
+  BOOST_TEST(r.problems.empty(), "problems:" << problems);
   BOOST_TEST(r.passed());
 }

@@ -5,7 +5,9 @@
 #include <pyoco/server/client.hpp>
 
 #include <signal.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -102,8 +104,12 @@ void Fleet::start_gateway(int i) {
   auto& g = gateways_.at(i);
   if (g.child) return;
   g.child = std::make_unique<testing::ChildProcess>(
-      std::vector<std::string>{testing::pyoco_exe().string(), "server", "--nats", nats_.urls(),
-                               "--listen", "127.0.0.1:" + std::to_string(g.port)},
+      // With its run index in a file, as the packaged unit runs it (an
+      // in-memory index holds every run of the last 7 days in RAM).
+      std::vector<std::string>{
+          testing::pyoco_exe().string(), "server", "--nats", nats_.urls(), "--listen",
+          "127.0.0.1:" + std::to_string(g.port), "--index",
+          (dir_.path() / ("gateway" + std::to_string(i + 1) + ".db")).string()},
       std::map<std::string, std::string>{{"PYOCO_NATS_REPLICAS", std::to_string(options_.replicas)},
                                          {"PYOCO_PLUGIN_PATH", ""},
                                          {"PYOCO_HTTP_AUTH_MODE", ""}},
@@ -222,6 +228,20 @@ double metric_value(const std::string& page, const std::string& name, const std:
     sum += std::stod(line.substr(space + 1));
   }
   return sum;
+}
+
+namespace {
+extern "C" void stop_group(int sig) {
+  std::signal(SIGINT, SIG_IGN);  // the group's signal comes back to this process too
+  std::signal(SIGTERM, SIG_IGN);
+  ::kill(0, SIGTERM);
+  ::_exit(128 + sig);
+}
+}  // namespace
+
+void stop_process_group_on_signal() {
+  std::signal(SIGINT, stop_group);
+  std::signal(SIGTERM, stop_group);
 }
 
 ProcessUse process_use(int pid) {

@@ -91,6 +91,12 @@ std::string two_task_flow(double seconds);
 double metric_value(const std::string& page, const std::string& name,
                     const std::string& label = "");
 
+// SIGINT and SIGTERM of the program stop its whole process group — every
+// nats-server, gateway and worker a Fleet started — before it exits, so a
+// chaos or soak run stopped early leaves nothing running (a terminal's
+// Ctrl+C reaches them all anyway; `kill PID` of the program alone would not).
+void stop_process_group_on_signal();
+
 // RSS in KiB and open descriptors of a live process, from /proc.
 struct ProcessUse {
   std::uint64_t rss_kib = 0;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -39,10 +40,13 @@ class Soak {
 
   SoakReport run() {
     start_ = Clock::now();
-    say("fleet up: 3 NATS nodes (R3), 2 gateways, 2 workers x 4 slots; " +
-        std::to_string(options_.runs_per_second) + " runs/s and " +
-        std::to_string(options_.reads_per_second) + " reads/s for " +
-        std::to_string(options_.duration.count()) + " s");
+    char line[160];
+    std::snprintf(line, sizeof line,
+                  "fleet up: 3 NATS nodes (R3), 2 gateways, 2 workers x 4 slots; %g runs/s and %g "
+                  "reads/s for %lld s",
+                  options_.runs_per_second, options_.reads_per_second,
+                  static_cast<long long>(options_.duration.count()));
+    say(line);
     std::thread watcher([this] { watch_ends(); });
     std::vector<std::thread> load;
     for (int i = 0; i < 2; ++i) load.emplace_back([this, i] { submit_loop(i); });

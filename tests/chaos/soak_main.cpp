@@ -13,6 +13,7 @@
 #include <iostream>
 #include <string>
 
+#include "fleet.hpp"
 #include "soak.hpp"
 
 int main(int argc, char** argv) try {
@@ -41,6 +42,7 @@ int main(int argc, char** argv) try {
     return 2;
   }
   o.progress = [](const std::string& line) { std::cout << line << std::endl; };
+  pyoco::chaos::stop_process_group_on_signal();
   const auto report = pyoco::chaos::run_soak(o);
   if (!out.empty()) std::ofstream(out) << boost::json::serialize(report.to_json()) << '\n';
   std::cout << "growth from the second sample to the last:\n";
