@@ -1,6 +1,8 @@
 // The cluster quick start as users meet it: `pyoco server --with-nats
 // --with-worker`, then `pyoco client`; the gateway's answers to careless
 // requests; 503 while NATS is away and back by itself after.
+#include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/run_records.hpp>
 #include <pyoco/server/client.hpp>
 
 #include <signal.h>
@@ -285,6 +287,33 @@ BOOST_AUTO_TEST_CASE(a_watch_rides_out_a_nats_restart) {
     return true;
   });
   BOOST_TEST(ids == again, boost::test_tools::per_element());
+}
+
+// A record anyone with NATS access could forge: a submission time no clock
+// gives is not used to find the run's events (it would overflow the
+// nanoseconds NATS takes); the watch follows them from the first.
+BOOST_AUTO_TEST_CASE(a_watch_of_a_forged_submission_time_still_follows) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const auto submitted = s.call(http::verb::post, "/runs", R"({"flow_name": "nobody_runs_it"})");
+  BOOST_TEST_REQUIRE(submitted.status == 200u);
+  const std::string id(json::parse(submitted.body).at("run_id").as_string());
+  {
+    cluster::Connection c({.servers = {nats.url()}});
+    cluster::RunRecords runs(c);
+    auto r = runs.get(id);
+    BOOST_TEST_REQUIRE(r.has_value());
+    json::object forged = r->snapshot;
+    forged["submitted_at"] = 1e300;
+    BOOST_TEST_REQUIRE(runs.replace(id, forged, r->revision).has_value());
+  }
+  std::vector<std::string> kinds;
+  server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+    kinds.push_back(e.event);
+    return e.event == "snapshot";  // the snapshot, then its first stored event
+  });
+  BOOST_TEST_REQUIRE(kinds.size() == 2u);
+  BOOST_TEST(kinds[1] == "run");  // run_submitted, found from the stream's start
 }
 
 // The registry as the gateway shows it: a worker IDLE, then RUNNING with

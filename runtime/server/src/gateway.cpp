@@ -379,8 +379,11 @@ class Gateway {
     // Its events come after its submission: looked for from then (less a
     // minute, for clocks apart between the gateway and NATS).
     double not_before = 0;
+    // Anyone who can write to NATS can write a record: a time outside
+    // 1970..2286 is not one (and would overflow the nanoseconds NATS takes).
     if (const json::value* t = record.snapshot.if_contains("submitted_at");
-        t != nullptr && t->is_number() && t->to_number<double>() > 60) {
+        t != nullptr && t->is_number() && t->to_number<double>() > 60 &&
+        t->to_number<double>() < 1e10) {
       not_before = t->to_number<double>() - 60;
     }
     follow(out, "pyoco.ev." + id + ".>", after, not_before,
