@@ -25,3 +25,10 @@ string(JSON watchers GET "${json}" "sse" "gateway" "watchers")
 if(NOT held EQUAL watchers)
   message(FATAL_ERROR "load.json: ${held} of ${watchers} SSE watchers held")
 endif()
+# Watches share the gateway's one subscription to every run's events: a
+# consumer each (the old way) would make as many as there are watchers.
+string(JSON made GET "${json}" "sse" "gateway" "consumers_made")
+math(EXPR half "${watchers} / 2")
+if(NOT made LESS half)
+  message(FATAL_ERROR "load.json: ${made} consumers made for ${watchers} SSE watchers")
+endif()

@@ -84,6 +84,7 @@ struct SseWatchers::Connection : std::enable_shared_from_this<Connection> {
       pending.erase(0, end + 2);
       if (event.rfind(':', 0) == 0) continue;
       if (w.first_event == TimePoint{}) w.first_event = now;
+      ++w.events;
       if (w.marked == TimePoint{} && event.find(owner.marker_) != std::string::npos) w.marked = now;
     }
   }
@@ -137,6 +138,14 @@ bool SseWatchers::wait(std::chrono::seconds deadline, Pred pred) {
 
 bool SseWatchers::wait_first_events(std::chrono::seconds deadline) {
   return wait(deadline, [](const Watcher& w) { return w.closed || w.first_event != TimePoint{}; });
+}
+
+bool SseWatchers::all_have(std::size_t n) {
+  std::lock_guard lock(mutex_);
+  for (const Watcher& w : watchers_) {
+    if (!w.closed && w.events < n) return false;
+  }
+  return true;
 }
 
 bool SseWatchers::wait_marked(std::chrono::seconds deadline) {

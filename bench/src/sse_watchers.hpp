@@ -22,11 +22,12 @@ class SseWatchers {
 
   struct Watcher {
     std::string target;
-    int status = 0;         // the response's status code, 0 before its headers
-    TimePoint first_event;  // {}: none yet
-    TimePoint marked;       // the first event whose data holds the marker; {}: none
-    bool closed = false;    // the server closed it (or it failed)
-    std::string error;      // why it failed, or "" (a clean close after the marker is no error)
+    int status = 0;          // the response's status code, 0 before its headers
+    TimePoint first_event;   // {}: none yet
+    TimePoint marked;        // the first event whose data holds the marker; {}: none
+    std::size_t events = 0;  // events received (comments not counted)
+    bool closed = false;     // the server closed it (or it failed)
+    std::string error;       // why it failed, or "" (a clean close after the marker is no error)
   };
 
   // Connects to host:port and sends GET `target` for each target at once.
@@ -43,6 +44,8 @@ class SseWatchers {
   bool wait_marked(std::chrono::seconds deadline);
   // How many are open and have had an event.
   std::size_t held();
+  // Whether every watcher has had at least `n` events (or closed).
+  bool all_have(std::size_t n);
   std::vector<Watcher> snapshot();
 
  private:

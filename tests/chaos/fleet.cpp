@@ -71,8 +71,10 @@ Fleet::~Fleet() {
   for (auto& w : workers_) {
     if (w) w->send_signal(SIGTERM);
   }
-  for (auto& w : workers_) {
-    if (w) w->wait(15s);
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (!workers_[i]) continue;
+    workers_[i]->wait(15s);
+    keep_log("w" + std::to_string(i + 1), *workers_[i]);
   }
   for (int i = 0; i < gateways(); ++i) {
     if (gateway_running(i)) stop_gateway(i);
@@ -96,8 +98,15 @@ std::string Fleet::stop_gateway(int i) {
   child->send_signal(SIGTERM);
   child->wait(30s);
   std::string err = child->err();
+  keep_log("gateway" + std::to_string(i + 1), *child);
   child.reset();
   return err;
+}
+
+void Fleet::keep_log(const std::string& name, const testing::ChildProcess& child) const {
+  if (options_.logs.empty()) return;
+  fs::create_directories(options_.logs);
+  std::ofstream(options_.logs / (name + ".log"), std::ios::app) << child.err();
 }
 
 void Fleet::start_gateway(int i) {
@@ -145,6 +154,7 @@ void Fleet::kill9_worker(int i) {
   if (!w) return;
   w->send_signal(SIGKILL);
   w->wait(10s);
+  keep_log("w" + std::to_string(i + 1), *w);
   w.reset();
 }
 

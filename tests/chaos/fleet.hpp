@@ -7,6 +7,8 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,6 +32,13 @@ struct FleetOptions {
   std::chrono::milliseconds ack_wait{std::chrono::seconds(4)};
   double progress_interval = 0.5;
   std::map<std::string, std::string> flows;  // name -> flow YAML, in the workers' --flows
+  // Set: what each gateway and worker wrote on stderr is appended to
+  // <logs>/gateway1.log, <logs>/w1.log... when it stops or is killed (the
+  // environment's PYOCO_CHAOS_LOGS by default: to read after a failure).
+  std::filesystem::path logs = [] {
+    const char* d = std::getenv("PYOCO_CHAOS_LOGS");
+    return std::filesystem::path(d != nullptr ? d : "");
+  }();
 };
 
 class Fleet {
@@ -78,6 +87,7 @@ class Fleet {
   NatsCluster nats_;
   testing::TempDir dir_;  // flows/, plugins/<worker>
   std::vector<Gateway> gateways_;
+  void keep_log(const std::string& name, const testing::ChildProcess& child) const;
   std::vector<std::unique_ptr<testing::ChildProcess>> workers_;
 };
 

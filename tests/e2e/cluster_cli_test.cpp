@@ -2,6 +2,7 @@
 // --with-worker`, then `pyoco client`; the gateway's answers to careless
 // requests; 503 while NATS is away and back by itself after.
 #include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/run_records.hpp>
 #include <pyoco/server/client.hpp>
 
@@ -13,6 +14,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -314,6 +316,91 @@ BOOST_AUTO_TEST_CASE(a_watch_of_a_forged_submission_time_still_follows) {
   });
   BOOST_TEST_REQUIRE(kinds.size() == 2u);
   BOOST_TEST(kinds[1] == "run");  // run_submitted, found from the stream's start
+}
+
+// Many watches of running runs at once share the gateway's one
+// subscription to every run's events: no consumer per watch (nats-server
+// makes a connection's consumers one after another, each a scan of the
+// stream). Each still gets its run's stored events, then the live ones, in
+// order, up to its RunEnd; the same a watch opened afterwards gets.
+BOOST_AUTO_TEST_CASE(watches_share_one_subscription_and_miss_nothing) {
+  NatsServer nats;
+  TempDir flows;
+  write_text(flows.path() / "naps.yaml",
+             "flow: {graph: a >> b}\ntasks:\n"
+             "  a: {use: std/sleep, inputs: {seconds: 2}}\n"
+             "  b: {use: std/echo, inputs: {message: awake}}\n");
+  Server s({"--nats", nats.url()});
+  constexpr int kRuns = 24;
+  ChildProcess worker({pyoco_exe().string(), "worker", "--nats", nats.url(), "--worker-id", "w1",
+                       "--slots", std::to_string(kRuns), "--flows", flows.path().string()},
+                      {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
+  std::vector<std::string> ids;
+  for (int i = 0; i < kRuns; ++i) {
+    const auto r = s.call(http::verb::post, "/runs", R"({"flow_name": "naps"})");
+    BOOST_TEST_REQUIRE(r.status == 200u);
+    ids.emplace_back(json::parse(r.body).at("run_id").as_string());
+  }
+  // Listed (the index has seen them): their watches start from the index.
+  const auto listed_by = std::chrono::steady_clock::now() + 20s;
+  while (json::parse(s.call(http::verb::get, "/runs?limit=100").body).as_array().size() <
+             static_cast<std::size_t>(kRuns) &&
+         std::chrono::steady_clock::now() < listed_by) {
+    std::this_thread::sleep_for(20ms);
+  }
+  std::mutex m;
+  std::map<std::string, std::vector<server::StreamEvent>> seen;
+  std::atomic<int> live{0};
+  std::vector<std::thread> watches;
+  for (const std::string& id : ids) {
+    watches.emplace_back([&, id] {
+      bool counted = false;
+      try {
+        server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+          std::lock_guard lock(m);
+          seen[id].push_back(e);
+          if (!counted && e.event != "snapshot") {
+            counted = true;
+            ++live;
+          }
+          return true;
+        });
+      } catch (const std::exception& e) {
+        BOOST_TEST_MESSAGE("watch of " << id << " broke: " << e.what());
+      }
+    });
+  }
+  const auto live_by = std::chrono::steady_clock::now() + 20s;
+  while (live < kRuns && std::chrono::steady_clock::now() < live_by) {
+    std::this_thread::sleep_for(10ms);
+  }
+  BOOST_TEST(live.load() == kRuns);
+  // Every watch open and its runs still sleeping: the consumers of the
+  // event stream are the gateway's few, not one per watch.
+  {
+    cluster::Connection c({.servers = {nats.url()}});
+    jsStreamInfo* si = nullptr;
+    BOOST_TEST_REQUIRE(js_GetStreamInfo(&si, c.handles().js, "PYOCO_EVENTS", nullptr, nullptr) ==
+                       NATS_OK);
+    BOOST_TEST_MESSAGE("consumers of PYOCO_EVENTS with "
+                       << kRuns << " watches open: " << si->State.Consumers);
+    BOOST_TEST(si->State.Consumers < 8);
+    jsStreamInfo_Destroy(si);
+  }
+  for (auto& t : watches) t.join();
+  for (const std::string& id : ids) {
+    const auto& events = seen[id];
+    BOOST_TEST_REQUIRE(events.size() > 2u, id);
+    BOOST_TEST(events.front().event == "snapshot");
+    BOOST_TEST(events.back().data.find("\"kind\":\"run_end\"") != std::string::npos, id);
+    std::vector<std::string> got, again;
+    for (std::size_t i = 1; i < events.size(); ++i) got.push_back(events[i].id);
+    server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+      if (e.event != "snapshot") again.push_back(e.id);
+      return true;
+    });
+    BOOST_TEST(got == again, boost::test_tools::per_element());
+  }
 }
 
 // The registry as the gateway shows it: a worker IDLE, then RUNNING with

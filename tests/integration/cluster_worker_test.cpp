@@ -550,6 +550,83 @@ BOOST_AUTO_TEST_CASE(a_run_another_owner_holds_is_left_until_its_lease_runs_out)
   BOOST_TEST(r.snapshot.at("end_time").to_number<double>() >= lease_until);
 }
 
+// A job NATS delivered and never delivers again (nats-server 2.9 can lose
+// a consumer's pending redeliveries across a leader change; here: a claim
+// whose worker vanished while no worker pulls): once no lease holds its run
+// and its record has not changed for an AckWait and a margin, the reaper
+// queues it again, and a worker claims it as the next attempt.
+BOOST_AUTO_TEST_CASE(a_job_never_delivered_again_is_queued_again_by_the_reaper) {
+  Cluster c;
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("stranded", "hello"));
+  // A worker's delivery and claim, then nothing: no ack, no more pulls.
+  natsSubscription* sub = nullptr;
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = "PYOCO_WORK";
+  so.Consumer = "pyoco_workers_default";
+  jsErrCode jerr{};
+  BOOST_REQUIRE(js_PullSubscribe(&sub, c.nats.handles().js, "pyoco.work.default",
+                                 "pyoco_workers_default", nullptr, &so, &jerr) == NATS_OK);
+  natsMsgList list{};
+  BOOST_REQUIRE(natsSubscription_Fetch(&list, sub, 1, 5000, &jerr) == NATS_OK);
+  BOOST_REQUIRE(list.Count == 1);
+  jsMsgMetaData* meta = nullptr;
+  BOOST_REQUIRE(natsMsg_GetMetaData(&meta, list.Msgs[0]) == NATS_OK);
+  const std::uint64_t first_seq = meta->Sequence.Stream;
+  jsMsgMetaData_Destroy(meta);
+  natsMsgList_Destroy(&list);
+  natsSubscription_Destroy(sub);
+  const RunRecord pending = *runs.get("stranded");
+  json::object held = pending.snapshot;
+  const auto lease = 5s;
+  held["status"] = "RUNNING";
+  held["attempt"] = 1;
+  held["start_time"] = epoch_now();
+  held["owner"] =
+      json::object{{"worker_id", "ghost"},
+                   {"instance", "vanished"},
+                   {"lease_until", epoch_now() + std::chrono::duration<double>(lease).count()}};
+  const std::uint64_t revision = *runs.replace("stranded", held, pending.revision);
+  const auto claimed = std::chrono::steady_clock::now();
+
+  Reaper reaper(c.nats);
+  // While the lease holds, the job is its owner's however long it waits.
+  BOOST_TEST(reaper.requeue_stranded() == 0u);
+  std::this_thread::sleep_until(claimed + lease - 500ms);
+  BOOST_TEST(reaper.requeue_stranded() == 0u);
+  // Past it: a first look, then (AckWait 2 s + a 2 s margin later) the second.
+  std::this_thread::sleep_until(claimed + lease + 100ms);
+  BOOST_TEST(reaper.requeue_stranded() == 0u);
+  std::this_thread::sleep_for(3500ms);
+  BOOST_TEST(reaper.requeue_stranded() == 0u);  // not yet: the margin is not over
+  std::this_thread::sleep_for(1s);
+  BOOST_TEST(reaper.requeue_stranded() == 1u);
+  BOOST_TEST(runs.get("stranded")->revision == revision);  // the record is the claim's to change
+  // The copy replaced the job: one job, a later one.
+  BOOST_TEST(c.messages("PYOCO_WORK") == 1u);
+  natsMsg* gone = nullptr;
+  BOOST_TEST(js_GetMsg(&gone, c.nats.handles().js, "PYOCO_WORK", first_seq, nullptr, &jerr) !=
+             NATS_OK);
+
+  c.worker("w1");
+  const RunRecord r = c.wait_for("stranded", terminal);
+  BOOST_TEST(r.status() == "COMPLETED");
+  BOOST_TEST(r.snapshot.at("attempt").as_int64() == 2);  // the copy's first delivery, attempt 2
+  BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w1");
+  BOOST_TEST(c.queue_after_acks(10s) == 0u);
+  const auto events = events_of(c.server.url(), "stranded");
+  BOOST_TEST(count_kind(events, "run_end") == 1u);
+  BOOST_TEST(count_kind(events, "node_done") >= 1u);
+  // Every event that names its attempt names the second (ids of their own).
+  BOOST_TEST(std::all_of(events.begin(), events.end(), [](auto& e) {
+    return !e.contains("attempt") ||
+           (e.at("attempt").is_int64() && e.at("attempt").as_int64() == 2);
+  }));
+  // A look after the end finds nothing to do.
+  BOOST_TEST(reaper.requeue_stranded() == 0u);
+}
+
 // With fewer slots than tags, the tags take turns at the slot: a run on
 // either starts promptly (no tag's polls keep the slot from another's).
 BOOST_AUTO_TEST_CASE(tags_take_turns_at_a_single_slot) {

@@ -6,7 +6,9 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -15,61 +17,6 @@ namespace pyoco::cluster {
 namespace json = boost::json;
 
 namespace {
-
-std::string base64_decode(std::string_view in) {
-  static const std::string_view alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (const char c : in) {
-    const std::size_t v = alphabet.find(c);
-    if (v == std::string_view::npos) continue;  // '=' padding
-    bits = (bits << 6) | static_cast<std::uint32_t>(v);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out += static_cast<char>((bits >> count) & 0xff);
-    }
-  }
-  return out;
-}
-
-struct StoredJob {
-  std::uint64_t seq = 0;
-  std::string data;
-};
-
-// The first job of PYOCO_WORK at or after `seq` on `subject` (the
-// JetStream API's message get with next_by_subj, which skips deleted
-// sequences in the server); nullopt when there is none.
-std::optional<StoredJob> next_job(Connection& nats, std::uint64_t seq, const std::string& subject) {
-  const std::string request =
-      json::serialize(json::object{{"seq", seq}, {"next_by_subj", subject}});
-  natsMsg* reply = nullptr;
-  const natsStatus s = natsConnection_Request(
-      &reply, nats.handles().nc, "$JS.API.STREAM.MSG.GET.PYOCO_WORK", request.data(),
-      static_cast<int>(request.size()), nats.options().timeout.count());
-  if (s != NATS_OK) throw_nats("cannot read PYOCO_WORK", s);
-  boost::system::error_code ec;
-  const json::value v =
-      json::parse(std::string_view(natsMsg_GetData(reply),
-                                   static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
-                  ec);
-  natsMsg_Destroy(reply);
-  if (ec || !v.is_object()) throw NatsError("PYOCO_WORK: an unreadable answer to a message get");
-  if (const json::value* e = v.as_object().if_contains("error")) {
-    if (e->is_object() && e->as_object().contains("code") && e->at("code").to_number<int>() == 404)
-      return std::nullopt;
-    throw NatsError("PYOCO_WORK: " + json::serialize(*e));
-  }
-  const json::object& m = v.at("message").as_object();
-  StoredJob job;
-  job.seq = m.at("seq").to_number<std::uint64_t>();
-  if (const json::value* d = m.if_contains("data"); d != nullptr && d->is_string())
-    job.data = base64_decode(d->as_string());
-  return job;
-}
 
 // The job in a queued message; false for one that is not a valid job.
 bool read_job(std::string_view data, RunJob& job) {
@@ -97,36 +44,78 @@ void delete_job(Connection& nats, std::uint64_t seq, const char* what) {
 
 Reaper::Reaper(Connection& nats) : nats_(nats) {}
 
-std::size_t Reaper::sweep() {
+namespace {
+
+// What the reaper reads of each work consumer.
+struct ConsumerFloor {
+  std::string subject;
+  std::uint64_t acked = 0;      // every job of `subject` up to here was acked
+  std::uint64_t delivered = 0;  // every job of `subject` up to here was delivered at least once
+  std::int64_t max_deliver = 0;
+  std::chrono::milliseconds ack_wait{0};
+};
+
+std::vector<ConsumerFloor> consumer_floors(Connection& nats) {
   jsConsumerNamesList* names = nullptr;
   jsErrCode jerr{};
-  natsStatus s = js_ConsumerNames(&names, nats_.handles().js, "PYOCO_WORK", nullptr, &jerr);
-  if (s == NATS_NOT_FOUND) return 0;  // no consumers yet
+  natsStatus s = js_ConsumerNames(&names, nats.handles().js, "PYOCO_WORK", nullptr, &jerr);
+  if (s == NATS_NOT_FOUND) return {};  // no consumers yet
   if (s != NATS_OK) throw_nats("cannot list the consumers of PYOCO_WORK", s, jerr);
-  struct Floor {
-    std::string subject;
-    std::uint64_t acked = 0;  // every job of `subject` up to here was acked
-    std::int64_t max_deliver = 0;
-  };
-  std::vector<Floor> floors;
+  std::vector<ConsumerFloor> floors;
   for (int i = 0; i < names->Count; ++i) {
     jsConsumerInfo* ci = nullptr;
-    if (js_GetConsumerInfo(&ci, nats_.handles().js, "PYOCO_WORK", names->List[i], nullptr, &jerr) !=
+    if (js_GetConsumerInfo(&ci, nats.handles().js, "PYOCO_WORK", names->List[i], nullptr, &jerr) !=
         NATS_OK) {
       continue;  // deleted meanwhile
     }
     if (ci->Config != nullptr && ci->Config->FilterSubject != nullptr) {
-      floors.push_back({ci->Config->FilterSubject, ci->AckFloor.Stream, ci->Config->MaxDeliver});
+      floors.push_back({ci->Config->FilterSubject, ci->AckFloor.Stream, ci->Delivered.Stream,
+                        ci->Config->MaxDeliver,
+                        std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::nanoseconds(ci->Config->AckWait))});
     }
     jsConsumerInfo_Destroy(ci);
   }
   jsConsumerNamesList_Destroy(names);
+  return floors;
+}
 
+// Seconds a running record's owner still holds it; 0 when none does.
+double lease_left(const RunRecord& r, double now) {
+  const json::value* o = r.snapshot.if_contains("owner");
+  if (o == nullptr || !o->is_object()) return 0;
+  const json::value* until = o->as_object().if_contains("lease_until");
+  if (until == nullptr || !until->is_number()) return 0;
+  return std::max(0.0, until->to_number<double>() - now);
+}
+
+// Queues a run's job again under a message id of its own (`why` makes it
+// unique, so that the queue's duplicate window keeps it and a second
+// gateway doing the same is one job).
+void queue_again(Connection& nats, const RunJob& job, const std::string& data,
+                 const std::string& why) {
+  const std::string id = job.run_id + "." + why;
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = id.c_str();
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr{};
+  const std::string subject = "pyoco.work." + job.tag;
+  const natsStatus s = js_Publish(&ack, nats.handles().js, subject.c_str(), data.data(),
+                                  static_cast<int>(data.size()), &po, &jerr);
+  if (s != NATS_OK) throw_nats("cannot queue run " + job.run_id + " again", s, jerr);
+  jsPubAck_Destroy(ack);
+}
+
+}  // namespace
+
+std::size_t Reaper::sweep() {
+  const std::vector<ConsumerFloor> floors = consumer_floors(nats_);
   std::size_t handled = 0;
   RunRecords runs(nats_);
-  for (const Floor& f : floors) {
+  for (const ConsumerFloor& f : floors) {
     for (std::uint64_t from = 1;;) {
-      const std::optional<StoredJob> stored = next_job(nats_, from, f.subject);
+      const std::optional<StoredMessage> stored = next_stored(nats_, "PYOCO_WORK", from, f.subject);
       if (!stored || stored->seq > f.acked) break;  // past the floor: live jobs
       from = stored->seq + 1;
       RunJob job;
@@ -135,34 +124,82 @@ std::size_t Reaper::sweep() {
       // deleted for a record that could not be read.
       const std::optional<RunRecord> r =
           readable ? runs.get(job.run_id) : std::optional<RunRecord>{};
-      if (r && r->terminal() && !has_run_end(job.run_id)) {
-        publish_run_end(nats_, *r);  // lost in the same crash
-      }
-      const json::value* attempt = r ? r->snapshot.if_contains("attempt") : nullptr;
-      if (r && !r->terminal() && attempt != nullptr && attempt->is_int64() && f.max_deliver > 0 &&
-          attempt->as_int64() >= f.max_deliver) {
-        fail_stuck(job, attempt->as_int64());  // delivered to the limit, as the advisory would
-      } else if (r && !r->terminal()) {
-        // Its end was lost with the crash: queue it again (a message id of
-        // its own, so that the queue's duplicate window keeps it).
-        const std::string id = job.run_id + ".requeue." + std::to_string(stored->seq);
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MsgId = id.c_str();
-        jsPubAck* ack = nullptr;
-        const std::string subject = "pyoco.work." + job.tag;
-        s = js_Publish(&ack, nats_.handles().js, subject.c_str(), stored->data.data(),
-                       static_cast<int>(stored->data.size()), &po, &jerr);
-        if (s != NATS_OK) throw_nats("cannot queue run " + job.run_id + " again", s, jerr);
-        jsPubAck_Destroy(ack);
-        log(LogLevel::warning, "sweep: run queued again (NATS lost its end in a crash)",
-            {{"run_id", job.run_id}});
-      }
+      // Its end was lost with the crash when its run has not ended.
+      if (r) settle(job, *r, stored->data, f.max_deliver, "requeue." + std::to_string(stored->seq));
       delete_job(nats_, stored->seq, "an acked job");
       ++handled;
     }
   }
   return handled;
+}
+
+std::size_t Reaper::requeue_stranded() {
+  const std::vector<ConsumerFloor> floors = consumer_floors(nats_);
+  const auto now = std::chrono::steady_clock::now();
+  std::map<std::uint64_t, Seen> seen;  // what this look found, for the next one
+  std::size_t handled = 0;
+  std::chrono::milliseconds every = std::chrono::seconds(30);
+  RunRecords runs(nats_);
+  for (const ConsumerFloor& f : floors) {
+    // NATS sends a job again an AckWait after its last sign of life; past
+    // that and a margin, it will not.
+    const auto limit =
+        f.ack_wait + std::max<std::chrono::milliseconds>(std::chrono::seconds(2), f.ack_wait / 2);
+    every = std::min(every, std::clamp<std::chrono::milliseconds>(
+                                f.ack_wait / 2, std::chrono::seconds(1), std::chrono::seconds(30)));
+    // Between the ack floor and the last delivered: jobs delivered at least
+    // once and not acked (acked ones are gone from the work queue).
+    for (std::uint64_t from = f.acked + 1;;) {
+      const std::optional<StoredMessage> stored = next_stored(nats_, "PYOCO_WORK", from, f.subject);
+      if (!stored || stored->seq > f.delivered) break;
+      from = stored->seq + 1;
+      RunJob job;
+      if (!read_job(stored->data, job)) continue;  // a worker ends it when it is delivered
+      const std::optional<RunRecord> r = runs.get(job.run_id);
+      if (!r || lease_left(*r, epoch_now()) > 0) continue;  // unknown, or its owner holds it
+      const auto it = seen_.find(stored->seq);
+      if (it == seen_.end() || it->second.revision != r->revision) {
+        seen[stored->seq] = Seen{r->revision, now};  // changed since: someone is at it
+        continue;
+      }
+      if (now - it->second.since < limit) {
+        seen[stored->seq] = it->second;
+        continue;
+      }
+      log(LogLevel::warning,
+          "reaper: a job delivered and never delivered again, its run unchanged for longer than "
+          "the AckWait; queued again",
+          {{"run_id", job.run_id},
+           {"status", r->status()},
+           {"stream_seq", stored->seq},
+           {"unchanged_s", std::chrono::duration<double>(now - it->second.since).count()}});
+      settle(job, *r, stored->data, f.max_deliver, "stranded." + std::to_string(stored->seq));
+      delete_job(nats_, stored->seq, "a stranded job");
+      ++handled;
+    }
+  }
+  seen_.swap(seen);
+  stranded_every_ = every;
+  return handled;
+}
+
+// A job taken off the queue: a run that ended gets its RunEnd if it is
+// missing; one delivered to the limit fails, as the advisory would make
+// it; any other is queued again (`why` names the copy).
+void Reaper::settle(const RunJob& job, const RunRecord& r, const std::string& data,
+                    std::int64_t max_deliver, const std::string& why) {
+  if (r.terminal()) {
+    if (!has_run_end(job.run_id)) publish_run_end(nats_, r);  // lost in the same crash
+    return;
+  }
+  const json::value* attempt = r.snapshot.if_contains("attempt");
+  if (attempt != nullptr && attempt->is_int64() && max_deliver > 0 &&
+      attempt->as_int64() >= max_deliver) {
+    fail_stuck(job, attempt->as_int64());
+    return;
+  }
+  queue_again(nats_, job, data, why);
+  log(LogLevel::warning, "sweep: run queued again", {{"run_id", job.run_id}, {"why", why}});
 }
 
 void Reaper::fail_stuck(const RunJob& job, std::int64_t deliveries) {
@@ -257,6 +294,7 @@ void Reaper::loop() {
     return;
   }
   auto next_sweep = std::chrono::steady_clock::now();
+  auto next_stranded_check = next_sweep;
   while (!stopping_) {
     natsMsgList list{};
     // Short polls, so that stop() is heard within a second; one advisory a
@@ -275,6 +313,15 @@ void Reaper::loop() {
     natsMsgList_Destroy(&list);
     // After a poll of the advisories, so that a job NATS gave up on is
     // reaped (FAILED) rather than swept.
+    if (std::chrono::steady_clock::now() >= next_stranded_check) {
+      try {
+        requeue_stranded();
+      } catch (const std::exception& e) {
+        log(LogLevel::warning, "reaper: stranded jobs not looked at; will retry",
+            {{"error", e.what()}});
+      }
+      next_stranded_check = std::chrono::steady_clock::now() + stranded_every_;
+    }
     if (std::chrono::steady_clock::now() >= next_sweep) {
       try {
         if (const std::size_t n = sweep(); n > 0) {

@@ -1,11 +1,16 @@
 // Reading what JetStream holds: subscriptions made, read and closed
 // without tripping cnats 3.4.
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/core/base64.hpp>
+
+#include <boost/json.hpp>
 
 #include <chrono>
 #include <cstring>
 
 namespace pyoco::cluster {
+
+namespace json = boost::json;
 
 void close_subscription(natsSubscription* sub) {
   if (sub == nullptr) return;
@@ -84,6 +89,47 @@ bool read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& eac
     each(m);
   }
   return true;
+}
+
+std::optional<StoredMessage> next_stored(Connection& nats, const std::string& stream,
+                                         std::uint64_t from, const std::string& subject) {
+  const std::string request =
+      json::serialize(json::object{{"seq", from}, {"next_by_subj", subject}});
+  const std::string api = "$JS.API.STREAM.MSG.GET." + stream;
+  natsMsg* reply = nullptr;
+  const natsStatus s =
+      natsConnection_Request(&reply, nats.handles().nc, api.c_str(), request.data(),
+                             static_cast<int>(request.size()), nats.options().timeout.count());
+  if (s != NATS_OK) throw_nats("cannot read " + stream, s);
+  boost::system::error_code ec;
+  const json::value v =
+      json::parse(std::string_view(natsMsg_GetData(reply),
+                                   static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
+                  ec);
+  natsMsg_Destroy(reply);
+  if (ec || !v.is_object()) throw NatsError(stream + ": an unreadable answer to a message get");
+  if (const json::value* e = v.as_object().if_contains("error")) {
+    const json::value* code = e->is_object() ? e->as_object().if_contains("code") : nullptr;
+    if (code != nullptr && code->is_number() && code->to_number<int>() == 404) return std::nullopt;
+    throw NatsError(stream + ": " + json::serialize(*e));
+  }
+  const json::value* m = v.as_object().if_contains("message");
+  const json::value* seq =
+      m != nullptr && m->is_object() ? m->as_object().if_contains("seq") : nullptr;
+  if (seq == nullptr || !seq->is_number()) {
+    throw NatsError(stream + ": a message get answered without a message");
+  }
+  StoredMessage out;
+  out.seq = seq->to_number<std::uint64_t>();
+  if (const json::value* subj = m->as_object().if_contains("subject"); subj && subj->is_string()) {
+    out.subject = subj->as_string();
+  }
+  if (const json::value* d = m->as_object().if_contains("data"); d != nullptr && d->is_string()) {
+    std::optional<std::string> bytes = core::from_base64(d->as_string());
+    if (!bytes) throw NatsError(stream + ": a stored message's data is not base64");
+    out.data = std::move(*bytes);
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,

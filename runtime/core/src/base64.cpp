@@ -31,22 +31,17 @@ std::string encode(std::string_view in, const char* t, bool pad) {
   return out;
 }
 
-int url_digit(char c) {
+// The value of a digit of the alphabet whose last two are `c62` and `c63`.
+int digit(char c, char c62, char c63) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
   if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
+  if (c == c62) return 62;
+  if (c == c63) return 63;
   return -1;
 }
 
-}  // namespace
-
-std::string base64(std::string_view bytes) { return encode(bytes, kStandard, true); }
-
-std::string base64url(std::string_view bytes) { return encode(bytes, kUrl, false); }
-
-std::optional<std::string> from_base64url(std::string_view text) {
+std::optional<std::string> decode(std::string_view text, char c62, char c63) {
   while (!text.empty() && text.back() == '=') text.remove_suffix(1);
   if (text.size() % 4 == 1) return std::nullopt;
   std::string out;
@@ -54,7 +49,7 @@ std::optional<std::string> from_base64url(std::string_view text) {
   unsigned buffer = 0;
   int bits = 0;
   for (char c : text) {
-    const int d = url_digit(c);
+    const int d = digit(c, c62, c63);
     if (d < 0) return std::nullopt;
     buffer = (buffer << 6) | static_cast<unsigned>(d);
     bits += 6;
@@ -65,5 +60,15 @@ std::optional<std::string> from_base64url(std::string_view text) {
   }
   return out;
 }
+
+}  // namespace
+
+std::string base64(std::string_view bytes) { return encode(bytes, kStandard, true); }
+
+std::string base64url(std::string_view bytes) { return encode(bytes, kUrl, false); }
+
+std::optional<std::string> from_base64(std::string_view text) { return decode(text, '+', '/'); }
+
+std::optional<std::string> from_base64url(std::string_view text) { return decode(text, '-', '_'); }
 
 }  // namespace pyoco::core

@@ -22,6 +22,7 @@
 #include <boost/json.hpp>
 
 #include "dashboard.hpp"
+#include "event_hub.hpp"
 
 #include <charconv>
 #include <limits>
@@ -151,6 +152,12 @@ std::map<std::string, std::string> form_parts(const Request& req) {
   return parts;
 }
 
+cluster::ConnectOptions watch_connection(const cluster::Connection& nats) {
+  cluster::ConnectOptions o = nats.options();
+  o.name += " (watches)";
+  return o;
+}
+
 class Gateway {
  public:
   Gateway(cluster::Connection& nats, GatewayOptions options)
@@ -158,7 +165,8 @@ class Gateway {
         options_(std::move(options)),
         runs_(nats),
         workers_(nats, options_.worker_disconnect_after),
-        index_(nats, options_.run_index_file) {}
+        index_(nats, options_.run_index_file),
+        watch_nats_(watch_connection(nats)) {}
 
   // A gateway that stops says what its counters held last: what it counted
   // after Prometheus's last scrape is otherwise lost with the process (the
@@ -369,13 +377,35 @@ class Gateway {
         200, json::object{{"run_id", id}, {"items", std::move(items)}, {"next_after", last}});
   }
 
+  // What an SSE stream does with an event; how following ended.
+  enum class Delivery { send, send_and_end, skip };
+  enum class Followed { ended, broken };
+
   // SSE: the record first, then the run's events from PYOCO_EVENTS with the
   // stream sequence as their id, until its RunEnd. Last-Event-ID resumes
-  // after that sequence: no gap, no duplicate.
+  // after that sequence: no gap, no duplicate. What is stored when the
+  // watch begins is read by message gets from the run's first event (the
+  // index knows it), what comes after from the gateway's one subscription
+  // to every run's events: no consumer per watch. A run the index has not
+  // seen yet, or a watch that lost events (NATS away, a client reading too
+  // slowly), is followed by a consumer of its own from its last event.
   void watch(const Request& req, const std::string& id, const Caller& caller, EventStream& out) {
     const cluster::RunRecord record = find(id, caller);  // 404 before anything is sent
     const std::uint64_t after = last_event_id(req).value_or(0);
     if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
+    const std::string subject = "pyoco.ev." + id + ".>";
+    auto until_run_end = [](std::string_view, const std::string& data) {
+      return data.find("\"kind\":\"run_end\"") != std::string::npos ? Delivery::send_and_end
+                                                                    : Delivery::send;
+    };
+    std::uint64_t last = after;
+    if (const std::optional<std::uint64_t> first = index_.first_event(id)) {
+      if (const std::unique_ptr<EventHub::Watch> live = hub_.watch(id)) {
+        if (through_hub(out, *live, subject, *first, last, until_run_end) == Followed::ended) {
+          return;
+        }
+      }
+    }
     // Its events come after its submission: looked for from then (less a
     // minute, for clocks apart between the gateway and NATS).
     double not_before = 0;
@@ -386,11 +416,55 @@ class Gateway {
         t->to_number<double>() < 1e10) {
       not_before = t->to_number<double>() - 60;
     }
-    follow(out, "pyoco.ev." + id + ".>", after, not_before,
-           [](std::string_view, const std::string& data) {
-             return data.find("\"kind\":\"run_end\"") != std::string::npos ? Delivery::send_and_end
-                                                                           : Delivery::send;
-           });
+    follow(out, subject, last, not_before, until_run_end);
+  }
+
+  // A run's events through the hub: the stored ones from `first` up to the
+  // hub's position, then the hub's; `broken` when the hub lost some (the
+  // caller follows the stream after `last`).
+  template <class Choose>
+  Followed through_hub(EventStream& out, EventHub::Watch& live, const std::string& subject,
+                       std::uint64_t first, std::uint64_t& last, Choose& choose) {
+    for (std::uint64_t from = std::max(first, last + 1); from <= live.from();) {
+      std::optional<cluster::StoredMessage> m;
+      try {
+        m = cluster::next_stored(watch_nats_, "PYOCO_EVENTS", from, subject);
+      } catch (const cluster::NatsError&) {
+        return Followed::broken;
+      }
+      if (!m || m->seq > live.from()) break;  // the hub has the rest
+      from = m->seq + 1;
+      if (!emit(out, m->seq, m->subject, m->data, last, choose)) return Followed::ended;
+    }
+    auto idle = std::chrono::steady_clock::now();
+    while (!out.stopping()) {
+      std::optional<EventHub::Event> e = live.next(std::chrono::seconds(1));
+      if (!e) {
+        if (live.broken()) return Followed::broken;
+        if (std::chrono::steady_clock::now() - idle > std::chrono::seconds(15)) {
+          if (!out.comment("ping")) return Followed::ended;
+          idle = std::chrono::steady_clock::now();
+        }
+        continue;
+      }
+      if (!emit(out, e->seq, e->subject, e->data, last, choose)) return Followed::ended;
+      idle = std::chrono::steady_clock::now();
+    }
+    return Followed::ended;
+  }
+
+  // One event to the client as `choose` says, unless it was sent already
+  // (seq <= last); `last` becomes its sequence. False when the stream is
+  // over: the client went, or `choose` ended it.
+  template <class Choose>
+  static bool emit(EventStream& out, std::uint64_t seq, const std::string& subject,
+                   const std::string& data, std::uint64_t& last, Choose& choose) {
+    if (seq != 0 && seq <= last) return true;  // sent before a resubscription
+    if (seq != 0) last = seq;
+    const Delivery d = choose(std::string_view(subject), data);
+    if (d == Delivery::skip) return true;
+    if (!out.send(subject.substr(subject.rfind('.') + 1), std::to_string(seq), data)) return false;
+    return d != Delivery::send_and_end;
   }
 
   // SSE for lists that stay current (the dashboard's): the run-level
@@ -432,8 +506,6 @@ class Gateway {
     });
   }
 
-  enum class Delivery { send, send_and_end, skip };
-
   // Last-Event-ID (or ?last_event_id=): the stream sequence to go on
   // after (0: from the first); nullopt when not given.
   static std::optional<std::uint64_t> last_event_id(const Request& req) {
@@ -461,7 +533,7 @@ class Gateway {
     auto pause = std::chrono::milliseconds(250);
     while (!out.stopping()) {
       const cluster::Subscription owned =
-          cluster::subscribe_events(nats_, subject, last, not_before);
+          cluster::subscribe_events(watch_nats_, subject, last, not_before);
       natsSubscription* sub = owned.get();
       if (sub == nullptr) {
         if (!out.comment("waiting for NATS")) return;
@@ -473,8 +545,6 @@ class Gateway {
       if (deliver(out, sub, last, choose) == Followed::ended) return;
     }
   }
-
-  enum class Followed { ended, broken };
 
   // One subscription's events to the client, `last` kept as the last
   // sequence sent or skipped; `broken` when NATS stopped delivering.
@@ -502,15 +572,8 @@ class Gateway {
       const std::string data(natsMsg_GetData(m),
                              static_cast<std::size_t>(natsMsg_GetDataLength(m)));
       natsMsg_Destroy(m);
-      if (seq != 0 && seq <= last) continue;  // already sent before a resubscription
-      if (seq != 0) last = seq;
-      const Delivery d = choose(std::string_view(subj), data);
-      if (d == Delivery::skip) continue;
-      if (!out.send(subj.substr(subj.rfind('.') + 1), std::to_string(seq), data)) {
-        return Followed::ended;
-      }
+      if (!emit(out, seq, subj, data, last, choose)) return Followed::ended;
       idle = std::chrono::steady_clock::now();
-      if (d == Delivery::send_and_end) return Followed::ended;
     }
     return Followed::ended;
   }
@@ -767,6 +830,12 @@ class Gateway {
   mutable cluster::PluginRepository plugins_{nats_};
   cluster::WorkerDirectory workers_;
   RunIndex index_;
+  // SSE streams make their consumers on a connection of their own:
+  // nats-server answers one connection's requests one after another, and a
+  // consumer of a large stream takes it a while to make (200 watches opened
+  // at once held a record read 20 s behind them).
+  cluster::Connection watch_nats_;
+  EventHub hub_{watch_nats_};  // every run's events, for the watches of each
   Metrics metrics_;
   // After metrics_: it counts into it. Optional: the end stops it first.
   std::optional<MetricsFeed> feed_{std::in_place, nats_, metrics_};

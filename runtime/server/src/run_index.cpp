@@ -74,7 +74,7 @@ std::optional<std::pair<double, std::string>> decode_cursor(const std::string& c
   return std::pair{u, std::string(v.at("r").as_string())};
 }
 
-constexpr int kLayout = 3;  // PRAGMA user_version of the tables below
+constexpr int kLayout = 4;  // PRAGMA user_version of the tables below
 
 struct RunIndex::Impl {
   cluster::Connection& nats;
@@ -91,8 +91,8 @@ struct RunIndex::Impl {
       throw std::runtime_error("run index: cannot open " + path);
     }
     exec(db, "PRAGMA journal_mode=WAL");
-    // An index of an older layout (user_version < 3: no tenants or plugins) is
-    // dropped and rebuilt from the event stream.
+    // An index of an older layout (user_version < 3: no tenants or plugins;
+    // < 4: no first event) is dropped and rebuilt from the event stream.
     int layout = 0;
     {
       Statement v(db, "PRAGMA user_version");  // finalized before the DROP: it would lock it
@@ -104,7 +104,8 @@ struct RunIndex::Impl {
     exec(db,
          "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, flow_name TEXT, tag TEXT, "
          "status TEXT, submitted_at REAL, start_time REAL, end_time REAL, updated_at REAL, error "
-         "TEXT, tenant TEXT NOT NULL DEFAULT '', plugins TEXT NOT NULL DEFAULT '{}');"
+         "TEXT, tenant TEXT NOT NULL DEFAULT '', plugins TEXT NOT NULL DEFAULT '{}', first_seq "
+         "INTEGER);"
          "CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated_at, run_id);"
          "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);"
          "CREATE INDEX IF NOT EXISTS runs_tenant ON runs(tenant, updated_at, run_id);"
@@ -168,13 +169,14 @@ struct RunIndex::Impl {
       if (!run.empty()) {
         Statement ins(db,
                       "INSERT INTO runs (run_id, flow_name, tag, status, submitted_at, updated_at, "
-                      "tenant) VALUES (?1, ?2, ?3, 'PENDING', ?4, ?4, ?5) "
+                      "tenant, first_seq) VALUES (?1, ?2, ?3, 'PENDING', ?4, ?4, ?5, ?6) "
                       "ON CONFLICT(run_id) DO NOTHING");
         ins.text(1, run);
         ins.text(2, text("flow"));
         ins.text(3, text("tag"));
         ins.real(4, at);
         ins.text(5, text("tenant_id"));
+        ins.integer(6, static_cast<std::int64_t>(seq));
         sqlite3_step(ins.s);
         const char* sql = nullptr;
         std::string status;
@@ -252,6 +254,16 @@ std::optional<std::string> RunIndex::tenant_of(const std::string& run_id) const 
   s.text(1, run_id);
   if (sqlite3_step(s.s) != SQLITE_ROW) return std::nullopt;
   return s.column_text(0);
+}
+
+std::optional<std::uint64_t> RunIndex::first_event(const std::string& run_id) const {
+  std::lock_guard lock(impl_->mutex);
+  Statement s(impl_->db, "SELECT first_seq FROM runs WHERE run_id = ?1");
+  s.text(1, run_id);
+  if (sqlite3_step(s.s) != SQLITE_ROW || sqlite3_column_type(s.s, 0) == SQLITE_NULL) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint64_t>(sqlite3_column_int64(s.s, 0));
 }
 
 namespace {

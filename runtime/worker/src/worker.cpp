@@ -114,6 +114,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     std::chrono::steady_clock::time_point finish_failing_since{};  // supervisor
     std::optional<Run> run;
     std::chrono::steady_clock::time_point last_progress;
+    std::chrono::steady_clock::time_point lease_written;  // when its record last said it is ours
     std::atomic<bool> lost{false};  // another owner holds it now: never write, never ack
     ~Active() {
       if (redelivered != nullptr) natsMsg_Destroy(redelivered);  // unacked: NATS sends it again
@@ -346,7 +347,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       return;
     }
     if (adopt_redelivery(job.run_id, m)) return;
-    const cluster::Owner me{options.worker_id, instance, attempt};
+    cluster::Owner me{options.worker_id, instance, attempt};
     std::optional<cluster::RunRecord> claimed;
     try {
       claimed = claim(job, me, m, tag);
@@ -368,8 +369,11 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
 
   // The claim: the record is RUNNING under this owner (or CANCELLED, when
   // its owner died after a cancel). Nullopt when the job was settled here
-  // (no record, a finished run, another owner's lease). Throws NatsError.
-  std::optional<cluster::RunRecord> claim(const cluster::RunJob& job, const cluster::Owner& me,
+  // (no record, a finished run, another owner's lease). `me.attempt` is
+  // raised past the record's when the job is a copy the reaper queued (its
+  // delivery count starts again): an attempt's events keep ids of their own.
+  // Throws NatsError.
+  std::optional<cluster::RunRecord> claim(const cluster::RunJob& job, cluster::Owner& me,
                                           natsMsg* m, const std::string& tag) {
     if (me.attempt == 1 && job.record_revision != 0) {
       // The first delivery of a run nobody has touched since its submit: one
@@ -409,6 +413,11 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         next["status"] = "CANCELLED";
         next["end_time"] = now;
       }
+      const json::value* owned = r->snapshot.if_contains("owner");
+      if (const json::value* a = r->snapshot.if_contains("attempt");
+          a != nullptr && a->is_int64() && owned != nullptr && owned->is_object()) {
+        me.attempt = std::max(me.attempt, a->as_int64() + 1);
+      }
       mark_claimed(next, me, now);
       if (auto rev = runs.replace(job.run_id, next, r->revision)) {
         return cluster::RunRecord{std::move(next), *rev};
@@ -440,6 +449,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     a->msg = m;
     a->last_written = std::move(claimed);
     a->last_progress = std::chrono::steady_clock::now();
+    a->lease_written = a->last_progress;  // the claim wrote it
     Active& active_run = *a;
     {
       std::lock_guard lock(mutex);
@@ -783,7 +793,6 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     }
     for (Active* a : due) {
       a->last_progress = now;
-      natsMsg_InProgress(a->msg, nullptr);
       json::object tasks;
       for (const TaskRecord& t : a->run->tasks()) tasks[t.node] = core::to_string(t.state);
       bool cancel = false;
@@ -801,9 +810,20 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
             },
             a->last_written ? &*a->last_written : nullptr);
       } catch (const NatsError&) {
-        continue;  // NATS is away: the next beat tries again (the lease may run out)
+        // NATS is away: the next beat tries again. The job is kept only
+        // while the lease last written holds: past it, NATS may hand the run
+        // to a worker that can write (and this one finds it lost).
+        if (std::chrono::steady_clock::now() - a->lease_written <
+            std::chrono::duration<double>(lease_seconds())) {
+          natsMsg_InProgress(a->msg, nullptr);
+        }
+        continue;
       }
-      if (w) a->last_written = *w;
+      if (w) {
+        a->last_written = *w;
+        a->lease_written = now;
+        natsMsg_InProgress(a->msg, nullptr);  // after the lease: never a job held without one
+      }
       if (!w) {
         a->lost = true;  // someone else owns it now: stop, never write or ack
         a->run->cancel();

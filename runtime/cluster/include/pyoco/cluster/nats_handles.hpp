@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +55,22 @@ Subscription subscribe_events(Connection& nats, const std::string& subject, std:
 // timeout when there is nothing: `each` for every message (freed after).
 // False when it stopped short (NATS away, or 2 s without the next message).
 bool read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& each);
+
+// A message as a stream stores it.
+struct StoredMessage {
+  std::uint64_t seq = 0;
+  std::string subject;
+  std::string data;
+};
+
+// The first message of `stream` at or after sequence `from` on `subject`
+// (wildcards allowed): one JetStream API request, no consumer (making one
+// is a scan NATS does one at a time per connection). NATS looks from `from`
+// to the next match, so asking from near it is cheap and asking for what
+// is not there scans the rest of the stream. Nullopt when there is none.
+// Throws NatsError.
+std::optional<StoredMessage> next_stored(Connection& nats, const std::string& stream,
+                                         std::uint64_t from, const std::string& subject);
 
 // The current value of every key of KV bucket `bucket` under `prefix`
 // ("" for all), in one pass over the bucket's stream: cnats's own

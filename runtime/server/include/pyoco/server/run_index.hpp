@@ -48,6 +48,10 @@ class RunIndex {
   // The tenant a run was submitted by ("" for none); nullopt for a run the
   // index has not seen (yet).
   std::optional<std::string> tenant_of(const std::string& run_id) const;
+  // The stream sequence of the first run-level event of a run the index
+  // has seen: none of the run's events is stored before it (its submission
+  // comes first). Nullopt for a run it has not seen (yet).
+  std::optional<std::uint64_t> first_event(const std::string& run_id) const;
 
   struct Impl;
 
