@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <ctime>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -56,6 +57,21 @@ std::string stream_leader(const std::vector<std::string>& urls, const char* stre
   if (nc != nullptr) natsConnection_Destroy(nc);
   if (opts != nullptr) natsOptions_Destroy(opts);
   return leader;
+}
+
+// "2026-11-30T19:26:28.251073Z" (an event's ts) as epoch seconds; 0 when
+// it is not one.
+double iso_seconds(std::string_view text) {
+  std::tm tm{};
+  double seconds = 0;
+  const std::string t(text);
+  if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &seconds) != 6) {
+    return 0;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<double>(timegm(&tm)) + seconds;
 }
 
 class Chaos {
@@ -336,7 +352,10 @@ class Chaos {
     struct Seen {
       int run_ends = 0;
       std::string end_status;
+      double ended_at = 0;  // the RunEnd's, epoch seconds
       int started_after_end = 0;
+      int stored_late = 0;       // started before the end, stored after it
+      std::string end_of, late;  // the RunEnd, and the first task started after it
     };
     std::map<std::string, Seen> runs;
     cluster::Connection nats({.servers = fleet_.nats().url_list()});
@@ -352,8 +371,22 @@ class Chaos {
         if (const auto* st = e.if_contains("status"); st != nullptr && st->is_string()) {
           s.end_status = st->as_string();
         }
+        s.end_of = json::serialize(e);
+        if (const auto* at = e.if_contains("ended_at"); at != nullptr && at->is_number()) {
+          s.ended_at = at->to_number<double>();
+        }
       } else if (kind->as_string() == "node_start" && s.run_ends > 0) {
-        ++s.started_after_end;
+        // Stream order is not when it happened: a superseded attempt's
+        // events, held up with its NATS server (paused), are stored when
+        // it is back, after the next attempt's end. Judged by its time
+        // (every process here shares one clock).
+        const auto* ts = e.if_contains("ts");
+        const double at = ts != nullptr && ts->is_string() ? iso_seconds(ts->as_string()) : 0;
+        if (at > 0 && s.ended_at > 0 && at < s.ended_at) {
+          ++s.stored_late;
+        } else if (++s.started_after_end == 1) {
+          s.late = json::serialize(e);
+        }
       }
     };
     // A run's RunEnd is published once its record is terminal, so it may
@@ -382,14 +415,16 @@ class Chaos {
     report_.runs_in_stream = static_cast<int>(runs.size());
     for (const auto& id : accepted_) {
       const Seen& s = runs[id];
+      report_.stored_late += s.stored_late;
       if (s.run_ends != 1) {
         ++report_.run_end_not_once;
         problem("run " + id + " has " + std::to_string(s.run_ends) + " RunEnds");
       }
       if (s.started_after_end > 0) {
         ++report_.ran_after_end;
+        // Which attempt, and when (a late publish or a late start).
         problem("run " + id + " started " + std::to_string(s.started_after_end) +
-                " task(s) after its RunEnd");
+                " task(s) after its RunEnd " + s.end_of + "; the first: " + s.late);
       }
       if (const auto it = status_of_.find(id);
           it != status_of_.end() && s.run_ends > 0 && it->second != s.end_status) {
@@ -404,7 +439,9 @@ class Chaos {
     }
     say("events: " + std::to_string(runs.size()) + " runs in PYOCO_EVENTS, " +
         std::to_string(report_.run_end_not_once) + " without exactly one RunEnd, " +
-        std::to_string(report_.ran_after_end) + " ran a task after their end");
+        std::to_string(report_.ran_after_end) + " ran a task after their end, " +
+        std::to_string(report_.stored_late) +
+        " task starts stored after their run's end but stamped before it");
   }
 
   // The gateways' pyoco_runs_total (plus what the restarted one counted
@@ -477,6 +514,7 @@ json::object ChaosReport::to_json() const {
           {"not_terminal", not_terminal},
           {"run_end_not_once", run_end_not_once},
           {"ran_after_end", ran_after_end},
+          {"stored_late", stored_late},
           {"status_mismatch", status_mismatch},
           {"runs_in_stream", runs_in_stream},
           {"metrics_runs_total", metrics_runs_total},

@@ -46,10 +46,11 @@ struct ChaosReport {
   int not_terminal = 0;                 // accepted runs with no terminal state at the deadline
   int run_end_not_once = 0;             // runs with 0 or 2+ RunEnds in PYOCO_EVENTS
   int ran_after_end = 0;                // runs with a task started after their RunEnd
-  int status_mismatch = 0;              // record's status differs from its RunEnd's
-  int runs_in_stream = 0;               // distinct runs with events
-  double metrics_runs_total = -1;       // sum over gateways, stopped instances included
-  int redelivered_runs = 0;             // runs that needed more than one attempt
+  int stored_late = 0;             // task starts stored after their run's RunEnd, stamped before it
+  int status_mismatch = 0;         // record's status differs from its RunEnd's
+  int runs_in_stream = 0;          // distinct runs with events
+  double metrics_runs_total = -1;  // sum over gateways, stopped instances included
+  int redelivered_runs = 0;        // runs that needed more than one attempt
   std::vector<FaultReport> faults;
   std::vector<std::string> problems;  // the first ones, each naming a run
   double seconds = 0;

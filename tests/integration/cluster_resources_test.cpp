@@ -94,6 +94,21 @@ BOOST_AUTO_TEST_CASE(init_makes_every_resource_once_and_keeps_them) {
   BOOST_TEST(std::all_of(again.begin(), again.end(), [](auto& r) { return r.exists; }));
   // status finds the gpu workers' consumer without being told the tag
   BOOST_TEST(find(cluster::resource_status(nats, options()), "pyoco_workers_gpu").exists);
+  // Buckets are read from their leader only: a replica that restarted
+  // behind would answer with an older record ("direct" gets, cnats's default).
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  BOOST_REQUIRE(natsConnection_ConnectTo(&nc, server.url().c_str()) == NATS_OK);
+  BOOST_REQUIRE(natsConnection_JetStream(&js, nc, nullptr) == NATS_OK);
+  for (const char* bucket : {"KV_pyoco_runs", "KV_pyoco_workers", "KV_pyoco_auth",
+                             "KV_pyoco_plugins", "KV_pyoco_meta"}) {
+    jsStreamInfo* si = nullptr;
+    BOOST_REQUIRE(js_GetStreamInfo(&si, js, bucket, nullptr, nullptr) == NATS_OK);
+    BOOST_TEST(!si->Config->AllowDirect, bucket);
+    jsStreamInfo_Destroy(si);
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
 }
 
 BOOST_AUTO_TEST_CASE(status_reads_message_counts_and_consumer_lag) {

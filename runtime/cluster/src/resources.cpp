@@ -206,16 +206,18 @@ class Resources {
   }
 
   // Applies a changed replica count (and the plugin store's bound) to a
-  // stream of ours.
+  // stream of ours; a bucket is read from its leader only (`direct` false).
   jsStreamInfo* keep_config(jsStreamInfo* si, const std::string& what, std::int64_t max_bytes,
-                            jsDiscardPolicy discard) {
-    if (!create_ || (si->Config->Replicas == options_.replicas &&
-                     si->Config->MaxBytes == max_bytes && si->Config->Discard == discard)) {
+                            jsDiscardPolicy discard, bool direct) {
+    if (!create_ ||
+        (si->Config->Replicas == options_.replicas && si->Config->MaxBytes == max_bytes &&
+         si->Config->Discard == discard && si->Config->AllowDirect == direct)) {
       return si;
     }
     si->Config->Replicas = options_.replicas;
     si->Config->MaxBytes = max_bytes;
     si->Config->Discard = discard;
+    si->Config->AllowDirect = direct;
     jsStreamInfo* updated = nullptr;
     jsErrCode jerr{};
     const natsStatus s = js_UpdateStream(&updated, js_, si->Config, nullptr, &jerr);
@@ -230,7 +232,8 @@ class Resources {
     bool created = false;
     if (si != nullptr) {
       check_ours("stream", def.name, si->Config->Description, [&] { jsStreamInfo_Destroy(si); });
-      si = keep_config(si, std::string("stream ") + def.name, max_bytes(def), def.discard);
+      si = keep_config(si, std::string("stream ") + def.name, max_bytes(def), def.discard,
+                       si->Config->AllowDirect);
     } else if (create_) {
       const std::string desc = description(def.what);
       jsStreamConfig cfg;
@@ -376,7 +379,7 @@ class Resources {
     if (si != nullptr) {
       check_ours("bucket", def.name, si->Config->Description, [&] { jsStreamInfo_Destroy(si); });
       si = keep_config(si, std::string("bucket ") + def.name, si->Config->MaxBytes,
-                       si->Config->Discard);
+                       si->Config->Discard, false);
     } else if (create_) {
       const std::string desc = description(def.what);
       kvConfig cfg;
@@ -399,6 +402,14 @@ class Resources {
       kvStore_Destroy(kv);
       created = true;
       si = find_stream(stream);
+      // cnats makes a bucket readable from any replica ("direct" gets); a
+      // replica that restarted behind answers with what it had, so a run
+      // that ended read as RUNNING again (the chaos run found one stuck
+      // so). Read from the leader, which has every acknowledged write.
+      if (si != nullptr) {
+        si = keep_config(si, std::string("bucket ") + def.name, si->Config->MaxBytes,
+                         si->Config->Discard, false);
+      }
     }
     ResourceState r = stream_state(ResourceState::Kind::Bucket, def.name, stream, si);
     r.created = created;
