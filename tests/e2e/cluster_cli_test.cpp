@@ -199,9 +199,7 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
 BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   NatsServer nats;
   Server s({"--nats", nats.url()});
-  const auto submitted = s.call(http::verb::post, "/runs", R"({"flow_name": "hello"})");
-  BOOST_TEST_REQUIRE(submitted.status == 200u);
-  const std::string id(json::parse(submitted.body).at("run_id").as_string());
+  const std::string id = s.submit(R"({"flow_name": "hello"})");
 
   nats.kill9();
   const auto down = s.call(http::verb::get, "/runs/" + id);
@@ -235,9 +233,7 @@ BOOST_AUTO_TEST_CASE(a_watch_rides_out_a_nats_restart) {
   ChildProcess worker({pyoco_exe().string(), "worker", "--nats", nats.url(), "--worker-id", "w1",
                        "--flows", flows.path().string(), "--progress-interval", "0.2"},
                       {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
-  const auto submitted = s.call(http::verb::post, "/runs", R"({"flow_name": "ticks"})");
-  BOOST_TEST_REQUIRE(submitted.status == 200u);
-  const std::string id(json::parse(submitted.body).at("run_id").as_string());
+  const std::string id = s.submit(R"({"flow_name": "ticks"})");
 
   std::mutex m;
   std::vector<server::StreamEvent> seen;
@@ -297,9 +293,7 @@ BOOST_AUTO_TEST_CASE(a_watch_rides_out_a_nats_restart) {
 BOOST_AUTO_TEST_CASE(a_watch_of_a_forged_submission_time_still_follows) {
   NatsServer nats;
   Server s({"--nats", nats.url()});
-  const auto submitted = s.call(http::verb::post, "/runs", R"({"flow_name": "nobody_runs_it"})");
-  BOOST_TEST_REQUIRE(submitted.status == 200u);
-  const std::string id(json::parse(submitted.body).at("run_id").as_string());
+  const std::string id = s.submit(R"({"flow_name": "nobody_runs_it"})");
   {
     cluster::Connection c({.servers = {nats.url()}});
     cluster::RunRecords runs(c);
@@ -337,9 +331,7 @@ BOOST_AUTO_TEST_CASE(watches_share_one_subscription_and_miss_nothing) {
                       {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
   std::vector<std::string> ids;
   for (int i = 0; i < kRuns; ++i) {
-    const auto r = s.call(http::verb::post, "/runs", R"({"flow_name": "naps"})");
-    BOOST_TEST_REQUIRE(r.status == 200u);
-    ids.emplace_back(json::parse(r.body).at("run_id").as_string());
+    ids.push_back(s.submit(R"({"flow_name": "naps"})"));
   }
   // Listed (the index has seen them): their watches start from the index.
   const auto listed_by = std::chrono::steady_clock::now() + 20s;
@@ -440,9 +432,7 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
 
   auto w1 = start_worker("w1");
   wait_state("w1", "IDLE");
-  const auto submitted =
-      s.call(http::verb::post, "/runs", R"({"flow_name": "sleepy", "params": {"seconds": 30}})");
-  const std::string run(json::parse(submitted.body).at("run_id").as_string());
+  const std::string run = s.submit(R"({"flow_name": "sleepy", "params": {"seconds": 30}})");
   const auto running = wait_state("w1", "RUNNING");
   BOOST_TEST(running.at("running").as_array().at(0).as_string() == run);
   BOOST_TEST(running.at("slots").as_int64() == 1);
@@ -492,10 +482,8 @@ BOOST_AUTO_TEST_CASE(runs_are_listed_from_the_index) {
   {
     Server s({"--nats", nats.url(), "--index", index});
     for (int i = 0; i < 5; ++i) {
-      const auto r =
-          s.call(http::verb::post, "/runs",
-                 R"({"flow_name": ")" + std::string(i % 2 == 0 ? "even" : "odd") + R"("})");
-      ids.push_back(std::string(json::parse(r.body).at("run_id").as_string()));
+      ids.push_back(
+          s.submit(R"({"flow_name": ")" + std::string(i % 2 == 0 ? "even" : "odd") + R"("})"));
     }
     s.call(http::verb::post, "/runs/" + ids[0] + "/cancel");  // pending: CANCELLED at once
     auto listed = [&](const std::string& query) {

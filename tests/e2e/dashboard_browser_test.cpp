@@ -62,9 +62,7 @@ struct Cluster {
   }
 
   std::string submit(const std::string& flow) {
-    const auto r = gateway->call(http::verb::post, "/runs", R"({"flow_name": ")" + flow + "\"}");
-    BOOST_REQUIRE_MESSAGE(r.status == 200u, r.body);
-    return std::string(json::parse(r.body).at("run_id").as_string());
+    return gateway->submit(R"({"flow_name": ")" + flow + "\"}");
   }
 
   json::object worker_record(const std::string& id) {

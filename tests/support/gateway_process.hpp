@@ -4,6 +4,7 @@
 
 #include <pyoco/server/client.hpp>
 
+#include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
@@ -53,6 +54,14 @@ struct Server {
   server::ClientResponse call(boost::beast::http::verb method, const std::string& target,
                               const std::string& body = {}) const {
     return server::http_call(server::Endpoint{url, api_key, {}}, method, target, body);
+  }
+
+  // POST /runs with `body` (a JSON object); the run's id (the test stops
+  // unless the gateway answers 200).
+  std::string submit(const std::string& body) const {
+    const server::ClientResponse r = call(boost::beast::http::verb::post, "/runs", body);
+    BOOST_REQUIRE_MESSAGE(r.status == 200u, r.status << " " << r.body);
+    return std::string(boost::json::parse(r.body).at("run_id").as_string());
   }
 };
 
