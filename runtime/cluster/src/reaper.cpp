@@ -80,15 +80,6 @@ std::vector<ConsumerFloor> consumer_floors(Connection& nats) {
   return floors;
 }
 
-// Seconds a running record's owner still holds it; 0 when none does.
-double lease_left(const RunRecord& r, double now) {
-  const json::value* o = r.snapshot.if_contains("owner");
-  if (o == nullptr || !o->is_object()) return 0;
-  const json::value* until = o->as_object().if_contains("lease_until");
-  if (until == nullptr || !until->is_number()) return 0;
-  return std::max(0.0, until->to_number<double>() - now);
-}
-
 // Queues a run's job again under a message id of its own (`why` makes it
 // unique, so that the queue's duplicate window keeps it and a second
 // gateway doing the same is one job).
@@ -156,7 +147,7 @@ std::size_t Reaper::requeue_stranded() {
       RunJob job;
       if (!read_job(stored->data, job)) continue;  // a worker ends it when it is delivered
       const std::optional<RunRecord> r = runs.get(job.run_id);
-      if (!r || lease_left(*r, epoch_now()) > 0) continue;  // unknown, or its owner holds it
+      if (!r || r->lease_until() > epoch_now()) continue;  // unknown, or its owner holds it
       const auto it = seen_.find(stored->seq);
       if (it == seen_.end() || it->second.revision != r->revision) {
         seen[stored->seq] = Seen{r->revision, now};  // changed since: someone is at it

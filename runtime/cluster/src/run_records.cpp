@@ -27,6 +27,13 @@ std::string RunRecord::status() const {
 
 bool RunRecord::terminal() const { return is_terminal_status(status()); }
 
+double RunRecord::lease_until() const {
+  const boost::json::value* o = snapshot.if_contains("owner");
+  if (o == nullptr || !o->is_object()) return 0;
+  const boost::json::value* until = o->as_object().if_contains("lease_until");
+  return until != nullptr && until->is_number() ? until->to_number<double>() : 0;
+}
+
 void check_run_id(std::string_view run_id) {
   const bool ok = !run_id.empty() && run_id.size() <= 128 && run_id.front() != '.' &&
                   run_id.back() != '.' &&

@@ -536,10 +536,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     const json::value* o = r.snapshot.if_contains("owner");
     if (o == nullptr || !o->is_object()) return 0;
     const json::value* who = o->as_object().if_contains("instance");
-    const json::value* until = o->as_object().if_contains("lease_until");
     if (who == nullptr || !who->is_string() || who->as_string() == instance) return 0;
-    if (until == nullptr || !until->is_number()) return 0;
-    return std::max(0.0, until->to_number<double>() - now);
+    return std::max(0.0, r.lease_until() - now);
   }
 
   // The newest delivery of a run becomes the one its acks answer (under the
@@ -819,17 +817,15 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         }
         continue;
       }
-      if (w) {
-        a->last_written = *w;
-        a->lease_written = now;
-        natsMsg_InProgress(a->msg, nullptr);  // after the lease: never a job held without one
-      }
       if (!w) {
         a->lost = true;  // someone else owns it now: stop, never write or ack
         a->run->cancel();
-      } else if (cancel) {
-        a->run->cancel();
+        continue;
       }
+      a->last_written = *w;
+      a->lease_written = now;
+      natsMsg_InProgress(a->msg, nullptr);  // after the lease: never a job held without one
+      if (cancel) a->run->cancel();
     }
   }
 

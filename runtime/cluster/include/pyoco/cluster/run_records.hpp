@@ -24,6 +24,9 @@ struct RunRecord {
 
   std::string status() const;  // PENDING, RUNNING, CANCELLING, COMPLETED, FAILED, CANCELLED
   bool terminal() const;
+  // Until when (epoch seconds) its owner holds it: owner.lease_until; 0
+  // for none.
+  double lease_until() const;
 };
 
 bool is_terminal_status(std::string_view status);
