@@ -93,8 +93,16 @@ BOOST_AUTO_TEST_CASE(a_token) {
 BOOST_AUTO_TEST_CASE(a_creds_file) {
   TempDir dir;
   const NatsOperatorFiles files = make_nats_operator(dir.path());
-  NatsServer server({.config = files.server_config});
-  BOOST_TEST(connects_and_inits({.servers = {server.url()}, .creds_file = files.creds}));
+  // -D: a refused user's reason ("Signature not verified", "Account JWT
+  // lookup error"...) is in the server's log, shown if the connect fails.
+  NatsServer server({.config = files.server_config, .args = {"-D"}});
+  try {
+    BOOST_TEST(connects_and_inits({.servers = {server.url()}, .creds_file = files.creds}));
+  } catch (const cluster::NatsError& e) {
+    BOOST_ERROR(e.what() << "\nnats-server's log:\n"
+                         << server.log() << "\nuser.creds:\n"
+                         << read_text(files.creds));
+  }
   const std::string stranger =
       refused({.servers = {server.url()}, .creds_file = files.stranger_creds});
   BOOST_TEST(stranger == "NATS at " + server.url() +

@@ -36,6 +36,8 @@ NatsServer::~NatsServer() {
 
 int NatsServer::pid() const { return child_ ? child_->pid() : -1; }
 
+std::string NatsServer::log() const { return child_ ? child_->err() : std::string(); }
+
 void NatsServer::kill9() {
   if (!child_) return;
   child_->send_signal(SIGKILL);

@@ -32,6 +32,8 @@ class NatsServer {
   const std::string& url() const { return url_; }
   int port() const { return port_; }
   int pid() const;
+  // What the server has written to stderr so far (its log).
+  std::string log() const;
 
   // SIGKILL, as a crash; start() brings it back on the same port and store.
   void kill9();
