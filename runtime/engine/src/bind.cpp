@@ -20,7 +20,7 @@ pyoco_status run_local(void* fn, pyoco_context* c, const pyoco_value* in, const 
     const core::Value result = (*static_cast<TaskFn*>(fn))(call, inputs);
     // The result may live in an arena only `result` holds: the call's arena
     // keeps it alive until the host has taken its own reference.
-    if (result.node() != nullptr) ctx.arena->retain(result.node()->owner);
+    if (result.node() != nullptr) ctx.values().retain(result.node()->owner);
     *out = reinterpret_cast<const pyoco_value*>(result.node());
     return PYOCO_OK;
   } catch (const std::exception& e) {

@@ -6,6 +6,8 @@
 // long a body blocks, a deadline or a cancel is handled on time.
 #pragma once
 
+#include <pyoco/core/small_function.hpp>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -14,7 +16,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -66,8 +67,8 @@ class Executors : public std::enable_shared_from_this<Executors> {
   void run_worker(std::size_t index);
 
   struct Continuation {
-    Executors* owner = nullptr;  // set while one of its workers runs bodies
-    std::function<void()> next;  // the body that worker runs next
+    Executors* owner = nullptr;        // set while one of its workers runs bodies
+    core::SmallFunction<void()> next;  // the body that worker runs next
   };
   static Continuation& continuation() {
     static thread_local Continuation c;
@@ -81,7 +82,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     c.owner = this;
     body();
     while (c.next && accepting()) {
-      std::function<void()> next = std::move(c.next);
+      core::SmallFunction<void()> next = std::move(c.next);
       c.next = nullptr;
       next();
     }

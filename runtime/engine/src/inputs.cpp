@@ -95,6 +95,16 @@ Value resolve(RunState& run, const Frame& f, std::string_view ref, std::string& 
 Value build_inputs(RunState& run, const Frame& f, std::uint32_t i,
                    const plugins::TaskDefinition& task, std::string& error) {
   const core::TaskSpec& spec = *f.graph->nodes[i].task;
+  if (spec.inputs.empty() && task.inputs.empty()) {
+    // No inputs at all: one sealed empty object, shared (no arena per call).
+    static const Value kNone = [] {
+      core::ValueBuilder none;
+      core::ValueNode* object = none.arena().make_object(0);
+      none.arena().seal();
+      return none.wrap(object);
+    }();
+    return kNone;
+  }
   core::ValueBuilder b;
   core::Arena& arena = b.arena();
   core::ValueNode* inputs = arena.make_object(spec.inputs.size() + task.inputs.size());

@@ -22,9 +22,9 @@ using trace::EventKind;
 
 namespace {
 
-double elapsed_ms(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
-      .count();
+double ms_between(std::chrono::steady_clock::time_point from,
+                  std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
 // Waits and deadlines are saturated here too: a flow built in C++ is not
@@ -98,7 +98,8 @@ RunState::RunState(std::shared_ptr<Executors> executors, std::shared_ptr<BoundFl
       flow_(std::move(flow)),
       options_(std::move(options)),
       id_(std::move(id)),
-      listener_(options_.listener.get()) {
+      listener_(options_.listener.get()),
+      launch_window_(2 * std::max(1u, executors_->jobs())) {
   // Params: the flow's defaults, overridden by the caller's.
   std::vector<std::pair<std::string, Value>> merged;
   const Value& defaults = flow_->flow->spec->defaults;
@@ -242,11 +243,19 @@ std::string RunState::visible_predecessors(const Frame& f, std::uint32_t i,
 void RunState::start_frame(Frame& f) {
   f.nodes.resize(f.graph->nodes.size());
   f.remaining = f.nodes.size();
+  std::size_t counters = 0;
+  for (const GraphNode& g : f.graph->nodes) counters += 2 * g.requirements.size();
+  f.counts.assign(counters, 0);
+  // Room for the frame's records at once (geometric: loops start many frames).
+  if (const std::size_t need = records_.size() + f.nodes.size(); need > records_.capacity()) {
+    records_.reserve(std::max(need, 2 * records_.capacity()));
+  }
+  counters = 0;
   for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
     const GraphNode& g = f.graph->nodes[i];
     NodeExec& n = f.nodes[i];
-    n.satisfied.assign(g.requirements.size(), 0);
-    n.ended.assign(g.requirements.size(), 0);
+    n.counts_at = static_cast<std::uint32_t>(counters);
+    counters += 2 * g.requirements.size();
     n.unmet = g.requirements.size();
     n.display = g.name + f.suffix;
     if (g.visible()) n.record = add_record(n, g);
@@ -303,7 +312,7 @@ void RunState::ready(Frame& f, std::uint32_t i) {
       n.state = TaskState::Running;
       n.started = std::chrono::steady_clock::now();
       record(n).state = TaskState::Running;
-      record(n).started = std::chrono::system_clock::now();
+      record(n).started = wall_time(n.started);
       emit(EventKind::NodeStart, &n, {}, &g);
       launch(f, i);
       return;
@@ -312,7 +321,7 @@ void RunState::ready(Frame& f, std::uint32_t i) {
       n.state = TaskState::Running;
       n.started = std::chrono::steady_clock::now();
       record(n).state = TaskState::Running;
-      record(n).started = std::chrono::system_clock::now();
+      record(n).started = wall_time(n.started);
       emit(EventKind::NodeStart, &n, {}, &g);
       if (g.kind == GraphNode::Kind::Switch) {
         start_switch(f, i);
@@ -339,6 +348,10 @@ void RunState::launch(Frame& f, std::uint32_t i) {
 
   auto a = std::make_shared<Attempt>();
   a->run = this;
+  a->frame = &f;
+  a->node = i;
+  a->definition = &definition;
+  a->inputs = std::move(inputs);
   // Views into storage that lives as long as the run: never into records_,
   // which grows (and moves) while tasks run as loop iterations start.
   a->ctx.info = plugins::CallInfo{id_, flow_name(), n.display, g.task->use, n.attempts};
@@ -358,14 +371,54 @@ void RunState::launch(Frame& f, std::uint32_t i) {
     a->deadline =
         std::chrono::duration_cast<std::chrono::nanoseconds>(n.timer->expiry().time_since_epoch())
             .count();
-    n.timer->async_wait([self = shared_from_this(), fp = &f, i, a](boost::system::error_code ec) {
-      if (!ec) self->on_strand_here([self, fp, i, a] { self->on_timeout(fp, i, a); });
+    n.timer->async_wait([self = shared_from_this(), a](boost::system::error_code ec) {
+      if (!ec) self->on_strand_here([run = self.get(), a] { run->on_timeout(a); });
     });
   }
-  executors_->post_work([self = shared_from_this(), fp = &f, i, a, inputs = std::move(inputs)]() {
+  queue_body(std::move(a));
+}
+
+// A fan of 10,000 would otherwise queue 10,000 bodies at once: a long pool
+// queue that every thread contends for. Bounded, a finished body's result
+// launches the next one on the same worker (Executors::post_work). The
+// bound counts bodies not yet begun, never calls in flight: an async task
+// that waits holds no place.
+void RunState::queue_body(std::shared_ptr<Attempt> a) {
+  if (queued_bodies_.load() < launch_window_ && waiting_bodies_.empty()) {
+    post_body(std::move(a));
+    return;
+  }
+  waiting_bodies_.push_back(std::move(a));
+  bodies_waiting_.store(true);
+  // A worker that made room just before the store above did not see it.
+  if (queued_bodies_.load() < launch_window_) post_waiting_bodies();
+}
+
+void RunState::post_waiting_bodies() {
+  while (!waiting_bodies_.empty() && queued_bodies_.load() < launch_window_) {
+    std::shared_ptr<Attempt> a = std::move(waiting_bodies_.front());
+    waiting_bodies_.pop_front();
+    if (!a->cancelled.load(std::memory_order_acquire)) post_body(std::move(a));
+  }
+  if (waiting_bodies_.empty()) bodies_waiting_.store(false);
+}
+
+void RunState::made_room() {
+  if (bodies_waiting_.load()) on_strand_here([this] { post_waiting_bodies(); });
+}
+
+void RunState::post_body(std::shared_ptr<Attempt> a) {
+  queued_bodies_.fetch_add(1);
+  // Each callback below captures two pointers at most: they fit
+  // core::SmallFunction's inline room, so a task's hand-offs allocate nothing.
+  executors_->post_work([self = shared_from_this(), a = std::move(a)]() {
+    self->queued_bodies_.fetch_sub(1);
     // Abandoned while queued (cancelled, stopped, timed out): it never
     // starts, and its node has already moved on.
-    if (a->cancelled.load(std::memory_order_acquire)) return;
+    if (a->cancelled.load(std::memory_order_acquire)) {
+      self->made_room();
+      return;
+    }
     // A `run` task completes before begin() returns (an async one may too):
     // its result then waits here until the plugin has returned, and this
     // worker takes it to the strand itself — no hand-off, no plugin code on
@@ -373,38 +426,40 @@ void RunState::launch(Frame& f, std::uint32_t i) {
     // any other thread goes through the strand's queue.
     a->worker = std::this_thread::get_id();
     a->on_worker.store(true, std::memory_order_release);
-    a->instance->begin(a->ctx, inputs, [self, fp, i, a](plugins::CallResult result) {
+    a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult result) {
+      a->result = std::move(result);
       if (a->on_worker.load(std::memory_order_acquire) && a->worker == std::this_thread::get_id()) {
-        a->worker_result = std::move(result);
+        a->completed_on_worker = true;
         return;
       }
-      self->on_strand([self, fp, i, a, result = std::move(result)]() mutable {
-        self->on_result(fp, i, a, result);
-      });
+      self->on_strand([run = self.get(), a] { run->on_result(a); });
     });
     a->on_worker.store(false, std::memory_order_release);
-    if (a->worker_result) {
-      self->on_strand_here([self, fp, i, a, result = std::move(*a->worker_result)]() mutable {
-        self->on_result(fp, i, a, result);
-      });
+    if (a->completed_on_worker) {
+      self->on_strand_here([run = self.get(), a] { run->on_result(a); });
+    } else {
+      self->made_room();
     }
   });
 }
 
-void RunState::on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,
-                         plugins::CallResult& result) {
+void RunState::on_result(const std::shared_ptr<Attempt>& a) {
   a->end(false);
+  if (!waiting_bodies_.empty()) post_waiting_bodies();
+  Frame* f = a->frame;
+  const std::uint32_t i = a->node;
   NodeExec& n = f->nodes[i];
   if (n.running != a) return;  // abandoned (deadline, cancel, stop); its node has moved on
   n.running.reset();
   if (n.timer) n.timer->cancel();
-  auto& artifacts = record(n).artifacts;
-  artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
-  for (const core::ArtifactRecord& saved : a->artifacts) latest_artifacts_[saved.name] = saved;
+  if (!a->artifacts.empty()) {
+    auto& artifacts = record(n).artifacts;
+    artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
+    for (const core::ArtifactRecord& saved : a->artifacts) latest_artifacts_[saved.name] = saved;
+  }
+  plugins::CallResult& result = *a->result;
   if (result.ok) {
-    if (const std::string wrong =
-            output_mismatch(*flow_->tasks.at(&f->graph->nodes[i]), result.output);
-        !wrong.empty()) {
+    if (const std::string wrong = output_mismatch(*a->definition, result.output); !wrong.empty()) {
       // The task that returned it is blamed, not the next one that reads it.
       attempt_failed(*f, i, wrong, true);
       return;
@@ -425,7 +480,9 @@ void RunState::on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attemp
   }
 }
 
-void RunState::on_timeout(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a) {
+void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
+  Frame* f = a->frame;
+  const std::uint32_t i = a->node;
   NodeExec& n = f->nodes[i];
   if (n.running != a) return;
   // FAILED at the deadline: the body is told to stop (its cancel flag and
@@ -478,8 +535,9 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   n.output = std::move(output);
   TaskRecord& r = record(n);
   r.state = TaskState::Succeeded;
-  r.ended = std::chrono::system_clock::now();
-  r.duration_ms = elapsed_ms(n.started);
+  const auto now = std::chrono::steady_clock::now();
+  r.ended = wall_time(now);
+  r.duration_ms = ms_between(n.started, now);
   r.output_summary = summary(n.output);
   if (g.kind == GraphNode::Kind::Task) apply_outputs(*g.task, n.output);
   // Seen after its loop or switch too, as pyoco's results.<node> is.
@@ -498,8 +556,9 @@ void RunState::fail(Frame& f, std::uint32_t i, const std::string& error) {
   TaskRecord& r = record(n);
   r.state = TaskState::Failed;
   r.error = error;
-  r.ended = std::chrono::system_clock::now();
-  r.duration_ms = elapsed_ms(n.started);
+  const auto now = std::chrono::steady_clock::now();
+  r.ended = wall_time(now);
+  r.duration_ms = ms_between(n.started, now);
   failed_nodes_.push_back(n.display);
   emit(EventKind::NodeError, &n, error, &g);
   n.instance.reset();
@@ -523,8 +582,9 @@ void RunState::end_without_running(Frame& f, std::uint32_t i, TaskState state,
     r.state = state;
     if (state == TaskState::Skipped || !why.empty()) r.error = why;
     if (r.started != std::chrono::system_clock::time_point{}) {
-      r.ended = std::chrono::system_clock::now();
-      r.duration_ms = elapsed_ms(n.started);
+      const auto now = std::chrono::steady_clock::now();
+      r.ended = wall_time(now);
+      r.duration_ms = ms_between(n.started, now);
     }
     emit(state == TaskState::Skipped ? EventKind::NodeSkipped : EventKind::NodeCancelled, &n, why);
   }
@@ -562,16 +622,15 @@ void RunState::release_successors(Frame& f, std::uint32_t i) {
       // longer hold) exactly once: O(1) per finished predecessor.
       const std::uint32_t r = releases[k].requirement;
       const core::Requirement& req = sg.requirements[r];
-      auto holds = [&] {
-        return req.any ? sn.satisfied[r] > 0 : sn.satisfied[r] == req.nodes.size();
-      };
+      std::uint32_t& satisfied = f.counts[sn.counts_at + 2 * r];
+      std::uint32_t& ended = f.counts[sn.counts_at + 2 * r + 1];
+      auto holds = [&] { return req.any ? satisfied > 0 : satisfied == req.nodes.size(); };
       auto lost = [&] {
-        return req.any ? (sn.ended[r] == req.nodes.size() && sn.satisfied[r] == 0)
-                       : sn.ended[r] > sn.satisfied[r];
+        return req.any ? (ended == req.nodes.size() && satisfied == 0) : ended > satisfied;
       };
       const bool held = holds(), was_lost = lost();
-      ++sn.ended[r];
-      if (ok) ++sn.satisfied[r];
+      ++ended;
+      if (ok) ++satisfied;
       if (!held && holds()) --sn.unmet;
       if (!was_lost && lost()) sn.broken = true;
     }

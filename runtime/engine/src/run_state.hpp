@@ -55,11 +55,17 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   std::shared_ptr<plugins::TaskInstance> instance;
   std::int64_t deadline = 0;  // CLOCK_MONOTONIC ns, 0: none
   std::size_t record = 0;     // its node's place in the run's records
+  Frame* frame = nullptr;     // the node it is an attempt of
+  std::uint32_t node = 0;
+  const plugins::TaskDefinition* definition = nullptr;
+  core::Value inputs;
   // A `run` body hands its result to the worker that ran it (launch): the
   // worker, once the plugin has returned, takes it to the strand itself.
   std::thread::id worker;
   std::atomic<bool> on_worker{false};
-  std::optional<plugins::CallResult> worker_result;
+  bool completed_on_worker = false;  // that worker only
+  // Written once by whoever completes the call, read on the strand after.
+  std::optional<plugins::CallResult> result;
 
   void log(const plugins::CallInfo& call, plugins::LogLevel level,
            std::string_view message) override;
@@ -109,10 +115,11 @@ struct LoopFrameInfo {
 
 struct NodeExec {
   core::TaskState state = core::TaskState::Pending;
-  std::vector<std::uint32_t> satisfied;  // per requirement: predecessors that succeeded
-  std::vector<std::uint32_t> ended;      // per requirement: predecessors that ended
-  std::size_t unmet = 0;                 // requirements that do not hold yet
-  bool broken = false;                   // a requirement can no longer hold
+  // Its requirements' counters in Frame::counts, from here: per
+  // requirement, the predecessors that succeeded, then those that ended.
+  std::uint32_t counts_at = 0;
+  std::size_t unmet = 0;  // requirements that do not hold yet
+  bool broken = false;    // a requirement can no longer hold
   std::uint32_t attempts = 0;
   core::Value output;
   std::string display;  // name in traces and records
@@ -150,6 +157,7 @@ struct Frame {
   // loop's or a switch's, at any depth): what its later nodes read by name.
   std::unordered_map<std::string_view, const NodeExec*> inner_results;
   std::vector<NodeExec> nodes;
+  std::vector<std::uint32_t> counts;  // every node's requirement counters (NodeExec::counts_at)
   std::size_t remaining = 0;
   bool done = false;
 };
@@ -262,9 +270,15 @@ class RunState : public std::enable_shared_from_this<RunState> {
                                    std::vector<std::uint32_t>& todo) const;
   void ready(Frame& f, std::uint32_t i);
   void launch(Frame& f, std::uint32_t i);
-  void on_result(Frame* f, std::uint32_t i, const std::shared_ptr<Attempt>& a,
-                 plugins::CallResult& result);
-  void on_timeout(Frame* f, std::uint32_t i, std::shared_ptr<Attempt> a);
+  // Bodies go to the pool a few at a time (launch_window_ queued at most);
+  // the rest wait here, their attempts made and deadlines running.
+  void queue_body(std::shared_ptr<Attempt> a);
+  void post_body(std::shared_ptr<Attempt> a);
+  void post_waiting_bodies();
+  // A worker, after a body left the queue without a result for the strand.
+  void made_room();
+  void on_result(const std::shared_ptr<Attempt>& a);
+  void on_timeout(const std::shared_ptr<Attempt>& a);
   void attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool permanent);
   void succeed(Frame& f, std::uint32_t i, core::Value output);
   void fail(Frame& f, std::uint32_t i, const std::string& error);
@@ -289,6 +303,13 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void apply_outputs(const core::TaskSpec& spec, const core::Value& output);
   std::size_t add_record(NodeExec& n, const core::GraphNode& g);
   TaskRecord& record(const NodeExec& n) { return records_[n.record]; }
+  // A task's times are read once, from the steady clock, and shown as wall
+  // time from the run's start: one clock read per start and end, and a
+  // clock step during the run does not bend a task's duration.
+  std::chrono::system_clock::time_point wall_time(std::chrono::steady_clock::time_point t) const {
+    return wall_origin_ +
+           std::chrono::duration_cast<std::chrono::system_clock::duration>(t - steady_origin_);
+  }
   void finish();
 
   // Shared: a Run handle may outlive its Engine, and the strand below must
@@ -301,6 +322,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   trace::EventListener* listener_ = nullptr;
   std::uint64_t event_seq_ = 0;  // strand
 
+  const std::chrono::steady_clock::time_point steady_origin_ = std::chrono::steady_clock::now();
+  const std::chrono::system_clock::time_point wall_origin_ = std::chrono::system_clock::now();
   std::atomic<core::RunStatus> status_{core::RunStatus::Pending};
   core::Value params_;
   std::map<std::string, core::Value, std::less<>> results_alias_;
@@ -314,6 +337,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::vector<std::string> failed_nodes_;
   std::deque<std::pair<Frame*, std::uint32_t>> ended_queue_;
   bool draining_ = false;
+  std::deque<std::shared_ptr<Attempt>> waiting_bodies_;  // strand
+  const std::uint32_t launch_window_;
+  std::atomic<std::uint32_t> queued_bodies_{0};  // posted to the pool, not begun
+  std::atomic<bool> bodies_waiting_{false};      // waiting_bodies_ is not empty
 
   // any thread
   mutable std::mutex done_mutex_;

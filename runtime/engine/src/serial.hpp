@@ -8,13 +8,14 @@
 // drains runs only control handlers, each short.
 #pragma once
 
+#include <pyoco/core/small_function.hpp>
+
 #include <boost/asio/post.hpp>
 
-#include <deque>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 #include "executors.hpp"
 
@@ -22,7 +23,7 @@ namespace pyoco {
 
 class Serial {
  public:
-  using Handler = std::function<void()>;
+  using Handler = core::SmallFunction<void()>;
 
   explicit Serial(Executors::Executor control) : control_(control) {}
 
@@ -73,15 +74,24 @@ class Serial {
   // Runs what is queued now, then lets the control go — or, when more came
   // meanwhile, queues another drain behind other work: one busy run never
   // holds a thread (control's, or a worker with a body waiting) for long.
+  // Only the drainer (busy_) touches spare_: the queue's storage goes back
+  // and forth between the two, so a drain allocates nothing.
   void drain_batch(Keep keep) {
-    std::deque<Handler> batch;
+    std::vector<Handler> batch;
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      if (queue_.empty()) {
+        busy_ = false;
+        return;
+      }
       batch.swap(queue_);
+      queue_.swap(spare_);
     }
     for (Handler& h : batch) h();
+    batch.clear();
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      spare_.swap(batch);
       if (queue_.empty()) {
         busy_ = false;
         return;
@@ -102,8 +112,9 @@ class Serial {
 
   Executors::Executor control_;
   std::mutex mutex_;  // queue_ and busy_; held only to move a handler in or out
-  std::deque<Handler> queue_;
-  bool busy_ = false;  // someone runs this control, or a drain is on its way
+  std::vector<Handler> queue_;
+  std::vector<Handler> spare_;  // the drainer's, emptied
+  bool busy_ = false;           // someone runs this control, or a drain is on its way
 };
 
 }  // namespace pyoco

@@ -234,7 +234,7 @@ pyoco_status value_object_set(pyoco_value* object, const char* key, size_t key_s
 // ---- context ----
 
 pyoco_arena* context_arena(pyoco_context* c) {
-  return c == nullptr ? nullptr : reinterpret_cast<pyoco_arena*>(call(c)->arena.get());
+  return c == nullptr ? nullptr : reinterpret_cast<pyoco_arena*>(&call(c)->values());
 }
 
 const pyoco_value* context_params(pyoco_context* c) {
@@ -349,7 +349,7 @@ pyoco_status context_load_artifact(pyoco_context* c, const char* name, size_t na
                   PYOCO_ERR_NOT_FOUND);
   }
   // The bytes live in the call's arena, like any value the call builds.
-  const core::ValueNode* held = ctx.arena->make_bytes(bytes->data(), bytes->size());
+  const core::ValueNode* held = ctx.values().make_bytes(bytes->data(), bytes->size());
   *data_out = pyoco_str{held->str.data, held->str.size};
   return PYOCO_OK;
 }
@@ -444,7 +444,7 @@ void finish_call(Call& ctx, pyoco_status status, const pyoco_value* out, const c
     result.permanent = status == PYOCO_ERR_PERMANENT;
     result.cancelled = status == PYOCO_ERR_CANCELLED;
   }
-  ctx.arena->seal();
+  if (ctx.arena) ctx.arena->seal();
   ctx.borrowed.clear();
   if (ctx.services != nullptr) ctx.services->call_finished();
   CallDone done = std::move(ctx.done);
@@ -567,7 +567,7 @@ TaskInstance::~TaskInstance() {
 }
 
 void TaskInstance::begin(Call& ctx, const core::Value& inputs, CallDone done) {
-  ctx.arena = Arena::create();
+  ctx.arena.reset();
   ctx.error.clear();
   ctx.abi_minor = def_->abi_minor;
   ctx.done = std::move(done);

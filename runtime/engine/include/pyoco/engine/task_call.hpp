@@ -40,8 +40,10 @@ class TaskCall {
   std::uint32_t attempt() const { return call_.info.attempt; }
 
   // Where to build result values: they live as long as the result does.
-  core::Arena& arena() { return *call_.arena; }
-  core::Value wrap(const core::ValueNode* node) const { return core::Value(call_.arena, node); }
+  core::Arena& arena() { return call_.values(); }
+  core::Value wrap(const core::ValueNode* node) const {
+    return node == nullptr ? core::Value() : core::Value(core::ArenaPtr(node->owner), node);
+  }
 
  private:
   plugins::Call& call_;

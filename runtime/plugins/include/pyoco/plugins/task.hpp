@@ -4,6 +4,7 @@
 
 #include <pyoco/abi.h>
 #include <pyoco/core/artifact.hpp>
+#include <pyoco/core/small_function.hpp>
 #include <pyoco/core/value.hpp>
 #include <pyoco/plugins/manifest.hpp>
 
@@ -83,7 +84,7 @@ struct CallResult {
 
 // Where a call's result goes: called exactly once, from the thread that
 // ends the call (a worker for `run`, any thread for an async call).
-using CallDone = std::function<void(CallResult)>;
+using CallDone = core::SmallFunction<void(CallResult)>;
 
 // One task call, host side: what its `pyoco_context*` (and, for an async
 // call, its `pyoco_call*`) points at. One name in every layer: an attempt
@@ -98,11 +99,18 @@ struct Call {
   // Filled during the call.
   CallDone done;                // an async call's result goes here (call_complete)
   std::uint64_t call_slot = 0;  // the async call's handle (see host_functions.cpp)
-  core::ArenaPtr arena;
+  core::ArenaPtr arena;         // made when the call first builds a value: see values()
   std::string error;
   std::uint32_t abi_minor = 0;        // of the task's plugin: what the host may answer
   std::string last_artifact_path;     // backs the name (or path, or reason) handed to the plugin
   std::vector<core::Value> borrowed;  // scratch values handed out, alive for the call
+
+  // The arena the call's values are built in; most calls of small tasks
+  // build none, so it is made on first use.
+  core::Arena& values() {
+    if (!arena) arena = core::Arena::create();
+    return *arena;
+  }
 };
 
 // A registered task: its metadata (copied from the plugin) and callbacks.
