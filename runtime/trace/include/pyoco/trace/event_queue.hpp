@@ -15,7 +15,6 @@
 #include <pyoco/trace/event.hpp>
 
 #include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -43,12 +42,15 @@ class EventQueue : public EventListener {
   void flush();
 
  private:
+  class Batch;  // events queued together, their strings in storage of its own
   void loop();
 
   std::vector<std::shared_ptr<EventListener>> listeners_;
   std::mutex mutex_;
   std::condition_variable wake_, drained_;
-  std::vector<Event> queue_;  // swapped with the thread's batch: both keep their capacity
+  // Swapped with the thread's batch: both keep their storage, so queueing
+  // an event allocates nothing once the queue has warmed up.
+  std::unique_ptr<Batch> queue_;
   std::uint64_t queued_ = 0, delivered_ = 0;
   unsigned flushing_ = 0;  // flush() calls waiting: no time to gather
   bool sleeping_ = false;  // the thread waits for an event: the next one wakes it
