@@ -60,16 +60,16 @@ void RunState::start_switch(Frame& f, std::uint32_t i) {
   child->suffix = f.suffix;
   child->loop = f.loop;
   child->loop_frame = f.loop_frame;
-  n.active_children = 1;
-  n.children.push_back(std::move(child));
-  start_frame(*n.children.back());
+  n.ctl().active_children = 1;
+  n.ctl().children.push_back(std::move(child));
+  start_frame(*n.ctl().children.back());
 }
 
 void RunState::start_loop(Frame& f, std::uint32_t i) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
   const auto& l = *g.loop_term;
-  n.loop_count = static_cast<std::size_t>(l.count);
+  n.ctl().loop_count = static_cast<std::size_t>(l.count);
   if (l.kind == core::dsl::LoopTerm::Kind::Repeat && !l.count_expr.empty()) {
     Value count;
     try {
@@ -93,19 +93,19 @@ void RunState::start_loop(Frame& f, std::uint32_t i) {
                             " iterations: split the work into several runs"));
       return;
     }
-    n.loop_count = static_cast<std::size_t>(c);
+    n.ctl().loop_count = static_cast<std::size_t>(c);
   }
   if (l.kind == core::dsl::LoopTerm::Kind::Foreach) {
     try {
-      n.loop_items = l.over.evaluate(FrameScope(*this, f));
+      n.ctl().loop_items = l.over.evaluate(FrameScope(*this, f));
     } catch (const core::FlowError& e) {
       fail(f, i, e.what());
       return;
     }
-    if (!n.loop_items.is_array()) {
+    if (!n.ctl().loop_items.is_array()) {
       fail(f, i,
            "foreach over '" + l.over.text() + "': expected a list, got " +
-               to_string(n.loop_items.kind()));
+               to_string(n.ctl().loop_items.kind()));
       return;
     }
   }
@@ -142,7 +142,7 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
   const auto& l = *g.loop_term;
-  const std::size_t k = n.next_iteration;
+  const std::size_t k = n.ctl().next_iteration;
   std::vector<std::pair<std::string, Value>> vars;
   for (std::size_t m = 0; m < f.loop.size(); ++m) {
     auto [key, v] = f.loop.member(m);
@@ -153,14 +153,14 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   std::size_t count = 0;
   switch (l.kind) {
     case core::dsl::LoopTerm::Kind::Repeat:
-      count = n.loop_count;
+      count = n.ctl().loop_count;
       if (k >= count) return false;
       vars.emplace_back("index", index);
       break;
     case core::dsl::LoopTerm::Kind::Foreach:
-      count = n.loop_items.size();
+      count = n.ctl().loop_items.size();
       if (k >= count) return false;
-      vars.emplace_back(l.item, n.loop_items.at(k));
+      vars.emplace_back(l.item, n.ctl().loop_items.at(k));
       vars.emplace_back(l.index, index);
       break;
     case core::dsl::LoopTerm::Kind::Until:
@@ -171,15 +171,15 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   }
   b.arena().seal();
   if (!room_for(*g.children.front())) {
-    if (n.active_children == 0) {
+    if (n.ctl().active_children == 0) {
       fail(f, i, over_task_limit());
     } else {
-      n.over_limit = true;  // fails once the iterations running now have ended
+      n.ctl().over_limit = true;  // fails once the iterations running now have ended
     }
     return false;
   }
-  ++n.next_iteration;
-  ++n.active_children;
+  ++n.ctl().next_iteration;
+  ++n.ctl().active_children;
   auto child = std::make_unique<Frame>();
   child->graph = g.children.front().get();
   child->parent = &f;
@@ -192,14 +192,14 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   frame->loop = &l;
   frame->index = k;
   frame->count = count;
-  if (l.kind == core::dsl::LoopTerm::Kind::Foreach) frame->item = n.loop_items.at(k);
-  if (l.kind == core::dsl::LoopTerm::Kind::Until) frame->condition = n.until_condition;
+  if (l.kind == core::dsl::LoopTerm::Kind::Foreach) frame->item = n.ctl().loop_items.at(k);
+  if (l.kind == core::dsl::LoopTerm::Kind::Until) frame->condition = n.ctl().until_condition;
   child->loop_frame = std::move(frame);
-  n.children.push_back(std::move(child));
+  n.ctl().children.push_back(std::move(child));
   if (l.collect == core::dsl::Collect::List || l.collect == core::dsl::Collect::Flatten) {
-    if (n.iteration_outputs.size() <= k) n.iteration_outputs.resize(k + 1);
+    if (n.ctl().iteration_outputs.size() <= k) n.ctl().iteration_outputs.resize(k + 1);
   }
-  start_frame(*n.children.back());
+  start_frame(*n.ctl().children.back());
   return true;
 }
 
@@ -208,17 +208,17 @@ void RunState::child_done(Frame& child) {
   const std::uint32_t i = child.parent_node;
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
-  --n.active_children;
+  --n.ctl().active_children;
   bool failed = false;
   for (const NodeExec& c : child.nodes) {
     failed = failed || c.state == TaskState::Failed ||
              (c.state == TaskState::Skipped || c.state == TaskState::Cancelled);
   }
-  n.child_failed = n.child_failed || failed;
+  n.ctl().child_failed = n.ctl().child_failed || failed;
   if (n.state != TaskState::Running) return;  // already ended (cancelled)
 
   if (g.kind == GraphNode::Kind::Switch) {
-    if (n.child_failed) {
+    if (n.ctl().child_failed) {
       fail(f, i, "a task of the chosen case did not succeed");
     } else {
       succeed(f, i, frame_output(child));
@@ -231,20 +231,20 @@ void RunState::child_done(Frame& child) {
   switch (l.collect) {
     case core::dsl::Collect::List:
     case core::dsl::Collect::Flatten:
-      n.iteration_outputs[child.iteration] = frame_output(child);
+      n.ctl().iteration_outputs[child.iteration] = frame_output(child);
       break;
     case core::dsl::Collect::Last:
-      if (child.iteration + 1 >= n.kept_iteration) {
-        n.kept_output = frame_output(child);
-        n.kept_iteration = child.iteration + 1;
+      if (child.iteration + 1 >= n.ctl().kept_iteration) {
+        n.ctl().kept_output = frame_output(child);
+        n.ctl().kept_iteration = child.iteration + 1;
       }
       break;
     case core::dsl::Collect::First:
-      if (child.iteration == 0) n.kept_output = frame_output(child);
+      if (child.iteration == 0) n.ctl().kept_output = frame_output(child);
       break;
   }
-  if (n.child_failed || stopping_) {
-    if (n.active_children == 0) {
+  if (n.ctl().child_failed || stopping_) {
+    if (n.ctl().active_children == 0) {
       if (stopping_) {
         end_without_running(f, i, TaskState::Cancelled, "run stopped");
       } else {
@@ -256,25 +256,25 @@ void RunState::child_done(Frame& child) {
   bool more = true;
   if (l.kind == core::dsl::LoopTerm::Kind::Until) {
     try {
-      n.until_condition = l.cond.evaluate(FrameScope(*this, child));
-      more = !core::truthy(n.until_condition);
+      n.ctl().until_condition = l.cond.evaluate(FrameScope(*this, child));
+      more = !core::truthy(n.ctl().until_condition);
     } catch (const core::FlowError& e) {
       fail(f, i, e.what());
       return;
     }
     // As pyoco: running out of iterations with the condition still false
     // is a failure, not a quiet stop.
-    if (more && n.next_iteration >= until_max_iter(l)) {
+    if (more && n.ctl().next_iteration >= until_max_iter(l)) {
       fail(f, i,
            "until condition '" + l.cond.text() +
                "' is still false after max_iter=" + std::to_string(until_max_iter(l)));
       return;
     }
   }
-  if (more && !n.over_limit && start_iteration(f, i)) return;
+  if (more && !n.ctl().over_limit && start_iteration(f, i)) return;
   if (n.state != TaskState::Running) return;  // the next iteration could not start: failed
-  if (n.active_children > 0) return;
-  if (n.over_limit) {
+  if (n.ctl().active_children > 0) return;
+  if (n.ctl().over_limit) {
     fail(f, i, over_task_limit());
     return;
   }
@@ -286,12 +286,12 @@ Value RunState::collect(const Frame& f, std::uint32_t i) const {
   const auto& l = *f.graph->nodes[i].loop_term;
   const NodeExec& n = f.nodes[i];
   if (l.collect == core::dsl::Collect::Last || l.collect == core::dsl::Collect::First) {
-    return n.kept_output;
+    return n.ctl().kept_output;
   }
   core::ValueBuilder b;
-  core::ValueNode* arr = b.arena().make_array(n.next_iteration);
-  for (std::size_t k = 0; k < n.next_iteration && k < n.iteration_outputs.size(); ++k) {
-    const Value& o = n.iteration_outputs[k];
+  core::ValueNode* arr = b.arena().make_array(n.ctl().next_iteration);
+  for (std::size_t k = 0; k < n.ctl().next_iteration && k < n.ctl().iteration_outputs.size(); ++k) {
+    const Value& o = n.ctl().iteration_outputs[k];
     if (l.collect == core::dsl::Collect::Flatten && o.is_array()) {
       for (std::size_t e = 0; e < o.size(); ++e) core::Arena::push(arr, o.at(e).node());
     } else {

@@ -91,6 +91,11 @@ const char* control_kind(const GraphNode& g) {
 
 // ---- the run ---------------------------------------------------------------
 
+const ControlExec& NodeExec::ctl() const {
+  static const ControlExec kNone;
+  return control ? *control : kNone;
+}
+
 RunState::RunState(std::shared_ptr<Executors> executors, std::shared_ptr<BoundFlow> flow,
                    RunOptions options, std::string id)
     : executors_(std::move(executors)),
@@ -119,7 +124,6 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
   if (listener_ == nullptr) return;
   trace::RunEvent e{};
   e.kind = kind;
-  e.time = std::chrono::system_clock::now();
   e.run_id = id_;
   e.flow = flow_name();
   e.status = status();
@@ -150,6 +154,8 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
     }
   }
   if (g != nullptr && g->task != nullptr) e.max_attempts = g->task->retries + 1;
+  // Node events carry their record's time; the clock is read for the rest.
+  if (e.time == std::chrono::system_clock::time_point{}) e.time = std::chrono::system_clock::now();
   publish(e);
 }
 
@@ -662,7 +668,8 @@ void RunState::stop(bool cancelled) {
 void RunState::cancel_pending(Frame& f) {
   for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
     NodeExec& n = f.nodes[i];
-    for (auto& c : n.children) {
+    if (!n.control) continue;
+    for (auto& c : n.control->children) {
       if (!c->done) cancel_pending(*c);
     }
   }

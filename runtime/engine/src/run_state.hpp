@@ -113,6 +113,21 @@ struct LoopFrameInfo {
   core::Value as_object() const;
 };
 
+// A switch's or a loop's state while it runs.
+struct ControlExec {
+  std::vector<std::unique_ptr<Frame>> children;
+  std::vector<core::Value> iteration_outputs;  // collect list or flatten
+  core::Value kept_output;                     // collect last or first
+  std::size_t kept_iteration = 0;              // last: the kept one's index + 1
+  bool over_limit = false;                     // an iteration could not start: the run's task limit
+  core::Value loop_items;                      // foreach: the array
+  std::size_t loop_count = 0;                  // repeat: its count, evaluated
+  core::Value until_condition;                 // until: the condition's last value
+  std::size_t next_iteration = 0;
+  std::size_t active_children = 0;
+  bool child_failed = false;
+};
+
 struct NodeExec {
   core::TaskState state = core::TaskState::Pending;
   // Its requirements' counters in Frame::counts, from here: per
@@ -131,18 +146,13 @@ struct NodeExec {
   bool waiting_retry = false;
   double retry_delay_ms = 0;  // the backoff before the next attempt
 
-  // Switch and loops.
-  std::vector<std::unique_ptr<Frame>> children;
-  std::vector<core::Value> iteration_outputs;  // collect list or flatten
-  core::Value kept_output;                     // collect last or first
-  std::size_t kept_iteration = 0;              // last: the kept one's index + 1
-  bool over_limit = false;                     // an iteration could not start: the run's task limit
-  core::Value loop_items;                      // foreach: the array
-  std::size_t loop_count = 0;                  // repeat: its count, evaluated
-  core::Value until_condition;                 // until: the condition's last value
-  std::size_t next_iteration = 0;
-  std::size_t active_children = 0;
-  bool child_failed = false;
+  // Switch and loops only: made when one starts (most nodes are tasks).
+  std::unique_ptr<ControlExec> control;
+  ControlExec& ctl() {
+    if (!control) control = std::make_unique<ControlExec>();
+    return *control;
+  }
+  const ControlExec& ctl() const;
 };
 
 struct Frame {
