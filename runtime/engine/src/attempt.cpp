@@ -47,11 +47,15 @@ void Attempt::heartbeat(const plugins::CallInfo& call, double progress, std::str
 
 bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
   std::unique_lock<std::mutex> lock(mutex_);
-  if (phase_ == Phase::Live) {
+  // Said before the phase is read: a settle() that changes the phase after
+  // this read then sees the flag and takes the callbacks (both seq_cst).
+  has_callbacks_.store(true);
+  const Phase phase = phase_.load();
+  if (phase == Phase::Live) {
     callbacks_.emplace_back(fn, user);
     return true;
   }
-  const pyoco_status why = phase_ == Phase::Cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
+  const pyoco_status why = phase == Phase::Cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
   lock.unlock();
   fn(user, why);  // already decided: at once, on the caller's thread
   return true;
@@ -60,25 +64,15 @@ bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
 // Timers live on the run's strand: a plugin thread only posts there.
 bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
   const bool posted = run->on_strand([self = shared_from_this(), delay_ns, fn, user] {
-    bool live;
-    {
-      std::lock_guard<std::mutex> lock(self->mutex_);
-      live = self->phase_ == Phase::Live;
-    }
-    if (!live) {
-      fn(user, PYOCO_ERR_CANCELLED);  // outside the lock: it may call back into us
+    if (!self->live()) {
+      fn(user, PYOCO_ERR_CANCELLED);
       return;
     }
     auto timer = std::make_unique<asio::steady_timer>(self->run->control());
     timer->expires_after(std::chrono::nanoseconds(
         std::min<std::uint64_t>(delay_ns, std::numeric_limits<std::int64_t>::max())));
     timer->async_wait([self, fn, user](boost::system::error_code ec) {
-      bool live;
-      {
-        std::lock_guard<std::mutex> lock(self->mutex_);
-        live = self->phase_ == Phase::Live;
-      }
-      fn(user, !ec && live ? PYOCO_OK : PYOCO_ERR_CANCELLED);
+      fn(user, !ec && self->live() ? PYOCO_OK : PYOCO_ERR_CANCELLED);
     });
     self->timers_.push_back(std::move(timer));
   });
@@ -97,11 +91,12 @@ void Attempt::end(bool was_cancelled) {
 void Attempt::call_finished() { settle(Phase::Ended); }
 
 void Attempt::settle(Phase phase) {
+  Phase live = Phase::Live;
+  if (!phase_.compare_exchange_strong(live, phase)) return;
+  if (!has_callbacks_.load()) return;
   std::vector<std::pair<pyoco_callback_fn, void*>> waiting;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (phase_ != Phase::Live) return;
-    phase_ = phase;
     waiting.swap(callbacks_);
   }
   const pyoco_status why = phase == Phase::Cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;

@@ -68,13 +68,16 @@ const plugins::TaskDefinition* bind_task(const core::TaskSpec& spec, BoundFlow& 
 
 void bind_graph(const core::FlowGraph& g, BoundFlow& bound, const plugins::Catalog& catalog,
                 const std::map<std::string, TaskFn>& local, BoundByUse& by_use) {
-  for (const core::GraphNode& n : g.nodes) {
+  std::vector<const plugins::TaskDefinition*>& defs = bound.tasks[&g];
+  defs.assign(g.nodes.size(), nullptr);
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    const core::GraphNode& n = g.nodes[i];
     for (const auto& child : n.children) bind_graph(*child, bound, catalog, local, by_use);
     if (n.kind != core::GraphNode::Kind::Task) continue;
     const core::TaskSpec& spec = *n.task;
     auto [it, fresh] = by_use.try_emplace(spec.use, nullptr);
     if (fresh) it->second = bind_task(spec, bound, catalog, local);
-    bound.tasks[&n] = it->second;
+    defs[i] = it->second;
   }
 }
 
@@ -103,7 +106,6 @@ std::shared_ptr<BoundFlow> bind_flow(std::shared_ptr<const core::CompiledFlow> f
   auto bound = std::make_shared<BoundFlow>();
   bound->flow = std::move(flow);
   BoundByUse by_use;
-  bound->tasks.reserve(bound->flow->graph.nodes.size());
   bind_graph(bound->flow->graph, *bound, catalog, local_tasks, by_use);
   return bound;
 }

@@ -248,6 +248,7 @@ std::string RunState::visible_predecessors(const Frame& f, std::uint32_t i,
 
 void RunState::start_frame(Frame& f) {
   f.nodes.resize(f.graph->nodes.size());
+  f.definitions = &flow_->tasks.at(f.graph);
   f.remaining = f.nodes.size();
   std::size_t counters = 0;
   for (const GraphNode& g : f.graph->nodes) counters += 2 * g.requirements.size();
@@ -345,7 +346,7 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   record(n).attempts = n.attempts;
 
   std::string error;
-  const plugins::TaskDefinition& definition = *flow_->tasks.at(&g);
+  const plugins::TaskDefinition& definition = *(*f.definitions)[i];
   Value inputs = build_inputs(*this, f, i, definition, error);
   if (!error.empty()) {
     fail(f, i, error);  // a wiring problem: retrying cannot help

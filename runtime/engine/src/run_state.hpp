@@ -26,7 +26,9 @@ namespace pyoco {
 // A flow with every task node bound to a callable definition.
 struct BoundFlow {
   std::shared_ptr<const core::CompiledFlow> flow;
-  std::unordered_map<const core::GraphNode*, const plugins::TaskDefinition*> tasks;
+  // Per graph (the flow's, each body's), by node index: a task node's
+  // definition, null for other nodes. A frame finds its graph's once.
+  std::unordered_map<const core::FlowGraph*, std::vector<const plugins::TaskDefinition*>> tasks;
   // In-process tasks, wrapped as definitions (they outlive every run of this flow).
   std::vector<std::unique_ptr<plugins::TaskDefinition>> local_definitions;
   std::vector<std::unique_ptr<TaskFn>> local_functions;
@@ -90,8 +92,12 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
  private:
   enum class Phase { Live, Cancelled, Ended };
   void settle(Phase phase);
-  std::mutex mutex_;  // phase_ and callbacks_: plugins call from any thread
-  Phase phase_ = Phase::Live;
+  bool live() const { return phase_.load() == Phase::Live; }
+  // The phase changes once, by compare-and-set; the mutex guards callbacks_
+  // and is taken only once a plugin registered one (most tasks never do).
+  std::atomic<Phase> phase_{Phase::Live};
+  std::atomic<bool> has_callbacks_{false};
+  std::mutex mutex_;
   std::vector<std::pair<pyoco_callback_fn, void*>> callbacks_;
   std::vector<std::unique_ptr<asio::steady_timer>> timers_;  // strand only
 };
@@ -167,6 +173,7 @@ struct Frame {
   // loop's or a switch's, at any depth): what its later nodes read by name.
   std::unordered_map<std::string_view, const NodeExec*> inner_results;
   std::vector<NodeExec> nodes;
+  const std::vector<const plugins::TaskDefinition*>* definitions = nullptr;  // BoundFlow::tasks
   std::vector<std::uint32_t> counts;  // every node's requirement counters (NodeExec::counts_at)
   std::size_t remaining = 0;
   bool done = false;
