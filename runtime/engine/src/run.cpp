@@ -352,7 +352,22 @@ void RunState::launch(Frame& f, std::uint32_t i) {
     fail(f, i, error);  // a wiring problem: retrying cannot help
     return;
   }
+  // Without a deadline to start, a body that must wait for room is made
+  // only when it gets it: a fan of 10,000 keeps a few attempts alive, not
+  // 10,000. Its inputs are read now, as any task's are when it is ready.
+  if (g.task->timeout_sec <= 0 && !room_for_body()) {
+    waiting_bodies_.push_back({nullptr, &f, i, std::move(inputs)});
+    bodies_waiting_.store(true);
+    if (queued_bodies_.load() < launch_window_) post_waiting_bodies();
+    return;
+  }
+  queue_body(make_attempt(f, i, std::move(inputs)));
+}
 
+std::shared_ptr<Attempt> RunState::make_attempt(Frame& f, std::uint32_t i, Value inputs) {
+  const GraphNode& g = f.graph->nodes[i];
+  NodeExec& n = f.nodes[i];
+  const plugins::TaskDefinition& definition = *(*f.definitions)[i];
   auto a = std::make_shared<Attempt>();
   a->run = this;
   a->frame = &f;
@@ -382,7 +397,7 @@ void RunState::launch(Frame& f, std::uint32_t i) {
       if (!ec) self->on_strand_here([run = self.get(), a] { run->on_timeout(a); });
     });
   }
-  queue_body(std::move(a));
+  return a;
 }
 
 // A fan of 10,000 would otherwise queue 10,000 bodies at once: a long pool
@@ -391,11 +406,13 @@ void RunState::launch(Frame& f, std::uint32_t i) {
 // bound counts bodies not yet begun, never calls in flight: an async task
 // that waits holds no place.
 void RunState::queue_body(std::shared_ptr<Attempt> a) {
-  if (queued_bodies_.load() < launch_window_ && waiting_bodies_.empty()) {
+  if (room_for_body()) {
     post_body(std::move(a));
     return;
   }
-  waiting_bodies_.push_back(std::move(a));
+  Frame* f = a->frame;
+  const std::uint32_t node = a->node;
+  waiting_bodies_.push_back({std::move(a), f, node, {}});
   bodies_waiting_.store(true);
   // A worker that made room just before the store above did not see it.
   if (queued_bodies_.load() < launch_window_) post_waiting_bodies();
@@ -403,9 +420,15 @@ void RunState::queue_body(std::shared_ptr<Attempt> a) {
 
 void RunState::post_waiting_bodies() {
   while (!waiting_bodies_.empty() && queued_bodies_.load() < launch_window_) {
-    std::shared_ptr<Attempt> a = std::move(waiting_bodies_.front());
+    WaitingBody w = std::move(waiting_bodies_.front());
     waiting_bodies_.pop_front();
-    if (!a->cancelled.load(std::memory_order_acquire)) post_body(std::move(a));
+    if (!w.attempt) {
+      // Its node may have moved on while it waited (the run cancelled or stopped).
+      const NodeExec& n = w.frame->nodes[w.node];
+      if (n.state != TaskState::Running || n.running || n.waiting_retry) continue;
+      w.attempt = make_attempt(*w.frame, w.node, std::move(w.inputs));
+    }
+    if (!w.attempt->cancelled.load(std::memory_order_acquire)) post_body(std::move(w.attempt));
   }
   if (waiting_bodies_.empty()) bodies_waiting_.store(false);
 }

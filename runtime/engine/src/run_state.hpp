@@ -289,6 +289,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void launch(Frame& f, std::uint32_t i);
   // Bodies go to the pool a few at a time (launch_window_ queued at most);
   // the rest wait here, their attempts made and deadlines running.
+  std::shared_ptr<Attempt> make_attempt(Frame& f, std::uint32_t i, core::Value inputs);
+  bool room_for_body() const {
+    return queued_bodies_.load() < launch_window_ && waiting_bodies_.empty();
+  }
   void queue_body(std::shared_ptr<Attempt> a);
   void post_body(std::shared_ptr<Attempt> a);
   void post_waiting_bodies();
@@ -354,7 +358,13 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::vector<std::string> failed_nodes_;
   std::deque<std::pair<Frame*, std::uint32_t>> ended_queue_;
   bool draining_ = false;
-  std::deque<std::shared_ptr<Attempt>> waiting_bodies_;  // strand
+  struct WaitingBody {
+    std::shared_ptr<Attempt> attempt;  // null: made when it gets room (no deadline runs)
+    Frame* frame = nullptr;
+    std::uint32_t node = 0;
+    core::Value inputs;
+  };
+  std::deque<WaitingBody> waiting_bodies_;  // strand
   const std::uint32_t launch_window_;
   std::atomic<std::uint32_t> queued_bodies_{0};  // posted to the pool, not begun
   std::atomic<bool> bodies_waiting_{false};      // waiting_bodies_ is not empty
