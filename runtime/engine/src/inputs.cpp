@@ -96,14 +96,15 @@ Value build_inputs(RunState& run, const Frame& f, std::uint32_t i,
                    const plugins::TaskDefinition& task, std::string& error) {
   const core::TaskSpec& spec = *f.graph->nodes[i].task;
   if (spec.inputs.empty() && task.inputs.empty()) {
-    // No inputs at all: one sealed empty object, shared (no arena per call).
+    // No inputs at all: one sealed empty object, shared (no arena per
+    // call), handed out uncounted: it lives as long as the process.
     static const Value kNone = [] {
       core::ValueBuilder none;
       core::ValueNode* object = none.arena().make_object(0);
       none.arena().seal();
       return none.wrap(object);
     }();
-    return kNone;
+    return Value(core::ArenaPtr(), kNone.node());
   }
   core::ValueBuilder b;
   core::Arena& arena = b.arena();

@@ -377,12 +377,22 @@ std::shared_ptr<Attempt> RunState::make_attempt(Frame& f, std::uint32_t i, Value
   // Views into storage that lives as long as the run: never into records_,
   // which grows (and moves) while tasks run as loop iterations start.
   a->ctx.info = plugins::CallInfo{id_, flow_name(), n.display, g.task->use, n.attempts};
-  a->ctx.params = params_;
+  // Not counted: params_ (and every value it had, retired_params_) lives as
+  // long as the run, and the run outlives its calls.
+  a->ctx.params = Value(core::ArenaPtr(), params_.node());
   a->ctx.cancelled = &a->cancelled;
   a->ctx.services = a.get();
   a->record = n.record;
-  if (!n.instance) n.instance = std::make_shared<plugins::TaskInstance>(definition);
-  a->instance = n.instance;
+  if (!n.instance) {
+    a->own_instance.emplace(definition);
+    // Shares the attempt's count: the node's handle keeps the attempt (and
+    // so its instance) alive for a retry; the attempt never holds itself.
+    n.instance = std::shared_ptr<plugins::TaskInstance>(a, &*a->own_instance);
+    a->instance = &*a->own_instance;
+  } else {
+    a->instance_keep = n.instance;
+    a->instance = a->instance_keep.get();
+  }
   n.running = a;
 
   if (g.task->timeout_sec > 0) {
@@ -456,14 +466,17 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
     // any other thread goes through the strand's queue.
     a->worker = std::this_thread::get_id();
     a->on_worker.store(true, std::memory_order_release);
-    a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult result) {
-      a->result = std::move(result);
-      if (a->on_worker.load(std::memory_order_acquire) && a->worker == std::this_thread::get_id()) {
-        a->completed_on_worker = true;
-        return;
-      }
-      self->on_strand([run = self.get(), a] { run->on_result(a); });
-    });
+    if (a->definition->start == nullptr) {
+      // A `run` task completes inside begin(), on this thread, while this
+      // body holds the run: its completion needs no reference of its own.
+      a->instance->begin(a->ctx, a->inputs,
+                         [a](plugins::CallResult result) { completed(a, std::move(result)); });
+    } else {
+      // An async one may complete later, from any thread: it keeps the run.
+      a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult result) {
+        completed(a, std::move(result));
+      });
+    }
     a->on_worker.store(false, std::memory_order_release);
     if (a->completed_on_worker) {
       self->on_strand_here([run = self.get(), a] { run->on_result(a); });
@@ -471,6 +484,15 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
       self->made_room();
     }
   });
+}
+
+void RunState::completed(const std::shared_ptr<Attempt>& a, plugins::CallResult result) {
+  a->result = std::move(result);
+  if (a->on_worker.load(std::memory_order_acquire) && a->worker == std::this_thread::get_id()) {
+    a->completed_on_worker = true;
+    return;
+  }
+  a->run->on_strand([run = a->run, a] { run->on_result(a); });
 }
 
 void RunState::on_result(const std::shared_ptr<Attempt>& a) {

@@ -54,7 +54,12 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   plugins::Call ctx;
   std::atomic<bool> cancelled{false};
   std::vector<ArtifactRecord> artifacts;  // written on the task thread, read after
-  std::shared_ptr<plugins::TaskInstance> instance;
+  // The node's task instance. The first attempt of a node holds it
+  // (own_instance: no allocation of its own); a retry keeps that attempt's
+  // alive through instance_keep.
+  plugins::TaskInstance* instance = nullptr;
+  std::optional<plugins::TaskInstance> own_instance;
+  std::shared_ptr<plugins::TaskInstance> instance_keep;
   std::int64_t deadline = 0;  // CLOCK_MONOTONIC ns, 0: none
   std::size_t record = 0;     // its node's place in the run's records
   Frame* frame = nullptr;     // the node it is an attempt of
@@ -259,8 +264,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   template <class F>
   void on_strand_here(F&& f) {
     if (!executors_->accepting()) return;
-    serial_.dispatch([self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(); },
-                     shared_from_this());
+    serial_.dispatch(std::forward<F>(f), [this] { return shared_from_this(); });
   }
   // Any thread, even after the engine shut down: queues `f` on the strand.
   void post_to_strand(Serial::Handler f) const { serial_.post(std::move(f), shared_from_this()); }
@@ -298,6 +302,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void post_waiting_bodies();
   // A worker, after a body left the queue without a result for the strand.
   void made_room();
+  // Where a call's result goes (its CallDone), on whatever thread ends it.
+  static void completed(const std::shared_ptr<Attempt>& a, plugins::CallResult result);
   void on_result(const std::shared_ptr<Attempt>& a);
   void on_timeout(const std::shared_ptr<Attempt>& a);
   void attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool permanent);
@@ -347,6 +353,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   const std::chrono::system_clock::time_point wall_origin_ = std::chrono::system_clock::now();
   std::atomic<core::RunStatus> status_{core::RunStatus::Pending};
   core::Value params_;
+  std::vector<core::Value> retired_params_;  // what params_ was: calls may still read it
   std::map<std::string, core::Value, std::less<>> results_alias_;
   std::map<std::string, core::ArtifactRecord, std::less<>> latest_artifacts_;
   std::unique_ptr<Frame> top_;

@@ -46,18 +46,21 @@ class Serial {
   // Only on an engine thread, where no plugin code is on the stack: runs
   // `f` here and now if nobody is running this control (then what others
   // queued meanwhile too); otherwise queues it for the one who is.
-  void dispatch(Handler f, Keep keep) {
+  // `keep()` makes the Keep only when one is needed (queued, or a drain
+  // scheduled): a handler run at once touches no shared count.
+  template <class F, class MakeKeep>
+  void dispatch(F&& f, MakeKeep&& keep) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (busy_) {
-        queue_.push_back(std::move(f));
+        queue_.push_back(Handler([k = keep(), f = std::forward<F>(f)]() mutable { f(); }));
         return;
       }
       busy_ = true;
     }
     Current here(this);
     f();
-    drain_batch(std::move(keep));
+    if (drain_batch()) schedule_drain(keep());
   }
 
   // True inside one of this control's handlers.
@@ -67,22 +70,23 @@ class Serial {
   void schedule_drain(Keep keep) {
     asio::post(control_, [this, keep = std::move(keep)]() mutable {
       Current here(this);
-      drain_batch(std::move(keep));
+      if (drain_batch()) schedule_drain(std::move(keep));
     });
   }
 
   // Runs what is queued now, then lets the control go — or, when more came
-  // meanwhile, queues another drain behind other work: one busy run never
-  // holds a thread (control's, or a worker with a body waiting) for long.
-  // Only the drainer (busy_) touches spare_: the queue's storage goes back
-  // and forth between the two, so a drain allocates nothing.
-  void drain_batch(Keep keep) {
+  // meanwhile, says so (true): the caller queues another drain behind other
+  // work, so one busy run never holds a thread (control's, or a worker with
+  // a body waiting) for long. Only the drainer (busy_) touches spare_: the
+  // queue's storage goes back and forth between the two, so a drain
+  // allocates nothing.
+  bool drain_batch() {
     std::vector<Handler> batch;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (queue_.empty()) {
         busy_ = false;
-        return;
+        return false;
       }
       batch.swap(queue_);
       queue_.swap(spare_);
@@ -94,10 +98,10 @@ class Serial {
       spare_.swap(batch);
       if (queue_.empty()) {
         busy_ = false;
-        return;
+        return false;
       }
     }
-    schedule_drain(std::move(keep));
+    return true;
   }
 
   static const Serial*& current() {

@@ -16,8 +16,12 @@ class TaskCall {
  public:
   explicit TaskCall(plugins::Call& call) : call_(call) {}
 
-  const core::Value& params() const { return call_.params; }
-  core::Value param(std::string_view key) const { return call_.params.find(key); }
+  // Counted handles, safe to keep after the call.
+  core::Value params() const {
+    const core::ValueNode* n = call_.params.node();
+    return n == nullptr ? core::Value() : core::Value(core::ArenaPtr(n->owner), n);
+  }
+  core::Value param(std::string_view key) const { return params().find(key); }
   void log(std::string_view message, plugins::LogLevel level = plugins::LogLevel::Info);
   // True once the run is cancelled or this task's deadline passed.
   bool is_cancelled() const;
