@@ -774,6 +774,39 @@ tasks:
   BOOST_TEST(r.params().find("answer").as_int() == 42);
 }
 
+// A ready task that waits for room in the pool (more ready than the pool
+// takes at once) sees the params its inputs were read with, even when a
+// task that ran meanwhile changed them.
+BOOST_AUTO_TEST_CASE(a_task_that_waits_for_the_pool_sees_the_params_of_its_inputs) {
+  std::string graph = "w";
+  std::string tasks = "  w: {use: \"t/set\", inputs: {value: 2}, outputs: [\"params.answer\"]}\n";
+  constexpr int kReaders = 24;  // beyond the 4 workers and the 8 bodies queued for them
+  for (int k = 0; k < kReaders; ++k) {
+    graph += " & r" + std::to_string(k);
+    tasks += "  r" + std::to_string(k) +
+             ": {use: \"t/read\", inputs: {value: \"$ctx.params.answer\"}}\n";
+  }
+  Gate written;
+  Run r = run("flow: {graph: \"(" + graph + ")\"}\ntasks:\n" + tasks,
+              {{"t/set",
+                [&](TaskCall&, const Value& in) {
+                  written.open();
+                  return in.find("value");
+                }},
+               {"t/read",
+                [&](TaskCall& call, const Value& in) {
+                  written.wait();  // the first readers hold the pool until w has run
+                  const bool same = in.find("value").as_int() == call.param("answer").as_int();
+                  return json(same ? "true" : "false");
+                }}},
+              json(R"({"answer": 1})"));
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  for (int k = 0; k < kReaders; ++k) {
+    BOOST_TEST(r.output("r" + std::to_string(k)).as_bool(), "r" << k);
+  }
+  BOOST_TEST(r.params().find("answer").as_int() == 2);
+}
+
 BOOST_AUTO_TEST_CASE(a_bad_reference_at_run_time_fails_the_node_with_its_name) {
   Run r = run(R"(
 flow: {graph: "a >> b"}

@@ -97,14 +97,15 @@ Value build_inputs(RunState& run, const Frame& f, std::uint32_t i,
   const core::TaskSpec& spec = *f.graph->nodes[i].task;
   if (spec.inputs.empty() && task.inputs.empty()) {
     // No inputs at all: one sealed empty object, shared (no arena per
-    // call), handed out uncounted: it lives as long as the process.
-    static const Value kNone = [] {
+    // call), handed out uncounted. Never freed: a worker detached inside a
+    // body may still read it while the process exits.
+    static const Value* const kNone = [] {
       core::ValueBuilder none;
       core::ValueNode* object = none.arena().make_object(0);
       none.arena().seal();
-      return none.wrap(object);
+      return new Value(none.wrap(object));
     }();
-    return Value(core::ArenaPtr(), kNone.node());
+    return Value(core::ArenaPtr(), kNone->node());
   }
   core::ValueBuilder b;
   core::Arena& arena = b.arena();

@@ -319,7 +319,7 @@ void RunState::ready(Frame& f, std::uint32_t i) {
       n.state = TaskState::Running;
       n.started = std::chrono::steady_clock::now();
       record(n).state = TaskState::Running;
-      record(n).started = wall_time(n.started);
+      record(n).started = std::chrono::system_clock::now();
       emit(EventKind::NodeStart, &n, {}, &g);
       launch(f, i);
       return;
@@ -328,7 +328,7 @@ void RunState::ready(Frame& f, std::uint32_t i) {
       n.state = TaskState::Running;
       n.started = std::chrono::steady_clock::now();
       record(n).state = TaskState::Running;
-      record(n).started = wall_time(n.started);
+      record(n).started = std::chrono::system_clock::now();
       emit(EventKind::NodeStart, &n, {}, &g);
       if (g.kind == GraphNode::Kind::Switch) {
         start_switch(f, i);
@@ -356,15 +356,16 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   // only when it gets it: a fan of 10,000 keeps a few attempts alive, not
   // 10,000. Its inputs are read now, as any task's are when it is ready.
   if (g.task->timeout_sec <= 0 && !room_for_body()) {
-    waiting_bodies_.push_back({nullptr, &f, i, std::move(inputs)});
+    waiting_bodies_.push_back({nullptr, &f, i, std::move(inputs), params_});
     bodies_waiting_.store(true);
     if (queued_bodies_.load() < launch_window_) post_waiting_bodies();
     return;
   }
-  queue_body(make_attempt(f, i, std::move(inputs)));
+  queue_body(make_attempt(f, i, std::move(inputs), params_));
 }
 
-std::shared_ptr<Attempt> RunState::make_attempt(Frame& f, std::uint32_t i, Value inputs) {
+std::shared_ptr<Attempt> RunState::make_attempt(Frame& f, std::uint32_t i, Value inputs,
+                                                Value params) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
   const plugins::TaskDefinition& definition = *(*f.definitions)[i];
@@ -377,9 +378,7 @@ std::shared_ptr<Attempt> RunState::make_attempt(Frame& f, std::uint32_t i, Value
   // Views into storage that lives as long as the run: never into records_,
   // which grows (and moves) while tasks run as loop iterations start.
   a->ctx.info = plugins::CallInfo{id_, flow_name(), n.display, g.task->use, n.attempts};
-  // Not counted: params_ (and every value it had, retired_params_) lives as
-  // long as the run, and the run outlives its calls.
-  a->ctx.params = Value(core::ArenaPtr(), params_.node());
+  a->ctx.params = std::move(params);
   a->ctx.cancelled = &a->cancelled;
   a->ctx.services = a.get();
   a->record = n.record;
@@ -422,7 +421,7 @@ void RunState::queue_body(std::shared_ptr<Attempt> a) {
   }
   Frame* f = a->frame;
   const std::uint32_t node = a->node;
-  waiting_bodies_.push_back({std::move(a), f, node, {}});
+  waiting_bodies_.push_back({std::move(a), f, node, {}, {}});
   bodies_waiting_.store(true);
   // A worker that made room just before the store above did not see it.
   if (queued_bodies_.load() < launch_window_) post_waiting_bodies();
@@ -436,7 +435,7 @@ void RunState::post_waiting_bodies() {
       // Its node may have moved on while it waited (the run cancelled or stopped).
       const NodeExec& n = w.frame->nodes[w.node];
       if (n.state != TaskState::Running || n.running || n.waiting_retry) continue;
-      w.attempt = make_attempt(*w.frame, w.node, std::move(w.inputs));
+      w.attempt = make_attempt(*w.frame, w.node, std::move(w.inputs), std::move(w.params));
     }
     if (!w.attempt->cancelled.load(std::memory_order_acquire)) post_body(std::move(w.attempt));
   }
@@ -495,9 +494,15 @@ void RunState::completed(const std::shared_ptr<Attempt>& a, plugins::CallResult 
   a->run->on_strand([run = a->run, a] { run->on_result(a); });
 }
 
+// The result first (a failure that stops the run cancels what waits), then
+// the next waiting body: the worker here may keep it for itself.
 void RunState::on_result(const std::shared_ptr<Attempt>& a) {
-  a->end(false);
+  apply_result(a);
   if (!waiting_bodies_.empty()) post_waiting_bodies();
+}
+
+void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
+  a->end(false);
   Frame* f = a->frame;
   const std::uint32_t i = a->node;
   NodeExec& n = f->nodes[i];
@@ -588,7 +593,7 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   TaskRecord& r = record(n);
   r.state = TaskState::Succeeded;
   const auto now = std::chrono::steady_clock::now();
-  r.ended = wall_time(now);
+  r.ended = std::chrono::system_clock::now();
   r.duration_ms = ms_between(n.started, now);
   r.output_summary = summary(n.output);
   if (g.kind == GraphNode::Kind::Task) apply_outputs(*g.task, n.output);
@@ -609,7 +614,7 @@ void RunState::fail(Frame& f, std::uint32_t i, const std::string& error) {
   r.state = TaskState::Failed;
   r.error = error;
   const auto now = std::chrono::steady_clock::now();
-  r.ended = wall_time(now);
+  r.ended = std::chrono::system_clock::now();
   r.duration_ms = ms_between(n.started, now);
   failed_nodes_.push_back(n.display);
   emit(EventKind::NodeError, &n, error, &g);
@@ -628,6 +633,7 @@ void RunState::end_without_running(Frame& f, std::uint32_t i, TaskState state,
   NodeExec& n = f.nodes[i];
   n.state = state;
   n.running.reset();
+  n.instance.reset();  // an abandoned call keeps its own attempt (and instance)
   n.waiting_retry = false;
   if (n.record != SIZE_MAX) {
     TaskRecord& r = record(n);
@@ -635,7 +641,7 @@ void RunState::end_without_running(Frame& f, std::uint32_t i, TaskState state,
     if (state == TaskState::Skipped || !why.empty()) r.error = why;
     if (r.started != std::chrono::system_clock::time_point{}) {
       const auto now = std::chrono::steady_clock::now();
-      r.ended = wall_time(now);
+      r.ended = std::chrono::system_clock::now();
       r.duration_ms = ms_between(n.started, now);
     }
     emit(state == TaskState::Skipped ? EventKind::NodeSkipped : EventKind::NodeCancelled, &n, why);

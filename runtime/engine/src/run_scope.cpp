@@ -165,7 +165,6 @@ void RunState::apply_outputs(const core::TaskSpec& spec, const Value& output) {
     const std::string_view rest =
         inner == std::string_view::npos ? std::string_view() : keys.substr(inner + 1);
     if (root == "params") {
-      retired_params_.push_back(params_);
       params_ = set_path(params_, keys, output);
     } else if (root == "scratch") {
       scratch_modify(

@@ -259,7 +259,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   }
   // Only on an engine thread with no plugin code on its stack (a timer's
   // handler, a worker after a body): runs `f` on the strand here and now
-  // when the strand is free, else queues it (serial.hpp).
+  // when the strand is free, else queues it (serial.hpp). The caller must
+  // hold a reference on the run: a handler run here takes none.
   // Dropped, like on_strand, once the engine has shut down.
   template <class F>
   void on_strand_here(F&& f) {
@@ -293,7 +294,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void launch(Frame& f, std::uint32_t i);
   // Bodies go to the pool a few at a time (launch_window_ queued at most);
   // the rest wait here, their attempts made and deadlines running.
-  std::shared_ptr<Attempt> make_attempt(Frame& f, std::uint32_t i, core::Value inputs);
+  std::shared_ptr<Attempt> make_attempt(Frame& f, std::uint32_t i, core::Value inputs,
+                                        core::Value params);
   bool room_for_body() const {
     return queued_bodies_.load() < launch_window_ && waiting_bodies_.empty();
   }
@@ -305,6 +307,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   // Where a call's result goes (its CallDone), on whatever thread ends it.
   static void completed(const std::shared_ptr<Attempt>& a, plugins::CallResult result);
   void on_result(const std::shared_ptr<Attempt>& a);
+  void apply_result(const std::shared_ptr<Attempt>& a);
   void on_timeout(const std::shared_ptr<Attempt>& a);
   void attempt_failed(Frame& f, std::uint32_t i, const std::string& error, bool permanent);
   void succeed(Frame& f, std::uint32_t i, core::Value output);
@@ -330,13 +333,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void apply_outputs(const core::TaskSpec& spec, const core::Value& output);
   std::size_t add_record(NodeExec& n, const core::GraphNode& g);
   TaskRecord& record(const NodeExec& n) { return records_[n.record]; }
-  // A task's times are read once, from the steady clock, and shown as wall
-  // time from the run's start: one clock read per start and end, and a
-  // clock step during the run does not bend a task's duration.
-  std::chrono::system_clock::time_point wall_time(std::chrono::steady_clock::time_point t) const {
-    return wall_origin_ +
-           std::chrono::duration_cast<std::chrono::system_clock::duration>(t - steady_origin_);
-  }
+
   void finish();
 
   // Shared: a Run handle may outlive its Engine, and the strand below must
@@ -349,11 +346,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   trace::EventListener* listener_ = nullptr;
   std::uint64_t event_seq_ = 0;  // strand
 
-  const std::chrono::steady_clock::time_point steady_origin_ = std::chrono::steady_clock::now();
-  const std::chrono::system_clock::time_point wall_origin_ = std::chrono::system_clock::now();
   std::atomic<core::RunStatus> status_{core::RunStatus::Pending};
   core::Value params_;
-  std::vector<core::Value> retired_params_;  // what params_ was: calls may still read it
   std::map<std::string, core::Value, std::less<>> results_alias_;
   std::map<std::string, core::ArtifactRecord, std::less<>> latest_artifacts_;
   std::unique_ptr<Frame> top_;
@@ -370,9 +364,13 @@ class RunState : public std::enable_shared_from_this<RunState> {
     Frame* frame = nullptr;
     std::uint32_t node = 0;
     core::Value inputs;
+    core::Value params;  // as the task saw them when it became ready
   };
   std::deque<WaitingBody> waiting_bodies_;  // strand
   const std::uint32_t launch_window_;
+  // Both sequentially consistent, on purpose: the strand sets the flag then
+  // reads the count, a worker lowers the count then reads the flag, so one
+  // of them always sees the other (queue_body, made_room). Do not relax.
   std::atomic<std::uint32_t> queued_bodies_{0};  // posted to the pool, not begun
   std::atomic<bool> bodies_waiting_{false};      // waiting_bodies_ is not empty
 

@@ -143,7 +143,13 @@ class RunRecorder final : public trace::EventListener {
     std::lock_guard lock(writer_.mutex);
     for (const trace::RunEvent& e : events) {
       if (!usable(e)) continue;
-      compact(e, writer_.queue.emplace_back());
+      QueuedEvent& q = writer_.queue.emplace_back();
+      try {
+        compact(e, q);
+      } catch (...) {
+        writer_.queue.pop_back();  // never a half-filled event for the fold
+        throw;
+      }
       writer_.queued();
     }
   }

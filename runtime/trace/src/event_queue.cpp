@@ -13,32 +13,11 @@ class EventQueue::Batch {
  public:
   void add(const RunEvent& e) {
     Entry& entry = entries_.emplace_back();
-    entry.event = e;
-    RunEvent& o = entry.event;
-    o.run_id = keep_repeated(e.run_id, run_id_);
-    o.flow = keep_repeated(e.flow, flow_);
-    o.node = keep(e.node);
-    o.task = keep(e.task);
-    o.message = keep(e.message);
-    o.output = keep(e.output);
-    o.flow_file = keep(e.flow_file);
-    o.params = keep(e.params);
-    o.plugins = keep(e.plugins);
-    o.value = nullptr;
-    o.artifacts = {};
-    o.planned = {};
-    if (e.value != nullptr && e.kind == EventKind::NodeDone) {
-      entry.value = static_cast<std::uint32_t>(values_.size());
-      values_.push_back(*e.value);
-    }
-    if (!e.artifacts.empty() || !e.planned.empty()) {
-      entry.extra = static_cast<std::uint32_t>(extras_.size());
-      Extra& x = extras_.emplace_back();
-      x.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
-      x.planned.reserve(e.planned.size());
-      for (const PlannedNode& p : e.planned) {
-        x.planned.push_back({keep(p.node), keep(p.task), p.record, keep(p.after)});
-      }
+    try {
+      fill(entry, e);
+    } catch (...) {
+      entries_.pop_back();  // never an entry whose views point at the caller's storage
+      throw;
     }
   }
 
@@ -91,6 +70,36 @@ class EventQueue::Batch {
     std::unique_ptr<char[]> bytes;
     std::size_t size = 0;
   };
+
+  void fill(Entry& entry, const RunEvent& e) {
+    entry.event = e;
+    RunEvent& o = entry.event;
+    o.run_id = keep_repeated(e.run_id, run_id_);
+    o.flow = keep_repeated(e.flow, flow_);
+    o.node = keep(e.node);
+    o.task = keep(e.task);
+    o.message = keep(e.message);
+    o.output = keep(e.output);
+    o.flow_file = keep(e.flow_file);
+    o.params = keep(e.params);
+    o.plugins = keep(e.plugins);
+    o.value = nullptr;
+    o.artifacts = {};
+    o.planned = {};
+    if (e.value != nullptr && e.kind == EventKind::NodeDone) {
+      entry.value = static_cast<std::uint32_t>(values_.size());
+      values_.push_back(*e.value);
+    }
+    if (!e.artifacts.empty() || !e.planned.empty()) {
+      entry.extra = static_cast<std::uint32_t>(extras_.size());
+      Extra& x = extras_.emplace_back();
+      x.artifacts.assign(e.artifacts.begin(), e.artifacts.end());
+      x.planned.reserve(e.planned.size());
+      for (const PlannedNode& p : e.planned) {
+        x.planned.push_back({keep(p.node), keep(p.task), p.record, keep(p.after)});
+      }
+    }
+  }
 
   std::string_view keep(std::string_view s) {
     if (s.empty()) return {};

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -23,6 +24,9 @@ class SmallFunction<R(Args...), Capacity> {
                                               std::is_invocable_r_v<R, std::decay_t<F>&, Args...>>>
   SmallFunction(F&& f) {  // NOLINT: as std::function
     using D = std::decay_t<F>;
+    if constexpr (std::is_pointer_v<D> || std::is_member_pointer_v<D>) {
+      if (f == nullptr) return;  // a null function pointer makes an empty one, as std::function
+    }
     if constexpr (fits_inline<D>()) {
       ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
     } else {
@@ -47,7 +51,10 @@ class SmallFunction<R(Args...), Capacity> {
   ~SmallFunction() { reset(); }
 
   explicit operator bool() const noexcept { return ops_ != nullptr; }
-  R operator()(Args... args) { return ops_->call(storage_, std::forward<Args>(args)...); }
+  R operator()(Args... args) {
+    if (ops_ == nullptr) throw std::bad_function_call();
+    return ops_->call(storage_, std::forward<Args>(args)...);
+  }
 
  private:
   struct Ops {
