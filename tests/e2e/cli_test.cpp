@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "process.hpp"
+#include "temp_dir.hpp"
 
 using namespace pyoco::testing;
 
@@ -162,6 +163,25 @@ BOOST_AUTO_TEST_CASE(cluster_commands_without_nats_say_so) {
     BOOST_TEST(r.exit_code == 2, args[0] << " exited " << r.exit_code);
     BOOST_TEST(contains(r.err, "cannot reach NATS at nats://127.0.0.1:1"), r.err);
   }
+}
+
+// The cluster commands are pyoco-cluster's, run in pyoco's place; a pyoco
+// without it beside it says what is missing (and runs locally as before).
+BOOST_AUTO_TEST_CASE(a_pyoco_without_its_cluster_half_says_so) {
+  TempDir dir;
+  const std::filesystem::path lone = dir.path() / "pyoco";
+  std::filesystem::copy_file(pyoco_exe(), lone);
+  ProcessResult r = run_process({lone.string(), "server", "--help"});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(contains(r.err, "pyoco server: cannot run " + (dir.path() / "pyoco-cluster").string()),
+             r.err);
+  BOOST_TEST(contains(r.err, "installed beside pyoco"), r.err);
+  r = run_process({lone.string(), "plugins", "remote", "list"});
+  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(contains(r.err, "pyoco plugins remote: cannot run"), r.err);
+  r = run_process({lone.string(), "plugins", "--help"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(contains(r.out, "remote"), r.out);
 }
 
 BOOST_AUTO_TEST_CASE(unknown_command_is_a_usage_error) {

@@ -31,6 +31,7 @@ BOOST_FIXTURE_TEST_SUITE(install, InstalledPrefix)
 
 BOOST_AUTO_TEST_CASE(puts_binary_sdk_and_plugins_in_place) {
   BOOST_TEST(fs::is_regular_file(prefix / "bin/pyoco"));
+  BOOST_TEST(fs::is_regular_file(prefix / "bin/pyoco-cluster"));
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/abi.h"));
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/sdk.hpp"));
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/version.h"));

@@ -55,6 +55,18 @@ inline void check_installed_pyoco_runs(const std::filesystem::path& prefix,
   const std::string loaded = "file=" + (plugins / "hello/libpyoco_hello.so").string() + " ";
   BOOST_TEST(r.err.find(loaded) != std::string::npos, "no " << loaded << " in\n" << r.err);
   BOOST_TEST(r.err.find(build_tree) == std::string::npos, "loaded from the build tree:\n" << r.err);
+  // The local product loads none of the cluster mode (NATS, TLS).
+  for (const char* library : {"libnats", "libssl", "libprotobuf-c"}) {
+    BOOST_TEST(r.err.find(library) == std::string::npos, "pyoco run loaded " << library);
+  }
+
+  // A cluster command runs the pyoco-cluster installed beside this pyoco
+  // (ld.so names it by argv[0], which stays what the user typed).
+  r = run_process({pyoco, "worker", "--help"}, outside);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("Usage: pyoco worker [OPTIONS]") != std::string::npos, r.out);
+  BOOST_TEST(r.err.find("file=libnats") != std::string::npos, "no NATS loaded:\n" << r.err);
+  BOOST_TEST(r.err.find(build_tree) == std::string::npos, "ran the build tree's:\n" << r.err);
 }
 
 }  // namespace pyoco::testing

@@ -10,8 +10,6 @@
 #include <mutex>
 #include <string>
 
-#include "command.hpp"
-
 namespace pyoco::cli {
 namespace {
 
@@ -59,43 +57,19 @@ void wait_for_stop_signal() {
   cv.wait(lock, [&] { return stop; });
 }
 
-int run(int argc, char** argv) {
-  CLI::App app{"pyoco: a small, fast workflow engine whose tasks come from plugins", "pyoco"};
+void set_up_app(CLI::App& app) {
   app.set_version_flag("--version", version_text(), "Print the version and plugin ABI version");
   app.require_subcommand(0, 1);
+}
 
-  CommandTable table;
-  add_flow_commands(app, table);
-  add_tasks_command(app, table);
+CLI::App* add_group(CLI::App& app, const std::string& name, const std::string& description) {
+  CLI::App* group = app.add_subcommand(name, description);
+  group->require_subcommand(0, 1);
+  return group;
+}
 
-  CLI::App* plugins = app.add_subcommand("plugins", "See, check and create plugins");
-  plugins->require_subcommand(0, 1);
-  add_plugins_commands(plugins, table);
-  add_plugin_distribution_commands(plugins, table);
-
-  CLI::App* runs = app.add_subcommand("runs", "Inspect and control local runs (the run history)");
-  runs->require_subcommand(0, 1);
-  add_runs_commands(runs, table);
-
-  CLI::App* cluster_cmd =
-      app.add_subcommand("cluster", "Create and inspect the NATS resources of cluster mode");
-  cluster_cmd->require_subcommand(0, 1);
-  add_cluster_commands(cluster_cmd, table);
-
-  add_server_command(app, table);
-  add_worker_command(app, table);
-  CLI::App* client =
-      app.add_subcommand("client", "Submit, follow and cancel runs through a gateway");
-  client->require_subcommand(0, 1);
-  add_client_commands(client, table);
-  CLI::App* keys =
-      app.add_subcommand("keys", "Make, list, revoke and import the gateway's API keys");
-  keys->require_subcommand(0, 1);
-  add_keys_commands(keys, table);
-
-  // Last: CLI11 copies a footer into subcommands added after it.
+int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** argv) {
   app.footer(kFooter);
-
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

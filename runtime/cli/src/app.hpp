@@ -1,5 +1,11 @@
-// The `pyoco` command line: builds the CLI11 app and dispatches to commands.
+// What the two command-line programs share: `pyoco` (the local product) and
+// `pyoco-cluster` (the cluster mode's commands, which `pyoco` hands off to;
+// handoff.hpp). Both present themselves as `pyoco`.
 #pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "command.hpp"
 
 namespace pyoco::cli {
 
@@ -9,10 +15,21 @@ inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitCancelled = 130;
 
+inline constexpr const char* kAppDescription =
+    "pyoco: a small, fast workflow engine whose tasks come from plugins";
+
 // Blocks until SIGINT or SIGTERM (a second one exits at once, 130): how a
 // long-running command (server, worker) waits before it drains and stops.
 void wait_for_stop_signal();
 
-int run(int argc, char** argv);
+// The app as both programs start it: --version, at most one command.
+void set_up_app(CLI::App& app);
+
+// A command group: at most one of its commands; named alone, it teaches.
+CLI::App* add_group(CLI::App& app, const std::string& name, const std::string& description);
+
+// Adds the footer (last: CLI11 copies it into commands added after it),
+// parses argv and runs the chosen command's action.
+int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** argv);
 
 }  // namespace pyoco::cli

@@ -24,12 +24,15 @@ class CommandTable {
   std::map<CLI::App*, std::function<int()>> actions_;
 };
 
-// Command groups, one file each.
+// Command groups, one file each. pyoco: flow, tasks, plugins, pack, runs.
 void add_plugins_commands(CLI::App* plugins, CommandTable& table);
+void add_plugin_pack_command(CLI::App* plugins, CommandTable& table);
+// pyoco-cluster: push and remote.
 void add_plugin_distribution_commands(CLI::App* plugins, CommandTable& table);
 void add_tasks_command(CLI::App& app, CommandTable& table);
 void add_flow_commands(CLI::App& app, CommandTable& table);
 void add_runs_commands(CLI::App* runs, CommandTable& table);
+// pyoco-cluster (handoff.hpp).
 void add_cluster_commands(CLI::App* cluster, CommandTable& table);
 void add_worker_command(CLI::App& app, CommandTable& table);
 void add_server_command(CLI::App& app, CommandTable& table);

@@ -1,15 +1,16 @@
-// `pyoco plugins pack|push|remote`: plugins shipped to a cluster's workers
-// through its gateway (docs/cluster.md, "Shipping plugins to workers").
+// `pyoco plugins push|remote`: plugins shipped to a cluster's workers
+// through its gateway (docs/cluster.md, "Shipping plugins to workers");
+// `pack` (plugin_pack_command.cpp) makes what is pushed.
 #include <pyoco/plugins/package.hpp>
 
 #include <boost/json.hpp>
 
-#include <fstream>
 #include <iostream>
 
 #include "app.hpp"
 #include "command.hpp"
 #include "gateway_flags.hpp"
+#include "handoff.hpp"
 #include "table.hpp"
 
 namespace pyoco::cli {
@@ -22,8 +23,7 @@ namespace {
 
 struct DistributionArgs {
   GatewayFlags gateway;
-  std::string source;  // pack: the plugin dir; push: a package or a plugin dir
-  std::string out = ".";
+  std::string source;  // a package or a plugin dir
   std::vector<std::string> tags;
   std::string name, version;
   int limit = 50;
@@ -50,32 +50,6 @@ int guarded(const char* verb, F&& f) {
 plugins::PluginPackage package_of(const std::string& source) {
   if (fs::is_directory(source)) return plugins::pack_plugin(source);
   return plugins::read_package(source);
-}
-
-int run_pack(const DistributionArgs& a) {
-  return guarded("pack", [&] {
-    const plugins::PluginPackage p = plugins::pack_plugin(a.source);
-    fs::create_directories(a.out);
-    const fs::path file = fs::path(a.out) / p.file_name();
-    std::ofstream out(file, std::ios::binary);
-    out << p.bytes;
-    out.close();
-    if (!out) throw plugins::PackageError("cannot write " + file.string());
-    if (a.json) {
-      std::cout << json::serialize(json::object{{"file", file.string()},
-                                                {"name", p.manifest.name},
-                                                {"version", p.manifest.version},
-                                                {"platform", p.platform()},
-                                                {"sha256", p.sha256},
-                                                {"size", p.bytes.size()}})
-                << '\n';
-    } else {
-      std::cout << file.string() << '\n';
-      std::cerr << "pyoco plugins pack: " << p.manifest.name << " " << p.manifest.version << " for "
-                << p.platform() << ", " << p.bytes.size() << " bytes, sha256 " << p.sha256 << "\n";
-    }
-    return kExitOk;
-  });
 }
 
 int run_push(const DistributionArgs& a) {
@@ -161,17 +135,7 @@ int run_remote_yank(const DistributionArgs& a) {
 void add_plugin_distribution_commands(CLI::App* plugins, CommandTable& table) {
   auto a = std::make_shared<DistributionArgs>();
 
-  CLI::App* pack = plugins->add_subcommand(
-      "pack", "Make a package of a built plugin (plugin.toml, library, SHA256SUMS) to push");
-  pack->add_option("dir", a->source, "The plugin's directory (its plugin.toml and library)")
-      ->required();
-  pack->add_option("--out", a->out, "Where to write <name>-<version>-<platform>.pyoco (default .)")
-      ->type_name("DIR");
-  pack->add_flag("--json", a->json, "One JSON object: file, name, version, platform, sha256, size");
-  table.add(pack, [a] { return run_pack(*a); });
-
-  CLI::App* push = plugins->add_subcommand(
-      "push", "Upload a plugin package (or a plugin directory, packed first) to a gateway");
+  CLI::App* push = plugins->add_subcommand("push", description_of("plugins", "push"));
   push->add_option("package", a->source, "A .pyoco package or a plugin directory")->required();
   push->add_option("--tags", a->tags, "Only workers of these tags take it (default: every worker)")
       ->delimiter(',')
@@ -180,8 +144,7 @@ void add_plugin_distribution_commands(CLI::App* plugins, CommandTable& table) {
   a->gateway.add_to(push);
   table.add(push, [a] { return run_push(*a); });
 
-  CLI::App* remote =
-      plugins->add_subcommand("remote", "See and withdraw the plugins pushed to a cluster");
+  CLI::App* remote = plugins->add_subcommand("remote", description_of("plugins", "remote"));
   remote->require_subcommand(0, 1);
   CLI::App* list = remote->add_subcommand("list", "Every pushed release, newest first");
   list->add_flag("--json", a->json, "A JSON array of the releases");

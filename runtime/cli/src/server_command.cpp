@@ -15,6 +15,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "handoff.hpp"
 #include "nats_child.hpp"
 #include "nats_flags.hpp"
 #include "plugin_path.hpp"
@@ -184,8 +185,7 @@ int run_server(ServerArgs& a) {
 }  // namespace
 
 void add_server_command(CLI::App& app, CommandTable& table) {
-  CLI::App* cmd = app.add_subcommand(
-      "server", "Run the HTTP gateway of cluster mode (and, for one machine, NATS and a worker)");
+  CLI::App* cmd = app.add_subcommand("server", description_of("", "server"));
   auto a = std::make_shared<ServerArgs>();
   cmd->add_option("--listen", a->listen, "Where to listen (default 127.0.0.1:8000; port 0: any)")
       ->type_name("HOST:PORT");

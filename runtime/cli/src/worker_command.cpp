@@ -9,6 +9,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "handoff.hpp"
 #include "nats_flags.hpp"
 #include "plugin_path.hpp"
 
@@ -78,6 +79,8 @@ int run_worker(WorkerArgs& a) {
       wo.plugins_dir = a.plugins_dir.empty() ? default_plugins_dir(a.worker_id)
                                              : std::filesystem::path(a.plugins_dir);
       wo.plugin_search_path = eo.plugin_search_path;
+      // Lint is `pyoco plugins lint`, in the local half beside this one.
+      wo.lint_command = {sibling_program("pyoco"), "plugins", "lint"};
       wo.plugin_sync_interval =
           std::chrono::milliseconds(static_cast<std::int64_t>(a.plugin_sync_interval * 1000));
     }
@@ -104,7 +107,7 @@ int run_worker(WorkerArgs& a) {
 }  // namespace
 
 void add_worker_command(CLI::App& app, CommandTable& table) {
-  CLI::App* cmd = app.add_subcommand("worker", "Pull runs for some tags from NATS and run them");
+  CLI::App* cmd = app.add_subcommand("worker", description_of("", "worker"));
   auto a = std::make_shared<WorkerArgs>();
   a->nats.add_to(cmd);
   cmd->add_option("--tags", a->tags, "Pull runs of these tags (default: default)")
