@@ -95,3 +95,32 @@ BOOST_AUTO_TEST_CASE(a_plugin_is_packed_pushed_listed_and_yanked) {
   BOOST_TEST(r.out.find("yank") != std::string::npos, r.out);
   BOOST_TEST(r.out.find("push") != std::string::npos, r.out);
 }
+
+// A worker started from the command line takes a pushed plugin it has never
+// had: it checks the package, lints it with the `pyoco plugins lint` beside
+// it (pyoco-cluster has no lint of its own) and runs a task of it.
+BOOST_AUTO_TEST_CASE(a_worker_lints_and_runs_a_pushed_plugin) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  TempDir work;
+  // The clean lint fixture, made for this platform as the hello plugin is.
+  const std::filesystem::path clean = work.path() / "clean";
+  std::filesystem::copy(fixture_dir() / "clean", clean);
+  const std::string hello = read_text(binary_dir() / "lib/pyoco/plugins/hello/plugin.toml");
+  const std::size_t platform = hello.find("[plugin.platform]");
+  BOOST_TEST_REQUIRE(platform != std::string::npos, hello);
+  write_text(clean / "plugin.toml",
+             read_text(clean / "plugin.toml") + "\n" +
+                 hello.substr(platform, hello.find("\n\n", platform) - platform) + "\n");
+  ProcessResult r = run_pyoco({"plugins", "push", clean.string(), "--server", s.url},
+                              {.timeout = std::chrono::seconds(60)});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  ChildProcess worker({pyoco_exe().string(), "worker", "--nats", nats.url(), "--worker-id", "w1",
+                       "--plugins-dir", (work.path() / "plugins").string()},
+                      {{"PYOCO_PLUGIN_PATH", ""}}, work.path());
+  write_text(work.path() / "pushed.yaml",
+             "flow: {graph: a}\ntasks:\n  a: {use: clean/alpha, inputs: {value: 7}}\n");
+  r = s.client({"submit-yaml", (work.path() / "pushed.yaml").string(), "--wait"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err << worker.err());
+  BOOST_TEST(r.out.find("status=COMPLETED") != std::string::npos, r.out);
+}
