@@ -264,7 +264,8 @@ void RunState::start_frame(Frame& f) {
     n.counts_at = static_cast<std::uint32_t>(counters);
     counters += 2 * g.requirements.size();
     n.unmet = g.requirements.size();
-    n.display = g.name + f.suffix;
+    n.display = g.name;
+    n.display += f.suffix;
     if (g.visible()) n.record = add_record(n, g);
   }
   if (listener_ != nullptr) {
@@ -296,10 +297,10 @@ void RunState::start_frame(Frame& f) {
 }
 
 std::size_t RunState::add_record(NodeExec& n, const GraphNode& g) {
-  TaskRecord r;
+  // Made in place: a TaskRecord is six strings and a vector to move.
+  TaskRecord& r = records_.emplace_back();
   r.node = n.display;
   r.task = g.kind == GraphNode::Kind::Task ? g.task->use : control_kind(g);
-  records_.push_back(std::move(r));
   return records_.size() - 1;
 }
 
