@@ -48,8 +48,9 @@ set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION utils)
 set(CPACK_DEBIAN_RUNTIME_DESCRIPTION "small, fast workflow engine with plugin tasks
 pyoco runs flows (a DAG in flow.yaml) of tasks that plugins provide, on
 one machine or, in cluster mode, behind an HTTP gateway on NATS JetStream
-with pulling workers. This package has the pyoco command, the first-party
-plugins and the systemd units of the gateway and the workers.")
+with pulling workers. This package has the pyoco command (and
+pyoco-cluster, which runs its cluster commands), the first-party plugins
+and the systemd units of the gateway and the workers.")
 # postinst makes the pyoco user with adduser.
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "adduser")
 # Cluster mode needs a NATS server, here (`pyoco server --with-nats`) or

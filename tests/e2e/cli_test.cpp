@@ -172,16 +172,31 @@ BOOST_AUTO_TEST_CASE(a_pyoco_without_its_cluster_half_says_so) {
   const std::filesystem::path lone = dir.path() / "pyoco";
   std::filesystem::copy_file(pyoco_exe(), lone);
   ProcessResult r = run_process({lone.string(), "server", "--help"});
-  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(r.exit_code == 127);
   BOOST_TEST(contains(r.err, "pyoco server: cannot run " + (dir.path() / "pyoco-cluster").string()),
              r.err);
   BOOST_TEST(contains(r.err, "installed beside pyoco"), r.err);
   r = run_process({lone.string(), "plugins", "remote", "list"});
-  BOOST_TEST(r.exit_code == 1);
+  BOOST_TEST(r.exit_code == 127);
   BOOST_TEST(contains(r.err, "pyoco plugins remote: cannot run"), r.err);
   r = run_process({lone.string(), "plugins", "--help"});
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(contains(r.out, "remote"), r.out);
+}
+
+// A help flag before a cluster command still gets that command's whole
+// help (from pyoco-cluster), not the bare entry pyoco lists it by.
+BOOST_AUTO_TEST_CASE(help_before_a_cluster_command_is_its_help) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--help", "server"},
+                                               {"-h", "worker"},
+                                               {"plugins", "--help", "push"}}) {
+    const ProcessResult r = run_pyoco(args);
+    BOOST_TEST(r.exit_code == 0, r.err);
+    BOOST_TEST(contains(r.out, "Usage: pyoco " + std::string(args.size() == 3 ? "plugins " : "") +
+                                   args.back() + " [OPTIONS]"),
+               r.out);
+    BOOST_TEST(contains(r.out, args.back() == "push" ? "--tags" : "--nats"), r.out);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(unknown_command_is_a_usage_error) {

@@ -14,6 +14,9 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitCancelled = 130;
+// A cluster command asked of a `pyoco` without its `pyoco-cluster` (the
+// shell's "command not found").
+inline constexpr int kExitNotFound = 127;
 
 inline constexpr const char* kAppDescription =
     "pyoco: a small, fast workflow engine whose tasks come from plugins";

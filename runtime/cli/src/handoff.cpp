@@ -9,6 +9,7 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "app.hpp"
 
@@ -27,10 +28,25 @@ void list_cluster_commands(CLI::App& parent, std::string_view group) {
   }
 }
 
+namespace {
+
+// The first two words of argv that are not options: the command (and, in a
+// group, its command). `pyoco --help server` asks for server's help too;
+// no option before a command takes a value.
+std::pair<std::string_view, std::string_view> command_words(int argc, char** argv) {
+  std::string_view words[2];
+  int found = 0;
+  for (int i = 1; i < argc && found < 2; ++i) {
+    const std::string_view arg = argv[i];
+    if (!arg.starts_with('-')) words[found++] = arg;
+  }
+  return {words[0], words[1]};
+}
+
+}  // namespace
+
 bool names_cluster_command(int argc, char** argv) {
-  if (argc < 2) return false;
-  const std::string_view first = argv[1];
-  const std::string_view second = argc > 2 ? argv[2] : "";
+  const auto [first, second] = command_words(argc, argv);
   for (const HandedOffCommand& c : kClusterCommands) {
     if (c.group.empty() ? first == c.name : first == c.group && second == c.name) return true;
   }
@@ -38,24 +54,28 @@ bool names_cluster_command(int argc, char** argv) {
 }
 
 std::string sibling_program(std::string_view name) {
-  return (boost::dll::program_location().parent_path() / std::string(name)).string();
+  boost::system::error_code ec;  // no /proc (a bare chroot): look on PATH
+  const boost::dll::fs::path self = boost::dll::program_location(ec);
+  if (ec) return std::string(name);
+  return (self.parent_path() / std::string(name)).string();
 }
 
-int hand_off_to_cluster_binary(char** argv) {
+int hand_off_to_cluster_binary(int argc, char** argv) {
   const std::string cluster = sibling_program("pyoco-cluster");
-  ::execv(cluster.c_str(), argv);
+  ::execvp(cluster.c_str(), argv);
   const int error = errno;
-  std::string command = argv[1];
+  const auto [first, second] = command_words(argc, argv);
+  std::string command(first);
   for (const HandedOffCommand& c : kClusterCommands) {
-    if (c.group == command) {
-      command += std::string(" ") + argv[2];  // names_cluster_command saw it
+    if (c.group == first) {
+      command += " " + std::string(second);
       break;
     }
   }
   std::cerr << "pyoco " << command << ": cannot run " << cluster << " (" << std::strerror(error)
             << "): the cluster commands need it installed beside pyoco, as the pyoco package "
                "does\n";
-  return kExitFailed;
+  return kExitNotFound;
 }
 
 }  // namespace pyoco::cli

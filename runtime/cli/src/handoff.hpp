@@ -45,8 +45,9 @@ void list_cluster_commands(CLI::App& parent, std::string_view group);
 bool names_cluster_command(int argc, char** argv);
 
 // Runs pyoco-cluster (beside this binary) in this process's place with the
-// same arguments. Returns only if that failed: says why, gives the exit code.
-int hand_off_to_cluster_binary(char** argv);
+// same arguments. Returns only if that failed: says why, gives the exit code
+// (kExitNotFound).
+int hand_off_to_cluster_binary(int argc, char** argv);
 
 // This binary's sibling `name` (pyoco-cluster's `pyoco`, for `plugins lint`).
 std::string sibling_program(std::string_view name);

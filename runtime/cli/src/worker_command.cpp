@@ -81,6 +81,11 @@ int run_worker(WorkerArgs& a) {
       wo.plugin_search_path = eo.plugin_search_path;
       // Lint is `pyoco plugins lint`, in the local half beside this one.
       wo.lint_command = {sibling_program("pyoco"), "plugins", "lint"};
+      if (std::error_code ec; !std::filesystem::exists(wo.lint_command.front(), ec)) {
+        std::cerr << "pyoco worker: warning: no " << wo.lint_command.front()
+                  << " to lint pushed plugins with; every pushed plugin will be refused until "
+                     "pyoco is installed beside pyoco-cluster (or give --no-plugin-sync)\n";
+      }
       wo.plugin_sync_interval =
           std::chrono::milliseconds(static_cast<std::int64_t>(a.plugin_sync_interval * 1000));
     }
