@@ -45,12 +45,12 @@ std::pair<std::string_view, std::string_view> command_words(int argc, char** arg
 
 }  // namespace
 
-bool names_cluster_command(int argc, char** argv) {
+const HandedOffCommand* find_cluster_command(int argc, char** argv) {
   const auto [first, second] = command_words(argc, argv);
   for (const HandedOffCommand& c : kClusterCommands) {
-    if (c.group.empty() ? first == c.name : first == c.group && second == c.name) return true;
+    if (c.group.empty() ? first == c.name : first == c.group && second == c.name) return &c;
   }
-  return false;
+  return nullptr;
 }
 
 std::string sibling_program(std::string_view name) {
@@ -60,19 +60,12 @@ std::string sibling_program(std::string_view name) {
   return (self.parent_path() / std::string(name)).string();
 }
 
-int hand_off_to_cluster_binary(int argc, char** argv) {
+int hand_off_to_cluster_binary(const HandedOffCommand& command, char** argv) {
   const std::string cluster = sibling_program("pyoco-cluster");
   ::execvp(cluster.c_str(), argv);
   const int error = errno;
-  const auto [first, second] = command_words(argc, argv);
-  std::string command(first);
-  for (const HandedOffCommand& c : kClusterCommands) {
-    if (c.group == first) {
-      command += " " + std::string(second);
-      break;
-    }
-  }
-  std::cerr << "pyoco " << command << ": cannot run " << cluster << " (" << std::strerror(error)
+  std::cerr << "pyoco " << command.group << (command.group.empty() ? "" : " ") << command.name
+            << ": cannot run " << cluster << " (" << std::strerror(error)
             << "): the cluster commands need it installed beside pyoco, as the pyoco package "
                "does\n";
   return kExitNotFound;

@@ -41,13 +41,13 @@ std::string description_of(std::string_view group, std::string_view name);
 // kClusterCommands in that group: `pyoco` only names them in its help.
 void list_cluster_commands(CLI::App& parent, std::string_view group);
 
-// Whether argv names one of kClusterCommands.
-bool names_cluster_command(int argc, char** argv);
+// The command of kClusterCommands argv names, or null.
+const HandedOffCommand* find_cluster_command(int argc, char** argv);
 
 // Runs pyoco-cluster (beside this binary) in this process's place with the
-// same arguments. Returns only if that failed: says why, gives the exit code
-// (kExitNotFound).
-int hand_off_to_cluster_binary(int argc, char** argv);
+// same arguments, for `command`. Returns only if that failed: says why,
+// gives the exit code (kExitNotFound).
+int hand_off_to_cluster_binary(const HandedOffCommand& command, char** argv);
 
 // This binary's sibling `name` (pyoco-cluster's `pyoco`, for `plugins lint`).
 std::string sibling_program(std::string_view name);

@@ -6,7 +6,9 @@
 
 int main(int argc, char** argv) {
   using namespace pyoco::cli;
-  if (names_cluster_command(argc, argv)) return hand_off_to_cluster_binary(argc, argv);
+  if (const HandedOffCommand* c = find_cluster_command(argc, argv)) {
+    return hand_off_to_cluster_binary(*c, argv);
+  }
 
   CLI::App app{kAppDescription, "pyoco"};
   set_up_app(app);

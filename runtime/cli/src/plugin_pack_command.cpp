@@ -1,11 +1,11 @@
 // `pyoco plugins pack`: a built plugin as one package file, what
 // `pyoco plugins push` ships to a cluster (docs/cluster.md, "Shipping
 // plugins to workers").
+#include <pyoco/core/regular_file.hpp>
 #include <pyoco/plugins/package.hpp>
 
 #include <boost/json.hpp>
 
-#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -25,19 +25,12 @@ struct PackArgs {
   bool json = false;
 };
 
-void write_package(const plugins::PluginPackage& p, const fs::path& file) {
-  std::ofstream out(file, std::ios::binary);
-  out << p.bytes;
-  out.close();
-  if (!out) throw plugins::PackageError("cannot write " + file.string());
-}
-
 int run_pack(const PackArgs& a) {
   try {
     const plugins::PluginPackage p = plugins::pack_plugin(a.dir);
     fs::create_directories(a.out);
     const fs::path file = fs::path(a.out) / p.file_name();
-    write_package(p, file);
+    core::replace_file(file, p.bytes);  // a stopped pack leaves no half package
     if (a.json) {
       std::cout << json::serialize(json::object{{"file", file.string()},
                                                 {"name", p.manifest.name},
