@@ -155,14 +155,14 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
   }
   if (g != nullptr && g->task != nullptr) e.max_attempts = g->task->retries + 1;
   // Node events carry their record's time; the clock is read for the rest.
-  if (e.time == std::chrono::system_clock::time_point{}) e.time = std::chrono::system_clock::now();
+  if (e.time == std::chrono::system_clock::time_point{}) e.time = clock_.wall();
   publish(e);
 }
 
 void RunState::emit_planned(std::span<const trace::PlannedNode> planned) {
   trace::RunEvent e{};
   e.kind = EventKind::NodesPlanned;
-  e.time = std::chrono::system_clock::now();
+  e.time = clock_.wall();
   e.run_id = id_;
   e.flow = flow_name();
   e.status = status();
@@ -180,7 +180,7 @@ void RunState::start_event() {
   const std::string plugins_json = boost::json::serialize(versions);
   trace::RunEvent e{};
   e.kind = EventKind::RunStart;
-  e.time = std::chrono::system_clock::now();
+  e.time = clock_.wall();
   e.run_id = id_;
   e.flow = flow_name();
   e.status = status();
@@ -304,6 +304,21 @@ std::size_t RunState::add_record(NodeExec& n, const GraphNode& g) {
   return records_.size() - 1;
 }
 
+// A task or control node starts: one clock read for its duration and its record.
+void RunState::start_clock(NodeExec& n) {
+  const RunClock::Reading now = clock_.now();
+  n.started = now.steady;
+  TaskRecord& r = record(n);
+  r.state = TaskState::Running;
+  r.started = now.wall;
+}
+
+void RunState::stop_clock(const NodeExec& n, TaskRecord& r) {
+  const RunClock::Reading now = clock_.now();
+  r.ended = now.wall;
+  r.duration_ms = ms_between(n.started, now.steady);
+}
+
 void RunState::ready(Frame& f, std::uint32_t i) {
   if (stopping_) {
     end_without_running(f, i, TaskState::Cancelled, cancelled_ ? "run cancelled" : "run stopped");
@@ -318,18 +333,14 @@ void RunState::ready(Frame& f, std::uint32_t i) {
       return;
     case GraphNode::Kind::Task:
       n.state = TaskState::Running;
-      n.started = std::chrono::steady_clock::now();
-      record(n).state = TaskState::Running;
-      record(n).started = std::chrono::system_clock::now();
+      start_clock(n);
       emit(EventKind::NodeStart, &n, {}, &g);
       launch(f, i);
       return;
     case GraphNode::Kind::Switch:
     case GraphNode::Kind::Loop:
       n.state = TaskState::Running;
-      n.started = std::chrono::steady_clock::now();
-      record(n).state = TaskState::Running;
-      record(n).started = std::chrono::system_clock::now();
+      start_clock(n);
       emit(EventKind::NodeStart, &n, {}, &g);
       if (g.kind == GraphNode::Kind::Switch) {
         start_switch(f, i);
@@ -593,9 +604,7 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   n.output = std::move(output);
   TaskRecord& r = record(n);
   r.state = TaskState::Succeeded;
-  const auto now = std::chrono::steady_clock::now();
-  r.ended = std::chrono::system_clock::now();
-  r.duration_ms = ms_between(n.started, now);
+  stop_clock(n, r);
   r.output_summary = summary(n.output);
   if (g.kind == GraphNode::Kind::Task) apply_outputs(*g.task, n.output);
   // Seen after its loop or switch too, as pyoco's results.<node> is.
@@ -614,9 +623,7 @@ void RunState::fail(Frame& f, std::uint32_t i, const std::string& error) {
   TaskRecord& r = record(n);
   r.state = TaskState::Failed;
   r.error = error;
-  const auto now = std::chrono::steady_clock::now();
-  r.ended = std::chrono::system_clock::now();
-  r.duration_ms = ms_between(n.started, now);
+  stop_clock(n, r);
   failed_nodes_.push_back(n.display);
   emit(EventKind::NodeError, &n, error, &g);
   n.instance.reset();
@@ -640,11 +647,7 @@ void RunState::end_without_running(Frame& f, std::uint32_t i, TaskState state,
     TaskRecord& r = record(n);
     r.state = state;
     if (state == TaskState::Skipped || !why.empty()) r.error = why;
-    if (r.started != std::chrono::system_clock::time_point{}) {
-      const auto now = std::chrono::steady_clock::now();
-      r.ended = std::chrono::system_clock::now();
-      r.duration_ms = ms_between(n.started, now);
-    }
+    if (r.started != std::chrono::system_clock::time_point{}) stop_clock(n, r);
     emit(state == TaskState::Skipped ? EventKind::NodeSkipped : EventKind::NodeCancelled, &n, why);
   }
   node_ended(f, i);

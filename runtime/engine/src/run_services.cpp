@@ -18,7 +18,7 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
     if (core::is_terminal(status())) return;
     trace::RunEvent e{};
     e.kind = trace::EventKind::Log;
-    e.time = std::chrono::system_clock::now();
+    e.time = clock_.wall();
     e.run_id = id_;
     e.flow = flow_name();
     e.node = call.node_name;
@@ -106,7 +106,7 @@ void RunState::emit_heartbeat(const plugins::CallInfo& call, std::size_t record,
     TaskRecord& r = records_[record];
     r.progress = progress;
     r.heartbeat = text;
-    r.heartbeat_at = std::chrono::system_clock::now();
+    r.heartbeat_at = clock_.wall();
     if (listener_ == nullptr) return;
     trace::RunEvent e{};
     e.kind = trace::EventKind::Heartbeat;

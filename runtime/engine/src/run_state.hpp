@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "executors.hpp"
+#include "run_clock.hpp"
 #include "serial.hpp"
 
 namespace pyoco {
@@ -332,6 +333,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
 
   void apply_outputs(const core::TaskSpec& spec, const core::Value& output);
   std::size_t add_record(NodeExec& n, const core::GraphNode& g);
+  void start_clock(NodeExec& n);
+  void stop_clock(const NodeExec& n, TaskRecord& r);
   TaskRecord& record(const NodeExec& n) { return records_[n.record]; }
 
   void finish();
@@ -345,6 +348,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::string id_;
   trace::EventListener* listener_ = nullptr;
   std::uint64_t event_seq_ = 0;  // strand
+  RunClock clock_;               // strand
 
   std::atomic<core::RunStatus> status_{core::RunStatus::Pending};
   core::Value params_;
