@@ -16,6 +16,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "event_log.hpp"
 #include "flows.hpp"
@@ -105,6 +106,34 @@ BOOST_AUTO_TEST_CASE(chain_runs_in_order_and_passes_outputs) {
   BOOST_TEST(r.id().size() == 36u);
   BOOST_TEST(events->count(trace::EventKind::NodeDone) == 3u);
   BOOST_TEST(events->count(trace::EventKind::RunEnd) == 1u);
+}
+
+// A run's wall times come from its monotonic clock laid on an anchor it
+// re-reads each second (run_clock.hpp): across the re-anchor this chain
+// spans, each record lies inside the caller's wall-clock readings around
+// the run, in order, and its times agree with its duration.
+BOOST_AUTO_TEST_CASE(record_times_follow_the_wall_clock_across_a_second) {
+  const auto before = std::chrono::system_clock::now();
+  Run r = run(kChain, {{"t/emit", [](TaskCall&, const Value& in) {
+                          std::this_thread::sleep_for(std::chrono::milliseconds(400));
+                          return in.find("value");
+                        }}});
+  const auto after = std::chrono::system_clock::now();
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  const auto tasks = r.tasks();
+  std::chrono::system_clock::time_point last = before;
+  for (const char* node : {"a", "b", "c"}) {
+    const TaskRecord t = record(tasks, node);
+    BOOST_TEST_CONTEXT(node) {
+      BOOST_TEST((last <= t.started));
+      BOOST_TEST((t.started < t.ended));
+      BOOST_TEST((t.ended <= after));
+      const double shown = std::chrono::duration<double, std::milli>(t.ended - t.started).count();
+      BOOST_TEST(std::abs(shown - t.duration_ms) < 1.0);  // anchors pair within 20 us
+      BOOST_TEST(t.duration_ms >= 400.0);
+      last = t.ended;
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(diamond_runs_branches_concurrently) {

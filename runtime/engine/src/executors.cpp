@@ -15,17 +15,21 @@ namespace {
 // handler without either (a clock read costs ~25 ns on a KVM guest, and
 // every look under the pool's mutex is one the other threads wait for).
 //
-// A worker with no body to run also runs control's handlers (`help`): a
-// chain's next step is then decided on the thread that just finished the
-// last one, with no hand-off at all. Control never depends on that help —
-// its own thread serves it whenever the workers are busy or blocked.
-void run_spinning(asio::io_context& ctx, asio::io_context* help = nullptr) {
+// A worker with no body to run also runs control's handlers (`help`),
+// while `helping` says so: a chain's next step is then decided on the
+// thread that just finished the last one, with no hand-off at all. Control
+// never depends on that help — its own thread serves it whenever the
+// workers are busy or blocked. Once shut down, a worker that returns late
+// from a body must not touch control, which shutdown() drains itself.
+void run_spinning(asio::io_context& ctx, asio::io_context* help = nullptr,
+                  const std::atomic<bool>* helping = nullptr) {
   using clock = std::chrono::steady_clock;
   constexpr auto kSpin = std::chrono::microseconds(50);
   bool ran = true;  // since the last look at the clock
   clock::time_point idle_since;
   for (;;) {
-    if (ctx.poll_one() > 0 || (help != nullptr && help->poll_one() > 0)) {
+    if (ctx.poll_one() > 0 ||
+        (help != nullptr && helping->load(std::memory_order_acquire) && help->poll_one() > 0)) {
       ran = true;
       continue;
     }
@@ -62,7 +66,7 @@ std::shared_ptr<Executors> Executors::start(unsigned jobs) {
 }
 
 void Executors::run_worker(std::size_t index) {
-  run_spinning(work_, &control_);
+  run_spinning(work_, &control_, &accepting_);
   exited_[index].store(true, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(exit_mutex_);
