@@ -41,20 +41,19 @@ CLI::App* selected_leaf(CLI::App& app) {
 
 }  // namespace
 
-void wait_for_stop_signal() {
-  std::mutex m;
-  std::condition_variable cv;
-  bool stop = false;
-  runner::InterruptWatcher interrupts({.cancel =
-                                           [&] {
-                                             std::lock_guard lock(m);
-                                             stop = true;
-                                             cv.notify_all();
-                                           },
-                                       .exit_now = [] { std::_Exit(kExitCancelled); },
-                                       .check_now = [] {}});
-  std::unique_lock lock(m);
-  cv.wait(lock, [&] { return stop; });
+StopSignal::StopSignal()
+    : interrupts_({.cancel =
+                       [this] {
+                         std::lock_guard lock(mutex_);
+                         stop_ = true;
+                         cv_.notify_all();
+                       },
+                   .exit_now = [] { std::_Exit(kExitCancelled); },
+                   .check_now = [] {}}) {}
+
+void StopSignal::wait() {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [this] { return stop_; });
 }
 
 void set_up_app(CLI::App& app) {

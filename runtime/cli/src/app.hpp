@@ -3,7 +3,12 @@
 // handoff.hpp). Both present themselves as `pyoco`.
 #pragma once
 
+#include <pyoco/runner/interrupts.hpp>
+
 #include <CLI/CLI.hpp>
+
+#include <condition_variable>
+#include <mutex>
 
 #include "command.hpp"
 
@@ -21,9 +26,23 @@ inline constexpr int kExitNotFound = 127;
 inline constexpr const char* kAppDescription =
     "pyoco: a small, fast workflow engine whose tasks come from plugins";
 
-// Blocks until SIGINT or SIGTERM (a second one exits at once, 130): how a
-// long-running command (server, worker) waits before it drains and stops.
-void wait_for_stop_signal();
+// SIGINT and SIGTERM caught from construction on (a second one exits at
+// once, 130): a long-running command (server, worker) makes one before it
+// starts what a signal must not cut short — one that came while it started
+// (a service manager stopping it at once) then drains and stops it as
+// cleanly — and waits on it before it drains and stops.
+class StopSignal {
+ public:
+  StopSignal();
+  // Blocks until a SIGINT or SIGTERM came (at once if one already did).
+  void wait();
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  runner::InterruptWatcher interrupts_;
+};
 
 // The app as both programs start it: --version, at most one command.
 void set_up_app(CLI::App& app);

@@ -97,6 +97,9 @@ int run_server(ServerArgs& a) {
       wo.env = worker::run_environment();
     }
     worker::remove_settings_from_environment();
+    // From here a SIGTERM stops the server cleanly, even one that comes
+    // before it listens.
+    StopSignal stop;
 
     std::optional<NatsChild> nats_child;
     if (a.with_nats) {
@@ -166,7 +169,7 @@ int run_server(ServerArgs& a) {
       std::cerr << "pyoco server: a worker runs " << a.slots << " run(s) at a time here\n";
     }
 
-    wait_for_stop_signal();
+    stop.wait();
     std::cerr << "pyoco server: stopping\n";
     if (worker) worker->drain(std::chrono::seconds(10));
     http.stop();

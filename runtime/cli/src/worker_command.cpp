@@ -90,6 +90,8 @@ int run_worker(WorkerArgs& a) {
           std::chrono::milliseconds(static_cast<std::int64_t>(a.plugin_sync_interval * 1000));
     }
     worker::remove_settings_from_environment();
+    // From here a SIGTERM drains, even one that comes before the worker is up.
+    StopSignal stop;
 
     cluster::Connection nats(connect);
     Engine engine(eo);
@@ -98,7 +100,7 @@ int run_worker(WorkerArgs& a) {
     std::cerr << "pyoco worker " << w.worker_id() << ": pulling " << a.slots << " run"
               << (a.slots == 1 ? "" : "s") << " at a time from " << nats.connected_url() << '\n';
     // SIGINT/SIGTERM drain: no new runs, running ones may end within --drain-timeout.
-    wait_for_stop_signal();
+    stop.wait();
     std::cerr << "pyoco worker: draining (up to " << a.drain_timeout << " s)\n";
     w.drain(std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_timeout * 1000)));
     return kExitOk;
