@@ -85,6 +85,15 @@ tasks:
   c: {use: "t/emit", inputs: {value: "$node.b.output"}}
 )";
 
+const char* kChainOfNaps = R"(
+flow:
+  graph: a >> b >> c
+tasks:
+  a: {use: "t/nap"}
+  b: {use: "t/nap"}
+  c: {use: "t/nap"}
+)";
+
 }  // namespace
 
 BOOST_FIXTURE_TEST_SUITE(engine, EngineFixture)
@@ -111,27 +120,56 @@ BOOST_AUTO_TEST_CASE(chain_runs_in_order_and_passes_outputs) {
 // A run's wall times come from its monotonic clock laid on an anchor it
 // re-reads each second (run_clock.hpp): across the re-anchor this chain
 // spans, each record lies inside the caller's wall-clock readings around
-// the run, in order, and its times agree with its duration.
+// the run, in order, and its times agree with its duration. Every body
+// blocks its worker: at jobs 1 the chain's own, at jobs 2 with a second
+// chain beside it, so the records are made while no worker is free.
 BOOST_AUTO_TEST_CASE(record_times_follow_the_wall_clock_across_a_second) {
-  const auto before = std::chrono::system_clock::now();
-  Run r = run(kChain, {{"t/emit", [](TaskCall&, const Value& in) {
+  const char* kTwoChains = R"yaml(
+flow:
+  graph: |
+    a >> b >> c
+    x >> y >> z
+tasks:
+  a: {use: "t/nap"}
+  b: {use: "t/nap"}
+  c: {use: "t/nap"}
+  x: {use: "t/nap"}
+  y: {use: "t/nap"}
+  z: {use: "t/nap"}
+)yaml";
+  for (const unsigned jobs : {1u, 2u}) {
+    BOOST_TEST_CONTEXT("jobs " << jobs) {
+      Engine saturated{EngineOptions{jobs, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+      RunOptions o;
+      o.local_tasks = {{"t/nap", [](TaskCall&, const Value&) {
                           std::this_thread::sleep_for(std::chrono::milliseconds(400));
-                          return in.find("value");
-                        }}});
-  const auto after = std::chrono::system_clock::now();
-  BOOST_TEST((r.status() == core::RunStatus::Completed));
-  const auto tasks = r.tasks();
-  std::chrono::system_clock::time_point last = before;
-  for (const char* node : {"a", "b", "c"}) {
-    const TaskRecord t = record(tasks, node);
-    BOOST_TEST_CONTEXT(node) {
-      BOOST_TEST((last <= t.started));
-      BOOST_TEST((t.started < t.ended));
-      BOOST_TEST((t.ended <= after));
-      const double shown = std::chrono::duration<double, std::milli>(t.ended - t.started).count();
-      BOOST_TEST(std::abs(shown - t.duration_ms) < 1.0);  // anchors pair within 20 us
-      BOOST_TEST(t.duration_ms >= 400.0);
-      last = t.ended;
+                          return Value();
+                        }}};
+      o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
+      const auto before = std::chrono::system_clock::now();
+      Run r = saturated.start(compile(jobs == 1 ? kChainOfNaps : kTwoChains), std::move(o));
+      BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)), "the run did not finish");
+      const auto after = std::chrono::system_clock::now();
+      BOOST_TEST((r.status() == core::RunStatus::Completed));
+      const auto tasks = r.tasks();
+      for (const auto& chain :
+           {std::vector<std::string>{"a", "b", "c"}, std::vector<std::string>{"x", "y", "z"}}) {
+        if (jobs == 1 && chain.front() == "x") continue;
+        std::chrono::system_clock::time_point last = before;
+        for (const std::string& node : chain) {
+          const TaskRecord t = record(tasks, node);
+          BOOST_TEST_CONTEXT(node) {
+            BOOST_TEST((last <= t.started));
+            BOOST_TEST((t.started < t.ended));
+            BOOST_TEST((t.ended <= after));
+            const double shown =
+                std::chrono::duration<double, std::milli>(t.ended - t.started).count();
+            BOOST_TEST(std::abs(shown - t.duration_ms) < 1.0);  // anchors pair within 20 us
+            BOOST_TEST(t.duration_ms >= 400.0);
+            last = t.ended;
+          }
+        }
+      }
     }
   }
 }

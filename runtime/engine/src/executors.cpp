@@ -29,7 +29,8 @@ void run_spinning(asio::io_context& ctx, asio::io_context* help = nullptr,
   clock::time_point idle_since;
   for (;;) {
     if (ctx.poll_one() > 0 ||
-        (help != nullptr && helping->load(std::memory_order_acquire) && help->poll_one() > 0)) {
+        (help != nullptr && (helping == nullptr || helping->load(std::memory_order_acquire)) &&
+         help->poll_one() > 0)) {
       ran = true;
       continue;
     }
