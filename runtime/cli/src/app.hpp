@@ -8,7 +8,9 @@
 #include <CLI/CLI.hpp>
 
 #include <condition_variable>
+#include <iostream>
 #include <mutex>
+#include <sstream>
 
 #include "command.hpp"
 
@@ -43,6 +45,17 @@ class StopSignal {
   bool stop_ = false;
   runner::InterruptWatcher interrupts_;
 };
+
+// Writes one line to stderr in a single write. A server's or a worker's
+// threads log there too; a line written in several pieces can be cut by one
+// of theirs, and scripts read a URL off the end of some of these lines.
+template <class... Parts>
+void say(const Parts&... parts) {
+  std::ostringstream line;
+  (line << ... << parts);
+  line << '\n';
+  std::cerr << line.str() << std::flush;
+}
 
 // The app as both programs start it: --version, at most one command.
 void set_up_app(CLI::App& app);

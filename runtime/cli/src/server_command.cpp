@@ -141,16 +141,15 @@ int run_server(ServerArgs& a) {
       webhook_sender.emplace(nats, *webhooks);
       // Its path may hold a token: not shown.
       const auto path = webhooks->url.find('/', webhooks->url.find("://") + 3);
-      std::cerr << "pyoco server: run ends are POSTed to " << webhooks->url.substr(0, path) << '\n';
+      say("pyoco server: run ends are POSTed to ", webhooks->url.substr(0, path));
     }
     // Scripts read the URL off this line: it ends with it.
-    std::cerr << "pyoco server: listening on " << scheme << lo.host << ":" << http.port() << '\n';
+    say("pyoco server: listening on ", scheme, lo.host, ":", http.port());
     std::cerr << "pyoco server: the dashboard is at that URL: open it in a browser\n";
-    std::cerr << "pyoco server: "
-              << (go.auth ? "API keys required on every route but /health and the dashboard's "
-                            "page (which asks for one)"
-                          : "no authentication (set PYOCO_HTTP_AUTH_MODE=api_key to require keys)")
-              << '\n';
+    say("pyoco server: ",
+        go.auth ? "API keys required on every route but /health and the dashboard's page (which "
+                  "asks for one)"
+                : "no authentication (set PYOCO_HTTP_AUTH_MODE=api_key to require keys)");
     if (go.auth && go.auth->pepper.empty()) {
       std::cerr << "pyoco server: PYOCO_AUTH_PEPPER is empty: keys' hashes in NATS can be "
                    "guessed at offline by whoever reads them; set one long random pepper on "
@@ -166,7 +165,7 @@ int run_server(ServerArgs& a) {
       engine.emplace(eo);
       worker.emplace(*worker_nats, *engine, wo);
       worker->start();
-      std::cerr << "pyoco server: a worker runs " << a.slots << " run(s) at a time here\n";
+      say("pyoco server: a worker runs ", a.slots, " run(s) at a time here");
     }
 
     stop.wait();

@@ -97,11 +97,11 @@ int run_worker(WorkerArgs& a) {
     Engine engine(eo);
     worker::Worker w(nats, engine, wo);
     w.start();
-    std::cerr << "pyoco worker " << w.worker_id() << ": pulling " << a.slots << " run"
-              << (a.slots == 1 ? "" : "s") << " at a time from " << nats.connected_url() << '\n';
+    say("pyoco worker ", w.worker_id(), ": pulling ", a.slots, " run", a.slots == 1 ? "" : "s",
+        " at a time from ", nats.connected_url());
     // SIGINT/SIGTERM drain: no new runs, running ones may end within --drain-timeout.
     stop.wait();
-    std::cerr << "pyoco worker: draining (up to " << a.drain_timeout << " s)\n";
+    say("pyoco worker: draining (up to ", a.drain_timeout, " s)");
     w.drain(std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_timeout * 1000)));
     return kExitOk;
   } catch (const std::exception& e) {
