@@ -70,14 +70,21 @@ void bind_graph(const core::FlowGraph& g, BoundFlow& bound, const plugins::Catal
                 const std::map<std::string, TaskFn>& local, BoundByUse& by_use) {
   std::vector<const plugins::TaskDefinition*>& defs = bound.tasks[&g];
   defs.assign(g.nodes.size(), nullptr);
+  const BoundByUse::value_type* last = nullptr;  // the previous task node's
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     const core::GraphNode& n = g.nodes[i];
     for (const auto& child : n.children) bind_graph(*child, bound, catalog, local, by_use);
     if (n.kind != core::GraphNode::Kind::Task) continue;
     const core::TaskSpec& spec = *n.task;
+    // Neighbouring nodes mostly use the same task: compared, not hashed.
+    if (last != nullptr && spec.use == last->first) {
+      defs[i] = last->second;
+      continue;
+    }
     auto [it, fresh] = by_use.try_emplace(spec.use, nullptr);
     if (fresh) it->second = bind_task(spec, bound, catalog, local);
     defs[i] = it->second;
+    last = &*it;
   }
 }
 
