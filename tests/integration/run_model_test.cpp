@@ -254,4 +254,63 @@ BOOST_DATA_TEST_CASE(engine_destructor_returns_when_a_body_never_returns, bdata:
   r->cancel();  // a handle that outlived its engine stays safe to use
 }
 
+// A worker keeps the next step of a chain of short bodies for itself, past
+// bodies waiting in the pool's queue (executors.hpp), but only briefly: a
+// body of another run, queued while every worker is busy with such chains,
+// starts long before they end. At jobs 1 one chain holds the only worker;
+// at jobs 2 two chains hold both.
+BOOST_DATA_TEST_CASE(chains_of_short_bodies_do_not_hold_back_another_runs_body,
+                     bdata::make({1u, 2u}), jobs) {
+  constexpr int kSteps = 3000;  // of 10 us each: 30 ms at least, a chain
+  std::atomic<int> steps{0};
+  std::atomic<int> steps_when_probed{-1};
+  pyoco::testing::TempDir dir;
+  Engine engine(EngineOptions{jobs, {}});
+  auto options = [&] {
+    RunOptions o;
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+    o.local_tasks = {{"t/spin",
+                      [&steps](TaskCall&, const Value&) {
+                        const auto until =
+                            std::chrono::steady_clock::now() + std::chrono::microseconds(10);
+                        while (std::chrono::steady_clock::now() < until) {
+                        }
+                        ++steps;
+                        return Value();
+                      }},
+                     {"t/probe", [&](TaskCall&, const Value&) {
+                        steps_when_probed = steps.load();
+                        return Value();
+                      }}};
+    return o;
+  };
+  std::string graph, tasks;
+  for (int k = 0; k < kSteps; ++k) {
+    graph += (k == 0 ? "c" : " >> c") + std::to_string(k);
+    tasks += "  c" + std::to_string(k) + ": {use: \"t/spin\"}\n";
+  }
+  const auto chain = compile("flow: {graph: \"" + graph + "\"}\ntasks:\n" + tasks);
+  std::vector<Run> chains;
+  for (unsigned k = 0; k < jobs; ++k) chains.push_back(engine.start(chain, options()));
+  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return steps.load() >= 50; }));
+
+  const int before = steps.load();
+  Run probe = engine.start(compile("flow: {graph: probe}\ntasks:\n  probe: {use: \"t/probe\"}\n"),
+                           options());
+  BOOST_TEST_REQUIRE(probe.wait_for(std::chrono::seconds(60)));
+  BOOST_TEST((probe.status() == RunStatus::Completed));
+  const int passed = steps_when_probed.load() - before;
+  const int left = kSteps * static_cast<int>(jobs) - before;
+  BOOST_TEST_MESSAGE("jobs=" << jobs << ": the probe started " << passed
+                             << " chain steps after it was"
+                             << " started, of " << left << " left");
+  // Waiting for the chains would see all of them pass; it starts about
+  // 100 us of steps after its run is started (and its run's start handled).
+  BOOST_TEST(passed < left / 4);
+  for (Run& c : chains) {
+    BOOST_TEST_REQUIRE(c.wait_for(std::chrono::seconds(60)));
+    BOOST_TEST((c.status() == RunStatus::Completed));
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
