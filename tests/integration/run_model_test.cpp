@@ -258,10 +258,13 @@ BOOST_DATA_TEST_CASE(engine_destructor_returns_when_a_body_never_returns, bdata:
 // bodies waiting in the pool's queue (executors.hpp), but only briefly: a
 // body of another run, queued while every worker is busy with such chains,
 // starts long before they end. At jobs 1 one chain holds the only worker;
-// at jobs 2 two chains hold both.
+// at jobs 2 two chains hold both. The bound checked is loose (a quarter of
+// what is left of the chains, about 50 ms of steps; about 100 us is
+// expected): the test tells a bounded wait from one for the chains' end,
+// not 100 us from a few milliseconds, which a loaded machine could not.
 BOOST_DATA_TEST_CASE(chains_of_short_bodies_do_not_hold_back_another_runs_body,
                      bdata::make({1u, 2u}), jobs) {
-  constexpr int kSteps = 3000;  // of 10 us each: 30 ms at least, a chain
+  constexpr int kSteps = 10000;  // of 20 us each: 200 ms at least, a chain
   std::atomic<int> steps{0};
   std::atomic<int> steps_when_probed{-1};
   pyoco::testing::TempDir dir;
@@ -272,7 +275,7 @@ BOOST_DATA_TEST_CASE(chains_of_short_bodies_do_not_hold_back_another_runs_body,
     o.local_tasks = {{"t/spin",
                       [&steps](TaskCall&, const Value&) {
                         const auto until =
-                            std::chrono::steady_clock::now() + std::chrono::microseconds(10);
+                            std::chrono::steady_clock::now() + std::chrono::microseconds(20);
                         while (std::chrono::steady_clock::now() < until) {
                         }
                         ++steps;
@@ -290,26 +293,26 @@ BOOST_DATA_TEST_CASE(chains_of_short_bodies_do_not_hold_back_another_runs_body,
     tasks += "  c" + std::to_string(k) + ": {use: \"t/spin\"}\n";
   }
   const auto chain = compile("flow: {graph: \"" + graph + "\"}\ntasks:\n" + tasks);
+  const auto probe_flow = compile("flow: {graph: probe}\ntasks:\n  probe: {use: \"t/probe\"}\n");
   std::vector<Run> chains;
   for (unsigned k = 0; k < jobs; ++k) chains.push_back(engine.start(chain, options()));
-  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return steps.load() >= 50; }));
+  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return steps.load() >= 20; }));
 
   const int before = steps.load();
-  Run probe = engine.start(compile("flow: {graph: probe}\ntasks:\n  probe: {use: \"t/probe\"}\n"),
-                           options());
+  const int left = kSteps * static_cast<int>(jobs) - before;
+  BOOST_TEST_REQUIRE(left > 1000 * static_cast<int>(jobs), "the chains ran out before the probe");
+  Run probe = engine.start(probe_flow, options());
   BOOST_TEST_REQUIRE(probe.wait_for(std::chrono::seconds(60)));
   BOOST_TEST((probe.status() == RunStatus::Completed));
   const int passed = steps_when_probed.load() - before;
-  const int left = kSteps * static_cast<int>(jobs) - before;
   BOOST_TEST_MESSAGE("jobs=" << jobs << ": the probe started " << passed
-                             << " chain steps after it was"
-                             << " started, of " << left << " left");
-  // Waiting for the chains would see all of them pass; it starts about
-  // 100 us of steps after its run is started (and its run's start handled).
+                             << " chain steps after it was started, of " << left << " left");
+  // Waiting for the chains would see all that is left of them pass.
   BOOST_TEST(passed < left / 4);
   for (Run& c : chains) {
+    c.cancel();  // still going: three quarters of them at least are left
     BOOST_TEST_REQUIRE(c.wait_for(std::chrono::seconds(60)));
-    BOOST_TEST((c.status() == RunStatus::Completed));
+    BOOST_TEST((c.status() == RunStatus::Cancelled));
   }
 }
 

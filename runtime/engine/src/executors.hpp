@@ -43,8 +43,9 @@ class Executors : public std::enable_shared_from_this<Executors> {
   // does it for at most kJumpBudget from its first jump since it last
   // took a body from the queue: bodies that short gain most from staying
   // on one thread (handing one to another core costs more than running
-  // it), and a waiting body is passed over for at most that long plus one
-  // body.
+  // it), and each worker passes a waiting body over for at most that long
+  // plus one body (which may itself be long). Then it queues the next body
+  // behind the waiting ones and takes the oldest.
   template <class F>
   void post_work(F&& f) {
     Continuation& c = continuation();
@@ -95,6 +96,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   void run_bodies(F&& body) {
     Continuation& c = continuation();
     Executors* const saved = c.owner;
+    const auto saved_since = c.jumping_since;
     c.owner = this;
     c.jumping_since = {};
     body();
@@ -105,6 +107,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     }
     c.next = nullptr;
     c.owner = saved;
+    c.jumping_since = saved_since;
   }
 
   asio::io_context control_;  // its own thread, and idle workers (see executors.cpp)
