@@ -209,6 +209,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(pages_are_written_apart_and_unknown_records_are_le
   table[kTasksPerPage + 3] = make_task("late", core::TaskState::Succeeded);
   table[kTasksPerPage + 3].error =
       "quote \" backslash \\ newline \n tab \t nul? \x01 bytes \xff\xfe";
+  // Escapes first, last, back to back, and a string of nothing else.
+  table[kTasksPerPage + 3].output_summary = "\"a\\\x1f\x1f\"b\"";
   table[kTasksPerPage + 3].heartbeat = "50% done";
   table[kTasksPerPage + 3].progress = 0.5;
   table[kTasksPerPage + 3].heartbeat_at = at(12);
@@ -221,6 +223,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(pages_are_written_apart_and_unknown_records_are_le
   BOOST_TEST(tasks[5].node == "n6");
   BOOST_TEST(tasks[kTasksPerPage - 1].node == "late");
   BOOST_TEST(tasks[kTasksPerPage - 1].error == table[kTasksPerPage + 3].error);
+  BOOST_TEST(tasks[kTasksPerPage - 1].output_summary == table[kTasksPerPage + 3].output_summary);
   BOOST_TEST(tasks[kTasksPerPage - 1].heartbeat == "50% done");
   BOOST_TEST(tasks[kTasksPerPage - 1].progress == 0.5);
   BOOST_TEST((tasks[kTasksPerPage - 1].heartbeat_at == at(12)));

@@ -10,6 +10,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 namespace pyoco::store {
 
@@ -24,23 +25,26 @@ Clock::time_point from_us(std::int64_t us) {
 }
 
 // Bytes >= 0x80 pass through as they are (a plugin's message need not be
-// UTF-8); the reader accepts them back.
+// UTF-8); the reader accepts them back. Runs of bytes that need no escape
+// are copied whole: most strings (node and task names, states) have none.
 void put_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += '"';
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      out += "\\u00";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
+  std::size_t copied = 0;  // s[copied, i) is still to copy
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto u = static_cast<unsigned char>(s[i]);
+    if (u >= 0x20 && u != '"' && u != '\\') continue;
+    out.append(s.data() + copied, i - copied);
+    copied = i + 1;
+    if (u < 0x20) {
+      const char escaped[] = {'\\', 'u', '0', '0', kHex[u >> 4], kHex[u & 15]};
+      out.append(escaped, sizeof escaped);
     } else {
-      out += c;
+      const char escaped[] = {'\\', s[i]};
+      out.append(escaped, sizeof escaped);
     }
   }
+  out.append(s.data() + copied, s.size() - copied);
   out += '"';
 }
 
@@ -51,10 +55,16 @@ void put_number(std::string& out, Number v) {
   out.append(buf, r.ptr);
 }
 
-void put_key(std::string& out, const char* key) {
-  out += ",\"";
-  out += key;
-  out += "\":";
+// `,"key":` in one append.
+template <std::size_t N>
+void put_key(std::string& out, const char (&key)[N]) {
+  char buf[N + 3];
+  buf[0] = ',';
+  buf[1] = '"';
+  std::memcpy(buf + 2, key, N - 1);
+  buf[N + 1] = '"';
+  buf[N + 2] = ':';
+  out.append(buf, sizeof buf);
 }
 
 void put_record(std::string& out, const TaskRecord& t, std::uint32_t seq) {
