@@ -300,6 +300,7 @@ BOOST_AUTO_TEST_CASE(type_errors_surface_when_evaluated) {
       {"(-8) ** 0.5", "a negative number to a fractional power is a complex number", 25},
       {"+mode", "unary '+' needs a number, not string", 20},
       {"'a' * 20000000", "the repeated string would be larger than 16 MiB", 24},
+      {"'a' * 9000000 + 'a' * 9000000", "the joined string would be larger than 16 MiB", 34},
       {"[1] < ['a']", "cannot order int and string", 24},
       // integers do not wrap (found by fuzz/expression.cpp; a wrap was
       // undefined behaviour, and INT64_MIN % -1 killed the process)

@@ -234,6 +234,39 @@ BOOST_AUTO_TEST_CASE(subnormal_numbers_are_numbers_not_a_crash) {
   BOOST_TEST(d.defaults.find("y").as_double() == 0.1);  // exact, not printed and read back
 }
 
+// toml++ recursed once per part of a dotted key: `[a.a.a...]` of 50,000
+// parts (a 100 KB file) overflowed the stack. Such a key is refused where
+// it reaches 128 parts; dots in strings, comments and numbers are no keys.
+BOOST_AUTO_TEST_CASE(a_dotted_toml_key_too_deep_is_refused_not_a_crash) {
+  std::string parts;
+  for (int i = 0; i < 50000; ++i) parts += "a.";
+  try {
+    parse_flow_text("[flow]\ngraph = \"a\"\n[" + parts + "a]\n", "f.toml");
+    BOOST_FAIL("a key of 50,001 parts was read");
+  } catch (const FlowError& e) {
+    BOOST_TEST(std::string(e.what()).find("f.toml:3:257") != std::string::npos, e.what());
+    BOOST_TEST(
+        std::string(e.what()).find("more than 128 parts: nested too deep") != std::string::npos,
+        e.what());
+  }
+  std::string dots(300, '.');
+  const FlowSpec t =
+      parse_flow_text("# " + dots + "\n[flow]\ngraph = \"a\"\n" + "defaults = {s = \"" + dots +
+                          "\", m = \"\"\"\n" + dots + "\n\"\"\", l = '" + dots +
+                          "', f = [1.5, 2.5, 3.5]}\n" + "[tasks.a]\nuse = \"p/t\"\n",
+                      "f.toml");
+  BOOST_TEST(t.defaults.find("s").as_string() == dots);
+  BOOST_TEST(t.defaults.find("l").as_string() == dots);
+  // 128 parts pass the guard (the flow schema's own limit of 64 levels then speaks)
+  std::string key = "x";
+  for (int i = 1; i < 128; ++i) key += ".x";
+  try {
+    parse_flow_text("[flow]\ngraph = \"a\"\ndefaults = {" + key + " = 1}\n", "f.toml");
+  } catch (const FlowError& e) {
+    BOOST_TEST(std::string(e.what()).find("dotted key") == std::string::npos, e.what());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(callable_is_a_synonym_of_use) {
   const FlowSpec y = parse_flow_text(
       "flow: {graph: a}\ntasks:\n  a: {callable: \"hello:fetch_data\"}\n", "flow.yaml");

@@ -93,6 +93,12 @@ BOOST_AUTO_TEST_CASE(knows_the_line_of_each_plugin_key) {
   BOOST_TEST(m.line_of("license") == 1u);
 }
 
+std::string repeat(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
 BOOST_AUTO_TEST_CASE(errors_name_file_line_and_key) {
   struct Case {
     std::string toml;
@@ -117,6 +123,8 @@ BOOST_AUTO_TEST_CASE(errors_name_file_line_and_key) {
       {"tasks = 5\n" + std::string(kGood).substr(0, std::string(kGood).find("[[tasks]]")), 1,
        "tasks", "expected [[tasks]] tables"},
       {"[other]\n", 1, "other", "unknown key"},
+      // toml++ recursed once per part: a 100 KB header overflowed the stack
+      {"[" + repeat("a.", 49999) + "a]\n", 1, "", "more than 128 parts: nested too deep"},
   };
   for (const Case& c : cases) {
     const ManifestError e = error_for(c.toml);

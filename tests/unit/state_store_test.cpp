@@ -500,6 +500,24 @@ BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_with_what_to_do) {
   });
 }
 
+// A negative version indexed the migrations out of bounds (a crash).
+BOOST_AUTO_TEST_CASE(a_negative_schema_version_is_named_as_damage) {
+  TempDir dir;
+  const auto file = dir.path() / "state.db";
+  open_sqlite_store(file);
+  for (const char* pragma : {"PRAGMA user_version=-1", "PRAGMA user_version=-1000"}) {
+    sqlite3* db = nullptr;
+    sqlite3_open(file.c_str(), &db);
+    sqlite3_exec(db, pragma, nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    BOOST_CHECK_EXCEPTION(open_sqlite_store(file), StoreError, [](const StoreError& e) {
+      const std::string m = e.what();
+      return m.find("which no pyoco writes: the file is damaged") != std::string::npos &&
+             m.find("PYOCO_HOME") != std::string::npos;
+    });
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_page_edited_into_nonsense_is_named_not_crashed_on) {
   TempDir dir;
   const auto file = dir.path() / "state.db";

@@ -717,6 +717,11 @@ class Evaluator {
   Value arithmetic(const ExprNode& n, const Value& l, const Value& r) const {
     using Op = ExprNode::Op;
     if (n.op == Op::Add && l.is_string() && r.is_string()) {
+      // Bounded as repeat's results are: `s*8000000 + s*8000000 + ...`
+      // would otherwise grow without limit.
+      if (l.as_string().size() + r.as_string().size() > kMaxRepeatedBytes) {
+        fail(n, "the joined string would be larger than 16 MiB");
+      }
       return make_string(std::string(l.as_string()) + std::string(r.as_string()));
     }
     if (n.op == Op::Mul) {

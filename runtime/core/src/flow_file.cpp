@@ -2,6 +2,7 @@
 #include <pyoco/core/regular_file.hpp>
 #include <pyoco/core/semver.hpp>
 #include <pyoco/core/text.hpp>
+#include <pyoco/core/toml_depth.hpp>
 
 #include <toml++/toml.h>
 #include <yaml-cpp/yaml.h>
@@ -769,6 +770,12 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
   }
   Doc root;
   if (is_toml(file)) {
+    if (const TextPosition at = find_overlong_toml_key(text); at.line != 0) {
+      throw FlowError(SourceLocation{file, static_cast<std::uint32_t>(at.line),
+                                     static_cast<std::uint32_t>(at.column)},
+                      "a dotted key of more than " + std::to_string(kMaxTomlKeyParts) +
+                          " parts: nested too deep");
+    }
     try {
       DocReading reading;
       root = read_toml(file, toml::parse(text, file), reading);

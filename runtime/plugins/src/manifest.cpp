@@ -2,6 +2,7 @@
 
 #include <pyoco/core/regular_file.hpp>
 #include <pyoco/core/semver.hpp>
+#include <pyoco/core/toml_depth.hpp>
 
 #include <toml++/toml.h>
 
@@ -127,6 +128,11 @@ Manifest parse_manifest(std::string_view text, const std::filesystem::path& file
     r.fail(0, "", "is larger than " + std::to_string(kMaxManifestBytes) + " bytes");
   }
 
+  if (const core::TextPosition at = core::find_overlong_toml_key(text); at.line != 0) {
+    r.fail(static_cast<std::uint32_t>(at.line), "",
+           "a dotted key of more than " + std::to_string(core::kMaxTomlKeyParts) +
+               " parts: nested too deep");
+  }
   toml::table root;
   try {
     root = toml::parse(text, m.file.string());

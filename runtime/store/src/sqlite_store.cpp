@@ -547,6 +547,13 @@ class SqliteStateStore final : public StateStore {
                        std::to_string(kSchemaVersion) +
                        "); use a newer pyoco, or point PYOCO_HOME elsewhere");
     }
+    if (version < 0) {  // never written by pyoco: SQLite starts at 0
+      throw StoreError(sqlite3_db_filename(db_.handle(), "main") +
+                       std::string(": the run history has schema version ") +
+                       std::to_string(version) +
+                       ", which no pyoco writes: the file is damaged; move it away (or point "
+                       "PYOCO_HOME elsewhere) to start a new history");
+    }
     for (int next = version; next < kSchemaVersion; ++next) db_.exec(kMigrations[next]);
     if (version != kSchemaVersion) {
       db_.exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
