@@ -111,13 +111,13 @@ struct EventHub::Watch::Shared {
         auto [at, end] = h.watches.equal_range(run);
         for (; at != end; ++at) {
           Watch& w = *at->second;
-          if (w.queue_.size() >= kMaxQueued) {
+          const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(m));
+          if (w.queue_.size() >= kMaxQueued || w.queued_bytes_ + size > kMaxQueuedBytes) {
             w.broken_ = true;  // it reads the stream from its last event instead
           } else if (!w.broken_) {
             w.queue_.push_back(
-                Event{seq, std::string(subject),
-                      std::string(natsMsg_GetData(m),
-                                  static_cast<std::size_t>(natsMsg_GetDataLength(m)))});
+                Event{seq, std::string(subject), std::string(natsMsg_GetData(m), size)});
+            w.queued_bytes_ += size;
           }
           w.arrived_.notify_all();
         }
@@ -147,6 +147,7 @@ std::optional<EventHub::Event> EventHub::Watch::next(std::chrono::milliseconds t
   if (queue_.empty()) return std::nullopt;
   Event e = std::move(queue_.front());
   queue_.pop_front();
+  queued_bytes_ -= e.data.size();
   return e;
 }
 

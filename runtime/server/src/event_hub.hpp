@@ -41,7 +41,8 @@ class EventHub {
     // when the watch is broken.
     std::optional<Event> next(std::chrono::milliseconds timeout);
     // Events were lost to it: the hub's subscription ended, or the watch
-    // fell more than kMaxQueued events behind (a client reading slowly).
+    // fell more than kMaxQueued events or kMaxQueuedBytes behind (a client
+    // reading slowly).
     // What came before the loss was delivered; read the stream after it.
     bool broken() const;
 
@@ -52,12 +53,16 @@ class EventHub {
     std::shared_ptr<Shared> hub_;
     std::string run_id_;
     std::uint64_t from_;
-    std::deque<Event> queue_;  // under the hub's mutex
-    bool broken_ = false;      // under the hub's mutex
+    std::deque<Event> queue_;       // under the hub's mutex
+    std::size_t queued_bytes_ = 0;  // of queue_'s data; under the hub's mutex
+    bool broken_ = false;           // under the hub's mutex
     std::condition_variable arrived_;
   };
 
   static constexpr std::size_t kMaxQueued = 10000;
+  // Events are up to 1 MB each: a count alone let one stalled watch hold
+  // gigabytes.
+  static constexpr std::size_t kMaxQueuedBytes = 8u << 20;
 
   // Follows from the first watch on (a gateway nobody watches through
   // makes no consumer). `nats` outlives the hub.

@@ -6,6 +6,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/write.hpp>
@@ -15,9 +16,14 @@
 #include <boost/beast/version.hpp>
 #include <boost/json.hpp>
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace pyoco::server {
@@ -203,11 +209,50 @@ struct HttpServer::Impl {
   std::thread io_thread;
   std::atomic<bool> stopping{false};
   std::mutex streams_mutex;
+  // What the server knows of one SSE response's thread, which writes with
+  // blocking writes: a client that stops reading blocks it in a write for
+  // as long as it keeps its connection open.
+  struct StreamState {
+    std::atomic<bool> done{false};
+    // CLOCK_MONOTONIC ns when the write under way began; 0: none.
+    std::atomic<std::int64_t> writing_since{0};
+    // Shuts the connection down: a write blocked on it returns at once.
+    // Holds the session, so the socket (and its descriptor) is still the
+    // stream's when it is called.
+    std::function<void()> cut;
+  };
   struct StreamThread {
     std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
+    std::shared_ptr<StreamState> state;
   };
-  std::vector<StreamThread> streams;  // one per SSE response; ended ones joined at the next
+  std::vector<StreamThread> streams;   // one per SSE response; ended ones joined at the next
+  asio::steady_timer stall_check{io};  // ListenOptions::stalled_write
+
+  static std::int64_t monotonic_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  // Every few seconds, on the I/O thread: cuts streams stalled in a write.
+  void check_stalls() {
+    stall_check.expires_after(std::clamp<std::chrono::milliseconds>(
+        options.stalled_write / 3, std::chrono::milliseconds(100), std::chrono::seconds(5)));
+    stall_check.async_wait([this](beast::error_code ec) {
+      if (ec) return;
+      {
+        std::lock_guard lock(streams_mutex);
+        const std::int64_t now = monotonic_ns();
+        for (const StreamThread& t : streams) {
+          const std::int64_t since = t.state->writing_since.load();
+          if (!t.state->done.load() && since != 0 &&
+              now - since > std::chrono::nanoseconds(options.stalled_write).count()) {
+            t.state->cut();
+          }
+        }
+      }
+      check_stalls();
+    });
+  }
 
   std::unique_ptr<ssl::context> tls;  // set: HTTPS only
 
@@ -367,12 +412,15 @@ struct HttpServer::Impl {
     // touches this socket while the stream lasts.
     struct SocketStream : EventStream {
       Session& session;
+      StreamState& state;
       bool started = false, broken = false;
-      explicit SocketStream(Session& s) : session(s) {}
+      SocketStream(Session& s, StreamState& st) : session(s), state(st) {}
       bool write(const std::string& text) {
         if (broken) return false;
         beast::error_code ec;
+        state.writing_since.store(monotonic_ns());
         asio::write(session.stream, asio::buffer(text), ec);
+        state.writing_since.store(0);
         broken = static_cast<bool>(ec);
         return !broken;
       }
@@ -407,44 +455,62 @@ struct HttpServer::Impl {
       std::lock_guard lock(server->streams_mutex);
       auto& streams = server->streams;
       for (auto it = streams.begin(); it != streams.end();) {
-        if (it->done->load()) {
+        if (it->state->done.load()) {
           it->thread.join();
           it = streams.erase(it);
         } else {
           ++it;
         }
       }
-      auto done = std::make_shared<std::atomic<bool>>(false);
-      streams.push_back({std::thread([self = shared_from_this(), route, request, params, done] {
-                           SocketStream out(*self);
-                           try {
-                             const Caller caller =
-                                 self->server->router->admit(*route, *request, self->address);
-                             route->stream(*request, params, caller, out);
-                           } catch (const HttpError& e) {
-                             if (!out.started) {
-                               Response res = error_response(e.status, e.error, e.detail);
-                               res.keep_alive(false);
-                               beast::error_code ec;
-                               http::write(self->stream, res, ec);
-                             } else {
-                               stream_ended_by(*request, e.detail);
-                             }
-                           } catch (const std::exception& e) {
-                             if (!out.started) {
-                               Response res = error_response(500, "internal", e.what());
-                               res.keep_alive(false);
-                               beast::error_code ec;
-                               http::write(self->stream, res, ec);
-                             } else {
-                               stream_ended_by(*request, e.what());
-                             }
-                           }
-                           beast::error_code ignored;
-                           self->tcp_socket().shutdown(tcp::socket::shutdown_both, ignored);
-                           done->store(true);
-                         }),
-                         done});
+      auto refuse = [&](const std::string& why) {
+        cluster::log(cluster::LogLevel::warning, "http: an event stream was refused",
+                     {{"target", std::string(request->target())}, {"reason", why}});
+        write(std::make_shared<Response>(error_response(503, "unavailable", why)), true);
+      };
+      if (streams.size() >= server->options.max_streams) {
+        refuse("this server holds " + std::to_string(server->options.max_streams) +
+               " event streams already; try again later");
+        return;
+      }
+      auto state = std::make_shared<StreamState>();
+      state->cut = [self = shared_from_this()] {
+        ::shutdown(self->tcp_socket().native_handle(), SHUT_RDWR);
+      };
+      std::thread thread;
+      try {
+        thread = std::thread([self = shared_from_this(), route, request, params, state] {
+          SocketStream out(*self, *state);
+          try {
+            const Caller caller = self->server->router->admit(*route, *request, self->address);
+            route->stream(*request, params, caller, out);
+          } catch (const HttpError& e) {
+            if (!out.started) {
+              Response res = error_response(e.status, e.error, e.detail);
+              res.keep_alive(false);
+              beast::error_code ec;
+              http::write(self->stream, res, ec);
+            } else {
+              stream_ended_by(*request, e.detail);
+            }
+          } catch (const std::exception& e) {
+            if (!out.started) {
+              Response res = error_response(500, "internal", e.what());
+              res.keep_alive(false);
+              beast::error_code ec;
+              http::write(self->stream, res, ec);
+            } else {
+              stream_ended_by(*request, e.what());
+            }
+          }
+          beast::error_code ignored;
+          self->tcp_socket().shutdown(tcp::socket::shutdown_both, ignored);
+          state->done.store(true);
+        });
+      } catch (const std::system_error& e) {  // no thread to be had: the server goes on
+        refuse(std::string("cannot start a thread for the stream: ") + e.what());
+        return;
+      }
+      streams.push_back({std::move(thread), std::move(state)});
     }
   };
 
@@ -485,6 +551,7 @@ HttpServer::HttpServer(std::shared_ptr<const Router> router, ListenOptions optio
                              std::to_string(s.options.port) + ": " + ec.message());
   }
   s.accept();
+  s.check_stalls();
   s.io_thread = std::thread([impl = impl_.get()] { impl->io.run(); });
 }
 
@@ -501,11 +568,17 @@ void HttpServer::stop() {
       std::lock_guard lock(impl_->streams_mutex);
       streams.swap(impl_->streams);
     }
+    // A stream blocked writing to a client that stopped reading would
+    // never see `stopping`: its connection is cut.
+    for (auto& t : streams) {
+      if (!t.state->done.load() && t.state->writing_since.load() != 0) t.state->cut();
+    }
     for (auto& t : streams) t.thread.join();
   }
   asio::post(impl_->io, [impl = impl_.get()] {
     beast::error_code ignored;
     impl->acceptor.close(ignored);
+    impl->stall_check.cancel();
   });
   impl_->handlers.join();
   impl_->io.stop();

@@ -8,6 +8,7 @@
 #include <boost/beast/http/verb.hpp>
 #include <boost/json/value.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -132,6 +133,11 @@ struct ListenOptions {
   std::size_t body_limit = 1 << 20;  // larger bodies are answered 413
   // Both set: HTTPS only (PEM files: the certificate chain, its private key).
   std::filesystem::path tls_cert, tls_key;
+  // Each SSE response holds a thread: past this many at once, 503.
+  std::size_t max_streams = 512;
+  // An SSE client that takes no byte of its stream for this long is cut
+  // off (it reconnects with Last-Event-ID); its thread is not held forever.
+  std::chrono::milliseconds stalled_write{30'000};
 };
 
 class HttpServer {
