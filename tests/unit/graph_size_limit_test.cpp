@@ -89,3 +89,24 @@ BOOST_AUTO_TEST_CASE(pipes_nest_128_deep_and_expand_to_4096_steps) {
     return std::string(e.what()).find("4096") != std::string::npos;
   });
 }
+
+// A wide group after a wide group waits for every pair: 12,000 by 12,000
+// (a 200 KB file) made 144 million edges, gigabytes and minutes to compile
+// (a gateway's POST /runs/yaml took it). Refused past 2,000,000 edges;
+// 1,000 by 1,000 (a million) still compiles.
+BOOST_AUTO_TEST_CASE(a_graph_of_more_than_two_million_edges_is_refused) {
+  auto wide = [](int n) {
+    std::string a, b, tasks;
+    for (int i = 0; i < n; ++i) {
+      a += (i ? " & a" : "a") + std::to_string(i);
+      b += (i ? " & b" : "b") + std::to_string(i);
+      tasks += "  a" + std::to_string(i) + ": {use: \"std/echo\"}\n  b" + std::to_string(i) +
+               ": {use: \"std/echo\"}\n";
+    }
+    return "flow:\n  graph: \"(" + a + ") >> (" + b + ")\"\ntasks:\n" + tasks;
+  };
+  BOOST_TEST(compile(wide(1000)).graph.nodes.size() == 2000u);
+  BOOST_CHECK_EXCEPTION(compile(wide(2000)), core::FlowError, [](const core::FlowError& e) {
+    return std::string(e.what()).find("more than 2000000 edges") != std::string::npos;
+  });
+}

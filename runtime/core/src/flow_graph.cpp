@@ -98,6 +98,10 @@ constexpr std::size_t kMaxPipeDepth = 128;
 // Terms reached through pipes: nested pipes can expand exponentially. Terms
 // written out in the graph itself are not limited (flows of 100,000 nodes).
 constexpr std::size_t kMaxExpandedTerms = 4096;
+// Edges of the whole graph: a wide group after a wide group joins every
+// pair, so 200 KB of `(a0 & ... & a12000) >> (b0 & ... & b12000)` would
+// make 144 million edges (gigabytes, and minutes to compile).
+constexpr std::size_t kMaxEdges = 2'000'000;
 
 using Exit = std::vector<Requirement>;
 
@@ -241,6 +245,16 @@ class Builder {
     return id;
   }
 
+  void count_edges(std::size_t n) {
+    edges_ += n;
+    if (edges_ > kMaxEdges) {
+      throw FlowError(spec_.graph_where,
+                      "the graph has more than " + std::to_string(kMaxEdges) +
+                          " edges: a wide group followed by another wide group waits for every "
+                          "pair; put one step between them");
+    }
+  }
+
   void attach(FlowGraph& g, std::uint32_t id, const Exit& incoming) {
     auto& reqs = g.nodes[id].requirements;
     // Several "all" requirements mean what one holding all their nodes
@@ -253,7 +267,10 @@ class Builder {
         const bool dup = std::any_of(reqs.begin(), reqs.end(), [&](const Requirement& x) {
           return x.any && x.nodes == r.nodes;
         });
-        if (!dup) reqs.push_back(r);
+        if (!dup) {
+          count_edges(r.nodes.size());
+          reqs.push_back(r);
+        }
         continue;
       }
       if (!all) {
@@ -263,6 +280,7 @@ class Builder {
         all = static_cast<std::size_t>(it - reqs.begin());
         in_all.insert(reqs[*all].nodes.begin(), reqs[*all].nodes.end());
       }
+      count_edges(r.nodes.size());
       for (std::uint32_t n : r.nodes) {
         if (in_all.insert(n).second) reqs[*all].nodes.push_back(n);
       }
@@ -374,6 +392,7 @@ class Builder {
   std::unordered_map<std::string_view, const TaskSpec*> tasks_;  // spec_.tasks by name
   std::vector<std::string> pipe_stack_;
   std::size_t expanded_ = 0;
+  std::size_t edges_ = 0;  // requirement entries made: kMaxEdges
   bool collect_ = false;
   std::map<std::string, int> controls_;
 };
