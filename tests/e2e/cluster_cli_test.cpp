@@ -160,6 +160,12 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
   BOOST_TEST(bad_tag.status == 422u);
   BOOST_TEST(error_of(bad_tag).find("tag: ") == 0u);
   BOOST_TEST(s.call(http::verb::post, "/runs", std::string(2 << 20, ' ')).status == 413u);
+  // JSON has no infinity: a record holding one could be written, never read.
+  const auto infinite =
+      s.call(http::verb::post, "/runs", R"({"flow_name": "a", "params": {"x": [1, 1e999999]}})");
+  BOOST_TEST(infinite.status == 422u);
+  BOOST_TEST(error_of(infinite).find("params.x.1: a number too large for a double") == 0u,
+             infinite.body);
   const auto bad_yaml =
       server::http_call(s.url, http::verb::post, "/runs/yaml?flow_name=x",
                         "flow: {graph: \"a >> \"}\ntasks: {}\n", "application/yaml");

@@ -164,15 +164,22 @@ bool Arena::push(ValueNode* array, const ValueNode* item) {
 
 bool Arena::set(ValueNode* object, std::string_view key, const ValueNode* item) {
   if (object == nullptr || item == nullptr || object->kind != ValueKind::Object) return false;
-  Arena* a = object->owner;
-  if (a->sealed_) return false;
-  a->retain(item->owner);
+  if (object->owner->sealed_) return false;
   for (std::size_t i = 0; i < object->obj.size; ++i) {
     if (object->obj.members[i].key == key) {
+      object->owner->retain(item->owner);
       object->obj.members[i].value = item;
       return true;
     }
   }
+  return add(object, key, item);
+}
+
+bool Arena::add(ValueNode* object, std::string_view key, const ValueNode* item) {
+  if (object == nullptr || item == nullptr || object->kind != ValueKind::Object) return false;
+  Arena* a = object->owner;
+  if (a->sealed_) return false;
+  a->retain(item->owner);
   if (object->obj.size == object->obj.capacity) {
     const std::size_t cap = object->obj.capacity == 0 ? 4 : object->obj.capacity * 2;
     auto* members = static_cast<Member*>(a->allocate(cap * sizeof(Member), alignof(Member)));
@@ -291,8 +298,8 @@ const ValueNode* node_from_json(Arena& a, const boost::json::value& j) {
     case boost::json::kind::object: {
       const auto& obj = j.get_object();
       ValueNode* n = a.make_object(obj.size());
-      for (const auto& kv : obj) {
-        Arena::set(n, std::string_view(kv.key().data(), kv.key().size()),
+      for (const auto& kv : obj) {  // a boost::json::object's keys are unique
+        Arena::add(n, std::string_view(kv.key().data(), kv.key().size()),
                    node_from_json(a, kv.value()));
       }
       return n;

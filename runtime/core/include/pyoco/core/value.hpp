@@ -77,6 +77,10 @@ class Arena {
   // `item` may live in any arena: this arena then keeps that one alive.
   static bool push(ValueNode* array, const ValueNode* item);
   static bool set(ValueNode* object, std::string_view key, const ValueNode* item);
+  // set() for a key the object does not hold yet (the caller knows: its
+  // keys come from a map): no look for it, so building an object of n keys
+  // is O(n), not O(n^2).
+  static bool add(ValueNode* object, std::string_view key, const ValueNode* item);
 
   // Freezes every node of this arena.
   void seal() { sealed_ = true; }
