@@ -373,6 +373,22 @@ BOOST_AUTO_TEST_CASE(shell_runs_in_cwd) {
   BOOST_TEST(r.output("t").find("stdout").as_string() == fs::canonical(work).string() + "\n");
 }
 
+// Output is kept in memory for the node's output: `yes` would take all of
+// it. Past 16 MiB the pipe is drained (the command finishes) and the task
+// fails, once, saying why; just under the cap it succeeds.
+BOOST_AUTO_TEST_CASE(shell_output_past_16_mib_fails_the_task_instead_of_filling_memory) {
+  Run over =
+      run_task("shell", "{command: " + quoted("head -c 40000000 /dev/zero | tr '\\0' x") + "}");
+  BOOST_TEST((over.status() == core::RunStatus::Failed));
+  const TaskRecord t = record(over, "t");
+  BOOST_TEST(t.error.find("stdout passed 16 MiB") != std::string::npos, t.error);
+  BOOST_TEST(t.attempts == 1u);
+  Run under =
+      run_task("shell", "{command: " + quoted("head -c 16000000 /dev/zero | tr '\\0' x") + "}");
+  BOOST_TEST_REQUIRE((under.status() == core::RunStatus::Completed), record(under, "t").error);
+  BOOST_TEST(under.output("t").find("stdout").as_string().size() == 16000000u);
+}
+
 BOOST_AUTO_TEST_CASE(shell_cancel_terminates_the_command) {
   PidFifo fifo(dir.path());
   Run r = start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +

@@ -110,7 +110,14 @@ class Command : public std::enable_shared_from_this<Command> {
     pipes_[i].async_read_some(
         asio::buffer(buffers_[i]),
         [self = shared_from_this(), i](boost::system::error_code ec, std::size_t n) {
-          self->captured_[i].append(self->buffers_[i].data(), n);
+          // Past the cap the pipe is still read (the command must not
+          // block on it), but what it brings is dropped.
+          std::string& into = self->captured_[i];
+          if (into.size() + n <= kMaxCaptured) {
+            into.append(self->buffers_[i].data(), n);
+          } else {
+            self->over_[i] = true;
+          }
           if (!ec) return self->read(i);
           self->pipes_[i].close();
           --self->open_pipes_;
@@ -163,6 +170,14 @@ class Command : public std::enable_shared_from_this<Command> {
       return;
     }
     const int code = WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+    if (over_[0] || over_[1]) {
+      done_.fail_permanently(std::string("the command's ") + (over_[0] ? "stdout" : "stderr") +
+                             " passed " + std::to_string(kMaxCaptured >> 20) +
+                             " MiB (an output is kept in memory); write large output to a file"
+                             " (exit code " +
+                             std::to_string(code) + ")");
+      return;
+    }
     if (code != 0 && check_) {
       std::string tail =
           captured_[1].size() > 400 ? captured_[1].substr(captured_[1].size() - 400) : captured_[1];
@@ -181,7 +196,10 @@ class Command : public std::enable_shared_from_this<Command> {
   asio::steady_timer timer_;
   std::unique_ptr<asio::steady_timer> kill_timer_;
   std::array<std::array<char, 65536>, 2> buffers_;
+  // What a node's output may hold of each stream.
+  static constexpr std::size_t kMaxCaptured = 16u << 20;
   std::string captured_[2];
+  bool over_[2] = {false, false};
   std::string stdin_;
   int open_pipes_ = 2;
   int status_ = 0;
@@ -205,8 +223,8 @@ struct Shell : pyoco::AsyncTask {
       {"check", "bool", false, "fail the task on a non-zero exit (default true)"}};
   static inline const std::vector<Io> outputs = {
       {"exit_code", "int", false, "the command's exit status"},
-      {"stdout", "string", false, "what it printed"},
-      {"stderr", "string", false, "what it printed on stderr"}};
+      {"stdout", "string", false, "what it printed (at most 16 MiB, or the task fails)"},
+      {"stderr", "string", false, "what it printed on stderr (at most 16 MiB)"}};
 
   void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
     std::vector<std::string> argv;
