@@ -5,6 +5,8 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <set>
 
@@ -244,4 +246,18 @@ BOOST_AUTO_TEST_CASE(an_unknown_target_is_a_usage_error) {
       r.err.find("'no_such_plugin' is neither a path nor a plugin name") != std::string::npos,
       r.err);
   BOOST_TEST(r.err.find("looked in:") != std::string::npos);
+}
+
+// A plugin.toml that is a symlink to itself: the file system's error is
+// one line naming the command, exit 1, not an uncaught exception (abort,
+// exit 134).
+BOOST_AUTO_TEST_CASE(a_looping_symlink_is_an_error_line_not_an_abort) {
+  const fs::path dir = fs::temp_directory_path() / ("pyoco-lint-loop-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::create_symlink("plugin.toml", dir / "plugin.toml");
+  const ProcessResult r = run_pyoco({"plugins", "lint", dir.string()}, {});
+  fs::remove_all(dir);
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  BOOST_TEST(r.err.find("pyoco plugins lint: error: ") != std::string::npos, r.err);
 }

@@ -77,7 +77,22 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
   }
 
   CLI::App* leaf = selected_leaf(app);
-  if (const std::function<int()>* action = table.find(leaf)) return (*action)();
+  if (const std::function<int()>* action = table.find(leaf)) {
+    // Commands answer what they expect with their own messages; what none
+    // expected (a file system error on a path given, no thread to be had)
+    // is one line naming the command, not an abort with a core dump.
+    try {
+      return (*action)();
+    } catch (const std::exception& e) {
+      std::string command;  // "plugins lint"
+      for (const CLI::App* a = leaf; a != nullptr && a->get_parent() != nullptr;
+           a = a->get_parent()) {
+        command = a->get_name() + (command.empty() ? "" : " " + command);
+      }
+      std::cerr << app.get_name() << ' ' << command << ": error: " << e.what() << '\n';
+      return kExitFailed;
+    }
+  }
   // A command group (or nothing) was named without a command: teach.
   std::cerr << leaf->help();
   return kExitUsage;
