@@ -1,6 +1,8 @@
 // Hostile and careless input meets the `pyoco` command as users give it
 // (issue 12): each case must end quickly with one clear message naming the
 // file and the problem, never hang, crash or eat the machine.
+#include <pyoco/plugins/manifest.hpp>
+
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -383,4 +385,24 @@ BOOST_AUTO_TEST_CASE(each_repeatable_option_takes_one_value) {
   BOOST_TEST(extra.exit_code == 2);
   BOOST_TEST(extra.err.find("The following argument was not expected: f.yaml") != std::string::npos,
              extra.err);
+}
+
+// The author goes into plugin.toml between quotes: a `"` and a newline in
+// it wrote keys of its own (and a file lint called invalid TOML).
+BOOST_AUTO_TEST_CASE(an_author_cannot_write_keys_into_the_new_plugin_toml) {
+  TempDir dir;
+  ProcessOptions o;
+  o.cwd = dir.path();
+  const std::string author = "x\"]\nlicense = \"evil\"\n[evil]\nk = \"\\ \t";
+  const ProcessResult r =
+      run_pyoco({"plugins", "new", "inj", "--dir", "inj", "--author", author}, o);
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
+  const pyoco::plugins::Manifest m =
+      pyoco::plugins::read_manifest(dir.path() / "inj" / "plugin.toml");
+  BOOST_TEST_REQUIRE(m.authors.size() == 1u);
+  BOOST_TEST(m.authors.front() == author);
+  const ProcessResult bad =
+      run_pyoco({"plugins", "new", "inj2", "--dir", "inj2", "--author", std::string("caf\xe9")}, o);
+  BOOST_TEST(bad.exit_code != 0);
+  BOOST_TEST(bad.err.find("--author must be UTF-8") != std::string::npos, bad.err);
 }

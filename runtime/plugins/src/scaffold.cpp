@@ -1,5 +1,6 @@
 #include <pyoco/abi.h>
 #include <pyoco/version.h>
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/manifest.hpp>
 #include <pyoco/plugins/scaffold.hpp>
 
@@ -14,6 +15,31 @@ namespace pyoco::plugins {
 namespace fs = std::filesystem;
 
 namespace {
+
+// `text` as it goes between the quotes of a TOML basic string: the author
+// (from --author or $USER) lands in plugin.toml, where a `"` or a newline
+// would end the string and write keys of its own.
+std::string toml_basic_string_body(const std::string& text) {
+  if (core::invalid_utf8_at(text) != std::string::npos) {
+    throw ScaffoldError("--author must be UTF-8 text (it goes into plugin.toml)");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\u00";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
 
 std::string substitute(const std::string& text, const TemplateVars& vars) {
   std::string out;
@@ -111,7 +137,7 @@ std::vector<fs::path> scaffold_plugin(const ScaffoldOptions& o) {
       {"sdk_version", PYOCO_VERSION_STRING},
       {"sdk_major",
        std::to_string(PYOCO_VERSION_MAJOR) + "." + std::to_string(PYOCO_VERSION_MINOR)},
-      {"author", o.author.empty() ? "you" : o.author},
+      {"author", toml_basic_string_body(o.author.empty() ? "you" : o.author)},
       {"os", host_os()},
       {"arch", host_arch()},
       {"prefix_arg", o.prefix_arg},
