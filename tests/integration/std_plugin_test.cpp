@@ -389,6 +389,26 @@ BOOST_AUTO_TEST_CASE(shell_output_past_16_mib_fails_the_task_instead_of_filling_
   BOOST_TEST(under.output("t").find("stdout").as_string().size() == 16000000u);
 }
 
+// What a process cannot be given is refused, not changed: `A=B` as a name
+// set another variable, a NUL cut a command short; a missing cwd was
+// reported as /bin/sh missing.
+BOOST_AUTO_TEST_CASE(shell_refuses_env_names_and_nuls_it_cannot_pass_and_names_a_bad_cwd) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{command: \"true\", env: {\"A=B\": x}}", "env: 'A=B' is not a variable name"},
+      {"{command: \"echo a\\0b\"}", "command: holds a NUL byte"},
+      {"{argv: [echo, \"a\\0b\"]}", "argv: holds a NUL byte"},
+      {"{command: \"true\", env: {A: \"x\\0y\"}}", "env.A: holds a NUL byte"},
+      {"{command: \"true\", cwd: /nonexistent-pyoco-dir}",
+       "cwd: '/nonexistent-pyoco-dir' is not a directory"},
+  };
+  for (const auto& [inputs, why] : cases) {
+    Run r = run_task("shell", inputs);
+    BOOST_TEST((r.status() == core::RunStatus::Failed), inputs);
+    BOOST_TEST(record(r, "t").error.find(why) != std::string::npos,
+               inputs << ": " << record(r, "t").error);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(shell_cancel_terminates_the_command) {
   PidFifo fifo(dir.path());
   Run r = start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string_view>
@@ -240,7 +241,24 @@ struct Shell : pyoco::AsyncTask {
     // the first match, so appending a duplicate would not override it.
     std::map<std::string, std::string> overrides;
     for (auto [key, value] : in["env"].members()) {
+      // `A=B` would set another variable than the one named; a NUL would
+      // cut the value short without a word.
+      if (key.empty() || key.find('=') != std::string_view::npos ||
+          key.find('\0') != std::string_view::npos) {
+        throw pyoco::PermanentError("env: '" + std::string(key) +
+                                    "' is not a variable name (no '=', no NUL, not empty)");
+      }
       overrides[std::string(key)] = value.as<std::string>();
+      if (overrides[std::string(key)].find('\0') != std::string::npos) {
+        throw pyoco::PermanentError("env." + std::string(key) +
+                                    ": holds a NUL byte, which no environment can carry");
+      }
+    }
+    for (const std::string& a : argv) {
+      if (a.find('\0') != std::string::npos) {
+        throw pyoco::PermanentError(std::string(in["command"].is_null() ? "argv" : "command") +
+                                    ": holds a NUL byte; the command would be cut short there");
+      }
     }
     std::vector<std::string> env_strings;
     for (char** e = environ; *e != nullptr; ++e) {
@@ -276,7 +294,14 @@ struct Shell : pyoco::AsyncTask {
     out.close_write();
     err.close_write();
     input.close_read();
-    if (rc != 0) throw pyoco::Error("cannot start '" + argv[0] + "': " + std::strerror(rc));
+    if (rc != 0) {
+      // posix_spawn reports a cwd it cannot enter as the program's error.
+      std::error_code ec;
+      if (!cwd.empty() && !std::filesystem::is_directory(cwd, ec)) {
+        throw pyoco::Error("cwd: '" + cwd + "' is not a directory");
+      }
+      throw pyoco::Error("cannot start '" + argv[0] + "': " + std::strerror(rc));
+    }
 
     std::string stdin_data = in.get<std::string>("stdin", "");
     if (stdin_data.empty()) input.close_write();
