@@ -285,6 +285,12 @@ const std::vector<Case>& cases() {
        {"run", "f.yaml", "--params-file", "params.json"},
        2,
        "params.json: is a FIFO, not a regular file"},
+      // The engine saw infinity where the history recorded null.
+      {"a param too large for a double",
+       [](const fs::path& d) { write(d / "f.yaml", kEchoFlow); },
+       {"run", "f.yaml", "-p", "x=[1, 1e400]"},
+       2,
+       "--param x.1: a number too large for a double, or not a number"},
   };
   return table;
 }

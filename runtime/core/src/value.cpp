@@ -195,6 +195,28 @@ bool Arena::add(ValueNode* object, std::string_view key, const ValueNode* item) 
   return true;
 }
 
+std::string non_finite_number_at(const boost::json::value& v, const std::string& path) {
+  if (v.is_double()) return std::isfinite(v.get_double()) ? std::string() : path;
+  if (v.is_array()) {
+    const boost::json::array& a = v.get_array();
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (std::string at = non_finite_number_at(a[i], path + "." + std::to_string(i));
+          !at.empty()) {
+        return at;
+      }
+    }
+  }
+  if (v.is_object()) {
+    for (const auto& kv : v.get_object()) {
+      if (std::string at = non_finite_number_at(kv.value(), path + "." + std::string(kv.key()));
+          !at.empty()) {
+        return at;
+      }
+    }
+  }
+  return {};
+}
+
 // ---- Value ----------------------------------------------------------------
 
 std::size_t Value::size() const {

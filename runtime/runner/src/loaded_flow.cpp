@@ -76,6 +76,11 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
     params[key] = json::string(value);
     secrets.push_back(std::move(value));
   }
+  // The engine would see infinity, the history null: refused, as JSON has none.
+  if (const std::string at = core::non_finite_number_at(params, "params"); !at.empty()) {
+    throw SetupError(Setting::Param,
+                     at.substr(7) + ": a number too large for a double, or not a number");
+  }
   return core::from_json(params);
 }
 

@@ -71,30 +71,6 @@ constexpr std::uint64_t kMaxSequence = std::numeric_limits<std::int64_t>::max() 
   throw HttpError{422, "invalid_request", detail};
 }
 
-// The path of the first number in `v` that is not finite ("params.x.2"),
-// or empty. JSON has no infinity: `1e999999` parses to one, and a record
-// holding it can be written but never read back (a run stuck PENDING).
-std::string non_finite_at(const json::value& v, const std::string& path) {
-  if (v.is_double()) return std::isfinite(v.get_double()) ? std::string() : path;
-  if (v.is_array()) {
-    const json::array& a = v.get_array();
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      if (std::string at = non_finite_at(a[i], path + "." + std::to_string(i)); !at.empty()) {
-        return at;
-      }
-    }
-  }
-  if (v.is_object()) {
-    for (const auto& kv : v.get_object()) {
-      if (std::string at = non_finite_at(kv.value(), path + "." + std::string(kv.key()));
-          !at.empty()) {
-        return at;
-      }
-    }
-  }
-  return {};
-}
-
 // A query value that must be a whole number from `min` to `max` (digits
 // only: no sign, no space, nothing after); 422 with `what` otherwise.
 std::uint64_t whole_number(std::string_view text, std::uint64_t min, std::uint64_t max,
@@ -232,7 +208,7 @@ class Gateway {
     job.tag = tag_of(body, options_.default_tag);
     if (const json::value* p = body.if_contains("params"); p != nullptr && !p->is_null()) {
       if (!p->is_object()) unprocessable("params: must be a JSON object");
-      if (const std::string at = non_finite_at(*p, "params"); !at.empty()) {
+      if (const std::string at = core::non_finite_number_at(*p, "params"); !at.empty()) {
         unprocessable(at + ": a number too large for a double (JSON has no infinity)");
       }
       job.params = p->as_object();

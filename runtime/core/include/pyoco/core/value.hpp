@@ -185,6 +185,11 @@ bool fits_type(const Value& v, std::string_view type);
 std::optional<Value> path_step(const Value& v, std::string_view step);
 
 Value from_json(const boost::json::value& json);
+// Where the first number in `json` that is not finite lies ("params.x.2",
+// from `path`), or empty when there is none. JSON has no infinity, but a
+// parser turns `1e999999` into one: a record holding it can be written,
+// never read back.
+std::string non_finite_number_at(const boost::json::value& json, const std::string& path);
 boost::json::value to_json(const Value& value);
 // Compact JSON text, for display and files (never between tasks).
 std::string to_json_text(const Value& value);
