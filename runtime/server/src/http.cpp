@@ -233,7 +233,9 @@ struct HttpServer::Impl {
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
   }
-  // Every few seconds, on the I/O thread: cuts streams stalled in a write.
+  // Every few seconds, on the I/O thread: cuts streams stalled in a write,
+  // and joins those that ended (each holds its session, and so its socket,
+  // until then).
   void check_stalls() {
     stall_check.expires_after(std::clamp<std::chrono::milliseconds>(
         options.stalled_write / 3, std::chrono::milliseconds(100), std::chrono::seconds(5)));
@@ -241,6 +243,11 @@ struct HttpServer::Impl {
       if (ec) return;
       {
         std::lock_guard lock(streams_mutex);
+        std::erase_if(streams, [](StreamThread& t) {
+          if (!t.state->done.load()) return false;
+          t.thread.join();  // done is its last step: returns at once
+          return true;
+        });
         const std::int64_t now = monotonic_ns();
         for (const StreamThread& t : streams) {
           const std::int64_t since = t.state->writing_since.load();
