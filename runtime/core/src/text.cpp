@@ -139,7 +139,7 @@ void append_json_string(std::string& out, std::string_view text) {
         out += "\\f";
         break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7f) {  // DEL too: TOML's strings need it escaped
           out += "\\u00";
           out += hex[c >> 4];
           out += hex[c & 15];

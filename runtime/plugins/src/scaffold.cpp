@@ -23,22 +23,9 @@ std::string toml_basic_string_body(const std::string& text) {
   if (core::invalid_utf8_at(text) != std::string::npos) {
     throw ScaffoldError("--author must be UTF-8 text (it goes into plugin.toml)");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20 || u == 0x7f) {
-      out += "\\u00";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    } else {
-      out += c;
-    }
-  }
-  return out;
+  std::string quoted;
+  core::append_json_string(quoted, text);  // JSON's escapes are TOML's
+  return quoted.substr(1, quoted.size() - 2);
 }
 
 std::string substitute(const std::string& text, const TemplateVars& vars) {

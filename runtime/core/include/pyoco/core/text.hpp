@@ -25,7 +25,8 @@ std::string printable(std::string_view text);
 void append_printable(std::string& out, std::string_view text);
 
 // `text` as a JSON string literal, quotes included: `"`, `\` and control
-// characters escaped, bytes that are not UTF-8 replaced by U+FFFD.
+// characters (DEL too) escaped, bytes that are not UTF-8 replaced by
+// U+FFFD. It is a TOML basic string as well.
 void append_json_string(std::string& out, std::string_view text);
 
 }  // namespace pyoco::core
