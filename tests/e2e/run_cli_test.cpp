@@ -123,6 +123,15 @@ BOOST_AUTO_TEST_CASE(trace_file_gets_plain_lines_too) {
   text << in.rdbuf();
   BOOST_TEST(has(text.str(), "INFO pyoco end flow=hello_pyoco status=COMPLETED"), text.str());
   BOOST_TEST(has(r.out, "🥕 done flow=hello_pyoco"));
+  BOOST_TEST(r.err.empty(), r.err);
+  // A trace file that cannot be written (a full disk) is said, not lost
+  // silently; the run itself is not failed for it.
+  const ProcessResult full = pyoco({"run", hello().string(), "--trace-file", "/dev/full"});
+  BOOST_TEST(full.exit_code == 0);
+  BOOST_TEST(has(full.err,
+                 "pyoco run: warning: --trace-file /dev/full: the trace was not "
+                 "written whole (a write failed: disk full?)"),
+             full.err);
 }
 
 // What a task of run `id` saved as artifact `name` (params.yaml saves each param it reads).
@@ -179,14 +188,17 @@ BOOST_AUTO_TEST_CASE(params_override_defaults) {
 BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
   std::ofstream(dir.path() / "p.json") << R"({"who": "json file", "n": 1, "greeting": [5, 6]})";
   std::ofstream(dir.path() / "p.yaml") << "{who: yaml file, n: 1, greeting: [7, 8]}\n";
+  std::ofstream(dir.path() / "b.yaml") << "---\n# block style\nwho: |\n  block\n  file\nn: 1\n"
+                                          "greeting:\n  - 9\n  - 10\n";
   struct Case {
     const char* file;
     const char* who;
     const char* second;
   };
-  for (const Case c : {Case{"p.json", "json file", "6"}, Case{"p.yaml", "yaml file", "8"}}) {
+  for (const Case c : {Case{"p.json", "json file", "6"}, Case{"p.yaml", "yaml file", "8"},
+                       Case{"b.yaml", "block\nfile\n", "10"}}) {
     BOOST_TEST_CONTEXT(c.file) {
-      const std::string id = std::string("file-") + c.file[2];
+      const std::string id = std::string("file-") + c.file[0] + c.file[2];
       const ProcessResult r =
           pyoco({"run", flow("params.yaml").string(), "--non-cute", "--params-file",
                  (dir.path() / c.file).string(), "-p", "n=3", "--run-id", id});
@@ -207,6 +219,14 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
       pyoco({"run", flow("params.yaml").string(), "--params-file", "none.json"});
   BOOST_TEST(missing.exit_code == 2);
   BOOST_TEST(has(missing.err, "pyoco run: --params-file none.json: "), missing.err);
+  // Neither JSON nor YAML: the error names the file's own line and column.
+  std::ofstream(dir.path() / "broken.yaml") << "who: me\nn: [1, 2\nx: 3\n";
+  const ProcessResult broken =
+      pyoco({"run", flow("params.yaml").string(), "--params-file", "broken.yaml"});
+  BOOST_TEST(broken.exit_code == 2);
+  BOOST_TEST(has(broken.err, "pyoco run: --params-file broken.yaml:3:"), broken.err);
+  BOOST_TEST(has(broken.err, ": not JSON, and as YAML not an object of params: not valid YAML"),
+             broken.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_run_exits_1_and_names_the_node) {

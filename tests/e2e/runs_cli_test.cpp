@@ -270,6 +270,12 @@ BOOST_AUTO_TEST_CASE(retention_and_the_log_cap_come_from_the_environment) {
   BOOST_TEST(bad.exit_code == 2);
   BOOST_TEST(bad.err == "pyoco run: PYOCO_MAX_RUN_HISTORY=many: expected a whole number\n");
   BOOST_TEST(bad.out.empty(), bad.out);
+  // 0 would keep no run at all: the history would be emptied, this run's
+  // record included.
+  env["PYOCO_MAX_RUN_HISTORY"] = "0";
+  const ProcessResult none = pyoco({"run", flow("chain.yaml").string()});
+  BOOST_TEST(none.exit_code == 2);
+  BOOST_TEST(none.err == "pyoco run: PYOCO_MAX_RUN_HISTORY=0: must be at least 1\n");
   env.erase("PYOCO_MAX_RUN_HISTORY");
   BOOST_TEST(runs_json().size() == before);
 }

@@ -114,6 +114,14 @@ BOOST_FIXTURE_TEST_CASE(outputs_past_the_limits_keep_their_size_only, Fixture) {
   BOOST_TEST(make->at("output").is_null());
   BOOST_TEST(make->at("output_bytes").as_int64() == static_cast<std::int64_t>(kMake.size()));
   BOOST_TEST(make->at("output_dropped").as_string() == "PYOCO_MAX_OUTPUT_BYTES=100");
+  // Params are kept to the same size: past it, what they were is said.
+  BOOST_TEST(capped.at("params") == json::parse(R"({"items":[10,20]})"), capped.at("params"));
+  pyoco({"run", f.string(), "--run-id", "wordy", "-p", "note=" + std::string(200, 'n')});
+  const json::object wordy = show_json("wordy");
+  BOOST_TEST(wordy.at("params") ==
+                 json::parse(R"({"params_not_kept": "the params were 227 bytes as JSON, )"
+                             R"(more than PYOCO_MAX_OUTPUT_BYTES=100"})"),
+             wordy.at("params"));
 
   // The run's budget: the first outputs fit, the ones past it do not.
   env.erase("PYOCO_MAX_OUTPUT_BYTES");

@@ -492,6 +492,35 @@ BOOST_AUTO_TEST_CASE(read_file_refuses_what_is_not_a_regular_file) {
   }
 }
 
+// The content is held in memory and passed on as a value: a file over
+// max_bytes (16 MiB unless given) fails the task once, naming the input to
+// raise; at the limit it is read whole.
+BOOST_AUTO_TEST_CASE(read_file_over_max_bytes_fails_once_naming_the_input) {
+  const fs::path big = dir.path() / "big.txt";
+  pyoco::testing::write_text(big, std::string((16u << 20) + 1, 'x'));
+  Run over =
+      run("flow: {graph: t}\ntasks:\n  t: {use: \"std/read_file\", retries: 2, inputs: "
+          "{path: " +
+          quoted(big.string()) + "}}\n");
+  BOOST_TEST((over.status() == core::RunStatus::Failed));
+  const TaskRecord t = record(over, "t");
+  BOOST_TEST(t.error == "cannot read " + big.string() +
+                            ": it is over max_bytes (16777216 bytes); raise input 'max_bytes' "
+                            "to read it",
+             t.error);
+  BOOST_TEST(t.attempts == 1u);
+  const fs::path small = dir.path() / "small.txt";
+  pyoco::testing::write_text(small, "0123456789");
+  Run exact = run_task("read_file", "{path: " + quoted(small.string()) + ", max_bytes: 10}");
+  BOOST_TEST_REQUIRE((exact.status() == core::RunStatus::Completed), record(exact, "t").error);
+  BOOST_TEST(exact.output("t").as_string() == "0123456789");
+  Run under = run_task("read_file", "{path: " + quoted(small.string()) + ", max_bytes: 9}");
+  BOOST_TEST((under.status() == core::RunStatus::Failed));
+  Run bad = run_task("read_file", "{path: " + quoted(small.string()) + ", max_bytes: -1}");
+  BOOST_TEST(record(bad, "t").error.find("input 'max_bytes' must be from 0") == 0u,
+             record(bad, "t").error);
+}
+
 BOOST_AUTO_TEST_CASE(read_file_of_a_missing_file_names_it) {
   const std::string missing = (dir.path() / "nope.txt").string();
   Run r = run_task("read_file", "{path: " + quoted(missing) + "}");

@@ -450,6 +450,11 @@ BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
   for (int i = 0; i < 100; ++i) deep += "[";
   for (int i = 0; i < 100; ++i) deep += "]";
   deep += "\n";
+  // Past yaml-cpp's own guard, which says only "bad file".
+  std::string deeper = "flow:\n  graph: a\n  defaults:\n    d: ";
+  for (int i = 0; i < 3000; ++i) deeper += "[";
+  for (int i = 0; i < 3000; ++i) deeper += "]";
+  deeper += "\n";
   std::string wide = "flow:\n  graph: a\n  defaults:\n    big: [";
   for (int i = 0; i < 1'000'001; ++i) wide += i ? ",1" : "1";
   wide += "]\n";
@@ -465,6 +470,7 @@ BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
       {"a billion laughs", laughs,
        "YAML aliases repeat more than 100000 values (nested aliases multiply)", 0},
       {"lists 100 deep", deep, "nested more than 64 levels deep", 4},
+      {"lists 3000 deep", deeper, "nested more than 64 levels deep; flatten the file", 4},
       {"a million values", wide, "the file holds more than 1000000 values; split it up", 0},
   };
   for (const Case& c : table) {

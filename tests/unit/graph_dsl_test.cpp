@@ -5,6 +5,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -292,6 +293,22 @@ BOOST_AUTO_TEST_CASE(switch_labels_compile_as_pyoco_compiles_them) {
   // "1" and 1 are the same label, and so are 1 and true (Python's ==)
   BOOST_CHECK_THROW(parse("switch(on={{n}}) { 1: a; \"1\": b }"), FlowError);
   BOOST_CHECK_THROW(parse("switch(on={{n}}) { 1: a; true: b }"), FlowError);
+}
+
+// Repeated labels are found by key, not by comparing every pair of cases
+// (100,000 cases took over 20 s).
+BOOST_AUTO_TEST_CASE(a_switch_of_100000_cases_is_checked_for_repeats_in_a_moment) {
+  std::string text = "switch(on={{m}}) { ";
+  for (int i = 0; i < 100000; ++i) text += "c" + std::to_string(i) + ": a; ";
+  const auto start = std::chrono::steady_clock::now();
+  BOOST_TEST(parse(text + "default: b }").statements.size() == 1u);
+  try {
+    parse(text + "c99999: b }");
+    BOOST_ERROR("parsed, but should not have");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem() == "this switch already has a case 'c99999'");
+  }
+  BOOST_TEST((std::chrono::steady_clock::now() - start < std::chrono::seconds(10)));
 }
 
 // A label of digits past int64 is an error, never a crash (std::stod threw

@@ -2,7 +2,7 @@
 // the run's artifact store (which may not be on this machine).
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <string>
 
 #include "tasks.hpp"
 
@@ -56,7 +56,10 @@ struct ReadFile : pyoco::Task {
   static inline const std::vector<Io> inputs = {
       {"artifact", "string", false, "an artifact of this run, by name (std/write_file's output)"},
       {"path", "string", false, "a regular file on the machine the task runs on"},
-      {"as", "string", false, "\"string\" (default) or \"bytes\""}};
+      {"as", "string", false, "\"string\" (default) or \"bytes\""},
+      {"max_bytes", "int", false,
+       "a file larger fails the task (default 16 MiB: the content is held in memory and "
+       "passed on as a value)"}};
   static inline const std::vector<Io> outputs = {{"content", "any", false, "the file's content"}};
 
   Value run(Context& ctx, const Inputs& in) override {
@@ -69,6 +72,11 @@ struct ReadFile : pyoco::Task {
       throw pyoco::Error(
           "give exactly one of the inputs 'artifact' (an artifact of this run, by name) and "
           "'path' (a file)");
+    }
+    const std::int64_t limit = in.get<std::int64_t>("max_bytes", std::int64_t{16} << 20);
+    if (limit < 0 || limit > (std::int64_t{1} << 32)) {
+      throw pyoco::PermanentError("input 'max_bytes' must be from 0 to 4294967296 (4 GiB), not " +
+                                  std::to_string(limit));
     }
     std::string text;
     if (artifact) {
@@ -90,9 +98,17 @@ struct ReadFile : pyoco::Task {
                                   "'artifact', not 'path')"
                                 : ""));
       }
-      std::ostringstream data;
-      data << file.rdbuf();
-      text = std::move(data).str();
+      // Read no further than the limit: the file may be larger than its
+      // size said a moment ago (it is still being written), or endless.
+      char chunk[64 * 1024];
+      while (file.read(chunk, sizeof chunk) || file.gcount() > 0) {
+        text.append(chunk, static_cast<std::size_t>(file.gcount()));
+        if (text.size() > static_cast<std::size_t>(limit)) {
+          throw pyoco::PermanentError("cannot read " + path + ": it is over max_bytes (" +
+                                      std::to_string(limit) +
+                                      " bytes); raise input 'max_bytes' to read it");
+        }
+      }
     }
     if (as == "bytes") return pyoco::Bytes{{text.begin(), text.end()}};
     return text;

@@ -286,6 +286,9 @@ int run_flow(const RunOptionsCli& o) {
   if (const std::string e = local.finish(); !e.empty()) {
     std::cerr << "pyoco run: warning: the run history may be incomplete: " << e << '\n';
   }
+  if (!local.trace_file_error().empty()) {
+    std::cerr << "pyoco run: warning: --trace-file " << local.trace_file_error() << '\n';
+  }
   switch (started->status()) {
     case core::RunStatus::Completed:
       return kExitOk;

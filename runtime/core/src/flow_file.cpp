@@ -5,6 +5,7 @@
 #include <pyoco/core/toml_depth.hpp>
 
 #include <toml++/toml.h>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -787,6 +788,10 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
     YamlReader reader(file, text);
     try {
       root = reader.read(YAML::Load(std::string(text)));
+    } catch (const YAML::DeepRecursion& e) {
+      // yaml-cpp's own guard, deeper than ours, says only "bad file".
+      throw FlowError(reader.at(e.mark), "nested more than " + std::to_string(kMaxDocDepth) +
+                                             " levels deep; flatten the file");
     } catch (const YAML::Exception& e) {
       throw FlowError(reader.at(e.mark), "not valid YAML: " + e.msg);
     }

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <charconv>
 #include <map>
+#include <string>
+#include <unordered_set>
 
 namespace pyoco::core::dsl {
 
@@ -520,6 +522,7 @@ class Parser {
     }
     if (!has_on) throw FlowError(s.where, "switch needs on=, e.g. switch(on={{mode}})");
     expect(Token::Kind::LBrace, "to open the switch's cases");
+    std::unordered_set<std::string> labels;
     while (!at(Token::Kind::RBrace)) {
       SwitchCase c;
       c.where = cur().where;
@@ -535,11 +538,17 @@ class Parser {
       }
       b.arena().seal();
       ++pos_;
-      for (const SwitchCase& other : s.cases) {
-        if ((c.is_default && other.is_default) ||
-            (!c.is_default && !other.is_default && python_equal(other.match, c.match))) {
-          throw FlowError(c.where, "this switch already has a case '" + label.text + "'");
-        }
+      // Labels are bools, ints and strings: keyed so that the labels
+      // python_equal calls equal (true and 1) share a key, and a switch of
+      // 100,000 cases is not checked pair by pair.
+      std::string key = "default";
+      if (!c.is_default) {
+        key = c.match.is_string() ? "s" + std::string(c.match.as_string())
+              : c.match.is_bool() ? std::string(c.match.as_bool() ? "n1" : "n0")
+                                  : "n" + std::to_string(c.match.as_int());
+      }
+      if (!labels.insert(std::move(key)).second) {
+        throw FlowError(c.where, "this switch already has a case '" + label.text + "'");
       }
       expect(Token::Kind::Colon, "after the case label");
       c.body.push_back(branch());

@@ -167,6 +167,14 @@ Manifest parse_manifest(std::string_view text, const std::filesystem::path& file
     r.fail(line_of(*plugin->get("library")), p + "library",
            "a file name in the plugin directory, not a path");
   }
+  if (const toml::node* lib = plugin->get("library"); lib != nullptr && m.library.empty()) {
+    r.fail(line_of(*lib), p + "library",
+           "empty: name the shared library in the plugin directory, e.g. \"libmyplugin.so\"");
+  }
+  if (m.library == "." || m.library == "..") {
+    r.fail(line_of(*plugin->get("library")), p + "library",
+           "a file name in the plugin directory, not \"" + m.library + "\"");
+  }
   m.summary = r.string(*plugin, p, "summary", false, pl);
   m.description = r.string(*plugin, p, "description", false, pl);
   m.authors = r.strings(*plugin, p, "authors");

@@ -19,7 +19,46 @@ using Setting = SetupError::Setting;
 // Params are data for one run, not a dataset.
 constexpr std::uint64_t kMaxParamsFileBytes = 16u << 20;
 
-json::value read_params_file(const std::filesystem::path& file) {
+// Not JSON: YAML, block or flow style, read by the flow reader (its
+// limits, its errors) as the defaults of a flow, every line indented under
+// them; an error names the file's own line and column.
+json::value yaml_params(const std::string& text, const std::filesystem::path& file) {
+  constexpr std::uint32_t kHeadLines = 3, kIndent = 4;
+  std::string wrapped = "flow:\n  graph: x\n  defaults:\n";
+  std::size_t lines = 0;
+  for (std::size_t at = 0; at < text.size(); ++lines) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + at, end - at);
+    // A document start says nothing here; indented, it would be a string.
+    if (!(lines == 0 && (line == "---" || line == "---\r"))) {
+      wrapped.append(kIndent, ' ').append(line).push_back('\n');
+    } else {
+      wrapped += "\n";
+    }
+    at = end + 1;
+  }
+  if (lines == 0)
+    throw SetupError(Setting::ParamsFile, file.string() + ": empty, expected an object");
+  try {
+    // Read as YAML whatever the file's name: ".yaml" keeps a TOML reading away.
+    return core::to_json(core::parse_flow_text(wrapped, file.string() + ".yaml").defaults);
+  } catch (const core::FlowError& e) {
+    std::string where = file.string();
+    if (e.where().line > kHeadLines) {
+      where += ":" + std::to_string(e.where().line - kHeadLines);
+      if (e.where().column > kIndent) where += ":" + std::to_string(e.where().column - kIndent);
+    }
+    std::string problem = e.problem();
+    if (problem.rfind("flow.defaults", 0) == 0) problem.replace(0, 13, "params");
+    throw SetupError(Setting::ParamsFile,
+                     where + ": not JSON, and as YAML not an object of params: " + problem);
+  }
+}
+
+}  // namespace
+
+json::object read_params_file(const std::filesystem::path& file) {
   std::string text;
   try {
     text = core::read_regular_file(file, kMaxParamsFileBytes);
@@ -28,23 +67,16 @@ json::value read_params_file(const std::filesystem::path& file) {
   }
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
-  if (ec) {
-    // Not JSON: read it as a YAML (or TOML) flow-style mapping through the flow reader.
-    try {
-      const std::string wrapped = "flow: {graph: x, defaults: " + text + "}\n";
-      const auto spec = core::parse_flow_text(wrapped, file.string());
-      v = core::to_json(spec.defaults);
-    } catch (const core::FlowError&) {
-      throw SetupError(Setting::ParamsFile, file.string() + ": expected a JSON or YAML object");
-    }
-  }
+  if (ec) v = yaml_params(text, file);
   if (!v.is_object()) throw SetupError(Setting::ParamsFile, file.string() + ": expected an object");
-  return v;
+  return std::move(v.as_object());
 }
+
+namespace {
 
 core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secrets) {
   json::object params;
-  if (!args.file.empty()) params = read_params_file(args.file).as_object();
+  if (!args.file.empty()) params = read_params_file(args.file);
   for (const std::string& kv : args.assignments) {
     const auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {

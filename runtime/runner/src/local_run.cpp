@@ -12,7 +12,7 @@ namespace pyoco::runner {
 
 namespace {
 
-void size_from_env(const char* name, std::size_t& value) {
+void size_from_env(const char* name, std::size_t& value, std::size_t min = 0) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return;
   std::size_t n = 0;
@@ -22,18 +22,23 @@ void size_from_env(const char* name, std::size_t& value) {
     throw SetupError(SetupError::Setting::Environment,
                      std::string(name) + "=" + v + ": expected a whole number");
   }
+  if (n < min) {
+    throw SetupError(SetupError::Setting::Environment,
+                     std::string(name) + "=" + v + ": must be at least " + std::to_string(min));
+  }
   value = n;
 }
 
 }  // namespace
 
 void limits_from_env(RunLimits& run, store::HistoryOptions& history) {
-  size_from_env("PYOCO_MAX_TASKS", run.max_tasks);
+  size_from_env("PYOCO_MAX_TASKS", run.max_tasks, 1);
   size_from_env("PYOCO_MAX_LOG_BYTES", history.max_log_bytes);
   size_from_env("PYOCO_MAX_RUN_LOG_BYTES", history.max_run_log_bytes);
   size_from_env("PYOCO_MAX_OUTPUT_BYTES", history.max_output_bytes);
   size_from_env("PYOCO_MAX_RUN_OUTPUT_BYTES", history.max_run_output_bytes);
-  size_from_env("PYOCO_MAX_RUN_HISTORY", history.max_runs);
+  // 0 would delete every run, this one included, as it is recorded.
+  size_from_env("PYOCO_MAX_RUN_HISTORY", history.max_runs, 1);
 }
 
 LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
@@ -51,6 +56,8 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
                        setup.trace_file.string() + ": cannot open for writing");
     }
     listeners.push_back(trace::make_trace_sink(setup.trace_file_format, file));
+    trace_file_ = file;
+    trace_path_ = setup.trace_file;
   }
 
   options_.params = flow_.params;
@@ -118,6 +125,10 @@ void LocalRun::abandon(const std::string& reason) {
 std::string LocalRun::finish() {
   finished_ = true;
   events_->flush();
+  if (trace_file_ && !trace_file_->flush()) {
+    trace_file_error_ =
+        trace_path_.string() + ": the trace was not written whole (a write failed: disk full?)";
+  }
   if (!history_) return {};
   history_->flush();
   std::string error = history_->last_error();

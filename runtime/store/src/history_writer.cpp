@@ -387,6 +387,14 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
         if (!ec) run.flow_file = abs.lexically_normal().string();
       }
       run.params = e.start->params.empty() ? "{}" : std::move(e.start->params);
+      // Params are kept to the size of an output: a 16 MiB params file
+      // times the runs kept would be gigabytes.
+      if (run.params.size() > options.max_output_bytes) {
+        run.params = "{\"params_not_kept\": \"the params were " +
+                     std::to_string(run.params.size()) +
+                     " bytes as JSON, more than PYOCO_MAX_OUTPUT_BYTES=" +
+                     std::to_string(options.max_output_bytes) + "\"}";
+      }
       run.plugins = e.start->plugins.empty() ? "{}" : std::move(e.start->plugins);
       run.status = core::RunStatus::Running;
       run.started = e.time;

@@ -11,7 +11,9 @@
 #include <pyoco/plugins/catalog.hpp>
 #include <pyoco/runner/setup_error.hpp>
 
+#include <boost/json/object.hpp>
 #include <filesystem>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +33,11 @@ struct ParamArgs {
   // masked as *** in what the run records and prints (trace/redaction.hpp).
   std::vector<std::string> secrets;
 };
+
+// A params file: a regular file of at most 16 MiB holding one object, as
+// JSON or YAML (block or flow style). Throws SetupError naming the file
+// (and the line and column of a YAML error).
+boost::json::object read_params_file(const std::filesystem::path& file);
 
 struct LoadedFlow {
   std::shared_ptr<const core::CompiledFlow> flow;

@@ -23,6 +23,7 @@
 #include <pyoco/trace/sinks.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -93,6 +94,10 @@ class LocalRun {
   // ended and nothing calls the two above any more.
   std::string finish();
 
+  // After finish(): why the trace file (RunSetup::trace_file) was not
+  // written whole (a full disk, say), or empty.
+  const std::string& trace_file_error() const { return trace_file_error_; }
+
  private:
   LoadedFlow flow_;
   RunOptions options_;
@@ -100,6 +105,9 @@ class LocalRun {
   std::unique_ptr<store::HistoryWriter> history_;
   std::optional<Run> run_;
   bool finished_ = false;
+  std::shared_ptr<std::ofstream> trace_file_;
+  std::filesystem::path trace_path_;
+  std::string trace_file_error_;
 };
 
 }  // namespace pyoco::runner
