@@ -361,7 +361,7 @@ class Chaos {
     cluster::Connection nats({.servers = fleet_.nats().url_list()});
     // A read cut short (a replica still catching up stops the push for a
     // moment) is read again whole, three times at most.
-    const auto each = [&](std::uint64_t, const json::object& e) {
+    const auto fold = [&](const json::object& e) {
       const auto* id = e.if_contains("run_id");
       const auto* kind = e.if_contains("kind");
       if (id == nullptr || kind == nullptr || !id->is_string() || !kind->is_string()) return;
@@ -399,6 +399,10 @@ class Chaos {
         const auto it = runs.find(id);
         return it != runs.end() && it->second.run_ends > 0;
       });
+    };
+    const auto each = [&](const cluster::StoredEvent& e) {
+      fold(*e.event);
+      return true;
     };
     bool whole = false;
     for (int cut_short = 0;;) {

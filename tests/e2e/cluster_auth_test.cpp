@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <thread>
 
 #include "gateway_process.hpp"
@@ -237,6 +238,18 @@ BOOST_AUTO_TEST_CASE(every_route_of_the_table_answers_each_kind_of_caller) {
              std::string::npos);
   BOOST_TEST(g.call(http::verb::get, "/workers?include_hidden=true", other.text).body.find(run) ==
              std::string::npos);
+  // Plugins are the cluster's: both tenants see the one a pushed, only a
+  // the id of the key that pushed it.
+  for (const char* route : {"/plugins", "/plugins/history"}) {
+    const char* field = std::string(route) == "/plugins" ? "uploaded_by" : "by";
+    const json::array own = json::parse(g.call(http::verb::get, route, reader).body).as_array();
+    const json::array seen =
+        json::parse(g.call(http::verb::get, route, other.text).body).as_array();
+    BOOST_TEST_REQUIRE(!own.empty(), route);
+    BOOST_TEST_REQUIRE(own.size() == seen.size(), route);
+    BOOST_TEST(own.at(0).at(field).as_string() == right[cluster::kScopePluginsWrite].id, route);
+    BOOST_TEST(seen.at(0).at(field).is_null(), route);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(tenants_never_meet_even_with_the_same_idempotency_key) {
@@ -285,6 +298,51 @@ BOOST_AUTO_TEST_CASE(a_revoke_reaches_every_gateway_within_a_second) {
                                         << " ms after the revoke");
   const auto r = one.call(http::verb::get, "/runs", k.text);
   BOOST_TEST(r.body.find("revoked") != std::string::npos, r.body);
+  // Only the holder of its secret learns that: a guess is "not known", as
+  // for a key that never was.
+  const auto guess = two.call(http::verb::get, "/runs", "pyoco_" + k.id + ".guessing0000000000");
+  BOOST_TEST(guess.status == 403u);
+  BOOST_TEST(guess.body.find("revoked") == std::string::npos, guess.body);
+  BOOST_TEST(guess.body.find("not known") != std::string::npos, guess.body);
+}
+
+// Wrong secrets for a real key id from many clients at once: KDFs past a
+// core's share are answered 503 at once instead of queuing, so a key
+// verified before and /health are answered meanwhile without waiting
+// behind them.
+BOOST_AUTO_TEST_CASE(a_flood_of_wrong_secrets_does_not_starve_good_keys_or_health) {
+  NatsServer nats;
+  Gateway g(nats, server::AuthOptions{.max_failures = 1000000});  // many addresses, as it were
+  const Key good = create_key(nats, "a", "runs:read");
+  const Key victim = create_key(nats, "a", "runs:read");
+  BOOST_REQUIRE_EQUAL(g.call(http::verb::get, "/runs", good.text).status, 200u);
+  std::atomic<bool> stop{false};
+  std::atomic<int> busy{0}, refused{0};
+  std::vector<std::thread> flood;
+  for (int i = 0; i < 6; ++i) {
+    flood.emplace_back([&, i] {
+      const std::string wrong = "pyoco_" + victim.id + ".flooding000000000" + std::to_string(i);
+      while (!stop) {
+        const auto r = g.call(http::verb::get, "/runs", wrong);
+        if (r.status == 503 && r.body.find("\"busy\"") != std::string::npos) ++busy;
+        if (r.status == 403) ++refused;
+      }
+    });
+  }
+  BOOST_TEST(eventually([&] { return refused >= 2 && busy >= 2; }));
+  std::chrono::steady_clock::duration worst{};
+  for (int i = 0; i < 20; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    BOOST_TEST(g.call(http::verb::get, "/runs", good.text).status == 200u);
+    BOOST_TEST(g.call(http::verb::get, "/health", "").status == 200u);
+    worst = std::max(worst, std::chrono::steady_clock::now() - start);
+  }
+  stop = true;
+  for (std::thread& t : flood) t.join();
+  BOOST_TEST_MESSAGE("during the flood: " << refused << " refused, " << busy << " busy");
+  BOOST_TEST(worst < 1s, "a good key and /health took "
+                             << std::chrono::duration_cast<std::chrono::milliseconds>(worst).count()
+                             << " ms during the flood");
 }
 
 BOOST_AUTO_TEST_CASE(failed_keys_from_an_address_are_rate_limited) {

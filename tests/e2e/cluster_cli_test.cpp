@@ -166,11 +166,31 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
   BOOST_TEST(infinite.status == 422u);
   BOOST_TEST(error_of(infinite).find("params.x.1: a number too large for a double") == 0u,
              infinite.body);
+  // A record is one NATS message: params past 512 KiB could not be written
+  // with the run's tasks.
+  const auto heavy =
+      s.call(http::verb::post, "/runs",
+             R"({"flow_name": "a", "params": {"x": ")" + std::string(600 * 1024, 'x') + R"("}})");
+  BOOST_TEST(heavy.status == 422u);
+  BOOST_TEST(error_of(heavy).find("params: 614408 bytes as JSON, over the limit of 524288") == 0u,
+             heavy.body);
   const auto bad_yaml =
       server::http_call(s.url, http::verb::post, "/runs/yaml?flow_name=x",
                         "flow: {graph: \"a >> \"}\ntasks: {}\n", "application/yaml");
   BOOST_TEST(bad_yaml.status == 422u);
   BOOST_TEST(error_of(bad_yaml).find("workflow.yaml:1:") != std::string::npos, bad_yaml.body);
+  // --params-file is read as `pyoco run` reads it: YAML too; a missing
+  // file, or one that is neither, is named.
+  write_text(s.dir.path() / "p.yaml", "who: block style\nn: 3\n");
+  const ProcessResult from_yaml = s.client({"submit", "a", "--params-file", "p.yaml", "--json"});
+  BOOST_TEST_REQUIRE(from_yaml.exit_code == 0, from_yaml.err);
+  const std::string yaml_run(json::parse(from_yaml.out).at("run_id").as_string());
+  const json::value yaml_record = json::parse(s.call(http::verb::get, "/runs/" + yaml_run).body);
+  BOOST_TEST(yaml_record.at("params") == (json::object{{"who", "block style"}, {"n", 3}}),
+             yaml_record);
+  const ProcessResult no_file = s.client({"submit", "a", "--params-file", "none.json"});
+  BOOST_TEST(no_file.exit_code == 2);
+  BOOST_TEST(no_file.err.find("pyoco client submit: --params-file none.json: ") == 0u, no_file.err);
   BOOST_TEST(s.call(http::verb::get, "/runs/no-such-run").status == 404u);
   BOOST_TEST(s.call(http::verb::get, "/runs/a%20b").status == 404u);
   BOOST_TEST(s.call(http::verb::post, "/runs/no-such-run/cancel").status == 404u);
@@ -589,4 +609,103 @@ BOOST_AUTO_TEST_CASE(an_index_of_an_older_layout_is_rebuilt) {
   BOOST_TEST(json::parse(listed).as_array().size() == 2u, listed);
   for (const std::string& id : ids) BOOST_TEST(listed.find(id) != std::string::npos);
   BOOST_TEST(listed.find("stale") == std::string::npos);
+}
+
+// A run's logs come a page at a time, however much it logged: at most
+// `limit` lines and about 4 MB a page, `more` until the last; `tail` the
+// last lines that fit; the client reads every page. Its record (one NATS
+// message) shows 2,000 of its tasks and counts them all.
+BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_at_a_time) {
+  NatsServer nats;
+  TempDir flows;
+  write_text(flows.path() / "chatty.yaml",
+             "flow:\n"
+             "  defaults: {items: [1], line: x}\n"
+             "  graph: \"foreach(over={{items}}, item=it, parallel=8) { say }\"\n"
+             "tasks:\n"
+             "  say: {use: std/echo, inputs: {value: 1, message: \"$ctx.params.line\"}}\n");
+  write_text(flows.path() / "chatty_then_fails.yaml",
+             "flow:\n"
+             "  defaults: {items: [1]}\n"
+             "  graph: \"foreach(over={{items}}, item=it, parallel=8) { say } >> broken\"\n"
+             "tasks:\n"
+             "  say: {use: std/echo, inputs: {value: 1}}\n"
+             "  broken: {use: std/fail}\n");
+  Server s({"--nats", nats.url(), "--with-worker", "--flows", flows.path().string()});
+  auto run_with = [&](int lines, const std::string& line) {
+    json::array items;
+    for (int i = 0; i < lines; ++i) items.push_back(i);
+    const std::string id = s.submit(json::serialize(json::object{
+        {"flow_name", "chatty"}, {"params", json::object{{"items", items}, {"line", line}}}}));
+    const ProcessResult w = s.client({"watch", id, "--until-terminal"});
+    BOOST_REQUIRE_MESSAGE(w.exit_code == 0, w.err);
+    return id;
+  };
+  auto page = [&](const std::string& id, const std::string& query) {
+    const server::ClientResponse r = s.call(http::verb::get, "/runs/" + id + "/logs?" + query);
+    BOOST_REQUIRE_MESSAGE(r.status == 200u, r.status << " " << r.body);
+    return json::parse(r.body).as_object();
+  };
+  // Every page from the first: the ids of all lines, each page's size.
+  auto all_pages = [&](const std::string& id, std::vector<std::size_t>& sizes) {
+    std::vector<std::uint64_t> ids;
+    std::uint64_t after = 0;
+    for (bool more = true; more;) {
+      const json::object p = page(id, "after=" + std::to_string(after));
+      sizes.push_back(p.at("items").as_array().size());
+      for (const json::value& line : p.at("items").as_array()) {
+        ids.push_back(line.at("id").to_number<std::uint64_t>());
+      }
+      after = p.at("next_after").to_number<std::uint64_t>();
+      more = p.at("more").as_bool();
+      BOOST_REQUIRE(sizes.size() < 100);
+    }
+    return ids;
+  };
+
+  const std::string many = run_with(2500, "chat");
+  const json::value tasks = json::parse(s.call(http::verb::get, "/runs/" + many + "/tasks").body);
+  BOOST_TEST(tasks.at("status") == "COMPLETED");
+  BOOST_TEST(tasks.at("tasks").as_object().size() == 2000u);
+  BOOST_TEST(tasks.at("task_counts") == (json::object{{"SUCCEEDED", 2501}}), tasks);
+  BOOST_TEST(tasks.at("tasks_omitted") == 501, tasks);
+  // What did not succeed is shown first: the failed task after 2,100 that did.
+  json::array items;
+  for (int i = 0; i < 2100; ++i) items.push_back(i);
+  const std::string failed = s.submit(json::serialize(json::object{
+      {"flow_name", "chatty_then_fails"}, {"params", json::object{{"items", items}}}}));
+  BOOST_TEST(s.client({"watch", failed, "--until-terminal"}).exit_code == 1);
+  const json::value shown = json::parse(s.call(http::verb::get, "/runs/" + failed + "/tasks").body);
+  BOOST_TEST(shown.at("tasks").at("broken") == "FAILED", shown.at("tasks_omitted"));
+  BOOST_TEST(shown.at("task_counts") == (json::object{{"SUCCEEDED", 2101}, {"FAILED", 1}}));
+  std::vector<std::size_t> sizes;
+  const std::vector<std::uint64_t> ids = all_pages(many, sizes);
+  BOOST_TEST(ids.size() == 2500u);
+  BOOST_TEST(std::is_sorted(ids.begin(), ids.end()));
+  BOOST_TEST((std::adjacent_find(ids.begin(), ids.end()) == ids.end()));
+  BOOST_TEST(sizes == (std::vector<std::size_t>{1000, 1000, 500}),
+             boost::test_tools::per_element());
+  BOOST_TEST(page(many, "limit=10000").at("items").as_array().size() == 2500u);
+  BOOST_TEST(page(many, "limit=10000").at("more").as_bool() == false);
+  const json::array last3 = page(many, "tail=3").at("items").as_array();
+  BOOST_REQUIRE(last3.size() == 3u);
+  BOOST_TEST(last3.at(2).at("id").to_number<std::uint64_t>() == ids.back());
+  BOOST_TEST(last3.at(0).at("id").to_number<std::uint64_t>() == ids.at(ids.size() - 3));
+  for (const char* bad : {"tail=10001", "limit=0", "limit=10001", "limit=x"}) {
+    BOOST_TEST(s.call(http::verb::get, "/runs/" + many + "/logs?" + bad).status == 422u, bad);
+  }
+  const ProcessResult printed = s.client({"logs", many});
+  BOOST_TEST(printed.exit_code == 0, printed.err);
+  BOOST_TEST(std::count(printed.out.begin(), printed.out.end(), '\n') == 2500);
+
+  // 60 lines of 100 KB: a page stops at about 4 MB, and so does a tail.
+  const std::string big = run_with(60, std::string(100000, 'x'));
+  sizes.clear();
+  BOOST_TEST(all_pages(big, sizes).size() == 60u);
+  BOOST_REQUIRE(sizes.size() >= 2u);
+  BOOST_TEST(sizes.front() >= 35u);
+  BOOST_TEST(sizes.front() <= 45u);
+  const json::array tail = page(big, "tail=60").at("items").as_array();
+  BOOST_TEST(tail.size() >= 35u);
+  BOOST_TEST(tail.size() <= 45u);
 }

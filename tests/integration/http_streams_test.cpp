@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "ports.hpp"
 #include "sync.hpp"
 
 using namespace pyoco;
@@ -30,14 +31,8 @@ namespace {
 class RawClient {
  public:
   explicit RawClient(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    const int small = 4096;  // a small window: the server's writes block soon
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_TEST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    fd_ = pyoco::testing::connect_loopback(port, 4096);  // a small window: writes block soon
+    BOOST_TEST_REQUIRE(fd_ >= 0);
     const std::string request = "GET /s HTTP/1.1\r\nHost: test\r\n\r\n";
     BOOST_TEST_REQUIRE(::send(fd_, request.data(), request.size(), 0) ==
                        static_cast<ssize_t>(request.size()));

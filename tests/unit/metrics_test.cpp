@@ -49,6 +49,23 @@ BOOST_AUTO_TEST_CASE(label_values_past_the_limit_fold_into_other) {
   BOOST_TEST(text.find("third/task") == std::string::npos);
 }
 
+// Made-up flow names (runs the workers fail) never take a flow's series:
+// a flow has one once a run of it completes or is cancelled.
+BOOST_AUTO_TEST_CASE(a_flow_has_a_series_once_one_of_its_runs_completes) {
+  Metrics m(2);
+  for (int i = 0; i < 50; ++i) m.run_ended("FAILED", "made-up-" + std::to_string(i), 0.01);
+  m.run_ended("FAILED", "real", 1);  // not completed yet: other
+  m.run_ended("COMPLETED", "real", 2);
+  m.run_ended("FAILED", "real", 3);      // has its series now
+  m.run_ended("CANCELLED", "also", 1);   // cancelled after it started: real too
+  m.run_ended("COMPLETED", "third", 1);  // past the limit of 2
+  const std::string text = m.render({});
+  BOOST_TEST(has_line(text, "pyoco_run_duration_seconds_count{flow=\"real\"} 2"), text);
+  BOOST_TEST(has_line(text, "pyoco_run_duration_seconds_count{flow=\"also\"} 1"), text);
+  BOOST_TEST(has_line(text, "pyoco_run_duration_seconds_count{flow=\"other\"} 52"), text);
+  BOOST_TEST(text.find("made-up") == std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(label_values_are_escaped) {
   Metrics m;
   m.run_ended("COMPLETED", "a\"b\\c\nd", 1);

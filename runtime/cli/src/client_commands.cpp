@@ -1,5 +1,6 @@
 // `pyoco client ...`: the gateway's API from the command line.
 #include <pyoco/core/text.hpp>
+#include <pyoco/runner/loaded_flow.hpp>
 #include <pyoco/server/client.hpp>
 #include <pyoco/trace/sinks.hpp>
 
@@ -56,12 +57,11 @@ json::object params_of(const ClientArgs& a) {
   // --params-file, then --params, then each --param: later wins.
   json::object out;
   if (!a.params_file.empty()) {
-    std::ifstream in(a.params_file);
-    const std::string text((std::istreambuf_iterator<char>(in)), {});
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec || !v.is_object()) throw server::ClientError(a.params_file + ": not a JSON object");
-    for (auto& [k, val] : v.as_object()) out[k] = val;
+    try {
+      out = runner::read_params_file(a.params_file);  // as `pyoco run` reads it
+    } catch (const runner::SetupError& e) {
+      throw server::ClientError("--params-file " + e.detail());
+    }
   }
   if (!a.params_json.empty()) {
     boost::system::error_code ec;
@@ -183,7 +183,8 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   submit->add_option("-p,--param", a->params, "A param KEY=VALUE (JSON when it parses)")
       ->allow_extra_args(false);
   submit->add_option("--params", a->params_json, "Params as one JSON object");
-  submit->add_option("--params-file", a->params_file, "Params from a JSON object file");
+  submit->add_option("--params-file", a->params_file,
+                     "Params from a file holding one object, as JSON or YAML");
   submit_options(submit, *a);
   common(submit, *a);
   table.add(submit, [a] {
@@ -271,23 +272,33 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   CLI::App* logs = client->add_subcommand("logs", "What a run's tasks logged");
   logs->add_option("run_id", a->run_id, "The run")->required();
   logs->add_option("--task", a->task, "Only this node's lines (its iterations too)");
-  logs->add_option("--tail", a->tail, "Only the last N lines");
+  logs->add_option("--tail", a->tail, "Only the last N lines (at most 10000)")
+      ->check(CLI::Range(1, 10000));
   logs->add_flag("-f,--follow", a->wait, "Then the lines still to come, until the run ends");
   common(logs, *a);
   table.add(logs, [a] {
     return guarded("logs", [&] {
       std::string target = "/runs/" + a->run_id + "/logs?";
       if (!a->task.empty()) target += "task=" + a->task + "&";
-      if (a->tail > 0) target += "tail=" + std::to_string(a->tail);
-      const json::value v = call(*a, http::verb::get, target);
+      if (a->tail > 0) target += "tail=" + std::to_string(a->tail) + "&";
       auto print = [](const json::object& line) {
         std::cout << "[" << std::string(line.at("node").as_string()) << "] "
-                  << std::string(line.at("message").as_string()) << std::endl;
+                  << std::string(line.at("message").as_string()) << '\n';
       };
-      for (const json::value& line : v.at("items").as_array()) print(line.as_object());
+      // Page by page: the gateway answers at most a few MB at a time.
+      std::uint64_t next_after = 0;
+      for (bool more = true; more;) {
+        const json::value v =
+            call(*a, http::verb::get, target + "after=" + std::to_string(next_after));
+        for (const json::value& line : v.at("items").as_array()) print(line.as_object());
+        std::cout.flush();
+        next_after = v.at("next_after").to_number<std::uint64_t>();
+        const json::value* m = v.as_object().if_contains("more");
+        more = m != nullptr && m->is_bool() && m->as_bool();
+      }
       if (!a->wait) return kExitOk;
       // Then follow the run's events from after the last line read.
-      const std::string after = std::to_string(v.at("next_after").to_number<std::uint64_t>());
+      const std::string after = std::to_string(next_after);
       std::string last = after == "0" ? "" : after;
       bool ended = false;
       for (int drops = 0; !ended && drops < 60; ++drops) {
@@ -301,6 +312,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
                 const std::string node(ev.at("node").as_string());
                 if (a->task.empty() || node == a->task || node.rfind(a->task + "[", 0) == 0) {
                   print(json::object{{"node", node}, {"message", ev.at("message")}});
+                  std::cout.flush();
                 }
               }
               ended = kind == "run_end";

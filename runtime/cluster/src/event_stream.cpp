@@ -15,22 +15,24 @@ namespace pyoco::cluster {
 namespace json = boost::json;
 
 bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
-                 const std::function<void(std::uint64_t, const json::object&)>& each) {
+                 const std::function<bool(const StoredEvent&)>& each) {
   // Closed however this ends (`each` may throw).
   const Subscription sub = subscribe_events(nats, subject, after);
   if (sub == nullptr) return false;
   return read_stored(sub.get(), [&](natsMsg* m) {
+    StoredEvent e;
     jsMsgMetaData* meta = nullptr;
-    std::uint64_t seq = 0;
     if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-      seq = meta->Sequence.Stream;
+      e.seq = meta->Sequence.Stream;
+      e.later = meta->NumPending;
       jsMsgMetaData_Destroy(meta);
     }
+    e.size = static_cast<std::size_t>(natsMsg_GetDataLength(m));
     boost::system::error_code ec;
-    const json::value v = json::parse(
-        std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
-        ec);
-    if (!ec && v.is_object()) each(seq, v.as_object());
+    const json::value v = json::parse(std::string_view(natsMsg_GetData(m), e.size), ec);
+    if (ec || !v.is_object()) return true;
+    e.event = &v.as_object();
+    return each(e);
   });
 }
 

@@ -39,11 +39,26 @@ void close_subscription(natsSubscription* sub) {
   natsSubscription_Destroy(sub);
 }
 
+namespace {
+
+// NATS pushes no further ahead than the client has read: a large read (a
+// run's 200 MB of logs, a big bucket) would otherwise fill the
+// connection's buffers until NATS cut the whole connection off as a slow
+// consumer, every other request on it with it. Flow control needs idle
+// heartbeats.
+void paced(jsSubOptions& so) {
+  so.Config.FlowControl = true;
+  so.Config.Heartbeat = std::chrono::nanoseconds(std::chrono::seconds(5)).count();
+}
+
+}  // namespace
+
 Subscription subscribe_events(Connection& nats, const std::string& subject, std::uint64_t after,
                               double not_before) {
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Config.AckPolicy = js_AckNone;
+  paced(so);
   if (after > 0) {
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = after + 1;
@@ -68,7 +83,7 @@ Subscription subscribe_events(Connection& nats, const std::string& subject, std:
   return Subscription(sub);
 }
 
-bool read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& each) {
+bool read_stored(natsSubscription* sub, const std::function<bool(natsMsg*)>& each) {
   std::uint64_t pending = 1;  // unknown: read until a message says none is left
   jsConsumerInfo* ci = nullptr;
   if (natsSubscription_GetConsumerInfo(&ci, sub, nullptr, nullptr) == NATS_OK) {
@@ -86,7 +101,7 @@ bool read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& eac
       pending = meta->NumPending;
       jsMsgMetaData_Destroy(meta);
     }
-    each(m);
+    if (!each(m)) return true;
   }
   return true;
 }
@@ -141,6 +156,7 @@ std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,
   so.Stream = stream.c_str();
   so.Config.AckPolicy = js_AckNone;
   so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+  paced(so);
   so.ManualAck = true;
   natsSubscription* raw = nullptr;
   jsErrCode jerr{};
@@ -154,15 +170,16 @@ std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,
     const char* op = nullptr;
     if (natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op != nullptr &&
         (std::strcmp(op, "DEL") == 0 || std::strcmp(op, "PURGE") == 0)) {
-      return;  // deleted: not a current value
+      return true;  // deleted: not a current value
     }
     std::string key(natsMsg_GetSubject(m));
-    if (key.rfind(subjects, 0) != 0) return;
+    if (key.rfind(subjects, 0) != 0) return true;
     key.erase(0, subjects.size());
-    if (key.rfind(prefix, 0) != 0) return;
+    if (key.rfind(prefix, 0) != 0) return true;
     out.emplace_back(
         std::move(key),
         std::string(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))));
+    return true;
   });
   // Part of a bucket read as the whole would look like keys deleted.
   if (!whole) throw NatsError("cannot read bucket " + bucket + ": it stopped coming");

@@ -13,6 +13,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -250,14 +251,13 @@ struct KeyAuthenticator::Impl {
     if (!entry) refuse(address, "the API key is not known");
 
     const cluster::ApiKeyRecord& r = entry->record;
-    // A dead key is refused before the KDF: it costs nothing to present.
-    if (r.revoked()) refuse(address, "the API key " + r.key_id + " was revoked");
-    if (r.expired(cluster::epoch_now())) refuse(address, "the API key " + r.key_id + " expired");
     const bool cached = entry->verified && CRYPTO_memcmp(entry->verified->data(), presented.data(),
                                                          presented.size()) == 0;
     if (!cached) {
-      if (!cluster::secret_matches(r, key->secret, options.pepper)) {
-        refuse(address, "the API key is not known");  // the same answer: nothing to learn
+      if (!secret_matches(r, key->secret, address)) {
+        // The same answer for a wrong secret of a live, revoked or expired
+        // key: a key id alone tells nothing of its key's state.
+        refuse(address, "the API key is not known");
       }
       std::unique_lock lock(mutex);
       if (auto it = keys.find(key->key_id);
@@ -265,8 +265,35 @@ struct KeyAuthenticator::Impl {
         it->second.verified = presented;
       }
     }
+    // Only to the holder of the secret: why a good secret is refused.
+    if (r.revoked()) refuse(address, "the API key " + r.key_id + " was revoked");
+    if (r.expired(cluster::epoch_now())) refuse(address, "the API key " + r.key_id + " expired");
     limiter.succeeded(address);
     return admitted(r, scope);
+  }
+
+  // The KDF, at most kdf_slots at once. Wrong secrets for real key ids,
+  // sent from many addresses (each under the limiter's count), would
+  // otherwise take every handler thread and core, and cached keys and
+  // /health would wait behind them; past the cap the answer is 503 at
+  // once, and the attempt does not count against the address.
+  const int kdf_slots = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+  mutable std::atomic<int> kdfs{0};
+  bool secret_matches(const cluster::ApiKeyRecord& r, const std::string& secret,
+                      const std::string& address) const {
+    if (kdfs.fetch_add(1) >= kdf_slots) {
+      kdfs.fetch_sub(1);
+      limiter.succeeded(address);
+      cluster::log(cluster::LogLevel::warning, "API key check refused: too many at once",
+                   {{"address", address}});
+      throw HttpError{503, "busy",
+                      "the gateway is checking too many API keys at once; try again shortly"};
+    }
+    struct Release {
+      std::atomic<int>& n;
+      ~Release() { n.fetch_sub(1); }
+    } release{kdfs};
+    return cluster::secret_matches(r, secret, options.pepper);
   }
 
   // The caller of a good key, if it holds the route's scope.

@@ -26,6 +26,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <optional>
 #include <random>
@@ -192,6 +193,8 @@ class Gateway {
                                                       {"nats", up ? "connected" : "disconnected"}});
   }
 
+  static constexpr std::size_t kMaxParamsBytes = 512 * 1024;
+
   Response submit(const Request& req, const Caller& caller) {
     const json::object body = body_object(req);
     const json::value* flow = body.if_contains("flow_name");
@@ -210,6 +213,14 @@ class Gateway {
       if (!p->is_object()) unprocessable("params: must be a JSON object");
       if (const std::string at = core::non_finite_number_at(*p, "params"); !at.empty()) {
         unprocessable(at + ": a number too large for a double (JSON has no infinity)");
+      }
+      // The run's record (one NATS message, 1 MiB by default) holds its
+      // params and up to 2,000 of its tasks.
+      if (const std::size_t bytes = json::serialize(*p).size(); bytes > kMaxParamsBytes) {
+        unprocessable("params: " + std::to_string(bytes) + " bytes as JSON, over the limit of " +
+                      std::to_string(kMaxParamsBytes) +
+                      " (a run's record, params included, is one NATS message): pass a "
+                      "dataset's location, not the dataset");
       }
       job.params = p->as_object();
     }
@@ -303,6 +314,10 @@ class Gateway {
     json::object out{{"run_id", id}, {"status", r.status()}};
     const json::value* t = r.snapshot.if_contains("tasks");
     out["tasks"] = t != nullptr ? *t : json::value(json::object{});
+    // A large run's record shows 2,000 of its tasks, and counts them all.
+    for (const char* key : {"task_counts", "tasks_omitted"}) {
+      if (const json::value* v = r.snapshot.if_contains(key)) out[key] = *v;
+    }
     return json_response(200, out);
   }
 
@@ -347,38 +362,62 @@ class Gateway {
 
   // The run's log lines from PYOCO_EVENTS (its `log` events): `task` keeps
   // one node's (its iterations too), `after` those past a stream sequence
-  // (`next_after` of the last answer), `tail` the last N.
+  // (`next_after` of the last answer), `tail` the last N. An answer holds
+  // at most `limit` lines and about kLogPage bytes of them: `more` says
+  // that the next page starts at `next_after`. Nothing is held but the
+  // page, however much the run logged.
+  static constexpr std::size_t kLogPage = 4 << 20;
   Response logs(const Request& req, const std::string& id, const Caller& caller) const {
     find(id, caller);  // 404 for an unknown run, or another tenant's
     const std::string task = query_value(req.target(), "task");
     std::uint64_t after = 0;
-    std::size_t tail = 0;
+    std::size_t tail = 0, limit = 1000;
     if (const std::string a = query_value(req.target(), "after"); !a.empty())
       after = whole_number(a, 0, kMaxSequence, "after: a stream sequence, as next_after gives");
     if (const std::string t = query_value(req.target(), "tail"); !t.empty())
-      tail = whole_number(t, 0, 1000000, "tail: a number of lines from 0 to 1000000");
-    json::array items;
+      tail = whole_number(t, 0, 10000, "tail: a number of lines from 0 to 10000");
+    if (const std::string l = query_value(req.target(), "limit"); !l.empty())
+      limit = whole_number(l, 1, 10000, "limit: a number of lines from 1 to 10000");
+    if (tail > 0) limit = tail;
+    std::deque<std::pair<json::object, std::size_t>> items;  // a line, its bytes as stored
+    std::size_t bytes = 0;
     std::uint64_t last = after;
+    bool more = false;
     const bool asked = cluster::read_events(
-        nats_, "pyoco.ev." + id + ".log", after, [&](std::uint64_t seq, const json::object& o) {
-          last = seq;
+        nats_, "pyoco.ev." + id + ".log", after, [&](const cluster::StoredEvent& e) {
+          // A page is full: the next starts after the last line kept.
+          if (tail == 0 && (items.size() == limit || (bytes >= kLogPage && !items.empty()))) {
+            more = true;
+            return false;
+          }
+          last = e.seq;
+          const json::object& o = *e.event;
           const json::value* n = o.if_contains("node");
           const std::string node =
               n != nullptr && n->is_string() ? std::string(n->as_string()) : "";
-          if (task.empty() || node == task || node.rfind(task + "[", 0) == 0) {
-            items.push_back(
-                json::object{{"id", seq},
-                             {"node", node},
-                             {"level", o.contains("level") ? o.at("level") : json::value("INFO")},
-                             {"message", o.contains("message") ? o.at("message") : json::value("")},
-                             {"ts", o.contains("ts") ? o.at("ts") : json::value(nullptr)}});
+          if (!task.empty() && node != task && node.rfind(task + "[", 0) != 0) return true;
+          items.emplace_back(
+              json::object{{"id", e.seq},
+                           {"node", node},
+                           {"level", o.contains("level") ? o.at("level") : json::value("INFO")},
+                           {"message", o.contains("message") ? o.at("message") : json::value("")},
+                           {"ts", o.contains("ts") ? o.at("ts") : json::value(nullptr)}},
+              e.size);
+          bytes += e.size;
+          // The last N that fit in a page: older ones go as newer come.
+          while (tail > 0 && (items.size() > tail || (bytes > kLogPage && items.size() > 1))) {
+            bytes -= items.front().second;
+            items.pop_front();
           }
+          return true;
         });
     if (!asked) throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
-    if (tail > 0 && items.size() > tail)
-      items.erase(items.begin(), items.end() - static_cast<std::ptrdiff_t>(tail));
+    json::array out;
+    out.reserve(items.size());
+    for (auto& [line, size] : items) out.push_back(std::move(line));
     return json_response(
-        200, json::object{{"run_id", id}, {"items", std::move(items)}, {"next_after", last}});
+        200, json::object{
+                 {"run_id", id}, {"items", std::move(out)}, {"next_after", last}, {"more", more}});
   }
 
   // What an SSE stream does with an event; how following ended.
@@ -652,24 +691,39 @@ class Gateway {
     }
   }
 
-  Response list_plugins() const {
+  // Plugins are the cluster's, shared by every tenant; the key that did
+  // something to one is shown only to its own tenant (a key id is half of
+  // what a guess needs).
+  static void hide_key_id(json::object& o, const char* field, const Caller& caller) {
+    const json::value* tenant = o.if_contains("tenant");
+    const bool own = tenant != nullptr && tenant->is_string() && caller.sees(tenant->as_string());
+    if (!own && o.contains(field)) o[field] = nullptr;
+  }
+
+  Response list_plugins(const Caller& caller) const {
     try {
       json::array out;
-      for (const cluster::PluginRelease& r : plugins_.releases())
-        out.push_back(cluster::to_json(r));
+      for (const cluster::PluginRelease& r : plugins_.releases()) {
+        json::object o = cluster::to_json(r);
+        hide_key_id(o, "uploaded_by", caller);
+        out.push_back(std::move(o));
+      }
       return json_response(200, out);
     } catch (const cluster::NatsError& e) {
       nats_down(e);
     }
   }
 
-  Response plugin_history(const Request& req) const {
+  Response plugin_history(const Request& req, const Caller& caller) const {
     const std::string l = query_value(req.target(), "limit");
     const std::size_t limit =
         l.empty() ? 200 : whole_number(l, 1, 1000, "limit: a number from 1 to 1000");
     try {
       json::array out;
-      for (json::object& o : plugins_.history(limit)) out.push_back(std::move(o));
+      for (json::object& o : plugins_.history(limit)) {
+        hide_key_id(o, "by", caller);
+        out.push_back(std::move(o));
+      }
       return json_response(200, out);
     } catch (const cluster::NatsError& e) {
       nats_down(e);
@@ -855,16 +909,17 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
   // The one list of what is served, and who may call it.
   using cluster::kScopeAdmin, cluster::kScopeMetricsRead, cluster::kScopeRunsRead,
       cluster::kScopeRunsWrite;
-  router->add(http::verb::get, "/health", kPublic,
-              [g](const Request&, const PathParams&, const Caller&) { return g->health(); });
+  router->add_at_once(
+      http::verb::get, "/health",
+      [g](const Request&, const PathParams&, const Caller&) { return g->health(); });
   router->add(http::verb::get, "/metrics", kScopeMetricsRead,
               [g](const Request&, const PathParams&, const Caller&) { return g->metrics(); });
   // The dashboard's page and files: no data in them, so public.
   for (const DashboardFile& file : dashboard_files()) {
-    router->add(http::verb::get, std::string(file.path), kPublic,
-                [&file](const Request&, const PathParams&, const Caller&) {
-                  return dashboard_response(file);
-                });
+    router->add_at_once(http::verb::get, std::string(file.path),
+                        [&file](const Request&, const PathParams&, const Caller&) {
+                          return dashboard_response(file);
+                        });
   }
   router->add(http::verb::get, "/stats", kScopeRunsRead,
               [g](const Request&, const PathParams&, const Caller& c) { return g->stats(c); });
@@ -905,11 +960,13 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
   router->add_large(
       http::verb::post, "/plugins", cluster::kScopePluginsWrite, plugins::kMaxPackageBytes,
       [g](const Request& r, const PathParams&, const Caller& c) { return g->push_plugin(r, c); });
-  router->add(http::verb::get, "/plugins", kScopeRunsRead,
-              [g](const Request&, const PathParams&, const Caller&) { return g->list_plugins(); });
   router->add(
-      http::verb::get, "/plugins/history", kScopeRunsRead,
-      [g](const Request& r, const PathParams&, const Caller&) { return g->plugin_history(r); });
+      http::verb::get, "/plugins", kScopeRunsRead,
+      [g](const Request&, const PathParams&, const Caller& c) { return g->list_plugins(c); });
+  router->add(http::verb::get, "/plugins/history", kScopeRunsRead,
+              [g](const Request& r, const PathParams&, const Caller& c) {
+                return g->plugin_history(r, c);
+              });
   router->add(http::verb::post, "/plugins/{name}/{version}/yank", cluster::kScopePluginsWrite,
               [g](const Request&, const PathParams& p, const Caller& c) {
                 return g->yank_plugin(p.at("name"), p.at("version"), c);

@@ -57,6 +57,10 @@ void Router::add_large(http::verb method, std::string pattern, unsigned scope,
   routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}, body_limit});
 }
 
+void Router::add_at_once(http::verb method, std::string pattern, Handler handler) {
+  routes_.push_back(Route{method, std::move(pattern), kPublic, std::move(handler), {}, 0, true});
+}
+
 void Router::add_stream(http::verb method, std::string pattern, unsigned scope,
                         StreamHandler handler) {
   routes_.push_back(Route{method, std::move(pattern), scope, {}, std::move(handler)});
@@ -94,6 +98,26 @@ bool match(const std::string& pattern, std::string_view path, PathParams& params
   return p == pattern.size() && q == path.size();
 }
 
+// A path or method as the client sent it, fit to show back: at most 200
+// bytes, and a byte that is not printable ASCII as %XX.
+std::string shown(std::string_view text) {
+  constexpr std::size_t kShown = 200;
+  std::string out;
+  for (const char c : text.substr(0, kShown)) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b > 0x20 && b < 0x7f) {
+      out += c;
+    } else {
+      constexpr char kHex[] = "0123456789ABCDEF";
+      out += '%';
+      out += kHex[b >> 4];
+      out += kHex[b & 15];
+    }
+  }
+  if (text.size() > kShown) out += "...";
+  return out;
+}
+
 }  // namespace
 
 const Route* Router::find_stream(const Request& request, PathParams& params) const {
@@ -116,6 +140,16 @@ const Route* Router::find_large(const Request& request) const {
     }
   }
   return nullptr;
+}
+
+bool Router::at_once(const Request& request) const {
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  for (const Route& r : routes_) {
+    PathParams params;
+    if (r.at_once && r.method == request.method() && match(r.pattern, path, params)) return true;
+  }
+  return false;
 }
 
 Response Router::handle(const Request& request, const std::string& address) const {
@@ -156,10 +190,11 @@ Response Router::answer(const Request& request, const std::string& address, std:
       return res;
     }
   }
-  Response res = path_known ? error_response(405, "method_not_allowed",
-                                             std::string(request.method_string()) + " " +
-                                                 std::string(path) + " is not served")
-                            : error_response(404, "not_found", "no route " + std::string(path));
+  Response res =
+      path_known
+          ? error_response(405, "method_not_allowed",
+                           shown(request.method_string()) + " " + shown(path) + " is not served")
+          : error_response(404, "not_found", "no route " + shown(path));
   res.keep_alive(request.keep_alive());
   return res;
 }
@@ -319,7 +354,10 @@ struct HttpServer::Impl {
     // on the headers, before a byte of the body is read: nobody without
     // the scope can make the gateway hold 64 MiB.
     void on_header(beast::error_code ec) {
-      if (ec) return;  // closed, timed out, or not HTTP: nothing to answer
+      if (ec) {
+        unreadable(ec);
+        return;
+      }
       const Route* large = server->router->find_large(parser->get());
       if (large != nullptr) body_limit = large->body_limit;
       parser->body_limit(body_limit);  // for a chunked body, as it comes
@@ -360,6 +398,22 @@ struct HttpServer::Impl {
     }
     std::size_t body_limit = 0;
 
+    // A request that could not be read: a client that went, timed out or
+    // stopped mid-request gets nothing (there is no one to tell); one that
+    // sent what is not HTTP/1.1 is told so, and the connection ends.
+    void unreadable(beast::error_code ec) {
+      if (ec.category() != http::make_error_code(http::error::bad_target).category() ||
+          ec == http::error::end_of_stream || ec == http::error::partial_message) {
+        return;
+      }
+      auto res =
+          ec == http::error::header_limit
+              ? error_response(431, "headers_too_large",
+                               "the request line and header fields are over 8 KiB")
+              : error_response(400, "bad_request", "not an HTTP/1.1 request: " + ec.message());
+      write(std::make_shared<Response>(std::move(res)), true);
+    }
+
     void too_large() {
       write(std::make_shared<Response>(error_response(
                 413, "too_large",
@@ -372,11 +426,19 @@ struct HttpServer::Impl {
         too_large();
         return;
       }
-      if (ec) return;  // closed, timed out, or not HTTP: nothing to answer
+      if (ec) {
+        unreadable(ec);
+        return;
+      }
       auto request = std::make_shared<Request>(parser->release());
       PathParams params;
       if (const Route* route = server->router->find_stream(*request, params)) {
         stream_response(route, request, std::move(params));
+        return;
+      }
+      if (server->router->at_once(*request)) {
+        write(std::make_shared<Response>(server->router->handle(*request, address)),
+              !request->keep_alive());
         return;
       }
       // The handler may wait on NATS: never on the I/O thread.

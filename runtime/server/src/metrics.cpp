@@ -38,9 +38,11 @@ struct Histogram {
 class Bounded {
  public:
   explicit Bounded(std::size_t limit) : limit_(limit) {}
-  std::string fold(std::string_view v) {
+  // `v` is taken as a new value only when `may_add`; otherwise an unseen
+  // value is "other".
+  std::string fold(std::string_view v, bool may_add = true) {
     if (auto it = seen_.find(v); it != seen_.end()) return *it;
-    if (seen_.size() >= limit_) return "other";
+    if (!may_add || seen_.size() >= limit_) return "other";
     return *seen_.emplace(v).first;
   }
 
@@ -137,8 +139,13 @@ void Metrics::run_ended(std::string_view status, std::string_view flow, double s
   const bool known = status == "COMPLETED" || status == "FAILED" || status == "CANCELLED";
   ++state_->runs[known ? std::string(status) : "other"];
   if (seconds >= 0) {
-    state_->run_seconds[state_->flows.fold(flow)].observe(seconds, kRunBuckets.data(),
-                                                          kRunBuckets.size());
+    // A flow earns a series of its own by a run that completed, or was
+    // cancelled after it started: anyone may submit made-up flow names,
+    // which the workers fail at once, and those must not take the series
+    // from the real flows.
+    const bool real = status == "COMPLETED" || status == "CANCELLED";
+    state_->run_seconds[state_->flows.fold(flow, real)].observe(seconds, kRunBuckets.data(),
+                                                                kRunBuckets.size());
   }
 }
 

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -87,6 +88,53 @@ json::object plugins_json(const Run& run) {
   json::object o;
   for (const auto& [name, version] : run.plugins()) o[name] = version;
   return o;
+}
+
+// A run's tasks as its record shows them. The record is one NATS message
+// (1 MiB at most by default): a run of 60,000 iterations would not fit,
+// its heartbeats would fail and the run be given up. So `tasks` holds at
+// most kRecordTasks nodes and kRecordTaskBytes of names, those not
+// SUCCEEDED first; `task_counts` counts every task by state and
+// `tasks_omitted` says how many nodes `tasks` leaves out. The first error
+// is of all tasks.
+constexpr std::size_t kRecordTasks = 2000;
+constexpr std::size_t kRecordTaskBytes = 128 * 1024;
+
+struct RecordTasks {
+  json::object tasks, counts;
+  std::size_t omitted = 0;
+  std::string error;  // "node: message" of the first task that failed
+
+  void write(json::object& record) const {
+    record["tasks"] = tasks;
+    record["task_counts"] = counts;
+    record["tasks_omitted"] = omitted;
+  }
+};
+
+RecordTasks record_tasks(const Run& run) {
+  RecordTasks out;
+  const std::vector<TaskRecord> all = run.tasks();
+  std::map<std::string_view, std::size_t> counts;
+  std::size_t bytes = 0;
+  auto take = [&](const TaskRecord& t) {
+    if (out.tasks.size() < kRecordTasks && bytes + t.node.size() <= kRecordTaskBytes) {
+      out.tasks[t.node] = core::to_string(t.state);
+      bytes += t.node.size();
+    } else {
+      ++out.omitted;
+    }
+  };
+  for (const TaskRecord& t : all) {
+    ++counts[core::to_string(t.state)];
+    if (out.error.empty() && !t.error.empty()) out.error = t.node + ": " + t.error;
+    if (t.state != core::TaskState::Succeeded) take(t);
+  }
+  for (const TaskRecord& t : all) {
+    if (t.state == core::TaskState::Succeeded) take(t);
+  }
+  for (const auto& [state, n] : counts) out.counts[state] = n;
+  return out;
 }
 
 // The RunEnd of each run, heard on the event queue's thread after the
@@ -733,12 +781,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     }
     const Run& run = *a->run;
     const core::RunStatus status = run.status();
-    json::object tasks;
-    std::string error;
-    for (const TaskRecord& t : run.tasks()) {
-      tasks[t.node] = core::to_string(t.state);
-      if (error.empty() && !t.error.empty()) error = t.node + ": " + t.error;
-    }
+    const RecordTasks tasks = record_tasks(run);
     // Its events first (the queue has handed them on before this RunEnd
     // reached us), then the record, then the end, then the ack.
     std::optional<cluster::RunRecord> written;
@@ -749,11 +792,11 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
             runs, id, a->owner,
             [&](json::object& s) {
               s["status"] = core::to_string(status);
-              s["tasks"] = tasks;
+              tasks.write(s);
               s["plugins"] = plugins_json(run);
               s["end_time"] = cluster::epoch_now();
-              s["error"] =
-                  status == core::RunStatus::Failed ? json::value(error) : json::value(nullptr);
+              s["error"] = status == core::RunStatus::Failed ? json::value(tasks.error)
+                                                             : json::value(nullptr);
             },
             a->last_written ? &*a->last_written : nullptr);
       } catch (const NatsError& e) {
@@ -791,8 +834,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     }
     for (Active* a : due) {
       a->last_progress = now;
-      json::object tasks;
-      for (const TaskRecord& t : a->run->tasks()) tasks[t.node] = core::to_string(t.state);
+      const RecordTasks tasks = record_tasks(*a->run);
       bool cancel = false;
       std::optional<cluster::RunRecord> w;
       try {
@@ -801,7 +843,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
             [&](json::object& s) {
               cancel = s["status"].as_string() == "CANCELLING";
               const double at = cluster::epoch_now();
-              s["tasks"] = tasks;
+              tasks.write(s);
               s["plugins"] = plugins_json(*a->run);
               s["heartbeat_at"] = at;
               s["owner"].as_object()["lease_until"] = at + lease_seconds();

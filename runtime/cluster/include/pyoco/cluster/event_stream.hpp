@@ -51,12 +51,20 @@ class EventPublisher : public trace::EventListener {
   std::unique_ptr<Impl> impl_;
 };
 
+// An event read back from PYOCO_EVENTS.
+struct StoredEvent {
+  std::uint64_t seq = 0;                       // its stream sequence
+  std::uint64_t later = 0;                     // how many on the subject were stored after it
+  std::size_t size = 0;                        // its bytes as stored
+  const boost::json::object* event = nullptr;  // valid during the call
+};
+
 // Reads what PYOCO_EVENTS holds on `subject` after sequence `after`, in
 // stream order, up to what was there when asked (no waiting on a timeout):
-// `each(seq, event)` for every event that is a JSON object. False when NATS
-// could not be asked or stopped answering before the end.
+// `each` for every event that is a JSON object, until it answers false.
+// False when NATS could not be asked or stopped answering before the end.
 bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
-                 const std::function<void(std::uint64_t, const boost::json::object&)>& each);
+                 const std::function<bool(const StoredEvent&)>& each);
 
 struct RunJob;
 

@@ -52,9 +52,10 @@ Subscription subscribe_events(Connection& nats, const std::string& subject, std:
 
 // Reads what `sub` (from subscribe_events) has to deliver up to what the
 // stream held when it was made, in stream order, without waiting on a
-// timeout when there is nothing: `each` for every message (freed after).
-// False when it stopped short (NATS away, or 2 s without the next message).
-bool read_stored(natsSubscription* sub, const std::function<void(natsMsg*)>& each);
+// timeout when there is nothing: `each` for every message (freed after)
+// until it answers false. False when it stopped short (NATS away, or 2 s
+// without the next message).
+bool read_stored(natsSubscription* sub, const std::function<bool(natsMsg*)>& each);
 
 // A message as a stream stores it.
 struct StoredMessage {

@@ -73,6 +73,7 @@ struct Route {
   Handler handler;
   StreamHandler stream;        // set instead of `handler` for an SSE route
   std::size_t body_limit = 0;  // more than the server's: its caller is admitted before the body
+  bool at_once = false;        // answered on the I/O thread (add_at_once)
 };
 
 class Router {
@@ -91,6 +92,12 @@ class Router {
   void add_stream(boost::beast::http::verb method, std::string pattern, unsigned scope,
                   StreamHandler handler);
 
+  // A public route answered on the I/O thread as soon as it is read, never
+  // queued behind the handler pool (whose threads may all be waiting on
+  // NATS or checking keys): GET /health, the dashboard's files. Its handler
+  // must answer from memory, without waiting.
+  void add_at_once(boost::beast::http::verb method, std::string pattern, Handler handler);
+
   // Decides who calls a route of `scope` (not kPublic) from `address`:
   // returns the caller or throws the HttpError to answer. Without a guard
   // everyone may call every route and sees every tenant's runs.
@@ -105,6 +112,8 @@ class Router {
   const Route* find_stream(const Request& request, PathParams& params) const;
   // The large-body route for this request (its headers), or null.
   const Route* find_large(const Request& request) const;
+  // Whether this request is for a route added with add_at_once.
+  bool at_once(const Request& request) const;
   // The guard's verdict on a request for `route` (throws HttpError).
   Caller admit(const Route& route, const Request& request, const std::string& address) const;
   const std::vector<Route>& routes() const { return routes_; }
