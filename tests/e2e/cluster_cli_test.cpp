@@ -687,6 +687,7 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
              boost::test_tools::per_element());
   BOOST_TEST(page(many, "limit=10000").at("items").as_array().size() == 2500u);
   BOOST_TEST(page(many, "limit=10000").at("more").as_bool() == false);
+  BOOST_TEST(page(many, "tail=3").at("truncated") == false);
   const json::array last3 = page(many, "tail=3").at("items").as_array();
   BOOST_REQUIRE(last3.size() == 3u);
   BOOST_TEST(last3.at(2).at("id").to_number<std::uint64_t>() == ids.back());
@@ -705,6 +706,7 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
   BOOST_REQUIRE(sizes.size() >= 2u);
   BOOST_TEST(sizes.front() >= 35u);
   BOOST_TEST(sizes.front() <= 45u);
+  BOOST_TEST(page(big, "tail=60").at("truncated") == true);  // fewer than 60 fit
   const json::array tail = page(big, "tail=60").at("items").as_array();
   BOOST_TEST(tail.size() >= 35u);
   BOOST_TEST(tail.size() <= 45u);

@@ -50,6 +50,12 @@ struct Cluster {
     // Holds the worker's only pool thread (--jobs 1), ignoring cancel.
     write_text(flows.path() / "hog.yaml",
                "flow: {graph: hold}\ntasks:\n  hold: {use: busy/block, inputs: {seconds: 8}}\n");
+    std::string items;
+    for (int i = 0; i < 1500; ++i) items += (i ? "," : "") + std::to_string(i);
+    write_text(flows.path() / "wide.yaml",
+               "flow:\n  defaults: {items: [" + items +
+                   "]}\n  graph: \"foreach(over={{items}}, item=it, parallel=8) { each }\"\n"
+                   "tasks:\n  each: {use: std/echo, inputs: {value: 1}}\n");
     write_text(flows.path() / "slow.yaml",
                "flow: {graph: nap}\ntasks:\n  nap: {use: std/sleep, inputs: {seconds: 60}}\n");
     gateway = std::make_unique<Server>(std::vector<std::string>{"--nats", nats.url()}, env);
@@ -202,6 +208,24 @@ BOOST_AUTO_TEST_CASE(the_dashboard_follows_runs_and_workers_live) {
   BOOST_TEST(b.run("return document.body.scrollWidth <= window.innerWidth;").as_bool(),
              "the page scrolls sideways at phone width");
   b.screenshot(shots() / "runs-phone.png");
+
+  // A run of 1,501 tasks: the page shows 500 of them and counts the rest,
+  // and does not try to draw them all (it froze the browser).
+  b.resize(1280, 900);
+  const std::string wide = c.submit("wide");
+  b.go(c.gateway->url + "/#/runs/" + wide);
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count("dl.summary[data-status='COMPLETED']") == 1; }),
+                     b.text("dl.summary"));
+  BOOST_TEST_REQUIRE(b.until([&] {
+    return b.text("#tasks-more").find("1001 more tasks not shown (of 1501") != std::string::npos;
+  }),
+                     b.text("#tasks-more"));
+  BOOST_TEST(b.count("#tasks-body tr[data-node]") == 500u);
+  BOOST_TEST(
+      b.text("#graph-too-big").find("1501 nodes: too many to draw here") != std::string::npos,
+      b.text("#graph"));
+  BOOST_TEST(b.count("#graph svg") == 0u);
+  b.screenshot(shots() / "run-large.png");
 }
 
 BOOST_AUTO_TEST_CASE(with_keys_on_nothing_shows_without_a_key) {

@@ -219,6 +219,33 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
       pyoco({"run", flow("params.yaml").string(), "--params-file", "none.json"});
   BOOST_TEST(missing.exit_code == 2);
   BOOST_TEST(has(missing.err, "pyoco run: --params-file none.json: "), missing.err);
+  // YAML as editors and people write it: a byte order mark, directives,
+  // comments and markers around the one document, an inline document, CRLF.
+  const std::vector<std::pair<std::string, std::string>> yamls{
+      {"\xEF\xBB\xBFwho: bom\n", "bom"},
+      {"\xEF\xBB\xBF{\"who\": \"bom json\"}", "bom json"},
+      {"%YAML 1.2\n# params\n--- # the one document\nwho: directive\n...\nwho: ignored\n",
+       "directive"},
+      {"--- {who: inline}\n", "inline"},
+      {"who: \"crlf\r\n  line\"\r\nn: 2\r\n", "crlf line"}};
+  for (std::size_t i = 0; i < yamls.size(); ++i) {
+    const std::string name = "y" + std::to_string(i) + ".yaml";
+    std::ofstream(dir.path() / name, std::ios::binary) << yamls[i].first;
+    const ProcessResult r = pyoco({"run", flow("params.yaml").string(), "--params-file", name,
+                                   "--run-id", "yaml-" + std::to_string(i)});
+    BOOST_TEST(r.exit_code == 0, name << ": " << r.err);
+    BOOST_TEST(saved(dir.path(), "yaml-" + std::to_string(i), "who") == yamls[i].second, name);
+  }
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"# nothing\n", "only.yaml: holds no params; expected an object"},
+           {"who: a\n---\nwho: b\n", "only.yaml:2: a second YAML document"},
+           {"who: [a,\n", "only.yaml:1: not JSON, and as YAML not an object of params"}}) {
+    std::ofstream(dir.path() / "only.yaml") << text;
+    const ProcessResult r =
+        pyoco({"run", flow("params.yaml").string(), "--params-file", "only.yaml"});
+    BOOST_TEST(r.exit_code == 2);
+    BOOST_TEST(has(r.err, "pyoco run: --params-file " + says), r.err);
+  }
   // Neither JSON nor YAML: the error names the file's own line and column.
   std::ofstream(dir.path() / "broken.yaml") << "who: me\nn: [1, 2\nx: 3\n";
   const ProcessResult broken =

@@ -1137,6 +1137,20 @@ BOOST_AUTO_TEST_CASE(cpp_flow_api_huge_timeouts_and_backoffs_saturate) {
   BOOST_TEST((r.status() == core::RunStatus::Cancelled));
 }
 
+// Building a C++ flow of 100,000 tasks takes a moment: a repeated name is
+// found in a set and a node's spec by its index (both scanned every task,
+// 100,000 of them took minutes). A repeated name is still refused.
+BOOST_AUTO_TEST_CASE(cpp_flow_api_builds_100000_tasks_in_a_moment) {
+  Flow flow{"wide"};
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 100000; ++i) {
+    flow.task("t" + std::to_string(i), "std/echo").input("value", "x").retries(1);
+  }
+  BOOST_TEST((std::chrono::steady_clock::now() - start < std::chrono::seconds(20)));
+  BOOST_CHECK_THROW(flow.task("t99999", "std/echo"), std::invalid_argument);
+  BOOST_TEST(flow.task("t100000", "std/echo").input("value", "y").name() == "t100000");
+}
+
 // A flow compiled for check keeps running out of reach while it has a cycle.
 BOOST_AUTO_TEST_CASE(a_flow_with_a_cycle_compiled_for_check_is_refused) {
   Engine engine{EngineOptions{1, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};

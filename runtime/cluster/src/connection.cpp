@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 
 #include <pyoco/cluster/nats_handles.hpp>
 
@@ -253,6 +255,22 @@ std::vector<std::string> nats_servers(std::string_view flag) {
   return out;
 }
 
+namespace {
+
+// Closes and frees `h`'s connection. Its callbacks point at `h`: they go
+// only once the closed callback, cnats's last, has run (it is queued
+// behind any other).
+void close_connection(Connection::Handles& h) {
+  natsConnection_Close(h.nc);
+  std::unique_lock lock(h.closing);
+  h.closed_cv.wait_for(lock, std::chrono::seconds(5), [&] { return h.closed; });
+  lock.unlock();
+  natsConnection_Destroy(h.nc);
+  h.nc = nullptr;
+}
+
+}  // namespace
+
 Connection::Connection(const ConnectOptions& options) : handles_(std::make_unique<Handles>()) {
   handles_->options = options;
   std::string list;
@@ -268,6 +286,22 @@ Connection::Connection(const ConnectOptions& options) : handles_(std::make_uniqu
   // Reconnect for ever once connected: a NATS restart is an outage to ride
   // out, not the end of a gateway or a worker.
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
+  auto set_up = [](natsConnection*, void* handles) { static_cast<Handles*>(handles)->up = true; };
+  auto set_down = [](natsConnection*, void* handles) {
+    static_cast<Handles*>(handles)->up = false;
+  };
+  // The last callback cnats makes for a connection; ~Connection waits for it.
+  auto set_closed = [](natsConnection*, void* handles) {
+    auto* h = static_cast<Handles*>(handles);
+    h->up = false;
+    std::lock_guard lock(h->closing);
+    h->closed = true;
+    h->closed_cv.notify_all();
+  };
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, set_up, handles_.get());
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, set_down, handles_.get());
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(opts, set_closed, handles_.get());
+  handles_->up = true;  // once Connect returns; a drop after it is told by the callbacks
   try {
     if (s == NATS_OK) s = apply_security(opts, options);
   } catch (...) {
@@ -290,20 +324,19 @@ Connection::Connection(const ConnectOptions& options) : handles_(std::make_uniqu
   jo.Wait = options.timeout.count();
   s = natsConnection_JetStream(&handles_->js, handles_->nc, &jo);
   if (s != NATS_OK) {
-    natsConnection_Destroy(handles_->nc);
+    close_connection(*handles_);
     throw_nats("cannot use JetStream on " + list, s);
   }
 }
 
 Connection::~Connection() {
   if (handles_->js != nullptr) jsCtx_Destroy(handles_->js);
-  if (handles_->nc != nullptr) {
-    natsConnection_Close(handles_->nc);
-    natsConnection_Destroy(handles_->nc);
-  }
+  if (handles_->nc != nullptr) close_connection(*handles_);
 }
 
 const ConnectOptions& Connection::options() const { return handles_->options; }
+
+bool Connection::connected() const { return handles_->up.load(); }
 
 std::string Connection::connected_url() const {
   char buffer[256] = {0};

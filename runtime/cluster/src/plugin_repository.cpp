@@ -171,8 +171,10 @@ struct PluginRepository::Impl {
     if (s != NATS_OK) throw_nats("cannot write " + key + " of the plugin index", s);
   }
 
+  // `by`: the key (push, yank) or worker (rejected) that acted; `by_tenant`
+  // the key's tenant.
   void record(const std::string& action, const PluginRelease& r, const std::string& by,
-              const std::string& error = "") {
+              const std::string& by_tenant, const std::string& error = "") {
     thread_local std::mt19937_64 gen{std::random_device{}()};
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::chrono::system_clock::now().time_since_epoch())
@@ -187,6 +189,7 @@ struct PluginRepository::Impl {
                        {"sha256", r.sha256},
                        {"tags", json::array(r.tags.begin(), r.tags.end())},
                        {"by", by},
+                       {"by_tenant", by_tenant},
                        {"tenant", r.tenant},
                        {"at", epoch_now()}};
     if (!error.empty()) entry["error"] = error;
@@ -337,7 +340,7 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
     impl_->purge_unindexed_chunks(release.sha256);
     throw;
   }
-  impl_->record("push", release, release.uploaded_by);
+  impl_->record("push", release, release.uploaded_by, release.tenant);
   return release;
 }
 
@@ -371,8 +374,8 @@ std::vector<json::object> PluginRepository::history(std::size_t limit) const {
 }
 
 std::vector<PluginRelease> PluginRepository::yank(const std::string& name,
-                                                  const std::string& version,
-                                                  const std::string& by) {
+                                                  const std::string& version, const std::string& by,
+                                                  const std::string& by_tenant) {
   std::vector<PluginRelease> out;
   for (PluginRelease r : releases()) {
     if (r.name != name || r.version != version || r.yanked) continue;
@@ -382,7 +385,7 @@ std::vector<PluginRelease> PluginRepository::yank(const std::string& name,
     // its chunks only take room. (The same bytes are the same manifest, so
     // no other release is this package.)
     impl_->purge_chunks(r.sha256);
-    impl_->record("yank", r, by);
+    impl_->record("yank", r, by, by_tenant);
     out.push_back(std::move(r));
   }
   return out;
@@ -446,7 +449,7 @@ std::string PluginRepository::download(const PluginRelease& release) const {
 
 void PluginRepository::record_rejection(const PluginRelease& release, const std::string& worker_id,
                                         const std::string& error) {
-  impl_->record("rejected", release, worker_id, error);
+  impl_->record("rejected", release, worker_id, "", error);
 }
 
 bool PluginRepository::wait_for_change(std::chrono::milliseconds timeout) {

@@ -40,10 +40,11 @@ Step operator&(const Step& a, const Step& b) { return group(a, b, false); }
 Step operator|(const Step& a, const Step& b) { return group(a, b, true); }
 
 core::TaskSpec& TaskNode::spec() const {
-  for (auto& t : flow_->spec_->tasks) {
-    if (t.name == name_) return t;
+  auto& tasks = flow_->spec_->tasks;
+  if (index_ >= tasks.size() || tasks[index_].name != name_) {
+    throw std::logic_error("pyoco::TaskNode: no task " + name_);
   }
-  throw std::logic_error("pyoco::TaskNode: no task " + name_);
+  return tasks[index_];
 }
 
 TaskNode& TaskNode::input(const std::string& name, const std::string& reference_or_text) {
@@ -105,7 +106,7 @@ Flow::Flow(std::string name) : spec_(std::make_shared<core::FlowSpec>()) {
 }
 
 TaskNode Flow::task(const std::string& node, const std::string& use) {
-  if (spec_->find_task(node) != nullptr) {
+  if (!task_names_.insert(node).second) {
     throw std::invalid_argument("pyoco::Flow: task '" + node + "' is defined twice");
   }
   core::TaskSpec t;
@@ -113,7 +114,7 @@ TaskNode Flow::task(const std::string& node, const std::string& use) {
   t.use = use;
   spec_->tasks.push_back(std::move(t));
   compiled_.reset();
-  return TaskNode(this, node);
+  return TaskNode(this, node, spec_->tasks.size() - 1);
 }
 
 TaskNode Flow::task(const std::string& node, TaskFn fn) {

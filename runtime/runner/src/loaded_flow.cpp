@@ -22,32 +22,59 @@ constexpr std::uint64_t kMaxParamsFileBytes = 16u << 20;
 // Not JSON: YAML, block or flow style, read by the flow reader (its
 // limits, its errors) as the defaults of a flow, every line indented under
 // them; an error names the file's own line and column.
-json::value yaml_params(const std::string& text, const std::filesystem::path& file) {
+json::value yaml_params(std::string_view text, const std::filesystem::path& file) {
   constexpr std::uint32_t kHeadLines = 3, kIndent = 4;
+  // `---` or `...` alone at a line's start, or followed by a blank.
+  auto marker = [](std::string_view line, std::string_view m) {
+    return line.substr(0, 3) == m &&
+           (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
+  };
+  auto blank = [](std::string_view line) {
+    const std::size_t first = line.find_first_not_of(" \t\r");
+    return first == std::string_view::npos || line[first] == '#';
+  };
   std::string wrapped = "flow:\n  graph: x\n  defaults:\n";
-  std::size_t lines = 0;
-  for (std::size_t at = 0; at < text.size(); ++lines) {
+  std::uint32_t lines = 0;
+  bool content = false;  // a line of the params themselves seen
+  for (std::size_t at = 0; at < text.size();) {
     std::size_t end = text.find('\n', at);
-    if (end == std::string::npos) end = text.size();
-    const std::string_view line(text.data() + at, end - at);
-    // A document start says nothing here; indented, it would be a string.
-    if (!(lines == 0 && (line == "---" || line == "---\r"))) {
-      wrapped.append(kIndent, ' ').append(line).push_back('\n');
-    } else {
-      wrapped += "\n";
-    }
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(at, end - at);
     at = end + 1;
+    ++lines;
+    if (marker(line, "...")) break;  // the document's end: nothing after it is read
+    if (marker(line, "---")) {
+      if (content) {
+        throw SetupError(Setting::ParamsFile, file.string() + ":" + std::to_string(lines) +
+                                                  ": a second YAML document; a params file "
+                                                  "holds one object");
+      }
+      // The document's start; what follows it on the line is the params'.
+      wrapped.append(kIndent + 3, ' ').append(line.substr(3)).push_back('\n');
+      content = !blank(line.substr(3));
+      continue;
+    }
+    if (!content && !line.empty() && line.front() == '%') {  // a directive (%YAML 1.2)
+      wrapped.push_back('\n');
+      continue;
+    }
+    content = content || !blank(line);
+    wrapped.append(kIndent, ' ').append(line).push_back('\n');
   }
-  if (lines == 0)
-    throw SetupError(Setting::ParamsFile, file.string() + ": empty, expected an object");
+  if (!content) {
+    throw SetupError(Setting::ParamsFile, file.string() + ": holds no params; expected an object");
+  }
   try {
     // Read as YAML whatever the file's name: ".yaml" keeps a TOML reading away.
     return core::to_json(core::parse_flow_text(wrapped, file.string() + ".yaml").defaults);
   } catch (const core::FlowError& e) {
     std::string where = file.string();
     if (e.where().line > kHeadLines) {
-      where += ":" + std::to_string(e.where().line - kHeadLines);
-      if (e.where().column > kIndent) where += ":" + std::to_string(e.where().column - kIndent);
+      // Past the file's end (a mapping left open) is said at its last line.
+      where += ":" + std::to_string(std::min(e.where().line - kHeadLines, lines));
+      if (e.where().column > kIndent && e.where().line - kHeadLines <= lines) {
+        where += ":" + std::to_string(e.where().column - kIndent);
+      }
     }
     std::string problem = e.problem();
     if (problem.rfind("flow.defaults", 0) == 0) problem.replace(0, 13, "params");
@@ -65,6 +92,8 @@ json::object read_params_file(const std::filesystem::path& file) {
   } catch (const core::FileReadError& e) {
     throw SetupError(Setting::ParamsFile, file.string() + ": " + e.what());
   }
+  // A byte order mark, as some editors write, is no part of the params.
+  if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec) v = yaml_params(text, file);

@@ -398,15 +398,35 @@
       }
     }
 
+    // A run of 100,000 iterations must not freeze the page: the table shows
+    // MAX_ROWS tasks (beyond that, those that did not succeed first) and
+    // counts the rest; the graph is drawn up to MAX_DRAWN nodes; both are
+    // redrawn at most every 150 ms, not at every event.
+    const MAX_ROWS = 500, MAX_DRAWN = 300;
+    let showTimer = 0;
+    function showSoon() {
+      if (!showTimer) showTimer = setTimeout(() => { showTimer = 0; showTasks(); }, 150);
+    }
+
     function showTasks() {
-      const rows = [];
-      for (const [name, n] of nodes) {
-        rows.push(el('tr', {'data-node': name, 'data-state': n.state},
-                     el('td', {}, el('span', {class: 'mono'}, name), el('div', {class: 'muted small'}, n.task)),
-                     el('td', {}, badge(n.state, TASK_ICON)),
-                     el('td', {}, n.attempt ? String(n.attempt) : ''),
-                     el('td', {}, n.took === null ? '' : seconds(n.took / 1000)),
-                     el('td', {class: 'output'}, n.output)));
+      let shown = [...nodes];
+      if (shown.length > MAX_ROWS) {
+        const settled = (n) => n.state === 'SUCCEEDED' || n.state === 'PENDING';
+        shown = [...shown.filter(([, n]) => !settled(n)), ...shown.filter(([, n]) => settled(n))].slice(0, MAX_ROWS);
+      }
+      const rows = shown.map(([name, n]) =>
+        el('tr', {'data-node': name, 'data-state': n.state},
+           el('td', {}, el('span', {class: 'mono'}, name), el('div', {class: 'muted small'}, n.task)),
+           el('td', {}, badge(n.state, TASK_ICON)),
+           el('td', {}, n.attempt ? String(n.attempt) : ''),
+           el('td', {}, n.took === null ? '' : seconds(n.took / 1000)),
+           el('td', {class: 'output'}, n.output)));
+      if (nodes.size > shown.length) {
+        const counts = new Map();
+        for (const n of nodes.values()) counts.set(n.state, (counts.get(n.state) || 0) + 1);
+        const by = [...counts].map(([state, k]) => `${TASK_ICON[state] || ''} ${k} ${state.toLowerCase()}`).join(', ');
+        rows.push(el('tr', {id: 'tasks-more'}, el('td', {colspan: 5, class: 'muted'},
+          `… and ${nodes.size - shown.length} more tasks not shown (of ${nodes.size}: ${by})`)));
       }
       tasksBody.replaceChildren(...rows);
       clearTimeout(graphTimer);
@@ -418,6 +438,12 @@
     function drawGraph() {
       const names = [...nodes.keys()];
       if (!names.length) { graph.replaceChildren(el('p', {class: 'muted'}, 'No tasks yet.')); return; }
+      if (names.length > MAX_DRAWN) {
+        graph.replaceChildren(el('p', {class: 'muted', id: 'graph-too-big'},
+          `${names.length} nodes: too many to draw here. `, el('code', {}, 'pyoco graph FLOW'),
+          ' draws the flow\'s graph.'));
+        return;
+      }
       const depth = new Map();
       const depthOf = (name, seen) => {
         if (depth.has(name)) return depth.get(name);
@@ -518,7 +544,7 @@
             if (e.kind === 'node_done') addArtifacts(e);
           }
       }
-      showTasks();
+      showSoon();
     }
 
     log.addEventListener('scroll', () => {

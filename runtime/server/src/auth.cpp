@@ -272,12 +272,15 @@ struct KeyAuthenticator::Impl {
     return admitted(r, scope);
   }
 
-  // The KDF, at most kdf_slots at once. Wrong secrets for real key ids,
+  // The KDF, at most kdf_slots at once (AuthOptions::max_kdfs). Wrong secrets for real key ids,
   // sent from many addresses (each under the limiter's count), would
   // otherwise take every handler thread and core, and cached keys and
   // /health would wait behind them; past the cap the answer is 503 at
   // once, and the attempt does not count against the address.
-  const int kdf_slots = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+  const int kdf_slots = options.max_kdfs > 0
+                            ? options.max_kdfs
+                            : std::clamp(static_cast<int>(std::thread::hardware_concurrency()) / 2,
+                                         1, 4);
   mutable std::atomic<int> kdfs{0};
   bool secret_matches(const cluster::ApiKeyRecord& r, const std::string& secret,
                       const std::string& address) const {

@@ -188,7 +188,9 @@ class Gateway {
   Gateway& operator=(const Gateway&) = delete;
 
   Response health() const {
-    const bool up = natsConnection_Status(nats_.handles().nc) == NATS_CONN_STATUS_CONNECTED;
+    // Answered on the I/O thread: never natsConnection_Status, which waits
+    // on the connection's lock while a reconnect holds it.
+    const bool up = nats_.connected();
     return json_response(up ? 200 : 503, json::object{{"status", up ? "ok" : "degraded"},
                                                       {"nats", up ? "connected" : "disconnected"}});
   }
@@ -363,10 +365,13 @@ class Gateway {
   // The run's log lines from PYOCO_EVENTS (its `log` events): `task` keeps
   // one node's (its iterations too), `after` those past a stream sequence
   // (`next_after` of the last answer), `tail` the last N. An answer holds
-  // at most `limit` lines and about kLogPage bytes of them: `more` says
-  // that the next page starts at `next_after`. Nothing is held but the
-  // page, however much the run logged.
+  // at most `limit` lines and about kLogPage bytes of them, from at most
+  // kLogScan bytes read: `more` says that the next page starts at
+  // `next_after`. Nothing is held but the page, however much the run
+  // logged. `tail` reads to the end; `truncated` says the page's bytes
+  // held fewer than N.
   static constexpr std::size_t kLogPage = 4 << 20;
+  static constexpr std::size_t kLogScan = 64 << 20;  // read at most, but for `tail`
   Response logs(const Request& req, const std::string& id, const Caller& caller) const {
     find(id, caller);  // 404 for an unknown run, or another tenant's
     const std::string task = query_value(req.target(), "task");
@@ -380,16 +385,20 @@ class Gateway {
       limit = whole_number(l, 1, 10000, "limit: a number of lines from 1 to 10000");
     if (tail > 0) limit = tail;
     std::deque<std::pair<json::object, std::size_t>> items;  // a line, its bytes as stored
-    std::size_t bytes = 0;
+    std::size_t bytes = 0, scanned = 0;
     std::uint64_t last = after;
-    bool more = false;
+    bool more = false, truncated = false;
     const bool asked = cluster::read_events(
         nats_, "pyoco.ev." + id + ".log", after, [&](const cluster::StoredEvent& e) {
-          // A page is full: the next starts after the last line kept.
-          if (tail == 0 && (items.size() == limit || (bytes >= kLogPage && !items.empty()))) {
+          // A page is full, or enough was read for one request (a `task`
+          // that logged little among much): the next starts after the last
+          // line read.
+          if (tail == 0 && (items.size() == limit || (bytes >= kLogPage && !items.empty()) ||
+                            scanned >= kLogScan)) {
             more = true;
             return false;
           }
+          scanned += e.size;
           last = e.seq;
           const json::object& o = *e.event;
           const json::value* n = o.if_contains("node");
@@ -406,6 +415,7 @@ class Gateway {
           bytes += e.size;
           // The last N that fit in a page: older ones go as newer come.
           while (tail > 0 && (items.size() > tail || (bytes > kLogPage && items.size() > 1))) {
+            truncated = truncated || items.size() <= tail;  // dropped for room, not for count
             bytes -= items.front().second;
             items.pop_front();
           }
@@ -415,9 +425,10 @@ class Gateway {
     json::array out;
     out.reserve(items.size());
     for (auto& [line, size] : items) out.push_back(std::move(line));
-    return json_response(
-        200, json::object{
-                 {"run_id", id}, {"items", std::move(out)}, {"next_after", last}, {"more", more}});
+    json::object answer{
+        {"run_id", id}, {"items", std::move(out)}, {"next_after", last}, {"more", more}};
+    if (tail > 0) answer["truncated"] = truncated;
+    return json_response(200, answer);
   }
 
   // What an SSE stream does with an event; how following ended.
@@ -694,8 +705,10 @@ class Gateway {
   // Plugins are the cluster's, shared by every tenant; the key that did
   // something to one is shown only to its own tenant (a key id is half of
   // what a guess needs).
-  static void hide_key_id(json::object& o, const char* field, const Caller& caller) {
-    const json::value* tenant = o.if_contains("tenant");
+  // `tenant_field` names the tenant of the key in `field`.
+  static void hide_key_id(json::object& o, const char* field, const char* tenant_field,
+                          const Caller& caller) {
+    const json::value* tenant = o.if_contains(tenant_field);
     const bool own = tenant != nullptr && tenant->is_string() && caller.sees(tenant->as_string());
     if (!own && o.contains(field)) o[field] = nullptr;
   }
@@ -705,7 +718,7 @@ class Gateway {
       json::array out;
       for (const cluster::PluginRelease& r : plugins_.releases()) {
         json::object o = cluster::to_json(r);
-        hide_key_id(o, "uploaded_by", caller);
+        hide_key_id(o, "uploaded_by", "tenant", caller);
         out.push_back(std::move(o));
       }
       return json_response(200, out);
@@ -721,7 +734,12 @@ class Gateway {
     try {
       json::array out;
       for (json::object& o : plugins_.history(limit)) {
-        hide_key_id(o, "by", caller);
+        // A worker's refusal names the worker, no key; older entries have
+        // no by_tenant.
+        const json::value* action = o.if_contains("action");
+        if (action == nullptr || *action != "rejected") {
+          hide_key_id(o, "by", o.contains("by_tenant") ? "by_tenant" : "tenant", caller);
+        }
         out.push_back(std::move(o));
       }
       return json_response(200, out);
@@ -732,14 +750,18 @@ class Gateway {
 
   Response yank_plugin(const std::string& name, const std::string& version, const Caller& caller) {
     try {
-      const auto yanked = plugins_.yank(name, version, caller.key_id);
+      const auto yanked = plugins_.yank(name, version, caller.key_id, caller.tenant);
       if (yanked.empty()) {
         throw HttpError{
             404, "not_found",
             "no release " + name + " " + version + " to yank (GET /plugins lists them)"};
       }
       json::array out;
-      for (const auto& r : yanked) out.push_back(cluster::to_json(r));
+      for (const auto& r : yanked) {
+        json::object o = cluster::to_json(r);
+        hide_key_id(o, "uploaded_by", "tenant", caller);
+        out.push_back(std::move(o));
+      }
       return json_response(200, out);
     } catch (const cluster::NatsError& e) {
       nats_down(e);

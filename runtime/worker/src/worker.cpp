@@ -96,7 +96,7 @@ json::object plugins_json(const Run& run) {
 // most kRecordTasks nodes and kRecordTaskBytes of names, those not
 // SUCCEEDED first; `task_counts` counts every task by state and
 // `tasks_omitted` says how many nodes `tasks` leaves out. The first error
-// is of all tasks.
+// is of all tasks, and at most 4 KiB of it.
 constexpr std::size_t kRecordTasks = 2000;
 constexpr std::size_t kRecordTaskBytes = 128 * 1024;
 
@@ -134,6 +134,14 @@ RecordTasks record_tasks(const Run& run) {
     if (t.state == core::TaskState::Succeeded) take(t);
   }
   for (const auto& [state, n] : counts) out.counts[state] = n;
+  // A plugin's error may be any length: the record holds its start.
+  constexpr std::size_t kRecordError = 4096;
+  if (out.error.size() > kRecordError) {
+    std::size_t cut = kRecordError;
+    while (cut > 0 && (static_cast<unsigned char>(out.error[cut]) & 0xC0) == 0x80) --cut;
+    out.error.resize(cut);
+    out.error += "… (cut at 4096 bytes)";
+  }
   return out;
 }
 

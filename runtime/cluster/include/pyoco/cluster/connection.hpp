@@ -62,6 +62,9 @@ class Connection {
   const ConnectOptions& options() const;
   // The server it is connected to now, e.g. nats://127.0.0.1:4222 (redacted).
   std::string connected_url() const;
+  // Whether it is connected now, as cnats last told; never waits (a
+  // reconnect under way holds the connection's lock for seconds).
+  bool connected() const;
 
   struct Handles;  // cnats's connection and JetStream context (src/handles.hpp)
   Handles& handles() const { return *handles_; }

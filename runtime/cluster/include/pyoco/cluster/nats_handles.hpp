@@ -7,9 +7,12 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -21,6 +24,14 @@ struct Connection::Handles {
   ConnectOptions options;
   natsConnection* nc = nullptr;
   jsCtx* js = nullptr;
+  // Kept by cnats's connection callbacks: natsConnection_Status takes the
+  // connection's lock, which a reconnect holds for up to its connect timeout.
+  std::atomic<bool> up{false};
+  // cnats's last callback for the connection has run: only then may these
+  // handles (the callbacks' closure) go.
+  std::mutex closing;
+  std::condition_variable closed_cv;
+  bool closed = false;
 };
 
 // Ends a push subscription (sync or async) and frees it. cnats 3.4 (the

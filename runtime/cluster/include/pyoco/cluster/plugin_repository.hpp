@@ -91,8 +91,10 @@ class PluginRepository {
   std::vector<boost::json::object> history(std::size_t limit = 200) const;
   // Marks every platform's release of that version yanked (workers drop to
   // the newest one left); returns them, none when there is no such version.
+  // `by` is the key that yanked, `by_tenant` its tenant (the history shows
+  // the key only to that tenant).
   std::vector<PluginRelease> yank(const std::string& name, const std::string& version,
-                                  const std::string& by);
+                                  const std::string& by, const std::string& by_tenant = "");
   // The package's bytes, checked chunk by chunk and whole. Throws
   // DamagedPackage, or NatsError when NATS is away.
   std::string download(const PluginRelease& release) const;

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_set>
 
 namespace pyoco {
 
@@ -48,10 +49,12 @@ class TaskNode {
 
  private:
   friend class Flow;
-  TaskNode(Flow* flow, std::string name) : flow_(flow), name_(std::move(name)) {}
+  TaskNode(Flow* flow, std::string name, std::size_t index)
+      : flow_(flow), name_(std::move(name)), index_(index) {}
   core::TaskSpec& spec() const;
   Flow* flow_;
   std::string name_;
+  std::size_t index_;  // in the flow's tasks, which only grow
 };
 
 // The chain a statement builds: flow >> a >> b.
@@ -90,7 +93,8 @@ class Flow {
   friend class Chain;
   std::shared_ptr<core::FlowSpec> spec_;
   core::dsl::Graph graph_;
-  std::map<std::string, TaskFn> local_;  // by `use`
+  std::map<std::string, TaskFn> local_;         // by `use`
+  std::unordered_set<std::string> task_names_;  // of spec_->tasks: a repeat is refused at once
   mutable std::shared_ptr<const core::CompiledFlow> compiled_;
 };
 

@@ -23,6 +23,10 @@ struct AuthOptions {
   // until the window has passed (no key is checked meanwhile).
   int max_failures = 20;
   std::chrono::milliseconds failure_window{std::chrono::seconds(60)};
+  // Keys checked (a KDF each) at once, across all addresses; past it a new
+  // key is answered 503 at once. 0: one per two cores, at most 4 (a
+  // quarter of the gateway's 16 handler threads).
+  int max_kdfs = 0;
 };
 
 // PYOCO_HTTP_AUTH_MODE=api_key (else none: nullopt), PYOCO_AUTH_PEPPER,
