@@ -234,6 +234,34 @@ BOOST_AUTO_TEST_CASE(subnormal_numbers_are_numbers_not_a_crash) {
   BOOST_TEST(d.defaults.find("y").as_double() == 0.1);  // exact, not printed and read back
 }
 
+// YAML 1.2 reads nan, inf and infinity (any case) as strings: `who: Nan`
+// is a name, not a NaN that a run would record as null. TOML's nan and
+// inf are refused: JSON holds neither.
+BOOST_AUTO_TEST_CASE(nan_and_inf_are_strings_in_yaml_and_refused_in_toml) {
+  const FlowSpec y = parse_flow_text(
+      "flow: {graph: a, defaults: {who: Nan, a: nan, b: -inf, c: Infinity, d: .nan, e: 1e5, "
+      "f: -2.5, g: 1e999}}\n",
+      "f.yaml");
+  for (const char* key : {"who", "a", "b", "c", "d", "g"}) {
+    BOOST_TEST(y.defaults.find(key).is_string(), key);
+  }
+  BOOST_TEST(y.defaults.find("who").as_string() == "Nan");
+  BOOST_TEST(y.defaults.find("e").as_double() == 1e5);
+  BOOST_TEST(y.defaults.find("f").as_double() == -2.5);
+  for (const char* value : {"nan", "inf", "-inf"}) {
+    try {
+      parse_flow_text(std::string("[flow]\ngraph = \"a\"\n[flow.defaults]\nx = ") + value + "\n",
+                      "f.toml");
+      BOOST_ERROR("parsed " << value);
+    } catch (const FlowError& e) {
+      BOOST_TEST(
+          e.problem().find("nan and inf are not numbers a run can record") != std::string::npos,
+          e.problem());
+      BOOST_TEST(e.where().line == 4u);
+    }
+  }
+}
+
 // toml++ recursed once per part of a dotted key: `[a.a.a...]` of 50,000
 // parts (a 100 KB file) overflowed the stack. Such a key is refused where
 // it reaches 128 parts; dots in strings, comments and numbers are no keys.

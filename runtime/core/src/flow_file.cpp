@@ -144,9 +144,17 @@ Value yaml_plain_scalar(ValueBuilder& b, const std::string& s) {
   std::int64_t i = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
   if (ec == std::errc() && p == s.data() + s.size()) return scalar_value(b, ValueKind::Int, s);
-  double d = 0;
-  auto [p2, ec2] = std::from_chars(s.data(), s.data() + s.size(), d);
-  if (ec2 == std::errc() && p2 == s.data() + s.size()) return scalar_value(b, ValueKind::Double, s);
+  // Digits, a point and an exponent only: from_chars also takes "nan",
+  // "inf" and "infinity" in any case, which YAML 1.2 reads as strings
+  // (`who: Nan` is a name), and JSON could not hold as numbers.
+  if (s.find_first_not_of("0123456789+-.eE") == std::string::npos &&
+      s.find_first_of("0123456789") != std::string::npos) {
+    double d = 0;
+    auto [p2, ec2] = std::from_chars(s.data(), s.data() + s.size(), d);
+    if (ec2 == std::errc() && p2 == s.data() + s.size()) {
+      return scalar_value(b, ValueKind::Double, s);
+    }
+  }
   return scalar_value(b, ValueKind::String, s);
 }
 
@@ -327,6 +335,13 @@ const ValueNode* doc_node(const Doc& d, Arena& a) {
     case Doc::Kind::Null:
       return a.make_null();
     case Doc::Kind::Scalar:
+      // TOML's nan and inf: a policy names them as its own mistake; a
+      // value (defaults, inputs) would be recorded as null.
+      if (d.scalar.kind() == ValueKind::Double && !std::isfinite(d.scalar.as_double())) {
+        throw FlowError(d.where,
+                        "nan and inf are not numbers a run can record (JSON has "
+                        "neither); write a string, or leave the value out");
+      }
       return d.scalar.node();
     case Doc::Kind::List: {
       ValueNode* n = a.make_array(d.list.size());
