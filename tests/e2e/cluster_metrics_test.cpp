@@ -82,7 +82,10 @@ BOOST_AUTO_TEST_CASE(runs_tasks_queues_workers_and_requests_are_measured) {
   BOOST_TEST(s.client({"cancel", sleepy, "--wait"}).exit_code != 0);  // CANCELLED
 
   scrape_until(s, "pyoco_runs_total{status=\"CANCELLED\"}", 1);
-  const std::string text = scrape_until(s, "pyoco_runs_in_progress", 0);
+  scrape_until(s, "pyoco_runs_in_progress", 0);
+  // The worker says it is idle in its own record, a moment after the run's
+  // end is published (a CI run scraped in between).
+  const std::string text = scrape_until(s, "pyoco_workers{state=\"IDLE\"}", 1);
   BOOST_TEST(sample(text, "pyoco_runs_total{status=\"COMPLETED\"}") == 1);
   BOOST_TEST(sample(text, "pyoco_runs_total{status=\"FAILED\"}") == 1);
   BOOST_TEST(sample(text, "pyoco_runs_total{status=\"CANCELLED\"}") == 1);
