@@ -695,6 +695,14 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
   for (const char* bad : {"tail=10001", "limit=0", "limit=10001", "limit=x"}) {
     BOOST_TEST(s.call(http::verb::get, "/runs/" + many + "/logs?" + bad).status == 422u, bad);
   }
+  // Query values as clients encode them: say%5B7%5D is say[7].
+  const json::array seventh = page(many, "task=say%5B7%5D").at("items").as_array();
+  BOOST_TEST_REQUIRE(seventh.size() == 1u);
+  BOOST_TEST(seventh.at(0).at("node") == "say[7]");
+  // A task's log line is shown, never played, on the reader's terminal.
+  const std::string escapes = run_with(1, "\x1b]0;pwned\x07 one\ntwo");
+  const ProcessResult played = s.client({"logs", escapes});
+  BOOST_TEST(played.out == "[say[0]] \\x1b]0;pwned\\x07 one\\ntwo\n", played.out);
   const ProcessResult printed = s.client({"logs", many});
   BOOST_TEST(printed.exit_code == 0, printed.err);
   BOOST_TEST(std::count(printed.out.begin(), printed.out.end(), '\n') == 2500);

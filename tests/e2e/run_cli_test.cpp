@@ -239,7 +239,11 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
   for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
            {"# nothing\n", "only.yaml: holds no params; expected an object"},
            {"who: a\n---\nwho: b\n", "only.yaml:2: a second YAML document"},
-           {"who: [a,\n", "only.yaml:1: not JSON, and as YAML not an object of params"}}) {
+           {"who: [a,\n", "only.yaml:1: not JSON, and as YAML not an object of params"},
+           {"# c\nwho: a\nn: 1\nwho: b\n",
+            "only.yaml:4:1: not JSON, and as YAML not an object of "
+            "params: params.who: duplicate key (first at line 2)"},
+           {"{\"who\": [1, 1e999]}", "only.yaml: params.who.1: a number too large for a double"}}) {
     std::ofstream(dir.path() / "only.yaml") << text;
     const ProcessResult r =
         pyoco({"run", flow("params.yaml").string(), "--params-file", "only.yaml"});

@@ -281,9 +281,10 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
       std::string target = "/runs/" + a->run_id + "/logs?";
       if (!a->task.empty()) target += "task=" + a->task + "&";
       if (a->tail > 0) target += "tail=" + std::to_string(a->tail) + "&";
+      // Another tenant's task wrote these: never raw escapes to a terminal.
       auto print = [](const json::object& line) {
-        std::cout << "[" << std::string(line.at("node").as_string()) << "] "
-                  << std::string(line.at("message").as_string()) << '\n';
+        std::cout << "[" << core::printable(line.at("node").as_string()) << "] "
+                  << core::printable(line.at("message").as_string()) << '\n';
       };
       // Page by page: the gateway answers at most a few MB at a time.
       std::uint64_t next_after = 0;
@@ -293,6 +294,11 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
         for (const json::value& line : v.at("items").as_array()) print(line.as_object());
         std::cout.flush();
         next_after = v.at("next_after").to_number<std::uint64_t>();
+        if (const json::value* t = v.as_object().if_contains("truncated");
+            t != nullptr && t->is_bool() && t->as_bool()) {
+          std::cerr << "pyoco client logs: only the last lines that fit in one answer (about 4 "
+                       "MB) are shown, fewer than --tail asked for\n";
+        }
         const json::value* m = v.as_object().if_contains("more");
         more = m != nullptr && m->is_bool() && m->as_bool();
       }

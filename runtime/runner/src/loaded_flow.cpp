@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 
 namespace pyoco::runner {
@@ -78,6 +79,18 @@ json::value yaml_params(std::string_view text, const std::filesystem::path& file
     }
     std::string problem = e.problem();
     if (problem.rfind("flow.defaults", 0) == 0) problem.replace(0, 13, "params");
+    // "duplicate key (first at line N)": N of the wrapped text, too.
+    constexpr std::string_view kFirst = "(first at line ";
+    if (const auto at = problem.find(kFirst); at != std::string::npos) {
+      const std::size_t from = at + kFirst.size();
+      std::uint32_t n = 0;
+      const auto [end, ec] =
+          std::from_chars(problem.data() + from, problem.data() + problem.size(), n);
+      if (ec == std::errc() && n > kHeadLines) {
+        problem.replace(from, static_cast<std::size_t>(end - (problem.data() + from)),
+                        std::to_string(n - kHeadLines));
+      }
+    }
     throw SetupError(Setting::ParamsFile,
                      where + ": not JSON, and as YAML not an object of params: " + problem);
   }
@@ -98,6 +111,11 @@ json::object read_params_file(const std::filesystem::path& file) {
   json::value v = json::parse(text, ec);
   if (ec) v = yaml_params(text, file);
   if (!v.is_object()) throw SetupError(Setting::ParamsFile, file.string() + ": expected an object");
+  // JSON has no infinity: 1e999 parses to one, which a run cannot record.
+  if (const std::string at = core::non_finite_number_at(v, "params"); !at.empty()) {
+    throw SetupError(Setting::ParamsFile,
+                     file.string() + ": " + at + ": a number too large for a double");
+  }
   return std::move(v.as_object());
 }
 

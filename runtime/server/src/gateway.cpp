@@ -10,6 +10,7 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/package.hpp>
 #include <pyoco/server/auth.hpp>
 #include <pyoco/server/gateway.hpp>
@@ -109,6 +110,30 @@ std::string tag_of(const json::object& o, const std::string& fallback) {
   return tag;
 }
 
+// A query value as clients encode it: %XX is the byte, '+' a space
+// (Python's urlencode sends `task=say%5B3%5D` for say[3]).
+std::string form_decoded(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '+') {
+      out += ' ';
+    } else if (v[i] == '%' && i + 2 < v.size() && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
+      out += static_cast<char>(hex(v[i + 1]) * 16 + hex(v[i + 2]));
+      i += 2;
+    } else {
+      out += v[i];
+    }
+  }
+  return out;
+}
+
 std::string query_value(std::string_view target, std::string_view key) {
   const auto q = target.find('?');
   if (q == std::string_view::npos) return {};
@@ -117,8 +142,9 @@ std::string query_value(std::string_view target, std::string_view key) {
     const auto amp = rest.find('&');
     const std::string_view pair = rest.substr(0, amp);
     const auto eq = pair.find('=');
-    if (pair.substr(0, eq) == key)
-      return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    if (pair.substr(0, eq) == key) {
+      return form_decoded(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    }
     rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
   }
   return {};
@@ -316,10 +342,12 @@ class Gateway {
     json::object out{{"run_id", id}, {"status", r.status()}};
     const json::value* t = r.snapshot.if_contains("tasks");
     out["tasks"] = t != nullptr ? *t : json::value(json::object{});
-    // A large run's record shows 2,000 of its tasks, and counts them all.
-    for (const char* key : {"task_counts", "tasks_omitted"}) {
-      if (const json::value* v = r.snapshot.if_contains(key)) out[key] = *v;
-    }
+    // A large run's record shows 2,000 of its tasks, and counts them all;
+    // before its worker's first write of them, none and none left out.
+    const json::value* counts = r.snapshot.if_contains("task_counts");
+    const json::value* omitted = r.snapshot.if_contains("tasks_omitted");
+    out["task_counts"] = counts != nullptr ? *counts : json::value(json::object{});
+    out["tasks_omitted"] = omitted != nullptr ? *omitted : json::value(0);
     return json_response(200, out);
   }
 
@@ -352,7 +380,7 @@ class Gateway {
     if (h == nullptr || !h->is_bool()) unprocessable("hidden: required, true or false");
     try {
       if (!workers_.set_hidden(id, h->as_bool())) {
-        throw HttpError{404, "not_found", "worker " + id + " not found"};
+        throw HttpError{404, "not_found", "worker " + shown_id(id) + " not found"};
       }
     } catch (const cluster::NatsError& e) {
       nats_down(e);
@@ -801,11 +829,16 @@ class Gateway {
     }
   }
 
+  // An id from the path, fit to show back: its first 200 bytes, escaped.
+  static std::string shown_id(std::string_view id) {
+    return core::printable(id.substr(0, 200)) + (id.size() > 200 ? "..." : "");
+  }
+
   static void check_id(const std::string& id) {
     try {
       cluster::check_run_id(id);
     } catch (const cluster::NatsError&) {
-      throw HttpError{404, "not_found", "run " + id + " not found"};
+      throw HttpError{404, "not_found", "run " + shown_id(id) + " not found"};
     }
   }
 
