@@ -10,7 +10,6 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
-#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/package.hpp>
 #include <pyoco/server/auth.hpp>
 #include <pyoco/server/gateway.hpp>
@@ -380,7 +379,7 @@ class Gateway {
     if (h == nullptr || !h->is_bool()) unprocessable("hidden: required, true or false");
     try {
       if (!workers_.set_hidden(id, h->as_bool())) {
-        throw HttpError{404, "not_found", "worker " + shown_id(id) + " not found"};
+        throw HttpError{404, "not_found", "worker " + shown(id) + " not found"};
       }
     } catch (const cluster::NatsError& e) {
       nats_down(e);
@@ -829,16 +828,11 @@ class Gateway {
     }
   }
 
-  // An id from the path, fit to show back: its first 200 bytes, escaped.
-  static std::string shown_id(std::string_view id) {
-    return core::printable(id.substr(0, 200)) + (id.size() > 200 ? "..." : "");
-  }
-
   static void check_id(const std::string& id) {
     try {
       cluster::check_run_id(id);
     } catch (const cluster::NatsError&) {
-      throw HttpError{404, "not_found", "run " + shown_id(id) + " not found"};
+      throw HttpError{404, "not_found", "run " + shown(id) + " not found"};
     }
   }
 

@@ -48,6 +48,26 @@ Response error_response(unsigned status, const std::string& error, const std::st
   return json_response(status, json::object{{"error", error}, {"detail", detail}});
 }
 
+// A path or method as the client sent it, fit to show back: at most 200
+// bytes, and a byte that is not printable ASCII as %XX.
+std::string shown(std::string_view text) {
+  constexpr std::size_t kShown = 200;
+  std::string out;
+  for (const char c : text.substr(0, kShown)) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b > 0x20 && b < 0x7f) {
+      out += c;
+    } else {
+      constexpr char kHex[] = "0123456789ABCDEF";
+      out += '%';
+      out += kHex[b >> 4];
+      out += kHex[b & 15];
+    }
+  }
+  if (text.size() > kShown) out += "...";
+  return out;
+}
+
 void Router::add(http::verb method, std::string pattern, unsigned scope, Handler handler) {
   routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}});
 }
@@ -96,26 +116,6 @@ bool match(const std::string& pattern, std::string_view path, PathParams& params
     }
   }
   return p == pattern.size() && q == path.size();
-}
-
-// A path or method as the client sent it, fit to show back: at most 200
-// bytes, and a byte that is not printable ASCII as %XX.
-std::string shown(std::string_view text) {
-  constexpr std::size_t kShown = 200;
-  std::string out;
-  for (const char c : text.substr(0, kShown)) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b > 0x20 && b < 0x7f) {
-      out += c;
-    } else {
-      constexpr char kHex[] = "0123456789ABCDEF";
-      out += '%';
-      out += kHex[b >> 4];
-      out += kHex[b & 15];
-    }
-  }
-  if (text.size() > kShown) out += "...";
-  return out;
 }
 
 }  // namespace

@@ -29,6 +29,10 @@ Response json_response(unsigned status, const boost::json::value& body);
 // pyoco-server's errors: {"error": "<word>", "detail": "<what and what to do>"}.
 Response error_response(unsigned status, const std::string& error, const std::string& detail);
 
+// What a client sent (a path, an id), fit to show back in an answer: its
+// first 200 bytes, each byte that is not printable ASCII as %XX, then "...".
+std::string shown(std::string_view text);
+
 // Thrown by a handler to answer with an error.
 struct HttpError {
   unsigned status;
