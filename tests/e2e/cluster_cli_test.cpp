@@ -692,6 +692,18 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
   BOOST_REQUIRE(last3.size() == 3u);
   BOOST_TEST(last3.at(2).at("id").to_number<std::uint64_t>() == ids.back());
   BOOST_TEST(last3.at(0).at("id").to_number<std::uint64_t>() == ids.at(ids.size() - 3));
+  // A tail is read backwards from the run's last line, in growing windows:
+  // a long one, and one of a task that logged early, come out whole.
+  const json::array last1500 = page(many, "tail=1500").at("items").as_array();
+  BOOST_REQUIRE(last1500.size() == 1500u);
+  for (std::size_t k = 0; k < last1500.size(); ++k) {
+    BOOST_TEST(last1500[k].at("id").to_number<std::uint64_t>() == ids.at(1000 + k));
+  }
+  const json::array early = page(many, "tail=2&task=say%5B7%5D").at("items").as_array();
+  BOOST_TEST_REQUIRE(early.size() == 1u);
+  BOOST_TEST(early.at(0).at("node") == "say[7]");
+  BOOST_TEST(
+      page(many, "tail=5&after=" + std::to_string(ids.back())).at("items").as_array().empty());
   for (const char* bad : {"tail=10001", "limit=0", "limit=10001", "limit=x"}) {
     BOOST_TEST(s.call(http::verb::get, "/runs/" + many + "/logs?" + bad).status == 422u, bad);
   }

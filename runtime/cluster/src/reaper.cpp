@@ -244,18 +244,9 @@ void Reaper::fail_stuck(const RunJob& job, std::int64_t deliveries) {
 
 // Whether the run's last run-level event is its end.
 bool Reaper::has_run_end(const std::string& run_id) {
-  natsMsg* last = nullptr;
-  jsErrCode jerr{};
-  const std::string subject = "pyoco.ev." + run_id + ".run";
-  const natsStatus s =
-      js_GetLastMsg(&last, nats_.handles().js, "PYOCO_EVENTS", subject.c_str(), nullptr, &jerr);
-  if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return false;
-  if (s != NATS_OK) throw_nats("cannot read the events of run " + run_id, s, jerr);
-  const std::string_view data(natsMsg_GetData(last),
-                              static_cast<std::size_t>(natsMsg_GetDataLength(last)));
-  const bool ended = data.find("\"kind\":\"run_end\"") != std::string_view::npos;
-  natsMsg_Destroy(last);
-  return ended;
+  const std::optional<StoredMessage> last =
+      last_stored(nats_, "PYOCO_EVENTS", "pyoco.ev." + run_id + ".run");
+  return last && last->data.find("\"kind\":\"run_end\"") != std::string::npos;
 }
 
 Reaper::~Reaper() { stop(); }

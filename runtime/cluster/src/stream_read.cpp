@@ -106,10 +106,12 @@ bool read_stored(natsSubscription* sub, const std::function<bool(natsMsg*)>& eac
   return true;
 }
 
-std::optional<StoredMessage> next_stored(Connection& nats, const std::string& stream,
-                                         std::uint64_t from, const std::string& subject) {
-  const std::string request =
-      json::serialize(json::object{{"seq", from}, {"next_by_subj", subject}});
+namespace {
+
+// One STREAM.MSG.GET: `request` says which message.
+std::optional<StoredMessage> get_stored(Connection& nats, const std::string& stream,
+                                        const json::object& asked) {
+  const std::string request = json::serialize(asked);
   const std::string api = "$JS.API.STREAM.MSG.GET." + stream;
   natsMsg* reply = nullptr;
   const natsStatus s =
@@ -145,6 +147,18 @@ std::optional<StoredMessage> next_stored(Connection& nats, const std::string& st
     out.data = std::move(*bytes);
   }
   return out;
+}
+
+}  // namespace
+
+std::optional<StoredMessage> next_stored(Connection& nats, const std::string& stream,
+                                         std::uint64_t from, const std::string& subject) {
+  return get_stored(nats, stream, json::object{{"seq", from}, {"next_by_subj", subject}});
+}
+
+std::optional<StoredMessage> last_stored(Connection& nats, const std::string& stream,
+                                         const std::string& subject) {
+  return get_stored(nats, stream, json::object{{"last_by_subj", subject}});
 }
 
 std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,

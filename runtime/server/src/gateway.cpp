@@ -395,10 +395,25 @@ class Gateway {
   // at most `limit` lines and about kLogPage bytes of them, from at most
   // kLogScan bytes read: `more` says that the next page starts at
   // `next_after`. Nothing is held but the page, however much the run
-  // logged. `tail` reads to the end; `truncated` says the page's bytes
-  // held fewer than N.
+  // logged. `truncated` says a tail's page held fewer than N.
   static constexpr std::size_t kLogPage = 4 << 20;
   static constexpr std::size_t kLogScan = 64 << 20;  // read at most, but for `tail`
+  using LogLines = std::deque<std::pair<json::object, std::size_t>>;  // a line, its bytes as stored
+
+  // A stored log event as an answer's line; nullopt when `task` does not keep it.
+  static std::optional<json::object> log_line(const cluster::StoredEvent& e,
+                                              const std::string& task) {
+    const json::object& o = *e.event;
+    const json::value* n = o.if_contains("node");
+    const std::string node = n != nullptr && n->is_string() ? std::string(n->as_string()) : "";
+    if (!task.empty() && node != task && node.rfind(task + "[", 0) != 0) return std::nullopt;
+    return json::object{{"id", e.seq},
+                        {"node", node},
+                        {"level", o.contains("level") ? o.at("level") : json::value("INFO")},
+                        {"message", o.contains("message") ? o.at("message") : json::value("")},
+                        {"ts", o.contains("ts") ? o.at("ts") : json::value(nullptr)}};
+  }
+
   Response logs(const Request& req, const std::string& id, const Caller& caller) const {
     find(id, caller);  // 404 for an unknown run, or another tenant's
     const std::string task = query_value(req.target(), "task");
@@ -410,45 +425,34 @@ class Gateway {
       tail = whole_number(t, 0, 10000, "tail: a number of lines from 0 to 10000");
     if (const std::string l = query_value(req.target(), "limit"); !l.empty())
       limit = whole_number(l, 1, 10000, "limit: a number of lines from 1 to 10000");
-    if (tail > 0) limit = tail;
-    std::deque<std::pair<json::object, std::size_t>> items;  // a line, its bytes as stored
-    std::size_t bytes = 0, scanned = 0;
+    const std::string subject = "pyoco.ev." + id + ".log";
+    LogLines items;
     std::uint64_t last = after;
     bool more = false, truncated = false;
-    const bool asked = cluster::read_events(
-        nats_, "pyoco.ev." + id + ".log", after, [&](const cluster::StoredEvent& e) {
-          // A page is full, or enough was read for one request (a `task`
-          // that logged little among much): the next starts after the last
-          // line read.
-          if (tail == 0 && (items.size() == limit || (bytes >= kLogPage && !items.empty()) ||
-                            scanned >= kLogScan)) {
-            more = true;
-            return false;
-          }
-          scanned += e.size;
-          last = e.seq;
-          const json::object& o = *e.event;
-          const json::value* n = o.if_contains("node");
-          const std::string node =
-              n != nullptr && n->is_string() ? std::string(n->as_string()) : "";
-          if (!task.empty() && node != task && node.rfind(task + "[", 0) != 0) return true;
-          items.emplace_back(
-              json::object{{"id", e.seq},
-                           {"node", node},
-                           {"level", o.contains("level") ? o.at("level") : json::value("INFO")},
-                           {"message", o.contains("message") ? o.at("message") : json::value("")},
-                           {"ts", o.contains("ts") ? o.at("ts") : json::value(nullptr)}},
-              e.size);
-          bytes += e.size;
-          // The last N that fit in a page: older ones go as newer come.
-          while (tail > 0 && (items.size() > tail || (bytes > kLogPage && items.size() > 1))) {
-            truncated = truncated || items.size() <= tail;  // dropped for room, not for count
-            bytes -= items.front().second;
-            items.pop_front();
-          }
-          return true;
-        });
-    if (!asked) throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
+    if (tail > 0) {
+      truncated = log_tail(id, subject, task, after, tail, items, last);
+    } else {
+      std::size_t bytes = 0, scanned = 0;
+      const bool asked =
+          cluster::read_events(nats_, subject, after, [&](const cluster::StoredEvent& e) {
+            // A page is full, or enough was read for one request (a `task`
+            // that logged little among much): the next starts after the
+            // last line read.
+            if (items.size() == limit || (bytes >= kLogPage && !items.empty()) ||
+                scanned >= kLogScan) {
+              more = true;
+              return false;
+            }
+            scanned += e.size;
+            last = e.seq;
+            if (std::optional<json::object> line = log_line(e, task)) {
+              items.emplace_back(std::move(*line), e.size);
+              bytes += e.size;
+            }
+            return true;
+          });
+      if (!asked) throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
+    }
     json::array out;
     out.reserve(items.size());
     for (auto& [line, size] : items) out.push_back(std::move(line));
@@ -456,6 +460,61 @@ class Gateway {
         {"run_id", id}, {"items", std::move(out)}, {"next_after", last}, {"more", more}};
     if (tail > 0) answer["truncated"] = truncated;
     return json_response(200, answer);
+  }
+
+  // The last `tail` lines past `after` that fit in a page, read backwards
+  // from the run's last log event in windows of stream sequences that grow
+  // eightfold: a tail costs about what it shows, not the run's whole log.
+  // `newest` becomes the last event's sequence; true when lines were
+  // dropped for room (truncated).
+  bool log_tail(const std::string& id, const std::string& subject, const std::string& task,
+                std::uint64_t after, std::size_t tail, LogLines& items,
+                std::uint64_t& newest) const {
+    std::optional<cluster::StoredMessage> last;
+    try {
+      last = cluster::last_stored(nats_, "PYOCO_EVENTS", subject);
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+    if (!last || last->seq <= after) return false;
+    newest = last->seq;
+    std::size_t bytes = 0;
+    bool truncated = false;
+    std::uint64_t upper = last->seq, window = 2 * tail + 64;
+    for (;;) {
+      const std::uint64_t from = upper - after > window ? upper - window : after;
+      // This window's lines, newest kept: no more than still fit.
+      const std::size_t room_lines = tail - items.size();
+      LogLines older;
+      std::size_t older_bytes = 0;
+      const bool asked =
+          cluster::read_events(nats_, subject, from, [&](const cluster::StoredEvent& e) {
+            if (e.seq > upper) return false;
+            std::optional<json::object> line = log_line(e, task);
+            if (!line) return true;
+            older.emplace_back(std::move(*line), e.size);
+            older_bytes += e.size;
+            while (older.size() > room_lines) {
+              older_bytes -= older.front().second;
+              older.pop_front();
+            }
+            // The page keeps at least its newest line, however long.
+            while (bytes + older_bytes > kLogPage && older.size() + items.size() > 1 &&
+                   !older.empty()) {
+              truncated = true;
+              older_bytes -= older.front().second;
+              older.pop_front();
+            }
+            return true;
+          });
+      if (!asked) throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
+      bytes += older_bytes;
+      items.insert(items.begin(), std::make_move_iterator(older.begin()),
+                   std::make_move_iterator(older.end()));
+      if (items.size() >= tail || truncated || from == after) return truncated;
+      upper = from;
+      window = window > (std::uint64_t{1} << 60) ? window : window * 8;
+    }
   }
 
   // What an SSE stream does with an event; how following ended.

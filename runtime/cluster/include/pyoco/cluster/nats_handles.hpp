@@ -84,6 +84,12 @@ struct StoredMessage {
 std::optional<StoredMessage> next_stored(Connection& nats, const std::string& stream,
                                          std::uint64_t from, const std::string& subject);
 
+// The last message of `stream` on `subject` (no wildcards), from NATS's
+// index of the subject's last message: one request, no scan. Nullopt when
+// there is none. Throws NatsError.
+std::optional<StoredMessage> last_stored(Connection& nats, const std::string& stream,
+                                         const std::string& subject);
+
 // The current value of every key of KV bucket `bucket` under `prefix`
 // ("" for all), in one pass over the bucket's stream: cnats's own
 // kvStore_Keys and watchers are freed while their messages may still come
