@@ -531,6 +531,13 @@ BOOST_AUTO_TEST_CASE(runs_are_listed_from_the_index) {
     BOOST_TEST(all[0].at("run_id").as_string() == ids[0]);  // its cancel is the newest update
     BOOST_TEST(listed("?flow=odd").as_array().size() == 2u);
     BOOST_TEST(listed("?status=PENDING&flow=even").as_array().size() == 2u);
+    BOOST_TEST(listed("?status=cancelled").as_array().size() == 1u);  // any case
+    // A misspelt status or a number that is not one is refused, not an empty list.
+    for (const char* bad : {"?status=CANCELED", "?limit=5abc", "?limit=0", "?limit=201",
+                            "?updated_after=nan", "?updated_after=1x"}) {
+      const server::ClientResponse r = s.call(http::verb::get, std::string("/runs") + bad);
+      BOOST_TEST(r.status == 422u, bad << " " << r.body);
+    }
 
     // Pages of 2: every run once, while the list stays as it is (a list
     // that changes between pages may repeat or skip a run, as any cursor

@@ -10,6 +10,7 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/states.hpp>
 #include <pyoco/plugins/package.hpp>
 #include <pyoco/server/auth.hpp>
 #include <pyoco/server/gateway.hpp>
@@ -24,6 +25,8 @@
 #include "dashboard.hpp"
 #include "event_hub.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <deque>
@@ -302,19 +305,28 @@ class Gateway {
   Response list(const Request& req, const Caller& caller) const {
     RunQuery q;
     if (!caller.any_tenant) q.tenant = caller.tenant;
+    // A status is one a run can have, in any case: a misspelt one is an
+    // error, not an empty list.
     q.status = query_value(req.target(), "status");
+    std::transform(q.status.begin(), q.status.end(), q.status.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    if (!q.status.empty() && !core::run_status_from(q.status)) {
+      unprocessable("status: one of PENDING, RUNNING, COMPLETED, FAILED, CANCELLING, CANCELLED");
+    }
     q.flow = query_value(req.target(), "flow");
     q.tag = query_value(req.target(), "tag");
     const std::string limit = query_value(req.target(), "limit");
     const std::string after = query_value(req.target(), "updated_after");
     const std::string cursor = query_value(req.target(), "cursor");
-    try {
-      if (!limit.empty()) q.limit = std::stoul(limit);
-      if (!after.empty()) q.updated_after = std::stod(after);
-    } catch (const std::exception&) {
-      unprocessable("limit and updated_after are numbers");
+    if (!limit.empty()) q.limit = whole_number(limit, 1, 200, "limit: a number from 1 to 200");
+    if (!after.empty()) {
+      double t = 0;
+      const auto [end, ec] = std::from_chars(after.data(), after.data() + after.size(), t);
+      if (ec != std::errc() || end != after.data() + after.size() || !std::isfinite(t)) {
+        unprocessable("updated_after: a time in seconds since the epoch, as updated_at gives");
+      }
+      q.updated_after = t;
     }
-    if (q.limit < 1 || q.limit > 200) unprocessable("limit: from 1 to 200");
     if (!cursor.empty()) {
       q.before = decode_cursor(cursor);
       if (!q.before) unprocessable("cursor: not one this gateway gave (use next_cursor as it is)");
