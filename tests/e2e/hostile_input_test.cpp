@@ -197,7 +197,19 @@ const std::vector<Case>& cases() {
        },
        {"check", "f.yaml"},
        1,
-       "f.yaml:3:39: error: the file holds a NUL byte; a flow file is text"},
+       "f.yaml:3:39: error: the file holds a NUL byte; it must be UTF-8 text"},
+      {"a flow saved as UTF-16",
+       [](const fs::path& d) {
+         std::string utf16 = "\xff\xfe";
+         for (const char c : std::string("flow: {name: x, graph: a}\n")) {
+           utf16 += c;
+           utf16 += '\0';
+         }
+         write(d / "f.yaml", utf16);
+       },
+       {"check", "f.yaml"},
+       1,
+       "f.yaml: error: the file is UTF-16 text; save it as UTF-8"},
       {"bytes that are not UTF-8",
        [](const fs::path& d) {
          write(d / "f.yaml",

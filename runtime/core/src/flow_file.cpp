@@ -759,8 +759,16 @@ SourceLocation location_of(const std::string& file, std::string_view text, std::
 // YAML and TOML are UTF-8 text; a parser that meets a NUL or a stray byte
 // may change it silently (yaml-cpp turns "a\0b" into "a\b").
 void check_text(std::string_view text, const std::string& file) {
+  // UTF-16 (what some Windows editors save) is ASCII with a NUL every other
+  // byte, with or without a byte-order mark: named as such.
+  const bool utf16_bom = text.starts_with("\xff\xfe") || text.starts_with("\xfe\xff");
+  const bool utf16_nuls = text.size() >= 2 && (text[0] == '\0') != (text[1] == '\0');
+  if (utf16_bom || utf16_nuls) {
+    throw FlowError(SourceLocation{file}, "the file is UTF-16 text; save it as UTF-8");
+  }
   if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
-    throw FlowError(location_of(file, text, nul), "the file holds a NUL byte; a flow file is text");
+    throw FlowError(location_of(file, text, nul),
+                    "the file holds a NUL byte; it must be UTF-8 text");
   }
   if (const std::size_t bad = invalid_utf8_at(text); bad != std::string_view::npos) {
     char hex[8];
