@@ -301,6 +301,10 @@ BOOST_AUTO_TEST_CASE(type_errors_surface_when_evaluated) {
       {"+mode", "unary '+' needs a number, not string", 20},
       {"'a' * 20000000", "the repeated string would be larger than 16 MiB", 24},
       {"'a' * 9000000 + 'a' * 9000000", "the joined string would be larger than 16 MiB", 34},
+      // each under 16 MiB, together a memory bomb (a list of 1,000 of them was 16 GB)
+      {"['a' * 10000000, 'a' * 10000000, 'a' * 10000000, 'a' * 10000000, 'a' * 10000000, 'a' * "
+       "10000000, 'a' * 10000000]",
+       "the expression would make more than 64 MiB of strings and lists", 121},
       {"[1] < ['a']", "cannot order int and string", 24},
       // integers do not wrap (found by fuzz/expression.cpp; a wrap was
       // undefined behaviour, and INT64_MIN % -1 killed the process)

@@ -54,7 +54,15 @@ using NodePtr = std::shared_ptr<const ExprNode>;
 constexpr std::uint32_t kMaxExpressionDepth = 200;
 
 // At most this much of an expression is quoted in a message.
+// An error quotes its expression, cut: a generated one may be kilobytes.
 constexpr std::size_t kQuotedExpression = 60;
+std::string in_expression(std::string_view text) {
+  return "in expression '" +
+         (text.size() <= kQuotedExpression
+              ? std::string(text)
+              : std::string(text.substr(0, kQuotedExpression)) + "...") +
+         "': ";
+}
 
 struct Token {
   enum class Kind { Name, Number, String, Op, End } kind;
@@ -85,10 +93,7 @@ class Parser {
   [[noreturn]] void fail(const Token& at, const std::string& problem) const {
     SourceLocation w = origin_;
     if (w.column > 0) w.column += at.column - 1;
-    const std::string quoted = text_.size() <= kQuotedExpression
-                                   ? std::string(text_)
-                                   : std::string(text_.substr(0, kQuotedExpression)) + "...";
-    throw FlowError(w, "in expression '" + quoted + "': " + problem);
+    throw FlowError(w, in_expression(text_) + problem);
   }
 
   // One level of recursion in the parser, for as long as it lives.
@@ -471,6 +476,7 @@ Value boolean(bool b) {
 class Evaluator {
  public:
   Evaluator(const Expression& e, const Expression::Scope& scope) : e_(e), scope_(scope) {}
+  Evaluator(const Evaluator&) = delete;
 
   Value eval(const ExprNode& n) const {
     using Op = ExprNode::Op;
@@ -574,7 +580,7 @@ class Evaluator {
   [[noreturn]] void fail(const ExprNode& n, const std::string& problem) const {
     SourceLocation w = e_.where();
     if (w.column > 0) w.column += n.column - 1;
-    throw FlowError(w, "in expression '" + e_.text() + "': " + problem);
+    throw FlowError(w, in_expression(e_.text()) + problem);
   }
 
   // Integers are 64-bit; a result past that is an error, never a wrap.
@@ -666,6 +672,15 @@ class Evaluator {
   // A string or list times an int, as Python repeats them; the result is
   // bounded, so `'a' * 1e12` is an error, not a memory bomb.
   static constexpr std::size_t kMaxRepeatedBytes = 16u << 20;
+  // And so is what one evaluation makes in all: a list of a thousand
+  // 16 MiB strings would otherwise be 16 GB.
+  static constexpr std::size_t kMaxMadeBytes = 64u << 20;
+  void charge(const ExprNode& n, std::size_t bytes) const {
+    made_ += bytes;
+    if (made_ > kMaxMadeBytes) {
+      fail(n, "the expression would make more than 64 MiB of strings and lists; make them smaller");
+    }
+  }
 
   Value repeat(const ExprNode& n, const Value& seq, std::int64_t times) const {
     // An empty one stays empty however often it is repeated: no loop.
@@ -676,6 +691,7 @@ class Evaluator {
       if (!s.empty() && count > kMaxRepeatedBytes / s.size()) {
         fail(n, "the repeated string would be larger than 16 MiB");
       }
+      charge(n, s.size() * count);
       std::string out;
       out.reserve(s.size() * count);
       for (std::size_t i = 0; i < count; ++i) out += s;
@@ -685,6 +701,7 @@ class Evaluator {
       fail(n, "the repeated list would have more than " + std::to_string(kMaxRepeatedBytes / 8) +
                   " items");
     }
+    charge(n, 8 * seq.size() * count);
     ValueBuilder b;
     ValueNode* arr = b.arena().make_array(seq.size() * count);
     for (std::size_t i = 0; i < count; ++i) {
@@ -722,6 +739,7 @@ class Evaluator {
       if (l.as_string().size() + r.as_string().size() > kMaxRepeatedBytes) {
         fail(n, "the joined string would be larger than 16 MiB");
       }
+      charge(n, l.as_string().size() + r.as_string().size());
       return make_string(std::string(l.as_string()) + std::string(r.as_string()));
     }
     if (n.op == Op::Mul) {
@@ -777,6 +795,7 @@ class Evaluator {
 
   const Expression& e_;
   const Expression::Scope& scope_;
+  mutable std::size_t made_ = 0;  // bytes of strings and lists this evaluation made
 };
 
 void collect_paths(const ExprNode& n, std::vector<Expression::PathUse>& out) {
