@@ -362,6 +362,33 @@ BOOST_AUTO_TEST_CASE(second_ctrl_c_kills_what_the_tasks_started_and_exits) {
              shown.out);
 }
 
+BOOST_AUTO_TEST_CASE(ctrl_c_while_the_plugins_load_is_not_lost) {
+  // The plugin's library never returns from being loaded. Before, pyoco
+  // watched for interrupts only once it had loaded it: the first Ctrl+C was
+  // lost, or ignored where the shell ignores SIGINT for a background job.
+  // Now the first says the run is cancelled as soon as it starts, and a
+  // second leaves at once.
+  std::ofstream(dir.path() / "stuck.yaml")
+      << "flow: {name: stuck, graph: a}\ntasks:\n  a: {use: \"pl026_hang/alpha\"}\n";
+  ChildProcess p({pyoco_exe().string(), "run", (dir.path() / "stuck.yaml").string(), "--non-cute",
+                  "--plugin-path", (fixture_dir() / "pl026_hang").string()},
+                 {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}}, dir.path());
+  const std::string maps = "/proc/" + std::to_string(p.pid()) + "/maps";
+  BOOST_TEST_REQUIRE(eventually([&] {
+    std::ifstream in(maps);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return text.find("libpyoco_pl026_hang.so") != std::string::npos;
+  }));
+  p.send_signal(SIGINT);
+  BOOST_TEST_REQUIRE(
+      eventually([&] { return has(p.err(), "the run is cancelled as soon as it starts"); }),
+      p.err());
+  p.send_signal(SIGINT);
+  BOOST_TEST(p.wait(std::chrono::seconds(10)) == 130, p.out() << p.err());
+  BOOST_TEST(has(p.err(), "interrupted again"), p.err());
+  BOOST_TEST(!has(p.out(), "start node="), p.out());
+}
+
 // ---- with every worker busy (ARCHITECTURE.md §4a) ----------------------------
 
 const std::string kBusyPath = (fixture_dir() / "busy").string();

@@ -195,6 +195,61 @@ fs::path artifact_dir(const RunOptionsCli& o) {
 }
 
 int run_flow(const RunOptionsCli& o) {
+  // Ctrl+C and SIGTERM are watched from the start, not only once the run
+  // has started: one that comes while the flow is read leaves at once, and
+  // nothing runs; one while the plugins the run needs load cancels the run
+  // as soon as it exists; while the run goes, the first cancels it and a
+  // second leaves at once; after its end, while the history is written, the
+  // first says so and a second leaves without it.
+  std::mutex state_mutex;
+  std::optional<Run> started;
+  std::optional<runner::LocalRun> local;  // outlives the watcher, which may use it
+  runner::LocalRun* running = nullptr;    // `local`, once it is starting the run
+  bool cancel_when_started = false, ended = false;
+  runner::InterruptWatcher interrupts({
+      .cancel =
+          [&] {
+            std::lock_guard lock(state_mutex);
+            if (running == nullptr) {
+              std::cerr << "pyoco run: interrupted before the run started; nothing ran\n";
+              std::_Exit(kExitCancelled);
+            }
+            if (ended) {
+              std::cerr << "pyoco run: writing the run history; interrupt again to leave "
+                           "without it\n";
+            } else if (started) {
+              started->cancel();
+            } else {
+              cancel_when_started = true;
+              std::cerr << "pyoco run: loading the flow's plugins; the run is cancelled as soon "
+                           "as it starts (interrupt again to leave at once)\n";
+            }
+          },
+      .exit_now =
+          [&] {
+            std::lock_guard lock(state_mutex);
+            std::cout << std::flush;
+            if (ended) {
+              std::cerr << "pyoco run: interrupted again; leaving without writing the rest of "
+                           "the run history\n";
+              std::_Exit(started->status() == core::RunStatus::Completed   ? kExitOk
+                         : started->status() == core::RunStatus::Cancelled ? kExitCancelled
+                                                                           : kExitFailed);
+            }
+            // Stop every process a task started, record the run, leave. What
+            // ran so far is in the trace and the history.
+            runner::signal_descendants(SIGKILL);
+            std::cerr << "pyoco run: interrupted again; killed what the tasks started and "
+                         "exiting without waiting for them\n";
+            if (started) running->abandon("interrupted twice: pyoco exited without waiting for it");
+            std::_Exit(kExitCancelled);
+          },
+      .check_now =
+          [&] {
+            std::lock_guard lock(state_mutex);
+            if (started && !ended) running->check_cancel_requests();
+          },
+  });
   const runner::LoadedFlow flow = load(o.flow);
   EngineOptions eo;
   eo.jobs = o.jobs;
@@ -230,7 +285,7 @@ int run_flow(const RunOptionsCli& o) {
   } catch (const store::StoreError& e) {
     unrecorded = e.what();
   }
-  runner::LocalRun local(flow, std::move(setup));
+  local.emplace(flow, std::move(setup));
   if (!unrecorded.empty()) {
     std::cerr << "pyoco run: warning: this run is not recorded in the history: " << unrecorded
               << '\n';
@@ -239,55 +294,34 @@ int run_flow(const RunOptionsCli& o) {
   // Tasks' children, and the orphans they leave, stay ours to stop.
   runner::become_subreaper();
 
-  // The handlers go in before the run starts: a Ctrl+C the moment its first
-  // trace line shows must cancel it, not kill pyoco with the default action.
-  std::mutex started_mutex;
-  std::optional<Run> started;
-  bool cancel_at_start = false;
-  auto cancel = [&] {
-    std::lock_guard lock(started_mutex);
-    if (started) {
-      started->cancel();
-    } else {
-      cancel_at_start = true;
-    }
-  };
   {
-    runner::InterruptWatcher interrupts({
-        .cancel = cancel,
-        .exit_now =
-            [&] {
-              // Second Ctrl+C: stop every process a task started, record the
-              // run, leave. What ran so far is in the trace and the history.
-              runner::signal_descendants(SIGKILL);
-              std::cout << std::flush;
-              std::cerr << "pyoco run: interrupted again; killed what the tasks started and "
-                           "exiting without waiting for them\n";
-              local.abandon("interrupted twice: pyoco exited without waiting for it");
-              std::_Exit(kExitCancelled);
-            },
-        .check_now = [&local] { local.check_cancel_requests(); },
-    });
-    {
-      Run first = local.start(*engine);
-      std::lock_guard lock(started_mutex);
-      started = first;
-      if (cancel_at_start) started->cancel();
-    }
-    local.wait();    // the trace's last line before anything else is printed
-    engine.reset();  // up to a second for bodies that ignore their cancel
-    // A task that was abandoned (cancel, deadline) may have left a process
-    // behind, even one a late body started during the reset: it goes with
-    // the run, not with the shell that started pyoco.
-    if (started->status() != core::RunStatus::Completed) {
-      runner::stop_descendants(std::chrono::seconds(1));
-    }
+    std::lock_guard lock(state_mutex);
+    running = &*local;
   }
-  if (const std::string e = local.finish(); !e.empty()) {
+  // Not under the lock: starting loads the plugins, which may take a while.
+  Run run = local->start(*engine);
+  {
+    std::lock_guard lock(state_mutex);
+    started = run;
+    if (cancel_when_started) started->cancel();
+  }
+  local->wait();   // the trace's last line before anything else is printed
+  engine.reset();  // up to a second for bodies that ignore their cancel
+  // A task that was abandoned (cancel, deadline) may have left a process
+  // behind, even one a late body started during the reset: it goes with
+  // the run, not with the shell that started pyoco.
+  if (started->status() != core::RunStatus::Completed) {
+    runner::stop_descendants(std::chrono::seconds(1));
+  }
+  {
+    std::lock_guard lock(state_mutex);
+    ended = true;
+  }
+  if (const std::string e = local->finish(); !e.empty()) {
     std::cerr << "pyoco run: warning: the run history may be incomplete: " << e << '\n';
   }
-  if (!local.trace_file_error().empty()) {
-    std::cerr << "pyoco run: warning: --trace-file " << local.trace_file_error() << '\n';
+  if (!local->trace_file_error().empty()) {
+    std::cerr << "pyoco run: warning: --trace-file " << local->trace_file_error() << '\n';
   }
   switch (started->status()) {
     case core::RunStatus::Completed:
