@@ -55,3 +55,32 @@ BOOST_AUTO_TEST_CASE(a_console_line_shows_control_characters_escaped) {
   BOOST_TEST(printable("caf\xC3\xA9 \xF0\x9F\xA5\x95") == "caf\xC3\xA9 \xF0\x9F\xA5\x95");
   BOOST_TEST(printable("bad\xFF") == "bad\\xff");
 }
+
+// Long runs are checked and copied eight bytes at a time: a byte that must
+// be escaped (or that is not UTF-8) is found wherever it lies in a word,
+// and in the tail shorter than one.
+BOOST_AUTO_TEST_CASE(json_strings_are_escaped_at_every_place_in_a_word) {
+  const std::vector<std::pair<std::string, std::string>> specials = {
+      {"\"", "\\\""},
+      {"\\", "\\\\"},
+      {"\n", "\\n"},
+      {std::string(1, '\0'), "\\u0000"},
+      {"\x1f", "\\u001f"},
+      {"\x7f", "\\u007f"},
+      {" ", " "},
+      {"\xC3\xA9", "\xC3\xA9"},
+      {"\xFF", "\xEF\xBF\xBD"}};
+  for (const auto& [raw, escaped] : specials) {
+    for (std::size_t before = 0; before < 20; ++before) {
+      for (const std::size_t after : {0u, 1u, 7u, 8u, 13u}) {
+        const std::string text = std::string(before, 'a') + raw + std::string(after, 'z');
+        std::string out = "x";
+        append_json_string(out, text);
+        BOOST_TEST(
+            out == "x\"" + std::string(before, 'a') + escaped + std::string(after, 'z') + "\"",
+            before << " " << after);
+        BOOST_TEST(invalid_utf8_at(text) == (raw == "\xFF" ? before : std::string::npos));
+      }
+    }
+  }
+}
