@@ -384,6 +384,32 @@ BOOST_AUTO_TEST_CASE(a_cancel_request_through_another_handle_cancels_the_run) {
   BOOST_TEST(core::to_string(other->tasks(r.id())[1].state) == "CANCELLED");
 }
 
+BOOST_AUTO_TEST_CASE(a_run_is_written_as_soon_as_it_starts_not_at_the_interval) {
+  // A process killed in a run's first moments, or whose writes wait behind
+  // other processes', must leave the run in the history (to be found
+  // interrupted), not nothing: its first write does not wait for the interval.
+  HistoryOptions options;
+  options.flush_interval = std::chrono::hours(1);
+  HistoryWriter history(store, options);
+  auto gate = std::make_shared<Gate>();
+  auto fns = tasks();
+  fns["t/hold"] = [gate](TaskCall&, const Value&) {
+    gate->wait();
+    return Value();
+  };
+  Run r = start(history,
+                "flow: {graph: hold >> after}\ntasks: {hold: {use: t/hold}, after: "
+                "{use: t/emit, inputs: {value: 1}}}\n",
+                fns);
+  auto other = open_sqlite_store(dir.path() / "state.db");
+  BOOST_TEST_REQUIRE(eventually([&] { return other->run(r.id()).has_value(); }));
+  BOOST_TEST(core::to_string(other->run(r.id())->status) == "RUNNING");
+  gate->open();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  history.flush();
+  BOOST_TEST(core::to_string(store->run(r.id())->status) == "COMPLETED");
+}
+
 BOOST_AUTO_TEST_CASE(abandoning_a_run_records_it_cancelled_at_once) {
   HistoryWriter history(store);
   auto gate = std::make_shared<Gate>();

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 namespace pyoco::store {
 
@@ -91,6 +92,11 @@ struct HistoryWriter::Impl {
   std::map<std::string, std::function<void()>, std::less<>> cancel_watches;  // by run id
   std::uint64_t requested = 0, done = 0;                                     // flush generations
   bool stopping = false;
+  // A run started since the writer last looked. Its first write goes at
+  // once, not at the interval: a run killed in its first moments, or waiting
+  // behind other processes' writes, is still in the history (and found
+  // interrupted later) rather than missing.
+  bool run_started = false;
   std::string error;
   std::thread thread;
 
@@ -101,7 +107,11 @@ struct HistoryWriter::Impl {
   }
   void queued() {  // under `mutex`, after the queue's last event was added
     const QueuedEvent& e = queue.back();
-    if (e.kind == EventKind::RunStart) e.slot->id = e.start->run_id;
+    if (e.kind == EventKind::RunStart) {
+      e.slot->id = e.start->run_id;
+      run_started = true;
+      wake.notify_one();
+    }
     if (queue.size() == kFoldBatch) wake.notify_one();
   }
   RunSlot* find(std::string_view run_id) {  // under `mutex`
@@ -113,7 +123,9 @@ struct HistoryWriter::Impl {
 
   void loop();
   void fold(QueuedEvent& e);
-  void write_dirty();
+  // Everything dirty; or, `runs_only`, the runs' own records alone (a run
+  // that just started: its tasks follow at the interval).
+  void write_dirty(bool runs_only = false);
   void poll_cancel();
   TaskRecord& task(RunSlot& s, std::uint32_t record, std::string& node, std::string& name);
   void mark(RunSlot& s, std::uint32_t record);
@@ -306,12 +318,14 @@ void HistoryWriter::Impl::loop() {
   auto next_write = std::chrono::steady_clock::now() + options.flush_interval;
   for (;;) {
     std::uint64_t generation = 0;
-    bool last = false, asked = false;
+    bool last = false, asked = false, first_write = false;
     {
       std::unique_lock lock(mutex);
-      wake.wait_until(lock, next_write,
-                      [&] { return stopping || requested > done || queue.size() >= kFoldBatch; });
+      wake.wait_until(lock, next_write, [&] {
+        return stopping || requested > done || queue.size() >= kFoldBatch || run_started;
+      });
       batch.swap(queue);
+      first_write = std::exchange(run_started, false);
       generation = requested;
       last = stopping;
       asked = requested > done;
@@ -325,7 +339,10 @@ void HistoryWriter::Impl::loop() {
       }
     }
     batch.clear();
-    if (!last && !asked && std::chrono::steady_clock::now() < next_write) continue;
+    if (!last && !asked && std::chrono::steady_clock::now() < next_write) {
+      if (first_write) write_dirty(true);
+      continue;
+    }
     next_write = std::chrono::steady_clock::now() + options.flush_interval;
     write_dirty();
     poll_cancel();
@@ -533,7 +550,7 @@ void HistoryWriter::Impl::keep_output(RunSlot& s, std::uint32_t record, const st
   s.outputs.push_back(std::move(o));
 }
 
-void HistoryWriter::Impl::write_dirty() {
+void HistoryWriter::Impl::write_dirty(bool runs_only) {
   Batch batch;
   std::vector<RunSlot*> touched;
   bool trim = false;
@@ -550,6 +567,7 @@ void HistoryWriter::Impl::write_dirty() {
   }
   for (RunSlot* s : touched) {
     if (s->run_dirty) batch.runs.push_back(s->run);
+    if (runs_only) continue;
     if (!s->dirty_pages.empty()) {
       TaskPages pages;
       pages.run_id = s->run.id;
@@ -577,6 +595,7 @@ void HistoryWriter::Impl::write_dirty() {
   }
   for (RunSlot* s : touched) {
     s->run_dirty = false;
+    if (runs_only) continue;
     s->new_run = false;
     for (std::uint32_t p : s->dirty_pages) s->page_dirty[p] = false;
     s->dirty_pages.clear();
