@@ -122,7 +122,7 @@ const std::vector<Case>& cases() {
        [](const fs::path& d) { fifo(d / "f.yaml"); },
        {"run", "f.yaml"},
        2,
-       "f.yaml: is a FIFO, not a regular file"},
+       "f.yaml: error: is a FIFO, not a regular file"},
       {"a FIFO as a plugin's library",
        [](const fs::path& d) {
          copy_std_plugin(d / "plugins");
@@ -218,7 +218,7 @@ const std::vector<Case>& cases() {
        },
        {"run", "f.yaml"},
        2,
-       "f.yaml:3:39: the file is not UTF-8 here (byte 0xff); save it as UTF-8"},
+       "f.yaml:3:39: error: the file is not UTF-8 here (byte 0xff); save it as UTF-8"},
       {"a flow name that forges a trace line",
        [](const fs::path& d) {
          write(d / "f.yaml",

@@ -411,7 +411,9 @@ int guarded(const char* command, F&& body) {
   try {
     return body();
   } catch (const core::FlowError& e) {
-    std::cerr << e.what() << '\n';
+    // As `pyoco check` shows it, and said that nothing ran.
+    print_diagnostic(std::cerr, {core::Diagnostic::Severity::Error, e.where(), e.problem()});
+    if (std::string_view(command) == "run") std::cerr << "pyoco run: nothing ran\n";
   } catch (const plugins::LoadError& e) {
     std::cerr << "pyoco " << command << ": " << e.what() << '\n';
   } catch (const runner::SetupError& e) {
@@ -425,6 +427,8 @@ int guarded(const char* command, F&& body) {
 
 }  // namespace
 
+constexpr unsigned long kMaxJobs = 1024;
+
 void add_flow_commands(CLI::App& app, CommandTable& table) {
   auto run = std::make_shared<RunOptionsCli>();
   CLI::App* run_cmd = app.add_subcommand("run", "Run a flow file and print its trace");
@@ -434,13 +438,15 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
           [](std::string& text) -> std::string {
             unsigned long n = 0;
             const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-            if (ec != std::errc() || end != text.data() + text.size() || n < 1 ||
-                n > std::numeric_limits<unsigned>::max()) {
-              return "expected a whole number >= 1";
+            // A thread each: more than a machine could use is a typo, not a wish
+            // (100000000 made threads until the process could make no more).
+            if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > kMaxJobs) {
+              return "expected a whole number from 1 to " + std::to_string(kMaxJobs) +
+                     " (tasks run at once, a thread each; async tasks hold none while they wait)";
             }
             return {};
           },
-          "N>=1"));
+          "N in 1.." + std::to_string(kMaxJobs)));
   run_cmd->add_flag("--non-cute", run->non_cute, "Plain trace lines (also PYOCO_CUTE=0)");
   run_cmd->add_flag("--cute", run->cute, "Cute trace lines even when stdout is not a terminal");
   run_cmd
