@@ -436,6 +436,10 @@ BOOST_AUTO_TEST_CASE(run_id_names_the_run_once) {
   BOOST_TEST(has(again.err, "--run-id demo-1: the history already has a run with this id"),
              again.err);
   BOOST_TEST(!has(again.out, "start node="), again.out);  // nothing ran
+  const ProcessResult empty = pyoco({"run", hello().string(), "--run-id", ""});
+  BOOST_TEST(empty.exit_code == 2);
+  BOOST_TEST(has(empty.err, "--run-id: give a name, or leave --run-id out"), empty.err);
+  BOOST_TEST(empty.out.empty(), empty.out);
   const ProcessResult bad = pyoco({"run", hello().string(), "--run-id", "../x"});
   BOOST_TEST(bad.exit_code == 2);
   BOOST_TEST(has(bad.err, "run id '../x' is not allowed"), bad.err);

@@ -433,6 +433,11 @@ BOOST_AUTO_TEST_CASE(list_shows_the_newest_20_unless_asked) {
   BOOST_TEST(runs_json().size() == 20u);
   BOOST_TEST(runs_json({"-n", "21"}).size() == 21u);
   BOOST_TEST(runs_json({"--limit", "3"}).size() == 3u);
+  for (const char* bad : {"-1", "0", "5abc"}) {  // -1 was read as the largest number: all runs
+    const ProcessResult r = pyoco({"runs", "list", "-n", bad});
+    BOOST_TEST(r.exit_code == 2, bad);
+    BOOST_TEST(has(r.err, "--limit: expected a whole number from 1 to 1000000"), r.err);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_prefix_two_runs_share_is_refused_naming_both) {

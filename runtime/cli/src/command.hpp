@@ -3,10 +3,30 @@
 
 #include <CLI/CLI.hpp>
 
+#include <charconv>
 #include <functional>
 #include <map>
+#include <string>
 
 namespace pyoco::cli {
+
+// An option's value must be a whole number from `min` to `max`, digits
+// only: CLI11 alone reads "-1" into an unsigned as its largest value, and
+// "5abc" as 5. `what` follows the range in the message.
+inline CLI::Validator whole_number_in(unsigned long min, unsigned long max,
+                                      const std::string& what = {}) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        unsigned long n = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        if (ec != std::errc() || end != text.data() + text.size() || n < min || n > max) {
+          return "expected a whole number from " + std::to_string(min) + " to " +
+                 std::to_string(max) + (what.empty() ? "" : " (" + what + ")");
+        }
+        return {};
+      },
+      "N in " + std::to_string(min) + ".." + std::to_string(max));
+}
 
 // Maps each leaf subcommand to its action; filled while the app is built.
 class CommandTable {

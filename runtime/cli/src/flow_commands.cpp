@@ -433,20 +433,11 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   auto run = std::make_shared<RunOptionsCli>();
   CLI::App* run_cmd = app.add_subcommand("run", "Run a flow file and print its trace");
   run->flow.attach(run_cmd, true);
+  // A thread each: more than a machine could use is a typo, not a wish
+  // (100000000 made threads until the process could make no more).
   run_cmd->add_option("-j,--jobs", run->jobs, "Tasks run at once (default: hardware threads)")
-      ->check(CLI::Validator(
-          [](std::string& text) -> std::string {
-            unsigned long n = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-            // A thread each: more than a machine could use is a typo, not a wish
-            // (100000000 made threads until the process could make no more).
-            if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > kMaxJobs) {
-              return "expected a whole number from 1 to " + std::to_string(kMaxJobs) +
-                     " (tasks run at once, a thread each; async tasks hold none while they wait)";
-            }
-            return {};
-          },
-          "N in 1.." + std::to_string(kMaxJobs)));
+      ->check(whole_number_in(
+          1, kMaxJobs, "tasks run at once, a thread each; async tasks hold none while they wait"));
   run_cmd->add_flag("--non-cute", run->non_cute, "Plain trace lines (also PYOCO_CUTE=0)");
   run_cmd->add_flag("--cute", run->cute, "Cute trace lines even when stdout is not a terminal");
   run_cmd
@@ -463,7 +454,12 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   run_cmd
       ->add_option("--run-id", run->run_id,
                    "Name the run (1-128 of A-Z a-z 0-9 . _ -; default: a new UUID)")
-      ->type_name("ID");
+      ->type_name("ID")
+      ->check(CLI::Validator(
+          [](std::string& id) -> std::string {
+            return id.empty() ? "give a name, or leave --run-id out for a new UUID" : "";
+          },
+          "ID"));
   run_cmd->add_flag("--dry-run", run->dry_run, "Check the flow and print its plan; run nothing");
   run_cmd->footer(
       "\nExit codes: 0 COMPLETED, 1 FAILED, 2 usage or flow error, 130 cancelled.\n"

@@ -420,7 +420,9 @@ void add_runs_commands(CLI::App* runs, CommandTable& table) {
   CLI::App* list_cmd = runs->add_subcommand("list", "List recent runs, newest first");
   list_cmd->add_option("--status", list->status, "Only runs in this state (e.g. FAILED)");
   list_cmd->add_option("--flow", list->flow, "Only runs of this flow (its name)");
-  list_cmd->add_option("-n,--limit", list->limit, "At most N runs")->capture_default_str();
+  list_cmd->add_option("-n,--limit", list->limit, "At most N runs")
+      ->capture_default_str()
+      ->check(whole_number_in(1, 1000000));
   list_cmd->add_flag("--json", list->json, "Print JSON for machines (full ids, UTC times)");
   table.add(list_cmd, [list] { return guarded("list", [&] { return list_runs(*list); }); });
 
