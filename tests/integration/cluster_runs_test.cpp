@@ -5,6 +5,7 @@
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
+#include <pyoco/cluster/unqueued_runs.hpp>
 
 #include <nats/nats.h>
 
@@ -197,6 +198,36 @@ BOOST_AUTO_TEST_CASE(cancels_racing_completion_end_every_run) {
   }
   BOOST_TEST(cancelled + completed == kRuns);
   BOOST_TEST_MESSAGE("cancelled " << cancelled << ", completed " << completed);
+}
+
+// A submit that NATS cut short between the record and the job: the record
+// stands PENDING with no job (what a gateway answered 503 for). Once NATS
+// answers again the run is queued, once; a run whose record was never
+// written is dropped, not created.
+BOOST_AUTO_TEST_CASE(a_run_whose_submit_was_cut_short_is_queued_when_nats_is_back) {
+  Cluster c;
+  RunRecords runs(c.nats);
+  BOOST_REQUIRE(runs.create("half", pending_snapshot(job("half"))));  // the record, no job
+  BOOST_TEST(c.queued() == 0u);
+  {
+    UnqueuedRuns unqueued(c.nats, std::chrono::milliseconds(50));
+    c.server.kill9();  // NATS away: the first looks fail, nothing is given up
+    unqueued.add(job("half"));
+    unqueued.add(job("never-written"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // several passes while away
+    BOOST_TEST(unqueued.waiting() == 2u);
+    c.server.start();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (unqueued.waiting() > 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling, with a deadline
+    }
+    BOOST_TEST(unqueued.waiting() == 0u);
+  }
+  BOOST_TEST(c.queued() == 1u);
+  BOOST_TEST(!runs.get("never-written").has_value());
+  // A repeat (the client submitting again with its key) is still one job.
+  BOOST_TEST(!submit_run(c.nats, runs, job("half")).created);
+  BOOST_TEST(c.queued() == 1u);
 }
 
 // A job no worker ever finishes (here: fetched and never acked) reaches

@@ -104,6 +104,26 @@ json::object pending_snapshot(const RunJob& job) {
       {"error", nullptr}};
 }
 
+namespace {
+
+// The job, with Nats-Msg-Id = run_id: a repeat within the duplicate window
+// is dropped by the stream.
+void publish_job(Connection& nats, const RunJob& job) {
+  const std::string subject = "pyoco.work." + job.tag;
+  const std::string body = json::serialize(to_json(job));
+  jsPubOptions opts;
+  jsPubOptions_Init(&opts);
+  opts.MsgId = job.run_id.c_str();
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr{};
+  const natsStatus s = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
+                                  static_cast<int>(body.size()), &opts, &jerr);
+  if (s != NATS_OK) throw_nats("cannot queue run " + job.run_id + " on " + subject, s, jerr);
+  jsPubAck_Destroy(ack);
+}
+
+}  // namespace
+
 Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
   RunJob job = given;
   check_run_id(job.run_id);
@@ -123,18 +143,17 @@ Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
     if (out.record.status() != "PENDING") return out;
     job.record_revision = out.record.revision;
   }
-  const std::string subject = "pyoco.work." + job.tag;
-  const std::string body = json::serialize(to_json(job));
-  jsPubOptions opts;
-  jsPubOptions_Init(&opts);
-  opts.MsgId = job.run_id.c_str();
-  jsPubAck* ack = nullptr;
-  jsErrCode jerr{};
-  const natsStatus s = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
-                                  static_cast<int>(body.size()), &opts, &jerr);
-  if (s != NATS_OK) throw_nats("cannot queue run " + job.run_id + " on " + subject, s, jerr);
-  jsPubAck_Destroy(ack);
+  publish_job(nats, job);
   return out;
+}
+
+bool queue_if_pending(Connection& nats, RunRecords& runs, RunJob job) {
+  const std::optional<RunRecord> r = runs.get(job.run_id);
+  if (!r || r->status() != "PENDING") return false;
+  job.record_revision = r->revision;
+  publish_run_submitted(nats, job);  // its message id: stored once
+  publish_job(nats, job);
+  return true;
 }
 
 std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,

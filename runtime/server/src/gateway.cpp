@@ -7,6 +7,7 @@
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
+#include <pyoco/cluster/unqueued_runs.hpp>
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
@@ -895,7 +896,13 @@ class Gateway {
       return json_response(200,
                            json::object{{"run_id", job.run_id}, {"status", s.record.status()}});
     } catch (const cluster::NatsError& e) {
-      nats_down(e);
+      // Its record may stand without its job: queued once NATS answers.
+      unqueued_.add(job);
+      throw HttpError{503, "nats_unavailable",
+                      std::string(e.what()) +
+                          " (the run may have been accepted: it is queued once NATS answers "
+                          "again; submit again with the same Idempotency-Key to be sure of "
+                          "one run)"};
     }
   }
 
@@ -1017,6 +1024,7 @@ class Gateway {
   Metrics metrics_;
   // After metrics_: it counts into it. Optional: the end stops it first.
   std::optional<MetricsFeed> feed_{std::in_place, nats_, metrics_};
+  cluster::UnqueuedRuns unqueued_{nats_};
 };
 
 }  // namespace

@@ -57,6 +57,14 @@ struct Submitted {
 // one arrived (so a submitter that died between the two writes is healed).
 Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& job);
 
+// The rest of a submit that failed part way (NATS went away between the
+// record and the job, or did not answer a write it made): when the run's
+// record exists and is still PENDING, its run_submitted event and its job
+// are published (each stored once however often this is asked). False
+// when there is nothing to queue: no record, or it has moved on. Throws
+// NatsError while NATS cannot be asked.
+bool queue_if_pending(Connection& nats, RunRecords& runs, RunJob job);
+
 // PENDING -> CANCELLED (and its RunEnd), RUNNING -> CANCELLING (with `by`
 // and the time);
 // a terminal or CANCELLING run is left as it is. Then `pyoco.cancel.<id>` on
