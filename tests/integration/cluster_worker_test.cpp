@@ -131,6 +131,27 @@ std::size_t count_kind(const std::vector<json::object>& events, const char* kind
 
 }  // namespace
 
+// A node's retries are told apart in the cluster's events as in a local
+// trace (retry 2/3, 3/3); which delivery of the run made an event is its
+// run_attempt. The delivery attempt used to overwrite the node's.
+BOOST_AUTO_TEST_CASE(a_nodes_retries_keep_their_attempt_in_the_events) {
+  Cluster c;
+  c.worker("w1");
+  RunRecords runs(c.nats);
+  RunJob j = c.job("retrying", "retrying");
+  j.workflow_yaml =
+      "flow: {graph: f}\ntasks:\n  f: {use: std/fail, retries: 2, retry_backoff: {initial_ms: "
+      "1}}\n";
+  submit_run(c.nats, runs, j);
+  BOOST_TEST(c.wait_for("retrying", terminal).status() == "FAILED");
+  std::vector<std::int64_t> retries;
+  for (const auto& e : events_of(c.server.url(), "retrying")) {
+    if (e.at("kind").as_string() == "node_retry") retries.push_back(e.at("attempt").as_int64());
+    if (e.contains("seq")) BOOST_TEST(e.at("run_attempt").as_int64() == 1);  // the worker's
+  }
+  BOOST_TEST(retries == (std::vector<std::int64_t>{2, 3}), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
   Cluster c;
   c.worker("w1");
@@ -165,6 +186,7 @@ BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
     if (!e.contains("seq")) continue;  // the RunEnd the record's end writes
     BOOST_TEST(e.at("seq").as_int64() > last);
     BOOST_TEST(e.at("attempt").as_int64() == 1);
+    BOOST_TEST(e.at("run_attempt").as_int64() == 1);
     last = e.at("seq").as_int64();
   }
 }
@@ -385,7 +407,8 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_mid_run_leaves_the_run_to_the_next) {
   const auto events = events_of(c.server.url(), "orphan");
   BOOST_TEST(count_kind(events, "run_end") == 1u);
   BOOST_TEST(std::any_of(events.begin(), events.end(), [](auto& e) {
-    return e.contains("attempt") && e.at("attempt").is_int64() && e.at("attempt").as_int64() == 2;
+    return e.contains("run_attempt") && e.at("run_attempt").is_int64() &&
+           e.at("run_attempt").as_int64() == 2;
   }));
 }
 
@@ -618,10 +641,10 @@ BOOST_AUTO_TEST_CASE(a_job_never_delivered_again_is_queued_again_by_the_reaper) 
   const auto events = events_of(c.server.url(), "stranded");
   BOOST_TEST(count_kind(events, "run_end") == 1u);
   BOOST_TEST(count_kind(events, "node_done") >= 1u);
-  // Every event that names its attempt names the second (ids of their own).
+  // Every event the worker published names the second delivery (ids of their own).
   BOOST_TEST(std::all_of(events.begin(), events.end(), [](auto& e) {
-    return !e.contains("attempt") ||
-           (e.at("attempt").is_int64() && e.at("attempt").as_int64() == 2);
+    return !e.contains("seq") ||
+           (e.at("run_attempt").is_int64() && e.at("run_attempt").as_int64() == 2);
   }));
   // A look after the end finds nothing to do.
   BOOST_TEST(reaper.requeue_stranded() == 0u);

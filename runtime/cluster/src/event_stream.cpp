@@ -157,7 +157,10 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
     ++impl_->unacked[std::string(e.run_id)];  // before the publish: its ack may come at once
   }
   json::object o = trace::to_json(trace::Event::from(e));
-  o["attempt"] = attempt;
+  // Which delivery of the run made it. A node's own `attempt` (its retry)
+  // stays: the cluster's trace reads as a local run's.
+  o["run_attempt"] = attempt;
+  if (!o.contains("attempt")) o["attempt"] = attempt;
   const std::string body = json::serialize(o);
   const std::string subject =
       "pyoco.ev." + std::string(e.run_id) + "." + event_subject_kind(e.kind);

@@ -1,5 +1,7 @@
 // Run events on the PYOCO_EVENTS stream: `pyoco.ev.<run_id>.<run|node|log>`,
-// each event the owned JSON of trace::to_json plus its "attempt". Message ids
+// each event the owned JSON of trace::to_json plus its "run_attempt" (the
+// delivery of the run that made it; also its "attempt" when the event is
+// not a node's, whose "attempt" is the node's own try). Message ids
 // make every publish idempotent: "<run_id>.<attempt>.<seq>" for the events of
 // an attempt, "<run_id>.end" for the one RunEnd a run has, whoever ends it
 // (its worker, a canceller, the reaper), however often it is retried.
