@@ -216,6 +216,10 @@ BOOST_AUTO_TEST_CASE(a_run_whose_submit_was_cut_short_is_queued_when_nats_is_bac
     unqueued.add(job("never-written"));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // several passes while away
     BOOST_TEST(unqueued.waiting() == 2u);
+    // A bucket is not "missing" because NATS is away: no advice to run `cluster init`.
+    BOOST_CHECK_EXCEPTION(RunRecords{c.nats}, NatsError, [](const NatsError& e) {
+      return std::string(e.what()).find("cluster init") == std::string::npos;
+    });
     c.server.start();
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (unqueued.waiting() > 0 && std::chrono::steady_clock::now() < until) {

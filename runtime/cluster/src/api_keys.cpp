@@ -212,11 +212,7 @@ struct ApiKeyStore::Impl {
 };
 
 ApiKeyStore::ApiKeyStore(Connection& nats) : impl_(std::make_unique<Impl>(nats)) {
-  const natsStatus s = js_KeyValue(&impl_->kv, nats.handles().js, "pyoco_auth");
-  if (s != NATS_OK) {
-    throw NatsError(std::string("bucket pyoco_auth is missing (") + natsStatus_GetText(s) +
-                    "): run `pyoco cluster init`");
-  }
+  impl_->kv = open_bucket(nats, "pyoco_auth");
 }
 
 ApiKeyStore::~ApiKeyStore() { kvStore_Destroy(impl_->kv); }

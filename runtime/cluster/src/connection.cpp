@@ -11,6 +11,17 @@
 
 namespace pyoco::cluster {
 
+kvStore* open_bucket(Connection& nats, const char* name) {
+  kvStore* kv = nullptr;
+  const natsStatus s = js_KeyValue(&kv, nats.handles().js, name);
+  if (s == NATS_NOT_FOUND) {
+    throw NatsError(std::string("bucket ") + name + " is missing on " + nats.connected_url() +
+                    ": run `pyoco cluster init`");
+  }
+  if (s != NATS_OK) throw_nats(std::string("cannot open bucket ") + name, s);
+  return kv;
+}
+
 void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr) {
   std::string message = what + ": " + natsStatus_GetText(s);
   if (static_cast<int>(jerr) != 0)

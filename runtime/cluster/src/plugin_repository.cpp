@@ -128,11 +128,7 @@ struct PluginRepository::Impl {
   kvStore* kv = nullptr;
 
   explicit Impl(Connection& n) : nats(n) {
-    const natsStatus s = js_KeyValue(&kv, nats.handles().js, "pyoco_plugins");
-    if (s != NATS_OK) {
-      throw NatsError(std::string("bucket pyoco_plugins is missing (") + natsStatus_GetText(s) +
-                      "): run `pyoco cluster init`");
-    }
+    kv = open_bucket(nats, "pyoco_plugins");
   }
   ~Impl() {
     changes.reset();

@@ -47,12 +47,7 @@ void check_run_id(std::string_view run_id) {
 }
 
 RunRecords::RunRecords(Connection& nats) : nats_(nats), bucket_(std::make_unique<Bucket>()) {
-  const natsStatus s = js_KeyValue(&bucket_->kv, nats.handles().js, kBucket);
-  if (s == NATS_NOT_FOUND) {
-    throw NatsError(std::string("bucket ") + kBucket + " is missing on " + nats.connected_url() +
-                    ": run `pyoco cluster init`");
-  }
-  if (s != NATS_OK) throw_nats(std::string("cannot open bucket ") + kBucket, s);
+  bucket_->kv = open_bucket(nats, kBucket);
 }
 
 RunRecords::~RunRecords() {

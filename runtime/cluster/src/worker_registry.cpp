@@ -13,16 +13,6 @@ namespace json = boost::json;
 
 namespace {
 
-kvStore* open_bucket(Connection& nats, const char* name) {
-  kvStore* kv = nullptr;
-  const natsStatus s = js_KeyValue(&kv, nats.handles().js, name);
-  if (s != NATS_OK) {
-    throw NatsError(std::string("bucket ") + name + " is missing (" + natsStatus_GetText(s) +
-                    "): run `pyoco cluster init`");
-  }
-  return kv;
-}
-
 constexpr const char* kHiddenPrefix = "worker_hidden.";
 
 }  // namespace

@@ -101,4 +101,9 @@ std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,
 // "<what>: <cnats status text>[ (JetStream error N)][: <last error>]".
 [[noreturn]] void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr = jsErrCode{});
 
+// KV bucket `name`, opened. Throws NatsError: "missing ...: run `pyoco
+// cluster init`" only when NATS says it does not exist; when NATS cannot
+// be asked, that (a bucket is not missing because NATS is away).
+kvStore* open_bucket(Connection& nats, const char* name);
+
 }  // namespace pyoco::cluster
