@@ -390,6 +390,24 @@ BOOST_AUTO_TEST_CASE(ctrl_c_while_the_plugins_load_is_not_lost) {
   BOOST_TEST(!has(p.out(), "start node="), p.out());
 }
 
+BOOST_AUTO_TEST_CASE(a_command_dies_with_a_pyoco_killed_by_sigkill) {
+  // Nothing can clean up after a SIGKILL: the command is told by the kernel
+  // (PR_SET_PDEATHSIG). In a cluster the run is tried again elsewhere, and a
+  // command left running would do its work twice.
+  std::ofstream(dir.path() / "long.yaml")
+      << "flow: {name: long, graph: hold}\ntasks:\n  hold: {use: \"std/shell\", inputs: "
+         "{argv: [sleep, \"300\"]}}\n";
+  ChildProcess p({pyoco_exe().string(), "run", (dir.path() / "long.yaml").string(), "--non-cute"},
+                 {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}},
+                 dir.path());
+  BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold"), p.out() << p.err());
+  std::vector<int> pids;
+  BOOST_TEST_REQUIRE(eventually([&] { return !(pids = descendants_of(p.pid())).empty(); }));
+  p.send_signal(SIGKILL);
+  BOOST_TEST(p.wait() == 128 + SIGKILL);
+  for (int pid : pids) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
+}
+
 // ---- with every worker busy (ARCHITECTURE.md §4a) ----------------------------
 
 const std::string kBusyPath = (fixture_dir() / "busy").string();

@@ -3,7 +3,7 @@
 // waited for on the plugin's reactor thread, not on a host worker.
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "reactor.hpp"
 #include "tasks.hpp"
@@ -59,6 +60,67 @@ class Pipe {
   }
   int fd_[2] = {-1, -1};
 };
+
+constexpr const char* kChdir = "chdir";
+constexpr const char* kExec = "exec";
+
+// Starts `args` (a PATH search for a bare name) with `env`, in a process
+// group of its own (a cancel kills the whole group), its stdin, stdout and
+// stderr on `fds`, in `cwd` when given. The command dies with the thread
+// that started it (PR_SET_PDEATHSIG): a worker or a `pyoco run` killed with
+// SIGKILL leaves no command running on, whose effects would otherwise
+// happen twice when the run is tried again elsewhere. posix_spawn cannot
+// ask for that, so this forks; the child makes only system calls before
+// exec. The pid, or -1 with `failed` (an errno) and `what` (kChdir, kExec
+// or "fork").
+pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const std::string& cwd,
+            std::array<int, 3> fds, int& failed, const char*& what) {
+  Pipe report;  // the child's errno when exec fails; closed by a successful exec
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    failed = errno;
+    what = "fork";
+    return -1;
+  }
+  if (pid == 0) {
+    auto fail = [&](const char* step) {
+      const int e = errno;
+      const char tag = step == kChdir ? 'c' : 'x';
+      [[maybe_unused]] ssize_t n = write(report.write_end(), &tag, 1);
+      n = write(report.write_end(), &e, sizeof e);
+      _exit(127);
+    };
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // it died before the line above
+    for (int target = 0; target < 3; ++target) {
+      // Already in place (the host's own was closed): keep it open past exec.
+      if (fds[target] == target ? fcntl(target, F_SETFD, 0) < 0 : dup2(fds[target], target) < 0) {
+        fail(kExec);
+      }
+    }
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) fail(kChdir);
+    execvpe(args[0], args.data(), env.data());
+    fail(kExec);
+  }
+  report.close_write();
+  char tag = 0;
+  int e = 0;
+  ssize_t n;
+  do {
+    n = read(report.read_end(), &tag, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n == 1 && read(report.read_end(), &e, sizeof e) == static_cast<ssize_t>(sizeof e)) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    failed = e;
+    what = tag == 'c' ? kChdir : kExec;
+    return -1;
+  }
+  return pid;
+}
 
 // How long a cancelled command has between SIGTERM and SIGKILL.
 constexpr std::chrono::seconds kTermGrace{2};
@@ -270,37 +332,25 @@ struct Shell : pyoco::AsyncTask {
     for (const auto& [key, value] : overrides) env_strings.push_back(key + "=" + value);
 
     Pipe out, err, input;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, input.read_end(), 0);
-    posix_spawn_file_actions_adddup2(&actions, out.write_end(), 1);
-    posix_spawn_file_actions_adddup2(&actions, err.write_end(), 2);
-    const std::string cwd = in.get<std::string>("cwd", "");
-    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);  // cancel kills the whole group
-    posix_spawnattr_setpgroup(&attr, 0);
-
     std::vector<char*> args, env;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     for (auto& e : env_strings) env.push_back(e.data());
     env.push_back(nullptr);
-    pid_t pid = 0;
-    const int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), env.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
+    const std::string cwd = in.get<std::string>("cwd", "");
+    int failed = 0;  // errno of what failed in the child
+    const char* what = nullptr;
+    const pid_t pid =
+        spawn(args, env, cwd, {input.read_end(), out.write_end(), err.write_end()}, failed, what);
     out.close_write();
     err.close_write();
     input.close_read();
-    if (rc != 0) {
-      // posix_spawn reports a cwd it cannot enter as the program's error.
-      std::error_code ec;
-      if (!cwd.empty() && !std::filesystem::is_directory(cwd, ec)) {
-        throw pyoco::Error("cwd: '" + cwd + "' is not a directory");
+    if (pid < 0) {
+      if (what == kChdir) {
+        throw pyoco::Error("cwd: '" + cwd + "' is not a directory it can enter (" +
+                           std::strerror(failed) + ")");
       }
-      throw pyoco::Error("cannot start '" + argv[0] + "': " + std::strerror(rc));
+      throw pyoco::Error("cannot start '" + argv[0] + "': " + std::strerror(failed));
     }
 
     std::string stdin_data = in.get<std::string>("stdin", "");
