@@ -16,6 +16,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "child.hpp"
@@ -247,6 +248,55 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
 // itself: the gateway follows again from the last event it sent, and the
 // client sees every event of the run once, in order, to its RunEnd, on the
 // one stream it opened.
+// A gateway killed and started again on its port: the client's watch,
+// logs --follow and submit --wait say so on stderr, follow on after the
+// last event they saw, and end with the run (they used to exit 2 at once,
+// and a script would submit again).
+BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
+  NatsServer nats;
+  TempDir flows;
+  write_text(flows.path() / "ticks.yaml",
+             "flow: {graph: a >> b >> c}\ntasks:\n"
+             "  a: {use: std/sleep, inputs: {seconds: 1}}\n"
+             "  b: {use: std/sleep, inputs: {seconds: 4}}\n"
+             "  c: {use: std/echo, inputs: {value: 1, message: after}}\n");
+  std::optional<Server> s(std::in_place, std::vector<std::string>{"--nats", nats.url()});
+  const std::string url = s->url;
+  const std::string port = url.substr(url.rfind(':') + 1);
+  ChildProcess worker(
+      {pyoco_exe().string(), "worker", "--nats", nats.url(), "--worker-id", "w1", "--flows",
+       flows.path().string(), "--progress-interval", "0.2", "--slots", "2"},
+      {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
+  const std::string id = s->submit(R"({"flow_name": "ticks"})");
+  auto client = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {pyoco_exe().string(), "client"});
+    args.insert(args.begin() + 3, {"--server", url});
+    return std::make_unique<ChildProcess>(args, std::map<std::string, std::string>{}, flows.path());
+  };
+  auto watch = client({"watch", id});
+  auto logs = client({"logs", id, "--follow"});
+  auto waits = client({"submit", "ticks", "--wait"});
+  // Both runs in b (4 s) when the gateway goes: every client is mid-stream.
+  BOOST_TEST_REQUIRE(watch->wait_for_output("start node=b"), watch->out() << watch->err());
+  BOOST_TEST_REQUIRE(waits->wait_for_output("start node=b"), waits->out() << waits->err());
+  s->child->send_signal(SIGKILL);
+  s->child->wait();
+  s.reset();
+  std::this_thread::sleep_for(1500ms);  // the outage itself: their reconnects are refused
+  ChildProcess again(
+      {pyoco_exe().string(), "server", "--listen", "127.0.0.1:" + port, "--nats", nats.url()},
+      {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
+  for (auto* p : {watch.get(), logs.get(), waits.get()}) {
+    BOOST_TEST(p->wait(std::chrono::seconds(60)) == 0, p->out() << p->err());
+    BOOST_TEST(p->err().find("lost the gateway") != std::string::npos, p->err());
+  }
+  BOOST_TEST(watch->out().find("end flow=ticks status=COMPLETED") != std::string::npos,
+             watch->out());
+  BOOST_TEST(waits->out().find("end flow=ticks status=COMPLETED") != std::string::npos,
+             waits->out());
+  BOOST_TEST(logs->out().find("[c] after") != std::string::npos, logs->out());
+}
+
 BOOST_AUTO_TEST_CASE(a_watch_rides_out_a_nats_restart) {
   NatsServer nats;
   TempDir flows;

@@ -87,56 +87,92 @@ int exit_for(const std::string& status) {
   return kExitFailed;
 }
 
-// Follows the run's events from the gateway's stream until its end,
-// printing its trace as `pyoco run` prints a local one (unless `quiet`); a
-// dropped stream is resumed after the last event seen. Returns its final
-// status.
-std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet) {
+// Follows run `id`'s watch stream from after event `last` until
+// `on_event` answers false (the run's end): each event as its JSON object
+// and its text. A stream that drops is resumed after the last event seen;
+// a gateway that goes away (a restart) or answers 503 (NATS away) is tried
+// again every half second, for up to a minute without an event, once this
+// command has reached it (`reached`: a submit just answered, or the
+// stream's first answer): the run goes on without the watcher.
+void follow_watch(const ClientArgs& a, const std::string& id, std::string last, bool reached,
+                  const std::function<bool(const json::object&, const std::string&)>& on_event) {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point quiet_since{};  // the last drop with no event since; zero: none
+  bool said = false;
+  for (bool ended = false, first = true; !ended; first = false) {
+    if (!first) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    try {
+      server::http_stream(
+          gateway(a), "/runs/" + id + "/watch", last, [&](const server::StreamEvent& e) {
+            reached = true;
+            quiet_since = {};
+            if (said) {
+              std::cerr << "pyoco client: the gateway answers again; following on\n";
+              said = false;
+            }
+            if (e.event == "snapshot") return true;
+            last = e.id;
+            boost::system::error_code ec;
+            const json::value v = json::parse(e.data, ec);
+            if (ec || !v.is_object()) return true;
+            ended = !on_event(v.as_object(), e.data);
+            return !ended;
+          });
+      if (ended) return;
+    } catch (const server::ClientError& e) {
+      const bool away =
+          !e.reason().empty() || std::string_view(e.what()).starts_with("the gateway answered 503");
+      if (!reached || !away) throw;
+      if (!said) {
+        std::cerr << "pyoco client: lost the gateway ("
+                  << (e.reason().empty() ? std::string("503") : e.reason())
+                  << "); trying again for up to a minute\n";
+        said = true;
+      }
+    }
+    if (quiet_since == Clock::time_point{}) {
+      quiet_since = Clock::now();
+    } else if (Clock::now() - quiet_since > std::chrono::minutes(1)) {
+      throw server::ClientError("the event stream of run " + id +
+                                " gave nothing for a minute; `pyoco client get " + id +
+                                "` shows where the run is");
+    }
+  }
+}
+
+// Follows the run's events until its end, printing its trace as `pyoco run`
+// prints a local one (unless `quiet`). Returns its final status.
+std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet, bool reached) {
   const char* cute = std::getenv("PYOCO_CUTE");
   const trace::TraceFormat format =
       a.json_out ? trace::TraceFormat::Json
       : isatty(STDOUT_FILENO) != 0 && (cute == nullptr || std::string(cute) != "0")
           ? trace::TraceFormat::Cute
           : trace::TraceFormat::Plain;
-  std::string last, status;
-  for (int drops = 0; status.empty(); ++drops) {
-    if (drops > 0) {
-      if (drops > 60)
-        throw server::ClientError("the event stream of run " + id + " keeps dropping");
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));  // then resume
+  std::string status;
+  follow_watch(a, id, "", reached, [&](const json::object& v, const std::string& text) {
+    const auto event = trace::event_from_json(v);
+    if (!event) return true;
+    if (quiet) {
+      // only the end matters
+    } else if (format == trace::TraceFormat::Json) {
+      std::cout << text << std::endl;
+    } else {
+      std::vector<trace::PlannedNode> planned;
+      const std::string line = trace::format_event(format, event->view(planned));
+      if (!line.empty()) std::cout << line << std::endl;
     }
-    server::http_stream(
-        gateway(a), "/runs/" + id + "/watch", last, [&](const server::StreamEvent& e) {
-          if (e.event == "snapshot") return true;
-          last = e.id;
-          boost::system::error_code ec;
-          const json::value v = json::parse(e.data, ec);
-          if (ec || !v.is_object()) return true;
-          const auto event = trace::event_from_json(v.as_object());
-          if (!event) return true;
-          if (quiet) {
-            // only the end matters
-          } else if (format == trace::TraceFormat::Json) {
-            std::cout << e.data << std::endl;
-          } else {
-            std::vector<trace::PlannedNode> planned;
-            const std::string line = trace::format_event(format, event->view(planned));
-            if (!line.empty()) std::cout << line << std::endl;
-          }
-          if (event->kind == trace::EventKind::RunEnd) {
-            status =
-                v.at("status").is_string() ? std::string(v.at("status").as_string()) : "FAILED";
-            return false;
-          }
-          return true;
-        });
-  }
+    if (event->kind != trace::EventKind::RunEnd) return true;
+    const json::value* st = v.if_contains("status");
+    status = st != nullptr && st->is_string() ? std::string(st->as_string()) : "FAILED";
+    return false;
+  });
   return status;
 }
 
 // The trace, then the exit code of the run's status.
-int follow(const ClientArgs& a, const std::string& id) {
-  return exit_for(follow_events(a, id, false));
+int follow(const ClientArgs& a, const std::string& id, bool reached) {
+  return exit_for(follow_events(a, id, false, reached));
 }
 
 int submitted(const ClientArgs& a, const json::value& v) {
@@ -149,7 +185,7 @@ int submitted(const ClientArgs& a, const json::value& v) {
     std::cout << id << '\n';
     return kExitOk;
   }
-  return follow(a, id);
+  return follow(a, id, true);  // the gateway just answered the submit
 }
 
 template <class F>
@@ -304,27 +340,25 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
       }
       if (!a->wait) return kExitOk;
       // Then follow the run's events from after the last line read.
-      const std::string after = std::to_string(next_after);
-      std::string last = after == "0" ? "" : after;
-      bool ended = false;
-      for (int drops = 0; !ended && drops < 60; ++drops) {
-        server::http_stream(
-            gateway(*a), "/runs/" + a->run_id + "/watch", last, [&](const server::StreamEvent& e) {
-              if (e.event == "snapshot") return true;
-              last = e.id;
-              const json::value ev = json::parse(e.data);
-              const std::string kind(ev.at("kind").as_string());
-              if (kind == "log") {
-                const std::string node(ev.at("node").as_string());
-                if (a->task.empty() || node == a->task || node.rfind(a->task + "[", 0) == 0) {
-                  print(json::object{{"node", node}, {"message", ev.at("message")}});
-                  std::cout.flush();
-                }
+      follow_watch(
+          *a, a->run_id, next_after == 0 ? "" : std::to_string(next_after), true,
+          [&](const json::object& ev, const std::string&) {
+            const json::value* kind = ev.if_contains("kind");
+            if (kind == nullptr || !kind->is_string()) return true;
+            if (kind->as_string() == "log") {
+              const json::value* n = ev.if_contains("node");
+              const std::string node =
+                  n != nullptr && n->is_string() ? std::string(n->as_string()) : "";
+              if (a->task.empty() || node == a->task || node.rfind(a->task + "[", 0) == 0) {
+                const json::value* m = ev.if_contains("message");
+                print(json::object{
+                    {"node", node},
+                    {"message", m != nullptr && m->is_string() ? *m : json::value("")}});
+                std::cout.flush();
               }
-              ended = kind == "run_end";
-              return !ended;
-            });
-      }
+            }
+            return kind->as_string() != "run_end";
+          });
       return kExitOk;
     });
   });
@@ -336,7 +370,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
                   "End when the run ends (always so; pyoco-server's flag)");
   watch->add_flag("--json", a->json_out, "The events as JSON, one a line");
   common(watch, *a);
-  table.add(watch, [a] { return guarded("watch", [&] { return follow(*a, a->run_id); }); });
+  table.add(watch, [a] { return guarded("watch", [&] { return follow(*a, a->run_id, false); }); });
 
   CLI::App* workers = client->add_subcommand("workers", "List the workers and what they run");
   workers->add_flag("--include-hidden", a->include_hidden, "Hidden workers too");
@@ -386,7 +420,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
       const json::value v = call(*a, http::verb::post, "/runs/" + a->run_id + "/cancel");
       std::cout << "run " << a->run_id << " " << std::string(v.at("status").as_string()) << '\n';
       if (!a->wait) return kExitOk;
-      const std::string status = follow_events(*a, a->run_id, true);
+      const std::string status = follow_events(*a, a->run_id, true, true);
       std::cout << "run " << a->run_id << " " << status << '\n';
       return exit_for(status);
     });

@@ -89,8 +89,9 @@ void expect_host(TlsStream& stream, const std::string& host) {
 
 [[noreturn]] void unreachable(const std::string& server, const boost::system::error_code& ec) {
   throw ClientError("cannot reach the gateway at " + server + " (" + ec.message() +
-                    "): start it with `pyoco server`, or give its address with --server URL or "
-                    "PYOCO_SERVER");
+                        "): start it with `pyoco server`, or give its address with --server URL "
+                        "or PYOCO_SERVER",
+                    ec.message());
 }
 
 }  // namespace
