@@ -244,6 +244,18 @@ const std::vector<Case>& cases() {
        {"run", "f.yaml", "--non-cute"},
        1,
        "ERROR pyoco error node=a boom\\nINFO pyoco end flow=x status=COMPLETED\\x1b[2J"},
+      // What pyoco_add_plugin runs after each link: a library that crashes or
+      // hangs while loading is named, not a bare "Segmentation fault" from make.
+      {"a library that crashes while its manifest is written",
+       [](const fs::path& d) {
+         write(d / "plugin.toml",
+               "[plugin]\nname = \"pl025_crash\"\nversion = \"0.1.0\"\nabi = 1\nsdk = "
+               "\"0.1.0\"\nlibrary = \"libpyoco_pl025_crash.so\"\nsummary = \"x\"\n");
+       },
+       {"plugins", "manifest", "plugin.toml", "--library",
+        (fixture_dir() / "pl025_crash" / "libpyoco_pl025_crash.so").string(), "-o", "out.toml"},
+       1,
+       "libpyoco_pl025_crash.so crashed while loading"},
       {"a plugin whose manifest names another ABI",
        [](const fs::path& d) {
          write(d / "f.yaml",

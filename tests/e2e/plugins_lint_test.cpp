@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <set>
 
+#include "child.hpp"
 #include "process.hpp"
+#include "sync.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -175,6 +178,18 @@ bool any_names(const std::vector<std::string>& messages, const std::string& what
 }
 
 }  // namespace
+
+BOOST_AUTO_TEST_CASE(a_lint_killed_while_a_plugin_hangs_leaves_no_probe_behind) {
+  // A CI job's timeout sends lint SIGTERM; its probe, stuck in the plugin's
+  // load, used to run on for ever as an orphan.
+  ChildProcess p({pyoco_exe().string(), "plugins", "lint", "pl026_hang", "--timeout", "60000"}, {},
+                 fixture_dir());
+  std::vector<int> probes;
+  BOOST_TEST_REQUIRE(eventually([&] { return !(probes = descendants_of(p.pid())).empty(); }));
+  p.send_signal(SIGTERM);
+  p.wait();
+  for (int pid : probes) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
+}
 
 BOOST_AUTO_TEST_CASE(every_missing_dependency_is_named) {
   // The fixture needs two libraries that are nowhere the loader looks; the

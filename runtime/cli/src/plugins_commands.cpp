@@ -12,9 +12,12 @@
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/json.hpp>
 
+#include <sys/prctl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -391,9 +394,37 @@ struct ManifestOptions {
   std::string output;
 };
 
+// While `plugins manifest` loads a library (its register_tasks runs in this
+// process): a crash or a hang there is named, with the library, instead of
+// make's bare "Segmentation fault" or a build that never ends. Only write(2)
+// and _exit(2) in the handler.
+const char* g_loading = nullptr;
+
+extern "C" void on_library_fault(int sig) {
+  const char* what = sig == SIGALRM ? "is still loading after 60 s" : "crashed while loading";
+  const char* tail = sig == SIGALRM ? "; nothing was written (run `pyoco plugins lint` on it)\n"
+                                    : " (a fault in its code run at load or in register_tasks); "
+                                      "nothing was written (run `pyoco plugins lint` on it)\n";
+  auto put = [](const char* text) {
+    [[maybe_unused]] const auto n = ::write(STDERR_FILENO, text, std::strlen(text));
+  };
+  put("pyoco plugins manifest: ");
+  put(g_loading != nullptr ? g_loading : "the library");
+  put(" ");
+  put(what);
+  put(tail);
+  ::_exit(kExitFailed);
+}
+
 int write_manifest(const ManifestOptions& o) {
   try {
+    g_loading = o.library.c_str();
+    for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM}) {
+      std::signal(sig, on_library_fault);
+    }
+    alarm(60);
     const std::string text = plugins::built_manifest(o.source, o.library);
+    alarm(0);
     if (o.output.empty() || o.output == "-") {
       std::cout << text << std::flush;
     } else {
@@ -495,6 +526,9 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
   probe->group("");
   probe->add_option("dir", *probe_dir)->required();
   table.add(probe, [probe_dir] {
+    // It goes with the lint that started it (a CI job's timeout sends lint
+    // SIGTERM): a plugin that hangs while loading is not left running.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     std::cout << plugins::probe_plugin(*probe_dir) << std::flush;
     // A throwaway process: skip static destructors and exit handlers, which
     // a plugin under inspection has no business running.
