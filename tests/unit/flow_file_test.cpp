@@ -262,6 +262,33 @@ BOOST_AUTO_TEST_CASE(nan_and_inf_are_strings_in_yaml_and_refused_in_toml) {
   }
 }
 
+// YAML 1.2's integers, as PyYAML (the Python pyoco's reader) reads them:
+// 0x and 0o ones, a sign; one that 64 bits cannot hold is refused at its
+// place (it became the float 1e+20, which failed as "not an integer" later).
+BOOST_AUTO_TEST_CASE(yaml_integers_are_read_as_yaml_1_2_says_or_refused) {
+  const FlowSpec y = parse_flow_text(
+      "flow: {graph: a, defaults: {h: 0x1F, o: 0o17, p: +5, n: -3, q: \"0x10\", w: 0xZZ, "
+      "m: 9223372036854775807}}\n",
+      "f.yaml");
+  BOOST_TEST(y.defaults.find("h").as_int() == 31);
+  BOOST_TEST(y.defaults.find("o").as_int() == 15);
+  BOOST_TEST(y.defaults.find("p").as_int() == 5);
+  BOOST_TEST(y.defaults.find("n").as_int() == -3);
+  BOOST_TEST(y.defaults.find("q").as_string() == "0x10");  // quoted: text
+  BOOST_TEST(y.defaults.find("w").as_string() == "0xZZ");  // not hex: text
+  BOOST_TEST(y.defaults.find("m").as_int() == INT64_MAX);
+  for (const char* big : {"99999999999999999999", "-99999999999999999999", "0x10000000000000000"}) {
+    try {
+      parse_flow_text(std::string("flow:\n  graph: a\n  defaults: {n: ") + big + "}\n", "f.yaml");
+      BOOST_ERROR("parsed " << big);
+    } catch (const FlowError& e) {
+      BOOST_TEST(e.problem().find("too large for a 64-bit integer") != std::string::npos,
+                 e.problem());
+      BOOST_TEST(e.where().line == 3u);
+    }
+  }
+}
+
 // toml++ recursed once per part of a dotted key: `[a.a.a...]` of 50,000
 // parts (a 100 KB file) overflowed the stack. Such a key is refused where
 // it reaches 128 parts; dots in strings, comments and numbers are no keys.

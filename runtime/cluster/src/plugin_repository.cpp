@@ -127,9 +127,7 @@ struct PluginRepository::Impl {
   Connection& nats;
   kvStore* kv = nullptr;
 
-  explicit Impl(Connection& n) : nats(n) {
-    kv = open_bucket(nats, "pyoco_plugins");
-  }
+  explicit Impl(Connection& n) : nats(n) { kv = open_bucket(nats, "pyoco_plugins"); }
   ~Impl() {
     changes.reset();
     kvStore_Destroy(kv);

@@ -132,8 +132,10 @@ Value scalar_value(ValueBuilder& b, ValueKind kind, std::string_view text) {
   return b.wrap(n);
 }
 
-// YAML 1.2 core schema for plain scalars.
-Value yaml_plain_scalar(ValueBuilder& b, const std::string& s) {
+// YAML 1.2 core schema for plain scalars. An integer that a 64-bit one
+// cannot hold is refused (`where`), not read as a float that then fails as
+// "not an integer" far from the line, nor turned into text.
+Value yaml_plain_scalar(ValueBuilder& b, const std::string& s, const SourceLocation& where) {
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
     return scalar_value(b, ValueKind::Null, s);
   }
@@ -141,9 +143,29 @@ Value yaml_plain_scalar(ValueBuilder& b, const std::string& s) {
   if (s == "false" || s == "False" || s == "FALSE") {
     return scalar_value(b, ValueKind::Bool, "false");
   }
+  const std::string_view digits = std::string_view(s).substr(s[0] == '+' || s[0] == '-' ? 1 : 0);
+  const bool integer =
+      !digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos;
   std::int64_t i = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-  if (ec == std::errc() && p == s.data() + s.size()) return scalar_value(b, ValueKind::Int, s);
+  auto [p, ec] = std::from_chars(s.data() + (s[0] == '+' ? 1 : 0), s.data() + s.size(), i);
+  if (integer && ec == std::errc() && p == s.data() + s.size()) {
+    return b.wrap(b.arena().make_int(i));
+  }
+  // 0x1F and 0o17, as YAML 1.2 (and PyYAML) read them.
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
+    const int base = s[1] == 'x' ? 16 : 8;
+    std::uint64_t u = 0;
+    auto [pu, ecu] = std::from_chars(s.data() + 2, s.data() + s.size(), u, base);
+    if (pu == s.data() + s.size()) {
+      if (ecu != std::errc() || u > static_cast<std::uint64_t>(INT64_MAX)) {
+        throw FlowError(where, s + ": too large for a 64-bit integer; quote it to keep it as text");
+      }
+      return b.wrap(b.arena().make_int(static_cast<std::int64_t>(u)));
+    }
+  }
+  if (integer) {  // all digits, yet from_chars said no: out of range
+    throw FlowError(where, s + ": too large for a 64-bit integer; quote it to keep it as text");
+  }
   // Digits, a point and an exponent only: from_chars also takes "nan",
   // "inf" and "infinity" in any case, which YAML 1.2 reads as strings
   // (`who: Nan` is a name), and JSON could not hold as numbers.
@@ -203,7 +225,7 @@ class YamlReader {
         d.kind = Doc::Kind::Scalar;
         d.quoted = n.Tag() == "!";
         d.scalar = d.quoted ? scalar_value(reading_.scalars, ValueKind::String, n.Scalar())
-                            : yaml_plain_scalar(reading_.scalars, n.Scalar());
+                            : yaml_plain_scalar(reading_.scalars, n.Scalar(), d.where);
         d.text_where = text_start(n);
         break;
       }
