@@ -152,6 +152,32 @@ BOOST_AUTO_TEST_CASE(a_nodes_retries_keep_their_attempt_in_the_events) {
   BOOST_TEST(retries == (std::vector<std::int64_t>{2, 3}), boost::test_tools::per_element());
 }
 
+// A frame that plans more than one NATS message can hold (4,000 nodes of
+// 300-character names: about 1.4 MB of nodes_planned) goes in parts that
+// add up to the whole plan; it used to be refused by NATS and lost.
+BOOST_AUTO_TEST_CASE(a_plan_too_large_for_one_message_goes_in_parts) {
+  Cluster c;
+  std::string graph, tasks;
+  for (int i = 0; i < 4000; ++i) {
+    const std::string name = "n" + std::to_string(i) + "_" + std::string(300, 'x');
+    graph += (i == 0 ? "" : " & ") + name;
+    tasks += "  " + name + ": {use: std/echo}\n";
+  }
+  write_text(c.flows.path() / "wide.yaml", "flow:\n  graph: \"(" + graph + ")\"\ntasks:\n" + tasks);
+  c.worker("w1");
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("wide", "wide"));
+  BOOST_TEST(c.wait_for("wide", terminal).status() == "COMPLETED");
+  std::size_t parts = 0, planned = 0;
+  for (const auto& e : events_of(c.server.url(), "wide")) {
+    if (e.at("kind").as_string() != "nodes_planned") continue;
+    ++parts;
+    planned += e.at("planned").as_array().size();
+  }
+  BOOST_TEST(parts > 1u);
+  BOOST_TEST(planned == 4000u);
+}
+
 BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
   Cluster c;
   c.worker("w1");

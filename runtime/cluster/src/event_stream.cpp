@@ -154,18 +154,54 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
   {
     std::lock_guard lock(impl_->mutex);
     if (auto it = impl_->attempts.find(e.run_id); it != impl_->attempts.end()) attempt = it->second;
-    ++impl_->unacked[std::string(e.run_id)];  // before the publish: its ack may come at once
   }
+  publish_fitting(e, attempt, "");
+}
+
+// NATS takes a message of at most its max_payload (1 MiB by default): a
+// frame of thousands of long node names planned at once, or a huge log
+// line, was refused whole and lost. A plan goes in parts (each a
+// nodes_planned of its own, which listeners add up as they do a loop's
+// frames); a log line is cut, and says so.
+void EventPublisher::publish_fitting(const trace::RunEvent& e, std::int64_t attempt,
+                                     const std::string& part) {
   json::object o = trace::to_json(trace::Event::from(e));
   // Which delivery of the run made it. A node's own `attempt` (its retry)
   // stays: the cluster's trace reads as a local run's.
   o["run_attempt"] = attempt;
   if (!o.contains("attempt")) o["attempt"] = attempt;
   const std::string body = json::serialize(o);
+  const std::int64_t max_payload = natsConnection_GetMaxPayload(impl_->nats.handles().nc);
+  const std::size_t limit =
+      static_cast<std::size_t>(std::max<std::int64_t>(max_payload - 8192, 64 * 1024));
+  if (body.size() > limit) {
+    if (e.kind == trace::EventKind::NodesPlanned && e.planned.size() > 1) {
+      const std::size_t half = e.planned.size() / 2;
+      trace::RunEvent first = e, second = e;
+      first.planned = e.planned.first(half);
+      second.planned = e.planned.subspan(half);
+      publish_fitting(first, attempt, part + ".0");
+      publish_fitting(second, attempt, part + ".1");
+      return;
+    }
+    if (e.kind == trace::EventKind::Log && e.message.size() > limit / 2) {
+      const std::string cut = std::string(e.message.substr(0, limit / 2)) +
+                              " ... (cut: the line was " + std::to_string(e.message.size()) +
+                              " bytes, more than an event may hold)";
+      trace::RunEvent shorter = e;
+      shorter.message = cut;
+      publish_fitting(shorter, attempt, part);
+      return;
+    }
+  }
+  {
+    std::lock_guard lock(impl_->mutex);
+    ++impl_->unacked[std::string(e.run_id)];  // before the publish: its ack may come at once
+  }
   const std::string subject =
       "pyoco.ev." + std::string(e.run_id) + "." + event_subject_kind(e.kind);
   const std::string id =
-      std::string(e.run_id) + "." + std::to_string(attempt) + "." + std::to_string(e.seq);
+      std::string(e.run_id) + "." + std::to_string(attempt) + "." + std::to_string(e.seq) + part;
   jsPubOptions po = Impl::publish_options(id.c_str());
   const natsStatus s =
       js_PublishAsync(impl_->js, subject.c_str(), body.data(), static_cast<int>(body.size()), &po);

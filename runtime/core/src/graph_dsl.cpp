@@ -256,8 +256,14 @@ class Parser {
       while (at(Token::Kind::Newline) || at(Token::Kind::Semi)) ++pos_;
       if (at(Token::Kind::End)) break;
       g.statements.push_back(pipeline());
+      if (at(Token::Kind::Amp) || at(Token::Kind::Bar)) {
+        // `a & b` on its own: a group runs together only inside parentheses.
+        const std::string op = at(Token::Kind::Amp) ? "&" : "|";
+        fail("steps that run together are a group in parentheses: write (a " + op + " b), or (a " +
+             op + " b) >> c");
+      }
       if (!at(Token::Kind::Newline) && !at(Token::Kind::Semi) && !at(Token::Kind::End)) {
-        fail("expected '>>', '&', '|' or the end of the line, found " + found());
+        fail("expected '>>' or the end of the line, found " + found());
       }
     }
     if (g.statements.empty()) fail("the graph is empty: write steps like \"a >> b\"");

@@ -50,6 +50,7 @@ class EventPublisher : public trace::EventListener {
   struct Impl;
 
  private:
+  void publish_fitting(const trace::RunEvent& e, std::int64_t attempt, const std::string& part);
   std::unique_ptr<Impl> impl_;
 };
 
