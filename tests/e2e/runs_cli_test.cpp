@@ -454,6 +454,24 @@ BOOST_AUTO_TEST_CASE(a_prefix_two_runs_share_is_refused_naming_both) {
   BOOST_TEST(has(pyoco({"runs", "show", "twin-"}).err, "ambiguous"));
 }
 
+// Another process holds state.db for longer than a write waits (10 s): the
+// run still runs, and pyoco says that it is not in the history at all (it
+// said the history "may be incomplete" of a run it had not recorded).
+BOOST_AUTO_TEST_CASE(a_run_that_a_locked_history_could_not_record_says_so) {
+  BOOST_TEST_REQUIRE(pyoco({"run", flow("chain.yaml").string()}).exit_code == 0);  // makes state.db
+  sqlite3* db = nullptr;
+  BOOST_TEST_REQUIRE(sqlite3_open((dir.path() / "home/state.db").c_str(), &db) == SQLITE_OK);
+  BOOST_TEST_REQUIRE(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  const ProcessResult r = pyoco({"run", flow("chain.yaml").string(), "--run-id", "unrecorded"});
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(has(r.out, "status=COMPLETED"), r.out);
+  BOOST_TEST(has(r.err, "pyoco run: warning: this run is not in the history: "), r.err);
+  BOOST_TEST(has(r.err, "locked"), r.err);
+  BOOST_TEST(pyoco({"runs", "show", "unrecorded"}).exit_code != 0);
+}
+
 // docs/cli.md: PYOCO_HOME, else $XDG_STATE_HOME/pyoco, else ~/.local/state/pyoco.
 BOOST_AUTO_TEST_CASE(the_history_defaults_to_xdg_state_home_then_home) {
   const fs::path xdg = dir.path() / "xdg", home = dir.path() / "h", own = dir.path() / "own";

@@ -318,7 +318,7 @@ int run_flow(const RunOptionsCli& o) {
     ended = true;
   }
   if (const std::string e = local->finish(); !e.empty()) {
-    std::cerr << "pyoco run: warning: the run history may be incomplete: " << e << '\n';
+    std::cerr << "pyoco run: warning: " << e << '\n';
   }
   if (!local->trace_file_error().empty()) {
     std::cerr << "pyoco run: warning: --trace-file " << local->trace_file_error() << '\n';

@@ -132,6 +132,11 @@ std::string LocalRun::finish() {
   if (!history_) return {};
   history_->flush();
   std::string error = history_->last_error();
+  if (!error.empty()) {
+    error = (run_ && !history_->recorded(run_->id()) ? "this run is not in the history: "
+                                                     : "the run history may be incomplete: ") +
+            error;
+  }
   history_.reset();
   return error;
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -97,6 +98,7 @@ struct HistoryWriter::Impl {
   // behind other processes' writes, is still in the history (and found
   // interrupted later) rather than missing.
   bool run_started = false;
+  std::set<std::string, std::less<>> recorded;  // runs whose record a write stored
   std::string error;
   std::thread thread;
 
@@ -311,6 +313,11 @@ void HistoryWriter::abandon(const std::string& run_id, const std::string& reason
 std::string HistoryWriter::last_error() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->error;
+}
+
+bool HistoryWriter::recorded(const std::string& run_id) const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->recorded.contains(run_id);
 }
 
 void HistoryWriter::Impl::loop() {
@@ -592,6 +599,10 @@ void HistoryWriter::Impl::write_dirty(bool runs_only) {
     std::lock_guard lock(mutex);
     if (error.empty()) error = ex.what();
     return;
+  }
+  {
+    std::lock_guard lock(mutex);
+    for (const RunRecord& r : batch.runs) recorded.insert(r.id);
   }
   for (RunSlot* s : touched) {
     s->run_dirty = false;

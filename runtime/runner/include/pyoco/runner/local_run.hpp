@@ -89,9 +89,11 @@ class LocalRun {
   // CANCELLED with `reason` at once. Does not cancel it.
   void abandon(const std::string& reason);
 
-  // Hands on the last events, writes the history and closes it. Returns the
-  // first error writing the history met, or empty. Call it once the run has
-  // ended and nothing calls the two above any more.
+  // Hands on the last events, writes the history and closes it. Returns
+  // empty, or what went wrong writing the history: "this run is not in the
+  // history: <the first error>" when no write of its record succeeded,
+  // else "the run history may be incomplete: <the first error>". Call it
+  // once the run has ended and nothing calls the two above any more.
   std::string finish();
 
   // After finish(): why the trace file (RunSetup::trace_file) was not

@@ -72,6 +72,10 @@ class HistoryWriter {
   // The first error the writer thread met (e.g. the disk is full), or empty.
   // Writing goes on: a later batch may succeed.
   std::string last_error() const;
+  // Whether run `run_id`'s own record was written at least once: a run
+  // whose every write failed (a state.db locked by another process for
+  // longer than the store waits) is not in the history at all.
+  bool recorded(const std::string& run_id) const;
 
  private:
   struct Impl;
