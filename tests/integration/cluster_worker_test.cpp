@@ -8,6 +8,7 @@
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
 
+#include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 
 #include <nats/nats.h>
@@ -176,6 +177,34 @@ BOOST_AUTO_TEST_CASE(a_plan_too_large_for_one_message_goes_in_parts) {
   }
   BOOST_TEST(parts > 1u);
   BOOST_TEST(planned == 4000u);
+}
+
+// A log line too long for one NATS message is cut once, at a character,
+// to what fits even escaped (2 MB of backslashes is 4 MB of JSON), and
+// says so; it used to be refused whole (and, while this was written, cut
+// over and over: every cut still escaped past the limit).
+BOOST_AUTO_TEST_CASE(a_log_line_too_long_for_one_message_is_cut_once_and_says_so) {
+  Cluster c;
+  const std::string line = "\xC3\xA9" + std::string(2'000'000, '\\');  // é, then backslashes
+  {
+    EventPublisher events(c.nats);
+    trace::RunEvent e{};
+    e.kind = trace::EventKind::Log;
+    e.seq = 1;
+    e.time = std::chrono::system_clock::now();
+    e.run_id = "chatty";
+    e.flow = "chatty";
+    e.node = "say";
+    e.message = line;
+    events.on_event(e);
+    BOOST_TEST(events.flush("chatty", 10s));
+  }
+  const auto stored = events_of(c.server.url(), "chatty");
+  BOOST_TEST_REQUIRE(stored.size() == 1u);
+  const std::string message(stored[0].at("message").as_string());
+  BOOST_TEST(message.starts_with("\xC3\xA9\\\\"));
+  BOOST_TEST(message.ends_with("(cut: the line was 2000002 bytes, more than an event may hold)"));
+  BOOST_TEST(message.size() < 200'000u);
 }
 
 BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {

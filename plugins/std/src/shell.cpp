@@ -2,6 +2,7 @@
 // when the run is cancelled or the task's deadline passes. The command is
 // waited for on the plugin's reactor thread, not on a host worker.
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -77,13 +78,32 @@ pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const
             std::array<int, 3> fds, int& failed, const char*& what) {
   Pipe report;  // the child's errno when exec fails; closed by a successful exec
   const pid_t parent = getpid();
+  // No signal is handled between fork and exec: the child would run the
+  // host's handlers (pyoco's writes a byte to its own interrupt pipe, read
+  // by the parent as a second Ctrl+C). The child puts handled signals back
+  // to their defaults, then takes this thread's mask, as posix_spawn does.
+  sigset_t all, mask;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &mask);
   const pid_t pid = fork();
+  if (pid != 0) pthread_sigmask(SIG_SETMASK, &mask, nullptr);
   if (pid < 0) {
     failed = errno;
     what = "fork";
     return -1;
   }
   if (pid == 0) {
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction sa {};
+      if (sigaction(sig, nullptr, &sa) != 0) continue;
+      const bool handled =
+          (sa.sa_flags & SA_SIGINFO) != 0 || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+      if (!handled) continue;
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      sigaction(sig, &dfl, nullptr);
+    }
+    pthread_sigmask(SIG_SETMASK, &mask, nullptr);
     auto fail = [&](const char* step) {
       const int e = errno;
       const char tag = step == kChdir ? 'c' : 'x';

@@ -245,7 +245,8 @@ int lint(const LintCliOptions& o) {
   if (!lint_targets(o, catalog, dirs)) return kExitUsage;
 
   plugins::LintOptions options;
-  options.probe_command = {boost::dll::program_location().string(), "plugins", "__probe"};
+  options.probe_command = {boost::dll::program_location().string(), "plugins", "__probe",
+                           "--parent", std::to_string(getpid())};
   options.timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_sec * 1000));
 
   std::vector<plugins::PluginLint> results;
@@ -522,13 +523,17 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
 
   // The child side of lint: loads one plugin and reports. Hidden.
   auto probe_dir = std::make_shared<std::string>();
+  auto probe_parent = std::make_shared<long>(0);
   CLI::App* probe = plugins->add_subcommand("__probe", "");
   probe->group("");
   probe->add_option("dir", *probe_dir)->required();
-  table.add(probe, [probe_dir] {
+  probe->add_option("--parent", *probe_parent);
+  table.add(probe, [probe_dir, probe_parent] {
     // It goes with the lint that started it (a CI job's timeout sends lint
-    // SIGTERM): a plugin that hangs while loading is not left running.
+    // SIGTERM): a plugin that hangs while loading is not left running. A
+    // lint gone before the line below: gone now too.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (*probe_parent != 0 && getppid() != *probe_parent) std::_Exit(kExitFailed);
     std::cout << plugins::probe_plugin(*probe_dir) << std::flush;
     // A throwaway process: skip static destructors and exit handlers, which
     // a plugin under inspection has no business running.

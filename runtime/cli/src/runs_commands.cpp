@@ -259,8 +259,14 @@ int run_output(const OutputOptions& o) {
   for (const auto& out : outputs) {
     if (out.node != node) continue;
     if (!out.dropped.empty()) {
-      std::cerr << "pyoco runs output: the output of " << core::printable(o.node) << " ("
-                << out.bytes << " bytes) was not kept: more than " << out.dropped << '\n';
+      // Past the task's own limit an output is measured no further.
+      const bool own = out.dropped.starts_with("PYOCO_MAX_OUTPUT_BYTES=");
+      std::cerr << "pyoco runs output: the output of " << core::printable(o.node)
+                << " was not kept: "
+                << (own ? "more than " + out.dropped + " bytes as JSON"
+                        : std::to_string(out.bytes) + " bytes, past " + out.dropped +
+                              " with the run's other outputs")
+                << '\n';
       return kExitFailed;
     }
     print_json(runner::output_json(out));

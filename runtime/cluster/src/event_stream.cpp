@@ -180,17 +180,23 @@ void EventPublisher::publish_fitting(const trace::RunEvent& e, std::int64_t atte
       trace::RunEvent first = e, second = e;
       first.planned = e.planned.first(half);
       second.planned = e.planned.subspan(half);
-      publish_fitting(first, attempt, part + ".0");
-      publish_fitting(second, attempt, part + ".1");
+      publish_fitting(first, attempt, part + "/0");  // '/': never in a run id
+      publish_fitting(second, attempt, part + "/1");
       return;
     }
-    if (e.kind == trace::EventKind::Log && e.message.size() > limit / 2) {
-      const std::string cut = std::string(e.message.substr(0, limit / 2)) +
-                              " ... (cut: the line was " + std::to_string(e.message.size()) +
+    // Cut once, to an eighth of the room: escaped as JSON (six bytes a
+    // control byte at most) it fits. At a character's start, so that the
+    // line stays UTF-8 for the readers' JSON parsers.
+    if (e.kind == trace::EventKind::Log && part.find("cut") == std::string::npos &&
+        e.message.size() > limit / 8) {
+      std::size_t at = limit / 8;
+      while (at > 0 && (static_cast<unsigned char>(e.message[at]) & 0xC0) == 0x80) --at;
+      const std::string cut = std::string(e.message.substr(0, at)) + " ... (cut: the line was " +
+                              std::to_string(e.message.size()) +
                               " bytes, more than an event may hold)";
       trace::RunEvent shorter = e;
       shorter.message = cut;
-      publish_fitting(shorter, attempt, part);
+      publish_fitting(shorter, attempt, part + "/cut");
       return;
     }
   }

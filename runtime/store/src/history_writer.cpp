@@ -127,7 +127,8 @@ struct HistoryWriter::Impl {
   void fold(QueuedEvent& e);
   // Everything dirty; or, `runs_only`, the runs' own records alone (a run
   // that just started: its tasks follow at the interval).
-  void write_dirty(bool runs_only = false);
+  // False when the store refused the batch (kept dirty for the next try).
+  bool write_dirty(bool runs_only = false);
   void poll_cancel();
   TaskRecord& task(RunSlot& s, std::uint32_t record, std::string& node, std::string& name);
   void mark(RunSlot& s, std::uint32_t record);
@@ -323,6 +324,8 @@ bool HistoryWriter::recorded(const std::string& run_id) const {
 void HistoryWriter::Impl::loop() {
   std::vector<QueuedEvent> batch;
   auto next_write = std::chrono::steady_clock::now() + options.flush_interval;
+  std::chrono::steady_clock::time_point retry_after{};
+  constexpr auto kAfterFailure = std::chrono::seconds(10);
   for (;;) {
     std::uint64_t generation = 0;
     bool last = false, asked = false, first_write = false;
@@ -346,12 +349,18 @@ void HistoryWriter::Impl::loop() {
       }
     }
     batch.clear();
-    if (!last && !asked && std::chrono::steady_clock::now() < next_write) {
-      if (first_write) write_dirty(true);
+    const auto now = std::chrono::steady_clock::now();
+    if (!last && !asked && now < next_write) {
+      if (first_write && !write_dirty(true)) retry_after = now + kAfterFailure;
       continue;
     }
-    next_write = std::chrono::steady_clock::now() + options.flush_interval;
-    write_dirty();
+    next_write = now + options.flush_interval;
+    // After a write failed (state.db locked: each try waits 10 s), the
+    // interval's writes pause, and so does the last one (it follows a
+    // flush that just failed); a flush still tries.
+    if ((asked || now >= retry_after) && !write_dirty()) {
+      retry_after = std::chrono::steady_clock::now() + kAfterFailure;
+    }
     poll_cancel();
     {
       std::lock_guard lock(mutex);
@@ -542,7 +551,10 @@ void HistoryWriter::Impl::keep_output(RunSlot& s, std::uint32_t record, const st
   OutputRecord o;
   o.seq = record;
   o.node = node;
-  o.json = core::to_json_text(value);
+  // Measured no further than the limit: an output past it may be enormous
+  // as JSON (a list repeating one 16 MiB string a million times shares
+  // that string in memory), and is not kept anyway.
+  o.json = core::to_json_text(value, options.max_output_bytes + 1);
   o.bytes = o.json.size();
   if (o.bytes > options.max_output_bytes) {
     o.dropped = "PYOCO_MAX_OUTPUT_BYTES=" + std::to_string(options.max_output_bytes);
@@ -557,7 +569,7 @@ void HistoryWriter::Impl::keep_output(RunSlot& s, std::uint32_t record, const st
   s.outputs.push_back(std::move(o));
 }
 
-void HistoryWriter::Impl::write_dirty(bool runs_only) {
+bool HistoryWriter::Impl::write_dirty(bool runs_only) {
   Batch batch;
   std::vector<RunSlot*> touched;
   bool trim = false;
@@ -590,7 +602,7 @@ void HistoryWriter::Impl::write_dirty(bool runs_only) {
     for (const OutputRecord& o : s->outputs) batch.outputs.emplace_back(s->run.id, o);
     trim = trim || s->new_run;
   }
-  if (batch.empty()) return;
+  if (batch.empty()) return true;
   try {
     store->write(batch);
     if (trim) store->trim(options.max_runs);
@@ -598,7 +610,7 @@ void HistoryWriter::Impl::write_dirty(bool runs_only) {
     // Kept dirty: the next cycle tries again.
     std::lock_guard lock(mutex);
     if (error.empty()) error = ex.what();
-    return;
+    return false;
   }
   {
     std::lock_guard lock(mutex);
@@ -613,6 +625,7 @@ void HistoryWriter::Impl::write_dirty(bool runs_only) {
     s->logs.clear();
     s->outputs.clear();
   }
+  return true;
 }
 
 void HistoryWriter::Impl::poll_cancel() {

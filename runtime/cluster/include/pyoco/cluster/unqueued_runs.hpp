@@ -36,15 +36,21 @@ class UnqueuedRuns {
   std::size_t waiting() const;
 
   static constexpr std::size_t kMaxWaiting = 10000;
+  static constexpr int kMaxTries = 30;  // NATS answering, yet the run will not queue
 
  private:
+  struct Waiting {
+    RunJob job;
+    int tries = 0;
+  };
   void loop();
 
   Connection& nats_;
   const std::chrono::milliseconds every_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<RunJob> jobs_;
+  std::deque<Waiting> jobs_;
+  std::size_t trying_ = 0;  // taken from jobs_ while NATS is asked about it
   bool stopping_ = false;
   std::thread thread_;
 };
