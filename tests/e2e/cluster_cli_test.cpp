@@ -257,7 +257,7 @@ BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
   TempDir flows;
   write_text(flows.path() / "ticks.yaml",
              "flow: {graph: a >> b >> c}\ntasks:\n"
-             "  a: {use: std/sleep, inputs: {seconds: 1}}\n"
+             "  a: {use: std/echo, inputs: {value: 1, message: before}}\n"
              "  b: {use: std/sleep, inputs: {seconds: 4}}\n"
              "  c: {use: std/echo, inputs: {value: 1, message: after}}\n");
   std::optional<Server> s(std::in_place, std::vector<std::string>{"--nats", nats.url()});
@@ -279,6 +279,7 @@ BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
   // Both runs in b (4 s) when the gateway goes: every client is mid-stream.
   BOOST_TEST_REQUIRE(watch->wait_for_output("start node=b"), watch->out() << watch->err());
   BOOST_TEST_REQUIRE(waits->wait_for_output("start node=b"), waits->out() << waits->err());
+  BOOST_TEST_REQUIRE(logs->wait_for_output("[a] before"), logs->out() << logs->err());
   s->child->send_signal(SIGKILL);
   s->child->wait();
   s.reset();

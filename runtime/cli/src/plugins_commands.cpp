@@ -424,8 +424,16 @@ int write_manifest(const ManifestOptions& o) {
       std::signal(sig, on_library_fault);
     }
     alarm(60);
-    const std::string text = plugins::built_manifest(o.source, o.library);
+    std::string text;
+    try {
+      text = plugins::built_manifest(o.source, o.library);
+    } catch (...) {
+      alarm(0);
+      throw;
+    }
+    // Loaded: what follows (the write, static destructors) is not the load's.
     alarm(0);
+    for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM}) std::signal(sig, SIG_DFL);
     if (o.output.empty() || o.output == "-") {
       std::cout << text << std::flush;
     } else {
