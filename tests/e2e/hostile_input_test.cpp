@@ -256,6 +256,19 @@ const std::vector<Case>& cases() {
         (fixture_dir() / "pl025_crash" / "libpyoco_pl025_crash.so").string(), "-o", "out.toml"},
        1,
        "libpyoco_pl025_crash.so crashed while loading"},
+      // A manifest that cannot be read is skipped: a flow using its tasks
+      // says so, not only that no plugin provides them.
+      {"a flow whose plugin's manifest was skipped",
+       [](const fs::path& d) {
+         fs::create_directories(d / "plugins" / "acme");
+         write(d / "plugins" / "acme" / "plugin.toml",
+               "[plugin]\nname = \"acme\"\nversion = \"0.1.0\"\nabi = \"1\"\nsdk = "
+               "\"0.1.0\"\nlibrary = \"libacme.so\"\nsummary = \"x\"\n");
+         write(d / "f.yaml", "flow: {name: x, graph: a}\ntasks:\n  a: {use: acme/cooldown}\n");
+       },
+       {"run", "f.yaml", "--plugin-path", "plugins"},
+       2,
+       "plugin.toml:4 was skipped: [plugin] abi: expected an integer"},
       {"a plugin whose manifest names another ABI",
        [](const fs::path& d) {
          write(d / "f.yaml",

@@ -241,7 +241,8 @@ class Checker {
     const TaskResolver::TaskInfo info = tasks_.resolve(t.use);
     if (!info.exists) {
       error(t.where, "task '" + t.name + "' uses \"" + t.use +
-                         "\", which no plugin on the search path provides (see `pyoco tasks`)");
+                         "\", which no plugin on the search path provides" +
+                         (info.why_missing.empty() ? " (see `pyoco tasks`)" : info.why_missing));
     }
     std::set<std::string> bound;
     for (const InputBinding& b : t.inputs) {

@@ -113,6 +113,9 @@ class TaskResolver {
     // The declared type of each input that has one: any, null, bool, int,
     // number, string, bytes, array or object.
     std::unordered_map<std::string, std::string> input_types;
+    // When it does not exist: what may explain it (a plugin of that name
+    // whose manifest was skipped, and why), or empty.
+    std::string why_missing;
   };
   virtual TaskInfo resolve(const std::string& qualified_name) const = 0;
 };
