@@ -1,6 +1,7 @@
 // The run protocol on a real nats-server: snapshots written only by
 // compare-and-swap, idempotent submit, cancel that is never lost and never
 // overwrites a terminal state, and owners fenced by attempt.
+#include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
@@ -116,6 +117,15 @@ BOOST_AUTO_TEST_CASE(a_repeated_submit_is_one_run_and_one_job) {
   BOOST_TEST(back.tag == "default");
   BOOST_TEST(back.params.at("n").as_int64() == 1);
   BOOST_CHECK_THROW(job_from_json(json::object{{"run_id", "x"}}), NatsError);  // no flow_name
+  // A first submit that stopped after the record (NATS went away): the
+  // repeat sends what it did not, the run_submitted event too.
+  BOOST_REQUIRE(runs.create("cut", pending_snapshot(job("cut"))));
+  BOOST_TEST(!last_stored(c.nats, "PYOCO_EVENTS", "pyoco.ev.cut.run").has_value());
+  BOOST_TEST(!submit_run(c.nats, runs, job("cut")).created);
+  const auto submitted = last_stored(c.nats, "PYOCO_EVENTS", "pyoco.ev.cut.run");
+  BOOST_TEST_REQUIRE(submitted.has_value());
+  BOOST_TEST(submitted->data.find("\"kind\":\"run_submitted\"") != std::string::npos);
+  BOOST_TEST(c.queued() == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(cancel_moves_only_what_may_move) {

@@ -142,6 +142,13 @@ Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
     out.record = std::move(*existing);
     if (out.record.status() != "PENDING") return out;
     job.record_revision = out.record.revision;
+    // Still PENDING: the first submit may have stopped before these two
+    // (NATS went away); each is stored once however often it is sent.
+    if (const json::value* t = out.record.snapshot.if_contains("submitted_at");
+        t != nullptr && t->is_number()) {
+      job.submitted_at = t->to_number<double>();
+    }
+    publish_run_submitted(nats, job);
   }
   publish_job(nats, job);
   return out;
