@@ -227,14 +227,23 @@ const std::vector<Case>& cases() {
        },
        {"check", "f.yaml"},
        1,
-       "flow.name: must be one line of printable text (a newline in it would forge trace lines)"},
+       "flow.name: must be one line of printable text (a newline in it would forge trace lines, "
+       "a bidi control would reorder them)"},
+      {"a flow name that shows as another (a right-to-left override)",
+       [](const fs::path& d) {
+         write(d / "f.yaml",
+               "flow: {name: \"evil\u202eflow\", graph: a}\ntasks:\n  a: {use: std/echo}\n");
+       },
+       {"check", "f.yaml"},
+       1,
+       "flow.name: must be one line of printable text"},
       {"a task name that is not a name",
        [](const fs::path& d) {
          write(d / "f.yaml", "flow: {name: x, graph: a}\ntasks:\n  \"a\\tb\": {use: std/echo}\n");
        },
        {"check", "f.yaml"},
        1,
-       "f.yaml:3:3: error: tasks.a\tb: a task name is letters, digits and _"},
+       "f.yaml:3:3: error: tasks.a\tb: a task name is ASCII letters, digits and _"},
       {"an error message that would forge trace lines",
        [](const fs::path& d) {
          write(d / "f.yaml",

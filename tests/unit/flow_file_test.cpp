@@ -443,9 +443,9 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retry_backoff: {initial_ms: -1}}\n",
        "tasks.a.retry_backoff.initial_ms: must be at least 0", 3, 47},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  1a: {use: \"p/t\"}\n",
-       "tasks.1a: a task name is letters, digits and _, not starting with a digit", 3, 3},
+       "tasks.1a: a task name is ASCII letters, digits and _, not starting with a digit", 3, 3},
       {"f.yaml", "flow: {graph: a}\npipes:\n  a-b: \"x\"\n",
-       "pipes.a-b: a pipe name is letters, digits and _, not starting with a digit", 3, 3},
+       "pipes.a-b: a pipe name is ASCII letters, digits and _, not starting with a digit", 3, 3},
       // docs/flows.md: plugins: names the least version, as MAJOR.MINOR.PATCH
       {"f.yaml", "plugins: {std: \"1.2\"}\nflow: {graph: a}\n",
        "plugins.std: \"1.2\" is not a version", 1, 16},

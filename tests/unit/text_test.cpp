@@ -54,6 +54,11 @@ BOOST_AUTO_TEST_CASE(a_console_line_shows_control_characters_escaped) {
   BOOST_TEST(printable("c1 \xC2\x9B") == "c1 \\xc2\\x9b");  // CSI, the 8-bit escape
   BOOST_TEST(printable("caf\xC3\xA9 \xF0\x9F\xA5\x95") == "caf\xC3\xA9 \xF0\x9F\xA5\x95");
   BOOST_TEST(printable("bad\xFF") == "bad\\xff");
+  // A right-to-left override reorders the rest of the line: escaped.
+  BOOST_TEST(printable("evil\xE2\x80\xAE"
+                       "flow") == "evil\\xe2\\x80\\xaeflow");
+  BOOST_TEST(printable("iso\xE2\x81\xA6x") == "iso\\xe2\\x81\\xa6x");
+  BOOST_TEST(printable("dash \xE2\x80\x94 ok") == "dash \xE2\x80\x94 ok");  // an em dash is text
 }
 
 // Long runs are checked and copied eight bytes at a time: a byte that must

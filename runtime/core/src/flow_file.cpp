@@ -504,11 +504,12 @@ class Schema {
     for (const auto& [key, value] : flow.map) {
       if (key == "name") {
         spec.name = string(value, "flow.name");
-        if (std::any_of(spec.name.begin(), spec.name.end(),
-                        [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+        // What a terminal would act on (a newline forges trace lines, a
+        // right-to-left override shows the name as another) is refused.
+        if (printable(spec.name) != spec.name || spec.name.find('\t') != std::string::npos) {
           fail(value.where,
                "flow.name: must be one line of printable text (a newline in it would forge "
-               "trace lines)");
+               "trace lines, a bidi control would reorder them)");
         }
         if (spec.name.size() > 200) fail(value.where, "flow.name: must be at most 200 bytes");
       } else if (key == "defaults") {
@@ -542,8 +543,8 @@ class Schema {
     if (!ok) {
       fail(where, std::string(what) + "." + printable(name) + ": a " +
                       (what[0] == 't' ? "task" : "pipe") +
-                      " name is letters, digits and _, not starting with a digit (it names a "
-                      "step in graph)");
+                      " name is ASCII letters, digits and _, not starting with a digit (it "
+                      "names a step in graph)");
     }
   }
 

@@ -1,4 +1,5 @@
 #include <pyoco/core/graph_dsl.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <cctype>
 #include <charconv>
@@ -196,8 +197,13 @@ class Lexer {
           case '=':
             k = Token::Kind::Eq;
             break;
-          default:
-            throw FlowError(here(), std::string("unexpected character '") + c + "'");
+          default: {
+            // The whole character, as the file shows it: not its first byte.
+            const auto lead = static_cast<unsigned char>(c);
+            const std::size_t n = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+            throw FlowError(here(),
+                            "unexpected character '" + printable(text_.substr(i_, n)) + "'");
+          }
         }
         out.push_back({k, std::string(1, c), here()});
         advance();

@@ -96,13 +96,18 @@ void append_printable(std::string& out, std::string_view text) {
         break;
     }
     const std::size_t n = c >= 0x80 ? sequence_at(text, i) : 0;
-    // C1 controls (U+0080..U+009F) steer terminals too.
-    const bool c1 = n == 2 && c == 0xC2 && static_cast<unsigned char>(text[i + 1]) < 0xA0;
-    if (n == 0 || c1) {
-      for (std::size_t k = 0; k < (c1 ? 2 : 1); ++k) {
-        append_hex(out, static_cast<unsigned char>(text[i + k]));
-      }
-      i += c1 ? 2 : 1;
+    // C1 controls (U+0080..U+009F) steer terminals too, and the bidi
+    // controls (U+202A..U+202E, U+2066..U+2069) reorder what follows them
+    // on the line: a name holding one could show as another.
+    const auto at = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    const bool c1 = n == 2 && c == 0xC2 && at(1) < 0xA0;
+    const bool bidi = n == 3 && c == 0xE2 &&
+                      ((at(1) == 0x80 && at(2) >= 0xAA && at(2) <= 0xAE) ||
+                       (at(1) == 0x81 && at(2) >= 0xA6 && at(2) <= 0xA9));
+    if (n == 0 || c1 || bidi) {
+      const std::size_t k_end = n == 0 ? 1 : n;
+      for (std::size_t k = 0; k < k_end; ++k) append_hex(out, at(k));
+      i += k_end;
     } else {
       out.append(text.substr(i, n));
       i += n;
