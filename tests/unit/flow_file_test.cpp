@@ -262,6 +262,19 @@ BOOST_AUTO_TEST_CASE(nan_and_inf_are_strings_in_yaml_and_refused_in_toml) {
   }
 }
 
+// A tab in an indentation: yaml-cpp says "illegal map value"; the line
+// with the tab is named.
+BOOST_AUTO_TEST_CASE(a_tab_in_an_indentation_is_named) {
+  try {
+    parse_flow_text("flow:\n  graph: a\ntasks:\n\ta: {use: std/echo}\n", "f.yaml");
+    BOOST_ERROR("parsed");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem().find("line 4 is indented with a tab, which YAML does not allow") !=
+                   std::string::npos,
+               e.problem());
+  }
+}
+
 // YAML 1.2's integers, as PyYAML (the Python pyoco's reader) reads them:
 // 0x and 0o ones, a sign; one that 64 bits cannot hold is refused at its
 // place (it became the float 1e+20, which failed as "not an integer" later).

@@ -801,6 +801,23 @@ void check_text(std::string_view text, const std::string& file) {
   }
 }
 
+// yaml-cpp names a tab in an indentation only as "illegal map value" or
+// the like: the first line indented with one, said plainly.
+std::string tab_indent_hint(std::string_view text) {
+  std::size_t line = 1;
+  for (std::size_t at = 0; at < text.size(); ++line) {
+    const std::size_t end = std::min(text.find('\n', at), text.size());
+    const std::string_view l = text.substr(at, end - at);
+    const std::size_t body = l.find_first_not_of(" \t");
+    if (body != std::string_view::npos && l.substr(0, body).find('\t') != std::string_view::npos) {
+      return " (line " + std::to_string(line) +
+             " is indented with a tab, which YAML does not allow: indent with spaces)";
+    }
+    at = end + 1;
+  }
+  return {};
+}
+
 }  // namespace
 
 FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
@@ -839,7 +856,7 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
       throw FlowError(reader.at(e.mark), "nested more than " + std::to_string(kMaxDocDepth) +
                                              " levels deep; flatten the file");
     } catch (const YAML::Exception& e) {
-      throw FlowError(reader.at(e.mark), "not valid YAML: " + e.msg);
+      throw FlowError(reader.at(e.mark), "not valid YAML: " + e.msg + tab_indent_hint(text));
     }
   }
   return Schema(file).read(root);
