@@ -155,7 +155,7 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
     std::lock_guard lock(impl_->mutex);
     if (auto it = impl_->attempts.find(e.run_id); it != impl_->attempts.end()) attempt = it->second;
   }
-  publish_fitting(e, attempt, "");
+  publish_fitting(e, attempt, "", false);
 }
 
 // NATS takes a message of at most its max_payload (1 MiB by default): a
@@ -164,7 +164,7 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
 // nodes_planned of its own, which listeners add up as they do a loop's
 // frames); a log line is cut, and says so.
 void EventPublisher::publish_fitting(const trace::RunEvent& e, std::int64_t attempt,
-                                     const std::string& part) {
+                                     const std::string& part, bool cut_already) {
   json::object o = trace::to_json(trace::Event::from(e));
   // Which delivery of the run made it. A node's own `attempt` (its retry)
   // stays: the cluster's trace reads as a local run's.
@@ -180,15 +180,14 @@ void EventPublisher::publish_fitting(const trace::RunEvent& e, std::int64_t atte
       trace::RunEvent first = e, second = e;
       first.planned = e.planned.first(half);
       second.planned = e.planned.subspan(half);
-      publish_fitting(first, attempt, part + "/0");  // '/': never in a run id
-      publish_fitting(second, attempt, part + "/1");
+      publish_fitting(first, attempt, part + "/0", cut_already);  // '/': never in a run id
+      publish_fitting(second, attempt, part + "/1", cut_already);
       return;
     }
     // Cut once, to an eighth of the room: escaped as JSON (six bytes a
     // control byte at most) it fits. At a character's start, so that the
     // line stays UTF-8 for the readers' JSON parsers.
-    if (e.kind == trace::EventKind::Log && part.find("cut") == std::string::npos &&
-        e.message.size() > limit / 8) {
+    if (e.kind == trace::EventKind::Log && !cut_already && e.message.size() > limit / 8) {
       std::size_t at = limit / 8;
       while (at > 0 && (static_cast<unsigned char>(e.message[at]) & 0xC0) == 0x80) --at;
       const std::string cut = std::string(e.message.substr(0, at)) + " ... (cut: the line was " +
@@ -196,7 +195,7 @@ void EventPublisher::publish_fitting(const trace::RunEvent& e, std::int64_t atte
                               " bytes, more than an event may hold)";
       trace::RunEvent shorter = e;
       shorter.message = cut;
-      publish_fitting(shorter, attempt, part + "/cut");
+      publish_fitting(shorter, attempt, part, true);
       return;
     }
   }

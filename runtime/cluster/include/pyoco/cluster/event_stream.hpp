@@ -50,7 +50,10 @@ class EventPublisher : public trace::EventListener {
   struct Impl;
 
  private:
-  void publish_fitting(const trace::RunEvent& e, std::int64_t attempt, const std::string& part);
+  // `part`: the suffix of a split event's message id; `cut_already`: a log
+  // line this cut once (never again: what is left fits).
+  void publish_fitting(const trace::RunEvent& e, std::int64_t attempt, const std::string& part,
+                       bool cut_already);
   std::unique_ptr<Impl> impl_;
 };
 
