@@ -228,10 +228,23 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   Server s({"--nats", nats.url()});
   const std::string id = s.submit(R"({"flow_name": "hello"})");
 
+  BOOST_TEST(s.call(http::verb::get, "/runs").stale.empty());
+
   nats.kill9();
   const auto down = s.call(http::verb::get, "/runs/" + id);
   BOOST_TEST(down.status == 503u, down.body);
   BOOST_TEST(s.call(http::verb::get, "/health").status == 503u);
+  // What the gateway holds itself it still answers, saying it may be out of date.
+  for (const char* held : {"/runs", "/stats", "/workers"}) {
+    const auto r = s.call(http::verb::get, held);
+    BOOST_TEST(r.status == 200u, held << ": " << r.body);
+    BOOST_TEST(r.stale.find("NATS is away") != std::string::npos, held);
+  }
+  const auto listed = s.client({"list"});
+  BOOST_TEST(listed.exit_code == 0, listed.err);
+  BOOST_TEST(listed.out.find(id) != std::string::npos, listed.out);
+  BOOST_TEST(listed.err.find("answered from memory (NATS is away") != std::string::npos,
+             listed.err);
 
   nats.start();  // same port, same store
   unsigned status = 0;

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <cstdlib>
+#include <iostream>
 
 namespace pyoco::cli {
 
@@ -49,6 +50,10 @@ json::value GatewayFlags::call(boost::beast::http::verb method, const std::strin
     throw server::ClientError("the gateway answered " + std::to_string(r.status) + ": " + detail);
   }
   if (ec) throw server::ClientError("the gateway answered something that is not JSON");
+  if (!r.stale.empty()) {
+    std::cerr << "pyoco: the gateway answered from memory (" << r.stale
+              << "); this may be out of date\n";
+  }
   return v;
 }
 

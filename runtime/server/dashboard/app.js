@@ -86,6 +86,10 @@
                                    body: o.body ? JSON.stringify(o.body) : undefined, signal: o.signal});
     let body = null;
     try { body = await res.json(); } catch (_) { body = null; }
+    // Lists answered from the gateway's memory while NATS is away say so.
+    const stale = res.headers.get('X-Pyoco-Stale');
+    $('live').classList.toggle('stale', !!stale);
+    if (stale) $('live').title = stale;
     if (res.status === 401 || (res.status === 403 && !o.quiet403)) askForKey(res.status, body);
     if (!res.ok) throw new ApiError(res.status, body);
     return body;

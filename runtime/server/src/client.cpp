@@ -278,7 +278,8 @@ ClientResponse http_call(const Endpoint& gateway, http::verb method, const std::
   beast::error_code ignored;
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   const auto& res = parser.get();
-  return ClientResponse{res.result_int(), res.body(), std::string(res[http::field::content_type])};
+  return ClientResponse{res.result_int(), res.body(), std::string(res[http::field::content_type]),
+                        std::string(res["X-Pyoco-Stale"])};
 }
 
 }  // namespace pyoco::server

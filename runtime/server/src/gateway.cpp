@@ -88,6 +88,9 @@ std::uint64_t whole_number(std::string_view text, std::uint64_t min, std::uint64
   return n;
 }
 
+// On an answer made from what the gateway holds while NATS is away.
+constexpr const char* kStaleHeader = "X-Pyoco-Stale";
+
 [[noreturn]] void nats_down(const cluster::NatsError& e) {
   throw HttpError{503, "nats_unavailable", std::string(e.what()) + " (retry when NATS is back)"};
 }
@@ -224,6 +227,14 @@ class Gateway {
                                                       {"nats", up ? "connected" : "disconnected"}});
   }
 
+  // GET /runs, /stats and /workers answer from the gateway's own index and
+  // its last view of the workers, which stand still while NATS is away:
+  // such an answer says so, so a script or the dashboard can tell.
+  Response from_memory(Response res) const {
+    if (!nats_.connected()) res.set(kStaleHeader, "NATS is away: as of the gateway's last news");
+    return res;
+  }
+
   static constexpr std::size_t kMaxParamsBytes = 512 * 1024;
 
   Response submit(const Request& req, const Caller& caller) {
@@ -336,12 +347,12 @@ class Gateway {
     json::array items;
     for (json::object& o : page.items) items.push_back(std::move(o));
     // pyoco-server's shapes: a plain array, or a page once paging is asked for.
-    if (cursor.empty() && after.empty()) return json_response(200, items);
-    return json_response(
+    if (cursor.empty() && after.empty()) return from_memory(json_response(200, items));
+    return from_memory(json_response(
         200, json::object{{"items", std::move(items)},
                           {"next_cursor", page.next ? json::value(encode_cursor(page.next->first,
                                                                                 page.next->second))
-                                                    : json::value(nullptr)}});
+                                                    : json::value(nullptr)}}));
   }
 
   Response get(const std::string& id, const Caller& caller) const {
@@ -383,7 +394,7 @@ class Gateway {
       }
       out.push_back(std::move(w));
     }
-    return json_response(200, out);
+    return from_memory(json_response(200, out));
   }
 
   Response patch_worker(const Request& req, const std::string& id) {
@@ -747,9 +758,9 @@ class Gateway {
       total += n;
       if (status == "RUNNING" || status == "CANCELLING") in_progress += n;
     }
-    return json_response(
+    return from_memory(json_response(
         200,
-        json::object{{"runs", std::move(runs)}, {"total", total}, {"in_progress", in_progress}});
+        json::object{{"runs", std::move(runs)}, {"total", total}, {"in_progress", in_progress}}));
   }
 
   // POST /plugins: a package (the bytes `pyoco plugins pack` wrote),

@@ -29,6 +29,8 @@ struct ClientResponse {
   unsigned status = 0;
   std::string body;
   std::string content_type;
+  // X-Pyoco-Stale: the gateway answered from memory while NATS is away.
+  std::string stale;
 };
 
 // How to reach a gateway.
