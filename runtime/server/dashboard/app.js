@@ -87,7 +87,8 @@
     let body = null;
     try { body = await res.json(); } catch (_) { body = null; }
     // Lists answered from the gateway's memory while NATS is away say so.
-    const stale = res.headers.get('X-Pyoco-Stale');
+    const stale = res.headers.get('X-Pyoco-Stale') ||
+        (body && body.error === 'nats_unavailable' ? 'NATS is away' : '');
     $('live').classList.toggle('stale', !!stale);
     if (stale) $('live').title = stale;
     if (res.status === 401 || (res.status === 403 && !o.quiet403)) askForKey(res.status, body);
