@@ -467,6 +467,45 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_mid_run_leaves_the_run_to_the_next) {
   }));
 }
 
+// A worker drained (SIGTERM) with a run it cannot finish in its grace hands
+// the run back at once: its lease given up and its job nak'd, so the next
+// worker claims it now, not after the AckWait and then the lease (about 35 s
+// at the defaults). The run was not cancelled, only moved: no
+// run_cancelling or node_cancelled of the first attempt reaches a watcher
+// or the gateways' index (which showed it CANCELLING).
+BOOST_AUTO_TEST_CASE(a_drained_worker_hands_its_run_back_at_once) {
+  Cluster c;
+  // A tag of its own with the default AckWait (30 s), not the tests' 2 s:
+  // a run left to the AckWait would not be claimed again within 20 s.
+  ResourceOptions slow;
+  slow.tags = {"slow"};
+  init_resources(c.nats, slow);
+  ChildProcess& first = c.worker("w1", 1, {"--tags", "slow", "--drain-timeout", "0"});
+  RunRecords runs(c.nats);
+  RunJob job = c.job("moved", "sleepy", {{"seconds", 2.0}});
+  job.tag = "slow";
+  submit_run(c.nats, runs, job);
+  c.wait_for("moved", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+  first.send_signal(SIGTERM);
+  BOOST_TEST_REQUIRE(first.wait(10s) == 0, first.err());
+  const RunRecord given_up = *runs.get("moved");
+  BOOST_TEST(given_up.status() == "RUNNING");
+  BOOST_TEST(given_up.lease_until() <= epoch_now());
+
+  const auto handed = std::chrono::steady_clock::now();
+  c.worker("w2", 1, {"--tags", "slow"});
+  const RunRecord claimed = c.wait_for(
+      "moved", [](const RunRecord& r) { return r.snapshot.at("attempt").as_int64() == 2; }, 20s);
+  BOOST_TEST(claimed.snapshot.at("owner").at("worker_id").as_string() == "w2");
+  BOOST_TEST((std::chrono::steady_clock::now() - handed < 20s));
+  const RunRecord r = c.wait_for("moved", terminal, 30s);
+  BOOST_TEST(r.status() == "COMPLETED");
+  const auto events = events_of(c.server.url(), "moved");
+  BOOST_TEST(count_kind(events, "run_cancelling") == 0u);
+  BOOST_TEST(count_kind(events, "node_cancelled") == 0u);
+  BOOST_TEST(count_kind(events, "run_end") == 1u);
+}
+
 // Two workers holding one run: w1 stops (SIGSTOP) past the AckWait, NATS
 // gives the job to w2 (attempt 2), which finishes it; w1, resumed, finds
 // it has lost the run and writes nothing. One terminal write, one RunEnd.

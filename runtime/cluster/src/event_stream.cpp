@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <memory>
+#include <set>
 
 namespace pyoco::cluster {
 
@@ -60,6 +61,7 @@ struct EventPublisher::Impl {
   std::mutex mutex;
   std::condition_variable acked;
   std::map<std::string, std::int64_t, std::less<>> attempts;
+  std::set<std::string, std::less<>> muted;
   std::map<std::string, std::size_t, std::less<>> unacked;  // per run: published, not yet acked
   std::atomic<std::uint64_t> resent{0}, lost{0};
   // cnats 3.4 makes its table of pending publishes at the first one, and
@@ -146,6 +148,12 @@ void EventPublisher::set_attempt(const std::string& run_id, std::int64_t attempt
 void EventPublisher::forget(const std::string& run_id) {
   std::lock_guard lock(impl_->mutex);
   impl_->attempts.erase(run_id);
+  impl_->muted.erase(run_id);
+}
+
+void EventPublisher::mute(const std::string& run_id) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->muted.insert(run_id);
 }
 
 void EventPublisher::on_event(const trace::RunEvent& e) {
@@ -153,6 +161,7 @@ void EventPublisher::on_event(const trace::RunEvent& e) {
   std::int64_t attempt = 1;
   {
     std::lock_guard lock(impl_->mutex);
+    if (impl_->muted.contains(e.run_id)) return;
     if (auto it = impl_->attempts.find(e.run_id); it != impl_->attempts.end()) attempt = it->second;
   }
   publish_fitting(e, attempt, "", false);

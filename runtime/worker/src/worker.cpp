@@ -172,6 +172,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     std::chrono::steady_clock::time_point last_progress;
     std::chrono::steady_clock::time_point lease_written;  // when its record last said it is ours
     std::atomic<bool> lost{false};  // another owner holds it now: never write, never ack
+    bool handed_back = false;       // given up by drain: its job is nak'd (under the mutex)
     ~Active() {
       if (redelivered != nullptr) natsMsg_Destroy(redelivered);  // unacked: NATS sends it again
     }
@@ -188,6 +189,10 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   std::map<std::string, std::unique_ptr<Active>, std::less<>> active;
   std::deque<std::string> ended;
   std::vector<std::string> unfinished;  // ended runs whose end NATS has not taken yet (supervisor)
+  // Drain: the jobs of runs it gave up that ended before their leases were
+  // given up, nak'd once they are (under the mutex).
+  std::vector<natsMsg*> to_hand_back;
+  bool leases_given_up = false;
   bool fetching = true;
   std::size_t polling = 0;                     // polls in flight, each holding a free slot
   std::uint64_t next_ticket = 0, serving = 0;  // the fetchers' turns at a free slot
@@ -818,9 +823,13 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     if (written && publish_end(*written)) natsMsg_AckSync(a->msg, nullptr, nullptr);
     cluster::log(cluster::LogLevel::info, written ? "worker: ended" : "worker: given up",
                  {{"run_id", id}, {"status", core::to_string(status)}});
-    natsMsg_Destroy(a->msg);
     publisher->forget(id);
     std::lock_guard lock(mutex);
+    if (a->handed_back && !leases_given_up) {
+      to_hand_back.push_back(a->msg);  // drain naks it once its lease is given up
+    } else {
+      natsMsg_Destroy(a->msg);
+    }
     active.erase(id);
     changed.notify_all();
     return true;
@@ -868,7 +877,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         continue;
       }
       if (!w) {
-        a->lost = true;  // someone else owns it now: stop, never write or ack
+        a->lost = true;              // someone else owns it now: stop, never write or ack
+        publisher->mute(a->run_id);  // its cancellation here is not the run's news
         a->run->cancel();
         continue;
       }
@@ -950,20 +960,55 @@ void Worker::drain(std::chrono::milliseconds grace) {
                  {{"worker_id", s.options.worker_id},
                   {"grace_s", std::chrono::duration<double>(grace).count()}});
   }
+  std::vector<std::pair<std::string, cluster::Owner>> handed_back;
   {
     std::unique_lock lock(s.mutex);
     s.changed.wait_for(lock, grace, [&] { return s.active.empty(); });
-    // What still runs is cancelled and left unacked: NATS redelivers it.
+    // What still runs is cancelled here and handed back for another worker.
     if (!s.active.empty()) {
       cluster::log(cluster::LogLevel::warning, "worker: runs left to other workers",
                    {{"runs", s.active.size()}});
     }
     for (auto& [id, a] : s.active) {
+      if (!a->lost) {
+        handed_back.emplace_back(id, a->owner);
+        a->handed_back = true;
+      }
       a->lost = true;
+      // Muted first: the run is not cancelled, only moved; a watcher and the
+      // gateway's index must not see it CANCELLING.
+      s.publisher->mute(id);
       if (a->run) a->run->cancel();
     }
     s.stopping = true;
     s.changed.notify_all();
+  }
+  // Its lease given up, then its job nak'd: the next worker claims it now,
+  // not after the AckWait and then the lease (about 35 s at the defaults).
+  // A write or a nak that fails leaves it to those, as before.
+  for (const auto& [id, owner] : handed_back) {
+    try {
+      cluster::owner_write(s.runs, id, owner, [](json::object& snap) {
+        const double now = cluster::epoch_now();
+        if (json::value* o = snap.if_contains("owner"); o != nullptr && o->is_object()) {
+          o->as_object()["lease_until"] = now;
+        }
+        snap["updated_at"] = now;
+      });
+    } catch (const NatsError&) {
+    }
+  }
+  {
+    std::lock_guard lock(s.mutex);
+    s.leases_given_up = true;
+    for (natsMsg* m : s.to_hand_back) {
+      natsMsg_Nak(m, nullptr);
+      natsMsg_Destroy(m);
+    }
+    s.to_hand_back.clear();
+    for (auto& [id, a] : s.active) {
+      if (a->handed_back && a->msg != nullptr) natsMsg_Nak(a->msg, nullptr);
+    }
   }
   if (s.cancel_sub != nullptr) {
     cluster::close_subscription(s.cancel_sub);

@@ -40,6 +40,9 @@ class EventPublisher : public trace::EventListener {
   // The attempt of the run's events from now on (before its first event).
   void set_attempt(const std::string& run_id, std::int64_t attempt);
   void forget(const std::string& run_id);
+  // The run's events from now on are not published: it was given up here
+  // (another worker runs it now), and its cancellation is no news.
+  void mute(const std::string& run_id);
 
   void on_event(const trace::RunEvent& event) override;
 
