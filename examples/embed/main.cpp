@@ -9,7 +9,9 @@
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/trace/sinks.hpp>
 
+#include <exception>
 #include <iostream>
+#include <optional>
 
 int main(int argc, char** argv) {
   pyoco::Flow flow{"hello_embed"};
@@ -44,7 +46,16 @@ int main(int argc, char** argv) {
   options.listener = pyoco::trace::make_trace_sink(
       pyoco::trace::TraceFormat::Cute,
       std::shared_ptr<std::ostream>(&std::cout, [](std::ostream*) {}));
-  pyoco::Run run = engine.start(flow, {}, options);
+  std::optional<pyoco::Run> started;
+  try {
+    started = engine.start(flow, {}, options);
+  } catch (const std::exception& e) {
+    // An unknown task (no hello plugin where we looked), a plugin that does
+    // not load, a cycle: say it, and how to point at the plugins.
+    std::cerr << "hello_embed: " << e.what() << "\n(usage: " << argv[0] << " [PLUGIN_DIR])\n";
+    return 2;
+  }
+  pyoco::Run& run = *started;
   run.wait();
 
   std::cout << "status: " << pyoco::core::to_string(run.status()) << '\n';

@@ -461,6 +461,61 @@ BOOST_AUTO_TEST_CASE(run_id_names_the_run_once) {
   const ProcessResult bad = pyoco({"run", hello().string(), "--run-id", "../x"});
   BOOST_TEST(bad.exit_code == 2);
   BOOST_TEST(has(bad.err, "run id '../x' is not allowed"), bad.err);
+  for (const char* dots : {".", ".."}) {
+    const ProcessResult d = pyoco({"run", hello().string(), "--run-id", dots});
+    BOOST_TEST(d.exit_code == 2, d.err);
+    BOOST_TEST(has(d.err, "it names a directory"), d.err);
+    BOOST_TEST(pyoco({"runs", "show", dots}).exit_code != 0);  // nothing claimed for it
+  }
+}
+
+// A reader that goes away (`| head`) does not kill the run (SIGPIPE): it
+// completes and is recorded; the commands tasks start still get SIGPIPE
+// as usual (not inherited ignored from pyoco).
+BOOST_AUTO_TEST_CASE(a_reader_that_goes_away_does_not_kill_the_run) {
+  std::ofstream(dir.path() / "talky.yaml")
+      << "flow: {name: talky, graph: a >> nap >> b >> sig}\ntasks:\n"
+         "  a: {use: std/echo, inputs: {value: 1, message: first}}\n"
+         "  nap: {use: std/sleep, inputs: {seconds: 0.5}}\n"
+         "  b: {use: std/echo, inputs: {value: 2, message: later}}\n"
+         "  sig: {use: std/shell, inputs: {command: \"grep SigIgn /proc/self/status\"}}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "artifacts").string();
+  const ProcessResult r = pyoco::core::run_process(
+      {"/bin/bash", "-c",
+       "\"$0\" run talky.yaml --non-cute --run-id piped | head -1; echo \"pyoco=${PIPESTATUS[0]}\"",
+       pyoco_exe().string()},
+      o);
+  BOOST_TEST(has(r.out, "pyoco=0"), r.out << r.err);
+  const ProcessResult shown = pyoco({"runs", "show", "piped", "--json"});
+  BOOST_TEST_REQUIRE(shown.exit_code == 0, shown.err);
+  const auto v = boost::json::parse(shown.out).as_object();
+  BOOST_TEST(v.at("status").as_string() == "COMPLETED", shown.out);
+  const ProcessResult out = pyoco({"runs", "output", "piped", "sig"});
+  BOOST_TEST_REQUIRE(out.exit_code == 0, out.err);
+  // SigIgn is a hex mask; SIGPIPE (13) is its bit 0x1000.
+  const std::string status(boost::json::parse(out.out).at("stdout").as_string());
+  const auto at = status.find("SigIgn:");
+  BOOST_TEST_REQUIRE(at != std::string::npos, out.out);
+  const unsigned long ignored = std::stoul(status.substr(at + 7), nullptr, 16);
+  BOOST_TEST((ignored & 0x1000UL) == 0UL, out.out);
+}
+
+// Closing the terminal (SIGHUP) cancels the run as Ctrl+C does: it was
+// killed, recorded as interrupted, its commands left running.
+BOOST_AUTO_TEST_CASE(sighup_cancels_the_run_like_ctrl_c) {
+  ChildProcess p({pyoco_exe().string(), "run", flow("sleepy.yaml").string(), "--non-cute",
+                  "--run-id", "hung-up"},
+                 {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}},
+                 dir.path());
+  BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=nap"), p.out() << p.err());
+  p.send_signal(SIGHUP);
+  BOOST_TEST(p.wait() == 130, p.out() << p.err());
+  BOOST_TEST(has(p.out(), "WARN pyoco end flow=sleepy status=CANCELLED"), p.out());
+  const ProcessResult shown = pyoco({"runs", "show", "hung-up", "--json"});
+  BOOST_TEST_REQUIRE(shown.exit_code == 0, shown.err);
+  BOOST_TEST(boost::json::parse(shown.out).at("status").as_string() == "CANCELLED", shown.out);
 }
 
 BOOST_AUTO_TEST_CASE(check_reports_every_problem_with_its_line) {

@@ -6,6 +6,7 @@
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/engine/engine.hpp>
 #include <pyoco/engine/local_artifact_store.hpp>
+#include <pyoco/trace/event_queue.hpp>
 
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
@@ -691,6 +692,57 @@ tasks:
   BOOST_TEST(slow.output("after").as_string() == "slow");
   Run other = run(yaml, {{"t/emit", echo_value}}, json(R"({"mode": "other"})"));
   BOOST_TEST(other.output("after").as_string() == "default");
+}
+
+// A switch whose case the run's stop cancelled is CANCELLED, as a loop's
+// iteration is: it was FAILED, named among the failed nodes and given an
+// error line, although only its sibling failed (and on Ctrl+C too).
+BOOST_AUTO_TEST_CASE(a_switch_whose_case_a_stop_cancelled_is_cancelled_not_failed) {
+  Latch napping;
+  const char* yaml = R"y(
+flow: {graph: "(switch(on={{mode}}) { a: nap; } & boom)"}
+tasks:
+  nap: {use: "t/nap"}
+  boom: {use: "t/boom"}
+)y";
+  std::map<std::string, TaskFn> tasks{
+      {"t/nap",
+       [&](TaskCall& call, const Value&) {
+         napping.arrive();
+         while (!call.is_cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+         return Value();
+       }},
+      {"t/boom", [&](TaskCall&, const Value&) -> Value {
+         BOOST_REQUIRE(napping.wait_for(1));
+         throw std::runtime_error("no");
+       }}};
+  Run failed = run(yaml, tasks, json(R"({"mode": "a"})"));
+  BOOST_TEST((failed.status() == core::RunStatus::Failed));
+  BOOST_TEST((record(failed.tasks(), "switch_1").state == TaskState::Cancelled));
+  BOOST_TEST((record(failed.tasks(), "nap").state == TaskState::Cancelled));
+  BOOST_TEST(events->count(trace::EventKind::NodeError) == 1u);  // boom's only
+
+  // Cancelled from outside while its case runs.
+  RunOptions o;
+  o.local_tasks = {{"t/nap", tasks["t/nap"]}};
+  o.params = json(R"({"mode": "a"})");
+  Latch started;
+  o.local_tasks["t/nap"] = [&](TaskCall& call, const Value&) {
+    started.arrive();
+    while (!call.is_cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return Value();
+  };
+  Run cancelled = engine.start(compile(R"(
+flow: {graph: "switch(on={{mode}}) { a: nap; }"}
+tasks:
+  nap: {use: "t/nap"}
+)"),
+                               std::move(o));
+  BOOST_TEST_REQUIRE(started.wait_for(1));
+  cancelled.cancel();
+  BOOST_TEST_REQUIRE(cancelled.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((cancelled.status() == core::RunStatus::Cancelled));
+  BOOST_TEST((record(cancelled.tasks(), "switch_1").state == TaskState::Cancelled));
 }
 
 // As pyoco: only true and false (quoted or not) are boolean labels; True
@@ -1528,5 +1580,230 @@ BOOST_AUTO_TEST_CASE(a_flow_needing_a_newer_plugin_does_not_start) {
   } catch (const core::FlowError& e) {
     BOOST_TEST(std::string(e.what()).find("there is no plugin nope") != std::string::npos,
                e.what());
+  }
+}
+
+namespace {
+
+// A listener given directly: it runs inside a run's control.
+class CallingListener : public trace::EventListener {
+ public:
+  std::function<void(const trace::RunEvent&)> call;
+  void on_event(const trace::RunEvent& e) override { call(e); }
+};
+
+class ThrowingListener : public trace::EventListener {
+ public:
+  std::atomic<int> heard{0};
+  void on_event(const trace::RunEvent&) override {
+    ++heard;
+    throw std::runtime_error("listener boom");
+  }
+};
+
+Flow one_task_flow(const std::string& name, TaskFn fn) {
+  Flow flow{name};
+  auto a = flow.task("a", std::move(fn));
+  flow >> a;
+  return flow;
+}
+
+}  // namespace
+
+// A direct listener runs inside a run's control: a call there that waits
+// for another run's control, or for a run's end, could wait for this very
+// thread, and every run of the engine hung (~Engine too). Refused instead,
+// with what to do; reading its own run there still works.
+BOOST_AUTO_TEST_CASE(a_direct_listener_that_would_wait_for_a_run_is_refused_not_hung) {
+  Engine engine{EngineOptions{1, {}}};
+  Gate release;
+  Run held = engine.start(one_task_flow("held", [&](TaskCall&, const Value&) {
+    release.wait();
+    return Value();
+  }));
+  std::mutex m;
+  std::vector<std::string> refused;
+  auto listener = std::make_shared<CallingListener>();
+  listener->call = [&](const trace::RunEvent& e) {
+    if (e.kind != trace::EventKind::NodeStart) return;
+    std::lock_guard lock(m);
+    for (auto attempt : std::vector<std::function<void()>>{
+             [&] { (void)held.tasks(); }, [&] { (void)held.params(); },
+             [&] { (void)held.output("a"); }, [&] { held.wait(); },
+             [&] { (void)held.wait_for(std::chrono::seconds(5)); }}) {
+      try {
+        attempt();
+      } catch (const std::logic_error& x) {
+        refused.emplace_back(x.what());
+      }
+    }
+    BOOST_CHECK(!held.wait_for(std::chrono::milliseconds(0)));  // a look: allowed
+  };
+  RunOptions o;
+  o.listener = listener;
+  Run r = engine.start(one_task_flow("listening", [](TaskCall&, const Value&) { return Value(); }),
+                       {}, std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  release.open();
+  BOOST_TEST_REQUIRE(held.wait_for(std::chrono::seconds(30)));
+  std::lock_guard lock(m);
+  BOOST_TEST_REQUIRE(refused.size() == 5u);
+  BOOST_TEST(refused[0].find("tasks() of run " + held.id() +
+                             " was called inside the engine's control") != std::string::npos,
+             refused[0]);
+  BOOST_TEST(refused[0].find("trace::EventQueue") != std::string::npos);
+}
+
+// What a listener throws is caught: the run and the other listeners go on
+// (it ended the process with std::terminate), given directly or behind a
+// queue.
+BOOST_AUTO_TEST_CASE(a_listener_that_throws_does_not_end_the_process) {
+  Engine engine{EngineOptions{2, {}}};
+  auto direct = std::make_shared<ThrowingListener>();
+  RunOptions o;
+  o.listener = direct;
+  Run r = engine.start(one_task_flow("throws", [](TaskCall&, const Value&) { return Value(); }), {},
+                       std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(direct->heard.load() >= 3);  // every event was offered, each threw
+
+  auto queued = std::make_shared<ThrowingListener>();
+  auto log = std::make_shared<pyoco::testing::EventLog>();
+  auto queue = std::make_shared<trace::EventQueue>();
+  queue->add(queued);
+  queue->add(log);
+  RunOptions q;
+  q.listener = queue;
+  Run r2 = engine.start(one_task_flow("queued", [](TaskCall&, const Value&) { return Value(); }),
+                        {}, std::move(q));
+  BOOST_TEST_REQUIRE(r2.wait_for(std::chrono::seconds(30)));
+  queue->flush();
+  BOOST_TEST(queued->heard.load() >= 1);
+  BOOST_TEST(log->count(trace::EventKind::RunEnd) == 1u);  // the next listener heard all
+}
+
+// Params are an object: an array used to be read as an object's members
+// (garbage sizes: bad_alloc or worse); an int was taken as {}.
+BOOST_AUTO_TEST_CASE(params_that_are_not_an_object_are_refused) {
+  Engine engine{EngineOptions{1, {}}};
+  Flow flow = one_task_flow("p", [](TaskCall&, const Value&) { return Value(); });
+  for (const char* bad : {"[1, 2, 3]", "7", "\"text\""}) {
+    BOOST_CHECK_THROW(engine.start(flow, json(bad)), std::invalid_argument);
+    BOOST_CHECK_THROW(flow.defaults(json(bad)), std::invalid_argument);
+  }
+  Run ok = engine.start(flow, json(R"({"n": 1})"));
+  BOOST_TEST_REQUIRE(ok.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST(ok.params().find("n").as_int() == 1);
+}
+
+// RunOptions::params are merged under the params given to start(flow,
+// params, options), both over the flow's defaults (they were dropped).
+BOOST_AUTO_TEST_CASE(start_with_params_and_options_merges_both) {
+  Engine engine{EngineOptions{1, {}}};
+  Flow flow = one_task_flow("m", [](TaskCall&, const Value&) { return Value(); });
+  flow.defaults(json(R"({"who": "default", "n": 1, "keep": true})"));
+  RunOptions o;
+  o.params = json(R"({"who": "options", "n": 2})");
+  Run r = engine.start(flow, json(R"({"n": 3})"), std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST(r.params().find("who").as_string() == "options");
+  BOOST_TEST(r.params().find("n").as_int() == 3);
+  BOOST_TEST(r.params().find("keep").as_bool());
+}
+
+// milliseconds::max() is "for ever": it overflowed to a time already past
+// and returned false at once.
+BOOST_AUTO_TEST_CASE(wait_for_the_longest_limit_waits_for_the_end) {
+  Engine engine{EngineOptions{1, {}}};
+  Run r = engine.start(one_task_flow("w", [](TaskCall&, const Value&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return Value();
+  }));
+  BOOST_TEST(r.wait_for(std::chrono::milliseconds::max()));
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(r.wait_for(std::chrono::hours(24 * 365 * 300)));
+}
+
+// A copy of a Flow is a flow of its own (it shared its tasks and defaults
+// with the original, whose own later task was then ignored).
+BOOST_AUTO_TEST_CASE(a_copied_flow_is_a_flow_of_its_own) {
+  Flow f{"orig"};
+  auto a =
+      f.task("a", [](TaskCall& c, const Value&) { return c.wrap(c.arena().make_string("a")); });
+  f >> a;
+  Flow g = f;
+  g.defaults(json(R"({"copy": true})"));
+  auto gb = g.task(
+      "b", [](TaskCall& c, const Value&) { return c.wrap(c.arena().make_string("from copy")); });
+  g >> gb;
+  auto fb = f.task(
+      "b", [](TaskCall& c, const Value&) { return c.wrap(c.arena().make_string("from orig")); });
+  f >> fb;
+  Engine engine{EngineOptions{1, {}}};
+  Run r = engine.start(f);
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST(r.output("b").as_string() == "from orig");
+  BOOST_TEST(!r.params().contains("copy"));
+  Run rg = engine.start(g);
+  BOOST_TEST_REQUIRE(rg.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST(rg.output("b").as_string() == "from copy");
+}
+
+// The C++ builder refuses what a flow file refuses (an outputs path that
+// goes nowhere was copied nowhere; a negative or NaN timeout meant none).
+BOOST_AUTO_TEST_CASE(cpp_flow_api_refuses_what_a_flow_file_refuses) {
+  Flow f{"v"};
+  auto a = f.task("a", "std/echo");
+  for (const char* bad : {"nope.x", "", "ctx.params.x", "params.", "params", "params..x"}) {
+    BOOST_CHECK_THROW(a.output_to(bad), std::invalid_argument);
+  }
+  a.output_to("params.saved");
+  BOOST_CHECK_THROW(a.timeout(-1), std::invalid_argument);
+  BOOST_CHECK_THROW(a.timeout(std::nan("")), std::invalid_argument);
+  a.timeout(0);  // none, the default
+  BOOST_CHECK_THROW(a.retries(1001), std::invalid_argument);
+  BOOST_CHECK_THROW(a.retries(1, core::RetryBackoff{-1, 2, 10, false}), std::invalid_argument);
+  BOOST_CHECK_THROW(a.retries(1, core::RetryBackoff{1, 0.5, 10, false}), std::invalid_argument);
+  try {
+    a.output_to("nope.x");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string(e.what()).find("must start with params., scratch. or results.") !=
+               std::string::npos);
+  }
+}
+
+// A wide group built in a loop: `fan &= node` adds branches in place and
+// makes the same one group as `a & b & c`.
+BOOST_AUTO_TEST_CASE(cpp_flow_api_builds_a_group_in_a_loop) {
+  Flow f{"fan"};
+  auto task = [&](const std::string& name) {
+    return f.task(name, [](TaskCall&, const Value&) { return Value(); });
+  };
+  auto head = task("head"), tail = task("tail");
+  Step fan = task("b0");
+  for (int i = 1; i < 2000; ++i) fan &= task("b" + std::to_string(i));
+  f >> head >> fan >> tail;
+  const auto& g = f.compiled()->graph;
+  const auto& t = g.nodes.at(static_cast<std::size_t>(g.find("tail")));
+  BOOST_TEST_REQUIRE(t.requirements.size() == 1u);
+  BOOST_TEST(t.requirements[0].nodes.size() == 2000u);
+  Engine engine{EngineOptions{2, {}}};
+  Run r = engine.start(f);
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+}
+
+// "." and ".." name directories where the artifact store keeps a run's
+// files: refused at start (the run started and failed at its first save).
+BOOST_AUTO_TEST_CASE(dot_run_ids_are_refused_at_start) {
+  Engine engine{EngineOptions{1, {}}};
+  for (const char* bad : {".", ".."}) {
+    RunOptions o;
+    o.run_id = bad;
+    BOOST_CHECK_THROW(
+        engine.start(one_task_flow("d", [](TaskCall&, const Value&) { return Value(); }), {},
+                     std::move(o)),
+        std::invalid_argument);
   }
 }

@@ -55,6 +55,7 @@ class CountingStore : public StateStore {
   std::vector<OutputRecord> outputs(std::string_view id) const override {
     return inner_->outputs(id);
   }
+  bool claim(const RunRecord& r) override { return inner_->claim(r); }
   bool request_cancel(std::string_view id) override { return inner_->request_cancel(id); }
   std::size_t trim(std::size_t keep) override { return inner_->trim(keep); }
 

@@ -185,6 +185,29 @@ BOOST_AUTO_TEST_CASE(a_cancel_through_the_history_stops_the_run_and_its_id_stays
       runner::SetupError);
 }
 
+// A run id is claimed when the LocalRun is made: two made at the same
+// moment with one id (two processes) both found it free, and both ran.
+BOOST_AUTO_TEST_CASE(a_run_id_is_claimed_at_once) {
+  runner::LocalRun first(runner::load_flow(flow_file("sleepy.yaml")), setup("twice"));
+  BOOST_CHECK_THROW(runner::LocalRun(runner::load_flow(flow_file("sleepy.yaml")), setup("twice")),
+                    runner::SetupError);
+}
+
+// A LocalRun destroyed while its run goes cancels it and records its end
+// (its history writer went with it: the run was recorded as interrupted
+// although it went on).
+BOOST_AUTO_TEST_CASE(a_local_run_destroyed_mid_run_records_the_run_cancelled) {
+  {
+    runner::LocalRun local(runner::load_flow(flow_file("sleepy.yaml")), setup("dropped"));
+    local.start(engine);
+  }
+  const auto history = runner::open_run_history(history_file);
+  const auto r = history->run("dropped");
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST(core::to_string(r->status) == "CANCELLED");
+  BOOST_TEST(r->reason != "interrupted");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(limits)

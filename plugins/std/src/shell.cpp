@@ -98,11 +98,15 @@ pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const
       if (sigaction(sig, nullptr, &sa) != 0) continue;
       const bool handled =
           (sa.sa_flags & SA_SIGINFO) != 0 || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
-      if (!handled) continue;
+      // SIGPIPE too, as Python's subprocess does: the host ignores it (a
+      // `pyoco run | head` must not kill the run), a command expects to
+      // die of it (`yes | head -1` ends).
+      if (!handled && sig != SIGPIPE) continue;
       struct sigaction dfl {};
       dfl.sa_handler = SIG_DFL;
       sigaction(sig, &dfl, nullptr);
     }
+    sigdelset(&mask, SIGPIPE);
     pthread_sigmask(SIG_SETMASK, &mask, nullptr);
     auto fail = [&](const char* step) {
       const int e = errno;

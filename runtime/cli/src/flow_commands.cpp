@@ -201,6 +201,10 @@ int run_flow(const RunOptionsCli& o) {
   // as soon as it exists; while the run goes, the first cancels it and a
   // second leaves at once; after its end, while the history is written, the
   // first says so and a second leaves without it.
+  // A reader that goes away (`pyoco run ... | head`) must not kill the run
+  // half way (SIGPIPE): the trace stops, the run and its history go on.
+  // The commands tasks start get SIGPIPE back (std/shell).
+  std::signal(SIGPIPE, SIG_IGN);
   std::mutex state_mutex;
   std::optional<Run> started;
   std::optional<runner::LocalRun> local;  // outlives the watcher, which may use it

@@ -32,6 +32,29 @@ FlowError::FlowError(SourceLocation where, const std::string& problem)
       where_(std::move(where)),
       problem_(problem) {}
 
+std::string output_path_problem(std::string_view path) {
+  static constexpr std::size_t kMaxOutputDepth = 32;
+  const std::string quoted = "\"" + std::string(path) + "\"";
+  const std::string_view root = path.substr(0, path.find('.'));
+  if (root != "params" && root != "scratch" && root != "results") {
+    return quoted + " must start with params., scratch. or results. (e.g. \"params.saved\")";
+  }
+  std::size_t segments = 0;
+  for (std::size_t start = 0;; ++segments) {
+    const auto next = path.find('.', start);
+    if (next == start || (next == std::string_view::npos && start == path.size())) {
+      return quoted + " has an empty key";
+    }
+    if (next == std::string_view::npos) break;
+    start = next + 1;
+  }
+  if (segments + 1 < 2) return quoted + " names no key: write " + std::string(root) + ".<key>";
+  if (segments + 1 > kMaxOutputDepth) {
+    return quoted + " is deeper than " + std::to_string(kMaxOutputDepth) + " keys";
+  }
+  return {};
+}
+
 const TaskSpec* FlowSpec::find_task(std::string_view n) const {
   for (const TaskSpec& t : tasks) {
     if (t.name == n) return &t;
@@ -56,12 +79,6 @@ constexpr std::size_t kMaxDocDepth = 64;
 constexpr std::size_t kMaxDocValues = 1'000'000;
 constexpr std::size_t kMaxAliasedValues = 100'000;
 constexpr std::uint64_t kMaxFlowFileBytes = 16u << 20;
-
-// Policies past these are mistakes (and past about 292 years a deadline in
-// nanoseconds overflows: `timeout_sec: 1e10` used to fire at once).
-constexpr std::int64_t kMaxRetries = 1000;
-constexpr double kMaxTimeoutSec = 30.0 * 24 * 3600;
-constexpr double kMaxDelayMs = 24.0 * 3600 * 1000;
 
 // One file's reading: its scalars share one arena (a value each would cost
 // an arena each), and what it has read so far is counted.
@@ -719,32 +736,10 @@ class Schema {
     if (keys.count("fail_policy") == 0) t.fail_policy = base.fail_policy;
   }
 
-  // Where `outputs:` may copy a node's output: params.<key>, scratch.<key>
-  // or results.<name>, then keys inside (at most kMaxOutputDepth in all).
   std::string output_path(const Doc& o, const std::string& at) const {
-    static constexpr std::size_t kMaxOutputDepth = 32;
     const std::string path = string(o, at);
-    const auto dot = path.find('.');
-    const std::string root = path.substr(0, dot);
-    if (root != "params" && root != "scratch" && root != "results") {
-      fail(o.where, at + ": \"" + path +
-                        "\" must start with params., scratch. or results. (e.g. \"params.saved\")");
-    }
-    std::size_t segments = 0;
-    for (std::size_t start = 0;; ++segments) {
-      const auto next = path.find('.', start);
-      if (next == start || (next == std::string::npos && start == path.size())) {
-        fail(o.where, at + ": \"" + path + "\" has an empty key");
-      }
-      if (next == std::string::npos) break;
-      start = next + 1;
-    }
-    if (segments + 1 < 2) {
-      fail(o.where, at + ": \"" + path + "\" names no key: write " + root + ".<key>");
-    }
-    if (segments + 1 > kMaxOutputDepth) {
-      fail(o.where,
-           at + ": \"" + path + "\" is deeper than " + std::to_string(kMaxOutputDepth) + " keys");
+    if (const std::string problem = output_path_problem(path); !problem.empty()) {
+      fail(o.where, at + ": " + problem);
     }
     return path;
   }

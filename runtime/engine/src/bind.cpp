@@ -26,7 +26,7 @@ pyoco_status run_local(void* fn, pyoco_context* c, const pyoco_value* in, const 
   } catch (const std::exception& e) {
     ctx.error = e.what();
   } catch (...) {
-    ctx.error = "unknown exception";
+    ctx.error = "unknown exception (not derived from std::exception)";
   }
   return PYOCO_ERR_TASK;
 }

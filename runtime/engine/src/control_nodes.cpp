@@ -209,8 +209,9 @@ void RunState::child_done(Frame& child) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
   --n.ctl().active_children;
-  bool failed = false;
+  bool failed = false, a_task_failed = false;
   for (const NodeExec& c : child.nodes) {
+    a_task_failed = a_task_failed || c.state == TaskState::Failed;
     failed = failed || c.state == TaskState::Failed ||
              (c.state == TaskState::Skipped || c.state == TaskState::Cancelled);
   }
@@ -218,10 +219,14 @@ void RunState::child_done(Frame& child) {
   if (n.state != TaskState::Running) return;  // already ended (cancelled)
 
   if (g.kind == GraphNode::Kind::Switch) {
-    if (n.ctl().child_failed) {
-      fail(f, i, "a task of the chosen case did not succeed");
-    } else {
+    if (!n.ctl().child_failed) {
       succeed(f, i, frame_output(child));
+    } else if (stopping_ && !a_task_failed) {
+      // Its case was cancelled by the stop, as a loop's iterations are: the
+      // switch did not fail (it was FAILED, with an error line, on Ctrl+C).
+      end_without_running(f, i, TaskState::Cancelled, cancelled_ ? "run cancelled" : "run stopped");
+    } else {
+      fail(f, i, "a task of the chosen case did not succeed");
     }
     return;
   }

@@ -6,10 +6,12 @@
 
 #include <future>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include <pyoco/engine/local_artifact_store.hpp>
 
+#include "object_value.hpp"
 #include "run_state.hpp"
 
 extern char** environ;
@@ -34,8 +36,16 @@ void RunState::wait() const {
 }
 
 bool RunState::wait_for(std::chrono::milliseconds t) const {
+  // A limit past what the clock can add (milliseconds::max(): "for ever")
+  // would overflow to a time already past.
+  const auto now = std::chrono::steady_clock::now();
+  if (t >= std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::time_point::max() - now)) {
+    wait();
+    return true;
+  }
   std::unique_lock<std::mutex> lock(done_mutex_);
-  return done_cv_.wait_for(lock, t, [this] { return done_; });
+  return done_cv_.wait_until(lock, now + t, [this] { return done_; });
 }
 
 bool RunState::wait_until(std::chrono::steady_clock::time_point t) const {
@@ -43,28 +53,47 @@ bool RunState::wait_until(std::chrono::steady_clock::time_point t) const {
   return done_cv_.wait_until(lock, t, [this] { return done_; });
 }
 
+// Inside a run's control (a listener given directly is called there), a
+// call that waits for a run's control or its end could wait for this very
+// thread: every run of the engine would stall. Refused instead.
+void refuse_waiting_in_control(const RunState& s, const char* call) {
+  if (!Serial::inside_any() || core::is_terminal(s.status())) return;
+  throw std::logic_error(
+      std::string("pyoco::Run::") + call + " of run " + s.id() +
+      " was called inside the engine's control (from a listener given directly as "
+      "RunOptions::listener): it would wait for a run's control, which may need this very "
+      "thread. Call it from a thread of your own, or put the listener behind a "
+      "trace::EventQueue");
+}
+
 // Reads go through the strand unless the run is over (then nothing changes).
 template <class T, class F>
-T read_state(const RunState& s, F f) {
+T read_state(const RunState& s, F f, const char* call) {
   if (core::is_terminal(s.status()) || s.serial().running_in_this_thread()) return f();
+  refuse_waiting_in_control(s, call);
   std::promise<T> p;
   s.post_to_strand([&] { p.set_value(f()); });
   return p.get_future().get();
 }
 
 std::vector<TaskRecord> RunState::records() const {
-  return read_state<std::vector<TaskRecord>>(*this, [this] { return records_; });
+  return read_state<std::vector<TaskRecord>>(
+      *this, [this] { return records_; }, "tasks()");
 }
 
 core::Value RunState::output(std::string_view node) const {
-  return read_state<core::Value>(*this, [this, node] {
-    const NodeExec* n = top_ ? find_node(*top_, node) : nullptr;
-    return n != nullptr ? n->output : core::Value();
-  });
+  return read_state<core::Value>(
+      *this,
+      [this, node] {
+        const NodeExec* n = top_ ? find_node(*top_, node) : nullptr;
+        return n != nullptr ? n->output : core::Value();
+      },
+      "output()");
 }
 
 core::Value RunState::params() const {
-  return read_state<core::Value>(*this, [this] { return params_; });
+  return read_state<core::Value>(
+      *this, [this] { return params_; }, "params()");
 }
 
 const std::string& Run::id() const { return state_->id(); }
@@ -72,8 +101,14 @@ const std::string& Run::flow_name() const { return state_->flow_name(); }
 core::RunStatus Run::status() const { return state_->status(); }
 std::vector<TaskRecord> Run::tasks() const { return state_->records(); }
 void Run::cancel() { state_->cancel(); }
-void Run::wait() const { state_->wait(); }
-bool Run::wait_for(std::chrono::milliseconds t) const { return state_->wait_for(t); }
+void Run::wait() const {
+  refuse_waiting_in_control(*state_, "wait()");
+  state_->wait();
+}
+bool Run::wait_for(std::chrono::milliseconds t) const {
+  if (t > std::chrono::milliseconds::zero()) refuse_waiting_in_control(*state_, "wait_for()");
+  return state_->wait_for(t);
+}
 core::Value Run::output(std::string_view node) const { return state_->output(node); }
 core::Value Run::params() const { return state_->params(); }
 const std::map<std::string, std::string>& Run::plugins() const { return state_->plugins(); }
@@ -141,6 +176,11 @@ void Engine::set_plugin_search_path(std::vector<std::filesystem::path> search_pa
 unsigned Engine::jobs() const { return impl_->executors->jobs(); }
 
 Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options) {
+  if (!options.params.is_null() && !options.params.is_object()) {
+    throw std::invalid_argument(std::string("pyoco::Engine::start: params must be an object (JSON "
+                                            "{...}), not ") +
+                                core::to_string(options.params.kind()));
+  }
   auto bound = bind_flow(std::move(flow), *catalog(), options.local_tasks);
   if (options.params.is_null()) options.params = core::from_json(boost::json::object());
   std::string id = options.run_id.empty() ? new_run_id() : options.run_id;
@@ -156,7 +196,12 @@ Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions opt
 }
 
 Run Engine::start(const Flow& flow, core::Value params, RunOptions options) {
-  options.params = std::move(params);
+  // `params` over RunOptions::params, both over the flow's defaults.
+  if (options.params.is_object() && params.is_object()) {
+    options.params = merged_over(options.params, params);
+  } else if (!params.is_null()) {
+    options.params = std::move(params);
+  }
   for (const auto& [use, fn] : flow.local_tasks()) options.local_tasks.emplace(use, fn);
   return start(flow.compiled(), std::move(options));
 }

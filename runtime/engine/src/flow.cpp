@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <stdexcept>
+
 namespace pyoco {
 
 namespace dsl = core::dsl;
@@ -14,30 +16,62 @@ Step single(dsl::Term t) {
   return s;
 }
 
-// a & b & c makes one group of three, not nested groups.
-Step group(const Step& a, const Step& b, bool any) {
-  dsl::GroupTerm g;
-  g.any = any;
+// a & b & c makes one group of three, not nested groups. `a` is taken
+// over: `fan &= node` in a loop adds a branch without copying the group.
+void join(Step& a, const Step& b, bool any) {
   if (a.pipeline.terms.size() == 1) {
-    if (const auto* ga = std::get_if<dsl::GroupTerm>(&a.pipeline.terms.front());
+    if (auto* ga = std::get_if<dsl::GroupTerm>(&a.pipeline.terms.front());
         ga != nullptr && ga->any == any) {
-      g = *ga;
+      ga->branches.push_back(b.pipeline);
+      return;
     }
   }
-  if (g.branches.empty()) g.branches.push_back(a.pipeline);
+  dsl::GroupTerm g;
+  g.any = any;
+  g.branches.push_back(std::move(a.pipeline));
   g.branches.push_back(b.pipeline);
-  return single(std::move(g));
+  a = single(std::move(g));
+}
+
+// NaN and negatives are mistakes; huge values saturate where they are
+// used (a timeout at 30 days, a delay at a day), as in a flow file.
+void check_at_least(double v, double min, const std::string& what) {
+  if (!(v >= min)) {
+    throw std::invalid_argument(what + ": must be a number of at least " +
+                                std::to_string(static_cast<long long>(min)) + ", not " +
+                                std::to_string(v));
+  }
+}
+
+void check_params(const core::Value& params, const std::string& what) {
+  if (!params.is_null() && !params.is_object()) {
+    throw std::invalid_argument(what + ": params must be an object (JSON {...}), not " +
+                                core::to_string(params.kind()));
+  }
 }
 
 }  // namespace
 
-Step operator>>(const Step& a, const Step& b) {
-  Step s = a;
-  s.pipeline.terms.insert(s.pipeline.terms.end(), b.pipeline.terms.begin(), b.pipeline.terms.end());
-  return s;
+Step operator>>(Step a, const Step& b) {
+  a.pipeline.terms.insert(a.pipeline.terms.end(), b.pipeline.terms.begin(), b.pipeline.terms.end());
+  return a;
 }
-Step operator&(const Step& a, const Step& b) { return group(a, b, false); }
-Step operator|(const Step& a, const Step& b) { return group(a, b, true); }
+Step operator&(Step a, const Step& b) {
+  join(a, b, false);
+  return a;
+}
+Step operator|(Step a, const Step& b) {
+  join(a, b, true);
+  return a;
+}
+Step& operator&=(Step& a, const Step& b) {
+  join(a, b, false);
+  return a;
+}
+Step& operator|=(Step& a, const Step& b) {
+  join(a, b, true);
+  return a;
+}
 
 core::TaskSpec& TaskNode::spec() const {
   auto& tasks = flow_->spec_->tasks;
@@ -63,12 +97,23 @@ TaskNode& TaskNode::input(const std::string& name, const core::Value& literal) {
 }
 
 TaskNode& TaskNode::output_to(const std::string& context_path) {
+  if (const std::string problem = core::output_path_problem(context_path); !problem.empty()) {
+    throw std::invalid_argument("pyoco::TaskNode " + name_ + ": output_to: " + problem);
+  }
   spec().outputs.push_back(context_path);
   flow_->compiled_.reset();
   return *this;
 }
 
 TaskNode& TaskNode::retries(std::uint32_t count, core::RetryBackoff backoff) {
+  const std::string what = "pyoco::TaskNode " + name_ + ": retries";
+  if (count > core::kMaxRetries) {
+    throw std::invalid_argument(what + ": at most " + std::to_string(core::kMaxRetries) +
+                                " (for more, write a loop)");
+  }
+  check_at_least(backoff.initial_ms, 0, what + ": initial_ms");
+  check_at_least(backoff.factor, 1, what + ": factor");
+  check_at_least(backoff.max_ms, 0, what + ": max_ms");
   spec().retries = count;
   spec().backoff = backoff;
   flow_->compiled_.reset();
@@ -76,6 +121,8 @@ TaskNode& TaskNode::retries(std::uint32_t count, core::RetryBackoff backoff) {
 }
 
 TaskNode& TaskNode::timeout(double seconds) {
+  // 0: no timeout (the default).
+  check_at_least(seconds, 0, "pyoco::TaskNode " + name_ + ": timeout");
   spec().timeout_sec = seconds;
   flow_->compiled_.reset();
   return *this;
@@ -129,8 +176,21 @@ Chain Flow::operator>>(const Step& s) {
   return Chain(this, graph_.statements.size() - 1);
 }
 
+Flow::Flow(const Flow& other)
+    : spec_(std::make_shared<core::FlowSpec>(*other.spec_)),
+      graph_(other.graph_),
+      local_(other.local_),
+      task_names_(other.task_names_),
+      compiled_(other.compiled_) {}
+
+Flow& Flow::operator=(const Flow& other) {
+  if (this != &other) *this = Flow(other);
+  return *this;
+}
+
 Flow& Flow::defaults(const core::Value& params) {
-  spec_->defaults = params;
+  check_params(params, "pyoco::Flow " + spec_->name + ": defaults");
+  spec_->defaults = params.is_null() ? core::from_json(boost::json::object()) : params;
   compiled_.reset();
   return *this;
 }

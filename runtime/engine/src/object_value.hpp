@@ -20,6 +20,21 @@ inline core::Value make_object(const std::vector<std::pair<std::string, core::Va
   return b.wrap(o);
 }
 
+// The members of `base` that `over` does not have, then those of `over`
+// (both objects; null counts as empty).
+inline core::Value merged_over(const core::Value& base, const core::Value& over) {
+  std::vector<std::pair<std::string, core::Value>> merged;
+  for (std::size_t i = 0; i < base.size(); ++i) {
+    auto [k, v] = base.member(i);
+    if (!over.contains(k)) merged.emplace_back(std::string(k), v);
+  }
+  for (std::size_t i = 0; i < over.size(); ++i) {
+    auto [k, v] = over.member(i);
+    merged.emplace_back(std::string(k), v);
+  }
+  return make_object(merged);
+}
+
 inline core::Value int_value(std::int64_t i) {
   core::ValueBuilder b;
   const core::ValueNode* n = b.arena().make_int(i);

@@ -106,17 +106,7 @@ RunState::RunState(std::shared_ptr<Executors> executors, std::shared_ptr<BoundFl
       listener_(options_.listener.get()),
       launch_window_(2 * std::max(1u, executors_->jobs())) {
   // Params: the flow's defaults, overridden by the caller's.
-  std::vector<std::pair<std::string, Value>> merged;
-  const Value& defaults = flow_->flow->spec->defaults;
-  for (std::size_t i = 0; i < defaults.size(); ++i) {
-    auto [k, v] = defaults.member(i);
-    if (!options_.params.contains(k)) merged.emplace_back(std::string(k), v);
-  }
-  for (std::size_t i = 0; i < options_.params.size(); ++i) {
-    auto [k, v] = options_.params.member(i);
-    merged.emplace_back(std::string(k), v);
-  }
-  params_ = make_object(merged);
+  params_ = merged_over(flow_->flow->spec->defaults, options_.params);
 }
 
 void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,

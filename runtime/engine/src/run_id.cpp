@@ -21,6 +21,11 @@ void check_run_id(const std::string& id) {
     throw std::invalid_argument("run id '" + id +
                                 "' is not allowed: use 1-128 characters of A-Z a-z 0-9 . _ -");
   }
+  // A directory of the artifact store is named by it.
+  if (id == "." || id == "..") {
+    throw std::invalid_argument(
+        "run id '" + id + "' is not allowed: it names a directory; use letters or digits too");
+  }
 }
 
 std::string new_run_id() {

@@ -42,8 +42,6 @@ struct BoundFlow {
 std::shared_ptr<BoundFlow> bind_flow(std::shared_ptr<const core::CompiledFlow> flow,
                                      const plugins::Catalog& catalog,
                                      const std::map<std::string, TaskFn>& local_tasks);
-// Throws std::invalid_argument for a run id that is not allowed (run_id.cpp).
-void check_run_id(const std::string& id);
 
 class RunState;
 struct Frame;
@@ -281,7 +279,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   // Strand: numbers the event in the run's one order and hands it on.
   void publish(trace::RunEvent& e) {
     e.seq = ++event_seq_;
-    listener_->on_event(e);
+    trace::notify(*listener_, e);
   }
 
   // The scheduler.

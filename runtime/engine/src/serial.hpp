@@ -65,6 +65,8 @@ class Serial {
 
   // True inside one of this control's handlers.
   bool running_in_this_thread() const { return current() == this; }
+  // True inside a handler of any run's control (a direct listener is).
+  static bool inside_any() { return current() != nullptr; }
 
  private:
   void schedule_drain(Keep keep) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,7 +29,10 @@ extern "C" void on_signal(int signal) {
   errno = saved;
 }
 
-constexpr int kSignals[] = {SIGINT, SIGTERM, SIGURG};
+// SIGHUP (the terminal closed) is an interrupt too: the run was killed
+// with it, recorded as interrupted, its commands left running.
+constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGURG};
+struct sigaction g_before[std::size(kSignals)];  // restored by ~InterruptWatcher
 
 // pid -> parent pid, for every process /proc shows.
 std::multimap<pid_t, pid_t> children_by_parent() {
@@ -81,16 +85,19 @@ InterruptWatcher::InterruptWatcher(InterruptActions actions) : actions_(std::mov
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  for (int s : kSignals) sigaction(s, &sa, nullptr);
+  for (std::size_t i = 0; i < std::size(kSignals); ++i) {
+    sigaction(kSignals[i], nullptr, &g_before[i]);
+    // `nohup pyoco run` ignores SIGHUP on purpose: it stays ignored.
+    if (kSignals[i] == SIGHUP && g_before[i].sa_handler == SIG_IGN) continue;
+    sigaction(kSignals[i], &sa, nullptr);
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
 InterruptWatcher::~InterruptWatcher() {
   if (!thread_.joinable()) return;
-  struct sigaction sa {};
-  sa.sa_handler = SIG_DFL;
-  sigemptyset(&sa.sa_mask);
-  for (int s : kSignals) sigaction(s, &sa, nullptr);
+  for (std::size_t i = 0; i < std::size(kSignals); ++i)
+    sigaction(kSignals[i], &g_before[i], nullptr);
   const char stop = 0;
   [[maybe_unused]] const auto n = write(g_pipe[1], &stop, 1);
   thread_.join();

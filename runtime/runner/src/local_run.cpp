@@ -70,11 +70,22 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
 
   if (setup.history) {
     if (!setup.run_id.empty()) {
+      check_run_id(setup.run_id);  // never a claim for an id no run may have
+      // Claimed at once, not looked up: two processes given one id at the
+      // same moment both found it free and both ran under it.
       bool known = false;
       try {
-        known = setup.history->run(setup.run_id).has_value();
+        const store::ProcessIdentity me = store::this_process();
+        store::RunRecord claim;
+        claim.id = setup.run_id;
+        claim.flow = flow_.flow->spec->name;
+        claim.started = std::chrono::system_clock::now();
+        claim.host = me.host;
+        claim.pid = me.pid;
+        claim.pid_start = me.start;
+        known = !setup.history->claim(claim);
       } catch (const store::StoreError&) {
-        // a history that cannot be read has nothing to collide with
+        // a history that cannot be written has nothing to collide with
       }
       if (known) {
         throw SetupError(
@@ -96,7 +107,11 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
 }
 
 LocalRun::~LocalRun() {
-  if (!finished_) finish();
+  if (finished_) return;
+  // Its history writer goes with this object: a run left going would be
+  // recorded as interrupted although it went on.
+  if (run_ && !core::is_terminal(run_->status())) run_->cancel();
+  finish();
 }
 
 Run LocalRun::start(Engine& engine) {
@@ -124,6 +139,7 @@ void LocalRun::abandon(const std::string& reason) {
 
 std::string LocalRun::finish() {
   finished_ = true;
+  if (run_) run_->wait();  // what the history records is the run's end
   events_->flush();
   if (trace_file_ && !trace_file_->flush()) {
     trace_file_error_ =

@@ -107,6 +107,13 @@ class MemoryStateStore final : public StateStore {
     return out;
   }
 
+  bool claim(const RunRecord& run) override {
+    std::lock_guard lock(mutex_);
+    if (runs_.contains(run.id)) return false;
+    runs_[run.id].run = run;
+    return true;
+  }
+
   bool request_cancel(std::string_view run_id) override {
     std::lock_guard lock(mutex_);
     auto it = runs_.find(std::string(run_id));

@@ -325,31 +325,15 @@ class SqliteStateStore final : public StateStore {
   void write(const Batch& batch) override {
     std::lock_guard lock(mutex_);
     WriteTransaction tx(db_);
-    Statement run(db_,
-                  "INSERT INTO runs(id, flow, flow_file, params, status, reason, started_us, "
-                  "ended_us, duration_ms, host, pid, pid_start, plugins) "
-                  "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                  "ON CONFLICT(id) DO UPDATE SET flow=excluded.flow, flow_file=excluded.flow_file, "
-                  "params=excluded.params, status=excluded.status, reason=excluded.reason, "
-                  "started_us=excluded.started_us, ended_us=excluded.ended_us, "
-                  "duration_ms=excluded.duration_ms, host=excluded.host, pid=excluded.pid, "
-                  "pid_start=excluded.pid_start, plugins=excluded.plugins");
-    for (const RunRecord& r : batch.runs) {
-      run.bind(1, r.id)
-          .bind(2, r.flow)
-          .bind(3, r.flow_file)
-          .bind(4, r.params)
-          .bind(5, core::to_string(r.status))
-          .bind(6, r.reason)
-          .bind(7, to_us(r.started))
-          .bind(8, to_us(r.ended))
-          .bind(9, r.duration_ms)
-          .bind(10, r.host)
-          .bind(11, r.pid)
-          .bind(12, r.pid_start)
-          .bind(13, r.plugins.empty() ? std::string("{}") : r.plugins)
-          .run();
-    }
+    Statement run(db_, (std::string(kInsertRun) +
+                        "ON CONFLICT(id) DO UPDATE SET flow=excluded.flow, "
+                        "flow_file=excluded.flow_file, params=excluded.params, "
+                        "status=excluded.status, reason=excluded.reason, "
+                        "started_us=excluded.started_us, ended_us=excluded.ended_us, "
+                        "duration_ms=excluded.duration_ms, host=excluded.host, "
+                        "pid=excluded.pid, pid_start=excluded.pid_start, plugins=excluded.plugins")
+                           .c_str());
+    for (const RunRecord& r : batch.runs) bind_run(run, r).run();
     // Pages whose run was trimmed away meanwhile are dropped, not an error.
     Statement page(db_,
                    "INSERT INTO task_pages(run_id, page, tasks) SELECT ?1,?2,?3 "
@@ -505,6 +489,16 @@ class SqliteStateStore final : public StateStore {
     return out;
   }
 
+  bool claim(const RunRecord& r) override {
+    std::lock_guard lock(mutex_);
+    WriteTransaction tx(db_);
+    Statement run(db_, (std::string(kInsertRun) + "ON CONFLICT(id) DO NOTHING").c_str());
+    bind_run(run, r).run();
+    const bool claimed = sqlite3_changes(db_.handle()) > 0;
+    tx.commit();
+    return claimed;
+  }
+
   bool request_cancel(std::string_view run_id) override {
     std::lock_guard lock(mutex_);
     WriteTransaction tx(db_);
@@ -529,6 +523,26 @@ class SqliteStateStore final : public StateStore {
   }
 
  private:
+  static constexpr std::string_view kInsertRun =
+      "INSERT INTO runs(id, flow, flow_file, params, status, reason, started_us, ended_us, "
+      "duration_ms, host, pid, pid_start, plugins) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ";
+
+  static Statement& bind_run(Statement& s, const RunRecord& r) {
+    return s.bind(1, r.id)
+        .bind(2, r.flow)
+        .bind(3, r.flow_file)
+        .bind(4, r.params)
+        .bind(5, core::to_string(r.status))
+        .bind(6, r.reason)
+        .bind(7, to_us(r.started))
+        .bind(8, to_us(r.ended))
+        .bind(9, r.duration_ms)
+        .bind(10, r.host)
+        .bind(11, r.pid)
+        .bind(12, r.pid_start)
+        .bind(13, r.plugins.empty() ? std::string("{}") : r.plugins);
+  }
+
   int schema_version() const {
     Statement v(db_, "PRAGMA user_version");
     return v.step() ? static_cast<int>(v.integer(0)) : 0;

@@ -198,7 +198,7 @@ void EventQueue::loop() {
     lock.unlock();
     for (std::size_t first = 0; first < batch->size(); first += kSlice) {
       batch->views(first, std::min(batch->size(), first + kSlice), views);
-      for (const auto& l : listeners) l->on_events(views);
+      for (const auto& l : listeners) notify(*l, views);
     }
     const std::size_t n = batch->size();
     batch->clear();

@@ -93,7 +93,7 @@ class RedactingListener final : public EventListener {
       owned_.push_back(std::move(o));
     }
     for (std::size_t i = 0; i < owned_.size(); ++i) views_.push_back(owned_[i].view(planned_[i]));
-    for (const auto& listener : inner_) listener->on_events(views_);
+    for (const auto& listener : inner_) notify(*listener, views_);
   }
 
  private:

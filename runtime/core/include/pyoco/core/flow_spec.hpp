@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pyoco::core {
@@ -76,6 +77,18 @@ struct PluginRequirement {
   std::string min_version;
   SourceLocation where;
 };
+
+// What a flow may ask of a task, in a file or built in C++ (pyoco::Flow).
+// Past these a policy is a mistake (and past about 292 years a deadline in
+// nanoseconds overflows: `timeout_sec: 1e10` used to fire at once).
+inline constexpr std::int64_t kMaxRetries = 1000;
+inline constexpr double kMaxTimeoutSec = 30.0 * 24 * 3600;
+inline constexpr double kMaxDelayMs = 24.0 * 3600 * 1000;
+
+// Where a task's output may be copied (`outputs:`): params.<key>,
+// scratch.<key> or results.<name>, then keys inside. What is wrong with
+// `path`, or "" when nothing is.
+std::string output_path_problem(std::string_view path);
 
 struct FlowSpec {
   std::string file;

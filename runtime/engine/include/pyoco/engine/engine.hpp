@@ -76,6 +76,10 @@ struct RunOptions {
 // This process's environment variables, for RunOptions::env.
 std::map<std::string, std::string, std::less<>> process_environment();
 
+// Throws std::invalid_argument, saying why, for a run id Engine::start
+// would refuse (1-128 of A-Z a-z 0-9 . _ -, not "." or "..").
+void check_run_id(const std::string& id);
+
 class RunState;
 
 // A handle on a run; copies share it.

@@ -30,9 +30,13 @@ class Step {
   core::dsl::Pipeline pipeline;
 };
 
-Step operator>>(const Step& a, const Step& b);
-Step operator&(const Step& a, const Step& b);
-Step operator|(const Step& a, const Step& b);
+Step operator>>(Step a, const Step& b);
+Step operator&(Step a, const Step& b);
+Step operator|(Step a, const Step& b);
+// A wide group built in a loop: `fan &= node` adds a branch in place
+// (`fan = fan & node` copies the group each time: quadratic).
+Step& operator&=(Step& a, const Step& b);
+Step& operator|=(Step& a, const Step& b);
 
 // A node of a Flow, returned by Flow::task; set its policies by chaining.
 class TaskNode {
@@ -72,6 +76,12 @@ class Chain {
 class Flow {
  public:
   explicit Flow(std::string name);
+  // A copy is a flow of its own: changing it leaves the original as it was.
+  // (A TaskNode keeps pointing at the flow that made it.)
+  Flow(const Flow& other);
+  Flow& operator=(const Flow& other);
+  Flow(Flow&&) noexcept = default;
+  Flow& operator=(Flow&&) noexcept = default;
 
   // A node running a plugin task, "<plugin>/<task>".
   TaskNode task(const std::string& node, const std::string& use);

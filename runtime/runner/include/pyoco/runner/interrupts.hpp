@@ -1,5 +1,5 @@
-// What a program that runs flows (`pyoco run`) does on SIGINT, SIGTERM and
-// SIGURG, off the signal handler: the handler only writes the signal's
+// What a program that runs flows (`pyoco run`) does on SIGINT, SIGTERM,
+// SIGHUP and SIGURG, off the signal handler: the handler only writes the signal's
 // number to a pipe, and a thread of its own acts on it, so a cancel reaches
 // the engine at once instead of at the next poll. Linux only (/proc, prctl).
 #pragma once
@@ -11,7 +11,7 @@
 namespace pyoco::runner {
 
 struct InterruptActions {
-  std::function<void()> cancel;     // first SIGINT or SIGTERM
+  std::function<void()> cancel;     // first SIGINT, SIGTERM or SIGHUP (unless ignored: nohup)
   std::function<void()> exit_now;   // the second one; must not return
   std::function<void()> check_now;  // SIGURG: `pyoco runs cancel` asked something
 };
@@ -20,7 +20,7 @@ struct InterruptActions {
 class InterruptWatcher {
  public:
   explicit InterruptWatcher(InterruptActions actions);
-  ~InterruptWatcher();  // restores the default handlers and stops the thread
+  ~InterruptWatcher();  // restores the handlers it found and stops the thread
   InterruptWatcher(const InterruptWatcher&) = delete;
   InterruptWatcher& operator=(const InterruptWatcher&) = delete;
 

@@ -67,9 +67,13 @@ void limits_from_env(RunLimits& run, store::HistoryOptions& history);
 class LocalRun {
  public:
   // Wires the run; starts nothing. Throws SetupError when the trace file
-  // cannot be opened for appending or the history has a run `run_id` already.
+  // cannot be opened for appending or the history has a run `run_id` already
+  // (a given id is claimed in the history here), std::invalid_argument for
+  // a run id no run may have (check_run_id).
   LocalRun(LoadedFlow flow, RunSetup setup);
-  ~LocalRun();  // finish(), if it was not called
+  // finish(), if it was not called; a run still going is cancelled first
+  // (as std::jthread asks its thread to stop), so that its end is recorded.
+  ~LocalRun();
   LocalRun(const LocalRun&) = delete;
   LocalRun& operator=(const LocalRun&) = delete;
 
@@ -92,8 +96,8 @@ class LocalRun {
   // Hands on the last events, writes the history and closes it. Returns
   // empty, or what went wrong writing the history: "this run is not in the
   // history: <the first error>" when no write of its record succeeded,
-  // else "the run history may be incomplete: <the first error>". Call it
-  // once the run has ended and nothing calls the two above any more.
+  // else "the run history may be incomplete: <the first error>". Waits for
+  // the run's end first. Call it once nothing calls the two above any more.
   std::string finish();
 
   // After finish(): why the trace file (RunSetup::trace_file) was not

@@ -132,6 +132,10 @@ class StateStore {
   // The outputs of the run's tasks that succeeded with one, by seq.
   virtual std::vector<OutputRecord> outputs(std::string_view run_id) const = 0;
 
+  // Writes `run` only if no run has its id, at once: false if one has (two
+  // processes given the same run id: one of them gets it).
+  virtual bool claim(const RunRecord& run) = 0;
+
   // Asks the process running `run_id` to cancel it; false if no such run.
   virtual bool request_cancel(std::string_view run_id) = 0;
 

@@ -142,4 +142,11 @@ class EventListener {
   }
 };
 
+// How the engine and an EventQueue call a listener: what it throws is
+// caught and said on stderr (the first few times), and those events are
+// not heard by it; the run and the other listeners go on. A listener
+// that throws used to end the process (std::terminate).
+void notify(EventListener& listener, const RunEvent& event) noexcept;
+void notify(EventListener& listener, std::span<const RunEvent> events) noexcept;
+
 }  // namespace pyoco::trace
