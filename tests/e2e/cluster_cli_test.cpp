@@ -402,6 +402,41 @@ BOOST_AUTO_TEST_CASE(a_watch_of_a_forged_submission_time_still_follows) {
   BOOST_TEST(kinds[1] == "run");  // run_submitted, found from the stream's start
 }
 
+// A watch of a finished run resumed at or past its RunEnd has nothing left
+// to send: it ends at once (it pinged for as long as the client stayed,
+// holding one of the gateway's stream threads).
+BOOST_AUTO_TEST_CASE(a_watch_resumed_past_a_finished_runs_end_ends_at_once) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const std::string id = s.submit(R"({"flow_name": "nobody_runs_it"})");
+  BOOST_TEST_REQUIRE(s.call(http::verb::post, "/runs/" + id + "/cancel").status == 200u);
+  std::vector<server::StreamEvent> all;
+  server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+    all.push_back(e);
+    return true;
+  });
+  BOOST_TEST_REQUIRE(all.size() >= 2u);
+  BOOST_TEST_REQUIRE(all.back().data.find("\"kind\":\"run_end\"") != std::string::npos);
+  const std::string end_id = all.back().id;
+  // The pings come every 15 s: an answer within 10 s is the stream ending.
+  auto resumed = [&](const std::string& target, const std::string& last_event_id) {
+    std::map<std::string, std::string> headers;
+    if (!last_event_id.empty()) headers["Last-Event-ID"] = last_event_id;
+    return server::http_call(s.url, http::verb::get, target, {}, "application/json", headers, 10s);
+  };
+  for (const std::string& last : {end_id, std::string("999999999")}) {
+    const server::ClientResponse r = resumed("/runs/" + id + "/watch", last);
+    BOOST_TEST(r.status == 200u, last);
+    BOOST_TEST(r.body.find("event:") == std::string::npos, r.body);
+  }
+  const server::ClientResponse q = resumed("/runs/" + id + "/watch?last_event_id=" + end_id, "");
+  BOOST_TEST(q.status == 200u);
+  BOOST_TEST(q.body.find("event:") == std::string::npos, q.body);
+  // Resumed before its end, it still gets the end.
+  const server::ClientResponse before = resumed("/runs/" + id + "/watch", all[1].id);
+  BOOST_TEST(before.body.find("\"kind\":\"run_end\"") != std::string::npos, before.body);
+}
+
 // Many watches of running runs at once share the gateway's one
 // subscription to every run's events: no consumer per watch (nats-server
 // makes a connection's consumers one after another, each a scan of the

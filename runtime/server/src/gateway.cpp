@@ -556,6 +556,10 @@ class Gateway {
   void watch(const Request& req, const std::string& id, const Caller& caller, EventStream& out) {
     const cluster::RunRecord record = find(id, caller);  // 404 before anything is sent
     const std::uint64_t after = last_event_id(req).value_or(0);
+    // A watch ends at the RunEnd: resumed at or past it there is nothing
+    // left to send, and following would only ping for as long as the
+    // client stays, holding a stream thread.
+    if (after != 0 && record.terminal() && run_end_seen(id, after)) return;
     if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
     const std::string subject = "pyoco.ev." + id + ".>";
     auto until_run_end = [](std::string_view, const std::string& data) {
@@ -581,6 +585,19 @@ class Gateway {
       not_before = t->to_number<double>() - 60;
     }
     follow(out, subject, last, not_before, until_run_end);
+  }
+
+  // Whether the run's RunEnd is stored at or before sequence `after`.
+  // False when NATS cannot say: the watch then follows as usual.
+  bool run_end_seen(const std::string& id, std::uint64_t after) {
+    try {
+      const std::optional<cluster::StoredMessage> last =
+          cluster::last_stored(watch_nats_, "PYOCO_EVENTS", "pyoco.ev." + id + ".run");
+      return last && last->seq <= after &&
+             last->data.find("\"kind\":\"run_end\"") != std::string::npos;
+    } catch (const cluster::NatsError&) {
+      return false;
+    }
   }
 
   // A run's events through the hub: the stored ones from `first` up to the

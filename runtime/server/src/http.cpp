@@ -552,6 +552,9 @@ struct HttpServer::Impl {
           try {
             const Caller caller = self->server->router->admit(*route, *request, self->address);
             route->stream(*request, params, caller, out);
+            // A stream with nothing to send is still an answer: 200 and
+            // an empty stream, not a connection closed with no reply.
+            out.start();
           } catch (const HttpError& e) {
             if (!out.started) {
               Response res = error_response(e.status, e.error, e.detail);
