@@ -4,6 +4,7 @@
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/run_records.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/server/client.hpp>
 
 #include <signal.h>
@@ -221,6 +222,48 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
   BOOST_TEST(
       get.err.find("the gateway answered 404: run no-such-run not found") != std::string::npos,
       get.err);
+}
+
+// An error's detail quotes what the client sent: bytes that are not UTF-8
+// are shown as \xNN (they went raw into the JSON, which was then not
+// JSON), and a NUL no longer cuts the detail short.
+BOOST_AUTO_TEST_CASE(error_details_are_valid_json_whatever_the_request_holds) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const std::string yaml = "flow: {graph: a}\ntasks:\n  a: {use: std/echo}\n";
+  auto detail_of = [](const server::ClientResponse& r) {
+    BOOST_TEST(core::invalid_utf8_at(r.body) == std::string::npos, r.body);
+    json::value v;
+    try {
+      v = json::parse(r.body);
+    } catch (const std::exception& e) {
+      BOOST_TEST(false, "not JSON (" << e.what() << "): " << r.body);
+      return std::string();
+    }
+    return std::string(v.at("detail").as_string());
+  };
+  const auto query = server::http_call(s.url, http::verb::post, "/runs/yaml?flow_name=%ff%fe", yaml,
+                                       "application/yaml");
+  BOOST_TEST(query.status == 422u);
+  BOOST_TEST(detail_of(query).find(R"(flow_name "\xff\xfe")") == 0u, query.body);
+  const auto tag =
+      server::http_call(s.url, http::verb::post, "/runs/yaml?tag=x%c3", yaml, "application/yaml");
+  BOOST_TEST(tag.status == 422u);
+  BOOST_TEST(detail_of(tag).find(R"(tag: tag "x\xc3")") == 0u, tag.body);
+  const std::string form = "--B\r\nContent-Disposition: form-data; name=\"workflow\"\r\n\r\n" +
+                           yaml +
+                           "\r\n--B\r\nContent-Disposition: form-data; name=\"flow_name\"\r\n\r\n"
+                           "q\xff\r\n--B--\r\n";
+  const auto multipart = server::http_call(s.url, http::verb::post, "/runs/yaml", form,
+                                           "multipart/form-data; boundary=B");
+  BOOST_TEST(multipart.status == 422u);
+  BOOST_TEST(detail_of(multipart).find(R"(flow_name "q\xff")") == 0u, multipart.body);
+  const auto nul = s.call(http::verb::post, "/runs", R"({"flow_name":"quick\u0000x"})");
+  BOOST_TEST(nul.status == 422u);
+  BOOST_TEST(detail_of(nul).find(R"(flow_name "quick\x00x": 1 to 128)") == 0u, nul.body);
+  // Valid UTF-8 is shown as it is.
+  const auto carrot = s.call(http::verb::post, "/runs", R"({"flow_name":"🥕"})");
+  BOOST_TEST(detail_of(carrot).find("flow_name \"🥕\"") == 0u, carrot.body);
 }
 
 BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {

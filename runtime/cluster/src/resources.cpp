@@ -2,6 +2,7 @@
 // and buckets of docs/cluster.md, each described as ours with the schema
 // version, so that a stream someone else made is never taken over.
 #include <pyoco/cluster/resources.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -443,7 +444,7 @@ void check_tag(const std::string& tag) {
                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                       "0123456789-_") == std::string::npos;
   if (!ok) {
-    throw NatsError("tag \"" + tag +
+    throw NatsError("tag \"" + core::printable(tag) +  // escaped, as a flow name
                     "\": a tag is 1 to 64 letters, digits, '-' and '_' (it is part of a NATS "
                     "subject)");
   }

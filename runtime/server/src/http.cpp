@@ -1,6 +1,7 @@
 #include <pyoco/server/http.hpp>
 
 #include <pyoco/cluster/process_log.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <chrono>
 
@@ -45,7 +46,17 @@ Response json_response(unsigned status, const json::value& body) {
 }
 
 Response error_response(unsigned status, const std::string& error, const std::string& detail) {
-  return json_response(status, json::object{{"error", error}, {"detail", detail}});
+  // A detail quotes what the client sent: bytes that are not UTF-8 are
+  // shown as \xNN, as JSON must be UTF-8 (they were sent raw).
+  std::string shown_detail;
+  std::string_view rest = detail;
+  for (std::size_t bad; (bad = core::invalid_utf8_at(rest)) != std::string_view::npos;) {
+    shown_detail.append(rest.substr(0, bad));
+    core::append_printable(shown_detail, rest.substr(bad, 1));
+    rest.remove_prefix(bad + 1);
+  }
+  shown_detail.append(rest);
+  return json_response(status, json::object{{"error", error}, {"detail", shown_detail}});
 }
 
 // A path or method as the client sent it, fit to show back: at most 200
