@@ -1135,6 +1135,8 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
     router->guard([auth](const Request& r, const std::string& address, unsigned scope) {
       return auth->authenticate(r, address, scope);
     });
+    router->recheck(
+        [auth](const Caller& c) { return c.key_id.empty() || auth->still_valid(c.key_id); });
   }
   router->observe([g](const Request& req, const Response& res, const std::string& route,
                       const Caller& caller, double seconds) {

@@ -494,9 +494,28 @@ struct HttpServer::Impl {
       Session& session;
       StreamState& state;
       bool started = false, broken = false;
+      // Who it is for, once admitted: re-checked every kRecheck, so that a
+      // key revoked or expired meanwhile stops getting events.
+      static constexpr auto kRecheck = std::chrono::seconds(2);
+      const Caller* caller = nullptr;
+      mutable std::chrono::steady_clock::time_point checked = std::chrono::steady_clock::now();
+      mutable bool refused = false;
       SocketStream(Session& s, StreamState& st) : session(s), state(st) {}
+      bool key_refused() const {
+        if (refused || caller == nullptr) return refused;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - checked < kRecheck) return false;
+        checked = now;
+        refused = !session.server->router->still_admitted(*caller);
+        if (refused) {
+          cluster::log(cluster::LogLevel::info,
+                       "http: an event stream ended: its API key was revoked or expired",
+                       {{"key_id", caller->key_id}});
+        }
+        return refused;
+      }
       bool write(const std::string& text) {
-        if (broken) return false;
+        if (broken || key_refused()) return false;
         beast::error_code ec;
         state.writing_since.store(monotonic_ns());
         asio::write(session.stream, asio::buffer(text), ec);
@@ -521,7 +540,7 @@ struct HttpServer::Impl {
       bool comment(std::string_view c) override {
         return start() && write(": " + std::string(c) + "\n\n");
       }
-      bool stopping() const override { return session.server->stopping.load(); }
+      bool stopping() const override { return session.server->stopping.load() || key_refused(); }
     };
 
     // Once a stream's headers are out an error can only end it: said in the
@@ -562,6 +581,7 @@ struct HttpServer::Impl {
           SocketStream out(*self, *state);
           try {
             const Caller caller = self->server->router->admit(*route, *request, self->address);
+            out.caller = &caller;
             route->stream(*request, params, caller, out);
             // A stream with nothing to send is still an answer: 200 and
             // an empty stream, not a connection closed with no reply.
