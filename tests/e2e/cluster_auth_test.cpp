@@ -460,6 +460,9 @@ BOOST_AUTO_TEST_CASE(a_key_bound_to_tags_submits_there_and_sees_those_workers_on
   NatsServer nats;
   Gateway g(nats);
   const Key blue = create_key(nats, "a", "runs:read,runs:write", {"--tags", "blue"});
+  cluster::ResourceOptions blue_queue;  // a tag's runs are taken once its queue exists
+  blue_queue.tags = {"blue"};
+  cluster::init_resources(g.nats, blue_queue);
   for (const char* tag : {"blue", "red"}) {
     cluster::put_worker_record(g.nats, json::object{{"worker_id", std::string("w-") + tag},
                                                     {"instance_id", "i"},

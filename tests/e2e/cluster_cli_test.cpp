@@ -266,6 +266,38 @@ BOOST_AUTO_TEST_CASE(error_details_are_valid_json_whatever_the_request_holds) {
   BOOST_TEST(detail_of(carrot).find("flow_name \"🥕\"") == 0u, carrot.body);
 }
 
+// A run for a tag no worker's queue exists for is refused, naming the
+// command that makes it (it was accepted and stayed PENDING for ever, its
+// job left in PYOCO_WORK); once made, the same gateway takes it.
+BOOST_AUTO_TEST_CASE(a_run_for_a_tag_without_a_workers_queue_is_refused) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const std::string body = R"({"flow_name": "quick", "tag": "nosuch"})";
+  const auto refused = s.call(http::verb::post, "/runs", body);
+  BOOST_TEST(refused.status == 422u);
+  const std::string detail(json::parse(refused.body).at("detail").as_string());
+  BOOST_TEST(detail.find("tag nosuch: ") == 0u, detail);
+  BOOST_TEST(detail.find("`pyoco cluster init --tags nosuch`") != std::string::npos, detail);
+  const auto yaml =
+      server::http_call(s.url, http::verb::post, "/runs/yaml?tag=nosuch",
+                        "flow: {graph: a}\ntasks:\n  a: {use: std/echo}\n", "application/yaml");
+  BOOST_TEST(yaml.status == 422u, yaml.body);
+  {
+    cluster::Connection c({.servers = {nats.url()}});
+    jsStreamInfo* si = nullptr;
+    BOOST_TEST_REQUIRE(js_GetStreamInfo(&si, c.handles().js, "PYOCO_WORK", nullptr, nullptr) ==
+                       NATS_OK);
+    BOOST_TEST(si->State.Msgs == 0u);  // no job queued
+    jsStreamInfo_Destroy(si);
+  }
+  BOOST_TEST(s.call(http::verb::post, "/runs", R"({"flow_name": "quick"})").status == 200u);
+  const ProcessResult init =
+      run_pyoco({"cluster", "init", "--nats", nats.url(), "--tags", "nosuch"});
+  BOOST_TEST_REQUIRE(init.exit_code == 0, init.err);
+  const auto taken = s.call(http::verb::post, "/runs", body);
+  BOOST_TEST(taken.status == 200u, taken.body);
+}
+
 BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   NatsServer nats;
   Server s({"--nats", nats.url()});

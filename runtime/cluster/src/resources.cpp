@@ -450,6 +450,20 @@ void check_tag(const std::string& tag) {
   }
 }
 
+bool worker_tag_exists(Connection& nats, const std::string& tag) {
+  const std::string name = kWorkersPrefix + tag;
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr{};
+  const natsStatus s =
+      js_GetConsumerInfo(&ci, nats.handles().js, "PYOCO_WORK", name.c_str(), nullptr, &jerr);
+  if (s == NATS_OK) {
+    jsConsumerInfo_Destroy(ci);
+    return true;
+  }
+  if (not_found(s, jerr)) return false;
+  throw_nats("cannot read consumer " + name + " of PYOCO_WORK", s, jerr);
+}
+
 ResourceOptions resource_options_from_env() {
   ResourceOptions o;
   if (const char* r = std::getenv("PYOCO_NATS_REPLICAS"); r != nullptr && *r != '\0') {

@@ -32,6 +32,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -917,6 +918,7 @@ class Gateway {
                       "the API key " + caller.key_id + " may submit runs to the tags " + allowed +
                           " only, not to " + job.tag};
     }
+    check_tag_served(job.tag);
     job.tenant_id = caller.tenant;
     job.run_id = run_id_for(req["Idempotency-Key"], caller.tenant);
     try {
@@ -932,6 +934,29 @@ class Gateway {
                           "again; submit again with the same Idempotency-Key to be sure of "
                           "one run)"};
     }
+  }
+
+  // A tag without its workers' consumer: no worker could ever take its
+  // job, and the run would stay PENDING for ever. Tags found are kept; a
+  // miss asks NATS again, so a tag initialised since needs no restart.
+  void check_tag_served(const std::string& tag) {
+    {
+      std::lock_guard lock(known_tags_mutex_);
+      if (known_tags_.contains(tag)) return;
+    }
+    bool exists = false;
+    try {
+      exists = cluster::worker_tag_exists(nats_, tag);
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+    if (!exists) {
+      unprocessable("tag " + tag + ": no workers' queue for it (consumer pyoco_workers_" + tag +
+                    " of PYOCO_WORK), so no worker would ever take the run: `pyoco cluster init " +
+                    "--tags " + tag + "` creates it");
+    }
+    std::lock_guard lock(known_tags_mutex_);
+    known_tags_.insert(tag);
   }
 
   static void check_id(const std::string& id) {
@@ -1053,6 +1078,8 @@ class Gateway {
   // After metrics_: it counts into it. Optional: the end stops it first.
   std::optional<MetricsFeed> feed_{std::in_place, nats_, metrics_};
   cluster::UnqueuedRuns unqueued_{nats_};
+  std::mutex known_tags_mutex_;
+  std::set<std::string> known_tags_;  // tags whose workers' consumer exists
 };
 
 }  // namespace
