@@ -298,6 +298,36 @@ BOOST_AUTO_TEST_CASE(a_run_for_a_tag_without_a_workers_queue_is_refused) {
   BOOST_TEST(taken.status == 200u, taken.body);
 }
 
+// NATS frozen (SIGSTOP: the connection stays up, nothing answers): /health
+// says degraded within seconds (it said ok for as long as the connection
+// held, while every other route was 503), and ok again once NATS answers.
+BOOST_AUTO_TEST_CASE(health_is_degraded_while_nats_does_not_answer) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  auto health = [&] {
+    // Answered from memory on the I/O thread: at once, frozen NATS or not.
+    const auto r =
+        server::http_call(s.url, http::verb::get, "/health", {}, "application/json", {}, 2s);
+    return std::pair(r.status, std::string(json::parse(r.body).at("status").as_string()));
+  };
+  BOOST_TEST_REQUIRE(health().first == 200u);
+  BOOST_TEST_REQUIRE(::kill(nats.pid(), SIGSTOP) == 0);
+  auto until = std::chrono::steady_clock::now() + 20s;
+  std::pair<unsigned, std::string> h;
+  while ((h = health()).first == 200u && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ::kill(nats.pid(), SIGCONT);
+  BOOST_TEST(h.first == 503u);
+  BOOST_TEST(h.second == "degraded");
+  until = std::chrono::steady_clock::now() + 20s;
+  while ((h = health()).first != 200u && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  BOOST_TEST(h.first == 200u);
+  BOOST_TEST(h.second == "ok");
+}
+
 BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   NatsServer nats;
   Server s({"--nats", nats.url()});

@@ -27,15 +27,18 @@
 #include "event_hub.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <condition_variable>
 #include <deque>
 #include <limits>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <set>
+#include <stop_token>
 #include <thread>
 
 namespace pyoco::server {
@@ -201,12 +204,15 @@ class Gateway {
         runs_(nats),
         workers_(nats, options_.worker_disconnect_after),
         index_(nats, options_.run_index_file),
-        watch_nats_(watch_connection(nats)) {}
+        watch_nats_(watch_connection(nats)),
+        pinger_([this](std::stop_token stop) { ping_nats(stop); }) {}
 
   // A gateway that stops says what its counters held last: what it counted
   // after Prometheus's last scrape is otherwise lost with the process (the
   // feed is stopped first, so nothing more is counted, nor acked, here).
   ~Gateway() {
+    pinger_.request_stop();
+    pinger_.join();
     feed_.reset();
     std::uint64_t total = 0;
     json::object by_status;
@@ -222,10 +228,43 @@ class Gateway {
 
   Response health() const {
     // Answered on the I/O thread: never natsConnection_Status, which waits
-    // on the connection's lock while a reconnect holds it.
-    const bool up = nats_.connected();
+    // on the connection's lock while a reconnect holds it, nor a ping: the
+    // background pinger's note is read instead. A server that stopped
+    // answering (frozen, its host gone) leaves the connection up for
+    // minutes, while every other route is 503 after 2 s.
+    const bool connected = nats_.connected();
+    const auto since = unanswered_since_.load();
+    const bool answering = since == 0 || std::chrono::steady_clock::now().time_since_epoch() -
+                                                 std::chrono::steady_clock::duration(since) <
+                                             kNatsSilentFor;
+    const bool up = connected && answering;
     return json_response(up ? 200 : 503, json::object{{"status", up ? "ok" : "degraded"},
-                                                      {"nats", up ? "connected" : "disconnected"}});
+                                                      {"nats", up          ? "connected"
+                                                               : connected ? "not answering"
+                                                                           : "disconnected"}});
+  }
+
+  // /health's view of NATS: a ping every second on the gateway's
+  // connection; unanswered_since_ is when the oldest ping still without
+  // an answer was sent (0: none).
+  static constexpr auto kNatsSilentFor = std::chrono::seconds(3);
+  void ping_nats(const std::stop_token& stop) {
+    std::mutex m;
+    std::condition_variable_any wake;
+    while (!stop.stop_requested()) {
+      const auto asked = std::chrono::steady_clock::now();
+      if (!nats_.connected()) {
+        unanswered_since_.store(0);  // disconnected says it; a new connection starts afresh
+      } else {
+        std::chrono::steady_clock::rep none = 0;
+        unanswered_since_.compare_exchange_strong(none, asked.time_since_epoch().count());
+        if (natsConnection_FlushTimeout(nats_.handles().nc, 1000) == NATS_OK) {
+          unanswered_since_.store(0);
+        }
+      }
+      std::unique_lock lock(m);
+      wake.wait_until(lock, stop, asked + std::chrono::seconds(1), [] { return false; });
+    }
   }
 
   // GET /runs, /stats and /workers answer from the gateway's own index and
@@ -1080,6 +1119,10 @@ class Gateway {
   cluster::UnqueuedRuns unqueued_{nats_};
   std::mutex known_tags_mutex_;
   std::set<std::string> known_tags_;  // tags whose workers' consumer exists
+  // When the oldest ping NATS has not answered yet was sent (steady clock
+  // ticks; 0: none).
+  std::atomic<std::chrono::steady_clock::rep> unanswered_since_{0};
+  std::jthread pinger_;  // last: it uses the members above
 };
 
 }  // namespace
