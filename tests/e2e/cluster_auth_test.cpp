@@ -306,6 +306,61 @@ BOOST_AUTO_TEST_CASE(a_revoke_reaches_every_gateway_within_a_second) {
   BOOST_TEST(guess.body.find("not known") != std::string::npos, guess.body);
 }
 
+// A revoke ends the event streams its key has open, on every route that
+// streams (they went on sending events to a revoked key for as long as the
+// client stayed).
+BOOST_AUTO_TEST_CASE(a_revoke_ends_the_streams_its_key_has_open) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key k = create_key(nats, "a", "runs:read,runs:write");
+  const std::string id =
+      run_id_of(g.call(http::verb::post, "/runs", k.text, R"({"flow_name": "nobody_runs_it"})"));
+  std::atomic<int> open{0}, ended{0};
+  auto follow = [&](const std::string& target, const std::string& last_event_id) {
+    return std::thread([&, target, last_event_id] {
+      bool counted = false;
+      try {
+        server::http_stream({g.url, k.text, {}}, target, last_event_id, [&](const auto&) {
+          if (!counted) ++open;
+          counted = true;
+          return true;
+        });
+      } catch (const std::exception& e) {
+        BOOST_TEST_MESSAGE(target << ": " << e.what());
+      }
+      ++ended;
+    });
+  };
+  std::thread watch = follow("/runs/" + id + "/watch", "");
+  std::thread events = follow("/events", "0");  // from the first: its run_submitted
+  BOOST_TEST_REQUIRE(eventually([&] { return open == 2; }));
+  revoke_key(nats, k);
+  const bool both_ended = eventually([&] { return ended == 2; }, 10s);
+  BOOST_TEST(both_ended, ended << " of 2 streams ended after the revoke");
+  if (!both_ended) g.http->stop();  // ends them, so that the test ends
+  watch.join();
+  events.join();
+  // Taken up again with the key, they are refused.
+  BOOST_TEST(g.call(http::verb::get, "/runs/" + id + "/watch", k.text).status == 403u);
+
+  // A key that expires while its stream is open: ended too.
+  const Key brief = create_key(nats, "a", "runs:read", {"--expires", "4s"});
+  std::atomic<bool> brief_ended{false};
+  std::thread expiring([&] {
+    try {
+      server::http_stream({g.url, brief.text, {}}, "/runs/" + id + "/watch", "",
+                          [](const auto&) { return true; });
+    } catch (const std::exception& e) {
+      BOOST_TEST_MESSAGE("expiring: " << e.what());
+    }
+    brief_ended = true;
+  });
+  const bool expired_ended = eventually([&] { return brief_ended.load(); }, 15s);
+  BOOST_TEST(expired_ended);
+  if (!expired_ended) g.http->stop();
+  expiring.join();
+}
+
 // Wrong secrets for a real key id from many clients at once: KDFs past a
 // core's share are answered 503 at once instead of queuing, so a key
 // verified before and /health are answered meanwhile without waiting
@@ -405,6 +460,9 @@ BOOST_AUTO_TEST_CASE(a_key_bound_to_tags_submits_there_and_sees_those_workers_on
   NatsServer nats;
   Gateway g(nats);
   const Key blue = create_key(nats, "a", "runs:read,runs:write", {"--tags", "blue"});
+  cluster::ResourceOptions blue_queue;  // a tag's runs are taken once its queue exists
+  blue_queue.tags = {"blue"};
+  cluster::init_resources(g.nats, blue_queue);
   for (const char* tag : {"blue", "red"}) {
     cluster::put_worker_record(g.nats, json::object{{"worker_id", std::string("w-") + tag},
                                                     {"instance_id", "i"},

@@ -4,6 +4,7 @@
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/run_records.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/server/client.hpp>
 
 #include <signal.h>
@@ -223,6 +224,110 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
       get.err);
 }
 
+// An error's detail quotes what the client sent: bytes that are not UTF-8
+// are shown as \xNN (they went raw into the JSON, which was then not
+// JSON), and a NUL no longer cuts the detail short.
+BOOST_AUTO_TEST_CASE(error_details_are_valid_json_whatever_the_request_holds) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const std::string yaml = "flow: {graph: a}\ntasks:\n  a: {use: std/echo}\n";
+  auto detail_of = [](const server::ClientResponse& r) {
+    BOOST_TEST(core::invalid_utf8_at(r.body) == std::string::npos, r.body);
+    json::value v;
+    try {
+      v = json::parse(r.body);
+    } catch (const std::exception& e) {
+      BOOST_TEST(false, "not JSON (" << e.what() << "): " << r.body);
+      return std::string();
+    }
+    return std::string(v.at("detail").as_string());
+  };
+  const auto query = server::http_call(s.url, http::verb::post, "/runs/yaml?flow_name=%ff%fe", yaml,
+                                       "application/yaml");
+  BOOST_TEST(query.status == 422u);
+  BOOST_TEST(detail_of(query).find(R"(flow_name "\xff\xfe")") == 0u, query.body);
+  const auto tag =
+      server::http_call(s.url, http::verb::post, "/runs/yaml?tag=x%c3", yaml, "application/yaml");
+  BOOST_TEST(tag.status == 422u);
+  BOOST_TEST(detail_of(tag).find(R"(tag: tag "x\xc3")") == 0u, tag.body);
+  const std::string form = "--B\r\nContent-Disposition: form-data; name=\"workflow\"\r\n\r\n" +
+                           yaml +
+                           "\r\n--B\r\nContent-Disposition: form-data; name=\"flow_name\"\r\n\r\n"
+                           "q\xff\r\n--B--\r\n";
+  const auto multipart = server::http_call(s.url, http::verb::post, "/runs/yaml", form,
+                                           "multipart/form-data; boundary=B");
+  BOOST_TEST(multipart.status == 422u);
+  BOOST_TEST(detail_of(multipart).find(R"(flow_name "q\xff")") == 0u, multipart.body);
+  const auto nul = s.call(http::verb::post, "/runs", R"({"flow_name":"quick\u0000x"})");
+  BOOST_TEST(nul.status == 422u);
+  BOOST_TEST(detail_of(nul).find(R"(flow_name "quick\x00x": 1 to 128)") == 0u, nul.body);
+  // Valid UTF-8 is shown as it is.
+  const auto carrot = s.call(http::verb::post, "/runs", R"({"flow_name":"🥕"})");
+  BOOST_TEST(detail_of(carrot).find("flow_name \"🥕\"") == 0u, carrot.body);
+}
+
+// A run for a tag no worker's queue exists for is refused, naming the
+// command that makes it (it was accepted and stayed PENDING for ever, its
+// job left in PYOCO_WORK); once made, the same gateway takes it.
+BOOST_AUTO_TEST_CASE(a_run_for_a_tag_without_a_workers_queue_is_refused) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const std::string body = R"({"flow_name": "quick", "tag": "nosuch"})";
+  const auto refused = s.call(http::verb::post, "/runs", body);
+  BOOST_TEST(refused.status == 422u);
+  const std::string detail(json::parse(refused.body).at("detail").as_string());
+  BOOST_TEST(detail.find("tag nosuch: ") == 0u, detail);
+  BOOST_TEST(detail.find("`pyoco cluster init --tags nosuch`") != std::string::npos, detail);
+  const auto yaml =
+      server::http_call(s.url, http::verb::post, "/runs/yaml?tag=nosuch",
+                        "flow: {graph: a}\ntasks:\n  a: {use: std/echo}\n", "application/yaml");
+  BOOST_TEST(yaml.status == 422u, yaml.body);
+  {
+    cluster::Connection c({.servers = {nats.url()}});
+    jsStreamInfo* si = nullptr;
+    BOOST_TEST_REQUIRE(js_GetStreamInfo(&si, c.handles().js, "PYOCO_WORK", nullptr, nullptr) ==
+                       NATS_OK);
+    BOOST_TEST(si->State.Msgs == 0u);  // no job queued
+    jsStreamInfo_Destroy(si);
+  }
+  BOOST_TEST(s.call(http::verb::post, "/runs", R"({"flow_name": "quick"})").status == 200u);
+  const ProcessResult init =
+      run_pyoco({"cluster", "init", "--nats", nats.url(), "--tags", "nosuch"});
+  BOOST_TEST_REQUIRE(init.exit_code == 0, init.err);
+  const auto taken = s.call(http::verb::post, "/runs", body);
+  BOOST_TEST(taken.status == 200u, taken.body);
+}
+
+// NATS frozen (SIGSTOP: the connection stays up, nothing answers): /health
+// says degraded within seconds (it said ok for as long as the connection
+// held, while every other route was 503), and ok again once NATS answers.
+BOOST_AUTO_TEST_CASE(health_is_degraded_while_nats_does_not_answer) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  auto health = [&] {
+    // Answered from memory on the I/O thread: at once, frozen NATS or not.
+    const auto r =
+        server::http_call(s.url, http::verb::get, "/health", {}, "application/json", {}, 2s);
+    return std::pair(r.status, std::string(json::parse(r.body).at("status").as_string()));
+  };
+  BOOST_TEST_REQUIRE(health().first == 200u);
+  BOOST_TEST_REQUIRE(::kill(nats.pid(), SIGSTOP) == 0);
+  auto until = std::chrono::steady_clock::now() + 20s;
+  std::pair<unsigned, std::string> h;
+  while ((h = health()).first == 200u && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ::kill(nats.pid(), SIGCONT);
+  BOOST_TEST(h.first == 503u);
+  BOOST_TEST(h.second == "degraded");
+  until = std::chrono::steady_clock::now() + 20s;
+  while ((h = health()).first != 200u && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  BOOST_TEST(h.first == 200u);
+  BOOST_TEST(h.second == "ok");
+}
+
 BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   NatsServer nats;
   Server s({"--nats", nats.url()});
@@ -400,6 +505,41 @@ BOOST_AUTO_TEST_CASE(a_watch_of_a_forged_submission_time_still_follows) {
   });
   BOOST_TEST_REQUIRE(kinds.size() == 2u);
   BOOST_TEST(kinds[1] == "run");  // run_submitted, found from the stream's start
+}
+
+// A watch of a finished run resumed at or past its RunEnd has nothing left
+// to send: it ends at once (it pinged for as long as the client stayed,
+// holding one of the gateway's stream threads).
+BOOST_AUTO_TEST_CASE(a_watch_resumed_past_a_finished_runs_end_ends_at_once) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const std::string id = s.submit(R"({"flow_name": "nobody_runs_it"})");
+  BOOST_TEST_REQUIRE(s.call(http::verb::post, "/runs/" + id + "/cancel").status == 200u);
+  std::vector<server::StreamEvent> all;
+  server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+    all.push_back(e);
+    return true;
+  });
+  BOOST_TEST_REQUIRE(all.size() >= 2u);
+  BOOST_TEST_REQUIRE(all.back().data.find("\"kind\":\"run_end\"") != std::string::npos);
+  const std::string end_id = all.back().id;
+  // The pings come every 15 s: an answer within 10 s is the stream ending.
+  auto resumed = [&](const std::string& target, const std::string& last_event_id) {
+    std::map<std::string, std::string> headers;
+    if (!last_event_id.empty()) headers["Last-Event-ID"] = last_event_id;
+    return server::http_call(s.url, http::verb::get, target, {}, "application/json", headers, 10s);
+  };
+  for (const std::string& last : {end_id, std::string("999999999")}) {
+    const server::ClientResponse r = resumed("/runs/" + id + "/watch", last);
+    BOOST_TEST(r.status == 200u, last);
+    BOOST_TEST(r.body.find("event:") == std::string::npos, r.body);
+  }
+  const server::ClientResponse q = resumed("/runs/" + id + "/watch?last_event_id=" + end_id, "");
+  BOOST_TEST(q.status == 200u);
+  BOOST_TEST(q.body.find("event:") == std::string::npos, q.body);
+  // Resumed before its end, it still gets the end.
+  const server::ClientResponse before = resumed("/runs/" + id + "/watch", all[1].id);
+  BOOST_TEST(before.body.find("\"kind\":\"run_end\"") != std::string::npos, before.body);
 }
 
 // Many watches of running runs at once share the gateway's one

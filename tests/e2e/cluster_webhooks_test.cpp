@@ -214,6 +214,35 @@ BOOST_AUTO_TEST_CASE(only_the_events_asked_for_are_posted) {
   BOOST_TEST(bad.err.find("PYOCO_WEBHOOK_RETRIES=-1") != std::string::npos, bad.err);
 }
 
+// A receiver's URL no POST could reach is refused at start, naming what is
+// wrong; one with a user and password too, without showing them (the URL
+// was printed at start and kept in warnings and dead letters, and the
+// user:password part was taken for the host).
+BOOST_AUTO_TEST_CASE(a_webhook_url_that_cannot_work_is_refused_at_start) {
+  NatsServer nats;
+  auto start = [&](const std::string& url) {
+    return run_pyoco({"server", "--nats", nats.url(), "--listen", "127.0.0.1:0"},
+                     {.env = {{"PYOCO_WEBHOOK_URL", url}}, .timeout = 10s});
+  };
+  const ProcessResult credentials = start("http://user:secret@127.0.0.1:1/hook/tok");
+  BOOST_TEST(credentials.exit_code == 2);
+  BOOST_TEST(credentials.out.find("secret") == std::string::npos, credentials.out);
+  BOOST_TEST(credentials.err.find("secret") == std::string::npos, credentials.err);
+  BOOST_TEST(credentials.err.find("put a token in the path") != std::string::npos, credentials.err);
+  BOOST_TEST(credentials.err.find("PYOCO_WEBHOOK_SECRET") != std::string::npos, credentials.err);
+  for (const auto& [url, why] : std::vector<std::pair<std::string, std::string>>{
+           {"http://", "no host"},
+           {"http://127.0.0.1:99999/x", "the port \"99999\" is not 1 to 65535"},
+           {"http://127.0.0.1:/x", "the port \"\" is not 1 to 65535"},
+           {"http://[::1/x", "no closing ]"},
+           {"http://a b/x", "the host \"a b\" is not a name or an address"}}) {
+    const ProcessResult bad = start(url);
+    BOOST_TEST(bad.exit_code == 2, url);
+    BOOST_TEST(bad.err.find("PYOCO_WEBHOOK_URL=" + url + ": ") != std::string::npos, bad.err);
+    BOOST_TEST(bad.err.find(why) != std::string::npos, bad.err);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(an_https_receiver_is_posted_to_when_its_ca_is_trusted) {
   NatsServer nats;
   Flows flows;

@@ -2,6 +2,7 @@
 // and buckets of docs/cluster.md, each described as ours with the schema
 // version, so that a stream someone else made is never taken over.
 #include <pyoco/cluster/resources.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -443,10 +444,24 @@ void check_tag(const std::string& tag) {
                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                       "0123456789-_") == std::string::npos;
   if (!ok) {
-    throw NatsError("tag \"" + tag +
+    throw NatsError("tag \"" + core::printable(tag) +  // escaped, as a flow name
                     "\": a tag is 1 to 64 letters, digits, '-' and '_' (it is part of a NATS "
                     "subject)");
   }
+}
+
+bool worker_tag_exists(Connection& nats, const std::string& tag) {
+  const std::string name = kWorkersPrefix + tag;
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr{};
+  const natsStatus s =
+      js_GetConsumerInfo(&ci, nats.handles().js, "PYOCO_WORK", name.c_str(), nullptr, &jerr);
+  if (s == NATS_OK) {
+    jsConsumerInfo_Destroy(ci);
+    return true;
+  }
+  if (not_found(s, jerr)) return false;
+  throw_nats("cannot read consumer " + name + " of PYOCO_WORK", s, jerr);
 }
 
 ResourceOptions resource_options_from_env() {

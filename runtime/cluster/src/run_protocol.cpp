@@ -1,5 +1,6 @@
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <boost/json.hpp>
 
@@ -42,7 +43,9 @@ void check_flow_name(std::string_view name) {
                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                       "0123456789-_.") == std::string_view::npos;
   if (!ok) {
-    throw NatsError("flow_name \"" + std::string(name) +
+    // Shown escaped: a NUL would cut the message short, other bytes
+    // would go raw into an answer's JSON.
+    throw NatsError("flow_name \"" + core::printable(name) +
                     "\": 1 to 128 letters, digits, '-', '_' and '.' (not first); it names "
                     "<flow_name>.yaml in the workers' --flows directory");
   }

@@ -153,6 +153,8 @@
       } catch (e) {
         if (signal.aborted) return;
         if (onLive) onLive(false);
+        // Broken right after the run's end: nothing is left to follow.
+        if (ended) return;
       }
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 10000);

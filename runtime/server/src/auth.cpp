@@ -272,6 +272,26 @@ struct KeyAuthenticator::Impl {
     return admitted(r, scope);
   }
 
+  bool still_valid(const std::string& key_id) const {
+    std::optional<cluster::ApiKeyRecord> r;
+    if (fresh) {
+      std::shared_lock lock(mutex);
+      if (auto it = keys.find(key_id); it != keys.end()) {
+        if (it->second.gone) return false;
+        r = it->second.record;
+      }
+    }
+    if (!r) {
+      try {
+        r = store.get(key_id);
+      } catch (const cluster::NatsError&) {
+        return true;  // unknown for now: asked again at the next check
+      }
+      if (!r) return false;
+    }
+    return !r->revoked() && !r->expired(cluster::epoch_now());
+  }
+
   // The KDF, at most kdf_slots at once (AuthOptions::max_kdfs). Wrong secrets for real key ids,
   // sent from many addresses (each under the limiter's count), would
   // otherwise take every handler thread and core, and cached keys and
@@ -340,6 +360,10 @@ KeyAuthenticator::KeyAuthenticator(cluster::Connection& nats, AuthOptions option
 KeyAuthenticator::~KeyAuthenticator() = default;
 
 bool KeyAuthenticator::ready() const { return impl_->fresh; }
+
+bool KeyAuthenticator::still_valid(const std::string& key_id) const {
+  return impl_->still_valid(key_id);
+}
 
 Caller KeyAuthenticator::authenticate(const Request& request, const std::string& address,
                                       unsigned scope) const {

@@ -27,14 +27,18 @@
 #include "event_hub.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <condition_variable>
 #include <deque>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
+#include <stop_token>
 #include <thread>
 
 namespace pyoco::server {
@@ -200,12 +204,15 @@ class Gateway {
         runs_(nats),
         workers_(nats, options_.worker_disconnect_after),
         index_(nats, options_.run_index_file),
-        watch_nats_(watch_connection(nats)) {}
+        watch_nats_(watch_connection(nats)),
+        pinger_([this](std::stop_token stop) { ping_nats(stop); }) {}
 
   // A gateway that stops says what its counters held last: what it counted
   // after Prometheus's last scrape is otherwise lost with the process (the
   // feed is stopped first, so nothing more is counted, nor acked, here).
   ~Gateway() {
+    pinger_.request_stop();
+    pinger_.join();
     feed_.reset();
     std::uint64_t total = 0;
     json::object by_status;
@@ -221,10 +228,43 @@ class Gateway {
 
   Response health() const {
     // Answered on the I/O thread: never natsConnection_Status, which waits
-    // on the connection's lock while a reconnect holds it.
-    const bool up = nats_.connected();
+    // on the connection's lock while a reconnect holds it, nor a ping: the
+    // background pinger's note is read instead. A server that stopped
+    // answering (frozen, its host gone) leaves the connection up for
+    // minutes, while every other route is 503 after 2 s.
+    const bool connected = nats_.connected();
+    const auto since = unanswered_since_.load();
+    const bool answering = since == 0 || std::chrono::steady_clock::now().time_since_epoch() -
+                                                 std::chrono::steady_clock::duration(since) <
+                                             kNatsSilentFor;
+    const bool up = connected && answering;
     return json_response(up ? 200 : 503, json::object{{"status", up ? "ok" : "degraded"},
-                                                      {"nats", up ? "connected" : "disconnected"}});
+                                                      {"nats", up          ? "connected"
+                                                               : connected ? "not answering"
+                                                                           : "disconnected"}});
+  }
+
+  // /health's view of NATS: a ping every second on the gateway's
+  // connection; unanswered_since_ is when the oldest ping still without
+  // an answer was sent (0: none).
+  static constexpr auto kNatsSilentFor = std::chrono::seconds(3);
+  void ping_nats(const std::stop_token& stop) {
+    std::mutex m;
+    std::condition_variable_any wake;
+    while (!stop.stop_requested()) {
+      const auto asked = std::chrono::steady_clock::now();
+      if (!nats_.connected()) {
+        unanswered_since_.store(0);  // disconnected says it; a new connection starts afresh
+      } else {
+        std::chrono::steady_clock::rep none = 0;
+        unanswered_since_.compare_exchange_strong(none, asked.time_since_epoch().count());
+        if (natsConnection_FlushTimeout(nats_.handles().nc, 1000) == NATS_OK) {
+          unanswered_since_.store(0);
+        }
+      }
+      std::unique_lock lock(m);
+      wake.wait_until(lock, stop, asked + std::chrono::seconds(1), [] { return false; });
+    }
   }
 
   // GET /runs, /stats and /workers answer from the gateway's own index and
@@ -556,6 +596,10 @@ class Gateway {
   void watch(const Request& req, const std::string& id, const Caller& caller, EventStream& out) {
     const cluster::RunRecord record = find(id, caller);  // 404 before anything is sent
     const std::uint64_t after = last_event_id(req).value_or(0);
+    // A watch ends at the RunEnd: resumed at or past it there is nothing
+    // left to send, and following would only ping for as long as the
+    // client stays, holding a stream thread.
+    if (after != 0 && record.terminal() && run_end_seen(id, after)) return;
     if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
     const std::string subject = "pyoco.ev." + id + ".>";
     auto until_run_end = [](std::string_view, const std::string& data) {
@@ -581,6 +625,19 @@ class Gateway {
       not_before = t->to_number<double>() - 60;
     }
     follow(out, subject, last, not_before, until_run_end);
+  }
+
+  // Whether the run's RunEnd is stored at or before sequence `after`.
+  // False when NATS cannot say: the watch then follows as usual.
+  bool run_end_seen(const std::string& id, std::uint64_t after) {
+    try {
+      const std::optional<cluster::StoredMessage> last =
+          cluster::last_stored(watch_nats_, "PYOCO_EVENTS", "pyoco.ev." + id + ".run");
+      return last && last->seq <= after &&
+             last->data.find("\"kind\":\"run_end\"") != std::string::npos;
+    } catch (const cluster::NatsError&) {
+      return false;
+    }
   }
 
   // A run's events through the hub: the stored ones from `first` up to the
@@ -900,6 +957,7 @@ class Gateway {
                       "the API key " + caller.key_id + " may submit runs to the tags " + allowed +
                           " only, not to " + job.tag};
     }
+    check_tag_served(job.tag);
     job.tenant_id = caller.tenant;
     job.run_id = run_id_for(req["Idempotency-Key"], caller.tenant);
     try {
@@ -915,6 +973,29 @@ class Gateway {
                           "again; submit again with the same Idempotency-Key to be sure of "
                           "one run)"};
     }
+  }
+
+  // A tag without its workers' consumer: no worker could ever take its
+  // job, and the run would stay PENDING for ever. Tags found are kept; a
+  // miss asks NATS again, so a tag initialised since needs no restart.
+  void check_tag_served(const std::string& tag) {
+    {
+      std::lock_guard lock(known_tags_mutex_);
+      if (known_tags_.contains(tag)) return;
+    }
+    bool exists = false;
+    try {
+      exists = cluster::worker_tag_exists(nats_, tag);
+    } catch (const cluster::NatsError& e) {
+      nats_down(e);
+    }
+    if (!exists) {
+      unprocessable("tag " + tag + ": no workers' queue for it (consumer pyoco_workers_" + tag +
+                    " of PYOCO_WORK), so no worker would ever take the run: `pyoco cluster init " +
+                    "--tags " + tag + "` creates it");
+    }
+    std::lock_guard lock(known_tags_mutex_);
+    known_tags_.insert(tag);
   }
 
   static void check_id(const std::string& id) {
@@ -1036,6 +1117,12 @@ class Gateway {
   // After metrics_: it counts into it. Optional: the end stops it first.
   std::optional<MetricsFeed> feed_{std::in_place, nats_, metrics_};
   cluster::UnqueuedRuns unqueued_{nats_};
+  std::mutex known_tags_mutex_;
+  std::set<std::string> known_tags_;  // tags whose workers' consumer exists
+  // When the oldest ping NATS has not answered yet was sent (steady clock
+  // ticks; 0: none).
+  std::atomic<std::chrono::steady_clock::rep> unanswered_since_{0};
+  std::jthread pinger_;  // last: it uses the members above
 };
 
 }  // namespace
@@ -1118,6 +1205,8 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
     router->guard([auth](const Request& r, const std::string& address, unsigned scope) {
       return auth->authenticate(r, address, scope);
     });
+    router->recheck(
+        [auth](const Caller& c) { return c.key_id.empty() || auth->still_valid(c.key_id); });
   }
   router->observe([g](const Request& req, const Response& res, const std::string& route,
                       const Caller& caller, double seconds) {

@@ -1,6 +1,7 @@
 #include <pyoco/server/http.hpp>
 
 #include <pyoco/cluster/process_log.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <chrono>
 
@@ -45,7 +46,17 @@ Response json_response(unsigned status, const json::value& body) {
 }
 
 Response error_response(unsigned status, const std::string& error, const std::string& detail) {
-  return json_response(status, json::object{{"error", error}, {"detail", detail}});
+  // A detail quotes what the client sent: bytes that are not UTF-8 are
+  // shown as \xNN, as JSON must be UTF-8 (they were sent raw).
+  std::string shown_detail;
+  std::string_view rest = detail;
+  for (std::size_t bad; (bad = core::invalid_utf8_at(rest)) != std::string_view::npos;) {
+    shown_detail.append(rest.substr(0, bad));
+    core::append_printable(shown_detail, rest.substr(bad, 1));
+    rest.remove_prefix(bad + 1);
+  }
+  shown_detail.append(rest);
+  return json_response(status, json::object{{"error", error}, {"detail", shown_detail}});
 }
 
 // A path or method as the client sent it, fit to show back: at most 200
@@ -483,9 +494,28 @@ struct HttpServer::Impl {
       Session& session;
       StreamState& state;
       bool started = false, broken = false;
+      // Who it is for, once admitted: re-checked every kRecheck, so that a
+      // key revoked or expired meanwhile stops getting events.
+      static constexpr auto kRecheck = std::chrono::seconds(2);
+      const Caller* caller = nullptr;
+      mutable std::chrono::steady_clock::time_point checked = std::chrono::steady_clock::now();
+      mutable bool refused = false;
       SocketStream(Session& s, StreamState& st) : session(s), state(st) {}
+      bool key_refused() const {
+        if (refused || caller == nullptr) return refused;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - checked < kRecheck) return false;
+        checked = now;
+        refused = !session.server->router->still_admitted(*caller);
+        if (refused) {
+          cluster::log(cluster::LogLevel::info,
+                       "http: an event stream ended: its API key was revoked or expired",
+                       {{"key_id", caller->key_id}});
+        }
+        return refused;
+      }
       bool write(const std::string& text) {
-        if (broken) return false;
+        if (broken || key_refused()) return false;
         beast::error_code ec;
         state.writing_since.store(monotonic_ns());
         asio::write(session.stream, asio::buffer(text), ec);
@@ -510,7 +540,7 @@ struct HttpServer::Impl {
       bool comment(std::string_view c) override {
         return start() && write(": " + std::string(c) + "\n\n");
       }
-      bool stopping() const override { return session.server->stopping.load(); }
+      bool stopping() const override { return session.server->stopping.load() || key_refused(); }
     };
 
     // Once a stream's headers are out an error can only end it: said in the
@@ -551,7 +581,11 @@ struct HttpServer::Impl {
           SocketStream out(*self, *state);
           try {
             const Caller caller = self->server->router->admit(*route, *request, self->address);
+            out.caller = &caller;
             route->stream(*request, params, caller, out);
+            // A stream with nothing to send is still an answer: 200 and
+            // an empty stream, not a connection closed with no reply.
+            out.start();
           } catch (const HttpError& e) {
             if (!out.started) {
               Response res = error_response(e.status, e.error, e.detail);

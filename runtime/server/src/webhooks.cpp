@@ -15,6 +15,7 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -40,15 +41,70 @@ std::int64_t backoff_ms(std::uint64_t delivered) {
   return std::min<std::int64_t>(1000LL << shift, 60'000);
 }
 
+// Refuses a receiver's URL no POST could reach, at start rather than as
+// a dead letter per run. Credentials in it are refused without showing
+// it: the URL is printed at start and kept in warnings and dead letters,
+// and http_call would take user:password for the host.
+void check_webhook_url(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  const std::string authority =
+      scheme_end == std::string::npos
+          ? std::string()
+          : url.substr(scheme_end + 3, url.find_first_of("/?#", scheme_end + 3) - scheme_end - 3);
+  if (authority.find('@') != std::string::npos) {
+    throw std::invalid_argument(
+        "PYOCO_WEBHOOK_URL: a user and password in the URL are not sent, and would be shown "
+        "where the URL is: put a token in the path instead (https://host/hook/<token>), and set "
+        "PYOCO_WEBHOOK_SECRET to have each delivery signed");
+  }
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+    throw std::invalid_argument("PYOCO_WEBHOOK_URL=" + url + ": an http:// or https:// URL");
+  }
+  auto bad = [&](const std::string& why) {
+    return std::invalid_argument("PYOCO_WEBHOOK_URL=" + url + ": " + why);
+  };
+  std::string host = authority, port;
+  bool port_given = false;
+  if (!host.empty() && host.front() == '[') {  // [::1]:8080
+    const auto close = host.find(']');
+    if (close == std::string::npos) throw bad("the IPv6 address has no closing ]");
+    if (close + 1 < host.size() && host[close + 1] != ':') {
+      throw bad("after the ] of an IPv6 address comes :PORT or the path");
+    }
+    port_given = close + 1 < host.size();
+    if (port_given) port = host.substr(close + 2);
+    host = host.substr(1, close - 1);
+    if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos) {
+      throw bad("\"" + host + "\" is not an IPv6 address");
+    }
+  } else {
+    const auto colon = host.rfind(':');
+    if (colon != std::string::npos) {
+      port_given = true;
+      port = host.substr(colon + 1);
+      host.resize(colon);
+    }
+    if (host.empty()) throw bad("no host");
+    for (const char c : host) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') {
+        throw bad("the host \"" + host + "\" is not a name or an address");
+      }
+    }
+  }
+  if (port_given && (port.empty() || port.size() > 5 ||
+                     port.find_first_not_of("0123456789") != std::string::npos ||
+                     std::stoul(port) == 0 || std::stoul(port) > 65535)) {
+    throw bad("the port \"" + port + "\" is not 1 to 65535");
+  }
+}
+
 }  // namespace
 
 std::optional<WebhookOptions> webhook_options_from_env() {
   WebhookOptions o;
   o.url = env("PYOCO_WEBHOOK_URL");
   if (o.url.empty()) return std::nullopt;
-  if (o.url.rfind("http://", 0) != 0 && o.url.rfind("https://", 0) != 0) {
-    throw std::invalid_argument("PYOCO_WEBHOOK_URL=" + o.url + ": an http:// or https:// URL");
-  }
+  check_webhook_url(o.url);
   o.ca_file = env("PYOCO_WEBHOOK_CA_FILE");
   if (const std::string t = env("PYOCO_WEBHOOK_TIMEOUT"); !t.empty()) {
     o.timeout = std::chrono::milliseconds(

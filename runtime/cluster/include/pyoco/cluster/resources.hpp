@@ -35,6 +35,12 @@ ResourceOptions resource_options_from_env();
 // (letters, digits, '-' and '_').
 void check_tag(const std::string& tag);
 
+// Whether the workers' consumer of `tag` (pyoco_workers_<tag> on
+// PYOCO_WORK, made by `pyoco cluster init --tags`) exists: a job of a tag
+// without one stays queued for ever. Throws NatsError when NATS cannot
+// say.
+bool worker_tag_exists(Connection& nats, const std::string& tag);
+
 // The gateways' shared feeds of the event stream for their metrics: durable
 // push consumers of PYOCO_EVENTS delivered to one queue group, so that each
 // event is counted by exactly one gateway, and a restarted gateway takes up

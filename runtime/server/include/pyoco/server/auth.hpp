@@ -46,6 +46,11 @@ class KeyAuthenticator {
   // the HttpError to answer otherwise.
   Caller authenticate(const Request& request, const std::string& address, unsigned scope) const;
 
+  // Whether the key `key_id`, admitted before, is still neither revoked,
+  // expired nor deleted: from the cache while the watch is current, else
+  // from the bucket (true when NATS cannot say). For open event streams.
+  bool still_valid(const std::string& key_id) const;
+
   // True while the watch on the bucket is current (its records all read,
   // the connection up): only then is the cache trusted.
   bool ready() const;

@@ -48,7 +48,9 @@ class EventStream {
   virtual bool send(std::string_view event, std::string_view id, std::string_view data) = 0;
   // A comment line: a heartbeat that keeps proxies from closing the stream.
   virtual bool comment(std::string_view text) = 0;
-  // The server is stopping: end the stream.
+  // End the stream: the server is stopping, or the caller's key was
+  // revoked or expired since it was admitted (send and comment then
+  // answer false too).
   virtual bool stopping() const = 0;
 };
 
@@ -107,6 +109,12 @@ class Router {
   // everyone may call every route and sees every tenant's runs.
   using Guard = std::function<Caller(const Request&, const std::string& address, unsigned scope)>;
   void guard(Guard guard) { guard_ = std::move(guard); }
+  // Whether a caller the guard admitted may still be served (its key not
+  // revoked or expired since): an open event stream asks every few
+  // seconds and ends when not. Without one, always.
+  using Recheck = std::function<bool(const Caller&)>;
+  void recheck(Recheck recheck) { recheck_ = std::move(recheck); }
+  bool still_admitted(const Caller& caller) const { return !recheck_ || recheck_(caller); }
 
   // 404 for no path, 405 for a path without this method; the guard's
   // answer before the handler's; HttpError becomes its response, any other
@@ -135,6 +143,7 @@ class Router {
   std::vector<Route> routes_;
   Observer observer_;
   Guard guard_;
+  Recheck recheck_;
 };
 
 struct ListenOptions {
