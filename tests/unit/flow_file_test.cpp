@@ -526,6 +526,11 @@ BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
   std::string wide = "flow:\n  graph: a\n  defaults:\n    big: [";
   for (int i = 0; i < 1'000'001; ++i) wide += i ? ",1" : "1";
   wide += "]\n";
+  // 3 GB of text from a 1 MB file: no value count sees it.
+  std::string big_string_aliased =
+      "flow:\n  graph: a\n  defaults:\n    s: &s " + std::string(1'000'000, 'x') + "\n    l: [*s";
+  for (int i = 1; i < 3000; ++i) big_string_aliased += ",*s";
+  big_string_aliased += "]\n";
   struct Case {
     const char* name;
     std::string text;
@@ -534,7 +539,9 @@ BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
   };
   const std::vector<Case> table = {
       {"an alias inside its own anchor", "flow: &f {name: x, defaults: {self: *f}, graph: a}\n",
-       "nested more than 64 levels deep (a YAML alias inside its own anchor?)", 1},
+       "a YAML alias inside its own anchor &f would repeat it for ever", 1},
+      {"a 1 MB string aliased 3,000 times", big_string_aliased,
+       "YAML aliases repeat more than 16 MiB of text (each alias copies its anchor &s)", 5},
       {"a billion laughs", laughs,
        "YAML aliases repeat more than 100000 values (nested aliases multiply)", 0},
       {"lists 100 deep", deep, "nested more than 64 levels deep", 4},
