@@ -397,6 +397,14 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
       {"f.yaml", "flows:\n  - name: x\n",
        "flows: one flow per file: write `flow:` with name and graph", 1, 1},
       {"f.toml", "[flows]\nname = \"x\"\n", "flows: one flow per file: write `flow:`", 1, 2},
+      // a second YAML document was dropped: its flow never ran
+      {"f.yaml",
+       "flow: {graph: a}\ntasks: {a: {use: p/t}}\n---\nflow: {graph: b}\ntasks: {b: {use: p/t}}\n",
+       "a second YAML document (after ---): one flow per file; put the other flow in a file of "
+       "its own",
+       3, 1},
+      {"f.yaml", "---\nflow: {graph: a}\ntasks: {a: {use: p/t}}\n...\n---\n",
+       "a second YAML document (after ---): one flow per file", 5, 1},
       {"f.yaml", "discovery:\n  entry_points: [x]\nflow: {graph: a}\n",
        "discovery: tasks come from plugins: give each task `use: \"<plugin>/<task>\"` and drop "
        "discovery",

@@ -217,6 +217,8 @@ class YamlReader : public YAML::EventHandler {
     std::istringstream in{std::string(text)};
     YAML::Parser parser(in);
     parser.HandleNextDocument(*this);
+    // A second document would be the next call's: OnDocumentStart refuses it.
+    parser.HandleNextDocument(*this);
     return std::move(root_);
   }
 
@@ -225,7 +227,13 @@ class YamlReader : public YAML::EventHandler {
     return SourceLocation{file_, std::uint32_t(m.line + 1), std::uint32_t(m.column + 1)};
   }
 
-  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (documents_++ == 0) return;
+    // YAML::Load read the first and dropped the rest: that flow never ran.
+    throw FlowError(at(mark),
+                    "a second YAML document (after ---): one flow per file; put the other flow "
+                    "in a file of its own");
+  }
   void OnDocumentEnd() override {}
 
   void OnAnchor(const YAML::Mark&, const std::string& name) override {
@@ -445,6 +453,7 @@ class YamlReader : public YAML::EventHandler {
   std::vector<Open> stack_;
   std::vector<std::unique_ptr<Anchored>> anchors_;  // by yaml-cpp's anchor number
   std::vector<std::string> anchor_names_;
+  std::size_t documents_ = 0;
 };
 
 // ---- TOML -> Doc ----
