@@ -181,6 +181,14 @@ BOOST_AUTO_TEST_CASE(params_override_defaults) {
   const ProcessResult bad = pyoco({"run", flow("chain.yaml").string(), "--param", "oops"});
   BOOST_TEST(bad.exit_code == 2);
   BOOST_TEST(has(bad.err, "--param oops: expected KEY=VALUE"), bad.err);
+  // A param named "a.b" is one that $ctx.params.a.b (key b of param a) never reads.
+  const ProcessResult dotted = pyoco({"run", flow("params.yaml").string(), "-p", "a.b=5"});
+  BOOST_TEST(dotted.exit_code == 2);
+  BOOST_TEST(has(dotted.err,
+                 "pyoco run: --param a.b: a param name holds no '.' "
+                 "($ctx.params.a.b reads key 'b' of param 'a'); give the whole "
+                 "param: -p 'a={...}' or --params-file"),
+             dotted.err);
 
   // Not rounded to the double 12345678901234567168: refused, as in a flow file.
   const ProcessResult big =

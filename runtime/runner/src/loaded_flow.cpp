@@ -140,6 +140,15 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
     if (eq == std::string::npos || eq == 0) {
       throw SetupError(Setting::Param, kv + ": expected KEY=VALUE");
     }
+    // $ctx.params.a.b reads key b of param a: a param named "a.b" is one
+    // that no reference can reach.
+    if (const std::string key = kv.substr(0, eq); key.find('.') != std::string::npos) {
+      const std::string head = key.substr(0, key.find('.'));
+      throw SetupError(Setting::Param,
+                       key + ": a param name holds no '.' ($ctx.params." + key + " reads key '" +
+                           key.substr(head.size() + 1) + "' of param '" + head +
+                           "'); give the whole param: -p '" + head + "={...}' or --params-file");
+    }
     const std::string value = kv.substr(eq + 1);
     boost::system::error_code ec;
     json::value v = json::parse(value, ec);
