@@ -177,6 +177,45 @@ tasks:
   BOOST_TEST(c->timeout_sec == 5.0);
 }
 
+// YAML 1.1 merge keys, as PyYAML reads them (pyoco 0.7 flows use them):
+// a key the mapping gives itself wins; among merged mappings, the first.
+BOOST_AUTO_TEST_CASE(yaml_merge_keys_merge_as_pyyaml_merges) {
+  const FlowSpec f = parse_flow_text(R"(flow:
+  graph: a >> b >> c
+  defaults: {base: &d {x: 1, y: 2}, more: {<<: *d, y: 3, z: 4}}
+tasks:
+  a: &base
+    use: std/echo
+    inputs: {value: base}
+    retries: 1
+  b: {<<: *base, inputs: {value: own}}
+  c:
+    <<: [{retries: 2}, *base]
+    timeout_sec: 5
+)",
+                                     "flow.yaml");
+  BOOST_TEST(to_json_text(f.defaults.find("more")) == R"({"x":1,"y":3,"z":4})");
+  const TaskSpec* b = f.find_task("b");
+  const TaskSpec* c = f.find_task("c");
+  BOOST_TEST_REQUIRE(b != nullptr);
+  BOOST_TEST_REQUIRE(c != nullptr);
+  BOOST_TEST(b->use == "std/echo");
+  BOOST_TEST(b->retries == 1u);
+  BOOST_TEST_REQUIRE(b->inputs.size() == 1u);
+  BOOST_TEST(to_json_text(b->inputs[0].value) == "\"own\"");
+  BOOST_TEST(c->use == "std/echo");
+  BOOST_TEST(c->retries == 2u);
+  BOOST_TEST(c->timeout_sec == 5.0);
+  BOOST_TEST(to_json_text(c->inputs.at(0).value) == "\"base\"");
+  // A quoted "<<" is a key like any other.
+  try {
+    parse_flow_text("flow: {graph: a}\ntasks:\n  a: {\"<<\": {use: p/t}}\n", "f.yaml");
+    BOOST_ERROR("parsed, but should not have");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem().find("tasks.a.<<: unknown key") == 0u, e.problem());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(defaults_and_name_when_left_out) {
   const FlowSpec s =
       parse_flow_text("flow: {graph: a}\ntasks:\n  a: {use: \"p/t\"}\n", "some/dir/my_flow.yaml");
@@ -397,6 +436,12 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
       {"f.yaml", "flows:\n  - name: x\n",
        "flows: one flow per file: write `flow:` with name and graph", 1, 1},
       {"f.toml", "[flows]\nname = \"x\"\n", "flows: one flow per file: write `flow:`", 1, 2},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {<<: 5, use: p/t}\n",
+       "tasks.a.<<: a merge key takes a mapping or a list of mappings (<<: *base, <<: [*a, *b]), "
+       "found int",
+       3, 11},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {<<: [{use: p/t}, x]}\n",
+       "tasks.a.<<: a merge key takes a mapping or a list of mappings", 3, 24},
       // a second YAML document was dropped: its flow never ran
       {"f.yaml",
        "flow: {graph: a}\ntasks: {a: {use: p/t}}\n---\nflow: {graph: b}\ntasks: {b: {use: p/t}}\n",

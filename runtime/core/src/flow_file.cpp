@@ -251,7 +251,7 @@ class YamlReader : public YAML::EventHandler {
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     reading_.bytes += value.size();
-    if (key_next()) return key(value, mark, anchor);
+    if (key_next()) return key(value, mark, anchor, tag == "!");
     Doc d;
     d.where = at(mark);
     count_value(d.where, stack_.size(), reading_);
@@ -334,6 +334,8 @@ class YamlReader : public YAML::EventHandler {
     std::size_t height = 0;
     // a mapping's: the key whose value comes next, and the keys seen
     bool has_key = false;
+    bool merging = false;     // the key is YAML 1.1's merge key, <<
+    std::vector<Doc> merges;  // the mappings merged in, first one first
     std::string key;
     std::unordered_map<std::string, std::size_t> seen;
   };
@@ -342,10 +344,18 @@ class YamlReader : public YAML::EventHandler {
     return !stack_.empty() && stack_.back().doc.kind == Doc::Kind::Map && !stack_.back().has_key;
   }
 
-  void key(const std::string& text, const YAML::Mark& mark, YAML::anchor_t anchor) {
+  void key(const std::string& text, const YAML::Mark& mark, YAML::anchor_t anchor,
+           bool quoted = false) {
     Open& m = stack_.back();
     const SourceLocation where = at(mark);
     const std::string key_path = m.path.empty() ? text : m.path + "." + text;
+    // `<<: *base` (YAML 1.1, which PyYAML reads and pyoco 0.7 flows use):
+    // base's entries, merged in when the mapping ends.
+    if (text == "<<" && !quoted && anchor == 0) {
+      m.has_key = m.merging = true;
+      m.key = key_path;
+      return;
+    }
     // yaml-cpp keeps both entries of a repeated key; TOML rejects it, and
     // so do we. A map, not a scan: `tasks:` may hold 100,000 keys.
     if (auto [first, fresh] = m.seen.try_emplace(text, m.doc.map.size()); !fresh) {
@@ -386,6 +396,7 @@ class YamlReader : public YAML::EventHandler {
   void close() {
     Open o = std::move(stack_.back());
     stack_.pop_back();
+    if (!o.merges.empty()) merge(o);
     place(std::move(o.doc), o.anchor, o.height, {}, reading_.values - o.values,
           reading_.bytes - o.bytes);
   }
@@ -410,10 +421,49 @@ class YamlReader : public YAML::EventHandler {
     o.height = std::max(o.height, height + 1);
     if (o.doc.kind == Doc::Kind::List) {
       o.doc.list.push_back(std::move(d));
+    } else if (o.merging) {
+      const char* what =
+          "a merge key takes a mapping or a list of mappings (<<: *base, "
+          "<<: [*a, *b])";
+      if (d.kind == Doc::Kind::Map) {
+        o.merges.push_back(std::move(d));
+      } else if (d.kind == Doc::Kind::List) {
+        for (Doc& item : d.list) {
+          if (item.kind != Doc::Kind::Map) {
+            throw FlowError(item.where, o.key + ": " + what + ", found " + kind_name(item));
+          }
+          o.merges.push_back(std::move(item));
+        }
+      } else {
+        throw FlowError(d.where, o.key + ": " + what + ", found " + kind_name(d));
+      }
+      o.has_key = o.merging = false;
     } else {
       o.doc.map.back().second = std::move(d);
       o.has_key = false;
     }
+  }
+
+  // The merged mappings' entries go first, each key once: a key the mapping
+  // gives itself wins, and among merged ones the first mapping's (as PyYAML).
+  void merge(Open& o) {
+    Doc merged;
+    merged.kind = Doc::Kind::Map;
+    merged.where = o.doc.where;
+    std::unordered_set<std::string> taken;
+    for (Doc& from : o.merges) {
+      for (std::size_t i = 0; i < from.map.size(); ++i) {
+        auto& [key, value] = from.map[i];
+        if (o.seen.count(key) != 0 || !taken.insert(key).second) continue;
+        merged.map.emplace_back(key, std::move(value));
+        merged.key_where.push_back(from.key_where[i]);
+      }
+    }
+    for (std::size_t i = 0; i < o.doc.map.size(); ++i) {
+      merged.map.push_back(std::move(o.doc.map[i]));
+      merged.key_where.push_back(o.doc.key_where[i]);
+    }
+    o.doc = std::move(merged);
   }
 
   void remember(YAML::anchor_t anchor, const Doc& d, const std::string& text, std::size_t values,
