@@ -181,6 +181,23 @@ BOOST_AUTO_TEST_CASE(params_override_defaults) {
   const ProcessResult bad = pyoco({"run", flow("chain.yaml").string(), "--param", "oops"});
   BOOST_TEST(bad.exit_code == 2);
   BOOST_TEST(has(bad.err, "--param oops: expected KEY=VALUE"), bad.err);
+  // A param named "a.b" is one that $ctx.params.a.b (key b of param a) never reads.
+  const ProcessResult dotted = pyoco({"run", flow("params.yaml").string(), "-p", "a.b=5"});
+  BOOST_TEST(dotted.exit_code == 2);
+  BOOST_TEST(has(dotted.err,
+                 "pyoco run: --param a.b: a param name holds no '.' "
+                 "($ctx.params.a.b reads key 'b' of param 'a'); give the whole "
+                 "param: -p 'a={...}' or --params-file"),
+             dotted.err);
+
+  // Not rounded to the double 12345678901234567168: refused, as in a flow file.
+  const ProcessResult big =
+      pyoco({"run", flow("params.yaml").string(), "-p", "n=12345678901234567890"});
+  BOOST_TEST(big.exit_code == 2);
+  BOOST_TEST(has(big.err,
+                 "pyoco run: --param n: 12345678901234567890: too large for a 64-bit integer; "
+                 "quote it to keep it as text (-p 'n=\"12345678901234567890\"')"),
+             big.err);
 }
 
 // docs/flows.md: defaults, then --params-file (a JSON object or a YAML
@@ -243,7 +260,11 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
            {"# c\nwho: a\nn: 1\nwho: b\n",
             "only.yaml:4:1: not JSON, and as YAML not an object of "
             "params: params.who: duplicate key (first at line 2)"},
-           {"{\"who\": [1, 1e999]}", "only.yaml: params.who.1: a number too large for a double"}}) {
+           {"{\"who\": [1, 1e999]}", "only.yaml: params.who.1: a number too large for a double"},
+           // rounded to a double (12345678901234567168), as a YAML file's is not
+           {"{\"who\": \"x\",\n \"n\": 12345678901234567890}",
+            "only.yaml:2:7: 12345678901234567890: too large for a 64-bit integer; quote it to "
+            "keep it as text"}}) {
     std::ofstream(dir.path() / "only.yaml") << text;
     const ProcessResult r =
         pyoco({"run", flow("params.yaml").string(), "--params-file", "only.yaml"});

@@ -440,6 +440,28 @@ BOOST_AUTO_TEST_CASE(list_shows_the_newest_20_unless_asked) {
   }
 }
 
+// --tail -1 was read as the largest number (every line); --timeout -1 gave
+// up at once, 1e300 overflowed the wait.
+BOOST_AUTO_TEST_CASE(tail_and_timeout_take_only_numbers_in_their_range) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> table = {
+      {{"runs", "logs", "x", "--tail", "-1"}, "--tail: expected a whole number from 1 to 1000000"},
+      {{"runs", "logs", "x", "--tail", "0"}, "--tail: expected a whole number from 1 to 1000000"},
+      {{"runs", "cancel", "x", "--wait", "--timeout", "-1"},
+       "--timeout: expected seconds, more than 0 and at most 86400 (a day)"},
+      {{"runs", "cancel", "x", "--wait", "--timeout", "1e300"},
+       "--timeout: expected seconds, more than 0 and at most 86400 (a day)"},
+      {{"runs", "cancel", "x", "--wait", "--timeout", "nan"},
+       "--timeout: expected seconds, more than 0 and at most 86400 (a day)"},
+  };
+  for (const auto& [args, says] : table) {
+    BOOST_TEST_CONTEXT(args.back()) {
+      const ProcessResult r = pyoco(args);
+      BOOST_TEST(r.exit_code == 2);
+      BOOST_TEST(has(r.err, says), r.err);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_prefix_two_runs_share_is_refused_naming_both) {
   for (const char* id : {"twin-a", "twin-b"}) {
     BOOST_TEST_REQUIRE(pyoco({"run", flow("chain.yaml").string(), "--run-id", id}).exit_code == 0);

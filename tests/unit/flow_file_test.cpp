@@ -177,6 +177,45 @@ tasks:
   BOOST_TEST(c->timeout_sec == 5.0);
 }
 
+// YAML 1.1 merge keys, as PyYAML reads them (pyoco 0.7 flows use them):
+// a key the mapping gives itself wins; among merged mappings, the first.
+BOOST_AUTO_TEST_CASE(yaml_merge_keys_merge_as_pyyaml_merges) {
+  const FlowSpec f = parse_flow_text(R"(flow:
+  graph: a >> b >> c
+  defaults: {base: &d {x: 1, y: 2}, more: {<<: *d, y: 3, z: 4}}
+tasks:
+  a: &base
+    use: std/echo
+    inputs: {value: base}
+    retries: 1
+  b: {<<: *base, inputs: {value: own}}
+  c:
+    <<: [{retries: 2}, *base]
+    timeout_sec: 5
+)",
+                                     "flow.yaml");
+  BOOST_TEST(to_json_text(f.defaults.find("more")) == R"({"x":1,"y":3,"z":4})");
+  const TaskSpec* b = f.find_task("b");
+  const TaskSpec* c = f.find_task("c");
+  BOOST_TEST_REQUIRE(b != nullptr);
+  BOOST_TEST_REQUIRE(c != nullptr);
+  BOOST_TEST(b->use == "std/echo");
+  BOOST_TEST(b->retries == 1u);
+  BOOST_TEST_REQUIRE(b->inputs.size() == 1u);
+  BOOST_TEST(to_json_text(b->inputs[0].value) == "\"own\"");
+  BOOST_TEST(c->use == "std/echo");
+  BOOST_TEST(c->retries == 2u);
+  BOOST_TEST(c->timeout_sec == 5.0);
+  BOOST_TEST(to_json_text(c->inputs.at(0).value) == "\"base\"");
+  // A quoted "<<" is a key like any other.
+  try {
+    parse_flow_text("flow: {graph: a}\ntasks:\n  a: {\"<<\": {use: p/t}}\n", "f.yaml");
+    BOOST_ERROR("parsed, but should not have");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem().find("tasks.a.<<: unknown key") == 0u, e.problem());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(defaults_and_name_when_left_out) {
   const FlowSpec s =
       parse_flow_text("flow: {graph: a}\ntasks:\n  a: {use: \"p/t\"}\n", "some/dir/my_flow.yaml");
@@ -397,6 +436,20 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
       {"f.yaml", "flows:\n  - name: x\n",
        "flows: one flow per file: write `flow:` with name and graph", 1, 1},
       {"f.toml", "[flows]\nname = \"x\"\n", "flows: one flow per file: write `flow:`", 1, 2},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {<<: 5, use: p/t}\n",
+       "tasks.a.<<: a merge key takes a mapping or a list of mappings (<<: *base, <<: [*a, *b]), "
+       "found int",
+       3, 11},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {<<: [{use: p/t}, x]}\n",
+       "tasks.a.<<: a merge key takes a mapping or a list of mappings", 3, 24},
+      // a second YAML document was dropped: its flow never ran
+      {"f.yaml",
+       "flow: {graph: a}\ntasks: {a: {use: p/t}}\n---\nflow: {graph: b}\ntasks: {b: {use: p/t}}\n",
+       "a second YAML document (after ---): one flow per file; put the other flow in a file of "
+       "its own",
+       3, 1},
+      {"f.yaml", "---\nflow: {graph: a}\ntasks: {a: {use: p/t}}\n...\n---\n",
+       "a second YAML document (after ---): one flow per file", 5, 1},
       {"f.yaml", "discovery:\n  entry_points: [x]\nflow: {graph: a}\n",
        "discovery: tasks come from plugins: give each task `use: \"<plugin>/<task>\"` and drop "
        "discovery",
@@ -526,6 +579,11 @@ BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
   std::string wide = "flow:\n  graph: a\n  defaults:\n    big: [";
   for (int i = 0; i < 1'000'001; ++i) wide += i ? ",1" : "1";
   wide += "]\n";
+  // 3 GB of text from a 1 MB file: no value count sees it.
+  std::string big_string_aliased =
+      "flow:\n  graph: a\n  defaults:\n    s: &s " + std::string(1'000'000, 'x') + "\n    l: [*s";
+  for (int i = 1; i < 3000; ++i) big_string_aliased += ",*s";
+  big_string_aliased += "]\n";
   struct Case {
     const char* name;
     std::string text;
@@ -534,7 +592,9 @@ BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
   };
   const std::vector<Case> table = {
       {"an alias inside its own anchor", "flow: &f {name: x, defaults: {self: *f}, graph: a}\n",
-       "nested more than 64 levels deep (a YAML alias inside its own anchor?)", 1},
+       "a YAML alias inside its own anchor &f would repeat it for ever", 1},
+      {"a 1 MB string aliased 3,000 times", big_string_aliased,
+       "YAML aliases repeat more than 16 MiB of text (each alias copies its anchor &s)", 5},
       {"a billion laughs", laughs,
        "YAML aliases repeat more than 100000 values (nested aliases multiply)", 0},
       {"lists 100 deep", deep, "nested more than 64 levels deep", 4},

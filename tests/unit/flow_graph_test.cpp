@@ -122,6 +122,12 @@ BOOST_AUTO_TEST_CASE(bad_references_fail_check_naming_the_reference) {
       {"$node.a.outptu", "input 'v': '$node.a.outptu' must go on with .output", 4, 26},
       {"$node.c.output", "input 'v': node 'c' does not run before 'b' (add c >> b)", 4, 26},
       {"$ctx.params.", "input 'v': '$ctx.params.' names no param", 4, 26},
+      // an empty key resolved to null, or to the whole of what is before it
+      {"$ctx.params.x..y", "input 'v': '$ctx.params.x..y' has an empty key", 4, 26},
+      {"$ctx.params.x.", "input 'v': '$ctx.params.x.' has an empty key", 4, 26},
+      {"$node.a.output..x", "input 'v': '$node.a.output..x' has an empty key", 4, 26},
+      {"$node.a.output.", "input 'v': '$node.a.output.' has an empty key", 4, 26},
+      {"$node..output", "input 'v': '$node..output' has an empty key", 4, 26},
       {"$env.", "input 'v': '$env.' names no variable", 4, 26},
       {"$loop.it", "input 'v': '$loop.it' is outside a loop", 4, 26},
       {"$params.x", "write $node.<name>.output[.key...], $ctx.params.<name>, $env.<NAME>", 4, 26},

@@ -138,3 +138,16 @@ BOOST_AUTO_TEST_CASE(a_json_object_of_many_keys_converts_whole) {
   BOOST_TEST(v.find("k199999").as_int() == 199999);
   BOOST_TEST(v.find("k0").as_int() == 0);
 }
+
+// A JSON parser rounds 12345678901234567890 to the double
+// 12345678901234567168; params readers refuse such an integer instead.
+BOOST_AUTO_TEST_CASE(an_integer_past_64_bits_is_found_in_json_text) {
+  BOOST_TEST(oversized_json_integer(R"({"id": 12345678901234567890})") == "12345678901234567890");
+  BOOST_TEST(oversized_json_integer("[1, -9223372036854775809]") == "-9223372036854775809");
+  BOOST_TEST(oversized_json_integer("99999999999999999999") == "99999999999999999999");
+  // the largest integers, doubles as written, and digits in strings pass
+  BOOST_TEST(oversized_json_integer("[9223372036854775807, -9223372036854775808]").empty());
+  BOOST_TEST(oversized_json_integer("[1e30, 12345678901234567890.0, true, null]").empty());
+  BOOST_TEST(
+      oversized_json_integer(R"({"12345678901234567890": "a \" 12345678901234567890"})").empty());
+}

@@ -1,5 +1,6 @@
 // `pyoco client ...`: the gateway's API from the command line.
 #include <pyoco/core/text.hpp>
+#include <pyoco/core/value.hpp>
 #include <pyoco/runner/loaded_flow.hpp>
 #include <pyoco/server/client.hpp>
 #include <pyoco/trace/sinks.hpp>
@@ -67,6 +68,10 @@ json::object params_of(const ClientArgs& a) {
     boost::system::error_code ec;
     json::value v = json::parse(a.params_json, ec);
     if (ec || !v.is_object()) throw server::ClientError("--params: not a JSON object");
+    if (const std::string_view big = core::oversized_json_integer(a.params_json); !big.empty()) {
+      throw server::ClientError("--params: " + std::string(big) +
+                                ": too large for a 64-bit integer; quote it to keep it as text");
+    }
     for (auto& [k, val] : v.as_object()) out[k] = val;
   }
   for (const std::string& kv : a.params) {
@@ -75,8 +80,13 @@ json::object params_of(const ClientArgs& a) {
       throw server::ClientError("--param " + kv + ": write KEY=VALUE");
     }
     boost::system::error_code ec;
-    json::value v = json::parse(kv.substr(eq + 1), ec);
-    out[kv.substr(0, eq)] = ec ? json::value(kv.substr(eq + 1)) : v;
+    const std::string value = kv.substr(eq + 1);
+    json::value v = json::parse(value, ec);
+    if (const std::string_view big = core::oversized_json_integer(value); !ec && !big.empty()) {
+      throw server::ClientError("--param " + kv + ": " + std::string(big) +
+                                ": too large for a 64-bit integer; quote it to keep it as text");
+    }
+    out[kv.substr(0, eq)] = ec ? json::value(value) : v;
   }
   return out;
 }

@@ -28,6 +28,24 @@ inline CLI::Validator whole_number_in(unsigned long min, unsigned long max,
       "N in " + std::to_string(min) + ".." + std::to_string(max));
 }
 
+// An option's value must be a number of seconds, more than 0 and at most
+// `max`: CLI11 alone takes "-1" (a wait that gave up at once) and "1e300"
+// (a duration that overflows).
+inline CLI::Validator seconds_up_to(double max, const std::string& what = {}) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double s = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), s);
+        if (ec != std::errc() || end != text.data() + text.size() || !(s > 0) || !(s <= max)) {
+          return "expected seconds, more than 0 and at most " +
+                 std::to_string(static_cast<long long>(max)) +
+                 (what.empty() ? "" : " (" + what + ")");
+        }
+        return {};
+      },
+      "SECONDS in (0, " + std::to_string(static_cast<long long>(max)) + "]");
+}
+
 // Maps each leaf subcommand to its action; filled while the app is built.
 class CommandTable {
  public:

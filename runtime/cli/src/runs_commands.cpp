@@ -457,7 +457,9 @@ void add_runs_commands(CLI::App* runs, CommandTable& table) {
   CLI::App* logs_cmd = runs->add_subcommand("logs", "Print the lines a run's tasks logged");
   logs_cmd->add_option("id", logs->id, "A run id, or a prefix only one run has")->required();
   logs_cmd->add_option("--task", logs->task, "Only this task (its node name)")->type_name("NODE");
-  logs_cmd->add_option("--tail", logs->tail, "Only the last N lines")->type_name("N");
+  logs_cmd->add_option("--tail", logs->tail, "Only the last N lines")
+      ->type_name("N")
+      ->check(whole_number_in(1, 1000000));
   logs_cmd->add_flag("-f,--follow", logs->follow, "Keep printing new lines until the run ends");
   table.add(logs_cmd, [logs] { return guarded("logs", [&] { return run_logs(*logs); }); });
 
@@ -468,7 +470,8 @@ void add_runs_commands(CLI::App* runs, CommandTable& table) {
   cancel_cmd->add_flag("--wait", cancel->wait, "Wait until the run has ended");
   cancel_cmd->add_option("--timeout", cancel->timeout, "With --wait: give up after SECONDS")
       ->type_name("SECONDS")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(seconds_up_to(86400, "a day"));
   cancel_cmd->footer(
       "\nThe running process is woken and cancels at once, as Ctrl+C would: nothing more "
       "starts,\nrunning tasks are told to stop. Exit 0 requested (with --wait: ended CANCELLED), 1 "

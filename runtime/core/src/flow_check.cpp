@@ -324,6 +324,17 @@ class Checker {
     const std::string hint =
         "; write $node.<name>.output[.key...], $ctx.params.<name>, $env.<NAME> or, in a loop's "
         "body, $loop.<var>";
+    // An empty key read as a key: "a..b" found nothing (null), "a." the
+    // whole of a, at run time and without a word. $ctx.params. alone is
+    // told below.
+    const bool keyed = ref.rfind("$node.", 0) == 0 || ref.rfind("$loop.", 0) == 0 ||
+                       (ref.rfind("$ctx.params.", 0) == 0 && ref.size() > 12);
+    if (keyed && (ref.find("..") != std::string::npos || ref.back() == '.')) {
+      error(b.where, "input '" + b.name + "': '" + ref +
+                         "' has an empty key (two dots, or a dot at the end): write one dot "
+                         "between keys");
+      return;
+    }
     if (ref.rfind("$node.", 0) == 0) {
       const std::size_t dot = ref.find('.', 6);
       const std::string node = ref.substr(6, dot - 6);

@@ -6,6 +6,7 @@
 
 #include <toml++/toml.h>
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -79,6 +80,9 @@ constexpr std::size_t kMaxDocDepth = 64;
 constexpr std::size_t kMaxDocValues = 1'000'000;
 constexpr std::size_t kMaxAliasedValues = 100'000;
 constexpr std::uint64_t kMaxFlowFileBytes = 16u << 20;
+// Text that aliases copy: one 1 MB string aliased 3,000 times is 3 GB
+// (the value count above does not see it); the file's own limit.
+constexpr std::size_t kMaxAliasedBytes = 16u << 20;
 
 // One file's reading: its scalars share one arena (a value each would cost
 // an arena each), and what it has read so far is counted.
@@ -86,6 +90,8 @@ struct DocReading {
   ValueBuilder scalars;
   std::size_t values = 0;
   std::size_t aliased = 0;  // values read again through a YAML alias
+  std::size_t bytes = 0;    // text of scalars and keys
+  std::size_t aliased_bytes = 0;
 };
 
 // Both formats are read into this located tree first, so that the schema
@@ -198,80 +204,39 @@ Value yaml_plain_scalar(ValueBuilder& b, const std::string& s, const SourceLocat
 }
 
 // Counts one more value of the file at `where`, `depth` levels down.
-void count_value(const SourceLocation& where, std::size_t depth, bool aliased, DocReading& r) {
+void count_value(const SourceLocation& where, std::size_t depth, DocReading& r) {
   if (depth > kMaxDocDepth) {
     throw FlowError(where, "nested more than " + std::to_string(kMaxDocDepth) +
-                               " levels deep (a YAML alias inside its own anchor?)");
+                               " levels deep; flatten the file");
   }
   if (++r.values > kMaxDocValues) {
     throw FlowError(where, "the file holds more than " + std::to_string(kMaxDocValues) +
                                " values; split it up");
   }
-  if (aliased && ++r.aliased > kMaxAliasedValues) {
-    throw FlowError(where, "YAML aliases repeat more than " + std::to_string(kMaxAliasedValues) +
-                               " values (nested aliases multiply); write the values out or "
-                               "use fewer aliases");
-  }
 }
 
 // ---- YAML -> Doc ----
 
-class YamlReader {
+// Builds the Doc from yaml-cpp's parse events rather than from a
+// YAML::Node: an alias is met where it is written, so what it would repeat
+// is measured (and refused, at its line) before it is copied, and the file
+// is not held twice (a YAML::Node costs hundreds of bytes a value).
+class YamlReader : public YAML::EventHandler {
  public:
   YamlReader(std::string file, std::string_view text) : file_(std::move(file)) {
     std::istringstream in{std::string(text)};
     for (std::string line; std::getline(in, line);) lines_.push_back(line);
+    root_.where = SourceLocation{file_};
   }
 
-  // `path` names the node in messages ("tasks.a"); empty for the root.
-  Doc read(const YAML::Node& n, const std::string& path = "", std::size_t depth = 0,
-           bool aliased = false) {
-    Doc d;
-    d.where = at(n.Mark());
-    // An alias is the node it names, met again: a collection seen before
-    // at the same place in the text is being repeated.
-    if (!aliased && (n.Type() == YAML::NodeType::Sequence || n.Type() == YAML::NodeType::Map)) {
-      const Mark m = n.Mark();
-      aliased = !collections_
-                     .insert((std::uint64_t(std::uint32_t(m.line)) << 32) | std::uint32_t(m.column))
-                     .second;
-    }
-    count_value(d.where, depth, aliased, reading_);
-    switch (n.Type()) {
-      case YAML::NodeType::Scalar: {
-        d.kind = Doc::Kind::Scalar;
-        d.quoted = n.Tag() == "!";
-        d.scalar = d.quoted ? scalar_value(reading_.scalars, ValueKind::String, n.Scalar())
-                            : yaml_plain_scalar(reading_.scalars, n.Scalar(), d.where);
-        d.text_where = text_start(n);
-        break;
-      }
-      case YAML::NodeType::Sequence:
-        d.kind = Doc::Kind::List;
-        for (const auto& item : n) d.list.push_back(read(item, path + "[]", depth + 1, aliased));
-        break;
-      case YAML::NodeType::Map: {
-        d.kind = Doc::Kind::Map;
-        // yaml-cpp keeps both entries of a repeated key; TOML rejects it, and
-        // so do we. A set, not a scan: `tasks:` may hold 100,000 keys.
-        std::unordered_map<std::string, std::size_t> seen;
-        for (auto it = n.begin(); it != n.end(); ++it) {
-          const std::string key = it->first.as<std::string>();
-          const std::string key_path = path.empty() ? key : path + "." + key;
-          const SourceLocation key_where = at(it->first.Mark());
-          if (auto [first, fresh] = seen.try_emplace(key, d.map.size()); !fresh) {
-            throw FlowError(key_where, key_path + ": duplicate key (first at line " +
-                                           std::to_string(d.key_where[first->second].line) + ")");
-          }
-          d.map.emplace_back(key, read(it->second, key_path, depth + 1, aliased));
-          d.key_where.push_back(key_where);
-        }
-        break;
-      }
-      default:
-        d.kind = Doc::Kind::Null;
-    }
-    return d;
+  // The file's one document; an empty file is a Null Doc.
+  Doc read(std::string_view text) {
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    parser.HandleNextDocument(*this);
+    // A second document would be the next call's: OnDocumentStart refuses it.
+    parser.HandleNextDocument(*this);
+    return std::move(root_);
   }
 
   SourceLocation at(const YAML::Mark& m) const {
@@ -279,12 +244,259 @@ class YamlReader {
     return SourceLocation{file_, std::uint32_t(m.line + 1), std::uint32_t(m.column + 1)};
   }
 
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (documents_++ == 0) return;
+    // YAML::Load read the first and dropped the rest: that flow never ran.
+    throw FlowError(at(mark),
+                    "a second YAML document (after ---): one flow per file; put the other flow "
+                    "in a file of its own");
+  }
+  void OnDocumentEnd() override {}
+
+  void OnAnchor(const YAML::Mark&, const std::string& name) override {
+    anchor_names_.push_back(name);  // yaml-cpp numbers anchors 1, 2, ... in this order
+  }
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (key_next()) return key("null", mark, anchor);
+    Doc d;
+    d.where = at(mark);
+    count_value(d.where, stack_.size(), reading_);
+    place(std::move(d), anchor, 0, "null");
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    reading_.bytes += value.size();
+    if (key_next()) return key(value, mark, anchor, tag == "!");
+    Doc d;
+    d.where = at(mark);
+    count_value(d.where, stack_.size(), reading_);
+    d.kind = Doc::Kind::Scalar;
+    d.quoted = tag == "!";
+    d.scalar = d.quoted ? scalar_value(reading_.scalars, ValueKind::String, value)
+                        : yaml_plain_scalar(reading_.scalars, value, d.where);
+    d.text_where = text_start(d.where);
+    place(std::move(d), anchor, 0, value);
+  }
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    const SourceLocation where = at(mark);
+    const Anchored* a = anchor < anchors_.size() ? anchors_[anchor].get() : nullptr;
+    if (a == nullptr) {
+      throw FlowError(where, "a YAML alias inside its own anchor" + anchor_name(anchor) +
+                                 " would repeat it for ever; write the value out");
+    }
+    if (key_next()) {
+      if (a->doc.kind == Doc::Kind::List || a->doc.kind == Doc::Kind::Map) {
+        throw FlowError(where, "a key must be text, not " + std::string(kind_name(a->doc)));
+      }
+      return key(a->text, mark, 0);
+    }
+    // What the alias adds is known before it is copied: refused here, at
+    // the alias, in time and memory that the file's size bounds.
+    if (stack_.size() + a->height > kMaxDocDepth) {
+      throw FlowError(where, "nested more than " + std::to_string(kMaxDocDepth) +
+                                 " levels deep; flatten the file");
+    }
+    if (reading_.values + a->values > kMaxDocValues) {
+      throw FlowError(where, "the file holds more than " + std::to_string(kMaxDocValues) +
+                                 " values; split it up");
+    }
+    if ((reading_.aliased += a->values) > kMaxAliasedValues) {
+      throw FlowError(where, "YAML aliases repeat more than " + std::to_string(kMaxAliasedValues) +
+                                 " values (nested aliases multiply); write the values out or "
+                                 "use fewer aliases");
+    }
+    if ((reading_.aliased_bytes += a->bytes) > kMaxAliasedBytes) {
+      throw FlowError(where,
+                      "YAML aliases repeat more than " + std::to_string(kMaxAliasedBytes >> 20) +
+                          " MiB of text (each alias copies its anchor" + anchor_name(anchor) +
+                          "); write the values out or use fewer "
+                          "aliases");
+    }
+    reading_.values += a->values;
+    reading_.bytes += a->bytes;
+    place(Doc(a->doc), 0, a->height, a->text);
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, anchor, Doc::Kind::List);
+  }
+  void OnSequenceEnd() override { close(); }
+
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, anchor, Doc::Kind::Map);
+  }
+  void OnMapEnd() override { close(); }
+
  private:
+  // A node read once, for the aliases that repeat it.
+  struct Anchored {
+    Doc doc;
+    std::string text;        // a scalar's text, for an alias used as a key
+    std::size_t values = 0;  // what repeating it costs
+    std::size_t bytes = 0;
+    std::size_t height = 0;  // levels below it
+  };
+
+  // A list or mapping being read.
+  struct Open {
+    Doc doc;
+    std::string path;  // names it in messages ("tasks.a"); empty for the root
+    YAML::anchor_t anchor = 0;
+    std::size_t values = 0, bytes = 0;  // reading_'s counts before it
+    std::size_t height = 0;
+    // a mapping's: the key whose value comes next, and the keys seen
+    bool has_key = false;
+    bool merging = false;     // the key is YAML 1.1's merge key, <<
+    std::vector<Doc> merges;  // the mappings merged in, first one first
+    std::string key;
+    std::unordered_map<std::string, std::size_t> seen;
+  };
+
+  bool key_next() const {
+    return !stack_.empty() && stack_.back().doc.kind == Doc::Kind::Map && !stack_.back().has_key;
+  }
+
+  void key(const std::string& text, const YAML::Mark& mark, YAML::anchor_t anchor,
+           bool quoted = false) {
+    Open& m = stack_.back();
+    const SourceLocation where = at(mark);
+    const std::string key_path = m.path.empty() ? text : m.path + "." + text;
+    // `<<: *base` (YAML 1.1, which PyYAML reads and pyoco 0.7 flows use):
+    // base's entries, merged in when the mapping ends.
+    if (text == "<<" && !quoted && anchor == 0) {
+      m.has_key = m.merging = true;
+      m.key = key_path;
+      return;
+    }
+    // yaml-cpp keeps both entries of a repeated key; TOML rejects it, and
+    // so do we. A map, not a scan: `tasks:` may hold 100,000 keys.
+    if (auto [first, fresh] = m.seen.try_emplace(text, m.doc.map.size()); !fresh) {
+      throw FlowError(where, key_path + ": duplicate key (first at line " +
+                                 std::to_string(m.doc.key_where[first->second].line) + ")");
+    }
+    m.doc.map.emplace_back(text, Doc());
+    m.doc.key_where.push_back(where);
+    m.has_key = true;
+    m.key = key_path;
+    if (anchor != 0) {
+      Doc d;
+      d.kind = Doc::Kind::Scalar;
+      d.quoted = true;
+      d.scalar = scalar_value(reading_.scalars, ValueKind::String, text);
+      d.where = where;
+      remember(anchor, d, text, 1, text.size(), 0);
+    }
+  }
+
+  void open(const YAML::Mark& mark, YAML::anchor_t anchor, Doc::Kind kind) {
+    const SourceLocation where = at(mark);
+    if (key_next()) {
+      throw FlowError(where, "a key must be text, not " +
+                                 std::string(kind == Doc::Kind::List ? "a list" : "a mapping"));
+    }
+    count_value(where, stack_.size(), reading_);
+    Open o;
+    o.doc.kind = kind;
+    o.doc.where = where;
+    o.path = child_path();
+    o.anchor = anchor;
+    o.values = reading_.values - 1;
+    o.bytes = reading_.bytes;
+    stack_.push_back(std::move(o));
+  }
+
+  void close() {
+    Open o = std::move(stack_.back());
+    stack_.pop_back();
+    if (!o.merges.empty()) merge(o);
+    place(std::move(o.doc), o.anchor, o.height, {}, reading_.values - o.values,
+          reading_.bytes - o.bytes);
+  }
+
+  // The path of the value read next: "tasks.a", "tasks.a.outputs[]".
+  std::string child_path() const {
+    if (stack_.empty()) return {};
+    const Open& o = stack_.back();
+    return o.doc.kind == Doc::Kind::List ? o.path + "[]" : o.key;
+  }
+
+  // Puts a value read whole (`height` levels below it) in its list or
+  // mapping, or at the root.
+  void place(Doc&& d, YAML::anchor_t anchor, std::size_t height, const std::string& text,
+             std::size_t values = 1, std::size_t bytes = 0) {
+    if (anchor != 0) remember(anchor, d, text, values, text.empty() ? bytes : text.size(), height);
+    if (stack_.empty()) {
+      root_ = std::move(d);
+      return;
+    }
+    Open& o = stack_.back();
+    o.height = std::max(o.height, height + 1);
+    if (o.doc.kind == Doc::Kind::List) {
+      o.doc.list.push_back(std::move(d));
+    } else if (o.merging) {
+      const char* what =
+          "a merge key takes a mapping or a list of mappings (<<: *base, "
+          "<<: [*a, *b])";
+      if (d.kind == Doc::Kind::Map) {
+        o.merges.push_back(std::move(d));
+      } else if (d.kind == Doc::Kind::List) {
+        for (Doc& item : d.list) {
+          if (item.kind != Doc::Kind::Map) {
+            throw FlowError(item.where, o.key + ": " + what + ", found " + kind_name(item));
+          }
+          o.merges.push_back(std::move(item));
+        }
+      } else {
+        throw FlowError(d.where, o.key + ": " + what + ", found " + kind_name(d));
+      }
+      o.has_key = o.merging = false;
+    } else {
+      o.doc.map.back().second = std::move(d);
+      o.has_key = false;
+    }
+  }
+
+  // The merged mappings' entries go first, each key once: a key the mapping
+  // gives itself wins, and among merged ones the first mapping's (as PyYAML).
+  void merge(Open& o) {
+    Doc merged;
+    merged.kind = Doc::Kind::Map;
+    merged.where = o.doc.where;
+    std::unordered_set<std::string> taken;
+    for (Doc& from : o.merges) {
+      for (std::size_t i = 0; i < from.map.size(); ++i) {
+        auto& [key, value] = from.map[i];
+        if (o.seen.count(key) != 0 || !taken.insert(key).second) continue;
+        merged.map.emplace_back(key, std::move(value));
+        merged.key_where.push_back(from.key_where[i]);
+      }
+    }
+    for (std::size_t i = 0; i < o.doc.map.size(); ++i) {
+      merged.map.push_back(std::move(o.doc.map[i]));
+      merged.key_where.push_back(o.doc.key_where[i]);
+    }
+    o.doc = std::move(merged);
+  }
+
+  void remember(YAML::anchor_t anchor, const Doc& d, const std::string& text, std::size_t values,
+                std::size_t bytes, std::size_t height) {
+    if (anchors_.size() <= anchor) anchors_.resize(anchor + 1);
+    anchors_[anchor] = std::make_unique<Anchored>(Anchored{d, text, values, bytes, height});
+  }
+
+  std::string anchor_name(YAML::anchor_t anchor) const {
+    return anchor >= 1 && anchor <= anchor_names_.size() ? " &" + anchor_names_[anchor - 1] : "";
+  }
+
   // Where the characters of a scalar's text begin: after the quote of a
   // quoted scalar; on the next line, past the indentation, for a block
   // scalar (| or >).
-  SourceLocation text_start(const YAML::Node& n) const {
-    SourceLocation w = at(n.Mark());
+  SourceLocation text_start(SourceLocation w) const {
     if (w.line == 0 || w.line > lines_.size()) return w;
     const std::string& line = lines_[w.line - 1];
     const char first = w.column - 1 < line.size() ? line[w.column - 1] : '\0';
@@ -301,11 +513,14 @@ class YamlReader {
     return w;
   }
 
-  using Mark = YAML::Mark;
   std::string file_;
   std::vector<std::string> lines_;
   DocReading reading_;
-  std::unordered_set<std::uint64_t> collections_;  // where each collection read starts
+  Doc root_;
+  std::vector<Open> stack_;
+  std::vector<std::unique_ptr<Anchored>> anchors_;  // by yaml-cpp's anchor number
+  std::vector<std::string> anchor_names_;
+  std::size_t documents_ = 0;
 };
 
 // ---- TOML -> Doc ----
@@ -317,7 +532,7 @@ SourceLocation toml_at(const std::string& file, const toml::node& n) {
 Doc read_toml(const std::string& file, const toml::node& n, DocReading& r, std::size_t depth = 0) {
   Doc d;
   d.where = toml_at(file, n);
-  count_value(d.where, depth, false, r);
+  count_value(d.where, depth, r);
   if (const toml::table* t = n.as_table()) {
     d.kind = Doc::Kind::Map;
     // toml++ keeps a table's keys sorted; a flow keeps them in file order,
@@ -845,7 +1060,7 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
   } else {
     YamlReader reader(file, text);
     try {
-      root = reader.read(YAML::Load(std::string(text)));
+      root = reader.read(text);
     } catch (const YAML::DeepRecursion& e) {
       // yaml-cpp's own guard, deeper than ours, says only "bad file".
       throw FlowError(reader.at(e.mark), "nested more than " + std::to_string(kMaxDocDepth) +

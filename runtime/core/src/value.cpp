@@ -217,6 +217,31 @@ std::string non_finite_number_at(const boost::json::value& v, const std::string&
   return {};
 }
 
+std::string_view oversized_json_integer(std::string_view json) {
+  for (std::size_t at = 0; at < json.size();) {
+    if (json[at] == '"') {  // a string: to its closing quote, past escapes
+      for (++at; at < json.size() && json[at] != '"'; ++at) at += json[at] == '\\';
+      ++at;
+      continue;
+    }
+    // Outside strings, only numbers hold digits, '-', '.' and exponents.
+    const std::size_t end = json.find_first_not_of("+-0123456789.eE", at);
+    const std::string_view token = json.substr(at, end == std::string_view::npos ? end : end - at);
+    if (token.empty()) {
+      ++at;
+      continue;
+    }
+    at += token.size();
+    if (token.find_first_of(".eE") != std::string_view::npos) continue;  // a double as written
+    std::int64_t i = 0;
+    if (std::from_chars(token.data(), token.data() + token.size(), i).ec ==
+        std::errc::result_out_of_range) {
+      return token;
+    }
+  }
+  return {};
+}
+
 // ---- Value ----------------------------------------------------------------
 
 std::size_t Value::size() const {

@@ -109,7 +109,18 @@ json::object read_params_file(const std::filesystem::path& file) {
   if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
-  if (ec) v = yaml_params(text, file);
+  if (ec) {
+    v = yaml_params(text, file);
+  } else if (const std::string_view big = core::oversized_json_integer(text); !big.empty()) {
+    // As a YAML params file or a flow file says it, not rounded to a double.
+    const std::string_view before = std::string_view(text).substr(0, big.data() - text.data());
+    const auto line = 1 + std::count(before.begin(), before.end(), '\n');
+    const auto column = before.size() - (before.rfind('\n') + 1) + 1;  // npos + 1 is 0
+    throw SetupError(Setting::ParamsFile,
+                     file.string() + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                         ": " + std::string(big) +
+                         ": too large for a 64-bit integer; quote it to keep it as text");
+  }
   if (!v.is_object()) throw SetupError(Setting::ParamsFile, file.string() + ": expected an object");
   // JSON has no infinity: 1e999 parses to one, which a run cannot record.
   if (const std::string at = core::non_finite_number_at(v, "params"); !at.empty()) {
@@ -129,9 +140,26 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
     if (eq == std::string::npos || eq == 0) {
       throw SetupError(Setting::Param, kv + ": expected KEY=VALUE");
     }
+    // $ctx.params.a.b reads key b of param a: a param named "a.b" is one
+    // that no reference can reach.
+    if (const std::string key = kv.substr(0, eq); key.find('.') != std::string::npos) {
+      const std::string head = key.substr(0, key.find('.'));
+      throw SetupError(Setting::Param,
+                       key + ": a param name holds no '.' ($ctx.params." + key + " reads key '" +
+                           key.substr(head.size() + 1) + "' of param '" + head +
+                           "'); give the whole param: -p '" + head + "={...}' or --params-file");
+    }
     const std::string value = kv.substr(eq + 1);
     boost::system::error_code ec;
     json::value v = json::parse(value, ec);
+    if (const std::string_view big = core::oversized_json_integer(value); !ec && !big.empty()) {
+      const std::string key = kv.substr(0, eq);
+      throw SetupError(Setting::Param,
+                       key + ": " + std::string(big) +
+                           ": too large for a 64-bit integer; quote it to keep it as text" +
+                           (big.size() == value.size() ? " (-p '" + key + "=\"" + value + "\"')"
+                                                       : std::string()));
+    }
     params[kv.substr(0, eq)] = ec ? json::value(json::string(value)) : v;
   }
   for (const std::string& kv : args.secrets) {

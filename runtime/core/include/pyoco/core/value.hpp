@@ -190,6 +190,11 @@ Value from_json(const boost::json::value& json);
 // parser turns `1e999999` into one: a record holding it can be written,
 // never read back.
 std::string non_finite_number_at(const boost::json::value& json, const std::string& path);
+// The first integer written in JSON text `json` that a 64-bit integer
+// cannot hold ("12345678901234567890"), or empty. A JSON parser reads it as
+// a double and silently rounds it (to 12345678901234567168); the flow
+// reader refuses it, and so should every reader of params.
+std::string_view oversized_json_integer(std::string_view json);
 boost::json::value to_json(const Value& value);
 // Compact JSON text, for display and files (never between tasks).
 std::string to_json_text(const Value& value);
