@@ -265,6 +265,16 @@ const std::vector<Case>& cases() {
         (fixture_dir() / "pl025_crash" / "libpyoco_pl025_crash.so").string(), "-o", "out.toml"},
        1,
        "libpyoco_pl025_crash.so crashed while loading"},
+      // The same library loaded by a run: named, and nothing ran (exit 139
+      // with no word before).
+      {"a library that crashes while a run loads it",
+       [](const fs::path& d) {
+         write(d / "f.yaml", "flow: {name: x, graph: a}\ntasks:\n  a: {use: pl025_crash/alpha}\n");
+       },
+       {"run", "f.yaml", "--plugin-path", (fixture_dir() / "pl025_crash").string()},
+       2,
+       "libpyoco_pl025_crash.so crashed while loading (a fault in its code run at load or in "
+       "register_tasks); nothing ran"},
       // A manifest that cannot be read is skipped: a flow using its tasks
       // says so, not only that no plugin provides them.
       {"a flow whose plugin's manifest was skipped",

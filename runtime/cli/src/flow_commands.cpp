@@ -18,7 +18,9 @@
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -194,6 +196,49 @@ fs::path artifact_dir(const RunOptionsCli& o) {
   return env != nullptr ? fs::path(env) : fs::path(".pyoco/artifacts");
 }
 
+// While a run's plugins load (their code runs in this process: static
+// constructors, register_tasks), a fault in that code is named with its
+// library, and nothing ran; it was a bare exit 139. Any other fault goes on
+// to the handler that was there before (the default, or a sanitizer's).
+// Only write(2), sigaction(2) and _exit(2) in the handler.
+constexpr int kFaults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+struct sigaction g_before_fault[std::size(kFaults)];
+
+extern "C" void on_fault_while_loading(int sig) {
+  const char* library = plugins::library_being_loaded();
+  if (library == nullptr) {
+    for (std::size_t i = 0; i < std::size(kFaults); ++i) {
+      if (kFaults[i] == sig) sigaction(sig, &g_before_fault[i], nullptr);
+    }
+    return;  // the fault happens again, there (SIGABRT: abort raises it again)
+  }
+  auto put = [](const char* text) {
+    [[maybe_unused]] const auto n = ::write(STDERR_FILENO, text, std::strlen(text));
+  };
+  put("pyoco run: ");
+  put(library);
+  put(" crashed while loading (a fault in its code run at load or in register_tasks); nothing "
+      "ran (run `pyoco plugins lint` on its plugin)\n");
+  ::_exit(kExitUsage);
+}
+
+// Names the library of a fault while the plugins load (see above).
+struct FaultsWhileLoading {
+  FaultsWhileLoading() {
+    struct sigaction sa {};
+    sa.sa_handler = on_fault_while_loading;
+    sigemptyset(&sa.sa_mask);
+    for (std::size_t i = 0; i < std::size(kFaults); ++i) {
+      sigaction(kFaults[i], &sa, &g_before_fault[i]);
+    }
+  }
+  ~FaultsWhileLoading() {
+    for (std::size_t i = 0; i < std::size(kFaults); ++i) {
+      sigaction(kFaults[i], &g_before_fault[i], nullptr);
+    }
+  }
+};
+
 int run_flow(const RunOptionsCli& o) {
   // Ctrl+C and SIGTERM are watched from the start, not only once the run
   // has started: one that comes while the flow is read leaves at once, and
@@ -303,7 +348,9 @@ int run_flow(const RunOptionsCli& o) {
     running = &*local;
   }
   // Not under the lock: starting loads the plugins, which may take a while.
+  std::optional<FaultsWhileLoading> named(std::in_place);
   Run run = local->start(*engine);
+  named.reset();
   {
     std::lock_guard lock(state_mutex);
     started = run;

@@ -6,9 +6,11 @@
 #include <dlfcn.h>
 #include <boost/dll/shared_library.hpp>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "registration.hpp"
@@ -155,6 +157,12 @@ LoadedPlugin register_plugin(const Manifest& m) {
   return out;
 }
 
+namespace {
+std::atomic<const char*> g_loading{nullptr};
+}  // namespace
+
+const char* library_being_loaded() noexcept { return g_loading.load(std::memory_order_acquire); }
+
 const LoadedPlugin& load_plugin(const Manifest& m) {
   static std::mutex mutex;
   static auto* plugins = new std::map<std::filesystem::path, std::unique_ptr<LoadedPlugin>>();
@@ -162,7 +170,16 @@ const LoadedPlugin& load_plugin(const Manifest& m) {
   const std::filesystem::path key = std::filesystem::weakly_canonical(m.dir);
   if (auto it = plugins->find(key); it != plugins->end()) return *it->second;
 
+  // Named while its code runs (static constructors, register_tasks): a
+  // program may say which library a crash came from. One load at a time.
+  const std::string loading = m.library_path().string();
+  struct Loading {
+    explicit Loading(const char* path) { g_loading.store(path, std::memory_order_release); }
+    ~Loading() { g_loading.store(nullptr, std::memory_order_release); }
+  };
+  std::optional<Loading> named(std::in_place, loading.c_str());
   LoadedPlugin r = register_plugin(m);
+  named.reset();
   const TaskMismatch diff = compare_tasks(m, r.tasks);
   if (!diff.empty()) r.release_tasks();
   auto join = [](const std::vector<std::string>& names) {

@@ -52,6 +52,11 @@ struct LoadedPlugin {
 // Throws LoadError.
 const LoadedPlugin& load_plugin(const Manifest& manifest);
 
+// The library load_plugin is loading now (its code may be running: static
+// constructors, register_tasks), or null. Async-signal-safe: a program's
+// fault handler may name it.
+const char* library_being_loaded() noexcept;
+
 // The host's function table, for tests that drive a plugin by hand.
 const pyoco_host_api& host_api();
 
