@@ -102,6 +102,8 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
   BOOST_TEST(lines[1].at("message").as_string() == "🥕 Processing: carrot");
   BOOST_TEST(logs("?task=save_result").at("items").as_array().size() == 1u);
   BOOST_TEST(logs("?tail=1").at("items").as_array().at(0).at("node").as_string() == "save_result");
+  // With a tail, limit does not apply, as documented (limit=0 was a 422).
+  BOOST_TEST(logs("?tail=1&limit=0").at("items").as_array().size() == 1u);
   const auto next = logs("").at("next_after").to_number<std::uint64_t>();
   BOOST_TEST(logs("?after=" + std::to_string(next)).at("items").as_array().empty());
   BOOST_TEST(s.call(http::verb::get, "/runs/nope/logs").status == 404u);

@@ -487,7 +487,8 @@ class Gateway {
       after = whole_number(a, 0, kMaxSequence, "after: a stream sequence, as next_after gives");
     if (const std::string t = query_value(req.target(), "tail"); !t.empty())
       tail = whole_number(t, 0, 10000, "tail: a number of lines from 0 to 10000");
-    if (const std::string l = query_value(req.target(), "limit"); !l.empty())
+    // With a tail, limit does not apply (docs/cluster.md): not even checked.
+    if (const std::string l = query_value(req.target(), "limit"); !l.empty() && tail == 0)
       limit = whole_number(l, 1, 10000, "limit: a number of lines from 1 to 10000");
     const std::string subject = "pyoco.ev." + id + ".log";
     LogLines items;
