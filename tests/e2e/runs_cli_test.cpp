@@ -415,9 +415,11 @@ BOOST_AUTO_TEST_CASE(mistakes_and_an_unusable_history_say_what_to_do) {
 }
 
 BOOST_AUTO_TEST_CASE(list_shows_the_newest_20_unless_asked) {
+  // Ids given with --run-id are shown whole: these share their first eight
+  // characters (`runs list` showed "nightly-" for every one).
   for (int i = 0; i <= 20; ++i) {
-    char id[16];
-    std::snprintf(id, sizeof id, "run-%02d", i);
+    char id[32];
+    std::snprintf(id, sizeof id, "nightly-run-%02d", i);
     BOOST_TEST_REQUIRE(pyoco({"run", flow("chain.yaml").string(), "--run-id", id}).exit_code == 0);
   }
   const ProcessResult list = pyoco({"runs", "list"});
@@ -428,8 +430,8 @@ BOOST_AUTO_TEST_CASE(list_shows_the_newest_20_unless_asked) {
   std::getline(lines, line);  // the header
   while (std::getline(lines, line)) ids.push_back(line.substr(0, line.find(' ')));
   BOOST_TEST_REQUIRE(ids.size() == 20u, list.out);
-  BOOST_TEST(ids.front() == "run-20");  // newest first
-  BOOST_TEST(ids.back() == "run-01");   // run-00 is the 21st
+  BOOST_TEST(ids.front() == "nightly-run-20");  // newest first
+  BOOST_TEST(ids.back() == "nightly-run-01");   // nightly-run-00 is the 21st
   BOOST_TEST(runs_json().size() == 20u);
   BOOST_TEST(runs_json({"-n", "21"}).size() == 21u);
   BOOST_TEST(runs_json({"--limit", "3"}).size() == 3u);

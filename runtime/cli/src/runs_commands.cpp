@@ -27,6 +27,18 @@ using store::Clock;
 
 namespace {
 
+// How a run is named in what pyoco prints: a generated UUID by its first
+// eight characters (plenty to tell runs apart, and `runs show` takes any
+// prefix); an id a user chose (--run-id nightly-2026-12-01) whole, since
+// its first eight may be shared by every run of its kind.
+std::string shown_id(const std::string& id) {
+  const bool uuid = id.size() == 36 && id[8] == '-' && id[13] == '-' && id[18] == '-' &&
+                    id[23] == '-' && std::all_of(id.begin(), id.end(), [](char c) {
+                      return c == '-' || std::isxdigit(static_cast<unsigned char>(c)) != 0;
+                    });
+  return uuid ? id.substr(0, 8) : id;
+}
+
 // {"std":"0.1.0","hello":"0.1.0"} as "hello 0.1.0, std 0.1.0"; "-" for none.
 std::string plugins_text(const std::string& json_text) {
   boost::system::error_code ec;
@@ -155,7 +167,7 @@ int list_runs(const ListOptions& o) {
   }
   Table table({"ID", "FLOW", "STATUS", "STARTED", "DURATION"});
   for (const auto& r : runs) {
-    table.add({r.id.substr(0, 8), r.flow, core::to_string(r.status), local_time(r.started),
+    table.add({shown_id(r.id), r.flow, core::to_string(r.status), local_time(r.started),
                run_duration(r)});
   }
   table.print(std::cout);
@@ -222,7 +234,7 @@ int run_output(const OutputOptions& o) {
   auto history = runner::open_run_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto outputs = history->outputs(r.id);
-  const std::string run = r.id.substr(0, 8);
+  const std::string run = shown_id(r.id);
   if (o.node.empty()) {
     json::object all;
     for (const auto& out : outputs) {
@@ -315,8 +327,8 @@ int run_logs(const LogsOptions& o) {
     const bool known = std::any_of(tasks.begin(), tasks.end(),
                                    [&](const TaskRecord& t) { return t.node == o.task; });
     if (!known && core::is_terminal(r.status)) {
-      throw RunsError("run " + r.id.substr(0, 8) + " has no task " + o.task +
-                      " (see `pyoco runs show " + r.id.substr(0, 8) + "`)");
+      throw RunsError("run " + shown_id(r.id) + " has no task " + o.task +
+                      " (see `pyoco runs show " + shown_id(r.id) + "`)");
     }
   }
   store::LogFilter filter;
@@ -346,7 +358,7 @@ int run_logs(const LogsOptions& o) {
     }
   }
   if (printed == 0 && !o.follow) {
-    std::cerr << "run " << r.id.substr(0, 8) << ": no log lines"
+    std::cerr << "run " << shown_id(r.id) << ": no log lines"
               << (o.task.empty() ? "" : " from task " + o.task) << '\n';
   }
   return kExitOk;
@@ -412,7 +424,7 @@ int list_artifacts(const RunIdOptions& o) {
     }
   }
   if (table.size() == 0) {
-    std::cout << "run " << r.id.substr(0, 8) << " saved no artifacts\n";
+    std::cout << "run " << shown_id(r.id) << " saved no artifacts\n";
     return kExitOk;
   }
   table.print(std::cout);
