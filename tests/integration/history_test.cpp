@@ -56,6 +56,7 @@ class CountingStore : public StateStore {
     return inner_->outputs(id);
   }
   bool claim(const RunRecord& r) override { return inner_->claim(r); }
+  void unclaim(std::string_view id) override { inner_->unclaim(id); }
   bool request_cancel(std::string_view id) override { return inner_->request_cancel(id); }
   std::size_t trim(std::size_t keep) override { return inner_->trim(keep); }
 

@@ -193,6 +193,19 @@ BOOST_AUTO_TEST_CASE(a_run_id_is_claimed_at_once) {
                     runner::SetupError);
 }
 
+// A run id whose run never started (start() threw) is free again: it was
+// kept as a run the next process recovered as interrupted.
+BOOST_AUTO_TEST_CASE(a_run_id_whose_run_did_not_start_is_free_again) {
+  std::ofstream(dir.path() / "unknown.yaml")
+      << "flow: {name: unknown, graph: a}\ntasks:\n  a: {use: nosuch/task}\n";
+  {
+    runner::LocalRun local(runner::load_flow(dir.path() / "unknown.yaml"), setup("retry-me"));
+    BOOST_CHECK_THROW(local.start(engine), core::FlowError);
+  }
+  BOOST_TEST(!runner::open_run_history(history_file)->run("retry-me").has_value());
+  runner::LocalRun again(runner::load_flow(flow_file("sleepy.yaml")), setup("retry-me"));
+}
+
 // A LocalRun destroyed while its run goes cancels it and records its end
 // (its history writer went with it: the run was recorded as interrupted
 // although it went on).

@@ -584,6 +584,13 @@ BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
       "flow:\n  graph: a\n  defaults:\n    s: &s " + std::string(1'000'000, 'x') + "\n    l: [*s";
   for (int i = 1; i < 3000; ++i) big_string_aliased += ",*s";
   big_string_aliased += "]\n";
+  // 55 anchors nested around one list of 100,000 values, no alias at all:
+  // each anchor keeps its own copy (5.5 million values).
+  std::string nested_anchors = "flow:\n  graph: a\n  defaults:\n    d: ";
+  for (int i = 0; i < 55; ++i) nested_anchors += "&n" + std::to_string(i) + " [";
+  for (int i = 0; i < 100'000; ++i) nested_anchors += i ? ",1" : "1";
+  for (int i = 0; i < 55; ++i) nested_anchors += "]";
+  nested_anchors += "\n";
   struct Case {
     const char* name;
     std::string text;
@@ -600,6 +607,9 @@ BOOST_AUTO_TEST_CASE(hostile_yaml_is_an_error_not_a_crash_or_a_memory_bomb) {
       {"lists 100 deep", deep, "nested more than 64 levels deep", 4},
       {"lists 3000 deep", deeper, "nested more than 64 levels deep; flatten the file", 4},
       {"a million values", wide, "the file holds more than 1000000 values; split it up", 0},
+      {"anchors nested around a large list", nested_anchors,
+       "YAML anchors keep more than 1000000 values (each anchor inside another copies it again)",
+       4},
   };
   for (const Case& c : table) {
     BOOST_TEST_CONTEXT(c.name) {

@@ -92,6 +92,7 @@ struct DocReading {
   std::size_t aliased = 0;  // values read again through a YAML alias
   std::size_t bytes = 0;    // text of scalars and keys
   std::size_t aliased_bytes = 0;
+  std::size_t anchored = 0;  // values anchors keep a copy of (nested anchors: each its own)
 };
 
 // Both formats are read into this located tree first, so that the schema
@@ -485,6 +486,13 @@ class YamlReader : public YAML::EventHandler {
 
   void remember(YAML::anchor_t anchor, const Doc& d, const std::string& text, std::size_t values,
                 std::size_t bytes, std::size_t height) {
+    // Each anchor keeps a copy of what it names, so anchors nested 60 deep
+    // around a large list copy it 60 times with no alias at all.
+    if ((reading_.anchored += values) > kMaxDocValues) {
+      throw FlowError(d.where, "YAML anchors keep more than " + std::to_string(kMaxDocValues) +
+                                   " values (each anchor inside another copies it again); use "
+                                   "fewer nested anchors");
+    }
     if (anchors_.size() <= anchor) anchors_.resize(anchor + 1);
     anchors_[anchor] = std::make_unique<Anchored>(Anchored{d, text, values, bytes, height});
   }

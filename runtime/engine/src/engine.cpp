@@ -197,6 +197,11 @@ Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions opt
 
 Run Engine::start(const Flow& flow, core::Value params, RunOptions options) {
   // `params` over RunOptions::params, both over the flow's defaults.
+  if (!options.params.is_null() && !options.params.is_object()) {
+    throw std::invalid_argument(std::string("pyoco::Engine::start: RunOptions::params must be an "
+                                            "object (JSON {...}), not ") +
+                                core::to_string(options.params.kind()));
+  }
   if (options.params.is_object() && params.is_object()) {
     options.params = merged_over(options.params, params);
   } else if (!params.is_null()) {

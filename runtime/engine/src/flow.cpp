@@ -18,7 +18,9 @@ Step single(dsl::Term t) {
 
 // a & b & c makes one group of three, not nested groups. `a` is taken
 // over: `fan &= node` in a loop adds a branch without copying the group.
-void join(Step& a, const Step& b, bool any) {
+void join(Step& a, const Step& b_in, bool any) {
+  const Step self_copy = &a == &b_in ? b_in : Step{};  // fan &= fan
+  const Step& b = &a == &b_in ? self_copy : b_in;
   if (a.pipeline.terms.size() == 1) {
     if (auto* ga = std::get_if<dsl::GroupTerm>(&a.pipeline.terms.front());
         ga != nullptr && ga->any == any) {

@@ -115,6 +115,10 @@ void InterruptWatcher::loop() {
     if (n <= 0 || byte == 0) return;
     if (byte == SIGURG) {
       if (actions_.check_now) actions_.check_now();
+    } else if (byte == SIGHUP && interrupts > 0) {
+      // A closed terminal may send it twice (the shell, then the kernel as
+      // the session ends): a hang-up never escalates to leaving at once.
+      continue;
     } else if (++interrupts == 1) {
       if (actions_.cancel) actions_.cancel();
     } else {

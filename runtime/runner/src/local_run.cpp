@@ -79,11 +79,13 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
         store::RunRecord claim;
         claim.id = setup.run_id;
         claim.flow = flow_.flow->spec->name;
+        claim.params = "{}";
         claim.started = std::chrono::system_clock::now();
         claim.host = me.host;
         claim.pid = me.pid;
         claim.pid_start = me.start;
         known = !setup.history->claim(claim);
+        if (!known) claimed_in_ = setup.history, claimed_id_ = setup.run_id;
       } catch (const store::StoreError&) {
         // a history that cannot be written has nothing to collide with
       }
@@ -146,6 +148,15 @@ std::string LocalRun::finish() {
         trace_path_.string() + ": the trace was not written whole (a write failed: disk full?)";
   }
   if (!history_) return {};
+  if (!run_ && claimed_in_) {
+    // Nothing started under the id (start() threw: a plugin that does not
+    // load): it is free again, not a run recorded as interrupted.
+    try {
+      claimed_in_->unclaim(claimed_id_);
+    } catch (const store::StoreError&) {
+      // the next process recovers it as interrupted
+    }
+  }
   history_->flush();
   std::string error = history_->last_error();
   if (!error.empty()) {

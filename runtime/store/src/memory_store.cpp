@@ -114,6 +114,15 @@ class MemoryStateStore final : public StateStore {
     return true;
   }
 
+  void unclaim(std::string_view run_id) override {
+    std::lock_guard lock(mutex_);
+    auto it = runs_.find(std::string(run_id));
+    if (it != runs_.end() && it->second.run.status == core::RunStatus::Pending &&
+        it->second.tasks.empty()) {
+      runs_.erase(it);
+    }
+  }
+
   bool request_cancel(std::string_view run_id) override {
     std::lock_guard lock(mutex_);
     auto it = runs_.find(std::string(run_id));

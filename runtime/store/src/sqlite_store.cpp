@@ -499,6 +499,16 @@ class SqliteStateStore final : public StateStore {
     return claimed;
   }
 
+  void unclaim(std::string_view run_id) override {
+    std::lock_guard lock(mutex_);
+    WriteTransaction tx(db_);
+    Statement s(db_,
+                "DELETE FROM runs WHERE id=?1 AND status='PENDING' AND NOT EXISTS(SELECT 1 FROM "
+                "task_pages WHERE run_id=?1)");
+    s.bind(1, run_id).run();
+    tx.commit();
+  }
+
   bool request_cancel(std::string_view run_id) override {
     std::lock_guard lock(mutex_);
     WriteTransaction tx(db_);

@@ -158,6 +158,9 @@ class EndListener : public trace::EventListener {
 
 }  // namespace
 
+// How long a job drain hands back waits before NATS offers it again.
+constexpr std::int64_t kHandBackDelayMs = 3000;
+
 struct Worker::State : std::enable_shared_from_this<Worker::State> {
   struct Active {
     std::string run_id;
@@ -173,6 +176,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     std::chrono::steady_clock::time_point lease_written;  // when its record last said it is ours
     std::atomic<bool> lost{false};  // another owner holds it now: never write, never ack
     bool handed_back = false;       // given up by drain: its job is nak'd (under the mutex)
+    bool finishing = false;  // finish() is writing its end: drain leaves it be (under the mutex)
     ~Active() {
       if (redelivered != nullptr) natsMsg_Destroy(redelivered);  // unacked: NATS sends it again
     }
@@ -791,6 +795,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       if (!it->second->run) return false;  // its start has not returned yet
       a = it->second.get();
       take_redelivery(*a);
+      // From here drain does not hand it back: its end is written (or, when
+      // drain got there first and it is lost, not), and its job acked here.
+      a->finishing = true;
     }
     const Run& run = *a->run;
     const core::RunStatus status = run.status();
@@ -827,7 +834,11 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     std::lock_guard lock(mutex);
     if (a->handed_back && !leases_given_up) {
       to_hand_back.push_back(a->msg);  // drain naks it once its lease is given up
+      a->msg = nullptr;
     } else {
+      // Handed back once drain gave its lease up: nak'd here (drain left it
+      // to this finish).
+      if (a->handed_back) natsMsg_NakWithDelay(a->msg, kHandBackDelayMs, nullptr);
       natsMsg_Destroy(a->msg);
     }
     active.erase(id);
@@ -863,7 +874,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
               tasks.write(s);
               s["plugins"] = plugins_json(*a->run);
               s["heartbeat_at"] = at;
-              s["owner"].as_object()["lease_until"] = at + lease_seconds();
+              // Tried again on a conflict: a drain that gave the lease up
+              // meanwhile is not undone.
+              if (!a->lost) s["owner"].as_object()["lease_until"] = at + lease_seconds();
             },
             a->last_written ? &*a->last_written : nullptr);
       } catch (const NatsError&) {
@@ -970,6 +983,7 @@ void Worker::drain(std::chrono::milliseconds grace) {
                    {{"runs", s.active.size()}});
     }
     for (auto& [id, a] : s.active) {
+      if (a->finishing) continue;  // it ended in time: finish() writes its end and acks it
       if (!a->lost) {
         handed_back.emplace_back(id, a->owner);
         a->handed_back = true;
@@ -983,9 +997,12 @@ void Worker::drain(std::chrono::milliseconds grace) {
     s.stopping = true;
     s.changed.notify_all();
   }
-  // Its lease given up, then its job nak'd: the next worker claims it now,
-  // not after the AckWait and then the lease (about 35 s at the defaults).
-  // A write or a nak that fails leaves it to those, as before.
+  // Its lease given up, then its job nak'd: the next worker claims it in
+  // moments, not after the AckWait and then the lease (about 35 s at the
+  // defaults). The nak waits kHandBackDelay: the cancelled run's bodies
+  // get the engine's second to stop and this process time to exit (its
+  // commands die with it), so no step runs here and there at once. A
+  // write or a nak that fails leaves it to the AckWait, as before.
   for (const auto& [id, owner] : handed_back) {
     try {
       cluster::owner_write(s.runs, id, owner, [](json::object& snap) {
@@ -1002,12 +1019,14 @@ void Worker::drain(std::chrono::milliseconds grace) {
     std::lock_guard lock(s.mutex);
     s.leases_given_up = true;
     for (natsMsg* m : s.to_hand_back) {
-      natsMsg_Nak(m, nullptr);
+      natsMsg_NakWithDelay(m, kHandBackDelayMs, nullptr);
       natsMsg_Destroy(m);
     }
     s.to_hand_back.clear();
     for (auto& [id, a] : s.active) {
-      if (a->handed_back && a->msg != nullptr) natsMsg_Nak(a->msg, nullptr);
+      if (a->handed_back && !a->finishing && a->msg != nullptr) {
+        natsMsg_NakWithDelay(a->msg, kHandBackDelayMs, nullptr);
+      }
     }
   }
   if (s.cancel_sub != nullptr) {

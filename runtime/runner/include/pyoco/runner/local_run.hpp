@@ -109,6 +109,9 @@ class LocalRun {
   RunOptions options_;
   std::shared_ptr<trace::EventQueue> events_;
   std::unique_ptr<store::HistoryWriter> history_;
+  // Where the run id was claimed: given back when no run starts under it.
+  std::shared_ptr<store::StateStore> claimed_in_;
+  std::string claimed_id_;
   std::optional<Run> run_;
   bool finished_ = false;
   std::shared_ptr<std::ofstream> trace_file_;

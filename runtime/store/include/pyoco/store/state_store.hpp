@@ -135,6 +135,8 @@ class StateStore {
   // Writes `run` only if no run has its id, at once: false if one has (two
   // processes given the same run id: one of them gets it).
   virtual bool claim(const RunRecord& run) = 0;
+  // Deletes a claim no run was started under (still PENDING, no tasks).
+  virtual void unclaim(std::string_view run_id) = 0;
 
   // Asks the process running `run_id` to cancel it; false if no such run.
   virtual bool request_cancel(std::string_view run_id) = 0;
