@@ -409,6 +409,25 @@ BOOST_AUTO_TEST_CASE(shell_refuses_env_names_and_nuls_it_cannot_pass_and_names_a
   }
 }
 
+// Many commands forked at once from several workers, each printing more
+// than a pipe holds: a pidfd's wake-up meant for another command once made
+// the plugin's reactor wait for a command that was still printing, into a
+// pipe only the reactor reads, and the run hung (about one run in three).
+BOOST_AUTO_TEST_CASE(parallel_shell_commands_with_large_output_all_finish) {
+  std::string items;
+  for (int i = 0; i < 300; ++i) items += (i ? ", " : "") + std::to_string(i);
+  Run r = run("flow:\n  defaults: {items: [" + items +
+              "]}\n  graph: |\n    each: foreach(over={{items}}, item=it, parallel=8) { t }\n"
+              "tasks:\n  t: {use: \"std/shell\", inputs: {command: \"head -c 200000 /dev/zero; "
+              "seq 1 1000\"}}\n");
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  std::size_t done = 0;
+  for (const auto& t : r.tasks()) {
+    if (t.node.rfind("t[", 0) == 0 && t.state == TaskState::Succeeded) ++done;
+  }
+  BOOST_TEST(done == 300u);
+}
+
 BOOST_AUTO_TEST_CASE(shell_cancel_terminates_the_command) {
   PidFifo fifo(dir.path());
   Run r = start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +

@@ -225,24 +225,42 @@ class Command : public std::enable_shared_from_this<Command> {
     if (pidfd >= 0) {
       exit_.assign(pidfd);
       exit_.async_wait(asio::posix::stream_descriptor::wait_read,
-                       [self = shared_from_this()](boost::system::error_code) { self->reap(); });
+                       [self = shared_from_this()](boost::system::error_code ec) {
+                         if (!ec) return self->reap();
+                         self->exit_.close();  // epoll refused it: look every 10 ms
+                         self->poll_exit();
+                       });
       return;
     }
-    // Kernels before 5.3 have no pidfd: look every 10 ms.
+    poll_exit();  // kernels before 5.3 have no pidfd
+  }
+
+  void poll_exit() {
     timer_.expires_after(std::chrono::milliseconds(10));
     timer_.async_wait([self = shared_from_this()](boost::system::error_code) {
       if (waitpid(self->pid_, &self->status_, WNOHANG) == self->pid_) {
         self->exited_ = true;
         return self->finish_if_done();
       }
-      self->wait_for_exit();
+      self->poll_exit();
     });
   }
 
+  // Never waits: a pidfd's wake-up can be another descriptor's. Asio
+  // closes a descriptor without removing it from epoll (close() removes
+  // it), but a command forked meanwhile on another thread holds a copy
+  // until its exec, so a closed pidfd's events (its process reaped) can
+  // still arrive, at the registration Asio has reused for this one. A
+  // blocking waitpid here then held the reactor while this command filled
+  // its stdout pipe, which only the reactor reads: parallel shell tasks
+  // hung for ever. A wake-up that finds the command still running opens a
+  // new pidfd, which epoll checks when it is added.
   void reap() {
-    while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+    pid_t got;
+    while ((got = waitpid(pid_, &status_, WNOHANG)) < 0 && errno == EINTR) {
     }
     exit_.close();
+    if (got == 0) return wait_for_exit();
     exited_ = true;
     finish_if_done();
   }
