@@ -1305,6 +1305,23 @@ tasks:
   BOOST_TEST(r.params().find("p").as_int() == 1);
 }
 
+// Each iteration's `$loop.index` lives in a value of its own, so collecting
+// them gathers as many arenas as iterations (this was O(n^2): 200,000
+// iterations took 36 s; docs/performance.md). The list is whole and in order.
+BOOST_FIXTURE_TEST_CASE(a_loop_collects_each_iterations_loop_index_in_order, EngineFixture) {
+  constexpr int kIterations = 2000;
+  Run r = run("flow: {graph: \"repeat(count=" + std::to_string(kIterations) +
+                  R"(, collect=list) { x }"}
+tasks:
+  x: {use: "t/emit", inputs: {value: "$loop.index"}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  const Value out = r.output("repeat_1");
+  BOOST_TEST_REQUIRE(out.size() == static_cast<std::size_t>(kIterations));
+  for (int k = 0; k < kIterations; ++k) BOOST_TEST_REQUIRE(out.at(k).as_int() == k);
+}
+
 // "An iteration's output is the output of its body's last node, or, when
 // the body ends in several nodes, an object of their outputs by name."
 // "An iteration that fails ends the loop: no further iteration starts."
