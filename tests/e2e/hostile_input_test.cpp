@@ -183,6 +183,13 @@ const std::vector<Case>& cases() {
        1,
        "this run reached its limit of 50 tasks (PYOCO_MAX_TASKS)",
        {{"PYOCO_MAX_TASKS", "50"}}},
+      {"more plain nodes than the run's task limit",
+       [](const fs::path& d) { loop_flow(d, "a >> b: a >> c: a"); },
+       {"run", "f.yaml", "--non-cute"},
+       2,
+       "pyoco run: flow 'x' has 3 tasks, over the run's limit of 2 tasks (PYOCO_MAX_TASKS): "
+       "raise the limit or split the flow",
+       {{"PYOCO_MAX_TASKS", "2"}}},
       {"a limit that is not a number",
        [](const fs::path& d) { loop_flow(d, "a"); },
        {"run", "f.yaml"},

@@ -607,6 +607,44 @@ tasks:
   }
 }
 
+// The limit held only loops and switches: a flow of more plain nodes than
+// it allows ran whole. It is refused at start, before any task runs; a flow
+// of exactly the limit runs.
+BOOST_AUTO_TEST_CASE(a_flow_of_more_nodes_than_the_task_limit_is_refused_at_start) {
+  std::atomic<int> calls{0};
+  auto count = [&calls](TaskCall&, const Value&) {
+    ++calls;
+    return Value();
+  };
+  const std::string yaml = R"(flow: {name: wide, graph: "a >> (b & c) >> d"}
+tasks:
+  a: {use: "t/count"}
+  b: {use: "t/count"}
+  c: {use: "t/count"}
+  d: {use: "t/count"}
+)";
+  RunOptions o;
+  o.local_tasks = {{"t/count", count}};
+  o.limits.max_tasks = 3;
+  try {
+    engine.start(compile(yaml), std::move(o));
+    BOOST_ERROR("a flow of 4 tasks started under a limit of 3");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string(e.what()) ==
+               "flow 'wide' has 4 tasks, over the run's limit of 3 tasks (PYOCO_MAX_TASKS): "
+               "raise the limit or split the flow");
+  }
+  BOOST_TEST(calls.load() == 0);
+
+  RunOptions fits;
+  fits.local_tasks = {{"t/count", count}};
+  fits.limits.max_tasks = 4;
+  Run r = engine.start(compile(yaml), std::move(fits));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST((r.status() == core::RunStatus::Completed));
+  BOOST_TEST(calls.load() == 4);
+}
+
 BOOST_AUTO_TEST_CASE(a_heartbeats_progress_is_kept_between_0_and_1_or_unknown) {
   auto beat = [](double progress) {
     return [progress](TaskCall& call, const Value&) {
@@ -1305,6 +1343,23 @@ tasks:
   BOOST_TEST(r.params().find("p").as_int() == 1);
 }
 
+// Each iteration's `$loop.index` lives in a value of its own, so collecting
+// them gathers as many arenas as iterations (this was O(n^2): 200,000
+// iterations took 36 s; docs/performance.md). The list is whole and in order.
+BOOST_FIXTURE_TEST_CASE(a_loop_collects_each_iterations_loop_index_in_order, EngineFixture) {
+  constexpr int kIterations = 2000;
+  Run r = run("flow: {graph: \"repeat(count=" + std::to_string(kIterations) +
+                  R"(, collect=list) { x }"}
+tasks:
+  x: {use: "t/emit", inputs: {value: "$loop.index"}}
+)",
+              {{"t/emit", echo_value}});
+  BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+  const Value out = r.output("repeat_1");
+  BOOST_TEST_REQUIRE(out.size() == static_cast<std::size_t>(kIterations));
+  for (int k = 0; k < kIterations; ++k) BOOST_TEST_REQUIRE(out.at(k).as_int() == k);
+}
+
 // "An iteration's output is the output of its body's last node, or, when
 // the body ends in several nodes, an object of their outputs by name."
 // "An iteration that fails ends the loop: no further iteration starts."
@@ -1695,6 +1750,26 @@ BOOST_AUTO_TEST_CASE(params_that_are_not_an_object_are_refused) {
     BOOST_CHECK_THROW(engine.start(flow, json(bad)), std::invalid_argument);
     BOOST_CHECK_THROW(flow.defaults(json(bad)), std::invalid_argument);
   }
+  // One check, one message: "<what> must be an object (JSON {...}), not <kind>".
+  auto message = [](auto&& call) {
+    try {
+      call();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  BOOST_TEST(message([&] { engine.start(flow, json("[1]")); }) ==
+             "pyoco::Engine::start: params must be an object (JSON {...}), not array");
+  BOOST_TEST(message([&] {
+               RunOptions o;
+               o.params = json("7");
+               engine.start(flow, {}, std::move(o));
+             }) ==
+             "pyoco::Engine::start: RunOptions::params must be an object (JSON {...}), not "
+             "int");
+  BOOST_TEST(message([&] { flow.defaults(json("\"text\"")); }) ==
+             "pyoco::Flow p: defaults must be an object (JSON {...}), not string");
   Run ok = engine.start(flow, json(R"({"n": 1})"));
   BOOST_TEST_REQUIRE(ok.wait_for(std::chrono::seconds(30)));
   BOOST_TEST(ok.params().find("n").as_int() == 1);

@@ -469,9 +469,15 @@ BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {
     if (core::is_terminal(state)) t.ended = Clock::now() - std::chrono::seconds(3);
     return t;
   };
-  const std::vector<TaskRecord> table{task("done", TaskState::Succeeded),
-                                      task("busy", TaskState::Running),
-                                      task("waiting", TaskState::Pending)};
+  std::vector<TaskRecord> table{task("done", TaskState::Succeeded),
+                                task("busy", TaskState::Running),
+                                task("waiting", TaskState::Pending)};
+  // The busy task's heartbeat is the last thing heard of the run: its end
+  // (it was the busy task's start, 3 s too early).
+  const Clock::time_point last_heard = Clock::now() - std::chrono::seconds(1);
+  table[1].progress = 0.5;
+  table[1].heartbeat = "half way";
+  table[1].heartbeat_at = last_heard;
   b.tasks.push_back(TaskPages::all("dead", table));
   store->write(b);
 
@@ -483,6 +489,7 @@ BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {
   BOOST_TEST(core::to_string(dead.status) == "FAILED");
   BOOST_TEST(dead.reason == "interrupted");
   BOOST_TEST(us(dead.ended) > us(dead.started));
+  BOOST_TEST(us(dead.ended) == us(last_heard));
   const auto ts = store->tasks("dead");
   BOOST_TEST(core::to_string(ts[0].state) == "SUCCEEDED");
   BOOST_TEST(core::to_string(ts[1].state) == "FAILED");

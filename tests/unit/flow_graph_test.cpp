@@ -257,6 +257,31 @@ tasks:
   BOOST_TEST(unbounded);
 }
 
+// `null:` is a YAML habit, but a label of the graph DSL is the string
+// "null" (as pyoco compiles it): a null subject never takes that case.
+BOOST_AUTO_TEST_CASE(check_warns_that_a_null_case_label_is_a_string) {
+  const auto ds = check(R"(flow: {graph: "switch(on={{m}}) { null: a; None: a; default: b }"}
+tasks:
+  a: {use: p/a}
+  b: {use: p/b}
+)");
+  BOOST_TEST(errors(ds) == "");
+  std::vector<std::string> warnings;
+  for (const auto& d : ds) {
+    if (d.severity == Diagnostic::Severity::Warning && d.message.rfind("case '", 0) == 0) {
+      warnings.push_back(d.where.to_string() + ": " + d.message);
+    }
+  }
+  const std::vector<std::string> expected = {
+      "flow.yaml:1:35: case 'null' is the string \"null\" (as in pyoco), not null: a null "
+      "subject does not match it; to catch null write default:, or switch on {{x == null}} with "
+      "true:",
+      "flow.yaml:1:44: case 'None' is the string \"None\" (as in pyoco), not null: a null "
+      "subject does not match it; to catch null write default:, or switch on {{x == null}} with "
+      "true:"};
+  BOOST_TEST(warnings == expected, boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(mermaid_escapes_quotes_in_labels) {
   const CompiledFlow flow =
       compile(R"(flow: {name: sw, graph: "switch(on={{mode}}) { \"a\": x; default: y }"}

@@ -48,6 +48,32 @@ BOOST_AUTO_TEST_CASE(containers_refer_to_other_arenas_and_keep_them_alive) {
   BOOST_TEST(built.at(0).as_string() == "shared");
 }
 
+// A loop collecting one output per iteration fills an array from as many
+// arenas (each task's own): each is kept alive once however often it is
+// pushed, past the few an arena scans (then it looks them up by address).
+BOOST_AUTO_TEST_CASE(an_array_of_values_from_many_arenas_keeps_each_alive) {
+  constexpr int kArenas = 1000;
+  Value built;
+  {
+    std::vector<Value> parts;
+    for (int i = 0; i < kArenas; ++i) parts.push_back(json(std::to_string(i).c_str()));
+    ValueBuilder b;
+    ValueNode* arr = b.arena().make_array();
+    for (const Value& v : parts) BOOST_TEST_REQUIRE(Arena::push(arr, v.node()));
+    // Again, backwards: every arena is already kept.
+    for (auto v = parts.rbegin(); v != parts.rend(); ++v) {
+      BOOST_TEST_REQUIRE(Arena::push(arr, v->node()));
+    }
+    b.arena().seal();
+    built = b.wrap(arr);
+  }
+  BOOST_TEST_REQUIRE(built.size() == 2u * kArenas);
+  for (int i = 0; i < kArenas; ++i) {
+    BOOST_TEST_REQUIRE(built.at(i).as_int() == i);
+    BOOST_TEST_REQUIRE(built.at(2 * kArenas - 1 - i).as_int() == i);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(sealed_arenas_refuse_changes) {
   ValueBuilder b;
   ValueNode* obj = b.arena().make_object();

@@ -210,12 +210,22 @@ class Checker {
       if (text == "True" || text == "False" || text == "TRUE" || text == "FALSE") {
         warn(c.where, "case '" + text + "' is the string \"" + text +
                           "\" (as in pyoco): a boolean subject matches only true: or false:");
+      } else if (means_null(text)) {
+        // A YAML habit (`null:` as a key): the label is no null, so a
+        // subject that is null (a param set to null) falls to the default.
+        warn(c.where, "case '" + text + "' is the string \"" + text +
+                          "\" (as in pyoco), not null: a null subject does not match it; to "
+                          "catch null write default:, or switch on {{x == null}} with true:");
       } else if (looks_numeric(text)) {
         warn(c.where, "case '" + text + "' is the string \"" + text +
                           "\" (as in pyoco, only digits make a number label): a number " + text +
                           " does not match it; switch on a string, or on {{x == " + text + "}}");
       }
     }
+  }
+  // How YAML, JSON and Python spell null (expressions read all of these).
+  static bool means_null(const std::string& t) {
+    return t == "null" || t == "Null" || t == "NULL" || t == "None" || t == "none";
   }
   static bool looks_numeric(const std::string& t) {
     if (t.empty()) return false;

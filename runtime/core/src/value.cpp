@@ -137,8 +137,17 @@ ValueNode* Arena::make_object(std::size_t reserve) {
 
 void Arena::retain(Arena* other) {
   if (other == nullptr || other == this) return;
-  for (const auto& r : retained_) {
-    if (r.get() == other) return;
+  // Most arenas keep a few others: a scan of those is cheaper than a hash.
+  constexpr std::size_t kScanned = 8;
+  if (retained_.size() < kScanned) {
+    for (const auto& r : retained_) {
+      if (r.get() == other) return;
+    }
+  } else {
+    if (retained_index_.empty()) {
+      for (const auto& r : retained_) retained_index_.insert(r.get());
+    }
+    if (!retained_index_.insert(other).second) return;
   }
   retained_.emplace_back(other);
 }

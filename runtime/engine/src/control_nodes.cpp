@@ -120,11 +120,15 @@ void RunState::start_loop(Frame& f, std::uint32_t i) {
   if (!any) succeed(f, i, collect(f, i));     // nothing to iterate
 }
 
-// Whether the run may start a frame of `graph`'s tasks within its limit.
-bool RunState::room_for(const core::FlowGraph& graph) const {
+std::size_t frame_tasks(const core::FlowGraph& graph) {
   std::size_t tasks = 0;
   for (const GraphNode& g : graph.nodes) tasks += g.visible() ? 1 : 0;
-  return records_.size() + tasks <= options_.limits.max_tasks;
+  return tasks;
+}
+
+// Whether the run may start a frame of `graph`'s tasks within its limit.
+bool RunState::room_for(const core::FlowGraph& graph) const {
+  return records_.size() + frame_tasks(graph) <= options_.limits.max_tasks;
 }
 
 std::string RunState::over_task_limit() const {

@@ -175,12 +175,20 @@ void Engine::set_plugin_search_path(std::vector<std::filesystem::path> search_pa
 
 unsigned Engine::jobs() const { return impl_->executors->jobs(); }
 
+// Loops and switches are held to the limit as they grow the run; the
+// flow's own nodes all start as one frame, so they are held to it here.
+static void check_task_limit(const core::CompiledFlow& flow, const RunLimits& limits) {
+  const std::size_t tasks = frame_tasks(flow.graph);
+  if (tasks <= limits.max_tasks) return;
+  throw std::invalid_argument("flow '" + flow.spec->name + "' has " + std::to_string(tasks) +
+                              " tasks, over the run's limit of " +
+                              std::to_string(limits.max_tasks) +
+                              " tasks (PYOCO_MAX_TASKS): raise the limit or split the flow");
+}
+
 Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options) {
-  if (!options.params.is_null() && !options.params.is_object()) {
-    throw std::invalid_argument(std::string("pyoco::Engine::start: params must be an object (JSON "
-                                            "{...}), not ") +
-                                core::to_string(options.params.kind()));
-  }
+  check_params_object(options.params, "pyoco::Engine::start: params");
+  check_task_limit(*flow, options.limits);
   auto bound = bind_flow(std::move(flow), *catalog(), options.local_tasks);
   if (options.params.is_null()) options.params = core::from_json(boost::json::object());
   std::string id = options.run_id.empty() ? new_run_id() : options.run_id;
@@ -197,11 +205,7 @@ Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions opt
 
 Run Engine::start(const Flow& flow, core::Value params, RunOptions options) {
   // `params` over RunOptions::params, both over the flow's defaults.
-  if (!options.params.is_null() && !options.params.is_object()) {
-    throw std::invalid_argument(std::string("pyoco::Engine::start: RunOptions::params must be an "
-                                            "object (JSON {...}), not ") +
-                                core::to_string(options.params.kind()));
-  }
+  check_params_object(options.params, "pyoco::Engine::start: RunOptions::params");
   if (options.params.is_object() && params.is_object()) {
     options.params = merged_over(options.params, params);
   } else if (!params.is_null()) {

@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "object_value.hpp"
+
 namespace pyoco {
 
 namespace dsl = core::dsl;
@@ -42,13 +44,6 @@ void check_at_least(double v, double min, const std::string& what) {
     throw std::invalid_argument(what + ": must be a number of at least " +
                                 std::to_string(static_cast<long long>(min)) + ", not " +
                                 std::to_string(v));
-  }
-}
-
-void check_params(const core::Value& params, const std::string& what) {
-  if (!params.is_null() && !params.is_object()) {
-    throw std::invalid_argument(what + ": params must be an object (JSON {...}), not " +
-                                core::to_string(params.kind()));
   }
 }
 
@@ -191,7 +186,7 @@ Flow& Flow::operator=(const Flow& other) {
 }
 
 Flow& Flow::defaults(const core::Value& params) {
-  check_params(params, "pyoco::Flow " + spec_->name + ": defaults");
+  check_params_object(params, "pyoco::Flow " + spec_->name + ": defaults");
   spec_->defaults = params.is_null() ? core::from_json(boost::json::object()) : params;
   compiled_.reset();
   return *this;

@@ -1,10 +1,13 @@
 // Internal: sealed Values the run builds in several places: an object from
-// name/value pairs (params, loop variables, a frame's sinks), an int, a string.
+// name/value pairs (params, loop variables, a frame's sinks), an int, a
+// string; and the one check that params are an object.
 #pragma once
 
 #include <pyoco/core/value.hpp>
 
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -33,6 +36,15 @@ inline core::Value merged_over(const core::Value& base, const core::Value& over)
     merged.emplace_back(std::string(k), v);
   }
   return make_object(merged);
+}
+
+// Params (a flow's defaults, a run's) are an object or null (none): an
+// array was read as an object's members, an int taken as {}. Throws
+// std::invalid_argument "<who> must be an object (JSON {...}), not <kind>".
+inline void check_params_object(const core::Value& params, std::string_view who) {
+  if (params.is_null() || params.is_object()) return;
+  throw std::invalid_argument(std::string(who) + " must be an object (JSON {...}), not " +
+                              core::to_string(params.kind()));
 }
 
 inline core::Value int_value(std::int64_t i) {

@@ -43,6 +43,10 @@ std::shared_ptr<BoundFlow> bind_flow(std::shared_ptr<const core::CompiledFlow> f
                                      const plugins::Catalog& catalog,
                                      const std::map<std::string, TaskFn>& local_tasks);
 
+// The task records a frame of `graph` adds when it starts: its nodes but
+// joins (control_nodes.cpp).
+std::size_t frame_tasks(const core::FlowGraph& graph);
+
 class RunState;
 struct Frame;
 

@@ -26,7 +26,8 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
       // A page damaged by hand: end the run anyway, without its tasks' states.
     }
     for (TaskRecord& t : tasks) {
-      last = std::max({last, t.started, t.ended});
+      // A long task's heartbeats come after its start: the run lived that long.
+      last = std::max({last, t.started, t.ended, t.heartbeat_at});
       if (core::is_terminal(t.state)) continue;
       t.state = t.state == core::TaskState::Running ? core::TaskState::Failed
                                                     : core::TaskState::Cancelled;

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace pyoco::core {
@@ -108,6 +109,9 @@ class Arena {
   std::size_t used_total_ = 0;
   std::vector<char*> chunks_;
   std::vector<boost::intrusive_ptr<Arena>> retained_;
+  // retained_ by address once it is long: a loop collecting N outputs, each
+  // from its own arena, made retain() scan a growing list, O(N^2).
+  std::unordered_set<const Arena*> retained_index_;
   alignas(std::max_align_t) char inline_[512];
 };
 

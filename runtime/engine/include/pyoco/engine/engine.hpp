@@ -51,7 +51,8 @@ struct TaskRecord {
 struct RunLimits {
   // Task records of the whole run: every node, loop iteration and switch
   // case that starts. An iteration or case that would pass it fails its
-  // loop or switch node. `pyoco run` reads PYOCO_MAX_TASKS.
+  // loop or switch node; a flow of more nodes than this is refused by
+  // Engine::start (std::invalid_argument). `pyoco run` reads PYOCO_MAX_TASKS.
   std::size_t max_tasks = 500'000;
 };
 
@@ -131,7 +132,8 @@ class Engine {
   // Binds every task (loading the plugins it needs) and starts the run.
   // Throws core::FlowError or plugins::LoadError when the flow cannot run
   // (a task no plugin provides, a plugin older than the flow's `plugins:`),
-  // std::invalid_argument for a run id that is not allowed.
+  // std::invalid_argument for a run id that is not allowed, params that
+  // are not an object, or a flow of more nodes than RunLimits::max_tasks.
   Run start(const Flow& flow, core::Value params = {}, RunOptions options = {});
   Run start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions options);
 
