@@ -8,6 +8,7 @@
 #include <pyoco/store/history.hpp>
 #include <pyoco/trace/sinks.hpp>
 
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <boost/json.hpp>
@@ -384,6 +385,82 @@ BOOST_AUTO_TEST_CASE(a_cancel_request_through_another_handle_cancels_the_run) {
   history.flush();
   BOOST_TEST(core::to_string(other->run(r.id())->status) == "CANCELLED");
   BOOST_TEST(core::to_string(other->tasks(r.id())[1].state) == "CANCELLED");
+}
+
+// state.db's write lock, held as another process writing would hold it.
+class HeldWriteLock {
+ public:
+  explicit HeldWriteLock(const std::filesystem::path& file) {
+    BOOST_TEST_REQUIRE(sqlite3_open(file.c_str(), &db_) == SQLITE_OK);
+    BOOST_TEST_REQUIRE(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) ==
+                       SQLITE_OK);
+  }
+  ~HeldWriteLock() {
+    release();
+    sqlite3_close(db_);
+  }
+  HeldWriteLock(const HeldWriteLock&) = delete;
+  HeldWriteLock& operator=(const HeldWriteLock&) = delete;
+  void release() {
+    if (std::exchange(held_, false)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  bool held_ = true;
+};
+
+BOOST_AUTO_TEST_CASE(the_last_flush_waits_out_a_state_db_another_process_holds) {
+  // A dozen `pyoco run`s on one state.db: a run's last write could wait
+  // out the store's whole wait for the lock, and the run was left
+  // unrecorded (later found "interrupted"). The last flush tries again.
+  auto quick = open_sqlite_store(dir.path() / "state.db", std::chrono::milliseconds(200));
+  HistoryOptions options;
+  options.flush_interval = std::chrono::hours(1);  // only the start's write, then flushes
+  HistoryWriter history(quick, options);
+  Run r = start(history,
+                "flow: {graph: a >> b}\ntasks: {a: {use: t/emit, inputs: {value: 1}}, b: {use: "
+                "t/emit, inputs: {value: 2}}}\n",
+                tasks());
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST_REQUIRE(eventually([&] { return history.recorded(r.id()); }));
+
+  HeldWriteLock lock(dir.path() / "state.db");
+  history.flush();  // one try: refused
+  BOOST_TEST(history.last_error().find("locked") != std::string::npos, history.last_error());
+  int told = 0;
+  std::string why;
+  const bool written = history.flush(std::chrono::seconds(20), [&](const std::string& error) {
+    ++told;
+    why = error;
+    lock.release();  // the other process commits
+  });
+  BOOST_TEST(written);
+  BOOST_TEST(told == 1);
+  BOOST_TEST(why.find("locked") != std::string::npos, why);
+  // Written whole, and nothing is said to be missing any more.
+  BOOST_TEST(history.last_error() == "");
+  expect_agreement(r);
+}
+
+BOOST_AUTO_TEST_CASE(a_flush_gives_up_after_its_patience_and_says_why) {
+  auto quick = open_sqlite_store(dir.path() / "state.db", std::chrono::milliseconds(100));
+  HistoryOptions options;
+  options.flush_interval = std::chrono::hours(1);
+  HistoryWriter history(quick, options);
+  Run r =
+      start(history, "flow: {graph: a}\ntasks: {a: {use: t/emit, inputs: {value: 1}}}\n", tasks());
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST_REQUIRE(eventually([&] { return history.recorded(r.id()); }));
+  HeldWriteLock lock(dir.path() / "state.db");
+  const auto t0 = std::chrono::steady_clock::now();
+  BOOST_TEST(!history.flush(std::chrono::milliseconds(1500)));
+  BOOST_TEST((std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(1500)));
+  BOOST_TEST(history.last_error().find("locked") != std::string::npos, history.last_error());
+  lock.release();
+  history.flush();
+  BOOST_TEST(history.last_error() == "");
+  expect_agreement(r);
 }
 
 BOOST_AUTO_TEST_CASE(a_run_is_written_as_soon_as_it_starts_not_at_the_interval) {

@@ -368,7 +368,13 @@ int run_flow(const RunOptionsCli& o) {
     std::lock_guard lock(state_mutex);
     ended = true;
   }
-  if (const std::string e = local->finish(); !e.empty()) {
+  const auto history_waits = [](const std::string& why) {
+    std::cerr << "pyoco run: the run history cannot be written yet (" << why
+              << "); trying again for up to " << runner::LocalRun::kHistoryPatience.count()
+              << " s (interrupt to leave without it)\n";
+  };
+  if (const std::string e = local->finish(runner::LocalRun::kHistoryPatience, history_waits);
+      !e.empty()) {
     std::cerr << "pyoco run: warning: " << e << '\n';
   }
   if (!local->trace_file_error().empty()) {

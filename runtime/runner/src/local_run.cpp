@@ -113,7 +113,7 @@ LocalRun::~LocalRun() {
   // Its history writer goes with this object: a run left going would be
   // recorded as interrupted although it went on.
   if (run_ && !core::is_terminal(run_->status())) run_->cancel();
-  finish();
+  finish(std::chrono::milliseconds(0));  // one try: a destructor does not linger
 }
 
 Run LocalRun::start(Engine& engine) {
@@ -139,7 +139,8 @@ void LocalRun::abandon(const std::string& reason) {
   if (history_ && run_) history_->abandon(run_->id(), reason);
 }
 
-std::string LocalRun::finish() {
+std::string LocalRun::finish(std::chrono::milliseconds patience,
+                             const std::function<void(const std::string&)>& on_retry) {
   finished_ = true;
   if (run_) run_->wait();  // what the history records is the run's end
   events_->flush();
@@ -157,7 +158,7 @@ std::string LocalRun::finish() {
       // the next process recovers it as interrupted
     }
   }
-  history_->flush();
+  history_->flush(patience, on_retry);
   std::string error = history_->last_error();
   if (!error.empty()) {
     error = (run_ && !history_->recorded(run_->id()) ? "this run is not in the history: "

@@ -4,6 +4,7 @@
 #include <pyoco/store/history.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
@@ -99,7 +100,8 @@ struct HistoryWriter::Impl {
   // interrupted later) rather than missing.
   bool run_started = false;
   std::set<std::string, std::less<>> recorded;  // runs whose record a write stored
-  std::string error;
+  std::string fold_error;                       // the first event that could not be recorded
+  std::string write_error;  // the last write's, while it failed; empty once one succeeds
   std::thread thread;
 
   void enqueue(QueuedEvent e) {
@@ -311,9 +313,31 @@ void HistoryWriter::abandon(const std::string& run_id, const std::string& reason
   flush();
 }
 
+bool HistoryWriter::flush(std::chrono::milliseconds patience,
+                          const std::function<void(const std::string&)>& on_retry) {
+  const auto until = std::chrono::steady_clock::now() + patience;
+  for (bool told = false;; told = true) {
+    const auto tried = std::chrono::steady_clock::now();
+    flush();  // one try: everything dirty, or the store's error
+    std::string failed;
+    {
+      std::lock_guard lock(impl_->mutex);
+      failed = impl_->write_error;
+    }
+    if (failed.empty()) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) return false;
+    if (!told && on_retry) on_retry(failed);
+    // A locked state.db has waited its turn in the store already; a full
+    // disk fails at once, and is tried again each second.
+    const auto next = tried + std::chrono::seconds(1);
+    if (now < next) std::this_thread::sleep_for(std::min(next, until) - now);
+  }
+}
+
 std::string HistoryWriter::last_error() const {
   std::lock_guard lock(impl_->mutex);
-  return impl_->error;
+  return impl_->fold_error.empty() ? impl_->write_error : impl_->fold_error;
 }
 
 bool HistoryWriter::recorded(const std::string& run_id) const {
@@ -345,7 +369,7 @@ void HistoryWriter::Impl::loop() {
         fold(e);
       } catch (const std::exception& ex) {  // out of memory: the event is lost, not the process
         std::lock_guard lock(mutex);
-        if (error.empty()) error = std::string("cannot record an event: ") + ex.what();
+        if (fold_error.empty()) fold_error = std::string("cannot record an event: ") + ex.what();
       }
     }
     batch.clear();
@@ -602,19 +626,24 @@ bool HistoryWriter::Impl::write_dirty(bool runs_only) {
     for (const OutputRecord& o : s->outputs) batch.outputs.emplace_back(s->run.id, o);
     trim = trim || s->new_run;
   }
-  if (batch.empty()) return true;
+  if (batch.empty()) {
+    std::lock_guard lock(mutex);
+    if (!runs_only) write_error.clear();  // nothing left to write
+    return true;
+  }
   try {
     store->write(batch);
     if (trim) store->trim(options.max_runs);
   } catch (const std::exception& ex) {
     // Kept dirty: the next cycle tries again.
     std::lock_guard lock(mutex);
-    if (error.empty()) error = ex.what();
+    write_error = ex.what();
     return false;
   }
   {
     std::lock_guard lock(mutex);
     for (const RunRecord& r : batch.runs) recorded.insert(r.id);
+    if (!runs_only) write_error.clear();  // everything dirty is written
   }
   for (RunSlot* s : touched) {
     s->run_dirty = false;

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "store_rules.hpp"
@@ -192,7 +194,8 @@ class Statement {
 
 class Database {
  public:
-  explicit Database(std::filesystem::path file) : file_(std::move(file)) {
+  Database(std::filesystem::path file, std::chrono::milliseconds busy_timeout)
+      : file_(std::move(file)), busy_timeout_(busy_timeout) {
     const int rc =
         sqlite3_open_v2(file_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
     if (rc != SQLITE_OK) {
@@ -201,7 +204,7 @@ class Database {
       db_ = nullptr;
       throw StoreError(file_.string() + ": cannot open the run history: " + why);
     }
-    sqlite3_busy_timeout(db_, 10000);
+    sqlite3_busy_handler(db_, &Database::busy_wait, this);
   }
   ~Database() { sqlite3_close(db_); }
   Database(const Database&) = delete;
@@ -216,18 +219,43 @@ class Database {
     }
   }
   [[noreturn]] void fail(const std::string& why) const {
-    if ((sqlite3_errcode(db_) & 0xff) == SQLITE_BUSY) throw Busy(file_.string() + ": " + why);
+    const int code = sqlite3_errcode(db_) & 0xff;
+    if (code == SQLITE_BUSY) throw Busy(file_.string() + ": " + why);
     std::string hint;
-    if (sqlite3_errcode(db_) == SQLITE_NOTADB) {
+    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) {
       hint = " (move the file away, or point PYOCO_HOME elsewhere)";
+    } else if (code == SQLITE_READONLY || code == SQLITE_PERM || code == SQLITE_CANTOPEN) {
+      hint =
+          " (this user must be able to write the file and its directory: fix their "
+          "permissions, or point PYOCO_HOME elsewhere)";
+    } else if (code == SQLITE_FULL) {
+      hint = " (the disk is full: free space, or point PYOCO_HOME elsewhere)";
     }
     throw StoreError(file_.string() + ": " + why + hint);
   }
   sqlite3* handle() const { return db_; }
 
  private:
+  // SQLite's own busy handler sleeps longer and longer (100 ms a try once
+  // it has waited a while), so among many writing processes one that has
+  // waited long loses each turn to newcomers that look every millisecond:
+  // with a dozen `pyoco run`s a run's writes waited out the whole timeout.
+  // Here every waiter looks every 1-3 ms until the timeout, so the lock
+  // goes round instead.
+  static int busy_wait(void* self, int tries) {
+    auto& db = *static_cast<Database*>(self);
+    const auto now = std::chrono::steady_clock::now();
+    if (tries == 0) db.busy_since_ = now;
+    if (now - db.busy_since_ >= db.busy_timeout_) return 0;
+    thread_local std::minstd_rand jitter(static_cast<unsigned>(
+        std::hash<std::thread::id>{}(std::this_thread::get_id()) ^ now.time_since_epoch().count()));
+    std::this_thread::sleep_for(std::chrono::microseconds(1000 + jitter() % 2000));
+    return 1;
+  }
   std::filesystem::path file_;
+  std::chrono::milliseconds busy_timeout_;
   sqlite3* db_ = nullptr;
+  std::chrono::steady_clock::time_point busy_since_;
 };
 
 Statement::Statement(const Database& db, const char* sql) : db_(db) {
@@ -289,7 +317,8 @@ RunRecord read_run(const Statement& s) {
 
 class SqliteStateStore final : public StateStore {
  public:
-  explicit SqliteStateStore(const std::filesystem::path& file) : db_(file) {
+  SqliteStateStore(const std::filesystem::path& file, std::chrono::milliseconds busy_timeout)
+      : db_(file, busy_timeout) {
     // Two processes opening a new history at once can meet SQLITE_BUSY where
     // SQLite does not wait (switching the journal mode): set up again then.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -591,14 +620,15 @@ class SqliteStateStore final : public StateStore {
 
 }  // namespace
 
-std::shared_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file) {
+std::shared_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file,
+                                              std::chrono::milliseconds busy_timeout) {
   std::error_code ec;
   if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
   if (ec) {
     throw StoreError(file.parent_path().string() + ": cannot create the directory for the run " +
                      "history: " + ec.message() + " (set PYOCO_HOME to a writable directory)");
   }
-  return std::make_shared<SqliteStateStore>(file);
+  return std::make_shared<SqliteStateStore>(file, busy_timeout);
 }
 
 }  // namespace pyoco::store

@@ -22,8 +22,10 @@
 #include <pyoco/trace/event_queue.hpp>
 #include <pyoco/trace/sinks.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -95,10 +97,15 @@ class LocalRun {
 
   // Hands on the last events, writes the history and closes it. Returns
   // empty, or what went wrong writing the history: "this run is not in the
-  // history: <the first error>" when no write of its record succeeded,
-  // else "the run history may be incomplete: <the first error>". Waits for
-  // the run's end first. Call it once nothing calls the two above any more.
-  std::string finish();
+  // history: <error>" when no write of its record succeeded, else "the run
+  // history may be incomplete: <error>". Waits for the run's end first.
+  // While the store refuses the last write (a state.db another process
+  // holds, a full disk) it tries again for up to `patience`; `on_retry`
+  // hears why, once, so a program can say what it waits for. Call it once
+  // nothing calls the two above any more.
+  static constexpr std::chrono::seconds kHistoryPatience{60};
+  std::string finish(std::chrono::milliseconds patience = kHistoryPatience,
+                     const std::function<void(const std::string&)>& on_retry = {});
 
   // After finish(): why the trace file (RunSetup::trace_file) was not
   // written whole (a full disk, say), or empty.

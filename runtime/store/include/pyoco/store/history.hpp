@@ -55,8 +55,16 @@ class HistoryWriter {
   // A listener for one run's events.
   std::shared_ptr<trace::EventListener> recorder();
 
-  // Returns once everything queued before the call is written.
+  // Returns once everything queued before the call is written, or the
+  // store refused it once (last_error() says why).
   void flush();
+  // The same, but while the store refuses the write (a state.db another
+  // process holds past its wait, a full disk), tries again for up to
+  // `patience`. True once everything is written. `on_retry` hears the
+  // store's error once, at the first failed try, so a program can say why
+  // it waits.
+  bool flush(std::chrono::milliseconds patience,
+             const std::function<void(const std::string&)>& on_retry = {});
 
   // Calls `on_request` once, on the writer thread, when another process asks
   // (through the store) to cancel run `run_id`.
@@ -69,8 +77,9 @@ class HistoryWriter {
   // Ctrl+C): records it CANCELLED now, with its unfinished tasks, then flushes.
   void abandon(const std::string& run_id, const std::string& reason);
 
-  // The first error the writer thread met (e.g. the disk is full), or empty.
-  // Writing goes on: a later batch may succeed.
+  // Why the history may be incomplete, or empty: an event that could not
+  // be recorded (the first), else the last write's error if it failed (a
+  // write that later succeeds writes everything it had left).
   std::string last_error() const;
   // Whether run `run_id`'s own record was written at least once: a run
   // whose every write failed (a state.db locked by another process for

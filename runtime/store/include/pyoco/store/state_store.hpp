@@ -150,9 +150,12 @@ class StateStore {
 std::shared_ptr<StateStore> open_memory_store();
 
 // Opens (creating it and its directory if need be) the SQLite history at
-// `file`: WAL mode, a busy timeout so that several processes can share it,
-// schema migrated to the current version. Throws StoreError.
-std::shared_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file);
+// `file`: WAL mode, schema migrated to the current version. Several
+// processes share it: a write waits its turn for the lock up to
+// `busy_timeout`, then fails (StoreError). Throws StoreError.
+std::shared_ptr<StateStore> open_sqlite_store(
+    const std::filesystem::path& file,
+    std::chrono::milliseconds busy_timeout = std::chrono::seconds(10));
 
 // $PYOCO_HOME/state.db; PYOCO_HOME defaults to $XDG_STATE_HOME/pyoco, else
 // ~/.local/state/pyoco.
