@@ -174,3 +174,35 @@ BOOST_AUTO_TEST_CASE(uploads_past_the_budget_are_refused_503_with_retry_after) {
   // The first one's room is back once it was answered.
   BOOST_TEST(exchange(s.port(), upload("/upload")).rfind("HTTP/1.1 200 ", 0) == 0u);
 }
+
+// RFC 9110: a 405 names the methods its path serves in Allow; HEAD is
+// answered wherever GET is, with the GET's headers and no body.
+BOOST_AUTO_TEST_CASE(a_405_says_what_is_allowed_and_head_is_served_where_get_is) {
+  Server s(2);
+  const std::string put = exchange(
+      s.port(),
+      "PUT /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  BOOST_TEST(put.rfind("HTTP/1.1 405 ", 0) == 0u, put);
+  BOOST_TEST(put.find("\r\nAllow: GET, HEAD\r\n") != std::string::npos, put);
+  BOOST_TEST(put.find("it serves GET, HEAD") != std::string::npos, put);
+
+  const std::string get_health = exchange(s.port(), get("/health"));
+  const std::string head =
+      exchange(s.port(), "HEAD /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+  BOOST_TEST(head.rfind("HTTP/1.1 200 ", 0) == 0u, head);
+  const std::string body = get_health.substr(get_health.find("\r\n\r\n") + 4);
+  BOOST_TEST(
+      head.find("Content-Length: " + std::to_string(body.size()) + "\r\n") != std::string::npos,
+      head);
+  BOOST_TEST(head.substr(head.find("\r\n\r\n") + 4).empty(), head);  // no body
+
+  // Two HEADs on one connection: the first sent no body, so the second
+  // answer starts where the first one's headers end.
+  const std::string two =
+      exchange(s.port(),
+               "HEAD /health HTTP/1.1\r\nHost: test\r\n\r\nHEAD /nowhere HTTP/1.1\r\nHost: "
+               "test\r\nConnection: close\r\n\r\n");
+  const std::size_t second = two.find("\r\n\r\n") + 4;
+  BOOST_TEST(two.substr(second).rfind("HTTP/1.1 404 ", 0) == 0u, two);
+  BOOST_TEST(two.substr(two.find("\r\n\r\n", second) + 4).empty(), two);
+}

@@ -129,6 +129,14 @@ bool match(const std::string& pattern, std::string_view path, PathParams& params
   return p == pattern.size() && q == path.size();
 }
 
+// Whether `route` answers `method`: its own, and HEAD wherever a handler
+// answers GET (RFC 9110 9.3.2: the GET's headers, no body). Not an SSE
+// route: its answer is a stream that never ends.
+bool serves(const Route& route, http::verb method) {
+  return route.method == method ||
+         (method == http::verb::head && route.method == http::verb::get && route.handler);
+}
+
 }  // namespace
 
 const Route* Router::find_stream(const Request& request, PathParams& params) const {
@@ -158,7 +166,7 @@ bool Router::at_once(const Request& request) const {
   const std::string_view path = target.substr(0, target.find('?'));
   for (const Route& r : routes_) {
     PathParams params;
-    if (r.at_once && r.method == request.method() && match(r.pattern, path, params)) return true;
+    if (r.at_once && serves(r, request.method()) && match(r.pattern, path, params)) return true;
   }
   return false;
 }
@@ -172,6 +180,13 @@ Response Router::handle(const Request& request, const std::string& address) cons
     observer_(request, res, route, caller,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
+  if (request.method() == http::verb::head) {
+    // The headers a GET gets, its Content-Length included, and never a
+    // body (an error's neither): the client reads none.
+    const std::size_t length = res.body().size();
+    res.body().clear();
+    res.content_length(length);
+  }
   return res;
 }
 
@@ -179,12 +194,18 @@ Response Router::answer(const Request& request, const std::string& address, std:
                         Caller& caller) const {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
-  bool path_known = false;
+  std::vector<http::verb> allowed;  // the methods the path serves, for a 405's Allow
+  auto allow = [&allowed](http::verb method) {
+    if (std::find(allowed.begin(), allowed.end(), method) == allowed.end()) {
+      allowed.push_back(method);
+    }
+  };
   for (const Route& r : routes_) {
     PathParams params;
     if (!match(r.pattern, path, params)) continue;
-    path_known = true;
-    if (r.method != request.method() || !r.handler) continue;
+    allow(r.method);
+    if (r.method == http::verb::get && r.handler) allow(http::verb::head);
+    if (!serves(r, request.method()) || !r.handler) continue;
     route = r.pattern;
     try {
       caller = admit(r, request, address);
@@ -201,11 +222,20 @@ Response Router::answer(const Request& request, const std::string& address, std:
       return res;
     }
   }
-  Response res =
-      path_known
-          ? error_response(405, "method_not_allowed",
-                           shown(request.method_string()) + " " + shown(path) + " is not served")
-          : error_response(404, "not_found", "no route " + shown(path));
+  if (allowed.empty()) {
+    Response res = error_response(404, "not_found", "no route " + shown(path));
+    res.keep_alive(request.keep_alive());
+    return res;
+  }
+  // RFC 9110 15.5.6: a 405 says which methods the path does serve.
+  std::string methods;
+  for (const http::verb m : allowed) {
+    methods += (methods.empty() ? "" : ", ") + std::string(http::to_string(m));
+  }
+  Response res = error_response(
+      405, "method_not_allowed",
+      shown(request.method_string()) + " " + shown(path) + " is not served; it serves " + methods);
+  res.set(http::field::allow, methods);
   res.keep_alive(request.keep_alive());
   return res;
 }
