@@ -17,6 +17,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "gateway_process.hpp"
@@ -399,6 +400,29 @@ BOOST_AUTO_TEST_CASE(a_flood_of_wrong_secrets_does_not_starve_good_keys_or_healt
   BOOST_TEST(worst < 1s, "a good key and /health took "
                              << std::chrono::duration_cast<std::chrono::milliseconds>(worst).count()
                              << " ms during the flood");
+}
+
+// A client's first requests with a key made a moment ago, sent at once
+// (a dashboard's parallel fetches): the KDF runs once for all of them, so
+// none is answered 503 busy, even with one KDF at a time.
+BOOST_AUTO_TEST_CASE(first_requests_with_a_new_key_sent_at_once_all_succeed) {
+  NatsServer nats;
+  Gateway g(nats, server::AuthOptions{.max_kdfs = 1});
+  const Key k = create_key(nats, "a", "runs:read");
+  std::promise<void> go;
+  const std::shared_future<void> started = go.get_future().share();
+  std::vector<std::future<server::ClientResponse>> answers;
+  for (int i = 0; i < 8; ++i) {
+    answers.push_back(std::async(std::launch::async, [&g, &k, started] {
+      started.wait();
+      return g.call(http::verb::get, "/runs", k.text);
+    }));
+  }
+  go.set_value();
+  for (auto& a : answers) {
+    const server::ClientResponse r = a.get();
+    BOOST_TEST(r.status == 200u, r.status << " " << r.body);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(failed_keys_from_an_address_are_rate_limited) {
