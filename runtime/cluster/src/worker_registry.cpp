@@ -99,8 +99,11 @@ struct WorkerDirectory::Impl {
     const double last = seen != nullptr && seen->is_number() ? seen->to_number<double>() : 0;
     const std::string state = r.contains("state") ? std::string(r.at("state").as_string()) : "IDLE";
     const double timeout = std::chrono::duration<double>(disconnect_after).count();
-    out["state"] =
-        state != "STOPPED_GRACEFUL" && epoch_now() - last > timeout ? "DISCONNECTED" : state;
+    const bool disconnected = state != "STOPPED_GRACEFUL" && epoch_now() - last > timeout;
+    out["state"] = disconnected ? "DISCONNECTED" : state;
+    // Its last heartbeat's runs are no longer its: their leases run out and
+    // the next worker claims them (their records say who runs them now).
+    if (disconnected) out["running"] = json::array{};
     out["heartbeat_at"] = last;
     return out;
   }

@@ -99,9 +99,20 @@ constexpr const char* kStaleHeader = "X-Pyoco-Stale";
   throw HttpError{503, "nats_unavailable", std::string(e.what()) + " (retry when NATS is back)"};
 }
 
+// How deep a body's arrays and objects may nest (Boost.JSON's default, which
+// bounds the parser's stack): the body is one level, so params get one less.
+constexpr std::size_t kMaxBodyDepth = 32;
+
 json::object body_object(const Request& req) {
   boost::system::error_code ec;
-  json::value v = json::parse(req.body(), ec);
+  json::parse_options options;
+  options.max_depth = kMaxBodyDepth;
+  json::value v = json::parse(req.body(), ec, {}, options);
+  if (ec == json::error::too_deep) {
+    unprocessable("the body nests arrays and objects more than " + std::to_string(kMaxBodyDepth) +
+                  " levels deep (params: at most " + std::to_string(kMaxBodyDepth - 1) +
+                  " levels inside the body); flatten it, or pass a file's location");
+  }
   if (ec) unprocessable("the body is not JSON: " + ec.message());
   if (!v.is_object()) unprocessable("the body must be a JSON object");
   return std::move(v.as_object());
