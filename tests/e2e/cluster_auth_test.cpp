@@ -280,6 +280,38 @@ BOOST_AUTO_TEST_CASE(tenants_never_meet_even_with_the_same_idempotency_key) {
              std::string::npos);
 }
 
+// An Idempotency-Key promises the same request: repeated with it (params
+// in another order) it is the same run; with another body it is 422 and
+// no run, never the old run handed back as if it were the new one.
+BOOST_AUTO_TEST_CASE(an_idempotency_key_reused_with_another_request_is_refused) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key a = create_key(nats, "a", "runs:read,runs:write");
+  cluster::ResourceOptions t_queue;  // a second tag to submit to
+  t_queue.tags = {"t"};
+  cluster::init_resources(g.nats, t_queue);
+  const std::map<std::string, std::string> idem{{"Idempotency-Key", "report-2026-12-01"}};
+  const std::string first =
+      run_id_of(g.call(http::verb::post, "/runs", a.text,
+                       R"({"flow_name":"report","params":{"day":1,"x":[1]}})", idem));
+  BOOST_TEST(run_id_of(g.call(http::verb::post, "/runs", a.text,
+                              R"({"params":{"x":[1],"day":1},"flow_name":"report"})", idem)) ==
+             first);
+  for (const char* other : {R"({"flow_name":"report","params":{"day":2,"x":[1]}})",
+                            R"({"flow_name":"other","params":{"day":1,"x":[1]}})",
+                            R"({"flow_name":"report","params":{"day":1,"x":[1]},"tag":"t"})"}) {
+    const auto r = g.call(http::verb::post, "/runs", a.text, other, idem);
+    BOOST_TEST(r.status == 422u, other << ": " << r.status << " " << r.body);
+    BOOST_TEST(r.body.find("\"idempotency_key_reused\"") != std::string::npos, r.body);
+    BOOST_TEST(r.body.find("Idempotency-Key report-2026-12-01 was used for run " + first +
+                           " with another request") != std::string::npos,
+               r.body);
+  }
+  // The run is the first request's, untouched.
+  const json::value record = json::parse(g.call(http::verb::get, "/runs/" + first, a.text).body);
+  BOOST_TEST(record.at("params") == (json::object{{"day", 1}, {"x", json::array{1}}}), record);
+}
+
 BOOST_AUTO_TEST_CASE(a_revoke_reaches_every_gateway_within_a_second) {
   NatsServer nats;
   Gateway one(nats), two(nats);

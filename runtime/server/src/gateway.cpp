@@ -40,6 +40,7 @@
 #include <set>
 #include <stop_token>
 #include <thread>
+#include <vector>
 
 namespace pyoco::server {
 
@@ -71,6 +72,51 @@ std::string run_id_for(std::string_view idempotency_key, std::string_view tenant
   std::string id = "idem-";
   for (unsigned i = 0; i < 16; ++i) id += hex[md[i] >> 4], id += hex[md[i] & 15];
   return id;
+}
+
+// `v` as JSON text with every object's members in key order: the same
+// params give the same text however a client ordered them.
+void append_canonical(std::string& out, const json::value& v) {
+  if (v.is_object()) {
+    std::vector<const json::key_value_pair*> members;
+    for (const json::key_value_pair& m : v.as_object()) members.push_back(&m);
+    std::sort(members.begin(), members.end(),
+              [](const auto* a, const auto* b) { return a->key() < b->key(); });
+    out += '{';
+    for (const json::key_value_pair* m : members) {
+      if (out.back() != '{') out += ',';
+      out += json::serialize(json::string(m->key()));
+      out += ':';
+      append_canonical(out, m->value());
+    }
+    out += '}';
+  } else if (v.is_array()) {
+    out += '[';
+    for (const json::value& e : v.as_array()) {
+      if (out.back() != '[') out += ',';
+      append_canonical(out, e);
+    }
+    out += ']';
+  } else {
+    out += json::serialize(v);
+  }
+}
+
+// What a submit asks for, as a digest (hex SHA-256): an Idempotency-Key
+// repeated with another request is told apart from a retry by it.
+std::string request_digest(const cluster::RunJob& job) {
+  std::string text;
+  append_canonical(text, json::object{{"flow_name", job.flow_name},
+                                      {"tag", job.tag},
+                                      {"params", job.params},
+                                      {"workflow_yaml", job.workflow_yaml}});
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string digest;
+  for (unsigned i = 0; i < len; ++i) digest += hex[md[i] >> 4], digest += hex[md[i] & 15];
+  return digest;
 }
 
 // A stream sequence a client may name (JetStream's are int64).
@@ -971,11 +1017,23 @@ class Gateway {
     }
     check_tag_served(job.tag);
     job.tenant_id = caller.tenant;
-    job.run_id = run_id_for(req["Idempotency-Key"], caller.tenant);
+    const std::string idempotency_key(req["Idempotency-Key"]);
+    job.run_id = run_id_for(idempotency_key, caller.tenant);
+    if (!idempotency_key.empty()) job.request_digest = request_digest(job);
     try {
       const cluster::Submitted s = cluster::submit_run(nats_, runs_, job);
       return json_response(200,
                            json::object{{"run_id", job.run_id}, {"status", s.record.status()}});
+    } catch (const cluster::RequestMismatch&) {
+      // The key is the client's promise that this is the same request
+      // (the IETF's Idempotency-Key draft, as Stripe does): another body
+      // is a mistake to say, not the old run to hand back.
+      throw HttpError{422, "idempotency_key_reused",
+                      "Idempotency-Key " + shown(idempotency_key) + " was used for run " +
+                          job.run_id +
+                          " with another request (flow_name, tag, params or workflow): send "
+                          "that same request to get run " +
+                          job.run_id + " again, or use a new key for a new request"};
     } catch (const cluster::NatsError& e) {
       // Its record may stand without its job: queued once NATS answers.
       unqueued_.add(job);
