@@ -543,6 +543,49 @@ BOOST_AUTO_TEST_CASE(a_key_bound_to_tags_submits_there_and_sees_those_workers_on
              std::string::npos);
 }
 
+// Workers are shared: one tenant's admin key hides a worker from its own
+// tenant's list, never from another tenant's; and shows it again.
+BOOST_AUTO_TEST_CASE(an_admin_hides_a_worker_from_its_own_tenant_only) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key admin_a = create_key(nats, "a", "admin");
+  const Key reader_a = create_key(nats, "a", "runs:read");
+  const Key reader_b = create_key(nats, "b", "runs:read");
+  cluster::put_worker_record(g.nats, json::object{{"worker_id", "shared"},
+                                                  {"instance_id", "i"},
+                                                  {"tags", json::array{"default"}},
+                                                  {"slots", 1},
+                                                  {"running", json::array{}},
+                                                  {"state", "IDLE"},
+                                                  {"last_seen_at", cluster::epoch_now()}});
+  auto listed = [&](const Key& k, const std::string& query = "") {
+    return g.call(http::verb::get, "/workers" + query, k.text).body.find("\"shared\"") !=
+           std::string::npos;
+  };
+  BOOST_REQUIRE(eventually([&] { return listed(reader_a) && listed(reader_b); }));
+  BOOST_TEST(
+      g.call(http::verb::patch, "/workers/shared", admin_a.text, R"({"hidden": true})").status ==
+      200u);
+  BOOST_TEST(!listed(reader_a));
+  BOOST_TEST(listed(reader_a, "?include_hidden=true"));
+  BOOST_TEST(listed(reader_b));  // another tenant's list is not a's to change
+  // Nor on another gateway, which hears flags from the bucket.
+  Gateway other(nats);
+  BOOST_TEST(eventually([&] {
+    return other.call(http::verb::get, "/workers", reader_a.text).body.find("\"shared\"") ==
+           std::string::npos;
+  }));
+  BOOST_TEST(other.call(http::verb::get, "/workers", reader_b.text).body.find("\"shared\"") !=
+             std::string::npos);
+  BOOST_TEST(
+      g.call(http::verb::patch, "/workers/shared", admin_a.text, R"({"hidden": false})").status ==
+      200u);
+  BOOST_TEST(listed(reader_a));
+  BOOST_TEST(
+      g.call(http::verb::patch, "/workers/nobody", admin_a.text, R"({"hidden": true})").status ==
+      404u);
+}
+
 BOOST_AUTO_TEST_CASE(pyoco_server_keys_are_imported_and_keep_working) {
   NatsServer nats;
   TempDir dir;

@@ -484,7 +484,9 @@ class Gateway {
         limit_text.empty() ? 100
                            : whole_number(limit_text, 1, 1000, "limit: a number from 1 to 1000");
     json::array out;
-    for (json::object& w : workers_.list(state, hidden == "true" || hidden == "1", limit)) {
+    // `hidden` as the caller's tenant set it (auth off: as everyone's).
+    const std::string viewer = caller.any_tenant ? std::string() : caller.tenant;
+    for (json::object& w : workers_.list(state, hidden == "true" || hidden == "1", limit, viewer)) {
       if (!caller.any_tenant) {
         if (!serves_a_tag_of(w, caller)) continue;
         hide_others(w, caller);
@@ -494,12 +496,22 @@ class Gateway {
     return from_memory(json_response(200, out));
   }
 
-  Response patch_worker(const Request& req, const std::string& id) {
+  // Workers are shared by every tenant: an admin key hides one from its
+  // own tenant's list only (docs/security.md: admin is for its tenant);
+  // with auth off, from everyone's. A worker the caller may not see is
+  // not found.
+  Response patch_worker(const Request& req, const std::string& id, const Caller& caller) {
     const json::object body = body_object(req);
     const json::value* h = body.if_contains("hidden");
     if (h == nullptr || !h->is_bool()) unprocessable("hidden: required, true or false");
+    if (!caller.any_tenant) {
+      const std::optional<json::object> w = workers_.find(id);
+      if (!w || !serves_a_tag_of(*w, caller)) {
+        throw HttpError{404, "not_found", "worker " + shown(id) + " not found"};
+      }
+    }
     try {
-      if (!workers_.set_hidden(id, h->as_bool())) {
+      if (!workers_.set_hidden(id, h->as_bool(), caller.any_tenant ? "" : caller.tenant)) {
         throw HttpError{404, "not_found", "worker " + shown(id) + " not found"};
       }
     } catch (const cluster::NatsError& e) {
@@ -1268,8 +1280,8 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
                 return g->yank_plugin(p.at("name"), p.at("version"), c);
               });
   router->add(http::verb::patch, "/workers/{id}", kScopeAdmin,
-              [g](const Request& r, const PathParams& p, const Caller&) {
-                return g->patch_worker(r, p.at("id"));
+              [g](const Request& r, const PathParams& p, const Caller& c) {
+                return g->patch_worker(r, p.at("id"), c);
               });
   if (auth) {
     router->guard([auth](const Request& r, const std::string& address, unsigned scope) {
