@@ -17,6 +17,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "gateway_process.hpp"
@@ -279,6 +280,38 @@ BOOST_AUTO_TEST_CASE(tenants_never_meet_even_with_the_same_idempotency_key) {
              std::string::npos);
 }
 
+// An Idempotency-Key promises the same request: repeated with it (params
+// in another order) it is the same run; with another body it is 422 and
+// no run, never the old run handed back as if it were the new one.
+BOOST_AUTO_TEST_CASE(an_idempotency_key_reused_with_another_request_is_refused) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key a = create_key(nats, "a", "runs:read,runs:write");
+  cluster::ResourceOptions t_queue;  // a second tag to submit to
+  t_queue.tags = {"t"};
+  cluster::init_resources(g.nats, t_queue);
+  const std::map<std::string, std::string> idem{{"Idempotency-Key", "report-2026-12-01"}};
+  const std::string first =
+      run_id_of(g.call(http::verb::post, "/runs", a.text,
+                       R"({"flow_name":"report","params":{"day":1,"x":[1]}})", idem));
+  BOOST_TEST(run_id_of(g.call(http::verb::post, "/runs", a.text,
+                              R"({"params":{"x":[1],"day":1},"flow_name":"report"})", idem)) ==
+             first);
+  for (const char* other : {R"({"flow_name":"report","params":{"day":2,"x":[1]}})",
+                            R"({"flow_name":"other","params":{"day":1,"x":[1]}})",
+                            R"({"flow_name":"report","params":{"day":1,"x":[1]},"tag":"t"})"}) {
+    const auto r = g.call(http::verb::post, "/runs", a.text, other, idem);
+    BOOST_TEST(r.status == 422u, other << ": " << r.status << " " << r.body);
+    BOOST_TEST(r.body.find("\"idempotency_key_reused\"") != std::string::npos, r.body);
+    BOOST_TEST(r.body.find("Idempotency-Key report-2026-12-01 was used for run " + first +
+                           " with another request") != std::string::npos,
+               r.body);
+  }
+  // The run is the first request's, untouched.
+  const json::value record = json::parse(g.call(http::verb::get, "/runs/" + first, a.text).body);
+  BOOST_TEST(record.at("params") == (json::object{{"day", 1}, {"x", json::array{1}}}), record);
+}
+
 BOOST_AUTO_TEST_CASE(a_revoke_reaches_every_gateway_within_a_second) {
   NatsServer nats;
   Gateway one(nats), two(nats);
@@ -401,6 +434,29 @@ BOOST_AUTO_TEST_CASE(a_flood_of_wrong_secrets_does_not_starve_good_keys_or_healt
                              << " ms during the flood");
 }
 
+// A client's first requests with a key made a moment ago, sent at once
+// (a dashboard's parallel fetches): the KDF runs once for all of them, so
+// none is answered 503 busy, even with one KDF at a time.
+BOOST_AUTO_TEST_CASE(first_requests_with_a_new_key_sent_at_once_all_succeed) {
+  NatsServer nats;
+  Gateway g(nats, server::AuthOptions{.max_kdfs = 1});
+  const Key k = create_key(nats, "a", "runs:read");
+  std::promise<void> go;
+  const std::shared_future<void> started = go.get_future().share();
+  std::vector<std::future<server::ClientResponse>> answers;
+  for (int i = 0; i < 8; ++i) {
+    answers.push_back(std::async(std::launch::async, [&g, &k, started] {
+      started.wait();
+      return g.call(http::verb::get, "/runs", k.text);
+    }));
+  }
+  go.set_value();
+  for (auto& a : answers) {
+    const server::ClientResponse r = a.get();
+    BOOST_TEST(r.status == 200u, r.status << " " << r.body);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(failed_keys_from_an_address_are_rate_limited) {
   NatsServer nats;
   server::AuthOptions auth;
@@ -485,6 +541,49 @@ BOOST_AUTO_TEST_CASE(a_key_bound_to_tags_submits_there_and_sees_those_workers_on
   }));
   BOOST_TEST(g.call(http::verb::get, "/workers", blue.text).body.find("w-red") ==
              std::string::npos);
+}
+
+// Workers are shared: one tenant's admin key hides a worker from its own
+// tenant's list, never from another tenant's; and shows it again.
+BOOST_AUTO_TEST_CASE(an_admin_hides_a_worker_from_its_own_tenant_only) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key admin_a = create_key(nats, "a", "admin");
+  const Key reader_a = create_key(nats, "a", "runs:read");
+  const Key reader_b = create_key(nats, "b", "runs:read");
+  cluster::put_worker_record(g.nats, json::object{{"worker_id", "shared"},
+                                                  {"instance_id", "i"},
+                                                  {"tags", json::array{"default"}},
+                                                  {"slots", 1},
+                                                  {"running", json::array{}},
+                                                  {"state", "IDLE"},
+                                                  {"last_seen_at", cluster::epoch_now()}});
+  auto listed = [&](const Key& k, const std::string& query = "") {
+    return g.call(http::verb::get, "/workers" + query, k.text).body.find("\"shared\"") !=
+           std::string::npos;
+  };
+  BOOST_REQUIRE(eventually([&] { return listed(reader_a) && listed(reader_b); }));
+  BOOST_TEST(
+      g.call(http::verb::patch, "/workers/shared", admin_a.text, R"({"hidden": true})").status ==
+      200u);
+  BOOST_TEST(!listed(reader_a));
+  BOOST_TEST(listed(reader_a, "?include_hidden=true"));
+  BOOST_TEST(listed(reader_b));  // another tenant's list is not a's to change
+  // Nor on another gateway, which hears flags from the bucket.
+  Gateway other(nats);
+  BOOST_TEST(eventually([&] {
+    return other.call(http::verb::get, "/workers", reader_a.text).body.find("\"shared\"") ==
+           std::string::npos;
+  }));
+  BOOST_TEST(other.call(http::verb::get, "/workers", reader_b.text).body.find("\"shared\"") !=
+             std::string::npos);
+  BOOST_TEST(
+      g.call(http::verb::patch, "/workers/shared", admin_a.text, R"({"hidden": false})").status ==
+      200u);
+  BOOST_TEST(listed(reader_a));
+  BOOST_TEST(
+      g.call(http::verb::patch, "/workers/nobody", admin_a.text, R"({"hidden": true})").status ==
+      404u);
 }
 
 BOOST_AUTO_TEST_CASE(pyoco_server_keys_are_imported_and_keep_working) {

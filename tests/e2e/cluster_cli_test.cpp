@@ -170,6 +170,19 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
   BOOST_TEST(infinite.status == 422u);
   BOOST_TEST(error_of(infinite).find("params.x.1: a number too large for a double") == 0u,
              infinite.body);
+  // Params nest at most 31 levels (the body 32): deeper is said to be so,
+  // not that it is not JSON.
+  auto nested = [](int levels) {
+    std::string text = "1";
+    for (int i = 0; i < levels; ++i) text = R"({"x": )" + text + "}";
+    return R"({"flow_name": "a", "params": )" + text + "}";
+  };
+  BOOST_TEST(s.call(http::verb::post, "/runs", nested(31)).status == 200u);
+  const auto deep = s.call(http::verb::post, "/runs", nested(32));
+  BOOST_TEST(deep.status == 422u);
+  BOOST_TEST(error_of(deep).find("the body nests arrays and objects more than 32 levels deep "
+                                 "(params: at most 31 levels") == 0u,
+             deep.body);
   // A record is one NATS message: params past 512 KiB could not be written
   // with the run's tasks.
   const auto heavy =
@@ -629,7 +642,8 @@ BOOST_AUTO_TEST_CASE(watches_share_one_subscription_and_miss_nothing) {
 
 // The registry as the gateway shows it: a worker IDLE, then RUNNING with
 // its run; hidden and shown again; STOPPED_GRACEFUL after SIGTERM (exit 0,
-// busy or idle), DISCONNECTED after kill -9 and the disconnect timeout.
+// busy or idle), DISCONNECTED after kill -9 and the disconnect timeout,
+// with no run of its own any more.
 BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   NatsServer nats;
   TempDir flows;
@@ -697,11 +711,17 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   BOOST_TEST(idle_code == 0, "exit " << idle_code << ": " << w2->err());
   wait_state("w2", "STOPPED_GRACEFUL");
 
+  // Killed mid-run: once DISCONNECTED its run is no longer listed as its
+  // own (it goes to the next worker when its lease runs out).
   auto w3 = start_worker("w3");
   wait_state("w3", "IDLE");
+  const std::string lost = s.submit(R"({"flow_name": "sleepy", "params": {"seconds": 30}})");
+  const auto taken = wait_state("w3", "RUNNING");
+  BOOST_TEST(taken.at("running").as_array().at(0).as_string() == lost);
   w3->send_signal(SIGKILL);
   w3->wait(10s);
-  wait_state("w3", "DISCONNECTED");
+  const auto gone = wait_state("w3", "DISCONNECTED");
+  BOOST_TEST(gone.at("running").as_array().empty(), gone);
 }
 
 // GET /runs from the gateway's index: newest first, filters, pages that

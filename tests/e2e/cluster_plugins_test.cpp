@@ -2,9 +2,12 @@
 // command line: pack, push (with keys on), the same version again (409),
 // without the scope (403) or a key (401), a package that is not one (422)
 // or too big (413), remote list, yank and history.
+#include <pyoco/server/http.hpp>
+
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <fstream>
 
 #include "gateway_process.hpp"
@@ -99,6 +102,36 @@ BOOST_AUTO_TEST_CASE(a_plugin_is_packed_pushed_listed_and_yanked) {
 // A worker started from the command line takes a pushed plugin it has never
 // had: it checks the package, lints it with the `pyoco plugins lint` beside
 // it (pyoco-cluster has no lint of its own) and runs a task of it.
+// A gateway that holds as many uploads as it may answers 503 busy with
+// Retry-After before reading the body: `plugins push` says so and sends it
+// again after that long, instead of failing.
+BOOST_AUTO_TEST_CASE(a_push_answered_busy_is_sent_again_after_retry_after) {
+  std::atomic<int> pushes{0};
+  auto router = std::make_shared<server::Router>();
+  router->add_large(boost::beast::http::verb::post, "/plugins", server::kPublic, 64 << 20,
+                    [&](const server::Request&, const server::PathParams&, const server::Caller&) {
+                      if (pushes++ == 0) {
+                        server::Response busy =
+                            server::error_response(503, "busy", "try again in 1 s");
+                        busy.set(boost::beast::http::field::retry_after, "1");
+                        return busy;
+                      }
+                      return server::json_response(200, json::object{});
+                    });
+  server::ListenOptions o;
+  o.port = 0;
+  server::HttpServer gateway(router, o);
+  const ProcessResult r =
+      run_pyoco({"plugins", "push", (binary_dir() / "lib/pyoco/plugins/hello").string(), "--server",
+                 "http://127.0.0.1:" + std::to_string(gateway.port())},
+                ProcessOptions{.timeout = std::chrono::seconds(60)});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(pushes.load() == 2);
+  BOOST_TEST(r.err.find("the gateway is busy (503); trying again in 1 s") != std::string::npos,
+             r.err);
+  BOOST_TEST(r.out.find("pushed hello ") == 0u, r.out);
+}
+
 BOOST_AUTO_TEST_CASE(a_worker_lints_and_runs_a_pushed_plugin) {
   NatsServer nats;
   Server s({"--nats", nats.url()});

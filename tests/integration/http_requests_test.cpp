@@ -133,3 +133,76 @@ BOOST_AUTO_TEST_CASE(health_is_answered_while_every_handler_thread_is_taken) {
   s.gate.open();
   for (auto* f : {&one, &two, &three}) BOOST_TEST(f->get().rfind("HTTP/1.1 200 ", 0) == 0u);
 }
+
+// Large bodies (plugin packages) are held whole until handled: past the
+// server's budget of them the next upload is refused at once, 503 with
+// Retry-After, before its body is read; room given back, it is taken.
+BOOST_AUTO_TEST_CASE(uploads_past_the_budget_are_refused_503_with_retry_after) {
+  pyoco::testing::Gate gate;
+  pyoco::testing::Latch entered;
+  auto router = std::make_shared<server::Router>();
+  router->add_large(
+      http::verb::post, "/upload", server::kPublic, 1 << 20,
+      [&](const server::Request& r, const server::PathParams&, const server::Caller&) {
+        entered.arrive();
+        if (r.target() == "/upload?wait") gate.wait(30s);
+        return server::json_response(200, boost::json::object{{"bytes", r.body().size()}});
+      });
+  server::ListenOptions o;
+  o.port = 0;
+  o.handler_threads = 4;
+  o.large_body_budget = 150000;  // one upload of 100,000 bytes at a time
+  server::HttpServer s(router, o);
+  auto upload = [&](const std::string& target) {
+    return "POST " + target +
+           " HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 100000\r\n\r\n" +
+           std::string(100000, 'p');
+  };
+  auto first =
+      std::async(std::launch::async, [&] { return exchange(s.port(), upload("/upload?wait")); });
+  BOOST_TEST_REQUIRE(entered.wait_for(1));  // its body read, its handler holding it
+  auto second =
+      std::async(std::launch::async, [&] { return exchange(s.port(), upload("/upload")); });
+  BOOST_TEST_REQUIRE((second.wait_for(10s) == std::future_status::ready));
+  const std::string refused = second.get();
+  BOOST_TEST(refused.rfind("HTTP/1.1 503 ", 0) == 0u, refused.substr(0, 300));
+  BOOST_TEST(refused.find("Retry-After: 5\r\n") != std::string::npos, refused.substr(0, 300));
+  BOOST_TEST(refused.find("\"error\":\"busy\"") != std::string::npos, refused.substr(0, 300));
+  BOOST_TEST(refused.find("try again in 5 s") != std::string::npos, refused.substr(0, 300));
+  gate.open();
+  BOOST_TEST(first.get().rfind("HTTP/1.1 200 ", 0) == 0u);
+  // The first one's room is back once it was answered.
+  BOOST_TEST(exchange(s.port(), upload("/upload")).rfind("HTTP/1.1 200 ", 0) == 0u);
+}
+
+// RFC 9110: a 405 names the methods its path serves in Allow; HEAD is
+// answered wherever GET is, with the GET's headers and no body.
+BOOST_AUTO_TEST_CASE(a_405_says_what_is_allowed_and_head_is_served_where_get_is) {
+  Server s(2);
+  const std::string put = exchange(
+      s.port(),
+      "PUT /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  BOOST_TEST(put.rfind("HTTP/1.1 405 ", 0) == 0u, put);
+  BOOST_TEST(put.find("\r\nAllow: GET, HEAD\r\n") != std::string::npos, put);
+  BOOST_TEST(put.find("it serves GET, HEAD") != std::string::npos, put);
+
+  const std::string get_health = exchange(s.port(), get("/health"));
+  const std::string head =
+      exchange(s.port(), "HEAD /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+  BOOST_TEST(head.rfind("HTTP/1.1 200 ", 0) == 0u, head);
+  const std::string body = get_health.substr(get_health.find("\r\n\r\n") + 4);
+  BOOST_TEST(
+      head.find("Content-Length: " + std::to_string(body.size()) + "\r\n") != std::string::npos,
+      head);
+  BOOST_TEST(head.substr(head.find("\r\n\r\n") + 4).empty(), head);  // no body
+
+  // Two HEADs on one connection: the first sent no body, so the second
+  // answer starts where the first one's headers end.
+  const std::string two =
+      exchange(s.port(),
+               "HEAD /health HTTP/1.1\r\nHost: test\r\n\r\nHEAD /nowhere HTTP/1.1\r\nHost: "
+               "test\r\nConnection: close\r\n\r\n");
+  const std::size_t second = two.find("\r\n\r\n") + 4;
+  BOOST_TEST(two.substr(second).rfind("HTTP/1.1 404 ", 0) == 0u, two);
+  BOOST_TEST(two.substr(two.find("\r\n\r\n", second) + 4).empty(), two);
+}

@@ -2,8 +2,11 @@
 
 #include <boost/json.hpp>
 
+#include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <thread>
 
 namespace pyoco::cli {
 
@@ -37,8 +40,24 @@ server::Endpoint GatewayFlags::endpoint() const {
 json::value GatewayFlags::call(boost::beast::http::verb method, const std::string& target,
                                const std::string& body, const std::string& type,
                                const std::map<std::string, std::string>& headers) const {
-  const server::ClientResponse r =
-      server::http_call(endpoint(), method, target, body, type, headers, std::chrono::seconds(120));
+  // A 503 with Retry-After did nothing (a push refused before its body
+  // was read): sent again after that long, for up to two minutes.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  server::ClientResponse r;
+  for (;;) {
+    r = server::http_call(endpoint(), method, target, body, type, headers,
+                          std::chrono::seconds(120));
+    int wait = 0;
+    const auto [end, err] =
+        std::from_chars(r.retry_after.data(), r.retry_after.data() + r.retry_after.size(), wait);
+    if (r.status != 503 || err != std::errc() ||
+        end != r.retry_after.data() + r.retry_after.size() || wait < 0 || wait > 60 ||
+        std::chrono::steady_clock::now() + std::chrono::seconds(wait) > give_up) {
+      break;
+    }
+    std::cerr << "pyoco: the gateway is busy (503); trying again in " << wait << " s\n";
+    std::this_thread::sleep_for(std::chrono::seconds(wait));
+  }
   boost::system::error_code ec;
   json::value v = json::parse(r.body, ec);
   if (r.status >= 400) {

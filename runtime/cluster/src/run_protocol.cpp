@@ -89,7 +89,7 @@ RunJob job_from_json(const json::object& o) {
 }
 
 json::object pending_snapshot(const RunJob& job) {
-  return json::object{
+  json::object snapshot{
       {"run_id", job.run_id},
       {"flow_name", job.flow_name},
       {"tag", job.tag},
@@ -105,6 +105,8 @@ json::object pending_snapshot(const RunJob& job) {
       {"end_time", nullptr},
       {"updated_at", job.submitted_at},
       {"error", nullptr}};
+  if (!job.request_digest.empty()) snapshot["request_sha256"] = job.request_digest;
+  return snapshot;
 }
 
 namespace {
@@ -143,6 +145,11 @@ Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
     std::optional<RunRecord> existing = runs.get(job.run_id);
     if (!existing) throw NatsError("run " + job.run_id + " exists and vanished while read");
     out.record = std::move(*existing);
+    if (const json::value* d = out.record.snapshot.if_contains("request_sha256");
+        !job.request_digest.empty() && d != nullptr && d->is_string() &&
+        d->as_string() != job.request_digest) {
+      throw RequestMismatch("run " + job.run_id + " was submitted with another request");
+    }
     if (out.record.status() != "PENDING") return out;
     job.record_revision = out.record.revision;
     // Still PENDING: the first submit may have stopped before these two

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <string_view>
 
 namespace pyoco::cluster {
 
@@ -13,7 +14,16 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr const char* kHiddenPrefix = "worker_hidden.";
+// worker_hidden.<worker_id>: hidden from everyone (set with auth off);
+// worker_hidden_for.<tenant>.<worker_id>: from that tenant's list only (a
+// tenant has no '.': [A-Za-z0-9_-]).
+constexpr std::string_view kHiddenPrefix = "worker_hidden.";
+constexpr std::string_view kHiddenForPrefix = "worker_hidden_for.";
+
+std::string hidden_key(const std::string& worker_id, const std::string& tenant) {
+  return tenant.empty() ? std::string(kHiddenPrefix) + worker_id
+                        : std::string(kHiddenForPrefix) + tenant + "." + worker_id;
+}
 
 }  // namespace
 
@@ -34,7 +44,7 @@ struct WorkerDirectory::Impl {
   kvStore* meta = nullptr;
   mutable std::mutex mutex;
   std::map<std::string, json::object> records;
-  std::map<std::string, bool> hidden;
+  std::map<std::string, bool> hidden;  // by hidden_key
   std::atomic<bool> stopping{false};
   std::vector<std::thread> threads;
 
@@ -71,11 +81,11 @@ struct WorkerDirectory::Impl {
     const bool put = kvEntry_Operation(e) == kvOp_Put;
     std::lock_guard lock(mutex);
     if (is_meta) {
-      const std::string id = key.substr(std::string(kHiddenPrefix).size());
+      if (key.rfind(kHiddenPrefix, 0) != 0 && key.rfind(kHiddenForPrefix, 0) != 0) return;
       if (put) {
-        hidden[id] = std::string_view(kvEntry_ValueString(e)) == "true";
+        hidden[key] = std::string_view(kvEntry_ValueString(e)) == "true";
       } else {
-        hidden.erase(id);
+        hidden.erase(key);
       }
       return;
     }
@@ -88,19 +98,23 @@ struct WorkerDirectory::Impl {
     if (!ec && v.is_object()) records[key] = std::move(v.as_object());
   }
 
-  // The record as the gateway shows it: with `hidden`, and DISCONNECTED for
-  // a worker silent past the timeout.
-  json::object shown(const json::object& r) const {
+  // The record as `tenant` is shown it: with `hidden` (its own flag, else
+  // everyone's), and DISCONNECTED for a worker silent past the timeout.
+  json::object shown(const json::object& r, const std::string& tenant) const {
     json::object out = r;
     const std::string id(r.at("worker_id").as_string());
-    auto h = hidden.find(id);
+    auto h = tenant.empty() ? hidden.end() : hidden.find(hidden_key(id, tenant));
+    if (h == hidden.end()) h = hidden.find(hidden_key(id, ""));
     out["hidden"] = h != hidden.end() && h->second;
     const json::value* seen = r.if_contains("last_seen_at");
     const double last = seen != nullptr && seen->is_number() ? seen->to_number<double>() : 0;
     const std::string state = r.contains("state") ? std::string(r.at("state").as_string()) : "IDLE";
     const double timeout = std::chrono::duration<double>(disconnect_after).count();
-    out["state"] =
-        state != "STOPPED_GRACEFUL" && epoch_now() - last > timeout ? "DISCONNECTED" : state;
+    const bool disconnected = state != "STOPPED_GRACEFUL" && epoch_now() - last > timeout;
+    out["state"] = disconnected ? "DISCONNECTED" : state;
+    // Its last heartbeat's runs are no longer its: their leases run out and
+    // the next worker claims them (their records say who runs them now).
+    if (disconnected) out["running"] = json::array{};
     out["heartbeat_at"] = last;
     return out;
   }
@@ -110,7 +124,7 @@ WorkerDirectory::WorkerDirectory(Connection& nats, std::chrono::milliseconds dis
     : impl_(std::make_unique<Impl>(nats, disconnect_after)) {
   Impl* i = impl_.get();
   i->threads.emplace_back([i] { i->watch(i->workers, ">", false); });
-  i->threads.emplace_back([i] { i->watch(i->meta, "worker_hidden.>", true); });
+  i->threads.emplace_back([i] { i->watch(i->meta, ">", true); });
 }
 
 WorkerDirectory::~WorkerDirectory() {
@@ -121,11 +135,12 @@ WorkerDirectory::~WorkerDirectory() {
 }
 
 std::vector<json::object> WorkerDirectory::list(const std::string& state, bool include_hidden,
-                                                std::size_t limit) const {
+                                                std::size_t limit,
+                                                const std::string& tenant) const {
   std::vector<json::object> out;
   std::lock_guard lock(impl_->mutex);
   for (const auto& [id, r] : impl_->records) {
-    json::object s = impl_->shown(r);
+    json::object s = impl_->shown(r, tenant);
     if (!include_hidden && s.at("hidden").as_bool()) continue;
     if (!state.empty() && s.at("state").as_string() != state) continue;
     out.push_back(std::move(s));
@@ -137,21 +152,23 @@ std::vector<json::object> WorkerDirectory::list(const std::string& state, bool i
   return out;
 }
 
-std::optional<json::object> WorkerDirectory::find(const std::string& worker_id) const {
+std::optional<json::object> WorkerDirectory::find(const std::string& worker_id,
+                                                  const std::string& tenant) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->records.find(worker_id);
   if (it == impl_->records.end()) return std::nullopt;
-  return impl_->shown(it->second);
+  return impl_->shown(it->second, tenant);
 }
 
-bool WorkerDirectory::set_hidden(const std::string& worker_id, bool hidden) {
+bool WorkerDirectory::set_hidden(const std::string& worker_id, bool hidden,
+                                 const std::string& tenant) {
   if (!find(worker_id)) return false;
-  const std::string key = kHiddenPrefix + worker_id;
+  const std::string key = hidden_key(worker_id, tenant);
   const natsStatus s =
       kvStore_PutString(nullptr, impl_->meta, key.c_str(), hidden ? "true" : "false");
   if (s != NATS_OK) throw_nats("cannot write worker " + worker_id + "'s hidden flag", s);
   std::lock_guard lock(impl_->mutex);
-  impl_->hidden[worker_id] = hidden;  // at once here; other gateways hear it from the watch
+  impl_->hidden[key] = hidden;  // at once here; other gateways hear it from the watch
   return true;
 }
 

@@ -17,6 +17,7 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <future>
 #include <map>
 #include <shared_mutex>
 #include <thread>
@@ -254,7 +255,7 @@ struct KeyAuthenticator::Impl {
     const bool cached = entry->verified && CRYPTO_memcmp(entry->verified->data(), presented.data(),
                                                          presented.size()) == 0;
     if (!cached) {
-      if (!secret_matches(r, key->secret, address)) {
+      if (!verified_once(r, presented, key->secret, address)) {
         // The same answer for a wrong secret of a live, revoked or expired
         // key: a key id alone tells nothing of its key's state.
         refuse(address, "the API key is not known");
@@ -317,6 +318,47 @@ struct KeyAuthenticator::Impl {
       ~Release() { n.fetch_sub(1); }
     } release{kdfs};
     return cluster::secret_matches(r, secret, options.pepper);
+  }
+
+  // The KDF run once for requests that present the same secret of the
+  // same key at the same time (a client's first requests with a new key,
+  // sent in parallel): the first runs it, the others wait for its verdict
+  // rather than each taking a KDF slot, where all but one would be
+  // answered 503 busy.
+  mutable std::mutex verifying_mutex;
+  mutable std::map<std::string, std::shared_future<bool>, std::less<>> verifying;
+  bool verified_once(const cluster::ApiKeyRecord& r, const Digest& presented,
+                     const std::string& secret, const std::string& address) const {
+    std::string id = r.key_id + '\n' + r.hash_b64 + '\n';
+    id.append(reinterpret_cast<const char*>(presented.data()), presented.size());
+    std::promise<bool> verdict;
+    std::shared_future<bool> result;
+    bool first = false;
+    {
+      std::lock_guard lock(verifying_mutex);
+      auto [it, inserted] = verifying.try_emplace(id);
+      if (inserted) it->second = verdict.get_future().share();
+      first = inserted;
+      result = it->second;
+    }
+    if (!first) {
+      try {
+        return result.get();
+      } catch (const HttpError&) {  // the first was refused a slot: so is this one, uncounted
+        limiter.succeeded(address);
+        throw;
+      }
+    }
+    try {
+      verdict.set_value(secret_matches(r, secret, address));
+    } catch (...) {
+      verdict.set_exception(std::current_exception());
+    }
+    {
+      std::lock_guard lock(verifying_mutex);
+      verifying.erase(id);
+    }
+    return result.get();
   }
 
   // The caller of a good key, if it holds the route's scope.

@@ -279,7 +279,8 @@ ClientResponse http_call(const Endpoint& gateway, http::verb method, const std::
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   const auto& res = parser.get();
   return ClientResponse{res.result_int(), res.body(), std::string(res[http::field::content_type]),
-                        std::string(res["X-Pyoco-Stale"])};
+                        std::string(res["X-Pyoco-Stale"]),
+                        std::string(res[http::field::retry_after])};
 }
 
 }  // namespace pyoco::server

@@ -40,6 +40,7 @@
 #include <set>
 #include <stop_token>
 #include <thread>
+#include <vector>
 
 namespace pyoco::server {
 
@@ -73,6 +74,51 @@ std::string run_id_for(std::string_view idempotency_key, std::string_view tenant
   return id;
 }
 
+// `v` as JSON text with every object's members in key order: the same
+// params give the same text however a client ordered them.
+void append_canonical(std::string& out, const json::value& v) {
+  if (v.is_object()) {
+    std::vector<const json::key_value_pair*> members;
+    for (const json::key_value_pair& m : v.as_object()) members.push_back(&m);
+    std::sort(members.begin(), members.end(),
+              [](const auto* a, const auto* b) { return a->key() < b->key(); });
+    out += '{';
+    for (const json::key_value_pair* m : members) {
+      if (out.back() != '{') out += ',';
+      out += json::serialize(json::string(m->key()));
+      out += ':';
+      append_canonical(out, m->value());
+    }
+    out += '}';
+  } else if (v.is_array()) {
+    out += '[';
+    for (const json::value& e : v.as_array()) {
+      if (out.back() != '[') out += ',';
+      append_canonical(out, e);
+    }
+    out += ']';
+  } else {
+    out += json::serialize(v);
+  }
+}
+
+// What a submit asks for, as a digest (hex SHA-256): an Idempotency-Key
+// repeated with another request is told apart from a retry by it.
+std::string request_digest(const cluster::RunJob& job) {
+  std::string text;
+  append_canonical(text, json::object{{"flow_name", job.flow_name},
+                                      {"tag", job.tag},
+                                      {"params", job.params},
+                                      {"workflow_yaml", job.workflow_yaml}});
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string digest;
+  for (unsigned i = 0; i < len; ++i) digest += hex[md[i] >> 4], digest += hex[md[i] & 15];
+  return digest;
+}
+
 // A stream sequence a client may name (JetStream's are int64).
 constexpr std::uint64_t kMaxSequence = std::numeric_limits<std::int64_t>::max() - 1;
 
@@ -99,9 +145,20 @@ constexpr const char* kStaleHeader = "X-Pyoco-Stale";
   throw HttpError{503, "nats_unavailable", std::string(e.what()) + " (retry when NATS is back)"};
 }
 
+// How deep a body's arrays and objects may nest (Boost.JSON's default, which
+// bounds the parser's stack): the body is one level, so params get one less.
+constexpr std::size_t kMaxBodyDepth = 32;
+
 json::object body_object(const Request& req) {
   boost::system::error_code ec;
-  json::value v = json::parse(req.body(), ec);
+  json::parse_options options;
+  options.max_depth = kMaxBodyDepth;
+  json::value v = json::parse(req.body(), ec, {}, options);
+  if (ec == json::error::too_deep) {
+    unprocessable("the body nests arrays and objects more than " + std::to_string(kMaxBodyDepth) +
+                  " levels deep (params: at most " + std::to_string(kMaxBodyDepth - 1) +
+                  " levels inside the body); flatten it, or pass a file's location");
+  }
   if (ec) unprocessable("the body is not JSON: " + ec.message());
   if (!v.is_object()) unprocessable("the body must be a JSON object");
   return std::move(v.as_object());
@@ -427,7 +484,9 @@ class Gateway {
         limit_text.empty() ? 100
                            : whole_number(limit_text, 1, 1000, "limit: a number from 1 to 1000");
     json::array out;
-    for (json::object& w : workers_.list(state, hidden == "true" || hidden == "1", limit)) {
+    // `hidden` as the caller's tenant set it (auth off: as everyone's).
+    const std::string viewer = caller.any_tenant ? std::string() : caller.tenant;
+    for (json::object& w : workers_.list(state, hidden == "true" || hidden == "1", limit, viewer)) {
       if (!caller.any_tenant) {
         if (!serves_a_tag_of(w, caller)) continue;
         hide_others(w, caller);
@@ -437,12 +496,22 @@ class Gateway {
     return from_memory(json_response(200, out));
   }
 
-  Response patch_worker(const Request& req, const std::string& id) {
+  // Workers are shared by every tenant: an admin key hides one from its
+  // own tenant's list only (docs/security.md: admin is for its tenant);
+  // with auth off, from everyone's. A worker the caller may not see is
+  // not found.
+  Response patch_worker(const Request& req, const std::string& id, const Caller& caller) {
     const json::object body = body_object(req);
     const json::value* h = body.if_contains("hidden");
     if (h == nullptr || !h->is_bool()) unprocessable("hidden: required, true or false");
+    if (!caller.any_tenant) {
+      const std::optional<json::object> w = workers_.find(id);
+      if (!w || !serves_a_tag_of(*w, caller)) {
+        throw HttpError{404, "not_found", "worker " + shown(id) + " not found"};
+      }
+    }
     try {
-      if (!workers_.set_hidden(id, h->as_bool())) {
+      if (!workers_.set_hidden(id, h->as_bool(), caller.any_tenant ? "" : caller.tenant)) {
         throw HttpError{404, "not_found", "worker " + shown(id) + " not found"};
       }
     } catch (const cluster::NatsError& e) {
@@ -960,11 +1029,23 @@ class Gateway {
     }
     check_tag_served(job.tag);
     job.tenant_id = caller.tenant;
-    job.run_id = run_id_for(req["Idempotency-Key"], caller.tenant);
+    const std::string idempotency_key(req["Idempotency-Key"]);
+    job.run_id = run_id_for(idempotency_key, caller.tenant);
+    if (!idempotency_key.empty()) job.request_digest = request_digest(job);
     try {
       const cluster::Submitted s = cluster::submit_run(nats_, runs_, job);
       return json_response(200,
                            json::object{{"run_id", job.run_id}, {"status", s.record.status()}});
+    } catch (const cluster::RequestMismatch&) {
+      // The key is the client's promise that this is the same request
+      // (the IETF's Idempotency-Key draft, as Stripe does): another body
+      // is a mistake to say, not the old run to hand back.
+      throw HttpError{422, "idempotency_key_reused",
+                      "Idempotency-Key " + shown(idempotency_key) + " was used for run " +
+                          job.run_id +
+                          " with another request (flow_name, tag, params or workflow): send "
+                          "that same request to get run " +
+                          job.run_id + " again, or use a new key for a new request"};
     } catch (const cluster::NatsError& e) {
       // Its record may stand without its job: queued once NATS answers.
       unqueued_.add(job);
@@ -1199,8 +1280,8 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
                 return g->yank_plugin(p.at("name"), p.at("version"), c);
               });
   router->add(http::verb::patch, "/workers/{id}", kScopeAdmin,
-              [g](const Request& r, const PathParams& p, const Caller&) {
-                return g->patch_worker(r, p.at("id"));
+              [g](const Request& r, const PathParams& p, const Caller& c) {
+                return g->patch_worker(r, p.at("id"), c);
               });
   if (auth) {
     router->guard([auth](const Request& r, const std::string& address, unsigned scope) {

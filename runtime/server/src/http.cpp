@@ -129,6 +129,14 @@ bool match(const std::string& pattern, std::string_view path, PathParams& params
   return p == pattern.size() && q == path.size();
 }
 
+// Whether `route` answers `method`: its own, and HEAD wherever a handler
+// answers GET (RFC 9110 9.3.2: the GET's headers, no body). Not an SSE
+// route: its answer is a stream that never ends.
+bool serves(const Route& route, http::verb method) {
+  return route.method == method ||
+         (method == http::verb::head && route.method == http::verb::get && route.handler);
+}
+
 }  // namespace
 
 const Route* Router::find_stream(const Request& request, PathParams& params) const {
@@ -158,7 +166,7 @@ bool Router::at_once(const Request& request) const {
   const std::string_view path = target.substr(0, target.find('?'));
   for (const Route& r : routes_) {
     PathParams params;
-    if (r.at_once && r.method == request.method() && match(r.pattern, path, params)) return true;
+    if (r.at_once && serves(r, request.method()) && match(r.pattern, path, params)) return true;
   }
   return false;
 }
@@ -172,6 +180,13 @@ Response Router::handle(const Request& request, const std::string& address) cons
     observer_(request, res, route, caller,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
+  if (request.method() == http::verb::head) {
+    // The headers a GET gets, its Content-Length included, and never a
+    // body (an error's neither): the client reads none.
+    const std::size_t length = res.body().size();
+    res.body().clear();
+    res.content_length(length);
+  }
   return res;
 }
 
@@ -179,12 +194,18 @@ Response Router::answer(const Request& request, const std::string& address, std:
                         Caller& caller) const {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
-  bool path_known = false;
+  std::vector<http::verb> allowed;  // the methods the path serves, for a 405's Allow
+  auto allow = [&allowed](http::verb method) {
+    if (std::find(allowed.begin(), allowed.end(), method) == allowed.end()) {
+      allowed.push_back(method);
+    }
+  };
   for (const Route& r : routes_) {
     PathParams params;
     if (!match(r.pattern, path, params)) continue;
-    path_known = true;
-    if (r.method != request.method() || !r.handler) continue;
+    allow(r.method);
+    if (r.method == http::verb::get && r.handler) allow(http::verb::head);
+    if (!serves(r, request.method()) || !r.handler) continue;
     route = r.pattern;
     try {
       caller = admit(r, request, address);
@@ -201,11 +222,20 @@ Response Router::answer(const Request& request, const std::string& address, std:
       return res;
     }
   }
-  Response res =
-      path_known
-          ? error_response(405, "method_not_allowed",
-                           shown(request.method_string()) + " " + shown(path) + " is not served")
-          : error_response(404, "not_found", "no route " + shown(path));
+  if (allowed.empty()) {
+    Response res = error_response(404, "not_found", "no route " + shown(path));
+    res.keep_alive(request.keep_alive());
+    return res;
+  }
+  // RFC 9110 15.5.6: a 405 says which methods the path does serve.
+  std::string methods;
+  for (const http::verb m : allowed) {
+    methods += (methods.empty() ? "" : ", ") + std::string(http::to_string(m));
+  }
+  Response res = error_response(
+      405, "method_not_allowed",
+      shown(request.method_string()) + " " + shown(path) + " is not served; it serves " + methods);
+  res.set(http::field::allow, methods);
   res.keep_alive(request.keep_alive());
   return res;
 }
@@ -249,6 +279,11 @@ std::unique_ptr<ssl::context> make_server_tls(const std::filesystem::path& cert,
 struct HttpServer::Impl {
   std::shared_ptr<const Router> router;
   ListenOptions options;
+  // ListenOptions::large_body_budget: the bytes of large bodies being read
+  // or handled now. Each holds a reservation until its request is done;
+  // before `io`, whose end ends the sessions that hold the last ones.
+  std::mutex large_bodies_mutex;
+  std::size_t large_body_bytes = 0;
   asio::io_context io;
   asio::thread_pool handlers;
   tcp::acceptor acceptor{io};
@@ -309,6 +344,36 @@ struct HttpServer::Impl {
 
   std::unique_ptr<ssl::context> tls;  // set: HTTPS only
 
+  struct LargeBodyRoom {
+    Impl& server;
+    std::size_t bytes;
+    ~LargeBodyRoom() {
+      std::lock_guard lock(server.large_bodies_mutex);
+      server.large_body_bytes -= bytes;
+    }
+  };
+  using LargeBodyReservation = std::shared_ptr<LargeBodyRoom>;
+  // A reservation of `bytes`, or null when the budget has no room for them.
+  LargeBodyReservation reserve_large_body(std::size_t bytes) {
+    std::lock_guard lock(large_bodies_mutex);
+    if (large_body_bytes != 0 && large_body_bytes + bytes > options.large_body_budget) {
+      return nullptr;
+    }
+    large_body_bytes += bytes;
+    return std::make_shared<LargeBodyRoom>(*this, bytes);
+  }
+
+  std::shared_ptr<Response> too_many_large_bodies() const {
+    const auto retry = std::to_string(options.large_body_retry_after.count());
+    auto res = std::make_shared<Response>(
+        error_response(503, "busy",
+                       "the gateway is receiving as many large uploads as it holds at once (" +
+                           std::to_string(options.large_body_budget >> 20) +
+                           " MiB of them); try again in " + retry + " s"));
+    res->set(http::field::retry_after, retry);
+    return res;
+  }
+
   Impl(std::shared_ptr<const Router> r, ListenOptions o)
       : router(std::move(r)), options(std::move(o)), handlers(options.handler_threads) {}
 
@@ -352,6 +417,7 @@ struct HttpServer::Impl {
 
     void read() {
       parser.emplace();
+      large_body.reset();  // the last request's body is gone with its parser
       body_limit = server->options.body_limit;
       // The limit is the route's: decided once the headers are in.
       parser->body_limit(boost::none);
@@ -389,6 +455,11 @@ struct HttpServer::Impl {
         std::shared_ptr<Response> refused;
         try {
           self->server->router->admit(*large, self->parser->get(), self->address);
+          // Admitted: room for its body is asked for only now, so that
+          // callers without the scope cannot take it from those with it.
+          const std::size_t bytes = self->parser->content_length().value_or(large->body_limit);
+          self->large_body = self->server->reserve_large_body(bytes);
+          if (!self->large_body) refused = self->server->too_many_large_bodies();
         } catch (const HttpError& e) {
           refused = std::make_shared<Response>(error_response(e.status, e.error, e.detail));
         }
@@ -408,6 +479,7 @@ struct HttpServer::Impl {
           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
     }
     std::size_t body_limit = 0;
+    LargeBodyReservation large_body;  // held while a large body is read and handled
 
     // A request that could not be read: a client that went, timed out or
     // stopped mid-request gets nothing (there is no one to tell); one that
@@ -452,12 +524,16 @@ struct HttpServer::Impl {
               !request->keep_alive());
         return;
       }
-      // The handler may wait on NATS: never on the I/O thread.
-      asio::post(server->handlers, [self = shared_from_this(), request] {
+      // The handler may wait on NATS: never on the I/O thread. A large
+      // body's room is given back once its request is let go.
+      asio::post(server->handlers, [self = shared_from_this(), request,
+                                    reservation = std::move(large_body)]() mutable {
         auto res =
             std::make_shared<Response>(self->server->router->handle(*request, self->address));
-        asio::post(self->stream.get_executor(),
-                   [self, res, close = !request->keep_alive()] { self->write(res, close); });
+        const bool close = !request->keep_alive();
+        request.reset();
+        reservation.reset();
+        asio::post(self->stream.get_executor(), [self, res, close] { self->write(res, close); });
       });
     }
 

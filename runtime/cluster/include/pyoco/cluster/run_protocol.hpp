@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,17 @@ struct RunJob {
   // The revision of the PENDING record submit wrote (0: unknown): a worker
   // claims the run with one compare-and-swap on it, without reading first.
   std::uint64_t record_revision = 0;
+  // With an Idempotency-Key: a digest of what was asked (flow, tag, params,
+  // workflow), kept in the record as `request_sha256`, so that a repeat of
+  // the key with another request is told apart from a retry. Empty: none.
+  std::string request_digest;
+};
+
+// A submit whose run id (from an Idempotency-Key) names a run made for
+// another request: not a NatsError, nothing was written.
+class RequestMismatch : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 // The PENDING record of a run, as submit writes it.
@@ -55,6 +67,9 @@ struct Submitted {
 // run_id. A repeat finds the run; while it is still PENDING the job is
 // published again, which the stream's duplicate window drops when the first
 // one arrived (so a submitter that died between the two writes is healed).
+// A repeat whose request_digest differs from the record's throws
+// RequestMismatch before anything is published (a record without one, of an
+// older gateway, is taken as the same request).
 Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& job);
 
 // The rest of a submit that failed part way (NATS went away between the

@@ -32,12 +32,16 @@ class WorkerDirectory {
   WorkerDirectory(const WorkerDirectory&) = delete;
   WorkerDirectory& operator=(const WorkerDirectory&) = delete;
 
-  // Newest first; `state` empty: any.
+  // Newest first; `state` empty: any. `hidden` as `tenant` sees it: its
+  // own flag when it set one, else the flag for everyone ("": that one).
   std::vector<boost::json::object> list(const std::string& state, bool include_hidden,
-                                        std::size_t limit) const;
-  std::optional<boost::json::object> find(const std::string& worker_id) const;
-  // Records the flag in pyoco_meta (every gateway hears it). False: no such worker.
-  bool set_hidden(const std::string& worker_id, bool hidden);
+                                        std::size_t limit, const std::string& tenant = {}) const;
+  std::optional<boost::json::object> find(const std::string& worker_id,
+                                          const std::string& tenant = {}) const;
+  // Records the flag in pyoco_meta (every gateway hears it): for `tenant`'s
+  // list only, or ("") for everyone's. Workers are shared, so one tenant
+  // never hides them from another. False: no such worker.
+  bool set_hidden(const std::string& worker_id, bool hidden, const std::string& tenant = {});
 
   struct Impl;
 

@@ -31,6 +31,9 @@ struct ClientResponse {
   std::string content_type;
   // X-Pyoco-Stale: the gateway answered from memory while NATS is away.
   std::string stale;
+  // Retry-After: a 503 that did nothing and may be sent again after this
+  // many seconds (the gateway holds as many uploads as it may at once).
+  std::string retry_after;
 };
 
 // How to reach a gateway.

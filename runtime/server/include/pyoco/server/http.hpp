@@ -153,6 +153,13 @@ struct ListenOptions {
   // turn): the pool bounds the requests in flight, not the CPU they use.
   std::size_t handler_threads = 16;
   std::size_t body_limit = 1 << 20;  // larger bodies are answered 413
+  // Bodies of add_large routes (plugin packages, up to 64 MiB) are held
+  // whole in memory until their handler is done: at most this many bytes
+  // of them at once (by Content-Length; a chunked one counts as its
+  // route's limit). Past it the next is answered 503 `busy` with
+  // Retry-After before its body is read. One alone is always let in.
+  std::size_t large_body_budget = 128 << 20;
+  std::chrono::seconds large_body_retry_after{5};
   // Both set: HTTPS only (PEM files: the certificate chain, its private key).
   std::filesystem::path tls_cert, tls_key;
   // Each SSE response holds a thread: past this many at once, 503.
