@@ -192,6 +192,8 @@ BOOST_AUTO_TEST_CASE(kill_9_leaves_a_run_that_the_next_start_marks_interrupted) 
     const auto tasks = show_json(id).at("tasks").as_array();
     return !tasks.empty() && str(tasks[0].at("state")) == "RUNNING";
   }));
+  // What is tested is how long the run is found to have run: let it run.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   run->send_signal(SIGKILL);
   BOOST_TEST(run->wait() == 128 + SIGKILL);
 
@@ -199,6 +201,11 @@ BOOST_AUTO_TEST_CASE(kill_9_leaves_a_run_that_the_next_start_marks_interrupted) 
   BOOST_TEST_REQUIRE(runs.size() == 1u);
   BOOST_TEST(str(runs[0].at("status")) == "FAILED");
   BOOST_TEST(str(runs[0].at("reason")) == "interrupted");
+  // It ran 2.5 s and more; its writer noted that about each second. (Its
+  // end used to be its last task's start: a few milliseconds.)
+  BOOST_TEST(runs[0].at("duration_ms").to_number<double>() >= 1500.0);
+  const auto nap = show_json(id).at("tasks").as_array()[0].as_object();
+  BOOST_TEST(nap.at("duration_ms").to_number<double>() >= 1500.0);
   const ProcessResult show = pyoco({"runs", "show", id});
   BOOST_TEST(has(show.out, "status    FAILED  (interrupted)"), show.out);
   BOOST_TEST(has(show.out, "nap    std/sleep  FAILED     1"), show.out);

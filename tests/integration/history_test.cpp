@@ -536,6 +536,8 @@ BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {
   b.runs.push_back(active("dead", child, 0, me.host));
   b.runs.push_back(active("alive", me.pid, me.start, me.host));
   b.runs.push_back(active("reused-pid", me.pid, me.start + 1, me.host));
+  // Its writer noted, while it ran, that it had run 2.5 s: it ended no earlier.
+  b.runs.back().duration_ms = 2500;
   b.runs.push_back(active("elsewhere", child, 0, "another-host"));
   auto task = [](const char* node, TaskState state) {
     TaskRecord t;
@@ -571,6 +573,11 @@ BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {
   BOOST_TEST(core::to_string(ts[0].state) == "SUCCEEDED");
   BOOST_TEST(core::to_string(ts[1].state) == "FAILED");
   BOOST_TEST(ts[1].error.find("interrupted") != std::string::npos);
+  BOOST_TEST(us(ts[1].ended) == us(last_heard));  // it ran until then, at least
+  BOOST_TEST(ts[1].duration_ms > 2500);
+  const RunRecord reused = *store->run("reused-pid");
+  BOOST_TEST(us(reused.ended) - us(reused.started) == 2'500'000);
+  BOOST_TEST(reused.duration_ms == 2500);
   BOOST_TEST(core::to_string(ts[2].state) == "CANCELLED");
   BOOST_TEST(core::to_string(store->run("alive")->status) == "RUNNING");
   BOOST_TEST(core::to_string(store->run("elsewhere")->status) == "RUNNING");

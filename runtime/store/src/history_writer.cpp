@@ -30,6 +30,7 @@ struct RunSlot {
   bool started = false;
   bool ended = false;
   bool new_run = false;  // written for the first time: trim the history after
+  std::chrono::steady_clock::time_point alive_noted;  // note_alive()
   // By the engine's record index (the task's seq); an empty node: not known yet.
   std::vector<TaskRecord> tasks;
   std::vector<std::uint32_t> dirty_pages;  // to write
@@ -132,6 +133,9 @@ struct HistoryWriter::Impl {
   // False when the store refused the batch (kept dirty for the next try).
   bool write_dirty(bool runs_only = false);
   void poll_cancel();
+  // Each running run's duration so far, written about once a second: what a
+  // run whose process dies (kill -9) is found to have run, at least.
+  void note_alive();
   TaskRecord& task(RunSlot& s, std::uint32_t record, std::string& node, std::string& name);
   void mark(RunSlot& s, std::uint32_t record);
   void keep_output(RunSlot& s, std::uint32_t record, const std::string& node,
@@ -382,6 +386,7 @@ void HistoryWriter::Impl::loop() {
     // After a write failed (state.db locked: each try waits 10 s), the
     // interval's writes pause, and so does the last one (it follows a
     // flush that just failed); a flush still tries.
+    note_alive();
     if ((asked || now >= retry_after) && !write_dirty()) {
       retry_after = std::chrono::steady_clock::now() + kAfterFailure;
     }
@@ -655,6 +660,18 @@ bool HistoryWriter::Impl::write_dirty(bool runs_only) {
     s->outputs.clear();
   }
   return true;
+}
+
+void HistoryWriter::Impl::note_alive() {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex);  // slots are added under it; their contents are this thread's
+  for (auto& s : slots) {
+    if (!s->started || s->ended || now - s->alive_noted < std::chrono::seconds(1)) continue;
+    s->alive_noted = now;
+    s->run.duration_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - s->run.started).count();
+    s->run_dirty = true;
+  }
 }
 
 void HistoryWriter::Impl::poll_cancel() {

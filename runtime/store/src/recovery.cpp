@@ -25,18 +25,29 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     } catch (const StoreError&) {
       // A page damaged by hand: end the run anyway, without its tasks' states.
     }
-    for (TaskRecord& t : tasks) {
-      // A long task's heartbeats come after its start: the run lived that long.
-      last = std::max({last, t.started, t.ended, t.heartbeat_at});
-      if (core::is_terminal(t.state)) continue;
-      t.state = t.state == core::TaskState::Running ? core::TaskState::Failed
-                                                    : core::TaskState::Cancelled;
-      t.error = why;
+    // While a run goes its writer keeps its duration so far (about each
+    // second), and a long task's heartbeats come after its start: the run
+    // lived at least as long as the latest of these.
+    if (run.duration_ms > 0) {
+      last = run.started + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double, std::milli>(run.duration_ms));
     }
+    for (const TaskRecord& t : tasks) last = std::max({last, t.started, t.ended, t.heartbeat_at});
     LogFilter last_line;
     last_line.tail = 1;
     const auto logs = store.logs(run.id, last_line);
     if (!logs.empty()) last = std::max(last, logs.back().time);
+    for (TaskRecord& t : tasks) {
+      if (core::is_terminal(t.state)) continue;
+      if (t.state == core::TaskState::Running) {
+        t.state = core::TaskState::Failed;
+        t.ended = std::max(last, t.started);  // it ran until then, at least
+        t.duration_ms = std::chrono::duration<double, std::milli>(t.ended - t.started).count();
+      } else {
+        t.state = core::TaskState::Cancelled;
+      }
+      t.error = why;
+    }
     run.status = core::RunStatus::Failed;
     run.reason = "interrupted";
     run.ended = last;

@@ -37,6 +37,8 @@ struct RunRecord {
   // CANCELLED after a second Ctrl+C: why nobody waited for it.
   std::string reason;
   Clock::time_point started, ended;  // ended: zero until the run ends
+  // While the run goes: how long it had run when last written (about each
+  // second), so a run whose process died is known to have run that long.
   double duration_ms = 0;
   std::string host;
   std::int64_t pid = 0;
