@@ -1500,6 +1500,58 @@ tasks:
   }
 }
 
+// A run cancelled while a task waits out its backoff: the task ends
+// CANCELLED with the error that made it wait, not a bare "run cancelled",
+// and counts the attempts that ran; with every worker held meanwhile.
+BOOST_FIXTURE_TEST_CASE(a_cancel_while_a_task_waits_to_retry_keeps_why_it_failed, EngineFixture) {
+  for (const unsigned jobs : {1u, 2u}) {
+    BOOST_TEST_CONTEXT("jobs " << jobs) {
+      Engine e{EngineOptions{jobs, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
+      RunOptions a;
+      a.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
+      Run flaky = e.start(compile(R"(
+flow: {graph: f}
+tasks:
+  f: {use: "std/fail", inputs: {times: -1, message: "service unavailable"}, retries: 3,
+      retry_backoff: {initial_ms: 60000, max_ms: 60000, jitter: false}}
+)"),
+                          std::move(a));
+      BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] {
+        const auto t = flaky.tasks();
+        return !t.empty() && t[0].error.find("service unavailable") != std::string::npos;
+      }));
+      const TaskRecord waiting = flaky.tasks()[0];
+      BOOST_TEST((waiting.state == TaskState::Running));
+      BOOST_TEST(waiting.attempts == 1u);  // the attempts that ran
+
+      auto gate = std::make_shared<pyoco::testing::Gate>();
+      auto held = std::make_shared<std::atomic<unsigned>>(0);
+      RunOptions b;
+      b.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
+      b.local_tasks = {{"t/hold", [gate, held](TaskCall&, const Value&) {
+                          ++*held;
+                          gate->wait();
+                          return Value();
+                        }}};
+      Run holds = e.start(compile("flow: {graph: \"(h1 & h2)\"}\ntasks: {h1: {use: t/hold}, h2: "
+                                  "{use: t/hold}}\n"),
+                          std::move(b));
+      BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return held->load() == jobs; }));
+
+      flaky.cancel();
+      BOOST_TEST_REQUIRE(flaky.wait_for(std::chrono::seconds(2)));
+      const TaskRecord t = flaky.tasks()[0];
+      BOOST_TEST((t.state == TaskState::Cancelled));
+      BOOST_TEST(t.error.starts_with("run cancelled while it waited to retry (attempt 1: "),
+                 t.error);
+      BOOST_TEST(t.error.find("service unavailable") != std::string::npos, t.error);
+      BOOST_TEST(t.attempts == 1u);
+      gate->open();
+      BOOST_TEST(holds.wait_for(std::chrono::seconds(20)));
+    }
+  }
+}
+
 // "Inputs and references": every form of the table, walking into objects
 // and arrays.
 BOOST_FIXTURE_TEST_CASE(every_reference_form_resolves, EngineFixture) {

@@ -141,6 +141,7 @@ BOOST_AUTO_TEST_CASE(every_row_of_the_docs_trace_table) {
   retry.attempt = 2;
   retry.max_attempts = 3;
   retry.delay_ms = 50;
+  retry.message = "<message>";  // the failed attempt's error
   RunEvent skipped = event(EventKind::NodeSkipped);
   skipped.message = "<why>";
   RunEvent log = event(EventKind::Log);
@@ -163,8 +164,8 @@ BOOST_AUTO_TEST_CASE(every_row_of_the_docs_trace_table) {
       {"node start", event(EventKind::NodeStart), "🏃 start node=A", "INFO pyoco start node=A"},
       {"node done", done, "✅ done node=A (0.30 ms)", "INFO pyoco end node=A dur_ms=0.30"},
       {"node error", error, "💥 error node=A <message>", "ERROR pyoco error node=A <message>"},
-      {"retry", retry, "🔁 retry node=A attempt=2/3 in 50 ms",
-       "WARN pyoco retry node=A attempt=2/3 delay_ms=50"},
+      {"retry", retry, "🔁 retry node=A attempt=2/3 in 50 ms (<message>)",
+       "WARN pyoco retry node=A attempt=2/3 delay_ms=50 error=<message>"},
       {"node skipped", skipped, "⏭️  skip node=A (<why>)",
        "WARN pyoco skip node=A reason=<why>"},
       {"node cancelled", event(EventKind::NodeCancelled), "🛑 cancelled node=A",
@@ -222,7 +223,7 @@ BOOST_AUTO_TEST_CASE(every_row_of_the_docs_trace_table) {
       {start, "node_start", with({"attempt"})},
       {done, "node_done", with({"duration_ms"})},
       {error, "node_error", with({"message"})},
-      {retry, "node_retry", with({"attempt", "max_attempts", "delay_ms"})},
+      {retry, "node_retry", with({"attempt", "max_attempts", "delay_ms", "message"})},
       {skipped, "node_skipped", with({"message"})},
       {event(EventKind::NodeCancelled), "node_cancelled", node_keys},
       {log, "log", with({"level", "message"})},

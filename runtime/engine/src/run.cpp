@@ -565,6 +565,8 @@ void RunState::attempt_failed(Frame& f, std::uint32_t i, const std::string& erro
     n.retry_delay_ms = delay;
     emit(EventKind::NodeRetry, &n, error, &g);
     --n.attempts;
+    // Shown while it waits, and kept if the run stops before the retry.
+    record(n).error = error;
     if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(control());
     n.waiting_retry = true;
     n.timer->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -594,6 +596,7 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   n.output = std::move(output);
   TaskRecord& r = record(n);
   r.state = TaskState::Succeeded;
+  r.error.clear();  // an earlier attempt's, if it was retried
   stop_clock(n, r);
   r.output_summary = summary(n.output);
   if (g.kind == GraphNode::Kind::Task) apply_outputs(*g.task, n.output);
@@ -729,7 +732,14 @@ void RunState::cancel_pending(Frame& f) {
     } else if (n.state == TaskState::Running && f.graph->nodes[i].kind == GraphNode::Kind::Task) {
       if (n.timer) n.timer->cancel();
       if (n.running) n.running->end(true);
-      end_without_running(f, i, TaskState::Cancelled, why);
+      if (n.waiting_retry && n.record != SIZE_MAX && !record(n).error.empty()) {
+        // Why it was waiting is worth more than that it was stopped.
+        end_without_running(f, i, TaskState::Cancelled,
+                            std::string(why) + " while it waited to retry (attempt " +
+                                std::to_string(n.attempts) + ": " + record(n).error + ")");
+      } else {
+        end_without_running(f, i, TaskState::Cancelled, why);
+      }
     }
   }
 }

@@ -474,9 +474,10 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       t.attempts = e.attempt;
       return;
     }
-    case EventKind::NodeRetry: {
+    case EventKind::NodeRetry: {  // names the attempt about to run; the engine counts started ones
       TaskRecord& t = task(s, e.record, e.node, e.task);
-      t.attempts = e.attempt;  // the attempt about to run
+      t.attempts = e.attempt > 0 ? e.attempt - 1 : 0;
+      t.error = std::move(e.message);  // the failed attempt's, while it waits
       return;
     }
     case EventKind::NodeDone:
@@ -489,8 +490,9 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
                 : e.kind == EventKind::NodeSkipped ? core::TaskState::Skipped
                                                    : core::TaskState::Cancelled;
       t.attempts = e.attempt;
-      if (e.kind != EventKind::NodeDone &&
-          (!e.message.empty() || t.state == core::TaskState::Skipped)) {
+      if (e.kind == EventKind::NodeDone) {
+        t.error.clear();  // an earlier attempt's, if it was retried
+      } else if (!e.message.empty() || t.state == core::TaskState::Skipped) {
         t.error = e.message;
       }
       if (t.started != Clock::time_point{}) {

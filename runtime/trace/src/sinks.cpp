@@ -74,7 +74,9 @@ void cute(std::string& out, const RunEvent& e) {
       put_count(out, e.max_attempts);
       put(out, " in ");
       put_count(out, std::llround(e.delay_ms));
-      return put(out, " ms");
+      put(out, " ms");
+      if (!e.message.empty()) put(out, " (", Text{e.message}, ")");  // why it failed
+      return;
     case EventKind::NodeSkipped:
       return put(out, "⏭️  skip node=", Text{e.node}, " (", Text{e.message}, ")");
     case EventKind::NodeCancelled:
@@ -117,7 +119,9 @@ void plain(std::string& out, const RunEvent& e) {
       put(out, "/");
       put_count(out, e.max_attempts);
       put(out, " delay_ms=");
-      return put_count(out, std::llround(e.delay_ms));
+      put_count(out, std::llround(e.delay_ms));
+      if (!e.message.empty()) put(out, " error=", Text{e.message});  // why it failed
+      return;
     case EventKind::NodeSkipped:
       return put(out, "WARN pyoco skip node=", Text{e.node}, " reason=", Text{e.message});
     case EventKind::NodeCancelled:
