@@ -188,6 +188,72 @@ BOOST_FIXTURE_TEST_CASE(secrets_are_masked_everywhere_pyoco_writes, Fixture) {
   BOOST_TEST(read_text(dir.path() / "a/sec-1/token.txt") == secret);
 }
 
+// Texts cut before they are masked: std/shell's last 400 bytes of stderr
+// (cut inside a long secret, and just after the start of a short one), the
+// 200-character output summary, and an artifact named after a secret. Not
+// even part of a secret may show.
+const char* kCutFlow = R"yaml(flow:
+  name: cuts
+  graph: "show >> save >> (long & short)"
+tasks:
+  show: {use: std/echo, inputs: {value: "$ctx.params.TOKEN"}}
+  save: {use: std/write_file, inputs: {name: "$ctx.params.NAME", content: "x"}}
+  long:
+    use: std/shell
+    fail_policy: isolate
+    inputs: {command: "printf '%s--' \"$TOKEN\" >&2; exit 1"}
+  short:
+    use: std/shell
+    fail_policy: isolate
+    inputs: {command: "printf '%s%0394d' \"$SHORT\" 0 >&2; exit 1"}
+)yaml";
+
+// Some run of `min` bytes of `secret` that `text` holds, or empty.
+std::string part_of(const std::string& secret, const std::string& text, std::size_t min) {
+  for (std::size_t i = 0; i + min <= secret.size(); ++i) {
+    if (has(text, secret.substr(i, min))) return secret.substr(i, min);
+  }
+  return {};
+}
+
+BOOST_FIXTURE_TEST_CASE(no_part_of_a_secret_shows_where_a_text_was_cut, Fixture) {
+  std::string token;
+  for (int i = 0; token.size() < 400; ++i) token += "T" + std::to_string(i * 7919 % 10007) + "k";
+  token.resize(400);
+  const std::string short_secret = "sh0rt-Zq9w";  // the shell keeps its last 6 bytes
+  const std::string name = "nm-Vb7Pq2Lx.txt";
+  env["TOKEN"] = token;
+  env["SHORT"] = short_secret;
+  env["NAME"] = name;
+  const fs::path f = flow("cuts.yaml", kCutFlow);
+  const fs::path trace = dir.path() / "trace.jsonl";
+  ProcessResult r =
+      pyoco({"run", f.string(), "--run-id", "cut-1", "--secret", "TOKEN", "--secret", "SHORT",
+             "--secret", "NAME", "--trace-format", "json", "--trace-file", trace.string()});
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  const ProcessResult show = pyoco({"runs", "show", "cut-1", "--json"});
+  const ProcessResult artifacts = pyoco({"runs", "artifacts", "cut-1", "--json"});
+  BOOST_TEST_REQUIRE(show.exit_code == 0, show.err);
+  const std::map<std::string, std::string> texts{{"console", r.out + r.err},
+                                                 {"trace file", read_text(trace)},
+                                                 {"runs show --json", show.out},
+                                                 {"runs artifacts --json", artifacts.out}};
+  for (const auto& [where, text] : texts) {
+    BOOST_TEST(part_of(token, text, 8).empty(), where << ": " << part_of(token, text, 8));
+    BOOST_TEST(part_of(short_secret, text, 4).empty(), where << ": " << text);
+    BOOST_TEST(part_of(name, text, 8).empty(), where << ": " << text);
+  }
+  const json::object run = json::parse(show.out).as_object();
+  BOOST_TEST(json::serialize(task_of(run, "show")->at("output")) == R"("***")");
+  BOOST_TEST(task_of(run, "show")->at("output_summary").as_string() == R"("***")");
+  BOOST_TEST(task_of(run, "long")->at("error").as_string() == "command exited 1: ...***--");
+  const std::string short_error(task_of(run, "short")->at("error").as_string());
+  BOOST_TEST(short_error.starts_with("command exited 1: ...***000"), short_error);
+  BOOST_TEST(has(artifacts.out, R"("name":"***")"), artifacts.out);
+  // The tasks had the real values.
+  BOOST_TEST(fs::exists(dir.path() / "a/cut-1" / name));
+}
+
 BOOST_FIXTURE_TEST_CASE(a_secret_from_the_environment_and_bad_secrets, Fixture) {
   const fs::path f = flow("secret.yaml", kSecretFlow);
   env["API_TOKEN"] = "from-the-env-0001";

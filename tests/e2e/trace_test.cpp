@@ -6,11 +6,15 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <regex>
 #include <sstream>
 
+#include "child.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -131,4 +135,49 @@ BOOST_AUTO_TEST_CASE(many_tasks_logging_at_once_never_split_a_line) {
     BOOST_TEST_REQUIRE(!ec, "not one JSON object in the trace file: " << line.substr(0, 200));
   }
   BOOST_TEST(file_lines == lines);
+}
+
+// Several runs appending to one --trace-file at once: each line whole (a
+// long batch used to go out as a writev and its newline as a write of its
+// own, so another run's lines landed between them).
+BOOST_AUTO_TEST_CASE(runs_sharing_a_trace_file_never_split_each_other_s_lines) {
+  TempDir dir;
+  const fs::path flow = dir.path() / "many.yaml";
+  std::ofstream(flow) << "flow:\n  name: many\n  graph: \"repeat(count=3000) { e }\"\n"
+                      << "tasks:\n  e: {use: \"std/echo\", inputs: {value: 1, message: \""
+                      << std::string(200, 'm') << "\"}}\n";
+  const fs::path shared = dir.path() / "same.jsonl";
+  std::vector<std::unique_ptr<ChildProcess>> runs;
+  // A split needed another run's write to land between two writes of one:
+  // more runs than cores make that likely (not certain) without the fix.
+  constexpr int kRuns = 8;
+  for (int i = 0; i < kRuns; ++i) {
+    const std::string id = "shared-" + std::to_string(i);
+    runs.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{pyoco_exe().string(), "run", flow.string(), "--run-id", id,
+                                 "--jobs", "1", "--trace-format", "json", "--trace-file",
+                                 shared.string()},
+        std::map<std::string, std::string>{{"PYOCO_HOME", (dir.path() / ("home-" + id)).string()},
+                                           {"PYOCO_PLUGIN_PATH", ""}},
+        dir.path()));
+  }
+  std::map<std::string, std::size_t> console_lines;
+  for (int i = 0; i < kRuns; ++i) {
+    BOOST_TEST_REQUIRE(runs[i]->wait(std::chrono::seconds(120)) == 0, runs[i]->err());
+    const std::string out = runs[i]->out();
+    console_lines["shared-" + std::to_string(i)] = std::count(out.begin(), out.end(), '\n');
+  }
+  std::ifstream file(shared);
+  std::map<std::string, std::size_t> file_lines;
+  for (std::string line; std::getline(file, line);) {
+    boost::system::error_code ec;
+    const boost::json::value v = boost::json::parse(line, ec);
+    BOOST_TEST_REQUIRE(!ec, "not one JSON object in the trace file: " << line.substr(0, 300));
+    ++file_lines[std::string(v.at("run_id").as_string())];
+  }
+  for (const auto& [id, n] : console_lines) {
+    BOOST_TEST(n > 9000u, id);  // a start, a log line and an end for each of the 3000
+    BOOST_TEST(file_lines[id] == n, id);
+  }
+  BOOST_TEST(file_lines.size() == std::size_t{kRuns});
 }

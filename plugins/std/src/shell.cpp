@@ -284,9 +284,16 @@ class Command : public std::enable_shared_from_this<Command> {
       return;
     }
     if (code != 0 && check_) {
-      std::string tail =
-          captured_[1].size() > 400 ? captured_[1].substr(captured_[1].size() - 400) : captured_[1];
-      while (!tail.empty() && tail.back() == '\n') tail.pop_back();
+      // The last 400 bytes of stderr, from a whole character on; a cut is
+      // marked "...", where the host masks what it left of a secret.
+      std::string_view err = captured_[1];
+      while (!err.empty() && err.back() == '\n') err.remove_suffix(1);
+      std::string tail(err);
+      if (err.size() > 400) {
+        std::size_t from = err.size() - 400;
+        while (from < err.size() && (static_cast<unsigned char>(err[from]) & 0xC0) == 0x80) ++from;
+        tail = "..." + std::string(err.substr(from));
+      }
       done_.fail("command exited " + std::to_string(code) + (tail.empty() ? "" : ": " + tail));
       return;
     }

@@ -1,4 +1,5 @@
 #include <pyoco/core/base64.hpp>
+#include <pyoco/core/output_summary.hpp>
 #include <pyoco/core/value.hpp>
 
 #include <pyoco/core/text.hpp>
@@ -524,6 +525,14 @@ std::string to_json_text(const Value& value, std::size_t max_bytes) {
   append_json(out, value, max_bytes);
   if (out.size() > max_bytes) out.resize(max_bytes);
   return out;
+}
+
+std::string output_summary(const Value& value) {
+  if (value.is_null()) return {};
+  // One byte past the cut says whether there was more.
+  std::string s = to_json_text(value, 201);
+  if (s.size() > 200) s = s.substr(0, 197) + "...";
+  return s;
 }
 
 }  // namespace pyoco::core

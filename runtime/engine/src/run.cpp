@@ -2,6 +2,8 @@
 // task's result goes back to the run's strand (taken there by the worker
 // that ran it, when the strand is free), which releases its successors. Control nodes (switch,
 // loops) run their bodies as child frames of the same machine (control_nodes.cpp).
+#include <pyoco/core/output_summary.hpp>
+
 #include <boost/asio/post.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -72,14 +74,6 @@ std::string output_mismatch(const plugins::TaskDefinition& def, const Value& out
     if (std::string w = wrong(io, out.find(io.name)); !w.empty()) return w;
   }
   return {};
-}
-
-std::string summary(const Value& v) {
-  if (v.is_null()) return {};
-  // One byte past the cut says whether there was more.
-  std::string s = core::to_json_text(v, 201);
-  if (s.size() > 200) s = s.substr(0, 197) + "...";
-  return s;
 }
 
 const char* control_kind(const GraphNode& g) {
@@ -598,7 +592,7 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   r.state = TaskState::Succeeded;
   r.error.clear();  // an earlier attempt's, if it was retried
   stop_clock(n, r);
-  r.output_summary = summary(n.output);
+  r.output_summary = core::output_summary(n.output);
   if (g.kind == GraphNode::Kind::Task) apply_outputs(*g.task, n.output);
   // Seen after its loop or switch too, as pyoco's results.<node> is.
   if (g.visible()) {

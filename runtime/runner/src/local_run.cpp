@@ -1,11 +1,12 @@
 #include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/runner/local_run.hpp>
+#include <pyoco/trace/append_file.hpp>
 #include <pyoco/trace/redaction.hpp>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <stdexcept>
 
 namespace pyoco::runner {
@@ -50,10 +51,12 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
   if (setup.console)
     listeners.push_back(trace::make_trace_sink(setup.console_format, setup.console));
   if (!setup.trace_file.empty()) {
-    auto file = std::make_shared<std::ofstream>(setup.trace_file, std::ios::app);
-    if (!*file) {
-      throw SetupError(SetupError::Setting::TraceFile,
-                       setup.trace_file.string() + ": cannot open for writing");
+    // Lines written whole, also when other runs append to the same file.
+    std::shared_ptr<std::ostream> file = trace::open_append_file(setup.trace_file);
+    if (!file) {
+      throw SetupError(
+          SetupError::Setting::TraceFile,
+          setup.trace_file.string() + ": cannot open for writing (" + std::strerror(errno) + ")");
     }
     listeners.push_back(trace::make_trace_sink(setup.trace_file_format, file));
     trace_file_ = file;

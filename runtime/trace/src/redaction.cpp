@@ -1,12 +1,34 @@
 #include <pyoco/trace/redaction.hpp>
 
+#include <pyoco/core/output_summary.hpp>
+
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 
 namespace pyoco::trace {
 
 namespace json = boost::json;
+
+namespace {
+
+static_assert(Redactor::kMinFragmentBytes == sizeof(std::uint64_t),
+              "a fragment window is read as one 64-bit word");
+
+constexpr std::size_t kFilterBits = 1u << 16;
+
+std::uint64_t window_at(const char* p) {
+  std::uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
+std::size_t filter_bit(std::uint64_t window) {
+  return static_cast<std::size_t>((window * 0x9E3779B97F4A7C15ull) >> 48);
+}
+
+}  // namespace
 
 Redactor::Redactor(std::vector<std::string> secrets) : secrets_(std::move(secrets)) {
   for (const std::string& s : secrets_) {
@@ -18,6 +40,59 @@ Redactor::Redactor(std::vector<std::string> secrets) : secrets_(std::move(secret
   std::sort(secrets_.begin(), secrets_.end(),
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   secrets_.erase(std::unique(secrets_.begin(), secrets_.end()), secrets_.end());
+  window_filter_.assign(kFilterBits / 64, 0);
+  for (const std::string& s : secrets_) {
+    for (std::size_t i = 0; i + kMinFragmentBytes <= s.size(); ++i) {
+      const std::uint64_t w = window_at(s.data() + i);
+      windows_.insert(w);
+      window_filter_[filter_bit(w) / 64] |= std::uint64_t{1} << (filter_bit(w) % 64);
+    }
+  }
+}
+
+bool Redactor::is_window(std::uint64_t w) const {
+  const std::size_t bit = filter_bit(w);
+  return (window_filter_[bit / 64] >> (bit % 64) & 1) != 0 && windows_.count(w) != 0;
+}
+
+void Redactor::find_fragments(std::string_view text,
+                              std::vector<std::pair<std::size_t, std::size_t>>& found) const {
+  // Anywhere: every run of kMinFragmentBytes or more bytes of a secret.
+  if (!windows_.empty()) {
+    for (std::size_t i = 0; i + kMinFragmentBytes <= text.size(); ++i) {
+      if (is_window(window_at(text.data() + i))) found.emplace_back(i, i + kMinFragmentBytes);
+    }
+  }
+  // At a cut: a shorter end or beginning of a secret (the longer ones are
+  // runs of windows, found above).
+  auto secret_end_from = [&](std::size_t at) {
+    for (const std::string& s : secrets_) {
+      for (std::size_t n = std::min(s.size(), kMinFragmentBytes) - 1; n >= kMinSecretBytes; --n) {
+        if (text.substr(at).starts_with(std::string_view(s).substr(s.size() - n))) {
+          found.emplace_back(at, at + n);
+          break;
+        }
+      }
+    }
+  };
+  auto secret_start_before = [&](std::size_t at) {
+    for (const std::string& s : secrets_) {
+      for (std::size_t n = std::min(s.size(), kMinFragmentBytes) - 1; n >= kMinSecretBytes; --n) {
+        if (text.substr(0, at).ends_with(std::string_view(s).substr(0, n))) {
+          found.emplace_back(at - n, at);
+          break;
+        }
+      }
+    }
+  };
+  secret_end_from(0);
+  secret_start_before(text.size());
+  for (std::size_t at = text.find(kCutMark); at != std::string_view::npos;
+       at = text.find(kCutMark, at + kCutMark.size())) {
+    secret_start_before(at);
+    secret_end_from(at + kCutMark.size());
+  }
+  std::sort(found.begin(), found.end());
 }
 
 void Redactor::apply_in_place(std::string& text) const {
@@ -27,6 +102,24 @@ void Redactor::apply_in_place(std::string& text) const {
       at += kMask.size();
     }
   }
+  if (secrets_.empty() || text.size() < kMinSecretBytes) return;
+  std::vector<std::pair<std::size_t, std::size_t>> found;
+  find_fragments(text, found);
+  if (found.empty()) return;
+  // Overlapping or touching fragments become one mask.
+  std::string out;
+  out.reserve(text.size());
+  std::size_t copied = 0;
+  for (std::size_t i = 0; i < found.size();) {
+    const std::size_t begin = found[i].first;
+    std::size_t end = found[i].second;
+    for (++i; i < found.size() && found[i].first <= end; ++i) end = std::max(end, found[i].second);
+    out.append(text, copied, begin - copied);
+    out += kMask;
+    copied = end;
+  }
+  out.append(text, copied);
+  text = std::move(out);
 }
 
 std::string Redactor::apply(std::string_view text) const {
@@ -87,9 +180,16 @@ class RedactingListener final : public EventListener {
     for (const RunEvent& e : events) {
       Event o = Event::from(e);
       o.message = redactor_->apply(o.message);
-      o.output = redactor_->apply(o.output);
       if (!o.params.empty()) o.params = redactor_->apply_json(o.params);
       o.value = redactor_->apply(o.value);
+      // A summary is a cut: made again from the masked output, it holds no
+      // part of a secret the cut would have split.
+      o.output = e.value != nullptr ? core::output_summary(o.value) : redactor_->apply(o.output);
+      for (core::ArtifactRecord& a : o.artifacts) {
+        a.name = redactor_->apply(a.name);
+        a.path = redactor_->apply(a.path);
+        a.media_type = redactor_->apply(a.media_type);
+      }
       owned_.push_back(std::move(o));
     }
     for (std::size_t i = 0; i < owned_.size(); ++i) views_.push_back(owned_[i].view(planned_[i]));

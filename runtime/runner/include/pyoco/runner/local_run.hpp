@@ -121,7 +121,7 @@ class LocalRun {
   std::string claimed_id_;
   std::optional<Run> run_;
   bool finished_ = false;
-  std::shared_ptr<std::ofstream> trace_file_;
+  std::shared_ptr<std::ostream> trace_file_;
   std::filesystem::path trace_path_;
   std::string trace_file_error_;
 };
