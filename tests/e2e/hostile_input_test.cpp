@@ -454,6 +454,20 @@ BOOST_AUTO_TEST_CASE(each_repeatable_option_takes_one_value) {
   BOOST_TEST(extra.exit_code == 2);
   BOOST_TEST(extra.err.find("The following argument was not expected: f.yaml") != std::string::npos,
              extra.err);
+  // A word where a command belongs names the commands there are (it said
+  // "The following arguments were not expected: X watch").
+  const ProcessResult typo = run_pyoco({"runs", "watch", "X"}, o);
+  BOOST_TEST(typo.exit_code == 2);
+  BOOST_TEST(typo.err ==
+                 "pyoco runs: 'watch' is not a command; the commands are list, show, output, "
+                 "logs, cancel, artifacts (`pyoco runs --help` tells more)\n",
+             typo.err);
+  const ProcessResult near = run_pyoco({"plugins", "lnt"}, o);
+  BOOST_TEST(near.exit_code == 2);
+  BOOST_TEST(near.err.find("pyoco plugins: 'lnt' is not a command (did you mean 'lint'?)") !=
+                 std::string::npos,
+             near.err);
+  BOOST_TEST(near.err.find("__probe") == std::string::npos, near.err);  // internal: not offered
 }
 
 // The author goes into plugin.toml between quotes: a `"` and a newline in

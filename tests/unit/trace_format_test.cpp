@@ -164,7 +164,7 @@ BOOST_AUTO_TEST_CASE(every_row_of_the_docs_trace_table) {
       {"node start", event(EventKind::NodeStart), "🏃 start node=A", "INFO pyoco start node=A"},
       {"node done", done, "✅ done node=A (0.30 ms)", "INFO pyoco end node=A dur_ms=0.30"},
       {"node error", error, "💥 error node=A <message>", "ERROR pyoco error node=A <message>"},
-      {"retry", retry, "🔁 retry node=A attempt=2/3 in 50 ms (<message>)",
+      {"retry", retry, "🔁 retry node=A attempt=2/3 in 50 ms: <message>",
        "WARN pyoco retry node=A attempt=2/3 delay_ms=50 error=<message>"},
       {"node skipped", skipped, "⏭️  skip node=A (<why>)",
        "WARN pyoco skip node=A reason=<why>"},

@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include <pyoco/core/text.hpp>
 #include <pyoco/runner/interrupts.hpp>
 
 #include <pyoco/version.h>
@@ -39,6 +40,37 @@ CLI::App* selected_leaf(CLI::App& app) {
   }
 }
 
+// "pyoco runs" and its words, for messages.
+std::string command_path(const CLI::App* leaf) {
+  std::string path;
+  for (const CLI::App* a = leaf; a != nullptr; a = a->get_parent()) {
+    path = a->get_name() + (path.empty() ? "" : " " + path);
+  }
+  return path;
+}
+
+// A word where a command group expects a command (`pyoco runs watch`):
+// says so, with the nearest command and the list, rather than CLI11's
+// "The following arguments were not expected: X watch". False when the
+// extras were something else (printed by CLI11 then).
+bool not_a_command(CLI::App& app) {
+  CLI::App* leaf = selected_leaf(app);
+  const std::vector<std::string> extras = leaf->remaining();
+  const auto commands = leaf->get_subcommands(
+      [](const CLI::App* c) { return !c->get_name().empty() && !c->get_group().empty(); });
+  if (commands.empty() || extras.empty() || extras.front().starts_with("-")) return false;
+  std::vector<std::string> names;
+  for (const CLI::App* c : commands) names.push_back(c->get_name());
+  const std::string nearest = core::nearest_name(extras.front(), names);
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+  const std::string path = command_path(leaf);
+  std::cerr << path << ": '" << core::printable(extras.front()) << "' is not a command"
+            << (nearest.empty() ? "" : " (did you mean '" + nearest + "'?)")
+            << "; the commands are " << list << " (`" << path << " --help` tells more)\n";
+  return true;
+}
+
 }  // namespace
 
 StopSignal::StopSignal()
@@ -71,6 +103,10 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
   app.footer(kFooter);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ExtrasError& e) {
+    if (not_a_command(app)) return kExitUsage;
+    app.exit(e);
+    return kExitUsage;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help, version or the error
     return code == 0 ? kExitOk : kExitUsage;
@@ -84,12 +120,7 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
     try {
       return (*action)();
     } catch (const std::exception& e) {
-      std::string command;  // "plugins lint"
-      for (const CLI::App* a = leaf; a != nullptr && a->get_parent() != nullptr;
-           a = a->get_parent()) {
-        command = a->get_name() + (command.empty() ? "" : " " + command);
-      }
-      std::cerr << app.get_name() << ' ' << command << ": error: " << e.what() << '\n';
+      std::cerr << command_path(leaf) << ": error: " << e.what() << '\n';
       return kExitFailed;
     }
   }

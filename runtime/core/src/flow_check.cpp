@@ -1,6 +1,7 @@
 // `pyoco check`: what a compiled flow gets wrong beyond compile errors. Its own
 // file: it reads the graph and the task catalog, and builds nothing.
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -280,12 +281,7 @@ class Checker {
                       const TaskResolver::TaskInfo& info) {
     if (info.inputs_complete &&
         std::find(info.inputs.begin(), info.inputs.end(), b.name) == info.inputs.end()) {
-      std::string hint;
-      std::size_t best = 3;  // at most two edits away
-      for (const std::string& known : info.inputs) {
-        const std::size_t d = edit_distance(b.name, known);
-        if (d < best) best = d, hint = known;
-      }
+      const std::string hint = nearest_name(b.name, info.inputs);
       std::string list;
       for (const std::string& known : info.inputs) list += (list.empty() ? "" : ", ") + known;
       error(b.where, "input '" + b.name + "' is not an input of " + t.use +
@@ -313,21 +309,6 @@ class Checker {
     std::string text = to_json_text(v);
     return text.size() > 40 ? text.substr(0, 37) + "..." : text;
   }
-  static std::size_t edit_distance(const std::string& a, const std::string& b) {
-    std::vector<std::size_t> row(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-      std::size_t diag = row[0];
-      row[0] = i;
-      for (std::size_t j = 1; j <= b.size(); ++j) {
-        const std::size_t up = row[j];
-        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-        diag = up;
-      }
-    }
-    return row[b.size()];
-  }
-
   void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b,
                        const std::set<std::string>& loop_vars) {
     const std::string ref(b.value.as_string());

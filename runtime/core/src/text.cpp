@@ -1,5 +1,7 @@
 #include <pyoco/core/text.hpp>
 
+#include <algorithm>
+
 #include <cstdint>
 #include <cstring>
 
@@ -183,6 +185,35 @@ void append_json_string(std::string& out, std::string_view text) {
     }
   }
   out += '"';
+}
+
+namespace {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::string nearest_name(std::string_view name, const std::vector<std::string>& known) {
+  std::string nearest;
+  std::size_t best = 3;  // at most two edits away
+  for (const std::string& k : known) {
+    const std::size_t d = edit_distance(name, k);
+    if (d < best) best = d, nearest = k;
+  }
+  return nearest;
 }
 
 }  // namespace pyoco::core

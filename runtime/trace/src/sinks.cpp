@@ -75,7 +75,7 @@ void cute(std::string& out, const RunEvent& e) {
       put(out, " in ");
       put_count(out, std::llround(e.delay_ms));
       put(out, " ms");
-      if (!e.message.empty()) put(out, " (", Text{e.message}, ")");  // why it failed
+      if (!e.message.empty()) put(out, ": ", Text{e.message});  // why it failed
       return;
     case EventKind::NodeSkipped:
       return put(out, "⏭️  skip node=", Text{e.node}, " (", Text{e.message}, ")");

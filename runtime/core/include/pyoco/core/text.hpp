@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pyoco::core {
 
@@ -28,5 +29,9 @@ void append_printable(std::string& out, std::string_view text);
 // characters (DEL too) escaped, bytes that are not UTF-8 replaced by
 // U+FFFD. It is a TOML basic string as well.
 void append_json_string(std::string& out, std::string_view text);
+
+// A "did you mean": the name of `known` nearest to `name`, if at most two
+// edits away (insert, delete or replace a character), else empty.
+std::string nearest_name(std::string_view name, const std::vector<std::string>& known);
 
 }  // namespace pyoco::core
