@@ -269,7 +269,8 @@ class Value {
 
   // Converts to T: bool, any integer type, double, float, std::string,
   // std::string_view (borrowed), BytesView (borrowed), Value. Throws Error
-  // naming both kinds when the value is something else.
+  // naming both kinds when the value is something else, and for a value
+  // read from the inputs its path: "input 'env.N': expected string, got int".
   template <class T>
   T as() const {
     const pyoco_host_api& h = detail::host();
@@ -285,7 +286,8 @@ class Value {
       if constexpr (!std::is_same_v<T, std::int64_t>) {
         if (i < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
             (i > 0 && static_cast<std::uint64_t>(i) > std::numeric_limits<T>::max())) {
-          throw Error("int value " + std::to_string(i) + " does not fit the requested type");
+          throw Error(input_prefix() + "int value " + std::to_string(i) +
+                      " does not fit the requested type");
         }
       }
       return static_cast<T>(i);
@@ -321,13 +323,16 @@ class Value {
   std::size_t size() const { return handle_ == nullptr ? 0 : detail::host().value_size(handle_); }
   bool contains(std::string_view key) const { return find(key) != nullptr; }
 
-  Value operator[](std::string_view key) const { return Value(find(key)); }
-  Value operator[](const char* key) const { return Value(find(key)); }
-  Value operator[](const std::string& key) const { return Value(find(key)); }
+  Value operator[](std::string_view key) const { return child(find(key), path_here(), key); }
+  Value operator[](const char* key) const { return (*this)[std::string_view(key)]; }
+  Value operator[](const std::string& key) const { return (*this)[std::string_view(key)]; }
   template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
   Value operator[](I index) const {
-    if (handle_ == nullptr || index < 0) return Value();
-    return Value(detail::host().value_array_at(handle_, static_cast<std::size_t>(index)));
+    const pyoco_value* item =
+        handle_ == nullptr || index < 0
+            ? nullptr
+            : detail::host().value_array_at(handle_, static_cast<std::size_t>(index));
+    return child(item, path_here(), std::to_string(index));
   }
 
   // Iteration over an array's elements: for (Value item : v.items()).
@@ -335,8 +340,11 @@ class Value {
    public:
     class iterator {
      public:
-      iterator(const pyoco_value* a, std::size_t i) : a_(a), i_(i) {}
-      Value operator*() const { return Value(detail::host().value_array_at(a_, i_)); }
+      iterator(const pyoco_value* a, std::size_t i, const std::shared_ptr<const std::string>& p)
+          : a_(a), i_(i), path_(p) {}
+      Value operator*() const {
+        return child(detail::host().value_array_at(a_, i_), path_, std::to_string(i_));
+      }
       iterator& operator++() {
         ++i_;
         return *this;
@@ -346,14 +354,17 @@ class Value {
      private:
       const pyoco_value* a_;
       std::size_t i_;
+      std::shared_ptr<const std::string> path_;
     };
-    explicit ItemRange(const Value& v) : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()) {}
-    iterator begin() const { return iterator(a_, 0); }
-    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_); }
+    explicit ItemRange(const Value& v)
+        : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()), path_(v.path_here()) {}
+    iterator begin() const { return iterator(a_, 0, path_); }
+    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_, path_); }
 
    private:
     const pyoco_value* a_;
     std::size_t n_;
+    std::shared_ptr<const std::string> path_;  // of the array, for its items' errors
   };
   ItemRange items() const { return ItemRange(*this); }
 
@@ -363,11 +374,13 @@ class Value {
    public:
     class iterator {
      public:
-      iterator(const pyoco_value* o, std::size_t i) : o_(o), i_(i) {}
+      iterator(const pyoco_value* o, std::size_t i, const std::shared_ptr<const std::string>& p)
+          : o_(o), i_(i), path_(p) {}
       std::pair<std::string_view, Value> operator*() const {
         pyoco_str key{nullptr, 0};
         const pyoco_value* v = detail::host().value_object_at(o_, i_, &key);
-        return {std::string_view(key.data, key.size), Value(v)};
+        const std::string_view k(key.data, key.size);
+        return {k, child(v, path_, k)};
       }
       iterator& operator++() {
         ++i_;
@@ -378,18 +391,57 @@ class Value {
      private:
       const pyoco_value* o_;
       std::size_t i_;
+      std::shared_ptr<const std::string> path_;
     };
-    explicit MemberRange(const Value& v) : o_(v.is_object() ? v.handle() : nullptr), n_(v.size()) {}
-    iterator begin() const { return iterator(o_, 0); }
-    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_); }
+    explicit MemberRange(const Value& v)
+        : o_(v.is_object() ? v.handle() : nullptr), n_(v.size()), path_(v.path_here()) {}
+    iterator begin() const { return iterator(o_, 0, path_); }
+    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_, path_); }
 
    private:
     const pyoco_value* o_;
     std::size_t n_;
+    std::shared_ptr<const std::string> path_;  // of the object, for its members' errors
   };
   MemberRange members() const { return MemberRange(*this); }
 
+ protected:
+  // Marks this value as the inputs of a call: what is read from it knows
+  // its path, for messages.
+  void be_inputs() { parent_ = std::make_shared<const std::string>(); }
+
  private:
+  // A value read from the inputs knows where: the path of the container it
+  // was read from (shared by its siblings; "" for the inputs themselves)
+  // and its own key or index. Other values have no parent_.
+  std::shared_ptr<const std::string> parent_;
+  std::string key_;
+
+  // The path of this value as a parent of what is read from it; null when
+  // this value is not read from the inputs.
+  std::shared_ptr<const std::string> path_here() const {
+    if (parent_ == nullptr) return nullptr;
+    if (key_.empty() && parent_->empty()) return parent_;  // the inputs themselves
+    return std::make_shared<const std::string>(path());
+  }
+  std::string path() const {
+    if (parent_ == nullptr) return {};
+    return parent_->empty() ? key_ : *parent_ + "." + key_;
+  }
+  std::string input_prefix() const {
+    const std::string p = path();
+    return p.empty() ? std::string() : "input '" + p + "': ";
+  }
+  static Value child(const pyoco_value* handle, const std::shared_ptr<const std::string>& parent,
+                     std::string_view key) {
+    Value v(handle);
+    if (parent != nullptr) {
+      v.parent_ = parent;
+      v.key_ = std::string(key);
+    }
+    return v;
+  }
+
   template <class Fn, class Arg>
   static const pyoco_value* build(Fn fn, Arg arg) {
     return detail::checked((detail::host().*fn)(detail::current_arena(), arg));
@@ -446,7 +498,7 @@ class Value {
 
   void expect(pyoco_status s, const char* wanted) const {
     if (s == PYOCO_OK) return;
-    throw Error(std::string("expected ") + wanted + ", got " + detail::kind_name(kind()));
+    throw Error(input_prefix() + "expected " + wanted + ", got " + detail::kind_name(kind()));
   }
 
   const pyoco_value* handle_ = nullptr;
@@ -455,30 +507,24 @@ class Value {
 // The inputs of one call: an object keyed by input name.
 class Inputs : public Value {
  public:
-  explicit Inputs(const pyoco_value* handle) : Value(handle) {}
+  explicit Inputs(const pyoco_value* handle) : Value(handle) { be_inputs(); }
 
   // The input converted to T; throws an Error naming the input when it is
-  // missing or of another kind.
+  // missing or of another kind. What is read from an input names its path
+  // too: in["env"]["N"].as<std::string>() throws "input 'env.N': expected
+  // string, got int".
   template <class T>
   T require(std::string_view name) const {
     Value v = (*this)[name];
     if (v.is_null()) throw Error("input '" + std::string(name) + "' is required");
-    try {
-      return v.as<T>();
-    } catch (const Error& e) {
-      throw Error("input '" + std::string(name) + "': " + e.what());
-    }
+    return v.as<T>();
   }
   // The input converted to T, or `fallback` when it is missing.
   template <class T>
   T get(std::string_view name, T fallback) const {
     Value v = (*this)[name];
     if (v.is_null()) return fallback;
-    try {
-      return v.as<T>();
-    } catch (const Error& e) {
-      throw Error("input '" + std::string(name) + "': " + e.what());
-    }
+    return v.as<T>();
   }
 };
 
