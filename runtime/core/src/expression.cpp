@@ -189,7 +189,7 @@ class Parser {
   // The escape sequence whose backslash is at text_[at], as Python reads it
   // in a str literal, appended to `out` (code points as UTF-8); returns the
   // index after it. A backslash before any other character stays, as in
-  // Python ('\\q' is two characters); one at the very end is left for the
+  // Python ('\q' is two characters); one at the very end is left for the
   // caller to report as an unterminated string.
   std::size_t escape(std::size_t at, std::string& out) const {
     auto col = [](std::size_t i) { return static_cast<std::uint32_t>(i + 1); };
