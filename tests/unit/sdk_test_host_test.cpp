@@ -23,6 +23,10 @@ void register_tasks(pyoco::Registry& registry);  // plugins/hello/src/hello.cpp
 using pyoco::Value;
 using pyoco::testing::TestHost;
 
+// A Value is two handles (itself and the inputs it was read from): reading
+// in["x"], v[i], items() and members() copies them, no path, no allocation.
+static_assert(sizeof(Value) == 2 * sizeof(void*));
+
 namespace {
 
 // What a call of the SDK threw as pyoco::Error, or "no error".
@@ -706,8 +710,12 @@ BOOST_AUTO_TEST_CASE(values_read_as_the_docs_table_says) {
        "input 'argv.1': expected string, got bool"},
       {"read_deep", Value{{"deep", Value{{"a", Value::array({0, Value{{"b", 2.5}}})}}}}, nullptr,
        "input 'deep.a.1.b': expected string, got double"},
+      // a missing member is nowhere in the inputs: the path, found on error
+      // rather than carried, is not found, and the message names none
       {"read_deep", Value{{"deep", Value{{"a", Value::array({0, Value::object()})}}}}, nullptr,
-       "input 'deep.a.1.b': expected string, got null"},
+       "expected string, got null"},
+      {"read_deep", Value{{"deep", Value{{"a", Value::array({0, Value{{"b", nullptr}}})}}}},
+       nullptr, "input 'deep.a.1.b': expected string, got null"},
       {"read_deep", Value{{"env", Value{{"A", "1"}}}, {"argv", Value::array({"x"})}}, "A=1 x",
        nullptr},
       {"throws_an_int", Value::object(), nullptr,

@@ -323,16 +323,13 @@ class Value {
   std::size_t size() const { return handle_ == nullptr ? 0 : detail::host().value_size(handle_); }
   bool contains(std::string_view key) const { return find(key) != nullptr; }
 
-  Value operator[](std::string_view key) const { return child(find(key), path_here(), key); }
-  Value operator[](const char* key) const { return (*this)[std::string_view(key)]; }
-  Value operator[](const std::string& key) const { return (*this)[std::string_view(key)]; }
+  Value operator[](std::string_view key) const { return Value(find(key), root_); }
+  Value operator[](const char* key) const { return Value(find(key), root_); }
+  Value operator[](const std::string& key) const { return Value(find(key), root_); }
   template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
   Value operator[](I index) const {
-    const pyoco_value* item =
-        handle_ == nullptr || index < 0
-            ? nullptr
-            : detail::host().value_array_at(handle_, static_cast<std::size_t>(index));
-    return child(item, path_here(), std::to_string(index));
+    if (handle_ == nullptr || index < 0) return Value(nullptr, root_);
+    return Value(detail::host().value_array_at(handle_, static_cast<std::size_t>(index)), root_);
   }
 
   // Iteration over an array's elements: for (Value item : v.items()).
@@ -340,11 +337,9 @@ class Value {
    public:
     class iterator {
      public:
-      iterator(const pyoco_value* a, std::size_t i, const std::shared_ptr<const std::string>& p)
-          : a_(a), i_(i), path_(p) {}
-      Value operator*() const {
-        return child(detail::host().value_array_at(a_, i_), path_, std::to_string(i_));
-      }
+      iterator(const pyoco_value* a, std::size_t i, const pyoco_value* root)
+          : a_(a), i_(i), root_(root) {}
+      Value operator*() const { return Value(detail::host().value_array_at(a_, i_), root_); }
       iterator& operator++() {
         ++i_;
         return *this;
@@ -354,17 +349,17 @@ class Value {
      private:
       const pyoco_value* a_;
       std::size_t i_;
-      std::shared_ptr<const std::string> path_;
+      const pyoco_value* root_;
     };
     explicit ItemRange(const Value& v)
-        : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()), path_(v.path_here()) {}
-    iterator begin() const { return iterator(a_, 0, path_); }
-    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_, path_); }
+        : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()), root_(v.root_) {}
+    iterator begin() const { return iterator(a_, 0, root_); }
+    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_, root_); }
 
    private:
     const pyoco_value* a_;
     std::size_t n_;
-    std::shared_ptr<const std::string> path_;  // of the array, for its items' errors
+    const pyoco_value* root_;
   };
   ItemRange items() const { return ItemRange(*this); }
 
@@ -374,13 +369,12 @@ class Value {
    public:
     class iterator {
      public:
-      iterator(const pyoco_value* o, std::size_t i, const std::shared_ptr<const std::string>& p)
-          : o_(o), i_(i), path_(p) {}
+      iterator(const pyoco_value* o, std::size_t i, const pyoco_value* root)
+          : o_(o), i_(i), root_(root) {}
       std::pair<std::string_view, Value> operator*() const {
         pyoco_str key{nullptr, 0};
         const pyoco_value* v = detail::host().value_object_at(o_, i_, &key);
-        const std::string_view k(key.data, key.size);
-        return {k, child(v, path_, k)};
+        return {std::string_view(key.data, key.size), Value(v, root_)};
       }
       iterator& operator++() {
         ++i_;
@@ -391,55 +385,75 @@ class Value {
      private:
       const pyoco_value* o_;
       std::size_t i_;
-      std::shared_ptr<const std::string> path_;
+      const pyoco_value* root_;
     };
     explicit MemberRange(const Value& v)
-        : o_(v.is_object() ? v.handle() : nullptr), n_(v.size()), path_(v.path_here()) {}
-    iterator begin() const { return iterator(o_, 0, path_); }
-    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_, path_); }
+        : o_(v.is_object() ? v.handle() : nullptr), n_(v.size()), root_(v.root_) {}
+    iterator begin() const { return iterator(o_, 0, root_); }
+    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_, root_); }
 
    private:
     const pyoco_value* o_;
     std::size_t n_;
-    std::shared_ptr<const std::string> path_;  // of the object, for its members' errors
+    const pyoco_value* root_;
   };
   MemberRange members() const { return MemberRange(*this); }
 
  protected:
-  // Marks this value as the inputs of a call: what is read from it knows
-  // its path, for messages.
-  void be_inputs() { parent_ = std::make_shared<const std::string>(); }
+  // Marks this value as the inputs of a call: what is read from it can be
+  // named by its path in messages.
+  void be_inputs() { root_ = handle_; }
 
  private:
-  // A value read from the inputs knows where: the path of the container it
-  // was read from (shared by its siblings; "" for the inputs themselves)
-  // and its own key or index. Other values have no parent_.
-  std::shared_ptr<const std::string> parent_;
-  std::string key_;
+  Value(const pyoco_value* handle, const pyoco_value* root) : handle_(handle), root_(root) {}
 
-  // The path of this value as a parent of what is read from it; null when
-  // this value is not read from the inputs.
-  std::shared_ptr<const std::string> path_here() const {
-    if (parent_ == nullptr) return nullptr;
-    if (key_.empty() && parent_->empty()) return parent_;  // the inputs themselves
-    return std::make_shared<const std::string>(path());
-  }
+  // The path of this value among the inputs it was read from ("env.N",
+  // "argv.1"), or "" for the inputs themselves, for a value not read from
+  // them and for one not found there (a missing member reads as null).
+  // Found on error rather than carried: carrying it cost an allocation per
+  // read (in["x"], v[i], every step of items()/members()); the inputs live
+  // in the call's arena as long as this value is valid, so searching them
+  // reads only live values, once, when as<T>() throws. Depth-first in
+  // member order, with an explicit stack (values can be deep): the first
+  // place holding this handle.
   std::string path() const {
-    if (parent_ == nullptr) return {};
-    return parent_->empty() ? key_ : *parent_ + "." + key_;
+    if (root_ == nullptr || handle_ == nullptr || handle_ == root_) return {};
+    const pyoco_host_api& h = detail::host();
+    struct Frame {
+      const pyoco_value* container;
+      std::size_t next, size, path_size;  // path_size: of the container's path
+    };
+    std::vector<Frame> stack{{root_, 0, h.value_size(root_), 0}};
+    std::string path;
+    while (!stack.empty()) {
+      Frame& f = stack.back();
+      if (f.next == f.size) {
+        stack.pop_back();
+        continue;
+      }
+      const std::size_t i = f.next++;
+      path.resize(f.path_size);
+      if (!path.empty()) path += '.';
+      const pyoco_value* item = nullptr;
+      if (h.value_kind(f.container) == PYOCO_VALUE_OBJECT) {
+        pyoco_str key{nullptr, 0};
+        item = h.value_object_at(f.container, i, &key);
+        path.append(key.data, key.size);
+      } else {
+        item = h.value_array_at(f.container, i);
+        path += std::to_string(i);
+      }
+      if (item == handle_) return path;
+      const pyoco_value_kind kind = h.value_kind(item);
+      if (kind == PYOCO_VALUE_ARRAY || kind == PYOCO_VALUE_OBJECT) {
+        stack.push_back(Frame{item, 0, h.value_size(item), path.size()});
+      }
+    }
+    return {};
   }
   std::string input_prefix() const {
     const std::string p = path();
     return p.empty() ? std::string() : "input '" + p + "': ";
-  }
-  static Value child(const pyoco_value* handle, const std::shared_ptr<const std::string>& parent,
-                     std::string_view key) {
-    Value v(handle);
-    if (parent != nullptr) {
-      v.parent_ = parent;
-      v.key_ = std::string(key);
-    }
-    return v;
   }
 
   template <class Fn, class Arg>
@@ -502,6 +516,7 @@ class Value {
   }
 
   const pyoco_value* handle_ = nullptr;
+  const pyoco_value* root_ = nullptr;  // the inputs this was read from, if any
 };
 
 // The inputs of one call: an object keyed by input name.
