@@ -115,7 +115,7 @@ BOOST_AUTO_TEST_CASE(a_task_error_is_a_result_not_a_crash) {
   BOOST_TEST(r.error == "input 'data' is required");
   const auto r2 = process.call(ctx, inputs("data", object(R"({"value": 7})")));
   BOOST_TEST(!r2.ok);
-  BOOST_TEST(r2.error == "expected string, got int");
+  BOOST_TEST(r2.error == "input 'data.value': expected string, got int");
 }
 
 BOOST_AUTO_TEST_CASE(loading_twice_returns_the_same_plugin) {

@@ -341,6 +341,64 @@ BOOST_AUTO_TEST_CASE(shell_non_zero_exit_with_check_fails_naming_the_code) {
   BOOST_TEST(record(d, "t").error == "command exited 5");
 }
 
+// Given both, one of command and argv was dropped without a word.
+BOOST_AUTO_TEST_CASE(shell_refuses_command_and_argv_together) {
+  Run r =
+      run("flow: {graph: t}\ntasks:\n  t: {use: std/shell, retries: 2, inputs: {command: "
+          "'echo one', argv: [echo, two]}}\n");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r, "t").error ==
+             "give input 'command' (run with /bin/sh -c) or 'argv' (run without a shell), not "
+             "both");
+  BOOST_TEST(record(r, "t").attempts == 1u);  // permanent: a retry cannot fix it
+}
+
+// A command killed by a signal was "command exited 139"; exit_code stays 128+N.
+BOOST_AUTO_TEST_CASE(shell_names_the_signal_that_killed_the_command) {
+  Run r = run_task("shell", "{command: 'ulimit -c 0; echo dying >&2; kill -SEGV $$'}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r, "t").error == "command was killed by signal 11 (SIGSEGV): dying");
+  Run k = run_task("shell", "{argv: [sh, -c, 'kill -KILL $$']}");
+  BOOST_TEST(record(k, "t").error == "command was killed by signal 9 (SIGKILL)");
+  Run unchecked = run_task("shell", "{command: 'kill -TERM $$', check: false}");
+  BOOST_TEST_REQUIRE((unchecked.status() == core::RunStatus::Completed),
+                     record(unchecked, "t").error);
+  BOOST_TEST(unchecked.output("t").find("exit_code").as_int() == 143);
+  // exited 139 by itself is an exit, not a signal
+  Run exited = run_task("shell", "{command: 'exit 139'}");
+  BOOST_TEST(record(exited, "t").error == "command exited 139");
+}
+
+// A mistyped input of std/shell is named by its path (it said "expected
+// string, got int" alone).
+BOOST_AUTO_TEST_CASE(shell_names_a_mistyped_input) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{command: \"true\", env: {A: x, N: 5}}", "input 'env.N': expected string, got int"},
+      {"{command: true}", "input 'command': expected string, got bool"},
+      {"{argv: [echo, 2.5]}", "input 'argv.1': expected string, got double"},
+      {"{command: \"true\", cwd: 3}", "input 'cwd': expected string, got int"},
+  };
+  for (const auto& [inputs, why] : cases) {
+    Run r = run_task("shell", inputs);
+    BOOST_TEST((r.status() == core::RunStatus::Failed), inputs);
+    BOOST_TEST(record(r, "t").error == why, inputs);
+  }
+}
+
+// std/echo dropped a message that was not a string without a word.
+BOOST_AUTO_TEST_CASE(echo_refuses_a_message_that_is_not_a_string) {
+  Run r = run_task("echo", "{value: 1, message: 5}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r, "t").error ==
+             "input 'message': expected string, got int; quote it (message: \"5\"), or give a "
+             "param as a JSON string (-p 'msg=\"5\"')");
+  BOOST_TEST(record(r, "t").attempts == 1u);
+  Run ok = run_task("echo", "{value: 1, message: \"5\"}");
+  BOOST_TEST((ok.status() == core::RunStatus::Completed));
+  Run none = run_task("echo", "{value: 1, message: null}");
+  BOOST_TEST((none.status() == core::RunStatus::Completed));
+}
+
 BOOST_AUTO_TEST_CASE(shell_feeds_stdin) {
   Run r = run_task("shell", "{command: 'tr a-z A-Z', stdin: \"hello\\nworld\\n\"}");
   BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed), record(r, "t").error);

@@ -231,6 +231,23 @@ BOOST_AUTO_TEST_CASE(operators_have_pythons_semantics) {
       {"0 or 'x'", R"("x")"},
       {"n and mode", R"("fast")"},
       {"True and 0", "0"},
+      // string escapes, as Python reads a str literal (code points as UTF-8)
+      {R"(['5\n', "t\tx", 'q\'s', "\x41\u00e9"])", "[\"5\\n\",\"t\\tx\",\"q's\",\"A\u00e9\"]"},
+      {R"('5\n' == "5\n")", "true"},
+      {R"('a\\b')", R"("a\\b")"},
+      {R"("say \"hi\"" + 'it\'s')", R"("say \"hi\"it's")"},
+      {R"('\a\b\f\v\r')", R"("\u0007\b\f\u000b\r")"},
+      {R"('\0' + '\101' + '\60x' + '\7')", R"("\u0000A0x\u0007")"},
+      {R"('\777' == '\u01ff')", "true"},
+      {R"('\xe9' == '\u00e9' == '\U000000E9' == '\351')", "true"},
+      {R"('\U0001F600')", "\"\U0001F600\""},
+      {R"('\u20ac')", "\"\u20ac\""},
+      {"'a\\\nb'", R"("ab")"},  // a backslash-newline joins the lines
+      // a backslash before anything else stays (Python: '\q' is two characters)
+      {R"('\q')", R"("\\q")"},
+      {R"('\8\9')", R"("\\8\\9")"},
+      {R"('C:\data')", R"("C:\\data")"},
+      {R"('\$x')", R"("\\$x")"},
   };
   for (const Case& c : table) {
     BOOST_TEST_CONTEXT(c.text) { BOOST_TEST(eval(c.text) == c.value); }
@@ -264,6 +281,15 @@ BOOST_AUTO_TEST_CASE(mistakes_name_the_expression_and_the_column) {
       {"env.A.B", "write env.NAME", 20},
       {"1.2.3", "'1.2.3' is not a number", 20},
       {"n + 99999999999999999999", "'99999999999999999999' does not fit in a 64-bit integer", 24},
+      // malformed escapes point at their backslash
+      {R"('\x4')", R"('\x' needs exactly 2 hex digits (as in '\xXX'))", 21},
+      {R"('ab\xZZ')", R"('\x' needs exactly 2 hex digits)", 23},
+      {R"("\u12")", R"('\u' needs exactly 4 hex digits (as in '\uXXXX'))", 21},
+      {R"('\U1234')", R"('\U' needs exactly 8 hex digits)", 21},
+      {R"(x == '\U00110000')", R"('\U00110000' is past U+10FFFF)", 26},
+      {R"('\ud800')", R"('\ud800' is a UTF-16 surrogate, not a character)", 21},
+      {R"('\N{EM DASH}')", R"('\N{...}' (a character by name) is not supported)", 21},
+      {R"('a\')", "unterminated string", 20},
   };
   for (const Invalid& bad : table) {
     BOOST_TEST_CONTEXT(bad.text) {

@@ -1,6 +1,7 @@
 // The flow-file loader (FLOWS.md "flow.yaml"): YAML and TOML read into the
 // same FlowSpec, and every mistake is a FlowError naming file, line and key.
 #include <pyoco/core/flow_file.hpp>
+#include <pyoco/core/graph_dsl.hpp>
 
 #include <boost/test/unit_test.hpp>
 
@@ -144,6 +145,66 @@ BOOST_AUTO_TEST_CASE(locations_point_into_the_file) {
   const FlowSpec t = parse_flow_text(kToml, "flow.toml");
   BOOST_TEST(t.graph_where.line == 7u);         // a multi-line string starts after its quotes
   BOOST_TEST(t.tasks.at(0).where.line == 13u);  // its [tasks.fetch_data] header
+}
+
+namespace {
+
+// What foreach(over=...) of the flow's graph gives, evaluated on nothing.
+std::string foreach_over(const std::string& text, const std::string& file) {
+  struct Nothing : Expression::Scope {
+    std::optional<Value> lookup(PathRoot, std::string_view, std::string&) const override {
+      return std::nullopt;
+    }
+  };
+  const FlowSpec f = parse_flow_text(text, file);
+  const dsl::Graph g = dsl::parse_graph(f.graph, f.graph_where);
+  const auto& loop = std::get<dsl::LoopTerm>(g.statements.at(0).terms.at(0));
+  return to_json_text(loop.over.evaluate(Nothing()));
+}
+
+}  // namespace
+
+// docs/flows.md "Backslashes in a flow file": an expression's string escapes
+// are read after YAML or TOML has read the file's own. A block scalar, a
+// plain or single-quoted YAML string and a TOML literal string pass a
+// backslash through; a double-quoted YAML string and a TOML basic string
+// take one themselves, so there `\\n` reaches the expression as `\n`.
+BOOST_AUTO_TEST_CASE(a_graphs_escapes_reach_its_expressions_as_the_format_delivers_them) {
+  const std::string want = "[\"5\\n\",\"t\\tx\",\"q's\",\"A\u00e9\"]";
+  const std::vector<std::pair<std::string, std::string>> table = {
+      {R"(flow:
+  graph: |
+    foreach(over={{['5\n', "t\tx", 'q\'s', "\x41\u00e9"]}}) { e }
+)",
+       "f.yaml"},
+      {R"(flow:
+  graph: 'foreach(over={{["5\n", "t\tx", "q\''s", "\x41\u00e9"]}}) { e }'
+)",
+       "f.yaml"},
+      {R"(flow:
+  graph: "foreach(over={{['5\\n', 't\\tx', 'q\\'s', '\\x41\\u00e9']}}) { e }"
+)",
+       "f.yaml"},
+      {R"([flow]
+graph = '''foreach(over={{['5\n', "t\tx", 'q\'s', "\x41\u00e9"]}}) { e }'''
+)",
+       "f.toml"},
+      {R"([flow]
+graph = "foreach(over={{['5\\n', 't\\tx', 'q\\'s', '\\x41\\u00e9']}}) { e }"
+)",
+       "f.toml"},
+  };
+  for (const auto& [text, file] : table) {
+    BOOST_TEST_CONTEXT(text) { BOOST_TEST(foreach_over(text, file) == want); }
+  }
+  // A malformed escape is an error at its backslash, line and column in the file.
+  try {
+    foreach_over("flow:\n  graph: |\n    foreach(over={{['ok', '\\x4']}}) { e }\n", "f.yaml");
+    BOOST_ERROR("parsed, but should not have");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.where().to_string() == "f.yaml:3:28", e.what());
+    BOOST_TEST(e.problem().find("'\\x' needs exactly 2 hex digits") != std::string::npos);
+  }
 }
 
 // pyoco's `use: <entry>`: an alias runs its entry's task with the entry's

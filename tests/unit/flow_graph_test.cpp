@@ -282,6 +282,46 @@ tasks:
   BOOST_TEST(warnings == expected, boost::test_tools::per_element());
 }
 
+// As in pyoco, a reference is resolved only as a whole input value (pyoco's
+// Context.resolve looks at a top-level string): one inside a mapping or a
+// list reaches the task as text, which check says, once per input.
+BOOST_AUTO_TEST_CASE(check_warns_of_a_reference_inside_a_mapping_or_a_list) {
+  const auto ds = check(R"(flow: {graph: "a >> b"}
+tasks:
+  a:
+    use: p/a
+    inputs: {env: {HOME: "$HOME", N: "$ctx.params.n", M: "$node.x.output"}, n: 1}
+  b:
+    use: p/b
+    inputs:
+      value: ["$ctx.params.last", 1, "$5"]
+      deep: {rows: [{id: "$loop.it"}]}
+      plain: {a: "$", b: "$ cost", c: "x $env.HOME"}
+)");
+  BOOST_TEST(errors(ds) == "");
+  std::vector<std::string> warnings;
+  for (const auto& d : ds) {
+    if (d.severity == Diagnostic::Severity::Warning) {
+      warnings.push_back(d.where.to_string() + ": " + d.message);
+    }
+  }
+  const std::string advice =
+      ": references are resolved only as a whole input value, so the task gets that text; bind "
+      "all of '";
+  const std::string rest =
+      "' to one reference instead (a param holding the whole value, or the output of a node "
+      "that builds it), or pass the value as an input of its own";
+  const std::vector<std::string> expected = {
+      "flow.yaml:5:14: input 'env.N' holds '$ctx.params.n' inside a mapping (and 1 more in "
+      "'env')" +
+          advice + "env" + rest,
+      "flow.yaml:9:7: input 'value.0' holds '$ctx.params.last' inside a list" + advice + "value" +
+          rest,
+      "flow.yaml:10:7: input 'deep.rows.0.id' holds '$loop.it' inside a mapping" + advice + "deep" +
+          rest};
+  BOOST_TEST(warnings == expected, boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(mermaid_escapes_quotes_in_labels) {
   const CompiledFlow flow =
       compile(R"(flow: {name: sw, graph: "switch(on={{mode}}) { \"a\": x; default: y }"}

@@ -23,6 +23,10 @@ void register_tasks(pyoco::Registry& registry);  // plugins/hello/src/hello.cpp
 using pyoco::Value;
 using pyoco::testing::TestHost;
 
+// A Value is two handles (itself and the inputs it was read from): reading
+// in["x"], v[i], items() and members() copies them, no path, no allocation.
+static_assert(sizeof(Value) == 2 * sizeof(void*));
+
 namespace {
 
 // What a call of the SDK threw as pyoco::Error, or "no error".
@@ -64,7 +68,7 @@ BOOST_AUTO_TEST_CASE(task_errors_come_back_as_results) {
   TestHost host(register_tasks);
   auto r = host.run("process_data", {{"data", Value{{"value", 3}}}});
   BOOST_TEST(!r.ok());
-  BOOST_TEST(r.error() == "expected string, got int");
+  BOOST_TEST(r.error() == "input 'data.value': expected string, got int");
   BOOST_TEST(!host.run("nope").ok());
   BOOST_TEST(host.run("nope").error() == "no task 'nope' was registered");
 }
@@ -508,6 +512,34 @@ Value reading(Context&, const Inputs& in) {
 }
 
 Value require_name(Context&, const Inputs& in) { return in.require<std::string>("name"); }
+
+// Reads `env` as std/shell does, and `argv`'s items, as strings: a mistyped
+// one is named by its path among the inputs.
+Value read_deep(Context&, const Inputs& in) {
+  std::string out;
+  for (auto [key, value] : in["env"].members())
+    out += std::string(key) + "=" + value.as<std::string>();
+  for (Value item : in["argv"].items()) out += " " + item.as<std::string>();
+  out += in.get<Value>("deep", Value())["a"][1]["b"].get_or<std::string>("");
+  if (in.contains("deep")) out += in["deep"]["a"][1]["b"].as<std::string>();
+  return out;
+}
+// Values that are not inputs say no path.
+Value not_inputs(Context& ctx, const Inputs&) {
+  const Value built = {{"n", 1}};
+  std::string why;
+  try {
+    (void)built["n"].as<std::string>();
+  } catch (const pyoco::Error& e) {
+    why = e.what();
+  }
+  try {
+    (void)ctx.params()["flag"].as<std::string>();
+  } catch (const pyoco::Error& e) {
+    why += std::string(" / ") + e.what();
+  }
+  return why;
+}
 Value get_name(Context&, const Inputs& in) { return in.get<std::string>("name", "fallback"); }
 
 // The "Building" block of "Values".
@@ -582,6 +614,8 @@ void register_doc_tasks(pyoco::Registry& registry) {
       .task("reading", reading)
       .task("require_name", require_name)
       .task("get_name", get_name)
+      .task("read_deep", read_deep)
+      .task("not_inputs", not_inputs)
       .task("building", building)
       .task("builds_on_a_thread", builds_on_a_thread)
       .task("logs_every_level", logs_every_level)
@@ -641,8 +675,8 @@ BOOST_AUTO_TEST_CASE(values_read_as_the_docs_table_says) {
   BOOST_TEST_REQUIRE(r.ok(), r.error());
   const Value out = r.output();
   BOOST_TEST(out["range_error"].as<std::string>() ==
-             "int value 300 does not fit the requested type");
-  BOOST_TEST(out["kind_error"].as<std::string>() == "expected string, got int");
+             "input 'n': int value 300 does not fit the requested type");
+  BOOST_TEST(out["kind_error"].as<std::string>() == "input 'n': expected string, got int");
   BOOST_TEST(out["as_int16"].as<int>() == 300);
   BOOST_TEST(out["as_double"].as<double>() == 300.0);  // ints convert
   BOOST_TEST(out["as_float"].as<double>() == 300.0);
@@ -668,6 +702,22 @@ BOOST_AUTO_TEST_CASE(values_read_as_the_docs_table_says) {
       {"require_name", Value{{"name", "x"}}, "x", nullptr},
       {"get_name", Value::object(), "fallback", nullptr},
       {"get_name", Value{{"name", 3}}, nullptr, "input 'name': expected string, got int"},
+      // what is read from an input names its path (the issue: std/shell's
+      // `env: {N: 5}` said only "expected string, got int")
+      {"read_deep", Value{{"env", Value{{"A", "1"}, {"N", 5}}}}, nullptr,
+       "input 'env.N': expected string, got int"},
+      {"read_deep", Value{{"argv", Value::array({"ls", true})}}, nullptr,
+       "input 'argv.1': expected string, got bool"},
+      {"read_deep", Value{{"deep", Value{{"a", Value::array({0, Value{{"b", 2.5}}})}}}}, nullptr,
+       "input 'deep.a.1.b': expected string, got double"},
+      // a missing member is nowhere in the inputs: the path, found on error
+      // rather than carried, is not found, and the message names none
+      {"read_deep", Value{{"deep", Value{{"a", Value::array({0, Value::object()})}}}}, nullptr,
+       "expected string, got null"},
+      {"read_deep", Value{{"deep", Value{{"a", Value::array({0, Value{{"b", nullptr}}})}}}},
+       nullptr, "input 'deep.a.1.b': expected string, got null"},
+      {"read_deep", Value{{"env", Value{{"A", "1"}}}, {"argv", Value::array({"x"})}}, "A=1 x",
+       nullptr},
       {"throws_an_int", Value::object(), nullptr,
        "unknown exception (not derived from std::exception)"},
   };
@@ -683,6 +733,15 @@ BOOST_AUTO_TEST_CASE(values_read_as_the_docs_table_says) {
       }
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(only_values_read_from_the_inputs_name_a_path) {
+  TestHost host(register_doc_tasks);
+  host.set_params(Value{{"flag", true}});
+  auto r = host.run("not_inputs");
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  BOOST_TEST(r.output().as<std::string>() ==
+             "expected string, got int / expected string, got bool");
 }
 
 BOOST_AUTO_TEST_CASE(values_build_as_the_docs_block_says) {
@@ -741,6 +800,8 @@ BOOST_AUTO_TEST_CASE(the_test_host_keeps_logs_and_artifacts) {
                                             "reading",
                                             "require_name",
                                             "get_name",
+                                            "read_deep",
+                                            "not_inputs",
                                             "building",
                                             "builds_on_a_thread",
                                             "logs_every_level",

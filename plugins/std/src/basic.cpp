@@ -19,11 +19,23 @@ struct Echo : pyoco::Task {
   static inline const std::vector<std::string> tags = {"basic"};
   static inline const std::vector<Io> inputs = {
       {"value", "any", false, "returned as the output (null when absent)"},
-      {"message", "string", false, "logged at info level when given"}};
+      {"message", "string", false, "logged at info level when given; not a string: fails"}};
   static inline const std::vector<Io> outputs = {{"value", "any", false, "the input value"}};
 
   Value run(Context& ctx, const Inputs& in) override {
-    if (Value m = in["message"]; m.is_string()) ctx.info(m.as<std::string_view>());
+    // A message of another kind (`-p msg=5` is the number 5) is refused, not
+    // dropped: a log line missing without a word is worse than a failed echo.
+    if (Value m = in["message"]; !m.is_null()) {
+      std::string_view text;
+      try {
+        text = m.as<std::string_view>();
+      } catch (const pyoco::Error& e) {
+        throw pyoco::PermanentError(std::string(e.what()) +
+                                    "; quote it (message: \"5\"), or give a param as a JSON "
+                                    "string (-p 'msg=\"5\"')");
+      }
+      ctx.info(text);
+    }
     return in["value"];  // a handle, not a copy
   }
 };

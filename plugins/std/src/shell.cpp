@@ -146,6 +146,13 @@ pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const
   return pid;
 }
 
+// "signal 11 (SIGSEGV)", or without the name where the C library has none.
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return "signal " + std::to_string(sig) +
+         (abbrev == nullptr ? std::string() : " (SIG" + std::string(abbrev) + ")");
+}
+
 // How long a cancelled command has between SIGTERM and SIGKILL.
 constexpr std::chrono::seconds kTermGrace{2};
 
@@ -294,7 +301,9 @@ class Command : public std::enable_shared_from_this<Command> {
         while (from < err.size() && (static_cast<unsigned char>(err[from]) & 0xC0) == 0x80) ++from;
         tail = "..." + std::string(err.substr(from));
       }
-      done_.fail("command exited " + std::to_string(code) + (tail.empty() ? "" : ": " + tail));
+      done_.fail((WIFSIGNALED(status_) ? "command was killed by " + signal_name(WTERMSIG(status_))
+                                       : "command exited " + std::to_string(code)) +
+                 (tail.empty() ? "" : ": " + tail));
       return;
     }
     done_.ok_with([&] {
@@ -327,19 +336,24 @@ struct Shell : pyoco::AsyncTask {
       "build: {use: \"std/shell\", inputs: {command: \"make -j2\", cwd: \"src\"}}";
   static inline const std::vector<std::string> tags = {"process"};
   static inline const std::vector<Io> inputs = {
-      {"command", "string", false, "run with /bin/sh -c (give this or argv)"},
+      {"command", "string", false, "run with /bin/sh -c (give this or argv, not both)"},
       {"argv", "array", false, "program and arguments, run without a shell"},
       {"cwd", "string", false, "working directory"},
       {"env", "object", false, "variables added to the environment"},
       {"stdin", "string", false, "written to the command's standard input"},
       {"check", "bool", false, "fail the task on a non-zero exit (default true)"}};
   static inline const std::vector<Io> outputs = {
-      {"exit_code", "int", false, "the command's exit status"},
+      {"exit_code", "int", false, "the command's exit status; 128+N when signal N killed it"},
       {"stdout", "string", false, "what it printed (at most 16 MiB, or the task fails)"},
       {"stderr", "string", false, "what it printed on stderr (at most 16 MiB)"}};
 
   void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
     std::vector<std::string> argv;
+    if (!in["command"].is_null() && !in["argv"].is_null()) {
+      throw pyoco::PermanentError(
+          "give input 'command' (run with /bin/sh -c) or 'argv' (run without a shell), not "
+          "both");
+    }
     if (Value cmd = in["command"]; !cmd.is_null()) {
       argv = {"/bin/sh", "-c", cmd.as<std::string>()};
     } else if (Value a = in["argv"]; a.is_array() && a.size() > 0) {

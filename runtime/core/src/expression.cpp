@@ -1,6 +1,7 @@
 #include <pyoco/core/expression.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -153,8 +154,11 @@ class Parser {
         const std::size_t start = i++;
         std::string s;
         while (i < text_.size() && text_[i] != c) {
-          if (text_[i] == '\\' && i + 1 < text_.size()) ++i;
-          s += text_[i++];
+          if (text_[i] == '\\') {
+            i = escape(i, s);
+          } else {
+            s += text_[i++];
+          }
         }
         if (i >= text_.size()) fail({Token::Kind::String, "", col(start)}, "unterminated string");
         ++i;
@@ -180,6 +184,121 @@ class Parser {
       }
     }
     tokens_.push_back({Token::Kind::End, "end of expression", col(text_.size())});
+  }
+
+  // The escape sequence whose backslash is at text_[at], as Python reads it
+  // in a str literal, appended to `out` (code points as UTF-8); returns the
+  // index after it. A backslash before any other character stays, as in
+  // Python ('\q' is two characters); one at the very end is left for the
+  // caller to report as an unterminated string.
+  std::size_t escape(std::size_t at, std::string& out) const {
+    auto col = [](std::size_t i) { return static_cast<std::uint32_t>(i + 1); };
+    std::size_t i = at + 1;
+    if (i >= text_.size()) {
+      out += '\\';
+      return i;
+    }
+    const char e = text_[i++];
+    auto hex = [&](std::size_t digits, char letter) {
+      std::uint32_t cp = 0;
+      for (std::size_t k = 0; k < digits; ++k, ++i) {
+        const char h = i < text_.size() ? text_[i] : '\0';
+        if (!std::isxdigit(static_cast<unsigned char>(h))) {
+          fail({Token::Kind::String, "", col(at)},
+               std::string("'\\") + letter + "' needs exactly " + std::to_string(digits) +
+                   " hex digits (as in '\\" + letter + std::string(digits, 'X') + "')");
+        }
+        cp = cp * 16 + static_cast<std::uint32_t>(
+                           std::isdigit(static_cast<unsigned char>(h))
+                               ? h - '0'
+                               : std::tolower(static_cast<unsigned char>(h)) - 'a' + 10);
+      }
+      return cp;
+    };
+    std::uint32_t cp = 0;
+    switch (e) {
+      case '\n':  // a backslash at the end of a line joins it to the next
+        return i;
+      case '\\':
+      case '\'':
+      case '"':
+        out += e;
+        return i;
+      case 'a':
+        out += '\a';
+        return i;
+      case 'b':
+        out += '\b';
+        return i;
+      case 'f':
+        out += '\f';
+        return i;
+      case 'n':
+        out += '\n';
+        return i;
+      case 'r':
+        out += '\r';
+        return i;
+      case 't':
+        out += '\t';
+        return i;
+      case 'v':
+        out += '\v';
+        return i;
+      case 'x':
+        cp = hex(2, 'x');
+        break;
+      case 'u':
+        cp = hex(4, 'u');
+        break;
+      case 'U':
+        cp = hex(8, 'U');
+        break;
+      case 'N':
+        fail({Token::Kind::String, "", col(at)},
+             "'\\N{...}' (a character by name) is not supported: write it as '\\uXXXX'");
+      default:
+        if (e >= '0' && e <= '7') {  // up to three octal digits: '\0', '\12', '\101'
+          cp = static_cast<std::uint32_t>(e - '0');
+          for (int k = 0; k < 2 && i < text_.size() && text_[i] >= '0' && text_[i] <= '7'; ++k) {
+            cp = cp * 8 + static_cast<std::uint32_t>(text_[i++] - '0');
+          }
+          break;
+        }
+        out += '\\';  // not an escape: the backslash stays, the character is read next
+        return at + 1;
+    }
+    if (cp >= 0xD800 && cp <= 0xDFFF) {
+      fail({Token::Kind::String, "", col(at)},
+           "'" + std::string(text_.substr(at, i - at)) +
+               "' is a UTF-16 surrogate, not a character: write the character's own code "
+               "point (\\UXXXXXXXX)");
+    }
+    if (cp > 0x10FFFF) {
+      fail({Token::Kind::String, "", col(at)},
+           "'" + std::string(text_.substr(at, i - at)) +
+               "' is past U+10FFFF, the last Unicode character");
+    }
+    append_utf8(cp, out);
+    return i;
+  }
+
+  static void append_utf8(std::uint32_t cp, std::string& out) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
   }
 
   const Token& peek() const { return tokens_[pos_]; }

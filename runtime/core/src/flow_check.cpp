@@ -259,6 +259,7 @@ class Checker {
     for (const InputBinding& b : t.inputs) {
       bound.insert(b.name);
       if (info.exists) check_declared(t, b, info);
+      if (b.value.is_array() || b.value.is_object()) check_nested(b);
       if (!b.value.is_string() || b.value.as_string().empty() || b.value.as_string()[0] != '$') {
         continue;
       }
@@ -309,6 +310,53 @@ class Checker {
     std::string text = to_json_text(v);
     return text.size() > 40 ? text.substr(0, 37) + "..." : text;
   }
+  // As in pyoco, a reference is resolved only as a whole input value: a
+  // `$ctx.params.n` inside a mapping or list reaches the task as that text.
+  // Said once per input (a generated list may hold thousands).
+  void check_nested(const InputBinding& b) {
+    struct Item {
+      Value value;
+      std::string path;
+      bool in_list;
+    };
+    std::vector<Item> todo{{b.value, b.name, false}};
+    std::size_t found = 0;
+    std::string first, first_path;
+    bool first_in_list = false;
+    while (!todo.empty()) {
+      Item it = std::move(todo.back());
+      todo.pop_back();
+      if (it.value.is_string()) {
+        const std::string_view text = it.value.as_string();
+        if (text.rfind("$node.", 0) == 0 || text.rfind("$ctx.", 0) == 0 ||
+            text.rfind("$loop.", 0) == 0 || text.rfind("$env.", 0) == 0) {
+          if (found++ == 0) first = text, first_path = it.path, first_in_list = it.in_list;
+        }
+      } else if (it.value.is_array()) {
+        // Pushed last to first: the first one found is the first written.
+        for (std::size_t i = it.value.size(); i-- > 0;) {
+          todo.push_back({it.value.at(i), it.path + "." + std::to_string(i), true});
+        }
+      } else if (it.value.is_object()) {
+        for (std::size_t i = it.value.size(); i-- > 0;) {
+          auto [key, v] = it.value.member(i);
+          todo.push_back({v, it.path + "." + std::string(key), false});
+        }
+      }
+    }
+    if (found == 0) return;
+    warn(b.where,
+         "input '" + first_path + "' holds '" + first + "' inside " +
+             (first_in_list ? "a list" : "a mapping") +
+             (found > 1 ? " (and " + std::to_string(found - 1) + " more in '" + b.name + "')"
+                        : std::string()) +
+             ": references are resolved only as a whole input value, so the task gets that "
+             "text; bind all of '" +
+             b.name +
+             "' to one reference instead (a param holding the whole value, or the output of a "
+             "node that builds it), or pass the value as an input of its own");
+  }
+
   void check_reference(const FlowGraph& g, std::uint32_t id, const InputBinding& b,
                        const std::set<std::string>& loop_vars) {
     const std::string ref(b.value.as_string());

@@ -269,7 +269,8 @@ class Value {
 
   // Converts to T: bool, any integer type, double, float, std::string,
   // std::string_view (borrowed), BytesView (borrowed), Value. Throws Error
-  // naming both kinds when the value is something else.
+  // naming both kinds when the value is something else, and for a value
+  // read from the inputs its path: "input 'env.N': expected string, got int".
   template <class T>
   T as() const {
     const pyoco_host_api& h = detail::host();
@@ -285,7 +286,8 @@ class Value {
       if constexpr (!std::is_same_v<T, std::int64_t>) {
         if (i < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
             (i > 0 && static_cast<std::uint64_t>(i) > std::numeric_limits<T>::max())) {
-          throw Error("int value " + std::to_string(i) + " does not fit the requested type");
+          throw Error(input_prefix() + "int value " + std::to_string(i) +
+                      " does not fit the requested type");
         }
       }
       return static_cast<T>(i);
@@ -321,13 +323,13 @@ class Value {
   std::size_t size() const { return handle_ == nullptr ? 0 : detail::host().value_size(handle_); }
   bool contains(std::string_view key) const { return find(key) != nullptr; }
 
-  Value operator[](std::string_view key) const { return Value(find(key)); }
-  Value operator[](const char* key) const { return Value(find(key)); }
-  Value operator[](const std::string& key) const { return Value(find(key)); }
+  Value operator[](std::string_view key) const { return Value(find(key), root_); }
+  Value operator[](const char* key) const { return Value(find(key), root_); }
+  Value operator[](const std::string& key) const { return Value(find(key), root_); }
   template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
   Value operator[](I index) const {
-    if (handle_ == nullptr || index < 0) return Value();
-    return Value(detail::host().value_array_at(handle_, static_cast<std::size_t>(index)));
+    if (handle_ == nullptr || index < 0) return Value(nullptr, root_);
+    return Value(detail::host().value_array_at(handle_, static_cast<std::size_t>(index)), root_);
   }
 
   // Iteration over an array's elements: for (Value item : v.items()).
@@ -335,8 +337,9 @@ class Value {
    public:
     class iterator {
      public:
-      iterator(const pyoco_value* a, std::size_t i) : a_(a), i_(i) {}
-      Value operator*() const { return Value(detail::host().value_array_at(a_, i_)); }
+      iterator(const pyoco_value* a, std::size_t i, const pyoco_value* root)
+          : a_(a), i_(i), root_(root) {}
+      Value operator*() const { return Value(detail::host().value_array_at(a_, i_), root_); }
       iterator& operator++() {
         ++i_;
         return *this;
@@ -346,14 +349,17 @@ class Value {
      private:
       const pyoco_value* a_;
       std::size_t i_;
+      const pyoco_value* root_;
     };
-    explicit ItemRange(const Value& v) : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()) {}
-    iterator begin() const { return iterator(a_, 0); }
-    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_); }
+    explicit ItemRange(const Value& v)
+        : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()), root_(v.root_) {}
+    iterator begin() const { return iterator(a_, 0, root_); }
+    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_, root_); }
 
    private:
     const pyoco_value* a_;
     std::size_t n_;
+    const pyoco_value* root_;
   };
   ItemRange items() const { return ItemRange(*this); }
 
@@ -363,11 +369,12 @@ class Value {
    public:
     class iterator {
      public:
-      iterator(const pyoco_value* o, std::size_t i) : o_(o), i_(i) {}
+      iterator(const pyoco_value* o, std::size_t i, const pyoco_value* root)
+          : o_(o), i_(i), root_(root) {}
       std::pair<std::string_view, Value> operator*() const {
         pyoco_str key{nullptr, 0};
         const pyoco_value* v = detail::host().value_object_at(o_, i_, &key);
-        return {std::string_view(key.data, key.size), Value(v)};
+        return {std::string_view(key.data, key.size), Value(v, root_)};
       }
       iterator& operator++() {
         ++i_;
@@ -378,18 +385,77 @@ class Value {
      private:
       const pyoco_value* o_;
       std::size_t i_;
+      const pyoco_value* root_;
     };
-    explicit MemberRange(const Value& v) : o_(v.is_object() ? v.handle() : nullptr), n_(v.size()) {}
-    iterator begin() const { return iterator(o_, 0); }
-    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_); }
+    explicit MemberRange(const Value& v)
+        : o_(v.is_object() ? v.handle() : nullptr), n_(v.size()), root_(v.root_) {}
+    iterator begin() const { return iterator(o_, 0, root_); }
+    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_, root_); }
 
    private:
     const pyoco_value* o_;
     std::size_t n_;
+    const pyoco_value* root_;
   };
   MemberRange members() const { return MemberRange(*this); }
 
+ protected:
+  // Marks this value as the inputs of a call: what is read from it can be
+  // named by its path in messages.
+  void be_inputs() { root_ = handle_; }
+
  private:
+  Value(const pyoco_value* handle, const pyoco_value* root) : handle_(handle), root_(root) {}
+
+  // The path of this value among the inputs it was read from ("env.N",
+  // "argv.1"), or "" for the inputs themselves, for a value not read from
+  // them and for one not found there (a missing member reads as null).
+  // Found on error rather than carried: carrying it cost an allocation per
+  // read (in["x"], v[i], every step of items()/members()); the inputs live
+  // in the call's arena as long as this value is valid, so searching them
+  // reads only live values, once, when as<T>() throws. Depth-first in
+  // member order, with an explicit stack (values can be deep): the first
+  // place holding this handle.
+  std::string path() const {
+    if (root_ == nullptr || handle_ == nullptr || handle_ == root_) return {};
+    const pyoco_host_api& h = detail::host();
+    struct Frame {
+      const pyoco_value* container;
+      std::size_t next, size, path_size;  // path_size: of the container's path
+    };
+    std::vector<Frame> stack{{root_, 0, h.value_size(root_), 0}};
+    std::string path;
+    while (!stack.empty()) {
+      Frame& f = stack.back();
+      if (f.next == f.size) {
+        stack.pop_back();
+        continue;
+      }
+      const std::size_t i = f.next++;
+      path.resize(f.path_size);
+      if (!path.empty()) path += '.';
+      const pyoco_value* item = nullptr;
+      if (h.value_kind(f.container) == PYOCO_VALUE_OBJECT) {
+        pyoco_str key{nullptr, 0};
+        item = h.value_object_at(f.container, i, &key);
+        path.append(key.data, key.size);
+      } else {
+        item = h.value_array_at(f.container, i);
+        path += std::to_string(i);
+      }
+      if (item == handle_) return path;
+      const pyoco_value_kind kind = h.value_kind(item);
+      if (kind == PYOCO_VALUE_ARRAY || kind == PYOCO_VALUE_OBJECT) {
+        stack.push_back(Frame{item, 0, h.value_size(item), path.size()});
+      }
+    }
+    return {};
+  }
+  std::string input_prefix() const {
+    const std::string p = path();
+    return p.empty() ? std::string() : "input '" + p + "': ";
+  }
+
   template <class Fn, class Arg>
   static const pyoco_value* build(Fn fn, Arg arg) {
     return detail::checked((detail::host().*fn)(detail::current_arena(), arg));
@@ -446,39 +512,34 @@ class Value {
 
   void expect(pyoco_status s, const char* wanted) const {
     if (s == PYOCO_OK) return;
-    throw Error(std::string("expected ") + wanted + ", got " + detail::kind_name(kind()));
+    throw Error(input_prefix() + "expected " + wanted + ", got " + detail::kind_name(kind()));
   }
 
   const pyoco_value* handle_ = nullptr;
+  const pyoco_value* root_ = nullptr;  // the inputs this was read from, if any
 };
 
 // The inputs of one call: an object keyed by input name.
 class Inputs : public Value {
  public:
-  explicit Inputs(const pyoco_value* handle) : Value(handle) {}
+  explicit Inputs(const pyoco_value* handle) : Value(handle) { be_inputs(); }
 
   // The input converted to T; throws an Error naming the input when it is
-  // missing or of another kind.
+  // missing or of another kind. What is read from an input names its path
+  // too: in["env"]["N"].as<std::string>() throws "input 'env.N': expected
+  // string, got int".
   template <class T>
   T require(std::string_view name) const {
     Value v = (*this)[name];
     if (v.is_null()) throw Error("input '" + std::string(name) + "' is required");
-    try {
-      return v.as<T>();
-    } catch (const Error& e) {
-      throw Error("input '" + std::string(name) + "': " + e.what());
-    }
+    return v.as<T>();
   }
   // The input converted to T, or `fallback` when it is missing.
   template <class T>
   T get(std::string_view name, T fallback) const {
     Value v = (*this)[name];
     if (v.is_null()) return fallback;
-    try {
-      return v.as<T>();
-    } catch (const Error& e) {
-      throw Error("input '" + std::string(name) + "': " + e.what());
-    }
+    return v.as<T>();
   }
 };
 
