@@ -494,6 +494,21 @@ BOOST_AUTO_TEST_CASE(a_run_waits_for_a_locked_history_and_is_recorded_when_it_fr
   sqlite3* db = nullptr;
   BOOST_TEST_REQUIRE(sqlite3_open((dir.path() / "home/state.db").c_str(), &db) == SQLITE_OK);
   BOOST_TEST_REQUIRE(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  {
+    // One Ctrl+C while it waits leaves at once, as the message says (it
+    // never wrote: the history does not have it).
+    auto impatient = background({"run", flow("chain.yaml").string(), "--non-cute"});
+    BOOST_TEST_REQUIRE(
+        eventually([&] { return has(impatient->err(), "interrupt to leave without it"); },
+                   std::chrono::seconds(40)),
+        impatient->err());
+    impatient->send_signal(SIGINT);
+    BOOST_TEST(impatient->wait(std::chrono::seconds(5)) == 0, impatient->err());
+    BOOST_TEST(has(impatient->err(),
+                   "interrupted; leaving without writing the rest of the run "
+                   "history"),
+               impatient->err());
+  }
   auto run = background({"run", flow("chain.yaml").string(), "--non-cute"});
   const bool waits =
       eventually([&] { return has(run->err(), "the run history cannot be written yet"); },

@@ -116,6 +116,14 @@ BOOST_AUTO_TEST_CASE(a_repeated_submit_is_one_run_and_one_job) {
   BOOST_TEST(back.flow_name == "hello");
   BOOST_TEST(back.tag == "default");
   BOOST_TEST(back.params.at("n").as_int64() == 1);
+  // And the request's digest: a worker claiming the run rebuilds its record
+  // from the job, which used to drop it (a reused Idempotency-Key then took
+  // any request once a worker had the run).
+  RunJob keyed = job("run-k");
+  keyed.request_digest = "0123abcd";
+  const RunJob keyed_back = job_from_json(to_json(keyed));
+  BOOST_TEST(keyed_back.request_digest == "0123abcd");
+  BOOST_TEST(pending_snapshot(keyed_back).at("request_sha256") == "0123abcd");
   BOOST_CHECK_THROW(job_from_json(json::object{{"run_id", "x"}}), NatsError);  // no flow_name
   // A first submit that stopped after the record (NATS went away): the
   // repeat sends what it did not, the run_submitted event too.

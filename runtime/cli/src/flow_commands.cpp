@@ -255,6 +255,16 @@ int run_flow(const RunOptionsCli& o) {
   std::optional<runner::LocalRun> local;  // outlives the watcher, which may use it
   runner::LocalRun* running = nullptr;    // `local`, once it is starting the run
   bool cancel_when_started = false, ended = false;
+  bool history_waits = false;  // the last history write is being tried again
+  // After the run's end: leave now, with the run's exit code, without the
+  // rest of the history (under state_mutex).
+  const auto leave_without_history = [&] {
+    std::cout << std::flush;
+    std::cerr << "pyoco run: interrupted; leaving without writing the rest of the run history\n";
+    std::_Exit(started->status() == core::RunStatus::Completed   ? kExitOk
+               : started->status() == core::RunStatus::Cancelled ? kExitCancelled
+                                                                 : kExitFailed);
+  };
   runner::InterruptWatcher interrupts({
       .cancel =
           [&] {
@@ -263,7 +273,9 @@ int run_flow(const RunOptionsCli& o) {
               std::cerr << "pyoco run: interrupted before the run started; nothing ran\n";
               std::_Exit(kExitCancelled);
             }
-            if (ended) {
+            if (ended && history_waits) {
+              leave_without_history();  // as the wait's message says
+            } else if (ended) {
               std::cerr << "pyoco run: writing the run history; interrupt again to leave "
                            "without it\n";
             } else if (started) {
@@ -278,13 +290,7 @@ int run_flow(const RunOptionsCli& o) {
           [&] {
             std::lock_guard lock(state_mutex);
             std::cout << std::flush;
-            if (ended) {
-              std::cerr << "pyoco run: interrupted again; leaving without writing the rest of "
-                           "the run history\n";
-              std::_Exit(started->status() == core::RunStatus::Completed   ? kExitOk
-                         : started->status() == core::RunStatus::Cancelled ? kExitCancelled
-                                                                           : kExitFailed);
-            }
+            if (ended) leave_without_history();
             // Stop every process a task started, record the run, leave. What
             // ran so far is in the trace and the history.
             runner::signal_descendants(SIGKILL);
@@ -368,12 +374,14 @@ int run_flow(const RunOptionsCli& o) {
     std::lock_guard lock(state_mutex);
     ended = true;
   }
-  const auto history_waits = [](const std::string& why) {
+  const auto say_history_waits = [&](const std::string& why) {
+    std::lock_guard lock(state_mutex);
+    history_waits = true;
     std::cerr << "pyoco run: the run history cannot be written yet (" << why
               << "); trying again for up to " << runner::LocalRun::kHistoryPatience.count()
               << " s (interrupt to leave without it)\n";
   };
-  if (const std::string e = local->finish(runner::LocalRun::kHistoryPatience, history_waits);
+  if (const std::string e = local->finish(runner::LocalRun::kHistoryPatience, say_history_waits);
       !e.empty()) {
     std::cerr << "pyoco run: warning: " << e << '\n';
   }

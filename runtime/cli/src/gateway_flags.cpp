@@ -40,8 +40,9 @@ server::Endpoint GatewayFlags::endpoint() const {
 json::value GatewayFlags::call(boost::beast::http::verb method, const std::string& target,
                                const std::string& body, const std::string& type,
                                const std::map<std::string, std::string>& headers) const {
-  // A 503 with Retry-After did nothing (a push refused before its body
-  // was read): sent again after that long, for up to two minutes.
+  // The gateway's 503 busy with Retry-After did nothing (a push refused
+  // before its body was read): sent again after that long, for up to two
+  // minutes.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(2);
   server::ClientResponse r;
   for (;;) {
@@ -50,7 +51,14 @@ json::value GatewayFlags::call(boost::beast::http::verb method, const std::strin
     int wait = 0;
     const auto [end, err] =
         std::from_chars(r.retry_after.data(), r.retry_after.data() + r.retry_after.size(), wait);
-    if (r.status != 503 || err != std::errc() ||
+    // Only the gateway's own "busy", which it answers before doing
+    // anything: a proxy's 503 on a submit may come after the run was made.
+    boost::system::error_code parse_error;
+    const json::value answer = json::parse(r.body, parse_error);
+    const bool gateway_busy = !parse_error && answer.is_object() &&
+                              answer.as_object().contains("error") &&
+                              answer.as_object().at("error") == "busy";
+    if (r.status != 503 || !gateway_busy || err != std::errc() ||
         end != r.retry_after.data() + r.retry_after.size() || wait < 0 || wait > 60 ||
         std::chrono::steady_clock::now() + std::chrono::seconds(wait) > give_up) {
       break;

@@ -62,6 +62,9 @@ json::object to_json(const RunJob& job) {
   if (!job.workflow_yaml.empty()) o["workflow_yaml"] = job.workflow_yaml;
   if (!job.tenant_id.empty()) o["tenant_id"] = job.tenant_id;
   if (job.record_revision != 0) o["record_revision"] = job.record_revision;
+  // Carried so that a worker rebuilding the record keeps it: without it a
+  // claimed run took any request under its Idempotency-Key.
+  if (!job.request_digest.empty()) o["request_sha256"] = job.request_digest;
   return o;
 }
 
@@ -85,6 +88,7 @@ RunJob job_from_json(const json::object& o) {
   if (const json::value* r = o.if_contains("record_revision"); r != nullptr && r->is_number()) {
     job.record_revision = r->to_number<std::uint64_t>();
   }
+  job.request_digest = string_field(o, "request_sha256", false);
   return job;
 }
 

@@ -148,7 +148,18 @@ void Arena::retain(Arena* other) {
     if (retained_index_.empty()) {
       for (const auto& r : retained_) retained_index_.insert(r.get());
     }
-    if (!retained_index_.insert(other).second) return;
+    if (retained_index_.contains(other)) return;
+    // Kept first, then indexed: an index naming an arena not kept (an
+    // allocation failing between the two) would let it be freed under
+    // values that point into it.
+    retained_.emplace_back(other);
+    try {
+      retained_index_.insert(other);
+    } catch (...) {
+      retained_.pop_back();
+      throw;
+    }
+    return;
   }
   retained_.emplace_back(other);
 }

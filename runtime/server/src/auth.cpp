@@ -303,6 +303,10 @@ struct KeyAuthenticator::Impl {
                             : std::clamp(static_cast<int>(std::thread::hardware_concurrency()) / 2,
                                          1, 4);
   mutable std::atomic<int> kdfs{0};
+  static HttpError too_many_checks() {
+    return HttpError{503, "busy",
+                     "the gateway is checking too many API keys at once; try again shortly"};
+  }
   bool secret_matches(const cluster::ApiKeyRecord& r, const std::string& secret,
                       const std::string& address) const {
     if (kdfs.fetch_add(1) >= kdf_slots) {
@@ -310,8 +314,7 @@ struct KeyAuthenticator::Impl {
       limiter.succeeded(address);
       cluster::log(cluster::LogLevel::warning, "API key check refused: too many at once",
                    {{"address", address}});
-      throw HttpError{503, "busy",
-                      "the gateway is checking too many API keys at once; try again shortly"};
+      throw too_many_checks();
     }
     struct Release {
       std::atomic<int>& n;
@@ -327,6 +330,12 @@ struct KeyAuthenticator::Impl {
   // answered 503 busy.
   mutable std::mutex verifying_mutex;
   mutable std::map<std::string, std::shared_future<bool>, std::less<>> verifying;
+  // Requests waiting for another's check, held on handler threads: at most
+  // half the gateway's 16, or one secret sent on many connections at once
+  // would park every handler thread on a single KDF. A client's burst of
+  // first requests with a new key (8 in the test) fits.
+  static constexpr int kMaxWaitingForCheck = 8;
+  mutable int waiting_for_check = 0;
   bool verified_once(const cluster::ApiKeyRecord& r, const Digest& presented,
                      const std::string& secret, const std::string& address) const {
     std::string id = r.key_id + '\n' + r.hash_b64 + '\n';
@@ -340,8 +349,20 @@ struct KeyAuthenticator::Impl {
       if (inserted) it->second = verdict.get_future().share();
       first = inserted;
       result = it->second;
+      if (!first && waiting_for_check >= kMaxWaitingForCheck) {
+        limiter.succeeded(address);
+        throw too_many_checks();
+      }
+      if (!first) ++waiting_for_check;
     }
     if (!first) {
+      struct Leave {
+        const Impl& self;
+        ~Leave() {
+          std::lock_guard lock(self.verifying_mutex);
+          --self.waiting_for_check;
+        }
+      } leave{*this};
       try {
         return result.get();
       } catch (const HttpError&) {  // the first was refused a slot: so is this one, uncounted

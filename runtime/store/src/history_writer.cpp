@@ -31,6 +31,7 @@ struct RunSlot {
   bool ended = false;
   bool new_run = false;  // written for the first time: trim the history after
   std::chrono::steady_clock::time_point alive_noted;  // note_alive()
+  bool alive_dirty = false;  // run.duration_ms to write alone (the record is not dirty)
   // By the engine's record index (the task's seq); an empty node: not known yet.
   std::vector<TaskRecord> tasks;
   std::vector<std::uint32_t> dirty_pages;  // to write
@@ -608,15 +609,19 @@ bool HistoryWriter::Impl::write_dirty(bool runs_only) {
     // Slots are only added under the lock; the writer alone changes their contents.
     std::lock_guard lock(mutex);
     for (auto& s : slots) {
-      if (!s->started ||
-          (!s->run_dirty && s->dirty_pages.empty() && s->logs.empty() && s->outputs.empty())) {
+      if (!s->started || (!s->run_dirty && !s->alive_dirty && s->dirty_pages.empty() &&
+                          s->logs.empty() && s->outputs.empty())) {
         continue;
       }
       touched.push_back(s.get());
     }
   }
   for (RunSlot* s : touched) {
-    if (s->run_dirty) batch.runs.push_back(s->run);
+    if (s->run_dirty) {
+      batch.runs.push_back(s->run);
+    } else if (s->alive_dirty && !runs_only) {
+      batch.alive.emplace_back(s->run.id, s->run.duration_ms);
+    }
     if (runs_only) continue;
     if (!s->dirty_pages.empty()) {
       TaskPages pages;
@@ -655,6 +660,7 @@ bool HistoryWriter::Impl::write_dirty(bool runs_only) {
   for (RunSlot* s : touched) {
     s->run_dirty = false;
     if (runs_only) continue;
+    s->alive_dirty = false;
     s->new_run = false;
     for (std::uint32_t p : s->dirty_pages) s->page_dirty[p] = false;
     s->dirty_pages.clear();
@@ -672,7 +678,7 @@ void HistoryWriter::Impl::note_alive() {
     s->alive_noted = now;
     s->run.duration_ms =
         std::chrono::duration<double, std::milli>(Clock::now() - s->run.started).count();
-    s->run_dirty = true;
+    s->alive_dirty = true;
   }
 }
 

@@ -34,6 +34,12 @@ class MemoryStateStore final : public StateStore {
       }
       if (pages.whole) tasks.resize(std::min(tasks.size(), pages.tasks.size()));
     }
+    for (const auto& [id, ms] : batch.alive) {
+      auto run = runs_.find(id);
+      if (run != runs_.end() && run->second.run.ended == Clock::time_point{}) {
+        run->second.run.duration_ms = ms;
+      }
+    }
     for (const auto& [id, line] : batch.logs) {
       auto run = runs_.find(id);
       if (run != runs_.end()) run->second.logs.push_back(line);

@@ -414,6 +414,8 @@ class SqliteStateStore final : public StateStore {
       }
       output.bind(6, o.dropped).run();
     }
+    Statement alive(db_, "UPDATE runs SET duration_ms=?2 WHERE id=?1 AND ended_us=0");
+    for (const auto& [id, ms] : batch.alive) alive.bind(1, id).bind(2, ms).run();
     tx.commit();
   }
 

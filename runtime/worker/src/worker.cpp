@@ -127,7 +127,11 @@ RecordTasks record_tasks(const Run& run) {
   };
   for (const TaskRecord& t : all) {
     ++counts[core::to_string(t.state)];
-    if (out.error.empty() && !t.error.empty()) out.error = t.node + ": " + t.error;
+    // An ended task's: one waiting to retry shows its last attempt's error
+    // and may still succeed.
+    if (out.error.empty() && !t.error.empty() && core::is_terminal(t.state)) {
+      out.error = t.node + ": " + t.error;
+    }
     if (t.state != core::TaskState::Succeeded) take(t);
   }
   for (const TaskRecord& t : all) {

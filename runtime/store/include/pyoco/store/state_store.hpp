@@ -93,7 +93,12 @@ struct Batch {
   std::vector<TaskPages> tasks;
   std::vector<std::pair<std::string, LogEntry>> logs;         // run id, line
   std::vector<std::pair<std::string, OutputRecord>> outputs;  // run id, output
-  bool empty() const { return runs.empty() && tasks.empty() && logs.empty() && outputs.empty(); }
+  // Run id, how long it has run: a running run's duration_ms alone, not its
+  // whole record (whose params may be large), about once a second.
+  std::vector<std::pair<std::string, double>> alive;
+  bool empty() const {
+    return runs.empty() && tasks.empty() && logs.empty() && outputs.empty() && alive.empty();
+  }
 };
 
 struct RunFilter {
