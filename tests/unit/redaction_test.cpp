@@ -24,6 +24,8 @@ BOOST_AUTO_TEST_CASE(json_keeps_its_shape) {
              R"({"n":12345,"s":"a***b","***":true,"q":"***"})");
   // Not JSON: masked as text.
   BOOST_TEST(r.apply_json("not json 1234") == "not json ***");
+  // Keys that mask alike are both kept.
+  BOOST_TEST(r.apply_json(R"({"1234":1,"p\"w\\d":2})") == R"({"***":1,"***#2":2})");
 }
 
 BOOST_AUTO_TEST_CASE(values_are_masked_inside) {

@@ -139,7 +139,15 @@ void walk(const Redactor& r, json::value& v) {
     json::object out;
     for (auto& [key, item] : v.get_object()) {
       walk(r, item);
-      out[r.apply(key)] = std::move(item);
+      // Two keys may mask alike ("***"): the second is kept as "***#2",
+      // not written over the first.
+      std::string masked = r.apply(key);
+      if (out.contains(masked)) {
+        std::size_t n = 2;
+        while (out.contains(masked + "#" + std::to_string(n))) ++n;
+        masked += "#" + std::to_string(n);
+      }
+      out[masked] = std::move(item);
     }
     v = std::move(out);
   }

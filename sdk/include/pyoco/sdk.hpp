@@ -425,7 +425,10 @@ class Value {
     };
     std::vector<Frame> stack{{root_, 0, h.value_size(root_), 0}};
     std::string path;
-    while (!stack.empty()) {
+    // Values can be shared (a node's output bound to two inputs, a list
+    // repeating one list): a tree of such is walked once per place, so the
+    // walk is bounded; past it the message names no path.
+    for (std::size_t visits = 0; !stack.empty() && visits < 1'000'000; ++visits) {
       Frame& f = stack.back();
       if (f.next == f.size) {
         stack.pop_back();
