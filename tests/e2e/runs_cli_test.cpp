@@ -336,7 +336,8 @@ BOOST_AUTO_TEST_CASE(logs_follow_prints_lines_as_they_come_until_the_run_ends) {
 }
 
 // docs/history.md: a line is "TIME LEVEL NODE: MESSAGE"; --task keeps one
-// task's lines (a loop iteration's too), --tail N the last N.
+// task's lines (a loop iteration's too, or a body node's every iteration),
+// --tail N the last N.
 BOOST_AUTO_TEST_CASE(logs_keep_one_task_s_lines_or_the_last_ones) {
   BOOST_TEST_REQUIRE(
       pyoco({"run", flow("loop_refs.yaml").string(), "--run-id", "loop"}).exit_code == 0);
@@ -369,6 +370,9 @@ BOOST_AUTO_TEST_CASE(logs_keep_one_task_s_lines_or_the_last_ones) {
       {{"--tail", "2"}, Lines{"INFO echo[0]: x", "INFO echo[1]: y"}},
       {{"--tail", "5"}, Lines{"INFO echo[0]: x", "INFO echo[1]: y"}},
       {{"--task", "echo[0]", "--tail", "1"}, Lines{"INFO echo[0]: x"}},
+      // The body's node without its iteration: every iteration, in order.
+      {{"--task", "echo"}, Lines{"INFO echo[0]: x", "INFO echo[1]: y"}},
+      {{"--task", "echo", "--tail", "1"}, Lines{"INFO echo[1]: y"}},
       {{"--task", "done"}, Lines{}},
   };
   for (const Case& c : table) {

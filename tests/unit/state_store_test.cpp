@@ -274,6 +274,38 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(logs_filter_by_task_position_and_tail, S, Stores) 
   BOOST_TEST(text(store->logs("r", f)) == "4,6,");
 }
 
+// A loop body's node with its iterations: say, say[0], say[1][2], not sayer
+// or say2.
+BOOST_AUTO_TEST_CASE_TEMPLATE(logs_filter_by_a_node_with_its_iterations, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch b;
+  b.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  const char* nodes[] = {"say[0]", "sayer", "say[1][2]", "say2", "say", "x[say]", "say[1]"};
+  std::uint64_t seq = 0;
+  for (const char* node : nodes) {
+    ++seq;
+    b.logs.emplace_back("r", make_log(seq, node, "line " + std::to_string(seq)));
+  }
+  store->write(b);
+  auto text = [](const std::vector<LogEntry>& ls) {
+    std::string out;
+    for (const auto& l : ls) out += l.message.substr(5) + ",";
+    return out;
+  };
+  LogFilter f;
+  f.node = "say";
+  BOOST_TEST(text(store->logs("r", f)) == "5,");  // without iterations: the node alone
+  f.iterations = true;
+  BOOST_TEST(text(store->logs("r", f)) == "1,3,5,7,");
+  f.tail = 2;
+  BOOST_TEST(text(store->logs("r", f)) == "5,7,");
+  f = {};
+  f.node = "say[1]";
+  f.iterations = true;
+  BOOST_TEST(text(store->logs("r", f)) == "3,7,");
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_cancel_request_survives_later_writes, S, Stores) {
   S s;
   auto store = s.open();

@@ -322,10 +322,14 @@ struct LogsOptions {
 int run_logs(const LogsOptions& o) {
   auto history = runner::open_run_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
+  // A node inside a loop body named without its iteration (`say` for
+  // say[0], say[1] ...) is all its iterations, as `runs output` takes it.
+  const bool iterations = !o.task.empty() && o.task.find('[') == std::string::npos;
   if (!o.task.empty()) {
     const auto tasks = history->tasks(r.id);
-    const bool known = std::any_of(tasks.begin(), tasks.end(),
-                                   [&](const TaskRecord& t) { return t.node == o.task; });
+    const bool known = std::any_of(tasks.begin(), tasks.end(), [&](const TaskRecord& t) {
+      return t.node == o.task || (iterations && t.node.starts_with(o.task + "["));
+    });
     if (!known && core::is_terminal(r.status)) {
       throw RunsError("run " + shown_id(r.id) + " has no task " + o.task +
                       " (see `pyoco runs show " + shown_id(r.id) + "`)");
@@ -333,6 +337,7 @@ int run_logs(const LogsOptions& o) {
   }
   store::LogFilter filter;
   filter.node = o.task;
+  filter.iterations = iterations;
   filter.tail = o.tail;
   std::size_t printed = 0;
   auto print = [&](const std::vector<store::LogEntry>& lines) {
@@ -468,7 +473,10 @@ void add_runs_commands(CLI::App* runs, CommandTable& table) {
 
   CLI::App* logs_cmd = runs->add_subcommand("logs", "Print the lines a run's tasks logged");
   logs_cmd->add_option("id", logs->id, "A run id, or a prefix only one run has")->required();
-  logs_cmd->add_option("--task", logs->task, "Only this task (its node name)")->type_name("NODE");
+  logs_cmd
+      ->add_option("--task", logs->task,
+                   "Only this task (its node name; a loop body's node: all its iterations)")
+      ->type_name("NODE");
   logs_cmd->add_option("--tail", logs->tail, "Only the last N lines")
       ->type_name("N")
       ->check(whole_number_in(1, 1000000));

@@ -12,6 +12,13 @@ namespace pyoco::store {
 
 namespace {
 
+// Whether a line of `node` is one the filter's node asks for.
+bool log_of(const LogFilter& filter, const std::string& node) {
+  if (node == filter.node) return true;
+  return filter.iterations && node.size() > filter.node.size() && node.starts_with(filter.node) &&
+         node[filter.node.size()] == '[';
+}
+
 class MemoryStateStore final : public StateStore {
  public:
   void write(const Batch& batch) override {
@@ -96,7 +103,7 @@ class MemoryStateStore final : public StateStore {
     auto it = runs_.find(std::string(run_id));
     if (it == runs_.end()) return out;
     for (const LogEntry& l : it->second.logs) {
-      if (l.seq > filter.after && (filter.node.empty() || l.node == filter.node)) out.push_back(l);
+      if (l.seq > filter.after && (filter.node.empty() || log_of(filter, l.node))) out.push_back(l);
     }
     if (filter.tail > 0 && out.size() > filter.tail) {
       out.erase(out.begin(), out.end() - static_cast<std::ptrdiff_t>(filter.tail));

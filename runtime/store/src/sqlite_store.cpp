@@ -481,7 +481,10 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mutex_);
     std::string sql =
         "SELECT seq, time_us, node, level, message FROM logs WHERE run_id=?1 AND seq>?2";
-    if (!filter.node.empty()) sql += " AND node=?3";
+    if (!filter.node.empty()) {
+      sql += filter.iterations ? " AND (node=?3 OR substr(node, 1, length(?3) + 1)=?3 || '[')"
+                               : " AND node=?3";
+    }
     // The last N: newest first with a limit, then turned back into order.
     sql += filter.tail > 0 ? " ORDER BY seq DESC LIMIT ?4" : " ORDER BY seq";
     Statement s(db_, sql.c_str());

@@ -110,6 +110,7 @@ struct RunFilter {
 
 struct LogFilter {
   std::string node;         // empty: every task
+  bool iterations = false;  // with node: also its loop iterations' lines (node[0], node[1] ...)
   std::uint64_t after = 0;  // only lines with seq > after
   std::size_t tail = 0;     // 0: all; else only the last N that match
 };
