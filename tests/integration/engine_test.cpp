@@ -1397,8 +1397,46 @@ tasks:
         BOOST_TEST((record(t, "repeat_1").state == TaskState::Cancelled));
       } else {
         BOOST_TEST((record(t, "repeat_1").state == TaskState::Failed));
-        BOOST_TEST(record(t, "repeat_1").error == "iteration 0 did not succeed");
+        BOOST_TEST(record(t, "repeat_1").error == "iteration 0 did not succeed: boom[0]: broke");
       }
+    }
+  }
+}
+
+// docs/flows.md: a failed loop names the iterations that did not succeed
+// (the lowest, past six "and N more") and the error of the lowest, whatever
+// order they ended in.
+BOOST_FIXTURE_TEST_CASE(a_failed_loop_names_every_failed_iteration, EngineFixture) {
+  auto big = [](TaskCall&, const Value& in) -> Value {
+    const std::int64_t v = in.find("value").as_int();
+    if (v >= 4) throw std::runtime_error("too big: " + std::to_string(v));
+    return in.find("value");
+  };
+  struct Case {
+    int items;
+    std::string error;
+  };
+  const std::vector<Case> table = {
+      {5, "iteration 4 did not succeed: check[4]: too big: 4"},
+      {6, "iterations 4 and 5 did not succeed; iteration 4: check[4]: too big: 4"},
+      {10, "iterations 4, 5, 6, 7, 8 and 9 did not succeed; iteration 4: check[4]: too big: 4"},
+      {12,
+       "iterations 4, 5, 6, 7, 8 and 3 more did not succeed; iteration 4: check[4]: too big: 4"},
+  };
+  for (const Case& c : table) {
+    BOOST_TEST_CONTEXT(c.items << " items") {
+      std::string items = R"({"items": [0)";
+      for (int k = 1; k < c.items; ++k) items += "," + std::to_string(k);
+      Run failed = run(R"(
+flow: {graph: "foreach(over={{items}}, item=it, parallel=20) { check }"}
+tasks:
+  check: {use: "t/big", fail_policy: isolate, inputs: {value: "$loop.it"}}
+)",
+                       {{"t/big", big}}, json((items + "]}").c_str()));
+      const auto t = failed.tasks();
+      BOOST_TEST((failed.status() == core::RunStatus::Failed));
+      BOOST_TEST((record(t, "foreach_1").state == TaskState::Failed));
+      BOOST_TEST(record(t, "foreach_1").error == c.error);
     }
   }
 }

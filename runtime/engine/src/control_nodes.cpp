@@ -3,6 +3,7 @@
 // in run.cpp only starts them and hears when their frames are done.
 #include <pyoco/core/expression.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -207,6 +208,39 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   return true;
 }
 
+// Keeps a failed iteration among the lowest kNamed: O(kNamed) per failed
+// iteration, nothing for one that succeeds. True when it is the lowest yet.
+static bool note_failed_iteration(ControlExec& c, std::size_t iteration) {
+  const std::size_t kept = std::min(c.failed_iterations, ControlExec::kNamed);
+  ++c.failed_iterations;
+  std::size_t at = kept;
+  while (at > 0 && c.failed_first[at - 1] > iteration) --at;
+  if (at == ControlExec::kNamed) return false;  // not among the lowest
+  for (std::size_t k = std::min(kept, ControlExec::kNamed - 1); k > at; --k) {
+    c.failed_first[k] = c.failed_first[k - 1];
+  }
+  c.failed_first[at] = iteration;
+  return at == 0;
+}
+
+// "iteration 3 did not succeed: boom[3]: broke", "iterations 4, 5 and 9 did
+// not succeed; iteration 4: boom[4]: broke", past kNamed: "iterations 0, 1,
+// 2, 3, 4 and 7 more did not succeed; ...".
+static std::string failed_iterations_error(const ControlExec& c) {
+  const std::size_t n = c.failed_iterations;
+  const std::size_t named = n <= ControlExec::kNamed ? n : ControlExec::kNamed - 1;
+  std::string out = n == 1 ? "iteration " : "iterations ";
+  for (std::size_t k = 0; k < named; ++k) {
+    if (k > 0) out += (k + 1 == named && named == n) ? " and " : ", ";
+    out += std::to_string(c.failed_first[k]);
+  }
+  if (named < n) out += " and " + std::to_string(n - named) + " more";
+  out += " did not succeed";
+  if (c.first_failure.empty()) return out;
+  if (n == 1) return out + ": " + c.first_failure;
+  return out + "; iteration " + std::to_string(c.failed_first[0]) + ": " + c.first_failure;
+}
+
 void RunState::child_done(Frame& child) {
   Frame& f = *child.parent;
   const std::uint32_t i = child.parent_node;
@@ -234,6 +268,21 @@ void RunState::child_done(Frame& child) {
     }
     return;
   }
+  if (failed && note_failed_iteration(n.ctl(), child.iteration)) {
+    // The lowest failed iteration so far: its first task that failed says
+    // why, else one that did not run does.
+    const NodeExec* why = nullptr;
+    for (const NodeExec& c : child.nodes) {
+      if (c.record == SIZE_MAX || record(c).error.empty()) continue;
+      if (c.state == TaskState::Failed) {
+        why = &c;
+        break;
+      }
+      if (why == nullptr && c.state != TaskState::Succeeded) why = &c;
+    }
+    n.ctl().first_failure =
+        why == nullptr ? std::string() : why->display + ": " + record(*why).error;
+  }
   const auto& l = *g.loop_term;
   // Only what `collect` needs is kept: with last or first, one output, not
   // one per iteration.
@@ -257,7 +306,7 @@ void RunState::child_done(Frame& child) {
       if (stopping_) {
         end_without_running(f, i, TaskState::Cancelled, "run stopped");
       } else {
-        fail(f, i, "iteration " + std::to_string(child.iteration) + " did not succeed");
+        fail(f, i, failed_iterations_error(n.ctl()));
       }
     }
     return;

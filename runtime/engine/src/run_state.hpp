@@ -8,6 +8,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -140,6 +141,13 @@ struct ControlExec {
   std::size_t next_iteration = 0;
   std::size_t active_children = 0;
   bool child_failed = false;
+  // Loops: the iterations that did not succeed, for the loop's error. How
+  // many, the lowest indexes (ascending, at most kNamed of them) and the
+  // error of the lowest one; kept as they end, in any order.
+  static constexpr std::size_t kNamed = 6;
+  std::size_t failed_iterations = 0;
+  std::array<std::size_t, kNamed> failed_first{};
+  std::string first_failure;  // "boom[4]: broke"
 };
 
 struct NodeExec {
