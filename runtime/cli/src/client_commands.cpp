@@ -1,4 +1,5 @@
 // `pyoco client ...`: the gateway's API from the command line.
+#include <pyoco/core/node_name.hpp>
 #include <pyoco/core/text.hpp>
 #include <pyoco/core/value.hpp>
 #include <pyoco/runner/loaded_flow.hpp>
@@ -359,7 +360,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
               const json::value* n = ev.if_contains("node");
               const std::string node =
                   n != nullptr && n->is_string() ? std::string(n->as_string()) : "";
-              if (a->task.empty() || node == a->task || node.rfind(a->task + "[", 0) == 0) {
+              if (a->task.empty() || node == a->task || core::is_iteration_of(node, a->task)) {
                 const json::value* m = ev.if_contains("message");
                 print(json::object{
                     {"node", node},

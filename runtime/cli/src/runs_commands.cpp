@@ -1,5 +1,6 @@
 // `pyoco runs list | show | logs | cancel | artifacts`: the local run
 // history, read from $PYOCO_HOME/state.db (see docs/history.md).
+#include <pyoco/core/node_name.hpp>
 #include <pyoco/core/text.hpp>
 #include <pyoco/runner/json_views.hpp>
 #include <pyoco/runner/run_history.hpp>
@@ -254,7 +255,7 @@ int run_output(const OutputOptions& o) {
     // The one that ended last, as the engine reads it after a parallel foreach.
     const TaskRecord* last = nullptr;
     for (const TaskRecord& t : tasks) {
-      if (t.node.rfind(o.node + "[", 0) == 0 && t.state == core::TaskState::Succeeded &&
+      if (core::is_iteration_of(t.node, o.node) && t.state == core::TaskState::Succeeded &&
           (last == nullptr || t.ended >= last->ended)) {
         last = &t;
       }
@@ -262,7 +263,7 @@ int run_output(const OutputOptions& o) {
     if (last != nullptr) {
       node = last->node;
     } else if (std::any_of(tasks.begin(), tasks.end(), [&](const TaskRecord& t) {
-                 return t.node.rfind(o.node + "[", 0) == 0;
+                 return core::is_iteration_of(t.node, o.node);
                })) {
       throw RunsError("no run of " + core::printable(o.node) + " in run " + run +
                       " succeeded (see `pyoco runs show " + run + "`)");
@@ -328,7 +329,7 @@ int run_logs(const LogsOptions& o) {
   if (!o.task.empty()) {
     const auto tasks = history->tasks(r.id);
     const bool known = std::any_of(tasks.begin(), tasks.end(), [&](const TaskRecord& t) {
-      return t.node == o.task || (iterations && t.node.starts_with(o.task + "["));
+      return t.node == o.task || (iterations && core::is_iteration_of(t.node, o.task));
     });
     if (!known && core::is_terminal(r.status)) {
       throw RunsError("run " + shown_id(r.id) + " has no task " + o.task +

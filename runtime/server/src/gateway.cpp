@@ -11,6 +11,7 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/node_name.hpp>
 #include <pyoco/core/states.hpp>
 #include <pyoco/plugins/package.hpp>
 #include <pyoco/server/auth.hpp>
@@ -539,7 +540,7 @@ class Gateway {
     const json::object& o = *e.event;
     const json::value* n = o.if_contains("node");
     const std::string node = n != nullptr && n->is_string() ? std::string(n->as_string()) : "";
-    if (!task.empty() && node != task && node.rfind(task + "[", 0) != 0) return std::nullopt;
+    if (!task.empty() && node != task && !core::is_iteration_of(node, task)) return std::nullopt;
     return json::object{{"id", e.seq},
                         {"node", node},
                         {"level", o.contains("level") ? o.at("level") : json::value("INFO")},

@@ -1,5 +1,6 @@
 // The in-memory StateStore: for embedding and tests. Same contract as the
 // SQLite store (tests/unit/state_store_test.cpp runs one suite over both).
+#include <pyoco/core/node_name.hpp>
 #include <pyoco/store/state_store.hpp>
 
 #include <algorithm>
@@ -14,9 +15,7 @@ namespace {
 
 // Whether a line of `node` is one the filter's node asks for.
 bool log_of(const LogFilter& filter, const std::string& node) {
-  if (node == filter.node) return true;
-  return filter.iterations && node.size() > filter.node.size() && node.starts_with(filter.node) &&
-         node[filter.node.size()] == '[';
+  return node == filter.node || (filter.iterations && core::is_iteration_of(node, filter.node));
 }
 
 class MemoryStateStore final : public StateStore {
