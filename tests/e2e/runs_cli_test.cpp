@@ -520,6 +520,9 @@ BOOST_AUTO_TEST_CASE(a_run_waits_for_a_locked_history_and_is_recorded_when_it_fr
   sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(db);
   BOOST_TEST_REQUIRE(waits, run->err());
+  // A wait past a second is told at once, not only when the run ends.
+  BOOST_TEST(has(run->err(), "state.db is locked by another process; waiting for it up to 10 s"),
+             run->err());
   BOOST_TEST(
       has(run->err(), "locked); trying again for up to 60 s (interrupt to leave without it)"),
       run->err());

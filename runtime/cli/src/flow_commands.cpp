@@ -336,7 +336,9 @@ int run_flow(const RunOptionsCli& o) {
   std::string unrecorded;
   runner::limits_from_env(setup.limits, setup.history_options);  // SetupError: exit 2
   try {
-    setup.history = runner::open_run_history();
+    setup.history = runner::open_run_history(
+        store::default_store_file(),
+        [](const std::string& line) { std::cerr << "pyoco run: " << line << '\n'; });
   } catch (const store::StoreError& e) {
     unrecorded = e.what();
   }

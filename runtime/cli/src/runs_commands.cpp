@@ -138,8 +138,16 @@ struct ListOptions {
   bool json = false;
 };
 
+// The history, saying so when another process holds it (its runs left by
+// dead processes are ended on opening, a write that waits for the lock).
+std::shared_ptr<store::StateStore> open_history() {
+  return runner::open_run_history(store::default_store_file(), [](const std::string& line) {
+    std::cerr << "pyoco runs: " << line << '\n';
+  });
+}
+
 int list_runs(const ListOptions& o) {
-  auto history = runner::open_run_history();
+  auto history = open_history();
   store::RunFilter filter;
   filter.flow = o.flow;
   filter.limit = o.limit;
@@ -184,7 +192,7 @@ struct RunIdOptions {
 };
 
 int show_run(const RunIdOptions& o) {
-  auto history = runner::open_run_history();
+  auto history = open_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto tasks = history->tasks(r.id);
   if (o.json) {
@@ -232,7 +240,7 @@ struct OutputOptions {
 
 // One task's whole output as JSON, or every kept output by node.
 int run_output(const OutputOptions& o) {
-  auto history = runner::open_run_history();
+  auto history = open_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto outputs = history->outputs(r.id);
   const std::string run = shown_id(r.id);
@@ -321,7 +329,7 @@ struct LogsOptions {
 };
 
 int run_logs(const LogsOptions& o) {
-  auto history = runner::open_run_history();
+  auto history = open_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   // A node inside a loop body named without its iteration (`say` for
   // say[0], say[1] ...) is all its iterations, as `runs output` takes it.
@@ -379,7 +387,7 @@ struct CancelOptions {
 };
 
 int cancel_run(const CancelOptions& o) {
-  auto history = runner::open_run_history();
+  auto history = open_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   if (core::is_terminal(r.status)) {
     std::cerr << "pyoco runs cancel: run " << r.id << " already ended " << core::to_string(r.status)
@@ -416,7 +424,7 @@ int cancel_run(const CancelOptions& o) {
 // ---- artifacts ----------------------------------------------------------------
 
 int list_artifacts(const RunIdOptions& o) {
-  auto history = runner::open_run_history();
+  auto history = open_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto tasks = history->tasks(r.id);
   if (o.json) {

@@ -194,8 +194,9 @@ class Statement {
 
 class Database {
  public:
-  Database(std::filesystem::path file, std::chrono::milliseconds busy_timeout)
-      : file_(std::move(file)), busy_timeout_(busy_timeout) {
+  Database(std::filesystem::path file, std::chrono::milliseconds busy_timeout,
+           std::function<void()> on_wait)
+      : file_(std::move(file)), busy_timeout_(busy_timeout), on_wait_(std::move(on_wait)) {
     const int rc =
         sqlite3_open_v2(file_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
     if (rc != SQLITE_OK) {
@@ -247,6 +248,9 @@ class Database {
     const auto now = std::chrono::steady_clock::now();
     if (tries == 0) db.busy_since_ = now;
     if (now - db.busy_since_ >= db.busy_timeout_) return 0;
+    if (db.on_wait_ && now - db.busy_since_ >= std::chrono::seconds(1)) {
+      std::exchange(db.on_wait_, {})();  // once: a wait is reported, not each
+    }
     thread_local std::minstd_rand jitter(static_cast<unsigned>(
         std::hash<std::thread::id>{}(std::this_thread::get_id()) ^ now.time_since_epoch().count()));
     std::this_thread::sleep_for(std::chrono::microseconds(1000 + jitter() % 2000));
@@ -254,6 +258,7 @@ class Database {
   }
   std::filesystem::path file_;
   std::chrono::milliseconds busy_timeout_;
+  std::function<void()> on_wait_;  // only touched by the thread holding the connection
   sqlite3* db_ = nullptr;
   std::chrono::steady_clock::time_point busy_since_;
 };
@@ -317,8 +322,9 @@ RunRecord read_run(const Statement& s) {
 
 class SqliteStateStore final : public StateStore {
  public:
-  SqliteStateStore(const std::filesystem::path& file, std::chrono::milliseconds busy_timeout)
-      : db_(file, busy_timeout) {
+  SqliteStateStore(const std::filesystem::path& file, std::chrono::milliseconds busy_timeout,
+                   std::function<void()> on_wait)
+      : db_(file, busy_timeout, std::move(on_wait)) {
     // Two processes opening a new history at once can meet SQLITE_BUSY where
     // SQLite does not wait (switching the journal mode): set up again then.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -626,14 +632,15 @@ class SqliteStateStore final : public StateStore {
 }  // namespace
 
 std::shared_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file,
-                                              std::chrono::milliseconds busy_timeout) {
+                                              std::chrono::milliseconds busy_timeout,
+                                              std::function<void()> on_wait) {
   std::error_code ec;
   if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
   if (ec) {
     throw StoreError(file.parent_path().string() + ": cannot create the directory for the run " +
                      "history: " + ec.message() + " (set PYOCO_HOME to a writable directory)");
   }
-  return std::make_shared<SqliteStateStore>(file, busy_timeout);
+  return std::make_shared<SqliteStateStore>(file, busy_timeout, std::move(on_wait));
 }
 
 }  // namespace pyoco::store

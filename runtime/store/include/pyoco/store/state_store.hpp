@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -160,10 +161,13 @@ std::shared_ptr<StateStore> open_memory_store();
 // Opens (creating it and its directory if need be) the SQLite history at
 // `file`: WAL mode, schema migrated to the current version. Several
 // processes share it: a write waits its turn for the lock up to
-// `busy_timeout`, then fails (StoreError). Throws StoreError.
+// `busy_timeout`, then fails (StoreError). `on_wait`, if set, is called
+// once, on the waiting thread, when a wait for the lock first passes a
+// second (to tell a user why nothing happens). Throws StoreError.
 std::shared_ptr<StateStore> open_sqlite_store(
     const std::filesystem::path& file,
-    std::chrono::milliseconds busy_timeout = std::chrono::seconds(10));
+    std::chrono::milliseconds busy_timeout = std::chrono::seconds(10),
+    std::function<void()> on_wait = {});
 
 // $PYOCO_HOME/state.db; PYOCO_HOME defaults to $XDG_STATE_HOME/pyoco, else
 // ~/.local/state/pyoco.
