@@ -535,6 +535,48 @@ BOOST_AUTO_TEST_CASE(a_run_waits_for_a_locked_history_and_is_recorded_when_it_fr
   BOOST_TEST(show_json(str(runs[0].at("run_id"))).at("tasks").as_array().size() == 3u);
 }
 
+// A damaged state.db stays damaged: the run warns at its end at once. It
+// was tried again for a minute, as a locked one is, after every run.
+BOOST_AUTO_TEST_CASE(a_damaged_history_is_reported_without_waiting) {
+  for (int i = 0; i < 3; ++i)
+    BOOST_TEST_REQUIRE(pyoco({"run", flow("chain.yaml").string()}).exit_code == 0);
+  const fs::path db = dir.path() / "home/state.db";
+  {
+    sqlite3* c = nullptr;
+    BOOST_TEST_REQUIRE(sqlite3_open(db.c_str(), &c) == SQLITE_OK);
+    BOOST_TEST_REQUIRE(
+        sqlite3_exec(c, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(c);
+  }
+  {
+    // Page 12 is the first page of the task pages' table: the run opens the
+    // history (it reads only the runs' table then) and fails to write.
+    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(11 * 4096);
+    for (int i = 0; i < 4096; ++i) f.put(static_cast<char>(i * 7));
+    BOOST_TEST_REQUIRE(f.good());
+  }
+  const auto began = std::chrono::steady_clock::now();
+  const ProcessResult r = pyoco({"run", flow("chain.yaml").string(), "--non-cute"});
+  const auto took = std::chrono::steady_clock::now() - began;
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(has(r.out, "status=COMPLETED"), r.out);
+  BOOST_TEST(has(r.err, "database disk image is malformed (move the file away"), r.err);
+  BOOST_TEST(!has(r.err, "trying again"), r.err);
+  BOOST_TEST((took < std::chrono::seconds(20)));
+}
+
+// A state.db that is a directory says so.
+BOOST_AUTO_TEST_CASE(a_history_that_is_a_directory_says_so) {
+  fs::create_directories(dir.path() / "home/state.db");
+  const ProcessResult r = pyoco({"run", flow("chain.yaml").string(), "--non-cute"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(has(r.err,
+                 "state.db: cannot open the run history: unable to open database file (it is a "
+                 "directory: move it away, or point PYOCO_HOME elsewhere)"),
+             r.err);
+}
+
 // docs/cli.md: PYOCO_HOME, else $XDG_STATE_HOME/pyoco, else ~/.local/state/pyoco.
 BOOST_AUTO_TEST_CASE(the_history_defaults_to_xdg_state_home_then_home) {
   const fs::path xdg = dir.path() / "xdg", home = dir.path() / "h", own = dir.path() / "own";

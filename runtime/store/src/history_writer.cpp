@@ -103,7 +103,8 @@ struct HistoryWriter::Impl {
   bool run_started = false;
   std::set<std::string, std::less<>> recorded;  // runs whose record a write stored
   std::string fold_error;                       // the first event that could not be recorded
-  std::string write_error;  // the last write's, while it failed; empty once one succeeds
+  std::string write_error;             // the last write's, while it failed; empty once one succeeds
+  bool write_error_transient = false;  // and whether trying again may help
   std::thread thread;
 
   void enqueue(QueuedEvent e) {
@@ -325,13 +326,17 @@ bool HistoryWriter::flush(std::chrono::milliseconds patience,
     const auto tried = std::chrono::steady_clock::now();
     flush();  // one try: everything dirty, or the store's error
     std::string failed;
+    bool transient = false;
     {
       std::lock_guard lock(impl_->mutex);
       failed = impl_->write_error;
+      transient = impl_->write_error_transient;
     }
     if (failed.empty()) return true;
     const auto now = std::chrono::steady_clock::now();
-    if (now >= until) return false;
+    // A damaged or read-only file stays so: waiting would only delay the
+    // warning (a minute after every run).
+    if (now >= until || !transient) return false;
     if (!told && on_retry) on_retry(failed);
     // A locked state.db has waited its turn in the store already; a full
     // disk fails at once, and is tried again each second.
@@ -648,8 +653,10 @@ bool HistoryWriter::Impl::write_dirty(bool runs_only) {
     if (trim) store->trim(options.max_runs);
   } catch (const std::exception& ex) {
     // Kept dirty: the next cycle tries again.
+    const auto* store_error = dynamic_cast<const StoreError*>(&ex);
     std::lock_guard lock(mutex);
     write_error = ex.what();
+    write_error_transient = store_error != nullptr && store_error->transient();
     return false;
   }
   {

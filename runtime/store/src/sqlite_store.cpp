@@ -141,7 +141,7 @@ class Database;
 // SQLITE_BUSY past the busy timeout, or where SQLite does not wait (e.g. two
 // processes setting up a new file at once): worth trying again.
 struct Busy : StoreError {
-  using StoreError::StoreError;
+  explicit Busy(const std::string& what) : StoreError(what, true) {}
 };
 
 // A prepared statement: bind by position from 1, step, read columns from 0.
@@ -203,7 +203,7 @@ class Database {
       const std::string why = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
       sqlite3_close(db_);
       db_ = nullptr;
-      throw StoreError(file_.string() + ": cannot open the run history: " + why);
+      throw StoreError(file_.string() + ": cannot open the run history: " + why + hint(rc & 0xff));
     }
     sqlite3_busy_handler(db_, &Database::busy_wait, this);
   }
@@ -222,17 +222,27 @@ class Database {
   [[noreturn]] void fail(const std::string& why) const {
     const int code = sqlite3_errcode(db_) & 0xff;
     if (code == SQLITE_BUSY) throw Busy(file_.string() + ": " + why);
-    std::string hint;
-    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) {
-      hint = " (move the file away, or point PYOCO_HOME elsewhere)";
-    } else if (code == SQLITE_READONLY || code == SQLITE_PERM || code == SQLITE_CANTOPEN) {
-      hint =
-          " (this user must be able to write the file and its directory: fix their "
-          "permissions, or point PYOCO_HOME elsewhere)";
-    } else if (code == SQLITE_FULL) {
-      hint = " (the disk is full: free space, or point PYOCO_HOME elsewhere)";
+    throw StoreError(file_.string() + ": " + why + hint(code), code == SQLITE_FULL);
+  }
+  // What to do about an error of SQLite's primary `code`, for its message.
+  std::string hint(int code) const {
+    std::error_code ec;
+    if (std::filesystem::is_directory(file_, ec)) {
+      return " (it is a directory: move it away, or point PYOCO_HOME elsewhere)";
     }
-    throw StoreError(file_.string() + ": " + why + hint);
+    if (std::filesystem::exists(file_, ec) && !std::filesystem::is_regular_file(file_, ec)) {
+      return " (it is not a regular file: move it away, or point PYOCO_HOME elsewhere)";
+    }
+    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) {
+      return " (move the file away, or point PYOCO_HOME elsewhere)";
+    }
+    if (code == SQLITE_READONLY || code == SQLITE_PERM || code == SQLITE_CANTOPEN) {
+      return " (this user must be able to write the file and its directory: fix their "
+             "permissions, or point PYOCO_HOME elsewhere)";
+    }
+    if (code == SQLITE_FULL)
+      return " (the disk is full: free space, or point PYOCO_HOME elsewhere)";
+    return "";
   }
   sqlite3* handle() const { return db_; }
 

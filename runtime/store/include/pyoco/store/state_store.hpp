@@ -119,7 +119,14 @@ struct LogFilter {
 // A store the user can fix by hand: unreadable file, newer schema, full disk.
 class StoreError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit StoreError(const std::string& what, bool transient = false)
+      : std::runtime_error(what), transient_(transient) {}
+  // Whether trying again later may succeed: the file locked by another
+  // process, a full disk. Not a damaged or read-only file.
+  bool transient() const noexcept { return transient_; }
+
+ private:
+  bool transient_;
 };
 
 class StateStore {
