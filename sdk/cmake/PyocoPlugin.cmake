@@ -23,7 +23,8 @@
 # directory's plugin.toml: the source manifest followed by a [[tasks]] table
 # for each task the library registers, so a task's inputs, outputs and types
 # are written once, in its code. A source manifest with [[tasks]] fails the
-# build, as does a library that does not load or register.
+# build, as does a library that does not load or register. A plugin.toml
+# edited by hand in the plugin directory is put back by the next build.
 #
 # The pyoco executable that does it: the `pyoco` target when building pyoco
 # itself, else PYOCO_EXECUTABLE, else the pyoco installed with this SDK,
@@ -137,9 +138,22 @@ function(pyoco_add_plugin name)
   endif()
   # An edited source manifest relinks, and so rewrites plugin.toml.
   set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS "${manifest}")
+  # The manifest is written beside the build files and copied into the
+  # plugin directory. Each build of the plugin compares the two and puts
+  # the written one back when the copy differs (edited by hand, removed),
+  # though nothing relinks: one `cmake -P` per build, no pyoco run.
+  set(written "${CMAKE_CURRENT_BINARY_DIR}/pyoco_plugin_${name}.toml")
+  set(refresh_script "${CMAKE_CURRENT_BINARY_DIR}/pyoco_plugin_${name}_manifest.cmake")
+  file(CONFIGURE OUTPUT "${refresh_script}" CONTENT
+       "if(EXISTS \"${written}\")\n  file(MAKE_DIRECTORY \"${out_dir}\")\n  file(COPY_FILE \"${written}\" \"${out_dir}/plugin.toml\" ONLY_IF_DIFFERENT)\nendif()\n")
+  add_custom_target(pyoco_plugin_${name}_manifest
+    COMMAND "${CMAKE_COMMAND}" -P "${refresh_script}"
+    VERBATIM)
+  add_dependencies(${name} pyoco_plugin_${name}_manifest)
   add_custom_command(TARGET ${name} POST_BUILD
     COMMAND "${pyoco_exe}" plugins manifest "${manifest}" --library "$<TARGET_FILE:${name}>"
-            --output "${out_dir}/plugin.toml"
+            --output "${written}"
+    COMMAND "${CMAKE_COMMAND}" -P "${refresh_script}"
     COMMENT "pyoco plugin ${name}: ${out_dir}"
     VERBATIM)
   if(ARG_NO_INSTALL)

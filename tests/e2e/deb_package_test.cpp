@@ -125,7 +125,9 @@ BOOST_AUTO_TEST_CASE(pyoco_dev_holds_the_sdk_and_the_cmake_packages) {
        {"usr/include/pyoco/abi.h", "usr/include/pyoco/sdk.hpp", "usr/include/pyoco/version.h",
         "usr/include/pyoco/plugins/search_path.hpp", "usr/lib/cmake/PyocoSDK/PyocoSDKConfig.cmake",
         "usr/lib/cmake/PyocoSDK/PyocoPlugin.cmake", "usr/lib/cmake/Pyoco/PyocoConfig.cmake",
-        "usr/lib/cmake/Pyoco/PyocoTargets.cmake", "usr/lib/libpyoco_core.a"}) {
+        "usr/lib/cmake/Pyoco/PyocoTargets.cmake", "usr/lib/libpyoco_core.a",
+        "usr/share/pyoco/examples/embed/CMakeLists.txt",
+        "usr/share/pyoco/examples/embed/main.cpp"}) {
     BOOST_TEST(holds(listing, path), "pyoco-dev has no " << path << ":\n" << listing);
   }
   BOOST_TEST(!holds(listing, "usr/bin/pyoco"), "the binary is pyoco's");

@@ -2,6 +2,9 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -230,6 +233,21 @@ BOOST_AUTO_TEST_CASE(plugins_new_prints_what_the_docs_show) {
   BOOST_TEST(has(two.out, "\n  pyoco run empty/flow.yaml --plugin-path empty/build\n"), two.out);
   BOOST_TEST(has(read_text(dir.path() / "empty/plugin.toml"), "authors = [\"Grace\"]"));
   BOOST_TEST(has(read_text(dir.path() / "empty/flow.yaml"), "a >> b"));
+
+  // No $USER, empty or unset: the login name of this user id (or "you"
+  // when it has none), not "you" at once.
+  const passwd* pw = getpwuid(getuid());
+  const std::string login = pw != nullptr ? pw->pw_name : "you";
+  o.env["USER"] = "";
+  BOOST_TEST_REQUIRE(run_pyoco({"plugins", "new", "anon", "--dir", "blank"}, o).exit_code == 0);
+  BOOST_TEST(has(read_text(dir.path() / "blank/plugin.toml"), "authors = [\"" + login + "\"]"),
+             read_text(dir.path() / "blank/plugin.toml"));
+  o.env.erase("USER");
+  o.unset_env = {"USER"};
+  BOOST_TEST_REQUIRE(run_pyoco({"plugins", "new", "anon", "--dir", "unset"}, o).exit_code == 0);
+  BOOST_TEST(has(read_text(dir.path() / "unset/plugin.toml"), "authors = [\"" + login + "\"]"));
+  o.unset_env.clear();
+  o.env["USER"] = "ada";
 
   const ProcessResult bad = run_pyoco({"plugins", "new", "Acme"}, o);
   BOOST_TEST(bad.exit_code == 2);

@@ -4,6 +4,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include <fstream>
+#include <iterator>
+#include <string>
 
 #include "process.hpp"
 #include "temp_dir.hpp"
@@ -81,6 +83,22 @@ BOOST_AUTO_TEST_CASE(new_plugin_builds_tests_lints_and_runs) {
   r = run({"ctest", "--test-dir", (project / "build").string(), "--output-on-failure"}, dir.path());
   BOOST_TEST(r.exit_code == 0, r.out);
   BOOST_TEST(has(r.out, "100% tests passed"), r.out);
+
+  // The tutorial: the built plugin.toml edited by hand is put right by a
+  // rebuild, though its sources did not change.
+  const fs::path built = project / "build/acme/plugin.toml";
+  const auto read = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string written = read(built);
+  BOOST_TEST_REQUIRE(has(written, "type = \"string\""), written);
+  std::string edited = written;
+  edited.replace(edited.find("type = \"string\""), 15, "type = \"int\"");
+  std::ofstream(built) << edited;
+  r = run({"cmake", "--build", (project / "build").string()}, dir.path());
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(read(built) == written);
 
   r = run({pyoco.string(), "plugins", "lint", (project / "build/acme").string(), "--strict"},
           dir.path());

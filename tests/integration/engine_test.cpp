@@ -1056,6 +1056,40 @@ BOOST_AUTO_TEST_CASE(a_run_id_that_is_not_safe_everywhere_is_refused) {
   }
 }
 
+// Two live runs of one id would share its artifacts' directory: the second
+// start is refused, as a bad id is; once the first ended the id is free.
+BOOST_AUTO_TEST_CASE(a_run_id_of_a_live_run_is_refused_until_it_ends) {
+  Gate release;
+  auto start = [&] {
+    RunOptions o;
+    o.run_id = "nightly";
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(artifacts.path());
+    o.local_tasks = {{"t/hold", [&release](TaskCall&, const Value&) {
+                        release.wait();
+                        return Value();
+                      }}};
+    return engine.start(compile("flow: {graph: a}\ntasks:\n  a: {use: \"t/hold\"}\n"),
+                        std::move(o));
+  };
+  Run first = start();
+  std::string why;
+  try {
+    start();
+    why = "started";
+  } catch (const std::invalid_argument& e) {
+    why = e.what();
+  }
+  release.open();
+  BOOST_TEST(why ==
+             "run id 'nightly' is not allowed: a run of this engine with that id has not ended; "
+             "wait for it to end or use another id");
+  BOOST_TEST_REQUIRE(first.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((first.status() == core::RunStatus::Completed));  // the refusal left it alone
+  Run again = start();
+  BOOST_TEST_REQUIRE(again.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((again.status() == core::RunStatus::Completed));
+}
+
 BOOST_AUTO_TEST_CASE(artifacts_are_recorded_with_size_and_sha256) {
   Run r = run(R"(
 flow: {graph: save}

@@ -69,15 +69,20 @@ BOOST_AUTO_TEST_CASE(installed_binary_runs_without_the_build_tree) {
   check_installed_pyoco_runs(prefix, dir.path());
 }
 
-// examples/embed on its own, as a user who copies it would build it:
+// examples/embed on its own, as a user who copies it from the install
+// (docs/embedding.md: <prefix>/share/pyoco/examples/embed) would build it:
 // find_package(Pyoco) from the install prefix, pyoco::runtime and nothing
 // else, then the seed flow with the installed hello plugin.
 BOOST_AUTO_TEST_CASE(embedding_example_builds_against_the_installed_package) {
+  const fs::path example = prefix / "share/pyoco/examples/embed";
+  for (const char* f : {"CMakeLists.txt", "main.cpp"}) {
+    BOOST_TEST_REQUIRE(fs::is_regular_file(example / f), "the install has no " << example / f);
+  }
   const fs::path build = dir.path() / "embed";
   const ProcessOptions slow{.timeout = std::chrono::seconds(300)};
   ProcessResult r = run_process(
-      {"cmake", "-S", (source_dir() / "examples/embed").string(), "-B", build.string(), "-G",
-       "Ninja", "-DCMAKE_PREFIX_PATH=" + prefix.string(), "-DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF",
+      {"cmake", "-S", example.string(), "-B", build.string(), "-G", "Ninja",
+       "-DCMAKE_PREFIX_PATH=" + prefix.string(), "-DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF",
        "-DCMAKE_CXX_COMPILER=" PYOCO_TEST_CXX_COMPILER, "-DCMAKE_CXX_FLAGS=" PYOCO_TEST_CXX_FLAGS,
        "-DCMAKE_EXE_LINKER_FLAGS=" PYOCO_TEST_EXE_LINKER_FLAGS},
       slow);

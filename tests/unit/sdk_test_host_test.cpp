@@ -259,9 +259,24 @@ Value polls_for_cancel(Context& ctx, const Inputs&) {
 // An async task that never ends its call (a bug the host must survive).
 void never_completes(Context&, const Inputs&, pyoco::Completion) {}
 
+// Hears of the cancel, then ends the call OK 100 ms later, from a thread
+// of its own (joined by the test): pyoco ignores that late OK.
+std::thread late_ok_thread;
+void ok_after_cancel(Context& ctx, const Inputs&, Completion done) {
+  auto told = std::make_shared<std::atomic<bool>>(false);
+  ctx.on_cancel([told] { *told = true; });
+  late_ok_thread = std::thread([told, done] {
+    const auto until = Clock::now() + 10s;
+    while (!*told && Clock::now() < until) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(100ms);
+    done.ok_with([] { return Value("too late"); });
+  });
+}
+
 void register_async_tasks(pyoco::Registry& registry) {
   registry.task("polls_for_cancel", polls_for_cancel);
   registry.async_task("never_completes", never_completes);
+  registry.async_task("ok_after_cancel", ok_after_cancel);
   registry.async_task("greet_later", greet_later);
   registry.add<DoubleOnAThread>();
   registry.async_task("nap_10s", nap_10s);
@@ -469,6 +484,83 @@ BOOST_FIXTURE_TEST_CASE(a_call_that_never_completes_is_reported_at_the_call_limi
   const auto r = host.run("never_completes");
   BOOST_TEST(!r.ok());
   BOOST_TEST(r.error() == "the task did not complete its call within 50 ms (set_call_limit)");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_late_ok_after_cancel_after_is_ignored_as_pyoco_does, AsyncHost) {
+  // In pyoco the node is CANCELLED when the run is cancelled; what the task
+  // ends the call with afterwards is ignored. The test host said OK here.
+  host.cancel_after(30ms);
+  const auto r = host.run("ok_after_cancel");
+  late_ok_thread.join();
+  BOOST_TEST(!r.ok());
+  BOOST_TEST(r.cancelled());
+  BOOST_TEST(r.status() == PYOCO_ERR_CANCELLED);
+  BOOST_TEST(r.error() == "run cancelled");
+  BOOST_TEST(r.output().is_null());
+  BOOST_TEST(host.refused_completions() == 0);  // taken, then ignored: not refused
+}
+
+namespace {
+
+// Ends its call 200 ms after it starts, from a detached thread, having
+// logged, beaten, and asked for a timer and a cancel callback: past a 50 ms
+// timeout, all of that comes after the TestHost is gone.
+struct Late {
+  std::atomic<int> ended{-1};      // what done.ok_with returned; -1: not yet
+  std::atomic<int> timer{-1};      // fired (1) or not (0)
+  std::atomic<int> on_cancel{-1};  // called (1)
+} late;
+void late_task(Context& ctx, const Inputs&, Completion done) {
+  std::thread([ctx, done] {
+    std::this_thread::sleep_for(200ms);
+    ctx.info("still here");
+    ctx.heartbeat(0.9, "nearly");
+    ctx.after(1ms, [](bool fired) { late.timer = fired ? 1 : 0; });
+    ctx.on_cancel([] { late.on_cancel = 1; });
+    late.ended = done.ok_with([] { return Value(7); }) ? 1 : 0;
+  }).detach();
+}
+void register_late(pyoco::Registry& registry) { registry.async_task("late", late_task); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_call_ended_after_its_host_is_gone_is_refused_safely) {
+  {
+    TestHost host(register_late);
+    host.set_timeout(50ms);
+    const auto r = host.run("late");
+    BOOST_TEST(r.error() == "timed out");
+  }
+  // The thread ends the call after the host is gone: it touched freed
+  // memory (a crash), now it finds the call's context and values alive.
+  const auto until = Clock::now() + 5s;
+  while (late.ended < 0 && Clock::now() < until) std::this_thread::sleep_for(5ms);
+  BOOST_TEST(late.ended.load() == 1);  // the SDK's end: the host refused it
+  BOOST_TEST(late.timer.load() == 0);  // the call is over: cancelled at once
+  BOOST_TEST(late.on_cancel.load() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_second_test_host_while_one_lives_throws) {
+  std::string why;
+  {
+    TestHost first(register_tasks);
+    try {
+      TestHost second(register_tasks);
+      why = "no exception";
+    } catch (const std::logic_error& e) {
+      why = e.what();
+    }
+    BOOST_TEST(first.run("fetch_data").ok());  // the first is untouched
+  }
+  BOOST_TEST(
+      why.rfind("pyoco::testing::TestHost: another TestHost is alive in this process", 0) == 0u,
+      why);
+  // Once the first is gone another may be made, also after one whose
+  // register_tasks threw (no destructor ran for it).
+  BOOST_CHECK_THROW(TestHost([](pyoco::Registry&) { throw std::runtime_error("no"); }),
+                    std::runtime_error);
+  TestHost next(register_tasks);
+  BOOST_TEST(next.task_names().size() == 3u);
 }
 
 // ---- docs/plugins.md, promise by promise: values, the context, the test host ----

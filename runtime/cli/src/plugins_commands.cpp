@@ -12,6 +12,7 @@
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/json.hpp>
 
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -358,14 +359,24 @@ std::string sdk_location_arg() {
   return " -DCMAKE_PREFIX_PATH=" + prefix.string();
 }
 
+// plugin.toml's author without --author: $USER, else the login name of
+// this user id (a container, cron or `env -i` often has no $USER); empty
+// (the scaffold writes "you") when neither says.
+std::string default_author() {
+  if (const char* user = std::getenv("USER"); user != nullptr && *user != '\0') return user;
+  if (const passwd* pw = getpwuid(getuid()); pw != nullptr && pw->pw_name != nullptr) {
+    return pw->pw_name;
+  }
+  return "";
+}
+
 int new_plugin(const NewOptions& o) {
   plugins::ScaffoldOptions s;
   s.plugin = o.name;
   s.tasks = o.tasks.empty() ? std::vector<std::string>{"greet"} : o.tasks;
   s.templates = plugins::install_template_dir();
   s.out = o.dir.empty() ? fs::path(o.name) : fs::path(o.dir);
-  const char* user = std::getenv("USER");
-  s.author = !o.author.empty() ? o.author : (user != nullptr ? user : "");
+  s.author = !o.author.empty() ? o.author : default_author();
   s.prefix_arg = sdk_location_arg();
   std::vector<fs::path> files;
   try {
@@ -462,7 +473,8 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
       // One value per occurrence: `--plugin-path dir flow.yaml` must not
       // take flow.yaml as a second directory.
       ->allow_extra_args(false);
-  new_cmd->add_option("--author", new_opts->author, "For plugin.toml (default: $USER)");
+  new_cmd->add_option("--author", new_opts->author,
+                      "For plugin.toml (default: $USER, else the login name)");
   new_cmd->footer(
       "\nThe project builds with CMake against the installed SDK (find_package(PyocoSDK)),\n"
       "has a unit test on the SDK's in-process test host, and an example flow.");

@@ -129,12 +129,23 @@ struct Engine::Impl {
   std::mutex runs_mutex;
   std::vector<std::weak_ptr<RunState>> runs;  // to end them in ~Engine
 
+  // Tracks a run about to start. Throws std::invalid_argument for an id a
+  // live run of this engine has: the two would share its artifacts (the
+  // store keeps them by run id) and be told apart nowhere. Checked and
+  // tracked under one lock, so of two starts with one id only one passes.
   void track(const std::shared_ptr<RunState>& run) {
     std::lock_guard<std::mutex> lock(runs_mutex);
     std::erase_if(runs, [](const std::weak_ptr<RunState>& r) {
       auto s = r.lock();
       return !s || core::is_terminal(s->status());
     });
+    for (const auto& r : runs) {
+      if (auto s = r.lock(); s && s->id() == run->id()) {
+        throw std::invalid_argument("run id '" + run->id() +
+                                    "' is not allowed: a run of this engine with that id has not "
+                                    "ended; wait for it to end or use another id");
+      }
+    }
     runs.push_back(run);
   }
 };

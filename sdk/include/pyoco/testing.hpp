@@ -18,7 +18,9 @@
 // in real time. cancel_after() and set_timeout() cancel a call while it runs,
 // as Ctrl+C or a deadline would.
 //
-// Values built while a TestHost lives (inputs, params) live as long as it.
+// One TestHost at a time per process. Values built while a TestHost lives
+// (inputs, params) live as long as it; a call abandoned at its deadline
+// keeps its context and values until the task ends it, even past the host.
 // Header-only, C++17, standard library only, like sdk.hpp.
 #ifndef PYOCO_TESTING_HPP
 #define PYOCO_TESTING_HPP
@@ -38,6 +40,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,8 +103,35 @@ struct Node {
   std::vector<std::pair<std::string, const Node*>> members;
 };
 
+// What a call touches, shared by the host and every call's context: a
+// thread of the plugin's may still end a call, log or beat after the
+// TestHost is gone (an abandoned call), and must find this alive, as the
+// engine keeps an abandoned call's context alive until the call ends.
+struct Shared {
+  std::mutex mutex;  // what plugin threads may touch: logs, calls, scratch
+  std::condition_variable wake;
+  bool host_alive = true;  // false once ~TestHost ran: calls still open are over
+  std::vector<LogLine> logs;
+  std::vector<Heartbeat> heartbeats;
+  std::map<std::string, const Node*> scratch;
+  std::vector<Artifact> artifacts;
+  std::filesystem::path artifact_dir;
+  int refused_completions = 0;
+  std::mutex nodes_mutex;  // calls may build on threads of their own
+  std::deque<Node> nodes;
+
+  Node* new_node(pyoco_value_kind kind) {
+    std::lock_guard<std::mutex> lock(nodes_mutex);
+    nodes.emplace_back();
+    nodes.back().kind = kind;
+    return &nodes.back();
+  }
+};
+
+// One call's context, and for an async call how it ended and what it
+// still waits on (those under shared->mutex).
 struct Context {
-  TestHost* host = nullptr;
+  std::shared_ptr<Shared> shared;
   std::string task;
   std::string node;
   std::uint32_t attempt = 1;
@@ -109,14 +139,11 @@ struct Context {
   std::string last_path;
   std::deque<std::string> loaded;  // artifacts loaded, alive for the call
   std::int64_t deadline_ns = 0;
+  const Node* params = nullptr;        // the host's params when the call started
+  bool host_cancelled = false;         // host.cancel() when the call started
   std::atomic<bool> cancelled{false};  // this call was cancelled (cancel_after, timeout)
-};
-
-// One async call: how it ended, and what it still waits on.
-struct Call {
-  Context* ctx = nullptr;
+  std::uint64_t call_id = 0;           // the async call's handle; 0: none
   bool completed = false;
-  bool cancelled = false;
   pyoco_status status = PYOCO_OK;
   const pyoco_value* output = nullptr;
   struct Timer {
@@ -126,7 +153,43 @@ struct Call {
   };
   std::vector<Timer> timers;
   std::vector<std::pair<pyoco_callback_fn, void*>> on_cancel;
+
+  // An async call not ended yet: what on_cancel and timers wait on.
+  bool open_call() const { return call_id != 0 && !completed; }
 };
+
+// The open async calls of every TestHost, by handle. A handle is a number
+// never reused, not a pointer, so a completion that comes twice, or after
+// its TestHost is gone, finds its call (kept alive here until it ends) or
+// nothing, and is refused, instead of touching freed memory.
+class CallTable {
+ public:
+  std::uint64_t add(std::shared_ptr<Context> c) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t id = ++next_;
+    calls_.emplace(id, std::move(c));
+    return id;
+  }
+  std::shared_ptr<Context> find(std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = calls_.find(id);
+    return it == calls_.end() ? nullptr : it->second;
+  }
+  void erase(std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    calls_.erase(id);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::uint64_t next_ = 0;
+  std::map<std::uint64_t, std::shared_ptr<Context>> calls_;
+};
+
+inline CallTable& call_table() {
+  static CallTable* table = new CallTable();  // never destroyed: a call may end at exit
+  return *table;
+}
 
 }  // namespace detail
 
@@ -135,18 +198,33 @@ class TestHost {
   using RegisterFn = void (*)(Registry&);
 
   // Registers the plugin's tasks; the host is the SDK's host for this
-  // process from now on (one TestHost at a time).
-  explicit TestHost(RegisterFn register_tasks)
-      : artifact_dir_(std::filesystem::temp_directory_path() /
-                      ("pyoco-test-host-" + std::to_string(next_id()))) {
-    ::pyoco::detail::host_slot() = &api();
-    current_host() = this;
-    setup_.host = this;
-    scope_.emplace(as_context(&setup_));
-    params_ = new_node(PYOCO_VALUE_OBJECT);
-    registry_error_.clear();
-    Registry registry(reinterpret_cast<pyoco_registry*>(this));
-    register_tasks(registry);
+  // process from now on. One TestHost at a time: a second one while the
+  // first lives throws std::logic_error.
+  explicit TestHost(RegisterFn register_tasks) : shared_(std::make_shared<detail::Shared>()) {
+    // The SDK's host table and current call are process-wide: a second
+    // host would take them from the first while its tasks still run.
+    const TestHost* none = nullptr;
+    if (!live_host().compare_exchange_strong(none, this)) {
+      throw std::logic_error(
+          "pyoco::testing::TestHost: another TestHost is alive in this process, and only one "
+          "may be (the SDK has one host per process): destroy the first before making the "
+          "next, e.g. one TestHost per test case, not one per fixture and one per test");
+    }
+    try {
+      shared_->artifact_dir =
+          std::filesystem::temp_directory_path() / ("pyoco-test-host-" + std::to_string(next_id()));
+      ::pyoco::detail::host_slot() = &api();
+      params_ = new_node(PYOCO_VALUE_OBJECT);
+      setup_.shared = shared_;
+      setup_.params = params_;
+      scope_.emplace(as_context(&setup_));
+      registry_error_.clear();
+      Registry registry(reinterpret_cast<pyoco_registry*>(this));
+      register_tasks(registry);
+    } catch (...) {
+      live_host() = nullptr;  // no destructor runs: let the next host be made
+      throw;
+    }
   }
 
   ~TestHost() {
@@ -155,8 +233,20 @@ class TestHost {
     for (auto& t : tasks_) {
       if (t.release != nullptr) t.release(t.user_data);
     }
+    // A call still open (abandoned at its deadline) stays in the call table,
+    // with what it touches, until the task ends it; that end is refused.
+    std::vector<std::uint64_t> ended;
+    {
+      std::lock_guard<std::mutex> lock(shared_->mutex);
+      shared_->host_alive = false;
+      for (const auto& c : contexts_) {
+        if (c->call_id != 0 && c->completed) ended.push_back(c->call_id);
+      }
+    }
+    for (const std::uint64_t id : ended) detail::call_table().erase(id);
     std::error_code ec;
-    std::filesystem::remove_all(artifact_dir_, ec);
+    std::filesystem::remove_all(shared_->artifact_dir, ec);
+    live_host() = nullptr;
   }
 
   TestHost(const TestHost&) = delete;
@@ -175,7 +265,9 @@ class TestHost {
   // Makes the next calls see a cancelled context (as after Ctrl+C).
   void cancel(bool cancelled = true) { cancelled_ = cancelled; }
   // Cancels each later call `after` it starts (its on_cancel callbacks and
-  // timers are told at that moment, as the engine does).
+  // timers are told at that moment, as the engine does). run() waits for
+  // the task to end the call; the result is CANCELLED whatever it ends it
+  // with, as the engine's node is.
   void cancel_after(std::chrono::milliseconds after) { cancel_after_ = after; }
   // Gives each later call a deadline (`timeout_sec`): the context reports
   // it, and at it the call is cancelled and the result says "timed out".
@@ -196,11 +288,13 @@ class TestHost {
       result.error_ = "no task '" + task + "' was registered";
       return result;
     }
-    // Kept for the host's life: an async call abandoned at its deadline may
-    // still use its context from a thread of the plugin's.
-    contexts_.push_back(std::make_unique<detail::Context>());
+    // Kept for the host's life, and an open async call's past it (see
+    // detail::CallTable): a thread of the plugin's may still use it.
+    contexts_.push_back(std::make_shared<detail::Context>());
     detail::Context& ctx = *contexts_.back();
-    ctx.host = this;
+    ctx.shared = shared_;
+    ctx.params = params_;
+    ctx.host_cancelled = cancelled_;
     ctx.task = task;
     ctx.node = task;
     ctx.attempt = keep_instance ? ++attempts_[task] : (attempts_[task] = 1);
@@ -234,7 +328,7 @@ class TestHost {
     bool timed_out = false;
     if (def->start != nullptr || cancel_after_ || timeout_) {
       // Driven like the engine drives it: timers, a cancel, a deadline.
-      s = run_async(*def, inst.state, ctx, in, started, out, timed_out);
+      s = run_async(*def, inst.state, contexts_.back(), in, started, out, timed_out);
     } else {
       s = def->run(inst.state, c, in, &out);
     }
@@ -254,24 +348,24 @@ class TestHost {
   // How many times a task completed a call that had already ended (each
   // one refused with PYOCO_ERR_INVALID, as the engine does).
   int refused_completions() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return refused_completions_;
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    return shared_->refused_completions;
   }
   std::vector<Heartbeat> heartbeats() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return heartbeats_;
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    return shared_->heartbeats;
   }
 
   std::vector<LogLine> logs() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return logs_;
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    return shared_->logs;
   }
-  const std::vector<Artifact>& artifacts() const { return artifacts_; }
+  const std::vector<Artifact>& artifacts() const { return shared_->artifacts; }
   Value scratch(const std::string& key) const {
-    auto it = scratch_.find(key);
-    return Value(it == scratch_.end() ? nullptr : handle(it->second));
+    auto it = shared_->scratch.find(key);
+    return Value(it == shared_->scratch.end() ? nullptr : handle(it->second));
   }
-  const std::filesystem::path& artifact_dir() const { return artifact_dir_; }
+  const std::filesystem::path& artifact_dir() const { return shared_->artifact_dir; }
 
  private:
   struct Definition {
@@ -285,10 +379,11 @@ class TestHost {
   };
   // Starts an async call and drives it: waits for its completion, firing
   // its timers when due, and cancels it at cancel_after or the deadline.
-  pyoco_status run_async(const Definition& def, void* state, detail::Context& ctx,
-                         const pyoco_value* in, std::chrono::steady_clock::time_point started,
-                         const pyoco_value*& out, bool& timed_out);
-  void end_call(detail::Call& call, std::unique_lock<std::mutex>& lock, bool cancelled);
+  pyoco_status run_async(const Definition& def, void* state,
+                         const std::shared_ptr<detail::Context>& call, const pyoco_value* in,
+                         std::chrono::steady_clock::time_point started, const pyoco_value*& out,
+                         bool& timed_out);
+  static void end_call(detail::Context& call, std::unique_lock<std::mutex>& lock, bool cancelled);
 
   struct Instance {
     const Definition* def = nullptr;
@@ -316,12 +411,7 @@ class TestHost {
     return nullptr;
   }
 
-  detail::Node* new_node(pyoco_value_kind kind) {
-    std::lock_guard<std::mutex> lock(nodes_mutex_);  // calls may build on threads of their own
-    nodes_.emplace_back();
-    nodes_.back().kind = kind;
-    return &nodes_.back();
-  }
+  detail::Node* new_node(pyoco_value_kind kind) { return shared_->new_node(kind); }
   static const detail::Node* node_of(const Value& v) {
     return reinterpret_cast<const detail::Node*>(v.handle());
   }
@@ -337,7 +427,8 @@ class TestHost {
     return reinterpret_cast<pyoco_context*>(c);
   }
   static detail::Context& ctx(pyoco_context* c) { return *reinterpret_cast<detail::Context*>(c); }
-  static TestHost& host_of(pyoco_arena* a) { return *reinterpret_cast<TestHost*>(a); }
+  // A call's arena is the host's shared state, alive as long as the call.
+  static detail::Shared& host_of(pyoco_arena* a) { return *reinterpret_cast<detail::Shared*>(a); }
   static bool is(const pyoco_value* v, pyoco_value_kind k) {
     return v != nullptr && node(v)->kind == k;
   }
@@ -486,8 +577,10 @@ class TestHost {
       members.emplace_back(std::string(k, n), node(item));
       return PYOCO_OK;
     };
-    a.context_arena = [](pyoco_context* c) { return reinterpret_cast<pyoco_arena*>(ctx(c).host); };
-    a.context_params = [](pyoco_context* c) { return handle(ctx(c).host->params_); };
+    a.context_arena = [](pyoco_context* c) {
+      return reinterpret_cast<pyoco_arena*>(ctx(c).shared.get());
+    };
+    a.context_params = [](pyoco_context* c) { return handle(ctx(c).params); };
     a.context_info = [](pyoco_context* c, pyoco_call_info* out) -> pyoco_status {
       const detail::Context& x = ctx(c);
       static const std::string run_id = "test-run", flow = "test-flow";
@@ -504,16 +597,16 @@ class TestHost {
       return PYOCO_OK;
     };
     a.context_log = [](pyoco_context* c, pyoco_log_level level, const char* m, size_t n) {
-      std::lock_guard<std::mutex> lock(ctx(c).host->mutex_);
-      ctx(c).host->logs_.push_back(LogLine{ctx(c).task, level, std::string(m, n)});
+      std::lock_guard<std::mutex> lock(ctx(c).shared->mutex);
+      ctx(c).shared->logs.push_back(LogLine{ctx(c).task, level, std::string(m, n)});
     };
     a.context_is_cancelled = [](pyoco_context* c) -> int32_t {
-      return ctx(c).host->cancelled_ || ctx(c).cancelled.load() ? 1 : 0;
+      return ctx(c).host_cancelled || ctx(c).cancelled.load() ? 1 : 0;
     };
     a.context_save_artifact = [](pyoco_context* c, const pyoco_artifact* art,
                                  pyoco_str* path_out) -> pyoco_status {
       detail::Context& x = ctx(c);
-      TestHost& h = *x.host;
+      detail::Shared& h = *x.shared;
       const std::string name(art->name.data != nullptr ? art->name.data : "", art->name.size);
       // The host's rule, in short: a relative name that stays in the run.
       const std::string why = artifact_name_problem(name);
@@ -528,11 +621,16 @@ class TestHost {
       } else {
         bytes.assign(static_cast<const char*>(art->data), art->size);
       }
-      const std::filesystem::path path = h.artifact_dir_ / name;
-      std::lock_guard<std::mutex> lock(h.mutex_);
+      const std::filesystem::path path = h.artifact_dir / name;
+      std::lock_guard<std::mutex> lock(h.mutex);
+      if (!h.host_alive) {  // its directory is removed: nothing to save to
+        x.last_path = "the test host is gone";
+        if (path_out != nullptr) *path_out = pyoco_str{x.last_path.c_str(), x.last_path.size()};
+        return PYOCO_ERR_INVALID;
+      }
       std::filesystem::create_directories(path.parent_path());
       std::ofstream(path, std::ios::binary) << bytes;
-      h.artifacts_.push_back(Artifact{
+      h.artifacts.push_back(Artifact{
           name, path.string(), art->media_type != nullptr ? art->media_type : "", bytes.size()});
       // Like the host: a plugin of ABI 1.1 learns the name, not the path.
       x.last_path = name;
@@ -542,12 +640,12 @@ class TestHost {
     a.context_load_artifact = [](pyoco_context* c, const char* k, size_t n,
                                  pyoco_str* data_out) -> pyoco_status {
       detail::Context& x = ctx(c);
-      TestHost& h = *x.host;
+      detail::Shared& h = *x.shared;
       const std::string name(k, n);
-      std::lock_guard<std::mutex> lock(h.mutex_);
+      std::lock_guard<std::mutex> lock(h.mutex);
       bool saved = false;
-      for (const Artifact& art : h.artifacts_) saved = saved || art.name == name;
-      std::ifstream in(h.artifact_dir_ / name, std::ios::binary);
+      for (const Artifact& art : h.artifacts) saved = saved || art.name == name;
+      std::ifstream in(h.artifact_dir / name, std::ios::binary);
       if (!saved || artifact_name_problem(name).size() > 0 || !in) {
         x.last_path = "this run has no artifact '" + name + "'";
         *data_out = pyoco_str{x.last_path.c_str(), x.last_path.size()};
@@ -560,15 +658,15 @@ class TestHost {
       return PYOCO_OK;
     };
     a.context_scratch_get = [](pyoco_context* c, const char* k, size_t n) -> const pyoco_value* {
-      std::lock_guard<std::mutex> lock(ctx(c).host->mutex_);
-      auto& s = ctx(c).host->scratch_;
+      std::lock_guard<std::mutex> lock(ctx(c).shared->mutex);
+      auto& s = ctx(c).shared->scratch;
       auto it = s.find(std::string(k, n));
       return it == s.end() ? nullptr : handle(it->second);
     };
     a.context_scratch_set = [](pyoco_context* c, const char* k, size_t n,
                                const pyoco_value* v) -> pyoco_status {
-      std::lock_guard<std::mutex> lock(ctx(c).host->mutex_);
-      ctx(c).host->scratch_[std::string(k, n)] = node(v);
+      std::lock_guard<std::mutex> lock(ctx(c).shared->mutex);
+      ctx(c).shared->scratch[std::string(k, n)] = node(v);
       return PYOCO_OK;
     };
     a.context_set_error = [](pyoco_context* c, const char* m, size_t n) {
@@ -577,69 +675,76 @@ class TestHost {
     // ---- 1.1 ----
     a.call_complete = [](pyoco_call* handle, pyoco_status status,
                          const pyoco_value* output) -> pyoco_status {
-      TestHost& h = *current_host();
-      std::lock_guard<std::mutex> lock(h.mutex_);
-      const auto index = reinterpret_cast<std::uintptr_t>(handle) - 1;
-      if (index >= h.calls_.size() || h.calls_[index].completed) {
-        ++h.refused_completions_;
+      const auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(handle));
+      const std::shared_ptr<detail::Context> call = detail::call_table().find(id);
+      if (call == nullptr) return PYOCO_ERR_INVALID;  // its host is gone, and it had ended
+      const std::shared_ptr<detail::Shared> shared = call->shared;
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      if (call->completed) {
+        ++shared->refused_completions;
         return PYOCO_ERR_INVALID;
       }
-      detail::Call& call = h.calls_[index];
-      call.completed = true;
-      call.status = status;
-      call.output = output;
-      h.wake_.notify_all();
+      call->completed = true;
+      if (!shared->host_alive) {
+        // Ended after its TestHost: nothing waits for it (as after ~Engine).
+        detail::call_table().erase(id);
+        return PYOCO_ERR_INVALID;
+      }
+      call->status = status;
+      call->output = output;
+      shared->wake.notify_all();
       return PYOCO_OK;
     };
     a.context_deadline = [](pyoco_context* c) -> int64_t { return ctx(c).deadline_ns; };
     a.context_on_cancel = [](pyoco_context* c, pyoco_callback_fn fn, void* user) -> pyoco_status {
-      TestHost& h = *ctx(c).host;
-      std::unique_lock<std::mutex> lock(h.mutex_);
-      detail::Call* call = h.call_of(&ctx(c));
-      if (call != nullptr && !call->cancelled && !h.cancelled_) {
-        call->on_cancel.emplace_back(fn, user);
+      detail::Context& x = ctx(c);
+      std::unique_lock<std::mutex> lock(x.shared->mutex);
+      const bool open = x.open_call();
+      const bool over = x.cancelled || x.host_cancelled || !x.shared->host_alive;
+      if (open && !over) {
+        x.on_cancel.emplace_back(fn, user);
         return PYOCO_OK;
       }
       lock.unlock();
-      fn(user, call == nullptr && !h.cancelled_ ? PYOCO_OK : PYOCO_ERR_CANCELLED);
+      // Said at once: an open call here is over (cancelled, or its host gone).
+      fn(user, open || x.host_cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK);
       return PYOCO_OK;
     };
     a.context_heartbeat = [](pyoco_context* c, double progress, const char* m, size_t n) {
-      std::lock_guard<std::mutex> lock(ctx(c).host->mutex_);
-      ctx(c).host->heartbeats_.push_back(
+      std::lock_guard<std::mutex> lock(ctx(c).shared->mutex);
+      ctx(c).shared->heartbeats.push_back(
           Heartbeat{ctx(c).task, progress, m == nullptr ? std::string() : std::string(m, n)});
     };
     a.host_timer = [](pyoco_context* c, uint64_t delay_ns, pyoco_callback_fn fn,
                       void* user) -> pyoco_status {
-      TestHost& h = *ctx(c).host;
-      std::unique_lock<std::mutex> lock(h.mutex_);
-      detail::Call* call = h.call_of(&ctx(c));
-      if (call == nullptr || call->cancelled || call->completed || h.cancelled_) {
+      detail::Context& x = ctx(c);
+      std::unique_lock<std::mutex> lock(x.shared->mutex);
+      if (!x.open_call() || x.cancelled || x.host_cancelled || !x.shared->host_alive) {
         lock.unlock();
         fn(user, PYOCO_ERR_CANCELLED);
         return PYOCO_OK;
       }
       const auto delay = std::chrono::nanoseconds(
           std::min<uint64_t>(delay_ns, std::uint64_t{1} << 62));  // far enough: never
-      call->timers.push_back(
+      x.timers.push_back(
           {std::chrono::steady_clock::now() +
                std::chrono::duration_cast<std::chrono::steady_clock::duration>(delay),
            fn, user});
-      h.wake_.notify_all();
+      x.shared->wake.notify_all();
       return PYOCO_OK;
     };
     a.context_scratch_update = [](pyoco_context* c, const char* k, size_t n,
                                   const pyoco_value* expected, const pyoco_value* desired,
                                   const pyoco_value** current_out) -> pyoco_status {
-      TestHost& h = *ctx(c).host;
-      std::lock_guard<std::mutex> lock(h.mutex_);
-      auto it = h.scratch_.find(std::string(k, n));
-      const detail::Node* now = it == h.scratch_.end() ? nullptr : it->second;
+      detail::Shared& h = *ctx(c).shared;
+      std::lock_guard<std::mutex> lock(h.mutex);
+      auto it = h.scratch.find(std::string(k, n));
+      const detail::Node* now = it == h.scratch.end() ? nullptr : it->second;
       const bool matches = expected == nullptr
                                ? now == nullptr
                                : now != nullptr && to_json(now) == to_json(node(expected));
       if (matches) {
-        h.scratch_[std::string(k, n)] = node(desired);
+        h.scratch[std::string(k, n)] = node(desired);
         now = node(desired);
       }
       if (current_out != nullptr) *current_out = now == nullptr ? nullptr : handle(now);
@@ -665,15 +770,9 @@ class TestHost {
     return "";
   }
 
-  static TestHost*& current_host() {
-    static TestHost* host = nullptr;
+  static std::atomic<const TestHost*>& live_host() {
+    static std::atomic<const TestHost*> host{nullptr};
     return host;
-  }
-  detail::Call* call_of(const detail::Context* c) {
-    for (auto& call : calls_) {
-      if (call.ctx == c && !call.completed) return &call;
-    }
-    return nullptr;
   }
 
   static std::string to_json(const detail::Node* n) {
@@ -722,57 +821,45 @@ class TestHost {
     return out + "\"";
   }
 
-  mutable std::mutex mutex_;  // what plugin threads may touch: logs, calls, scratch
-  std::condition_variable wake_;
-  std::deque<detail::Call> calls_;
-  std::deque<std::unique_ptr<detail::Context>> contexts_;
-  std::vector<Heartbeat> heartbeats_;
-  int refused_completions_ = 0;
+  std::shared_ptr<detail::Shared> shared_;  // what calls touch: logs, calls, scratch, values
+  std::vector<std::shared_ptr<detail::Context>> contexts_;
   std::optional<std::chrono::milliseconds> cancel_after_, timeout_;
   std::chrono::milliseconds call_limit_{30000};
-  std::mutex nodes_mutex_;
-  std::deque<detail::Node> nodes_;
   std::vector<Definition> tasks_;
   std::map<std::string, Instance> instances_;
   std::map<std::string, std::uint32_t> attempts_;
-  std::map<std::string, const detail::Node*> scratch_;
-  std::vector<LogLine> logs_;
-  std::vector<Artifact> artifacts_;
   std::string registry_error_;
   const detail::Node* params_ = nullptr;
   bool cancelled_ = false;
-  std::filesystem::path artifact_dir_;
   detail::Context setup_;
   std::optional<::pyoco::detail::ContextScope> scope_;
 };
 
-inline pyoco_status TestHost::run_async(const Definition& def, void* state, detail::Context& ctx,
+inline pyoco_status TestHost::run_async(const Definition& def, void* state,
+                                        const std::shared_ptr<detail::Context>& shared_call,
                                         const pyoco_value* in,
                                         std::chrono::steady_clock::time_point started,
                                         const pyoco_value*& out, bool& timed_out) {
   using clock = std::chrono::steady_clock;
-  std::size_t index;
+  detail::Context& call = *shared_call;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    calls_.emplace_back();
-    calls_.back().ctx = &ctx;
-    index = calls_.size() - 1;
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    call.call_id = detail::call_table().add(shared_call);
   }
-  auto* handle = reinterpret_cast<pyoco_call*>(std::uintptr_t{index + 1});
+  auto* handle = reinterpret_cast<pyoco_call*>(static_cast<std::uintptr_t>(call.call_id));
   pyoco_status s = PYOCO_OK;
   std::thread body;  // a `run` task runs here, so the host can cancel it meanwhile
   if (def.start != nullptr) {
-    s = def.start(state, as_context(&ctx), in, handle);
+    s = def.start(state, as_context(&call), in, handle);
   } else {
-    body = std::thread([&def, state, &ctx, in, handle] {
-      ::pyoco::detail::ContextScope scope(as_context(&ctx));
+    body = std::thread([&def, state, &call, in, handle] {
+      ::pyoco::detail::ContextScope scope(as_context(&call));
       const pyoco_value* result = nullptr;
-      const pyoco_status st = def.run(state, as_context(&ctx), in, &result);
+      const pyoco_status st = def.run(state, as_context(&call), in, &result);
       api().call_complete(handle, st, result);
     });
   }
-  std::unique_lock<std::mutex> lock(mutex_);
-  detail::Call& call = calls_[index];
+  std::unique_lock<std::mutex> lock(shared_->mutex);
   if (s != PYOCO_OK && !call.completed) {
     call.completed = true;  // a start that fails has begun nothing
     call.status = s;
@@ -805,8 +892,8 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state, deta
     if (now >= limit) {
       // Never completed: what waits on it is told, and the result says so.
       end_call(call, lock, true);
-      ctx.error = "the task did not complete its call within " +
-                  std::to_string(call_limit_.count()) + " ms (set_call_limit)";
+      call.error = "the task did not complete its call within " +
+                   std::to_string(call_limit_.count()) + " ms (set_call_limit)";
       lock.unlock();
       if (body.joinable()) body.join();
       return PYOCO_ERR_TASK;
@@ -814,24 +901,30 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state, deta
     auto wake_at = limit;
     if (due != call.timers.end()) wake_at = std::min(wake_at, due->due);
     if (cancel_at && !call.cancelled) wake_at = std::min(wake_at, *cancel_at);
-    wake_.wait_until(lock, wake_at);
+    shared_->wake.wait_until(lock, wake_at);
   }
   end_call(call, lock, false);
   lock.unlock();
   if (body.joinable()) body.join();  // a `run` task told to stop returns on its own
   lock.lock();
+  if (call.cancelled && !timed_out) {
+    // Cancelled (cancel_after): in pyoco the node is CANCELLED at that
+    // moment, and whatever the task ends the call with later, a late OK
+    // included, is ignored. The task's own message, when it gave one, is
+    // kept: it says how the task heard of the cancel.
+    if (call.status == PYOCO_OK || call.error.empty()) call.error = "run cancelled";
+    out = nullptr;
+    return PYOCO_ERR_CANCELLED;
+  }
   out = call.output;
   return call.status;
 }
 
 // What is still waiting is told once: on_cancel callbacks with
 // PYOCO_ERR_CANCELLED (cancelled) or PYOCO_OK (ended), timers cancelled.
-inline void TestHost::end_call(detail::Call& call, std::unique_lock<std::mutex>& lock,
+inline void TestHost::end_call(detail::Context& call, std::unique_lock<std::mutex>& lock,
                                bool cancelled) {
-  if (cancelled) {
-    call.cancelled = true;
-    call.ctx->cancelled = true;
-  }
+  if (cancelled) call.cancelled = true;
   auto callbacks = std::move(call.on_cancel);
   auto timers = std::move(call.timers);
   call.on_cancel.clear();
