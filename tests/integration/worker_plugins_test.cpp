@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "child.hpp"
@@ -397,6 +398,42 @@ BOOST_AUTO_TEST_CASE(a_release_whose_library_is_not_what_its_manifest_says_is_re
   BOOST_TEST(after.status() == "COMPLETED", json::serialize(after.snapshot));
   BOOST_TEST(std_version_of(after) == "9.0.0");
   BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+}
+
+// --plugins-dir keeps a plugin's version in use and the one before, and an
+// older one only while a run that bound it goes on.
+BOOST_AUTO_TEST_CASE(old_versions_are_removed_once_no_run_uses_them) {
+  Cluster c;
+  c.publish_std("9.0.0");
+  c.worker("w1", 2);
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+  c.submit("long", "sleepy", {{"seconds", 6}});
+  c.wait_for("long", [](const RunRecord& r) { return std_version_of(r) == "9.0.0"; });
+  c.publish_std("9.3.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.3.0"); }));
+  c.publish_std("9.6.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.6.0"); }));
+  auto versions = [&] {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator(c.plugins_dir() / "std")) {
+      const std::string leaf = e.path().filename().string();
+      if (leaf[0] != '.') out.insert(leaf.substr(0, leaf.rfind('-')));
+    }
+    return out;
+  };
+  // 9.0.0 is older than the one before, but the long run uses it.
+  std::this_thread::sleep_for(1500ms);  // a few syncs
+  BOOST_TEST((versions() == std::set<std::string>{"9.0.0", "9.3.0", "9.6.0"}));
+  BOOST_TEST(c.wait_for("long", terminal).status() == "COMPLETED");
+  BOOST_TEST_REQUIRE(eventually([&] {
+    return versions() == std::set<std::string>{"9.3.0", "9.6.0"};
+  }));
+  c.publish_std("9.7.0");
+  BOOST_TEST_REQUIRE(eventually([&] {
+    return versions() == std::set<std::string>{"9.6.0", "9.7.0"};
+  }));
+  c.submit("after", "echo");
+  BOOST_TEST(std_version_of(c.wait_for("after", terminal)) == "9.7.0");
 }
 
 // kill -9 while a package is being installed (unpacked, being linted):

@@ -274,6 +274,54 @@ std::string PluginSync::lint(const fs::path& dir) const {
          (err.empty() ? ")" : "): " + err);
 }
 
+std::vector<fs::path> PluginSync::prune(
+    const std::map<std::string, std::set<std::string>>& in_use) {
+  std::map<std::string, Installed> active;
+  {
+    std::lock_guard lock(mutex_);
+    active = active_;
+  }
+  std::vector<fs::path> removed;
+  std::error_code ec;
+  for (fs::directory_iterator p(options_.dir, ec), end; !ec && p != end; p.increment(ec)) {
+    const std::string name = p->path().filename().string();
+    if (!p->is_directory() || !plugins::is_valid_name(name)) continue;
+    const auto a = active.find(name);
+    if (a == active.end()) continue;  // not in use at all: left as it is (it may come back)
+    // Installed versions (never the dot directories of an install going on).
+    std::vector<std::pair<std::string, fs::path>> installed;
+    std::error_code ec2;
+    for (fs::directory_iterator v(p->path(), ec2), vend; !ec2 && v != vend; v.increment(ec2)) {
+      const std::string leaf = v->path().filename().string();
+      const std::size_t dash = leaf.rfind('-');
+      if (leaf.rfind('.', 0) == 0 || dash == std::string::npos) continue;
+      const std::string version = leaf.substr(0, dash);
+      if (!plugins::is_semver(version) || !fs::exists(v->path() / "plugin.toml")) continue;
+      installed.emplace_back(version, v->path());
+    }
+    std::sort(installed.begin(), installed.end(), [](const auto& x, const auto& y) {
+      return core::compare_versions(x.first, y.first) > 0;
+    });
+    const auto used = in_use.find(name);
+    bool kept_before = false;
+    for (const auto& [version, dir] : installed) {
+      if (dir == a->second.dir) continue;
+      if (!kept_before) {
+        kept_before = true;  // the newest other: the one before
+        continue;
+      }
+      if (used != in_use.end() && used->second.count(version) != 0) continue;
+      fs::remove_all(dir, ec2);
+      if (!ec2) {
+        cluster::log(LogLevel::info, "worker: removed an old plugin version",
+                     {{"plugin", name}, {"version", version}, {"dir", dir.string()}});
+        removed.push_back(dir);
+      }
+    }
+  }
+  return removed;
+}
+
 std::vector<fs::path> PluginSync::active_dirs() const {
   std::lock_guard lock(mutex_);
   std::vector<fs::path> out;
