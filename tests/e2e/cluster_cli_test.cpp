@@ -121,6 +121,25 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
   const ProcessResult named = s.client({"submit", "sleepy", "--param", "seconds=0.05", "--wait"});
   BOOST_TEST(named.exit_code == 0, named.err);
 
+  // Submitted by its file's name (hello), the trace names the flow by its
+  // own name (hello_pyoco) at the start and the end, as a local run's does;
+  // its run_start says which file of the worker's --flows, not where that is.
+  const ProcessResult by_name = s.client({"submit", "hello", "--wait"});
+  BOOST_TEST(by_name.exit_code == 0, by_name.err);
+  BOOST_TEST(by_name.out.find("INFO pyoco start flow=hello_pyoco run_id=") != std::string::npos,
+             by_name.out);
+  BOOST_TEST(
+      by_name.out.find("INFO pyoco end flow=hello_pyoco status=COMPLETED\n") != std::string::npos,
+      by_name.out);
+  const std::string by_name_id = [&] {
+    const auto at = by_name.out.find("run_id=") + 7;
+    return by_name.out.substr(at, by_name.out.find('\n', at) - at);
+  }();
+  const ProcessResult start_event = s.client({"watch", by_name_id, "--json"});
+  BOOST_TEST(start_event.out.find("\"flow_file\":\"hello.yaml\"") != std::string::npos,
+             start_event.out);
+  BOOST_TEST(start_event.out.find(flows.path().string()) == std::string::npos, start_event.out);
+
   // The same Idempotency-Key is the same run.
   const ProcessResult once = s.client({"submit", "hello", "--idempotency-key", "k1"});
   const ProcessResult twice = s.client({"submit", "hello", "--idempotency-key", "k1"});

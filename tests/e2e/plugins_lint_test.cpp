@@ -76,6 +76,7 @@ const Case kCases[] = {
     {"pl032_stale", "PL032"},
     {"pl033_truncated", "PL033"},
     {"pl034_drift", "PL034"},
+    {"pl035_other_name", "PL035"},
 };
 
 }  // namespace
@@ -107,6 +108,25 @@ BOOST_AUTO_TEST_CASE(each_fixture_breaks_exactly_its_rule) {
       }
     }
   }
+}
+
+// A library that is another plugin's (its compiled-in name is not the
+// manifest's) is an error naming both; one of another version (a stale
+// build) a warning saying which is older, that --strict fails.
+BOOST_AUTO_TEST_CASE(a_library_s_own_name_and_version_are_checked_against_its_manifest) {
+  ProcessResult r = lint({"pl035_other_name"});
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  BOOST_TEST(r.out.find("error   PL035") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("plugin 'hello' 0.1.0, not 'pl035_other_name' 0.1.0") != std::string::npos,
+             r.out);
+
+  r = lint({"pl032_stale"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("warning PL032") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("the library says pl032_stale 0.0.9, plugin.toml says pl032_stale 0.1.0: "
+                        "the library is older than its manifest") != std::string::npos,
+             r.out);
+  BOOST_TEST(lint({"pl032_stale", "--strict"}).exit_code == 1);
 }
 
 BOOST_AUTO_TEST_CASE(the_clean_fixture_passes_strict) {

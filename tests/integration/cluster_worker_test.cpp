@@ -246,6 +246,29 @@ BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
   }
 }
 
+// std/write_file's artifacts go to --artifact-dir/<run id>/<name>; without
+// it, under the worker's state home (PYOCO_HOME), not its working directory.
+BOOST_AUTO_TEST_CASE(artifacts_go_to_the_artifact_dir_or_the_state_home) {
+  Cluster c;
+  write_text(c.flows.path() / "save.yaml",
+             "flow: {graph: save}\ntasks:\n  save: {use: std/write_file, inputs: {name: "
+             "report.txt, content: hi}}\n");
+  TempDir artifacts, home;
+  RunRecords runs(c.nats);
+  ChildProcess& first = c.worker("w1", 1, {"--artifact-dir", artifacts.path().string()});
+  submit_run(c.nats, runs, c.job("given", "save"));
+  BOOST_TEST(c.wait_for("given", terminal).status() == "COMPLETED");
+  BOOST_TEST(read_text(artifacts.path() / "given" / "report.txt") == "hi");
+  first.send_signal(SIGTERM);
+  BOOST_TEST_REQUIRE(first.wait(10s) == 0, first.err());
+
+  c.worker("w2", 1, {}, {{"PYOCO_HOME", home.path().string()}});
+  submit_run(c.nats, runs, c.job("default", "save"));
+  BOOST_TEST(c.wait_for("default", terminal).status() == "COMPLETED");
+  BOOST_TEST(read_text(home.path() / "worker-artifacts" / "w2" / "default" / "report.txt") == "hi");
+  BOOST_TEST(!std::filesystem::exists(c.flows.path() / ".pyoco"));  // the working directory
+}
+
 BOOST_AUTO_TEST_CASE(a_flow_the_worker_cannot_run_fails_at_once_with_a_dead_letter) {
   Cluster c;
   c.worker("w1");
@@ -488,6 +511,10 @@ BOOST_AUTO_TEST_CASE(a_drained_worker_hands_its_run_back_at_once) {
   c.wait_for("moved", [](const RunRecord& r) { return r.status() == "RUNNING"; });
   first.send_signal(SIGTERM);
   BOOST_TEST_REQUIRE(first.wait(10s) == 0, first.err());
+  // Its log says so: handed back, not an end and not CANCELLED.
+  BOOST_TEST(first.err().find("worker: handed back") != std::string::npos, first.err());
+  BOOST_TEST(first.err().find("given up") == std::string::npos, first.err());
+  BOOST_TEST(first.err().find("CANCELLED") == std::string::npos, first.err());
   const RunRecord given_up = *runs.get("moved");
   BOOST_TEST(given_up.status() == "RUNNING");
   BOOST_TEST(given_up.lease_until() <= epoch_now());

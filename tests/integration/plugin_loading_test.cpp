@@ -124,3 +124,27 @@ BOOST_AUTO_TEST_CASE(loading_twice_returns_the_same_plugin) {
   const auto& b = plugins::load_plugin(catalog.find_plugin("hello")->manifest);
   BOOST_TEST(&a == &b);
 }
+
+// A library whose compiled-in name is another plugin's is never loaded under
+// the manifest's name: the error names both. One of another version loads
+// (a stale build in development; lint warns, a worker refuses it).
+BOOST_AUTO_TEST_CASE(a_library_that_is_another_plugin_s_is_refused) {
+  const plugins::Manifest m =
+      plugins::read_manifest(pyoco::testing::fixture_dir() / "pl035_other_name");
+  try {
+    plugins::load_plugin(m);
+    BOOST_FAIL("loaded another plugin's library");
+  } catch (const plugins::LoadError& e) {
+    BOOST_TEST((e.reason() == plugins::LoadError::Reason::Identity));
+    const std::string msg = e.what();
+    BOOST_TEST(msg.find("is plugin 'hello' 0.1.0, not 'pl035_other_name' 0.1.0 as plugin.toml "
+                        "says") != std::string::npos,
+               msg);
+  }
+  const plugins::Manifest stale =
+      plugins::read_manifest(pyoco::testing::fixture_dir() / "pl032_stale");
+  const plugins::LoadedPlugin& p = plugins::load_plugin(stale);
+  BOOST_TEST(p.plugin_version == "0.0.9");
+  BOOST_TEST(plugins::version_mismatch(stale, p).find("older than its manifest") !=
+             std::string::npos);
+}

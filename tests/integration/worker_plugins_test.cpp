@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "child.hpp"
@@ -80,17 +81,38 @@ struct Cluster : WorkerCluster {
   }
 
   // The build's std plugin packed as `version` (its plugin.toml then given
-  // to `edit`).
+  // to `edit`), with the library built as that version when the fixtures
+  // have one (tests/fixtures: std-versions/), else the build's own (whose
+  // compiled-in version then differs from the manifest's: a worker refuses
+  // to install it, PL032).
   plugins::PluginPackage std_package(const std::string& version,
                                      const std::function<void(std::string&)>& edit = {}) {
-    const fs::path dir = packages.path() / version / "std";
+    return package_as(std_dir(), "std", version, edit);
+  }
+
+  // The plugin directory `from` packed as `name` `version`: its plugin.toml
+  // says so, its library is what it is (fixtures' std-versions/<version>/
+  // when `from` is std and there is one).
+  plugins::PluginPackage package_as(const fs::path& from, const std::string& name,
+                                    const std::string& version,
+                                    const std::function<void(std::string&)>& edit = {}) {
+    const fs::path dir = packages.path() / (name + "-" + version + "-" + from.filename().string());
     fs::create_directories(dir);
-    for (const auto& e : fs::directory_iterator(std_dir())) {
+    for (const auto& e : fs::directory_iterator(from)) {
       fs::copy(e.path(), dir / e.path().filename());
     }
+    const fs::path built = fixture_dir().parent_path() / "std-versions" / version;
+    if (from == std_dir() && fs::exists(built / "libpyoco_std.so")) {
+      fs::copy(built / "libpyoco_std.so", dir / "libpyoco_std.so",
+               fs::copy_options::overwrite_existing);
+    }
     std::string toml = read_text(dir / "plugin.toml");
-    const auto at = toml.find("version = \"");
-    toml.replace(at, toml.find('"', at + 11) + 1 - at, "version = \"" + version + "\"");
+    auto replace = [&](const std::string& key, const std::string& value) {
+      const auto at = toml.find(key + " = \"");
+      toml.replace(at, toml.find('"', at + key.size() + 4) + 1 - at, key + " = \"" + value + "\"");
+    };
+    replace("name", name);
+    replace("version", version);
     if (edit) edit(toml);
     write_text(dir / "plugin.toml", toml);
     return plugins::pack_plugin(dir);
@@ -329,6 +351,89 @@ BOOST_AUTO_TEST_CASE(a_release_that_fails_lint_is_refused_and_reported) {
   c.submit("after", "echo");
   BOOST_TEST(std_version_of(c.wait_for("after", terminal)) == "9.0.0");
   BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+}
+
+// A package whose manifest lies about what its library is: named std but
+// holding the hello plugin's library (which says hello 0.1.0 through the
+// ABI), or std 9.5.0 holding a library built as another version. Neither is
+// used: std stays the version before on the worker, and runs using std/*
+// go on working; the refusal names what the library says.
+BOOST_AUTO_TEST_CASE(a_release_whose_library_is_not_what_its_manifest_says_is_refused) {
+  Cluster c;
+  c.publish_std("9.0.0");
+  c.worker("w1");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+
+  // The build's std library (its own version) under a manifest saying 9.5.0
+  // (pushed first: a push must be newer than every version there is).
+  const auto stale = c.std_package("9.5.0");
+  c.repo->publish(stale.bytes, c.release_of(stale));
+  BOOST_TEST_REQUIRE(eventually([&] {
+                       const auto p = c.plugin_state("w1", "std", "9.5.0");
+                       return p && p->at("state").as_string() == "failed";
+                     }),
+                     json::serialize(*c.worker_record("w1")));
+  const std::string stale_error(c.plugin_state("w1", "std", "9.5.0")->at("error").as_string());
+  BOOST_TEST(stale_error.find("PL032") != std::string::npos, stale_error);
+  BOOST_TEST(stale_error.find("the library says std " + c.installed_std_version +
+                              ", plugin.toml says std 9.5.0") != std::string::npos,
+             stale_error);
+  BOOST_TEST(c.active("w1", "9.0.0"));
+
+  const fs::path hello = binary_dir() / "lib/pyoco/plugins/hello";
+  const auto impostor = c.package_as(hello, "std", "9.9.9");
+  c.repo->publish(impostor.bytes, c.release_of(impostor));
+  BOOST_TEST_REQUIRE(eventually([&] {
+                       const auto p = c.plugin_state("w1", "std", "9.9.9");
+                       return p && p->at("state").as_string() == "failed";
+                     }),
+                     json::serialize(*c.worker_record("w1")));
+  const std::string error(c.plugin_state("w1", "std", "9.9.9")->at("error").as_string());
+  BOOST_TEST(error.find("PL035") != std::string::npos, error);
+  BOOST_TEST(error.find("is plugin 'hello'") != std::string::npos, error);
+  BOOST_TEST(c.active("w1", "9.0.0"));
+
+  c.submit("after", "echo");
+  const RunRecord after = c.wait_for("after", terminal);
+  BOOST_TEST(after.status() == "COMPLETED", json::serialize(after.snapshot));
+  BOOST_TEST(std_version_of(after) == "9.0.0");
+  BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+}
+
+// --plugins-dir keeps a plugin's version in use and the one before, and an
+// older one only while a run that bound it goes on.
+BOOST_AUTO_TEST_CASE(old_versions_are_removed_once_no_run_uses_them) {
+  Cluster c;
+  c.publish_std("9.0.0");
+  c.worker("w1", 2);
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+  c.submit("long", "sleepy", {{"seconds", 6}});
+  c.wait_for("long", [](const RunRecord& r) { return std_version_of(r) == "9.0.0"; });
+  c.publish_std("9.3.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.3.0"); }));
+  c.publish_std("9.6.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.6.0"); }));
+  auto versions = [&] {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator(c.plugins_dir() / "std")) {
+      const std::string leaf = e.path().filename().string();
+      if (leaf[0] != '.') out.insert(leaf.substr(0, leaf.rfind('-')));
+    }
+    return out;
+  };
+  // 9.0.0 is older than the one before, but the long run uses it.
+  std::this_thread::sleep_for(1500ms);  // a few syncs
+  BOOST_TEST((versions() == std::set<std::string>{"9.0.0", "9.3.0", "9.6.0"}));
+  BOOST_TEST(c.wait_for("long", terminal).status() == "COMPLETED");
+  BOOST_TEST_REQUIRE(eventually([&] {
+    return versions() == std::set<std::string>{"9.3.0", "9.6.0"};
+  }));
+  c.publish_std("9.7.0");
+  BOOST_TEST_REQUIRE(eventually([&] {
+    return versions() == std::set<std::string>{"9.6.0", "9.7.0"};
+  }));
+  c.submit("after", "echo");
+  BOOST_TEST(std_version_of(c.wait_for("after", terminal)) == "9.7.0");
 }
 
 // kill -9 while a package is being installed (unpacked, being linted):

@@ -161,9 +161,17 @@ std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet
           ? trace::TraceFormat::Cute
           : trace::TraceFormat::Plain;
   std::string status;
+  // The end line names the flow as the start line does (the flow's own name,
+  // as a local run's trace): the run_end event carries the name the run was
+  // submitted under, which may differ (docs/cluster.md).
+  std::string started_flow;
   follow_watch(a, id, "", reached, [&](const json::object& v, const std::string& text) {
-    const auto event = trace::event_from_json(v);
+    auto event = trace::event_from_json(v);
     if (!event) return true;
+    if (event->kind == trace::EventKind::RunStart) started_flow = event->flow;
+    if (event->kind == trace::EventKind::RunEnd && !started_flow.empty()) {
+      event->flow = started_flow;
+    }
     if (quiet) {
       // only the end matters
     } else if (format == trace::TraceFormat::Json) {

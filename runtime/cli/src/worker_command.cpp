@@ -29,25 +29,44 @@ struct WorkerArgs {
   double progress_interval = 5;
   PluginPathOption path;
   std::string plugins_dir;
+  std::string artifact_dir;
   double plugin_sync_interval = 30;
   bool no_plugin_sync = false;
 };
 
+// The worker's state home: $PYOCO_HOME, else $XDG_STATE_HOME/pyoco, else
+// ~/.local/state/pyoco.
+std::filesystem::path state_home() {
+  if (const char* h = std::getenv("PYOCO_HOME"); h != nullptr && *h != '\0') return h;
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x != '\0') {
+    return std::filesystem::path(x) / "pyoco";
+  }
+  const char* u = std::getenv("HOME");
+  return std::filesystem::path(u != nullptr ? u : ".") / ".local" / "state" / "pyoco";
+}
+
 // Where the worker keeps the plugins it takes from the repository, when
-// --plugins-dir does not say: $PYOCO_HOME/worker-plugins/<worker id>, or
-// under $XDG_STATE_HOME/pyoco, or ~/.local/state/pyoco.
+// --plugins-dir does not say: <state home>/worker-plugins/<worker id>.
 std::filesystem::path default_plugins_dir(std::string worker_id) {
   if (worker_id.empty()) worker_id = worker::default_worker_id();
-  std::filesystem::path home;
-  if (const char* h = std::getenv("PYOCO_HOME"); h != nullptr && *h != '\0') {
-    home = h;
-  } else if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x != '\0') {
-    home = std::filesystem::path(x) / "pyoco";
+  return state_home() / "worker-plugins" / worker_id;
+}
+
+// Where runs' artifacts (std/write_file) go: --artifact-dir, else
+// PYOCO_ARTIFACT_DIR (as for `pyoco run`), else
+// <state home>/worker-artifacts/<worker id>; absolute, so that a task's
+// working directory does not move it.
+std::filesystem::path artifact_dir(const WorkerArgs& a) {
+  std::filesystem::path dir;
+  if (!a.artifact_dir.empty()) {
+    dir = a.artifact_dir;
+  } else if (const char* e = std::getenv("PYOCO_ARTIFACT_DIR"); e != nullptr && *e != '\0') {
+    dir = e;
   } else {
-    const char* u = std::getenv("HOME");
-    home = std::filesystem::path(u != nullptr ? u : ".") / ".local" / "state" / "pyoco";
+    dir = state_home() / "worker-artifacts" /
+          (a.worker_id.empty() ? worker::default_worker_id() : a.worker_id);
   }
-  return home / "worker-plugins" / worker_id;
+  return std::filesystem::absolute(dir).lexically_normal();
 }
 
 int run_worker(WorkerArgs& a) {
@@ -72,6 +91,7 @@ int run_worker(WorkerArgs& a) {
     wo.slots = a.slots;
     wo.flows_dir = a.flows;
     wo.accept_sent_flows = !a.flows_only;
+    wo.artifact_dir = artifact_dir(a);
     wo.env = worker::run_environment();
     wo.progress_interval =
         std::chrono::milliseconds(static_cast<std::int64_t>(a.progress_interval * 1000));
@@ -129,8 +149,8 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
                 "Run only the flows of --flows: a flow sent whole (client submit-yaml) fails "
                 "instead of running whatever tasks its sender chose");
   cmd->add_option("--drain-timeout", a->drain_timeout,
-                  "On SIGTERM, seconds running runs may take to end before they are cancelled "
-                  "and left for another worker (default 30)");
+                  "On SIGTERM, seconds running runs may take to end before they are stopped "
+                  "here and handed back to another worker, not cancelled (default 30)");
   cmd->add_option("--progress-interval", a->progress_interval,
                   "Seconds between a run's progress acks and record updates (default 5; well "
                   "under the consumer's 30 s AckWait)")
@@ -139,6 +159,10 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("--plugins-dir", a->plugins_dir,
                   "Where plugins taken from the cluster's repository are kept (default "
                   "$PYOCO_HOME/worker-plugins/<worker id>); they come before --plugin-path")
+      ->type_name("DIR");
+  cmd->add_option("--artifact-dir", a->artifact_dir,
+                  "Where runs' artifacts (std/write_file) are kept, <DIR>/<run id>/<name> "
+                  "(default $PYOCO_ARTIFACT_DIR, else $PYOCO_HOME/worker-artifacts/<worker id>)")
       ->type_name("DIR");
   cmd->add_option("--plugin-sync-interval", a->plugin_sync_interval,
                   "Most seconds between two looks at the plugin repository (default 30; a push "

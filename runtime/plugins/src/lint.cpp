@@ -90,14 +90,19 @@ const std::vector<LintRule>& lint_rules() {
        "build with pyoco_add_plugin (hidden visibility and a version script)"},
       {"PL031", S::Error, "the library is built for another architecture",
        "rebuild it for this machine"},
-      {"PL032", S::Warning, "the library's compiled-in name or version differs from plugin.toml",
-       "rebuild the plugin: the library is older than its manifest"},
+      {"PL032", S::Warning, "the library's compiled-in version differs from plugin.toml's",
+       "rebuild the plugin so that plugin.toml and its library come from one build "
+       "(pyoco_add_plugin compiles the manifest's version into the library); a worker refuses "
+       "such a release"},
       {"PL033", S::Error, "the library file is truncated, corrupt or not a regular file",
        "rebuild or reinstall the plugin; loading it would hang or crash the process"},
       {"PL034", S::Error,
        "plugin.toml describes a task differently from what the library registers",
        "rebuild the plugin: pyoco_add_plugin writes [[tasks]] from the library (or run `pyoco "
        "plugins manifest`)"},
+      {"PL035", S::Error, "the library's compiled-in name is another plugin's",
+       "the directory holds another plugin's library: put this plugin's own build beside its "
+       "plugin.toml (pyoco_add_plugin compiles the manifest's name into the library)"},
   };
   return rules;
 }
@@ -396,11 +401,7 @@ std::string probe_plugin(const fs::path& dir) {
       add("PL029", "plugin.toml declares task '" + name + "', which is never registered");
     }
     for (const auto& message : diff.differing) add("PL034", message);
-    if ((!p.plugin_name.empty() && p.plugin_name != m.name) ||
-        (!p.plugin_version.empty() && p.plugin_version != m.version)) {
-      add("PL032", "the library says " + p.plugin_name + " " + p.plugin_version +
-                       ", plugin.toml says " + m.name + " " + m.version);
-    }
+    if (std::string why = version_mismatch(m, p); !why.empty()) add("PL032", why);
     p.release_tasks();
   } catch (const ManifestError& e) {
     add("PL001", e.what());
@@ -423,6 +424,9 @@ std::string probe_plugin(const fs::path& dir) {
         break;
       case LoadError::Reason::TasksMismatch:
         add("PL029", msg);
+        break;
+      case LoadError::Reason::Identity:
+        add("PL035", msg);
         break;
       case LoadError::Reason::Open: {
         // The parent has already named every missing library and symbol it

@@ -1,3 +1,4 @@
+#include <pyoco/core/semver.hpp>
 #include <pyoco/plugins/elf.hpp>
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
@@ -140,6 +141,19 @@ LoadedPlugin register_plugin(const Manifest& m) {
   out.plugin_version = field(&pyoco_plugin_descriptor::plugin_version,
                              offsetof(pyoco_plugin_descriptor, plugin_version) + sizeof(char*));
 
+  // What the library says it is, against what its manifest says: a package
+  // whose manifest lies about its name would take another plugin's place
+  // (its tasks run as that plugin's, for every flow using it).
+  if (!out.plugin_name.empty() && out.plugin_name != m.name) {
+    throw LoadError(LoadError::Reason::Identity,
+                    plugin_label(m) + ": its library " + m.library + " is plugin '" +
+                        out.plugin_name + "' " + out.plugin_version + ", not '" + m.name + "' " +
+                        m.version +
+                        " as plugin.toml says: refusing to load another plugin's "
+                        "library under this name (PL035; see `pyoco plugins lint " +
+                        m.dir.string() + "`)");
+  }
+
   RegistryState state;
   state.plugin_name = m.name;
   state.abi_minor = d->abi_minor;
@@ -155,6 +169,18 @@ LoadedPlugin register_plugin(const Manifest& m) {
   out.tasks = std::move(state.tasks);
   loaded_libraries().push_back(std::move(lib));
   return out;
+}
+
+std::string version_mismatch(const Manifest& m, const LoadedPlugin& p) {
+  if (p.plugin_version.empty() || p.plugin_version == m.version) return "";
+  const std::string both = "the library says " + (p.plugin_name.empty() ? m.name : p.plugin_name) +
+                           " " + p.plugin_version + ", plugin.toml says " + m.name + " " +
+                           m.version;
+  if (!core::is_semver(p.plugin_version) || !core::is_semver(m.version)) return both;
+  return both + (core::compare_versions(p.plugin_version, m.version) < 0
+                     ? ": the library is older than its manifest (a stale build?)"
+                     : ": the library is newer than its manifest (plugin.toml not rewritten by "
+                       "the build?)");
 }
 
 namespace {

@@ -45,7 +45,17 @@ bool for_this_worker(const PluginRelease& r, const std::vector<std::string>& tag
          });
 }
 
-// The first error a `plugins lint --json` reports, as one line.
+// The first error a `plugins lint --json` reports, as one line. PL032 (the
+// library's compiled-in version is not the manifest's) is a warning for a
+// plugin in development, an error here: the release would be mislabelled
+// (runs would record a version whose code they did not run).
+bool refuses(const json::value& f) {
+  const json::value* severity = f.is_object() ? f.as_object().if_contains("severity") : nullptr;
+  const json::value* rule = f.is_object() ? f.as_object().if_contains("rule") : nullptr;
+  return (severity != nullptr && severity->is_string() && severity->as_string() == "error") ||
+         (rule != nullptr && rule->is_string() && rule->as_string() == "PL032");
+}
+
 std::string first_lint_error(const std::string& out) {
   boost::system::error_code ec;
   const json::value v = json::parse(out, ec);
@@ -56,10 +66,7 @@ std::string first_lint_error(const std::string& out) {
     const json::value* fs = p.is_object() ? p.as_object().if_contains("findings") : nullptr;
     if (fs == nullptr || !fs->is_array()) continue;
     for (const json::value& f : fs->as_array()) {
-      const json::value* severity = f.is_object() ? f.as_object().if_contains("severity") : nullptr;
-      if (severity == nullptr || !severity->is_string() || severity->as_string() != "error") {
-        continue;
-      }
+      if (!refuses(f)) continue;
       return json::value_to<std::string>(f.at("rule")) + ": " +
              json::value_to<std::string>(f.at("message"));
     }
@@ -257,14 +264,62 @@ std::string PluginSync::lint(const fs::path& dir) const {
   core::ProcessOptions po;
   po.timeout = options_.lint_timeout;
   const core::ProcessResult r = core::run_process(argv, po);
-  if (r.exit_code == 0) return "";
   if (std::string why = first_lint_error(r.out); !why.empty()) return "lint: " + why;
+  if (r.exit_code == 0) return "";
   if (r.timed_out) return "lint: did not finish in time";
   std::string err = r.err.substr(0, r.err.find('\n'));
   return "lint failed (" +
          (r.exit_code >= 0 ? "exit " + std::to_string(r.exit_code)
                            : "signal " + std::to_string(r.signal)) +
          (err.empty() ? ")" : "): " + err);
+}
+
+std::vector<fs::path> PluginSync::prune(
+    const std::map<std::string, std::set<std::string>>& in_use) {
+  std::map<std::string, Installed> active;
+  {
+    std::lock_guard lock(mutex_);
+    active = active_;
+  }
+  std::vector<fs::path> removed;
+  std::error_code ec;
+  for (fs::directory_iterator p(options_.dir, ec), end; !ec && p != end; p.increment(ec)) {
+    const std::string name = p->path().filename().string();
+    if (!p->is_directory() || !plugins::is_valid_name(name)) continue;
+    const auto a = active.find(name);
+    if (a == active.end()) continue;  // not in use at all: left as it is (it may come back)
+    // Installed versions (never the dot directories of an install going on).
+    std::vector<std::pair<std::string, fs::path>> installed;
+    std::error_code ec2;
+    for (fs::directory_iterator v(p->path(), ec2), vend; !ec2 && v != vend; v.increment(ec2)) {
+      const std::string leaf = v->path().filename().string();
+      const std::size_t dash = leaf.rfind('-');
+      if (leaf.rfind('.', 0) == 0 || dash == std::string::npos) continue;
+      const std::string version = leaf.substr(0, dash);
+      if (!plugins::is_semver(version) || !fs::exists(v->path() / "plugin.toml")) continue;
+      installed.emplace_back(version, v->path());
+    }
+    std::sort(installed.begin(), installed.end(), [](const auto& x, const auto& y) {
+      return core::compare_versions(x.first, y.first) > 0;
+    });
+    const auto used = in_use.find(name);
+    bool kept_before = false;
+    for (const auto& [version, dir] : installed) {
+      if (dir == a->second.dir) continue;
+      if (!kept_before) {
+        kept_before = true;  // the newest other: the one before
+        continue;
+      }
+      if (used != in_use.end() && used->second.count(version) != 0) continue;
+      fs::remove_all(dir, ec2);
+      if (!ec2) {
+        cluster::log(LogLevel::info, "worker: removed an old plugin version",
+                     {{"plugin", name}, {"version", version}, {"dir", dir.string()}});
+        removed.push_back(dir);
+      }
+    }
+  }
+  return removed;
 }
 
 std::vector<fs::path> PluginSync::active_dirs() const {

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,14 @@ class PluginSync {
   // For the registry record: {name, version, sha256, state: active|failed,
   // error} of each plugin in use and each newer release refused.
   boost::json::array status() const;
+  // Removes the installed versions of each plugin but the one in use, the
+  // newest other (the one before, for a yank or a run that bound the set
+  // just before it changed) and those `in_use` names (name -> versions that
+  // runs going on this worker bound): --plugins-dir keeps at most two
+  // versions a plugin, and more only while runs use them. What it removed.
+  std::vector<std::filesystem::path> prune(
+      const std::map<std::string, std::set<std::string>>& in_use);
+
   // Waits up to `timeout` for a push or yank (false: the timeout).
   bool wait_for_change(std::chrono::milliseconds timeout);
 

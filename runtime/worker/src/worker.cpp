@@ -7,6 +7,7 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/states.hpp>
+#include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/plugins/manifest.hpp>
 #include <pyoco/trace/event_queue.hpp>
 #include <pyoco/worker/worker.hpp>
@@ -258,15 +259,18 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   // One look at the repository; the engine's plugins change only when the
   // set does. New runs bind the new set; started ones keep what they bound.
   void sync_plugins() {
+    bool changed_set = false;
     try {
-      if (!plugin_sync->sync()) return;
+      changed_set = plugin_sync->sync();
     } catch (const std::exception& e) {
       // NATS away, or anything else: the plugins in use stay, tried again later.
       cluster::log(cluster::LogLevel::warning, "worker: plugin repository not read",
                    {{"error", e.what()}});
       return;
     }
-    engine.set_plugin_search_path(search_path());
+    if (changed_set) engine.set_plugin_search_path(search_path());
+    prune_plugins();  // each pass: a version a run held is removed once it ends
+    if (!changed_set) return;
     json::object active;
     for (const json::value& p : plugin_sync->status()) {
       if (p.at("state").as_string() == "active") active[p.at("name").as_string()] = p.at("version");
@@ -276,6 +280,25 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     std::lock_guard lock(mutex);
     beat_now = true;  // the registry says so at once
     changed.notify_all();
+  }
+
+  // Old versions out of --plugins-dir: all but the one in use, the one
+  // before, and those the runs going here bound (never one in use).
+  void prune_plugins() {
+    std::map<std::string, std::set<std::string>> in_use;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [id, a] : active) {
+        if (!a->run) continue;
+        for (const auto& [name, version] : a->run->plugins()) in_use[name].insert(version);
+      }
+    }
+    try {
+      plugin_sync->prune(in_use);
+    } catch (const std::exception& e) {
+      cluster::log(cluster::LogLevel::warning, "worker: old plugin versions not removed",
+                   {{"error", e.what()}});
+    }
   }
 
   // Between fetches, on its own thread: a download or lint never holds up a
@@ -532,6 +555,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       ro.run_id = job.run_id;
       ro.env = options.env;
       ro.listener = events;
+      if (!options.artifact_dir.empty()) {
+        ro.artifacts = std::make_shared<LocalArtifactStore>(options.artifact_dir);
+      }
       Run run = engine.start(flow, std::move(ro));
       std::lock_guard lock(mutex);
       active_run.run = std::move(run);
@@ -658,6 +684,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       const auto file = options.flows_dir / (job.flow_name + ext);
       if (std::filesystem::is_regular_file(file)) {
         auto spec = std::make_shared<core::FlowSpec>(core::load_flow_file(file));
+        // Its run_start event names the file relative to --flows: tenants
+        // watch it, and the worker's own paths are not theirs to see.
+        spec->file = job.flow_name + ext;
         return std::make_shared<core::CompiledFlow>(core::compile_flow(spec));
       }
     }
@@ -832,8 +861,24 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     // Without its end published, the job is left unacked: NATS delivers it
     // again and whoever takes it publishes the end of the terminal record.
     if (written && publish_end(*written)) natsMsg_AckSync(a->msg, nullptr, nullptr);
-    cluster::log(cluster::LogLevel::info, written ? "worker: ended" : "worker: given up",
-                 {{"run_id", id}, {"status", core::to_string(status)}});
+    bool handed_back = false;
+    {
+      std::lock_guard lock(mutex);
+      handed_back = a->handed_back;
+    }
+    if (written) {
+      cluster::log(cluster::LogLevel::info, "worker: ended",
+                   {{"run_id", id}, {"status", core::to_string(status)}});
+    } else if (handed_back) {
+      // Stopped here by drain, not cancelled: its record is not written, its
+      // job goes back to the queue for another worker (its local status,
+      // CANCELLED, is only how it was stopped here).
+      cluster::log(cluster::LogLevel::info, "worker: handed back",
+                   {{"run_id", id}, {"to", "another worker, after 3 s"}});
+    } else {
+      cluster::log(cluster::LogLevel::info, "worker: given up",
+                   {{"run_id", id}, {"status", core::to_string(status)}});
+    }
     publisher->forget(id);
     std::lock_guard lock(mutex);
     if (a->handed_back && !leases_given_up) {

@@ -24,6 +24,7 @@ class LoadError : public std::runtime_error {
     Abi,            // ABI major mismatch or unusable descriptor
     Register,       // register_tasks failed
     TasksMismatch,  // registered tasks differ from the manifest's
+    Identity,       // the library's compiled-in name is another plugin's (PL035)
   };
   LoadError(Reason reason, const std::string& message)
       : std::runtime_error(message), reason_(reason) {}
@@ -48,8 +49,15 @@ struct LoadedPlugin {
   void release_tasks();
 };
 
+// "" when the library's compiled-in version is its manifest's (or it has
+// none, an SDK before 0.1); else one line naming both and whether the
+// library is older or newer (PL032). A name that differs never gets this
+// far: register_plugin refuses it (LoadError::Reason::Identity, PL035).
+std::string version_mismatch(const Manifest& manifest, const LoadedPlugin& plugin);
+
 // Loads (once) and returns the plugin described by `manifest`. Thread-safe.
-// Throws LoadError.
+// Throws LoadError; a library whose compiled-in name is not the manifest's
+// (another plugin's library under this name) is refused, Reason::Identity.
 const LoadedPlugin& load_plugin(const Manifest& manifest);
 
 // The library load_plugin is loading now (its code may be running: static

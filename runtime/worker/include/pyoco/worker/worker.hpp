@@ -29,6 +29,9 @@ struct WorkerOptions {
   // False: a flow sent whole (POST /runs/yaml) is refused, failing its run:
   // only the flows of `flows_dir` run here, not whatever a caller writes.
   bool accept_sent_flows = true;
+  // Where runs' artifacts go (<dir>/<run id>/<name>); empty: the engine's
+  // default, .pyoco/artifacts of the working directory.
+  std::filesystem::path artifact_dir;
   std::chrono::milliseconds progress_interval{std::chrono::seconds(5)};  // InProgress, merges
   std::chrono::milliseconds fetch_expiry{std::chrono::seconds(5)};       // one long poll
   // What `$env.NAME` reads in runs: run_environment(), not the whole of
