@@ -568,6 +568,7 @@ TaskInstance::~TaskInstance() {
 
 void TaskInstance::begin(Call& ctx, const core::Value& inputs, CallDone done) {
   ctx.arena.reset();
+  ctx.late.reset();
   ctx.error.clear();
   ctx.abi_minor = def_->abi_minor;
   ctx.done = std::move(done);
