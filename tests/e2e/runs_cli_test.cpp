@@ -137,8 +137,8 @@ BOOST_AUTO_TEST_CASE(a_second_process_cancels_a_running_flow) {
       std::regex_search(show.out, std::regex(R"(\nnap +std/sleep +CANCELLED +1 +[0-9.]+ m?s +)"
                                              R"(run cancelled\n)")),
       show.out);
-  BOOST_TEST(std::regex_search(show.out,
-                               std::regex(R"(\nafter +std/echo +CANCELLED +0 +- +run stopped\n)")),
+  BOOST_TEST(std::regex_search(
+                 show.out, std::regex(R"(\nafter +std/echo +CANCELLED +0 +- +run cancelled\n)")),
              show.out);
   BOOST_TEST(!has(run->out(), "start node=after"), run->out());
   const ProcessResult again = pyoco({"runs", "cancel", id});

@@ -111,6 +111,25 @@ BOOST_AUTO_TEST_CASE(exceptions_in_run_become_task_errors) {
   BOOST_TEST(d.output.as_int() == 7);
 }
 
+// docs/plugins.md, "How a task ends": a C task that cancels itself and sets
+// no message is said to have done so, not to have failed with "status 5".
+BOOST_AUTO_TEST_CASE(a_c_task_that_cancels_itself_without_a_message_says_so) {
+  plugins::TaskDefinition def;
+  def.plugin = "c";
+  def.name = "quits";
+  def.abi_minor = 1;
+  def.run = [](void*, pyoco_context*, const pyoco_value*, const pyoco_value**) -> pyoco_status {
+    return PYOCO_ERR_CANCELLED;
+  };
+  plugins::TaskInstance instance(def);
+  plugins::Call ctx;
+  ctx.info = {"run", "flow", "node-a", "c/quits", 1};
+  const auto r = instance.call(ctx, json("{}"));
+  BOOST_TEST(!r.ok);
+  BOOST_TEST(r.cancelled);
+  BOOST_TEST(r.error == "the task cancelled itself and gave no reason");
+}
+
 BOOST_AUTO_TEST_CASE(a_missing_library_names_the_file_and_what_to_do) {
   plugins::LoadError::Reason reason{};
   const std::string e = load_error("pl008_no_library", &reason);

@@ -193,6 +193,70 @@ BOOST_AUTO_TEST_CASE(a_cancel_reaches_an_async_task_at_once) {
   BOOST_TEST(events->logged("watch", "on_cancel fired"));
 }
 
+// docs/plugins.md, "Async tasks": only the first end counts, later ones
+// return false and do nothing, and a value built after the end, in the
+// timer's callback or in start() that ended the call, still builds (it
+// threw "the host could not allocate a value": the call's arena was sealed).
+BOOST_AUTO_TEST_CASE(later_ends_of_a_call_return_false_and_values_still_build) {
+  for (const char* in_start : {"false", "true"}) {
+    BOOST_TEST_CONTEXT("in_start: " << in_start) {
+      Run r = run(std::string(R"yaml(
+flow: {graph: "thrice >> report"}
+tasks:
+  thrice: {use: "asyncy/thrice", timeout_sec: 20, inputs: {in_start: )yaml") +
+                  in_start + R"yaml(}}
+  report: {use: "asyncy/peek", inputs: {key: thrice}}
+)yaml");
+      BOOST_TEST_REQUIRE((r.status() == RunStatus::Completed),
+                         record(r, "thrice").error << " / " << record(r, "report").error);
+      BOOST_TEST(core::to_json_text(r.output("thrice")) == "1");  // the first end
+      BOOST_TEST(core::to_json_text(r.output("report")) == "[true,false,false]");
+    }
+  }
+}
+
+// docs/plugins.md, "Async tasks": a value built on a thread of the task's
+// own, outside the call, throws there, and the message says how to build it.
+BOOST_AUTO_TEST_CASE(a_value_built_on_a_thread_of_the_plugins_says_how_to_build_it) {
+  Run r = run("flow: {graph: t}\ntasks:\n  t: {use: \"asyncy/stray\", timeout_sec: 20}\n");
+  const std::string error = record(r, "t").error;
+  BOOST_TEST(error.find("pyoco::Value built outside a task call") != std::string::npos, error);
+  BOOST_TEST(error.find("done.ok_with([&] { return pyoco::Value(...); })") != std::string::npos,
+             error);
+  BOOST_TEST(error.find("auto scope = ctx.enter();") != std::string::npos, error);
+  BOOST_TEST(error.find("inside run()") == std::string::npos, error);  // not for async tasks
+}
+
+// docs/plugins.md, "Threads": an exception escaping a timer's callback ends
+// the call as one from start() would, at once (it was printed and dropped,
+// and the node waited for its timeout).
+BOOST_AUTO_TEST_CASE(an_exception_in_a_timer_callback_ends_the_call) {
+  struct Case {
+    const char* how;
+    TaskState state;
+    const char* error;
+    std::uint32_t attempts;
+  };
+  for (const Case& c : {Case{"error", TaskState::Failed, "a callback threw: boom in a timer", 2},
+                        Case{"permanent", TaskState::Failed, "never again", 1},
+                        Case{"cancelled", TaskState::Cancelled, "I stop myself", 1}}) {
+    BOOST_TEST_CONTEXT(c.how) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Run r = run(std::string(R"yaml(
+flow: {graph: t}
+tasks:
+  t: {use: "asyncy/throw_later", timeout_sec: 5, retries: 1, retry_backoff: {initial_ms: 1},
+      inputs: {how: )yaml") +
+                  c.how + "}}\n");
+      BOOST_TEST((record(r, "t").state == c.state));
+      BOOST_TEST(record(r, "t").error == c.error);
+      BOOST_TEST(record(r, "t").attempts == c.attempts);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      BOOST_TEST(s < 4.0);  // ended by the exception, not at its timeout
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // docs/flows.md, "States": a task that ends itself CANCELLED under

@@ -144,6 +144,8 @@ BOOST_AUTO_TEST_CASE(every_row_of_the_docs_trace_table) {
   retry.message = "<message>";  // the failed attempt's error
   RunEvent skipped = event(EventKind::NodeSkipped);
   skipped.message = "<why>";
+  RunEvent cancelled_node = event(EventKind::NodeCancelled);
+  cancelled_node.message = "<why>";  // the task's own reason, or "run cancelled"...
   RunEvent log = event(EventKind::Log);
   log.message = "<message>";
   log.level = LogLevel::Warn;
@@ -168,7 +170,9 @@ BOOST_AUTO_TEST_CASE(every_row_of_the_docs_trace_table) {
        "WARN pyoco retry node=A attempt=2/3 delay_ms=50 error=<message>"},
       {"node skipped", skipped, "⏭️  skip node=A (<why>)",
        "WARN pyoco skip node=A reason=<why>"},
-      {"node cancelled", event(EventKind::NodeCancelled), "🛑 cancelled node=A",
+      {"node cancelled", cancelled_node, "🛑 cancelled node=A (<why>)",
+       "WARN pyoco cancelled node=A reason=<why>"},
+      {"node cancelled, no reason", event(EventKind::NodeCancelled), "🛑 cancelled node=A",
        "WARN pyoco cancelled node=A"},
       {"task log", log, "<message>", "WARN pyoco log node=A <message>"},
       {"cancel requested", event(EventKind::RunCancelling), "🛑 cancelling flow=X",

@@ -71,9 +71,13 @@ bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* us
     auto timer = std::make_unique<asio::steady_timer>(self->run->control());
     timer->expires_after(std::chrono::nanoseconds(
         std::min<std::uint64_t>(delay_ns, std::numeric_limits<std::int64_t>::max())));
-    timer->async_wait([self, fn, user](boost::system::error_code ec) {
-      fn(user, !ec && self->live() ? PYOCO_OK : PYOCO_ERR_CANCELLED);
-    });
+    // The callback may end the call and go on using its context (a log
+    // line, values) until it returns: the run must outlive it too, though
+    // the result it just handed on may let the run finish meanwhile.
+    timer->async_wait(
+        [self, run = self->run->shared_from_this(), fn, user](boost::system::error_code ec) {
+          fn(user, !ec && self->live() ? PYOCO_OK : PYOCO_ERR_CANCELLED);
+        });
     self->timers_.push_back(std::move(timer));
   });
   if (!posted) fn(user, PYOCO_ERR_CANCELLED);  // the engine is gone: the call is over

@@ -689,7 +689,9 @@ void RunState::release_successors(Frame& f, std::uint32_t i) {
     if (broken) {
       end_without_running(
           f, s, stopping_ ? TaskState::Cancelled : TaskState::Skipped,
-          stopping_ ? "run stopped"
+          // Said as cancel_pending says it: after a cancel, its dependents
+          // were cancelled too, not "stopped".
+          stopping_ ? (cancelled_ ? "run cancelled" : "run stopped")
                     : "upstream " + f.nodes[i].display + " " +
                           (f.nodes[i].state == TaskState::Failed ? "failed" : "did not run"));
     } else if (all_hold) {

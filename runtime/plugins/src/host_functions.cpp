@@ -438,9 +438,14 @@ void finish_call(Call& ctx, pyoco_status status, const pyoco_value* out, const c
   if (result.ok) {
     if (out != nullptr) result.output = core::Value(core::ArenaPtr(node(out)->owner), node(out));
   } else {
-    result.error = !ctx.error.empty() ? ctx.error
-                                      : std::string(what) + " failed with status " +
-                                            std::to_string(status) + " and no message";
+    if (!ctx.error.empty()) {
+      result.error = ctx.error;
+    } else if (status == PYOCO_ERR_CANCELLED) {
+      result.error = "the task cancelled itself and gave no reason";  // not a failure
+    } else {
+      result.error =
+          std::string(what) + " failed with status " + std::to_string(status) + " and no message";
+    }
     result.permanent = status == PYOCO_ERR_PERMANENT;
     result.cancelled = status == PYOCO_ERR_CANCELLED;
   }
@@ -568,6 +573,7 @@ TaskInstance::~TaskInstance() {
 
 void TaskInstance::begin(Call& ctx, const core::Value& inputs, CallDone done) {
   ctx.arena.reset();
+  ctx.late.reset();
   ctx.error.clear();
   ctx.abi_minor = def_->abi_minor;
   ctx.done = std::move(done);

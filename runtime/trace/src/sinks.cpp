@@ -80,7 +80,10 @@ void cute(std::string& out, const RunEvent& e) {
     case EventKind::NodeSkipped:
       return put(out, "⏭️  skip node=", Text{e.node}, " (", Text{e.message}, ")");
     case EventKind::NodeCancelled:
-      return put(out, "🛑 cancelled node=", Text{e.node});
+      // Why, as a skip says it: the task's own reason, "run cancelled"...
+      put(out, "🛑 cancelled node=", Text{e.node});
+      if (!e.message.empty()) put(out, " (", Text{e.message}, ")");
+      return;
     case EventKind::Log:
       return put(out, Text{e.message});
     case EventKind::NodesPlanned:
@@ -125,7 +128,9 @@ void plain(std::string& out, const RunEvent& e) {
     case EventKind::NodeSkipped:
       return put(out, "WARN pyoco skip node=", Text{e.node}, " reason=", Text{e.message});
     case EventKind::NodeCancelled:
-      return put(out, "WARN pyoco cancelled node=", Text{e.node});
+      put(out, "WARN pyoco cancelled node=", Text{e.node});
+      if (!e.message.empty()) put(out, " reason=", Text{e.message});  // as a skip's
+      return;
     case EventKind::Log:
       return put(out, to_string(e.level), " pyoco log node=", Text{e.node}, " ", Text{e.message});
     case EventKind::NodesPlanned:

@@ -42,9 +42,13 @@
  *   - The other context_* functions (arena, params, info, save_artifact,
  *     load_artifact, scratch_*, set_error) for one call from one thread at a time.
  * A context is valid from the call's start until the call ends: run returns,
- * or, for an async call, call_complete is called. A call abandoned at its
- * deadline or by a cancel may still be running when the host starts a retry
- * of the same node: the retry gets a new instance and a new context.
+ * or, for an async call, call_complete is called; but start, and a callback
+ * the host makes for the call (on-cancel, timer), may use it until they
+ * return even when the call ended during them (values built after the end
+ * go to a fresh arena: they can no longer be the call's output). A call
+ * abandoned at its deadline or by a cancel may still be running when the
+ * host starts a retry of the same node: the retry gets a new instance and a
+ * new context.
  * Callbacks the host makes into a plugin (on-cancel, timers) run on the
  * host's control thread: they must return quickly and must not block; post
  * longer work to a thread of the plugin's.
@@ -289,7 +293,8 @@ typedef struct pyoco_host_api {
      is PYOCO_OK with `output` (any live handle, or NULL for null), or an
      error after context_set_error: PYOCO_ERR_TASK fails the attempt (it may
      be retried), PYOCO_ERR_PERMANENT fails it for good, PYOCO_ERR_CANCELLED
-     ends it CANCELLED. The context is invalid once this returns. A second
+     ends it CANCELLED. The context is invalid once this returns (for
+     start and the host's callbacks, once they return: see Threads). A second
      completion of the same call is refused with PYOCO_ERR_INVALID and
      reported; it is a bug in the plugin, never a crash. */
   pyoco_status (*call_complete)(pyoco_call* call, pyoco_status status, const pyoco_value* output);

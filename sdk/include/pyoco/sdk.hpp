@@ -137,9 +137,11 @@ class ContextScope {
 inline pyoco_arena* current_arena() {
   pyoco_context* ctx = current_context();
   if (ctx == nullptr) {
+    // Most often a thread of the plugin's own, which belongs to no call:
+    // say how to build there (the exception ends the process if uncaught).
     throw Error(
-        "pyoco::Value built outside a task call: build values in the thread that runs the "
-        "task (inside run())");
+        "pyoco::Value built outside a task call: on a thread of your own, build it inside "
+        "done.ok_with([&] { return pyoco::Value(...); }), or after `auto scope = ctx.enter();`");
   }
   pyoco_arena* arena = host().context_arena(ctx);
   if (arena == nullptr) throw Error("the host gave no arena for this call");
@@ -162,16 +164,60 @@ inline void require_1_1(const char* what) {
   }
 }
 
-// Callbacks the host makes must not throw into it: an exception escaping a
-// plugin's callback is reported on stderr and dropped.
+// How one async call ends, shared by its Completion's copies and by the
+// callbacks its Context registers: the first end claims `ended`.
+struct CallEnd {
+  CallEnd(pyoco_context* c, pyoco_call* k) : ctx(c), call(k) {}
+  pyoco_context* ctx;
+  pyoco_call* call;
+  std::atomic<bool> ended{false};
+
+  // Claims the end; false when the call has ended already.
+  bool claim() { return !ended.exchange(true); }
+  // Ends the call (claimed first).
+  void complete(pyoco_status status, const pyoco_value* out, std::string_view message) const {
+    const pyoco_host_api& h = host();
+    if (status != PYOCO_OK) h.context_set_error(ctx, message.data(), message.size());
+    h.call_complete(call, status, out);
+  }
+};
+
+// Begins an async call (defined below): it hands the call's end to the
+// task's Context.
+inline pyoco_status start_task(void* instance, pyoco_context* ctx, const pyoco_value* inputs,
+                               pyoco_call* call);
+
+// Runs a plugin's callback for a call (a timer, a cancel callback). It
+// must not throw into the host: an exception ends the call as one from
+// start() would (PermanentError for good, Cancelled cancelled, anything
+// else failed, "a callback threw: ..."), as run() throwing does. With no
+// async call to end (a task's run(), or the call ended already) it can
+// only be printed on stderr.
 template <class F, class... A>
-void call_quietly(F& f, A&&... args) noexcept {
+void call_for(const std::shared_ptr<CallEnd>& call, F& f, A&&... args) noexcept {
+  // `what`: the exception's message; a plain failure says where it came from.
+  auto end = [&](pyoco_status status, const char* what) {
+    if (call != nullptr && call->claim()) {
+      call->complete(status, nullptr,
+                     status == PYOCO_ERR_TASK ? std::string("a callback threw: ") + what : what);
+    } else {
+      std::fprintf(stderr, "pyoco plugin: a callback threw: %s\n", what);
+    }
+  };
   try {
-    f(std::forward<A>(args)...);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pyoco plugin: a callback threw: %s\n", e.what());
+    try {
+      f(std::forward<A>(args)...);
+    } catch (const PermanentError& e) {
+      end(PYOCO_ERR_PERMANENT, e.what());
+    } catch (const Cancelled& e) {
+      end(PYOCO_ERR_CANCELLED, e.what());
+    } catch (const std::exception& e) {
+      end(PYOCO_ERR_TASK, e.what());
+    } catch (...) {
+      end(PYOCO_ERR_TASK, "an unknown exception (not derived from std::exception)");
+    }
   } catch (...) {
-    std::fprintf(stderr, "pyoco plugin: a callback threw\n");
+    // No memory left to say it: nothing more can be done here.
   }
 }
 
@@ -551,6 +597,10 @@ class Inputs : public Value {
 class Context {
  public:
   explicit Context(pyoco_context* ctx) : ctx_(ctx) {}
+  // An async call's context (the SDK makes it for start()): an exception
+  // escaping a callback it registers ends that call.
+  Context(pyoco_context* ctx, std::shared_ptr<detail::CallEnd> call)
+      : ctx_(ctx), call_(std::move(call)) {}
 
   Value params() const { return Value(detail::host().context_params(ctx_)); }
   Value param(std::string_view key) const { return params()[key]; }
@@ -595,16 +645,17 @@ class Context {
     detail::require_1_1("Context::on_cancel");
     struct Pending {
       pyoco_context* ctx;
+      std::shared_ptr<detail::CallEnd> call;
       std::function<void()> fn;
     };
-    auto* p = new Pending{ctx_, std::move(fn)};
+    auto* p = new Pending{ctx_, call_, std::move(fn)};
     const pyoco_status s = detail::host().context_on_cancel(
         ctx_,
         [](void* user, pyoco_status status) {
           std::unique_ptr<Pending> p(static_cast<Pending*>(user));
           if (status != PYOCO_ERR_CANCELLED) return;  // the call ended first
           detail::ContextScope scope(p->ctx);         // Values built here go to the call
-          detail::call_quietly(p->fn);
+          detail::call_for(p->call, p->fn);
         },
         p);
     if (s != PYOCO_OK) {
@@ -626,15 +677,16 @@ class Context {
                                                   : static_cast<std::uint64_t>(ns);
     struct Pending {
       pyoco_context* ctx;
+      std::shared_ptr<detail::CallEnd> call;
       std::function<void(bool)> fn;
     };
-    auto* p = new Pending{ctx_, std::move(fn)};
+    auto* p = new Pending{ctx_, call_, std::move(fn)};
     const pyoco_status s = detail::host().host_timer(
         ctx_, delay_ns,
         [](void* user, pyoco_status status) {
           std::unique_ptr<Pending> p(static_cast<Pending*>(user));
           detail::ContextScope scope(p->ctx);  // Values built here go to the call
-          detail::call_quietly(p->fn, status == PYOCO_OK);
+          detail::call_for(p->call, p->fn, status == PYOCO_OK);
         },
         p);
     if (s != PYOCO_OK) {
@@ -776,6 +828,7 @@ class Context {
   }
 
   pyoco_context* ctx_;
+  std::shared_ptr<detail::CallEnd> call_;  // an async call's end; null for run()
 };
 
 // One input or output of a task, as the manifest describes it.
@@ -810,10 +863,13 @@ class Task {
 // How an async call ends (ABI 1.1): once, from any thread. Copies share the
 // call; only the first of ok/fail/cancelled counts (it returns true), later
 // ones are ignored (false), so a timer and a cancel may race to end it.
-// The context is gone once the call has ended.
+// The context is gone once the call has ended, but for start() and a
+// callback the host runs for the call (ctx.after, ctx.on_cancel): those may
+// go on building values (never the output any more) until they return.
 class Completion {
  public:
-  Completion(pyoco_context* ctx, pyoco_call* call) : state_(std::make_shared<State>(ctx, call)) {}
+  Completion(pyoco_context* ctx, pyoco_call* call)
+      : state_(std::make_shared<detail::CallEnd>(ctx, call)) {}
 
   // Ends the call with `output` (built in the call's arena: a Completion
   // enters it, so `done.ok(Value(42))` works on any thread via ok_with).
@@ -823,16 +879,16 @@ class Completion {
   bool ok_with(F&& make) const {
     // Claimed before building: a racing cancel must not seal the arena
     // while `make` still builds in it.
-    if (state_->ended.exchange(true)) return false;
+    if (!state_->claim()) return false;
     ContextScope scope(state_->ctx);
     Value v;
     try {
       v = make();
     } catch (const std::exception& e) {
-      complete(PYOCO_ERR_TASK, nullptr, e.what());
+      state_->complete(PYOCO_ERR_TASK, nullptr, e.what());
       return true;
     }
-    complete(PYOCO_OK, v.handle(), {});
+    state_->complete(PYOCO_OK, v.handle(), {});
     return true;
   }
   // Fails the attempt; it may be retried (`retries`).
@@ -849,24 +905,14 @@ class Completion {
   pyoco_context* context() const { return state_->ctx; }
 
  private:
-  struct State {
-    State(pyoco_context* c, pyoco_call* k) : ctx(c), call(k) {}
-    pyoco_context* ctx;
-    pyoco_call* call;
-    std::atomic<bool> ended{false};
-  };
+  friend pyoco_status detail::start_task(void*, pyoco_context*, const pyoco_value*, pyoco_call*);
   bool end(pyoco_status status, const pyoco_value* out, std::string_view message) const {
-    if (state_->ended.exchange(true)) return false;
-    complete(status, out, message);
+    if (!state_->claim()) return false;
+    state_->complete(status, out, message);
     return true;
   }
-  void complete(pyoco_status status, const pyoco_value* out, std::string_view message) const {
-    const pyoco_host_api& h = detail::host();
-    if (status != PYOCO_OK) h.context_set_error(state_->ctx, message.data(), message.size());
-    h.call_complete(state_->call, status, out);
-  }
   using ContextScope = detail::ContextScope;
-  std::shared_ptr<State> state_;
+  std::shared_ptr<detail::CallEnd> state_;
 };
 
 // A task that waits without holding a host thread (ABI 1.1): `start`
@@ -1038,7 +1084,7 @@ inline pyoco_status start_task(void* instance, pyoco_context* ctx, const pyoco_v
   ContextScope scope(ctx);
   Completion done(ctx, call);
   try {
-    Context context(ctx);
+    Context context(ctx, done.state_);  // its callbacks' exceptions end this call
     Inputs in(inputs);
     static_cast<AsyncTask*>(instance)->start(context, in, done);
   } catch (const PermanentError& e) {

@@ -100,16 +100,23 @@ struct Call {
   CallDone done;                // an async call's result goes here (call_complete)
   std::uint64_t call_slot = 0;  // the async call's handle (see host_functions.cpp)
   core::ArenaPtr arena;         // made when the call first builds a value: see values()
+  core::ArenaPtr late;          // values built after the call ended: see values()
   std::string error;
   std::uint32_t abi_minor = 0;        // of the task's plugin: what the host may answer
   std::string last_artifact_path;     // backs the name (or path, or reason) handed to the plugin
   std::vector<core::Value> borrowed;  // scratch values handed out, alive for the call
 
   // The arena the call's values are built in; most calls of small tasks
-  // build none, so it is made on first use.
+  // build none, so it is made on first use. Once the call has ended its
+  // arena is sealed (its output is being read elsewhere), but the rest of
+  // start() and a callback the host runs for the call (a timer, a cancel
+  // callback) may still build values until they return: those go to an
+  // arena of their own, alive as long as this Call, never into the output.
   core::Arena& values() {
     if (!arena) arena = core::Arena::create();
-    return *arena;
+    if (!arena->sealed()) return *arena;
+    if (!late) late = core::Arena::create();
+    return *late;
   }
 };
 
