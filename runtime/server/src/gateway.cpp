@@ -1230,8 +1230,11 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
                           return dashboard_response(file);
                         });
   }
-  router->add(http::verb::get, "/stats", kScopeRunsRead,
-              [g](const Request&, const PathParams&, const Caller& c) { return g->stats(c); });
+  // GET /stats, /runs and /workers answer from memory while NATS is away
+  // (X-Pyoco-Stale), to keys verified before too (AuthOptions::stale_reads_for).
+  router->add_from_memory(
+      http::verb::get, "/stats", kScopeRunsRead,
+      [g](const Request&, const PathParams&, const Caller& c) { return g->stats(c); });
   router->add_stream(http::verb::get, "/events", kScopeRunsRead,
                      [g](const Request& r, const PathParams&, const Caller& c, EventStream& out) {
                        g->events(r, c, out);
@@ -1239,8 +1242,9 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
   router->add(
       http::verb::post, "/runs", kScopeRunsWrite,
       [g](const Request& r, const PathParams&, const Caller& c) { return g->submit(r, c); });
-  router->add(http::verb::get, "/runs", kScopeRunsRead,
-              [g](const Request& r, const PathParams&, const Caller& c) { return g->list(r, c); });
+  router->add_from_memory(
+      http::verb::get, "/runs", kScopeRunsRead,
+      [g](const Request& r, const PathParams&, const Caller& c) { return g->list(r, c); });
   router->add(
       http::verb::post, "/runs/yaml", kScopeRunsWrite,
       [g](const Request& r, const PathParams&, const Caller& c) { return g->submit_yaml(r, c); });
@@ -1263,7 +1267,7 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
                      [g](const Request& r, const PathParams& p, const Caller& c, EventStream& out) {
                        g->watch(r, p.at("id"), c, out);
                      });
-  router->add(
+  router->add_from_memory(
       http::verb::get, "/workers", kScopeRunsRead,
       [g](const Request& r, const PathParams&, const Caller& c) { return g->workers(r, c); });
   router->add_large(
@@ -1285,9 +1289,10 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
                 return g->patch_worker(r, p.at("id"), c);
               });
   if (auth) {
-    router->guard([auth](const Request& r, const std::string& address, unsigned scope) {
-      return auth->authenticate(r, address, scope);
-    });
+    router->guard(
+        [auth](const Request& r, const std::string& address, unsigned scope, bool from_memory) {
+          return auth->authenticate(r, address, scope, from_memory);
+        });
     router->recheck(
         [auth](const Caller& c) { return c.key_id.empty() || auth->still_valid(c.key_id); });
   }
