@@ -16,12 +16,15 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <future>
 #include <thread>
 
 #include "gateway_process.hpp"
 #include "nats_server.hpp"
+#include "ports.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -92,6 +95,20 @@ bool eventually(F done, std::chrono::milliseconds within = 20s) {
     std::this_thread::sleep_for(20ms);
   }
   return true;
+}
+
+// `request` as written, on a connection of its own; what came back until
+// the gateway closed it (the request says Connection: close).
+std::string raw_exchange(int port, const std::string& request) {
+  const int fd = connect_loopback(port);
+  BOOST_REQUIRE(fd >= 0);
+  BOOST_REQUIRE(::write(fd, request.data(), request.size()) ==
+                static_cast<ssize_t>(request.size()));
+  std::string answer;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;) answer.append(buffer, n);
+  ::close(fd);
+  return answer;
 }
 
 std::string run_id_of(const server::ClientResponse& r) {
@@ -477,6 +494,10 @@ BOOST_AUTO_TEST_CASE(failed_keys_from_an_address_are_rate_limited) {
   const auto locked = g.call(http::verb::get, "/runs", fresh.text);
   BOOST_TEST(locked.status == 429u);
   BOOST_TEST(locked.body.find("try again in") != std::string::npos, locked.body);
+  // The wait in a header too (RFC 9110 10.2.3), the seconds the text says.
+  BOOST_TEST(!locked.retry_after.empty());
+  BOOST_TEST(locked.body.find("try again in " + locked.retry_after + " s") != std::string::npos,
+             locked.retry_after << " " << locked.body);
   BOOST_TEST(g.call(http::verb::get, "/runs", "pyoco_" + known.id + ".guessing0000000009").status ==
              429u);
   // ...but a key verified before goes on working: a flood of wrong keys from
@@ -489,19 +510,24 @@ BOOST_AUTO_TEST_CASE(failed_keys_from_an_address_are_rate_limited) {
 }
 
 // The cache is trusted only while the watch on the keys is current: with
-// NATS away a request is 503, never a yes from memory; a deleted record is
-// a key that is gone.
+// NATS away a route that must reach NATS is 503, never a yes from memory;
+// a deleted record is a key that is gone.
 BOOST_AUTO_TEST_CASE(no_stale_yes_when_nats_is_away_or_a_key_is_deleted) {
   NatsServer nats;
   Gateway g(nats);
-  const Key k = create_key(nats, "a", "runs:read");
-  BOOST_REQUIRE(g.call(http::verb::get, "/runs", k.text).status == 200u);
+  const Key k = create_key(nats, "a", "runs:read,runs:write");
+  const std::string id =
+      run_id_of(g.call(http::verb::post, "/runs", k.text, R"({"flow_name":"hello"})"));
+  BOOST_REQUIRE(g.call(http::verb::get, "/runs/" + id, k.text).status == 200u);
   nats.kill9();
   BOOST_TEST(
-      eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 503; }, 5s));
+      eventually([&] { return g.call(http::verb::get, "/runs/" + id, k.text).status == 503; }, 5s));
+  const auto down = g.call(http::verb::post, "/runs", k.text, R"({"flow_name":"hello"})");
+  BOOST_TEST(down.status == 503u, down.body);
+  BOOST_TEST(down.body.find("\"nats_unavailable\"") != std::string::npos, down.body);
   nats.start();
-  BOOST_TEST(
-      eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 200; }, 20s));
+  BOOST_TEST(eventually(
+      [&] { return g.call(http::verb::get, "/runs/" + id, k.text).status == 200; }, 20s));
 
   // An operator deletes the record outright (not a revoke).
   kvStore* kv = nullptr;
@@ -510,6 +536,105 @@ BOOST_AUTO_TEST_CASE(no_stale_yes_when_nats_is_away_or_a_key_is_deleted) {
   kvStore_Destroy(kv);
   BOOST_TEST(
       eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 403; }, 1s));
+}
+
+// docs/cluster.md: while NATS is away GET /runs, /stats and /workers answer
+// from what the gateway holds (X-Pyoco-Stale). With keys on they do so for
+// a key this gateway verified before, for AuthOptions::stale_reads_for
+// after its watch on the keys was last current; a key it never verified
+// is 503 nats_unavailable (it cannot be checked), as is every other route.
+BOOST_AUTO_TEST_CASE(with_nats_away_keys_verified_here_still_read_what_the_gateway_holds) {
+  NatsServer nats;
+  Gateway g(nats, server::AuthOptions{.max_failures = 1000000, .stale_reads_for = 8s});
+  const Key k = create_key(nats, "a", "runs:read,runs:write");
+  const Key unseen = create_key(nats, "a", "runs:read");
+  const std::string id =
+      run_id_of(g.call(http::verb::post, "/runs", k.text, R"({"flow_name":"hello"})"));
+  BOOST_REQUIRE(eventually(
+      [&] { return g.call(http::verb::get, "/runs", k.text).body.find(id) != std::string::npos; }));
+  nats.kill9();
+  // Once the gateway no longer trusts its watch on the keys (within a
+  // quarter second), a wrong secret cannot be checked: 503, not 403.
+  const std::string wrong = "pyoco_" + k.id + ".notTheSecretOfThisKey0";
+  BOOST_REQUIRE(
+      eventually([&] { return g.call(http::verb::get, "/runs", wrong).status == 503; }, 5s));
+  for (const char* held : {"/runs", "/stats", "/workers"}) {
+    const auto r = g.call(http::verb::get, held, k.text);
+    BOOST_TEST(r.status == 200u, held << ": " << r.body);
+    BOOST_TEST(r.stale.find("NATS is away") != std::string::npos, held);
+    if (std::string(held) == "/runs") BOOST_TEST(r.body.find(id) != std::string::npos, r.body);
+  }
+  // A key never verified here cannot be checked: 503, not a refused key.
+  for (const char* held : {"/runs", "/stats", "/workers"}) {
+    const auto never = g.call(http::verb::get, held, unseen.text);
+    BOOST_TEST(never.status == 503u, held << ": " << never.body);
+    BOOST_TEST(never.body.find("\"nats_unavailable\"") != std::string::npos, never.body);
+  }
+  // Nor a route that needs NATS.
+  BOOST_TEST(g.call(http::verb::get, "/runs/" + id, k.text).status == 503u);
+  // Past stale_reads_for the verified key is 503 too: a revoke it could
+  // not learn of is bounded.
+  BOOST_TEST(
+      eventually([&] { return g.call(http::verb::get, "/runs", k.text).status == 503; }, 10s));
+  nats.start();
+  BOOST_TEST(
+      eventually([&] { return g.call(http::verb::get, "/runs", unseen.text).status == 200; }, 20s));
+}
+
+// A key check that failed because NATS could not be asked is not a
+// refused key: a short outage, with a client retrying, used to lock its
+// address out for the whole window (429 for ~60 s to keys never tried).
+BOOST_AUTO_TEST_CASE(a_nats_outage_does_not_count_as_refused_keys) {
+  NatsServer nats;
+  // The default limit (20, over the 16 checks a gateway's handler threads
+  // can have in flight at once), and a window longer than the test.
+  Gateway g(nats, server::AuthOptions{.failure_window = 120s});
+  const Key used = create_key(nats, "a", "runs:read");
+  const Key later = create_key(nats, "a", "runs:read");
+  const std::string run =
+      run_id_of(g.call(http::verb::post, "/runs", create_key(nats, "a", "runs:write").text,
+                       R"({"flow_name":"hello"})"));
+  BOOST_REQUIRE(g.call(http::verb::get, "/runs/" + run, used.text).status == 200u);
+  nats.kill9();
+  BOOST_REQUIRE(eventually(
+      [&] { return g.call(http::verb::get, "/runs/" + run, used.text).status == 503; }, 5s));
+  std::vector<std::future<server::ClientResponse>> answers;
+  for (int i = 0; i < 25; ++i) {
+    answers.push_back(std::async(std::launch::async, [&] {
+      return g.call(http::verb::get, "/runs/" + run, i % 2 == 0 ? used.text : later.text);
+    }));
+  }
+  for (auto& a : answers) {
+    const server::ClientResponse r = a.get();
+    BOOST_TEST(r.status == 503u, r.status << " " << r.body);
+    BOOST_TEST(r.body.find("\"nats_unavailable\"") != std::string::npos, r.body);
+  }
+  nats.start();
+  BOOST_TEST(eventually(
+      [&] { return g.call(http::verb::get, "/runs/" + run, used.text).status == 200; }, 20s));
+  // A key this gateway never verified is checked, not refused for the outage.
+  const Key fresh = create_key(nats, "a", "runs:read");
+  const auto r = g.call(http::verb::get, "/runs", fresh.text);
+  BOOST_TEST(r.status == 200u, r.status << " " << r.body);
+}
+
+// Two keys in one request: which one was meant is not the gateway's guess.
+BOOST_AUTO_TEST_CASE(a_key_header_sent_twice_is_refused) {
+  NatsServer nats;
+  Gateway g(nats);
+  const Key k = create_key(nats, "a", "runs:read");
+  for (const char* header : {"X-API-Key", "Authorization"}) {
+    const std::string value = std::string(header) == "X-API-Key" ? k.text : "Bearer " + k.text;
+    const std::string request = "GET /runs HTTP/1.1\r\nHost: x\r\n" + std::string(header) + ": " +
+                                value + "\r\n" + header + ": " + value +
+                                "\r\nConnection: close\r\n\r\n";
+    const std::string answer = raw_exchange(g.http->port(), request);
+    BOOST_TEST(answer.rfind("HTTP/1.1 400", 0) == 0u, answer);
+    BOOST_TEST(answer.find(std::string("the header ") + header + " is sent more than once") !=
+                   std::string::npos,
+               answer);
+  }
+  BOOST_TEST(g.call(http::verb::get, "/runs", k.text).status == 200u);
 }
 
 BOOST_AUTO_TEST_CASE(a_key_bound_to_tags_submits_there_and_sees_those_workers_only) {

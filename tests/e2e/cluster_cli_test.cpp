@@ -261,6 +261,49 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
 // An error's detail quotes what the client sent: bytes that are not UTF-8
 // are shown as \xNN (they went raw into the JSON, which was then not
 // JSON), and a NUL no longer cuts the detail short.
+// What a parse into a value cannot tell afterwards, refused as the body is
+// read: an integer past 64 bits (it was stored rounded, 1.2345678901234568e+29,
+// where `pyoco client submit --param` refuses it) and a key sent twice in
+// one object (the last one ran, where another reader may take the first).
+BOOST_AUTO_TEST_CASE(oversized_integers_and_repeated_keys_in_a_body_are_refused) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  auto refused = [&](const std::string& body, const std::string& detail) {
+    const auto r = s.call(http::verb::post, "/runs", body);
+    BOOST_TEST(r.status == 422u, body << ": " << r.status << " " << r.body);
+    BOOST_TEST(r.body.find("\"invalid_request\"") != std::string::npos, r.body);
+    BOOST_TEST(json::parse(r.body).at("detail").as_string() == detail, r.body);
+  };
+  refused(R"({"flow_name": "hello", "params": {"x": 123456789012345678901234567890}})",
+          "params.x: 123456789012345678901234567890: too large for a 64-bit integer; quote it "
+          "to keep it as text");
+  refused(R"({"flow_name": "hello", "params": {"x": {"y": [1, -9223372036854775809]}}})",
+          "params.x.y.1: -9223372036854775809: too large for a 64-bit integer; quote it to keep "
+          "it as text");
+  // Past int64, within uint64: read exactly, but a run's values are int64.
+  refused(R"({"flow_name": "hello", "params": {"n": 18446744073709551615}})",
+          "params.n: 18446744073709551615: too large for a 64-bit integer; quote it to keep it "
+          "as text");
+  refused(R"({"flow_name": "hello", "flow_name": "mid"})",
+          "flow_name: the key is sent twice in one object; send each key once");
+  refused(R"({"flow_name": "hello", "params": {"a": 1, "b": [{"c": 1, "c": 2}]}})",
+          "params.b.0.c: the key is sent twice in one object; send each key once");
+  // Escapes are read first: "\u0061" is the key a.
+  refused(R"({"flow_name": "hello", "params": {"a": 1, "\u0061": 2}})",
+          "params.a: the key is sent twice in one object; send each key once");
+  refused(R"({"hidden": true, "hidden": false})",
+          "hidden: the key is sent twice in one object; send each key once");
+  // What is fine stays fine: the edges of int64, doubles as written, the
+  // same key in two objects.
+  const auto fine = s.call(
+      http::verb::post, "/runs",
+      R"({"flow_name": "hello", "params": {"max": 9223372036854775807, "min": -9223372036854775808, "big": 1e300, "x": 1.5, "a": {"k": 1}, "b": {"k": 1}}})");
+  BOOST_TEST(fine.status == 200u, fine.body);
+  const std::string id(json::parse(fine.body).at("run_id").as_string());
+  const auto record = s.call(http::verb::get, "/runs/" + id);
+  BOOST_TEST(record.body.find("9223372036854775807") != std::string::npos, record.body);
+}
+
 BOOST_AUTO_TEST_CASE(error_details_are_valid_json_whatever_the_request_holds) {
   NatsServer nats;
   Server s({"--nats", nats.url()});

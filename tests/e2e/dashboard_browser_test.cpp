@@ -253,4 +253,15 @@ BOOST_AUTO_TEST_CASE(with_keys_on_nothing_shows_without_a_key) {
   BOOST_TEST(b.run("return sessionStorage.getItem('pyoco.api_key');").as_string() == key);
   BOOST_TEST(std::string(b.run("return location.href;").as_string()).find(key) ==
              std::string::npos);
+
+  // A run's page opened without a key (a link from elsewhere) asks for one
+  // and says so: it said "Not found." of a run that exists.
+  b.run("sessionStorage.clear(); return true;");
+  b.go(c.gateway->url + "/#/runs/" + id);
+  BOOST_TEST_REQUIRE(b.until([&] { return b.count("#view p.error") == 1; }),
+                     "the run's page said nothing");
+  BOOST_TEST(b.text("#view p.error").find("This needs an API key") != std::string::npos,
+             b.text("#view p.error"));
+  BOOST_TEST(b.text("#view").find("Not found.") == std::string::npos, b.text("#view"));
+  BOOST_TEST(b.count("#key-dialog[open]") == 1u);
 }

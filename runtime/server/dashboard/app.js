@@ -98,7 +98,8 @@
 
   // Server-sent events read with fetch (EventSource cannot send a header):
   // `onEvent(type, data, id)`; resumes after the last id it saw when the
-  // stream ends or breaks, until `signal` aborts.
+  // stream ends or breaks, until `signal` aborts. Resolves to the ApiError
+  // of a refusal (401, 403) that ended it, else to null.
   async function follow(path, onEvent, signal, onLive) {
     let lastId = '';
     let delay = 500;
@@ -109,8 +110,10 @@
         if (lastId) h['Last-Event-ID'] = lastId;
         const res = await fetch(path, {headers: h, signal});
         if (res.status === 401 || res.status === 403) {
-          askForKey(res.status, null);
-          return;
+          let body = null;
+          try { body = await res.json(); } catch (_) { body = null; }
+          askForKey(res.status, body);
+          return new ApiError(res.status, body);
         }
         if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
         if (onLive) onLive(true);
@@ -149,16 +152,17 @@
         // The server ended it: after a run's end that is all; otherwise
         // (NATS away, a gateway restarting) it is taken up again below.
         if (onLive) onLive(false);
-        if (ended) return;
+        if (ended) return null;
       } catch (e) {
-        if (signal.aborted) return;
+        if (signal.aborted) return null;
         if (onLive) onLive(false);
         // Broken right after the run's end: nothing is left to follow.
-        if (ended) return;
+        if (ended) return null;
       }
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 10000);
     }
+    return null;
   }
 
   // ---- the key ------------------------------------------------------------
@@ -253,9 +257,13 @@
     else runsView(view, r.params, viewAbort.signal);
   }
 
+  // A refused key (401, 403) is not a missing page: the key dialog is up,
+  // and the view says why there is nothing to show.
   function problem(view, e) {
-    view.append(el('p', {class: 'error', role: 'alert'},
-                   e.status === 404 ? 'Not found.' : `Could not load: ${e.message}`));
+    const text = e.status === 401 ? 'This needs an API key: enter one (🔑 key) to see it.'
+               : e.status === 403 ? `Your API key was refused: ${e.message} (🔑 key changes it).`
+               : e.status === 404 ? 'Not found.' : `Could not load: ${e.message}`;
+    view.append(el('p', {class: 'error', role: 'alert', id: 'view-problem'}, text));
   }
 
   // Runs: filters, a page, live rows.
@@ -557,8 +565,8 @@
     log.addEventListener('scroll', () => {
       log.dataset.follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 4 ? 'yes' : 'no';
     });
-    follow(`/runs/${encodeURIComponent(id)}/watch`, onEvent, signal).then(() => {
-      if (!signal.aborted && !record) problem(view, new ApiError(404, null));
+    follow(`/runs/${encodeURIComponent(id)}/watch`, onEvent, signal).then((refused) => {
+      if (!signal.aborted && !record) problem(view, refused || new ApiError(404, null));
     });
   }
 

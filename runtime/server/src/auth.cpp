@@ -33,7 +33,16 @@ namespace {
 using Digest = std::array<unsigned char, 32>;
 
 // The key as the request carries it: X-API-Key, else Authorization: Bearer.
+// Either header sent twice is refused (400): which of two keys a proxy or a
+// client meant is not the gateway's to guess.
 std::string_view presented_key(const Request& req) {
+  for (const char* name : {"X-API-Key", "Authorization"}) {
+    if (req.count(name) > 1) {
+      throw HttpError{400, "bad_request",
+                      std::string("the header ") + name +
+                          " is sent more than once: send one API key, in one header"};
+    }
+  }
   if (auto it = req.find("X-API-Key"); it != req.end()) return it->value();
   if (auto it = req.find(http::field::authorization); it != req.end()) {
     const std::string_view v = it->value();
@@ -73,6 +82,10 @@ struct KeyAuthenticator::Impl {
   // The cache is trusted only while the watch is known to be current:
   // caught up since its last (re)start, on a connection that stayed up.
   std::atomic<bool> fresh{false};
+  // When the watch was last known current (steady clock ticks): keys
+  // verified here are admitted to routes that answer from memory for
+  // options.stale_reads_for after it, while NATS is away.
+  std::atomic<std::chrono::steady_clock::rep> current_at{0};
   std::atomic<bool> stopping{false};
   std::thread watcher;
 
@@ -134,12 +147,14 @@ struct KeyAuthenticator::Impl {
       }
       while (!stopping) {
         if (!connected()) break;
+        if (fresh) current_at = std::chrono::steady_clock::now().time_since_epoch().count();
         kvEntry* e = nullptr;
         const natsStatus s = kvWatcher_Next(&e, w, 250);
         if (s == NATS_TIMEOUT) continue;
         if (s != NATS_OK) break;
         if (e == nullptr) {  // the initial values are all there
           fresh = true;
+          current_at = std::chrono::steady_clock::now().time_since_epoch().count();
           continue;
         }
         apply(e);
@@ -186,14 +201,16 @@ struct KeyAuthenticator::Impl {
 
   // The key as the bucket has it now: for a key the watch has not told of
   // yet (made a moment ago), and for every key while the watch is not
-  // current. NATS away: 503, never a stale yes.
-  std::optional<Entry> read(const std::string& key_id, bool authoritative) const {
+  // current. NATS away: 503, never a stale yes, and not a refused key: the
+  // attempt counted for `address` is taken back.
+  std::optional<Entry> read(const std::string& key_id, bool authoritative,
+                            const std::string& address) const {
     std::optional<cluster::ApiKeyRecord> r;
     try {
       r = store.get(key_id);
     } catch (const cluster::NatsError& e) {
-      throw HttpError{503, "nats_unavailable",
-                      std::string("cannot check the API key: ") + e.what()};
+      limiter.succeeded(address);
+      throw nats_unavailable(e.what());
     }
     if (authoritative) {
       learn(key_id, r);
@@ -214,7 +231,36 @@ struct KeyAuthenticator::Impl {
     throw HttpError{403, "forbidden", detail};
   }
 
-  Caller authenticate(const Request& req, const std::string& address, unsigned scope) const {
+  static HttpError nats_unavailable(const std::string& why) {
+    return HttpError{503, "nats_unavailable",
+                     "cannot check the API key: " + why + " (retry when NATS is back)"};
+  }
+
+  // A key verified here, while NATS is away, for a route that answers
+  // from memory: admitted without NATS for options.stale_reads_for after
+  // the watch was last current. No revoke can reach the gateway meanwhile,
+  // but what such a route shows stands still since then too.
+  std::optional<Caller> admitted_while_away(const cluster::PresentedKey& key,
+                                            const Digest& presented, unsigned scope) const {
+    if (options.stale_reads_for.count() <= 0 || fresh || connected()) return std::nullopt;
+    const auto since = std::chrono::steady_clock::duration(current_at.load());
+    if (since.count() == 0 ||
+        std::chrono::steady_clock::now().time_since_epoch() - since > options.stale_reads_for) {
+      return std::nullopt;
+    }
+    std::shared_lock lock(mutex);
+    auto it = keys.find(key.key_id);
+    if (it == keys.end() || it->second.gone) return std::nullopt;
+    const Entry& e = it->second;
+    if (!e.verified || CRYPTO_memcmp(e.verified->data(), presented.data(), presented.size()) != 0 ||
+        e.record.revoked() || e.record.expired(cluster::epoch_now())) {
+      return std::nullopt;
+    }
+    return admitted(e.record, scope);
+  }
+
+  Caller authenticate(const Request& req, const std::string& address, unsigned scope,
+                      bool from_memory) const {
     const std::string_view text = presented_key(req);
     if (text.empty()) {
       throw HttpError{401, "unauthorized",
@@ -236,6 +282,9 @@ struct KeyAuthenticator::Impl {
         }
       }
     }
+    if (key && from_memory) {
+      if (auto caller = admitted_while_away(*key, presented, scope)) return *caller;
+    }
     // Anything else may fail, and is counted as if it will before it costs
     // anything (a KDF, a read of NATS); a success is taken back.
     limiter.attempt(address);
@@ -248,7 +297,7 @@ struct KeyAuthenticator::Impl {
         entry = it->second;
       }
     }
-    if (!entry) entry = read(key->key_id, !fresh);
+    if (!entry) entry = read(key->key_id, !fresh, address);
     if (!entry) refuse(address, "the API key is not known");
 
     const cluster::ApiKeyRecord& r = entry->record;
@@ -414,6 +463,9 @@ std::optional<AuthOptions> auth_options_from_env() {
     o.failure_window = std::chrono::milliseconds(
         static_cast<long>(seconds_from("PYOCO_AUTH_FAILURE_WINDOW_SEC", w, 86400) * 1000));
   }
+  if (const std::string s = env("PYOCO_AUTH_STALE_READS_SEC"); !s.empty()) {
+    o.stale_reads_for = std::chrono::seconds(whole_from("PYOCO_AUTH_STALE_READS_SEC", s, 0, 86400));
+  }
   return o;
 }
 
@@ -429,8 +481,8 @@ bool KeyAuthenticator::still_valid(const std::string& key_id) const {
 }
 
 Caller KeyAuthenticator::authenticate(const Request& request, const std::string& address,
-                                      unsigned scope) const {
-  return impl_->authenticate(request, address, scope);
+                                      unsigned scope, bool from_memory) const {
+  return impl_->authenticate(request, address, scope, from_memory);
 }
 
 }  // namespace pyoco::server

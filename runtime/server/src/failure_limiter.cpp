@@ -49,9 +49,11 @@ void FailureLimiter::attempt(const std::string& address) {
   if (it->second.count >= max_) {
     const auto left =
         std::chrono::duration_cast<std::chrono::seconds>(window_ - (now - it->second.start));
+    const auto wait = static_cast<unsigned>(left.count() + 1);
     throw HttpError{429, "too_many_failures",
                     "too many refused API keys from " + address + "; try again in " +
-                        std::to_string(left.count() + 1) + " s"};
+                        std::to_string(wait) + " s",
+                    wait};
   }
   ++it->second.count;
 }

@@ -15,7 +15,8 @@ class FailureLimiter {
   FailureLimiter(int max_failures, std::chrono::milliseconds window, std::size_t capacity = 10000);
 
   // One attempt that may fail, counted before it is made (a KDF in flight
-  // counts too). Throws HttpError 429 when the address is over the limit.
+  // counts too). Throws HttpError 429 when the address is over the limit,
+  // with the seconds left of its window as retry_after.
   void attempt(const std::string& address);
   // The attempt succeeded: it no longer counts.
   void succeeded(const std::string& address);

@@ -59,6 +59,12 @@ Response error_response(unsigned status, const std::string& error, const std::st
   return json_response(status, json::object{{"error", error}, {"detail", shown_detail}});
 }
 
+Response error_response(const HttpError& e) {
+  Response r = error_response(e.status, e.error, e.detail);
+  if (e.retry_after != 0) r.set(http::field::retry_after, std::to_string(e.retry_after));
+  return r;
+}
+
 // A path or method as the client sent it, fit to show back: at most 200
 // bytes, and a byte that is not printable ASCII as %XX.
 std::string shown(std::string_view text) {
@@ -83,6 +89,13 @@ void Router::add(http::verb method, std::string pattern, unsigned scope, Handler
   routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}});
 }
 
+void Router::add_from_memory(http::verb method, std::string pattern, unsigned scope,
+                             Handler handler) {
+  Route r{method, std::move(pattern), scope, std::move(handler), {}};
+  r.from_memory = true;
+  routes_.push_back(std::move(r));
+}
+
 void Router::add_large(http::verb method, std::string pattern, unsigned scope,
                        std::size_t body_limit, Handler handler) {
   routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}, body_limit});
@@ -104,7 +117,7 @@ Caller Router::admit(const Route& route, const Request& request, const std::stri
     return everyone;
   }
   if (route.scope == kPublic) return Caller{};
-  return guard_(request, address, route.scope);
+  return guard_(request, address, route.scope, route.from_memory);
 }
 
 namespace {
@@ -213,7 +226,7 @@ Response Router::answer(const Request& request, const std::string& address, std:
       res.keep_alive(request.keep_alive());
       return res;
     } catch (const HttpError& e) {
-      Response res = error_response(e.status, e.error, e.detail);
+      Response res = error_response(e);
       res.keep_alive(request.keep_alive());
       return res;
     } catch (const std::exception& e) {
@@ -461,7 +474,7 @@ struct HttpServer::Impl {
           self->large_body = self->server->reserve_large_body(bytes);
           if (!self->large_body) refused = self->server->too_many_large_bodies();
         } catch (const HttpError& e) {
-          refused = std::make_shared<Response>(error_response(e.status, e.error, e.detail));
+          refused = std::make_shared<Response>(error_response(e));
         }
         asio::post(self->stream.get_executor(), [self, refused] {
           if (refused) {
@@ -664,7 +677,7 @@ struct HttpServer::Impl {
             out.start();
           } catch (const HttpError& e) {
             if (!out.started) {
-              Response res = error_response(e.status, e.error, e.detail);
+              Response res = error_response(e);
               res.keep_alive(false);
               beast::error_code ec;
               http::write(self->stream, res, ec);

@@ -38,7 +38,11 @@ struct HttpError {
   unsigned status;
   std::string error;
   std::string detail;
+  unsigned retry_after = 0;  // seconds: sent as Retry-After when not 0 (a 429, a 503)
 };
+
+// The response for `e`, its Retry-After included.
+Response error_response(const HttpError& e);
 
 // A Server-Sent Events response a stream handler writes as it goes.
 class EventStream {
@@ -80,6 +84,10 @@ struct Route {
   StreamHandler stream;        // set instead of `handler` for an SSE route
   std::size_t body_limit = 0;  // more than the server's: its caller is admitted before the body
   bool at_once = false;        // answered on the I/O thread (add_at_once)
+  // Answered from what the gateway holds while NATS is away (with
+  // X-Pyoco-Stale): the guard may admit a key it verified before without
+  // asking NATS (add_from_memory).
+  bool from_memory = false;
 };
 
 class Router {
@@ -87,6 +95,10 @@ class Router {
   // Every route names its scope: the table is the one place that says what
   // is protected, and a test walks all of it.
   void add(boost::beast::http::verb method, std::string pattern, unsigned scope, Handler handler);
+  // A read-only route whose handler answers from the gateway's memory when
+  // NATS is away (GET /runs, /stats, /workers): its guard is told so.
+  void add_from_memory(boost::beast::http::verb method, std::string pattern, unsigned scope,
+                       Handler handler);
   // A route whose bodies may be up to `body_limit` bytes (over the
   // server's limit): the guard admits its caller on the request's headers,
   // before the body is read.
@@ -107,7 +119,9 @@ class Router {
   // Decides who calls a route of `scope` (not kPublic) from `address`:
   // returns the caller or throws the HttpError to answer. Without a guard
   // everyone may call every route and sees every tenant's runs.
-  using Guard = std::function<Caller(const Request&, const std::string& address, unsigned scope)>;
+  // `from_memory`: the route answers from memory while NATS is away.
+  using Guard = std::function<Caller(const Request&, const std::string& address, unsigned scope,
+                                     bool from_memory)>;
   void guard(Guard guard) { guard_ = std::move(guard); }
   // Whether a caller the guard admitted may still be served (its key not
   // revoked or expired since): an open event stream asks every few
