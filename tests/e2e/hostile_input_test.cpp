@@ -8,11 +8,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -47,6 +49,19 @@ void copy_std_plugin(const fs::path& dir) {
   fs::create_directories(dir / "std");
   fs::copy_file(from / "plugin.toml", dir / "std" / "plugin.toml");
   fs::copy_file(from / "libpyoco_std.so", dir / "std" / "libpyoco_std.so");
+}
+
+// Reads and writes little-endian fields of an ELF64 file held in memory.
+std::uint64_t get_le(const std::string& b, std::size_t at, int width) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < width; ++i)
+    v |= std::uint64_t(static_cast<unsigned char>(b[at + i])) << 8 * i;
+  return v;
+}
+
+std::string read_all(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 const char* kEchoFlow =
@@ -420,6 +435,84 @@ BOOST_AUTO_TEST_CASE(each_hostile_input_gets_one_clear_message_and_no_hang) {
       BOOST_TEST(seconds < 10.0);
     }
   }
+}
+
+// A library whose program header says a segment has more bytes in the file
+// than in memory (one byte of p_filesz changed, as a bit flip or a bad copy
+// would): the loader mapped file bytes over memory it did not own, the run
+// completed, and pyoco died afterwards of SIGSEGV in a lazy symbol lookup
+// of another thread. It is refused before it is mapped, in one line that
+// names it, as lint's PL033 (docs/plugins.md "Where pyoco finds plugins").
+BOOST_AUTO_TEST_CASE(a_damaged_program_header_is_refused_before_the_library_is_mapped) {
+  TempDir dir;
+  copy_std_plugin(dir.path() / "plugins");
+  write(dir.path() / "f.yaml", kEchoFlow);
+  const fs::path lib = dir.path() / "plugins" / "std" / "libpyoco_std.so";
+  std::string b = read_all(lib);
+  const std::size_t phoff = get_le(b, 32, 8), third = phoff + 2 * 56;
+  BOOST_TEST_REQUIRE(get_le(b, third, 4) == 1u, "the third program header is PT_LOAD");
+  b[third + 32 + 2] = char(0x85);  // p_filesz: 0x85xxxx, past p_memsz
+  BOOST_TEST_REQUIRE(get_le(b, third + 8, 8) + get_le(b, third + 32, 8) <= b.size(),
+                     "the damaged segment still ends inside the file");
+  std::ofstream(lib, std::ios::binary | std::ios::trunc) << b;
+
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.timeout = std::chrono::seconds(30);
+  const ProcessResult run = run_pyoco({"run", "f.yaml", "--plugin-path", "plugins"}, o);
+  BOOST_TEST(run.signal == 0, "died of signal " << run.signal << ": " << run.err);
+  BOOST_TEST(run.exit_code == 2, run.out << run.err);
+  const std::string line =
+      "cannot load libpyoco_std.so: it is truncated or corrupt: its program header 3 of " +
+      std::to_string(get_le(b, 56, 2)) + " is damaged: its loadable segment's file size (";
+  BOOST_TEST(run.err.find(line) != std::string::npos, run.err);
+  BOOST_TEST(std::count(run.err.begin(), run.err.end(), '\n') == 1, run.err);
+  BOOST_TEST(run.out.find("pyoco start") == std::string::npos, run.out);
+
+  const ProcessResult lint = run_pyoco({"plugins", "lint", "plugins/std"}, o);
+  BOOST_TEST(lint.exit_code == 1, lint.out << lint.err);
+  BOOST_TEST(
+      lint.out.find("PL033 libpyoco_std.so: truncated or corrupt: its program header 3 of") !=
+          std::string::npos,
+      lint.out);
+}
+
+// Any one byte of the ELF header and the program headers, changed to any
+// value (a fixed seed): pyoco run refuses the library, or loads and runs
+// it, and never dies of a signal.
+BOOST_AUTO_TEST_CASE(one_damaged_byte_in_a_library_s_elf_headers_never_kills_pyoco_run) {
+  TempDir dir;
+  copy_std_plugin(dir.path() / "plugins");
+  write(dir.path() / "f.yaml", kEchoFlow);
+  const fs::path lib = dir.path() / "plugins" / "std" / "libpyoco_std.so";
+  const std::string whole = read_all(lib);
+  const std::size_t end = get_le(whole, 32, 8) + get_le(whole, 56, 2) * 56;
+  std::mt19937 random(20251201);
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.timeout = std::chrono::seconds(30);
+  int refused = 0, ran = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 200; ++i) {
+    std::string b = whole;
+    const std::size_t at = std::uniform_int_distribution<std::size_t>(0, end - 1)(random);
+    char value = char(std::uniform_int_distribution<int>(0, 255)(random));
+    if (value == b[at]) value = char(~value);
+    b[at] = value;
+    std::ofstream(lib, std::ios::binary | std::ios::trunc) << b;
+    const ProcessResult r = run_pyoco({"run", "f.yaml", "--plugin-path", "plugins"}, o);
+    BOOST_TEST_CONTEXT("byte " << at << " set to " << int(static_cast<unsigned char>(value))) {
+      BOOST_TEST(!r.timed_out);
+      BOOST_TEST(r.signal == 0, "died of signal " << r.signal << ": " << r.err);
+      BOOST_TEST((r.exit_code >= 0 && r.exit_code <= 2), r.exit_code << ": " << r.out << r.err);
+    }
+    (r.exit_code == 0 ? ran : refused) += 1;
+  }
+  BOOST_TEST_MESSAGE(
+      ran << " ran, " << refused << " refused in "
+          << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+          << " s");
+  BOOST_TEST(refused > 0);
 }
 
 // A repeatable option takes one value per occurrence (issue 12): it used to
