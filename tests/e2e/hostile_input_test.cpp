@@ -515,6 +515,52 @@ BOOST_AUTO_TEST_CASE(one_damaged_byte_in_a_library_s_elf_headers_never_kills_pyo
   BOOST_TEST(refused > 0);
 }
 
+// A manifest's text (summary, description, a task's summary) reaches the
+// terminal escaped in `plugins list --verbose` and `plugins info`, as in
+// `pyoco tasks` and lint: raw, it cleared the screen, set the window title
+// and forged a trace line. The JSON outputs keep it exact.
+BOOST_AUTO_TEST_CASE(a_manifest_s_control_characters_never_reach_the_terminal) {
+  TempDir dir;
+  copy_std_plugin(dir.path() / "plugins");
+  const fs::path toml = dir.path() / "plugins" / "std" / "plugin.toml";
+  std::string text = read_all(toml);
+  const std::string summary = R"(ok\u001b[2J\u001b[31mRED\nERROR pyoco end flow=x status=FAILED)";
+  const std::size_t s = text.find("summary = \"");
+  BOOST_TEST_REQUIRE(s != std::string::npos);
+  text.replace(s, text.find('\n', s) - s, "summary = \"" + summary + "\"");
+  const std::size_t d = text.find("description = \"\"\"");
+  BOOST_TEST_REQUIRE(d != std::string::npos);
+  text.replace(d, text.find("\"\"\"\n", d + 20) + 4 - d,
+               "description = \"d\\u001b]0;pwned-title\\u0007\\nline two\"\n");
+  const std::size_t t = text.find("summary = \"", text.find("[[tasks]]"));
+  text.insert(t + 11, R"(\u001b[31m)");
+  std::ofstream(toml, std::ios::binary | std::ios::trunc) << text;
+
+  ProcessOptions o;
+  o.cwd = dir.path();
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"plugins", "list", "--verbose", "--plugin-path", "plugins"},
+        std::vector<std::string>{"plugins", "info", "plugins/std"},
+        std::vector<std::string>{"plugins", "info", "std", "--plugin-path", "plugins"}}) {
+    BOOST_TEST_CONTEXT(args[1]) {
+      const ProcessResult r = run_pyoco(args, o);
+      BOOST_TEST(r.exit_code == 0, r.out << r.err);
+      BOOST_TEST(r.out.find('\x1b') == std::string::npos, r.out);
+      BOOST_TEST(r.out.find('\x07') == std::string::npos, r.out);
+      BOOST_TEST(r.out.find("\nERROR pyoco end") == std::string::npos, r.out);
+      BOOST_TEST(r.out.find(R"(ok\x1b[2J\x1b[31mRED\nERROR pyoco end flow=x)") != std::string::npos,
+                 r.out);
+    }
+  }
+  const ProcessResult info = run_pyoco({"plugins", "info", "plugins/std"}, o);
+  BOOST_TEST(info.out.find("d\\x1b]0;pwned-title\\x07\nline two\n") != std::string::npos, info.out);
+  const ProcessResult json = run_pyoco({"plugins", "info", "plugins/std", "--json"}, o);
+  const auto v = boost::json::parse(json.out);
+  BOOST_TEST(std::string(v.at("summary").as_string()) ==
+             "ok\x1b[2J\x1b[31mRED\nERROR pyoco end flow=x status=FAILED");
+  BOOST_TEST(std::string(v.at("description").as_string()) == "d\x1b]0;pwned-title\x07\nline two");
+}
+
 // A repeatable option takes one value per occurrence (issue 12): it used to
 // swallow the positionals after it ("flow is required", lint of everything).
 BOOST_AUTO_TEST_CASE(each_repeatable_option_takes_one_value) {
