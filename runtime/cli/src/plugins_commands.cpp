@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -270,7 +271,7 @@ int lint(const LintCliOptions& o) {
   plugins::LintOptions options;
   options.probe_command = {boost::dll::program_location().string(), "plugins", "__probe",
                            "--parent", std::to_string(getpid())};
-  options.timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_sec * 1000));
+  options.timeout = std::chrono::milliseconds(std::llround(o.timeout_sec * 1000));
 
   std::vector<plugins::PluginLint> results;
   for (fs::path& dir : dirs) {
@@ -521,9 +522,10 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
   lint_cmd->add_flag("--strict", lint_opts->strict, "Fail on warnings too");
   lint_cmd
       ->add_option("--timeout", lint_opts->timeout_sec,
-                   "Seconds a library may take to load before it is a finding (PL026)")
+                   "Seconds a library may take to load before it is a finding (PL026); 0.1 to "
+                   "3600")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(seconds_between(0.1, 3600));
   lint_cmd->footer(
       "\nExit codes: 0 clean, 1 errors (with --strict, warnings too), 2 usage.\n"
       "Every rule, with its fix, is listed in docs/plugins.md.");
