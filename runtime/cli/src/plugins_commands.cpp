@@ -523,9 +523,9 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
   lint_cmd
       ->add_option("--timeout", lint_opts->timeout_sec,
                    "Seconds a library may take to load before it is a finding (PL026); 0.1 to "
-                   "3600")
+                   "86400 (a day)")
       ->capture_default_str()
-      ->check(seconds_between(0.1, 3600));
+      ->check(seconds_between(0.1, 86400));
   lint_cmd->footer(
       "\nExit codes: 0 clean, 1 errors (with --strict, warnings too), 2 usage.\n"
       "Every rule, with its fix, is listed in docs/plugins.md.");
