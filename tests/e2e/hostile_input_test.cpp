@@ -8,11 +8,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -47,6 +49,19 @@ void copy_std_plugin(const fs::path& dir) {
   fs::create_directories(dir / "std");
   fs::copy_file(from / "plugin.toml", dir / "std" / "plugin.toml");
   fs::copy_file(from / "libpyoco_std.so", dir / "std" / "libpyoco_std.so");
+}
+
+// Reads and writes little-endian fields of an ELF64 file held in memory.
+std::uint64_t get_le(const std::string& b, std::size_t at, int width) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < width; ++i)
+    v |= std::uint64_t(static_cast<unsigned char>(b[at + i])) << 8 * i;
+  return v;
+}
+
+std::string read_all(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 const char* kEchoFlow =
@@ -348,6 +363,69 @@ const std::vector<Case>& cases() {
        {"run", "f.yaml", "--params-file", "params.json"},
        2,
        "params.json: is a FIFO, not a regular file"},
+      // docs/cli.md: numbers in options are checked, not wrapped
+      {"plugins lint --timeout 1e16",
+       [](const fs::path&) {},
+       {"plugins", "lint", "std", "--timeout", "1e16"},
+       2,
+       "--timeout: must be between 0.1 and 86400 seconds"},
+      // docs/cli.md: numbers in options are checked, not wrapped
+      {"plugins lint --timeout nan",
+       [](const fs::path&) {},
+       {"plugins", "lint", "std", "--timeout", "nan"},
+       2,
+       "--timeout: must be between 0.1 and 86400 seconds"},
+      // docs/cli.md: numbers in options are checked, not wrapped
+      {"plugins lint --timeout inf",
+       [](const fs::path&) {},
+       {"plugins", "lint", "std", "--timeout", "inf"},
+       2,
+       "--timeout: must be between 0.1 and 86400 seconds"},
+      // docs/cli.md: numbers in options are checked, not wrapped
+      {"plugins lint --timeout 1e10",
+       [](const fs::path&) {},
+       {"plugins", "lint", "std", "--timeout", "1e10"},
+       2,
+       "--timeout: must be between 0.1 and 86400 seconds"},
+      // docs/cli.md: numbers in options are checked, not wrapped
+      {"plugins lint --timeout 1e-9",
+       [](const fs::path&) {},
+       {"plugins", "lint", "std", "--timeout", "1e-9"},
+       2,
+       "--timeout: must be between 0.1 and 86400 seconds"},
+      // docs/cli.md: numbers in options are checked, not wrapped
+      {"plugins lint --timeout 0",
+       [](const fs::path&) {},
+       {"plugins", "lint", "std", "--timeout", "0"},
+       2,
+       "--timeout: must be between 0.1 and 86400 seconds"},
+      // docs/cli.md: numbers in options are checked, not wrapped
+      {"plugins lint --timeout -1",
+       [](const fs::path&) {},
+       {"plugins", "lint", "std", "--timeout", "-1"},
+       2,
+       "--timeout: must be between 0.1 and 86400 seconds"},
+      // docs/cli.md: numbers in options are checked, not wrapped
+      {"plugins lint --timeout 10x",
+       [](const fs::path&) {},
+       {"plugins", "lint", "std", "--timeout", "10x"},
+       2,
+       "--timeout: must be between 0.1 and 86400 seconds"},
+      {"worker --drain-timeout nan",
+       [](const fs::path&) {},
+       {"worker", "--drain-timeout", "nan"},
+       2,
+       "--drain-timeout: must be between 0 and 3600 seconds"},
+      {"worker --progress-interval inf",
+       [](const fs::path&) {},
+       {"worker", "--progress-interval", "inf"},
+       2,
+       "--progress-interval: must be between 0.05 and 600 seconds"},
+      {"worker --plugin-sync-interval 1e300",
+       [](const fs::path&) {},
+       {"worker", "--plugin-sync-interval", "1e300"},
+       2,
+       "--plugin-sync-interval: must be between 0.05 and 3600 seconds"},
       // The engine saw infinity where the history recorded null.
       {"a param too large for a double",
        [](const fs::path& d) { write(d / "f.yaml", kEchoFlow); },
@@ -420,6 +498,130 @@ BOOST_AUTO_TEST_CASE(each_hostile_input_gets_one_clear_message_and_no_hang) {
       BOOST_TEST(seconds < 10.0);
     }
   }
+}
+
+// A library whose program header says a segment has more bytes in the file
+// than in memory (one byte of p_filesz changed, as a bit flip or a bad copy
+// would): the loader mapped file bytes over memory it did not own, the run
+// completed, and pyoco died afterwards of SIGSEGV in a lazy symbol lookup
+// of another thread. It is refused before it is mapped, in one line that
+// names it, as lint's PL033 (docs/plugins.md "Where pyoco finds plugins").
+BOOST_AUTO_TEST_CASE(a_damaged_program_header_is_refused_before_the_library_is_mapped) {
+  TempDir dir;
+  copy_std_plugin(dir.path() / "plugins");
+  write(dir.path() / "f.yaml", kEchoFlow);
+  const fs::path lib = dir.path() / "plugins" / "std" / "libpyoco_std.so";
+  std::string b = read_all(lib);
+  const std::size_t phoff = get_le(b, 32, 8), third = phoff + 2 * 56;
+  BOOST_TEST_REQUIRE(get_le(b, third, 4) == 1u, "the third program header is PT_LOAD");
+  b[third + 32 + 2] = char(0x85);  // p_filesz: 0x85xxxx, past p_memsz
+  BOOST_TEST_REQUIRE(get_le(b, third + 8, 8) + get_le(b, third + 32, 8) <= b.size(),
+                     "the damaged segment still ends inside the file");
+  std::ofstream(lib, std::ios::binary | std::ios::trunc) << b;
+
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.timeout = std::chrono::seconds(30);
+  const ProcessResult run = run_pyoco({"run", "f.yaml", "--plugin-path", "plugins"}, o);
+  BOOST_TEST(run.signal == 0, "died of signal " << run.signal << ": " << run.err);
+  BOOST_TEST(run.exit_code == 2, run.out << run.err);
+  const std::string line =
+      "cannot load libpyoco_std.so: it is truncated or corrupt: its program header 3 of " +
+      std::to_string(get_le(b, 56, 2)) + " is damaged: its loadable segment's file size (";
+  BOOST_TEST(run.err.find(line) != std::string::npos, run.err);
+  BOOST_TEST(std::count(run.err.begin(), run.err.end(), '\n') == 1, run.err);
+  BOOST_TEST(run.out.find("pyoco start") == std::string::npos, run.out);
+
+  const ProcessResult lint = run_pyoco({"plugins", "lint", "plugins/std"}, o);
+  BOOST_TEST(lint.exit_code == 1, lint.out << lint.err);
+  BOOST_TEST(
+      lint.out.find("PL033 libpyoco_std.so: truncated or corrupt: its program header 3 of") !=
+          std::string::npos,
+      lint.out);
+}
+
+// Any one byte of the ELF header and the program headers, changed to any
+// value (a fixed seed): pyoco run refuses the library, or loads and runs
+// it, and never dies of a signal.
+BOOST_AUTO_TEST_CASE(one_damaged_byte_in_a_library_s_elf_headers_never_kills_pyoco_run) {
+  TempDir dir;
+  copy_std_plugin(dir.path() / "plugins");
+  write(dir.path() / "f.yaml", kEchoFlow);
+  const fs::path lib = dir.path() / "plugins" / "std" / "libpyoco_std.so";
+  const std::string whole = read_all(lib);
+  const std::size_t end = get_le(whole, 32, 8) + get_le(whole, 56, 2) * 56;
+  std::mt19937 random(20251201);
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.timeout = std::chrono::seconds(30);
+  int refused = 0, ran = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 200; ++i) {
+    std::string b = whole;
+    const std::size_t at = std::uniform_int_distribution<std::size_t>(0, end - 1)(random);
+    char value = char(std::uniform_int_distribution<int>(0, 255)(random));
+    if (value == b[at]) value = char(~value);
+    b[at] = value;
+    std::ofstream(lib, std::ios::binary | std::ios::trunc) << b;
+    const ProcessResult r = run_pyoco({"run", "f.yaml", "--plugin-path", "plugins"}, o);
+    BOOST_TEST_CONTEXT("byte " << at << " set to " << int(static_cast<unsigned char>(value))) {
+      BOOST_TEST(!r.timed_out);
+      BOOST_TEST(r.signal == 0, "died of signal " << r.signal << ": " << r.err);
+      BOOST_TEST((r.exit_code >= 0 && r.exit_code <= 2), r.exit_code << ": " << r.out << r.err);
+    }
+    (r.exit_code == 0 ? ran : refused) += 1;
+  }
+  BOOST_TEST_MESSAGE(
+      ran << " ran, " << refused << " refused in "
+          << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+          << " s");
+  BOOST_TEST(refused > 0);
+}
+
+// A manifest's text (summary, description, a task's summary) reaches the
+// terminal escaped in `plugins list --verbose` and `plugins info`, as in
+// `pyoco tasks` and lint: raw, it cleared the screen, set the window title
+// and forged a trace line. The JSON outputs keep it exact.
+BOOST_AUTO_TEST_CASE(a_manifest_s_control_characters_never_reach_the_terminal) {
+  TempDir dir;
+  copy_std_plugin(dir.path() / "plugins");
+  const fs::path toml = dir.path() / "plugins" / "std" / "plugin.toml";
+  std::string text = read_all(toml);
+  const std::string summary = R"(ok\u001b[2J\u001b[31mRED\nERROR pyoco end flow=x status=FAILED)";
+  const std::size_t s = text.find("summary = \"");
+  BOOST_TEST_REQUIRE(s != std::string::npos);
+  text.replace(s, text.find('\n', s) - s, "summary = \"" + summary + "\"");
+  const std::size_t d = text.find("description = \"\"\"");
+  BOOST_TEST_REQUIRE(d != std::string::npos);
+  text.replace(d, text.find("\"\"\"\n", d + 20) + 4 - d,
+               "description = \"d\\u001b]0;pwned-title\\u0007\\nline two\"\n");
+  const std::size_t t = text.find("summary = \"", text.find("[[tasks]]"));
+  text.insert(t + 11, R"(\u001b[31m)");
+  std::ofstream(toml, std::ios::binary | std::ios::trunc) << text;
+
+  ProcessOptions o;
+  o.cwd = dir.path();
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"plugins", "list", "--verbose", "--plugin-path", "plugins"},
+        std::vector<std::string>{"plugins", "info", "plugins/std"},
+        std::vector<std::string>{"plugins", "info", "std", "--plugin-path", "plugins"}}) {
+    BOOST_TEST_CONTEXT(args[1]) {
+      const ProcessResult r = run_pyoco(args, o);
+      BOOST_TEST(r.exit_code == 0, r.out << r.err);
+      BOOST_TEST(r.out.find('\x1b') == std::string::npos, r.out);
+      BOOST_TEST(r.out.find('\x07') == std::string::npos, r.out);
+      BOOST_TEST(r.out.find("\nERROR pyoco end") == std::string::npos, r.out);
+      BOOST_TEST(r.out.find(R"(ok\x1b[2J\x1b[31mRED\nERROR pyoco end flow=x)") != std::string::npos,
+                 r.out);
+    }
+  }
+  const ProcessResult info = run_pyoco({"plugins", "info", "plugins/std"}, o);
+  BOOST_TEST(info.out.find("d\\x1b]0;pwned-title\\x07\nline two\n") != std::string::npos, info.out);
+  const ProcessResult json = run_pyoco({"plugins", "info", "plugins/std", "--json"}, o);
+  const auto v = boost::json::parse(json.out);
+  BOOST_TEST(std::string(v.at("summary").as_string()) ==
+             "ok\x1b[2J\x1b[31mRED\nERROR pyoco end flow=x status=FAILED");
+  BOOST_TEST(std::string(v.at("description").as_string()) == "d\x1b]0;pwned-title\x07\nline two");
 }
 
 // A repeatable option takes one value per occurrence (issue 12): it used to

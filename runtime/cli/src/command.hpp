@@ -4,8 +4,10 @@
 #include <CLI/CLI.hpp>
 
 #include <charconv>
+#include <cmath>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <string>
 
 namespace pyoco::cli {
@@ -28,22 +30,42 @@ inline CLI::Validator whole_number_in(unsigned long min, unsigned long max,
       "N in " + std::to_string(min) + ".." + std::to_string(max));
 }
 
-// An option's value must be a number of seconds, more than 0 and at most
-// `max`: CLI11 alone takes "-1" (a wait that gave up at once) and "1e300"
-// (a duration that overflows).
-inline CLI::Validator seconds_up_to(double max, const std::string& what = {}) {
+// The one check of an option given in seconds (a float): the whole text a
+// number, finite, and from `min` (or, with `above_min`, more than it) to
+// `max`. CLI11 alone takes "nan", "1e300" and "-1": durations that wrap
+// ("still loading after -9223372036854775808 ms") or give up at once.
+// Returns the problem, or "".
+inline std::string seconds_text(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+inline std::string check_seconds(const std::string& text, double min, double max, bool above_min,
+                                 const std::string& what) {
+  const auto number = seconds_text;
+  double s = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), s);
+  const bool low = above_min ? !(s > min) : !(s >= min);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(s) || low ||
+      !(s <= max)) {
+    return (above_min ? "expected seconds, more than " + number(min) + " and at most "
+                      : "must be between " + number(min) + " and ") +
+           number(max) + (above_min ? "" : " seconds") + (what.empty() ? "" : " (" + what + ")");
+  }
+  return {};
+}
+
+// Seconds from `min` to `max`, both included.
+inline CLI::Validator seconds_between(double min, double max, const std::string& what = {}) {
   return CLI::Validator(
-      [=](std::string& text) -> std::string {
-        double s = 0;
-        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), s);
-        if (ec != std::errc() || end != text.data() + text.size() || !(s > 0) || !(s <= max)) {
-          return "expected seconds, more than 0 and at most " +
-                 std::to_string(static_cast<long long>(max)) +
-                 (what.empty() ? "" : " (" + what + ")");
-        }
-        return {};
-      },
-      "SECONDS in (0, " + std::to_string(static_cast<long long>(max)) + "]");
+      [=](std::string& text) { return check_seconds(text, min, max, false, what); },
+      "SECONDS in [" + seconds_text(min) + ", " + seconds_text(max) + "]");
+}
+
+// Seconds more than 0 and at most `max`.
+inline CLI::Validator seconds_up_to(double max, const std::string& what = {}) {
+  return CLI::Validator([=](std::string& text) { return check_seconds(text, 0, max, true, what); },
+                        "SECONDS in (0, " + seconds_text(max) + "]");
 }
 
 // Maps each leaf subcommand to its action; filled while the app is built.

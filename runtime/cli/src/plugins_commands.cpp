@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +42,22 @@ namespace {
 std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
   std::string out;
   for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+using core::printable;
+
+// A manifest's text of several lines (a description), each line as
+// printable() writes it: its line breaks kept, its escapes not.
+std::string printable_lines(std::string_view text) {
+  std::string out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t nl = std::min(text.find('\n', start), text.size());
+    core::append_printable(out, text.substr(start, nl - start));
+    if (nl < text.size()) out += '\n';
+    start = nl + 1;
+  }
   return out;
 }
 
@@ -87,14 +104,17 @@ int list_plugins(const ListOptions& o) {
   for (const auto& p : catalog.plugins()) {
     if (p.shadowed_by) {
       std::cout << "\n"
-                << p.manifest.name << " at " << p.manifest.dir.string() << " is shadowed by "
-                << p.shadowed_by->string() << ", which comes first.";
+                << printable(p.manifest.name) << " at " << printable(p.manifest.dir.string())
+                << " is shadowed by " << printable(p.shadowed_by->string())
+                << ", which comes first.";
     }
   }
   if (o.verbose) {
     for (const auto& p : catalog.plugins()) {
-      std::cout << "\n" << p.manifest.name << " " << p.manifest.version;
-      if (!p.manifest.summary.empty()) std::cout << ": " << p.manifest.summary;
+      // What a manifest says reaches the terminal escaped (core::printable):
+      // a summary must not clear the screen or forge a line.
+      std::cout << "\n" << printable(p.manifest.name) << " " << printable(p.manifest.version);
+      if (!p.manifest.summary.empty()) std::cout << ": " << printable(p.manifest.summary);
       std::cout << '\n';
       Table tasks({"  TASK", "SUMMARY"});
       for (const auto& t : p.manifest.tasks) {
@@ -139,9 +159,9 @@ void print_ios(const char* title, const std::vector<plugins::IoSpec>& ios) {
   if (ios.empty()) return;
   std::cout << "    " << title << ":\n";
   for (const auto& io : ios) {
-    std::cout << "      " << io.name << ": " << (io.type.empty() ? "any" : io.type)
-              << (io.required ? ", required" : "")
-              << (io.description.empty() ? "" : " — " + io.description) << '\n';
+    std::cout << "      " << printable(io.name) << ": "
+              << (io.type.empty() ? "any" : printable(io.type)) << (io.required ? ", required" : "")
+              << (io.description.empty() ? "" : " — " + printable(io.description)) << '\n';
   }
 }
 
@@ -151,7 +171,7 @@ int plugin_info(const InfoOptions& o) {
   std::string error;
   const PluginEntry* p = resolve_plugin(catalog, o.name, by_path, error);
   if (p == nullptr) {
-    std::cerr << "pyoco plugins info: " << error << '\n';
+    std::cerr << "pyoco plugins info: " << printable_lines(error) << '\n';
     return kExitUsage;
   }
   if (o.json) {
@@ -159,9 +179,13 @@ int plugin_info(const InfoOptions& o) {
     return kExitOk;
   }
   const Manifest& m = p->manifest;
-  std::cout << m.name << " " << m.version << (m.summary.empty() ? "" : " — " + m.summary) << '\n';
+  // Everything the manifest says is escaped (core::printable), as in a
+  // table: a summary or a description must not steer the terminal.
+  std::cout << printable(m.name) << " " << printable(m.version)
+            << (m.summary.empty() ? "" : " — " + printable(m.summary)) << '\n';
   if (!m.description.empty())
-    std::cout << '\n' << m.description << (m.description.back() == '\n' ? "" : "\n");
+    std::cout << '\n'
+              << printable_lines(m.description) << (m.description.back() == '\n' ? "" : "\n");
   std::cout << '\n';
   Table facts({"", ""});
   auto fact = [&](const char* k, const std::string& v) {
@@ -184,10 +208,10 @@ int plugin_info(const InfoOptions& o) {
   std::cout << rows.str().substr(rows.str().find('\n') + 1);  // no header row
   std::cout << "\ntasks:\n";
   for (const auto& t : m.tasks) {
-    std::cout << "  " << m.name << "/" << t.name << (t.summary.empty() ? "" : "  " + t.summary)
-              << '\n';
-    if (!t.usage.empty()) std::cout << "    usage: " << t.usage << '\n';
-    if (!t.tags.empty()) std::cout << "    tags: " << join(t.tags) << '\n';
+    std::cout << "  " << printable(m.name) << "/" << printable(t.name)
+              << (t.summary.empty() ? "" : "  " + printable(t.summary)) << '\n';
+    if (!t.usage.empty()) std::cout << "    usage: " << printable(t.usage) << '\n';
+    if (!t.tags.empty()) std::cout << "    tags: " << printable(join(t.tags)) << '\n';
     print_ios("inputs", t.inputs);
     print_ios("outputs", t.outputs);
   }
@@ -248,7 +272,7 @@ int lint(const LintCliOptions& o) {
   plugins::LintOptions options;
   options.probe_command = {boost::dll::program_location().string(), "plugins", "__probe",
                            "--parent", std::to_string(getpid())};
-  options.timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_sec * 1000));
+  options.timeout = std::chrono::milliseconds(std::llround(o.timeout_sec * 1000));
 
   std::vector<plugins::PluginLint> results;
   for (fs::path& dir : dirs) {
@@ -279,14 +303,15 @@ int lint(const LintCliOptions& o) {
   }
 
   for (const auto& r : results) {
-    std::cout << (r.name.empty() ? "?" : r.name) << (r.version.empty() ? "" : " " + r.version)
-              << "  " << r.dir.string() << '\n';
+    std::cout << (r.name.empty() ? "?" : printable(r.name))
+              << (r.version.empty() ? "" : " " + printable(r.version)) << "  "
+              << printable(r.dir.string()) << '\n';
     if (r.findings.empty()) std::cout << "  ok\n";
     for (const auto& f : r.findings) {
       std::string where = f.file.filename().string();
       if (f.line > 0) where += ":" + std::to_string(f.line);
       std::cout << "  " << (f.severity == plugins::Severity::Error ? "error  " : "warning") << " "
-                << f.rule << " " << where << ": " << f.message << '\n'
+                << f.rule << " " << printable(where) << ": " << printable(f.message) << '\n'
                 << "                fix: " << plugins::lint_rule(f.rule).hint << '\n';
     }
   }
@@ -509,9 +534,10 @@ void add_plugins_commands(CLI::App* plugins, CommandTable& table) {
   lint_cmd->add_flag("--strict", lint_opts->strict, "Fail on warnings too");
   lint_cmd
       ->add_option("--timeout", lint_opts->timeout_sec,
-                   "Seconds a library may take to load before it is a finding (PL026)")
+                   "Seconds a library may take to load before it is a finding (PL026); 0.1 to "
+                   "86400 (a day)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(seconds_between(0.1, 86400));
   lint_cmd->footer(
       "\nExit codes: 0 clean, 1 errors (with --strict, warnings too), 2 usage.\n"
       "Every rule, with its fix, is listed in docs/plugins.md.");

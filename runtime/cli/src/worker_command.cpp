@@ -150,11 +150,12 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
                 "instead of running whatever tasks its sender chose");
   cmd->add_option("--drain-timeout", a->drain_timeout,
                   "On SIGTERM, seconds running runs may take to end before they are stopped "
-                  "here and handed back to another worker, not cancelled (default 30)");
+                  "here and handed back to another worker, not cancelled (default 30; 0 to 3600)")
+      ->check(seconds_between(0, 3600));
   cmd->add_option("--progress-interval", a->progress_interval,
                   "Seconds between a run's progress acks and record updates (default 5; well "
                   "under the consumer's 30 s AckWait)")
-      ->check(CLI::Range(0.05, 600.0));
+      ->check(seconds_between(0.05, 600));
   a->path.attach(cmd);
   cmd->add_option("--plugins-dir", a->plugins_dir,
                   "Where plugins taken from the cluster's repository are kept (default "
@@ -167,7 +168,7 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("--plugin-sync-interval", a->plugin_sync_interval,
                   "Most seconds between two looks at the plugin repository (default 30; a push "
                   "or yank is seen at once)")
-      ->check(CLI::Range(0.05, 3600.0));
+      ->check(seconds_between(0.05, 3600));
   cmd->add_flag("--no-plugin-sync", a->no_plugin_sync,
                 "Take no plugins from the cluster's repository: only --plugin-path and the "
                 "install's");

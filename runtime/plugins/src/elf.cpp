@@ -4,7 +4,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -107,9 +109,11 @@ LibraryFile inspect(int fd, std::uint64_t file_size) {
   const std::uint64_t shentsize = is64 ? f.get(58, 2) : f.get(46, 2);
   const std::uint64_t shnum = is64 ? f.get(60, 2) : f.get(48, 2);
 
+  // The loader reads entries of exactly its own size (glibc refuses others).
+  const std::uint64_t entry = is64 ? 56u : 32u;
   const std::uint64_t phsize = phentsize * phnum;
-  if (phnum == 0 || phentsize < (is64 ? 56u : 32u) || !inside(phoff, phsize, file_size)) {
-    out.problem = phnum == 0 || phentsize < (is64 ? 56u : 32u)
+  if (phnum == 0 || phentsize != entry || !inside(phoff, phsize, file_size)) {
+    out.problem = phnum == 0 || phentsize != entry
                       ? "is truncated or corrupt: its program header table is malformed"
                       : truncated("its program headers", phoff + phsize, file_size);
     return out;
@@ -120,15 +124,120 @@ LibraryFile inspect(int fd, std::uint64_t file_size) {
     return out;
   }
   const Fields pf(ph.data(), ph.size(), h[5] == 1);
+  struct Segment {
+    std::uint64_t index, type, offset, vaddr, filesz, memsz, align;
+  };
+  std::vector<Segment> segments;
   for (std::uint64_t i = 0; i < phnum; ++i) {
     const std::size_t at = static_cast<std::size_t>(i * phentsize);
     const std::uint64_t type = pf.get(at, 4);
-    if (type != 1 /* PT_LOAD */ && type != 2 /* PT_DYNAMIC */) continue;
-    const std::uint64_t offset = is64 ? pf.get(at + 8, 8) : pf.get(at + 4, 4);
-    const std::uint64_t filesz = is64 ? pf.get(at + 32, 8) : pf.get(at + 16, 4);
-    if (!inside(offset, filesz, file_size)) {
-      out.problem = truncated(std::string(type == 1 ? "a loadable segment" : "its dynamic section"),
-                              offset + filesz, file_size);
+    // What the loader maps or reads at load: PT_LOAD, PT_DYNAMIC, PT_TLS
+    // (its initial image is copied per thread), PT_GNU_EH_FRAME (read when
+    // an exception is thrown) and PT_GNU_RELRO (made read-only).
+    constexpr std::uint64_t kLoad = 1, kDynamic = 2, kTls = 7, kEhFrame = 0x6474e550,
+                            kRelro = 0x6474e552;
+    if (type != kLoad && type != kDynamic && type != kTls && type != kEhFrame && type != kRelro) {
+      continue;
+    }
+    Segment s{i + 1, type, 0, 0, 0, 0, 0};
+    s.offset = is64 ? pf.get(at + 8, 8) : pf.get(at + 4, 4);
+    s.vaddr = is64 ? pf.get(at + 16, 8) : pf.get(at + 8, 4);
+    s.filesz = is64 ? pf.get(at + 32, 8) : pf.get(at + 16, 4);
+    s.memsz = is64 ? pf.get(at + 40, 8) : pf.get(at + 20, 4);
+    s.align = is64 ? pf.get(at + 48, 8) : pf.get(at + 28, 4);
+    if ((type == kLoad || type == kDynamic) && !inside(s.offset, s.filesz, file_size)) {
+      out.problem =
+          truncated(std::string(type == kLoad ? "a loadable segment" : "its dynamic section"),
+                    s.offset + s.filesz, file_size);
+      return out;
+    }
+    segments.push_back(s);
+  }
+  // What the ELF specification requires of the segments the loader maps: a
+  // library that breaks it is mapped over memory it does not own, and the
+  // process dies later, far from the load (issue: a one-byte p_filesz).
+  auto damaged = [&](const Segment& s, const std::string& why) {
+    return "is truncated or corrupt: its program header " + std::to_string(s.index) + " of " +
+           std::to_string(phnum) + " is damaged: " + why + " (rebuild or reinstall the plugin)";
+  };
+  auto hex = [](std::uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
+  const std::uint64_t address_limit = is64 ? ~std::uint64_t{0} : 0xffffffffu;
+  const Segment* previous = nullptr;
+  for (const Segment& s : segments) {
+    if (s.memsz > address_limit - s.vaddr) {
+      out.problem = damaged(s, "its segment ends past the end of the address space");
+      return out;
+    }
+    if (s.type != 1) continue;
+    if (s.filesz > s.memsz) {
+      out.problem = damaged(s, "its loadable segment's file size (" + std::to_string(s.filesz) +
+                                   " bytes) is larger than its memory size (" +
+                                   std::to_string(s.memsz) + " bytes)");
+      return out;
+    }
+    if ((s.align & (s.align - 1)) != 0) {
+      out.problem =
+          damaged(s, "its loadable segment's alignment " + hex(s.align) + " is not a power of two");
+      return out;
+    }
+    if (s.align > 1 && s.offset % s.align != s.vaddr % s.align) {
+      out.problem =
+          damaged(s, "its loadable segment's file offset " + hex(s.offset) + " and address " +
+                         hex(s.vaddr) + " differ modulo its alignment " + hex(s.align));
+      return out;
+    }
+    if (previous != nullptr && s.vaddr < previous->vaddr + previous->memsz) {
+      out.problem = damaged(s, "its loadable segment at address " + hex(s.vaddr) +
+                                   (s.vaddr < previous->vaddr ? " comes before" : " overlaps") +
+                                   " the one of program header " + std::to_string(previous->index) +
+                                   " (" + hex(previous->vaddr) + " to " +
+                                   hex(previous->vaddr + previous->memsz) + ")");
+      return out;
+    }
+    previous = &s;
+  }
+  if (previous == nullptr) {
+    out.problem = "is truncated or corrupt: it has no loadable segment";
+    return out;
+  }
+  // The other regions lie in the memory of one loadable segment (to its
+  // end rounded up to a page: linkers may round PT_GNU_RELRO so).
+  auto region = [](const Segment& s) {
+    switch (s.type) {
+      case 2:
+        return "dynamic section";
+      case 7:
+        return "thread-local storage";
+      case 0x6474e550:
+        return "exception frame index";
+      default:
+        return "read-only-after-relocation region";
+    }
+  };
+  for (const Segment& s : segments) {
+    if (s.type == 1) continue;
+    if (s.type == 7 && s.filesz > s.memsz) {
+      out.problem = damaged(
+          s, std::string("its ") + region(s) + "'s initial image (" + std::to_string(s.filesz) +
+                 " bytes) is larger than its memory size (" + std::to_string(s.memsz) + " bytes)");
+      return out;
+    }
+    const bool loaded = std::any_of(segments.begin(), segments.end(), [&](const Segment& l) {
+      if (l.type != 1) return false;
+      const std::uint64_t page = std::max<std::uint64_t>(l.align, 4096);
+      const std::uint64_t end = l.vaddr + l.memsz;
+      const std::uint64_t rounded =
+          end > address_limit - (page - 1) ? address_limit : (end + page - 1) & ~(page - 1);
+      return s.vaddr >= l.vaddr && s.vaddr <= rounded && s.memsz <= rounded - s.vaddr;
+    });
+    if (!loaded) {
+      out.problem =
+          damaged(s, std::string("its ") + region(s) + " at address " + hex(s.vaddr) + " (" +
+                         std::to_string(s.memsz) + " bytes) lies in no loadable segment");
       return out;
     }
   }
@@ -136,6 +245,47 @@ LibraryFile inspect(int fd, std::uint64_t file_size) {
   // file loses them first, as they come last.
   if (shnum != 0 && !inside(shoff, shentsize * shnum, file_size)) {
     out.problem = truncated("its section headers", shoff + shentsize * shnum, file_size);
+    return out;
+  }
+  if (shnum == 0 || shentsize != (is64 ? 64u : 40u)) return out;
+  // The sections the linker placed in memory must lie in the segments that
+  // map them: a program header whose type was damaged drops its segment
+  // (PT_TLS: the library's thread-locals are then never set up, and the
+  // process dies when a task touches one, after loading).
+  std::vector<unsigned char> sh(static_cast<std::size_t>(shentsize * shnum));
+  if (!read_at(fd, sh.data(), sh.size(), shoff)) {
+    out.problem = "is truncated or corrupt: its section headers cannot be read";
+    return out;
+  }
+  const Fields sf(sh.data(), sh.size(), h[5] == 1);
+  for (std::uint64_t i = 1; i < shnum; ++i) {
+    const std::size_t at = static_cast<std::size_t>(i * shentsize);
+    const std::uint64_t type = sf.get(at + 4, 4);
+    const std::uint64_t flags = is64 ? sf.get(at + 8, 8) : sf.get(at + 8, 4);
+    const std::uint64_t addr = is64 ? sf.get(at + 16, 8) : sf.get(at + 12, 4);
+    const std::uint64_t offset = is64 ? sf.get(at + 24, 8) : sf.get(at + 16, 4);
+    const std::uint64_t size = is64 ? sf.get(at + 32, 8) : sf.get(at + 20, 4);
+    constexpr std::uint64_t kAlloc = 0x2, kThreadLocal = 0x400, kNoBits = 8;
+    if ((flags & kAlloc) == 0 || size == 0) continue;
+    const bool tls = (flags & kThreadLocal) != 0;
+    // Its bytes come from the file (all but .bss and .tbss): from where the
+    // section header says, and none of them past the segment's file size
+    // (the loader zeroes what lies past it).
+    const bool from_file = type != kNoBits;
+    const bool mapped = std::any_of(segments.begin(), segments.end(), [&](const Segment& l) {
+      if (l.type != (tls ? 7u : 1u)) return false;
+      const std::uint64_t span = from_file ? l.filesz : l.memsz;
+      return addr >= l.vaddr && size <= span && addr - l.vaddr <= span - size &&
+             (!from_file || offset - l.offset == addr - l.vaddr);
+    });
+    if (!mapped) {
+      out.problem = "is truncated or corrupt: its section " + std::to_string(i) + " (" +
+                    std::to_string(size) + " bytes at address " + hex(addr) + ") lies in no " +
+                    (tls ? "thread-local" : "loadable") + " segment" +
+                    (from_file ? " that maps it from the file" : "") +
+                    ": a program header is damaged (rebuild or reinstall the plugin)";
+      return out;
+    }
   }
   return out;
 }
