@@ -429,6 +429,32 @@ BOOST_AUTO_TEST_CASE(a_command_dies_with_a_pyoco_killed_by_sigkill) {
   for (int pid : pids) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
 }
 
+// What the command started goes too: its whole process group. Before, only
+// the shell was killed (PR_SET_PDEATHSIG on it alone), and its children
+// (here two sleeps, one in a subshell) lived on under PID 1, beside the
+// run's next attempt in a cluster.
+BOOST_AUTO_TEST_CASE(a_command_s_children_die_with_a_pyoco_killed_by_sigkill) {
+  for (const char* jobs : {"1", "2"}) {
+    std::ofstream(dir.path() / "tree.yaml")
+        << "flow: {name: tree, graph: hold}\ntasks:\n  hold: {use: \"std/shell\", inputs: "
+           "{command: \"sleep 300 & (sleep 301; true) & wait\"}}\n";
+    ChildProcess p({pyoco_exe().string(), "run", (dir.path() / "tree.yaml").string(), "--non-cute",
+                    "--jobs", jobs},
+                   {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}},
+                   dir.path());
+    BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold"), p.out() << p.err());
+    // The shell, its two sleeps and the subshell (and the guard between
+    // pyoco and the shell).
+    std::vector<int> pids;
+    BOOST_TEST_REQUIRE(eventually([&] { return (pids = descendants_of(p.pid())).size() >= 4; }),
+                       jobs);
+    p.send_signal(SIGKILL);
+    BOOST_TEST(p.wait() == 128 + SIGKILL);
+    for (int pid : pids)
+      BOOST_TEST(eventually([&] { return process_gone(pid); }), jobs << ": " << pid);
+  }
+}
+
 // ---- with every worker busy (ARCHITECTURE.md §4a) ----------------------------
 
 const std::string kBusyPath = (fixture_dir() / "busy").string();
