@@ -455,6 +455,29 @@ BOOST_AUTO_TEST_CASE(a_command_s_children_die_with_a_pyoco_killed_by_sigkill) {
   }
 }
 
+// The guard is a program beside libpyoco_std.so (pyoco-shell-guard). A std
+// plugin without it runs no command unguarded: its shell tasks fail, naming
+// the file and what to do.
+BOOST_AUTO_TEST_CASE(a_std_plugin_without_its_guard_fails_its_shell_tasks_saying_so) {
+  const fs::path from = binary_dir() / "lib/pyoco/plugins/std";
+  BOOST_TEST_REQUIRE(fs::is_regular_file(from / "pyoco-shell-guard"));
+  const fs::path std_dir = dir.path() / "plugins/std";
+  fs::create_directories(std_dir);
+  for (const char* file : {"plugin.toml", "libpyoco_std.so"}) {
+    fs::copy_file(from / file, std_dir / file);
+  }
+  std::ofstream(dir.path() / "sh.yaml")
+      << "flow: {name: sh, graph: say}\ntasks:\n  say: {use: \"std/shell\", inputs: "
+         "{command: \"echo ran > ran.txt\"}}\n";
+  const ProcessResult r = pyoco({"run", "sh.yaml", "--non-cute", "--plugin-path", "plugins"});
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  const std::string guard = fs::absolute(std_dir / "pyoco-shell-guard").string();
+  BOOST_TEST(r.out.find("std/shell runs every command behind its guard program, and " + guard +
+                        " is missing; reinstall pyoco") != std::string::npos,
+             r.out << r.err);
+  BOOST_TEST(!fs::exists(dir.path() / "ran.txt"));
+}
+
 // ---- with every worker busy (ARCHITECTURE.md §4a) ----------------------------
 
 const std::string kBusyPath = (fixture_dir() / "busy").string();

@@ -1,13 +1,11 @@
 // shell: runs a command, captures its exit code and output, and stops it
 // when the run is cancelled or the task's deadline passes. The command is
 // waited for on the plugin's reactor thread, not on a host worker.
+#include <dlfcn.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,13 +15,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
-#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <map>
 #include <memory>
 #include <string_view>
@@ -70,159 +66,106 @@ class Pipe {
 constexpr const char* kChdir = "chdir";
 constexpr const char* kExec = "exec";
 constexpr const char* kFork = "fork";
+constexpr const char* kGuard = "guard";
 
-// What the kernel sends the guard when the host dies (PR_SET_PDEATHSIG).
-// Anyone may send it too (a command's `kill -USR1 0` reaches its whole
-// group): the guard acts on it only when its parent has changed.
-constexpr int kHostGone = SIGUSR1;
+// The guard (src/shell_guard.c): the process between the host and each
+// command, and the leader of the command's process group. It kills the
+// group when the host dies (by any means, SIGKILL too: a worker or a
+// `pyoco run` killed so leaves nothing of the command running on, whose
+// effects would otherwise happen twice when the run is tried again
+// elsewhere), ends as the command did, and lets a cancel's SIGTERM reach
+// the command alone. A program of its own beside this library, exec'ed:
+// a fork of the host that never exec'ed held a copy-on-write snapshot of
+// the host's memory (a worker's whole heap) for the command's whole life.
+constexpr const char* kGuardName = "pyoco-shell-guard";
 
-// Closes descriptors `first` to `last`; close_range, or one by one up to
-// `limit` (the host's) on kernels before 5.9.
-void close_fds(long first, long last, int limit) {
-  if (first > last) return;
-  const auto to = static_cast<unsigned>(std::min<long>(last, ~0u));
-  if (syscall(SYS_close_range, static_cast<unsigned>(first), to, 0) == 0) return;
-  for (long fd = first; fd <= last && fd < limit; ++fd) ::close(static_cast<int>(fd));
+struct GuardProgram {
+  std::string path;
+  std::string error;  // why there is none: every shell task fails with it
+};
+
+// The guard beside this plugin's library, looked for once.
+const GuardProgram& guard_program() {
+  static const GuardProgram found = [] {
+    GuardProgram g;
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&register_shell_task), &info) == 0 ||
+        info.dli_fname == nullptr) {
+      g.error =
+          std::string("std/shell cannot tell where its library is (dladdr), so cannot find ") +
+          kGuardName + ", which it starts every command behind";
+      return g;
+    }
+    std::error_code ec;
+    const std::filesystem::path library = std::filesystem::absolute(info.dli_fname, ec);
+    g.path = ((ec ? std::filesystem::path(info.dli_fname) : library).parent_path() / kGuardName)
+                 .string();
+    struct stat st {};
+    std::string wrong;
+    if (stat(g.path.c_str(), &st) != 0) {
+      wrong = errno == ENOENT ? "is missing"
+                              : std::string("cannot be looked at (") + std::strerror(errno) + ")";
+    } else if (!S_ISREG(st.st_mode)) {
+      wrong = "is not a file";
+    } else if (access(g.path.c_str(), X_OK) != 0) {
+      wrong = "is not executable";
+    }
+    if (!wrong.empty()) {
+      g.error = std::string("std/shell runs every command behind its guard program, and ") +
+                g.path + " " + wrong +
+                "; reinstall pyoco (or the std plugin: pyoco-shell-guard belongs beside "
+                "libpyoco_std.so)";
+    }
+    return g;
+  }();
+  return found;
 }
 
-// Closes every descriptor but the two in `keep`.
-void close_all_but(std::array<int, 2> keep, int limit) {
-  if (keep[0] > keep[1]) std::swap(keep[0], keep[1]);
-  close_fds(0, keep[0] - 1L, limit);
-  close_fds(keep[0] + 1L, keep[1] - 1L, limit);
-  close_fds(keep[1] + 1L, std::numeric_limits<long>::max(), limit);
-}
-
-// The guard: the process a command's task starts, between the host and the
-// command, and the leader of the command's process group. It makes only
-// system calls (it is a fork of a multithreaded host, without exec).
-// - The host dies, by any means (SIGKILL too): the kernel sends the guard
-//   kHostGone (PR_SET_PDEATHSIG), and the guard kills the whole group. A
-//   PR_SET_PDEATHSIG on the command alone killed `sh` and left what it
-//   started (its pipeline, `sleep 30`, a python loop) running on, beside
-//   attempt 2 of the run in a cluster.
-// - The command ends: the guard waits until nothing holds the command's
-//   stdout and stderr any more (a background job of the command may still
-//   write to them, and the task still waits for it: it is guarded as long),
-//   then ends as the command did: the same exit code, or killed by the same
-//   signal (without a core dump of its own).
-// - A cancel's SIGTERM to the group: the guard blocks every signal (it
-//   never takes one but kHostGone and SIGCHLD, through a signalfd), so the
-//   command has its grace and its own end is relayed. SIGKILL ends all.
-// `watch` are the host's read ends of the command's stdout and stderr; the
-// guard closes every other descriptor it inherited (another command's pipe,
-// held here, would not see its end).
-[[noreturn]] void guard(pid_t host, pid_t command, std::array<int, 2> watch, int limit) {
-  close_all_but(watch, limit);
-  sigset_t wanted;
-  sigemptyset(&wanted);
-  sigaddset(&wanted, SIGCHLD);
-  sigaddset(&wanted, kHostGone);
-  const int signals = signalfd(-1, &wanted, SFD_CLOEXEC);
-  if (signals < 0) {
-    kill(0, SIGKILL);  // cannot watch the host: nothing runs unguarded
-    _exit(127);
-  }
-  pollfd polled[3] = {{signals, POLLIN, 0}, {watch[0], 0, 0}, {watch[1], 0, 0}};
-  int status = 0;
-  bool ended = false;
-  for (;;) {
-    if (getppid() != host) {
-      kill(0, SIGKILL);  // the group, the guard with it
-      _exit(128 + SIGKILL);
-    }
-    if (!ended) {
-      const pid_t got = waitpid(command, &status, WNOHANG);
-      if (got < 0 && errno == ECHILD) _exit(127);  // cannot be: SIGCHLD is not ignored here
-      ended = got == command;
-    }
-    if (ended && polled[1].fd < 0 && polled[2].fd < 0) break;
-    if (poll(polled, 3, -1) < 0) continue;  // EINTR; no handler runs here
-    if ((polled[0].revents & POLLIN) != 0) {
-      signalfd_siginfo info[8];
-      [[maybe_unused]] const ssize_t n = read(signals, info, sizeof info);  // drained
-    }
-    // With no events asked, poll reports a pipe's read end only when every
-    // write end is closed (POLLHUP), however much is still unread in it.
-    for (int i = 1; i < 3; ++i) {
-      if (polled[i].revents != 0) polled[i].fd = -1;
-    }
-  }
-  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-  const int sig = WTERMSIG(status);
-  prctl(PR_SET_DUMPABLE, 0);  // no core of the guard's own, beside (or over) the command's
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigaction(sig, &dfl, nullptr);
-  sigset_t one;
-  sigemptyset(&one);
-  sigaddset(&one, sig);
-  sigprocmask(SIG_UNBLOCK, &one, nullptr);
-  kill(getpid(), sig);
-  _exit(128 + sig);  // a signal whose default is not to end the process
-}
-
-// Starts `args` (a PATH search for a bare name) with `env`, in `cwd` when
-// given, its stdin, stdout and stderr on the pipes' ends, behind a guard
-// (above): the guard leads the command's process group (a cancel signals
-// the whole group), ends as the command does, and kills the group when the
-// host dies (a worker or a `pyoco run` killed with SIGKILL leaves nothing of
-// the command running on, whose effects would otherwise happen twice when
-// the run is tried again elsewhere). posix_spawn cannot do that, so this
-// forks (then vforks); the processes make only system calls before exec. Closes the
-// command's ends of the pipes here. The guard's pid (the group's id), or -1
-// with `failed` (an errno) and `what` (kChdir, kExec or kFork).
-pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const std::string& cwd,
-            Pipe& in, Pipe& out, Pipe& err, int& failed, const char*& what) {
-  Pipe report;  // the command's errno when exec fails; closed by a successful exec
-  const pid_t parent = getpid();
-  const std::array<int, 3> fds = {in.read_end(), out.write_end(), err.write_end()};
-  const std::array<int, 2> watch = {out.read_end(), err.read_end()};
-  rlimit files{};
-  const int limit = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < (1u << 20)
-                        ? static_cast<int>(files.rlim_cur)
-                        : 1 << 20;
-  // No signal is handled between fork and exec: the child would run the
+// Starts `args` (a PATH search for a bare name, in `env`'s PATH) with
+// `env`, in `cwd` when given, its stdin, stdout and stderr on the pipes'
+// ends, behind the guard program `guard` (above), which it execs as
+//   pyoco-shell-guard <host-pid> <cwd, or empty> -- <args...>
+// with `env`, every signal blocked, in a new process group, and fds 0-2 the
+// command's, 3 the report pipe, 4 and 5 the host's read ends of stdout and
+// stderr. Closes the command's ends of the pipes here. The guard's pid (the
+// group's id), or -1 with `failed` (an errno) and `what` (kChdir, kExec,
+// kFork or kGuard): reported through the pipe by the guard, or by the
+// child before the guard's exec.
+pid_t spawn(const std::string& guard, const std::vector<char*>& args, const std::vector<char*>& env,
+            const std::string& cwd, Pipe& in, Pipe& out, Pipe& err, int& failed,
+            const char*& what) {
+  Pipe report;  // the errno of what failed; closed by the command's exec
+  std::string host = std::to_string(getpid());
+  std::string dir = cwd, separator = "--", program = guard;
+  std::vector<char*> guard_args = {program.data(), host.data(), dir.data(), separator.data()};
+  guard_args.insert(guard_args.end(), args.begin(), args.end());  // args ends with nullptr
+  // The guard's descriptors 0 to 5, in order.
+  const std::array<int, 6> fds = {in.read_end(),      out.write_end(), err.write_end(),
+                                  report.write_end(), out.read_end(),  err.read_end()};
+  // No signal is handled between vfork and exec: the child would run the
   // host's handlers (pyoco's writes a byte to its own interrupt pipe, read
-  // by the parent as a second Ctrl+C). The guard keeps every signal
-  // blocked; the command puts handled signals back to their defaults, then
-  // takes this thread's mask, as posix_spawn does.
+  // by the parent as a second Ctrl+C). The child puts handled signals (and
+  // SIGPIPE) back to their defaults, and execs the guard with every signal
+  // blocked (the guard gives the command a clean mask).
   sigset_t all, mask;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &mask);
-  const pid_t pid = fork();
-  if (pid != 0) pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-  if (pid < 0) {
-    failed = errno;
-    what = kFork;
-    return -1;
-  }
-  auto fail = [&](const char* step) {
-    const int e = errno;
-    const char tag = step == kChdir ? 'c' : step == kFork ? 'f' : 'x';
-    [[maybe_unused]] ssize_t n = write(report.write_end(), &tag, 1);
-    n = write(report.write_end(), &e, sizeof e);
-    _exit(127);
-  };
+  // vfork: no copy of the host's page tables (the child makes only system
+  // calls, and writes only to its own locals, before exec).
+  const pid_t pid = vfork();
   if (pid == 0) {
+    int report_fd = report.write_end();
+    auto fail = [&](char tag) {
+      const int e = errno;
+      char message[1 + sizeof e];
+      message[0] = tag;
+      std::memcpy(message + 1, &e, sizeof e);
+      [[maybe_unused]] const ssize_t n = write(report_fd, message, sizeof message);
+      _exit(127);
+    };
     setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, kHostGone);
-    if (getppid() != parent) _exit(127);  // it died before the line above
-    prctl(PR_SET_NAME, "pyoco-guard");    // in ps and top; its command line is the host's
-    // SIGCHLD ignored would reap the command unseen.
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
-    sigaction(SIGCHLD, &dfl, nullptr);
-    const pid_t me = getpid();
-    // vfork: the guard waits until the command's exec, and the copy of the
-    // host's page tables a fork makes is not made twice per command. The
-    // command writes only to its own stack and to `mask` before exec.
-    const pid_t command = vfork();
-    if (command < 0) fail(kFork);
-    if (command > 0) guard(parent, command, watch, limit);
-    // The command: dies with the guard too (should the guard alone be killed).
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != me) _exit(127);
     for (int sig = 1; sig < NSIG; ++sig) {
       struct sigaction sa {};
       if (sigaction(sig, nullptr, &sa) != 0) continue;
@@ -234,17 +177,24 @@ pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const
       if (!handled && sig != SIGPIPE) continue;
       sigaction(sig, &dfl, nullptr);
     }
-    sigdelset(&mask, SIGPIPE);
-    pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-    for (int target = 0; target < 3; ++target) {
-      // Already in place (the host's own was closed): keep it open past exec.
-      if (fds[target] == target ? fcntl(target, F_SETFD, 0) < 0 : dup2(fds[target], target) < 0) {
-        fail(kExec);
-      }
+    // Each descriptor first above 9 (so none is overwritten before it is
+    // copied; close-on-exec), then onto its number (inherited).
+    int high[6];
+    for (int i = 0; i < 6; ++i) {
+      if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 10)) < 0) fail('x');
+      if (i == 3) report_fd = high[3];
     }
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) fail(kChdir);
-    execvpe(args[0], args.data(), env.data());
-    fail(kExec);
+    for (int i = 0; i < 6; ++i) {
+      if (dup2(high[i], i) < 0) fail('x');
+    }
+    execve(guard_args[0], guard_args.data(), env.data());
+    fail('g');
+  }
+  pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+  if (pid < 0) {
+    failed = errno;
+    what = kFork;
+    return -1;
   }
   // The guard waits for every write end of stdout and stderr to close
   // before it ends: the host's go now.
@@ -252,18 +202,21 @@ pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const
   out.close_write();
   err.close_write();
   report.close_write();
-  char tag = 0;
-  int e = 0;
-  ssize_t n;
-  do {
-    n = read(report.read_end(), &tag, 1);
-  } while (n < 0 && errno == EINTR);
-  if (n == 1 && read(report.read_end(), &e, sizeof e) == static_cast<ssize_t>(sizeof e)) {
+  char message[1 + sizeof(int)];
+  std::size_t got = 0;
+  while (got < sizeof message) {
+    const ssize_t n = read(report.read_end(), message + got, sizeof message - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got == sizeof message) {
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    failed = e;
-    what = tag == 'c' ? kChdir : tag == 'f' ? kFork : kExec;
+    std::memcpy(&failed, message + 1, sizeof failed);
+    const char tag = message[0];
+    what = tag == 'c' ? kChdir : tag == 'f' ? kFork : tag == 'g' ? kGuard : kExec;
     return -1;
   }
   return pid;
@@ -471,6 +424,8 @@ struct Shell : pyoco::AsyncTask {
       {"stderr", "string", false, "what it printed on stderr (at most 16 MiB)"}};
 
   void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
+    const GuardProgram& guard = guard_program();
+    if (!guard.error.empty()) throw pyoco::PermanentError(guard.error);
     std::vector<std::string> argv;
     if (!in["command"].is_null() && !in["argv"].is_null()) {
       throw pyoco::PermanentError(
@@ -526,8 +481,18 @@ struct Shell : pyoco::AsyncTask {
     const std::string cwd = in.get<std::string>("cwd", "");
     int failed = 0;  // errno of what failed in the child
     const char* what = nullptr;
-    const pid_t pid = spawn(args, env, cwd, input, out, err, failed, what);
+    const pid_t pid = spawn(guard.path, args, env, cwd, input, out, err, failed, what);
     if (pid < 0) {
+      if (what == kGuard) {
+        const std::string message = "cannot start the shell guard " + guard.path + ": " +
+                                    std::strerror(failed) +
+                                    "; reinstall pyoco (or the std plugin: pyoco-shell-guard "
+                                    "belongs beside libpyoco_std.so)";
+        if (failed == ENOENT || failed == EACCES || failed == ENOEXEC) {
+          throw pyoco::PermanentError(message);
+        }
+        throw pyoco::Error(message);
+      }
       if (what == kChdir) {
         throw pyoco::Error("cwd: '" + cwd + "' is not a directory it can enter (" +
                            std::strerror(failed) + ")");
