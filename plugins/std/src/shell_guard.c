@@ -1,8 +1,10 @@
 // pyoco-shell-guard: the process between a host (a `pyoco run`, a cluster
 // worker) and a command std/shell runs, and the leader of the command's
-// process group. A small program of its own, installed beside
-// libpyoco_std.so: a guard forked from the host without exec held a
-// copy-on-write snapshot of the host's memory for the command's whole life.
+// process group. A small program of its own (a guard forked from the host
+// without exec held a copy-on-write snapshot of the host's memory for the
+// command's whole life), linked statically, whose bytes libpyoco_std.so
+// carries: std/shell execs it from a sealed memfd, or else from the copy
+// installed beside libpyoco_std.so.
 //
 //   pyoco-shell-guard <host-pid> <cwd, or empty> -- <program> [<arg>...]
 //
@@ -85,6 +87,10 @@ int main(int argc, char** argv) {
   // First: the host may die at any moment, this one included; the check
   // after it closes the race with a host that died before it.
   prctl(PR_SET_PDEATHSIG, HOST_GONE);
+  // Exec'ed from a memfd (as std/shell does), the kernel names the process
+  // after the descriptor ("3", or "memfd:pyoco-sh"): ps -o comm and top
+  // show this name instead (cut to 15 characters).
+  prctl(PR_SET_NAME, "pyoco-shell-guard");
   if (argc < 5 || strcmp(argv[3], "--") != 0) {
     static const char usage[] =
         "pyoco-shell-guard: started by pyoco's std/shell, not by hand\n"
