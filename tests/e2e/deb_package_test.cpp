@@ -95,7 +95,8 @@ BOOST_AUTO_TEST_CASE(pyoco_holds_the_binary_plugins_units_and_its_conffiles) {
   const std::string listing = Packages::contents(deb);
   for (const char* path :
        {"usr/bin/pyoco", "usr/bin/pyoco-cluster", "usr/lib/pyoco/plugins/std/libpyoco_std.so",
-        "usr/lib/pyoco/plugins/std/plugin.toml", "usr/lib/pyoco/plugins/hello/libpyoco_hello.so",
+        "usr/lib/pyoco/plugins/std/plugin.toml", "usr/lib/pyoco/plugins/std/pyoco-shell-guard",
+        "usr/lib/pyoco/plugins/hello/libpyoco_hello.so",
         "usr/share/pyoco/templates/plugin/plugin.toml", "usr/share/doc/pyoco/deploy.md",
         "usr/lib/systemd/system/pyoco-server.service",
         "usr/lib/systemd/system/pyoco-worker@.service", "etc/pyoco/server.env",

@@ -429,6 +429,81 @@ BOOST_AUTO_TEST_CASE(a_command_dies_with_a_pyoco_killed_by_sigkill) {
   for (int pid : pids) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
 }
 
+// What the command started goes too: its whole process group. Before, only
+// the shell was killed (PR_SET_PDEATHSIG on it alone), and its children
+// (here two sleeps, one in a subshell) lived on under PID 1, beside the
+// run's next attempt in a cluster.
+BOOST_AUTO_TEST_CASE(a_command_s_children_die_with_a_pyoco_killed_by_sigkill) {
+  for (const char* jobs : {"1", "2"}) {
+    std::ofstream(dir.path() / "tree.yaml")
+        << "flow: {name: tree, graph: hold}\ntasks:\n  hold: {use: \"std/shell\", inputs: "
+           "{command: \"sleep 300 & (sleep 301; true) & wait\"}}\n";
+    ChildProcess p({pyoco_exe().string(), "run", (dir.path() / "tree.yaml").string(), "--non-cute",
+                    "--jobs", jobs},
+                   {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}},
+                   dir.path());
+    BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold"), p.out() << p.err());
+    // The shell, its two sleeps and the subshell (and the guard between
+    // pyoco and the shell).
+    std::vector<int> pids;
+    BOOST_TEST_REQUIRE(eventually([&] { return (pids = descendants_of(p.pid())).size() >= 4; }),
+                       jobs);
+    p.send_signal(SIGKILL);
+    BOOST_TEST(p.wait() == 128 + SIGKILL);
+    for (int pid : pids)
+      BOOST_TEST(eventually([&] { return process_gone(pid); }), jobs << ": " << pid);
+  }
+}
+
+// The guard (pyoco-shell-guard) is built into libpyoco_std.so and run from
+// a memfd: a std plugin of its library and manifest alone (as the plugin
+// repository packs it, and a cluster worker installs it) runs its shell
+// tasks guarded. Before, it had no guard beside it and every shell task
+// failed ("... pyoco-shell-guard is missing; reinstall").
+BOOST_AUTO_TEST_CASE(a_std_plugin_without_the_guard_file_beside_it_runs_commands_guarded) {
+  const fs::path from = binary_dir() / "lib/pyoco/plugins/std";
+  const fs::path std_dir = dir.path() / "plugins/std";
+  fs::create_directories(std_dir);
+  for (const char* file : {"plugin.toml", "libpyoco_std.so"}) {
+    fs::copy_file(from / file, std_dir / file);
+  }
+  BOOST_TEST_REQUIRE(!fs::exists(std_dir / "pyoco-shell-guard"));
+  std::ofstream(dir.path() / "sh.yaml")
+      << "flow: {name: sh, graph: say}\ntasks:\n  say: {use: \"std/shell\", inputs: "
+         "{command: \"echo ran > ran.txt\"}}\n";
+  const ProcessResult r = pyoco({"run", "sh.yaml", "--non-cute", "--plugin-path", "plugins"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(fs::exists(dir.path() / "ran.txt"));
+
+  // And still guarded: what the command started dies with a pyoco killed
+  // by SIGKILL.
+  std::ofstream(dir.path() / "tree.yaml")
+      << "flow: {name: tree, graph: hold}\ntasks:\n  hold: {use: \"std/shell\", inputs: "
+         "{command: \"sleep 300 & (sleep 301; true) & wait\"}}\n";
+  ChildProcess p({pyoco_exe().string(), "run", (dir.path() / "tree.yaml").string(), "--non-cute",
+                  "--plugin-path", (dir.path() / "plugins").string()},
+                 {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}, {"PYOCO_PLUGIN_PATH", ""}},
+                 dir.path());
+  BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold"), p.out() << p.err());
+  std::vector<int> pids;
+  BOOST_TEST_REQUIRE(eventually([&] { return (pids = descendants_of(p.pid())).size() >= 4; }));
+  // The copy loaded, and the guard runs from its memfd.
+  std::ifstream maps("/proc/" + std::to_string(p.pid()) + "/maps");
+  const std::string mapped((std::istreambuf_iterator<char>(maps)),
+                           std::istreambuf_iterator<char>());
+  BOOST_TEST(has(mapped, (std_dir / "libpyoco_std.so").string()), mapped);
+  bool from_memfd = false;
+  for (int pid : pids) {
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+    from_memfd = from_memfd || has(exe.string(), "memfd:pyoco-shell-guard");
+  }
+  BOOST_TEST(from_memfd);
+  p.send_signal(SIGKILL);
+  BOOST_TEST(p.wait() == 128 + SIGKILL);
+  for (int pid : pids) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
+}
+
 // ---- with every worker busy (ARCHITECTURE.md §4a) ----------------------------
 
 const std::string kBusyPath = (fixture_dir() / "busy").string();

@@ -38,6 +38,10 @@ BOOST_AUTO_TEST_CASE(puts_binary_sdk_and_plugins_in_place) {
   BOOST_TEST(fs::is_regular_file(prefix / "include/pyoco/testing.hpp"));
   BOOST_TEST(fs::is_regular_file(prefix / "share/pyoco/templates/plugin/plugin.toml"));
   BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/std/libpyoco_std.so"));
+  // std/shell's guard, beside the library it is looked for beside.
+  const fs::path guard = prefix / "lib/pyoco/plugins/std/pyoco-shell-guard";
+  BOOST_TEST(fs::is_regular_file(guard));
+  BOOST_TEST(((fs::status(guard).permissions() & fs::perms::owner_exec) != fs::perms::none));
   BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/hello/plugin.toml"));
   BOOST_TEST(fs::is_regular_file(prefix / "lib/pyoco/plugins/hello/libpyoco_hello.so"));
   // The systemd units and /etc/pyoco/*.env are the Debian package's alone

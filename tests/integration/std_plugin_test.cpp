@@ -369,6 +369,38 @@ BOOST_AUTO_TEST_CASE(shell_names_the_signal_that_killed_the_command) {
   BOOST_TEST(record(exited, "t").error == "command exited 139");
 }
 
+// The command runs behind a guard process (it kills the command's process
+// group when the host dies) that ends as the command did: these are the
+// command's own ends, not the guard's.
+BOOST_AUTO_TEST_CASE(shell_reports_the_command_s_own_end_through_its_guard) {
+  // A background job still writing: the task waits for it, and the exit
+  // code is the shell's.
+  Run late = run_task("shell",
+                      "{command: '(sleep 0.3; echo late) & echo early; exit 7', "
+                      "check: false}");
+  BOOST_TEST_REQUIRE((late.status() == core::RunStatus::Completed), record(late, "t").error);
+  BOOST_TEST(late.output("t").find("exit_code").as_int() == 7);
+  BOOST_TEST(late.output("t").find("stdout").as_string() == "early\nlate\n");
+  // Signals the command sends its own group reach the guard too: it lets
+  // them be (the one it waits for as the host's death included).
+  Run own = run_task("shell",
+                     "{command: 'trap \"\" USR1 HUP INT TERM; for s in USR1 HUP INT TERM; do kill "
+                     "-$s 0; done; echo alive'}");
+  BOOST_TEST_REQUIRE((own.status() == core::RunStatus::Completed), record(own, "t").error);
+  BOOST_TEST(own.output("t").find("stdout").as_string() == "alive\n");
+  Run usr1 = run_task("shell", "{command: 'kill -USR1 0'}");
+  BOOST_TEST(record(usr1, "t").error == "command was killed by signal 10 (SIGUSR1)");
+  // What cannot be started is named as before.
+  Run missing = run_task("shell", "{argv: [pyoco-no-such-command, x]}");
+  BOOST_TEST(record(missing, "t").error ==
+             "cannot start 'pyoco-no-such-command': No such file or directory");
+  Run not_exec = run_task("shell", "{argv: [/dev/null]}");
+  BOOST_TEST(record(not_exec, "t").error == "cannot start '/dev/null': Permission denied");
+  Run not_found = run_task("shell", "{command: 'pyoco-no-such-command'}");
+  BOOST_TEST(record(not_found, "t").error.find("command exited 127: ") == 0u,
+             record(not_found, "t").error);
+}
+
 // A mistyped input of std/shell is named by its path (it said "expected
 // string, got int" alone).
 BOOST_AUTO_TEST_CASE(shell_names_a_mistyped_input) {
@@ -511,6 +543,28 @@ BOOST_AUTO_TEST_CASE(shell_cancel_kills_a_command_that_ignores_sigterm) {
   BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "cancel did not stop the command");
   BOOST_TEST((r.status() == core::RunStatus::Cancelled));
   BOOST_TEST(pyoco::testing::eventually([&] { return process_gone(*pid); }));
+}
+
+// A cancel's SIGTERM reaches the command's whole group, the guard between
+// the host and the command too: the guard stays (it would take the command
+// with it), and the command has its grace to finish its trap.
+BOOST_AUTO_TEST_CASE(shell_cancel_gives_a_command_its_grace) {
+  PidFifo fifo(dir.path());
+  const fs::path marker = dir.path() / "trapped";
+  Run r =
+      start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +
+            quoted("trap 'sleep 0.5; echo cleaned > \"" + marker.string() +
+                   "\"; exit 3' TERM; echo $$ > '" + fifo.path().string() + "'; sleep 600 & wait") +
+            "}}\n");
+  const std::optional<pid_t> pid = fifo.read();
+  BOOST_TEST_REQUIRE(pid.has_value(), "the command never started");
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "cancel did not stop the command");
+  BOOST_TEST((r.status() == core::RunStatus::Cancelled));
+  BOOST_TEST(pyoco::testing::eventually([&] { return process_gone(*pid); }));
+  std::ifstream in(marker);
+  std::string line;
+  BOOST_TEST((std::getline(in, line) && line == "cleaned"), "the trap did not finish");
 }
 
 // ---- write_file / read_file ----

@@ -51,6 +51,14 @@ tasks:
   say: {use: "std/echo", inputs: {value: "hi"}}
 )";
 
+// std/shell starts its command behind a guard program built into
+// libpyoco_std.so: the repository packs std without the copy beside it.
+constexpr const char* kShellFlow = R"(flow:
+  graph: say
+tasks:
+  say: {use: "std/shell", inputs: {argv: [echo, hi]}}
+)";
+
 constexpr const char* kNeedsNewFlow = R"(plugins: {std: "99.0.0"}
 flow:
   graph: say
@@ -67,6 +75,7 @@ struct Cluster : WorkerCluster {
     repo = std::make_unique<PluginRepository>(nats);
     write_text(flows.path() / "sleepy.yaml", kSleepFlow);
     write_text(flows.path() / "echo.yaml", kEchoFlow);
+    write_text(flows.path() / "shell.yaml", kShellFlow);
     write_text(flows.path() / "needs_new.yaml", kNeedsNewFlow);
     installed_std_version = plugins::pack_plugin(std_dir()).manifest.version;
   }
@@ -215,6 +224,14 @@ BOOST_AUTO_TEST_CASE(a_pushed_version_is_used_by_new_runs_and_started_ones_keep_
   const RunRecord after = c.wait_for("after", terminal);
   BOOST_TEST(after.status() == "COMPLETED", json::serialize(after.snapshot));
   BOOST_TEST(std_version_of(after) == "9.0.0");
+  // The installed std has no guard program beside its library, and its
+  // shell tasks run (behind the built-in one).
+  c.submit("shell", "shell");
+  const RunRecord shell = c.wait_for("shell", terminal);
+  BOOST_TEST(shell.status() == "COMPLETED", json::serialize(shell.snapshot));
+  BOOST_TEST(std_version_of(shell) == "9.0.0");
+  BOOST_TEST(!fs::exists(c.plugins_dir() / "std" / ("9.0.0-" + pushed.sha256.substr(0, 12)) /
+                         "pyoco-shell-guard"));
 
   const RunRecord before = c.wait_for("before", terminal);
   BOOST_TEST(before.status() == "COMPLETED", json::serialize(before.snapshot));

@@ -9,6 +9,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,17 @@ inline void check_installed_pyoco_runs(const std::filesystem::path& prefix,
   for (const char* library : {"libnats", "libssl", "libprotobuf-c"}) {
     BOOST_TEST(r.err.find(library) == std::string::npos, "pyoco run loaded " << library);
   }
+
+  // std/shell runs its command behind the guard installed beside
+  // libpyoco_std.so (pyoco-shell-guard).
+  std::ofstream(work / "shell.yaml")
+      << "flow: {name: sh, graph: say}\ntasks:\n  say: {use: \"std/shell\", inputs: "
+         "{command: \"echo guarded > guarded.txt\"}}\n";
+  r = run_process({pyoco, "run", "shell.yaml", "--non-cute"}, outside);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  std::ifstream guarded(work / "guarded.txt");
+  std::string line;
+  BOOST_TEST((std::getline(guarded, line) && line == "guarded"), r.out << r.err);
 
   // A cluster command runs pyoco-cluster (the one beside this pyoco:
   // cli_test's a_pyoco_without_its_cluster_half_says_so shows it is looked

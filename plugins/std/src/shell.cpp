@@ -1,10 +1,12 @@
 // shell: runs a command, captures its exit code and output, and stops it
 // when the run is cancelled or the task's deadline passes. The command is
 // waited for on the plugin's reactor thread, not on a host worker.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +27,7 @@
 #include <vector>
 
 #include "reactor.hpp"
+#include "shell_guard_bytes.hpp"
 #include "tasks.hpp"
 
 extern char** environ;
@@ -64,35 +67,177 @@ class Pipe {
 
 constexpr const char* kChdir = "chdir";
 constexpr const char* kExec = "exec";
+constexpr const char* kFork = "fork";
+constexpr const char* kGuard = "guard";
 
-// Starts `args` (a PATH search for a bare name) with `env`, in a process
-// group of its own (a cancel kills the whole group), its stdin, stdout and
-// stderr on `fds`, in `cwd` when given. The command dies with the thread
-// that started it (PR_SET_PDEATHSIG): a worker or a `pyoco run` killed with
-// SIGKILL leaves no command running on, whose effects would otherwise
-// happen twice when the run is tried again elsewhere. posix_spawn cannot
-// ask for that, so this forks; the child makes only system calls before
-// exec. The pid, or -1 with `failed` (an errno) and `what` (kChdir, kExec
-// or "fork").
-pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const std::string& cwd,
-            std::array<int, 3> fds, int& failed, const char*& what) {
-  Pipe report;  // the child's errno when exec fails; closed by a successful exec
-  const pid_t parent = getpid();
-  // No signal is handled between fork and exec: the child would run the
+// The guard (src/shell_guard.c): the process between the host and each
+// command, and the leader of the command's process group. It kills the
+// group when the host dies (by any means, SIGKILL too: a worker or a
+// `pyoco run` killed so leaves nothing of the command running on, whose
+// effects would otherwise happen twice when the run is tried again
+// elsewhere), ends as the command did, and lets a cancel's SIGTERM reach
+// the command alone. A program of its own, exec'ed: a fork of the host
+// that never exec'ed held a copy-on-write snapshot of the host's memory (a
+// worker's whole heap) for the command's whole life.
+//
+// Its bytes are built into this library (kShellGuard): a std plugin is its
+// library and manifest alone wherever it goes (the plugin repository packs
+// no more for cluster workers). They are exec'ed from a sealed memfd; where
+// that cannot be (no memfd, vm.memfd_noexec=2, a policy refusing the exec),
+// from the copy installed beside this library.
+constexpr const char* kGuardName = "pyoco-shell-guard";
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U  // Linux 6.3: executable, whatever vm.memfd_noexec says
+#endif
+
+// What to do when neither copy of the guard starts.
+constexpr const char* kGuardRemedy =
+    "; reinstall pyoco (or the std plugin: pyoco-shell-guard belongs beside libpyoco_std.so), or "
+    "let this host execute memfds (vm.memfd_noexec below 2)";
+
+struct GuardProgram {
+  int memfd = -1;           // the built-in copy, sealed; -1 when there is none
+  std::string memfd_error;  // why there is none
+  std::string path;         // the copy beside this library, when there is one
+  std::string path_error;   // why there is none ("<path> is missing")
+
+  // Why no command can start (neither copy is there), or empty.
+  std::string unusable() const {
+    if (memfd >= 0 || !path.empty()) return {};
+    return "std/shell runs every command behind its guard program, and has neither the copy "
+           "built into its library (" +
+           memfd_error + ") nor the one beside it (" + path_error + ")" + kGuardRemedy;
+  }
+};
+
+// The built-in guard in a memfd, written and sealed (nothing can change it
+// afterwards), close-on-exec; or -1 and `error`.
+int guard_memfd(std::string& error) {
+  int fd = memfd_create(kGuardName, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (fd < 0 && errno == EINVAL) fd = memfd_create(kGuardName, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    error = std::string("memfd_create: ") + std::strerror(errno);
+    return -1;
+  }
+  auto fail = [&](const char* what) {
+    error = std::string(what) + ": " + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  };
+  std::size_t done = 0;
+  while (done < kShellGuardSize) {
+    const ssize_t n = write(fd, kShellGuard + done, kShellGuardSize - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("writing a memfd");
+    done += static_cast<std::size_t>(n);
+  }
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    return fail("sealing a memfd");
+  }
+  return fd;
+}
+
+// The guard beside this plugin's library, or why there is none.
+void guard_file(GuardProgram& g) {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&register_shell_task), &info) == 0 ||
+      info.dli_fname == nullptr) {
+    g.path_error = "dladdr cannot tell where its library is";
+    return;
+  }
+  std::error_code ec;
+  const std::filesystem::path library = std::filesystem::absolute(info.dli_fname, ec);
+  const std::string path =
+      ((ec ? std::filesystem::path(info.dli_fname) : library).parent_path() / kGuardName).string();
+  struct stat st {};
+  std::string wrong;
+  if (stat(path.c_str(), &st) != 0) {
+    wrong = errno == ENOENT ? "is missing"
+                            : std::string("cannot be looked at (") + std::strerror(errno) + ")";
+  } else if (!S_ISREG(st.st_mode)) {
+    wrong = "is not a file";
+  } else if (access(path.c_str(), X_OK) != 0) {
+    wrong = "is not executable";
+  }
+  if (wrong.empty()) {
+    g.path = path;
+  } else {
+    g.path_error = path + " " + wrong;
+  }
+}
+
+// Both, made and looked for once (thread-safe: a static local); the memfd
+// is kept for the process's life.
+const GuardProgram& guard_program() {
+  static const GuardProgram found = [] {
+    GuardProgram g;
+    g.memfd = guard_memfd(g.memfd_error);
+    guard_file(g);
+    return g;
+  }();
+  return found;
+}
+
+// Why spawn() failed: `what` (kChdir, kExec, kFork or kGuard) and its
+// errno, reported through the pipe by the guard, or by the child before the
+// guard's exec. For kGuard, `error` is the exec of the guard beside the
+// library (0: not tried) and `memfd_error` the exec of the built-in one (0:
+// not tried).
+struct SpawnFailure {
+  const char* what = nullptr;
+  int error = 0;
+  int memfd_error = 0;
+};
+
+// Starts `args` (a PATH search for a bare name, in `env`'s PATH) with
+// `env`, in `cwd` when given, its stdin, stdout and stderr on the pipes'
+// ends, behind the guard program (above: the built-in copy, else the file
+// beside this library), which it execs as
+//   pyoco-shell-guard <host-pid> <cwd, or empty> -- <args...>
+// with `env`, every signal blocked, in a new process group, and fds 0-2 the
+// command's, 3 the report pipe, 4 and 5 the host's read ends of stdout and
+// stderr. Closes the command's ends of the pipes here. The guard's pid (the
+// group's id), or -1 and `failed`.
+pid_t spawn(const GuardProgram& guard, const std::vector<char*>& args,
+            const std::vector<char*>& env, const std::string& cwd, Pipe& in, Pipe& out, Pipe& err,
+            SpawnFailure& failed) {
+  Pipe report;  // the errno of what failed; closed by the command's exec
+  std::string host = std::to_string(getpid());
+  // argv[0] is the guard's name (ps shows it), whichever copy runs.
+  std::string dir = cwd, separator = "--", program = kGuardName;
+  std::vector<char*> guard_args = {program.data(), host.data(), dir.data(), separator.data()};
+  guard_args.insert(guard_args.end(), args.begin(), args.end());  // args ends with nullptr
+  // The guard's descriptors 0 to 5, in order.
+  const std::array<int, 6> fds = {in.read_end(),      out.write_end(), err.write_end(),
+                                  report.write_end(), out.read_end(),  err.read_end()};
+  // No signal is handled between vfork and exec: the child would run the
   // host's handlers (pyoco's writes a byte to its own interrupt pipe, read
-  // by the parent as a second Ctrl+C). The child puts handled signals back
-  // to their defaults, then takes this thread's mask, as posix_spawn does.
+  // by the parent as a second Ctrl+C). The child puts handled signals (and
+  // SIGPIPE) back to their defaults, and execs the guard with every signal
+  // blocked (the guard gives the command a clean mask).
   sigset_t all, mask;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &mask);
-  const pid_t pid = fork();
-  if (pid != 0) pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-  if (pid < 0) {
-    failed = errno;
-    what = "fork";
-    return -1;
-  }
+  // vfork: no copy of the host's page tables (the child makes only system
+  // calls, and writes only to its own locals, before exec).
+  const pid_t pid = vfork();
   if (pid == 0) {
+    int report_fd = report.write_end();
+    // A tag and an errno; for 'g' (the guard's exec), a second errno.
+    auto fail = [&](char tag, int memfd_errno = 0) {
+      const int e = errno;
+      char message[1 + 2 * sizeof e];
+      message[0] = tag;
+      std::memcpy(message + 1, &e, sizeof e);
+      std::memcpy(message + 1 + sizeof e, &memfd_errno, sizeof e);
+      [[maybe_unused]] const ssize_t n =
+          write(report_fd, message, tag == 'g' ? sizeof message : 1 + sizeof e);
+      _exit(127);
+    };
+    setpgid(0, 0);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig) {
       struct sigaction sa {};
       if (sigaction(sig, nullptr, &sa) != 0) continue;
@@ -102,45 +247,64 @@ pid_t spawn(const std::vector<char*>& args, const std::vector<char*>& env, const
       // `pyoco run | head` must not kill the run), a command expects to
       // die of it (`yes | head -1` ends).
       if (!handled && sig != SIGPIPE) continue;
-      struct sigaction dfl {};
-      dfl.sa_handler = SIG_DFL;
       sigaction(sig, &dfl, nullptr);
     }
-    sigdelset(&mask, SIGPIPE);
-    pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-    auto fail = [&](const char* step) {
-      const int e = errno;
-      const char tag = step == kChdir ? 'c' : 'x';
-      [[maybe_unused]] ssize_t n = write(report.write_end(), &tag, 1);
-      n = write(report.write_end(), &e, sizeof e);
-      _exit(127);
-    };
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);  // it died before the line above
-    for (int target = 0; target < 3; ++target) {
-      // Already in place (the host's own was closed): keep it open past exec.
-      if (fds[target] == target ? fcntl(target, F_SETFD, 0) < 0 : dup2(fds[target], target) < 0) {
-        fail(kExec);
-      }
+    // Each descriptor first above 9 (so none is overwritten before it is
+    // copied; close-on-exec), then onto its number (inherited). The memfd
+    // too (it may be one of 0 to 5 here), not inherited: the kernel has
+    // opened the guard when the exec closes it.
+    int high[6];
+    for (int i = 0; i < 6; ++i) {
+      if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 10)) < 0) fail('x');
+      if (i == 3) report_fd = high[3];
     }
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) fail(kChdir);
-    execvpe(args[0], args.data(), env.data());
-    fail(kExec);
+    const int memfd = guard.memfd < 0 ? -1 : fcntl(guard.memfd, F_DUPFD_CLOEXEC, 10);
+    const int memfd_errno = guard.memfd >= 0 && memfd < 0 ? errno : 0;
+    for (int i = 0; i < 6; ++i) {
+      if (dup2(high[i], i) < 0) fail('x');
+    }
+    int tried = memfd_errno;
+    if (memfd >= 0) {
+      fexecve(memfd, guard_args.data(), env.data());
+      tried = errno;
+    }
+    errno = 0;
+    if (!guard.path.empty()) execve(guard.path.c_str(), guard_args.data(), env.data());
+    fail('g', tried);
   }
+  pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+  if (pid < 0) {
+    failed.error = errno;
+    failed.what = kFork;
+    return -1;
+  }
+  // The guard waits for every write end of stdout and stderr to close
+  // before it ends: the host's go now.
+  in.close_read();
+  out.close_write();
+  err.close_write();
   report.close_write();
-  char tag = 0;
-  int e = 0;
-  ssize_t n;
-  do {
-    n = read(report.read_end(), &tag, 1);
-  } while (n < 0 && errno == EINTR);
-  if (n == 1 && read(report.read_end(), &e, sizeof e) == static_cast<ssize_t>(sizeof e)) {
+  char message[1 + 2 * sizeof(int)];
+  std::size_t got = 0;
+  auto read_to = [&](std::size_t size) {
+    while (got < size) {
+      const ssize_t n = read(report.read_end(), message + got, size - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    return got == size;
+  };
+  if (read_to(1 + sizeof(int))) {
+    const char tag = message[0];
+    if (tag == 'g' && read_to(sizeof message)) {
+      std::memcpy(&failed.memfd_error, message + 1 + sizeof(int), sizeof(int));
+    }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    failed = e;
-    what = tag == 'c' ? kChdir : kExec;
+    std::memcpy(&failed.error, message + 1, sizeof(int));
+    failed.what = tag == 'c' ? kChdir : tag == 'f' ? kFork : tag == 'g' ? kGuard : kExec;
     return -1;
   }
   return pid;
@@ -348,6 +512,10 @@ struct Shell : pyoco::AsyncTask {
       {"stderr", "string", false, "what it printed on stderr (at most 16 MiB)"}};
 
   void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
+    const GuardProgram& guard = guard_program();
+    if (const std::string why = guard.unusable(); !why.empty()) {
+      throw pyoco::PermanentError(why);
+    }
     std::vector<std::string> argv;
     if (!in["command"].is_null() && !in["argv"].is_null()) {
       throw pyoco::PermanentError(
@@ -401,19 +569,30 @@ struct Shell : pyoco::AsyncTask {
     for (auto& e : env_strings) env.push_back(e.data());
     env.push_back(nullptr);
     const std::string cwd = in.get<std::string>("cwd", "");
-    int failed = 0;  // errno of what failed in the child
-    const char* what = nullptr;
-    const pid_t pid =
-        spawn(args, env, cwd, {input.read_end(), out.write_end(), err.write_end()}, failed, what);
-    out.close_write();
-    err.close_write();
-    input.close_read();
+    SpawnFailure failed;
+    const pid_t pid = spawn(guard, args, env, cwd, input, out, err, failed);
     if (pid < 0) {
-      if (what == kChdir) {
-        throw pyoco::Error("cwd: '" + cwd + "' is not a directory it can enter (" +
-                           std::strerror(failed) + ")");
+      if (failed.what == kGuard) {
+        // Each copy, and why it did not start.
+        const std::string built_in = guard.memfd < 0 ? guard.memfd_error
+                                                     : std::string("exec from a memfd: ") +
+                                                           std::strerror(failed.memfd_error);
+        const std::string beside =
+            guard.path.empty() ? guard.path_error : guard.path + ": " + std::strerror(failed.error);
+        const std::string message =
+            "cannot start the shell guard: neither the copy built into its library (" + built_in +
+            ") nor the one beside it (" + beside + ") would start" + kGuardRemedy;
+        const int last = guard.path.empty() ? failed.memfd_error : failed.error;
+        if (last == ENOENT || last == EACCES || last == ENOEXEC || last == EPERM) {
+          throw pyoco::PermanentError(message);
+        }
+        throw pyoco::Error(message);
       }
-      throw pyoco::Error("cannot start '" + argv[0] + "': " + std::strerror(failed));
+      if (failed.what == kChdir) {
+        throw pyoco::Error("cwd: '" + cwd + "' is not a directory it can enter (" +
+                           std::strerror(failed.error) + ")");
+      }
+      throw pyoco::Error("cannot start '" + argv[0] + "': " + std::strerror(failed.error));
     }
 
     std::string stdin_data = in.get<std::string>("stdin", "");
