@@ -170,6 +170,24 @@ const std::vector<Case>& cases() {
        {"plugins", "lint", "plugins/p"},
        1,
        "PL001 plugin.toml: is a FIFO, not a regular file"},
+      // A symlink loop: a finding of its plugin, or a target that says so;
+      // it stopped lint with a filesystem error.
+      {"a plugin.toml that links to itself (lint)",
+       [](const fs::path& d) {
+         fs::create_directories(d / "plugins" / "p");
+         fs::create_symlink("plugin.toml", d / "plugins" / "p" / "plugin.toml");
+       },
+       {"plugins", "lint", "plugins/p"},
+       1,
+       "PL001 plugin.toml: cannot open it: Too many levels of symbolic links"},
+      {"a lint target that is a symlink loop",
+       [](const fs::path& d) {
+         fs::create_symlink("loopb", d / "loopa");
+         fs::create_symlink("loopa", d / "loopb");
+       },
+       {"plugins", "lint", "loopa"},
+       2,
+       "pyoco plugins lint: loopa: cannot follow it: Too many levels of symbolic links"},
       {"a FIFO as plugin.toml (list)",
        [](const fs::path& d) { fifo(d / "plugins" / "p" / "plugin.toml"); },
        {"plugins", "list", "--plugin-path", "plugins"},

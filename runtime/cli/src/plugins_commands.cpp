@@ -236,12 +236,15 @@ bool lint_targets(const LintCliOptions& o, const Catalog& catalog, std::vector<f
     for (const auto& p : catalog.problems()) dirs.push_back(p.file().parent_path());
     return true;
   }
+  // error_code forms throughout: a symlink loop is a finding of its plugin
+  // (PL001, its manifest cannot be read), or a target that says so.
+  std::error_code ec;
   for (const std::string& t : o.targets) {
     const fs::path path(t);
-    if (fs::is_regular_file(path)) {
+    if (fs::is_regular_file(path, ec)) {
       dirs.push_back(path.parent_path().empty() ? fs::path(".") : path.parent_path());
-    } else if (fs::is_directory(path)) {
-      if (fs::exists(path / "plugin.toml")) {
+    } else if (fs::is_directory(path, ec)) {
+      if (fs::exists(fs::symlink_status(path / "plugin.toml", ec))) {
         dirs.push_back(path);
         continue;
       }
@@ -255,6 +258,10 @@ bool lint_targets(const LintCliOptions& o, const Catalog& catalog, std::vector<f
       }
     } else if (const PluginEntry* p = catalog.find_plugin(t)) {
       dirs.push_back(p->manifest.dir);
+    } else if (fs::is_symlink(path, ec) && !fs::exists(path, ec) && ec) {
+      std::cerr << "pyoco plugins lint: " << core::printable(t)
+                << ": cannot follow it: " << ec.message() << '\n';
+      return false;
     } else {
       std::cerr << "pyoco plugins lint: '" << t << "' is neither a path nor a plugin name; "
                 << describe_search_path(catalog.search_path()) << '\n';
