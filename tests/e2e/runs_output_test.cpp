@@ -274,3 +274,58 @@ BOOST_FIXTURE_TEST_CASE(a_secret_from_the_environment_and_bad_secrets, Fixture) 
   r = pyoco({"run", "--secret", "token=abcdef", f.string(), "--run-id", "sec-order"});
   BOOST_TEST(r.exit_code == 1, r.err);  // ran (and `leak` failed)
 }
+
+namespace {
+
+std::string nested_list(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+json::value parse_deep(const std::string& text) {
+  json::parse_options options;
+  options.max_depth = 100;
+  return json::parse(text, {}, options);
+}
+
+}  // namespace
+
+// Values up to 64 levels deep, the documented limit, are kept whole in the
+// history: boost::json's default depth of 32 made a 40-level output null, a
+// 32-level param a string in the JSON views, and -p of 33 levels a string.
+BOOST_FIXTURE_TEST_CASE(values_up_to_64_levels_deep_are_kept, Fixture) {
+  std::string value = "1";
+  for (int i = 0; i < 40; ++i) value = "{a: " + value + "}";
+  const fs::path f = flow("deep.yaml",
+                          "flow: {name: deep, graph: a}\ntasks:\n  a: {use: std/echo, "
+                          "inputs: {value: " +
+                              value + "}}\n");
+  write_text(dir.path() / "params.json", R"({"x":)" + nested_list(32) + "}");
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "deep-1", "--params-file",
+                           (dir.path() / "params.json").string(), "-p", "y=" + nested_list(60)});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
+
+  r = pyoco({"runs", "output", "deep-1", "a"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  std::string expected = "1";
+  for (int i = 0; i < 40; ++i) expected = R"({"a":)" + expected + "}";
+  BOOST_TEST(r.out == expected + "\n");
+
+  r = pyoco({"runs", "list", "--json"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  const json::value listed = parse_deep(r.out).as_array().at(0).at("params");
+  BOOST_TEST_REQUIRE(listed.is_object(), r.out);
+  BOOST_TEST(json::serialize(listed.at("x")) == nested_list(32));
+  BOOST_TEST(json::serialize(listed.at("y")) == nested_list(60));  // not a string
+  r = pyoco({"runs", "show", "deep-1", "--json"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  const json::value shown = parse_deep(r.out).at("params");
+  BOOST_TEST_REQUIRE(shown.is_object(), r.out);
+  BOOST_TEST(json::serialize(shown.at("y")) == nested_list(60));
+
+  // Past the limit: an error that says so, not a string.
+  r = pyoco({"run", f.string(), "-p", "y=" + nested_list(65)});
+  BOOST_TEST(r.exit_code == 2, r.out << r.err);
+  BOOST_TEST(has(r.err, "y: nested more than 64 levels deep"), r.err);
+  write_text(dir.path() / "deep.json", R"({"x":)" + nested_list(65) + "}");
+  r = pyoco({"run", f.string(), "--params-file", (dir.path() / "deep.json").string()});
+  BOOST_TEST(r.exit_code == 2, r.out << r.err);
+  BOOST_TEST(has(r.err, "nested more than 64 levels deep"), r.err);
+}

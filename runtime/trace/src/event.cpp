@@ -1,3 +1,4 @@
+#include <pyoco/core/value.hpp>
 #include <pyoco/trace/event.hpp>
 #include <pyoco/trace/sinks.hpp>
 
@@ -118,10 +119,10 @@ boost::json::object to_json(const Event& e) {
     case EventKind::RunStart: {
       if (!e.flow_file.empty()) o["flow_file"] = e.flow_file;
       json::error_code ec;
-      json::value params = json::parse(e.params, ec);
+      json::value params = core::parse_json(e.params, ec);
       o["params"] = ec ? json::value(json::object()) : std::move(params);
       if (!e.plugins.empty()) {
-        json::value plugins = json::parse(e.plugins, ec);
+        json::value plugins = core::parse_json(e.plugins, ec);
         if (!ec) o["plugins"] = std::move(plugins);
       }
       break;

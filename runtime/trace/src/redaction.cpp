@@ -1,6 +1,7 @@
 #include <pyoco/trace/redaction.hpp>
 
 #include <pyoco/core/output_summary.hpp>
+#include <pyoco/core/value.hpp>
 
 #include <boost/json.hpp>
 
@@ -158,7 +159,7 @@ void walk(const Redactor& r, json::value& v) {
 std::string Redactor::apply_json(std::string_view text) const {
   if (secrets_.empty()) return std::string(text);
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::value v = core::parse_json(text, ec);
   if (ec) return apply(text);  // not JSON: masked as text
   walk(*this, v);
   return core::to_json_text(core::from_json(v));
