@@ -518,6 +518,14 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
       return;
     }
     succeed(*f, i, std::move(result.output));
+    // JSON has no infinity: the history would record null.
+    if (const std::string at = core::non_finite_number_at(result.output, "output"); !at.empty()) {
+      attempt_failed(*f, i,
+                     a->definition->qualified_name() + " returned a number that is not finite at " +
+                         at + ", which JSON cannot hold (a bug of the task)",
+                     true);
+      return;
+    }
   } else if (result.cancelled) {
     // The task stopped itself (PYOCO_ERR_CANCELLED): no retry; what depends
     // on it does not run, and the run ends CANCELLED unless something failed.

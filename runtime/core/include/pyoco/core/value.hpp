@@ -220,6 +220,7 @@ Value from_json(const boost::json::value& json);
 // parser turns `1e999999` into one: a record holding it can be written,
 // never read back.
 std::string non_finite_number_at(const boost::json::value& json, const std::string& path);
+std::string non_finite_number_at(const Value& value, const std::string& path);
 // The first integer written in JSON text `json` that a 64-bit integer
 // cannot hold ("12345678901234567890"), or empty. A JSON parser reads it as
 // a double and silently rounds it (to 12345678901234567168); the flow
