@@ -329,3 +329,62 @@ BOOST_FIXTURE_TEST_CASE(values_up_to_64_levels_deep_are_kept, Fixture) {
   BOOST_TEST(r.exit_code == 2, r.out << r.err);
   BOOST_TEST(has(r.err, "nested more than 64 levels deep"), r.err);
 }
+
+namespace {
+
+// `pyoco args...` with its standard output on /dev/full.
+ProcessResult to_dev_full(const Fixture& f, std::vector<std::string> args,
+                          const std::string& redirect = ">/dev/full") {
+  std::vector<std::string> argv{"/bin/bash", "-c", "set -o pipefail; \"$@\" " + redirect, "sh",
+                                pyoco_exe().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOptions o;
+  o.cwd = f.dir.path();
+  o.env = f.env;
+  o.unset_env = {"PYOCO_PLUGIN_PATH"};
+  return run_process(argv, o);
+}
+
+}  // namespace
+
+// Output lost on a full disk was an exit 0: every command now checks that
+// standard output took what it printed, as coreutils do. `pyoco run`
+// still runs and records the run; a reader that left (EPIPE) is no error.
+BOOST_FIXTURE_TEST_CASE(a_write_error_on_stdout_fails_the_command, Fixture) {
+  const fs::path f = flow("w.yaml",
+                          "flow: {name: w, graph: a}\ntasks:\n  a: {use: std/echo, "
+                          "inputs: {value: [1, 2], message: hi}}\n");
+  ProcessResult r = to_dev_full(*this, {"run", f.string(), "--run-id", "full-1"});
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(has(r.err, "pyoco run: cannot write to standard output: No space left on device"),
+             r.err);
+  const auto runs = runs_json();
+  BOOST_TEST_REQUIRE(runs.size() == 1u);
+  BOOST_TEST(runs[0].at("status").as_string() == "COMPLETED");  // the run itself went on
+
+  const std::vector<std::vector<std::string>> commands = {{"runs", "output", "full-1", "a"},
+                                                          {"runs", "logs", "full-1"},
+                                                          {"runs", "list", "--json"},
+                                                          {"runs", "show", "full-1", "--json"},
+                                                          {"plugins", "list", "--json"},
+                                                          {"tasks", "--json"},
+                                                          {"graph", f.string()},
+                                                          {"check", f.string()}};
+  for (const auto& args : commands) {
+    r = to_dev_full(*this, args);
+    std::string name = "pyoco";
+    for (const std::string& a : args) {
+      if (a.starts_with("-") || a == f.string() || a == "full-1" || a == "a") break;
+      name += " " + a;
+    }
+    BOOST_TEST(r.exit_code == 1, name << ": " << r.err);
+    BOOST_TEST(has(r.err, name + ": cannot write to standard output: No space left on device"),
+               name << ": " << r.err);
+  }
+  // A reader that leaves early is normal use: no message, no failure.
+  r = to_dev_full(*this, {"run", f.string()}, "| true");
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(!has(r.err, "cannot write"), r.err);
+  r = to_dev_full(*this, {"runs", "logs", "full-1"}, "| head -c 1 >/dev/null");
+  BOOST_TEST(!has(r.err, "cannot write"), r.err);
+}
