@@ -4,6 +4,8 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <sys/stat.h>
+
 #include "process.hpp"
 #include "runs_fixture.hpp"
 #include "temp_dir.hpp"
@@ -387,4 +389,33 @@ BOOST_FIXTURE_TEST_CASE(a_write_error_on_stdout_fails_the_command, Fixture) {
   BOOST_TEST(!has(r.err, "cannot write"), r.err);
   r = to_dev_full(*this, {"runs", "logs", "full-1"}, "| head -c 1 >/dev/null");
   BOOST_TEST(!has(r.err, "cannot write"), r.err);
+}
+
+// --trace-file naming the flow file appended the trace to the flow, which
+// the next `check` refused; a FIFO nobody reads held the run for ever.
+BOOST_FIXTURE_TEST_CASE(the_trace_file_is_never_the_flow_or_params_file, Fixture) {
+  const std::string text = "flow: {name: t, graph: a}\ntasks:\n  a: {use: std/echo}\n";
+  const fs::path f = flow("t.yaml", text);
+  write_text(dir.path() / "p.json", "{\"x\": 1}");
+  fs::create_symlink(f, dir.path() / "link.yaml");
+  for (const fs::path& trace : {f, dir.path() / "link.yaml", dir.path() / "." / "t.yaml"}) {
+    const ProcessResult r = pyoco({"run", f.string(), "--trace-file", trace.string()});
+    BOOST_TEST(r.exit_code == 2, r.err);
+    BOOST_TEST(has(r.err, "pyoco run: --trace-file " + trace.string() + ": is the flow file " +
+                              f.string() + "; the trace would be appended to it"),
+               r.err);
+  }
+  ProcessResult r = pyoco({"run", f.string(), "--params-file", (dir.path() / "p.json").string(),
+                           "--trace-file", (dir.path() / "p.json").string()});
+  BOOST_TEST(r.exit_code == 2, r.err);
+  BOOST_TEST(has(r.err, ": is the params file "), r.err);
+  BOOST_TEST(read_text(f) == text);
+  BOOST_TEST(read_text(dir.path() / "p.json") == "{\"x\": 1}");
+  BOOST_TEST(pyoco({"check", f.string()}).exit_code == 0);
+
+  const fs::path fifo = dir.path() / "fifo";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  r = pyoco({"run", f.string(), "--trace-file", fifo.string()});
+  BOOST_TEST(r.exit_code == 2, r.err);
+  BOOST_TEST(has(r.err, "a FIFO that no process reads"), r.err);
 }

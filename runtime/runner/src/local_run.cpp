@@ -56,7 +56,10 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
     if (!file) {
       throw SetupError(
           SetupError::Setting::TraceFile,
-          setup.trace_file.string() + ": cannot open for writing (" + std::strerror(errno) + ")");
+          setup.trace_file.string() + ": cannot open for writing (" +
+              (errno == ENXIO ? std::string("a FIFO that no process reads; start its reader first")
+                              : std::string(std::strerror(errno))) +
+              ")");
     }
     listeners.push_back(trace::make_trace_sink(setup.trace_file_format, file));
     trace_file_ = file;
