@@ -419,3 +419,23 @@ BOOST_FIXTURE_TEST_CASE(the_trace_file_is_never_the_flow_or_params_file, Fixture
   BOOST_TEST(r.exit_code == 2, r.err);
   BOOST_TEST(has(r.err, "a FIFO that no process reads"), r.err);
 }
+
+// Two histories, one artifact directory and one --run-id: the second run
+// wrote over the first one's artifacts. It is refused before it starts.
+BOOST_FIXTURE_TEST_CASE(a_run_id_whose_artifacts_are_there_already_is_refused, Fixture) {
+  const fs::path f = flow("s.yaml",
+                          "flow: {name: s, graph: save}\ntasks:\n  save: {use: "
+                          "std/write_file, inputs: {name: n.txt, content: first}}\n");
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "same"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  env["PYOCO_HOME"] = (dir.path() / "home2").string();
+  r = pyoco({"run", f.string(), "--run-id", "same"});
+  BOOST_TEST(r.exit_code == 2, r.err);
+  BOOST_TEST(has(r.err, "--run-id same: artifacts of a run with this id are already there: " +
+                            (dir.path() / "a" / "same").string()),
+             r.err);
+  BOOST_TEST(read_text(dir.path() / "a/same/n.txt") == "first");
+  // Not claimed in the second history either: another id runs.
+  BOOST_TEST(runs_json().empty());
+  BOOST_TEST(pyoco({"run", f.string(), "--run-id", "other"}).exit_code == 0);
+}
