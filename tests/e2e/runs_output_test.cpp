@@ -332,6 +332,29 @@ BOOST_FIXTURE_TEST_CASE(values_up_to_64_levels_deep_are_kept, Fixture) {
   BOOST_TEST(has(r.err, "nested more than 64 levels deep"), r.err);
 }
 
+// A secret with a byte that is not UTF-8: the params line of the trace was
+// made valid UTF-8 before it was masked, and its last 2 bytes showed
+// (`***\xEF\xBF\xBDkl`). Masked in the value first, none of it shows.
+BOOST_FIXTURE_TEST_CASE(a_secret_that_is_not_utf8_is_masked_whole_in_the_params, Fixture) {
+  const std::string secret = "s3cr3t\xFFtok3nkl";
+  env["TOKEN"] = secret;
+  const fs::path f = flow("p.yaml", "flow: {name: p, graph: a}\ntasks:\n  a: {use: std/echo}\n");
+  const fs::path trace = dir.path() / "trace.txt";
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "bad-utf8", "--secret", "TOKEN",
+                           "--trace-format", "json", "--trace-file", trace.string()});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
+  for (const std::string& text : {r.out, read_text(trace)}) {
+    BOOST_TEST(!has(text, "kl"), text);
+    BOOST_TEST(!has(text, "\xEF\xBF\xBD"), text);  // no U+FFFD of the secret's byte
+  }
+  // The params line of `runs show`, from the run's start event.
+  r = pyoco({"runs", "show", "bad-utf8"});
+  BOOST_TEST(has(r.out, R"({"TOKEN":"***"})"), r.out);
+  BOOST_TEST(!has(r.out, "kl"), r.out);
+  r = pyoco({"runs", "show", "bad-utf8", "--json"});
+  BOOST_TEST(json::serialize(json::parse(r.out).at("params")) == R"({"TOKEN":"***"})", r.out);
+}
+
 namespace {
 
 // `pyoco args...` with its standard output on /dev/full.

@@ -170,6 +170,7 @@ void RunState::start_event() {
   e.status = status();
   e.flow_file = flow_->flow->spec->file;
   e.params = params;
+  e.params_value = &params_;
   e.plugins = plugins_json;
   publish(e);
 }
@@ -517,7 +518,6 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
       attempt_failed(*f, i, wrong, true);
       return;
     }
-    succeed(*f, i, std::move(result.output));
     // JSON has no infinity: the history would record null.
     if (const std::string at = core::non_finite_number_at(result.output, "output"); !at.empty()) {
       attempt_failed(*f, i,
@@ -526,6 +526,7 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
                      true);
       return;
     }
+    succeed(*f, i, std::move(result.output));
   } else if (result.cancelled) {
     // The task stopped itself (PYOCO_ERR_CANCELLED): no retry; what depends
     // on it does not run, and the run ends CANCELLED unless something failed.

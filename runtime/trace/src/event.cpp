@@ -34,6 +34,7 @@ Event Event::from(const RunEvent& e) {
   }
   o.flow_file = e.flow_file;
   o.params = e.params;
+  if (e.params_value != nullptr) o.params_value = *e.params_value;
   o.plugins = e.plugins;
   return o;
 }
@@ -65,6 +66,7 @@ RunEvent Event::view(std::vector<PlannedNode>& planned_views) const {
   e.planned = planned_views;
   e.flow_file = flow_file;
   e.params = params;
+  e.params_value = kind == EventKind::RunStart && !params_value.is_null() ? &params_value : nullptr;
   e.plugins = plugins;
   return e;
 }
