@@ -4,6 +4,8 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <sys/stat.h>
+
 #include "process.hpp"
 #include "runs_fixture.hpp"
 #include "temp_dir.hpp"
@@ -273,4 +275,190 @@ BOOST_FIXTURE_TEST_CASE(a_secret_from_the_environment_and_bad_secrets, Fixture) 
   // One value per --secret: the flow file is not swallowed.
   r = pyoco({"run", "--secret", "token=abcdef", f.string(), "--run-id", "sec-order"});
   BOOST_TEST(r.exit_code == 1, r.err);  // ran (and `leak` failed)
+}
+
+namespace {
+
+std::string nested_list(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+json::value parse_deep(const std::string& text) {
+  json::parse_options options;
+  options.max_depth = 100;
+  return json::parse(text, {}, options);
+}
+
+}  // namespace
+
+// Values up to 64 levels deep, the documented limit, are kept whole in the
+// history: boost::json's default depth of 32 made a 40-level output null, a
+// 32-level param a string in the JSON views, and -p of 33 levels a string.
+BOOST_FIXTURE_TEST_CASE(values_up_to_64_levels_deep_are_kept, Fixture) {
+  std::string value = "1";
+  for (int i = 0; i < 40; ++i) value = "{a: " + value + "}";
+  const fs::path f = flow("deep.yaml",
+                          "flow: {name: deep, graph: a}\ntasks:\n  a: {use: std/echo, "
+                          "inputs: {value: " +
+                              value + "}}\n");
+  write_text(dir.path() / "params.json", R"({"x":)" + nested_list(32) + "}");
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "deep-1", "--params-file",
+                           (dir.path() / "params.json").string(), "-p", "y=" + nested_list(60)});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
+
+  r = pyoco({"runs", "output", "deep-1", "a"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  std::string expected = "1";
+  for (int i = 0; i < 40; ++i) expected = R"({"a":)" + expected + "}";
+  BOOST_TEST(r.out == expected + "\n");
+
+  r = pyoco({"runs", "list", "--json"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  const json::value listed = parse_deep(r.out).as_array().at(0).at("params");
+  BOOST_TEST_REQUIRE(listed.is_object(), r.out);
+  BOOST_TEST(json::serialize(listed.at("x")) == nested_list(32));
+  BOOST_TEST(json::serialize(listed.at("y")) == nested_list(60));  // not a string
+  r = pyoco({"runs", "show", "deep-1", "--json"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  const json::value shown = parse_deep(r.out).at("params");
+  BOOST_TEST_REQUIRE(shown.is_object(), r.out);
+  BOOST_TEST(json::serialize(shown.at("y")) == nested_list(60));
+
+  // Past the limit: an error that says so, not a string.
+  r = pyoco({"run", f.string(), "-p", "y=" + nested_list(65)});
+  BOOST_TEST(r.exit_code == 2, r.out << r.err);
+  BOOST_TEST(has(r.err, "y: nested more than 64 levels deep"), r.err);
+  write_text(dir.path() / "deep.json", R"({"x":)" + nested_list(65) + "}");
+  r = pyoco({"run", f.string(), "--params-file", (dir.path() / "deep.json").string()});
+  BOOST_TEST(r.exit_code == 2, r.out << r.err);
+  BOOST_TEST(has(r.err, "nested more than 64 levels deep"), r.err);
+}
+
+// A secret with a byte that is not UTF-8: the params line of the trace was
+// made valid UTF-8 before it was masked, and its last 2 bytes showed
+// (`***\xEF\xBF\xBDkl`). Masked in the value first, none of it shows.
+BOOST_FIXTURE_TEST_CASE(a_secret_that_is_not_utf8_is_masked_whole_in_the_params, Fixture) {
+  const std::string secret = "s3cr3t\xFFtok3nkl";
+  env["TOKEN"] = secret;
+  const fs::path f = flow("p.yaml", "flow: {name: p, graph: a}\ntasks:\n  a: {use: std/echo}\n");
+  const fs::path trace = dir.path() / "trace.txt";
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "bad-utf8", "--secret", "TOKEN",
+                           "--trace-format", "json", "--trace-file", trace.string()});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.out << r.err);
+  for (const std::string& text : {r.out, read_text(trace)}) {
+    BOOST_TEST(!has(text, "kl"), text);
+    BOOST_TEST(!has(text, "\xEF\xBF\xBD"), text);  // no U+FFFD of the secret's byte
+  }
+  // The params line of `runs show`, from the run's start event.
+  r = pyoco({"runs", "show", "bad-utf8"});
+  BOOST_TEST(has(r.out, R"({"TOKEN":"***"})"), r.out);
+  BOOST_TEST(!has(r.out, "kl"), r.out);
+  r = pyoco({"runs", "show", "bad-utf8", "--json"});
+  BOOST_TEST(json::serialize(json::parse(r.out).at("params")) == R"({"TOKEN":"***"})", r.out);
+}
+
+namespace {
+
+// `pyoco args...` with its standard output on /dev/full.
+ProcessResult to_dev_full(const Fixture& f, std::vector<std::string> args,
+                          const std::string& redirect = ">/dev/full") {
+  std::vector<std::string> argv{"/bin/bash", "-c", "set -o pipefail; \"$@\" " + redirect, "sh",
+                                pyoco_exe().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOptions o;
+  o.cwd = f.dir.path();
+  o.env = f.env;
+  o.unset_env = {"PYOCO_PLUGIN_PATH"};
+  return run_process(argv, o);
+}
+
+}  // namespace
+
+// Output lost on a full disk was an exit 0: every command now checks that
+// standard output took what it printed, as coreutils do. `pyoco run`
+// still runs and records the run; a reader that left (EPIPE) is no error.
+BOOST_FIXTURE_TEST_CASE(a_write_error_on_stdout_fails_the_command, Fixture) {
+  const fs::path f = flow("w.yaml",
+                          "flow: {name: w, graph: a}\ntasks:\n  a: {use: std/echo, "
+                          "inputs: {value: [1, 2], message: hi}}\n");
+  ProcessResult r = to_dev_full(*this, {"run", f.string(), "--run-id", "full-1"});
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(has(r.err, "pyoco run: cannot write to standard output: No space left on device"),
+             r.err);
+  const auto runs = runs_json();
+  BOOST_TEST_REQUIRE(runs.size() == 1u);
+  BOOST_TEST(runs[0].at("status").as_string() == "COMPLETED");  // the run itself went on
+
+  const std::vector<std::vector<std::string>> commands = {{"runs", "output", "full-1", "a"},
+                                                          {"runs", "logs", "full-1"},
+                                                          {"runs", "list", "--json"},
+                                                          {"runs", "show", "full-1", "--json"},
+                                                          {"plugins", "list", "--json"},
+                                                          {"tasks", "--json"},
+                                                          {"graph", f.string()},
+                                                          {"check", f.string()}};
+  for (const auto& args : commands) {
+    r = to_dev_full(*this, args);
+    std::string name = "pyoco";
+    for (const std::string& a : args) {
+      if (a.starts_with("-") || a == f.string() || a == "full-1" || a == "a") break;
+      name += " " + a;
+    }
+    BOOST_TEST(r.exit_code == 1, name << ": " << r.err);
+    BOOST_TEST(has(r.err, name + ": cannot write to standard output: No space left on device"),
+               name << ": " << r.err);
+  }
+  // A reader that leaves early is normal use: no message, no failure.
+  r = to_dev_full(*this, {"run", f.string()}, "| true");
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(!has(r.err, "cannot write"), r.err);
+  r = to_dev_full(*this, {"runs", "logs", "full-1"}, "| head -c 1 >/dev/null");
+  BOOST_TEST(!has(r.err, "cannot write"), r.err);
+}
+
+// --trace-file naming the flow file appended the trace to the flow, which
+// the next `check` refused; a FIFO nobody reads held the run for ever.
+BOOST_FIXTURE_TEST_CASE(the_trace_file_is_never_the_flow_or_params_file, Fixture) {
+  const std::string text = "flow: {name: t, graph: a}\ntasks:\n  a: {use: std/echo}\n";
+  const fs::path f = flow("t.yaml", text);
+  write_text(dir.path() / "p.json", "{\"x\": 1}");
+  fs::create_symlink(f, dir.path() / "link.yaml");
+  for (const fs::path& trace : {f, dir.path() / "link.yaml", dir.path() / "." / "t.yaml"}) {
+    const ProcessResult r = pyoco({"run", f.string(), "--trace-file", trace.string()});
+    BOOST_TEST(r.exit_code == 2, r.err);
+    BOOST_TEST(has(r.err, "pyoco run: --trace-file " + trace.string() + ": is the flow file " +
+                              f.string() + "; the trace would be appended to it"),
+               r.err);
+  }
+  ProcessResult r = pyoco({"run", f.string(), "--params-file", (dir.path() / "p.json").string(),
+                           "--trace-file", (dir.path() / "p.json").string()});
+  BOOST_TEST(r.exit_code == 2, r.err);
+  BOOST_TEST(has(r.err, ": is the params file "), r.err);
+  BOOST_TEST(read_text(f) == text);
+  BOOST_TEST(read_text(dir.path() / "p.json") == "{\"x\": 1}");
+  BOOST_TEST(pyoco({"check", f.string()}).exit_code == 0);
+
+  const fs::path fifo = dir.path() / "fifo";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  r = pyoco({"run", f.string(), "--trace-file", fifo.string()});
+  BOOST_TEST(r.exit_code == 2, r.err);
+  BOOST_TEST(has(r.err, "a FIFO that no process reads"), r.err);
+}
+
+// Two histories, one artifact directory and one --run-id: the second run
+// wrote over the first one's artifacts. It is refused before it starts.
+BOOST_FIXTURE_TEST_CASE(a_run_id_whose_artifacts_are_there_already_is_refused, Fixture) {
+  const fs::path f = flow("s.yaml",
+                          "flow: {name: s, graph: save}\ntasks:\n  save: {use: "
+                          "std/write_file, inputs: {name: n.txt, content: first}}\n");
+  ProcessResult r = pyoco({"run", f.string(), "--run-id", "same"});
+  BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  env["PYOCO_HOME"] = (dir.path() / "home2").string();
+  r = pyoco({"run", f.string(), "--run-id", "same"});
+  BOOST_TEST(r.exit_code == 2, r.err);
+  BOOST_TEST(has(r.err, "--run-id same: artifacts of a run with this id are already there: " +
+                            (dir.path() / "a" / "same").string()),
+             r.err);
+  BOOST_TEST(read_text(dir.path() / "a/same/n.txt") == "first");
+  // Not claimed in the second history either: another id runs.
+  BOOST_TEST(runs_json().empty());
+  BOOST_TEST(pyoco({"run", f.string(), "--run-id", "other"}).exit_code == 0);
 }

@@ -140,10 +140,13 @@ class TestHttpServer {
       return;
     }
     const bool hello = s->request.target() == "/hello";
+    const bool big = s->request.target() == "/big";  // past http_get's 8 MiB
     s->response.version(11);
-    s->response.result(hello ? http::status::ok : http::status::not_found);
+    s->response.result(hello || big ? http::status::ok : http::status::not_found);
     s->response.set(http::field::content_type, "text/plain");
-    s->response.body() = hello ? "hello from beast" : "no such page";
+    s->response.body() = big     ? std::string((std::size_t{8} << 20) + 1, 'x')
+                         : hello ? "hello from beast"
+                                 : "no such page";
     s->response.prepare_payload();
     http::async_write(s->stream, s->response, [s](beast::error_code, std::size_t) {
       beast::error_code ignored;
@@ -244,6 +247,26 @@ BOOST_AUTO_TEST_CASE(http_get_connection_refused_is_a_clear_error) {
   const std::string error = record(r, "t").error;
   BOOST_TEST(error.find("cannot connect to 127.0.0.1:" + std::to_string(port) + ": ") == 0u, error);
   BOOST_TEST(error.find("refused") != std::string::npos, error);
+}
+
+// The resolver took "99999" as a service and connected to port 34463.
+BOOST_AUTO_TEST_CASE(http_get_refuses_a_port_out_of_range_or_not_a_number) {
+  for (const std::string port : {"99999", "0", "65536", "http", "80a", "-1"}) {
+    const std::string url = "http://127.0.0.1:" + port + "/";
+    Run r = run_task("http_get", "{url: " + quoted(url) + "}");
+    BOOST_TEST((r.status() == core::RunStatus::Failed));
+    BOOST_TEST(record(r, "t").error ==
+                   "url '" + url + "': the port '" + port + "' is not a number from 1 to 65535",
+               port);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(http_get_names_the_body_limit_it_stopped_at) {
+  TestHttpServer server;
+  Run r = run_task("http_get", "{url: " + quoted(server.url("/big")) + "}");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  const std::string error = record(r, "t").error;
+  BOOST_TEST(error.find("larger than 8388608 bytes (8 MiB)") != std::string::npos, error);
 }
 
 BOOST_AUTO_TEST_CASE(http_get_gives_up_at_its_timeout) {
@@ -656,12 +679,13 @@ BOOST_AUTO_TEST_CASE(read_file_of_a_missing_file_names_it) {
   const std::string missing = (dir.path() / "nope.txt").string();
   Run r = run_task("read_file", "{path: " + quoted(missing) + "}");
   BOOST_TEST((r.status() == core::RunStatus::Failed));
-  BOOST_TEST(record(r, "t").error == "cannot read " + missing);
+  // Why, too: it only said "cannot read <path>".
+  BOOST_TEST(record(r, "t").error == "cannot read " + missing + ": No such file or directory");
   // A bare name is most likely an artifact given as a path: say so.
   Run bare = run_task("read_file", "{path: report.json}");
   BOOST_TEST(record(bare, "t").error ==
-             "cannot read report.json (an artifact std/write_file saved is read with input "
-             "'artifact', not 'path')");
+             "cannot read report.json: No such file or directory (an artifact std/write_file "
+             "saved is read with input 'artifact', not 'path')");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -107,3 +107,47 @@ BOOST_AUTO_TEST_CASE(a_store_that_cannot_write_says_where_and_why) {
                e.what());
   }
 }
+
+// A symbolic link under the run's directory, to a directory outside it,
+// was followed: the artifact was written wherever it pointed. No link is
+// followed below the root, neither to write nor to read.
+BOOST_AUTO_TEST_CASE(a_symbolic_link_under_the_run_is_refused_not_followed) {
+  pyoco::testing::TempDir dir;
+  const std::filesystem::path outside = dir.path() / "outside";
+  std::filesystem::create_directories(outside);
+  std::filesystem::create_directories(dir.path() / "root/run-1");
+  std::filesystem::create_directory_symlink(outside, dir.path() / "root/run-1/sub");
+  std::filesystem::create_directory_symlink(outside, dir.path() / "root/run-2");
+  std::ofstream(outside / "secret.txt") << "outside";
+  LocalArtifactStore store(dir.path() / "root");
+  for (const auto& [run, name] : {std::pair<std::string, std::string>{"run-1", "sub/a.txt"},
+                                  {"run-1", "sub/deeper/a.txt"},
+                                  {"run-2", "a.txt"}}) {
+    BOOST_TEST_CONTEXT(run << "/" << name) {
+      try {
+        store.put(run, name, "x", "");
+        BOOST_ERROR("wrote through a symbolic link");
+      } catch (const ArtifactError& e) {
+        BOOST_TEST(std::string(e.what()).find("is a symbolic link") != std::string::npos, e.what());
+      }
+    }
+  }
+  BOOST_TEST(!std::filesystem::exists(outside / "a.txt"));
+  BOOST_TEST(!std::filesystem::exists(outside / "deeper"));
+  BOOST_CHECK_THROW(store.get("run-1", "sub/secret.txt"), ArtifactError);
+  BOOST_CHECK_THROW(store.get("run-2", "secret.txt"), ArtifactError);
+  // A link as the artifact itself is not read, and replaced, not written through.
+  std::filesystem::create_symlink(outside / "secret.txt", dir.path() / "root/run-1/b.txt");
+  BOOST_CHECK_THROW(store.get("run-1", "b.txt"), ArtifactError);
+  store.put("run-1", "b.txt", "mine", "");
+  BOOST_TEST(store.get("run-1", "b.txt").value() == "mine");
+  std::ifstream in(outside / "secret.txt");
+  std::string kept;
+  std::getline(in, kept);
+  BOOST_TEST(kept == "outside");
+  // The root itself may be a link: the user chose it.
+  std::filesystem::create_directory_symlink(dir.path() / "root", dir.path() / "root-link");
+  LocalArtifactStore linked(dir.path() / "root-link");
+  linked.put("run-3", "c/d.txt", "y", "");
+  BOOST_TEST(linked.get("run-3", "c/d.txt").value() == "y");
+}

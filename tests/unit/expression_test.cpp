@@ -322,6 +322,13 @@ BOOST_AUTO_TEST_CASE(type_errors_surface_when_evaluated) {
       {"'ab' * 2.5", "arithmetic on string and double", 25},
       {"'ab' + 1", "arithmetic on string and int", 25},
       {"2 ** 64", "integer overflow: the result of '**'", 22},
+      // JSON, and so a run, has no infinity: it was recorded as null
+      {"1e308 * 10", "the result is not a finite number: '*' gives inf", 26},
+      {"-1e308 * 10", "the result is not a finite number: '*' gives -inf", 27},
+      {"10.0 ** 400", "overflow: the result of '**' is out of range", 25},
+      {"1e308 + 1e308", "the result is not a finite number: '+' gives inf", 26},
+      {"1e308 / 1e-10", "the result is not a finite number: '/' gives inf", 26},
+      {"[1, 1e308 * 10]", "the result is not a finite number", 30},
       {"0 ** -1", "zero cannot be raised to a negative power", 22},
       {"(-8) ** 0.5", "a negative number to a fractional power is a complex number", 25},
       {"+mode", "unary '+' needs a number, not string", 20},
@@ -427,4 +434,18 @@ BOOST_AUTO_TEST_CASE(depth_beyond_the_limit_is_an_error_not_a_crash) {
   BOOST_TEST(sum.evaluate(TestScope()).as_int() == 151);
   BOOST_TEST(nots.evaluate(TestScope()).as_bool() == true);
   BOOST_TEST(deep.evaluate(TestScope()).as_int() == 1);
+}
+
+// Python reads 1e400 as inf, which JSON (and so a run) cannot carry.
+BOOST_AUTO_TEST_CASE(a_float_literal_out_of_range_is_refused) {
+  try {
+    Expression::parse("[1e400]", SourceLocation{"f.yaml", 3, 20});
+    BOOST_ERROR("parsed 1e400");
+  } catch (const FlowError& e) {
+    BOOST_TEST(e.problem().find("'1e400' is out of range for a floating-point number") !=
+                   std::string::npos,
+               e.problem());
+    BOOST_TEST(e.where().column == 21u);
+  }
+  BOOST_TEST(Expression::parse("1e-400", SourceLocation{}).evaluate(TestScope()).as_double() == 0);
 }

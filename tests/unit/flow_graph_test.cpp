@@ -3,12 +3,14 @@
 // references, $loop.<var> inside and outside loops, and the exports.
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/subprocess.hpp>
 
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -507,4 +509,61 @@ BOOST_AUTO_TEST_CASE(a_long_chain_of_aliases_is_checked_in_a_moment) {
   BOOST_TEST(found.empty(), found.size() << " diagnostics, the first: "
                                          << (found.empty() ? "" : found.front().message));
   BOOST_TEST((std::chrono::steady_clock::now() - start < std::chrono::seconds(20)));
+}
+
+namespace {
+
+// The DOT text outside its quoted strings, reading \x inside one as an
+// escaped x (as C-like readers do; Graphviz keeps \\ whole, and reads the
+// same strings either way once backslashes are escaped).
+std::string outside_strings(const std::string& dot) {
+  std::string out;
+  bool in = false;
+  for (std::size_t i = 0; i < dot.size(); ++i) {
+    if (in && dot[i] == '\\') {
+      ++i;
+    } else if (dot[i] == '"') {
+      in = !in;
+    } else if (!in) {
+      out += dot[i];
+    }
+  }
+  BOOST_TEST(!in, dot);
+  return out;
+}
+
+}  // namespace
+
+// A switch case holding '"' wrote `\\"` into the DOT label: the string
+// ended there for a reader of \\ as one backslash, and the rest was DOT.
+BOOST_AUTO_TEST_CASE(dot_escapes_backslashes_and_quotes_once) {
+  const CompiledFlow flow = compile(
+      R"(flow: {name: "n\"x", graph: "switch(on={{mode}}) { 'x\"]; \"INJECTED\" [shape=star]; z [\"': a; default: b; }"}
+tasks:
+  a: {use: p/a}
+  b: {use: "p/b\\c"}
+)");
+  const std::string dot = export_dot(flow);
+  BOOST_TEST(outside_strings(dot).find("INJECTED") == std::string::npos, dot);
+  BOOST_TEST(dot.find(R"(label="switch_1: \"x\\\"]; \\\"INJECTED\\\" [shape=star]; z [\\\"\"")") !=
+                 std::string::npos,
+             dot);
+  BOOST_TEST(dot.find(R"(digraph "n\"x")") != std::string::npos, dot);
+  BOOST_TEST(dot.find(R"([label="b\np/b\\c"])") != std::string::npos, dot);
+  // Graphviz itself reads it: one node per task, none injected.
+  if (std::filesystem::exists("/usr/bin/dot")) {
+    ProcessOptions o;
+    o.stdin_data = dot;
+    const ProcessResult r = run_process({"/usr/bin/dot", "-Tjson"}, o);
+    BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+    std::vector<std::string> names;
+    const boost::json::value drawn = boost::json::parse(r.out);
+    for (const auto& object : drawn.at("objects").as_array()) {
+      names.emplace_back(object.at("name").as_string());
+    }
+    std::sort(names.begin(), names.end());
+    const std::vector<std::string> expected = {"cluster_1", "cluster_2", "switch_1", "switch_1/0/a",
+                                               "switch_1/1/b"};
+    BOOST_TEST(names == expected, boost::test_tools::per_element());
+  }
 }

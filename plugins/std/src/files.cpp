@@ -1,5 +1,7 @@
 // write_file and read_file: files that belong to a run, kept as artifacts in
 // the run's artifact store (which may not be on this machine).
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -92,7 +94,10 @@ struct ReadFile : pyoco::Task {
       }
       std::ifstream file(path, std::ios::binary);
       if (!file) {
-        throw pyoco::Error("cannot read " + path +
+        // Why: errno of the failed open (no such file, permission denied).
+        const int err = errno;
+        throw pyoco::Error("cannot read " + path + ": " +
+                           (ec ? ec.message() : std::string(std::strerror(err != 0 ? err : EIO))) +
                            (path.find('/') == std::string::npos
                                 ? " (an artifact std/write_file saved is read with input "
                                   "'artifact', not 'path')"

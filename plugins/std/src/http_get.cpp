@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <regex>
 #include <sstream>
@@ -30,15 +31,30 @@ struct Url {
   std::string host, port, target;
 };
 
+// The largest response body std/http_get takes (Beast's own default).
+constexpr std::uint64_t kMaxBodyBytes = std::uint64_t{8} << 20;
+
 Url parse_url(const std::string& url) {
-  static const std::regex re(R"(^http://(\[[^\]]+\]|[^/:]+)(?::(\d+))?(/.*)?$)");
+  static const std::regex re(R"(^http://(\[[^\]]+\]|[^/:]+)(?::([^/]*))?(/.*)?$)");
   std::smatch m;
   if (!std::regex_match(url, m, re)) {
     throw pyoco::Error("url '" + url + "' is not http://host[:port]/path (https is not supported)");
   }
   std::string host = m[1];
   if (host.front() == '[') host = host.substr(1, host.size() - 2);
-  return Url{host, m[2].matched ? std::string(m[2]) : "80", m[3].matched ? std::string(m[3]) : "/"};
+  std::string port = "80";
+  if (m[2].matched) {
+    // The resolver takes a port as a service name and wraps a number past
+    // 65535 (99999 connected to 34463): decimal digits, 1 to 65535, only.
+    port = m[2];
+    const bool digits = !port.empty() && port.size() <= 5 &&
+                        port.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || std::stoul(port) < 1 || std::stoul(port) > 65535) {
+      throw pyoco::Error("url '" + url + "': the port '" + port +
+                         "' is not a number from 1 to 65535");
+    }
+  }
+  return Url{host, port, m[3].matched ? std::string(m[3]) : "/"};
 }
 
 std::string format_seconds(double s) {
@@ -62,6 +78,7 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
                       std::chrono::duration<double>(timeout))) {
     req_.set(http::field::host, u_.host);
     req_.set(http::field::user_agent, "pyoco-std/" PYOCO_VERSION_STRING);
+    parser_.body_limit(kMaxBodyBytes);
   }
 
   void begin() {
@@ -89,6 +106,10 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   }
 
   std::string why(const beast::error_code& ec) const {
+    if (ec == http::error::body_limit) {
+      return "the response body is larger than " + std::to_string(kMaxBodyBytes) +
+             " bytes (8 MiB), the most std/http_get takes";
+    }
     return ec == beast::error::timeout || ec == asio::error::operation_aborted
                ? "no answer within " + format_seconds(timeout_) + " s (timeout_sec)"
                : ec.message();
@@ -113,10 +134,11 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
     http::async_write(
         stream_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
           if (ec) return self->finish("GET " + self->url_ + ": " + self->why(ec));
-          http::async_read(self->stream_, self->buffer_, self->res_,
+          http::async_read(self->stream_, self->buffer_, self->parser_,
                            [self](beast::error_code ec, std::size_t) {
                              if (ec)
                                return self->finish("GET " + self->url_ + ": " + self->why(ec));
+                             self->res_ = self->parser_.release();
                              self->finish({});
                            });
         });
@@ -158,6 +180,7 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   asio::steady_timer timer_{reactor()};
   beast::flat_buffer buffer_;
   http::request<http::empty_body> req_{http::verb::get, u_.target, 11};
+  http::response_parser<http::string_body> parser_;
   http::response<http::string_body> res_;
   bool cancelled_ = false;
 };

@@ -6,7 +6,13 @@
 #include <pyoco/version.h>
 #include <pyoco/plugins/host_abi.hpp>
 
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <mutex>
 #include <string>
@@ -38,6 +44,34 @@ CLI::App* selected_leaf(CLI::App& app) {
     if (chosen.empty()) return current;
     current = chosen.front();
   }
+}
+
+// What coreutils' close_stdout does, once for every command: what a command
+// printed reached standard output, or the command fails (1) saying so. A
+// full disk (/dev/full) was an exit 0 with nothing written. EPIPE is quiet:
+// `pyoco runs logs | head -1` is normal use. 0 when all was written.
+int check_stdout(const std::string& command) {
+  std::cout.flush();
+  errno = 0;
+  const bool flush_failed = std::fflush(stdout) != 0;
+  int err = flush_failed ? errno : 0;
+  if (!flush_failed && !std::ferror(stdout) && !std::cout.bad()) return 0;
+  if (err == 0) {
+    // A write failed before the end (a line of the trace is flushed as it
+    // is written), and errno has moved on since: a pipe whose reader left
+    // says so to poll(); a write of nothing gives the error again on
+    // /dev/full (on a full disk it succeeds: then no reason is given).
+    pollfd p{STDOUT_FILENO, POLLOUT, 0};
+    if (::poll(&p, 1, 0) == 1 && (p.revents & POLLERR) != 0) {
+      err = EPIPE;
+    } else if (::write(STDOUT_FILENO, "", 0) < 0) {
+      err = errno;
+    }
+  }
+  if (err == EPIPE) return 0;
+  std::cerr << command << ": cannot write to standard output"
+            << (err != 0 ? std::string(": ") + std::strerror(err) : std::string()) << '\n';
+  return 1;
 }
 
 // "pyoco runs" and its words, for messages.
@@ -109,7 +143,8 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
     return kExitUsage;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help, version or the error
-    return code == 0 ? kExitOk : kExitUsage;
+    if (code == 0) return check_stdout("pyoco") == 0 ? kExitOk : kExitFailed;
+    return kExitUsage;
   }
 
   CLI::App* leaf = selected_leaf(app);
@@ -117,12 +152,15 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
     // Commands answer what they expect with their own messages; what none
     // expected (a file system error on a path given, no thread to be had)
     // is one line naming the command, not an abort with a core dump.
+    int code = kExitFailed;
     try {
-      return (*action)();
+      code = (*action)();
     } catch (const std::exception& e) {
       std::cerr << command_path(leaf) << ": error: " << e.what() << '\n';
-      return kExitFailed;
     }
+    // A command that fails anyway keeps its exit code.
+    if (check_stdout(command_path(leaf)) != 0 && code == kExitOk) code = kExitFailed;
+    return code;
   }
   // A command group (or nothing) was named without a command: teach.
   std::cerr << leaf->help();

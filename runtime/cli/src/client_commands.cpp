@@ -67,7 +67,10 @@ json::object params_of(const ClientArgs& a) {
   }
   if (!a.params_json.empty()) {
     boost::system::error_code ec;
-    json::value v = json::parse(a.params_json, ec);
+    json::value v = core::parse_json(a.params_json, ec, 1);
+    if (core::is_too_deep(ec)) {
+      throw server::ClientError("--params: a param is " + std::string(core::kTooDeepText));
+    }
     if (ec || !v.is_object()) throw server::ClientError("--params: not a JSON object");
     if (const std::string_view big = core::oversized_json_integer(a.params_json); !big.empty()) {
       throw server::ClientError("--params: " + std::string(big) +
@@ -82,7 +85,11 @@ json::object params_of(const ClientArgs& a) {
     }
     boost::system::error_code ec;
     const std::string value = kv.substr(eq + 1);
-    json::value v = json::parse(value, ec);
+    json::value v = core::parse_json(value, ec, 0);
+    if (core::is_too_deep(ec)) {
+      throw server::ClientError("--param " + kv.substr(0, eq) + ": " +
+                                std::string(core::kTooDeepText));
+    }
     if (const std::string_view big = core::oversized_json_integer(value); !ec && !big.empty()) {
       throw server::ClientError("--param " + kv + ": " + std::string(big) +
                                 ": too large for a 64-bit integer; quote it to keep it as text");
@@ -124,7 +131,7 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
             if (e.event == "snapshot") return true;
             last = e.id;
             boost::system::error_code ec;
-            const json::value v = json::parse(e.data, ec);
+            const json::value v = core::parse_json(e.data, ec);
             if (ec || !v.is_object()) return true;
             ended = !on_event(v.as_object(), e.data);
             return !ended;

@@ -328,6 +328,18 @@ int run_flow(const RunOptionsCli& o) {
   setup.artifact_dir = artifact_dir(o);
   setup.console = std::shared_ptr<std::ostream>(&std::cout, [](std::ostream*) {});
   setup.console_format = console_format(o);
+  // The trace appended to the flow (or params) file broke it for the next
+  // run: the same file by device and inode, whatever the paths say.
+  for (const auto& [what, input] : {std::pair<const char*, const std::string&>{"flow", o.flow.file},
+                                    {"params", o.flow.params_file}}) {
+    std::error_code ec;
+    if (!o.trace_file.empty() && !input.empty() &&
+        std::filesystem::equivalent(o.trace_file, input, ec)) {
+      throw runner::SetupError(runner::SetupError::Setting::TraceFile,
+                               o.trace_file + ": is the " + what + " file " + input +
+                                   "; the trace would be appended to it");
+    }
+  }
   setup.trace_file = o.trace_file;
   setup.trace_file_format =
       o.trace_format == "json" ? trace::TraceFormat::Json : trace::TraceFormat::Plain;

@@ -1,4 +1,5 @@
 #include "gateway_flags.hpp"
+#include <pyoco/core/value.hpp>
 
 #include <boost/json.hpp>
 
@@ -54,7 +55,7 @@ json::value GatewayFlags::call(boost::beast::http::verb method, const std::strin
     // Only the gateway's own "busy", which it answers before doing
     // anything: a proxy's 503 on a submit may come after the run was made.
     boost::system::error_code parse_error;
-    const json::value answer = json::parse(r.body, parse_error);
+    const json::value answer = core::parse_json(r.body, parse_error);
     const bool gateway_busy = !parse_error && answer.is_object() &&
                               answer.as_object().contains("error") &&
                               answer.as_object().at("error") == "busy";
@@ -67,7 +68,7 @@ json::value GatewayFlags::call(boost::beast::http::verb method, const std::strin
     std::this_thread::sleep_for(std::chrono::seconds(wait));
   }
   boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
+  json::value v = core::parse_json(r.body, ec);
   if (r.status >= 400) {
     std::string detail = r.body;
     if (!ec && v.is_object() && v.as_object().contains("detail")) {

@@ -6,6 +6,7 @@
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/core/regular_file.hpp>
+#include <pyoco/core/value.hpp>
 
 #include <boost/json.hpp>
 
@@ -205,7 +206,7 @@ std::vector<json::object> records_in(const std::string& file) {
   }
   std::vector<json::object> out;
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::value v = core::parse_json(text, ec);
   if (!ec) {
     if (v.is_object()) {
       out.push_back(std::move(v.as_object()));
@@ -224,7 +225,7 @@ std::vector<json::object> records_in(const std::string& file) {
   std::string line;
   for (int n = 1; std::getline(lines, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json::value l = json::parse(line, ec);
+    json::value l = core::parse_json(line, ec);
     if (ec || !l.is_object()) {
       throw std::invalid_argument(file + ":" + std::to_string(n) + ": not a JSON object");
     }

@@ -2,6 +2,7 @@
 // history, read from $PYOCO_HOME/state.db (see docs/history.md).
 #include <pyoco/core/node_name.hpp>
 #include <pyoco/core/text.hpp>
+#include <pyoco/core/value.hpp>
 #include <pyoco/runner/json_views.hpp>
 #include <pyoco/runner/run_history.hpp>
 #include <pyoco/store/history.hpp>
@@ -43,7 +44,7 @@ std::string shown_id(const std::string& id) {
 // {"std":"0.1.0","hello":"0.1.0"} as "hello 0.1.0, std 0.1.0"; "-" for none.
 std::string plugins_text(const std::string& json_text) {
   boost::system::error_code ec;
-  const boost::json::value v = boost::json::parse(json_text, ec);
+  const boost::json::value v = core::parse_json(json_text, ec);
   std::string out;
   if (!ec && v.is_object()) {
     for (const auto& [name, version] : v.as_object()) {
@@ -282,11 +283,13 @@ int run_output(const OutputOptions& o) {
     if (!out.dropped.empty()) {
       // Past the task's own limit an output is measured no further.
       const bool own = out.dropped.starts_with("PYOCO_MAX_OUTPUT_BYTES=");
+      const bool deep = !out.dropped.starts_with("PYOCO_");
       std::cerr << "pyoco runs output: the output of " << core::printable(o.node)
                 << " was not kept: "
-                << (own ? "more than " + out.dropped + " bytes as JSON"
-                        : std::to_string(out.bytes) + " bytes, past " + out.dropped +
-                              " with the run's other outputs")
+                << (deep  ? "it is " + out.dropped
+                    : own ? "more than " + out.dropped + " bytes as JSON"
+                          : std::to_string(out.bytes) + " bytes, past " + out.dropped +
+                                " with the run's other outputs")
                 << '\n';
       return kExitFailed;
     }
@@ -304,7 +307,7 @@ int run_output(const OutputOptions& o) {
     // (then its summary is all there is, whole only if it is JSON).
     boost::system::error_code ec;
     const std::string& summary = t->output_summary.empty() ? "null" : t->output_summary;
-    const json::value v = json::parse(summary, ec);
+    const json::value v = core::parse_json(summary, ec);
     if (!ec) {
       print_json(v);
       return kExitOk;

@@ -498,7 +498,11 @@ class Parser {
       }
       v = b.arena().make_int(i);
     } else {
-      v = b.arena().make_double(std::strtod(begin, &end));
+      const double d = std::strtod(begin, &end);
+      // Python reads 1e400 as inf; JSON, and so a run, has no infinity.
+      if (!std::isfinite(d))
+        fail(t, "'" + t.text + "' is out of range for a floating-point number");
+      v = b.arena().make_double(d);
     }
     if (end == nullptr || *end != '\0') fail(t, "'" + t.text + "' is not a number");
     b.arena().seal();
@@ -625,7 +629,7 @@ class Evaluator {
           if (i == INT64_MIN) overflow(n, "-");
           return number(-i);
         }
-        if (v.is_number()) return number(-v.as_double());
+        if (v.is_number()) return finite(n, -v.as_double(), "-");
         fail(n, "cannot negate " + std::string(to_string(v.kind())));
       }
       case Op::Pos: {
@@ -714,6 +718,18 @@ class Evaluator {
     const ValueNode* n = b.arena().make_int(i);
     b.arena().seal();
     return b.wrap(n);
+  }
+  // A floating-point result that JSON, and so a run, can carry: Python's
+  // 1e308 * 10 is inf, which would be recorded as null.
+  Value finite(const ExprNode& n, double d, const char* op) const {
+    if (!std::isfinite(d)) {
+      fail(n, std::string("the result is not a finite number: '") + op + "' gives " +
+                  (std::isnan(d) ? "nan"
+                   : d > 0       ? "inf"
+                                 : "-inf") +
+                  ", which JSON cannot hold");
+    }
+    return number(d);
   }
   static Value number(double d) {
     ValueBuilder b;
@@ -847,7 +863,12 @@ class Evaluator {
     if (a < 0 && b != std::floor(b)) {
       fail(n, "a negative number to a fractional power is a complex number");
     }
-    return number(std::pow(a, b));
+    const double result = std::pow(a, b);
+    // Python: OverflowError (34, 'Numerical result out of range').
+    if (!std::isfinite(result) && std::isfinite(a) && std::isfinite(b)) {
+      fail(n, "overflow: the result of '**' is out of range for a floating-point number");
+    }
+    return finite(n, result, "**");
   }
 
   Value arithmetic(const ExprNode& n, const Value& l, const Value& r) const {
@@ -895,19 +916,19 @@ class Evaluator {
     const double a = as_double(l), b = as_double(r);
     switch (n.op) {
       case Op::Add:
-        return number(a + b);
+        return finite(n, a + b, "+");
       case Op::Sub:
-        return number(a - b);
+        return finite(n, a - b, "-");
       case Op::Mul:
-        return number(a * b);
+        return finite(n, a * b, "*");
       case Op::Div:
         if (b == 0) fail(n, "division by zero");
-        return number(a / b);
+        return finite(n, a / b, "/");
       default: {
         if (b == 0) fail(n, "modulo by zero");
         double m = std::fmod(a, b);
         if (m != 0 && ((m < 0) != (b < 0))) m += b;
-        return number(m);
+        return finite(n, m, "%");
       }
     }
   }

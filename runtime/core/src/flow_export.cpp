@@ -9,16 +9,30 @@ namespace pyoco::core {
 
 namespace {
 
+// A DOT string of any text (an id or a label): a backslash and a quote
+// escaped once each, a line break as \n. A switch case 'x"' (JSON "x\"")
+// came out as \\" when only quotes were escaped: a reader that takes \\ for
+// one backslash ends the string there, and the rest of the case was DOT.
 std::string quoted(const std::string& s) {
   std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\\\"") : std::string(1, c);
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c != '\r') {
+      out += c;
+    }
+  }
   return out + "\"";
 }
 
+// Its lines as text; quoted() writes the break as DOT's \n.
 std::string node_label(const GraphNode& n) {
   if (n.kind == GraphNode::Kind::Task) {
-    return n.name == n.task->name ? n.name + "\\n" + n.task->use
-                                  : n.name + " (" + n.task->name + ")\\n" + n.task->use;
+    return n.name == n.task->name ? n.name + "\n" + n.task->use
+                                  : n.name + " (" + n.task->name + ")\n" + n.task->use;
   }
   return n.name;
 }

@@ -14,6 +14,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -195,10 +196,24 @@ Value yaml_plain_scalar(ValueBuilder& b, const std::string& s, const SourceLocat
   // (`who: Nan` is a name), and JSON could not hold as numbers.
   if (s.find_first_not_of("0123456789+-.eE") == std::string::npos &&
       s.find_first_of("0123456789") != std::string::npos) {
+    // from_chars takes no '+', which YAML 1.2 allows before a float (+1.5).
+    const std::string_view num =
+        std::string_view(s).substr(s[0] == '+' && s.size() > 1 && s[1] != '-' && s[1] != '+');
     double d = 0;
-    auto [p2, ec2] = std::from_chars(s.data(), s.data() + s.size(), d);
+    auto [p2, ec2] = std::from_chars(num.data(), num.data() + num.size(), d);
     if (ec2 == std::errc() && p2 == s.data() + s.size()) {
-      return scalar_value(b, ValueKind::Double, s);
+      return scalar_value(b, ValueKind::Double, num);
+    }
+    // A float by YAML 1.2's core schema that a double cannot hold: 1e400
+    // is no string (it was read as "1e400"), nor a run's infinity (null in
+    // JSON). 1e-400 underflows to 0, as in Python.
+    if (ec2 == std::errc::result_out_of_range && p2 == s.data() + s.size()) {
+      const double near = std::strtod(s.c_str(), nullptr);
+      if (!std::isfinite(near) || std::abs(near) >= 1) {
+        throw FlowError(where,
+                        s + ": number out of range for a double; quote it to keep it as text");
+      }
+      return b.wrap(b.arena().make_double(near));
     }
   }
   return scalar_value(b, ValueKind::String, s);

@@ -216,6 +216,86 @@ bool Arena::add(ValueNode* object, std::string_view key, const ValueNode* item) 
   return true;
 }
 
+boost::json::parse_options json_parse_options(std::size_t envelope) {
+  boost::json::parse_options options;
+  options.max_depth = kMaxValueDepth + envelope;
+  return options;
+}
+
+boost::json::value parse_json(std::string_view text, boost::system::error_code& ec,
+                              std::size_t envelope) {
+  return boost::json::parse(text, ec, {}, json_parse_options(envelope));
+}
+
+bool is_too_deep(const boost::system::error_code& ec) { return ec == boost::json::error::too_deep; }
+
+bool deeper_than(const Value& value, std::size_t max_depth) {
+  const ValueNode* n = value.node();
+  if (n == nullptr || (n->kind != ValueKind::Array && n->kind != ValueKind::Object)) return false;
+  if (max_depth == 0) return true;
+  // Recursion no deeper than max_depth + 1 frames.
+  const std::size_t size = value.size();
+  for (std::size_t i = 0; i < size; ++i) {
+    const ValueNode* item = n->kind == ValueKind::Array ? n->arr.items[i] : n->obj.members[i].value;
+    if (deeper_than(Value(nullptr, item), max_depth - 1)) return true;
+  }
+  return false;
+}
+
+bool deeper_than(const boost::json::value& value, std::size_t max_depth) {
+  if (!value.is_array() && !value.is_object()) return false;
+  if (max_depth == 0) return true;
+  if (value.is_array()) {
+    for (const auto& item : value.get_array()) {
+      if (deeper_than(item, max_depth - 1)) return true;
+    }
+  } else {
+    for (const auto& kv : value.get_object()) {
+      if (deeper_than(kv.value(), max_depth - 1)) return true;
+    }
+  }
+  return false;
+}
+
+std::string non_finite_number_at(const Value& v, const std::string& path) {
+  // Without recursion: a task's output may nest as deep as it likes.
+  struct Step {
+    const ValueNode* node;
+    std::size_t next;
+  };
+  std::vector<Step> stack;
+  auto found = [&] {
+    std::string at = path;
+    for (const Step& s : stack) {
+      const std::size_t i = s.next - 1;
+      at += s.node->kind == ValueKind::Array ? "." + std::to_string(i)
+                                             : "." + std::string(s.node->obj.members[i].key);
+    }
+    return at;
+  };
+  auto visit = [&](const ValueNode* n) {
+    if (n == nullptr) return false;
+    if (n->kind == ValueKind::Double) return !std::isfinite(n->d);
+    if (n->kind == ValueKind::Array || n->kind == ValueKind::Object) stack.push_back({n, 0});
+    return false;
+  };
+  if (visit(v.node())) return path;
+  while (!stack.empty()) {
+    Step& top = stack.back();
+    const std::size_t size =
+        top.node->kind == ValueKind::Array ? top.node->arr.size : top.node->obj.size;
+    if (top.next == size) {
+      stack.pop_back();
+      continue;
+    }
+    const std::size_t i = top.next++;
+    const ValueNode* item = top.node->kind == ValueKind::Array ? top.node->arr.items[i]
+                                                               : top.node->obj.members[i].value;
+    if (visit(item)) return found();
+  }
+  return {};
+}
+
 std::string non_finite_number_at(const boost::json::value& v, const std::string& path) {
   if (v.is_double()) return std::isfinite(v.get_double()) ? std::string() : path;
   if (v.is_array()) {

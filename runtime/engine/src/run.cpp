@@ -170,6 +170,7 @@ void RunState::start_event() {
   e.status = status();
   e.flow_file = flow_->flow->spec->file;
   e.params = params;
+  e.params_value = &params_;
   e.plugins = plugins_json;
   publish(e);
 }
@@ -515,6 +516,14 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
     if (const std::string wrong = output_mismatch(*a->definition, result.output); !wrong.empty()) {
       // The task that returned it is blamed, not the next one that reads it.
       attempt_failed(*f, i, wrong, true);
+      return;
+    }
+    // JSON has no infinity: the history would record null.
+    if (const std::string at = core::non_finite_number_at(result.output, "output"); !at.empty()) {
+      attempt_failed(*f, i,
+                     a->definition->qualified_name() + " returned a number that is not finite at " +
+                         at + ", which JSON cannot hold (a bug of the task)",
+                     true);
       return;
     }
     succeed(*f, i, std::move(result.output));

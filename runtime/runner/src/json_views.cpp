@@ -1,3 +1,4 @@
+#include <pyoco/core/value.hpp>
 #include <pyoco/runner/json_views.hpp>
 #include <pyoco/trace/sinks.hpp>
 
@@ -25,7 +26,7 @@ double ms(double v) { return std::round(v * 1000) / 1000; }
 // The params as recorded: JSON object text (kept as text if it is not JSON).
 json::value params_json(const std::string& text) {
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::value v = core::parse_json(text, ec);
   return ec ? json::value(text) : v;
 }
 
@@ -70,7 +71,7 @@ json::object to_json(const store::RunRecord& r) {
 json::value output_json(const store::OutputRecord& output) {
   if (!output.dropped.empty()) return nullptr;
   boost::system::error_code ec;
-  json::value v = json::parse(output.json, ec);
+  json::value v = core::parse_json(output.json, ec);
   return ec ? json::value(nullptr) : v;
 }
 

@@ -108,7 +108,12 @@ json::object read_params_file(const std::filesystem::path& file) {
   // A byte order mark, as some editors write, is no part of the params.
   if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
+  // The params object, and values within it as deep as any value may be.
+  json::value v = core::parse_json(text, ec, 1);
+  if (core::is_too_deep(ec)) {
+    throw SetupError(Setting::ParamsFile,
+                     file.string() + ": a param is " + std::string(core::kTooDeepText));
+  }
   if (ec) {
     v = yaml_params(text, file);
   } else if (const std::string_view big = core::oversized_json_integer(text); !big.empty()) {
@@ -151,7 +156,11 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
     }
     const std::string value = kv.substr(eq + 1);
     boost::system::error_code ec;
-    json::value v = json::parse(value, ec);
+    json::value v = core::parse_json(value, ec, 0);
+    if (core::is_too_deep(ec)) {
+      // Not text that happens to start with '[': a value past the limit.
+      throw SetupError(Setting::Param, kv.substr(0, eq) + ": " + std::string(core::kTooDeepText));
+    }
     if (const std::string_view big = core::oversized_json_integer(value); !ec && !big.empty()) {
       const std::string key = kv.substr(0, eq);
       throw SetupError(Setting::Param,

@@ -42,6 +42,27 @@ void limits_from_env(RunLimits& run, store::HistoryOptions& history) {
   size_from_env("PYOCO_MAX_RUN_HISTORY", history.max_runs, 1);
 }
 
+// Two runs of one --run-id and --artifact-dir (each with a history of its
+// own, so that neither knew the other) wrote over each other's artifacts.
+void LocalRun::refuse_used_artifact_dir(const RunSetup& setup) {
+  if (setup.run_id.empty()) return;  // a new UUID: no run had it
+  const std::filesystem::path mine =
+      std::filesystem::absolute(setup.artifact_dir).lexically_normal() / setup.run_id;
+  std::error_code ec;
+  if (std::filesystem::is_directory(mine, ec) && !std::filesystem::is_empty(mine, ec)) {
+    if (claimed_in_) {
+      try {
+        claimed_in_->unclaim(claimed_id_);
+      } catch (const store::StoreError&) {
+      }
+      claimed_in_.reset();
+    }
+    throw SetupError(SetupError::Setting::RunId,
+                     setup.run_id + ": artifacts of a run with this id are already there: " +
+                         mine.string() + "; choose another id, or another --artifact-dir");
+  }
+}
+
 LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
     : flow_(std::move(flow)), events_(std::make_shared<trace::EventQueue>()) {
   // The engine's control thread only queues events; the console, a trace
@@ -56,7 +77,10 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
     if (!file) {
       throw SetupError(
           SetupError::Setting::TraceFile,
-          setup.trace_file.string() + ": cannot open for writing (" + std::strerror(errno) + ")");
+          setup.trace_file.string() + ": cannot open for writing (" +
+              (errno == ENXIO ? std::string("a FIFO that no process reads; start its reader first")
+                              : std::string(std::strerror(errno))) +
+              ")");
     }
     listeners.push_back(trace::make_trace_sink(setup.trace_file_format, file));
     trace_file_ = file;
@@ -102,6 +126,7 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
         std::make_unique<store::HistoryWriter>(std::move(setup.history), setup.history_options);
     listeners.push_back(history_->recorder());
   }
+  refuse_used_artifact_dir(setup);
   for (auto& listener : setup.listeners) listeners.push_back(std::move(listener));
   if (flow_.secrets.empty()) {
     for (auto& listener : listeners) events_->add(std::move(listener));

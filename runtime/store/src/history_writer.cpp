@@ -1,6 +1,7 @@
 // HistoryWriter: run events in, batched store writes out, on a thread of
 // its own so that neither the scheduler's strand nor a task thread ever waits
 // on the disk. The strand only copies an event into a queue.
+#include <pyoco/core/value.hpp>
 #include <pyoco/store/history.hpp>
 
 #include <algorithm>
@@ -593,7 +594,10 @@ void HistoryWriter::Impl::keep_output(RunSlot& s, std::uint32_t record, const st
   // that string in memory), and is not kept anyway.
   o.json = core::to_json_text(value, options.max_output_bytes + 1);
   o.bytes = o.json.size();
-  if (o.bytes > options.max_output_bytes) {
+  if (core::deeper_than(value)) {
+    // No reader of the history would take it back.
+    o.dropped = std::string(core::kTooDeepText);
+  } else if (o.bytes > options.max_output_bytes) {
     o.dropped = "PYOCO_MAX_OUTPUT_BYTES=" + std::to_string(options.max_output_bytes);
   } else if (s.run_output_bytes + o.bytes > options.max_run_output_bytes) {
     o.dropped = "PYOCO_MAX_RUN_OUTPUT_BYTES=" + std::to_string(options.max_run_output_bytes);

@@ -2,6 +2,7 @@
 // rewritten every time one of its tasks changes, and building a DOM per
 // record would cost the run more than the store's write does.
 #include "task_page.hpp"
+#include <pyoco/core/value.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -163,7 +164,7 @@ std::string encode_task_page(std::span<const TaskRecord> tasks, std::uint32_t fi
 
 void decode_task_page(std::string_view text, std::string_view where,
                       std::vector<std::pair<std::uint32_t, TaskRecord>>& out) {
-  boost::json::parse_options options;
+  boost::json::parse_options options = core::json_parse_options();
   options.allow_invalid_utf8 = true;
   boost::system::error_code ec;
   const boost::json::value page = boost::json::parse(text, ec, {}, options);

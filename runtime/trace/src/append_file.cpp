@@ -62,8 +62,11 @@ class AppendFile final : public std::ostream {
 }  // namespace
 
 std::shared_ptr<std::ostream> open_append_file(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  // O_NONBLOCK: a FIFO that no process reads fails at once (ENXIO), where
+  // a blocking open waited for a reader for ever. Writes then block again.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0666);
   if (fd < 0) return nullptr;
+  if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
   return std::make_shared<AppendFile>(fd);
 }
 

@@ -1,3 +1,4 @@
+#include <pyoco/core/value.hpp>
 #include <pyoco/trace/event.hpp>
 #include <pyoco/trace/sinks.hpp>
 
@@ -33,6 +34,7 @@ Event Event::from(const RunEvent& e) {
   }
   o.flow_file = e.flow_file;
   o.params = e.params;
+  if (e.params_value != nullptr) o.params_value = *e.params_value;
   o.plugins = e.plugins;
   return o;
 }
@@ -64,6 +66,7 @@ RunEvent Event::view(std::vector<PlannedNode>& planned_views) const {
   e.planned = planned_views;
   e.flow_file = flow_file;
   e.params = params;
+  e.params_value = kind == EventKind::RunStart && !params_value.is_null() ? &params_value : nullptr;
   e.plugins = plugins;
   return e;
 }
@@ -118,10 +121,10 @@ boost::json::object to_json(const Event& e) {
     case EventKind::RunStart: {
       if (!e.flow_file.empty()) o["flow_file"] = e.flow_file;
       json::error_code ec;
-      json::value params = json::parse(e.params, ec);
+      json::value params = core::parse_json(e.params, ec);
       o["params"] = ec ? json::value(json::object()) : std::move(params);
       if (!e.plugins.empty()) {
-        json::value plugins = json::parse(e.plugins, ec);
+        json::value plugins = core::parse_json(e.plugins, ec);
         if (!ec) o["plugins"] = std::move(plugins);
       }
       break;

@@ -30,7 +30,9 @@ class EventQueue::Batch {
     for (std::size_t i = first; i < end; ++i) {
       const Entry& entry = entries_[i];
       RunEvent& v = out.emplace_back(entry.event);
-      if (entry.value != kNone) v.value = &values_[entry.value];
+      if (entry.value != kNone) {
+        (v.kind == EventKind::RunStart ? v.params_value : v.value) = &values_[entry.value];
+      }
       if (entry.extra != kNone) {
         const Extra& x = extras_[entry.extra];
         v.artifacts = x.artifacts;
@@ -84,11 +86,15 @@ class EventQueue::Batch {
     o.params = keep(e.params);
     o.plugins = keep(e.plugins);
     o.value = nullptr;
+    o.params_value = nullptr;
     o.artifacts = {};
     o.planned = {};
     if (e.value != nullptr && e.kind == EventKind::NodeDone) {
       entry.value = static_cast<std::uint32_t>(values_.size());
       values_.push_back(*e.value);
+    } else if (e.params_value != nullptr && e.kind == EventKind::RunStart) {
+      entry.value = static_cast<std::uint32_t>(values_.size());
+      values_.push_back(*e.params_value);
     }
     if (!e.artifacts.empty() || !e.planned.empty()) {
       entry.extra = static_cast<std::uint32_t>(extras_.size());

@@ -1,11 +1,13 @@
 #include <pyoco/trace/redaction.hpp>
 
 #include <pyoco/core/output_summary.hpp>
+#include <pyoco/core/value.hpp>
 
 #include <boost/json.hpp>
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 namespace pyoco::trace {
 
@@ -158,17 +160,63 @@ void walk(const Redactor& r, json::value& v) {
 std::string Redactor::apply_json(std::string_view text) const {
   if (secrets_.empty()) return std::string(text);
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::value v = core::parse_json(text, ec);
   if (ec) return apply(text);  // not JSON: masked as text
   walk(*this, v);
   return core::to_json_text(core::from_json(v));
 }
 
+namespace {
+
+// The value with every secret masked in its strings' own bytes (and keys,
+// and bytes): masked through its JSON text, a string's invalid UTF-8 was
+// made valid first, and a secret holding such a byte matched no more.
+const core::ValueNode* masked(const Redactor& r, core::Arena& a, const core::ValueNode* n) {
+  using core::ValueKind;
+  if (n == nullptr) return a.make_null();
+  switch (n->kind) {
+    case ValueKind::String:
+      return a.make_string(r.apply(std::string_view(n->str.data, n->str.size)));
+    case ValueKind::Bytes: {
+      const std::string m = r.apply(std::string_view(n->str.data, n->str.size));
+      return a.make_bytes(m.data(), m.size());
+    }
+    case ValueKind::Array: {
+      core::ValueNode* out = a.make_array(n->arr.size);
+      for (std::size_t i = 0; i < n->arr.size; ++i) {
+        core::Arena::push(out, masked(r, a, n->arr.items[i]));
+      }
+      return out;
+    }
+    case ValueKind::Object: {
+      core::ValueNode* out = a.make_object(n->obj.size);
+      std::unordered_set<std::string> keys;
+      for (std::size_t i = 0; i < n->obj.size; ++i) {
+        // Two keys may mask alike ("***"): the second is kept as "***#2".
+        std::string key = r.apply(n->obj.members[i].key);
+        if (keys.count(key) != 0) {
+          std::size_t k = 2;
+          while (keys.count(key + "#" + std::to_string(k)) != 0) ++k;
+          key += "#" + std::to_string(k);
+        }
+        keys.insert(key);
+        core::Arena::add(out, key, masked(r, a, n->obj.members[i].value));
+      }
+      return out;
+    }
+    default:
+      return n;  // null, bool, number: nothing to mask
+  }
+}
+
+}  // namespace
+
 core::Value Redactor::apply(const core::Value& value) const {
   if (secrets_.empty() || value.is_null()) return value;
-  json::value v = json::parse(core::to_json_text(value));
-  walk(*this, v);
-  return core::from_json(v);
+  core::ValueBuilder b;
+  const core::ValueNode* n = masked(*this, b.arena(), value.node());
+  b.arena().seal();
+  return b.wrap(n);
 }
 
 namespace {
@@ -188,7 +236,14 @@ class RedactingListener final : public EventListener {
     for (const RunEvent& e : events) {
       Event o = Event::from(e);
       o.message = redactor_->apply(o.message);
-      if (!o.params.empty()) o.params = redactor_->apply_json(o.params);
+      if (e.params_value != nullptr) {
+        // Masked in the value, then written as JSON: the text's valid UTF-8
+        // no longer holds a secret's invalid bytes to match.
+        o.params_value = redactor_->apply(o.params_value);
+        o.params = core::to_json_text(o.params_value);
+      } else if (!o.params.empty()) {
+        o.params = redactor_->apply_json(o.params);
+      }
       o.value = redactor_->apply(o.value);
       // A summary is a cut: made again from the masked output, it holds no
       // part of a secret the cut would have split.

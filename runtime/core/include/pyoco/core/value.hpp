@@ -10,6 +10,8 @@
 
 #include <boost/intrusive_ptr.hpp>
 #include <boost/json/fwd.hpp>
+#include <boost/json/parse_options.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -177,6 +179,30 @@ class ValueBuilder {
   ArenaPtr arena_;
 };
 
+// How deep lists and mappings may nest in a value (params, task inputs and
+// outputs), as in a flow file: the one limit every reader and writer of a
+// value keeps. A value deeper than this is an error that says so
+// (kTooDeepText), never a null or a string.
+inline constexpr std::size_t kMaxValueDepth = 64;
+// A record wraps a value in a few levels of its own (a run's params object,
+// a trace line's event object): what a reader of records allows on top.
+inline constexpr std::size_t kMaxRecordEnvelopeDepth = 8;
+inline constexpr std::string_view kTooDeepText = "nested more than 64 levels deep";
+static_assert(kMaxValueDepth == 64, "kTooDeepText names the limit");
+
+// Options for boost::json::parse of text holding values: its default
+// max_depth (32) silently lost values 33 to 64 levels deep. `envelope`
+// levels are allowed on top of kMaxValueDepth (0 for a bare value).
+boost::json::parse_options json_parse_options(std::size_t envelope = kMaxRecordEnvelopeDepth);
+// boost::json::parse with json_parse_options(envelope).
+boost::json::value parse_json(std::string_view text, boost::system::error_code& ec,
+                              std::size_t envelope = kMaxRecordEnvelopeDepth);
+// Whether `ec` (of a parse) says the text nests deeper than the limit.
+bool is_too_deep(const boost::system::error_code& ec);
+// Whether `value` nests lists and mappings more than `max_depth` levels.
+bool deeper_than(const Value& value, std::size_t max_depth = kMaxValueDepth);
+bool deeper_than(const boost::json::value& value, std::size_t max_depth = kMaxValueDepth);
+
 // JSON conversions. Bytes become a base64 string in JSON.
 // Whether `v` is of `type`, a type name of plugin.toml's inputs and
 // outputs: any, null, bool, int, number (an int or a double), string, bytes
@@ -194,6 +220,7 @@ Value from_json(const boost::json::value& json);
 // parser turns `1e999999` into one: a record holding it can be written,
 // never read back.
 std::string non_finite_number_at(const boost::json::value& json, const std::string& path);
+std::string non_finite_number_at(const Value& value, const std::string& path);
 // The first integer written in JSON text `json` that a 64-bit integer
 // cannot hold ("12345678901234567890"), or empty. A JSON parser reads it as
 // a double and silently rounds it (to 12345678901234567168); the flow

@@ -112,6 +112,8 @@ class LocalRun {
   const std::string& trace_file_error() const { return trace_file_error_; }
 
  private:
+  void refuse_used_artifact_dir(const RunSetup& setup);
+
   LoadedFlow flow_;
   RunOptions options_;
   std::shared_ptr<trace::EventQueue> events_;

@@ -82,6 +82,10 @@ struct RunEvent {
   std::span<const PlannedNode> planned;  // NodesPlanned
   std::string_view flow_file;            // RunStart: the flow's file, when it has one
   std::string_view params;               // RunStart: the run's params, a JSON object
+  // RunStart: the params as a value (null when not given), their bytes as
+  // they are: a Redactor masks secrets in it before the JSON text makes
+  // the text valid UTF-8 (a secret with an invalid byte no longer matched).
+  const core::Value* params_value = nullptr;
   std::string_view plugins;  // RunStart: the plugins its tasks came from, {"name": "version"}
 };
 
@@ -108,6 +112,7 @@ struct Event {
   std::vector<core::ArtifactRecord> artifacts;
   std::vector<Planned> planned;
   std::string flow_file, params, plugins;
+  core::Value params_value;  // RunStart, when given
 
   static Event from(const RunEvent& e);
   // Valid while this Event lives; `planned_views` holds the planned nodes' views.
