@@ -49,9 +49,13 @@
  * abandoned at its deadline or by a cancel may still be running when the
  * host starts a retry of the same node: the retry gets a new instance and a
  * new context.
- * Callbacks the host makes into a plugin (on-cancel, timers) run on the
- * host's control thread: they must return quickly and must not block; post
- * longer work to a thread of the plugin's.
+ * Callbacks the host makes into a plugin run on host threads every run
+ * shares: a timer's on the control thread, an on-cancel callback on the
+ * thread that decides the call's fate (the control thread, a worker thread,
+ * or the thread that called call_complete). They must return quickly and
+ * must not block; post longer work to a thread of the plugin's. A call's
+ * callbacks may run at the same time as each other and as the plugin's own
+ * threads (the one-thread-at-a-time rules above are the plugin's to keep).
  */
 #ifndef PYOCO_ABI_H
 #define PYOCO_ABI_H
@@ -303,8 +307,8 @@ typedef struct pyoco_host_api {
   /* Calls fn(user, status) exactly once: PYOCO_ERR_CANCELLED as soon as the
      run is cancelled or the attempt's deadline passes (at once if that has
      happened already), or PYOCO_OK when the call ends first, so `user` can
-     always be freed there. Runs on the host's control thread (or, when
-     already cancelled, on the calling thread): it must not block. */
+     always be freed there. Runs on a host thread (see Threads; when already
+     cancelled, on the calling thread): it must not block. */
   pyoco_status (*context_on_cancel)(pyoco_context* ctx, pyoco_callback_fn fn, void* user);
   /* Says the task is alive and how far it is: `progress` from 0 to 1, or
      negative when unknown; `message` may be NULL. Shown in the JSON trace
