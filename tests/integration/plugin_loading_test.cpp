@@ -148,3 +148,12 @@ BOOST_AUTO_TEST_CASE(a_library_that_is_another_plugin_s_is_refused) {
   BOOST_TEST(plugins::version_mismatch(stale, p).find("older than its manifest") !=
              std::string::npos);
 }
+
+// A large thread_local's zero-filled part (.tbss) takes no room in its
+// segment and may pass its end: the ELF checks took that for damage and
+// refused a valid library.
+BOOST_AUTO_TEST_CASE(a_library_with_a_large_thread_local_loads) {
+  const plugins::Manifest m = plugins::read_manifest(pyoco::testing::fixture_dir() / "big_tls");
+  const plugins::LoadedPlugin& p = plugins::load_plugin(m);
+  BOOST_TEST(p.plugin_name == "big_tls");
+}

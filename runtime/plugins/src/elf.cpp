@@ -232,12 +232,17 @@ LibraryFile inspect(int fd, std::uint64_t file_size) {
       const std::uint64_t end = l.vaddr + l.memsz;
       const std::uint64_t rounded =
           end > address_limit - (page - 1) ? address_limit : (end + page - 1) & ~(page - 1);
-      return s.vaddr >= l.vaddr && s.vaddr <= rounded && s.memsz <= rounded - s.vaddr;
+      // Thread-local storage: only its initial image is in the segment; its
+      // zero-filled rest (.tbss) takes no address space there, and the next
+      // sections may start where it does (a large thread_local passes the
+      // segment's end).
+      const std::uint64_t size = s.type == 7 ? s.filesz : s.memsz;
+      return s.vaddr >= l.vaddr && s.vaddr <= rounded && size <= rounded - s.vaddr;
     });
     if (!loaded) {
-      out.problem =
-          damaged(s, std::string("its ") + region(s) + " at address " + hex(s.vaddr) + " (" +
-                         std::to_string(s.memsz) + " bytes) lies in no loadable segment");
+      out.problem = damaged(s, std::string("its ") + region(s) + " at address " + hex(s.vaddr) +
+                                   " (" + std::to_string(s.type == 7 ? s.filesz : s.memsz) +
+                                   " bytes) lies in no loadable segment");
       return out;
     }
   }
