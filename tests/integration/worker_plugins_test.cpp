@@ -453,6 +453,32 @@ BOOST_AUTO_TEST_CASE(old_versions_are_removed_once_no_run_uses_them) {
   BOOST_TEST(std_version_of(c.wait_for("after", terminal)) == "9.7.0");
 }
 
+// The version kept besides the active one is the one active before, not
+// only the newest other: after a yank they differ, and the one the worker
+// went back to was removed when the next came.
+BOOST_AUTO_TEST_CASE(the_version_active_before_is_kept_after_a_yank) {
+  Cluster c;
+  c.publish_std("9.0.0");
+  c.worker("w1", 2);
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+  c.publish_std("9.3.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.3.0"); }));
+  c.publish_std("9.6.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.6.0"); }));
+  BOOST_TEST_REQUIRE(!c.repo->yank("std", "9.6.0", "k1").empty());
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.3.0"); }));
+  c.publish_std("9.7.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.7.0"); }));
+  std::this_thread::sleep_for(1500ms);  // a few syncs, each pruning
+  std::set<std::string> versions;
+  for (const auto& e : fs::directory_iterator(c.plugins_dir() / "std")) {
+    const std::string leaf = e.path().filename().string();
+    if (leaf[0] != '.') versions.insert(leaf.substr(0, leaf.rfind('-')));
+  }
+  // 9.7.0 active, 9.6.0 the newest other, 9.3.0 the one active before.
+  BOOST_TEST((versions == std::set<std::string>{"9.3.0", "9.6.0", "9.7.0"}));
+}
+
 // kill -9 while a package is being installed (unpacked, being linted):
 // what it left is never used, the next start removes it and installs the
 // release whole.

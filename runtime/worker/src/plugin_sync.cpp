@@ -170,6 +170,10 @@ bool PluginSync::sync() {
       next.size() != active_.size() ||
       !std::equal(next.begin(), next.end(), active_.begin(),
                   [](const auto& a, const auto& b) { return a.second.dir == b.second.dir; });
+  for (const auto& [name, was] : active_) {
+    const auto now = next.find(name);
+    if (now == next.end() || now->second.dir != was.dir) previous_[name] = was.dir;
+  }
   active_ = std::move(next);
   refused_ = std::move(refused);
   return changed;
@@ -277,9 +281,11 @@ std::string PluginSync::lint(const fs::path& dir) const {
 std::vector<fs::path> PluginSync::prune(
     const std::map<std::string, std::set<std::string>>& in_use) {
   std::map<std::string, Installed> active;
+  std::map<std::string, fs::path> previous;
   {
     std::lock_guard lock(mutex_);
     active = active_;
+    previous = previous_;
   }
   std::vector<fs::path> removed;
   std::error_code ec;
@@ -303,13 +309,17 @@ std::vector<fs::path> PluginSync::prune(
       return core::compare_versions(x.first, y.first) > 0;
     });
     const auto used = in_use.find(name);
-    bool kept_before = false;
+    const auto before = previous.find(name);
+    bool kept_newest = false;
     for (const auto& [version, dir] : installed) {
       if (dir == a->second.dir) continue;
-      if (!kept_before) {
-        kept_before = true;  // the newest other: the one before
+      // The one active before (not the newest by version: after a yank they
+      // differ), and the newest other, where a yank of the active one goes.
+      if (!kept_newest) {
+        kept_newest = true;
         continue;
       }
+      if (before != previous.end() && dir == before->second) continue;
       if (used != in_use.end() && used->second.count(version) != 0) continue;
       fs::remove_all(dir, ec2);
       if (!ec2) {

@@ -94,6 +94,9 @@ class PluginSync {
 
   mutable std::mutex mutex_;  // guards what status() and active_dirs() read
   std::map<std::string, Installed> active_;
+  // Per plugin, the directory that was active before the current one (a
+  // yank goes back to it; a run may have bound it just before the change).
+  std::map<std::string, std::filesystem::path> previous_;
   std::vector<Refused> refused_;
 };
 

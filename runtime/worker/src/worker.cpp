@@ -207,7 +207,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   std::uint64_t next_ticket = 0, serving = 0;  // the fetchers' turns at a free slot
   static constexpr std::chrono::milliseconds kShortPoll{250};
   bool stopping = false;
-  bool registered = false;  // start() got as far as the registry: drain says it stopped
+  std::size_t starting = 0;  // runs inside engine.start: their plugins are bound, not listed
+  bool registered = false;   // start() got as far as the registry: drain says it stopped
 
   std::vector<std::thread> threads;
   natsSubscription* cancel_sub = nullptr;
@@ -288,6 +289,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     std::map<std::string, std::set<std::string>> in_use;
     {
       std::lock_guard lock(mutex);
+      // A run binding its plugins now is not listed yet: prune next time.
+      if (starting != 0) return;
       for (const auto& [id, a] : active) {
         if (!a->run) continue;
         for (const auto& [name, version] : a->run->plugins()) in_use[name].insert(version);
@@ -558,9 +561,21 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       if (!options.artifact_dir.empty()) {
         ro.artifacts = std::make_shared<LocalArtifactStore>(options.artifact_dir);
       }
-      Run run = engine.start(flow, std::move(ro));
+      {
+        std::lock_guard lock(mutex);
+        ++starting;
+      }
+      std::optional<Run> started;
+      try {
+        started.emplace(engine.start(flow, std::move(ro)));
+      } catch (...) {
+        std::lock_guard lock(mutex);
+        --starting;
+        throw;
+      }
       std::lock_guard lock(mutex);
-      active_run.run = std::move(run);
+      --starting;
+      active_run.run = std::move(*started);
       if (stopping || active_run.lost) {
         // Drained while it started: given up like the others, left unacked.
         active_run.lost = true;
