@@ -23,6 +23,8 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -167,15 +169,22 @@ void guard_file(GuardProgram& g) {
   }
 }
 
-// Both, made and looked for once (thread-safe: a static local); the memfd
-// is kept for the process's life.
-const GuardProgram& guard_program() {
-  static const GuardProgram found = [] {
+// Both, made and looked for once, and again while neither is there (a
+// memfd refused for a moment: EMFILE, ENOMEM, must not fail every later
+// command); the memfd is kept for the process's life. A copy: cheap, the
+// strings are empty when a copy is there.
+GuardProgram guard_program() {
+  static std::mutex mutex;
+  static GuardProgram found;
+  static bool looked = false;
+  std::lock_guard lock(mutex);
+  if (!looked || !found.unusable().empty()) {
     GuardProgram g;
     g.memfd = guard_memfd(g.memfd_error);
     guard_file(g);
-    return g;
-  }();
+    found = std::move(g);
+    looked = true;
+  }
   return found;
 }
 
@@ -512,7 +521,7 @@ struct Shell : pyoco::AsyncTask {
       {"stderr", "string", false, "what it printed on stderr (at most 16 MiB)"}};
 
   void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
-    const GuardProgram& guard = guard_program();
+    const GuardProgram guard = guard_program();
     if (const std::string why = guard.unusable(); !why.empty()) {
       throw pyoco::PermanentError(why);
     }

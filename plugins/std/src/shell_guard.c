@@ -178,7 +178,12 @@ int main(int argc, char** argv) {
   }
   if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
   const int sig = WTERMSIG(status);
-  prctl(PR_SET_DUMPABLE, 0);  // no core of the guard's own, beside (or over) the command's
+  // No core of the guard's own, beside (or over) the command's: not
+  // dumpable, and no core size either (a core_pattern pipe with
+  // fs.suid_dumpable=2 dumps what is not dumpable).
+  prctl(PR_SET_DUMPABLE, 0);
+  const struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
   sigaction(sig, &dfl, NULL);
   sigset_t one;
   sigemptyset(&one);
