@@ -226,6 +226,15 @@ LibraryFile inspect(int fd, std::uint64_t file_size) {
                  " bytes) is larger than its memory size (" + std::to_string(s.memsz) + " bytes)");
       return out;
     }
+    // Its zero-filled part needs no room in a segment (below), so only a
+    // bound keeps a damaged size from an allocation the loader cannot make
+    // (it exits the process: "cannot allocate memory for thread-local data").
+    constexpr std::uint64_t kMaxThreadLocal = std::uint64_t{64} << 20;
+    if (s.type == 7 && s.memsz > kMaxThreadLocal) {
+      out.problem = damaged(s, std::string("its ") + region(s) + " (" + std::to_string(s.memsz) +
+                                   " bytes a thread) is over 64 MiB");
+      return out;
+    }
     const bool loaded = std::any_of(segments.begin(), segments.end(), [&](const Segment& l) {
       if (l.type != 1) return false;
       const std::uint64_t page = std::max<std::uint64_t>(l.align, 4096);
