@@ -600,7 +600,7 @@ BOOST_AUTO_TEST_CASE(a_nats_outage_does_not_count_as_refused_keys) {
       [&] { return g.call(http::verb::get, "/runs/" + run, used.text).status == 503; }, 5s));
   std::vector<std::future<server::ClientResponse>> answers;
   for (int i = 0; i < 25; ++i) {
-    answers.push_back(std::async(std::launch::async, [&] {
+    answers.push_back(std::async(std::launch::async, [&, i] {
       return g.call(http::verb::get, "/runs/" + run, i % 2 == 0 ? used.text : later.text);
     }));
   }
