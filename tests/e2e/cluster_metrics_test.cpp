@@ -106,6 +106,23 @@ BOOST_AUTO_TEST_CASE(runs_tasks_queues_workers_and_requests_are_measured) {
   BOOST_TEST(lint.exit_code == 0, lint.out << lint.err);
 }
 
+// A run cancelled while it waits for a worker leaves the queue at once: it
+// is not counted as waiting until some worker pulls and drops it. The other
+// run's job stays.
+BOOST_AUTO_TEST_CASE(a_run_cancelled_while_pending_leaves_the_queue_at_once) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});  // no worker: both runs wait
+  const std::string kept = s.submit(R"({"flow_name": "hello"})");
+  const std::string cancelled = s.submit(R"({"flow_name": "hello"})");
+  BOOST_TEST(sample(scrape_until(s, "pyoco_queue_pending{tag=\"default\"}", 2),
+                    "pyoco_queue_pending{tag=\"default\"}") == 2);
+  const auto r = s.call(http::verb::post, "/runs/" + cancelled + "/cancel");
+  BOOST_TEST(r.body.find("\"CANCELLED\"") != std::string::npos, r.body);
+  // Read from NATS at the scrape: no wait.
+  BOOST_TEST(sample(scrape(s), "pyoco_queue_pending{tag=\"default\"}") == 1);
+  BOOST_TEST(s.call(http::verb::get, "/runs/" + kept).body.find("PENDING") != std::string::npos);
+}
+
 // Each run's end is counted by one gateway of the group: the sum over the
 // gateways is the number of runs, also when one stops and comes back.
 BOOST_AUTO_TEST_CASE(gateways_share_the_counting_exactly_across_a_restart) {

@@ -116,8 +116,8 @@ json::object pending_snapshot(const RunJob& job) {
 namespace {
 
 // The job, with Nats-Msg-Id = run_id: a repeat within the duplicate window
-// is dropped by the stream.
-void publish_job(Connection& nats, const RunJob& job) {
+// is dropped by the stream. Returns its sequence (the first one's for a repeat).
+std::uint64_t publish_job(Connection& nats, const RunJob& job) {
   const std::string subject = "pyoco.work." + job.tag;
   const std::string body = json::serialize(to_json(job));
   jsPubOptions opts;
@@ -128,7 +128,23 @@ void publish_job(Connection& nats, const RunJob& job) {
   const natsStatus s = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
                                   static_cast<int>(body.size()), &opts, &jerr);
   if (s != NATS_OK) throw_nats("cannot queue run " + job.run_id + " on " + subject, s, jerr);
+  const std::uint64_t seq = ack->Sequence;
   jsPubAck_Destroy(ack);
+  return seq;
+}
+
+// Removes run `run_id`'s job at `seq` from PYOCO_WORK, best effort. The
+// message is read first: a sequence kept from before the stream was made
+// anew may name another run's job.
+void remove_job(Connection& nats, const std::string& run_id, std::uint64_t seq) {
+  natsMsg* msg = nullptr;
+  jsErrCode jerr{};
+  if (js_GetMsg(&msg, nats.handles().js, "PYOCO_WORK", seq, nullptr, &jerr) != NATS_OK) return;
+  const char* id = nullptr;
+  const bool same =
+      natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id != nullptr && run_id == id;
+  natsMsg_Destroy(msg);
+  if (same) js_DeleteMsg(nats.handles().js, "PYOCO_WORK", seq, nullptr, &jerr);
 }
 
 }  // namespace
@@ -164,7 +180,7 @@ Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
     }
     publish_run_submitted(nats, job);
   }
-  publish_job(nats, job);
+  out.job_seq = publish_job(nats, job);
   return out;
 }
 
@@ -178,7 +194,8 @@ bool queue_if_pending(Connection& nats, RunRecords& runs, RunJob job) {
 }
 
 std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
-                                        const std::string& run_id, const std::string& by) {
+                                        const std::string& run_id, const std::string& by,
+                                        std::uint64_t job_seq) {
   for (;;) {
     std::optional<RunRecord> r = runs.get(run_id);
     if (!r) return std::nullopt;
@@ -195,6 +212,9 @@ std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
       RunRecord written{std::move(next), *revision};
       if (written.terminal()) {
         publish_run_end(nats, written);  // it never ran: this is its one end
+        // No worker can claim it now: its job is only a count in the queue.
+        // A worker that pulled it meanwhile finds it gone or acks it.
+        if (job_seq != 0) remove_job(nats, run_id, job_seq);
       } else {
         const std::string subject = "pyoco.cancel." + run_id;
         natsConnection_Publish(nats.handles().nc, subject.c_str(), by.data(),

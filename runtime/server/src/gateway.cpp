@@ -27,6 +27,7 @@
 
 #include "dashboard.hpp"
 #include "event_hub.hpp"
+#include "job_sequences.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -1116,7 +1117,9 @@ class Gateway {
     find(id, caller);  // another tenant's run is not found
     try {
       const auto r = cluster::request_cancel(
-          nats_, runs_, id, caller.key_id.empty() ? "http" : "key " + caller.key_id);
+          nats_, runs_, id, caller.key_id.empty() ? "http" : "key " + caller.key_id,
+          job_seqs_.find(id));
+      job_seqs_.forget(id);  // it has left PENDING either way
       if (!r) throw HttpError{404, "not_found", "run " + id + " not found"};
       return json_response(200, json::object{{"run_id", id}, {"status", r->status()}});
     } catch (const cluster::NatsError& e) {
@@ -1141,6 +1144,7 @@ class Gateway {
     if (!idempotency_key.empty()) job.request_digest = request_digest(job);
     try {
       const cluster::Submitted s = cluster::submit_run(nats_, runs_, job);
+      if (s.record.status() == "PENDING") job_seqs_.remember(job.run_id, s.job_seq);
       return json_response(200,
                            json::object{{"run_id", job.run_id}, {"status", s.record.status()}});
     } catch (const cluster::RequestMismatch&) {
@@ -1306,6 +1310,7 @@ class Gateway {
   // After metrics_: it counts into it. Optional: the end stops it first.
   std::optional<MetricsFeed> feed_{std::in_place, nats_, metrics_};
   cluster::UnqueuedRuns unqueued_{nats_};
+  JobSequences job_seqs_;
   std::mutex known_tags_mutex_;
   std::set<std::string> known_tags_;  // tags whose workers' consumer exists
   // When the oldest ping NATS has not answered yet was sent (steady clock

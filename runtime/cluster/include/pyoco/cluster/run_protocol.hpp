@@ -61,6 +61,9 @@ double epoch_now();
 struct Submitted {
   RunRecord record;
   bool created = false;  // false: a run of this id existed (an idempotent repeat)
+  // The job's sequence in PYOCO_WORK (0 when none was published: the run
+  // had moved on). A repeat within the duplicate window names the first.
+  std::uint64_t job_seq = 0;
 };
 
 // Creates the PENDING snapshot, then publishes the job with Nats-Msg-Id =
@@ -85,8 +88,12 @@ bool queue_if_pending(Connection& nats, RunRecords& runs, RunJob job);
 // a terminal or CANCELLING run is left as it is. Then `pyoco.cancel.<id>` on
 // core NATS tells the owner at once (the CAS is what counts: a missed
 // message only delays it). Nullopt when there is no such run.
+// `job_seq`, when known (Submitted::job_seq), is the run's job: a run
+// cancelled while PENDING has it removed from PYOCO_WORK at once (best
+// effort), so it is not counted as waiting until a worker pulls it.
 std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
-                                        const std::string& run_id, const std::string& by);
+                                        const std::string& run_id, const std::string& by,
+                                        std::uint64_t job_seq = 0);
 
 // Who runs a run: the worker, its process instance, and the delivery
 // attempt it claimed.
