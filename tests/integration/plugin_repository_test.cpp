@@ -150,6 +150,39 @@ BOOST_AUTO_TEST_CASE(pushes_at_once_are_put_in_order_and_losers_leave_nothing) {
 // PYOCO_PLUGINS is bounded: a push past the bound is refused whole
 // (RepositoryFull, the gateway's 507) and stores nothing; a yank purges the
 // release's chunks, which makes room again.
+// A gateway that died between a push's chunks and its index entry left
+// chunks no release is made of: the sweep purges them once they are older
+// than its grace, and leaves every indexed release's chunks (and a push
+// still in progress, younger than the grace) alone.
+BOOST_AUTO_TEST_CASE(chunks_of_a_push_that_never_got_indexed_are_swept) {
+  Repo c;
+  const auto package = plugins::pack_plugin(binary_dir() / "lib/pyoco/plugins/std");
+  const cluster::PluginRelease r =
+      c.repo->publish(package.bytes, release_of(package, package.manifest.version));
+  jsCtx* js = c.nats.handles().js;
+  const std::string orphan(64, 'a');  // a package's sha256, never indexed
+  for (int i = 0; i < 3; ++i) {
+    jsPubAck* ack = nullptr;
+    BOOST_REQUIRE(js_Publish(&ack, js, ("pyoco.plugins.chunk." + orphan).c_str(), "part", 4,
+                             nullptr, nullptr) == NATS_OK);
+    jsPubAck_Destroy(ack);
+  }
+  auto stored = [&](const std::string& sha) {
+    natsMsg* m = nullptr;
+    const bool there =
+        js_GetLastMsg(&m, js, "PYOCO_PLUGINS", ("pyoco.plugins.chunk." + sha).c_str(), nullptr,
+                      nullptr) == NATS_OK;
+    natsMsg_Destroy(m);
+    return there;
+  };
+  BOOST_TEST(c.repo->sweep_orphan_chunks() == 0u);  // younger than the grace: maybe in progress
+  BOOST_TEST(stored(orphan));
+  BOOST_TEST(c.repo->sweep_orphan_chunks(std::chrono::seconds(0)) == 1u);
+  BOOST_TEST(!stored(orphan));
+  BOOST_TEST(stored(r.sha256));
+  BOOST_TEST(c.repo->download(r) == package.bytes);
+}
+
 BOOST_AUTO_TEST_CASE(a_full_repository_refuses_a_push_and_a_yank_makes_room) {
   NatsServer server;
   cluster::Connection nats{cluster::ConnectOptions{.servers = {server.url()}}};

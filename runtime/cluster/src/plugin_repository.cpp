@@ -12,6 +12,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 
 namespace pyoco::cluster {
 
@@ -306,6 +307,7 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
     const std::string version = key.substr(prefix.size());
     if (compare_versions(version, release.version) >= 0) throw conflict(version);
   }
+  sweep_orphan_chunks();
   impl_->check_room(package.size());
   try {
     impl_->store_chunks(package, release.sha256);
@@ -336,6 +338,51 @@ PluginRelease PluginRepository::publish(const std::string& package, PluginReleas
   }
   impl_->record("push", release, release.uploaded_by, release.tenant);
   return release;
+}
+
+std::size_t PluginRepository::sweep_orphan_chunks(std::chrono::seconds grace) {
+  jsOptions o;
+  jsOptions_Init(&o);
+  const std::string all = chunk_subject(">");
+  o.Stream.Info.SubjectsFilter = all.c_str();
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr{};
+  const natsStatus s = js_GetStreamInfo(&si, impl_->nats.handles().js, "PYOCO_PLUGINS", &o, &jerr);
+  if (s != NATS_OK) throw_nats("cannot read stream PYOCO_PLUGINS", s, jerr);
+  std::vector<std::string> stored;
+  if (si->State.Subjects != nullptr) {
+    for (int i = 0; i < si->State.Subjects->Count; ++i) {
+      stored.emplace_back(si->State.Subjects->List[i].Subject);
+    }
+  }
+  jsStreamInfo_Destroy(si);
+  if (stored.empty()) return 0;
+  std::set<std::string> indexed;  // the subjects of every release's chunks
+  for (const auto& [key, entry] : impl_->entries("")) {
+    const json::value* v = entry.if_contains("sha256");
+    if (!own_key(key) && v != nullptr && v->is_string()) {
+      indexed.insert(chunk_subject(std::string(v->as_string())));
+    }
+  }
+  const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  const std::int64_t grace_ns = std::chrono::nanoseconds(grace).count();
+  std::size_t purged = 0;
+  for (const std::string& subject : stored) {
+    if (indexed.contains(subject)) continue;
+    natsMsg* last = nullptr;
+    if (js_GetLastMsg(&last, impl_->nats.handles().js, "PYOCO_PLUGINS", subject.c_str(), nullptr,
+                      nullptr) != NATS_OK) {
+      continue;  // gone meanwhile
+    }
+    const std::int64_t at = natsMsg_GetTime(last);
+    natsMsg_Destroy(last);
+    if (at == 0 || now_ns - at < grace_ns) continue;  // a push may still be storing it
+    impl_->purge_chunks(subject.substr(chunk_subject("").size()));
+    ++purged;
+  }
+  return purged;
 }
 
 std::vector<PluginRelease> PluginRepository::releases() const {

@@ -85,6 +85,15 @@ class PluginRepository {
   // RepositoryFull when PYOCO_PLUGINS has no room for it.
   PluginRelease publish(const std::string& package, PluginRelease release);
 
+  // Chunks no indexed release is made of, whose newest chunk is older than
+  // `grace`: left by a push whose gateway died (or lost NATS) between its
+  // chunks and its index entry. They only take room, so they are purged;
+  // publish() sweeps them first. A push in progress stores a chunk every
+  // few milliseconds: the grace keeps its chunks. Returns how many
+  // packages' chunks were purged. Throws NatsError when NATS is away.
+  static constexpr std::chrono::seconds kOrphanChunkGrace{600};
+  std::size_t sweep_orphan_chunks(std::chrono::seconds grace = kOrphanChunkGrace);
+
   // Every release, newest first per name and platform.
   std::vector<PluginRelease> releases() const;
   // Pushes and yanks, newest first, at most `limit`.
