@@ -257,6 +257,25 @@ tasks:
   }
 }
 
+// abi.h, "Threads": a timer due while start() is still running waits until
+// it returns, so a plugin never has the two building the call's values at
+// once (its callback ran on the control thread beside start()). Also with
+// both workers held by blocking bodies around it.
+BOOST_AUTO_TEST_CASE(a_callback_never_runs_beside_its_start) {
+  for (const char* graph : {"t", "(t | block1 | block2)"}) {
+    BOOST_TEST_CONTEXT(graph) {
+      Run r = run(std::string("flow: {graph: \"") + graph + R"yaml("}
+tasks:
+  t: {use: "asyncy/overlap", timeout_sec: 20}
+  block1: {use: "std/shell", inputs: {command: "sleep 0.3"}}
+  block2: {use: "std/shell", inputs: {command: "sleep 0.3"}}
+)yaml");
+      BOOST_TEST_REQUIRE((record(r, "t").state == TaskState::Succeeded), record(r, "t").error);
+      BOOST_TEST(core::to_json_text(r.output("t")) == R"(["after","start"])");
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // docs/flows.md, "States": a task that ends itself CANCELLED under

@@ -65,7 +65,7 @@ bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
 bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
   const bool posted = run->on_strand([self = shared_from_this(), delay_ns, fn, user] {
     if (!self->live()) {
-      fn(user, PYOCO_ERR_CANCELLED);
+      self->callback(fn, user, PYOCO_ERR_CANCELLED);
       return;
     }
     auto timer = std::make_unique<asio::steady_timer>(self->run->control());
@@ -76,7 +76,7 @@ bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* us
     // the result it just handed on may let the run finish meanwhile.
     timer->async_wait(
         [self, run = self->run->shared_from_this(), fn, user](boost::system::error_code ec) {
-          fn(user, !ec && self->live() ? PYOCO_OK : PYOCO_ERR_CANCELLED);
+          self->callback(fn, user, !ec && self->live() ? PYOCO_OK : PYOCO_ERR_CANCELLED);
         });
     self->timers_.push_back(std::move(timer));
   });
@@ -104,7 +104,41 @@ void Attempt::settle(Phase phase) {
     waiting.swap(callbacks_);
   }
   const pyoco_status why = phase == Phase::Cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK;
-  for (auto [fn, user] : waiting) fn(user, why);
+  for (auto [fn, user] : waiting) callback(fn, user, why);
+}
+
+void Attempt::starting() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  in_start_ = true;
+  start_thread_ = std::this_thread::get_id();
+}
+
+void Attempt::started() {
+  std::vector<Deferred> due;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_start_ = false;
+    due.swap(deferred_);
+  }
+  if (due.empty()) return;
+  auto call_all = [due] {
+    for (const Deferred& d : due) d.fn(d.user, d.why);
+  };
+  // On the strand, in order with the call's other timer callbacks.
+  if (!run->on_strand([self = shared_from_this(), call_all] { call_all(); })) call_all();
+}
+
+void Attempt::callback(pyoco_callback_fn fn, void* user, pyoco_status why) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Inside start() itself (it completed the call, or registered a
+    // callback once the call's fate was known): at once, as always.
+    if (in_start_ && start_thread_ != std::this_thread::get_id()) {
+      deferred_.push_back({fn, user, why});
+      return;
+    }
+  }
+  fn(user, why);
 }
 
 }  // namespace pyoco

@@ -469,9 +469,11 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
                          [a](plugins::CallResult result) { completed(a, std::move(result)); });
     } else {
       // An async one may complete later, from any thread: it keeps the run.
+      a->starting();
       a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult result) {
         completed(a, std::move(result));
       });
+      a->started();
     }
     a->on_worker.store(false, std::memory_order_release);
     if (a->completed_on_worker) {

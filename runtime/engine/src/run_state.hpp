@@ -98,6 +98,14 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   void end(bool was_cancelled);
   void call_finished() override;
 
+  // The worker, around an async task's start(). A callback the host makes
+  // for the call (a timer's, an on-cancel) that falls due on another thread
+  // meanwhile waits until start() returns, then runs on the strand: a
+  // plugin never has its start() and such a callback running at once
+  // (abi.h, Threads), so both may build the call's values.
+  void starting();
+  void started();
+
  private:
   enum class Phase { Live, Cancelled, Ended };
   void settle(Phase phase);
@@ -109,6 +117,16 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   std::mutex mutex_;
   std::vector<std::pair<pyoco_callback_fn, void*>> callbacks_;
   std::vector<std::unique_ptr<asio::steady_timer>> timers_;  // strand only
+  // Calls fn(user, why) now, or once start() has returned (see starting()).
+  void callback(pyoco_callback_fn fn, void* user, pyoco_status why);
+  struct Deferred {
+    pyoco_callback_fn fn;
+    void* user;
+    pyoco_status why;
+  };
+  bool in_start_ = false;           // mutex_
+  std::thread::id start_thread_;    // mutex_: the worker running start()
+  std::vector<Deferred> deferred_;  // mutex_
 };
 
 // An iteration's loop as pyoco shows it (`$ctx.loop.<field>`): apart from

@@ -55,7 +55,9 @@
  * or the thread that called call_complete). They must return quickly and
  * must not block; post longer work to a thread of the plugin's. A call's
  * callbacks may run at the same time as each other and as the plugin's own
- * threads (the one-thread-at-a-time rules above are the plugin's to keep).
+ * threads (the one-thread-at-a-time rules above are the plugin's to keep),
+ * never beside the call's start(): one due on another thread while start()
+ * runs waits until it returns.
  */
 #ifndef PYOCO_ABI_H
 #define PYOCO_ABI_H
