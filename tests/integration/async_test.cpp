@@ -276,6 +276,28 @@ tasks:
   }
 }
 
+// docs/flows.md, "Limits": a task's output nested past 64 levels fails the
+// task, at once and for good, whatever its depth (a million levels used to
+// be walked by recursion, a stack frame per level, by every listener).
+BOOST_AUTO_TEST_CASE(an_output_nested_past_the_limit_fails_its_task) {
+  for (const char* levels : {"64", "65", "1000000"}) {
+    BOOST_TEST_CONTEXT(levels) {
+      Run r = run(std::string("flow: {graph: t}\ntasks:\n  t: {use: asyncy/deep, retries: 2, "
+                              "inputs: {levels: ") +
+                  levels + "}}\n");
+      if (std::string(levels) == "64") {
+        BOOST_TEST((r.status() == RunStatus::Completed), record(r, "t").error);
+        continue;
+      }
+      BOOST_TEST((record(r, "t").state == TaskState::Failed));
+      BOOST_TEST(record(r, "t").attempts == 1u);  // a bug of the task: not retried
+      BOOST_TEST(record(r, "t").error ==
+                 "asyncy/deep returned a value nested more than 64 levels deep, past the limit "
+                 "every value in pyoco keeps (a bug of the task)");
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // docs/flows.md, "States": a task that ends itself CANCELLED under

@@ -515,6 +515,17 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
   }
   plugins::CallResult& result = *a->result;
   if (result.ok) {
+    // Past the one nesting limit every reader and writer of a value keeps
+    // (the history, the cluster's events, `-p`): nothing downstream could
+    // hold it, and every walk of it would go as deep (a stack per level).
+    if (core::deeper_than(result.output)) {
+      attempt_failed(*f, i,
+                     a->definition->qualified_name() + " returned a value " +
+                         std::string(core::kTooDeepText) +
+                         ", past the limit every value in pyoco keeps (a bug of the task)",
+                     true);
+      return;
+    }
     if (const std::string wrong = output_mismatch(*a->definition, result.output); !wrong.empty()) {
       // The task that returned it is blamed, not the next one that reads it.
       attempt_failed(*f, i, wrong, true);
