@@ -298,6 +298,32 @@ BOOST_AUTO_TEST_CASE(an_output_nested_past_the_limit_fails_its_task) {
   }
 }
 
+// docs/flows.md, "Limits": an output that stands for more than 16,777,216
+// items (lists holding the same list many times) fails its task at once;
+// 60 shared lists stand for 2^61 items, which every walk (the history's
+// JSON, a comparison) used to take for ever over. 20 levels (2^21) is kept.
+BOOST_AUTO_TEST_CASE(an_output_of_too_many_shared_items_fails_its_task) {
+  for (const char* levels : {"20", "60"}) {
+    BOOST_TEST_CONTEXT(levels) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Run r = run(std::string("flow: {graph: t}\ntasks:\n  t: {use: asyncy/shared, inputs: "
+                              "{levels: ") +
+                  levels + "}}\n");
+      if (std::string(levels) == "20") {
+        BOOST_TEST((r.status() == RunStatus::Completed), record(r, "t").error);
+        continue;
+      }
+      BOOST_TEST((record(r, "t").state == TaskState::Failed));
+      BOOST_TEST(record(r, "t").error ==
+                 "asyncy/shared returned a value of more than 16777216 items (a list or mapping "
+                 "held n times counts n times), past the limit every value in pyoco keeps (a bug "
+                 "of the task)");
+      BOOST_TEST(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() <
+                 10.0);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // docs/flows.md, "States": a task that ends itself CANCELLED under

@@ -290,6 +290,26 @@ tasks:
   BOOST_TEST((record(r.tasks(), "after").state == TaskState::Cancelled));
 }
 
+// A root that fails as it starts (a switch whose expression fails) stops the
+// run before the roots after it are reached: each of them ends once, before
+// the run's end (they were ended twice, the second time after the end).
+BOOST_AUTO_TEST_CASE(roots_after_one_that_stops_the_run_at_once_end_once) {
+  Run r = run(R"yaml(
+flow: {graph: "(switch(on={{1 / 0}}) { default: a } | (b >> c))"}
+tasks:
+  a: {use: "t/emit"}
+  b: {use: "t/emit"}
+  c: {use: "t/emit"}
+)yaml",
+              {{"t/emit", echo_value}});
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(events->of(trace::EventKind::NodeCancelled, "b").size() == 1u);
+  BOOST_TEST(events->of(trace::EventKind::NodeCancelled, "c").size() == 1u);
+  const auto all = events->events();
+  BOOST_REQUIRE(!all.empty());
+  BOOST_TEST((all.back().kind == trace::EventKind::RunEnd));
+}
+
 BOOST_AUTO_TEST_CASE(retries_succeed_after_transient_failures) {
   Run r = run(R"(
 flow: {graph: flaky}

@@ -596,6 +596,63 @@ Value boolean(bool b) {
   return vb.wrap(n);
 }
 
+// Python's == (see python_equal), item by item, spending one of `steps` per
+// pair of items compared; nullopt when they run out.
+std::optional<bool> equal_within(const Value& a, const Value& b, std::size_t& steps) {
+  if (steps == 0) return std::nullopt;
+  --steps;
+  const auto numeric = [](const Value& v) { return v.is_number() || v.is_bool(); };
+  const auto integral = [](const Value& v) { return v.is_int() || v.is_bool(); };
+  const auto as_int = [](const Value& v) -> std::int64_t {
+    return v.is_bool() ? (v.as_bool() ? 1 : 0) : v.as_int();
+  };
+  if (numeric(a) && numeric(b)) {
+    if (integral(a) && integral(b)) return as_int(a) == as_int(b);
+    const double x = a.is_bool() ? double(as_int(a)) : a.as_double();
+    const double y = b.is_bool() ? double(as_int(b)) : b.as_double();
+    return x == y;
+  }
+  if (a.is_array() && b.is_array()) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::optional<bool> same = equal_within(a.at(i), b.at(i), steps);
+      if (!same || !*same) return same;
+    }
+    return true;
+  }
+  if (a.is_object() && b.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const auto [key, item] = a.member(i);
+      if (!b.contains(key)) return false;
+      const std::optional<bool> same = equal_within(item, b.find(key), steps);
+      if (!same || !*same) return same;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+// Items a value stands for, a list held n times counted n times, counted no
+// further than `cap` (then cap + 1): without recursion.
+std::size_t items_within(const Value& v, std::size_t cap) {
+  if (!v.is_array() && !v.is_object()) return 1;
+  std::size_t items = 0;
+  std::vector<const ValueNode*> todo{v.node()};
+  while (!todo.empty() && items <= cap) {
+    const ValueNode* n = todo.back();
+    todo.pop_back();
+    ++items;
+    if (n == nullptr) continue;
+    if (n->kind == ValueKind::Array) {
+      for (std::size_t i = 0; i < n->arr.size; ++i) todo.push_back(n->arr.items[i]);
+    } else if (n->kind == ValueKind::Object) {
+      for (std::size_t i = 0; i < n->obj.size; ++i) todo.push_back(n->obj.members[i].value);
+    }
+  }
+  return std::min(items, cap + 1);
+}
+
 class Evaluator {
  public:
   Evaluator(const Expression& e, const Expression::Scope& scope) : e_(e), scope_(scope) {}
@@ -612,8 +669,11 @@ class Evaluator {
         ValueBuilder b;
         ValueNode* arr = b.arena().make_array(n.args.size());
         std::vector<Value> keep;
+        std::size_t items = 1;
         for (const auto& a : n.args) {
           keep.push_back(eval(*a));
+          items += items_within(keep.back(), kMaxValueItems);
+          if (items > kMaxValueItems) too_many_items(n, "list");
           Arena::push(arr,
                       keep.back().node() != nullptr ? keep.back().node() : b.arena().make_null());
         }
@@ -647,9 +707,9 @@ class Evaluator {
         return truthy(l) ? l : eval(*n.args[1]);
       }
       case Op::Eq:
-        return boolean(equal(eval(*n.args[0]), eval(*n.args[1])));
+        return boolean(equal(n, eval(*n.args[0]), eval(*n.args[1])));
       case Op::Ne:
-        return boolean(!equal(eval(*n.args[0]), eval(*n.args[1])));
+        return boolean(!equal(n, eval(*n.args[0]), eval(*n.args[1])));
       case Op::Lt:
       case Op::Le:
       case Op::Gt:
@@ -748,7 +808,17 @@ class Evaluator {
     return v.is_bool() ? double(as_int(v)) : v.as_double();
   }
 
-  static bool equal(const Value& a, const Value& b) { return python_equal(a, b); }
+  // Python's ==, bounded: lists that share their items may stand for a
+  // billion, and comparing them would hold the run's control for ever.
+  static constexpr std::size_t kMaxCompared = kMaxValueItems;
+  bool equal(const ExprNode& n, const Value& a, const Value& b) const {
+    const std::optional<bool> same = equal_within(a, b, compare_steps_);
+    if (!same) {
+      fail(n, "the expression compares more than " + std::to_string(kMaxCompared) +
+                  " items (a list held n times counts n times); compare smaller values");
+    }
+    return *same;
+  }
 
   // -1, 0, 1 as Python orders them: numbers (bools too), strings, and lists
   // element by element; anything else is a type error, as in Python.
@@ -765,7 +835,7 @@ class Evaluator {
     }
     if (l.is_array() && r.is_array()) {
       for (std::size_t i = 0; i < l.size() && i < r.size(); ++i) {
-        if (!equal(l.at(i), r.at(i))) return order(n, l.at(i), r.at(i));
+        if (!equal(n, l.at(i), r.at(i))) return order(n, l.at(i), r.at(i));
       }
       return l.size() < r.size() ? -1 : (l.size() > r.size() ? 1 : 0);
     }
@@ -790,7 +860,7 @@ class Evaluator {
   Value contains(const ExprNode& n, const Value& haystack, const Value& needle) const {
     if (haystack.is_array()) {
       for (std::size_t i = 0; i < haystack.size(); ++i) {
-        if (equal(haystack.at(i), needle)) return boolean(true);
+        if (equal(n, haystack.at(i), needle)) return boolean(true);
       }
       return boolean(false);
     }
@@ -817,6 +887,12 @@ class Evaluator {
     }
   }
 
+  [[noreturn]] void too_many_items(const ExprNode& n, const char* what) const {
+    fail(n, std::string("the ") + what + " would stand for more than " +
+                std::to_string(kMaxValueItems) +
+                " items (a list held n times counts n times, its items too); make it smaller");
+  }
+
   Value repeat(const ExprNode& n, const Value& seq, std::int64_t times) const {
     // An empty one stays empty however often it is repeated: no loop.
     const bool empty = seq.is_string() ? seq.as_string().empty() : seq.size() == 0;
@@ -835,6 +911,11 @@ class Evaluator {
     if (seq.size() > 0 && count > kMaxRepeatedBytes / 8 / seq.size()) {
       fail(n, "the repeated list would have more than " + std::to_string(kMaxRepeatedBytes / 8) +
                   " items");
+    }
+    // Its items are shared, not copied: what it stands for is bounded too.
+    if (count > 0) {
+      const std::size_t each = items_within(seq, kMaxValueItems) - 1;  // seq itself not
+      if (each > 0 && count > kMaxValueItems / each) too_many_items(n, "repeated list");
     }
     charge(n, 8 * seq.size() * count);
     ValueBuilder b;
@@ -936,6 +1017,7 @@ class Evaluator {
   const Expression& e_;
   const Expression::Scope& scope_;
   mutable std::size_t made_ = 0;  // bytes of strings and lists this evaluation made
+  mutable std::size_t compare_steps_ = kMaxCompared;  // items this evaluation may still compare
 };
 
 void collect_paths(const ExprNode& n, std::vector<Expression::PathUse>& out) {
@@ -966,33 +1048,8 @@ std::vector<Expression::PathUse> Expression::paths() const {
 
 // Python's ==: True == 1, 1 == 1.0, [True] == [1]; no other kinds mix.
 bool python_equal(const Value& a, const Value& b) {
-  const auto numeric = [](const Value& v) { return v.is_number() || v.is_bool(); };
-  const auto integral = [](const Value& v) { return v.is_int() || v.is_bool(); };
-  const auto as_int = [](const Value& v) -> std::int64_t {
-    return v.is_bool() ? (v.as_bool() ? 1 : 0) : v.as_int();
-  };
-  if (numeric(a) && numeric(b)) {
-    if (integral(a) && integral(b)) return as_int(a) == as_int(b);
-    const double x = a.is_bool() ? double(as_int(a)) : a.as_double();
-    const double y = b.is_bool() ? double(as_int(b)) : b.as_double();
-    return x == y;
-  }
-  if (a.is_array() && b.is_array()) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      if (!python_equal(a.at(i), b.at(i))) return false;
-    }
-    return true;
-  }
-  if (a.is_object() && b.is_object()) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      const auto [key, item] = a.member(i);
-      if (!b.contains(key) || !python_equal(item, b.find(key))) return false;
-    }
-    return true;
-  }
-  return a == b;
+  std::size_t unbounded = SIZE_MAX;
+  return *equal_within(a, b, unbounded);
 }
 
 bool truthy(const Value& v) {

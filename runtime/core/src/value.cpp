@@ -296,6 +296,59 @@ std::string non_finite_number_at(const Value& v, const std::string& path) {
   return {};
 }
 
+std::string unfit_value(const Value& v, const std::string& path) {
+  struct Step {
+    const ValueNode* node;
+    std::size_t next;
+  };
+  std::vector<Step> stack;  // the containers on the way to the item visited
+  std::size_t items = 0;
+  auto where = [&] {
+    std::string at = path;
+    for (const Step& s : stack) {
+      const std::size_t i = s.next - 1;
+      at += s.node->kind == ValueKind::Array ? "." + std::to_string(i)
+                                             : "." + std::string(s.node->obj.members[i].key);
+    }
+    return at;
+  };
+  // The problem with reaching `n`, or empty.
+  auto visit = [&](const ValueNode* n) -> std::string {
+    if (++items > kMaxValueItems) {
+      return "a value of more than " + std::to_string(kMaxValueItems) +
+             " items (a list or mapping held n times counts n times), past the limit every "
+             "value in pyoco keeps";
+    }
+    if (n == nullptr) return {};
+    if (n->kind == ValueKind::Double && !std::isfinite(n->d)) {
+      return "a number that is not finite at " + where() + ", which JSON cannot hold";
+    }
+    if (n->kind == ValueKind::Array || n->kind == ValueKind::Object) {
+      if (stack.size() == kMaxValueDepth) {
+        return "a value " + std::string(kTooDeepText) +
+               ", past the limit every value in pyoco keeps";
+      }
+      stack.push_back({n, 0});
+    }
+    return {};
+  };
+  if (std::string why = visit(v.node()); !why.empty()) return why;
+  while (!stack.empty()) {
+    Step& top = stack.back();
+    const std::size_t size =
+        top.node->kind == ValueKind::Array ? top.node->arr.size : top.node->obj.size;
+    if (top.next == size) {
+      stack.pop_back();
+      continue;
+    }
+    const std::size_t i = top.next++;
+    const ValueNode* item = top.node->kind == ValueKind::Array ? top.node->arr.items[i]
+                                                               : top.node->obj.members[i].value;
+    if (std::string why = visit(item); !why.empty()) return why;
+  }
+  return {};
+}
+
 std::string non_finite_number_at(const boost::json::value& v, const std::string& path) {
   if (v.is_double()) return std::isfinite(v.get_double()) ? std::string() : path;
   if (v.is_array()) {

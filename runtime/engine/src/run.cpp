@@ -277,7 +277,11 @@ void RunState::start_frame(Frame& f) {
     return;
   }
   for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
-    if (f.graph->nodes[i].requirements.empty()) ready(f, i);
+    // A root that started before may have stopped the run (a switch whose
+    // expression fails at once): the roots after it have ended already.
+    if (f.graph->nodes[i].requirements.empty() && f.nodes[i].state == TaskState::Pending) {
+      ready(f, i);
+    }
   }
 }
 
@@ -515,28 +519,19 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
   }
   plugins::CallResult& result = *a->result;
   if (result.ok) {
-    // Past the one nesting limit every reader and writer of a value keeps
-    // (the history, the cluster's events, `-p`): nothing downstream could
-    // hold it, and every walk of it would go as deep (a stack per level).
-    if (core::deeper_than(result.output)) {
+    // Past the limits every reader and writer of a value keeps (the
+    // history, the cluster's events, `-p`), or a number JSON cannot hold:
+    // nothing downstream could keep it, and every walk of it would take as
+    // long (or go as deep) as it is big. The task that returned it is blamed.
+    if (const std::string why = core::unfit_value(result.output, "output"); !why.empty()) {
       attempt_failed(*f, i,
-                     a->definition->qualified_name() + " returned a value " +
-                         std::string(core::kTooDeepText) +
-                         ", past the limit every value in pyoco keeps (a bug of the task)",
+                     a->definition->qualified_name() + " returned " + why + " (a bug of the task)",
                      true);
       return;
     }
     if (const std::string wrong = output_mismatch(*a->definition, result.output); !wrong.empty()) {
       // The task that returned it is blamed, not the next one that reads it.
       attempt_failed(*f, i, wrong, true);
-      return;
-    }
-    // JSON has no infinity: the history would record null.
-    if (const std::string at = core::non_finite_number_at(result.output, "output"); !at.empty()) {
-      attempt_failed(*f, i,
-                     a->definition->qualified_name() + " returned a number that is not finite at " +
-                         at + ", which JSON cannot hold (a bug of the task)",
-                     true);
       return;
     }
     succeed(*f, i, std::move(result.output));

@@ -221,6 +221,20 @@ Value from_json(const boost::json::value& json);
 // never read back.
 std::string non_finite_number_at(const boost::json::value& json, const std::string& path);
 std::string non_finite_number_at(const Value& value, const std::string& path);
+
+// How many items (lists, mappings and scalars, one counted each time it is
+// reached: a list held twice counts twice) a value may hold in all. A few
+// lists that share their items would otherwise stand for a billion, and
+// every walk of them (a comparison, JSON, a check) would take for ever.
+inline constexpr std::size_t kMaxValueItems = std::size_t{1} << 24;  // 16,777,216
+
+// Why a value from outside (a task's output) cannot be kept, or empty: in one
+// walk without recursion, stopped at the first problem and after
+// kMaxValueItems items at most. Said as "a value nested more than 64 levels
+// deep, ...", "a value of more than 16777216 items ...", or "a number that
+// is not finite at <path>.x.2, ..." (from `path`). A value that holds
+// itself is too deep.
+std::string unfit_value(const Value& value, const std::string& path);
 // The first integer written in JSON text `json` that a 64-bit integer
 // cannot hold ("12345678901234567890"), or empty. A JSON parser reads it as
 // a double and silently rounds it (to 12345678901234567168); the flow
