@@ -541,6 +541,96 @@ BOOST_AUTO_TEST_CASE(ctrl_c_cancels_while_every_worker_is_held) {
   }
 }
 
+// std/shell beside a body that holds the only worker (`--jobs 1`): `gate`
+// lets `hold` start once the command has started, and `go` (made by the
+// test once `hold` has started) lets the command go on.
+void write_shell_beside_a_held_worker(const fs::path& file, const std::string& node,
+                                      const std::string& command, const std::string& extra) {
+  std::ofstream(file) << "flow: {name: held, graph: \"(" << node << " & (gate >> hold))\"}\n"
+                      << "tasks:\n  " << node << ": {use: std/shell" << extra
+                      << ", inputs: {command: " << json::serialize(json::value(command)) << "}}\n"
+                      << "  gate: {use: std/shell, inputs: {command: \"while [ ! -e started ]; "
+                         "do sleep 0.01; done\"}}\n"
+                      << "  hold: {use: busy/block, inputs: {seconds: 60}}\n";
+}
+
+// An endless output (`yes`) ran for ever; it fails the task at 16 MiB now,
+// while the only worker is held, and its command is stopped.
+BOOST_AUTO_TEST_CASE(endless_shell_output_fails_at_the_cap_while_every_worker_is_held) {
+  for (const std::string stream : {"stdout", "stderr"}) {
+    fs::remove(dir.path() / "go");
+    fs::remove(dir.path() / "started");
+    write_shell_beside_a_held_worker(
+        dir.path() / "capped.yaml", "sh",
+        std::string(": > started; while [ ! -e go ]; do sleep 0.01; done; exec yes") +
+            (stream == "stderr" ? " >&2" : ""),
+        "");
+    ChildProcess p({pyoco_exe().string(), "run", (dir.path() / "capped.yaml").string(),
+                    "--non-cute", "--jobs", "1", "--plugin-path", kBusyPath},
+                   {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}}, dir.path());
+    BOOST_TEST_REQUIRE(p.wait_for_output("INFO pyoco start node=hold"), p.out() << p.err());
+    std::vector<int> pids;  // the guard and `yes`
+    BOOST_TEST_REQUIRE(eventually([&] { return (pids = descendants_of(p.pid())).size() >= 2; }));
+    std::ofstream(dir.path() / "go") << "";
+    BOOST_TEST(p.wait(std::chrono::seconds(15)) == 1, stream << ": " << p.out() << p.err());
+    BOOST_TEST(has(p.out(), "ERROR pyoco error node=sh the command's " + stream +
+                                " passed 16 MiB (an output is kept in memory), and the command "
+                                "was stopped; write large output to a file\n"),
+               p.out());
+    BOOST_TEST(has(p.out(), "status=FAILED"), p.out());
+    for (int pid : pids) BOOST_TEST(eventually([&] { return process_gone(pid); }), pid);
+  }
+}
+
+// A shell task stopped at its deadline or by a cancel kept nothing of what
+// it had printed ("timed out after 0.5 s", and no log lines): its last
+// lines are logged when it is stopped, into the trace and the history,
+// while the only worker is held.
+BOOST_AUTO_TEST_CASE(a_stopped_shell_task_logs_what_it_printed_while_every_worker_is_held) {
+  const std::string command =
+      "echo important-progress; echo warn-on-stderr >&2; : > started; exec sleep 600";
+  const std::string logged =
+      "INFO pyoco log node=slow stdout: important-progress\n"
+      "INFO pyoco log node=slow stderr: warn-on-stderr\n";
+  // At its deadline.
+  write_shell_beside_a_held_worker(dir.path() / "timeout.yaml", "slow", command,
+                                   ", timeout_sec: 2");
+  ChildProcess timed(
+      {pyoco_exe().string(), "run", (dir.path() / "timeout.yaml").string(), "--non-cute", "--jobs",
+       "1", "--plugin-path", kBusyPath, "--run-id", "held-timeout"},
+      {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}}, dir.path());
+  BOOST_TEST(timed.wait(std::chrono::seconds(15)) == 1, timed.out() << timed.err());
+  BOOST_TEST(has(timed.out(), "INFO pyoco start node=hold"), timed.out());
+  BOOST_TEST(has(timed.out(),
+                 "WARN pyoco log node=slow stopping the command (timed out); the "
+                 "last it printed:\n" +
+                     logged + "ERROR pyoco error node=slow timed out after 2 s\n"),
+             timed.out());
+  // By a Ctrl+C.
+  fs::remove(dir.path() / "started");
+  write_shell_beside_a_held_worker(dir.path() / "cancel.yaml", "slow", command, "");
+  ChildProcess cancelled(
+      {pyoco_exe().string(), "run", (dir.path() / "cancel.yaml").string(), "--non-cute", "--jobs",
+       "1", "--plugin-path", kBusyPath, "--run-id", "held-cancel"},
+      {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}}, dir.path());
+  BOOST_TEST_REQUIRE(cancelled.wait_for_output("INFO pyoco start node=hold"),
+                     cancelled.out() << cancelled.err());
+  cancelled.send_signal(SIGINT);
+  BOOST_TEST(cancelled.wait(std::chrono::seconds(15)) == 130, cancelled.out() << cancelled.err());
+  BOOST_TEST(has(cancelled.out(),
+                 "WARN pyoco log node=slow stopping the command (cancelled); "
+                 "the last it printed:\n" +
+                     logged),
+             cancelled.out());
+  // The history keeps them: `runs logs` has them, not "no log lines".
+  for (const char* id : {"held-timeout", "held-cancel"}) {
+    const ProcessResult shown = pyoco({"runs", "logs", id, "--task", "slow"});
+    BOOST_TEST(shown.exit_code == 0, id << ": " << shown.out << shown.err);
+    BOOST_TEST(has(shown.out, "INFO slow: stdout: important-progress\n"), id << ": " << shown.out);
+    BOOST_TEST(has(shown.out, "INFO slow: stderr: warn-on-stderr\n"), id << ": " << shown.out);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(run_id_names_the_run_once) {
   const ProcessResult first = pyoco({"run", hello().string(), "--non-cute", "--run-id", "demo-1"});
   BOOST_TEST(first.exit_code == 0, first.err);

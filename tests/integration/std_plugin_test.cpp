@@ -25,6 +25,7 @@
 #include <optional>
 #include <thread>
 
+#include "event_log.hpp"
 #include "flows.hpp"
 #include "process.hpp"
 #include "sync.hpp"
@@ -52,11 +53,13 @@ std::string quoted(const std::string& s) { return boost::json::serialize(boost::
 struct StdPlugin {
   Engine engine{EngineOptions{4, {pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
   pyoco::testing::TempDir dir;
+  std::shared_ptr<pyoco::testing::EventLog> events = std::make_shared<pyoco::testing::EventLog>();
 
   Run start(const std::string& yaml) {
     RunOptions o;
     o.params = core::from_json(boost::json::parse("{}"));
     o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path() / "artifacts");
+    o.listener = events;
     return engine.start(compile(yaml), std::move(o));
   }
 
@@ -70,6 +73,13 @@ struct StdPlugin {
   Run run_task(const std::string& task, const std::string& inputs) {
     return run("flow: {graph: t}\ntasks:\n  t: {use: \"std/" + task + "\", inputs: " + inputs +
                "}\n");
+  }
+
+  // The messages of the log lines `node` wrote, in order.
+  std::vector<std::string> logs(const std::string& node) const {
+    std::vector<std::string> out;
+    for (const auto& e : events->of(trace::EventKind::Log, node)) out.push_back(e.message);
+    return out;
   }
 
   static TaskRecord record(const Run& r, const std::string& node) {
@@ -487,8 +497,8 @@ BOOST_AUTO_TEST_CASE(shell_runs_in_cwd) {
 }
 
 // Output is kept in memory for the node's output: `yes` would take all of
-// it. Past 16 MiB the pipe is drained (the command finishes) and the task
-// fails, once, saying why; just under the cap it succeeds.
+// it. Past 16 MiB the task fails, once, saying why (and the command is
+// stopped); just under the cap it succeeds.
 BOOST_AUTO_TEST_CASE(shell_output_past_16_mib_fails_the_task_instead_of_filling_memory) {
   Run over =
       run_task("shell", "{command: " + quoted("head -c 40000000 /dev/zero | tr '\\0' x") + "}");
@@ -588,6 +598,85 @@ BOOST_AUTO_TEST_CASE(shell_cancel_gives_a_command_its_grace) {
   std::ifstream in(marker);
   std::string line;
   BOOST_TEST((std::getline(in, line) && line == "cleaned"), "the trap did not finish");
+}
+
+// An endless output (`yes`) ran for ever: the cap was checked only when
+// the command ended. Now the task fails as soon as a stream passes 16 MiB,
+// and the command is stopped as a cancel stops it (SIGTERM to its group).
+BOOST_AUTO_TEST_CASE(shell_endless_output_fails_at_the_cap_and_stops_the_command) {
+  for (const std::string stream : {"stdout", "stderr"}) {
+    BOOST_TEST_CONTEXT(stream) {
+      const fs::path sub = dir.path() / stream;
+      fs::create_directories(sub);
+      PidFifo fifo(sub);
+      Run r = start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +
+                    quoted("echo $$ > '" + fifo.path().string() + "'; exec yes" +
+                           (stream == "stderr" ? " >&2" : "")) +
+                    "}}\n");
+      const std::optional<pid_t> pid = fifo.read();
+      BOOST_TEST_REQUIRE(pid.has_value(), "the command never started");
+      BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "the endless command never hit the cap");
+      BOOST_TEST((r.status() == core::RunStatus::Failed));
+      const TaskRecord t = record(r, "t");
+      BOOST_TEST(t.error == "the command's " + stream +
+                                " passed 16 MiB (an output is kept in memory), and the command "
+                                "was stopped; write large output to a file",
+                 t.error);
+      BOOST_TEST(t.attempts == 1u);
+      BOOST_TEST(pyoco::testing::eventually([&] { return process_gone(*pid); }));
+    }
+  }
+}
+
+// A command stopped at its deadline left nothing of what it printed: the
+// node's error was "timed out after 0.5 s", and its output is lost with the
+// call. Its last lines are logged now, stdout's then stderr's.
+BOOST_AUTO_TEST_CASE(shell_timeout_logs_what_the_command_printed) {
+  Run r =
+      run("flow: {graph: slow}\ntasks:\n  slow: {use: std/shell, timeout_sec: 1, inputs: {command: "
+          "'echo important-progress; echo warn-on-stderr >&2; exec sleep 600'}}\n");
+  BOOST_TEST((r.status() == core::RunStatus::Failed));
+  BOOST_TEST(record(r, "slow").error == "timed out after 1 s");
+  const std::vector<std::string> expected = {
+      "stopping the command (timed out); the last it printed:", "stdout: important-progress",
+      "stderr: warn-on-stderr"};
+  BOOST_TEST(logs("slow") == expected, boost::test_tools::per_element());
+  const auto lines = events->of(trace::EventKind::Log, "slow");
+  BOOST_TEST_REQUIRE(lines.size() == 3u);
+  BOOST_TEST((lines[0].level == trace::LogLevel::Warn));
+}
+
+// The same on a cancel: all the command wrote before it, the last 20
+// lines of each stream (a line cut by the 4 KiB kept is marked "...").
+// Nothing is logged of a command that printed nothing.
+BOOST_AUTO_TEST_CASE(shell_cancel_logs_the_last_lines_the_command_printed) {
+  PidFifo fifo(dir.path());
+  const std::string long_line(5000, 'x');
+  Run r = start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +
+                quoted("seq 1 100; printf '" + long_line + "tail\\n' >&2; printf partial; echo " +
+                       "$$ > '" + fifo.path().string() + "'; exec sleep 600") +
+                "}}\n");
+  const std::optional<pid_t> pid = fifo.read();
+  BOOST_TEST_REQUIRE(pid.has_value(), "the command never started");
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(kDeadline), "cancel did not stop the command");
+  BOOST_TEST((record(r, "t").state == TaskState::Cancelled));
+  std::vector<std::string> expected = {"stopping the command (cancelled); the last it printed:"};
+  for (int i = 82; i <= 100; ++i) expected.push_back("stdout: " + std::to_string(i));
+  expected.push_back("stdout: partial");
+  expected.push_back("stderr: ..." + std::string(4096 - 5, 'x') + "tail");
+  BOOST_TEST(logs("t") == expected, boost::test_tools::per_element());
+  BOOST_TEST(pyoco::testing::eventually([&] { return process_gone(*pid); }));
+
+  fs::create_directories(dir.path() / "quiet");
+  PidFifo quiet_fifo(dir.path() / "quiet");
+  Run quiet =
+      start("flow: {graph: q}\ntasks:\n  q: {use: \"std/shell\", inputs: {command: " +
+            quoted("echo $$ > '" + quiet_fifo.path().string() + "'; exec sleep 600") + "}}\n");
+  BOOST_TEST_REQUIRE(quiet_fifo.read().has_value(), "the command never started");
+  quiet.cancel();
+  BOOST_TEST_REQUIRE(quiet.wait_for(kDeadline), "cancel did not stop the command");
+  BOOST_TEST(logs("q").empty());
 }
 
 // ---- write_file / read_file ----

@@ -26,6 +26,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "reactor.hpp"
@@ -331,14 +332,62 @@ constexpr std::chrono::seconds kTermGrace{2};
 
 namespace asio = boost::asio;
 
+// The end of what a command printed on one stream: what a cancel or a
+// deadline logs of it, so that a command stopped while it hangs leaves
+// more than "timed out" (its output is lost with the call).
+class OutputTail {
+ public:
+  // At most this much of the stream's end, and of that the last kLines lines.
+  static constexpr std::size_t kBytes = 4096;
+  static constexpr std::size_t kLines = 20;
+
+  void keep(const char* data, std::size_t n) {
+    bytes_.append(data, n);
+    if (bytes_.size() <= kBytes) return;
+    const std::size_t drop = bytes_.size() - kBytes;
+    starts_line_ = bytes_[drop - 1] == '\n';
+    bytes_.erase(0, drop);
+  }
+
+  // Its last lines, empty ones left out. A line the kept bytes cut is
+  // marked "..." (from a whole UTF-8 character on), where the host masks
+  // what it left of a secret.
+  std::vector<std::string> last_lines() const {
+    std::vector<std::string> lines;
+    std::string_view rest = bytes_;
+    bool cut = !starts_line_;
+    while (!rest.empty()) {
+      const std::size_t end = rest.find('\n');
+      std::string_view line = rest.substr(0, end);
+      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+      std::string_view mark;
+      if (std::exchange(cut, false)) {
+        while (!line.empty() && (static_cast<unsigned char>(line.front()) & 0xC0) == 0x80) {
+          line.remove_prefix(1);
+        }
+        mark = "...";
+      }
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!line.empty()) lines.push_back(std::string(mark) + std::string(line));
+    }
+    if (lines.size() > kLines) lines.erase(lines.begin(), lines.end() - kLines);
+    return lines;
+  }
+
+ private:
+  std::string bytes_;
+  bool starts_line_ = true;  // the kept bytes begin a line (what was dropped ended one)
+};
+
 // One running command, waited on by the reactor: its output pipes, its
-// stdin, and its exit (through a pidfd). Everything but cancel() runs on
-// the reactor thread.
+// stdin, and its exit (through a pidfd). Everything but cancel() and
+// log_what_it_printed() runs on the reactor thread.
 class Command : public std::enable_shared_from_this<Command> {
  public:
   Command(pid_t pid, int out_fd, int err_fd, int in_fd, std::string stdin_data, bool check,
           pyoco::Completion done)
       : pid_(pid),
+        fds_{out_fd, err_fd},
         pipes_{asio::posix::stream_descriptor(reactor(), out_fd),
                asio::posix::stream_descriptor(reactor(), err_fd)},
         in_(reactor()),
@@ -348,6 +397,9 @@ class Command : public std::enable_shared_from_this<Command> {
         check_(check),
         done_(std::move(done)) {
     if (in_fd >= 0) in_.assign(in_fd);
+    // Read by hand (below), never waiting: by the reactor, and by an
+    // on-cancel callback on a host thread.
+    for (int fd : fds_) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   }
 
   void begin() {
@@ -362,34 +414,123 @@ class Command : public std::enable_shared_from_this<Command> {
   // is still there after the grace period (it may ignore SIGTERM).
   void cancel() {
     asio::post(reactor(), [self = shared_from_this()] {
-      if (self->finished_ || self->cancelled_) return;
+      if (self->finished_ || self->call_ended_) return;
       self->cancelled_ = true;
-      kill(-self->pid_, SIGTERM);
-      self->kill_timer_ = std::make_unique<asio::steady_timer>(reactor(), kTermGrace);
-      self->kill_timer_->async_wait([self](boost::system::error_code ec) {
-        if (!ec && !self->finished_) kill(-self->pid_, SIGKILL);
-      });
+      self->stop();
     });
   }
 
+  // Any thread (an on-cancel callback, which must not block): what the
+  // command has printed so far, logged on `ctx` before the command is
+  // stopped (the call has not ended, and a line logged once the run has
+  // ended would be dropped). What is still in the pipes is read here
+  // first, without waiting (the pipes are non-blocking, and a pipe holds
+  // 64 KiB): all the command wrote before the cancel is there.
+  void log_what_it_printed(const pyoco::Context& ctx) {
+    std::array<std::vector<std::string>, 2> lines;
+    {
+      std::lock_guard lock(tails_mutex_);
+      for (int i = 0; i < 2; ++i) {
+        std::array<char, 16384> chunk;
+        // Bounded: a command that goes on writing (`yes`) is not followed.
+        for (std::size_t got = 0; fds_[i] >= 0 && got < (256u << 10);) {
+          const ssize_t n = ::read(fds_[i], chunk.data(), chunk.size());
+          if (n <= 0) break;
+          tails_[i].keep(chunk.data(), static_cast<std::size_t>(n));
+          got += static_cast<std::size_t>(n);
+        }
+        lines[i] = tails_[i].last_lines();
+      }
+    }
+    if (lines[0].empty() && lines[1].empty()) return;
+    const auto deadline = ctx.deadline();
+    const bool timed_out = deadline && std::chrono::steady_clock::now() >= *deadline;
+    ctx.warn(std::string("stopping the command (") + (timed_out ? "timed out" : "cancelled") +
+             "); the last it printed:");
+    for (int i = 0; i < 2; ++i) {
+      for (const std::string& line : lines[i]) ctx.info((i == 0 ? "stdout: " : "stderr: ") + line);
+    }
+  }
+
  private:
+  // Reactor thread: SIGTERM to the group (the guard lets it reach the
+  // command alone), SIGKILL after the grace. Once.
+  void stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    kill(-pid_, SIGTERM);
+    kill_timer_ = std::make_unique<asio::steady_timer>(reactor(), kTermGrace);
+    kill_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec && !self->finished_) kill(-self->pid_, SIGKILL);
+    });
+  }
+
+  // Waits for the pipe to be readable, then reads it.
   void read(int i) {
-    pipes_[i].async_read_some(
-        asio::buffer(buffers_[i]),
-        [self = shared_from_this(), i](boost::system::error_code ec, std::size_t n) {
-          // Past the cap the pipe is still read (the command must not
-          // block on it), but what it brings is dropped.
-          std::string& into = self->captured_[i];
-          if (into.size() + n <= kMaxCaptured) {
-            into.append(self->buffers_[i].data(), n);
-          } else {
-            self->over_[i] = true;
-          }
-          if (!ec) return self->read(i);
-          self->pipes_[i].close();
-          --self->open_pipes_;
-          self->finish_if_done();
-        });
+    pipes_[i].async_wait(asio::posix::stream_descriptor::wait_read,
+                         [self = shared_from_this(), i](boost::system::error_code ec) {
+                           if (ec) return self->close_pipe(i);
+                           self->drain(i);
+                         });
+  }
+
+  // Reads the pipe until it is empty, and only then waits again (Asio's
+  // epoll wait is edge-triggered: it reports data that comes after, not
+  // data left unread). A command that writes without end is read 1 MiB at
+  // a time, between the reactor's other work. Each read is under the
+  // tails' lock, as an on-cancel callback's: neither misses what the other
+  // read, and the callback never reads a descriptor closed and reused.
+  void drain(int i) {
+    for (int reads = 0; reads < 16; ++reads) {
+      ssize_t n = 0;
+      int error = 0;
+      {
+        std::lock_guard lock(tails_mutex_);
+        n = ::read(fds_[i], buffers_[i].data(), buffers_[i].size());
+        error = errno;
+        if (n > 0) tails_[i].keep(buffers_[i].data(), static_cast<std::size_t>(n));
+      }
+      if (n > 0) {
+        take(i, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && error == EINTR) continue;
+      if (n < 0 && error == EAGAIN) return read(i);
+      return close_pipe(i);  // its end, or an error
+    }
+    asio::post(reactor(), [self = shared_from_this(), i] { self->drain(i); });
+  }
+
+  void close_pipe(int i) {
+    {
+      std::lock_guard lock(tails_mutex_);
+      pipes_[i].close();
+      fds_[i] = -1;
+    }
+    --open_pipes_;
+    finish_if_done();
+  }
+
+  // What a read brought. Past the cap the task fails at once and the
+  // command is stopped (an endless `yes` never ends by itself); the pipe is
+  // still read until it closes (the command must not block on it while it
+  // has its grace), but what it brings is dropped.
+  void take(int i, std::size_t n) {
+    if (over_[0] || over_[1]) return;
+    std::string& into = captured_[i];
+    if (into.size() + n <= kMaxCaptured) {
+      into.append(buffers_[i].data(), n);
+      return;
+    }
+    over_[i] = true;
+    for (std::string& c : captured_) std::string().swap(c);
+    if (cancelled_ || call_ended_) return;  // the call's fate is decided already
+    call_ended_ = true;
+    done_.fail_permanently(std::string("the command's ") + (i == 0 ? "stdout" : "stderr") +
+                           " passed " + std::to_string(kMaxCaptured >> 20) +
+                           " MiB (an output is kept in memory), and the command was stopped; "
+                           "write large output to a file");
+    stop();
   }
 
   void write_stdin() {
@@ -450,19 +591,12 @@ class Command : public std::enable_shared_from_this<Command> {
     if (finished_ || !exited_ || open_pipes_ > 0) return;
     finished_ = true;
     if (kill_timer_) kill_timer_->cancel();
+    if (call_ended_) return;  // failed at the cap, when the command was stopped
     if (cancelled_) {
       done_.cancelled("cancelled: the command was terminated");
       return;
     }
     const int code = WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
-    if (over_[0] || over_[1]) {
-      done_.fail_permanently(std::string("the command's ") + (over_[0] ? "stdout" : "stderr") +
-                             " passed " + std::to_string(kMaxCaptured >> 20) +
-                             " MiB (an output is kept in memory); write large output to a file"
-                             " (exit code " +
-                             std::to_string(code) + ")");
-      return;
-    }
     if (code != 0 && check_) {
       // The last 400 bytes of stderr, from a whole character on; a cut is
       // marked "...", where the host masks what it left of a secret.
@@ -485,6 +619,7 @@ class Command : public std::enable_shared_from_this<Command> {
   }
 
   pid_t pid_;
+  int fds_[2];  // the pipes' descriptors, -1 once closed (under tails_mutex_)
   std::array<asio::posix::stream_descriptor, 2> pipes_;
   asio::posix::stream_descriptor in_, exit_;
   asio::steady_timer timer_;
@@ -494,10 +629,17 @@ class Command : public std::enable_shared_from_this<Command> {
   static constexpr std::size_t kMaxCaptured = 16u << 20;
   std::string captured_[2];
   bool over_[2] = {false, false};
+  // The end of each stream, apart from captured_ (which the reactor may be
+  // reallocating), for an on-cancel callback on another thread; the lock
+  // also covers reading and closing fds_.
+  std::mutex tails_mutex_;
+  std::array<OutputTail, 2> tails_;
   std::string stdin_;
   int open_pipes_ = 2;
   int status_ = 0;
   bool exited_ = false, cancelled_ = false, finished_ = false;
+  bool stopping_ = false;    // SIGTERM sent (a cancel, or the cap passed)
+  bool call_ended_ = false;  // the call was ended before the command was (at the cap)
   bool check_;
   pyoco::Completion done_;
 };
@@ -517,8 +659,12 @@ struct Shell : pyoco::AsyncTask {
       {"check", "bool", false, "fail the task on a non-zero exit (default true)"}};
   static inline const std::vector<Io> outputs = {
       {"exit_code", "int", false, "the command's exit status; 128+N when signal N killed it"},
-      {"stdout", "string", false, "what it printed (at most 16 MiB, or the task fails)"},
-      {"stderr", "string", false, "what it printed on stderr (at most 16 MiB)"}};
+      {"stdout", "string", false,
+       "what it printed: at most 16 MiB; past that the task fails at once and the command is "
+       "stopped. Cancelled or timed out, the task logs the last 20 lines (4 KiB) it printed"},
+      {"stderr", "string", false,
+       "what it printed on stderr: as stdout (16 MiB at most; its last lines logged on a cancel "
+       "or timeout)"}};
 
   void start(Context& ctx, const Inputs& in, pyoco::Completion done) override {
     const GuardProgram guard = guard_program();
@@ -610,7 +756,12 @@ struct Shell : pyoco::AsyncTask {
     auto command =
         std::make_shared<Command>(pid, out.release_read(), err.release_read(), in_fd,
                                   std::move(stdin_data), in.get<bool>("check", true), done);
-    ctx.on_cancel([command] { command->cancel(); });
+    // On a cancel or at the deadline, what the command printed so far is
+    // logged before it is stopped: the node's output is lost with the call.
+    ctx.on_cancel([command, ctx] {
+      command->log_what_it_printed(ctx);
+      command->cancel();
+    });
     command->begin();
   }
 };
