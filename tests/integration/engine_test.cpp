@@ -1010,9 +1010,10 @@ tasks:
 BOOST_AUTO_TEST_CASE(cancel_ends_running_tasks_cancelled_and_tells_their_bodies) {
   Gate first_started;
   Run r = engine.start(compile(R"(
-flow: {graph: "first >> second"}
+flow: {graph: "(first | foreach(over={{[1, 2]}}) { inner }) >> second"}
 tasks:
   first: {use: "t/block"}
+  inner: {use: "t/block"}
   second: {use: "t/emit"}
 )"),
                        RunOptions{json("{}"),
@@ -1037,6 +1038,9 @@ tasks:
   BOOST_TEST((record(t, "first").state == TaskState::Cancelled));
   BOOST_TEST(record(t, "first").error == "run cancelled");
   BOOST_TEST((record(t, "second").state == TaskState::Cancelled));
+  // The loop too says it was cancelled, not "run stopped" (a failure's word).
+  BOOST_TEST((record(t, "foreach_1").state == TaskState::Cancelled));
+  BOOST_TEST(record(t, "foreach_1").error == "run cancelled");
   BOOST_TEST(events->count(trace::EventKind::RunCancelling) == 1u);
 }
 

@@ -262,7 +262,7 @@ void RunState::child_done(Frame& child) {
     } else if (stopping_ && !a_task_failed) {
       // Its case was cancelled by the stop, as a loop's iterations are: the
       // switch did not fail (it was FAILED, with an error line, on Ctrl+C).
-      end_without_running(f, i, TaskState::Cancelled, cancelled_ ? "run cancelled" : "run stopped");
+      end_without_running(f, i, TaskState::Cancelled, stop_reason());
     } else {
       fail(f, i, "a task of the chosen case did not succeed");
     }
@@ -304,7 +304,7 @@ void RunState::child_done(Frame& child) {
   if (n.ctl().child_failed || stopping_) {
     if (n.ctl().active_children == 0) {
       if (stopping_) {
-        end_without_running(f, i, TaskState::Cancelled, "run stopped");
+        end_without_running(f, i, TaskState::Cancelled, stop_reason());
       } else {
         fail(f, i, failed_iterations_error(n.ctl()));
       }

@@ -310,7 +310,7 @@ void RunState::stop_clock(const NodeExec& n, TaskRecord& r) {
 
 void RunState::ready(Frame& f, std::uint32_t i) {
   if (stopping_) {
-    end_without_running(f, i, TaskState::Cancelled, cancelled_ ? "run cancelled" : "run stopped");
+    end_without_running(f, i, TaskState::Cancelled, stop_reason());
     return;
   }
   const GraphNode& g = f.graph->nodes[i];
@@ -589,7 +589,7 @@ void RunState::attempt_failed(Frame& f, std::uint32_t i, const std::string& erro
         if (!node.waiting_retry) return;
         node.waiting_retry = false;
         if (self->stopping_) {
-          self->end_without_running(*fp, i, TaskState::Cancelled, "run stopped");
+          self->end_without_running(*fp, i, TaskState::Cancelled, self->stop_reason());
         } else {
           self->launch(*fp, i);
         }
@@ -708,7 +708,7 @@ void RunState::release_successors(Frame& f, std::uint32_t i) {
           f, s, stopping_ ? TaskState::Cancelled : TaskState::Skipped,
           // Said as cancel_pending says it: after a cancel, its dependents
           // were cancelled too, not "stopped".
-          stopping_ ? (cancelled_ ? "run cancelled" : "run stopped")
+          stopping_ ? stop_reason()
                     : "upstream " + f.nodes[i].display + " " +
                           (f.nodes[i].state == TaskState::Failed ? "failed" : "did not run"));
     } else if (all_hold) {
@@ -736,7 +736,7 @@ void RunState::cancel_pending(Frame& f) {
     }
   }
   // Separate pass: ending a node may end others.
-  const char* why = cancelled_ ? "run cancelled" : "run stopped";
+  const char* why = stop_reason();
   for (std::uint32_t i = 0; i < f.nodes.size(); ++i) {
     NodeExec& n = f.nodes[i];
     if (f.done) return;

@@ -384,8 +384,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::map<std::string, core::ArtifactRecord, std::less<>> latest_artifacts_;
   std::unique_ptr<Frame> top_;
   std::vector<TaskRecord> records_;
-  bool stopping_ = false;        // no new tasks start
-  bool cancelled_ = false;       // stopping because of cancel()
+  bool stopping_ = false;   // no new tasks start
+  bool cancelled_ = false;  // stopping because of cancel()
+  // Why a node ends CANCELLED while the run stops: as the trace says it.
+  const char* stop_reason() const { return cancelled_ ? "run cancelled" : "run stopped"; }
   bool failed_ = false;          // stopping because a task failed under `stop`
   bool task_cancelled_ = false;  // a task ended itself CANCELLED (PYOCO_ERR_CANCELLED)
   std::vector<std::string> failed_nodes_;
