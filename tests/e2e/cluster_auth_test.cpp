@@ -635,6 +635,19 @@ BOOST_AUTO_TEST_CASE(a_key_header_sent_twice_is_refused) {
                answer);
   }
   BOOST_TEST(g.call(http::verb::get, "/runs", k.text).status == 200u);
+  // Two different keys, one in each header: refused, not one of them taken.
+  const Key other = create_key(nats, "b", "runs:read");
+  auto both = [&](const std::string& api_key, const std::string& authorization) {
+    return raw_exchange(g.http->port(), "GET /runs HTTP/1.1\r\nHost: x\r\nX-API-Key: " + api_key +
+                                            "\r\nAuthorization: " + authorization +
+                                            "\r\nConnection: close\r\n\r\n");
+  };
+  const std::string two = both(k.text, "Bearer " + other.text);
+  BOOST_TEST(two.rfind("HTTP/1.1 400", 0) == 0u, two);
+  BOOST_TEST(two.find("carry two different keys") != std::string::npos, two);
+  // The same key in both, or a proxy's Basic credentials beside the key: fine.
+  BOOST_TEST(both(k.text, "Bearer " + k.text).rfind("HTTP/1.1 200", 0) == 0u);
+  BOOST_TEST(both(k.text, "Basic dXNlcjpwYXNz").rfind("HTTP/1.1 200", 0) == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_key_bound_to_tags_submits_there_and_sees_those_workers_only) {

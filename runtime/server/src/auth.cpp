@@ -32,9 +32,24 @@ namespace {
 
 using Digest = std::array<unsigned char, 32>;
 
+// The token of an `Authorization: Bearer <token>` value, or nullopt.
+std::optional<std::string_view> bearer_token(std::string_view v) {
+  constexpr std::string_view bearer = "Bearer ";
+  if (v.size() > bearer.size() &&
+      std::equal(bearer.begin(), bearer.end(), v.begin(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) ==
+               std::tolower(static_cast<unsigned char>(b));
+      })) {
+    return v.substr(bearer.size());
+  }
+  return std::nullopt;
+}
+
 // The key as the request carries it: X-API-Key, else Authorization: Bearer.
-// Either header sent twice is refused (400): which of two keys a proxy or a
-// client meant is not the gateway's to guess.
+// Either header sent twice is refused (400), and so are two different keys
+// in the two (a proxy's own `Authorization: Basic ...` beside X-API-Key is
+// not a key): which of two keys a proxy or a client meant is not the
+// gateway's to guess.
 std::string_view presented_key(const Request& req) {
   for (const char* name : {"X-API-Key", "Authorization"}) {
     if (req.count(name) > 1) {
@@ -43,18 +58,21 @@ std::string_view presented_key(const Request& req) {
                           " is sent more than once: send one API key, in one header"};
     }
   }
-  if (auto it = req.find("X-API-Key"); it != req.end()) return it->value();
-  if (auto it = req.find(http::field::authorization); it != req.end()) {
-    const std::string_view v = it->value();
-    constexpr std::string_view bearer = "Bearer ";
-    if (v.size() > bearer.size() &&
-        std::equal(bearer.begin(), bearer.end(), v.begin(), [](char a, char b) {
-          return std::tolower(static_cast<unsigned char>(a)) ==
-                 std::tolower(static_cast<unsigned char>(b));
-        })) {
-      return v.substr(bearer.size());
+  const auto authorization = req.find(http::field::authorization);
+  const std::optional<std::string_view> bearer =
+      authorization == req.end() ? std::nullopt : bearer_token(authorization->value());
+  if (auto it = req.find("X-API-Key"); it != req.end()) {
+    if (bearer && *bearer != it->value()) {
+      throw HttpError{400, "bad_request",
+                      "X-API-Key and Authorization: Bearer carry two different keys: send one "
+                      "API key, in one header"};
     }
-    return v;  // not a bearer token: checked, and refused, as a key
+    return it->value();
+  }
+  if (authorization != req.end()) {
+    // Not a bearer token: checked, and refused, as a key.
+    if (bearer) return *bearer;
+    return authorization->value();
   }
   return {};
 }
