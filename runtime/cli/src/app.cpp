@@ -156,7 +156,7 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
     try {
       code = (*action)();
     } catch (const std::exception& e) {
-      std::cerr << command_path(leaf) << ": error: " << e.what() << '\n';
+      std::cerr << command_path(leaf) << ": error: " << core::printable(e.what()) << '\n';
     }
     // A command that fails anyway keeps its exit code.
     if (check_stdout(command_path(leaf)) != 0 && code == kExitOk) code = kExitFailed;

@@ -104,12 +104,15 @@ runner::LoadedFlow load(const FlowOptions& o) {
                            {.file = o.params_file, .assignments = o.params, .secrets = o.secrets});
 }
 
-std::string location(const core::SourceLocation& w) { return w.to_string(); }
+using core::printable;
 
+// File names, keys, values and ids come from outside: their control
+// characters are written escaped (as the trace does), so that a newline or
+// an escape sequence in them cannot forge a line or clear the terminal.
 void print_diagnostic(std::ostream& out, const core::Diagnostic& d) {
-  out << location(d.where) << ": "
-      << (d.severity == core::Diagnostic::Severity::Error ? "error: " : "warning: ") << d.message
-      << '\n';
+  out << printable(d.where.to_string()) << ": "
+      << (d.severity == core::Diagnostic::Severity::Error ? "error: " : "warning: ")
+      << printable(d.message) << '\n';
 }
 
 // The nodes in an order they can run, with what each waits for.
@@ -144,7 +147,8 @@ void print_plan(std::ostream& out, const core::FlowGraph& g, const std::string& 
       for (std::uint32_t p : r.nodes) names += (names.empty() ? "" : ", ") + g.nodes[p].name;
       after += (after.empty() ? "" : "; ") + (r.any ? "any of " + names : names);
     }
-    out << indent << ++step << ". " << node.name << (what.empty() ? "" : "  " + what)
+    out << indent << ++step << ". " << printable(node.name)
+        << (what.empty() ? "" : "  " + printable(what))
         << (after.empty() ? "" : "  (after " + after + ")");
     if (node.kind == core::GraphNode::Kind::Task) {
       const auto& t = *node.task;
@@ -313,11 +317,12 @@ int run_flow(const RunOptionsCli& o) {
   std::optional<Engine> engine(std::in_place, eo);
   if (const auto errors = runner::check_before_run(flow, *engine->catalog()); !errors.empty()) {
     for (const auto& d : errors) print_diagnostic(std::cerr, d);
-    std::cerr << "pyoco run: " << o.flow.file << " has errors; nothing ran (see `pyoco check`)\n";
+    std::cerr << "pyoco run: " << printable(o.flow.file)
+              << " has errors; nothing ran (see `pyoco check`)\n";
     return kExitUsage;
   }
   if (o.dry_run) {
-    std::cout << "plan for flow " << flow.flow->spec->name << ":\n";
+    std::cout << "plan for flow " << printable(flow.flow->spec->name) << ":\n";
     print_plan(std::cout, flow.flow->graph, "  ");
     return kExitOk;
   }
@@ -356,8 +361,8 @@ int run_flow(const RunOptionsCli& o) {
   }
   local.emplace(flow, std::move(setup));
   if (!unrecorded.empty()) {
-    std::cerr << "pyoco run: warning: this run is not recorded in the history: " << unrecorded
-              << '\n';
+    std::cerr << "pyoco run: warning: this run is not recorded in the history: "
+              << printable(unrecorded) << '\n';
   }
 
   // Tasks' children, and the orphans they leave, stay ours to stop.
@@ -397,10 +402,11 @@ int run_flow(const RunOptionsCli& o) {
   };
   if (const std::string e = local->finish(runner::LocalRun::kHistoryPatience, say_history_waits);
       !e.empty()) {
-    std::cerr << "pyoco run: warning: " << e << '\n';
+    std::cerr << "pyoco run: warning: " << printable(e) << '\n';
   }
   if (!local->trace_file_error().empty()) {
-    std::cerr << "pyoco run: warning: --trace-file " << local->trace_file_error() << '\n';
+    std::cerr << "pyoco run: warning: --trace-file " << printable(local->trace_file_error())
+              << '\n';
   }
   switch (started->status()) {
     case core::RunStatus::Completed:
@@ -455,18 +461,19 @@ int check(const CheckOptions& o) {
   }
   for (const auto& d : diagnostics) print_diagnostic(errors > 0 ? std::cerr : std::cout, d);
   if (errors == 0) {
-    std::cout << o.flow.file << ": ok"
+    std::cout << printable(o.flow.file) << ": ok"
               << (warnings > 0 ? " (" + std::to_string(warnings) +
                                      (warnings == 1 ? " warning)" : " warnings)")
                                : "")
               << '\n';
     if (o.dry_run && flow) {
-      std::cout << "plan for flow " << flow->spec->name << ":\n";
+      std::cout << "plan for flow " << printable(flow->spec->name) << ":\n";
       print_plan(std::cout, flow->graph, "  ");
     }
     return kExitOk;
   }
-  std::cerr << o.flow.file << ": " << errors << (errors == 1 ? " error" : " errors") << '\n';
+  std::cerr << printable(o.flow.file) << ": " << errors << (errors == 1 ? " error" : " errors")
+            << '\n';
   // As pyoco: a dry run that finds errors exits 2 (the run could not start).
   return o.dry_run ? kExitUsage : kExitFailed;
 }
@@ -494,12 +501,13 @@ int guarded(const char* command, F&& body) {
     print_diagnostic(std::cerr, {core::Diagnostic::Severity::Error, e.where(), e.problem()});
     if (std::string_view(command) == "run") std::cerr << "pyoco run: nothing ran\n";
   } catch (const plugins::LoadError& e) {
-    std::cerr << "pyoco " << command << ": " << e.what() << '\n';
+    std::cerr << "pyoco " << command << ": " << printable(e.what()) << '\n';
   } catch (const runner::SetupError& e) {
     const std::string f = flag(e.setting());
-    std::cerr << "pyoco " << command << ": " << (f.empty() ? "" : f + " ") << e.detail() << '\n';
+    std::cerr << "pyoco " << command << ": " << (f.empty() ? "" : f + " ") << printable(e.detail())
+              << '\n';
   } catch (const std::invalid_argument& e) {  // e.g. a run id the engine does not allow
-    std::cerr << "pyoco " << command << ": " << e.what() << '\n';
+    std::cerr << "pyoco " << command << ": " << printable(e.what()) << '\n';
   }
   return kExitUsage;
 }

@@ -123,9 +123,9 @@ int guarded(const char* command, F&& body) {
   try {
     return body();
   } catch (const store::StoreError& e) {
-    std::cerr << "pyoco runs " << command << ": " << e.what() << '\n';
+    std::cerr << "pyoco runs " << command << ": " << core::printable(e.what()) << '\n';
   } catch (const RunsError& e) {
-    std::cerr << "pyoco runs " << command << ": " << e.what() << '\n';
+    std::cerr << "pyoco runs " << command << ": " << core::printable(e.what()) << '\n';
   }
   return kExitUsage;
 }
@@ -143,7 +143,7 @@ struct ListOptions {
 // dead processes are ended on opening, a write that waits for the lock).
 std::shared_ptr<store::StateStore> open_history() {
   return runner::open_run_history(store::default_store_file(), [](const std::string& line) {
-    std::cerr << "pyoco runs: " << line << '\n';
+    std::cerr << "pyoco runs: " << core::printable(line) << '\n';
   });
 }
 
