@@ -819,6 +819,37 @@ BOOST_AUTO_TEST_CASE(graph_prints_dot_and_mermaid) {
 )");
 }
 
+// A cycle's closing edge is left out of the graph check builds: graph drew
+// `a >> b >> c >> a` as a -> b -> c and `a >> a` as one node, and exited 0.
+// It refuses the flow as run does, with check's messages.
+BOOST_AUTO_TEST_CASE(graph_refuses_a_cycle_rather_than_draw_it_wrong) {
+  const std::string tasks =
+      "tasks:\n  a: {use: std/echo, inputs: {value: 1}}\n  b: {use: std/echo, inputs: {value: "
+      "1}}\n  c: {use: std/echo, inputs: {value: 1}}\n";
+  std::ofstream(dir.path() / "cycle.yaml") << "flow: {name: c, graph: \"a >> b >> c >> a\"}\n"
+                                           << tasks;
+  std::ofstream(dir.path() / "self.yaml") << "flow: {name: s, graph: \"a >> a\"}\n" << tasks;
+  for (const char* format : {"dot", "mermaid"}) {
+    BOOST_TEST_CONTEXT(format) {
+      const ProcessResult r = pyoco({"graph", "cycle.yaml", "--format", format});
+      BOOST_TEST(r.exit_code == 2, r.out << r.err);
+      BOOST_TEST(r.out.empty(), r.out);
+      BOOST_TEST(has(r.err, "cycle.yaml:1:25: error: cycle: a -> b -> c -> a"), r.err);
+      BOOST_TEST(has(r.err,
+                     "pyoco graph: cycle.yaml has errors; nothing drawn (see `pyoco "
+                     "check`)"),
+                 r.err);
+      const ProcessResult self = pyoco({"graph", "self.yaml", "--format", format});
+      BOOST_TEST(self.exit_code == 2, self.out << self.err);
+      BOOST_TEST(self.out.empty(), self.out);
+      BOOST_TEST(has(self.err, "error: duplicate node name 'a'"), self.err);
+    }
+  }
+  // check says the same of it.
+  const ProcessResult check = pyoco({"check", "cycle.yaml"});
+  BOOST_TEST(has(check.err, "cycle.yaml:1:25: error: cycle: a -> b -> c -> a"), check.err);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ---- docs/flows.md, as a user reads it ---------------------------------------
