@@ -731,6 +731,26 @@ BOOST_AUTO_TEST_CASE(run_resolves_loop_references) {
   BOOST_TEST(has(r.out, "INFO pyoco end flow=loop_refs status=COMPLETED"), r.out);
 }
 
+// `e: foreach(...) { a: echo_item }` beside a top-level `a` passed check,
+// and `$node.a.output` read the top-level one.
+BOOST_AUTO_TEST_CASE(check_refuses_a_body_node_named_as_a_top_level_node) {
+  std::ofstream(dir.path() / "shadow.yaml")
+      << "flow:\n  name: shadow\n  defaults: {xs: [1, 2]}\n  graph: |\n"
+         "    a >> e: foreach(over={{xs}}) { a: echo_item }\n    e >> r\ntasks:\n"
+         "  a: {use: std/echo, inputs: {value: top}}\n"
+         "  echo_item: {use: std/echo, inputs: {value: item}}\n"
+         "  r: {use: std/echo, inputs: {value: \"$node.a.output\"}}\n";
+  const ProcessResult check = pyoco({"check", "shadow.yaml"});
+  BOOST_TEST(check.exit_code == 1, check.out << check.err);
+  BOOST_TEST(has(check.err,
+                 "shadow.yaml:5:36: error: node 'a' in the body of e is already a "
+                 "node of the graph around it (line 5, column 5)"),
+             check.err);
+  const ProcessResult run = pyoco({"run", "shadow.yaml"});
+  BOOST_TEST(run.exit_code == 2, run.out << run.err);
+  BOOST_TEST(!has(run.out, "start node"), run.out);
+}
+
 BOOST_AUTO_TEST_CASE(check_rejects_a_loop_reference_outside_a_loop) {
   const ProcessResult r = pyoco({"check", flow("loop_ref_outside.yaml").string()});
   BOOST_TEST(r.exit_code == 1);
