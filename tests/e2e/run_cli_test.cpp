@@ -293,8 +293,39 @@ BOOST_AUTO_TEST_CASE(a_broken_flow_exits_2_with_file_line_and_column) {
   const ProcessResult r = pyoco({"run", flow("broken.yaml").string()});
   BOOST_TEST(r.exit_code == 2);
   BOOST_TEST(has(r.err, "broken.yaml:4:7: error: a lone '>': use '>>' to chain steps"), r.err);
-  BOOST_TEST(has(r.err, "pyoco run: nothing ran\n"), r.err);
+  BOOST_TEST(has(r.err, "pyoco run: " + flow("broken.yaml").string() +
+                            " has errors; nothing ran (see `pyoco check`)\n"),
+             r.err);
   BOOST_TEST(r.out.empty());
+}
+
+// A flow file that does not load said `pyoco run: nothing ran`, a flow that
+// does not check the line docs/flows.md "Running" shows: now both say it.
+BOOST_AUTO_TEST_CASE(a_flow_file_that_does_not_load_says_what_docs_show) {
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"malformed.yaml", "flow: {name: x, graph: a\n"},
+      {"empty.yaml", ""},
+      {"big.yaml",
+       "flow: {name: x, graph: a}\ntasks:\n  a: {use: std/echo, inputs: {value: "
+       "99999999999999999999}}\n"},
+      {"outputs.yaml", "flow: {name: x, graph: a, outputs: 5}\ntasks:\n  a: {use: std/echo}\n"},
+  };
+  for (const auto& [name, text] : files) {
+    BOOST_TEST_CONTEXT(name) {
+      std::ofstream(dir.path() / name) << text;
+      const ProcessResult r = pyoco({"run", name});
+      BOOST_TEST(r.exit_code == 2, r.out << r.err);
+      BOOST_TEST(has(r.err, name + ":"), r.err);
+      BOOST_TEST(
+          has(r.err, "pyoco run: " + name + " has errors; nothing ran (see `pyoco check`)\n"),
+          r.err);
+      BOOST_TEST(r.out.empty(), r.out);
+    }
+  }
+  // A file that is not there has no errors of its own: the line before says so.
+  const ProcessResult missing = pyoco({"run", "nope.yaml"});
+  BOOST_TEST(has(missing.err, "nope.yaml: error: no such file"), missing.err);
+  BOOST_TEST(has(missing.err, "pyoco run: nothing ran\n"), missing.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_flow_that_fails_check_runs_nothing) {

@@ -502,14 +502,24 @@ int graph(const GraphOptions& o) {
 }
 
 // Runs a command body, turning a user's mistake into one line and exit 2.
+// `flow_file`: the flow file the command was given.
 template <class F>
-int guarded(const char* command, F&& body) {
+int guarded(const char* command, const std::string& flow_file, F&& body) {
   try {
     return body();
   } catch (const core::FlowError& e) {
-    // As `pyoco check` shows it, and said that nothing ran.
+    // As `pyoco check` shows it, and, as for a flow that does not check,
+    // that nothing ran (docs/flows.md "Running").
     print_diagnostic(std::cerr, {core::Diagnostic::Severity::Error, e.where(), e.problem()});
-    if (std::string_view(command) == "run") std::cerr << "pyoco run: nothing ran\n";
+    if (std::string_view(command) == "run") {
+      std::error_code ec;
+      if (fs::is_regular_file(flow_file, ec)) {
+        std::cerr << "pyoco run: " << printable(flow_file)
+                  << " has errors; nothing ran (see `pyoco check`)\n";
+      } else {  // no such file, a directory, a FIFO: the line above says so
+        std::cerr << "pyoco run: nothing ran\n";
+      }
+    }
   } catch (const plugins::LoadError& e) {
     std::cerr << "pyoco " << command << ": " << printable(e.what()) << '\n';
   } catch (const runner::SetupError& e) {
@@ -561,7 +571,8 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   run_cmd->footer(
       "\nExit codes: 0 COMPLETED, 1 FAILED, 2 usage or flow error, 130 cancelled.\n"
       "Ctrl+C once cancels (running tasks are told to stop); twice exits at once.");
-  table.add(run_cmd, [run] { return guarded("run", [&] { return run_flow(*run); }); });
+  table.add(run_cmd,
+            [run] { return guarded("run", run->flow.file, [&] { return run_flow(*run); }); });
 
   auto chk = std::make_shared<CheckOptions>();
   CLI::App* check_cmd = app.add_subcommand("check", "Validate a flow file without running it");
@@ -569,7 +580,8 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   check_cmd->add_flag("--dry-run", chk->dry_run, "Also print the execution plan");
   check_cmd->add_flag("--json", chk->json, "Print JSON for machines");
   check_cmd->footer("\nExit codes: 0 no errors (warnings allowed), 1 errors, 2 usage.");
-  table.add(check_cmd, [chk] { return guarded("check", [&] { return check(*chk); }); });
+  table.add(check_cmd,
+            [chk] { return guarded("check", chk->flow.file, [&] { return check(*chk); }); });
 
   auto gr = std::make_shared<GraphOptions>();
   CLI::App* graph_cmd =
@@ -581,7 +593,8 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   graph_cmd->footer(
       "\nExit codes: 0 drawn, 2 usage, or a flow that does not load or whose graph "
       "has a cycle (nothing drawn).");
-  table.add(graph_cmd, [gr] { return guarded("graph", [&] { return graph(*gr); }); });
+  table.add(graph_cmd,
+            [gr] { return guarded("graph", gr->flow.file, [&] { return graph(*gr); }); });
 }
 
 }  // namespace pyoco::cli
