@@ -345,6 +345,24 @@ int run_flow(const RunOptionsCli& o) {
                                    "; the trace would be appended to it");
     }
   }
+  // Nor the run history's database, its WAL or shared-memory file: lines
+  // appended to them corrupt every run recorded. By device and inode, or
+  // by path for one SQLite has not made yet.
+  if (!o.trace_file.empty()) {
+    const fs::path db = store::default_store_file();
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      const fs::path file = db.string() + suffix;
+      std::error_code ec, ec2;
+      if (std::filesystem::equivalent(o.trace_file, file, ec) ||
+          fs::weakly_canonical(fs::absolute(o.trace_file, ec2), ec2) ==
+              fs::weakly_canonical(fs::absolute(file, ec2), ec2)) {
+        throw runner::SetupError(runner::SetupError::Setting::TraceFile,
+                                 o.trace_file + ": is " + file.string() +
+                                     ", a file of the run history's database; the trace "
+                                     "would be appended to it (choose another file)");
+      }
+    }
+  }
   setup.trace_file = o.trace_file;
   setup.trace_file_format =
       o.trace_format == "json" ? trace::TraceFormat::Json : trace::TraceFormat::Plain;
