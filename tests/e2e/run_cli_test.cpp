@@ -336,6 +336,40 @@ BOOST_AUTO_TEST_CASE(a_flow_that_fails_check_runs_nothing) {
   BOOST_TEST(r.out.empty());
 }
 
+// A run that runs out of memory in an engine thread aborted with
+// "terminate called after throwing an instance of 'std::bad_alloc'" (134).
+// It ends with one line and exit 1; the history shows the run FAILED
+// (interrupted), as docs/flows.md "Limits" says.
+BOOST_AUTO_TEST_CASE(out_of_memory_is_one_line_and_exit_1) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  BOOST_TEST_MESSAGE("skipped: a sanitizer reserves more address space than the limit");
+#else
+  std::ofstream(dir.path() / "mem.yaml")
+      << "flow:\n  name: mem\n  graph: \"repeat(count=1000) { repeat(count=1000) { t } }\"\n"
+         "tasks:\n  t: {use: std/echo, inputs: {value: 1}}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env["PYOCO_HOME"] = (dir.path() / "home").string();
+  o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "artifacts").string();
+  o.env["PYOCO_MAX_TASKS"] = "100000000";
+  o.timeout = std::chrono::seconds(120);
+  const ProcessResult r = run_process(
+      {"sh", "-c", "ulimit -v 400000 && exec \"$0\" run mem.yaml >/dev/null", pyoco_exe().string()},
+      o);
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(r.signal == 0, r.err);
+  BOOST_TEST(!has(r.err, "terminate called"), r.err);
+  BOOST_TEST(has(r.err,
+                 "pyoco run: out of memory; exiting (a run it was running is recorded "
+                 "FAILED, interrupted)\n"),
+             r.err);
+  const ProcessResult list = run_pyoco({"runs", "list", "--json"}, o);
+  const auto runs = json::parse(list.out).as_array();
+  BOOST_TEST_REQUIRE(runs.size() == 1u, list.out);
+  BOOST_TEST(runs[0].at("status").as_string() == "FAILED", list.out);
+#endif
+}
+
 BOOST_AUTO_TEST_CASE(a_missing_file_is_a_usage_error) {
   const ProcessResult r = pyoco({"run", "nope.yaml"});
   BOOST_TEST(r.exit_code == 2);
