@@ -376,6 +376,27 @@ BOOST_AUTO_TEST_CASE(a_missing_file_is_a_usage_error) {
   BOOST_TEST(has(r.err, "nope.yaml: error: no such file"), r.err);
 }
 
+// `-` read as a file name said "no such file".
+BOOST_AUTO_TEST_CASE(standard_input_is_not_a_flow_file_and_says_so) {
+  for (const char* command : {"run", "check", "graph"}) {
+    BOOST_TEST_CONTEXT(command) {
+      const ProcessResult r = pyoco({command, "-"});
+      BOOST_TEST(r.exit_code != 0);
+      BOOST_TEST(has(r.err,
+                     "-: error: a flow from standard input is not supported: save it to a "
+                     "file and give its path"),
+                 r.err);
+      BOOST_TEST(!has(r.err, "no such file"), r.err);
+    }
+  }
+  const ProcessResult params = pyoco({"run", hello().string(), "--params-file", "-"});
+  BOOST_TEST(params.exit_code == 2);
+  BOOST_TEST(has(params.err,
+                 "pyoco run: --params-file -: params from standard input are not "
+                 "supported"),
+             params.err);
+}
+
 BOOST_AUTO_TEST_CASE(toml_flows_and_loops_run) {
   const ProcessResult r = pyoco({"run", flow("loops.toml").string(), "--trace-format", "json"});
   BOOST_TEST(r.exit_code == 0, r.err);

@@ -195,8 +195,10 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
     if (check_stdout(command_path(leaf)) != 0 && code == kExitOk) code = kExitFailed;
     return code;
   }
-  // A command group (or nothing) was named without a command: teach.
-  std::cerr << leaf->help();
+  // A command group (or nothing) was named without a command: teach, with
+  // its whole name ("Usage: pyoco runs ...", as `pyoco runs --help` says).
+  std::cerr << (leaf->get_parent() == nullptr ? leaf->help()
+                                              : leaf->help(command_path(leaf->get_parent())));
   return kExitUsage;
 }
 

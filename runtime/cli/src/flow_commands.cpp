@@ -100,6 +100,17 @@ const char* flag(runner::SetupError::Setting setting) {
 }
 
 runner::LoadedFlow load(const FlowOptions& o) {
+  // `-` is a file name to the reader ("no such file"): say what it meant.
+  if (o.file == "-") {
+    throw core::FlowError({.file = "-"},
+                          "a flow from standard input is not supported: save it to a file and "
+                          "give its path");
+  }
+  if (o.params_file == "-") {
+    throw runner::SetupError(runner::SetupError::Setting::ParamsFile,
+                             "-: params from standard input are not supported: save them to a "
+                             "file and give its path");
+  }
   return runner::load_flow(o.file,
                            {.file = o.params_file, .assignments = o.params, .secrets = o.secrets});
 }
