@@ -149,7 +149,12 @@ BOOST_AUTO_TEST_CASE(a_group_without_a_command_shows_the_group_help) {
   const std::vector<std::string> expected = subcommands(run_pyoco({"runs", "--help"}).out);
   BOOST_TEST(expected.size() >= 5u);
   BOOST_TEST(subcommands(r.err) == expected, boost::test_tools::per_element());
-  BOOST_TEST(r.out.empty(), r.out);
+  BOOST_TEST(r.out.empty(),
+             r.out);  // With its whole name, as `pyoco runs --help` says it ("Usage: runs").
+  for (const char* group : {"runs", "plugins"}) {
+    const ProcessResult g = run_pyoco({group});
+    BOOST_TEST(contains(g.err, std::string("Usage: pyoco ") + group + " [OPTIONS]"), g.err);
+  }
 }
 
 // A cluster command with no NATS to reach says where it looked and what to

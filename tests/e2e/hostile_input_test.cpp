@@ -642,6 +642,58 @@ BOOST_AUTO_TEST_CASE(a_manifest_s_control_characters_never_reach_the_terminal) {
   BOOST_TEST(std::string(v.at("description").as_string()) == "d\x1b]0;pwned-title\x07\nline two");
 }
 
+// A key, a file name or an id from outside reaches a diagnostic of `check`,
+// `run` or `graph` escaped, as the trace writes it (docs/flows.md "The
+// trace"): raw, the key's escape cleared the screen and its newline forged a
+// second diagnostic line. `check --json` keeps them exact.
+BOOST_AUTO_TEST_CASE(control_characters_in_a_diagnostic_are_escaped) {
+  TempDir dir;
+  const std::string bad_key =
+      "flow: {name: x, graph: a}\n\"\\e[2J\\nfake: line\": 1\n"
+      "tasks:\n  a: {use: std/echo, inputs: {value: 1}}\n";
+  write(dir.path() / "k.yaml", bad_key);
+  const std::string odd_name = "bad\n\x1b[31mname.yaml";
+  write(dir.path() / odd_name, bad_key);
+  write(dir.path() / "f.yaml", kEchoFlow);
+  ProcessOptions o;
+  o.cwd = dir.path();
+  const std::vector<std::vector<std::string>> commands = {
+      {"check", "k.yaml"},
+      {"run", "k.yaml"},
+      {"graph", "k.yaml"},
+      {"check", odd_name},
+      {"run", odd_name},
+      {"graph", odd_name},
+      {"check", "no\n\x1b[2Jfile"},
+      {"run", "f.yaml", "--run-id", "a\nb\x1b[2J"},
+      {"run", "f.yaml", "--trace-file", "no\ndir\x1b[2J/t"}};
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    const auto& args = commands[i];
+    BOOST_TEST_CONTEXT(args[0] << " (case " << i << ")") {
+      const ProcessResult r = run_pyoco(args, o);
+      BOOST_TEST(r.exit_code != 0, r.out << r.err);
+      const std::string all = r.out + r.err;
+      BOOST_TEST(all.find('\x1b') == std::string::npos, all);
+      BOOST_TEST(all.find("\nfake: line") == std::string::npos, all);
+      BOOST_TEST(all.find("bad\n") == std::string::npos, all);
+      BOOST_TEST(all.find("a\nb") == std::string::npos, all);
+      BOOST_TEST(all.find("no\n") == std::string::npos, all);
+      BOOST_TEST(all.find("\\x1b[2J") != std::string::npos, all);
+    }
+  }
+  const ProcessResult check = run_pyoco({"check", "k.yaml"}, o);
+  BOOST_TEST(
+      check.err.find("k.yaml:2:1: error: \\x1b[2J\\nfake: line: unknown key") != std::string::npos,
+      check.err);
+  const ProcessResult named = run_pyoco({"check", odd_name}, o);
+  BOOST_TEST(named.err.find("bad\\n\\x1b[31mname.yaml: 1 error") != std::string::npos, named.err);
+  const ProcessResult json = run_pyoco({"check", odd_name, "--json"}, o);
+  const auto v = boost::json::parse(json.out);
+  BOOST_TEST(std::string(v.at("file").as_string()) == odd_name);
+  BOOST_TEST(std::string(v.at("diagnostics").at(0).at("message").as_string()) ==
+             "\x1b[2J\nfake: line: unknown key (known here: flow, pipes, plugins, tasks, version)");
+}
+
 // A repeatable option takes one value per occurrence (issue 12): it used to
 // swallow the positionals after it ("flow is required", lint of everything).
 BOOST_AUTO_TEST_CASE(each_repeatable_option_takes_one_value) {

@@ -293,8 +293,39 @@ BOOST_AUTO_TEST_CASE(a_broken_flow_exits_2_with_file_line_and_column) {
   const ProcessResult r = pyoco({"run", flow("broken.yaml").string()});
   BOOST_TEST(r.exit_code == 2);
   BOOST_TEST(has(r.err, "broken.yaml:4:7: error: a lone '>': use '>>' to chain steps"), r.err);
-  BOOST_TEST(has(r.err, "pyoco run: nothing ran\n"), r.err);
+  BOOST_TEST(has(r.err, "pyoco run: " + flow("broken.yaml").string() +
+                            " has errors; nothing ran (see `pyoco check`)\n"),
+             r.err);
   BOOST_TEST(r.out.empty());
+}
+
+// A flow file that does not load said `pyoco run: nothing ran`, a flow that
+// does not check the line docs/flows.md "Running" shows: now both say it.
+BOOST_AUTO_TEST_CASE(a_flow_file_that_does_not_load_says_what_docs_show) {
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"malformed.yaml", "flow: {name: x, graph: a\n"},
+      {"empty.yaml", ""},
+      {"big.yaml",
+       "flow: {name: x, graph: a}\ntasks:\n  a: {use: std/echo, inputs: {value: "
+       "99999999999999999999}}\n"},
+      {"outputs.yaml", "flow: {name: x, graph: a, outputs: 5}\ntasks:\n  a: {use: std/echo}\n"},
+  };
+  for (const auto& [name, text] : files) {
+    BOOST_TEST_CONTEXT(name) {
+      std::ofstream(dir.path() / name) << text;
+      const ProcessResult r = pyoco({"run", name});
+      BOOST_TEST(r.exit_code == 2, r.out << r.err);
+      BOOST_TEST(has(r.err, name + ":"), r.err);
+      BOOST_TEST(
+          has(r.err, "pyoco run: " + name + " has errors; nothing ran (see `pyoco check`)\n"),
+          r.err);
+      BOOST_TEST(r.out.empty(), r.out);
+    }
+  }
+  // A file that is not there has no errors of its own: the line before says so.
+  const ProcessResult missing = pyoco({"run", "nope.yaml"});
+  BOOST_TEST(has(missing.err, "nope.yaml: error: no such file"), missing.err);
+  BOOST_TEST(has(missing.err, "pyoco run: nothing ran\n"), missing.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_flow_that_fails_check_runs_nothing) {
@@ -305,10 +336,65 @@ BOOST_AUTO_TEST_CASE(a_flow_that_fails_check_runs_nothing) {
   BOOST_TEST(r.out.empty());
 }
 
+// A run that runs out of memory in an engine thread aborted with
+// "terminate called after throwing an instance of 'std::bad_alloc'" (134).
+// It ends with one line and exit 1; the history shows the run FAILED
+// (interrupted), as docs/flows.md "Limits" says.
+BOOST_AUTO_TEST_CASE(out_of_memory_is_one_line_and_exit_1) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  BOOST_TEST_MESSAGE("skipped: a sanitizer reserves more address space than the limit");
+#else
+  std::ofstream(dir.path() / "mem.yaml")
+      << "flow:\n  name: mem\n  graph: \"repeat(count=1000) { repeat(count=1000) { t } }\"\n"
+         "tasks:\n  t: {use: std/echo, inputs: {value: 1}}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env["PYOCO_HOME"] = (dir.path() / "home").string();
+  o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "artifacts").string();
+  o.env["PYOCO_MAX_TASKS"] = "100000000";
+  o.timeout = std::chrono::seconds(120);
+  const ProcessResult r = run_process(
+      {"sh", "-c", "ulimit -v 400000 && exec \"$0\" run mem.yaml >/dev/null", pyoco_exe().string()},
+      o);
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(r.signal == 0, r.err);
+  BOOST_TEST(!has(r.err, "terminate called"), r.err);
+  BOOST_TEST(has(r.err,
+                 "pyoco run: out of memory; exiting (a run it was running is recorded "
+                 "FAILED, interrupted)\n"),
+             r.err);
+  const ProcessResult list = run_pyoco({"runs", "list", "--json"}, o);
+  const auto runs = json::parse(list.out).as_array();
+  BOOST_TEST_REQUIRE(runs.size() == 1u, list.out);
+  BOOST_TEST(runs[0].at("status").as_string() == "FAILED", list.out);
+#endif
+}
+
 BOOST_AUTO_TEST_CASE(a_missing_file_is_a_usage_error) {
   const ProcessResult r = pyoco({"run", "nope.yaml"});
   BOOST_TEST(r.exit_code == 2);
   BOOST_TEST(has(r.err, "nope.yaml: error: no such file"), r.err);
+}
+
+// `-` read as a file name said "no such file".
+BOOST_AUTO_TEST_CASE(standard_input_is_not_a_flow_file_and_says_so) {
+  for (const char* command : {"run", "check", "graph"}) {
+    BOOST_TEST_CONTEXT(command) {
+      const ProcessResult r = pyoco({command, "-"});
+      BOOST_TEST(r.exit_code != 0);
+      BOOST_TEST(has(r.err,
+                     "-: error: a flow from standard input is not supported: save it to a "
+                     "file and give its path"),
+                 r.err);
+      BOOST_TEST(!has(r.err, "no such file"), r.err);
+    }
+  }
+  const ProcessResult params = pyoco({"run", hello().string(), "--params-file", "-"});
+  BOOST_TEST(params.exit_code == 2);
+  BOOST_TEST(has(params.err,
+                 "pyoco run: --params-file -: params from standard input are not "
+                 "supported"),
+             params.err);
 }
 
 BOOST_AUTO_TEST_CASE(toml_flows_and_loops_run) {
@@ -821,6 +907,26 @@ BOOST_AUTO_TEST_CASE(run_resolves_loop_references) {
   BOOST_TEST(has(r.out, "INFO pyoco end flow=loop_refs status=COMPLETED"), r.out);
 }
 
+// `e: foreach(...) { a: echo_item }` beside a top-level `a` passed check,
+// and `$node.a.output` read the top-level one.
+BOOST_AUTO_TEST_CASE(check_refuses_a_body_node_named_as_a_top_level_node) {
+  std::ofstream(dir.path() / "shadow.yaml")
+      << "flow:\n  name: shadow\n  defaults: {xs: [1, 2]}\n  graph: |\n"
+         "    a >> e: foreach(over={{xs}}) { a: echo_item }\n    e >> r\ntasks:\n"
+         "  a: {use: std/echo, inputs: {value: top}}\n"
+         "  echo_item: {use: std/echo, inputs: {value: item}}\n"
+         "  r: {use: std/echo, inputs: {value: \"$node.a.output\"}}\n";
+  const ProcessResult check = pyoco({"check", "shadow.yaml"});
+  BOOST_TEST(check.exit_code == 1, check.out << check.err);
+  BOOST_TEST(has(check.err,
+                 "shadow.yaml:5:36: error: node 'a' in the body of e is already a "
+                 "node of the graph around it (line 5, column 5)"),
+             check.err);
+  const ProcessResult run = pyoco({"run", "shadow.yaml"});
+  BOOST_TEST(run.exit_code == 2, run.out << run.err);
+  BOOST_TEST(!has(run.out, "start node"), run.out);
+}
+
 BOOST_AUTO_TEST_CASE(check_rejects_a_loop_reference_outside_a_loop) {
   const ProcessResult r = pyoco({"check", flow("loop_ref_outside.yaml").string()});
   BOOST_TEST(r.exit_code == 1);
@@ -907,6 +1013,37 @@ BOOST_AUTO_TEST_CASE(graph_prints_dot_and_mermaid) {
   save_result["save_result<br/>hello/save_result"]
   process_data --> save_result
 )");
+}
+
+// A cycle's closing edge is left out of the graph check builds: graph drew
+// `a >> b >> c >> a` as a -> b -> c and `a >> a` as one node, and exited 0.
+// It refuses the flow as run does, with check's messages.
+BOOST_AUTO_TEST_CASE(graph_refuses_a_cycle_rather_than_draw_it_wrong) {
+  const std::string tasks =
+      "tasks:\n  a: {use: std/echo, inputs: {value: 1}}\n  b: {use: std/echo, inputs: {value: "
+      "1}}\n  c: {use: std/echo, inputs: {value: 1}}\n";
+  std::ofstream(dir.path() / "cycle.yaml") << "flow: {name: c, graph: \"a >> b >> c >> a\"}\n"
+                                           << tasks;
+  std::ofstream(dir.path() / "self.yaml") << "flow: {name: s, graph: \"a >> a\"}\n" << tasks;
+  for (const char* format : {"dot", "mermaid"}) {
+    BOOST_TEST_CONTEXT(format) {
+      const ProcessResult r = pyoco({"graph", "cycle.yaml", "--format", format});
+      BOOST_TEST(r.exit_code == 2, r.out << r.err);
+      BOOST_TEST(r.out.empty(), r.out);
+      BOOST_TEST(has(r.err, "cycle.yaml:1:25: error: cycle: a -> b -> c -> a"), r.err);
+      BOOST_TEST(has(r.err,
+                     "pyoco graph: cycle.yaml has errors; nothing drawn (see `pyoco "
+                     "check`)"),
+                 r.err);
+      const ProcessResult self = pyoco({"graph", "self.yaml", "--format", format});
+      BOOST_TEST(self.exit_code == 2, self.out << self.err);
+      BOOST_TEST(self.out.empty(), self.out);
+      BOOST_TEST(has(self.err, "error: duplicate node name 'a'"), self.err);
+    }
+  }
+  // check says the same of it.
+  const ProcessResult check = pyoco({"check", "cycle.yaml"});
+  BOOST_TEST(has(check.err, "cycle.yaml:1:25: error: cycle: a -> b -> c -> a"), check.err);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -685,9 +685,14 @@ BOOST_AUTO_TEST_CASE(cancel_wait_gives_up_in_time_and_reports_another_end) {
   const ProcessResult late = pyoco({"runs", "cancel", id, "--wait", "--timeout", "0.3"});
   BOOST_TEST(late.exit_code == 1, late.out << late.err);
   BOOST_TEST(has(late.out, "cancel requested: run " + id), late.out);
+  // Its process is stopped, not its tasks slow: the message says so (it
+  // blamed the tasks, which a run does not wait for).
+  const std::string pid = std::to_string(run->pid());
   BOOST_TEST(late.err == "pyoco runs cancel: run " + id +
-                             " has not ended after 0.3 s; its running tasks may not check for "
-                             "cancellation\n",
+                             " has not ended after 0.3 s; its process (pid " + pid +
+                             ") is stopped (SIGSTOP, Ctrl+Z or a debugger): it acts on the "
+                             "request once it goes on (kill -CONT " +
+                             pid + ")\n",
              late.err);
   // The process dies instead of cancelling: --wait says how the run ended.
   auto waiter = background({"runs", "cancel", id, "--wait"});

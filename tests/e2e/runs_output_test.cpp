@@ -436,6 +436,29 @@ BOOST_FIXTURE_TEST_CASE(the_trace_file_is_never_the_flow_or_params_file, Fixture
   BOOST_TEST(read_text(dir.path() / "p.json") == "{\"x\": 1}");
   BOOST_TEST(pyoco({"check", f.string()}).exit_code == 0);
 
+  // Nor the run history's database, its WAL or its shared memory (the trace
+  // appended to them broke the history), by another path or not made yet.
+  BOOST_TEST_REQUIRE(pyoco({"run", f.string()}).exit_code == 0);
+  const fs::path home = dir.path() / "home";
+  const auto db_before = fs::file_size(home / "state.db");
+  fs::create_symlink(home / "state.db", dir.path() / "db-link");
+  for (const fs::path& trace :
+       {home / "state.db", home / "state.db-wal", home / "state.db-shm", home / "." / "state.db",
+        dir.path() / "db-link", home / "state.db-journal"}) {
+    BOOST_TEST_CONTEXT(trace) {
+      r = pyoco({"run", f.string(), "--trace-file", trace.string()});
+      BOOST_TEST(r.exit_code == 2, r.err);
+      BOOST_TEST(has(r.err, "pyoco run: --trace-file " + trace.string() + ": is "), r.err);
+      BOOST_TEST(has(r.err,
+                     ", a file of the run history's database; the trace would be "
+                     "appended to it (choose another file)"),
+                 r.err);
+    }
+  }
+  BOOST_TEST(fs::file_size(home / "state.db") == db_before);
+  BOOST_TEST(!fs::exists(home / "state.db-journal"));
+  BOOST_TEST(runs_json().size() == 1u);
+
   const fs::path fifo = dir.path() / "fifo";
   BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   r = pyoco({"run", f.string(), "--trace-file", fifo.string()});

@@ -494,6 +494,43 @@ tasks:
       });
 }
 
+// A node in a loop body or switch case named as a node of a graph around it
+// (before or after it) passed check, and `$node.a.output` then read the
+// outer one (docs/flows.md "Control node names"). Bodies side by side may
+// each have a node of one name.
+BOOST_AUTO_TEST_CASE(a_body_node_may_not_take_a_name_of_the_graph_around_it) {
+  const auto refused = [](const std::string& graph, const std::string& problem) {
+    BOOST_TEST_CONTEXT(graph) {
+      BOOST_CHECK_EXCEPTION(compile("flow:\n  defaults: {xs: [1]}\n  graph: |\n" + graph +
+                                    "tasks:\n  a: {use: p/a}\n  b: {use: p/b}\n"),
+                            FlowError, [&](const FlowError& e) {
+                              BOOST_TEST(e.problem() == problem);
+                              return e.where().line > 0 && e.where().column > 0;
+                            });
+    }
+  };
+  refused("    a\n    e: foreach(over=xs) { a: b }\n",
+          "node 'a' in the body of e is already a node of the graph around it (line 4, column "
+          "5); give one of them another name (name: task)");
+  refused("    e: foreach(over=xs) { a: b }\n    e >> a\n",
+          "node 'a' in the body of e is already a node of the graph around it (line 5, column "
+          "10); give one of them another name (name: task)");
+  refused("    a >> repeat(count=1) { a }\n",
+          "node 'a' in the body of repeat_1 is already a node of the graph around it (line 4, "
+          "column 5); give one of them another name (name: task)");
+  refused("    b >> repeat(count=1) { switch(on=1) { default: b } }\n",
+          "node 'b' in a case of switch_1 is already a node of the graph around it (line 4, "
+          "column 5); give one of them another name (name: task)");
+  refused("    repeat(count=1) { b >> repeat(count=1) { b } }\n",
+          "node 'b' in the body of repeat_2 is already a node of the graph around it (line 4, "
+          "column 23); give one of them another name (name: task)");
+  // Side by side: each body its own.
+  const CompiledFlow flow = compile(
+      "flow: {graph: \"repeat(count=1) { a }\\nrepeat(count=2) { a }\\nswitch(on=1) { 1: b; "
+      "default: b }\"}\ntasks:\n  a: {use: p/a}\n  b: {use: p/b}\n");
+  BOOST_TEST(flow.graph.nodes.size() == 3u);
+}
+
 // A chain of 100,000 `use:` aliases, the last one in the graph: every
 // entry of it is used (no orphan warnings), found by name through a map
 // (a scan of the tasks for each took 16 s).

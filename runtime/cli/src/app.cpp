@@ -13,8 +13,10 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <iostream>
 #include <mutex>
+#include <new>
 #include <string>
 
 namespace pyoco::cli {
@@ -105,6 +107,30 @@ bool not_a_command(CLI::App& app) {
   return true;
 }
 
+// Out of memory where no one catches it (a thread of the engine): one
+// line and exit 1 rather than "terminate called ..." and an abort (134).
+// The process ends at once; a run it was running is recorded FAILED
+// (interrupted) by the next pyoco that opens the history, as for any
+// process that died. Set before the command runs: the handler allocates
+// nothing (write(2) and _exit(2) only).
+std::string g_out_of_memory_line;  // "pyoco run: out of memory ...\n"
+std::terminate_handler g_terminate_before = nullptr;
+
+[[noreturn]] void on_terminate() {
+  if (const std::exception_ptr e = std::current_exception(); e && !g_out_of_memory_line.empty()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::bad_alloc&) {
+      [[maybe_unused]] const auto n =
+          ::write(STDERR_FILENO, g_out_of_memory_line.data(), g_out_of_memory_line.size());
+      ::_exit(kExitFailed);
+    } catch (...) {
+    }
+  }
+  if (g_terminate_before != nullptr) g_terminate_before();
+  std::abort();
+}
+
 }  // namespace
 
 StopSignal::StopSignal()
@@ -153,17 +179,26 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
     // expected (a file system error on a path given, no thread to be had)
     // is one line naming the command, not an abort with a core dump.
     int code = kExitFailed;
+    g_out_of_memory_line =
+        command_path(leaf) +
+        ": out of memory; exiting (a run it was running is recorded FAILED, interrupted)\n";
+    g_terminate_before = std::set_terminate(on_terminate);
     try {
       code = (*action)();
+    } catch (const std::bad_alloc&) {
+      std::cerr << g_out_of_memory_line << std::flush;
+      std::_Exit(kExitFailed);  // the rest (the history's writer) may need memory too
     } catch (const std::exception& e) {
-      std::cerr << command_path(leaf) << ": error: " << e.what() << '\n';
+      std::cerr << command_path(leaf) << ": error: " << core::printable(e.what()) << '\n';
     }
     // A command that fails anyway keeps its exit code.
     if (check_stdout(command_path(leaf)) != 0 && code == kExitOk) code = kExitFailed;
     return code;
   }
-  // A command group (or nothing) was named without a command: teach.
-  std::cerr << leaf->help();
+  // A command group (or nothing) was named without a command: teach, with
+  // its whole name ("Usage: pyoco runs ...", as `pyoco runs --help` says).
+  std::cerr << (leaf->get_parent() == nullptr ? leaf->help()
+                                              : leaf->help(command_path(leaf->get_parent())));
   return kExitUsage;
 }
 

@@ -100,16 +100,30 @@ const char* flag(runner::SetupError::Setting setting) {
 }
 
 runner::LoadedFlow load(const FlowOptions& o) {
+  // `-` is a file name to the reader ("no such file"): say what it meant.
+  if (o.file == "-") {
+    throw core::FlowError({.file = "-"},
+                          "a flow from standard input is not supported: save it to a file and "
+                          "give its path");
+  }
+  if (o.params_file == "-") {
+    throw runner::SetupError(runner::SetupError::Setting::ParamsFile,
+                             "-: params from standard input are not supported: save them to a "
+                             "file and give its path");
+  }
   return runner::load_flow(o.file,
                            {.file = o.params_file, .assignments = o.params, .secrets = o.secrets});
 }
 
-std::string location(const core::SourceLocation& w) { return w.to_string(); }
+using core::printable;
 
+// File names, keys, values and ids come from outside: their control
+// characters are written escaped (as the trace does), so that a newline or
+// an escape sequence in them cannot forge a line or clear the terminal.
 void print_diagnostic(std::ostream& out, const core::Diagnostic& d) {
-  out << location(d.where) << ": "
-      << (d.severity == core::Diagnostic::Severity::Error ? "error: " : "warning: ") << d.message
-      << '\n';
+  out << printable(d.where.to_string()) << ": "
+      << (d.severity == core::Diagnostic::Severity::Error ? "error: " : "warning: ")
+      << printable(d.message) << '\n';
 }
 
 // The nodes in an order they can run, with what each waits for.
@@ -144,7 +158,8 @@ void print_plan(std::ostream& out, const core::FlowGraph& g, const std::string& 
       for (std::uint32_t p : r.nodes) names += (names.empty() ? "" : ", ") + g.nodes[p].name;
       after += (after.empty() ? "" : "; ") + (r.any ? "any of " + names : names);
     }
-    out << indent << ++step << ". " << node.name << (what.empty() ? "" : "  " + what)
+    out << indent << ++step << ". " << printable(node.name)
+        << (what.empty() ? "" : "  " + printable(what))
         << (after.empty() ? "" : "  (after " + after + ")");
     if (node.kind == core::GraphNode::Kind::Task) {
       const auto& t = *node.task;
@@ -313,11 +328,12 @@ int run_flow(const RunOptionsCli& o) {
   std::optional<Engine> engine(std::in_place, eo);
   if (const auto errors = runner::check_before_run(flow, *engine->catalog()); !errors.empty()) {
     for (const auto& d : errors) print_diagnostic(std::cerr, d);
-    std::cerr << "pyoco run: " << o.flow.file << " has errors; nothing ran (see `pyoco check`)\n";
+    std::cerr << "pyoco run: " << printable(o.flow.file)
+              << " has errors; nothing ran (see `pyoco check`)\n";
     return kExitUsage;
   }
   if (o.dry_run) {
-    std::cout << "plan for flow " << flow.flow->spec->name << ":\n";
+    std::cout << "plan for flow " << printable(flow.flow->spec->name) << ":\n";
     print_plan(std::cout, flow.flow->graph, "  ");
     return kExitOk;
   }
@@ -340,6 +356,24 @@ int run_flow(const RunOptionsCli& o) {
                                    "; the trace would be appended to it");
     }
   }
+  // Nor the run history's database, its WAL or shared-memory file: lines
+  // appended to them corrupt every run recorded. By device and inode, or
+  // by path for one SQLite has not made yet.
+  if (!o.trace_file.empty()) {
+    const fs::path db = store::default_store_file();
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      const fs::path file = db.string() + suffix;
+      std::error_code ec, ec2;
+      if (std::filesystem::equivalent(o.trace_file, file, ec) ||
+          fs::weakly_canonical(fs::absolute(o.trace_file, ec2), ec2) ==
+              fs::weakly_canonical(fs::absolute(file, ec2), ec2)) {
+        throw runner::SetupError(runner::SetupError::Setting::TraceFile,
+                                 o.trace_file + ": is " + file.string() +
+                                     ", a file of the run history's database; the trace "
+                                     "would be appended to it (choose another file)");
+      }
+    }
+  }
   setup.trace_file = o.trace_file;
   setup.trace_file_format =
       o.trace_format == "json" ? trace::TraceFormat::Json : trace::TraceFormat::Plain;
@@ -356,8 +390,8 @@ int run_flow(const RunOptionsCli& o) {
   }
   local.emplace(flow, std::move(setup));
   if (!unrecorded.empty()) {
-    std::cerr << "pyoco run: warning: this run is not recorded in the history: " << unrecorded
-              << '\n';
+    std::cerr << "pyoco run: warning: this run is not recorded in the history: "
+              << printable(unrecorded) << '\n';
   }
 
   // Tasks' children, and the orphans they leave, stay ours to stop.
@@ -397,10 +431,11 @@ int run_flow(const RunOptionsCli& o) {
   };
   if (const std::string e = local->finish(runner::LocalRun::kHistoryPatience, say_history_waits);
       !e.empty()) {
-    std::cerr << "pyoco run: warning: " << e << '\n';
+    std::cerr << "pyoco run: warning: " << printable(e) << '\n';
   }
   if (!local->trace_file_error().empty()) {
-    std::cerr << "pyoco run: warning: --trace-file " << local->trace_file_error() << '\n';
+    std::cerr << "pyoco run: warning: --trace-file " << printable(local->trace_file_error())
+              << '\n';
   }
   switch (started->status()) {
     case core::RunStatus::Completed:
@@ -455,18 +490,19 @@ int check(const CheckOptions& o) {
   }
   for (const auto& d : diagnostics) print_diagnostic(errors > 0 ? std::cerr : std::cout, d);
   if (errors == 0) {
-    std::cout << o.flow.file << ": ok"
+    std::cout << printable(o.flow.file) << ": ok"
               << (warnings > 0 ? " (" + std::to_string(warnings) +
                                      (warnings == 1 ? " warning)" : " warnings)")
                                : "")
               << '\n';
     if (o.dry_run && flow) {
-      std::cout << "plan for flow " << flow->spec->name << ":\n";
+      std::cout << "plan for flow " << printable(flow->spec->name) << ":\n";
       print_plan(std::cout, flow->graph, "  ");
     }
     return kExitOk;
   }
-  std::cerr << o.flow.file << ": " << errors << (errors == 1 ? " error" : " errors") << '\n';
+  std::cerr << printable(o.flow.file) << ": " << errors << (errors == 1 ? " error" : " errors")
+            << '\n';
   // As pyoco: a dry run that finds errors exits 2 (the run could not start).
   return o.dry_run ? kExitUsage : kExitFailed;
 }
@@ -480,26 +516,47 @@ struct GraphOptions {
 
 int graph(const GraphOptions& o) {
   const auto flow = load(o.flow).flow;
+  // A cycle's closing edge is left out of the graph check builds: drawn, it
+  // would be a wrong picture (`a >> b >> a` as a -> b). Refused as `run`
+  // refuses it, with check's messages. Errors that do not change the
+  // picture (a task no plugin provides) are left to `pyoco check`.
+  if (!flow->errors.empty()) {
+    for (const auto& d : flow->errors) print_diagnostic(std::cerr, d);
+    std::cerr << "pyoco graph: " << printable(o.flow.file)
+              << " has errors; nothing drawn (see `pyoco check`)\n";
+    return kExitUsage;
+  }
   std::cout << (o.format == "mermaid" ? core::export_mermaid(*flow) : core::export_dot(*flow));
   return kExitOk;
 }
 
 // Runs a command body, turning a user's mistake into one line and exit 2.
+// `flow_file`: the flow file the command was given.
 template <class F>
-int guarded(const char* command, F&& body) {
+int guarded(const char* command, const std::string& flow_file, F&& body) {
   try {
     return body();
   } catch (const core::FlowError& e) {
-    // As `pyoco check` shows it, and said that nothing ran.
+    // As `pyoco check` shows it, and, as for a flow that does not check,
+    // that nothing ran (docs/flows.md "Running").
     print_diagnostic(std::cerr, {core::Diagnostic::Severity::Error, e.where(), e.problem()});
-    if (std::string_view(command) == "run") std::cerr << "pyoco run: nothing ran\n";
+    if (std::string_view(command) == "run") {
+      std::error_code ec;
+      if (fs::is_regular_file(flow_file, ec)) {
+        std::cerr << "pyoco run: " << printable(flow_file)
+                  << " has errors; nothing ran (see `pyoco check`)\n";
+      } else {  // no such file, a directory, a FIFO: the line above says so
+        std::cerr << "pyoco run: nothing ran\n";
+      }
+    }
   } catch (const plugins::LoadError& e) {
-    std::cerr << "pyoco " << command << ": " << e.what() << '\n';
+    std::cerr << "pyoco " << command << ": " << printable(e.what()) << '\n';
   } catch (const runner::SetupError& e) {
     const std::string f = flag(e.setting());
-    std::cerr << "pyoco " << command << ": " << (f.empty() ? "" : f + " ") << e.detail() << '\n';
+    std::cerr << "pyoco " << command << ": " << (f.empty() ? "" : f + " ") << printable(e.detail())
+              << '\n';
   } catch (const std::invalid_argument& e) {  // e.g. a run id the engine does not allow
-    std::cerr << "pyoco " << command << ": " << e.what() << '\n';
+    std::cerr << "pyoco " << command << ": " << printable(e.what()) << '\n';
   }
   return kExitUsage;
 }
@@ -543,7 +600,8 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   run_cmd->footer(
       "\nExit codes: 0 COMPLETED, 1 FAILED, 2 usage or flow error, 130 cancelled.\n"
       "Ctrl+C once cancels (running tasks are told to stop); twice exits at once.");
-  table.add(run_cmd, [run] { return guarded("run", [&] { return run_flow(*run); }); });
+  table.add(run_cmd,
+            [run] { return guarded("run", run->flow.file, [&] { return run_flow(*run); }); });
 
   auto chk = std::make_shared<CheckOptions>();
   CLI::App* check_cmd = app.add_subcommand("check", "Validate a flow file without running it");
@@ -551,7 +609,8 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   check_cmd->add_flag("--dry-run", chk->dry_run, "Also print the execution plan");
   check_cmd->add_flag("--json", chk->json, "Print JSON for machines");
   check_cmd->footer("\nExit codes: 0 no errors (warnings allowed), 1 errors, 2 usage.");
-  table.add(check_cmd, [chk] { return guarded("check", [&] { return check(*chk); }); });
+  table.add(check_cmd,
+            [chk] { return guarded("check", chk->flow.file, [&] { return check(*chk); }); });
 
   auto gr = std::make_shared<GraphOptions>();
   CLI::App* graph_cmd =
@@ -560,7 +619,11 @@ void add_flow_commands(CLI::App& app, CommandTable& table) {
   graph_cmd->add_option("-f,--format", gr->format, "dot or mermaid")
       ->capture_default_str()
       ->check(CLI::IsMember({"dot", "mermaid"}));
-  table.add(graph_cmd, [gr] { return guarded("graph", [&] { return graph(*gr); }); });
+  graph_cmd->footer(
+      "\nExit codes: 0 drawn, 2 usage, or a flow that does not load or whose graph "
+      "has a cycle (nothing drawn).");
+  table.add(graph_cmd,
+            [gr] { return guarded("graph", gr->flow.file, [&] { return graph(*gr); }); });
 }
 
 }  // namespace pyoco::cli

@@ -1,5 +1,6 @@
 #include "plugin_path.hpp"
 
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/search_path.hpp>
 
 #include <cstdlib>
@@ -26,7 +27,7 @@ std::vector<std::filesystem::path> PluginPathOption::search_path() const {
     for (const auto& dir : dirs) {
       std::error_code ec;
       if (std::filesystem::is_directory(dir, ec)) continue;
-      std::cerr << "pyoco: warning: --plugin-path " << dir.string() << ": "
+      std::cerr << "pyoco: warning: --plugin-path " << core::printable(dir.string()) << ": "
                 << (std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory")
                 << " (ignored)\n";
     }

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <csignal>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -123,9 +124,9 @@ int guarded(const char* command, F&& body) {
   try {
     return body();
   } catch (const store::StoreError& e) {
-    std::cerr << "pyoco runs " << command << ": " << e.what() << '\n';
+    std::cerr << "pyoco runs " << command << ": " << core::printable(e.what()) << '\n';
   } catch (const RunsError& e) {
-    std::cerr << "pyoco runs " << command << ": " << e.what() << '\n';
+    std::cerr << "pyoco runs " << command << ": " << core::printable(e.what()) << '\n';
   }
   return kExitUsage;
 }
@@ -143,7 +144,7 @@ struct ListOptions {
 // dead processes are ended on opening, a write that waits for the lock).
 std::shared_ptr<store::StateStore> open_history() {
   return runner::open_run_history(store::default_store_file(), [](const std::string& line) {
-    std::cerr << "pyoco runs: " << line << '\n';
+    std::cerr << "pyoco runs: " << core::printable(line) << '\n';
   });
 }
 
@@ -389,6 +390,38 @@ struct CancelOptions {
   double timeout = 30;
 };
 
+// Why a run has not acted on a cancel in time, as far as this process can
+// tell: the run ends CANCELLED without waiting for its task bodies, so its
+// process is what did not act.
+std::string why_not_ended(const store::RunRecord& r) {
+  const std::string pid = std::to_string(r.pid);
+  if (r.host != store::this_process().host) {
+    return "its process (pid " + pid + " on " + core::printable(r.host) +
+           ") is on another machine: it acts on the request when it next looks for one";
+  }
+  if (!store::process_alive(r.pid, r.pid_start)) {
+    return "its process (pid " + pid +
+           ") is gone: the next `pyoco` that opens the history "
+           "records the run FAILED (interrupted)";
+  }
+  // The state, after the command name in parentheses: T stopped, t traced.
+  std::ifstream stat("/proc/" + pid + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const std::size_t close = line.rfind(')');
+  if (close != std::string::npos && close + 2 < line.size() &&
+      (line[close + 2] == 'T' || line[close + 2] == 't')) {
+    return "its process (pid " + pid +
+           ") is stopped (SIGSTOP, Ctrl+Z or a debugger): it acts on the request once it goes on "
+           "(kill -CONT " +
+           pid + ")";
+  }
+  return "its process (pid " + pid +
+         ") has not acted on the request: it may be busy (loading plugins, writing the history) "
+         "or hung; `kill -INT " +
+         pid + "` twice ends it at once";
+}
+
 int cancel_run(const CancelOptions& o) {
   auto history = open_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
@@ -419,8 +452,8 @@ int cancel_run(const CancelOptions& o) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  std::cerr << "pyoco runs cancel: run " << r.id << " has not ended after " << o.timeout
-            << " s; its running tasks may not check for cancellation\n";
+  std::cerr << "pyoco runs cancel: run " << core::printable(r.id) << " has not ended after "
+            << o.timeout << " s; " << why_not_ended(r) << '\n';
   return kExitFailed;
 }
 

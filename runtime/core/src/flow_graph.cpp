@@ -115,9 +115,43 @@ class Builder {
   void build_top() {
     for (const dsl::Pipeline& p : out_.ast->statements) pipeline(out_.graph, p, {});
     finish(out_.graph);
+    std::vector<const FlowGraph*> around;
+    refuse_names_taken_around(out_.graph, around);
   }
 
  private:
+  // A node in a switch case or loop body may not take the name of a node
+  // in a graph around it (the top level included, before or after it):
+  // `$node.a.output` and the run's results name one node. Bodies side by
+  // side may each have theirs (only one runs at a time, and a reference
+  // from outside reads the last run). Nesting is at most 64 deep.
+  static void refuse_names_taken_around(const FlowGraph& g, std::vector<const FlowGraph*>& around,
+                                        const GraphNode* holder = nullptr) {
+    for (const GraphNode& n : g.nodes) {
+      if (holder == nullptr || n.kind == GraphNode::Kind::Join) continue;
+      for (const FlowGraph* outer : around) {
+        const std::int64_t taken = outer->find(n.name);
+        if (taken < 0) continue;
+        const GraphNode& other = outer->nodes[static_cast<std::size_t>(taken)];
+        if (other.kind == GraphNode::Kind::Join) continue;
+        const std::string at = other.where.line > 0
+                                   ? " (line " + std::to_string(other.where.line) + ", column " +
+                                         std::to_string(other.where.column) + ")"
+                                   : std::string();
+        throw FlowError(
+            n.where, "node '" + n.name + "' in " +
+                         (holder->kind == GraphNode::Kind::Switch ? "a case of " : "the body of ") +
+                         holder->name + " is already a node of the graph around it" + at +
+                         "; give one of them another name (name: task)");
+      }
+    }
+    around.push_back(&g);
+    for (const GraphNode& n : g.nodes) {
+      for (const auto& child : n.children) refuse_names_taken_around(*child, around, &n);
+    }
+    around.pop_back();
+  }
+
   Exit pipeline(FlowGraph& g, const dsl::Pipeline& p, Exit incoming) {
     for (const dsl::Term& t : p.terms) incoming = term(g, t, std::move(incoming));
     return incoming;
