@@ -88,6 +88,9 @@ BOOST_AUTO_TEST_CASE(a_plugin_is_packed_pushed_listed_and_yanked) {
   BOOST_TEST(r.exit_code == 2);  // not its scope
   r = plugins({"remote", "yank", "hello", version}, writer);
   BOOST_TEST(r.exit_code == 0, r.err);
+  // A retried yank is the same answer, not a 404, and records nothing new.
+  r = plugins({"remote", "yank", "hello", version}, writer);
+  BOOST_TEST(r.exit_code == 0, r.err);
   r = plugins({"remote", "yank", "hello", "9.9.9"}, writer);
   BOOST_TEST(r.exit_code == 2);
   BOOST_TEST(r.err.find("404") != std::string::npos, r.err);
@@ -97,6 +100,7 @@ BOOST_AUTO_TEST_CASE(a_plugin_is_packed_pushed_listed_and_yanked) {
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(r.out.find("yank") != std::string::npos, r.out);
   BOOST_TEST(r.out.find("push") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("yank") == r.out.rfind("yank"), r.out);  // one yank recorded
 }
 
 // A worker started from the command line takes a pushed plugin it has never

@@ -1095,7 +1095,14 @@ class Gateway {
 
   Response yank_plugin(const std::string& name, const std::string& version, const Caller& caller) {
     try {
-      const auto yanked = plugins_.yank(name, version, caller.key_id, caller.tenant);
+      auto yanked = plugins_.yank(name, version, caller.key_id, caller.tenant);
+      if (yanked.empty()) {
+        // Yanked before: the same answer again (a retried yank is not an
+        // error), with nothing new recorded.
+        for (cluster::PluginRelease& r : plugins_.releases()) {
+          if (r.name == name && r.version == version && r.yanked) yanked.push_back(std::move(r));
+        }
+      }
       if (yanked.empty()) {
         throw HttpError{
             404, "not_found",
