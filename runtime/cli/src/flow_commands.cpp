@@ -242,7 +242,8 @@ struct FaultsWhileLoading {
 int run_flow(const RunOptionsCli& o) {
   // Ctrl+C and SIGTERM are watched from the start, not only once the run
   // has started: one that comes while the flow is read leaves at once, and
-  // nothing runs; one while the plugins the run needs load cancels the run
+  // nothing runs; one while a plugin's library loads (its code may never
+  // return) leaves at once, naming it; one between two loads cancels the run
   // as soon as it exists; while the run goes, the first cancels it and a
   // second leaves at once; after its end, while the history is written, the
   // first says so and a second leaves without it.
@@ -280,6 +281,15 @@ int run_flow(const RunOptionsCli& o) {
                            "without it\n";
             } else if (started) {
               started->cancel();
+            } else if (const char* library = plugins::library_being_loaded()) {
+              // Its code runs now (static constructors, register_tasks) and
+              // may never return: waiting for it would lose this interrupt.
+              std::cerr << "pyoco run: interrupted while loading plugin "
+                        << plugins::plugin_being_loaded() << " (" << library << "); nothing ran\n";
+              // No run started: a --run-id claimed for it is free again.
+              [[maybe_unused]] const std::string unrecorded =
+                  local->finish(std::chrono::milliseconds(0));
+              std::_Exit(kExitCancelled);
             } else {
               cancel_when_started = true;
               std::cerr << "pyoco run: loading the flow's plugins; the run is cancelled as soon "

@@ -185,9 +185,15 @@ std::string version_mismatch(const Manifest& m, const LoadedPlugin& p) {
 
 namespace {
 std::atomic<const char*> g_loading{nullptr};
+std::atomic<const char*> g_loading_plugin{nullptr};
 }  // namespace
 
 const char* library_being_loaded() noexcept { return g_loading.load(std::memory_order_acquire); }
+
+const char* plugin_being_loaded() noexcept {
+  const char* name = g_loading_plugin.load(std::memory_order_acquire);
+  return name != nullptr ? name : "";
+}
 
 const LoadedPlugin& load_plugin(const Manifest& m) {
   static std::mutex mutex;
@@ -200,10 +206,16 @@ const LoadedPlugin& load_plugin(const Manifest& m) {
   // program may say which library a crash came from. One load at a time.
   const std::string loading = m.library_path().string();
   struct Loading {
-    explicit Loading(const char* path) { g_loading.store(path, std::memory_order_release); }
-    ~Loading() { g_loading.store(nullptr, std::memory_order_release); }
+    Loading(const char* path, const char* plugin) {
+      g_loading_plugin.store(plugin, std::memory_order_release);
+      g_loading.store(path, std::memory_order_release);
+    }
+    ~Loading() {
+      g_loading.store(nullptr, std::memory_order_release);
+      g_loading_plugin.store(nullptr, std::memory_order_release);
+    }
   };
-  std::optional<Loading> named(std::in_place, loading.c_str());
+  std::optional<Loading> named(std::in_place, loading.c_str(), m.name.c_str());
   LoadedPlugin r = register_plugin(m);
   named.reset();
   const TaskMismatch diff = compare_tasks(m, r.tasks);

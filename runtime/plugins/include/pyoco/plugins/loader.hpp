@@ -64,6 +64,8 @@ const LoadedPlugin& load_plugin(const Manifest& manifest);
 // constructors, register_tasks), or null. Async-signal-safe: a program's
 // fault handler may name it.
 const char* library_being_loaded() noexcept;
+// The name (from plugin.toml) of the plugin whose library that is, or "".
+const char* plugin_being_loaded() noexcept;
 
 // The host's function table, for tests that drive a plugin by hand.
 const pyoco_host_api& host_api();
