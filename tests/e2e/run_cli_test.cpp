@@ -448,6 +448,48 @@ BOOST_AUTO_TEST_CASE(sigterm_while_register_tasks_hangs_ends_the_run_at_once) {
   BOOST_TEST(again.wait(std::chrono::seconds(30)) == 0, again.out() << again.err());
 }
 
+BOOST_AUTO_TEST_CASE(a_plugin_that_exits_while_loading_is_named_and_nothing_ran) {
+  // exit() in register_tasks ended pyoco run with the plugin's code (3) and
+  // no word; now it says so, as a crash does, and exits 2.
+  std::ofstream(dir.path() / "calm.yaml")
+      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
+  for (const auto& [how, said] :
+       {std::pair<std::string, std::string>{"exit", "exit(3)"}, {"quick_exit", "quick_exit()"}}) {
+    ProcessOptions o;
+    o.cwd = dir.path();
+    o.env = {{"PYOCO_FIXTURE_HOSTILE", how},
+             {"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+             {"PYOCO_HOME", (dir.path() / "home").string()}};
+    const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
+                                       "--plugin-path", (fixture_dir() / "hostile").string()},
+                                      o);
+    BOOST_TEST_CONTEXT(how) {
+      BOOST_TEST(r.exit_code == 2, r.out << r.err);
+      BOOST_TEST(r.err == "pyoco run: " + (fixture_dir() / "hostile/libpyoco_hostile.so").string() +
+                              " called " + said +
+                              " while loading (in its code run at load or in register_tasks); "
+                              "nothing ran (run `pyoco plugins lint` on its plugin)\n");
+      BOOST_TEST(!has(r.out, "start node="), r.out);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(an_exit_after_the_plugins_loaded_is_left_alone) {
+  // The hook is armed while a library loads only: a run that ends normally
+  // keeps its own exit code and says nothing of loading.
+  std::ofstream(dir.path() / "calm.yaml")
+      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env = {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+           {"PYOCO_HOME", (dir.path() / "home").string()}};
+  const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
+                                     "--plugin-path", (fixture_dir() / "hostile").string()},
+                                    o);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(!has(r.err, "while loading"), r.err);
+}
+
 BOOST_AUTO_TEST_CASE(a_command_dies_with_a_pyoco_killed_by_sigkill) {
   // Nothing can clean up after a SIGKILL: the command is told by the kernel
   // (PR_SET_PDEATHSIG). In a cluster the run is tried again elsewhere, and a

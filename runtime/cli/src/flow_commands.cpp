@@ -379,6 +379,9 @@ int run_flow(const RunOptionsCli& o) {
   }
   // Not under the lock: starting loads the plugins, which may take a while.
   std::optional<FaultsWhileLoading> named(std::in_place);
+  // An exit() there, too: it used to end pyoco with the plugin's code and
+  // no word (documented: exit 2, as a crash).
+  plugins::report_exits_while_loading("pyoco run", "nothing ran", kExitUsage);
   Run run = local->start(*engine);
   named.reset();
   {
