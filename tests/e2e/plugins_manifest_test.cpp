@@ -189,3 +189,16 @@ BOOST_AUTO_TEST_CASE(a_library_that_exits_while_loading_is_named) {
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(has(r.out, "[[tasks]]\nname = \"calm\"\n"), r.out);
 }
+
+BOOST_AUTO_TEST_CASE(a_task_the_host_refuses_fails_the_load_with_the_reason) {
+  // abi.h: names are [a-z][a-z0-9_]*. The host took "x/y", "..", "UP", an
+  // input "Bad Name", an input twice and NULL inputs with a count of 3; the
+  // fixture fails if any is accepted, then returns OK as if it had not seen
+  // the refusals: the load fails anyway, with the first refusal's reason.
+  TempDir dir;
+  const ProcessResult r = hostile_manifest(dir, "bad_defs");
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(has(r.err, "): the host refused task 'x/y': its name is not [a-z][a-z0-9_]*\n"),
+             r.err);
+  BOOST_TEST(r.out.empty());
+}

@@ -7,8 +7,11 @@
 //   pyoco_registry* -> RegistryState*
 #include "registry_state.hpp"
 
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/loader.hpp>
+#include <pyoco/plugins/manifest.hpp>
 
+#include <cstddef>
 #include <cstring>
 #include <future>
 #include <iostream>
@@ -49,10 +52,21 @@ T sized_copy(const T* in) {
 
 const char* or_empty(const char* s) { return s == nullptr ? "" : s; }
 
-std::vector<IoSpec> copy_specs(const pyoco_io_spec* specs, std::size_t count) {
+// The specs of a task's inputs or outputs, or why they are refused: names
+// are [a-z][a-z0-9_]* (a flow writes `inputs: {name: ...}`), each once.
+std::vector<IoSpec> copy_specs(const pyoco_io_spec* specs, std::size_t count, const char* what,
+                               std::string& refused) {
   std::vector<IoSpec> out;
-  if (specs == nullptr || count == 0) return out;
+  if (count == 0) return out;
+  if (specs == nullptr) {
+    refused = std::string(what) + "s is NULL but " + what + "_count is " + std::to_string(count);
+    return out;
+  }
   const std::size_t stride = specs->struct_size;
+  if (stride < offsetof(pyoco_io_spec, name) + sizeof specs->name) {
+    refused = "its first " + std::string(what) + "'s struct_size is " + std::to_string(stride);
+    return out;
+  }
   const char* base = reinterpret_cast<const char*>(specs);
   for (std::size_t i = 0; i < count; ++i) {
     const pyoco_io_spec s = sized_copy(reinterpret_cast<const pyoco_io_spec*>(base + i * stride));
@@ -61,6 +75,16 @@ std::vector<IoSpec> copy_specs(const pyoco_io_spec* specs, std::size_t count) {
     io.type = s.type == nullptr ? "any" : s.type;
     io.required = s.required != 0;
     io.description = or_empty(s.description);
+    if (!is_valid_name(io.name)) {
+      refused = std::string(what) + " '" + core::printable(io.name) + "' is not [a-z][a-z0-9_]*";
+      return out;
+    }
+    for (const IoSpec& before : out) {
+      if (before.name == io.name) {
+        refused = std::string(what) + " '" + io.name + "' is declared twice";
+        return out;
+      }
+    }
     out.push_back(std::move(io));
   }
   return out;
@@ -73,25 +97,36 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
     return PYOCO_ERR_INVALID;
   }
   RegistryState& state = *registry(r);
+  // The task is not added; the loader reports why even when register_tasks
+  // ignores the status and returns OK.
+  auto refuse = [&](std::string why) {
+    if (state.refused.empty()) state.refused = why;
+    state.error = std::move(why);
+    return PYOCO_ERR_INVALID;
+  };
   const pyoco_task_def def = sized_copy(def_in);
   const pyoco_task_start_fn start =
       PYOCO_HAS_FIELD(&def, pyoco_task_def, start) ? def.start : nullptr;
   if (def.name == nullptr || (def.run == nullptr && start == nullptr)) {
-    state.error =
-        "a task was registered without a name, or with neither a run nor a start callback";
-    return PYOCO_ERR_INVALID;
+    return refuse(
+        "a task was registered without a name, or with neither a run nor a start callback");
   }
   TaskDefinition t;
   t.plugin = state.plugin_name;
   t.abi_minor = state.abi_minor;
   t.name = def.name;
+  const std::string label = "task '" + core::printable(t.name) + "'";
+  if (!is_valid_name(t.name)) return refuse(label + ": its name is not [a-z][a-z0-9_]*");
   t.summary = or_empty(def.summary);
   t.usage = or_empty(def.usage);
-  for (std::size_t i = 0; def.tags != nullptr && i < def.tag_count; ++i) {
-    t.tags.emplace_back(or_empty(def.tags[i]));
+  if (def.tags == nullptr && def.tag_count > 0) {
+    return refuse(label + ": tags is NULL but tag_count is " + std::to_string(def.tag_count));
   }
-  t.inputs = copy_specs(def.inputs, def.input_count);
-  t.outputs = copy_specs(def.outputs, def.output_count);
+  for (std::size_t i = 0; i < def.tag_count; ++i) t.tags.emplace_back(or_empty(def.tags[i]));
+  std::string why;
+  t.inputs = copy_specs(def.inputs, def.input_count, "input", why);
+  if (why.empty()) t.outputs = copy_specs(def.outputs, def.output_count, "output", why);
+  if (!why.empty()) return refuse(label + ": " + why);
   t.user_data = def.user_data;
   t.create = def.create;
   t.run = def.run;
@@ -99,10 +134,7 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
   t.release = def.release;
   t.start = start;
   for (const TaskDefinition& existing : state.tasks) {
-    if (existing.name == t.name) {
-      state.error = "task '" + t.name + "' was registered twice";
-      return PYOCO_ERR_INVALID;
-    }
+    if (existing.name == t.name) return refuse(label + " was registered twice");
   }
   state.tasks.push_back(std::move(t));
   return PYOCO_OK;

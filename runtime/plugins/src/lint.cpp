@@ -66,6 +66,9 @@ const std::vector<LintRule>& lint_rules() {
        "this one is shadowed and never loaded: remove one or rename it"},
       {"PL017", S::Warning, "[plugin] sdk is missing or not a semantic version",
        "set sdk to the pyoco SDK version the plugin was built with"},
+      {"PL018", S::Error, "task input or output name is not [a-z][a-z0-9_]*, or is declared twice",
+       "name each of a task's inputs, and each of its outputs, once, with lower case letters, "
+       "digits and _, starting with a letter"},
       // library
       {"PL020", S::Error, "the library cannot be loaded", "read the loader's message"},
       {"PL021", S::Error, "a shared library it depends on is not found on this machine",
@@ -179,8 +182,14 @@ void check_manifest_alone(const Manifest& m, Findings& f) {
     if (t.summary.empty()) f.add("PL011", file, t.line, "task '" + t.name + "' has no summary");
     if (t.usage.empty()) f.add("PL012", file, t.line, "task '" + t.name + "' has no usage");
     auto check_ios = [&](const std::vector<IoSpec>& ios, const char* what) {
+      std::set<std::string> names;
       for (const IoSpec& io : ios) {
         const std::string label = "task '" + t.name + "' " + what + " '" + io.name + "'";
+        if (!is_valid_name(io.name)) {
+          f.add("PL018", file, io.line, label + ": the name is not [a-z][a-z0-9_]*");
+        } else if (!names.insert(io.name).second) {
+          f.add("PL018", file, io.line, label + " is declared twice");
+        }
         if (io.type.empty()) {
           f.add("PL013", file, io.line, label + " has no type");
         } else if (!is_known_io_type(io.type)) {

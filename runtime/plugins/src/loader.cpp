@@ -251,13 +251,21 @@ LoadedPlugin register_plugin(const Manifest& m) {
   state.plugin_name = m.name;
   state.abi_minor = d->abi_minor;
   const pyoco_status s = d->register_tasks(&host_api(), reinterpret_cast<pyoco_registry*>(&state));
-  if (s != PYOCO_OK) {
+  if (s != PYOCO_OK || !state.refused.empty()) {
     LoadedPlugin partial;
     partial.tasks = std::move(state.tasks);
     partial.release_tasks();
-    throw LoadError(LoadError::Reason::Register,
-                    plugin_label(m) + ": register_tasks failed: " +
-                        (state.error.empty() ? "status " + std::to_string(s) : state.error));
+    // A task the host refused: why, even when the plugin went on as if it
+    // had been added, or said only that it was refused (the SDK does).
+    std::string why;
+    if (s == PYOCO_OK) {
+      why = "the host refused " + state.refused;
+    } else {
+      why = "register_tasks failed: " +
+            (state.error.empty() ? "status " + std::to_string(s) : state.error);
+      if (why.find(state.refused) == std::string::npos) why += " (" + state.refused + ")";
+    }
+    throw LoadError(LoadError::Reason::Register, plugin_label(m) + ": " + why);
   }
   out.tasks = std::move(state.tasks);
   loaded_libraries().push_back(std::move(lib));
