@@ -202,3 +202,12 @@ BOOST_AUTO_TEST_CASE(a_task_the_host_refuses_fails_the_load_with_the_reason) {
              r.err);
   BOOST_TEST(r.out.empty());
 }
+
+BOOST_AUTO_TEST_CASE(a_failing_register_tasks_s_message_is_escaped) {
+  // registry_set_error's text reached the terminal raw ("^[[2J" cleared it).
+  TempDir dir;
+  const ProcessResult r = hostile_manifest(dir, "escape");
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(has(r.err, "register_tasks failed: no database \\x1b[2J here\n"), r.err);
+  BOOST_TEST(!has(r.err, "\x1b"), r.err);
+}

@@ -474,6 +474,22 @@ BOOST_AUTO_TEST_CASE(a_plugin_that_exits_while_loading_is_named_and_nothing_ran)
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_failing_register_tasks_s_message_is_escaped) {
+  std::ofstream(dir.path() / "calm.yaml")
+      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env = {{"PYOCO_FIXTURE_HOSTILE", "escape"},
+           {"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+           {"PYOCO_HOME", (dir.path() / "home").string()}};
+  const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
+                                     "--plugin-path", (fixture_dir() / "hostile").string()},
+                                    o);
+  BOOST_TEST(r.exit_code != 0);
+  BOOST_TEST(has(r.err, "register_tasks failed: no database \\x1b[2J here"), r.err);
+  BOOST_TEST(!has(r.err, "\x1b"), r.err);
+}
+
 BOOST_AUTO_TEST_CASE(an_exit_after_the_plugins_loaded_is_left_alone) {
   // The hook is armed while a library loads only: a run that ends normally
   // keeps its own exit code and says nothing of loading.

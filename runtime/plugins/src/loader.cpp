@@ -1,4 +1,5 @@
 #include <pyoco/core/semver.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/elf.hpp>
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
@@ -240,7 +241,8 @@ LoadedPlugin register_plugin(const Manifest& m) {
   if (!out.plugin_name.empty() && out.plugin_name != m.name) {
     throw LoadError(LoadError::Reason::Identity,
                     plugin_label(m) + ": its library " + m.library + " is plugin '" +
-                        out.plugin_name + "' " + out.plugin_version + ", not '" + m.name + "' " +
+                        core::printable(out.plugin_name) + "' " +
+                        core::printable(out.plugin_version) + ", not '" + m.name + "' " +
                         m.version +
                         " as plugin.toml says: refusing to load another plugin's "
                         "library under this name (PL035; see `pyoco plugins lint " +
@@ -261,8 +263,9 @@ LoadedPlugin register_plugin(const Manifest& m) {
     if (s == PYOCO_OK) {
       why = "the host refused " + state.refused;
     } else {
+      // The plugin's words reach a terminal: escaped, as list/info/lint do.
       why = "register_tasks failed: " +
-            (state.error.empty() ? "status " + std::to_string(s) : state.error);
+            (state.error.empty() ? "status " + std::to_string(s) : core::printable(state.error));
       if (why.find(state.refused) == std::string::npos) why += " (" + state.refused + ")";
     }
     throw LoadError(LoadError::Reason::Register, plugin_label(m) + ": " + why);
