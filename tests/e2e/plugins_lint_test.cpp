@@ -261,6 +261,20 @@ BOOST_AUTO_TEST_CASE(bad_and_duplicate_input_names_are_pl018_at_their_line) {
   BOOST_TEST(finding.at("line").to_number<std::int64_t>() == 16);  // inputs =
 }
 
+BOOST_AUTO_TEST_CASE(a_register_tasks_message_that_is_not_utf8_is_pl027_with_it) {
+  // It made the probe's JSON unreadable: PL020, the message lost.
+  const ProcessResult r =
+      run_pyoco({"plugins", "lint", "hostile", "--json"},
+                {.cwd = fixture_dir(), .env = {{"PYOCO_FIXTURE_HOSTILE", "bad_utf8"}}});
+  const json::value report = json::parse(r.out);
+  BOOST_TEST(rules_of(report) == std::multiset<std::string>{"PL027"}, r.out);
+  const auto messages = messages_of(report, "PL027");
+  BOOST_TEST_REQUIRE(messages.size() == 1u);
+  BOOST_TEST(
+      messages[0].find("register_tasks failed: no database \\xff\\xfe here") != std::string::npos,
+      messages[0]);
+}
+
 BOOST_AUTO_TEST_CASE(a_directory_of_plugins_lints_each_of_them) {
   const ProcessResult r = lint({".", "--json", "--timeout", "1"});
   const json::value report = json::parse(r.out);

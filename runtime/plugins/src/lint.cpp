@@ -1,4 +1,5 @@
 #include <pyoco/core/subprocess.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/elf.hpp>
 #include <pyoco/plugins/elf_dynamic.hpp>
 #include <pyoco/plugins/host_abi.hpp>
@@ -397,7 +398,9 @@ PluginLint lint_plugin(const fs::path& dir, const Catalog& catalog, const LintOp
 std::string probe_plugin(const fs::path& dir) {
   boost::json::array findings;
   auto add = [&](const char* rule, const std::string& message) {
-    findings.push_back(boost::json::object{{"rule", rule}, {"message", message}});
+    // JSON the parent can read: bytes that are not UTF-8 (a plugin's
+    // message) made the whole result unreadable (PL020 instead of PL027).
+    findings.push_back(boost::json::object{{"rule", rule}, {"message", core::valid_utf8(message)}});
   };
   try {
     const Manifest m = read_manifest(dir);
