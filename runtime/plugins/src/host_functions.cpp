@@ -36,7 +36,8 @@ RegistryState* registry(pyoco_registry* r) { return reinterpret_cast<RegistrySta
 pyoco_str str(std::string_view s) { return pyoco_str{s.data(), s.size()}; }
 
 // A nonsense handle from a plugin would be undefined behaviour anyway; the
-// null checks keep the common mistake (passing NULL) a clean error.
+// null checks keep the common mistake (passing NULL) a clean error:
+// PYOCO_ERR_INVALID, as abi.h says of a null handle.
 bool is(const pyoco_value* v, ValueKind k) { return v != nullptr && node(v)->kind == k; }
 
 // Copies the fields of a plugin-filled struct it knows about; a plugin built
@@ -151,19 +152,21 @@ pyoco_value_kind value_kind(const pyoco_value* v) {
 }
 
 pyoco_status value_get_bool(const pyoco_value* v, int32_t* out) {
-  if (!is(v, ValueKind::Bool) || out == nullptr) return PYOCO_ERR_TYPE;
+  if (v == nullptr || out == nullptr) return PYOCO_ERR_INVALID;
+  if (!is(v, ValueKind::Bool)) return PYOCO_ERR_TYPE;
   *out = node(v)->b ? 1 : 0;
   return PYOCO_OK;
 }
 
 pyoco_status value_get_int(const pyoco_value* v, int64_t* out) {
-  if (!is(v, ValueKind::Int) || out == nullptr) return PYOCO_ERR_TYPE;
+  if (v == nullptr || out == nullptr) return PYOCO_ERR_INVALID;
+  if (!is(v, ValueKind::Int)) return PYOCO_ERR_TYPE;
   *out = node(v)->i;
   return PYOCO_OK;
 }
 
 pyoco_status value_get_double(const pyoco_value* v, double* out) {
-  if (out == nullptr) return PYOCO_ERR_INVALID;
+  if (v == nullptr || out == nullptr) return PYOCO_ERR_INVALID;
   if (is(v, ValueKind::Int)) {
     *out = static_cast<double>(node(v)->i);
   } else if (is(v, ValueKind::Double)) {
@@ -175,13 +178,15 @@ pyoco_status value_get_double(const pyoco_value* v, double* out) {
 }
 
 pyoco_status value_get_string(const pyoco_value* v, pyoco_str* out) {
-  if (!is(v, ValueKind::String) || out == nullptr) return PYOCO_ERR_TYPE;
+  if (v == nullptr || out == nullptr) return PYOCO_ERR_INVALID;
+  if (!is(v, ValueKind::String)) return PYOCO_ERR_TYPE;
   *out = pyoco_str{node(v)->str.data, node(v)->str.size};
   return PYOCO_OK;
 }
 
 pyoco_status value_get_bytes(const pyoco_value* v, const void** data, size_t* size) {
-  if (!is(v, ValueKind::Bytes) || data == nullptr || size == nullptr) return PYOCO_ERR_TYPE;
+  if (v == nullptr || data == nullptr || size == nullptr) return PYOCO_ERR_INVALID;
+  if (!is(v, ValueKind::Bytes)) return PYOCO_ERR_TYPE;
   *data = node(v)->str.data;
   *size = node(v)->str.size;
   return PYOCO_OK;
