@@ -158,3 +158,22 @@ BOOST_AUTO_TEST_CASE(a_null_value_handle_is_invalid_for_every_getter) {
   BOOST_TEST(h.value_get_string(h.value_new_int(a, 1), &s) == PYOCO_ERR_TYPE);
   BOOST_TEST(h.value_get_int(h.value_new_string(a, "x", 1), &i) == PYOCO_ERR_TYPE);
 }
+
+// A container pushed into (or set on) itself was accepted: a value no
+// reader could ever finish.
+BOOST_AUTO_TEST_CASE(a_container_cannot_contain_itself) {
+  const pyoco_host_api& h = plugins::host_api();
+  const core::ArenaPtr arena = core::Arena::create();
+  auto* a = reinterpret_cast<pyoco_arena*>(arena.get());
+  pyoco_value* array = h.value_new_array(a);
+  pyoco_value* object = h.value_new_object(a);
+  BOOST_TEST(h.value_array_push(array, array) == PYOCO_ERR_INVALID);
+  BOOST_TEST(h.value_size(array) == 0u);
+  BOOST_TEST(h.value_object_set(object, "self", 4, object) == PYOCO_ERR_INVALID);
+  BOOST_TEST(h.value_size(object) == 0u);
+  // Each in the other is fine (the engine's depth check catches a cycle
+  // made of several).
+  BOOST_TEST(h.value_array_push(array, object) == PYOCO_OK);
+  BOOST_TEST(h.value_object_set(object, "list", 4, h.value_new_int(a, 1)) == PYOCO_OK);
+  BOOST_TEST(h.value_size(array) == 1u);
+}

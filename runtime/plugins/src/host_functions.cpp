@@ -252,14 +252,17 @@ pyoco_value* value_new_object(pyoco_arena* a) {
 }
 
 pyoco_status value_array_push(pyoco_value* array, const pyoco_value* item) {
-  if (array == nullptr || item == nullptr) return PYOCO_ERR_INVALID;
+  // A container inside itself is a cycle no reader ends; one further down
+  // (a inside b inside a) is caught by the engine's depth check on outputs.
+  if (array == nullptr || item == nullptr || handle(node(array)) == item) return PYOCO_ERR_INVALID;
   if (node(array)->kind != ValueKind::Array) return PYOCO_ERR_TYPE;
   return Arena::push(node(array), node(item)) ? PYOCO_OK : PYOCO_ERR_INVALID;
 }
 
 pyoco_status value_object_set(pyoco_value* object, const char* key, size_t key_size,
                               const pyoco_value* item) {
-  if (object == nullptr || item == nullptr || (key == nullptr && key_size > 0)) {
+  if (object == nullptr || item == nullptr || handle(node(object)) == item ||
+      (key == nullptr && key_size > 0)) {
     return PYOCO_ERR_INVALID;
   }
   if (node(object)->kind != ValueKind::Object) return PYOCO_ERR_TYPE;

@@ -269,7 +269,10 @@ typedef struct pyoco_host_api {
   pyoco_value* (*value_new_array)(pyoco_arena* arena);
   pyoco_value* (*value_new_object)(pyoco_arena* arena);
   /* `item` may be any live handle; the container refers to it (no deep copy)
-     and keeps what it lives in alive. */
+     and keeps what it lives in alive. The container itself is refused
+     (PYOCO_ERR_INVALID): a value may not contain itself. A deeper cycle is
+     not looked for here; a task output containing one fails its task (the
+     host's depth limit). */
   pyoco_status (*value_array_push)(pyoco_value* array, const pyoco_value* item);
   /* replaces an existing member of the same key */
   pyoco_status (*value_object_set)(pyoco_value* object, const char* key, size_t key_size,
