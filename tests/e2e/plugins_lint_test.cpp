@@ -43,39 +43,23 @@ struct Case {
 
 // Each fixture directory is named after the rule it breaks.
 const Case kCases[] = {
-    {"pl001_bad_toml", "PL001"},
-    {"pl001_unknown_key", "PL001"},
-    {"pl002_bad_name", "PL002"},
-    {"pl003_bad_version", "PL003"},
-    {"pl004_manifest_abi", "PL004"},
-    {"pl005_platform", "PL005"},
-    {"pl006_status", "PL006"},
-    {"pl007_metadata", "PL007"},
-    {"pl008_no_library", "PL008"},
-    {"pl009_task_name", "PL009"},
-    {"pl010_task_duplicate", "PL010"},
-    {"pl011_task_summary", "PL011"},
-    {"pl012_task_usage", "PL012"},
-    {"pl013_io_untyped", "PL013"},
-    {"pl014_io_type", "PL014"},
-    {"pl015_name_clash", "PL015"},
-    {"pl016_shadowed", "PL016"},
-    {"pl017_sdk", "PL017"},
-    {"pl020_load", "PL020"},
-    {"pl021_missing_dep", "PL021"},
-    {"pl022_undefined_symbol", "PL022"},
-    {"pl023_no_entry", "PL023"},
-    {"pl024_abi", "PL024"},
-    {"pl025_crash", "PL025"},
-    {"pl026_hang", "PL026"},
-    {"pl027_register_fails", "PL027"},
-    {"pl028_undeclared", "PL028"},
-    {"pl029_unregistered", "PL029"},
-    {"pl030_extra_exports", "PL030"},
-    {"pl031_arch", "PL031"},
-    {"pl032_stale", "PL032"},
-    {"pl033_truncated", "PL033"},
-    {"pl034_drift", "PL034"},
+    {"pl001_bad_toml", "PL001"},       {"pl001_unknown_key", "PL001"},
+    {"pl002_bad_name", "PL002"},       {"pl003_bad_version", "PL003"},
+    {"pl004_manifest_abi", "PL004"},   {"pl005_platform", "PL005"},
+    {"pl006_status", "PL006"},         {"pl007_metadata", "PL007"},
+    {"pl008_no_library", "PL008"},     {"pl009_task_name", "PL009"},
+    {"pl010_task_duplicate", "PL010"}, {"pl011_task_summary", "PL011"},
+    {"pl012_task_usage", "PL012"},     {"pl013_io_untyped", "PL013"},
+    {"pl014_io_type", "PL014"},        {"pl015_name_clash", "PL015"},
+    {"pl016_shadowed", "PL016"},       {"pl017_sdk", "PL017"},
+    {"pl018_io_name", "PL018"},        {"pl020_load", "PL020"},
+    {"pl021_missing_dep", "PL021"},    {"pl022_undefined_symbol", "PL022"},
+    {"pl023_no_entry", "PL023"},       {"pl024_abi", "PL024"},
+    {"pl025_crash", "PL025"},          {"pl026_hang", "PL026"},
+    {"pl027_register_fails", "PL027"}, {"pl028_undeclared", "PL028"},
+    {"pl029_unregistered", "PL029"},   {"pl030_extra_exports", "PL030"},
+    {"pl031_arch", "PL031"},           {"pl032_stale", "PL032"},
+    {"pl033_truncated", "PL033"},      {"pl034_drift", "PL034"},
     {"pl035_other_name", "PL035"},
 };
 
@@ -265,6 +249,30 @@ BOOST_AUTO_TEST_CASE(manifest_findings_carry_the_line_of_their_key) {
   const ProcessResult human = lint({"pl003_bad_version"});
   BOOST_TEST(human.out.find("error   PL003 plugin.toml:3: version '1.0'") != std::string::npos,
              human.out);
+}
+
+BOOST_AUTO_TEST_CASE(bad_and_duplicate_input_names_are_pl018_at_their_line) {
+  const json::value report = json::parse(lint({"pl018_io_name", "--json"}).out);
+  const auto messages = messages_of(report, "PL018");
+  BOOST_TEST_REQUIRE(messages.size() == 2u);
+  BOOST_TEST(messages[0] == "task 'alpha' input 'Bad Name': the name is not [a-z][a-z0-9_]*");
+  BOOST_TEST(messages[1] == "task 'alpha' input 'value' is declared twice");
+  const auto& finding = report.at("plugins").at(0).at("findings").at(0);
+  BOOST_TEST(finding.at("line").to_number<std::int64_t>() == 16);  // inputs =
+}
+
+BOOST_AUTO_TEST_CASE(a_register_tasks_message_that_is_not_utf8_is_pl027_with_it) {
+  // It made the probe's JSON unreadable: PL020, the message lost.
+  const ProcessResult r =
+      run_pyoco({"plugins", "lint", "hostile", "--json"},
+                {.cwd = fixture_dir(), .env = {{"PYOCO_FIXTURE_HOSTILE", "bad_utf8"}}});
+  const json::value report = json::parse(r.out);
+  BOOST_TEST(rules_of(report) == std::multiset<std::string>{"PL027"}, r.out);
+  const auto messages = messages_of(report, "PL027");
+  BOOST_TEST_REQUIRE(messages.size() == 1u);
+  BOOST_TEST(
+      messages[0].find("register_tasks failed: no database \\xff\\xfe here") != std::string::npos,
+      messages[0]);
 }
 
 BOOST_AUTO_TEST_CASE(a_directory_of_plugins_lints_each_of_them) {

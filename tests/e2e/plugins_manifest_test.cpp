@@ -38,6 +38,19 @@ fs::path drifted_std(const TempDir& dir, const std::string& from, const std::str
 const std::string kSleepSeconds =
     "{name = \"seconds\", type = \"number\", required = true, description = \"how long to wait\"}";
 
+// `plugins manifest` of the hostile fixture (a plain-C plugin), its
+// register_tasks misbehaving as `how` says (see tests/fixtures/plugins/hostile.c).
+ProcessResult hostile_manifest(const TempDir& dir, const std::string& how) {
+  std::string source = read_text(fixture_dir() / "hostile/plugin.toml");
+  source = source.substr(0, source.find("[[tasks]]"));
+  write_text(dir.path() / "plugin.toml", source);
+  ProcessOptions o;
+  o.env = {{"PYOCO_FIXTURE_HOSTILE", how}};
+  return run_pyoco({"plugins", "manifest", (dir.path() / "plugin.toml").string(), "--library",
+                    (fixture_dir() / "hostile/libpyoco_hostile.so").string()},
+                   o);
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(the_built_manifest_is_the_source_plus_what_the_library_registers) {
@@ -157,4 +170,44 @@ BOOST_AUTO_TEST_CASE(a_renamed_input_in_the_manifest_is_caught_too) {
   BOOST_TEST(has(r.out, "PL034"), r.out);
   BOOST_TEST(has(r.out, "task 'sleep': inputs: [secs] in plugin.toml, [seconds] in the library"),
              r.out);
+}
+
+BOOST_AUTO_TEST_CASE(a_library_that_exits_while_loading_is_named) {
+  // exit(3) in register_tasks ended the build's manifest step with exit 3
+  // and no word; now it is a library that does not load: named, exit 1.
+  TempDir dir;
+  ProcessResult r = hostile_manifest(dir, "exit");
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(r.err ==
+             "pyoco plugins manifest: " + (fixture_dir() / "hostile/libpyoco_hostile.so").string() +
+                 " called exit(3) while loading (in its code run at load or in "
+                 "register_tasks); nothing was written (run `pyoco plugins lint` on its "
+                 "plugin)\n");
+  BOOST_TEST(r.out.empty());
+
+  r = hostile_manifest(dir, "");  // the same library, behaving
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(has(r.out, "[[tasks]]\nname = \"calm\"\n"), r.out);
+}
+
+BOOST_AUTO_TEST_CASE(a_task_the_host_refuses_fails_the_load_with_the_reason) {
+  // abi.h: names are [a-z][a-z0-9_]*. The host took "x/y", "..", "UP", an
+  // input "Bad Name", an input twice and NULL inputs with a count of 3; the
+  // fixture fails if any is accepted, then returns OK as if it had not seen
+  // the refusals: the load fails anyway, with the first refusal's reason.
+  TempDir dir;
+  const ProcessResult r = hostile_manifest(dir, "bad_defs");
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(has(r.err, "): the host refused task 'x/y': its name is not [a-z][a-z0-9_]*\n"),
+             r.err);
+  BOOST_TEST(r.out.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_register_tasks_s_message_is_escaped) {
+  // registry_set_error's text reached the terminal raw ("^[[2J" cleared it).
+  TempDir dir;
+  const ProcessResult r = hostile_manifest(dir, "escape");
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(has(r.err, "register_tasks failed: no database \\x1b[2J here\n"), r.err);
+  BOOST_TEST(!has(r.err, "\x1b"), r.err);
 }

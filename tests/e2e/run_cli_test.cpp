@@ -470,31 +470,126 @@ BOOST_AUTO_TEST_CASE(second_ctrl_c_kills_what_the_tasks_started_and_exits) {
              shown.out);
 }
 
+namespace {
+
+// Waits until `pid` has mapped the library `name`: its load has begun.
+bool maps_library(int pid, const std::string& name) {
+  return eventually([&] {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return text.find(name) != std::string::npos;
+  });
+}
+
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(ctrl_c_while_the_plugins_load_is_not_lost) {
-  // The plugin's library never returns from being loaded. Before, pyoco
-  // watched for interrupts only once it had loaded it: the first Ctrl+C was
-  // lost, or ignored where the shell ignores SIGINT for a background job.
-  // Now the first says the run is cancelled as soon as it starts, and a
-  // second leaves at once.
+  // The plugin's library never returns from being loaded (a static
+  // constructor). Before, pyoco watched for interrupts only once it had
+  // loaded it: the first Ctrl+C was lost, or ignored where the shell ignores
+  // SIGINT for a background job. Then the first only promised to cancel the
+  // run once it started, which it never did. Now the first leaves at once,
+  // naming the library.
   std::ofstream(dir.path() / "stuck.yaml")
       << "flow: {name: stuck, graph: a}\ntasks:\n  a: {use: \"pl026_hang/alpha\"}\n";
   ChildProcess p({pyoco_exe().string(), "run", (dir.path() / "stuck.yaml").string(), "--non-cute",
                   "--plugin-path", (fixture_dir() / "pl026_hang").string()},
                  {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()}}, dir.path());
-  const std::string maps = "/proc/" + std::to_string(p.pid()) + "/maps";
-  BOOST_TEST_REQUIRE(eventually([&] {
-    std::ifstream in(maps);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return text.find("libpyoco_pl026_hang.so") != std::string::npos;
-  }));
-  p.send_signal(SIGINT);
-  BOOST_TEST_REQUIRE(
-      eventually([&] { return has(p.err(), "the run is cancelled as soon as it starts"); }),
-      p.err());
+  BOOST_TEST_REQUIRE(maps_library(p.pid(), "libpyoco_pl026_hang.so"));
   p.send_signal(SIGINT);
   BOOST_TEST(p.wait(std::chrono::seconds(10)) == 130, p.out() << p.err());
-  BOOST_TEST(has(p.err(), "interrupted again"), p.err());
+  BOOST_TEST(has(p.err(), "pyoco run: interrupted while loading plugin pl026_hang (" +
+                              (fixture_dir() / "pl026_hang/libpyoco_pl026_hang.so").string() +
+                              "); nothing ran\n"),
+             p.err());
   BOOST_TEST(!has(p.out(), "start node="), p.out());
+}
+
+BOOST_AUTO_TEST_CASE(sigterm_while_register_tasks_hangs_ends_the_run_at_once) {
+  // A plain-C plugin whose register_tasks never returns: one SIGTERM ends
+  // pyoco run (it used to take a second), and the --run-id it claimed is
+  // free again: nothing ran under it.
+  std::ofstream(dir.path() / "calm.yaml")
+      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
+  const std::map<std::string, std::string> env{{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+                                               {"PYOCO_HOME", (dir.path() / "home").string()}};
+  const std::vector<std::string> argv{pyoco_exe().string(),
+                                      "run",
+                                      (dir.path() / "calm.yaml").string(),
+                                      "--non-cute",
+                                      "--run-id",
+                                      "hung-load",
+                                      "--plugin-path",
+                                      (fixture_dir() / "hostile").string()};
+  auto hanging = env;
+  hanging["PYOCO_FIXTURE_HOSTILE"] = "hang";
+  ChildProcess p(argv, hanging, dir.path());
+  BOOST_TEST_REQUIRE(maps_library(p.pid(), "libpyoco_hostile.so"));
+  p.send_signal(SIGTERM);
+  BOOST_TEST(p.wait(std::chrono::seconds(10)) == 130, p.out() << p.err());
+  BOOST_TEST(has(p.err(), "interrupted while loading plugin hostile ("), p.err());
+  BOOST_TEST(has(p.err(), "libpyoco_hostile.so); nothing ran\n"), p.err());
+
+  ChildProcess again(argv, env, dir.path());
+  BOOST_TEST(again.wait(std::chrono::seconds(30)) == 0, again.out() << again.err());
+}
+
+BOOST_AUTO_TEST_CASE(a_plugin_that_exits_while_loading_is_named_and_nothing_ran) {
+  // exit() in register_tasks ended pyoco run with the plugin's code (3) and
+  // no word; now it says so, as a crash does, and exits 2.
+  std::ofstream(dir.path() / "calm.yaml")
+      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
+  for (const auto& [how, said] :
+       {std::pair<std::string, std::string>{"exit", "exit(3)"}, {"quick_exit", "quick_exit()"}}) {
+    ProcessOptions o;
+    o.cwd = dir.path();
+    o.env = {{"PYOCO_FIXTURE_HOSTILE", how},
+             {"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+             {"PYOCO_HOME", (dir.path() / "home").string()}};
+    const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
+                                       "--plugin-path", (fixture_dir() / "hostile").string()},
+                                      o);
+    BOOST_TEST_CONTEXT(how) {
+      BOOST_TEST(r.exit_code == 2, r.out << r.err);
+      BOOST_TEST(r.err == "pyoco run: " + (fixture_dir() / "hostile/libpyoco_hostile.so").string() +
+                              " called " + said +
+                              " while loading (in its code run at load or in register_tasks); "
+                              "nothing ran (run `pyoco plugins lint` on its plugin)\n");
+      BOOST_TEST(!has(r.out, "start node="), r.out);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_register_tasks_s_message_is_escaped) {
+  std::ofstream(dir.path() / "calm.yaml")
+      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env = {{"PYOCO_FIXTURE_HOSTILE", "escape"},
+           {"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+           {"PYOCO_HOME", (dir.path() / "home").string()}};
+  const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
+                                     "--plugin-path", (fixture_dir() / "hostile").string()},
+                                    o);
+  BOOST_TEST(r.exit_code != 0);
+  BOOST_TEST(has(r.err, "register_tasks failed: no database \\x1b[2J here"), r.err);
+  BOOST_TEST(!has(r.err, "\x1b"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(an_exit_after_the_plugins_loaded_is_left_alone) {
+  // The hook is armed while a library loads only: a run that ends normally
+  // keeps its own exit code and says nothing of loading.
+  std::ofstream(dir.path() / "calm.yaml")
+      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env = {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+           {"PYOCO_HOME", (dir.path() / "home").string()}};
+  const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
+                                     "--plugin-path", (fixture_dir() / "hostile").string()},
+                                    o);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(!has(r.err, "while loading"), r.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_command_dies_with_a_pyoco_killed_by_sigkill) {

@@ -136,3 +136,44 @@ BOOST_AUTO_TEST_CASE(a_missing_library_names_the_file_and_what_to_do) {
   BOOST_TEST((reason == plugins::LoadError::Reason::Open));
   BOOST_TEST(e.find("library libpyoco_not_built.so not found") != std::string::npos, e);
 }
+
+// abi.h: a NULL handle is PYOCO_ERR_INVALID (a bad argument), for every
+// value_get_*: value_get_string said PYOCO_ERR_TYPE.
+BOOST_AUTO_TEST_CASE(a_null_value_handle_is_invalid_for_every_getter) {
+  const pyoco_host_api& h = plugins::host_api();
+  int32_t b = 0;
+  int64_t i = 0;
+  double d = 0;
+  pyoco_str s{};
+  const void* data = nullptr;
+  size_t size = 0;
+  BOOST_TEST(h.value_get_bool(nullptr, &b) == PYOCO_ERR_INVALID);
+  BOOST_TEST(h.value_get_int(nullptr, &i) == PYOCO_ERR_INVALID);
+  BOOST_TEST(h.value_get_double(nullptr, &d) == PYOCO_ERR_INVALID);
+  BOOST_TEST(h.value_get_string(nullptr, &s) == PYOCO_ERR_INVALID);
+  BOOST_TEST(h.value_get_bytes(nullptr, &data, &size) == PYOCO_ERR_INVALID);
+  // A value of another kind is still a type error.
+  const core::ArenaPtr arena = core::Arena::create();
+  auto* a = reinterpret_cast<pyoco_arena*>(arena.get());
+  BOOST_TEST(h.value_get_string(h.value_new_int(a, 1), &s) == PYOCO_ERR_TYPE);
+  BOOST_TEST(h.value_get_int(h.value_new_string(a, "x", 1), &i) == PYOCO_ERR_TYPE);
+}
+
+// A container pushed into (or set on) itself was accepted: a value no
+// reader could ever finish.
+BOOST_AUTO_TEST_CASE(a_container_cannot_contain_itself) {
+  const pyoco_host_api& h = plugins::host_api();
+  const core::ArenaPtr arena = core::Arena::create();
+  auto* a = reinterpret_cast<pyoco_arena*>(arena.get());
+  pyoco_value* array = h.value_new_array(a);
+  pyoco_value* object = h.value_new_object(a);
+  BOOST_TEST(h.value_array_push(array, array) == PYOCO_ERR_INVALID);
+  BOOST_TEST(h.value_size(array) == 0u);
+  BOOST_TEST(h.value_object_set(object, "self", 4, object) == PYOCO_ERR_INVALID);
+  BOOST_TEST(h.value_size(object) == 0u);
+  // Each in the other is fine (the engine's depth check catches a cycle
+  // made of several).
+  BOOST_TEST(h.value_array_push(array, object) == PYOCO_OK);
+  BOOST_TEST(h.value_object_set(object, "list", 4, h.value_new_int(a, 1)) == PYOCO_OK);
+  BOOST_TEST(h.value_size(array) == 1u);
+}

@@ -257,7 +257,8 @@ struct FaultsWhileLoading {
 int run_flow(const RunOptionsCli& o) {
   // Ctrl+C and SIGTERM are watched from the start, not only once the run
   // has started: one that comes while the flow is read leaves at once, and
-  // nothing runs; one while the plugins the run needs load cancels the run
+  // nothing runs; one while a plugin's library loads (its code may never
+  // return) leaves at once, naming it; one between two loads cancels the run
   // as soon as it exists; while the run goes, the first cancels it and a
   // second leaves at once; after its end, while the history is written, the
   // first says so and a second leaves without it.
@@ -295,6 +296,15 @@ int run_flow(const RunOptionsCli& o) {
                            "without it\n";
             } else if (started) {
               started->cancel();
+            } else if (const char* library = plugins::library_being_loaded()) {
+              // Its code runs now (static constructors, register_tasks) and
+              // may never return: waiting for it would lose this interrupt.
+              std::cerr << "pyoco run: interrupted while loading plugin "
+                        << plugins::plugin_being_loaded() << " (" << library << "); nothing ran\n";
+              // No run started: a --run-id claimed for it is free again.
+              [[maybe_unused]] const std::string unrecorded =
+                  local->finish(std::chrono::milliseconds(0));
+              std::_Exit(kExitCancelled);
             } else {
               cancel_when_started = true;
               std::cerr << "pyoco run: loading the flow's plugins; the run is cancelled as soon "
@@ -403,6 +413,9 @@ int run_flow(const RunOptionsCli& o) {
   }
   // Not under the lock: starting loads the plugins, which may take a while.
   std::optional<FaultsWhileLoading> named(std::in_place);
+  // An exit() there, too: it used to end pyoco with the plugin's code and
+  // no word (documented: exit 2, as a crash).
+  plugins::report_exits_while_loading("pyoco run", "nothing ran", kExitUsage);
   Run run = local->start(*engine);
   named.reset();
   {

@@ -5,6 +5,7 @@
 #include <pyoco/core/text.hpp>
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
+#include <pyoco/plugins/loader.hpp>
 #include <pyoco/plugins/scaffold.hpp>
 #include <pyoco/plugins/task_tables.hpp>
 #include <pyoco/runner/json_views.hpp>
@@ -466,6 +467,9 @@ int write_manifest(const ManifestOptions& o) {
     for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM}) {
       std::signal(sig, on_library_fault);
     }
+    // An exit() there is named too, and fails as a library that does not load.
+    plugins::report_exits_while_loading("pyoco plugins manifest", "nothing was written",
+                                        kExitFailed);
     alarm(60);
     std::string text;
     try {

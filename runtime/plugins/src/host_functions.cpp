@@ -7,8 +7,11 @@
 //   pyoco_registry* -> RegistryState*
 #include "registry_state.hpp"
 
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/loader.hpp>
+#include <pyoco/plugins/manifest.hpp>
 
+#include <cstddef>
 #include <cstring>
 #include <future>
 #include <iostream>
@@ -33,7 +36,8 @@ RegistryState* registry(pyoco_registry* r) { return reinterpret_cast<RegistrySta
 pyoco_str str(std::string_view s) { return pyoco_str{s.data(), s.size()}; }
 
 // A nonsense handle from a plugin would be undefined behaviour anyway; the
-// null checks keep the common mistake (passing NULL) a clean error.
+// null checks keep the common mistake (passing NULL) a clean error:
+// PYOCO_ERR_INVALID, as abi.h says of a null handle.
 bool is(const pyoco_value* v, ValueKind k) { return v != nullptr && node(v)->kind == k; }
 
 // Copies the fields of a plugin-filled struct it knows about; a plugin built
@@ -49,10 +53,21 @@ T sized_copy(const T* in) {
 
 const char* or_empty(const char* s) { return s == nullptr ? "" : s; }
 
-std::vector<IoSpec> copy_specs(const pyoco_io_spec* specs, std::size_t count) {
+// The specs of a task's inputs or outputs, or why they are refused: names
+// are [a-z][a-z0-9_]* (a flow writes `inputs: {name: ...}`), each once.
+std::vector<IoSpec> copy_specs(const pyoco_io_spec* specs, std::size_t count, const char* what,
+                               std::string& refused) {
   std::vector<IoSpec> out;
-  if (specs == nullptr || count == 0) return out;
+  if (count == 0) return out;
+  if (specs == nullptr) {
+    refused = std::string(what) + "s is NULL but " + what + "_count is " + std::to_string(count);
+    return out;
+  }
   const std::size_t stride = specs->struct_size;
+  if (stride < offsetof(pyoco_io_spec, name) + sizeof specs->name) {
+    refused = "its first " + std::string(what) + "'s struct_size is " + std::to_string(stride);
+    return out;
+  }
   const char* base = reinterpret_cast<const char*>(specs);
   for (std::size_t i = 0; i < count; ++i) {
     const pyoco_io_spec s = sized_copy(reinterpret_cast<const pyoco_io_spec*>(base + i * stride));
@@ -61,6 +76,16 @@ std::vector<IoSpec> copy_specs(const pyoco_io_spec* specs, std::size_t count) {
     io.type = s.type == nullptr ? "any" : s.type;
     io.required = s.required != 0;
     io.description = or_empty(s.description);
+    if (!is_valid_name(io.name)) {
+      refused = std::string(what) + " '" + core::printable(io.name) + "' is not [a-z][a-z0-9_]*";
+      return out;
+    }
+    for (const IoSpec& before : out) {
+      if (before.name == io.name) {
+        refused = std::string(what) + " '" + io.name + "' is declared twice";
+        return out;
+      }
+    }
     out.push_back(std::move(io));
   }
   return out;
@@ -73,25 +98,36 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
     return PYOCO_ERR_INVALID;
   }
   RegistryState& state = *registry(r);
+  // The task is not added; the loader reports why even when register_tasks
+  // ignores the status and returns OK.
+  auto refuse = [&](std::string why) {
+    if (state.refused.empty()) state.refused = why;
+    state.error = std::move(why);
+    return PYOCO_ERR_INVALID;
+  };
   const pyoco_task_def def = sized_copy(def_in);
   const pyoco_task_start_fn start =
       PYOCO_HAS_FIELD(&def, pyoco_task_def, start) ? def.start : nullptr;
   if (def.name == nullptr || (def.run == nullptr && start == nullptr)) {
-    state.error =
-        "a task was registered without a name, or with neither a run nor a start callback";
-    return PYOCO_ERR_INVALID;
+    return refuse(
+        "a task was registered without a name, or with neither a run nor a start callback");
   }
   TaskDefinition t;
   t.plugin = state.plugin_name;
   t.abi_minor = state.abi_minor;
   t.name = def.name;
+  const std::string label = "task '" + core::printable(t.name) + "'";
+  if (!is_valid_name(t.name)) return refuse(label + ": its name is not [a-z][a-z0-9_]*");
   t.summary = or_empty(def.summary);
   t.usage = or_empty(def.usage);
-  for (std::size_t i = 0; def.tags != nullptr && i < def.tag_count; ++i) {
-    t.tags.emplace_back(or_empty(def.tags[i]));
+  if (def.tags == nullptr && def.tag_count > 0) {
+    return refuse(label + ": tags is NULL but tag_count is " + std::to_string(def.tag_count));
   }
-  t.inputs = copy_specs(def.inputs, def.input_count);
-  t.outputs = copy_specs(def.outputs, def.output_count);
+  for (std::size_t i = 0; i < def.tag_count; ++i) t.tags.emplace_back(or_empty(def.tags[i]));
+  std::string why;
+  t.inputs = copy_specs(def.inputs, def.input_count, "input", why);
+  if (why.empty()) t.outputs = copy_specs(def.outputs, def.output_count, "output", why);
+  if (!why.empty()) return refuse(label + ": " + why);
   t.user_data = def.user_data;
   t.create = def.create;
   t.run = def.run;
@@ -99,10 +135,7 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
   t.release = def.release;
   t.start = start;
   for (const TaskDefinition& existing : state.tasks) {
-    if (existing.name == t.name) {
-      state.error = "task '" + t.name + "' was registered twice";
-      return PYOCO_ERR_INVALID;
-    }
+    if (existing.name == t.name) return refuse(label + " was registered twice");
   }
   state.tasks.push_back(std::move(t));
   return PYOCO_OK;
@@ -119,19 +152,21 @@ pyoco_value_kind value_kind(const pyoco_value* v) {
 }
 
 pyoco_status value_get_bool(const pyoco_value* v, int32_t* out) {
-  if (!is(v, ValueKind::Bool) || out == nullptr) return PYOCO_ERR_TYPE;
+  if (v == nullptr || out == nullptr) return PYOCO_ERR_INVALID;
+  if (!is(v, ValueKind::Bool)) return PYOCO_ERR_TYPE;
   *out = node(v)->b ? 1 : 0;
   return PYOCO_OK;
 }
 
 pyoco_status value_get_int(const pyoco_value* v, int64_t* out) {
-  if (!is(v, ValueKind::Int) || out == nullptr) return PYOCO_ERR_TYPE;
+  if (v == nullptr || out == nullptr) return PYOCO_ERR_INVALID;
+  if (!is(v, ValueKind::Int)) return PYOCO_ERR_TYPE;
   *out = node(v)->i;
   return PYOCO_OK;
 }
 
 pyoco_status value_get_double(const pyoco_value* v, double* out) {
-  if (out == nullptr) return PYOCO_ERR_INVALID;
+  if (v == nullptr || out == nullptr) return PYOCO_ERR_INVALID;
   if (is(v, ValueKind::Int)) {
     *out = static_cast<double>(node(v)->i);
   } else if (is(v, ValueKind::Double)) {
@@ -143,13 +178,15 @@ pyoco_status value_get_double(const pyoco_value* v, double* out) {
 }
 
 pyoco_status value_get_string(const pyoco_value* v, pyoco_str* out) {
-  if (!is(v, ValueKind::String) || out == nullptr) return PYOCO_ERR_TYPE;
+  if (v == nullptr || out == nullptr) return PYOCO_ERR_INVALID;
+  if (!is(v, ValueKind::String)) return PYOCO_ERR_TYPE;
   *out = pyoco_str{node(v)->str.data, node(v)->str.size};
   return PYOCO_OK;
 }
 
 pyoco_status value_get_bytes(const pyoco_value* v, const void** data, size_t* size) {
-  if (!is(v, ValueKind::Bytes) || data == nullptr || size == nullptr) return PYOCO_ERR_TYPE;
+  if (v == nullptr || data == nullptr || size == nullptr) return PYOCO_ERR_INVALID;
+  if (!is(v, ValueKind::Bytes)) return PYOCO_ERR_TYPE;
   *data = node(v)->str.data;
   *size = node(v)->str.size;
   return PYOCO_OK;
@@ -215,14 +252,17 @@ pyoco_value* value_new_object(pyoco_arena* a) {
 }
 
 pyoco_status value_array_push(pyoco_value* array, const pyoco_value* item) {
-  if (array == nullptr || item == nullptr) return PYOCO_ERR_INVALID;
+  // A container inside itself is a cycle no reader ends; one further down
+  // (a inside b inside a) is caught by the engine's depth check on outputs.
+  if (array == nullptr || item == nullptr || handle(node(array)) == item) return PYOCO_ERR_INVALID;
   if (node(array)->kind != ValueKind::Array) return PYOCO_ERR_TYPE;
   return Arena::push(node(array), node(item)) ? PYOCO_OK : PYOCO_ERR_INVALID;
 }
 
 pyoco_status value_object_set(pyoco_value* object, const char* key, size_t key_size,
                               const pyoco_value* item) {
-  if (object == nullptr || item == nullptr || (key == nullptr && key_size > 0)) {
+  if (object == nullptr || item == nullptr || handle(node(object)) == item ||
+      (key == nullptr && key_size > 0)) {
     return PYOCO_ERR_INVALID;
   }
   if (node(object)->kind != ValueKind::Object) return PYOCO_ERR_TYPE;

@@ -1,4 +1,5 @@
 #include <pyoco/core/subprocess.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/elf.hpp>
 #include <pyoco/plugins/elf_dynamic.hpp>
 #include <pyoco/plugins/host_abi.hpp>
@@ -66,6 +67,9 @@ const std::vector<LintRule>& lint_rules() {
        "this one is shadowed and never loaded: remove one or rename it"},
       {"PL017", S::Warning, "[plugin] sdk is missing or not a semantic version",
        "set sdk to the pyoco SDK version the plugin was built with"},
+      {"PL018", S::Error, "task input or output name is not [a-z][a-z0-9_]*, or is declared twice",
+       "name each of a task's inputs, and each of its outputs, once, with lower case letters, "
+       "digits and _, starting with a letter"},
       // library
       {"PL020", S::Error, "the library cannot be loaded", "read the loader's message"},
       {"PL021", S::Error, "a shared library it depends on is not found on this machine",
@@ -179,8 +183,14 @@ void check_manifest_alone(const Manifest& m, Findings& f) {
     if (t.summary.empty()) f.add("PL011", file, t.line, "task '" + t.name + "' has no summary");
     if (t.usage.empty()) f.add("PL012", file, t.line, "task '" + t.name + "' has no usage");
     auto check_ios = [&](const std::vector<IoSpec>& ios, const char* what) {
+      std::set<std::string> names;
       for (const IoSpec& io : ios) {
         const std::string label = "task '" + t.name + "' " + what + " '" + io.name + "'";
+        if (!is_valid_name(io.name)) {
+          f.add("PL018", file, io.line, label + ": the name is not [a-z][a-z0-9_]*");
+        } else if (!names.insert(io.name).second) {
+          f.add("PL018", file, io.line, label + " is declared twice");
+        }
         if (io.type.empty()) {
           f.add("PL013", file, io.line, label + " has no type");
         } else if (!is_known_io_type(io.type)) {
@@ -388,7 +398,9 @@ PluginLint lint_plugin(const fs::path& dir, const Catalog& catalog, const LintOp
 std::string probe_plugin(const fs::path& dir) {
   boost::json::array findings;
   auto add = [&](const char* rule, const std::string& message) {
-    findings.push_back(boost::json::object{{"rule", rule}, {"message", message}});
+    // JSON the parent can read: bytes that are not UTF-8 (a plugin's
+    // message) made the whole result unreadable (PL020 instead of PL027).
+    findings.push_back(boost::json::object{{"rule", rule}, {"message", core::valid_utf8(message)}});
   };
   try {
     const Manifest m = read_manifest(dir);

@@ -1,13 +1,17 @@
 #include <pyoco/core/semver.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/elf.hpp>
 #include <pyoco/plugins/host_abi.hpp>
 #include <pyoco/plugins/lint.hpp>
 #include <pyoco/plugins/loader.hpp>
 
 #include <dlfcn.h>
+#include <unistd.h>
 #include <boost/dll/shared_library.hpp>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +51,93 @@ std::vector<boost::dll::shared_library>& loaded_libraries() {
 }
 
 }  // namespace
+
+namespace {
+
+std::atomic<const char*> g_loading{nullptr};
+std::atomic<const char*> g_loading_plugin{nullptr};
+
+// Named while its code runs (static constructors, register_tasks): a
+// program may say which library a crash or an exit came from. One load at
+// a time.
+class Loading {
+ public:
+  Loading(const char* path, const char* plugin) {
+    g_loading_plugin.store(plugin, std::memory_order_release);
+    g_loading.store(path, std::memory_order_release);
+  }
+  ~Loading() {
+    g_loading.store(nullptr, std::memory_order_release);
+    g_loading_plugin.store(nullptr, std::memory_order_release);
+  }
+  Loading(const Loading&) = delete;
+  Loading& operator=(const Loading&) = delete;
+};
+
+// What report_exits_while_loading was told; null: exits are left alone.
+struct ExitReport {
+  std::string program;
+  std::string outcome;
+  int exit_code = 1;
+};
+std::atomic<const ExitReport*> g_exit_report{nullptr};
+
+void put(std::string_view text) {
+  while (!text.empty()) {
+    const auto n = ::write(STDERR_FILENO, text.data(), text.size());
+    if (n <= 0) return;
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// Runs among the exit handlers; does anything only while a library loads,
+// so an exit at any other time (the program's own) goes on as it would.
+void exit_while_loading(const char* how) {
+  const ExitReport* report = g_exit_report.load(std::memory_order_acquire);
+  const char* library = g_loading.load(std::memory_order_acquire);
+  if (report == nullptr || library == nullptr) return;
+  put(report->program);
+  put(": ");
+  put(library);
+  put(" called ");
+  put(how);
+  put(" while loading (in its code run at load or in register_tasks); ");
+  put(report->outcome);
+  put(" (run `pyoco plugins lint` on its plugin)\n");
+  ::_exit(report->exit_code);
+}
+
+extern "C" void on_exit_while_loading(int status, void*) {
+  char how[32];
+  std::snprintf(how, sizeof how, "exit(%d)", status);
+  exit_while_loading(how);
+}
+
+extern "C" void on_quick_exit_while_loading() { exit_while_loading("quick_exit()"); }
+
+// Registered before each load, so that they run before every exit handler
+// registered earlier (the program's statics) and after only those the
+// library registered itself.
+void arm_exit_handlers() {
+  if (g_exit_report.load(std::memory_order_acquire) == nullptr) return;
+  ::on_exit(on_exit_while_loading, nullptr);
+  std::at_quick_exit(on_quick_exit_while_loading);
+}
+
+}  // namespace
+
+const char* library_being_loaded() noexcept { return g_loading.load(std::memory_order_acquire); }
+
+const char* plugin_being_loaded() noexcept {
+  const char* name = g_loading_plugin.load(std::memory_order_acquire);
+  return name != nullptr ? name : "";
+}
+
+void report_exits_while_loading(std::string_view program, std::string_view outcome, int exit_code) {
+  // Leaked: exit handlers may read it until the process is gone.
+  g_exit_report.store(new ExitReport{std::string(program), std::string(outcome), exit_code},
+                      std::memory_order_release);
+}
 
 void check_platform(const Manifest& m, const LibraryFile& file) {
   const std::string os = host_os(), arch = host_arch();
@@ -92,6 +183,9 @@ LoadedPlugin register_plugin(const Manifest& m) {
                     plugin_label(m) + ": cannot load " + m.library + ": it " + file.problem);
   }
 
+  const std::string loading = path.string();
+  const Loading named(loading.c_str(), m.name.c_str());
+  arm_exit_handlers();
   boost::dll::fs::error_code ec;
   boost::dll::shared_library lib(
       path.string(), boost::dll::load_mode::rtld_local | boost::dll::load_mode::rtld_now, ec);
@@ -147,7 +241,8 @@ LoadedPlugin register_plugin(const Manifest& m) {
   if (!out.plugin_name.empty() && out.plugin_name != m.name) {
     throw LoadError(LoadError::Reason::Identity,
                     plugin_label(m) + ": its library " + m.library + " is plugin '" +
-                        out.plugin_name + "' " + out.plugin_version + ", not '" + m.name + "' " +
+                        core::printable(out.plugin_name) + "' " +
+                        core::printable(out.plugin_version) + ", not '" + m.name + "' " +
                         m.version +
                         " as plugin.toml says: refusing to load another plugin's "
                         "library under this name (PL035; see `pyoco plugins lint " +
@@ -158,13 +253,22 @@ LoadedPlugin register_plugin(const Manifest& m) {
   state.plugin_name = m.name;
   state.abi_minor = d->abi_minor;
   const pyoco_status s = d->register_tasks(&host_api(), reinterpret_cast<pyoco_registry*>(&state));
-  if (s != PYOCO_OK) {
+  if (s != PYOCO_OK || !state.refused.empty()) {
     LoadedPlugin partial;
     partial.tasks = std::move(state.tasks);
     partial.release_tasks();
-    throw LoadError(LoadError::Reason::Register,
-                    plugin_label(m) + ": register_tasks failed: " +
-                        (state.error.empty() ? "status " + std::to_string(s) : state.error));
+    // A task the host refused: why, even when the plugin went on as if it
+    // had been added, or said only that it was refused (the SDK does).
+    std::string why;
+    if (s == PYOCO_OK) {
+      why = "the host refused " + state.refused;
+    } else {
+      // The plugin's words reach a terminal: escaped, as list/info/lint do.
+      why = "register_tasks failed: " +
+            (state.error.empty() ? "status " + std::to_string(s) : core::printable(state.error));
+      if (why.find(state.refused) == std::string::npos) why += " (" + state.refused + ")";
+    }
+    throw LoadError(LoadError::Reason::Register, plugin_label(m) + ": " + why);
   }
   out.tasks = std::move(state.tasks);
   loaded_libraries().push_back(std::move(lib));
@@ -183,12 +287,6 @@ std::string version_mismatch(const Manifest& m, const LoadedPlugin& p) {
                        "the build?)");
 }
 
-namespace {
-std::atomic<const char*> g_loading{nullptr};
-}  // namespace
-
-const char* library_being_loaded() noexcept { return g_loading.load(std::memory_order_acquire); }
-
 const LoadedPlugin& load_plugin(const Manifest& m) {
   static std::mutex mutex;
   static auto* plugins = new std::map<std::filesystem::path, std::unique_ptr<LoadedPlugin>>();
@@ -196,16 +294,7 @@ const LoadedPlugin& load_plugin(const Manifest& m) {
   const std::filesystem::path key = std::filesystem::weakly_canonical(m.dir);
   if (auto it = plugins->find(key); it != plugins->end()) return *it->second;
 
-  // Named while its code runs (static constructors, register_tasks): a
-  // program may say which library a crash came from. One load at a time.
-  const std::string loading = m.library_path().string();
-  struct Loading {
-    explicit Loading(const char* path) { g_loading.store(path, std::memory_order_release); }
-    ~Loading() { g_loading.store(nullptr, std::memory_order_release); }
-  };
-  std::optional<Loading> named(std::in_place, loading.c_str());
   LoadedPlugin r = register_plugin(m);
-  named.reset();
   const TaskMismatch diff = compare_tasks(m, r.tasks);
   if (!diff.empty()) r.release_tasks();
   auto join = [](const std::vector<std::string>& names) {

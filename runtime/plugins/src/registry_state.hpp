@@ -13,7 +13,8 @@ struct RegistryState {
   std::string plugin_name;
   std::uint32_t abi_minor = 0;
   std::vector<TaskDefinition> tasks;
-  std::string error;
+  std::string error;    // registry_set_error's, else the last refusal's
+  std::string refused;  // why the first task refused was (empty: none was)
 };
 
 }  // namespace pyoco::plugins

@@ -228,7 +228,13 @@ typedef struct pyoco_host_api {
   uint32_t abi_major;
   uint32_t abi_minor;
 
-  /* registry: valid during register_tasks only */
+  /* registry: valid during register_tasks only. registry_add_task copies
+     `def`; it returns PYOCO_ERR_INVALID and adds nothing for a name that is
+     not [a-z][a-z0-9_]* or is taken, an input or output name that is not, or
+     that the task's inputs (or outputs) give twice, a NULL inputs, outputs
+     or tags with a nonzero count, or neither run nor start. The host then
+     refuses the plugin, naming the reason, even if register_tasks goes on
+     and returns PYOCO_OK. */
   pyoco_status (*registry_add_task)(pyoco_registry* registry, const pyoco_task_def* def);
   void (*registry_set_error)(pyoco_registry* registry, const char* message, size_t size);
 
@@ -263,7 +269,10 @@ typedef struct pyoco_host_api {
   pyoco_value* (*value_new_array)(pyoco_arena* arena);
   pyoco_value* (*value_new_object)(pyoco_arena* arena);
   /* `item` may be any live handle; the container refers to it (no deep copy)
-     and keeps what it lives in alive. */
+     and keeps what it lives in alive. The container itself is refused
+     (PYOCO_ERR_INVALID): a value may not contain itself. A deeper cycle is
+     not looked for here; a task output containing one fails its task (the
+     host's depth limit). */
   pyoco_status (*value_array_push)(pyoco_value* array, const pyoco_value* item);
   /* replaces an existing member of the same key */
   pyoco_status (*value_object_set)(pyoco_value* object, const char* key, size_t key_size,

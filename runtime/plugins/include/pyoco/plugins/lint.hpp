@@ -56,7 +56,7 @@ struct LintOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};
 };
 
-// The rules a manifest is checked against on its own (PL002-PL014, PL017):
+// The rules a manifest is checked against on its own (PL002-PL014, PL017, PL018):
 // what `plugins lint` reports for it, and what makes register_plugin refuse
 // to load a plugin (any error among them).
 std::vector<LintFinding> check_manifest(const Manifest& manifest);

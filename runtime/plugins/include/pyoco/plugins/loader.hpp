@@ -9,6 +9,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pyoco::plugins {
@@ -64,6 +65,17 @@ const LoadedPlugin& load_plugin(const Manifest& manifest);
 // constructors, register_tasks), or null. Async-signal-safe: a program's
 // fault handler may name it.
 const char* library_being_loaded() noexcept;
+// The name (from plugin.toml) of the plugin whose library that is, or "".
+const char* plugin_being_loaded() noexcept;
+
+// For a program that loads plugins in its own process (`pyoco run`,
+// `pyoco plugins manifest`): a library that calls exit() or quick_exit()
+// while it loads (static constructors, register_tasks) ends the program
+// with one line on stderr, "<program>: <library> called exit(N) while
+// loading (...); <outcome> (...)", and `exit_code`, instead of the plugin's
+// code and no word. An exit at any other time is left alone. Call it before
+// the plugins load; a later call replaces what is said.
+void report_exits_while_loading(std::string_view program, std::string_view outcome, int exit_code);
 
 // The host's function table, for tests that drive a plugin by hand.
 const pyoco_host_api& host_api();
