@@ -298,6 +298,18 @@ BOOST_AUTO_TEST_CASE(an_output_nested_past_the_limit_fails_its_task) {
   }
 }
 
+// abi.h: scratch refuses a value past the limits an output keeps (it is read
+// and compared later, by tasks and expressions), and the SDK says why.
+BOOST_AUTO_TEST_CASE(scratch_refuses_a_value_past_the_limits) {
+  Run ok = run("flow: {graph: t}\ntasks:\n  t: {use: asyncy/stash_deep, inputs: {levels: 64}}\n");
+  BOOST_TEST((ok.status() == RunStatus::Completed), record(ok, "t").error);
+  Run r = run("flow: {graph: t}\ntasks:\n  t: {use: asyncy/stash_deep, inputs: {levels: 65}}\n");
+  BOOST_TEST((record(r, "t").state == TaskState::Failed));
+  BOOST_TEST(record(r, "t").error.find("cannot set scratch 'deep': the host refused the value") !=
+                 std::string::npos,
+             record(r, "t").error);
+}
+
 // docs/flows.md, "Limits": an output that stands for more than 16,777,216
 // items (lists holding the same list many times) fails its task at once;
 // 60 shared lists stand for 2^61 items, which every walk (the history's

@@ -409,8 +409,10 @@ pyoco_status context_scratch_set(pyoco_context* c, const char* key, size_t key_s
   if (c == nullptr || key == nullptr || value == nullptr) return PYOCO_ERR_INVALID;
   Call& ctx = *call(c);
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
-  ctx.services->scratch_set(std::string_view(key, key_size),
-                            core::Value(core::ArenaPtr(node(value)->owner), node(value)));
+  core::Value v(core::ArenaPtr(node(value)->owner), node(value));
+  // Read by tasks and expressions later, compared by update: bounded as an output is.
+  if (!core::unfit_value(v, "value").empty()) return PYOCO_ERR_INVALID;
+  ctx.services->scratch_set(std::string_view(key, key_size), std::move(v));
   return PYOCO_OK;
 }
 
@@ -546,10 +548,13 @@ pyoco_status context_scratch_update(pyoco_context* c, const char* key, size_t ke
   const core::Value want = expected == nullptr
                                ? core::Value()
                                : core::Value(core::ArenaPtr(node(expected)->owner), node(expected));
+  const core::Value put(core::ArenaPtr(node(desired)->owner), node(desired));
+  if (!core::unfit_value(want, "expected").empty() || !core::unfit_value(put, "desired").empty()) {
+    return PYOCO_ERR_INVALID;
+  }
   core::Value current;
-  const pyoco_status s = ctx.services->scratch_update(
-      std::string_view(key, key_size), want,
-      core::Value(core::ArenaPtr(node(desired)->owner), node(desired)), current);
+  const pyoco_status s =
+      ctx.services->scratch_update(std::string_view(key, key_size), want, put, current);
   if (current_out != nullptr) {
     *current_out = current.node() == nullptr ? nullptr : handle(current.node());
     if (current.node() != nullptr) ctx.borrowed.push_back(current);  // alive for the call

@@ -295,7 +295,10 @@ typedef struct pyoco_host_api {
      "..", 1-255 bytes without control characters or backslashes. */
   pyoco_status (*context_save_artifact)(pyoco_context* ctx, const pyoco_artifact* artifact,
                                         pyoco_str* path_out);
-  /* per-run shared state; the returned handle is valid for the call, NULL if unset */
+  /* per-run shared state; the returned handle is valid for the call, NULL if unset.
+     A value past the limits every value keeps (nested more than 64 levels,
+     more than 16,777,216 items counting a shared list each time, a number
+     that is not finite) is refused with PYOCO_ERR_INVALID by set and update. */
   const pyoco_value* (*context_scratch_get)(pyoco_context* ctx, const char* key, size_t key_size);
   pyoco_status (*context_scratch_set)(pyoco_context* ctx, const char* key, size_t key_size,
                                       const pyoco_value* value);

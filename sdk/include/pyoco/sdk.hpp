@@ -732,10 +732,14 @@ class Context {
     return Value(detail::host().context_scratch_get(ctx_, key.data(), key.size()));
   }
   void set_scratch(std::string_view key, const Value& value) const {
-    if (detail::host().context_scratch_set(ctx_, key.data(), key.size(), non_null_handle(value)) !=
-        PYOCO_OK) {
-      throw Error("cannot set scratch '" + std::string(key) + "'");
+    const pyoco_status s =
+        detail::host().context_scratch_set(ctx_, key.data(), key.size(), non_null_handle(value));
+    if (s == PYOCO_ERR_INVALID) {
+      throw Error("cannot set scratch '" + std::string(key) +
+                  "': the host refused the value (nested more than 64 levels, more than "
+                  "16777216 items, or a number that is not finite)");
     }
+    if (s != PYOCO_OK) throw Error("cannot set scratch '" + std::string(key) + "'");
   }
   // Atomic (ABI 1.1): sets `key` to `desired` only if it still holds
   // `expected` (a null Value: unset). Returns whether it did; `current`
