@@ -353,9 +353,10 @@ BOOST_AUTO_TEST_CASE(out_of_memory_is_one_line_and_exit_1) {
   o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "artifacts").string();
   o.env["PYOCO_MAX_TASKS"] = "100000000";
   o.timeout = std::chrono::seconds(120);
-  const ProcessResult r = run_process(
-      {"sh", "-c", "ulimit -v 400000 && exec \"$0\" run mem.yaml >/dev/null", pyoco_exe().string()},
-      o);
+  const ProcessResult r =
+      run_process({"sh", "-c", "ulimit -v 400000 && exec \"$0\" run mem.yaml --jobs 2 >/dev/null",
+                   pyoco_exe().string()},
+                  o);
   BOOST_TEST(r.exit_code == 1, r.err);
   BOOST_TEST(r.signal == 0, r.err);
   BOOST_TEST(!has(r.err, "terminate called"), r.err);
@@ -775,7 +776,7 @@ BOOST_AUTO_TEST_CASE(a_stopped_shell_task_logs_what_it_printed_while_every_worke
       "INFO pyoco log node=slow stderr: warn-on-stderr\n";
   // At its deadline.
   write_shell_beside_a_held_worker(dir.path() / "timeout.yaml", "slow", command,
-                                   ", timeout_sec: 2");
+                                   ", timeout_sec: 4");
   ChildProcess timed(
       {pyoco_exe().string(), "run", (dir.path() / "timeout.yaml").string(), "--non-cute", "--jobs",
        "1", "--plugin-path", kBusyPath, "--run-id", "held-timeout"},
@@ -785,7 +786,7 @@ BOOST_AUTO_TEST_CASE(a_stopped_shell_task_logs_what_it_printed_while_every_worke
   BOOST_TEST(has(timed.out(),
                  "WARN pyoco log node=slow stopping the command (timed out); the "
                  "last it printed:\n" +
-                     logged + "ERROR pyoco error node=slow timed out after 2 s\n"),
+                     logged + "ERROR pyoco error node=slow timed out after 4 s\n"),
              timed.out());
   // By a Ctrl+C.
   fs::remove(dir.path() / "started");

@@ -33,6 +33,7 @@ struct AsyncFixture {
   Engine engine{EngineOptions{
       2,
       {pyoco::testing::fixture_dir() / "asyncy", pyoco::testing::fixture_dir() / "twice",
+       pyoco::testing::fixture_dir() / "busy",
        pyoco::testing::binary_dir() / "lib/pyoco/plugins"}}};
 
   Run run(const std::string& yaml, const char* params = "{}") {
@@ -267,8 +268,8 @@ BOOST_AUTO_TEST_CASE(a_callback_never_runs_beside_its_start) {
       Run r = run(std::string("flow: {graph: \"") + graph + R"yaml("}
 tasks:
   t: {use: "asyncy/overlap", timeout_sec: 20}
-  block1: {use: "std/shell", inputs: {command: "sleep 0.3"}}
-  block2: {use: "std/shell", inputs: {command: "sleep 0.3"}}
+  block1: {use: "busy/block", inputs: {seconds: 0.3}}
+  block2: {use: "busy/block", inputs: {seconds: 0.3}}
 )yaml");
       BOOST_TEST_REQUIRE((record(r, "t").state == TaskState::Succeeded), record(r, "t").error);
       BOOST_TEST(core::to_json_text(r.output("t")) == R"(["after","start"])");
@@ -296,6 +297,20 @@ BOOST_AUTO_TEST_CASE(an_output_nested_past_the_limit_fails_its_task) {
                  "every value in pyoco keeps (a bug of the task)");
     }
   }
+}
+
+// abi.h, host_timer: a timer that fell due while start() ran, and whose
+// call start() then ended itself, hears CANCELLED once start() returns (it
+// heard a stale OK and, in a C plugin, completed the call a second time).
+BOOST_AUTO_TEST_CASE(a_timer_held_back_by_start_hears_that_the_call_ended) {
+  Run r = run(R"yaml(
+flow: {graph: "t >> report"}
+tasks:
+  t: {use: "asyncy/late_timer", timeout_sec: 20}
+  report: {use: "asyncy/peek", inputs: {key: late_timer}}
+)yaml");
+  BOOST_TEST_REQUIRE((r.status() == RunStatus::Completed), record(r, "report").error);
+  BOOST_TEST(core::to_json_text(r.output("report")) == "false");
 }
 
 // abi.h: scratch refuses a value past the limits an output keeps (it is read

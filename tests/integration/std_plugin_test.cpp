@@ -633,10 +633,10 @@ BOOST_AUTO_TEST_CASE(shell_endless_output_fails_at_the_cap_and_stops_the_command
 // call. Its last lines are logged now, stdout's then stderr's.
 BOOST_AUTO_TEST_CASE(shell_timeout_logs_what_the_command_printed) {
   Run r =
-      run("flow: {graph: slow}\ntasks:\n  slow: {use: std/shell, timeout_sec: 1, inputs: {command: "
+      run("flow: {graph: slow}\ntasks:\n  slow: {use: std/shell, timeout_sec: 4, inputs: {command: "
           "'echo important-progress; echo warn-on-stderr >&2; exec sleep 600'}}\n");
   BOOST_TEST((r.status() == core::RunStatus::Failed));
-  BOOST_TEST(record(r, "slow").error == "timed out after 1 s");
+  BOOST_TEST(record(r, "slow").error == "timed out after 4 s");
   const std::vector<std::string> expected = {
       "stopping the command (timed out); the last it printed:", "stdout: important-progress",
       "stderr: warn-on-stderr"};

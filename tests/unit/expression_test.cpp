@@ -338,6 +338,13 @@ BOOST_AUTO_TEST_CASE(type_errors_surface_when_evaluated) {
       {"['a' * 10000000, 'a' * 10000000, 'a' * 10000000, 'a' * 10000000, 'a' * 10000000, 'a' * "
        "10000000, 'a' * 10000000]",
        "the expression would make more than 64 MiB of strings and lists", 121},
+      // lists that share their items stand for what they hold: a billion
+      // here, in a few KB, which a comparison walked for ever
+      {"[[[[1]*1000]*1000]*1000] == 1",
+       "the repeated list would stand for more than 16777216 items", 38},
+      // each within the limit, but more than 16,777,216 items compared in all
+      {"[[1]*2000000]*7 == [[1]*2000000]*7 and [[1]*2000000]*7 == [[1]*2000000]*7",
+       "the expression compares more than 16777216 items", 75},
       {"[1] < ['a']", "cannot order int and string", 24},
       // integers do not wrap (found by fuzz/expression.cpp; a wrap was
       // undefined behaviour, and INT64_MIN % -1 killed the process)

@@ -182,7 +182,7 @@ int parse_and_run(CLI::App& app, const CommandTable& table, int argc, char** arg
     g_out_of_memory_line =
         command_path(leaf) +
         ": out of memory; exiting (a run it was running is recorded FAILED, interrupted)\n";
-    g_terminate_before = std::set_terminate(on_terminate);
+    if (std::get_terminate() != on_terminate) g_terminate_before = std::set_terminate(on_terminate);
     try {
       code = (*action)();
     } catch (const std::bad_alloc&) {

@@ -299,11 +299,12 @@ int run_flow(const RunOptionsCli& o) {
             } else if (const char* library = plugins::library_being_loaded()) {
               // Its code runs now (static constructors, register_tasks) and
               // may never return: waiting for it would lose this interrupt.
+              // No run started: a --run-id claimed for it is free again (the
+              // store frees only a claim nothing was recorded under, should
+              // the load end meanwhile and the run begin).
+              local->release_claim();
               std::cerr << "pyoco run: interrupted while loading plugin "
                         << plugins::plugin_being_loaded() << " (" << library << "); nothing ran\n";
-              // No run started: a --run-id claimed for it is free again.
-              [[maybe_unused]] const std::string unrecorded =
-                  local->finish(std::chrono::milliseconds(0));
               std::_Exit(kExitCancelled);
             } else {
               cancel_when_started = true;

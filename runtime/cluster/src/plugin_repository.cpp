@@ -220,11 +220,13 @@ struct PluginRepository::Impl {
     purge_chunks(sha256);
   }
 
-  void purge_chunks(const std::string& sha256) {
+  // `before`: only chunks stored before that stream sequence (0: all).
+  void purge_chunks(const std::string& sha256, std::uint64_t before = 0) {
     const std::string subject = chunk_subject(sha256);
     jsOptions o;
     jsOptions_Init(&o);
     o.Stream.Purge.Subject = subject.c_str();
+    o.Stream.Purge.Sequence = before;
     js_PurgeStream(nats.handles().js, "PYOCO_PLUGINS", &o, nullptr);  // best effort
   }
 
@@ -377,9 +379,13 @@ std::size_t PluginRepository::sweep_orphan_chunks(std::chrono::seconds grace) {
       continue;  // gone meanwhile
     }
     const std::int64_t at = natsMsg_GetTime(last);
+    const std::uint64_t seq = natsMsg_GetSequence(last);
     natsMsg_Destroy(last);
-    if (at == 0 || now_ns - at < grace_ns) continue;  // a push may still be storing it
-    impl_->purge_chunks(subject.substr(chunk_subject("").size()));
+    if (at == 0 || seq == 0 || now_ns - at < grace_ns) continue;  // a push may be storing it
+    // What was looked at and no further: a push of the same package that
+    // began since (another gateway's sweep already purged, it stores anew)
+    // keeps its chunks.
+    impl_->purge_chunks(subject.substr(chunk_subject("").size()), seq + 1);
     ++purged;
   }
   return purged;

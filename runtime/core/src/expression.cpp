@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <utility>
 #include <variant>
@@ -622,10 +623,30 @@ std::optional<bool> equal_within(const Value& a, const Value& b, std::size_t& st
   }
   if (a.is_object() && b.is_object()) {
     if (a.size() != b.size()) return false;
+    // A lookup by key is a scan: a big object's keys are sorted once, so
+    // comparing two of m keys is m log m, not m squared.
+    constexpr std::size_t kScanned = 16;
+    std::vector<std::pair<std::string_view, std::size_t>> keys;
+    if (b.size() > kScanned) {
+      if (steps < b.size()) return std::nullopt;
+      steps -= b.size();
+      keys.reserve(b.size());
+      for (std::size_t i = 0; i < b.size(); ++i) keys.emplace_back(b.member(i).first, i);
+      std::sort(keys.begin(), keys.end());
+    }
     for (std::size_t i = 0; i < a.size(); ++i) {
       const auto [key, item] = a.member(i);
-      if (!b.contains(key)) return false;
-      const std::optional<bool> same = equal_within(item, b.find(key), steps);
+      Value other;
+      if (keys.empty()) {
+        if (!b.contains(key)) return false;
+        other = b.find(key);
+      } else {
+        const auto at = std::lower_bound(keys.begin(), keys.end(),
+                                         std::pair<std::string_view, std::size_t>(key, 0));
+        if (at == keys.end() || at->first != key) return false;
+        other = b.member(at->second).second;
+      }
+      const std::optional<bool> same = equal_within(item, other, steps);
       if (!same || !*same) return same;
     }
     return true;
@@ -637,17 +658,23 @@ std::optional<bool> equal_within(const Value& a, const Value& b, std::size_t& st
 // further than `cap` (then cap + 1): without recursion.
 std::size_t items_within(const Value& v, std::size_t cap) {
   if (!v.is_array() && !v.is_object()) return 1;
-  std::size_t items = 0;
-  std::vector<const ValueNode*> todo{v.node()};
-  while (!todo.empty() && items <= cap) {
-    const ValueNode* n = todo.back();
-    todo.pop_back();
+  // The containers on the way down, each with the next item to visit: as
+  // deep as the value, never as wide.
+  std::vector<std::pair<const ValueNode*, std::size_t>> stack{{v.node(), 0}};
+  std::size_t items = 1;
+  while (!stack.empty() && items <= cap) {
+    auto& [n, next] = stack.back();
+    const std::size_t size = n->kind == ValueKind::Array ? n->arr.size : n->obj.size;
+    if (next == size) {
+      stack.pop_back();
+      continue;
+    }
+    const ValueNode* item =
+        n->kind == ValueKind::Array ? n->arr.items[next] : n->obj.members[next].value;
+    ++next;
     ++items;
-    if (n == nullptr) continue;
-    if (n->kind == ValueKind::Array) {
-      for (std::size_t i = 0; i < n->arr.size; ++i) todo.push_back(n->arr.items[i]);
-    } else if (n->kind == ValueKind::Object) {
-      for (std::size_t i = 0; i < n->obj.size; ++i) todo.push_back(n->obj.members[i].value);
+    if (item != nullptr && (item->kind == ValueKind::Array || item->kind == ValueKind::Object)) {
+      stack.emplace_back(item, 0);
     }
   }
   return std::min(items, cap + 1);
@@ -868,7 +895,9 @@ class Evaluator {
       return boolean(needle.is_string() && haystack.contains(needle.as_string()));
     }
     if (haystack.is_string() && needle.is_string()) {
-      return boolean(haystack.as_string().find(needle.as_string()) != std::string_view::npos);
+      // memmem is linear (glibc's two-way search); string_view::find is not.
+      const std::string_view h = haystack.as_string(), x = needle.as_string();
+      return boolean(x.empty() || ::memmem(h.data(), h.size(), x.data(), x.size()) != nullptr);
     }
     fail(n, std::string("'in' needs a list, object or string on its right, not ") +
                 to_string(haystack.kind()));
@@ -915,7 +944,7 @@ class Evaluator {
     // Its items are shared, not copied: what it stands for is bounded too.
     if (count > 0) {
       const std::size_t each = items_within(seq, kMaxValueItems) - 1;  // seq itself not
-      if (each > 0 && count > kMaxValueItems / each) too_many_items(n, "repeated list");
+      if (each > 0 && count >= kMaxValueItems / each) too_many_items(n, "repeated list");
     }
     charge(n, 8 * seq.size() * count);
     ValueBuilder b;

@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -301,7 +302,19 @@ std::string unfit_value(const Value& v, const std::string& path) {
     const ValueNode* node;
     std::size_t next;
   };
-  std::vector<Step> stack;  // the containers on the way to the item visited
+  // The containers on the way to the item visited: never more than the
+  // depth allowed, so in place (every task's output is walked).
+  struct Stack {
+    std::array<Step, kMaxValueDepth> steps;
+    std::size_t count = 0;
+    bool empty() const { return count == 0; }
+    std::size_t size() const { return count; }
+    Step& back() { return steps[count - 1]; }
+    void push_back(Step s) { steps[count++] = s; }
+    void pop_back() { --count; }
+    const Step* begin() const { return steps.data(); }
+    const Step* end() const { return steps.data() + count; }
+  } stack;
   std::size_t items = 0;
   auto where = [&] {
     std::string at = path;

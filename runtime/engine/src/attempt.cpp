@@ -65,7 +65,7 @@ bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {
 bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
   const bool posted = run->on_strand([self = shared_from_this(), delay_ns, fn, user] {
     if (!self->live()) {
-      self->callback(fn, user, PYOCO_ERR_CANCELLED);
+      self->callback(fn, user, PYOCO_ERR_CANCELLED, true);
       return;
     }
     auto timer = std::make_unique<asio::steady_timer>(self->run->control());
@@ -76,7 +76,7 @@ bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* us
     // the result it just handed on may let the run finish meanwhile.
     timer->async_wait(
         [self, run = self->run->shared_from_this(), fn, user](boost::system::error_code ec) {
-          self->callback(fn, user, !ec && self->live() ? PYOCO_OK : PYOCO_ERR_CANCELLED);
+          self->callback(fn, user, !ec && self->live() ? PYOCO_OK : PYOCO_ERR_CANCELLED, true);
         });
     self->timers_.push_back(std::move(timer));
   });
@@ -121,20 +121,27 @@ void Attempt::started() {
     due.swap(deferred_);
   }
   if (due.empty()) return;
-  auto call_all = [due] {
-    for (const Deferred& d : due) d.fn(d.user, d.why);
+  auto call_all = [self = shared_from_this(), due = std::move(due)] {
+    for (const Deferred& d : due) {
+      // Fired while the call was live, it may have ended since (start()
+      // completed it): a timer then hears CANCELLED, never a stale OK.
+      const bool stale = d.timer && d.why == PYOCO_OK && !self->live();
+      d.fn(d.user, stale ? PYOCO_ERR_CANCELLED : d.why);
+    }
   };
-  // On the strand, in order with the call's other timer callbacks.
-  if (!run->on_strand([self = shared_from_this(), call_all] { call_all(); })) call_all();
+  // On the run's strand (the control thread, or a worker moving the run on).
+  std::shared_ptr<decltype(call_all)> once =
+      std::make_shared<decltype(call_all)>(std::move(call_all));
+  if (!run->on_strand([once] { (*once)(); })) (*once)();
 }
 
-void Attempt::callback(pyoco_callback_fn fn, void* user, pyoco_status why) {
+void Attempt::callback(pyoco_callback_fn fn, void* user, pyoco_status why, bool timer) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // Inside start() itself (it completed the call, or registered a
     // callback once the call's fate was known): at once, as always.
     if (in_start_ && start_thread_ != std::this_thread::get_id()) {
-      deferred_.push_back({fn, user, why});
+      deferred_.push_back({fn, user, why, timer});
       return;
     }
   }

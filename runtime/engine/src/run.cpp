@@ -474,10 +474,13 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
     } else {
       // An async one may complete later, from any thread: it keeps the run.
       a->starting();
+      struct Started {  // also when begin() throws: no callback waits for ever
+        Attempt& attempt;
+        ~Started() { attempt.started(); }
+      } started{*a};
       a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult result) {
         completed(a, std::move(result));
       });
-      a->started();
     }
     a->on_worker.store(false, std::memory_order_release);
     if (a->completed_on_worker) {

@@ -118,11 +118,14 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   std::vector<std::pair<pyoco_callback_fn, void*>> callbacks_;
   std::vector<std::unique_ptr<asio::steady_timer>> timers_;  // strand only
   // Calls fn(user, why) now, or once start() has returned (see starting()).
-  void callback(pyoco_callback_fn fn, void* user, pyoco_status why);
+  // A timer's (`timer`) OK turns CANCELLED if the call ended meanwhile, as
+  // abi.h promises a timer of a call that ends first.
+  void callback(pyoco_callback_fn fn, void* user, pyoco_status why, bool timer = false);
   struct Deferred {
     pyoco_callback_fn fn;
     void* user;
     pyoco_status why;
+    bool timer;
   };
   bool in_start_ = false;           // mutex_
   std::thread::id start_thread_;    // mutex_: the worker running start()

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -183,8 +184,9 @@ LoadedPlugin register_plugin(const Manifest& m) {
                     plugin_label(m) + ": cannot load " + m.library + ": it " + file.problem);
   }
 
-  const std::string loading = path.string();
-  const Loading named(loading.c_str(), m.name.c_str());
+  // Leaked, a few bytes a plugin: another thread (a signal's) may print
+  // them after this load has ended.
+  const Loading named(strdup(path.c_str()), strdup(m.name.c_str()));
   arm_exit_handlers();
   boost::dll::fs::error_code ec;
   boost::dll::shared_library lib(

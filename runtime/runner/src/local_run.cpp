@@ -167,6 +167,15 @@ void LocalRun::abandon(const std::string& reason) {
   if (history_ && run_) history_->abandon(run_->id(), reason);
 }
 
+void LocalRun::release_claim() const {
+  if (!claimed_in_) return;
+  try {
+    claimed_in_->unclaim(claimed_id_);  // only a claim nothing was recorded under
+  } catch (const store::StoreError&) {
+    // the next process recovers it as interrupted
+  }
+}
+
 std::string LocalRun::finish(std::chrono::milliseconds patience,
                              const std::function<void(const std::string&)>& on_retry) {
   finished_ = true;
@@ -177,15 +186,9 @@ std::string LocalRun::finish(std::chrono::milliseconds patience,
         trace_path_.string() + ": the trace was not written whole (a write failed: disk full?)";
   }
   if (!history_) return {};
-  if (!run_ && claimed_in_) {
-    // Nothing started under the id (start() threw: a plugin that does not
-    // load): it is free again, not a run recorded as interrupted.
-    try {
-      claimed_in_->unclaim(claimed_id_);
-    } catch (const store::StoreError&) {
-      // the next process recovers it as interrupted
-    }
-  }
+  // Nothing started under the id (start() threw: a plugin that does not
+  // load): it is free again, not a run recorded as interrupted.
+  if (!run_) release_claim();
   history_->flush(patience, on_retry);
   std::string error = history_->last_error();
   if (!error.empty()) {

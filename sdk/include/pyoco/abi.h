@@ -56,8 +56,11 @@
  * must not block; post longer work to a thread of the plugin's. A call's
  * callbacks may run at the same time as each other and as the plugin's own
  * threads (the one-thread-at-a-time rules above are the plugin's to keep),
- * never beside the call's start(): one due on another thread while start()
- * runs waits until it returns.
+ * never beside the call's start(): one the host has due while start() runs
+ * waits until it returns (then runs on a host thread of the run; a timer
+ * whose call ended meanwhile hears PYOCO_ERR_CANCELLED). One the plugin
+ * causes itself (on_cancel of a call already cancelled) runs at once on the
+ * asking thread.
  */
 #ifndef PYOCO_ABI_H
 #define PYOCO_ABI_H
@@ -331,7 +334,8 @@ typedef struct pyoco_host_api {
   /* A one-shot timer that needs no thread of the plugin's: calls fn(user,
      PYOCO_OK) after `delay_ns`, or fn(user, PYOCO_ERR_CANCELLED) when the
      call is cancelled, passes its deadline or ends first. Exactly once, on
-     the host's control thread: it must not block. */
+     the host's control thread (or, when it fell due while start() ran, on
+     a host thread of the run once start() returned): it must not block. */
   pyoco_status (*host_timer)(pyoco_context* ctx, uint64_t delay_ns, pyoco_callback_fn fn,
                              void* user);
   /* Compare-and-set on the run's scratch: when the key's value equals

@@ -104,6 +104,11 @@ class LocalRun {
   // hears why, once, so a program can say what it waits for. Call it once
   // nothing calls the two above any more.
   static constexpr std::chrono::seconds kHistoryPatience{60};
+  // Any thread, at any time (a signal's handler thread while start() runs):
+  // frees the run id claimed for this run if nothing is recorded under it
+  // yet, for a process about to leave before its run started. Touches only
+  // the claim (set once, by the constructor) and the store, which locks.
+  void release_claim() const;
   std::string finish(std::chrono::milliseconds patience = kHistoryPatience,
                      const std::function<void(const std::string&)>& on_retry = {});
 
