@@ -332,7 +332,6 @@ BOOST_AUTO_TEST_CASE(scratch_refuses_a_value_past_the_limits) {
 BOOST_AUTO_TEST_CASE(an_output_of_too_many_shared_items_fails_its_task) {
   for (const char* levels : {"20", "60"}) {
     BOOST_TEST_CONTEXT(levels) {
-      const auto t0 = std::chrono::steady_clock::now();
       Run r = run(std::string("flow: {graph: t}\ntasks:\n  t: {use: asyncy/shared, inputs: "
                               "{levels: ") +
                   levels + "}}\n");
@@ -345,8 +344,6 @@ BOOST_AUTO_TEST_CASE(an_output_of_too_many_shared_items_fails_its_task) {
                  "asyncy/shared returned a value of more than 16777216 items (a list or mapping "
                  "held n times counts n times), past the limit every value in pyoco keeps (a bug "
                  "of the task)");
-      BOOST_TEST(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() <
-                 10.0);
     }
   }
 }

@@ -258,106 +258,77 @@ bool deeper_than(const boost::json::value& value, std::size_t max_depth) {
   return false;
 }
 
-std::string non_finite_number_at(const Value& v, const std::string& path) {
-  // Without recursion: a task's output may nest as deep as it likes.
-  struct Step {
-    const ValueNode* node;
-    std::size_t next;
-  };
-  std::vector<Step> stack;
-  auto found = [&] {
-    std::string at = path;
-    for (const Step& s : stack) {
-      const std::size_t i = s.next - 1;
-      at += s.node->kind == ValueKind::Array ? "." + std::to_string(i)
-                                             : "." + std::string(s.node->obj.members[i].key);
-    }
-    return at;
-  };
-  auto visit = [&](const ValueNode* n) {
-    if (n == nullptr) return false;
-    if (n->kind == ValueKind::Double) return !std::isfinite(n->d);
-    if (n->kind == ValueKind::Array || n->kind == ValueKind::Object) stack.push_back({n, 0});
-    return false;
-  };
-  if (visit(v.node())) return path;
-  while (!stack.empty()) {
-    Step& top = stack.back();
-    const std::size_t size =
-        top.node->kind == ValueKind::Array ? top.node->arr.size : top.node->obj.size;
-    if (top.next == size) {
-      stack.pop_back();
-      continue;
-    }
-    const std::size_t i = top.next++;
-    const ValueNode* item = top.node->kind == ValueKind::Array ? top.node->arr.items[i]
-                                                               : top.node->obj.members[i].value;
-    if (visit(item)) return found();
-  }
-  return {};
-}
+namespace {
 
-std::string unfit_value(const Value& v, const std::string& path) {
+enum class Unfit { None, TooMany, TooDeep, NotFinite };
+
+// One walk of `v`, without recursion or allocation, to its first problem;
+// `at` receives the path (from `path`) of a number that is not finite.
+Unfit find_unfit(const Value& v, const std::string& path, std::string& at) {
   struct Step {
     const ValueNode* node;
     std::size_t next;
   };
   // The containers on the way to the item visited: never more than the
   // depth allowed, so in place (every task's output is walked).
-  struct Stack {
-    std::array<Step, kMaxValueDepth> steps;
-    std::size_t count = 0;
-    bool empty() const { return count == 0; }
-    std::size_t size() const { return count; }
-    Step& back() { return steps[count - 1]; }
-    void push_back(Step s) { steps[count++] = s; }
-    void pop_back() { --count; }
-    const Step* begin() const { return steps.data(); }
-    const Step* end() const { return steps.data() + count; }
-  } stack;
-  std::size_t items = 0;
-  auto where = [&] {
-    std::string at = path;
-    for (const Step& s : stack) {
-      const std::size_t i = s.next - 1;
-      at += s.node->kind == ValueKind::Array ? "." + std::to_string(i)
-                                             : "." + std::string(s.node->obj.members[i].key);
-    }
-    return at;
-  };
-  // The problem with reaching `n`, or empty.
-  auto visit = [&](const ValueNode* n) -> std::string {
-    if (++items > kMaxValueItems) {
-      return "a value of more than " + std::to_string(kMaxValueItems) +
-             " items (a list or mapping held n times counts n times), past the limit every "
-             "value in pyoco keeps";
-    }
-    if (n == nullptr) return {};
+  std::array<Step, kMaxValueDepth> stack;
+  std::size_t depth = 0, items = 0;
+  auto visit = [&](const ValueNode* n) {
+    if (++items > kMaxValueItems) return Unfit::TooMany;
+    if (n == nullptr) return Unfit::None;
     if (n->kind == ValueKind::Double && !std::isfinite(n->d)) {
-      return "a number that is not finite at " + where() + ", which JSON cannot hold";
+      at = path;
+      for (std::size_t d = 0; d < depth; ++d) {
+        const std::size_t i = stack[d].next - 1;
+        at += stack[d].node->kind == ValueKind::Array
+                  ? "." + std::to_string(i)
+                  : "." + std::string(stack[d].node->obj.members[i].key);
+      }
+      return Unfit::NotFinite;
     }
     if (n->kind == ValueKind::Array || n->kind == ValueKind::Object) {
-      if (stack.size() == kMaxValueDepth) {
-        return "a value " + std::string(kTooDeepText) +
-               ", past the limit every value in pyoco keeps";
-      }
-      stack.push_back({n, 0});
+      if (depth == kMaxValueDepth) return Unfit::TooDeep;
+      stack[depth++] = {n, 0};
     }
-    return {};
+    return Unfit::None;
   };
-  if (std::string why = visit(v.node()); !why.empty()) return why;
-  while (!stack.empty()) {
-    Step& top = stack.back();
+  if (const Unfit u = visit(v.node()); u != Unfit::None) return u;
+  while (depth > 0) {
+    Step& top = stack[depth - 1];
     const std::size_t size =
         top.node->kind == ValueKind::Array ? top.node->arr.size : top.node->obj.size;
     if (top.next == size) {
-      stack.pop_back();
+      --depth;
       continue;
     }
     const std::size_t i = top.next++;
     const ValueNode* item = top.node->kind == ValueKind::Array ? top.node->arr.items[i]
                                                                : top.node->obj.members[i].value;
-    if (std::string why = visit(item); !why.empty()) return why;
+    if (const Unfit u = visit(item); u != Unfit::None) return u;
+  }
+  return Unfit::None;
+}
+
+}  // namespace
+
+std::string non_finite_number_at(const Value& v, const std::string& path) {
+  std::string at;
+  return find_unfit(v, path, at) == Unfit::NotFinite ? at : std::string();
+}
+
+std::string unfit_value(const Value& v, const std::string& path) {
+  std::string at;
+  switch (find_unfit(v, path, at)) {
+    case Unfit::None:
+      return {};
+    case Unfit::TooMany:
+      return "a value of more than " + std::to_string(kMaxValueItems) +
+             " items (a list or mapping held n times counts n times), past the limit every "
+             "value in pyoco keeps";
+    case Unfit::TooDeep:
+      return "a value " + std::string(kTooDeepText) + ", past the limit every value in pyoco keeps";
+    case Unfit::NotFinite:
+      return "a number that is not finite at " + at + ", which JSON cannot hold";
   }
   return {};
 }

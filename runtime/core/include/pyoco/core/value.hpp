@@ -220,6 +220,8 @@ Value from_json(const boost::json::value& json);
 // parser turns `1e999999` into one: a record holding it can be written,
 // never read back.
 std::string non_finite_number_at(const boost::json::value& json, const std::string& path);
+// Of a Value: walked no further than unfit_value walks (64 levels,
+// kMaxValueItems items).
 std::string non_finite_number_at(const Value& value, const std::string& path);
 
 // How many items (lists, mappings and scalars, one counted each time it is
