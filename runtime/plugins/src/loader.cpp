@@ -12,7 +12,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -61,6 +61,14 @@ std::atomic<const char*> g_loading_plugin{nullptr};
 // Named while its code runs (static constructors, register_tasks): a
 // program may say which library a crash or an exit came from. One load at
 // a time.
+// A copy of `text` alive (and reachable) until the process ends.
+const char* kept(const std::string& text) {
+  static std::mutex mutex;
+  static auto* all = new std::deque<std::string>();  // elements never move
+  std::lock_guard lock(mutex);
+  return all->emplace_back(text).c_str();
+}
+
 class Loading {
  public:
   Loading(const char* path, const char* plugin) {
@@ -184,9 +192,9 @@ LoadedPlugin register_plugin(const Manifest& m) {
                     plugin_label(m) + ": cannot load " + m.library + ": it " + file.problem);
   }
 
-  // Leaked, a few bytes a plugin: another thread (a signal's) may print
-  // them after this load has ended.
-  const Loading named(strdup(path.c_str()), strdup(m.name.c_str()));
+  // Kept for the process's life, a few bytes a plugin: another thread (a
+  // signal's) may print them after this load has ended.
+  const Loading named(kept(path.string()), kept(m.name));
   arm_exit_handlers();
   boost::dll::fs::error_code ec;
   boost::dll::shared_library lib(
