@@ -39,12 +39,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr const char* kSleepFlow = R"(flow:
-  graph: nap
-tasks:
-  nap: {use: "std/sleep", inputs: {seconds: "$ctx.params.seconds"}}
-)";
-
 constexpr const char* kEchoFlow = R"(flow:
   graph: say
 tasks:
@@ -66,6 +60,15 @@ tasks:
   say: {use: "std/echo", inputs: {value: "hi"}}
 )";
 
+// A run that goes on until the test opens its gate (a file): how long a run
+// "already going" lasts must not depend on how fast the host is (a fixed
+// sleep ran out before the checks under the sanitizers).
+std::string gated_flow(const fs::path& gate) {
+  return "flow:\n  graph: wait\ntasks:\n  wait: {use: \"std/shell\", inputs: {command: \"while [ ! "
+         "-e '" +
+         gate.string() + "' ]; do sleep 0.05; done\"}}\n";
+}
+
 struct Cluster : WorkerCluster {
   TempDir packages, state;
   std::unique_ptr<PluginRepository> repo;
@@ -73,15 +76,17 @@ struct Cluster : WorkerCluster {
 
   Cluster() {
     repo = std::make_unique<PluginRepository>(nats);
-    write_text(flows.path() / "sleepy.yaml", kSleepFlow);
     write_text(flows.path() / "echo.yaml", kEchoFlow);
     write_text(flows.path() / "shell.yaml", kShellFlow);
     write_text(flows.path() / "needs_new.yaml", kNeedsNewFlow);
+    write_text(flows.path() / "gated.yaml", gated_flow(gate()));
     installed_std_version = plugins::pack_plugin(std_dir()).manifest.version;
   }
 
   static fs::path std_dir() { return binary_dir() / "lib/pyoco/plugins/std"; }
   fs::path plugins_dir() const { return state.path() / "plugins"; }
+  fs::path gate() const { return state.path() / "gate-open"; }
+  void open_gate() const { write_text(gate(), ""); }
 
   // A worker taking plugins from the repository into plugins_dir().
   ChildProcess& worker(const std::string& id, int slots = 1) {
@@ -208,7 +213,7 @@ BOOST_AUTO_TEST_CASE(a_pushed_version_is_used_by_new_runs_and_started_ones_keep_
   c.worker("w1", 2);
   BOOST_TEST_REQUIRE(eventually([&] { return c.worker_record("w1").has_value(); }));
 
-  c.submit("before", "sleepy", {{"seconds", 6}});
+  c.submit("before", "gated");
   const RunRecord running = c.wait_for("before", [](const RunRecord& r) {
     return r.status() == "RUNNING" && !std_version_of(r).empty();
   });
@@ -233,6 +238,7 @@ BOOST_AUTO_TEST_CASE(a_pushed_version_is_used_by_new_runs_and_started_ones_keep_
   BOOST_TEST(!fs::exists(c.plugins_dir() / "std" / ("9.0.0-" + pushed.sha256.substr(0, 12)) /
                          "pyoco-shell-guard"));
 
+  c.open_gate();
   const RunRecord before = c.wait_for("before", terminal);
   BOOST_TEST(before.status() == "COMPLETED", json::serialize(before.snapshot));
   BOOST_TEST(std_version_of(before) == c.installed_std_version);
@@ -424,7 +430,7 @@ BOOST_AUTO_TEST_CASE(old_versions_are_removed_once_no_run_uses_them) {
   c.publish_std("9.0.0");
   c.worker("w1", 2);
   BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
-  c.submit("long", "sleepy", {{"seconds", 6}});
+  c.submit("long", "gated");
   c.wait_for("long", [](const RunRecord& r) { return std_version_of(r) == "9.0.0"; });
   c.publish_std("9.3.0");
   BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.3.0"); }));
@@ -441,6 +447,7 @@ BOOST_AUTO_TEST_CASE(old_versions_are_removed_once_no_run_uses_them) {
   // 9.0.0 is older than the one before, but the long run uses it.
   std::this_thread::sleep_for(1500ms);  // a few syncs
   BOOST_TEST((versions() == std::set<std::string>{"9.0.0", "9.3.0", "9.6.0"}));
+  c.open_gate();
   BOOST_TEST(c.wait_for("long", terminal).status() == "COMPLETED");
   BOOST_TEST_REQUIRE(eventually([&] {
     return versions() == std::set<std::string>{"9.3.0", "9.6.0"};
