@@ -482,6 +482,35 @@ bool maps_library(int pid, const std::string& name) {
   });
 }
 
+// `pyoco run` of a one-task flow of the plain-C fixture `hostile`, whose
+// library misbehaves while loading as PYOCO_FIXTURE_HOSTILE says (`mode`;
+// empty: it behaves).
+struct HostileRun {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+};
+
+HostileRun hostile_run(const fs::path& dir, const std::string& mode,
+                       std::vector<std::string> extra_args = {}) {
+  std::ofstream(dir / "calm.yaml")
+      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
+  HostileRun r;
+  r.argv = {pyoco_exe().string(), "run",           (dir / "calm.yaml").string(),
+            "--non-cute",         "--plugin-path", (fixture_dir() / "hostile").string()};
+  r.argv.insert(r.argv.end(), extra_args.begin(), extra_args.end());
+  r.env = {{"PYOCO_ARTIFACT_DIR", (dir / "a").string()}, {"PYOCO_HOME", (dir / "home").string()}};
+  if (!mode.empty()) r.env["PYOCO_FIXTURE_HOSTILE"] = mode;
+  return r;
+}
+
+ProcessResult run_hostile(const fs::path& dir, const std::string& mode) {
+  HostileRun h = hostile_run(dir, mode);
+  ProcessOptions o;
+  o.cwd = dir;
+  o.env = std::move(h.env);
+  return run_pyoco(std::vector<std::string>(h.argv.begin() + 1, h.argv.end()), o);
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(ctrl_c_while_the_plugins_load_is_not_lost) {
@@ -510,46 +539,25 @@ BOOST_AUTO_TEST_CASE(sigterm_while_register_tasks_hangs_ends_the_run_at_once) {
   // A plain-C plugin whose register_tasks never returns: one SIGTERM ends
   // pyoco run (it used to take a second), and the --run-id it claimed is
   // free again: nothing ran under it.
-  std::ofstream(dir.path() / "calm.yaml")
-      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
-  const std::map<std::string, std::string> env{{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
-                                               {"PYOCO_HOME", (dir.path() / "home").string()}};
-  const std::vector<std::string> argv{pyoco_exe().string(),
-                                      "run",
-                                      (dir.path() / "calm.yaml").string(),
-                                      "--non-cute",
-                                      "--run-id",
-                                      "hung-load",
-                                      "--plugin-path",
-                                      (fixture_dir() / "hostile").string()};
-  auto hanging = env;
-  hanging["PYOCO_FIXTURE_HOSTILE"] = "hang";
-  ChildProcess p(argv, hanging, dir.path());
+  const HostileRun hanging = hostile_run(dir.path(), "hang", {"--run-id", "hung-load"});
+  ChildProcess p(hanging.argv, hanging.env, dir.path());
   BOOST_TEST_REQUIRE(maps_library(p.pid(), "libpyoco_hostile.so"));
   p.send_signal(SIGTERM);
   BOOST_TEST(p.wait(std::chrono::seconds(10)) == 130, p.out() << p.err());
   BOOST_TEST(has(p.err(), "interrupted while loading plugin hostile ("), p.err());
   BOOST_TEST(has(p.err(), "libpyoco_hostile.so); nothing ran\n"), p.err());
 
-  ChildProcess again(argv, env, dir.path());
+  const HostileRun calm = hostile_run(dir.path(), "", {"--run-id", "hung-load"});
+  ChildProcess again(calm.argv, calm.env, dir.path());
   BOOST_TEST(again.wait(std::chrono::seconds(30)) == 0, again.out() << again.err());
 }
 
 BOOST_AUTO_TEST_CASE(a_plugin_that_exits_while_loading_is_named_and_nothing_ran) {
   // exit() in register_tasks ended pyoco run with the plugin's code (3) and
   // no word; now it says so, as a crash does, and exits 2.
-  std::ofstream(dir.path() / "calm.yaml")
-      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
   for (const auto& [how, said] :
        {std::pair<std::string, std::string>{"exit", "exit(3)"}, {"quick_exit", "quick_exit()"}}) {
-    ProcessOptions o;
-    o.cwd = dir.path();
-    o.env = {{"PYOCO_FIXTURE_HOSTILE", how},
-             {"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
-             {"PYOCO_HOME", (dir.path() / "home").string()}};
-    const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
-                                       "--plugin-path", (fixture_dir() / "hostile").string()},
-                                      o);
+    const ProcessResult r = run_hostile(dir.path(), how);
     BOOST_TEST_CONTEXT(how) {
       BOOST_TEST(r.exit_code == 2, r.out << r.err);
       BOOST_TEST(r.err == "pyoco run: " + (fixture_dir() / "hostile/libpyoco_hostile.so").string() +
@@ -562,16 +570,7 @@ BOOST_AUTO_TEST_CASE(a_plugin_that_exits_while_loading_is_named_and_nothing_ran)
 }
 
 BOOST_AUTO_TEST_CASE(a_failing_register_tasks_s_message_is_escaped) {
-  std::ofstream(dir.path() / "calm.yaml")
-      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
-  ProcessOptions o;
-  o.cwd = dir.path();
-  o.env = {{"PYOCO_FIXTURE_HOSTILE", "escape"},
-           {"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
-           {"PYOCO_HOME", (dir.path() / "home").string()}};
-  const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
-                                     "--plugin-path", (fixture_dir() / "hostile").string()},
-                                    o);
+  const ProcessResult r = run_hostile(dir.path(), "escape");
   BOOST_TEST(r.exit_code != 0);
   BOOST_TEST(has(r.err, "register_tasks failed: no database \\x1b[2J here"), r.err);
   BOOST_TEST(!has(r.err, "\x1b"), r.err);
@@ -580,15 +579,7 @@ BOOST_AUTO_TEST_CASE(a_failing_register_tasks_s_message_is_escaped) {
 BOOST_AUTO_TEST_CASE(an_exit_after_the_plugins_loaded_is_left_alone) {
   // The hook is armed while a library loads only: a run that ends normally
   // keeps its own exit code and says nothing of loading.
-  std::ofstream(dir.path() / "calm.yaml")
-      << "flow: {name: calm, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n";
-  ProcessOptions o;
-  o.cwd = dir.path();
-  o.env = {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
-           {"PYOCO_HOME", (dir.path() / "home").string()}};
-  const ProcessResult r = run_pyoco({"run", (dir.path() / "calm.yaml").string(), "--non-cute",
-                                     "--plugin-path", (fixture_dir() / "hostile").string()},
-                                    o);
+  const ProcessResult r = run_hostile(dir.path(), "");
   BOOST_TEST(r.exit_code == 0, r.out << r.err);
   BOOST_TEST(!has(r.err, "while loading"), r.err);
 }
