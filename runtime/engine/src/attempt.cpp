@@ -129,10 +129,9 @@ void Attempt::started() {
       d.fn(d.user, stale ? PYOCO_ERR_CANCELLED : d.why);
     }
   };
-  // On the run's strand (the control thread, or a worker moving the run on).
-  std::shared_ptr<decltype(call_all)> once =
-      std::make_shared<decltype(call_all)>(std::move(call_all));
-  if (!run->on_strand([once] { (*once)(); })) (*once)();
+  // On the run's strand (the control thread, or a worker moving the run on);
+  // on_strand copies call_all only when it takes it, else it runs here.
+  if (!run->on_strand(call_all)) call_all();
 }
 
 void Attempt::callback(pyoco_callback_fn fn, void* user, pyoco_status why, bool timer) {
