@@ -462,7 +462,40 @@ BOOST_AUTO_TEST_CASE(slots_bound_the_runs_at_once_and_a_cancel_ends_a_running_ru
   request_cancel(c.nats, runs, "long", "test");
   BOOST_TEST(c.wait_for("long", terminal).status() == "CANCELLED");
   BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s));
-  BOOST_TEST(count_kind(events_of(c.server.url(), "long"), "run_end") == 1u);
+  const auto events = events_of(c.server.url(), "long");
+  BOOST_TEST(count_kind(events, "run_end") == 1u);
+  BOOST_TEST(count_kind(events, "run_cancelling") == 1u);  // the request's, not the worker's too
+}
+
+// A cancel of a run whose worker is dead: the run shows CANCELLING at once
+// (its run_cancelling comes from the request, not the worker, which shows
+// it no more), and the next worker handed the run ends it CANCELLED without
+// running it again.
+BOOST_AUTO_TEST_CASE(a_run_whose_worker_is_dead_shows_cancelling_at_once) {
+  Cluster c;
+  ChildProcess& first = c.worker("w1");
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("stranded", "sleepy", {{"seconds", 60}}));
+  c.wait_for("stranded", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+  first.send_signal(SIGKILL);
+  first.wait(10s);
+  BOOST_TEST(request_cancel(c.nats, runs, "stranded", "ops")->status() == "CANCELLING");
+  const auto asked = events_of(c.server.url(), "stranded");
+  BOOST_TEST_REQUIRE(count_kind(asked, "run_cancelling") == 1u);
+  const auto cancelling = std::find_if(asked.begin(), asked.end(), [](auto& e) {
+    return e.at("kind").as_string() == "run_cancelling";
+  });
+  BOOST_TEST(cancelling->at("by").as_string() == "ops");
+  BOOST_TEST(cancelling->at("status").as_string() == "CANCELLING");
+  BOOST_TEST(cancelling->at("flow").as_string() == "sleepy");
+  BOOST_TEST(count_kind(asked, "run_end") == 0u);
+
+  c.worker("w2");
+  const RunRecord r = c.wait_for("stranded", terminal, 30s);
+  BOOST_TEST(r.status() == "CANCELLED");
+  const auto events = events_of(c.server.url(), "stranded");
+  BOOST_TEST(count_kind(events, "run_cancelling") == 1u);
+  BOOST_TEST(count_kind(events, "run_end") == 1u);
 }
 
 // kill -9 of the worker mid-run: NATS delivers the job again after

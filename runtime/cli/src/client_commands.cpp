@@ -168,15 +168,18 @@ std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet
           ? trace::TraceFormat::Cute
           : trace::TraceFormat::Plain;
   std::string status;
-  // The end line names the flow as the start line does (the flow's own name,
-  // as a local run's trace): the run_end event carries the name the run was
-  // submitted under, which may differ (docs/cluster.md).
+  // The cancel and end lines name the flow as the start line does (the
+  // flow's own name, as a local run's trace): run_cancelling and run_end
+  // carry the name the run was submitted under, which may differ
+  // (docs/cluster.md).
   std::string started_flow;
   follow_watch(a, id, "", reached, [&](const json::object& v, const std::string& text) {
     auto event = trace::event_from_json(v);
     if (!event) return true;
     if (event->kind == trace::EventKind::RunStart) started_flow = event->flow;
-    if (event->kind == trace::EventKind::RunEnd && !started_flow.empty()) {
+    if ((event->kind == trace::EventKind::RunEnd ||
+         event->kind == trace::EventKind::RunCancelling) &&
+        !started_flow.empty()) {
       event->flow = started_flow;
     }
     if (quiet) {

@@ -157,7 +157,9 @@ void EventPublisher::mute(const std::string& run_id) {
 }
 
 void EventPublisher::on_event(const trace::RunEvent& e) {
-  if (e.kind == trace::EventKind::RunEnd) return;  // publish_run_end, after the record
+  // The run's one RunEnd is publish_run_end's, after the record; its
+  // run_cancelling is the one the cancel request published.
+  if (e.kind == trace::EventKind::RunEnd || e.kind == trace::EventKind::RunCancelling) return;
   std::int64_t attempt = 1;
   {
     std::lock_guard lock(impl_->mutex);
@@ -264,23 +266,44 @@ void publish_run_submitted(Connection& nats, const RunJob& job) {
   publish_once(nats, job.run_id, job.run_id + ".submitted", o);
 }
 
-void publish_run_end(Connection& nats, const RunRecord& record) {
+namespace {
+
+// What a run-level event the cluster writes from a record says of the run.
+json::object record_event(const char* kind, const RunRecord& record) {
   const json::object& s = record.snapshot;
   auto text = [&](const char* key) -> json::value {
     const json::value* v = s.if_contains(key);
     return v != nullptr ? *v : json::value(nullptr);
   };
+  return {{"kind", kind},
+          {"run_id", text("run_id")},
+          {"flow", text("flow_name")},
+          {"status", text("status")},
+          {"ts", epoch_now()}};
+}
+
+}  // namespace
+
+void publish_run_end(Connection& nats, const RunRecord& record) {
+  json::object o = record_event("run_end", record);
+  const json::object& s = record.snapshot;
+  for (const auto& [key, from] : {std::pair{"message", "error"},
+                                  {"attempt", "attempt"},
+                                  {"started_at", "start_time"},
+                                  {"ended_at", "end_time"}}) {
+    const json::value* v = s.if_contains(from);
+    o[key] = v != nullptr ? *v : json::value(nullptr);
+  }
   const std::string run_id(s.at("run_id").as_string());
-  const json::object o{{"kind", "run_end"},
-                       {"run_id", run_id},
-                       {"flow", text("flow_name")},
-                       {"status", text("status")},
-                       {"message", text("error")},
-                       {"attempt", text("attempt")},
-                       {"started_at", text("start_time")},
-                       {"ended_at", text("end_time")},
-                       {"ts", epoch_now()}};
   publish_once(nats, run_id, run_id + ".end", o);
+}
+
+void publish_run_cancelling(Connection& nats, const RunRecord& record) {
+  json::object o = record_event("run_cancelling", record);
+  const json::value* by = record.snapshot.if_contains("cancel_requested_by");
+  o["by"] = by != nullptr ? *by : json::value(nullptr);
+  const std::string run_id(record.snapshot.at("run_id").as_string());
+  publish_once(nats, run_id, run_id + ".cancelling", o);
 }
 
 }  // namespace pyoco::cluster

@@ -216,6 +216,12 @@ std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
         // A worker that pulled it meanwhile finds it gone or acks it.
         if (job_seq != 0) remove_job(nats, run_id, job_seq);
       } else {
+        // Best effort, as the message below: the record is what counts, and
+        // the run's RunEnd follows whatever happens to this event.
+        try {
+          publish_run_cancelling(nats, written);
+        } catch (const NatsError&) {
+        }
         const std::string subject = "pyoco.cancel." + run_id;
         natsConnection_Publish(nats.handles().nc, subject.c_str(), by.data(),
                                static_cast<int>(by.size()));  // the fast path; best effort

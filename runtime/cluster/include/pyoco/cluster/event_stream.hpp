@@ -88,4 +88,11 @@ void publish_run_submitted(Connection& nats, const RunJob& job);
 // "<run_id>.end". Throws NatsError when NATS does not take it.
 void publish_run_end(Connection& nats, const RunRecord& record);
 
+// The run was asked to stop, from its CANCELLING record:
+// {"kind":"run_cancelling","run_id","flow","status","by","ts"} with message
+// id "<run_id>.cancelling". Published by whoever wrote the request (a
+// worker publishes none of its own), so a watcher and the gateways' lists
+// see it at once, even while the run's worker is dead. Throws NatsError.
+void publish_run_cancelling(Connection& nats, const RunRecord& record);
+
 }  // namespace pyoco::cluster

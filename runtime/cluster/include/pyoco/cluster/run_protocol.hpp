@@ -84,7 +84,7 @@ Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& job);
 bool queue_if_pending(Connection& nats, RunRecords& runs, RunJob job);
 
 // PENDING -> CANCELLED (and its RunEnd), RUNNING -> CANCELLING (with `by`
-// and the time);
+// and the time, and its run_cancelling event);
 // a terminal or CANCELLING run is left as it is. Then `pyoco.cancel.<id>` on
 // core NATS tells the owner at once (the CAS is what counts: a missed
 // message only delays it). Nullopt when there is no such run.
