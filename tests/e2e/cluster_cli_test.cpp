@@ -24,6 +24,7 @@
 #include "gateway_process.hpp"
 #include "nats_server.hpp"
 #include "process.hpp"
+#include "sync.hpp"
 #include "temp_dir.hpp"
 
 using namespace pyoco;
@@ -767,7 +768,18 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
 
   // One that never ran a run stops as cleanly (cnats 3.4 crashed it at exit).
   auto w2 = start_worker("w2");
-  wait_state("w2", "IDLE");
+  const auto first = wait_state("w2", "IDLE");
+  // A second worker with a running one's id is refused, naming it; the
+  // registry keeps the first.
+  auto twin = start_worker("w2");
+  BOOST_TEST(twin->wait(20s) == 2, twin->out() << twin->err());
+  BOOST_TEST(twin->err().find("pyoco worker: worker id 'w2' is in use by a running worker "
+                              "(instance " +
+                              std::string(first.at("instance_id").as_string())) == 0,
+             twin->err());
+  BOOST_TEST(twin->err().find("give each worker its own --worker-id") != std::string::npos,
+             twin->err());
+  BOOST_TEST(worker_state("w2").at("instance_id") == first.at("instance_id"));
   w2->send_signal(SIGTERM);
   const int idle_code = w2->wait(20s);
   BOOST_TEST(idle_code == 0, "exit " << idle_code << ": " << w2->err());
@@ -784,6 +796,17 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   w3->wait(10s);
   const auto gone = wait_state("w3", "DISCONNECTED");
   BOOST_TEST(gone.at("running").as_array().empty(), gone);
+  // Its name is free at once (a process of this host that is gone), not
+  // after the 15 s a worker elsewhere would have to be silent.
+  const auto restarted_at = std::chrono::steady_clock::now();
+  auto again = start_worker("w3");
+  BOOST_TEST(eventually([&] {
+    const auto w = worker_state("w3");
+    return w.contains("instance_id") && w.at("instance_id") != gone.at("instance_id") &&
+           w.at("state").as_string() != "DISCONNECTED";
+  }));
+  BOOST_TEST((std::chrono::steady_clock::now() - restarted_at < 15s));
+  BOOST_TEST(!process_gone(again->pid()), again->err());
 }
 
 // GET /runs from the gateway's index: newest first, filters, pages that

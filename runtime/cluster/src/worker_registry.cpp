@@ -6,7 +6,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <string_view>
+
+#include <signal.h>
 
 namespace pyoco::cluster {
 
@@ -35,6 +39,81 @@ void put_worker_record(Connection& nats, const json::object& record) {
       kvStore_Put(nullptr, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
   kvStore_Destroy(kv);
   if (s != NATS_OK) throw_nats("cannot write worker " + key + "'s record", s);
+}
+
+namespace {
+
+// Whether `other` (a record in the bucket) is a live worker besides the one
+// whose first record is `mine`: why, or "" when its name is free.
+std::string live_holder(const json::object& other, const json::object& mine,
+                        std::chrono::milliseconds silent_after) {
+  auto text = [](const json::object& o, const char* key) -> std::string {
+    const json::value* v = o.if_contains(key);
+    return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  auto number = [](const json::object& o, const char* key) -> double {
+    const json::value* v = o.if_contains(key);
+    return v != nullptr && v->is_number() ? v->to_number<double>() : 0.0;
+  };
+  if (text(other, "instance_id") == text(mine, "instance_id")) return "";
+  if (text(other, "state") == "STOPPED_GRACEFUL") return "";
+  // Three of its beats missed (it says how often it beats), and never less
+  // than `silent_after`.
+  const double window = std::max(std::chrono::duration<double>(silent_after).count(),
+                                 3 * number(other, "progress_interval_s"));
+  const double silent = number(mine, "last_seen_at") - number(other, "last_seen_at");
+  if (silent > window) return "";
+  const std::string host = text(other, "host");
+  const auto pid = static_cast<pid_t>(number(other, "pid"));
+  if (!host.empty() && host == text(mine, "host") && pid > 0 && ::kill(pid, 0) != 0 &&
+      errno == ESRCH) {
+    return "";  // this host's, and gone (killed): its name is free at once
+  }
+  char ago[32];
+  std::snprintf(ago, sizeof ago, "%.1f", std::max(0.0, silent));
+  std::string who = "instance " + text(other, "instance_id");
+  if (!host.empty()) who += " on " + host;
+  if (pid > 0) who += ", pid " + std::to_string(pid);
+  return who + ", heard from " + ago + " s ago";
+}
+
+}  // namespace
+
+void claim_worker_id(Connection& nats, const json::object& record,
+                     std::chrono::milliseconds silent_after) {
+  kvStore* kv = open_bucket(nats, "pyoco_workers");
+  const std::string key(record.at("worker_id").as_string());
+  const std::string body = json::serialize(record);
+  natsStatus s = NATS_OK;
+  std::string holder;
+  // A write between the read and the compare-and-set: read again (twice
+  // more at most; a name fought over that hard is in use).
+  for (int tries = 0; tries < 3 && holder.empty(); ++tries) {
+    kvEntry* e = nullptr;
+    s = kvStore_Get(&e, kv, key.c_str());
+    if (s == NATS_NOT_FOUND) {
+      s = kvStore_Create(nullptr, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
+    } else if (s == NATS_OK) {
+      const std::uint64_t revision = kvEntry_Revision(e);
+      boost::system::error_code ec;
+      const json::value other = json::parse(kvEntry_ValueString(e), ec);
+      kvEntry_Destroy(e);
+      if (!ec && other.is_object()) holder = live_holder(other.as_object(), record, silent_after);
+      if (!holder.empty()) break;
+      s = kvStore_Update(nullptr, kv, key.c_str(), body.data(), static_cast<int>(body.size()),
+                         revision);
+    }
+    if (s == NATS_OK) {
+      kvStore_Destroy(kv);
+      return;
+    }
+  }
+  kvStore_Destroy(kv);
+  if (!holder.empty()) {
+    throw WorkerIdInUse("worker id '" + key + "' is in use by a running worker (" + holder +
+                        "): give each worker its own --worker-id, or stop that one first");
+  }
+  throw_nats("cannot write worker " + key + "'s record", s);
 }
 
 struct WorkerDirectory::Impl {

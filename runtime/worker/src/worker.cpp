@@ -738,6 +738,17 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   // The registry record, every progress interval and at each change of
   // state; a failed write is retried at the next beat.
   void heartbeat(const char* forced_state = nullptr) {
+    try {
+      cluster::put_worker_record(nats, record(forced_state));
+    } catch (const NatsError& e) {
+      cluster::log(cluster::LogLevel::warning, "worker: heartbeat not written",
+                   {{"worker_id", options.worker_id}, {"error", e.what()}});
+    }
+    last_beat = std::chrono::steady_clock::now();
+  }
+
+  // This worker's registry record as of now.
+  json::object record(const char* forced_state = nullptr) {
     json::array running, tags;
     bool draining = false;
     {
@@ -752,23 +763,21 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
                                                 : "RUNNING";
     const double now = cluster::epoch_now();
     json::array plugin_list = plugin_sync ? plugin_sync->status() : json::array();
-    try {
-      cluster::put_worker_record(nats, json::object{{"worker_id", options.worker_id},
-                                                    {"instance_id", instance},
-                                                    {"tags", std::move(tags)},
-                                                    {"slots", options.slots},
-                                                    {"running", std::move(running)},
-                                                    {"plugins", std::move(plugin_list)},
-                                                    {"platform", platform()},
-                                                    {"state", state},
-                                                    {"started_at", started_at},
-                                                    {"last_seen_at", now},
-                                                    {"updated_at", now}});
-    } catch (const NatsError& e) {
-      cluster::log(cluster::LogLevel::warning, "worker: heartbeat not written",
-                   {{"worker_id", options.worker_id}, {"error", e.what()}});
-    }
-    last_beat = std::chrono::steady_clock::now();
+    return json::object{
+        {"worker_id", options.worker_id},
+        {"instance_id", instance},
+        {"host", default_worker_id()},
+        {"pid", static_cast<std::int64_t>(::getpid())},
+        {"tags", std::move(tags)},
+        {"slots", options.slots},
+        {"running", std::move(running)},
+        {"plugins", std::move(plugin_list)},
+        {"platform", platform()},
+        {"state", state},
+        {"progress_interval_s", std::chrono::duration<double>(options.progress_interval).count()},
+        {"started_at", started_at},
+        {"last_seen_at", now},
+        {"updated_at", now}};
   }
 
   static std::string platform() {
@@ -1005,14 +1014,18 @@ Worker::~Worker() { drain(std::chrono::milliseconds(0)); }
 
 void Worker::start() {
   State& s = *state_;
-  s.open_plugin_sync();  // first: another worker's --plugins-dir stops it here
+  // First: a worker id a running worker has stops it here, before anything
+  // of the other's (its --plugins-dir) is touched. A worker killed on this
+  // host is known gone at once; elsewhere, after three missed beats.
+  cluster::claim_worker_id(s.nats, s.record(), std::chrono::seconds(15));
+  s.registered = true;   // from here its end is written, even if start() fails below
+  s.open_plugin_sync();  // another worker's --plugins-dir stops it here
   const natsStatus st =
       natsConnection_Subscribe(&s.cancel_sub, s.nats.handles().nc, "pyoco.cancel.*", on_cancel, &s);
   if (st != NATS_OK) cluster::throw_nats("cannot listen for cancels", st);
   // Before the first fetch: a worker that was down catches up first.
   if (s.plugin_sync) s.sync_plugins();
   s.heartbeat();
-  s.registered = true;
   for (const std::string& tag : s.options.tags) {
     s.threads.emplace_back([state = state_, tag] { state->fetch_loop(tag); });
   }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +23,19 @@ namespace pyoco::cluster {
 // Puts a worker's record (worker_id, instance_id, tags, slots, running[],
 // state RUNNING|IDLE|DRAINING|STOPPED_GRACEFUL, last_seen_at, ...).
 void put_worker_record(Connection& nats, const boost::json::object& record);
+
+// A starting worker's first record: put unless its worker_id is a live
+// worker's (another instance_id that has not stopped, heard from within
+// `silent_after`, and not a process of this host that is gone: a worker
+// restarted after kill -9 takes its name back at once). Compare-and-set, so
+// two workers starting with one name at once do not both get it. Throws
+// WorkerIdInUse naming the other worker, NatsError when NATS fails.
+class WorkerIdInUse : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+void claim_worker_id(Connection& nats, const boost::json::object& record,
+                     std::chrono::milliseconds silent_after);
 
 class WorkerDirectory {
  public:
