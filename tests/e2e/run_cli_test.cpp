@@ -693,6 +693,10 @@ BOOST_AUTO_TEST_CASE(a_deadline_fires_while_every_worker_is_held) {
     BOOST_TEST_REQUIRE(t_failed != std::string::npos, jobs << ": " << r.out);
     BOOST_TEST_REQUIRE(hold_failed != std::string::npos, jobs << ": " << r.out);
     BOOST_TEST(t_failed < hold_failed, jobs << ": " << r.out);
+    // t never got a worker: its error says so (it looked like a slow body).
+    BOOST_TEST(has(r.out, "node=t timed out after 0.1 s waiting for a free worker thread (all " +
+                              std::string(jobs) + " busy); its body never started"),
+               r.out);
     BOOST_TEST(has(r.out, "ERROR pyoco error node=hold2 timed out after 1.5 s"), r.out);
     BOOST_TEST(has(r.out, "status=FAILED"), r.out);
   }

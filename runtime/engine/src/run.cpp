@@ -453,9 +453,10 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
   // core::SmallFunction's inline room, so a task's hand-offs allocate nothing.
   executors_->post_work([self = shared_from_this(), a = std::move(a)]() {
     self->queued_bodies_.fetch_sub(1);
+    a->body_taken.store(true);
     // Abandoned while queued (cancelled, stopped, timed out): it never
     // starts, and its node has already moved on.
-    if (a->cancelled.load(std::memory_order_acquire)) {
+    if (a->cancelled.load()) {
       self->made_room();
       return;
     }
@@ -565,8 +566,17 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   n.running.reset();
   n.instance.reset();
   const double t = f->graph->nodes[i].task->timeout_sec;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "timed out after %g s", t);
+  char buf[160];
+  if (a->body_taken.load()) {
+    std::snprintf(buf, sizeof buf, "timed out after %g s", t);
+  } else {
+    // Queued all along: the deadline counts from the node's start, and
+    // every worker thread was held by other bodies (see --jobs).
+    std::snprintf(buf, sizeof buf,
+                  "timed out after %g s waiting for a free worker thread (all %u busy); its body "
+                  "never started",
+                  t, executors_->jobs());
+  }
   attempt_failed(*f, i, buf, false);
 }
 

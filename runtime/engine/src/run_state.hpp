@@ -75,6 +75,9 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   std::thread::id worker;
   std::atomic<bool> on_worker{false};
   bool completed_on_worker = false;  // that worker only
+  // A worker took the body (set before it looks at `cancelled`): a deadline
+  // that finds it unset says the body never started, not that it was slow.
+  std::atomic<bool> body_taken{false};
   // Written once by whoever completes the call, read on the strand after.
   std::optional<plugins::CallResult> result;
 
