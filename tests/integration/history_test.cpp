@@ -44,6 +44,10 @@ class CountingStore : public StateStore {
     ++writes;
     inner_->write(b);
   }
+  bool write_if_active(const Batch& b) override {
+    ++writes;
+    return inner_->write_if_active(b);
+  }
   std::vector<RunRecord> runs(const RunFilter& f) const override { return inner_->runs(f); }
   std::optional<RunRecord> run(std::string_view id) const override { return inner_->run(id); }
   std::vector<std::string> ids_with_prefix(std::string_view p, std::size_t m) const override {
@@ -582,6 +586,41 @@ BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {
   BOOST_TEST(core::to_string(store->run("alive")->status) == "RUNNING");
   BOOST_TEST(core::to_string(store->run("elsewhere")->status) == "RUNNING");
   BOOST_TEST(recover_interrupted_runs(*store).empty());  // nothing twice
+}
+
+// A store whose list of active runs was read just before a run's own
+// process wrote its end and exited (the race `pyoco runs list` ran into
+// beside runs ending): recovery finds that process gone, yet the end stands.
+class ListReadEarlier : public CountingStore {
+ public:
+  using CountingStore::CountingStore;
+  std::vector<RunRecord> runs(const RunFilter&) const override { return earlier; }
+  std::vector<RunRecord> earlier;
+};
+
+BOOST_FIXTURE_TEST_CASE(a_run_that_ended_after_the_list_was_read_keeps_its_end, HistoryFixture) {
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);  // the run's process: ended, after writing its end
+  RunRecord r;
+  r.id = "done";
+  r.flow = "f";
+  r.params = "{}";
+  r.status = core::RunStatus::Running;
+  r.started = Clock::now() - std::chrono::seconds(2);
+  r.host = this_process().host;
+  r.pid = child;
+  ListReadEarlier stale(store);
+  stale.earlier = {r};
+  r.status = core::RunStatus::Completed;
+  r.ended = Clock::now();
+  Batch b;
+  b.runs.push_back(r);
+  store->write(b);
+
+  BOOST_TEST(recover_interrupted_runs(stale).empty());
+  BOOST_TEST(core::to_string(store->run("done")->status) == "COMPLETED");
+  BOOST_TEST(store->run("done")->reason.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

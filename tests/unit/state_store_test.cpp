@@ -319,6 +319,33 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_cancel_request_survives_later_writes, S, Stores)
   BOOST_TEST(store->run("r")->cancel_requested);
 }
 
+// Recovery's write: an end found abandoned never overwrites the end the
+// run's own process wrote after the read that found it active (`pyoco runs
+// list` beside runs ending marked COMPLETED runs FAILED "interrupted").
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_write_if_active_never_overwrites_an_end, S, Stores) {
+  S s;
+  auto store = s.open();
+  Batch running;
+  running.runs.push_back(make_run("r", 1, core::RunStatus::Running));
+  store->write(running);
+  Batch interrupted;
+  interrupted.runs.push_back(make_run("r", 1, core::RunStatus::Failed));
+  interrupted.runs.back().reason = "interrupted";
+
+  Batch completed;
+  completed.runs.push_back(make_run("r", 1, core::RunStatus::Completed));
+  store->write(completed);  // its own process, between the read and the write
+  BOOST_TEST(!store->write_if_active(interrupted));
+  BOOST_TEST(core::to_string(store->run("r")->status) == "COMPLETED");
+  BOOST_TEST(store->run("r")->reason.empty());
+
+  store->write(running);
+  BOOST_TEST(store->write_if_active(interrupted));
+  BOOST_TEST(core::to_string(store->run("r")->status) == "FAILED");
+  BOOST_TEST(store->run("r")->reason == "interrupted");
+  BOOST_TEST(!store->write_if_active(interrupted));  // ended: once
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(ids_resolve_from_unambiguous_prefixes, S, Stores) {
   S s;
   auto store = s.open();

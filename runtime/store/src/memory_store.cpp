@@ -22,6 +22,22 @@ class MemoryStateStore final : public StateStore {
  public:
   void write(const Batch& batch) override {
     std::lock_guard lock(mutex_);
+    write_locked(batch);
+  }
+
+  bool write_if_active(const Batch& batch) override {
+    std::lock_guard lock(mutex_);
+    for (const RunRecord& r : batch.runs) {
+      auto it = runs_.find(r.id);
+      if (it == runs_.end() || core::is_terminal(it->second.run.status)) return false;
+    }
+    write_locked(batch);
+    return true;
+  }
+
+ private:
+  // write()'s work: the caller holds mutex_.
+  void write_locked(const Batch& batch) {
     for (const RunRecord& r : batch.runs) {
       auto [it, fresh] = runs_.try_emplace(r.id);
       const bool requested = !fresh && it->second.run.cancel_requested;
@@ -56,6 +72,7 @@ class MemoryStateStore final : public StateStore {
     }
   }
 
+ public:
   std::vector<RunRecord> runs(const RunFilter& filter) const override {
     std::lock_guard lock(mutex_);
     std::vector<RunRecord> out;

@@ -55,8 +55,9 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     Batch batch;
     if (!tasks.empty()) batch.tasks.push_back(TaskPages::all(run.id, tasks));
     batch.runs.push_back(run);
-    store.write(batch);
-    recovered.push_back(run.id);
+    // Its process may have written its end (and exited) since the read
+    // above: that end stands.
+    if (store.write_if_active(batch)) recovered.push_back(run.id);
   }
   return recovered;
 }

@@ -370,69 +370,25 @@ class SqliteStateStore final : public StateStore {
   void write(const Batch& batch) override {
     std::lock_guard lock(mutex_);
     WriteTransaction tx(db_);
-    Statement run(db_, (std::string(kInsertRun) +
-                        "ON CONFLICT(id) DO UPDATE SET flow=excluded.flow, "
-                        "flow_file=excluded.flow_file, params=excluded.params, "
-                        "status=excluded.status, reason=excluded.reason, "
-                        "started_us=excluded.started_us, ended_us=excluded.ended_us, "
-                        "duration_ms=excluded.duration_ms, host=excluded.host, "
-                        "pid=excluded.pid, pid_start=excluded.pid_start, plugins=excluded.plugins")
-                           .c_str());
-    for (const RunRecord& r : batch.runs) bind_run(run, r).run();
-    // Pages whose run was trimmed away meanwhile are dropped, not an error.
-    Statement page(db_,
-                   "INSERT INTO task_pages(run_id, page, tasks) SELECT ?1,?2,?3 "
-                   "WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1) "
-                   "ON CONFLICT(run_id, page) DO UPDATE SET tasks=excluded.tasks");
-    Statement cut(db_, "DELETE FROM task_pages WHERE run_id=?1 AND page>=?2");
-    for (const TaskPages& pages : batch.tasks) {
-      for (const std::uint32_t p : pages.pages) {
-        const std::size_t first = std::size_t{p} * kTasksPerPage;
-        if (first >= pages.tasks.size()) continue;
-        const auto records = pages.tasks.subspan(
-            first, std::min<std::size_t>(kTasksPerPage, pages.tasks.size() - first));
-        page.bind(1, pages.run_id)
-            .bind(2, static_cast<std::int64_t>(p))
-            .bind(3, encode_task_page(records, static_cast<std::uint32_t>(first)))
-            .run();
-      }
-      if (pages.whole) {
-        cut.bind(1, pages.run_id)
-            .bind(2, static_cast<std::int64_t>((pages.tasks.size() + kTasksPerPage - 1) /
-                                               kTasksPerPage))
-            .run();
-      }
-    }
-    Statement log(db_,
-                  "INSERT OR IGNORE INTO logs(run_id, seq, time_us, node, level, message) "
-                  "SELECT ?1,?2,?3,?4,?5,?6 WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1)");
-    for (const auto& [id, l] : batch.logs) {
-      log.bind(1, id)
-          .bind(2, static_cast<std::int64_t>(l.seq))
-          .bind(3, to_us(l.time))
-          .bind(4, l.node)
-          .bind(5, static_cast<std::int64_t>(l.level))
-          .bind(6, l.message)
-          .run();
-    }
-    Statement output(db_,
-                     "INSERT OR REPLACE INTO outputs(run_id, seq, node, bytes, value, dropped) "
-                     "SELECT ?1,?2,?3,?4,?5,?6 WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1)");
-    for (const auto& [id, o] : batch.outputs) {
-      output.bind(1, id)
-          .bind(2, static_cast<std::int64_t>(o.seq))
-          .bind(3, o.node)
-          .bind(4, static_cast<std::int64_t>(o.bytes));
-      if (o.dropped.empty()) {
-        output.bind(5, o.json);
-      } else {
-        output.bind_null(5);
-      }
-      output.bind(6, o.dropped).run();
-    }
-    Statement alive(db_, "UPDATE runs SET duration_ms=?2 WHERE id=?1 AND ended_us=0");
-    for (const auto& [id, ms] : batch.alive) alive.bind(1, id).bind(2, ms).run();
+    write_locked(batch);
     tx.commit();
+  }
+
+  bool write_if_active(const Batch& batch) override {
+    std::lock_guard lock(mutex_);
+    WriteTransaction tx(db_);
+    Statement status(db_, "SELECT status FROM runs WHERE id=?");
+    for (const RunRecord& r : batch.runs) {
+      status.bind(1, r.id);
+      const bool active =
+          status.step() && (status.text(0) == "PENDING" || status.text(0) == "RUNNING" ||
+                            status.text(0) == "CANCELLING");
+      status.reset();
+      if (!active) return false;  // rolled back: nothing written
+    }
+    write_locked(batch);
+    tx.commit();
+    return true;
   }
 
   std::vector<RunRecord> runs(const RunFilter& filter) const override {
@@ -583,6 +539,72 @@ class SqliteStateStore final : public StateStore {
   }
 
  private:
+  // write()'s work: the caller holds mutex_ and a write transaction.
+  void write_locked(const Batch& batch) {
+    Statement run(db_, (std::string(kInsertRun) +
+                        "ON CONFLICT(id) DO UPDATE SET flow=excluded.flow, "
+                        "flow_file=excluded.flow_file, params=excluded.params, "
+                        "status=excluded.status, reason=excluded.reason, "
+                        "started_us=excluded.started_us, ended_us=excluded.ended_us, "
+                        "duration_ms=excluded.duration_ms, host=excluded.host, "
+                        "pid=excluded.pid, pid_start=excluded.pid_start, plugins=excluded.plugins")
+                           .c_str());
+    for (const RunRecord& r : batch.runs) bind_run(run, r).run();
+    // Pages whose run was trimmed away meanwhile are dropped, not an error.
+    Statement page(db_,
+                   "INSERT INTO task_pages(run_id, page, tasks) SELECT ?1,?2,?3 "
+                   "WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1) "
+                   "ON CONFLICT(run_id, page) DO UPDATE SET tasks=excluded.tasks");
+    Statement cut(db_, "DELETE FROM task_pages WHERE run_id=?1 AND page>=?2");
+    for (const TaskPages& pages : batch.tasks) {
+      for (const std::uint32_t p : pages.pages) {
+        const std::size_t first = std::size_t{p} * kTasksPerPage;
+        if (first >= pages.tasks.size()) continue;
+        const auto records = pages.tasks.subspan(
+            first, std::min<std::size_t>(kTasksPerPage, pages.tasks.size() - first));
+        page.bind(1, pages.run_id)
+            .bind(2, static_cast<std::int64_t>(p))
+            .bind(3, encode_task_page(records, static_cast<std::uint32_t>(first)))
+            .run();
+      }
+      if (pages.whole) {
+        cut.bind(1, pages.run_id)
+            .bind(2, static_cast<std::int64_t>((pages.tasks.size() + kTasksPerPage - 1) /
+                                               kTasksPerPage))
+            .run();
+      }
+    }
+    Statement log(db_,
+                  "INSERT OR IGNORE INTO logs(run_id, seq, time_us, node, level, message) "
+                  "SELECT ?1,?2,?3,?4,?5,?6 WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1)");
+    for (const auto& [id, l] : batch.logs) {
+      log.bind(1, id)
+          .bind(2, static_cast<std::int64_t>(l.seq))
+          .bind(3, to_us(l.time))
+          .bind(4, l.node)
+          .bind(5, static_cast<std::int64_t>(l.level))
+          .bind(6, l.message)
+          .run();
+    }
+    Statement output(db_,
+                     "INSERT OR REPLACE INTO outputs(run_id, seq, node, bytes, value, dropped) "
+                     "SELECT ?1,?2,?3,?4,?5,?6 WHERE EXISTS(SELECT 1 FROM runs WHERE id=?1)");
+    for (const auto& [id, o] : batch.outputs) {
+      output.bind(1, id)
+          .bind(2, static_cast<std::int64_t>(o.seq))
+          .bind(3, o.node)
+          .bind(4, static_cast<std::int64_t>(o.bytes));
+      if (o.dropped.empty()) {
+        output.bind(5, o.json);
+      } else {
+        output.bind_null(5);
+      }
+      output.bind(6, o.dropped).run();
+    }
+    Statement alive(db_, "UPDATE runs SET duration_ms=?2 WHERE id=?1 AND ended_us=0");
+    for (const auto& [id, ms] : batch.alive) alive.bind(1, id).bind(2, ms).run();
+  }
+
   static constexpr std::string_view kInsertRun =
       "INSERT INTO runs(id, flow, flow_file, params, status, reason, started_us, ended_us, "
       "duration_ms, host, pid, pid_start, plugins) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ";

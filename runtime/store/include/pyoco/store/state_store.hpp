@@ -135,6 +135,12 @@ class StateStore {
 
   // All of it or none of it. Run upserts keep cancel_requested as it is.
   virtual void write(const Batch& batch) = 0;
+  // write(), only if every run of `batch` is still active (PENDING, RUNNING
+  // or CANCELLING) in the store, checked in the same transaction: false,
+  // writing nothing, when one has ended meanwhile. The end of a run found
+  // abandoned (recovery) never overwrites the end its own process wrote
+  // between the read that found it active and this write.
+  virtual bool write_if_active(const Batch& batch) = 0;
 
   // Newest first.
   virtual std::vector<RunRecord> runs(const RunFilter& filter) const = 0;
