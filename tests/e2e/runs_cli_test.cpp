@@ -513,7 +513,15 @@ BOOST_AUTO_TEST_CASE(a_run_waits_for_a_locked_history_and_is_recorded_when_it_fr
                    "history"),
                impatient->err());
   }
+  // A --run-id cannot be claimed while another process holds the lock: the
+  // run does not start (two runs given one id both ran, one of them lost).
+  auto named =
+      background({"run", flow("chain.yaml").string(), "--non-cute", "--run-id", "held-id"});
   auto run = background({"run", flow("chain.yaml").string(), "--non-cute"});
+  BOOST_TEST(named->wait(std::chrono::seconds(40)) == 2, named->out() << named->err());
+  BOOST_TEST(has(named->err(), "held-id: cannot claim this run id in the history ("), named->err());
+  BOOST_TEST(has(named->err(), "nothing ran: try again once the history is free"), named->err());
+  BOOST_TEST(!has(named->out(), "start node="), named->out());
   const bool waits =
       eventually([&] { return has(run->err(), "the run history cannot be written yet"); },
                  std::chrono::seconds(40));
@@ -530,7 +538,7 @@ BOOST_AUTO_TEST_CASE(a_run_waits_for_a_locked_history_and_is_recorded_when_it_fr
   BOOST_TEST(has(run->out(), "status=COMPLETED"), run->out());
   BOOST_TEST(!has(run->err(), "warning"), run->err());
   const auto runs = runs_json();
-  BOOST_TEST_REQUIRE(runs.size() == 2u);  // both runs, the second whole
+  BOOST_TEST_REQUIRE(runs.size() == 2u);  // both runs, the second whole; not held-id
   BOOST_TEST(str(runs[0].at("status")) == "COMPLETED");
   BOOST_TEST(show_json(str(runs[0].at("run_id"))).at("tasks").as_array().size() == 3u);
 }

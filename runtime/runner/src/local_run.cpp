@@ -113,8 +113,17 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
         claim.pid_start = me.start;
         known = !setup.history->claim(claim);
         if (!known) claimed_in_ = setup.history, claimed_id_ = setup.run_id;
-      } catch (const store::StoreError&) {
-        // a history that cannot be written has nothing to collide with
+      } catch (const store::StoreError& e) {
+        // A damaged or read-only history will not take this run either: it
+        // has nothing to collide with. One locked (or a full disk) may take
+        // another run under this id meanwhile and this one's writes after:
+        // the id cannot be promised, so nothing runs.
+        if (e.transient()) {
+          throw SetupError(SetupError::Setting::RunId,
+                           setup.run_id + ": cannot claim this run id in the history (" + e.what() +
+                               "); nothing ran: try again once the history is free, or run "
+                               "without --run-id");
+        }
       }
       if (known) {
         throw SetupError(
