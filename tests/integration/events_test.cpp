@@ -53,6 +53,44 @@ TaskFn talk() {
 
 BOOST_AUTO_TEST_SUITE(events)
 
+// A log line of megabytes is cut at 1 MiB, at a character's start, and says
+// so: 40 such lines held gigabytes and made another task's deadline late.
+BOOST_AUTO_TEST_CASE(a_log_line_past_one_mib_is_cut_saying_so) {
+  Engine engine(EngineOptions{2, {}});
+  pyoco::testing::TempDir dir;
+  auto recorder = std::make_shared<pyoco::testing::EventLog>();
+  RunOptions o;
+  o.listener = recorder;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  // "é" is two bytes: 1 MiB falls inside one, so the cut steps back.
+  std::string huge = "x";
+  while (huge.size() < 3 * (std::size_t{1} << 20)) huge += "\xc3\xa9";
+  o.local_tasks = {{"t/loud", [huge](TaskCall& call, const Value&) {
+                      call.log(huge);
+                      call.log("short");
+                      return Value();
+                    }}};
+  Run r = engine.start(compile(R"yaml(
+flow: {graph: a}
+tasks:
+  a: {use: "t/loud"}
+)yaml"),
+                       std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  std::vector<std::string> lines;
+  for (const auto& e : recorder->events()) {
+    if (e.kind == EventKind::Log) lines.push_back(e.message);
+  }
+  BOOST_TEST_REQUIRE(lines.size() == 2u);
+  const std::string suffix = " ... (cut: the line was " + std::to_string(huge.size()) +
+                             " bytes, more than the 1 MiB a log line may hold)";
+  BOOST_TEST_REQUIRE(lines[0].ends_with(suffix));
+  const std::string kept = lines[0].substr(0, lines[0].size() - suffix.size());
+  BOOST_TEST(kept.size() == (std::size_t{1} << 20) - 1);  // before the é that 1 MiB splits
+  BOOST_TEST(huge.starts_with(kept));
+  BOOST_TEST(lines[1] == "short");
+}
+
 BOOST_AUTO_TEST_CASE(each_run_has_one_order_with_its_log_lines_before_its_end) {
   Engine engine(EngineOptions{2, {}});
   pyoco::testing::TempDir dir;

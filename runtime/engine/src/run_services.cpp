@@ -11,9 +11,30 @@ namespace pyoco {
 // strand, so every view sees one order. A line written after its task was
 // abandoned (deadline, cancel) is still recorded while the run lasts; one
 // written after the run's end is dropped.
+namespace {
+
+// The most of one log line a run carries (1 MiB): a task logging lines of
+// megabytes made every copy and every sink pay for them (gigabytes held,
+// other tasks' deadlines late); the history keeps 1 MiB of a task's log,
+// and the cluster's events fit about as much.
+constexpr std::size_t kMaxLogLine = std::size_t{1} << 20;
+
+// The first kMaxLogLine bytes, cut at a character's start so the line stays
+// UTF-8, and what was cut.
+std::string cut_log_line(std::string_view message) {
+  std::size_t at = kMaxLogLine;
+  while (at > 0 && (static_cast<unsigned char>(message[at]) & 0xC0) == 0x80) --at;
+  return std::string(message.substr(0, at)) + " ... (cut: the line was " +
+         std::to_string(message.size()) + " bytes, more than the 1 MiB a log line may hold)";
+}
+
+}  // namespace
+
 void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
                         std::string_view message) {
   if (listener_ == nullptr) return;
+  std::string cut;
+  if (message.size() > kMaxLogLine) message = cut = cut_log_line(message);
   auto emit_now = [this, call, level](std::string_view text) {
     if (core::is_terminal(status())) return;
     trace::RunEvent e{};
@@ -32,7 +53,8 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
   if (serial_.running_in_this_thread()) {
     emit_now(message);
   } else {
-    on_strand([emit_now, text = std::string(message)] { emit_now(text); });
+    on_strand(
+        [emit_now, text = cut.empty() ? std::string(message) : std::move(cut)] { emit_now(text); });
   }
 }
 
