@@ -124,13 +124,14 @@ BOOST_AUTO_TEST_CASE(trace_file_gets_plain_lines_too) {
   BOOST_TEST(has(text.str(), "INFO pyoco end flow=hello_pyoco status=COMPLETED"), text.str());
   BOOST_TEST(has(r.out, "🥕 done flow=hello_pyoco"));
   BOOST_TEST(r.err.empty(), r.err);
-  // A trace file that cannot be written (a full disk) is said, not lost
-  // silently; the run itself is not failed for it.
+  // A trace file that cannot be written (a full disk) is said, with the
+  // reason, not lost silently; as for standard output the run is recorded
+  // COMPLETED and the exit code (1) says its trace is not whole.
   const ProcessResult full = pyoco({"run", hello().string(), "--trace-file", "/dev/full"});
-  BOOST_TEST(full.exit_code == 0);
+  BOOST_TEST(full.exit_code == 1);
   BOOST_TEST(has(full.err,
-                 "pyoco run: warning: --trace-file /dev/full: the trace was not "
-                 "written whole (a write failed: disk full?)"),
+                 "pyoco run: --trace-file /dev/full: the trace was not "
+                 "written whole (a write failed: No space left on device)"),
              full.err);
 }
 

@@ -447,13 +447,15 @@ int run_flow(const RunOptionsCli& o) {
       !e.empty()) {
     std::cerr << "pyoco run: warning: " << printable(e) << '\n';
   }
-  if (!local->trace_file_error().empty()) {
-    std::cerr << "pyoco run: warning: --trace-file " << printable(local->trace_file_error())
-              << '\n';
+  const bool trace_lost = !local->trace_file_error().empty();
+  if (trace_lost) {
+    std::cerr << "pyoco run: --trace-file " << printable(local->trace_file_error()) << '\n';
   }
   switch (started->status()) {
     case core::RunStatus::Completed:
-      return kExitOk;
+      // As a trace lost on standard output: the run is recorded, the exit
+      // code says its trace is not whole.
+      return trace_lost ? kExitFailed : kExitOk;
     case core::RunStatus::Cancelled:
       return kExitCancelled;
     default:

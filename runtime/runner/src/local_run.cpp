@@ -191,8 +191,9 @@ std::string LocalRun::finish(std::chrono::milliseconds patience,
   if (run_) run_->wait();  // what the history records is the run's end
   events_->flush();
   if (trace_file_ && !trace_file_->flush()) {
-    trace_file_error_ =
-        trace_path_.string() + ": the trace was not written whole (a write failed: disk full?)";
+    const int why = trace::first_write_error(*trace_file_);
+    trace_file_error_ = trace_path_.string() + ": the trace was not written whole (a write failed" +
+                        (why != 0 ? std::string(": ") + std::strerror(why) : std::string()) + ")";
   }
   if (!history_) return {};
   // Nothing started under the id (start() threw: a plugin that does not

@@ -36,6 +36,7 @@ class AppendFileBuffer final : public std::streambuf {
       const ssize_t n = ::write(fd_, pending_.data() + done, pending_.size() - done);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
+        if (error_ == 0) error_ = n < 0 ? errno : ENOSPC;
         pending_.clear();
         return -1;
       }
@@ -48,18 +49,28 @@ class AppendFileBuffer final : public std::streambuf {
  private:
   int fd_;
   std::string pending_;
+  int error_ = 0;  // the first failed write's errno
+
+ public:
+  int error() const { return error_; }
 };
 
 class AppendFile final : public std::ostream {
  public:
   explicit AppendFile(int fd) : std::ostream(nullptr), buffer_(fd) { rdbuf(&buffer_); }
   ~AppendFile() override { flush(); }
+  int error() const { return buffer_.error(); }
 
  private:
   AppendFileBuffer buffer_;
 };
 
 }  // namespace
+
+int first_write_error(const std::ostream& file) {
+  const auto* f = dynamic_cast<const AppendFile*>(&file);
+  return f != nullptr ? f->error() : 0;
+}
 
 std::shared_ptr<std::ostream> open_append_file(const std::filesystem::path& path) {
   // O_NONBLOCK: a FIFO that no process reads fails at once (ENXIO), where

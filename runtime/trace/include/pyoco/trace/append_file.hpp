@@ -16,4 +16,8 @@ namespace pyoco::trace {
 // cannot be (errno says why). A failed write sets the stream's badbit.
 std::shared_ptr<std::ostream> open_append_file(const std::filesystem::path& path);
 
+// Why the first write of such a file failed (its errno), 0 while none has:
+// the stream's badbit only says that one did.
+int first_write_error(const std::ostream& file);
+
 }  // namespace pyoco::trace
