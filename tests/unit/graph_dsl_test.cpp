@@ -174,6 +174,8 @@ BOOST_AUTO_TEST_CASE(mistakes_name_the_problem_at_its_line_and_column) {
       {"", "the graph is empty", 1, 1},
       {"# only a comment", "the graph is empty", 1, 17},
       {"a >> $b", "unexpected character '$'", 1, 6},
+      {"foreach(over=params.items) { a }",
+       "unexpected character '.'; an expression is written in {{ }}: over={{params.items}}", 1, 20},
       {"a \xE2\x87\x92 b", "unexpected character '\xE2\x87\x92'", 1, 3},  // ⇒, whole
       {"first: ",
        "expected a name after ':' (name: task, or name: switch/loop(...)), found end of graph", 1,

@@ -684,6 +684,19 @@ class Schema {
   // and values past `max` are errors, not overflows at run time.
   double number(const Doc& d, const std::string& key, double min, bool min_exclusive, double max,
                 const char* max_hint) const {
+    if (d.kind == Doc::Kind::Scalar && d.scalar.is_string()) {
+      // YAML's float words: kept as text (no value in pyoco is NaN or
+      // infinite), but what they meant is a number, and the error says so.
+      std::string_view t = d.scalar.as_string();
+      if (t == ".nan" || t == ".NaN" || t == ".NAN") {
+        fail(d.where, key + ": expected a number, found " + std::string(t) + " (not a number)");
+      }
+      if (!t.empty() && (t.front() == '-' || t.front() == '+')) t.remove_prefix(1);
+      if (t == ".inf" || t == ".Inf" || t == ".INF") {
+        fail(d.where, key + ": expected a finite number, found " +
+                          std::string(d.scalar.as_string()) + " (infinity)");
+      }
+    }
     if (d.kind != Doc::Kind::Scalar || !d.scalar.is_number()) {
       fail(d.where, key + ": expected a number, found " + kind_name(d));
     }

@@ -201,8 +201,8 @@ class Lexer {
             // The whole character, as the file shows it: not its first byte.
             const auto lead = static_cast<unsigned char>(c);
             const std::size_t n = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-            throw FlowError(here(),
-                            "unexpected character '" + printable(text_.substr(i_, n)) + "'");
+            throw FlowError(here(), "unexpected character '" + printable(text_.substr(i_, n)) +
+                                        "'" + expression_hint());
           }
         }
         out.push_back({k, std::string(1, c), here()});
@@ -214,6 +214,23 @@ class Lexer {
   }
 
  private:
+  // At a '.' in an argument (`over=params.items`): the value was meant as
+  // an expression, which the graph takes in {{ }} only.
+  std::string expression_hint() const {
+    if (text_[i_] != '.') return "";
+    auto word = [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_' || ch == '.' ||
+             ch == '$';
+    };
+    std::size_t from = i_, to = i_;
+    while (from > 0 && word(text_[from - 1])) --from;
+    while (to < text_.size() && word(text_[to])) ++to;
+    if (from == 0 || text_[from - 1] != '=') return "";
+    std::size_t key = from - 1;
+    while (key > 0 && word(text_[key - 1])) --key;
+    return "; an expression is written in {{ }}: " + printable(text_.substr(key, from - 1 - key)) +
+           "={{" + printable(text_.substr(from, to - from)) + "}}";
+  }
   SourceLocation here() const {
     SourceLocation w = origin_;
     if (w.line > 0) w.line += line_ - 1;
