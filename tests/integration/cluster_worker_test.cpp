@@ -46,6 +46,13 @@ tasks:
   hold: {use: "busy/block", inputs: {seconds: "$ctx.params.seconds"}}
 )";
 
+// As kBlockFlow, held until the file `gate` exists (or `seconds` is over).
+constexpr const char* kGatedBlockFlow = R"(flow:
+  graph: hold
+tasks:
+  hold: {use: "busy/block", inputs: {seconds: "$ctx.params.seconds", gate: "$ctx.params.gate"}}
+)";
+
 constexpr const char* kSleepFlow = R"(flow:
   graph: nap
 tasks:
@@ -58,6 +65,7 @@ struct Cluster : WorkerCluster {
     write_text(flows.path() / "hello.yaml", read_text(source_dir() / "examples/hello/flow.yaml"));
     write_text(flows.path() / "sleepy.yaml", kSleepFlow);
     write_text(flows.path() / "block.yaml", kBlockFlow);
+    write_text(flows.path() / "gated_block.yaml", kGatedBlockFlow);
   }
 
   RunJob job(const std::string& id, const std::string& flow, json::object params = {}) {
@@ -674,9 +682,14 @@ BOOST_AUTO_TEST_CASE(a_saturated_pool_starves_neither_progress_nor_cancel) {
   Cluster c;
   c.worker("w1", 2, {"--jobs", "1", "--plugin-path", (fixture_dir() / "busy").string()});
   RunRecords runs(c.nats);
-  submit_run(c.nats, runs, c.job("holder", "block", {{"seconds", 3.5}}));  // AckWait is 2 s
+  // The holder holds the one thread until the test opens its gate (past
+  // the 2 s AckWait by then): a fixed hold could run out before the checks
+  // on a slow host. The queued body would hold it 30 s if it ever ran.
+  const std::filesystem::path gate = c.flows.path() / "holder-gate";
+  submit_run(c.nats, runs,
+             c.job("holder", "gated_block", {{"seconds", 120}, {"gate", gate.string()}}));
   c.wait_for("holder", [](const RunRecord& r) { return r.status() == "RUNNING"; });
-  submit_run(c.nats, runs, c.job("queued", "block", {{"seconds", 3.5}}));
+  submit_run(c.nats, runs, c.job("queued", "block", {{"seconds", 30}}));
   c.wait_for("queued", [](const RunRecord& r) { return r.status() == "RUNNING"; });
 
   // The worker's record is kept fresh while its pool is held.
@@ -699,18 +712,22 @@ BOOST_AUTO_TEST_CASE(a_saturated_pool_starves_neither_progress_nor_cancel) {
   request_cancel(c.nats, runs, "queued", "test");
   BOOST_TEST(c.wait_for("queued", terminal).status() == "CANCELLED");
   const auto took = std::chrono::steady_clock::now() - asked;
-  BOOST_TEST((took < 1s), std::chrono::duration<double>(took).count() << " s");
+  // Ended at once, not after the holder: that one holds until the gate opens.
+  BOOST_TEST((took < 3s), std::chrono::duration<double>(took).count() << " s");
+  BOOST_TEST(!runs.get("holder")->terminal());
 
+  write_text(gate, "");
   const RunRecord held = c.wait_for("holder", terminal, 30s);
   BOOST_TEST(held.status() == "COMPLETED");
   BOOST_TEST(held.snapshot.at("attempt").as_int64() == 1);  // progress acks held it
   BOOST_TEST(count_kind(events_of(c.server.url(), "queued"), "run_end") == 1u);
   // The cancelled run's queued body never ran: the one thread is free for
-  // the next run at once (it would be held 3.5 s more otherwise).
+  // the next run at once (it would be held 30 s more otherwise).
   const auto next = std::chrono::steady_clock::now();
   submit_run(c.nats, runs, c.job("next", "hello"));
-  BOOST_TEST(c.wait_for("next", terminal).status() == "COMPLETED");
-  BOOST_TEST((std::chrono::steady_clock::now() - next < 2s));
+  BOOST_TEST(c.wait_for("next", terminal, 60s).status() == "COMPLETED");
+  const auto next_took = std::chrono::steady_clock::now() - next;
+  BOOST_TEST((next_took < 10s), std::chrono::duration<double>(next_took).count() << " s");
 }
 
 // A delivery of a run whose record shows another live owner (its lease not
