@@ -621,6 +621,10 @@ BOOST_AUTO_TEST_CASE(every_run_ends_once_across_a_nats_kill_and_restart) {
   constexpr int kRuns = 200;  // each naps 50 ms: 2 x 2 slots take 2.5 s at least
   std::atomic<int> submitted{0};
   std::atomic<int> retries{0};
+  // Half the runs go in before the kill, the rest after it: the submitter
+  // waits here after its 100th until the test has killed NATS (on a slow
+  // host it could otherwise have submitted them all before the kill).
+  Gate killed;
   std::thread submitter([&] {
     // A connection of its own, as a client has; it rides out the outage.
     Connection nats{{.servers = {c.server.url()}}};
@@ -639,6 +643,7 @@ BOOST_AUTO_TEST_CASE(every_run_ends_once_across_a_nats_kill_and_restart) {
         }
       }
       ++submitted;
+      if (i + 1 == kRuns / 2) killed.wait(120s);
       std::this_thread::sleep_for(5ms);  // a steady stream, so that the outage falls amid it
     }
   });
@@ -646,6 +651,7 @@ BOOST_AUTO_TEST_CASE(every_run_ends_once_across_a_nats_kill_and_restart) {
   for (int i = 0; i < 20; ++i) c.wait_for("storm-" + std::to_string(i), terminal, 30s);
   BOOST_TEST(submitted < kRuns);
   c.server.kill9();
+  killed.open();
   std::this_thread::sleep_for(1s);  // the outage itself
   c.server.start();
   // A gateway's reaper, sweeping often: a kill -9 can bring acked jobs back
