@@ -59,14 +59,30 @@ tasks:
   nap: {use: "std/sleep", inputs: {seconds: "$ctx.params.seconds"}}
 )";
 
+// A run that goes on until the test opens its gate (a file; or its
+// directory is gone, so that no shell outlives the test): a fixed nap a
+// signal must land within ran out first on a slow host.
+std::string gated_flow(const std::filesystem::path& gate) {
+  return "flow:\n  graph: wait\ntasks:\n  wait: {use: \"std/shell\", inputs: {command: \"while "
+         "[ ! -e '" +
+         gate.string() + "' ] && [ -d '" + gate.parent_path().string() +
+         "' ]; do sleep 0.05; done\"}}\n";
+}
+
 // The worker cluster with this file's flows.
 struct Cluster : WorkerCluster {
+  TempDir gates;
+
   Cluster() {
+    write_text(flows.path() / "gated.yaml", gated_flow(gate()));
     write_text(flows.path() / "hello.yaml", read_text(source_dir() / "examples/hello/flow.yaml"));
     write_text(flows.path() / "sleepy.yaml", kSleepFlow);
     write_text(flows.path() / "block.yaml", kBlockFlow);
     write_text(flows.path() / "gated_block.yaml", kGatedBlockFlow);
   }
+
+  std::filesystem::path gate() const { return gates.path() / "gate-open"; }
+  void open_gate() const { write_text(gate(), ""); }
 
   RunJob job(const std::string& id, const std::string& flow, json::object params = {}) {
     RunJob j;
@@ -527,11 +543,14 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_mid_run_leaves_the_run_to_the_next) {
   Cluster c;
   ChildProcess& first = c.worker("w1");
   RunRecords runs(c.nats);
-  submit_run(c.nats, runs, c.job("orphan", "sleepy", {{"seconds", 1.0}}));
+  // Gated: attempt 1 cannot end before the kill however slow the host.
+  submit_run(c.nats, runs, c.job("orphan", "gated"));
   c.wait_for("orphan", [](const RunRecord& r) { return r.status() == "RUNNING"; });
   first.send_signal(SIGKILL);
   first.wait(10s);
   c.worker("w2");
+  c.wait_for("orphan", [](const RunRecord& r) { return r.snapshot.at("attempt").as_int64() == 2; });
+  c.open_gate();
   const RunRecord r = c.wait_for("orphan", terminal, 30s);
   BOOST_TEST(r.status() == "COMPLETED");
   BOOST_TEST(r.snapshot.at("attempt").as_int64() == 2);
@@ -561,7 +580,8 @@ BOOST_AUTO_TEST_CASE(a_drained_worker_hands_its_run_back_at_once) {
   init_resources(c.nats, slow);
   ChildProcess& first = c.worker("w1", 1, {"--tags", "slow", "--drain-timeout", "0"});
   RunRecords runs(c.nats);
-  RunJob job = c.job("moved", "sleepy", {{"seconds", 2.0}});
+  // Gated: the run is still going when the drain ends, however slow the host.
+  RunJob job = c.job("moved", "gated");
   job.tag = "slow";
   submit_run(c.nats, runs, job);
   c.wait_for("moved", [](const RunRecord& r) { return r.status() == "RUNNING"; });
@@ -581,6 +601,7 @@ BOOST_AUTO_TEST_CASE(a_drained_worker_hands_its_run_back_at_once) {
       "moved", [](const RunRecord& r) { return r.snapshot.at("attempt").as_int64() == 2; }, 20s);
   BOOST_TEST(claimed.snapshot.at("owner").at("worker_id").as_string() == "w2");
   BOOST_TEST((std::chrono::steady_clock::now() - handed < 20s));
+  c.open_gate();
   const RunRecord r = c.wait_for("moved", terminal, 30s);
   BOOST_TEST(r.status() == "COMPLETED");
   const auto events = events_of(c.server.url(), "moved");
@@ -596,11 +617,17 @@ BOOST_AUTO_TEST_CASE(two_workers_holding_one_run_write_one_end) {
   Cluster c;
   ChildProcess& first = c.worker("w1");
   RunRecords runs(c.nats);
-  submit_run(c.nats, runs, c.job("shared", "sleepy", {{"seconds", 1.5}}));
+  // Gated: attempt 1 cannot end before w1 is stopped and the job is w2's,
+  // however slow the host (SIGSTOP stops w1, not its shell: the gate, not
+  // w1's stop, keeps attempt 1 going). The gate opens with w1 still
+  // stopped, so that w1, run again, has an end to write for a run it no
+  // longer holds, and w2 must complete attempt 2.
+  submit_run(c.nats, runs, c.job("shared", "gated"));
   c.wait_for("shared", [](const RunRecord& r) { return r.status() == "RUNNING"; });
   first.send_signal(SIGSTOP);
   c.worker("w2");
   c.wait_for("shared", [](const RunRecord& r) { return r.snapshot.at("attempt").as_int64() == 2; });
+  c.open_gate();
   first.send_signal(SIGCONT);  // w1 runs again, still holding attempt 1
   const RunRecord r = c.wait_for("shared", terminal, 30s);
   BOOST_TEST(r.status() == "COMPLETED");
