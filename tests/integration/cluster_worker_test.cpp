@@ -169,6 +169,20 @@ std::size_t count_kind(const std::vector<json::object>& events, const char* kind
       events.begin(), events.end(), [&](auto& e) { return e.at("kind").as_string() == kind; }));
 }
 
+// events_of once the run's run_end is in the stream (or 20 s have
+// passed): the worker publishes it after the record's terminal write, so a
+// read right after wait_for(terminal) can come before it.
+std::vector<json::object> events_once_ended(const std::string& url, const std::string& run_id) {
+  std::vector<json::object> events;
+  eventually(
+      [&] {
+        events = events_of(url, run_id);
+        return count_kind(events, "run_end") > 0;
+      },
+      20s);
+  return events;
+}
+
 }  // namespace
 
 // A node's retries are told apart in the cluster's events as in a local
@@ -185,7 +199,7 @@ BOOST_AUTO_TEST_CASE(a_nodes_retries_keep_their_attempt_in_the_events) {
   submit_run(c.nats, runs, j);
   BOOST_TEST(c.wait_for("retrying", terminal).status() == "FAILED");
   std::vector<std::int64_t> retries;
-  for (const auto& e : events_of(c.server.url(), "retrying")) {
+  for (const auto& e : events_once_ended(c.server.url(), "retrying")) {
     if (e.at("kind").as_string() == "node_retry") retries.push_back(e.at("attempt").as_int64());
     if (e.contains("seq")) BOOST_TEST(e.at("run_attempt").as_int64() == 1);  // the worker's
   }
@@ -209,7 +223,7 @@ BOOST_AUTO_TEST_CASE(a_plan_too_large_for_one_message_goes_in_parts) {
   submit_run(c.nats, runs, c.job("wide", "wide"));
   BOOST_TEST(c.wait_for("wide", terminal).status() == "COMPLETED");
   std::size_t parts = 0, planned = 0;
-  for (const auto& e : events_of(c.server.url(), "wide")) {
+  for (const auto& e : events_once_ended(c.server.url(), "wide")) {
     if (e.at("kind").as_string() != "nodes_planned") continue;
     ++parts;
     planned += e.at("planned").as_array().size();
@@ -267,7 +281,7 @@ BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
   BOOST_TEST(c.queue_after_acks() == 0u);  // acked: gone from the queue
 
   // Its events, in order, each once; one RunEnd, after the record was terminal.
-  const auto events = events_of(c.server.url(), "by-name");
+  const auto events = events_once_ended(c.server.url(), "by-name");
   BOOST_TEST_REQUIRE(!events.empty());
   BOOST_TEST(events.front().at("kind").as_string() == "run_submitted");  // by the submitter
   BOOST_TEST(events.at(1).at("kind").as_string() == "run_start");
@@ -338,7 +352,7 @@ BOOST_AUTO_TEST_CASE(a_flow_the_worker_cannot_run_fails_at_once_with_a_dead_lett
   BOOST_TEST(c.messages("PYOCO_DLQ") == 3u);
   BOOST_TEST(c.queue_after_acks() == 0u);
   for (const char* id : {"nowhere", "broken", "unknown-task"}) {
-    BOOST_TEST(count_kind(events_of(c.server.url(), id), "run_end") == 1u, id);
+    BOOST_TEST(count_kind(events_once_ended(c.server.url(), id), "run_end") == 1u, id);
   }
 }
 
@@ -439,7 +453,7 @@ BOOST_AUTO_TEST_CASE(a_task_s_processes_do_not_inherit_the_worker_s_nats_credent
       const std::string url =
           "nats://" + k.userinfo + "@127.0.0.1:" + std::to_string(c.server.port());
       std::string output;
-      for (const auto& e : events_of(url, "shell")) {
+      for (const auto& e : events_once_ended(url, "shell")) {
         if (e.at("kind").as_string() == "node_done") output = e.at("output").as_string().c_str();
       }
       BOOST_TEST_REQUIRE(!output.empty());
@@ -465,7 +479,7 @@ BOOST_AUTO_TEST_CASE(a_finished_run_delivered_again_is_not_run_again) {
   BOOST_TEST(c.queue_after_acks(10s) == 0u);
   BOOST_TEST(runs.get("finished")->revision == revision);  // not touched
   // Its end is published (it may have been lost with the crash), once.
-  const auto events = events_of(c.server.url(), "finished");
+  const auto events = events_once_ended(c.server.url(), "finished");
   BOOST_TEST(count_kind(events, "run_end") == 1u);
   BOOST_TEST(count_kind(events, "node_start") == 0u);
 }
@@ -501,7 +515,7 @@ BOOST_AUTO_TEST_CASE(slots_bound_the_runs_at_once_and_a_cancel_ends_a_running_ru
   request_cancel(c.nats, runs, "long", "test");
   BOOST_TEST(c.wait_for("long", terminal).status() == "CANCELLED");
   BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s));
-  const auto events = events_of(c.server.url(), "long");
+  const auto events = events_once_ended(c.server.url(), "long");
   BOOST_TEST(count_kind(events, "run_end") == 1u);
   BOOST_TEST(count_kind(events, "run_cancelling") == 1u);  // the request's, not the worker's too
 }
@@ -532,7 +546,7 @@ BOOST_AUTO_TEST_CASE(a_run_whose_worker_is_dead_shows_cancelling_at_once) {
   c.worker("w2");
   const RunRecord r = c.wait_for("stranded", terminal, 30s);
   BOOST_TEST(r.status() == "CANCELLED");
-  const auto events = events_of(c.server.url(), "stranded");
+  const auto events = events_once_ended(c.server.url(), "stranded");
   BOOST_TEST(count_kind(events, "run_cancelling") == 1u);
   BOOST_TEST(count_kind(events, "run_end") == 1u);
 }
@@ -557,7 +571,7 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_mid_run_leaves_the_run_to_the_next) {
   BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w2");
   BOOST_TEST(c.queue_after_acks(10s) == 0u);
   // Both attempts' events are kept (attempt 1's up to the kill); one end.
-  const auto events = events_of(c.server.url(), "orphan");
+  const auto events = events_once_ended(c.server.url(), "orphan");
   BOOST_TEST(count_kind(events, "run_end") == 1u);
   BOOST_TEST(std::any_of(events.begin(), events.end(), [](auto& e) {
     return e.contains("run_attempt") && e.at("run_attempt").is_int64() &&
@@ -604,7 +618,7 @@ BOOST_AUTO_TEST_CASE(a_drained_worker_hands_its_run_back_at_once) {
   c.open_gate();
   const RunRecord r = c.wait_for("moved", terminal, 30s);
   BOOST_TEST(r.status() == "COMPLETED");
-  const auto events = events_of(c.server.url(), "moved");
+  const auto events = events_once_ended(c.server.url(), "moved");
   BOOST_TEST(count_kind(events, "run_cancelling") == 0u);
   BOOST_TEST(count_kind(events, "node_cancelled") == 0u);
   BOOST_TEST(count_kind(events, "run_end") == 1u);
@@ -634,7 +648,7 @@ BOOST_AUTO_TEST_CASE(two_workers_holding_one_run_write_one_end) {
   BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w2");
   std::this_thread::sleep_for(1s);  // time for a stale write to land, if one could
   BOOST_TEST(runs.get("shared")->revision == r.revision);
-  BOOST_TEST(count_kind(events_of(c.server.url(), "shared"), "run_end") == 1u);
+  BOOST_TEST(count_kind(events_once_ended(c.server.url(), "shared"), "run_end") == 1u);
 }
 
 // The outage of point 8: nats-server is killed (-9) and restarted while 200
@@ -702,7 +716,7 @@ BOOST_AUTO_TEST_CASE(every_run_ends_once_across_a_nats_kill_and_restart) {
   // One RunEnd each, read from the stream as any client would.
   for (int i = 0; i < kRuns; ++i) {
     const std::string id = "storm-" + std::to_string(i);
-    BOOST_TEST(count_kind(events_of(c.server.url(), id), "run_end") == 1u, id);
+    BOOST_TEST(count_kind(events_once_ended(c.server.url(), id), "run_end") == 1u, id);
   }
 }
 
@@ -753,7 +767,7 @@ BOOST_AUTO_TEST_CASE(a_saturated_pool_starves_neither_progress_nor_cancel) {
   const RunRecord held = c.wait_for("holder", terminal, 30s);
   BOOST_TEST(held.status() == "COMPLETED");
   BOOST_TEST(held.snapshot.at("attempt").as_int64() == 1);  // progress acks held it
-  BOOST_TEST(count_kind(events_of(c.server.url(), "queued"), "run_end") == 1u);
+  BOOST_TEST(count_kind(events_once_ended(c.server.url(), "queued"), "run_end") == 1u);
   // The cancelled run's queued body never ran: the one thread is free for
   // the next run at once (it would be held 30 s more otherwise).
   const auto next = std::chrono::steady_clock::now();
@@ -857,7 +871,7 @@ BOOST_AUTO_TEST_CASE(a_job_never_delivered_again_is_queued_again_by_the_reaper) 
   BOOST_TEST(r.snapshot.at("attempt").as_int64() == 2);  // the copy's first delivery, attempt 2
   BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w1");
   BOOST_TEST(c.queue_after_acks(10s) == 0u);
-  const auto events = events_of(c.server.url(), "stranded");
+  const auto events = events_once_ended(c.server.url(), "stranded");
   BOOST_TEST(count_kind(events, "run_end") == 1u);
   BOOST_TEST(count_kind(events, "node_done") >= 1u);
   // Every event the worker published names the second delivery (ids of their own).
