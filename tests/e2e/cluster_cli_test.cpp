@@ -414,9 +414,17 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   BOOST_TEST(s.call(http::verb::get, "/runs").stale.empty());
 
   nats.kill9();
+  // The gateway learns of it from its connection (a moment, longer on a
+  // slow host): /health says so within seconds, then the rest does too.
+  unsigned health = 0;
+  const auto noticed = std::chrono::steady_clock::now() + 10s;
+  while ((health = s.call(http::verb::get, "/health").status) != 503u &&
+         std::chrono::steady_clock::now() < noticed) {
+    std::this_thread::sleep_for(50ms);
+  }
+  BOOST_TEST(health == 503u);
   const auto down = s.call(http::verb::get, "/runs/" + id);
   BOOST_TEST(down.status == 503u, down.body);
-  BOOST_TEST(s.call(http::verb::get, "/health").status == 503u);
   // What the gateway holds itself it still answers, saying it may be out of date.
   for (const char* held : {"/runs", "/stats", "/workers"}) {
     const auto r = s.call(http::verb::get, held);
