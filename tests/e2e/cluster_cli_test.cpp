@@ -459,10 +459,15 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
 BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
   NatsServer nats;
   TempDir flows;
+  // b goes on until the restarted gateway is up (a fixed 4 s could end
+  // before the kill on a slow host, and no client would be mid-stream).
+  const std::filesystem::path gate = flows.path() / "gate-open";
   write_text(flows.path() / "ticks.yaml",
              "flow: {graph: a >> b >> c}\ntasks:\n"
              "  a: {use: std/echo, inputs: {value: 1, message: before}}\n"
-             "  b: {use: std/sleep, inputs: {seconds: 4}}\n"
+             "  b: {use: std/shell, inputs: {command: \"while [ ! -e '" +
+                 gate.string() + "' ] && [ -d '" + flows.path().string() +
+                 "' ]; do sleep 0.05; done\"}}\n"
              "  c: {use: std/echo, inputs: {value: 1, message: after}}\n");
   std::optional<Server> s(std::in_place, std::vector<std::string>{"--nats", nats.url()});
   const std::string url = s->url;
@@ -480,7 +485,7 @@ BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
   auto watch = client({"watch", id});
   auto logs = client({"logs", id, "--follow"});
   auto waits = client({"submit", "ticks", "--wait"});
-  // Both runs in b (4 s) when the gateway goes: every client is mid-stream.
+  // Both runs in b (held by the gate) when the gateway goes: every client is mid-stream.
   BOOST_TEST_REQUIRE(watch->wait_for_output("start node=b"), watch->out() << watch->err());
   BOOST_TEST_REQUIRE(waits->wait_for_output("start node=b"), waits->out() << waits->err());
   BOOST_TEST_REQUIRE(logs->wait_for_output("[a] before"), logs->out() << logs->err());
@@ -491,6 +496,8 @@ BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
   ChildProcess again(
       {pyoco_exe().string(), "server", "--listen", "127.0.0.1:" + port, "--nats", nats.url()},
       {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
+  BOOST_TEST_REQUIRE(again.wait_for_output("\n", 60s), again.out() << again.err());
+  write_text(gate, "");  // b ends now, with the gateway back
   for (auto* p : {watch.get(), logs.get(), waits.get()}) {
     BOOST_TEST(p->wait(std::chrono::seconds(60)) == 0, p->out() << p->err());
     BOOST_TEST(p->err().find("lost the gateway") != std::string::npos, p->err());
