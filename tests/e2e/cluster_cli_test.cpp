@@ -972,7 +972,8 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
     for (int i = 0; i < lines; ++i) items.push_back(i);
     const std::string id = s.submit(json::serialize(json::object{
         {"flow_name", "chatty"}, {"params", json::object{{"items", items}, {"line", line}}}}));
-    const ProcessResult w = s.client({"watch", id, "--until-terminal"});
+    // 2,500 tasks on one worker: minutes under the sanitizers.
+    const ProcessResult w = s.client({"watch", id, "--until-terminal"}, 300s);
     BOOST_REQUIRE_MESSAGE(w.exit_code == 0, w.err);
     return id;
   };
@@ -1009,7 +1010,7 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
   for (int i = 0; i < 2100; ++i) items.push_back(i);
   const std::string failed = s.submit(json::serialize(json::object{
       {"flow_name", "chatty_then_fails"}, {"params", json::object{{"items", items}}}}));
-  BOOST_TEST(s.client({"watch", failed, "--until-terminal"}).exit_code == 1);
+  BOOST_TEST(s.client({"watch", failed, "--until-terminal"}, 300s).exit_code == 1);
   const json::value shown = json::parse(s.call(http::verb::get, "/runs/" + failed + "/tasks").body);
   BOOST_TEST(shown.at("tasks").at("broken") == "FAILED", shown.at("tasks_omitted"));
   BOOST_TEST(shown.at("task_counts") == (json::object{{"SUCCEEDED", 2101}, {"FAILED", 1}}));

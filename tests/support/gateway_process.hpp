@@ -43,10 +43,13 @@ struct Server {
     url = out.substr(0, out.find('\n'));
   }
 
-  ProcessResult client(std::vector<std::string> args) const {
+  // `pyoco client <args> --server <url>`, killed after `timeout` (longer for
+  // what waits on a long run: a slow host runs it for minutes).
+  ProcessResult client(std::vector<std::string> args,
+                       std::chrono::seconds timeout = std::chrono::seconds(60)) const {
     args.insert(args.begin(), "client");
     args.insert(args.begin() + 2, {"--server", url});
-    ProcessOptions options{.cwd = dir.path(), .timeout = std::chrono::seconds(60)};
+    ProcessOptions options{.cwd = dir.path(), .timeout = timeout};
     if (!api_key.empty()) options.env["PYOCO_API_KEY"] = api_key;
     return run_pyoco(args, options);
   }
