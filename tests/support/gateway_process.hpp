@@ -30,8 +30,9 @@ struct Server {
     argv.insert(argv.end(), args.begin(), args.end());
     env["PYOCO_PLUGIN_PATH"] = "";
     child = std::make_unique<ChildProcess>(argv, env, dir.path());
-    // Its first line on stdout is its URL: wait for the whole line.
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    // Its first line on stdout is its URL: wait for the whole line (a
+    // sanitized gateway on a loaded host takes many seconds to start).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     std::string out;
     while ((out = child->out()).find('\n') == std::string::npos &&
            std::chrono::steady_clock::now() < until) {
