@@ -468,7 +468,7 @@ BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
              "  b: {use: std/shell, inputs: {command: \"while [ ! -e '" +
                  gate.string() + "' ] && [ -d '" + flows.path().string() +
                  "' ]; do sleep 0.05; done\"}}\n"
-             "  c: {use: std/echo, inputs: {value: 1, message: after}}\n");
+                 "  c: {use: std/echo, inputs: {value: 1, message: after}}\n");
   std::optional<Server> s(std::in_place, std::vector<std::string>{"--nats", nats.url()});
   const std::string url = s->url;
   const std::string port = url.substr(url.rfind(':') + 1);

@@ -190,7 +190,7 @@ BOOST_AUTO_TEST_CASE(a_receiver_that_never_answers_delays_no_run_and_ends_in_a_d
   while (dlq_letters(*s) < 3 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(100ms);
   }
-  BOOST_TEST(dlq_letters(*s) == 3);               // webhook_failed, one per run
+  BOOST_TEST(dlq_letters(*s) == 3);                    // webhook_failed, one per run
   BOOST_TEST(receiver.wait_for(6, 90s).size() == 6u);  // each tried twice (RETRIES=1)
 }
 
