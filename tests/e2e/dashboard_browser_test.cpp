@@ -52,7 +52,7 @@ struct Cluster {
     // a slow host).
     write_text(flows.path() / "hog.yaml",
                "flow: {graph: hold}\ntasks:\n  hold: {use: busy/block, inputs: {seconds: 120, "
-               "gate: \"" +
+               "until_file: \"" +
                    hog_gate().string() + "\"}}\n");
     std::string items;
     for (int i = 0; i < 1500; ++i) items += (i ? "," : "") + std::to_string(i);

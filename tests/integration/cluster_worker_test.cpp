@@ -50,7 +50,7 @@ tasks:
 constexpr const char* kGatedBlockFlow = R"(flow:
   graph: hold
 tasks:
-  hold: {use: "busy/block", inputs: {seconds: "$ctx.params.seconds", gate: "$ctx.params.gate"}}
+  hold: {use: "busy/block", inputs: {seconds: "$ctx.params.seconds", until_file: "$ctx.params.gate"}}
 )";
 
 constexpr const char* kSleepFlow = R"(flow:
