@@ -414,9 +414,17 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   BOOST_TEST(s.call(http::verb::get, "/runs").stale.empty());
 
   nats.kill9();
+  // The gateway learns of it from its connection (a moment, longer on a
+  // slow host): /health says so within seconds, then the rest does too.
+  unsigned health = 0;
+  const auto noticed = std::chrono::steady_clock::now() + 10s;
+  while ((health = s.call(http::verb::get, "/health").status) != 503u &&
+         std::chrono::steady_clock::now() < noticed) {
+    std::this_thread::sleep_for(50ms);
+  }
+  BOOST_TEST(health == 503u);
   const auto down = s.call(http::verb::get, "/runs/" + id);
   BOOST_TEST(down.status == 503u, down.body);
-  BOOST_TEST(s.call(http::verb::get, "/health").status == 503u);
   // What the gateway holds itself it still answers, saying it may be out of date.
   for (const char* held : {"/runs", "/stats", "/workers"}) {
     const auto r = s.call(http::verb::get, held);
@@ -451,11 +459,16 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
 BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
   NatsServer nats;
   TempDir flows;
+  // b goes on until the restarted gateway is up (a fixed 4 s could end
+  // before the kill on a slow host, and no client would be mid-stream).
+  const std::filesystem::path gate = flows.path() / "gate-open";
   write_text(flows.path() / "ticks.yaml",
              "flow: {graph: a >> b >> c}\ntasks:\n"
              "  a: {use: std/echo, inputs: {value: 1, message: before}}\n"
-             "  b: {use: std/sleep, inputs: {seconds: 4}}\n"
-             "  c: {use: std/echo, inputs: {value: 1, message: after}}\n");
+             "  b: {use: std/shell, inputs: {command: \"while [ ! -e '" +
+                 gate.string() + "' ] && [ -d '" + flows.path().string() +
+                 "' ]; do sleep 0.05; done\"}}\n"
+                 "  c: {use: std/echo, inputs: {value: 1, message: after}}\n");
   std::optional<Server> s(std::in_place, std::vector<std::string>{"--nats", nats.url()});
   const std::string url = s->url;
   const std::string port = url.substr(url.rfind(':') + 1);
@@ -472,7 +485,7 @@ BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
   auto watch = client({"watch", id});
   auto logs = client({"logs", id, "--follow"});
   auto waits = client({"submit", "ticks", "--wait"});
-  // Both runs in b (4 s) when the gateway goes: every client is mid-stream.
+  // Both runs in b (held by the gate) when the gateway goes: every client is mid-stream.
   BOOST_TEST_REQUIRE(watch->wait_for_output("start node=b"), watch->out() << watch->err());
   BOOST_TEST_REQUIRE(waits->wait_for_output("start node=b"), waits->out() << waits->err());
   BOOST_TEST_REQUIRE(logs->wait_for_output("[a] before"), logs->out() << logs->err());
@@ -483,6 +496,8 @@ BOOST_AUTO_TEST_CASE(the_clients_that_follow_a_run_ride_out_a_gateway_restart) {
   ChildProcess again(
       {pyoco_exe().string(), "server", "--listen", "127.0.0.1:" + port, "--nats", nats.url()},
       {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
+  BOOST_TEST_REQUIRE(again.wait_for_output("\n", 60s), again.out() << again.err());
+  write_text(gate, "");  // b ends now, with the gateway back
   for (auto* p : {watch.get(), logs.get(), waits.get()}) {
     BOOST_TEST(p->wait(std::chrono::seconds(60)) == 0, p->out() << p->err());
     BOOST_TEST(p->err().find("lost the gateway") != std::string::npos, p->err());
@@ -713,7 +728,9 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   write_text(flows.path() / "sleepy.yaml",
              "flow: {graph: nap}\ntasks:\n  nap: {use: std/sleep, inputs: {seconds: "
              "\"$ctx.params.seconds\"}}\n");
-  Server s({"--nats", nats.url()}, {{"PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC", "1"}});
+  // 5 s, not 1 s: with beats every 0.2 s, a live worker stalled under a
+  // slow host for a second showed DISCONNECTED where RUNNING was checked.
+  Server s({"--nats", nats.url()}, {{"PYOCO_WORKER_DISCONNECT_TIMEOUT_SEC", "5"}});
   auto start_worker = [&](const std::string& id) {
     return std::make_unique<ChildProcess>(
         std::vector<std::string>{pyoco_exe().string(), "worker", "--nats", nats.url(),
@@ -729,7 +746,7 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
     return json::object{};
   };
   auto wait_state = [&](const std::string& id, const std::string& state) {
-    const auto until = std::chrono::steady_clock::now() + 20s;
+    const auto until = std::chrono::steady_clock::now() + 30s;
     while (std::chrono::steady_clock::now() < until) {
       const auto w = worker_state(id, "?include_hidden=true");
       if (w.contains("state") && w.at("state").as_string() == state) return w;
@@ -955,7 +972,8 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
     for (int i = 0; i < lines; ++i) items.push_back(i);
     const std::string id = s.submit(json::serialize(json::object{
         {"flow_name", "chatty"}, {"params", json::object{{"items", items}, {"line", line}}}}));
-    const ProcessResult w = s.client({"watch", id, "--until-terminal"});
+    // 2,500 tasks on one worker: minutes under the sanitizers.
+    const ProcessResult w = s.client({"watch", id, "--until-terminal"}, 300s);
     BOOST_REQUIRE_MESSAGE(w.exit_code == 0, w.err);
     return id;
   };
@@ -992,7 +1010,7 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
   for (int i = 0; i < 2100; ++i) items.push_back(i);
   const std::string failed = s.submit(json::serialize(json::object{
       {"flow_name", "chatty_then_fails"}, {"params", json::object{{"items", items}}}}));
-  BOOST_TEST(s.client({"watch", failed, "--until-terminal"}).exit_code == 1);
+  BOOST_TEST(s.client({"watch", failed, "--until-terminal"}, 300s).exit_code == 1);
   const json::value shown = json::parse(s.call(http::verb::get, "/runs/" + failed + "/tasks").body);
   BOOST_TEST(shown.at("tasks").at("broken") == "FAILED", shown.at("tasks_omitted"));
   BOOST_TEST(shown.at("task_counts") == (json::object{{"SUCCEEDED", 2101}, {"FAILED", 1}}));

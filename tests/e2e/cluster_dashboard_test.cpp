@@ -161,6 +161,9 @@ BOOST_AUTO_TEST_CASE(every_query_of_the_dashboard_answers_what_the_runs_made) {
   BOOST_TEST(gateway.client({"cancel", sleepy, "--wait"}).exit_code != 0);
   prom.wait("pyoco_runs_total", "status=CANCELLED", [](double v) { return v == 1; });
   prom.wait("pyoco_runs_in_progress", "", [](double v) { return v == 0; });
+  // The worker back to IDLE as Prometheus has it (a scrape after the
+  // cancel): the Workers panel is read once, below.
+  prom.wait("max by (state) (pyoco_workers)", "state=IDLE", [](double v) { return v == 1; });
 
   // What each panel's query must give: (title, refId) -> a check of the result.
   using Result = std::map<std::string, double>;

@@ -33,7 +33,7 @@ struct Received {
 };
 
 // A receiver on a free port: /flaky answers 500 to a delivery's first try
-// and 200 after, /slow answers after 2 s, /ok answers 200.
+// and 200 after, /slow answers after 8 s, /ok answers 200.
 struct Receiver {
   std::mutex mutex;
   std::vector<Received> got;
@@ -63,7 +63,7 @@ struct Receiver {
     router->add(http::verb::post, "/slow", server::kPublic,
                 [record](const server::Request& r, auto&, auto&) {
                   record(r, 0);
-                  std::this_thread::sleep_for(2s);  // past the sender's timeout
+                  std::this_thread::sleep_for(8s);  // well past the sender's timeout
                   return server::json_response(200, json::object{});
                 });
     router->add(http::verb::post, "/ok", server::kPublic,
@@ -177,17 +177,21 @@ BOOST_AUTO_TEST_CASE(a_receiver_that_never_answers_delays_no_run_and_ends_in_a_d
   Receiver receiver;
   auto s = gateway(nats, flows,
                    {{"PYOCO_WEBHOOK_URL", receiver.url("/slow")},
-                    {"PYOCO_WEBHOOK_TIMEOUT", "0.3"},
+                    {"PYOCO_WEBHOOK_TIMEOUT", "5"},
                     {"PYOCO_WEBHOOK_RETRIES", "1"}});
+  // A run its webhook held would take two 5 s timeouts (10 s) more: three
+  // such runs 30 s, far past the bound, which leaves a slow host its slack.
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 3; ++i) BOOST_TEST(s->client({"submit", "hello", "--wait"}).exit_code == 0);
-  BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));  // the receiver held none of them
-  const auto until = std::chrono::steady_clock::now() + 30s;
+  const auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST((took < 12s), "the receiver held none of them: "
+                               << std::chrono::duration<double>(took).count() << " s");
+  const auto until = std::chrono::steady_clock::now() + 90s;
   while (dlq_letters(*s) < 3 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(100ms);
   }
-  BOOST_TEST(dlq_letters(*s) == 3);               // webhook_failed, one per run
-  BOOST_TEST(receiver.wait_for(6).size() == 6u);  // each tried twice (RETRIES=1)
+  BOOST_TEST(dlq_letters(*s) == 3);                    // webhook_failed, one per run
+  BOOST_TEST(receiver.wait_for(6, 90s).size() == 6u);  // each tried twice (RETRIES=1)
 }
 
 BOOST_AUTO_TEST_CASE(only_the_events_asked_for_are_posted) {

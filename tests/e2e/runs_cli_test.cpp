@@ -192,8 +192,10 @@ BOOST_AUTO_TEST_CASE(kill_9_leaves_a_run_that_the_next_start_marks_interrupted) 
     const auto tasks = show_json(id).at("tasks").as_array();
     return !tasks.empty() && str(tasks[0].at("state")) == "RUNNING";
   }));
-  // What is tested is how long the run is found to have run: let it run.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // What is tested is how long the run is found to have run: let it run
+  // 4.5 s, so that its writer (about one note a second, later on a slow
+  // host) has noted 1.5 s and more well before the kill.
+  std::this_thread::sleep_for(std::chrono::milliseconds(4500));
   run->send_signal(SIGKILL);
   BOOST_TEST(run->wait() == 128 + SIGKILL);
 
@@ -201,7 +203,7 @@ BOOST_AUTO_TEST_CASE(kill_9_leaves_a_run_that_the_next_start_marks_interrupted) 
   BOOST_TEST_REQUIRE(runs.size() == 1u);
   BOOST_TEST(str(runs[0].at("status")) == "FAILED");
   BOOST_TEST(str(runs[0].at("reason")) == "interrupted");
-  // It ran 2.5 s and more; its writer noted that about each second. (Its
+  // It ran 4.5 s and more; its writer noted that about each second. (Its
   // end used to be its last task's start: a few milliseconds.)
   BOOST_TEST(runs[0].at("duration_ms").to_number<double>() >= 1500.0);
   const auto nap = show_json(id).at("tasks").as_array()[0].as_object();

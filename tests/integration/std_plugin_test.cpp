@@ -580,13 +580,14 @@ BOOST_AUTO_TEST_CASE(shell_cancel_kills_a_command_that_ignores_sigterm) {
 
 // A cancel's SIGTERM reaches the command's whole group, the guard between
 // the host and the command too: the guard stays (it would take the command
-// with it), and the command has its grace to finish its trap.
+// with it), and the command has its grace to finish its trap (a trap of
+// 0.1 s: one of 0.5 s left too little of the 2 s grace on a slow host).
 BOOST_AUTO_TEST_CASE(shell_cancel_gives_a_command_its_grace) {
   PidFifo fifo(dir.path());
   const fs::path marker = dir.path() / "trapped";
   Run r =
       start("flow: {graph: t}\ntasks:\n  t: {use: \"std/shell\", inputs: {command: " +
-            quoted("trap 'sleep 0.5; echo cleaned > \"" + marker.string() +
+            quoted("trap 'sleep 0.1; echo cleaned > \"" + marker.string() +
                    "\"; exit 3' TERM; echo $$ > '" + fifo.path().string() + "'; sleep 600 & wait") +
             "}}\n");
   const std::optional<pid_t> pid = fifo.read();

@@ -30,8 +30,9 @@ struct Server {
     argv.insert(argv.end(), args.begin(), args.end());
     env["PYOCO_PLUGIN_PATH"] = "";
     child = std::make_unique<ChildProcess>(argv, env, dir.path());
-    // Its first line on stdout is its URL: wait for the whole line.
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    // Its first line on stdout is its URL: wait for the whole line (a
+    // sanitized gateway on a loaded host takes many seconds to start).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     std::string out;
     while ((out = child->out()).find('\n') == std::string::npos &&
            std::chrono::steady_clock::now() < until) {
@@ -43,10 +44,13 @@ struct Server {
     url = out.substr(0, out.find('\n'));
   }
 
-  ProcessResult client(std::vector<std::string> args) const {
+  // `pyoco client <args> --server <url>`, killed after `timeout` (longer for
+  // what waits on a long run: a slow host runs it for minutes).
+  ProcessResult client(std::vector<std::string> args,
+                       std::chrono::seconds timeout = std::chrono::seconds(60)) const {
     args.insert(args.begin(), "client");
     args.insert(args.begin() + 2, {"--server", url});
-    ProcessOptions options{.cwd = dir.path(), .timeout = std::chrono::seconds(60)};
+    ProcessOptions options{.cwd = dir.path(), .timeout = timeout};
     if (!api_key.empty()) options.env["PYOCO_API_KEY"] = api_key;
     return run_pyoco(args, options);
   }

@@ -65,7 +65,8 @@ void NatsServer::start() {
   }
   argv.insert(argv.end(), options_.args.begin(), options_.args.end());
   child_ = std::make_unique<ChildProcess>(argv, std::map<std::string, std::string>{}, dir_.path());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  // Generous: a loaded CI host can take long to start it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (;;) {
     int port = -1;
     std::string text;

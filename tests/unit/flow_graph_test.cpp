@@ -545,7 +545,8 @@ BOOST_AUTO_TEST_CASE(a_long_chain_of_aliases_is_checked_in_a_moment) {
   const std::vector<Diagnostic> found = check(yaml);
   BOOST_TEST(found.empty(), found.size() << " diagnostics, the first: "
                                          << (found.empty() ? "" : found.front().message));
-  BOOST_TEST((std::chrono::steady_clock::now() - start < std::chrono::seconds(20)));
+  // 60 s: minutes with the bug, tens of seconds under -O0 sanitizers without it.
+  BOOST_TEST((std::chrono::steady_clock::now() - start < std::chrono::seconds(60)));
 }
 
 namespace {
