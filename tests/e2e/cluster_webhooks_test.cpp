@@ -181,11 +181,15 @@ BOOST_AUTO_TEST_CASE(a_receiver_that_never_answers_delays_no_run_and_ends_in_a_d
                     {"PYOCO_WEBHOOK_RETRIES", "1"}});
   // A run its webhook held would take two 5 s timeouts (10 s) more: three
   // such runs 30 s, far past the bound, which leaves a slow host its slack.
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < 3; ++i) BOOST_TEST(s->client({"submit", "hello", "--wait"}).exit_code == 0);
-  const auto took = std::chrono::steady_clock::now() - start;
-  BOOST_TEST((took < 12s), "the receiver held none of them: "
-                               << std::chrono::duration<double>(took).count() << " s");
+  // Each run on its own: a receiver that held only one of them shows too.
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    BOOST_TEST(s->client({"submit", "hello", "--wait"}).exit_code == 0);
+    const auto took = std::chrono::steady_clock::now() - start;
+    BOOST_TEST((took < 8s), "the receiver held run " << i << ": "
+                                                     << std::chrono::duration<double>(took).count()
+                                                     << " s");
+  }
   const auto until = std::chrono::steady_clock::now() + 90s;
   while (dlq_letters(*s) < 3 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(100ms);

@@ -121,7 +121,9 @@ tasks:
   // Held by the queue all along, it says so, not that its body was slow.
   BOOST_TEST(record(r, "slow").error ==
              (load.blockers > 0 ? "timed out after 0.1 s waiting for a free worker thread (all " +
-                                      std::to_string(load.jobs) + " busy); its body never started"
+                                      std::to_string(load.jobs) +
+                                      " busy); its body never started: raise --jobs, or run fewer "
+                                      "blocking tasks at once"
                                 : std::string("timed out after 0.1 s")));
   BOOST_TEST((record(r, "after").state == TaskState::Cancelled));
   BOOST_TEST(took_ms >= 100.0);

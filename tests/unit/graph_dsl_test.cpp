@@ -176,6 +176,9 @@ BOOST_AUTO_TEST_CASE(mistakes_name_the_problem_at_its_line_and_column) {
       {"a >> $b", "unexpected character '$'", 1, 6},
       {"foreach(over=params.items) { a }",
        "unexpected character '.'; an expression is written in {{ }}: over={{params.items}}", 1, 20},
+      {"foreach(over=$ctx.params.items) { a }",
+       "unexpected character '$'; an expression is written in {{ }}: over={{$ctx.params.items}}", 1,
+       14},
       {"a \xE2\x87\x92 b", "unexpected character '\xE2\x87\x92'", 1, 3},  // ⇒, whole
       {"first: ",
        "expected a name after ':' (name: task, or name: switch/loop(...)), found end of graph", 1,

@@ -398,6 +398,12 @@ int run_flow(const RunOptionsCli& o) {
         [](const std::string& line) { std::cerr << "pyoco run: " << line << '\n'; });
   } catch (const store::StoreError& e) {
     unrecorded = e.what();
+    if (e.transient() && unrecorded.find("locked") != std::string::npos) {
+      unrecorded +=
+          " (another process holds it: a pyoco stopped with Ctrl+Z, or a long sqlite3 "
+          "session; `fuser " +
+          store::default_store_file().string() + "` names it)";
+    }
   }
   local.emplace(flow, std::move(setup));
   if (!unrecorded.empty()) {

@@ -2,6 +2,7 @@
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/core/text.hpp>
 
 #include <boost/json.hpp>
 
@@ -157,9 +158,7 @@ void EventPublisher::mute(const std::string& run_id) {
 }
 
 void EventPublisher::on_event(const trace::RunEvent& e) {
-  // The run's one RunEnd is publish_run_end's, after the record; its
-  // run_cancelling is the one the cancel request published.
-  if (e.kind == trace::EventKind::RunEnd || e.kind == trace::EventKind::RunCancelling) return;
+  if (e.kind == trace::EventKind::RunEnd) return;  // publish_run_end, after the record
   std::int64_t attempt = 1;
   {
     std::lock_guard lock(impl_->mutex);
@@ -199,10 +198,8 @@ void EventPublisher::publish_fitting(const trace::RunEvent& e, std::int64_t atte
     // control byte at most) it fits. At a character's start, so that the
     // line stays UTF-8 for the readers' JSON parsers.
     if (e.kind == trace::EventKind::Log && !cut_already && e.message.size() > limit / 8) {
-      std::size_t at = limit / 8;
-      while (at > 0 && (static_cast<unsigned char>(e.message[at]) & 0xC0) == 0x80) --at;
-      const std::string cut = std::string(e.message.substr(0, at)) + " ... (cut: the line was " +
-                              std::to_string(e.message.size()) +
+      const std::string cut = std::string(core::utf8_prefix(e.message, limit / 8)) +
+                              " ... (cut: the line was " + std::to_string(e.message.size()) +
                               " bytes, more than an event may hold)";
       trace::RunEvent shorter = e;
       shorter.message = cut;
@@ -216,8 +213,13 @@ void EventPublisher::publish_fitting(const trace::RunEvent& e, std::int64_t atte
   }
   const std::string subject =
       "pyoco.ev." + std::string(e.run_id) + "." + event_subject_kind(e.kind);
-  const std::string id =
-      std::string(e.run_id) + "." + std::to_string(attempt) + "." + std::to_string(e.seq) + part;
+  // A run's run_cancelling has one id, "<run_id>.cancelling", whoever
+  // publishes it: the cancel request's (at once, even while the worker is
+  // dead) and the worker's (should the request's be lost) are kept once.
+  const std::string id = e.kind == trace::EventKind::RunCancelling
+                             ? std::string(e.run_id) + ".cancelling"
+                             : std::string(e.run_id) + "." + std::to_string(attempt) + "." +
+                                   std::to_string(e.seq) + part;
   jsPubOptions po = Impl::publish_options(id.c_str());
   const natsStatus s =
       js_PublishAsync(impl_->js, subject.c_str(), body.data(), static_cast<int>(body.size()), &po);

@@ -216,15 +216,16 @@ std::optional<RunRecord> request_cancel(Connection& nats, RunRecords& runs,
         // A worker that pulled it meanwhile finds it gone or acks it.
         if (job_seq != 0) remove_job(nats, run_id, job_seq);
       } else {
-        // Best effort, as the message below: the record is what counts, and
-        // the run's RunEnd follows whatever happens to this event.
+        // The owner first (the fast path; best effort: the CAS is what
+        // counts), then the event, whose publish waits for JetStream.
+        const std::string subject = "pyoco.cancel." + run_id;
+        natsConnection_Publish(nats.handles().nc, subject.c_str(), by.data(),
+                               static_cast<int>(by.size()));
         try {
           publish_run_cancelling(nats, written);
         } catch (const NatsError&) {
+          // the owner's engine publishes it under the same id when told
         }
-        const std::string subject = "pyoco.cancel." + run_id;
-        natsConnection_Publish(nats.handles().nc, subject.c_str(), by.data(),
-                               static_cast<int>(by.size()));  // the fast path; best effort
       }
       return written;
     }

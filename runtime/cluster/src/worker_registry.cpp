@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include <signal.h>
+#include <unistd.h>
 
 namespace pyoco::cluster {
 
@@ -65,14 +66,16 @@ std::string live_holder(const json::object& other, const json::object& mine,
   if (silent > window) return "";
   const std::string host = text(other, "host");
   const auto pid = static_cast<pid_t>(number(other, "pid"));
-  if (!host.empty() && host == text(mine, "host") && pid > 0 && ::kill(pid, 0) != 0 &&
-      errno == ESRCH) {
-    return "";  // this host's, and gone (killed): its name is free at once
+  if (!host.empty() && host == text(mine, "host") && pid > 0 &&
+      (pid == ::getpid() || (::kill(pid, 0) != 0 && errno == ESRCH))) {
+    // This host's, and gone (killed), or this very pid: a container started
+    // again is pid 1 again. Its name is free at once.
+    return "";
   }
   char ago[32];
   std::snprintf(ago, sizeof ago, "%.1f", std::max(0.0, silent));
   std::string who = "instance " + text(other, "instance_id");
-  if (!host.empty()) who += " on " + host;
+  if (!host.empty()) who += ", on " + host;
   if (pid > 0) who += ", pid " + std::to_string(pid);
   return who + ", heard from " + ago + " s ago";
 }
@@ -113,7 +116,10 @@ void claim_worker_id(Connection& nats, const json::object& record,
     throw WorkerIdInUse("worker id '" + key + "' is in use by a running worker (" + holder +
                         "): give each worker its own --worker-id, or stop that one first");
   }
-  throw_nats("cannot write worker " + key + "'s record", s);
+  throw_nats("cannot claim worker id '" + key +
+                 "': its record changed under each of three tries (other workers starting with "
+                 "it?) or NATS refused the write",
+             s);
 }
 
 struct WorkerDirectory::Impl {

@@ -15,6 +15,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -113,6 +115,21 @@ struct Doc {
   SourceLocation text_where;  // for multi-line strings: where the text itself starts
 };
 Doc::Doc() = default;
+
+// .nan, .inf, -.inf (any of YAML's spellings) as the number they name; the
+// flow file keeps them as text.
+std::optional<double> yaml_float_word(const Doc& d) {
+  if (d.kind != Doc::Kind::Scalar || !d.scalar.is_string()) return std::nullopt;
+  std::string_view t = d.scalar.as_string();
+  if (t == ".nan" || t == ".NaN" || t == ".NAN") return std::numeric_limits<double>::quiet_NaN();
+  const bool negative = !t.empty() && t.front() == '-';
+  if (!t.empty() && (t.front() == '-' || t.front() == '+')) t.remove_prefix(1);
+  if (t == ".inf" || t == ".Inf" || t == ".INF") {
+    return negative ? -std::numeric_limits<double>::infinity()
+                    : std::numeric_limits<double>::infinity();
+  }
+  return std::nullopt;
+}
 
 const char* kind_name(const Doc& d) {
   switch (d.kind) {
@@ -684,23 +701,14 @@ class Schema {
   // and values past `max` are errors, not overflows at run time.
   double number(const Doc& d, const std::string& key, double min, bool min_exclusive, double max,
                 const char* max_hint) const {
-    if (d.kind == Doc::Kind::Scalar && d.scalar.is_string()) {
-      // YAML's float words: kept as text (no value in pyoco is NaN or
-      // infinite), but what they meant is a number, and the error says so.
-      std::string_view t = d.scalar.as_string();
-      if (t == ".nan" || t == ".NaN" || t == ".NAN") {
-        fail(d.where, key + ": expected a number, found " + std::string(t) + " (not a number)");
-      }
-      if (!t.empty() && (t.front() == '-' || t.front() == '+')) t.remove_prefix(1);
-      if (t == ".inf" || t == ".Inf" || t == ".INF") {
-        fail(d.where, key + ": expected a finite number, found " +
-                          std::string(d.scalar.as_string()) + " (infinity)");
-      }
-    }
-    if (d.kind != Doc::Kind::Scalar || !d.scalar.is_number()) {
+    // YAML's float words are kept as text (no value in pyoco is NaN or
+    // infinite), but here they mean the number: the checks below then say
+    // what TOML's nan and inf get.
+    const std::optional<double> word = yaml_float_word(d);
+    if (!word && (d.kind != Doc::Kind::Scalar || !d.scalar.is_number())) {
       fail(d.where, key + ": expected a number, found " + kind_name(d));
     }
-    const double v = d.scalar.as_double();
+    const double v = word ? *word : d.scalar.as_double();
     if (std::isnan(v)) fail(d.where, key + ": expected a number, found NaN");
     if (v < min || (min_exclusive && v == min)) {
       fail(d.where, key + ": must be " + (min_exclusive ? "greater than " : "at least ") +

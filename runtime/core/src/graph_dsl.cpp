@@ -214,10 +214,11 @@ class Lexer {
   }
 
  private:
-  // At a '.' in an argument (`over=params.items`): the value was meant as
+  // At a '.' or '$' in an argument (`over=params.items`,
+  // `over=$ctx.params.items`): the value was meant as
   // an expression, which the graph takes in {{ }} only.
   std::string expression_hint() const {
-    if (text_[i_] != '.') return "";
+    if (text_[i_] != '.' && text_[i_] != '$') return "";
     auto word = [](char ch) {
       return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_' || ch == '.' ||
              ch == '$';

@@ -41,6 +41,17 @@ void append_hex(std::string& out, unsigned char c) {
 
 }  // namespace
 
+std::string_view utf8_prefix(std::string_view text, std::size_t max) {
+  if (text.size() <= max) return text;
+  std::size_t at = max;
+  for (int back = 0; back < 3 && at > 0 && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80;
+       ++back) {
+    --at;
+  }
+  if ((static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) at = max;  // not UTF-8 here
+  return text.substr(0, at);
+}
+
 std::size_t invalid_utf8_at(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
     // ASCII, the common case, eight bytes at a time: a task's 10 MB output

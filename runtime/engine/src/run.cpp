@@ -566,7 +566,7 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   n.running.reset();
   n.instance.reset();
   const double t = f->graph->nodes[i].task->timeout_sec;
-  char buf[160];
+  char buf[224];
   if (a->body_taken.load()) {
     std::snprintf(buf, sizeof buf, "timed out after %g s", t);
   } else {
@@ -574,7 +574,7 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
     // every worker thread was held by other bodies (see --jobs).
     std::snprintf(buf, sizeof buf,
                   "timed out after %g s waiting for a free worker thread (all %u busy); its body "
-                  "never started",
+                  "never started: raise --jobs, or run fewer blocking tasks at once",
                   t, executors_->jobs());
   }
   attempt_failed(*f, i, buf, false);

@@ -1,5 +1,7 @@
 // What a run offers its calls from any thread: log lines and heartbeats
 // (handed to the run's strand) and the run's scratch.
+#include <pyoco/core/text.hpp>
+
 #include <mutex>
 
 #include "object_value.hpp"
@@ -13,19 +15,17 @@ namespace pyoco {
 // written after the run's end is dropped.
 namespace {
 
-// The most of one log line a run carries (1 MiB): a task logging lines of
-// megabytes made every copy and every sink pay for them (gigabytes held,
-// other tasks' deadlines late); the history keeps 1 MiB of a task's log,
-// and the cluster's events fit about as much.
-constexpr std::size_t kMaxLogLine = std::size_t{1} << 20;
+// The most of one log line a run carries, note included (64 KiB): a task
+// logging lines of megabytes made every copy and every sink pay for them
+// (gigabytes held, other tasks' deadlines late). Cut here, a line is kept
+// whole by the history (1 MiB of log a task) and by the cluster's events.
+constexpr std::size_t kMaxLogLine = std::size_t{64} << 10;
 
-// The first kMaxLogLine bytes, cut at a character's start so the line stays
-// UTF-8, and what was cut.
+// The line cut to fit kMaxLogLine with what says so, at a character's start.
 std::string cut_log_line(std::string_view message) {
-  std::size_t at = kMaxLogLine;
-  while (at > 0 && (static_cast<unsigned char>(message[at]) & 0xC0) == 0x80) --at;
-  return std::string(message.substr(0, at)) + " ... (cut: the line was " +
-         std::to_string(message.size()) + " bytes, more than the 1 MiB a log line may hold)";
+  const std::string note = " ... (cut: the line was " + std::to_string(message.size()) +
+                           " bytes, more than the 64 KiB a log line may hold)";
+  return std::string(core::utf8_prefix(message, kMaxLogLine - note.size())) + note;
 }
 
 }  // namespace

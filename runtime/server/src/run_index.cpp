@@ -182,7 +182,10 @@ struct RunIndex::Impl {
         std::string status;
         if (kind == "run_start") {
           sql =
-              "UPDATE runs SET status = CASE WHEN status IN ('COMPLETED','FAILED','CANCELLED') "
+              // A cancel request's run_cancelling may come before the
+              // worker's run_start: CANCELLING stays.
+              "UPDATE runs SET status = CASE WHEN status IN "
+              "('COMPLETED','FAILED','CANCELLED','CANCELLING') "
               "THEN status ELSE 'RUNNING' END, start_time = COALESCE(start_time, ?2), "
               "updated_at = ?2, plugins = ?5 WHERE run_id = ?1";
         } else if (kind == "run_cancelling") {

@@ -36,7 +36,7 @@ class AppendFileBuffer final : public std::streambuf {
       const ssize_t n = ::write(fd_, pending_.data() + done, pending_.size() - done);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        if (error_ == 0) error_ = n < 0 ? errno : ENOSPC;
+        if (error_ == 0) error_ = n < 0 ? errno : EIO;  // wrote nothing, said nothing
         pending_.clear();
         return -1;
       }

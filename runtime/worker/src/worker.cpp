@@ -7,6 +7,7 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/states.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/engine/local_artifact_store.hpp>
 #include <pyoco/plugins/manifest.hpp>
 #include <pyoco/trace/event_queue.hpp>
@@ -72,6 +73,10 @@ void remove_settings_from_environment() {
 
 namespace json = boost::json;
 using cluster::NatsError;
+
+// A record of another instance of this worker id heard from within this
+// (or three of its beats) is a live worker's (docs/cluster.md, --worker-id).
+constexpr std::chrono::seconds kWorkerIdSilentAfter{15};
 
 namespace {
 
@@ -142,9 +147,7 @@ RecordTasks record_tasks(const Run& run) {
   // A plugin's error may be any length: the record holds its start.
   constexpr std::size_t kRecordError = 4096;
   if (out.error.size() > kRecordError) {
-    std::size_t cut = kRecordError;
-    while (cut > 0 && (static_cast<unsigned char>(out.error[cut]) & 0xC0) == 0x80) --cut;
-    out.error.resize(cut);
+    out.error.resize(core::utf8_prefix(out.error, kRecordError).size());
     out.error += "… (cut at 4096 bytes)";
   }
   return out;
@@ -1017,7 +1020,7 @@ void Worker::start() {
   // First: a worker id a running worker has stops it here, before anything
   // of the other's (its --plugins-dir) is touched. A worker killed on this
   // host is known gone at once; elsewhere, after three missed beats.
-  cluster::claim_worker_id(s.nats, s.record(), std::chrono::seconds(15));
+  cluster::claim_worker_id(s.nats, s.record(), kWorkerIdSilentAfter);
   s.registered = true;   // from here its end is written, even if start() fails below
   s.open_plugin_sync();  // another worker's --plugins-dir stops it here
   const natsStatus st =

@@ -90,9 +90,10 @@ void publish_run_end(Connection& nats, const RunRecord& record);
 
 // The run was asked to stop, from its CANCELLING record:
 // {"kind":"run_cancelling","run_id","flow","status","by","ts"} with message
-// id "<run_id>.cancelling". Published by whoever wrote the request (a
-// worker publishes none of its own), so a watcher and the gateways' lists
-// see it at once, even while the run's worker is dead. Throws NatsError.
+// id "<run_id>.cancelling". Published by whoever wrote the request, so a
+// watcher and the gateways' lists see it at once, even while the run's
+// worker is dead; the worker's own (EventPublisher) has the same message
+// id, so JetStream keeps one. Throws NatsError.
 void publish_run_cancelling(Connection& nats, const RunRecord& record);
 
 }  // namespace pyoco::cluster

@@ -19,6 +19,11 @@ std::size_t invalid_utf8_at(std::string_view text);
 // JSON needs: unchanged (and cheap) when it is UTF-8 already.
 std::string valid_utf8(std::string_view text);
 
+// At most `max` bytes of `text`, cut at a character's start so that a
+// UTF-8 text stays UTF-8 (it steps back at most 3 bytes: past that the text
+// was not UTF-8 there, and it is cut at `max`).
+std::string_view utf8_prefix(std::string_view text, std::size_t max);
+
 // For one line of a terminal: control characters (C0 but tab, DEL, C1)
 // written as \n, \r or \xNN, and bytes that are not UTF-8 as \xNN.
 // Printable text, tabs and non-ASCII UTF-8 are left alone.
