@@ -963,6 +963,11 @@ struct HttpServer::Impl {
   // with the I/O thread spinning. Out of descriptors, a connection waiting
   // on its client makes room first.
   void accept_failed(beast::error_code ec) {
+    // A client gone before it was accepted: the next one is taken at once.
+    if (ec == asio::error::connection_aborted) {
+      accept();
+      return;
+    }
     const bool no_descriptors = ec == asio::error::no_descriptors ||
                                 ec == boost::system::errc::too_many_files_open_in_system;
     if (no_descriptors && evict_one()) {
