@@ -512,3 +512,26 @@ BOOST_AUTO_TEST_CASE(an_absolute_form_target_is_served_by_its_path) {
   const std::string query = exchange(s.port(), get("HTTP://example.net:80/nowhere?x=1"));
   BOOST_TEST(query.find("no route /nowhere") != std::string::npos, query);
 }
+
+// The limits' settings: read when set, a bad one refused naming it.
+BOOST_AUTO_TEST_CASE(the_connection_limits_come_from_the_environment) {
+  ::setenv("PYOCO_HTTP_MAX_CONNECTIONS", "500", 1);
+  ::setenv("PYOCO_HTTP_HEADER_TIMEOUT_SEC", "2.5", 1);
+  ::setenv("PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC", "0", 1);
+  server::ListenOptions o;
+  server::listen_limits_from_env(o);
+  BOOST_TEST(o.max_connections == 500u);
+  BOOST_TEST(o.header_timeout.count() == 2500);
+  BOOST_TEST(o.upload_min_rate == 0u);
+  ::setenv("PYOCO_HTTP_MAX_CONNECTIONS", "lots", 1);
+  try {
+    server::listen_limits_from_env(o);
+    BOOST_TEST(false, "a bad PYOCO_HTTP_MAX_CONNECTIONS was taken");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string(e.what()).find("PYOCO_HTTP_MAX_CONNECTIONS=lots") == 0u, e.what());
+  }
+  for (const char* name : {"PYOCO_HTTP_MAX_CONNECTIONS", "PYOCO_HTTP_HEADER_TIMEOUT_SEC",
+                           "PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC"}) {
+    ::unsetenv(name);
+  }
+}
