@@ -535,3 +535,41 @@ BOOST_AUTO_TEST_CASE(the_connection_limits_come_from_the_environment) {
     ::unsetenv(name);
   }
 }
+
+// Past half the connection cap, a new wait for headers has the shorter
+// deadline: slow clients cannot hold what is left for long.
+BOOST_AUTO_TEST_CASE(past_half_the_cap_the_header_deadline_is_shorter) {
+  server::ListenOptions o;
+  o.port = 0;
+  o.max_connections = 6;
+  o.header_timeout = 60s;
+  o.header_timeout_busy = 300ms;
+  server::HttpServer s(plain_routes(), o);
+  const std::string first = "GET /runs HTTP/1.1\r\nHost: x\r\n";
+  // Each seen by the server (answered) before the next: then four wait.
+  std::vector<int> fds;
+  auto open_slow = [&] {
+    const int fd = pyoco::testing::connect_loopback(s.port());
+    BOOST_TEST_REQUIRE(fd >= 0);
+    const std::string ping = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    ::send(fd, ping.data(), ping.size(), MSG_NOSIGNAL);
+    timeval limit{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    char buf[4096];
+    BOOST_TEST_REQUIRE(::recv(fd, buf, sizeof buf, 0) > 0);
+    ::send(fd, first.data(), first.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  };
+  for (int i = 0; i < 4; ++i) open_slow();
+  // The first three waited with 60 s, the fourth (4 open > 3) with 300 ms.
+  const auto start = std::chrono::steady_clock::now();
+  char c;
+  const ssize_t got = ::recv(fds.back(), &c, 1, 0);  // 5 s at most
+  const auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(got == 0);  // closed by the server
+  BOOST_TEST((took < 3s), std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                              << " ms");
+  pollfd p{fds.front(), POLLIN, 0};
+  BOOST_TEST(::poll(&p, 1, 0) == 0);  // the first still open
+  for (const int fd : fds) ::close(fd);
+}
