@@ -1092,3 +1092,71 @@ BOOST_AUTO_TEST_CASE(a_large_run_has_a_bounded_record_and_its_logs_come_a_page_a
   BOOST_TEST(tail.size() >= 58u);
   BOOST_TEST(tail.size() <= 75u);
 }
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ports.hpp"
+
+// What a submit must not guess at is refused naming it: a flow name of the
+// wrong type, an Idempotency-Key sent twice, a multipart field sent twice.
+// A submit NATS cut short says how to check on the run without a key, with
+// its id as a field and Retry-After.
+BOOST_AUTO_TEST_CASE(ambiguous_submits_are_refused_and_a_cut_short_one_names_its_run) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  auto error_of = [](const server::ClientResponse& r) {
+    return std::string(json::parse(r.body).at("detail").as_string());
+  };
+  const auto number = s.call(http::verb::post, "/runs", R"({"flow_name": 5})");
+  BOOST_TEST(number.status == 422u);
+  BOOST_TEST(error_of(number).find("flow_name: must be a string") == 0u, number.body);
+
+  // Two Idempotency-Key headers: which one counts is not the gateway's to guess.
+  const int port = std::stoi(s.url.substr(s.url.rfind(':') + 1));
+  const int fd = connect_loopback(port);
+  BOOST_TEST_REQUIRE(fd >= 0);
+  timeval limit{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  const std::string body = R"({"flow_name": "hello"})";
+  const std::string twice =
+      "POST /runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: "
+      "application/json\r\nIdempotency-Key: k2\r\nIdempotency-Key: k3\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  BOOST_TEST_REQUIRE(::send(fd, twice.data(), twice.size(), MSG_NOSIGNAL) ==
+                     static_cast<ssize_t>(twice.size()));
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    answer.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  BOOST_TEST(answer.rfind("HTTP/1.1 400 ", 0) == 0u, answer);
+  BOOST_TEST(answer.find("Idempotency-Key is sent more than once") != std::string::npos, answer);
+
+  const std::string flow = read_text(source_dir() / "examples/hello/flow.yaml");
+  auto part = [](const std::string& name, const std::string& text) {
+    return "--b0undary\r\nContent-Disposition: form-data; name=\"" + name +
+           "\"; filename=\"f.yaml\"\r\n\r\n" + text + "\r\n";
+  };
+  const auto two_flows =
+      server::http_call(s.url, http::verb::post, "/runs/yaml",
+                        part("workflow", flow) + part("workflow", flow) + "--b0undary--\r\n",
+                        "multipart/form-data; boundary=b0undary");
+  BOOST_TEST(two_flows.status == 400u, two_flows.body);
+  BOOST_TEST(error_of(two_flows).find("workflow") != std::string::npos, two_flows.body);
+  BOOST_TEST(error_of(two_flows).find("sent twice") != std::string::npos, two_flows.body);
+
+  s.submit(R"({"flow_name": "hello"})");  // its tag known: the next gets as far as the submit
+  nats.kill9();
+  const auto cut = s.call(http::verb::post, "/runs", R"({"flow_name": "hello"})");
+  BOOST_TEST_REQUIRE(cut.status == 503u, cut.body);
+  const json::object refused = json::parse(cut.body).as_object();
+  BOOST_TEST(refused.at("error") == "nats_unavailable");
+  BOOST_TEST_REQUIRE(refused.contains("run_id"), cut.body);
+  const std::string id(refused.at("run_id").as_string());
+  BOOST_TEST(error_of(cut).find("GET /runs/" + id) != std::string::npos, cut.body);
+  BOOST_TEST(error_of(cut).find("same Idempotency-Key") == std::string::npos, cut.body);
+  BOOST_TEST(cut.retry_after == "5", cut.body);
+  BOOST_TEST(s.call(http::verb::get, "/runs/" + id).retry_after == "5");
+}

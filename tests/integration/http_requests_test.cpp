@@ -7,12 +7,19 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include <chrono>
 #include <future>
 #include <string>
+#include <thread>
 
 #include "ports.hpp"
 #include "sync.hpp"
@@ -205,4 +212,364 @@ BOOST_AUTO_TEST_CASE(a_405_says_what_is_allowed_and_head_is_served_where_get_is)
   const std::size_t second = two.find("\r\n\r\n") + 4;
   BOOST_TEST(two.substr(second).rfind("HTTP/1.1 404 ", 0) == 0u, two);
   BOOST_TEST(two.substr(two.find("\r\n\r\n", second) + 4).empty(), two);
+}
+
+namespace {
+
+// The CPU time this process used so far (user and system), in seconds.
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+std::size_t open_descriptors() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// This process's descriptor limit lowered to what it has open now plus
+// `more`, for as long as it lasts: the server runs out of descriptors,
+// not the machine.
+struct FewDescriptors {
+  rlimit was{};
+  explicit FewDescriptors(std::size_t more) {
+    ::getrlimit(RLIMIT_NOFILE, &was);
+    rlimit fewer = was;
+    fewer.rlim_cur = open_descriptors() + more;
+    BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &fewer) == 0);
+  }
+  ~FewDescriptors() { ::setrlimit(RLIMIT_NOFILE, &was); }
+};
+
+// A client in a process of its own (its descriptors are not the server's)
+// holding `n` connections, each sent `first` at once and then "X-a: b\r\n"
+// every 200 ms, as a slowloris client does, until it is let go.
+struct SlowClients {
+  pid_t pid = -1;
+  int control = -1;  // closed: the child goes
+  int opened = 0;
+  SlowClients(std::uint16_t port, int n, const std::string& first) {
+    int to_child[2], from_child[2];
+    BOOST_TEST_REQUIRE(::pipe(to_child) == 0);
+    BOOST_TEST_REQUIRE(::pipe(from_child) == 0);
+    pid = ::fork();
+    BOOST_TEST_REQUIRE(pid >= 0);
+    if (pid == 0) {  // plain system calls only from here
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      rlimit l{};
+      ::getrlimit(RLIMIT_NOFILE, &l);
+      l.rlim_cur = l.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &l);
+      static int fds[20000];
+      int count = 0;
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(port);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      for (; count < n && count < 20000; ++count) {
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) break;
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+          ::close(fd);
+          break;
+        }
+        ::send(fd, first.data(), first.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        fds[count] = fd;
+      }
+      (void)!::write(from_child[1], &count, sizeof count);
+      pollfd p{to_child[0], POLLIN, 0};
+      while (::poll(&p, 1, 200) == 0) {
+        for (int i = 0; i < count; ++i) {
+          ::send(fds[i], "X-a: b\r\n", 8, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+      }
+      ::_exit(0);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    control = to_child[1];
+    BOOST_TEST_REQUIRE(::read(from_child[0], &opened, sizeof opened) ==
+                       static_cast<ssize_t>(sizeof opened));
+    ::close(from_child[0]);
+  }
+  ~SlowClients() {
+    ::close(control);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+  }
+};
+
+std::shared_ptr<server::Router> plain_routes() {
+  auto router = std::make_shared<server::Router>();
+  router->add_at_once(http::verb::get, "/health",
+                      [](const server::Request&, const server::PathParams&, const server::Caller&) {
+                        return server::json_response(200, boost::json::object{{"status", "ok"}});
+                      });
+  router->add(http::verb::get, "/runs", server::kPublic,
+              [](const server::Request&, const server::PathParams&, const server::Caller&) {
+                return server::json_response(200, boost::json::array{});
+              });
+  router->add(http::verb::post, "/echo", server::kPublic,
+              [](const server::Request& r, const server::PathParams&, const server::Caller&) {
+                return server::json_response(200, boost::json::object{{"body", r.body()}});
+              });
+  return router;
+}
+
+// With a few hundred descriptors and a thousand connections that never
+// finish their headers, /health and a request still answer at once, and
+// the server is not spinning.
+void slow_headers_leave_room(std::size_t max_connections) {
+  FewDescriptors few(300);
+  server::ListenOptions o;
+  o.port = 0;
+  o.max_connections = max_connections;  // 0: from the descriptor limit
+  server::HttpServer s(plain_routes(), o);
+  SlowClients slow(s.port(), 1000, "GET /runs HTTP/1.1\r\nHost: x\r\n");
+  BOOST_TEST_REQUIRE(slow.opened == 1000);
+  // Each answered within 2 s, 20 times over.
+  for (int i = 0; i < 20; ++i) {
+    const auto asked = std::chrono::steady_clock::now();
+    const std::string health = exchange(s.port(), get("/health"));
+    BOOST_TEST_REQUIRE(health.rfind("HTTP/1.1 200 ", 0) == 0u, health);
+    const std::string runs = exchange(s.port(), get("/runs"));
+    BOOST_TEST_REQUIRE(runs.rfind("HTTP/1.1 200 ", 0) == 0u, runs);
+    BOOST_TEST_REQUIRE((std::chrono::steady_clock::now() - asked < 2s));
+  }
+  // Then a second in which this thread asks nothing (a window to measure
+  // in, not a wait for something): the server, its slow clients still
+  // trickling, uses little of it.
+  const double cpu_before = cpu_seconds();
+  const auto start = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(1s);
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double cpu = cpu_seconds() - cpu_before;
+  BOOST_TEST(cpu < 0.3 * wall, cpu << " s of CPU in " << wall << " s");
+  BOOST_TEST(exchange(s.port(), get("/health")).rfind("HTTP/1.1 200 ", 0) == 0u);
+}
+
+}  // namespace
+
+// The cap from the descriptor limit: the connections that waited longest
+// for their headers are closed to make room for new ones.
+BOOST_AUTO_TEST_CASE(slow_header_connections_past_the_cap_make_room_for_new_ones) {
+  slow_headers_leave_room(0);
+  BOOST_TEST(server::default_max_connections() > 0u);
+}
+
+// A cap set above what the descriptors allow: out of descriptors, the
+// accept makes room the same way, and never spins.
+BOOST_AUTO_TEST_CASE(out_of_descriptors_the_accept_makes_room_and_does_not_spin) {
+  slow_headers_leave_room(100000);
+}
+
+// Every connection busy with a request at the cap: a new one is answered
+// 503 with Retry-After at once and closed.
+BOOST_AUTO_TEST_CASE(at_the_cap_with_every_connection_busy_a_new_one_is_told_503) {
+  pyoco::testing::Gate gate;
+  pyoco::testing::Latch entered;
+  auto router = std::make_shared<server::Router>();
+  router->add(http::verb::get, "/slow", server::kPublic,
+              [&](const server::Request&, const server::PathParams&, const server::Caller&) {
+                entered.arrive();
+                gate.wait(30s);
+                return server::json_response(200, boost::json::object{});
+              });
+  server::ListenOptions o;
+  o.port = 0;
+  o.max_connections = 2;
+  o.handler_threads = 2;
+  server::HttpServer s(router, o);
+  auto one = std::async(std::launch::async, [&] { return exchange(s.port(), get("/slow")); });
+  auto two = std::async(std::launch::async, [&] { return exchange(s.port(), get("/slow")); });
+  BOOST_TEST_REQUIRE(entered.wait_for(2));
+  const std::string refused = exchange(s.port(), get("/slow"));
+  BOOST_TEST(refused.rfind("HTTP/1.1 503 ", 0) == 0u, refused);
+  BOOST_TEST(refused.find("Retry-After: 1\r\n") != std::string::npos, refused);
+  BOOST_TEST(refused.find("\"error\":\"busy\"") != std::string::npos, refused);
+  gate.open();
+  BOOST_TEST(one.get().rfind("HTTP/1.1 200 ", 0) == 0u);
+  BOOST_TEST(two.get().rfind("HTTP/1.1 200 ", 0) == 0u);
+}
+
+// The request's line and headers have one deadline: bytes that trickle in
+// do not extend it.
+BOOST_AUTO_TEST_CASE(headers_that_trickle_in_are_cut_at_the_header_deadline) {
+  server::ListenOptions o;
+  o.port = 0;
+  o.header_timeout = 500ms;
+  server::HttpServer s(plain_routes(), o);
+  const int fd = pyoco::testing::connect_loopback(s.port());
+  BOOST_TEST_REQUIRE(fd >= 0);
+  const std::string first = "GET /runs HTTP/1.1\r\nHost: x\r\n";
+  ::send(fd, first.data(), first.size(), MSG_NOSIGNAL);
+  const auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  while (!closed && std::chrono::steady_clock::now() - start < 5s) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) == 1) {
+      char c;
+      closed = ::recv(fd, &c, 1, 0) <= 0;
+    } else if (::send(fd, "X-a: b\r\n", 8, MSG_NOSIGNAL) < 0) {
+      closed = true;
+    }
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  BOOST_TEST(closed);
+  BOOST_TEST((took < 3s), std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                              << " ms");
+}
+
+// A body that stops coming (1 byte now and then of a declared 100,000) is
+// answered 408 once a window after the first brings less than the minimum
+// rate, and its room in the large-body budget is given back.
+BOOST_AUTO_TEST_CASE(an_upload_slower_than_the_minimum_rate_is_cut_408_and_frees_its_room) {
+  auto router = std::make_shared<server::Router>();
+  router->add_large(
+      http::verb::post, "/upload", server::kPublic, 1 << 20,
+      [](const server::Request& r, const server::PathParams&, const server::Caller&) {
+        return server::json_response(200, boost::json::object{{"bytes", r.body().size()}});
+      });
+  server::ListenOptions o;
+  o.port = 0;
+  o.large_body_budget = 150000;  // one upload of 100,000 bytes at a time
+  o.upload_min_rate = 64 << 10;
+  o.upload_rate_window = 300ms;
+  server::HttpServer s(router, o);
+  const std::string head = "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n";
+  const int fd = pyoco::testing::connect_loopback(s.port());
+  BOOST_TEST_REQUIRE(fd >= 0);
+  ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+  ::send(fd, "0123456789", 10, MSG_NOSIGNAL);
+  const auto start = std::chrono::steady_clock::now();
+  std::string got;
+  while (got.find("\r\n\r\n") == std::string::npos &&
+         std::chrono::steady_clock::now() - start < 10s) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) == 1) {
+      char buf[4096];
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    } else {
+      ::send(fd, "x", 1, MSG_NOSIGNAL);
+    }
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  BOOST_TEST(got.rfind("HTTP/1.1 408 ", 0) == 0u, got);
+  BOOST_TEST(got.find("\"too_slow\"") != std::string::npos, got);
+  BOOST_TEST((took < 3s), std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                              << " ms");
+  // Its room is back: a whole upload is taken.
+  const std::string whole =
+      exchange(s.port(),
+               "POST /upload HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: "
+               "100000\r\n\r\n" +
+                   std::string(100000, 'p'));
+  BOOST_TEST(whole.rfind("HTTP/1.1 200 ", 0) == 0u, whole.substr(0, 300));
+}
+
+// RFC 9110 10.1.1: `Expect: 100-continue` is answered 100 Continue once
+// the headers are accepted, before the body comes.
+BOOST_AUTO_TEST_CASE(expect_100_continue_is_answered_before_the_body) {
+  server::ListenOptions o;
+  o.port = 0;
+  server::HttpServer s(plain_routes(), o);
+  const int fd = pyoco::testing::connect_loopback(s.port());
+  BOOST_TEST_REQUIRE(fd >= 0);
+  timeval limit{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  const std::string head =
+      "POST /echo HTTP/1.1\r\nHost: test\r\nConnection: close\r\nExpect: "
+      "100-continue\r\nContent-Length: 5\r\n\r\n";
+  ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+  char buf[4096];
+  const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  BOOST_TEST_REQUIRE(n > 0);
+  BOOST_TEST(std::string(buf, static_cast<std::size_t>(n)) == "HTTP/1.1 100 Continue\r\n\r\n");
+  ::send(fd, "hello", 5, MSG_NOSIGNAL);
+  std::string got;
+  for (ssize_t m; (m = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    got.append(buf, static_cast<std::size_t>(m));
+  }
+  ::close(fd);
+  BOOST_TEST(got.rfind("HTTP/1.1 200 ", 0) == 0u, got);
+  BOOST_TEST(got.find("\"body\":\"hello\"") != std::string::npos, got);
+}
+
+// RFC 9112 3.2.2: a request target in absolute form is served by its path.
+BOOST_AUTO_TEST_CASE(an_absolute_form_target_is_served_by_its_path) {
+  Server s(2);
+  const std::string got = exchange(s.port(), get("http://example.net/health"));
+  BOOST_TEST(got.rfind("HTTP/1.1 200 ", 0) == 0u, got);
+  const std::string query = exchange(s.port(), get("HTTP://example.net:80/nowhere?x=1"));
+  BOOST_TEST(query.find("no route /nowhere") != std::string::npos, query);
+}
+
+// The limits' settings: read when set, a bad one refused naming it.
+BOOST_AUTO_TEST_CASE(the_connection_limits_come_from_the_environment) {
+  ::setenv("PYOCO_HTTP_MAX_CONNECTIONS", "500", 1);
+  ::setenv("PYOCO_HTTP_HEADER_TIMEOUT_SEC", "2.5", 1);
+  ::setenv("PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC", "0", 1);
+  server::ListenOptions o;
+  server::listen_limits_from_env(o);
+  BOOST_TEST(o.max_connections == 500u);
+  BOOST_TEST(o.header_timeout.count() == 2500);
+  BOOST_TEST(o.upload_min_rate == 0u);
+  ::setenv("PYOCO_HTTP_MAX_CONNECTIONS", "lots", 1);
+  try {
+    server::listen_limits_from_env(o);
+    BOOST_TEST(false, "a bad PYOCO_HTTP_MAX_CONNECTIONS was taken");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string(e.what()).find("PYOCO_HTTP_MAX_CONNECTIONS=lots") == 0u, e.what());
+  }
+  for (const char* name : {"PYOCO_HTTP_MAX_CONNECTIONS", "PYOCO_HTTP_HEADER_TIMEOUT_SEC",
+                           "PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC"}) {
+    ::unsetenv(name);
+  }
+}
+
+// Past half the connection cap, a new wait for headers has the shorter
+// deadline: slow clients cannot hold what is left for long.
+BOOST_AUTO_TEST_CASE(past_half_the_cap_the_header_deadline_is_shorter) {
+  server::ListenOptions o;
+  o.port = 0;
+  o.max_connections = 6;
+  o.header_timeout = 60s;
+  o.header_timeout_busy = 300ms;
+  server::HttpServer s(plain_routes(), o);
+  const std::string first = "GET /runs HTTP/1.1\r\nHost: x\r\n";
+  // Each seen by the server (answered) before the next: then four wait.
+  std::vector<int> fds;
+  auto open_slow = [&] {
+    const int fd = pyoco::testing::connect_loopback(s.port());
+    BOOST_TEST_REQUIRE(fd >= 0);
+    const std::string ping = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    ::send(fd, ping.data(), ping.size(), MSG_NOSIGNAL);
+    timeval limit{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    char buf[4096];
+    BOOST_TEST_REQUIRE(::recv(fd, buf, sizeof buf, 0) > 0);
+    ::send(fd, first.data(), first.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  };
+  for (int i = 0; i < 4; ++i) open_slow();
+  // The first three waited with 60 s, the fourth (4 open > 3) with 300 ms.
+  const auto start = std::chrono::steady_clock::now();
+  char c;
+  const ssize_t got = ::recv(fds.back(), &c, 1, 0);  // 5 s at most
+  const auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(got == 0);  // closed by the server
+  BOOST_TEST((took < 3s), std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                              << " ms");
+  pollfd p{fds.front(), POLLIN, 0};
+  BOOST_TEST(::poll(&p, 1, 0) == 0);  // the first still open
+  for (const int fd : fds) ::close(fd);
 }

@@ -119,4 +119,5 @@ BOOST_AUTO_TEST_CASE(streams_past_the_limit_are_answered_503) {
   const std::string answer = third.read_some();
   BOOST_TEST(answer.starts_with("HTTP/1.1 503"), answer.substr(0, 40));
   BOOST_TEST(answer.find("event streams already") != std::string::npos);
+  BOOST_TEST(answer.find("\r\nRetry-After: 5\r\n") != std::string::npos, answer);
 }

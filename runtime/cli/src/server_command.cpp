@@ -79,7 +79,9 @@ int run_server(ServerArgs& a) {
           std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
     }
     std::optional<server::WebhookOptions> webhooks;
+    server::ListenOptions lo;
     try {
+      server::listen_limits_from_env(lo);
       go.auth = server::auth_options_from_env();
       webhooks = server::webhook_options_from_env();
     } catch (const std::invalid_argument& e) {
@@ -121,7 +123,6 @@ int run_server(ServerArgs& a) {
     cluster::Connection nats(connect_options("pyoco server"));
     cluster::init_resources(nats, ro);
 
-    server::ListenOptions lo;
     lo.host = a.listen.substr(0, colon);
     const std::string port = a.listen.substr(colon + 1);
     if (port.empty() || port.size() > 5 ||

@@ -251,7 +251,7 @@ struct KeyAuthenticator::Impl {
 
   static HttpError nats_unavailable(const std::string& why) {
     return HttpError{503, "nats_unavailable",
-                     "cannot check the API key: " + why + " (retry when NATS is back)"};
+                     "cannot check the API key: " + why + " (retry when NATS is back)", 5};
   }
 
   // A key verified here, while NATS is away, for a route that answers

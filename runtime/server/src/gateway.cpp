@@ -145,8 +145,33 @@ std::uint64_t whole_number(std::string_view text, std::uint64_t min, std::uint64
 // On an answer made from what the gateway holds while NATS is away.
 constexpr const char* kStaleHeader = "X-Pyoco-Stale";
 
+// What a JSON value is, for an answer: "a number", "an array"...
+const char* json_kind(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::bool_:
+      return "a boolean";
+    case json::kind::int64:
+    case json::kind::uint64:
+    case json::kind::double_:
+      return "a number";
+    case json::kind::array:
+      return "an array";
+    case json::kind::object:
+      return "an object";
+    case json::kind::string:
+      return "a string";
+    case json::kind::null:
+      return "null";
+  }
+  return "a value";
+}
+
+// Retry-After of a 503 `nats_unavailable`: the gateway reconnects by itself.
+constexpr unsigned kNatsRetryAfter = 5;
+
 [[noreturn]] void nats_down(const cluster::NatsError& e) {
-  throw HttpError{503, "nats_unavailable", std::string(e.what()) + " (retry when NATS is back)"};
+  throw HttpError{503, "nats_unavailable", std::string(e.what()) + " (retry when NATS is back)",
+                  kNatsRetryAfter};
 }
 
 // How deep a body's arrays and objects may nest (Boost.JSON's default, which
@@ -348,6 +373,12 @@ std::map<std::string, std::string> form_parts(const Request& req) {
     const auto n = headers.find("name=\"");
     if (n != std::string::npos) {
       const std::string name = headers.substr(n + 6, headers.find('"', n + 6) - n - 6);
+      // As a key sent twice in a JSON body: readers disagree on which counts.
+      if (parts.contains(name)) {
+        throw HttpError{
+            400, "bad_request",
+            "the multipart field " + shown(name) + " is sent twice; send each field once"};
+      }
       parts[name] = body.substr(headers_end + 4, next - headers_end - 4);
     }
     at = next + 2;
@@ -445,6 +476,11 @@ class Gateway {
   Response submit(const Request& req, const Caller& caller) {
     const json::object body = body_object(req);
     const json::value* flow = body.if_contains("flow_name");
+    if (flow != nullptr && !flow->is_string() && !flow->is_null()) {
+      unprocessable(std::string("flow_name: must be a string (the name of a flow the workers "
+                                "have, --flows), not ") +
+                    json_kind(*flow));
+    }
     if (flow == nullptr || !flow->is_string() || flow->as_string().empty()) {
       unprocessable("flow_name: required, the name of a flow the workers have (--flows)");
     }
@@ -693,7 +729,9 @@ class Gateway {
             }
             return true;
           });
-      if (!asked) throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
+      if (!asked)
+        throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id,
+                        kNatsRetryAfter};
     }
     json::array out;
     out.reserve(items.size());
@@ -749,7 +787,9 @@ class Gateway {
             }
             return true;
           });
-      if (!asked) throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id};
+      if (!asked)
+        throw HttpError{503, "nats_unavailable", "cannot read the logs of run " + id,
+                        kNatsRetryAfter};
       bytes += older_bytes;
       items.insert(items.begin(), std::make_move_iterator(older.begin()),
                    std::make_move_iterator(older.end()));
@@ -877,7 +917,8 @@ class Gateway {
       jsStreamInfo* si = nullptr;
       const natsStatus s =
           js_GetStreamInfo(&si, nats_.handles().js, "PYOCO_EVENTS", nullptr, nullptr);
-      if (s != NATS_OK) throw HttpError{503, "nats_unavailable", "cannot follow run events"};
+      if (s != NATS_OK)
+        throw HttpError{503, "nats_unavailable", "cannot follow run events", kNatsRetryAfter};
       after = si->State.LastSeq;
       jsStreamInfo_Destroy(si);
     }
@@ -1146,6 +1187,10 @@ class Gateway {
     }
     check_tag_served(job.tag);
     job.tenant_id = caller.tenant;
+    if (req.count("Idempotency-Key") > 1) {
+      throw HttpError{400, "bad_request",
+                      "the header Idempotency-Key is sent more than once; send one key"};
+    }
     const std::string idempotency_key(req["Idempotency-Key"]);
     job.run_id = run_id_for(idempotency_key, caller.tenant);
     if (!idempotency_key.empty()) job.request_digest = request_digest(job);
@@ -1167,11 +1212,19 @@ class Gateway {
     } catch (const cluster::NatsError& e) {
       // Its record may stand without its job: queued once NATS answers.
       unqueued_.add(job);
-      throw HttpError{503, "nats_unavailable",
-                      std::string(e.what()) +
-                          " (the run may have been accepted: it is queued once NATS answers "
-                          "again; submit again with the same Idempotency-Key to be sure of "
-                          "one run)"};
+      HttpError busy{
+          503, "nats_unavailable",
+          std::string(e.what()) +
+              (idempotency_key.empty()
+                   ? " (the run may have been accepted: it is queued once NATS answers again; "
+                     "before submitting again, GET /runs/" +
+                         job.run_id +
+                         " once NATS is back: a 404 says it was not, a record that it was)"
+                   : " (the run may have been accepted: it is queued once NATS answers again; "
+                     "submit again with the same Idempotency-Key to be sure of one run)"),
+          kNatsRetryAfter};
+      busy.fields = json::object{{"run_id", job.run_id}};
+      throw busy;
     }
   }
 

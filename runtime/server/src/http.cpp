@@ -3,6 +3,8 @@
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/core/text.hpp>
 
+#include "env_settings.hpp"
+
 #include <chrono>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -17,12 +19,14 @@
 #include <boost/beast/version.hpp>
 #include <boost/json.hpp>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <functional>
+#include <list>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -61,6 +65,12 @@ Response error_response(unsigned status, const std::string& error, const std::st
 
 Response error_response(const HttpError& e) {
   Response r = error_response(e.status, e.error, e.detail);
+  if (!e.fields.empty()) {
+    json::object body = json::parse(r.body()).as_object();
+    for (const auto& [k, v] : e.fields) body[k] = v;
+    r.body() = json::serialize(body) + "\n";
+    r.prepare_payload();
+  }
   if (e.retry_after != 0) r.set(http::field::retry_after, std::to_string(e.retry_after));
   return r;
 }
@@ -297,6 +307,25 @@ struct HttpServer::Impl {
   // before `io`, whose end ends the sessions that hold the last ones.
   std::mutex large_bodies_mutex;
   std::size_t large_body_bytes = 0;
+  // Before `io` too: the sessions it ends leave these lists.
+  // The connections open, and those waiting on their client (for a
+  // request's headers, or for its body), oldest first: the first to go
+  // when a new connection comes at the cap (ListenOptions::max_connections).
+  struct SessionBase {
+    virtual ~SessionBase() = default;
+    // Closes the connection at once (on the I/O thread): its descriptor is
+    // free when this returns.
+    virtual void evict() = 0;
+    enum class Wait { none, headers, body };
+    Wait wait = Wait::none;  // which list it is in (connections_mutex)
+    std::list<std::pair<SessionBase*, std::weak_ptr<SessionBase>>>::iterator listed;
+    bool counted = false;  // in `connections` (not yet evicted)
+  };
+  using WaitList = std::list<std::pair<SessionBase*, std::weak_ptr<SessionBase>>>;
+  const std::size_t max_connections;
+  std::mutex connections_mutex;
+  std::size_t connections = 0;
+  WaitList awaiting_headers, awaiting_body;
   asio::io_context io;
   asio::thread_pool handlers;
   tcp::acceptor acceptor{io};
@@ -388,16 +417,103 @@ struct HttpServer::Impl {
   }
 
   Impl(std::shared_ptr<const Router> r, ListenOptions o)
-      : router(std::move(r)), options(std::move(o)), handlers(options.handler_threads) {}
+      : router(std::move(r)),
+        options(std::move(o)),
+        max_connections(options.max_connections != 0 ? options.max_connections
+                                                     : default_max_connections()),
+        handlers(options.handler_threads) {}
+
+  // Refused connections being answered 503 (at most kRefusing at once).
+  static constexpr std::size_t kRefusing = 64;
+  asio::steady_timer accept_retry{io};
+  bool accept_failing = false;  // since the last accept that worked (said once)
+  std::chrono::steady_clock::time_point evictions_said{};
+  std::size_t evictions_unsaid = 0;
+
+  std::size_t open_connections() {
+    std::lock_guard lock(connections_mutex);
+    return connections;
+  }
+  void counted(SessionBase& s) {
+    std::lock_guard lock(connections_mutex);
+    ++connections;
+    s.counted = true;
+  }
+  void unlist(SessionBase& s) {  // connections_mutex held
+    if (s.wait == SessionBase::Wait::none) return;
+    (s.wait == SessionBase::Wait::headers ? awaiting_headers : awaiting_body).erase(s.listed);
+    s.wait = SessionBase::Wait::none;
+  }
+  // `s` waits on its client from now; one already waiting for the same
+  // keeps its place (a TLS handshake, then its first request's headers).
+  void awaits(SessionBase& s, std::weak_ptr<SessionBase> self, SessionBase::Wait what) {
+    std::lock_guard lock(connections_mutex);
+    if (s.wait == what) return;
+    unlist(s);
+    WaitList& list = what == SessionBase::Wait::headers ? awaiting_headers : awaiting_body;
+    s.listed = list.insert(list.end(), {&s, std::move(self)});
+    s.wait = what;
+  }
+  void stops_waiting(SessionBase& s) {
+    std::lock_guard lock(connections_mutex);
+    unlist(s);
+  }
+  void gone(SessionBase& s) {
+    std::lock_guard lock(connections_mutex);
+    unlist(s);
+    if (s.counted) --connections;
+  }
+  // Closes the connection that has waited longest for a request's headers,
+  // else the one that has waited longest for a body: false when every
+  // connection is busy with a request (a handler, an answer, a stream).
+  bool evict_one() {
+    std::shared_ptr<SessionBase> victim;
+    {
+      std::lock_guard lock(connections_mutex);
+      for (WaitList* list : {&awaiting_headers, &awaiting_body}) {
+        while (!victim && !list->empty()) {
+          SessionBase* s = list->front().first;
+          victim = list->front().second.lock();  // null: it is being destroyed
+          unlist(*s);
+        }
+      }
+      if (!victim) return false;
+      if (victim->counted) {
+        victim->counted = false;
+        --connections;
+      }
+    }
+    victim->evict();
+    ++evictions_unsaid;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - evictions_said > std::chrono::seconds(60)) {
+      cluster::log(cluster::LogLevel::warning,
+                   "http: at the connection cap: the connections that waited longest for a "
+                   "request were closed to make room (PYOCO_HTTP_MAX_CONNECTIONS)",
+                   {{"max_connections", std::to_string(max_connections)},
+                    {"closed", std::to_string(evictions_unsaid)}});
+      evictions_said = now;
+      evictions_unsaid = 0;
+    }
+    return true;
+  }
+  // How long a request's line and headers may take from now.
+  std::chrono::milliseconds header_deadline() {
+    if (open_connections() > max_connections / 2) {
+      return std::min(options.header_timeout, options.header_timeout_busy);
+    }
+    return options.header_timeout;
+  }
 
   // One connection, plain (beast::tcp_stream) or TLS (an ssl_stream over one).
   template <class Stream>
-  struct Session : std::enable_shared_from_this<Session<Stream>> {
+  struct Session : SessionBase, std::enable_shared_from_this<Session<Stream>> {
     using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
     static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
 
     Impl* server;
     Stream stream;
+    asio::steady_timer rate_check;  // ListenOptions::upload_min_rate
     beast::flat_buffer buffer;
     std::optional<http::request_parser<http::string_body>> parser;
     std::shared_ptr<Response> response;
@@ -406,10 +522,20 @@ struct HttpServer::Impl {
 
     template <class... TlsContext>
     Session(Impl* s, tcp::socket socket, TlsContext&... tls)
-        : server(s), stream(std::move(socket), tls...) {
+        : server(s), stream(std::move(socket), tls...), rate_check(stream.get_executor()) {
       beast::error_code ec;
       const auto peer = tcp_socket().remote_endpoint(ec);
       if (!ec) address = peer.address().to_string();
+      server->counted(*this);
+    }
+    ~Session() override { server->gone(*this); }
+
+    void evict() override {
+      rate_check.cancel();
+      beast::get_lowest_layer(stream).close();
+    }
+    void awaits(Wait what) {
+      server->awaits(*this, std::static_pointer_cast<SessionBase>(shared_from_this()), what);
     }
 
     tcp::socket& tcp_socket() { return beast::get_lowest_layer(stream).socket(); }
@@ -418,7 +544,9 @@ struct HttpServer::Impl {
     // the same deadline as one that never sends its request.
     void start() {
       if constexpr (kTls) {
-        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+        awaits(Wait::headers);
+        beast::get_lowest_layer(stream).expires_after(std::min<std::chrono::milliseconds>(
+            std::chrono::seconds(30), server->header_deadline()));
         stream.async_handshake(ssl::stream_base::server,
                                [self = shared_from_this()](beast::error_code ec) {
                                  if (!ec) self->read();
@@ -434,7 +562,11 @@ struct HttpServer::Impl {
       body_limit = server->options.body_limit;
       // The limit is the route's: decided once the headers are in.
       parser->body_limit(boost::none);
-      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(60));
+      continued = false;
+      // One deadline for the whole of the request's line and headers, set
+      // here only: bytes that trickle in never extend it.
+      awaits(Wait::headers);
+      beast::get_lowest_layer(stream).expires_after(server->header_deadline());
       http::async_read_header(
           stream, buffer, *parser,
           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
@@ -444,10 +576,12 @@ struct HttpServer::Impl {
     // on the headers, before a byte of the body is read: nobody without
     // the scope can make the gateway hold 64 MiB.
     void on_header(beast::error_code ec) {
+      server->stops_waiting(*this);
       if (ec) {
         unreadable(ec);
         return;
       }
+      absolute_form_to_path(parser->get());
       const Route* large = server->router->find_large(parser->get());
       if (large != nullptr) body_limit = large->body_limit;
       parser->body_limit(body_limit);  // for a chunked body, as it comes
@@ -456,6 +590,7 @@ struct HttpServer::Impl {
         return;
       }
       if (large == nullptr) {
+        beast::get_lowest_layer(stream).expires_after(server->options.header_timeout);
         read_body();
         return;
       }
@@ -486,10 +621,109 @@ struct HttpServer::Impl {
       });
     }
 
+    // The body, in pieces: it must keep coming at upload_min_rate (after
+    // its first window), else 408. `Expect: 100-continue` is answered
+    // first: the headers were accepted, the client may send its body.
     void read_body() {
-      http::async_read(
-          stream, buffer, *parser,
-          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+      if (parser->is_done()) {
+        on_read({});
+        return;
+      }
+      if (!continued && parser->get().version() >= 11 &&
+          beast::iequals(parser->get()[http::field::expect], "100-continue")) {
+        continued = true;
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        asio::async_write(stream, asio::buffer(kContinue.data(), kContinue.size()),
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            if (!ec) self->read_body();
+                          });
+        return;
+      }
+      awaits(Wait::body);
+      body_bytes = 0;
+      window_mark = 0;
+      rate_windows = 0;
+      too_slow = false;
+      if (server->options.upload_min_rate > 0) check_rate();
+      read_body_some();
+    }
+    void read_body_some() {
+      http::async_read_some(stream, buffer, *parser,
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->body_bytes += n;
+                              if (!ec && !self->parser->is_done()) {
+                                self->read_body_some();
+                                return;
+                              }
+                              self->rate_check.cancel();
+                              self->server->stops_waiting(*self);
+                              if (self->too_slow && ec) {
+                                self->slow_body();
+                                return;
+                              }
+                              self->on_read(ec);
+                            });
+    }
+    void check_rate() {
+      rate_check.expires_after(server->options.upload_rate_window);
+      rate_check.async_wait([self = shared_from_this()](beast::error_code ec) {
+        if (ec) return;
+        const auto& o = self->server->options;
+        const auto window = std::chrono::duration<double>(o.upload_rate_window).count();
+        const std::size_t came = self->body_bytes - self->window_mark;
+        // The first window is the client's to get going.
+        if (self->rate_windows++ > 0 &&
+            static_cast<double>(came) < static_cast<double>(o.upload_min_rate) * window) {
+          self->too_slow = true;
+          self->slow_window_bytes = came;
+          beast::get_lowest_layer(self->stream).cancel();  // the read ends: slow_body()
+          return;
+        }
+        self->window_mark = self->body_bytes;
+        self->check_rate();
+      });
+    }
+    // A body slower than upload_min_rate: 408, its room given back.
+    void slow_body() {
+      large_body.reset();
+      const auto& o = server->options;
+      const auto ms = o.upload_rate_window.count();
+      const std::string window =
+          ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+      cluster::log(cluster::LogLevel::info, "http: a request body that came too slowly was cut",
+                   {{"target", shown(parser->get().target())},
+                    {"address", address},
+                    {"bytes_in_last_window", std::to_string(slow_window_bytes)}});
+      parser.reset();  // what came of its body is let go now
+      write(
+          std::make_shared<Response>(error_response(
+              408, "too_slow",
+              "the request body came at less than " + std::to_string(o.upload_min_rate) +
+                  " bytes a second (" + std::to_string(slow_window_bytes) + " bytes in the last " +
+                  window + "); the connection is closed: send it again, faster")),
+          true);
+    }
+    bool continued = false;  // 100 Continue sent for this request
+    bool too_slow = false;
+    std::size_t body_bytes = 0, window_mark = 0, slow_window_bytes = 0;
+    unsigned rate_windows = 0;
+
+    // RFC 9112 3.2.2: `GET http://host/path` is served as `GET /path`.
+    static void absolute_form_to_path(Request& request) {
+      const std::string_view target = request.target();
+      const auto scheme = target.find("://");
+      if (scheme == std::string_view::npos || scheme > 5 ||
+          !(beast::iequals(target.substr(0, scheme), "http") ||
+            beast::iequals(target.substr(0, scheme), "https"))) {
+        return;
+      }
+      const std::size_t authority = scheme + 3;
+      const std::size_t end = target.find_first_of("/?", authority);
+      const std::string host(target.substr(authority, end - authority));
+      std::string path = end == std::string_view::npos ? "/" : std::string(target.substr(end));
+      if (path.front() == '?') path.insert(0, "/");
+      request.target(path);
+      if (!host.empty()) request.set(http::field::host, host);
     }
     std::size_t body_limit = 0;
     LargeBodyReservation large_body;  // held while a large body is read and handled
@@ -568,11 +802,11 @@ struct HttpServer::Impl {
     // After an answer that ends the connection (a body over the limit), read
     // what the client still sends, for a few seconds, before closing: closing
     // at once would reset the connection before it has read the answer.
-    void drain() {
-      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+    void drain(std::chrono::milliseconds for_ = std::chrono::seconds(5)) {
+      beast::get_lowest_layer(stream).expires_after(for_);
       stream.async_read_some(asio::buffer(discard),
-                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                               if (!ec) self->drain();
+                             [self = shared_from_this(), for_](beast::error_code ec, std::size_t) {
+                               if (!ec) self->drain(for_);
                              });
     }
     std::array<char, 16384> discard;
@@ -653,11 +887,13 @@ struct HttpServer::Impl {
       auto refuse = [&](const std::string& why) {
         cluster::log(cluster::LogLevel::warning, "http: an event stream was refused",
                      {{"target", std::string(request->target())}, {"reason", why}});
-        write(std::make_shared<Response>(error_response(503, "unavailable", why)), true);
+        auto res = std::make_shared<Response>(error_response(503, "unavailable", why));
+        res->set(http::field::retry_after, "5");
+        write(res, true);
       };
       if (streams.size() >= server->options.max_streams) {
         refuse("this server holds " + std::to_string(server->options.max_streams) +
-               " event streams already; try again later");
+               " event streams already; try again in 5 s");
         return;
       }
       auto state = std::make_shared<StreamState>();
@@ -709,19 +945,109 @@ struct HttpServer::Impl {
   void accept() {
     acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) {
-        if (tls) {
-          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(this, std::move(socket),
-                                                                          *tls)
-              ->start();
-        } else {
-          std::make_shared<Session<beast::tcp_stream>>(this, std::move(socket))->start();
-        }
+      if (ec) {
+        accept_failed(ec);
+        return;
       }
+      if (accept_failing) {
+        accept_failing = false;
+        cluster::log(cluster::LogLevel::info, "http: accepting connections again");
+      }
+      serve(std::move(socket));
       accept();
     });
   }
+
+  // An accept that failed is tried again in 100 ms, not at once: out of
+  // descriptors it would fail again at once, for as long as they last,
+  // with the I/O thread spinning. Out of descriptors, a connection waiting
+  // on its client makes room first.
+  void accept_failed(beast::error_code ec) {
+    // A client gone before it was accepted: the next one is taken at once.
+    if (ec == asio::error::connection_aborted) {
+      accept();
+      return;
+    }
+    const bool no_descriptors = ec == asio::error::no_descriptors ||
+                                ec == boost::system::errc::too_many_files_open_in_system;
+    if (no_descriptors && evict_one()) {
+      accept();
+      return;
+    }
+    if (!accept_failing) {
+      accept_failing = true;
+      cluster::log(cluster::LogLevel::warning,
+                   "http: cannot accept connections; trying again every 100 ms",
+                   {{"error", ec.message()},
+                    {"connections", std::to_string(open_connections())},
+                    {"max_connections", std::to_string(max_connections)}});
+    }
+    accept_retry.expires_after(std::chrono::milliseconds(100));
+    accept_retry.async_wait([this](beast::error_code e) {
+      if (!e) accept();
+    });
+  }
+
+  template <class S, class... Tls>
+  void start_session(tcp::socket socket, Tls&... tls_context) {
+    std::make_shared<Session<S>>(this, std::move(socket), tls_context...)->start();
+  }
+  // At the cap, the connection that has waited longest on its client makes
+  // room; with none, the new one is answered 503 and closed.
+  void serve(tcp::socket socket) {
+    const std::size_t open = open_connections();
+    if (open >= max_connections && !evict_one()) {
+      refuse_connection(std::move(socket), open);
+      return;
+    }
+    if (tls) {
+      start_session<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), *tls);
+    } else {
+      start_session<beast::tcp_stream>(std::move(socket));
+    }
+  }
+  void refuse_connection(tcp::socket socket, std::size_t open) {
+    if (open >= max_connections + kRefusing || tls) return;  // closed: no answer to be had
+    auto res = std::make_shared<Response>(error_response(
+        503, "busy",
+        "the gateway has " + std::to_string(open) +
+            " connections open, each busy with a request (PYOCO_HTTP_MAX_CONNECTIONS); try "
+            "again in 1 s"));
+    res->set(http::field::retry_after, "1");
+    res->keep_alive(false);
+    auto session = std::make_shared<Session<beast::tcp_stream>>(this, std::move(socket));
+    session->response = std::move(res);
+    http::async_write(session->stream, *session->response,
+                      [session](beast::error_code ec, std::size_t) {
+                        beast::error_code ignored;
+                        session->tcp_socket().shutdown(tcp::socket::shutdown_send, ignored);
+                        if (!ec) session->drain(std::chrono::seconds(1));
+                      });
+  }
 };
+
+std::size_t default_max_connections() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 10000;
+  const rlim_t fds = limit.rlim_cur;
+  const rlim_t reserve = std::clamp<rlim_t>(fds / 8, 128, 1024);
+  return static_cast<std::size_t>(std::clamp<rlim_t>(fds > reserve ? fds - reserve : 0, 32, 10000));
+}
+
+void listen_limits_from_env(ListenOptions& o) {
+  if (const std::string v = env("PYOCO_HTTP_MAX_CONNECTIONS"); !v.empty()) {
+    o.max_connections =
+        static_cast<std::size_t>(whole_from("PYOCO_HTTP_MAX_CONNECTIONS", v, 1, 1000000));
+  }
+  if (const std::string v = env("PYOCO_HTTP_HEADER_TIMEOUT_SEC"); !v.empty()) {
+    o.header_timeout = std::chrono::milliseconds(
+        static_cast<std::int64_t>(seconds_from("PYOCO_HTTP_HEADER_TIMEOUT_SEC", v, 3600) * 1000));
+  }
+  if (const std::string v = env("PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC"); !v.empty()) {
+    o.upload_min_rate =
+        static_cast<std::size_t>(whole_from("PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC", v, 0, 1L << 30));
+  }
+}
 
 HttpServer::HttpServer(std::shared_ptr<const Router> router, ListenOptions options)
     : impl_(std::make_unique<Impl>(std::move(router), std::move(options))) {
@@ -771,6 +1097,7 @@ void HttpServer::stop() {
     beast::error_code ignored;
     impl->acceptor.close(ignored);
     impl->stall_check.cancel();
+    impl->accept_retry.cancel();
   });
   impl_->handlers.join();
   impl_->io.stop();

@@ -6,6 +6,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include <chrono>
@@ -38,7 +39,8 @@ struct HttpError {
   unsigned status;
   std::string error;
   std::string detail;
-  unsigned retry_after = 0;  // seconds: sent as Retry-After when not 0 (a 429, a 503)
+  unsigned retry_after = 0;    // seconds: sent as Retry-After when not 0 (a 429, a 503)
+  boost::json::object fields{};  // more of the body, beside error and detail (a 503's run_id)
 };
 
 // The response for `e`, its Retry-After included.
@@ -181,7 +183,35 @@ struct ListenOptions {
   // An SSE client that takes no byte of its stream for this long is cut
   // off (it reconnects with Last-Event-ID); its thread is not held forever.
   std::chrono::milliseconds stalled_write{30'000};
+  // Connections open at once (event streams included); 0: the process's
+  // descriptor limit (RLIMIT_NOFILE) less a reserve for NATS, files,
+  // webhooks (an eighth of it, 128 to 1024), at least 32 and at most
+  // 10,000. At the cap a new connection closes the one that has waited
+  // longest for a request's headers (an idle keep-alive one, a slow
+  // client's), else the one that has waited longest for a body; when every
+  // connection is busy with a request it is answered 503 with Retry-After.
+  std::size_t max_connections = 0;
+  // A request's line and headers must be in within this long of the
+  // connection's first byte being awaited (a keep-alive connection's wait
+  // for its next request included): a total, never re-armed per byte. With
+  // more than half the connection cap open, at most `header_timeout_busy`.
+  std::chrono::milliseconds header_timeout{60'000};
+  std::chrono::milliseconds header_timeout_busy{10'000};
+  // A request body must keep arriving: after its first `upload_rate_window`
+  // at least `upload_min_rate` bytes a second over each window, else 408
+  // and the connection ends (a large upload's budget given back). 0: no
+  // minimum.
+  std::size_t upload_min_rate = 64 << 10;
+  std::chrono::milliseconds upload_rate_window{10'000};
 };
+
+// ListenOptions' limits from PYOCO_HTTP_MAX_CONNECTIONS,
+// PYOCO_HTTP_HEADER_TIMEOUT_SEC and PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC
+// (unset: left as they are); std::invalid_argument naming a bad one.
+void listen_limits_from_env(ListenOptions& options);
+
+// ListenOptions::max_connections when 0: from RLIMIT_NOFILE as it is now.
+std::size_t default_max_connections();
 
 class HttpServer {
  public:
