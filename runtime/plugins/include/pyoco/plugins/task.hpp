@@ -105,6 +105,10 @@ struct Call {
   std::uint32_t abi_minor = 0;        // of the task's plugin: what the host may answer
   std::string last_artifact_path;     // backs the name (or path, or reason) handed to the plugin
   std::vector<core::Value> borrowed;  // scratch values handed out, alive for the call
+  // Set when the call has ended (finish_call), cleared when one begins. A
+  // context function called after it, from anywhere but start() or a host
+  // callback of the call, is a plugin's kept context: dropped with a warning.
+  std::atomic<bool> ended{false};
 
   // The arena the call's values are built in; most calls of small tasks
   // build none, so it is made on first use. Once the call has ended its
@@ -175,5 +179,8 @@ class TaskInstance {
 // How many times a plugin completed a call that had already ended (each one
 // refused and reported on stderr); for tests and diagnostics.
 std::uint64_t refused_completions();
+// How many context functions a plugin called after their call had ended
+// (each one dropped; the first reported on stderr); for tests and diagnostics.
+std::uint64_t calls_after_end();
 
 }  // namespace pyoco::plugins
