@@ -318,3 +318,17 @@ BOOST_AUTO_TEST_CASE(a_looping_symlink_is_an_error_line_not_an_abort) {
                  std::string::npos,
              r.out << r.err);
 }
+
+// PL020 for a library that calls exit(3) in register_tasks said "the probe
+// exited 3 without a result"; `pyoco run` says "called exit(3) while loading".
+BOOST_AUTO_TEST_CASE(an_exit_while_loading_is_pl020_saying_so) {
+  const ProcessResult r =
+      run_pyoco({"plugins", "lint", "hostile", "--json"},
+                {.cwd = fixture_dir(), .env = {{"PYOCO_FIXTURE_HOSTILE", "exit"}}});
+  const json::value report = json::parse(r.out);
+  const auto messages = messages_of(report, "PL020");
+  BOOST_TEST_REQUIRE(messages.size() == 1u, r.out);
+  BOOST_TEST(messages[0].find("called exit(3) while loading (in its code run at load or in "
+                              "register_tasks)") == 0,
+             messages[0]);
+}

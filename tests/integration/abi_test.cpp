@@ -7,6 +7,12 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
 #include "process.hpp"
 
 using namespace pyoco;
@@ -89,6 +95,10 @@ BOOST_AUTO_TEST_CASE(registered_and_declared_tasks_must_agree) {
   BOOST_TEST((reason == plugins::LoadError::Reason::TasksMismatch));
   BOOST_TEST(e.find("registers tasks its plugin.toml does not declare: beta") != std::string::npos,
              e);
+  // The manifest's [[tasks]] are generated (docs/plugins.md): the advice is
+  // to rebuild, never to hand-write an entry.
+  BOOST_TEST(e.find("rebuild the plugin") != std::string::npos, e);
+  BOOST_TEST(e.find("add a [[tasks]] entry") == std::string::npos, e);
   e = load_error("pl029_unregistered", &reason);
   BOOST_TEST((reason == plugins::LoadError::Reason::TasksMismatch));
   BOOST_TEST(e.find("declares tasks it never registers: gamma") != std::string::npos, e);
@@ -176,4 +186,192 @@ BOOST_AUTO_TEST_CASE(a_container_cannot_contain_itself) {
   BOOST_TEST(h.value_array_push(array, object) == PYOCO_OK);
   BOOST_TEST(h.value_object_set(object, "list", 4, h.value_new_int(a, 1)) == PYOCO_OK);
   BOOST_TEST(h.value_size(array) == 1u);
+}
+
+namespace {
+
+// What a call reaches through its context, kept for the checks below.
+struct Services : plugins::RunServices {
+  std::vector<std::string> logs;
+  int saved = 0;
+  int beats = 0;
+  std::vector<std::pair<pyoco_callback_fn, void*>> cancel_callbacks;
+  void log(const plugins::CallInfo&, plugins::LogLevel, std::string_view m) override {
+    logs.emplace_back(m);
+  }
+  core::ArtifactRecord save_artifact(const plugins::CallInfo&, std::string_view name,
+                                     std::string_view, std::string_view) override {
+    ++saved;
+    core::ArtifactRecord r;
+    r.name = std::string(name);
+    return r;
+  }
+  core::Value scratch_get(std::string_view) override { return {}; }
+  void scratch_set(std::string_view, core::Value) override {}
+  void heartbeat(const plugins::CallInfo&, double, std::string_view) override { ++beats; }
+  bool on_cancel(pyoco_callback_fn fn, void* user) override {
+    cancel_callbacks.emplace_back(fn, user);
+    return true;
+  }
+};
+
+// Saves `v` as a JSON artifact through the host table: its status and the
+// reason the host gave.
+std::pair<pyoco_status, std::string> save_value(pyoco_context* c, const pyoco_value* v) {
+  pyoco_artifact art{};
+  art.struct_size = sizeof art;
+  art.name = pyoco_str{"v.json", 6};
+  art.value = v;
+  pyoco_str why{nullptr, 0};
+  const pyoco_status s = plugins::host_api().context_save_artifact(c, &art, &why);
+  return {s, why.data == nullptr ? std::string() : std::string(why.data, why.size)};
+}
+
+}  // namespace
+
+// A value saved as an artifact was serialized whatever it was: 60 lists
+// each holding the one below twice (2^60 items) never finished, 100 levels
+// were saved, NaN became null. It is refused at once, as outputs and
+// scratch are, with the reason.
+BOOST_AUTO_TEST_CASE(an_artifact_value_keeps_the_limits_every_value_keeps) {
+  const pyoco_host_api& h = plugins::host_api();
+  Services svc;
+  plugins::Call ctx;
+  ctx.info = {"run", "flow", "node-a", "x/y", 1};
+  ctx.services = &svc;
+  ctx.abi_minor = 1;
+  auto* c = reinterpret_cast<pyoco_context*>(&ctx);
+  pyoco_arena* a = h.context_arena(c);
+
+  pyoco_value* dag = h.value_new_array(a);
+  h.value_array_push(dag, h.value_new_int(a, 1));
+  for (int i = 0; i < 60; ++i) {
+    pyoco_value* up = h.value_new_array(a);
+    h.value_array_push(up, dag);
+    h.value_array_push(up, dag);
+    dag = up;
+  }
+  auto [s1, why1] = save_value(c, dag);
+  BOOST_TEST(s1 == PYOCO_ERR_INVALID);
+  BOOST_TEST(why1.find("more than 16777216 items") != std::string::npos, why1);
+
+  pyoco_value* deep = h.value_new_array(a);
+  for (int i = 0; i < 100; ++i) {
+    pyoco_value* up = h.value_new_array(a);
+    h.value_array_push(up, deep);
+    deep = up;
+  }
+  auto [s2, why2] = save_value(c, deep);
+  BOOST_TEST(s2 == PYOCO_ERR_INVALID);
+  BOOST_TEST(why2.find("nested more than 64 levels deep") != std::string::npos, why2);
+
+  pyoco_value* nan = h.value_new_object(a);
+  h.value_object_set(nan, "x", 1, h.value_new_double(a, std::nan("")));
+  auto [s3, why3] = save_value(c, nan);
+  BOOST_TEST(s3 == PYOCO_ERR_INVALID);
+  BOOST_TEST(why3 == "a number that is not finite at value.x, which JSON cannot hold");
+
+  BOOST_TEST(svc.saved == 0);
+  auto [s4, why4] = save_value(c, h.value_new_int(a, 1));
+  BOOST_TEST(s4 == PYOCO_OK);
+  BOOST_TEST(svc.saved == 1);
+}
+
+namespace {
+
+const pyoco_host_api& H() { return plugins::host_api(); }
+pyoco_context* g_kept = nullptr;
+pyoco_call* g_call = nullptr;
+
+// Keeps its context and call, as a plugin thread with a copy of the Context would.
+pyoco_status keep_start(void*, pyoco_context* c, const pyoco_value*, pyoco_call* k) {
+  g_kept = c;
+  g_call = k;
+  return PYOCO_OK;
+}
+
+// Completes its call, then logs: start() may use the context until it returns.
+pyoco_status end_then_log(void*, pyoco_context* c, const pyoco_value*, pyoco_call* k) {
+  H().call_complete(k, PYOCO_OK, nullptr);
+  H().context_log(c, PYOCO_LOG_INFO, "start after the end", 19);
+  H().context_on_cancel(
+      c,
+      [](void* user, pyoco_status) {
+        H().context_log(static_cast<pyoco_context*>(user), PYOCO_LOG_INFO, "callback", 8);
+      },
+      c);
+  return PYOCO_OK;
+}
+
+}  // namespace
+
+// A plugin thread that kept a copy of its Context and used it after the
+// call ended had its lines and heartbeats shown under the finished node,
+// and, once the run was over, touched freed memory. While the Call is
+// alive the host now drops such uses (one warning); start() and the host's
+// callbacks for the call may still use it until they return.
+BOOST_AUTO_TEST_CASE(a_context_used_after_its_call_ended_is_dropped) {
+  plugins::TaskDefinition def;
+  def.plugin = "x";
+  def.name = "kept";
+  def.abi_minor = 1;
+  def.start = keep_start;
+  plugins::TaskInstance instance(def);
+  Services svc;
+  plugins::Call ctx;
+  ctx.info = {"run", "flow", "node-a", "x/kept", 1};
+  ctx.services = &svc;
+  int done = 0;
+  instance.begin(ctx, json("{}"), [&done](plugins::CallResult) { ++done; });
+  std::thread([] { H().context_log(g_kept, PYOCO_LOG_INFO, "live", 4); }).join();
+  BOOST_TEST(H().call_complete(g_call, PYOCO_OK, nullptr) == PYOCO_OK);
+  BOOST_TEST(done == 1);
+
+  const std::uint64_t before = plugins::calls_after_end();
+  std::ostringstream err;
+  std::streambuf* saved = std::cerr.rdbuf(err.rdbuf());
+  int cancelled = 0;
+  std::thread([&cancelled] {
+    H().context_log(g_kept, PYOCO_LOG_INFO, "late", 4);
+    H().context_heartbeat(g_kept, 0.5, nullptr, 0);
+    cancelled = H().context_is_cancelled(g_kept);
+  }).join();
+  BOOST_TEST(cancelled == 1);  // over: a loop polling it stops
+  std::cerr.rdbuf(saved);
+  BOOST_TEST(plugins::calls_after_end() - before == 3u);
+  BOOST_TEST(svc.logs == std::vector<std::string>{"live"}, boost::test_tools::per_element());
+  BOOST_TEST(svc.beats == 0);
+  if (before == 0) {  // the warning is printed once per process
+    BOOST_TEST(err.str().find("x/kept (node node-a) called context_log after its call had "
+                              "ended") != std::string::npos,
+               err.str());
+  }
+
+  // start() itself, and a callback the host makes for the call, may.
+  plugins::TaskDefinition def2 = def;
+  def2.start = end_then_log;
+  plugins::TaskInstance instance2(def2);
+  Services svc2;
+  plugins::Call ctx2;
+  ctx2.info = ctx.info;
+  ctx2.services = &svc2;
+  instance2.begin(ctx2, json("{}"), [](plugins::CallResult) {});
+  BOOST_TEST_REQUIRE(svc2.cancel_callbacks.size() == 1u);
+  std::thread([&] {
+    auto [fn, user] = svc2.cancel_callbacks.front();
+    fn(user, PYOCO_OK);  // as the host calls it, on a thread of its own
+  }).join();
+  BOOST_TEST(svc2.logs == (std::vector<std::string>{"start after the end", "callback"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(plugins::calls_after_end() - before == 3u);
+}
+
+// call_complete(NULL) said "called twice".
+BOOST_AUTO_TEST_CASE(a_null_call_handle_is_named_as_such) {
+  std::ostringstream err;
+  std::streambuf* saved = std::cerr.rdbuf(err.rdbuf());
+  const pyoco_status s = H().call_complete(nullptr, PYOCO_OK, nullptr);
+  std::cerr.rdbuf(saved);
+  BOOST_TEST(s == PYOCO_ERR_INVALID);
+  BOOST_TEST(err.str().find("NULL call handle") != std::string::npos, err.str());
 }

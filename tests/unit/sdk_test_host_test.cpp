@@ -6,9 +6,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -136,6 +138,7 @@ void greet_later(Context& ctx, const Inputs& in, Completion done) {
 class DoubleOnAThread : public pyoco::AsyncTask {
  public:
   static constexpr const char* name = "double_on_a_thread";
+  static inline const pyoco::Io inputs[] = {{"n", "int"}};
   ~DoubleOnAThread() override { join(); }
   void start(Context&, const Inputs& in, Completion done) override {
     join();  // a kept instance is started again
@@ -273,20 +276,28 @@ void ok_after_cancel(Context& ctx, const Inputs&, Completion done) {
   });
 }
 
+// A task's inputs, declared as pyoco wants them (the test host refuses an
+// input a task does not declare, as `pyoco check` does).
+pyoco::TaskInfo taking(std::initializer_list<const char*> names) {
+  pyoco::TaskInfo info;
+  for (const char* n : names) info.inputs.push_back(pyoco::Io{n});
+  return info;
+}
+
 void register_async_tasks(pyoco::Registry& registry) {
   registry.task("polls_for_cancel", polls_for_cancel);
   registry.async_task("never_completes", never_completes);
   registry.async_task("ok_after_cancel", ok_after_cancel);
-  registry.async_task("greet_later", greet_later);
+  registry.async_task("greet_later", greet_later, taking({"who"}));
   registry.add<DoubleOnAThread>();
   registry.async_task("nap_10s", nap_10s);
   registry.async_task("watch", watch);
   registry.async_task("complete_thrice", complete_thrice);
-  registry.task("throw_sync", throw_sync);
-  registry.async_task("throw_async", throw_async);
+  registry.task("throw_sync", throw_sync, taking({"kind"}));
+  registry.async_task("throw_async", throw_async, taking({"kind"}));
   registry.task("beat", beat);
   registry.async_task("beat_later", beat_later);
-  registry.task("count_on_threads", count_on_threads);
+  registry.task("count_on_threads", count_on_threads, taking({"take_turns"}));
   registry.task("compare_and_set", compare_and_set);
 }
 
@@ -705,10 +716,10 @@ Value throws_an_int(Context&, const Inputs&) { throw 42; }
 
 void register_doc_tasks(pyoco::Registry& registry) {
   registry.task("facts", facts)
-      .task("reading", reading)
-      .task("require_name", require_name)
-      .task("get_name", get_name)
-      .task("read_deep", read_deep)
+      .task("reading", reading, taking({"n", "obj", "list"}))
+      .task("require_name", require_name, taking({"name"}))
+      .task("get_name", get_name, taking({"name"}))
+      .task("read_deep", read_deep, taking({"env", "argv", "deep"}))
       .task("not_inputs", not_inputs)
       .task("building", building)
       .task("builds_on_a_thread", builds_on_a_thread)
@@ -958,7 +969,7 @@ void register_on_a_1_0_host(pyoco::Registry& registry) {
   } catch (const pyoco::Error& e) {
     refused_on_1_0.emplace_back(e.what());
   }
-  registry.task("old_host_probe", old_host_probe).task("throw_sync", throw_sync);
+  registry.task("old_host_probe", old_host_probe).task("throw_sync", throw_sync, taking({"kind"}));
   old.reset();
 }
 
@@ -1024,4 +1035,247 @@ BOOST_AUTO_TEST_CASE(an_io_is_of_type_any_unless_told) {
   const pyoco::Io io{"value"};
   BOOST_TEST(io.type == "any");
   BOOST_TEST(!io.required);
+}
+
+// ---- the test host behaves as pyoco does (docs/plugins.md "Testing") ----
+
+namespace {
+
+using pyoco::Completion;
+using pyoco::Context;
+using pyoco::Inputs;
+using namespace std::chrono_literals;
+
+// 60 lists, each holding the one below twice: 2^60 items in a few nodes.
+Value dag(int levels) {
+  Value v = Value::array({1});
+  for (int i = 0; i < levels; ++i) {
+    Value up = Value::array();
+    up.push(v);
+    up.push(v);
+    v = up;
+  }
+  return v;
+}
+Value nested(int levels) {
+  Value v = Value::array();
+  for (int i = 0; i < levels; ++i) v = Value::array({v});
+  return v;
+}
+
+Value save_unfit(Context& ctx, const Inputs& in) {
+  const std::string what = in["what"].as<std::string>();
+  const Value v = what == "dag"    ? dag(60)
+                  : what == "deep" ? nested(100)
+                                   : Value{{"x", std::nan("")}};
+  ctx.save_artifact("v.json", v);
+  return Value();
+}
+
+Value returns(Context&, const Inputs& in) {
+  const std::string what = in["what"].as<std::string>();
+  if (what == "string") return Value("not an int");
+  if (what == "deep") return nested(100);
+  if (what == "nan") return Value{{"x", std::nan("")}, {"y", INFINITY}};
+  if (what == "dag") return dag(30);
+  return Value(1);
+}
+
+Value texts(Context& ctx, const Inputs&) {
+  const std::string s = "from a std::string";
+  ctx.save_artifact("a.txt", s);  // did not compile: ambiguous with the Value overload
+  ctx.save_artifact("b.txt", "from a literal");
+  return Value();
+}
+
+Value misuses(Context& ctx, const Inputs& in) {
+  const std::string what = in["what"].as<std::string>();
+  if (what == "push_self") {
+    Value a = Value::array();
+    a.push(a);
+  } else if (what == "set_self") {
+    Value o = Value::object();
+    o.set("self", o);
+  } else if (what == "scratch_nan") {
+    ctx.set_scratch("nan", std::nan(""));
+  } else if (what == "add_past_max") {
+    ctx.set_scratch("m", std::numeric_limits<std::int64_t>::max());
+    ctx.scratch_add("m", 1);
+  } else if (what == "bad_utf8") {
+    ctx.save_artifact("bad\xff.txt", "x");
+  } else if (what == "beats") {
+    ctx.heartbeat(7);
+    ctx.heartbeat(std::nan(""));
+    ctx.heartbeat(-5);
+    ctx.heartbeat(0.5);
+  }
+  return Value();
+}
+
+// Ends its call in start() after blocking for `ms`.
+void blocks_in_start(Context&, const Inputs& in, Completion done) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(in["ms"].as<int>()));
+  done.ok();
+}
+
+// Ends its call at once, then goes on using a copy of its context.
+std::atomic<bool> kept_done{false};
+void keeps_its_context(Context& ctx, const Inputs&, Completion done) {
+  kept_done = false;
+  std::thread([c = ctx, done] {
+    done.ok();
+    for (int i = 0; i < 3; ++i) {
+      c.info("after the end");
+      c.heartbeat(0.5);
+    }
+    kept_done = true;
+  }).detach();
+}
+
+pyoco::TaskInfo with_what() {
+  pyoco::TaskInfo info;
+  info.inputs = {pyoco::Io{"what", "string"}};
+  return info;
+}
+
+void register_like_the_host(pyoco::Registry& registry) {
+  pyoco::TaskInfo typed = with_what();
+  typed.outputs = {pyoco::Io{"n", "int"}};
+  pyoco::TaskInfo blocks;
+  blocks.inputs = {pyoco::Io{"ms", "int"}};
+  registry.task("save_unfit", save_unfit, with_what())
+      .task("typed", returns, typed)
+      .task("returns", returns, with_what())
+      .task("texts", texts)
+      .task("misuses", misuses, with_what())
+      .async_task("blocks_in_start", blocks_in_start, blocks)
+      .async_task("keeps_its_context", keeps_its_context);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_artifact_value_keeps_the_limits_every_value_keeps) {
+  TestHost host(register_like_the_host);
+  auto dag60 = host.run("save_unfit", {{"what", "dag"}});  // never returned
+  BOOST_TEST(!dag60.ok());
+  BOOST_TEST(dag60.error().find("cannot save artifact 'v.json': a value of more than 16777216 "
+                                "items") == 0,
+             dag60.error());
+  auto deep = host.run("save_unfit", {{"what", "deep"}});
+  BOOST_TEST(deep.error().find("nested more than 64 levels deep") != std::string::npos,
+             deep.error());
+  auto nan = host.run("save_unfit", {{"what", "nan"}});
+  BOOST_TEST(nan.error() ==
+             "cannot save artifact 'v.json': a number that is not finite at "
+             "value.x, which JSON cannot hold");
+  BOOST_TEST(host.artifacts().empty());
+}
+
+BOOST_AUTO_TEST_CASE(an_output_is_checked_as_pyoco_checks_it) {
+  TestHost host(register_like_the_host);
+  auto wrong = host.run("typed", {{"what", "string"}});
+  BOOST_TEST(!wrong.ok());
+  BOOST_TEST(wrong.permanent());
+  BOOST_TEST(wrong.error() ==
+             "typed returned a string, but the task declares its output 'n' as "
+             "int (a bug of the task or of its declaration)");
+  BOOST_TEST(host.run("typed", {{"what", "int"}}).ok());
+  auto deep = host.run("returns", {{"what", "deep"}});
+  BOOST_TEST(deep.error() ==
+             "returns returned a value nested more than 64 levels deep, past the "
+             "limit every value in pyoco keeps (a bug of the task)");
+  auto nan = host.run("returns", {{"what", "nan"}});
+  BOOST_TEST(nan.error().find("a number that is not finite at output.x") != std::string::npos,
+             nan.error());
+  auto many = host.run("returns", {{"what", "dag"}});
+  BOOST_TEST(many.error().find("more than 16777216 items") != std::string::npos, many.error());
+}
+
+BOOST_AUTO_TEST_CASE(both_text_forms_of_save_artifact_compile_and_save_text) {
+  TestHost host(register_like_the_host);
+  auto r = host.run("texts");
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  BOOST_TEST_REQUIRE(host.artifacts().size() == 2u);
+  BOOST_TEST(host.artifacts()[0].media_type == "text/plain");
+  std::ifstream in(host.artifacts()[1].path);
+  std::stringstream text;
+  text << in.rdbuf();
+  BOOST_TEST(text.str() == "from a literal");  // text, not the JSON string "\"from...\""
+}
+
+BOOST_AUTO_TEST_CASE(misuses_pyoco_refuses_are_refused_here_with_the_reason) {
+  TestHost host(register_like_the_host);
+  auto push = host.run("misuses", {{"what", "push_self"}});
+  BOOST_TEST(push.error().find("cannot push a value into itself") == 0, push.error());
+  auto set = host.run("misuses", {{"what", "set_self"}});
+  BOOST_TEST(set.error().find("cannot set a value into itself") == 0, set.error());
+  auto nan = host.run("misuses", {{"what", "scratch_nan"}});
+  BOOST_TEST(nan.error() ==
+             "cannot set scratch 'nan': a number that is not finite at value, "
+             "which JSON cannot hold");
+  auto add = host.run("misuses", {{"what", "add_past_max"}});
+  BOOST_TEST(add.error().find("cannot add 1 to scratch 'm': it holds 9223372036854775807") == 0,
+             add.error());
+  BOOST_TEST(host.scratch("m").as<std::int64_t>() == std::numeric_limits<std::int64_t>::max());
+  auto utf8 = host.run("misuses", {{"what", "bad_utf8"}});
+  const std::string why = "artifact name 'bad\\xff.txt' is not UTF-8";
+  BOOST_TEST(utf8.error().size() > why.size());
+  BOOST_TEST(utf8.error().substr(utf8.error().size() - why.size()) == why, utf8.error());
+}
+
+BOOST_AUTO_TEST_CASE(heartbeats_are_recorded_as_pyoco_records_them) {
+  TestHost host(register_like_the_host);
+  BOOST_TEST_REQUIRE(host.run("misuses", {{"what", "beats"}}).ok());
+  std::vector<double> seen;
+  for (const auto& b : host.heartbeats()) seen.push_back(b.progress);
+  BOOST_TEST(seen == (std::vector<double>{1, -1, -1, 0.5}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(an_input_the_task_does_not_declare_is_refused_as_pyoco_check_does) {
+  TestHost host(register_like_the_host);
+  auto r = host.run("misuses", {{"what", "x"}, {"bogus", 1}});
+  BOOST_TEST(!r.ok());
+  BOOST_TEST(r.error() == "input 'bogus' is not an input of misuses (its inputs: what)");
+  auto none = host.run("texts", {{"bogus", 1}});
+  BOOST_TEST(none.error() == "input 'bogus' is not an input of texts (it declares none)");
+}
+
+BOOST_AUTO_TEST_CASE(a_start_that_blocks_past_the_deadline_or_cancel_ends_as_in_pyoco) {
+  {
+    TestHost host(register_like_the_host);
+    host.set_timeout(100ms);
+    auto r = host.run("blocks_in_start", {{"ms", 300}});
+    BOOST_TEST(!r.ok());
+    BOOST_TEST(r.error() == "timed out");
+  }
+  {
+    TestHost host(register_like_the_host);
+    host.cancel_after(100ms);
+    auto r = host.run("blocks_in_start", {{"ms", 300}});
+    BOOST_TEST(r.cancelled());
+  }
+  {
+    TestHost host(register_like_the_host);
+    host.set_timeout(2000ms);
+    BOOST_TEST(host.run("blocks_in_start", {{"ms", 10}}).ok());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_context_used_after_its_call_ended_is_counted_and_dropped) {
+  TestHost host(register_like_the_host);
+  auto r = host.run("keeps_its_context");
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  for (int i = 0; i < 500 && !kept_done; ++i) std::this_thread::sleep_for(1ms);
+  BOOST_TEST_REQUIRE(kept_done.load());
+  BOOST_TEST(host.calls_after_end() == 6);
+  BOOST_TEST(host.logs().empty());
+  BOOST_TEST(host.heartbeats().empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_flows_name_for_a_task_gets_the_bare_name_suggested) {
+  TestHost host(register_like_the_host);
+  auto r = host.run("acme/texts");
+  BOOST_TEST(r.error() ==
+             "no task 'acme/texts' was registered; the test host names a task as "
+             "the plugin registers it, without the plugin's name: run(\"texts\")");
 }

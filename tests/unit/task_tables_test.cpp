@@ -157,6 +157,13 @@ BOOST_AUTO_TEST_CASE(text_that_is_not_utf8_is_refused_not_written) {
   TaskDefinition t = greet();
   t.summary = "bad \xff byte";
   BOOST_CHECK_EXCEPTION(task_tables({t}), std::invalid_argument, [](const std::exception& e) {
-    return std::string(e.what()) == "\"bad \\xff byte\" is not UTF-8";
+    return std::string(e.what()) == "task 'greet' summary: \"bad \\xff byte\" is not UTF-8";
+  });
+  // The message names the task and the field (it named neither).
+  t = greet();
+  t.inputs = {IoSpec{"who", "string", false, "bad \xfe"}};
+  BOOST_CHECK_EXCEPTION(task_tables({t}), std::invalid_argument, [](const std::exception& e) {
+    return std::string(e.what()) ==
+           "task 'greet' input 'who' description: \"bad \\xfe\" is not UTF-8";
   });
 }

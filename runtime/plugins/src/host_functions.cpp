@@ -15,6 +15,7 @@
 #include <cstring>
 #include <future>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <utility>
 
@@ -52,6 +53,58 @@ T sized_copy(const T* in) {
 }
 
 const char* or_empty(const char* s) { return s == nullptr ? "" : s; }
+
+// The call whose create, run or start, or a callback the host makes for it
+// (timer, on-cancel, its completion), this thread is in: that code may use
+// the context until it returns, even after the call ended (abi.h, Threads).
+thread_local const Call* t_inside = nullptr;
+
+class Inside {
+ public:
+  explicit Inside(const Call* c) : saved_(t_inside) { t_inside = c; }
+  ~Inside() { t_inside = saved_; }
+  Inside(const Inside&) = delete;
+  Inside& operator=(const Inside&) = delete;
+
+ private:
+  const Call* saved_;
+};
+
+std::atomic<std::uint64_t> g_calls_after_end{0};
+std::atomic<bool> g_warned_after_end{false};
+
+// Whether a context function must drop this use of `c`: its call has ended
+// and this thread is none the host lets finish (most often a plugin's own
+// thread with a copy of pyoco::Context). While the run goes on the Call is
+// alive, so this catches it; once the run is over the Call may be freed and
+// nothing can. One relaxed load while the call runs.
+bool after_end(pyoco_context* c, const char* function) {
+  const Call& ctx = *call(c);
+  if (!ctx.ended.load(std::memory_order_relaxed) || t_inside == &ctx) return false;
+  ++g_calls_after_end;
+  if (!g_warned_after_end.exchange(true)) {
+    std::cerr << "pyoco: warning: task " << core::printable(ctx.info.task_name) << " (node "
+              << core::printable(ctx.info.node_name) << ") called " << function
+              << " after its call had ended; ignored (this warning is printed once). A "
+                 "context is valid only until the call ends (abi.h): a thread that keeps a "
+                 "copy of pyoco::Context must stop using it before it completes the call, "
+                 "or pyoco may crash once the run is over\n";
+  }
+  return true;
+}
+
+// A callback the host makes for a call: its code may use the context even
+// when the call ended meanwhile (abi.h), so it runs Inside the call.
+struct Hop {
+  pyoco_callback_fn fn;
+  void* user;
+  const Call* ctx;
+};
+void hop(void* user, pyoco_status status) {
+  const std::unique_ptr<Hop> h(static_cast<Hop*>(user));
+  const Inside inside(h->ctx);
+  h->fn(h->user, status);
+}
 
 // The specs of a task's inputs or outputs, or why they are refused: names
 // are [a-z][a-z0-9_]* (a flow writes `inputs: {name: ...}`), each once.
@@ -274,15 +327,18 @@ pyoco_status value_object_set(pyoco_value* object, const char* key, size_t key_s
 // ---- context ----
 
 pyoco_arena* context_arena(pyoco_context* c) {
-  return c == nullptr ? nullptr : reinterpret_cast<pyoco_arena*>(&call(c)->values());
+  if (c == nullptr || after_end(c, "context_arena")) return nullptr;
+  return reinterpret_cast<pyoco_arena*>(&call(c)->values());
 }
 
 const pyoco_value* context_params(pyoco_context* c) {
-  return c == nullptr ? nullptr : handle(call(c)->params.node());
+  if (c == nullptr || after_end(c, "context_params")) return nullptr;
+  return handle(call(c)->params.node());
 }
 
 pyoco_status context_info(pyoco_context* c, pyoco_call_info* out) {
-  if (c == nullptr || out == nullptr || out->struct_size < sizeof(size_t)) {
+  if (c == nullptr || out == nullptr || out->struct_size < sizeof(size_t) ||
+      after_end(c, "context_info")) {
     return PYOCO_ERR_INVALID;
   }
   const CallInfo& info = call(c)->info;
@@ -302,7 +358,7 @@ pyoco_status context_info(pyoco_context* c, pyoco_call_info* out) {
 }
 
 void context_log(pyoco_context* c, pyoco_log_level level, const char* message, size_t size) {
-  if (c == nullptr || message == nullptr) return;
+  if (c == nullptr || message == nullptr || after_end(c, "context_log")) return;
   Call& ctx = *call(c);
   LogLevel l = LogLevel::Info;
   if (level <= PYOCO_LOG_DEBUG) {
@@ -316,13 +372,16 @@ void context_log(pyoco_context* c, pyoco_log_level level, const char* message, s
 }
 
 int32_t context_is_cancelled(pyoco_context* c) {
-  if (c == nullptr || call(c)->cancelled == nullptr) return 0;
+  if (c == nullptr) return 0;
+  if (after_end(c, "context_is_cancelled")) return 1;  // over: a loop polling it should stop
+  if (call(c)->cancelled == nullptr) return 0;
   return call(c)->cancelled->load(std::memory_order_relaxed) ? 1 : 0;
 }
 
 pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
                                    pyoco_str* path_out) {
   if (c == nullptr || in == nullptr || in->struct_size < sizeof(size_t)) return PYOCO_ERR_INVALID;
+  if (after_end(c, "context_save_artifact")) return PYOCO_ERR_INVALID;
   Call& ctx = *call(c);
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
   const pyoco_artifact a = sized_copy(in);
@@ -339,7 +398,13 @@ pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
   std::string_view bytes;
   std::string_view media = a.media_type == nullptr ? "" : a.media_type;
   if (a.value != nullptr) {
-    json = core::to_json_text(core::Value(core::ArenaPtr(node(a.value)->owner), node(a.value)));
+    const core::Value v(core::ArenaPtr(node(a.value)->owner), node(a.value));
+    // Checked before it is written: a few shared lists can stand for more
+    // items than memory holds, and JSON has no NaN (it would become null).
+    if (std::string why = core::unfit_value(v, "value"); !why.empty()) {
+      return refuse(std::move(why), PYOCO_ERR_INVALID);
+    }
+    json = core::to_json_text(v);
     bytes = json;
     if (media.empty()) media = "application/json";
   } else {
@@ -368,6 +433,7 @@ pyoco_status context_save_artifact(pyoco_context* c, const pyoco_artifact* in,
 pyoco_status context_load_artifact(pyoco_context* c, const char* name, size_t name_size,
                                    pyoco_str* data_out) {
   if (c == nullptr || name == nullptr || data_out == nullptr) return PYOCO_ERR_INVALID;
+  if (after_end(c, "context_load_artifact")) return PYOCO_ERR_INVALID;
   Call& ctx = *call(c);
   *data_out = pyoco_str{nullptr, 0};
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
@@ -395,7 +461,7 @@ pyoco_status context_load_artifact(pyoco_context* c, const char* name, size_t na
 }
 
 const pyoco_value* context_scratch_get(pyoco_context* c, const char* key, size_t key_size) {
-  if (c == nullptr || key == nullptr) return nullptr;
+  if (c == nullptr || key == nullptr || after_end(c, "context_scratch_get")) return nullptr;
   Call& ctx = *call(c);
   if (ctx.services == nullptr) return nullptr;
   core::Value v = ctx.services->scratch_get(std::string_view(key, key_size));
@@ -407,6 +473,7 @@ const pyoco_value* context_scratch_get(pyoco_context* c, const char* key, size_t
 pyoco_status context_scratch_set(pyoco_context* c, const char* key, size_t key_size,
                                  const pyoco_value* value) {
   if (c == nullptr || key == nullptr || value == nullptr) return PYOCO_ERR_INVALID;
+  if (after_end(c, "context_scratch_set")) return PYOCO_ERR_INVALID;
   Call& ctx = *call(c);
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
   core::Value v(core::ArenaPtr(node(value)->owner), node(value));
@@ -417,7 +484,9 @@ pyoco_status context_scratch_set(pyoco_context* c, const char* key, size_t key_s
 }
 
 void context_set_error(pyoco_context* c, const char* message, size_t size) {
-  if (c != nullptr && message != nullptr) call(c)->error.assign(message, size);
+  if (c != nullptr && message != nullptr && !after_end(c, "context_set_error")) {
+    call(c)->error.assign(message, size);
+  }
 }
 
 // ---- 1.1: async calls --------------------------------------------------------
@@ -493,6 +562,10 @@ void finish_call(Call& ctx, pyoco_status status, const pyoco_value* out, const c
   }
   if (ctx.arena) ctx.arena->seal();
   ctx.borrowed.clear();
+  // Its on-cancel callbacks (told PYOCO_OK now, on this thread) may still
+  // use the context; any other thread may not, from here on.
+  const Inside inside(&ctx);
+  ctx.ended.store(true, std::memory_order_release);
   if (ctx.services != nullptr) ctx.services->call_finished();
   CallDone done = std::move(ctx.done);
   done(std::move(result));  // may free ctx
@@ -502,8 +575,12 @@ pyoco_status call_complete(pyoco_call* call, pyoco_status status, const pyoco_va
   Call* ctx = calls().close(reinterpret_cast<std::uintptr_t>(call));
   if (ctx == nullptr) {
     ++g_refused_completions;
-    std::cerr << "pyoco: warning: a plugin completed a call that had already ended "
-                 "(call_complete called twice); ignored\n";
+    std::cerr << (call == nullptr
+                      ? "pyoco: warning: a plugin called call_complete with a NULL call handle "
+                        "(pass the pyoco_call* its start() was given); ignored\n"
+                      : "pyoco: warning: a plugin completed a call that had already ended "
+                        "(call_complete called twice, or with a handle that is not its "
+                        "call's); ignored\n");
     return PYOCO_ERR_INVALID;
   }
   finish_call(*ctx, status, output, "the task");
@@ -511,19 +588,28 @@ pyoco_status call_complete(pyoco_call* call, pyoco_status status, const pyoco_va
 }
 
 int64_t context_deadline(pyoco_context* c) {
-  if (c == nullptr || call(c)->services == nullptr) return 0;
+  if (c == nullptr || after_end(c, "context_deadline") || call(c)->services == nullptr) return 0;
   return call(c)->services->deadline_ns();
 }
 
 pyoco_status context_on_cancel(pyoco_context* c, pyoco_callback_fn fn, void* user) {
   if (c == nullptr || fn == nullptr) return PYOCO_ERR_INVALID;
+  if (after_end(c, "context_on_cancel")) {
+    fn(user, PYOCO_OK);  // the call ended first, as promised: `user` can be freed
+    return PYOCO_OK;
+  }
   Call& ctx = *call(c);
-  if (ctx.services == nullptr || !ctx.services->on_cancel(fn, user)) return PYOCO_ERR_UNSUPPORTED;
+  if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
+  auto* h = new Hop{fn, user, &ctx};
+  if (!ctx.services->on_cancel(hop, h)) {
+    delete h;
+    return PYOCO_ERR_UNSUPPORTED;
+  }
   return PYOCO_OK;
 }
 
 void context_heartbeat(pyoco_context* c, double progress, const char* message, size_t size) {
-  if (c == nullptr || call(c)->services == nullptr) return;
+  if (c == nullptr || after_end(c, "context_heartbeat") || call(c)->services == nullptr) return;
   Call& ctx = *call(c);
   ctx.services->heartbeat(
       ctx.info, progress,
@@ -532,8 +618,15 @@ void context_heartbeat(pyoco_context* c, double progress, const char* message, s
 
 pyoco_status host_timer(pyoco_context* c, uint64_t delay_ns, pyoco_callback_fn fn, void* user) {
   if (c == nullptr || fn == nullptr) return PYOCO_ERR_INVALID;
+  if (after_end(c, "host_timer")) {
+    fn(user, PYOCO_ERR_CANCELLED);  // as for a timer whose call ended first
+    return PYOCO_OK;
+  }
   Call& ctx = *call(c);
-  if (ctx.services == nullptr || !ctx.services->start_timer(delay_ns, fn, user)) {
+  if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
+  auto* h = new Hop{fn, user, &ctx};
+  if (!ctx.services->start_timer(delay_ns, hop, h)) {
+    delete h;
     return PYOCO_ERR_UNSUPPORTED;
   }
   return PYOCO_OK;
@@ -543,6 +636,7 @@ pyoco_status context_scratch_update(pyoco_context* c, const char* key, size_t ke
                                     const pyoco_value* expected, const pyoco_value* desired,
                                     const pyoco_value** current_out) {
   if (c == nullptr || key == nullptr || desired == nullptr) return PYOCO_ERR_INVALID;
+  if (after_end(c, "context_scratch_update")) return PYOCO_ERR_INVALID;
   Call& ctx = *call(c);
   if (ctx.services == nullptr) return PYOCO_ERR_UNSUPPORTED;
   const core::Value want = expected == nullptr
@@ -622,7 +716,9 @@ void TaskInstance::begin(Call& ctx, const core::Value& inputs, CallDone done) {
   ctx.error.clear();
   ctx.abi_minor = def_->abi_minor;
   ctx.done = std::move(done);
+  ctx.ended.store(false, std::memory_order_relaxed);
   auto* c = reinterpret_cast<pyoco_context*>(&ctx);
+  const Inside inside(&ctx);  // create, start and run may use it to their end
 
   if (!created_) {
     if (def_->create != nullptr) {
@@ -659,5 +755,6 @@ CallResult TaskInstance::call(Call& ctx, const core::Value& inputs) {
 }
 
 std::uint64_t refused_completions() { return g_refused_completions.load(); }
+std::uint64_t calls_after_end() { return g_calls_after_end.load(); }
 
 }  // namespace pyoco::plugins

@@ -342,9 +342,14 @@ void lint_library_in_child(const Manifest& m, const LintOptions& options, Findin
     return;
   }
   if (at == std::string::npos) {
-    std::string why = r.err.empty() ? "no output" : r.err.substr(0, r.err.find('\n'));
+    // The probe always prints its result; a process that ended without one
+    // was ended by the library: said as `pyoco run` says it.
+    std::string why = r.err.empty() ? "nothing on stderr" : r.err.substr(0, r.err.find('\n'));
     f.add("PL020", lib, 0,
-          "the probe exited " + std::to_string(r.exit_code) + " without a result: " + why);
+          "called exit(" + std::to_string(r.exit_code) +
+              ") while loading (in its code run at load or in register_tasks), before the probe "
+              "gave a result; stderr: " +
+              why);
     return;
   }
   const std::size_t start = at + kProbeResultMarker.size();

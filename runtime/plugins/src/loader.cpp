@@ -315,13 +315,16 @@ const LoadedPlugin& load_plugin(const Manifest& m) {
   if (!diff.undeclared.empty()) {
     throw LoadError(LoadError::Reason::TasksMismatch,
                     plugin_label(m) + " registers tasks its plugin.toml does not declare: " +
-                        join(diff.undeclared) + ": add a [[tasks]] entry for each");
+                        join(diff.undeclared) +
+                        ": rebuild the plugin (pyoco_add_plugin writes [[tasks]] from what the "
+                        "library registers); never write them by hand");
   }
   if (!diff.unregistered.empty()) {
     throw LoadError(LoadError::Reason::TasksMismatch,
                     plugin_label(m) +
                         " declares tasks it never registers: " + join(diff.unregistered) +
-                        ": register them in register_tasks or remove them from plugin.toml");
+                        ": register them in register_tasks, or rebuild the plugin so its [[tasks]] "
+                        "are written from what the library registers");
   }
   if (!diff.differing.empty()) {
     // check reads plugin.toml, a run the library: they must say the same.

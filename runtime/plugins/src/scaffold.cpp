@@ -92,18 +92,88 @@ std::string render_template(const std::string& text, const TemplateVars& vars,
   return out;
 }
 
+namespace {
+
+// The scaffold's CMakeLists.txt makes a target of the plugin's name
+// (pyoco_add_plugin): CMake refuses these (CMP0037), some once CTest or
+// CPack is included. Refused here rather than renamed, so that every
+// plugin's target keeps its plugin's name.
+constexpr std::string_view kCmakeReserved[] = {"all",
+                                               "clean",
+                                               "help",
+                                               "install",
+                                               "preinstall",
+                                               "test",
+                                               "package",
+                                               "package_source",
+                                               "edit_cache",
+                                               "rebuild_cache",
+                                               "list_install_components"};
+
+// A name longer than this makes file names (tests/<name>_test.cpp,
+// libpyoco_<name>.so) past the 255 bytes a file system allows.
+constexpr std::size_t kMaxScaffoldName = 64;
+
+// Writes the project into `o.out`, which is missing or empty.
+std::vector<fs::path> write_project(const ScaffoldOptions& o, const TemplateVars& vars,
+                                    const std::vector<TemplateVars>& tasks) {
+  std::vector<fs::path> written;
+  fs::create_directories(o.out);
+  for (auto it = fs::recursive_directory_iterator(o.templates);
+       it != fs::recursive_directory_iterator(); ++it) {
+    const fs::path rel = fs::relative(it->path(), o.templates);
+    const fs::path target = o.out / render_template(rel.string(), vars, tasks);
+    if (it->is_directory()) {
+      fs::create_directories(target);
+      continue;
+    }
+    std::ifstream in(it->path(), std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    fs::create_directories(target.parent_path());
+    std::ofstream out(target, std::ios::binary);
+    out << render_template(text.str(), vars, tasks);
+    if (!out) throw ScaffoldError("cannot write " + target.string());
+    written.push_back(fs::relative(target, o.out));
+  }
+  std::sort(written.begin(), written.end());
+  return written;
+}
+
+}  // namespace
+
 std::vector<fs::path> scaffold_plugin(const ScaffoldOptions& o) {
   if (!is_valid_name(o.plugin)) {
-    throw ScaffoldError("plugin name '" + o.plugin +
+    throw ScaffoldError("plugin name '" + core::printable(o.plugin) +
                         "' must be lower case letters, digits and _, starting with a letter "
                         "(lint rule PL002)");
+  }
+  if (o.plugin.size() > kMaxScaffoldName) {
+    throw ScaffoldError(
+        "plugin name '" + o.plugin.substr(0, 20) + "...' is " + std::to_string(o.plugin.size()) +
+        " characters long: choose one of at most " + std::to_string(kMaxScaffoldName) +
+        " (files are named after it, and a file name has at most 255 bytes)");
+  }
+  for (const std::string_view reserved : kCmakeReserved) {
+    if (o.plugin == reserved) {
+      throw ScaffoldError("plugin name '" + o.plugin +
+                          "' is a target name CMake reserves, and the plugin's CMake target "
+                          "takes its name: choose another, e.g. '" +
+                          o.plugin + "_plugin'");
+    }
   }
   if (o.tasks.empty()) throw ScaffoldError("a plugin needs at least one task (--task NAME)");
   for (std::size_t i = 0; i < o.tasks.size(); ++i) {
     if (!is_valid_name(o.tasks[i])) {
-      throw ScaffoldError("task name '" + o.tasks[i] +
+      throw ScaffoldError("task name '" + core::printable(o.tasks[i]) +
                           "' must be lower case letters, digits and _, starting with a letter "
                           "(lint rule PL009)");
+    }
+    if (o.tasks[i].size() > kMaxScaffoldName) {
+      throw ScaffoldError("task name '" + o.tasks[i].substr(0, 20) + "...' is " +
+                          std::to_string(o.tasks[i].size()) +
+                          " characters long: choose one of at most " +
+                          std::to_string(kMaxScaffoldName));
     }
     for (std::size_t j = 0; j < i; ++j) {
       if (o.tasks[j] == o.tasks[i]) throw ScaffoldError("task '" + o.tasks[i] + "' given twice");
@@ -114,7 +184,18 @@ std::vector<fs::path> scaffold_plugin(const ScaffoldOptions& o) {
                         " (is pyoco installed completely?)");
   }
   std::error_code ec;
-  if (fs::exists(o.out) && !(fs::is_directory(o.out) && fs::is_empty(o.out, ec))) {
+  const fs::file_status status = fs::status(o.out, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    throw ScaffoldError("cannot use " + o.out.string() + ": " + ec.message() +
+                        ": choose another --dir");
+  }
+  const bool existed = fs::exists(status);
+  if (existed && !fs::is_directory(status)) {
+    throw ScaffoldError(o.out.string() +
+                        " exists and is not a directory: choose another --dir (a new or empty "
+                        "directory)");
+  }
+  if (existed && !fs::is_empty(o.out, ec)) {
     throw ScaffoldError(o.out.string() + " already exists and is not empty: choose another --dir");
   }
 
@@ -139,27 +220,27 @@ std::vector<fs::path> scaffold_plugin(const ScaffoldOptions& o) {
   vars["task_chain"] = chain;
   vars["task_list"] = list;
 
-  std::vector<fs::path> written;
-  fs::create_directories(o.out);
-  for (auto it = fs::recursive_directory_iterator(o.templates);
-       it != fs::recursive_directory_iterator(); ++it) {
-    const fs::path rel = fs::relative(it->path(), o.templates);
-    const fs::path target = o.out / render_template(rel.string(), vars, tasks);
-    if (it->is_directory()) {
-      fs::create_directories(target);
-      continue;
+  // All of it or nothing: a half-made project would be refused by the
+  // next try ("not empty") and would not build.
+  auto undo = [&] {
+    std::error_code ignored;
+    if (!existed) {
+      fs::remove_all(o.out, ignored);
+      return;
     }
-    std::ifstream in(it->path(), std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    fs::create_directories(target.parent_path());
-    std::ofstream out(target, std::ios::binary);
-    out << render_template(text.str(), vars, tasks);
-    if (!out) throw ScaffoldError("cannot write " + target.string());
-    written.push_back(fs::relative(target, o.out));
+    for (const auto& entry : fs::directory_iterator(o.out, ignored)) {
+      fs::remove_all(entry.path(), ignored);
+    }
+  };
+  try {
+    return write_project(o, vars, tasks);
+  } catch (const ScaffoldError&) {
+    undo();
+    throw;
+  } catch (const std::exception& e) {
+    undo();
+    throw ScaffoldError(std::string("cannot write the project: ") + e.what());
   }
-  std::sort(written.begin(), written.end());
-  return written;
 }
 
 fs::path install_template_dir() {

@@ -84,19 +84,33 @@ std::string toml_string(std::string_view s) {
   return out;
 }
 
-std::string io_table(const IoSpec& io) {
-  std::string t = "{name = " + toml_string(io.name);
-  if (!io.type.empty()) t += ", type = " + toml_string(io.type);
-  if (io.required) t += ", required = true";
-  if (!io.description.empty()) t += ", description = " + toml_string(io.description);
-  return t + "}";
+// toml_string, whose refusal names where the text is: "task 'greet'
+// summary: ...", so the author knows what to fix in the task's code.
+std::string toml_field(std::string_view s, const TaskDefinition& t, const std::string& field) {
+  try {
+    return toml_string(s);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("task '" + core::printable(t.name) + "' " + field + ": " +
+                                e.what());
+  }
+}
+
+std::string io_table(const IoSpec& io, const TaskDefinition& t, const char* what) {
+  const std::string field = std::string(what) + " '" + core::printable(io.name) + "'";
+  std::string table = "{name = " + toml_field(io.name, t, field + " name");
+  if (!io.type.empty()) table += ", type = " + toml_field(io.type, t, field + " type");
+  if (io.required) table += ", required = true";
+  if (!io.description.empty()) {
+    table += ", description = " + toml_field(io.description, t, field + " description");
+  }
+  return table + "}";
 }
 
 // One input on the key's line, several one per line.
-std::string io_tables(const std::vector<IoSpec>& ios) {
-  if (ios.size() == 1) return "[" + io_table(ios.front()) + "]";
+std::string io_tables(const std::vector<IoSpec>& ios, const TaskDefinition& t, const char* what) {
+  if (ios.size() == 1) return "[" + io_table(ios.front(), t, what) + "]";
   std::string out = "[\n";
-  for (const IoSpec& io : ios) out += "  " + io_table(io) + ",\n";
+  for (const IoSpec& io : ios) out += "  " + io_table(io, t, what) + ",\n";
   return out + "]";
 }
 
@@ -132,18 +146,18 @@ TaskMismatch compare_tasks(const Manifest& m, const std::vector<TaskDefinition>&
 std::string task_tables(const std::vector<TaskDefinition>& tasks) {
   std::string out;
   for (const TaskDefinition& t : tasks) {
-    out += "\n[[tasks]]\nname = " + toml_string(t.name) + "\n";
-    if (!t.summary.empty()) out += "summary = " + toml_string(t.summary) + "\n";
-    if (!t.usage.empty()) out += "usage = " + toml_string(t.usage) + "\n";
+    out += "\n[[tasks]]\nname = " + toml_field(t.name, t, "name") + "\n";
+    if (!t.summary.empty()) out += "summary = " + toml_field(t.summary, t, "summary") + "\n";
+    if (!t.usage.empty()) out += "usage = " + toml_field(t.usage, t, "usage") + "\n";
     if (!t.tags.empty()) {
       out += "tags = [";
       for (std::size_t i = 0; i < t.tags.size(); ++i) {
-        out += (i == 0 ? "" : ", ") + toml_string(t.tags[i]);
+        out += (i == 0 ? "" : ", ") + toml_field(t.tags[i], t, "tag");
       }
       out += "]\n";
     }
-    if (!t.inputs.empty()) out += "inputs = " + io_tables(t.inputs) + "\n";
-    if (!t.outputs.empty()) out += "outputs = " + io_tables(t.outputs) + "\n";
+    if (!t.inputs.empty()) out += "inputs = " + io_tables(t.inputs, t, "input") + "\n";
+    if (!t.outputs.empty()) out += "outputs = " + io_tables(t.outputs, t, "output") + "\n";
   }
   return out;
 }
@@ -176,7 +190,8 @@ std::string built_manifest(const std::filesystem::path& source,
   } catch (const std::invalid_argument& e) {
     plugin.release_tasks();
     throw LoadError(LoadError::Reason::Register,
-                    m.library + " describes a task with text that is not UTF-8: " + e.what());
+                    m.library + " describes a task with text that is not UTF-8: " + e.what() +
+                        " (write it as UTF-8 in the task's code)");
   }
 
   if (!text.empty() && text.back() != '\n') text += '\n';

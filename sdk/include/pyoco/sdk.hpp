@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -221,6 +222,70 @@ void call_for(const std::shared_ptr<CallEnd>& call, F& f, A&&... args) noexcept 
   }
 }
 
+// Why the host refuses `v` as an output, a scratch value or an artifact, in
+// the host's own words (runtime/core's unfit_value; the numbers are the
+// limits every value in pyoco keeps), or empty when it fits. `path` names
+// the value ("output", "value"). Walks through the ABI without recursion:
+// the SDK says why the host refused, and the test host refuses as it does.
+inline std::string unfit_value(const pyoco_value* value, const std::string& path) {
+  constexpr std::size_t kMaxDepth = 64;
+  constexpr std::size_t kMaxItems = std::size_t{1} << 24;  // 16,777,216
+  const pyoco_host_api& h = host();
+  struct Step {
+    const pyoco_value* node;
+    bool object;
+    std::size_t size;
+    std::size_t next;
+  };
+  std::vector<Step> stack;
+  std::size_t items = 0;
+  auto where = [&] {
+    std::string at = path;
+    for (const Step& s : stack) {
+      if (s.object) {
+        pyoco_str key{nullptr, 0};
+        h.value_object_at(s.node, s.next - 1, &key);
+        at += "." + std::string(key.data != nullptr ? key.data : "", key.size);
+      } else {
+        at += "." + std::to_string(s.next - 1);
+      }
+    }
+    return at;
+  };
+  auto visit = [&](const pyoco_value* n) -> std::string {
+    if (++items > kMaxItems) {
+      return "a value of more than 16777216 items (a list or mapping held n times counts n "
+             "times), past the limit every value in pyoco keeps";
+    }
+    const pyoco_value_kind kind = h.value_kind(n);
+    double d = 0;
+    if (kind == PYOCO_VALUE_DOUBLE && h.value_get_double(n, &d) == PYOCO_OK && !std::isfinite(d)) {
+      return "a number that is not finite at " + where() + ", which JSON cannot hold";
+    }
+    if (kind == PYOCO_VALUE_ARRAY || kind == PYOCO_VALUE_OBJECT) {
+      if (stack.size() == kMaxDepth) {
+        return "a value nested more than 64 levels deep, past the limit every value in pyoco "
+               "keeps";
+      }
+      stack.push_back({n, kind == PYOCO_VALUE_OBJECT, h.value_size(n), 0});
+    }
+    return {};
+  };
+  if (std::string why = visit(value); !why.empty()) return why;
+  while (!stack.empty()) {
+    Step& top = stack.back();
+    if (top.next == top.size) {
+      stack.pop_back();
+      continue;
+    }
+    const std::size_t i = top.next++;
+    const pyoco_value* item =
+        top.object ? h.value_object_at(top.node, i, nullptr) : h.value_array_at(top.node, i);
+    if (std::string why = visit(item); !why.empty()) return why;
+  }
+  return {};
+}
+
 inline const char* kind_name(Kind k) {
   switch (k) {
     case Kind::Null:
@@ -288,11 +353,13 @@ class Value {
 
   // Appends to an array this call built. Returns *this for chaining.
   Value& push(const Value& item) {
+    if (item.handle_ != nullptr && item.handle_ == handle_) throw Error(contains_itself("push"));
     push_into(mutable_handle("push"), item);
     return *this;
   }
   // Sets a member of an object this call built. Returns *this for chaining.
   Value& set(std::string_view key, const Value& item) {
+    if (item.handle_ != nullptr && item.handle_ == handle_) throw Error(contains_itself("set"));
     check(detail::host().value_object_set(mutable_handle("set"), key.data(), key.size(),
                                           item.null_as_value()),
           "set");
@@ -552,6 +619,14 @@ class Value {
     return detail::host().value_object_find(handle_, key.data(), key.size());
   }
 
+  // The host refuses it too, with PYOCO_ERR_INVALID: no reader of such a
+  // value would ever reach its end.
+  static std::string contains_itself(const char* op) {
+    return std::string("cannot ") + op +
+           " a value into itself: it would contain itself, and no reader could reach its end "
+           "(build a new list or object and put the value in that)";
+  }
+
   static void check(pyoco_status s, const char* op) {
     if (s == PYOCO_OK) return;
     if (s == PYOCO_ERR_TYPE) throw Error(std::string("cannot ") + op + ": wrong kind of value");
@@ -704,6 +779,16 @@ class Context {
                             const char* media_type = "text/plain") const {
     return save(name, text.data(), text.size(), nullptr, media_type);
   }
+  // Text, not a JSON string: without these a std::string or a literal
+  // could be taken as either text or a Value, and would not compile.
+  std::string save_artifact(std::string_view name, const std::string& text,
+                            const char* media_type = "text/plain") const {
+    return save_artifact(name, std::string_view(text), media_type);
+  }
+  std::string save_artifact(std::string_view name, const char* text,
+                            const char* media_type = "text/plain") const {
+    return save_artifact(name, std::string_view(text), media_type);
+  }
   std::string save_artifact(std::string_view name, const Bytes& bytes,
                             const char* media_type = "application/octet-stream") const {
     return save(name, bytes.data.data(), bytes.data.size(), nullptr, media_type);
@@ -735,9 +820,10 @@ class Context {
     const pyoco_status s =
         detail::host().context_scratch_set(ctx_, key.data(), key.size(), non_null_handle(value));
     if (s == PYOCO_ERR_INVALID) {
+      // The host says only that it refused; the walk finds which limit.
+      const std::string why = detail::unfit_value(non_null_handle(value), "value");
       throw Error("cannot set scratch '" + std::string(key) +
-                  "': the host refused the value (nested more than 64 levels, more than "
-                  "16777216 items, or a number that is not finite)");
+                  "': " + (why.empty() ? std::string("the host refused the value") : why));
     }
     if (s != PYOCO_OK) throw Error("cannot set scratch '" + std::string(key) + "'");
   }
@@ -753,14 +839,25 @@ class Context {
     if (current != nullptr) *current = Value(now);
     if (s == PYOCO_OK) return true;
     if (s == PYOCO_ERR_CONFLICT) return false;
-    throw Error("cannot update scratch '" + std::string(key) + "'");
+    std::string why = detail::unfit_value(non_null_handle(desired), "value");
+    if (why.empty()) why = detail::unfit_value(expected.handle(), "expected");
+    throw Error("cannot update scratch '" + std::string(key) + "'" +
+                (why.empty() ? std::string() : ": " + why));
   }
   // Atomic (ABI 1.1): adds `delta` to the integer at `key` (unset counts as
   // 0) and returns the new value. Exact however many tasks add at once.
   std::int64_t scratch_add(std::string_view key, std::int64_t delta) const {
     Value seen = scratch(key);
     for (;;) {
-      const std::int64_t next = (seen.is_null() ? 0 : seen.as<std::int64_t>()) + delta;
+      const std::int64_t now = seen.is_null() ? 0 : seen.as<std::int64_t>();
+      // An exact counter: past the int64 range it would wrap to the other end.
+      if ((delta > 0 && now > std::numeric_limits<std::int64_t>::max() - delta) ||
+          (delta < 0 && now < std::numeric_limits<std::int64_t>::min() - delta)) {
+        throw Error("cannot add " + std::to_string(delta) + " to scratch '" + std::string(key) +
+                    "': it holds " + std::to_string(now) +
+                    ", and the sum is past the range of a 64-bit integer");
+      }
+      const std::int64_t next = now + delta;
       if (scratch_compare_set(key, seen, Value(next), &seen)) return next;
     }
   }

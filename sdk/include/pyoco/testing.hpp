@@ -117,7 +117,8 @@ struct Shared {
   std::vector<Artifact> artifacts;
   std::filesystem::path artifact_dir;
   int refused_completions = 0;
-  std::mutex nodes_mutex;  // calls may build on threads of their own
+  int calls_after_end = 0;  // context functions called after their call ended (dropped)
+  std::mutex nodes_mutex;   // calls may build on threads of their own
   std::deque<Node> nodes;
 
   Node* new_node(pyoco_value_kind kind) {
@@ -143,6 +144,11 @@ struct Context {
   bool host_cancelled = false;         // host.cancel() when the call started
   std::atomic<bool> cancelled{false};  // this call was cancelled (cancel_after, timeout)
   std::uint64_t call_id = 0;           // the async call's handle; 0: none
+  // The call has ended (run returned, start failed, or call_complete was
+  // accepted): as in pyoco, only start() and the host's callbacks for the
+  // call may go on using the context, until they return.
+  std::atomic<bool> ended{false};
+  std::chrono::steady_clock::time_point ended_at;  // under shared->mutex
   bool completed = false;
   pyoco_status status = PYOCO_OK;
   const pyoco_value* output = nullptr;
@@ -157,6 +163,45 @@ struct Context {
   // An async call not ended yet: what on_cancel and timers wait on.
   bool open_call() const { return call_id != 0 && !completed; }
 };
+
+// The call whose run, start or host callback this thread is in (see
+// Context::ended).
+inline const Context*& inside_call() {
+  static thread_local const Context* c = nullptr;
+  return c;
+}
+class Inside {
+ public:
+  explicit Inside(const Context* c) : saved_(inside_call()) { inside_call() = c; }
+  ~Inside() { inside_call() = saved_; }
+  Inside(const Inside&) = delete;
+  Inside& operator=(const Inside&) = delete;
+
+ private:
+  const Context* saved_;
+};
+
+// Whether this use of `c` comes after its call ended, from a thread that
+// kept the context (pyoco drops it with a warning while the run goes on,
+// and may crash once it is over): counted (TestHost::calls_after_end) and
+// dropped.
+inline bool after_end(Context& c, const char* function) {
+  if (!c.ended.load() || inside_call() == &c) return false;
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(c.shared->mutex);
+    first = c.shared->calls_after_end++ == 0;
+  }
+  if (first) {
+    std::fprintf(stderr,
+                 "pyoco test host: warning: task %s called %s after its call had ended; "
+                 "ignored. A context is valid only until the call ends: a thread that keeps a "
+                 "copy of pyoco::Context must stop using it before it completes the call, or "
+                 "pyoco may crash once the run is over\n",
+                 c.task.c_str(), function);
+  }
+  return true;
+}
 
 // The open async calls of every TestHost, by handle. A handle is a number
 // never reused, not a pointer, so a completion that comes twice, or after
@@ -286,7 +331,31 @@ class TestHost {
     CallResult result;
     if (def == nullptr) {
       result.error_ = "no task '" + task + "' was registered";
+      const std::size_t slash = task.rfind('/');
+      if (slash != std::string::npos && find(task.substr(slash + 1)) != nullptr) {
+        // A flow's name for it: the test host knows the plugin's own.
+        result.error_ +=
+            "; the test host names a task as the plugin registers it, without "
+            "the plugin's name: run(\"" +
+            task.substr(slash + 1) + "\")";
+      }
       return result;
+    }
+    // As `pyoco check` refuses a flow that passes an input the task does
+    // not declare.
+    if (inputs.handle() != nullptr && inputs.kind() == Kind::Object) {
+      for (const auto& member : inputs.members()) {
+        const std::string key(member.first);
+        bool declared = false;
+        for (const auto& io : def->inputs) declared = declared || io.name == key;
+        if (!declared) {
+          std::string known;
+          for (const auto& io : def->inputs) known += (known.empty() ? "" : ", ") + io.name;
+          result.error_ = "input '" + key + "' is not an input of " + task +
+                          (known.empty() ? " (it declares none)" : " (its inputs: " + known + ")");
+          return result;
+        }
+      }
     }
     // Kept for the host's life, and an open async call's past it (see
     // detail::CallTable): a thread of the plugin's may still use it.
@@ -305,6 +374,7 @@ class TestHost {
       inst.def = def;
       if (def->create != nullptr) {
         void* state = nullptr;
+        const detail::Inside inside(&ctx);
         if (def->create(def->user_data, c, &state) != PYOCO_OK) {
           result.error_ = ctx.error.empty() ? "creating the task failed" : ctx.error;
           return result;
@@ -330,7 +400,11 @@ class TestHost {
       // Driven like the engine drives it: timers, a cancel, a deadline.
       s = run_async(*def, inst.state, contexts_.back(), in, started, out, timed_out);
     } else {
-      s = def->run(inst.state, c, in, &out);
+      {
+        const detail::Inside inside(&ctx);
+        s = def->run(inst.state, c, in, &out);
+      }
+      ctx.ended = true;
     }
     result.status_ = s;
     result.ok_ = s == PYOCO_OK && !timed_out;
@@ -340,6 +414,17 @@ class TestHost {
     } else if (!result.ok_) {
       result.error_ =
           ctx.error.empty() ? "the task failed with status " + std::to_string(s) : ctx.error;
+    } else {
+      // What pyoco checks of every output before anything reads it: the
+      // limits every value keeps, then the declared types. Failed for good.
+      std::string why = ::pyoco::detail::unfit_value(out, "output");
+      if (!why.empty()) why = task + " returned " + why + " (a bug of the task)";
+      if (why.empty()) why = output_mismatch(*def, out);
+      if (!why.empty()) {
+        result.ok_ = false;
+        result.status_ = PYOCO_ERR_PERMANENT;
+        result.error_ = std::move(why);
+      }
     }
     result.output_ = result.ok_ ? out : nullptr;
     return result;
@@ -350,6 +435,14 @@ class TestHost {
   int refused_completions() const {
     std::lock_guard<std::mutex> lock(shared_->mutex);
     return shared_->refused_completions;
+  }
+  // How many times a task used a context after its call had ended (a
+  // thread of its own that kept a copy of pyoco::Context): each use is
+  // dropped, as pyoco drops it while the run goes on; once a run is over,
+  // pyoco may crash on it. A test should expect 0.
+  int calls_after_end() const {
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    return shared_->calls_after_end;
   }
   std::vector<Heartbeat> heartbeats() const {
     std::lock_guard<std::mutex> lock(shared_->mutex);
@@ -376,6 +469,12 @@ class TestHost {
     pyoco_task_start_fn start = nullptr;
     pyoco_task_destroy_fn destroy = nullptr;
     pyoco_task_release_fn release = nullptr;
+    struct Io {
+      std::string name;
+      std::string type;
+      bool required = false;
+    };
+    std::vector<Io> inputs, outputs;  // as registered: what pyoco checks against
   };
   // Starts an async call and drives it: waits for its completion, firing
   // its timers when due, and cancels it at cancel_after or the deadline.
@@ -461,6 +560,8 @@ class TestHost {
       def.destroy = d->destroy;
       def.release = PYOCO_HAS_FIELD(d, pyoco_task_def, release) ? d->release : nullptr;
       def.start = start;
+      def.inputs = copy_io(d->inputs, d->input_count);
+      def.outputs = copy_io(d->outputs, d->output_count);
       host.tasks_.push_back(def);
       return PYOCO_OK;
     };
@@ -558,14 +659,14 @@ class TestHost {
       return handle(host_of(ar).new_node(PYOCO_VALUE_OBJECT));
     };
     a.value_array_push = [](pyoco_value* arr, const pyoco_value* item) -> pyoco_status {
-      if (item == nullptr) return PYOCO_ERR_INVALID;
+      if (item == nullptr || item == arr) return PYOCO_ERR_INVALID;  // as the host: no cycle
       if (!is(arr, PYOCO_VALUE_ARRAY)) return PYOCO_ERR_TYPE;
       mutable_node(arr)->items.push_back(node(item));
       return PYOCO_OK;
     };
     a.value_object_set = [](pyoco_value* obj, const char* k, size_t n,
                             const pyoco_value* item) -> pyoco_status {
-      if (item == nullptr) return PYOCO_ERR_INVALID;
+      if (item == nullptr || item == obj) return PYOCO_ERR_INVALID;  // as the host: no cycle
       if (!is(obj, PYOCO_VALUE_OBJECT)) return PYOCO_ERR_TYPE;
       auto& members = mutable_node(obj)->members;
       for (auto& m : members) {
@@ -577,11 +678,16 @@ class TestHost {
       members.emplace_back(std::string(k, n), node(item));
       return PYOCO_OK;
     };
-    a.context_arena = [](pyoco_context* c) {
+    a.context_arena = [](pyoco_context* c) -> pyoco_arena* {
+      if (detail::after_end(ctx(c), "context_arena")) return nullptr;
       return reinterpret_cast<pyoco_arena*>(ctx(c).shared.get());
     };
-    a.context_params = [](pyoco_context* c) { return handle(ctx(c).params); };
+    a.context_params = [](pyoco_context* c) -> const pyoco_value* {
+      if (detail::after_end(ctx(c), "context_params")) return nullptr;
+      return handle(ctx(c).params);
+    };
     a.context_info = [](pyoco_context* c, pyoco_call_info* out) -> pyoco_status {
+      if (detail::after_end(ctx(c), "context_info")) return PYOCO_ERR_INVALID;
       const detail::Context& x = ctx(c);
       static const std::string run_id = "test-run", flow = "test-flow";
       pyoco_call_info full{};
@@ -597,26 +703,36 @@ class TestHost {
       return PYOCO_OK;
     };
     a.context_log = [](pyoco_context* c, pyoco_log_level level, const char* m, size_t n) {
+      if (detail::after_end(ctx(c), "context_log")) return;
       std::lock_guard<std::mutex> lock(ctx(c).shared->mutex);
       ctx(c).shared->logs.push_back(LogLine{ctx(c).task, level, std::string(m, n)});
     };
     a.context_is_cancelled = [](pyoco_context* c) -> int32_t {
+      if (detail::after_end(ctx(c), "context_is_cancelled")) return 1;  // as pyoco: over
       return ctx(c).host_cancelled || ctx(c).cancelled.load() ? 1 : 0;
     };
     a.context_save_artifact = [](pyoco_context* c, const pyoco_artifact* art,
                                  pyoco_str* path_out) -> pyoco_status {
+      if (detail::after_end(ctx(c), "context_save_artifact")) return PYOCO_ERR_INVALID;
       detail::Context& x = ctx(c);
       detail::Shared& h = *x.shared;
       const std::string name(art->name.data != nullptr ? art->name.data : "", art->name.size);
-      // The host's rule, in short: a relative name that stays in the run.
-      const std::string why = artifact_name_problem(name);
-      if (!why.empty()) {
-        x.last_path = "artifact name '" + name + "' " + why;
+      auto refuse = [&](std::string why) {
+        x.last_path = std::move(why);
         if (path_out != nullptr) *path_out = pyoco_str{x.last_path.c_str(), x.last_path.size()};
         return PYOCO_ERR_INVALID;
-      }
+      };
+      // The host's rules: a relative UTF-8 name of 1-255 bytes in the run.
+      if (name.empty()) return refuse("an artifact needs a name");
+      const std::string why = artifact_name_problem(name);
+      if (!why.empty()) return refuse("artifact name '" + printable(name) + "' " + why);
       std::string bytes;
       if (art->value != nullptr) {
+        // As the host: refused before it is written (JSON has no NaN, and a
+        // few shared lists can stand for more than memory holds).
+        if (std::string unfit = ::pyoco::detail::unfit_value(art->value, "value"); !unfit.empty()) {
+          return refuse(std::move(unfit));
+        }
         bytes = to_json(node(art->value));
       } else {
         bytes.assign(static_cast<const char*>(art->data), art->size);
@@ -639,6 +755,7 @@ class TestHost {
     };
     a.context_load_artifact = [](pyoco_context* c, const char* k, size_t n,
                                  pyoco_str* data_out) -> pyoco_status {
+      if (detail::after_end(ctx(c), "context_load_artifact")) return PYOCO_ERR_INVALID;
       detail::Context& x = ctx(c);
       detail::Shared& h = *x.shared;
       const std::string name(k, n);
@@ -658,6 +775,7 @@ class TestHost {
       return PYOCO_OK;
     };
     a.context_scratch_get = [](pyoco_context* c, const char* k, size_t n) -> const pyoco_value* {
+      if (detail::after_end(ctx(c), "context_scratch_get")) return nullptr;
       std::lock_guard<std::mutex> lock(ctx(c).shared->mutex);
       auto& s = ctx(c).shared->scratch;
       auto it = s.find(std::string(k, n));
@@ -665,11 +783,17 @@ class TestHost {
     };
     a.context_scratch_set = [](pyoco_context* c, const char* k, size_t n,
                                const pyoco_value* v) -> pyoco_status {
+      if (v == nullptr || detail::after_end(ctx(c), "context_scratch_set")) {
+        return PYOCO_ERR_INVALID;
+      }
+      // Bounded as an output is (the host's limits).
+      if (!::pyoco::detail::unfit_value(v, "value").empty()) return PYOCO_ERR_INVALID;
       std::lock_guard<std::mutex> lock(ctx(c).shared->mutex);
       ctx(c).shared->scratch[std::string(k, n)] = node(v);
       return PYOCO_OK;
     };
     a.context_set_error = [](pyoco_context* c, const char* m, size_t n) {
+      if (detail::after_end(ctx(c), "context_set_error")) return;
       ctx(c).error.assign(m, n);
     };
     // ---- 1.1 ----
@@ -685,6 +809,8 @@ class TestHost {
         return PYOCO_ERR_INVALID;
       }
       call->completed = true;
+      call->ended_at = std::chrono::steady_clock::now();
+      call->ended = true;
       if (!shared->host_alive) {
         // Ended after its TestHost: nothing waits for it (as after ~Engine).
         detail::call_table().erase(id);
@@ -695,9 +821,16 @@ class TestHost {
       shared->wake.notify_all();
       return PYOCO_OK;
     };
-    a.context_deadline = [](pyoco_context* c) -> int64_t { return ctx(c).deadline_ns; };
+    a.context_deadline = [](pyoco_context* c) -> int64_t {
+      if (detail::after_end(ctx(c), "context_deadline")) return 0;
+      return ctx(c).deadline_ns;
+    };
     a.context_on_cancel = [](pyoco_context* c, pyoco_callback_fn fn, void* user) -> pyoco_status {
       detail::Context& x = ctx(c);
+      if (detail::after_end(x, "context_on_cancel")) {
+        fn(user, PYOCO_OK);  // the call ended first: `user` can be freed
+        return PYOCO_OK;
+      }
       std::unique_lock<std::mutex> lock(x.shared->mutex);
       const bool open = x.open_call();
       const bool over = x.cancelled || x.host_cancelled || !x.shared->host_alive;
@@ -707,10 +840,18 @@ class TestHost {
       }
       lock.unlock();
       // Said at once: an open call here is over (cancelled, or its host gone).
+      const detail::Inside inside(&x);
       fn(user, open || x.host_cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK);
       return PYOCO_OK;
     };
     a.context_heartbeat = [](pyoco_context* c, double progress, const char* m, size_t n) {
+      if (detail::after_end(ctx(c), "context_heartbeat")) return;
+      // As pyoco records it: past 1 is 1; negative or NaN is unknown (-1).
+      if (!(progress >= 0)) {
+        progress = -1;
+      } else if (progress > 1) {
+        progress = 1;
+      }
       std::lock_guard<std::mutex> lock(ctx(c).shared->mutex);
       ctx(c).shared->heartbeats.push_back(
           Heartbeat{ctx(c).task, progress, m == nullptr ? std::string() : std::string(m, n)});
@@ -718,9 +859,14 @@ class TestHost {
     a.host_timer = [](pyoco_context* c, uint64_t delay_ns, pyoco_callback_fn fn,
                       void* user) -> pyoco_status {
       detail::Context& x = ctx(c);
+      if (detail::after_end(x, "host_timer")) {
+        fn(user, PYOCO_ERR_CANCELLED);  // as for a timer whose call ended first
+        return PYOCO_OK;
+      }
       std::unique_lock<std::mutex> lock(x.shared->mutex);
       if (!x.open_call() || x.cancelled || x.host_cancelled || !x.shared->host_alive) {
         lock.unlock();
+        const detail::Inside inside(&x);
         fn(user, PYOCO_ERR_CANCELLED);
         return PYOCO_OK;
       }
@@ -736,6 +882,13 @@ class TestHost {
     a.context_scratch_update = [](pyoco_context* c, const char* k, size_t n,
                                   const pyoco_value* expected, const pyoco_value* desired,
                                   const pyoco_value** current_out) -> pyoco_status {
+      if (desired == nullptr || detail::after_end(ctx(c), "context_scratch_update")) {
+        return PYOCO_ERR_INVALID;
+      }
+      if (!::pyoco::detail::unfit_value(desired, "desired").empty() ||
+          !::pyoco::detail::unfit_value(expected, "expected").empty()) {
+        return PYOCO_ERR_INVALID;
+      }
       detail::Shared& h = *ctx(c).shared;
       std::lock_guard<std::mutex> lock(h.mutex);
       auto it = h.scratch.find(std::string(k, n));
@@ -753,21 +906,129 @@ class TestHost {
     return a;
   }
 
-  // Why the host would refuse an artifact name; empty when it would not.
+  static std::vector<Definition::Io> copy_io(const pyoco_io_spec* specs, std::size_t count) {
+    std::vector<Definition::Io> out;
+    if (specs == nullptr) return out;
+    const char* base = reinterpret_cast<const char*>(specs);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto* io = reinterpret_cast<const pyoco_io_spec*>(base + i * specs->struct_size);
+      out.push_back({io->name != nullptr ? io->name : "", io->type != nullptr ? io->type : "any",
+                     io->required != 0});
+    }
+    return out;
+  }
+
+  // What pyoco says of an output that does not fit what the task declares
+  // (the engine's output check, word for word); empty when it fits.
+  static std::string output_mismatch(const Definition& def, const pyoco_value* out) {
+    if (def.outputs.empty()) return {};
+    auto kind = [](const pyoco_value* v) { return api().value_kind(v); };
+    auto a = [&](const pyoco_value* v) -> std::string {
+      if (kind(v) == PYOCO_VALUE_NULL) return "null";
+      const std::string k = ::pyoco::detail::kind_name(static_cast<Kind>(kind(v)));
+      return (std::string("aeiou").find(k[0]) == std::string::npos ? "a " : "an ") + k;
+    };
+    auto fits = [&](const pyoco_value* v, const std::string& type) {
+      const pyoco_value_kind k = kind(v);
+      if (type == "null") return k == PYOCO_VALUE_NULL;
+      if (type == "bool") return k == PYOCO_VALUE_BOOL;
+      if (type == "int") return k == PYOCO_VALUE_INT;
+      if (type == "number") return k == PYOCO_VALUE_INT || k == PYOCO_VALUE_DOUBLE;
+      if (type == "string") return k == PYOCO_VALUE_STRING;
+      if (type == "bytes") return k == PYOCO_VALUE_BYTES || k == PYOCO_VALUE_STRING;
+      if (type == "array") return k == PYOCO_VALUE_ARRAY;
+      if (type == "object") return k == PYOCO_VALUE_OBJECT;
+      return true;  // any
+    };
+    const bool one = def.outputs.size() == 1;
+    auto wrong = [&](const Definition::Io& io, const pyoco_value* v) -> std::string {
+      if (kind(v) == PYOCO_VALUE_NULL && !io.required) return {};
+      if (fits(v, io.type)) return {};
+      return def.name + " returned " + (one ? "" : "'" + io.name + "' as ") + a(v) +
+             ", but the task declares " + (one ? "its output '" + io.name + "'" : "it") + " as " +
+             io.type + " (a bug of the task or of its declaration)";
+    };
+    if (one) return wrong(def.outputs.front(), out);
+    if (kind(out) != PYOCO_VALUE_OBJECT) {
+      return def.name + " returned " + a(out) + ", but the task declares an object of " +
+             std::to_string(def.outputs.size()) +
+             " outputs (a bug of the task or of its declaration)";
+    }
+    for (const Definition::Io& io : def.outputs) {
+      const std::string w =
+          wrong(io, api().value_object_find(out, io.name.c_str(), io.name.size()));
+      if (!w.empty()) return w;
+    }
+    return {};
+  }
+
+  // Why the host would refuse an artifact name, in its words (a copy of
+  // runtime/core's check_artifact_name: this header stands alone); empty
+  // when it would not.
   static std::string artifact_name_problem(const std::string& name) {
-    if (name.empty() || name.size() > 255) return "must be 1-255 bytes";
-    if (name.front() == '/') return "must be relative";
+    if (name.size() > 255) return "is longer than 255 bytes";
+    if (name.front() == '/') return "must be relative: it names a file within the run, not a path";
+    for (const char c : name) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u == 0x7f) return "contains a control character";
+      if (c == '\\') return "contains a backslash; separate directories with '/'";
+    }
+    for (std::size_t i = 0; i < name.size();) {
+      const std::size_t n = utf8_sequence_at(name, i);
+      if (n == 0) return "is not UTF-8";
+      i += n;
+    }
     std::size_t start = 0;
     while (start <= name.size()) {
       const std::size_t slash = std::min(name.find('/', start), name.size());
       const std::string part = name.substr(start, slash - start);
-      if (part.empty() || part == "." || part == "..") return "must stay inside the run";
+      if (part.empty()) return "has an empty part ('//' or a trailing '/')";
+      if (part == "." || part == "..") return "must stay inside the run: no '.' or '..' parts";
       start = slash + 1;
     }
-    for (const char ch : name) {
-      if (static_cast<unsigned char>(ch) < 0x20 || ch == '\\') return "has a forbidden character";
-    }
     return "";
+  }
+
+  // Length of the well-formed UTF-8 sequence at text[i], or 0.
+  static std::size_t utf8_sequence_at(const std::string& text, std::size_t i) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    const std::size_t left = text.size() - i;
+    const unsigned char c = b(0);
+    if (c < 0x80) return 1;
+    auto cont = [&](std::size_t k) { return k < left && (b(k) & 0xC0) == 0x80; };
+    if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+      if (!cont(1) || !cont(2)) return 0;
+      if ((c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) >= 0xA0)) return 0;
+      return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+      if (!cont(1) || !cont(2) || !cont(3)) return 0;
+      if ((c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) >= 0x90)) return 0;
+      return 4;
+    }
+    return 0;
+  }
+
+  // A name as a message shows it: control characters and bytes that are
+  // not UTF-8 as \xNN, so they cannot cut or forge the line.
+  static std::string printable(const std::string& text) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < text.size();) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      const std::size_t n = c < 0x20 || c == 0x7f ? 0 : utf8_sequence_at(text, i);
+      if (n == 0) {
+        out += "\\x";
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+        ++i;
+      } else {
+        out.append(text, i, n);
+        i += n;
+      }
+    }
+    return out;
   }
 
   static std::atomic<const TestHost*>& live_host() {
@@ -850,10 +1111,12 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state,
   pyoco_status s = PYOCO_OK;
   std::thread body;  // a `run` task runs here, so the host can cancel it meanwhile
   if (def.start != nullptr) {
+    const detail::Inside inside(&call);
     s = def.start(state, as_context(&call), in, handle);
   } else {
     body = std::thread([&def, state, &call, in, handle] {
       ::pyoco::detail::ContextScope scope(as_context(&call));
+      const detail::Inside inside(&call);
       const pyoco_value* result = nullptr;
       const pyoco_status st = def.run(state, as_context(&call), in, &result);
       api().call_complete(handle, st, result);
@@ -862,6 +1125,8 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state,
   std::unique_lock<std::mutex> lock(shared_->mutex);
   if (s != PYOCO_OK && !call.completed) {
     call.completed = true;  // a start that fails has begun nothing
+    call.ended_at = clock::now();
+    call.ended = true;
     call.status = s;
   }
   const auto limit = started + call_limit_;
@@ -869,6 +1134,13 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state,
   if (cancel_after_) cancel_at = started + *cancel_after_;
   if (timeout_ && (!cancel_at || started + *timeout_ < *cancel_at)) {
     cancel_at = started + *timeout_;
+  }
+  if (cancel_at && call.completed && call.ended_at >= *cancel_at && !call.cancelled) {
+    // start() blocked past the cancel or the deadline and ended the call
+    // late: pyoco cancels (or times out) the call at that moment on a
+    // thread of its own, whatever start() does meanwhile.
+    timed_out = timeout_ && *cancel_at == started + *timeout_;
+    end_call(call, lock, true);
   }
   while (!call.completed) {
     const auto now = clock::now();
@@ -885,7 +1157,10 @@ inline pyoco_status TestHost::run_async(const Definition& def, void* state,
       const auto timer = *due;
       call.timers.erase(due);
       lock.unlock();
-      timer.fn(timer.user, PYOCO_OK);
+      {
+        const detail::Inside inside(&call);
+        timer.fn(timer.user, PYOCO_OK);
+      }
       lock.lock();
       continue;
     }
@@ -930,6 +1205,7 @@ inline void TestHost::end_call(detail::Context& call, std::unique_lock<std::mute
   call.on_cancel.clear();
   call.timers.clear();
   lock.unlock();
+  const detail::Inside inside(&call);  // the host's callbacks for the call
   for (auto [fn, user] : callbacks) fn(user, cancelled ? PYOCO_ERR_CANCELLED : PYOCO_OK);
   for (const auto& t : timers) t.fn(t.user, PYOCO_ERR_CANCELLED);
   lock.lock();

@@ -86,6 +86,28 @@ struct CallResult {
 // ends the call (a worker for `run`, any thread for an async call).
 using CallDone = core::SmallFunction<void(CallResult)>;
 
+// Whether a Call has ended (see Call::ended): an atomic flag that moves with
+// its Call, which is moved only before its call begins (a Call returned by
+// value from a helper).
+class CallEnded {
+ public:
+  CallEnded() = default;
+  CallEnded(CallEnded&& other) noexcept : ended_(other.load()) {}
+  CallEnded& operator=(CallEnded&& other) noexcept {
+    store(other.load());
+    return *this;
+  }
+  bool load(std::memory_order order = std::memory_order_relaxed) const {
+    return ended_.load(order);
+  }
+  void store(bool ended, std::memory_order order = std::memory_order_relaxed) {
+    ended_.store(ended, order);
+  }
+
+ private:
+  std::atomic<bool> ended_{false};
+};
+
 // One task call, host side: what its `pyoco_context*` (and, for an async
 // call, its `pyoco_call*`) points at. One name in every layer: an attempt
 // of a node (engine) makes one Call; a plugin sees it as pyoco::Context
@@ -105,6 +127,10 @@ struct Call {
   std::uint32_t abi_minor = 0;        // of the task's plugin: what the host may answer
   std::string last_artifact_path;     // backs the name (or path, or reason) handed to the plugin
   std::vector<core::Value> borrowed;  // scratch values handed out, alive for the call
+  // Set when the call has ended (finish_call), cleared when one begins. A
+  // context function called after it, from anywhere but start() or a host
+  // callback of the call, is a plugin's kept context: dropped with a warning.
+  CallEnded ended;
 
   // The arena the call's values are built in; most calls of small tasks
   // build none, so it is made on first use. Once the call has ended its
@@ -175,5 +201,8 @@ class TaskInstance {
 // How many times a plugin completed a call that had already ended (each one
 // refused and reported on stderr); for tests and diagnostics.
 std::uint64_t refused_completions();
+// How many context functions a plugin called after their call had ended
+// (each one dropped; the first reported on stderr); for tests and diagnostics.
+std::uint64_t calls_after_end();
 
 }  // namespace pyoco::plugins
