@@ -47,6 +47,12 @@ BOOST_AUTO_TEST_CASE(put_then_get_gives_the_same_bytes_and_a_full_record) {
   BOOST_TEST(!store.get("run-1", "other.bin").has_value());
   BOOST_TEST(store.put("run-1", "r.json", "{}", "").media_type == "application/json");
   BOOST_TEST(store.put("run-1", "r.json", "{}", "text/x-mine").media_type == "text/x-mine");
+  // The longest name a file may have (255 bytes) is saved: its temporary
+  // file's name does not hold it.
+  const std::string longest(255, 'n');
+  BOOST_TEST(store.put("run-1", longest, "x", "").size == 1u);
+  BOOST_TEST(store.put("run-1", "d/" + longest, "y", "").size == 1u);
+  BOOST_TEST(store.get("run-1", "d/" + longest).value() == "y");
 }
 
 BOOST_AUTO_TEST_CASE(a_put_replaces_the_artifact_whole_and_leaves_no_temporary_file) {

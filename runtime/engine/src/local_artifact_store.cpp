@@ -118,10 +118,12 @@ core::ArtifactRecord LocalArtifactStore::put(std::string_view run_id, std::strin
                               "' is a directory of this run's artifacts already");
   }
   // A temporary file beside the target, renamed over it: rename replaces a
-  // link at the target itself, never what it points to.
+  // link at the target itself, never what it points to. Its name does not
+  // hold the target's: a name of 255 bytes, the most a file's may have,
+  // left no room for a prefix.
   static std::atomic<std::uint64_t> counter{0};
   const std::string temp =
-      "." + leaf + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+      ".pyoco-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   const fs::path temp_path = target.parent_path() / temp;
   const int fd =
       ::openat(dir.fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
