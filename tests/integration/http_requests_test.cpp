@@ -17,6 +17,8 @@
 #include <filesystem>
 
 #include <chrono>
+#include <cstring>
+#include <ctime>
 #include <future>
 #include <string>
 #include <thread>
@@ -323,6 +325,54 @@ std::shared_ptr<server::Router> plain_routes() {
 // With a few hundred descriptors and a thousand connections that never
 // finish their headers, /health and a request still answer at once, and
 // the server is not spinning.
+// 20 rounds of GET /health and GET /runs, each round answered 200 within
+// 2 s, asked from a child process: this one's descriptors are the server's
+// to run out of (a socket() here would race its accept for the last one).
+// 0 when all were; else which answer failed (odd: /health, even: /runs,
+// 100 + n: round n too slow).
+int answered_from_a_child(std::uint16_t port) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {  // plain system calls only from here
+    ::close_range(3, ~0U, 0);
+    static char buf[65536];
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    auto now_ms = [] {
+      timespec t{};
+      ::clock_gettime(CLOCK_MONOTONIC, &t);
+      return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    };
+    for (int round = 0; round < 20; ++round) {
+      const long asked = now_ms();
+      for (int k = 0; k < 2; ++k) {
+        const char* req = k == 0 ? "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                                 : "GET /runs HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        timeval limit{10, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+        if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+          ::_exit(2 * round + k + 1);
+        }
+        ::send(fd, req, std::strlen(req), MSG_NOSIGNAL);
+        std::size_t got = 0;
+        for (ssize_t n; got < sizeof buf && (n = ::recv(fd, buf + got, sizeof buf - got, 0)) > 0;) {
+          got += static_cast<std::size_t>(n);
+        }
+        ::close(fd);
+        if (got < 13 || std::memcmp(buf, "HTTP/1.1 200 ", 13) != 0) ::_exit(2 * round + k + 1);
+      }
+      if (now_ms() - asked >= 2000) ::_exit(100 + round);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
 void slow_headers_leave_room(std::size_t max_connections) {
   FewDescriptors few(300);
   server::ListenOptions o;
@@ -332,14 +382,7 @@ void slow_headers_leave_room(std::size_t max_connections) {
   SlowClients slow(s.port(), 1000, "GET /runs HTTP/1.1\r\nHost: x\r\n");
   BOOST_TEST_REQUIRE(slow.opened == 1000);
   // Each answered within 2 s, 20 times over.
-  for (int i = 0; i < 20; ++i) {
-    const auto asked = std::chrono::steady_clock::now();
-    const std::string health = exchange(s.port(), get("/health"));
-    BOOST_TEST_REQUIRE(health.rfind("HTTP/1.1 200 ", 0) == 0u, health);
-    const std::string runs = exchange(s.port(), get("/runs"));
-    BOOST_TEST_REQUIRE(runs.rfind("HTTP/1.1 200 ", 0) == 0u, runs);
-    BOOST_TEST_REQUIRE((std::chrono::steady_clock::now() - asked < 2s));
-  }
+  BOOST_TEST_REQUIRE(answered_from_a_child(s.port()) == 0);
   // Then a second in which this thread asks nothing (a window to measure
   // in, not a wait for something): the server, its slow clients still
   // trickling, uses little of it.
@@ -350,7 +393,7 @@ void slow_headers_leave_room(std::size_t max_connections) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double cpu = cpu_seconds() - cpu_before;
   BOOST_TEST(cpu < 0.3 * wall, cpu << " s of CPU in " << wall << " s");
-  BOOST_TEST(exchange(s.port(), get("/health")).rfind("HTTP/1.1 200 ", 0) == 0u);
+  BOOST_TEST(answered_from_a_child(s.port()) == 0);
 }
 
 }  // namespace

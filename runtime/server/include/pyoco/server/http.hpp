@@ -39,7 +39,7 @@ struct HttpError {
   unsigned status;
   std::string error;
   std::string detail;
-  unsigned retry_after = 0;    // seconds: sent as Retry-After when not 0 (a 429, a 503)
+  unsigned retry_after = 0;      // seconds: sent as Retry-After when not 0 (a 429, a 503)
   boost::json::object fields{};  // more of the body, beside error and detail (a 503's run_id)
 };
 
