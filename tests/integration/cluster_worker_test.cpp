@@ -59,16 +59,6 @@ tasks:
   nap: {use: "std/sleep", inputs: {seconds: "$ctx.params.seconds"}}
 )";
 
-// A run that goes on until the test opens its gate (a file; or its
-// directory is gone, so that no shell outlives the test): a fixed nap a
-// signal must land within ran out first on a slow host.
-std::string gated_flow(const std::filesystem::path& gate) {
-  return "flow:\n  graph: wait\ntasks:\n  wait: {use: \"std/shell\", inputs: {command: \"while "
-         "[ ! -e '" +
-         gate.string() + "' ] && [ -d '" + gate.parent_path().string() +
-         "' ]; do sleep 0.05; done\"}}\n";
-}
-
 // The worker cluster with this file's flows.
 struct Cluster : WorkerCluster {
   TempDir gates;
@@ -102,20 +92,6 @@ struct Cluster : WorkerCluster {
       n = messages("PYOCO_WORK");
     }
     return n;
-  }
-
-  // The worker's pyoco_workers record, once it has written one.
-  std::optional<json::object> worker_record(const std::string& id) {
-    kvStore* kv = nullptr;
-    if (js_KeyValue(&kv, nats.handles().js, "pyoco_workers") != NATS_OK) return std::nullopt;
-    kvEntry* e = nullptr;
-    std::optional<json::object> out;
-    if (kvStore_Get(&e, kv, id.c_str()) == NATS_OK) {
-      out = json::parse(kvEntry_ValueString(e)).as_object();
-      kvEntry_Destroy(e);
-    }
-    kvStore_Destroy(kv);
-    return out;
   }
 
   std::uint64_t messages(const std::string& name) {

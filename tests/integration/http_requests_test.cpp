@@ -573,6 +573,16 @@ BOOST_AUTO_TEST_CASE(the_connection_limits_come_from_the_environment) {
   } catch (const std::invalid_argument& e) {
     BOOST_TEST(std::string(e.what()).find("PYOCO_HTTP_MAX_CONNECTIONS=lots") == 0u, e.what());
   }
+  ::unsetenv("PYOCO_HTTP_MAX_CONNECTIONS");
+  ::setenv("PYOCO_HTTP_HEADER_TIMEOUT_SEC", "0.0001", 1);  // every request would be cut
+  try {
+    server::listen_limits_from_env(o);
+    BOOST_TEST(false, "a header deadline under a second was taken");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string(e.what()).find("PYOCO_HTTP_HEADER_TIMEOUT_SEC=0.0001: must be at "
+                                          "least 1") == 0u,
+               e.what());
+  }
   for (const char* name : {"PYOCO_HTTP_MAX_CONNECTIONS", "PYOCO_HTTP_HEADER_TIMEOUT_SEC",
                            "PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC"}) {
     ::unsetenv(name);

@@ -60,15 +60,6 @@ tasks:
   say: {use: "std/echo", inputs: {value: "hi"}}
 )";
 
-// A run that goes on until the test opens its gate (a file): how long a run
-// "already going" lasts must not depend on how fast the host is (a fixed
-// sleep ran out before the checks under the sanitizers).
-std::string gated_flow(const fs::path& gate) {
-  return "flow:\n  graph: wait\ntasks:\n  wait: {use: \"std/shell\", inputs: {command: \"while [ ! "
-         "-e '" +
-         gate.string() + "' ]; do sleep 0.05; done\"}}\n";
-}
-
 struct Cluster : WorkerCluster {
   TempDir packages, state;
   std::unique_ptr<PluginRepository> repo;
@@ -141,19 +132,6 @@ struct Cluster : WorkerCluster {
   PluginRelease publish_std(const std::string& version) {
     const auto p = std_package(version);
     return repo->publish(p.bytes, release_of(p));
-  }
-
-  std::optional<json::object> worker_record(const std::string& id) {
-    kvStore* kv = nullptr;
-    if (js_KeyValue(&kv, nats.handles().js, "pyoco_workers") != NATS_OK) return std::nullopt;
-    kvEntry* e = nullptr;
-    std::optional<json::object> out;
-    if (kvStore_Get(&e, kv, id.c_str()) == NATS_OK) {
-      out = json::parse(kvEntry_ValueString(e)).as_object();
-      kvEntry_Destroy(e);
-    }
-    kvStore_Destroy(kv);
-    return out;
   }
 
   // The worker's plugins[] entry for that name and version, if any.

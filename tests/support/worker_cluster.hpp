@@ -4,13 +4,17 @@
 #pragma once
 
 #include <pyoco/cluster/connection.hpp>
+#include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_records.hpp>
 
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <nats/nats.h>
+
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -25,6 +29,17 @@
 #include "temp_dir.hpp"
 
 namespace pyoco::testing {
+
+// A flow whose one task goes on until the test opens its gate (creates the
+// file `gate`), or the gate's directory is gone, so that no shell outlives
+// the test: a fixed nap a signal or a check must land within ran out first
+// on a slow host (the sanitizers).
+inline std::string gated_flow(const std::filesystem::path& gate) {
+  return "flow:\n  graph: wait\ntasks:\n  wait: {use: \"std/shell\", inputs: {command: \"while "
+         "[ ! -e '" +
+         gate.string() + "' ] && [ -d '" + gate.parent_path().string() +
+         "' ]; do sleep 0.05; done\"}}\n";
+}
 
 struct WorkerCluster {
   NatsServer server;
@@ -66,6 +81,20 @@ struct WorkerCluster {
     env.emplace("PYOCO_PLUGIN_PATH", "");
     workers.push_back(std::make_unique<ChildProcess>(args, env, flows.path()));
     return *workers.back();
+  }
+
+  // The worker's pyoco_workers record, once it has written one.
+  std::optional<boost::json::object> worker_record(const std::string& id) {
+    kvStore* kv = nullptr;
+    if (js_KeyValue(&kv, nats.handles().js, "pyoco_workers") != NATS_OK) return std::nullopt;
+    kvEntry* e = nullptr;
+    std::optional<boost::json::object> out;
+    if (kvStore_Get(&e, kv, id.c_str()) == NATS_OK) {
+      out = boost::json::parse(kvEntry_ValueString(e)).as_object();
+      kvEntry_Destroy(e);
+    }
+    kvStore_Destroy(kv);
+    return out;
   }
 
   // Waits for the run's record to satisfy `ok`; the last record read.

@@ -1,3 +1,5 @@
+#include <pyoco/core/artifact.hpp>
+#include <pyoco/core/value.hpp>
 #include <pyoco/engine/task_call.hpp>
 
 namespace pyoco {
@@ -21,6 +23,11 @@ core::ArtifactRecord TaskCall::save_artifact(std::string_view name, std::string_
 }
 
 core::ArtifactRecord TaskCall::save_artifact(std::string_view name, const core::Value& value) {
+  // The limits every value keeps, as a plugin's save has them: a list held
+  // twice over 60 levels would be written out for ever, NaN as null.
+  if (std::string why = core::unfit_value(value, "value"); !why.empty()) {
+    throw core::ArtifactError("cannot save artifact '" + std::string(name) + "': " + why);
+  }
   return save_artifact(name, core::to_json_text(value), "application/json");
 }
 

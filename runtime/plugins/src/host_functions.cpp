@@ -544,6 +544,11 @@ std::atomic<std::uint64_t> g_refused_completions{0};
 
 // Seals what the call built and hands its result on.
 void finish_call(Call& ctx, pyoco_status status, const pyoco_value* out, const char* what) {
+  // Ended first: a thread that kept the context is dropped from here on,
+  // never racing the seal and the clear below. Its on-cancel callbacks
+  // (told PYOCO_OK, on this thread, by call_finished) may still use it.
+  const Inside inside(&ctx);
+  ctx.ended.store(true, std::memory_order_release);
   CallResult result;
   result.ok = status == PYOCO_OK;
   if (result.ok) {
@@ -562,10 +567,6 @@ void finish_call(Call& ctx, pyoco_status status, const pyoco_value* out, const c
   }
   if (ctx.arena) ctx.arena->seal();
   ctx.borrowed.clear();
-  // Its on-cancel callbacks (told PYOCO_OK now, on this thread) may still
-  // use the context; any other thread may not, from here on.
-  const Inside inside(&ctx);
-  ctx.ended.store(true, std::memory_order_release);
   if (ctx.services != nullptr) ctx.services->call_finished();
   CallDone done = std::move(ctx.done);
   done(std::move(result));  // may free ctx

@@ -590,7 +590,9 @@ struct HttpServer::Impl {
         return;
       }
       if (large == nullptr) {
-        beast::get_lowest_layer(stream).expires_after(server->options.header_timeout);
+        // A body (at most the route's limit, a few MiB) ends within 60 s,
+        // as docs/cluster.md says, whatever the header deadline is.
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(60));
         read_body();
         return;
       }
@@ -644,15 +646,25 @@ struct HttpServer::Impl {
       window_mark = 0;
       rate_windows = 0;
       too_slow = false;
-      if (server->options.upload_min_rate > 0) check_rate();
+      ++body_number;
+      if (server->options.upload_min_rate > 0) check_rate(body_number);
       read_body_some();
     }
     void read_body_some() {
       http::async_read_some(stream, buffer, *parser,
                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                               self->body_bytes += n;
-                              if (!ec && !self->parser->is_done()) {
+                              // A read that completed as the rate check
+                              // cancelled it: the body is cut all the same.
+                              if (!ec && !self->parser->is_done() && !self->too_slow) {
                                 self->read_body_some();
+                                return;
+                              }
+                              ++self->body_number;  // a check still due is stale
+                              if (!ec && self->too_slow && !self->parser->is_done()) {
+                                self->rate_check.cancel();
+                                self->server->stops_waiting(*self);
+                                self->slow_body();
                                 return;
                               }
                               self->rate_check.cancel();
@@ -664,10 +676,13 @@ struct HttpServer::Impl {
                               self->on_read(ec);
                             });
     }
-    void check_rate() {
+    // `body`: the body it watches (body_number): a check whose handler was
+    // already queued when its body ended cannot be cancelled, and must not
+    // cut what the connection reads next (the next request's headers).
+    void check_rate(std::uint64_t body) {
       rate_check.expires_after(server->options.upload_rate_window);
-      rate_check.async_wait([self = shared_from_this()](beast::error_code ec) {
-        if (ec) return;
+      rate_check.async_wait([self = shared_from_this(), body](beast::error_code ec) {
+        if (ec || body != self->body_number) return;
         const auto& o = self->server->options;
         const auto window = std::chrono::duration<double>(o.upload_rate_window).count();
         const std::size_t came = self->body_bytes - self->window_mark;
@@ -680,7 +695,7 @@ struct HttpServer::Impl {
           return;
         }
         self->window_mark = self->body_bytes;
-        self->check_rate();
+        self->check_rate(body);
       });
     }
     // A body slower than upload_min_rate: 408, its room given back.
@@ -705,6 +720,7 @@ struct HttpServer::Impl {
     }
     bool continued = false;  // 100 Continue sent for this request
     bool too_slow = false;
+    std::uint64_t body_number = 0;  // which body the rate check watches
     std::size_t body_bytes = 0, window_mark = 0, slow_window_bytes = 0;
     unsigned rate_windows = 0;
 
@@ -963,6 +979,7 @@ struct HttpServer::Impl {
   // with the I/O thread spinning. Out of descriptors, a connection waiting
   // on its client makes room first.
   void accept_failed(beast::error_code ec) {
+    if (stopping.load() || !acceptor.is_open()) return;  // stop() closed it
     // A client gone before it was accepted: the next one is taken at once.
     if (ec == asio::error::connection_aborted) {
       accept();
@@ -1040,8 +1057,13 @@ void listen_limits_from_env(ListenOptions& o) {
         static_cast<std::size_t>(whole_from("PYOCO_HTTP_MAX_CONNECTIONS", v, 1, 1000000));
   }
   if (const std::string v = env("PYOCO_HTTP_HEADER_TIMEOUT_SEC"); !v.empty()) {
-    o.header_timeout = std::chrono::milliseconds(
-        static_cast<std::int64_t>(seconds_from("PYOCO_HTTP_HEADER_TIMEOUT_SEC", v, 3600) * 1000));
+    const double seconds = seconds_from("PYOCO_HTTP_HEADER_TIMEOUT_SEC", v, 3600);
+    // Below a second every request would be cut while its headers travel.
+    if (seconds < 1) {
+      throw std::invalid_argument("PYOCO_HTTP_HEADER_TIMEOUT_SEC=" + v +
+                                  ": must be at least 1 (seconds; default 60)");
+    }
+    o.header_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
   }
   if (const std::string v = env("PYOCO_HTTP_UPLOAD_MIN_BYTES_PER_SEC"); !v.empty()) {
     o.upload_min_rate =

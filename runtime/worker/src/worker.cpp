@@ -74,6 +74,22 @@ void remove_settings_from_environment() {
 namespace json = boost::json;
 using cluster::NatsError;
 
+// The run's lease ends now, written as its owner: the next worker may claim
+// it at once. A write that fails leaves it to the lease's own end.
+void give_up_lease(cluster::RunRecords& runs, const std::string& run_id,
+                   const cluster::Owner& owner) {
+  try {
+    cluster::owner_write(runs, run_id, owner, [](json::object& snap) {
+      const double now = cluster::epoch_now();
+      if (json::value* o = snap.if_contains("owner"); o != nullptr && o->is_object()) {
+        o->as_object()["lease_until"] = now;
+      }
+      snap["updated_at"] = now;
+    });
+  } catch (const NatsError&) {
+  }
+}
+
 // A record of another instance of this worker id heard from within this
 // (or three of its beats) is a live worker's (docs/cluster.md, --worker-id).
 constexpr std::chrono::seconds kWorkerIdSilentAfter{15};
@@ -465,6 +481,17 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     start(job, me, m, tag, std::move(*claimed));
   }
 
+  // A run claimed once drain had handed back the others: its lease given up
+  // and its job nak'd as drain does, so the next worker takes it in moments.
+  void hand_back_unstarted(const std::string& run_id, const cluster::Owner& me, natsMsg* m) {
+    give_up_lease(runs, run_id, me);
+    natsMsg_NakWithDelay(m, kHandBackDelayMs, nullptr);
+    natsMsg_Destroy(m);
+    publisher->forget(run_id);
+    cluster::log(cluster::LogLevel::info, "worker: handed back",
+                 {{"run_id", run_id}, {"to", "another worker, after 3 s"}, {"started", false}});
+  }
+
   // The claim: the record is RUNNING under this owner (or CANCELLED, when
   // its owner died after a cancel). Nullopt when the job was settled here
   // (no record, a finished run, another owner's lease). `me.attempt` is
@@ -550,8 +577,15 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     a->lease_written = a->last_progress;  // the claim wrote it
     Active& active_run = *a;
     {
+      // Under the lock drain takes the active runs with: a run claimed
+      // while drain went by (it found nothing to hand back) is handed back
+      // here, not started and left to its lease and the AckWait.
       std::lock_guard lock(mutex);
-      active[job.run_id] = std::move(a);
+      if (!stopping) active[job.run_id] = std::move(a);
+    }
+    if (a) {
+      hand_back_unstarted(job.run_id, me, m);
+      return;
     }
     std::string reason, error;
     try {
@@ -1083,18 +1117,7 @@ void Worker::drain(std::chrono::milliseconds grace) {
   // get the engine's second to stop and this process time to exit (its
   // commands die with it), so no step runs here and there at once. A
   // write or a nak that fails leaves it to the AckWait, as before.
-  for (const auto& [id, owner] : handed_back) {
-    try {
-      cluster::owner_write(s.runs, id, owner, [](json::object& snap) {
-        const double now = cluster::epoch_now();
-        if (json::value* o = snap.if_contains("owner"); o != nullptr && o->is_object()) {
-          o->as_object()["lease_until"] = now;
-        }
-        snap["updated_at"] = now;
-      });
-    } catch (const NatsError&) {
-    }
-  }
+  for (const auto& [id, owner] : handed_back) give_up_lease(s.runs, id, owner);
   {
     std::lock_guard lock(s.mutex);
     s.leases_given_up = true;
