@@ -29,7 +29,7 @@ class MemoryStateStore final : public StateStore {
     std::lock_guard lock(mutex_);
     for (const RunRecord& r : batch.runs) {
       auto it = runs_.find(r.id);
-      if (it == runs_.end() || core::is_terminal(it->second.run.status)) return false;
+      if (it == runs_.end() || !is_active(it->second.run.status)) return false;
     }
     write_locked(batch);
     return true;

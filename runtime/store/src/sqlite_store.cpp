@@ -307,6 +307,9 @@ class WriteTransaction {
   bool done_ = false;
 };
 
+// The statuses of a run still going (store_rules.hpp's is_active, in SQL).
+#define PYOCO_ACTIVE_STATUSES "('PENDING','RUNNING','CANCELLING')"
+
 constexpr const char* kRunColumns =
     "id, flow, flow_file, params, status, reason, started_us, ended_us, duration_ms, host, pid, "
     "pid_start, cancel_requested, plugins";
@@ -377,12 +380,10 @@ class SqliteStateStore final : public StateStore {
   bool write_if_active(const Batch& batch) override {
     std::lock_guard lock(mutex_);
     WriteTransaction tx(db_);
-    Statement status(db_, "SELECT status FROM runs WHERE id=?");
+    Statement status(db_, "SELECT 1 FROM runs WHERE id=? AND status IN " PYOCO_ACTIVE_STATUSES);
     for (const RunRecord& r : batch.runs) {
       status.bind(1, r.id);
-      const bool active =
-          status.step() && (status.text(0) == "PENDING" || status.text(0) == "RUNNING" ||
-                            status.text(0) == "CANCELLING");
+      const bool active = status.step();
       status.reset();
       if (!active) return false;  // rolled back: nothing written
     }
@@ -396,7 +397,7 @@ class SqliteStateStore final : public StateStore {
     std::string sql = std::string("SELECT ") + kRunColumns + " FROM runs WHERE 1=1";
     if (filter.status) sql += " AND status=?1";
     if (!filter.flow.empty()) sql += " AND flow=?2";
-    if (filter.active_only) sql += " AND status IN ('PENDING','RUNNING','CANCELLING')";
+    if (filter.active_only) sql += " AND status IN " PYOCO_ACTIVE_STATUSES;
     sql += " ORDER BY started_us DESC, id DESC";
     if (filter.limit > 0) sql += " LIMIT ?3";
     Statement s(db_, sql.c_str());
@@ -529,9 +530,9 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mutex_);
     WriteTransaction tx(db_);
     // Cascades to task pages and logs, in the same transaction.
-    Statement s(db_,
-                "DELETE FROM runs WHERE status NOT IN ('PENDING','RUNNING','CANCELLING') AND id "
-                "NOT IN (SELECT id FROM runs ORDER BY started_us DESC, id DESC LIMIT ?)");
+    Statement s(db_, "DELETE FROM runs WHERE status NOT IN " PYOCO_ACTIVE_STATUSES
+                     " AND id "
+                     "NOT IN (SELECT id FROM runs ORDER BY started_us DESC, id DESC LIMIT ?)");
     s.bind(1, static_cast<std::int64_t>(keep)).run();
     const auto deleted = static_cast<std::size_t>(sqlite3_changes(db_.handle()));
     tx.commit();
