@@ -228,6 +228,19 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
   const ProcessResult no_file = s.client({"submit", "a", "--params-file", "none.json"});
   BOOST_TEST(no_file.exit_code == 2);
   BOOST_TEST(no_file.err.find("pyoco client submit: --params-file none.json: ") == 0u, no_file.err);
+  // A key written twice is refused before anything is sent: the object the
+  // client would build keeps one of the two without a word.
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--params", R"({"a": 1, "a": 2})"}, "--params: a: "},
+           {{"--param", R"(a={"b": 1, "b": 2})"}, "--param a.b: "}}) {
+    std::vector<std::string> argv{"submit", "a"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const ProcessResult twice = s.client(argv);
+    BOOST_TEST(twice.exit_code == 2, twice.err);
+    BOOST_TEST(twice.err.find("pyoco client submit: " + says +
+                              "the key is written twice in one object; keep one of them") == 0u,
+               twice.err);
+  }
   BOOST_TEST(s.call(http::verb::get, "/runs/no-such-run").status == 404u);
   BOOST_TEST(s.call(http::verb::get, "/runs/a%20b").status == 404u);
   BOOST_TEST(s.call(http::verb::post, "/runs/no-such-run/cancel").status == 404u);

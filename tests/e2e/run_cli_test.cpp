@@ -272,6 +272,25 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
     BOOST_TEST(r.exit_code == 2);
     BOOST_TEST(has(r.err, "pyoco run: --params-file " + says), r.err);
   }
+  // Named .json, it is JSON alone: a slip YAML would take (b as null) is
+  // refused at its place; a key written twice is refused in JSON as in YAML,
+  // in a file and in a -p value alike.
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"{\"who\": \"a\",\n \"b\": }", "only.json:2:7: not JSON: syntax error"},
+           {"{\"who\": {\"x\": [{\"k\": 1, \"k\": 2}]}}",
+            "only.json: params.who.x.0.k: the key is written twice in one object; keep one of "
+            "them"}}) {
+    std::ofstream(dir.path() / "only.json") << text;
+    const ProcessResult r =
+        pyoco({"run", flow("params.yaml").string(), "--params-file", "only.json"});
+    BOOST_TEST(r.exit_code == 2);
+    BOOST_TEST(has(r.err, "pyoco run: --params-file " + says), r.err);
+  }
+  const ProcessResult twice =
+      pyoco({"run", flow("params.yaml").string(), "-p", R"(who={"a": 1, "a": 2})"});
+  BOOST_TEST(twice.exit_code == 2);
+  BOOST_TEST(has(twice.err, "pyoco run: --param who.a: the key is written twice in one object"),
+             twice.err);
   // Neither JSON nor YAML: the error names the file's own line and column.
   std::ofstream(dir.path() / "broken.yaml") << "who: me\nn: [1, 2\nx: 3\n";
   const ProcessResult broken =

@@ -1,4 +1,5 @@
 // `pyoco client ...`: the gateway's API from the command line.
+#include <pyoco/core/json_text.hpp>
 #include <pyoco/core/node_name.hpp>
 #include <pyoco/core/text.hpp>
 #include <pyoco/core/value.hpp>
@@ -76,6 +77,12 @@ json::object params_of(const ClientArgs& a) {
       throw server::ClientError("--params: " + std::string(big) +
                                 ": too large for a 64-bit integer; quote it to keep it as text");
     }
+    if (const core::JsonTextProblem p =
+            core::json_text_problem(a.params_json, core::kMaxValueDepth + 1);
+        p.kind == core::JsonTextProblem::Kind::DuplicateKey) {
+      throw server::ClientError("--params: " + p.path + ": " +
+                                std::string(core::kDuplicateKeyText));
+    }
     for (auto& [k, val] : v.as_object()) out[k] = val;
   }
   for (const std::string& kv : a.params) {
@@ -93,6 +100,11 @@ json::object params_of(const ClientArgs& a) {
     if (const std::string_view big = core::oversized_json_integer(value); !ec && !big.empty()) {
       throw server::ClientError("--param " + kv + ": " + std::string(big) +
                                 ": too large for a 64-bit integer; quote it to keep it as text");
+    }
+    if (const core::JsonTextProblem p =
+            core::json_text_problem(value, core::kMaxValueDepth, kv.substr(0, eq));
+        !ec && p.kind == core::JsonTextProblem::Kind::DuplicateKey) {
+      throw server::ClientError("--param " + p.path + ": " + std::string(core::kDuplicateKeyText));
     }
     out[kv.substr(0, eq)] = ec ? json::value(value) : v;
   }

@@ -1,4 +1,5 @@
 #include <pyoco/core/flow_file.hpp>
+#include <pyoco/core/json_text.hpp>
 #include <pyoco/core/regular_file.hpp>
 #include <pyoco/runner/loaded_flow.hpp>
 #include <pyoco/trace/redaction.hpp>
@@ -6,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 
@@ -114,8 +116,25 @@ json::object read_params_file(const std::filesystem::path& file) {
     throw SetupError(Setting::ParamsFile,
                      file.string() + ": a param is " + std::string(core::kTooDeepText));
   }
+  // Named .json, it is JSON: read as YAML, a slip ({"a": 1, "b": }) would
+  // run with a null for "b".
+  std::string extension = file.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (ec && extension == ".json") {
+    throw SetupError(Setting::ParamsFile,
+                     file.string() + ":" +
+                         core::json_error_position(text, core::kMaxValueDepth + 1) +
+                         ": not JSON: " + ec.message());
+  }
   if (ec) {
     v = yaml_params(text, file);
+  } else if (const core::JsonTextProblem p =
+                 core::json_text_problem(text, core::kMaxValueDepth + 1, "params");
+             p.kind == core::JsonTextProblem::Kind::DuplicateKey) {
+    // A YAML params file refuses it too: which of the two was meant is no reader's guess.
+    throw SetupError(Setting::ParamsFile,
+                     file.string() + ": " + p.path + ": " + std::string(core::kDuplicateKeyText));
   } else if (const std::string_view big = core::oversized_json_integer(text); !big.empty()) {
     // As a YAML params file or a flow file says it, not rounded to a double.
     const std::string_view before = std::string_view(text).substr(0, big.data() - text.data());
@@ -168,6 +187,11 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
                            ": too large for a 64-bit integer; quote it to keep it as text" +
                            (big.size() == value.size() ? " (-p '" + key + "=\"" + value + "\"')"
                                                        : std::string()));
+    }
+    if (const core::JsonTextProblem p =
+            core::json_text_problem(value, core::kMaxValueDepth, kv.substr(0, eq));
+        !ec && p.kind == core::JsonTextProblem::Kind::DuplicateKey) {
+      throw SetupError(Setting::Param, p.path + ": " + std::string(core::kDuplicateKeyText));
     }
     params[kv.substr(0, eq)] = ec ? json::value(json::string(value)) : v;
   }

@@ -11,6 +11,7 @@
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/flow_graph.hpp>
+#include <pyoco/core/json_text.hpp>
 #include <pyoco/core/node_name.hpp>
 #include <pyoco/core/states.hpp>
 #include <pyoco/plugins/package.hpp>
@@ -23,7 +24,6 @@
 #include <openssl/evp.h>
 
 #include <boost/json.hpp>
-#include <boost/json/basic_parser_impl.hpp>
 
 #include "dashboard.hpp"
 #include "event_hub.hpp"
@@ -178,107 +178,6 @@ constexpr unsigned kNatsRetryAfter = 5;
 // bounds the parser's stack): the body is one level, so params get one less.
 constexpr std::size_t kMaxBodyDepth = 32;
 
-// What a parse into a json::value cannot tell afterwards, found as a body
-// is read (a basic_parser handler): a key sent twice in one object (the
-// value keeps the last, where another reader may take the first), and an
-// integer no 64-bit integer holds (read as a double, silently rounded:
-// `pyoco client submit --param` refuses it too, in the same words).
-// `problem` is the first, with its path in the body ("params.x.2").
-class BodyCheck {
- public:
-  static constexpr std::size_t max_array_size = -1;
-  static constexpr std::size_t max_object_size = -1;
-  static constexpr std::size_t max_string_size = -1;
-  static constexpr std::size_t max_key_size = -1;
-
-  std::string problem;
-
-  bool on_document_begin(boost::system::error_code&) { return true; }
-  bool on_document_end(boost::system::error_code&) { return true; }
-  bool on_array_begin(boost::system::error_code&) { return begin(false); }
-  bool on_array_end(std::size_t, boost::system::error_code&) { return end(); }
-  bool on_object_begin(boost::system::error_code&) { return begin(true); }
-  bool on_object_end(std::size_t, boost::system::error_code&) { return end(); }
-  bool on_string_part(json::string_view, std::size_t, boost::system::error_code&) { return true; }
-  bool on_string(json::string_view, std::size_t, boost::system::error_code&) { return done(); }
-  bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) {
-    part_.append(s.data(), s.size());
-    return true;
-  }
-  bool on_key(json::string_view s, std::size_t, boost::system::error_code&) {
-    part_.append(s.data(), s.size());
-    Frame& f = frames_.back();
-    f.key = std::move(part_);
-    part_.clear();
-    if (!f.keys.insert(f.key).second) {
-      found(path() + ": the key is sent twice in one object; send each key once");
-    }
-    return true;
-  }
-  bool on_number_part(json::string_view s, boost::system::error_code&) {
-    part_.append(s.data(), s.size());
-    return true;
-  }
-  bool on_int64(std::int64_t, json::string_view, boost::system::error_code&) {
-    part_.clear();
-    return done();
-  }
-  bool on_uint64(std::uint64_t u, json::string_view s, boost::system::error_code&) {
-    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) oversized(s);
-    part_.clear();
-    return done();
-  }
-  bool on_double(double, json::string_view s, boost::system::error_code&) {
-    part_.append(s.data(), s.size());
-    if (part_.find_first_of(".eE") == std::string::npos) oversized({});  // an integer as written
-    part_.clear();
-    return done();
-  }
-  bool on_bool(bool, boost::system::error_code&) { return done(); }
-  bool on_null(boost::system::error_code&) { return done(); }
-  bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
-  bool on_comment(json::string_view, boost::system::error_code&) { return true; }
-
- private:
-  struct Frame {
-    bool object = false;
-    std::size_t index = 0;  // of an array: the element being read
-    std::string key;        // of an object: the member being read
-    std::unordered_set<std::string> keys;
-  };
-  std::vector<Frame> frames_;
-  std::string part_;  // a key's or a number's text so far
-
-  bool begin(bool object) {
-    frames_.push_back(Frame{object, 0, {}, {}});
-    return true;
-  }
-  bool end() {
-    frames_.pop_back();
-    return done();
-  }
-  bool done() {  // a value read: the next element of its array
-    if (!frames_.empty() && !frames_.back().object) ++frames_.back().index;
-    return true;
-  }
-  void found(std::string what) {
-    if (problem.empty()) problem = std::move(what);
-  }
-  void oversized(json::string_view rest) {
-    part_.append(rest.data(), rest.size());
-    found(path() + ": " + shown(part_) +
-          ": too large for a 64-bit integer; quote it to keep it as text");
-  }
-  std::string path() const {
-    std::string out;
-    for (const Frame& f : frames_) {
-      if (!out.empty()) out += '.';
-      out += f.object ? f.key : std::to_string(f.index);
-    }
-    return out.empty() ? std::string("the body") : out;
-  }
-};
-
 json::object body_object(const Request& req) {
   boost::system::error_code ec;
   json::parse_options options;
@@ -291,9 +190,18 @@ json::object body_object(const Request& req) {
   }
   if (ec) unprocessable("the body is not JSON: " + ec.message());
   if (!v.is_object()) unprocessable("the body must be a JSON object");
-  json::basic_parser<BodyCheck> check(options);
-  check.write_some(false, req.body().data(), req.body().size(), ec);
-  if (!check.handler().problem.empty()) unprocessable(check.handler().problem);
+  // What the value cannot tell: a key sent twice (JSON readers disagree on
+  // which one counts), an integer no 64-bit integer holds (read as a double,
+  // silently rounded: `pyoco client submit --param` refuses it too, in the
+  // same words).
+  if (const core::JsonTextProblem p = core::json_text_problem(req.body(), kMaxBodyDepth)) {
+    const std::string where = p.path.empty() ? "the body" : p.path;
+    if (p.kind == core::JsonTextProblem::Kind::DuplicateKey) {
+      unprocessable(where + ": the key is sent twice in one object; send each key once");
+    }
+    unprocessable(where + ": " + shown(p.integer) +
+                  ": too large for a 64-bit integer; quote it to keep it as text");
+  }
   return std::move(v.as_object());
 }
 
