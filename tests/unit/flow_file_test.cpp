@@ -507,6 +507,12 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", timeout_sec: .Inf}\n",
        "tasks.a.timeout_sec: must be at most 2592000 (30 days; leave it out for no timeout)", 3,
        32},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retries: .inf}\n",
+       "tasks.a.retries: must be at most 1000 (for more, write a loop)", 3, 28},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retries: -.inf}\n",
+       "tasks.a.retries: must be at least 0", 3, 28},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retries: .NaN}\n",
+       "tasks.a.retries: expected an integer, found NaN", 3, 28},
       // unknown keys, with what to write instead
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a:\n    use: \"p/t\"\n    retry: 3\n",
        "tasks.a.retry: unknown key (known here: callable, fail_policy, inputs, outputs, retries, "

@@ -723,6 +723,13 @@ class Schema {
 
   std::int64_t integer(const Doc& d, const std::string& key, std::int64_t min, std::int64_t max,
                        const char* max_hint) const {
+    // YAML's .inf and .nan, as number() reads them: said as what they are,
+    // not as the text YAML keeps them in.
+    if (const std::optional<double> word = yaml_float_word(d)) {
+      if (std::isnan(*word)) fail(d.where, key + ": expected an integer, found NaN");
+      if (*word < 0) fail(d.where, key + ": must be at least " + std::to_string(min));
+      fail(d.where, key + ": must be at most " + std::to_string(max) + " (" + max_hint + ")");
+    }
     if (d.kind != Doc::Kind::Scalar || !d.scalar.is_int()) {
       fail(d.where, key + ": expected an integer, found " + kind_name(d));
     }
