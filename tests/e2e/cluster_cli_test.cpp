@@ -461,6 +461,35 @@ BOOST_AUTO_TEST_CASE(nats_away_is_503_and_the_gateway_recovers_by_itself) {
   BOOST_TEST(s.call(http::verb::get, "/health").status == 200u);
 }
 
+// A nats-server that stops answering (frozen here; a link cut without a
+// reset looks the same) leaves the connection up for minutes: what the
+// gateway answers from memory says so within seconds all the same, and
+// stops saying it once NATS answers again.
+BOOST_AUTO_TEST_CASE(a_frozen_nats_is_said_as_away_by_what_answers_from_memory) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  BOOST_TEST(s.call(http::verb::get, "/runs").stale.empty());
+  ::kill(nats.pid(), SIGSTOP);
+  struct Thaw {  // whatever the checks below do, nats-server is not left stopped
+    int pid;
+    ~Thaw() { ::kill(pid, SIGCONT); }
+  } thaw{nats.pid()};
+  auto stale_within = [&](std::chrono::seconds limit, bool want) {
+    std::string stale;
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while ((stale = s.call(http::verb::get, "/runs").stale).empty() == want &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(100ms);
+    }
+    return stale;
+  };
+  const std::string frozen = stale_within(30s, true);
+  BOOST_TEST(frozen.find("NATS is away (not answering)") == 0u, frozen);
+  BOOST_TEST(s.call(http::verb::get, "/health").status == 503u);
+  ::kill(nats.pid(), SIGCONT);
+  BOOST_TEST(stale_within(30s, false).empty());
+}
+
 // A watch open while nats-server is killed and started again goes on by
 // itself: the gateway follows again from the last event it sent, and the
 // client sees every event of the run once, in order, to its RunEnd, on the

@@ -337,15 +337,19 @@ class Gateway {
     // answering (frozen, its host gone) leaves the connection up for
     // minutes, while every other route is 503 after 2 s.
     const bool connected = nats_.connected();
-    const auto since = unanswered_since_.load();
-    const bool answering = since == 0 || std::chrono::steady_clock::now().time_since_epoch() -
-                                                 std::chrono::steady_clock::duration(since) <
-                                             kNatsSilentFor;
-    const bool up = connected && answering;
+    const bool up = connected && nats_answering();
     return json_response(up ? 200 : 503, json::object{{"status", up ? "ok" : "degraded"},
                                                       {"nats", up          ? "connected"
                                                                : connected ? "not answering"
                                                                            : "disconnected"}});
+  }
+
+  // Whether NATS answered the background pinger lately (see ping_nats).
+  bool nats_answering() const {
+    const auto since = unanswered_since_.load();
+    return since == 0 || std::chrono::steady_clock::now().time_since_epoch() -
+                                 std::chrono::steady_clock::duration(since) <
+                             kNatsSilentFor;
   }
 
   // /health's view of NATS: a ping every second on the gateway's
@@ -373,9 +377,15 @@ class Gateway {
 
   // GET /runs, /stats and /workers answer from the gateway's own index and
   // its last view of the workers, which stand still while NATS is away:
-  // such an answer says so, so a script or the dashboard can tell.
+  // such an answer says so, so a script or the dashboard can tell. A server
+  // that stopped answering (frozen, a link cut without a reset) leaves the
+  // connection up for minutes: the pinger's note counts too, as for /health.
   Response from_memory(Response res) const {
-    if (!nats_.connected()) res.set(kStaleHeader, "NATS is away: as of the gateway's last news");
+    if (!nats_.connected()) {
+      res.set(kStaleHeader, "NATS is away: as of the gateway's last news");
+    } else if (!nats_answering()) {
+      res.set(kStaleHeader, "NATS is away (not answering): as of the gateway's last news");
+    }
     return res;
   }
 
