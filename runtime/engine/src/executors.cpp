@@ -55,6 +55,7 @@ void run_spinning(asio::io_context& ctx, asio::io_context* help = nullptr,
 std::shared_ptr<Executors> Executors::start(unsigned jobs) {
   std::shared_ptr<Executors> e(new Executors());
   e->exited_ = std::make_unique<std::atomic<bool>[]>(jobs);
+  e->busy_ = std::make_unique<BusyFlag[]>(jobs);
   e->running_workers_ = jobs;
   e->control_thread_ = std::thread([raw = e.get()] { run_spinning(raw->control_); });
   e->workers_.reserve(jobs);
@@ -67,7 +68,9 @@ std::shared_ptr<Executors> Executors::start(unsigned jobs) {
 }
 
 void Executors::run_worker(std::size_t index) {
+  continuation().busy = &busy_[index].flag;
   run_spinning(work_, &control_, &accepting_);
+  continuation().busy = nullptr;
   exited_[index].store(true, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(exit_mutex_);

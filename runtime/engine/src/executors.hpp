@@ -61,6 +61,15 @@ class Executors : public std::enable_shared_from_this<Executors> {
     });
   }
   unsigned jobs() const { return static_cast<unsigned>(workers_.size()); }
+  // How many workers are inside bodies now (a snapshot: for messages, never
+  // for decisions).
+  unsigned busy_workers() const {
+    unsigned n = 0;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      n += busy_[i].flag.load(std::memory_order_relaxed) ? 1u : 0u;
+    }
+    return n;
+  }
   // False once shutdown() began: nothing new should be posted.
   bool accepting() const { return accepting_.load(std::memory_order_acquire); }
 
@@ -75,9 +84,15 @@ class Executors : public std::enable_shared_from_this<Executors> {
   void run_worker(std::size_t index);
 
   static constexpr std::chrono::microseconds kJumpBudget{100};
+  // One per worker, on a cache line of its own: set by that worker alone
+  // (a plain store around its bodies), read only by busy_workers().
+  struct alignas(64) BusyFlag {
+    std::atomic<bool> flag{false};
+  };
   struct Continuation {
-    Executors* owner = nullptr;        // set while one of its workers runs bodies
-    core::SmallFunction<void()> next;  // the body that worker runs next
+    Executors* owner = nullptr;         // set while one of its workers runs bodies
+    std::atomic<bool>* busy = nullptr;  // this worker's BusyFlag (a worker thread only)
+    core::SmallFunction<void()> next;   // the body that worker runs next
     // When it first kept a body past waiting ones since it last took one
     // from the queue; zero: not since.
     std::chrono::steady_clock::time_point jumping_since{};
@@ -99,6 +114,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     const auto saved_since = c.jumping_since;
     c.owner = this;
     c.jumping_since = {};
+    if (c.busy != nullptr) c.busy->store(true, std::memory_order_relaxed);
     body();
     while (c.next && accepting()) {
       core::SmallFunction<void()> next = std::move(c.next);
@@ -106,6 +122,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
       next();
     }
     c.next = nullptr;
+    if (c.busy != nullptr) c.busy->store(false, std::memory_order_relaxed);
     c.owner = saved;
     c.jumping_since = saved_since;
   }
@@ -117,6 +134,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   std::thread control_thread_;
   std::vector<std::thread> workers_;
   std::unique_ptr<std::atomic<bool>[]> exited_;
+  std::unique_ptr<BusyFlag[]> busy_;
   std::mutex exit_mutex_;
   std::condition_variable exit_cv_;
   std::size_t running_workers_ = 0;

@@ -567,15 +567,24 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   n.instance.reset();
   const double t = f->graph->nodes[i].task->timeout_sec;
   char buf[224];
+  const unsigned jobs = executors_->jobs();
+  const unsigned busy = executors_->busy_workers();  // now: a snapshot, for the message
   if (a->body_taken.load()) {
     std::snprintf(buf, sizeof buf, "timed out after %g s", t);
-  } else {
+  } else if (busy >= jobs) {
     // Queued all along: the deadline counts from the node's start, and
     // every worker thread was held by other bodies (see --jobs).
     std::snprintf(buf, sizeof buf,
                   "timed out after %g s waiting for a free worker thread (all %u busy); its body "
                   "never started: raise --jobs, or run fewer blocking tasks at once",
-                  t, executors_->jobs());
+                  t, jobs);
+  } else {
+    // A worker was free: the deadline passed while the body was handed to
+    // it (a very short one, or a host short of CPU), not for want of --jobs.
+    std::snprintf(buf, sizeof buf,
+                  "timed out after %g s, before its body started (no worker thread had taken it "
+                  "yet; %u of %u were free)",
+                  t, jobs - busy, jobs);
   }
   attempt_failed(*f, i, buf, false);
 }
