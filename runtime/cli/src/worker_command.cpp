@@ -112,6 +112,7 @@ int run_worker(WorkerArgs& a) {
     worker::remove_settings_from_environment();
     // From here a SIGTERM drains, even one that comes before the worker is up.
     StopSignal stop;
+    wo.on_id_lost = [&stop](const std::string&) { stop.request(); };
 
     cluster::Connection nats(connect);
     Engine engine(eo);
@@ -121,8 +122,18 @@ int run_worker(WorkerArgs& a) {
         " at a time from ", nats.connected_url());
     // SIGINT/SIGTERM drain: no new runs, running ones may end within --drain-timeout.
     stop.wait();
+    if (auto why = w.id_lost()) {
+      // Its runs are handed back at once: another worker answers to its id.
+      say("pyoco worker: ", *why);
+      w.drain(std::chrono::milliseconds(0));
+      return kExitWorkerIdLost;
+    }
     say("pyoco worker: draining (up to ", a.drain_timeout, " s)");
     w.drain(std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_timeout * 1000)));
+    if (auto why = w.id_lost()) {
+      say("pyoco worker: ", *why);  // found by its last record: not written
+      return kExitWorkerIdLost;
+    }
     return kExitOk;
   } catch (const std::exception& e) {
     // NATS away or refusing, --plugins-dir unusable or another worker's.
