@@ -631,9 +631,10 @@ BOOST_AUTO_TEST_CASE(two_workers_holding_one_run_write_one_end) {
 // A worker silent past the 15 s a claim waits (SIGSTOP) has its id claimed
 // by another. Resumed, its beats find the record the other instance's and
 // never write over it (a compare-and-set on the revision it last wrote): it
-// takes no new run, gives up the one it held, says who took its id, and
-// exits 3. The silence is the real 15 s (no setting shortens it), so the
-// test waits on the stopped worker's record to be that old: about 20 s.
+// takes no new run, hands back the run it still holds as a drain does (its
+// lease given up), says who took its id, and exits 3. The silence is the
+// real 15 s (no setting shortens it), so the test waits on the stopped
+// worker's record to be that old: about 20 s.
 BOOST_AUTO_TEST_CASE(a_worker_whose_id_was_taken_while_it_was_stopped_stops) {
   Cluster c;
   ChildProcess& first = c.worker("w1");
@@ -653,9 +654,14 @@ BOOST_AUTO_TEST_CASE(a_worker_whose_id_was_taken_while_it_was_stopped_stops) {
         return record && epoch_now() - record->at("last_seen_at").to_number<double>() > 16;
       },
       30s));
-  // Not the stopped one's --plugins-dir (one per worker id, on this host:
-  // its lock is the stopped worker's).
-  ChildProcess& second = c.worker("w1", 1, {"--no-plugin-sync"});
+  // On another tag, so that the run stays the stopped worker's to hand
+  // back; and not the stopped one's --plugins-dir (one per worker id, on
+  // this host: its lock is the stopped worker's).
+  ResourceOptions other;
+  other.ack_wait = 2s;
+  other.tags = {"other"};
+  init_resources(c.nats, other);
+  ChildProcess& second = c.worker("w1", 1, {"--tags", "other", "--no-plugin-sync"});
   std::string taker;
   BOOST_TEST_REQUIRE(eventually([&] {
                        record = c.worker_record("w1");
@@ -721,11 +727,20 @@ BOOST_AUTO_TEST_CASE(a_worker_whose_id_was_taken_while_it_was_stopped_stops) {
   BOOST_TEST_REQUIRE(record.has_value());
   BOOST_TEST(record->at("instance_id").as_string() == taker);
   BOOST_TEST(record->at("pid").as_int64() == second.pid());
-  // The run it held ends once, on the worker that has the id now.
+  // The run it held is handed back, not left to its lease: given up (its
+  // lease ends when it was written) by the instance that held it.
+  const RunRecord handed = *runs.get("held");
+  BOOST_TEST(handed.snapshot.at("owner").at("instance").as_string() == stopped);
+  BOOST_TEST(handed.lease_until() <= handed.snapshot.at("updated_at").to_number<double>(),
+             json::serialize(handed.snapshot));
+  BOOST_TEST(err.find("worker: handed back run_id=held") != std::string::npos, err);
+  // And it ends once, on the next worker of its tag.
+  c.worker("w2");
+  c.wait_for("held", [](const RunRecord& r) { return r.snapshot.at("attempt").as_int64() >= 2; });
   c.open_gate();
   const RunRecord r = c.wait_for("held", terminal, 30s);
   BOOST_TEST(r.status() == "COMPLETED");
-  BOOST_TEST(r.snapshot.at("owner").at("instance").as_string() == taker);
+  BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w2");
   BOOST_TEST(count_kind(events_once_ended(c.server.url(), "held"), "run_end") == 1u);
   BOOST_TEST(!process_gone(second.pid()), second.err());
 }
