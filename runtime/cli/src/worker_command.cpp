@@ -183,6 +183,11 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
   cmd->add_flag("--no-plugin-sync", a->no_plugin_sync,
                 "Take no plugins from the cluster's repository: only --plugin-path and the "
                 "install's");
+  cmd->footer(
+      "\nExit codes: 0 drained and stopped (SIGTERM, Ctrl+C); 2 usage, NATS unreachable at "
+      "start, or its --worker-id or --plugins-dir a running worker's; 3 another worker took its "
+      "--worker-id over while this one was silent (stopped, frozen, cut off): its runs were "
+      "handed back.");
   table.add(cmd, [a] { return run_worker(*a); });
 }
 
