@@ -42,7 +42,7 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
              "flow: {graph: nap}\ntasks:\n  nap: {use: std/sleep, inputs: {seconds: "
              "\"$ctx.params.seconds\"}}\n");
   Server s({"--with-nats", (flows.path() / "nats").string(), "--nats-port", "0", "--with-worker",
-            "--slots", "2", "--flows", flows.path().string()});
+            "--slots", "2", "--flows", flows.path().string(), "--worker-id", "solo"});
 
   // --wait prints the run's trace, as a local run's, from the event stream.
   const ProcessResult yaml =
@@ -58,6 +58,11 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
     const auto at = yaml.out.find("run_id=") + 7;
     return yaml.out.substr(at, yaml.out.find('\n', at) - at);
   }();
+
+  // Its worker is named as --worker-id says.
+  const json::value workers = json::parse(s.call(http::verb::get, "/workers").body);
+  BOOST_TEST(workers.as_array().size() == 1u, workers);
+  BOOST_TEST(workers.as_array().at(0).at("worker_id").as_string() == "solo", workers);
 
   // The plugins it ran with: in its record and in the list.
   const json::value record = json::parse(s.call(http::verb::get, "/runs/" + hello_id).body);

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -625,6 +626,123 @@ BOOST_AUTO_TEST_CASE(two_workers_holding_one_run_write_one_end) {
   std::this_thread::sleep_for(1s);  // time for a stale write to land, if one could
   BOOST_TEST(runs.get("shared")->revision == r.revision);
   BOOST_TEST(count_kind(events_once_ended(c.server.url(), "shared"), "run_end") == 1u);
+}
+
+// A worker silent past the 15 s a claim waits (SIGSTOP) has its id claimed
+// by another. Resumed, its beats find the record the other instance's and
+// never write over it (a compare-and-set on the revision it last wrote): it
+// takes no new run, hands back the run it still holds as a drain does (its
+// lease given up), says who took its id, and exits 3. The silence is the
+// real 15 s (no setting shortens it), so the test waits on the stopped
+// worker's record to be that old: about 20 s.
+BOOST_AUTO_TEST_CASE(a_worker_whose_id_was_taken_while_it_was_stopped_stops) {
+  Cluster c;
+  ChildProcess& first = c.worker("w1");
+  RunRecords runs(c.nats);
+  // A run it holds when it is stopped, gated so that it cannot end before.
+  submit_run(c.nats, runs, c.job("held", "gated"));
+  c.wait_for("held", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+  std::optional<json::object> record;
+  BOOST_TEST_REQUIRE(eventually([&] { return (record = c.worker_record("w1")).has_value(); }));
+  const std::string stopped(record->at("instance_id").as_string());
+  first.send_signal(SIGSTOP);
+  // Its last beat older than the window (by the record the bucket holds,
+  // read until then: a beat may have landed as it was stopped).
+  BOOST_TEST_REQUIRE(eventually(
+      [&] {
+        record = c.worker_record("w1");
+        return record && epoch_now() - record->at("last_seen_at").to_number<double>() > 16;
+      },
+      30s));
+  // On another tag, so that the run stays the stopped worker's to hand
+  // back; and not the stopped one's --plugins-dir (one per worker id, on
+  // this host: its lock is the stopped worker's).
+  ResourceOptions other;
+  other.ack_wait = 2s;
+  other.tags = {"other"};
+  init_resources(c.nats, other);
+  ChildProcess& second = c.worker("w1", 1, {"--tags", "other", "--no-plugin-sync"});
+  std::string taker;
+  BOOST_TEST_REQUIRE(eventually([&] {
+                       record = c.worker_record("w1");
+                       if (record && record->at("instance_id").as_string() != stopped) {
+                         taker = record->at("instance_id").as_string();
+                       }
+                       return !taker.empty();
+                     }),
+                     second.err());
+
+  // The record now, then every one written from here on, as any reader of
+  // the bucket sees them.
+  std::mutex m;
+  std::vector<std::string> writers;
+  std::atomic<bool> watching{true};
+  kvStore* kv = open_bucket(c.nats, "pyoco_workers");
+  kvWatcher* watcher = nullptr;
+  BOOST_TEST_REQUIRE(kvStore_Watch(&watcher, kv, "w1", nullptr) == NATS_OK);
+  std::thread watch([&] {
+    while (watching) {
+      kvEntry* e = nullptr;
+      if (kvWatcher_Next(&e, watcher, 100) != NATS_OK || e == nullptr) continue;
+      const json::value v = json::parse(kvEntry_ValueString(e));
+      kvEntry_Destroy(e);
+      std::lock_guard lock(m);
+      writers.emplace_back(v.at("instance_id").as_string());
+    }
+  });
+
+  first.send_signal(SIGCONT);
+  const int code = first.wait(20s);
+  // The new one's beats go on after the old one has gone.
+  const std::size_t seen_at_exit = [&] {
+    std::lock_guard lock(m);
+    return writers.size();
+  }();
+  BOOST_TEST(eventually([&] {
+    std::lock_guard lock(m);
+    return writers.size() > seen_at_exit;
+  }));
+  watching = false;
+  watch.join();
+  kvWatcher_Destroy(watcher);
+  kvStore_Destroy(kv);
+
+  BOOST_TEST(code == 3, "exit " << code << ": " << first.err());
+  const std::string err = first.err();
+  BOOST_TEST(err.find("worker id w1 was taken over by instance " + taker + " on host ") !=
+                 std::string::npos,
+             err);
+  BOOST_TEST(
+      err.find(" pid " + std::to_string(second.pid()) + " after this worker") != std::string::npos,
+      err);
+  BOOST_TEST(err.find("was silent for ") != std::string::npos, err);
+  BOOST_TEST(err.find("; this worker stops") != std::string::npos, err);
+  {
+    std::lock_guard lock(m);
+    BOOST_TEST(std::count(writers.begin(), writers.end(), stopped) == 0,
+               "the stopped worker wrote its record over the new one's");
+    BOOST_TEST(std::count(writers.begin(), writers.end(), taker) == writers.size());
+  }
+  record = c.worker_record("w1");
+  BOOST_TEST_REQUIRE(record.has_value());
+  BOOST_TEST(record->at("instance_id").as_string() == taker);
+  BOOST_TEST(record->at("pid").as_int64() == second.pid());
+  // The run it held is handed back, not left to its lease: given up (its
+  // lease ends when it was written) by the instance that held it.
+  const RunRecord handed = *runs.get("held");
+  BOOST_TEST(handed.snapshot.at("owner").at("instance").as_string() == stopped);
+  BOOST_TEST(handed.lease_until() <= handed.snapshot.at("updated_at").to_number<double>(),
+             json::serialize(handed.snapshot));
+  BOOST_TEST(err.find("worker: handed back run_id=held") != std::string::npos, err);
+  // And it ends once, on the next worker of its tag.
+  c.worker("w2");
+  c.wait_for("held", [](const RunRecord& r) { return r.snapshot.at("attempt").as_int64() >= 2; });
+  c.open_gate();
+  const RunRecord r = c.wait_for("held", terminal, 30s);
+  BOOST_TEST(r.status() == "COMPLETED");
+  BOOST_TEST(r.snapshot.at("owner").at("worker_id").as_string() == "w2");
+  BOOST_TEST(count_kind(events_once_ended(c.server.url(), "held"), "run_end") == 1u);
+  BOOST_TEST(!process_gone(second.pid()), second.err());
 }
 
 // The outage of point 8: nats-server is killed (-9) and restarted while 200

@@ -148,6 +148,12 @@ void StopSignal::wait() {
   cv_.wait(lock, [this] { return stop_; });
 }
 
+void StopSignal::request() {
+  std::lock_guard lock(mutex_);
+  stop_ = true;
+  cv_.notify_all();
+}
+
 void set_up_app(CLI::App& app) {
   app.set_version_flag("--version", version_text(), "Print the version and plugin ABI version");
   app.require_subcommand(0, 1);

@@ -20,6 +20,9 @@ namespace pyoco::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
+// A worker (`pyoco worker`, `pyoco server --with-worker`) whose id another
+// worker took over while it was silent: it stopped.
+inline constexpr int kExitWorkerIdLost = 3;
 inline constexpr int kExitCancelled = 130;
 // A cluster command asked of a `pyoco` without its `pyoco-cluster` (the
 // shell's "command not found").
@@ -36,8 +39,12 @@ inline constexpr const char* kAppDescription =
 class StopSignal {
  public:
   StopSignal();
-  // Blocks until a SIGINT or SIGTERM came (at once if one already did).
+  // Blocks until a SIGINT or SIGTERM came, or request() was called (at
+  // once if one already was).
   void wait();
+  // Stops as a signal would: for a reason of the command's own (a worker
+  // that lost its id).
+  void request();
 
  private:
   std::mutex mutex_;

@@ -38,6 +38,7 @@ struct ServerArgs {
   std::size_t slots = 1;
   unsigned jobs = 0;
   std::string flows;
+  std::string worker_id;
   std::string index;
   PluginPathOption path;
 };
@@ -96,12 +97,15 @@ int run_server(ServerArgs& a) {
       wo.tags = a.tags;
       wo.slots = a.slots;
       wo.flows_dir = a.flows;
+      wo.worker_id = a.worker_id;
       wo.env = worker::run_environment();
     }
     worker::remove_settings_from_environment();
     // From here a SIGTERM stops the server cleanly, even one that comes
     // before it listens.
     StopSignal stop;
+    // Its worker's id taken over: the server stops with it, as a worker would.
+    wo.on_id_lost = [&stop](const std::string&) { stop.request(); };
 
     std::optional<NatsChild> nats_child;
     if (a.with_nats) {
@@ -170,12 +174,15 @@ int run_server(ServerArgs& a) {
     }
 
     stop.wait();
+    std::optional<std::string> id_lost = worker ? worker->id_lost() : std::nullopt;
+    if (id_lost) say("pyoco server: its worker: ", *id_lost);
     std::cerr << "pyoco server: stopping\n";
-    if (worker) worker->drain(std::chrono::seconds(10));
+    if (worker) worker->drain(id_lost ? std::chrono::seconds(0) : std::chrono::seconds(10));
+    if (!id_lost && worker) id_lost = worker->id_lost();  // found by its last record
     http.stop();
     reaper.stop();
     webhook_sender.reset();
-    return kExitOk;
+    return id_lost ? kExitWorkerIdLost : kExitOk;
   } catch (const cluster::NatsError& e) {
     std::cerr << "pyoco server: " << e.what() << '\n';
     return kExitUsage;
@@ -218,6 +225,9 @@ void add_server_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("-j,--jobs", a->jobs, "With --with-worker: task bodies at once");
   cmd->add_option("--flows", a->flows, "With --with-worker: where runs named by flow are found")
       ->type_name("DIR");
+  cmd->add_option("--worker-id", a->worker_id,
+                  "With --with-worker: the worker's name (default: the host name), as `pyoco "
+                  "worker --worker-id`");
   a->path.attach(cmd);
   table.add(cmd, [a] { return run_server(*a); });
 }

@@ -112,6 +112,7 @@ int run_worker(WorkerArgs& a) {
     worker::remove_settings_from_environment();
     // From here a SIGTERM drains, even one that comes before the worker is up.
     StopSignal stop;
+    wo.on_id_lost = [&stop](const std::string&) { stop.request(); };
 
     cluster::Connection nats(connect);
     Engine engine(eo);
@@ -121,8 +122,18 @@ int run_worker(WorkerArgs& a) {
         " at a time from ", nats.connected_url());
     // SIGINT/SIGTERM drain: no new runs, running ones may end within --drain-timeout.
     stop.wait();
+    if (auto why = w.id_lost()) {
+      // Its runs are handed back at once: another worker answers to its id.
+      say("pyoco worker: ", *why);
+      w.drain(std::chrono::milliseconds(0));
+      return kExitWorkerIdLost;
+    }
     say("pyoco worker: draining (up to ", a.drain_timeout, " s)");
     w.drain(std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_timeout * 1000)));
+    if (auto why = w.id_lost()) {
+      say("pyoco worker: ", *why);  // found by its last record: not written
+      return kExitWorkerIdLost;
+    }
     return kExitOk;
   } catch (const std::exception& e) {
     // NATS away or refusing, --plugins-dir unusable or another worker's.
@@ -172,6 +183,11 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
   cmd->add_flag("--no-plugin-sync", a->no_plugin_sync,
                 "Take no plugins from the cluster's repository: only --plugin-path and the "
                 "install's");
+  cmd->footer(
+      "\nExit codes: 0 drained and stopped (SIGTERM, Ctrl+C); 2 usage, NATS unreachable at "
+      "start, or its --worker-id or --plugins-dir a running worker's; 3 another worker took its "
+      "--worker-id over while this one was silent (stopped, frozen, cut off): its runs were "
+      "handed back.");
   table.add(cmd, [a] { return run_worker(*a); });
 }
 

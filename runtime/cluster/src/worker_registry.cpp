@@ -82,12 +82,13 @@ std::string live_holder(const json::object& other, const json::object& mine,
 
 }  // namespace
 
-void claim_worker_id(Connection& nats, const json::object& record,
-                     std::chrono::milliseconds silent_after) {
+std::uint64_t claim_worker_id(Connection& nats, const json::object& record,
+                              std::chrono::milliseconds silent_after) {
   kvStore* kv = open_bucket(nats, "pyoco_workers");
   const std::string key(record.at("worker_id").as_string());
   const std::string body = json::serialize(record);
   natsStatus s = NATS_OK;
+  std::uint64_t written = 0;
   std::string holder;
   // A write between the read and the compare-and-set: read again (twice
   // more at most; a name fought over that hard is in use).
@@ -95,7 +96,7 @@ void claim_worker_id(Connection& nats, const json::object& record,
     kvEntry* e = nullptr;
     s = kvStore_Get(&e, kv, key.c_str());
     if (s == NATS_NOT_FOUND) {
-      s = kvStore_Create(nullptr, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
+      s = kvStore_Create(&written, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
     } else if (s == NATS_OK) {
       const std::uint64_t revision = kvEntry_Revision(e);
       boost::system::error_code ec;
@@ -103,12 +104,12 @@ void claim_worker_id(Connection& nats, const json::object& record,
       kvEntry_Destroy(e);
       if (!ec && other.is_object()) holder = live_holder(other.as_object(), record, silent_after);
       if (!holder.empty()) break;
-      s = kvStore_Update(nullptr, kv, key.c_str(), body.data(), static_cast<int>(body.size()),
+      s = kvStore_Update(&written, kv, key.c_str(), body.data(), static_cast<int>(body.size()),
                          revision);
     }
     if (s == NATS_OK) {
       kvStore_Destroy(kv);
-      return;
+      return written;
     }
   }
   kvStore_Destroy(kv);
@@ -120,6 +121,62 @@ void claim_worker_id(Connection& nats, const json::object& record,
                  "': its record changed under each of three tries (other workers starting with "
                  "it?) or NATS refused the write",
              s);
+}
+
+std::uint64_t write_worker_beat(Connection& nats, const json::object& record,
+                                std::uint64_t revision) {
+  const std::string key(record.at("worker_id").as_string());
+  const json::value& mine = record.at("instance_id");
+  // A KV put is a publish to $KV.<bucket>.<key>; with an expected last
+  // sequence for the subject it is a compare-and-set (as RunRecords writes:
+  // cnats 3.4's kvStore_Update reports a stale revision only as a generic
+  // error, which here must not be taken for a lost id).
+  const std::string subject = "$KV.pyoco_workers." + key;
+  const std::string body = json::serialize(record);
+  // A write between the read and the compare-and-set can only be this
+  // instance's own (another instance's ends it): three tries are plenty.
+  for (int tries = 0; tries < 3; ++tries) {
+    jsPubOptions opts;
+    jsPubOptions_Init(&opts);
+    opts.ExpectLastSubjectSeq = revision;
+    jsPubAck* ack = nullptr;
+    jsErrCode jerr{};
+    natsStatus s = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
+                              static_cast<int>(body.size()), &opts, &jerr);
+    if (s == NATS_OK) {
+      const std::uint64_t written = ack->Sequence;
+      jsPubAck_Destroy(ack);
+      return written;
+    }
+    if (jerr != JSStreamWrongLastSequenceErr) {
+      throw_nats("cannot write worker " + key + "'s record", s, jerr);
+    }
+    // Changed since this instance wrote it: whose is it now?
+    kvStore* kv = open_bucket(nats, "pyoco_workers");
+    kvEntry* e = nullptr;
+    s = kvStore_Get(&e, kv, key.c_str());
+    if (s == NATS_NOT_FOUND) {
+      // Gone (the bucket's TTL) and no one has claimed it: this worker's again.
+      std::uint64_t written = 0;
+      s = kvStore_Create(&written, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
+      kvStore_Destroy(kv);
+      if (s == NATS_OK) return written;
+      continue;  // created by another meanwhile: read again
+    }
+    kvStore_Destroy(kv);
+    if (s != NATS_OK) throw_nats("cannot read worker " + key + "'s record", s);
+    revision = kvEntry_Revision(e);
+    boost::system::error_code ec;
+    json::value other = json::parse(kvEntry_ValueString(e), ec);
+    kvEntry_Destroy(e);
+    if (ec || !other.is_object()) other = json::object{};
+    const json::value* theirs = other.as_object().if_contains("instance_id");
+    if (theirs == nullptr || *theirs != mine) {
+      throw WorkerIdTaken("worker id '" + key + "' is another instance's now",
+                          std::move(other.as_object()));
+    }
+  }
+  throw NatsError("cannot write worker " + key + "'s record: it changed under each of three tries");
 }
 
 struct WorkerDirectory::Impl {

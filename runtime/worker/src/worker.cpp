@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -234,6 +235,10 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   std::vector<natsSubscription*> subscriptions;  // one per tag
   double started_at = cluster::epoch_now();
   std::chrono::steady_clock::time_point last_beat{};
+  std::uint64_t record_revision = 0;  // of the last record this instance wrote
+  double last_beat_at = 0;            // its last_seen_at
+  std::atomic<bool> id_lost{false};   // another instance has this worker's id now
+  std::string lost_id_reason;         // under the mutex
   static constexpr std::chrono::milliseconds kBeatGap{100};
   bool beat_owed = false;  // a run started or ended since the last beat (supervisor)
   bool beat_now = false;   // a run started: the registry says RUNNING at once
@@ -773,15 +778,56 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   // ---- supervising -------------------------------------------------------
 
   // The registry record, every progress interval and at each change of
-  // state; a failed write is retried at the next beat.
+  // state; a failed write is retried at the next beat. Each a
+  // compare-and-set over the revision this instance last wrote (the claim's
+  // first): a record another instance claimed while this one was silent is
+  // never overwritten, and this worker stops (lose_id). Only one thread
+  // beats at a time: start(), then the supervisor, then drain().
   void heartbeat(const char* forced_state = nullptr) {
+    if (id_lost) return;
     try {
-      cluster::put_worker_record(nats, record(forced_state));
+      const json::object r = record(forced_state);
+      record_revision = cluster::write_worker_beat(nats, r, record_revision);
+      last_beat_at = r.at("last_seen_at").to_number<double>();
+    } catch (const cluster::WorkerIdTaken& e) {
+      lose_id(e.holder());
     } catch (const NatsError& e) {
       cluster::log(cluster::LogLevel::warning, "worker: heartbeat not written",
                    {{"worker_id", options.worker_id}, {"error", e.what()}});
     }
     last_beat = std::chrono::steady_clock::now();
+  }
+
+  // Another instance claimed this worker's id while this one was silent
+  // (stopped, frozen, cut off past kWorkerIdSilentAfter): the id is that
+  // worker's now. This one takes no new run, says so, and asks its owner
+  // (on_id_lost) to drain it at once: its runs are handed back as a drain
+  // hands them back, and its last record is not written.
+  void lose_id(const json::object& holder) {
+    auto text = [&](const char* key) -> std::string {
+      const json::value* v = holder.if_contains(key);
+      if (v == nullptr) return "?";
+      return v->is_string() ? std::string(v->as_string()) : json::serialize(*v);
+    };
+    char silent[32];
+    std::snprintf(silent, sizeof silent, "%.1f",
+                  std::max(0.0, cluster::epoch_now() - last_beat_at));
+    std::string why = "worker id " + options.worker_id + " was taken over by instance " +
+                      text("instance_id") + " on host " + text("host") + " pid " + text("pid") +
+                      " after this worker (instance " + instance + ") was silent for " + silent +
+                      " s; this worker stops";
+    {
+      std::lock_guard lock(mutex);
+      id_lost = true;
+      lost_id_reason = why;
+      fetching = false;  // no new run from here; drain hands back the others
+      changed.notify_all();
+    }
+    cluster::log(cluster::LogLevel::error, "worker: " + why,
+                 {{"worker_id", options.worker_id},
+                  {"instance_id", instance},
+                  {"taken_by", json::value(holder)}});
+    if (options.on_id_lost) options.on_id_lost(why);
   }
 
   // This worker's registry record as of now.
@@ -1054,7 +1100,11 @@ void Worker::start() {
   // First: a worker id a running worker has stops it here, before anything
   // of the other's (its --plugins-dir) is touched. A worker killed on this
   // host is known gone at once; elsewhere, after three missed beats.
-  cluster::claim_worker_id(s.nats, s.record(), kWorkerIdSilentAfter);
+  {
+    const json::object first = s.record();
+    s.record_revision = cluster::claim_worker_id(s.nats, first, kWorkerIdSilentAfter);
+    s.last_beat_at = first.at("last_seen_at").to_number<double>();
+  }
   s.registered = true;   // from here its end is written, even if start() fails below
   s.open_plugin_sync();  // another worker's --plugins-dir stops it here
   const natsStatus st =
@@ -1150,5 +1200,11 @@ std::size_t Worker::running() const {
 }
 
 const std::string& Worker::worker_id() const { return state_->options.worker_id; }
+
+std::optional<std::string> Worker::id_lost() const {
+  std::lock_guard lock(state_->mutex);
+  if (!state_->id_lost) return std::nullopt;
+  return state_->lost_id_reason;
+}
 
 }  // namespace pyoco::worker

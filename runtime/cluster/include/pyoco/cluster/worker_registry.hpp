@@ -9,6 +9,7 @@
 #include <boost/json/object.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,21 +22,47 @@
 namespace pyoco::cluster {
 
 // Puts a worker's record (worker_id, instance_id, tags, slots, running[],
-// state RUNNING|IDLE|DRAINING|STOPPED_GRACEFUL, last_seen_at, ...).
+// state RUNNING|IDLE|DRAINING|STOPPED_GRACEFUL, last_seen_at, ...) over
+// whatever is there: for tools and tests. A worker writes its own through
+// claim_worker_id, then write_worker_beat, never this.
 void put_worker_record(Connection& nats, const boost::json::object& record);
 
 // A starting worker's first record: put unless its worker_id is a live
 // worker's (another instance_id that has not stopped, heard from within
 // `silent_after`, and not a process of this host that is gone: a worker
 // restarted after kill -9 takes its name back at once). Compare-and-set, so
-// two workers starting with one name at once do not both get it. Throws
+// two workers starting with one name at once do not both get it. Returns
+// the revision written (what its first beat writes over). Throws
 // WorkerIdInUse naming the other worker, NatsError when NATS fails.
 class WorkerIdInUse : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
-void claim_worker_id(Connection& nats, const boost::json::object& record,
-                     std::chrono::milliseconds silent_after);
+std::uint64_t claim_worker_id(Connection& nats, const boost::json::object& record,
+                              std::chrono::milliseconds silent_after);
+
+// The record of another instance, found where a worker's beat was to go:
+// the id was claimed by another worker while this one was silent (stopped,
+// frozen, cut off), and is that worker's now.
+class WorkerIdTaken : public std::runtime_error {
+ public:
+  WorkerIdTaken(const std::string& what, boost::json::object holder)
+      : std::runtime_error(what), holder_(std::move(holder)) {}
+  const boost::json::object& holder() const { return holder_; }
+
+ private:
+  boost::json::object holder_;
+};
+
+// A worker's beat after its claim: a compare-and-set over `revision`, the
+// one this instance last wrote, so that it never overwrites another
+// instance's record. Returns the revision written. A record changed since
+// by this same instance (a write whose answer was lost) is written over; a
+// record gone (the bucket's TTL, after a long silence) is created again.
+// Throws WorkerIdTaken when the record is another instance's, NatsError
+// when NATS fails.
+std::uint64_t write_worker_beat(Connection& nats, const boost::json::object& record,
+                                std::uint64_t revision);
 
 class WorkerDirectory {
  public:

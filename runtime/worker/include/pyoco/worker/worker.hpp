@@ -11,8 +11,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +53,13 @@ struct WorkerOptions {
   // How a package is linted before use: `pyoco plugins lint`, to which its
   // directory and --json are appended. Empty: this process's own binary.
   std::vector<std::string> lint_command;
+
+  // Called once, from a worker thread, when a beat finds this worker's id
+  // taken over by another instance (it was silent past the 15 s a claim
+  // waits: stopped, frozen, cut off), with a line saying so. The worker has
+  // stopped taking runs; its owner should drain(0) it and end the process
+  // (the `pyoco worker` and `pyoco server` commands exit 3).
+  std::function<void(const std::string&)> on_id_lost;
 };
 
 // The environment runs may read: this process's without the PYOCO_*
@@ -84,6 +93,8 @@ class Worker {
 
   std::size_t running() const;
   const std::string& worker_id() const;
+  // Why this worker stopped, when another instance took its id over.
+  std::optional<std::string> id_lost() const;
 
   struct State;
 
