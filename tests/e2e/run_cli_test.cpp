@@ -261,6 +261,10 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
            {"# c\nwho: a\nn: 1\nwho: b\n",
             "only.yaml:4:1: not JSON, and as YAML not an object of "
             "params: params.who: duplicate key (first at line 2)"},
+           // the tab's line, as the file numbers it (not the reader's own)
+           {"who: a\nn:\n\tx: 2\n",
+            "only.yaml:3:3: not JSON, and as YAML not an object of params: not valid YAML: "
+            "illegal map value (line 3 is indented with a tab"},
            {"{\"who\": [1, 1e999]}", "only.yaml: params.who.1: a number too large for a double"},
            // rounded to a double (12345678901234567168), as a YAML file's is not
            {"{\"who\": \"x\",\n \"n\": 12345678901234567890}",

@@ -81,16 +81,18 @@ json::value yaml_params(std::string_view text, const std::filesystem::path& file
     }
     std::string problem = e.problem();
     if (problem.rfind("flow.defaults", 0) == 0) problem.replace(0, 13, "params");
-    // "duplicate key (first at line N)": N of the wrapped text, too.
-    constexpr std::string_view kFirst = "(first at line ";
-    if (const auto at = problem.find(kFirst); at != std::string::npos) {
-      const std::size_t from = at + kFirst.size();
-      std::uint32_t n = 0;
-      const auto [end, ec] =
-          std::from_chars(problem.data() + from, problem.data() + problem.size(), n);
-      if (ec == std::errc() && n > kHeadLines) {
-        problem.replace(from, static_cast<std::size_t>(end - (problem.data() + from)),
-                        std::to_string(n - kHeadLines));
+    // "duplicate key (first at line N)", "(line N is indented with a
+    // tab...)": N of the wrapped text, too.
+    for (const std::string_view lead : {"(first at line ", "(line "}) {
+      if (const auto at = problem.find(lead); at != std::string::npos) {
+        const std::size_t from = at + lead.size();
+        std::uint32_t n = 0;
+        const auto [end, ec] =
+            std::from_chars(problem.data() + from, problem.data() + problem.size(), n);
+        if (ec == std::errc() && n > kHeadLines) {
+          problem.replace(from, static_cast<std::size_t>(end - (problem.data() + from)),
+                          std::to_string(n - kHeadLines));
+        }
       }
     }
     throw SetupError(Setting::ParamsFile,
