@@ -854,6 +854,12 @@ BOOST_AUTO_TEST_CASE(run_id_names_the_run_once) {
     BOOST_TEST(has(d.err, "it names a directory"), d.err);
     BOOST_TEST(pyoco({"runs", "show", dots}).exit_code != 0);  // nothing claimed for it
   }
+  // `runs show -x` would read such an id as an option.
+  for (const char* dash : {"--run-id=-x", "--run-id=--help"}) {
+    const ProcessResult d = pyoco({"run", hello().string(), dash});
+    BOOST_TEST(d.exit_code == 2, d.err);
+    BOOST_TEST(has(d.err, "it starts with '-', which a command line reads as an option"), d.err);
+  }
 }
 
 // A reader that goes away (`| head`) does not kill the run (SIGPIPE): it

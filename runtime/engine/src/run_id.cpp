@@ -21,6 +21,12 @@ void check_run_id(const std::string& id) {
     throw std::invalid_argument("run id '" + id +
                                 "' is not allowed: use 1-128 characters of A-Z a-z 0-9 . _ -");
   }
+  // `pyoco runs show -x` would read it as an option.
+  if (id.front() == '-') {
+    throw std::invalid_argument("run id '" + id +
+                                "' is not allowed: it starts with '-', which a command line reads "
+                                "as an option; start it with a letter or a digit");
+  }
   // A directory of the artifact store is named by it.
   if (id == "." || id == "..") {
     throw std::invalid_argument(
