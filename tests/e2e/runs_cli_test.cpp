@@ -277,7 +277,8 @@ BOOST_AUTO_TEST_CASE(retention_and_the_log_cap_come_from_the_environment) {
   env["PYOCO_MAX_RUN_HISTORY"] = "many";
   const ProcessResult bad = pyoco({"run", flow("chain.yaml").string()});
   BOOST_TEST(bad.exit_code == 2);
-  BOOST_TEST(bad.err == "pyoco run: PYOCO_MAX_RUN_HISTORY=many: expected a whole number\n");
+  BOOST_TEST(bad.err ==
+             "pyoco run: PYOCO_MAX_RUN_HISTORY=many: expected a whole number (digits only)\n");
   BOOST_TEST(bad.out.empty(), bad.out);
   // 0 would keep no run at all: the history would be emptied, this run's
   // record included.
@@ -631,9 +632,9 @@ BOOST_AUTO_TEST_CASE(every_limit_must_be_a_whole_number) {
         env[name] = bad;
         const ProcessResult r = pyoco({"run", flow("chain.yaml").string()});
         BOOST_TEST(r.exit_code == 2);
-        BOOST_TEST(
-            r.err == std::string("pyoco run: ") + name + "=" + bad + ": expected a whole number\n",
-            r.err);
+        BOOST_TEST(r.err == std::string("pyoco run: ") + name + "=" + bad +
+                                ": expected a whole number (digits only)\n",
+                   r.err);
         BOOST_TEST(r.out.empty(), r.out);
       }
     }

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 namespace pyoco::runner {
@@ -19,9 +20,14 @@ void size_from_env(const char* name, std::size_t& value, std::size_t min = 0) {
   std::size_t n = 0;
   const char* end = v + std::strlen(v);
   const auto [p, ec] = std::from_chars(v, end, n);
+  if (ec == std::errc::result_out_of_range) {
+    throw SetupError(SetupError::Setting::Environment,
+                     std::string(name) + "=" + v + ": too large; at most " +
+                         std::to_string(std::numeric_limits<std::size_t>::max()));
+  }
   if (ec != std::errc() || p != end) {
     throw SetupError(SetupError::Setting::Environment,
-                     std::string(name) + "=" + v + ": expected a whole number");
+                     std::string(name) + "=" + v + ": expected a whole number (digits only)");
   }
   if (n < min) {
     throw SetupError(SetupError::Setting::Environment,
