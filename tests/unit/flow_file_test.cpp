@@ -507,6 +507,10 @@ BOOST_AUTO_TEST_CASE(mistakes_name_file_line_and_key) {
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", timeout_sec: .Inf}\n",
        "tasks.a.timeout_sec: must be at most 2592000 (30 days; leave it out for no timeout)", 3,
        32},
+      {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", inputs: {v: \"\\ud800\"}}\n",
+       "not valid YAML: an escape of U+D800, which is no character (half of a UTF-16 surrogate "
+       "pair: write the character itself, or \\UXXXXXXXX with its code point)",
+       3, 38},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retries: .inf}\n",
        "tasks.a.retries: must be at most 1000 (for more, write a loop)", 3, 28},
       {"f.yaml", "flow: {graph: a}\ntasks:\n  a: {use: \"p/t\", retries: -.inf}\n",

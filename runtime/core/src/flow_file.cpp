@@ -1079,6 +1079,24 @@ std::string tab_indent_hint(std::string_view text) {
   return {};
 }
 
+// yaml-cpp says a \u escape that is no character as "invalid unicode:
+// 55296": the code point in decimal. Said as U+XXXX, with why.
+std::string yaml_message(const std::string& msg) {
+  constexpr std::string_view kInvalid = "invalid unicode: ";
+  if (!msg.starts_with(kInvalid)) return msg;
+  unsigned long code = 0;
+  const char* from = msg.data() + kInvalid.size();
+  const auto [end, ec] = std::from_chars(from, msg.data() + msg.size(), code);
+  if (ec != std::errc() || end != msg.data() + msg.size()) return msg;
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "U+%04lX", code);
+  const bool surrogate = code >= 0xD800 && code <= 0xDFFF;
+  return std::string("an escape of ") + hex + ", which is no character" +
+         (surrogate ? " (half of a UTF-16 surrogate pair: write the character itself, or "
+                      "\\UXXXXXXXX with its code point)"
+                    : "");
+}
+
 }  // namespace
 
 FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
@@ -1117,7 +1135,8 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
       throw FlowError(reader.at(e.mark), "nested more than " + std::to_string(kMaxDocDepth) +
                                              " levels deep; flatten the file");
     } catch (const YAML::Exception& e) {
-      throw FlowError(reader.at(e.mark), "not valid YAML: " + e.msg + tab_indent_hint(text));
+      throw FlowError(reader.at(e.mark),
+                      "not valid YAML: " + yaml_message(e.msg) + tab_indent_hint(text));
     }
   }
   return Schema(file).read(root);
