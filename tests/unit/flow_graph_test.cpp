@@ -355,6 +355,16 @@ tasks:
   // dot escapes with backslashes.
   BOOST_TEST(export_dot(flow).find("label=\"switch_1: \\\"a\\\"\"") != std::string::npos,
              export_dot(flow));
+  // Labels are read as HTML: a case's '<' and '>' are shown, never markup.
+  const CompiledFlow tags =
+      compile(R"(flow: {name: sw, graph: "switch(on={{mode}}) { \"<b>x</b>\": x; default: y }"}
+tasks:
+  x: {use: p/x}
+  y: {use: p/y}
+)");
+  BOOST_TEST(export_mermaid(tags).find(R"(["switch_1: #quot;#lt;b#gt;x#lt;/b#gt;#quot;"])") !=
+                 std::string::npos,
+             export_mermaid(tags));
 }
 
 // What `check` says so that a run cannot fail, or not, by timing or typo

@@ -91,7 +91,9 @@ std::string mermaid_id(const std::string& s) {
 }
 
 // Text inside a quoted Mermaid label: a '"' would end it, so it is written
-// as the entity #quot; (and '#' as #35; so that text is never read as one).
+// as the entity #quot; (and '#' as #35; so that text is never read as one);
+// '<' and '>' as #lt; and #gt;, as labels are read as HTML (`<br/>` breaks
+// a line): a case's value is shown, never taken for markup.
 std::string mermaid_text(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -99,6 +101,10 @@ std::string mermaid_text(const std::string& s) {
       out += "#quot;";
     } else if (c == '#') {
       out += "#35;";
+    } else if (c == '<') {
+      out += "#lt;";
+    } else if (c == '>') {
+      out += "#gt;";
     } else {
       out += c;
     }
