@@ -43,11 +43,22 @@ using pyoco::Inputs;
 using pyoco::Io;
 using pyoco::Value;
 
+// strerror(e), and for a process out of descriptors what to do about it:
+// each running command holds a few (its pipes), so many at once can run out.
+std::string error_text(int e) {
+  std::string text = std::strerror(e);
+  if (e == EMFILE || e == ENFILE) {
+    text +=
+        " (each running command holds a few: run fewer at once, e.g. a lower foreach "
+        "parallel= or --jobs, or raise the limit, `ulimit -n`)";
+  }
+  return text;
+}
+
 class Pipe {
  public:
   Pipe() {
-    if (pipe2(fd_, O_CLOEXEC) != 0)
-      throw pyoco::Error(std::string("pipe: ") + std::strerror(errno));
+    if (pipe2(fd_, O_CLOEXEC) != 0) throw pyoco::Error(std::string("pipe: ") + error_text(errno));
   }
   ~Pipe() {
     close_read();
@@ -120,11 +131,11 @@ int guard_memfd(std::string& error) {
   int fd = memfd_create(kGuardName, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
   if (fd < 0 && errno == EINVAL) fd = memfd_create(kGuardName, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) {
-    error = std::string("memfd_create: ") + std::strerror(errno);
+    error = std::string("memfd_create: ") + error_text(errno);
     return -1;
   }
   auto fail = [&](const char* what) {
-    error = std::string(what) + ": " + std::strerror(errno);
+    error = std::string(what) + ": " + error_text(errno);
     ::close(fd);
     return -1;
   };
@@ -747,7 +758,7 @@ struct Shell : pyoco::AsyncTask {
         throw pyoco::Error("cwd: '" + cwd + "' is not a directory it can enter (" +
                            std::strerror(failed.error) + ")");
       }
-      throw pyoco::Error("cannot start '" + argv[0] + "': " + std::strerror(failed.error));
+      throw pyoco::Error("cannot start '" + argv[0] + "': " + error_text(failed.error));
     }
 
     std::string stdin_data = in.get<std::string>("stdin", "");
