@@ -84,17 +84,16 @@ std::string why_task_missing(const Catalog& catalog, std::string_view qualified_
   const std::string_view task = qualified_name.substr(slash + 1);
   // A plugin of that name that has the task, behind one that has not (a new
   // build named like a shipped plugin, first with --plugin-path).
-  const PluginEntry* winner = catalog.find_plugin(plugin);
   for (const PluginEntry& p : catalog.plugins()) {
     if (!p.shadowed_by || p.manifest.name != plugin) continue;
     for (const TaskManifest& t : p.manifest.tasks) {
       if (t.name != task) continue;
-      return "; plugin '" + std::string(plugin) + "' at " +
+      return "; plugin '" + core::printable(plugin) + "' at " +
              core::printable(p.manifest.dir.string()) +
              " provides it but is shadowed by the one at " +
-             core::printable(p.shadowed_by->string()) + ", which comes first on the search path" +
-             (winner != nullptr ? " and has no task '" + core::printable(task) + "'" : "") +
-             " (see `pyoco plugins list`)";
+             core::printable(p.shadowed_by->string()) +
+             ", which comes first on the search path and has no task '" + core::printable(task) +
+             "' (see `pyoco plugins list`)";
     }
   }
   // A plugin directory of that name whose manifest could not be read, or

@@ -74,8 +74,8 @@ const std::vector<LintRule>& lint_rules() {
       {"PL015", S::Warning, "task name is also a task of another plugin on the search path",
        "flows must qualify it as <plugin>/<task>; consider a more specific name"},
       {"PL016", S::Warning,
-       "another plugin directory of the same name comes first (a warning when it is beside this "
-       "one, so this one is never loaded; else a note)",
+       "a plugin of the same name comes first: beside it in its directory (a warning: this one "
+       "is never loaded), or elsewhere on the search path (a note)",
        "pyoco loads the first plugin of a name it finds: remove or rename one of two in one "
        "directory; give --plugin-path to choose which of two elsewhere comes first"},
       {"PL017", S::Warning, "[plugin] sdk is missing or not a semantic version",
