@@ -196,6 +196,7 @@ BOOST_AUTO_TEST_CASE(plugins_new_prints_what_the_docs_show) {
   o.env["PATH"] = "/usr/bin:/bin";  // the pyoco that runs is not on PATH
   const ProcessResult r = run_pyoco({"plugins", "new", "acme"}, o);
   BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+  BOOST_TEST(r.err.empty(), r.err);  // no plugin is called acme
   const std::string self = pyoco_exe().string();
   BOOST_TEST(r.out ==
              "Created plugin 'acme' in acme/ with task greet:\n"
@@ -258,6 +259,36 @@ BOOST_AUTO_TEST_CASE(plugins_new_prints_what_the_docs_show) {
   BOOST_TEST(again.exit_code == 2);
   BOOST_TEST(again.err ==
              "pyoco plugins new: acme already exists and is not empty: choose another --dir\n");
+}
+
+// A name a plugin on the search path already has (a first-party one, one on
+// PYOCO_PLUGIN_PATH): created, with a warning naming where that one is and
+// what the printed run command would do to it.
+BOOST_AUTO_TEST_CASE(plugins_new_warns_when_the_name_is_already_on_the_search_path) {
+  TempDir dir;
+  ProcessOptions o;
+  o.cwd = dir.path();
+  ProcessResult r = run_pyoco({"plugins", "new", "hello"}, o);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(fs::is_regular_file(dir.path() / "hello/plugin.toml"));
+  BOOST_TEST(has(r.err,
+                 "pyoco plugins new: warning: plugin 'hello' is already on the search "
+                 "path, at "),
+             r.err);
+  BOOST_TEST(has(r.err,
+                 "/hello: run with --plugin-path hello/build, this one shadows it and "
+                 "flows that use hello/<task> get this one's tasks; unless you mean to "
+                 "replace it, choose another name (remove hello/ and run `"),
+             r.err);
+  BOOST_TEST(has(r.err, " plugins new my_hello`)\n"), r.err);
+
+  o.env["PYOCO_PLUGIN_PATH"] = fixture_dir().string();
+  r = run_pyoco({"plugins", "new", "asyncy", "--dir", "mine"}, o);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(
+      has(r.err, "plugin 'asyncy' is already on the search path, at " +
+                     (fixture_dir() / "asyncy").string() + ": run with --plugin-path mine/build"),
+      r.err);
 }
 
 // "Where pyoco finds plugins": every command that reads plugins takes

@@ -14,6 +14,7 @@
 #include "child.hpp"
 #include "process.hpp"
 #include "sync.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -85,11 +86,15 @@ BOOST_AUTO_TEST_CASE(each_fixture_breaks_exactly_its_rule) {
                          std::string(c.rule) != "PL032";
       BOOST_TEST(r.exit_code == (error ? 1 : 0));
       // Every finding, not only the first: the rule's severity, its fix,
-      // a message of its own.
+      // a message of its own. pl016_shadowed is a "hello" off the search
+      // path, where the shipped one is: a note.
+      const bool note = std::string(c.rule) == "PL016";
       const std::string_view hint = pyoco::plugins::lint_rule(c.rule).hint;
       for (const auto& f : report.at("plugins").at(0).at("findings").as_array()) {
         const auto& finding = f.as_object();
-        BOOST_TEST(finding.at("severity").as_string() == (error ? "error" : "warning"));
+        BOOST_TEST(finding.at("severity").as_string() == (error  ? "error"
+                                                          : note ? "note"
+                                                                 : "warning"));
         BOOST_TEST(finding.at("hint").as_string() == hint);
         BOOST_TEST(!finding.at("message").as_string().empty());
       }
@@ -331,4 +336,87 @@ BOOST_AUTO_TEST_CASE(an_exit_while_loading_is_pl020_saying_so) {
   BOOST_TEST(messages[0].find("called exit(3) while loading (in its code run at load or in "
                               "register_tasks)") == 0,
              messages[0]);
+}
+
+// A build linted while another copy of the plugin is on the search path (a
+// release installed with `cmake --install`, as the tutorial's "Share it"
+// says; here the shipped hello): a note saying which copy `pyoco run`
+// loads and how to put this one first. It is no "never loaded" warning,
+// and --strict passes.
+BOOST_AUTO_TEST_CASE(a_build_beside_an_installed_copy_gets_a_note_that_strict_passes) {
+  const fs::path build = fixture_dir() / "pl016_shadowed";  // a plugin called hello
+  ProcessResult r = lint({"pl016_shadowed", "--strict"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(
+      r.out.find("  ok\n  note    PL016 plugin.toml:2: plugin 'hello' at ") != std::string::npos,
+      r.out);
+  BOOST_TEST(r.out.find(" is on the search path, this one is not: `pyoco run` loads that one; "
+                        "`--plugin-path " +
+                        build.string() + "` puts this one first\n") != std::string::npos,
+             r.out);
+  BOOST_TEST(r.out.find("never loaded") == std::string::npos, r.out);
+  BOOST_TEST(r.out.find("fix:") == std::string::npos, r.out);
+  BOOST_TEST(
+      r.out.find("1 plugin linted: 0 errors, 0 warnings, 1 note (strict)\n") != std::string::npos,
+      r.out);
+
+  // With this one first on the path, the shipped hello is the shadowed one:
+  // a note on it, and still a pass.
+  const json::value list =
+      json::parse(run_pyoco({"plugins", "list", "--json", "--plugin-path", build.string()}).out);
+  std::string shipped_dir;
+  for (const auto& p : list.at("plugins").as_array()) {
+    if (p.at("name").as_string() == "hello" && !p.at("shadowed_by").is_null()) {
+      shipped_dir = p.at("path").as_string();
+    }
+  }
+  BOOST_TEST_REQUIRE(!shipped_dir.empty(), json::serialize(list));
+  r = lint({shipped_dir, "--plugin-path", build.string(), "--strict", "--json"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  const json::value report = json::parse(r.out);
+  BOOST_TEST(report.at("notes").as_int64() == 1);
+  BOOST_TEST(report.at("warnings").as_int64() == 0);
+  const auto& shipped = report.at("plugins").at(0);
+  BOOST_TEST(shipped.at("path").as_string() == shipped_dir);
+  BOOST_TEST_REQUIRE(shipped.at("findings").as_array().size() == 1u, r.out);
+  const auto& finding = shipped.at("findings").at(0);
+  BOOST_TEST(finding.at("severity").as_string() == "note");
+  BOOST_TEST(finding.at("message").as_string() ==
+             "plugin 'hello' at " + build.string() +
+                 " comes first on the search path: `pyoco run` loads that one; `--plugin-path " +
+                 shipped_dir + "` puts this one first");
+}
+
+// Two plugin directories of one name in one directory: from it, only the
+// first by name is ever loaded, wherever it is on the path; the other is
+// warned on, and --strict fails.
+BOOST_AUTO_TEST_CASE(two_copies_in_one_directory_warn_on_the_one_never_loaded) {
+  TempDir dir;
+  const fs::path plugins = dir.path() / "plugins";
+  for (const char* sub : {"b_second", "a_first"}) {
+    fs::create_directories(plugins / sub);
+    fs::copy(fixture_dir() / "clean", plugins / sub, fs::copy_options::recursive);
+  }
+  ProcessResult r = run_pyoco({"plugins", "lint", plugins.string(), "--strict", "--json"});
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  json::value report = json::parse(r.out);
+  BOOST_TEST(report.at("warnings").as_int64() == 1);
+  BOOST_TEST(report.at("notes").as_int64() == 0);
+  const auto pl016 = messages_of(report, "PL016");
+  BOOST_TEST_REQUIRE(pl016.size() == 1u, r.out);
+  BOOST_TEST(pl016[0] == "plugin 'clean' at " + (plugins / "a_first").string() +
+                             " is in the same directory and comes first by name: from " +
+                             plugins.string() + " this one is never loaded; remove or rename one");
+  for (const auto& p : report.at("plugins").as_array()) {
+    const bool second = p.at("path").as_string() == (plugins / "b_second").string();
+    BOOST_TEST(p.at("findings").as_array().size() == (second ? 1u : 0u), r.out);
+  }
+  // The same when the directory is on the search path.
+  r = run_pyoco({"plugins", "lint", "clean", "--plugin-path", plugins.string(), "--strict"});
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);  // the first, which is loaded
+  r = run_pyoco({"plugins", "lint", (plugins / "b_second").string(), "--plugin-path",
+                 plugins.string(), "--strict"});
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  BOOST_TEST(r.out.find("warning PL016") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("this one is never loaded") != std::string::npos, r.out);
 }

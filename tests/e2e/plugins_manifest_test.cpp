@@ -133,7 +133,7 @@ BOOST_AUTO_TEST_CASE(a_manifest_that_describes_a_task_otherwise_is_pl034_and_nev
   ProcessResult r = run_pyoco({"plugins", "lint", plugin.string(), "--json"});
   BOOST_TEST(r.exit_code == 1, r.out << r.err);
   const json::value report = json::parse(r.out);
-  // The one error; the copy is also shadowed by the build's std (PL016, a warning).
+  // The one error; the copy is off the search path, where the build's std is (PL016, a note).
   BOOST_TEST(report.at("errors").as_int64() == 1);
   const json::value* pl034 = nullptr;
   for (const auto& f : report.at("plugins").at(0).at("findings").as_array()) {

@@ -1097,6 +1097,66 @@ BOOST_AUTO_TEST_CASE(a_missing_plugin_path_is_a_warning_not_silence) {
   BOOST_TEST(has(c.err, "no such directory"), c.err);
 }
 
+// A --plugin-path in a symlink loop is said as one, not as a missing directory.
+BOOST_AUTO_TEST_CASE(a_plugin_path_in_a_symlink_loop_says_so) {
+  fs::create_symlink(dir.path() / "b", dir.path() / "a");
+  fs::create_symlink(dir.path() / "a", dir.path() / "b");
+  const std::string loop = (dir.path() / "a").string();
+  const ProcessResult c = pyoco({"check", hello().string(), "--plugin-path", loop});
+  BOOST_TEST(c.exit_code == 0, c.err);
+  BOOST_TEST(has(c.err, "warning: --plugin-path " + loop + ": Too many levels of symbolic links"),
+             c.err);
+  BOOST_TEST(!has(c.err, "no such directory"), c.err);
+}
+
+// A new build named like a shipped plugin, first with --plugin-path, hides
+// it: a flow using a task only the shipped one has is told so, by check and
+// by run.
+BOOST_AUTO_TEST_CASE(a_task_only_a_shadowed_plugin_has_names_the_shadowing) {
+  const fs::path shadow = fixture_dir() / "pl016_shadowed";  // a "hello" with task alpha
+  for (const char* command : {"check", "run"}) {
+    BOOST_TEST_CONTEXT(command) {
+      const ProcessResult r = pyoco({command, hello().string(), "--plugin-path", shadow.string()});
+      BOOST_TEST(r.exit_code == (command == std::string("run") ? 2 : 1), r.out << r.err);
+      BOOST_TEST(has(r.err,
+                     "uses \"hello/fetch_data\", which no plugin on the search path provides; "
+                     "plugin 'hello' at "),
+                 r.err);
+      BOOST_TEST(has(r.err, " provides it but is shadowed by the one at " + shadow.string() +
+                                ", which comes first on the search path and has no task "
+                                "'fetch_data' (see `pyoco plugins list`)"),
+                 r.err);
+    }
+  }
+}
+
+// A manifest whose name is no name (a control character in it) is reported
+// as other broken manifests are, not left for "no plugin provides" alone.
+BOOST_AUTO_TEST_CASE(a_plugin_named_with_a_control_character_is_said_to_be_skipped) {
+  const fs::path plugin = dir.path() / "plugins/clean";
+  fs::create_directories(plugin);
+  std::ifstream in(fixture_dir() / "clean/plugin.toml");
+  std::string toml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  toml.replace(toml.find("name = \"clean\""), 14, "name = \"cl\\u0000ean\"");
+  std::ofstream(plugin / "plugin.toml") << toml;
+  std::ofstream(dir.path() / "f.yaml")
+      << "version: 1\nflow:\n  name: f\n  graph: a\ntasks:\n  a: {use: clean/alpha}\n";
+  for (const char* command : {"check", "run"}) {
+    BOOST_TEST_CONTEXT(command) {
+      const ProcessResult r =
+          pyoco({command, "f.yaml", "--plugin-path", (dir.path() / "plugins").string()});
+      BOOST_TEST(r.exit_code == (command == std::string("run") ? 2 : 1), r.out << r.err);
+      BOOST_TEST(has(r.err,
+                     "uses \"clean/alpha\", which no plugin on the search path provides; "
+                     "its plugin's manifest " +
+                         (plugin / "plugin.toml").string() +
+                         ":2 was skipped: name: plugin name 'cl\\x00ean' is not "
+                         "[a-z][a-z0-9_]* (PL002; see `pyoco plugins lint`)"),
+                 r.err);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(json_trace_durations_are_plain_decimals) {
   const ProcessResult r = pyoco({"run", flow("chain.yaml").string(), "--trace-format", "json"});
   BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <system_error>
 
 namespace pyoco::cli {
 
@@ -26,9 +27,15 @@ std::vector<std::filesystem::path> PluginPathOption::search_path() const {
     warned_ = true;
     for (const auto& dir : dirs) {
       std::error_code ec;
-      if (std::filesystem::is_directory(dir, ec)) continue;
-      std::cerr << "pyoco: warning: --plugin-path " << core::printable(dir.string()) << ": "
-                << (std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory")
+      const auto status = std::filesystem::status(dir, ec);
+      if (std::filesystem::is_directory(status)) continue;
+      // A symlink loop, a directory it may not search: said as it is, not
+      // as a missing directory.
+      const std::string why = std::filesystem::exists(status) ? "not a directory"
+                              : ec && ec != std::errc::no_such_file_or_directory
+                                  ? ec.message()
+                                  : "no such directory";
+      std::cerr << "pyoco: warning: --plugin-path " << core::printable(dir.string()) << ": " << why
                 << " (ignored)\n";
     }
   }
@@ -41,7 +48,10 @@ std::string describe_search_path(const std::vector<std::filesystem::path>& path)
   std::string out = "looked in:";
   for (const auto& dir : path) {
     out += "\n  " + dir.string();
-    if (!std::filesystem::exists(dir)) out += "  (does not exist)";
+    std::error_code ec;
+    if (std::filesystem::exists(dir, ec)) continue;
+    out += ec && ec != std::errc::no_such_file_or_directory ? "  (" + ec.message() + ")"
+                                                            : "  (does not exist)";
   }
   return out;
 }

@@ -292,10 +292,11 @@ int lint(const LintCliOptions& o) {
   }
 
   if (!o.json && dirs.size() > 1 && isatty(STDERR_FILENO)) std::cerr << "\33[2K" << std::flush;
-  std::size_t errors = 0, warnings = 0;
+  std::size_t errors = 0, warnings = 0, notes = 0;
   for (const auto& r : results) {
     errors += r.count(plugins::Severity::Error);
     warnings += r.count(plugins::Severity::Warning);
+    notes += r.count(plugins::Severity::Note);
   }
   const bool failed = errors > 0 || (o.strict && warnings > 0);
 
@@ -305,6 +306,7 @@ int lint(const LintCliOptions& o) {
     print_json(json::object{{"plugins", std::move(plugins)},
                             {"errors", errors},
                             {"warnings", warnings},
+                            {"notes", notes},
                             {"strict", o.strict},
                             {"ok", !failed}});
     return failed ? kExitFailed : kExitOk;
@@ -314,18 +316,28 @@ int lint(const LintCliOptions& o) {
     std::cout << (r.name.empty() ? "?" : printable(r.name))
               << (r.version.empty() ? "" : " " + printable(r.version)) << "  "
               << printable(r.dir.string()) << '\n';
-    if (r.findings.empty()) std::cout << "  ok\n";
+    if (r.count(plugins::Severity::Error) + r.count(plugins::Severity::Warning) == 0) {
+      std::cout << "  ok\n";
+    }
     for (const auto& f : r.findings) {
       std::string where = f.file.filename().string();
       if (f.line > 0) where += ":" + std::to_string(f.line);
-      std::cout << "  " << (f.severity == plugins::Severity::Error ? "error  " : "warning") << " "
-                << f.rule << " " << printable(where) << ": " << printable(f.message) << '\n'
-                << "                fix: " << plugins::lint_rule(f.rule).hint << '\n';
+      const std::string label = plugins::to_string(f.severity);
+      std::cout << "  " << label << std::string(8 - label.size(), ' ') << f.rule << " "
+                << printable(where) << ": " << printable(f.message) << '\n';
+      // A note needs no fix; its message says what to do, if anything.
+      if (f.severity != plugins::Severity::Note) {
+        std::cout << "                fix: " << plugins::lint_rule(f.rule).hint << '\n';
+      }
     }
   }
   std::cout << results.size() << (results.size() == 1 ? " plugin" : " plugins")
             << " linted: " << errors << (errors == 1 ? " error, " : " errors, ") << warnings
-            << (warnings == 1 ? " warning" : " warnings") << (o.strict ? " (strict)" : "") << '\n';
+            << (warnings == 1 ? " warning" : " warnings")
+            << (notes == 0   ? ""
+                : notes == 1 ? ", 1 note"
+                             : ", " + std::to_string(notes) + " notes")
+            << (o.strict ? " (strict)" : "") << '\n';
   return failed ? kExitFailed : kExitOk;
 }
 
@@ -420,6 +432,17 @@ int new_plugin(const NewOptions& o) {
   }
   const std::string dir = s.out.string();
   const std::string pyoco = self_command();
+  // A name pyoco already finds (a first-party plugin, an installed one): the
+  // printed run command puts this one first and hides that one from flows.
+  const Catalog catalog = PluginPathOption().catalog();
+  if (const PluginEntry* taken = catalog.find_plugin(s.plugin)) {
+    std::cerr << "pyoco plugins new: warning: plugin '" << s.plugin
+              << "' is already on the search path, at " << printable(taken->manifest.dir.string())
+              << ": run with --plugin-path " << dir << "/build, this one shadows it and flows that "
+              << "use " << s.plugin << "/<task> get this one's tasks; unless you mean to replace "
+              << "it, choose another name (remove " << dir << "/ and run `" << pyoco
+              << " plugins new my_" << s.plugin << "`)\n";
+  }
   std::cout << "Created plugin '" << s.plugin << "' in " << dir << "/ with task"
             << (s.tasks.size() == 1 ? " " : "s ") << join(s.tasks) << ":\n";
   for (const auto& f : files) std::cout << "  " << f.string() << '\n';

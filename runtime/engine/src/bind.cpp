@@ -52,9 +52,10 @@ const plugins::TaskDefinition* bind_task(const core::TaskSpec& spec, BoundFlow& 
   }
   const auto ref = catalog.find_task(spec.use);
   if (!ref) {
+    const std::string why = plugins::why_task_missing(catalog, spec.use);
     throw core::FlowError(spec.where, "task '" + spec.name + "' uses \"" + spec.use +
-                                          "\", which no plugin on the search path provides "
-                                          "(see `pyoco tasks`)");
+                                          "\", which no plugin on the search path provides" +
+                                          (why.empty() ? " (see `pyoco tasks`)" : why));
   }
   const plugins::LoadedPlugin& plugin = plugins::load_plugin(ref->plugin->manifest);
   bound.plugins[plugin.manifest.name] = plugin.manifest.version;

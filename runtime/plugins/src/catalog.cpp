@@ -1,4 +1,5 @@
 #include <pyoco/core/semver.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/catalog.hpp>
 #include <pyoco/plugins/package.hpp>
 
@@ -74,6 +75,46 @@ std::optional<TaskRef> Catalog::find_task(std::string_view qualified_name) const
     if (t.name == task) return TaskRef{plugin, &t};
   }
   return std::nullopt;
+}
+
+std::string why_task_missing(const Catalog& catalog, std::string_view qualified_name) {
+  const std::size_t slash = qualified_name.find('/');
+  if (slash == std::string_view::npos) return "";
+  const std::string_view plugin = qualified_name.substr(0, slash);
+  const std::string_view task = qualified_name.substr(slash + 1);
+  // A plugin of that name that has the task, behind one that has not (a new
+  // build named like a shipped plugin, first with --plugin-path).
+  for (const PluginEntry& p : catalog.plugins()) {
+    if (!p.shadowed_by || p.manifest.name != plugin) continue;
+    for (const TaskManifest& t : p.manifest.tasks) {
+      if (t.name != task) continue;
+      return "; plugin '" + core::printable(plugin) + "' at " +
+             core::printable(p.manifest.dir.string()) +
+             " provides it but is shadowed by the one at " +
+             core::printable(p.shadowed_by->string()) +
+             ", which comes first on the search path and has no task '" + core::printable(task) +
+             "' (see `pyoco plugins list`)";
+    }
+  }
+  // A plugin directory of that name whose manifest could not be read, or
+  // names the plugin with what is no name (a control character, upper case):
+  // that, not a missing plugin, is what to fix.
+  for (const ManifestError& e : catalog.problems()) {
+    if (e.file().parent_path().filename() != plugin) continue;
+    return "; its plugin's manifest " + e.file().string() +
+           (e.line() > 0 ? ":" + std::to_string(e.line()) : "") +
+           " was skipped: " + (e.key().empty() ? "" : e.key() + ": ") + e.problem() +
+           " (see `pyoco plugins lint`)";
+  }
+  for (const PluginEntry& p : catalog.plugins()) {
+    const Manifest& m = p.manifest;
+    if (m.dir.filename() != plugin || m.name == plugin || is_valid_name(m.name)) continue;
+    const std::uint32_t line = m.line_of("name");
+    return "; its plugin's manifest " + core::printable(m.file.string()) +
+           (line > 0 ? ":" + std::to_string(line) : "") + " was skipped: name: plugin name '" +
+           core::printable(m.name) + "' is not [a-z][a-z0-9_]* (PL002; see `pyoco plugins lint`)";
+  }
+  return "";
 }
 
 std::string unmet_requirement(const Catalog& catalog, const std::string& name,

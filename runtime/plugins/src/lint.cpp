@@ -22,7 +22,17 @@ namespace pyoco::plugins {
 
 namespace fs = std::filesystem;
 
-const char* to_string(Severity s) { return s == Severity::Error ? "error" : "warning"; }
+const char* to_string(Severity s) {
+  switch (s) {
+    case Severity::Error:
+      return "error";
+    case Severity::Warning:
+      return "warning";
+    case Severity::Note:
+      break;
+  }
+  return "note";
+}
 
 std::size_t PluginLint::count(Severity s) const {
   std::size_t n = 0;
@@ -63,8 +73,11 @@ const std::vector<LintRule>& lint_rules() {
        "use one of any, null, bool, int, number, string, bytes, array, object"},
       {"PL015", S::Warning, "task name is also a task of another plugin on the search path",
        "flows must qualify it as <plugin>/<task>; consider a more specific name"},
-      {"PL016", S::Warning, "a plugin of the same name comes earlier on the search path",
-       "this one is shadowed and never loaded: remove one or rename it"},
+      {"PL016", S::Warning,
+       "a plugin of the same name comes first: beside it in its directory (a warning: this one "
+       "is never loaded), or elsewhere on the search path (a note)",
+       "pyoco loads the first plugin of a name it finds: remove or rename one of two in one "
+       "directory; give --plugin-path to choose which of two elsewhere comes first"},
       {"PL017", S::Warning, "[plugin] sdk is missing or not a semantic version",
        "set sdk to the pyoco SDK version the plugin was built with"},
       {"PL018", S::Error, "task input or output name is not [a-z][a-z0-9_]*, or is declared twice",
@@ -124,8 +137,12 @@ class Findings {
  public:
   explicit Findings(PluginLint& out) : out_(out) {}
   void add(std::string_view rule, fs::path file, std::uint32_t line, std::string message) {
-    out_.findings.push_back(LintFinding{std::string(rule), lint_rule(rule).severity,
-                                        std::move(file), line, std::move(message)});
+    add(rule, lint_rule(rule).severity, std::move(file), line, std::move(message));
+  }
+  void add(std::string_view rule, Severity severity, fs::path file, std::uint32_t line,
+           std::string message) {
+    out_.findings.push_back(
+        LintFinding{std::string(rule), severity, std::move(file), line, std::move(message)});
   }
 
  private:
@@ -203,23 +220,48 @@ void check_manifest_alone(const Manifest& m, Findings& f) {
   }
 }
 
+// PL016. Two plugin directories of one name in one directory: whichever
+// search path holds that directory, the first by name is loaded and this one
+// never is: a warning. A copy elsewhere that `pyoco run` finds first (an
+// installed release, while this is a new build) is how a new build is tested
+// (--plugin-path puts it first): a note, which fails nothing.
+void lint_shadowing(const Manifest& m, const Catalog& catalog, Findings& f) {
+  const fs::path self = fs::weakly_canonical(m.dir);
+  const fs::path parent = m.dir.parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !fs::exists(fs::symlink_status(parent / "plugin.toml", ec))) {
+    const Catalog beside = Catalog::discover({parent});
+    for (const PluginEntry& p : beside.plugins()) {
+      if (!p.shadowed_by || fs::weakly_canonical(p.manifest.dir) != self) continue;
+      f.add("PL016", Severity::Warning, m.file, m.line_of("name"),
+            "plugin '" + m.name + "' at " + p.shadowed_by->string() +
+                " is in the same directory and comes first by name: from " + parent.string() +
+                " this one is never loaded; remove or rename one");
+      return;
+    }
+  }
+  const PluginEntry* winner = catalog.find_plugin(m.name);
+  if (winner == nullptr || fs::weakly_canonical(winner->manifest.dir) == self) return;
+  const bool on_path = std::any_of(
+      catalog.plugins().begin(), catalog.plugins().end(),
+      [&](const PluginEntry& p) { return fs::weakly_canonical(p.manifest.dir) == self; });
+  f.add("PL016", Severity::Note, m.file, m.line_of("name"),
+        "plugin '" + m.name + "' at " + winner->manifest.dir.string() +
+            (on_path ? " comes first on the search path"
+                     : " is on the search path, this one is not") +
+            ": `pyoco run` loads that one; `--plugin-path " + m.dir.string() +
+            "` puts this one first");
+}
+
 void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
   check_manifest_alone(m, f);
   const fs::path& file = m.file;
+  lint_shadowing(m, catalog, f);
   // Against the other plugins on the search path.
   const fs::path self = fs::weakly_canonical(m.dir);
   for (const PluginEntry& other : catalog.plugins()) {
+    if (other.manifest.name == m.name) continue;  // PL016's
     if (fs::weakly_canonical(other.manifest.dir) == self) continue;
-    if (other.manifest.name == m.name) {
-      // Only the later one is shadowed; tell the shadowed plugin.
-      const auto* winner = catalog.find_plugin(m.name);
-      if (winner != nullptr && fs::weakly_canonical(winner->manifest.dir) != self) {
-        f.add("PL016", file, m.line_of("name"),
-              "plugin '" + m.name + "' at " + winner->manifest.dir.string() +
-                  " comes first on the search path");
-      }
-      continue;
-    }
     for (const TaskManifest& t : m.tasks) {
       for (const TaskManifest& o : other.manifest.tasks) {
         if (o.name == t.name) {

@@ -240,17 +240,7 @@ class CatalogResolver : public core::TaskResolver {
     TaskInfo info;
     const auto ref = catalog_.find_task(name);
     if (!ref) {
-      // A plugin directory of that name whose manifest could not be read:
-      // that, not a missing plugin, is what to fix.
-      const std::string plugin = name.substr(0, name.find('/'));
-      for (const plugins::ManifestError& e : catalog_.problems()) {
-        if (e.file().parent_path().filename() != plugin) continue;
-        info.why_missing = "; its plugin's manifest " + e.file().string() +
-                           (e.line() > 0 ? ":" + std::to_string(e.line()) : "") +
-                           " was skipped: " + (e.key().empty() ? "" : e.key() + ": ") +
-                           e.problem() + " (see `pyoco plugins lint`)";
-        break;
-      }
+      info.why_missing = plugins::why_task_missing(catalog_, name);
       return info;
     }
     info.exists = true;

@@ -56,6 +56,13 @@ class Catalog {
   std::unordered_map<std::string_view, std::size_t> by_name_;  // winners only
 };
 
+// Why no plugin provides `qualified_name` ("<plugin>/<task>"), as
+// "; ..." to follow "which no plugin on the search path provides", when the
+// catalog knows more: a shadowed plugin of that name that has the task, or
+// a manifest in a directory of that name that was skipped or is refused.
+// Empty when it knows nothing more.
+std::string why_task_missing(const Catalog& catalog, std::string_view qualified_name);
+
 // What is wrong with a flow's need of plugin `name` at `min_version` or
 // newer (its `plugins:` entry), in one line; empty when the catalog meets it.
 std::string unmet_requirement(const Catalog& catalog, const std::string& name,

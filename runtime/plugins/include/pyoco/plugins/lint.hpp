@@ -18,12 +18,14 @@
 
 namespace pyoco::plugins {
 
-enum class Severity { Error, Warning };
+// A note says something worth knowing that needs no fix: it fails nothing,
+// not even --strict.
+enum class Severity { Error, Warning, Note };
 const char* to_string(Severity s);
 
 struct LintRule {
   std::string_view id;  // "PL001"
-  Severity severity;
+  Severity severity;    // a finding's, but for PL016's notes
   std::string_view title;
   std::string_view hint;  // how to fix it
 };
