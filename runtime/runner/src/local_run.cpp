@@ -160,7 +160,20 @@ Run LocalRun::start(Engine& engine) {
     // A cancel requested through the history, as a first Ctrl+C.
     history_->watch_cancel(run_->id(), [run = *run_]() mutable { run.cancel(); });
   }
+  // One requested while the plugins loaded: the writer looks only for runs
+  // it has heard start, and a short run could end before it looks.
+  if (cancel_requested_before_start()) run_->cancel();
   return *run_;
+}
+
+bool LocalRun::cancel_requested_before_start() const {
+  if (!claimed_in_) return false;
+  try {
+    const auto claim = claimed_in_->run(claimed_id_);
+    return claim && claim->cancel_requested;
+  } catch (const store::StoreError&) {
+    return false;  // the writer's poll looks again once the run goes
+  }
 }
 
 void LocalRun::wait() {
@@ -172,8 +185,11 @@ void LocalRun::check_cancel_requests() {
   if (history_) history_->check_cancel_requests();
 }
 
-void LocalRun::abandon(const std::string& reason) {
-  if (history_ && run_) history_->abandon(run_->id(), reason);
+std::optional<core::RunStatus> LocalRun::abandon(const std::string& reason,
+                                                 std::chrono::milliseconds patience) {
+  std::lock_guard lock(history_mutex_);
+  if (!history_ || !run_) return std::nullopt;
+  return history_->abandon(run_->id(), reason, patience);
 }
 
 void LocalRun::release_claim() const {
@@ -206,6 +222,7 @@ std::string LocalRun::finish(std::chrono::milliseconds patience,
                                                      : "the run history may be incomplete: ") +
             error;
   }
+  std::lock_guard lock(history_mutex_);
   history_.reset();
   return error;
 }
