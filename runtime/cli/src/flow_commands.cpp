@@ -305,7 +305,8 @@ int run_flow(const RunOptionsCli& o) {
             }
             if (ended && history_waits) {
               leave_without_history(false);  // as the wait's message says
-            } else if (ended) {
+            } else if (ended || (started && core::is_terminal(started->status()))) {
+              // Over: its last events go to the trace and the history.
               std::cerr << "pyoco run: writing the run history; interrupt again to leave "
                            "without it\n";
             } else if (started) {

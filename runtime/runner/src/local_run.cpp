@@ -156,24 +156,28 @@ LocalRun::~LocalRun() {
 Run LocalRun::start(Engine& engine) {
   if (run_) throw std::logic_error("LocalRun::start: the run has started already");
   run_ = engine.start(flow_.flow, std::move(options_));
+  // A cancel requested through the history while the plugins loaded, as a
+  // first Ctrl+C then: the writer looks only for runs it has heard start,
+  // and a short run could end before it looks.
+  if (cancel_requested_before_start()) run_->cancel();
   if (history_) {
     // A cancel requested through the history, as a first Ctrl+C.
     history_->watch_cancel(run_->id(), [run = *run_]() mutable { run.cancel(); });
   }
-  // One requested while the plugins loaded: the writer looks only for runs
-  // it has heard start, and a short run could end before it looks.
-  if (cancel_requested_before_start()) run_->cancel();
   return *run_;
 }
 
-bool LocalRun::cancel_requested_before_start() const {
+bool LocalRun::cancel_requested_before_start() {
+  if (cancel_at_start_.load()) return true;
   if (!claimed_in_) return false;
   try {
     const auto claim = claimed_in_->run(claimed_id_);
-    return claim && claim->cancel_requested;
+    if (!claim || !claim->cancel_requested) return false;
   } catch (const store::StoreError&) {
     return false;  // the writer's poll looks again once the run goes
   }
+  cancel_at_start_.store(true);
+  return true;
 }
 
 void LocalRun::wait() {

@@ -22,6 +22,7 @@
 #include <pyoco/trace/event_queue.hpp>
 #include <pyoco/trace/sinks.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -88,8 +89,9 @@ class LocalRun {
 
   // Any thread, before start() returns: whether a cancel of the run id
   // claimed for this run has been requested through the history (false
-  // without a claim, or when the history cannot be read).
-  bool cancel_requested_before_start() const;
+  // without a claim, or when the history cannot be read). Once it has
+  // said so, start() cancels the run at once, without looking again.
+  bool cancel_requested_before_start();
 
   // Returns once the run has ended and everything it said has been handed
   // to the trace, the history and the listeners.
@@ -144,6 +146,7 @@ class LocalRun {
   std::shared_ptr<store::StateStore> claimed_in_;
   std::string claimed_id_;
   std::optional<Run> run_;
+  std::atomic<bool> cancel_at_start_{false};
   bool finished_ = false;
   std::shared_ptr<std::ostream> trace_file_;
   std::filesystem::path trace_path_;
