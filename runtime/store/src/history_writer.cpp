@@ -124,7 +124,10 @@ struct HistoryWriter::Impl {
   };
   std::optional<Abandon> abandoning;
   std::atomic<bool> abandon_asked{false};  // read while folding, without the lock
-  bool sealed = false;                     // the writer thread's: abandoned, done
+  // Until when (steady clock ticks) events are still folded once abandon()
+  // has asked: a writer far behind a busy run would take seconds.
+  std::atomic<std::chrono::steady_clock::rep> fold_until{0};
+  bool sealed = false;  // the writer thread's: abandoned, done
   std::thread thread;
 
   void enqueue(QueuedEvent e) {
@@ -152,9 +155,12 @@ struct HistoryWriter::Impl {
 
   void loop();
   void fold(QueuedEvent& e);
-  // abandon()'s end, on the writer thread; `skipped`: the runs whose
-  // events were dropped unfolded.
-  void write_abandoned(const std::set<const RunSlot*>& skipped);
+  // Folds `batch`; once abandon() has asked and its time to fold is out,
+  // skips events instead (adding their runs to `skipped`), but a RunStart.
+  void fold_all(std::vector<QueuedEvent>& batch, std::set<const RunSlot*>& skipped);
+  // abandon()'s end, on the writer thread, after what is queued is folded
+  // as far as time allows.
+  void write_abandoned(std::set<const RunSlot*>& skipped);
   // Everything dirty; or, `runs_only`, the runs' own records alone (a run
   // that just started: its tasks follow at the interval).
   // False when the store refused the batch (kept dirty for the next try).
@@ -334,7 +340,11 @@ std::optional<core::RunStatus> HistoryWriter::abandon(const std::string& run_id,
   std::unique_lock lock(impl_->mutex);
   if (!impl_->abandoning) {
     impl_->abandoning.emplace(Impl::Abandon{run_id, reason, std::nullopt, false});
-    impl_->abandon_asked.store(true, std::memory_order_relaxed);
+    // Up to a quarter of its time to fold what is queued: what is left
+    // is for the writes.
+    impl_->fold_until.store(
+        (std::chrono::steady_clock::now() + patience / 4).time_since_epoch().count());
+    impl_->abandon_asked.store(true);
     impl_->wake.notify_one();
   }
   impl_->written.wait_until(lock, until, [&] { return impl_->abandoning->done; });
@@ -407,22 +417,9 @@ void HistoryWriter::Impl::loop() {
       continue;
     }
     std::set<const RunSlot*> skipped;
-    for (auto& e : batch) {
-      // Once abandon() asks, the rest is skipped (a run still has to be
-      // known to be ended).
-      if (abandon_asked.load(std::memory_order_relaxed) && e.kind != EventKind::RunStart) {
-        skipped.insert(e.slot);
-        continue;
-      }
-      try {
-        fold(e);
-      } catch (const std::exception& ex) {  // out of memory: the event is lost, not the process
-        std::lock_guard lock(mutex);
-        if (fold_error.empty()) fold_error = std::string("cannot record an event: ") + ex.what();
-      }
-    }
+    fold_all(batch, skipped);
     batch.clear();
-    if (abandon_asked.load(std::memory_order_relaxed)) {
+    if (abandon_asked.load()) {
       write_abandoned(skipped);
       std::lock_guard lock(mutex);
       done = std::max(done, generation);
@@ -478,24 +475,45 @@ std::string recorded_in_part(const std::string& reason, bool abandoned) {
 
 }  // namespace
 
-void HistoryWriter::Impl::write_abandoned(const std::set<const RunSlot*>& skipped) {
+void HistoryWriter::Impl::fold_all(std::vector<QueuedEvent>& batch,
+                                   std::set<const RunSlot*>& skipped) {
+  for (auto& e : batch) {
+    if (abandon_asked.load(std::memory_order_relaxed) && e.kind != EventKind::RunStart &&
+        std::chrono::steady_clock::now().time_since_epoch().count() > fold_until.load()) {
+      skipped.insert(e.slot);
+      continue;
+    }
+    try {
+      fold(e);
+    } catch (const std::exception& ex) {  // out of memory: the event is lost, not the process
+      std::lock_guard lock(mutex);
+      if (fold_error.empty()) fold_error = std::string("cannot record an event: ") + ex.what();
+    }
+  }
+}
+
+void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
+  // What was queued by now, folded as far as time allows; what comes later
+  // is after the end recorded here.
+  std::vector<QueuedEvent> rest;
+  {
+    std::lock_guard lock(mutex);
+    rest.swap(queue);
+  }
+  fold_all(rest, skipped);
+  rest.clear();
   std::string reason;
   RunSlot* s = nullptr;
   std::optional<RunSlot::HeardEnd> heard;
-  bool more = false;  // events of the run queued since the batch was taken
   {
     std::lock_guard lock(mutex);
     reason = abandoning->reason;
     s = find(abandoning->run_id);
-    if (s != nullptr) {
-      heard = s->heard_end;
-      more = std::any_of(queue.begin(), queue.end(),
-                         [&](const QueuedEvent& q) { return q.slot == s; });
-    }
+    if (s != nullptr) heard = s->heard_end;
   }
   std::optional<core::RunStatus> status;
   if (s != nullptr && s->started) {
-    const bool in_part = more || skipped.contains(s);
+    const bool in_part = skipped.contains(s);
     bool abandoned = false;
     if (!s->ended) {
       // Its own end when it has one (queued, not folded), else CANCELLED.

@@ -78,8 +78,9 @@ class HistoryWriter {
   // Ctrl+C): records its end now, in a write of its own, and writes nothing
   // after it. The end is the run's own when its RunEnd has been heard, else
   // CANCELLED with `reason` (its unfinished tasks too). Events still queued
-  // are skipped, not folded: a writer far behind a busy run would take
-  // seconds; the reason then says the run's tasks are recorded in part.
+  // are folded for up to a quarter of `patience`, the rest skipped (a
+  // writer far behind a busy run would take seconds): the reason then says
+  // the run's tasks are recorded only in part.
   // Waits at most `patience` (the writer in a long write, another process
   // holding the store); returns the status written, or nothing when it was
   // not written by then (or the run is not this writer's).
