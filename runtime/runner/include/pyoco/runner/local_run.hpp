@@ -105,9 +105,10 @@ class LocalRun {
   // Ctrl+C): records its end at once, in a write of the run's record of its
   // own (HistoryWriter::abandon): the run's own end if it has ended, else
   // CANCELLED with `reason`. What the history has not written yet is
-  // skipped if it cannot be folded quickly. Waits at most `patience`; returns the status recorded,
-  // or nothing (no history, no run, or not written in time). Does not cancel the run. Afterwards
-  // the history writes nothing more.
+  // skipped if it cannot be folded quickly. Waits at most `patience`;
+  // returns the status recorded, or nothing (no history, no run, or not
+  // written in time). Does not cancel the run. The history writes nothing
+  // more afterwards.
   static constexpr std::chrono::seconds kAbandonPatience{1};
   std::optional<core::RunStatus> abandon(const std::string& reason,
                                          std::chrono::milliseconds patience = kAbandonPatience);
