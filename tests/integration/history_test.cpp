@@ -517,6 +517,54 @@ BOOST_AUTO_TEST_CASE(abandoning_a_run_records_it_cancelled_at_once) {
   BOOST_TEST(core::to_string(store->run(r.id())->status) == "CANCELLED");  // first word stands
 }
 
+// A store whose first write of tasks waits for `gate`: the writer falls
+// behind the run while it waits.
+class HeldStore : public CountingStore {
+ public:
+  using CountingStore::CountingStore;
+  void write(const Batch& b) override {
+    if (!b.tasks.empty() && !held.exchange(true)) gate.wait();
+    CountingStore::write(b);
+  }
+  std::atomic<bool> held{false};
+  Gate gate;
+};
+
+// `pyoco run`'s second Ctrl+C with the writer behind a busy run: abandon()
+// waits no longer than it is told, then the run's own end (COMPLETED) is
+// written alone, the events still queued skipped, and the reason says so.
+BOOST_AUTO_TEST_CASE(abandoning_a_run_the_writer_is_behind_writes_its_end_alone) {
+  auto held = std::make_shared<HeldStore>(store);
+  HistoryWriter history(held);
+  auto go = std::make_shared<Gate>();
+  auto fns = tasks();
+  fns["t/wait"] = [go](TaskCall&, const Value&) {
+    go->wait();
+    return Value();
+  };
+  Run r = start(history,
+                "flow: {graph: a >> b >> c}\ntasks: {a: {use: t/wait}, b: {use: t/emit, inputs: "
+                "{value: 1}}, c: {use: t/emit, inputs: {value: 2}}}\n",
+                fns);
+  BOOST_TEST_REQUIRE(eventually([&] { return held->held.load(); }));
+  go->open();  // the rest of the run queues behind the held write
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  BOOST_TEST(core::to_string(r.status()) == "COMPLETED");
+  BOOST_TEST(!history.abandon(r.id(), "interrupted twice", std::chrono::milliseconds(200)));
+  held->gate.open();
+  BOOST_TEST_REQUIRE(eventually([&] {
+    const auto stored = store->run(r.id());
+    return stored && stored->status == core::RunStatus::Completed;
+  }));
+  BOOST_TEST(store->run(r.id())->reason ==
+             "interrupted twice while its history was written: its tasks are recorded only in "
+             "part");
+  history.flush();  // writes nothing more: c's end was skipped
+  for (const TaskRecord& t : store->tasks(r.id())) {
+    if (t.node == "c") BOOST_TEST(core::to_string(t.state) != "SUCCEEDED");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {
   const ProcessIdentity me = this_process();
   const pid_t child = fork();

@@ -272,14 +272,28 @@ int run_flow(const RunOptionsCli& o) {
   runner::LocalRun* running = nullptr;    // `local`, once it is starting the run
   bool cancel_when_started = false, ended = false;
   bool history_waits = false;  // the last history write is being tried again
+  const auto exit_code = [](core::RunStatus status) {
+    return status == core::RunStatus::Completed   ? kExitOk
+           : status == core::RunStatus::Cancelled ? kExitCancelled
+                                                  : kExitFailed;
+  };
   // After the run's end: leave now, with the run's exit code, without the
-  // rest of the history (under state_mutex).
-  const auto leave_without_history = [&] {
+  // rest of the history (under state_mutex). Unless the store refuses
+  // writes already, the run's own record is written first (a second or so
+  // at most): a writer far behind a busy run would leave it RUNNING, found
+  // FAILED (interrupted) later, as a crash.
+  const auto leave_without_history = [&](bool record_the_end) {
     std::cout << std::flush;
-    std::cerr << "pyoco run: interrupted; leaving without writing the rest of the run history\n";
-    std::_Exit(started->status() == core::RunStatus::Completed   ? kExitOk
-               : started->status() == core::RunStatus::Cancelled ? kExitCancelled
-                                                                 : kExitFailed);
+    const std::optional<core::RunStatus> recorded =
+        record_the_end ? running->abandon("interrupted twice: pyoco exited without waiting for it")
+                       : std::nullopt;
+    if (recorded) {
+      std::cerr << "pyoco run: interrupted; the run is recorded " << core::to_string(*recorded)
+                << ", leaving without writing the rest of its history\n";
+    } else {
+      std::cerr << "pyoco run: interrupted; leaving without writing the rest of the run history\n";
+    }
+    std::_Exit(exit_code(started->status()));
   };
   runner::InterruptWatcher interrupts({
       .cancel =
@@ -290,8 +304,9 @@ int run_flow(const RunOptionsCli& o) {
               std::_Exit(kExitCancelled);
             }
             if (ended && history_waits) {
-              leave_without_history();  // as the wait's message says
-            } else if (ended) {
+              leave_without_history(false);  // as the wait's message says
+            } else if (ended || (started && core::is_terminal(started->status()))) {
+              // Over: its last events go to the trace and the history.
               std::cerr << "pyoco run: writing the run history; interrupt again to leave "
                            "without it\n";
             } else if (started) {
@@ -316,19 +331,33 @@ int run_flow(const RunOptionsCli& o) {
           [&] {
             std::lock_guard lock(state_mutex);
             std::cout << std::flush;
-            if (ended) leave_without_history();
+            if (ended) leave_without_history(!history_waits);
             // Stop every process a task started, record the run, leave. What
             // ran so far is in the trace and the history.
             runner::signal_descendants(SIGKILL);
             std::cerr << "pyoco run: interrupted again; killed what the tasks started and "
                          "exiting without waiting for them\n";
-            if (started) running->abandon("interrupted twice: pyoco exited without waiting for it");
-            std::_Exit(kExitCancelled);
+            // Recorded as it is known to the history: CANCELLED, or its own
+            // end if it had one; the exit code says the same.
+            std::optional<core::RunStatus> recorded;
+            if (started) {
+              recorded = running->abandon("interrupted twice: pyoco exited without waiting for it");
+            }
+            std::_Exit(recorded ? exit_code(*recorded) : kExitCancelled);
           },
       .check_now =
           [&] {
             std::lock_guard lock(state_mutex);
-            if (started && !ended) running->check_cancel_requests();
+            if (started && !ended) {
+              running->check_cancel_requests();
+            } else if (running != nullptr && !started && !cancel_when_started &&
+                       running->cancel_requested_before_start()) {
+              // As a first Ctrl+C between two loads; while one loads too:
+              // the run must start to be recorded CANCELLED, as asked.
+              cancel_when_started = true;
+              std::cerr << "pyoco run: cancel requested (pyoco runs cancel) while the flow's "
+                           "plugins load; the run is cancelled as soon as it starts\n";
+            }
           },
   });
   const runner::LoadedFlow flow = load(o.flow);

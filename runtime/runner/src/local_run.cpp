@@ -162,11 +162,28 @@ LocalRun::~LocalRun() {
 Run LocalRun::start(Engine& engine) {
   if (run_) throw std::logic_error("LocalRun::start: the run has started already");
   run_ = engine.start(flow_.flow, std::move(options_));
+  // A cancel requested through the history while the plugins loaded, as a
+  // first Ctrl+C then: the writer looks only for runs it has heard start,
+  // and a short run could end before it looks.
+  if (cancel_requested_before_start()) run_->cancel();
   if (history_) {
     // A cancel requested through the history, as a first Ctrl+C.
     history_->watch_cancel(run_->id(), [run = *run_]() mutable { run.cancel(); });
   }
   return *run_;
+}
+
+bool LocalRun::cancel_requested_before_start() {
+  if (cancel_at_start_.load()) return true;
+  if (!claimed_in_) return false;
+  try {
+    const auto claim = claimed_in_->run(claimed_id_);
+    if (!claim || !claim->cancel_requested) return false;
+  } catch (const store::StoreError&) {
+    return false;  // the writer's poll looks again once the run goes
+  }
+  cancel_at_start_.store(true);
+  return true;
 }
 
 void LocalRun::wait() {
@@ -178,8 +195,11 @@ void LocalRun::check_cancel_requests() {
   if (history_) history_->check_cancel_requests();
 }
 
-void LocalRun::abandon(const std::string& reason) {
-  if (history_ && run_) history_->abandon(run_->id(), reason);
+std::optional<core::RunStatus> LocalRun::abandon(const std::string& reason,
+                                                 std::chrono::milliseconds patience) {
+  std::lock_guard lock(history_mutex_);
+  if (!history_ || !run_) return std::nullopt;
+  return history_->abandon(run_->id(), reason, patience);
 }
 
 void LocalRun::release_claim() const {
@@ -212,6 +232,7 @@ std::string LocalRun::finish(std::chrono::milliseconds patience,
                                                      : "the run history may be incomplete: ") +
             error;
   }
+  std::lock_guard lock(history_mutex_);
   history_.reset();
   return error;
 }

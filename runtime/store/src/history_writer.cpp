@@ -5,12 +5,14 @@
 #include <pyoco/store/history.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -44,6 +46,14 @@ struct RunSlot {
   std::vector<OutputRecord> outputs;  // to write
   std::size_t run_output_bytes = 0;   // kept so far
   bool recorder_alive = true;
+  // The run's end as its RunEnd was queued (under the writer's mutex), for
+  // abandon(): the writer may be far from folding it.
+  struct HeardEnd {
+    core::RunStatus status;
+    std::string message;
+    Clock::time_point time;
+  };
+  std::optional<HeardEnd> heard_end;
 };
 
 // What RunStart says once per run.
@@ -106,6 +116,18 @@ struct HistoryWriter::Impl {
   std::string fold_error;                       // the first event that could not be recorded
   std::string write_error;             // the last write's, while it failed; empty once one succeeds
   bool write_error_transient = false;  // and whether trying again may help
+  // abandon(): the run whose end to write at once, and how that went.
+  struct Abandon {
+    std::string run_id, reason;
+    std::optional<core::RunStatus> written;  // the status its record was written with
+    bool done = false;                       // and the writer writes nothing more
+  };
+  std::optional<Abandon> abandoning;
+  std::atomic<bool> abandon_asked{false};  // read while folding, without the lock
+  // Until when (steady clock ticks) events are still folded once abandon()
+  // has asked: a writer far behind a busy run would take seconds.
+  std::atomic<std::chrono::steady_clock::rep> fold_until{0};
+  bool sealed = false;  // the writer thread's: abandoned, done
   std::thread thread;
 
   void enqueue(QueuedEvent e) {
@@ -119,6 +141,8 @@ struct HistoryWriter::Impl {
       e.slot->id = e.start->run_id;
       run_started = true;
       wake.notify_one();
+    } else if (e.kind == EventKind::RunEnd) {
+      e.slot->heard_end = RunSlot::HeardEnd{e.status, e.message, e.time};
     }
     if (queue.size() == kFoldBatch) wake.notify_one();
   }
@@ -131,6 +155,12 @@ struct HistoryWriter::Impl {
 
   void loop();
   void fold(QueuedEvent& e);
+  // Folds `batch`; once abandon() has asked and its time to fold is out,
+  // skips events instead (adding their runs to `skipped`), but a RunStart.
+  void fold_all(std::vector<QueuedEvent>& batch, std::set<const RunSlot*>& skipped);
+  // abandon()'s end, on the writer thread, after what is queued is folded
+  // as far as time allows.
+  void write_abandoned(std::set<const RunSlot*>& skipped);
   // Everything dirty; or, `runs_only`, the runs' own records alone (a run
   // that just started: its tasks follow at the interval).
   // False when the store refused the batch (kept dirty for the next try).
@@ -303,21 +333,23 @@ void HistoryWriter::watch_cancel(std::string run_id, std::function<void()> on_re
   impl_->cancel_watches[std::move(run_id)] = std::move(on_request);
 }
 
-void HistoryWriter::abandon(const std::string& run_id, const std::string& reason) {
-  {
-    std::lock_guard lock(impl_->mutex);
-    RunSlot* s = impl_->find(run_id);
-    if (s == nullptr) return;
-    QueuedEvent q;
-    q.slot = s;
-    q.kind = EventKind::RunEnd;
-    q.time = Clock::now();
-    q.status = core::RunStatus::Cancelled;
-    q.message = reason;
-    q.abandon = true;
-    impl_->queue.push_back(std::move(q));
+std::optional<core::RunStatus> HistoryWriter::abandon(const std::string& run_id,
+                                                      const std::string& reason,
+                                                      std::chrono::milliseconds patience) {
+  const auto until = std::chrono::steady_clock::now() + patience;
+  std::unique_lock lock(impl_->mutex);
+  if (!impl_->abandoning) {
+    impl_->abandoning.emplace(Impl::Abandon{run_id, reason, std::nullopt, false});
+    // Up to a quarter of its time to fold what is queued: what is left
+    // is for the writes.
+    impl_->fold_until.store(
+        (std::chrono::steady_clock::now() + patience / 4).time_since_epoch().count());
+    impl_->abandon_asked.store(true);
+    impl_->wake.notify_one();
   }
-  flush();
+  impl_->written.wait_until(lock, until, [&] { return impl_->abandoning->done; });
+  if (impl_->abandoning->run_id != run_id) return std::nullopt;
+  return impl_->abandoning->written;
 }
 
 bool HistoryWriter::flush(std::chrono::milliseconds patience,
@@ -367,7 +399,8 @@ void HistoryWriter::Impl::loop() {
     {
       std::unique_lock lock(mutex);
       wake.wait_until(lock, next_write, [&] {
-        return stopping || requested > done || queue.size() >= kFoldBatch || run_started;
+        return stopping || requested > done || queue.size() >= kFoldBatch || run_started ||
+               (abandoning && !sealed);
       });
       batch.swap(queue);
       first_write = std::exchange(run_started, false);
@@ -375,15 +408,25 @@ void HistoryWriter::Impl::loop() {
       last = stopping;
       asked = requested > done;
     }
-    for (auto& e : batch) {
-      try {
-        fold(e);
-      } catch (const std::exception& ex) {  // out of memory: the event is lost, not the process
-        std::lock_guard lock(mutex);
-        if (fold_error.empty()) fold_error = std::string("cannot record an event: ") + ex.what();
-      }
+    if (sealed) {  // abandoned: what comes now is never written
+      batch.clear();
+      std::lock_guard lock(mutex);
+      done = std::max(done, generation);
+      written.notify_all();
+      if (last) return;
+      continue;
     }
+    std::set<const RunSlot*> skipped;
+    fold_all(batch, skipped);
     batch.clear();
+    if (abandon_asked.load()) {
+      write_abandoned(skipped);
+      std::lock_guard lock(mutex);
+      done = std::max(done, generation);
+      written.notify_all();
+      if (last) return;
+      continue;
+    }
     const auto now = std::chrono::steady_clock::now();
     if (!last && !asked && now < next_write) {
       if (first_write && !write_dirty(true)) retry_after = now + kAfterFailure;
@@ -418,6 +461,103 @@ void HistoryWriter::Impl::loop() {
     }
     written.notify_all();
   }
+}
+
+namespace {
+
+// A run's reason once pyoco left before its history was all written.
+std::string recorded_in_part(const std::string& reason, bool abandoned) {
+  constexpr const char* kInPart = "its tasks are recorded only in part";
+  if (abandoned) return reason + "; " + kInPart;
+  return (reason.empty() ? "" : reason + "; ") +
+         "interrupted twice while its history was written: " + kInPart;
+}
+
+}  // namespace
+
+void HistoryWriter::Impl::fold_all(std::vector<QueuedEvent>& batch,
+                                   std::set<const RunSlot*>& skipped) {
+  for (auto& e : batch) {
+    if (abandon_asked.load(std::memory_order_relaxed) && e.kind != EventKind::RunStart &&
+        std::chrono::steady_clock::now().time_since_epoch().count() > fold_until.load()) {
+      skipped.insert(e.slot);
+      continue;
+    }
+    try {
+      fold(e);
+    } catch (const std::exception& ex) {  // out of memory: the event is lost, not the process
+      std::lock_guard lock(mutex);
+      if (fold_error.empty()) fold_error = std::string("cannot record an event: ") + ex.what();
+    }
+  }
+}
+
+void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
+  // What was queued by now, folded as far as time allows; what comes later
+  // is after the end recorded here.
+  std::vector<QueuedEvent> rest;
+  {
+    std::lock_guard lock(mutex);
+    rest.swap(queue);
+  }
+  fold_all(rest, skipped);
+  rest.clear();
+  std::string reason;
+  RunSlot* s = nullptr;
+  std::optional<RunSlot::HeardEnd> heard;
+  {
+    std::lock_guard lock(mutex);
+    reason = abandoning->reason;
+    s = find(abandoning->run_id);
+    if (s != nullptr) heard = s->heard_end;
+  }
+  std::optional<core::RunStatus> status;
+  if (s != nullptr && s->started) {
+    const bool in_part = skipped.contains(s);
+    bool abandoned = false;
+    if (!s->ended) {
+      // Its own end when it has one (queued, not folded), else CANCELLED.
+      QueuedEvent end;
+      end.slot = s;
+      end.kind = EventKind::RunEnd;
+      if (heard) {
+        end.status = heard->status;
+        end.message = heard->message;
+        end.time = heard->time;
+      } else {
+        end.status = core::RunStatus::Cancelled;
+        end.message = reason;
+        end.time = Clock::now();
+        end.abandon = abandoned = true;
+      }
+      fold(end);
+    }
+    // The run's record alone first, a small write: its end is what counts.
+    // Its tasks folded so far follow, if the caller waits that long.
+    const bool tasks_dirty = !s->dirty_pages.empty() || !s->logs.empty() || !s->outputs.empty();
+    const std::string whole = s->run.reason;
+    if (in_part || tasks_dirty) {
+      s->run.reason = recorded_in_part(whole, abandoned);
+      s->run_dirty = true;
+    }
+    if (write_dirty(true)) {
+      status = s->run.status;
+      {
+        std::lock_guard lock(mutex);
+        abandoning->written = status;
+      }
+      if (tasks_dirty) {
+        if (!in_part) {
+          s->run.reason = whole;
+          s->run_dirty = true;
+        }
+        write_dirty();
+      }
+    }
+  }
+  sealed = true;
+  std::lock_guard lock(mutex);
+  abandoning->done = true;
 }
 
 TaskRecord& HistoryWriter::Impl::task(RunSlot& s, std::uint32_t record, std::string& node,

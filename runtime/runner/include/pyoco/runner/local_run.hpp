@@ -22,12 +22,14 @@
 #include <pyoco/trace/event_queue.hpp>
 #include <pyoco/trace/sinks.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -81,7 +83,15 @@ class LocalRun {
 
   // Starts the run, once. Throws what Engine::start throws: core::FlowError,
   // plugins::LoadError, std::invalid_argument for a run id it does not allow.
+  // A cancel requested through the history before (`pyoco runs cancel` of
+  // the run id claimed while its plugins loaded) cancels it as it starts.
   Run start(Engine& engine);
+
+  // Any thread, before start() returns: whether a cancel of the run id
+  // claimed for this run has been requested through the history (false
+  // without a claim, or when the history cannot be read). Once it has
+  // said so, start() cancels the run at once, without looking again.
+  bool cancel_requested_before_start();
 
   // Returns once the run has ended and everything it said has been handed
   // to the trace, the history and the listeners.
@@ -91,9 +101,17 @@ class LocalRun {
   // For a program that signals: looks for a cancel request in the history
   // now rather than at its next poll (`pyoco run` does on SIGURG).
   void check_cancel_requests();
-  // For a program that leaves without waiting for the run: records it
-  // CANCELLED with `reason` at once. Does not cancel it.
-  void abandon(const std::string& reason);
+  // For a program that leaves without waiting for the run (a second
+  // Ctrl+C): records its end at once, in a write of the run's record of its
+  // own (HistoryWriter::abandon): the run's own end if it has ended, else
+  // CANCELLED with `reason`. What the history has not written yet is
+  // skipped if it cannot be folded quickly. Waits at most `patience`;
+  // returns the status recorded, or nothing (no history, no run, or not
+  // written in time). Does not cancel the run. The history writes nothing
+  // more afterwards.
+  static constexpr std::chrono::seconds kAbandonPatience{1};
+  std::optional<core::RunStatus> abandon(const std::string& reason,
+                                         std::chrono::milliseconds patience = kAbandonPatience);
 
   // Hands on the last events, writes the history and closes it. Returns
   // empty, or what went wrong writing the history: "this run is not in the
@@ -122,11 +140,14 @@ class LocalRun {
   LoadedFlow flow_;
   RunOptions options_;
   std::shared_ptr<trace::EventQueue> events_;
+  // Held while abandon() uses history_, and while finish() closes it.
+  mutable std::mutex history_mutex_;
   std::unique_ptr<store::HistoryWriter> history_;
   // Where the run id was claimed: given back when no run starts under it.
   std::shared_ptr<store::StateStore> claimed_in_;
   std::string claimed_id_;
   std::optional<Run> run_;
+  std::atomic<bool> cancel_at_start_{false};
   bool finished_ = false;
   std::shared_ptr<std::ostream> trace_file_;
   std::filesystem::path trace_path_;

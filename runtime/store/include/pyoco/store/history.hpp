@@ -19,6 +19,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace pyoco::store {
@@ -74,8 +75,18 @@ class HistoryWriter {
   void check_cancel_requests();
 
   // The process is leaving without waiting for run `run_id` (a second
-  // Ctrl+C): records it CANCELLED now, with its unfinished tasks, then flushes.
-  void abandon(const std::string& run_id, const std::string& reason);
+  // Ctrl+C): records its end now, in a write of its own, and writes nothing
+  // after it. The end is the run's own when its RunEnd has been heard, else
+  // CANCELLED with `reason` (its unfinished tasks too). Events still queued
+  // are folded for up to a quarter of `patience`, the rest skipped (a
+  // writer far behind a busy run would take seconds): the reason then says
+  // the run's tasks are recorded only in part.
+  // Waits at most `patience` (the writer in a long write, another process
+  // holding the store); returns the status written, or nothing when it was
+  // not written by then (or the run is not this writer's).
+  std::optional<core::RunStatus> abandon(
+      const std::string& run_id, const std::string& reason,
+      std::chrono::milliseconds patience = std::chrono::seconds(10));
 
   // Why the history may be incomplete, or empty: an event that could not
   // be recorded (the first), else the last write's error if it failed (a
