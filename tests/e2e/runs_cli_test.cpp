@@ -803,6 +803,26 @@ BOOST_AUTO_TEST_CASE(a_cancel_while_the_plugins_load_cancels_the_run_as_it_start
   const json::object shown = show_json("slow-load");
   BOOST_TEST(str(shown.at("status")) == "CANCELLED");
   BOOST_TEST(shown.at("cancel_requested").as_bool());
+
+  // Interrupted while it loads, the run never starts and its id is freed:
+  // the waiting cancel says so, not that the process is gone.
+  const fs::path never = dir.path() / "never";
+  env["PYOCO_FIXTURE_HOSTILE"] = "wait:" + never.string();
+  auto left = background({"run", (dir.path() / "slow.yaml").string(), "--non-cute", "--run-id",
+                          "left-early", "--plugin-path", (fixture_dir() / "hostile").string()});
+  env.erase("PYOCO_FIXTURE_HOSTILE");
+  BOOST_TEST_REQUIRE(maps_library(left->pid(), "libpyoco_hostile.so"));
+  auto waiting = background({"runs", "cancel", "left-early", "--wait"});
+  BOOST_TEST_REQUIRE(waiting->wait_for_output("cancel requested: run left-early"), waiting->err());
+  BOOST_TEST_REQUIRE(eventually([&] { return has(left->err(), "the run is cancelled as soon"); }),
+                     left->err());
+  ::kill(left->pid(), SIGINT);
+  BOOST_TEST(left->wait() == 130, left->err());
+  BOOST_TEST(waiting->wait() == 0, waiting->out() << waiting->err());
+  BOOST_TEST(has(waiting->out(),
+                 "run left-early never started: its process left while loading "
+                 "plugins, and the history keeps no record of it\n"),
+             waiting->out() << waiting->err());
 }
 
 namespace {

@@ -450,6 +450,13 @@ int cancel_run(const CancelOptions& o) {
       std::cout << "run " << r.id << " ended " << core::to_string(now->status) << '\n';
       return now->status == core::RunStatus::Cancelled ? kExitOk : kExitFailed;
     }
+    if (!now && r.status == core::RunStatus::Pending) {
+      // Its process left while it loaded the flow's plugins (interrupted
+      // there): a --run-id claimed for a run that never started is freed.
+      std::cout << "run " << r.id << " never started: its process left while loading plugins, "
+                << "and the history keeps no record of it\n";
+      return kExitOk;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   std::cerr << "pyoco runs cancel: run " << core::printable(r.id) << " has not ended after "
