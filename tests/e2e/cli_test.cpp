@@ -170,6 +170,22 @@ BOOST_AUTO_TEST_CASE(cluster_commands_without_nats_say_so) {
   }
 }
 
+// A mistake in keys create's arguments is said before NATS is asked (here
+// there is none): a day that does not exist is refused, never moved on to
+// the next month; an expiry past 100 years is a typo, not a plan.
+BOOST_AUTO_TEST_CASE(keys_create_checks_its_arguments_first) {
+  for (const auto& [expires, says] : std::vector<std::pair<std::string, std::string>>{
+           {"2027-02-30", "--expires 2027-02-30: no such day (that month has fewer days)"},
+           {"99999999d", "--expires 99999999d: more than 100 years from now (36500d)"},
+           {"2020-01-01", "--expires 2020-01-01: that day has passed"},
+           {"soon", "--expires soon: a duration from now (30d, 12h, 90m, 3600s) or a UTC date"}}) {
+    const ProcessResult r = run_pyoco({"keys", "create", "--tenant", "t", "--scope", "runs:read",
+                                       "--expires", expires, "--nats", "nats://127.0.0.1:1"});
+    BOOST_TEST(r.exit_code == 2, expires << ": " << r.err);
+    BOOST_TEST(contains(r.err, "pyoco keys create: " + says), r.err);
+  }
+}
+
 // The cluster commands are pyoco-cluster's, run in pyoco's place; a pyoco
 // without it beside it says what is missing (and runs locally as before).
 BOOST_AUTO_TEST_CASE(a_pyoco_without_its_cluster_half_says_so) {

@@ -51,8 +51,20 @@ unsigned scope_bits(const std::vector<std::string>& names) {
   return bits;
 }
 
-// "30d", "12h", "90m", "3600s" from now, or a UTC date "2027-01-31".
+// "30d", "12h", "90m", "3600s" from now, or a UTC date "2027-01-31"; at
+// most kMaxExpiryDays ahead (a key for longer is one with no --expires).
+constexpr double kMaxExpiryDays = 36500;
+
 double expiry_from(const std::string& text) {
+  const double now = cluster::epoch_now();
+  auto within_limit = [&](double at) {
+    if (at - now > kMaxExpiryDays * 86400) {
+      throw std::invalid_argument("--expires " + text +
+                                  ": more than 100 years from now (36500d); for a key that does "
+                                  "not expire, leave --expires out");
+    }
+    return at;
+  };
   if (text.size() >= 2 && std::isdigit(static_cast<unsigned char>(text.front())) != 0 &&
       std::string_view("smhd").find(text.back()) != std::string_view::npos &&
       text.find_first_not_of("0123456789") == text.size() - 1) {
@@ -61,14 +73,23 @@ double expiry_from(const std::string& text) {
                         : text.back() == 'm' ? 60
                         : text.back() == 'h' ? 3600
                                              : 86400;
-    if (n > 0) return cluster::epoch_now() + n * unit;
+    if (n > 0) return within_limit(now + n * unit);
   }
   std::tm tm{};
   std::istringstream in(text);
   in >> std::get_time(&tm, "%Y-%m-%d");
   if (!in.fail() && in.peek() == EOF) {
-    const double at = static_cast<double>(timegm(&tm));
-    if (at > cluster::epoch_now()) return at;
+    const int year = tm.tm_year, month = tm.tm_mon, day = tm.tm_mday;
+    const std::time_t t = timegm(&tm);  // normalises: the 30th of February is March's 2nd
+    std::tm back{};
+    gmtime_r(&t, &back);
+    if (back.tm_year != year || back.tm_mon != month || back.tm_mday != day) {
+      throw std::invalid_argument("--expires " + text +
+                                  ": no such day (that month has fewer days); a UTC date "
+                                  "(2027-01-31)");
+    }
+    const double at = static_cast<double>(t);
+    if (at > now) return within_limit(at);
     throw std::invalid_argument("--expires " + text + ": that day has passed");
   }
   throw std::invalid_argument("--expires " + text +
@@ -125,10 +146,12 @@ int with_store(const char* verb, const KeysArgs& a, F&& f) {
 }
 
 int run_create(const KeysArgs& a) {
-  return with_store("create", a, [&](cluster::ApiKeyStore& store) {
-    const unsigned scopes = scope_bits(a.scopes);
-    const std::optional<double> expires =
-        a.expires.empty() ? std::nullopt : std::optional(expiry_from(a.expires));
+  // The arguments first: a mistake is said before NATS is asked for anything.
+  unsigned scopes = 0;
+  std::optional<double> expires;
+  try {
+    scopes = scope_bits(a.scopes);
+    if (!a.expires.empty()) expires = expiry_from(a.expires);
     for (const std::string& t : a.tags) {
       try {
         cluster::check_tag(t);  // the runs' own rule: a key's tag must be one a run can have
@@ -136,6 +159,11 @@ int run_create(const KeysArgs& a) {
         throw std::invalid_argument("--tags " + t + ": " + e.what());
       }
     }
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "pyoco keys create: " << e.what() << '\n';
+    return kExitUsage;
+  }
+  return with_store("create", a, [&](cluster::ApiKeyStore& store) {
     const cluster::NewApiKey key =
         cluster::generate_api_key(a.tenant, scopes, expires, pepper(), 200000, a.tags);
     if (!store.create(key.record)) {
