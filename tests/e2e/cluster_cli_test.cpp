@@ -123,6 +123,13 @@ BOOST_AUTO_TEST_CASE(one_command_on_one_machine) {
   const ProcessResult watched = s.client({"watch", hello_id});
   BOOST_TEST(watched.exit_code == 0);
   BOOST_TEST(watched.out == yaml.out);
+  // An error answer is one line, its detail, as for the other client commands.
+  const ProcessResult unknown = s.client({"watch", "00000000-0000-0000-0000-000000000000"});
+  BOOST_TEST(unknown.exit_code == 2, unknown.err);
+  BOOST_TEST(unknown.err ==
+                 "pyoco client watch: the gateway answered 404: run "
+                 "00000000-0000-0000-0000-000000000000 not found\n",
+             unknown.err);
 
   const ProcessResult named = s.client({"submit", "sleepy", "--param", "seconds=0.05", "--wait"});
   BOOST_TEST(named.exit_code == 0, named.err);

@@ -70,12 +70,8 @@ json::value GatewayFlags::call(boost::beast::http::verb method, const std::strin
   boost::system::error_code ec;
   json::value v = core::parse_json(r.body, ec);
   if (r.status >= 400) {
-    std::string detail = r.body;
-    if (!ec && v.is_object() && v.as_object().contains("detail")) {
-      const json::value& d = v.as_object().at("detail");
-      detail = d.is_string() ? std::string(d.as_string()) : json::serialize(d);
-    }
-    throw server::ClientError("the gateway answered " + std::to_string(r.status) + ": " + detail);
+    throw server::ClientError("the gateway answered " + std::to_string(r.status) + ": " +
+                              server::answer_detail(r.body));
   }
   if (ec) throw server::ClientError("the gateway answered something that is not JSON");
   if (!r.stale.empty()) {

@@ -7,6 +7,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/json.hpp>
 
 #include <array>
 #include <optional>
@@ -132,7 +133,7 @@ void follow(Stream& socket, const Endpoint& gateway, const Address& a, const std
           buffer.append(chunk.data(), more);
         }
         throw ClientError("the gateway answered " + status_line.substr(9, 3) + ": " +
-                          buffer.substr(end + 4));
+                          answer_detail(std::string_view(buffer).substr(end + 4)));
       }
       buffer.erase(0, end + 4);
       headers_done = true;
@@ -281,6 +282,18 @@ ClientResponse http_call(const Endpoint& gateway, http::verb method, const std::
   return ClientResponse{res.result_int(), res.body(), std::string(res[http::field::content_type]),
                         std::string(res["X-Pyoco-Stale"]),
                         std::string(res[http::field::retry_after])};
+}
+
+std::string answer_detail(std::string_view body) {
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(body, ec);
+  if (!ec && v.is_object()) {
+    if (const boost::json::value* d = v.as_object().if_contains("detail")) {
+      return d->is_string() ? std::string(d->as_string()) : boost::json::serialize(*d);
+    }
+  }
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.remove_suffix(1);
+  return std::string(body);
 }
 
 }  // namespace pyoco::server

@@ -43,6 +43,10 @@ struct Endpoint {
   std::string ca_file;  // https: a PEM CA to trust besides the system's
 };
 
+// What an error answer's body says for a person: its JSON "detail", else
+// the body as it came (a proxy's page), without trailing line ends.
+std::string answer_detail(std::string_view body);
+
 // `target` is the path and query. Throws ClientError.
 ClientResponse http_call(const Endpoint& gateway, boost::beast::http::verb method,
                          const std::string& target, const std::string& body = {},
