@@ -3,7 +3,9 @@
 // requests; 503 while NATS is away and back by itself after.
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/run_records.hpp>
+#include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/text.hpp>
 #include <pyoco/server/client.hpp>
 
@@ -868,6 +870,44 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   w3->wait(10s);
   const auto gone = wait_state("w3", "DISCONNECTED");
   BOOST_TEST(gone.at("running").as_array().empty(), gone);
+}
+
+// A worker on another host whose clock is behind this one's: its record
+// looks 30 s silent, yet it beats. A worker started with its id watches
+// the record (no two hosts' clocks compared) and, seeing a beat, is
+// refused; it used to take the id at once, and the other stopped.
+BOOST_AUTO_TEST_CASE(a_live_worker_whose_clock_is_behind_keeps_its_id) {
+  NatsServer nats;
+  TempDir flows;
+  Server s({"--nats", nats.url()});  // the buckets
+  cluster::Connection c({.servers = {nats.url()}});
+  std::atomic<bool> beating{true};
+  std::thread elsewhere([&] {
+    while (beating) {
+      const double behind = cluster::epoch_now() - 30;
+      cluster::put_worker_record(c, json::object{{"worker_id", "w7"},
+                                                 {"instance_id", "far-away-1"},
+                                                 {"host", "far-away"},
+                                                 {"pid", 4242},
+                                                 {"state", "IDLE"},
+                                                 {"progress_interval_s", 1.0},
+                                                 {"last_seen_at", behind},
+                                                 {"updated_at", behind},
+                                                 {"started_at", behind - 60}});
+      std::this_thread::sleep_for(500ms);
+    }
+  });
+  ChildProcess w({pyoco_exe().string(), "worker", "--nats", nats.url(), "--worker-id", "w7",
+                  "--flows", flows.path().string()},
+                 {{"PYOCO_PLUGIN_PATH", ""}}, flows.path());
+  const int code = w.wait(40s);
+  beating = false;
+  elsewhere.join();
+  BOOST_TEST(code == 2, w.err());
+  BOOST_TEST(w.err().find("pyoco worker: worker id 'w7' is in use by a running worker (instance "
+                          "far-away-1, on far-away, pid 4242, which wrote its record while this "
+                          "one watched)") != std::string::npos,
+             w.err());
 }
 
 // A worker killed on this host gives its name back at once: started again

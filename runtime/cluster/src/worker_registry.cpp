@@ -1,4 +1,5 @@
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/cluster/worker_registry.hpp>
 
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <string_view>
+#include <thread>
 
 #include <signal.h>
 #include <unistd.h>
@@ -44,10 +46,15 @@ void put_worker_record(Connection& nats, const json::object& record) {
 
 namespace {
 
-// Whether `other` (a record in the bucket) is a live worker besides the one
-// whose first record is `mine`: why, or "" when its name is free.
-std::string live_holder(const json::object& other, const json::object& mine,
-                        std::chrono::milliseconds silent_after) {
+// What a starting worker can tell of `other`, the record under the worker
+// id it wants, from the record alone.
+enum class Holder { Free, Unknown };
+
+// Free: this instance's own, stopped, a process of this host (and pid
+// namespace) that is gone, or silent for far longer than any clock skew
+// between two hosts. Unknown otherwise: only watching its record tells.
+Holder holder_of(const json::object& other, const json::object& mine,
+                 std::chrono::milliseconds window) {
   auto text = [](const json::object& o, const char* key) -> std::string {
     const json::value* v = o.if_contains(key);
     return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
@@ -56,28 +63,40 @@ std::string live_holder(const json::object& other, const json::object& mine,
     const json::value* v = o.if_contains(key);
     return v != nullptr && v->is_number() ? v->to_number<double>() : 0.0;
   };
-  if (text(other, "instance_id") == text(mine, "instance_id")) return "";
-  if (text(other, "state") == "STOPPED_GRACEFUL") return "";
-  // Three of its beats missed (it says how often it beats), and never less
-  // than `silent_after`.
-  const double window = std::max(std::chrono::duration<double>(silent_after).count(),
-                                 3 * number(other, "progress_interval_s"));
+  if (text(other, "instance_id") == text(mine, "instance_id")) return Holder::Free;
+  if (text(other, "state") == "STOPPED_GRACEFUL") return Holder::Free;
+  // Its clock and this one's: a minute apart would be a broken host.
+  constexpr double kSkew = 60;
   const double silent = number(mine, "last_seen_at") - number(other, "last_seen_at");
-  if (silent > window) return "";
-  const std::string host = text(other, "host");
+  if (silent > std::chrono::duration<double>(window).count() + kSkew) return Holder::Free;
+  const std::string host = text(other, "host"), ns = text(other, "pid_ns");
   const auto pid = static_cast<pid_t>(number(other, "pid"));
-  if (!host.empty() && host == text(mine, "host") && pid > 0 &&
-      (pid == ::getpid() || (::kill(pid, 0) != 0 && errno == ESRCH))) {
-    // This host's, and gone (killed), or this very pid: a container started
-    // again is pid 1 again. Its name is free at once.
-    return "";
+  if (!host.empty() && host == text(mine, "host") && !ns.empty() && ns == text(mine, "pid_ns") &&
+      pid > 0 && (pid == ::getpid() || (::kill(pid, 0) != 0 && errno == ESRCH))) {
+    // A process of this host, gone (killed), or this very pid (so not that
+    // process any more): its name is free at once.
+    return Holder::Free;
   }
-  char ago[32];
-  std::snprintf(ago, sizeof ago, "%.1f", std::max(0.0, silent));
-  std::string who = "instance " + text(other, "instance_id");
-  if (!host.empty()) who += ", on " + host;
-  if (pid > 0) who += ", pid " + std::to_string(pid);
-  return who + ", heard from " + ago + " s ago";
+  return Holder::Unknown;
+}
+
+std::string holder_text(const json::object& other) {
+  auto field = [&](const char* key) -> std::string {
+    const json::value* v = other.if_contains(key);
+    if (v == nullptr) return "?";
+    return v->is_string() ? std::string(v->as_string()) : json::serialize(*v);
+  };
+  return "instance " + field("instance_id") + ", on " + field("host") + ", pid " + field("pid");
+}
+
+// How long a holder may go without a beat before its id is free: three of
+// its beats (it says how often it beats), never less than `silent_after`.
+std::chrono::milliseconds window_of(const json::object& other,
+                                    std::chrono::milliseconds silent_after) {
+  const json::value* v = other.if_contains("progress_interval_s");
+  const double interval = v != nullptr && v->is_number() ? v->to_number<double>() : 0.0;
+  return std::max(silent_after, std::chrono::milliseconds(
+                                    static_cast<std::int64_t>(3000 * std::min(interval, 3600.0))));
 }
 
 }  // namespace
@@ -85,37 +104,68 @@ std::string live_holder(const json::object& other, const json::object& mine,
 std::uint64_t claim_worker_id(Connection& nats, const json::object& record,
                               std::chrono::milliseconds silent_after) {
   kvStore* kv = open_bucket(nats, "pyoco_workers");
+  struct Close {
+    kvStore* kv;
+    ~Close() { kvStore_Destroy(kv); }
+  } close{kv};
   const std::string key(record.at("worker_id").as_string());
   const std::string body = json::serialize(record);
   natsStatus s = NATS_OK;
   std::uint64_t written = 0;
-  std::string holder;
   // A write between the read and the compare-and-set: read again (twice
   // more at most; a name fought over that hard is in use).
-  for (int tries = 0; tries < 3 && holder.empty(); ++tries) {
+  for (int tries = 0; tries < 3; ++tries) {
     kvEntry* e = nullptr;
     s = kvStore_Get(&e, kv, key.c_str());
     if (s == NATS_NOT_FOUND) {
       s = kvStore_Create(&written, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
-    } else if (s == NATS_OK) {
-      const std::uint64_t revision = kvEntry_Revision(e);
-      boost::system::error_code ec;
-      const json::value other = json::parse(kvEntry_ValueString(e), ec);
-      kvEntry_Destroy(e);
-      if (!ec && other.is_object()) holder = live_holder(other.as_object(), record, silent_after);
-      if (!holder.empty()) break;
-      s = kvStore_Update(&written, kv, key.c_str(), body.data(), static_cast<int>(body.size()),
-                         revision);
+      if (s == NATS_OK) return written;
+      continue;
     }
-    if (s == NATS_OK) {
-      kvStore_Destroy(kv);
-      return written;
+    if (s != NATS_OK) break;
+    std::uint64_t revision = kvEntry_Revision(e);
+    boost::system::error_code ec;
+    json::value other = json::parse(kvEntry_ValueString(e), ec);
+    kvEntry_Destroy(e);
+    if (ec || !other.is_object()) other = json::object{};  // not a worker's: free
+    if (!other.as_object().empty() &&
+        holder_of(other.as_object(), record, window_of(other.as_object(), silent_after)) ==
+            Holder::Unknown) {
+      // Live or not, its record says nothing this host's clock can be
+      // trusted with: it is alive if it beats. Watched on this host's
+      // steady clock for as long as it may go without a beat.
+      const auto window = window_of(other.as_object(), silent_after);
+      log(LogLevel::info,
+          "worker: worker id '" + key + "' is in another worker's record (" +
+              holder_text(other.as_object()) + "); waiting up to " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(window).count()) +
+              " s for a sign of life before taking it",
+          {{"worker_id", key}});
+      const auto until = std::chrono::steady_clock::now() + window;
+      bool gone = false;
+      while (std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        kvEntry* now = nullptr;
+        const natsStatus g = kvStore_Get(&now, kv, key.c_str());
+        if (g == NATS_NOT_FOUND) {
+          gone = true;
+          break;
+        }
+        if (g != NATS_OK) continue;  // NATS busy: look again
+        const std::uint64_t seen = kvEntry_Revision(now);
+        kvEntry_Destroy(now);
+        if (seen != revision) {
+          throw WorkerIdInUse("worker id '" + key + "' is in use by a running worker (" +
+                              holder_text(other.as_object()) +
+                              ", which wrote its record while this one watched): give each "
+                              "worker its own --worker-id, or stop that one first");
+        }
+      }
+      if (gone) continue;  // expired meanwhile: create it
     }
-  }
-  kvStore_Destroy(kv);
-  if (!holder.empty()) {
-    throw WorkerIdInUse("worker id '" + key + "' is in use by a running worker (" + holder +
-                        "): give each worker its own --worker-id, or stop that one first");
+    s = kvStore_Update(&written, kv, key.c_str(), body.data(), static_cast<int>(body.size()),
+                       revision);
+    if (s == NATS_OK) return written;
   }
   throw_nats("cannot claim worker id '" + key +
                  "': its record changed under each of three tries (other workers starting with "
@@ -126,13 +176,13 @@ std::uint64_t claim_worker_id(Connection& nats, const json::object& record,
 std::uint64_t write_worker_beat(Connection& nats, const json::object& record,
                                 std::uint64_t revision) {
   const std::string key(record.at("worker_id").as_string());
-  const json::value& mine = record.at("instance_id");
   // A KV put is a publish to $KV.<bucket>.<key>; with an expected last
   // sequence for the subject it is a compare-and-set (as RunRecords writes:
   // cnats 3.4's kvStore_Update reports a stale revision only as a generic
   // error, which here must not be taken for a lost id).
   const std::string subject = "$KV.pyoco_workers." + key;
   const std::string body = json::serialize(record);
+  natsStatus s = NATS_OK;
   // A write between the read and the compare-and-set can only be this
   // instance's own (another instance's ends it): three tries are plenty.
   for (int tries = 0; tries < 3; ++tries) {
@@ -141,8 +191,8 @@ std::uint64_t write_worker_beat(Connection& nats, const json::object& record,
     opts.ExpectLastSubjectSeq = revision;
     jsPubAck* ack = nullptr;
     jsErrCode jerr{};
-    natsStatus s = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
-                              static_cast<int>(body.size()), &opts, &jerr);
+    s = js_Publish(&ack, nats.handles().js, subject.c_str(), body.data(),
+                   static_cast<int>(body.size()), &opts, &jerr);
     if (s == NATS_OK) {
       const std::uint64_t written = ack->Sequence;
       jsPubAck_Destroy(ack);
@@ -161,7 +211,7 @@ std::uint64_t write_worker_beat(Connection& nats, const json::object& record,
       s = kvStore_Create(&written, kv, key.c_str(), body.data(), static_cast<int>(body.size()));
       kvStore_Destroy(kv);
       if (s == NATS_OK) return written;
-      continue;  // created by another meanwhile: read again
+      continue;  // created by another meanwhile (or refused): read again
     }
     kvStore_Destroy(kv);
     if (s != NATS_OK) throw_nats("cannot read worker " + key + "'s record", s);
@@ -169,14 +219,19 @@ std::uint64_t write_worker_beat(Connection& nats, const json::object& record,
     boost::system::error_code ec;
     json::value other = json::parse(kvEntry_ValueString(e), ec);
     kvEntry_Destroy(e);
-    if (ec || !other.is_object()) other = json::object{};
-    const json::value* theirs = other.as_object().if_contains("instance_id");
-    if (theirs == nullptr || *theirs != mine) {
-      throw WorkerIdTaken("worker id '" + key + "' is another instance's now",
-                          std::move(other.as_object()));
+    // Taken only by a worker that claimed it and has not stopped since: a
+    // record that is no worker's (written by hand), or one a worker left
+    // stopping, is written over (compare-and-set, at its revision).
+    if (ec || !other.is_object()) continue;
+    const json::object& o = other.as_object();
+    const json::value* theirs = o.if_contains("instance_id");
+    const json::value* state = o.if_contains("state");
+    const bool stopped = state != nullptr && *state == "STOPPED_GRACEFUL";
+    if (theirs != nullptr && *theirs != record.at("instance_id") && !stopped) {
+      throw WorkerIdTaken("worker id '" + key + "' is another instance's now", o);
     }
   }
-  throw NatsError("cannot write worker " + key + "'s record: it changed under each of three tries");
+  throw_nats("cannot write worker " + key + "'s record: it changed under each of three tries", s);
 }
 
 struct WorkerDirectory::Impl {

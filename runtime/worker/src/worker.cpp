@@ -851,6 +851,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         {"instance_id", instance},
         {"host", default_worker_id()},
         {"pid", static_cast<std::int64_t>(::getpid())},
+        {"pid_ns", pid_namespace()},
         {"tags", std::move(tags)},
         {"slots", options.slots},
         {"running", std::move(running)},
@@ -861,6 +862,15 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         {"started_at", started_at},
         {"last_seen_at", now},
         {"updated_at", now}};
+  }
+
+  // Which processes `pid` is one of ("pid:[4026531836]"): two containers
+  // on one host name may each be pid 1, and only within one namespace does
+  // a pid name the same process.
+  static std::string pid_namespace() {
+    char link[64] = {0};
+    const ssize_t n = ::readlink("/proc/self/ns/pid", link, sizeof link - 1);
+    return n > 0 ? std::string(link, static_cast<std::size_t>(n)) : std::string();
   }
 
   static std::string platform() {

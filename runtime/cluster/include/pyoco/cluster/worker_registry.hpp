@@ -28,12 +28,16 @@ namespace pyoco::cluster {
 void put_worker_record(Connection& nats, const boost::json::object& record);
 
 // A starting worker's first record: put unless its worker_id is a live
-// worker's (another instance_id that has not stopped, heard from within
-// `silent_after`, and not a process of this host that is gone: a worker
-// restarted after kill -9 takes its name back at once). Compare-and-set, so
-// two workers starting with one name at once do not both get it. Returns
-// the revision written (what its first beat writes over). Throws
-// WorkerIdInUse naming the other worker, NatsError when NATS fails.
+// worker's. Free at once: no record, this instance's, a stopped worker's, a
+// process of this host (and pid namespace) that is gone (a worker restarted
+// after kill -9 takes its name back at once), or one silent by its own
+// clock for a minute past its window. Otherwise the record is watched on
+// this host's steady clock for that window (three of its beats, at least
+// `silent_after`): a beat means in use; none, and it is taken. No two
+// hosts' clocks are compared closer than a minute. Compare-and-set, so two
+// workers starting with one name at once do not both get it. Returns the
+// revision written (what its first beat writes over). Throws WorkerIdInUse
+// naming the other worker, NatsError when NATS fails.
 class WorkerIdInUse : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
