@@ -305,6 +305,27 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
              broken.err);
 }
 
+// Out of descriptors (many commands at once under a low `ulimit -n`): a
+// command that cannot start says what to do, not only "Too many open files".
+BOOST_AUTO_TEST_CASE(shell_out_of_descriptors_says_what_to_do) {
+  std::ofstream(dir.path() / "many.yaml")
+      << "flow:\n  graph: |\n    r: repeat(count=100, parallel=100) { s }\n"
+         "tasks:\n  s: {use: std/shell, inputs: {command: \"sleep 0.3\"}}\n";
+  ProcessOptions o;
+  o.cwd = dir.path();
+  o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "artifacts").string();
+  o.unset_env = {"PYOCO_CUTE", "PYOCO_PLUGIN_PATH"};
+  const ProcessResult r =
+      run_process({"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\"", pyoco_exe().string(),
+                   "run", (dir.path() / "many.yaml").string(), "--non-cute"},
+                  o);
+  BOOST_TEST(r.exit_code == 1, r.err);
+  BOOST_TEST(has(r.out,
+                 "Too many open files (each running command holds a few: run fewer at "
+                 "once, a lower foreach or repeat parallel=, or raise the limit"),
+             r.out << r.err);
+}
+
 BOOST_AUTO_TEST_CASE(a_failed_run_exits_1_and_names_the_node) {
   const ProcessResult r = pyoco({"run", flow("fails.yaml").string(), "--non-cute"});
   BOOST_TEST(r.exit_code == 1);

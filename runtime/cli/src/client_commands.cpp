@@ -73,15 +73,9 @@ json::object params_of(const ClientArgs& a) {
       throw server::ClientError("--params: a param is " + std::string(core::kTooDeepText));
     }
     if (ec || !v.is_object()) throw server::ClientError("--params: not a JSON object");
-    if (const std::string_view big = core::oversized_json_integer(a.params_json); !big.empty()) {
-      throw server::ClientError("--params: " + std::string(big) +
-                                ": too large for a 64-bit integer; quote it to keep it as text");
-    }
     if (const core::JsonTextProblem p =
-            core::json_text_problem(a.params_json, core::kMaxValueDepth + 1);
-        p.kind == core::JsonTextProblem::Kind::DuplicateKey) {
-      throw server::ClientError("--params: " + p.path + ": " +
-                                std::string(core::kDuplicateKeyText));
+            core::json_text_problem(a.params_json, core::kMaxValueDepth + 1)) {
+      throw server::ClientError("--params: " + p.path + ": " + core::problem_text(p));
     }
     for (auto& [k, val] : v.as_object()) out[k] = val;
   }
@@ -97,14 +91,10 @@ json::object params_of(const ClientArgs& a) {
       throw server::ClientError("--param " + kv.substr(0, eq) + ": " +
                                 std::string(core::kTooDeepText));
     }
-    if (const std::string_view big = core::oversized_json_integer(value); !ec && !big.empty()) {
-      throw server::ClientError("--param " + kv + ": " + std::string(big) +
-                                ": too large for a 64-bit integer; quote it to keep it as text");
-    }
     if (const core::JsonTextProblem p =
             core::json_text_problem(value, core::kMaxValueDepth, kv.substr(0, eq));
-        !ec && p.kind == core::JsonTextProblem::Kind::DuplicateKey) {
-      throw server::ClientError("--param " + p.path + ": " + std::string(core::kDuplicateKeyText));
+        !ec && p) {
+      throw server::ClientError("--param " + p.path + ": " + core::problem_text(p));
     }
     out[kv.substr(0, eq)] = ec ? json::value(value) : v;
   }

@@ -133,12 +133,19 @@ JsonTextProblem json_text_problem(std::string_view text, std::size_t max_depth,
 std::string json_error_position(std::string_view text, std::size_t max_depth) {
   json::basic_parser<Check> parser(options_for(max_depth), std::string_view{});
   boost::system::error_code ec;
-  const std::size_t at =
-      std::min(parser.write_some(false, text.data(), text.size(), ec), text.size());
-  const std::string_view before = text.substr(0, at);
+  return line_column(text, parser.write_some(false, text.data(), text.size(), ec));
+}
+
+std::string line_column(std::string_view text, std::size_t offset) {
+  const std::string_view before = text.substr(0, std::min(offset, text.size()));
   const auto line = 1 + std::count(before.begin(), before.end(), '\n');
   const auto column = before.size() - (before.rfind('\n') + 1) + 1;  // npos + 1 is 0
   return std::to_string(line) + ":" + std::to_string(column);
+}
+
+std::string problem_text(const JsonTextProblem& problem) {
+  if (problem.kind == JsonTextProblem::Kind::DuplicateKey) return std::string(kDuplicateKeyText);
+  return problem.integer + ": too large for a 64-bit integer; quote it to keep it as text";
 }
 
 }  // namespace pyoco::core

@@ -114,6 +114,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     const auto saved_since = c.jumping_since;
     c.owner = this;
     c.jumping_since = {};
+    const bool was_busy = c.busy != nullptr && c.busy->load(std::memory_order_relaxed);
     if (c.busy != nullptr) c.busy->store(true, std::memory_order_relaxed);
     body();
     while (c.next && accepting()) {
@@ -122,7 +123,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
       next();
     }
     c.next = nullptr;
-    if (c.busy != nullptr) c.busy->store(false, std::memory_order_relaxed);
+    if (c.busy != nullptr) c.busy->store(was_busy, std::memory_order_relaxed);
     c.owner = saved;
     c.jumping_since = saved_since;
   }

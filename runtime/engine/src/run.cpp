@@ -566,7 +566,7 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   n.running.reset();
   n.instance.reset();
   const double t = f->graph->nodes[i].task->timeout_sec;
-  char buf[224];
+  char buf[288];
   const unsigned jobs = executors_->jobs();
   const unsigned busy = executors_->busy_workers();  // now: a snapshot, for the message
   if (a->body_taken.load()) {
@@ -583,7 +583,8 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
     // it (a very short one, or a host short of CPU), not for want of --jobs.
     std::snprintf(buf, sizeof buf,
                   "timed out after %g s, before its body started (no worker thread had taken it "
-                  "yet; %u of %u were free)",
+                  "yet; %u of %u were free): a deadline shorter than handing a body to a worker; "
+                  "raise timeout_sec",
                   t, jobs - busy, jobs);
   }
   attempt_failed(*f, i, buf, false);

@@ -138,14 +138,13 @@ json::object read_params_file(const std::filesystem::path& file) {
     throw SetupError(Setting::ParamsFile,
                      file.string() + ": " + p.path + ": " + std::string(core::kDuplicateKeyText));
   } else if (const std::string_view big = core::oversized_json_integer(text); !big.empty()) {
-    // As a YAML params file or a flow file says it, not rounded to a double.
-    const std::string_view before = std::string_view(text).substr(0, big.data() - text.data());
-    const auto line = 1 + std::count(before.begin(), before.end(), '\n');
-    const auto column = before.size() - (before.rfind('\n') + 1) + 1;  // npos + 1 is 0
-    throw SetupError(Setting::ParamsFile,
-                     file.string() + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                         ": " + std::string(big) +
-                         ": too large for a 64-bit integer; quote it to keep it as text");
+    // As a YAML params file or a flow file says it (at its place), not
+    // rounded to a double.
+    throw SetupError(
+        Setting::ParamsFile,
+        file.string() + ":" +
+            core::line_column(text, static_cast<std::size_t>(big.data() - text.data())) + ": " +
+            std::string(big) + ": too large for a 64-bit integer; quote it to keep it as text");
   }
   if (!v.is_object()) throw SetupError(Setting::ParamsFile, file.string() + ": expected an object");
   // JSON has no infinity: 1e999 parses to one, which a run cannot record.
@@ -182,18 +181,16 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
       // Not text that happens to start with '[': a value past the limit.
       throw SetupError(Setting::Param, kv.substr(0, eq) + ": " + std::string(core::kTooDeepText));
     }
-    if (const std::string_view big = core::oversized_json_integer(value); !ec && !big.empty()) {
-      const std::string key = kv.substr(0, eq);
-      throw SetupError(Setting::Param,
-                       key + ": " + std::string(big) +
-                           ": too large for a 64-bit integer; quote it to keep it as text" +
-                           (big.size() == value.size() ? " (-p '" + key + "=\"" + value + "\"')"
-                                                       : std::string()));
-    }
-    if (const core::JsonTextProblem p =
-            core::json_text_problem(value, core::kMaxValueDepth, kv.substr(0, eq));
-        !ec && p.kind == core::JsonTextProblem::Kind::DuplicateKey) {
-      throw SetupError(Setting::Param, p.path + ": " + std::string(core::kDuplicateKeyText));
+    // What the value cannot tell: a key written twice, an integer past 64
+    // bits (it would be rounded to a double).
+    if (const std::string key = kv.substr(0, eq); !ec) {
+      if (const core::JsonTextProblem p =
+              core::json_text_problem(value, core::kMaxValueDepth, key)) {
+        const bool whole = p.integer.size() == value.size();  // the value is that number
+        throw SetupError(Setting::Param,
+                         p.path + ": " + core::problem_text(p) +
+                             (whole ? " (-p '" + key + "=\"" + value + "\"')" : std::string()));
+      }
     }
     params[kv.substr(0, eq)] = ec ? json::value(json::string(value)) : v;
   }

@@ -33,4 +33,11 @@ JsonTextProblem json_text_problem(std::string_view text, std::size_t max_depth,
 // byte the parser could not take.
 std::string json_error_position(std::string_view text, std::size_t max_depth);
 
+// Byte `offset` of `text` as "line:column" (both from 1).
+std::string line_column(std::string_view text, std::size_t offset);
+
+// What a JSON problem says after its path: "the key is written twice ...",
+// or "<digits>: too large for a 64-bit integer; quote it to keep it as text".
+std::string problem_text(const JsonTextProblem& problem);
+
 }  // namespace pyoco::core
