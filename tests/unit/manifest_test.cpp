@@ -223,7 +223,8 @@ BOOST_AUTO_TEST_CASE(names_and_versions_are_bounded) {
   BOOST_TEST(says(
       findings(replace(kGood, "version = \"1.2.3\"", "version = \"99999999999999999999.0.0\"")),
       "PL003", "99999999999999999999 does not fit in 64 bits"));
-  BOOST_TEST(!says(findings(kGood), "PL002", "") && !says(findings(kGood), "PL003", ""));
+  BOOST_TEST(!says(findings(kGood), "PL002", ""));
+  BOOST_TEST(!says(findings(kGood), "PL003", ""));
 }
 
 BOOST_AUTO_TEST_CASE(catalog_shadows_later_plugins_of_the_same_name) {
