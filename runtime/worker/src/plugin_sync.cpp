@@ -221,7 +221,7 @@ const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>&
           transient = true;
           return nullptr;
         }
-        why = std::string("cannot install it here: ") + e.what();
+        why = std::string("its directory cannot be made: ") + e.what();
       } catch (const std::exception& e) {
         transient_failure(*r, e, refused);
         transient = true;
@@ -253,7 +253,9 @@ void PluginSync::transient_failure(const PluginRelease& r, const std::exception&
   // says it, the history does not (it is no verdict on the release).
   cluster::log(LogLevel::error, "worker: cannot install plugin",
                {{"plugin", r.name}, {"version", r.version}, {"error", e.what()}});
-  refused.push_back(Refused{r, std::string("cannot install it here (tried again): ") + e.what()});
+  refused.push_back(
+      Refused{r, std::string("cannot install it on this machine (tried again at the next look): ") +
+                     e.what()});
 }
 
 std::string PluginSync::install(const PluginRelease& r, const fs::path& dir) {
