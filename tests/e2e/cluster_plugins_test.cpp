@@ -2,13 +2,19 @@
 // command line: pack, push (with keys on), the same version again (409),
 // without the scope (403) or a key (401), a package that is not one (422)
 // or too big (413), remote list, yank and history.
+#include <pyoco/plugins/package.hpp>
 #include <pyoco/server/http.hpp>
 
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <array>
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <tuple>
+#include <vector>
 
 #include "gateway_process.hpp"
 #include "nats_server.hpp"
@@ -28,7 +34,93 @@ std::string key(const NatsServer& nats, const std::string& scopes) {
   return r.out.substr(0, r.out.find('\n'));
 }
 
+// A ustar archive of `files`, as `plugins pack` writes one.
+std::string tar_of(const std::vector<plugins::PackageFile>& files) {
+  std::string out;
+  for (const plugins::PackageFile& f : files) {
+    std::array<char, 512> h{};
+    std::memcpy(h.data(), f.name.data(), std::min<std::size_t>(f.name.size(), 99));
+    std::snprintf(&h[100], 8, "%07o", 0644);
+    std::snprintf(&h[108], 8, "%07o", 0);
+    std::snprintf(&h[116], 8, "%07o", 0);
+    std::snprintf(&h[124], 12, "%011llo", static_cast<unsigned long long>(f.bytes.size()));
+    std::snprintf(&h[136], 12, "%011o", 0);
+    h[156] = '0';
+    std::memcpy(&h[257], "ustar", 6);
+    std::memcpy(&h[263], "00", 2);
+    std::memset(&h[148], ' ', 8);
+    unsigned sum = 0;
+    for (char c : h) sum += static_cast<unsigned char>(c);
+    std::snprintf(&h[148], 8, "%06o", sum);
+    h[155] = ' ';
+    out.append(h.data(), h.size());
+    out += f.bytes;
+    out.append((512 - f.bytes.size() % 512) % 512, '\0');
+  }
+  out.append(2 * 512, '\0');
+  return out;
+}
+
+// The hello plugin's package with its plugin.toml saying `key = "value"`,
+// made by hand (`plugins pack` refuses what lint refuses), SHA256SUMS right.
+std::string hello_package_with(const std::string& key, const std::string& value) {
+  const plugins::PluginPackage hello =
+      plugins::pack_plugin(binary_dir() / "lib/pyoco/plugins/hello");
+  std::vector<plugins::PackageFile> files;
+  for (plugins::PackageFile f : hello.files) {
+    if (f.name == "SHA256SUMS") continue;
+    if (f.name == "plugin.toml") {
+      const auto at = f.bytes.find(key + " = \"");
+      BOOST_REQUIRE(at != std::string::npos);
+      f.bytes.replace(at, f.bytes.find('"', at + key.size() + 4) + 1 - at,
+                      key + " = \"" + value + "\"");
+    }
+    files.push_back(std::move(f));
+  }
+  std::string sums;
+  for (const auto& f : files) sums += plugins::sha256_hex(f.bytes) + "  " + f.name + "\n";
+  files.push_back({"SHA256SUMS", sums});
+  return tar_of(files);
+}
+
 }  // namespace
+
+// A name or version no worker could install (too long for a directory, not
+// a plugin name, a number past 64 bits) is refused at the push, 422 naming
+// the field and the limit, never stored (a name NATS cannot take as a key
+// was a 503 "retry when NATS is back").
+BOOST_AUTO_TEST_CASE(a_push_of_a_name_or_version_workers_cannot_use_is_refused_422) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"name", std::string(65, 'x'), "is 65 characters long: at most 64"},
+      {"name", "ACME", "is not [a-z][a-z0-9_]*"},
+      {"name", "a.b", "is not [a-z][a-z0-9_]*"},
+      {"name", "worker.lock", "is not [a-z][a-z0-9_]*"},
+      {"name", "acme foo", "is not [a-z][a-z0-9_]*"},
+      {"name", "a*b", "is not [a-z][a-z0-9_]*"},
+      {"name", "a>b", "is not [a-z][a-z0-9_]*"},
+      {"name", "../acme", "is not [a-z][a-z0-9_]*"},
+      {"version", "0.7.0-" + std::string(250, 'a'), "is 256 characters long: at most 64"},
+      {"version", "99999999999999999999.0.0", "does not fit in 64 bits"},
+      {"version", "1.0.0-18446744073709551616", "does not fit in 64 bits"},
+  };
+  for (const auto& [key, value, says] : cases) {
+    const auto r = server::http_call(s.url, boost::beast::http::verb::post, "/plugins",
+                                     hello_package_with(key, value), "application/x-tar");
+    BOOST_TEST(r.status == 422u, key << " " << value << ": " << r.status << " " << r.body);
+    BOOST_TEST(r.body.find(says) != std::string::npos, r.body);
+    BOOST_TEST(r.body.find(key == "name" ? "PL002" : "PL003") != std::string::npos, r.body);
+  }
+  // The largest of each is taken.
+  auto r = server::http_call(
+      s.url, boost::beast::http::verb::post, "/plugins",
+      hello_package_with("version", "18446744073709551615.0.0-" + std::string(39, 'b')),
+      "application/x-tar");
+  BOOST_TEST(r.status == 200u, r.body);
+  r = server::http_call(s.url, boost::beast::http::verb::get, "/plugins");
+  BOOST_TEST(json::parse(r.body).as_array().size() == 1u, r.body);
+}
 
 BOOST_AUTO_TEST_CASE(a_plugin_is_packed_pushed_listed_and_yanked) {
   NatsServer nats;

@@ -498,3 +498,68 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_while_installing_leaves_nothing_half_made_i
   BOOST_TEST(after.status() == "COMPLETED");
   BOOST_TEST(std_version_of(after) == "9.0.0");
 }
+
+// Releases a worker cannot install under their name and version (indexed
+// as a gateway without limits took them: a 250-character pre-release, a
+// 300-character name; the directory would be
+// past 255 bytes) or whose name is no plugin's (worker.lock, the lock
+// file's name): each is refused and reported like a release that fails
+// lint, and none stops the sync: a release pushed after them is taken, and
+// a worker started while they are there takes the rest.
+BOOST_AUTO_TEST_CASE(a_release_that_cannot_be_installed_does_not_stop_the_others) {
+  Cluster c;
+  const PluginRelease good = c.publish_std("9.0.0");
+  c.worker("w1");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"gamma", "0.7.0-" + std::string(250, 'a')},
+      {std::string(300, 'x'), "1.0.0"},
+      {"worker.lock", "1.0.0"}};
+  {
+    kvStore* kv = nullptr;
+    BOOST_REQUIRE(js_KeyValue(&kv, c.nats.handles().js, "pyoco_plugins") == NATS_OK);
+    for (const auto& [name, version] : bad) {
+      PluginRelease r = good;  // naming 9.0.0's package, whose chunks check out
+      r.name = name;
+      r.version = version;
+      const std::string body = json::serialize(to_json(r));
+      BOOST_REQUIRE(kvStore_PutString(nullptr, kv, r.key().c_str(), body.c_str()) == NATS_OK);
+    }
+    kvStore_Destroy(kv);
+  }
+  c.publish_std("9.3.0");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.3.0"); }),
+                     json::serialize(*c.worker_record("w1")));
+  BOOST_TEST_REQUIRE(eventually([&] {
+    for (const auto& [name, version] : bad) {
+      const auto p = c.plugin_state("w1", name, version);
+      if (!p || p->at("state").as_string() != "failed") return false;
+    }
+    return true;
+  }));
+  const auto error_of = [&](const std::size_t i) {
+    return std::string(c.plugin_state("w1", bad[i].first, bad[i].second)->at("error").as_string());
+  };
+  BOOST_TEST(error_of(0).find("is 256 characters long: at most 64") != std::string::npos,
+             error_of(0));
+  BOOST_TEST(error_of(1).find("is 300 characters long: at most 64") != std::string::npos,
+             error_of(1));
+  BOOST_TEST(error_of(2).find("is not [a-z][a-z0-9_]*") != std::string::npos, error_of(2));
+  std::size_t rejected = 0;
+  for (const json::object& h : c.repo->history()) {
+    rejected += h.at("action").as_string() == "rejected" && h.at("by").as_string() == "w1";
+  }
+  BOOST_TEST(rejected == 3u);
+  BOOST_TEST(!fs::exists(c.plugins_dir() / "worker.lock" / "1.0.0"));
+
+  // A worker that starts now takes std too.
+  ChildProcess& w2 = c.WorkerCluster::worker(
+      "w2", 1,
+      {"--plugins-dir", (c.state.path() / "plugins-w2").string(), "--plugin-sync-interval", "0.5"});
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w2", "9.3.0"); }, 60s), w2.err());
+  c.submit("after", "echo");
+  const RunRecord after = c.wait_for("after", terminal);
+  BOOST_TEST(after.status() == "COMPLETED");
+  BOOST_TEST(std_version_of(after) == "9.3.0");
+}

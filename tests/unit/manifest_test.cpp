@@ -1,9 +1,11 @@
 // plugin.toml parsing: every error names the file, the line and the key.
 #include <pyoco/plugins/catalog.hpp>
+#include <pyoco/plugins/lint.hpp>
 #include <pyoco/plugins/manifest.hpp>
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <fstream>
 
 #include "temp_dir.hpp"
@@ -177,6 +179,52 @@ BOOST_AUTO_TEST_CASE(name_and_version_rules) {
   // stack of `plugins lint` (fuzz/regressions/manifest/long_version).
   BOOST_TEST(is_semver("1.0.0-" + std::string(1'000'000, 'a')));
   BOOST_TEST(!is_semver("1.0.0-" + std::string(1'000'000, 'a') + "!"));
+}
+
+// A name or version becomes a directory of each worker that takes the
+// plugin (<name>/<version>-<sha256 prefix>): at most 64 characters each,
+// and no number past 64 bits (one typo would outrank every later release).
+BOOST_AUTO_TEST_CASE(names_and_versions_are_bounded) {
+  BOOST_TEST(plugin_name_problem(std::string(64, 'x')).empty());
+  BOOST_TEST(plugin_name_problem(std::string(65, 'x')).find("is 65 characters long: at most 64") !=
+             std::string::npos);
+  BOOST_TEST(plugin_name_problem("worker.lock").find("is not [a-z][a-z0-9_]*") !=
+             std::string::npos);
+  BOOST_TEST(plugin_version_problem("1.0.0-" + std::string(58, 'a')).empty());
+  BOOST_TEST(plugin_version_problem("1.0.0-" + std::string(59, 'a'))
+                 .find("is 65 characters long: at most 64") != std::string::npos);
+  BOOST_TEST(plugin_version_problem("18446744073709551615.0.0").empty());
+  BOOST_TEST(plugin_version_problem("1.0.0-x.18446744073709551615").empty());
+  BOOST_TEST(plugin_version_problem("1.0.0-x-18446744073709551616").empty());  // not a number
+  BOOST_TEST(plugin_version_problem("1.0.0+18446744073709551616").empty());    // build metadata
+  for (const char* v : {"18446744073709551616.0.0", "1.99999999999999999999.0",
+                        "1.0.18446744073709551616", "1.0.0-rc.18446744073709551616"}) {
+    BOOST_TEST(plugin_version_problem(v).find("does not fit in 64 bits") != std::string::npos, v);
+  }
+
+  // lint: PL002 and PL003, errors, naming the limit.
+  auto findings = [](const std::string& toml) {
+    TempDir dir;
+    return check_manifest(read_manifest(write_plugin(dir, "x", toml)));
+  };
+  auto says = [](const std::vector<LintFinding>& fs, const std::string& rule,
+                 const std::string& text) {
+    return std::any_of(fs.begin(), fs.end(), [&](const LintFinding& f) {
+      return f.rule == rule && f.severity == Severity::Error &&
+             f.message.find(text) != std::string::npos;
+    });
+  };
+  BOOST_TEST(
+      says(findings(replace(kGood, "name = \"acme\"", "name = \"" + std::string(300, 'x') + "\"")),
+           "PL002", "is 300 characters long: at most 64"));
+  BOOST_TEST(says(findings(replace(kGood, "version = \"1.2.3\"",
+                                   "version = \"0.7.0-" + std::string(250, 'a') + "\"")),
+                  "PL003", "is 256 characters long: at most 64"));
+  BOOST_TEST(says(
+      findings(replace(kGood, "version = \"1.2.3\"", "version = \"99999999999999999999.0.0\"")),
+      "PL003", "99999999999999999999 does not fit in 64 bits"));
+  BOOST_TEST(!says(findings(kGood), "PL002", ""));
+  BOOST_TEST(!says(findings(kGood), "PL003", ""));
 }
 
 BOOST_AUTO_TEST_CASE(catalog_shadows_later_plugins_of_the_same_name) {

@@ -30,6 +30,7 @@ void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr) {
     const std::string detail(last);
     if (detail != natsStatus_GetText(s)) message += ": " + detail;
   }
+  if (s == NATS_INVALID_ARG || s == NATS_INVALID_SUBJECT) throw NatsInvalidArgument(message);
   throw NatsError(message);
 }
 

@@ -56,6 +56,29 @@ bool is_semver(std::string_view version) {
   return std::count(v.begin(), v.end(), '.') == 2 && all_parts(v, '.', is_numeric_identifier);
 }
 
+std::string_view number_past_64_bits(std::string_view version) {
+  constexpr std::string_view kMax = "18446744073709551615";  // 2^64 - 1
+  const auto past = [&](std::string_view id) {
+    if (id.empty() || !std::all_of(id.begin(), id.end(), is_digit)) return false;
+    const std::string_view digits = id.substr(std::min(id.find_first_not_of('0'), id.size()));
+    return digits.size() > kMax.size() || (digits.size() == kMax.size() && digits > kMax);
+  };
+  // MAJOR.MINOR.PATCH, then the pre-release's dot-separated identifiers
+  // (one may hold '-'); build metadata is no number.
+  std::string_view v = version.substr(0, version.find('+'));
+  const std::size_t dash = v.find('-');
+  for (std::string_view part :
+       {v.substr(0, dash),
+        dash == std::string_view::npos ? std::string_view() : v.substr(dash + 1)}) {
+    while (!part.empty()) {
+      const std::string_view id = part.substr(0, part.find('.'));
+      if (past(id)) return id;
+      part.remove_prefix(std::min(id.size() + 1, part.size()));
+    }
+  }
+  return {};
+}
+
 int compare_versions(std::string_view a, std::string_view b) {
   auto split = [](std::string_view v) {
     v = v.substr(0, v.find('+'));  // build metadata has no order

@@ -46,10 +46,12 @@ const std::vector<LintRule>& lint_rules() {
       // manifest
       {"PL001", S::Error, "plugin.toml is unreadable, not TOML, or breaks the schema",
        "fix the key the message names; docs/plugins.md lists the schema"},
-      {"PL002", S::Error, "plugin name is not [a-z][a-z0-9_]*",
-       "use lower case letters, digits and _; start with a letter"},
-      {"PL003", S::Error, "plugin version is not a semantic version",
-       "write MAJOR.MINOR.PATCH, e.g. \"1.4.0\""},
+      {"PL002", S::Error, "plugin name is not [a-z][a-z0-9_]*, or is longer than 64 characters",
+       "use lower case letters, digits and _; start with a letter; at most 64 of them"},
+      {"PL003", S::Error,
+       "plugin version is not a semantic version, is longer than 64 characters, or has a "
+       "number past 64 bits",
+       "write MAJOR.MINOR.PATCH, e.g. \"1.4.0\"; at most 64 characters"},
       {"PL004", S::Error, "manifest abi differs from the runtime's ABI major",
        "rebuild against an SDK of this runtime's ABI major and set abi to match"},
       {"PL005", S::Error, "[plugin.platform] names another OS or architecture",
@@ -151,12 +153,11 @@ class Findings {
 
 void check_manifest_alone(const Manifest& m, Findings& f) {
   const fs::path& file = m.file;
-  if (!is_valid_name(m.name)) {
-    f.add("PL002", file, m.line_of("name"), "plugin name '" + m.name + "' is not [a-z][a-z0-9_]*");
+  if (std::string why = plugin_name_problem(m.name); !why.empty()) {
+    f.add("PL002", file, m.line_of("name"), std::move(why));
   }
-  if (!is_semver(m.version)) {
-    f.add("PL003", file, m.line_of("version"),
-          "version '" + m.version + "' is not MAJOR.MINOR.PATCH");
+  if (std::string why = plugin_version_problem(m.version); !why.empty()) {
+    f.add("PL003", file, m.line_of("version"), std::move(why));
   }
   const AbiVersion host = host_abi_version();
   if (m.abi != std::int64_t(host.major)) {

@@ -2,6 +2,7 @@
 
 #include <pyoco/core/regular_file.hpp>
 #include <pyoco/core/semver.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/core/toml_depth.hpp>
 
 #include <toml++/toml.h>
@@ -235,6 +236,44 @@ bool is_valid_name(const std::string& name) {
 }
 
 bool is_semver(const std::string& version) { return core::is_semver(version); }
+
+namespace {
+
+// A long name or version, shown by its start.
+std::string quoted_start(const std::string& s) {
+  constexpr std::size_t kShown = 24;
+  return "'" + core::printable(s.size() > kShown ? s.substr(0, kShown) + "..." : s) + "'";
+}
+
+}  // namespace
+
+std::string plugin_name_problem(const std::string& name) {
+  if (name.size() > kMaxPluginNameLength) {
+    return "plugin name " + quoted_start(name) + " is " + std::to_string(name.size()) +
+           " characters long: at most " + std::to_string(kMaxPluginNameLength) +
+           " (directories are named after it)";
+  }
+  if (!is_valid_name(name)) {
+    return "plugin name '" + core::printable(name) + "' is not [a-z][a-z0-9_]*";
+  }
+  return "";
+}
+
+std::string plugin_version_problem(const std::string& version) {
+  if (version.size() > kMaxPluginVersionLength) {
+    return "version " + quoted_start(version) + " is " + std::to_string(version.size()) +
+           " characters long: at most " + std::to_string(kMaxPluginVersionLength) +
+           " (directories are named after it)";
+  }
+  if (!is_semver(version)) {
+    return "version '" + core::printable(version) + "' is not MAJOR.MINOR.PATCH";
+  }
+  if (const std::string_view n = core::number_past_64_bits(version); !n.empty()) {
+    return "version '" + core::printable(version) + "': " + std::string(n) +
+           " does not fit in 64 bits (at most 18446744073709551615)";
+  }
+  return "";
+}
 
 // What this binary was built for: a plugin must match the process that
 // loads it, whatever the kernel underneath reports.

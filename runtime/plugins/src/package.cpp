@@ -232,9 +232,17 @@ PluginPackage open_package(std::string bytes, std::size_t max_bytes) {
   const PackageFile* toml = find("plugin.toml");
   if (toml == nullptr) throw PackageError("plugin package: no plugin.toml");
   p.manifest = parse_manifest(toml->bytes, "plugin.toml");
-  if (!is_semver(p.manifest.version)) {
+  // Its name and version become keys of the cluster's index and a worker's
+  // directories: what lint allows, nothing else.
+  if (std::string why = plugin_name_problem(p.manifest.name); !why.empty()) {
+    throw PackageError("plugin package: " + why + " (lint rule PL002)");
+  }
+  if (!is_semver(p.manifest.version) && p.manifest.version.size() <= kMaxPluginVersionLength) {
     throw PackageError("plugin package: version \"" + p.manifest.version +
                        "\" is not a semantic version (1.2.3)");
+  }
+  if (std::string why = plugin_version_problem(p.manifest.version); !why.empty()) {
+    throw PackageError("plugin package: " + why + " (lint rule PL003)");
   }
   if (p.manifest.platform_os.empty() || p.manifest.platform_arch.empty()) {
     throw PackageError("plugin package: its plugin.toml names no [plugin.platform] os and arch");

@@ -111,8 +111,9 @@ constexpr std::string_view kCmakeReserved[] = {"all",
                                                "list_install_components"};
 
 // A name longer than this makes file names (tests/<name>_test.cpp,
-// libpyoco_<name>.so) past the 255 bytes a file system allows.
-constexpr std::size_t kMaxScaffoldName = 64;
+// libpyoco_<name>.so) past the 255 bytes a file system allows; lint (PL002)
+// and the cluster's repository take plugin names no longer.
+constexpr std::size_t kMaxScaffoldName = kMaxPluginNameLength;
 
 // Writes the project into `o.out`, which is missing or empty.
 std::vector<fs::path> write_project(const ScaffoldOptions& o, const TemplateVars& vars,

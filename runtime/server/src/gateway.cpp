@@ -170,6 +170,9 @@ const char* json_kind(const json::value& v) {
 constexpr unsigned kNatsRetryAfter = 5;
 
 [[noreturn]] void nats_down(const cluster::NatsError& e) {
+  // A key or subject NATS refuses as malformed came from the request (a
+  // name in the path or the body): the client's to fix, retrying is vain.
+  if (dynamic_cast<const cluster::NatsInvalidArgument*>(&e) != nullptr) unprocessable(e.what());
   throw HttpError{503, "nats_unavailable", std::string(e.what()) + " (retry when NATS is back)",
                   kNatsRetryAfter};
 }

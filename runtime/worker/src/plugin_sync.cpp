@@ -28,16 +28,30 @@ using cluster::PluginRelease;
 
 namespace {
 
-// Names and versions become paths: only what manifests allow.
-bool usable_name(const PluginRelease& r) {
-  return plugins::is_valid_name(r.name) && plugins::is_semver(r.version) && r.sha256.size() == 64 &&
-         std::all_of(r.sha256.begin(), r.sha256.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+// Names and versions become paths (and the name a directory beside
+// worker.lock): only what manifests allow; "" or why not. Checked before
+// anything is made of them on disk.
+std::string unusable(const PluginRelease& r) {
+  if (std::string why = plugins::plugin_name_problem(r.name); !why.empty()) return why;
+  if (std::string why = plugins::plugin_version_problem(r.version); !why.empty()) return why;
+  if (r.sha256.size() != 64 || !std::all_of(r.sha256.begin(), r.sha256.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      })) {
+    return "its sha256 '" + r.sha256.substr(0, 80) + "' is not 64 hexadecimal digits";
+  }
+  return "";
+}
+
+// A file system error that the release's own name or version causes (a
+// path too long, a name the file system refuses), not this machine's.
+bool caused_by_release(const fs::filesystem_error& e) {
+  return e.code() == std::errc::filename_too_long || e.code() == std::errc::invalid_argument ||
+         e.code() == std::errc::illegal_byte_sequence;
 }
 
 bool for_this_worker(const PluginRelease& r, const std::vector<std::string>& tags) {
   if (r.yanked || r.os != plugins::host_os() || r.arch != plugins::host_arch() ||
-      r.abi != PYOCO_ABI_VERSION_MAJOR || !usable_name(r)) {
+      r.abi != PYOCO_ABI_VERSION_MAJOR) {
     return false;
   }
   return r.tags.empty() || std::any_of(r.tags.begin(), r.tags.end(), [&](const std::string& t) {
@@ -189,27 +203,35 @@ const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>&
       refused.push_back(Refused{*r, it->second});
       continue;
     }
-    const fs::path dir = dir_of(*r);
-    if (fs::exists(dir / "plugin.toml")) return r;
-    cluster::log(LogLevel::info, "worker: installing plugin",
-                 {{"plugin", r->name}, {"version", r->version}, {"sha256", r->sha256}});
-    std::string why;
-    try {
-      why = install(*r, dir);
-    } catch (const cluster::NatsError&) {
-      throw;  // NATS away: the whole sync is tried again, the set kept
-    } catch (const std::exception& e) {
-      // This machine's trouble (a full disk), not the package's: tried again
-      // at the next sync, and what is installed stays in use meanwhile.
-      cluster::log(LogLevel::error, "worker: cannot install plugin",
-                   {{"plugin", r->name}, {"version", r->version}, {"error", e.what()}});
-      transient = true;
-      return nullptr;
-    }
+    // Whatever goes wrong with one release is that release's: the others
+    // are still looked at (an error let out of here would stop every sync).
+    std::string why = unusable(*r);
     if (why.empty()) {
-      cluster::log(LogLevel::info, "worker: installed plugin",
-                   {{"plugin", r->name}, {"version", r->version}, {"dir", dir.string()}});
-      return r;
+      const fs::path dir = dir_of(*r);
+      try {
+        if (fs::exists(dir / "plugin.toml")) return r;
+        cluster::log(LogLevel::info, "worker: installing plugin",
+                     {{"plugin", r->name}, {"version", r->version}, {"sha256", r->sha256}});
+        why = install(*r, dir);
+      } catch (const cluster::NatsError&) {
+        throw;  // NATS away: the whole sync is tried again, the set kept
+      } catch (const fs::filesystem_error& e) {
+        if (!caused_by_release(e)) {
+          transient_failure(*r, e, refused);
+          transient = true;
+          return nullptr;
+        }
+        why = std::string("its directory cannot be made: ") + e.what();
+      } catch (const std::exception& e) {
+        transient_failure(*r, e, refused);
+        transient = true;
+        return nullptr;
+      }
+      if (why.empty()) {
+        cluster::log(LogLevel::info, "worker: installed plugin",
+                     {{"plugin", r->name}, {"version", r->version}, {"dir", dir.string()}});
+        return r;
+      }
     }
     cluster::log(LogLevel::warning, "worker: refused plugin",
                  {{"plugin", r->name}, {"version", r->version}, {"error", why}});
@@ -222,6 +244,18 @@ const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>&
     }
   }
   return nullptr;
+}
+
+void PluginSync::transient_failure(const PluginRelease& r, const std::exception& e,
+                                   std::vector<Refused>& refused) {
+  // This machine's trouble (a full disk), not the package's: tried again at
+  // the next sync, and what is installed stays in use meanwhile. The record
+  // says it, the history does not (it is no verdict on the release).
+  cluster::log(LogLevel::error, "worker: cannot install plugin",
+               {{"plugin", r.name}, {"version", r.version}, {"error", e.what()}});
+  refused.push_back(
+      Refused{r, std::string("cannot install it on this machine (tried again at the next look): ") +
+                     e.what()});
 }
 
 std::string PluginSync::install(const PluginRelease& r, const fs::path& dir) {

@@ -82,6 +82,10 @@ class PluginSync {
   // disk), not the packages'.
   const cluster::PluginRelease* choose(const std::vector<const cluster::PluginRelease*>& candidates,
                                        std::vector<Refused>& refused, bool& transient);
+  // Logs a release this machine could not install, and lists it in the
+  // record: tried again at the next sync.
+  void transient_failure(const cluster::PluginRelease& r, const std::exception& e,
+                         std::vector<Refused>& refused);
   // Downloads, checks, unpacks and lints a release; "" or why not.
   std::string install(const cluster::PluginRelease& r, const std::filesystem::path& dir);
   std::string lint(const std::filesystem::path& dir) const;

@@ -19,6 +19,14 @@ class NatsError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// NATS (cnats) refused a key or subject as malformed: what was asked for
+// (often a name a client sent: a space, '*', '>') is wrong, not NATS away.
+// Asking again gets the same answer.
+class NatsInvalidArgument : public NatsError {
+ public:
+  using NatsError::NatsError;
+};
+
 // Where NATS is: `--nats`, else PYOCO_NATS_URL, else nats://127.0.0.1:4222.
 // "a:4222,b:4222" is a cluster; a URL without a scheme gets nats://.
 // Throws NatsError for an empty entry or another scheme.

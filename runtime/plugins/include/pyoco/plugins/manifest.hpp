@@ -1,6 +1,7 @@
 // plugin.toml: what a plugin says about itself, read without running it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -91,6 +92,21 @@ bool is_valid_name(const std::string& name);
 
 // Semantic version 2.0.0: MAJOR.MINOR.PATCH[-pre][+build].
 bool is_semver(const std::string& version);
+
+// A plugin's name and version name its directories (a worker installs a
+// release in <name>/<version>-<sha256 prefix>/, and a file name has at most
+// 255 bytes): both are bounded, as `plugins new` bounds names.
+inline constexpr std::size_t kMaxPluginNameLength = 64;
+inline constexpr std::size_t kMaxPluginVersionLength = 64;
+
+// Why `name` cannot be a plugin's name (lint rule PL002: [a-z][a-z0-9_]*,
+// at most kMaxPluginNameLength characters), as one line; "" when it can.
+std::string plugin_name_problem(const std::string& name);
+
+// Why `version` cannot be a plugin's version (lint rule PL003: semantic, at
+// most kMaxPluginVersionLength characters, each number within 64 bits), as
+// one line; "" when it can.
+std::string plugin_version_problem(const std::string& version);
 
 // This machine's platform, as manifests spell it ("linux", "x86_64").
 std::string host_os();
