@@ -309,8 +309,14 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
 // command that cannot start says what to do, not only "Too many open files".
 BOOST_AUTO_TEST_CASE(shell_out_of_descriptors_says_what_to_do) {
   std::ofstream(dir.path() / "many.yaml")
-      << "flow:\n  graph: |\n    r: repeat(count=100, parallel=100) { s }\n"
-         "tasks:\n  s: {use: std/shell, inputs: {command: \"sleep 0.3\"}}\n";
+      << "flow:\n  graph: |\n    r: foreach(over={{params.items}}, parallel=100) { s }\n"
+         "  defaults:\n    items: [" +
+             [] {
+               std::string items;
+               for (int i = 0; i < 100; ++i) items += (i == 0 ? "" : ",") + std::to_string(i);
+               return items;
+             }() +
+             "]\ntasks:\n  s: {use: std/shell, inputs: {command: \"sleep 0.3\"}}\n";
   ProcessOptions o;
   o.cwd = dir.path();
   o.env["PYOCO_ARTIFACT_DIR"] = (dir.path() / "artifacts").string();
@@ -322,7 +328,7 @@ BOOST_AUTO_TEST_CASE(shell_out_of_descriptors_says_what_to_do) {
   BOOST_TEST(r.exit_code == 1, r.err);
   BOOST_TEST(has(r.out,
                  "Too many open files (each running command holds a few: run fewer at "
-                 "once, a lower foreach or repeat parallel=, or raise the limit"),
+                 "once, a lower foreach parallel=, or raise the limit"),
              r.out << r.err);
 }
 

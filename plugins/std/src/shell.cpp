@@ -49,8 +49,8 @@ std::string error_text(int e) {
   std::string text = std::strerror(e);
   if (e == EMFILE || e == ENFILE) {
     text +=
-        " (each running command holds a few: run fewer at once, a lower foreach or repeat "
-        "parallel=, or raise the limit, `ulimit -n`)";
+        " (each running command holds a few: run fewer at once, a lower foreach parallel=, or "
+        "raise the limit, `ulimit -n`)";
   }
   return text;
 }
