@@ -44,6 +44,12 @@ std::vector<std::filesystem::path> PluginPathOption::search_path() const {
                                      plugins::install_plugin_dir());
 }
 
+plugins::Catalog PluginPathOption::configured_catalog() const {
+  const char* env = std::getenv("PYOCO_PLUGIN_PATH");
+  return plugins::Catalog::discover(
+      plugins::plugin_search_path({}, env == nullptr ? "" : env, plugins::install_plugin_dir()));
+}
+
 std::string describe_search_path(const std::vector<std::filesystem::path>& path) {
   std::string out = "looked in:";
   for (const auto& dir : path) {

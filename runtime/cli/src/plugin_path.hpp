@@ -18,6 +18,9 @@ class PluginPathOption {
   // The first call warns on stderr about a --plugin-path that is no directory.
   std::vector<std::filesystem::path> search_path() const;
   plugins::Catalog catalog() const { return plugins::Catalog::discover(search_path()); }
+  // The search path without the --plugin-path dirs: what `pyoco run` uses
+  // when given none (PYOCO_PLUGIN_PATH, then the install's plugins).
+  plugins::Catalog configured_catalog() const;
 
  private:
   std::vector<std::string> dirs_;

@@ -280,6 +280,8 @@ int lint(const LintCliOptions& o) {
   plugins::LintOptions options;
   options.probe_command = {boost::dll::program_location().string(), "plugins", "__probe",
                            "--parent", std::to_string(getpid())};
+  const Catalog configured = o.path.configured_catalog();
+  options.configured = &configured;
   options.timeout = std::chrono::milliseconds(std::llround(o.timeout_sec * 1000));
 
   std::vector<plugins::PluginLint> results;
@@ -423,6 +425,14 @@ int new_plugin(const NewOptions& o) {
   s.out = o.dir.empty() ? fs::path(o.name) : fs::path(o.dir);
   s.author = !o.author.empty() ? o.author : default_author();
   s.prefix_arg = sdk_location_arg();
+  // A name pyoco already finds (a first-party plugin, an installed one),
+  // looked for before this one is written (a search path holding its
+  // directory would find this one).
+  std::string taken_at;
+  if (const Catalog catalog = PluginPathOption().catalog();
+      const PluginEntry* taken = catalog.find_plugin(s.plugin)) {
+    taken_at = printable(taken->manifest.dir.string());
+  }
   std::vector<fs::path> files;
   try {
     files = plugins::scaffold_plugin(s);
@@ -432,13 +442,11 @@ int new_plugin(const NewOptions& o) {
   }
   const std::string dir = s.out.string();
   const std::string pyoco = self_command();
-  // A name pyoco already finds (a first-party plugin, an installed one): the
-  // printed run command puts this one first and hides that one from flows.
-  const Catalog catalog = PluginPathOption().catalog();
-  if (const PluginEntry* taken = catalog.find_plugin(s.plugin)) {
+  // The printed run command puts this one first and hides that one from flows.
+  if (!taken_at.empty()) {
     std::cerr << "pyoco plugins new: warning: plugin '" << s.plugin
-              << "' is already on the search path, at " << printable(taken->manifest.dir.string())
-              << ": run with --plugin-path " << dir << "/build, this one shadows it and flows that "
+              << "' is already on the search path, at " << taken_at << ": run with --plugin-path "
+              << dir << "/build, this one shadows it and flows that "
               << "use " << s.plugin << "/<task> get this one's tasks; unless you mean to replace "
               << "it, choose another name (remove " << dir << "/ and run `" << pyoco
               << " plugins new my_" << s.plugin << "`)\n";

@@ -226,7 +226,8 @@ void check_manifest_alone(const Manifest& m, Findings& f) {
 // never is: a warning. A copy elsewhere that `pyoco run` finds first (an
 // installed release, while this is a new build) is how a new build is tested
 // (--plugin-path puts it first): a note, which fails nothing.
-void lint_shadowing(const Manifest& m, const Catalog& catalog, Findings& f) {
+void lint_shadowing(const Manifest& m, const Catalog& catalog, const LintOptions& options,
+                    Findings& f) {
   const fs::path self = fs::weakly_canonical(m.dir);
   const fs::path parent = m.dir.parent_path();
   std::error_code ec;
@@ -241,23 +242,41 @@ void lint_shadowing(const Manifest& m, const Catalog& catalog, Findings& f) {
       return;
     }
   }
+  auto holds_self = [&](const Catalog& c) {
+    return std::any_of(c.plugins().begin(), c.plugins().end(), [&](const PluginEntry& p) {
+      return fs::weakly_canonical(p.manifest.dir) == self;
+    });
+  };
+  // Both on the configured search path (PYOCO_PLUGIN_PATH, the install):
+  // a `pyoco run` given no --plugin-path never loads this one, which a CI
+  // lint must catch.
+  const Catalog& configured = options.configured != nullptr ? *options.configured : catalog;
+  if (const PluginEntry* first = configured.find_plugin(m.name);
+      first != nullptr && fs::weakly_canonical(first->manifest.dir) != self &&
+      holds_self(configured)) {
+    f.add("PL016", Severity::Warning, m.file, m.line_of("name"),
+          "plugin '" + m.name + "' at " + first->manifest.dir.string() +
+              " comes first on the search path: this one is shadowed and never loaded there; "
+              "remove one or rename one");
+    return;
+  }
+  // Otherwise (a build tested beside its installed release, or a copy put
+  // first by --plugin-path): how --plugin-path works, a note.
   const PluginEntry* winner = catalog.find_plugin(m.name);
   if (winner == nullptr || fs::weakly_canonical(winner->manifest.dir) == self) return;
-  const bool on_path = std::any_of(
-      catalog.plugins().begin(), catalog.plugins().end(),
-      [&](const PluginEntry& p) { return fs::weakly_canonical(p.manifest.dir) == self; });
   f.add("PL016", Severity::Note, m.file, m.line_of("name"),
         "plugin '" + m.name + "' at " + winner->manifest.dir.string() +
-            (on_path ? " comes first on the search path"
-                     : " is on the search path, this one is not") +
+            (holds_self(catalog) ? " comes first on the search path"
+                                 : " is on the search path, this one is not") +
             ": `pyoco run` loads that one; `--plugin-path " + m.dir.string() +
             "` puts this one first");
 }
 
-void lint_manifest(const Manifest& m, const Catalog& catalog, Findings& f) {
+void lint_manifest(const Manifest& m, const Catalog& catalog, const LintOptions& options,
+                   Findings& f) {
   check_manifest_alone(m, f);
   const fs::path& file = m.file;
-  lint_shadowing(m, catalog, f);
+  lint_shadowing(m, catalog, options, f);
   // Against the other plugins on the search path.
   const fs::path self = fs::weakly_canonical(m.dir);
   for (const PluginEntry& other : catalog.plugins()) {
@@ -431,7 +450,7 @@ PluginLint lint_plugin(const fs::path& dir, const Catalog& catalog, const LintOp
   }
   out.name = m.name;
   out.version = m.version;
-  lint_manifest(m, catalog, f);
+  lint_manifest(m, catalog, options, f);
   // A manifest with errors is never loaded (register_plugin refuses it), so
   // neither is it here: its library's rules would only repeat that.
   const bool loadable =

@@ -56,6 +56,11 @@ struct LintOptions {
   // directory is appended. The CLI passes {"<pyoco>", "plugins", "__probe"}.
   std::vector<std::string> probe_command;
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+  // The search path without the dirs given for this lint (--plugin-path):
+  // a plugin shadowed there is never loaded by a `pyoco run` given none (a
+  // warning, PL016); one shadowed only by those dirs gets a note. Null: the
+  // lint's own catalog is taken as that.
+  const Catalog* configured = nullptr;
 };
 
 // The rules a manifest is checked against on its own (PL002-PL014, PL017, PL018):
