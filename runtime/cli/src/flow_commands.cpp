@@ -331,7 +331,16 @@ int run_flow(const RunOptionsCli& o) {
           [&] {
             std::lock_guard lock(state_mutex);
             std::cout << std::flush;
-            if (ended) leave_without_history(!history_waits);
+            // Over (its end known, its history being written): as the first
+            // Ctrl+C said, leave without the history, with the run's exit code.
+            if (ended || (started && core::is_terminal(started->status()))) {
+              // What its abandoned tasks left behind goes too, as it would
+              // have after the run's end (stop_descendants).
+              if (!ended && started->status() != core::RunStatus::Completed) {
+                runner::signal_descendants(SIGKILL);
+              }
+              leave_without_history(!history_waits);
+            }
             // Stop every process a task started, record the run, leave. What
             // ran so far is in the trace and the history.
             runner::signal_descendants(SIGKILL);
@@ -347,17 +356,26 @@ int run_flow(const RunOptionsCli& o) {
           },
       .check_now =
           [&] {
-            std::lock_guard lock(state_mutex);
-            if (started && !ended) {
-              running->check_cancel_requests();
-            } else if (running != nullptr && !started && !cancel_when_started &&
-                       running->cancel_requested_before_start()) {
-              // As a first Ctrl+C between two loads; while one loads too:
-              // the run must start to be recorded CANCELLED, as asked.
-              cancel_when_started = true;
-              std::cerr << "pyoco run: cancel requested (pyoco runs cancel) while the flow's "
-                           "plugins load; the run is cancelled as soon as it starts\n";
+            runner::LocalRun* loading = nullptr;
+            {
+              std::lock_guard lock(state_mutex);
+              if (started && !ended) {
+                running->check_cancel_requests();
+              } else if (running != nullptr && !started && !cancel_when_started) {
+                loading = running;
+              }
             }
+            // Read outside the lock, never waiting for state.db: a Ctrl+C
+            // while a plugin loads must not queue behind another process's
+            // write. Busy, start() looks again.
+            if (loading == nullptr || !loading->cancel_requested_before_start()) return;
+            std::lock_guard lock(state_mutex);
+            if (started || cancel_when_started) return;
+            // As a first Ctrl+C between two loads; while one loads too:
+            // the run must start to be recorded CANCELLED, as asked.
+            cancel_when_started = true;
+            std::cerr << "pyoco run: cancel requested (pyoco runs cancel) while the flow's "
+                         "plugins load; the run is cancelled as soon as it starts\n";
           },
   });
   const runner::LoadedFlow flow = load(o.flow);
