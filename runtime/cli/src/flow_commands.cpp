@@ -271,6 +271,9 @@ int run_flow(const RunOptionsCli& o) {
   std::optional<runner::LocalRun> local;  // outlives the watcher, which may use it
   runner::LocalRun* running = nullptr;    // `local`, once it is starting the run
   bool cancel_when_started = false, ended = false;
+  // A first Ctrl+C after the run's end said a second leaves without the
+  // history (the run may be over before `ended` is set).
+  bool promised_to_leave = false;
   bool history_waits = false;  // the last history write is being tried again
   const auto exit_code = [](core::RunStatus status) {
     return status == core::RunStatus::Completed   ? kExitOk
@@ -307,6 +310,7 @@ int run_flow(const RunOptionsCli& o) {
               leave_without_history(false);  // as the wait's message says
             } else if (ended || (started && core::is_terminal(started->status()))) {
               // Over: its last events go to the trace and the history.
+              promised_to_leave = true;
               std::cerr << "pyoco run: writing the run history; interrupt again to leave "
                            "without it\n";
             } else if (started) {
@@ -333,7 +337,7 @@ int run_flow(const RunOptionsCli& o) {
             std::cout << std::flush;
             // Over (its end known, its history being written): as the first
             // Ctrl+C said, leave without the history, with the run's exit code.
-            if (ended || (started && core::is_terminal(started->status()))) {
+            if (ended || promised_to_leave) {
               // What its abandoned tasks left behind goes too, as it would
               // have after the run's end (stop_descendants).
               if (!ended && started->status() != core::RunStatus::Completed) {
@@ -351,6 +355,11 @@ int run_flow(const RunOptionsCli& o) {
             std::optional<core::RunStatus> recorded;
             if (started) {
               recorded = running->abandon("interrupted twice: pyoco exited without waiting for it");
+            }
+            // Not recorded in time (state.db held): a run already over
+            // still leaves with its own exit code.
+            if (!recorded && started && core::is_terminal(started->status())) {
+              recorded = started->status();
             }
             std::_Exit(recorded ? exit_code(*recorded) : kExitCancelled);
           },

@@ -161,12 +161,12 @@ LocalRun::~LocalRun() {
 
 Run LocalRun::start(Engine& engine) {
   if (run_) throw std::logic_error("LocalRun::start: the run has started already");
-  run_ = engine.start(flow_.flow, std::move(options_));
   // A cancel requested through the history while the plugins loaded, as a
   // first Ctrl+C then: the writer looks only for runs it has heard start,
-  // and a short run could end before it looks.
-  // Here the read may wait its turn for state.db.
-  if (cancel_requested_in_history(/*wait=*/true)) run_->cancel();
+  // and a short run could end before a cancel() after start. Read once they
+  // are loaded; here the read may wait its turn for state.db.
+  options_.cancelled_at_start = [this] { return cancel_requested_in_history(/*wait=*/true); };
+  run_ = engine.start(flow_.flow, std::move(options_));
   if (history_) {
     // A cancel requested through the history, as a first Ctrl+C.
     history_->watch_cancel(run_->id(), [run = *run_]() mutable { run.cancel(); });
