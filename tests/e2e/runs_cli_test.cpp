@@ -758,15 +758,6 @@ bool maps_library(int pid, const std::string& name) {
   });
 }
 
-// The last 64 KiB of `file`: where a long trace ends.
-std::string file_tail(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary | std::ios::ate);
-  const std::streamoff size = in.tellg();
-  if (size <= 0) return {};
-  in.seekg(std::max<std::streamoff>(0, size - (64 << 10)));
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 }  // namespace
 
 // docs/history.md: `runs cancel` works as a first Ctrl+C would, also on a
@@ -823,77 +814,6 @@ BOOST_AUTO_TEST_CASE(a_cancel_while_the_plugins_load_cancels_the_run_as_it_start
                  "run left-early never started: its process left while loading "
                  "plugins, and the history keeps no record of it\n"),
              waiting->out() << waiting->err());
-}
-
-namespace {
-
-// A run busy enough that the history writer falls behind it: a loop of
-// 100,000 quick tasks, its trace to a file (stdout to /dev/null).
-std::vector<std::string> busy_run(const fs::path& dir, const std::string& run_id) {
-  std::ofstream(dir / "many.yaml")
-      << "flow:\n  name: many\n  graph: |\n"
-         "    start >> r: repeat(count=100000, collect=list) { e } >> fin\n"
-         "tasks:\n  start: {use: std/echo, inputs: {value: 1}}\n"
-         "  e: {use: std/echo, inputs: {value: \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", "
-         "message: \"iteration log line here\"}}\n"
-         "  fin: {use: std/echo, inputs: {value: 2}}\n";
-  return {"/bin/sh",
-          "-c",
-          "exec \"$0\" \"$@\" >/dev/null",
-          pyoco_exe().string(),
-          "run",
-          (dir / "many.yaml").string(),
-          "--run-id",
-          run_id,
-          "--trace-file",
-          (dir / (run_id + ".trace")).string()};
-}
-
-}  // namespace
-
-// docs/history.md: a second Ctrl+C leaves at once, the run first recorded
-// CANCELLED. With the writer behind a busy run, it left without writing,
-// and the run was found later as a crash: FAILED (interrupted).
-BOOST_AUTO_TEST_CASE(a_second_ctrl_c_with_the_history_behind_records_the_run_cancelled) {
-  auto e = env;
-  e["PYOCO_PLUGIN_PATH"] = "";
-  ChildProcess run(busy_run(dir.path(), "busy-cancel"), e, dir.path());
-  const fs::path trace = dir.path() / "busy-cancel.trace";
-  // Some thousands of iterations in: the writer lags them.
-  BOOST_TEST_REQUIRE(eventually([&] {
-    std::error_code ec;
-    return fs::file_size(trace, ec) > (2u << 20) && !ec;
-  }));
-  run.send_signal(SIGINT);
-  BOOST_TEST_REQUIRE(eventually([&] { return has(file_tail(trace), "end flow=many"); }));
-  run.send_signal(SIGINT);
-  BOOST_TEST(run.wait() == 130, run.err());
-  const json::object shown = show_json("busy-cancel");
-  BOOST_TEST(str(shown.at("status")) == "CANCELLED", run.err());
-  BOOST_TEST(!has(str(shown.at("reason")), "interrupted:"), str(shown.at("reason")));
-  const ProcessResult show = pyoco({"runs", "show", "busy-cancel"});
-  BOOST_TEST(has(show.out, "status    CANCELLED"), show.out.substr(0, 400));
-}
-
-// The same after a run that completed: two Ctrl+C while the history is
-// written gave exit 0 and a history that said FAILED (interrupted).
-BOOST_AUTO_TEST_CASE(a_second_ctrl_c_with_the_history_behind_records_the_run_completed) {
-  auto e = env;
-  e["PYOCO_PLUGIN_PATH"] = "";
-  ChildProcess run(busy_run(dir.path(), "busy-done"), e, dir.path());
-  const fs::path trace = dir.path() / "busy-done.trace";
-  BOOST_TEST_REQUIRE(eventually([&] { return has(file_tail(trace), "end flow=many"); }));
-  BOOST_TEST_REQUIRE(has(file_tail(trace), "status=COMPLETED"));
-  run.send_signal(SIGINT);
-  const bool told =
-      eventually([&] { return has(run.err(), "interrupt again to leave without it"); });
-  BOOST_TEST_REQUIRE(told, run.err());
-  run.send_signal(SIGINT);
-  BOOST_TEST(run.wait() == 0, run.err());
-  const json::object shown = show_json("busy-done");
-  BOOST_TEST(str(shown.at("status")) == "COMPLETED", run.err());
-  const ProcessResult show = pyoco({"runs", "show", "busy-done"});
-  BOOST_TEST(has(show.out, "status    COMPLETED"), show.out.substr(0, 400));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -16,7 +16,10 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <mutex>
+#include <optional>
+#include <thread>
 
 #include "flows.hpp"
 #include "process.hpp"
@@ -559,10 +562,113 @@ BOOST_AUTO_TEST_CASE(abandoning_a_run_the_writer_is_behind_writes_its_end_alone)
   BOOST_TEST(store->run(r.id())->reason ==
              "interrupted twice while its history was written: its tasks are recorded only in "
              "part");
-  history.flush();  // writes nothing more: c's end was skipped
-  for (const TaskRecord& t : store->tasks(r.id())) {
-    if (t.node == "c") BOOST_TEST(core::to_string(t.state) != "SUCCEEDED");
+  history.flush();  // writes nothing more: b's and c's ends were skipped
+  // Not left RUNNING or PENDING forever under a COMPLETED run: said unrecorded.
+  const auto stored = store->tasks(r.id());
+  BOOST_TEST_REQUIRE(stored.size() == 3u);
+  for (const TaskRecord& t : stored) {
+    if (t.node == "a") continue;
+    BOOST_TEST_CONTEXT("task " << t.node) {
+      BOOST_TEST(core::to_string(t.state) == "CANCELLED");
+      BOOST_TEST(t.error == "not recorded: pyoco was interrupted twice while writing its history");
+    }
   }
+}
+
+// The same while the run still goes (a second Ctrl+C during the run): it
+// is recorded CANCELLED with the reason given, its tasks' events queued
+// behind the held write are skipped, and every task is CANCELLED with it.
+BOOST_AUTO_TEST_CASE(abandoning_a_running_run_the_writer_is_behind_records_it_cancelled) {
+  auto held = std::make_shared<HeldStore>(store);
+  HistoryWriter history(held);
+  auto talk = std::make_shared<Gate>(), go = std::make_shared<Gate>();
+  auto talked = std::make_shared<std::atomic<bool>>(false);
+  auto fns = tasks();
+  fns["t/chatty"] = [talk, go, talked](TaskCall& call, const Value&) {
+    talk->wait();
+    for (int i = 0; i < 100; ++i) call.log("line " + std::to_string(i));
+    *talked = true;
+    go->wait();
+    return Value();
+  };
+  Run r = start(history,
+                "flow: {graph: a >> b >> c}\ntasks: {a: {use: t/chatty}, b: {use: t/emit, inputs: "
+                "{value: 1}}, c: {use: t/emit, inputs: {value: 2}}}\n",
+                fns);
+  BOOST_TEST_REQUIRE(eventually([&] { return held->held.load(); }));
+  talk->open();  // its lines queue behind the held write
+  BOOST_TEST_REQUIRE(eventually([&] { return talked->load(); }));
+  BOOST_TEST(!history.abandon(r.id(), "interrupted twice", std::chrono::milliseconds(200)));
+  held->gate.open();
+  BOOST_TEST_REQUIRE(eventually([&] {
+    const auto stored = store->run(r.id());
+    return stored && stored->status == core::RunStatus::Cancelled;
+  }));
+  BOOST_TEST(store->run(r.id())->reason ==
+             "interrupted twice; its tasks are recorded only in part");
+  go->open();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  history.flush();  // writes nothing more
+  BOOST_TEST(core::to_string(store->run(r.id())->status) == "CANCELLED");
+  const auto stored = store->tasks(r.id());
+  BOOST_TEST_REQUIRE(stored.size() == 3u);
+  for (const TaskRecord& t : stored) {
+    BOOST_TEST_CONTEXT("task " << t.node) {
+      BOOST_TEST(core::to_string(t.state) == "CANCELLED");
+      BOOST_TEST(t.error == "interrupted twice");
+    }
+  }
+  BOOST_TEST(store->logs(r.id(), {}).empty());  // skipped, not written after the end
+}
+
+// A second Ctrl+C once the run is written whole (its slot forgotten): the
+// run's recorded status, not nothing (which `pyoco run` says as "leaving
+// without writing the rest").
+BOOST_AUTO_TEST_CASE(abandoning_a_run_written_whole_says_its_status) {
+  HistoryWriter history(store);
+  std::string id;
+  {
+    Run r = run(history, "flow: {graph: a}\ntasks: {a: {use: t/emit, inputs: {value: 1}}}\n");
+    id = r.id();
+  }
+  history.flush();  // its recorder gone, the written run is forgotten
+  const auto status = history.abandon(id, "interrupted twice", std::chrono::seconds(10));
+  BOOST_TEST_REQUIRE(status.has_value());
+  BOOST_TEST(core::to_string(*status) == "COMPLETED");
+  BOOST_TEST(store->run(id)->reason == "");
+}
+
+// Another process holds state.db: a write of this process waits for it,
+// holding the store's connection, and so would any read. A signal
+// watcher's read (SIGURG while the plugins load) must not wait: the
+// Ctrl+C handled on its thread would queue behind it.
+BOOST_AUTO_TEST_CASE(a_read_without_waiting_fails_at_once_while_a_write_waits) {
+  std::atomic<bool> waiting{false};
+  auto patient =
+      open_sqlite_store(dir.path() / "state.db", std::chrono::seconds(30), [&] { waiting = true; });
+  std::optional<HeldWriteLock> lock(std::in_place, dir.path() / "state.db");
+  RunRecord claim;
+  claim.id = "some-run";
+  claim.flow = "f";
+  claim.params = "{}";
+  claim.started = std::chrono::system_clock::now();
+  std::thread write([&] { patient->claim(claim); });
+  BOOST_TEST_REQUIRE(eventually([&] { return waiting.load(); }));
+  auto read = std::async(std::launch::async, [&] {
+    try {
+      return patient->run_without_waiting("some-run") ? std::string("found") : "not found";
+    } catch (const StoreError& e) {
+      return std::string(e.transient() ? "busy" : e.what());
+    }
+  });
+  const bool answered = read.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  lock.reset();  // the other process commits
+  write.join();
+  BOOST_TEST_REQUIRE(answered);
+  BOOST_TEST(read.get() == "busy");
+  const auto found = patient->run_without_waiting("some-run");
+  BOOST_TEST_REQUIRE(found.has_value());
+  BOOST_TEST(found->flow == "f");
 }
 
 BOOST_AUTO_TEST_CASE(runs_of_dead_processes_become_failed_interrupted) {

@@ -185,6 +185,30 @@ BOOST_AUTO_TEST_CASE(a_cancel_through_the_history_stops_the_run_and_its_id_stays
       runner::SetupError);
 }
 
+// `pyoco runs cancel` of a run id claimed while the flow's plugins load:
+// the run starts cancelled and none of its tasks runs. A cancel() after
+// start() returned came after a short run had ended (COMPLETED, the
+// request dropped).
+BOOST_AUTO_TEST_CASE(a_cancel_requested_before_the_run_starts_runs_nothing) {
+  const auto other = runner::open_run_history(history_file);
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = "early-" + std::to_string(i);
+    runner::LocalRun local(runner::load_flow(flow_file("chain.yaml")), setup(id));
+    BOOST_TEST(!local.cancel_requested_before_start());
+    BOOST_TEST_REQUIRE(other->request_cancel(id));
+    BOOST_TEST(local.cancel_requested_before_start());
+    Run run = local.start(engine);
+    BOOST_TEST_REQUIRE(run.wait_for(std::chrono::seconds(20)));
+    local.wait();
+    BOOST_TEST(local.finish() == "");
+    BOOST_TEST(core::to_string(run.status()) == "CANCELLED");
+    for (const auto& t : run.tasks()) {
+      BOOST_TEST(core::to_string(t.state) == "CANCELLED", t.node);
+    }
+    BOOST_TEST(core::to_string(other->run(id)->status) == "CANCELLED");
+  }
+}
+
 // A run id is claimed when the LocalRun is made: two made at the same
 // moment with one id (two processes) both found it free, and both ran.
 BOOST_AUTO_TEST_CASE(a_run_id_is_claimed_at_once) {

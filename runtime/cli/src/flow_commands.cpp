@@ -271,6 +271,9 @@ int run_flow(const RunOptionsCli& o) {
   std::optional<runner::LocalRun> local;  // outlives the watcher, which may use it
   runner::LocalRun* running = nullptr;    // `local`, once it is starting the run
   bool cancel_when_started = false, ended = false;
+  // A first Ctrl+C after the run's end said a second leaves without the
+  // history (the run may be over before `ended` is set).
+  bool promised_to_leave = false;
   bool history_waits = false;  // the last history write is being tried again
   const auto exit_code = [](core::RunStatus status) {
     return status == core::RunStatus::Completed   ? kExitOk
@@ -307,6 +310,7 @@ int run_flow(const RunOptionsCli& o) {
               leave_without_history(false);  // as the wait's message says
             } else if (ended || (started && core::is_terminal(started->status()))) {
               // Over: its last events go to the trace and the history.
+              promised_to_leave = true;
               std::cerr << "pyoco run: writing the run history; interrupt again to leave "
                            "without it\n";
             } else if (started) {
@@ -331,7 +335,16 @@ int run_flow(const RunOptionsCli& o) {
           [&] {
             std::lock_guard lock(state_mutex);
             std::cout << std::flush;
-            if (ended) leave_without_history(!history_waits);
+            // Over (its end known, its history being written): as the first
+            // Ctrl+C said, leave without the history, with the run's exit code.
+            if (ended || promised_to_leave) {
+              // What its abandoned tasks left behind goes too, as it would
+              // have after the run's end (stop_descendants).
+              if (!ended && started->status() != core::RunStatus::Completed) {
+                runner::signal_descendants(SIGKILL);
+              }
+              leave_without_history(!history_waits);
+            }
             // Stop every process a task started, record the run, leave. What
             // ran so far is in the trace and the history.
             runner::signal_descendants(SIGKILL);
@@ -343,21 +356,35 @@ int run_flow(const RunOptionsCli& o) {
             if (started) {
               recorded = running->abandon("interrupted twice: pyoco exited without waiting for it");
             }
+            // Not recorded in time (state.db held): a run already over
+            // still leaves with its own exit code.
+            if (!recorded && started && core::is_terminal(started->status())) {
+              recorded = started->status();
+            }
             std::_Exit(recorded ? exit_code(*recorded) : kExitCancelled);
           },
       .check_now =
           [&] {
-            std::lock_guard lock(state_mutex);
-            if (started && !ended) {
-              running->check_cancel_requests();
-            } else if (running != nullptr && !started && !cancel_when_started &&
-                       running->cancel_requested_before_start()) {
-              // As a first Ctrl+C between two loads; while one loads too:
-              // the run must start to be recorded CANCELLED, as asked.
-              cancel_when_started = true;
-              std::cerr << "pyoco run: cancel requested (pyoco runs cancel) while the flow's "
-                           "plugins load; the run is cancelled as soon as it starts\n";
+            runner::LocalRun* loading = nullptr;
+            {
+              std::lock_guard lock(state_mutex);
+              if (started && !ended) {
+                running->check_cancel_requests();
+              } else if (running != nullptr && !started && !cancel_when_started) {
+                loading = running;
+              }
             }
+            // Read outside the lock, never waiting for state.db: a Ctrl+C
+            // while a plugin loads must not queue behind another process's
+            // write. Busy, start() looks again.
+            if (loading == nullptr || !loading->cancel_requested_before_start()) return;
+            std::lock_guard lock(state_mutex);
+            if (started || cancel_when_started) return;
+            // As a first Ctrl+C between two loads; while one loads too:
+            // the run must start to be recorded CANCELLED, as asked.
+            cancel_when_started = true;
+            std::cerr << "pyoco run: cancel requested (pyoco runs cancel) while the flow's "
+                         "plugins load; the run is cancelled as soon as it starts\n";
           },
   });
   const runner::LoadedFlow flow = load(o.flow);

@@ -207,10 +207,11 @@ Run Engine::start(std::shared_ptr<const core::CompiledFlow> flow, RunOptions opt
   if (options.artifacts == nullptr) {
     options.artifacts = std::make_shared<LocalArtifactStore>(".pyoco/artifacts");
   }
+  const bool cancelled = options.cancelled_at_start && options.cancelled_at_start();
   auto state = std::make_shared<RunState>(impl_->executors, std::move(bound), std::move(options),
                                           std::move(id));
   impl_->track(state);
-  state->start();
+  state->start(cancelled);
   return Run(std::move(state));
 }
 

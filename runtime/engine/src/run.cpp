@@ -175,13 +175,19 @@ void RunState::start_event() {
   publish(e);
 }
 
-void RunState::start() {
-  on_strand([this] {
+void RunState::start(bool cancelled) {
+  on_strand([this, cancelled] {
     status_.store(core::RunStatus::Running, std::memory_order_release);
     start_event();
+    if (cancelled) {  // as cancel() does; no frame yet: each node ends as it is ready
+      status_.store(core::RunStatus::Cancelling, std::memory_order_release);
+      emit(EventKind::RunCancelling);
+      stop(true);
+    }
     top_ = std::make_unique<Frame>();
     top_->graph = &flow_->flow->graph;
     start_frame(*top_);
+    if (cancelled && !top_->done) cancel_pending(*top_);
   });
 }
 

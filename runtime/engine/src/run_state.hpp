@@ -224,7 +224,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   RunState(std::shared_ptr<Executors> executors, std::shared_ptr<BoundFlow> flow,
            RunOptions options, std::string id);
 
-  void start();
+  // `cancelled`: as if cancel() came first, nothing runs.
+  void start(bool cancelled = false);
   void cancel();
   void wait() const;
   bool wait_for(std::chrono::milliseconds t) const;

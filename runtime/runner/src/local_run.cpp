@@ -161,11 +161,12 @@ LocalRun::~LocalRun() {
 
 Run LocalRun::start(Engine& engine) {
   if (run_) throw std::logic_error("LocalRun::start: the run has started already");
-  run_ = engine.start(flow_.flow, std::move(options_));
   // A cancel requested through the history while the plugins loaded, as a
   // first Ctrl+C then: the writer looks only for runs it has heard start,
-  // and a short run could end before it looks.
-  if (cancel_requested_before_start()) run_->cancel();
+  // and a short run could end before a cancel() after start. Read once they
+  // are loaded; here the read may wait its turn for state.db.
+  options_.cancelled_at_start = [this] { return cancel_requested_in_history(/*wait=*/true); };
+  run_ = engine.start(flow_.flow, std::move(options_));
   if (history_) {
     // A cancel requested through the history, as a first Ctrl+C.
     history_->watch_cancel(run_->id(), [run = *run_]() mutable { run.cancel(); });
@@ -174,13 +175,18 @@ Run LocalRun::start(Engine& engine) {
 }
 
 bool LocalRun::cancel_requested_before_start() {
+  return cancel_requested_in_history(/*wait=*/false);
+}
+
+bool LocalRun::cancel_requested_in_history(bool wait) {
   if (cancel_at_start_.load()) return true;
   if (!claimed_in_) return false;
   try {
-    const auto claim = claimed_in_->run(claimed_id_);
+    const auto claim =
+        wait ? claimed_in_->run(claimed_id_) : claimed_in_->run_without_waiting(claimed_id_);
     if (!claim || !claim->cancel_requested) return false;
   } catch (const store::StoreError&) {
-    return false;  // the writer's poll looks again once the run goes
+    return false;  // busy: start() looks again, and the writer's poll once the run goes
   }
   cancel_at_start_.store(true);
   return true;

@@ -344,7 +344,7 @@ std::optional<core::RunStatus> HistoryWriter::abandon(const std::string& run_id,
     // is for the writes.
     impl_->fold_until.store(
         (std::chrono::steady_clock::now() + patience / 4).time_since_epoch().count());
-    impl_->abandon_asked.store(true);
+    impl_->abandon_asked.store(true, std::memory_order_release);
     impl_->wake.notify_one();
   }
   impl_->written.wait_until(lock, until, [&] { return impl_->abandoning->done; });
@@ -419,7 +419,7 @@ void HistoryWriter::Impl::loop() {
     std::set<const RunSlot*> skipped;
     fold_all(batch, skipped);
     batch.clear();
-    if (abandon_asked.load()) {
+    if (abandon_asked.load(std::memory_order_acquire)) {
       write_abandoned(skipped);
       std::lock_guard lock(mutex);
       done = std::max(done, generation);
@@ -465,6 +465,10 @@ void HistoryWriter::Impl::loop() {
 
 namespace {
 
+// A task's error when its end was never written (its run's end was).
+constexpr std::string_view kNotRecorded =
+    "not recorded: pyoco was interrupted twice while writing its history";
+
 // A run's reason once pyoco left before its history was all written.
 std::string recorded_in_part(const std::string& reason, bool abandoned) {
   constexpr const char* kInPart = "its tasks are recorded only in part";
@@ -478,8 +482,10 @@ std::string recorded_in_part(const std::string& reason, bool abandoned) {
 void HistoryWriter::Impl::fold_all(std::vector<QueuedEvent>& batch,
                                    std::set<const RunSlot*>& skipped) {
   for (auto& e : batch) {
-    if (abandon_asked.load(std::memory_order_relaxed) && e.kind != EventKind::RunStart &&
-        std::chrono::steady_clock::now().time_since_epoch().count() > fold_until.load()) {
+    // Acquire: fold_until is stored before abandon_asked is set.
+    if (abandon_asked.load(std::memory_order_acquire) && e.kind != EventKind::RunStart &&
+        std::chrono::steady_clock::now().time_since_epoch().count() >
+            fold_until.load(std::memory_order_relaxed)) {
       skipped.insert(e.slot);
       continue;
     }
@@ -502,14 +508,17 @@ void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
   }
   fold_all(rest, skipped);
   rest.clear();
-  std::string reason;
+  std::string id, reason;
   RunSlot* s = nullptr;
   std::optional<RunSlot::HeardEnd> heard;
+  bool recorded_whole = false;
   {
     std::lock_guard lock(mutex);
+    id = abandoning->run_id;
     reason = abandoning->reason;
-    s = find(abandoning->run_id);
+    s = find(id);
     if (s != nullptr) heard = s->heard_end;
+    recorded_whole = s == nullptr && recorded.contains(id);
   }
   std::optional<core::RunStatus> status;
   if (s != nullptr && s->started) {
@@ -531,6 +540,21 @@ void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
         end.abandon = abandoned = true;
       }
       fold(end);
+    }
+    if (in_part && !abandoned) {
+      // Its end was heard, some of its tasks' were skipped: none stays
+      // RUNNING or PENDING forever under an ended run.
+      for (std::uint32_t i = 0; i < s->tasks.size(); ++i) {
+        TaskRecord& t = s->tasks[i];
+        if (t.node.empty() || core::is_terminal(t.state)) continue;
+        t.state = core::TaskState::Cancelled;
+        t.error = std::string(kNotRecorded);
+        if (t.started != Clock::time_point{}) {
+          t.ended = s->run.ended;
+          t.duration_ms = std::chrono::duration<double, std::milli>(t.ended - t.started).count();
+        }
+        mark(*s, i);
+      }
     }
     // The run's record alone first, a small write: its end is what counts.
     // Its tasks folded so far follow, if the caller waits that long.
@@ -555,8 +579,17 @@ void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
       }
     }
   }
+  if (s == nullptr && recorded_whole) {
+    // Written whole already, its slot forgotten: its status is the store's.
+    try {
+      if (const auto stored = store->run(id)) status = stored->status;
+    } catch (const std::exception&) {
+      // unknown: said as not written
+    }
+  }
   sealed = true;
   std::lock_guard lock(mutex);
+  abandoning->written = status;
   abandoning->done = true;
 }
 

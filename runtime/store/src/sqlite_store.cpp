@@ -246,6 +246,19 @@ class Database {
   }
   sqlite3* handle() const { return db_; }
 
+  // While it lives, a busy database fails at once instead of being waited
+  // for (the holder of the connection's mutex only).
+  class NoWait {
+   public:
+    explicit NoWait(const Database& db) : database_(db) { database_.no_wait_ = true; }
+    ~NoWait() { database_.no_wait_ = false; }
+    NoWait(const NoWait&) = delete;
+    NoWait& operator=(const NoWait&) = delete;
+
+   private:
+    const Database& database_;
+  };
+
  private:
   // SQLite's own busy handler sleeps longer and longer (100 ms a try once
   // it has waited a while), so among many writing processes one that has
@@ -257,7 +270,7 @@ class Database {
     auto& db = *static_cast<Database*>(self);
     const auto now = std::chrono::steady_clock::now();
     if (tries == 0) db.busy_since_ = now;
-    if (now - db.busy_since_ >= db.busy_timeout_) return 0;
+    if (db.no_wait_ || now - db.busy_since_ >= db.busy_timeout_) return 0;
     if (db.on_wait_ && now - db.busy_since_ >= std::chrono::seconds(1)) {
       std::exchange(db.on_wait_, {})();  // once: a wait is reported, not each
     }
@@ -271,6 +284,7 @@ class Database {
   std::function<void()> on_wait_;  // only touched by the thread holding the connection
   sqlite3* db_ = nullptr;
   std::chrono::steady_clock::time_point busy_since_;
+  mutable bool no_wait_ = false;  // see NoWait
 };
 
 Statement::Statement(const Database& db, const char* sql) : db_(db) {
@@ -411,10 +425,14 @@ class SqliteStateStore final : public StateStore {
 
   std::optional<RunRecord> run(std::string_view id) const override {
     std::lock_guard lock(mutex_);
-    Statement s(db_, (std::string("SELECT ") + kRunColumns + " FROM runs WHERE id=?").c_str());
-    s.bind(1, id);
-    if (!s.step()) return std::nullopt;
-    return read_run(s);
+    return read_run_record(id);
+  }
+
+  std::optional<RunRecord> run_without_waiting(std::string_view id) const override {
+    std::unique_lock lock(mutex_, std::try_to_lock);
+    if (!lock) throw Busy("the run history's connection is in use");
+    const Database::NoWait no_wait(db_);
+    return read_run_record(id);
   }
 
   std::vector<std::string> ids_with_prefix(std::string_view prefix,
@@ -540,6 +558,14 @@ class SqliteStateStore final : public StateStore {
   }
 
  private:
+  // The caller holds mutex_.
+  std::optional<RunRecord> read_run_record(std::string_view id) const {
+    Statement s(db_, (std::string("SELECT ") + kRunColumns + " FROM runs WHERE id=?").c_str());
+    s.bind(1, id);
+    if (!s.step()) return std::nullopt;
+    return read_run(s);
+  }
+
   // write()'s work: the caller holds mutex_ and a write transaction.
   void write_locked(const Batch& batch) {
     Statement run(db_, (std::string(kInsertRun) +

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -72,6 +73,12 @@ struct RunOptions {
   // this process's, as `pyoco run` passes it.
   std::map<std::string, std::string, std::less<>> env;
   RunLimits limits;
+  // Asked once, by Engine::start on its caller's thread, after the flow's
+  // plugins are loaded and before any task is handed to a worker: true
+  // starts the run cancelled (RunStart, then its end CANCELLED, nothing
+  // run). For a cancel requested while the plugins loaded: a cancel() after
+  // start() returns may come after a short run has ended.
+  std::function<bool()> cancelled_at_start;
 };
 
 // This process's environment variables, for RunOptions::env.

@@ -89,8 +89,10 @@ class LocalRun {
 
   // Any thread, before start() returns: whether a cancel of the run id
   // claimed for this run has been requested through the history (false
-  // without a claim, or when the history cannot be read). Once it has
-  // said so, start() cancels the run at once, without looking again.
+  // without a claim, or when the history cannot be read). Never waits for
+  // state.db (a signal watcher calls it): busy, it says false, and start()
+  // looks again, waiting its turn. Once it has said so, start() cancels the
+  // run at once, without looking again.
   bool cancel_requested_before_start();
 
   // Returns once the run has ended and everything it said has been handed
@@ -135,6 +137,8 @@ class LocalRun {
   const std::string& trace_file_error() const { return trace_file_error_; }
 
  private:
+  // cancel_requested_before_start(), or waiting for state.db's lock (start()).
+  bool cancel_requested_in_history(bool wait);
   void refuse_used_artifact_dir(const RunSetup& setup);
 
   LoadedFlow flow_;

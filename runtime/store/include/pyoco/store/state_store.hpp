@@ -145,6 +145,12 @@ class StateStore {
   // Newest first.
   virtual std::vector<RunRecord> runs(const RunFilter& filter) const = 0;
   virtual std::optional<RunRecord> run(std::string_view id) const = 0;
+  // run(), for a thread that must not wait (a signal watcher): throws a
+  // transient StoreError at once where run() would wait, for the store's
+  // connection (in use by another thread) or for another process's lock.
+  virtual std::optional<RunRecord> run_without_waiting(std::string_view id) const {
+    return run(id);
+  }
   // Ids that start with `prefix`, at most `max` of them.
   virtual std::vector<std::string> ids_with_prefix(std::string_view prefix,
                                                    std::size_t max) const = 0;
