@@ -327,6 +327,9 @@ int run_flow(const RunOptionsCli& o) {
               std::_Exit(kExitCancelled);
             } else {
               cancel_when_started = true;
+              // Read by Engine::start once the plugins are loaded: a short
+              // run cannot end before a cancel() after start() reaches it.
+              if (running != nullptr) running->cancel_at_start();
               std::cerr << "pyoco run: loading the flow's plugins; the run is cancelled as soon "
                            "as it starts (interrupt again to leave at once)\n";
             }

@@ -94,6 +94,9 @@ class LocalRun {
   // looks again, waiting its turn. Once it has said so, start() cancels the
   // run at once, without looking again.
   bool cancel_requested_before_start();
+  // Any thread, before start() returns: the run starts cancelled (a first
+  // Ctrl+C while the plugins load), nothing of it run.
+  void cancel_at_start() { cancel_at_start_.store(true); }
 
   // Returns once the run has ended and everything it said has been handed
   // to the trace, the history and the listeners.
