@@ -1008,7 +1008,9 @@ tasks:
 }
 
 BOOST_AUTO_TEST_CASE(cancel_ends_running_tasks_cancelled_and_tells_their_bodies) {
-  Gate first_started;
+  // Shared with the bodies: the run ends without waiting for them, and one
+  // may still be opening it as this test ends.
+  auto first_started = std::make_shared<Gate>();
   Run r = engine.start(compile(R"(
 flow: {graph: "(first | foreach(over={{[1, 2]}}) { inner }) >> second"}
 tasks:
@@ -1020,15 +1022,15 @@ tasks:
                                   events,
                                   std::make_shared<pyoco::LocalArtifactStore>(artifacts.path()),
                                   {{"t/emit", echo_value},
-                                   {"t/block", [&](TaskCall& call, const Value&) {
-                                      first_started.open();
+                                   {"t/block", [first_started](TaskCall& call, const Value&) {
+                                      first_started->open();
                                       // Cooperative: returns once cancelled.
                                       while (!call.is_cancelled()) {
                                         std::this_thread::sleep_for(std::chrono::milliseconds(1));
                                       }
                                       return Value();
                                     }}}});
-  BOOST_TEST_REQUIRE(first_started.wait());
+  BOOST_TEST_REQUIRE(first_started->wait());
   r.cancel();
   BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
   BOOST_TEST((r.status() == core::RunStatus::Cancelled));
