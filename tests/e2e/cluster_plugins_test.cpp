@@ -34,33 +34,6 @@ std::string key(const NatsServer& nats, const std::string& scopes) {
   return r.out.substr(0, r.out.find('\n'));
 }
 
-// A ustar archive of `files`, as `plugins pack` writes one.
-std::string tar_of(const std::vector<plugins::PackageFile>& files) {
-  std::string out;
-  for (const plugins::PackageFile& f : files) {
-    std::array<char, 512> h{};
-    std::memcpy(h.data(), f.name.data(), std::min<std::size_t>(f.name.size(), 99));
-    std::snprintf(&h[100], 8, "%07o", 0644);
-    std::snprintf(&h[108], 8, "%07o", 0);
-    std::snprintf(&h[116], 8, "%07o", 0);
-    std::snprintf(&h[124], 12, "%011llo", static_cast<unsigned long long>(f.bytes.size()));
-    std::snprintf(&h[136], 12, "%011o", 0);
-    h[156] = '0';
-    std::memcpy(&h[257], "ustar", 6);
-    std::memcpy(&h[263], "00", 2);
-    std::memset(&h[148], ' ', 8);
-    unsigned sum = 0;
-    for (char c : h) sum += static_cast<unsigned char>(c);
-    std::snprintf(&h[148], 8, "%06o", sum);
-    h[155] = ' ';
-    out.append(h.data(), h.size());
-    out += f.bytes;
-    out.append((512 - f.bytes.size() % 512) % 512, '\0');
-  }
-  out.append(2 * 512, '\0');
-  return out;
-}
-
 // The hello plugin's package with its plugin.toml saying `key = "value"`,
 // made by hand (`plugins pack` refuses what lint refuses), SHA256SUMS right.
 std::string hello_package_with(const std::string& key, const std::string& value) {
@@ -80,7 +53,7 @@ std::string hello_package_with(const std::string& key, const std::string& value)
   std::string sums;
   for (const auto& f : files) sums += plugins::sha256_hex(f.bytes) + "  " + f.name + "\n";
   files.push_back({"SHA256SUMS", sums});
-  return tar_of(files);
+  return plugins::ustar_of(files);
 }
 
 }  // namespace

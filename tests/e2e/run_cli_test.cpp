@@ -524,15 +524,6 @@ BOOST_AUTO_TEST_CASE(second_ctrl_c_kills_what_the_tasks_started_and_exits) {
 
 namespace {
 
-// Waits until `pid` has mapped the library `name`: its load has begun.
-bool maps_library(int pid, const std::string& name) {
-  return eventually([&] {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return text.find(name) != std::string::npos;
-  });
-}
-
 // `pyoco run` of a one-task flow of the plain-C fixture `hostile`, whose
 // library misbehaves while loading as PYOCO_FIXTURE_HOSTILE says (`mode`;
 // empty: it behaves).

@@ -747,19 +747,6 @@ BOOST_AUTO_TEST_CASE(the_history_can_be_read_by_hand) {
   sqlite3_close(db);
 }
 
-namespace {
-
-// Waits until `pid` has mapped the library `name`: its load has begun.
-bool maps_library(int pid, const std::string& name) {
-  return eventually([&] {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return text.find(name) != std::string::npos;
-  });
-}
-
-}  // namespace
-
 // docs/history.md: `runs cancel` works as a first Ctrl+C would, also on a
 // run whose plugins still load (its --run-id shows PENDING meanwhile). The
 // request was taken ("cancel requested", exit 0) and dropped: every task

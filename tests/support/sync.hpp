@@ -4,7 +4,10 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <fstream>
+#include <iterator>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace pyoco::testing {
@@ -57,6 +60,16 @@ bool eventually(F&& done, std::chrono::seconds limit = std::chrono::seconds(20))
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return done();
+}
+
+// Waits until process `pid` has mapped the library `name` (its load has
+// begun): polled from /proc, with eventually()'s deadline.
+inline bool maps_library(int pid, const std::string& name) {
+  return eventually([&] {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return text.find(name) != std::string::npos;
+  });
 }
 
 }  // namespace pyoco::testing

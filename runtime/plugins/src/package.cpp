@@ -31,32 +31,6 @@ void put_octal(char* field, std::size_t width, std::uint64_t value) {
                 static_cast<unsigned long long>(value));
 }
 
-std::string tar_of(const std::vector<PackageFile>& files) {
-  std::string out;
-  for (const PackageFile& f : files) {
-    std::array<char, kBlock> h{};
-    std::memcpy(h.data(), f.name.data(), std::min<std::size_t>(f.name.size(), 99));
-    put_octal(&h[100], 8, 0644);
-    put_octal(&h[108], 8, 0);
-    put_octal(&h[116], 8, 0);
-    put_octal(&h[124], 12, f.bytes.size());
-    put_octal(&h[136], 12, 0);  // mtime 0: the same plugin packs to the same bytes
-    h[156] = '0';
-    std::memcpy(&h[257], "ustar", 6);
-    std::memcpy(&h[263], "00", 2);
-    std::memset(&h[148], ' ', 8);
-    unsigned sum = 0;
-    for (char c : h) sum += static_cast<unsigned char>(c);
-    std::snprintf(&h[148], 8, "%06o", sum);
-    h[155] = ' ';
-    out.append(h.data(), h.size());
-    out += f.bytes;
-    out.append((kBlock - f.bytes.size() % kBlock) % kBlock, '\0');
-  }
-  out.append(2 * kBlock, '\0');
-  return out;
-}
-
 std::uint64_t octal(std::string_view field, const char* what) {
   while (!field.empty() && (field.back() == '\0' || field.back() == ' ')) field.remove_suffix(1);
   while (!field.empty() && field.front() == ' ') field.remove_prefix(1);
@@ -185,7 +159,7 @@ PluginPackage pack_plugin(const fs::path& dir) {
   std::vector<PackageFile> files{{"plugin.toml", read_file(m.file)},
                                  {m.library, read_file(m.library_path())}};
   files.push_back({"SHA256SUMS", sums_of(files)});
-  return open_package(tar_of(files));
+  return open_package(ustar_of(files));
 }
 
 PluginPackage read_package(const fs::path& file) { return open_package(read_file(file)); }
@@ -276,6 +250,32 @@ void unpack_package(const PluginPackage& package, const fs::path& dir) {
     fs::remove_all(staging, ignored);
     throw;
   }
+}
+
+std::string ustar_of(const std::vector<PackageFile>& files) {
+  std::string out;
+  for (const PackageFile& f : files) {
+    std::array<char, kBlock> h{};
+    std::memcpy(h.data(), f.name.data(), std::min<std::size_t>(f.name.size(), 99));
+    put_octal(&h[100], 8, 0644);
+    put_octal(&h[108], 8, 0);
+    put_octal(&h[116], 8, 0);
+    put_octal(&h[124], 12, f.bytes.size());
+    put_octal(&h[136], 12, 0);  // mtime 0: the same plugin packs to the same bytes
+    h[156] = '0';
+    std::memcpy(&h[257], "ustar", 6);
+    std::memcpy(&h[263], "00", 2);
+    std::memset(&h[148], ' ', 8);
+    unsigned sum = 0;
+    for (char c : h) sum += static_cast<unsigned char>(c);
+    std::snprintf(&h[148], 8, "%06o", sum);
+    h[155] = ' ';
+    out.append(h.data(), h.size());
+    out += f.bytes;
+    out.append((kBlock - f.bytes.size() % kBlock) % kBlock, '\0');
+  }
+  out.append(2 * kBlock, '\0');
+  return out;
 }
 
 }  // namespace pyoco::plugins

@@ -46,6 +46,11 @@ inline constexpr std::size_t kMaxPackageBytes = 64 * 1024 * 1024;
 // library) or ManifestError.
 PluginPackage pack_plugin(const std::filesystem::path& dir);
 
+// The ustar archive of `files`, in their order, as a package holds them
+// (mode 0644, owner 0, mtime 0): the same files make the same bytes. No
+// check of names or sizes: pack_plugin and open_package make those.
+std::string ustar_of(const std::vector<PackageFile>& files);
+
 // A package file: a regular file of at most kMaxPackageBytes, opened and
 // checked. Throws PackageError naming the file.
 PluginPackage read_package(const std::filesystem::path& file);
