@@ -420,3 +420,32 @@ BOOST_AUTO_TEST_CASE(two_copies_in_one_directory_warn_on_the_one_never_loaded) {
   BOOST_TEST(r.out.find("warning PL016") != std::string::npos, r.out);
   BOOST_TEST(r.out.find("this one is never loaded") != std::string::npos, r.out);
 }
+
+// Two copies in two directories of PYOCO_PLUGIN_PATH: a `pyoco run` given
+// no --plugin-path never loads the later one, which a CI lint must catch (a
+// warning, --strict fails). Put first only by lint's own --plugin-path, the
+// other copy gets a note.
+BOOST_AUTO_TEST_CASE(two_copies_on_the_configured_path_warn_on_the_later_one) {
+  TempDir dir;
+  const fs::path first = dir.path() / "first", later = dir.path() / "later";
+  for (const fs::path& d : {first, later}) {
+    fs::create_directories(d / "clean");
+    fs::copy(fixture_dir() / "clean", d / "clean", fs::copy_options::recursive);
+  }
+  ProcessOptions both;
+  both.env["PYOCO_PLUGIN_PATH"] = first.string() + ":" + later.string();
+  ProcessResult r = run_pyoco({"plugins", "lint", (later / "clean").string(), "--strict"}, both);
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  BOOST_TEST(r.out.find("warning PL016") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("plugin 'clean' at " + (first / "clean").string() +
+                        " comes first on the search path: this one is shadowed and never loaded "
+                        "there") != std::string::npos,
+             r.out);
+  ProcessOptions one;
+  one.env["PYOCO_PLUGIN_PATH"] = later.string();
+  r = run_pyoco(
+      {"plugins", "lint", (later / "clean").string(), "--plugin-path", first.string(), "--strict"},
+      one);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("note    PL016") != std::string::npos, r.out);
+}

@@ -798,8 +798,8 @@ BOOST_AUTO_TEST_CASE(a_cancel_while_the_plugins_load_cancels_the_run_as_it_start
   BOOST_TEST(left->wait() == 130, left->err());
   BOOST_TEST(waiting->wait() == 0, waiting->out() << waiting->err());
   BOOST_TEST(has(waiting->out(),
-                 "run left-early never started: its process left while loading "
-                 "plugins, and the history keeps no record of it\n"),
+                 "run left-early never started: its process stopped before the run "
+                 "began, and the history keeps no record of it\n"),
              waiting->out() << waiting->err());
 }
 

@@ -664,14 +664,17 @@ BOOST_AUTO_TEST_CASE(a_worker_whose_id_was_taken_while_it_was_stopped_stops) {
   other.tags = {"other"};
   init_resources(c.nats, other);
   ChildProcess& second = c.worker("w1", 1, {"--tags", "other", "--no-plugin-sync"});
+  // It watches the stopped one's record for 15 s first: a minute, for a slow host.
   std::string taker;
-  BOOST_TEST_REQUIRE(eventually([&] {
-                       record = c.worker_record("w1");
-                       if (record && record->at("instance_id").as_string() != stopped) {
-                         taker = record->at("instance_id").as_string();
-                       }
-                       return !taker.empty();
-                     }),
+  BOOST_TEST_REQUIRE(eventually(
+                         [&] {
+                           record = c.worker_record("w1");
+                           if (record && record->at("instance_id").as_string() != stopped) {
+                             taker = record->at("instance_id").as_string();
+                           }
+                           return !taker.empty();
+                         },
+                         60s),
                      second.err());
 
   // The record now, then every one written from here on, as any reader of
@@ -687,12 +690,14 @@ BOOST_AUTO_TEST_CASE(a_worker_whose_id_was_taken_while_it_was_stopped_stops) {
       kvEntry* e = nullptr;
       if (kvWatcher_Next(&e, watcher, 100) != NATS_OK || e == nullptr) continue;
       // A delete or purge marker has no record: not a write of a worker's.
+      const char* text = kvEntry_ValueString(e);
       boost::system::error_code ec;
-      const json::value v = json::parse(kvEntry_ValueString(e), ec);
+      const json::value v = json::parse(text != nullptr ? text : "", ec);
       kvEntry_Destroy(e);
-      if (ec || !v.is_object() || !v.as_object().contains("instance_id")) continue;
+      const json::value* who = v.is_object() ? v.as_object().if_contains("instance_id") : nullptr;
+      if (ec || who == nullptr || !who->is_string()) continue;
       std::lock_guard lock(m);
-      writers.emplace_back(v.at("instance_id").as_string());
+      writers.emplace_back(who->as_string());
     }
   });
 
@@ -765,28 +770,49 @@ BOOST_AUTO_TEST_CASE(every_run_ends_once_across_a_nats_kill_and_restart) {
   // waits here after its 100th until the test has killed NATS (on a slow
   // host it could otherwise have submitted them all before the kill).
   Gate killed;
+  std::mutex odd_mutex;
+  std::vector<std::string> odd;  // errors other than NATS away, as the client saw them
   std::thread submitter([&] {
-    // A connection of its own, as a client has; it rides out the outage.
-    Connection nats{{.servers = {c.server.url()}}};
-    RunRecords runs(nats);
-    for (int i = 0; i < kRuns; ++i) {
-      const auto until = std::chrono::steady_clock::now() + 60s;
-      for (;;) {
-        try {
-          submit_run(nats, runs,
-                     c.job("storm-" + std::to_string(i), "sleepy", {{"seconds", 0.05}}));
-          break;
-        } catch (const NatsError&) {
-          ++retries;
-          if (std::chrono::steady_clock::now() > until) return;
-          std::this_thread::sleep_for(100ms);  // a client's back-off while NATS is away
+    try {
+      // A connection of its own, as a client has; it rides out the outage.
+      Connection nats{{.servers = {c.server.url()}}};
+      RunRecords runs(nats);
+      for (int i = 0; i < kRuns; ++i) {
+        const auto until = std::chrono::steady_clock::now() + 60s;
+        for (;;) {
+          try {
+            submit_run(nats, runs,
+                       c.job("storm-" + std::to_string(i), "sleepy", {{"seconds", 0.05}}));
+            break;
+          } catch (const std::exception& e) {
+            // NATS away, or coming back: a client retries (submit is idempotent).
+            if (dynamic_cast<const NatsError*>(&e) == nullptr) {
+              std::lock_guard lock(odd_mutex);
+              odd.emplace_back(e.what());
+            }
+            ++retries;
+            if (std::chrono::steady_clock::now() > until) return;
+            std::this_thread::sleep_for(100ms);  // a client's back-off while NATS is away
+          }
         }
+        ++submitted;
+        if (i + 1 == kRuns / 2) killed.wait(120s);
+        std::this_thread::sleep_for(5ms);  // a steady stream, so that the outage falls amid it
       }
-      ++submitted;
-      if (i + 1 == kRuns / 2) killed.wait(120s);
-      std::this_thread::sleep_for(5ms);  // a steady stream, so that the outage falls amid it
+    } catch (const std::exception& e) {  // never std::terminate: the test says what it was
+      std::lock_guard lock(odd_mutex);
+      odd.emplace_back(std::string("submitter stopped: ") + e.what());
     }
   });
+  // Whatever ends this test early, the submitter is let go and joined.
+  struct JoinSubmitter {
+    std::thread& t;
+    Gate& killed;
+    ~JoinSubmitter() {
+      killed.open();
+      if (t.joinable()) t.join();
+    }
+  } join_submitter{submitter, killed};
   // Kill NATS once the workers have ended some runs, with more in flight.
   for (int i = 0; i < 20; ++i) c.wait_for("storm-" + std::to_string(i), terminal, 30s);
   BOOST_TEST(submitted <= kRuns / 2);  // the rest come amid the outage
@@ -800,6 +826,7 @@ BOOST_AUTO_TEST_CASE(every_run_ends_once_across_a_nats_kill_and_restart) {
   reaper.sweep_every = 500ms;
   reaper.start();
   submitter.join();
+  for (const std::string& e : odd) BOOST_TEST_MESSAGE("the submitter saw: " << e);
   BOOST_TEST_REQUIRE(submitted == kRuns);
   BOOST_TEST_MESSAGE("submit retries during the outage: " << retries);
 

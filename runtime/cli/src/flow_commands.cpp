@@ -358,6 +358,10 @@ int run_flow(const RunOptionsCli& o) {
             std::optional<core::RunStatus> recorded;
             if (started) {
               recorded = running->abandon("interrupted twice: pyoco exited without waiting for it");
+            } else if (running != nullptr) {
+              // Never started (its plugins still loading): a --run-id claimed
+              // for it is free again, as after a first Ctrl+C inside a load.
+              running->release_claim();
             }
             // Not recorded in time (state.db held): a run already over
             // still leaves with its own exit code.

@@ -67,7 +67,7 @@ double expiry_from(const std::string& text) {
   };
   if (text.size() >= 2 && std::isdigit(static_cast<unsigned char>(text.front())) != 0 &&
       std::string_view("smhd").find(text.back()) != std::string_view::npos &&
-      text.find_first_not_of("0123456789") == text.size() - 1) {
+      text.find_first_not_of("0123456789") == text.size() - 1 && text.size() <= 16) {
     const double n = std::stod(text.substr(0, text.size() - 1));
     const double unit = text.back() == 's'   ? 1
                         : text.back() == 'm' ? 60

@@ -451,10 +451,11 @@ int cancel_run(const CancelOptions& o) {
       return now->status == core::RunStatus::Cancelled ? kExitOk : kExitFailed;
     }
     if (!now && r.status == core::RunStatus::Pending) {
-      // Its process left while it loaded the flow's plugins (interrupted
-      // there): a --run-id claimed for a run that never started is freed.
-      std::cout << "run " << r.id << " never started: its process left while loading plugins, "
-                << "and the history keeps no record of it\n";
+      // Its process stopped before the run began (interrupted while it
+      // loaded the flow's plugins, a plugin not found): a --run-id claimed
+      // for a run that never started is freed.
+      std::cout << "run " << r.id << " never started: its process stopped before the run "
+                << "began, and the history keeps no record of it\n";
       return kExitOk;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -95,8 +95,9 @@ std::chrono::milliseconds window_of(const json::object& other,
                                     std::chrono::milliseconds silent_after) {
   const json::value* v = other.if_contains("progress_interval_s");
   const double interval = v != nullptr && v->is_number() ? v->to_number<double>() : 0.0;
+  // At most the longest `pyoco worker --progress-interval` (600 s).
   return std::max(silent_after, std::chrono::milliseconds(
-                                    static_cast<std::int64_t>(3000 * std::min(interval, 3600.0))));
+                                    static_cast<std::int64_t>(3000 * std::min(interval, 600.0))));
 }
 
 }  // namespace
@@ -141,8 +142,10 @@ std::uint64_t claim_worker_id(Connection& nats, const json::object& record,
               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(window).count()) +
               " s for a sign of life before taking it",
           {{"worker_id", key}});
-      const auto until = std::chrono::steady_clock::now() + window;
-      bool gone = false;
+      // Only time NATS answered counts: while it does not, the holder's
+      // beats cannot land either, and silence then proves nothing.
+      auto until = std::chrono::steady_clock::now() + window;
+      bool gone = false, changed = false;
       while (std::chrono::steady_clock::now() < until) {
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
         kvEntry* now = nullptr;
@@ -151,26 +154,40 @@ std::uint64_t claim_worker_id(Connection& nats, const json::object& record,
           gone = true;
           break;
         }
-        if (g != NATS_OK) continue;  // NATS busy: look again
-        const std::uint64_t seen = kvEntry_Revision(now);
-        kvEntry_Destroy(now);
-        if (seen != revision) {
-          throw WorkerIdInUse("worker id '" + key + "' is in use by a running worker (" +
-                              holder_text(other.as_object()) +
-                              ", which wrote its record while this one watched): give each "
-                              "worker its own --worker-id, or stop that one first");
+        if (g != NATS_OK) {
+          until = std::chrono::steady_clock::now() + window;  // the watch starts again
+          continue;
         }
+        const std::uint64_t seen = kvEntry_Revision(now);
+        if (seen != revision) {
+          // Written meanwhile: by whom, and is it a live worker's?
+          ec = {};
+          other = json::parse(kvEntry_ValueString(now), ec);
+          if (ec || !other.is_object()) other = json::object{};
+          kvEntry_Destroy(now);
+          const json::object& o = other.as_object();
+          if (!o.empty() && holder_of(o, record, window_of(o, silent_after)) == Holder::Unknown) {
+            throw WorkerIdInUse("worker id '" + key + "' is in use by a running worker (" +
+                                holder_text(o) +
+                                ", which wrote its record while this one watched): give each "
+                                "worker its own --worker-id, or stop that one first");
+          }
+          changed = true;  // stopped meanwhile, or no worker's: read and take it
+          break;
+        }
+        kvEntry_Destroy(now);
       }
-      if (gone) continue;  // expired meanwhile: create it
+      if (gone || changed) continue;
     }
     s = kvStore_Update(&written, kv, key.c_str(), body.data(), static_cast<int>(body.size()),
                        revision);
     if (s == NATS_OK) return written;
   }
-  throw_nats("cannot claim worker id '" + key +
-                 "': its record changed under each of three tries (other workers starting with "
-                 "it?) or NATS refused the write",
-             s);
+  const std::string why = "cannot claim worker id '" + key +
+                          "': its record changed under each of three tries (other workers "
+                          "starting with it?) or NATS refused the write";
+  if (s == NATS_OK) throw NatsError(why);
+  throw_nats(why, s);
 }
 
 std::uint64_t write_worker_beat(Connection& nats, const json::object& record,
@@ -219,19 +236,21 @@ std::uint64_t write_worker_beat(Connection& nats, const json::object& record,
     boost::system::error_code ec;
     json::value other = json::parse(kvEntry_ValueString(e), ec);
     kvEntry_Destroy(e);
-    // Taken only by a worker that claimed it and has not stopped since: a
-    // record that is no worker's (written by hand), or one a worker left
-    // stopping, is written over (compare-and-set, at its revision).
+    // Taken by any other instance that claimed it, even one that has
+    // stopped since (its runs were this one's to hand back then): a record
+    // that is no worker's (written by hand) is written over (compare-and-
+    // set, at its revision).
     if (ec || !other.is_object()) continue;
     const json::object& o = other.as_object();
     const json::value* theirs = o.if_contains("instance_id");
-    const json::value* state = o.if_contains("state");
-    const bool stopped = state != nullptr && *state == "STOPPED_GRACEFUL";
-    if (theirs != nullptr && *theirs != record.at("instance_id") && !stopped) {
+    if (theirs != nullptr && *theirs != record.at("instance_id")) {
       throw WorkerIdTaken("worker id '" + key + "' is another instance's now", o);
     }
   }
-  throw_nats("cannot write worker " + key + "'s record: it changed under each of three tries", s);
+  const std::string why =
+      "cannot write worker " + key + "'s record: it changed under each of three tries";
+  if (s == NATS_OK) throw NatsError(why);
+  throw_nats(why, s);
 }
 
 struct WorkerDirectory::Impl {

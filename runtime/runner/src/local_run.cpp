@@ -184,9 +184,11 @@ bool LocalRun::cancel_requested_in_history(bool wait) {
   try {
     const auto claim =
         wait ? claimed_in_->run(claimed_id_) : claimed_in_->run_without_waiting(claimed_id_);
-    if (!claim || !claim->cancel_requested) return false;
+    // A Ctrl+C while the read waited (cancel_at_start) counts too.
+    if (!claim || !claim->cancel_requested) return cancel_at_start_.load();
   } catch (const store::StoreError&) {
-    return false;  // busy: start() looks again, and the writer's poll once the run goes
+    // Busy: start() looks again, and the writer's poll once the run goes.
+    return cancel_at_start_.load();
   }
   cancel_at_start_.store(true);
   return true;

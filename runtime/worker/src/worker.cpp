@@ -870,7 +870,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   static std::string pid_namespace() {
     char link[64] = {0};
     const ssize_t n = ::readlink("/proc/self/ns/pid", link, sizeof link - 1);
-    return n > 0 ? std::string(link, static_cast<std::size_t>(n)) : std::string();
+    // No /proc/self/ns (no pid namespaces, as on macOS): one for the host.
+    return n > 0 ? std::string(link, static_cast<std::size_t>(n)) : std::string("none");
   }
 
   static std::string platform() {
