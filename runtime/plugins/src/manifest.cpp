@@ -245,13 +245,17 @@ std::string quoted_start(const std::string& s) {
   return "'" + core::printable(s.size() > kShown ? s.substr(0, kShown) + "..." : s) + "'";
 }
 
+// `what` (a name, a version) longer than `max`: said by its start.
+std::string too_long(const char* what, const std::string& s, std::size_t max) {
+  return std::string(what) + " " + quoted_start(s) + " is " + std::to_string(s.size()) +
+         " characters long: at most " + std::to_string(max) + " (directories are named after it)";
+}
+
 }  // namespace
 
 std::string plugin_name_problem(const std::string& name) {
   if (name.size() > kMaxPluginNameLength) {
-    return "plugin name " + quoted_start(name) + " is " + std::to_string(name.size()) +
-           " characters long: at most " + std::to_string(kMaxPluginNameLength) +
-           " (directories are named after it)";
+    return too_long("plugin name", name, kMaxPluginNameLength);
   }
   if (!is_valid_name(name)) {
     return "plugin name '" + core::printable(name) + "' is not [a-z][a-z0-9_]*";
@@ -261,9 +265,7 @@ std::string plugin_name_problem(const std::string& name) {
 
 std::string plugin_version_problem(const std::string& version) {
   if (version.size() > kMaxPluginVersionLength) {
-    return "version " + quoted_start(version) + " is " + std::to_string(version.size()) +
-           " characters long: at most " + std::to_string(kMaxPluginVersionLength) +
-           " (directories are named after it)";
+    return too_long("version", version, kMaxPluginVersionLength);
   }
   if (!is_semver(version)) {
     return "version '" + core::printable(version) + "' is not MAJOR.MINOR.PATCH";
