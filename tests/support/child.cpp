@@ -148,4 +148,24 @@ bool process_gone(int pid) {
   return !read_stat(pid, state, ppid) || state == 'Z';
 }
 
+std::string process_name(int pid) {
+  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name;
+}
+
+bool signal_pending(int pid, int sig) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  const unsigned long long bit = 1ull << (sig - 1);
+  std::string line;
+  while (std::getline(status, line)) {
+    // SigPnd: sent to this thread; ShdPnd: to the process (kill).
+    if (line.rfind("SigPnd:", 0) == 0 || line.rfind("ShdPnd:", 0) == 0) {
+      if (std::stoull(line.substr(7), nullptr, 16) & bit) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace pyoco::testing

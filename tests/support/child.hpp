@@ -40,5 +40,11 @@ class ChildProcess {
 std::vector<int> descendants_of(int pid);
 // True when `pid` no longer runs: gone, or a zombie nobody reaped yet.
 bool process_gone(int pid);
+// Its command name (/proc/<pid>/comm), empty once it is gone.
+std::string process_name(int pid);
+// True while `sig` sent to `pid` waits to be handled (from /proc: a signal
+// the process has taken is no longer pending). Two signals of one kind sent
+// before the first is taken count as one.
+bool signal_pending(int pid, int sig);
 
 }  // namespace pyoco::testing
