@@ -910,6 +910,45 @@ BOOST_AUTO_TEST_CASE(a_live_worker_whose_clock_is_behind_keeps_its_id) {
              w.err());
 }
 
+// A worker waiting for an id another host's live worker holds (up to 30 min
+// for a worker that beats every 10 min) stops at once on Ctrl+C, saying
+// why; it used to ignore it until the watch ended.
+BOOST_AUTO_TEST_CASE(a_worker_waiting_for_a_held_id_stops_on_ctrl_c) {
+  NatsServer nats;
+  TempDir flows;
+  Server s({"--nats", nats.url()});  // the buckets
+  cluster::Connection c({.servers = {nats.url()}});
+  // Its beat just now; the next is not due for 10 min: the watch waits.
+  const double now = cluster::epoch_now();
+  cluster::put_worker_record(c, json::object{{"worker_id", "w8"},
+                                             {"instance_id", "far-away-2"},
+                                             {"host", "far-away"},
+                                             {"pid", 4343},
+                                             {"state", "IDLE"},
+                                             {"progress_interval_s", 600.0},
+                                             {"last_seen_at", now},
+                                             {"updated_at", now},
+                                             {"started_at", now - 60}});
+  ChildProcess w({pyoco_exe().string(), "worker", "--nats", nats.url(), "--worker-id", "w8",
+                  "--flows", flows.path().string()},
+                 {{"PYOCO_PLUGIN_PATH", ""}, {"PYOCO_LOG_LEVEL", "warning"}}, flows.path());
+  // Said once, at a warning (so with the log kept at warnings), and for how long.
+  BOOST_TEST_REQUIRE(
+      eventually([&] { return w.err().find("waiting up to 1800 s") != std::string::npos; }),
+      w.err());
+  w.send_signal(SIGINT);
+  const int code = w.wait(5s);
+  BOOST_TEST(code == 130, "exit " << code << ": " << w.err());
+  BOOST_TEST(w.err().find("pyoco worker: stopped while waiting for worker id 'w8', held by "
+                          "instance far-away-2, on far-away, pid 4343: this worker did not "
+                          "start") != std::string::npos,
+             w.err());
+  const std::string err = w.err();
+  const auto first = err.find("waiting up to");
+  BOOST_TEST(err.find("waiting up to", first + 1) == std::string::npos, err);
+  BOOST_TEST(err.find(": pulling ") == std::string::npos, err);
+}
+
 // A worker killed on this host gives its name back at once: started again
 // right away (its record a moment old, well within the 15 s a worker
 // elsewhere would have to be silent), it is not refused.

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <functional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "child.hpp"
@@ -352,6 +353,75 @@ BOOST_AUTO_TEST_CASE(a_release_that_fails_lint_is_refused_and_reported) {
   c.submit("after", "echo");
   BOOST_TEST(std_version_of(c.wait_for("after", terminal)) == "9.0.0");
   BOOST_TEST(partial_entries(c.plugins_dir()).empty());
+}
+
+// A refusal outlives the worker: restarted on the same --plugins-dir, it
+// neither installs (lints) the refused release again nor writes a second
+// `rejected` entry; a damaged refused.json is said once and forgotten.
+BOOST_AUTO_TEST_CASE(a_refused_release_stays_refused_after_a_restart) {
+  Cluster c;
+  c.publish_std("9.0.0");
+  ChildProcess* w = &c.worker("w1");
+  BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
+  const auto bad = c.std_package("9.4.0", [](std::string& toml) {
+    const auto at = toml.find("status = \"");
+    BOOST_REQUIRE(at != std::string::npos);
+    toml.replace(at, toml.find('"', at + 10) + 1 - at, "status = \"bogus\"");
+  });
+  c.repo->publish(bad.bytes, c.release_of(bad));
+  auto rejections = [&] {
+    std::size_t n = 0;
+    for (const json::object& h : c.repo->history()) n += h.at("action").as_string() == "rejected";
+    return n;
+  };
+  // Each start of the worker: its record, once it says 9.4.0 is refused.
+  auto refused_by_new_instance = [&](const std::string& before) {
+    return eventually([&] {
+      const auto r = c.worker_record("w1");
+      const auto p = c.plugin_state("w1", "std", "9.4.0");
+      return r && r->at("instance_id").as_string() != before &&
+             r->at("state").as_string() != "STOPPED_GRACEFUL" && p &&
+             p->at("state").as_string() == "failed" && c.active("w1", "9.0.0");
+    });
+  };
+  // Whether the worker began to install (download and lint) 9.4.0.
+  auto installed_bad = [](const std::string& err) {
+    std::istringstream lines(err);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("worker: installing plugin") != std::string::npos &&
+          line.find("9.4.0") != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  auto restart = [&] {
+    const std::string before(c.worker_record("w1")->at("instance_id").as_string());
+    w->send_signal(SIGTERM);
+    BOOST_TEST_REQUIRE(w->wait(20s) == 0, w->err());
+    w = &c.worker("w1");
+    BOOST_TEST_REQUIRE(refused_by_new_instance(before), w->err());
+  };
+  BOOST_TEST_REQUIRE(refused_by_new_instance(""), w->err());
+  BOOST_TEST(installed_bad(w->err()), w->err());
+  BOOST_TEST(rejections() == 1u);
+  BOOST_TEST(fs::exists(c.plugins_dir() / "refused.json"));
+
+  restart();
+  BOOST_TEST(!installed_bad(w->err()), w->err());
+  BOOST_TEST(rejections() == 1u);
+  const std::string error(c.plugin_state("w1", "std", "9.4.0")->at("error").as_string());
+  BOOST_TEST(error.find("PL006") != std::string::npos, error);
+
+  // Damaged: said once, and the release is tried (and refused) once more.
+  write_text(c.plugins_dir() / "refused.json", "{\"refused\": [");
+  restart();
+  const std::string err = w->err();
+  const auto said = err.find("refused.json is unreadable or damaged");
+  BOOST_TEST(said != std::string::npos, err);
+  BOOST_TEST(err.find("refused.json is unreadable or damaged", said + 1) == std::string::npos, err);
+  BOOST_TEST(installed_bad(err), err);
+  BOOST_TEST(rejections() == 2u);
 }
 
 // A package whose manifest lies about what its library is: named std but

@@ -148,6 +148,11 @@ void StopSignal::wait() {
   cv_.wait(lock, [this] { return stop_; });
 }
 
+bool StopSignal::requested() {
+  std::lock_guard lock(mutex_);
+  return stop_;
+}
+
 void StopSignal::request() {
   std::lock_guard lock(mutex_);
   stop_ = true;

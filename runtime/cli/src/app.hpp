@@ -45,6 +45,9 @@ class StopSignal {
   // Stops as a signal would: for a reason of the command's own (a worker
   // that lost its id).
   void request();
+  // Whether one came (or request() was called), without waiting: for what
+  // blocks before wait() is reached (a worker waiting for its id).
+  bool requested();
 
  private:
   std::mutex mutex_;

@@ -4,6 +4,7 @@
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/resources.hpp>
+#include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/server/gateway.hpp>
 #include <pyoco/server/http.hpp>
 #include <pyoco/server/webhooks.hpp>
@@ -106,6 +107,7 @@ int run_server(ServerArgs& a) {
     StopSignal stop;
     // Its worker's id taken over: the server stops with it, as a worker would.
     wo.on_id_lost = [&stop](const std::string&) { stop.request(); };
+    wo.stop_requested = [&stop] { return stop.requested(); };
 
     std::optional<NatsChild> nats_child;
     if (a.with_nats) {
@@ -183,6 +185,9 @@ int run_server(ServerArgs& a) {
     reaper.stop();
     webhook_sender.reset();
     return id_lost ? kExitWorkerIdLost : kExitOk;
+  } catch (const cluster::WorkerIdWaitStopped& e) {
+    say("pyoco server: its worker: ", e.what());
+    return kExitCancelled;
   } catch (const cluster::NatsError& e) {
     std::cerr << "pyoco server: " << e.what() << '\n';
     return kExitUsage;

@@ -1,6 +1,7 @@
 // `pyoco worker`: pulls runs for its tags from NATS and runs them.
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/process_log.hpp>
+#include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/worker/worker.hpp>
 
 #include <cstdlib>
@@ -113,6 +114,8 @@ int run_worker(WorkerArgs& a) {
     // From here a SIGTERM drains, even one that comes before the worker is up.
     StopSignal stop;
     wo.on_id_lost = [&stop](const std::string&) { stop.request(); };
+    // A wait for a held --worker-id ends at once, too.
+    wo.stop_requested = [&stop] { return stop.requested(); };
 
     cluster::Connection nats(connect);
     Engine engine(eo);
@@ -135,6 +138,10 @@ int run_worker(WorkerArgs& a) {
       return kExitWorkerIdLost;
     }
     return kExitOk;
+  } catch (const cluster::WorkerIdWaitStopped& e) {
+    // Stopped before it started: as an interrupted command, not a clean drain.
+    say("pyoco worker: ", e.what());
+    return kExitCancelled;
   } catch (const std::exception& e) {
     // NATS away or refusing, --plugins-dir unusable or another worker's.
     std::cerr << "pyoco worker: " << e.what() << '\n';
@@ -187,7 +194,8 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
       "\nExit codes: 0 drained and stopped (SIGTERM, Ctrl+C); 2 usage, NATS unreachable at "
       "start, or its --worker-id or --plugins-dir a running worker's; 3 another worker took its "
       "--worker-id over while this one was silent (stopped, frozen, cut off): its runs were "
-      "handed back.");
+      "handed back; 130 stopped (SIGTERM, Ctrl+C) while it waited for its --worker-id to be "
+      "free, before it started.");
   table.add(cmd, [a] { return run_worker(*a); });
 }
 

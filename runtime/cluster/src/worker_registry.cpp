@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <functional>
 #include <string_view>
 #include <thread>
 
@@ -103,7 +104,8 @@ std::chrono::milliseconds window_of(const json::object& other,
 }  // namespace
 
 std::uint64_t claim_worker_id(Connection& nats, const json::object& record,
-                              std::chrono::milliseconds silent_after) {
+                              std::chrono::milliseconds silent_after,
+                              const std::function<bool()>& stop_requested) {
   kvStore* kv = open_bucket(nats, "pyoco_workers");
   struct Close {
     kvStore* kv;
@@ -136,18 +138,29 @@ std::uint64_t claim_worker_id(Connection& nats, const json::object& record,
       // trusted with: it is alive if it beats. Watched on this host's
       // steady clock for as long as it may go without a beat.
       const auto window = window_of(other.as_object(), silent_after);
-      log(LogLevel::info,
+      // A warning: the worker does not start for that long, and a log kept
+      // at warnings must still say why.
+      log(LogLevel::warning,
           "worker: worker id '" + key + "' is in another worker's record (" +
               holder_text(other.as_object()) + "); waiting up to " +
               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(window).count()) +
-              " s for a sign of life before taking it",
+              " s for a sign of life before taking it (Ctrl+C stops waiting)",
           {{"worker_id", key}});
+      auto stop_if_asked = [&] {
+        if (!stop_requested || !stop_requested()) return;
+        throw WorkerIdWaitStopped("stopped while waiting for worker id '" + key + "', held by " +
+                                  holder_text(other.as_object()) +
+                                  ": this worker did not start; stop that worker first, or give "
+                                  "this one its own --worker-id");
+      };
       // Only time NATS answered counts: while it does not, the holder's
       // beats cannot land either, and silence then proves nothing.
       auto until = std::chrono::steady_clock::now() + window;
       bool gone = false, changed = false;
       while (std::chrono::steady_clock::now() < until) {
+        stop_if_asked();
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        stop_if_asked();
         kvEntry* now = nullptr;
         const natsStatus g = kvStore_Get(&now, kv, key.c_str());
         if (g == NATS_NOT_FOUND) {

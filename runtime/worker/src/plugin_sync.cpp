@@ -109,6 +109,7 @@ PluginSync::PluginSync(cluster::Connection& nats, PluginSyncOptions options)
                             : ": cannot lock it: " + std::string(std::strerror(err))));
   }
   clean_partial();
+  failed_ = load_refused_releases(refused_file());
   // What this worker installed before (each one whole and linted: it is
   // renamed into place only then), the newest of each plugin: in use until
   // the first sync says otherwise, so a worker that starts while NATS is
@@ -179,6 +180,7 @@ bool PluginSync::sync() {
       next[name] = it->second;  // not its fault: the version in use stays
     }
   }
+  forget_refusals_of_gone(all);
   std::lock_guard lock(mutex_);
   const bool changed =
       next.size() != active_.size() ||
@@ -235,7 +237,7 @@ const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>&
     }
     cluster::log(LogLevel::warning, "worker: refused plugin",
                  {{"plugin", r->name}, {"version", r->version}, {"error", why}});
-    failed_[id] = why;
+    remember_refusal(id, why);
     refused.push_back(Refused{*r, why});
     try {
       repository_.record_rejection(*r, options_.worker_id, why);
@@ -244,6 +246,31 @@ const PluginRelease* PluginSync::choose(const std::vector<const PluginRelease*>&
     }
   }
   return nullptr;
+}
+
+void PluginSync::remember_refusal(const std::string& id, const std::string& why) {
+  failed_[id] = why;
+  try {
+    save_refused_releases(refused_file(), failed_);
+  } catch (const std::exception& e) {
+    // Still refused by this process; a restarted one tries it once more.
+    cluster::log(LogLevel::warning, "worker: cannot keep a plugin refusal on disk",
+                 {{"path", refused_file().string()}, {"error", e.what()}});
+  }
+}
+
+void PluginSync::forget_refusals_of_gone(const std::vector<PluginRelease>& all) {
+  std::set<std::string> listed;
+  for (const PluginRelease& r : all) listed.insert(r.key() + "@" + r.sha256);
+  const std::size_t before = failed_.size();
+  std::erase_if(failed_, [&](const auto& f) { return listed.count(f.first) == 0; });
+  if (failed_.size() == before) return;
+  try {
+    save_refused_releases(refused_file(), failed_);
+  } catch (const std::exception& e) {
+    cluster::log(LogLevel::warning, "worker: cannot keep plugin refusals on disk",
+                 {{"path", refused_file().string()}, {"error", e.what()}});
+  }
 }
 
 void PluginSync::transient_failure(const PluginRelease& r, const std::exception& e,

@@ -4,7 +4,8 @@
 // downloaded (every chunk and the whole checked), opened (SHA256SUMS
 // checked), unpacked atomically and linted in a child process, then kept
 // under <dir>/<name>/<version>-<sha256 prefix>/. A release that fails any
-// of it is never used, never tried again by this worker, and reported.
+// of it is never used, never tried again by this worker (even restarted:
+// refused_releases.hpp), and reported.
 #pragma once
 
 #include <pyoco/cluster/connection.hpp>
@@ -19,6 +20,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include "refused_releases.hpp"
 
 namespace pyoco::worker {
 
@@ -91,10 +94,18 @@ class PluginSync {
   std::string lint(const std::filesystem::path& dir) const;
   std::filesystem::path dir_of(const cluster::PluginRelease& r) const;
   void clean_partial();
+  // Adds a refusal to failed_ and to refused.json.
+  void remember_refusal(const std::string& id, const std::string& why);
+  // Drops the refusals of releases no longer in the repository (`all`), so
+  // that refused.json does not grow for ever.
+  void forget_refusals_of_gone(const std::vector<cluster::PluginRelease>& all);
+  std::filesystem::path refused_file() const { return options_.dir / "refused.json"; }
 
   PluginSyncOptions options_;
   cluster::PluginRepository repository_;
-  std::map<std::string, std::string> failed_;  // key@sha256 -> why: never tried again
+  // key@sha256 -> why: never tried again, by this process or the next
+  // (kept in <dir>/refused.json).
+  RefusedReleases failed_;
 
   mutable std::mutex mutex_;  // guards what status() and active_dirs() read
   std::map<std::string, Installed> active_;

@@ -1113,7 +1113,8 @@ void Worker::start() {
   // host is known gone at once; elsewhere, after three missed beats.
   {
     const json::object first = s.record();
-    s.record_revision = cluster::claim_worker_id(s.nats, first, kWorkerIdSilentAfter);
+    s.record_revision =
+        cluster::claim_worker_id(s.nats, first, kWorkerIdSilentAfter, s.options.stop_requested);
     s.last_beat_at = first.at("last_seen_at").to_number<double>();
   }
   s.registered = true;   // from here its end is written, even if start() fails below

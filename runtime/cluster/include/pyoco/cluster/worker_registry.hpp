@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,13 +38,21 @@ void put_worker_record(Connection& nats, const boost::json::object& record);
 // hosts' clocks are compared closer than a minute. Compare-and-set, so two
 // workers starting with one name at once do not both get it. Returns the
 // revision written (what its first beat writes over). Throws WorkerIdInUse
-// naming the other worker, NatsError when NATS fails.
+// naming the other worker, NatsError when NATS fails. `stop_requested` is
+// asked a few times a second while it watches (a watch may last 30 min: a
+// Ctrl+C must not wait for it); true ends it with WorkerIdWaitStopped,
+// nothing written.
 class WorkerIdInUse : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+class WorkerIdWaitStopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 std::uint64_t claim_worker_id(Connection& nats, const boost::json::object& record,
-                              std::chrono::milliseconds silent_after);
+                              std::chrono::milliseconds silent_after,
+                              const std::function<bool()>& stop_requested = {});
 
 // The record of another instance, found where a worker's beat was to go:
 // the id was claimed by another worker while this one was silent (stopped,

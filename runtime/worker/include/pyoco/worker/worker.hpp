@@ -60,6 +60,11 @@ struct WorkerOptions {
   // stopped taking runs; its owner should drain(0) it and end the process
   // (the `pyoco worker` and `pyoco server` commands exit 3).
   std::function<void(const std::string&)> on_id_lost;
+  // Asked, a few times a second, while start() waits for its worker id to
+  // be free (a holder's record watched for up to 30 min): true (a Ctrl+C,
+  // a SIGTERM) ends the wait, and start() throws
+  // cluster::WorkerIdWaitStopped naming the holder. Empty: never.
+  std::function<bool()> stop_requested;
 };
 
 // The environment runs may read: this process's without the PYOCO_*
