@@ -1,17 +1,11 @@
 #include "refused_releases.hpp"
 
 #include <pyoco/cluster/process_log.hpp>
+#include <pyoco/core/regular_file.hpp>
 
 #include <boost/json.hpp>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <fstream>
-#include <iterator>
 #include <optional>
-#include <system_error>
 
 namespace pyoco::worker {
 
@@ -42,25 +36,16 @@ std::optional<RefusedReleases> parse(const std::string& text) {
   return out;
 }
 
-void write_all(int fd, const std::string& text, const fs::path& file) {
-  for (std::size_t done = 0; done < text.size();) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
-      throw std::system_error(errno, std::generic_category(), "cannot write " + file.string());
-    done += static_cast<std::size_t>(n);
-  }
-}
-
 }  // namespace
 
 RefusedReleases load_refused_releases(const fs::path& file) {
   std::error_code ec;
   if (!fs::exists(file, ec) && !ec) return {};
-  // A read cut short parses as damaged, as does a file not opened.
-  if (std::ifstream in(file, std::ios::binary); in.is_open()) {
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (auto refused = parse(text)) return *refused;
+  try {
+    // Bounded: a worker refuses a few releases, never megabytes of them.
+    if (auto refused = parse(core::read_regular_file(file, 16 << 20))) return *refused;
+  } catch (const core::FileReadError&) {
+    // said below, as a damaged file is
   }
   cluster::log(cluster::LogLevel::warning,
                "worker: " + file.string() +
@@ -75,24 +60,8 @@ void save_refused_releases(const fs::path& file, const RefusedReleases& refused)
   for (const auto& [release, error] : refused) {
     list.push_back(json::object{{"release", release}, {"error", error}});
   }
-  const std::string text = json::serialize(json::object{{"refused", std::move(list)}}) + "\n";
-  const fs::path temporary = file.parent_path() / ("." + file.filename().string() + ".tmp");
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    throw std::system_error(errno, std::generic_category(), "cannot write " + temporary.string());
-  }
-  try {
-    write_all(fd, text, temporary);
-    // On disk before the rename: a crash leaves the old file or the new, whole.
-    if (::fsync(fd) != 0) {
-      throw std::system_error(errno, std::generic_category(), "cannot write " + temporary.string());
-    }
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  fs::rename(temporary, file);  // fs::filesystem_error is a std::system_error
+  // Whole or not at all: a worker killed meanwhile leaves the one before.
+  core::replace_file(file, json::serialize(json::object{{"refused", std::move(list)}}) + "\n");
 }
 
 }  // namespace pyoco::worker

@@ -21,7 +21,7 @@ RefusedReleases load_refused_releases(const std::filesystem::path& file);
 
 // Writes `refused` to `file` whole or not at all (a temporary file beside
 // it, then a rename): a worker killed meanwhile leaves the one before.
-// Throws std::system_error when it cannot.
+// Throws core::FileWriteError when it cannot.
 void save_refused_releases(const std::filesystem::path& file, const RefusedReleases& refused);
 
 }  // namespace pyoco::worker
