@@ -595,6 +595,35 @@ BOOST_AUTO_TEST_CASE(ctrl_c_while_the_plugins_load_is_not_lost) {
   BOOST_TEST(!has(p.out(), "start node="), p.out());
 }
 
+BOOST_AUTO_TEST_CASE(a_task_that_ends_the_process_fails_the_run) {
+  // It was a silent success: exit(0) inside a task ended pyoco with the
+  // plugin's status, no word, and no run in the history.
+  for (const auto& [mode, how] :
+       {std::pair{"task_exit", "exit(0)"}, std::pair{"task_quick_exit", "quick_exit()"}}) {
+    const std::string id = std::string("quits-") + mode;
+    HostileRun h = hostile_run(dir.path(), mode, {"--run-id", id});
+    ProcessOptions o;
+    o.cwd = dir.path();
+    o.env = h.env;
+    const ProcessResult r =
+        run_pyoco(std::vector<std::string>(h.argv.begin() + 1, h.argv.end()), o);
+    BOOST_TEST(r.exit_code == 1, mode << ": " << r.out << r.err);
+    // The running tasks are named once start() has returned; the task may
+    // end the process before.
+    BOOST_TEST(std::regex_search(
+                   r.err, std::regex(std::string("pyoco run: a task called ") +
+                                     (mode == std::string("task_exit") ? "exit\\(0\\)"
+                                                                       : "quick_exit\\(\\)") +
+                                     " while the run was going( \\(running: a\\))?; "
+                                     "the run is recorded FAILED \\(a plugin must "
+                                     "not end the process")),
+               r.err);
+    o.env.erase("PYOCO_FIXTURE_HOSTILE");
+    const ProcessResult shown = run_pyoco({"runs", "show", id}, o);
+    BOOST_TEST(has(shown.out, "status    FAILED  (a task called " + std::string(how)), shown.out);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(sigterm_while_register_tasks_hangs_ends_the_run_at_once) {
   // A plain-C plugin whose register_tasks never returns: one SIGTERM ends
   // pyoco run (it used to take a second), and the --run-id it claimed is

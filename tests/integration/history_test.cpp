@@ -508,7 +508,7 @@ BOOST_AUTO_TEST_CASE(abandoning_a_run_records_it_cancelled_at_once) {
   };
   Run r = start(history, "flow: {graph: hold}\ntasks: {hold: {use: t/hold}}\n", fns);
   BOOST_TEST_REQUIRE(eventually([&] { return started.load(); }));
-  history.abandon(r.id(), "interrupted twice");
+  history.abandon(r.id(), core::RunStatus::Cancelled, "interrupted twice");
   const auto stored = store->run(r.id());
   BOOST_TEST_REQUIRE(stored.has_value());
   BOOST_TEST(core::to_string(stored->status) == "CANCELLED");
@@ -553,7 +553,8 @@ BOOST_AUTO_TEST_CASE(abandoning_a_run_the_writer_is_behind_writes_its_end_alone)
   go->open();  // the rest of the run queues behind the held write
   BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
   BOOST_TEST(core::to_string(r.status()) == "COMPLETED");
-  BOOST_TEST(!history.abandon(r.id(), "interrupted twice", std::chrono::milliseconds(200)));
+  BOOST_TEST(!history.abandon(r.id(), core::RunStatus::Cancelled, "interrupted twice",
+                              std::chrono::milliseconds(200)));
   held->gate.open();
   BOOST_TEST_REQUIRE(eventually([&] {
     const auto stored = store->run(r.id());
@@ -598,7 +599,8 @@ BOOST_AUTO_TEST_CASE(abandoning_a_running_run_the_writer_is_behind_records_it_ca
   BOOST_TEST_REQUIRE(eventually([&] { return held->held.load(); }));
   talk->open();  // its lines queue behind the held write
   BOOST_TEST_REQUIRE(eventually([&] { return talked->load(); }));
-  BOOST_TEST(!history.abandon(r.id(), "interrupted twice", std::chrono::milliseconds(200)));
+  BOOST_TEST(!history.abandon(r.id(), core::RunStatus::Cancelled, "interrupted twice",
+                              std::chrono::milliseconds(200)));
   held->gate.open();
   BOOST_TEST_REQUIRE(eventually([&] {
     const auto stored = store->run(r.id());
@@ -632,7 +634,8 @@ BOOST_AUTO_TEST_CASE(abandoning_a_run_written_whole_says_its_status) {
     id = r.id();
   }
   history.flush();  // its recorder gone, the written run is forgotten
-  const auto status = history.abandon(id, "interrupted twice", std::chrono::seconds(10));
+  const auto status = history.abandon(id, core::RunStatus::Cancelled, "interrupted twice",
+                                      std::chrono::seconds(10));
   BOOST_TEST_REQUIRE(status.has_value());
   BOOST_TEST(core::to_string(*status) == "COMPLETED");
   BOOST_TEST(store->run(id)->reason == "");

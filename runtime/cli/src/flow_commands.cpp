@@ -15,10 +15,12 @@
 #include <unistd.h>
 #include <boost/json.hpp>
 
+#include <atomic>
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -254,6 +256,46 @@ struct FaultsWhileLoading {
   }
 };
 
+// A task that calls exit() or quick_exit() while its run goes — on a
+// worker thread or a thread of its own. pyoco itself never does then (it
+// leaves with _Exit), so such an exit is a plugin's. Left alone, pyoco
+// would end with the plugin's status (exit(0): a silent success) and the
+// run, its history's writer cut off, would be missing from the history.
+// Instead the run is recorded FAILED, saying so, and pyoco exits 1.
+struct ExitsDuringRun {
+  // Called once, on the exiting thread, with "exit(N)" or "quick_exit()".
+  std::function<void(const std::string& how)> report;
+};
+std::atomic<ExitsDuringRun*> g_exits_during_run{nullptr};
+
+void exit_during_run(const std::string& how) {
+  // The first exit only: a second thread's would wait for ever.
+  if (ExitsDuringRun* armed = g_exits_during_run.exchange(nullptr)) armed->report(how);
+}
+extern "C" void on_exit_during_run(int status, void*) {
+  exit_during_run("exit(" + std::to_string(status) + ")");
+}
+extern "C" void on_quick_exit_during_run() { exit_during_run("quick_exit()"); }
+
+// Armed from before the plugins load to the end of run_flow (an exit while
+// a library loads is report_exits_while_loading's: its handlers, armed
+// later, run first).
+class ExitGuard {
+ public:
+  explicit ExitGuard(ExitsDuringRun& what) {
+    static const bool registered = [] {
+      ::on_exit(on_exit_during_run, nullptr);
+      std::at_quick_exit(on_quick_exit_during_run);
+      return true;
+    }();
+    (void)registered;
+    g_exits_during_run.store(&what);
+  }
+  ~ExitGuard() { g_exits_during_run.store(nullptr); }
+  ExitGuard(const ExitGuard&) = delete;
+  ExitGuard& operator=(const ExitGuard&) = delete;
+};
+
 int run_flow(const RunOptionsCli& o) {
   // Ctrl+C and SIGTERM are watched from the start, not only once the run
   // has started: one that comes while the flow is read leaves at once, and
@@ -288,7 +330,8 @@ int run_flow(const RunOptionsCli& o) {
   const auto leave_without_history = [&](bool record_the_end) {
     std::cout << std::flush;
     const std::optional<core::RunStatus> recorded =
-        record_the_end ? running->abandon("interrupted twice: pyoco exited without waiting for it")
+        record_the_end ? running->abandon(core::RunStatus::Cancelled,
+                                          "interrupted twice: pyoco exited without waiting for it")
                        : std::nullopt;
     if (recorded) {
       std::cerr << "pyoco run: interrupted; the run is recorded " << core::to_string(*recorded)
@@ -357,7 +400,8 @@ int run_flow(const RunOptionsCli& o) {
             // end if it had one; the exit code says the same.
             std::optional<core::RunStatus> recorded;
             if (started) {
-              recorded = running->abandon("interrupted twice: pyoco exited without waiting for it");
+              recorded = running->abandon(core::RunStatus::Cancelled,
+                                          "interrupted twice: pyoco exited without waiting for it");
             } else if (running != nullptr) {
               // Never started (its plugins still loading): a --run-id claimed
               // for it is free again, as after a first Ctrl+C inside a load.
@@ -476,6 +520,32 @@ int run_flow(const RunOptionsCli& o) {
 
   // Tasks' children, and the orphans they leave, stay ours to stop.
   runner::become_subreaper();
+
+  ExitsDuringRun exits{[&](const std::string& how) {
+    std::optional<Run> run;
+    {
+      std::lock_guard lock(state_mutex);
+      run = started;
+    }
+    std::string tasks;  // the ones running now: one of them called it
+    if (run) {
+      for (const TaskRecord& t : run->tasks()) {
+        if (t.state == core::TaskState::Running) tasks += (tasks.empty() ? "" : ", ") + t.node;
+      }
+    }
+    const std::string what = "a task called " + how + " while the run was going" +
+                             (tasks.empty() ? std::string() : " (running: " + tasks + ")");
+    std::cout << std::flush;
+    runner::signal_descendants(SIGKILL);  // as pyoco leaves them after a second Ctrl+C
+    const std::optional<core::RunStatus> recorded =
+        local->abandon(core::RunStatus::Failed, what + ": pyoco exited");
+    std::cerr << "pyoco run: " << printable(what) << "; "
+              << (recorded ? "the run is recorded " + std::string(core::to_string(*recorded))
+                           : std::string("the run may be missing from the history"))
+              << " (a plugin must not end the process: return an error instead)\n";
+    ::_exit(recorded && *recorded != core::RunStatus::Failed ? exit_code(*recorded) : kExitFailed);
+  }};
+  const ExitGuard exit_guard(exits);
 
   {
     std::lock_guard lock(state_mutex);

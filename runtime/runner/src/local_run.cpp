@@ -95,7 +95,9 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
 
   options_.params = flow_.params;
   options_.listener = events_;
-  options_.run_id = setup.run_id;
+  // Known before the run starts: abandon() may be called while start()
+  // still runs (a task that ends the process as soon as it begins).
+  options_.run_id = run_id_ = setup.run_id.empty() ? new_run_id() : setup.run_id;
   options_.env = std::move(setup.env);
   options_.limits = setup.limits;
   options_.artifacts = std::make_shared<LocalArtifactStore>(
@@ -203,11 +205,14 @@ void LocalRun::check_cancel_requests() {
   if (history_) history_->check_cancel_requests();
 }
 
-std::optional<core::RunStatus> LocalRun::abandon(const std::string& reason,
+std::optional<core::RunStatus> LocalRun::abandon(core::RunStatus end, const std::string& reason,
                                                  std::chrono::milliseconds patience) {
   std::lock_guard lock(history_mutex_);
-  if (!history_ || !run_) return std::nullopt;
-  return history_->abandon(run_->id(), reason, patience);
+  if (!history_) return std::nullopt;
+  // What the run said so far reaches the history's writer first (its start,
+  // in a run that ends the moment it begins): it records only runs it heard.
+  events_->flush_for(patience / 4);
+  return history_->abandon(run_id_, end, reason, patience);
 }
 
 void LocalRun::release_claim() const {

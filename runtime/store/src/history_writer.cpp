@@ -118,7 +118,9 @@ struct HistoryWriter::Impl {
   bool write_error_transient = false;  // and whether trying again may help
   // abandon(): the run whose end to write at once, and how that went.
   struct Abandon {
-    std::string run_id, reason;
+    std::string run_id;
+    core::RunStatus end;  // when the run's own is not known
+    std::string reason;
     std::optional<core::RunStatus> written;  // the status its record was written with
     bool done = false;                       // and the writer writes nothing more
   };
@@ -334,12 +336,13 @@ void HistoryWriter::watch_cancel(std::string run_id, std::function<void()> on_re
 }
 
 std::optional<core::RunStatus> HistoryWriter::abandon(const std::string& run_id,
+                                                      core::RunStatus end,
                                                       const std::string& reason,
                                                       std::chrono::milliseconds patience) {
   const auto until = std::chrono::steady_clock::now() + patience;
   std::unique_lock lock(impl_->mutex);
   if (!impl_->abandoning) {
-    impl_->abandoning.emplace(Impl::Abandon{run_id, reason, std::nullopt, false});
+    impl_->abandoning.emplace(Impl::Abandon{run_id, end, reason, std::nullopt, false});
     // Up to a quarter of its time to fold what is queued: what is left
     // is for the writes.
     impl_->fold_until.store(
@@ -509,6 +512,7 @@ void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
   fold_all(rest, skipped);
   rest.clear();
   std::string id, reason;
+  core::RunStatus given_end = core::RunStatus::Cancelled;
   RunSlot* s = nullptr;
   std::optional<RunSlot::HeardEnd> heard;
   bool recorded_whole = false;
@@ -516,6 +520,7 @@ void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
     std::lock_guard lock(mutex);
     id = abandoning->run_id;
     reason = abandoning->reason;
+    given_end = abandoning->end;
     s = find(id);
     if (s != nullptr) heard = s->heard_end;
     recorded_whole = s == nullptr && recorded.contains(id);
@@ -525,7 +530,7 @@ void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
     const bool in_part = skipped.contains(s);
     bool abandoned = false;
     if (!s->ended) {
-      // Its own end when it has one (queued, not folded), else CANCELLED.
+      // Its own end when it has one (queued, not folded), else the one given.
       QueuedEvent end;
       end.slot = s;
       end.kind = EventKind::RunEnd;
@@ -534,7 +539,7 @@ void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
         end.message = heard->message;
         end.time = heard->time;
       } else {
-        end.status = core::RunStatus::Cancelled;
+        end.status = given_end;
         end.message = reason;
         end.time = Clock::now();
         end.abandon = abandoned = true;

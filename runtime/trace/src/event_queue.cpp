@@ -172,12 +172,18 @@ void EventQueue::on_event(const RunEvent& event) {
 }
 
 void EventQueue::flush() {
+  while (!flush_for(std::chrono::hours(1))) {
+  }
+}
+
+bool EventQueue::flush_for(std::chrono::milliseconds limit) {
   std::unique_lock<std::mutex> lock(mutex_);
   const std::uint64_t target = queued_;
   ++flushing_;
   wake_.notify_one();
-  drained_.wait(lock, [&] { return delivered_ >= target; });
+  const bool done = drained_.wait_for(lock, limit, [&] { return delivered_ >= target; });
   --flushing_;
+  return done;
 }
 
 void EventQueue::loop() {

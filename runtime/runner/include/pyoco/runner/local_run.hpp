@@ -107,15 +107,15 @@ class LocalRun {
   // now rather than at its next poll (`pyoco run` does on SIGURG).
   void check_cancel_requests();
   // For a program that leaves without waiting for the run (a second
-  // Ctrl+C): records its end at once, in a write of the run's record of its
-  // own (HistoryWriter::abandon): the run's own end if it has ended, else
-  // CANCELLED with `reason`. What the history has not written yet is
+  // Ctrl+C, a task's exit()): records its end at once, in a write of the
+  // run's record of its own (HistoryWriter::abandon): the run's own end if
+  // it has ended, else `end` with `reason`. What the history has not written yet is
   // skipped if it cannot be folded quickly. Waits at most `patience`;
   // returns the status recorded, or nothing (no history, no run, or not
   // written in time). Does not cancel the run. The history writes nothing
   // more afterwards.
   static constexpr std::chrono::seconds kAbandonPatience{1};
-  std::optional<core::RunStatus> abandon(const std::string& reason,
+  std::optional<core::RunStatus> abandon(core::RunStatus end, const std::string& reason,
                                          std::chrono::milliseconds patience = kAbandonPatience);
 
   // Hands on the last events, writes the history and closes it. Returns
@@ -153,6 +153,7 @@ class LocalRun {
   // Where the run id was claimed: given back when no run starts under it.
   std::shared_ptr<store::StateStore> claimed_in_;
   std::string claimed_id_;
+  std::string run_id_;  // set once, by the constructor
   std::optional<Run> run_;
   std::atomic<bool> cancel_at_start_{false};
   bool finished_ = false;

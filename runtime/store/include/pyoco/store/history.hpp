@@ -75,9 +75,10 @@ class HistoryWriter {
   void check_cancel_requests();
 
   // The process is leaving without waiting for run `run_id` (a second
-  // Ctrl+C): records its end now, in a write of its own, and writes nothing
-  // after it. The end is the run's own when its RunEnd has been heard, else
-  // CANCELLED with `reason` (its unfinished tasks too). Events still queued
+  // Ctrl+C, a task that called exit()): records its end now, in a write of
+  // its own, and writes nothing after it. The end is the run's own when its
+  // RunEnd has been heard, else `end` (CANCELLED or FAILED) with `reason`
+  // (its unfinished tasks CANCELLED with that reason). Events still queued
   // are folded for up to a quarter of `patience`, the rest skipped (a
   // writer far behind a busy run would take seconds): the reason then says
   // the run's tasks are recorded only in part.
@@ -85,7 +86,7 @@ class HistoryWriter {
   // holding the store); returns the status written, or nothing when it was
   // not written by then (or the run is not this writer's).
   std::optional<core::RunStatus> abandon(
-      const std::string& run_id, const std::string& reason,
+      const std::string& run_id, core::RunStatus end, const std::string& reason,
       std::chrono::milliseconds patience = std::chrono::seconds(10));
 
   // Why the history may be incomplete, or empty: an event that could not

@@ -14,6 +14,7 @@
 
 #include <pyoco/trace/event.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,9 @@ class EventQueue : public EventListener {
 
   // Returns once every event queued before the call has been handed on.
   void flush();
+  // The same, waiting at most `limit` (a listener may be stuck on a full
+  // pipe): whether everything queued before the call has been handed on.
+  bool flush_for(std::chrono::milliseconds limit);
 
  private:
   class Batch;  // events queued together, their strings in storage of its own
