@@ -177,6 +177,34 @@ tasks:
   BOOST_TEST(record(r, "slow").error.starts_with("timed out after 0.05 s"));
 }
 
+BOOST_AUTO_TEST_CASE(a_retry_held_back_by_its_own_stubborn_attempt_says_so) {
+  // One worker, held by the node's first attempt, whose body ignores its
+  // cancel: the retry's deadline passes before it starts. It used to say
+  // "raise --jobs", which would only give the stubborn body more threads.
+  Saturated s(Load{1, 0});
+  // Shared: the abandoned body may still wait on it after the test's end.
+  auto stop = std::make_shared<Gate>();
+  Run r = s.start(R"yaml(
+flow: {graph: stubborn}
+tasks:
+  stubborn: {use: "t/stubborn", timeout_sec: 0.1, retries: 1, retry_backoff: {initial_ms: 1}}
+)yaml",
+                  {{"t/stubborn", [stop](TaskCall&, const Value&) {
+                      stop->wait(std::chrono::seconds(60));
+                      return Value();
+                    }}});
+  const bool ended = r.wait_for(std::chrono::seconds(10));
+  stop->open();
+  BOOST_TEST_REQUIRE(ended);
+  BOOST_TEST((r.status() == RunStatus::Failed));
+  BOOST_TEST(record(r, "stubborn").attempts == 2u);
+  BOOST_TEST(record(r, "stubborn").error ==
+                 "timed out after 0.1 s waiting for a free worker thread (all 1 busy, one still "
+                 "running attempt 1 of this node, which did not stop at its deadline); its body "
+                 "never started: make the task return when it is cancelled",
+             record(r, "stubborn").error);
+}
+
 BOOST_DATA_TEST_CASE(a_cancel_ends_the_run_without_waiting_for_bodies, bdata::make(kLoads), load) {
   Saturated s(load);
   std::atomic<int> starts{0};

@@ -571,12 +571,23 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   a->end(true);
   n.running.reset();
   n.instance.reset();
+  std::shared_ptr<Attempt> earlier = std::move(n.abandoned);
+  if (a->body_taken.load()) n.abandoned = a;
   const double t = f->graph->nodes[i].task->timeout_sec;
   char buf[288];
   const unsigned jobs = executors_->jobs();
   const unsigned busy = executors_->busy_workers();  // now: a snapshot, for the message
   if (a->body_taken.load()) {
     std::snprintf(buf, sizeof buf, "timed out after %g s", t);
+  } else if (busy >= jobs && earlier && earlier->on_worker.load(std::memory_order_acquire)) {
+    // The worker it waited for is held by this node's own earlier attempt,
+    // whose body went on after its deadline: more threads would only be
+    // taken the same way.
+    std::snprintf(buf, sizeof buf,
+                  "timed out after %g s waiting for a free worker thread (all %u busy, one "
+                  "still running attempt %u of this node, which did not stop at its deadline); "
+                  "its body never started: make the task return when it is cancelled",
+                  t, jobs, static_cast<unsigned>(earlier->ctx.info.attempt));
   } else if (busy >= jobs) {
     // Queued all along: the deadline counts from the node's start, and
     // every worker thread was held by other bodies (see --jobs).
@@ -646,6 +657,7 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   }
   emit(EventKind::NodeDone, &n, {}, &g);
   n.instance.reset();
+  n.abandoned.reset();
   node_ended(f, i);
 }
 
@@ -660,6 +672,7 @@ void RunState::fail(Frame& f, std::uint32_t i, const std::string& error) {
   failed_nodes_.push_back(n.display);
   emit(EventKind::NodeError, &n, error, &g);
   n.instance.reset();
+  n.abandoned.reset();
   const bool isolate =
       g.kind == GraphNode::Kind::Task ? g.task->fail_policy == core::FailPolicy::Isolate : false;
   if (!isolate && !stopping_) {
@@ -675,6 +688,7 @@ void RunState::end_without_running(Frame& f, std::uint32_t i, TaskState state,
   n.state = state;
   n.running.reset();
   n.instance.reset();  // an abandoned call keeps its own attempt (and instance)
+  n.abandoned.reset();
   n.waiting_retry = false;
   if (n.record != SIZE_MAX) {
     TaskRecord& r = record(n);

@@ -187,6 +187,9 @@ struct NodeExec {
   std::size_t record = SIZE_MAX;
   std::chrono::steady_clock::time_point started;
   std::shared_ptr<Attempt> running;
+  // The last attempt abandoned at its deadline while its body ran: the
+  // next one's timeout can tell when that body still holds a worker.
+  std::shared_ptr<Attempt> abandoned;
   std::shared_ptr<plugins::TaskInstance> instance;  // kept across retries
   std::unique_ptr<asio::steady_timer> timer;        // timeout or retry delay
   bool waiting_retry = false;
