@@ -268,6 +268,10 @@ BOOST_AUTO_TEST_CASE(runs_by_name_and_as_yaml_complete_on_a_worker) {
   BOOST_TEST(count_kind(events, "node_done") == 3u);
   std::int64_t last = 0;
   for (const auto& e : events) {
+    // One clock format in one stream, the submitter's and the record's
+    // events too (they were epoch numbers; the dashboard showed no time).
+    BOOST_TEST(e.at("ts").is_string(), json::serialize(e));
+    BOOST_TEST(e.at("ts").as_string().ends_with("Z"), json::serialize(e));
     if (!e.contains("seq")) continue;  // the RunEnd the record's end writes
     BOOST_TEST(e.at("seq").as_int64() > last);
     BOOST_TEST(e.at("attempt").as_int64() == 1);

@@ -3,6 +3,7 @@
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
 #include <pyoco/core/text.hpp>
+#include <pyoco/trace/sinks.hpp>
 
 #include <boost/json.hpp>
 
@@ -261,7 +262,7 @@ void publish_run_submitted(Connection& nats, const RunJob& job) {
                  {"run_id", job.run_id},
                  {"flow", job.flow_name},
                  {"tag", job.tag},
-                 {"ts", epoch_now()}};
+                 {"ts", trace::utc_timestamp(std::chrono::system_clock::now())}};
   // The gateways' run index keeps each run's tenant: lists never show
   // another tenant's runs.
   if (!job.tenant_id.empty()) o["tenant_id"] = job.tenant_id;
@@ -281,7 +282,7 @@ json::object record_event(const char* kind, const RunRecord& record) {
           {"run_id", text("run_id")},
           {"flow", text("flow_name")},
           {"status", text("status")},
-          {"ts", epoch_now()}};
+          {"ts", trace::utc_timestamp(std::chrono::system_clock::now())}};
 }
 
 }  // namespace
