@@ -91,7 +91,8 @@ BOOST_AUTO_TEST_CASE(what_is_not_http_is_answered_400_and_headers_too_large_431)
   for (const std::string& bad :
        {std::string("HELLO\r\n\r\n"), std::string("GET / FTP/1.1\r\n\r\n"),
         std::string("GET /health HTTP/1.1\r\nHost test\r\n\r\n"),
-        std::string("POST /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")}) {
+        std::string(
+            "POST /health HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")}) {
     const std::string got = exchange(s.port(), bad);
     BOOST_TEST(got.rfind("HTTP/1.1 400 ", 0) == 0u, bad << " got " << got);
     BOOST_TEST(got.find("\"bad_request\"") != std::string::npos, got);
@@ -107,6 +108,28 @@ BOOST_AUTO_TEST_CASE(what_is_not_http_is_answered_400_and_headers_too_large_431)
   BOOST_TEST(exchange(s.port(), "GET /hea", true).empty());
   BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));  // closed, not timed out
   BOOST_TEST(exchange(s.port(), get("/health")).rfind("HTTP/1.1 200 ", 0) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(requests_rfc_9112_refuses_are_refused_before_their_body) {
+  // Both were answered 200: a gzip coding the gateway skipped (a body it
+  // would misread), and an HTTP/1.1 request with no Host.
+  Server s(2);
+  const std::string gzip = exchange(
+      s.port(),
+      "POST /health HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+  BOOST_TEST(gzip.rfind("HTTP/1.1 501 ", 0) == 0u, gzip);
+  BOOST_TEST(gzip.find("Transfer-Encoding 'gzip, chunked' is not supported") != std::string::npos,
+             gzip);
+  const std::string no_host = exchange(s.port(), "GET /health HTTP/1.1\r\n\r\n");
+  BOOST_TEST(no_host.rfind("HTTP/1.1 400 ", 0) == 0u, no_host);
+  BOOST_TEST(no_host.find("must have a Host header") != std::string::npos, no_host);
+  // HTTP/1.0 needs none; chunked alone is read as always.
+  BOOST_TEST(exchange(s.port(), "GET /health HTTP/1.0\r\n\r\n").rfind("HTTP/1.1 200 ", 0) == 0u);
+  const std::string chunked =
+      exchange(s.port(),
+               "GET /health HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\nConnection: "
+               "close\r\n\r\n0\r\n\r\n");
+  BOOST_TEST(chunked.rfind("HTTP/1.1 200 ", 0) == 0u, chunked);
 }
 
 BOOST_AUTO_TEST_CASE(a_path_is_shown_back_escaped_and_short) {

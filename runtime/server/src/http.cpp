@@ -582,6 +582,10 @@ struct HttpServer::Impl {
         return;
       }
       absolute_form_to_path(parser->get());
+      if (const std::optional<Response> refused = unframed(parser->get())) {
+        write(std::make_shared<Response>(*refused), true);
+        return;
+      }
       const Route* large = server->router->find_large(parser->get());
       if (large != nullptr) body_limit = large->body_limit;
       parser->body_limit(body_limit);  // for a chunked body, as it comes
@@ -758,6 +762,28 @@ struct HttpServer::Impl {
                                "the request line and header fields are over 8 KiB")
               : error_response(400, "bad_request", "not an HTTP/1.1 request: " + ec.message());
       write(std::make_shared<Response>(std::move(res)), true);
+    }
+
+    // What RFC 9112 refuses before a body is read: an HTTP/1.1 request
+    // with no Host (400), and a transfer coding other than chunked alone
+    // (501): a gzip the gateway would skip is a body it would misread, and
+    // a proxy in front may read the request otherwise.
+    static std::optional<Response> unframed(const http::request_header<>& h) {
+      if (h.version() >= 11 && h.count(http::field::host) == 0) {
+        return error_response(400, "bad_request",
+                              "an HTTP/1.1 request must have a Host header (RFC 9112)");
+      }
+      if (h.count(http::field::transfer_encoding) == 0) return std::nullopt;
+      std::string codings;
+      const auto [from, to] = h.equal_range(http::field::transfer_encoding);
+      for (auto it = from; it != to; ++it) {
+        codings += (codings.empty() ? "" : ", ") + std::string(it->value());
+      }
+      if (beast::iequals(codings, "chunked")) return std::nullopt;
+      return error_response(501, "not_implemented",
+                            "Transfer-Encoding '" + codings +
+                                "' is not supported: send the body with Content-Length, or "
+                                "chunked alone");
     }
 
     void too_large() {
