@@ -262,38 +262,65 @@ struct FaultsWhileLoading {
 // would end with the plugin's status (exit(0): a silent success) and the
 // run, its history's writer cut off, would be missing from the history.
 // Instead the run is recorded FAILED, saying so, and pyoco exits 1.
-struct ExitsDuringRun {
-  // Called once, on the exiting thread, with "exit(N)" or "quick_exit()".
-  std::function<void(const std::string& how)> report;
-};
-std::atomic<ExitsDuringRun*> g_exits_during_run{nullptr};
-
-void exit_during_run(const std::string& how) {
-  // The first exit only: a second thread's would wait for ever.
-  if (ExitsDuringRun* armed = g_exits_during_run.exchange(nullptr)) armed->report(how);
-}
-extern "C" void on_exit_during_run(int status, void*) {
-  exit_during_run("exit(" + std::to_string(status) + ")");
-}
-extern "C" void on_quick_exit_during_run() { exit_during_run("quick_exit()"); }
-
-// Armed from before the plugins load to the end of run_flow (an exit while
-// a library loads is report_exits_while_loading's: its handlers, armed
-// later, run first).
 class ExitGuard {
  public:
-  explicit ExitGuard(ExitsDuringRun& what) {
-    static const bool registered = [] {
-      ::on_exit(on_exit_during_run, nullptr);
-      std::at_quick_exit(on_quick_exit_during_run);
-      return true;
-    }();
-    (void)registered;
-    g_exits_during_run.store(&what);
+  // Called once, on the first exiting thread, with "exit(N)" or
+  // "quick_exit()"; it must end the process (_Exit).
+  using Report = std::function<void(const std::string& how)>;
+
+  explicit ExitGuard(Report report) : report_(std::move(report)) {
+    g_guard.store(this);
+    g_pid.store(::getpid());
+    g_state.store(kArmed);
+    register_handlers();
   }
-  ~ExitGuard() { g_exits_during_run.store(nullptr); }
+  // Between exit handlers registered now and the first: once the plugins
+  // are loaded, so that it runs before their libraries' exit handlers
+  // (static destructors), which exit() runs before those registered earlier.
+  void rearm() { register_handlers(); }
+  ~ExitGuard() {
+    int armed = kArmed;
+    // A report under way uses run_flow's locals, and ends the process.
+    if (!g_state.compare_exchange_strong(armed, kOff) && armed == kReporting) wait_forever();
+    g_guard.store(nullptr);
+  }
   ExitGuard(const ExitGuard&) = delete;
   ExitGuard& operator=(const ExitGuard&) = delete;
+
+ private:
+  static constexpr int kOff = 0, kArmed = 1, kReporting = 2;
+  static inline std::atomic<int> g_state{kOff};
+  static inline std::atomic<ExitGuard*> g_guard{nullptr};
+  static inline std::atomic<pid_t> g_pid{0};
+
+  [[noreturn]] static void wait_forever() {
+    for (;;) ::pause();
+  }
+  static void on_exiting(const std::string& how) {
+    // A child a task forked (and exits in, as after a failed exec) is not
+    // pyoco: its exit is its own.
+    if (::getpid() != g_pid.load()) return;
+    int armed = kArmed;
+    if (g_state.compare_exchange_strong(armed, kReporting)) g_guard.load()->report_(how);
+    // Another thread's report is under way: this exit must not end the
+    // process first (with its own status), nor run what exit() runs next.
+    if (armed == kReporting) wait_forever();
+  }
+  static void on_exit_handler(int status, void*) {
+    on_exiting("exit(" + std::to_string(status) + ")");
+  }
+  static void on_quick_exit_handler() { on_exiting("quick_exit()"); }
+  // Twice each: glibc hands each registered handler to one exiting thread
+  // only, so a second thread that calls exit() meanwhile reaches the next
+  // entry, which waits for the first's report to end the process.
+  static void register_handlers() {
+    for (int i = 0; i < 2; ++i) {
+      ::on_exit(on_exit_handler, nullptr);
+      std::at_quick_exit(on_quick_exit_handler);
+    }
+  }
+
+  Report report_;
 };
 
 int run_flow(const RunOptionsCli& o) {
@@ -521,31 +548,21 @@ int run_flow(const RunOptionsCli& o) {
   // Tasks' children, and the orphans they leave, stay ours to stop.
   runner::become_subreaper();
 
-  ExitsDuringRun exits{[&](const std::string& how) {
-    std::optional<Run> run;
-    {
-      std::lock_guard lock(state_mutex);
-      run = started;
-    }
-    std::string tasks;  // the ones running now: one of them called it
-    if (run) {
-      for (const TaskRecord& t : run->tasks()) {
-        if (t.state == core::TaskState::Running) tasks += (tasks.empty() ? "" : ", ") + t.node;
-      }
-    }
-    const std::string what = "a task called " + how + " while the run was going" +
-                             (tasks.empty() ? std::string() : " (running: " + tasks + ")");
+  ExitGuard exit_guard([&](const std::string& how) {
+    // Nothing here waits for the run's control (it may be stuck): the
+    // history shows which tasks were running, each with this reason.
+    const std::string what = "a task called " + how + " while the run was going";
     std::cout << std::flush;
     runner::signal_descendants(SIGKILL);  // as pyoco leaves them after a second Ctrl+C
     const std::optional<core::RunStatus> recorded =
         local->abandon(core::RunStatus::Failed, what + ": pyoco exited");
-    std::cerr << "pyoco run: " << printable(what) << "; "
+    runner::signal_descendants(SIGKILL);  // what tasks started meanwhile
+    std::cerr << "pyoco run: " << what << "; "
               << (recorded ? "the run is recorded " + std::string(core::to_string(*recorded))
                            : std::string("the run may be missing from the history"))
               << " (a plugin must not end the process: return an error instead)\n";
-    ::_exit(recorded && *recorded != core::RunStatus::Failed ? exit_code(*recorded) : kExitFailed);
-  }};
-  const ExitGuard exit_guard(exits);
+    std::_Exit(kExitFailed);
+  });
 
   {
     std::lock_guard lock(state_mutex);
@@ -558,6 +575,7 @@ int run_flow(const RunOptionsCli& o) {
   plugins::report_exits_while_loading("pyoco run", "nothing ran", kExitUsage);
   Run run = local->start(*engine);
   named.reset();
+  exit_guard.rearm();
   {
     std::lock_guard lock(state_mutex);
     started = run;

@@ -571,7 +571,9 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   a->end(true);
   n.running.reset();
   n.instance.reset();
-  std::shared_ptr<Attempt> earlier = std::move(n.abandoned);
+  // Kept until a later attempt's body goes on past its deadline too: a
+  // third attempt held back by the first is told so as the second was.
+  const std::shared_ptr<Attempt> earlier = n.abandoned;
   if (a->body_taken.load()) n.abandoned = a;
   const double t = f->graph->nodes[i].task->timeout_sec;
   char buf[288];

@@ -211,8 +211,9 @@ std::optional<core::RunStatus> LocalRun::abandon(core::RunStatus end, const std:
   if (!history_) return std::nullopt;
   // What the run said so far reaches the history's writer first (its start,
   // in a run that ends the moment it begins): it records only runs it heard.
-  events_->flush_for(patience / 4);
-  return history_->abandon(run_id_, end, reason, patience);
+  const auto handing_on = patience / 4;
+  events_->flush_for(handing_on);
+  return history_->abandon(run_id_, end, reason, patience - handing_on);
 }
 
 void LocalRun::release_claim() const {

@@ -769,9 +769,9 @@ struct HttpServer::Impl {
     // (501): a gzip the gateway would skip is a body it would misread, and
     // a proxy in front may read the request otherwise.
     static std::optional<Response> unframed(const http::request_header<>& h) {
-      if (h.version() >= 11 && h.count(http::field::host) == 0) {
+      if (h.version() >= 11 && h.count(http::field::host) != 1) {
         return error_response(400, "bad_request",
-                              "an HTTP/1.1 request must have a Host header (RFC 9112)");
+                              "an HTTP/1.1 request must have one Host header (RFC 9112)");
       }
       if (h.count(http::field::transfer_encoding) == 0) return std::nullopt;
       std::string codings;
@@ -781,7 +781,8 @@ struct HttpServer::Impl {
       }
       if (beast::iequals(codings, "chunked")) return std::nullopt;
       return error_response(501, "not_implemented",
-                            "Transfer-Encoding '" + codings +
+                            "Transfer-Encoding '" +
+                                (codings.size() > 100 ? codings.substr(0, 100) + "..." : codings) +
                                 "' is not supported: send the body with Content-Length, or "
                                 "chunked alone");
     }

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -339,6 +340,11 @@ std::optional<core::RunStatus> HistoryWriter::abandon(const std::string& run_id,
                                                       core::RunStatus end,
                                                       const std::string& reason,
                                                       std::chrono::milliseconds patience) {
+  if (end != core::RunStatus::Cancelled && end != core::RunStatus::Failed) {
+    throw std::invalid_argument(
+        "HistoryWriter::abandon: the end of a run left behind is "
+        "CANCELLED or FAILED");
+  }
   const auto until = std::chrono::steady_clock::now() + patience;
   std::unique_lock lock(impl_->mutex);
   if (!impl_->abandoning) {
