@@ -272,23 +272,26 @@ BOOST_AUTO_TEST_CASE(plugins_new_warns_when_the_name_is_already_on_the_search_pa
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(fs::is_regular_file(dir.path() / "hello/plugin.toml"));
   BOOST_TEST(has(r.err,
-                 "pyoco plugins new: warning: plugin 'hello' is already on the search "
-                 "path, at "),
+                 "pyoco plugins new: warning: a plugin named 'hello' is already on the "
+                 "search path, at "),
              r.err);
+  // It said "run with --plugin-path hello/build, this one shadows it and
+  // flows that use ...": one garbled sentence.
   BOOST_TEST(has(r.err,
-                 "/hello: run with --plugin-path hello/build, this one shadows it and "
-                 "flows that use hello/<task> get this one's tasks; unless you mean to "
-                 "replace it, choose another name (remove hello/ and run `"),
+                 "/hello. When run with --plugin-path hello/build (as printed below), the new one "
+                 "shadows it: flows that use hello/<task> get the new plugin's tasks instead "
+                 "of that one's. Unless you mean to replace it, choose another name: remove "
+                 "hello/ and run `"),
              r.err);
-  BOOST_TEST(has(r.err, " plugins new my_hello`)\n"), r.err);
+  BOOST_TEST(has(r.err, " plugins new my_hello`\n"), r.err);
 
   o.env["PYOCO_PLUGIN_PATH"] = fixture_dir().string();
   r = run_pyoco({"plugins", "new", "asyncy", "--dir", "mine"}, o);
   BOOST_TEST(r.exit_code == 0, r.err);
-  BOOST_TEST(
-      has(r.err, "plugin 'asyncy' is already on the search path, at " +
-                     (fixture_dir() / "asyncy").string() + ": run with --plugin-path mine/build"),
-      r.err);
+  BOOST_TEST(has(r.err, "a plugin named 'asyncy' is already on the search path, at " +
+                            (fixture_dir() / "asyncy").string() +
+                            ". When run with --plugin-path mine/build"),
+             r.err);
 }
 
 // "Where pyoco finds plugins": every command that reads plugins takes

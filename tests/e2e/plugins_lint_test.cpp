@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <set>
 
 #include "child.hpp"
@@ -322,6 +323,49 @@ BOOST_AUTO_TEST_CASE(a_looping_symlink_is_an_error_line_not_an_abort) {
   BOOST_TEST(r.out.find("PL001 plugin.toml: cannot open it: Too many levels of symbolic links") !=
                  std::string::npos,
              r.out << r.err);
+}
+
+// A plugin.toml over 1 MiB: PL001, whose fix said "fix the key the message
+// names", which a size error has none of.
+BOOST_AUTO_TEST_CASE(a_manifest_over_1_mib_gets_a_fix_that_fits) {
+  const fs::path dir = fs::temp_directory_path() / ("pyoco-lint-big-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "plugin.toml") << "# " << std::string((1u << 20) + 1, 'x') << "\n";
+  const ProcessResult r = run_pyoco({"plugins", "lint", dir.string()}, {});
+  fs::remove_all(dir);
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  BOOST_TEST(r.out.find("PL001 plugin.toml: ") != std::string::npos, r.out << r.err);
+  BOOST_TEST(r.out.find("over the 1 MiB limit") != std::string::npos, r.out << r.err);
+  BOOST_TEST(r.out.find("fix: fix what the message names: the file (readable, TOML, at most 1 "
+                        "MiB) or the key in it") != std::string::npos,
+             r.out << r.err);
+}
+
+// A plugin's source project (plugin.toml, no library) linted while another
+// copy is on the search path: the note said `--plugin-path <the source>`,
+// from which nothing can load (PL008 right under it); it names the build.
+BOOST_AUTO_TEST_CASE(a_source_folder_gets_a_note_naming_its_build) {
+  const fs::path dir = fs::temp_directory_path() / ("pyoco-lint-src-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "hello");
+  fs::copy_file(fixture_dir() / "pl016_shadowed/plugin.toml", dir / "hello/plugin.toml");
+  ProcessResult r = run_pyoco({"plugins", "lint", (dir / "hello").string()}, {});
+  BOOST_TEST(r.out.find("this directory has no library to load (the source, not a build): build "
+                        "it, and `--plugin-path` with the build directory puts the build "
+                        "first\n") != std::string::npos,
+             r.out << r.err);
+  fs::create_directories(dir / "hello/build");
+  fs::copy(fixture_dir() / "pl016_shadowed", dir / "hello/build/hello");
+  r = run_pyoco({"plugins", "lint", (dir / "hello").string()}, {});
+  fs::remove_all(dir);
+  BOOST_TEST(
+      r.out.find("`pyoco run` loads that one; this directory has no library to load (the "
+                 "source, not a build): `--plugin-path " +
+                 (dir / "hello/build").string() + "` puts its build first\n") != std::string::npos,
+      r.out << r.err);
+  BOOST_TEST(r.out.find("`--plugin-path " + (dir / "hello").string() + "`") == std::string::npos,
+             r.out);
 }
 
 // PL020 for a library that calls exit(3) in register_tasks said "the probe

@@ -266,6 +266,11 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
             "only.yaml:3:3: not JSON, and as YAML not an object of params: not valid YAML: "
             "illegal map value (line 3 is indented with a tab"},
            {"{\"who\": [1, 1e999]}", "only.yaml: params.who.1: a number too large for a double"},
+           // the names -p refuses, with its rule (they went into the history,
+           // where no $ctx.params reference could read them)
+           {"who: a\na.b: 5\n",
+            "only.yaml: a.b: a param name holds no '.' ($ctx.params.a.b reads key 'b' of param "
+            "'a'); give the whole param: a: {b: ...}"},
            // rounded to a double (12345678901234567168), as a YAML file's is not
            {"{\"who\": \"x\",\n \"n\": 12345678901234567890}",
             "only.yaml:2:7: 12345678901234567890: too large for a 64-bit integer; quote it to "
@@ -281,6 +286,9 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
   // in a file and in a -p value alike.
   for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
            {"{\"who\": \"a\",\n \"b\": }", "only.json:2:7: not JSON: syntax error"},
+           {"{\"x\": \"ok\", \"\": 1}",
+            "only.json: \"\": a param name is never empty (no $ctx.params reference reads "
+            "\"\"); give it a name"},
            {"{\"who\": {\"x\": [{\"k\": 1, \"k\": 2}]}}",
             "only.json: params.who.x.0.k: the key is written twice in one object; keep one of "
             "them"}}) {

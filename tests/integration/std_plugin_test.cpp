@@ -455,10 +455,18 @@ BOOST_AUTO_TEST_CASE(shell_names_a_mistyped_input) {
 BOOST_AUTO_TEST_CASE(echo_refuses_a_message_that_is_not_a_string) {
   Run r = run_task("echo", "{value: 1, message: 5}");
   BOOST_TEST((r.status() == core::RunStatus::Failed));
+  // It says what was given: a fixed example (`message: "5"`, `-p 'msg="5"'`)
+  // whatever the value, and a param when it came from a node, misled.
   BOOST_TEST(record(r, "t").error ==
-             "input 'message': expected string, got int; quote it (message: \"5\"), or give a "
-             "param as a JSON string (-p 'msg=\"5\"')");
+             "input 'message': expected string, got int 5; echo logs a message as it is and "
+             "converts nothing: give 'message' a string (\"5\")");
   BOOST_TEST(record(r, "t").attempts == 1u);
+  BOOST_TEST(record(run_task("echo", "{value: 1, message: 2.5}"), "t").error ==
+             "input 'message': expected string, got double 2.5; echo logs a message as it is and "
+             "converts nothing: give 'message' a string (\"2.5\")");
+  BOOST_TEST(record(run_task("echo", "{message: [a]}"), "t").error ==
+             "input 'message': expected string, got array; echo logs a message as it is and "
+             "converts nothing: give 'message' a string");
   Run ok = run_task("echo", "{value: 1, message: \"5\"}");
   BOOST_TEST((ok.status() == core::RunStatus::Completed));
   Run none = run_task("echo", "{value: 1, message: null}");

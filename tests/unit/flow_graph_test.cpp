@@ -259,6 +259,33 @@ tasks:
   BOOST_TEST(unbounded);
 }
 
+// retry_backoff's max_ms caps every wait: `initial_ms: 10000` with the
+// default max_ms (5000) waited 5000 ms without a word.
+BOOST_AUTO_TEST_CASE(check_warns_that_max_ms_cuts_initial_ms) {
+  const auto ds = check(R"(flow: {graph: "a >> b >> c >> d"}
+tasks:
+  a: {use: p/a, retries: 2, retry_backoff: {initial_ms: 10000, jitter: false}}
+  b: {use: p/b, retries: 1, retry_backoff: {initial_ms: 300, max_ms: 200.5}}
+  c: {use: p/a, retries: 2, retry_backoff: {initial_ms: 10000, max_ms: 10000}}
+  d: {use: p/b, retry_backoff: {initial_ms: 10000}}
+)");
+  BOOST_TEST(errors(ds) == "");
+  std::vector<std::string> warnings;
+  for (const auto& d : ds) {
+    if (d.severity == Diagnostic::Severity::Warning) {
+      warnings.push_back(d.where.to_string() + ": " + d.message);
+    }
+  }
+  const std::vector<std::string> expected = {
+      "flow.yaml:3:3: task 'a': retry_backoff initial_ms 10000 is over max_ms 5000 (the "
+      "default), which caps every wait: each retry waits 5000 ms; set max_ms to 10000 or more "
+      "(retry_backoff: {..., max_ms: N}), or a smaller initial_ms",
+      "flow.yaml:4:3: task 'b': retry_backoff initial_ms 300 is over max_ms 200.5, which caps "
+      "every wait: each retry waits 200.5 ms; set max_ms to 300 or more (retry_backoff: {..., "
+      "max_ms: N}), or a smaller initial_ms"};
+  BOOST_TEST(warnings == expected, boost::test_tools::per_element());
+}
+
 // `null:` is a YAML habit, but a label of the graph DSL is the string
 // "null" (as pyoco compiles it): a null subject never takes that case.
 BOOST_AUTO_TEST_CASE(check_warns_that_a_null_case_label_is_a_string) {

@@ -25,9 +25,10 @@ void register_tasks(pyoco::Registry& registry);  // plugins/hello/src/hello.cpp
 using pyoco::Value;
 using pyoco::testing::TestHost;
 
-// A Value is two handles (itself and the inputs it was read from): reading
-// in["x"], v[i], items() and members() copies them, no path, no allocation.
-static_assert(sizeof(Value) == 2 * sizeof(void*));
+// A Value is two handles and an index (itself, the inputs it was read from
+// and which input): reading in["x"], v[i], items() and members() copies
+// them, no path, no allocation.
+static_assert(sizeof(Value) == 3 * sizeof(void*));
 
 namespace {
 
@@ -629,6 +630,19 @@ Value read_deep(Context&, const Inputs& in) {
   if (in.contains("deep")) out += in["deep"]["a"][1]["b"].as<std::string>();
   return out;
 }
+// Reads `message` as a string and `value` as anything, in `how`'s way: the
+// two may hold one shared value (both bound to one param or node output).
+Value read_message(Context&, const Inputs& in) {
+  const std::string how = in.get<std::string>("how", "require");
+  (void)in["value"];
+  if (how == "members") {
+    for (auto [key, item] : in.members()) {
+      if (key == "message") return item.as<std::string>();
+    }
+  }
+  if (how == "nested") return in["message"]["N"].as<std::string>();
+  return in.require<std::string>("message");
+}
 // Values that are not inputs say no path.
 Value not_inputs(Context& ctx, const Inputs&) {
   const Value built = {{"n", 1}};
@@ -720,6 +734,7 @@ void register_doc_tasks(pyoco::Registry& registry) {
       .task("require_name", require_name, taking({"name"}))
       .task("get_name", get_name, taking({"name"}))
       .task("read_deep", read_deep, taking({"env", "argv", "deep"}))
+      .task("read_message", read_message, taking({"value", "message", "how"}))
       .task("not_inputs", not_inputs)
       .task("building", building)
       .task("builds_on_a_thread", builds_on_a_thread)
@@ -840,6 +855,30 @@ BOOST_AUTO_TEST_CASE(values_read_as_the_docs_table_says) {
   }
 }
 
+// Two inputs holding one shared value (`value: $ctx.params.x` and `message:
+// $ctx.params.x`, or one node's output): the error named the first input
+// holding it, `value` (declared any), not `message`, the one read.
+BOOST_AUTO_TEST_CASE(an_error_names_the_input_read_when_two_share_a_value) {
+  TestHost host(register_doc_tasks);
+  const Value five(5);
+  const Value env = {{"N", 5}};
+  const struct {
+    Value inputs;
+    const char* error;
+  } rows[] = {
+      {Value{{"value", five}, {"message", five}}, "input 'message': expected string, got int"},
+      {Value{{"value", five}, {"message", five}, {"how", "members"}},
+       "input 'message': expected string, got int"},
+      {Value{{"value", env}, {"message", env}, {"how", "nested"}},
+       "input 'message.N': expected string, got int"},
+  };
+  for (const auto& row : rows) {
+    auto call = host.run("read_message", row.inputs);
+    BOOST_TEST(!call.ok());
+    BOOST_TEST(call.error() == row.error);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(only_values_read_from_the_inputs_name_a_path) {
   TestHost host(register_doc_tasks);
   host.set_params(Value{{"flag", true}});
@@ -906,6 +945,7 @@ BOOST_AUTO_TEST_CASE(the_test_host_keeps_logs_and_artifacts) {
                                             "require_name",
                                             "get_name",
                                             "read_deep",
+                                            "read_message",
                                             "not_inputs",
                                             "building",
                                             "builds_on_a_thread",

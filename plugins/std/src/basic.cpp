@@ -1,5 +1,8 @@
 // Small general tasks: echo, sleep, fail, json_get.
+#include <charconv>
 #include <chrono>
+#include <cstdint>
+#include <string>
 #include <thread>
 
 #include "tasks.hpp"
@@ -11,6 +14,18 @@ using pyoco::Context;
 using pyoco::Inputs;
 using pyoco::Io;
 using pyoco::Value;
+
+// A bool or number as text (5, 2.5, true); "" for another kind.
+std::string scalar_text(const Value& v) {
+  if (v.is_bool()) return v.as<bool>() ? "true" : "false";
+  if (v.is_int()) return std::to_string(v.as<std::int64_t>());
+  if (v.is_number()) {
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v.as<double>());
+    return r.ec == std::errc() ? std::string(buf, r.ptr) : std::string();
+  }
+  return {};
+}
 
 struct Echo : pyoco::Task {
   static constexpr const char* name = "echo";
@@ -30,9 +45,13 @@ struct Echo : pyoco::Task {
       try {
         text = m.as<std::string_view>();
       } catch (const pyoco::Error& e) {
-        throw pyoco::PermanentError(std::string(e.what()) +
-                                    "; quote it (message: \"5\"), or give a param as a JSON "
-                                    "string (-p 'msg=\"5\"')");
+        // What was given, and the string it would be: echo cannot tell a
+        // literal from a param or a node's output, so it names no fix of one.
+        const std::string given = scalar_text(m);
+        throw pyoco::PermanentError(
+            std::string(e.what()) + (given.empty() ? "" : " " + given) +
+            "; echo logs a message as it is and converts nothing: give 'message' a string" +
+            (given.empty() ? "" : " (\"" + given + "\")"));
       }
       ctx.info(text);
     }

@@ -444,12 +444,14 @@ int new_plugin(const NewOptions& o) {
   const std::string pyoco = self_command();
   // The printed run command puts this one first and hides that one from flows.
   if (!taken_at.empty()) {
-    std::cerr << "pyoco plugins new: warning: plugin '" << s.plugin
-              << "' is already on the search path, at " << taken_at << ": run with --plugin-path "
-              << dir << "/build, this one shadows it and flows that "
-              << "use " << s.plugin << "/<task> get this one's tasks; unless you mean to replace "
-              << "it, choose another name (remove " << dir << "/ and run `" << pyoco
-              << " plugins new my_" << s.plugin << "`)\n";
+    std::cerr << "pyoco plugins new: warning: a plugin named '" << s.plugin
+              << "' is already on the search path, at " << taken_at
+              << ". When run with --plugin-path " << dir
+              << "/build (as printed below), the new one "
+              << "shadows it: flows that use " << s.plugin
+              << "/<task> get the new plugin's tasks instead of that one's. Unless you mean to "
+              << "replace it, choose another name: remove " << dir << "/ and run `" << pyoco
+              << " plugins new my_" << s.plugin << "`\n";
   }
   std::cout << "Created plugin '" << s.plugin << "' in " << dir << "/ with task"
             << (s.tasks.size() == 1 ? " " : "s ") << join(s.tasks) << ":\n";

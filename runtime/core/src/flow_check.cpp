@@ -4,6 +4,7 @@
 #include <pyoco/core/text.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -14,6 +15,13 @@
 namespace pyoco::core {
 
 namespace {
+
+// 10000, 2.5: a number of the flow file as it was written.
+std::string number_text(double d) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, d);
+  return r.ec == std::errc() ? std::string(buf, r.ptr) : std::to_string(d);
+}
 
 class Checker {
  public:
@@ -38,6 +46,17 @@ class Checker {
     for (const TaskSpec& t : flow_.spec->tasks) {
       if (used.count(t.name) == 0) {
         warn(t.where, "task '" + t.name + "' is never used in the graph (orphan)");
+      } else if (t.retries > 0 && t.backoff.initial_ms > t.backoff.max_ms) {
+        // The documented formula caps every wait at max_ms: an initial_ms
+        // over it (max_ms is 5000 unless set) is cut without a word.
+        const bool default_max = t.backoff.max_ms == RetryBackoff{}.max_ms;
+        warn(t.where, "task '" + t.name + "': retry_backoff initial_ms " +
+                          number_text(t.backoff.initial_ms) + " is over max_ms " +
+                          number_text(t.backoff.max_ms) + (default_max ? " (the default)" : "") +
+                          ", which caps every wait: each retry waits " +
+                          number_text(t.backoff.max_ms) + " ms; set max_ms to " +
+                          number_text(t.backoff.initial_ms) +
+                          " or more (retry_backoff: {..., max_ms: N}), or a smaller initial_ms");
       }
     }
     std::stable_sort(out_.begin(), out_.end(), [](const Diagnostic& a, const Diagnostic& b) {

@@ -45,7 +45,8 @@ const std::vector<LintRule>& lint_rules() {
   static const std::vector<LintRule> rules = {
       // manifest
       {"PL001", S::Error, "plugin.toml is unreadable, not TOML, or breaks the schema",
-       "fix the key the message names; docs/plugins.md lists the schema"},
+       "fix what the message names: the file (readable, TOML, at most 1 MiB) or the key in it; "
+       "docs/plugins.md lists the schema"},
       {"PL002", S::Error, "plugin name is not [a-z][a-z0-9_]*, or is longer than 64 characters",
        "use lower case letters, digits and _; start with a letter; at most 64 of them"},
       {"PL003", S::Error,
@@ -264,12 +265,25 @@ void lint_shadowing(const Manifest& m, const Catalog& catalog, const LintOptions
   // first by --plugin-path): how --plugin-path works, a note.
   const PluginEntry* winner = catalog.find_plugin(m.name);
   if (winner == nullptr || fs::weakly_canonical(winner->manifest.dir) == self) return;
+  // --plugin-path names a directory pyoco can load this one from: not a
+  // source project's (plugin.toml with no library, PL008), but its build.
+  std::string put_first = "`--plugin-path " + m.dir.string() + "` puts this one first";
+  std::error_code lib_ec;
+  if (!fs::exists(m.library_path(), lib_ec)) {
+    const fs::path build = m.dir / "build";
+    put_first = fs::exists(build / m.name / "plugin.toml", lib_ec)
+                    ? "this directory has no library to load (the source, not a build): "
+                      "`--plugin-path " +
+                          build.string() + "` puts its build first"
+                    : "this directory has no library to load (the source, not a build): "
+                      "build it, and `--plugin-path` with the build directory puts the "
+                      "build first";
+  }
   f.add("PL016", Severity::Note, m.file, m.line_of("name"),
         "plugin '" + m.name + "' at " + winner->manifest.dir.string() +
             (holds_self(catalog) ? " comes first on the search path"
                                  : " is on the search path, this one is not") +
-            ": `pyoco run` loads that one; `--plugin-path " + m.dir.string() +
-            "` puts this one first");
+            ": `pyoco run` loads that one; " + put_first);
 }
 
 void lint_manifest(const Manifest& m, const Catalog& catalog, const LintOptions& options,

@@ -100,6 +100,18 @@ json::value yaml_params(std::string_view text, const std::filesystem::path& file
   }
 }
 
+// Why `key` cannot name a param, or "" when it can: one rule for -p and
+// --params-file. $ctx.params.a.b reads key b of param a: a param named "a.b"
+// is one no reference can reach, and so is "".
+std::string param_name_problem(const std::string& key) {
+  if (key.empty()) return "a param name is never empty (no $ctx.params reference reads \"\")";
+  if (const auto dot = key.find('.'); dot != std::string::npos) {
+    return "a param name holds no '.' ($ctx.params." + key + " reads key '" + key.substr(dot + 1) +
+           "' of param '" + key.substr(0, dot) + "')";
+  }
+  return {};
+}
+
 }  // namespace
 
 json::object read_params_file(const std::filesystem::path& file) {
@@ -147,6 +159,18 @@ json::object read_params_file(const std::filesystem::path& file) {
             std::string(big) + ": too large for a 64-bit integer; quote it to keep it as text");
   }
   if (!v.is_object()) throw SetupError(Setting::ParamsFile, file.string() + ": expected an object");
+  for (const auto& [key, value] : v.as_object()) {
+    const std::string name(key);
+    if (const std::string why = param_name_problem(name); !why.empty()) {
+      const auto dot = name.find('.');
+      throw SetupError(
+          Setting::ParamsFile,
+          file.string() + ": " + (name.empty() ? "\"\"" : name) + ": " + why +
+              (dot == std::string::npos ? std::string("; give it a name")
+                                        : "; give the whole param: " + name.substr(0, dot) + ": {" +
+                                              name.substr(dot + 1) + ": ...}"));
+    }
+  }
   // JSON has no infinity: 1e999 parses to one, which a run cannot record.
   if (const std::string at = core::non_finite_number_at(v, "params"); !at.empty()) {
     throw SetupError(Setting::ParamsFile,
@@ -165,14 +189,11 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
     if (eq == std::string::npos || eq == 0) {
       throw SetupError(Setting::Param, kv + ": expected KEY=VALUE");
     }
-    // $ctx.params.a.b reads key b of param a: a param named "a.b" is one
-    // that no reference can reach.
-    if (const std::string key = kv.substr(0, eq); key.find('.') != std::string::npos) {
+    if (const std::string key = kv.substr(0, eq); !param_name_problem(key).empty()) {
       const std::string head = key.substr(0, key.find('.'));
-      throw SetupError(Setting::Param,
-                       key + ": a param name holds no '.' ($ctx.params." + key + " reads key '" +
-                           key.substr(head.size() + 1) + "' of param '" + head +
-                           "'); give the whole param: -p '" + head + "={...}' or --params-file");
+      throw SetupError(Setting::Param, key + ": " + param_name_problem(key) +
+                                           "; give the whole param: -p '" + head +
+                                           "={...}' or --params-file");
     }
     const std::string value = kv.substr(eq + 1);
     boost::system::error_code ec;

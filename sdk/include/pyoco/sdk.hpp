@@ -436,13 +436,14 @@ class Value {
   std::size_t size() const { return handle_ == nullptr ? 0 : detail::host().value_size(handle_); }
   bool contains(std::string_view key) const { return find(key) != nullptr; }
 
-  Value operator[](std::string_view key) const { return Value(find(key), root_); }
-  Value operator[](const char* key) const { return Value(find(key), root_); }
-  Value operator[](const std::string& key) const { return Value(find(key), root_); }
+  Value operator[](std::string_view key) const { return member(key); }
+  Value operator[](const char* key) const { return member(key); }
+  Value operator[](const std::string& key) const { return member(key); }
   template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
   Value operator[](I index) const {
-    if (handle_ == nullptr || index < 0) return Value(nullptr, root_);
-    return Value(detail::host().value_array_at(handle_, static_cast<std::size_t>(index)), root_);
+    if (handle_ == nullptr || index < 0) return Value(nullptr, root_, input_);
+    return Value(detail::host().value_array_at(handle_, static_cast<std::size_t>(index)), root_,
+                 input_);
   }
 
   // Iteration over an array's elements: for (Value item : v.items()).
@@ -450,9 +451,11 @@ class Value {
    public:
     class iterator {
      public:
-      iterator(const pyoco_value* a, std::size_t i, const pyoco_value* root)
-          : a_(a), i_(i), root_(root) {}
-      Value operator*() const { return Value(detail::host().value_array_at(a_, i_), root_); }
+      iterator(const pyoco_value* a, std::size_t i, const pyoco_value* root, std::size_t input)
+          : a_(a), i_(i), root_(root), input_(input) {}
+      Value operator*() const {
+        return Value(detail::host().value_array_at(a_, i_), root_, input_);
+      }
       iterator& operator++() {
         ++i_;
         return *this;
@@ -463,16 +466,18 @@ class Value {
       const pyoco_value* a_;
       std::size_t i_;
       const pyoco_value* root_;
+      std::size_t input_;
     };
     explicit ItemRange(const Value& v)
-        : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()), root_(v.root_) {}
-    iterator begin() const { return iterator(a_, 0, root_); }
-    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_, root_); }
+        : a_(v.is_array() ? v.handle() : nullptr), n_(v.size()), root_(v.root_), input_(v.input_) {}
+    iterator begin() const { return iterator(a_, 0, root_, input_); }
+    iterator end() const { return iterator(a_, a_ == nullptr ? 0 : n_, root_, input_); }
 
    private:
     const pyoco_value* a_;
     std::size_t n_;
     const pyoco_value* root_;
+    std::size_t input_;
   };
   ItemRange items() const { return ItemRange(*this); }
 
@@ -482,12 +487,13 @@ class Value {
    public:
     class iterator {
      public:
-      iterator(const pyoco_value* o, std::size_t i, const pyoco_value* root)
-          : o_(o), i_(i), root_(root) {}
+      iterator(const pyoco_value* o, std::size_t i, const pyoco_value* root, std::size_t input)
+          : o_(o), i_(i), root_(root), input_(input) {}
       std::pair<std::string_view, Value> operator*() const {
         pyoco_str key{nullptr, 0};
         const pyoco_value* v = detail::host().value_object_at(o_, i_, &key);
-        return {std::string_view(key.data, key.size), Value(v, root_)};
+        // The members of the inputs are the inputs: the one read is i_.
+        return {std::string_view(key.data, key.size), Value(v, root_, o_ == root_ ? i_ : input_)};
       }
       iterator& operator++() {
         ++i_;
@@ -499,16 +505,21 @@ class Value {
       const pyoco_value* o_;
       std::size_t i_;
       const pyoco_value* root_;
+      std::size_t input_;
     };
     explicit MemberRange(const Value& v)
-        : o_(v.is_object() ? v.handle() : nullptr), n_(v.size()), root_(v.root_) {}
-    iterator begin() const { return iterator(o_, 0, root_); }
-    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_, root_); }
+        : o_(v.is_object() ? v.handle() : nullptr),
+          n_(v.size()),
+          root_(v.root_),
+          input_(v.input_) {}
+    iterator begin() const { return iterator(o_, 0, root_, input_); }
+    iterator end() const { return iterator(o_, o_ == nullptr ? 0 : n_, root_, input_); }
 
    private:
     const pyoco_value* o_;
     std::size_t n_;
     const pyoco_value* root_;
+    std::size_t input_;
   };
   MemberRange members() const { return MemberRange(*this); }
 
@@ -518,17 +529,39 @@ class Value {
   void be_inputs() { root_ = handle_; }
 
  private:
-  Value(const pyoco_value* handle, const pyoco_value* root) : handle_(handle), root_(root) {}
+  static constexpr std::size_t no_input = static_cast<std::size_t>(-1);
+
+  Value(const pyoco_value* handle, const pyoco_value* root, std::size_t input = no_input)
+      : handle_(handle), root_(root), input_(input) {}
+
+  // v[key]. Read from the inputs themselves, it keeps which input it is
+  // (its index: no allocation), so that an error names the input read even
+  // when two inputs hold one shared value (`value: $ctx.params.x` and
+  // `message: $ctx.params.x` are one handle): searching the inputs for the
+  // handle would name the first of them.
+  Value member(std::string_view key) const {
+    if (handle_ == nullptr || handle_ != root_) return Value(find(key), root_, input_);
+    const pyoco_host_api& h = detail::host();
+    const std::size_t n = h.value_size(handle_);
+    for (std::size_t i = 0; i < n; ++i) {
+      pyoco_str k{nullptr, 0};
+      const pyoco_value* item = h.value_object_at(handle_, i, &k);
+      if (std::string_view(k.data, k.size) == key) return Value(item, root_, i);
+    }
+    return Value(nullptr, root_);
+  }
 
   // The path of this value among the inputs it was read from ("env.N",
   // "argv.1"), or "" for the inputs themselves, for a value not read from
   // them and for one not found there (a missing member reads as null).
-  // Found on error rather than carried: carrying it cost an allocation per
-  // read (in["x"], v[i], every step of items()/members()); the inputs live
-  // in the call's arena as long as this value is valid, so searching them
-  // reads only live values, once, when as<T>() throws. Depth-first in
-  // member order, with an explicit stack (values can be deep): the first
-  // place holding this handle.
+  // The input it was read from is carried (an index); the rest of the path
+  // is found on error: carrying it cost an allocation per read (in["x"],
+  // v[i], every step of items()/members()); the inputs live in the call's
+  // arena as long as this value is valid, so searching the input reads only
+  // live values, once, when as<T>() throws. Depth-first in member order,
+  // with an explicit stack (values can be deep): the first place in that
+  // input holding this handle (a value repeated within one input is named
+  // by its first place).
   std::string path() const {
     if (root_ == nullptr || handle_ == nullptr || handle_ == root_) return {};
     const pyoco_host_api& h = detail::host();
@@ -536,8 +569,16 @@ class Value {
       const pyoco_value* container;
       std::size_t next, size, path_size;  // path_size: of the container's path
     };
-    std::vector<Frame> stack{{root_, 0, h.value_size(root_), 0}};
     std::string path;
+    const pyoco_value* start = root_;
+    if (input_ != no_input) {
+      pyoco_str key{nullptr, 0};
+      start = h.value_object_at(root_, input_, &key);
+      path.assign(key.data, key.size);
+      if (start == handle_) return path;
+      if (start == nullptr) return {};
+    }
+    std::vector<Frame> stack{{start, 0, h.value_size(start), path.size()}};
     // Values can be shared (a node's output bound to two inputs, a list
     // repeating one list): a tree of such is walked once per place, so the
     // walk is bounded; past it the message names no path.
@@ -641,6 +682,7 @@ class Value {
 
   const pyoco_value* handle_ = nullptr;
   const pyoco_value* root_ = nullptr;  // the inputs this was read from, if any
+  std::size_t input_ = no_input;       // which of them (an index in root_), if known
 };
 
 // The inputs of one call: an object keyed by input name.
