@@ -245,20 +245,29 @@ std::string form_decoded(std::string_view v) {
   return out;
 }
 
+// The query parameter `key` (its name decoded, as its value is), or "". A
+// parameter given twice is a 400, as a key sent twice in a JSON body:
+// readers disagree on which counts, and it is not the gateway's to guess.
 std::string query_value(std::string_view target, std::string_view key) {
   const auto q = target.find('?');
   if (q == std::string_view::npos) return {};
   std::string_view rest = target.substr(q + 1);
+  std::optional<std::string> value;
   while (!rest.empty()) {
     const auto amp = rest.find('&');
     const std::string_view pair = rest.substr(0, amp);
     const auto eq = pair.find('=');
-    if (pair.substr(0, eq) == key) {
-      return form_decoded(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    if (form_decoded(pair.substr(0, eq)) == key) {
+      if (value) {
+        throw HttpError{400, "bad_request",
+                        "the query parameter " + shown(std::string(key)) +
+                            " is given twice; give each parameter once"};
+      }
+      value = form_decoded(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
     }
     rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
   }
-  return {};
+  return value.value_or("");
 }
 
 // multipart/form-data: each part's name and bytes.
