@@ -332,6 +332,32 @@ BOOST_AUTO_TEST_CASE(oversized_integers_and_repeated_keys_in_a_body_are_refused)
   BOOST_TEST(record.body.find("9223372036854775807") != std::string::npos, record.body);
 }
 
+// A query parameter given twice is refused naming it, as a JSON key sent
+// twice is: the first one counted, where another reader may take the last.
+// A name encoded (flow%5Fname) is the same name.
+BOOST_AUTO_TEST_CASE(a_query_parameter_given_twice_is_refused) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  const std::string yaml = "flow: {graph: a}\ntasks:\n  a: {use: std/echo}\n";
+  auto refused = [&](http::verb verb, const std::string& target, const std::string& body,
+                     const std::string& name) {
+    const auto r = s.call(verb, target, body);
+    BOOST_TEST(r.status == 400u, target << ": " << r.status << " " << r.body);
+    BOOST_TEST(json::parse(r.body).at("detail").as_string() ==
+                   "the query parameter " + name + " is given twice; give each parameter once",
+               r.body);
+  };
+  refused(http::verb::post, "/runs/yaml?flow_name=a&flow_name=b", yaml, "flow_name");
+  refused(http::verb::post, "/runs/yaml?flow_name=a&flow%5Fname=b", yaml, "flow_name");
+  refused(http::verb::get, "/runs?limit=1&limit=abc", "", "limit");
+  refused(http::verb::get, "/runs?status=CANCELLED&status=COMPLETED", "", "status");
+  refused(http::verb::get, "/workers?state=IDLE&state=IDLE", "", "state");
+  // Each once is fine, and so is one parameter beside another.
+  BOOST_TEST(s.call(http::verb::get, "/runs?limit=1&status=COMPLETED").status == 200u);
+  const auto ok = s.call(http::verb::post, "/runs/yaml?flow_name=a&tag=default", yaml);
+  BOOST_TEST(ok.status == 200u, ok.body);
+}
+
 BOOST_AUTO_TEST_CASE(error_details_are_valid_json_whatever_the_request_holds) {
   NatsServer nats;
   Server s({"--nats", nats.url()});

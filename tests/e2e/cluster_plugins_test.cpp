@@ -85,6 +85,26 @@ BOOST_AUTO_TEST_CASE(a_push_of_a_name_or_version_workers_cannot_use_is_refused_4
     BOOST_TEST(r.body.find(says) != std::string::npos, r.body);
     BOOST_TEST(r.body.find(key == "name" ? "PL002" : "PL003") != std::string::npos, r.body);
   }
+  // [plugin.platform] os and arch are a key of the index too: lint's rule
+  // (PL005), a 422 naming the field; they were stored as they came, or
+  // refused with NATS's own text.
+  const std::vector<std::tuple<std::string, std::string, std::string>> platforms = {
+      {"os", "a/b", "is not [a-z0-9_]+"},
+      {"os", "LINUX", "is not [a-z0-9_]+"},
+      {"os", std::string(3000, 'x'), "is 3000 characters long: at most 64"},
+      {"os", "linux\\u0000", "is not [a-z0-9_]+"},  // a NUL, as TOML writes it
+      {"os", "lin ux", "is not [a-z0-9_]+"},
+      {"arch", "../../x", "is not [a-z0-9_]+"},
+      {"arch", "x86_64>", "is not [a-z0-9_]+"},
+  };
+  for (const auto& [key, value, says] : platforms) {
+    const auto r = server::http_call(s.url, boost::beast::http::verb::post, "/plugins",
+                                     hello_package_with(key, value), "application/x-tar");
+    BOOST_TEST(r.status == 422u, key << " " << value << ": " << r.status << " " << r.body);
+    BOOST_TEST(r.body.find(says) != std::string::npos, r.body);
+    BOOST_TEST(r.body.find("[plugin.platform] " + key) != std::string::npos, r.body);
+    BOOST_TEST(r.body.find("PL005") != std::string::npos, r.body);
+  }
   // The largest of each is taken.
   auto r = server::http_call(
       s.url, boost::beast::http::verb::post, "/plugins",

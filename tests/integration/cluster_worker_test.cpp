@@ -632,6 +632,88 @@ BOOST_AUTO_TEST_CASE(two_workers_holding_one_run_write_one_end) {
   BOOST_TEST(count_kind(events_once_ended(c.server.url(), "shared"), "run_end") == 1u);
 }
 
+// A worker that lost its run while it was stopped (SIGSTOP past its lease:
+// the run is w2's, attempt 2) publishes nothing more of it and starts
+// nothing more when it runs again. Its first task ends while it is stopped
+// (the gate opens; its shell was not stopped), and it runs again while
+// NATS does not answer (nats-server stopped too), so that it cannot learn
+// at once that it lost the run: it used to publish node_done a and
+// node_start b of attempt 1 (stored once NATS answered, after attempt 2's
+// events) and run b (a second line in the marker). Its lease, read by its
+// own clock, has run out: now nothing goes out and b waits, until NATS
+// answers and the run is found another's.
+BOOST_AUTO_TEST_CASE(a_worker_that_lost_its_run_publishes_and_starts_nothing_more) {
+  Cluster c;
+  const std::filesystem::path marker = c.gates.path() / "b-ran";
+  write_text(
+      c.flows.path() / "two_steps.yaml",
+      "flow:\n  graph: a >> b\ntasks:\n  a: {use: \"std/shell\", inputs: {command: \"while [ ! "
+      "-e '" +
+          c.gate().string() + "' ] && [ -d '" + c.gates.path().string() +
+          "' ]; do sleep 0.05; done\"}}\n  b: {use: \"std/shell\", inputs: {command: \"echo "
+          "b >> '" +
+          marker.string() + "'\"}}\n");
+  ChildProcess& first = c.worker("w1");
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("stale", "two_steps"));
+  // a has started on w1 (its events stored): stopped with its run going.
+  BOOST_TEST_REQUIRE(eventually([&] {
+    for (const auto& e : events_of(c.server.url(), "stale")) {
+      if (e.at("kind").as_string() == "node_start") return true;
+    }
+    return false;
+  }));
+  first.send_signal(SIGSTOP);
+  ChildProcess& second = c.worker("w2");
+  c.wait_for("stale", [](const RunRecord& r) { return r.snapshot.at("attempt").as_int64() == 2; });
+  c.open_gate();  // both attempts' a end; w1 is still stopped
+  const RunRecord r = c.wait_for("stale", terminal, 30s);
+  BOOST_TEST(r.status() == "COMPLETED");
+  auto b_lines = [&] {
+    const std::string text = read_text(marker);
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  BOOST_TEST_REQUIRE(b_lines() == 1);  // w2's
+  BOOST_TEST_REQUIRE(::kill(c.server.pid(), SIGSTOP) == 0);
+  first.send_signal(SIGCONT);  // w1 runs again, its a ended, b next; NATS silent
+  // b does not start on w1 (it did at once); a second's grace to show it.
+  BOOST_TEST(!eventually([&] { return b_lines() > 1; }, 1s), "w1 ran b of a run it had lost");
+  BOOST_TEST_REQUIRE(::kill(c.server.pid(), SIGCONT) == 0);
+  BOOST_TEST_REQUIRE(
+      eventually([&] { return first.err().find("worker: given up") != std::string::npos; }, 20s),
+      first.err());
+  BOOST_TEST(b_lines() == 1);
+  // Attempt 1 made what it made before the stop (its run_start, its plan,
+  // a's start, all stored by then), and nothing once attempt 2 had begun:
+  // not a's end, not b's start, not its cancellation.
+  const auto events = events_once_ended(c.server.url(), "stale");
+  std::string second_began;  // attempt 2's run_start, by the host's clock
+  for (const auto& e : events) {
+    if (e.contains("run_attempt") && e.at("run_attempt").as_int64() == 2 &&
+        e.at("kind").as_string() == "run_start") {
+      second_began = std::string(e.at("ts").as_string());
+    }
+  }
+  BOOST_TEST_REQUIRE(!second_began.empty());
+  for (const auto& e : events) {
+    if (!e.contains("run_attempt") || e.at("run_attempt").as_int64() != 1) continue;
+    const std::string kind(e.at("kind").as_string());
+    BOOST_TEST((kind == "run_start" || kind == "nodes_planned" ||
+                (kind == "node_start" && e.at("node").as_string() == "a")),
+               json::serialize(e));
+    BOOST_TEST(std::string(e.at("ts").as_string()) < second_began,
+               second_began << ": " << json::serialize(e));
+  }
+  // And in the stream's order: nothing of attempt 1 after attempt 2's first.
+  bool second_seen = false;
+  for (const auto& e : events) {
+    if (!e.contains("run_attempt")) continue;
+    if (e.at("run_attempt").as_int64() == 2) second_seen = true;
+    BOOST_TEST(!(second_seen && e.at("run_attempt").as_int64() == 1), json::serialize(e));
+  }
+  BOOST_TEST(!process_gone(second.pid()), second.err());
+}
+
 // A worker silent past the 15 s a claim waits (SIGSTOP) has its id claimed
 // by another. Resumed, its beats find the record the other instance's and
 // never write over it (a compare-and-set on the revision it last wrote): it

@@ -15,8 +15,10 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ports.hpp"
 #include "sync.hpp"
@@ -30,10 +32,10 @@ namespace {
 // A client that sends one GET and then reads only what it is told to.
 class RawClient {
  public:
-  explicit RawClient(std::uint16_t port) {
+  explicit RawClient(std::uint16_t port, const std::string& path = "/s") {
     fd_ = pyoco::testing::connect_loopback(port, 4096);  // a small window: writes block soon
     BOOST_TEST_REQUIRE(fd_ >= 0);
-    const std::string request = "GET /s HTTP/1.1\r\nHost: test\r\n\r\n";
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
     BOOST_TEST_REQUIRE(::send(fd_, request.data(), request.size(), 0) ==
                        static_cast<ssize_t>(request.size()));
   }
@@ -64,6 +66,16 @@ struct Server {
                          started.arrive();
                          const std::string data(64 * 1024, 'x');
                          while (!out.stopping() && out.send("e", "", data)) ++sent;
+                         ended.arrive();
+                       });
+    // As the gateway's watches wait for events: a look at stopping() every
+    // so often, and nothing to write for a while.
+    router->add_stream(http::verb::get, "/idle", server::kPublic,
+                       [this](const server::Request&, const server::PathParams&,
+                              const server::Caller&, server::EventStream& out) {
+                         out.comment("from 0");
+                         started.arrive();
+                         while (!out.stopping()) std::this_thread::sleep_for(100ms);
                          ended.arrive();
                        });
     o.port = 0;
@@ -120,4 +132,33 @@ BOOST_AUTO_TEST_CASE(streams_past_the_limit_are_answered_503) {
   BOOST_TEST(answer.starts_with("HTTP/1.1 503"), answer.substr(0, 40));
   BOOST_TEST(answer.find("event streams already") != std::string::npos);
   BOOST_TEST(answer.find("\r\nRetry-After: 5\r\n") != std::string::npos, answer);
+}
+
+// A client that closes its stream frees its slot at once, not at the next
+// write (a ping, 15 s later): one key that opened every slot and let go
+// kept everyone else's streams at 503 meanwhile.
+BOOST_AUTO_TEST_CASE(a_closed_streams_slot_is_free_at_once) {
+  server::ListenOptions o;
+  o.max_streams = 4;
+  Server s(o);
+  {
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (int i = 0; i < 4; ++i) {
+      clients.push_back(std::make_unique<RawClient>(s.http->port(), "/idle"));
+      BOOST_TEST(clients.back()->read_some().starts_with("HTTP/1.1 200 OK"));
+    }
+    BOOST_TEST_REQUIRE(s.started.wait_for(4));
+    RawClient fifth(s.http->port(), "/idle");
+    BOOST_TEST_REQUIRE(fifth.read_some().starts_with("HTTP/1.1 503"));
+  }  // all four close
+  std::string answer;
+  BOOST_TEST(pyoco::testing::eventually(
+                 [&] {
+                   RawClient next(s.http->port(), "/idle");
+                   answer = next.read_some();
+                   return answer.starts_with("HTTP/1.1 200 OK");
+                 },
+                 2s),
+             answer.substr(0, 60));
+  BOOST_TEST(s.ended.wait_for(4), "a closed stream's handler did not end");
 }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <memory>
 #include <set>
 
@@ -63,6 +64,12 @@ struct EventPublisher::Impl {
   std::mutex mutex;
   std::condition_variable acked;
   std::map<std::string, std::int64_t, std::less<>> attempts;
+  std::map<std::string, std::shared_ptr<RunFence>, std::less<>> fences;
+  // Events of runs whose fence did not hold, in order, until it does again.
+  std::map<std::string, std::deque<trace::Event>, std::less<>> held;
+  // Held by whoever publishes (the queue's thread, a release): held events
+  // go out before any later one of their run.
+  std::mutex publishing;
   std::set<std::string, std::less<>> muted;
   std::map<std::string, std::size_t, std::less<>> unacked;  // per run: published, not yet acked
   std::atomic<std::uint64_t> resent{0}, lost{0};
@@ -142,29 +149,88 @@ struct EventPublisher::Impl {
 EventPublisher::EventPublisher(Connection& nats) : impl_(std::make_unique<Impl>(nats)) {}
 EventPublisher::~EventPublisher() = default;
 
-void EventPublisher::set_attempt(const std::string& run_id, std::int64_t attempt) {
+bool RunFence::holds() const { return !lost.load() && epoch_now() < lease_until.load(); }
+
+void EventPublisher::set_attempt(const std::string& run_id, std::int64_t attempt,
+                                 std::shared_ptr<RunFence> fence) {
   std::lock_guard lock(impl_->mutex);
   impl_->attempts[run_id] = attempt;
+  if (fence) {
+    impl_->fences[run_id] = std::move(fence);
+  } else {
+    impl_->fences.erase(run_id);
+  }
 }
 
 void EventPublisher::forget(const std::string& run_id) {
   std::lock_guard lock(impl_->mutex);
   impl_->attempts.erase(run_id);
+  impl_->fences.erase(run_id);
+  impl_->held.erase(run_id);
   impl_->muted.erase(run_id);
 }
 
 void EventPublisher::mute(const std::string& run_id) {
   std::lock_guard lock(impl_->mutex);
   impl_->muted.insert(run_id);
+  impl_->held.erase(run_id);
+}
+
+void EventPublisher::release(const std::string& run_id) {
+  std::lock_guard publishing(impl_->publishing);
+  std::deque<trace::Event> out;
+  std::int64_t attempt = 1;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto f = impl_->fences.find(run_id);
+    auto h = impl_->held.find(run_id);
+    if (f == impl_->fences.end() || h == impl_->held.end() || !f->second->holds()) return;
+    if (auto it = impl_->attempts.find(run_id); it != impl_->attempts.end()) attempt = it->second;
+    out = std::move(h->second);
+    impl_->held.erase(h);
+  }
+  for (const trace::Event& e : out) {
+    std::vector<trace::PlannedNode> planned;
+    publish_fitting(e.view(planned), attempt, "", false);
+  }
 }
 
 void EventPublisher::on_event(const trace::RunEvent& e) {
   if (e.kind == trace::EventKind::RunEnd) return;  // publish_run_end, after the record
   std::int64_t attempt = 1;
+  std::lock_guard publishing(impl_->publishing);
+  std::deque<trace::Event> before;  // held, and free to go now
   {
     std::lock_guard lock(impl_->mutex);
     if (impl_->muted.contains(e.run_id)) return;
     if (auto it = impl_->attempts.find(e.run_id); it != impl_->attempts.end()) attempt = it->second;
+    if (auto f = impl_->fences.find(e.run_id); f != impl_->fences.end()) {
+      RunFence& fence = *f->second;
+      if (fence.lost) return;  // another worker runs it now: nothing more of this attempt
+      auto h = impl_->held.find(e.run_id);
+      if (!fence.holds()) {
+        // Its lease ran out here: it may be another's. Held until renewed.
+        std::deque<trace::Event>& q =
+            h != impl_->held.end() ? h->second : impl_->held[std::string(e.run_id)];
+        if (q.size() >= kMaxHeldEvents) {
+          fence.lost = true;  // the worker stops it as lost
+          impl_->held.erase(std::string(e.run_id));
+          log(LogLevel::warning, "events: a run's lease stayed out past its held events; lost",
+              {{"run_id", e.run_id}});
+          return;
+        }
+        q.push_back(trace::Event::from(e));
+        return;
+      }
+      if (h != impl_->held.end()) {
+        before = std::move(h->second);
+        impl_->held.erase(h);
+      }
+    }
+  }
+  for (const trace::Event& held : before) {
+    std::vector<trace::PlannedNode> planned;
+    publish_fitting(held.view(planned), attempt, "", false);
   }
   publish_fitting(e, attempt, "", false);
 }

@@ -314,7 +314,32 @@ void RunState::stop_clock(const NodeExec& n, TaskRecord& r) {
   r.duration_ms = ms_between(n.started, now.steady);
 }
 
+// How often a node RunOptions::may_start holds is asked about again.
+constexpr std::chrono::milliseconds kStartHeld{50};
+
+// RunOptions::may_start says not now: the node waits, asked again every
+// kStartHeld, until it says yes or the run stops (a cancel ends it with the
+// other pending or retrying nodes).
+bool RunState::start_held(Frame& f, std::uint32_t i) {
+  if (stopping_ || !options_.may_start || options_.may_start()) return false;
+  NodeExec& n = f.nodes[i];
+  if (!n.timer) n.timer = std::make_unique<asio::steady_timer>(control());
+  n.timer->expires_after(kStartHeld);
+  n.timer->async_wait([self = shared_from_this(), fp = &f, i](boost::system::error_code ec) {
+    if (ec) return;
+    self->on_strand_here([self, fp, i] {
+      if (fp->nodes[i].waiting_retry) {
+        self->retry_due(*fp, i);
+      } else if (fp->nodes[i].state == TaskState::Pending) {
+        self->ready(*fp, i);
+      }
+    });
+  });
+  return true;
+}
+
 void RunState::ready(Frame& f, std::uint32_t i) {
+  if (start_held(f, i)) return;
   if (stopping_) {
     end_without_running(f, i, TaskState::Cancelled, stop_reason());
     return;
@@ -626,20 +651,24 @@ void RunState::attempt_failed(Frame& f, std::uint32_t i, const std::string& erro
         std::chrono::duration<double, std::milli>(delay)));
     n.timer->async_wait([self = shared_from_this(), fp = &f, i](boost::system::error_code ec) {
       if (ec) return;
-      self->on_strand_here([self, fp, i] {
-        NodeExec& node = fp->nodes[i];
-        if (!node.waiting_retry) return;
-        node.waiting_retry = false;
-        if (self->stopping_) {
-          self->end_without_running(*fp, i, TaskState::Cancelled, self->stop_reason());
-        } else {
-          self->launch(*fp, i);
-        }
-      });
+      self->on_strand_here([self, fp, i] { self->retry_due(*fp, i); });
     });
     return;
   }
   fail(f, i, error);
+}
+
+// A node's retry delay is over.
+void RunState::retry_due(Frame& f, std::uint32_t i) {
+  NodeExec& node = f.nodes[i];
+  if (!node.waiting_retry || node.state != TaskState::Running) return;
+  if (start_held(f, i)) return;  // still waiting to retry
+  node.waiting_retry = false;
+  if (stopping_) {
+    end_without_running(f, i, TaskState::Cancelled, stop_reason());
+  } else {
+    launch(f, i);
+  }
 }
 
 void RunState::succeed(Frame& f, std::uint32_t i, Value output) {

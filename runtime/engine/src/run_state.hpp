@@ -330,6 +330,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
                                    std::vector<std::uint32_t>& marks,
                                    std::vector<std::uint32_t>& todo) const;
   void ready(Frame& f, std::uint32_t i);
+  bool start_held(Frame& f, std::uint32_t i);  // RunOptions::may_start: not now
+  void retry_due(Frame& f, std::uint32_t i);
   void launch(Frame& f, std::uint32_t i);
   // Bodies go to the pool a few at a time (launch_window_ queued at most);
   // the rest wait here, their attempts made and deadlines running.

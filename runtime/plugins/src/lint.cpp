@@ -165,8 +165,11 @@ void check_manifest_alone(const Manifest& m, Findings& f) {
     f.add("PL004", file, m.line_of("abi"),
           "abi = " + std::to_string(m.abi) + ", this runtime speaks ABI " + to_string(host));
   }
-  if ((!m.platform_os.empty() && m.platform_os != host_os()) ||
-      (!m.platform_arch.empty() && m.platform_arch != host_arch())) {
+  if (std::string why = platform_problem(m); !why.empty()) {
+    const bool os_bad = !platform_field_problem("os", m.platform_os).empty();
+    f.add("PL005", file, m.line_of(os_bad ? "platform.os" : "platform.arch"), std::move(why));
+  } else if ((!m.platform_os.empty() && m.platform_os != host_os()) ||
+             (!m.platform_arch.empty() && m.platform_arch != host_arch())) {
     const bool os_differs = !m.platform_os.empty() && m.platform_os != host_os();
     f.add("PL005", file, m.line_of(os_differs ? "platform.os" : "platform.arch"),
           "platform " + m.platform_os + "/" + m.platform_arch + ", this machine is " + host_os() +

@@ -263,6 +263,25 @@ std::string plugin_name_problem(const std::string& name) {
   return "";
 }
 
+std::string platform_field_problem(const char* field, const std::string& value) {
+  const std::string what = std::string("[plugin.platform] ") + field;
+  if (value.size() > kMaxPlatformFieldLength) {
+    return what + " " + quoted_start(value) + " is " + std::to_string(value.size()) +
+           " characters long: at most " + std::to_string(kMaxPlatformFieldLength);
+  }
+  for (char c : value) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+      return what + " " + quoted_start(value) + " is not [a-z0-9_]+ (as \"linux\", \"x86_64\")";
+    }
+  }
+  return "";
+}
+
+std::string platform_problem(const Manifest& m) {
+  if (std::string why = platform_field_problem("os", m.platform_os); !why.empty()) return why;
+  return platform_field_problem("arch", m.platform_arch);
+}
+
 std::string plugin_version_problem(const std::string& version) {
   if (version.size() > kMaxPluginVersionLength) {
     return too_long("version", version, kMaxPluginVersionLength);

@@ -153,6 +153,9 @@ PluginPackage pack_plugin(const fs::path& dir) {
                        ": [plugin.platform] os and arch are needed to pack it (workers take "
                        "only packages made for their platform)");
   }
+  if (std::string why = platform_problem(m); !why.empty()) {
+    throw PackageError(m.file.string() + ": " + why + " (lint rule PL005)");
+  }
   if (m.library.empty() || m.library.find('/') != std::string::npos) {
     throw PackageError(m.file.string() + ": [plugin] library must name a file beside it");
   }
@@ -220,6 +223,10 @@ PluginPackage open_package(std::string bytes, std::size_t max_bytes) {
   }
   if (p.manifest.platform_os.empty() || p.manifest.platform_arch.empty()) {
     throw PackageError("plugin package: its plugin.toml names no [plugin.platform] os and arch");
+  }
+  // They too are a key of the cluster's index and a part of file names.
+  if (std::string why = platform_problem(p.manifest); !why.empty()) {
+    throw PackageError("plugin package: " + why + " (lint rule PL005)");
   }
   if (find(p.manifest.library) == nullptr || p.manifest.library == "plugin.toml" ||
       p.manifest.library == "SHA256SUMS") {

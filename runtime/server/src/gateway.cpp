@@ -245,20 +245,29 @@ std::string form_decoded(std::string_view v) {
   return out;
 }
 
+// The query parameter `key` (its name decoded, as its value is), or "". A
+// parameter given twice is a 400, as a key sent twice in a JSON body:
+// readers disagree on which counts, and it is not the gateway's to guess.
 std::string query_value(std::string_view target, std::string_view key) {
   const auto q = target.find('?');
   if (q == std::string_view::npos) return {};
   std::string_view rest = target.substr(q + 1);
+  std::optional<std::string> value;
   while (!rest.empty()) {
     const auto amp = rest.find('&');
     const std::string_view pair = rest.substr(0, amp);
     const auto eq = pair.find('=');
-    if (pair.substr(0, eq) == key) {
-      return form_decoded(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    if (form_decoded(pair.substr(0, eq)) == key) {
+      if (value) {
+        throw HttpError{400, "bad_request",
+                        "the query parameter " + shown(std::string(key)) +
+                            " is given twice; give each parameter once"};
+      }
+      value = form_decoded(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
     }
     rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
   }
-  return {};
+  return value.value_or("");
 }
 
 // multipart/form-data: each part's name and bytes.
@@ -741,7 +750,14 @@ class Gateway {
     if (after != 0 && record.terminal() && run_end_seen(id, after)) return;
     if (after == 0 && !out.send("snapshot", "", json::serialize(record.snapshot))) return;
     const std::string subject = "pyoco.ev." + id + ".>";
-    auto until_run_end = [](std::string_view, const std::string& data) {
+    // An event of an attempt older than one already sent is a worker's that
+    // had lost the run (docs/cluster.md): a watcher never sees it.
+    std::int64_t newest_attempt = 0;
+    auto until_run_end = [&newest_attempt](std::string_view, const std::string& data) {
+      if (const std::int64_t attempt = run_attempt_of(data); attempt != 0) {
+        if (attempt < newest_attempt) return Delivery::skip;
+        newest_attempt = attempt;
+      }
       return data.find("\"kind\":\"run_end\"") != std::string::npos ? Delivery::send_and_end
                                                                     : Delivery::send;
     };
@@ -764,6 +780,22 @@ class Gateway {
       not_before = t->to_number<double>() - 60;
     }
     follow(out, subject, last, not_before, until_run_end);
+  }
+
+  // The "run_attempt" of a worker's event as EventPublisher writes it: no
+  // spaces, after everything but "attempt" (the last one: a node's output
+  // may hold the key too); 0 when it has none.
+  static std::int64_t run_attempt_of(const std::string& data) {
+    static constexpr std::string_view key = "\"run_attempt\":";
+    const std::size_t at = data.rfind(key);
+    if (at == std::string::npos) return 0;
+    std::int64_t n = 0;
+    for (std::size_t i = at + key.size(); i < data.size() && data[i] >= '0' && data[i] <= '9';
+         ++i) {
+      if (n > 1'000'000'000) return 0;
+      n = n * 10 + (data[i] - '0');
+    }
+    return n;
   }
 
   // Whether the run's RunEnd is stored at or before sequence `after`.

@@ -19,8 +19,10 @@
 #include <boost/beast/version.hpp>
 #include <boost/json.hpp>
 
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <cerrno>
 
 #include <algorithm>
 #include <array>
@@ -906,7 +908,34 @@ struct HttpServer::Impl {
       bool comment(std::string_view c) override {
         return start() && write(": " + std::string(c) + "\n\n");
       }
-      bool stopping() const override { return session.server->stopping.load() || key_refused(); }
+      bool stopping() const override {
+        return session.server->stopping.load() || key_refused() || client_gone();
+      }
+      // The client closed its end or reset it: seen on the socket now, not
+      // at the next write (a ping, every 15 s), so that its stream's slot is
+      // free within a second. POLLRDHUP sees the close past unread bytes (a
+      // TLS close_notify).
+      mutable bool gone = false;
+      bool client_gone() const {
+        if (gone || broken) return true;
+        pollfd p{session.tcp_socket().native_handle(), POLLIN, 0};
+#ifdef POLLRDHUP
+        p.events |= POLLRDHUP;
+#endif
+        if (::poll(&p, 1, 0) <= 0) return false;
+#ifdef POLLRDHUP
+        gone = (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+#else
+        if ((p.revents & (POLLHUP | POLLERR)) != 0) {
+          gone = true;
+        } else if ((p.revents & POLLIN) != 0) {
+          char c;
+          const ssize_t n = ::recv(p.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+          gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+        }
+#endif
+        return gone;
+      }
     };
 
     // Once a stream's headers are out an error can only end it: said in the

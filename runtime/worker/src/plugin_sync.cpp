@@ -34,6 +34,8 @@ namespace {
 std::string unusable(const PluginRelease& r) {
   if (std::string why = plugins::plugin_name_problem(r.name); !why.empty()) return why;
   if (std::string why = plugins::plugin_version_problem(r.version); !why.empty()) return why;
+  if (std::string why = plugins::platform_field_problem("os", r.os); !why.empty()) return why;
+  if (std::string why = plugins::platform_field_problem("arch", r.arch); !why.empty()) return why;
   if (r.sha256.size() != 64 || !std::all_of(r.sha256.begin(), r.sha256.end(), [](char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
       })) {

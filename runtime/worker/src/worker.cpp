@@ -199,8 +199,14 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     std::optional<Run> run;
     std::chrono::steady_clock::time_point last_progress;
     std::chrono::steady_clock::time_point lease_written;  // when its record last said it is ours
-    std::atomic<bool> lost{false};  // another owner holds it now: never write, never ack
-    bool handed_back = false;       // given up by drain: its job is nak'd (under the mutex)
+    // Lost: another owner holds it now: never write, never ack, no more
+    // events, no task started. With its lease (as last written) the fence
+    // the publisher and the engine read before each event and task: past
+    // the lease, by this host's clock, they wait for a renewal.
+    std::shared_ptr<cluster::RunFence> fence = std::make_shared<cluster::RunFence>();
+    std::atomic<bool>& lost = fence->lost;
+    bool stopped_as_lost = false;  // its engine run cancelled for it (supervisor)
+    bool handed_back = false;      // given up by drain: its job is nak'd (under the mutex)
     bool finishing = false;  // finish() is writing its end: drain leaves it be (under the mutex)
     ~Active() {
       if (redelivered != nullptr) natsMsg_Destroy(redelivered);  // unacked: NATS sends it again
@@ -571,8 +577,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   // A claimed run on the engine; a flow that cannot run here fails at once.
   void start(const cluster::RunJob& job, const cluster::Owner& me, natsMsg* m,
              const std::string& tag, cluster::RunRecord claimed) {
-    publisher->set_attempt(job.run_id, me.attempt);
     auto a = std::make_unique<Active>();
+    a->fence->lease_until = claimed.lease_until();
+    publisher->set_attempt(job.run_id, me.attempt, a->fence);
     a->run_id = job.run_id;
     a->tag = tag;
     a->owner = me;
@@ -600,6 +607,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       ro.run_id = job.run_id;
       ro.env = options.env;
       ro.listener = events;
+      // Before each task: a run this worker may have lost (its lease ran
+      // out here) starts nothing until its lease is renewed.
+      ro.may_start = [fence = active_run.fence] { return fence->holds(); };
       if (!options.artifact_dir.empty()) {
         ro.artifacts = std::make_shared<LocalArtifactStore>(options.artifact_dir);
       }
@@ -957,6 +967,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     // reached us), then the record, then the end, then the ack.
     std::optional<cluster::RunRecord> written;
     if (!a->lost) {
+      // Its lease ran out here (a stop, NATS away): its events wait for the
+      // renewal (progress, next), and so does its end.
+      if (!a->fence->holds()) return gave_up(*a);
       if (!publisher->flush(id, std::chrono::milliseconds(200))) return gave_up(*a);
       try {
         written = cluster::owner_write(
@@ -1022,6 +1035,12 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       std::lock_guard lock(mutex);
       for (auto& [id, a] : active) {
         take_redelivery(*a);
+        // Found lost by the publisher (more events than it holds while the
+        // lease is out): its engine run stops here.
+        if (a->run && a->lost && !a->stopped_as_lost && !a->handed_back && !a->finishing) {
+          stop_lost(*a);
+          continue;
+        }
         if (a->run && !a->lost && now - a->last_progress >= options.progress_interval) {
           due.push_back(a.get());
         }
@@ -1031,6 +1050,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       a->last_progress = now;
       const RecordTasks tasks = record_tasks(*a->run);
       bool cancel = false;
+      double lease_until = 0;
       std::optional<cluster::RunRecord> w;
       try {
         w = cluster::owner_write(
@@ -1043,7 +1063,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
               s["heartbeat_at"] = at;
               // Tried again on a conflict: a drain that gave the lease up
               // meanwhile is not undone.
-              if (!a->lost) s["owner"].as_object()["lease_until"] = at + lease_seconds();
+              if (!a->lost)
+                s["owner"].as_object()["lease_until"] = lease_until = at + lease_seconds();
             },
             a->last_written ? &*a->last_written : nullptr);
       } catch (const NatsError&) {
@@ -1057,16 +1078,31 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         continue;
       }
       if (!w) {
-        a->lost = true;              // someone else owns it now: stop, never write or ack
-        publisher->mute(a->run_id);  // its cancellation here is not the run's news
-        a->run->cancel();
+        a->lost = true;  // someone else owns it now: stop, never write or ack
+        std::lock_guard lock(mutex);
+        stop_lost(*a);
         continue;
+      }
+      if (lease_until > 0) {
+        a->fence->lease_until = lease_until;
+        publisher->release(a->run_id);  // what waited for it, if its lease had run out
       }
       a->last_written = *w;
       a->lease_written = now;
       natsMsg_InProgress(a->msg, nullptr);  // after the lease: never a job held without one
       if (cancel) a->run->cancel();
     }
+  }
+
+  // A run lost here (under the mutex): its events muted (its cancellation
+  // here is not the run's news) and its engine run cancelled.
+  void stop_lost(Active& a) {
+    a.lost = true;
+    a.stopped_as_lost = true;
+    publisher->mute(a.run_id);
+    cluster::log(cluster::LogLevel::warning, "worker: lost a run; stopped here",
+                 {{"run_id", a.run_id}, {"attempt", a.owner.attempt}});
+    a.run->cancel();
   }
 
   void on_cancel_message(const std::string& run_id) {

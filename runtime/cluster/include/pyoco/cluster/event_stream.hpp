@@ -13,6 +13,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -24,6 +25,20 @@ namespace pyoco::cluster {
 
 // "run", "node" or "log": the last token of an event's subject.
 const char* event_subject_kind(trace::EventKind kind);
+
+// Whether this process may still act for a run (docs/cluster.md, the run
+// protocol): not once it is `lost` (another owner has it), nor while the
+// lease this owner last wrote (`lease_until`, epoch seconds) has run out by
+// this host's clock, as it has for a process resumed after a stop: its
+// timers fire late, so the lease is read before each event and each task,
+// not left to the renewal's timer. Past its lease another worker may have
+// claimed the run: nothing is published or started until a renewal (a
+// compare-and-set as its owner) moves the lease on, or the run is lost.
+struct RunFence {
+  std::atomic<bool> lost{false};
+  std::atomic<double> lease_until{0};
+  bool holds() const;
+};
 
 // A listener for a trace::EventQueue (never the engine's strand: it does
 // network I/O). Publishes asynchronously, so a slow NATS slows only this
@@ -38,8 +53,16 @@ class EventPublisher : public trace::EventListener {
   EventPublisher& operator=(const EventPublisher&) = delete;
 
   // The attempt of the run's events from now on (before its first event).
-  void set_attempt(const std::string& run_id, std::int64_t attempt);
+  // With a fence, the run's events wait while it does not hold (at most
+  // kMaxHeldEvents; past them the run is lost), are published once its
+  // lease is renewed (release), and dropped once it is lost: a worker that
+  // lost a run publishes nothing more of it.
+  void set_attempt(const std::string& run_id, std::int64_t attempt,
+                   std::shared_ptr<RunFence> fence = nullptr);
   void forget(const std::string& run_id);
+  // The run's lease was renewed: the events it held go out, in order.
+  void release(const std::string& run_id);
+  static constexpr std::size_t kMaxHeldEvents = 100000;
   // The run's events from now on are not published: it was given up here
   // (another worker runs it now), and its cancellation is no news.
   void mute(const std::string& run_id);

@@ -79,6 +79,11 @@ struct RunOptions {
   // run). For a cancel requested while the plugins loaded: a cancel() after
   // start() returns may come after a short run has ended.
   std::function<bool()> cancelled_at_start;
+  // Asked on the run's strand before each task or control node starts (a
+  // retry too); it must not block. False holds the node, asked again every
+  // 50 ms until true or the run is cancelled: for a caller that may have
+  // lost the run to another process (a cluster worker past its lease).
+  std::function<bool()> may_start;
 };
 
 // This process's environment variables, for RunOptions::env.

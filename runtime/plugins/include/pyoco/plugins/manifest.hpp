@@ -108,6 +108,18 @@ std::string plugin_name_problem(const std::string& name);
 // one line; "" when it can.
 std::string plugin_version_problem(const std::string& version);
 
+// [plugin.platform] os and arch name a package's platform, its file name and
+// a key of the cluster's plugin index: [a-z0-9_]+, at most this long.
+inline constexpr std::size_t kMaxPlatformFieldLength = 64;
+
+// Why `value` cannot be [plugin.platform] `field` ("os" or "arch"; lint rule
+// PL005), as one line naming the field; "" when it can (or is empty: the
+// platform is optional until a package is made).
+std::string platform_field_problem(const char* field, const std::string& value);
+
+// The first of platform_field_problem for os and arch; "" when both can be.
+std::string platform_problem(const Manifest& m);
+
 // This machine's platform, as manifests spell it ("linux", "x86_64").
 std::string host_os();
 std::string host_arch();
