@@ -339,7 +339,9 @@ bool RunState::start_held(Frame& f, std::uint32_t i) {
 }
 
 void RunState::ready(Frame& f, std::uint32_t i) {
-  if (start_held(f, i)) return;
+  // Asked only of a run that has the hook (a cluster worker's): a node's
+  // start pays a test of it, not a call.
+  if (options_.may_start && start_held(f, i)) return;
   if (stopping_) {
     end_without_running(f, i, TaskState::Cancelled, stop_reason());
     return;
