@@ -60,6 +60,18 @@ std::string errors(const std::vector<Diagnostic>& ds) {
   return out;
 }
 
+// "file:line:col: message" of each warning whose message starts with `prefix`.
+std::vector<std::string> warnings_of(const std::vector<Diagnostic>& ds,
+                                     std::string_view prefix = {}) {
+  std::vector<std::string> out;
+  for (const Diagnostic& d : ds) {
+    if (d.severity == Diagnostic::Severity::Warning && d.message.starts_with(prefix)) {
+      out.push_back(d.where.to_string() + ": " + d.message);
+    }
+  }
+  return out;
+}
+
 struct Invalid {
   const char* yaml;
   const char* message;
@@ -270,12 +282,7 @@ tasks:
   d: {use: p/b, retry_backoff: {initial_ms: 10000}}
 )");
   BOOST_TEST(errors(ds) == "");
-  std::vector<std::string> warnings;
-  for (const auto& d : ds) {
-    if (d.severity == Diagnostic::Severity::Warning) {
-      warnings.push_back(d.where.to_string() + ": " + d.message);
-    }
-  }
+  const std::vector<std::string> warnings = warnings_of(ds);
   const std::vector<std::string> expected = {
       "flow.yaml:3:3: task 'a': retry_backoff initial_ms 10000 is over max_ms 5000 (the "
       "default), which caps every wait: each retry waits 5000 ms; set max_ms to 10000 or more "
@@ -295,12 +302,7 @@ tasks:
   b: {use: p/b}
 )");
   BOOST_TEST(errors(ds) == "");
-  std::vector<std::string> warnings;
-  for (const auto& d : ds) {
-    if (d.severity == Diagnostic::Severity::Warning && d.message.rfind("case '", 0) == 0) {
-      warnings.push_back(d.where.to_string() + ": " + d.message);
-    }
-  }
+  const std::vector<std::string> warnings = warnings_of(ds, "case '");
   const std::vector<std::string> expected = {
       "flow.yaml:1:35: case 'null' is the string \"null\" (as in pyoco), not null: a null "
       "subject does not match it; to catch null write default:, or switch on {{x == null}} with "
@@ -328,12 +330,7 @@ tasks:
       plain: {a: "$", b: "$ cost", c: "x $env.HOME"}
 )");
   BOOST_TEST(errors(ds) == "");
-  std::vector<std::string> warnings;
-  for (const auto& d : ds) {
-    if (d.severity == Diagnostic::Severity::Warning) {
-      warnings.push_back(d.where.to_string() + ": " + d.message);
-    }
-  }
+  const std::vector<std::string> warnings = warnings_of(ds);
   const std::string advice =
       ": references are resolved only as a whole input value, so the task gets that text; bind "
       "all of '";
