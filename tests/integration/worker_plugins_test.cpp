@@ -95,6 +95,14 @@ struct Cluster : WorkerCluster {
                                      const std::function<void(std::string&)>& edit = {}) {
     return package_as(std_dir(), "std", version, edit);
   }
+  // std `version` with a status no plugin may have: lint refuses it (PL006).
+  plugins::PluginPackage std_package_lint_refuses(const std::string& version) {
+    return std_package(version, [](std::string& toml) {
+      const auto at = toml.find("status = \"");
+      BOOST_REQUIRE(at != std::string::npos);
+      toml.replace(at, toml.find('"', at + 10) + 1 - at, "status = \"bogus\"");
+    });
+  }
 
   // The plugin directory `from` packed as `name` `version`: its plugin.toml
   // says so, its library is what it is (fixtures' std-versions/<version>/
@@ -335,11 +343,7 @@ BOOST_AUTO_TEST_CASE(a_release_that_fails_lint_is_refused_and_reported) {
   c.publish_std("9.0.0");
   c.worker("w1");
   BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
-  const auto bad = c.std_package("9.4.0", [](std::string& toml) {
-    const auto at = toml.find("status = \"");
-    BOOST_REQUIRE(at != std::string::npos);
-    toml.replace(at, toml.find('"', at + 10) + 1 - at, "status = \"bogus\"");
-  });
+  const auto bad = c.std_package_lint_refuses("9.4.0");
   c.repo->publish(bad.bytes, c.release_of(bad));
   BOOST_TEST_REQUIRE(eventually([&] {
                        const auto p = c.plugin_state("w1", "std", "9.4.0");
@@ -363,11 +367,7 @@ BOOST_AUTO_TEST_CASE(a_refused_release_stays_refused_after_a_restart) {
   c.publish_std("9.0.0");
   ChildProcess* w = &c.worker("w1");
   BOOST_TEST_REQUIRE(eventually([&] { return c.active("w1", "9.0.0"); }));
-  const auto bad = c.std_package("9.4.0", [](std::string& toml) {
-    const auto at = toml.find("status = \"");
-    BOOST_REQUIRE(at != std::string::npos);
-    toml.replace(at, toml.find('"', at + 10) + 1 - at, "status = \"bogus\"");
-  });
+  const auto bad = c.std_package_lint_refuses("9.4.0");
   c.repo->publish(bad.bytes, c.release_of(bad));
   auto rejections = [&] {
     std::size_t n = 0;
