@@ -63,10 +63,12 @@ struct Saturated {
   }
   ~Saturated() { release.open(); }
 
-  Run start(const std::string& yaml, std::map<std::string, TaskFn> tasks) {
+  Run start(const std::string& yaml, std::map<std::string, TaskFn> tasks,
+            std::function<bool()> may_start = {}) {
     RunOptions o;
     o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
     o.local_tasks = std::move(tasks);
+    o.may_start = std::move(may_start);
     return engine.start(compile(yaml), std::move(o));
   }
   bool blockers_hold() const {
@@ -389,6 +391,69 @@ BOOST_DATA_TEST_CASE(chains_of_short_bodies_do_not_hold_back_another_runs_body,
     BOOST_TEST_REQUIRE(c.wait_for(std::chrono::seconds(60)));
     BOOST_TEST((c.status() == RunStatus::Cancelled));
   }
+}
+
+// A task that counts its starts.
+TaskFn counts(std::atomic<int>& starts) {
+  return [&starts](TaskCall&, const Value&) {
+    ++starts;
+    return Value();
+  };
+}
+const char* const kTwoSteps = R"yaml(
+flow: {graph: "a >> b"}
+tasks:
+  a: {use: "t/count"}
+  b: {use: "t/count"}
+)yaml";
+
+// RunOptions::may_start (a cluster worker past its lease): a node it holds
+// waits, asked again, and starts once it says yes.
+BOOST_AUTO_TEST_CASE(a_node_held_by_may_start_starts_once_it_may) {
+  Saturated s(Load{2, 0});
+  std::atomic<int> starts{0};
+  auto asked = std::make_shared<std::atomic<int>>(0);
+  auto allow = std::make_shared<std::atomic<bool>>(false);
+  Run r = s.start(kTwoSteps, {{"t/count", counts(starts)}}, [asked, allow] {
+    ++*asked;
+    return allow->load();
+  });
+  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return asked->load() >= 3; }));
+  BOOST_TEST(starts == 0);  // asked again and again, started nothing
+  BOOST_TEST((r.status() == RunStatus::Running));
+  allow->store(true);
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((r.status() == RunStatus::Completed));
+  BOOST_TEST(starts == 2);
+}
+
+// A run cancelled while may_start holds its node ends at once, and once the
+// engine is gone nothing of it is kept: a held node's timer still armed at
+// shutdown kept the run and the engine's executors for ever (a cluster
+// worker drained as its run started leaked them).
+BOOST_DATA_TEST_CASE(a_run_cancelled_while_may_start_holds_it_ends_and_is_let_go,
+                     bdata::make(kLoads), load) {
+  std::weak_ptr<int> run_kept;
+  {
+    Saturated s(load);
+    std::atomic<int> starts{0};
+    auto token = std::make_shared<int>(0);
+    run_kept = token;
+    auto asked = std::make_shared<std::atomic<int>>(0);
+    Run held = s.start(kTwoSteps, {{"t/count", counts(starts)}}, [token, asked] {
+      ++*asked;
+      return false;
+    });
+    token.reset();
+    BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return asked->load() >= 2; }));
+    held.cancel();
+    BOOST_TEST_REQUIRE(held.wait_for(std::chrono::seconds(5)));
+    BOOST_TEST(s.blockers_hold());  // it did not wait for a worker
+    BOOST_TEST((held.status() == RunStatus::Cancelled));
+    BOOST_TEST((record(held, "a").state == TaskState::Cancelled));
+    BOOST_TEST(starts == 0);
+  }  // the engine shuts down well within the held node's 50 ms
+  BOOST_TEST(run_kept.expired(), "the cancelled run outlived its engine");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

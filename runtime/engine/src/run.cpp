@@ -817,6 +817,11 @@ void RunState::cancel_pending(Frame& f) {
     NodeExec& n = f.nodes[i];
     if (f.done) return;
     if (n.state == TaskState::Pending) {
+      // A node RunOptions::may_start held has its timer armed: its handler
+      // holds the run, and a timer still pending when the engine shuts down
+      // is never run, so the run and the engine's executors would be kept
+      // for ever. Cancelled, it runs at once and finds the node ended.
+      if (n.timer) n.timer->cancel();
       end_without_running(f, i, TaskState::Cancelled, why);
     } else if (n.state == TaskState::Running && f.graph->nodes[i].kind == GraphNode::Kind::Task) {
       if (n.timer) n.timer->cancel();
