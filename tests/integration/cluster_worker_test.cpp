@@ -560,6 +560,32 @@ BOOST_AUTO_TEST_CASE(a_worker_killed_mid_run_leaves_the_run_to_the_next) {
   }));
 }
 
+// A plugin whose task calls exit(0): it ended the worker with exit code 0
+// and no word, and NATS delivered the run again to the next worker, which
+// the same task ended too. Now the worker records the run FAILED, saying
+// why, terminates its job (no attempt 2) and exits 1.
+BOOST_AUTO_TEST_CASE(a_plugin_that_exits_fails_its_run_and_not_the_next_worker) {
+  Cluster c;
+  write_text(c.flows.path() / "quits.yaml",
+             "flow: {name: quits, graph: a}\ntasks:\n  a: {use: \"hostile/calm\"}\n");
+  ChildProcess& w = c.worker("w1", 1, {"--plugin-path", (fixture_dir() / "hostile").string()},
+                             {{"HOSTILE_TASK", "task_exit"}});
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("quits", "quits"));
+  BOOST_TEST_REQUIRE(w.wait(30s) == 1, w.err());
+  BOOST_TEST(w.err().find("pyoco worker: a plugin called exit(0) in worker w1; failing the runs "
+                          "it held") != std::string::npos,
+             w.err());
+  const RunRecord r = c.wait_for("quits", terminal, 10s);
+  BOOST_TEST(r.status() == "FAILED");
+  BOOST_TEST(r.snapshot.at("error").as_string() ==
+             "a plugin called exit(0) in worker w1, ending it: the run cannot go on");
+  BOOST_TEST(r.snapshot.at("attempt").as_int64() == 1);
+  BOOST_TEST(c.queue_after_acks(10s) == 0u);  // acked: no other worker gets it
+  const auto events = events_once_ended(c.server.url(), "quits");
+  BOOST_TEST(count_kind(events, "run_end") == 1u);
+}
+
 // A worker drained (SIGTERM) with a run it cannot finish in its grace hands
 // the run back at once: its lease given up and its job nak'd, so the next
 // worker claims it now, not after the AckWait and then the lease (about 35 s

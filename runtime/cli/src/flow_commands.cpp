@@ -31,6 +31,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "exit_guard.hpp"
 #include "plugin_path.hpp"
 
 namespace pyoco::cli {
@@ -254,73 +255,6 @@ struct FaultsWhileLoading {
       sigaction(kFaults[i], &g_before_fault[i], nullptr);
     }
   }
-};
-
-// A task that calls exit() or quick_exit() while its run goes — on a
-// worker thread or a thread of its own. pyoco itself never does then (it
-// leaves with _Exit), so such an exit is a plugin's. Left alone, pyoco
-// would end with the plugin's status (exit(0): a silent success) and the
-// run, its history's writer cut off, would be missing from the history.
-// Instead the run is recorded FAILED, saying so, and pyoco exits 1.
-class ExitGuard {
- public:
-  // Called once, on the first exiting thread, with "exit(N)" or
-  // "quick_exit()"; it must end the process (_Exit).
-  using Report = std::function<void(const std::string& how)>;
-
-  explicit ExitGuard(Report report) : report_(std::move(report)) {
-    g_guard.store(this);
-    g_pid.store(::getpid());
-    g_state.store(kArmed);
-    register_handlers();
-  }
-  // Between exit handlers registered now and the first: once the plugins
-  // are loaded, so that it runs before their libraries' exit handlers
-  // (static destructors), which exit() runs before those registered earlier.
-  void rearm() { register_handlers(); }
-  ~ExitGuard() {
-    int armed = kArmed;
-    // A report under way uses run_flow's locals, and ends the process.
-    if (!g_state.compare_exchange_strong(armed, kOff) && armed == kReporting) wait_forever();
-    g_guard.store(nullptr);
-  }
-  ExitGuard(const ExitGuard&) = delete;
-  ExitGuard& operator=(const ExitGuard&) = delete;
-
- private:
-  static constexpr int kOff = 0, kArmed = 1, kReporting = 2;
-  static inline std::atomic<int> g_state{kOff};
-  static inline std::atomic<ExitGuard*> g_guard{nullptr};
-  static inline std::atomic<pid_t> g_pid{0};
-
-  [[noreturn]] static void wait_forever() {
-    for (;;) ::pause();
-  }
-  static void on_exiting(const std::string& how) {
-    // A child a task forked (and exits in, as after a failed exec) is not
-    // pyoco: its exit is its own.
-    if (::getpid() != g_pid.load()) return;
-    int armed = kArmed;
-    if (g_state.compare_exchange_strong(armed, kReporting)) g_guard.load()->report_(how);
-    // Another thread's report is under way: this exit must not end the
-    // process first (with its own status), nor run what exit() runs next.
-    if (armed == kReporting) wait_forever();
-  }
-  static void on_exit_handler(int status, void*) {
-    on_exiting("exit(" + std::to_string(status) + ")");
-  }
-  static void on_quick_exit_handler() { on_exiting("quick_exit()"); }
-  // Twice each: glibc hands each registered handler to one exiting thread
-  // only, so a second thread that calls exit() meanwhile reaches the next
-  // entry, which waits for the first's report to end the process.
-  static void register_handlers() {
-    for (int i = 0; i < 2; ++i) {
-      ::on_exit(on_exit_handler, nullptr);
-      std::at_quick_exit(on_quick_exit_handler);
-    }
-  }
-
-  Report report_;
 };
 
 int run_flow(const RunOptionsCli& o) {

@@ -10,6 +10,7 @@
 
 #include "app.hpp"
 #include "command.hpp"
+#include "exit_guard.hpp"
 #include "handoff.hpp"
 #include "nats_flags.hpp"
 #include "plugin_path.hpp"
@@ -121,6 +122,18 @@ int run_worker(WorkerArgs& a) {
     Engine engine(eo);
     worker::Worker w(nats, engine, wo);
     w.start();
+    // A plugin's exit() while runs go: their runs fail for good, saying
+    // why, rather than each delivered again to the next worker to end it
+    // too. Plugins loaded later register their exit handlers (static
+    // destructors) after this one: theirs run first.
+    ExitGuard exit_guard([&w](const std::string& how) {
+      const std::string what = "a plugin called " + how + " in worker " + w.worker_id();
+      std::cerr << "pyoco worker: " << what
+                << "; failing the runs it held (a plugin must not end the process: return an "
+                   "error instead)\n";
+      w.fail_running(what + ", ending it: the run cannot go on");
+      std::_Exit(kExitFailed);
+    });
     say("pyoco worker ", w.worker_id(), ": pulling ", a.slots, " run", a.slots == 1 ? "" : "s",
         " at a time from ", nats.connected_url());
     // SIGINT/SIGTERM drain: no new runs, running ones may end within --drain-timeout.
@@ -191,7 +204,8 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
                 "Take no plugins from the cluster's repository: only --plugin-path and the "
                 "install's");
   cmd->footer(
-      "\nExit codes: 0 drained and stopped (SIGTERM, Ctrl+C); 2 usage, NATS unreachable at "
+      "\nExit codes: 0 drained and stopped (SIGTERM, Ctrl+C); 1 a plugin called exit(): the "
+      "runs it held are recorded FAILED; 2 usage, NATS unreachable at "
       "start, or its --worker-id or --plugins-dir a running worker's; 3 another worker took its "
       "--worker-id over while this one was silent (stopped, frozen, cut off): its runs were "
       "handed back; 130 stopped (SIGTERM, Ctrl+C) while it waited for its --worker-id to be "

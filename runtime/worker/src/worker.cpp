@@ -29,6 +29,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "plugin_sync.hpp"
 
@@ -1170,6 +1171,44 @@ void Worker::start() {
   for (const std::string& t : s.options.tags) tags.emplace_back(t);
   cluster::log(cluster::LogLevel::info, "worker: started",
                {{"worker_id", s.options.worker_id}, {"tags", tags}, {"slots", s.options.slots}});
+}
+
+void Worker::fail_running(const std::string& reason) {
+  State& s = *state_;
+  struct Held {
+    std::string run_id;
+    cluster::Owner owner;
+    natsMsg* msg;
+  };
+  std::vector<Held> held;
+  {
+    std::lock_guard lock(s.mutex);
+    s.fetching = false;
+    s.stopping = true;
+    for (auto& [id, a] : s.active) {
+      if (a->lost || a->finishing) continue;  // another's now, or its end is being written
+      a->lost = true;                         // nothing more of it is published or started
+      held.push_back({id, a->owner, std::exchange(a->msg, nullptr)});
+    }
+    s.changed.notify_all();
+  }
+  for (Held& h : held) {
+    try {
+      const auto failed = cluster::owner_write(s.runs, h.run_id, h.owner, [&](json::object& r) {
+        r["status"] = "FAILED";
+        r["error"] = reason;
+        r["end_time"] = cluster::epoch_now();
+      });
+      // Acked as finish() does, and at once (the process ends next).
+      if (failed && s.publish_end(*failed) && h.msg != nullptr) {
+        natsMsg_AckSync(h.msg, nullptr, nullptr);
+      }
+    } catch (const NatsError&) {
+      // NATS is away: its job is delivered again, as after a crash.
+    }
+    cluster::log(cluster::LogLevel::error, "worker: a run failed as the process ended",
+                 {{"run_id", h.run_id}, {"error", reason}});
+  }
 }
 
 void Worker::drain(std::chrono::milliseconds grace) {

@@ -96,6 +96,13 @@ class Worker {
   // the rest without acking them (NATS redelivers them to another worker).
   void drain(std::chrono::milliseconds grace);
 
+  // The process is ending under its runs (a plugin called exit()): each
+  // run it holds is recorded FAILED with `reason` and its job acked,
+  // not left to NATS to deliver again to the next worker, which the same
+  // plugin would end too. Nothing more is claimed. For an exit handler: it
+  // waits for NATS (its request timeouts), never for the engine.
+  void fail_running(const std::string& reason);
+
   std::size_t running() const;
   const std::string& worker_id() const;
   // Why this worker stopped, when another instance took its id over.
