@@ -496,6 +496,33 @@ BOOST_AUTO_TEST_CASE(a_run_is_written_as_soon_as_it_starts_not_at_the_interval) 
   BOOST_TEST(core::to_string(store->run(r.id())->status) == "COMPLETED");
 }
 
+BOOST_AUTO_TEST_CASE(a_state_db_deleted_mid_run_is_said_not_written_to_in_silence) {
+  // SQLite went on writing to the deleted file: the run was lost, and pyoco
+  // said nothing. Now the write after the deletion fails, saying so, and the
+  // run no longer counts as recorded.
+  HistoryWriter history(store);
+  auto gate = std::make_shared<Gate>();
+  auto fns = tasks();
+  fns["t/hold"] = [gate](TaskCall&, const Value&) {
+    gate->wait();
+    return Value();
+  };
+  Run r = start(history, "flow: {graph: hold}\ntasks: {hold: {use: t/hold}}\n", fns);
+  BOOST_TEST_REQUIRE(eventually([&] { return history.recorded(r.id()); }));
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(dir.path() / (std::string("state.db") + suffix));
+  }
+  gate->open();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  BOOST_TEST(!history.flush(std::chrono::milliseconds(500)));
+  BOOST_TEST(history.last_error() ==
+                 (dir.path() / "state.db").string() +
+                     " was deleted or replaced while this process wrote to it (the next pyoco "
+                     "command starts a new history)",
+             history.last_error());
+  BOOST_TEST(!history.recorded(r.id()));
+}
+
 BOOST_AUTO_TEST_CASE(abandoning_a_run_records_it_cancelled_at_once) {
   HistoryWriter history(store);
   auto gate = std::make_shared<Gate>();

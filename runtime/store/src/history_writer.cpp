@@ -845,6 +845,7 @@ bool HistoryWriter::Impl::write_dirty(bool runs_only) {
     std::lock_guard lock(mutex);
     write_error = ex.what();
     write_error_transient = store_error != nullptr && store_error->transient();
+    if (store_error != nullptr && store_error->gone()) recorded.clear();  // written to a lost file
     return false;
   }
   {

@@ -246,6 +246,20 @@ class Database {
   }
   sqlite3* handle() const { return db_; }
 
+  // The file deleted or replaced since it was opened (PYOCO_HOME removed
+  // mid-run): SQLite would go on writing to the deleted file, and the run
+  // would be lost without a word.
+  void check_in_place() const {
+    int moved = 0;
+    if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+        moved != 0) {
+      throw StoreError(file_.string() +
+                           " was deleted or replaced while this process wrote to it (the next "
+                           "pyoco command starts a new history)",
+                       false, true);
+    }
+  }
+
   // While it lives, a busy database fails at once instead of being waited
   // for (the holder of the connection's mutex only).
   class NoWait {
@@ -386,6 +400,7 @@ class SqliteStateStore final : public StateStore {
 
   void write(const Batch& batch) override {
     std::lock_guard lock(mutex_);
+    db_.check_in_place();
     WriteTransaction tx(db_);
     write_locked(batch);
     tx.commit();
@@ -393,6 +408,7 @@ class SqliteStateStore final : public StateStore {
 
   bool write_if_active(const Batch& batch) override {
     std::lock_guard lock(mutex_);
+    db_.check_in_place();
     WriteTransaction tx(db_);
     Statement status(db_, "SELECT 1 FROM runs WHERE id=? AND status IN " PYOCO_ACTIVE_STATUSES);
     for (const RunRecord& r : batch.runs) {

@@ -119,14 +119,18 @@ struct LogFilter {
 // A store the user can fix by hand: unreadable file, newer schema, full disk.
 class StoreError : public std::runtime_error {
  public:
-  explicit StoreError(const std::string& what, bool transient = false)
-      : std::runtime_error(what), transient_(transient) {}
+  explicit StoreError(const std::string& what, bool transient = false, bool gone = false)
+      : std::runtime_error(what), transient_(transient), gone_(gone) {}
   // Whether trying again later may succeed: the file locked by another
   // process, a full disk. Not a damaged or read-only file.
   bool transient() const noexcept { return transient_; }
+  // Whether what was written before is gone too: the file was deleted or
+  // replaced while it was open.
+  bool gone() const noexcept { return gone_; }
 
  private:
   bool transient_;
+  bool gone_;
 };
 
 class StateStore {
