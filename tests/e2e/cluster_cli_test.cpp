@@ -17,6 +17,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -715,6 +716,60 @@ BOOST_AUTO_TEST_CASE(a_watch_resumed_past_a_finished_runs_end_ends_at_once) {
   // Resumed before its end, it still gets the end.
   const server::ClientResponse before = resumed("/runs/" + id + "/watch", all[1].id);
   BOOST_TEST(before.body.find("\"kind\":\"run_end\"") != std::string::npos, before.body);
+}
+
+// A worker that lost its run (stopped past its lease) may still have
+// events on their way when it resumes: stored after those of the attempt
+// that took the run over. A watch skips an event of an attempt older than
+// one it has sent, both read back from the stream and live.
+BOOST_AUTO_TEST_CASE(a_watch_skips_the_events_of_an_attempt_older_than_one_it_sent) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  cluster::Connection c({.servers = {nats.url()}});
+  int seq = 0;
+  const auto publish = [&](const std::string& id, int run_attempt, const std::string& node) {
+    const std::string body = R"({"kind":"node_start","run_id":")" + id + R"(","node":")" + node +
+                             R"(","seq":)" + std::to_string(++seq) +
+                             R"(,"ts":"2026-12-02T10:00:00Z","run_attempt":)" +
+                             std::to_string(run_attempt) + "}";
+    const std::string subject = "pyoco.ev." + id + ".node";
+    BOOST_TEST_REQUIRE(js_Publish(nullptr, c.handles().js, subject.c_str(), body.data(),
+                                  static_cast<int>(body.size()), nullptr, nullptr) == NATS_OK);
+  };
+  const auto publish_all = [&](const std::string& id) {
+    publish(id, 1, "a1");
+    publish(id, 2, "a2");
+    publish(id, 1, "stale");  // attempt 1's, after attempt 2's
+    publish(id, 2, "b2");
+    BOOST_TEST_REQUIRE(s.call(http::verb::post, "/runs/" + id + "/cancel").status == 200u);
+  };
+  // Until the run's end; `opened` once the snapshot came.
+  const auto watch = [&](const std::string& id, std::atomic<bool>* opened) {
+    std::vector<std::string> nodes;
+    server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+      if (e.event == "snapshot" && opened != nullptr) opened->store(true);
+      const json::value v = json::parse(e.data);
+      if (const json::value* n = v.as_object().if_contains("node")) {
+        nodes.emplace_back(n->as_string());
+      }
+      return true;
+    });
+    return nodes;
+  };
+  const std::vector<std::string> expected{"a1", "a2", "b2"};
+  // Read back: everything was stored before the watch.
+  const std::string stored_id = s.submit(R"({"flow_name": "nobody_runs_it"})");
+  publish_all(stored_id);
+  const std::vector<std::string> stored = watch(stored_id, nullptr);
+  BOOST_TEST(stored == expected, boost::test_tools::per_element());
+  // Live: the watch is open before the first event.
+  const std::string live_id = s.submit(R"({"flow_name": "nobody_runs_it"})");
+  std::atomic<bool> opened{false};
+  auto live = std::async(std::launch::async, [&] { return watch(live_id, &opened); });
+  BOOST_TEST_REQUIRE(eventually([&] { return opened.load(); }));
+  publish_all(live_id);
+  const std::vector<std::string> followed = live.get();
+  BOOST_TEST(followed == expected, boost::test_tools::per_element());
 }
 
 // Many watches of running runs at once share the gateway's one
