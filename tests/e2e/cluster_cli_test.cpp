@@ -768,6 +768,7 @@ BOOST_AUTO_TEST_CASE(a_watch_skips_the_events_of_an_attempt_older_than_one_it_se
   auto live = std::async(std::launch::async, [&] { return watch(live_id, &opened); });
   BOOST_TEST_REQUIRE(eventually([&] { return opened.load(); }));
   publish_all(live_id);
+  BOOST_TEST_REQUIRE((live.wait_for(30s) == std::future_status::ready), "the watch did not end");
   const std::vector<std::string> followed = live.get();
   BOOST_TEST(followed == expected, boost::test_tools::per_element());
 }

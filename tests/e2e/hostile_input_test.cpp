@@ -560,10 +560,10 @@ BOOST_AUTO_TEST_CASE(a_damaged_program_header_is_refused_before_the_library_is_m
 
 // Any one byte of the ELF header and the program headers, changed to any
 // value (a fixed seed): pyoco run refuses the library, or loads and runs
-// it, and never dies of a signal. Under ASan a pyoco run takes about a
-// second: there the seed's first 50 damages, enough to exercise the checks
-// for memory errors, and CI stays within its time.
-#ifdef __SANITIZE_ADDRESS__
+// it, and never dies of a signal. Under a sanitizer a pyoco run takes
+// about a second: there the seed's first 50 damages, enough to exercise the
+// checks for memory errors and races, and CI stays within its time.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr int kDamagedBytes = 50;
 #else
 constexpr int kDamagedBytes = 200;

@@ -650,6 +650,31 @@ BOOST_AUTO_TEST_CASE(a_task_that_ends_the_process_fails_the_run) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_task_that_exits_after_its_run_was_cancelled_keeps_the_cancel) {
+  // A body deaf to the cancel that calls exit() once the run has ended
+  // CANCELLED: pyoco said the run "was going" and exited 1.
+  std::ofstream(dir.path() / "late.yaml")
+      << "flow: {name: late, graph: \"(q & b)\"}\ntasks:\n  q: {use: \"hostile/calm\"}\n  b: {use: "
+         "\"std/sleep\", inputs: {seconds: 100}}\n";
+  const fs::path gate = dir.path() / "exit-now";
+  ChildProcess p(
+      {pyoco_exe().string(), "run", (dir.path() / "late.yaml").string(), "--non-cute", "--jobs",
+       "2", "--run-id", "late-exit", "--plugin-path", (fixture_dir() / "hostile").string()},
+      {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+       {"PYOCO_HOME", (dir.path() / "home").string()},
+       {"PYOCO_FIXTURE_HOSTILE", "task_exit_after:" + gate.string()}},
+      dir.path());
+  BOOST_TEST_REQUIRE(p.wait_for_output("start node=q"), p.out() << p.err());
+  p.send_signal(SIGINT);
+  BOOST_TEST_REQUIRE(p.wait_for_output("end flow=late status=CANCELLED"), p.out() << p.err());
+  std::ofstream(gate) << "";
+  BOOST_TEST(p.wait() == 130, p.out() << p.err());
+  BOOST_TEST(has(p.err(),
+                 "pyoco run: a task called exit(0) after the run ended CANCELLED (a body "
+                 "that had not stopped when told to); the run is recorded CANCELLED"),
+             p.err());
+}
+
 BOOST_AUTO_TEST_CASE(sigterm_while_register_tasks_hangs_ends_the_run_at_once) {
   // A plain-C plugin whose register_tasks never returns: one SIGTERM ends
   // pyoco run (it used to take a second), and the --run-id it claimed is

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace pyoco::cli {
 
@@ -30,13 +31,14 @@ class ExitGuard {
     g_state.store(kArmed);
     register_handlers();
   }
-  // Between exit handlers registered now and the first: once the plugins
-  // are loaded, so that it runs before their libraries' exit handlers
-  // (static destructors), which exit() runs before those registered earlier.
-  void rearm() { register_handlers(); }
+  // Between exit handlers registered now and the first: once plugins are
+  // loaded, so that it runs before their libraries' exit handlers (static
+  // destructors), which exit() runs before those registered earlier. Static:
+  // a plugins::after_each_load hook.
+  static void rearm() { register_handlers(); }
   ~ExitGuard() {
     int armed = kArmed;
-    // A report under way uses run_flow's locals, and ends the process.
+    // A report under way uses its caller's locals, and ends the process.
     if (!g_state.compare_exchange_strong(armed, kOff) && armed == kReporting) wait_forever();
     g_guard.store(nullptr);
   }
@@ -56,6 +58,9 @@ class ExitGuard {
     // A child a task forked (and exits in, as after a failed exec) is not
     // pyoco: its exit is its own.
     if (::getpid() != g_pid.load()) return;
+    // Spare entries for threads that exit after this one (glibc runs
+    // handlers registered during exit too).
+    if (g_state.load() != kOff) register_handlers();
     int armed = kArmed;
     if (g_state.compare_exchange_strong(armed, kReporting)) g_guard.load()->report_(how);
     // Another thread's report is under way: this exit must not end the
@@ -66,11 +71,11 @@ class ExitGuard {
     on_exiting("exit(" + std::to_string(status) + ")");
   }
   static void on_quick_exit_handler() { on_exiting("quick_exit()"); }
-  // Twice each: glibc hands each registered handler to one exiting thread
-  // only, so a second thread that calls exit() meanwhile reaches the next
+  // Four each: glibc hands each registered handler to one exiting thread
+  // only, so another thread that calls exit() meanwhile reaches the next
   // entry, which waits for the first's report to end the process.
   static void register_handlers() {
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 4; ++i) {
       ::on_exit(on_exit_handler, nullptr);
       std::at_quick_exit(on_quick_exit_handler);
     }

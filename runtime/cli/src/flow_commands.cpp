@@ -485,7 +485,18 @@ int run_flow(const RunOptionsCli& o) {
   ExitGuard exit_guard([&](const std::string& how) {
     // Nothing here waits for the run's control (it may be stuck): the
     // history shows which tasks were running, each with this reason.
-    const std::string what = "a task called " + how + " while the run was going";
+    // A body abandoned at its cancel or deadline may exit after the run's
+    // end: the run keeps that end, and pyoco its exit code.
+    std::optional<core::RunStatus> ended;
+    {
+      std::lock_guard lock(state_mutex);
+      if (started && core::is_terminal(started->status())) ended = started->status();
+    }
+    const std::string what =
+        "a task called " + how +
+        (ended ? " after the run ended " + std::string(core::to_string(*ended)) +
+                     " (a body that had not stopped when told to)"
+               : std::string(" while the run was going"));
     std::cout << std::flush;
     runner::signal_descendants(SIGKILL);  // as pyoco leaves them after a second Ctrl+C
     const std::optional<core::RunStatus> recorded =
@@ -495,7 +506,7 @@ int run_flow(const RunOptionsCli& o) {
               << (recorded ? "the run is recorded " + std::string(core::to_string(*recorded))
                            : std::string("the run may be missing from the history"))
               << " (a plugin must not end the process: return an error instead)\n";
-    std::_Exit(kExitFailed);
+    std::_Exit(ended ? exit_code(*ended) : kExitFailed);
   });
 
   {

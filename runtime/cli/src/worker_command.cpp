@@ -2,6 +2,7 @@
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/worker_registry.hpp>
+#include <pyoco/plugins/loader.hpp>
 #include <pyoco/worker/worker.hpp>
 
 #include <cstdlib>
@@ -121,19 +122,28 @@ int run_worker(WorkerArgs& a) {
     cluster::Connection nats(connect);
     Engine engine(eo);
     worker::Worker w(nats, engine, wo);
-    w.start();
-    // A plugin's exit() while runs go: their runs fail for good, saying
-    // why, rather than each delivered again to the next worker to end it
-    // too. Plugins loaded later register their exit handlers (static
-    // destructors) after this one: theirs run first.
+    // A plugin's exit() while runs go (in a task, or while it loads): their
+    // runs fail for good, saying why, rather than each delivered again to
+    // the next worker to end it too. Armed before the first run is pulled,
+    // and again after each plugin loads, so that it runs before the
+    // library's own exit handlers (static destructors).
     ExitGuard exit_guard([&w](const std::string& how) {
-      const std::string what = "a plugin called " + how + " in worker " + w.worker_id();
+      const std::string loading = plugins::plugin_being_loaded();
+      const std::string what = (loading.empty() ? "a plugin" : "plugin " + loading) + " called " +
+                               how + (loading.empty() ? "" : " while it loaded") + " in worker " +
+                               w.worker_id();
       std::cerr << "pyoco worker: " << what
                 << "; failing the runs it held (a plugin must not end the process: return an "
                    "error instead)\n";
-      w.fail_running(what + ", ending it: the run cannot go on");
+      try {
+        w.fail_running(what + ", ending it: the run cannot go on");
+      } catch (...) {
+        // Whatever it could not write is delivered again, as after a crash.
+      }
       std::_Exit(kExitFailed);
     });
+    plugins::after_each_load(&ExitGuard::rearm);
+    w.start();
     say("pyoco worker ", w.worker_id(), ": pulling ", a.slots, " run", a.slots == 1 ? "" : "s",
         " at a time from ", nats.connected_url());
     // SIGINT/SIGTERM drain: no new runs, running ones may end within --drain-timeout.

@@ -90,6 +90,7 @@ struct ExitReport {
   int exit_code = 1;
 };
 std::atomic<const ExitReport*> g_exit_report{nullptr};
+std::atomic<void (*)()> g_after_load{nullptr};
 
 void put(std::string_view text) {
   while (!text.empty()) {
@@ -141,6 +142,8 @@ const char* plugin_being_loaded() noexcept {
   const char* name = g_loading_plugin.load(std::memory_order_acquire);
   return name != nullptr ? name : "";
 }
+
+void after_each_load(void (*hook)()) { g_after_load.store(hook, std::memory_order_release); }
 
 void report_exits_while_loading(std::string_view program, std::string_view outcome, int exit_code) {
   // Leaked: exit handlers may read it until the process is gone.
@@ -338,7 +341,10 @@ const LoadedPlugin& load_plugin(const Manifest& m) {
             "library; PL034, see `pyoco plugins lint " +
             m.dir.string() + "`)");
   }
-  return *plugins->emplace(key, std::make_unique<LoadedPlugin>(std::move(r))).first->second;
+  const LoadedPlugin& loaded =
+      *plugins->emplace(key, std::make_unique<LoadedPlugin>(std::move(r))).first->second;
+  if (auto* hook = g_after_load.load(std::memory_order_acquire)) hook();
+  return loaded;
 }
 
 }  // namespace pyoco::plugins

@@ -253,10 +253,8 @@ class Database {
     int moved = 0;
     if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
         moved != 0) {
-      throw StoreError(file_.string() +
-                           " was deleted or replaced while this process wrote to it (the next "
-                           "pyoco command starts a new history)",
-                       false, true);
+      throw StoreError::file_gone(file_.string() +
+                                  " was deleted or replaced while this process wrote to it");
     }
   }
 
@@ -321,13 +319,19 @@ void Statement::check(int rc) const {
 // BEGIN IMMEDIATE ... COMMIT, rolled back when an exception leaves the scope.
 class WriteTransaction {
  public:
-  explicit WriteTransaction(const Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+  // Every write checks that the file is still there, before and after: a
+  // write to a deleted file would be lost without a word.
+  explicit WriteTransaction(const Database& db) : db_(db) {
+    db_.check_in_place();
+    db_.exec("BEGIN IMMEDIATE");
+  }
   ~WriteTransaction() {
     if (!done_) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
   }
   void commit() {
     db_.exec("COMMIT");
     done_ = true;
+    db_.check_in_place();
   }
 
  private:
@@ -400,7 +404,6 @@ class SqliteStateStore final : public StateStore {
 
   void write(const Batch& batch) override {
     std::lock_guard lock(mutex_);
-    db_.check_in_place();
     WriteTransaction tx(db_);
     write_locked(batch);
     tx.commit();
@@ -408,7 +411,6 @@ class SqliteStateStore final : public StateStore {
 
   bool write_if_active(const Batch& batch) override {
     std::lock_guard lock(mutex_);
-    db_.check_in_place();
     WriteTransaction tx(db_);
     Statement status(db_, "SELECT 1 FROM runs WHERE id=? AND status IN " PYOCO_ACTIVE_STATUSES);
     for (const RunRecord& r : batch.runs) {

@@ -209,6 +209,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     bool stopped_as_lost = false;  // its engine run cancelled for it (supervisor)
     bool handed_back = false;      // given up by drain: its job is nak'd (under the mutex)
     bool finishing = false;  // finish() is writing its end: drain leaves it be (under the mutex)
+    // fail_running() writes its end and acks its job (the process is ending):
+    // nothing else touches it, nor its msg (under the mutex).
+    bool failed_at_exit = false;
     ~Active() {
       if (redelivered != nullptr) natsMsg_Destroy(redelivered);  // unacked: NATS sends it again
     }
@@ -647,7 +650,13 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     } catch (const std::exception& e) {
       reason = "cannot_start", error = e.what();
     }
-    // It can never run here, nor after a redelivery: fail it now, for good.
+    // It can never run here, nor after a redelivery: fail it now, for good
+    // (unless the process is ending: fail_running() has it then).
+    {
+      std::lock_guard lock(mutex);
+      if (active_run.failed_at_exit) return;
+      active_run.finishing = true;
+    }
     try {
       const auto failed = cluster::owner_write(runs, job.run_id, me, [&](json::object& s) {
         s["status"] = "FAILED";
@@ -660,9 +669,11 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       // NATS is away: unacked, the next delivery fails it.
     }
     natsMsg_Destroy(m);
+    active_run.msg = nullptr;
     publisher->forget(job.run_id);
+    std::unique_ptr<Active> gone;
     std::lock_guard lock(mutex);
-    active.erase(job.run_id);
+    gone = take_out(job.run_id);
     changed.notify_all();
   }
 
@@ -953,7 +964,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     {
       std::lock_guard lock(mutex);
       auto it = active.find(id);
-      if (it == active.end()) return true;
+      if (it == active.end() || it->second->failed_at_exit) return true;
       if (!it->second->run) return false;  // its start has not returned yet
       a = it->second.get();
       take_redelivery(*a);
@@ -1012,7 +1023,9 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
                    {{"run_id", id}, {"status", core::to_string(status)}});
     }
     publisher->forget(id);
+    std::unique_ptr<Active> gone;  // its run (and a plugin's destroy()) ends outside the lock
     std::lock_guard lock(mutex);
+    if (a->failed_at_exit) return true;  // fail_running() has its msg now
     if (a->handed_back && !leases_given_up) {
       to_hand_back.push_back(a->msg);  // drain naks it once its lease is given up
       a->msg = nullptr;
@@ -1021,10 +1034,22 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       // to this finish).
       if (a->handed_back) natsMsg_NakWithDelay(a->msg, kHandBackDelayMs, nullptr);
       natsMsg_Destroy(a->msg);
+      a->msg = nullptr;
     }
-    active.erase(id);
+    gone = take_out(id);
     changed.notify_all();
     return true;
+  }
+
+  // The run leaves `active` (under the mutex); the caller lets it go once
+  // the lock is released: ending a run may run a plugin's code (its
+  // instances' destroy), which must never run under the worker's lock.
+  std::unique_ptr<Active> take_out(const std::string& id) {
+    auto it = active.find(id);
+    if (it == active.end()) return nullptr;
+    std::unique_ptr<Active> out = std::move(it->second);
+    active.erase(it);
+    return out;
   }
 
   // Every run's InProgress ack and snapshot merge when due; a CANCELLING
@@ -1035,6 +1060,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     {
       std::lock_guard lock(mutex);
       for (auto& [id, a] : active) {
+        if (a->failed_at_exit) continue;
         take_redelivery(*a);
         // Found lost by the publisher (more events than it holds while the
         // lease is out): its engine run stops here.
@@ -1182,32 +1208,45 @@ void Worker::fail_running(const std::string& reason) {
   };
   std::vector<Held> held;
   {
-    std::lock_guard lock(s.mutex);
+    std::unique_lock lock(s.mutex);
     s.fetching = false;
     s.stopping = true;
+    s.changed.notify_all();
+    // A run whose end finish() is writing gets it written and acked first
+    // (briefly: the process is ending).
+    s.changed.wait_for(lock, std::chrono::seconds(2), [&] {
+      return std::none_of(s.active.begin(), s.active.end(),
+                          [](const auto& e) { return e.second->finishing; });
+    });
     for (auto& [id, a] : s.active) {
       if (a->lost || a->finishing) continue;  // another's now, or its end is being written
       a->lost = true;                         // nothing more of it is published or started
-      held.push_back({id, a->owner, std::exchange(a->msg, nullptr)});
+      a->stopped_as_lost = true;              // nor stopped here as lost: it is failed
+      a->failed_at_exit = true;
+      held.push_back({id, a->owner, a->msg});
     }
-    s.changed.notify_all();
   }
-  for (Held& h : held) {
+  for (const Held& h : held) {
+    std::string outcome = "recorded FAILED";
     try {
       const auto failed = cluster::owner_write(s.runs, h.run_id, h.owner, [&](json::object& r) {
         r["status"] = "FAILED";
         r["error"] = reason;
         r["end_time"] = cluster::epoch_now();
       });
-      // Acked as finish() does, and at once (the process ends next).
-      if (failed && s.publish_end(*failed) && h.msg != nullptr) {
+      if (!failed) {
+        outcome = "not recorded: another worker holds it";
+      } else if (s.publish_end(*failed) && h.msg != nullptr) {
+        // Acked as finish() does, and at once (the process ends next).
         natsMsg_AckSync(h.msg, nullptr, nullptr);
       }
-    } catch (const NatsError&) {
-      // NATS is away: its job is delivered again, as after a crash.
+    } catch (const std::exception& e) {
+      outcome = std::string("not recorded, left to NATS to deliver again: ") + e.what();
+    } catch (...) {
+      outcome = "not recorded, left to NATS to deliver again";
     }
     cluster::log(cluster::LogLevel::error, "worker: a run failed as the process ended",
-                 {{"run_id", h.run_id}, {"error", reason}});
+                 {{"run_id", h.run_id}, {"error", reason}, {"outcome", outcome}});
   }
 }
 

@@ -77,6 +77,12 @@ const char* plugin_being_loaded() noexcept;
 // the plugins load; a later call replaces what is said.
 void report_exits_while_loading(std::string_view program, std::string_view outcome, int exit_code);
 
+// Called on the loading thread after each plugin library has loaded (its
+// own exit handlers, static destructors among them, registered): a program
+// that guards exit() re-registers its handlers there, so that they run
+// before the library's. Null (the default): nothing. Set it before loading.
+void after_each_load(void (*hook)());
+
 // The host's function table, for tests that drive a plugin by hand.
 const pyoco_host_api& host_api();
 

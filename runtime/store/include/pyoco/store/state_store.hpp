@@ -119,8 +119,15 @@ struct LogFilter {
 // A store the user can fix by hand: unreadable file, newer schema, full disk.
 class StoreError : public std::runtime_error {
  public:
-  explicit StoreError(const std::string& what, bool transient = false, bool gone = false)
-      : std::runtime_error(what), transient_(transient), gone_(gone) {}
+  explicit StoreError(const std::string& what, bool transient = false)
+      : std::runtime_error(what), transient_(transient) {}
+  // The file was deleted or replaced while it was open: what was written
+  // to it before is gone too.
+  static StoreError file_gone(const std::string& what) {
+    StoreError e(what);
+    e.gone_ = true;
+    return e;
+  }
   // Whether trying again later may succeed: the file locked by another
   // process, a full disk. Not a damaged or read-only file.
   bool transient() const noexcept { return transient_; }
@@ -130,7 +137,7 @@ class StoreError : public std::runtime_error {
 
  private:
   bool transient_;
-  bool gone_;
+  bool gone_ = false;
 };
 
 class StateStore {
