@@ -113,6 +113,32 @@ BOOST_AUTO_TEST_CASE(a_finished_run_is_listed_shown_and_its_logs_and_artifacts_r
   BOOST_TEST(has(pyoco({"runs", "artifacts", prefix}).out, "save  report.json  13 B"));
 }
 
+BOOST_AUTO_TEST_CASE(cancel_wait_returns_once_the_runs_process_and_commands_are_gone) {
+  // A command that ignores SIGTERM: the run ends CANCELLED at once, and its
+  // pyoco run kills the command a second later. --wait said "ended" while
+  // both still ran: a script restarting the job met the old command.
+  std::ofstream(dir.path() / "deaf.yaml")
+      << "flow: {name: deaf, graph: sh}\ntasks:\n  sh: {use: std/shell, inputs: {command: \"trap "
+         "'' TERM; exec sleep 100\"}}\n";
+  auto run = background({"run", (dir.path() / "deaf.yaml").string(), "--non-cute"});
+  BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=sh"), run->out() << run->err());
+  std::vector<int> commands;
+  BOOST_TEST_REQUIRE(eventually([&] {
+    commands = descendants_of(run->pid());
+    return std::any_of(commands.begin(), commands.end(),
+                       [](int pid) { return process_name(pid) == "sleep"; });
+  }));
+  const std::string id = running_id();
+  const ProcessResult cancel = pyoco({"runs", "cancel", id, "--wait"});
+  BOOST_TEST(cancel.exit_code == 0, cancel.out << cancel.err);
+  BOOST_TEST(has(cancel.out, "run " + id + " ended CANCELLED\n"), cancel.out);
+  BOOST_TEST(!has(cancel.out, "goes on"), cancel.out);
+  // Gone already (a zombie until this test reaps it), and so are its commands.
+  BOOST_TEST(process_gone(run->pid()));
+  for (int pid : commands) BOOST_TEST(process_gone(pid), pid);
+  BOOST_TEST(run->wait() == 130, run->out() << run->err());
+}
+
 BOOST_AUTO_TEST_CASE(a_second_process_cancels_a_running_flow) {
   auto run = background({"run", flow("sleepy.yaml").string(), "--non-cute"});
   BOOST_TEST_REQUIRE(run->wait_for_output("INFO pyoco start node=nap"), run->out() << run->err());

@@ -422,6 +422,11 @@ std::string why_not_ended(const store::RunRecord& r) {
          pid + "` twice ends it at once";
 }
 
+// How long `runs cancel --wait` waits, after the run's end, for its
+// process to leave: a `pyoco run` takes up to a second for bodies deaf to
+// the cancel and another to stop their commands.
+constexpr std::chrono::seconds kLeaveWithin{5};
+
 int cancel_run(const CancelOptions& o) {
   auto history = open_history();
   const store::RunRecord r = store::resolve_run(*history, o.id);
@@ -447,7 +452,23 @@ int cancel_run(const CancelOptions& o) {
     store::recover_interrupted_runs(*history);  // its process may die instead
     const auto now = history->run(r.id);
     if (now && core::is_terminal(now->status)) {
-      std::cout << "run " << r.id << " ended " << core::to_string(now->status) << '\n';
+      // `pyoco run` stops what its tasks started after the run's end (a
+      // body deaf to the cancel gets a second, then its commands are
+      // killed): the end is told once that process has left, so that a
+      // script that starts the job again does not meet the old commands.
+      const bool here = r.host == store::this_process().host;
+      const auto leave_by = std::min(deadline, std::chrono::steady_clock::now() + kLeaveWithin);
+      while (here && store::process_alive(r.pid, r.pid_start) &&
+             std::chrono::steady_clock::now() < leave_by) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      std::cout << "run " << r.id << " ended " << core::to_string(now->status);
+      if (here && store::process_alive(r.pid, r.pid_start)) {
+        std::cout << " (its process, pid " << r.pid
+                  << ", goes on: a program that runs more than this run, or one still stopping "
+                     "what the run's tasks started)";
+      }
+      std::cout << '\n';
       return now->status == core::RunStatus::Cancelled ? kExitOk : kExitFailed;
     }
     if (!now && r.status == core::RunStatus::Pending) {

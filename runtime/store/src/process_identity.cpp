@@ -15,8 +15,9 @@ namespace pyoco::store {
 
 namespace {
 
-// Field 22 of /proc/<pid>/stat (starttime), 0 when it cannot be read.
-std::int64_t start_ticks(std::int64_t pid) {
+// Field 22 of /proc/<pid>/stat (starttime), 0 when it cannot be read;
+// `state` (field 3) too when asked for.
+std::int64_t start_ticks(std::int64_t pid, char* state = nullptr) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat;
   if (!std::getline(in, stat)) return 0;
@@ -26,6 +27,7 @@ std::int64_t start_ticks(std::int64_t pid) {
   std::istringstream rest(stat.substr(close + 1));
   std::string field;
   for (int i = 3; i <= 22 && rest >> field; ++i) {
+    if (i == 3 && state != nullptr && !field.empty()) *state = field[0];
     if (i == 22) return std::stoll(field);
   }
   return 0;
@@ -45,8 +47,11 @@ ProcessIdentity this_process() {
 bool process_alive(std::int64_t pid, std::int64_t start) {
   if (pid <= 0) return false;
   if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+  char state = '?';
+  const std::int64_t now = start_ticks(pid, &state);
+  // A zombie has exited: only its parent has not reaped it yet.
+  if (state == 'Z' || state == 'X') return false;
   if (start == 0) return true;  // nothing to compare against
-  const std::int64_t now = start_ticks(pid);
   return now == 0 || now == start;
 }
 
