@@ -992,6 +992,35 @@ BOOST_AUTO_TEST_CASE(a_live_worker_whose_clock_is_behind_keeps_its_id) {
              w.err());
 }
 
+// NATS drops a worker's record 120 s after its last write, without a
+// delete a watch would hear: a gateway listed such a worker (and counted
+// it DISCONNECTED in pyoco_workers) for as long as the gateway ran.
+BOOST_AUTO_TEST_CASE(a_worker_record_past_the_buckets_age_is_no_longer_listed) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  cluster::Connection c({.servers = {nats.url()}});
+  const double now = cluster::epoch_now();
+  for (const auto& [id, seen] : {std::pair{"silent", now - 60}, std::pair{"expired", now - 200}}) {
+    cluster::put_worker_record(c, json::object{{"worker_id", id},
+                                               {"instance_id", std::string("i-") + id},
+                                               {"host", "elsewhere"},
+                                               {"pid", 4242},
+                                               {"state", "RUNNING"},
+                                               {"last_seen_at", seen},
+                                               {"updated_at", seen},
+                                               {"started_at", seen - 60}});
+  }
+  std::string listed;
+  BOOST_TEST_REQUIRE(eventually([&] {
+    listed = s.call(http::verb::get, "/workers").body;
+    return listed.find("\"silent\"") != std::string::npos;
+  }));
+  BOOST_TEST(listed.find("\"expired\"") == std::string::npos, listed);
+  const std::string metrics = s.call(http::verb::get, "/metrics").body;
+  BOOST_TEST(metrics.find("pyoco_workers{state=\"DISCONNECTED\"} 1\n") != std::string::npos,
+             metrics);
+}
+
 // A worker waiting for an id another host's live worker holds (up to 30 min
 // for a worker that beats every 10 min) stops at once on Ctrl+C, saying
 // why; it used to ignore it until the watch ended.

@@ -2,6 +2,7 @@
 // and buckets of docs/cluster.md, each described as ours with the schema
 // version, so that a stream someone else made is never taken over.
 #include <pyoco/cluster/resources.hpp>
+#include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/text.hpp>
 
 #include <algorithm>
@@ -86,8 +87,10 @@ struct BucketDef {
 // gateway shows a silent worker as DISCONNECTED before its record goes.
 const std::vector<BucketDef>& buckets() {
   static const std::vector<BucketDef> defs = {
-      {"pyoco_runs", "run snapshots"}, {"pyoco_workers", "worker registry", 1, 120 * kSecond},
-      {"pyoco_auth", "API keys"},      {"pyoco_plugins", "plugin index", 5},
+      {"pyoco_runs", "run snapshots"},
+      {"pyoco_workers", "worker registry", 1, kWorkerRecordTtl.count() * kSecond},
+      {"pyoco_auth", "API keys"},
+      {"pyoco_plugins", "plugin index", 5},
       {"pyoco_meta", "gateway flags"},
   };
   return defs;

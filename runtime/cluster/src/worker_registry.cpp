@@ -327,6 +327,15 @@ struct WorkerDirectory::Impl {
     if (!ec && v.is_object()) records[key] = std::move(v.as_object());
   }
 
+  // Whether NATS has dropped the record by now (its max age passed since
+  // its last write): an expiry is not a delete, so the watch never hears
+  // of it, and a gateway would list the worker for as long as it runs.
+  static bool expired(const json::object& r) {
+    const json::value* seen = r.if_contains("last_seen_at");
+    const double last = seen != nullptr && seen->is_number() ? seen->to_number<double>() : 0;
+    return epoch_now() - last > std::chrono::duration<double>(kWorkerRecordTtl).count();
+  }
+
   // The record as `tenant` is shown it: with `hidden` (its own flag, else
   // everyone's), and DISCONNECTED for a worker silent past the timeout.
   json::object shown(const json::object& r, const std::string& tenant) const {
@@ -369,6 +378,7 @@ std::vector<json::object> WorkerDirectory::list(const std::string& state, bool i
   std::vector<json::object> out;
   std::lock_guard lock(impl_->mutex);
   for (const auto& [id, r] : impl_->records) {
+    if (Impl::expired(r)) continue;
     json::object s = impl_->shown(r, tenant);
     if (!include_hidden && s.at("hidden").as_bool()) continue;
     if (!state.empty() && s.at("state").as_string() != state) continue;
@@ -385,7 +395,7 @@ std::optional<json::object> WorkerDirectory::find(const std::string& worker_id,
                                                   const std::string& tenant) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->records.find(worker_id);
-  if (it == impl_->records.end()) return std::nullopt;
+  if (it == impl_->records.end() || Impl::expired(it->second)) return std::nullopt;
   return impl_->shown(it->second, tenant);
 }
 

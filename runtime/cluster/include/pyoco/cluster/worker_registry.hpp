@@ -22,6 +22,11 @@
 
 namespace pyoco::cluster {
 
+// How long the `pyoco_workers` bucket keeps a record its worker no longer
+// writes (the bucket's max age): three disconnect timeouts, so that a silent
+// worker is shown DISCONNECTED before its record goes.
+inline constexpr std::chrono::seconds kWorkerRecordTtl{120};
+
 // Puts a worker's record (worker_id, instance_id, tags, slots, running[],
 // state RUNNING|IDLE|DRAINING|STOPPED_GRACEFUL, last_seen_at, ...) over
 // whatever is there: for tools and tests. A worker writes its own through
