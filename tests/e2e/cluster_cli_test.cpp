@@ -992,6 +992,19 @@ BOOST_AUTO_TEST_CASE(a_live_worker_whose_clock_is_behind_keeps_its_id) {
              w.err());
 }
 
+// A run id goes into the request's path: "../../x" reached another route
+// ("no route /runs/../../x"), "a?b" would have been a query. The client
+// refuses what no run is named, before asking the gateway.
+BOOST_AUTO_TEST_CASE(client_commands_refuse_a_run_id_no_run_has) {
+  for (const std::string cmd : {"get", "logs", "watch", "cancel"}) {
+    for (const std::string id : {"../../x", "a?b", "a#b", "a/b"}) {
+      const ProcessResult r = run_pyoco({"client", cmd, id, "--server", "http://127.0.0.1:1"});
+      BOOST_TEST(r.exit_code == 2, cmd << " " << id << ": " << r.err);
+      BOOST_TEST(r.err.find("run id '" + id + "' is not allowed") != std::string::npos, r.err);
+    }
+  }
+}
+
 // NATS drops a worker's record 120 s after its last write, without a
 // delete a watch would hear: a gateway listed such a worker (and counted
 // it DISCONNECTED in pyoco_workers) for as long as the gateway ran.

@@ -3,6 +3,7 @@
 #include <pyoco/core/node_name.hpp>
 #include <pyoco/core/text.hpp>
 #include <pyoco/core/value.hpp>
+#include <pyoco/engine/engine.hpp>
 #include <pyoco/runner/loaded_flow.hpp>
 #include <pyoco/server/client.hpp>
 #include <pyoco/trace/sinks.hpp>
@@ -27,6 +28,19 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 
 namespace {
+
+// A run id as the gateway names runs (1-128 of A-Z a-z 0-9 . _ -): it goes
+// into the request's path, where "../x" or "a?b" would change the request.
+const CLI::Validator kRunId(
+    [](std::string& id) -> std::string {
+      try {
+        check_run_id(id);
+        return "";
+      } catch (const std::invalid_argument& e) {
+        return core::printable(e.what());
+      }
+    },
+    "RUN_ID");
 
 struct ClientArgs {
   GatewayFlags gateway;
@@ -294,7 +308,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   });
 
   CLI::App* get = client->add_subcommand("get", "Show a run's record");
-  get->add_option("run_id", a->run_id, "The run")->required();
+  get->add_option("run_id", a->run_id, "The run")->required()->check(kRunId);
   common(get, *a);
   table.add(get, [a] {
     return guarded("get", [&] {
@@ -337,7 +351,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   });
 
   CLI::App* logs = client->add_subcommand("logs", "What a run's tasks logged");
-  logs->add_option("run_id", a->run_id, "The run")->required();
+  logs->add_option("run_id", a->run_id, "The run")->required()->check(kRunId);
   logs->add_option("--task", a->task, "Only this node's lines (its iterations too)");
   logs->add_option("--tail", a->tail, "Only the last N lines (at most 10000)")
       ->check(CLI::Range(1, 10000));
@@ -396,7 +410,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
 
   CLI::App* watch = client->add_subcommand(
       "watch", "Print a run's trace as it runs (from its start), until it ends");
-  watch->add_option("run_id", a->run_id, "The run")->required();
+  watch->add_option("run_id", a->run_id, "The run")->required()->check(kRunId);
   watch->add_flag("--until-terminal", a->wait,
                   "End when the run ends (always so; pyoco-server's flag)");
   watch->add_flag("--json", a->json_out, "The events as JSON, one a line");
@@ -443,7 +457,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
 
   CLI::App* cancel = client->add_subcommand(
       "cancel", "Cancel a run (pending: at once; running: its worker stops it)");
-  cancel->add_option("run_id", a->run_id, "The run")->required();
+  cancel->add_option("run_id", a->run_id, "The run")->required()->check(kRunId);
   cancel->add_flag("--wait", a->wait, "Wait until it has ended");
   common(cancel, *a);
   table.add(cancel, [a] {
