@@ -992,6 +992,27 @@ BOOST_AUTO_TEST_CASE(a_live_worker_whose_clock_is_behind_keeps_its_id) {
              w.err());
 }
 
+// A flow `pyoco run` runs may have a name a cluster run cannot have ("my
+// flow"): submitted as YAML, it was refused with a message about files in
+// the workers' --flows directory. Now it says to name the run.
+BOOST_AUTO_TEST_CASE(a_yaml_flow_whose_name_cannot_name_a_run_says_to_give_one) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  TempDir dir;
+  write_text(dir.path() / "space.yaml",
+             "flow: {name: \"my flow\", graph: a}\ntasks:\n  a: {use: std/echo}\n");
+  const ProcessResult refused = s.client({"submit-yaml", (dir.path() / "space.yaml").string()});
+  BOOST_TEST(refused.exit_code == 2, refused.err);
+  BOOST_TEST(refused.err.find("the flow's name \"my flow\" cannot name a cluster run (1 to 128 "
+                              "letters, digits, '-', '_' and '.', not first): give the run a "
+                              "flow_name field (`pyoco client submit-yaml --flow-name NAME`)") !=
+                 std::string::npos,
+             refused.err);
+  const ProcessResult named =
+      s.client({"submit-yaml", (dir.path() / "space.yaml").string(), "--flow-name", "my_flow"});
+  BOOST_TEST(named.exit_code == 0, named.err);
+}
+
 // A run id goes into the request's path: "../../x" reached another route
 // ("no route /runs/../../x"), "a?b" would have been a query. The client
 // refuses what no run is named, before asking the gateway.

@@ -14,6 +14,7 @@
 #include <pyoco/core/json_text.hpp>
 #include <pyoco/core/node_name.hpp>
 #include <pyoco/core/states.hpp>
+#include <pyoco/core/text.hpp>
 #include <pyoco/plugins/package.hpp>
 #include <pyoco/server/auth.hpp>
 #include <pyoco/server/gateway.hpp>
@@ -478,7 +479,13 @@ class Gateway {
     try {
       cluster::check_flow_name(job.flow_name);
     } catch (const cluster::NatsError& e) {
-      unprocessable(e.what());
+      if (!flow_name.empty()) unprocessable(e.what());
+      // Taken from the flow: a name `pyoco run` takes ("my flow") may not
+      // name a cluster run; the caller can give one that does.
+      unprocessable("the flow's name \"" + core::printable(job.flow_name) +
+                    "\" cannot name a cluster run (1 to 128 letters, digits, '-', '_' and '.', "
+                    "not first): give the run a flow_name field (`pyoco client submit-yaml "
+                    "--flow-name NAME`)");
     }
     job.tag = tag;
     job.workflow_yaml = std::move(workflow);
