@@ -1,6 +1,8 @@
 // ExitGuard: a plugin's exit() while runs go is reported, not obeyed.
 #pragma once
 
+#include <pyoco/plugins/loader.hpp>
+
 #include <unistd.h>
 
 #include <atomic>
@@ -30,13 +32,13 @@ class ExitGuard {
     g_pid.store(::getpid());
     g_state.store(kArmed);
     register_handlers();
+    // Again after each plugin library loads, so that it runs before the
+    // library's exit handlers (static destructors), which exit() runs
+    // before those registered earlier.
+    plugins::after_each_load(&register_handlers);
   }
-  // Between exit handlers registered now and the first: once plugins are
-  // loaded, so that it runs before their libraries' exit handlers (static
-  // destructors), which exit() runs before those registered earlier. Static:
-  // a plugins::after_each_load hook.
-  static void rearm() { register_handlers(); }
   ~ExitGuard() {
+    plugins::after_each_load(nullptr);
     int armed = kArmed;
     // A report under way uses its caller's locals, and ends the process.
     if (!g_state.compare_exchange_strong(armed, kOff) && armed == kReporting) wait_forever();

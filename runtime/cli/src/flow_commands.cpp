@@ -520,7 +520,6 @@ int run_flow(const RunOptionsCli& o) {
   plugins::report_exits_while_loading("pyoco run", "nothing ran", kExitUsage);
   Run run = local->start(*engine);
   named.reset();
-  exit_guard.rearm();
   {
     std::lock_guard lock(state_mutex);
     started = run;

@@ -124,9 +124,7 @@ int run_worker(WorkerArgs& a) {
     worker::Worker w(nats, engine, wo);
     // A plugin's exit() while runs go (in a task, or while it loads): their
     // runs fail for good, saying why, rather than each delivered again to
-    // the next worker to end it too. Armed before the first run is pulled,
-    // and again after each plugin loads, so that it runs before the
-    // library's own exit handlers (static destructors).
+    // the next worker to end it too. Armed before the first run is pulled.
     ExitGuard exit_guard([&w](const std::string& how) {
       const std::string loading = plugins::plugin_being_loaded();
       const std::string what = (loading.empty() ? "a plugin" : "plugin " + loading) + " called " +
@@ -142,7 +140,6 @@ int run_worker(WorkerArgs& a) {
       }
       std::_Exit(kExitFailed);
     });
-    plugins::after_each_load(&ExitGuard::rearm);
     w.start();
     say("pyoco worker ", w.worker_id(), ": pulling ", a.slots, " run", a.slots == 1 ? "" : "s",
         " at a time from ", nats.connected_url());

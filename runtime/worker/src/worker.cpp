@@ -658,11 +658,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       active_run.finishing = true;
     }
     try {
-      const auto failed = cluster::owner_write(runs, job.run_id, me, [&](json::object& s) {
-        s["status"] = "FAILED";
-        s["error"] = error;
-        s["end_time"] = cluster::epoch_now();
-      });
+      const auto failed = write_failed(job.run_id, me, error);
       dead_letter(reason, error, job, tag);
       if (!failed || publish_end(*failed)) natsMsg_Term(m, nullptr);  // else: the next delivery
     } catch (const NatsError&) {
@@ -1025,7 +1021,6 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     publisher->forget(id);
     std::unique_ptr<Active> gone;  // its run (and a plugin's destroy()) ends outside the lock
     std::lock_guard lock(mutex);
-    if (a->failed_at_exit) return true;  // fail_running() has its msg now
     if (a->handed_back && !leases_given_up) {
       to_hand_back.push_back(a->msg);  // drain naks it once its lease is given up
       a->msg = nullptr;
@@ -1039,6 +1034,18 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     gone = take_out(id);
     changed.notify_all();
     return true;
+  }
+
+  // The run's record FAILED for good, as `owner`; nullopt when another
+  // owner holds it. Throws NatsError.
+  std::optional<cluster::RunRecord> write_failed(const std::string& run_id,
+                                                 const cluster::Owner& owner,
+                                                 const std::string& error) {
+    return cluster::owner_write(runs, run_id, owner, [&](json::object& r) {
+      r["status"] = "FAILED";
+      r["error"] = error;
+      r["end_time"] = cluster::epoch_now();
+    });
   }
 
   // The run leaves `active` (under the mutex); the caller lets it go once
@@ -1229,11 +1236,7 @@ void Worker::fail_running(const std::string& reason) {
   for (const Held& h : held) {
     std::string outcome = "recorded FAILED";
     try {
-      const auto failed = cluster::owner_write(s.runs, h.run_id, h.owner, [&](json::object& r) {
-        r["status"] = "FAILED";
-        r["error"] = reason;
-        r["end_time"] = cluster::epoch_now();
-      });
+      const auto failed = s.write_failed(h.run_id, h.owner, reason);
       if (!failed) {
         outcome = "not recorded: another worker holds it";
       } else if (s.publish_end(*failed) && h.msg != nullptr) {
