@@ -1015,6 +1015,52 @@ BOOST_AUTO_TEST_CASE(a_saturated_pool_starves_neither_progress_nor_cancel) {
   BOOST_TEST((next_took < 10s), std::chrono::duration<double>(next_took).count() << " s");
 }
 
+// A worker whose every engine thread is held by a body its run gave up on
+// (a task deaf to its cancel) went on taking runs: each waited for a thread
+// while another worker stood idle (57 s for a two-echo run). Now it shows
+// STALLED, says why, takes nothing until the body returns, and the next
+// worker runs the run; once the body returns it takes runs again.
+BOOST_AUTO_TEST_CASE(a_worker_whose_threads_are_all_held_takes_no_run_until_one_is_free) {
+  Cluster c;
+  ChildProcess& w1 =
+      c.worker("w1", 2, {"--jobs", "1", "--plugin-path", (fixture_dir() / "busy").string()});
+  RunRecords runs(c.nats);
+  const std::filesystem::path gate = c.flows.path() / "deaf-gate";
+  submit_run(c.nats, runs,
+             c.job("deaf", "gated_block", {{"seconds", 120}, {"gate", gate.string()}}));
+  c.wait_for("deaf", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+  request_cancel(c.nats, runs, "deaf", "test");
+  BOOST_TEST(c.wait_for("deaf", terminal).status() == "CANCELLED");
+  const auto state_of = [&](const char* id) {
+    const auto r = c.worker_record(id);
+    return r ? std::string(r->at("state").as_string()) : std::string();
+  };
+  BOOST_TEST_REQUIRE(eventually([&] { return state_of("w1") == "STALLED"; }, 20s), w1.err());
+  const auto held = c.worker_record("w1");
+  BOOST_TEST(held->at("held_threads").to_number<int>() == 1);
+  BOOST_TEST(held->at("jobs").to_number<int>() == 1);
+  BOOST_TEST(w1.err().find("no run is taken until one does") != std::string::npos, w1.err());
+
+  submit_run(c.nats, runs, c.job("next", "hello"));
+  c.worker("w2");
+  const RunRecord next = c.wait_for("next", terminal, 60s);
+  BOOST_TEST(next.status() == "COMPLETED");
+  BOOST_TEST(next.snapshot.at("owner").at("worker_id").as_string() == "w2");
+  BOOST_TEST(state_of("w1") == "STALLED");
+  // w1 never claimed it (a poll of its on its way as it stalled hands the
+  // job back unclaimed): every event is of the attempt w2 ran.
+  for (const json::object& e : events_once_ended(c.server.url(), "next")) {
+    if (const json::value* a = e.if_contains("run_attempt")) {
+      BOOST_TEST(a->as_int64() == next.snapshot.at("attempt").as_int64());
+    }
+  }
+
+  write_text(gate, "");  // the deaf body returns
+  BOOST_TEST_REQUIRE(eventually([&] { return state_of("w1") == "IDLE"; }, 20s), w1.err());
+  BOOST_TEST(c.worker_record("w1")->at("held_threads").to_number<int>() == 0);
+  BOOST_TEST(w1.err().find("an engine thread is free again") != std::string::npos, w1.err());
+}
+
 // A delivery of a run whose record shows another live owner (its lease not
 // run out: NATS restarted, or an ack was late) is handed back with a delay,
 // not taken over; once the lease has run out, the run is claimed.

@@ -456,4 +456,40 @@ BOOST_DATA_TEST_CASE(a_run_cancelled_while_may_start_holds_it_ends_and_is_let_go
   BOOST_TEST(run_kept.expired(), "the cancelled run outlived its engine");
 }
 
+// Engine::abandoned_bodies(): the threads still inside bodies their run gave
+// up on (a deadline, then the stop it causes), which a cluster worker reads
+// to take no run while they hold every thread. A body that never started
+// (queued behind the blockers) holds nothing; the blockers, whose run goes
+// on, are busy but not abandoned; a body that returns gives its thread back.
+BOOST_DATA_TEST_CASE(abandoned_bodies_count_the_threads_given_up_bodies_hold, bdata::make(kLoads),
+                     load) {
+  Saturated s(load);
+  // Shared: an abandoned body may still wait on them after the test's end.
+  auto stop = std::make_shared<Gate>();
+  auto entered = std::make_shared<std::atomic<unsigned>>(0);
+  TaskFn deaf = [stop, entered](TaskCall&, const Value&) {
+    ++*entered;
+    stop->wait(std::chrono::seconds(60));
+    return Value();
+  };
+  Run r = s.start(R"yaml(
+flow: {graph: "(late & deaf)"}
+tasks:
+  late: {use: "t/deaf", timeout_sec: 0.5}
+  deaf: {use: "t/deaf"}
+)yaml",
+                  {{"t/deaf", deaf}});
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)), "the deadline did not end the run");
+  BOOST_TEST((r.status() == RunStatus::Failed));
+  BOOST_TEST(s.blockers_hold());
+  if (load.blockers == 0) BOOST_TEST(entered->load() >= 1u);  // a free pool started them
+  if (load.blockers > 0) BOOST_TEST(entered->load() == 0u);   // never started: nothing held
+  // Counted by the time a body could run, and exactly those that did.
+  BOOST_TEST(pyoco::testing::eventually(
+      [&] { return s.engine.abandoned_bodies() == entered->load(); }, std::chrono::seconds(5)));
+  BOOST_TEST(s.engine.abandoned_bodies() <= s.engine.jobs());
+  stop->open();
+  BOOST_TEST(pyoco::testing::eventually([&] { return s.engine.abandoned_bodies() == 0u; }));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

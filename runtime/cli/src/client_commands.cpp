@@ -420,7 +420,7 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   CLI::App* workers = client->add_subcommand("workers", "List the workers and what they run");
   workers->add_flag("--include-hidden", a->include_hidden, "Hidden workers too");
   workers->add_option("--state", a->status,
-                      "Only RUNNING, IDLE, DRAINING, STOPPED_GRACEFUL or DISCONNECTED");
+                      "Only RUNNING, IDLE, STALLED, DRAINING, STOPPED_GRACEFUL or DISCONNECTED");
   workers->add_flag("--json", a->json_out, "The gateway's answer as JSON");
   common(workers, *a);
   table.add(workers, [a] {

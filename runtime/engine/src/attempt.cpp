@@ -85,7 +85,7 @@ bool Attempt::start_timer(std::uint64_t delay_ns, pyoco_callback_fn fn, void* us
 }
 
 void Attempt::end(bool was_cancelled) {
-  // seq_cst: paired with the worker's body_taken store then cancelled load
+  // seq_cst: paired with the worker's `body` store then cancelled load
   // (post_body), so a timeout that finds the body not taken knows it never
   // runs.
   if (was_cancelled) cancelled.store(true);

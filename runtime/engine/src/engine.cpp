@@ -185,6 +185,7 @@ void Engine::set_plugin_search_path(std::vector<std::filesystem::path> search_pa
 }
 
 unsigned Engine::jobs() const { return impl_->executors->jobs(); }
+unsigned Engine::abandoned_bodies() const { return impl_->executors->abandoned_bodies(); }
 
 // Loops and switches are held to the limit as they grow the run; the
 // flow's own nodes all start as one frame, so they are held to it here.

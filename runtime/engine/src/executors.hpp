@@ -70,6 +70,12 @@ class Executors : public std::enable_shared_from_this<Executors> {
     }
     return n;
   }
+  // Workers inside a body whose run gave it up (cancelled, stopped, past
+  // its deadline) and that has not returned: threads no other body can
+  // have until it does. Exact (counted by the runs), unlike busy_workers().
+  unsigned abandoned_bodies() const { return abandoned_bodies_.load(std::memory_order_acquire); }
+  void abandoned_body_held() { abandoned_bodies_.fetch_add(1, std::memory_order_acq_rel); }
+  void abandoned_body_returned() { abandoned_bodies_.fetch_sub(1, std::memory_order_acq_rel); }
   // False once shutdown() began: nothing new should be posted.
   bool accepting() const { return accepting_.load(std::memory_order_acquire); }
 
@@ -142,6 +148,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   bool shut_down_ = false;
   std::atomic<bool> accepting_{true};
   std::atomic<std::int64_t> queued_work_{0};  // bodies waiting in work_
+  std::atomic<unsigned> abandoned_bodies_{0};
 };
 
 }  // namespace pyoco

@@ -486,10 +486,11 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
   // core::SmallFunction's inline room, so a task's hand-offs allocate nothing.
   executors_->post_work([self = shared_from_this(), a = std::move(a)]() {
     self->queued_bodies_.fetch_sub(1);
-    a->body_taken.store(true);
+    a->body.store(Attempt::Body::running);
     // Abandoned while queued (cancelled, stopped, timed out): it never
     // starts, and its node has already moved on.
     if (a->cancelled.load()) {
+      self->left_body(*a);
       self->made_room();
       return;
     }
@@ -517,12 +518,34 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
       });
     }
     a->on_worker.store(false, std::memory_order_release);
+    self->left_body(*a);
     if (a->completed_on_worker) {
       self->on_strand_here([run = self.get(), a] { run->on_result(a); });
     } else {
       self->made_room();
     }
   });
+}
+
+// The worker, once a body has returned (or was found cancelled before it
+// began): a thread the run had given up on is free again.
+void RunState::left_body(Attempt& a) {
+  if (a.body.exchange(Attempt::Body::returned) == Attempt::Body::held) {
+    executors_->abandoned_body_returned();
+  }
+}
+
+// Strand: the run no longer waits for this attempt (cancel, stop,
+// deadline). Its body, if a worker is inside it, is counted as holding that
+// worker (seq_cst, paired with post_body's store of `running` then load of
+// `cancelled`: either the body sees the cancel and never starts, or this
+// sees it running).
+void RunState::abandon(Attempt& a) {
+  a.end(true);
+  Attempt::Body running = Attempt::Body::running;
+  if (a.body.compare_exchange_strong(running, Attempt::Body::held)) {
+    executors_->abandoned_body_held();
+  }
 }
 
 void RunState::completed(const std::shared_ptr<Attempt>& a, plugins::CallResult result) {
@@ -595,18 +618,18 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   // FAILED at the deadline: the body is told to stop (its cancel flag and
   // callbacks), and its late result is ignored. Its instance may still be
   // busy, so a retry gets a new one.
-  a->end(true);
+  abandon(*a);
   n.running.reset();
   n.instance.reset();
   // Kept until a later attempt's body goes on past its deadline too: a
   // third attempt held back by the first is told so as the second was.
   const std::shared_ptr<Attempt> earlier = n.abandoned;
-  if (a->body_taken.load()) n.abandoned = a;
+  if (a->body_taken()) n.abandoned = a;
   const double t = f->graph->nodes[i].task->timeout_sec;
   char buf[288];
   const unsigned jobs = executors_->jobs();
   const unsigned busy = executors_->busy_workers();  // now: a snapshot, for the message
-  if (a->body_taken.load()) {
+  if (a->body_taken()) {
     std::snprintf(buf, sizeof buf, "timed out after %g s", t);
   } else if (busy >= jobs && earlier && earlier->on_worker.load(std::memory_order_acquire)) {
     // The worker it waited for is held by this node's own earlier attempt,
@@ -825,7 +848,7 @@ void RunState::cancel_pending(Frame& f) {
       end_without_running(f, i, TaskState::Cancelled, why);
     } else if (n.state == TaskState::Running && f.graph->nodes[i].kind == GraphNode::Kind::Task) {
       if (n.timer) n.timer->cancel();
-      if (n.running) n.running->end(true);
+      if (n.running) abandon(*n.running);
       if (n.waiting_retry && n.record != SIZE_MAX && !record(n).error.empty()) {
         // Why it was waiting is worth more than that it was stopped.
         end_without_running(f, i, TaskState::Cancelled,

@@ -75,9 +75,14 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   std::thread::id worker;
   std::atomic<bool> on_worker{false};
   bool completed_on_worker = false;  // that worker only
-  // A worker took the body (set before it looks at `cancelled`): a deadline
-  // that finds it unset says the body never started, not that it was slow.
-  std::atomic<bool> body_taken{false};
+  // Where its body is. A worker sets `running` before it looks at
+  // `cancelled`: a deadline that finds `queued` says the body never started,
+  // not that it was slow. `held` is `running` given up by the run (cancel,
+  // stop, deadline) while its thread is still inside it: counted in
+  // Executors::abandoned_bodies() until the body returns.
+  enum class Body : std::uint8_t { queued, running, held, returned };
+  std::atomic<Body> body{Body::queued};
+  bool body_taken() const { return body.load() != Body::queued; }
   // Written once by whoever completes the call, read on the strand after.
   std::optional<plugins::CallResult> result;
 
@@ -342,6 +347,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   }
   void queue_body(std::shared_ptr<Attempt> a);
   void post_body(std::shared_ptr<Attempt> a);
+  void left_body(Attempt& a);
+  void abandon(Attempt& a);
   void post_waiting_bodies();
   // A worker, after a body left the queue without a result for the strand.
   void made_room();

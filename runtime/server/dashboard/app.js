@@ -11,7 +11,7 @@
                     CANCELLED: '🛑'};
   const TASK_ICON = {PENDING: '⏳', RUNNING: '🏃', SUCCEEDED: '✅', FAILED: '💥', SKIPPED: '⏭️',
                      CANCELLED: '🛑', RETRYING: '🔁'};
-  const WORKER_ICON = {IDLE: '😴', RUNNING: '🏃', DRAINING: '🚰', STOPPED_GRACEFUL: '💤',
+  const WORKER_ICON = {IDLE: '😴', RUNNING: '🏃', STALLED: '🧱', DRAINING: '🚰', STOPPED_GRACEFUL: '💤',
                        DISCONNECTED: '🔌'};
 
   // ---- the page's pieces ------------------------------------------------

@@ -8,14 +8,16 @@
 namespace pyoco::server {
 
 struct EventHub::Watch::Shared {
-  explicit Shared(cluster::Connection& n) : nats(n) {}
+  Shared(cluster::Connection& n, Limits l) : nats(n), limits(l) {}
 
   cluster::Connection& nats;
+  const Limits limits;
   std::mutex making;  // one subscription made at a time
   std::mutex mutex;   // what follows, and every watch's queue
   natsSubscription* sub = nullptr;
   std::uint64_t position = 0;  // the last stream sequence handed on
   std::multimap<std::string, Watch*, std::less<>> watches;
+  std::size_t queued_bytes = 0;  // of every watch's queue_
 
   std::uint64_t reconnects_then = 0;  // the connection's reconnects when `sub` was made
 
@@ -112,12 +114,18 @@ struct EventHub::Watch::Shared {
         for (; at != end; ++at) {
           Watch& w = *at->second;
           const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(m));
-          if (w.queue_.size() >= kMaxQueued || w.queued_bytes_ + size > kMaxQueuedBytes) {
+          if (w.broken_) {
+            // It reads the stream once it has had what its queue holds.
+          } else if (w.queue_.size() >= h.limits.events ||
+                     w.queued_bytes_ + size > h.limits.bytes ||
+                     (w.queued_bytes_ + size > h.limits.own_bytes &&
+                      h.queued_bytes + size > h.limits.all_bytes)) {
             w.broken_ = true;  // it reads the stream from its last event instead
-          } else if (!w.broken_) {
+          } else {
             w.queue_.push_back(
                 Event{seq, std::string(subject), std::string(natsMsg_GetData(m), size)});
             w.queued_bytes_ += size;
+            h.queued_bytes += size;
           }
           w.arrived_.notify_all();
         }
@@ -132,6 +140,7 @@ EventHub::Watch::Watch(std::shared_ptr<Shared> hub, std::string run_id, std::uin
 
 EventHub::Watch::~Watch() {
   std::lock_guard lock(hub_->mutex);
+  hub_->queued_bytes -= queued_bytes_;
   auto [at, end] = hub_->watches.equal_range(run_id_);
   for (; at != end; ++at) {
     if (at->second == this) {
@@ -148,6 +157,7 @@ std::optional<EventHub::Event> EventHub::Watch::next(std::chrono::milliseconds t
   Event e = std::move(queue_.front());
   queue_.pop_front();
   queued_bytes_ -= e.data.size();
+  hub_->queued_bytes -= e.data.size();
   return e;
 }
 
@@ -156,7 +166,13 @@ bool EventHub::Watch::broken() const {
   return broken_ || !hub_->live();
 }
 
-EventHub::EventHub(cluster::Connection& nats) : shared_(std::make_shared<Watch::Shared>(nats)) {}
+EventHub::EventHub(cluster::Connection& nats, Limits limits)
+    : shared_(std::make_shared<Watch::Shared>(nats, limits)) {}
+
+std::size_t EventHub::queued_bytes() const {
+  std::lock_guard lock(shared_->mutex);
+  return shared_->queued_bytes;
+}
 
 EventHub::~EventHub() {
   natsSubscription* sub = nullptr;

@@ -20,6 +20,19 @@
 
 namespace pyoco::server {
 
+// How far behind a watch may fall before it is broken (and reads the stream
+// instead, which holds nothing for it): events are up to 1 MB each, so a
+// count alone let one stalled watch hold gigabytes, and a limit per watch
+// alone let 60 silent watches of one chatty run hold 480 MiB. A watch
+// whose queue is short (a client that keeps up) is never broken for what
+// others hold: the hub holds at most all_bytes plus own_bytes a watch.
+struct EventHubLimits {
+  std::size_t events = 10000;          // in one watch's queue
+  std::size_t bytes = 8u << 20;        // in one watch's queue
+  std::size_t all_bytes = 64u << 20;   // in every watch's queue together...
+  std::size_t own_bytes = 256u << 10;  // ...but for this much of each one's
+};
+
 class EventHub {
  public:
   struct Event {
@@ -41,8 +54,8 @@ class EventHub {
     // when the watch is broken.
     std::optional<Event> next(std::chrono::milliseconds timeout);
     // Events were lost to it: the hub's subscription ended, or the watch
-    // fell more than kMaxQueued events or kMaxQueuedBytes behind (a client
-    // reading slowly).
+    // fell further behind than the hub's Limits let it (a client reading
+    // slowly, or not at all).
     // What came before the loss was delivered; read the stream after it.
     bool broken() const;
 
@@ -59,14 +72,11 @@ class EventHub {
     std::condition_variable arrived_;
   };
 
-  static constexpr std::size_t kMaxQueued = 10000;
-  // Events are up to 1 MB each: a count alone let one stalled watch hold
-  // gigabytes.
-  static constexpr std::size_t kMaxQueuedBytes = 8u << 20;
+  using Limits = EventHubLimits;
 
   // Follows from the first watch on (a gateway nobody watches through
   // makes no consumer). `nats` outlives the hub.
-  explicit EventHub(cluster::Connection& nats);
+  explicit EventHub(cluster::Connection& nats, Limits limits = {});
   ~EventHub();
   EventHub(const EventHub&) = delete;
   EventHub& operator=(const EventHub&) = delete;
@@ -74,6 +84,8 @@ class EventHub {
   // The run's events from now on; nullptr when the hub cannot follow (NATS
   // away): read the stream instead.
   std::unique_ptr<Watch> watch(const std::string& run_id);
+  // The bytes of events every watch's queue holds now.
+  std::size_t queued_bytes() const;
 
  private:
   std::shared_ptr<Watch::Shared> shared_;

@@ -554,10 +554,11 @@ class Gateway {
 
   Response workers(const Request& req, const Caller& caller) const {
     const std::string state = query_value(req.target(), "state");
-    static const std::set<std::string> states{"RUNNING", "IDLE", "DRAINING", "STOPPED_GRACEFUL",
-                                              "DISCONNECTED"};
-    if (!state.empty() && states.count(state) == 0) {
-      unprocessable("state: one of RUNNING, IDLE, DRAINING, STOPPED_GRACEFUL, DISCONNECTED");
+    const auto& states = cluster::kWorkerStates;
+    if (!state.empty() && std::find(states.begin(), states.end(), state) == states.end()) {
+      std::string allowed;
+      for (std::string_view s : states) allowed += (allowed.empty() ? "" : ", ") + std::string(s);
+      unprocessable("state: one of " + allowed);
     }
     const std::string hidden = query_value(req.target(), "include_hidden");
     const std::string limit_text = query_value(req.target(), "limit");
@@ -1271,9 +1272,7 @@ class Gateway {
     Metrics::Gauges g;
     g.runs_in_progress = static_cast<double>(index_.count("RUNNING") + index_.count("CANCELLING"));
     std::map<std::string, double> states;
-    for (const char* state : {"RUNNING", "IDLE", "DRAINING", "STOPPED_GRACEFUL", "DISCONNECTED"}) {
-      states[state] = 0;
-    }
+    for (std::string_view state : cluster::kWorkerStates) states[std::string(state)] = 0;
     for (const json::object& w : workers_.list("", true, 100000)) {
       ++states[std::string(w.at("state").as_string())];
     }

@@ -252,6 +252,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   static constexpr std::chrono::milliseconds kBeatGap{100};
   bool beat_owed = false;  // a run started or ended since the last beat (supervisor)
   bool beat_now = false;   // a run started: the registry says RUNNING at once
+  bool stalled = false;    // supervisor: every engine thread held (watch_held_threads)
   // Every run's events: copied on the strand, published from the queue's thread.
   std::shared_ptr<cluster::EventPublisher> publisher;
   std::shared_ptr<trace::EventQueue> events;
@@ -399,8 +400,12 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         // keeps the slot from another's.
         std::unique_lock lock(mutex);
         const std::uint64_t ticket = next_ticket++;
+        // Nor while every engine thread is held by a body its run gave up
+        // on: a run taken then would wait for a thread while another worker
+        // may be idle. The supervisor wakes this once one returns.
         changed.wait(lock, [&] {
-          return !fetching || (serving == ticket && active.size() + polling < options.slots);
+          return !fetching || (serving == ticket && active.size() + polling < options.slots &&
+                               !threads_all_held());
         });
         if (!fetching) break;
         // More tags than free slots: some tag waits (now or soon) for this
@@ -437,6 +442,12 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       }
       if (m != nullptr && draining) {
         natsMsg_Nak(m, nullptr);  // it came as we began to drain: another worker takes it now
+        natsMsg_Destroy(m);
+      } else if (m != nullptr && threads_all_held()) {
+        // Asked for before every thread was held (a poll was on its way as a
+        // deaf body's run ended): another worker takes it now, or this one
+        // once a thread is free.
+        natsMsg_Nak(m, nullptr);
         natsMsg_Destroy(m);
       } else if (m != nullptr) {
         take(m, tag);  // the run is active (or settled) before the slot is given back
@@ -858,8 +869,10 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       draining = !fetching;
     }
     for (const std::string& t : options.tags) tags.emplace_back(t);
+    const unsigned held = engine.abandoned_bodies();
     const char* state = forced_state != nullptr ? forced_state
                         : draining              ? "DRAINING"
+                        : held >= engine.jobs() ? "STALLED"
                         : running.empty()       ? "IDLE"
                                                 : "RUNNING";
     const double now = cluster::epoch_now();
@@ -872,6 +885,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         {"pid_ns", pid_namespace()},
         {"tags", std::move(tags)},
         {"slots", options.slots},
+        {"jobs", engine.jobs()},
+        {"held_threads", held},
         {"running", std::move(running)},
         {"plugins", std::move(plugin_list)},
         {"platform", platform()},
@@ -895,6 +910,31 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   static std::string platform() {
     return plugins::platform_name(plugins::host_os(), plugins::host_arch(),
                                   PYOCO_ABI_VERSION_MAJOR);
+  }
+
+  // Every engine thread is inside a body whose run gave it up (a task that
+  // ignored its cancel or deadline): nothing taken now could run.
+  bool threads_all_held() const { return engine.abandoned_bodies() >= engine.jobs(); }
+
+  // Says when this worker stops taking runs for want of a thread, and when
+  // it takes them again (waking the fetchers); the registry shows STALLED.
+  void watch_held_threads() {
+    const bool now = threads_all_held();
+    if (now == stalled) return;
+    stalled = now;
+    beat_owed = true;
+    if (now) {
+      cluster::log(cluster::LogLevel::warning,
+                   "worker: every engine thread is inside a task body that its run gave up on "
+                   "(cancelled, or past its deadline) and that has not returned; no run is taken "
+                   "until one does (make the task return when it is cancelled)",
+                   {{"worker_id", options.worker_id}, {"jobs", engine.jobs()}});
+    } else {
+      cluster::log(cluster::LogLevel::info, "worker: an engine thread is free again; taking runs",
+                   {{"worker_id", options.worker_id}});
+      std::lock_guard lock(mutex);
+      changed.notify_all();
+    }
   }
 
   void supervise() {
@@ -921,6 +961,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         if (!id.empty() && !finish(id)) unfinished.push_back(id);
       }
       progress();
+      watch_held_threads();
       // The registry hears of runs starting and ending at once, but at most
       // every kBeatGap: at hundreds of runs a second, one record a beat.
       const auto since = std::chrono::steady_clock::now() - last_beat;

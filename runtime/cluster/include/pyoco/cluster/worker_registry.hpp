@@ -8,6 +8,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -27,8 +29,15 @@ namespace pyoco::cluster {
 // worker is shown DISCONNECTED before its record goes.
 inline constexpr std::chrono::seconds kWorkerRecordTtl{120};
 
+// The states a worker is listed in. STALLED: every thread of its engine is
+// inside a task body whose run gave it up (cancelled, past its deadline),
+// so it takes no run until one returns. DISCONNECTED: silent past the
+// gateway's timeout (the gateway's word, never written by a worker).
+inline constexpr std::array<std::string_view, 6> kWorkerStates{
+    "RUNNING", "IDLE", "STALLED", "DRAINING", "STOPPED_GRACEFUL", "DISCONNECTED"};
+
 // Puts a worker's record (worker_id, instance_id, tags, slots, running[],
-// state RUNNING|IDLE|DRAINING|STOPPED_GRACEFUL, last_seen_at, ...) over
+// state, one of kWorkerStates but DISCONNECTED, last_seen_at, ...) over
 // whatever is there: for tools and tests. A worker writes its own through
 // claim_worker_id, then write_worker_beat, never this.
 void put_worker_record(Connection& nats, const boost::json::object& record);

@@ -157,6 +157,12 @@ class Engine {
   // so two versions of a plugin from two directories coexist). Thread-safe.
   void set_plugin_search_path(std::vector<std::filesystem::path> search_path);
   unsigned jobs() const;
+  // Of those jobs, the threads still inside a task body whose run gave it
+  // up (the run cancelled or stopped, the task past its deadline: a body
+  // that did not return when told to stop). No other body can have them
+  // until it returns; at jobs(), nothing new runs here (a cluster worker
+  // then takes no run). Any thread.
+  unsigned abandoned_bodies() const;
 
  private:
   struct Impl;
