@@ -1042,7 +1042,7 @@ BOOST_AUTO_TEST_CASE(a_worker_whose_threads_are_all_held_takes_no_run_until_one_
   BOOST_TEST(w1.err().find("no run is taken until one does") != std::string::npos, w1.err());
 
   submit_run(c.nats, runs, c.job("next", "hello"));
-  c.worker("w2");
+  ChildProcess& w2 = c.worker("w2");
   const RunRecord next = c.wait_for("next", terminal, 60s);
   BOOST_TEST(next.status() == "COMPLETED");
   BOOST_TEST(next.snapshot.at("owner").at("worker_id").as_string() == "w2");
@@ -1059,6 +1059,13 @@ BOOST_AUTO_TEST_CASE(a_worker_whose_threads_are_all_held_takes_no_run_until_one_
   BOOST_TEST_REQUIRE(eventually([&] { return state_of("w1") == "IDLE"; }, 20s), w1.err());
   BOOST_TEST(c.worker_record("w1")->at("held_threads").to_number<int>() == 0);
   BOOST_TEST(w1.err().find("an engine thread is free again") != std::string::npos, w1.err());
+  // And takes runs again: with w2 gone, the next run is w1's.
+  w2.send_signal(SIGTERM);
+  BOOST_TEST_REQUIRE(w2.wait(30s) == 0, w2.err());
+  submit_run(c.nats, runs, c.job("again", "hello"));
+  const RunRecord again = c.wait_for("again", terminal, 60s);
+  BOOST_TEST(again.status() == "COMPLETED");
+  BOOST_TEST(again.snapshot.at("owner").at("worker_id").as_string() == "w1");
 }
 
 // A delivery of a run whose record shows another live owner (its lease not

@@ -20,8 +20,10 @@
 #include <cstring>
 #include <ctime>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ports.hpp"
 #include "sync.hpp"
@@ -71,6 +73,11 @@ struct Server {
         [](const server::Request&, const server::PathParams&, const server::Caller&) {
           return server::json_response(200, boost::json::object{{"status", "ok"}});
         });
+    router->observe([this](const server::Request&, const server::Response& res,
+                           const std::string& route, const server::Caller&, double) {
+      std::lock_guard lock(observed_mutex);
+      observed.emplace_back(route, res.result_int());
+    });
     server::ListenOptions o;
     o.port = 0;
     o.handler_threads = handler_threads;
@@ -78,6 +85,15 @@ struct Server {
   }
   ~Server() { gate.open(); }
   std::uint16_t port() const { return http->port(); }
+  // What the router's observer was told (the gateway's metrics and access
+  // log): route and status, in order.
+  std::vector<std::pair<std::string, unsigned>> told() {
+    std::lock_guard lock(observed_mutex);
+    return observed;
+  }
+
+  std::mutex observed_mutex;
+  std::vector<std::pair<std::string, unsigned>> observed;
 
   pyoco::testing::Gate gate;
   pyoco::testing::Latch entered;
@@ -108,6 +124,32 @@ BOOST_AUTO_TEST_CASE(what_is_not_http_is_answered_400_and_headers_too_large_431)
   BOOST_TEST(exchange(s.port(), "GET /hea", true).empty());
   BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));  // closed, not timed out
   BOOST_TEST(exchange(s.port(), get("/health")).rfind("HTTP/1.1 200 ", 0) == 0u);
+}
+
+// pyoco_http_requests_total and the access log come from the observer:
+// requests refused before routing were missing from both, and a 405 was
+// counted as "(no route)".
+BOOST_AUTO_TEST_CASE(every_answer_is_told_to_the_observer_under_its_route) {
+  Server s(2);
+  const std::string unrouted = server::Router::kUnrouted;
+  const std::pair<std::string, std::pair<std::string, unsigned>> cases[] = {
+      {"HELLO\r\n\r\n", {unrouted, 400}},
+      {get("/" + std::string(20000, 'a')), {unrouted, 431}},
+      {"POST /health HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", {unrouted, 501}},
+      {"GET /health HTTP/1.1\r\n\r\n", {unrouted, 400}},  // no Host
+      {"PUT /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+       {"/health", 405}},
+      {get("/nowhere"), {"", 404}},
+      {get("/health"), {"/health", 200}},
+  };
+  for (const auto& [request, expected] : cases) {
+    const std::size_t before = s.told().size();
+    const std::string got = exchange(s.port(), request);
+    const auto told = s.told();  // told before the answer was written
+    BOOST_TEST_REQUIRE(told.size() == before + 1, request.substr(0, 60) << " got " << got);
+    BOOST_TEST(told.back().first == expected.first, request.substr(0, 60));
+    BOOST_TEST(told.back().second == expected.second, request.substr(0, 60));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(requests_rfc_9112_refuses_are_refused_before_their_body) {

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,9 +79,21 @@ struct Server {
                          while (!out.stopping()) std::this_thread::sleep_for(100ms);
                          ended.arrive();
                        });
+    router->observe([this](const server::Request&, const server::Response& res,
+                           const std::string& route, const server::Caller&, double) {
+      std::lock_guard lock(observed_mutex);
+      observed.emplace_back(route, res.result_int());
+    });
     o.port = 0;
     http = std::make_unique<server::HttpServer>(router, o);
   }
+  // What the router's observer was told: route and status, in order.
+  std::vector<std::pair<std::string, unsigned>> told() {
+    std::lock_guard lock(observed_mutex);
+    return observed;
+  }
+  std::mutex observed_mutex;
+  std::vector<std::pair<std::string, unsigned>> observed;
   // Until the handler's sends stop moving: it is blocked in a write.
   bool blocked() {
     return pyoco::testing::eventually([&] {
@@ -132,6 +145,26 @@ BOOST_AUTO_TEST_CASE(streams_past_the_limit_are_answered_503) {
   BOOST_TEST(answer.starts_with("HTTP/1.1 503"), answer.substr(0, 40));
   BOOST_TEST(answer.find("event streams already") != std::string::npos);
   BOOST_TEST(answer.find("\r\nRetry-After: 5\r\n") != std::string::npos, answer);
+  // Counted (pyoco_http_requests_total) under the route it was for.
+  const auto told = s.told();
+  BOOST_TEST_REQUIRE(told.size() == 1u);
+  BOOST_TEST(told[0].first == "/s");
+  BOOST_TEST(told[0].second == 503u);
+}
+
+// A stream is counted once it ends, as its route's 200: streams were not
+// counted at all.
+BOOST_AUTO_TEST_CASE(a_stream_is_told_to_the_observer_when_it_ends) {
+  Server s({});
+  {
+    RawClient client(s.http->port(), "/idle");
+    BOOST_TEST(client.read_some().starts_with("HTTP/1.1 200 OK"));
+    BOOST_TEST(s.told().empty());  // not while it lasts
+  }
+  BOOST_TEST_REQUIRE(s.ended.wait_for(1));
+  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return s.told().size() == 1u; }));
+  BOOST_TEST(s.told()[0].first == "/idle");
+  BOOST_TEST(s.told()[0].second == 200u);
 }
 
 // A client that closes its stream frees its slot at once, not at the next

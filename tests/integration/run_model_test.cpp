@@ -458,9 +458,10 @@ BOOST_DATA_TEST_CASE(a_run_cancelled_while_may_start_holds_it_ends_and_is_let_go
 
 // Engine::abandoned_bodies(): the threads still inside bodies their run gave
 // up on (a deadline, then the stop it causes), which a cluster worker reads
-// to take no run while they hold every thread. A body that never started
-// (queued behind the blockers) holds nothing; the blockers, whose run goes
-// on, are busy but not abandoned; a body that returns gives its thread back.
+// to take no run while they hold every thread. On a free pool both bodies
+// run and are counted; under the saturated loads they never start, so the
+// count stays 0 while the blockers (busy, but their run goes on) hold every
+// thread. A body that returns gives its thread back.
 BOOST_DATA_TEST_CASE(abandoned_bodies_count_the_threads_given_up_bodies_hold, bdata::make(kLoads),
                      load) {
   Saturated s(load);

@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -72,8 +73,12 @@ class Executors : public std::enable_shared_from_this<Executors> {
   }
   // Workers inside a body whose run gave it up (cancelled, stopped, past
   // its deadline) and that has not returned: threads no other body can
-  // have until it does. Exact (counted by the runs), unlike busy_workers().
-  unsigned abandoned_bodies() const { return abandoned_bodies_.load(std::memory_order_acquire); }
+  // have until it does. Counted by the runs, unlike busy_workers(): one
+  // fewer for a moment at most (a body may return between its run's mark
+  // and its count; the count may then dip below zero, read as none).
+  unsigned abandoned_bodies() const {
+    return static_cast<unsigned>(std::max(0, abandoned_bodies_.load(std::memory_order_acquire)));
+  }
   void abandoned_body_held() { abandoned_bodies_.fetch_add(1, std::memory_order_acq_rel); }
   void abandoned_body_returned() { abandoned_bodies_.fetch_sub(1, std::memory_order_acq_rel); }
   // False once shutdown() began: nothing new should be posted.
@@ -148,7 +153,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   bool shut_down_ = false;
   std::atomic<bool> accepting_{true};
   std::atomic<std::int64_t> queued_work_{0};  // bodies waiting in work_
-  std::atomic<unsigned> abandoned_bodies_{0};
+  std::atomic<int> abandoned_bodies_{0};
 };
 
 }  // namespace pyoco

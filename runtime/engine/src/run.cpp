@@ -486,6 +486,8 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
   // core::SmallFunction's inline room, so a task's hand-offs allocate nothing.
   executors_->post_work([self = shared_from_this(), a = std::move(a)]() {
     self->queued_bodies_.fetch_sub(1);
+    // Before `cancelled` is looked at (seq_cst): paired with abandon()'s
+    // store of `cancelled` then compare-and-set of `body`.
     a->body.store(Attempt::Body::running);
     // Abandoned while queued (cancelled, stopped, timed out): it never
     // starts, and its node has already moved on.

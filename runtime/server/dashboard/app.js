@@ -599,7 +599,9 @@
         const rows = list.map((w) => {
           const running = Array.isArray(w.running) ? w.running : [];
           return el('tr', {'data-worker': w.worker_id, 'data-state': w.state, class: w.hidden ? 'hidden-worker' : ''},
-            el('td', {}, badge(w.state, WORKER_ICON)),
+            el('td', {}, badge(w.state, WORKER_ICON),
+              w.held_threads > 0 ? el('div', {class: 'small error held-threads'},
+                `${w.held_threads} of ${w.jobs ?? '?'} threads held by tasks that ignored their cancel`) : ''),
             el('td', {class: 'mono'}, w.worker_id, w.hidden ? el('span', {class: 'muted small'}, ' (hidden)') : ''),
             el('td', {}, (w.tags || []).join(', ')),
             el('td', {}, `${running.length} / ${w.slots ?? '?'}`),

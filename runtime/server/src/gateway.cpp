@@ -1426,10 +1426,17 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
     router->recheck(
         [auth](const Caller& c) { return c.key_id.empty() || auth->still_valid(c.key_id); });
   }
-  router->observe([g](const Request& req, const Response& res, const std::string& route,
-                      const Caller& caller, double seconds) {
+  // The event streams' patterns: counted, but not in the latency histogram.
+  std::set<std::string> streams;
+  for (const Route& r : router->routes()) {
+    if (r.stream) streams.insert(r.pattern);
+  }
+  router->observe([g, streams](const Request& req, const Response& res, const std::string& route,
+                               const Caller& caller, double seconds) {
     const std::string shown = route.empty() ? "(no route)" : route;
-    g->metrics_registry().http_request(shown, res.result_int(), seconds);
+    g->metrics_registry().http_request(
+        shown, res.result_int(),
+        streams.count(route) > 0 ? std::nullopt : std::optional<double>(seconds));
     // The run it was about: the path's {id}, or the id a submit made.
     // Never the query or the body: they may hold params or keys.
     const std::string_view target = req.target();

@@ -228,6 +228,7 @@ Response Router::answer(const Request& request, const std::string& address, std:
   for (const Route& r : routes_) {
     PathParams params;
     if (!match(r.pattern, path, params)) continue;
+    if (allowed.empty()) route = r.pattern;  // a 405 is counted under the path's route
     allow(r.method);
     if (r.method == http::verb::get && r.handler) allow(http::verb::head);
     if (!serves(r, request.method()) || !r.handler) continue;
@@ -585,10 +586,12 @@ struct HttpServer::Impl {
       }
       absolute_form_to_path(parser->get());
       if (const std::optional<Response> refused = unframed(parser->get())) {
+        server->router->observed(parser->get(), *refused, Router::kUnrouted, Caller(), 0);
         write(std::make_shared<Response>(*refused), true);
         return;
       }
       const Route* large = server->router->find_large(parser->get());
+      large_route = large != nullptr ? large->pattern : std::string();
       if (large != nullptr) body_limit = large->body_limit;
       parser->body_limit(body_limit);  // for a chunked body, as it comes
       if (const auto length = parser->content_length(); length && *length > body_limit) {
@@ -619,8 +622,10 @@ struct HttpServer::Impl {
         } catch (const HttpError& e) {
           refused = std::make_shared<Response>(error_response(e));
         }
-        asio::post(self->stream.get_executor(), [self, refused] {
+        asio::post(self->stream.get_executor(), [self, refused, large] {
           if (refused) {
+            self->server->router->observed(self->parser->get(), *refused, large->pattern, Caller(),
+                                           0);
             self->write(refused, true);
           } else {
             self->read_body();
@@ -763,6 +768,7 @@ struct HttpServer::Impl {
               ? error_response(431, "headers_too_large",
                                "the request line and header fields are over 8 KiB")
               : error_response(400, "bad_request", "not an HTTP/1.1 request: " + ec.message());
+      server->router->observed(Request(), res, Router::kUnrouted, Caller(), 0);
       write(std::make_shared<Response>(std::move(res)), true);
     }
 
@@ -790,11 +796,13 @@ struct HttpServer::Impl {
     }
 
     void too_large() {
-      write(std::make_shared<Response>(error_response(
-                413, "too_large",
-                "the request body is over " + std::to_string(body_limit) + " bytes")),
-            true);
+      auto res = std::make_shared<Response>(error_response(
+          413, "too_large", "the request body is over " + std::to_string(body_limit) + " bytes"));
+      server->router->observed(parser->get(), *res,
+                               large_route.empty() ? Router::kUnrouted : large_route, Caller(), 0);
+      write(res, true);
     }
+    std::string large_route;  // the pattern of the large-body route this request is for
 
     void on_read(beast::error_code ec) {
       if (ec == http::error::body_limit) {
@@ -961,6 +969,7 @@ struct HttpServer::Impl {
                      {{"target", std::string(request->target())}, {"reason", why}});
         auto res = std::make_shared<Response>(error_response(503, "unavailable", why));
         res->set(http::field::retry_after, "5");
+        server->router->observed(*request, *res, route->pattern, Caller(), 0);
         write(res, true);
       };
       if (streams.size() >= server->options.max_streams) {
@@ -975,9 +984,19 @@ struct HttpServer::Impl {
       std::thread thread;
       try {
         thread = std::thread([self = shared_from_this(), route, request, params, state] {
+          const auto began = std::chrono::steady_clock::now();
           SocketStream out(*self, *state);
+          Caller caller;
+          Response answer(http::status::ok, request->version());  // what it is counted as
+          // An error before the stream's headers went out is its answer.
+          auto refused = [&](Response res) {
+            answer = std::move(res);
+            answer.keep_alive(false);
+            beast::error_code ec;
+            http::write(self->stream, answer, ec);
+          };
           try {
-            const Caller caller = self->server->router->admit(*route, *request, self->address);
+            caller = self->server->router->admit(*route, *request, self->address);
             out.caller = &caller;
             route->stream(*request, params, caller, out);
             // A stream with nothing to send is still an answer: 200 and
@@ -985,23 +1004,20 @@ struct HttpServer::Impl {
             out.start();
           } catch (const HttpError& e) {
             if (!out.started) {
-              Response res = error_response(e);
-              res.keep_alive(false);
-              beast::error_code ec;
-              http::write(self->stream, res, ec);
+              refused(error_response(e));
             } else {
               stream_ended_by(*request, e.detail);
             }
           } catch (const std::exception& e) {
             if (!out.started) {
-              Response res = error_response(500, "internal", e.what());
-              res.keep_alive(false);
-              beast::error_code ec;
-              http::write(self->stream, res, ec);
+              refused(error_response(500, "internal", e.what()));
             } else {
               stream_ended_by(*request, e.what());
             }
           }
+          self->server->router->observed(
+              *request, answer, route->pattern, caller,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
           beast::error_code ignored;
           self->tcp_socket().shutdown(tcp::socket::shutdown_both, ignored);
           state->done.store(true);

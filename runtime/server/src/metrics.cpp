@@ -155,11 +155,13 @@ void Metrics::task_done(std::string_view task, double seconds) {
                                                          kRunBuckets.size());
 }
 
-void Metrics::http_request(std::string_view route, unsigned code, double seconds) {
+void Metrics::http_request(std::string_view route, unsigned code, std::optional<double> seconds) {
   std::lock_guard lock(state_->mutex);
   const std::string r = state_->routes.fold(route);
   ++state_->requests[{r, code}];
-  state_->request_seconds[r].observe(seconds, kHttpBuckets.data(), kHttpBuckets.size());
+  if (seconds) {
+    state_->request_seconds[r].observe(*seconds, kHttpBuckets.data(), kHttpBuckets.size());
+  }
 }
 
 std::string Metrics::render(const Gauges& g) const {

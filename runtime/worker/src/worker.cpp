@@ -236,6 +236,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   std::size_t polling = 0;                     // polls in flight, each holding a free slot
   std::uint64_t next_ticket = 0, serving = 0;  // the fetchers' turns at a free slot
   static constexpr std::chrono::milliseconds kShortPoll{250};
+  static constexpr std::chrono::milliseconds kHeldLook{250};
   bool stopping = false;
   std::size_t starting = 0;  // runs inside engine.start: their plugins are bound, not listed
   bool registered = false;   // start() got as far as the registry: drain says it stopped
@@ -391,6 +392,14 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       std::lock_guard lock(mutex);
       subscriptions.push_back(sub);
     }
+    // How often NATS delivers a job of this tag at most: a job handed back
+    // while every thread is held costs one of those deliveries (take()).
+    std::int64_t max_deliver = -1;  // unknown: no limit assumed
+    jsConsumerInfo* ci = nullptr;
+    if (natsSubscription_GetConsumerInfo(&ci, sub, nullptr, &jerr) == NATS_OK) {
+      max_deliver = ci->Config->MaxDeliver;
+      jsConsumerInfo_Destroy(ci);
+    }
     for (;;) {
       bool short_poll = false;
       {
@@ -403,10 +412,13 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         // Nor while every engine thread is held by a body its run gave up
         // on: a run taken then would wait for a thread while another worker
         // may be idle. The supervisor wakes this once one returns.
-        changed.wait(lock, [&] {
+        // Looked at again every kHeldLook: a held thread's return is
+        // sampled by the supervisor, which could miss a short hold.
+        while (!changed.wait_for(lock, kHeldLook, [&] {
           return !fetching || (serving == ticket && active.size() + polling < options.slots &&
                                !threads_all_held());
-        });
+        })) {
+        }
         if (!fetching) break;
         // More tags than free slots: some tag waits (now or soon) for this
         // one, so a short poll, and turns come round in a quarter second
@@ -443,14 +455,8 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       if (m != nullptr && draining) {
         natsMsg_Nak(m, nullptr);  // it came as we began to drain: another worker takes it now
         natsMsg_Destroy(m);
-      } else if (m != nullptr && threads_all_held()) {
-        // Asked for before every thread was held (a poll was on its way as a
-        // deaf body's run ended): another worker takes it now, or this one
-        // once a thread is free.
-        natsMsg_Nak(m, nullptr);
-        natsMsg_Destroy(m);
       } else if (m != nullptr) {
-        take(m, tag);  // the run is active (or settled) before the slot is given back
+        take(m, tag, max_deliver);  // the run is active (or settled) before the slot is given back
       }
       std::unique_lock lock(mutex);
       --polling;
@@ -465,7 +471,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
   }
 
   // One delivered job: claim it, then start it; or settle it at once.
-  void take(natsMsg* m, const std::string& tag) {
+  void take(natsMsg* m, const std::string& tag, std::int64_t max_deliver) {
     jsMsgMetaData* meta = nullptr;
     std::int64_t attempt = 1;
     if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
@@ -487,6 +493,18 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       return;
     }
     if (adopt_redelivery(job.run_id, m)) return;
+    if (threads_all_held() && (max_deliver <= 0 || attempt < max_deliver - 1)) {
+      // Asked for before every thread was held (a poll on its way as a deaf
+      // body's run ended): handed back unclaimed, for another worker, or
+      // this one in a second. Not on its last deliveries: it would be given
+      // up without having run; it is taken and waits for a thread here.
+      natsMsg_NakWithDelay(m, 1000, nullptr);
+      natsMsg_Destroy(m);
+      cluster::log(cluster::LogLevel::info,
+                   "worker: handed a job back unclaimed: every engine thread is held",
+                   {{"run_id", job.run_id}, {"delivery", attempt}});
+      return;
+    }
     cluster::Owner me{options.worker_id, instance, attempt};
     std::optional<cluster::RunRecord> claimed;
     try {

@@ -149,9 +149,20 @@ class Router {
   // Told of every request handle() answers: the request, the answer, the
   // route's pattern ("" for no route), who called (empty when the guard
   // refused or no route matched) and the time taken. Set before serving.
+  // The server tells it of what it answers itself too (observed()): an
+  // event stream once it ends (200 once its headers went out; the time is
+  // the stream's), a stream or large body refused (503, 413, the guard's
+  // answer) under its route, and a request refused before any route was
+  // looked at (not HTTP, headers too large, framing RFC 9112 refuses)
+  // under kUnrouted, with an empty request when none could be read.
   using Observer = std::function<void(const Request&, const Response&, const std::string& route,
                                       const Caller& caller, double seconds)>;
   void observe(Observer observer) { observer_ = std::move(observer); }
+  void observed(const Request& request, const Response& response, const std::string& route,
+                const Caller& caller, double seconds) const {
+    if (observer_) observer_(request, response, route, caller, seconds);
+  }
+  static constexpr const char* kUnrouted = "(refused before routing)";
 
  private:
   Response answer(const Request& request, const std::string& address, std::string& route,

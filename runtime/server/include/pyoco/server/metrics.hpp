@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,8 +31,9 @@ class Metrics {
   // A task's end: pyoco_task_duration_seconds{task} (the task, e.g. std/echo).
   void task_done(std::string_view task, double seconds);
   // A request served: pyoco_http_requests_total{route,code} and
-  // pyoco_http_request_duration_seconds{route}.
-  void http_request(std::string_view route, unsigned code, double seconds);
+  // pyoco_http_request_duration_seconds{route}; an event stream (which
+  // lasts as long as what it follows) in the count only.
+  void http_request(std::string_view route, unsigned code, std::optional<double> seconds);
 
   // Values the scrape reads from elsewhere (NATS, the registry, the index).
   struct Gauges {
