@@ -771,6 +771,28 @@ BOOST_AUTO_TEST_CASE(a_watch_skips_the_events_of_an_attempt_older_than_one_it_se
   BOOST_TEST_REQUIRE((live.wait_for(30s) == std::future_status::ready), "the watch did not end");
   const std::vector<std::string> followed = live.get();
   BOOST_TEST(followed == expected, boost::test_tools::per_element());
+
+  // `pyoco client watch` says where attempt 2 begins: two start lines
+  // alone read as one run starting twice.
+  const std::string again_id = s.submit(R"({"flow_name": "nobody_runs_it"})");
+  for (int attempt : {1, 2}) {
+    const std::string body =
+        R"({"kind":"run_start","run_id":")" + again_id +
+        R"(","flow":"again","seq":1,"ts":"2026-12-02T10:00:00Z","run_attempt":)" +
+        std::to_string(attempt) + "}";
+    const std::string subject = "pyoco.ev." + again_id + ".run";
+    BOOST_TEST_REQUIRE(js_Publish(nullptr, c.handles().js, subject.c_str(), body.data(),
+                                  static_cast<int>(body.size()), nullptr, nullptr) == NATS_OK);
+  }
+  BOOST_TEST_REQUIRE(s.call(http::verb::post, "/runs/" + again_id + "/cancel").status == 200u);
+  const ProcessResult watched = s.client({"watch", again_id});
+  const std::string start = "INFO pyoco start flow=again run_id=" + again_id + "\n";
+  BOOST_TEST(watched.out.find(start +
+                              "WARN pyoco attempt=2 the run starts again from the "
+                              "beginning (attempt 1's worker stopped, was drained or "
+                              "lost the run)\n" +
+                              start) != std::string::npos,
+             watched.out);
 }
 
 // Many watches of running runs at once share the gateway's one

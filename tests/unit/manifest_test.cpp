@@ -131,6 +131,9 @@ BOOST_AUTO_TEST_CASE(errors_name_file_line_and_key) {
       {"[other]\n", 1, "other", "unknown key"},
       // toml++ recursed once per part: a 100 KB header overflowed the stack
       {"[" + repeat("a.", 49999) + "a]\n", 1, "", "more than 128 parts: nested too deep"},
+      // toml++'s own limit, said without the name of its build setting
+      {"x = " + repeat("[", 300) + repeat("]", 300) + "\n", 1, "",
+       "exceeded maximum nested value depth of 256"},
   };
   for (const Case& c : cases) {
     const ManifestError e = error_for(c.toml);
@@ -138,6 +141,7 @@ BOOST_AUTO_TEST_CASE(errors_name_file_line_and_key) {
       BOOST_TEST(e.line() == c.line);
       BOOST_TEST(e.key() == c.key);
       BOOST_TEST(e.problem().find(c.problem) != std::string::npos);
+      BOOST_TEST(e.problem().find("TOML_") == std::string::npos);
       BOOST_TEST(std::string(e.what()).find("plugin.toml:" + std::to_string(c.line) + ": ") !=
                  std::string::npos);
     }

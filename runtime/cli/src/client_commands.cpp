@@ -176,6 +176,16 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
 
 // Follows the run's events until its end, printing its trace as `pyoco run`
 // prints a local one (unless `quiet`). Returns its final status.
+// Said before the start line of a run's attempt 2 and later.
+std::string attempt_line(trace::TraceFormat format, std::int64_t attempt) {
+  const std::string n = std::to_string(attempt);
+  const std::string why = "the run starts again from the beginning (attempt " +
+                          std::to_string(attempt - 1) +
+                          "'s worker stopped, was drained or lost the run)";
+  return format == trace::TraceFormat::Cute ? "🔁 attempt " + n + ": " + why
+                                            : "WARN pyoco attempt=" + n + " " + why;
+}
+
 std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet, bool reached) {
   const char* cute = std::getenv("PYOCO_CUTE");
   const trace::TraceFormat format =
@@ -203,6 +213,13 @@ std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet
     } else if (format == trace::TraceFormat::Json) {
       std::cout << text << std::endl;
     } else {
+      if (event->kind == trace::EventKind::RunStart) {
+        // Another attempt: a start line alone would read as the same run
+        // starting twice.
+        const json::value* n = v.if_contains("run_attempt");
+        const std::int64_t attempt = n != nullptr && n->is_int64() ? n->as_int64() : 1;
+        if (attempt > 1) std::cout << attempt_line(format, attempt) << std::endl;
+      }
       std::vector<trace::PlannedNode> planned;
       const std::string line = trace::format_event(format, event->view(planned));
       if (!line.empty()) std::cout << line << std::endl;

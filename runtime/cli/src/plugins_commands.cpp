@@ -315,7 +315,7 @@ int lint(const LintCliOptions& o) {
   }
 
   for (const auto& r : results) {
-    std::cout << (r.name.empty() ? "?" : printable(r.name))
+    std::cout << (r.name.empty() ? "(name unknown)" : printable(r.name))
               << (r.version.empty() ? "" : " " + printable(r.version)) << "  "
               << printable(r.dir.string()) << '\n';
     if (r.count(plugins::Severity::Error) + r.count(plugins::Severity::Warning) == 0) {

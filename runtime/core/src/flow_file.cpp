@@ -1124,7 +1124,7 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
       root = read_toml(file, toml::parse(text, file), reading);
     } catch (const toml::parse_error& e) {
       throw FlowError(SourceLocation{file, e.source().begin.line, e.source().begin.column},
-                      "not valid TOML: " + std::string(e.description()));
+                      "not valid TOML: " + toml_error_text(e.description()));
     }
   } else {
     YamlReader reader(file, text);

@@ -43,4 +43,14 @@ TextPosition find_overlong_toml_key(std::string_view text, std::size_t max_parts
   return {};
 }
 
+std::string toml_error_text(std::string_view description) {
+  const std::size_t open = description.rfind(" (TOML_");
+  if (open != std::string_view::npos && description.ends_with(")") &&
+      description.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789", open + 2) ==
+          description.size() - 1) {
+    description = description.substr(0, open);
+  }
+  return std::string(description);
+}
+
 }  // namespace pyoco::core

@@ -138,7 +138,7 @@ Manifest parse_manifest(std::string_view text, const std::filesystem::path& file
   try {
     root = toml::parse(text, m.file.string());
   } catch (const toml::parse_error& e) {
-    r.fail(e.source().begin.line, "", "not valid TOML: " + std::string(e.description()));
+    r.fail(e.source().begin.line, "", "not valid TOML: " + core::toml_error_text(e.description()));
   }
 
   r.only_keys(root, "", {"plugin", "tasks"});

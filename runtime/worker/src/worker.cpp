@@ -1074,8 +1074,13 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       cluster::log(cluster::LogLevel::info, "worker: handed back",
                    {{"run_id", id}, {"to", "another worker, after 3 s"}});
     } else {
-      cluster::log(cluster::LogLevel::info, "worker: given up",
-                   {{"run_id", id}, {"status", core::to_string(status)}});
+      // Not the run's end: it was stopped here because this worker no
+      // longer holds it (its lease ran out, or its end could not be
+      // written); its record is the next owner's to write.
+      cluster::log(cluster::LogLevel::info,
+                   "worker: given up (stopped here; the run's record is left to whoever holds "
+                   "it next)",
+                   {{"run_id", id}, {"stopped_here_as", core::to_string(status)}});
     }
     publisher->forget(id);
     std::unique_ptr<Active> gone;  // its run (and a plugin's destroy()) ends outside the lock

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace pyoco::core {
@@ -24,5 +25,10 @@ struct TextPosition {
 // the text once and allocates nothing.
 TextPosition find_overlong_toml_key(std::string_view text,
                                     std::size_t max_parts = kMaxTomlKeyParts);
+
+// The parser's description of an error, as a user is shown it: without the
+// name of the build setting some messages end with ("... depth of 256
+// (TOML_MAX_NESTED_VALUES)"), which means nothing to whoever wrote the file.
+std::string toml_error_text(std::string_view description);
 
 }  // namespace pyoco::core
