@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <map>
@@ -795,6 +796,84 @@ BOOST_AUTO_TEST_CASE(a_watch_skips_the_events_of_an_attempt_older_than_one_it_se
              watched.out);
 }
 
+// A watch whose client stopped reading falls behind (past the 10,000 events
+// a watch may hold) and comes back through the gateway's one subscription:
+// what it missed is read by message gets from where it was, not by a
+// consumer of its own. Sixty of those on the gateway's connection made NATS
+// cut it off as a slow consumer, losing what was on its way to every one
+// of them, and held 1.7 GB. Every event still comes, in order, once.
+BOOST_AUTO_TEST_CASE(a_watch_that_fell_behind_comes_back_through_the_hub_missing_nothing) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  cluster::Connection c({.servers = {nats.url()}});
+  const auto consumers = [&] {
+    jsConsumerNamesList* names = nullptr;
+    BOOST_REQUIRE(js_ConsumerNames(&names, c.handles().js, "PYOCO_EVENTS", nullptr, nullptr) ==
+                  NATS_OK);
+    const int n = names->Count;
+    jsConsumerNamesList_Destroy(names);
+    return n;
+  };
+  const std::string id = s.submit(R"({"flow_name": "nobody_runs_it"})");
+  constexpr int kEvents = 15000;  // 15 MB: past the socket's buffers and the watch's 10,000
+  Gate published;
+  std::atomic<bool> opened{false};
+  std::vector<std::uint64_t> ids;
+  std::vector<int> numbers;
+  auto watch = std::async(std::launch::async, [&] {
+    server::http_stream({s.url}, "/runs/" + id + "/watch", "", [&](const auto& e) {
+      if (e.event == "snapshot") {
+        opened.store(true);
+        published.wait(120s);  // reads nothing until every event is stored
+        return true;
+      }
+      ids.push_back(std::stoull(e.id));
+      const json::object v = json::parse(e.data).as_object();
+      if (const json::value* n = v.if_contains("node")) {
+        numbers.push_back(std::stoi(std::string(n->as_string()).substr(1)));
+      }
+      return v.at("kind").as_string() != "run_end";
+    });
+  });
+  BOOST_TEST_REQUIRE(eventually([&] { return opened.load(); }));
+  const int before = consumers();  // the gateway's own (its hub, its feeds)
+  const std::string pad(1000, 'x');
+  for (int i = 0; i < kEvents; ++i) {
+    const std::string body = R"({"kind":"log","run_id":")" + id + R"(","node":"n)" +
+                             std::to_string(i) + R"(","message":")" + pad + R"(","seq":)" +
+                             std::to_string(i + 1) + R"(,"ts":"2026-12-02T10:00:00Z"})";
+    const std::string subject = "pyoco.ev." + id + ".log";
+    BOOST_TEST_REQUIRE(js_Publish(nullptr, c.handles().js, subject.c_str(), body.data(),
+                                  static_cast<int>(body.size()), nullptr, nullptr) == NATS_OK);
+  }
+  BOOST_TEST_REQUIRE(s.call(http::verb::post, "/runs/" + id + "/cancel").status == 200u);
+  // While it reads what it missed, no consumer is made for it.
+  std::atomic<bool> reading{true};
+  std::atomic<int> most{before};
+  std::thread counting([&] {
+    while (reading.load()) {
+      most.store(std::max(most.load(), consumers()));
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  published.open();
+  const bool ended = watch.wait_for(120s) == std::future_status::ready;
+  reading.store(false);
+  counting.join();
+  BOOST_TEST_REQUIRE(ended, "the watch did not end");
+  watch.get();
+  BOOST_TEST(most.load() == before);
+  BOOST_TEST_REQUIRE(numbers.size() == static_cast<std::size_t>(kEvents));
+  for (int i = 0; i < kEvents; ++i) {
+    if (numbers[i] != i) {
+      BOOST_TEST(numbers[i] == i, "event " << i);
+      break;
+    }
+  }
+  BOOST_TEST(std::is_sorted(ids.begin(), ids.end()));
+  BOOST_TEST((std::adjacent_find(ids.begin(), ids.end()) == ids.end()));  // no event twice
+}
+
 // Many watches of running runs at once share the gateway's one
 // subscription to every run's events: no consumer per watch (nats-server
 // makes a connection's consumers one after another, each a scan of the
@@ -936,6 +1015,10 @@ BOOST_AUTO_TEST_CASE(workers_are_listed_hidden_and_their_end_shown) {
   BOOST_TEST(s.call(http::verb::patch, "/workers/nobody", R"({"hidden": true})").status == 404u);
   BOOST_TEST(s.call(http::verb::patch, "/workers/w1", R"({"hidden": "yes"})").status == 422u);
   BOOST_TEST(s.call(http::verb::get, "/workers?state=SLEEPING").status == 422u);
+  // Any case, as a run's status in GET /runs.
+  const json::value running_lower =
+      json::parse(s.call(http::verb::get, "/workers?state=running").body);
+  BOOST_TEST(running_lower.as_array().size() == 1u, running_lower);
 
   s.call(http::verb::post, "/runs/" + run + "/cancel");
   w1->send_signal(SIGTERM);

@@ -444,6 +444,23 @@ const std::vector<Case>& cases() {
        {"worker", "--plugin-sync-interval", "1e300"},
        2,
        "--plugin-sync-interval: must be between 0.05 and 3600 seconds"},
+      // A thread each: 100000 failed with only "Resource temporarily
+      // unavailable" (and left a worker record); 0 was the cores, silently.
+      {"worker --jobs 100000",
+       [](const fs::path&) {},
+       {"worker", "--jobs", "100000"},
+       2,
+       "--jobs: expected a whole number from 1 to 1024"},
+      {"worker --jobs 0",
+       [](const fs::path&) {},
+       {"worker", "--jobs", "0"},
+       2,
+       "--jobs: expected a whole number from 1 to 1024"},
+      {"server --jobs 0",
+       [](const fs::path&) {},
+       {"server", "--with-worker", "--jobs", "0"},
+       2,
+       "--jobs: expected a whole number from 1 to 1024"},
       // The engine saw infinity where the history recorded null.
       {"a param too large for a double",
        [](const fs::path& d) { write(d / "f.yaml", kEchoFlow); },

@@ -450,7 +450,9 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
         std::cout << json::serialize(v) << '\n';
         return kExitOk;
       }
-      Table t({"WORKER", "STATE", "TAGS", "SLOTS", "RUNNING", "SEEN", "HIDDEN"});
+      // HELD: threads held by bodies their run gave up on, of --jobs (a
+      // worker they all hold is STALLED); "-" for a worker that says not.
+      Table t({"WORKER", "STATE", "TAGS", "SLOTS", "RUNNING", "HELD", "SEEN", "HIDDEN"});
       const double now =
           std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
               .count();
@@ -461,9 +463,16 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
           tags += (tags.empty() ? "" : ",") + std::string(tag.as_string());
         }
         const double seen = o.at("heartbeat_at").to_number<double>();
+        const json::value* held = o.if_contains("held_threads");
+        const json::value* jobs = o.if_contains("jobs");
+        const std::string held_text =
+            held != nullptr && jobs != nullptr && held->is_number() && jobs->is_number()
+                ? std::to_string(held->to_number<std::int64_t>()) + "/" +
+                      std::to_string(jobs->to_number<std::int64_t>())
+                : "-";
         t.add({std::string(o.at("worker_id").as_string()), std::string(o.at("state").as_string()),
                tags, std::to_string(o.at("slots").to_number<std::int64_t>()),
-               std::to_string(o.at("running").as_array().size()),
+               std::to_string(o.at("running").as_array().size()), held_text,
                std::to_string(static_cast<std::int64_t>(now - seen)) + " s ago",
                o.at("hidden").as_bool() ? "yes" : ""});
       }

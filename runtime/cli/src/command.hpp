@@ -30,6 +30,16 @@ inline CLI::Validator whole_number_in(unsigned long min, unsigned long max,
       "N in " + std::to_string(min) + ".." + std::to_string(max));
 }
 
+// --jobs of `pyoco run`, `worker` and `server --with-worker`: a thread
+// each, so more than a machine could use is a typo, not a wish (100000000
+// made threads until the process could make no more).
+inline constexpr unsigned long kMaxJobs = 1024;
+inline CLI::Validator jobs_option() {
+  return whole_number_in(1, kMaxJobs,
+                         "task bodies at once, a thread each; async tasks hold none while they "
+                         "wait");
+}
+
 // The one check of an option given in seconds (a float): the whole text a
 // number, finite, and from `min` (or, with `above_min`, more than it) to
 // `max`. CLI11 alone takes "nan", "1e300" and "-1": durations that wrap

@@ -680,17 +680,12 @@ int guarded(const char* command, const std::string& flow_file, F&& body) {
 
 }  // namespace
 
-constexpr unsigned long kMaxJobs = 1024;
-
 void add_flow_commands(CLI::App& app, CommandTable& table) {
   auto run = std::make_shared<RunOptionsCli>();
   CLI::App* run_cmd = app.add_subcommand("run", "Run a flow file and print its trace");
   run->flow.attach(run_cmd, true);
-  // A thread each: more than a machine could use is a typo, not a wish
-  // (100000000 made threads until the process could make no more).
   run_cmd->add_option("-j,--jobs", run->jobs, "Tasks run at once (default: hardware threads)")
-      ->check(whole_number_in(
-          1, kMaxJobs, "tasks run at once, a thread each; async tasks hold none while they wait"));
+      ->check(jobs_option());
   run_cmd->add_flag("--non-cute", run->non_cute, "Plain trace lines (also PYOCO_CUTE=0)");
   run_cmd->add_flag("--cute", run->cute, "Cute trace lines even when stdout is not a terminal");
   run_cmd

@@ -227,7 +227,8 @@ void add_server_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("--tags", a->tags, "The tags to make consumers for (and the worker's)")
       ->delimiter(',');
   cmd->add_option("--slots", a->slots, "With --with-worker: runs at once (default 1)");
-  cmd->add_option("-j,--jobs", a->jobs, "With --with-worker: task bodies at once");
+  cmd->add_option("-j,--jobs", a->jobs, "With --with-worker: task bodies at once")
+      ->check(jobs_option());
   cmd->add_option("--flows", a->flows, "With --with-worker: where runs named by flow are found")
       ->type_name("DIR");
   cmd->add_option("--worker-id", a->worker_id,

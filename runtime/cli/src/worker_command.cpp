@@ -179,7 +179,8 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
       ->delimiter(',')
       ->type_name("TAG[,TAG]");
   cmd->add_option("--slots", a->slots, "Runs at once (default 1)")->check(CLI::Range(1, 1024));
-  cmd->add_option("-j,--jobs", a->jobs, "Task bodies at once, all runs together (default: cores)");
+  cmd->add_option("-j,--jobs", a->jobs, "Task bodies at once, all runs together (default: cores)")
+      ->check(jobs_option());
   cmd->add_option("--worker-id", a->worker_id, "This worker's name (default: the host name)");
   cmd->add_option("--flows", a->flows, "Where runs submitted by flow name are found (NAME.yaml)")
       ->type_name("DIR");

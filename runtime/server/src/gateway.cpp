@@ -497,9 +497,7 @@ class Gateway {
     if (!caller.any_tenant) q.tenant = caller.tenant;
     // A status is one a run can have, in any case: a misspelt one is an
     // error, not an empty list.
-    q.status = query_value(req.target(), "status");
-    std::transform(q.status.begin(), q.status.end(), q.status.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    q.status = upper_case(query_value(req.target(), "status"));
     if (!q.status.empty() && !core::run_status_from(q.status)) {
       unprocessable("status: one of PENDING, RUNNING, COMPLETED, FAILED, CANCELLING, CANCELLED");
     }
@@ -552,8 +550,16 @@ class Gateway {
     return json_response(200, out);
   }
 
+  // A state or status in a query, in any case, as it is compared.
+  static std::string upper_case(std::string text) {
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    return text;
+  }
+
   Response workers(const Request& req, const Caller& caller) const {
-    const std::string state = query_value(req.target(), "state");
+    // Any case, as a run's status in GET /runs.
+    const std::string state = upper_case(query_value(req.target(), "state"));
     const auto& states = cluster::kWorkerStates;
     if (!state.empty() && std::find(states.begin(), states.end(), state) == states.end()) {
       std::string allowed;
@@ -771,10 +777,28 @@ class Gateway {
     };
     std::uint64_t last = after;
     if (const std::optional<std::uint64_t> first = index_.first_event(id)) {
-      if (const std::unique_ptr<EventHub::Watch> live = hub_.watch(id)) {
+      // A watch that lost events (it fell behind, NATS reconnected) comes
+      // back through the hub: what it missed is read by message gets from
+      // where it was, one at a time, so a slow client holds one event and
+      // no consumer of its own (many consumers on the gateway's connection
+      // made NATS cut it off as a slow consumer, and what it had pushed was
+      // lost to every one of them).
+      auto pause = std::chrono::milliseconds(250);
+      while (!out.stopping()) {
+        const std::unique_ptr<EventHub::Watch> live = hub_.watch(id);
+        if (!live) break;
+        const std::uint64_t before = last;
         if (through_hub(out, *live, subject, *first, last, until_run_end) == Followed::ended) {
           return;
         }
+        if (last != before) {
+          pause = std::chrono::milliseconds(250);
+          continue;
+        }
+        // Nothing got through (NATS away): not again at once.
+        if (!out.comment("waiting for NATS")) return;
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(4000));
       }
     }
     // Its events come after its submission: looked for from then (less a
@@ -943,14 +967,23 @@ class Gateway {
         continue;
       }
       pause = std::chrono::milliseconds(250);
+      // What a client reading slowly leaves in cnats's queue is bounded: past
+      // it cnats drops events, which deliver() sees as a gap.
+      natsSubscription_SetPendingLimits(sub, 10000, 8 << 20);
       if (deliver(out, sub, last, choose) == Followed::ended) return;
     }
   }
 
   // One subscription's events to the client, `last` kept as the last
-  // sequence sent or skipped; `broken` when NATS stopped delivering.
+  // sequence sent or skipped; `broken` when NATS stopped delivering, or
+  // when an event did not come: the consumer's own sequence skipped one
+  // (NATS cut the connection off as a slow consumer with events on their
+  // way, or cnats dropped some past its pending limits). Its consumer,
+  // AckNone, counts those as delivered: without the check they were lost
+  // without a word. The caller follows again from `last`.
   template <class Choose>
   Followed deliver(EventStream& out, natsSubscription* sub, std::uint64_t& last, Choose& choose) {
+    std::uint64_t next_delivery = 1;  // the consumer's sequence of the next event
     auto idle = std::chrono::steady_clock::now();
     while (!out.stopping()) {
       natsMsg* m = nullptr;
@@ -964,11 +997,19 @@ class Gateway {
       }
       if (s != NATS_OK) return Followed::broken;
       jsMsgMetaData* meta = nullptr;
-      std::uint64_t seq = 0;
+      std::uint64_t seq = 0, delivery = 0;
       if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
         seq = meta->Sequence.Stream;
+        delivery = meta->Sequence.Consumer;
         jsMsgMetaData_Destroy(meta);
       }
+      if (delivery != 0 && delivery != next_delivery) {
+        natsMsg_Destroy(m);
+        cluster::log(cluster::LogLevel::info, "gateway: a watch missed events; following again",
+                     {{"after", last}});
+        return Followed::broken;
+      }
+      ++next_delivery;
       const std::string subj = natsMsg_GetSubject(m);
       const std::string data(natsMsg_GetData(m),
                              static_cast<std::size_t>(natsMsg_GetDataLength(m)));
