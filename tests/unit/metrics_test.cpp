@@ -77,7 +77,7 @@ BOOST_AUTO_TEST_CASE(gauges_and_requests_are_rendered) {
   Metrics m;
   m.http_request("/runs/{id}", 200, 0.002);
   m.http_request("/runs/{id}", 404, 0.001);
-  m.http_request("/runs/{id}/events", 200, std::nullopt);  // a stream: counted, not timed
+  m.http_request("/runs/{id}/watch", 200, std::nullopt);  // a stream: counted, not timed
   Metrics::Gauges g;
   g.runs_in_progress = 3;
   g.queue_pending = {{"default", 7}, {"gpu", 0}};
@@ -92,8 +92,8 @@ BOOST_AUTO_TEST_CASE(gauges_and_requests_are_rendered) {
   BOOST_TEST(has_line(text, "pyoco_http_requests_total{route=\"/runs/{id}\",code=\"404\"} 1"));
   BOOST_TEST(has_line(text, "pyoco_http_request_duration_seconds_count{route=\"/runs/{id}\"} 2"));
   BOOST_TEST(
-      has_line(text, "pyoco_http_requests_total{route=\"/runs/{id}/events\",code=\"200\"} 1"));
-  BOOST_TEST(text.find("pyoco_http_request_duration_seconds_count{route=\"/runs/{id}/events\"}") ==
+      has_line(text, "pyoco_http_requests_total{route=\"/runs/{id}/watch\",code=\"200\"} 1"));
+  BOOST_TEST(text.find("pyoco_http_request_duration_seconds_count{route=\"/runs/{id}/watch\"}") ==
              std::string::npos);
   BOOST_TEST(text.find("pyoco_build_info{version=\"") != std::string::npos);
 }

@@ -174,18 +174,18 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
   }
 }
 
-// Follows the run's events until its end, printing its trace as `pyoco run`
-// prints a local one (unless `quiet`). Returns its final status.
-// Said before the start line of a run's attempt 2 and later.
-std::string attempt_line(trace::TraceFormat format, std::int64_t attempt) {
+// Said before the start line of a later attempt than one already shown.
+std::string attempt_line(trace::TraceFormat format, std::int64_t attempt, std::int64_t before) {
   const std::string n = std::to_string(attempt);
   const std::string why = "the run starts again from the beginning (attempt " +
-                          std::to_string(attempt - 1) +
+                          std::to_string(before) +
                           "'s worker stopped, was drained or lost the run)";
   return format == trace::TraceFormat::Cute ? "🔁 attempt " + n + ": " + why
                                             : "WARN pyoco attempt=" + n + " " + why;
 }
 
+// Follows the run's events until its end, printing its trace as `pyoco run`
+// prints a local one (unless `quiet`). Returns its final status.
 std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet, bool reached) {
   const char* cute = std::getenv("PYOCO_CUTE");
   const trace::TraceFormat format =
@@ -199,6 +199,7 @@ std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet
   // carry the name the run was submitted under, which may differ
   // (docs/cluster.md).
   std::string started_flow;
+  std::int64_t started_attempt = 0;  // of the last start line printed; 0: none
   follow_watch(a, id, "", reached, [&](const json::object& v, const std::string& text) {
     auto event = trace::event_from_json(v);
     if (!event) return true;
@@ -216,9 +217,14 @@ std::string follow_events(const ClientArgs& a, const std::string& id, bool quiet
       if (event->kind == trace::EventKind::RunStart) {
         // Another attempt: a start line alone would read as the same run
         // starting twice.
+        // Only after a start this watch printed: a delivery handed back
+        // before it started counts as an attempt too.
         const json::value* n = v.if_contains("run_attempt");
         const std::int64_t attempt = n != nullptr && n->is_int64() ? n->as_int64() : 1;
-        if (attempt > 1) std::cout << attempt_line(format, attempt) << std::endl;
+        if (started_attempt > 0 && attempt > started_attempt) {
+          std::cout << attempt_line(format, attempt, started_attempt) << std::endl;
+        }
+        started_attempt = attempt;
       }
       std::vector<trace::PlannedNode> planned;
       const std::string line = trace::format_event(format, event->view(planned));
@@ -466,9 +472,8 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
         const json::value* held = o.if_contains("held_threads");
         const json::value* jobs = o.if_contains("jobs");
         const std::string held_text =
-            held != nullptr && jobs != nullptr && held->is_number() && jobs->is_number()
-                ? std::to_string(held->to_number<std::int64_t>()) + "/" +
-                      std::to_string(jobs->to_number<std::int64_t>())
+            held != nullptr && jobs != nullptr && held->is_int64() && jobs->is_int64()
+                ? std::to_string(held->as_int64()) + "/" + std::to_string(jobs->as_int64())
                 : "-";
         t.add({std::string(o.at("worker_id").as_string()), std::string(o.at("state").as_string()),
                tags, std::to_string(o.at("slots").to_number<std::int64_t>()),

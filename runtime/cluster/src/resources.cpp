@@ -337,7 +337,7 @@ class Resources {
     const std::string filter = "pyoco.work." + tag;
     const auto ack_wait = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ack_wait);
     return consumer("PYOCO_WORK", kWorkersPrefix + tag, "the workers of tag " + tag, filter.c_str(),
-                    ack_wait.count(), 5);
+                    ack_wait.count(), kWorkMaxDeliver);
   }
 
   ResourceState metrics_consumer(const MetricsFeed& feed) {

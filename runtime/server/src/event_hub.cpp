@@ -20,6 +20,10 @@ struct EventHub::Watch::Shared {
   std::size_t queued_bytes = 0;  // of every watch's queue_
 
   std::uint64_t reconnects_then = 0;  // the connection's reconnects when `sub` was made
+  // When a resubscribe last failed (under `making`): watches asked for
+  // within a second of it are refused at once, not each after NATS's
+  // timeout one after another.
+  std::chrono::steady_clock::time_point failed_at{};
 
   // A reconnect may have lost the consumer (its server restarted): the
   // hub then counts as lost, rather than trust it to come back by itself.
@@ -194,7 +198,14 @@ std::unique_ptr<EventHub::Watch> EventHub::watch(const std::string& run_id) {
       std::lock_guard lock(h.mutex);
       live = h.live();
     }
-    if (!live && !h.resubscribe()) return nullptr;
+    if (!live) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - h.failed_at < std::chrono::seconds(1)) return nullptr;
+      if (!h.resubscribe()) {
+        h.failed_at = std::chrono::steady_clock::now();
+        return nullptr;
+      }
+    }
   }
   std::lock_guard lock(h.mutex);
   std::unique_ptr<Watch> w(new Watch(shared_, run_id, h.position));

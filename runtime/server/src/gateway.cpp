@@ -752,9 +752,10 @@ class Gateway {
   // after that sequence: no gap, no duplicate. What is stored when the
   // watch begins is read by message gets from the run's first event (the
   // index knows it), what comes after from the gateway's one subscription
-  // to every run's events: no consumer per watch. A run the index has not
-  // seen yet, or a watch that lost events (NATS away, a client reading too
-  // slowly), is followed by a consumer of its own from its last event.
+  // to every run's events: no consumer per watch. A watch that lost events
+  // (NATS away, a client reading too slowly) comes back the same way from
+  // its last event. Only a run the index has not seen yet is followed by a
+  // consumer of its own.
   void watch(const Request& req, const std::string& id, const Caller& caller, EventStream& out) {
     const cluster::RunRecord record = find(id, caller);  // 404 before anything is sent
     const std::uint64_t after = last_event_id(req).value_or(0);
@@ -784,18 +785,25 @@ class Gateway {
       // made NATS cut it off as a slow consumer, and what it had pushed was
       // lost to every one of them).
       auto pause = std::chrono::milliseconds(250);
-      while (!out.stopping()) {
+      for (bool again = false; !out.stopping(); again = true) {
         const std::unique_ptr<EventHub::Watch> live = hub_.watch(id);
-        if (!live) break;
         const std::uint64_t before = last;
-        if (through_hub(out, *live, subject, *first, last, until_run_end) == Followed::ended) {
-          return;
+        if (live) {
+          if (again) {
+            cluster::log(cluster::LogLevel::info,
+                         "gateway: a watch fell behind; reading what it missed from the stream",
+                         {{"run_id", id}, {"after", last}});
+          }
+          if (through_hub(out, *live, subject, *first, last, until_run_end) == Followed::ended) {
+            return;
+          }
         }
-        if (last != before) {
+        if (live && last != before) {
           pause = std::chrono::milliseconds(250);
           continue;
         }
-        // Nothing got through (NATS away): not again at once.
+        // Nothing got through (NATS away, the hub not to be had): not
+        // again at once.
         if (!out.comment("waiting for NATS")) return;
         std::this_thread::sleep_for(pause);
         pause = std::min(pause * 2, std::chrono::milliseconds(4000));
@@ -1003,13 +1011,13 @@ class Gateway {
         delivery = meta->Sequence.Consumer;
         jsMsgMetaData_Destroy(meta);
       }
-      if (delivery != 0 && delivery != next_delivery) {
+      if (delivery != 0 && next_delivery != 0 && delivery != next_delivery) {
         natsMsg_Destroy(m);
         cluster::log(cluster::LogLevel::info, "gateway: a watch missed events; following again",
                      {{"after", last}});
         return Followed::broken;
       }
-      ++next_delivery;
+      next_delivery = delivery == 0 ? 0 : delivery + 1;  // 0: not known, not checked
       const std::string subj = natsMsg_GetSubject(m);
       const std::string data(natsMsg_GetData(m),
                              static_cast<std::size_t>(natsMsg_GetDataLength(m)));

@@ -394,7 +394,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
     }
     // How often NATS delivers a job of this tag at most: a job handed back
     // while every thread is held costs one of those deliveries (take()).
-    std::int64_t max_deliver = -1;  // unknown: no limit assumed
+    std::int64_t max_deliver = cluster::kWorkMaxDeliver;  // should NATS not say
     jsConsumerInfo* ci = nullptr;
     if (natsSubscription_GetConsumerInfo(&ci, sub, nullptr, &jerr) == NATS_OK) {
       max_deliver = ci->Config->MaxDeliver;

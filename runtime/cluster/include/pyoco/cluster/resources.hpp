@@ -16,6 +16,10 @@ namespace pyoco::cluster {
 // another version, is not ours and is never changed.
 inline constexpr int kSchemaVersion = 1;
 
+// How often NATS delivers a job to the workers of its tag before it is the
+// reaper's (their consumer's MaxDeliver).
+inline constexpr int kWorkMaxDeliver = 5;
+
 struct ResourceOptions {
   int replicas = 1;                          // PYOCO_NATS_REPLICAS
   std::vector<std::string> tags{"default"};  // a workers' consumer per tag
