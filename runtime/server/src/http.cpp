@@ -972,6 +972,12 @@ struct HttpServer::Impl {
         server->router->observed(*request, *res, route->pattern, Caller(), 0);
         write(res, true);
       };
+      // stop() has taken the list to join: a thread started now would be
+      // joined by no one.
+      if (server->stopping.load()) {
+        refuse("this server is stopping; try again in 5 s");
+        return;
+      }
       if (streams.size() >= server->options.max_streams) {
         refuse("this server holds " + std::to_string(server->options.max_streams) +
                " event streams already; try again in 5 s");
