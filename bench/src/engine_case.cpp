@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -123,6 +124,8 @@ std::vector<RunTime> repeat(unsigned reps, const std::function<RunTime()>& once)
 json::object run_engine_case(const CaseOptions& o) {
   EngineOptions engine_options;
   engine_options.plugin_search_path = {o.plugin_dir};
+  if (const char* j = std::getenv("PYOCO_BENCH_JOBS"))
+    engine_options.jobs = static_cast<unsigned>(std::atoi(j));
   Engine engine(engine_options);  // once, for every run below
 
   // Warm up what every case pays once: the plugin's loading, the pool's

@@ -78,7 +78,8 @@ T read_state(const RunState& s, F f, const char* call) {
 
 std::vector<TaskRecord> RunState::records() const {
   return read_state<std::vector<TaskRecord>>(
-      *this, [this] { return records_; }, "tasks()");
+      *this, [this] { return std::vector<TaskRecord>(records_.begin(), records_.end()); },
+      "tasks()");
 }
 
 core::Value RunState::output(std::string_view node) const {

@@ -6,31 +6,28 @@ namespace pyoco {
 
 namespace {
 
-// Runs handlers of `ctx` until it stops. After a handler the thread keeps
-// looking for the next one for a short while (yielding the core to anyone
-// runnable) before it sleeps: waking a sleeping thread costs tens of
-// microseconds where a scheduling step costs one. An idle engine sleeps.
-// The clock is read, and whether `ctx` was stopped asked (under its
+// Runs handlers of `ctx` (control's) until it stops. After a handler the
+// thread keeps looking for the next one for a short while (yielding the
+// core to anyone runnable) before it sleeps: waking a sleeping thread costs
+// tens of microseconds where a scheduling step costs one. An idle engine
+// sleeps. The clock is read, and whether `ctx` was stopped asked (under its
 // mutex), only once nothing was found: a busy thread runs handler after
 // handler without either (a clock read costs ~25 ns on a KVM guest, and
-// every look under the pool's mutex is one the other threads wait for).
+// every look under the mutex is one the other threads wait for).
 //
-// A worker with no body to run also runs control's handlers (`help`),
-// while `helping` says so: a chain's next step is then decided on the
+// Workers (worker_loop) look the same way, and with no body to run they
+// also run control's handlers: a chain's next step is then decided on the
 // thread that just finished the last one, with no hand-off at all. Control
 // never depends on that help — its own thread serves it whenever the
 // workers are busy or blocked. Once shut down, a worker that returns late
 // from a body must not touch control, which shutdown() drains itself.
-void run_spinning(asio::io_context& ctx, asio::io_context* help = nullptr,
-                  const std::atomic<bool>* helping = nullptr) {
+void run_spinning(asio::io_context& ctx) {
   using clock = std::chrono::steady_clock;
   constexpr auto kSpin = std::chrono::microseconds(50);
   bool ran = true;  // since the last look at the clock
   clock::time_point idle_since;
   for (;;) {
-    if (ctx.poll_one() > 0 ||
-        (help != nullptr && (helping == nullptr || helping->load(std::memory_order_acquire)) &&
-         help->poll_one() > 0)) {
+    if (ctx.poll_one() > 0) {
       ran = true;
       continue;
     }
@@ -56,6 +53,8 @@ std::shared_ptr<Executors> Executors::start(unsigned jobs) {
   std::shared_ptr<Executors> e(new Executors());
   e->exited_ = std::make_unique<std::atomic<bool>[]>(jobs);
   e->busy_ = std::make_unique<BusyFlag[]>(jobs);
+  e->backlogs_ = std::make_unique<Backlog[]>(jobs);
+  e->workers_count_ = jobs;  // workers_ grows while the first ones already run
   e->running_workers_ = jobs;
   e->control_thread_ = std::thread([raw = e.get()] { run_spinning(raw->control_); });
   e->workers_.reserve(jobs);
@@ -68,15 +67,129 @@ std::shared_ptr<Executors> Executors::start(unsigned jobs) {
 }
 
 void Executors::run_worker(std::size_t index) {
-  continuation().busy = &busy_[index].flag;
-  run_spinning(work_, &control_, &accepting_);
+  continuation().busy = &busy_[index];
+  continuation().home = this;
+  continuation().backlog = &backlogs_[index];
+  worker_loop(index);
   continuation().busy = nullptr;
+  continuation().home = nullptr;
+  continuation().backlog = nullptr;
   exited_[index].store(true, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(exit_mutex_);
     --running_workers_;
   }
   exit_cv_.notify_all();
+}
+
+// run_spinning for a worker, with its backlog and the others': the pool
+// first (bodies control posted, in order), then its own backlog, then
+// control's handlers, then a stuck worker's backlog. It never sleeps while
+// a backlog holds a body: its owner may be inside a body that never ends,
+// and a sleeper would not see it.
+void Executors::worker_loop(std::size_t index) {
+  using clock = std::chrono::steady_clock;
+  constexpr auto kSpin = std::chrono::microseconds(50);
+  std::vector<Seen> seen(workers_count_);
+  bool ran = true;  // since the last look at the clock
+  clock::time_point idle_since;
+  for (;;) {
+    if (pooled_.load(std::memory_order_acquire) > 0 && work_.poll_one() > 0) {
+      ran = true;
+      continue;
+    }
+    if (Body body = backlogs_[index].pop()) {
+      run_queued(std::move(body));
+      ran = true;
+      continue;
+    }
+    if (accepting() && control_.poll_one() > 0) {
+      ran = true;
+      continue;
+    }
+    if (work_.stopped()) return;
+    if (ran) {
+      ran = false;
+      idle_since = clock::now();
+      sched_yield();
+      continue;
+    }
+    if (steal(index, seen)) {
+      ran = true;
+      continue;
+    }
+    if (clock::now() - idle_since < kSpin || any_backlog()) {
+      sched_yield();
+      continue;
+    }
+    // seq_cst, before the look at the backlogs: paired with post_work,
+    // which pushes then looks at sleepers_. A body pushed meanwhile is seen
+    // here, or its pusher wakes a sleeper.
+    sleepers_.fetch_add(1);
+    if (any_backlog()) {
+      sleepers_.fetch_sub(1);
+      continue;
+    }
+    work_.run_one();
+    sleepers_.fetch_sub(1);
+    ran = true;
+  }
+}
+
+void Executors::run_queued(Body body) {
+  queued_work_.fetch_sub(1, std::memory_order_acq_rel);
+  run_bodies(std::move(body));
+}
+
+bool Executors::steal(std::size_t self, std::vector<Seen>& seen) {
+  const auto now = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < workers_count_; ++i) {
+    if (i == self || backlogs_[i].empty()) continue;
+    const std::uint64_t progress = busy_[i].progress.load(std::memory_order_relaxed);
+    if (progress != seen[i].progress || seen[i].at == std::chrono::steady_clock::time_point{}) {
+      seen[i] = {progress, now};  // moving on: its backlog is its own
+      continue;
+    }
+    if (now - seen[i].at < kStealAfter) continue;
+    if (Body body = backlogs_[i].pop()) {
+      run_queued(std::move(body));
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Executors::any_backlog() const {
+  for (std::size_t i = 0; i < workers_count_; ++i) {
+    if (!backlogs_[i].empty()) return true;
+  }
+  return false;
+}
+
+void Executors::Backlog::push(Body b) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::size_t n = size_.load(std::memory_order_relaxed);
+  if (n == ring_.size()) {
+    // Full: unrolled into a ring twice the size, oldest first.
+    std::vector<Body> grown(std::max<std::size_t>(16, 2 * n));
+    for (std::size_t k = 0; k < n; ++k) grown[k] = std::move(ring_[(head_ + k) % n]);
+    ring_.swap(grown);
+    head_ = 0;
+  }
+  ring_[(head_ + n) % ring_.size()] = std::move(b);
+  size_.store(n + 1);  // seq_cst: see post_work
+}
+
+Executors::Body Executors::Backlog::pop() {
+  if (empty()) return {};
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::size_t n = size_.load(std::memory_order_relaxed);
+  if (n == 0) return {};
+  Body b = std::move(ring_[head_]);
+  ring_[head_] = nullptr;
+  head_ = (head_ + 1) % ring_.size();
+  size_.store(n - 1);
+  return b;
 }
 
 void Executors::shutdown(std::chrono::milliseconds grace) {
@@ -113,6 +226,12 @@ void Executors::shutdown(std::chrono::milliseconds grace) {
     if (all_joined) {
       work_.restart();
       ran = work_.poll() > 0 || ran;
+      for (std::size_t i = 0; i < workers_.size(); ++i) {
+        while (Body body = backlogs_[i].pop()) {
+          run_queued(std::move(body));
+          ran = true;
+        }
+      }
     }
   }
 }

@@ -40,23 +40,39 @@ class Executors : public std::enable_shared_from_this<Executors> {
   // worker runs right after its body (serial.hpp), the body is kept for
   // that worker to run next instead: a chain's next step starts on the
   // thread that finished the last one, its data still in that core's
-  // cache. With bodies waiting in the queue, that jumps them, so a worker
-  // does it for at most kJumpBudget from its first jump since it last
-  // took a body from the queue: bodies that short gain most from staying
-  // on one thread (handing one to another core costs more than running
-  // it), and each worker passes a waiting body over for at most that long
-  // plus one body (which may itself be long). Then it queues the next body
-  // behind the waiting ones and takes the oldest.
+  // cache. With bodies waiting, that jumps them, so a worker does it for at
+  // most kJumpBudget from its first jump since it last took a body from a
+  // queue: bodies that short gain most from staying on one thread (handing
+  // one to another core costs more than running it), and each worker
+  // passes a waiting body over for at most that long plus one body (which
+  // may itself be long). Then it queues the next body behind the waiting
+  // ones and takes the oldest.
+  //
+  // A body such a worker does not run next goes to its backlog, not to the
+  // pool: the worker runs it once it is free. Another worker takes it only
+  // once the owner has not begun a body for kStealAfter (it is inside a
+  // long one): short bodies stay on one core, where their run's state is,
+  // instead of two cores taking turns at the run's strand; bodies longer
+  // than that still run side by side, kStealAfter late at most.
   template <class F>
   void post_work(F&& f) {
     Continuation& c = continuation();
-    if (c.owner == this && !c.next &&
-        (queued_work_.load(std::memory_order_acquire) == 0 || may_jump(c))) {
-      c.next = std::forward<F>(f);
+    if (c.owner == this && c.home == this) {
+      if (!c.next && (queued_work_.load(std::memory_order_acquire) == 0 || may_jump(c))) {
+        c.next = std::forward<F>(f);
+        return;
+      }
+      queued_work_.fetch_add(1, std::memory_order_release);
+      c.backlog->push(Body(std::forward<F>(f)));
+      // seq_cst, after the push: paired with a worker going to sleep
+      // (worker_loop), which counts itself then looks at the backlogs.
+      if (sleepers_.load() > 0) wake_one();
       return;
     }
     queued_work_.fetch_add(1, std::memory_order_release);
+    pooled_.fetch_add(1, std::memory_order_release);
     asio::post(work_, [this, f = std::forward<F>(f)]() mutable {
+      pooled_.fetch_sub(1, std::memory_order_acq_rel);
       queued_work_.fetch_sub(1, std::memory_order_acq_rel);
       run_bodies(std::move(f));
     });
@@ -93,17 +109,56 @@ class Executors : public std::enable_shared_from_this<Executors> {
  private:
   Executors() = default;
   void run_worker(std::size_t index);
+  void worker_loop(std::size_t index);
+
+  using Body = core::SmallFunction<void()>;
+  // One worker's bodies waiting for it (see post_work): pushed by the
+  // worker, taken from the front by it or, once it is stuck in a body, by
+  // another. A ring, so that a steady flow of bodies allocates nothing.
+  class Backlog {
+   public:
+    void push(Body b);
+    Body pop();  // empty when there is none
+    bool empty() const { return size_.load() == 0; }
+
+   private:
+    std::mutex mutex_;
+    std::vector<Body> ring_;  // mutex_
+    std::size_t head_ = 0;    // mutex_
+    std::atomic<std::size_t> size_{0};
+  };
+  // Runs a body taken from a backlog (queued_work_ counted it).
+  void run_queued(Body body);
+  // An idle worker: takes the oldest body of a worker that has begun none
+  // for kStealAfter, if there is one. `seen`: per worker, its progress as
+  // this thread last saw it changing, and when.
+  struct Seen {
+    std::uint64_t progress = 0;
+    std::chrono::steady_clock::time_point at{};
+  };
+  bool steal(std::size_t self, std::vector<Seen>& seen);
+  bool any_backlog() const;
+  // A worker asleep in the pool wakes (and looks at the backlogs).
+  void wake_one() {
+    pooled_.fetch_add(1, std::memory_order_release);
+    asio::post(work_, [this] { pooled_.fetch_sub(1, std::memory_order_acq_rel); });
+  }
 
   static constexpr std::chrono::microseconds kJumpBudget{100};
+  static constexpr std::chrono::microseconds kStealAfter{20};
   // One per worker, on a cache line of its own: set by that worker alone
-  // (a plain store around its bodies), read only by busy_workers().
+  // (plain stores around its bodies); read by busy_workers() and by
+  // thieves (steal).
   struct alignas(64) BusyFlag {
     std::atomic<bool> flag{false};
+    std::atomic<std::uint64_t> progress{0};  // bodies it has begun
   };
   struct Continuation {
-    Executors* owner = nullptr;         // set while one of its workers runs bodies
-    std::atomic<bool>* busy = nullptr;  // this worker's BusyFlag (a worker thread only)
-    core::SmallFunction<void()> next;   // the body that worker runs next
+    Executors* owner = nullptr;        // set while one of its workers runs bodies
+    BusyFlag* busy = nullptr;          // this worker's (a worker thread only)
+    Executors* home = nullptr;         // whose worker this thread is, if any
+    Backlog* backlog = nullptr;        // this worker's (a worker thread only)
+    core::SmallFunction<void()> next;  // the body that worker runs next
     // When it first kept a body past waiting ones since it last took one
     // from the queue; zero: not since.
     std::chrono::steady_clock::time_point jumping_since{};
@@ -112,6 +167,11 @@ class Executors : public std::enable_shared_from_this<Executors> {
     const auto now = std::chrono::steady_clock::now();
     if (c.jumping_since == std::chrono::steady_clock::time_point{}) c.jumping_since = now;
     return now - c.jumping_since < kJumpBudget;
+  }
+  // Only this worker writes its count: a load and a store, no read-modify-write.
+  static void began(Continuation& c) {
+    c.busy->progress.store(c.busy->progress.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
   }
   static Continuation& continuation() {
     static thread_local Continuation c;
@@ -125,16 +185,20 @@ class Executors : public std::enable_shared_from_this<Executors> {
     const auto saved_since = c.jumping_since;
     c.owner = this;
     c.jumping_since = {};
-    const bool was_busy = c.busy != nullptr && c.busy->load(std::memory_order_relaxed);
-    if (c.busy != nullptr) c.busy->store(true, std::memory_order_relaxed);
+    const bool was_busy = c.busy != nullptr && c.busy->flag.load(std::memory_order_relaxed);
+    if (c.busy != nullptr) {
+      c.busy->flag.store(true, std::memory_order_relaxed);
+      began(c);
+    }
     body();
     while (c.next && accepting()) {
       core::SmallFunction<void()> next = std::move(c.next);
       c.next = nullptr;
+      if (c.busy != nullptr) began(c);
       next();
     }
     c.next = nullptr;
-    if (c.busy != nullptr) c.busy->store(was_busy, std::memory_order_relaxed);
+    if (c.busy != nullptr) c.busy->flag.store(was_busy, std::memory_order_relaxed);
     c.owner = saved;
     c.jumping_since = saved_since;
   }
@@ -147,12 +211,16 @@ class Executors : public std::enable_shared_from_this<Executors> {
   std::vector<std::thread> workers_;
   std::unique_ptr<std::atomic<bool>[]> exited_;
   std::unique_ptr<BusyFlag[]> busy_;
+  std::unique_ptr<Backlog[]> backlogs_;
+  std::size_t workers_count_ = 0;  // jobs: the size of busy_ and backlogs_
   std::mutex exit_mutex_;
   std::condition_variable exit_cv_;
   std::size_t running_workers_ = 0;
   bool shut_down_ = false;
   std::atomic<bool> accepting_{true};
-  std::atomic<std::int64_t> queued_work_{0};  // bodies waiting in work_
+  std::atomic<std::int64_t> queued_work_{0};  // bodies waiting in work_ or a backlog
+  std::atomic<std::int64_t> pooled_{0};       // handlers waiting in work_
+  std::atomic<unsigned> sleepers_{0};         // workers asleep in work_ (worker_loop)
   std::atomic<int> abandoned_bodies_{0};
 };
 

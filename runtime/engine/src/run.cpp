@@ -299,9 +299,11 @@ std::size_t RunState::add_record(NodeExec& n, const GraphNode& g) {
   return records_.size() - 1;
 }
 
-// A task or control node starts: one clock read for its duration and its record.
+// A task or control node starts: one clock read for its duration and its
+// record, or none when a node's end was just read and this start follows
+// from it (node_ended): a chain reads the clock once per task.
 void RunState::start_clock(NodeExec& n) {
-  const RunClock::Reading now = clock_.now();
+  const RunClock::Reading now = ended_at_ ? *ended_at_ : clock_.now();
   n.started = now.steady;
   TaskRecord& r = record(n);
   r.state = TaskState::Running;
@@ -309,7 +311,8 @@ void RunState::start_clock(NodeExec& n) {
 }
 
 void RunState::stop_clock(const NodeExec& n, TaskRecord& r) {
-  const RunClock::Reading now = clock_.now();
+  const RunClock::Reading now = ended_at_ ? *ended_at_ : clock_.now();
+  last_end_ = now;
   r.ended = now.wall;
   r.duration_ms = ms_between(n.started, now.steady);
 }
@@ -484,7 +487,7 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
   queued_bodies_.fetch_add(1);
   // Each callback below captures two pointers at most: they fit
   // core::SmallFunction's inline room, so a task's hand-offs allocate nothing.
-  executors_->post_work([self = shared_from_this(), a = std::move(a)]() {
+  executors_->post_work([self = shared_from_this(), a = std::move(a)]() mutable {
     self->queued_bodies_.fetch_sub(1);
     // Before `cancelled` is looked at (seq_cst): paired with abandon()'s
     // store of `cancelled` then compare-and-set of `body`.
@@ -505,9 +508,12 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
     a->on_worker.store(true, std::memory_order_release);
     if (a->definition->start == nullptr) {
       // A `run` task completes inside begin(), on this thread, while this
-      // body holds the run: its completion needs no reference of its own.
-      a->instance->begin(a->ctx, a->inputs,
-                         [a](plugins::CallResult result) { completed(a, std::move(result)); });
+      // body holds the run and the attempt: its completion needs no
+      // reference of its own.
+      a->instance->begin(a->ctx, a->inputs, [attempt = a.get()](plugins::CallResult result) {
+        attempt->result = std::move(result);
+        attempt->completed_on_worker = true;
+      });
     } else {
       // An async one may complete later, from any thread: it keeps the run.
       a->starting();
@@ -522,7 +528,8 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
     a->on_worker.store(false, std::memory_order_release);
     self->left_body(*a);
     if (a->completed_on_worker) {
-      self->on_strand_here([run = self.get(), a] { run->on_result(a); });
+      // The attempt's last use here: handed on, not counted again.
+      self->on_strand_here([run = self.get(), a = std::move(a)] { run->on_result(a); });
     } else {
       self->made_room();
     }
@@ -585,7 +592,13 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
     // history, the cluster's events, `-p`), or a number JSON cannot hold:
     // nothing downstream could keep it, and every walk of it would take as
     // long (or go as deep) as it is big. The task that returned it is blamed.
-    if (const std::string why = core::unfit_value(result.output, "output"); !why.empty()) {
+    // Only a list, a mapping or a float can be unfit (too big, too deep,
+    // not finite): most tasks return none of them, and pay no walk.
+    const core::ValueKind kind = result.output.kind();
+    const bool may_be_unfit = kind == core::ValueKind::Array || kind == core::ValueKind::Object ||
+                              kind == core::ValueKind::Double;
+    if (const std::string why = may_be_unfit ? core::unfit_value(result.output, "output") : "";
+        !why.empty()) {
       attempt_failed(*f, i,
                      a->definition->qualified_name() + " returned " + why + " (a bug of the task)",
                      true);
@@ -764,12 +777,20 @@ void RunState::node_ended(Frame& f, std::uint32_t i) {
   ended_queue_.emplace_back(&f, i);
   if (draining_) return;
   draining_ = true;
-  while (!ended_queue_.empty()) {
-    const auto [frame, node] = ended_queue_.front();
-    ended_queue_.pop_front();
+  // What starts or ends while the ends are drained does so at the time the
+  // node ended (if its end read the clock): one handler, microseconds.
+  if (last_end_) ended_at_ = last_end_;
+  // A vector read from the front and cleared at the end keeps its storage
+  // from one end to the next: a deque gave a block back, and took it again,
+  // for every task of a chain.
+  for (std::size_t k = 0; k < ended_queue_.size(); ++k) {
+    const auto [frame, node] = ended_queue_[k];
     release_successors(*frame, node);
   }
+  ended_queue_.clear();
   draining_ = false;
+  ended_at_.reset();
+  last_end_.reset();
 }
 
 void RunState::release_successors(Frame& f, std::uint32_t i) {

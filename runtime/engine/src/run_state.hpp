@@ -54,6 +54,9 @@ struct Frame;
 // One try of one task node: its context, cancel flag, what it saved, and
 // the callbacks and timers it asked for (ABI 1.1).
 struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
+  // User-provided, so that make_shared does not first zero all of it (one
+  // per task try; every member says its own start).
+  Attempt() {}  // NOLINT(modernize-use-equals-default)
   RunState* run = nullptr;
   plugins::Call ctx;
   std::atomic<bool> cancelled{false};
@@ -180,6 +183,9 @@ struct ControlExec {
 };
 
 struct NodeExec {
+  // User-provided: a frame's nodes are made by resize(), which would zero
+  // each first (every member says its own start).
+  NodeExec() {}  // NOLINT(modernize-use-equals-default)
   core::TaskState state = core::TaskState::Pending;
   // Its requirements' counters in Frame::counts, from here: per
   // requirement, the predecessors that succeeded, then those that ended.
@@ -402,7 +408,12 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::map<std::string, core::Value, std::less<>> results_alias_;
   std::map<std::string, core::ArtifactRecord, std::less<>> latest_artifacts_;
   std::unique_ptr<Frame> top_;
-  std::vector<TaskRecord> records_;
+  // A TaskRecord made without zeroing it first (emplace_back() would: one
+  // per node of every frame that starts).
+  struct Record : TaskRecord {
+    Record() {}  // NOLINT(modernize-use-equals-default)
+  };
+  std::vector<Record> records_;
   bool stopping_ = false;   // no new tasks start
   bool cancelled_ = false;  // stopping because of cancel()
   // Why a node ends CANCELLED while the run stops: as the trace says it.
@@ -410,7 +421,11 @@ class RunState : public std::enable_shared_from_this<RunState> {
   bool failed_ = false;          // stopping because a task failed under `stop`
   bool task_cancelled_ = false;  // a task ended itself CANCELLED (PYOCO_ERR_CANCELLED)
   std::vector<std::string> failed_nodes_;
-  std::deque<std::pair<Frame*, std::uint32_t>> ended_queue_;
+  std::vector<std::pair<Frame*, std::uint32_t>> ended_queue_;  // node_ended
+  // The clock as a node's end read it (stop_clock), and that reading held
+  // while node_ended drains: the starts and ends it causes reuse it.
+  std::optional<RunClock::Reading> last_end_;
+  std::optional<RunClock::Reading> ended_at_;
   bool draining_ = false;
   struct WaitingBody {
     std::shared_ptr<Attempt> attempt;  // null: made when it gets room (no deadline runs)

@@ -12,6 +12,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -33,34 +34,30 @@ class Serial {
   // Any thread: queues `f`; when nobody is running this control, control's
   // thread (or an idle worker) will.
   void post(Handler f, Keep keep) {
-    bool schedule = false;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(std::move(f));
-      schedule = !busy_;
-      busy_ = true;
-    }
-    if (schedule) schedule_drain(std::move(keep));
+    push(std::move(f));
+    if (acquire()) schedule_drain(std::move(keep));
   }
 
   // Only on an engine thread, where no plugin code is on the stack: runs
   // `f` here and now if nobody is running this control (then what others
   // queued meanwhile too); otherwise queues it for the one who is.
   // `keep()` makes the Keep only when one is needed (queued, or a drain
-  // scheduled): a handler run at once touches no shared count.
+  // scheduled): a handler run at once touches no shared count, and takes
+  // no lock.
   template <class F, class MakeKeep>
   void dispatch(F&& f, MakeKeep&& keep) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (busy_) {
-        queue_.push_back(Handler([k = keep(), f = std::forward<F>(f)]() mutable { f(); }));
-        return;
-      }
-      busy_ = true;
+    if (acquire()) {
+      Current here(this);
+      f();
+      if (drain_batch()) schedule_drain(keep());
+      return;
     }
-    Current here(this);
-    f();
-    if (drain_batch()) schedule_drain(keep());
+    push(Handler([k = keep(), f = std::forward<F>(f)]() mutable { f(); }));
+    // The one running it may have let go before the push: then it is ours.
+    if (acquire()) {
+      Current here(this);
+      if (drain_batch()) schedule_drain(keep());
+    }
   }
 
   // True inside one of this control's handlers.
@@ -69,6 +66,17 @@ class Serial {
   static bool inside_any() { return current() != nullptr; }
 
  private:
+  // Who runs this control: whoever turns busy_ from false to true, until it
+  // lets go (drain_batch). A push is followed by an acquire, and letting go
+  // by a look at queued_ (both sequentially consistent, a Dekker pair): a
+  // handler pushed while the holder lets go is seen by one of the two.
+  bool acquire() { return !busy_.exchange(true); }
+  void push(Handler f) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(std::move(f));
+    queued_.fetch_add(1);
+  }
+
   void schedule_drain(Keep keep) {
     asio::post(control_, [this, keep = std::move(keep)]() mutable {
       Current here(this);
@@ -76,34 +84,34 @@ class Serial {
     });
   }
 
-  // Runs what is queued now, then lets the control go — or, when more came
-  // meanwhile, says so (true): the caller queues another drain behind other
-  // work, so one busy run never holds a thread (control's, or a worker with
-  // a body waiting) for long. Only the drainer (busy_) touches spare_: the
-  // queue's storage goes back and forth between the two, so a drain
-  // allocates nothing.
+  // The holder: runs what is queued now, then lets the control go — or,
+  // when more came meanwhile, keeps it and says so (true): the caller queues
+  // another drain behind other work, so one busy run never holds a thread
+  // (control's, or a worker with a body waiting) for long. Only the holder
+  // touches spare_: the queue's storage goes back and forth between the
+  // two, so a drain allocates nothing.
   bool drain_batch() {
-    std::vector<Handler> batch;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (queue_.empty()) {
-        busy_ = false;
-        return false;
+    if (queued_.load() != 0) {
+      std::vector<Handler> batch;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        batch.swap(queue_);
+        queue_.swap(spare_);
+        queued_.fetch_sub(batch.size());
       }
-      batch.swap(queue_);
-      queue_.swap(spare_);
-    }
-    for (Handler& h : batch) h();
-    batch.clear();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      spare_.swap(batch);
-      if (queue_.empty()) {
-        busy_ = false;
-        return false;
+      for (Handler& h : batch) h();
+      batch.clear();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        spare_.swap(batch);
       }
+      if (queued_.load() != 0) return true;
     }
-    return true;
+    busy_.store(false);
+    // Pushed after the look above, by a thread whose acquire came before
+    // the store: it is queued, and nobody else will run it.
+    if (queued_.load() != 0 && acquire()) return true;
+    return false;
   }
 
   static const Serial*& current() {
@@ -117,10 +125,11 @@ class Serial {
   };
 
   Executors::Executor control_;
-  std::mutex mutex_;  // queue_ and busy_; held only to move a handler in or out
+  std::atomic<bool> busy_{false};       // someone runs this control, or a drain is on its way
+  std::atomic<std::size_t> queued_{0};  // handlers in queue_
+  std::mutex mutex_;                    // queue_ and spare_; held only to move handlers in or out
   std::vector<Handler> queue_;
-  std::vector<Handler> spare_;  // the drainer's, emptied
-  bool busy_ = false;           // someone runs this control, or a drain is on its way
+  std::vector<Handler> spare_;  // the holder's, emptied
 };
 
 }  // namespace pyoco
