@@ -493,4 +493,46 @@ tasks:
   BOOST_TEST(pyoco::testing::eventually([&] { return s.engine.abandoned_bodies() == 0u; }));
 }
 
+// A body a worker releases while it runs waits in that worker's backlog
+// (executors.hpp), so that short bodies stay on one core. One whose owner
+// then sits in a long body is taken by another worker: here `waits` holds
+// its worker until `frees` has run, and `first` releases both on the
+// worker that ran it. Without that, `waits` would wait in vain. The other worker
+// is awake (spinning) or, after `first` slept past its spin, asleep.
+BOOST_DATA_TEST_CASE(a_body_behind_a_worker_stuck_in_a_long_one_is_run_by_another,
+                     bdata::make({0, 5}), first_sleeps_ms) {
+  for (int round = 0; round < 10; ++round) {
+    Engine engine(EngineOptions{2, {}});
+    pyoco::testing::TempDir dir;
+    auto freed = std::make_shared<Gate>();
+    RunOptions o;
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+    o.local_tasks = {
+        {"t/first",
+         [first_sleeps_ms](TaskCall&, const Value&) {
+           std::this_thread::sleep_for(std::chrono::milliseconds(first_sleeps_ms));
+           return Value();
+         }},
+        {"t/waits",
+         [freed](TaskCall&, const Value&) { return json(freed->wait() ? "true" : "false"); }},
+        {"t/frees",
+         [freed](TaskCall&, const Value&) {
+           freed->open();
+           return Value();
+         }},
+    };
+    Run r = engine.start(compile(R"yaml(
+flow: {graph: "first >> (waits & frees)"}
+tasks:
+  first: {use: "t/first"}
+  waits: {use: "t/waits"}
+  frees: {use: "t/frees"}
+)yaml"),
+                         std::move(o));
+    BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)), "round " << round << " hung");
+    BOOST_TEST((r.status() == RunStatus::Completed));
+    BOOST_TEST((r.output("waits") == json("true")), "round " << round << ": waits gave up waiting");
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
