@@ -84,9 +84,9 @@ void Executors::run_worker(std::size_t index) {
 
 // run_spinning for a worker, with its backlog and the others': the pool
 // first (bodies control posted, in order), then its own backlog, then
-// control's handlers, then a stuck worker's backlog. It never sleeps while
-// a backlog holds a body: its owner may be inside a body that never ends,
-// and a sleeper would not see it.
+// control's handlers, then a stuck worker's backlog. While a backlog holds
+// a body it never sleeps for longer than kStealPoll: its owner may be
+// inside a body that never ends.
 void Executors::worker_loop(std::size_t index) {
   using clock = std::chrono::steady_clock;
   constexpr auto kSpin = std::chrono::microseconds(50);
@@ -118,8 +118,15 @@ void Executors::worker_loop(std::size_t index) {
       ran = true;
       continue;
     }
-    if (clock::now() - idle_since < kSpin || any_backlog()) {
+    if (clock::now() - idle_since < kSpin) {
       sched_yield();
+      continue;
+    }
+    if (any_backlog()) {
+      // Asleep for a moment only, then a look whether the owner got stuck:
+      // spinning would take a core from the owner's own run (its control),
+      // and counted as a sleeper it would have every push wake it.
+      if (work_.run_one_for(kStealPoll) > 0) ran = true;
       continue;
     }
     // seq_cst, before the look at the backlogs: paired with post_work,

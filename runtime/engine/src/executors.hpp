@@ -52,8 +52,9 @@ class Executors : public std::enable_shared_from_this<Executors> {
   // pool: the worker runs it once it is free. Another worker takes it only
   // once the owner has not begun a body for kStealAfter (it is inside a
   // long one): short bodies stay on one core, where their run's state is,
-  // instead of two cores taking turns at the run's strand; bodies longer
-  // than that still run side by side, kStealAfter late at most.
+  // instead of two cores taking turns at the run's strand; longer bodies
+  // still run side by side, a fraction of a millisecond late at most (an
+  // idle worker looks every kStealPoll).
   template <class F>
   void post_work(F&& f) {
     Continuation& c = continuation();
@@ -146,6 +147,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
 
   static constexpr std::chrono::microseconds kJumpBudget{100};
   static constexpr std::chrono::microseconds kStealAfter{20};
+  static constexpr std::chrono::microseconds kStealPoll{100};
   // One per worker, on a cache line of its own: set by that worker alone
   // (plain stores around its bodies); read by busy_workers() and by
   // thieves (steal).
