@@ -420,10 +420,9 @@ std::shared_ptr<Attempt> RunState::make_attempt(Frame& f, std::uint32_t i, Value
   a->ctx.services = a.get();
   a->record = n.record;
   if (!n.instance) {
+    // Its own: the node keeps it for a retry only once this attempt failed
+    // (apply_result), so a task that succeeds at once pays no count for it.
     a->own_instance.emplace(definition);
-    // Shares the attempt's count: the node's handle keeps the attempt (and
-    // so its instance) alive for a retry; the attempt never holds itself.
-    n.instance = std::shared_ptr<plugins::TaskInstance>(a, &*a->own_instance);
     a->instance = &*a->own_instance;
   } else {
     a->instance_keep = n.instance;
@@ -621,6 +620,11 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
     end_without_running(*f, i, TaskState::Cancelled, result.error);
     if (stop_run) stop(false);  // the rest, once this node has ended (once)
   } else {
+    // Shares the attempt's count: the node's handle keeps the attempt (and
+    // so its instance) alive for a retry; the attempt never holds itself.
+    if (!n.instance && a->own_instance) {
+      n.instance = std::shared_ptr<plugins::TaskInstance>(a, &*a->own_instance);
+    }
     attempt_failed(*f, i, result.error, result.permanent);
   }
 }
