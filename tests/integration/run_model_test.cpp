@@ -500,7 +500,8 @@ tasks:
 // worker that ran it. Without that, `waits` would wait in vain. The other worker
 // is awake (spinning) or, after `first` slept past its spin, asleep.
 BOOST_DATA_TEST_CASE(a_body_behind_a_worker_stuck_in_a_long_one_is_run_by_another,
-                     bdata::make({0, 5}), first_sleeps_ms) {
+                     bdata::make({0, 5}) * bdata::make({false, true}), first_sleeps_ms,
+                     short_one_first) {
   for (int round = 0; round < 10; ++round) {
     Engine engine(EngineOptions{2, {}});
     pyoco::testing::TempDir dir;
@@ -513,6 +514,7 @@ BOOST_DATA_TEST_CASE(a_body_behind_a_worker_stuck_in_a_long_one_is_run_by_anothe
            std::this_thread::sleep_for(std::chrono::milliseconds(first_sleeps_ms));
            return Value();
          }},
+        {"t/short", [](TaskCall&, const Value&) { return Value(); }},
         {"t/waits",
          [freed](TaskCall&, const Value&) { return json(freed->wait() ? "true" : "false"); }},
         {"t/frees",
@@ -521,10 +523,15 @@ BOOST_DATA_TEST_CASE(a_body_behind_a_worker_stuck_in_a_long_one_is_run_by_anothe
            return Value();
          }},
     };
-    Run r = engine.start(compile(R"yaml(
-flow: {graph: "first >> (waits & frees)"}
+    // With `short` first, the worker runs it, then (back in its loop,
+    // where the wake meant for a sleeping worker may reach it instead)
+    // takes `waits` from its own backlog and is stuck.
+    const std::string graph =
+        short_one_first ? "first >> (short & waits & frees)" : "first >> (waits & frees)";
+    Run r = engine.start(compile("flow: {graph: \"" + graph + R"yaml("}
 tasks:
   first: {use: "t/first"}
+  short: {use: "t/short"}
   waits: {use: "t/waits"}
   frees: {use: "t/frees"}
 )yaml"),
@@ -533,6 +540,58 @@ tasks:
     BOOST_TEST((r.status() == RunStatus::Completed));
     BOOST_TEST((r.output("waits") == json("true")), "round " << round << ": waits gave up waiting");
   }
+}
+
+// Bodies of a few milliseconds released together run side by side on
+// both workers, not one after another on the worker that released them
+// (its backlog is for bodies too short to be worth handing over).
+BOOST_AUTO_TEST_CASE(long_bodies_released_together_run_side_by_side) {
+  Engine engine(EngineOptions{2, {}});
+  pyoco::testing::TempDir dir;
+  struct Span {
+    std::chrono::steady_clock::time_point from, to;
+  };
+  auto mutex = std::make_shared<std::mutex>();
+  auto spans = std::make_shared<std::vector<Span>>();
+  RunOptions o;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  o.local_tasks = {
+      {"t/noop", [](TaskCall&, const Value&) { return Value(); }},
+      {"t/work",
+       [mutex, spans](TaskCall&, const Value&) {
+         const auto from = std::chrono::steady_clock::now();
+         while (std::chrono::steady_clock::now() - from < std::chrono::milliseconds(20)) {
+         }
+         std::lock_guard<std::mutex> lock(*mutex);
+         spans->push_back({from, std::chrono::steady_clock::now()});
+         return Value();
+       }},
+  };
+  Run r = engine.start(compile(R"yaml(
+flow: {graph: "first >> (w1 & w2 & w3 & w4 & w5 & w6)"}
+tasks:
+  first: {use: "t/noop"}
+  w1: {use: "t/work"}
+  w2: {use: "t/work"}
+  w3: {use: "t/work"}
+  w4: {use: "t/work"}
+  w5: {use: "t/work"}
+  w6: {use: "t/work"}
+)yaml"),
+                       std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  BOOST_TEST((r.status() == RunStatus::Completed));
+  BOOST_TEST_REQUIRE(spans->size() == 6u);
+  // Pairs of bodies whose spans overlap: none if one worker ran them all.
+  int overlapping = 0;
+  for (std::size_t i = 0; i < spans->size(); ++i) {
+    for (std::size_t j = i + 1; j < spans->size(); ++j) {
+      const Span& a = (*spans)[i];
+      const Span& b = (*spans)[j];
+      if (a.from < b.to && b.from < a.to) ++overlapping;
+    }
+  }
+  BOOST_TEST(overlapping >= 2, overlapping << " pairs of bodies overlapped");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

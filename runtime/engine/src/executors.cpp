@@ -82,25 +82,35 @@ void Executors::run_worker(std::size_t index) {
   exit_cv_.notify_all();
 }
 
-// run_spinning for a worker, with its backlog and the others': the pool
-// first (bodies control posted, in order), then its own backlog, then
-// control's handlers, then a stuck worker's backlog. While a backlog holds
-// a body it never sleeps for longer than kStealPoll: its owner may be
-// inside a body that never ends.
+// run_spinning for a worker, with its backlog and the others': the pool's
+// queue (bodies control posted, in order) and its own backlog turn about,
+// then control's handlers, then another worker's backlog (steal). While a
+// backlog holds a body it never sleeps for longer than kStealPollMax: its
+// owner may be inside a body that never ends.
 void Executors::worker_loop(std::size_t index) {
   using clock = std::chrono::steady_clock;
   constexpr auto kSpin = std::chrono::microseconds(50);
   std::vector<Seen> seen(workers_count_);
   bool ran = true;  // since the last look at the clock
+  bool own_first = false;
+  auto nap = kStealPoll;
   clock::time_point idle_since;
+  auto from_pool = [&] {
+    return pooled_.load(std::memory_order_acquire) > 0 && work_.poll_one() > 0;
+  };
+  auto from_backlog = [&] {
+    // Once shut down, what is left is shutdown()'s (it runs or drops it).
+    if (!accepting()) return false;
+    Body body = backlogs_[index].pop();
+    if (!body) return false;
+    run_queued(std::move(body));
+    return true;
+  };
   for (;;) {
-    if (pooled_.load(std::memory_order_acquire) > 0 && work_.poll_one() > 0) {
+    own_first = !own_first;
+    if (own_first ? from_backlog() || from_pool() : from_pool() || from_backlog()) {
       ran = true;
-      continue;
-    }
-    if (Body body = backlogs_[index].pop()) {
-      run_queued(std::move(body));
-      ran = true;
+      nap = kStealPoll;
       continue;
     }
     if (accepting() && control_.poll_one() > 0) {
@@ -116,6 +126,7 @@ void Executors::worker_loop(std::size_t index) {
     }
     if (steal(index, seen)) {
       ran = true;
+      nap = kStealPoll;
       continue;
     }
     if (clock::now() - idle_since < kSpin) {
@@ -125,8 +136,14 @@ void Executors::worker_loop(std::size_t index) {
     if (any_backlog()) {
       // Asleep for a moment only, then a look whether the owner got stuck:
       // spinning would take a core from the owner's own run (its control),
-      // and counted as a sleeper it would have every push wake it.
-      if (work_.run_one_for(kStealPoll) > 0) ran = true;
+      // and counted as a sleeper it would have every push wake it. Longer
+      // each time nothing came of it, so many idle workers cost little.
+      if (work_.run_one_for(nap) > 0) {
+        ran = true;
+        nap = kStealPoll;
+      } else {
+        nap = std::min(2 * nap, kStealPollMax);
+      }
       continue;
     }
     // seq_cst, before the look at the backlogs: paired with post_work,
@@ -151,13 +168,20 @@ void Executors::run_queued(Body body) {
 bool Executors::steal(std::size_t self, std::vector<Seen>& seen) {
   const auto now = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < workers_count_; ++i) {
-    if (i == self || backlogs_[i].empty()) continue;
-    const std::uint64_t progress = busy_[i].progress.load(std::memory_order_relaxed);
-    if (progress != seen[i].progress || seen[i].at == std::chrono::steady_clock::time_point{}) {
-      seen[i] = {progress, now};  // moving on: its backlog is its own
+    if (i == self) continue;
+    if (backlogs_[i].empty()) {
+      seen[i] = {};  // looked at afresh once it holds something
       continue;
     }
-    if (now - seen[i].at < kStealAfter) continue;
+    const bool long_bodies = busy_[i].long_bodies.load(std::memory_order_relaxed);
+    const std::uint64_t progress = busy_[i].progress.load(std::memory_order_relaxed);
+    if (!long_bodies) {
+      if (progress != seen[i].progress || seen[i].at == std::chrono::steady_clock::time_point{}) {
+        seen[i] = {progress, now};  // moving on: its backlog is its own
+        continue;
+      }
+      if (now - seen[i].at < kStealAfter) continue;  // stuck in a body since then
+    }
     if (Body body = backlogs_[i].pop()) {
       run_queued(std::move(body));
       return true;

@@ -49,12 +49,15 @@ class Executors : public std::enable_shared_from_this<Executors> {
   // ones and takes the oldest.
   //
   // A body such a worker does not run next goes to its backlog, not to the
-  // pool: the worker runs it once it is free. Another worker takes it only
-  // once the owner has not begun a body for kStealAfter (it is inside a
-  // long one): short bodies stay on one core, where their run's state is,
-  // instead of two cores taking turns at the run's strand; longer bodies
-  // still run side by side, a fraction of a millisecond late at most (an
-  // idle worker looks every kStealPoll).
+  // pool: the worker runs it once it is free (turn about with the pool's
+  // queue, so neither waits on the other for long). Another worker takes
+  // it when the owner's bodies are long (it began its last kSampleEvery
+  // more than kShortBody apart on average) or once the owner has begun
+  // none for kStealAfter (it is inside a long one). So bodies of a
+  // microsecond stay on one core, where their run's state is, instead of
+  // two cores taking turns at the run's strand (handing such a body over
+  // costs more than running it); longer ones run side by side as before,
+  // an idle worker looking at least every kStealPollMax.
   template <class F>
   void post_work(F&& f) {
     Continuation& c = continuation();
@@ -63,8 +66,8 @@ class Executors : public std::enable_shared_from_this<Executors> {
         c.next = std::forward<F>(f);
         return;
       }
-      queued_work_.fetch_add(1, std::memory_order_release);
       c.backlog->push(Body(std::forward<F>(f)));
+      queued_work_.fetch_add(1, std::memory_order_release);  // counted once it is there
       // seq_cst, after the push: paired with a worker going to sleep
       // (worker_loop), which counts itself then looks at the backlogs.
       if (sleepers_.load() > 0) wake_one();
@@ -147,13 +150,18 @@ class Executors : public std::enable_shared_from_this<Executors> {
 
   static constexpr std::chrono::microseconds kJumpBudget{100};
   static constexpr std::chrono::microseconds kStealAfter{20};
-  static constexpr std::chrono::microseconds kStealPoll{100};
+  static constexpr std::chrono::microseconds kStealPoll{100};      // an idle worker's first nap
+  static constexpr std::chrono::microseconds kStealPollMax{3200};  // doubled up to this
+  static constexpr std::chrono::nanoseconds kShortBody{5000};
+  static constexpr unsigned kSampleEvery = 16;  // bodies between two clock reads
   // One per worker, on a cache line of its own: set by that worker alone
   // (plain stores around its bodies); read by busy_workers() and by
   // thieves (steal).
   struct alignas(64) BusyFlag {
     std::atomic<bool> flag{false};
     std::atomic<std::uint64_t> progress{0};  // bodies it has begun
+    std::atomic<bool> long_bodies{false};    // its recent bodies began kShortBody apart or more
+    std::chrono::steady_clock::time_point sampled{};  // this worker only
   };
   struct Continuation {
     Executors* owner = nullptr;        // set while one of its workers runs bodies
@@ -170,10 +178,24 @@ class Executors : public std::enable_shared_from_this<Executors> {
     if (c.jumping_since == std::chrono::steady_clock::time_point{}) c.jumping_since = now;
     return now - c.jumping_since < kJumpBudget;
   }
-  // Only this worker writes its count: a load and a store, no read-modify-write.
-  static void began(Continuation& c) {
-    c.busy->progress.store(c.busy->progress.load(std::memory_order_relaxed) + 1,
-                           std::memory_order_relaxed);
+  // A worker begins a body. Only it writes its figures: loads and stores,
+  // no read-modify-write, and the clock read once every kSampleEvery.
+  void began(Continuation& c) {
+    BusyFlag& b = *c.busy;
+    const std::uint64_t n = b.progress.load(std::memory_order_relaxed) + 1;
+    b.progress.store(n, std::memory_order_relaxed);
+    if (n % kSampleEvery == 0) {
+      const auto now = std::chrono::steady_clock::now();
+      b.long_bodies.store(now - b.sampled >= kSampleEvery * kShortBody, std::memory_order_relaxed);
+      b.sampled = now;
+    }
+    // Going into a body that may not return while bodies wait in a backlog
+    // and a worker sleeps: that sleeper may have missed its wake (another
+    // worker took it from the pool's queue), so it is woken again.
+    if (sleepers_.load(std::memory_order_relaxed) > 0 &&
+        queued_work_.load(std::memory_order_relaxed) > pooled_.load(std::memory_order_relaxed)) {
+      wake_one();
+    }
   }
   static Continuation& continuation() {
     static thread_local Continuation c;

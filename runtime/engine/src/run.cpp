@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <utility>
 
 #include "inputs.hpp"
 #include "object_value.hpp"
@@ -300,10 +301,17 @@ std::size_t RunState::add_record(NodeExec& n, const GraphNode& g) {
 }
 
 // A task or control node starts: one clock read for its duration and its
-// record, or none when a node's end was just read and this start follows
-// from it (node_ended): a chain reads the clock once per task.
+// record, or none for the first start that follows from a node's end just
+// read (node_ended): a chain reads the clock once per task. Only the
+// first: a drain may start thousands, each at its own time.
 void RunState::start_clock(NodeExec& n) {
-  const RunClock::Reading now = ended_at_ ? *ended_at_ : clock_.now();
+  RunClock::Reading now;
+  if (ended_at_) {
+    now = *ended_at_;
+    ended_at_.reset();
+  } else {
+    now = clock_.now();
+  }
   n.started = now.steady;
   TaskRecord& r = record(n);
   r.state = TaskState::Running;
@@ -311,7 +319,7 @@ void RunState::start_clock(NodeExec& n) {
 }
 
 void RunState::stop_clock(const NodeExec& n, TaskRecord& r) {
-  const RunClock::Reading now = ended_at_ ? *ended_at_ : clock_.now();
+  const RunClock::Reading now = clock_.now();
   last_end_ = now;
   r.ended = now.wall;
   r.duration_ms = ms_between(n.started, now.steady);
@@ -781,9 +789,10 @@ void RunState::node_ended(Frame& f, std::uint32_t i) {
   ended_queue_.emplace_back(&f, i);
   if (draining_) return;
   draining_ = true;
-  // What starts or ends while the ends are drained does so at the time the
-  // node ended (if its end read the clock): one handler, microseconds.
-  if (last_end_) ended_at_ = last_end_;
+  // The first node this end starts does so at the time it ended (if its
+  // end read the clock). Taken, not copied: a reading never outlives the
+  // drain that follows it, even if something threw before.
+  ended_at_ = std::exchange(last_end_, std::nullopt);
   // A vector read from the front and cleared at the end keeps its storage
   // from one end to the next: a deque gave a block back, and took it again,
   // for every task of a chain.

@@ -48,7 +48,13 @@ class Serial {
   void dispatch(F&& f, MakeKeep&& keep) {
     if (acquire()) {
       Current here(this);
-      f();
+      // Handlers queued before it (pushed while the last holder let go)
+      // run first: one order, as a strand's.
+      if (queued_.load() == 0) {
+        f();
+      } else {
+        push(Handler([k = keep(), f = std::forward<F>(f)]() mutable { f(); }));
+      }
       if (drain_batch()) schedule_drain(keep());
       return;
     }
