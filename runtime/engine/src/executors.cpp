@@ -166,6 +166,7 @@ void Executors::run_queued(Body body) {
 }
 
 bool Executors::steal(std::size_t self, std::vector<Seen>& seen) {
+  if (!accepting()) return false;  // what is left is shutdown()'s
   const auto now = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < workers_count_; ++i) {
     if (i == self) continue;
@@ -257,10 +258,17 @@ void Executors::shutdown(std::chrono::milliseconds grace) {
     if (all_joined) {
       work_.restart();
       ran = work_.poll() > 0 || ran;
-      for (std::size_t i = 0; i < workers_.size(); ++i) {
-        while (Body body = backlogs_[i].pop()) {
+    }
+    // Backlogs are no stuck worker's (none takes from one once shut
+    // down): run, or with a worker still inside a body let go unrun, so
+    // the runs they hold do not keep this object for ever.
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      while (Body body = backlogs_[i].pop()) {
+        if (all_joined) {
           run_queued(std::move(body));
           ran = true;
+        } else {
+          queued_work_.fetch_sub(1, std::memory_order_acq_rel);
         }
       }
     }
