@@ -52,8 +52,8 @@ class Executors : public std::enable_shared_from_this<Executors> {
   // pool: the worker runs it once it is free (turn about with the pool's
   // queue, so neither waits on the other for long). Another worker takes
   // it when the owner's bodies are long (it began its last kSampleEvery
-  // more than kShortBody apart on average) or once the owner has begun
-  // none for kStealAfter (it is inside a long one). So bodies of a
+  // kShortBody apart or more on average, twice in a row) or once the
+  // owner has begun none for kStealAfter (it is inside a long one). So bodies of a
   // microsecond stay on one core, where their run's state is, instead of
   // two cores taking turns at the run's strand (handing such a body over
   // costs more than running it); longer ones run side by side as before,
@@ -152,7 +152,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   static constexpr std::chrono::microseconds kStealAfter{20};
   static constexpr std::chrono::microseconds kStealPoll{100};      // an idle worker's first nap
   static constexpr std::chrono::microseconds kStealPollMax{3200};  // doubled up to this
-  static constexpr std::chrono::nanoseconds kShortBody{5000};
+  static constexpr std::chrono::nanoseconds kShortBody{10000};
   static constexpr unsigned kSampleEvery = 16;  // bodies between two clock reads
   // One per worker, on a cache line of its own: set by that worker alone
   // (plain stores around its bodies); read by busy_workers() and by
@@ -162,6 +162,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     std::atomic<std::uint64_t> progress{0};  // bodies it has begun
     std::atomic<bool> long_bodies{false};    // its recent bodies began kShortBody apart or more
     std::chrono::steady_clock::time_point sampled{};  // this worker only
+    bool last_sample_long = false;                    // this worker only
   };
   struct Continuation {
     Executors* owner = nullptr;        // set while one of its workers runs bodies
@@ -185,8 +186,12 @@ class Executors : public std::enable_shared_from_this<Executors> {
     const std::uint64_t n = b.progress.load(std::memory_order_relaxed) + 1;
     b.progress.store(n, std::memory_order_relaxed);
     if (n % kSampleEvery == 0) {
+      // Long only after two long samples in a row: one preemption (or a
+      // wait at a busy strand) must not hand a worker's short bodies out.
       const auto now = std::chrono::steady_clock::now();
-      b.long_bodies.store(now - b.sampled >= kSampleEvery * kShortBody, std::memory_order_relaxed);
+      const bool long_sample = now - b.sampled >= kSampleEvery * kShortBody;
+      b.long_bodies.store(long_sample && b.last_sample_long, std::memory_order_relaxed);
+      b.last_sample_long = long_sample;
       b.sampled = now;
     }
     // Going into a body that may not return while bodies wait in a backlog
