@@ -95,9 +95,13 @@ void Executors::worker_loop(std::size_t index) {
   bool own_first = false;
   auto nap = kStealPoll;
   clock::time_point idle_since;
+  // Only when a body (not just a wake meant for a sleeper) is there.
   auto from_pool = [&] {
-    return pooled_.load(std::memory_order_acquire) > 0 && work_.poll_one() > 0;
+    return pooled_.load(std::memory_order_acquire) > wakes_.load(std::memory_order_acquire) &&
+           work_.poll_one() > 0;
   };
+  unsigned turn = 0;
+  bool timing = false;
   auto from_backlog = [&] {
     // Once shut down, what is left is shutdown()'s (it runs or drops it).
     if (!accepting()) return false;
@@ -107,6 +111,13 @@ void Executors::worker_loop(std::size_t index) {
     return true;
   };
   for (;;) {
+    // Every fourth turn a stuck worker's backlog first: under steady load
+    // (the pool and its own backlog never empty) this worker would
+    // otherwise never get round to it.
+    if (++turn % 4 == 0 && steal(index, seen, timing)) {
+      ran = true;
+      continue;
+    }
     own_first = !own_first;
     if (own_first ? from_backlog() || from_pool() : from_pool() || from_backlog()) {
       ran = true;
@@ -121,10 +132,11 @@ void Executors::worker_loop(std::size_t index) {
     if (ran) {
       ran = false;
       idle_since = clock::now();
+      busy_[index].sampled = {};  // idle: its next sample is no body's length
       sched_yield();
       continue;
     }
-    if (steal(index, seen)) {
+    if (steal(index, seen, timing)) {
       ran = true;
       nap = kStealPoll;
       continue;
@@ -138,10 +150,11 @@ void Executors::worker_loop(std::size_t index) {
       // spinning would take a core from the owner's own run (its control),
       // and counted as a sleeper it would have every push wake it. Longer
       // each time nothing came of it, so many idle workers cost little.
-      if (work_.run_one_for(nap) > 0) {
+      // An owner that may be stuck is looked at again soon.
+      if (work_.run_one_for(timing ? kStealPoll : nap) > 0) {
         ran = true;
         nap = kStealPoll;
-      } else {
+      } else if (!timing) {
         nap = std::min(2 * nap, kStealPollMax);
       }
       continue;
@@ -150,12 +163,18 @@ void Executors::worker_loop(std::size_t index) {
     // which pushes then looks at sleepers_. A body pushed meanwhile is seen
     // here, or its pusher wakes a sleeper.
     sleepers_.fetch_add(1);
+    Continuation& c = continuation();
+    c.asleep = true;
     if (any_backlog()) {
+      c.asleep = false;
       sleepers_.fetch_sub(1);
       continue;
     }
     work_.run_one();
-    sleepers_.fetch_sub(1);
+    if (c.asleep) {  // else run_bodies counted it awake already
+      c.asleep = false;
+      sleepers_.fetch_sub(1);
+    }
     ran = true;
   }
 }
@@ -165,9 +184,10 @@ void Executors::run_queued(Body body) {
   run_bodies(std::move(body));
 }
 
-bool Executors::steal(std::size_t self, std::vector<Seen>& seen) {
-  if (!accepting()) return false;  // what is left is shutdown()'s
-  const auto now = std::chrono::steady_clock::now();
+bool Executors::steal(std::size_t self, std::vector<Seen>& seen, bool& timing) {
+  timing = false;
+  if (!accepting()) return false;               // what is left is shutdown()'s
+  std::chrono::steady_clock::time_point now{};  // read only once a backlog holds a body
   for (std::size_t i = 0; i < workers_count_; ++i) {
     if (i == self) continue;
     if (backlogs_[i].empty()) {
@@ -177,11 +197,16 @@ bool Executors::steal(std::size_t self, std::vector<Seen>& seen) {
     const bool long_bodies = busy_[i].long_bodies.load(std::memory_order_relaxed);
     const std::uint64_t progress = busy_[i].progress.load(std::memory_order_relaxed);
     if (!long_bodies) {
+      if (now == std::chrono::steady_clock::time_point{}) now = std::chrono::steady_clock::now();
       if (progress != seen[i].progress || seen[i].at == std::chrono::steady_clock::time_point{}) {
         seen[i] = {progress, now};  // moving on: its backlog is its own
+        timing = true;
         continue;
       }
-      if (now - seen[i].at < kStealAfter) continue;  // stuck in a body since then
+      if (now - seen[i].at < kStealAfter) {  // stuck in a body since then?
+        timing = true;
+        continue;
+      }
     }
     if (Body body = backlogs_[i].pop()) {
       run_queued(std::move(body));

@@ -70,7 +70,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
       queued_work_.fetch_add(1, std::memory_order_release);  // counted once it is there
       // seq_cst, after the push: paired with a worker going to sleep
       // (worker_loop), which counts itself then looks at the backlogs.
-      if (sleepers_.load() > 0) wake_one();
+      if (sleepers_.load() > wakes_.load()) wake_one();
       return;
     }
     queued_work_.fetch_add(1, std::memory_order_release);
@@ -140,12 +140,20 @@ class Executors : public std::enable_shared_from_this<Executors> {
     std::uint64_t progress = 0;
     std::chrono::steady_clock::time_point at{};
   };
-  bool steal(std::size_t self, std::vector<Seen>& seen);
+  // `timing`: set when an owner with a backlog may be stuck (looked at
+  // again soon, not after a long nap).
+  bool steal(std::size_t self, std::vector<Seen>& seen, bool& timing);
   bool any_backlog() const;
-  // A worker asleep in the pool wakes (and looks at the backlogs).
+  // A worker asleep in the pool wakes (and looks at the backlogs). At
+  // most one wake per sleeper is on its way (wakes_), and awake workers
+  // leave wakes in the pool's queue for sleepers (worker_loop).
   void wake_one() {
+    wakes_.fetch_add(1, std::memory_order_acq_rel);
     pooled_.fetch_add(1, std::memory_order_release);
-    asio::post(work_, [this] { pooled_.fetch_sub(1, std::memory_order_acq_rel); });
+    asio::post(work_, [this] {
+      pooled_.fetch_sub(1, std::memory_order_acq_rel);
+      wakes_.fetch_sub(1, std::memory_order_acq_rel);
+    });
   }
 
   static constexpr std::chrono::microseconds kJumpBudget{100};
@@ -170,6 +178,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     Executors* home = nullptr;         // whose worker this thread is, if any
     Backlog* backlog = nullptr;        // this worker's (a worker thread only)
     core::SmallFunction<void()> next;  // the body that worker runs next
+    bool asleep = false;               // counted in sleepers_ (a worker in work_.run_one())
     // When it first kept a body past waiting ones since it last took one
     // from the queue; zero: not since.
     std::chrono::steady_clock::time_point jumping_since{};
@@ -188,8 +197,10 @@ class Executors : public std::enable_shared_from_this<Executors> {
     if (n % kSampleEvery == 0) {
       // Long only after two long samples in a row: one preemption (or a
       // wait at a busy strand) must not hand a worker's short bodies out.
+      // A window the worker spent idle in part (sampled reset) is no sample.
       const auto now = std::chrono::steady_clock::now();
-      const bool long_sample = now - b.sampled >= kSampleEvery * kShortBody;
+      const bool long_sample = b.sampled != std::chrono::steady_clock::time_point{} &&
+                               now - b.sampled >= kSampleEvery * kShortBody;
       b.long_bodies.store(long_sample && b.last_sample_long, std::memory_order_relaxed);
       b.last_sample_long = long_sample;
       b.sampled = now;
@@ -197,7 +208,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     // Going into a body that may not return while bodies wait in a backlog
     // and a worker sleeps: that sleeper may have missed its wake (another
     // worker took it from the pool's queue), so it is woken again.
-    if (sleepers_.load(std::memory_order_relaxed) > 0 &&
+    if (sleepers_.load(std::memory_order_relaxed) > wakes_.load(std::memory_order_relaxed) &&
         queued_work_.load(std::memory_order_relaxed) > pooled_.load(std::memory_order_relaxed)) {
       wake_one();
     }
@@ -214,6 +225,12 @@ class Executors : public std::enable_shared_from_this<Executors> {
     const auto saved_since = c.jumping_since;
     c.owner = this;
     c.jumping_since = {};
+    // A sleeper handed a body by the pool is no longer asleep: counted so,
+    // pushes would wake others for nothing while it runs.
+    if (c.asleep) {
+      c.asleep = false;
+      sleepers_.fetch_sub(1);
+    }
     const bool was_busy = c.busy != nullptr && c.busy->flag.load(std::memory_order_relaxed);
     if (c.busy != nullptr) {
       c.busy->flag.store(true, std::memory_order_relaxed);
@@ -250,6 +267,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   std::atomic<std::int64_t> queued_work_{0};  // bodies waiting in work_ or a backlog
   std::atomic<std::int64_t> pooled_{0};       // handlers waiting in work_
   std::atomic<unsigned> sleepers_{0};         // workers asleep in work_ (worker_loop)
+  std::atomic<unsigned> wakes_{0};            // wake_one()s not yet run
   std::atomic<int> abandoned_bodies_{0};
 };
 
