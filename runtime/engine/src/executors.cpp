@@ -286,7 +286,8 @@ void Executors::shutdown(std::chrono::milliseconds grace) {
     }
     // Backlogs are no stuck worker's (none takes from one once shut
     // down): run, or with a worker still inside a body let go unrun, so
-    // the runs they hold do not keep this object for ever.
+    // that the runs they hold are released (the pool's queue, left to
+    // that worker, still holds its own until this object goes).
     for (std::size_t i = 0; i < workers_.size(); ++i) {
       while (Body body = backlogs_[i].pop()) {
         if (all_joined) {
