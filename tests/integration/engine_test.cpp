@@ -563,6 +563,38 @@ tasks:
   BOOST_TEST(r.output("repeat_1").as_int() == 2);
 }
 
+// A node after a loop or a switch starts once they have ended, never
+// before: in its record (so in the trace and the history) a node's start
+// is at or after its predecessor's end. The engine reuses an end's clock
+// reading for the start it causes; a loop ends after its last iteration's
+// task, in the same drain, and its successor must follow the loop's end.
+BOOST_AUTO_TEST_CASE(a_node_after_a_loop_or_a_switch_starts_no_earlier_than_it_ended) {
+  for (int round = 0; round < 10; ++round) {
+    Run r = run(R"(
+flow:
+  graph: |
+    first >> repeat(count=2) { tick } >> after
+    first >> switch(on={{mode}}) { fast: picked; default: other; } >> also
+tasks:
+  first: {use: "t/noop"}
+  tick: {use: "t/noop"}
+  after: {use: "t/noop"}
+  picked: {use: "t/noop"}
+  other: {use: "t/noop"}
+  also: {use: "t/noop"}
+)",
+                {{"t/noop", [](TaskCall&, const Value&) { return Value(); }}},
+                json(R"({"mode": "fast"})"));
+    BOOST_TEST_REQUIRE((r.status() == core::RunStatus::Completed));
+    const auto tasks = r.tasks();
+    BOOST_TEST_CONTEXT("round " << round) {
+      BOOST_TEST((record(tasks, "first").ended <= record(tasks, "repeat_1").started));
+      BOOST_TEST((record(tasks, "repeat_1").ended <= record(tasks, "after").started));
+      BOOST_TEST((record(tasks, "switch_1").ended <= record(tasks, "also").started));
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(an_empty_loop_gives_what_its_collect_promises) {
   // No iterations: an empty list for list and flatten, null for first and
   // last (issue 12: it used to be an object of the frame's end nodes).

@@ -321,6 +321,9 @@ void RunState::start_clock(NodeExec& n) {
 void RunState::stop_clock(const NodeExec& n, TaskRecord& r) {
   const RunClock::Reading now = clock_.now();
   last_end_ = now;
+  // An end inside a drain (a loop ending after its last iteration's task)
+  // is the latest: what starts next follows it, never an earlier end.
+  if (draining_) ended_at_ = now;
   r.ended = now.wall;
   r.duration_ms = ms_between(n.started, now.steady);
 }
