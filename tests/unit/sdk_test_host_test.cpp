@@ -967,6 +967,64 @@ BOOST_AUTO_TEST_CASE(registering_a_name_twice_throws) {
              boost::test_tools::per_element());
 }
 
+// ---- a stateless task (docs/plugins.md "Stateless tasks") -------------------
+
+namespace {
+
+std::atomic<int> shared_made{0};
+std::atomic<int> shared_freed{0};
+std::atomic<int> own_made{0};
+
+// Says which instance ran the call: the same one for every call of a
+// stateless task, a new one for each call of the other.
+struct SharedTask : pyoco::Task {
+  static constexpr const char* name = "shared";
+  static constexpr bool stateless = true;
+  SharedTask() : instance_number(++shared_made) {}
+  ~SharedTask() override { ++shared_freed; }
+  Value run(Context&, const Inputs&) override { return Value(instance_number); }
+  const int instance_number;
+};
+
+struct OwnTask : pyoco::Task {
+  static constexpr const char* name = "own";
+  OwnTask() : instance_number(++own_made) {}
+  Value run(Context&, const Inputs&) override { return Value(instance_number); }
+  const int instance_number;
+};
+
+void register_shared_and_own(pyoco::Registry& registry) {
+  registry.add<SharedTask>().add<OwnTask>();
+}
+
+}  // namespace
+
+// "With `static constexpr bool stateless = true;` one instance, made when
+// the plugin registers its tasks, serves every call" (and is freed with the
+// plugin); without it, each call of a fresh node gets one of its own.
+BOOST_AUTO_TEST_CASE(a_stateless_task_is_made_once_and_every_call_shares_it) {
+  shared_made = 0;
+  shared_freed = 0;
+  own_made = 0;
+  {
+    TestHost host(register_shared_and_own);
+    BOOST_TEST(shared_made == 1);
+    BOOST_TEST(own_made == 0);
+    for (int i = 0; i < 3; ++i) {
+      auto shared = host.run("shared");
+      BOOST_TEST_REQUIRE(shared.ok(), shared.error());
+      BOOST_TEST(shared.output().as<int>() == 1);
+      auto own = host.run("own");
+      BOOST_TEST_REQUIRE(own.ok(), own.error());
+      BOOST_TEST(own.output().as<int>() == i + 1);
+    }
+    BOOST_TEST(shared_made == 1);
+    BOOST_TEST(own_made == 3);
+    BOOST_TEST(shared_freed == 0);
+  }
+  BOOST_TEST(shared_freed == 1);
+}
+
 // ---- docs/plugins.md "On a 1.0 host" ------------------------------------------
 
 namespace {

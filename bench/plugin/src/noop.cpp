@@ -9,6 +9,7 @@ struct Noop : pyoco::Task {
   static constexpr const char* summary = "Does nothing and returns null";
   static constexpr const char* usage = "n1: {use: \"bench/noop\"}";
   static inline const std::vector<std::string> tags = {"bench"};
+  static constexpr bool stateless = true;  // no instance per node: see the SDK's Task
 
   pyoco::Value run(pyoco::Context&, const pyoco::Inputs&) override { return {}; }
 };

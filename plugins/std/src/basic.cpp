@@ -36,6 +36,7 @@ struct Echo : pyoco::Task {
       {"value", "any", false, "returned as the output (null when absent)"},
       {"message", "string", false, "logged at info level when given; not a string: fails"}};
   static inline const std::vector<Io> outputs = {{"value", "any", false, "the input value"}};
+  static constexpr bool stateless = true;  // one instance for every call
 
   Value run(Context& ctx, const Inputs& in) override {
     // A message of another kind (`-p msg=5` is the number 5) is refused, not
@@ -124,6 +125,7 @@ struct JsonGet : pyoco::Task {
       {"path", "string", true, "keys and indices separated by dots, e.g. items.0.name"},
       {"default", "any", false, "returned when the path is absent (else the task fails)"}};
   static inline const std::vector<Io> outputs = {{"value", "any", false, "what the path names"}};
+  static constexpr bool stateless = true;  // one instance for every call
 
   Value run(Context&, const Inputs& in) override {
     Value current = in["value"];

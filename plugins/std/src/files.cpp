@@ -31,6 +31,8 @@ struct WriteFile : pyoco::Task {
   static inline const std::vector<Io> outputs = {
       {"artifact", "string", false, "the artifact's name, for std/read_file's `artifact` input"}};
 
+  static constexpr bool stateless = true;  // one instance for every call
+
   Value run(Context& ctx, const Inputs& in) override {
     const std::string file = in.require<std::string>("name");
     const Value content = in["content"];
@@ -63,6 +65,8 @@ struct ReadFile : pyoco::Task {
        "a file larger fails the task (default 16 MiB: the content is held in memory and "
        "passed on as a value)"}};
   static inline const std::vector<Io> outputs = {{"content", "any", false, "the file's content"}};
+
+  static constexpr bool stateless = true;  // one instance for every call
 
   Value run(Context& ctx, const Inputs& in) override {
     const std::string as = in.get<std::string>("as", "string");
