@@ -545,6 +545,55 @@ tasks:
 // Bodies of a few milliseconds released together run side by side on
 // both workers, not one after another on the worker that released them
 // (its backlog is for bodies too short to be worth handing over).
+// A task whose body waits for a free worker has not started: it is PENDING
+// with no start time, and only the few bodies handed to the pool ahead of a
+// free worker (2 x jobs a run) show RUNNING. Once it runs, its duration is
+// its own body's, not its wait for the blockers.
+BOOST_DATA_TEST_CASE(a_task_waiting_for_a_free_worker_has_not_started, bdata::make(kLoads), load) {
+  if (load.blockers == 0) return;  // nothing waits on a free pool
+  Saturated s(load);
+  constexpr int kTasks = 12;
+  std::string graph, tasks;
+  for (int k = 0; k < kTasks; ++k) {
+    graph += (k == 0 ? "t" : " & t") + std::to_string(k);
+    tasks += "  t" + std::to_string(k) + ": {use: \"t/quick\"}\n";
+  }
+  Run r = s.start("flow: {graph: \"(" + graph + ")\"}\ntasks:\n" + tasks,
+                  {{"t/quick", [](TaskCall&, const Value&) { return Value(); }}});
+  const std::size_t handed = 2 * load.jobs;
+  auto count = [&r](TaskState state) {
+    std::size_t n = 0;
+    for (const auto& t : r.tasks()) n += t.state == state ? 1 : 0;
+    return n;
+  };
+  BOOST_TEST_REQUIRE(
+      pyoco::testing::eventually([&] { return count(TaskState::Running) >= handed; }),
+      "the run did not hand bodies to the pool");
+  // The blockers hold every worker a while longer: what waits shows it.
+  const auto hold = std::chrono::milliseconds(300);
+  std::this_thread::sleep_for(hold);
+  BOOST_TEST_REQUIRE(s.blockers_hold());
+  std::vector<std::string> waited;
+  for (const auto& t : r.tasks()) {
+    if (t.state == TaskState::Running) continue;
+    BOOST_TEST((t.state == TaskState::Pending), t.node);
+    BOOST_TEST((t.started == std::chrono::system_clock::time_point{}), t.node);
+    waited.push_back(t.node);
+  }
+  BOOST_TEST(count(TaskState::Running) == handed);
+  BOOST_TEST(waited.size() == kTasks - handed);
+  s.release.open();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((r.status() == RunStatus::Completed));
+  const double hold_ms = std::chrono::duration<double, std::milli>(hold).count();
+  for (const std::string& node : waited) {
+    const auto t = record(r, node);
+    BOOST_TEST(t.attempts == 1u, node);
+    BOOST_TEST(t.duration_ms < hold_ms,
+               node << " took " << t.duration_ms << " ms: its wait counted");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(long_bodies_released_together_run_side_by_side) {
   Engine engine(EngineOptions{2, {}});
   pyoco::testing::TempDir dir;

@@ -123,11 +123,7 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
       const TaskRecord& r = records_[n->record];
       e.task = r.task;
       e.record = static_cast<std::uint32_t>(n->record);
-      if (kind == EventKind::NodeStart) {
-        e.time = r.started;
-        // A task's first attempt is about to be launched: it is attempt 1.
-        if (g != nullptr && g->kind == GraphNode::Kind::Task) e.attempt = n->attempts + 1;
-      }
+      if (kind == EventKind::NodeStart) e.time = r.started;
       if (kind == EventKind::NodeDone || kind == EventKind::NodeError ||
           kind == EventKind::NodeCancelled || kind == EventKind::NodeSkipped) {
         if (r.ended != std::chrono::system_clock::time_point{}) e.time = r.ended;
@@ -368,9 +364,9 @@ void RunState::ready(Frame& f, std::uint32_t i) {
       node_ended(f, i);
       return;
     case GraphNode::Kind::Task:
+      // Under way; it starts (its clock, RUNNING, node_start) once its body
+      // goes to a worker (launch), which may wait for room.
       n.state = TaskState::Running;
-      start_clock(n);
-      emit(EventKind::NodeStart, &n, {}, &g);
       launch(f, i);
       return;
     case GraphNode::Kind::Switch:
@@ -391,25 +387,40 @@ void RunState::launch(Frame& f, std::uint32_t i) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
   ++n.attempts;
-  record(n).attempts = n.attempts;
+  const bool begun = has_begun(n);
+  if (begun) record(n).attempts = n.attempts;  // a retry: its record shows the new try
 
   std::string error;
   const plugins::TaskDefinition& definition = *(*f.definitions)[i];
   Value inputs = build_inputs(*this, f, i, definition, error);
   if (!error.empty()) {
+    if (!begun) begin_task(f, i);
     fail(f, i, error);  // a wiring problem: retrying cannot help
     return;
   }
   // Without a deadline to start, a body that must wait for room is made
   // only when it gets it: a fan of 10,000 keeps a few attempts alive, not
-  // 10,000. Its inputs are read now, as any task's are when it is ready.
+  // 10,000. Its inputs are read now, as any task's are when it is ready;
+  // it starts when it gets room (post_waiting_bodies), not while it waits
+  // behind bodies that hold every worker. A deadline counts from when the
+  // task was ready, so a task that has one starts now.
   if (g.task->timeout_sec <= 0 && !room_for_body()) {
     waiting_bodies_.push_back({nullptr, &f, i, std::move(inputs), params_});
     bodies_waiting_.store(true);
     if (queued_bodies_.load() < launch_window_) post_waiting_bodies();
     return;
   }
+  if (!begun) begin_task(f, i);
   queue_body(make_attempt(f, i, std::move(inputs), params_));
+}
+
+// A task's first attempt goes to a worker (or fails before it could): the
+// task starts. Its retries continue that start.
+void RunState::begin_task(Frame& f, std::uint32_t i) {
+  NodeExec& n = f.nodes[i];
+  start_clock(n);
+  record(n).attempts = n.attempts;
+  emit(EventKind::NodeStart, &n, {}, &f.graph->nodes[i]);
 }
 
 std::shared_ptr<Attempt> RunState::make_attempt(Frame& f, std::uint32_t i, Value inputs,
@@ -482,6 +493,7 @@ void RunState::post_waiting_bodies() {
       // Its node may have moved on while it waited (the run cancelled or stopped).
       const NodeExec& n = w.frame->nodes[w.node];
       if (n.state != TaskState::Running || n.running || n.waiting_retry) continue;
+      if (!has_begun(n)) begin_task(*w.frame, w.node);
       w.attempt = make_attempt(*w.frame, w.node, std::move(w.inputs), std::move(w.params));
     }
     if (!w.attempt->cancelled.load(std::memory_order_acquire)) post_body(std::move(w.attempt));

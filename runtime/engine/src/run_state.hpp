@@ -344,6 +344,11 @@ class RunState : public std::enable_shared_from_this<RunState> {
   bool start_held(Frame& f, std::uint32_t i);  // RunOptions::may_start: not now
   void retry_due(Frame& f, std::uint32_t i);
   void launch(Frame& f, std::uint32_t i);
+  void begin_task(Frame& f, std::uint32_t i);
+  // Whether a task node has started (begin_task), or a control node.
+  static bool has_begun(const NodeExec& n) {
+    return n.started != std::chrono::steady_clock::time_point{};
+  }
   // Bodies go to the pool a few at a time (launch_window_ queued at most);
   // the rest wait here, their attempts made and deadlines running.
   std::shared_ptr<Attempt> make_attempt(Frame& f, std::uint32_t i, core::Value inputs,
