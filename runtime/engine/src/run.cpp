@@ -532,7 +532,7 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
       // A `run` task completes inside begin(), on this thread, while this
       // body holds the run and the attempt: its completion needs no
       // reference of its own.
-      a->instance->begin(a->ctx, a->inputs, [attempt = a.get()](plugins::CallResult result) {
+      a->instance->begin(a->ctx, a->inputs, [attempt = a.get()](plugins::CallResult&& result) {
         attempt->result = std::move(result);
         attempt->completed_on_worker = true;
       });
@@ -543,7 +543,7 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
         Attempt& attempt;
         ~Started() { attempt.started(); }
       } started{*a};
-      a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult result) {
+      a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult&& result) {
         completed(a, std::move(result));
       });
     }
@@ -579,7 +579,7 @@ void RunState::abandon(Attempt& a) {
   }
 }
 
-void RunState::completed(const std::shared_ptr<Attempt>& a, plugins::CallResult result) {
+void RunState::completed(const std::shared_ptr<Attempt>& a, plugins::CallResult&& result) {
   a->result = std::move(result);
   if (a->on_worker.load(std::memory_order_acquire) && a->worker == std::this_thread::get_id()) {
     a->completed_on_worker = true;

@@ -364,7 +364,7 @@ class RunState : public std::enable_shared_from_this<RunState> {
   // A worker, after a body left the queue without a result for the strand.
   void made_room();
   // Where a call's result goes (its CallDone), on whatever thread ends it.
-  static void completed(const std::shared_ptr<Attempt>& a, plugins::CallResult result);
+  static void completed(const std::shared_ptr<Attempt>& a, plugins::CallResult&& result);
   void on_result(const std::shared_ptr<Attempt>& a);
   void apply_result(const std::shared_ptr<Attempt>& a);
   void on_timeout(const std::shared_ptr<Attempt>& a);

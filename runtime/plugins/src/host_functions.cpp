@@ -751,7 +751,7 @@ void TaskInstance::begin(Call& ctx, const core::Value& inputs, CallDone done) {
 CallResult TaskInstance::call(Call& ctx, const core::Value& inputs) {
   std::promise<CallResult> result;
   auto future = result.get_future();
-  begin(ctx, inputs, [&result](CallResult r) { result.set_value(std::move(r)); });
+  begin(ctx, inputs, [&result](CallResult&& r) { result.set_value(std::move(r)); });
   return future.get();
 }
 

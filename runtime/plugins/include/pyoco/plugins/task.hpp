@@ -84,7 +84,8 @@ struct CallResult {
 
 // Where a call's result goes: called exactly once, from the thread that
 // ends the call (a worker for `run`, any thread for an async call).
-using CallDone = core::SmallFunction<void(CallResult)>;
+// By reference: the result is moved once, into wherever it is kept.
+using CallDone = core::SmallFunction<void(CallResult&&)>;
 
 // Whether a Call has ended (see Call::ended): an atomic flag that moves with
 // its Call, which is moved only before its call begins (a Call returned by
