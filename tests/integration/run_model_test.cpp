@@ -13,6 +13,7 @@
 #include <mutex>
 #include <regex>
 
+#include "event_log.hpp"
 #include "flows.hpp"
 #include "records.hpp"
 #include "sync.hpp"
@@ -64,11 +65,13 @@ struct Saturated {
   ~Saturated() { release.open(); }
 
   Run start(const std::string& yaml, std::map<std::string, TaskFn> tasks,
-            std::function<bool()> may_start = {}) {
+            std::function<bool()> may_start = {},
+            std::shared_ptr<trace::EventListener> listener = {}) {
     RunOptions o;
     o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
     o.local_tasks = std::move(tasks);
     o.may_start = std::move(may_start);
+    o.listener = std::move(listener);
     return engine.start(compile(yaml), std::move(o));
   }
   bool blockers_hold() const {
@@ -274,6 +277,43 @@ tasks:
                       {{"t/x", [](TaskCall&, const Value&) { return Value(); }}});
   BOOST_TEST_REQUIRE(after.wait_for(std::chrono::seconds(10)));
   BOOST_TEST(starts == 0);
+}
+
+// A task cancelled while it waited for room never started: no start time,
+// no attempt, in its record and in its node_cancelled event (which the
+// history keeps), as for a task cancelled before it was ready.
+BOOST_DATA_TEST_CASE(a_task_cancelled_while_it_waited_for_room_never_started, bdata::make(kLoads),
+                     load) {
+  if (load.blockers == 0) return;  // nothing waits on a free pool
+  Saturated s(load);
+  std::string graph, tasks;
+  for (int k = 0; k < 12; ++k) {
+    graph += (k == 0 ? "t" : " & t") + std::to_string(k);
+    tasks += "  t" + std::to_string(k) + ": {use: \"t/quick\"}\n";
+  }
+  auto log = std::make_shared<pyoco::testing::EventLog>();
+  Run r = s.start("flow: {graph: \"(" + graph + ")\"}\ntasks:\n" + tasks,
+                  {{"t/quick", [](TaskCall&, const Value&) { return Value(); }}}, {}, log);
+  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] {
+    std::size_t running = 0;
+    for (const auto& t : r.tasks()) running += t.state == TaskState::Running ? 1 : 0;
+    return running >= 2 * load.jobs;
+  }));
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((r.status() == RunStatus::Cancelled));
+  std::size_t never_started = 0;
+  for (const auto& t : r.tasks()) {
+    BOOST_TEST((t.state == TaskState::Cancelled), t.node);
+    if (t.started != std::chrono::system_clock::time_point{}) continue;
+    ++never_started;
+    BOOST_TEST(t.attempts == 0u, t.node);
+    const auto cancelled = log->of(trace::EventKind::NodeCancelled, t.node);
+    BOOST_TEST_REQUIRE(cancelled.size() == 1u, t.node);
+    BOOST_TEST(cancelled[0].attempt == 0u, t.node);
+    BOOST_TEST(log->count(trace::EventKind::NodeStart, t.node) == 0u, t.node);
+  }
+  BOOST_TEST(never_started == 12 - 2 * load.jobs);
 }
 
 BOOST_DATA_TEST_CASE(tasks_and_status_answer_while_bodies_block, bdata::make(kLoads), load) {
@@ -592,6 +632,53 @@ BOOST_DATA_TEST_CASE(a_task_waiting_for_a_free_worker_has_not_started, bdata::ma
     BOOST_TEST(t.duration_ms < hold_ms,
                node << " took " << t.duration_ms << " ms: its wait counted");
   }
+}
+
+// A body with a deadline waiting for a worker is not passed over by one
+// released later (it failed so, behind a later 300 ms task, in an outside
+// tester's flow at --jobs 1).
+BOOST_AUTO_TEST_CASE(a_body_released_later_does_not_pass_one_with_a_deadline) {
+  Engine engine(EngineOptions{1, {}});
+  pyoco::testing::TempDir dir;
+  Gate release;
+  Latch blocking;
+  auto mutex = std::make_shared<std::mutex>();
+  auto order = std::make_shared<std::vector<std::string>>();
+  auto note = [mutex, order](const std::string& name) {
+    return [mutex, order, name](TaskCall&, const Value&) {
+      std::lock_guard<std::mutex> lock(*mutex);
+      order->push_back(name);
+      return Value();
+    };
+  };
+  RunOptions o;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  o.local_tasks = {{"t/start", note("start")},
+                   {"t/block",
+                    [&](TaskCall&, const Value&) {
+                      blocking.arrive();
+                      release.wait(std::chrono::seconds(60));
+                      return Value();
+                    }},
+                   {"t/timed", note("timed")},
+                   {"t/plain", note("plain")}};
+  // At --jobs 1: block runs, timed (with a deadline) is handed to the pool
+  // behind it, plain waits for room and gets it when block ends.
+  Run r = engine.start(compile(R"yaml(
+flow: {graph: "start >> (block & timed & plain)"}
+tasks:
+  start: {use: "t/start"}
+  block: {use: "t/block"}
+  timed: {use: "t/timed", timeout_sec: 30}
+  plain: {use: "t/plain"}
+)yaml"),
+                       std::move(o));
+  BOOST_TEST_REQUIRE(blocking.wait_for(1), "block did not start");
+  release.open();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  BOOST_TEST((r.status() == RunStatus::Completed));
+  const std::vector<std::string> expected = {"start", "timed", "plain"};
+  BOOST_TEST(*order == expected, boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(long_bodies_released_together_run_side_by_side) {

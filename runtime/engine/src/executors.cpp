@@ -224,7 +224,7 @@ bool Executors::any_backlog() const {
 }
 
 void Executors::Backlog::push(Body b) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<Lock> lock(mutex_);
   const std::size_t n = size_.load(std::memory_order_relaxed);
   if (n == ring_.size()) {
     // Full: unrolled into a ring twice the size, oldest first.
@@ -239,7 +239,7 @@ void Executors::Backlog::push(Body b) {
 
 Executors::Body Executors::Backlog::pop() {
   if (empty()) return {};
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<Lock> lock(mutex_);
   const std::size_t n = size_.load(std::memory_order_relaxed);
   if (n == 0) return {};
   Body b = std::move(ring_[head_]);

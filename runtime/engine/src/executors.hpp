@@ -46,7 +46,9 @@ class Executors : public std::enable_shared_from_this<Executors> {
   // one to another core costs more than running it), and each worker
   // passes a waiting body over for at most that long plus one body (which
   // may itself be long). Then it queues the next body behind the waiting
-  // ones and takes the oldest.
+  // ones and takes the oldest. Never over a body with a deadline
+  // (`has_deadline`): one that waits for a worker is not passed over by a
+  // later one, which could make it miss its deadline.
   //
   // A body such a worker does not run next goes to its backlog, not to the
   // pool: the worker runs it once it is free (turn about with the pool's
@@ -59,14 +61,23 @@ class Executors : public std::enable_shared_from_this<Executors> {
   // costs more than running it); longer ones run side by side as before,
   // an idle worker looking at least every kStealPollMax.
   template <class F>
-  void post_work(F&& f) {
+  void post_work(F&& f, bool has_deadline = false) {
     Continuation& c = continuation();
     if (c.owner == this && c.home == this) {
-      if (!c.next && (queued_work_.load(std::memory_order_acquire) == 0 || may_jump(c))) {
+      if (!c.next && (queued_work_.load(std::memory_order_acquire) == 0 ||
+                      (deadlines_waiting_.load(std::memory_order_acquire) == 0 && may_jump(c)))) {
         c.next = std::forward<F>(f);
         return;
       }
-      c.backlog->push(Body(std::forward<F>(f)));
+      if (has_deadline) {
+        deadlines_waiting_.fetch_add(1, std::memory_order_acq_rel);
+        c.backlog->push(Body([this, f = std::forward<F>(f)]() mutable {
+          deadlines_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+          f();
+        }));
+      } else {
+        c.backlog->push(Body(std::forward<F>(f)));
+      }
       queued_work_.fetch_add(1, std::memory_order_release);  // counted once it is there
       // seq_cst, after the push: paired with a worker going to sleep
       // (worker_loop), which counts itself then looks at the backlogs.
@@ -75,9 +86,11 @@ class Executors : public std::enable_shared_from_this<Executors> {
     }
     queued_work_.fetch_add(1, std::memory_order_release);
     pooled_.fetch_add(1, std::memory_order_release);
-    asio::post(work_, [this, f = std::forward<F>(f)]() mutable {
+    if (has_deadline) deadlines_waiting_.fetch_add(1, std::memory_order_acq_rel);
+    asio::post(work_, [this, has_deadline, f = std::forward<F>(f)]() mutable {
       pooled_.fetch_sub(1, std::memory_order_acq_rel);
       queued_work_.fetch_sub(1, std::memory_order_acq_rel);
+      if (has_deadline) deadlines_waiting_.fetch_sub(1, std::memory_order_acq_rel);
       run_bodies(std::move(f));
     });
   }
@@ -126,7 +139,22 @@ class Executors : public std::enable_shared_from_this<Executors> {
     bool empty() const { return size_.load() == 0; }
 
    private:
-    std::mutex mutex_;
+    // Held for a few moves of a ring, almost always by the owner alone (a
+    // thief comes only for a stuck or slow owner): a flag, not a mutex,
+    // which cost a short task a tenth of its instructions in a tree.
+    class Lock {
+     public:
+      void lock() {
+        while (held_.exchange(true, std::memory_order_acquire)) {
+          while (held_.load(std::memory_order_relaxed)) std::this_thread::yield();
+        }
+      }
+      void unlock() { held_.store(false, std::memory_order_release); }
+
+     private:
+      std::atomic<bool> held_{false};
+    };
+    Lock mutex_;
     std::vector<Body> ring_;  // mutex_
     std::size_t head_ = 0;    // mutex_
     std::atomic<std::size_t> size_{0};
@@ -268,6 +296,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   std::atomic<std::int64_t> pooled_{0};       // handlers waiting in work_
   std::atomic<unsigned> sleepers_{0};         // workers asleep in work_ (worker_loop)
   std::atomic<unsigned> wakes_{0};            // wake_one()s not yet run
+  std::atomic<int> deadlines_waiting_{0};     // of queued_work_, bodies with a deadline
   std::atomic<int> abandoned_bodies_{0};
 };
 

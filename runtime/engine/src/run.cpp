@@ -386,9 +386,10 @@ void RunState::ready(Frame& f, std::uint32_t i) {
 void RunState::launch(Frame& f, std::uint32_t i) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
-  ++n.attempts;
+  // A retry counts its try now; a first one once it starts (begin_task): a
+  // task cancelled while it waited for room never had an attempt.
   const bool begun = has_begun(n);
-  if (begun) record(n).attempts = n.attempts;  // a retry: its record shows the new try
+  if (begun) record(n).attempts = ++n.attempts;
 
   std::string error;
   const plugins::TaskDefinition& definition = *(*f.definitions)[i];
@@ -419,7 +420,8 @@ void RunState::launch(Frame& f, std::uint32_t i) {
 void RunState::begin_task(Frame& f, std::uint32_t i) {
   NodeExec& n = f.nodes[i];
   start_clock(n);
-  record(n).attempts = n.attempts;
+  n.attempts = 1;
+  record(n).attempts = 1;
   emit(EventKind::NodeStart, &n, {}, &f.graph->nodes[i]);
 }
 
@@ -507,55 +509,58 @@ void RunState::made_room() {
 
 void RunState::post_body(std::shared_ptr<Attempt> a) {
   queued_bodies_.fetch_add(1);
+  const bool has_deadline = a->deadline != 0;
   // Each callback below captures two pointers at most: they fit
   // core::SmallFunction's inline room, so a task's hand-offs allocate nothing.
-  executors_->post_work([self = shared_from_this(), a = std::move(a)]() mutable {
-    self->queued_bodies_.fetch_sub(1);
-    // Before `cancelled` is looked at (seq_cst): paired with abandon()'s
-    // store of `cancelled` then compare-and-set of `body`.
-    a->body.store(Attempt::Body::running);
-    // Abandoned while queued (cancelled, stopped, timed out): it never
-    // starts, and its node has already moved on.
-    if (a->cancelled.load()) {
-      self->left_body(*a);
-      self->made_room();
-      return;
-    }
-    // A `run` task completes before begin() returns (an async one may too):
-    // its result then waits here until the plugin has returned, and this
-    // worker takes it to the strand itself — no hand-off, no plugin code on
-    // the stack while the run decides what comes next. A completion from
-    // any other thread goes through the strand's queue.
-    a->worker = std::this_thread::get_id();
-    a->on_worker.store(true, std::memory_order_release);
-    if (a->definition->start == nullptr) {
-      // A `run` task completes inside begin(), on this thread, while this
-      // body holds the run and the attempt: its completion needs no
-      // reference of its own.
-      a->instance->begin(a->ctx, a->inputs, [attempt = a.get()](plugins::CallResult&& result) {
-        attempt->result = std::move(result);
-        attempt->completed_on_worker = true;
-      });
-    } else {
-      // An async one may complete later, from any thread: it keeps the run.
-      a->starting();
-      struct Started {  // also when begin() throws: no callback waits for ever
-        Attempt& attempt;
-        ~Started() { attempt.started(); }
-      } started{*a};
-      a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult&& result) {
-        completed(a, std::move(result));
-      });
-    }
-    a->on_worker.store(false, std::memory_order_release);
-    self->left_body(*a);
-    if (a->completed_on_worker) {
-      // The attempt's last use here: handed on, not counted again.
-      self->on_strand_here([run = self.get(), a = std::move(a)] { run->on_result(a); });
-    } else {
-      self->made_room();
-    }
-  });
+  executors_->post_work(
+      [self = shared_from_this(), a = std::move(a)]() mutable {
+        self->queued_bodies_.fetch_sub(1);
+        // Before `cancelled` is looked at (seq_cst): paired with abandon()'s
+        // store of `cancelled` then compare-and-set of `body`.
+        a->body.store(Attempt::Body::running);
+        // Abandoned while queued (cancelled, stopped, timed out): it never
+        // starts, and its node has already moved on.
+        if (a->cancelled.load()) {
+          self->left_body(*a);
+          self->made_room();
+          return;
+        }
+        // A `run` task completes before begin() returns (an async one may too):
+        // its result then waits here until the plugin has returned, and this
+        // worker takes it to the strand itself — no hand-off, no plugin code on
+        // the stack while the run decides what comes next. A completion from
+        // any other thread goes through the strand's queue.
+        a->worker = std::this_thread::get_id();
+        a->on_worker.store(true, std::memory_order_release);
+        if (a->definition->start == nullptr) {
+          // A `run` task completes inside begin(), on this thread, while this
+          // body holds the run and the attempt: its completion needs no
+          // reference of its own.
+          a->instance->begin(a->ctx, a->inputs, [attempt = a.get()](plugins::CallResult&& result) {
+            attempt->result = std::move(result);
+            attempt->completed_on_worker = true;
+          });
+        } else {
+          // An async one may complete later, from any thread: it keeps the run.
+          a->starting();
+          struct Started {  // also when begin() throws: no callback waits for ever
+            Attempt& attempt;
+            ~Started() { attempt.started(); }
+          } started{*a};
+          a->instance->begin(a->ctx, a->inputs, [self, a](plugins::CallResult&& result) {
+            completed(a, std::move(result));
+          });
+        }
+        a->on_worker.store(false, std::memory_order_release);
+        self->left_body(*a);
+        if (a->completed_on_worker) {
+          // The attempt's last use here: handed on, not counted again.
+          self->on_strand_here([run = self.get(), a = std::move(a)] { run->on_result(a); });
+        } else {
+          self->made_room();
+        }
+      },
+      has_deadline);
 }
 
 // The worker, once a body has returned (or was found cancelled before it

@@ -1228,6 +1228,9 @@ struct has_stateless<T, std::void_t<decltype(T::stateless)>> : std::true_type {}
 template <class T>
 constexpr bool is_stateless() {
   if constexpr (has_stateless<T>::value) {
+    static_assert(std::is_same_v<decltype(T::stateless), const bool>,
+                  "a task's `stateless` must be declared `static constexpr bool stateless = "
+                  "true;` (or false)");
     return T::stateless;
   } else {
     return false;
