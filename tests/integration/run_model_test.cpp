@@ -467,6 +467,46 @@ BOOST_AUTO_TEST_CASE(a_node_held_by_may_start_starts_once_it_may) {
   BOOST_TEST(starts == 2);
 }
 
+// A task that waited for room starts only if may_start still says yes: a
+// cluster worker's lease can lapse while its tasks wait behind busy workers,
+// and then nothing more may start. Cancelled while held, the run ends.
+BOOST_DATA_TEST_CASE(a_task_that_waited_for_room_asks_may_start_again, bdata::make(kLoads), load) {
+  if (load.blockers == 0) return;  // nothing waits on a free pool
+  Saturated s(load);
+  std::atomic<int> starts{0};
+  auto allow = std::make_shared<std::atomic<bool>>(true);
+  auto asked = std::make_shared<std::atomic<int>>(0);
+  std::string graph, tasks;
+  for (int k = 0; k < 12; ++k) {
+    graph += (k == 0 ? "t" : " & t") + std::to_string(k);
+    tasks += "  t" + std::to_string(k) + ": {use: \"t/count\"}\n";
+  }
+  Run r = s.start("flow: {graph: \"(" + graph + ")\"}\ntasks:\n" + tasks,
+                  {{"t/count", counts(starts)}}, [allow, asked] {
+                    ++*asked;
+                    return allow->load();
+                  });
+  const std::size_t handed = 2 * load.jobs;
+  auto running = [&r] {
+    std::size_t n = 0;
+    for (const auto& t : r.tasks()) n += t.state == TaskState::Running ? 1 : 0;
+    return n;
+  };
+  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] { return running() >= handed; }));
+  allow->store(false);
+  const int asked_before = asked->load();
+  s.release.open();  // room for the others, which may not start now
+  BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] {
+    return starts.load() == static_cast<int>(handed) && asked->load() >= asked_before + 2;
+  }));
+  BOOST_TEST(running() == 0u);  // the handed ones ended; none started since
+  BOOST_TEST(starts.load() == static_cast<int>(handed));
+  r.cancel();
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+  BOOST_TEST((r.status() == RunStatus::Cancelled));
+  BOOST_TEST(starts.load() == static_cast<int>(handed));
+}
+
 // A run cancelled while may_start holds its node ends at once, and once the
 // engine is gone nothing of it is kept: a held node's timer still armed at
 // shutdown kept the run and the engine's executors for ever (a cluster
@@ -582,9 +622,6 @@ tasks:
   }
 }
 
-// Bodies of a few milliseconds released together run side by side on
-// both workers, not one after another on the worker that released them
-// (its backlog is for bodies too short to be worth handing over).
 // A task whose body waits for a free worker has not started: it is PENDING
 // with no start time, and only the few bodies handed to the pool ahead of a
 // free worker (2 x jobs a run) show RUNNING. Once it runs, its duration is
@@ -681,6 +718,9 @@ tasks:
   BOOST_TEST(*order == expected, boost::test_tools::per_element());
 }
 
+// Bodies of a few milliseconds released together run side by side on
+// both workers, not one after another on the worker that released them
+// (its backlog is for bodies too short to be worth handing over).
 BOOST_AUTO_TEST_CASE(long_bodies_released_together_run_side_by_side) {
   Engine engine(EngineOptions{2, {}});
   pyoco::testing::TempDir dir;

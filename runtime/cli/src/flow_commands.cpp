@@ -361,6 +361,10 @@ int run_flow(const RunOptionsCli& o) {
             // end if it had one; the exit code says the same.
             std::optional<core::RunStatus> recorded;
             if (started) {
+              // The first Ctrl+C's cancel ends the run within moments (it
+              // waits for no body): a second one right behind it would
+              // otherwise record the run as abandoned, not as cancelled.
+              started->wait_for(std::chrono::milliseconds(250));
               recorded = running->abandon(core::RunStatus::Cancelled,
                                           "interrupted twice: pyoco exited without waiting for it");
             } else if (running != nullptr) {

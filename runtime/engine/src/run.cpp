@@ -489,18 +489,45 @@ void RunState::queue_body(std::shared_ptr<Attempt> a) {
 
 void RunState::post_waiting_bodies() {
   while (!waiting_bodies_.empty() && queued_bodies_.load() < launch_window_) {
+    if (const WaitingBody& front = waiting_bodies_.front(); !front.attempt) {
+      const NodeExec& n = front.frame->nodes[front.node];
+      // Its node may have moved on while it waited (the run cancelled or stopped).
+      if (n.state != TaskState::Running || n.running || n.waiting_retry) {
+        waiting_bodies_.pop_front();
+        continue;
+      }
+      // It starts now: RunOptions::may_start is asked again (a cluster
+      // worker's lease may have lapsed while it waited); not now, the
+      // queue waits, in order, and is looked at again in kStartHeld.
+      if (!has_begun(n) && options_.may_start && !stopping_ && !options_.may_start()) {
+        hold_waiting_bodies();
+        break;
+      }
+    }
     WaitingBody w = std::move(waiting_bodies_.front());
     waiting_bodies_.pop_front();
     if (!w.attempt) {
-      // Its node may have moved on while it waited (the run cancelled or stopped).
-      const NodeExec& n = w.frame->nodes[w.node];
-      if (n.state != TaskState::Running || n.running || n.waiting_retry) continue;
-      if (!has_begun(n)) begin_task(*w.frame, w.node);
+      if (!has_begun(w.frame->nodes[w.node])) begin_task(*w.frame, w.node);
       w.attempt = make_attempt(*w.frame, w.node, std::move(w.inputs), std::move(w.params));
     }
     if (!w.attempt->cancelled.load(std::memory_order_acquire)) post_body(std::move(w.attempt));
   }
   if (waiting_bodies_.empty()) bodies_waiting_.store(false);
+}
+
+void RunState::hold_waiting_bodies() {
+  if (waiting_held_) return;
+  waiting_held_ = true;
+  if (!waiting_timer_) waiting_timer_ = std::make_unique<asio::steady_timer>(control());
+  waiting_timer_->expires_after(kStartHeld);
+  // Also when cancelled (stop()): the queue is looked at, and what moved on
+  // is let go.
+  waiting_timer_->async_wait([self = shared_from_this()](boost::system::error_code) {
+    self->on_strand_here([self] {
+      self->waiting_held_ = false;
+      self->post_waiting_bodies();
+    });
+  });
 }
 
 void RunState::made_room() {
@@ -876,6 +903,7 @@ void RunState::release_successors(Frame& f, std::uint32_t i) {
 void RunState::stop(bool cancelled) {
   stopping_ = true;
   if (cancelled) cancelled_ = true;
+  if (waiting_timer_) waiting_timer_->cancel();  // held by may_start: see hold_waiting_bodies
   if (top_) cancel_pending(*top_);
 }
 

@@ -440,6 +440,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
     core::Value params;  // as the task saw them when it became ready
   };
   std::deque<WaitingBody> waiting_bodies_;  // strand
+  // RunOptions::may_start said not now to the queue's first (strand).
+  void hold_waiting_bodies();
+  std::unique_ptr<asio::steady_timer> waiting_timer_;
+  bool waiting_held_ = false;
   const std::uint32_t launch_window_;
   // Both sequentially consistent, on purpose: the strand sets the flag then
   // reads the count, a worker lowers the count then reads the flag, so one
