@@ -718,6 +718,43 @@ tasks:
   BOOST_TEST(*order == expected, boost::test_tools::per_element());
 }
 
+// The same with the body with a deadline in the pool's queue (the run's
+// roots were handed over by control's thread while a blocker held the only
+// worker) and the later one in the worker's backlog: the deadline goes first.
+BOOST_AUTO_TEST_CASE(a_body_with_a_deadline_in_the_pool_goes_before_a_later_one) {
+  for (int round = 0; round < 4; ++round) {
+    Saturated s(Load{1, 1});
+    auto mutex = std::make_shared<std::mutex>();
+    auto order = std::make_shared<std::vector<std::string>>();
+    auto note = [mutex, order](const std::string& name) {
+      return [mutex, order, name](TaskCall&, const Value&) {
+        std::lock_guard<std::mutex> lock(*mutex);
+        order->push_back(name);
+        return Value();
+      };
+    };
+    Run r = s.start(R"yaml(
+flow: {graph: "((a >> later) & timed)"}
+tasks:
+  a: {use: "t/a"}
+  later: {use: "t/later"}
+  timed: {use: "t/timed", timeout_sec: 30}
+)yaml",
+                    {{"t/a", note("a")}, {"t/later", note("later")}, {"t/timed", note("timed")}});
+    // Both roots are handed over (on control's thread: the worker is held).
+    BOOST_TEST_REQUIRE(pyoco::testing::eventually([&] {
+      std::size_t running = 0;
+      for (const auto& t : r.tasks()) running += t.state == TaskState::Running ? 1 : 0;
+      return running == 2;
+    }));
+    s.release.open();
+    BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+    BOOST_TEST((r.status() == RunStatus::Completed));
+    const std::vector<std::string> expected = {"a", "timed", "later"};
+    BOOST_TEST(*order == expected, "round " << round);
+  }
+}
+
 // Bodies of a few milliseconds released together run side by side on
 // both workers, not one after another on the worker that released them
 // (its backlog is for bodies too short to be worth handing over).

@@ -119,6 +119,13 @@ void Executors::worker_loop(std::size_t index) {
       continue;
     }
     own_first = !own_first;
+    // A body with a deadline waiting in either goes first (post_work): the
+    // other may hold a later, long one.
+    if (backlogs_[index].deadlines.load(std::memory_order_acquire) > 0) {
+      own_first = true;
+    } else if (pooled_deadlines_.load(std::memory_order_acquire) > 0) {
+      own_first = false;
+    }
     if (own_first ? from_backlog() || from_pool() : from_pool() || from_backlog()) {
       ran = true;
       nap = kStealPoll;

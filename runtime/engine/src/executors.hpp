@@ -71,7 +71,9 @@ class Executors : public std::enable_shared_from_this<Executors> {
       }
       if (has_deadline) {
         deadlines_waiting_.fetch_add(1, std::memory_order_acq_rel);
-        c.backlog->push(Body([this, f = std::forward<F>(f)]() mutable {
+        c.backlog->deadlines.fetch_add(1, std::memory_order_acq_rel);
+        c.backlog->push(Body([this, b = c.backlog, f = std::forward<F>(f)]() mutable {
+          b->deadlines.fetch_sub(1, std::memory_order_acq_rel);
           deadlines_waiting_.fetch_sub(1, std::memory_order_acq_rel);
           f();
         }));
@@ -86,11 +88,17 @@ class Executors : public std::enable_shared_from_this<Executors> {
     }
     queued_work_.fetch_add(1, std::memory_order_release);
     pooled_.fetch_add(1, std::memory_order_release);
-    if (has_deadline) deadlines_waiting_.fetch_add(1, std::memory_order_acq_rel);
+    if (has_deadline) {
+      deadlines_waiting_.fetch_add(1, std::memory_order_acq_rel);
+      pooled_deadlines_.fetch_add(1, std::memory_order_acq_rel);
+    }
     asio::post(work_, [this, has_deadline, f = std::forward<F>(f)]() mutable {
       pooled_.fetch_sub(1, std::memory_order_acq_rel);
       queued_work_.fetch_sub(1, std::memory_order_acq_rel);
-      if (has_deadline) deadlines_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+      if (has_deadline) {
+        pooled_deadlines_.fetch_sub(1, std::memory_order_acq_rel);
+        deadlines_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+      }
       run_bodies(std::move(f));
     });
   }
@@ -137,6 +145,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     void push(Body b);
     Body pop();  // empty when there is none
     bool empty() const { return size_.load() == 0; }
+    std::atomic<int> deadlines{0};  // of its bodies, those with a deadline (post_work)
 
    private:
     // Held for a few moves of a ring, almost always by the owner alone (a
@@ -297,6 +306,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
   std::atomic<unsigned> sleepers_{0};         // workers asleep in work_ (worker_loop)
   std::atomic<unsigned> wakes_{0};            // wake_one()s not yet run
   std::atomic<int> deadlines_waiting_{0};     // of queued_work_, bodies with a deadline
+  std::atomic<int> pooled_deadlines_{0};      // of those, the ones in work_
   std::atomic<int> abandoned_bodies_{0};
 };
 
