@@ -90,6 +90,29 @@ constexpr auto record = [](const Run& r, const std::string& node) {
   return pyoco::testing::record_of(r, node);
 };
 
+// The names of task bodies in the order they began.
+class BodyOrder {
+ public:
+  TaskFn note(const std::string& name) const {
+    return [state = state_, name](TaskCall&, const Value&) {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      state->names.push_back(name);
+      return Value();
+    };
+  }
+  std::vector<std::string> seen() const {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->names;
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::vector<std::string> names;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
 // A body that waits for cancellation (or a minute), counting its starts.
 TaskFn waits_for_cancel(std::atomic<int>& starts) {
   return [&starts](TaskCall& call, const Value&) {
@@ -679,15 +702,8 @@ BOOST_AUTO_TEST_CASE(a_body_released_later_does_not_pass_one_with_a_deadline) {
   pyoco::testing::TempDir dir;
   Gate release;
   Latch blocking;
-  auto mutex = std::make_shared<std::mutex>();
-  auto order = std::make_shared<std::vector<std::string>>();
-  auto note = [mutex, order](const std::string& name) {
-    return [mutex, order, name](TaskCall&, const Value&) {
-      std::lock_guard<std::mutex> lock(*mutex);
-      order->push_back(name);
-      return Value();
-    };
-  };
+  BodyOrder order;
+  auto note = [&order](const std::string& name) { return order.note(name); };
   RunOptions o;
   o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
   o.local_tasks = {{"t/start", note("start")},
@@ -715,7 +731,7 @@ tasks:
   BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
   BOOST_TEST((r.status() == RunStatus::Completed));
   const std::vector<std::string> expected = {"start", "timed", "plain"};
-  BOOST_TEST(*order == expected, boost::test_tools::per_element());
+  BOOST_TEST(order.seen() == expected, boost::test_tools::per_element());
 }
 
 // The same with the body with a deadline in the pool's queue (the run's
@@ -724,15 +740,8 @@ tasks:
 BOOST_AUTO_TEST_CASE(a_body_with_a_deadline_in_the_pool_goes_before_a_later_one) {
   for (int round = 0; round < 4; ++round) {
     Saturated s(Load{1, 1});
-    auto mutex = std::make_shared<std::mutex>();
-    auto order = std::make_shared<std::vector<std::string>>();
-    auto note = [mutex, order](const std::string& name) {
-      return [mutex, order, name](TaskCall&, const Value&) {
-        std::lock_guard<std::mutex> lock(*mutex);
-        order->push_back(name);
-        return Value();
-      };
-    };
+    BodyOrder order;
+    auto note = [&order](const std::string& name) { return order.note(name); };
     Run r = s.start(R"yaml(
 flow: {graph: "((a >> later) & timed)"}
 tasks:
@@ -751,7 +760,7 @@ tasks:
     BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
     BOOST_TEST((r.status() == RunStatus::Completed));
     const std::vector<std::string> expected = {"a", "timed", "later"};
-    BOOST_TEST(*order == expected, "round " << round);
+    BOOST_TEST(order.seen() == expected, "round " << round);
   }
 }
 

@@ -1337,11 +1337,7 @@ class Registry {
 
   // A Task runs through `run`; an AsyncTask through `start` (ABI 1.1).
   template <class Base>
-  Registry& add_factory(TaskInfo info, std::unique_ptr<detail::Factory<Base>> factory) {
-    pyoco_task_def def{};
-    def.create = &detail::create_task<Base>;
-    def.destroy = &detail::destroy_task<Base>;
-    def.release = &detail::release_factory<Base>;
+  static void set_entry(pyoco_task_def& def, const TaskInfo& info) {
     if constexpr (std::is_same_v<Base, AsyncTask>) {
       if (!detail::has_1_1()) {
         throw Error("task '" + info.name +
@@ -1351,6 +1347,15 @@ class Registry {
     } else {
       def.run = &detail::run_task;
     }
+  }
+
+  template <class Base>
+  Registry& add_factory(TaskInfo info, std::unique_ptr<detail::Factory<Base>> factory) {
+    pyoco_task_def def{};
+    def.create = &detail::create_task<Base>;
+    def.destroy = &detail::destroy_task<Base>;
+    def.release = &detail::release_factory<Base>;
+    set_entry<Base>(def, info);
     return submit(std::move(info), def, factory.get(), [&] { factory.release(); });
   }
 
@@ -1361,15 +1366,7 @@ class Registry {
   Registry& add_shared(TaskInfo info, std::unique_ptr<Base> instance) {
     pyoco_task_def def{};
     def.release = &detail::release_shared<Base>;
-    if constexpr (std::is_same_v<Base, AsyncTask>) {
-      if (!detail::has_1_1()) {
-        throw Error("task '" + info.name +
-                    "' is async and needs a pyoco host with plugin ABI 1.1 or newer");
-      }
-      def.start = &detail::start_task;
-    } else {
-      def.run = &detail::run_task;
-    }
+    set_entry<Base>(def, info);
     return submit(std::move(info), def, instance.get(), [&] { instance.release(); });
   }
 
