@@ -1216,11 +1216,6 @@ void release_factory(void* user_data) {
   delete static_cast<Factory<Base>*>(user_data);
 }
 
-template <class Base>
-void release_shared(void* user_data) {
-  delete static_cast<Base*>(user_data);
-}
-
 template <class T, class = void>
 struct has_stateless : std::false_type {};
 template <class T>
@@ -1365,7 +1360,7 @@ class Registry {
   template <class Base>
   Registry& add_shared(TaskInfo info, std::unique_ptr<Base> instance) {
     pyoco_task_def def{};
-    def.release = &detail::release_shared<Base>;
+    def.release = &detail::destroy_task<Base>;  // the one instance, once the host lets it go
     set_entry<Base>(def, info);
     return submit(std::move(info), def, instance.get(), [&] { instance.release(); });
   }
