@@ -281,7 +281,7 @@ void RunState::child_done(Frame& child) {
       if (why == nullptr && c.state != TaskState::Succeeded) why = &c;
     }
     n.ctl().first_failure =
-        why == nullptr ? std::string() : why->display + ": " + record(*why).error;
+        why == nullptr ? std::string() : std::string(why->display) + ": " + record(*why).error;
   }
   const auto& l = *g.loop_term;
   // Only what `collect` needs is kept: with last or first, one output, not

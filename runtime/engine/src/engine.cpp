@@ -76,9 +76,35 @@ T read_state(const RunState& s, F f, const char* call) {
   return p.get_future().get();
 }
 
+TaskRecord RunState::Record::named() const {
+  TaskRecord r;
+  r.node = node;
+  r.task = task;
+  r.state = state;
+  r.started = started;
+  r.ended = ended;
+  r.duration_ms = duration_ms;
+  r.attempts = attempts;
+  r.error = error;
+  r.output_summary = output_summary;
+  if (extra) {
+    r.artifacts = extra->artifacts;
+    r.progress = extra->progress;
+    r.heartbeat = extra->heartbeat;
+    r.heartbeat_at = extra->heartbeat_at;
+  }
+  return r;
+}
+
 std::vector<TaskRecord> RunState::records() const {
   return read_state<std::vector<TaskRecord>>(
-      *this, [this] { return std::vector<TaskRecord>(records_.begin(), records_.end()); },
+      *this,
+      [this] {
+        std::vector<TaskRecord> out;
+        out.reserve(records_.size());
+        for (const Record& r : records_) out.push_back(r.named());
+        return out;
+      },
       "tasks()");
 }
 

@@ -120,7 +120,7 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
     if (kind == EventKind::NodeRetry) e.delay_ms = n->retry_delay_ms;
     if (n->record != SIZE_MAX) {
       // The record's own times and figures, so listeners agree with tasks().
-      const TaskRecord& r = records_[n->record];
+      const Record& r = records_[n->record];
       e.task = r.task;
       e.record = static_cast<std::uint32_t>(n->record);
       if (kind == EventKind::NodeStart) e.time = r.started;
@@ -130,7 +130,7 @@ void RunState::emit(EventKind kind, const NodeExec* n, std::string_view message,
         e.duration_ms = r.duration_ms;
         e.output = r.output_summary;
         if (kind == EventKind::NodeDone) e.value = &n->output;
-        e.artifacts = r.artifacts;
+        if (r.extra) e.artifacts = r.extra->artifacts;
       }
     }
   }
@@ -252,8 +252,12 @@ void RunState::start_frame(Frame& f) {
     n.counts_at = static_cast<std::uint32_t>(counters);
     counters += 2 * g.requirements.size();
     n.unmet = g.requirements.size();
-    n.display = g.name;
-    n.display += f.suffix;
+    if (f.suffix.empty()) {
+      n.display = g.name;
+    } else {
+      n.display_owned = g.name + f.suffix;
+      n.display = n.display_owned;
+    }
     if (g.visible()) n.record = add_record(n, g);
   }
   if (listener_ != nullptr) {
@@ -289,10 +293,9 @@ void RunState::start_frame(Frame& f) {
 }
 
 std::size_t RunState::add_record(NodeExec& n, const GraphNode& g) {
-  // Made in place: a TaskRecord is six strings and a vector to move.
-  TaskRecord& r = records_.emplace_back();
+  Record& r = records_.emplace_back();
   r.node = n.display;
-  r.task = g.kind == GraphNode::Kind::Task ? g.task->use : control_kind(g);
+  r.task = g.kind == GraphNode::Kind::Task ? std::string_view(g.task->use) : control_kind(g);
   return records_.size() - 1;
 }
 
@@ -309,12 +312,12 @@ void RunState::start_clock(NodeExec& n) {
     now = clock_.now();
   }
   n.started = now.steady;
-  TaskRecord& r = record(n);
+  Record& r = record(n);
   r.state = TaskState::Running;
   r.started = now.wall;
 }
 
-void RunState::stop_clock(const NodeExec& n, TaskRecord& r) {
+void RunState::stop_clock(const NodeExec& n, Record& r) {
   const RunClock::Reading now = clock_.now();
   last_end_ = now;
   // An end inside a drain (a loop ending after its last iteration's task)
@@ -542,6 +545,17 @@ void RunState::post_body(std::shared_ptr<Attempt> a) {
   executors_->post_work(
       [self = shared_from_this(), a = std::move(a)]() mutable {
         self->queued_bodies_.fetch_sub(1);
+        // Past its deadline on the way here (a deadline shorter than the
+        // hand-off): it never starts, as flows.md promises of an attempt
+        // still waiting at its deadline. The deadline's handler, due now,
+        // fails it as one that never started.
+        if (a->deadline != 0 && std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch())
+                                        .count() >= a->deadline) {
+          a->body.store(Attempt::Body::late);
+          self->made_room();
+          return;
+        }
         // Before `cancelled` is looked at (seq_cst): paired with abandon()'s
         // store of `cancelled` then compare-and-set of `body`.
         a->body.store(Attempt::Body::running);
@@ -636,7 +650,7 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
   n.running.reset();
   if (n.timer) n.timer->cancel();
   if (!a->artifacts.empty()) {
-    auto& artifacts = record(n).artifacts;
+    auto& artifacts = record(n).more().artifacts;
     artifacts.insert(artifacts.end(), a->artifacts.begin(), a->artifacts.end());
     for (const core::ArtifactRecord& saved : a->artifacts) latest_artifacts_[saved.name] = saved;
   }
@@ -705,6 +719,12 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   const unsigned busy = executors_->busy_workers();  // now: a snapshot, for the message
   if (a->body_taken()) {
     std::snprintf(buf, sizeof buf, "timed out after %g s", t);
+  } else if (a->body.load() == Attempt::Body::late) {
+    std::snprintf(buf, sizeof buf,
+                  "timed out after %g s, before its body started (a free worker thread took it "
+                  "past its deadline): a deadline shorter than handing a body to a worker; raise "
+                  "timeout_sec",
+                  t);
   } else if (busy >= jobs && earlier && earlier->on_worker.load(std::memory_order_acquire)) {
     // The worker it waited for is held by this node's own earlier attempt,
     // whose body went on after its deadline: more threads would only be
@@ -775,7 +795,7 @@ void RunState::succeed(Frame& f, std::uint32_t i, Value output) {
   NodeExec& n = f.nodes[i];
   n.state = TaskState::Succeeded;
   n.output = std::move(output);
-  TaskRecord& r = record(n);
+  Record& r = record(n);
   r.state = TaskState::Succeeded;
   r.error.clear();  // an earlier attempt's, if it was retried
   stop_clock(n, r);
@@ -795,11 +815,11 @@ void RunState::fail(Frame& f, std::uint32_t i, const std::string& error) {
   const GraphNode& g = f.graph->nodes[i];
   NodeExec& n = f.nodes[i];
   n.state = TaskState::Failed;
-  TaskRecord& r = record(n);
+  Record& r = record(n);
   r.state = TaskState::Failed;
   r.error = error;
   stop_clock(n, r);
-  failed_nodes_.push_back(n.display);
+  failed_nodes_.emplace_back(n.display);
   emit(EventKind::NodeError, &n, error, &g);
   n.instance.reset();
   n.abandoned.reset();
@@ -821,7 +841,7 @@ void RunState::end_without_running(Frame& f, std::uint32_t i, TaskState state,
   n.abandoned.reset();
   n.waiting_retry = false;
   if (n.record != SIZE_MAX) {
-    TaskRecord& r = record(n);
+    Record& r = record(n);
     r.state = state;
     if (state == TaskState::Skipped || !why.empty()) r.error = why;
     if (r.started != std::chrono::system_clock::time_point{}) stop_clock(n, r);
@@ -891,7 +911,7 @@ void RunState::release_successors(Frame& f, std::uint32_t i) {
           // Said as cancel_pending says it: after a cancel, its dependents
           // were cancelled too, not "stopped".
           stopping_ ? stop_reason()
-                    : "upstream " + f.nodes[i].display + " " +
+                    : "upstream " + std::string(f.nodes[i].display) + " " +
                           (f.nodes[i].state == TaskState::Failed ? "failed" : "did not run"));
     } else if (all_hold) {
       ready(f, s);

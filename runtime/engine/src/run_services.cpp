@@ -125,7 +125,7 @@ void RunState::emit_heartbeat(const plugins::CallInfo& call, std::size_t record,
   }
   on_strand([this, call, record, progress, text = std::string(message)] {
     if (core::is_terminal(status())) return;
-    TaskRecord& r = records_[record];
+    Record::Extra& r = records_[record].more();
     r.progress = progress;
     r.heartbeat = text;
     r.heartbeat_at = clock_.wall();

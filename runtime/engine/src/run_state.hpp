@@ -80,12 +80,17 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   bool completed_on_worker = false;  // that worker only
   // Where its body is. A worker sets `running` before it looks at
   // `cancelled`: a deadline that finds `queued` says the body never started,
-  // not that it was slow. `held` is `running` given up by the run (cancel,
-  // stop, deadline) while its thread is still inside it: counted in
-  // Executors::abandoned_bodies() until the body returns.
-  enum class Body : std::uint8_t { queued, running, held, returned };
+  // not that it was slow. `late`: a worker took it past its deadline (one
+  // shorter than handing a body over), so it never starts either. `held` is
+  // `running` given up by the run (cancel, stop, deadline) while its thread
+  // is still inside it: counted in Executors::abandoned_bodies() until the
+  // body returns.
+  enum class Body : std::uint8_t { queued, late, running, held, returned };
   std::atomic<Body> body{Body::queued};
-  bool body_taken() const { return body.load() != Body::queued; }
+  bool body_taken() const {
+    const Body b = body.load();
+    return b != Body::queued && b != Body::late;
+  }
   // Written once by whoever completes the call, read on the strand after.
   std::optional<plugins::CallResult> result;
 
@@ -194,7 +199,12 @@ struct NodeExec {
   bool broken = false;    // a requirement can no longer hold
   std::uint32_t attempts = 0;
   core::Value output;
-  std::string display;  // name in traces and records
+  // Its name in traces and records: the graph node's name, or for a node
+  // of a loop's or switch's body that name and the frame's suffix, kept in
+  // display_owned ("step[2]"). A node is never moved once its frame has
+  // started, so the view stays valid as long as the run.
+  std::string_view display;
+  std::string display_owned;
   std::size_t record = SIZE_MAX;
   std::chrono::steady_clock::time_point started;
   std::shared_ptr<Attempt> running;
@@ -323,6 +333,36 @@ class RunState : public std::enable_shared_from_this<RunState> {
  private:
   friend struct FrameScope;
 
+  // A task record as the run keeps it, in half a TaskRecord's room (a run
+  // writes one for every node, and a big run's records outgrow the cache):
+  // its names are views (the node's display name, the task's `use`), and
+  // what few tasks have, artifacts and a heartbeat, is made when one has
+  // it. records() makes TaskRecords of them.
+  struct Record {
+    // User-provided: emplace_back() would zero it first (every member says
+    // its own start).
+    Record() {}  // NOLINT(modernize-use-equals-default)
+    std::string_view node, task;
+    std::chrono::system_clock::time_point started, ended;  // zero when it never ran
+    double duration_ms = 0;
+    std::uint32_t attempts = 0;
+    core::TaskState state = core::TaskState::Pending;
+    std::string error;
+    std::string output_summary;
+    struct Extra {
+      std::vector<ArtifactRecord> artifacts;
+      double progress = -1;
+      std::string heartbeat;
+      std::chrono::system_clock::time_point heartbeat_at;
+    };
+    std::unique_ptr<Extra> extra;
+    Extra& more() {
+      if (!extra) extra = std::make_unique<Extra>();
+      return *extra;
+    }
+    TaskRecord named() const;
+  };
+
   void emit(trace::EventKind kind, const NodeExec* n = nullptr, std::string_view message = {},
             const core::GraphNode* g = nullptr);
   void emit_planned(std::span<const trace::PlannedNode> planned);
@@ -392,8 +432,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void apply_outputs(const core::TaskSpec& spec, const core::Value& output);
   std::size_t add_record(NodeExec& n, const core::GraphNode& g);
   void start_clock(NodeExec& n);
-  void stop_clock(const NodeExec& n, TaskRecord& r);
-  TaskRecord& record(const NodeExec& n) { return records_[n.record]; }
+  void stop_clock(const NodeExec& n, Record& r);
+  Record& record(const NodeExec& n) { return records_[n.record]; }
 
   void finish();
 
@@ -413,11 +453,6 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::map<std::string, core::Value, std::less<>> results_alias_;
   std::map<std::string, core::ArtifactRecord, std::less<>> latest_artifacts_;
   std::unique_ptr<Frame> top_;
-  // A TaskRecord made without zeroing it first (emplace_back() would: one
-  // per node of every frame that starts).
-  struct Record : TaskRecord {
-    Record() {}  // NOLINT(modernize-use-equals-default)
-  };
   std::vector<Record> records_;
   bool stopping_ = false;   // no new tasks start
   bool cancelled_ = false;  // stopping because of cancel()
