@@ -510,7 +510,12 @@ BOOST_AUTO_TEST_CASE(a_run_whose_worker_is_dead_shows_cancelling_at_once) {
   ChildProcess& first = c.worker("w1");
   RunRecords runs(c.nats);
   submit_run(c.nats, runs, c.job("stranded", "sleepy", {{"seconds", 60}}));
-  c.wait_for("stranded", [](const RunRecord& r) { return r.status() == "RUNNING"; });
+  // Its record shows the task under way (the worker's progress write).
+  c.wait_for("stranded", [](const RunRecord& r) {
+    const auto* tasks = r.snapshot.if_contains("tasks");
+    return r.status() == "RUNNING" && tasks != nullptr && tasks->is_object() &&
+           tasks->as_object().contains("nap") && tasks->as_object().at("nap") == "RUNNING";
+  });
   first.send_signal(SIGKILL);
   first.wait(10s);
   BOOST_TEST(request_cancel(c.nats, runs, "stranded", "ops")->status() == "CANCELLING");
@@ -527,6 +532,13 @@ BOOST_AUTO_TEST_CASE(a_run_whose_worker_is_dead_shows_cancelling_at_once) {
   c.worker("w2");
   const RunRecord r = c.wait_for("stranded", terminal, 30s);
   BOOST_TEST(r.status() == "CANCELLED");
+  // No task of a finished run is shown under way (an outside tester saw
+  // the dead attempt's RUNNING kept for good).
+  BOOST_TEST(r.snapshot.at("tasks").at("nap").as_string() == "CANCELLED");
+  const json::object& counts = r.snapshot.at("task_counts").as_object();
+  BOOST_TEST(!counts.contains("RUNNING"));
+  BOOST_TEST(!counts.contains("PENDING"));
+  BOOST_TEST(counts.at("CANCELLED").as_int64() == 1);
   const auto events = events_once_ended(c.server.url(), "stranded");
   BOOST_TEST(count_kind(events, "run_cancelling") == 1u);
   BOOST_TEST(count_kind(events, "run_end") == 1u);

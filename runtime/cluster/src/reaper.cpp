@@ -212,6 +212,7 @@ void Reaper::fail_stuck(const RunJob& job, std::int64_t deliveries) {
       next["status"] = "FAILED";
       next["error"] = error;
       next["end_time"] = now;
+      end_unfinished_tasks(next, "FAILED");
       next["updated_at"] = now;
       if (auto rev = runs.replace(job.run_id, next, r->revision)) {
         ended = RunRecord{std::move(next), *rev};

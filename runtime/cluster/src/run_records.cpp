@@ -20,6 +20,37 @@ bool is_terminal_status(std::string_view status) {
   return status == "COMPLETED" || status == "FAILED" || status == "CANCELLED";
 }
 
+void end_unfinished_tasks(json::object& snapshot, std::string_view running_as) {
+  auto ended_as = [&](std::string_view state) -> std::string_view {
+    if (state == "PENDING") return "CANCELLED";
+    if (state == "RUNNING") return running_as;
+    return {};
+  };
+  if (json::value* tasks = snapshot.if_contains("tasks"); tasks != nullptr && tasks->is_object()) {
+    for (auto& [node, state] : tasks->as_object()) {
+      if (!state.is_string()) continue;
+      if (const std::string_view to = ended_as(state.as_string()); !to.empty()) state = to;
+    }
+  }
+  json::value* counts = snapshot.if_contains("task_counts");
+  if (counts == nullptr || !counts->is_object()) return;
+  json::object& c = counts->as_object();
+  std::int64_t moved_cancelled = 0, moved_running = 0;
+  for (const char* state : {"PENDING", "RUNNING"}) {
+    const json::value* n = c.if_contains(state);
+    if (n == nullptr || !n->is_int64()) continue;
+    (ended_as(state) == "CANCELLED" ? moved_cancelled : moved_running) += n->as_int64();
+    c.erase(state);
+  }
+  auto add = [&](std::string_view state, std::int64_t n) {
+    if (n == 0) return;
+    const json::value* had = c.if_contains(state);
+    c[state] = (had != nullptr && had->is_int64() ? had->as_int64() : 0) + n;
+  };
+  add("CANCELLED", moved_cancelled);
+  add(running_as, moved_running);
+}
+
 std::string RunRecord::status() const {
   const json::value* s = snapshot.if_contains("status");
   return s != nullptr && s->is_string() ? std::string(s->as_string()) : std::string();

@@ -581,6 +581,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       if (r->status() == "CANCELLING") {  // its owner died after the request: end it
         next["status"] = "CANCELLED";
         next["end_time"] = now;
+        cluster::end_unfinished_tasks(next, "CANCELLED");
       }
       const json::value* owned = r->snapshot.if_contains("owner");
       if (const json::value* a = r->snapshot.if_contains("attempt");
@@ -1109,6 +1110,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       r["status"] = "FAILED";
       r["error"] = error;
       r["end_time"] = cluster::epoch_now();
+      cluster::end_unfinished_tasks(r, "FAILED");
     });
   }
 

@@ -31,6 +31,13 @@ struct RunRecord {
 
 bool is_terminal_status(std::string_view status);
 
+// A run ended by someone other than the worker running it (its owner died:
+// a cancel, the reaper, a worker that cannot run it): the tasks its record
+// still shows PENDING become CANCELLED and those RUNNING become `running_as`
+// (CANCELLED or FAILED), in `tasks` and in `task_counts`, so that a finished
+// run never shows a task under way.
+void end_unfinished_tasks(boost::json::object& snapshot, std::string_view running_as);
+
 // Throws NatsError for an id a KV key cannot hold (letters, digits, '-', '_', '=', '.').
 void check_run_id(std::string_view run_id);
 
