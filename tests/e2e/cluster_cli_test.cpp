@@ -1554,3 +1554,59 @@ BOOST_AUTO_TEST_CASE(ambiguous_submits_are_refused_and_a_cut_short_one_names_its
   BOOST_TEST(cut.retry_after == "5", cut.body);
   BOOST_TEST(s.call(http::verb::get, "/runs/" + id).retry_after == "5");
 }
+
+// A field a run does not have is refused naming it: a misspelt "parmas"
+// ran without its params, and a params part of a sent flow was dropped
+// (an outside tester). A param name no $ctx.params reference can read is
+// refused as `pyoco run -p` refuses it, by the client and the gateway.
+BOOST_AUTO_TEST_CASE(unknown_fields_and_unreadable_param_names_are_refused) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  auto refused = [&](const std::string& body, const std::string& detail) {
+    const auto r = s.call(http::verb::post, "/runs", body);
+    BOOST_TEST(r.status == 422u, body << ": " << r.status << " " << r.body);
+    BOOST_TEST(json::parse(r.body).at("detail").as_string() == detail, r.body);
+  };
+  refused(R"({"flow_name": "hello", "parmas": {"who": "x"}})",
+          "parmas: not a field of a run (flow_name, params, tag)");
+  refused(R"({"flow_name": "hello", "tags": ["a"]})",
+          "tags: not a field of a run (flow_name, params, tag); a run goes to one tag: send "
+          "\"tag\"");
+  refused(R"({"flow_name": "hello", "params": {"a.b": 1}})",
+          "params.a.b: a param name holds no '.' ($ctx.params.a.b reads key 'b' of param 'a')");
+  refused(R"({"flow_name": "hello", "params": {"": 1}})",
+          "params.\"\": a param name is never empty (no $ctx.params reference reads \"\")");
+
+  const std::string flow = read_text(source_dir() / "examples/hello/flow.yaml");
+  const std::string form = "--B\r\nContent-Disposition: form-data; name=\"workflow\"\r\n\r\n" +
+                           flow +
+                           "\r\n--B\r\nContent-Disposition: form-data; name=\"params\"\r\n\r\n"
+                           "{\"a\": 1}\r\n--B--\r\n";
+  const auto with_params = server::http_call(s.url, http::verb::post, "/runs/yaml", form,
+                                             "multipart/form-data; boundary=B");
+  BOOST_TEST(with_params.status == 422u, with_params.body);
+  BOOST_TEST(json::parse(with_params.body).at("detail").as_string().starts_with(
+                 "params: not a field of a run of a sent flow (workflow, flow_name, tag); such a "
+                 "run takes its flow's defaults as its params"),
+             with_params.body);
+  const auto no_boundary = server::http_call(s.url, http::verb::post, "/runs/yaml", flow,
+                                             "multipart/form-data; boundary=B");
+  BOOST_TEST(no_boundary.status == 422u, no_boundary.body);
+  BOOST_TEST(json::parse(no_boundary.body).at("detail").as_string() ==
+                 "the multipart body holds no part: its boundary (B, from Content-Type) is "
+                 "nowhere in it",
+             no_boundary.body);
+
+  // The client refuses them before it asks, in the words of `pyoco run -p`.
+  const ProcessResult dotted = s.client({"submit", "hello", "--param", "a.b=1"});
+  BOOST_TEST(dotted.exit_code == 2, dotted.err);
+  BOOST_TEST(dotted.err.find("--param a.b: a param name holds no '.'") != std::string::npos,
+             dotted.err);
+  const ProcessResult empty = s.client({"submit", "hello", "--params", R"({"": 1})"});
+  BOOST_TEST(empty.exit_code == 2, empty.err);
+  BOOST_TEST(empty.err.find("--params: \"\": a param name is never empty") != std::string::npos,
+             empty.err);
+  const ProcessResult bad = s.client({"submit", "hello", "--params", "{bad"});
+  BOOST_TEST(bad.exit_code == 2, bad.err);
+  BOOST_TEST(bad.err.find("--params:1:2: not JSON") != std::string::npos, bad.err);
+}

@@ -1,6 +1,7 @@
 // `pyoco client ...`: the gateway's API from the command line.
 #include <pyoco/core/json_text.hpp>
 #include <pyoco/core/node_name.hpp>
+#include <pyoco/core/param_name.hpp>
 #include <pyoco/core/text.hpp>
 #include <pyoco/core/value.hpp>
 #include <pyoco/engine/engine.hpp>
@@ -86,17 +87,34 @@ json::object params_of(const ClientArgs& a) {
     if (core::is_too_deep(ec)) {
       throw server::ClientError("--params: a param is " + std::string(core::kTooDeepText));
     }
-    if (ec || !v.is_object()) throw server::ClientError("--params: not a JSON object");
+    if (ec) {
+      throw server::ClientError(
+          "--params:" + core::json_error_position(a.params_json, core::kMaxValueDepth + 1) +
+          ": not JSON: " + ec.message());
+    }
+    if (!v.is_object()) throw server::ClientError("--params: not a JSON object of params");
     if (const core::JsonTextProblem p =
             core::json_text_problem(a.params_json, core::kMaxValueDepth + 1)) {
       throw server::ClientError("--params: " + p.path + ": " + core::problem_text(p));
     }
-    for (auto& [k, val] : v.as_object()) out[k] = val;
+    for (auto& [k, val] : v.as_object()) {
+      if (const std::string why = core::param_name_problem(k); !why.empty()) {
+        throw server::ClientError(
+            "--params: " + (k.empty() ? std::string("\"\"") : std::string(k)) + ": " + why);
+      }
+      out[k] = val;
+    }
   }
   for (const std::string& kv : a.params) {
     const auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
       throw server::ClientError("--param " + kv + ": write KEY=VALUE");
+    }
+    if (const std::string key = kv.substr(0, eq); !core::param_name_problem(key).empty()) {
+      // As `pyoco run -p` says it.
+      throw server::ClientError("--param " + key + ": " + core::param_name_problem(key) +
+                                "; give the whole param: --param '" + key.substr(0, key.find('.')) +
+                                "={...}' or --params-file");
     }
     boost::system::error_code ec;
     const std::string value = kv.substr(eq + 1);

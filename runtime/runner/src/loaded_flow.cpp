@@ -1,5 +1,6 @@
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/json_text.hpp>
+#include <pyoco/core/param_name.hpp>
 #include <pyoco/core/regular_file.hpp>
 #include <pyoco/runner/loaded_flow.hpp>
 #include <pyoco/trace/redaction.hpp>
@@ -100,18 +101,6 @@ json::value yaml_params(std::string_view text, const std::filesystem::path& file
   }
 }
 
-// Why `key` cannot name a param, or "" when it can: one rule for -p and
-// --params-file. $ctx.params.a.b reads key b of param a: a param named "a.b"
-// is one no reference can reach, and so is "".
-std::string param_name_problem(const std::string& key) {
-  if (key.empty()) return "a param name is never empty (no $ctx.params reference reads \"\")";
-  if (const auto dot = key.find('.'); dot != std::string::npos) {
-    return "a param name holds no '.' ($ctx.params." + key + " reads key '" + key.substr(dot + 1) +
-           "' of param '" + key.substr(0, dot) + "')";
-  }
-  return {};
-}
-
 }  // namespace
 
 json::object read_params_file(const std::filesystem::path& file) {
@@ -161,7 +150,7 @@ json::object read_params_file(const std::filesystem::path& file) {
   if (!v.is_object()) throw SetupError(Setting::ParamsFile, file.string() + ": expected an object");
   for (const auto& [key, value] : v.as_object()) {
     const std::string name(key);
-    if (const std::string why = param_name_problem(name); !why.empty()) {
+    if (const std::string why = core::param_name_problem(name); !why.empty()) {
       const auto dot = name.find('.');
       throw SetupError(
           Setting::ParamsFile,
@@ -189,9 +178,9 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
     if (eq == std::string::npos || eq == 0) {
       throw SetupError(Setting::Param, kv + ": expected KEY=VALUE");
     }
-    if (const std::string key = kv.substr(0, eq); !param_name_problem(key).empty()) {
+    if (const std::string key = kv.substr(0, eq); !core::param_name_problem(key).empty()) {
       const std::string head = key.substr(0, key.find('.'));
-      throw SetupError(Setting::Param, key + ": " + param_name_problem(key) +
+      throw SetupError(Setting::Param, key + ": " + core::param_name_problem(key) +
                                            "; give the whole param: -p '" + head +
                                            "={...}' or --params-file");
     }

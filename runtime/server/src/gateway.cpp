@@ -13,6 +13,7 @@
 #include <pyoco/core/flow_graph.hpp>
 #include <pyoco/core/json_text.hpp>
 #include <pyoco/core/node_name.hpp>
+#include <pyoco/core/param_name.hpp>
 #include <pyoco/core/states.hpp>
 #include <pyoco/core/text.hpp>
 #include <pyoco/plugins/package.hpp>
@@ -283,6 +284,10 @@ std::map<std::string, std::string> form_parts(const Request& req) {
   const std::string& body = req.body();
   std::map<std::string, std::string> parts;
   std::size_t at = body.find(delimiter);
+  if (at == std::string::npos) {
+    unprocessable("the multipart body holds no part: its boundary (" + shown(boundary) +
+                  ", from Content-Type) is nowhere in it");
+  }
   while (at != std::string::npos) {
     at += delimiter.size();
     if (body.compare(at, 2, "--") == 0) break;
@@ -406,6 +411,13 @@ class Gateway {
 
   Response submit(const Request& req, const Caller& caller) {
     const json::object body = body_object(req);
+    // A misspelt field would otherwise start a run nobody asked for (a
+    // "parmas" run without its params).
+    for (const auto& [key, value] : body) {
+      if (key == "flow_name" || key == "params" || key == "tag") continue;
+      unprocessable(shown(key) + ": not a field of a run (flow_name, params, tag)" +
+                    (key == "tags" ? "; a run goes to one tag: send \"tag\"" : ""));
+    }
     const json::value* flow = body.if_contains("flow_name");
     if (flow != nullptr && !flow->is_string() && !flow->is_null()) {
       unprocessable(std::string("flow_name: must be a string (the name of a flow the workers "
@@ -425,6 +437,12 @@ class Gateway {
     job.tag = tag_of(body, options_.default_tag);
     if (const json::value* p = body.if_contains("params"); p != nullptr && !p->is_null()) {
       if (!p->is_object()) unprocessable("params: must be a JSON object");
+      // As `pyoco run -p` and a params file refuse it.
+      for (const auto& [key, value] : p->as_object()) {
+        if (const std::string why = core::param_name_problem(key); !why.empty()) {
+          unprocessable("params." + (key.empty() ? std::string("\"\"") : shown(key)) + ": " + why);
+        }
+      }
       if (const std::string at = core::non_finite_number_at(*p, "params"); !at.empty()) {
         unprocessable(at + ": a number too large for a double (JSON has no infinity)");
       }
@@ -447,6 +465,15 @@ class Gateway {
     const std::string type(req[http::field::content_type]);
     if (type.rfind("multipart/form-data", 0) == 0) {
       auto parts = form_parts(req);
+      for (const auto& [name, value] : parts) {
+        if (name == "workflow" || name == "flow_name" || name == "tag") continue;
+        unprocessable(
+            shown(name) + ": not a field of a run of a sent flow (workflow, flow_name, tag)" +
+            (name == "params" ? "; such a run takes its flow's defaults as its params: set "
+                                "them there, or submit a flow the workers have by name "
+                                "(POST /runs, which takes params)"
+                              : ""));
+      }
       workflow = parts["workflow"];
       flow_name = parts["flow_name"];
       if (!parts["tag"].empty()) tag = parts["tag"];
