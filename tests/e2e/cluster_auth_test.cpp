@@ -803,3 +803,36 @@ BOOST_AUTO_TEST_CASE(the_client_sends_its_key_and_the_gateway_never_logs_it) {
   BOOST_TEST(s.child->out().find(secret) == std::string::npos);
   BOOST_TEST(s.child->err().find("API key refused") != std::string::npos, s.child->err());
 }
+
+// A key whose line never reached anyone (standard output on a full disk)
+// is revoked at once: it stayed active with a secret nobody had, and the
+// command said "the line above is the key" (an outside tester).
+BOOST_AUTO_TEST_CASE(a_key_that_could_not_be_written_is_revoked) {
+  NatsServer nats;
+  const ProcessResult init = run_pyoco({"cluster", "init", "--nats", nats.url()});
+  BOOST_TEST_REQUIRE(init.exit_code == 0, init.err);
+  for (const bool as_json : {false, true}) {
+    std::vector<std::string> argv{
+        "/bin/bash", "-c",     "\"$@\" >/dev/full", "sh",   pyoco_exe().string(),
+        "keys",      "create", "--tenant",          "lost", "--scope",
+        "runs:read", "--nats", nats.url()};
+    if (as_json) argv.push_back("--json");
+    const ProcessResult r = run_process(argv, ProcessOptions{});
+    BOOST_TEST(r.exit_code == 1, r.err);
+    BOOST_TEST(r.err.find("pyoco keys create: cannot write the key to standard output: No space "
+                          "left on device; key ") != std::string::npos,
+               r.err);
+    BOOST_TEST(
+        r.err.find("is revoked, so no active key has a secret nobody holds") != std::string::npos,
+        r.err);
+    BOOST_TEST(r.err.find("The line above is the key") == std::string::npos, r.err);
+  }
+  const ProcessResult list = run_pyoco({"keys", "list", "--json", "--nats", nats.url()});
+  BOOST_TEST_REQUIRE(list.exit_code == 0, list.err);
+  const json::array keys = json::parse(list.out).as_array();
+  BOOST_TEST(keys.size() == 2u);
+  for (const json::value& k : keys) {
+    BOOST_TEST(k.at("tenant_id").as_string() == "lost");
+    BOOST_TEST(!k.at("revoked_at").is_null(), json::serialize(k));
+  }
+}

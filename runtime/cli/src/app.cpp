@@ -35,7 +35,8 @@ Examples:
   pyoco plugins new acme                   start a plugin of your own
   pyoco server --with-nats --with-worker   cluster mode on one machine
 
-Exit codes: 0 ok, 1 run failed, 2 usage or flow error, 130 cancelled.
+Exit codes: 0 ok, 1 run failed, 2 usage or flow error, 3 a worker's id taken
+over, 127 no pyoco-cluster for a cluster command, 130 cancelled.
 `pyoco COMMAND --help` tells more about each command.)";
 
 // The most deeply selected subcommand.
@@ -48,11 +49,9 @@ CLI::App* selected_leaf(CLI::App& app) {
   }
 }
 
-// What coreutils' close_stdout does, once for every command: what a command
-// printed reached standard output, or the command fails (1) saying so. A
-// full disk (/dev/full) was an exit 0 with nothing written. EPIPE is quiet:
-// `pyoco runs logs | head -1` is normal use. 0 when all was written.
-int check_stdout(const std::string& command) {
+}  // namespace
+
+int stdout_error() {
   std::cout.flush();
   errno = 0;
   const bool flush_failed = std::fflush(stdout) != 0;
@@ -70,9 +69,20 @@ int check_stdout(const std::string& command) {
       err = errno;
     }
   }
-  if (err == EPIPE) return 0;
+  return err != 0 ? err : -1;
+}
+
+namespace {
+
+// What coreutils' close_stdout does, once for every command: what a command
+// printed reached standard output, or the command fails (1) saying so. A
+// full disk (/dev/full) was an exit 0 with nothing written. EPIPE is quiet:
+// `pyoco runs logs | head -1` is normal use. 0 when all was written.
+int check_stdout(const std::string& command) {
+  const int err = stdout_error();
+  if (err == 0 || err == EPIPE) return 0;
   std::cerr << command << ": cannot write to standard output"
-            << (err != 0 ? std::string(": ") + std::strerror(err) : std::string()) << '\n';
+            << (err > 0 ? std::string(": ") + std::strerror(err) : std::string()) << '\n';
   return 1;
 }
 

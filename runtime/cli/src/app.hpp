@@ -16,6 +16,12 @@
 
 namespace pyoco::cli {
 
+// Flushes standard output: 0 when everything printed reached it, else the
+// error (EPIPE for a reader that left; -1 when no reason is known). Every
+// command's output is checked so at its end (app.cpp); a command whose
+// output must not be lost (a key shown once) asks itself.
+int stdout_error();
+
 // Exit codes shared by every command.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;

@@ -10,6 +10,11 @@
 
 #include <boost/json.hpp>
 
+#include <stdio_ext.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iomanip>
 #include <iostream>
@@ -175,6 +180,24 @@ int run_create(const KeysArgs& a) {
       std::cout << json::serialize(o) << '\n';
     } else {
       std::cout << key.api_key << '\n';
+    }
+    // Its secret exists only in that line: a key nobody received (a full
+    // disk, a closed pipe) would be an active key nobody holds. Revoked.
+    if (const int err = stdout_error(); err != 0) {
+      __fpurge(stdout);  // never written later: the key is revoked
+      std::clearerr(stdout);
+      std::cout.clear();
+      const bool revoked = store.revoke(key.record.key_id).has_value();
+      std::cerr << "pyoco keys create: cannot write the key to standard output"
+                << (err > 0 ? std::string(": ") + std::strerror(err) : std::string()) << "; key "
+                << key.record.key_id
+                << (revoked ? " is revoked, so no active key has a secret nobody holds"
+                            : " could not be revoked: revoke it with pyoco keys revoke " +
+                                  key.record.key_id)
+                << ". Create the key again where its output is kept.\n";
+      return kExitFailed;
+    }
+    if (!a.json) {
       std::cerr << "pyoco keys create: key " << key.record.key_id << " for tenant "
                 << key.record.tenant_id << ", scopes " << joined(key.record.scopes)
                 << (a.tags.empty() ? "" : ", tags " + joined(a.tags)) << ", expires "
