@@ -158,7 +158,7 @@ BOOST_AUTO_TEST_CASE(every_query_of_the_dashboard_answers_what_the_runs_made) {
   BOOST_TEST(gateway.client({"submit", "no_such_flow", "--wait"}).exit_code != 0);
   const std::string sleepy = run_id_of(gateway.client({"submit", "sleepy", "--json"}));
   prom.wait("pyoco_runs_in_progress", "", [](double v) { return v == 1; });
-  BOOST_TEST(gateway.client({"cancel", sleepy, "--wait"}).exit_code != 0);
+  BOOST_TEST(gateway.client({"cancel", sleepy, "--wait"}).exit_code == 0);  // CANCELLED
   prom.wait("pyoco_runs_total", "status=CANCELLED", [](double v) { return v == 1; });
   prom.wait("pyoco_runs_in_progress", "", [](double v) { return v == 0; });
   // The worker back to IDLE as Prometheus has it (a scrape after the

@@ -79,7 +79,7 @@ BOOST_AUTO_TEST_CASE(runs_tasks_queues_workers_and_requests_are_measured) {
     std::this_thread::sleep_for(20ms);
   }
   BOOST_TEST(sample(scrape_until(s, "pyoco_runs_in_progress", 1), "pyoco_runs_in_progress") == 1);
-  BOOST_TEST(s.client({"cancel", sleepy, "--wait"}).exit_code != 0);  // CANCELLED
+  BOOST_TEST(s.client({"cancel", sleepy, "--wait"}).exit_code == 0);  // CANCELLED
 
   scrape_until(s, "pyoco_runs_total{status=\"CANCELLED\"}", 1);
   scrape_until(s, "pyoco_runs_in_progress", 0);

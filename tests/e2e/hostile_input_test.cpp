@@ -461,12 +461,46 @@ const std::vector<Case>& cases() {
        {"server", "--with-worker", "--jobs", "0"},
        2,
        "--jobs: expected a whole number from 1 to 1024"},
+      // A worker id names a NATS key and directories: "a b/c" failed as a
+      // race on the record that never happened, 300 letters registered and
+      // then crashed on a file name, and "" was the host name, silently.
+      {"worker --worker-id 'a b/c'",
+       [](const fs::path&) {},
+       {"worker", "--worker-id", "a b/c"},
+       2,
+       "--worker-id: a worker id is 1 to 128 letters, digits, '-', '_' and '.' (not first)"},
+      {"worker --worker-id of 300 letters",
+       [](const fs::path&) {},
+       {"worker", "--worker-id", std::string(300, 'w')},
+       2,
+       "--worker-id: a worker id is 1 to 128 letters"},
+      {"worker --worker-id ''",
+       [](const fs::path&) {},
+       {"worker", "--worker-id", ""},
+       2,
+       "--worker-id: empty: leave --worker-id out to use the host name"},
+      {"server --with-worker --worker-id ../x",
+       [](const fs::path&) {},
+       {"server", "--with-worker", "--worker-id", "../x"},
+       2,
+       "--worker-id: a worker id is 1 to 128 letters"},
+      // Every run submitted by name failed, each with a dead letter.
+      {"worker --flows that does not exist",
+       [](const fs::path&) {},
+       {"worker", "--flows", "no-such-dir"},
+       2,
+       "--flows: no such directory"},
+      {"server --with-worker --flows that is a file",
+       [](const fs::path& d) { write(d / "f.yaml", kEchoFlow); },
+       {"server", "--with-worker", "--flows", "f.yaml"},
+       2,
+       "--flows: not a directory"},
       // The engine saw infinity where the history recorded null.
       {"a param too large for a double",
        [](const fs::path& d) { write(d / "f.yaml", kEchoFlow); },
        {"run", "f.yaml", "-p", "x=[1, 1e400]"},
        2,
-       "--param x.1: a number too large for a double, or not a number"},
+       "--param x.1: a number too large for a double; quote it to keep it as text"},
   };
   return table;
 }

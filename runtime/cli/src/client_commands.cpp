@@ -512,11 +512,16 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
   table.add(cancel, [a] {
     return guarded("cancel", [&] {
       const json::value v = call(*a, http::verb::post, "/runs/" + a->run_id + "/cancel");
-      std::cout << "run " << a->run_id << " " << std::string(v.at("status").as_string()) << '\n';
-      if (!a->wait) return kExitOk;
-      const std::string status = follow_events(*a, a->run_id, true, true);
+      std::string status(v.at("status").as_string());
       std::cout << "run " << a->run_id << " " << status << '\n';
-      return exit_for(status);
+      // As `pyoco runs cancel`: 0 when the cancel took (with --wait: the
+      // run ended CANCELLED), 1 when the run had ended otherwise first.
+      if (a->wait && status == "CANCELLING") {
+        status = follow_events(*a, a->run_id, true, true);
+        std::cout << "run " << a->run_id << " " << status << '\n';
+      }
+      if (status == "CANCELLED" || (!a->wait && status == "CANCELLING")) return kExitOk;
+      return kExitFailed;
     });
   });
 }

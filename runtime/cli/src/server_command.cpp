@@ -20,6 +20,7 @@
 #include "nats_child.hpp"
 #include "nats_flags.hpp"
 #include "plugin_path.hpp"
+#include "worker_flags.hpp"
 
 namespace pyoco::cli {
 
@@ -230,10 +231,11 @@ void add_server_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("-j,--jobs", a->jobs, "With --with-worker: task bodies at once")
       ->check(jobs_option());
   cmd->add_option("--flows", a->flows, "With --with-worker: where runs named by flow are found")
-      ->type_name("DIR");
+      ->check(flows_option());
   cmd->add_option("--worker-id", a->worker_id,
                   "With --with-worker: the worker's name (default: the host name), as `pyoco "
-                  "worker --worker-id`");
+                  "worker --worker-id`")
+      ->check(worker_id_option());
   a->path.attach(cmd);
   table.add(cmd, [a] { return run_server(*a); });
 }

@@ -15,6 +15,7 @@
 #include "handoff.hpp"
 #include "nats_flags.hpp"
 #include "plugin_path.hpp"
+#include "worker_flags.hpp"
 
 namespace pyoco::cli {
 
@@ -181,9 +182,12 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("--slots", a->slots, "Runs at once (default 1)")->check(CLI::Range(1, 1024));
   cmd->add_option("-j,--jobs", a->jobs, "Task bodies at once, all runs together (default: cores)")
       ->check(jobs_option());
-  cmd->add_option("--worker-id", a->worker_id, "This worker's name (default: the host name)");
+  cmd->add_option("--worker-id", a->worker_id,
+                  "This worker's name: 1 to 128 letters, digits, '-', '_' and '.' (default: the "
+                  "host name)")
+      ->check(worker_id_option());
   cmd->add_option("--flows", a->flows, "Where runs submitted by flow name are found (NAME.yaml)")
-      ->type_name("DIR");
+      ->check(flows_option());
   cmd->add_flag("--flows-only", a->flows_only,
                 "Run only the flows of --flows: a flow sent whole (client submit-yaml) fails "
                 "instead of running whatever tasks its sender chose");

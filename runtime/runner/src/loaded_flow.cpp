@@ -227,8 +227,9 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
   }
   // The engine would see infinity, the history null: refused, as JSON has none.
   if (const std::string at = core::non_finite_number_at(params, "params"); !at.empty()) {
-    throw SetupError(Setting::Param,
-                     at.substr(7) + ": a number too large for a double, or not a number");
+    throw SetupError(
+        Setting::Param,
+        at.substr(7) + ": a number too large for a double; quote it to keep it as text");
   }
   return core::from_json(params);
 }

@@ -43,6 +43,17 @@ std::string default_worker_id() {
   return name;
 }
 
+std::string worker_id_problem(std::string_view id) {
+  constexpr std::size_t kMaxWorkerId = 128;
+  const bool ok = !id.empty() && id.size() <= kMaxWorkerId && id.front() != '.' &&
+                  id.find_first_not_of(
+                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789-_.") == std::string_view::npos;
+  if (ok) return {};
+  return "a worker id is 1 to 128 letters, digits, '-', '_' and '.' (not first): it is the key "
+         "of the worker's record in NATS and names its directories";
+}
+
 namespace {
 
 bool is_setting(std::string_view name) { return name.starts_with("PYOCO_"); }
@@ -266,6 +277,10 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         runs(n),
         publisher(std::make_shared<cluster::EventPublisher>(n)) {
     if (options.worker_id.empty()) options.worker_id = default_worker_id();
+    if (const std::string why = worker_id_problem(options.worker_id); !why.empty()) {
+      throw std::invalid_argument("worker id \"" + core::printable(options.worker_id) +
+                                  "\": " + why + " (give --worker-id)");
+    }
     if (options.slots == 0) options.slots = 1;
     for (const std::string& tag : options.tags) cluster::check_tag(tag);
   }

@@ -16,12 +16,18 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pyoco::worker {
 
 // A worker's id when none is given: this host's name ("worker" without one).
 std::string default_worker_id();
+
+// Why `id` cannot name a worker, or "" when it can: 1 to 128 letters,
+// digits, '-', '_' and '.' (not first). It is the key of the worker's
+// record in NATS and names its directories (plugins, artifacts).
+std::string worker_id_problem(std::string_view id);
 
 struct WorkerOptions {
   std::string worker_id;  // empty: the host name

@@ -1,0 +1,39 @@
+// The flags `pyoco worker` and `pyoco server --with-worker` share about the
+// worker they start, checked before anything connects.
+#pragma once
+
+#include <pyoco/worker/worker.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <string>
+
+namespace pyoco::cli {
+
+// --worker-id: a name a worker's record and directories can have; given
+// empty it is a mistake, not the host name.
+inline CLI::Validator worker_id_option() {
+  return CLI::Validator(
+      [](std::string& id) -> std::string {
+        if (id.empty()) return "empty: leave --worker-id out to use the host name";
+        return worker::worker_id_problem(id);
+      },
+      "ID");
+}
+
+// --flows: a directory that exists. One that does not (a typo) would fail
+// every run submitted by name, each with a dead letter.
+inline CLI::Validator flows_option() {
+  return CLI::Validator(
+      [](std::string& dir) -> std::string {
+        std::error_code ec;
+        if (std::filesystem::is_directory(dir, ec)) return {};
+        return std::filesystem::exists(dir, ec)
+                   ? "not a directory (the flows a worker runs by name, NAME.yaml in it)"
+                   : "no such directory (the flows a worker runs by name, NAME.yaml in it)";
+      },
+      "DIR");
+}
+
+}  // namespace pyoco::cli
