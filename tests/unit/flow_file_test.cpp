@@ -376,6 +376,30 @@ BOOST_AUTO_TEST_CASE(a_tab_in_an_indentation_is_named) {
   }
 }
 
+// An unclosed '{' or '[': yaml-cpp says "end of map flow not found" where
+// it gave up (the next line); the bracket is named, quotes and comments
+// with brackets in them not counted (an outside tester).
+BOOST_AUTO_TEST_CASE(an_unclosed_bracket_is_named_where_it_opened) {
+  auto problem_of = [](const std::string& text) {
+    try {
+      parse_flow_text(text, "f.yaml");
+    } catch (const FlowError& e) {
+      return e.problem();
+    }
+    return std::string("parsed");
+  };
+  BOOST_TEST(problem_of("flow: {graph: a >> b}\ntasks:\n  a: {use: \"std/echo\", note: \"{\"  # {\n"
+                        "  b: {use: std/echo}\n") ==
+             "not valid YAML: end of map flow not found (the '{' at line 3, column 6 is not "
+             "closed: end it with '}')");
+  const std::string list = problem_of(
+      "flow: {graph: a}\ntasks:\n  a:\n    use: std/echo\n"
+      "    inputs:\n      value: [1, 2\n    retries: 1\n");
+  BOOST_TEST(list.find("(the '[' at line 6, column 14 is not closed: end it with ']')") !=
+                 std::string::npos,
+             list);
+}
+
 // YAML 1.2's integers, as PyYAML (the Python pyoco's reader) reads them:
 // 0x and 0o ones, a sign; one that 64 bits cannot hold is refused at its
 // place (it became the float 1e+20, which failed as "not an integer" later).

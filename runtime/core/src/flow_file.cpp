@@ -1097,6 +1097,52 @@ std::string yaml_message(const std::string& msg) {
                     : "");
 }
 
+// yaml-cpp says an unclosed '{' or '[' as "end of map flow not found"
+// where it gave up, often the next line: the bracket it means, found by
+// pairing brackets outside quotes and comments up to there.
+std::string unclosed_hint(const std::string& msg, std::string_view text, std::size_t upto) {
+  char open = 0, close = 0;
+  if (msg.starts_with("end of map flow not found")) {
+    open = '{';
+    close = '}';
+  } else if (msg.starts_with("end of sequence flow not found")) {
+    open = '[';
+    close = ']';
+  } else {
+    return {};
+  }
+  std::vector<std::size_t> opened;  // offsets of brackets not closed yet
+  char quote = 0;
+  for (std::size_t i = 0; i < std::min(upto, text.size()); ++i) {
+    const char c = text[i];
+    if (quote != 0) {
+      if (c == '\\' && quote == '"') {
+        ++i;
+      } else if (c == quote || c == '\n') {
+        quote = 0;
+      }
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\n')) {
+      i = std::min(text.find('\n', i), text.size()) - 1;
+    } else if (c == '{' || c == '[') {
+      opened.push_back(i);
+    } else if ((c == '}' || c == ']') && !opened.empty()) {
+      opened.pop_back();
+    }
+  }
+  for (auto it = opened.rbegin(); it != opened.rend(); ++it) {
+    if (text[*it] != open) continue;
+    const auto line =
+        std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(*it), '\n') + 1;
+    const std::size_t line_start =
+        text.rfind('\n', *it) == std::string_view::npos ? 0 : text.rfind('\n', *it) + 1;
+    return std::string(" (the '") + open + "' at line " + std::to_string(line) + ", column " +
+           std::to_string(*it - line_start + 1) + " is not closed: end it with '" + close + "')";
+  }
+  return std::string(" (a '") + open + "' before here is not closed: end it with '" + close + "')";
+}
+
 }  // namespace
 
 FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
@@ -1135,8 +1181,12 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
       throw FlowError(reader.at(e.mark), "nested more than " + std::to_string(kMaxDocDepth) +
                                              " levels deep; flatten the file");
     } catch (const YAML::Exception& e) {
-      throw FlowError(reader.at(e.mark),
-                      "not valid YAML: " + yaml_message(e.msg) + tab_indent_hint(text));
+      throw FlowError(
+          reader.at(e.mark),
+          "not valid YAML: " + yaml_message(e.msg) +
+              unclosed_hint(e.msg, text,
+                            e.mark.pos < 0 ? text.size() : static_cast<std::size_t>(e.mark.pos)) +
+              tab_indent_hint(text));
     }
   }
   return Schema(file).read(root);
