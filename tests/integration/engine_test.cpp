@@ -427,6 +427,8 @@ tasks:
   BOOST_TEST(core::to_json_text(r.output("foreach_1")) ==
              R"([{"it":"a","pos":0},{"it":"b","pos":1},{"it":"c","pos":2}])");
   BOOST_TEST((record(r.tasks(), "shout[2]").state == TaskState::Succeeded));
+  // The loop node ran once: attempt 1, as a task that ran once (it said 0).
+  BOOST_TEST(record(r.tasks(), "foreach_1").attempts == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(a_loop_variable_fills_a_declared_input_of_that_name) {

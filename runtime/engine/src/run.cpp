@@ -376,6 +376,10 @@ void RunState::ready(Frame& f, std::uint32_t i) {
     case GraphNode::Kind::Loop:
       n.state = TaskState::Running;
       start_clock(n);
+      // One attempt, as a task that starts: its trace and its record say
+      // attempt 1 (they said 0).
+      n.attempts = 1;
+      record(n).attempts = 1;
       emit(EventKind::NodeStart, &n, {}, &g);
       if (g.kind == GraphNode::Kind::Switch) {
         start_switch(f, i);
