@@ -57,8 +57,9 @@ void* Arena::allocate(std::size_t size, std::size_t align) {
   };
   char* p = aligned(cursor_);
   if (p + size > end_) {
-    // Chunks double from 1 KiB, and a big request gets a chunk of its own size.
-    const std::size_t last = chunks_.empty() ? 512 : std::size_t(end_ - chunks_.back());
+    // Chunks double from twice the inline room, and a big request gets a
+    // chunk of its own size.
+    const std::size_t last = chunks_.empty() ? sizeof inline_ : std::size_t(end_ - chunks_.back());
     const std::size_t chunk = std::max(last * 2, size + align);
     char* c = static_cast<char*>(::operator new(chunk));
     chunks_.push_back(c);
