@@ -1574,10 +1574,9 @@ BOOST_AUTO_TEST_CASE(unknown_fields_and_unreadable_param_names_are_refused) {
     BOOST_TEST(json::parse(r.body).at("detail").as_string() == detail, r.body);
   };
   refused(R"({"flow_name": "hello", "parmas": {"who": "x"}})",
-          "parmas: not a field of a run (flow_name, params, tag)");
-  refused(R"({"flow_name": "hello", "tags": ["a"]})",
-          "tags: not a field of a run (flow_name, params, tag); a run goes to one tag: send "
-          "\"tag\"");
+          "parmas: not a field of a run (flow_name, params, tag, tags)");
+  refused(R"({"flow_name": "hello", "tgs": ["a"]})",
+          "tgs: not a field of a run (flow_name, params, tag, tags)");
   refused(R"({"flow_name": "hello", "params": {"a.b": 1}})",
           "params.a.b: a param name holds no '.' ($ctx.params.a.b reads key 'b' of param 'a')");
   refused(R"({"flow_name": "hello", "params": {"": 1}})",
@@ -1599,6 +1598,17 @@ BOOST_AUTO_TEST_CASE(unknown_fields_and_unreadable_param_names_are_refused) {
               "params: not a field of a run of a sent flow (workflow, flow_name, tag); such a "
               "run takes its flow's defaults as its params"),
       with_params.body);
+  // As a query's names: a misspelt tag ran on the default one.
+  const auto query = server::http_call(s.url, http::verb::post, "/runs/yaml?flow_name=q&tga=gpu",
+                                       flow, "application/yaml");
+  BOOST_TEST(query.status == 422u, query.body);
+  BOOST_TEST(json::parse(query.body).at("detail").as_string() ==
+                 "tga: not a field of a run of a sent flow (flow_name, tag)",
+             query.body);
+  // pyoco-server's client sends `tags` (labels): taken, as it was.
+  const auto labelled =
+      s.call(http::verb::post, "/runs", R"({"flow_name": "hello", "tags": ["nightly"]})");
+  BOOST_TEST(labelled.status == 200u, labelled.body);
   const auto no_boundary = server::http_call(s.url, http::verb::post, "/runs/yaml", flow,
                                              "multipart/form-data; boundary=B");
   BOOST_TEST(no_boundary.status == 422u, no_boundary.body);

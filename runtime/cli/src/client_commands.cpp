@@ -99,8 +99,7 @@ json::object params_of(const ClientArgs& a) {
     }
     for (auto& [k, val] : v.as_object()) {
       if (const std::string why = core::param_name_problem(k); !why.empty()) {
-        throw server::ClientError(
-            "--params: " + (k.empty() ? std::string("\"\"") : std::string(k)) + ": " + why);
+        throw server::ClientError("--params: " + core::shown_param_name(k) + ": " + why);
       }
       out[k] = val;
     }
@@ -110,11 +109,10 @@ json::object params_of(const ClientArgs& a) {
     if (eq == std::string::npos || eq == 0) {
       throw server::ClientError("--param " + kv + ": write KEY=VALUE");
     }
-    if (const std::string key = kv.substr(0, eq); !core::param_name_problem(key).empty()) {
-      // As `pyoco run -p` says it.
-      throw server::ClientError("--param " + key + ": " + core::param_name_problem(key) +
-                                "; give the whole param: --param '" + key.substr(0, key.find('.')) +
-                                "={...}' or --params-file");
+    // As `pyoco run -p` says it.
+    if (const std::string why = core::param_option_problem(kv.substr(0, eq), "--param");
+        !why.empty()) {
+      throw server::ClientError("--param " + why);
     }
     boost::system::error_code ec;
     const std::string value = kv.substr(eq + 1);

@@ -13,6 +13,7 @@
 #include <stdio_ext.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -168,6 +169,9 @@ int run_create(const KeysArgs& a) {
     std::cerr << "pyoco keys create: " << e.what() << '\n';
     return kExitUsage;
   }
+  // A reader that left (a closed pipe) is a write error to see, not a
+  // signal that ends the command before it can revoke the key.
+  std::signal(SIGPIPE, SIG_IGN);
   return with_store("create", a, [&](cluster::ApiKeyStore& store) {
     const cluster::NewApiKey key =
         cluster::generate_api_key(a.tenant, scopes, expires, pepper(), 200000, a.tags);
@@ -184,10 +188,15 @@ int run_create(const KeysArgs& a) {
     // Its secret exists only in that line: a key nobody received (a full
     // disk, a closed pipe) would be an active key nobody holds. Revoked.
     if (const int err = stdout_error(); err != 0) {
-      __fpurge(stdout);  // never written later: the key is revoked
+      __fpurge(stdout);  // (glibc) never written later: the key is revoked
       std::clearerr(stdout);
       std::cout.clear();
-      const bool revoked = store.revoke(key.record.key_id).has_value();
+      bool revoked = false;
+      try {
+        revoked = store.revoke(key.record.key_id).has_value();
+      } catch (const cluster::NatsError&) {
+        // Said below: the key is named, with how to revoke it.
+      }
       std::cerr << "pyoco keys create: cannot write the key to standard output"
                 << (err > 0 ? std::string(": ") + std::strerror(err) : std::string()) << "; key "
                 << key.record.key_id

@@ -91,6 +91,12 @@ int run_server(ServerArgs& a) {
       std::cerr << "pyoco server: " << e.what() << '\n';
       return kExitUsage;
     }
+    if (a.with_worker && a.worker_id.empty()) {
+      if (const std::string why = default_worker_id_problem(); !why.empty()) {
+        std::cerr << "pyoco server: " << why << '\n';
+        return kExitUsage;
+      }
+    }
     EngineOptions eo;
     worker::WorkerOptions wo;
     if (a.with_worker) {
@@ -231,11 +237,13 @@ void add_server_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("-j,--jobs", a->jobs, "With --with-worker: task bodies at once")
       ->check(jobs_option());
   cmd->add_option("--flows", a->flows, "With --with-worker: where runs named by flow are found")
-      ->check(flows_option());
+      ->check(flows_option())
+      ->type_name("DIR");
   cmd->add_option("--worker-id", a->worker_id,
                   "With --with-worker: the worker's name (default: the host name), as `pyoco "
                   "worker --worker-id`")
-      ->check(worker_id_option());
+      ->check(worker_id_option())
+      ->type_name("ID");
   a->path.attach(cmd);
   table.add(cmd, [a] { return run_server(*a); });
 }

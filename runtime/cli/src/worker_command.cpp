@@ -80,6 +80,12 @@ int run_worker(WorkerArgs& a) {
     std::cerr << "pyoco worker: " << e.what() << '\n';
     return kExitUsage;
   }
+  if (a.worker_id.empty()) {
+    if (const std::string why = default_worker_id_problem(); !why.empty()) {
+      std::cerr << "pyoco worker: " << why << '\n';
+      return kExitUsage;
+    }
+  }
   try {
     // Every setting is read first, into options; then the PYOCO_* variables
     // leave the environment, before NATS or the engine starts a thread, so
@@ -185,9 +191,11 @@ void add_worker_command(CLI::App& app, CommandTable& table) {
   cmd->add_option("--worker-id", a->worker_id,
                   "This worker's name: 1 to 128 letters, digits, '-', '_' and '.' (default: the "
                   "host name)")
-      ->check(worker_id_option());
+      ->check(worker_id_option())
+      ->type_name("ID");
   cmd->add_option("--flows", a->flows, "Where runs submitted by flow name are found (NAME.yaml)")
-      ->check(flows_option());
+      ->check(flows_option())
+      ->type_name("DIR");
   cmd->add_flag("--flows-only", a->flows_only,
                 "Run only the flows of --flows: a flow sent whole (client submit-yaml) fails "
                 "instead of running whatever tasks its sender chose");

@@ -19,7 +19,17 @@ inline CLI::Validator worker_id_option() {
         if (id.empty()) return "empty: leave --worker-id out to use the host name";
         return worker::worker_id_problem(id);
       },
-      "ID");
+      "");
+}
+
+// Without --worker-id, the host name must be one: said at start, before
+// anything connects. "" when it is.
+inline std::string default_worker_id_problem() {
+  const std::string host = worker::default_worker_id();
+  const std::string why = worker::worker_id_problem(host);
+  return why.empty() ? std::string()
+                     : "this host's name \"" + host + "\" cannot be a worker id (" + why +
+                           "): give --worker-id";
 }
 
 // --flows: a directory that exists. One that does not (a typo) would fail
@@ -29,11 +39,13 @@ inline CLI::Validator flows_option() {
       [](std::string& dir) -> std::string {
         std::error_code ec;
         if (std::filesystem::is_directory(dir, ec)) return {};
-        return std::filesystem::exists(dir, ec)
-                   ? "not a directory (the flows a worker runs by name, NAME.yaml in it)"
-                   : "no such directory (the flows a worker runs by name, NAME.yaml in it)";
+        const std::string what = " (the flows a worker runs by name, NAME.yaml in it)";
+        if (ec && ec != std::errc::no_such_file_or_directory) {
+          return "cannot be read: " + ec.message() + what;
+        }
+        return (std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory") + what;
       },
-      "DIR");
+      "");
 }
 
 }  // namespace pyoco::cli

@@ -36,16 +36,22 @@ void end_unfinished_tasks(json::object& snapshot, std::string_view running_as) {
   if (counts == nullptr || !counts->is_object()) return;
   json::object& c = counts->as_object();
   std::int64_t moved_cancelled = 0, moved_running = 0;
+  // A count as read back (int64) or as a worker built it (uint64).
+  auto count = [](const json::value* n) -> std::int64_t {
+    if (n == nullptr || !n->is_number()) return 0;
+    boost::system::error_code ec;
+    const auto v = n->to_number<std::int64_t>(ec);
+    return ec ? 0 : v;
+  };
   for (const char* state : {"PENDING", "RUNNING"}) {
     const json::value* n = c.if_contains(state);
-    if (n == nullptr || !n->is_int64()) continue;
-    (ended_as(state) == "CANCELLED" ? moved_cancelled : moved_running) += n->as_int64();
+    if (n == nullptr) continue;
+    (ended_as(state) == "CANCELLED" ? moved_cancelled : moved_running) += count(n);
     c.erase(state);
   }
   auto add = [&](std::string_view state, std::int64_t n) {
     if (n == 0) return;
-    const json::value* had = c.if_contains(state);
-    c[state] = (had != nullptr && had->is_int64() ? had->as_int64() : 0) + n;
+    c[state] = count(c.if_contains(state)) + n;
   };
   add("CANCELLED", moved_cancelled);
   add(running_as, moved_running);
@@ -65,15 +71,23 @@ double RunRecord::lease_until() const {
   return until != nullptr && until->is_number() ? until->to_number<double>() : 0;
 }
 
+bool is_key_name(std::string_view name, std::size_t max, std::string_view punctuation) {
+  if (name.empty() || name.size() > max || name.front() == '.' || name.back() == '.' ||
+      name.find("..") != std::string_view::npos) {
+    return false;
+  }
+  for (const char c : name) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && punctuation.find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
 void check_run_id(std::string_view run_id) {
-  const bool ok = !run_id.empty() && run_id.size() <= 128 && run_id.front() != '.' &&
-                  run_id.back() != '.' &&
-                  run_id.find_first_not_of(
-                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                      "0123456789-_=.") == std::string_view::npos;
-  if (!ok) {
+  if (!is_key_name(run_id, 128, "-_=.")) {
     throw NatsError("run id \"" + std::string(run_id) +
-                    "\": 1 to 128 letters, digits, '-', '_', '=' and '.' (not first or last)");
+                    "\": 1 to 128 letters, digits, '-', '_', '=' and '.' ('.' not first, last or "
+                    "twice in a row)");
   }
 }
 

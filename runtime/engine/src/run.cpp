@@ -702,6 +702,10 @@ void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
   }
 }
 
+// The cure for a deadline that passed while a free worker was handed the body.
+constexpr const char* kShorterThanHandOver =
+    "a deadline shorter than handing a body to a worker; raise timeout_sec";
+
 void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   Frame* f = a->frame;
   const std::uint32_t i = a->node;
@@ -726,9 +730,8 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
   } else if (a->body.load() == Attempt::Body::late) {
     std::snprintf(buf, sizeof buf,
                   "timed out after %g s, before its body started (a free worker thread took it "
-                  "past its deadline): a deadline shorter than handing a body to a worker; raise "
-                  "timeout_sec",
-                  t);
+                  "past its deadline): %s",
+                  t, kShorterThanHandOver);
   } else if (busy >= jobs && earlier && earlier->on_worker.load(std::memory_order_acquire)) {
     // The worker it waited for is held by this node's own earlier attempt,
     // whose body went on after its deadline: more threads would only be
@@ -750,9 +753,8 @@ void RunState::on_timeout(const std::shared_ptr<Attempt>& a) {
     // it (a very short one, or a host short of CPU), not for want of --jobs.
     std::snprintf(buf, sizeof buf,
                   "timed out after %g s, before its body started (no worker thread had taken it "
-                  "yet; %u of %u were free): a deadline shorter than handing a body to a worker; "
-                  "raise timeout_sec",
-                  t, jobs - busy, jobs);
+                  "yet; %u of %u were free): %s",
+                  t, jobs - busy, jobs, kShorterThanHandOver);
   }
   attempt_failed(*f, i, buf, false);
 }

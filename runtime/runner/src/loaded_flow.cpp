@@ -154,7 +154,7 @@ json::object read_params_file(const std::filesystem::path& file) {
       const auto dot = name.find('.');
       throw SetupError(
           Setting::ParamsFile,
-          file.string() + ": " + (name.empty() ? "\"\"" : name) + ": " + why +
+          file.string() + ": " + core::shown_param_name(name) + ": " + why +
               (dot == std::string::npos ? std::string("; give it a name")
                                         : "; give the whole param: " + name.substr(0, dot) + ": {" +
                                               name.substr(dot + 1) + ": ...}"));
@@ -178,11 +178,8 @@ core::Value parse_params(const ParamArgs& args, std::vector<std::string>& secret
     if (eq == std::string::npos || eq == 0) {
       throw SetupError(Setting::Param, kv + ": expected KEY=VALUE");
     }
-    if (const std::string key = kv.substr(0, eq); !core::param_name_problem(key).empty()) {
-      const std::string head = key.substr(0, key.find('.'));
-      throw SetupError(Setting::Param, key + ": " + core::param_name_problem(key) +
-                                           "; give the whole param: -p '" + head +
-                                           "={...}' or --params-file");
+    if (const std::string why = core::param_option_problem(kv.substr(0, eq), "-p"); !why.empty()) {
+      throw SetupError(Setting::Param, why);
     }
     const std::string value = kv.substr(eq + 1);
     boost::system::error_code ec;

@@ -32,18 +32,22 @@
 #include "job_sequences.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <set>
+#include <span>
 #include <stop_token>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -250,6 +254,40 @@ std::string form_decoded(std::string_view v) {
 // The query parameter `key` (its name decoded, as its value is), or "". A
 // parameter given twice is a 400, as a key sent twice in a JSON body:
 // readers disagree on which counts, and it is not the gateway's to guess.
+// Refuses (422) the first of `names` (a body's keys, a form's parts, a
+// query's parameters) that is not one of `known`: a misspelt field would
+// otherwise start a run nobody asked for ("parmas", without its params).
+// `why` says more of a name, or "".
+template <class Names>
+void refuse_unknown(const Names& names, std::span<const std::string_view> known,
+                    std::string_view what,
+                    const std::function<std::string(std::string_view)>& why) {
+  for (const auto& name : names) {
+    const std::string_view n(name);
+    if (std::find(known.begin(), known.end(), n) != known.end()) continue;
+    std::string list;
+    for (const std::string_view k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+    const std::string more = why ? why(n) : std::string();
+    unprocessable(shown(n) + ": not a field of " + std::string(what) + " (" + list + ")" +
+                  (more.empty() ? "" : "; " + more));
+  }
+}
+
+// The names of a target's query parameters, decoded.
+std::vector<std::string> query_names(std::string_view target) {
+  std::vector<std::string> names;
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return names;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    if (!pair.empty()) names.push_back(form_decoded(pair.substr(0, pair.find('='))));
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+  }
+  return names;
+}
+
 std::string query_value(std::string_view target, std::string_view key) {
   const auto q = target.find('?');
   if (q == std::string_view::npos) return {};
@@ -411,13 +449,13 @@ class Gateway {
 
   Response submit(const Request& req, const Caller& caller) {
     const json::object body = body_object(req);
-    // A misspelt field would otherwise start a run nobody asked for (a
-    // "parmas" run without its params).
-    for (const auto& [key, value] : body) {
-      if (key == "flow_name" || key == "params" || key == "tag") continue;
-      unprocessable(shown(key) + ": not a field of a run (flow_name, params, tag)" +
-                    (key == "tags" ? "; a run goes to one tag: send \"tag\"" : ""));
-    }
+    std::vector<std::string_view> keys;
+    for (const auto& member : body) keys.push_back(member.key());
+    // `tags`: pyoco-server's labels of a run, which its client sends; its
+    // record shows the run's one tag there.
+    static constexpr std::array<std::string_view, 4> kRunFields = {"flow_name", "params", "tag",
+                                                                   "tags"};
+    refuse_unknown(keys, kRunFields, "a run", {});
     const json::value* flow = body.if_contains("flow_name");
     if (flow != nullptr && !flow->is_string() && !flow->is_null()) {
       unprocessable(std::string("flow_name: must be a string (the name of a flow the workers "
@@ -440,7 +478,7 @@ class Gateway {
       // As `pyoco run -p` and a params file refuse it.
       for (const auto& [key, value] : p->as_object()) {
         if (const std::string why = core::param_name_problem(key); !why.empty()) {
-          unprocessable("params." + (key.empty() ? std::string("\"\"") : shown(key)) + ": " + why);
+          unprocessable("params." + core::shown_param_name(key) + ": " + why);
         }
       }
       if (const std::string at = core::non_finite_number_at(*p, "params"); !at.empty()) {
@@ -459,26 +497,31 @@ class Gateway {
     return queue(req, caller, std::move(job));
   }
 
+  static constexpr std::array<std::string_view, 3> kSentFlowFields = {"workflow", "flow_name",
+                                                                      "tag"};
+  static std::string sent_flow_field_hint(std::string_view name) {
+    if (name != "params") return {};
+    return "such a run takes its flow's defaults as its params: set them there, or submit a "
+           "flow the workers have by name (POST /runs, which takes params)";
+  }
+
   Response submit_yaml(const Request& req, const Caller& caller) {
     std::string workflow, flow_name;
     std::string tag = options_.default_tag;
     const std::string type(req[http::field::content_type]);
     if (type.rfind("multipart/form-data", 0) == 0) {
       auto parts = form_parts(req);
-      for (const auto& [name, value] : parts) {
-        if (name == "workflow" || name == "flow_name" || name == "tag") continue;
-        unprocessable(
-            shown(name) + ": not a field of a run of a sent flow (workflow, flow_name, tag)" +
-            (name == "params" ? "; such a run takes its flow's defaults as its params: set "
-                                "them there, or submit a flow the workers have by name "
-                                "(POST /runs, which takes params)"
-                              : ""));
-      }
+      std::vector<std::string_view> names;
+      for (const auto& part : parts) names.push_back(part.first);
+      refuse_unknown(names, kSentFlowFields, "a run of a sent flow", sent_flow_field_hint);
       workflow = parts["workflow"];
       flow_name = parts["flow_name"];
       if (!parts["tag"].empty()) tag = parts["tag"];
     } else {  // the YAML itself as the body; names in the query
       workflow = req.body();
+      refuse_unknown(query_names(req.target()),
+                     std::span<const std::string_view>(kSentFlowFields).subspan(1),
+                     "a run of a sent flow", sent_flow_field_hint);
       flow_name = query_value(req.target(), "flow_name");
       if (const std::string t = query_value(req.target(), "tag"); !t.empty()) tag = t;
     }

@@ -1,4 +1,5 @@
 #include <pyoco/abi.h>
+#include <pyoco/cluster/run_records.hpp>
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/process_log.hpp>
@@ -44,14 +45,10 @@ std::string default_worker_id() {
 }
 
 std::string worker_id_problem(std::string_view id) {
-  constexpr std::size_t kMaxWorkerId = 128;
-  const bool ok = !id.empty() && id.size() <= kMaxWorkerId && id.front() != '.' &&
-                  id.find_first_not_of(
-                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                      "0123456789-_.") == std::string_view::npos;
-  if (ok) return {};
-  return "a worker id is 1 to 128 letters, digits, '-', '_' and '.' (not first): it is the key "
-         "of the worker's record in NATS and names its directories";
+  if (cluster::is_key_name(id, 128, "-_.")) return {};
+  return "a worker id is 1 to 128 letters, digits, '-', '_' and '.' ('.' not first, last or "
+         "twice in a row): it is the key of the worker's record in NATS and names its "
+         "directories";
 }
 
 namespace {

@@ -38,6 +38,10 @@ bool is_terminal_status(std::string_view status);
 // run never shows a task under way.
 void end_unfinished_tasks(boost::json::object& snapshot, std::string_view running_as);
 
+// Whether `name` is 1 to `max` letters, digits and `punctuation`, '.' neither
+// first nor last nor twice in a row: a key NATS KV takes (and a file name).
+bool is_key_name(std::string_view name, std::size_t max, std::string_view punctuation);
+
 // Throws NatsError for an id a KV key cannot hold (letters, digits, '-', '_', '=', '.').
 void check_run_id(std::string_view run_id);
 

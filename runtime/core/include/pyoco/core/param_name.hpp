@@ -2,6 +2,8 @@
 // `pyoco client submit` and the gateway's POST /runs.
 #pragma once
 
+#include <pyoco/core/text.hpp>
+
 #include <string>
 #include <string_view>
 
@@ -18,6 +20,21 @@ inline std::string param_name_problem(std::string_view key) {
            "')";
   }
   return {};
+}
+
+// A param name as a message shows it: "" for none, bytes that are not
+// printable escaped.
+inline std::string shown_param_name(std::string_view key) {
+  return key.empty() ? std::string("\"\"") : printable(key);
+}
+
+// What an option that sets one param (`-p`, `--param`) says of `key`, or ""
+// when it names one: the problem, and the whole param to give instead.
+inline std::string param_option_problem(std::string_view key, std::string_view option) {
+  const std::string why = param_name_problem(key);
+  if (why.empty()) return {};
+  return shown_param_name(key) + ": " + why + "; give the whole param: " + std::string(option) +
+         " '" + std::string(key.substr(0, key.find('.'))) + "={...}' or --params-file";
 }
 
 }  // namespace pyoco::core

@@ -25,7 +25,7 @@ namespace pyoco::worker {
 std::string default_worker_id();
 
 // Why `id` cannot name a worker, or "" when it can: 1 to 128 letters,
-// digits, '-', '_' and '.' (not first). It is the key of the worker's
+// digits, '-', '_' and '.' (not first, last or twice in a row). It is the key of the worker's
 // record in NATS and names its directories (plugins, artifacts).
 std::string worker_id_problem(std::string_view id);
 
