@@ -468,7 +468,8 @@ const std::vector<Case>& cases() {
        [](const fs::path&) {},
        {"worker", "--worker-id", "a b/c"},
        2,
-       "--worker-id: a worker id is 1 to 128 letters, digits, '-', '_' and '.' ('.' not first, last "
+       "--worker-id: a worker id is 1 to 128 letters, digits, '-', '_' and '.' ('.' not first, "
+       "last "
        "or twice in a row)"},
       {"worker --worker-id of 300 letters",
        [](const fs::path&) {},

@@ -1,10 +1,10 @@
 #include <pyoco/abi.h>
-#include <pyoco/cluster/run_records.hpp>
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
+#include <pyoco/cluster/run_records.hpp>
 #include <pyoco/cluster/worker_registry.hpp>
 #include <pyoco/core/flow_file.hpp>
 #include <pyoco/core/states.hpp>
