@@ -12,6 +12,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <fstream>
+#include <sstream>
 
 #include "flows.hpp"
 #include "process.hpp"
@@ -72,6 +73,10 @@ BOOST_AUTO_TEST_CASE(a_flow_file_runs_and_its_history_reads_back_as_json) {
   BOOST_TEST_REQUIRE(record.has_value());
   const auto tasks = history->tasks("report-1");
   const json::object view = runner::to_json(*record, tasks, history->outputs("report-1"));
+  // `runs show --json` writes it a task at a time: the same text.
+  std::ostringstream streamed;
+  runner::write_json(streamed, *record, tasks, history->outputs("report-1"));
+  BOOST_TEST(streamed.str() == core::to_json_text(core::from_json(view)));
   BOOST_TEST(str(view.at("run_id")) == "report-1");
   BOOST_TEST(str(view.at("flow")) == "report");
   BOOST_TEST(str(view.at("flow_file")) == flow_file("artifacts.yaml").string());

@@ -198,7 +198,8 @@ int show_run(const RunIdOptions& o) {
   const store::RunRecord r = store::resolve_run(*history, o.id);
   const auto tasks = history->tasks(r.id);
   if (o.json) {
-    print_json(runner::to_json(r, tasks, history->outputs(r.id)));
+    runner::write_json(std::cout, r, tasks, history->outputs(r.id));
+    std::cout << '\n';
     return kExitOk;
   }
   using core::printable;

@@ -3,6 +3,8 @@
 #include <pyoco/trace/sinks.hpp>
 
 #include <cmath>
+#include <ostream>
+#include <string>
 #include <unordered_map>
 
 namespace pyoco::runner {
@@ -75,25 +77,59 @@ json::value output_json(const store::OutputRecord& output) {
   return ec ? json::value(nullptr) : v;
 }
 
-json::object to_json(const store::RunRecord& run, const std::vector<TaskRecord>& tasks,
-                     const std::vector<store::OutputRecord>& outputs) {
-  std::unordered_map<std::string_view, const store::OutputRecord*> by_node;
-  for (const auto& o : outputs) by_node[o.node] = &o;
-  json::object out = to_json(run);
-  json::array ts;
-  for (const TaskRecord& task : tasks) {
+namespace {
+
+// A task of `runs show --json`, its kept output (if any) whole.
+class ShownTasks {
+ public:
+  explicit ShownTasks(const std::vector<store::OutputRecord>& outputs) {
+    for (const auto& o : outputs) by_node_[o.node] = &o;
+  }
+  json::object operator()(const TaskRecord& task) const {
     json::object t = to_json(task);
-    if (auto it = by_node.find(task.node); it != by_node.end()) {
+    if (auto it = by_node_.find(task.node); it != by_node_.end()) {
       t["output"] = output_json(*it->second);
       if (!it->second->dropped.empty()) {
         t["output_bytes"] = it->second->bytes;
         t["output_dropped"] = it->second->dropped;
       }
     }
-    ts.push_back(std::move(t));
+    return t;
   }
+
+ private:
+  std::unordered_map<std::string_view, const store::OutputRecord*> by_node_;
+};
+
+// As `pyoco ... --json` prints a value.
+std::string json_text(const json::value& v) { return core::to_json_text(core::from_json(v)); }
+
+}  // namespace
+
+json::object to_json(const store::RunRecord& run, const std::vector<TaskRecord>& tasks,
+                     const std::vector<store::OutputRecord>& outputs) {
+  const ShownTasks shown(outputs);
+  json::object out = to_json(run);
+  json::array ts;
+  for (const TaskRecord& task : tasks) ts.push_back(shown(task));
   out["tasks"] = std::move(ts);
   return out;
+}
+
+void write_json(std::ostream& out, const store::RunRecord& run,
+                const std::vector<TaskRecord>& tasks,
+                const std::vector<store::OutputRecord>& outputs) {
+  const ShownTasks shown(outputs);
+  // The run's object without its closing brace, then "tasks" (its last
+  // key, as to_json() makes it) one task at a time.
+  const json::object head = to_json(run);
+  std::string text = json_text(head);
+  text.pop_back();
+  out << text << (head.empty() ? "" : ",") << "\"tasks\":[";
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    out << (i == 0 ? "" : ",") << json_text(shown(tasks[i]));
+  }
+  out << "]}";
 }
 
 json::object to_json(const core::ArtifactRecord& a) {
