@@ -238,6 +238,13 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
                         "flow: {graph: \"a >> \"}\ntasks: {}\n", "application/yaml");
   BOOST_TEST(bad_yaml.status == 422u);
   BOOST_TEST(error_of(bad_yaml).find("workflow.yaml:1:") != std::string::npos, bad_yaml.body);
+  // Sent by `client submit-yaml`, the errors name the user's own file.
+  write_text(
+      s.dir.path() / "cycle.yaml",
+      "flow: {graph: \"a >> b >> a\"}\ntasks:\n  a: {use: std/echo}\n  b: {use: std/echo}\n");
+  const ProcessResult cycle = s.client({"submit-yaml", "cycle.yaml"});
+  BOOST_TEST(cycle.exit_code == 2, cycle.err);
+  BOOST_TEST(cycle.err.find("workflow: cycle.yaml:") != std::string::npos, cycle.err);
   // --params-file is read as `pyoco run` reads it: YAML too; a missing
   // file, or one that is neither, is named.
   write_text(s.dir.path() / "p.yaml", "who: block style\nn: 3\n");

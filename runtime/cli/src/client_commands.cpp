@@ -331,8 +331,14 @@ void add_client_commands(CLI::App* client, CommandTable& table) {
       const std::string boundary = "pyoco-form-7f3a9c";
       std::string body;
       auto part = [&](const std::string& name, const std::string& value, bool file) {
+        // The file's own name: the gateway's errors name it.
+        std::string filename = std::filesystem::path(a->flow).filename().string();
+        std::replace_if(
+            filename.begin(), filename.end(), [](char c) { return c == '"' || c == '\\'; }, '_');
         body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + name + "\"" +
-                (file ? "; filename=\"flow.yaml\"\r\nContent-Type: application/yaml" : "") +
+                (file ? "; filename=\"" + core::printable(filename) +
+                            "\"\r\nContent-Type: application/yaml"
+                      : "") +
                 "\r\n\r\n" + value + "\r\n";
       };
       part("workflow", text, true);

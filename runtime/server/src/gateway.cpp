@@ -310,17 +310,40 @@ std::string query_value(std::string_view target, std::string_view key) {
   return value.value_or("");
 }
 
-// multipart/form-data: each part's name and bytes.
-std::map<std::string, std::string> form_parts(const Request& req) {
+// One part of a multipart/form-data body: its bytes, and the file name
+// its sender gave ("" for none).
+struct FormPart {
+  std::string value;
+  std::string filename;
+};
+
+// A quoted parameter of a part's headers (`name="workflow"`), "" when it is
+// not there; `filename=` is not `name=`.
+std::string header_parameter(std::string_view headers, std::string_view key) {
+  const std::string wanted = std::string(key) + "=\"";
+  for (std::size_t at = headers.find(wanted); at != std::string_view::npos;
+       at = headers.find(wanted, at + 1)) {
+    if (at > 0 && std::isalnum(static_cast<unsigned char>(headers[at - 1]))) continue;
+    const std::size_t from = at + wanted.size();
+    return std::string(headers.substr(from, headers.find('"', from) - from));
+  }
+  return {};
+}
+
+// multipart/form-data: each part by its name.
+std::map<std::string, FormPart> form_parts(const Request& req) {
   const std::string type(req[http::field::content_type]);
   const auto b = type.find("boundary=");
   if (b == std::string::npos) unprocessable("a multipart body needs a boundary");
   std::string boundary = type.substr(b + 9);
-  if (!boundary.empty() && boundary.front() == '"')
+  if (!boundary.empty() && boundary.front() == '"') {
     boundary = boundary.substr(1, boundary.find('"', 1) - 1);
+  } else {
+    boundary = boundary.substr(0, boundary.find(';'));  // "boundary=B; charset=..."
+  }
   const std::string delimiter = "--" + boundary;
   const std::string& body = req.body();
-  std::map<std::string, std::string> parts;
+  std::map<std::string, FormPart> parts;
   std::size_t at = body.find(delimiter);
   if (at == std::string::npos) {
     unprocessable("the multipart body holds no part: its boundary (" + shown(boundary) +
@@ -334,16 +357,16 @@ std::map<std::string, std::string> form_parts(const Request& req) {
     const std::string headers = body.substr(at, headers_end - at);
     const std::size_t next = body.find("\r\n" + delimiter, headers_end + 4);
     if (next == std::string::npos) unprocessable("a multipart part is not closed");
-    const auto n = headers.find("name=\"");
-    if (n != std::string::npos) {
-      const std::string name = headers.substr(n + 6, headers.find('"', n + 6) - n - 6);
+    if (headers.find("name=\"") != std::string::npos) {
+      const std::string name = header_parameter(headers, "name");
       // As a key sent twice in a JSON body: readers disagree on which counts.
       if (parts.contains(name)) {
         throw HttpError{
             400, "bad_request",
             "the multipart field " + shown(name) + " is sent twice; send each field once"};
       }
-      parts[name] = body.substr(headers_end + 4, next - headers_end - 4);
+      parts[name] = {body.substr(headers_end + 4, next - headers_end - 4),
+                     header_parameter(headers, "filename")};
     }
     at = next + 2;
   }
@@ -507,6 +530,7 @@ class Gateway {
 
   Response submit_yaml(const Request& req, const Caller& caller) {
     std::string workflow, flow_name;
+    std::string file = "workflow.yaml";  // as its errors name it
     std::string tag = options_.default_tag;
     const std::string type(req[http::field::content_type]);
     if (type.rfind("multipart/form-data", 0) == 0) {
@@ -514,9 +538,14 @@ class Gateway {
       std::vector<std::string_view> names;
       for (const auto& part : parts) names.push_back(part.first);
       refuse_unknown(names, kSentFlowFields, "a run of a sent flow", sent_flow_field_hint);
-      workflow = parts["workflow"];
-      flow_name = parts["flow_name"];
-      if (!parts["tag"].empty()) tag = parts["tag"];
+      workflow = parts["workflow"].value;
+      // Its errors name the sender's file, a base name shown safely.
+      if (std::string f = parts["workflow"].filename; !f.empty()) {
+        f = f.substr(f.find_last_of("/\\") == std::string::npos ? 0 : f.find_last_of("/\\") + 1);
+        if (!f.empty()) file = shown(f.substr(0, 128));
+      }
+      flow_name = parts["flow_name"].value;
+      if (!parts["tag"].value.empty()) tag = parts["tag"].value;
     } else {  // the YAML itself as the body; names in the query
       workflow = req.body();
       refuse_unknown(query_names(req.target()),
@@ -539,7 +568,7 @@ class Gateway {
     // Refused here, with the line, rather than failed on a worker.
     std::shared_ptr<core::FlowSpec> spec;
     try {
-      spec = std::make_shared<core::FlowSpec>(core::parse_flow_text(workflow, "workflow.yaml"));
+      spec = std::make_shared<core::FlowSpec>(core::parse_flow_text(workflow, file));
       core::compile_flow(spec);
     } catch (const core::FlowError& e) {
       unprocessable(std::string("workflow: ") + e.what());
