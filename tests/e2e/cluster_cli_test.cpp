@@ -308,14 +308,32 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
 // read: an integer past 64 bits (it was stored rounded, 1.2345678901234568e+29,
 // where `pyoco client submit --param` refuses it) and a key sent twice in
 // one object (the last one ran, where another reader may take the first).
+namespace {
+
+// A multipart/form-data body of these parts, its boundary "B".
+std::string form_of(const std::vector<std::pair<std::string, std::string>>& parts) {
+  std::string body;
+  for (const auto& [name, value] : parts) {
+    body += "--B\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\n" + value + "\r\n";
+  }
+  return body + "--B--\r\n";
+}
+
+// POST /runs of `body` is 422 invalid_request saying `detail`.
+void expect_refused(const Server& s, const std::string& body, const std::string& detail) {
+  const auto r = s.call(http::verb::post, "/runs", body);
+  BOOST_TEST(r.status == 422u, body << ": " << r.status << " " << r.body);
+  BOOST_TEST(r.body.find("\"invalid_request\"") != std::string::npos, r.body);
+  BOOST_TEST(json::parse(r.body).at("detail").as_string() == detail, r.body);
+}
+
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(oversized_integers_and_repeated_keys_in_a_body_are_refused) {
   NatsServer nats;
   Server s({"--nats", nats.url()});
   auto refused = [&](const std::string& body, const std::string& detail) {
-    const auto r = s.call(http::verb::post, "/runs", body);
-    BOOST_TEST(r.status == 422u, body << ": " << r.status << " " << r.body);
-    BOOST_TEST(r.body.find("\"invalid_request\"") != std::string::npos, r.body);
-    BOOST_TEST(json::parse(r.body).at("detail").as_string() == detail, r.body);
+    expect_refused(s, body, detail);
   };
   refused(R"({"flow_name": "hello", "params": {"x": 123456789012345678901234567890}})",
           "params.x: 123456789012345678901234567890: too large for a 64-bit integer; quote it "
@@ -396,10 +414,7 @@ BOOST_AUTO_TEST_CASE(error_details_are_valid_json_whatever_the_request_holds) {
       server::http_call(s.url, http::verb::post, "/runs/yaml?tag=x%c3", yaml, "application/yaml");
   BOOST_TEST(tag.status == 422u);
   BOOST_TEST(detail_of(tag).find(R"(tag: tag "x\xc3")") == 0u, tag.body);
-  const std::string form = "--B\r\nContent-Disposition: form-data; name=\"workflow\"\r\n\r\n" +
-                           yaml +
-                           "\r\n--B\r\nContent-Disposition: form-data; name=\"flow_name\"\r\n\r\n"
-                           "q\xff\r\n--B--\r\n";
+  const std::string form = form_of({{"workflow", yaml}, {"flow_name", "q\xff"}});
   const auto multipart = server::http_call(s.url, http::verb::post, "/runs/yaml", form,
                                            "multipart/form-data; boundary=B");
   BOOST_TEST(multipart.status == 422u);
@@ -1583,9 +1598,7 @@ BOOST_AUTO_TEST_CASE(unknown_fields_and_unreadable_param_names_are_refused) {
   NatsServer nats;
   Server s({"--nats", nats.url()});
   auto refused = [&](const std::string& body, const std::string& detail) {
-    const auto r = s.call(http::verb::post, "/runs", body);
-    BOOST_TEST(r.status == 422u, body << ": " << r.status << " " << r.body);
-    BOOST_TEST(json::parse(r.body).at("detail").as_string() == detail, r.body);
+    expect_refused(s, body, detail);
   };
   refused(R"({"flow_name": "hello", "parmas": {"who": "x"}})",
           "parmas: not a field of a run (flow_name, params, tag, tags)");
@@ -1597,10 +1610,7 @@ BOOST_AUTO_TEST_CASE(unknown_fields_and_unreadable_param_names_are_refused) {
           "params.\"\": a param name is never empty (no $ctx.params reference reads \"\")");
 
   const std::string flow = read_text(source_dir() / "examples/hello/flow.yaml");
-  const std::string form = "--B\r\nContent-Disposition: form-data; name=\"workflow\"\r\n\r\n" +
-                           flow +
-                           "\r\n--B\r\nContent-Disposition: form-data; name=\"params\"\r\n\r\n"
-                           "{\"a\": 1}\r\n--B--\r\n";
+  const std::string form = form_of({{"workflow", flow}, {"params", "{\"a\": 1}"}});
   const auto with_params = server::http_call(s.url, http::verb::post, "/runs/yaml", form,
                                              "multipart/form-data; boundary=B");
   BOOST_TEST(with_params.status == 422u, with_params.body);
