@@ -301,13 +301,6 @@ BOOST_AUTO_TEST_CASE(careless_requests_get_clear_answers) {
       get.err);
 }
 
-// An error's detail quotes what the client sent: bytes that are not UTF-8
-// are shown as \xNN (they went raw into the JSON, which was then not
-// JSON), and a NUL no longer cuts the detail short.
-// What a parse into a value cannot tell afterwards, refused as the body is
-// read: an integer past 64 bits (it was stored rounded, 1.2345678901234568e+29,
-// where `pyoco client submit --param` refuses it) and a key sent twice in
-// one object (the last one ran, where another reader may take the first).
 namespace {
 
 // A multipart/form-data body of these parts, its boundary "B".
@@ -329,6 +322,13 @@ void expect_refused(const Server& s, const std::string& body, const std::string&
 
 }  // namespace
 
+// An error's detail quotes what the client sent: bytes that are not UTF-8
+// are shown as \xNN (they went raw into the JSON, which was then not
+// JSON), and a NUL no longer cuts the detail short.
+// What a parse into a value cannot tell afterwards, refused as the body is
+// read: an integer past 64 bits (it was stored rounded, 1.2345678901234568e+29,
+// where `pyoco client submit --param` refuses it) and a key sent twice in
+// one object (the last one ran, where another reader may take the first).
 BOOST_AUTO_TEST_CASE(oversized_integers_and_repeated_keys_in_a_body_are_refused) {
   NatsServer nats;
   Server s({"--nats", nats.url()});
@@ -844,6 +844,7 @@ BOOST_AUTO_TEST_CASE(a_watch_that_fell_behind_comes_back_through_the_hub_missing
     BOOST_REQUIRE(js_Consumers(&list, c.handles().js, "PYOCO_EVENTS", nullptr, nullptr) == NATS_OK);
     int n = 0;
     for (int k = 0; k < list->Count; ++k) {
+      if (list->List[k]->Config == nullptr) continue;
       const char* filter = list->List[k]->Config->FilterSubject;
       if (filter != nullptr && std::string_view(filter).find(id) != std::string_view::npos) ++n;
     }
@@ -875,7 +876,8 @@ BOOST_AUTO_TEST_CASE(a_watch_that_fell_behind_comes_back_through_the_hub_missing
     });
   });
   BOOST_TEST_REQUIRE(eventually([&] { return opened.load(); }));
-  const int before = consumers();  // none
+  const int before = consumers();
+  BOOST_TEST(before == 0);
   const std::string pad(1000, 'x');
   // Published without waiting for each ack: the stalled stream is cut after
   // 30 s, a sanitizer build included.
@@ -1629,6 +1631,38 @@ BOOST_AUTO_TEST_CASE(unknown_fields_and_unreadable_param_names_are_refused) {
   BOOST_TEST(json::parse(query.body).at("detail").as_string() ==
                  "tga: not a field of a run of a sent flow (flow_name, tag)",
              query.body);
+  // Beside a form, a query parameter would be read by nobody.
+  const auto both =
+      server::http_call(s.url, http::verb::post, "/runs/yaml?tag=gpu",
+                        form_of({{"workflow", flow}}), "multipart/form-data; boundary=B");
+  BOOST_TEST(both.status == 422u, both.body);
+  BOOST_TEST(json::parse(both.body).at("detail").as_string().starts_with(
+                 "tag: a query parameter beside a multipart body; send it as a part"),
+             both.body);
+  // A part with no name would be dropped without a word; a name= inside a
+  // quoted filename is no name.
+  const std::string nameless =
+      "--B\r\nContent-Disposition: form-data; filename=\"x; name=\\\"tag\\\"\"\r\n\r\n" + flow +
+      "\r\n--B--\r\n";
+  const auto no_name = server::http_call(s.url, http::verb::post, "/runs/yaml", nameless,
+                                         "multipart/form-data; boundary=B");
+  BOOST_TEST(no_name.status == 422u, no_name.body);
+  BOOST_TEST(json::parse(no_name.body)
+                 .at("detail")
+                 .as_string()
+                 .starts_with("a multipart part has no name"),
+             no_name.body);
+  // The file is read as the workers read it (YAML), whatever the sender
+  // named it; the name is only in the message.
+  const std::string toml_named =
+      "--B\r\nContent-Disposition: form-data; name=\"workflow\"; "
+      "filename=\"flow.toml\"\r\n\r\n" +
+      flow + "\r\n--B--\r\n";
+  const auto as_yaml = server::http_call(s.url, http::verb::post, "/runs/yaml", toml_named,
+                                         "multipart/form-data; boundary=B");
+  BOOST_TEST(as_yaml.status == 200u, as_yaml.body);
+  refused(R"({"flow_name": "hello", "tags": "gpu"})",
+          "tags: a list of strings (pyoco-server's labels; the run goes to \"tag\")");
   // pyoco-server's client sends `tags` (labels): taken, as it was.
   const auto labelled =
       s.call(http::verb::post, "/runs", R"({"flow_name": "hello", "tags": ["nightly"]})");

@@ -192,17 +192,19 @@ int run_create(const KeysArgs& a) {
       std::clearerr(stdout);
       std::cout.clear();
       bool revoked = false;
+      std::string why_not;
       try {
         revoked = store.revoke(key.record.key_id).has_value();
-      } catch (const cluster::NatsError&) {
-        // Said below: the key is named, with how to revoke it.
+      } catch (const std::exception& e) {
+        why_not = e.what();  // said below, with the key and how to revoke it
       }
       std::cerr << "pyoco keys create: cannot write the key to standard output"
                 << (err > 0 ? std::string(": ") + std::strerror(err) : std::string()) << "; key "
                 << key.record.key_id
-                << (revoked ? " is revoked, so no active key has a secret nobody holds"
-                            : " could not be revoked: revoke it with pyoco keys revoke " +
-                                  key.record.key_id)
+                << (revoked
+                        ? " is revoked, so no active key has a secret nobody holds"
+                        : " could not be revoked" + (why_not.empty() ? "" : " (" + why_not + ")") +
+                              ": revoke it with pyoco keys revoke " + key.record.key_id)
                 << ". Create the key again where its output is kept.\n";
       return kExitFailed;
     }

@@ -2,6 +2,7 @@
 // worker they start, checked before anything connects.
 #pragma once
 
+#include <pyoco/core/text.hpp>
 #include <pyoco/worker/worker.hpp>
 
 #include <CLI/CLI.hpp>
@@ -28,8 +29,8 @@ inline std::string default_worker_id_problem() {
   const std::string host = worker::default_worker_id();
   const std::string why = worker::worker_id_problem(host);
   return why.empty() ? std::string()
-                     : "this host's name \"" + host + "\" cannot be a worker id (" + why +
-                           "): give --worker-id";
+                     : "this host's name \"" + core::printable(host) +
+                           "\" cannot be a worker id (" + why + "): give --worker-id";
 }
 
 // --flows: a directory that exists. One that does not (a typo) would fail
@@ -40,7 +41,7 @@ inline CLI::Validator flows_option() {
         std::error_code ec;
         if (std::filesystem::is_directory(dir, ec)) return {};
         const std::string what = " (the flows a worker runs by name, NAME.yaml in it)";
-        if (ec && ec != std::errc::no_such_file_or_directory) {
+        if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
           return "cannot be read: " + ec.message() + what;
         }
         return (std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory") + what;

@@ -190,8 +190,8 @@ bool RunState::start_iteration(Frame& f, std::uint32_t i) {
   child->parent_node = i;
   child->iteration = k;
   child->suffix = f.suffix + "[" + std::to_string(k) + "]";
-  // In the arena that holds its index: an arena is some 600 bytes, and a
-  // run of 200,000 iterations kept two for each.
+  // In the arena that holds its index: an arena is some 400 bytes, and a
+  // run keeps this one as long as the iteration's frame (to its end).
   core::ValueNode* loop = b.arena().make_object(vars.size());
   for (const auto& [key, v] : vars) {
     core::Arena::set(loop, key, v.node() != nullptr ? v.node() : b.arena().make_null());

@@ -251,9 +251,9 @@ std::string form_decoded(std::string_view v) {
   return out;
 }
 
-// The query parameter `key` (its name decoded, as its value is), or "". A
-// parameter given twice is a 400, as a key sent twice in a JSON body:
-// readers disagree on which counts, and it is not the gateway's to guess.
+// A name a client sent, fit to show back: "" for none.
+std::string shown_name(std::string_view name) { return name.empty() ? "\"\"" : shown(name); }
+
 // Refuses (422) the first of `names` (a body's keys, a form's parts, a
 // query's parameters) that is not one of `known`: a misspelt field would
 // otherwise start a run nobody asked for ("parmas", without its params).
@@ -268,45 +268,52 @@ void refuse_unknown(const Names& names, std::span<const std::string_view> known,
     std::string list;
     for (const std::string_view k : known) list += (list.empty() ? "" : ", ") + std::string(k);
     const std::string more = why ? why(n) : std::string();
-    unprocessable(shown(n) + ": not a field of " + std::string(what) + " (" + list + ")" +
+    unprocessable(shown_name(n) + ": not a field of " + std::string(what) + " (" + list + ")" +
                   (more.empty() ? "" : "; " + more));
+  }
+}
+
+// Calls f(name, value) for each of a target's query parameters, its name
+// decoded and its value as it was sent.
+template <class F>
+void each_query_parameter(std::string_view target, F&& f) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    if (!pair.empty()) {
+      const auto eq = pair.find('=');
+      f(form_decoded(pair.substr(0, eq)),
+        eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    }
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
   }
 }
 
 // The names of a target's query parameters, decoded.
 std::vector<std::string> query_names(std::string_view target) {
   std::vector<std::string> names;
-  const auto q = target.find('?');
-  if (q == std::string_view::npos) return names;
-  std::string_view rest = target.substr(q + 1);
-  while (!rest.empty()) {
-    const auto amp = rest.find('&');
-    const std::string_view pair = rest.substr(0, amp);
-    if (!pair.empty()) names.push_back(form_decoded(pair.substr(0, pair.find('='))));
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-  }
+  each_query_parameter(
+      target, [&](std::string name, std::string_view) { names.push_back(std::move(name)); });
   return names;
 }
 
+// The query parameter `key` (its name decoded, as its value is), or "". A
+// parameter given twice is a 400, as a key sent twice in a JSON body:
+// readers disagree on which counts, and it is not the gateway's to guess.
 std::string query_value(std::string_view target, std::string_view key) {
-  const auto q = target.find('?');
-  if (q == std::string_view::npos) return {};
-  std::string_view rest = target.substr(q + 1);
   std::optional<std::string> value;
-  while (!rest.empty()) {
-    const auto amp = rest.find('&');
-    const std::string_view pair = rest.substr(0, amp);
-    const auto eq = pair.find('=');
-    if (form_decoded(pair.substr(0, eq)) == key) {
-      if (value) {
-        throw HttpError{400, "bad_request",
-                        "the query parameter " + shown(std::string(key)) +
-                            " is given twice; give each parameter once"};
-      }
-      value = form_decoded(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+  each_query_parameter(target, [&](const std::string& name, std::string_view raw) {
+    if (name != key) return;
+    if (value) {
+      throw HttpError{400, "bad_request",
+                      "the query parameter " + shown(std::string(key)) +
+                          " is given twice; give each parameter once"};
     }
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-  }
+    value = form_decoded(raw);
+  });
   return value.value_or("");
 }
 
@@ -317,17 +324,50 @@ struct FormPart {
   std::string filename;
 };
 
-// A quoted parameter of a part's headers (`name="workflow"`), "" when it is
-// not there; `filename=` is not `name=`.
-std::string header_parameter(std::string_view headers, std::string_view key) {
-  const std::string wanted = std::string(key) + "=\"";
-  for (std::size_t at = headers.find(wanted); at != std::string_view::npos;
-       at = headers.find(wanted, at + 1)) {
-    if (at > 0 && std::isalnum(static_cast<unsigned char>(headers[at - 1]))) continue;
-    const std::size_t from = at + wanted.size();
-    return std::string(headers.substr(from, headers.find('"', from) - from));
+// The parameters of a part's Content-Disposition header (name, filename),
+// names in lower case, quoted values unquoted: `form-data; name="workflow";
+// filename="flow.yaml"`. A `name=` inside a quoted filename is no name.
+std::map<std::string, std::string> disposition(std::string_view headers) {
+  std::map<std::string, std::string> params;
+  auto lower = [](std::string_view t) {
+    std::string out(t);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  std::string_view line;
+  for (std::string_view rest = headers; !rest.empty();) {
+    const auto end = rest.find("\r\n");
+    const std::string_view l = rest.substr(0, end);
+    if (lower(l.substr(0, 20)) == "content-disposition:") {
+      line = l.substr(20);
+      break;
+    }
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 2);
   }
-  return {};
+  std::size_t at = line.find(';');  // past "form-data"
+  while (at != std::string_view::npos && at < line.size()) {
+    ++at;  // the ';'
+    while (at < line.size() && (line[at] == ' ' || line[at] == '\t')) ++at;
+    const auto eq = line.find('=', at);
+    if (eq == std::string_view::npos) break;
+    std::string key = lower(line.substr(at, eq - at));
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+    std::string value;
+    at = eq + 1;
+    if (at < line.size() && line[at] == '"') {
+      for (++at; at < line.size() && line[at] != '"'; ++at) {
+        if (line[at] == '\\' && at + 1 < line.size()) ++at;
+        value += line[at];
+      }
+      at = line.find(';', at);
+    } else {
+      const auto semi = line.find(';', at);
+      value = std::string(line.substr(at, semi == std::string_view::npos ? semi : semi - at));
+      at = semi;
+    }
+    params.emplace(std::move(key), std::move(value));
+  }
+  return params;
 }
 
 // multipart/form-data: each part by its name.
@@ -357,17 +397,21 @@ std::map<std::string, FormPart> form_parts(const Request& req) {
     const std::string headers = body.substr(at, headers_end - at);
     const std::size_t next = body.find("\r\n" + delimiter, headers_end + 4);
     if (next == std::string::npos) unprocessable("a multipart part is not closed");
-    if (headers.find("name=\"") != std::string::npos) {
-      const std::string name = header_parameter(headers, "name");
-      // As a key sent twice in a JSON body: readers disagree on which counts.
-      if (parts.contains(name)) {
-        throw HttpError{
-            400, "bad_request",
-            "the multipart field " + shown(name) + " is sent twice; send each field once"};
-      }
-      parts[name] = {body.substr(headers_end + 4, next - headers_end - 4),
-                     header_parameter(headers, "filename")};
+    const auto params = disposition(headers);
+    const auto name = params.find("name");
+    // A part nobody can name would be dropped without a word.
+    if (name == params.end()) {
+      unprocessable("a multipart part has no name (Content-Disposition: form-data; name=\"...\")");
     }
+    // As a key sent twice in a JSON body: readers disagree on which counts.
+    if (parts.contains(name->second)) {
+      throw HttpError{400, "bad_request",
+                      "the multipart field " + shown_name(name->second) +
+                          " is sent twice; send each field once"};
+    }
+    const auto filename = params.find("filename");
+    parts[name->second] = {body.substr(headers_end + 4, next - headers_end - 4),
+                           filename == params.end() ? std::string() : filename->second};
     at = next + 2;
   }
   return parts;
@@ -479,6 +523,14 @@ class Gateway {
     static constexpr std::array<std::string_view, 4> kRunFields = {"flow_name", "params", "tag",
                                                                    "tags"};
     refuse_unknown(keys, kRunFields, "a run", {});
+    if (const json::value* t = body.if_contains("tags"); t != nullptr && !t->is_null()) {
+      const bool strings =
+          t->is_array() && std::all_of(t->as_array().begin(), t->as_array().end(),
+                                       [](const json::value& v) { return v.is_string(); });
+      if (!strings) {
+        unprocessable("tags: a list of strings (pyoco-server's labels; the run goes to \"tag\")");
+      }
+    }
     const json::value* flow = body.if_contains("flow_name");
     if (flow != nullptr && !flow->is_string() && !flow->is_null()) {
       unprocessable(std::string("flow_name: must be a string (the name of a flow the workers "
@@ -520,6 +572,7 @@ class Gateway {
     return queue(req, caller, std::move(job));
   }
 
+  static constexpr const char* kSentFlowFile = "workflow.yaml";
   static constexpr std::array<std::string_view, 3> kSentFlowFields = {"workflow", "flow_name",
                                                                       "tag"};
   static std::string sent_flow_field_hint(std::string_view name) {
@@ -530,7 +583,7 @@ class Gateway {
 
   Response submit_yaml(const Request& req, const Caller& caller) {
     std::string workflow, flow_name;
-    std::string file = "workflow.yaml";  // as its errors name it
+    std::string sender_file = kSentFlowFile;  // as its errors name it
     std::string tag = options_.default_tag;
     const std::string type(req[http::field::content_type]);
     if (type.rfind("multipart/form-data", 0) == 0) {
@@ -542,7 +595,13 @@ class Gateway {
       // Its errors name the sender's file, a base name shown safely.
       if (std::string f = parts["workflow"].filename; !f.empty()) {
         f = f.substr(f.find_last_of("/\\") == std::string::npos ? 0 : f.find_last_of("/\\") + 1);
-        if (!f.empty()) file = shown(f.substr(0, 128));
+        if (!f.empty()) sender_file = shown(f.substr(0, 128));
+      }
+      // Names in the query beside a form would be read by nobody.
+      if (const auto names = query_names(req.target()); !names.empty()) {
+        unprocessable(shown_name(names.front()) +
+                      ": a query parameter beside a multipart body; send it as a part "
+                      "(workflow, flow_name, tag)");
       }
       flow_name = parts["flow_name"].value;
       if (!parts["tag"].value.empty()) tag = parts["tag"].value;
@@ -568,10 +627,14 @@ class Gateway {
     // Refused here, with the line, rather than failed on a worker.
     std::shared_ptr<core::FlowSpec> spec;
     try {
-      spec = std::make_shared<core::FlowSpec>(core::parse_flow_text(workflow, file));
+      // Read as the workers read it (YAML, named workflow.yaml: its name is
+      // a nameless flow's); the sender's file is named in the message only.
+      spec = std::make_shared<core::FlowSpec>(core::parse_flow_text(workflow, kSentFlowFile));
       core::compile_flow(spec);
     } catch (const core::FlowError& e) {
-      unprocessable(std::string("workflow: ") + e.what());
+      core::SourceLocation at = e.where();
+      if (at.file == kSentFlowFile) at.file = sender_file;
+      unprocessable("workflow: " + at.to_string() + ": " + e.problem());
     }
     cluster::RunJob job;
     job.flow_name = !flow_name.empty() ? flow_name : spec->name.empty() ? "flow" : spec->name;

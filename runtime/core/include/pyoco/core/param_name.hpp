@@ -25,7 +25,9 @@ inline std::string param_name_problem(std::string_view key) {
 // A param name as a message shows it: "" for none, bytes that are not
 // printable escaped.
 inline std::string shown_param_name(std::string_view key) {
-  return key.empty() ? std::string("\"\"") : printable(key);
+  constexpr std::size_t kShown = 200;  // a key of a megabyte is not echoed whole
+  if (key.empty()) return "\"\"";
+  return printable(key.substr(0, kShown)) + (key.size() > kShown ? "..." : "");
 }
 
 // What an option that sets one param (`-p`, `--param`) says of `key`, or ""
@@ -33,8 +35,10 @@ inline std::string shown_param_name(std::string_view key) {
 inline std::string param_option_problem(std::string_view key, std::string_view option) {
   const std::string why = param_name_problem(key);
   if (why.empty()) return {};
+  const std::string_view head = key.substr(0, key.find('.'));
+  if (head.empty()) return shown_param_name(key) + ": " + why;  // ".a": no param to give
   return shown_param_name(key) + ": " + why + "; give the whole param: " + std::string(option) +
-         " '" + std::string(key.substr(0, key.find('.'))) + "={...}' or --params-file";
+         " '" + shown_param_name(head) + "={...}' or --params-file";
 }
 
 }  // namespace pyoco::core

@@ -116,7 +116,8 @@ class Arena {
   std::unordered_set<const Arena*> retained_index_;
   // Most values a task builds or a run keeps (an output, an iteration's
   // loop variables) fit here; many live as long as their run, so it is
-  // small: 512 bytes made a 200,000-iteration run some 300 MB bigger.
+  // small: 256 bytes less an arena is 100 MB less in a run of 200,000
+  // iterations (two arenas each: the loop's variables, the output).
   alignas(std::max_align_t) char inline_[256];
 };
 
