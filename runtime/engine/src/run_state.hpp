@@ -19,6 +19,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "attempt_pool.hpp"
 #include "executors.hpp"
 #include "run_clock.hpp"
 #include "serial.hpp"
@@ -440,6 +441,8 @@ class RunState : public std::enable_shared_from_this<RunState> {
   // Shared: a Run handle may outlive its Engine, and the strand below must
   // not outlive the io_context it belongs to.
   std::shared_ptr<Executors> executors_;
+  // Before anything that may hold an attempt: made first, let go last.
+  AttemptPool::Handle attempt_pool_ = AttemptPool::create();
   mutable Serial serial_;  // the run's strand
   std::shared_ptr<BoundFlow> flow_;
   RunOptions options_;
