@@ -235,6 +235,21 @@ Value count_on_threads(Context& ctx, const Inputs& in) {
   return Value{{"n", ctx.scratch("n")}, {"sum_of_returns", sum_of_returns.load()}};
 }
 
+// scratch_add on a thread of the plugin's that never entered the call:
+// plugins.md lists it among what such a thread may call, and it takes and
+// returns plain integers (it built a Value inside, and threw).
+void add_on_a_thread(Context& ctx, const Inputs&, Completion done) {
+  std::thread([ctx, done] {
+    try {
+      ctx.scratch_add("t", 2);
+      const std::int64_t now = ctx.scratch_add("t", 3);
+      done.ok_with([now] { return Value(now); });
+    } catch (const std::exception& e) {
+      done.fail(e.what());
+    }
+  }).detach();
+}
+
 // Compare-and-set against a wrong, a right and an unset expected value.
 Value compare_and_set(Context& ctx, const Inputs&) {
   ctx.set_scratch("k", 5);
@@ -300,6 +315,7 @@ void register_async_tasks(pyoco::Registry& registry) {
   registry.async_task("beat_later", beat_later);
   registry.task("count_on_threads", count_on_threads, taking({"take_turns"}));
   registry.task("compare_and_set", compare_and_set);
+  registry.async_task("add_on_a_thread", add_on_a_thread);
 }
 
 struct AsyncHost {
@@ -456,6 +472,13 @@ BOOST_FIXTURE_TEST_CASE(scratch_add_from_threads_of_one_call_taking_turns, Async
   // One call's values live in one arena: its threads build values one at a
   // time (abi.h, "Threads"), here by taking turns on a lock of the plugin's.
   check_count(host.run("count_on_threads", {{"take_turns", true}}), host);
+}
+
+BOOST_FIXTURE_TEST_CASE(scratch_add_works_on_a_thread_that_never_entered_the_call, AsyncHost) {
+  auto r = host.run("add_on_a_thread");
+  BOOST_TEST_REQUIRE(r.ok(), r.error());
+  BOOST_TEST(r.output().as<std::int64_t>() == 5);
+  BOOST_TEST(host.scratch("t").as<std::int64_t>() == 5);
 }
 
 BOOST_FIXTURE_TEST_CASE(scratch_compare_set_changes_only_what_it_expected, AsyncHost) {

@@ -888,7 +888,10 @@ class Context {
   }
   // Atomic (ABI 1.1): adds `delta` to the integer at `key` (unset counts as
   // 0) and returns the new value. Exact however many tasks add at once.
+  // It builds the Values it compares in this call's arena itself, so a
+  // thread of the plugin's may call it without enter().
   std::int64_t scratch_add(std::string_view key, std::int64_t delta) const {
+    const detail::ContextScope scope(ctx_);
     Value seen = scratch(key);
     for (;;) {
       const std::int64_t now = seen.is_null() ? 0 : seen.as<std::int64_t>();
