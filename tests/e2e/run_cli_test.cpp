@@ -650,6 +650,32 @@ BOOST_AUTO_TEST_CASE(a_task_that_ends_the_process_fails_the_run) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_run_whose_process_crashes_at_once_is_in_the_history) {
+  // A task that aborts the moment it starts, in runs of pyoco's own ids:
+  // the history's writer had not written them yet, and 5 runs of 6 were
+  // nowhere, not even interrupted (an outside tester). Each run is claimed
+  // before it starts now, and the next command finds it interrupted.
+  const fs::path here = dir.path() / "crashes";
+  fs::create_directories(here);
+  constexpr std::size_t kRuns = 4;
+  for (std::size_t i = 0; i < kRuns; ++i) {
+    const ProcessResult r = run_hostile(here, "task_abort");
+    BOOST_TEST(r.signal == SIGABRT, r.out << r.err);
+  }
+  ProcessOptions o;
+  o.cwd = here;
+  o.env = {{"PYOCO_HOME", (here / "home").string()}};
+  const ProcessResult list = run_pyoco({"runs", "list", "--json"}, o);
+  BOOST_TEST_REQUIRE(list.exit_code == 0, list.out << list.err);
+  const auto runs = json::parse(list.out).as_array();
+  BOOST_TEST(runs.size() == kRuns, list.out);
+  for (const auto& run : runs) {
+    BOOST_TEST(run.at("status").as_string() == "FAILED", run);
+    BOOST_TEST(run.at("reason").as_string() == "interrupted", run);
+    BOOST_TEST(run.at("flow").as_string() == "calm", run);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_task_that_exits_after_its_run_was_cancelled_keeps_the_cancel) {
   // A body deaf to the cancel that calls exit() once the run has ended
   // CANCELLED: pyoco said the run "was going" and exited 1.

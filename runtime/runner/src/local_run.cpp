@@ -104,15 +104,21 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
       std::filesystem::absolute(setup.artifact_dir).lexically_normal());
 
   if (setup.history) {
-    if (!setup.run_id.empty()) {
-      check_run_id(setup.run_id);  // never a claim for an id no run may have
+    // Every run is claimed before it starts, its own new id too: the
+    // history's first write comes from its writer's thread, and a process
+    // that crashed in its first milliseconds (a task that aborts at once)
+    // left no trace of the run; a claim is found interrupted by the next
+    // command, as a run killed later is.
+    const bool given = !setup.run_id.empty();
+    if (given) check_run_id(setup.run_id);  // never a claim for an id no run may have
+    {
       // Claimed at once, not looked up: two processes given one id at the
       // same moment both found it free and both ran under it.
       bool known = false;
       try {
         const store::ProcessIdentity me = store::this_process();
         store::RunRecord claim;
-        claim.id = setup.run_id;
+        claim.id = run_id_;
         claim.flow = flow_.flow->spec->name;
         claim.params = "{}";
         claim.started = std::chrono::system_clock::now();
@@ -120,13 +126,14 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
         claim.pid = me.pid;
         claim.pid_start = me.start;
         known = !setup.history->claim(claim);
-        if (!known) claimed_in_ = setup.history, claimed_id_ = setup.run_id;
+        if (!known) claimed_in_ = setup.history, claimed_id_ = run_id_;
       } catch (const store::StoreError& e) {
         // A damaged or read-only history will not take this run either: it
         // has nothing to collide with. One locked (or a full disk) may take
-        // another run under this id meanwhile and this one's writes after:
-        // the id cannot be promised, so nothing runs.
-        if (e.transient()) {
+        // another run under a given id meanwhile and this one's writes
+        // after: that id cannot be promised, so nothing runs. A new id is
+        // nobody else's: the run goes on, recorded by the writer later.
+        if (given && e.transient()) {
           throw SetupError(SetupError::Setting::RunId,
                            setup.run_id + ": cannot claim this run id in the history (" + e.what() +
                                "); nothing ran: try again once the history is free, or run "
@@ -134,9 +141,8 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
         }
       }
       if (known) {
-        throw SetupError(
-            SetupError::Setting::RunId,
-            setup.run_id + ": the history already has a run with this id; choose another");
+        throw SetupError(SetupError::Setting::RunId,
+                         run_id_ + ": the history already has a run with this id; choose another");
       }
     }
     history_ =
