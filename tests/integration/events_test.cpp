@@ -212,4 +212,122 @@ BOOST_AUTO_TEST_CASE(a_blocked_sink_behind_a_queue_does_not_hold_the_run) {
   for (std::size_t i = 0; i < events.size(); ++i) BOOST_TEST_REQUIRE(events[i].seq == i + 1);
 }
 
+// A task that beats in a tight loop (an outside tester's 3 million took a
+// run to 522 MB): only the latest heartbeat waits for the strand, one event
+// a task each 50 ms at most is published, and the last one before the task
+// ends; its record holds the latest.
+BOOST_AUTO_TEST_CASE(a_task_beating_in_a_loop_publishes_the_latest_only) {
+  Engine engine(EngineOptions{2, {}});
+  pyoco::testing::TempDir dir;
+  auto recorder = std::make_shared<pyoco::testing::EventLog>();
+  RunOptions o;
+  o.listener = recorder;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  constexpr int kBeats = 300000;
+  o.local_tasks = {{"t/beats", [](TaskCall& call, const Value&) {
+                      for (int i = 1; i <= kBeats; ++i) {
+                        call.heartbeat(double(i) / kBeats, "beat " + std::to_string(i));
+                      }
+                      return Value();
+                    }}};
+  Run r =
+      engine.start(compile("flow: {graph: a}\ntasks:\n  a: {use: \"t/beats\"}\n"), std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(60)));
+  BOOST_TEST((r.status() == RunStatus::Completed));
+  const auto events = recorder->events();
+  std::size_t beats = 0, last_beat = 0, done = 0;
+  for (std::size_t k = 0; k < events.size(); ++k) {
+    if (events[k].kind == EventKind::Heartbeat) beats++, last_beat = k;
+    if (events[k].kind == EventKind::NodeDone) done = k;
+  }
+  BOOST_TEST(beats >= 1u);
+  BOOST_TEST(beats < 2000u, beats << " heartbeat events for " << kBeats << " beats");
+  BOOST_TEST_REQUIRE(beats >= 1u);
+  BOOST_TEST(last_beat < done);  // the last one, before the task's end
+  BOOST_TEST(events[last_beat].message == "beat " + std::to_string(kBeats));
+  BOOST_TEST(events[last_beat].progress == 1.0);
+  const auto tasks = r.tasks();
+  BOOST_TEST_REQUIRE(tasks.size() == 1u);
+  BOOST_TEST(tasks[0].heartbeat == "beat " + std::to_string(kBeats));
+}
+
+// A heartbeat's message is cut at 4 KiB, saying so (one of 20 MB went whole
+// into the trace, the history and `runs show --json`).
+BOOST_AUTO_TEST_CASE(a_heartbeat_message_past_4_kib_is_cut_saying_so) {
+  Engine engine(EngineOptions{2, {}});
+  pyoco::testing::TempDir dir;
+  auto recorder = std::make_shared<pyoco::testing::EventLog>();
+  RunOptions o;
+  o.listener = recorder;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  const std::string big(20000, 'h');
+  o.local_tasks = {{"t/big", [big](TaskCall& call, const Value&) {
+                      call.heartbeat(0.5, big);
+                      return Value();
+                    }}};
+  Run r = engine.start(compile("flow: {graph: a}\ntasks:\n  a: {use: \"t/big\"}\n"), std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(20)));
+  const auto beats = recorder->of(EventKind::Heartbeat);
+  BOOST_TEST_REQUIRE(beats.size() == 1u);
+  const std::string note =
+      " ... (cut: the message was 20000 bytes, more than the 4 KiB a heartbeat's message may hold)";
+  BOOST_TEST(beats[0].message.size() == 4096u);
+  BOOST_TEST(beats[0].message.ends_with(note), beats[0].message.substr(4000));
+  BOOST_TEST(r.tasks()[0].heartbeat == beats[0].message);
+}
+
+// Log lines a task writes faster than the run can record them wait for the
+// run's strand up to 4 MiB; past that they are dropped, and a line says
+// how many (2,000 lines of a megabyte took a run to 542 MB). Here the strand
+// is held by a listener until the task has written 32 MiB.
+BOOST_AUTO_TEST_CASE(log_lines_past_4_mib_waiting_are_dropped_saying_so) {
+  class HoldsFirstLine : public trace::EventListener {
+   public:
+    void on_event(const trace::RunEvent& e) override {
+      if (e.kind == EventKind::Log && !held_) {
+        held_ = true;
+        gate.wait(std::chrono::seconds(30));
+      }
+      log.on_event(e);
+    }
+    pyoco::testing::Gate gate;
+    pyoco::testing::EventLog log;
+
+   private:
+    bool held_ = false;  // the run's strand only
+  };
+  Engine engine(EngineOptions{2, {}});
+  pyoco::testing::TempDir dir;
+  auto listener = std::make_shared<HoldsFirstLine>();
+  RunOptions o;
+  o.listener = listener;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  constexpr int kLines = 512;  // of 64 KiB: 32 MiB
+  o.local_tasks = {{"t/loud", [listener](TaskCall& call, const Value&) {
+                      const std::string line(std::size_t{64} << 10, 'l');
+                      call.log("first");
+                      for (int i = 0; i < kLines; ++i) call.log(line);
+                      listener->gate.open();
+                      return Value();
+                    }}};
+  Run r = engine.start(compile("flow: {graph: a}\ntasks:\n  a: {use: \"t/loud\"}\n"), std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(60)));
+  const auto lines = listener->log.of(EventKind::Log);
+  // "first", the 64 KiB lines that fit in 4 MiB beside it, and the note.
+  BOOST_TEST_REQUIRE(lines.size() >= 3u);
+  BOOST_TEST(lines.size() <= 66u, lines.size());
+  BOOST_TEST(lines[0].message == "first");
+  // Said where the first line went missing: after the lines before it.
+  const std::string& note = lines.back().message;
+  BOOST_TEST(note.starts_with("pyoco: "), note);
+  BOOST_TEST(note.find(" log lines (") != std::string::npos, note);
+  BOOST_TEST(note.ends_with(" bytes) dropped: the run's tasks logged faster than it could record "
+                            "(4 MiB of lines were waiting)"),
+             note);
+  BOOST_TEST((lines.back().level == trace::LogLevel::Warn));
+  // Every line either recorded or counted as dropped.
+  const std::size_t dropped = std::stoul(note.substr(7));
+  BOOST_TEST(lines.size() - 2 + dropped == std::size_t{kLines}, note);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -42,7 +42,18 @@ pyoco_status Attempt::scratch_update(std::string_view key, const core::Value& ex
 }
 
 void Attempt::heartbeat(const plugins::CallInfo& call, double progress, std::string_view message) {
-  run->emit_heartbeat(call, record, progress, message);
+  run->emit_heartbeat(*this, call, progress, message);
+}
+
+Attempt::Beats& Attempt::beats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!beats_) beats_ = std::make_unique<Beats>();
+  return *beats_;
+}
+
+Attempt::Beats* Attempt::beats_if_any() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return beats_.get();
 }
 
 bool Attempt::on_cancel(pyoco_callback_fn fn, void* user) {

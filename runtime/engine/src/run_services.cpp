@@ -20,12 +20,28 @@ namespace {
 // (gigabytes held, other tasks' deadlines late). Cut here, a line is kept
 // whole by the history (1 MiB of log a task) and by the cluster's events.
 constexpr std::size_t kMaxLogLine = std::size_t{64} << 10;
+// Log lines other threads queue for the strand, with those the run's
+// listener still holds (an EventQueue's backlog), at most (4 MiB): past it
+// a line is dropped, and the strand says how many were. A task that logged
+// megabyte lines in a loop held gigabytes (an outside tester).
+constexpr std::size_t kLogBytesWaiting = std::size_t{4} << 20;
+// A heartbeat's message, at most (4 KiB, note included): one of 20 MB went
+// whole into the trace, the history and `runs show --json`.
+constexpr std::size_t kMaxHeartbeat = std::size_t{4} << 10;
+// One heartbeat event a task in this long, at most: the latest, and the
+// last one before the task ends (flush_heartbeat). Its record always holds
+// the latest.
+constexpr std::chrono::milliseconds kBeatEvery{50};
 
-// The line cut to fit kMaxLogLine with what says so, at a character's start.
-std::string cut_log_line(std::string_view message) {
-  const std::string note = " ... (cut: the line was " + std::to_string(message.size()) +
-                           " bytes, more than the 64 KiB a log line may hold)";
-  return std::string(core::utf8_prefix(message, kMaxLogLine - note.size())) + note;
+// `text` cut to fit `limit` with what says so, at a character's start.
+// "... (cut: the line was N bytes, more than the 64 KiB a log line may hold)"
+std::string cut_text(std::string_view text, std::size_t limit, std::string_view subject,
+                     std::string_view holder) {
+  const std::string note = " ... (cut: the " + std::string(subject) + " was " +
+                           std::to_string(text.size()) + " bytes, more than the " +
+                           std::to_string(limit >> 10) + " KiB " + std::string(holder) +
+                           " may hold)";
+  return std::string(core::utf8_prefix(text, limit - note.size())) + note;
 }
 
 }  // namespace
@@ -34,8 +50,9 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
                         std::string_view message) {
   if (listener_ == nullptr) return;
   std::string cut;
-  if (message.size() > kMaxLogLine) message = cut = cut_log_line(message);
-  auto emit_now = [this, call, level](std::string_view text) {
+  if (message.size() > kMaxLogLine)
+    message = cut = cut_text(message, kMaxLogLine, "line", "a log line");
+  auto emit_now = [this, call](plugins::LogLevel lvl, std::string_view text) {
     if (core::is_terminal(status())) return;
     trace::RunEvent e{};
     e.kind = trace::EventKind::Log;
@@ -46,16 +63,42 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
     e.task = call.task_name;
     e.attempt = call.attempt;
     e.status = status();
-    e.level = static_cast<trace::LogLevel>(static_cast<int>(level));
+    e.level = static_cast<trace::LogLevel>(static_cast<int>(lvl));
     e.message = text;
     publish(e);
   };
   if (serial_.running_in_this_thread()) {
-    emit_now(message);
-  } else {
-    on_strand(
-        [emit_now, text = cut.empty() ? std::string(message) : std::move(cut)] { emit_now(text); });
+    emit_now(level, message);
+    return;
   }
+  // Each line counts what holding it costs besides its text too.
+  const std::size_t bytes = message.size() + trace::EventListener::kLogLineOverhead;
+  if (log_bytes_waiting_.fetch_add(bytes) + bytes + listener_->backlog_bytes() > kLogBytesWaiting) {
+    log_bytes_waiting_.fetch_sub(bytes);
+    log_lines_dropped_.fetch_add(1);
+    log_bytes_dropped_.fetch_add(message.size());
+    // Said where the first line went missing, behind the lines queued
+    // before it; it counts what was dropped until it runs.
+    if (!log_drop_said_.exchange(true)) {
+      on_strand([this, emit_now] {
+        log_drop_said_.store(false);
+        const std::uint64_t lines = log_lines_dropped_.exchange(0);
+        const std::uint64_t dropped = log_bytes_dropped_.exchange(0);
+        if (lines == 0) return;  // counted by an earlier note
+        emit_now(plugins::LogLevel::Warn,
+                 "pyoco: " + std::to_string(lines) + " log line" + (lines == 1 ? "" : "s") + " (" +
+                     std::to_string(dropped) +
+                     " bytes) dropped: the run's tasks logged faster than it could record (4 "
+                     "MiB of lines were waiting)");
+      });
+    }
+    return;
+  }
+  on_strand(
+      [this, emit_now, level, bytes, text = cut.empty() ? std::string(message) : std::move(cut)] {
+        emit_now(level, text);
+        log_bytes_waiting_.fetch_sub(bytes);
+      });
 }
 
 core::Value RunState::scratch_get(std::string_view key) {
@@ -114,7 +157,7 @@ pyoco_status RunState::scratch_update(std::string_view key, const core::Value& e
   return PYOCO_OK;
 }
 
-void RunState::emit_heartbeat(const plugins::CallInfo& call, std::size_t record, double progress,
+void RunState::emit_heartbeat(Attempt& a, const plugins::CallInfo& call, double progress,
                               std::string_view message) {
   // 0..1, or unknown: a plugin's 1/0 (inf) or 0/0 (NaN) must not reach the
   // trace and the history as numbers JSON cannot hold.
@@ -123,27 +166,71 @@ void RunState::emit_heartbeat(const plugins::CallInfo& call, std::size_t record,
   } else if (progress > 1) {
     progress = 1;
   }
-  on_strand([this, call, record, progress, text = std::string(message)] {
-    if (core::is_terminal(status())) return;
-    Record::Extra& r = records_[record].more();
-    r.progress = progress;
-    r.heartbeat = text;
-    r.heartbeat_at = clock_.wall();
-    if (listener_ == nullptr) return;
-    trace::RunEvent e{};
-    e.kind = trace::EventKind::Heartbeat;
-    e.time = r.heartbeat_at;
-    e.run_id = id_;
-    e.flow = flow_name();
-    e.node = call.node_name;
-    e.task = call.task_name;
-    e.record = static_cast<std::uint32_t>(record);
-    e.attempt = call.attempt;
-    e.status = status();
-    e.progress = progress;
-    e.message = text;
-    publish(e);
-  });
+  Attempt::Beats& b = a.beats();
+  {
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.progress = progress;
+    if (message.size() > kMaxHeartbeat) {
+      b.message = cut_text(message, kMaxHeartbeat, "message", "a heartbeat's message");
+    } else {
+      b.message.assign(message);
+    }
+    if (b.queued) return;  // the handler on its way takes this one
+    b.queued = true;
+  }
+  on_strand([this, a = a.shared_from_this(), call] { take_heartbeat(*a, call); });
+}
+
+void RunState::take_heartbeat(Attempt& a, const plugins::CallInfo& call) {
+  Attempt::Beats& b = a.beats();
+  double progress = -1;
+  std::string text;
+  {
+    std::lock_guard<std::mutex> lock(b.mutex);
+    progress = b.progress;
+    text.swap(b.message);
+    b.queued = false;
+  }
+  if (core::is_terminal(status())) return;
+  const RunClock::Reading now = clock_.now();
+  Record::Extra& r = records_[a.record].more();
+  r.progress = progress;
+  r.heartbeat = std::move(text);
+  r.heartbeat_at = now.wall;
+  if (listener_ == nullptr) return;
+  if (b.published != std::chrono::steady_clock::time_point{} &&
+      now.steady - b.published < kBeatEvery) {
+    b.unpublished = true;
+    return;
+  }
+  b.published = now.steady;
+  b.unpublished = false;
+  publish_heartbeat(call, a.record);
+}
+
+void RunState::flush_heartbeat(Attempt& a) {
+  if (listener_ == nullptr) return;
+  Attempt::Beats* b = a.beats_if_any();
+  if (b == nullptr || !b->unpublished) return;
+  b->unpublished = false;
+  publish_heartbeat(a.ctx.info, a.record);
+}
+
+void RunState::publish_heartbeat(const plugins::CallInfo& call, std::size_t record) {
+  const Record::Extra& r = records_[record].more();
+  trace::RunEvent e{};
+  e.kind = trace::EventKind::Heartbeat;
+  e.time = r.heartbeat_at;
+  e.run_id = id_;
+  e.flow = flow_name();
+  e.node = call.node_name;
+  e.task = call.task_name;
+  e.record = static_cast<std::uint32_t>(record);
+  e.attempt = call.attempt;
+  e.status = status();
+  e.progress = r.progress;
+  e.message = r.heartbeat;
+  publish(e);
 }
 
 }  // namespace pyoco

@@ -95,6 +95,20 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   // Written once by whoever completes the call, read on the strand after.
   std::optional<plugins::CallResult> result;
 
+  // Heartbeats on their way to the strand (RunState::emit_heartbeat): only
+  // the latest waits, so a task that beats in a tight loop has one handler
+  // queued at a time, not millions.
+  struct Beats {
+    std::mutex mutex;
+    double progress = -1;  // mutex
+    std::string message;   // mutex
+    bool queued = false;   // mutex: a handler is on its way to the strand
+    std::chrono::steady_clock::time_point published{};  // strand: the last one published
+    bool unpublished = false;  // strand: the record holds one newer than that
+  };
+  Beats& beats();         // made on the first heartbeat
+  Beats* beats_if_any();  // null: the task never beat
+
   void log(const plugins::CallInfo& call, plugins::LogLevel level,
            std::string_view message) override;
   ArtifactRecord save_artifact(const plugins::CallInfo& call, std::string_view name,
@@ -147,6 +161,7 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   bool in_start_ = false;           // mutex_
   std::thread::id start_thread_;    // mutex_: the worker running start()
   std::vector<Deferred> deferred_;  // mutex_
+  std::unique_ptr<Beats> beats_;    // mutex_ (made once, then kept)
 };
 
 // An iteration's loop as pyoco shows it (`$ctx.loop.<field>`): apart from
@@ -271,8 +286,12 @@ class RunState : public std::enable_shared_from_this<RunState> {
   void scratch_set(std::string_view key, core::Value value);
   pyoco_status scratch_update(std::string_view key, const core::Value& expected,
                               const core::Value& desired, core::Value& current);
-  void emit_heartbeat(const plugins::CallInfo& call, std::size_t record, double progress,
+  void emit_heartbeat(Attempt& a, const plugins::CallInfo& call, double progress,
                       std::string_view message);
+  // Strand: an attempt ends; the heartbeat its record holds and no event
+  // said yet (emit_heartbeat publishes one a kBeatEvery) is published now,
+  // before the node's end.
+  void flush_heartbeat(Attempt& a);
   // Where the run's timers wait (their handlers then enter the strand).
   Executors::Executor control() const { return executors_->control(); }
   const Serial& serial() const { return serial_; }
@@ -364,6 +383,15 @@ class RunState : public std::enable_shared_from_this<RunState> {
     TaskRecord named() const;
   };
 
+  void take_heartbeat(Attempt& a, const plugins::CallInfo& call);
+  void publish_heartbeat(const plugins::CallInfo& call, std::size_t record);
+  // Log lines queued for the strand by other threads, and those dropped
+  // since the strand last said so (emit_log): a task logging faster than
+  // the run records never holds more than kLogBytesWaiting.
+  std::atomic<std::size_t> log_bytes_waiting_{0};
+  std::atomic<std::uint64_t> log_lines_dropped_{0};
+  std::atomic<std::uint64_t> log_bytes_dropped_{0};
+  std::atomic<bool> log_drop_said_{false};  // a note of them is on its way to the strand
   void emit(trace::EventKind kind, const NodeExec* n = nullptr, std::string_view message = {},
             const core::GraphNode* g = nullptr);
   void emit_planned(std::span<const trace::PlannedNode> planned);

@@ -19,9 +19,11 @@ class EventQueue::Batch {
       entries_.pop_back();  // never an entry whose views point at the caller's storage
       throw;
     }
+    if (e.kind == EventKind::Log) log_bytes_ += e.message.size() + EventListener::kLogLineOverhead;
   }
 
   std::size_t size() const { return entries_.size(); }
+  std::size_t log_bytes() const { return log_bytes_; }
   bool empty() const { return entries_.empty(); }
 
   // The events as listeners take them, valid until clear().
@@ -43,6 +45,7 @@ class EventQueue::Batch {
 
   // Keeps the storage: the next batch fills it again.
   void clear() {
+    log_bytes_ = 0;
     entries_.clear();
     values_.clear();
     extras_.clear();
@@ -138,6 +141,7 @@ class EventQueue::Batch {
   std::vector<Extra> extras_;
   std::vector<Chunk> chunks_;
   std::size_t chunk_ = 0, used_ = 0;  // where the next text goes
+  std::size_t log_bytes_ = 0;         // of its log lines, as EventQueue counts them
   std::string_view run_id_, flow_;    // the last ones kept
 };
 
@@ -163,6 +167,9 @@ void EventQueue::on_event(const RunEvent& event) {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_->add(event);
     ++queued_;
+    if (event.kind == EventKind::Log) {
+      log_bytes_.fetch_add(event.message.size() + kLogLineOverhead, std::memory_order_relaxed);
+    }
     // Only a sleeping thread needs waking, and only once: a wake-up per
     // event would cost the engine more than the event itself.
     wake = sleeping_;
@@ -213,6 +220,7 @@ void EventQueue::loop() {
       for (const auto& l : listeners) notify(*l, views);
     }
     const std::size_t n = batch->size();
+    log_bytes_.fetch_sub(batch->log_bytes(), std::memory_order_relaxed);
     batch->clear();
     lock.lock();
     delivered_ += n;

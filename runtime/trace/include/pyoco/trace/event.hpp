@@ -145,6 +145,12 @@ class EventListener {
   virtual void on_events(std::span<const RunEvent> events) {
     for (const RunEvent& e : events) on_event(e);
   }
+  // Log text this listener holds and has not handed on yet, in bytes (an
+  // EventQueue's backlog; each line counts kLogLineOverhead more): a run
+  // drops log lines its tasks write while this and its own queue hold too
+  // much. Any thread. Default: none.
+  virtual std::size_t backlog_bytes() const { return 0; }
+  static constexpr std::size_t kLogLineOverhead = 128;
 };
 
 // How the engine and an EventQueue call a listener: what it throws is

@@ -14,6 +14,7 @@
 
 #include <pyoco/trace/event.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -38,6 +39,8 @@ class EventQueue : public EventListener {
   // Copies the event and returns: never blocks on a listener. Listeners
   // hear events in batches, within about a millisecond.
   void on_event(const RunEvent& event) override;
+  // The log lines queued and not yet handed on (EventListener::backlog_bytes).
+  std::size_t backlog_bytes() const override { return log_bytes_.load(std::memory_order_relaxed); }
 
   // Returns once every event queued before the call has been handed on.
   void flush();
@@ -56,8 +59,9 @@ class EventQueue : public EventListener {
   // an event allocates nothing once the queue has warmed up.
   std::unique_ptr<Batch> queue_;
   std::uint64_t queued_ = 0, delivered_ = 0;
-  unsigned flushing_ = 0;  // flush() calls waiting: no time to gather
-  bool sleeping_ = false;  // the thread waits for an event: the next one wakes it
+  std::atomic<std::size_t> log_bytes_{0};  // of the log lines in queue_ and the batch handed on
+  unsigned flushing_ = 0;                  // flush() calls waiting: no time to gather
+  bool sleeping_ = false;                  // the thread waits for an event: the next one wakes it
   bool stopping_ = false;
   std::thread thread_;
 };
