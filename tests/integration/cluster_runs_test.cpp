@@ -225,7 +225,9 @@ BOOST_AUTO_TEST_CASE(cancels_racing_completion_end_every_run) {
 BOOST_AUTO_TEST_CASE(a_run_whose_submit_was_cut_short_is_queued_when_nats_is_back) {
   Cluster c;
   RunRecords runs(c.nats);
-  BOOST_REQUIRE(runs.create("half", pending_snapshot(job("half"))));  // the record, no job
+  RunJob submitted = job("half");
+  submitted.submitted_at = 1796000000.5;                            // as the first submit wrote it
+  BOOST_REQUIRE(runs.create("half", pending_snapshot(submitted)));  // the record, no job
   BOOST_TEST(c.queued() == 0u);
   {
     UnqueuedRuns unqueued(c.nats, std::chrono::milliseconds(50));
@@ -246,6 +248,17 @@ BOOST_AUTO_TEST_CASE(a_run_whose_submit_was_cut_short_is_queued_when_nats_is_bac
     BOOST_TEST(unqueued.waiting() == 0u);
   }
   BOOST_TEST(c.queued() == 1u);
+  // The job says when the run was submitted, not 0 (the gateway hands in
+  // the request's job, which has none: a worker then wrote 1970 into the
+  // run's record).
+  natsMsg* queued = nullptr;
+  BOOST_REQUIRE(js_GetMsg(&queued, c.nats.handles().js, "PYOCO_WORK", 1, nullptr, nullptr) ==
+                NATS_OK);
+  const RunJob sent = job_from_json(
+      json::parse(std::string_view(natsMsg_GetData(queued), natsMsg_GetDataLength(queued)))
+          .as_object());
+  natsMsg_Destroy(queued);
+  BOOST_TEST(sent.submitted_at == 1796000000.5);
   BOOST_TEST(!runs.get("never-written").has_value());
   // A repeat (the client submitting again with its key) is still one job.
   BOOST_TEST(!submit_run(c.nats, runs, job("half")).created);

@@ -147,6 +147,15 @@ void remove_job(Connection& nats, const std::string& run_id, std::uint64_t seq) 
   if (same) js_DeleteMsg(nats.handles().js, "PYOCO_WORK", seq, nullptr, &jerr);
 }
 
+// A run submitted before (its record exists) keeps the time it was
+// submitted first.
+void keep_submitted_at(const RunRecord& record, RunJob& job) {
+  if (const json::value* t = record.snapshot.if_contains("submitted_at");
+      t != nullptr && t->is_number() && t->to_number<double>() > 0) {
+    job.submitted_at = t->to_number<double>();
+  }
+}
+
 }  // namespace
 
 Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
@@ -174,10 +183,7 @@ Submitted submit_run(Connection& nats, RunRecords& runs, const RunJob& given) {
     job.record_revision = out.record.revision;
     // Still PENDING: the first submit may have stopped before these two
     // (NATS went away); each is stored once however often it is sent.
-    if (const json::value* t = out.record.snapshot.if_contains("submitted_at");
-        t != nullptr && t->is_number()) {
-      job.submitted_at = t->to_number<double>();
-    }
+    keep_submitted_at(out.record, job);
     publish_run_submitted(nats, job);
   }
   out.job_seq = publish_job(nats, job);
@@ -188,6 +194,9 @@ bool queue_if_pending(Connection& nats, RunRecords& runs, RunJob job) {
   const std::optional<RunRecord> r = runs.get(job.run_id);
   if (!r || r->status() != "PENDING") return false;
   job.record_revision = r->revision;
+  // When it was submitted, not when it is queued now (the job handed in
+  // may carry none: the record said 1970 once a worker ran it).
+  keep_submitted_at(*r, job);
   publish_run_submitted(nats, job);  // its message id: stored once
   publish_job(nats, job);
   return true;
