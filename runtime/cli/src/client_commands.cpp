@@ -149,6 +149,7 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
   using Clock = std::chrono::steady_clock;
   Clock::time_point quiet_since{};  // the last drop with no event since; zero: none
   bool said = false;
+  std::string unreached;  // why the last try did not reach the gateway; empty: it did
   for (bool ended = false, first = true; !ended; first = false) {
     if (!first) std::this_thread::sleep_for(std::chrono::milliseconds(500));
     try {
@@ -156,6 +157,7 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
           gateway(a), "/runs/" + id + "/watch", last, [&](const server::StreamEvent& e) {
             reached = true;
             quiet_since = {};
+            unreached.clear();
             if (said) {
               std::cerr << "pyoco client: the gateway answers again; following on\n";
               said = false;
@@ -173,6 +175,7 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
       const bool away =
           !e.reason().empty() || std::string_view(e.what()).starts_with("the gateway answered 503");
       if (!reached || !away) throw;
+      unreached = e.reason().empty() ? std::string("503") : e.reason();
       if (!said) {
         std::cerr << "pyoco client: lost the gateway ("
                   << (e.reason().empty() ? std::string("503") : e.reason())
@@ -183,9 +186,12 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
     if (quiet_since == Clock::time_point{}) {
       quiet_since = Clock::now();
     } else if (Clock::now() - quiet_since > std::chrono::minutes(1)) {
-      throw server::ClientError("the event stream of run " + id +
-                                " gave nothing for a minute; `pyoco client get " + id +
-                                "` shows where the run is");
+      // Said as it was: a gateway that refused every try is not a quiet stream.
+      throw server::ClientError(
+          (unreached.empty() ? "the event stream of run " + id + " gave nothing for a minute"
+                             : "the gateway did not answer for a minute (the last try: " +
+                                   unreached + "); run " + id + " goes on without this watcher") +
+          "; `pyoco client get " + id + "` shows where the run is");
     }
   }
 }
