@@ -165,6 +165,16 @@ const std::vector<Case>& cases() {
        {"plugins", "lint", "plugins/std"},
        1,
        "PL033 libpyoco_std.so: truncated or corrupt: "},
+      // It said PL008 "not in the plugin directory", of an entry that is there.
+      {"a directory where the library should be (lint)",
+       [](const fs::path& d) {
+         copy_std_plugin(d / "plugins");
+         fs::remove(d / "plugins" / "std" / "libpyoco_std.so");
+         fs::create_directories(d / "plugins" / "std" / "libpyoco_std.so");
+       },
+       {"plugins", "lint", "plugins/std"},
+       1,
+       "PL033 libpyoco_std.so: a directory, not the library file"},
       {"a FIFO as plugin.toml (lint)",
        [](const fs::path& d) { fifo(d / "plugins" / "p" / "plugin.toml"); },
        {"plugins", "lint", "plugins/p"},

@@ -331,9 +331,13 @@ std::string without_is(const std::string& problem) {
 bool lint_library_file(const Manifest& m, Findings& f) {
   const fs::path lib = m.library_path();
   std::error_code ec;
-  if (!fs::exists(fs::symlink_status(lib, ec)) || fs::is_directory(lib, ec)) {
+  if (!fs::exists(fs::symlink_status(lib, ec))) {
     f.add("PL008", m.file, m.line_of("library"),
           "library " + m.library + " is not in " + m.dir.string());
+    return false;
+  }
+  if (fs::is_directory(lib, ec)) {  // there, but not a file: "not in" was false
+    f.add("PL033", lib, 0, "a directory, not the library file");
     return false;
   }
   const LibraryFile file = inspect_library_file(lib);
