@@ -4,6 +4,10 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -250,6 +254,13 @@ void add_on_a_thread(Context& ctx, const Inputs&, Completion done) {
   }).detach();
 }
 
+// Ends its call, then throws (a careless author): the call keeps its end,
+// and the SDK says so on stderr, as it does for a callback.
+void throws_after_ok(Context&, const Inputs&, Completion done) {
+  done.ok(7);
+  throw std::runtime_error("late boom");
+}
+
 // Compare-and-set against a wrong, a right and an unset expected value.
 Value compare_and_set(Context& ctx, const Inputs&) {
   ctx.set_scratch("k", 5);
@@ -316,6 +327,7 @@ void register_async_tasks(pyoco::Registry& registry) {
   registry.task("count_on_threads", count_on_threads, taking({"take_turns"}));
   registry.task("compare_and_set", compare_and_set);
   registry.async_task("add_on_a_thread", add_on_a_thread);
+  registry.async_task("throws_after_ok", throws_after_ok);
 }
 
 struct AsyncHost {
@@ -472,6 +484,35 @@ BOOST_FIXTURE_TEST_CASE(scratch_add_from_threads_of_one_call_taking_turns, Async
   // One call's values live in one arena: its threads build values one at a
   // time (abi.h, "Threads"), here by taking turns on a lock of the plugin's.
   check_count(host.run("count_on_threads", {{"take_turns", true}}), host);
+}
+
+// What `f` writes to this process's stderr (fd 2).
+template <class F>
+std::string stderr_of(F&& f) {
+  std::fflush(stderr);
+  std::FILE* file = std::tmpfile();
+  BOOST_TEST_REQUIRE(file != nullptr);
+  const int saved = dup(2);
+  dup2(fileno(file), 2);
+  f();
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::rewind(file);
+  std::string text;
+  for (int c; (c = std::fgetc(file)) != EOF;) text.push_back(static_cast<char>(c));
+  std::fclose(file);
+  return text;
+}
+
+BOOST_FIXTURE_TEST_CASE(start_throwing_after_it_ended_its_call_is_said, AsyncHost) {
+  std::optional<pyoco::testing::CallResult> r;
+  const std::string said = stderr_of([&] { r.emplace(host.run("throws_after_ok")); });
+  BOOST_TEST_REQUIRE(r->ok(), r->error());
+  BOOST_TEST(r->output().as<int>() == 7);
+  BOOST_TEST(said.find("pyoco plugin: start() threw after it had ended its call: late boom") !=
+                 std::string::npos,
+             said);
 }
 
 BOOST_FIXTURE_TEST_CASE(scratch_add_works_on_a_thread_that_never_entered_the_call, AsyncHost) {

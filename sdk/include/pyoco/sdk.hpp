@@ -1248,22 +1248,29 @@ inline pyoco_status run_task(void* instance, pyoco_context* ctx, const pyoco_val
 
 // An exception from start ends the call as failed (once: not if the task
 // had ended it already), through the same completion its callbacks hold.
+// One thrown after the call ended is said on stderr, as a callback's is.
 inline pyoco_status start_task(void* instance, pyoco_context* ctx, const pyoco_value* inputs,
                                pyoco_call* call) {
   ContextScope scope(ctx);
   Completion done(ctx, call);
+  auto ended_before = [](bool ended_now, const char* what) {
+    if (!ended_now) {
+      std::fprintf(stderr, "pyoco plugin: start() threw after it had ended its call: %s\n", what);
+    }
+  };
   try {
     Context context(ctx, done.state_);  // its callbacks' exceptions end this call
     Inputs in(inputs);
     static_cast<AsyncTask*>(instance)->start(context, in, done);
   } catch (const PermanentError& e) {
-    done.fail_permanently(e.what());
+    ended_before(done.fail_permanently(e.what()), e.what());
   } catch (const Cancelled& e) {
-    done.cancelled(e.what());
+    ended_before(done.cancelled(e.what()), e.what());
   } catch (const std::exception& e) {
-    done.fail(e.what());
+    ended_before(done.fail(e.what()), e.what());
   } catch (...) {
-    done.fail("unknown exception (not derived from std::exception)");
+    const char* what = "unknown exception (not derived from std::exception)";
+    ended_before(done.fail(what), what);
   }
   return PYOCO_OK;
 }
