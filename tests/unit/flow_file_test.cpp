@@ -400,6 +400,30 @@ BOOST_AUTO_TEST_CASE(an_unclosed_bracket_is_named_where_it_opened) {
              list);
 }
 
+// A quote never closed took in the rest of the file without a word from
+// yaml-cpp, and the error named something else ("flow.graph: is missing").
+BOOST_AUTO_TEST_CASE(a_quote_never_closed_is_named_where_it_opened) {
+  auto error_of = [](const std::string& text) -> std::string {
+    try {
+      parse_flow_text(text, "f.yaml");
+    } catch (const FlowError& e) {
+      return e.where().to_string() + ": " + e.problem();
+    }
+    return "parsed";
+  };
+  BOOST_TEST(
+      error_of("flow:\n  name: \"hello\n  graph: a\ntasks:\n  a: {use: std/echo}\n") ==
+      "f.yaml:2:9: not valid YAML: the string that opens with \" here is never closed, so it "
+      "takes in the rest of the file: end it with \"");
+  BOOST_TEST(
+      error_of("flow: {graph: a}\ntasks:\n  a: {use: std/echo, note: 'it''s\n") ==
+      "f.yaml:3:28: not valid YAML: the string that opens with ' here is never closed, so it "
+      "takes in the rest of the file: end it with '");
+  // Closed ones, with their escapes, and an apostrophe in a plain scalar.
+  BOOST_TEST(error_of("flow: {graph: a, name: \"say \\\"hi\\\"\"}\ntasks:\n"
+                      "  a: {use: std/echo, inputs: {m: 'don''t', n: it's}}\n") == "parsed");
+}
+
 // YAML 1.2's integers, as PyYAML (the Python pyoco's reader) reads them:
 // 0x and 0o ones, a sign; one that 64 bits cannot hold is refused at its
 // place (it became the float 1e+20, which failed as "not an integer" later).

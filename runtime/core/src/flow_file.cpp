@@ -256,7 +256,7 @@ void count_value(const SourceLocation& where, std::size_t depth, DocReading& r) 
 // is not held twice (a YAML::Node costs hundreds of bytes a value).
 class YamlReader : public YAML::EventHandler {
  public:
-  YamlReader(std::string file, std::string_view text) : file_(std::move(file)) {
+  YamlReader(std::string file, std::string_view text) : file_(std::move(file)), text_(text) {
     std::istringstream in{std::string(text)};
     for (std::string line; std::getline(in, line);) lines_.push_back(line);
     root_.where = SourceLocation{file_};
@@ -301,6 +301,7 @@ class YamlReader : public YAML::EventHandler {
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     reading_.bytes += value.size();
+    if (tag == "!") refuse_unclosed_quote(mark);
     if (key_next()) return key(value, mark, anchor, tag == "!");
     Doc d;
     d.where = at(mark);
@@ -555,6 +556,33 @@ class YamlReader : public YAML::EventHandler {
 
   std::string file_;
   std::vector<std::string> lines_;
+  std::string_view text_;  // the file's, alive while it is read
+
+  // yaml-cpp takes a quoted string that is never closed to the end of the
+  // file without a word: `name: "hello` swallowed the rest, and the error
+  // named something else ("flow.graph: is missing"). Its closing quote is
+  // looked for as YAML reads one: `\"` inside "...", `''` inside '...'.
+  void refuse_unclosed_quote(const YAML::Mark& mark) const {
+    if (mark.pos < 0 || static_cast<std::size_t>(mark.pos) >= text_.size()) return;
+    const std::size_t start = static_cast<std::size_t>(mark.pos);
+    const char quote = text_[start];
+    if (quote != '"' && quote != '\'') return;  // a tag's "!", not a quote
+    for (std::size_t i = start + 1; i < text_.size(); ++i) {
+      if (quote == '"' && text_[i] == '\\') {
+        ++i;
+      } else if (text_[i] == quote) {
+        if (quote == '\'' && i + 1 < text_.size() && text_[i + 1] == '\'') {
+          ++i;
+        } else {
+          return;
+        }
+      }
+    }
+    throw FlowError(at(mark), std::string("not valid YAML: the string that opens with ") + quote +
+                                  " here is never closed, so it takes in the rest of the file: "
+                                  "end it with " +
+                                  quote);
+  }
   DocReading reading_;
   Doc root_;
   std::vector<Open> stack_;
