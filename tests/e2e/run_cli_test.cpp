@@ -3,6 +3,8 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <csignal>
 #include <fstream>
@@ -657,6 +659,9 @@ BOOST_AUTO_TEST_CASE(a_run_whose_process_crashes_at_once_is_in_the_history) {
   // before it starts now, and the next command finds it interrupted.
   const fs::path here = dir.path() / "crashes";
   fs::create_directories(here);
+  // No core files (the children inherit the limit).
+  const rlimit no_cores{0, 0};
+  setrlimit(RLIMIT_CORE, &no_cores);
   constexpr std::size_t kRuns = 4;
   for (std::size_t i = 0; i < kRuns; ++i) {
     const ProcessResult r = run_hostile(here, "task_abort");

@@ -11,7 +11,10 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "event_log.hpp"
 #include "flows.hpp"
@@ -328,6 +331,113 @@ BOOST_AUTO_TEST_CASE(log_lines_past_4_mib_waiting_are_dropped_saying_so) {
   // Every line either recorded or counted as dropped.
   const std::size_t dropped = std::stoul(note.substr(7));
   BOOST_TEST(lines.size() - 2 + dropped == std::size_t{kLines}, note);
+}
+
+// Two beats 50 ms apart at most, then minutes of work: the second is
+// published once 50 ms have passed, not at the task's end (it was shown
+// only then, and lost if the process died meanwhile).
+BOOST_AUTO_TEST_CASE(a_heartbeat_held_back_is_published_within_50_ms) {
+  Engine engine(EngineOptions{2, {}});
+  pyoco::testing::TempDir dir;
+  auto recorder = std::make_shared<pyoco::testing::EventLog>();
+  RunOptions o;
+  o.listener = recorder;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  auto seen_while_running = std::make_shared<std::atomic<bool>>(false);
+  // Polled, with a deadline: whether the run published `message` yet.
+  auto wait_for_beat = [recorder](const std::string& message) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      for (const auto& e : recorder->of(EventKind::Heartbeat)) {
+        if (e.message == message) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  };
+  o.local_tasks = {{"t/stages", [wait_for_beat, seen_while_running](TaskCall& call, const Value&) {
+                      call.heartbeat(0.1, "stage 1");
+                      if (!wait_for_beat("stage 1")) return Value();
+                      // Within 50 ms of the first: held back, then published
+                      // by the run's timer while this task still works.
+                      call.heartbeat(0.2, "stage 2");
+                      seen_while_running->store(wait_for_beat("stage 2"));
+                      return Value();
+                    }}};
+  Run r =
+      engine.start(compile("flow: {graph: a}\ntasks:\n  a: {use: \"t/stages\"}\n"), std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST(seen_while_running->load());
+  const auto beats = recorder->of(EventKind::Heartbeat);
+  BOOST_TEST_REQUIRE(beats.size() == 2u);  // each once: the end publishes nothing again
+  BOOST_TEST(beats[0].message == "stage 1");
+  BOOST_TEST(beats[1].message == "stage 2");
+}
+
+// A body abandoned at its deadline that beats on while the run goes on
+// (another branch): the run is done with that attempt, so its record keeps
+// the last beat from before, and no heartbeat event says the late one.
+BOOST_AUTO_TEST_CASE(a_heartbeat_after_the_attempt_was_given_up_changes_nothing) {
+  Engine engine(EngineOptions{2, {}});
+  pyoco::testing::TempDir dir;
+  auto recorder = std::make_shared<pyoco::testing::EventLog>();
+  RunOptions o;
+  o.listener = recorder;
+  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  auto late_beat_sent = std::make_shared<pyoco::testing::Gate>();
+  o.local_tasks = {{"t/deaf",
+                    [late_beat_sent](TaskCall& call, const Value&) {
+                      call.heartbeat(0.5, "before");
+                      const auto until =
+                          std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                      while (!call.is_cancelled() && std::chrono::steady_clock::now() < until) {
+                        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                      }
+                      call.heartbeat(0.9, "after the deadline");
+                      late_beat_sent->open();
+                      return Value();
+                    }},
+                   // Keeps the run going until the late beat is sent, then
+                   // logs: the strand runs that line after the beat's handler.
+                   {"t/waits", [late_beat_sent](TaskCall& call, const Value&) {
+                      late_beat_sent->wait(std::chrono::seconds(20));
+                      call.log("after the late beat");
+                      return Value();
+                    }}};
+  Run r = engine.start(compile("flow: {graph: \"(a & b)\"}\ntasks:\n"
+                               "  a: {use: \"t/deaf\", timeout_sec: 0.2, fail_policy: isolate}\n"
+                               "  b: {use: \"t/waits\"}\n"),
+                       std::move(o));
+  BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(30)));
+  BOOST_TEST_REQUIRE(recorder->logged("b", "after the late beat"));
+  const auto tasks = r.tasks();
+  const auto a = std::find_if(tasks.begin(), tasks.end(), [](auto& t) { return t.node == "a"; });
+  BOOST_TEST_REQUIRE((a != tasks.end()));
+  BOOST_TEST((a->state == core::TaskState::Failed));
+  BOOST_TEST(a->heartbeat == "before");
+  for (const auto& e : recorder->of(EventKind::Heartbeat)) {
+    BOOST_TEST(e.message != "after the deadline");
+  }
+}
+
+// An EventQueue counts the log text it holds (backlog_bytes), which the
+// run adds to its own: a sink stuck on its output makes the run drop lines
+// rather than hold them all; the count is back to 0 once handed on.
+BOOST_AUTO_TEST_CASE(an_event_queue_counts_the_log_text_it_holds) {
+  auto stuck = std::make_shared<BlockedSink>();
+  auto queue = std::make_shared<trace::EventQueue>();
+  queue->add(stuck);
+  trace::RunEvent e{};
+  e.kind = EventKind::Log;
+  e.run_id = "r";
+  e.message = "twelve bytes";
+  for (int i = 0; i < 3; ++i) queue->on_event(e);
+  e.kind = EventKind::NodeStart;  // not log text
+  queue->on_event(e);
+  BOOST_TEST(queue->backlog_bytes() == 3 * (12 + trace::EventListener::kLogLineOverhead));
+  stuck->gate.open();
+  queue->flush();
+  BOOST_TEST(queue->backlog_bytes() == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -422,6 +422,13 @@ BOOST_AUTO_TEST_CASE(a_quote_never_closed_is_named_where_it_opened) {
   // Closed ones, with their escapes, and an apostrophe in a plain scalar.
   BOOST_TEST(error_of("flow: {graph: a, name: \"say \\\"hi\\\"\"}\ntasks:\n"
                       "  a: {use: std/echo, inputs: {m: 'don''t', n: it's}}\n") == "parsed");
+  // After a byte-order mark (which yaml-cpp's positions do not count).
+  BOOST_TEST(error_of("\xEF\xBB\xBF"
+                      "flow: {graph: a, defaults: {m: ['', \"x\"]}}\ntasks:\n"
+                      "  a: {use: std/echo}\n") == "parsed");
+  BOOST_TEST(error_of("\xEF\xBB\xBF"
+                      "flow: {graph: a, name: \"x}\n")
+                 .find("never closed") != std::string::npos);
 }
 
 // YAML 1.2's integers, as PyYAML (the Python pyoco's reader) reads them:

@@ -492,12 +492,19 @@ std::string stderr_of(F&& f) {
   std::fflush(stderr);
   std::FILE* file = std::tmpfile();
   BOOST_TEST_REQUIRE(file != nullptr);
-  const int saved = dup(2);
-  dup2(fileno(file), 2);
-  f();
-  std::fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
+  struct Restore {  // fd 2 is given back even if `f` throws
+    int saved = dup(2);
+    ~Restore() {
+      std::fflush(stderr);
+      dup2(saved, 2);
+      close(saved);
+    }
+  };
+  {
+    const Restore restore;
+    dup2(fileno(file), 2);
+    f();
+  }
   std::rewind(file);
   std::string text;
   for (int c; (c = std::fgetc(file)) != EOF;) text.push_back(static_cast<char>(c));
@@ -510,7 +517,7 @@ BOOST_FIXTURE_TEST_CASE(start_throwing_after_it_ended_its_call_is_said, AsyncHos
   const std::string said = stderr_of([&] { r.emplace(host.run("throws_after_ok")); });
   BOOST_TEST_REQUIRE(r->ok(), r->error());
   BOOST_TEST(r->output().as<int>() == 7);
-  BOOST_TEST(said.find("pyoco plugin: start() threw after it had ended its call: late boom") !=
+  BOOST_TEST(said.find("pyoco plugin: start() threw after its call had ended: late boom") !=
                  std::string::npos,
              said);
 }

@@ -171,6 +171,7 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
             return !ended;
           });
       if (ended) return;
+      unreached.clear();  // it answered, then closed the stream: reached
     } catch (const server::ClientError& e) {
       const bool away =
           !e.reason().empty() || std::string_view(e.what()).starts_with("the gateway answered 503");
@@ -189,7 +190,7 @@ void follow_watch(const ClientArgs& a, const std::string& id, std::string last, 
       // Said as it was: a gateway that refused every try is not a quiet stream.
       throw server::ClientError(
           (unreached.empty() ? "the event stream of run " + id + " gave nothing for a minute"
-                             : "the gateway did not answer for a minute (the last try: " +
+                             : "the gateway could not be reached for a minute (the last try: " +
                                    unreached + "); run " + id + " goes on without this watcher") +
           "; `pyoco client get " + id + "` shows where the run is");
     }

@@ -256,7 +256,11 @@ void count_value(const SourceLocation& where, std::size_t depth, DocReading& r) 
 // is not held twice (a YAML::Node costs hundreds of bytes a value).
 class YamlReader : public YAML::EventHandler {
  public:
-  YamlReader(std::string file, std::string_view text) : file_(std::move(file)), text_(text) {
+  YamlReader(std::string file, std::string_view text)
+      : file_(std::move(file)),
+        text_(text),
+        // yaml-cpp skips a byte-order mark without counting it in a mark's pos.
+        bom_(text.starts_with("\xEF\xBB\xBF") ? 3 : 0) {
     std::istringstream in{std::string(text)};
     for (std::string line; std::getline(in, line);) lines_.push_back(line);
     root_.where = SourceLocation{file_};
@@ -557,14 +561,15 @@ class YamlReader : public YAML::EventHandler {
   std::string file_;
   std::vector<std::string> lines_;
   std::string_view text_;  // the file's, alive while it is read
+  std::size_t bom_ = 0;    // bytes of a byte-order mark before what marks count
 
   // yaml-cpp takes a quoted string that is never closed to the end of the
   // file without a word: `name: "hello` swallowed the rest, and the error
   // named something else ("flow.graph: is missing"). Its closing quote is
   // looked for as YAML reads one: `\"` inside "...", `''` inside '...'.
   void refuse_unclosed_quote(const YAML::Mark& mark) const {
-    if (mark.pos < 0 || static_cast<std::size_t>(mark.pos) >= text_.size()) return;
-    const std::size_t start = static_cast<std::size_t>(mark.pos);
+    if (mark.pos < 0 || static_cast<std::size_t>(mark.pos) + bom_ >= text_.size()) return;
+    const std::size_t start = static_cast<std::size_t>(mark.pos) + bom_;
     const char quote = text_[start];
     if (quote != '"' && quote != '\'') return;  // a tag's "!", not a quote
     for (std::size_t i = start + 1; i < text_.size(); ++i) {

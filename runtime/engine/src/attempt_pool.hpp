@@ -33,10 +33,14 @@ class AttemptPool {
     if (block_bytes_ == 0) block_bytes_ = bytes;
     if (bytes != block_bytes_) return ::operator new(bytes);
     if (kept_.empty()) refill();
+    void* p = nullptr;
+    if (kept_.empty()) {
+      p = ::operator new(bytes);  // may throw: no reference taken yet
+    } else {
+      p = kept_.back();
+      kept_.pop_back();
+    }
     refs_.fetch_add(1, std::memory_order_relaxed);
-    if (kept_.empty()) return ::operator new(bytes);
-    void* p = kept_.back();
-    kept_.pop_back();
     return p;
   }
 

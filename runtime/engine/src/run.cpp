@@ -623,6 +623,7 @@ void RunState::left_body(Attempt& a) {
 // sees it running).
 void RunState::abandon(Attempt& a) {
   flush_heartbeat(a);
+  a.over = true;
   a.end(true);
   Attempt::Body running = Attempt::Body::running;
   if (a.body.compare_exchange_strong(running, Attempt::Body::held)) {
@@ -647,7 +648,8 @@ void RunState::on_result(const std::shared_ptr<Attempt>& a) {
 }
 
 void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
-  flush_heartbeat(*a);
+  flush_heartbeat(*a);  // none when it was abandoned: its node moved on
+  a->over = true;
   a->end(false);
   Frame* f = a->frame;
   const std::uint32_t i = a->node;

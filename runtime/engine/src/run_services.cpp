@@ -80,7 +80,7 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
     // Said where the first line went missing, behind the lines queued
     // before it; it counts what was dropped until it runs.
     if (!log_drop_said_.exchange(true)) {
-      on_strand([this, emit_now] {
+      const bool queued = on_strand([this, emit_now] {
         log_drop_said_.store(false);
         const std::uint64_t lines = log_lines_dropped_.exchange(0);
         const std::uint64_t dropped = log_bytes_dropped_.exchange(0);
@@ -91,14 +91,16 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
                      " bytes) dropped: the run's tasks logged faster than it could record (4 "
                      "MiB of lines were waiting)");
       });
+      if (!queued) log_drop_said_.store(false);
     }
     return;
   }
-  on_strand(
+  const bool queued = on_strand(
       [this, emit_now, level, bytes, text = cut.empty() ? std::string(message) : std::move(cut)] {
         emit_now(level, text);
         log_bytes_waiting_.fetch_sub(bytes);
       });
+  if (!queued) log_bytes_waiting_.fetch_sub(bytes);  // the engine is gone: nothing runs it
 }
 
 core::Value RunState::scratch_get(std::string_view key) {
@@ -191,7 +193,9 @@ void RunState::take_heartbeat(Attempt& a, const plugins::CallInfo& call) {
     text.swap(b.message);
     b.queued = false;
   }
-  if (core::is_terminal(status())) return;
+  // The run is done with this attempt (a body abandoned at its deadline
+  // beating on, a callback after the end): its record is the retry's now.
+  if (a.over || core::is_terminal(status())) return;
   const RunClock::Reading now = clock_.now();
   Record::Extra& r = records_[a.record].more();
   r.progress = progress;
@@ -201,6 +205,18 @@ void RunState::take_heartbeat(Attempt& a, const plugins::CallInfo& call) {
   if (b.published != std::chrono::steady_clock::time_point{} &&
       now.steady - b.published < kBeatEvery) {
     b.unpublished = true;
+    if (!b.trailing_armed) {
+      b.trailing_armed = true;
+      if (!b.trailing) b.trailing = std::make_unique<asio::steady_timer>(control());
+      b.trailing->expires_at(b.published + kBeatEvery);
+      b.trailing->async_wait(
+          [self = shared_from_this(), a = a.shared_from_this()](boost::system::error_code) {
+            self->on_strand_here([run = self.get(), a] {
+              if (Attempt::Beats* beats = a->beats_if_any()) beats->trailing_armed = false;
+              run->flush_heartbeat(*a);
+            });
+          });
+    }
     return;
   }
   b.published = now.steady;
@@ -209,10 +225,11 @@ void RunState::take_heartbeat(Attempt& a, const plugins::CallInfo& call) {
 }
 
 void RunState::flush_heartbeat(Attempt& a) {
-  if (listener_ == nullptr) return;
+  if (listener_ == nullptr || a.over || core::is_terminal(status())) return;
   Attempt::Beats* b = a.beats_if_any();
   if (b == nullptr || !b->unpublished) return;
   b->unpublished = false;
+  b->published = clock_.now().steady;
   publish_heartbeat(a.ctx.info, a.record);
 }
 

@@ -105,9 +105,17 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
     bool queued = false;   // mutex: a handler is on its way to the strand
     std::chrono::steady_clock::time_point published{};  // strand: the last one published
     bool unpublished = false;  // strand: the record holds one newer than that
+    // strand: publishes that one once kBeatEvery has passed (a task that
+    // beats twice, then works for minutes, is shown at its second beat).
+    std::unique_ptr<asio::steady_timer> trailing;
+    bool trailing_armed = false;
   };
   Beats& beats();         // made on the first heartbeat
   Beats* beats_if_any();  // null: the task never beat
+  // Strand: the run is done with this attempt (its result applied, or
+  // abandoned): its heartbeats no longer touch the node's record, which a
+  // retry may be using.
+  bool over = false;
 
   void log(const plugins::CallInfo& call, plugins::LogLevel level,
            std::string_view message) override;

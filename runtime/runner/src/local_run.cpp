@@ -125,7 +125,9 @@ LocalRun::LocalRun(LoadedFlow flow, RunSetup setup)
         claim.host = me.host;
         claim.pid = me.pid;
         claim.pid_start = me.start;
-        known = !setup.history->claim(claim);
+        // A new id waits for no other process's lock: a busy history must
+        // not hold a run's start up to its 10 s timeout.
+        known = given ? !setup.history->claim(claim) : !setup.history->claim_without_waiting(claim);
         if (!known) claimed_in_ = setup.history, claimed_id_ = run_id_;
       } catch (const store::StoreError& e) {
         // A damaged or read-only history will not take this run either: it

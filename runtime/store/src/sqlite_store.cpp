@@ -534,6 +534,16 @@ class SqliteStateStore final : public StateStore {
 
   bool claim(const RunRecord& r) override {
     std::lock_guard lock(mutex_);
+    return insert_claim(r);
+  }
+
+  bool claim_without_waiting(const RunRecord& r) override {
+    std::lock_guard lock(mutex_);
+    const Database::NoWait no_wait(db_);
+    return insert_claim(r);
+  }
+
+  bool insert_claim(const RunRecord& r) {  // under mutex_
     WriteTransaction tx(db_);
     Statement run(db_, (std::string(kInsertRun) + "ON CONFLICT(id) DO NOTHING").c_str());
     bind_run(run, r).run();

@@ -1255,7 +1255,7 @@ inline pyoco_status start_task(void* instance, pyoco_context* ctx, const pyoco_v
   Completion done(ctx, call);
   auto ended_before = [](bool ended_now, const char* what) {
     if (!ended_now) {
-      std::fprintf(stderr, "pyoco plugin: start() threw after it had ended its call: %s\n", what);
+      std::fprintf(stderr, "pyoco plugin: start() threw after its call had ended: %s\n", what);
     }
   };
   try {

@@ -174,6 +174,9 @@ class StateStore {
   // Writes `run` only if no run has its id, at once: false if one has (two
   // processes given the same run id: one of them gets it).
   virtual bool claim(const RunRecord& run) = 0;
+  // claim(), never waiting for another process's lock: a transient
+  // StoreError at once instead (a run of a new id goes on without it).
+  virtual bool claim_without_waiting(const RunRecord& run) { return claim(run); }
   // Deletes a claim no run was started under (still PENDING, no tasks).
   virtual void unclaim(std::string_view run_id) = 0;
 
