@@ -55,18 +55,27 @@ TaskFn talk() {
 
 }  // namespace
 
+// An engine, a place for artifacts, and run options whose listener
+// records every event.
+struct Recorded {
+  Engine engine{EngineOptions{2, {}}};
+  pyoco::testing::TempDir dir;
+  std::shared_ptr<pyoco::testing::EventLog> recorder = std::make_shared<pyoco::testing::EventLog>();
+  RunOptions options() const {
+    RunOptions o;
+    o.listener = recorder;
+    o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+    return o;
+  }
+};
+
 BOOST_AUTO_TEST_SUITE(events)
 
 // A log line of megabytes is cut to 64 KiB, note included, at a
 // character's start, and says so: 40 lines of 15 MB held gigabytes and made
 // another task's deadline late. Cut so, the history keeps it whole.
-BOOST_AUTO_TEST_CASE(a_log_line_past_64_kib_is_cut_saying_so) {
-  Engine engine(EngineOptions{2, {}});
-  pyoco::testing::TempDir dir;
-  auto recorder = std::make_shared<pyoco::testing::EventLog>();
-  RunOptions o;
-  o.listener = recorder;
-  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+BOOST_FIXTURE_TEST_CASE(a_log_line_past_64_kib_is_cut_saying_so, Recorded) {
+  RunOptions o = options();
   // "é" is two bytes: wherever the cut falls, it may not split one.
   std::string huge = "x";
   while (huge.size() < 3 * (std::size_t{1} << 20)) huge += "\xc3\xa9";
@@ -219,13 +228,8 @@ BOOST_AUTO_TEST_CASE(a_blocked_sink_behind_a_queue_does_not_hold_the_run) {
 // run to 522 MB): only the latest heartbeat waits for the strand, one event
 // a task each 50 ms at most is published, and the last one before the task
 // ends; its record holds the latest.
-BOOST_AUTO_TEST_CASE(a_task_beating_in_a_loop_publishes_the_latest_only) {
-  Engine engine(EngineOptions{2, {}});
-  pyoco::testing::TempDir dir;
-  auto recorder = std::make_shared<pyoco::testing::EventLog>();
-  RunOptions o;
-  o.listener = recorder;
-  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+BOOST_FIXTURE_TEST_CASE(a_task_beating_in_a_loop_publishes_the_latest_only, Recorded) {
+  RunOptions o = options();
   constexpr int kBeats = 300000;
   o.local_tasks = {{"t/beats", [](TaskCall& call, const Value&) {
                       for (int i = 1; i <= kBeats; ++i) {
@@ -256,13 +260,8 @@ BOOST_AUTO_TEST_CASE(a_task_beating_in_a_loop_publishes_the_latest_only) {
 
 // A heartbeat's message is cut at 4 KiB, saying so (one of 20 MB went whole
 // into the trace, the history and `runs show --json`).
-BOOST_AUTO_TEST_CASE(a_heartbeat_message_past_4_kib_is_cut_saying_so) {
-  Engine engine(EngineOptions{2, {}});
-  pyoco::testing::TempDir dir;
-  auto recorder = std::make_shared<pyoco::testing::EventLog>();
-  RunOptions o;
-  o.listener = recorder;
-  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+BOOST_FIXTURE_TEST_CASE(a_heartbeat_message_past_4_kib_is_cut_saying_so, Recorded) {
+  RunOptions o = options();
   const std::string big(20000, 'h');
   o.local_tasks = {{"t/big", [big](TaskCall& call, const Value&) {
                       call.heartbeat(0.5, big);
@@ -336,16 +335,11 @@ BOOST_AUTO_TEST_CASE(log_lines_past_4_mib_waiting_are_dropped_saying_so) {
 // Two beats 50 ms apart at most, then minutes of work: the second is
 // published once 50 ms have passed, not at the task's end (it was shown
 // only then, and lost if the process died meanwhile).
-BOOST_AUTO_TEST_CASE(a_heartbeat_held_back_is_published_within_50_ms) {
-  Engine engine(EngineOptions{2, {}});
-  pyoco::testing::TempDir dir;
-  auto recorder = std::make_shared<pyoco::testing::EventLog>();
-  RunOptions o;
-  o.listener = recorder;
-  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+BOOST_FIXTURE_TEST_CASE(a_heartbeat_held_back_is_published_within_50_ms, Recorded) {
+  RunOptions o = options();
   auto seen_while_running = std::make_shared<std::atomic<bool>>(false);
   // Polled, with a deadline: whether the run published `message` yet.
-  auto wait_for_beat = [recorder](const std::string& message) {
+  auto wait_for_beat = [recorder = recorder](const std::string& message) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < until) {
       for (const auto& e : recorder->of(EventKind::Heartbeat)) {
@@ -377,13 +371,8 @@ BOOST_AUTO_TEST_CASE(a_heartbeat_held_back_is_published_within_50_ms) {
 // A body abandoned at its deadline that beats on while the run goes on
 // (another branch): the run is done with that attempt, so its record keeps
 // the last beat from before, and no heartbeat event says the late one.
-BOOST_AUTO_TEST_CASE(a_heartbeat_after_the_attempt_was_given_up_changes_nothing) {
-  Engine engine(EngineOptions{2, {}});
-  pyoco::testing::TempDir dir;
-  auto recorder = std::make_shared<pyoco::testing::EventLog>();
-  RunOptions o;
-  o.listener = recorder;
-  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+BOOST_FIXTURE_TEST_CASE(a_heartbeat_after_the_attempt_was_given_up_changes_nothing, Recorded) {
+  RunOptions o = options();
   auto late_beat_sent = std::make_shared<pyoco::testing::Gate>();
   o.local_tasks = {{"t/deaf",
                     [late_beat_sent](TaskCall& call, const Value&) {
