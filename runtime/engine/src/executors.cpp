@@ -56,7 +56,10 @@ std::shared_ptr<Executors> Executors::start(unsigned jobs) {
   e->backlogs_ = std::make_unique<Backlog[]>(jobs);
   e->workers_count_ = jobs;  // workers_ grows while the first ones already run
   e->running_workers_ = jobs;
-  e->control_thread_ = std::thread([raw = e.get()] { run_spinning(raw->control_); });
+  e->control_thread_ = std::thread([raw = e.get()] {
+    continuation().control = true;
+    run_spinning(raw->control_);
+  });
   e->workers_.reserve(jobs);
   for (std::size_t i = 0; i < jobs; ++i) {
     // Each worker owns a reference: one abandoned inside a body outlives the

@@ -102,6 +102,15 @@ class Executors : public std::enable_shared_from_this<Executors> {
       run_bodies(std::move(f));
     });
   }
+  // Whether this thread may wait for control to catch up: a thread of a
+  // plugin's (or any not the engine's), or a worker inside a task body;
+  // never control's thread or a worker running control's handlers (a
+  // plugin's timer callback runs there), which is what it would wait for.
+  static bool may_wait_for_control() {
+    const Continuation& c = continuation();
+    if (c.control) return false;
+    return c.home == nullptr || c.owner != nullptr;
+  }
   unsigned jobs() const { return static_cast<unsigned>(workers_.size()); }
   // How many workers are inside bodies now (a snapshot: for messages, never
   // for decisions).
@@ -216,6 +225,7 @@ class Executors : public std::enable_shared_from_this<Executors> {
     Backlog* backlog = nullptr;        // this worker's (a worker thread only)
     core::SmallFunction<void()> next;  // the body that worker runs next
     bool asleep = false;               // counted in sleepers_ (a worker in work_.run_one())
+    bool control = false;              // this is control's thread
     // When it first kept a body past waiting ones since it last took one
     // from the queue; zero: not since.
     std::chrono::steady_clock::time_point jumping_since{};

@@ -3,6 +3,7 @@
 #include <pyoco/core/text.hpp>
 
 #include <mutex>
+#include <thread>
 
 #include "object_value.hpp"
 #include "run_state.hpp"
@@ -22,9 +23,11 @@ namespace {
 constexpr std::size_t kMaxLogLine = std::size_t{64} << 10;
 // Log lines other threads queue for the strand, with those the run's
 // listener still holds (an EventQueue's backlog), at most (4 MiB): past it
-// a line is dropped, and the strand says how many were. A task that logged
-// megabyte lines in a loop held gigabytes (an outside tester).
+// a line waits for room, or is dropped when nothing moves for kLogStuck
+// (reserve_log_bytes), and the strand says how many were. A task that
+// logged megabyte lines in a loop held gigabytes (an outside tester).
 constexpr std::size_t kLogBytesWaiting = std::size_t{4} << 20;
+constexpr std::chrono::seconds kLogStuck{1};
 // A heartbeat's message, at most (4 KiB, note included): one of 20 MB went
 // whole into the trace, the history and `runs show --json`.
 constexpr std::size_t kMaxHeartbeat = std::size_t{4} << 10;
@@ -45,6 +48,48 @@ std::string cut_text(std::string_view text, std::size_t limit, std::string_view 
 }
 
 }  // namespace
+
+// Room for a line of `bytes` among the lines waiting (kLogBytesWaiting).
+// A thread that may wait (a task's body, a thread of the plugin's: never
+// the engine's control, which is what it would wait for) waits while what
+// waits goes down: a task logging faster than the run's trace and history
+// take it is slowed to their pace, and loses nothing. Only when nothing
+// moved for kLogStuck (a sink stuck on its output, a listener that holds
+// the run), or the run ended, is the line dropped, and the lines after it
+// too, at once, until there is room again.
+bool RunState::reserve_log_bytes(std::size_t bytes) {
+  auto waiting = [this] { return log_bytes_waiting_.load() + listener_->backlog_bytes(); };
+  auto fits = [&] {
+    if (log_bytes_waiting_.fetch_add(bytes) + bytes + listener_->backlog_bytes() <=
+        kLogBytesWaiting) {
+      return true;
+    }
+    log_bytes_waiting_.fetch_sub(bytes);
+    return false;
+  };
+  if (fits()) {
+    log_stuck_.store(false);
+    return true;
+  }
+  if (log_stuck_.load() || Serial::inside_any() || !Executors::may_wait_for_control()) {
+    return false;
+  }
+  std::size_t last = waiting();
+  auto moved_at = std::chrono::steady_clock::now();
+  while (!core::is_terminal(status())) {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    if (fits()) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (const std::size_t w = waiting(); w < last) {
+      last = w;
+      moved_at = now;
+    } else if (now - moved_at >= kLogStuck) {
+      log_stuck_.store(true);
+      return false;
+    }
+  }
+  return false;
+}
 
 void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
                         std::string_view message) {
@@ -73,8 +118,7 @@ void RunState::emit_log(const plugins::CallInfo& call, plugins::LogLevel level,
   }
   // Each line counts what holding it costs besides its text too.
   const std::size_t bytes = message.size() + trace::EventListener::kLogLineOverhead;
-  if (log_bytes_waiting_.fetch_add(bytes) + bytes + listener_->backlog_bytes() > kLogBytesWaiting) {
-    log_bytes_waiting_.fetch_sub(bytes);
+  if (!reserve_log_bytes(bytes)) {
     log_lines_dropped_.fetch_add(1);
     log_bytes_dropped_.fetch_add(message.size());
     // Said where the first line went missing, behind the lines queued

@@ -399,7 +399,9 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::atomic<std::size_t> log_bytes_waiting_{0};
   std::atomic<std::uint64_t> log_lines_dropped_{0};
   std::atomic<std::uint64_t> log_bytes_dropped_{0};
-  std::atomic<bool> log_drop_said_{false};  // a note of them is on its way to the strand
+  std::atomic<bool> log_drop_said_{false};    // a note of them is on its way to the strand
+  std::atomic<bool> log_stuck_{false};        // a wait for room saw nothing move: drop at once
+  bool reserve_log_bytes(std::size_t bytes);  // any thread
   void emit(trace::EventKind kind, const NodeExec* n = nullptr, std::string_view message = {},
             const core::GraphNode* g = nullptr);
   void emit_planned(std::span<const trace::PlannedNode> planned);
