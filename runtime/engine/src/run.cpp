@@ -622,8 +622,7 @@ void RunState::left_body(Attempt& a) {
 // `cancelled`: either the body sees the cancel and never starts, or this
 // sees it running).
 void RunState::abandon(Attempt& a) {
-  flush_heartbeat(a);
-  a.over = true;
+  end_heartbeats(a);
   a.end(true);
   Attempt::Body running = Attempt::Body::running;
   if (a.body.compare_exchange_strong(running, Attempt::Body::held)) {
@@ -648,8 +647,7 @@ void RunState::on_result(const std::shared_ptr<Attempt>& a) {
 }
 
 void RunState::apply_result(const std::shared_ptr<Attempt>& a) {
-  flush_heartbeat(*a);  // none when it was abandoned: its node moved on
-  a->over = true;
+  end_heartbeats(*a);  // none published when it was abandoned: its node moved on
   a->end(false);
   Frame* f = a->frame;
   const std::uint32_t i = a->node;

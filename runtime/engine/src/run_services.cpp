@@ -268,6 +268,15 @@ void RunState::take_heartbeat(Attempt& a, const plugins::CallInfo& call) {
   publish_heartbeat(call, a.record);
 }
 
+void RunState::end_heartbeats(Attempt& a) {
+  flush_heartbeat(a);
+  a.over = true;
+  // Its handler, holding the run, runs now (cancelled) rather than at a
+  // time an engine shutting down would never reach: the run and its
+  // engine would hold each other for good.
+  if (Attempt::Beats* b = a.beats_if_any(); b != nullptr && b->trailing) b->trailing->cancel();
+}
+
 void RunState::flush_heartbeat(Attempt& a) {
   if (listener_ == nullptr || a.over || core::is_terminal(status())) return;
   Attempt::Beats* b = a.beats_if_any();

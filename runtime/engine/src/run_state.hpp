@@ -300,6 +300,9 @@ class RunState : public std::enable_shared_from_this<RunState> {
   // said yet (emit_heartbeat publishes one a kBeatEvery) is published now,
   // before the node's end.
   void flush_heartbeat(Attempt& a);
+  // Strand: the run is done with the attempt: flush_heartbeat, then its
+  // heartbeats are ignored and its trailing timer cancelled.
+  void end_heartbeats(Attempt& a);
   // Where the run's timers wait (their handlers then enter the strand).
   Executors::Executor control() const { return executors_->control(); }
   const Serial& serial() const { return serial_; }
