@@ -61,9 +61,10 @@ struct Recorded {
   Engine engine{EngineOptions{2, {}}};
   pyoco::testing::TempDir dir;
   std::shared_ptr<pyoco::testing::EventLog> recorder = std::make_shared<pyoco::testing::EventLog>();
-  RunOptions options() const {
+  // Heard by `listener` instead when given.
+  RunOptions options(std::shared_ptr<trace::EventListener> listener = nullptr) const {
     RunOptions o;
-    o.listener = recorder;
+    o.listener = listener ? std::move(listener) : recorder;
     o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
     return o;
   }
@@ -283,7 +284,7 @@ BOOST_FIXTURE_TEST_CASE(a_heartbeat_message_past_4_kib_is_cut_saying_so, Recorde
 // they are dropped, and a line says how many (2,000 lines of a megabyte
 // took a run to 542 MB). Here the strand is held by a listener until the
 // task has written 32 MiB.
-BOOST_AUTO_TEST_CASE(log_lines_past_4_mib_waiting_are_dropped_saying_so) {
+BOOST_FIXTURE_TEST_CASE(log_lines_past_4_mib_waiting_are_dropped_saying_so, Recorded) {
   class HoldsFirstLine : public trace::EventListener {
    public:
     void on_event(const trace::RunEvent& e) override {
@@ -299,12 +300,8 @@ BOOST_AUTO_TEST_CASE(log_lines_past_4_mib_waiting_are_dropped_saying_so) {
    private:
     bool held_ = false;  // the run's strand only
   };
-  Engine engine(EngineOptions{2, {}});
-  pyoco::testing::TempDir dir;
   auto listener = std::make_shared<HoldsFirstLine>();
-  RunOptions o;
-  o.listener = listener;
-  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  RunOptions o = options(listener);
   constexpr int kLines = 512;  // of 64 KiB: 32 MiB
   o.local_tasks = {{"t/loud", [listener](TaskCall& call, const Value&) {
                       const std::string line(std::size_t{64} << 10, 'l');
@@ -414,7 +411,7 @@ BOOST_FIXTURE_TEST_CASE(a_heartbeat_after_the_attempt_was_given_up_changes_nothi
 // lines waits for room and loses none: 200 lines of 64 KiB, 12.5 MiB,
 // three times what may wait, through a listener that takes a millisecond
 // a line. (A worker's trace to NATS lost 22 lines of 100 this way.)
-BOOST_AUTO_TEST_CASE(a_task_logging_faster_than_a_moving_listener_loses_nothing) {
+BOOST_FIXTURE_TEST_CASE(a_task_logging_faster_than_a_moving_listener_loses_nothing, Recorded) {
   class Slow : public trace::EventListener {
    public:
     void on_event(const trace::RunEvent& e) override {
@@ -423,12 +420,8 @@ BOOST_AUTO_TEST_CASE(a_task_logging_faster_than_a_moving_listener_loses_nothing)
     }
     pyoco::testing::EventLog log;
   };
-  Engine engine(EngineOptions{2, {}});
-  pyoco::testing::TempDir dir;
   auto slow = std::make_shared<Slow>();
-  RunOptions o;
-  o.listener = slow;
-  o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+  RunOptions o = options(slow);
   constexpr int kLines = 200;
   o.local_tasks = {{"t/loud", [](TaskCall& call, const Value&) {
                       const std::string line(std::size_t{64} << 10, 'l');
