@@ -196,6 +196,62 @@ BOOST_AUTO_TEST_CASE(a_cancel_reaches_an_async_task_at_once) {
   BOOST_TEST(events->logged("watch", "on_cancel fired"));
 }
 
+// abi.h, Threads: a cancel that lands while an async task's start() runs
+// has the task's on-cancel callback wait for start() to return. The run's
+// end waits for both, at most half a second, so what they log is recorded
+// before it (std/shell's last lines were lost that way); a start() that
+// goes on longer does not hold the run past that. Also with the other
+// worker held by a blocking body.
+BOOST_AUTO_TEST_CASE(a_cancel_during_start_keeps_what_start_and_its_callback_log) {
+  struct Case {
+    const char* graph;
+    const char* seconds;
+  };
+  for (const auto& [graph, seconds] :
+       {Case{"t", "0.3"}, Case{"(t | block)", "0.3"}, Case{"t", "3"}}) {
+    BOOST_TEST_CONTEXT(graph << ", start() " << seconds << " s") {
+      events = std::make_shared<pyoco::testing::EventLog>();
+      RunOptions o;
+      o.listener = events;
+      o.artifacts = std::make_shared<pyoco::LocalArtifactStore>(dir.path());
+      Run r = engine.start(compile(std::string("flow: {graph: \"") + graph +
+                                   "\"}\ntasks:\n  block: {use: busy/block, inputs: {seconds: "
+                                   "1}}\n  t: {use: asyncy/slow_start, inputs: {seconds: " +
+                                   seconds + "}}\n"),
+                           std::move(o));
+      BOOST_TEST_REQUIRE(
+          pyoco::testing::eventually([&] { return events->logged("t", "start() began"); }));
+      const auto cancelled_at = std::chrono::steady_clock::now();
+      r.cancel();
+      BOOST_TEST_REQUIRE(r.wait_for(std::chrono::seconds(10)));
+      const double took =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - cancelled_at).count();
+      BOOST_TEST((r.status() == RunStatus::Cancelled));
+      BOOST_TEST((record(r, "t").state == TaskState::Cancelled));
+      const auto all = events->events();
+      auto at = [&](trace::EventKind kind, const std::string& message) {
+        return std::find_if(all.begin(), all.end(),
+                            [&](const trace::Event& e) {
+                              return e.kind == kind && (message.empty() || e.message == message);
+                            }) -
+               all.begin();
+      };
+      const auto end = at(trace::EventKind::RunEnd, "");
+      BOOST_TEST_REQUIRE(end < static_cast<std::ptrdiff_t>(all.size()));
+      if (std::string(seconds) == "0.3") {
+        BOOST_TEST(at(trace::EventKind::Log, "start() returns") < end);
+        BOOST_TEST(at(trace::EventKind::Log, "on_cancel heard after start()") < end);
+        BOOST_TEST(took < 2.0);
+      } else {
+        BOOST_TEST(took < 1.5, "the run waited for start() past half a second: " << took << " s");
+        BOOST_TEST(took >= 0.4, "the run did not wait for start(): " << took << " s");
+      }
+      // The worker inside start() is free again before the next case.
+      BOOST_TEST(pyoco::testing::eventually([&] { return engine.abandoned_bodies() == 0; }));
+    }
+  }
+}
+
 // docs/plugins.md, "Async tasks": only the first end counts, later ones
 // return false and do nothing, and a value built after the end, in the
 // timer's callback or in start() that ended the call, still builds (it

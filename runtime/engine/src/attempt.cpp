@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <utility>
 
 #include "run_state.hpp"
 
@@ -127,21 +128,32 @@ void Attempt::starting() {
   start_thread_ = std::this_thread::get_id();
 }
 
+bool Attempt::hold_end_if_starting() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  holds_end_ = in_start_;
+  return holds_end_;
+}
+
 void Attempt::started() {
   std::vector<Deferred> due;
+  bool held = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     in_start_ = false;
     due.swap(deferred_);
+    held = std::exchange(holds_end_, false);
   }
-  if (due.empty()) return;
-  auto call_all = [self = shared_from_this(), due = std::move(due)] {
+  if (due.empty() && !held) return;
+  // The lines start() and the callbacks log reach the strand before the
+  // release: they are recorded before the run's end.
+  auto call_all = [self = shared_from_this(), due = std::move(due), held] {
     for (const Deferred& d : due) {
       // Fired while the call was live, it may have ended since (start()
       // completed it): a timer then hears CANCELLED, never a stale OK.
       const bool stale = d.timer && d.why == PYOCO_OK && !self->live();
       d.fn(d.user, stale ? PYOCO_ERR_CANCELLED : d.why);
     }
+    if (held) self->run->release_end();
   };
   // On the run's strand (the control thread, or a worker moving the run on);
   // on_strand copies call_all only when it takes it, else it runs here.

@@ -34,6 +34,11 @@ double ms_between(std::chrono::steady_clock::time_point from,
 // checked as a file is, and a steady_clock deadline past ~292 years wraps.
 constexpr double kMaxWaitMs = 30.0 * 24 * 3600 * 1000;
 
+// How long a run's end waits for an async task's start() that still ran
+// when the run gave its attempt up (RunState::finish). Well under the
+// second ~Engine gives its runs to end.
+constexpr std::chrono::milliseconds kStartGrace{500};
+
 double backoff_ms(const core::RetryBackoff& b, std::uint32_t retry) {
   double d = b.initial_ms * std::pow(b.factor, static_cast<double>(retry - 1));
   d = std::min(d, b.max_ms);
@@ -623,6 +628,7 @@ void RunState::left_body(Attempt& a) {
 // sees it running).
 void RunState::abandon(Attempt& a) {
   end_heartbeats(a);
+  if (a.hold_end_if_starting()) ++ends_held_;
   a.end(true);
   Attempt::Body running = Attempt::Body::running;
   if (a.body.compare_exchange_strong(running, Attempt::Body::held)) {
@@ -1000,6 +1006,25 @@ void RunState::frame_done(Frame& f) {
 
 void RunState::finish() {
   if (done_ || !top_ || !top_->done) return;
+  if (ends_held_ > 0) {
+    // An async task's start() still runs on an attempt given up (cancel,
+    // stop): its on-cancel callback waits for it (abi.h, Threads), and the
+    // lines they log (std/shell's last lines) would come after the end.
+    // Not waited for past kStartGrace.
+    if (!end_grace_) {
+      end_grace_ = std::make_unique<asio::steady_timer>(control());
+      end_grace_->expires_after(kStartGrace);
+      end_grace_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (ec) return;
+        self->on_strand_here([self] {
+          self->ends_held_ = 0;
+          self->finish();
+        });
+      });
+    }
+    return;
+  }
+  if (end_grace_) end_grace_->cancel();
   core::RunStatus final = core::RunStatus::Completed;
   if (cancelled_) {
     final = core::RunStatus::Cancelled;
@@ -1017,6 +1042,11 @@ void RunState::finish() {
     done_ = true;
   }
   done_cv_.notify_all();
+}
+
+void RunState::release_end() {
+  if (ends_held_ == 0 || --ends_held_ > 0) return;
+  if (top_ && top_->done) finish();
 }
 
 }  // namespace pyoco

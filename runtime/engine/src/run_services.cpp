@@ -2,6 +2,7 @@
 // (handed to the run's strand) and the run's scratch.
 #include <pyoco/core/text.hpp>
 
+#include <algorithm>
 #include <mutex>
 #include <thread>
 
@@ -56,12 +57,16 @@ std::string cut_text(std::string_view text, std::size_t limit, std::string_view 
 // take it is slowed to their pace, and loses nothing. Only when nothing
 // moved for kLogStuck (a sink stuck on its output, a listener that holds
 // the run), or the run ended, is the line dropped, and the lines after it
-// too, at once, until there is room again.
+// too, at once, until there is room again. Something moved when what waits
+// went lower than this thread saw it, or another line got room meanwhile:
+// with several threads logging, room freed goes to whichever asks first,
+// and what waits may never go lower while the lines keep moving.
 bool RunState::reserve_log_bytes(std::size_t bytes) {
   auto waiting = [this] { return log_bytes_waiting_.load() + listener_->backlog_bytes(); };
   auto fits = [&] {
     if (log_bytes_waiting_.fetch_add(bytes) + bytes + listener_->backlog_bytes() <=
         kLogBytesWaiting) {
+      log_lines_given_room_.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
     log_bytes_waiting_.fetch_sub(bytes);
@@ -75,13 +80,17 @@ bool RunState::reserve_log_bytes(std::size_t bytes) {
     return false;
   }
   std::size_t last = waiting();
+  std::uint64_t given = log_lines_given_room_.load(std::memory_order_relaxed);
   auto moved_at = std::chrono::steady_clock::now();
   while (!core::is_terminal(status())) {
     std::this_thread::sleep_for(std::chrono::microseconds(500));
     if (fits()) return true;
     const auto now = std::chrono::steady_clock::now();
-    if (const std::size_t w = waiting(); w < last) {
-      last = w;
+    const std::size_t w = waiting();
+    const std::uint64_t g = log_lines_given_room_.load(std::memory_order_relaxed);
+    if (w < last || g != given) {
+      last = std::min(last, w);
+      given = g;
       moved_at = now;
     } else if (now - moved_at >= kLogStuck) {
       log_stuck_.store(true);

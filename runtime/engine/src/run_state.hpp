@@ -144,6 +144,10 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   // (abi.h, Threads), so both may build the call's values.
   void starting();
   void started();
+  // Strand, as the run gives the attempt up (abandon): true when start()
+  // is running now. started() then tells the run (release_end) once the
+  // callbacks it held back have run, and the run's end waits for that.
+  bool hold_end_if_starting();
 
  private:
   enum class Phase { Live, Cancelled, Ended };
@@ -169,6 +173,7 @@ struct Attempt : plugins::RunServices, std::enable_shared_from_this<Attempt> {
   bool in_start_ = false;           // mutex_
   std::thread::id start_thread_;    // mutex_: the worker running start()
   std::vector<Deferred> deferred_;  // mutex_
+  bool holds_end_ = false;          // mutex_: hold_end_if_starting() said so
   std::unique_ptr<Beats> beats_;    // mutex_ (made once, then kept)
 };
 
@@ -303,6 +308,9 @@ class RunState : public std::enable_shared_from_this<RunState> {
   // Strand: the run is done with the attempt: flush_heartbeat, then its
   // heartbeats are ignored and its trailing timer cancelled.
   void end_heartbeats(Attempt& a);
+  // Strand: an attempt given up while its start() ran has returned from it
+  // and run what it held back (Attempt::hold_end_if_starting).
+  void release_end();
   // Where the run's timers wait (their handlers then enter the strand).
   Executors::Executor control() const { return executors_->control(); }
   const Serial& serial() const { return serial_; }
@@ -402,9 +410,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::atomic<std::size_t> log_bytes_waiting_{0};
   std::atomic<std::uint64_t> log_lines_dropped_{0};
   std::atomic<std::uint64_t> log_bytes_dropped_{0};
-  std::atomic<bool> log_drop_said_{false};    // a note of them is on its way to the strand
-  std::atomic<bool> log_stuck_{false};        // a wait for room saw nothing move: drop at once
-  bool reserve_log_bytes(std::size_t bytes);  // any thread
+  std::atomic<bool> log_drop_said_{false};  // a note of them is on its way to the strand
+  std::atomic<bool> log_stuck_{false};      // a wait for room saw nothing move: drop at once
+  std::atomic<std::uint64_t> log_lines_given_room_{0};  // ever (reserve_log_bytes)
+  bool reserve_log_bytes(std::size_t bytes);            // any thread
   void emit(trace::EventKind kind, const NodeExec* n = nullptr, std::string_view message = {},
             const core::GraphNode* g = nullptr);
   void emit_planned(std::span<const trace::PlannedNode> planned);
@@ -511,6 +520,10 @@ class RunState : public std::enable_shared_from_this<RunState> {
   std::optional<RunClock::Reading> last_end_;
   std::optional<RunClock::Reading> ended_at_;
   bool draining_ = false;
+  // Attempts given up while their start() ran, not returned from it yet:
+  // the run's end waits for them, at most kStartGrace (finish).
+  std::size_t ends_held_ = 0;                      // strand
+  std::unique_ptr<asio::steady_timer> end_grace_;  // strand
   struct WaitingBody {
     std::shared_ptr<Attempt> attempt;  // null: made when it gets room (no deadline runs)
     Frame* frame = nullptr;
