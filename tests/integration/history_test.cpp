@@ -648,6 +648,144 @@ BOOST_AUTO_TEST_CASE(abandoning_a_running_run_the_writer_is_behind_records_it_ca
   BOOST_TEST(store->logs(r.id(), {}).empty());  // skipped, not written after the end
 }
 
+// A store on a slow disk: its first write of log lines waits for `gate`,
+// every write of lines takes `per_line` a line, and `writing_lines` says
+// a write of lines after the first has begun.
+class SlowLinesStore : public CountingStore {
+ public:
+  using CountingStore::CountingStore;
+  void write(const Batch& b) override {
+    if (!b.logs.empty()) {
+      if (!held.exchange(true)) {
+        gate.wait(std::chrono::seconds(60));
+      } else {
+        writing_lines = true;
+      }
+      std::this_thread::sleep_for(per_line * b.logs.size());
+    }
+    CountingStore::write(b);
+  }
+  std::chrono::microseconds per_line{0};
+  std::atomic<bool> held{false}, writing_lines{false};
+  Gate gate;
+};
+
+// Events as the engine hands them to a recorder: the run's start, `lines`
+// log lines of `bytes` each from task `node`, and (`end`) its end.
+void start_event(trace::EventListener& recorder, const std::string& id) {
+  trace::RunEvent e{};
+  e.kind = trace::EventKind::RunStart;
+  e.time = Clock::now();
+  e.run_id = id;
+  e.flow = "f";
+  recorder.on_event(e);
+}
+void log_events(trace::EventListener& recorder, int lines, std::size_t bytes,
+                std::atomic<int>* done = nullptr) {
+  const std::string text(bytes, 'x');
+  trace::RunEvent e{};
+  e.kind = trace::EventKind::Log;
+  e.node = "chatty";
+  e.message = text;
+  for (int i = 0; i < lines; ++i) {
+    e.time = Clock::now();
+    recorder.on_event(e);
+    if (done != nullptr) ++*done;
+  }
+}
+void end_event(trace::EventListener& recorder) {
+  trace::RunEvent e{};
+  e.kind = trace::EventKind::RunEnd;
+  e.time = Clock::now();
+  e.status = core::RunStatus::Completed;
+  recorder.on_event(e);
+}
+
+// docs/flows.md, Limits: what waits for the history's writer is bounded
+// (16 MiB). A run's recorder waits while the writer is behind (held in a
+// write here), and so the run's event queue, and then its tasks' log
+// calls: tasks logging faster than the history folds held gigabytes.
+BOOST_AUTO_TEST_CASE(a_writer_behind_holds_its_recorder_not_everything_logged) {
+  auto slow = std::make_shared<SlowLinesStore>(store);
+  HistoryOptions options;
+  options.max_log_bytes = options.max_run_log_bytes = std::size_t{1} << 30;
+  HistoryWriter history(slow, options);
+  auto recorder = history.recorder();
+  start_event(*recorder, "busy");
+  log_events(*recorder, 1, 10);
+  BOOST_TEST_REQUIRE(eventually([&] { return slow->held.load(); }));
+  constexpr int kLines = 3000;  // of 16 KiB: 47 MiB
+  std::atomic<int> pushed{0};
+  std::thread logger([&] {
+    log_events(*recorder, kLines, 16 << 10, &pushed);
+    end_event(*recorder);
+  });
+  // It stops, well short of all: the queue's bound, not the lines, is held.
+  int last = -1;
+  BOOST_TEST(eventually([&] {
+    const int now = pushed.load();
+    const bool still = now == last;
+    last = now;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    return still && now > 0;
+  }));
+  BOOST_TEST(pushed.load() < kLines / 2, pushed.load() << " lines queued of " << kLines);
+  slow->gate.open();
+  logger.join();
+  history.flush();
+  BOOST_TEST(history.last_error().empty(), history.last_error());
+  BOOST_TEST(store->logs("busy", {}).size() == static_cast<std::size_t>(kLines + 1));
+}
+
+// Lines past a task's budget (PYOCO_MAX_LOG_BYTES) are dropped by the
+// recorder, not queued for the writer to drop: a task logging millions of
+// them does not wait for a writer that is behind.
+BOOST_AUTO_TEST_CASE(lines_past_a_tasks_budget_never_wait_for_the_writer) {
+  auto slow = std::make_shared<SlowLinesStore>(store);
+  HistoryOptions options;
+  options.max_log_bytes = 100;
+  HistoryWriter history(slow, options);
+  auto recorder = history.recorder();
+  start_event(*recorder, "past");
+  log_events(*recorder, 1, 10);
+  BOOST_TEST_REQUIRE(eventually([&] { return slow->held.load(); }));
+  std::atomic<int> pushed{0};
+  std::thread logger([&] { log_events(*recorder, 200000, 10, &pushed); });
+  BOOST_TEST(eventually([&] { return pushed.load() == 200000; }, std::chrono::seconds(10)),
+             pushed.load() << " lines of 200000 taken while the writer was held");
+  slow->gate.open();
+  logger.join();
+  end_event(*recorder);
+  history.flush();
+  const auto lines = store->logs("past", {});
+  BOOST_TEST_REQUIRE(lines.size() == 11u);  // 100 bytes, then the marker
+  BOOST_TEST(lines.back().message ==
+             "[log truncated: this task's lines past PYOCO_MAX_LOG_BYTES=100 bytes are not kept]");
+}
+
+// `pyoco run`'s second Ctrl+C while the writer writes a backlog of fifty
+// thousand lines: the lines go a bounded number at a time, so
+// abandon() has the run's end written within its patience, not after the
+// whole backlog (it left the run RUNNING, found FAILED "interrupted" later).
+BOOST_AUTO_TEST_CASE(abandoning_a_run_while_its_lines_are_written_records_its_end_in_time) {
+  auto slow = std::make_shared<SlowLinesStore>(store);
+  slow->per_line = std::chrono::microseconds(40);  // 2 s for the backlog in one write
+  HistoryWriter history(slow);
+  auto recorder = history.recorder();
+  start_event(*recorder, "behind");
+  log_events(*recorder, 1, 10);
+  BOOST_TEST_REQUIRE(eventually([&] { return slow->held.load(); }));
+  log_events(*recorder, 50000, 8);  // all kept, and within what may wait for the writer
+  end_event(*recorder);
+  slow->gate.open();
+  BOOST_TEST_REQUIRE(eventually([&] { return slow->writing_lines.load(); }));
+  const auto status = history.abandon("behind", core::RunStatus::Cancelled, "interrupted twice",
+                                      std::chrono::seconds(1));
+  BOOST_TEST_REQUIRE(status.has_value(), "the run's end was not written within a second");
+  BOOST_TEST(core::to_string(*status) == "COMPLETED");
+  BOOST_TEST(core::to_string(store->run("behind")->status) == "COMPLETED");
+}
+
 // A second Ctrl+C once the run is written whole (its slot forgotten): the
 // run's recorded status, not nothing (which `pyoco run` says as "leaving
 // without writing the rest").

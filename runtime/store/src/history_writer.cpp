@@ -25,8 +25,50 @@ using trace::EventKind;
 
 namespace {
 
+// How much log a run and each of its tasks keep (HistoryOptions'
+// max_run_log_bytes and max_log_bytes), line by line in the run's order.
+// The fold keeps one per run; its recorder keeps another, to drop at once
+// the lines the fold would (a task logging millions of lines held them all
+// in the writer's queue): both see the same lines but those dropped, which
+// change nothing, so both say the same.
+class LogBudget {
+ public:
+  enum class Verdict {
+    Keep,     // the line is kept
+    RunCut,   // the run's first line past its budget: a marker instead
+    TaskCut,  // the task's first line past its budget: a marker instead
+    Drop,     // past a budget already
+  };
+  LogBudget(std::size_t task_limit, std::size_t run_limit)
+      : task_limit_(task_limit), run_limit_(run_limit) {}
+  Verdict take(std::string_view node, std::size_t bytes) {
+    if (run_ == SIZE_MAX) return Verdict::Drop;
+    if (run_ + bytes > run_limit_) {
+      run_ = SIZE_MAX;
+      return Verdict::RunCut;
+    }
+    auto it = task_.find(node);
+    if (it == task_.end()) it = task_.emplace(std::string(node), 0).first;
+    std::size_t& kept = it->second;
+    if (kept == SIZE_MAX) return Verdict::Drop;
+    if (kept + bytes > task_limit_) {
+      kept = SIZE_MAX;
+      return Verdict::TaskCut;
+    }
+    kept += bytes;
+    run_ += bytes;
+    return Verdict::Keep;
+  }
+
+ private:
+  std::size_t task_limit_, run_limit_;
+  std::map<std::string, std::size_t, std::less<>> task_;  // per node, kept so far; SIZE_MAX: cut
+  std::size_t run_ = 0;                                   // all nodes; SIZE_MAX: cut
+};
+
 // One run's folded state, owned by the writer; events point at it.
 struct RunSlot {
+  explicit RunSlot(const HistoryOptions& o) : log_budget(o.max_log_bytes, o.max_run_log_bytes) {}
   std::string id;  // set, under the writer's mutex, when RunStart is queued
   ProcessIdentity process;
   RunRecord run;
@@ -40,9 +82,10 @@ struct RunSlot {
   std::vector<TaskRecord> tasks;
   std::vector<std::uint32_t> dirty_pages;  // to write
   std::vector<bool> page_dirty;
-  std::vector<LogEntry> logs;                              // to write
-  std::unordered_map<std::string, std::size_t> log_bytes;  // per node, kept so far
-  std::size_t run_log_bytes = 0;                           // all nodes; SIZE_MAX: cut
+  std::vector<LogEntry> logs;  // to write from logs_written on
+  std::size_t logs_written = 0;
+  bool logs_waiting() const { return logs_written < logs.size(); }
+  LogBudget log_budget;
   std::uint64_t log_seq = 0;
   std::vector<OutputRecord> outputs;  // to write
   std::size_t run_output_bytes = 0;   // kept so far
@@ -97,13 +140,26 @@ constexpr std::size_t kMaxRecordJump = 65536;
 // not all at its end.
 constexpr std::size_t kFoldBatch = 4096;
 
+// What the queue may hold, events and their text (16 MiB): past it a
+// recorder waits for the writer to take the queue, and so the run's event
+// queue waits, and then its tasks' log calls (docs/flows.md, Limits). Tasks
+// logging faster than the history folds held gigabytes here.
+constexpr std::size_t kMaxQueuedBytes = std::size_t{16} << 20;
+
+// At most this many log lines go in one write. A write is one transaction,
+// and abandon() (a second Ctrl+C) waits for the one under way: a backlog of
+// a million lines held the writer for seconds, past its patience.
+constexpr std::size_t kLogsPerWrite = 10000;
+
 struct HistoryWriter::Impl {
   std::shared_ptr<StateStore> store;
   HistoryOptions options;
 
   std::mutex mutex;  // guards everything below up to the thread
   std::condition_variable wake, written;
+  std::condition_variable room;  // the writer took the queue (kMaxQueuedBytes)
   std::vector<QueuedEvent> queue;
+  std::size_t queued_bytes = 0;  // of queue: its events and their text
   std::vector<std::unique_ptr<RunSlot>> slots;
   std::map<std::string, std::function<void()>, std::less<>> cancel_watches;  // by run id
   std::uint64_t requested = 0, done = 0;                                     // flush generations
@@ -130,16 +186,14 @@ struct HistoryWriter::Impl {
   // Until when (steady clock ticks) events are still folded once abandon()
   // has asked: a writer far behind a busy run would take seconds.
   std::atomic<std::chrono::steady_clock::rep> fold_until{0};
-  bool sealed = false;  // the writer thread's: abandoned, done
+  bool sealed = false;             // the writer thread's: abandoned, done
+  bool writing_abandoned = false;  // the writer thread's: in write_abandoned()
   std::thread thread;
 
-  void enqueue(QueuedEvent e) {
-    std::lock_guard lock(mutex);
-    queue.push_back(std::move(e));
-    queued();
-  }
   void queued() {  // under `mutex`, after the queue's last event was added
     const QueuedEvent& e = queue.back();
+    queued_bytes += sizeof(QueuedEvent) + e.message.size() + e.output.size();
+    if (queued_bytes >= kMaxQueuedBytes) wake.notify_one();
     if (e.kind == EventKind::RunStart) {
       e.slot->id = e.start->run_id;
       run_started = true;
@@ -148,6 +202,20 @@ struct HistoryWriter::Impl {
       e.slot->heard_end = RunSlot::HeardEnd{e.status, e.message, e.time};
     }
     if (queue.size() == kFoldBatch) wake.notify_one();
+  }
+  // Under `mutex`: the queue into `into` (empty), and room for recorders.
+  void take_queue(std::vector<QueuedEvent>& into) {
+    into.swap(queue);
+    queued_bytes = 0;
+    room.notify_all();
+  }
+  // Under `lock` (of `mutex`): until the queue has room, or nothing more will
+  // be written (the writer stops, or abandon() skips what comes).
+  void wait_for_room(std::unique_lock<std::mutex>& lock) {
+    room.wait(lock, [&] {
+      return queued_bytes < kMaxQueuedBytes || stopping ||
+             abandon_asked.load(std::memory_order_acquire);
+    });
   }
   RunSlot* find(std::string_view run_id) {  // under `mutex`
     for (auto& s : slots) {
@@ -190,16 +258,21 @@ class RunRecorder final : public trace::EventListener {
     slot_->recorder_alive = false;
   }
 
-  void on_event(const trace::RunEvent& e) override {
-    if (usable(e)) writer_.enqueue(compact(e));
-  }
+  void on_event(const trace::RunEvent& e) override { on_events(std::span(&e, 1)); }
 
   // Copied straight into the writer's queue (under its lock: a few hundred
-  // nanoseconds an event), never through a vector of our own.
+  // nanoseconds an event), never through a vector of our own. Waits while
+  // the queue is full (kMaxQueuedBytes): the run's event queue (its thread
+  // calls this) then holds the events, and its bound slows the tasks' logs.
   void on_events(std::span<const trace::RunEvent> events) override {
-    std::lock_guard lock(writer_.mutex);
+    std::unique_lock lock(writer_.mutex);
     for (const trace::RunEvent& e : events) {
       if (!usable(e)) continue;
+      if (e.kind == EventKind::Log &&
+          log_budget_.take(e.node, e.message.size()) == LogBudget::Verdict::Drop) {
+        continue;  // the fold would drop it too
+      }
+      if (writer_.queued_bytes >= kMaxQueuedBytes) writer_.wait_for_room(lock);
       QueuedEvent& q = writer_.queue.emplace_back();
       try {
         compact(e, q);
@@ -212,11 +285,6 @@ class RunRecorder final : public trace::EventListener {
   }
 
  private:
-  QueuedEvent compact(const trace::RunEvent& e) {
-    QueuedEvent q;
-    compact(e, q);
-    return q;
-  }
   void compact(const trace::RunEvent& e, QueuedEvent& q) {
     q.slot = slot_;
     q.kind = e.kind;
@@ -289,6 +357,7 @@ class RunRecorder final : public trace::EventListener {
   HistoryWriter::Impl& writer_;
   RunSlot* slot_;
   std::vector<bool> announced_;
+  LogBudget log_budget_{writer_.options.max_log_bytes, writer_.options.max_run_log_bytes};
 };
 
 HistoryWriter::HistoryWriter(std::shared_ptr<StateStore> store, HistoryOptions options)
@@ -308,7 +377,7 @@ HistoryWriter::~HistoryWriter() {
 }
 
 std::shared_ptr<trace::EventListener> HistoryWriter::recorder() {
-  auto slot = std::make_unique<RunSlot>();
+  auto slot = std::make_unique<RunSlot>(impl_->options);
   slot->process = this_process();
   RunSlot* raw = slot.get();
   {
@@ -408,10 +477,10 @@ void HistoryWriter::Impl::loop() {
     {
       std::unique_lock lock(mutex);
       wake.wait_until(lock, next_write, [&] {
-        return stopping || requested > done || queue.size() >= kFoldBatch || run_started ||
-               (abandoning && !sealed);
+        return stopping || requested > done || queue.size() >= kFoldBatch ||
+               queued_bytes >= kMaxQueuedBytes || run_started || (abandoning && !sealed);
       });
-      batch.swap(queue);
+      take_queue(batch);
       first_write = std::exchange(run_started, false);
       generation = requested;
       last = stopping;
@@ -458,7 +527,7 @@ void HistoryWriter::Impl::loop() {
       // (One that never started is never written: its dirty state is moot.)
       std::erase_if(slots, [&](const std::unique_ptr<RunSlot>& s) {
         const bool written =
-            !s->run_dirty && s->dirty_pages.empty() && s->logs.empty() && s->outputs.empty();
+            !s->run_dirty && s->dirty_pages.empty() && !s->logs_waiting() && s->outputs.empty();
         return (!s->started || (s->ended && written)) && !s->recorder_alive &&
                std::none_of(queue.begin(), queue.end(),
                             [&](const QueuedEvent& q) { return q.slot == s.get(); });
@@ -510,10 +579,11 @@ void HistoryWriter::Impl::fold_all(std::vector<QueuedEvent>& batch,
 void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
   // What was queued by now, folded as far as time allows; what comes later
   // is after the end recorded here.
+  writing_abandoned = true;
   std::vector<QueuedEvent> rest;
   {
     std::lock_guard lock(mutex);
-    rest.swap(queue);
+    take_queue(rest);
   }
   fold_all(rest, skipped);
   rest.clear();
@@ -569,7 +639,7 @@ void HistoryWriter::Impl::write_abandoned(std::set<const RunSlot*>& skipped) {
     }
     // The run's record alone first, a small write: its end is what counts.
     // Its tasks folded so far follow, if the caller waits that long.
-    const bool tasks_dirty = !s->dirty_pages.empty() || !s->logs.empty() || !s->outputs.empty();
+    const bool tasks_dirty = !s->dirty_pages.empty() || s->logs_waiting() || !s->outputs.empty();
     const std::string whole = s->run.reason;
     if (in_part || tasks_dirty) {
       s->run.reason = recorded_in_part(whole, abandoned);
@@ -695,33 +765,29 @@ void HistoryWriter::Impl::fold(QueuedEvent& e) {
       if (!e.value.is_null()) keep_output(s, e.record, t.node, e.value);
       return;
     }
-    case EventKind::Log: {
-      if (s.run_log_bytes == SIZE_MAX) return;  // the run's lines are cut already
-      if (s.run_log_bytes + e.message.size() > options.max_run_log_bytes) {
-        s.logs.push_back(LogEntry{++s.log_seq, e.time, e.node, trace::LogLevel::Warn,
-                                  "[log truncated: this run's lines past "
-                                  "PYOCO_MAX_RUN_LOG_BYTES=" +
-                                      std::to_string(options.max_run_log_bytes) +
-                                      " bytes are not kept]"});
-        s.run_log_bytes = SIZE_MAX;
-        return;
+    case EventKind::Log:
+      switch (s.log_budget.take(e.node, e.message.size())) {
+        case LogBudget::Verdict::Keep:
+          s.logs.push_back(
+              LogEntry{++s.log_seq, e.time, std::move(e.node), e.level, std::move(e.message)});
+          return;
+        case LogBudget::Verdict::RunCut:
+          s.logs.push_back(LogEntry{++s.log_seq, e.time, e.node, trace::LogLevel::Warn,
+                                    "[log truncated: this run's lines past "
+                                    "PYOCO_MAX_RUN_LOG_BYTES=" +
+                                        std::to_string(options.max_run_log_bytes) +
+                                        " bytes are not kept]"});
+          return;
+        case LogBudget::Verdict::TaskCut:
+          s.logs.push_back(LogEntry{++s.log_seq, e.time, e.node, trace::LogLevel::Warn,
+                                    "[log truncated: this task's lines past PYOCO_MAX_LOG_BYTES=" +
+                                        std::to_string(options.max_log_bytes) +
+                                        " bytes are not kept]"});
+          return;
+        case LogBudget::Verdict::Drop:
+          return;
       }
-      std::size_t& kept = s.log_bytes[e.node];
-      if (kept == SIZE_MAX) return;  // already truncated
-      if (kept + e.message.size() > options.max_log_bytes) {
-        LogEntry marker{++s.log_seq, e.time, e.node, trace::LogLevel::Warn,
-                        "[log truncated: this task's lines past PYOCO_MAX_LOG_BYTES=" +
-                            std::to_string(options.max_log_bytes) + " bytes are not kept]"};
-        s.logs.push_back(std::move(marker));
-        kept = SIZE_MAX;
-        return;
-      }
-      kept += e.message.size();
-      s.run_log_bytes += e.message.size();
-      s.logs.push_back(
-          LogEntry{++s.log_seq, e.time, std::move(e.node), e.level, std::move(e.message)});
       return;
-    }
     case EventKind::NodesPlanned:
       for (auto& p : e.planned) task(s, p.record, p.node, p.task);  // PENDING
       return;
@@ -795,75 +861,100 @@ void HistoryWriter::Impl::keep_output(RunSlot& s, std::uint32_t record, const st
 }
 
 bool HistoryWriter::Impl::write_dirty(bool runs_only) {
-  Batch batch;
-  std::vector<RunSlot*> touched;
-  bool trim = false;
-  {
-    // Slots are only added under the lock; the writer alone changes their contents.
-    std::lock_guard lock(mutex);
-    for (auto& s : slots) {
-      if (!s->started || (!s->run_dirty && !s->alive_dirty && s->dirty_pages.empty() &&
-                          s->logs.empty() && s->outputs.empty())) {
-        continue;
+  for (;;) {
+    Batch batch;
+    std::vector<RunSlot*> touched;
+    std::vector<std::size_t> logs_taken;  // per touched slot
+    bool trim = false;
+    {
+      // Slots are only added under the lock; the writer alone changes their contents.
+      std::lock_guard lock(mutex);
+      for (auto& s : slots) {
+        if (!s->started || (!s->run_dirty && !s->alive_dirty && s->dirty_pages.empty() &&
+                            !s->logs_waiting() && s->outputs.empty())) {
+          continue;
+        }
+        touched.push_back(s.get());
       }
-      touched.push_back(s.get());
     }
-  }
-  for (RunSlot* s : touched) {
-    if (s->run_dirty) {
-      batch.runs.push_back(s->run);
-    } else if (s->alive_dirty && !runs_only) {
-      batch.alive.emplace_back(s->run.id, s->run.duration_ms);
+    std::size_t log_room = kLogsPerWrite;
+    for (RunSlot* s : touched) {
+      if (s->run_dirty) {
+        batch.runs.push_back(s->run);
+      } else if (s->alive_dirty && !runs_only) {
+        batch.alive.emplace_back(s->run.id, s->run.duration_ms);
+      }
+      logs_taken.push_back(0);
+      if (runs_only) continue;
+      if (!s->dirty_pages.empty()) {
+        TaskPages pages;
+        pages.run_id = s->run.id;
+        pages.tasks = s->tasks;
+        pages.pages = s->dirty_pages;
+        std::sort(pages.pages.begin(), pages.pages.end());
+        // A run's first write owns its table: pages of an older run that had
+        // this id (an embedder reusing one) do not mix in.
+        pages.whole = s->new_run;
+        batch.tasks.push_back(std::move(pages));
+      }
+      const std::size_t n = std::min(log_room, s->logs.size() - s->logs_written);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.logs.emplace_back(s->run.id, s->logs[s->logs_written + i]);
+      }
+      logs_taken.back() = n;
+      log_room -= n;
+      for (const OutputRecord& o : s->outputs) batch.outputs.emplace_back(s->run.id, o);
+      trim = trim || s->new_run;
     }
-    if (runs_only) continue;
-    if (!s->dirty_pages.empty()) {
-      TaskPages pages;
-      pages.run_id = s->run.id;
-      pages.tasks = s->tasks;
-      pages.pages = s->dirty_pages;
-      std::sort(pages.pages.begin(), pages.pages.end());
-      // A run's first write owns its table: pages of an older run that had
-      // this id (an embedder reusing one) do not mix in.
-      pages.whole = s->new_run;
-      batch.tasks.push_back(std::move(pages));
+    if (batch.empty()) {
+      std::lock_guard lock(mutex);
+      if (!runs_only) write_error.clear();  // nothing left to write
+      return true;
     }
-    for (const LogEntry& l : s->logs) batch.logs.emplace_back(s->run.id, l);
-    for (const OutputRecord& o : s->outputs) batch.outputs.emplace_back(s->run.id, o);
-    trim = trim || s->new_run;
+    try {
+      store->write(batch);
+      if (trim) store->trim(options.max_runs);
+    } catch (const std::exception& ex) {
+      // Kept dirty: the next cycle tries again.
+      const auto* store_error = dynamic_cast<const StoreError*>(&ex);
+      std::lock_guard lock(mutex);
+      write_error = ex.what();
+      write_error_transient = store_error != nullptr && store_error->transient();
+      if (store_error != nullptr && store_error->gone())
+        recorded.clear();  // written to a lost file
+      return false;
+    }
+    {
+      std::lock_guard lock(mutex);
+      for (const RunRecord& r : batch.runs) recorded.insert(r.id);
+    }
+    bool logs_left = false;
+    for (std::size_t k = 0; k < touched.size(); ++k) {
+      RunSlot* s = touched[k];
+      s->run_dirty = false;
+      if (runs_only) continue;
+      s->alive_dirty = false;
+      s->new_run = false;
+      for (std::uint32_t p : s->dirty_pages) s->page_dirty[p] = false;
+      s->dirty_pages.clear();
+      s->outputs.clear();
+      s->logs_written += logs_taken[k];
+      if (!s->logs_waiting()) {
+        s->logs.clear();
+        s->logs_written = 0;
+      }
+      logs_left = logs_left || s->logs_waiting();
+    }
+    // More lines in the next write; abandon() is not kept waiting for them.
+    if (runs_only || !logs_left) {
+      if (!runs_only) {
+        std::lock_guard lock(mutex);
+        write_error.clear();  // everything dirty is written
+      }
+      return true;
+    }
+    if (abandon_asked.load(std::memory_order_acquire) && !writing_abandoned) return true;
   }
-  if (batch.empty()) {
-    std::lock_guard lock(mutex);
-    if (!runs_only) write_error.clear();  // nothing left to write
-    return true;
-  }
-  try {
-    store->write(batch);
-    if (trim) store->trim(options.max_runs);
-  } catch (const std::exception& ex) {
-    // Kept dirty: the next cycle tries again.
-    const auto* store_error = dynamic_cast<const StoreError*>(&ex);
-    std::lock_guard lock(mutex);
-    write_error = ex.what();
-    write_error_transient = store_error != nullptr && store_error->transient();
-    if (store_error != nullptr && store_error->gone()) recorded.clear();  // written to a lost file
-    return false;
-  }
-  {
-    std::lock_guard lock(mutex);
-    for (const RunRecord& r : batch.runs) recorded.insert(r.id);
-    if (!runs_only) write_error.clear();  // everything dirty is written
-  }
-  for (RunSlot* s : touched) {
-    s->run_dirty = false;
-    if (runs_only) continue;
-    s->alive_dirty = false;
-    s->new_run = false;
-    for (std::uint32_t p : s->dirty_pages) s->page_dirty[p] = false;
-    s->dirty_pages.clear();
-    s->logs.clear();
-    s->outputs.clear();
-  }
-  return true;
 }
 
 void HistoryWriter::Impl::note_alive() {
