@@ -676,9 +676,55 @@ BOOST_AUTO_TEST_CASE(a_run_whose_process_crashes_at_once_is_in_the_history) {
   BOOST_TEST(runs.size() == kRuns, list.out);
   for (const auto& run : runs) {
     BOOST_TEST(run.at("status").as_string() == "FAILED", run);
-    BOOST_TEST(run.at("reason").as_string() == "interrupted", run);
+    BOOST_TEST(
+        run.at("reason").as_string() == "crashed: abort() (SIGABRT) in task a (hostile/calm)", run);
     BOOST_TEST(run.at("flow").as_string() == "calm", run);
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_task_that_crashes_the_process_is_named_on_stderr_and_in_the_history) {
+  // A task after a short one aborts the process. The history is a moment
+  // behind the run: it had the first task RUNNING and the one that crashed
+  // PENDING, and the next command recorded just that (an outside tester:
+  // "every record points at the wrong node"). The fault handler names the
+  // task on stderr and leaves a note the next command reads.
+  const fs::path here = dir.path() / "named";
+  fs::create_directories(here);
+  const rlimit no_cores{0, 0};
+  setrlimit(RLIMIT_CORE, &no_cores);
+  std::ofstream(here / "crash.yaml")
+      << "flow: {name: crash, graph: \"first >> boom\"}\ntasks:\n  first: {use: std/sleep, "
+         "inputs: {seconds: 0.2}}\n  boom: {use: \"hostile/calm\"}\n";
+  ProcessOptions o;
+  o.cwd = here;
+  o.env = {{"PYOCO_HOME", (here / "home").string()},
+           {"PYOCO_ARTIFACT_DIR", (here / "a").string()},
+           {"PYOCO_FIXTURE_HOSTILE", "task_abort"}};
+  const ProcessResult r =
+      run_pyoco({"run", (here / "crash.yaml").string(), "--non-cute", "--run-id", "crashed",
+                 "--plugin-path", (fixture_dir() / "hostile").string()},
+                o);
+  BOOST_TEST(r.signal == SIGABRT, r.out << r.err);
+  BOOST_TEST(r.err.find("pyoco run: task boom (hostile/calm) crashed the process: abort() "
+                        "(SIGABRT) in its plugin code\n") != std::string::npos,
+             r.err);
+  o.env.erase("PYOCO_FIXTURE_HOSTILE");
+  const ProcessResult show = run_pyoco({"runs", "show", "crashed", "--json"}, o);
+  BOOST_TEST_REQUIRE(show.exit_code == 0, show.out << show.err);
+  const auto run = json::parse(show.out).as_object();
+  BOOST_TEST(run.at("status").as_string() == "FAILED", run);
+  BOOST_TEST(
+      run.at("reason").as_string() == "crashed: abort() (SIGABRT) in task boom (hostile/calm)",
+      run);
+  bool named = false;
+  for (const auto& t : run.at("tasks").as_array()) {
+    if (t.at("node").as_string() != "boom") continue;
+    named = true;
+    BOOST_TEST(t.at("state").as_string() == "FAILED", t);
+    BOOST_TEST(std::string(t.at("error").as_string()).find("crashed the pyoco process") == 0, t);
+  }
+  BOOST_TEST(named, run);
+  BOOST_TEST(fs::is_empty(here / "home" / "crashes"));  // the note is read once, then removed
 }
 
 BOOST_AUTO_TEST_CASE(a_task_that_exits_after_its_run_was_cancelled_keeps_the_cancel) {

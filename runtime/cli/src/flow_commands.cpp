@@ -9,9 +9,12 @@
 #include <pyoco/runner/loaded_flow.hpp>
 #include <pyoco/runner/local_run.hpp>
 #include <pyoco/runner/run_history.hpp>
+#include <pyoco/store/crash_note.hpp>
 #include <pyoco/store/history.hpp>
 #include <pyoco/trace/sinks.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <boost/json.hpp>
 
@@ -214,46 +217,99 @@ fs::path artifact_dir(const RunOptionsCli& o) {
   return env != nullptr ? fs::path(env) : fs::path(".pyoco/artifacts");
 }
 
-// While a run's plugins load (their code runs in this process: static
-// constructors, register_tasks), a fault in that code is named with its
-// library, and nothing ran; it was a bare exit 139. Any other fault goes on
-// to the handler that was there before (the default, or a sanitizer's).
-// Only write(2), sigaction(2) and _exit(2) in the handler.
+// A fault in a plugin's code is named: while the run's plugins load (static
+// constructors, register_tasks), with its library, and nothing ran (it was a
+// bare exit 139); while the run goes, with the task whose code this thread
+// was running, on stderr and in a note the history reads when it finds the
+// run interrupted (store/crash_note.hpp): the history is a moment behind
+// the run, and named the tasks last recorded running, not the one that
+// crashed. Then the fault goes on to the handler that was there before (the
+// default, or a sanitizer's). Only write(2), open(2), mkdir(2),
+// sigaction(2) and _exit(2) in the handler.
 constexpr int kFaults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
 struct sigaction g_before_fault[std::size(kFaults)];
+// The note's directory and file for the run going on, set before it starts.
+char g_crash_dir[4096] = "";
+char g_crash_note[4096] = "";
 
-extern "C" void on_fault_while_loading(int sig) {
-  const char* library = plugins::library_being_loaded();
-  if (library == nullptr) {
-    for (std::size_t i = 0; i < std::size(kFaults); ++i) {
-      if (kFaults[i] == sig) sigaction(sig, &g_before_fault[i], nullptr);
-    }
-    return;  // the fault happens again, there (SIGABRT: abort raises it again)
+const char* fault_name(int sig) {
+  switch (sig) {
+    case SIGSEGV:
+      return "a segmentation fault (SIGSEGV)";
+    case SIGBUS:
+      return "a bus error (SIGBUS)";
+    case SIGILL:
+      return "an illegal instruction (SIGILL)";
+    case SIGFPE:
+      return "an arithmetic fault (SIGFPE)";
+    case SIGABRT:
+      return "abort() (SIGABRT)";
+    default:
+      return "a fault";
   }
-  auto put = [](const char* text) {
-    [[maybe_unused]] const auto n = ::write(STDERR_FILENO, text, std::strlen(text));
-  };
-  put("pyoco run: ");
-  put(library);
-  put(" crashed while loading (a fault in its code run at load or in register_tasks); nothing "
-      "ran (run `pyoco plugins lint` on its plugin)\n");
-  ::_exit(kExitUsage);
 }
 
-// Names the library of a fault while the plugins load (see above).
-struct FaultsWhileLoading {
-  FaultsWhileLoading() {
+extern "C" void on_fault(int sig) {
+  auto put_to = [](int fd, std::string_view text) {
+    [[maybe_unused]] const auto n = ::write(fd, text.data(), text.size());
+  };
+  auto put = [&](std::string_view text) { put_to(STDERR_FILENO, text); };
+  if (const char* library = plugins::library_being_loaded()) {
+    put("pyoco run: ");
+    put(library);
+    put(" crashed while loading (a fault in its code run at load or in register_tasks); nothing "
+        "ran (run `pyoco plugins lint` on its plugin)\n");
+    ::_exit(kExitUsage);
+  }
+  if (const plugins::CallInfo* call = plugins::call_on_this_thread()) {
+    put("pyoco run: task ");
+    put(call->node_name);
+    put(" (");
+    put(call->task_name);
+    put(") crashed the process: ");
+    put(fault_name(sig));
+    put(" in its plugin code\n");
+    if (g_crash_note[0] != '\0') {
+      ::mkdir(g_crash_dir, 0700);
+      const int fd = ::open(g_crash_note, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        for (std::string_view line :
+             {call->node_name, call->task_name, std::string_view(fault_name(sig))}) {
+          put_to(fd, line);
+          put_to(fd, "\n");
+        }
+        ::close(fd);
+      }
+    }
+  }
+  for (std::size_t i = 0; i < std::size(kFaults); ++i) {
+    if (kFaults[i] == sig) sigaction(sig, &g_before_fault[i], nullptr);
+  }
+  // Returned, the fault happens again there (SIGABRT: abort raises it again).
+}
+
+// Names the library or the task of a fault while it lives (see above).
+struct FaultsNamed {
+  FaultsNamed() {
     struct sigaction sa {};
-    sa.sa_handler = on_fault_while_loading;
+    sa.sa_handler = on_fault;
     sigemptyset(&sa.sa_mask);
     for (std::size_t i = 0; i < std::size(kFaults); ++i) {
       sigaction(kFaults[i], &sa, &g_before_fault[i]);
     }
   }
-  ~FaultsWhileLoading() {
+  ~FaultsNamed() {
     for (std::size_t i = 0; i < std::size(kFaults); ++i) {
       sigaction(kFaults[i], &g_before_fault[i], nullptr);
     }
+    g_crash_note[0] = '\0';
+  }
+  // Where the note of run `run_id` goes, if `dir` is known.
+  static void note_in(const fs::path& dir, const std::string& run_id) {
+    const std::string d = dir.string(), f = store::crash_note_file(dir, run_id).string();
+    if (dir.empty() || f.size() >= sizeof g_crash_note) return;
+    std::memcpy(g_crash_dir, d.c_str(), d.size() + 1);
+    std::memcpy(g_crash_note, f.c_str(), f.size() + 1);
   }
 };
 
@@ -422,6 +478,7 @@ int run_flow(const RunOptionsCli& o) {
   }
 
   runner::RunSetup setup;
+  std::optional<fs::path> setup_notes_dir;  // where a crash leaves its note (FaultsNamed)
   setup.run_id = o.run_id;
   setup.env = process_environment();  // what $env.NAME reads
   setup.artifact_dir = artifact_dir(o);
@@ -468,6 +525,7 @@ int run_flow(const RunOptionsCli& o) {
     setup.history = runner::open_run_history(
         store::default_store_file(),
         [](const std::string& line) { std::cerr << "pyoco run: " << line << '\n'; });
+    setup_notes_dir = setup.history->notes_dir();
   } catch (const store::StoreError& e) {
     unrecorded = e.what();
     if (e.transient() && unrecorded.find("locked") != std::string::npos) {
@@ -518,12 +576,12 @@ int run_flow(const RunOptionsCli& o) {
     running = &*local;
   }
   // Not under the lock: starting loads the plugins, which may take a while.
-  std::optional<FaultsWhileLoading> named(std::in_place);
+  FaultsNamed named;
+  if (setup_notes_dir) FaultsNamed::note_in(*setup_notes_dir, local->run_id());
   // An exit() there, too: it used to end pyoco with the plugin's code and
   // no word (documented: exit 2, as a crash).
   plugins::report_exits_while_loading("pyoco run", "nothing ran", kExitUsage);
   Run run = local->start(*engine);
-  named.reset();
   {
     std::lock_guard lock(state_mutex);
     started = run;

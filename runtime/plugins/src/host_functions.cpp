@@ -757,5 +757,8 @@ CallResult TaskInstance::call(Call& ctx, const core::Value& inputs) {
 
 std::uint64_t refused_completions() { return g_refused_completions.load(); }
 std::uint64_t calls_after_end() { return g_calls_after_end.load(); }
+const CallInfo* call_on_this_thread() noexcept {
+  return t_inside != nullptr ? &t_inside->info : nullptr;
+}
 
 }  // namespace pyoco::plugins

@@ -1,8 +1,10 @@
 // Runs whose process died (crash, kill -9) are ended on the next start of
 // any pyoco process, so nothing stays RUNNING forever.
+#include <pyoco/store/crash_note.hpp>
 #include <pyoco/store/history.hpp>
 
 #include <algorithm>
+#include <system_error>
 
 namespace pyoco::store {
 
@@ -16,6 +18,16 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     if (run.host != me.host || process_alive(run.pid, run.pid_start)) continue;
     const std::string why =
         "interrupted: the pyoco process (pid " + std::to_string(run.pid) + ") ended while it ran";
+    // What its fault handler said, if it crashed in a task's plugin code.
+    const std::filesystem::path note_file = store.notes_dir().empty()
+                                                ? std::filesystem::path{}
+                                                : crash_note_file(store.notes_dir(), run.id);
+    const std::optional<CrashNote> crash =
+        note_file.empty() ? std::nullopt : read_crash_note(note_file);
+    const std::string crashed = crash
+                                    ? "crashed the pyoco process (pid " + std::to_string(run.pid) +
+                                          "): " + crash->what + " in its plugin code"
+                                    : std::string();
     // The last moment anything was heard of the run.
     Clock::time_point last = run.started;
     // Written back whole: the table read gives tasks in order, not their seqs.
@@ -38,6 +50,17 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     const auto logs = store.logs(run.id, last_line);
     if (!logs.empty()) last = std::max(last, logs.back().time);
     for (TaskRecord& t : tasks) {
+      if (crash && t.node == crash->node) {
+        // It ran when the process crashed, whatever its record had reached
+        // (the history is a moment behind the run).
+        t.state = core::TaskState::Failed;
+        t.error = crashed;
+        if (t.started == Clock::time_point{}) t.started = last;
+        t.ended = std::max(last, t.started);
+        t.duration_ms = std::chrono::duration<double, std::milli>(t.ended - t.started).count();
+        t.attempts = std::max<std::uint32_t>(t.attempts, 1);
+        continue;
+      }
       if (core::is_terminal(t.state)) continue;
       if (t.state == core::TaskState::Running) {
         t.state = core::TaskState::Failed;
@@ -48,8 +71,21 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
       }
       t.error = why;
     }
+    if (crash && std::none_of(tasks.begin(), tasks.end(),
+                              [&](const TaskRecord& t) { return t.node == crash->node; })) {
+      // It crashed before any of its run's tasks were written.
+      TaskRecord& t = tasks.emplace_back();
+      t.node = crash->node;
+      t.task = crash->task;
+      t.state = core::TaskState::Failed;
+      t.error = crashed;
+      t.started = t.ended = last;
+      t.attempts = 1;
+    }
     run.status = core::RunStatus::Failed;
-    run.reason = "interrupted";
+    run.reason =
+        crash ? "crashed: " + crash->what + " in task " + crash->node + " (" + crash->task + ")"
+              : "interrupted";
     run.ended = last;
     run.duration_ms = std::chrono::duration<double, std::milli>(last - run.started).count();
     Batch batch;
@@ -58,6 +94,10 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     // Its process may have written its end (and exited) since the read
     // above: that end stands.
     if (store.write_if_active(batch)) recovered.push_back(run.id);
+    if (crash) {
+      std::error_code ignored;
+      std::filesystem::remove(note_file, ignored);
+    }
   }
   return recovered;
 }

@@ -208,6 +208,7 @@ class Database {
     sqlite3_busy_handler(db_, &Database::busy_wait, this);
   }
   ~Database() { sqlite3_close(db_); }
+  const std::filesystem::path& file() const { return file_; }
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
@@ -401,6 +402,8 @@ class SqliteStateStore final : public StateStore {
     sqlite3_db_config(db_.handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     migrate();
   }
+
+  std::filesystem::path notes_dir() const override { return db_.file().parent_path() / "crashes"; }
 
   void write(const Batch& batch) override {
     std::lock_guard lock(mutex_);

@@ -206,4 +206,10 @@ std::uint64_t refused_completions();
 // (each one dropped; the first reported on stderr); for tests and diagnostics.
 std::uint64_t calls_after_end();
 
+// The task call whose plugin code this thread is running now (its create,
+// run or start, or a callback the host makes for it), or null.
+// Async-signal-safe: a program's fault handler may name the task that
+// crashed it.
+const CallInfo* call_on_this_thread() noexcept;
+
 }  // namespace pyoco::plugins

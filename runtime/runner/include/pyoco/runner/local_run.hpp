@@ -81,6 +81,9 @@ class LocalRun {
   LocalRun(const LocalRun&) = delete;
   LocalRun& operator=(const LocalRun&) = delete;
 
+  // The run's id, known from construction (given, or made then).
+  const std::string& run_id() const { return run_id_; }
+
   // Starts the run, once. Throws what Engine::start throws: core::FlowError,
   // plugins::LoadError, std::invalid_argument for a run id it does not allow.
   // A cancel requested through the history before (`pyoco runs cancel` of

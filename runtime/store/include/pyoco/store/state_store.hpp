@@ -187,6 +187,10 @@ class StateStore {
   // records) beyond the newest `keep`; runs still active are never deleted.
   // Returns how many were deleted.
   virtual std::size_t trim(std::size_t keep) = 0;
+
+  // Where a process that dies leaves a note about its run for whoever
+  // finds it interrupted (crash_note.hpp); empty: nowhere.
+  virtual std::filesystem::path notes_dir() const { return {}; }
 };
 
 std::shared_ptr<StateStore> open_memory_store();
