@@ -823,6 +823,22 @@ BOOST_AUTO_TEST_CASE(each_repeatable_option_takes_one_value) {
   BOOST_TEST(near.err.find("__probe") == std::string::npos, near.err);  // internal: not offered
 }
 
+// Each task of a new plugin is a C++ struct named after it: `a_b` and
+// `a__b` were both `AB`, and the project written did not compile.
+BOOST_AUTO_TEST_CASE(new_refuses_task_names_that_would_be_one_struct) {
+  TempDir dir;
+  ProcessOptions o;
+  o.cwd = dir.path();
+  const ProcessResult r =
+      run_pyoco({"plugins", "new", "tricky", "--task", "a_b", "--task", "a__b"}, o);
+  BOOST_TEST(r.exit_code == 2, r.out << r.err);
+  BOOST_TEST(r.err ==
+                 "pyoco plugins new: tasks 'a_b' and 'a__b' differ only in underscores: both would "
+                 "be the C++ struct AB; rename one\n",
+             r.err);
+  BOOST_TEST(!fs::exists(dir.path() / "tricky"));
+}
+
 // The author goes into plugin.toml between quotes: a `"` and a newline in
 // it wrote keys of its own (and a file lint called invalid TOML).
 BOOST_AUTO_TEST_CASE(an_author_cannot_write_keys_into_the_new_plugin_toml) {

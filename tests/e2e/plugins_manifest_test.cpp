@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <chrono>
 
 #include "process.hpp"
 #include "temp_dir.hpp"
@@ -52,6 +53,31 @@ ProcessResult hostile_manifest(const TempDir& dir, const std::string& how) {
 }
 
 }  // namespace
+
+// A plugin of a hundred thousand tasks: registering them took minutes (each
+// name was compared with every one before it), and `plugins manifest` gave
+// up after 60 s saying the library was "still loading". Now they register
+// at once, and the manifest they would need, past the 1 MiB any manifest may
+// hold, is named as what is too large (it named the 145-byte source).
+BOOST_AUTO_TEST_CASE(a_plugin_of_too_many_tasks_is_told_its_manifest_is_too_large) {
+  TempDir dir;
+  const auto t0 = std::chrono::steady_clock::now();
+  const ProcessResult r = hostile_manifest(dir, "many:100000");
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  BOOST_TEST(has(r.err,
+                 "the manifest written for the 100001 tasks libpyoco_hostile.so registers "
+                 "would be "),
+             r.err);
+  BOOST_TEST(has(r.err,
+                 "bytes, more than the 1048576 a plugin.toml may hold: register fewer "
+                 "tasks (split the plugin), or describe them more briefly"),
+             r.err);
+  BOOST_TEST(took < 30.0, "took " << took << " s");
+  const ProcessResult fine = hostile_manifest(dir, "many:2000");
+  BOOST_TEST(fine.exit_code == 0, fine.err);
+  BOOST_TEST(has(fine.out, "[[tasks]]\nname = \"t1999\"\n"));
+}
 
 BOOST_AUTO_TEST_CASE(the_built_manifest_is_the_source_plus_what_the_library_registers) {
   const std::string source = read_text(source_dir() / "plugins/std/plugin.toml");

@@ -282,6 +282,7 @@ int lint(const LintCliOptions& o) {
                            "--parent", std::to_string(getpid())};
   const Catalog configured = o.path.configured_catalog();
   options.configured = &configured;
+  options.memo = plugins::lint_memo();
   options.timeout = std::chrono::milliseconds(std::llround(o.timeout_sec * 1000));
 
   std::vector<plugins::PluginLint> results;

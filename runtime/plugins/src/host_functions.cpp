@@ -187,8 +187,8 @@ pyoco_status registry_add_task(pyoco_registry* r, const pyoco_task_def* def_in) 
   t.destroy = def.destroy;
   t.release = def.release;
   t.start = start;
-  for (const TaskDefinition& existing : state.tasks) {
-    if (existing.name == t.name) return refuse(label + " was registered twice");
+  if (!state.names.insert(t.name).second) {
+    return refuse(label + ": registered twice (each task name once per plugin)");
   }
   state.tasks.push_back(std::move(t));
   return PYOCO_OK;

@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
+#include <unordered_map>
 
 #include "registration.hpp"
 
@@ -230,15 +232,52 @@ void check_manifest_alone(const Manifest& m, Findings& f) {
 // never is: a warning. A copy elsewhere that `pyoco run` finds first (an
 // installed release, while this is a new build) is how a new build is tested
 // (--plugin-path puts it first): a note, which fails nothing.
-void lint_shadowing(const Manifest& m, const Catalog& catalog, const LintOptions& options,
-                    Findings& f) {
-  const fs::path self = fs::weakly_canonical(m.dir);
+}  // namespace
+
+class LintMemo {
+ public:
+  fs::path canonical(const fs::path& p) {
+    auto it = canonical_.find(p.native());
+    if (it == canonical_.end()) it = canonical_.emplace(p.native(), fs::weakly_canonical(p)).first;
+    return it->second;
+  }
+  const Catalog& beside(const fs::path& parent) {
+    auto it = beside_.find(parent.native());
+    if (it == beside_.end())
+      it = beside_.emplace(parent.native(), Catalog::discover({parent})).first;
+    return it->second;
+  }
+  // The plugins of `catalog` with a task of each name.
+  const std::unordered_multimap<std::string, const PluginEntry*>& tasks(const Catalog& catalog) {
+    auto& index = tasks_[&catalog];
+    if (index.empty()) {
+      for (const PluginEntry& p : catalog.plugins()) {
+        for (const TaskManifest& t : p.manifest.tasks) index.emplace(t.name, &p);
+      }
+    }
+    return index;
+  }
+
+ private:
+  std::unordered_map<std::string, fs::path> canonical_;
+  std::unordered_map<std::string, Catalog> beside_;
+  std::unordered_map<const Catalog*, std::unordered_multimap<std::string, const PluginEntry*>>
+      tasks_;
+};
+
+std::shared_ptr<LintMemo> lint_memo() { return std::make_shared<LintMemo>(); }
+
+namespace {
+
+void lint_shadowing(const Manifest& m, const Catalog& catalog, LintMemo& memo,
+                    const LintOptions& options, Findings& f) {
+  const fs::path self = memo.canonical(m.dir);
   const fs::path parent = m.dir.parent_path();
   std::error_code ec;
   if (!parent.empty() && !fs::exists(fs::symlink_status(parent / "plugin.toml", ec))) {
-    const Catalog beside = Catalog::discover({parent});
+    const Catalog& beside = memo.beside(parent);
     for (const PluginEntry& p : beside.plugins()) {
-      if (!p.shadowed_by || fs::weakly_canonical(p.manifest.dir) != self) continue;
+      if (!p.shadowed_by || memo.canonical(p.manifest.dir) != self) continue;
       f.add("PL016", Severity::Warning, m.file, m.line_of("name"),
             "plugin '" + m.name + "' at " + p.shadowed_by->string() +
                 " is in the same directory and comes first by name: from " + parent.string() +
@@ -248,7 +287,7 @@ void lint_shadowing(const Manifest& m, const Catalog& catalog, const LintOptions
   }
   auto holds_self = [&](const Catalog& c) {
     return std::any_of(c.plugins().begin(), c.plugins().end(), [&](const PluginEntry& p) {
-      return fs::weakly_canonical(p.manifest.dir) == self;
+      return memo.canonical(p.manifest.dir) == self;
     });
   };
   // Both on the configured search path (PYOCO_PLUGIN_PATH, the install):
@@ -256,8 +295,7 @@ void lint_shadowing(const Manifest& m, const Catalog& catalog, const LintOptions
   // lint must catch.
   const Catalog& configured = options.configured != nullptr ? *options.configured : catalog;
   if (const PluginEntry* first = configured.find_plugin(m.name);
-      first != nullptr && fs::weakly_canonical(first->manifest.dir) != self &&
-      holds_self(configured)) {
+      first != nullptr && memo.canonical(first->manifest.dir) != self && holds_self(configured)) {
     f.add("PL016", Severity::Warning, m.file, m.line_of("name"),
           "plugin '" + m.name + "' at " + first->manifest.dir.string() +
               " comes first on the search path: this one is shadowed and never loaded there; "
@@ -267,7 +305,7 @@ void lint_shadowing(const Manifest& m, const Catalog& catalog, const LintOptions
   // Otherwise (a build tested beside its installed release, or a copy put
   // first by --plugin-path): how --plugin-path works, a note.
   const PluginEntry* winner = catalog.find_plugin(m.name);
-  if (winner == nullptr || fs::weakly_canonical(winner->manifest.dir) == self) return;
+  if (winner == nullptr || memo.canonical(winner->manifest.dir) == self) return;
   // --plugin-path names a directory pyoco can load this one from: not a
   // source project's (plugin.toml with no library, PL008), but its build.
   std::string put_first = "`--plugin-path " + m.dir.string() + "` puts this one first";
@@ -292,20 +330,25 @@ void lint_shadowing(const Manifest& m, const Catalog& catalog, const LintOptions
 void lint_manifest(const Manifest& m, const Catalog& catalog, const LintOptions& options,
                    Findings& f) {
   check_manifest_alone(m, f);
-  const fs::path& file = m.file;
-  lint_shadowing(m, catalog, options, f);
-  // Against the other plugins on the search path.
-  const fs::path self = fs::weakly_canonical(m.dir);
-  for (const PluginEntry& other : catalog.plugins()) {
-    if (other.manifest.name == m.name) continue;  // PL016's
-    if (fs::weakly_canonical(other.manifest.dir) == self) continue;
-    for (const TaskManifest& t : m.tasks) {
-      for (const TaskManifest& o : other.manifest.tasks) {
-        if (o.name == t.name) {
-          f.add("PL015", file, t.line,
-                "task '" + t.name + "' is also a task of plugin '" + other.manifest.name + "'");
-        }
-      }
+  std::shared_ptr<LintMemo> own;
+  LintMemo& memo = options.memo ? *options.memo : *(own = lint_memo());
+  lint_shadowing(m, catalog, memo, options, f);
+  // Against the other plugins on the search path, in their order.
+  const fs::path self = memo.canonical(m.dir);
+  const auto& tasks = memo.tasks(catalog);
+  for (const TaskManifest& t : m.tasks) {
+    std::vector<const PluginEntry*> others;
+    const auto [from, to] = tasks.equal_range(t.name);
+    for (auto it = from; it != to; ++it) {
+      const PluginEntry& other = *it->second;
+      if (other.manifest.name == m.name) continue;  // PL016's
+      if (memo.canonical(other.manifest.dir) == self) continue;
+      others.push_back(&other);
+    }
+    std::sort(others.begin(), others.end());  // catalog order: entries are in one vector
+    for (const PluginEntry* other : others) {
+      f.add("PL015", m.file, t.line,
+            "task '" + t.name + "' is also a task of plugin '" + other->manifest.name + "'");
     }
   }
 }

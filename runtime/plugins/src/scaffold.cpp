@@ -178,6 +178,13 @@ std::vector<fs::path> scaffold_plugin(const ScaffoldOptions& o) {
     }
     for (std::size_t j = 0; j < i; ++j) {
       if (o.tasks[j] == o.tasks[i]) throw ScaffoldError("task '" + o.tasks[i] + "' given twice");
+      // Each task is a C++ struct named after it (a_b: AB): two names that
+      // differ only in underscores would be one struct, and not compile.
+      if (camel_case(o.tasks[j]) == camel_case(o.tasks[i])) {
+        throw ScaffoldError("tasks '" + o.tasks[j] + "' and '" + o.tasks[i] +
+                            "' differ only in underscores: both would be the C++ struct " +
+                            camel_case(o.tasks[i]) + "; rename one");
+      }
     }
   }
   if (!fs::is_directory(o.templates)) {

@@ -198,6 +198,18 @@ std::string built_manifest(const std::filesystem::path& source,
   text += "\n# The tables below are written by `pyoco plugins manifest` from what " + m.library +
           "\n# registers. Edit the task's code, not them.\n";
   text += tables;
+  // Read back below, and by every pyoco that lists or loads the plugin,
+  // with the same 1 MiB bound as any manifest: said about what is built.
+  if (text.size() > (1u << 20)) {
+    const std::size_t count = plugin.tasks.size();
+    plugin.release_tasks();
+    throw LoadError(LoadError::Reason::Register,
+                    "the manifest written for the " + std::to_string(count) +
+                        " tasks " + m.library + " registers would be " +
+                        std::to_string(text.size()) +
+                        " bytes, more than the 1048576 a plugin.toml may hold: register fewer "
+                        "tasks (split the plugin), or describe them more briefly");
+  }
 
   // What was written must read back as exactly what the library registers.
   const Manifest written = parse_manifest(text, m.file);

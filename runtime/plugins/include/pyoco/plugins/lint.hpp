@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,7 +62,13 @@ struct LintOptions {
   // warning, PL016); one shadowed only by those dirs gets a note. Null: the
   // lint's own catalog is taken as that.
   const Catalog* configured = nullptr;
+  // What linting many plugins in one go can share (lint_memo()): the
+  // plugins beside each, canonical paths, who has which task name. Null:
+  // each lint works it out alone (a directory of 1,000 plugins took
+  // minutes, every plugin reading every other's manifest).
+  std::shared_ptr<class LintMemo> memo;
 };
+std::shared_ptr<LintMemo> lint_memo();
 
 // The rules a manifest is checked against on its own (PL002-PL014, PL017, PL018):
 // what `plugins lint` reports for it, and what makes register_plugin refuse
