@@ -402,6 +402,32 @@ BOOST_AUTO_TEST_CASE(an_unclosed_bracket_is_named_where_it_opened) {
 
 // A quote never closed took in the rest of the file without a word from
 // yaml-cpp, and the error named something else ("flow.graph: is missing").
+// YAML allows a key of at most 1024 characters; yaml-cpp says only "illegal
+// map value" of a longer one (an outside tester's task name of 1025).
+BOOST_AUTO_TEST_CASE(a_key_past_1024_characters_is_said_so) {
+  const std::string name(1025, 'n');
+  for (const std::string& key : {name, "\"" + name + "\""}) {
+    BOOST_TEST_CONTEXT(key.size()) {
+      try {
+        parse_flow_text("flow:\n  graph: " + name + "\ntasks:\n  " + key + ": {use: std/echo}\n",
+                        "f.yaml");
+        BOOST_FAIL("parsed");
+      } catch (const FlowError& e) {
+        BOOST_TEST(e.problem() == "not valid YAML: illegal map value (the key before it is " +
+                                      std::to_string(key.size()) +
+                                      " characters long, past the 1024 YAML allows a key: "
+                                      "shorten the name)");
+      }
+    }
+  }
+  // 1024 is read.
+  const std::string fits(1024, 'n');
+  BOOST_TEST(
+      parse_flow_text("flow:\n  graph: " + fits + "\ntasks:\n  " + fits + ": {use: std/echo}\n",
+                      "f.yaml")
+          .tasks.size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_quote_never_closed_is_named_where_it_opened) {
   auto error_of = [](const std::string& text) -> std::string {
     try {

@@ -1130,6 +1130,20 @@ std::string yaml_message(const std::string& msg) {
                     : "");
 }
 
+// yaml-cpp refuses a key of more than 1024 characters (YAML's limit for a
+// key written without `? `) as an "illegal map value" at the ':' after it:
+// said as the name's length, which is what to change.
+std::string long_key_hint(const std::string& msg, std::string_view text, std::size_t at) {
+  constexpr std::size_t kMaxKey = 1024;
+  if (msg != "illegal map value" || at > text.size()) return "";
+  const std::size_t line = text.rfind('\n', at == 0 ? 0 : at - 1);
+  std::size_t key = line == std::string_view::npos ? 0 : line + 1;
+  while (key < at && (text[key] == ' ' || text[key] == '-')) ++key;
+  if (at - key <= kMaxKey) return "";
+  return " (the key before it is " + std::to_string(at - key) +
+         " characters long, past the 1024 YAML allows a key: shorten the name)";
+}
+
 // yaml-cpp says an unclosed '{' or '[' as "end of map flow not found"
 // where it gave up, often the next line: the bracket it means, found by
 // pairing brackets outside quotes and comments up to there.
@@ -1218,6 +1232,8 @@ FlowSpec parse_flow_text(std::string_view text, const std::string& file) {
           reader.at(e.mark),
           "not valid YAML: " + yaml_message(e.msg) +
               unclosed_hint(e.msg, text,
+                            e.mark.pos < 0 ? text.size() : static_cast<std::size_t>(e.mark.pos)) +
+              long_key_hint(e.msg, text,
                             e.mark.pos < 0 ? text.size() : static_cast<std::size_t>(e.mark.pos)) +
               tab_indent_hint(text));
     }
