@@ -204,9 +204,8 @@ std::string built_manifest(const std::filesystem::path& source,
     const std::size_t count = plugin.tasks.size();
     plugin.release_tasks();
     throw LoadError(LoadError::Reason::Register,
-                    "the manifest written for the " + std::to_string(count) +
-                        " tasks " + m.library + " registers would be " +
-                        std::to_string(text.size()) +
+                    "the manifest written for the " + std::to_string(count) + " tasks " +
+                        m.library + " registers would be " + std::to_string(text.size()) +
                         " bytes, more than the 1048576 a plugin.toml may hold: register fewer "
                         "tasks (split the plugin), or describe them more briefly");
   }
