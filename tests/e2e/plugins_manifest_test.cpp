@@ -79,6 +79,27 @@ BOOST_AUTO_TEST_CASE(a_plugin_of_too_many_tasks_is_told_its_manifest_is_too_larg
   BOOST_TEST(has(fine.out, "[[tasks]]\nname = \"t1999\"\n"));
 }
 
+// `plugins list` names a plugin's first few tasks and says how many: one of
+// thousands padded every row of the table to its list.
+BOOST_AUTO_TEST_CASE(plugins_list_names_a_few_tasks_of_a_plugin_of_many) {
+  TempDir dir;
+  const ProcessResult built = hostile_manifest(dir, "many:20");
+  BOOST_TEST_REQUIRE(built.exit_code == 0, built.err);
+  const fs::path plugin = dir.path() / "many" / "hostile";
+  fs::create_directories(plugin);
+  write_text(plugin / "plugin.toml", built.out);
+  fs::copy_file(fixture_dir() / "hostile/libpyoco_hostile.so", plugin / "libpyoco_hostile.so");
+  const ProcessResult list =
+      run_pyoco({"plugins", "list", "--plugin-path", (dir.path() / "many").string()});
+  BOOST_TEST(list.exit_code == 0, list.err);
+  BOOST_TEST(has(list.out,
+                 " t0, t1, t2, t3, t4, t5, t6, t7, ... (21 in all: pyoco tasks lists "
+                 "them) "),
+             list.out);
+  BOOST_TEST(has(list.out, " echo, sleep, fail, json_get, shell, write_file, read_file, http_get "),
+             list.out);  // ten or fewer: all of them
+}
+
 BOOST_AUTO_TEST_CASE(the_built_manifest_is_the_source_plus_what_the_library_registers) {
   const std::string source = read_text(source_dir() / "plugins/std/plugin.toml");
   const std::string built = read_text(std_dir() / "plugin.toml");
