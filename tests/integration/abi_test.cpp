@@ -366,6 +366,35 @@ BOOST_AUTO_TEST_CASE(a_context_used_after_its_call_ended_is_dropped) {
   BOOST_TEST(plugins::calls_after_end() - before == 3u);
 }
 
+// A second completion from inside the call's start() names the task: a C
+// plugin's author could not tell which of its tasks did it.
+BOOST_AUTO_TEST_CASE(a_second_completion_names_its_task) {
+  plugins::TaskDefinition def;
+  def.plugin = "x";
+  def.name = "twice";
+  def.abi_minor = 1;
+  def.start = [](void*, pyoco_context*, const pyoco_value*, pyoco_call* k) {
+    H().call_complete(k, PYOCO_OK, nullptr);
+    H().call_complete(k, PYOCO_OK, nullptr);
+    return PYOCO_OK;
+  };
+  plugins::TaskInstance instance(def);
+  Services svc;
+  plugins::Call ctx;
+  ctx.info.task_name = "x/twice";
+  ctx.info.node_name = "again";
+  ctx.services = &svc;
+  std::ostringstream err;
+  std::streambuf* saved = std::cerr.rdbuf(err.rdbuf());
+  instance.begin(ctx, json("{}"), [](plugins::CallResult) {});
+  std::cerr.rdbuf(saved);
+  BOOST_TEST(err.str() ==
+                 "pyoco: warning: task x/twice (node again) completed a call that had already "
+                 "ended (call_complete called twice, or with a handle that is not its call's); "
+                 "ignored\n",
+             err.str());
+}
+
 // call_complete(NULL) said "called twice".
 BOOST_AUTO_TEST_CASE(a_null_call_handle_is_named_as_such) {
   std::ostringstream err;

@@ -576,12 +576,18 @@ pyoco_status call_complete(pyoco_call* call, pyoco_status status, const pyoco_va
   Call* ctx = calls().close(reinterpret_cast<std::uintptr_t>(call));
   if (ctx == nullptr) {
     ++g_refused_completions;
-    std::cerr << (call == nullptr
-                      ? "pyoco: warning: a plugin called call_complete with a NULL call handle "
-                        "(pass the pyoco_call* its start() was given); ignored\n"
-                      : "pyoco: warning: a plugin completed a call that had already ended "
-                        "(call_complete called twice, or with a handle that is not its "
-                        "call's); ignored\n");
+    // The handle names no call any more; the thread may still be in one.
+    std::string who = "a plugin";
+    if (t_inside != nullptr) {
+      who = "task " + core::printable(t_inside->info.task_name) + " (node " +
+            core::printable(t_inside->info.node_name) + ")";
+    }
+    std::cerr << "pyoco: warning: " << who
+              << (call == nullptr ? " called call_complete with a NULL call handle (pass the "
+                                    "pyoco_call* its start() was given); ignored\n"
+                                  : " completed a call that had already ended (call_complete "
+                                    "called twice, or with a handle that is not its call's); "
+                                    "ignored\n");
     return PYOCO_ERR_INVALID;
   }
   finish_call(*ctx, status, output, "the task");
