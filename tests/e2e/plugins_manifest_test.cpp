@@ -93,8 +93,8 @@ BOOST_AUTO_TEST_CASE(plugins_list_names_a_few_tasks_of_a_plugin_of_many) {
       run_pyoco({"plugins", "list", "--plugin-path", (dir.path() / "many").string()});
   BOOST_TEST(list.exit_code == 0, list.err);
   BOOST_TEST(has(list.out,
-                 " t0, t1, t2, t3, t4, t5, t6, t7, ... (21 in all: pyoco tasks lists "
-                 "them) "),
+                 " t0, t1, t2, t3, t4, t5, t6, t7, ... (21 in all: plugins info hostile "
+                 "lists them) "),
              list.out);
   BOOST_TEST(has(list.out, " echo, sleep, fail, json_get, shell, write_file, read_file, http_get "),
              list.out);  // ten or fewer: all of them

@@ -727,6 +727,31 @@ BOOST_AUTO_TEST_CASE(a_task_that_crashes_the_process_is_named_on_stderr_and_in_t
   BOOST_TEST(fs::is_empty(here / "home" / "crashes"));  // the note is read once, then removed
 }
 
+// The fault handler stays installed while the run goes: a SIGSEGV sent
+// from outside (kill) is no fault of a task. It ends the process as it
+// would without the handler (it was swallowed: the run went on), and no
+// task is blamed.
+BOOST_AUTO_TEST_CASE(a_fault_signal_sent_from_outside_ends_the_run_blaming_no_task) {
+  const rlimit no_cores{0, 0};
+  setrlimit(RLIMIT_CORE, &no_cores);
+  std::ofstream(dir.path() / "nap.yaml")
+      << "flow: {name: nap, graph: a}\ntasks:\n  a: {use: std/sleep, inputs: {seconds: 60}}\n";
+  ChildProcess p({pyoco_exe().string(), "run", (dir.path() / "nap.yaml").string(), "--non-cute",
+                  "--run-id", "sent-segv"},
+                 {{"PYOCO_ARTIFACT_DIR", (dir.path() / "a").string()},
+                  {"PYOCO_HOME", (dir.path() / "home").string()}},
+                 dir.path());
+  BOOST_TEST_REQUIRE(p.wait_for_output("start node=a"), p.out() << p.err());
+  p.send_signal(SIGSEGV);
+  BOOST_TEST(p.wait(std::chrono::seconds(10)) == 128 + SIGSEGV, p.err());
+  BOOST_TEST(p.err().find("crashed the process") == std::string::npos, p.err());
+  ProcessOptions o;
+  o.env = {{"PYOCO_HOME", (dir.path() / "home").string()}};
+  const ProcessResult show = run_pyoco({"runs", "show", "sent-segv", "--json"}, o);
+  BOOST_TEST_REQUIRE(show.exit_code == 0, show.err);
+  BOOST_TEST(json::parse(show.out).at("reason").as_string() == "interrupted", show.out);
+}
+
 BOOST_AUTO_TEST_CASE(a_task_that_exits_after_its_run_was_cancelled_keeps_the_cancel) {
   // A body deaf to the cancel that calls exit() once the run has ended
   // CANCELLED: pyoco said the run "was going" and exited 1.

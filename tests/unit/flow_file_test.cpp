@@ -400,8 +400,6 @@ BOOST_AUTO_TEST_CASE(an_unclosed_bracket_is_named_where_it_opened) {
              list);
 }
 
-// A quote never closed took in the rest of the file without a word from
-// yaml-cpp, and the error named something else ("flow.graph: is missing").
 // YAML allows a key of at most 1024 characters; yaml-cpp says only "illegal
 // map value" of a longer one (an outside tester's task name of 1025).
 BOOST_AUTO_TEST_CASE(a_key_past_1024_characters_is_said_so) {
@@ -428,6 +426,8 @@ BOOST_AUTO_TEST_CASE(a_key_past_1024_characters_is_said_so) {
           .tasks.size() == 1u);
 }
 
+// A quote never closed took in the rest of the file without a word from
+// yaml-cpp, and the error named something else ("flow.graph: is missing").
 BOOST_AUTO_TEST_CASE(a_quote_never_closed_is_named_where_it_opened) {
   auto error_of = [](const std::string& text) -> std::string {
     try {

@@ -19,6 +19,7 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
@@ -249,7 +250,19 @@ const char* fault_name(int sig) {
   }
 }
 
-extern "C" void on_fault(int sig) {
+extern "C" void on_fault(int sig, siginfo_t* info, void*) {
+  const int saved_errno = errno;
+  // Sent by another process (kill), not a fault of this process's code
+  // (abort() and raise() send it to themselves): nobody crashed it; the
+  // signal's previous action is taken, once restored.
+  if (info != nullptr && info->si_code <= 0 && info->si_pid != ::getpid()) {
+    for (std::size_t i = 0; i < std::size(kFaults); ++i) {
+      if (kFaults[i] == sig) sigaction(sig, &g_before_fault[i], nullptr);
+    }
+    ::raise(sig);
+    errno = saved_errno;
+    return;
+  }
   auto put_to = [](int fd, std::string_view text) {
     [[maybe_unused]] const auto n = ::write(fd, text.data(), text.size());
   };
@@ -285,6 +298,7 @@ extern "C" void on_fault(int sig) {
   for (std::size_t i = 0; i < std::size(kFaults); ++i) {
     if (kFaults[i] == sig) sigaction(sig, &g_before_fault[i], nullptr);
   }
+  errno = saved_errno;
   // Returned, the fault happens again there (SIGABRT: abort raises it again).
 }
 
@@ -292,7 +306,10 @@ extern "C" void on_fault(int sig) {
 struct FaultsNamed {
   FaultsNamed() {
     struct sigaction sa {};
-    sa.sa_handler = on_fault;
+    sa.sa_sigaction = on_fault;
+    // SA_ONSTACK: on a thread with an alternate stack (a sanitizer's), a
+    // stack overflow still reaches a handler.
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     for (std::size_t i = 0; i < std::size(kFaults); ++i) {
       sigaction(kFaults[i], &sa, &g_before_fault[i]);
@@ -308,6 +325,8 @@ struct FaultsNamed {
   static void note_in(const fs::path& dir, const std::string& run_id) {
     const std::string d = dir.string(), f = store::crash_note_file(dir, run_id).string();
     if (dir.empty() || f.size() >= sizeof g_crash_note) return;
+    std::error_code ignored;
+    fs::remove(store::crash_note_file(dir, run_id), ignored);  // a stale one (a reused --run-id)
     std::memcpy(g_crash_dir, d.c_str(), d.size() + 1);
     std::memcpy(g_crash_note, f.c_str(), f.size() + 1);
   }

@@ -105,7 +105,8 @@ int list_plugins(const ListOptions& o) {
     }
     std::string named = join(tasks);
     if (m.tasks.size() > kNamed) {
-      named += ", ... (" + std::to_string(m.tasks.size()) + " in all: pyoco tasks lists them)";
+      named += ", ... (" + std::to_string(m.tasks.size()) + " in all: plugins info " + m.name +
+               " lists them)";
     }
     table.add({m.name, m.version, std::to_string(m.abi),
                p.shadowed_by ? "shadowed" : (m.status.empty() ? "-" : m.status), named,

@@ -153,7 +153,9 @@ void Attempt::started() {
       const bool stale = d.timer && d.why == PYOCO_OK && !self->live();
       d.fn(d.user, stale ? PYOCO_ERR_CANCELLED : d.why);
     }
-    if (held) self->run->release_end();
+    // Not after the engine shut down (run here, off the strand): the run
+    // is over by then.
+    if (held && self->run->serial().running_in_this_thread()) self->run->release_end();
   };
   // On the run's strand (the control thread, or a worker moving the run on);
   // on_strand copies call_all only when it takes it, else it runs here.

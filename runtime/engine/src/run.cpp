@@ -988,6 +988,8 @@ void RunState::cancel() {
   if (core::is_terminal(status())) return;  // also keeps a handle that outlived its engine safe
   on_strand([this] {
     if (core::is_terminal(status()) || status() == core::RunStatus::Cancelling) return;
+    // Over, its end waiting for a start() (finish): it ended as it ended.
+    if (top_ && top_->done) return;
     status_.store(core::RunStatus::Cancelling, std::memory_order_release);
     emit(EventKind::RunCancelling);
     stop(true);
@@ -1014,11 +1016,14 @@ void RunState::finish() {
     if (!end_grace_) {
       end_grace_ = std::make_unique<asio::steady_timer>(control());
       end_grace_->expires_after(kStartGrace);
-      end_grace_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
-        if (ec) return;
-        self->on_strand_here([self] {
-          self->ends_held_ = 0;
-          self->finish();
+      // Weak: a timer still pending when the engine shuts down must not
+      // keep the run (and through it the engine's executors) alive.
+      end_grace_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+        const auto self = weak.lock();
+        if (ec || !self) return;
+        self->on_strand_here([run = self.get()] {
+          run->ends_held_ = 0;
+          run->finish();
         });
       });
     }

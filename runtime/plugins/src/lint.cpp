@@ -333,7 +333,8 @@ void lint_manifest(const Manifest& m, const Catalog& catalog, const LintOptions&
   std::shared_ptr<LintMemo> own;
   LintMemo& memo = options.memo ? *options.memo : *(own = lint_memo());
   lint_shadowing(m, catalog, memo, options, f);
-  // Against the other plugins on the search path, in their order.
+  // Against the other plugins on the search path: by task, then in the
+  // search path's order.
   const fs::path self = memo.canonical(m.dir);
   const auto& tasks = memo.tasks(catalog);
   for (const TaskManifest& t : m.tasks) {

@@ -188,11 +188,16 @@ struct HistoryWriter::Impl {
   std::atomic<std::chrono::steady_clock::rep> fold_until{0};
   bool sealed = false;             // the writer thread's: abandoned, done
   bool writing_abandoned = false;  // the writer thread's: in write_abandoned()
+  // The writer thread's: runs some of whose events fold_all skipped once
+  // abandon() asked (write_abandoned says their tasks are in part).
+  std::set<const RunSlot*> skipped;
   std::thread thread;
 
   void queued() {  // under `mutex`, after the queue's last event was added
     const QueuedEvent& e = queue.back();
-    queued_bytes += sizeof(QueuedEvent) + e.message.size() + e.output.size();
+    queued_bytes += sizeof(QueuedEvent) + e.message.size() + e.output.size() + e.node.size() +
+                    e.task.size() + e.planned.size() * (sizeof(trace::Event::Planned) + 32) +
+                    e.artifacts.size() * sizeof(core::ArtifactRecord);
     if (queued_bytes >= kMaxQueuedBytes) wake.notify_one();
     if (e.kind == EventKind::RunStart) {
       e.slot->id = e.start->run_id;
@@ -371,6 +376,7 @@ HistoryWriter::~HistoryWriter() {
   {
     std::lock_guard lock(impl_->mutex);
     impl_->stopping = true;
+    impl_->room.notify_all();  // a recorder waiting for room: nothing more will come of it
   }
   impl_->wake.notify_one();
   impl_->thread.join();
@@ -423,6 +429,7 @@ std::optional<core::RunStatus> HistoryWriter::abandon(const std::string& run_id,
     impl_->fold_until.store(
         (std::chrono::steady_clock::now() + patience / 4).time_since_epoch().count());
     impl_->abandon_asked.store(true, std::memory_order_release);
+    impl_->room.notify_all();  // what comes now is skipped: no recorder waits for it
     impl_->wake.notify_one();
   }
   impl_->written.wait_until(lock, until, [&] { return impl_->abandoning->done; });
@@ -494,7 +501,6 @@ void HistoryWriter::Impl::loop() {
       if (last) return;
       continue;
     }
-    std::set<const RunSlot*> skipped;
     fold_all(batch, skipped);
     batch.clear();
     if (abandon_asked.load(std::memory_order_acquire)) {
@@ -518,7 +524,7 @@ void HistoryWriter::Impl::loop() {
     if ((asked || now >= retry_after) && !write_dirty()) {
       retry_after = std::chrono::steady_clock::now() + kAfterFailure;
     }
-    poll_cancel();
+    if (!abandon_asked.load(std::memory_order_acquire)) poll_cancel();  // may wait for the store
     {
       std::lock_guard lock(mutex);
       done = std::max(done, generation);
@@ -954,6 +960,17 @@ bool HistoryWriter::Impl::write_dirty(bool runs_only) {
       return true;
     }
     if (abandon_asked.load(std::memory_order_acquire) && !writing_abandoned) return true;
+    if (!writing_abandoned) {
+      // What came meanwhile is folded between two writes: the recorders,
+      // and the tasks' log calls behind them, do not wait for the whole
+      // backlog (its lines past the budgets are dropped as they fold).
+      std::vector<QueuedEvent> more;
+      {
+        std::lock_guard lock(mutex);
+        take_queue(more);
+      }
+      fold_all(more, skipped);
+    }
   }
 }
 

@@ -50,7 +50,7 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     const auto logs = store.logs(run.id, last_line);
     if (!logs.empty()) last = std::max(last, logs.back().time);
     for (TaskRecord& t : tasks) {
-      if (crash && t.node == crash->node) {
+      if (crash && t.node == crash->node && !core::is_terminal(t.state)) {
         // It ran when the process crashed, whatever its record had reached
         // (the history is a moment behind the run).
         t.state = core::TaskState::Failed;
@@ -71,8 +71,9 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
       }
       t.error = why;
     }
-    if (crash && std::none_of(tasks.begin(), tasks.end(),
-                              [&](const TaskRecord& t) { return t.node == crash->node; })) {
+    if (crash && std::none_of(tasks.begin(), tasks.end(), [&](const TaskRecord& t) {
+          return t.node == crash->node && t.state == core::TaskState::Failed && t.error == crashed;
+        })) {
       // It crashed before any of its run's tasks were written.
       TaskRecord& t = tasks.emplace_back();
       t.node = crash->node;
@@ -94,7 +95,7 @@ std::vector<std::string> recover_interrupted_runs(StateStore& store) {
     // Its process may have written its end (and exited) since the read
     // above: that end stands.
     if (store.write_if_active(batch)) recovered.push_back(run.id);
-    if (crash) {
+    if (!note_file.empty()) {  // read, or cut short: done with either way
       std::error_code ignored;
       std::filesystem::remove(note_file, ignored);
     }

@@ -60,8 +60,9 @@
  * waits until it returns (then runs on a host thread of the run; a timer
  * whose call ended meanwhile hears PYOCO_ERR_CANCELLED). One the plugin
  * causes itself (on_cancel of a call already cancelled) runs at once on the
- * asking thread. A run that ends (cancelled, stopped) while a call's
- * start() runs waits up to half a second for start() and those callbacks,
+ * asking thread. A run that gives a call up (cancel, stop, deadline) while
+ * its start() runs waits up to half a second, at its end, for start() and
+ * those callbacks,
  * so what they log is recorded before the run's end.
  */
 #ifndef PYOCO_ABI_H

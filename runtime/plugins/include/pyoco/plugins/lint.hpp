@@ -65,7 +65,8 @@ struct LintOptions {
   // What linting many plugins in one go can share (lint_memo()): the
   // plugins beside each, canonical paths, who has which task name. Null:
   // each lint works it out alone (a directory of 1,000 plugins took
-  // minutes, every plugin reading every other's manifest).
+  // minutes, every plugin reading every other's manifest). One memo serves
+  // one lint command: the catalogs given with it must outlive it.
   std::shared_ptr<class LintMemo> memo;
 };
 std::shared_ptr<LintMemo> lint_memo();

@@ -2,15 +2,20 @@
 //
 //   auto store = pyoco::store::open_sqlite_store(pyoco::store::default_store_file());
 //   pyoco::store::HistoryWriter history(store);
-//   options.listener = history.recorder();   // or add it to a trace::EventQueue
+//   auto events = std::make_shared<pyoco::trace::EventQueue>();
+//   events->add(history.recorder());
+//   options.listener = events;
 //   pyoco::Run run = engine.start(flow, std::move(options));
 //   run.wait();
 //   history.flush();
 //
-// A recorder only queues events (on the run's strand, and on task threads
-// for logs). One writer thread per HistoryWriter folds them into run, task
-// and log records and writes them in batches, so a run of 10,000 tasks never
-// waits on the disk per task.
+// A recorder only queues events. One writer thread per HistoryWriter folds
+// them into run, task and log records and writes them in batches, so a run
+// of 10,000 tasks never waits on the disk per task. What waits for the
+// writer is bounded (16 MiB): past it a recorder waits for room, so give it
+// to a run behind a trace::EventQueue (its own thread waits, and the run's
+// log calls slow down), not as the run's listener itself (that would hold
+// the run's strand).
 #pragma once
 
 #include <pyoco/store/state_store.hpp>
