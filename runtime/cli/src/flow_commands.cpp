@@ -250,15 +250,20 @@ const char* fault_name(int sig) {
   }
 }
 
+// The action `sig` had before FaultsNamed (async-signal-safe).
+void restore_previous_action(int sig) {
+  for (std::size_t i = 0; i < std::size(kFaults); ++i) {
+    if (kFaults[i] == sig) sigaction(sig, &g_before_fault[i], nullptr);
+  }
+}
+
 extern "C" void on_fault(int sig, siginfo_t* info, void*) {
   const int saved_errno = errno;
   // Sent by another process (kill), not a fault of this process's code
   // (abort() and raise() send it to themselves): nobody crashed it; the
   // signal's previous action is taken, once restored.
   if (info != nullptr && info->si_code <= 0 && info->si_pid != ::getpid()) {
-    for (std::size_t i = 0; i < std::size(kFaults); ++i) {
-      if (kFaults[i] == sig) sigaction(sig, &g_before_fault[i], nullptr);
-    }
+    restore_previous_action(sig);
     ::raise(sig);
     errno = saved_errno;
     return;
@@ -295,9 +300,7 @@ extern "C" void on_fault(int sig, siginfo_t* info, void*) {
       }
     }
   }
-  for (std::size_t i = 0; i < std::size(kFaults); ++i) {
-    if (kFaults[i] == sig) sigaction(sig, &g_before_fault[i], nullptr);
-  }
+  restore_previous_action(sig);
   errno = saved_errno;
   // Returned, the fault happens again there (SIGABRT: abort raises it again).
 }
