@@ -72,11 +72,15 @@ fs::path make_scratch(const std::string& prefix) {
 
 LocalNats start_nats(const fs::path& scratch, const fs::path& pyoco) {
   fs::create_directories(scratch / "ports");
+  // JetStream's size fixed, not 75% of the disk free: the plugin store
+  // reserves its 4 GiB whole when `cluster init` makes it.
+  std::ofstream(scratch / "nats.conf") << "jetstream { max_file_store: 64GB }\n";
   LocalNats n;
   n.process = std::make_unique<pyoco::core::BackgroundProcess>(
       std::vector<std::string>{"nats-server", "-js", "-a", "127.0.0.1", "-p", "-1",
                                "--ports_file_dir", (scratch / "ports").string(), "-sd",
-                               (scratch / "store").string()},
+                               (scratch / "store").string(), "-c",
+                               (scratch / "nats.conf").string()},
       scratch / "nats.log");
   for (const auto until = Clock::now() + 10s; n.url.empty() && Clock::now() < until;) {
     for (const auto& e : fs::directory_iterator(scratch / "ports")) {

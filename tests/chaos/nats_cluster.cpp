@@ -29,11 +29,12 @@ NatsCluster::NatsCluster(int nodes) {
     fs::create_directories(dir / "store");
     // Short timers where nats-server lets us: a dead peer is noticed in
     // seconds, as it would be on a LAN, not after the 2-minute defaults.
+    // JetStream's size is fixed, not 75% of the disk free (see NatsServer).
     testing::write_text(
         dir / "nats.conf",
         "server_name: " + name(i) + "\nlisten: 127.0.0.1:" + std::to_string(nodes_[i].client_port) +
             "\nping_interval: \"2s\"\nping_max: 2\n"
-            "jetstream { store_dir: \"" +
+            "jetstream { max_file_store: 64GB, store_dir: \"" +
             (dir / "store").string() +
             "\" }\ncluster {\n  name: pyoco_chaos\n  listen: 127.0.0.1:" +
             std::to_string(nodes_[i].route_port) + "\n  routes: [" + routes + "]\n}\n");

@@ -106,8 +106,10 @@ BOOST_AUTO_TEST_CASE(with_nats_beyond_loopback_requires_a_user_and_password) {
     const ProcessResult anonymous = run_pyoco({"cluster", "status", "--nats", url});
     BOOST_TEST(anonymous.exit_code == 2);
     BOOST_TEST(contains(anonymous.err, "NATS at " + url + " requires credentials"), anonymous.err);
+    std::map<std::string, std::string> init_env = credentials;
+    init_env["PYOCO_PLUGINS_MAX_BYTES"] = kWithNatsPluginBytes;  // as the server made it
     const ProcessResult init =
-        run_pyoco({"cluster", "init", "--nats", url, "--tags", "remote"}, {.env = credentials});
+        run_pyoco({"cluster", "init", "--nats", url, "--tags", "remote"}, {.env = init_env});
     BOOST_TEST(init.exit_code == 0, init.err);
 
     // A worker given the env file's variables pulls runs of its own tag.

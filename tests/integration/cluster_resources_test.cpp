@@ -1,7 +1,8 @@
 // `pyoco cluster init|status` against a real nats-server started by the
 // test: every resource made once and kept, counts and lag read back, a
 // stream pyoco did not make left alone, replicas a single server cannot
-// keep refused, an unreachable NATS said plainly.
+// keep refused, a server with too little room for the plugin store and an
+// unreachable NATS said plainly.
 #include <pyoco/cluster/connection.hpp>
 #include <pyoco/cluster/resources.hpp>
 
@@ -205,7 +206,7 @@ BOOST_AUTO_TEST_CASE(the_cluster_commands) {
   BOOST_TEST(missing.out.find("run `pyoco cluster init`") != std::string::npos, missing.out);
 
   const ProcessResult init = run_pyoco({"cluster", "init", "--nats", server.url(), "--json"});
-  BOOST_TEST(init.exit_code == 0, init.err);
+  BOOST_TEST_REQUIRE(init.exit_code == 0, init.err);
   const auto report = boost::json::parse(init.out).as_object();
   BOOST_TEST(report.at("complete").as_bool());
   BOOST_TEST(report.at("nats").as_string() == server.url());
@@ -221,4 +222,24 @@ BOOST_AUTO_TEST_CASE(the_cluster_commands) {
   BOOST_TEST(replicas.exit_code == 2);
   BOOST_TEST(replicas.err.find("PYOCO_NATS_REPLICAS=9: give 1 to 5") != std::string::npos,
              replicas.err);
+}
+
+// JetStream reserves the plugin store's whole bound when it makes it: a
+// server with less room (a small disk, or a small max_file_store) refuses
+// init, and the error says which bound and what to change.
+BOOST_AUTO_TEST_CASE(a_nats_with_less_room_than_the_plugin_store_says_what_to_change) {
+  NatsServer server({.max_file_store = "256MB"});
+  const ProcessResult refused = run_pyoco({"cluster", "init", "--nats", server.url()});
+  BOOST_TEST(refused.exit_code == 2);
+  BOOST_TEST(refused.err.find("cannot create stream PYOCO_PLUGINS") != std::string::npos,
+             refused.err);
+  BOOST_TEST(
+      refused.err.find("reserves PYOCO_PLUGINS_MAX_BYTES=4294967296 bytes") != std::string::npos,
+      refused.err);
+  BOOST_TEST(refused.err.find("set PYOCO_PLUGINS_MAX_BYTES lower") != std::string::npos,
+             refused.err);
+
+  const ProcessResult fits = run_pyoco({"cluster", "init", "--nats", server.url()},
+                                       {.env = {{"PYOCO_PLUGINS_MAX_BYTES", "134217728"}}});
+  BOOST_TEST(fits.exit_code == 0, fits.err);
 }

@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -19,6 +20,12 @@
 
 namespace pyoco::testing {
 
+// The plugin store's bound for a server started --with-nats (and for a
+// `cluster init` on its NATS): that nats-server offers JetStream 75% of the
+// disk free, which a CI machine may not have for the default 4 GiB,
+// reserved whole when the store is made.
+inline constexpr const char* kWithNatsPluginBytes = "268435456";
+
 struct Server {
   TempDir dir;
   std::unique_ptr<ChildProcess> child;
@@ -29,6 +36,9 @@ struct Server {
     std::vector<std::string> argv{pyoco_exe().string(), "server", "--listen", "127.0.0.1:0"};
     argv.insert(argv.end(), args.begin(), args.end());
     env["PYOCO_PLUGIN_PATH"] = "";
+    if (std::find(args.begin(), args.end(), "--with-nats") != args.end()) {
+      env.try_emplace("PYOCO_PLUGINS_MAX_BYTES", kWithNatsPluginBytes);
+    }
     child = std::make_unique<ChildProcess>(argv, env, dir.path());
     // Its first line on stdout is its URL: wait for the whole line (a
     // sanitized gateway on a loaded host takes many seconds to start).

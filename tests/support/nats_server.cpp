@@ -59,10 +59,12 @@ void NatsServer::start() {
                                 ports.string(),
                                 "-sd",
                                 (dir_.path() / "store").string()};
-  if (!options_.config.empty()) {
-    write_text(dir_.path() / "nats.conf", options_.config);
-    argv.insert(argv.end(), {"-c", (dir_.path() / "nats.conf").string()});
-  }
+  // A fixed JetStream size, not the default 75% of the disk free: the plugin
+  // store reserves its whole bound (4 GiB) when made, and a test must not
+  // hinge on how full the CI machine's disk is.
+  write_text(dir_.path() / "nats.conf",
+             "jetstream { max_file_store: " + options_.max_file_store + " }\n" + options_.config);
+  argv.insert(argv.end(), {"-c", (dir_.path() / "nats.conf").string()});
   argv.insert(argv.end(), options_.args.begin(), options_.args.end());
   child_ = std::make_unique<ChildProcess>(argv, std::map<std::string, std::string>{}, dir_.path());
   // Generous: a loaded CI host can take long to start it.

@@ -2,7 +2,7 @@
 // server picks it, `-p -1`, and writes it to a ports file), its store in a
 // temporary directory, waited for with a deadline, killed at scope exit.
 // A configuration text (authorization, tls) may be given; the port and
-// store stay on the command line.
+// store stay on the command line, JetStream's size is fixed (64GB).
 #pragma once
 
 #include <filesystem>
@@ -18,6 +18,9 @@ namespace pyoco::testing {
 struct NatsServerOptions {
   std::string config;             // written to DIR/nats.conf and given with -c
   std::vector<std::string> args;  // more arguments
+  // JetStream's file storage, in nats-server's units; written ahead of
+  // `config`. Fixed so that no test depends on the disk free.
+  std::string max_file_store = "64GB";
 };
 
 class NatsServer {

@@ -22,7 +22,7 @@ kvStore* open_bucket(Connection& nats, const char* name) {
   return kv;
 }
 
-void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr) {
+std::string nats_error_message(const std::string& what, natsStatus s, jsErrCode jerr) {
   std::string message = what + ": " + natsStatus_GetText(s);
   if (static_cast<int>(jerr) != 0)
     message += " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")";
@@ -30,6 +30,11 @@ void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr) {
     const std::string detail(last);
     if (detail != natsStatus_GetText(s)) message += ": " + detail;
   }
+  return message;
+}
+
+void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr) {
+  const std::string message = nats_error_message(what, s, jerr);
   if (s == NATS_INVALID_ARG || s == NATS_INVALID_SUBJECT) throw NatsInvalidArgument(message);
   throw NatsError(message);
 }

@@ -140,11 +140,27 @@ void check_ours(const char* kind, const std::string& name, const char* found,
   throw NatsError(message);
 }
 
-[[noreturn]] void refused(const std::string& what, natsStatus s, jsErrCode jerr, int replicas) {
-  if (jerr == 10074 || (replicas > 1 && jerr == 10023)) {
+[[noreturn]] void refused(const std::string& what, natsStatus s, jsErrCode jerr,
+                          const ResourceOptions& options) {
+  const int replicas = options.replicas;
+  if (jerr == JSStreamReplicasNotSupportedErr ||
+      (replicas > 1 && jerr == JSInsufficientResourcesErr)) {
     throw NatsError(what + ": NATS refuses " + std::to_string(replicas) +
                     " replicas: PYOCO_NATS_REPLICAS=" + std::to_string(replicas) +
                     " needs a JetStream cluster of at least that many servers");
+  }
+  const std::string said = nats_error_message(what, s, jerr);
+  if (jerr == JSStorageResourcesExceededErr ||
+      (jerr == JSClusterNoPeersErr && said.find("insufficient storage") != std::string::npos)) {
+    // JetStream reserves a stream's whole bound when it is made, and a
+    // nats-server without max_file_store offers 75% of the disk free when
+    // it started: a small disk refuses the plugin store's 4 GiB.
+    throw NatsError(said + "; the plugin store (PYOCO_PLUGINS) reserves PYOCO_PLUGINS_MAX_BYTES=" +
+                    std::to_string(options.plugins_max_bytes) +
+                    " bytes of JetStream file storage: set PYOCO_PLUGINS_MAX_BYTES lower (at "
+                    "least 1048576), or give nats-server more room (free disk where it stores, "
+                    "or a larger max_file_store in its jetstream block)" +
+                    (replicas > 1 ? ", on " + std::to_string(replicas) + " servers" : ""));
   }
   throw_nats(what, s, jerr);
 }
@@ -226,8 +242,7 @@ class Resources {
     jsErrCode jerr{};
     const natsStatus s = js_UpdateStream(&updated, js_, si->Config, nullptr, &jerr);
     jsStreamInfo_Destroy(si);
-    if (s != NATS_OK)
-      refused("cannot change the replicas or limits of " + what, s, jerr, options_.replicas);
+    if (s != NATS_OK) refused("cannot change the replicas or limits of " + what, s, jerr, options_);
     return updated;
   }
 
@@ -258,7 +273,7 @@ class Resources {
       jsErrCode jerr{};
       const natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
       if (s != NATS_OK) {
-        refused(std::string("cannot create stream ") + def.name, s, jerr, options_.replicas);
+        refused(std::string("cannot create stream ") + def.name, s, jerr, options_);
       }
       created = true;
     }
@@ -303,7 +318,7 @@ class Resources {
       jerr = {};
       s = js_AddConsumer(&ci, js_, stream.c_str(), &cc, nullptr, &jerr);
       if (s != NATS_OK) {
-        refused("cannot create consumer " + name + " of " + stream, s, jerr, options_.replicas);
+        refused("cannot create consumer " + name + " of " + stream, s, jerr, options_);
       }
       created = true;
     }
@@ -400,8 +415,9 @@ class Resources {
         const std::string last =
             nats_GetLastError(nullptr) != nullptr ? nats_GetLastError(nullptr) : "";
         refused(std::string("cannot create bucket ") + def.name, s,
-                last.find("replicas > 1") != std::string::npos ? jsErrCode(10074) : jsErrCode{},
-                options_.replicas);
+                last.find("replicas > 1") != std::string::npos ? JSStreamReplicasNotSupportedErr
+                                                               : jsErrCode{},
+                options_);
       }
       kvStore_Destroy(kv);
       created = true;

@@ -98,7 +98,9 @@ std::vector<std::pair<std::string, std::string>> kv_entries(Connection& nats,
                                                             const std::string& bucket,
                                                             const std::string& prefix = "");
 
-// "<what>: <cnats status text>[ (JetStream error N)][: <last error>]".
+// "<what>: <cnats status text>[ (JetStream error N)][: <last error>]",
+// which throw_nats throws.
+std::string nats_error_message(const std::string& what, natsStatus s, jsErrCode jerr = jsErrCode{});
 [[noreturn]] void throw_nats(const std::string& what, natsStatus s, jsErrCode jerr = jsErrCode{});
 
 // KV bucket `name`, opened. Throws NatsError: "missing ...: run `pyoco
