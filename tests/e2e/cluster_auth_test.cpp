@@ -358,6 +358,46 @@ BOOST_AUTO_TEST_CASE(a_revoke_reaches_every_gateway_within_a_second) {
   BOOST_TEST(guess.body.find("not known") != std::string::npos, guess.body);
 }
 
+// Someone holding a leaked key has the whole key, not its id: revoke takes
+// it (and its visible `pyoco_<id>` part) and never prints the secret.
+BOOST_AUTO_TEST_CASE(revoke_takes_the_whole_key_and_never_says_its_secret) {
+  NatsServer nats;
+  BOOST_TEST_REQUIRE(run_pyoco({"cluster", "init", "--nats", nats.url()}).exit_code == 0);
+  const Key whole = create_key(nats, "a", "runs:read");
+  const Key prefixed = create_key(nats, "a", "runs:read");
+  const std::string secret = whole.text.substr(whole.text.find('.') + 1);
+
+  const ProcessResult by_key = run_pyoco({"keys", "revoke", whole.text, "--nats", nats.url()});
+  BOOST_TEST(by_key.exit_code == 0, by_key.err);
+  BOOST_TEST(by_key.out.find("revoked " + whole.id) != std::string::npos, by_key.out);
+  BOOST_TEST((by_key.out + by_key.err).find(secret) == std::string::npos);
+
+  const ProcessResult by_prefix =
+      run_pyoco({"keys", "revoke", "pyoco_" + prefixed.id, "--nats", nats.url()});
+  BOOST_TEST(by_prefix.exit_code == 0, by_prefix.err);
+  BOOST_TEST(by_prefix.out.find("revoked " + prefixed.id) != std::string::npos, by_prefix.out);
+
+  const ProcessResult list = run_pyoco({"keys", "list", "--json", "--nats", nats.url()});
+  BOOST_TEST_REQUIRE(list.exit_code == 0, list.err);
+  const json::value keys = json::parse(list.out);
+  for (const auto& k : keys.as_array()) {
+    BOOST_TEST(!k.as_object().at("revoked_at").is_null(), k);
+  }
+
+  // A key nobody made: the id is named, the secret is not.
+  const std::string unknown = "pyoco_0123456789abcdef01234567.aSecretNobodyMade0123456789";
+  const ProcessResult none = run_pyoco({"keys", "revoke", unknown, "--nats", nats.url()});
+  BOOST_TEST(none.exit_code == 1);
+  BOOST_TEST(none.err.find("no key 0123456789abcdef01234567") != std::string::npos, none.err);
+  BOOST_TEST(none.err.find("aSecretNobodyMade") == std::string::npos, none.err);
+  const ProcessResult garbled =
+      run_pyoco({"keys", "revoke", "not.a-key-at-all-but-a-secret", "--nats", nats.url()});
+  BOOST_TEST(garbled.exit_code == 2);
+  BOOST_TEST(garbled.err.find("neither a key id nor a whole key") != std::string::npos,
+             garbled.err);
+  BOOST_TEST(garbled.err.find("a-key-at-all-but-a-secret") == std::string::npos, garbled.err);
+}
+
 // A revoke ends the event streams its key has open, on every route that
 // streams (they went on sending events to a revoked key for as long as the
 // client stayed).

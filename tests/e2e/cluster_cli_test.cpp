@@ -1592,6 +1592,35 @@ BOOST_AUTO_TEST_CASE(ambiguous_submits_are_refused_and_a_cut_short_one_names_its
   BOOST_TEST(s.call(http::verb::get, "/runs/" + id).retry_after == "5");
 }
 
+// A query parameter a route does not read is refused naming it and the
+// ones it reads: a misspelt filter answered every run (an outside tester's
+// `GET /runs?state=FAILED`).
+BOOST_AUTO_TEST_CASE(a_query_parameter_a_route_does_not_read_is_refused) {
+  NatsServer nats;
+  Server s({"--nats", nats.url()});
+  auto detail_of = [&](const std::string& target, unsigned status) {
+    const auto r = server::http_call(s.url, http::verb::get, target);
+    BOOST_TEST(r.status == status, target << ": " << r.body);
+    return status == 200u ? std::string()
+                          : std::string(json::parse(r.body).at("detail").as_string());
+  };
+  BOOST_TEST(detail_of("/runs?state=FAILED", 422u) ==
+             "state: not a query parameter of GET /runs (status, flow, tag, updated_after, "
+             "cursor, limit)");
+  BOOST_TEST(detail_of("/runs?status=FAILED&flow_name=x", 422u).starts_with("flow_name: "));
+  BOOST_TEST(detail_of("/workers?status=zzz", 422u) ==
+             "status: not a query parameter of GET /workers (state, include_hidden, limit)");
+  BOOST_TEST(detail_of("/runs/some-run/logs?taks=x", 422u) ==
+             "taks: not a query parameter of GET /runs/{id}/logs (task, tail, after, limit)");
+  BOOST_TEST(detail_of("/runs/some-run/tasks?status=FAILED", 422u) ==
+             "status: not a query parameter of GET /runs/{id}/tasks (it reads none)");
+  // Names are read decoded, as values are; what a route reads still works.
+  BOOST_TEST(detail_of("/runs?st%61te=x", 422u).starts_with("state: "));
+  detail_of("/runs?status=FAILED&limit=1&fl%6Fw=hello", 200u);
+  detail_of("/workers?include_hidden=true&state=IDLE", 200u);
+  detail_of("/health?probe=1", 200u);
+}
+
 // A field a run does not have is refused naming it: a misspelt "parmas"
 // ran without its params, and a params part of a sent flow was dropped
 // (an outside tester). A param name no $ctx.params reference can read is
@@ -1610,6 +1639,15 @@ BOOST_AUTO_TEST_CASE(unknown_fields_and_unreadable_param_names_are_refused) {
           "params.a.b: a param name holds no '.' ($ctx.params.a.b reads key 'b' of param 'a')");
   refused(R"({"flow_name": "hello", "params": {"": 1}})",
           "params.\"\": a param name is never empty (no $ctx.params reference reads \"\")");
+  // An empty name is said as empty, not as missing; a body that is not
+  // JSON says where, and why when it is not even UTF-8 (an outside tester
+  // got a bare "syntax error").
+  refused(R"({"flow_name": ""})",
+          "flow_name: empty; give the name of a flow the workers have (--flows)");
+  refused("{\"flow_name\": \"hello\",\n \"params\": {\"who\": }}",
+          "the body is not JSON: syntax error at 2:20");
+  refused("{\"flow_name\": \"h\xC3\x28llo\"}",
+          "the body is not JSON: byte 17 (at 1:17) is not UTF-8; send the body as UTF-8");
 
   const std::string flow = read_text(source_dir() / "examples/hello/flow.yaml");
   const std::string form = form_of({{"workflow", flow}, {"params", "{\"a\": 1}"}});

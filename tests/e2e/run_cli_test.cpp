@@ -260,6 +260,10 @@ BOOST_AUTO_TEST_CASE(params_file_sits_between_the_defaults_and_each_param) {
            {"# nothing\n", "only.yaml: holds no params; expected an object"},
            {"who: a\n---\nwho: b\n", "only.yaml:2: a second YAML document"},
            {"who: [a,\n", "only.yaml:1: not JSON, and as YAML not an object of params"},
+           // the bracket's place in the message, as the file numbers it too
+           {"a: 1\nb: 2\nx: [1, 2\n",
+            "only.yaml:3: not JSON, and as YAML not an object of params: not valid YAML: end of "
+            "sequence flow not found (the '[' at line 3, column 4 is not closed"},
            {"# c\nwho: a\nn: 1\nwho: b\n",
             "only.yaml:4:1: not JSON, and as YAML not an object of "
             "params: params.who: duplicate key (first at line 2)"},

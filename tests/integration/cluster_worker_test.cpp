@@ -146,6 +146,27 @@ std::size_t count_kind(const std::vector<json::object>& events, const char* kind
       events.begin(), events.end(), [&](auto& e) { return e.at("kind").as_string() == kind; }));
 }
 
+// `node`'s last event is `kind`, saying `why`, and it comes before the
+// run's end: the trace shows no task left started.
+void expect_ended_before_the_run(const std::vector<json::object>& events, const std::string& node,
+                                 const std::string& kind, const std::string& why) {
+  std::optional<std::size_t> last, end;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const std::string_view k = events[i].at("kind").as_string();
+    const json::value* n = events[i].if_contains("node");
+    if (k.starts_with("node_") && n != nullptr && n->is_string() && n->as_string() == node) {
+      last = i;
+    }
+    if (k == "run_end") end = i;
+  }
+  BOOST_TEST_REQUIRE(last.has_value());
+  BOOST_TEST_REQUIRE(end.has_value());
+  BOOST_TEST(events[*last].at("kind").as_string() == kind, json::serialize(events[*last]));
+  BOOST_TEST(std::string(events[*last].at("message").as_string()).find(why) != std::string::npos,
+             json::serialize(events[*last]));
+  BOOST_TEST(*last < *end);
+}
+
 // events_of once the run's run_end is in the stream (or 20 s have
 // passed): the worker publishes it after the record's terminal write, so a
 // read right after wait_for(terminal) can come before it.
@@ -542,6 +563,41 @@ BOOST_AUTO_TEST_CASE(a_run_whose_worker_is_dead_shows_cancelling_at_once) {
   const auto events = events_once_ended(c.server.url(), "stranded");
   BOOST_TEST(count_kind(events, "run_cancelling") == 1u);
   BOOST_TEST(count_kind(events, "run_end") == 1u);
+  expect_ended_before_the_run(events, "nap", "node_cancelled", "cancelled while its worker w1");
+}
+
+// The same, with the worker killed before its first progress write: its
+// record held no tasks, and the run ended with `tasks: {}` while its trace
+// showed `nap` started for good (an outside tester). The next worker reads
+// the run's node events for what started and ends it, in both.
+BOOST_AUTO_TEST_CASE(a_task_started_by_a_worker_that_died_before_saving_it_is_ended_too) {
+  Cluster c;
+  // Its first progress write 1.5 s after the claim: the kill comes first.
+  ChildProcess first({pyoco_exe().string(), "worker", "--nats", c.server.url(), "--worker-id", "w1",
+                      "--flows", c.flows.path().string(), "--progress-interval", "1.5"},
+                     {{"PYOCO_PLUGIN_PATH", ""}}, c.flows.path());
+  RunRecords runs(c.nats);
+  submit_run(c.nats, runs, c.job("unsaved", "sleepy", {{"seconds", 60}}));
+  BOOST_TEST_REQUIRE(eventually(
+      [&] { return count_kind(events_of(c.server.url(), "unsaved"), "node_start") == 1u; }, 30s));
+  first.send_signal(SIGKILL);
+  first.wait(10s);
+  const std::optional<RunRecord> at_kill = runs.get("unsaved");
+  BOOST_TEST_REQUIRE(at_kill.has_value());
+  const json::value* saved = at_kill->snapshot.if_contains("tasks");
+  BOOST_WARN_MESSAGE(saved == nullptr || !saved->is_object() || saved->as_object().empty(),
+                     "the host was slow: the worker saved its tasks before the kill, so this "
+                     "ran the saved path");
+  BOOST_TEST(request_cancel(c.nats, runs, "unsaved", "ops")->status() == "CANCELLING");
+
+  c.worker("w2");
+  const RunRecord r = c.wait_for("unsaved", terminal, 30s);
+  BOOST_TEST(r.status() == "CANCELLED");
+  BOOST_TEST(r.snapshot.at("tasks").at("nap").as_string() == "CANCELLED");
+  BOOST_TEST(r.snapshot.at("task_counts").at("CANCELLED").as_int64() == 1);
+  BOOST_TEST(r.snapshot.at("tasks_omitted").as_int64() == 0);
+  const auto events = events_once_ended(c.server.url(), "unsaved");
+  expect_ended_before_the_run(events, "nap", "node_cancelled", "cancelled while its worker w1");
 }
 
 // kill -9 of the worker mid-run: NATS delivers the job again after

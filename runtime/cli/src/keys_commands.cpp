@@ -241,11 +241,37 @@ int run_list(const KeysArgs& a) {
   });
 }
 
+// The ids `keys revoke` tries for what it was given: an id, or a whole
+// key `pyoco_<id>.<secret>` (what someone holding a leaked key has), or
+// `pyoco_<id>` (its visible part). The secret is never kept or said.
+std::vector<std::string> key_ids_in(const std::string& given) {
+  if (given.find('.') != std::string::npos) {
+    if (const auto key = cluster::parse_api_key(given)) return {key->key_id};
+    return {};
+  }
+  std::vector<std::string> ids{given};
+  constexpr std::string_view prefix = "pyoco_";
+  if (given.size() > prefix.size() && given.compare(0, prefix.size(), prefix) == 0) {
+    ids.push_back(given.substr(prefix.size()));
+  }
+  return ids;
+}
+
 int run_revoke(const KeysArgs& a) {
   return with_store("revoke", a, [&](cluster::ApiKeyStore& store) {
-    const auto r = store.revoke(a.key_id);
+    const std::vector<std::string> ids = key_ids_in(a.key_id);
+    if (ids.empty()) {
+      std::cerr << "pyoco keys revoke: that is neither a key id nor a whole key "
+                   "(pyoco_<id>.<secret>): give the id `pyoco keys list` shows\n";
+      return kExitUsage;
+    }
+    std::optional<cluster::ApiKeyRecord> r;
+    for (const std::string& id : ids) {
+      if ((r = store.revoke(id))) break;
+    }
     if (!r) {
-      std::cerr << "pyoco keys revoke: no key " << a.key_id << " (`pyoco keys list` shows them)\n";
+      std::cerr << "pyoco keys revoke: no key " << ids.back()
+                << " (`pyoco keys list` shows them)\n";
       return kExitFailed;
     }
     if (a.json) {
@@ -366,7 +392,10 @@ void add_keys_commands(CLI::App* keys, CommandTable& table) {
 
   CLI::App* revoke =
       keys->add_subcommand("revoke", "Revoke an API key: every gateway refuses it within a second");
-  revoke->add_option("key_id", a->key_id, "The key's id (`pyoco keys list`)")->required();
+  revoke
+      ->add_option("key_id", a->key_id,
+                   "The key's id (`pyoco keys list`), or the whole key pyoco_<id>.<secret>")
+      ->required();
   revoke->add_flag("--json", a->json, "The revoked key as a JSON object");
   nats(revoke);
   table.add(revoke, [a] { return run_revoke(*a); });

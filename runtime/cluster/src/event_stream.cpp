@@ -304,12 +304,10 @@ bool EventPublisher::flush(const std::string& run_id, std::chrono::milliseconds 
   return impl_->acked.wait_for(lock, timeout, [&] { return !impl_->unacked.contains(run_id); });
 }
 
-namespace {
-
-void publish_once(Connection& nats, const std::string& run_id, const std::string& id,
-                  const json::object& o) {
+void publish_event_once(Connection& nats, const std::string& run_id, const char* subject_kind,
+                        const std::string& id, const json::object& o) {
   const std::string body = json::serialize(o);
-  const std::string subject = "pyoco.ev." + run_id + ".run";
+  const std::string subject = "pyoco.ev." + run_id + "." + subject_kind;
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MsgId = id.c_str();
@@ -319,6 +317,13 @@ void publish_once(Connection& nats, const std::string& run_id, const std::string
                                    static_cast<int>(body.size()), &po, &jerr);
   if (st != NATS_OK) throw_nats("cannot publish an event of run " + run_id, st, jerr);
   jsPubAck_Destroy(ack);
+}
+
+namespace {
+
+void publish_once(Connection& nats, const std::string& run_id, const std::string& id,
+                  const json::object& o) {
+  publish_event_once(nats, run_id, "run", id, o);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/open_nodes.hpp>
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/reaper.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
@@ -200,6 +201,7 @@ void Reaper::fail_stuck(const RunJob& job, std::int64_t deliveries) {
   {
     RunRecords runs(nats_);
     std::optional<RunRecord> ended;
+    std::optional<std::vector<OpenNode>> open;  // read once, if it is ended here
     for (;;) {
       std::optional<RunRecord> r = runs.get(job.run_id);
       if (!r) break;
@@ -213,13 +215,19 @@ void Reaper::fail_stuck(const RunJob& job, std::int64_t deliveries) {
       next["error"] = error;
       next["end_time"] = now;
       end_unfinished_tasks(next, "FAILED");
+      if (!open) open = open_nodes(nats_, job.run_id);
+      record_open_nodes(next, *open, "FAILED");
       next["updated_at"] = now;
       if (auto rev = runs.replace(job.run_id, next, r->revision)) {
         ended = RunRecord{std::move(next), *rev};
         break;
       }
     }
-    if (ended) publish_run_end(nats_, *ended);
+    if (ended) {
+      // Its tasks' ends before its own: the trace shows none left started.
+      if (open) publish_open_node_ends(nats_, *ended, *open, "FAILED", error);
+      publish_run_end(nats_, *ended);
+    }
     const json::object dead{{"reason", "max_deliver_exceeded"},
                             {"error", error},
                             {"run_id", job.run_id},

@@ -82,18 +82,24 @@ json::value yaml_params(std::string_view text, const std::filesystem::path& file
     }
     std::string problem = e.problem();
     if (problem.rfind("flow.defaults", 0) == 0) problem.replace(0, 13, "params");
-    // "duplicate key (first at line N)", "(line N is indented with a
-    // tab...)": N of the wrapped text, too.
-    for (const std::string_view lead : {"(first at line ", "(line "}) {
-      if (const auto at = problem.find(lead); at != std::string::npos) {
-        const std::size_t from = at + lead.size();
-        std::uint32_t n = 0;
-        const auto [end, ec] =
-            std::from_chars(problem.data() + from, problem.data() + problem.size(), n);
-        if (ec == std::errc() && n > kHeadLines) {
-          problem.replace(from, static_cast<std::size_t>(end - (problem.data() + from)),
-                          std::to_string(n - kHeadLines));
-        }
+    // "(first at line N)", "(line N is indented with a tab...)", "(the '['
+    // at line N, column M is not closed...)": positions in the wrapped
+    // text, said as the file's own.
+    auto shift = [&](std::size_t from, std::uint32_t by) {
+      std::uint32_t n = 0;
+      const auto [end, ec] =
+          std::from_chars(problem.data() + from, problem.data() + problem.size(), n);
+      if (ec != std::errc()) return from;
+      const std::string shifted = std::to_string(n > by ? n - by : n);
+      problem.replace(from, static_cast<std::size_t>(end - (problem.data() + from)), shifted);
+      return from + shifted.size();
+    };
+    // Only the reader's own words ("at line", "(line"): a key may hold "line 5".
+    for (const std::string_view lead : {"at line ", "(line "}) {
+      for (std::size_t at = problem.find(lead); at != std::string::npos;
+           at = problem.find(lead, at)) {
+        at = shift(at + lead.size(), kHeadLines);
+        if (problem.compare(at, 9, ", column ") == 0) at = shift(at + 9, kIndent);
       }
     }
     throw SetupError(Setting::ParamsFile,

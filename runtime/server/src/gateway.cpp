@@ -40,6 +40,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -49,6 +50,7 @@
 #include <stop_token>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 #include <vector>
 
@@ -197,7 +199,16 @@ json::object body_object(const Request& req) {
                   " levels deep (params: at most " + std::to_string(kMaxBodyDepth - 1) +
                   " levels inside the body); flatten it, or pass a file's location");
   }
-  if (ec) unprocessable("the body is not JSON: " + ec.message());
+  if (ec) {
+    // Where it stopped, and why when the bytes are not text at all.
+    const std::string_view body = req.body();
+    if (const std::size_t bad = core::invalid_utf8_at(body); bad != std::string_view::npos) {
+      unprocessable("the body is not JSON: byte " + std::to_string(bad + 1) + " (at " +
+                    core::line_column(body, bad) + ") is not UTF-8; send the body as UTF-8");
+    }
+    unprocessable("the body is not JSON: " + ec.message() + " at " +
+                  core::json_error_position(body, kMaxBodyDepth));
+  }
   if (!v.is_object()) unprocessable("the body must be a JSON object");
   // What the value cannot tell: a key sent twice (JSON readers disagree on
   // which one counts), an integer no 64-bit integer holds (read as a double,
@@ -227,30 +238,6 @@ std::string tag_of(const json::object& o, const std::string& fallback) {
   return tag;
 }
 
-// A query value as clients encode it: %XX is the byte, '+' a space
-// (Python's urlencode sends `task=say%5B3%5D` for say[3]).
-std::string form_decoded(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  auto hex = [](char c) {
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-  };
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (v[i] == '+') {
-      out += ' ';
-    } else if (v[i] == '%' && i + 2 < v.size() && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
-      out += static_cast<char>(hex(v[i + 1]) * 16 + hex(v[i + 2]));
-      i += 2;
-    } else {
-      out += v[i];
-    }
-  }
-  return out;
-}
-
 // A name a client sent, fit to show back: "" for none.
 std::string shown_name(std::string_view name) { return name.empty() ? "\"\"" : shown(name); }
 
@@ -271,50 +258,6 @@ void refuse_unknown(const Names& names, std::span<const std::string_view> known,
     unprocessable(shown_name(n) + ": not a field of " + std::string(what) + " (" + list + ")" +
                   (more.empty() ? "" : "; " + more));
   }
-}
-
-// Calls f(name, value) for each of a target's query parameters, its name
-// decoded and its value as it was sent.
-template <class F>
-void each_query_parameter(std::string_view target, F&& f) {
-  const auto q = target.find('?');
-  if (q == std::string_view::npos) return;
-  std::string_view rest = target.substr(q + 1);
-  while (!rest.empty()) {
-    const auto amp = rest.find('&');
-    const std::string_view pair = rest.substr(0, amp);
-    if (!pair.empty()) {
-      const auto eq = pair.find('=');
-      f(form_decoded(pair.substr(0, eq)),
-        eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
-    }
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-  }
-}
-
-// The names of a target's query parameters, decoded.
-std::vector<std::string> query_names(std::string_view target) {
-  std::vector<std::string> names;
-  each_query_parameter(
-      target, [&](std::string name, std::string_view) { names.push_back(std::move(name)); });
-  return names;
-}
-
-// The query parameter `key` (its name decoded, as its value is), or "". A
-// parameter given twice is a 400, as a key sent twice in a JSON body:
-// readers disagree on which counts, and it is not the gateway's to guess.
-std::string query_value(std::string_view target, std::string_view key) {
-  std::optional<std::string> value;
-  each_query_parameter(target, [&](const std::string& name, std::string_view raw) {
-    if (name != key) return;
-    if (value) {
-      throw HttpError{400, "bad_request",
-                      "the query parameter " + shown(std::string(key)) +
-                          " is given twice; give each parameter once"};
-    }
-    value = form_decoded(raw);
-  });
-  return value.value_or("");
 }
 
 // One part of a multipart/form-data body: its bytes, and the file name
@@ -537,8 +480,11 @@ class Gateway {
                                 "have, --flows), not ") +
                     json_kind(*flow));
     }
-    if (flow == nullptr || !flow->is_string() || flow->as_string().empty()) {
+    if (flow == nullptr || flow->is_null()) {
       unprocessable("flow_name: required, the name of a flow the workers have (--flows)");
+    }
+    if (flow->as_string().empty()) {
+      unprocessable("flow_name: empty; give the name of a flow the workers have (--flows)");
     }
     cluster::RunJob job;
     job.flow_name = std::string(flow->as_string());
@@ -1629,6 +1575,29 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
               [g](const Request& r, const PathParams& p, const Caller& c) {
                 return g->patch_worker(r, p.at("id"), c);
               });
+  // What each route reads of its query: any other parameter is a 422 (a
+  // misspelt filter would answer every run). /metrics and POST /runs/yaml
+  // (which names its own) are left to themselves.
+  using http::verb;
+  for (const auto& [method, pattern, names] :
+       std::initializer_list<std::tuple<verb, const char*, std::vector<std::string>>>{
+           {verb::get, "/stats", {}},
+           {verb::get, "/events", {"last_event_id"}},
+           {verb::post, "/runs", {}},
+           {verb::get, "/runs", {"status", "flow", "tag", "updated_after", "cursor", "limit"}},
+           {verb::get, "/runs/{id}", {}},
+           {verb::get, "/runs/{id}/logs", {"task", "tail", "after", "limit"}},
+           {verb::get, "/runs/{id}/tasks", {}},
+           {verb::post, "/runs/{id}/cancel", {}},
+           {verb::get, "/runs/{id}/watch", {"last_event_id"}},
+           {verb::get, "/workers", {"state", "include_hidden", "limit"}},
+           {verb::post, "/plugins", {"tags"}},
+           {verb::get, "/plugins", {}},
+           {verb::get, "/plugins/history", {"limit"}},
+           {verb::post, "/plugins/{name}/{version}/yank", {}},
+           {verb::patch, "/workers/{id}", {}}}) {
+    router->reads_query(method, pattern, names);
+  }
   if (auth) {
     router->guard(
         [auth](const Request& r, const std::string& address, unsigned scope, bool from_memory) {

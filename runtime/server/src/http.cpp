@@ -97,39 +97,160 @@ std::string shown(std::string_view text) {
   return out;
 }
 
+std::string form_decoded(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '+') {
+      out += ' ';
+    } else if (v[i] == '%' && i + 2 < v.size() && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
+      out += static_cast<char>(hex(v[i + 1]) * 16 + hex(v[i + 2]));
+      i += 2;
+    } else {
+      out += v[i];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Calls f(name, value) for each of a target's query parameters, its name
+// decoded and its value as it was sent.
+template <class F>
+void each_query_parameter(std::string_view target, F&& f) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    if (!pair.empty()) {
+      const auto eq = pair.find('=');
+      f(form_decoded(pair.substr(0, eq)),
+        eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    }
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> query_names(std::string_view target) {
+  std::vector<std::string> names;
+  each_query_parameter(
+      target, [&](std::string name, std::string_view) { names.push_back(std::move(name)); });
+  return names;
+}
+
+std::string query_value(std::string_view target, std::string_view key) {
+  std::optional<std::string> value;
+  each_query_parameter(target, [&](const std::string& name, std::string_view raw) {
+    if (name != key) return;
+    if (value) {
+      throw HttpError{400, "bad_request",
+                      "the query parameter " + shown(std::string(key)) +
+                          " is given twice; give each parameter once"};
+    }
+    value = form_decoded(raw);
+  });
+  return value.value_or("");
+}
+
+namespace {
+
+Route make_route(http::verb method, std::string pattern, unsigned scope) {
+  Route r;
+  r.method = method;
+  r.pattern = std::move(pattern);
+  r.scope = scope;
+  return r;
+}
+
+}  // namespace
+
 void Router::add(http::verb method, std::string pattern, unsigned scope, Handler handler) {
-  routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}});
+  Route r = make_route(method, std::move(pattern), scope);
+  r.handler = std::move(handler);
+  routes_.push_back(std::move(r));
 }
 
 void Router::add_from_memory(http::verb method, std::string pattern, unsigned scope,
                              Handler handler) {
-  Route r{method, std::move(pattern), scope, std::move(handler), {}};
+  Route r = make_route(method, std::move(pattern), scope);
+  r.handler = std::move(handler);
   r.from_memory = true;
   routes_.push_back(std::move(r));
 }
 
 void Router::add_large(http::verb method, std::string pattern, unsigned scope,
                        std::size_t body_limit, Handler handler) {
-  routes_.push_back(Route{method, std::move(pattern), scope, std::move(handler), {}, body_limit});
+  Route r = make_route(method, std::move(pattern), scope);
+  r.handler = std::move(handler);
+  r.body_limit = body_limit;
+  routes_.push_back(std::move(r));
 }
 
 void Router::add_at_once(http::verb method, std::string pattern, Handler handler) {
-  routes_.push_back(Route{method, std::move(pattern), kPublic, std::move(handler), {}, 0, true});
+  Route r = make_route(method, std::move(pattern), kPublic);
+  r.handler = std::move(handler);
+  r.at_once = true;
+  routes_.push_back(std::move(r));
 }
 
 void Router::add_stream(http::verb method, std::string pattern, unsigned scope,
                         StreamHandler handler) {
-  routes_.push_back(Route{method, std::move(pattern), scope, {}, std::move(handler)});
+  Route r = make_route(method, std::move(pattern), scope);
+  r.stream = std::move(handler);
+  routes_.push_back(std::move(r));
 }
 
-Caller Router::admit(const Route& route, const Request& request, const std::string& address) const {
-  if (!guard_) {
-    Caller everyone;
-    everyone.any_tenant = true;
-    return everyone;
+void Router::reads_query(http::verb method, const std::string& pattern,
+                         std::vector<std::string> names) {
+  for (Route& r : routes_) {
+    if (r.method == method && r.pattern == pattern) {
+      r.query = std::move(names);
+      return;
+    }
   }
-  if (route.scope == kPublic) return Caller{};
-  return guard_(request, address, route.scope, route.from_memory);
+  throw std::logic_error("reads_query: no route " + pattern);
+}
+
+namespace {
+
+// A query parameter the route does not read is refused (422), as a misspelt
+// body field is: `GET /runs?state=FAILED` answered every run.
+void refuse_unread_query(const Route& route, const Request& request) {
+  if (!route.query) return;
+  for (const std::string& name : query_names(request.target())) {
+    if (std::find(route.query->begin(), route.query->end(), name) != route.query->end()) continue;
+    std::string known;
+    for (const std::string& k : *route.query) known += (known.empty() ? "" : ", ") + k;
+    throw HttpError{422, "invalid_request",
+                    (name.empty() ? std::string("\"\"") : shown(name)) +
+                        ": not a query parameter of " + std::string(http::to_string(route.method)) +
+                        " " + route.pattern +
+                        (known.empty() ? std::string(" (it reads none)") : " (" + known + ")")};
+  }
+}
+
+}  // namespace
+
+Caller Router::admit(const Route& route, const Request& request, const std::string& address) const {
+  Caller caller;
+  if (!guard_) {
+    caller.any_tenant = true;
+  } else if (route.scope != kPublic) {
+    caller = guard_(request, address, route.scope, route.from_memory);
+  }
+  refuse_unread_query(route, request);  // after the guard: a stranger learns no parameters
+  return caller;
 }
 
 namespace {

@@ -199,10 +199,18 @@ struct WebhookSender::Impl {
         started.is_number() && ended.is_number()
             ? json::value((ended.to_number<double>() - started.to_number<double>()) * 1000)
             : json::value(nullptr);
-    json::object metadata{{"attempt", field("attempt")}};
+    // Every key in every delivery, whatever the record holds (a run ended
+    // by the next worker after its owner died may have saved no tasks): a
+    // receiver reads metadata.task_counts without looking first.
+    json::object metadata{{"attempt", field("attempt")},   {"tag", nullptr},
+                          {"tenant_id", nullptr},          {"error", nullptr},
+                          {"task_counts", json::object{}}, {"tasks_omitted", 0},
+                          {"worker_id", nullptr}};
     if (record != nullptr) {
       for (const char* key : {"tag", "tenant_id", "error", "task_counts", "tasks_omitted"}) {
-        if (const json::value* v = record->snapshot.if_contains(key)) metadata[key] = *v;
+        if (const json::value* v = record->snapshot.if_contains(key); v && !v->is_null()) {
+          metadata[key] = *v;
+        }
       }
       if (const json::value* o = record->snapshot.if_contains("owner"); o && o->is_object()) {
         if (const json::value* w = o->as_object().if_contains("worker_id"))

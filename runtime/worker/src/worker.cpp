@@ -1,6 +1,7 @@
 #include <pyoco/abi.h>
 #include <pyoco/cluster/event_stream.hpp>
 #include <pyoco/cluster/nats_handles.hpp>
+#include <pyoco/cluster/open_nodes.hpp>
 #include <pyoco/cluster/process_log.hpp>
 #include <pyoco/cluster/resources.hpp>
 #include <pyoco/cluster/run_protocol.hpp>
@@ -566,6 +567,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         return cluster::RunRecord{std::move(next), *rev};
       }
     }
+    std::optional<std::vector<cluster::OpenNode>> open;  // read once, if it is ended here
     for (;;) {
       std::optional<cluster::RunRecord> r = runs.get(job.run_id);
       if (!r) {
@@ -590,10 +592,13 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
                      {{"run_id", job.run_id}, {"lease_s", lease}});
         return std::nullopt;
       }
-      if (r->status() == "CANCELLING") {  // its owner died after the request: end it
+      const bool cancelling = r->status() == "CANCELLING";
+      if (cancelling) {  // its owner died after the request: end it
         next["status"] = "CANCELLED";
         next["end_time"] = now;
         cluster::end_unfinished_tasks(next, "CANCELLED");
+        if (!open) open = cluster::open_nodes(nats, job.run_id);
+        cluster::record_open_nodes(next, *open, "CANCELLED");
       }
       const json::value* owned = r->snapshot.if_contains("owner");
       if (const json::value* a = r->snapshot.if_contains("attempt");
@@ -602,8 +607,29 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
       }
       mark_claimed(next, me, now);
       if (auto rev = runs.replace(job.run_id, next, r->revision)) {
-        return cluster::RunRecord{std::move(next), *rev};
+        cluster::RunRecord ended{std::move(next), *rev};
+        if (cancelling) end_open_nodes(ended, *r, *open);
+        return ended;
       }
+    }
+  }
+
+  // The tasks a dead owner left started, ended in the trace before the
+  // run's end (the record has them already). NATS away: the run still ends.
+  void end_open_nodes(const cluster::RunRecord& ended, const cluster::RunRecord& before,
+                      const std::vector<cluster::OpenNode>& open) {
+    std::string owner = "its worker";
+    if (const json::value* o = before.snapshot.if_contains("owner"); o && o->is_object()) {
+      if (const json::value* w = o->as_object().if_contains("worker_id"); w && w->is_string()) {
+        owner += " " + std::string(w->as_string());
+      }
+    }
+    try {
+      cluster::publish_open_node_ends(nats, ended, open, "CANCELLED",
+                                      "cancelled while " + owner + " was gone");
+    } catch (const NatsError& e) {
+      cluster::log(cluster::LogLevel::warning, "worker: a dead owner's tasks' ends not published",
+                   {{"run_id", ended.snapshot.at("run_id")}, {"error", e.what()}});
     }
   }
 

@@ -98,6 +98,11 @@ struct StoredEvent {
 bool read_events(Connection& nats, const std::string& subject, std::uint64_t after,
                  const std::function<bool(const StoredEvent&)>& each);
 
+// One event `o` on `pyoco.ev.<run_id>.<subject_kind>` with message id `id`
+// (stored once however often it is sent). Throws NatsError.
+void publish_event_once(Connection& nats, const std::string& run_id, const char* subject_kind,
+                        const std::string& id, const boost::json::object& o);
+
 struct RunJob;
 
 // A run was accepted: {"kind":"run_submitted","run_id","flow","tag","ts"}

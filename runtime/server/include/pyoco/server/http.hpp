@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,16 @@ Response error_response(unsigned status, const std::string& error, const std::st
 // What a client sent (a path, an id), fit to show back in an answer: its
 // first 200 bytes, each byte that is not printable ASCII as %XX, then "...".
 std::string shown(std::string_view text);
+
+// A query value as clients encode it: %XX is the byte, '+' a space
+// (Python's urlencode sends `task=say%5B3%5D` for say[3]).
+std::string form_decoded(std::string_view v);
+// The names of a target's query parameters, decoded.
+std::vector<std::string> query_names(std::string_view target);
+// The query parameter `key` (its name decoded, as its value is), or "". A
+// parameter given twice is a 400, as a key sent twice in a JSON body:
+// readers disagree on which counts, and it is not the gateway's to guess.
+std::string query_value(std::string_view target, std::string_view key);
 
 // Thrown by a handler to answer with an error.
 struct HttpError {
@@ -79,9 +90,9 @@ using StreamHandler =
     std::function<void(const Request&, const PathParams&, const Caller&, EventStream&)>;
 
 struct Route {
-  boost::beast::http::verb method;
+  boost::beast::http::verb method = boost::beast::http::verb::unknown;
   std::string pattern;  // "/runs/{id}/cancel"
-  unsigned scope;       // what a caller must hold (a cluster::Scope bit), or kPublic
+  unsigned scope = 0;   // what a caller must hold (a cluster::Scope bit), or kPublic
   Handler handler;
   StreamHandler stream;        // set instead of `handler` for an SSE route
   std::size_t body_limit = 0;  // more than the server's: its caller is admitted before the body
@@ -90,6 +101,9 @@ struct Route {
   // X-Pyoco-Stale): the guard may admit a key it verified before without
   // asking NATS (add_from_memory).
   bool from_memory = false;
+  // The query parameters it reads (reads_query): any other is refused with
+  // a 422 naming them. Unset: not checked (the dashboard's files, /health).
+  std::optional<std::vector<std::string>> query;
 };
 
 class Router {
@@ -117,6 +131,10 @@ class Router {
   // NATS or checking keys): GET /health, the dashboard's files. Its handler
   // must answer from memory, without waiting.
   void add_at_once(boost::beast::http::verb method, std::string pattern, Handler handler);
+  // The query parameters a route added above reads (none: an empty list);
+  // any other is refused (422) before its handler runs.
+  void reads_query(boost::beast::http::verb method, const std::string& pattern,
+                   std::vector<std::string> names);
 
   // Decides who calls a route of `scope` (not kPublic) from `address`:
   // returns the caller or throws the HttpError to answer. Without a guard
