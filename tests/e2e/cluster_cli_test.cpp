@@ -1606,10 +1606,10 @@ BOOST_AUTO_TEST_CASE(a_query_parameter_a_route_does_not_read_is_refused) {
   };
   BOOST_TEST(detail_of("/runs?state=FAILED", 422u) ==
              "state: not a query parameter of GET /runs (status, flow, tag, updated_after, "
-             "cursor, limit)");
+             "cursor, limit, include, workflow_yaml_sha256)");
   BOOST_TEST(detail_of("/runs?status=FAILED&flow_name=x", 422u).starts_with("flow_name: "));
   BOOST_TEST(detail_of("/workers?status=zzz", 422u) ==
-             "status: not a query parameter of GET /workers (state, include_hidden, limit)");
+             "status: not a query parameter of GET /workers (state, include_hidden, limit, scope)");
   BOOST_TEST(detail_of("/runs/some-run/logs?taks=x", 422u) ==
              "taks: not a query parameter of GET /runs/{id}/logs (task, tail, after, limit)");
   BOOST_TEST(detail_of("/runs/some-run/tasks?status=FAILED", 422u) ==
@@ -1619,6 +1619,9 @@ BOOST_AUTO_TEST_CASE(a_query_parameter_a_route_does_not_read_is_refused) {
   detail_of("/runs?status=FAILED&limit=1&fl%6Fw=hello", 200u);
   detail_of("/workers?include_hidden=true&state=IDLE", 200u);
   detail_of("/health?probe=1", 200u);
+  // What pyoco-server's client sends is taken (and not used).
+  detail_of("/runs?include=full&workflow_yaml_sha256=ab", 200u);
+  detail_of("/workers?scope=all", 200u);
 }
 
 // A field a run does not have is refused naming it: a misspelt "parmas"

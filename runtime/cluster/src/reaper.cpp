@@ -207,6 +207,7 @@ void Reaper::fail_stuck(const RunJob& job, std::int64_t deliveries) {
       if (!r) break;
       if (r->terminal()) {
         ended = r;
+        open.reset();  // ended by another: its tasks' ends are not ours to publish
         break;
       }
       json::object next = r->snapshot;
@@ -222,10 +223,19 @@ void Reaper::fail_stuck(const RunJob& job, std::int64_t deliveries) {
         ended = RunRecord{std::move(next), *rev};
         break;
       }
+      open.reset();  // the record changed: read its events again
     }
     if (ended) {
       // Its tasks' ends before its own: the trace shows none left started.
-      if (open) publish_open_node_ends(nats_, *ended, *open, "FAILED", error);
+      // NATS away: the run still ends (its end is what a watcher waits for).
+      if (open) {
+        try {
+          publish_open_node_ends(nats_, *ended, *open, "FAILED", error);
+        } catch (const NatsError& e) {
+          log(LogLevel::warning, "reaper: a dead owner's tasks' ends not published",
+              {{"run_id", job.run_id}, {"error", e.what()}});
+        }
+      }
       publish_run_end(nats_, *ended);
     }
     const json::object dead{{"reason", "max_deliver_exceeded"},

@@ -141,7 +141,7 @@ void check_ours(const char* kind, const std::string& name, const char* found,
 }
 
 [[noreturn]] void refused(const std::string& what, natsStatus s, jsErrCode jerr,
-                          const ResourceOptions& options) {
+                          const ResourceOptions& options, bool plugin_store = false) {
   const int replicas = options.replicas;
   if (jerr == JSStreamReplicasNotSupportedErr ||
       (replicas > 1 && jerr == JSInsufficientResourcesErr)) {
@@ -150,8 +150,9 @@ void check_ours(const char* kind, const std::string& name, const char* found,
                     " needs a JetStream cluster of at least that many servers");
   }
   const std::string said = nats_error_message(what, s, jerr);
-  if (jerr == JSStorageResourcesExceededErr ||
-      (jerr == JSClusterNoPeersErr && said.find("insufficient storage") != std::string::npos)) {
+  if (plugin_store &&
+      (jerr == JSStorageResourcesExceededErr ||
+       (jerr == JSClusterNoPeersErr && said.find("insufficient storage") != std::string::npos))) {
     // JetStream reserves a stream's whole bound when it is made, and a
     // nats-server without max_file_store offers 75% of the disk free when
     // it started: a small disk refuses the plugin store's 4 GiB.
@@ -242,7 +243,8 @@ class Resources {
     jsErrCode jerr{};
     const natsStatus s = js_UpdateStream(&updated, js_, si->Config, nullptr, &jerr);
     jsStreamInfo_Destroy(si);
-    if (s != NATS_OK) refused("cannot change the replicas or limits of " + what, s, jerr, options_);
+    if (s != NATS_OK)
+      refused("cannot change the replicas or limits of " + what, s, jerr, options_, max_bytes > 0);
     return updated;
   }
 
@@ -273,7 +275,8 @@ class Resources {
       jsErrCode jerr{};
       const natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
       if (s != NATS_OK) {
-        refused(std::string("cannot create stream ") + def.name, s, jerr, options_);
+        refused(std::string("cannot create stream ") + def.name, s, jerr, options_,
+                def.plugin_store);
       }
       created = true;
     }

@@ -1577,20 +1577,25 @@ std::shared_ptr<Router> gateway_routes(cluster::Connection& nats, GatewayOptions
               });
   // What each route reads of its query: any other parameter is a 422 (a
   // misspelt filter would answer every run). /metrics and POST /runs/yaml
-  // (which names its own) are left to themselves.
+  // (which names its own) are left to themselves. pyoco-server's client
+  // sends include, workflow_yaml_sha256, since, timeout_sec and scope:
+  // taken and not used, as its body's `tags` is (docs/cluster.md).
   using http::verb;
   for (const auto& [method, pattern, names] :
        std::initializer_list<std::tuple<verb, const char*, std::vector<std::string>>>{
            {verb::get, "/stats", {}},
            {verb::get, "/events", {"last_event_id"}},
            {verb::post, "/runs", {}},
-           {verb::get, "/runs", {"status", "flow", "tag", "updated_after", "cursor", "limit"}},
-           {verb::get, "/runs/{id}", {}},
+           {verb::get,
+            "/runs",
+            {"status", "flow", "tag", "updated_after", "cursor", "limit", "include",
+             "workflow_yaml_sha256"}},
+           {verb::get, "/runs/{id}", {"include"}},
            {verb::get, "/runs/{id}/logs", {"task", "tail", "after", "limit"}},
            {verb::get, "/runs/{id}/tasks", {}},
            {verb::post, "/runs/{id}/cancel", {}},
-           {verb::get, "/runs/{id}/watch", {"last_event_id"}},
-           {verb::get, "/workers", {"state", "include_hidden", "limit"}},
+           {verb::get, "/runs/{id}/watch", {"last_event_id", "include", "since", "timeout_sec"}},
+           {verb::get, "/workers", {"state", "include_hidden", "limit", "scope"}},
            {verb::post, "/plugins", {"tags"}},
            {verb::get, "/plugins", {}},
            {verb::get, "/plugins/history", {"limit"}},

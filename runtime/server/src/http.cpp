@@ -30,6 +30,7 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
 

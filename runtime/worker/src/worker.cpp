@@ -611,6 +611,7 @@ struct Worker::State : std::enable_shared_from_this<Worker::State> {
         if (cancelling) end_open_nodes(ended, *r, *open);
         return ended;
       }
+      open.reset();  // the record changed: read its events again
     }
   }
 

@@ -21,12 +21,14 @@ namespace pyoco::cluster {
 struct OpenNode {
   std::string node;
   std::string task;
-  std::int64_t attempt = 0;  // the node's own try
+  std::int64_t attempt = 0;      // the node's own try
+  std::int64_t run_attempt = 0;  // the run's delivery that started it
 };
 
 // Nodes whose last event on PYOCO_EVENTS is their start (or a heartbeat),
-// in the order they started. Empty when NATS cannot be asked: the run is
-// ended all the same.
+// in the order they started. Empty when NATS cannot be asked or stops
+// answering before the end (a node whose end was not read would be ended
+// twice): the run is ended all the same.
 std::vector<OpenNode> open_nodes(Connection& nats, const std::string& run_id);
 
 // A record whose owner saved no tasks: each open node in `tasks` as
